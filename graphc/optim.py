@@ -1130,9 +1130,23 @@ class SGD(Optimizer):
             buf = slots["momentum"] * scalars["momentum"] + g * scalars["1-dampening"]
             if self.dampening:  # PyTorch starts the buffer at the first gradient, undamped
                 buf = F.where(F.equal(count, 0), g, buf)
+            step = g + buf * scalars["momentum"] if self.nesterov else buf
+            buf, g = _unless_momentum_off(self, slots["momentum"], buf, g, step)
             new_slots["momentum"] = buf
-            g = g + buf * scalars["momentum"] if self.nesterov else buf
         return p - scalars["lr"] * g, new_slots
+
+
+def _unless_momentum_off(optimizer, old_buf, buf, plain, step):
+    """(new momentum buffer, step) of SGD's or RMSprop's update: (buf, step), except at a
+    step whose momentum, given as a schedule, is 0. There torch's `if momentum != 0` skips
+    the buffer: it stays as it was and the step is the plain one (buf became
+    0 * old + (1 - dampening) g, the old buffer lost and the step damped). A schedule's value
+    is one of the step (traced in a compiled update), so this is a select on it; a number
+    momentum of 0 has no buffer at all, and any other number leaves the plan as it was."""
+    if not callable(optimizer.momentum):
+        return buf, step
+    off = F.equal(optimizer.hyper("momentum"), 0.0)  # (its float64 value, not rounded)
+    return F.where(off, old_buf, buf), F.where(off, plain, step)
 
 
 class Adam(Optimizer):
@@ -1238,8 +1252,9 @@ class RMSprop(Optimizer):
             avg = F.sqrt(new["v"]) + scalars["eps"]
         step = g / avg
         if self.momentum:
-            new["momentum"] = slots["momentum"] * scalars["momentum"] + step
-            step = new["momentum"]
+            buf = slots["momentum"] * scalars["momentum"] + step
+            new["momentum"], step = _unless_momentum_off(self, slots["momentum"], buf, step,
+                                                         buf)
         return p - scalars["lr"] * step, new
 
 

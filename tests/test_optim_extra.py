@@ -541,6 +541,79 @@ def test_one_cycle_momentum_is_torchs_cycle_momentum(which, three_phase):
     assert sum(len(e) for e in trainer._train_step._plans.values()) == 1
 
 
+_MOMENTUM_OFF_CASES = {
+    # OneCycleLR(base_momentum=0) cycles the momentum down to exactly 0 at its peak step
+    "SGD-one-cycle-dampening": (
+        lambda lr, m: optim.SGD(lr=lr, momentum=m, dampening=0.3, weight_decay=0.01),
+        lambda ps: torch.optim.SGD(ps, lr=0.1, momentum=0.9, dampening=0.3,
+                                   weight_decay=0.01), "one_cycle"),
+    "SGD-one-cycle-nesterov": (
+        lambda lr, m: optim.SGD(lr=lr, momentum=m, nesterov=True),
+        lambda ps: torch.optim.SGD(ps, lr=0.1, momentum=0.9, nesterov=True), "one_cycle"),
+    "RMSprop-one-cycle": (
+        lambda lr, m: optim.RMSprop(lr=lr, momentum=m, centered=True),
+        lambda ps: torch.optim.RMSprop(ps, lr=0.1, momentum=0.9, centered=True), "one_cycle"),
+    # a momentum warm-up from 0 (torch's loop sets param_groups' momentum each step): the
+    # buffer starts at the first step whose momentum is not 0
+    "SGD-warm-up": (lambda lr, m: optim.SGD(lr=lr, momentum=m),
+                    lambda ps: torch.optim.SGD(ps, lr=0.1), "warm_up"),
+}
+
+
+@pytest.mark.parametrize("case", sorted(_MOMENTUM_OFF_CASES))
+def test_a_momentum_schedule_at_0_skips_the_buffer_as_torch(case):
+    """At a step whose scheduled momentum is 0, torch's SGD and RMSprop skip the momentum
+    buffer (`if momentum != 0`): the step is the plain one and the buffer is kept for the
+    next step; graphc replaced it by (1 - dampening) g there. Functional eager and
+    compiled, bound (with a schedule of one's own too) and in gc.Trainer, against torch's
+    OneCycleLR(base_momentum=0) and a momentum warm-up set step by step."""
+    mine, theirs, kind = _MOMENTUM_OFF_CASES[case]
+    steps = 10  # one_cycle_momentum reaches 0 at step 2 (0.3 * 10 - 1)
+    params, grads = _problem("float64", steps=steps)
+    if kind == "one_cycle":
+        lr = optim.one_cycle(0.1, steps)
+        schedule = optim.one_cycle_momentum(steps, base_momentum=0.0, max_momentum=0.9)
+        python = schedule
+    else:
+        lr, schedule = 0.1, optim.linear_schedule(0.0, 0.9, 3)  # 0, 0.3, 0.6, then 0.9
+        python = lambda s: min(0.9, 0.3 * s)  # noqa: E731 (a user's own, for .bind())
+    tp = {k: torch.tensor(v.copy(), requires_grad=True) for k, v in params.items()}
+    topt = theirs(list(tp.values()))
+    scheduler = lr_scheduler.OneCycleLR(topt, 0.1, total_steps=steps, base_momentum=0.0,
+                                        max_momentum=0.9) if kind == "one_cycle" else None
+    momenta = []
+    for step, g in enumerate(grads):
+        if not scheduler:
+            topt.param_groups[0]["momentum"] = python(step)
+        momenta.append(topt.param_groups[0]["momentum"])
+        for k, t in tp.items():
+            t.grad = torch.tensor(g[k])
+        topt.step()
+        if scheduler:
+            scheduler.step()
+    assert 0.0 in momenta[:-1] and max(momenta) > 0.5  # a step at 0, and one after it
+    _check_schedule(schedule, momenta)
+    expected = {k: t.detach().numpy() for k, t in tp.items()}
+    for compiled in (False, True):
+        got, _ = _run(mine(lr, schedule), params, grads, compiled)
+        assert _max_error(got, expected) <= 1e-12, compiled
+    for momentum in (schedule, python):
+        ps = {k: gc.nn.Parameter(v.copy()) for k, v in params.items()}
+        bound = mine(lr, momentum).bind(ps)
+        for g in grads:
+            for k, p in ps.items():
+                p.grad = g[k]
+            bound.step()
+        assert _max_error({k: p.data for k, p in ps.items()}, expected) <= 1e-12
+    names = sorted(params)  # the loss sum(p * g): its gradient is the batch, g
+    trainer = gc.Trainer(lambda p, batch: sum(gc.sum(p[k] * b) for k, b in zip(names, batch)),
+                         {k: v.copy() for k, v in params.items()}, mine(lr, schedule),
+                         [tuple(g[k] for k in names) for g in grads], steps=steps, seed=0)
+    for _ in range(steps):
+        trainer.train_step()
+    assert _max_error(trainer.params, expected) <= 1e-12
+
+
 def test_schedules_of_other_settings_are_evaluated_at_the_step():
     """Any number setting may be a schedule, as the lr: a weight decay decayed by cosine is
     the one torch's loop sets in param_groups each step."""
