@@ -998,8 +998,8 @@ class Optimizer:
         g_leaves = leaves_like(structure, grads, "update: the gradients' pytree",
                                "the parameters'")
         slot_leaves = self._slot_leaves(state, structure)
-        for name, p, g in zip(names, p_leaves, g_leaves):  # torch refuses such a .grad too;
-            if g is not None:
+        for i, (name, p, g) in enumerate(zip(names, p_leaves, g_leaves)):
+            if g is not None:  # torch refuses such a .grad too;
                 self._refuse_non_float("update", name, p)
             if g is not None and not isinstance(g, (Node, Tensor, np.ndarray, np.generic)):
                 raise GraphcError(f"{self._display_name}.update: the gradient of parameter "
@@ -1010,8 +1010,20 @@ class Optimizer:
                 raise GraphcError(f"{self._display_name}.update: the gradient of parameter "
                                   f"{name!r} has shape {tuple(F._shape(g))}, its parameter "
                                   f"{tuple(F._shape(p))}", (user_location(),))
+            # a float gradient of another float dtype (numpy's float64: a hand-written or
+            # finite-difference one, for float32 parameters) in the parameter's, as bind()
+            # casts a .grad and as optax's update ends in the parameter's dtype; it failed
+            # inside the update's arithmetic ("add(f64[2,2], f32[2,2])"), naming no parameter
+            if g is not None and F._dtype(g) != F._dtype(p):
+                if not is_float(F._dtype(g)):
+                    raise GraphcError(f"{self._display_name}.update: the gradient of "
+                                      f"parameter {name!r} has dtype {F._dtype(g)}, its "
+                                      f"parameter {F._dtype(p)}; a gradient must be "
+                                      "floating-point", (user_location(),))
+                g_leaves[i] = F.cast(g, F._dtype(p))
         if self.clip_norm is not None and any(g is not None for g in g_leaves):
-            g_leaves = leaves_like(structure, clip_by_global_norm(grads, self.clip_norm)[0])
+            g_leaves = leaves_like(structure, clip_by_global_norm(
+                unflatten(structure, g_leaves), self.clip_norm)[0])
         count = state["count"]
         scalars = self._scalars(count, count if step is None else step)
         for name in self.hyperparameters:  # and 1 - each, made in float64 and rounded once

@@ -284,6 +284,52 @@ def test_update_is_differentiable():
     np.testing.assert_allclose(analytic, numeric, rtol=1e-6, atol=1e-8)
 
 
+@pytest.mark.parametrize("compiled", [False, True], ids=["eager", "compiled"])
+@pytest.mark.parametrize("case", ["Adam", "SGD-dampening", "RMSprop-centered-momentum-decay",
+                                  "SGD-clip", "optax-adam", "optax-sgd"])
+def test_update_takes_a_gradient_of_another_float_dtype_in_its_parameters(case, compiled):
+    """float64 gradients (numpy's default: hand-written, finite differences) for float32
+    parameters, given to update: cast to the parameter's dtype, as bind() casts a .grad and
+    as optax's update keeps the parameter's dtype (it failed in the update's arithmetic,
+    "add(f64[4,3], f32[4,3])", naming no parameter). The steps are those of the float32
+    gradients, and torch's; an integer gradient is one line naming its parameter."""
+    params, grads = _problem("float32", steps=5)
+    wide = [{k: v.astype(np.float64) + 1e-9 for k, v in g.items()} for g in grads]  # (not
+    # a float32 value: the cast rounds)
+    narrow = [{k: v.astype(np.float32) for k, v in g.items()} for g in wide]
+    if case.startswith("optax"):
+        opt = optim.adam(1e-2) if case == "optax-adam" else optim.sgd(0.1, momentum=0.9)
+
+        def step(p, s, g):
+            updates, s = opt.update(g, s, p)
+            return optim.apply_updates(p, updates), s
+        theirs = (lambda ps: torch.optim.Adam(ps, lr=1e-2)) if case == "optax-adam" else None
+    else:  # (clip_norm: the norm of the gradients in the parameters' dtype, as bind's)
+        opt, theirs = (optim.SGD(lr=0.1, momentum=0.9, clip_norm=1.0), None) \
+            if case == "SGD-clip" else (CASES[case][0](), CASES[case][1])
+
+        def step(p, s, g):
+            return opt.update(g, s, p)
+    run = gc.compile(step) if compiled else step
+    got, want = dict(params), dict(params)
+    state, state_narrow = opt.init(params), opt.init(params)
+    for g, g32 in zip(wide, narrow):
+        got, state = run(got, state, g)
+        want, state_narrow = step(want, state_narrow, g32)
+    for k in params:
+        assert np.asarray(got[k]).dtype == np.float32
+        np.testing.assert_allclose(got[k], want[k], rtol=1e-6, atol=1e-7)
+    if theirs is not None:
+        expected = _torch_run(theirs, params, narrow)
+        assert _max_error({k: np.asarray(v) for k, v in got.items()}, expected) <= 1e-6
+    for bad in (np.int64, np.bool_):
+        g = {**narrow[0], "b": np.ones(3, bad)}
+        with pytest.raises(gc.GraphcError, match=rf"update: the gradient of parameter 'b' "
+                           rf"has dtype {np.dtype(bad)}, its parameter float32; a gradient "
+                           "must be floating-point"):
+            run(params, opt.init(params), g)
+
+
 def test_bad_arguments_are_one_line_errors():
     with pytest.raises(gc.GraphcError, match="lr must be"):
         optim.SGD(lr=-1.0)
