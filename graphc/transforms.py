@@ -1937,9 +1937,19 @@ def _cotangent_leaves(y, ct, who="vjp") -> list:
     take their output's dtype. `who` begins the messages (linear_transpose's are its own)."""
     y_leaves, y_structure = leaves_and_structure(y)
     if y_structure is None:  # one array
+        if isinstance(ct, (tuple, list, dict)):
+            # (read as an array, [ct] was a shape error deep in the plan: "input 'cotangent0'
+            # expects shape (3,), got (1, 3)")
+            out = y_leaves[0]
+            raise GraphcError(f"{who}: the cotangent is a {type(ct).__name__}, but the "
+                              "function returns one array; pass one array, "
+                              f"{_describe((np.dtype(out.dtype).name, tuple(out.shape)))}",
+                              (user_location(),))
         c_leaves = [ct]
     else:
-        c_leaves = leaves_like(y_structure, ct, "the cotangent", "the function's result")
+        # (vjp's structure messages have no prefix, as they always had; others name `who`)
+        what = "the cotangent" if who == "vjp" else f"{who}: the cotangent"
+        c_leaves = leaves_like(y_structure, ct, what, "the function's result")
     cotangents = []
     for k, (out, c) in enumerate(zip(y_leaves, c_leaves)):
         if c is None or not hasattr(out, "dtype") or not is_float(out.dtype):

@@ -55,6 +55,19 @@ def test_vjp_checks_the_cotangents_dtype():
         pull({"a": np.ones(2), "b": np.ones(2, np.float32)})
 
 
+def test_vjp_refuses_a_list_cotangent_for_one_array_in_one_line():
+    """Review s45 r1 (4): a list cotangent for a one-array output was read as an array of
+    one more axis and failed in the plan ("input 'cotangent0' expects shape (3,), got (1,
+    3)"); the guard linear_transpose had is now _cotangent_leaves', which both use."""
+    x = np.ones(3)
+    for pull in (gc.vjp(lambda v: 2.0 * v, x)[1],
+                 lambda c: gc.compile(lambda v: gc.vjp(lambda u: 2.0 * u, v)[1](c))(x)):
+        with pytest.raises(GraphcError, match=r"^vjp: the cotangent is a list, but the function "
+                                              r"returns one array; pass one array, "
+                                              r"float64\[3\]"):
+            pull([np.ones(3)])
+
+
 def test_vjp_pulls_back_at_the_values_of_its_call():
     """gc.vjp on concrete arrays ran fn again when the pullback was called, on the caller's
     arrays as they were then: `w -= 1` between vjp and pull gave [0, 4] for sum(w * w) at
