@@ -155,11 +155,15 @@ def _split(graph, tangent_names, y_outputs, t_outputs):
 
 def _inline(graph, tangent_part, residuals, tangents):
     """The tangent part's nodes added to `graph`, being traced (vmap(f_jvp), as JAX's
-    linearize allows): the residuals enter as constants, the tangents as they are."""
+    linearize allows): the residuals enter as constants, the tangents as they are; a
+    residual that is a value of the trace already (linear_transpose made inside it, reading
+    a layer's weights there) as it is, through a capture in a region."""
     env = {}
     with graph.building():
         for node, r in zip(tangent_part.inputs, residuals):
-            env[node] = graph.constant(r)  # (a copy: constant() keeps r's owner's array)
+            # (a copy: constant() keeps r's owner's array)
+            env[node] = _traced(graph, r, node.dtype) if isinstance(r, SymbolicValue) \
+                else graph.constant(r)
         for node, t in zip(tangent_part.inputs[len(residuals):], tangents):
             env[node] = t
         _copy_nodes(graph, [n for n in tangent_part.nodes if n.op != "input"], env)

@@ -200,7 +200,7 @@ def _rematerialise(graph, region, out, name, prevent_cse=True):
         return [next(grads) if need else None for need in needs]
 
     node = apply("custom_vjp", packed, *reads, fn=f"remat({name})", args=len(reads),
-                 rule=rule_ref(CustomCall(name, pullback)))
+                 rule=rule_ref(CustomCall(name, pullback, replays=True)))
     results = list(out_leaves)
     for i, r in zip(diff_pos, unpack(node)):
         results[i] = r

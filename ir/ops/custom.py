@@ -28,11 +28,14 @@ class CustomCall:
     """What one use of a custom-gradient function needs to be differentiated.
 
     `pullback(args, residuals, cotangent, needs)` -> one cotangent (or None) per argument
-    operand; it runs on graph nodes (autodiff) or eager tensors (the tape) alike."""
+    operand; it runs on graph nodes (autodiff) or eager tensors (the tape) alike.
+    `replays`: the rule differentiates the forward nodes themselves (remat's replay), so it
+    is their derivative, not a user's rule (graphc.linear_transpose reads it)."""
 
-    def __init__(self, name: str, pullback):
+    def __init__(self, name: str, pullback, replays: bool = False):
         self.name = name
         self.pullback = pullback
+        self.replays = replays
 
 
 class RuleRef(int):
