@@ -2599,8 +2599,8 @@ class MultiheadAttention(Module):
     in_proj_bias (3E,), out_proj a Linear(E, E). Initialised as PyTorch: xavier-uniform
     in_proj_weight, zero biases, out_proj weight uniform(+-1/sqrt(E)).
 
-    forward(query, key=None, value=None, attn_mask=None, key_padding_mask=None,
-    need_weights=True, is_causal=None, average_attn_weights=True) -> (output, weights
+    forward(query, key=None, value=None, key_padding_mask=None, need_weights=True,
+    attn_mask=None, average_attn_weights=True, is_causal=None) (torch's order) -> (output, weights
     averaged over heads, or per head (B, H, T, S) with average_attn_weights=False, or None).
     key/value default to query (self-attention); masks are boolean with True = not allowed
     (as PyTorch's) or float and added; `causal=True` (or is_causal=True) masks future
@@ -2673,13 +2673,17 @@ class MultiheadAttention(Module):
                                   f"key_padding_mask must be 1-d (S,), got shape "
                                   f"{tuple(F._shape(key_padding_mask))}", (user_location(),))
             key_padding_mask = F.expand_dims(key_padding_mask, 0)
-        out, weights = self.forward(*batch, attn_mask, key_padding_mask, need_weights,
-                                    is_causal, average_attn_weights)
+        out, weights = self.forward(*batch, key_padding_mask=key_padding_mask,
+                                    need_weights=need_weights, attn_mask=attn_mask,
+                                    average_attn_weights=average_attn_weights,
+                                    is_causal=is_causal)
         return (F.squeeze(out, axis),
                 None if weights is None else F.squeeze(weights, 0))
 
-    def forward(self, query, key=None, value=None, attn_mask=None, key_padding_mask=None,
-                need_weights=True, is_causal=None, average_attn_weights=True):
+    def forward(self, query, key=None, value=None, key_padding_mask=None, need_weights=True,
+                attn_mask=None, average_attn_weights=True, is_causal=None):
+        # torch's positional order (a padding mask passed fourth was read as attn_mask: where
+        # the batch size equals the length it passed the shape check, a wrong output)
         for what, mask in (("attn_mask", attn_mask), ("key_padding_mask", key_padding_mask)):
             _refuse_integer_mask(self._where(), what, mask)
         key = query if key is None else key

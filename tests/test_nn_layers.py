@@ -197,6 +197,36 @@ def _apply_mha(layer, in_proj_weight, x):
         object.__setattr__(layer, "in_proj_weight", saved)
 
 
+def test_multihead_attention_takes_torchs_positional_arguments():
+    """Session 45 (g2): forward's positional order was (query, key, value, attn_mask,
+    key_padding_mask, need_weights, ...), torch's is (query, key, value, key_padding_mask,
+    need_weights, attn_mask, average_attn_weights, is_causal): mha(x, x, x, pad) read the
+    padding mask as attn_mask (with batch == length it passed the shape check: a wrong
+    output), and mha(x, x, x, None, False) was refused as key_padding_mask=False."""
+    rng = np.random.default_rng(3)
+    E, H, B, T = 8, 2, 4, 4  # batch == length: either mask's shape fits either place
+    ours = nn.MultiheadAttention(E, H, batch_first=True, dtype="float64")
+    theirs = torch.nn.MultiheadAttention(E, H, batch_first=True, dtype=torch.float64)
+    _copy_mha(ours, theirs)
+    x = rng.normal(size=(B, T, E))
+    pad = np.zeros((B, T), bool)
+    pad[:, -1] = True  # the last key of every row is padding
+    causal = np.triu(np.ones((T, T), bool), 1)
+    tx = torch.tensor(x)
+    positional = [  # torch's order: key_padding_mask, need_weights, attn_mask, average
+        (pad,), (pad, True, causal), (None, True, causal, False), (None, False)]
+    for args in positional:
+        out, weights = theirs(tx, tx, tx, *[torch.tensor(a) if isinstance(a, np.ndarray)
+                                             else a for a in args])
+        got, got_w = ours(x, x, x, *args)
+        np.testing.assert_allclose(got.data, out.detach().numpy(), rtol=1e-10, atol=1e-12)
+        if weights is None:
+            assert got_w is None
+        else:
+            np.testing.assert_allclose(got_w.data, weights.detach().numpy(), rtol=1e-10,
+                                       atol=1e-12)
+
+
 def test_multihead_attention_cross_attention_and_masks_match_torch():
     rng = np.random.default_rng(2)
     E, H, B, T, S = 8, 2, 3, 4, 6

@@ -149,10 +149,10 @@ def test_a_users_attention_module_with_torchs_signature_can_replace_self_attn():
     of this session passed a private keyword (_masks_as) and broke a swapped-in module whose
     forward has torch's signature (TypeError: unexpected keyword argument); reverted."""
     class Wrapped(gc.nn.MultiheadAttention):
-        def forward(self, query, key=None, value=None, attn_mask=None, key_padding_mask=None,
-                    need_weights=True, is_causal=None, average_attn_weights=True):
-            return super().forward(query, key, value, attn_mask, key_padding_mask,
-                                   need_weights, is_causal, average_attn_weights)
+        def forward(self, query, key, value, key_padding_mask=None, need_weights=True,
+                    attn_mask=None, average_attn_weights=True, is_causal=False):
+            return super().forward(query, key, value, key_padding_mask, need_weights,
+                                   attn_mask, average_attn_weights, is_causal)
 
     layer = gc.nn.TransformerEncoderLayer(4, 2, 8, dropout=0.0, batch_first=True)
     x = np.random.default_rng(0).normal(size=(3, 5, 4)).astype(np.float32)
