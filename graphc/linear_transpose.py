@@ -95,20 +95,23 @@ def linear_transpose(fn, *primals):
     out_specs = unflatten(out_tree, [Spec(tuple(o.shape), o.dtype) for o in outs])
     cotangent_of = {n: k for k, n in enumerate(names)}
     ct_inputs = cotangent_part.inputs[len(residuals):]
-    in_graph = any(isinstance(r, SymbolicValue) for r in residuals)
+    # the graphs of the values it reads, where it was made inside a trace (compile, vmap)
+    in_graphs = {id(r.graph): r.graph for r in residuals if isinstance(r, SymbolicValue)}
 
     def transposed(cotangent):
         given = _cotangent_leaves(out_specs, cotangent, who)
         by_input = [given[cotangent_of[node.attrs["name"]]] for node in ct_inputs]
         graph = current_graph()  # vmap(f_t), compile, grad: traced cotangents
+        if in_graphs and not all(_reaches(graph, g) for g in in_graphs.values()):
+            # called eagerly or in another trace (f_t kept from a compiled call and called
+            # in another compiled function): the values it reads are not there
+            raise GraphcError(f"{who} was made inside a traced function, whose values it "
+                              "reads, and is called outside it; make it where it is called",
+                              (user_location(),))
         if graph is not None:
             grads = _inline(graph, cotangent_part, residuals, [
                 _traced(graph, np.zeros(node.shape, node.dtype) if c is None else c,
                         node.dtype) for node, c in zip(ct_inputs, by_input)])
-        elif in_graph:
-            raise GraphcError(f"{who} was made inside a traced function, whose values it "
-                              "reads, and is called outside it; make it where it is called",
-                              (user_location(),))
         else:
             grads = cotangent_plan(*residuals, *[
                 np.zeros(node.shape, node.dtype) if c is None else
@@ -119,6 +122,16 @@ def linear_transpose(fn, *primals):
     transposed.plan = cotangent_plan  # what each call runs (`plan.graph` prints it)
     transposed.__name__ = f"linear_transpose_{name}"
     return transposed
+
+
+def _reaches(graph, owner) -> bool:
+    """Whether a value of `owner` can be read in `graph`, being traced (None: eagerly): it is
+    owner, or a region (a loop body, a branch) inside owner, which captures it."""
+    while graph is not None:
+        if graph is owner:
+            return True
+        graph = getattr(graph, "parent", None)
+    return False
 
 
 def _spec(x, who, k) -> Spec:

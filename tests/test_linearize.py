@@ -329,3 +329,26 @@ def test_linear_transpose_refuses_what_is_not_linear_in_one_line():
         gc.linear_transpose(lambda v: (v, 2.0 * v), np.zeros(2))(np.ones(2))
     with pytest.raises(GraphcError, match="reads a value of the function being traced"):
         gc.compile(lambda w, c: gc.linear_transpose(lambda v: w * v, x)(c)[0])(x, x)
+
+
+def test_linear_transpose_made_in_one_compiled_function_is_refused_in_another():
+    # Review r5 (2): an f_t made inside compiled a, kept and called inside compiled b, read
+    # a's weight node there: an internal "ValueError rebuild: matmul reads a node that was
+    # dropped". Eagerly and in another trace it is the same one line
+    gc.manual_seed(0)
+    lin = gc.nn.Linear(4, 3, bias=False)
+    kept = {}
+
+    def a(x, c):
+        kept["f_t"] = gc.linear_transpose(lin, x)
+        return kept["f_t"](c)[0]
+    c = np.arange(3, dtype=np.float32)
+    np.testing.assert_allclose(np.asarray(gc.compile(a)(np.ones(4, np.float32), c)),
+                               lin.weight.numpy() @ c, rtol=1e-6)  # (weight: in x out)
+    message = (r"^linear_transpose of Linear was made inside a traced function, whose values "
+               r"it reads, and is called outside it; make it where it is called\n  at \S+:\d+$")
+    for call in [lambda: gc.compile(lambda c: kept["f_t"](c)[0])(c),
+                 lambda: gc.vmap(lambda c: kept["f_t"](c)[0])(np.ones((2, 3), np.float32)),
+                 lambda: kept["f_t"](c)]:
+        with pytest.raises(GraphcError, match=message):
+            call()
