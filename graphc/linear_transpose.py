@@ -194,17 +194,28 @@ _FIRST = {"div", "take", "dynamic_slice", "scatter_add"}  # linear in operand 0 
 
 def _check_forward(graph, count, who, name):
     """Refuse fn, in one line naming the op, where its forward graph is not linear in its
-    `count` first inputs (the primals; a model's parameters are constants here)."""
-    def fail(node, why):
+    `count` first inputs (the primals; a model's parameters are constants here). An added
+    constant is reported only where no op is not linear: cumprod's concat(1, x[:-1]) is
+    affine, but its reason is the multiply after it, and f(x) - f(0) would not help."""
+    def refuse(node, why):
         fix = f"; transpose x -> {name}(x) - {name}(0)" if _AFFINE in why else ""
         raise GraphcError(f"{who}: {name} is not linear in its arguments: {why}{_at(node)}"
                           f"{fix}", (user_location(),))
+    affine = []  # the first added constant, (node, why)
+
+    def fail(node, why):
+        if _AFFINE not in why:
+            refuse(node, why)
+        if not affine:
+            affine.append((node, why))
     inputs = graph.inputs
     dep, zero = _walk(graph, [k < count for k in range(len(inputs))], [False] * len(inputs),
                       fail)
     for k, (d, z) in enumerate(zip(dep, zero)):
         if not d and not z:  # (an output fn computes without its arguments: a constant)
             fail(graph.outputs[k], f"its output leaf {k} {_AFFINE}")
+    if affine:
+        refuse(*affine[0])
 
 
 def _walk(graph, dep_in, zero_in, fail):

@@ -377,3 +377,17 @@ def test_linear_transpose_of_dropout_takes_the_next_draws_mask_eager_and_compile
         assert set(np.unique(g)) == {0.0, 2.0} and not np.array_equal(g, y1)
     for a, b in zip(eager, traced):  # compiled as eager, for one key
         np.testing.assert_array_equal(a, b)
+
+
+def test_linear_transpose_names_the_multiply_not_an_added_constant():
+    # Review r5 (3): cumprod (concat(1, x[:-1]), then x times that) was refused as affine at
+    # the concat, advising f(x) - f(0), which is not linear either; the walk now reports an
+    # added constant only where no op is not linear
+    for f in [gc.cumprod, lambda v: (v + 1.0) * v]:
+        with pytest.raises(GraphcError, match="is not linear in its arguments: mul multiplies "
+                                              "two values computed from them") as info:
+            gc.linear_transpose(f, np.zeros(4))
+        assert "affine" not in str(info.value) and "transpose x" not in str(info.value)
+    with pytest.raises(GraphcError, match=r"concat adds a value that does not depend on them, "
+                                          r"not 0 \(an affine map.*; transpose x -> "):
+        gc.linear_transpose(lambda v: gc.concatenate([np.ones(1), 2.0 * v]), np.zeros(4))
