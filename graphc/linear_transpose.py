@@ -199,8 +199,10 @@ def _check_forward(graph, count, who, name):
     affine, but its reason is the multiply after it, and f(x) - f(0) would not help."""
     def refuse(node, why):
         fix = f"; transpose x -> {name}(x) - {name}(0)" if _AFFINE in why else ""
-        raise GraphcError(f"{who}: {name} is not linear in its arguments: {why}{_at(node)}"
-                          f"{fix}", (user_location(),))
+        # at the op's line (a custom function's: the line calling it), given once, as the
+        # error's own location: the linear_transpose call's line would repeat it or hide it
+        raise GraphcError(f"{who}: {name} is not linear in its arguments: {why}{fix}",
+                          node.locs[:1] or (user_location(),))
     affine = []  # the first added constant, (node, why)
 
     def fail(node, why):
@@ -339,7 +341,3 @@ def _region(node, dep, zero, fail):
     saved_dep, saved_zero = (cd, cz) if node.attrs.get("save_carries") else ([], [])
     return (tuple(cd + out_dep[carries:] + saved_dep),
             tuple(cz + out_zero[carries:] + saved_zero))
-
-
-def _at(node) -> str:
-    return "".join(f" at {file}:{line}" for file, line in node.locs[:1])

@@ -223,7 +223,7 @@ def test_linear_transpose_refuses_ops_without_a_transpose():
                   (lambda v: gc.sum(v ** 2), "pow")]:
         with pytest.raises(GraphcError, match=rf"^linear_transpose of \S+: \S+ is not linear in "
                                               rf"its arguments: {op} of a value computed from "
-                                              r"them has no transpose \(it is not linear\) at "):
+                                              r"them has no transpose \(it is not linear\)\n  at "):
             gc.linear_transpose(f, x)
     # affine maps (JAX transposes their linear part without a word): refused, f never runs
     lin = gc.nn.Linear(4, 3)
@@ -301,7 +301,7 @@ def test_linear_transpose_refuses_what_is_not_linear_in_one_line():
         return v * v
     for f, args, message in [
             (square, (x,), "square is not linear in its arguments: mul multiplies two values "
-                           "computed from them at "),
+                           "computed from them\n  at "),
             (lambda u, v: u * v, (x, x), "not linear in its arguments"),
             (gc.sin, (x,), "sin is not linear in its arguments: sin of a value computed"),
             (gc.relu, (x,), "relu is not linear in its arguments"),
@@ -391,3 +391,35 @@ def test_linear_transpose_names_the_multiply_not_an_added_constant():
     with pytest.raises(GraphcError, match=r"concat adds a value that does not depend on them, "
                                           r"not 0 \(an affine map.*; transpose x -> "):
         gc.linear_transpose(lambda v: gc.concatenate([np.ones(1), 2.0 * v]), np.zeros(4))
+
+
+@gc.custom_jvp
+def _double_with_a_wrong_jvp(x):
+    return 2.0 * x
+
+
+_double_with_a_wrong_jvp.defjvp(lambda p, t: (2.0 * p[0], 3.0 * t[0]))
+
+
+def test_linear_transpose_refusal_gives_the_ops_line_once():
+    # Review r5 (4): the op's line was in the first line (" at f.py:N") and again as the
+    # error's own "at" (the linear_transpose call's line, often the same); a custom rule's
+    # refusal named the linear_transpose call, not the line calling the custom function
+    def scaled(v):
+        w = 3.0 * v
+        return w * v  # <- this line
+
+    def custom(v):
+        w = 3.0 * v
+        return _double_with_a_wrong_rule(w) + _double_with_a_wrong_jvp(w)  # <- this line
+    for f, why in [(scaled, "mul multiplies two values computed from them"),
+                   (custom, "custom_vjp of a value computed from them has no transpose (it "
+                            "is not linear)")]:
+        line = f.__code__.co_firstlineno + 2
+        with pytest.raises(GraphcError) as info:
+            gc.linear_transpose(f, np.zeros(4))
+        first, where = str(info.value).split("\n")
+        assert first == f"linear_transpose of {f.__name__}: {f.__name__} is not linear in its "\
+                        f"arguments: {why}"
+        assert where == f"  at {info.value.locs[0][0]}:{line}" and len(info.value.locs) == 1
+        assert info.value.locs[0][0].endswith("test_linearize.py")
