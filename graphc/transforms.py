@@ -636,7 +636,7 @@ class Compiled:
             from .split_vjp import call_on_tape
             return call_on_tape(self, args)
         if self._weak_int_limits:
-            check_weak_ints(leaves, self._weak_int_limits.get(id(plan)), args, given)
+            check_weak_ints(leaves, self._weak_int_limits.get(id(plan)))
         leaves = [x.data if isinstance(x, Tensor) else x for x in leaves]
         outs = plan.run_checked(*leaves) if checked else plan(*leaves)
         return self._written_back(plan, unflatten(plan.graph.output_tree, outs))

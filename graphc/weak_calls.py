@@ -20,14 +20,12 @@ class WeakIntZeroDivision(GraphcError, ZeroDivisionError):
     the same error, in one line (weak.python_divisions)."""
 
 
-def check_weak_ints(leaves, limits, args=None, given=None):
+def check_weak_ints(leaves, limits):
     """A Python int argument, or a number computed from such arguments (`k + 1`), that the
     trace cast to a narrower integer dtype (where it met an int32 tensor, say) must fit it:
     eager code refuses `int32_tensor + 2**40` too; one that an op other than + - * reads
     (`(k + k) % 5`) must fit the int64 the graph computes it in, where eager code computes
-    Python ints exactly (weak.int_limits). `args`, `given`: the call's arguments after and
-    before _weak_floats made its Python floats numpy scalars of the arrays' dtype (None:
-    not known), which a refusal's message reads (_refuse_zero)."""
+    Python ints exactly (weak.int_limits)."""
     if not limits:
         return
     weak_inputs, casts, divisions, fast = limits
@@ -46,7 +44,19 @@ def check_weak_ints(leaves, limits, args=None, given=None):
     for division in divisions:  # (first: eager code raises there, before a tensor meets it)
         zero = weak.zero_division(division, values, known)
         if zero is not None:
-            _refuse_zero(division, *zero, values, args, given)
+            what, operand = zero
+            if operand.op == "cast":  # (k / j divides the float j is cast to)
+                operand = operand.inputs[0]
+            read = inputs_read(operand, values)
+            whose = f"argument {operand.attrs['name']}" if operand.op == "input" else \
+                f"computed from {', '.join(n.attrs['name'] for n in read)}" if read else \
+                "a number the function wrote"
+            role = "base" if division.op == "pow" else "divisor"
+            raise WeakIntZeroDivision(f"compiled function: {what}: the {role} ({whose}) is 0, "
+                                      "where eager code's Python numbers raise "
+                                      "ZeroDivisionError (gc.* ops of them give numpy's value, "
+                                      "but the compiled function cannot tell the two apart, "
+                                      "so it refuses both)", (user_location(),))
     if fits:
         return
     for node, (dtype, reader) in casts:
@@ -85,50 +95,6 @@ def check_weak_ints(leaves, limits, args=None, given=None):
         raise GraphcError(f"compiled function: {what} does not fit in {dtype} (the dtype of "
                           "the tensor it meets); pass an array of a wider dtype or cast the "
                           "tensor first", (user_location(),))
-
-
-def _refuse_zero(division, what, operand, values, args, given):
-    """Raise the one line for `division`, whose `operand` (divisor, or a pow's base) is 0 at
-    the call's `values` (check_weak_ints'). The check reads a float argument as the trace
-    holds it, rounded to the arrays' dtype (x + k / (a - b), a = 0.1, b = 0.1 + 2**-56: 0 in
-    float32), and a number the function wrote as the graph stores it (1e-200: a float32 0):
-    where eager code's Python floats give another number, the line says so, and that the
-    graph, computing in that dtype, would divide by 0 (not eager's ZeroDivisionError)."""
-    number = operand.inputs[0] if operand.op == "cast" else operand  # (k / j: cast(j))
-    read = inputs_read(number, values)
-    whose = f"argument {number.attrs['name']}" if number.op == "input" else \
-        f"computed from {', '.join(n.attrs['name'] for n in read)}" if read else \
-        "a number the function wrote"
-    role = "base" if division.op == "pow" else "divisor"
-    floats = [n for n in read if n.dtype.kind == "f" and n.dtype != np.float64 or
-              n.dtype.kind not in "iufb"]  # (bfloat16's kind is "V")
-    exact, rounded = dict(values), False
-    if floats:  # the call's own Python floats, where _weak_floats rounded them
-        originals = {id(a): g for a, g in zip(args, given)} if given is not None else {}
-        for n in floats:
-            value = originals.get(id(values[n]))
-            if value is None:  # (a numpy scalar passed, or the call's arguments unknown)
-                rounded = rounded or given is None
-            else:
-                exact[n] = value
-    eager = weak.python_number(operand, exact)
-    dtype = np.dtype(operand.dtype)
-    if eager is not None and eager != 0:
-        raise GraphcError(f"compiled function: {what}: the {role} ({whose}) is 0 in {dtype}, "
-                          f"the dtype the compiled function computes it in, where eager "
-                          f"code's Python numbers give {eager!r}; compute it outside the "
-                          "compiled function, or pass float64 arrays", (user_location(),))
-    if rounded:  # (not known: the float arguments as the trace holds them)
-        raise WeakIntZeroDivision(f"compiled function: {what}: the {role} ({whose}) is 0 "
-                                  f"from float arguments rounded to {dtype}, the dtype the "
-                                  "compiled function takes them in (eager code's Python "
-                                  "floats raise ZeroDivisionError where they give 0 too)",
-                                  (user_location(),))
-    raise WeakIntZeroDivision(f"compiled function: {what}: the {role} ({whose}) is 0, "
-                              "where eager code's Python numbers raise "
-                              "ZeroDivisionError (gc.* ops of them give numpy's value, "
-                              "but the compiled function cannot tell the two apart, "
-                              "so it refuses both)", (user_location(),))
 
 
 def inputs_read(node, inputs) -> list:

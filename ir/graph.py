@@ -288,9 +288,6 @@ class Graph(Interpreter):
         self.adopting_casts = set()  # ids of the casts a weak value took to meet a tensor
         self.weak_ids = set()  # weakly typed nodes (ir/weak.py): Python numbers a trace took
         self.double_ids = set()  # weak floats that are Python floats computed from weak ints
-        # {id of a constant of a Python float the function wrote, rounded to a narrower
-        # dtype (1e-200, a float32 0): that float}, for the zero check's message (ir/weak.py)
-        self.written_floats = {}
         # {id of a node computed in a no_grad block entered in the traced function: how deep
         # in blocks (registry.block_depth)}, and {id of a value from outside such a
         # block: the stop_gradient it is read through}

@@ -567,17 +567,6 @@ _EXACT_FLOAT = {"neg": lambda a: -a, "abs": abs, "add": lambda a, b: a + b,
                 "div": lambda a, b: a / b if b else float("nan")}
 
 
-def python_number(node, inputs: dict):
-    """The number weak `node` stands for in eager code, where known: from `inputs` ({input
-    node: the call's own number, a Python float not rounded to the dtype the trace gave it})
-    and the numbers the function wrote as it wrote them (graph.written_floats: 1e-200, a
-    float32 0 in the graph); else None. For a refusal's message: a walk, not per call."""
-    try:
-        return _exact_number(node, inputs, {}, node.graph.written_floats)
-    except OverflowError:
-        return None
-
-
 def _float_cast(node) -> bool:
     """Whether `node` is the cast adopt made of a Python float computed from weak ints
     (is_double: `j * 1.0` meeting a float32 argument k in `k / (j * 1.0)`): eager code holds
@@ -586,13 +575,11 @@ def _float_cast(node) -> bool:
         is_double(node.inputs[0])
 
 
-def _exact_number(node, inputs: dict, known: dict, written=None):
+def _exact_number(node, inputs: dict, known: dict):
     """The number weak `node` stands for at `inputs`, where known exactly: an int's by
     exact_range, a weak float argument's or constant's, the float a weak int is cast to
     (`k / j` divides cast(j)), a Python float's (_float_cast), or _EXACT_FLOAT's of such (`-g`, `g * 2`); else None.
-    `known`: exact_range's, which this keeps the floats in too. Iterative, as exact_range.
-    `written`: {constant id: the Python float it rounds} (python_number's), else a constant's
-    own value."""
+    `known`: exact_range's, which this keeps the floats in too. Iterative, as exact_range."""
     if not hasattr(node, "op"):  # (a Python number the op holds)
         return node
     value = known.get(node, known)  # (known itself: not found yet)
@@ -623,8 +610,7 @@ def _exact_number(node, inputs: dict, known: dict, written=None):
             known[n] = span[0] if span is not None and span[0] == span[1] else None
         elif n.op == "constant":
             value = n.attrs["value"]
-            known[n] = written[n.id] if written and n.id in written else \
-                float(value) if value.ndim == 0 else None
+            known[n] = float(value) if value.ndim == 0 else None
         else:
             known[n] = None
         stack.pop()

@@ -640,11 +640,7 @@ def lift_symbolic(graph, x, like, opname):
         dtype = scalar_dtype(x, like, opname)
         if dtype is None:
             refuse_float_scalar(x, opname)
-        value = np.asarray(x, dtype=dtype)
-        node = graph.constant(value)
-        if isinstance(x, float) and value.dtype != np.float64 and float(value) != x:
-            graph.written_floats[node.id] = x  # (what eager code divides by: ir/weak.py)
-        return node
+        return graph.constant(np.asarray(x, dtype=dtype))
     if isinstance(x, np.ndarray):
         as_dtype(x.dtype)
         return graph.constant(x)
