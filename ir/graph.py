@@ -287,7 +287,6 @@ class Graph(Interpreter):
         self.salt_scope = None  # (construct, function) while numbering a construct's sites
         self.adopting_casts = set()  # ids of the casts a weak value took to meet a tensor
         self.weak_ids = set()  # weakly typed nodes (ir/weak.py): Python numbers a trace took
-        self.double_ids = set()  # weak floats that are Python floats computed from weak ints
         # {id of a node computed in a no_grad block entered in the traced function: how deep
         # in blocks (registry.block_depth)}, and {id of a value from outside such a
         # block: the stop_gradient it is read through}
@@ -390,8 +389,6 @@ class Graph(Interpreter):
         if (weak_result or numbers_alone and node.type.shape == ()) and \
                 node.dtype != np.dtype(bool):
             self.weak_ids.add(node.id)
-            if weak_result is weak.DOUBLE and node.dtype == np.float64:
-                self.double_ids.add(node.id)
         return node
 
     def _process_in_block(self, op, args, attrs) -> Node:

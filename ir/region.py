@@ -82,8 +82,6 @@ class Region(Graph):
             self.captured[value] = node
             if weak.is_weak(value):  # a Python number of the enclosing trace stays weak
                 self.weak_ids.add(node.id)
-                if weak.is_double(value):
-                    self.double_ids.add(node.id)
         return node
 
     def process(self, op, inputs, attrs):

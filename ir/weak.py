@@ -51,24 +51,13 @@ def is_weak(x) -> bool:
     return graph is not None and getattr(x, "id", None) in getattr(graph, "weak_ids", ())
 
 
-def is_double(x) -> bool:
-    """Whether weak float `x` is a Python float that the trace computed from weak ints
-    (`j * 1.0`, `j / 2`, `k ** -1`: a float64, as Python's), or from such and numbers
-    alone: eager code holds a double there whatever dtype the trace gives it, so it takes
-    the dtype of another weak float it meets (graph.double_ids)."""
-    graph = getattr(x, "graph", None)
-    return graph is not None and getattr(x, "id", None) in getattr(graph, "double_ids", ())
-
-
 def adopt(opname: str, inputs: list, cast, attrs=None) -> tuple[list, bool]:
     """(the operands with weak ones cast to the dtype of the strong tensors they meet, whether
-    the result is weak: DOUBLE where it is a Python float computed from weak ints, is_double's).
-    `cast(node, dtype)` builds the cast; `attrs` are the op's."""
+    the result is weak). `cast(node, dtype)` builds the cast; `attrs` are the op's."""
     if opname in _KEEPING:
         identity = opname != "reshape" or tuple((attrs or {}).get("shape", ())) == \
             tuple(inputs[0].shape)
-        return inputs, identity and is_weak(inputs[0]) and (DOUBLE if is_double(inputs[0])
-                                                            else True)
+        return inputs, identity and is_weak(inputs[0])
     positions = _ADOPTING.get(opname, ())
     if positions is None:
         positions = range(len(inputs))
@@ -90,25 +79,12 @@ def adopt(opname: str, inputs: list, cast, attrs=None) -> tuple[list, bool]:
         # are floats (float64: exact for the int64 values, cast down where a strong float
         # meets them)
         floats = [np.dtype(inputs[i].dtype) for i in weak if is_float(inputs[i].dtype)]
-        # the weak floats of a dtype of their own (a float argument, traced in the arrays'
-        # dtype; a numpy float32 scalar's), not the Python floats computed from weak ints:
-        # such a double meets one as Python's float does: a float argument's Python float in
-        # its traced dtype (x + k / (j * 1.0), k = 5.0: "div(f32[], f64[])" was refused), a
-        # numpy scalar's in its dtype, as numpy's (NEP 50: np.float32(0.1) / 3.0 is float32;
-        # widening them both to float64 gave a float64 where eager's is float32)
-        own = {np.dtype(inputs[i].dtype) for i in weak
-               if is_float(inputs[i].dtype) and not is_double(inputs[i])}
         if floats or opname in ("div", "pow") or \
                 any(isinstance(inputs[i], FLOAT_SCALARS) for i in values):
-            # (own dtypes that differ, np.float16 and np.float32 scalars, stay refused)
-            dtype = next(iter(own)) if len(own) == 1 else floats[0] if floats else \
-                np.dtype(np.float64)
+            dtype = floats[0] if floats else np.dtype(np.float64)
             for i in weak:
-                if not is_float(inputs[i].dtype) or \
-                        (dtype != inputs[i].dtype and is_double(inputs[i])):
+                if not is_float(inputs[i].dtype):
                     inputs[i] = cast(inputs[i], dtype)
-            if not own:  # (Python floats from weak ints and numbers alone: float64)
-                return inputs, DOUBLE
         return inputs, True
     for i in weak:
         dtype = np.dtype(inputs[i].dtype)
@@ -116,11 +92,6 @@ def adopt(opname: str, inputs: list, cast, attrs=None) -> tuple[list, bool]:
             continue  # (a weak float meeting integers stays an error, as in eager code)
         inputs[i] = cast(inputs[i], target)
     return inputs, False
-
-
-# adopt's result that is weak and, where a float, a Python float computed from weak ints
-# (is_double)
-DOUBLE = "double"
 
 
 def result_is_weak(node, index: int) -> bool:
@@ -468,8 +439,7 @@ def python_divisions(graph) -> list:
                  and where_free(n)]
     for n in divisions:  # (a computed float operand: as a function, for the calls' checks)
         for x in n.inputs[:2]:
-            if hasattr(x, "op") and (x.op in _EXACT_FLOAT or _float_cast(x)) and \
-                    x.dtype.kind not in "iu":
+            if hasattr(x, "op") and x.op in _EXACT_FLOAT and x.dtype.kind not in "iu":
                 function = _float_function(x)
                 if function is not None:
                     graph.float_numbers[x] = function
@@ -493,8 +463,6 @@ def _float_function(node, depth: int = 64, seen=None):
         if source.op == "input":
             return lambda inputs, known: inputs.get(source)
         return lambda inputs, known: _exact_number(source, inputs, known)
-    if _float_cast(node):
-        return _float_function(node.inputs[0], depth - 1, seen)
     if node.op == "input":
         return lambda inputs, known: None if (x := inputs.get(node)) is None else float(x)
     if node.op == "constant":
@@ -567,18 +535,10 @@ _EXACT_FLOAT = {"neg": lambda a: -a, "abs": abs, "add": lambda a, b: a + b,
                 "div": lambda a, b: a / b if b else float("nan")}
 
 
-def _float_cast(node) -> bool:
-    """Whether `node` is the cast adopt made of a Python float computed from weak ints
-    (is_double: `j * 1.0` meeting a float32 argument k in `k / (j * 1.0)`): eager code holds
-    the Python float there, so its number is the operand's (a division by it is checked)."""
-    return node.op == "cast" and node.id in node.graph.adopting_casts and \
-        is_double(node.inputs[0])
-
-
 def _exact_number(node, inputs: dict, known: dict):
     """The number weak `node` stands for at `inputs`, where known exactly: an int's by
     exact_range, a weak float argument's or constant's, the float a weak int is cast to
-    (`k / j` divides cast(j)), a Python float's (_float_cast), or _EXACT_FLOAT's of such (`-g`, `g * 2`); else None.
+    (`k / j` divides cast(j)), or _EXACT_FLOAT's of such (`-g`, `g * 2`); else None.
     `known`: exact_range's, which this keeps the floats in too. Iterative, as exact_range."""
     if not hasattr(node, "op"):  # (a Python number the op holds)
         return node
@@ -593,15 +553,15 @@ def _exact_number(node, inputs: dict, known: dict):
             continue
         if n.type.dtype.kind in "iu":
             exact_range(n, inputs, known)  # (fills known[n]: an int, a range or None)
-        elif n.op in _EXACT_FLOAT or _float_cast(n):  # (of weak values, as python_divisions'
-            operands = n.inputs                         # operands are; a cast: the identity)
+        elif n.op in _EXACT_FLOAT:  # (of weak values: python_divisions' operands are)
+            operands = n.inputs
             missing = [x for x in operands if hasattr(x, "op") and x not in known]
             if missing:
                 stack.extend(missing)
                 continue
             values = [known[x] if hasattr(x, "op") else x for x in operands]
             known[n] = None if None in values or tuple in map(type, values) else \
-                _EXACT_FLOAT.get(n.op, float)(*values)
+                _EXACT_FLOAT[n.op](*values)
         elif n.op == "input":
             value = inputs.get(n)
             known[n] = None if value is None else float(value)

@@ -470,36 +470,6 @@ def test_a_float_divisor_computed_from_number_arguments_is_checked_for_an_exact_
         assert gc.compile(lambda x, g: x + 1 / g ** 0.5)(f32, 0.0).tolist() == [np.inf] * 3
 
 
-def test_a_float_argument_meets_a_python_float_computed_from_an_int_argument():
-    """(s44 m4; s45) `x + k / (j * 1.0)` with k = 5.0 and j = 2: the float argument, traced
-    float32 beside the float32 array, met the float64 that `j * 1.0` computes and compiling
-    refused ("div(f32[], f64[]): operands must have one dtype"), where eager code computes
-    Python floats. The Python float computed from j takes the argument's dtype now. A numpy
-    float32 or float16 scalar keeps its dtype (as numpy's with a Python float: widening
-    both gave float64, r8), and a division by the float is still checked for an exact 0."""
-    from graphc.weak_calls import WeakIntZeroDivision
-    x = np.ones(3, dtype=np.float32)
-    # (the function, its arguments, its value, arguments that divide by an exact 0)
-    for fn, args, want, zero in [(lambda x, k, j: x + k / (j * 1.0), (5.0, 2), 3.5, (5.0, 0)),
-                                 (lambda x, j, g: x + 1.0 / (j * 1.0 - g), (3, 2.0), 2.0,
-                                  (2, 2.0)),
-                                 (lambda x, k, j: x + k % (j / 2), (5.0, 3), 1.5, (5.0, 0))]:
-        got = _both(fn, x, *args)
-        assert got.dtype == np.float32 and got.tolist() == [want] * 3
-        with pytest.raises(ZeroDivisionError):
-            fn(gc.tensor(x), *zero)
-        with warnings.catch_warnings():
-            warnings.simplefilter("error")
-            with pytest.raises(WeakIntZeroDivision, match=r"^compiled function: float [/%] by "
-                                                          r"zero: the divisor \(computed from j"):
-                gc.compile(fn)(x, *zero)
-    # numpy float scalars: their own dtype, eager's values (float32(0.1) / float32(3.0))
-    got = _both(lambda h, j: h / (j * 1.0), np.float32(0.1), 3)
-    assert got.dtype == np.float32 and got == np.float32(0.1) / np.float32(3)
-    got = _both(lambda h, j: h * (j * 1.0), np.float16(0.1), 3)
-    assert got.dtype == np.float16 and got == np.float16(0.1) * np.float16(3)
-
-
 def test_wheres_of_one_condition_pick_alike_in_the_weak_int_check():
     # s44 f1 (s43 r8 #3): two where nodes on one condition counted as independent, so
     # `where(n > 5, 2**40, 0) - where(n > 5, 2**40, 0)` was refused ("1099511627776,
