@@ -436,11 +436,13 @@ def exclusive_directory(path: str, what: str = "graphc train"):
     lock = os.path.join(path, LOCK_NAME)
     try:
         with _FORK_GUARD:
-            held = list(_take_lock_file(path, lock, what))  # [key, fd]: hold_again may move
-    except OSError as exc:                                   # it to a new lock file at `lock`
+            # [key, fd, warned]: hold_again may move it to a new lock file at `lock`; warned:
+            # this block has said NoLockWarning (_warn_unlocked)
+            held = [*_take_lock_file(path, lock, what), False]
+    except OSError as exc:
         if exc.errno not in NO_LOCKS:
             raise
-        _warn_unlocked(path, what, exc)
+        _warn_unlocked(path, what, exc, [None, None, False])
         yield lambda: None
         return
     try:
@@ -449,7 +451,7 @@ def exclusive_directory(path: str, what: str = "graphc train"):
         yield lambda: _hold_again(path, what, held)
     finally:
         with _FORK_GUARD:
-            key, fd = held
+            key, fd = held[:2]
             # only this process's own entry: a child forked inside the block holds none
             # (_drop_inherited_locks cleared them), and if it took the directory itself in an
             # inner block, that block removed its own entry (del raised KeyError here)
@@ -540,7 +542,7 @@ def _hold_again(path: str, what: str, held: list) -> None:
     and both wrote the checkpoint), the file there now is taken instead, `held` moved to it,
     or refused likewise. Nothing in a forked child, which holds no lock (its descriptor is
     /dev/null's, _drop_inherited_locks), or after the block's end."""
-    key, fd = held
+    key, fd = held[:2]
     if _HELD.get(key) != (os.getpid(), fd):
         return
     lock = os.path.join(path, LOCK_NAME)
@@ -567,10 +569,10 @@ def _hold_again(path: str, what: str, held: list) -> None:
             except OSError as exc:
                 if exc.errno not in NO_LOCKS:
                     raise
-                _warn_unlocked(path, what, exc)  # (the old one kept: the write goes on)
+                _warn_unlocked(path, what, exc, held)  # (the old one kept: the write goes on)
                 return
             try:
-                held[:] = new
+                held[:2] = new
             finally:  # (a Ctrl-C here must not leave the old file locked by this process)
                 try:
                     os.close(fd)  # the old file's: only its lock goes (a record lock is per file)
@@ -582,7 +584,7 @@ def _hold_again(path: str, what: str, held: list) -> None:
             fcntl.lockf(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)  # (a no-op where it is held)
         except OSError as exc:
             if exc.errno in NO_LOCKS:  # (a lock server gone since): the write goes on
-                _warn_unlocked(path, what, exc)
+                _warn_unlocked(path, what, exc, held)
                 return
             if exc.errno not in (errno.EACCES, errno.EAGAIN):
                 raise
@@ -601,11 +603,16 @@ def _hold_again(path: str, what: str, held: list) -> None:
         os.pwrite(fd, mine, 0)
 
 
-def _warn_unlocked(path: str, what: str, exc: OSError) -> None:
+def _warn_unlocked(path: str, what: str, exc: OSError, held: list) -> None:
     """The one line of a take (or re-take) of `path`'s lock that the file system refused
     for having no locks (NO_LOCKS): the run goes on unlocked; losing it to a missing lock
     facility (a raw "[Errno 37] No locks available") cost the user more than the lock
-    protects."""
+    protects. Once per exclusive_directory block (`held`'s flag, [2]): a re-take fails before
+    every save once the locks are gone, and Python's registry of warnings shown does not
+    hide the repeats (any warnings.catch_warnings() or filter change clears it, -W always)."""
+    if held[2]:
+        return
+    held[2] = True
     warnings.warn(NoLockWarning(
         f"{path}: its file system does not lock files ({exc.strerror or exc}); this {what} "
         "goes on without the lock, so another run writing into this directory at the same "
