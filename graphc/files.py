@@ -423,9 +423,11 @@ def exclusive_directory(path: str, what: str = "graphc train"):
     second one no longer sees). Yields hold_again(), which the run calls before each write
     into `path`: this process's close of any descriptor of the lock file (a read of it, a
     shutil.copytree of the directory) released the lock silently, and a lock file removed or
-    replaced (rm, a sync tool) left this process holding a file no other run opens."""
+    replaced (rm, a sync tool) left this process holding a file no other run opens.
+    hold_again() says whether the lock is held: False where the file system has no locks
+    (NoLockWarning, once), and the caller's own checks are all that protect the directory."""
     if fcntl is None:  # not POSIX: no advisory locks, no protection
-        yield lambda: None
+        yield lambda: False
         return
     try:
         os.makedirs(path, exist_ok=True)
@@ -434,18 +436,14 @@ def exclusive_directory(path: str, what: str = "graphc train"):
         raise GraphcError(f"cannot create the directory {path} ({exc.strerror or exc}); "
                           "write into another directory (graphc train: --out)") from None
     lock = os.path.join(path, LOCK_NAME)
-    try:
-        with _FORK_GUARD:
-            # [key, fd, warned]: hold_again may move it to a new lock file at `lock`; warned:
-            # this block has said NoLockWarning (_warn_unlocked)
-            held = [*_take_lock_file(path, lock, what), False]
-    except OSError as exc:
-        if exc.errno not in NO_LOCKS:
-            raise
-        _warn_unlocked(path, what, exc, [None, None, False])
-        yield lambda: None
-        return
-    try:
+    with _FORK_GUARD:
+        # [key, fd, warned]: hold_again may move it to a new lock file at `lock`; warned:
+        # this block has said NoLockWarning (_warn_unlocked)
+        key, fd, unlocked = _take_lock_file(path, lock, what)
+        held = [key, fd, False]
+    try:  # (a warning made an error, -W error, ends the block here: the finally lets go)
+        if unlocked is not None:  # held in this process's _HELD alone: the run goes on
+            _warn_unlocked(path, what, unlocked, held)
         os.ftruncate(held[1], 0)
         os.write(held[1], f"{os.getpid()}\n".encode())
         yield lambda: _hold_again(path, what, held)
@@ -461,10 +459,15 @@ def exclusive_directory(path: str, what: str = "graphc train"):
 
 
 def _take_lock_file(path: str, lock: str, what: str,
-                    refusal=None) -> tuple[tuple[int, int], int]:
-    """exclusive_directory's open and lock of `lock`, recorded in _HELD -> (key, fd); on a
-    refusal the descriptor is closed and one GraphcError line raised (`refusal(holder)`'s,
-    where another process holds it, if given). Called holding _FORK_GUARD.
+                    refusal=None) -> tuple[tuple[int, int], int, OSError | None]:
+    """exclusive_directory's open and lock of `lock`, recorded in _HELD -> (key, fd,
+    unlocked); on a refusal the descriptor is closed and one GraphcError line raised
+    (`refusal(holder)`'s, where another process holds it, if given). Called holding
+    _FORK_GUARD. `unlocked`: the OSError of a file system that has no locks (NO_LOCKS),
+    else None; the file is recorded in _HELD all the same, since refusing this process's
+    second take needs no kernel lock (without it, a second gc.Trainer of this process
+    fitting into the directory silently replaced the first one's checkpoint, or the other
+    way round).
 
     The lock is a POSIX record lock (fcntl F_SETLK, as lockf), not an flock: an flock
     belongs to the open file description, which a forked child's copy of the descriptor
@@ -506,45 +509,50 @@ def _take_lock_file(path: str, lock: str, what: str,
         # (the file renamed back between the lstat and the open) this open is left open:
         # its close would release this process's lock, the holder's
         raise _held_in_this_process(path, what)
+    unlocked = None
     try:
         try:
             fcntl.flock(fd, fcntl.LOCK_SH | fcntl.LOCK_NB)  # an older graphc's holds
             fcntl.lockf(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
         except OSError as exc:
+            if exc.errno in NO_LOCKS:  # (kept open and in _HELD: see above)
+                unlocked = exc
             # (what F_SETLK says "held" with, and flock: EWOULDBLOCK, which is EAGAIN)
-            if exc.errno not in (errno.EACCES, errno.EAGAIN):
+            elif exc.errno not in (errno.EACCES, errno.EAGAIN):
                 raise
-            holder = os.read(fd, 32).decode("ascii", "replace").strip()
-            if holder in ("", str(os.getpid())):
-                # the holder took the lock and has not written its pid yet: the file is empty
-                # or still names its last holder, this process, which no longer holds it
-                # ("another training run (process <our own pid>)"; a holder in another pid
-                # namespace running as this pid is not known to us either)
-                holder = "not known yet: it has not written its pid"
-            if refusal is not None:
-                raise refusal(holder) from None
-            raise GraphcError(f"{path} is in use by another {what} (process {holder}); wait "
-                              "for it to end, or write into another directory (graphc "
-                              "train: --out)") from None
+            else:
+                holder = os.read(fd, 32).decode("ascii", "replace").strip()
+                if holder in ("", str(os.getpid())):
+                    # the holder took the lock and has not written its pid yet: the file is
+                    # empty or still names its last holder, this process, which no longer
+                    # holds it ("another training run (process <our own pid>)"; a holder in
+                    # another pid namespace running as this pid is not known to us either)
+                    holder = "not known yet: it has not written its pid"
+                if refusal is not None:
+                    raise refusal(holder) from None
+                raise GraphcError(f"{path} is in use by another {what} (process {holder}); "
+                                  "wait for it to end, or write into another directory "
+                                  "(graphc train: --out)") from None
     except BaseException:
         os.close(fd)
         raise
     _HELD[key] = (os.getpid(), fd)
-    return key, fd
+    return key, fd, unlocked
 
 
-def _hold_again(path: str, what: str, held: list) -> None:
-    """Take the lock of `path` again on its held descriptor (`held`: [key, fd]): silently
-    where it is still held or free (a close of another descriptor of the file in this
-    process released it), one GraphcError line where another process took the directory
+def _hold_again(path: str, what: str, held: list) -> bool:
+    """Take the lock of `path` again on its held descriptor (`held`: [key, fd, warned]):
+    silently where it is still held or free (a close of another descriptor of the file in
+    this process released it), one GraphcError line where another process took the directory
     since, so that the caller writes nothing into it. Where PATH/.graphc.lock is no longer
     the file held (removed or replaced: another run may have created and locked a new one,
     and both wrote the checkpoint), the file there now is taken instead, `held` moved to it,
     or refused likewise. Nothing in a forked child, which holds no lock (its descriptor is
-    /dev/null's, _drop_inherited_locks), or after the block's end."""
+    /dev/null's, _drop_inherited_locks), or after the block's end. True where the lock is
+    held now, False where it is not (a file system without locks: the write goes on)."""
     key, fd = held[:2]
     if _HELD.get(key) != (os.getpid(), fd):
-        return
+        return False
     lock = os.path.join(path, LOCK_NAME)
     try:  # (lstat: _take_lock_file does not follow a link there either)
         st = os.lstat(lock)
@@ -564,28 +572,25 @@ def _hold_again(path: str, what: str, held: list) -> None:
         with contextlib.suppress(OSError):
             os.makedirs(path, exist_ok=True)
         with _FORK_GUARD:
+            new = _take_lock_file(path, lock, what, refusal)  # the old one kept on a refusal
             try:
-                new = _take_lock_file(path, lock, what, refusal)  # the old one kept on a refusal
-            except OSError as exc:
-                if exc.errno not in NO_LOCKS:
-                    raise
-                _warn_unlocked(path, what, exc, held)  # (the old one kept: the write goes on)
-                return
-            try:
-                held[:2] = new
+                held[:2] = new[:2]
             finally:  # (a Ctrl-C here must not leave the old file locked by this process)
                 try:
                     os.close(fd)  # the old file's: only its lock goes (a record lock is per file)
                 finally:
                     _HELD.pop(key, None)
-        fd = new[1]
+        fd, unlocked = new[1:]
+        if unlocked is not None:  # (held in _HELD alone: the write goes on)
+            _warn_unlocked(path, what, unlocked, held)
     else:
+        unlocked = None
         try:
             fcntl.lockf(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)  # (a no-op where it is held)
         except OSError as exc:
             if exc.errno in NO_LOCKS:  # (a lock server gone since): the write goes on
                 _warn_unlocked(path, what, exc, held)
-                return
+                return False
             if exc.errno not in (errno.EACCES, errno.EAGAIN):
                 raise
             holder = os.pread(fd, 32, 0).decode("ascii", "replace").strip() or \
@@ -601,6 +606,7 @@ def _hold_again(path: str, what: str, held: list) -> None:
     if os.pread(fd, 32, 0) != mine:
         os.ftruncate(fd, 0)
         os.pwrite(fd, mine, 0)
+    return unlocked is None
 
 
 def _warn_unlocked(path: str, what: str, exc: OSError, held: list) -> None:

@@ -224,6 +224,9 @@ class Trainer:
         self._saved_to = {}
         # (a directory's real path, an ExitStack holding its lock, the lock's hold_again): _hold
         self._lock = None
+        # the identity of fit's checkpoint at fit's start (None: none there), which a save
+        # where no lock holds the directory compares with (_refuse_replacing_another_runs)
+        self._fit_found = None
         try:  # checked now: its first save came after the steps before it (the work lost)
             checkpoint.check_header_settings(self.checkpoint_meta)
         except (TypeError, ValueError) as exc:
@@ -1265,19 +1268,29 @@ class Trainer:
             hold_again = held.enter_context(exclusive_directory(directory, "training run"))
         self._lock = (real, held, hold_again)
 
-    def _hold_again(self) -> None:
+    def _hold_again(self) -> bool:
         """Before a write into the held directory: take its lock again where this process
         let go of it (a user's callback read or copied the directory), or refuse in one
-        line where another run took it since (files.exclusive_directory)."""
-        if self._lock is not None:
-            self._lock[2]()
+        line where another run took it since (files.exclusive_directory). Whether the lock
+        is held: False on a file system without locks."""
+        return self._lock is not None and self._lock[2]()
 
-    def _refuse_replacing_another_runs(self, ckpt) -> None:
+    def _refuse_replacing_another_runs(self, ckpt, unlocked: bool = False):
         """One line where checkpoint `ckpt`, which this trainer resumed or wrote, has been
         written by another run since (which held the directory between: before fit, or
         while this process had let go of its lock and that run took it, saved and left):
-        replacing it would lose that run's steps."""
+        replacing it would lose that run's steps. `unlocked` (a save where no lock holds
+        the directory): also where a checkpoint this trainer neither resumed nor wrote is
+        not the one fit found at its start (_fit_found), since no lock kept another run
+        out meanwhile. Returns `ckpt`'s identity now."""
         now = ckpt and file_identity(ckpt)
+        if unlocked and now != self._fit_found and \
+                os.path.realpath(ckpt) not in self._saved_to:
+            raise GraphcError(f"{ckpt} has been written by another run during this fit (its "
+                              f"file system has no locks to keep that run out); fit() does "
+                              f"not replace it: this trainer keeps its state, fit it into "
+                              f"another directory, or resume that run (trainer.resume("
+                              f"{ckpt!r}))")
         if now and self._saved_to.get(os.path.realpath(ckpt), now) != now:
             # one the user cannot read (chmod 000: EACCES) has no digest of its end, so it
             # differs too: say that, not that another run wrote it
@@ -1289,6 +1302,7 @@ class Trainer:
             raise GraphcError(f"{ckpt} has been written by another run since this trainer "
                               f"resumed (or saved) it; fit() does not replace it: resume it "
                               f"again (trainer.resume({ckpt!r})) or fit into another directory")
+        return now
 
     def _release(self) -> None:
         if self._lock is not None:
@@ -1352,7 +1366,7 @@ class Trainer:
                     raise GraphcError(f"{ckpt} already exists, from another run; fit() does "
                                       f"not replace it: resume it first (trainer.resume("
                                       f"{ckpt!r})) or fit into another directory")
-                self._refuse_replacing_another_runs(ckpt)
+                self._fit_found = self._refuse_replacing_another_runs(ckpt)
             self.mark_good()
             if self.eval_batches is not None and not self.val_history:
                 log(f"step {self.step}: val loss {self.evaluate():.4f}")
@@ -1465,8 +1479,9 @@ class Trainer:
             self._diverged(what, ckpt, saved, log)
         with self._rank_0_writes():
             if ckpt:
-                self._hold_again()
-                self._refuse_replacing_another_runs(ckpt)  # (one that took the lock and left)
+                unlocked = not self._hold_again()
+                # (one that took the lock and left; without locks, any other run's)
+                self._refuse_replacing_another_runs(ckpt, unlocked)
                 self.save(ckpt)
         self.mark_good()
 

@@ -817,3 +817,61 @@ def test_locks_lost_during_fit_let_the_saves_go_on_with_one_warning(
         _fitting(batches, steps=6).fit(run, progress=False)
     assert len(_unlocked_warnings(record)) == 1
     assert checkpoint.load_saved(f"{run}/checkpoint.npz")[1]["step"] == 6
+
+
+def test_a_second_trainer_of_this_process_is_refused_without_locks(tmp_path, monkeypatch):
+    """(r2) On a file system without locks the take that failed with ENOLCK recorded nothing,
+    so the in-process check, which needs no kernel lock, went too: a second gc.Trainer of
+    this process fitted into the directory while the first was in its fit, and the first
+    one's next save replaced its checkpoint without a word. It is refused as with locks."""
+    import errno
+    _no_locks(monkeypatch, errno.ENOLCK)
+    run, x, said = str(tmp_path / "run"), np.ones((3, 4), np.float32), []
+
+    def batches(rng):
+        if os.path.isdir(run) and not said:  # (inside fit: not the Trainer's first draw)
+            with pytest.raises(GraphcError) as caught:
+                _fitting(lambda rng: (x,), steps=5).fit(run, progress=False)
+            said.append(str(caught.value))
+        return (x,)
+    with pytest.warns(UserWarning) as record:
+        _fitting(batches, steps=2).fit(run, progress=False)
+    assert said == [f"{run} is in use by another training run in this process (another "
+                    "gc.Trainer fitting into it); let its fit() end first, or write into "
+                    "another directory (Trainer.fit: out; graphc train: --out)"]
+    assert len(_unlocked_warnings(record)) == 1
+    assert checkpoint.load_saved(f"{run}/checkpoint.npz")[1]["step"] == 2
+    with pytest.warns(UserWarning), exclusive_directory(run):  # let go when fit ended
+        pass
+
+
+def test_a_checkpoint_another_run_wrote_during_fit_is_not_replaced_without_locks(
+        tmp_path, monkeypatch):
+    """(r2) Without locks nothing kept another process's run out of the directory, and a
+    save replaced a checkpoint that appeared during fit (fit refuses one only at its start):
+    the save refuses a checkpoint this trainer neither resumed nor wrote, in one line, and
+    the trainer keeps its state (fit into another directory saves it there). With locks
+    (the other tests) the lock refuses that run instead."""
+    import errno
+    _no_locks(monkeypatch, errno.ENOLCK)
+    run, x = str(tmp_path / "run"), np.ones((3, 4), np.float32)
+    ckpt = os.path.join(run, "checkpoint.npz")
+    with pytest.warns(UserWarning):
+        _fitting(lambda rng: (x,), steps=4).fit(str(tmp_path / "other"), progress=False)
+
+    def batches(rng):  # another process's run saves into `run` before this one's first save
+        if os.path.isdir(run) and not os.path.exists(ckpt):
+            shutil.copy(tmp_path / "other" / "checkpoint.npz", ckpt)
+        return (x,)
+    trainer = _fitting(batches, steps=3)
+    with pytest.warns(UserWarning), pytest.raises(GraphcError) as caught:
+        trainer.fit(run, progress=False)
+    assert str(caught.value) == (
+        f"{ckpt} has been written by another run during this fit (its file system has no "
+        "locks to keep that run out); fit() does not replace it: this trainer keeps its "
+        f"state, fit it into another directory, or resume that run (trainer.resume({ckpt!r}))")
+    assert checkpoint.load_saved(ckpt)[1]["step"] == 4  # the other run's, kept
+    assert trainer.step == 1
+    with pytest.warns(UserWarning):
+        assert trainer.fit(str(tmp_path / "elsewhere"), progress=False) == 0
+    assert checkpoint.load_saved(str(tmp_path / "elsewhere" / "checkpoint.npz"))[1]["step"] == 3
