@@ -115,7 +115,7 @@ def _transform(fn, jacobian, argnums, has_aux, who):
         # keyword arguments pass through undifferentiated, as JAX's (and gc.grad's)
         f = functools.partial(fn, **kwargs) if kwargs else fn
         picked = tuple(i % len(args) for i in nums)
-        check_differentiable(args, picked, who)
+        check_differentiable(args, picked, who, fn)
         try:
             jac, aux = jacobian(f, args, picked)
         except TracedNumberError as exc:  # (inside gc.compile: the advice is argnums')

@@ -1204,17 +1204,26 @@ def _differentiated(argnums, who):
     return nums
 
 
-def check_differentiable(args, nums, who):
+def check_differentiable(args, nums, who, fn):
     """As JAX's grad and Jacobians: every leaf of the arguments at `nums` must be a
     floating-point value; an integer or bool one (a Python int too, as JAX takes it) is
     refused in one line naming its position. grad gave a Python int a float's gradient
     eagerly but refused it compiled, and jacrev gave an integer array None. A float dtype
     the IR lacks (np.longdouble) is a float here: the argument's conversion takes it (a weak
     float32 number, as eagerly) or names its dtype; hessian, which checks first, called
-    float128 no floating-point dtype."""
+    float128 no floating-point dtype. A leaf whose dtype numpy cannot read (a torch.Tensor's
+    torch.float32) is refused as the eager runner refuses another library's array, naming
+    `who` of `fn` and the argument: hessian, which checks before any trace, raised numpy's
+    raw TypeError "Cannot interpret 'torch.float32' as a data type"."""
     for i in nums:
         for leaf in leaves_and_structure(args[i])[0]:
-            dtype = _leaf_dtype(leaf)
+            try:
+                dtype = _leaf_dtype(leaf)
+            except TypeError:  # (only here: no cost to a leaf numpy reads)
+                refuse_foreign_argument(f"{who} of {function_name(fn)}", fn, args)
+                raise GraphcError(f"{who} of {function_name(fn)}: argument {i % len(args)} "
+                                  f"has dtype {leaf.dtype!r}, which is no numpy dtype; pass "
+                                  "a numpy array", (user_location(),)) from None
             if dtype is not None and not is_float(dtype) and dtype.kind != "f":
                 number = type(leaf) in (bool, int) or isinstance(leaf, np.generic) or \
                     weak.is_weak(leaf)  # (a number traced: eagerly and compiled alike)
@@ -1270,7 +1279,7 @@ def traced_value_and_grad(fn, argnums=0, has_aux=False, none_if_unreached=False,
 
     def symbolic(*args, **kwargs):
         wrt = {i % len(args) for i in nums if -len(args) <= i < len(args)}  # argnums=-1 ok
-        check_differentiable(args, wrt, who)
+        check_differentiable(args, wrt, who, fn)
         _note_traced_derivative()
         args = tuple(_variables(a) if i in wrt else a for i, a in enumerate(args))
         with differentiating():  # (in grad mode under a no_grad block too, as eagerly)
@@ -2179,7 +2188,7 @@ def hessian(fn, argnums=0, has_aux=False):
     def wrapper(*args, **kwargs):
         # named as the user called it (jacfwd would name itself)
         check_differentiable(args, {i % len(args) for i in nums if -len(args) <= i < len(args)},
-                             "hessian")
+                             "hessian", fn)
         return jacobian(*args, **kwargs)
     return wrapper
 

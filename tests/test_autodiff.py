@@ -302,6 +302,33 @@ def test_jvp_reads_a_torch_tangent_as_vjp_reads_a_torch_cotangent():
             call()
 
 
+def test_a_torch_argument_of_hessian_and_of_a_traced_derivative_is_named():
+    """(r2) gc.hessian of a torch primal raised numpy's "TypeError: Cannot interpret
+    'torch.float32' as a data type" from check_differentiable's read of the leaf's dtype
+    (hessian checks before any trace), as did grad and jacfwd called on one inside a traced
+    function; grad, jacfwd and jacrev named the argument eagerly. All name it now."""
+    torch = pytest.importorskip("torch", reason="torch is the test extra's oracle")
+    f = lambda x: gc.sum(gc.sin(x))  # noqa: E731
+    x32 = np.ones(3, np.float32)
+    refused = r"is a torch.Tensor, another library's array; pass a numpy array \(x\.numpy\(\)"
+    for call, says in [
+            (lambda: gc.hessian(f)(torch.ones(3)), r"hessian of <lambda>: argument x "),
+            (lambda: gc.hessian(lambda d: gc.sum(d["a"] ** 3))({"a": torch.ones(3)}),
+             r"hessian of <lambda>: argument d\.a "),
+            (lambda: gc.compile(lambda y: gc.grad(f)(torch.ones(3)) + y)(x32),
+             r"grad of <lambda>: argument x "),
+            (lambda: gc.compile(lambda y: gc.jacfwd(f)(torch.ones(3)) + y)(x32),
+             r"jacfwd of <lambda>: argument x "),
+            (lambda: gc.compile(lambda y: gc.hessian(f)(torch.ones(3))[0] + y)(x32),
+             r"hessian of <lambda>: argument x ")]:
+        with pytest.raises(GraphcError, match="^" + says + refused):
+            call()
+    # its numpy value is torch's
+    want = torch.func.hessian(lambda v: torch.sum(torch.sin(v)))(
+        torch.tensor([0.5, -1.0], dtype=torch.float64))
+    np.testing.assert_allclose(gc.hessian(f)(np.array([0.5, -1.0])), want.numpy(), rtol=1e-15)
+
+
 def test_a_seed_of_another_dtype_is_cast_to_its_ys_as_torch_casts_grad_outputs():
     # a float64 seed of a float32 y (a 0-d or full array, an eager tensor) failed in the
     # first rule ("mul(f64[3], f32[]): operands must have one dtype"), naming an op the user
