@@ -535,8 +535,9 @@ def test_gaussian_nll_loss_of_integer_input_and_target_computes_in_var_s_float_d
                     got = run(x, y, v)
                 assert str(got.dtype) == str(want.dtype).rpartition(".")[2]
                 np.testing.assert_allclose(np.asarray(got), want.numpy(), rtol=1e-6)
+    # (r2: the two floats the user gave are named, not the integer input)
     assert_one_line_error(lambda: gc.gaussian_nll_loss(a, t.astype(np.float64), cases[0][2]),
-                          "gaussian_nll_loss: input is int32 but target is float64; cast one",
+                          "gaussian_nll_loss: target is float64 but var is float32; cast one",
                           "test_losses_extra.py")
 
 
@@ -565,3 +566,52 @@ def test_gaussian_nll_loss_of_an_integer_input_beside_a_float64_target_or_a_bool
         assert_one_line_error(lambda: gc.gaussian_nll_loss(x, flags, v),
                               "gaussian_nll_loss: input is int64 but target is bool; cast one",
                               "test_losses_extra.py")
+
+
+def test_gaussian_nll_loss_of_an_integer_input_takes_torchs_dtype_beside_numbers():
+    """(r2) A Python-number target beside an integer input was taken for float64 (int64
+    input, target 1.5, var 0.5: float64 where torch's is float32; beside a float32 var
+    refused as 'input is int64 but var is float32'), and a float16 target beside a number
+    var was refused as a mix with the float32 var graphc had made ('input is int64 but
+    target is float16'). A number has no dtype of its own beside the integer input: torch's
+    float32 (input - 1.5, var * ones_like(input)), which a float array promotes. torch's
+    dtype and values, eager and compiled (the number a literal, or an argument); two float
+    arrays of different dtypes are refused naming them; an int var, which torch's refuses
+    as it refuses a bool, is one line."""
+    x = np.array([[1, 0, 2], [3, 1, 4]], np.int64)
+    y = np.array([[0.5, 0.25, 1.5], [2.0, 1.25, 0.75]])
+    v = np.array([[0.5, 1.0, 2.0], [1.5, 0.25, 3.0]])
+    cases = [(x, 1.5, 0.5), (x.astype(np.int32), 1.5, 0.5), (x, 1.5, v.astype(np.float32)),
+             (x, 1.5, v.astype(np.float16)), (x, 1.5, v), (x, y.astype(np.float16), 0.5),
+             (x, y.astype(np.float16), v.astype(np.float16)), (x, y.astype(np.float32), 0.5),
+             (x, y, 0.5), (x, x, 0.5)]
+    for i, t, var in cases:
+        def torch_of(a):
+            return torch.tensor(a) if isinstance(a, np.ndarray) else a
+        want = TF.gaussian_nll_loss(torch_of(i), torch_of(t), torch_of(var), reduction="none")
+        tol = 2e-3 if np.float16 in (getattr(t, "dtype", None), getattr(var, "dtype", None)) \
+            else 1e-6
+
+        def written(i):
+            return gc.gaussian_nll_loss(i, t, var, reduction="none")
+
+        def passed(i, t, var):
+            return gc.gaussian_nll_loss(i, t, var, reduction="none")
+        for got in (written(i), gc.compile(written)(i), gc.compile(passed)(i, t, var)):
+            assert str(got.dtype) == str(want.dtype).rpartition(".")[2], (t, var)
+            np.testing.assert_allclose(np.asarray(got, np.float64), want.numpy(), rtol=tol)
+    for t, var, says in [(y.astype(np.float16), v.astype(np.float32),
+                          "float16 but var is float32"),
+                         (y, v.astype(np.float32), "float64 but var is float32")]:
+        assert TF.gaussian_nll_loss(torch.tensor(x), torch.tensor(t), torch.tensor(var)) \
+            is not None  # (torch promotes a mix graphc refuses, as its other losses)
+        assert_one_line_error(lambda: gc.gaussian_nll_loss(x, t, var),
+                              f"gaussian_nll_loss: target is {says}; cast one",
+                              "test_losses_extra.py")
+    with pytest.raises(TypeError):  # torch's any(var < 0) of an int
+        TF.gaussian_nll_loss(torch.tensor(x), torch.tensor(y), 2)
+    for run in (lambda: gc.gaussian_nll_loss(x, y, 2),
+                lambda: gc.gaussian_nll_loss(x.astype(np.float64), y, 2)):
+        assert_one_line_error(run, "gaussian_nll_loss: var must be a float number or an array "
+                              "of variances, got the int 2, which torch's gaussian_nll_loss "
+                              "refuses too; pass 2.0", "test_losses_extra.py")

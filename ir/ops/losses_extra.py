@@ -310,6 +310,33 @@ def _variance(name, var, input):
           "without the last axis, or its shape with one axis of size 1)")
 
 
+def _integer_input_float(name, input, target, var):
+    """The float dtype torch's gaussian_nll_loss computes an integer `input` in, None where
+    there is none to take (a float or bool input, a bool target, an integer var array:
+    those are left to the checks after). Torch's type promotion, in which a Python number
+    (a weak operand: a literal or a compiled function's number argument) has no dtype of its
+    own: a float number beside an integer tensor is torch's default float32 (input - 1.5,
+    var * ones_like(input); `var` None: a number), promoted with a float array's dtype
+    (beside float16 or bfloat16: float32; beside float64: float64). A weak target was taken
+    for float64 (int64 input, target 1.5: float64, torch's float32), and a float16 target
+    beside a number var was refused as a mix with the float32 var the user never made. Two
+    float arrays of different dtypes (target and var) are a mix the user made: refused in
+    one line naming them, as graphc mixes no floats silently (the line blamed the integer
+    input)."""
+    if _dtype(input).kind not in "iu" or _dtype(target) == np.bool_ or \
+            (var is not None and not is_float(_dtype(var))):
+        return None
+    given = [(what, _dtype(x)) for what, x in (("target", target), ("var", var))
+             if x is not None and not F._weakly_typed(x) and is_float(_dtype(x))]
+    if len(given) == 2 and given[0][1] != given[1][1]:
+        _fail(f"{name}: target is {given[0][1]} but var is {given[1][1]}; cast one (.astype)")
+    if given and not (var is None or (F._weakly_typed(target) and is_float(_dtype(target)))):
+        return given[0][1]  # (one float array, nothing made float32 beside it)
+    # a float number (var, or target) made float32 beside the integer input
+    return np.dtype(np.float64) if given and given[0][1] == np.float64 else \
+        np.dtype(np.float32)
+
+
 def gaussian_nll_loss(input, target, var, full=False, eps=1e-6, reduction="mean"):
     """The Gaussian negative log-likelihood 0.5 * (log(var) + (input - target)^2 / var), plus
     0.5 * log(2 pi) with full, as torch.nn.functional.gaussian_nll_loss. var is a number or
@@ -329,6 +356,13 @@ def gaussian_nll_loss(input, target, var, full=False, eps=1e-6, reduction="mean"
             # torch refuses a bool var (its any(var < 0) takes no bool); a traced True was
             # var 1 where the literal was refused: both are this line
             _fail(f"{name}: var must be a number or an array of variances, got a bool")
+        if _dtype(var).kind in "iu":
+            # torch's refuses an int too, for the same reason (var < 0 is a Python bool
+            # there: only a float number is made a tensor, var * ones_like(input))
+            shown, instead = (f"the int {var!r}", f"{float(var)!r}") \
+                if is_weak_scalar(var) else ("an int", "a float")
+            _fail(f"{name}: var must be a float number or an array of variances, got "
+                  f"{shown}, which torch's {name} refuses too; pass {instead}")
         # its value is known now for a scalar object and an eager weak value (-gc.sqrt(4.0)
         # gave NaN where -2.0 is refused), also one that a compiled, vmapped or
         # differentiated function closes over (a constant of the trace: asking whether ops
@@ -340,26 +374,24 @@ def gaussian_nll_loss(input, target, var, full=False, eps=1e-6, reduction="mean"
             if known < 0:
                 _fail(f"{name}: var must be >= 0, got {known}")
             var = float(known)
-        # no gradient; beside an integer input float32, torch's var * ones_like(input), which
-        # its result type promotes beside a float64 target: float64 then (a float32 var was
-        # refused as a mix of floats, one the user never made; torch takes the log of its
-        # float32 var, a few 1e-8 from this float64 one)
-        kind = _dtype(input)
-        if kind.kind in "iu":
-            kind = np.float64 if _dtype(target) == np.float64 else np.float32
-        var = F.full(tuple(_shape(input)), var, kind)
+        # no gradient: a tensor of input's dtype, torch's var * ones_like(input); beside an
+        # integer input, of the float dtype _integer_input_float gives
+        kind = _dtype(input) if is_float(_dtype(input)) else \
+            _integer_input_float(name, input, target, None)
+        var = F.full(tuple(_shape(input)), var, kind or np.float32)
     else:
         var = _variance(name, var, input)
-    # an integer input (and target) beside a float var computes in var's dtype, torch's
-    # result type, as under autocast: it was refused outside it with 'cast one', which a
-    # cast to the other integer dtype or to var's did not end. Not beside a float target
-    # of another dtype: that mix is refused below, as graphc mixes no floats silently
-    floats = {d for d in (_dtype(input), _dtype(target)) if is_float(d)}
-    # (not beside a bool target, which is refused below as torch's subtraction refuses it:
-    # the line named the cast input's dtype, "input is float32", for an int64 input)
-    if _dtype(input).kind in "iu" and is_float(_dtype(var)) and floats <= {_dtype(var)} \
-            and _dtype(target) != np.bool_:
-        input = F.cast(input, _dtype(var))
+        kind = _integer_input_float(name, input, target, var)
+    if kind is not None and _dtype(input).kind in "iu":
+        # an integer input (and target) computes in torch's result type, as under autocast:
+        # it was refused outside it with 'cast one', which a cast to the other integer dtype
+        # or to var's did not end. A float array of another dtype is promoted to it too (a
+        # float16 target beside the float32 a number var is made), a weak target takes it
+        input = F.cast(input, kind)
+        if _dtype(var) != kind:
+            var = F.cast(var, kind)
+        if not F._weakly_typed(target) and is_float(_dtype(target)) and _dtype(target) != kind:
+            target = F.cast(target, kind)
     target = _like(name, target, input, bools=False)
     # not on torch.autocast's list: promoted as torch's ops promote (bfloat16 input and
     # target, float32 var: float32); an integer var is not, as torch clamps var in place
