@@ -223,6 +223,17 @@ def _is_empty_buffer(module, name, old) -> bool:
     return old is None and name in vars(module).get("_empty_buffers", ())
 
 
+def _no_list_of_values(module, name, value):
+    """A buffer's new value (register_buffer's, or a set of the attribute) that is a list or
+    tuple holding tensors or traced values: refused in the loss constructors' line naming
+    gc.stack (_weights_as_buffers), before anything changes. np.asarray read an eager
+    tensor's numbers, its gradient dropped, and a traced one not at all; a list of numbers
+    is an array. (One check for both ways into a buffer: register_buffer still read the
+    tensors' numbers after the set refused them.)"""
+    if isinstance(value, (list, tuple)):
+        F._no_list(type(module).__name__, name, value, numbers_too=False)
+
+
 def _mark_empty_buffer(module, name, empty: bool):
     names = set(vars(module).get("_empty_buffers", ()))
     (names.add if empty else names.discard)(name)
@@ -738,11 +749,7 @@ class Module:
             pass  # a traced value for an empty buffer: an attribute for that trace, as before
         elif value is not None and not isinstance(value, (Parameter, Buffer, Module)) \
                 and _buffer_slot(self, name, old):
-            # a list of tensors or traced values refused as at construction (a loss's weight,
-            # _weights_as_buffers): np.asarray read an eager tensor's numbers, its gradient
-            # dropped, and a traced one not at all; a list of numbers is an array
-            if isinstance(value, (list, tuple)):
-                F._no_list(type(self).__name__, name, value, numbers_too=False)
+            _no_list_of_values(self, name, value)  # (as at construction, register_buffer)
             if not filling and (BUFFER_UPDATES.stack or isinstance(value, SymbolicValue)):
                 # torch's way to update a buffer in forward (`self.count = self.count + 1`,
                 # `self.count += 1`): traced, or applied with state=, the new value goes
@@ -977,6 +984,7 @@ class Module:
             raise GraphcError(f"{where}: the module's {name} is a "
                               f"{type(vars(self)[name]).__name__} already", (user_location(),))
         if value is not None and not isinstance(value, Buffer):
+            _no_list_of_values(self, name, value)
             try:
                 value = Buffer(value.data if isinstance(value, Tensor) else value)
             except UnsupportedDtype as exc:  # a string, an object: say which buffer

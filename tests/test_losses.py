@@ -652,3 +652,34 @@ def test_a_list_of_tensors_set_later_as_a_loss_module_s_weight_is_the_constructo
     want = TF.cross_entropy(torch.tensor(x), torch.tensor(y),
                             weight=torch.tensor([1.0, 2.0], dtype=torch.float64)).item()
     np.testing.assert_allclose(float(loss(x, y)), want, rtol=1e-14)
+
+
+def test_register_buffer_of_a_list_of_tensors_is_the_set_s_line():
+    """(r2) register_buffer("b", [gc.tensor(1.0), gc.tensor(2.0)]) still read the tensors'
+    numbers (their gradient dropped) where setting a buffer to that list is refused: the
+    same line (one shared check), nothing registered; a list of numbers is still an array.
+    torch's register_buffer takes only a tensor (or None)."""
+    with pytest.raises(TypeError, match="torch Tensor or None required"):
+        torch.nn.Module().register_buffer("b", [torch.tensor(1.0), torch.tensor(2.0)])
+    line = ("Module: b is a list of tensors or traced values; stack them into one (gc.stack) "
+            "or give an array, as torch's Module takes one tensor")
+    m = gc.nn.Module()
+
+    def register(a, b):
+        m.register_buffer("b", [a, b], persistent=False)
+        return a
+    for run in (lambda: register(gc.tensor(1.0, requires_grad=True), gc.tensor(2.0)),
+                lambda: m.register_buffer("b", [[gc.tensor(1.0)], [gc.tensor(2.0)]]),
+                lambda: gc.compile(register)(1.0, 2.0), lambda: gc.grad(register)(1.0, 2.0)):
+        with pytest.raises(gc.GraphcError) as info:
+            run()
+        first, where = str(info.value).splitlines()
+        assert first == line and "test_losses.py" in where
+        assert "b" not in vars(m) and dict(m.named_buffers()) == {}
+        assert "b" not in vars(m).get("_non_persistent", ())
+    m.register_buffer("b", [1.0, 2.0])
+    np.testing.assert_array_equal(np.asarray(m.b.data), [1.0, 2.0])
+    assert list(m.state_dict()) == ["b"]
+    with pytest.raises(gc.GraphcError, match=r"^Module: b is a list of tensors"):
+        m.b = [gc.tensor(3.0), gc.tensor(4.0)]  # (the set: the same line)
+    np.testing.assert_array_equal(np.asarray(m.b.data), [1.0, 2.0])
