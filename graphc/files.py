@@ -621,8 +621,9 @@ def _warn_unlocked(path: str, what: str, exc: OSError, held: list) -> None:
     held[2] = True
     warnings.warn(NoLockWarning(
         f"{path}: its file system does not lock files ({exc.strerror or exc}); this {what} "
-        "goes on without the lock, so another run writing into this directory at the same "
-        "time is not detected there"), stacklevel=2)
+        "goes on without the lock: another process's run writing into this directory at "
+        "the same time is noticed only when a save finds a checkpoint it did not write"),
+        stacklevel=2)
 
 
 def _held_in_this_process(path: str, what: str) -> GraphcError:

@@ -766,8 +766,8 @@ def test_a_file_system_without_locks_is_written_unlocked_with_one_warning(
             write_atomically(os.path.join(run, "checkpoint.npz"), b"saved")
     assert _unlocked_warnings(record) == [
         f"{run}: its file system does not lock files ({os.strerror(number)}); this training "
-        "run goes on without the lock, so another run writing into this directory at the "
-        "same time is not detected there"]
+        "run goes on without the lock: another process's run writing into this directory at "
+        "the same time is noticed only when a save finds a checkpoint it did not write"]
     assert (tmp_path / "run" / "checkpoint.npz").read_bytes() == b"saved"
     assert sorted(os.listdir(run)) == [LOCK_NAME, "checkpoint.npz"]  # no temporary left
 
