@@ -752,7 +752,8 @@ class Optimizer:
     # holding a negative one was changed (gc.Trainer.restore refuses it)
     non_negative_slots: tuple = ()
     # scalars _update_leaf takes in float64, not rounded to the parameter's dtype (NAdam's
-    # momentum products, which it multiplies into its float64 state)
+    # momentum products, which it multiplies into its float64 state), or not floats at all
+    # (SGD's and RMSprop's momentum_off, a bool)
     float64_scalars: tuple = ()
     # the number settings the update reads, which update(settings=...) takes as values of
     # the step (gc.Trainer feeds them as inputs, as the lr): `opt.beta1 = 0.8` between steps
@@ -1110,6 +1111,7 @@ class SGD(Optimizer):
     """torch.optim.SGD: coupled L2 weight decay, momentum (with dampening), Nesterov."""
 
     hyperparameters = ("weight_decay", "momentum", "dampening")
+    float64_scalars = ("momentum_off",)  # (a bool: _with_momentum_off)
     # graphc's earlier SGD(lr, 0.9, True) gave nesterov third
     _moved_positional = {"dampening": (lambda v: not isinstance(v, (bool, np.bool_)),
                                        "must be a number", "nesterov")}
@@ -1143,21 +1145,48 @@ class SGD(Optimizer):
             if self.dampening:  # PyTorch starts the buffer at the first gradient, undamped
                 buf = F.where(F.equal(count, 0), g, buf)
             step = g + buf * scalars["momentum"] if self.nesterov else buf
-            buf, g = _unless_momentum_off(self, slots["momentum"], buf, g, step)
+            buf, g = _unless_momentum_off(scalars["momentum_off"], slots["momentum"], buf, g,
+                                          step)
             new_slots["momentum"] = buf
         return p - scalars["lr"] * g, new_slots
 
+    def _scalars(self, count, step):
+        return _with_momentum_off(self, super()._scalars(count, step))
 
-def _unless_momentum_off(optimizer, old_buf, buf, plain, step):
+
+def _with_momentum_off(optimizer, scalars) -> dict:
+    """scalars with "momentum_off": whether the step's momentum (SGD's, RMSprop's) is 0,
+    read once per update, not per leaf. A concrete momentum (a number; eager, a schedule's
+    value or update(settings=)'s) gives a Python bool, so that each leaf picks its branch in
+    Python: exact, and no eager op. A traced one gives a bool value of the step, selected on
+    (_unless_momentum_off), where the attribute is a schedule (a compiled update); with a
+    number attribute, the plan is as it was. (Kept in float64_scalars: a bool is not
+    rounded to a parameter's dtype.)"""
+    if not optimizer.momentum:  # (no buffer)
+        return scalars
+    momentum = optimizer.hyper("momentum")
+    if isinstance(momentum, Tensor):  # (an eager value: its number decides)
+        momentum = momentum.data
+    if not isinstance(momentum, Node):
+        off = _is_zero(momentum)
+    elif not callable(optimizer.momentum):
+        off = False
+    else:
+        off = F.equal(momentum, 0.0)  # (its float64 value, not rounded)
+    scalars["momentum_off"] = off
+    return scalars
+
+
+def _unless_momentum_off(off, old_buf, buf, plain, step):
     """(new momentum buffer, step) of SGD's or RMSprop's update: (buf, step), except at a
-    step whose momentum, given as a schedule, is 0. There torch's `if momentum != 0` skips
-    the buffer: it stays as it was and the step is the plain one (buf became
-    0 * old + (1 - dampening) g, the old buffer lost and the step damped). A schedule's value
-    is one of the step (traced in a compiled update), so this is a select on it; a number
-    momentum of 0 has no buffer at all, and any other number leaves the plan as it was."""
-    if not callable(optimizer.momentum):
+    step whose momentum is 0 (`off`, from _with_momentum_off: a bool, or a traced one that
+    is selected on). There torch's `if momentum != 0` skips the buffer: it stays as it was
+    and the step is the plain one (buf became 0 * old + (1 - dampening) g, the old buffer
+    lost and the step damped)."""
+    if off is True:
+        return old_buf, plain
+    if off is False:
         return buf, step
-    off = F.equal(optimizer.hyper("momentum"), 0.0)  # (its float64 value, not rounded)
     return F.where(off, old_buf, buf), F.where(off, plain, step)
 
 
@@ -1235,6 +1264,7 @@ class RMSprop(Optimizer):
     steps; weight decay coupled (L2)."""
 
     hyperparameters = ("weight_decay", "alpha", "eps", "momentum")
+    float64_scalars = ("momentum_off",)  # (a bool: _with_momentum_off)
 
     def __init__(self, lr=1e-2, alpha: float = 0.99, eps: float = 1e-8,
                  weight_decay: float = 0.0, momentum: float = 0.0, centered: bool = False,
@@ -1265,9 +1295,12 @@ class RMSprop(Optimizer):
         step = g / avg
         if self.momentum:
             buf = slots["momentum"] * scalars["momentum"] + step
-            new["momentum"], step = _unless_momentum_off(self, slots["momentum"], buf, step,
-                                                         buf)
+            new["momentum"], step = _unless_momentum_off(scalars["momentum_off"],
+                                                         slots["momentum"], buf, step, buf)
         return p - scalars["lr"] * step, new
+
+    def _scalars(self, count, step):
+        return _with_momentum_off(self, super()._scalars(count, step))
 
 
 class Adagrad(Optimizer):

@@ -614,6 +614,37 @@ def test_a_momentum_schedule_at_0_skips_the_buffer_as_torch(case):
     assert _max_error(trainer.params, expected) <= 1e-12
 
 
+def test_a_momentum_schedule_is_read_once_per_update_not_per_leaf(monkeypatch):
+    """The step's momentum being 0 is decided once per update: eagerly (a concrete value)
+    in Python, with no eager equal or where per leaf (938aea3 ran three ops per leaf, +60%
+    per leaf); traced, one equal in the plan for all leaves. Counted with one leaf and with
+    three: only the schedule's own ops, the same for both, and, traced, the two selects per
+    leaf (buffer and step). The values stay torch's
+    (test_a_momentum_schedule_at_0_skips_the_buffer_as_torch)."""
+    import ir.ops.api as api
+    params, grads = _problem("float32", steps=3)
+    one = ({"w": params["w"]}, [{"w": g["w"]} for g in grads])
+    schedule = optim.one_cycle_momentum(10, base_momentum=0.0)  # 0 at step 2
+    calls = collections.Counter()
+    for name in ("equal", "where"):
+        def counted(*args, _name=name, _op=getattr(api, name), **kwargs):
+            calls[_name] += 1
+            return _op(*args, **kwargs)
+        monkeypatch.setattr(api, name, counted)
+    for mine in (lambda: optim.SGD(lr=0.1, momentum=schedule),
+                 lambda: optim.RMSprop(lr=0.1, momentum=schedule, centered=True)):
+        eager, traced = [], []
+        for ps, gs in (one, (params, grads)):
+            calls.clear()
+            _run(mine(), ps, gs, compiled=False)  # steps 0, 1, 2 (the last at 0)
+            eager.append(dict(calls))
+            opt = mine()
+            text = str(gc.trace(lambda g, s, p: opt.update(g, s, p), gs[0], opt.init(ps), ps))
+            traced.append((text.count("= equal "), text.count("= where ")))
+        assert eager[0] == eager[1], eager
+        assert traced[1][0] == traced[0][0] and traced[1][1] == traced[0][1] + 2 * 2, traced
+
+
 def test_schedules_of_other_settings_are_evaluated_at_the_step():
     """Any number setting may be a schedule, as the lr: a weight decay decayed by cosine is
     the one torch's loop sets in param_groups each step."""
