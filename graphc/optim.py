@@ -912,6 +912,10 @@ class Optimizer:
             object.__setattr__(optimizer, "_fed", {
                 name: float(v) if isinstance(v, (int, float, np.number, np.ndarray)) else v
                 for name, v in settings.items()})
+            # gc.Trainer's: each a number attribute's own value (or a schedule's), so a
+            # fed value is 0 only where its attribute is (_with_momentum_off reads it)
+            object.__setattr__(optimizer, "_fed_follows_attributes",
+                               isinstance(settings, _AttributeSettings))
         grads = _gradient_numbers_like(grads, params)
         symbolic = [x for x in _leaves((grads, state, params, step, lr, settings))
                     if isinstance(x, Node)]
@@ -1159,9 +1163,11 @@ def _with_momentum_off(optimizer, scalars) -> dict:
     read once per update, not per leaf. A concrete momentum (a number; eager, a schedule's
     value or update(settings=)'s) gives a Python bool, so that each leaf picks its branch in
     Python: exact, and no eager op. A traced one gives a bool value of the step, selected on
-    (_unless_momentum_off), where the attribute is a schedule (a compiled update); with a
-    number attribute, the plan is as it was. (Kept in float64_scalars: a bool is not
-    rounded to a parameter's dtype.)"""
+    (_unless_momentum_off): a schedule's in a compiled update, or one fed by
+    update(settings=), which may be 0 where the attribute is not; except gc.Trainer's
+    (_AttributeSettings): it feeds a number attribute's own value, 0 only where the
+    attribute is, which a guard of the plan holds, so a constant momentum's plan has no
+    select. (Kept in float64_scalars: a bool is not rounded to a parameter's dtype.)"""
     if not optimizer.momentum:  # (no buffer)
         return scalars
     momentum = optimizer.hyper("momentum")
@@ -1169,7 +1175,8 @@ def _with_momentum_off(optimizer, scalars) -> dict:
         momentum = momentum.data
     if not isinstance(momentum, Node):
         off = _is_zero(momentum)
-    elif not callable(optimizer.momentum):
+    elif not callable(optimizer.momentum) and \
+            optimizer.__dict__.get("_fed_follows_attributes"):
         off = False
     else:
         off = F.equal(momentum, 0.0)  # (its float64 value, not rounded)
@@ -1950,6 +1957,14 @@ def _filled_slot(state, slot, value, params):
         state[slot] = unflatten(flatten(params)[1], [
             s if s is None else s + value for s in flatten(state[slot])[0]])
     return state
+
+
+class _AttributeSettings(dict):
+    """update(settings=) as gc.Trainer gives them: the optimiser's number settings that are
+    not 0, and its schedules at the step, as values of the step. A number attribute's value
+    is then 0 only where the attribute is, a guard of the plan (_IsZero), so the update
+    needs no select on its being 0 (_with_momentum_off); a caller's own settings may be 0
+    where the attribute is not, and get one."""
 
 
 def _is_zero(value) -> bool:

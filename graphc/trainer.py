@@ -508,7 +508,8 @@ class Trainer:
         else:
             norm = global_norm(grads)
         if settings is not None:  # the number settings too (see _settings_input)
-            given = {"step": step, "lr": lr, "settings": settings}
+            # (each the attribute's value: no select on a constant momentum's being 0)
+            given = {"step": step, "lr": lr, "settings": optim._AttributeSettings(settings)}
         elif lr is not None:  # a number lr or a ReduceLROnPlateau's: an input, set between calls
             given = {"step": step, "lr": lr}
         elif step is not None:  # the schedule at the trainer's step, skipped ones included

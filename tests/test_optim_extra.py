@@ -645,6 +645,44 @@ def test_a_momentum_schedule_is_read_once_per_update_not_per_leaf(monkeypatch):
         assert traced[1][0] == traced[0][0] and traced[1][1] == traced[0][1] + 2 * 2, traced
 
 
+def test_a_momentum_fed_as_a_value_of_the_step_at_0_skips_the_buffer_as_torch():
+    """update(settings={"momentum": m}) in a compiled step of one's own, m a value of the
+    step that is 0 at some step, the attribute a number (0.9): torch's `if momentum != 0`
+    keeps the buffer there and steps along the plain gradient; graphc selected only for a
+    schedule attribute, and replaced the buffer (the result -1.612 where torch's is -1.441).
+    gc.Trainer, which feeds a number attribute's own value (0 only where the attribute is,
+    a guard of its plan), keeps a constant momentum's plan without the select."""
+    momenta = [0.9, 0.0, 0.9, 0.9, 0.0, 0.5]
+    grads = [np.array([1.0, -2.0]) * (i + 1) for i in range(len(momenta))]
+    for mine, theirs in ((lambda: optim.SGD(lr=0.1, momentum=0.9, dampening=0.3),
+                          lambda ps: torch.optim.SGD(ps, lr=0.1, momentum=0.9,
+                                                     dampening=0.3)),
+                         (lambda: optim.SGD(lr=0.1, momentum=0.9, nesterov=True),
+                          lambda ps: torch.optim.SGD(ps, lr=0.1, momentum=0.9,
+                                                     nesterov=True)),
+                         (lambda: optim.RMSprop(lr=0.01, momentum=0.9, centered=True),
+                          lambda ps: torch.optim.RMSprop(ps, lr=0.01, momentum=0.9,
+                                                         centered=True))):
+        t = torch.zeros(2, dtype=torch.float64, requires_grad=True)
+        topt = theirs([t])
+        for m, g in zip(momenta, grads):
+            topt.param_groups[0]["momentum"] = m
+            t.grad = torch.tensor(g)
+            topt.step()
+        opt = mine()
+        step = gc.compile(lambda g, s, p, m: opt.update(g, s, p, settings={"momentum": m}))
+        params = {"w": np.zeros(2)}
+        state = opt.init(params)
+        for m, g in zip(momenta, grads):
+            params, state = step({"w": g}, state, params, np.float64(m))
+        np.testing.assert_allclose(params["w"], t.detach().numpy(), rtol=1e-12, atol=1e-15)
+    for opt in (optim.SGD(lr=0.1, momentum=0.9), optim.RMSprop(lr=0.01, momentum=0.9)):
+        trainer = gc.Trainer(lambda p, batch: gc.sum(p["w"] * batch[0]), {"w": np.zeros(2)},
+                             opt, [(g,) for g in grads], steps=2, seed=0)
+        trainer.train_step()
+        assert "= where " not in str(trainer.step_plan.graph)
+
+
 def test_schedules_of_other_settings_are_evaluated_at_the_step():
     """Any number setting may be a schedule, as the lr: a weight decay decayed by cosine is
     the one torch's loop sets in param_groups each step."""
