@@ -965,21 +965,20 @@ class Optimizer:
                               f"{', '.join(self.hyperparameters)}, got {names}",
                               (user_location(),))
         for name, value in settings.items():
-            if isinstance(value, Node) and _is_zero(getattr(self, name)):
-                raise GraphcError(f"{type(self).__name__}.update: settings[{name!r}] is a value "
-                                  f"of the step, and the optimizer's {name} is 0, which leaves "
-                                  f"its computation out of the update; set {name} to the "
-                                  "value first (or leave it out of settings)",
-                                  (user_location(),))
             if not isinstance(value, Node):  # a concrete value, by the setting's own rule
                 self.checked_setting(name, np.asarray(value).item()
                                      if isinstance(value, np.ndarray) else value)
-            if not isinstance(value, Node) and \
-                    _is_zero(value) is not _is_zero(getattr(self, name)):
+            # an attribute of 0 leaves the setting's computation out of the update: a value
+            # for it that may not be 0 cannot be taken. A value of 0 where the attribute is
+            # not 0 (a number or a schedule) is: every update computes a 0 as torch's does
+            # (SGD's and RMSprop's momentum at 0 skip the buffer: _with_momentum_off)
+            if _is_zero(getattr(self, name)) and (isinstance(value, Node)
+                                                  or not _is_zero(value)):
+                given = "a value of the step" if isinstance(value, Node) else float(value)
                 raise GraphcError(f"{type(self).__name__}.update: settings[{name!r}] is "
-                                  f"{float(value)}, the optimizer's {name} "
-                                  f"{getattr(self, name)}: a value of 0 and another leave "
-                                  "different computations; set the attribute instead",
+                                  f"{given}, and the optimizer's {name} is 0, which leaves "
+                                  f"its computation out of the update; set {name} to the "
+                                  "value first (or leave it out of settings)",
                                   (user_location(),))
         return settings
 

@@ -407,14 +407,38 @@ def test_settings_given_to_update_in_a_step_of_ones_own():
     assert_one_line_error(lambda: opt.update(grads, state, params, settings={"beta1": 0.5}),
                           "SGD.update: settings must be a dict of weight_decay, momentum, "
                           "dampening, got ['beta1']", F)
-    assert_one_line_error(lambda: opt.update(grads, state, params, settings={"momentum": 0.0}),
-                          "settings['momentum'] is 0.0, the optimizer's momentum 0.3", F)
+    # a value where the attribute is 0: its computation is not in the update
+    assert_one_line_error(lambda: optim.SGD(lr=0.1).update(grads, optim.SGD(lr=0.1).init(
+        params), params, settings={"momentum": 0.5}), "settings['momentum'] is 0.5, and the "
+        "optimizer's momentum is 0, which leaves its computation out of the update", F)
     # a value of the step where the attribute is 0: its computation is not in the plan
     sgd = optim.SGD(lr=0.1)
     given = gc.compile(lambda g, s, p, wd: sgd.update(g, s, p, settings={"weight_decay": wd}))
     assert_one_line_error(lambda: given(grads, sgd.init(params), params, np.float64(0.5)),
                           "settings['weight_decay'] is a value of the step, and the "
                           "optimizer's weight_decay is 0", F)
+
+
+def test_a_momentum_of_0_given_to_update_is_torchs_plain_step():
+    """update(settings={"momentum": 0.0}) eagerly, the attribute a schedule or a number:
+    torch's `if momentum != 0` skips the buffer (kept for the next step) and steps along the
+    plain gradient. It was refused with 'a value of 0 and another leave different
+    computations', no longer true: the update decides on the step's value."""
+    momenta = [0.9, 0.0, 0.9, 0.0, 0.5]
+    grads = [np.array([1.0, -2.0]) * (i + 1) for i in range(len(momenta))]
+    t = torch.zeros(2, dtype=torch.float64, requires_grad=True)
+    topt = torch.optim.SGD([t], lr=0.1, momentum=0.9, dampening=0.3, weight_decay=0.01)
+    for m, g in zip(momenta, grads):
+        topt.param_groups[0]["momentum"] = m
+        t.grad = torch.tensor(g)
+        topt.step()
+    for attribute in (optim.one_cycle_momentum(10), 0.9):
+        opt = optim.SGD(lr=0.1, momentum=attribute, dampening=0.3, weight_decay=0.01)
+        params = {"w": np.zeros(2)}
+        state = opt.init(params)
+        for m, g in zip(momenta, grads):
+            params, state = opt.update({"w": g}, state, params, settings={"momentum": m})
+        np.testing.assert_allclose(params["w"], t.detach().numpy(), rtol=1e-12, atol=1e-15)
 
 
 def test_resume_goes_on_with_the_settings_set_during_the_run(tmp_path):
