@@ -39,7 +39,14 @@ class GradientTransformation:
                 raise GraphcError(f"gc.optim.{self.name}.update: its weight decay needs the "
                                   "parameters: update(grads, state, params)",
                                   (user_location(),))
-            params = grads  # (read for the pytree, shapes and dtypes only)
+            # read for the pytree, shapes and dtypes only: a slot's, which init made in the
+            # parameters' dtypes (a float64 gradient of a float32 parameter is then cast to
+            # it, as optax's update is float32; taking the gradients as the parameters met
+            # the float32 state with float64: "add(f64[2], f32[2])"); without a slot (sgd
+            # without momentum) the gradients, whose updates apply_updates casts
+            slots = self._rule.slots
+            params = state[slots[0]] if slots and isinstance(state, dict) and \
+                slots[0] in state else grads
         return self._rule.update(grads, state, params)
 
     def __repr__(self):

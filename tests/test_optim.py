@@ -330,6 +330,40 @@ def test_update_takes_a_gradient_of_another_float_dtype_in_its_parameters(case, 
             run(params, opt.init(params), g)
 
 
+@pytest.mark.parametrize("compiled", [False, True], ids=["eager", "compiled"])
+def test_optax_style_update_without_params_keeps_the_states_dtypes(compiled):
+    """tx.update(grads, state) without params (optax allows it where no weight decay reads
+    them) took the gradients as the parameters, so float64 gradients of float32 parameters
+    met the float32 state: 'add(f64[2], f32[2])'. The parameters' dtypes now come from the
+    state's slots: float32 updates equal to those given the parameters (which
+    test_update_takes_a_gradient_of_another_float_dtype_in_its_parameters checks against
+    torch), and optax 0.2.8's values after one step: adam [0.9, 0.9], sgd with momentum
+    [0.95, 0.95]."""
+    p32 = {"w": np.ones(2, np.float32), "v": np.full((2, 3), 2.0, np.float32)}
+    grads = [{"w": np.full(2, 0.5), "v": np.full((2, 3), -0.25) * (i + 1)} for i in range(3)]
+    for tx, first in ((optim.adam(0.1), 0.9), (optim.sgd(0.1, momentum=0.9), 0.95),
+                      (optim.rmsprop(0.1), None), (optim.adagrad(0.1), None),
+                      (optim.sgd(0.1), 0.95)):
+        def run(g, s, p=None, tx=tx):
+            return tx.update(g, s, p) if p is not None else tx.update(g, s)
+        up = gc.compile(run) if compiled else run
+        params, with_params = dict(p32), dict(p32)
+        state, state_p = tx.init(p32), tx.init(p32)
+        for i, g in enumerate(grads):
+            updates, state = up(g, state)
+            if tx._rule.slots:  # (sgd without momentum: float64 updates, as optax's)
+                assert all(np.asarray(u).dtype == np.float32 for u in updates.values()), tx
+            params = optim.apply_updates(params, updates)
+            if i == 0 and first is not None:
+                np.testing.assert_allclose(params["w"], [first] * 2, rtol=1e-6)
+            rounded = {k: v.astype(np.float32) for k, v in g.items()}
+            updates_p, state_p = up(rounded, state_p, with_params)
+            with_params = optim.apply_updates(with_params, updates_p)
+            for k in p32:
+                np.testing.assert_array_equal(params[k], with_params[k])
+                assert params[k].dtype == np.float32
+
+
 def test_bad_arguments_are_one_line_errors():
     with pytest.raises(gc.GraphcError, match="lr must be"):
         optim.SGD(lr=-1.0)
