@@ -27,7 +27,6 @@ import numpy as np
 
 from ir.errors import GraphcError, user_location
 from ir.graph import Node, current_graph
-from ir.ops.api import upcoming_salt
 from ir.ops.control_flow import REGION_OPS
 from ir.ops.custom import _custom_call
 from ir.ops.registry import SymbolicValue, graph_param
@@ -157,11 +156,6 @@ def _residuals(known, specs, build_plan) -> list:
     zeros stand for them. Inside a traced function they become nodes of its graph, a
     Parameter its input there: a compiled call reads the weights as they are then."""
     graph = current_graph()
-    for node in known.nodes:  # fn's k-th dropout site (salt k in its own trace) takes the
-        # k-th next site's salt where f_t is made, with that key: the masks the next draws
-        # give, eagerly and in a compiled step, where salt k was a mask the step drew already
-        if node.op == "dropout_mask":
-            node.attrs["salt"] = upcoming_salt(graph, node.attrs["salt"])
     if graph is None:
         state = _GENERATOR[0].bit_generator.state
         try:

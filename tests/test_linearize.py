@@ -354,31 +354,6 @@ def test_linear_transpose_made_in_one_compiled_function_is_refused_in_another():
             call()
 
 
-def test_linear_transpose_of_dropout_takes_the_next_draws_mask_eager_and_compiled():
-    # Review r5 (1): f_t's dropout mask was salted as fn's first site in its own trace, so
-    # in a compiled step it was the step's first dropout mask (one already drawn), and
-    # eagerly after a draw (or in an rng_key block) not the next draw's either
-    drop = gc.nn.Dropout(0.5)
-    x, ct = np.ones(16, np.float32), np.ones(16, np.float32)
-
-    def step(x, c):
-        y1 = drop(x)
-        (g,) = gc.linear_transpose(drop, x)(c)
-        return y1, g, drop(x)
-    compiled = gc.compile(step)
-    with gc.nn.rng_key(5):
-        eager = [np.asarray(v) for v in step(x, ct)]
-    with gc.nn.rng_key(5):
-        traced = [np.asarray(v) for v in compiled(x, ct)]
-    gc.manual_seed(3)
-    streamed = [np.asarray(v) for v in step(x, ct)]
-    for y1, g, y2 in (eager, traced, streamed, [np.asarray(v) for v in compiled(x, ct)]):
-        np.testing.assert_array_equal(g, y2)  # the next draw's mask, scaled by 1 / (1 - p)
-        assert set(np.unique(g)) == {0.0, 2.0} and not np.array_equal(g, y1)
-    for a, b in zip(eager, traced):  # compiled as eager, for one key
-        np.testing.assert_array_equal(a, b)
-
-
 def test_linear_transpose_names_the_multiply_not_an_added_constant():
     # Review r5 (3): cumprod (concat(1, x[:-1]), then x times that) was refused as affine at
     # the concat, advising f(x) - f(0), which is not linear either; the walk now reports an

@@ -2402,14 +2402,6 @@ def next_eager_salt() -> int:
     return site_salt(EAGER_DROPOUT.salt_scope, EAGER_DROPOUT._next_salt)
 
 
-def upcoming_salt(graph, k: int) -> int:
-    """The salt the k-th next dropout site (1: the next) of `graph` (None: of eager code)
-    will take, not taken: graphc.linear_transpose's mask is the one the next draw gives."""
-    from ..graph import site_salt
-    counter = EAGER_DROPOUT if graph is None else graph
-    return site_salt(counter.salt_scope, counter._next_salt + k)
-
-
 def _loop_iterations(graph):
     """The iteration numbers a dropout site in `graph` mixes in, outermost loop first: the
     counters of the loop bodies it is traced in (ir.region.Region.iteration), and the eager
