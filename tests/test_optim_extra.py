@@ -524,21 +524,33 @@ def test_one_cycle_momentum_is_torchs_cycle_momentum(which, three_phase):
     expected = {k: t.detach().numpy() for k, t in tp.items()}
     got, _ = _run(ours(), params, grads, compiled=True)
     assert _max_error(got, expected) <= 1e-12
+    assert _max_error(_bound_run(ours(), params, grads), expected) <= 1e-12
+    trainer = _trained(ours(), params, grads)
+    assert _max_error(trainer.params, expected) <= 1e-12
+    assert sum(len(e) for e in trainer._train_step._plans.values()) == 1
+
+
+def _bound_run(optimizer, params, grads) -> dict:
+    """The parameters after optimizer.bind(...).step() on each of grads, set as .grad."""
     ps = {k: gc.nn.Parameter(v.copy()) for k, v in params.items()}
-    bound = ours().bind(ps)
+    bound = optimizer.bind(ps)
     for g in grads:
         for k, p in ps.items():
             p.grad = g[k]
         bound.step()
-    assert _max_error({k: p.data for k, p in ps.items()}, expected) <= 1e-12
-    names = sorted(params)  # the loss sum(p * g): its gradient is the batch, g
+    return {k: p.data for k, p in ps.items()}
+
+
+def _trained(optimizer, params, grads):
+    """A gc.Trainer after one train_step per batch of grads: the loss sum(p * g), whose
+    gradient is the batch."""
+    names = sorted(params)
     trainer = gc.Trainer(lambda p, batch: sum(gc.sum(p[k] * b) for k, b in zip(names, batch)),
-                         {k: v.copy() for k, v in params.items()}, ours(),
-                         [tuple(g[k] for k in names) for g in grads], steps=30, seed=0)
-    for _ in range(30):
+                         {k: v.copy() for k, v in params.items()}, optimizer,
+                         [tuple(g[k] for k in names) for g in grads], steps=len(grads), seed=0)
+    for _ in grads:
         trainer.train_step()
-    assert _max_error(trainer.params, expected) <= 1e-12
-    assert sum(len(e) for e in trainer._train_step._plans.values()) == 1
+    return trainer
 
 
 _MOMENTUM_OFF_CASES = {
@@ -598,20 +610,8 @@ def test_a_momentum_schedule_at_0_skips_the_buffer_as_torch(case):
         got, _ = _run(mine(lr, schedule), params, grads, compiled)
         assert _max_error(got, expected) <= 1e-12, compiled
     for momentum in (schedule, python):
-        ps = {k: gc.nn.Parameter(v.copy()) for k, v in params.items()}
-        bound = mine(lr, momentum).bind(ps)
-        for g in grads:
-            for k, p in ps.items():
-                p.grad = g[k]
-            bound.step()
-        assert _max_error({k: p.data for k, p in ps.items()}, expected) <= 1e-12
-    names = sorted(params)  # the loss sum(p * g): its gradient is the batch, g
-    trainer = gc.Trainer(lambda p, batch: sum(gc.sum(p[k] * b) for k, b in zip(names, batch)),
-                         {k: v.copy() for k, v in params.items()}, mine(lr, schedule),
-                         [tuple(g[k] for k in names) for g in grads], steps=steps, seed=0)
-    for _ in range(steps):
-        trainer.train_step()
-    assert _max_error(trainer.params, expected) <= 1e-12
+        assert _max_error(_bound_run(mine(lr, momentum), params, grads), expected) <= 1e-12
+    assert _max_error(_trained(mine(lr, schedule), params, grads).params, expected) <= 1e-12
 
 
 def test_a_momentum_schedule_is_read_once_per_update_not_per_leaf(monkeypatch):
