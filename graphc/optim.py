@@ -752,8 +752,8 @@ class Optimizer:
     # holding a negative one was changed (gc.Trainer.restore refuses it)
     non_negative_slots: tuple = ()
     # scalars _update_leaf takes in float64, not rounded to the parameter's dtype (NAdam's
-    # momentum products, which it multiplies into its float64 state), or not floats at all
-    # (SGD's and RMSprop's momentum_off, a bool)
+    # momentum products, which it multiplies into its float64 state); a bool scalar (SGD's
+    # and RMSprop's momentum_off) is kept as it is without being listed (_is_bool)
     float64_scalars: tuple = ()
     # the number settings the update reads, which update(settings=...) takes as values of
     # the step (gc.Trainer feeds them as inputs, as the lr): `opt.beta1 = 0.8` between steps
@@ -923,7 +923,7 @@ class Optimizer:
             graph = symbolic[0].graph
             for name, value in vars(self).items():
                 if name in settings:  # a value of the step: only its being 0 is read
-                    graph.guard(_IsZero(self), name, _is_zero(value))
+                    graph.guard(_IsZero(self), name, _IsZero.of(value))
                 elif name != "lr" or lr is None:
                     graph.guard(self, name, value)
             grads, state, params = _numbers_as_arrays((grads, state, params))
@@ -1047,8 +1047,8 @@ class Optimizer:
             key = np.dtype(p.dtype)
             if key not in cast_cache:  # one rounding of each float64 scalar per dtype
                 cast_cache[key] = {k: v if isinstance(v, (float, int))
-                                   or k in self.float64_scalars else F.cast(v, key)
-                                   for k, v in scalars.items()}
+                                   or k in self.float64_scalars or _is_bool(v)
+                                   else F.cast(v, key) for k, v in scalars.items()}
             if self.maximize:  # before weight decay and the moments, as torch's
                 g = -g
             p2, slots2 = self._update_leaf(p, g, slots, cast_cache[key], mask[i], count)
@@ -1114,7 +1114,6 @@ class SGD(Optimizer):
     """torch.optim.SGD: coupled L2 weight decay, momentum (with dampening), Nesterov."""
 
     hyperparameters = ("weight_decay", "momentum", "dampening")
-    float64_scalars = ("momentum_off",)  # (a bool: _with_momentum_off)
     # graphc's earlier SGD(lr, 0.9, True) gave nesterov third
     _moved_positional = {"dampening": (lambda v: not isinstance(v, (bool, np.bool_)),
                                        "must be a number", "nesterov")}
@@ -1148,7 +1147,7 @@ class SGD(Optimizer):
             if self.dampening:  # PyTorch starts the buffer at the first gradient, undamped
                 buf = F.where(F.equal(count, 0), g, buf)
             step = g + buf * scalars["momentum"] if self.nesterov else buf
-            buf, g = _unless_momentum_off(scalars["momentum_off"], slots["momentum"], buf, g,
+            buf, g = _unless_momentum_off(_momentum_off(scalars), slots["momentum"], buf, g,
                                           step)
             new_slots["momentum"] = buf
         return p - scalars["lr"] * g, new_slots
@@ -1166,7 +1165,7 @@ def _with_momentum_off(optimizer, scalars) -> dict:
     update(settings=), which may be 0 where the attribute is not; except gc.Trainer's
     (_AttributeSettings): it feeds a number attribute's own value, 0 only where the
     attribute is, which a guard of the plan holds, so a constant momentum's plan has no
-    select. (Kept in float64_scalars: a bool is not rounded to a parameter's dtype.)"""
+    select. (A bool: never cast to a parameter's dtype, _is_bool.)"""
     if not optimizer.momentum:  # (no buffer)
         return scalars
     momentum = optimizer.hyper("momentum")
@@ -1181,6 +1180,18 @@ def _with_momentum_off(optimizer, scalars) -> dict:
         off = F.equal(momentum, 0.0)  # (its float64 value, not rounded)
     scalars["momentum_off"] = off
     return scalars
+
+
+def _momentum_off(scalars):
+    """scalars' momentum_off; False (the buffer always updated, as before it was read) where
+    a user's subclass has _scalars of its own that do not call SGD's or RMSprop's."""
+    return scalars.get("momentum_off", False)
+
+
+def _is_bool(value) -> bool:
+    """A bool scalar (momentum_off), which _update keeps as it is for every dtype."""
+    return isinstance(value, (bool, np.bool_)) or (
+        isinstance(value, (Node, Tensor)) and np.dtype(F._dtype(value)) == np.bool_)
 
 
 def _unless_momentum_off(off, old_buf, buf, plain, step):
@@ -1270,7 +1281,6 @@ class RMSprop(Optimizer):
     steps; weight decay coupled (L2)."""
 
     hyperparameters = ("weight_decay", "alpha", "eps", "momentum")
-    float64_scalars = ("momentum_off",)  # (a bool: _with_momentum_off)
 
     def __init__(self, lr=1e-2, alpha: float = 0.99, eps: float = 1e-8,
                  weight_decay: float = 0.0, momentum: float = 0.0, centered: bool = False,
@@ -1301,7 +1311,7 @@ class RMSprop(Optimizer):
         step = g / avg
         if self.momentum:
             buf = slots["momentum"] * scalars["momentum"] + step
-            new["momentum"], step = _unless_momentum_off(scalars["momentum_off"],
+            new["momentum"], step = _unless_momentum_off(_momentum_off(scalars),
                                                          slots["momentum"], buf, step, buf)
         return p - scalars["lr"] * step, new
 
@@ -1981,10 +1991,18 @@ class _IsZero:
     def __getattr__(self, name):
         if name.startswith("__") or name == "optimizer":  # (copy and pickle probe dunders
             raise AttributeError(name)  # before `optimizer` is set: no recursion there)
-        return _is_zero(getattr(self.optimizer, name))
+        return self.of(getattr(self.optimizer, name))
+
+    @staticmethod
+    def of(value):
+        """What the plan reads of a setting fed as a value of the step: whether it is 0, or
+        that it is a schedule (its value may reach 0 at a step: SGD's and RMSprop's momentum
+        select on it, _with_momentum_off, where a number attribute's plan does not)."""
+        return "schedule" if callable(value) else _is_zero(value)
 
     def describe_change(self):
-        return f"{type(self.optimizer).__name__}: a number setting became 0, or stopped being 0"
+        return (f"{type(self.optimizer).__name__}: a number setting became 0, stopped being 0, "
+                "or became a schedule or a number")
 
 
 def _real(what, value):

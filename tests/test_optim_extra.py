@@ -795,3 +795,66 @@ def test_the_older_schedules_check_their_numbers_as_the_newer_ones():
     # the numbers these take are unchanged: exponent 0 holds peak, as optax's c ** 0
     assert optim.warmup_cosine_decay(0.0, 1.0, 2, 10, exponent=0.0)(10) == 1.0
     assert optim.exponential_decay(1.0, 10, np.float64(0.5))(10) == 0.5
+
+
+@pytest.mark.parametrize("kind", ["SGD", "RMSprop"])
+def test_a_trainers_momentum_changed_from_a_number_to_a_schedule_mid_run_follows_torch(kind):
+    """r8 on 85ccc7f: the Trainer's plan for a number momentum has no select on its being 0
+    (the guard held only whether it is 0), so after `optimizer.momentum = schedule` mid-run
+    the old plan ran on, replacing the buffer at the schedule's 0 steps (0.049 off torch for
+    SGD, 0.266 for RMSprop). The guard now tells a schedule from a number: one recompile."""
+    steps = 7
+    schedule = lambda s: 0.0 if s in (3, 4) else 0.9  # noqa: E731
+    rng = np.random.default_rng(0)
+    x, y = rng.standard_normal((8, 3)), rng.standard_normal((8, 2))
+    init = {"w": np.full((3, 2), 0.1), "b": np.zeros(2)}
+    w, b = (torch.tensor(init[k], requires_grad=True) for k in ("w", "b"))
+    theirs = (torch.optim.SGD([w, b], lr=0.1, momentum=0.9) if kind == "SGD" else
+              torch.optim.RMSprop([w, b], lr=0.01, momentum=0.9))
+    for step in range(steps):
+        theirs.param_groups[0]["momentum"] = schedule(step) if step >= 2 else 0.9
+        theirs.zero_grad()
+        ((torch.tensor(x) @ w + b - torch.tensor(y)) ** 2).mean().backward()
+        theirs.step()
+    ours = (optim.SGD(lr=0.1, momentum=0.9) if kind == "SGD" else
+            optim.RMSprop(lr=0.01, momentum=0.9))
+    trainer = gc.Trainer(lambda p, batch: gc.mean((batch[0] @ p["w"] + p["b"] - batch[1]) ** 2),
+                         init, ours, lambda rng: (x, y), steps=steps, seed=0)
+    for step in range(steps):
+        if step == 2:
+            trainer.optimizer.momentum = schedule
+        trainer.train_step()
+    np.testing.assert_allclose(trainer.params["w"], w.detach().numpy(), rtol=0, atol=1e-12)
+
+
+class _OwnScalars(optim.SGD):
+    def _scalars(self, count, step):  # a user's own, not calling SGD's
+        return {"lr": 0.1}
+
+
+class _OwnFloat64Scalars(optim.RMSprop):
+    float64_scalars = ()
+
+
+@pytest.mark.parametrize("compiled", [False, True])
+def test_a_users_subclass_of_sgd_or_rmsprop_still_steps(compiled):
+    """r8 on 0ca97a8: a subclass whose _scalars do not call SGD's was a bare
+    KeyError: 'momentum_off', and one with float64_scalars of its own failed compiled
+    ('where: the condition must be bool, got float32'): momentum_off is read with a
+    default, and a bool scalar is never cast. The first steps as before the fix (its own
+    scalars leave the momentum schedule's 0 unseen); the second equals RMSprop's."""
+    def schedule(count):  # 0 at step 1, as a compiled update's traced count allows
+        if isinstance(count, (int, np.integer)):
+            return 0.0 if count == 1 else 0.9
+        return gc.where(count == 1, 0.0, 0.9)
+    results = {}
+    for cls in (_OwnScalars, _OwnFloat64Scalars, optim.RMSprop):
+        opt = cls(lr=0.1, momentum=schedule)
+        params, state = {"w": np.ones(3, np.float32)}, None
+        state = opt.init(params)
+        update = gc.compile(opt.update) if compiled else opt.update
+        for g in (0.5, 1.0, 2.0):
+            params, state = update({"w": np.full(3, g, np.float32)}, state, params)
+        results[cls] = np.asarray(params["w"])
+    np.testing.assert_array_equal(results[_OwnFloat64Scalars], results[optim.RMSprop])
+    assert np.all(np.isfinite(results[_OwnScalars]))
