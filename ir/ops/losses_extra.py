@@ -356,13 +356,6 @@ def gaussian_nll_loss(input, target, var, full=False, eps=1e-6, reduction="mean"
             # torch refuses a bool var (its any(var < 0) takes no bool); a traced True was
             # var 1 where the literal was refused: both are this line
             _fail(f"{name}: var must be a number or an array of variances, got a bool")
-        if _dtype(var).kind in "iu":
-            # torch's refuses an int too, for the same reason (var < 0 is a Python bool
-            # there: only a float number is made a tensor, var * ones_like(input))
-            shown, instead = (f"the int {var!r}", f"{float(var)!r}") \
-                if is_weak_scalar(var) else ("an int", "a float")
-            _fail(f"{name}: var must be a float number or an array of variances, got "
-                  f"{shown}, which torch's {name} refuses too; pass {instead}")
         # its value is known now for a scalar object and an eager weak value (-gc.sqrt(4.0)
         # gave NaN where -2.0 is refused), also one that a compiled, vmapped or
         # differentiated function closes over (a constant of the trace: asking whether ops
