@@ -185,15 +185,24 @@ def _picked_range(key, inputs: dict, limit: int = 64):
     groups = _where_groups(known)
     if not groups or 2 ** len(groups) > limit:
         return None
-    lo = hi = None
-    for ways in itertools.product((1, 2), repeat=len(groups)):
-        picks = {n: way for way, group in zip(ways, groups.values()) for n in group}
+
+    def under(picks):
         fed = {}
         for inner, outer in key.feeds:
             span = exact_range(outer, inputs, {}, picks)
             if span is not None:
                 fed[inner] = span[0] if span[0] == span[1] else span
-        one = bound_range(key.node, fed, {}, branches=True)
+        return bound_range(key.node, fed, {}, branches=True)
+    return _hull_over_picks(groups, under)
+
+
+def _hull_over_picks(groups, range_under):
+    """The hull of range_under(picks) over each way the where groups may pick (a where
+    node -> the branch, 1 or 2, its group takes); None where one way's range is unknown."""
+    lo = hi = None
+    for ways in itertools.product((1, 2), repeat=len(groups)):
+        picks = {n: way for way, group in zip(ways, groups.values()) for n in group}
+        one = range_under(picks)
         if one is None:
             return None
         lo, hi = (one if lo is None else (min(lo, one[0]), max(hi, one[1])))
@@ -684,14 +693,8 @@ def branch_range(node, inputs: dict, limit: int = 64):
     groups = _where_groups(known)
     if not groups or 2 ** len(groups) > limit:
         return span
-    lo = hi = None
-    for ways in itertools.product((1, 2), repeat=len(groups)):
-        picks = {n: way for way, group in zip(ways, groups.values()) for n in group}
-        one = exact_range(node, inputs, {}, picks)
-        if one is None:
-            return span
-        lo, hi = (one if lo is None else (min(lo, one[0]), max(hi, one[1])))
-    return lo, hi
+    hull = _hull_over_picks(groups, lambda picks: exact_range(node, inputs, {}, picks))
+    return span if hull is None else hull
 
 
 def _where_groups(known: dict) -> dict:
