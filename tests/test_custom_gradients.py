@@ -671,3 +671,37 @@ def test_cli_reports_a_bad_rule_in_one_line_with_exit_2(tmp_path):
                                   "cotangents for 1 arguments")
     assert "model.py:5" in proc.stderr  # the rule's line
     assert "Traceback" not in proc.stderr
+
+
+def test_a_custom_vjp_of_float32_arguments_with_a_half_result_under_autocast():
+    """Under gc.autocast a custom_vjp function of float32 arguments whose result is half (its
+    matmul cast to bfloat16) was refused, eagerly and traced, as closing over its arguments:
+    autocast cast the node's operands, so the rule's cotangents reached new half values.
+    Now the rule runs and its float32 cotangents reach the arguments."""
+    rng = np.random.default_rng(0)
+    x, w = rng.normal(size=(4, 6)).astype(np.float32), rng.normal(size=(6, 3)).astype(np.float32)
+
+    @gc.custom_vjp
+    def product(x, w):
+        return x @ w
+
+    product.defvjp(lambda x, w: (product(x, w), (x, w)),
+                   lambda res, g: (2 * (g.astype("float32") @ res[1].T),  # twice the true
+                                   2 * (res[0].T @ g.astype("float32"))))  # gradients
+
+    def loss(x, w):
+        with gc.autocast("bfloat16"):
+            y = product(x, w)
+            assert y.dtype == "bfloat16"
+            return gc.sum(y.astype("float32"))
+
+    want = (2 * np.ones((4, 3), np.float32) @ w.T, 2 * x.T @ np.ones((4, 3), np.float32))
+    for got in (gc.grad(loss, argnums=(0, 1))(x, w),
+                gc.compile(gc.grad(loss, argnums=(0, 1)))(x, w)):
+        for g, expected in zip(got, want):
+            assert np.asarray(g).dtype == np.float32
+            np.testing.assert_allclose(g, expected, rtol=1e-6)
+    tx, tw = gc.tensor(x, requires_grad=True), gc.tensor(w, requires_grad=True)
+    loss(tx, tw).backward()  # the eager tape
+    np.testing.assert_allclose(tx.grad, want[0], rtol=1e-6)
+    np.testing.assert_allclose(tw.grad, want[1], rtol=1e-6)

@@ -248,3 +248,30 @@ def test_a_remat_function_returning_a_torch_tensor_is_one_line_eager_and_traced(
         assert "test_remat.py" in where
     np.testing.assert_array_equal(gc.grad(lambda v: gc.sum(gc.remat(lambda u: u * 2)(v)))(x),
                                   [2.0, 2.0, 2.0])
+
+
+@pytest.mark.parametrize("half", ["bfloat16", "float16"])
+def test_remat_under_autocast_gives_float32_arguments_the_plain_gradients(half):
+    """A remat region of float32 arguments whose result is half (a matmul under gc.autocast,
+    mixed precision's usual block) was refused as closing over its own arguments: autocast
+    cast the custom_vjp node's float32 operands beside its half result, so the rule's
+    gradient stopped at the casts. Now the replay's gradients are the plain function's, bit
+    for bit, traced and compiled, and float32 as the arguments."""
+    rng = np.random.default_rng(0)
+    x, w1, w2 = (rng.normal(size=s).astype(np.float32) for s in ((4, 6), (6, 8), (8, 6)))
+
+    def loss(block):
+        def f(x, w1, w2):
+            with gc.autocast(half):
+                y = block(block(x, w1, w2), w1, w2)
+                return gc.mean(y.astype("float32") ** 2)
+        return gc.value_and_grad(f, argnums=(0, 1, 2))
+
+    block = lambda x, w1, w2: x + gc.tanh(gc.gelu(x @ w1) @ w2)  # noqa: E731
+    for run in (lambda f: f, gc.compile):
+        plain = run(loss(block))(x, w1, w2)
+        remat = run(loss(gc.remat(block)))(x, w1, w2)
+        np.testing.assert_array_equal(remat[0], plain[0])
+        for got, want in zip(remat[1], plain[1]):
+            assert got.dtype == np.float32 and np.all(np.isfinite(got))
+            np.testing.assert_array_equal(got, want)

@@ -25,6 +25,8 @@ torch.autocast does, with JAX's mixed-precision policy (float32 parameters, half
   (a float32 parameter meeting a half activation is cast where it is used), so activations
   stay half precision: LayerNorm's weights, biases, residual sums. Ops on float32 values only
   (the optimiser's update, with its float32 master weights and state) are left alone.
+- control-flow ops and custom_vjp nodes (gc.remat, gc.custom_vjp) are never cast (UNCAST_OPS):
+  the ops inside them are, and a custom_vjp's operands are the arguments its rule differentiates.
 
 The backward pass is built with autocast suspended (passes.autodiff, runtime.eager): each
 cast's gradient casts back, so float32 parameters get float32 gradients.
@@ -46,6 +48,13 @@ from ..types import as_dtype, is_float, is_half
 from . import registry
 
 HALF_OPS = frozenset(("matmul", "einsum"))
+# Ops whose operands autocast never casts: the control-flow ops leave dtypes to the ops of
+# their regions (registry.CONTROL_FLOW_OPS), and a custom_vjp node's operands are the
+# function's result and the very values its rule differentiates with respect to (gc.remat's
+# and gc.custom_vjp's arguments): a cast put between them made a float32 argument beside a
+# half result a new half value, the rule's gradient stopped at it, and the argument read
+# inside counted as closed over (refused, traced and eagerly)
+UNCAST_OPS = registry.CONTROL_FLOW_OPS | {"custom_vjp"}
 FLOAT32_OPS = frozenset(("log_softmax", "sum"))
 _FLOAT32 = np.dtype("float32")
 _FLOAT64 = np.dtype("float64")
@@ -136,7 +145,7 @@ def dtype_clash(*dtypes):
 
 def autocast_operands(name, inputs, interpreter):
     """The operands of an op call under the active policy (unchanged when it is off)."""
-    if STATE.suspended or name in registry.CONTROL_FLOW_OPS:
+    if STATE.suspended or name in UNCAST_OPS:
         return inputs
     half = STATE.dtype
     sensitive = name in HALF_OPS or name in FLOAT32_OPS
