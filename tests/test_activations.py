@@ -109,3 +109,41 @@ def test_bad_settings_give_one_line():
     assert_one_line_error(lambda: gc.hardtanh(np.ones(2), 2.0, 1.0), "min_val 2.0 is above", f)
     assert_one_line_error(lambda: gc.prelu(np.ones((2, 3)), np.ones(4)), "prelu: 4 weights", f)
     assert_one_line_error(lambda: gc.nn.ELU(1.0, False, 2.0), "ELU: takes alpha, inplace", f)
+
+
+@pytest.mark.parametrize("dtype", ["float16", "bfloat16"])
+@pytest.mark.parametrize("ours, theirs", [
+    (gc.hardswish, TF.hardswish),
+    (gc.leaky_relu, TF.leaky_relu),
+    (lambda x: gc.leaky_relu(x, 0.2), lambda x: TF.leaky_relu(x, 0.2)),
+    (gc.nn.LeakyReLU(0.1), torch.nn.LeakyReLU(0.1)),
+], ids=["hardswish", "leaky_relu", "leaky_relu_0.2", "LeakyReLU_0.1"])
+def test_half_hardswish_and_leaky_relu_are_torchs_bits(ours, theirs, dtype):
+    """hardswish of half values rounded each of its three products to half, and leaky_relu
+    multiplied by its slope rounded to half first (0.01 is 0.010009765625 in bfloat16): 2
+    and 1 ulps off torch's, whose CPU kernels compute in float32 and round once, in about
+    one value in eight. Now rounded once: torch's bits over every finite half value in
+    [-8, 8], eagerly and compiled."""
+    half = torch.bfloat16 if dtype == "bfloat16" else torch.float16
+    x = np.arange(-32768, 32768).astype(np.int16).view(dtype)
+    x = x[np.abs(x.astype(np.float32)) <= 8]
+    want = theirs(torch.tensor(x.astype(np.float32)).to(half)).float().numpy()
+    for got in (ours(gc.tensor(x)).data, gc.compile(ours)(x)):
+        assert got.dtype.name == dtype
+        np.testing.assert_array_equal(got.astype(np.float32), want)
+
+
+def test_leaky_relu_takes_a_0d_slope_of_any_real_dtype():
+    """A 0-d array or tensor slope is the number it holds, as torch's Scalar argument and
+    graphc's other settings: a float32 one beside bfloat16 x (a float64 tensor beside
+    float32 x) was refused as a mix of dtypes."""
+    x = np.array([-1.5, 2.0, -3.25], np.float32)
+    for slope in (np.array(0.2, np.float32), gc.tensor(0.2), np.float64(0.2)):
+        np.testing.assert_array_equal(gc.leaky_relu(gc.tensor(x), slope).data,
+                                      TF.leaky_relu(torch.tensor(x), 0.2).numpy())
+        half = gc.leaky_relu(gc.tensor(x.astype("float16")), slope).data
+        assert half.dtype == np.float16
+        np.testing.assert_array_equal(
+            half, TF.leaky_relu(torch.tensor(x).half(), 0.2).numpy())
+    # a traced slope (a compiled function's number argument) is still differentiated
+    np.testing.assert_allclose(gc.grad(lambda s: gc.sum(gc.leaky_relu(x, s)))(0.2), -4.75)

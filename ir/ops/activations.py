@@ -83,6 +83,8 @@ def hardsigmoid(x):
 
 def hardswish(x):
     """x * relu6(x + 3) / 6 (its gradient is 0 at -3 and 1 at 3, as torch's)."""
+    if is_half(F._dtype(x)):  # rounded once, as torch's: the product's three half roundings
+        return _rounded_once(hardswish, x)  # put it 2 ulps off
     # the middle piece is fed x where it is picked and finite numbers elsewhere, so at x =
     # +-inf or NaN (which takes the last piece, gradient 1, as torch's) its zero share of the
     # gradient stays 0 (not 0 * inf or 0 * NaN)

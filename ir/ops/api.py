@@ -1572,6 +1572,13 @@ def silu(x):
 def leaky_relu(x, negative_slope=0.01):
     """x where x > 0, negative_slope * x elsewhere (the gradient at 0 is negative_slope, as
     in PyTorch)."""
+    # a 0-d array or tensor is the number it holds, as torch's Scalar setting (of any real
+    # dtype: a float32 one met bfloat16 x as a mix of dtypes); a traced value stays as it is
+    number = _as_number(negative_slope)
+    negative_slope = negative_slope if number is None else number
+    if is_half(_dtype(x)):  # in float32, rounded once, as torch's: the slope rounded to half
+        # first (a weak number takes x's dtype) put x * 0.01 1 ulp off
+        return _rounded_once(leaky_relu, x, negative_slope)
     return where(greater(x, 0), x, mul(x, negative_slope))
 
 
