@@ -30,7 +30,7 @@ import numpy as np
 from ir.errors import GraphcError, user_location
 from ir.ops import api as F
 from ir.ops.precision import PRECISIONS, autocast, precision_dtype  # noqa: F401
-from ir.types import is_half
+from ir.types import is_float, is_half
 from .optim import _count_setting, _finite, _real, global_norm
 from .tracing import flatten, unflatten
 
@@ -81,6 +81,8 @@ class LossScaler:
         scaled loss overflows past 65504 on steps whose gradients are finite (and 2**16, the
         initial scale, is Inf itself). Its gradient is the scale in the loss's dtype, so
         gradients that overflow still make the step skipped."""
+        _float_value("LossScaler.scale: the loss", loss)
+        state = _scaler_state("LossScaler.scale", state)
         if is_half(loss.dtype):
             loss = F.cast(loss, "float32")
         return loss * F.cast(state["scale"], loss.dtype)
@@ -88,7 +90,11 @@ class LossScaler:
     def unscale(self, grads, state):
         """(grads / scale, finite: a bool scalar, the next scaler state). The global norm of
         the unscaled gradients decides `finite`."""
+        state = _scaler_state("LossScaler.unscale", state)
         leaves, structure, _ = flatten(grads)
+        for i, g in enumerate(leaves):
+            if g is not None:
+                _float_value(f"LossScaler.unscale: gradient {i}", g)
         inverse = 1.0 / state["scale"]
         leaves = [None if g is None else g * F.cast(inverse, g.dtype) for g in leaves]
         grads = unflatten(structure, leaves)
@@ -113,5 +119,37 @@ class LossScaler:
         """`updated` where the step's gradients were finite, else `kept` (a skipped step),
         leaf by leaf over two pytrees of the same structure."""
         new, structure, _ = flatten(updated)
-        old, _, _ = flatten(kept)
+        old, kept_structure, _ = flatten(kept)
+        if kept_structure != structure:  # (zip paired leaves of different names silently)
+            raise GraphcError("LossScaler.select: updated and kept must be pytrees of one "
+                              "structure (the new and the old values of the same things)",
+                              (user_location(),))
         return unflatten(structure, [F.where(finite, a, b) for a, b in zip(new, old)])
+
+
+def _float_value(what, x):
+    """x, a float array, tensor or traced value; one line naming `what` otherwise (a Python
+    number or list had no dtype: an AttributeError; an integer loss was scaled in its own
+    dtype, a scale below 1 making it 0)."""
+    try:
+        dtype = np.dtype(getattr(x, "dtype"))
+    except (AttributeError, TypeError):  # (no dtype, or another library's: a torch tensor)
+        dtype = None
+    if dtype is None or not is_float(dtype):
+        library = type(x).__module__.split(".")[0]
+        got = f"dtype {dtype}" if dtype is not None else type(x).__name__ \
+            if library == "builtins" else f"{library}.{type(x).__name__}"
+        raise GraphcError(f"{what} must be a float array, tensor or traced value, got {got}",
+                          (user_location(),))
+
+
+def _scaler_state(what, state):
+    """The scaler state init() made (a dict with scale and good_steps); one line otherwise,
+    not a KeyError."""
+    if not isinstance(state, dict) or any(k not in state for k in LossScaler.STATE_KEYS):
+        got = f"a dict of keys {sorted(map(str, state))}" if isinstance(state, dict) \
+            else type(state).__name__
+        raise GraphcError(f"{what}: state must be the dict LossScaler.init() returns (keys "
+                          f"{' and '.join(LossScaler.STATE_KEYS)}), got {got}",
+                          (user_location(),))
+    return state

@@ -676,6 +676,39 @@ def test_loss_scaler_rejects_bad_settings():
         gc.amp.LossScaler(growth_factor=0.5)
 
 
+def test_loss_scaler_refuses_bad_operands_in_one_line():
+    """scale() of a Python number or list and unscale() of one among the gradients were an
+    AttributeError ('float' object has no attribute 'dtype'), an integer loss was scaled in
+    int64 (0 once the scale is below 1), an integer gradient was refused naming an op
+    inside (sum_squares), a state without its keys was a KeyError, and select() of two
+    pytrees of different keys paired their leaves silently. Each is one line naming the
+    method and the argument; float operands are scaled as before."""
+    scaler = gc.amp.LossScaler(init_scale=4.0)
+    amp = scaler.init()
+    w = np.ones(2, np.float32)
+    for call, message in [
+            (lambda: scaler.scale(2.0, amp), "LossScaler.scale: the loss must be a float "
+             "array, tensor or traced value, got float"),
+            (lambda: scaler.scale(np.array(3), amp), "the loss must be a float array, "
+             "tensor or traced value, got dtype int64"),
+            (lambda: scaler.unscale({"a": w, "b": 1.0}, amp), "LossScaler.unscale: "
+             "gradient 1 must be a float array, tensor or traced value, got float"),
+            (lambda: scaler.unscale({"a": np.array([1, 2])}, amp), "gradient 0 must be a "
+             "float array, tensor or traced value, got dtype int64"),
+            (lambda: scaler.unscale({"a": w}, {"scale": amp["scale"]}), "LossScaler.unscale: "
+             r"state must be the dict LossScaler.init\(\) returns \(keys scale and "
+             r"good_steps\), got a dict of keys \['scale'\]"),
+            (lambda: scaler.select(True, {"a": w}, {"b": w}), "LossScaler.select: updated "
+             "and kept must be pytrees of one structure")]:
+        with pytest.raises(GraphcError, match=message) as info:
+            call()
+        assert "test_mixed_precision.py" in str(info.value).splitlines()[1]
+    assert float(scaler.scale(np.float32(1.5), amp)) == 6.0
+    grads, finite, _ = scaler.unscale({"a": w, "b": None}, amp)
+    np.testing.assert_array_equal(grads["a"], [0.25, 0.25])
+    assert grads["b"] is None and bool(finite)
+
+
 # ---- training a small GPT -------------------------------------------------------------------
 CFG = dict(n_layer=2, n_head=2, n_embd=32, block_size=16, batch_size=8)
 
