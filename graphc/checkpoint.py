@@ -118,14 +118,16 @@ def optimizer_record(optimizer) -> dict:
 
 def check_optimizer(meta: dict, mine: dict, path: str | None = None,
                     allow_changed: bool = False,
-                    how: str = "allow_changed_settings=True") -> dict | None:
+                    how: str = "allow_changed_settings=True", older=()) -> dict | None:
     """The optimiser record of the checkpoint header `meta` where the resuming run's
     optimiser (`mine`, optimizer_record's) cannot take its state: another class, or the same
     one keeping a slot the checkpoint lacks (SGD's momentum set from 0, amsgrad); else None
     (the same optimiser, one that keeps fewer slots, or a checkpoint written before the
     optimiser was recorded). Such a change is refused, one GraphcError line naming both,
     unless `allow_changed`: the state the checkpoint cannot give then starts afresh (see
-    gc.Trainer.restore). `path`: the file, for messages."""
+    gc.Trainer.restore). `path`: the file, for messages. `older`: slots of the optimiser's
+    that a checkpoint written before it kept them lacks, which the resume makes from each
+    parameter's count of updates (SGD's "started", Optimizer.older_slots): not a change."""
     saved = meta.get("optimizer_record")
     if saved is None or saved == mine:
         return None
@@ -135,7 +137,7 @@ def check_optimizer(meta: dict, mine: dict, path: str | None = None,
             and all(isinstance(slot, str) for slot in saved["slots"])):
         raise CheckpointError(f"{name}: header field optimizer_record must be {{'class': name, "
                               f"'slots': [names]}}, got {saved!r}"[:200])
-    added = [slot for slot in mine["slots"] if slot not in saved["slots"]]
+    added = [slot for slot in mine["slots"] if slot not in saved["slots"] and slot not in older]
     if saved["class"] != mine["class"]:
         theirs, ours = saved["class"], mine["class"]
         fresh = f"{ours}'s state afresh (each parameter's count of updates at 0)"

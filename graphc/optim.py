@@ -44,7 +44,8 @@ from ir.ops.registry import apply
 from ir.types import is_float, is_half, is_int, is_real
 from runtime.eager import Tensor, no_grad
 
-from .tracing import flatten, keys_sorted, leaves_and_structure, leaves_like, unflatten
+from .tracing import (flatten, keys_sorted, leaf_count, leaves_and_structure, leaves_like,
+                      unflatten)
 from .transforms import Compiled
 
 __all__ = ["Optimizer", "SGD", "Adam", "AdamW", "RMSprop", "Adagrad", "Adamax", "NAdam", "Lion",
@@ -1068,6 +1069,23 @@ class Optimizer:
     def _update_leaf(self, p, g, slots, scalars, decay, count):
         raise NotImplementedError
 
+    # slots that mark what a parameter's count of updates told before they were kept (SGD's
+    # "started"): a state may lack one (saved before it was kept, or before a setting that
+    # keeps it was set: update(), load_state_dict() and gc.Trainer's resume make it from
+    # each parameter's count, _older_slot) or hold one the optimiser no longer keeps (left out)
+    marks: tuple = ()
+
+    @property
+    def older_slots(self) -> tuple:
+        """The marks this optimiser keeps now (see `marks`)."""
+        return tuple(s for s in self.slots if s in self.marks)
+
+    def _older_slot(self, slot, count):
+        """The value slot `slot` holds for a parameter that has had `count` updates (an int,
+        or a 0-d count array, traced or not), for a state saved before the optimiser kept
+        that slot; None where such a state cannot lack it."""
+        return None
+
     def _decay_flags(self, names, leaves, structure):
         if not self.weight_decay:
             return [False] * len(leaves)
@@ -1083,14 +1101,22 @@ class Optimizer:
     def _slot_leaves(self, state, structure):
         """{slot: its leaves in the order of the parameters' leaves}, the state checked."""
         expected = ("count",) + tuple(self.slots)
-        if not isinstance(state, dict) or set(state) != set(expected):
+        older = [s for s in self.older_slots if isinstance(state, dict) and s not in state]
+        # (a mark the optimiser no longer keeps, SGD's "started" after dampening=0: left out)
+        if not isinstance(state, dict) or \
+                set(state) - set(self.marks) != set(expected) - set(self.marks):
             keys = sorted(state) if isinstance(state, dict) else type(state).__name__
             # (a setting changed since init, SGD's momentum from 0, makes other slots)
             raise GraphcError(f"{self._display_name}.update: the state has {keys}, expected "
                               f"{sorted(expected)} ({self._state_origin()})",
                               (user_location(),))
         slot_leaves = {}
+        for s in older:  # a state saved before the slot was kept: its value from the count
+            slot_leaves[s] = [self._older_slot(s, state["count"])
+                              for _ in range(leaf_count(structure))]
         for s in self.slots:
+            if s in older:
+                continue
             leaves, own = leaves_and_structure(state[s])
             if own != structure:
                 # a state made from a dict serves its OrderedDict and the other way round
@@ -1112,6 +1138,8 @@ class Optimizer:
 
 class SGD(Optimizer):
     """torch.optim.SGD: coupled L2 weight decay, momentum (with dampening), Nesterov."""
+
+    marks = ("started",)
 
     hyperparameters = ("weight_decay", "momentum", "dampening")
     # graphc's earlier SGD(lr, 0.9, True) gave nesterov third
@@ -1136,7 +1164,34 @@ class SGD(Optimizer):
 
     @property
     def slots(self):  # read at each update: momentum set to 0, or from 0, since init
-        return ("momentum",) if self.momentum else ()
+        if not self.momentum:
+            return ()
+        # torch starts a parameter's buffer undamped, at its first gradient under a momentum
+        # that is not 0; with a dampening that start differs from a damped one, so each
+        # buffer is marked once started (without one, m * 0 + g is g: no mark needed)
+        return ("momentum", "started") if self.dampening else ("momentum",)
+
+    def init(self, params) -> dict:
+        state = super().init(params)
+        if "started" in self.slots:
+            leaves, structure, _ = flatten(params)
+            traced = any(isinstance(p, Node) for p in leaves)
+            state["started"] = unflatten(structure, [
+                F.full((), False, "bool") if traced else np.zeros((), np.bool_)
+                for _ in leaves])
+        return state
+
+    def _slot_dtype(self, slot, dtype):
+        return np.dtype(np.bool_) if slot == "started" else super()._slot_dtype(slot, dtype)
+
+    def _older_slot(self, slot, count):
+        # a state saved before "started" was kept started every buffer at the parameter's
+        # first update: the mark is whether it has had one
+        if slot != "started":
+            return super()._older_slot(slot, count)
+        if isinstance(count, (Node, Tensor)):
+            return F.greater(count, 0)
+        return np.asarray(int(count) > 0)
 
     def _update_leaf(self, p, g, slots, scalars, decay, count):
         if decay:
@@ -1144,12 +1199,14 @@ class SGD(Optimizer):
         new_slots = {}
         if self.momentum:
             buf = slots["momentum"] * scalars["momentum"] + g * scalars["1-dampening"]
-            if self.dampening:  # PyTorch starts the buffer at the first gradient, undamped
-                buf = F.where(F.equal(count, 0), g, buf)
+            if self.dampening:  # torch's first buffer is the gradient itself, undamped
+                buf = F.where(slots["started"], buf, g)
             step = g + buf * scalars["momentum"] if self.nesterov else buf
-            buf, g = _unless_momentum_off(_momentum_off(scalars), slots["momentum"], buf, g,
-                                          step)
+            off = _momentum_off(scalars)
+            buf, g = _unless_momentum_off(off, slots["momentum"], buf, g, step)
             new_slots["momentum"] = buf
+            if self.dampening:  # started unless the step's momentum is 0 (buffer skipped)
+                new_slots["started"] = _started(off, slots["started"])
         return p - scalars["lr"] * g, new_slots
 
     def _scalars(self, count, step):
@@ -1180,6 +1237,17 @@ def _with_momentum_off(optimizer, scalars) -> dict:
         off = F.equal(momentum, 0.0)  # (its float64 value, not rounded)
     scalars["momentum_off"] = off
     return scalars
+
+
+def _started(off, started):
+    """SGD's mark of a buffer started after an update whose momentum is 0 where `off` is
+    True (the buffer skipped: the mark as it was), not 0 where False, or either (a bool
+    value of the step)."""
+    if off is True:
+        return started
+    if off is False:
+        return F.full((), True, "bool")
+    return F.logical_or(started, F.logical_not(off))
 
 
 def _momentum_off(scalars):
@@ -1705,7 +1773,12 @@ class BoundOptimizer:
                               f"{sorted(behind)}, this optimizer has {sorted(self.parameters)}",
                               (user_location(),))
         expected = {"count", *self.optimizer.slots}
-        if not isinstance(state, dict) or set(state) != expected:
+        older = [s for s in self.optimizer.older_slots if isinstance(state, dict)
+                 and s not in state]
+        if isinstance(state, dict):  # a mark the optimiser no longer keeps: left out
+            state = {k: v for k, v in state.items() if k in expected or k not in
+                     self.optimizer.marks}
+        if not isinstance(state, dict) or set(state) | set(older) != expected:
             got = sorted(state) if isinstance(state, dict) else type(state).__name__
             raise GraphcError(f"load_state_dict: the state has {got}, "
                               f"{type(self.optimizer).__name__} keeps {sorted(expected)}",
@@ -1714,6 +1787,11 @@ class BoundOptimizer:
         _count_setting("load_state_dict: the state's count", _whole_value(state["count"]))
         for n, b in behind.items():
             _count_setting(f"load_state_dict: behind[{n!r}]", _whole_value(b))
+        if older:  # saved before the optimiser kept these slots: each from its own count
+            count = int(_whole_value(state["count"]))
+            state = {**state, **{s: {n: self.optimizer._older_slot(
+                s, max(0, count - int(_whole_value(behind[n])))) for n in self.parameters}
+                for s in older}}
         self._follow_casts()  # (a cast since the last step: the state to compare with)
         cast = {}  # (slot, name) -> a saved float slot in the parameter's float dtype
         for slot in self.optimizer.slots:  # checked now: step() failed on them, or deep

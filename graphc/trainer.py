@@ -715,6 +715,8 @@ class Trainer:
             raise GraphcError("Trainer: the optimizer's lr became a ReduceLROnPlateau after "
                               "the Trainer was built, so nothing would step it; create it "
                               "before the Trainer", (user_location(),))
+        if isinstance(self.optimizer, optim.Optimizer):
+            self._follow_marks()
         if isinstance(self.optimizer, optim.Optimizer) and \
                 set(self.state) != {"count", *self.optimizer.slots}:
             raise GraphcError(f"Trainer: {type(self.optimizer).__name__}'s settings now need "
@@ -723,6 +725,19 @@ class Trainer:
                               "set from or to 0 adds or drops one); set it back, or build the "
                               "Trainer with it", (user_location(),))
         return lr
+
+    def _follow_marks(self):
+        """The state after a setting made the optimiser keep a mark slot, or stop keeping
+        one (Optimizer.marks: SGD's "started" after a dampening set from or to 0), as update()
+        takes such a state: the mark made from each parameter's count of updates, or left
+        out."""
+        for slot in [s for s in self.state if s in self.optimizer.marks
+                     and s not in self.optimizer.slots]:
+            del self.state[slot]
+        for slot in self.optimizer.older_slots:
+            if slot not in self.state:
+                self.state[slot] = _older_marks(self.optimizer, slot, int(self.state["count"]),
+                                                self.behind, self.names)
 
     def _scheduled(self, name, schedule) -> float:
         """A schedule of the optimiser's at this step, evaluated here with a Python int, as
@@ -1053,12 +1068,19 @@ class Trainer:
         checkpoint.check_accumulation(meta, self.gradient_accumulation_steps, path,
                                       allow_changed_settings, how)
         checkpoint.check_seed(meta, self.seed, path, allow_changed_settings, how)
+        older_slots = getattr(self.optimizer, "older_slots", ())
         changed = checkpoint.check_optimizer(meta, checkpoint.optimizer_record(self.optimizer),
-                                             path, allow_changed_settings, how)
+                                             path, allow_changed_settings, how, older_slots)
         other_class = changed is not None and changed["class"] != type(self.optimizer).__name__
         fresh = [slot for slot in _checkpointed_slots(self.optimizer)
                  if changed is not None and (other_class or slot not in changed["slots"])]
         fresh_prefixes = {_SLOT_PREFIX.get(slot, f"opt_{slot}") for slot in fresh}
+        # slots a checkpoint written before the optimiser kept them lacks (SGD's "started"):
+        # made below from each parameter's count of updates
+        saved_prefixes = {k.split("/", 1)[0] for k in arrays}
+        older = [slot for slot in older_slots if slot not in fresh
+                 and _SLOT_PREFIX.get(slot, f"opt_{slot}") not in saved_prefixes]
+        fresh_prefixes |= {_SLOT_PREFIX.get(slot, f"opt_{slot}") for slot in older}
         own = {k: a for k, a in self.state_arrays().items()
                if k.split("/", 1)[0] not in fresh_prefixes}
         if self.amp_state is not None and not any(k.startswith("amp/") for k in arrays):
@@ -1095,8 +1117,12 @@ class Trainer:
             lr = self._checked_lr(meta.get("optimizer_lr"))
             settings = self._checked_settings(meta.get("optimizer_settings"))
             behind = self._checked_behind(meta.get("updates_behind", {}), count)
-        self._set_state_arrays({k: arrays[k] for k in own}, int(meta["step"]), skipped,
-                               behind, fresh)
+        restored = {k: arrays[k] for k in own}
+        for slot in older:
+            prefix = _SLOT_PREFIX.get(slot, f"opt_{slot}")
+            marks = _older_marks(self.optimizer, slot, count, behind, self.names)
+            restored.update({f"{prefix}/{n}": mark for n, mark in marks.items()})
+        self._set_state_arrays(restored, int(meta["step"]), skipped, behind, fresh)
         if plateau is not None:
             self.plateau.load_state_dict(plateau)
         if lr is not None:
@@ -1696,6 +1722,13 @@ def _checkpointed_slots(optimizer) -> tuple:
     """The slots whose arrays a checkpoint holds (as PREFIX/NAME): for an optimiser of one's
     own, the one slot of its whole state."""
     return optimizer.slots if isinstance(optimizer, optim.Optimizer) else (_OTHER_SLOT,)
+
+
+def _older_marks(optimizer, slot, count, behind, names) -> dict:
+    """{name: the mark slot `slot` holds} for a state that lacks it (Optimizer.marks), from
+    each parameter's count of updates: the optimiser's `count` less its lag (`behind`)."""
+    return {n: np.asarray(optimizer._older_slot(slot, max(0, count - behind.get(n, 0))))
+            for n in names}
 
 
 def _refuse_two_clips(clip_norm, optimizer):

@@ -858,3 +858,140 @@ def test_a_users_subclass_of_sgd_or_rmsprop_still_steps(compiled):
         results[cls] = np.asarray(params["w"])
     np.testing.assert_array_equal(results[_OwnFloat64Scalars], results[optim.RMSprop])
     assert np.all(np.isfinite(results[_OwnScalars]))
+
+
+def _torch_sgd_dampened(grads, momenta=None, missing=()):
+    """torch's SGD(lr=0.1, momentum=0.9, dampening=0.5) over grads ({name: array} per step),
+    the momentum set to momenta[step] where given, no .grad for (step, name) in `missing`."""
+    ts = {k: torch.zeros(2, dtype=torch.float64, requires_grad=True) for k in grads[0]}
+    theirs = torch.optim.SGD(list(ts.values()), lr=0.1, momentum=0.9, dampening=0.5)
+    for step, g in enumerate(grads):
+        if momenta is not None:
+            theirs.param_groups[0]["momentum"] = momenta[step]
+        for k, t in ts.items():
+            t.grad = None if (step, k) in missing else torch.tensor(g[k])
+        theirs.step()
+    return {k: t.detach().numpy() for k, t in ts.items()}
+
+
+_DAMPENED_GRADS = [{"w": np.array([1.0, -2.0]) * (i + 1), "u": np.array([0.5, 3.0]) - i}
+                   for i in range(6)]
+
+
+@pytest.mark.parametrize("case", ["schedule-from-0", "first-gradient-none"])
+def test_sgd_dampening_starts_each_buffer_undamped_at_its_first_momentum_step_as_torch(case):
+    """torch starts a momentum buffer as the gradient itself, undamped, at the parameter's
+    first gradient under a momentum that is not 0, then buf = m buf + (1 - dampening) g.
+    graphc started it undamped only at the state's count 0: a momentum schedule from 0 (the
+    buffer skipped at step 0) and, in the functional update, a parameter whose first
+    gradient was None got a damped start (-0.856 against torch's -1.127). Each buffer is now
+    marked started (slot "started"): functional eager and compiled, bound, gc.Trainer."""
+    grads = _DAMPENED_GRADS
+    if case == "schedule-from-0":
+        momentum, missing = optim.linear_schedule(0.0, 0.9, 2), ()  # 0, 0.45, then 0.9
+        expected = _torch_sgd_dampened(grads, [momentum(s) for s in range(len(grads))])
+    else:
+        momentum, missing = 0.9, {(0, "w")}
+        expected = _torch_sgd_dampened(grads, missing=missing)
+    fed = [{k: None if (step, k) in missing else g[k] for k in g}
+           for step, g in enumerate(grads)]
+    params = {"w": np.zeros(2), "u": np.zeros(2)}
+    for compiled in (False, True):
+        got, state = _run(optim.SGD(lr=0.1, momentum=momentum, dampening=0.5), params, fed,
+                          compiled)
+        assert _max_error(got, expected) <= 1e-14, compiled
+        assert all(bool(s) for s in state["started"].values())
+    # (before: 0.27 off torch, the damped start)
+    ps = {k: gc.nn.Parameter(v.copy()) for k, v in params.items()}
+    bound = optim.SGD(lr=0.1, momentum=momentum, dampening=0.5).bind(ps)
+    for g in fed:
+        for k, p in ps.items():
+            p.grad = g[k]
+        bound.step()
+    assert _max_error({k: p.data for k, p in ps.items()}, expected) <= 1e-14
+    if case == "schedule-from-0":  # (the Trainer's loss reads every parameter at each step)
+        trainer = _trained(optim.SGD(lr=0.1, momentum=momentum, dampening=0.5), params, grads)
+        assert _max_error(trainer.params, expected) <= 1e-14
+
+
+def test_sgds_state_saved_before_the_started_mark_resumes_as_torch(tmp_path):
+    """A state without "started" (saved before SGD kept it: its buffers started at each
+    parameter's first update) resumes: the functional update (eager and compiled), a bound
+    optimiser's load_state_dict and gc.Trainer's resume from such a checkpoint file (its
+    header recording SGD keeping momentum only) make it from each parameter's count of
+    updates (a mark of False at count 2 would restart the buffers: 0.97 off torch)."""
+    from graphc import checkpoint
+    grads = _DAMPENED_GRADS
+    expected = _torch_sgd_dampened(grads)
+    params = {"w": np.zeros(2), "u": np.zeros(2)}
+    make = lambda: optim.SGD(lr=0.1, momentum=0.9, dampening=0.5)  # noqa: E731
+    for at in (0, 2):  # saved before any update, and after two
+        for compiled in (False, True):
+            opt = make()
+            step = gc.compile(lambda p, s, g: opt.update(g, s, p)) if compiled else \
+                (lambda p, s, g: opt.update(g, s, p))
+            got, state = dict(params), opt.init(params)
+            for i, g in enumerate(grads):
+                if i == at:
+                    state = {k: v for k, v in state.items() if k != "started"}
+                got, state = step(got, state, g)
+            assert _max_error(got, expected) <= 1e-14, (at, compiled)
+        ps = {k: gc.nn.Parameter(v.copy()) for k, v in params.items()}
+        bound = make().bind(ps)
+        for i, g in enumerate(grads):
+            if i == at:
+                saved = bound.state_dict()
+                del saved["state"]["started"]
+                bound = make().bind(ps)
+                bound.load_state_dict(saved)
+            for k, p in ps.items():
+                p.grad = g[k]
+            bound.step()
+        assert _max_error({k: p.data for k, p in ps.items()}, expected) <= 1e-14, at
+        names = sorted(params)
+        trainer, resumed = (gc.Trainer(
+            lambda p, batch: sum(gc.sum(p[k] * b) for k, b in zip(names, batch)),
+            dict(params), make(), [tuple(g[k] for k in names) for g in grads],
+            steps=len(grads), seed=0) for _ in range(2))
+        for _ in range(at):
+            trainer.train_step()
+        path = str(tmp_path / f"older{at}.npz")
+        trainer.save(path)
+        wanted = {k: (a.shape, a.dtype) for k, a in trainer.state_arrays().items()}
+        meta = checkpoint.load_arrays(path, wanted)[1]
+        assert meta["optimizer_record"] == {"class": "SGD", "slots": ["momentum", "started"]}
+        checkpoint.save(path, {k: a for k, a in trainer.state_arrays().items()
+                               if not k.startswith("opt_started/")},
+                        {**meta, "optimizer_record": {"class": "SGD", "slots": ["momentum"]}})
+        resumed.resume(path)
+        assert bool(resumed.state["started"]["w"]) == (at > 0)
+        while resumed.step < len(grads):
+            resumed.train_step()
+        assert _max_error(resumed.params, expected) <= 1e-14, at
+
+
+def test_sgd_dampening_set_from_or_to_0_mid_run_follows_torch():
+    """A dampening set from 0 keeps the "started" mark, one set to 0 drops it: the state
+    follows (the mark made from each parameter's count, as for an older state), bound and in
+    gc.Trainer, where a state lacking or holding the mark was refused."""
+    dampenings = [0.0, 0.0, 0.5, 0.5, 0.0, 0.3]
+    grads = [np.array([1.0, -2.0]) * (i + 1) for i in range(len(dampenings))]
+    t = torch.zeros(2, dtype=torch.float64, requires_grad=True)
+    theirs = torch.optim.SGD([t], lr=0.1, momentum=0.9)
+    for d, g in zip(dampenings, grads):
+        theirs.param_groups[0]["dampening"] = d
+        t.grad = torch.tensor(g)
+        theirs.step()
+    ps = {"w": gc.nn.Parameter(np.zeros(2))}
+    bound = optim.SGD(lr=0.1, momentum=0.9).bind(ps)
+    trainer = gc.Trainer(lambda p, batch: gc.sum(p["w"] * batch[0]), {"w": np.zeros(2)},
+                         optim.SGD(lr=0.1, momentum=0.9), [(g,) for g in grads],
+                         steps=len(grads), seed=0)
+    for d, g in zip(dampenings, grads):
+        bound.dampening = trainer.optimizer.dampening = d
+        ps["w"].grad = g
+        bound.step()
+        trainer.train_step()
+        assert ("started" in bound.state) == ("started" in trainer.state) == (d != 0)
+    for got in (ps["w"].data, trainer.params["w"]):
+        np.testing.assert_allclose(got, t.detach().numpy(), rtol=0, atol=1e-14)
