@@ -1035,6 +1035,8 @@ class Optimizer:
             value = self.hyper(name)
             scalars.setdefault(name, value)
             scalars.setdefault("1-" + name, 1.0 - value)
+        if "weight_decay" in self.hyperparameters and self.weight_decay:  # (_coupled_decay)
+            scalars.setdefault("weight_decay_off", _setting_off(self, "weight_decay"))
         mask = self._decay_flags(names, p_leaves, structure)
         new_p, new_slots = [], {s: [] for s in self.slots}
         cast_cache = {}
@@ -1194,8 +1196,7 @@ class SGD(Optimizer):
         return np.asarray(int(count) > 0)
 
     def _update_leaf(self, p, g, slots, scalars, decay, count):
-        if decay:
-            g = g + p * scalars["weight_decay"]
+        g = _coupled_decay(g, p, scalars, decay)
         new_slots = {}
         if self.momentum:
             buf = slots["momentum"] * scalars["momentum"] + g * scalars["1-dampening"]
@@ -1223,20 +1224,38 @@ def _with_momentum_off(optimizer, scalars) -> dict:
     (_AttributeSettings): it feeds a number attribute's own value, 0 only where the
     attribute is, which a guard of the plan holds, so a constant momentum's plan has no
     select. (A bool: never cast to a parameter's dtype, _is_bool.)"""
-    if not optimizer.momentum:  # (no buffer)
-        return scalars
-    momentum = optimizer.hyper("momentum")
-    if isinstance(momentum, Tensor):  # (an eager value: its number decides)
-        momentum = momentum.data
-    if not isinstance(momentum, Node):
-        off = _is_zero(momentum)
-    elif not callable(optimizer.momentum) and \
-            optimizer.__dict__.get("_fed_follows_attributes"):
-        off = False
-    else:
-        off = F.equal(momentum, 0.0)  # (its float64 value, not rounded)
-    scalars["momentum_off"] = off
+    if optimizer.momentum:  # (else no buffer)
+        scalars["momentum_off"] = _setting_off(optimizer, "momentum")
     return scalars
+
+
+def _setting_off(optimizer, name):
+    """Whether the step's value of number setting `name` is 0 (see _with_momentum_off): a
+    Python bool, or a bool value of the step to select on."""
+    value = optimizer.hyper(name)
+    if isinstance(value, Tensor):  # (an eager value: its number decides)
+        value = value.data
+    if not isinstance(value, Node):
+        return _is_zero(value)
+    if not callable(getattr(optimizer, name)) and \
+            optimizer.__dict__.get("_fed_follows_attributes"):
+        return False
+    return F.equal(value, 0.0)  # (its float64 value, not rounded)
+
+
+def _coupled_decay(g, p, scalars, decay):
+    """g + weight_decay * p, torch's coupled (L2) weight decay, where the parameter decays
+    and the step's weight decay is not 0: torch skips the term at 0 (`if weight_decay !=
+    0`), which differs from adding 0 * p for an infinite parameter (inf, not NaN). A weight
+    decay of 0 given to update(settings=) or reached by a schedule: weight_decay_off
+    (_setting_off, selected on where it is a value of the step)."""
+    if not decay:
+        return g
+    off = scalars.get("weight_decay_off", False)
+    if off is True:
+        return g
+    added = g + p * scalars["weight_decay"]
+    return added if off is False else F.where(off, g, added)
 
 
 def _started(off, started):
@@ -1315,8 +1334,7 @@ class Adam(Optimizer):
         return scalars
 
     def _update_leaf(self, p, g, slots, scalars, decay, count):
-        if decay and not self.decoupled:
-            g = g + p * scalars["weight_decay"]
+        g = _coupled_decay(g, p, scalars, decay and not self.decoupled)
         m = slots["m"] * scalars["beta1"] + g * scalars["1-beta1"]
         v = slots["v"] * scalars["beta2"] + (g * g) * scalars["1-beta2"]
         new_slots = {"m": m, "v": v}
@@ -1367,8 +1385,7 @@ class RMSprop(Optimizer):
             (("momentum",) if self.momentum else ())
 
     def _update_leaf(self, p, g, slots, scalars, decay, count):
-        if decay:
-            g = g + p * scalars["weight_decay"]
+        g = _coupled_decay(g, p, scalars, decay)
         alpha, one_minus_alpha = scalars["alpha"], scalars["1-alpha"]
         new = {"v": slots["v"] * alpha + (g * g) * one_minus_alpha}
         if self.centered:
@@ -1412,8 +1429,7 @@ class Adagrad(Optimizer):
         return {"lr": lr / (F.cast(count, "float64") * self.hyper("lr_decay") + 1.0)}
 
     def _update_leaf(self, p, g, slots, scalars, decay, count):
-        if decay:
-            g = g + p * scalars["weight_decay"]
+        g = _coupled_decay(g, p, scalars, decay)
         total = slots["sum"] + g * g
         return p - scalars["lr"] * (g / (F.sqrt(total) + scalars["eps"])), {"sum": total}
 
@@ -1438,8 +1454,7 @@ class Adamax(Optimizer):
         return {"step_size": _float64(self.lr(step)) / (1.0 - F.pow(self.hyper("beta1"), t))}
 
     def _update_leaf(self, p, g, slots, scalars, decay, count):
-        if decay:
-            g = g + p * scalars["weight_decay"]
+        g = _coupled_decay(g, p, scalars, decay)
         m = slots["m"] * scalars["beta1"] + g * scalars["1-beta1"]
         u = F.maximum(slots["exp_inf"] * scalars["beta2"], F.abs(g) + scalars["eps"])
         return p - scalars["step_size"] * (m / u), {"m": m, "exp_inf": u}
@@ -1503,11 +1518,9 @@ class NAdam(Optimizer):
         return scalars
 
     def _update_leaf(self, p, g, slots, scalars, decay, count):
-        if decay:
-            if self.decoupled:
-                p = p * scalars["decay_factor"]
-            else:
-                g = g + p * scalars["weight_decay"]
+        if decay and self.decoupled:
+            p = p * scalars["decay_factor"]
+        g = _coupled_decay(g, p, scalars, decay and not self.decoupled)
         mu, mu_next, lr = scalars["mu"], scalars["mu_next"], scalars["lr"]
         # in the state's own dtype (a float64 state saved before it followed torch's goes on
         # in float64)

@@ -1026,3 +1026,41 @@ def test_a_compiled_models_attributes_win_over_the_compiled_objects_own_names():
     assert plain.module() is plain._twin.__wrapped__ and plain.fn is plain._twin.fn
     bound = optim.Adam(lr=0.1).bind(compiled)  # (binds the model, not its `module` child)
     assert list(bound.parameters) == ["fc.weight", "fc.bias"]
+
+
+@pytest.mark.parametrize("compiled", [False, True], ids=["eager", "compiled"])
+def test_a_weight_decay_of_0_given_as_a_setting_skips_the_term_as_torch(compiled):
+    """torch skips the coupled weight decay at 0 (`if weight_decay != 0`); given through
+    update(settings=), where the attribute is not 0, graphc added 0 * p: NaN for an infinite
+    parameter where torch keeps inf. Each torch optimiser with a coupled decay, eager and in
+    a compiled step (the 0 a value of the step)."""
+    cases = {"SGD": {"momentum": 0.9}, "Adam": {}, "RMSprop": {}, "Adagrad": {},
+             "Adamax": {}, "NAdam": {}}
+    start = np.array([np.inf, 1.0, -2.0])
+    grads = [np.array([0.5, -1.0, 2.0]), np.array([1.0, 0.25, -0.5])]
+    for name, kw in cases.items():
+        t = torch.tensor(start.copy(), requires_grad=True)
+        theirs = getattr(torch.optim, name)([t], lr=0.1, weight_decay=0.0, **kw)
+        default = torch.get_default_dtype()
+        torch.set_default_dtype(torch.float64)  # (NAdam's mu_product as graphc's float64)
+        try:
+            for g in grads:
+                t.grad = torch.tensor(g)
+                theirs.step()
+        finally:
+            torch.set_default_dtype(default)
+        opt = getattr(optim, name)(lr=0.1, weight_decay=0.1, **kw)
+        update = (lambda g, s, p, wd: opt.update(g, s, p, settings={"weight_decay": wd}))
+        if compiled:
+            update = gc.compile(update)
+        params = {"w": start.copy()}
+        state = opt.init(params)
+        for g in grads:
+            params, state = update({"w": g}, state, params, np.float64(0.0))
+        np.testing.assert_allclose(params["w"], t.detach().numpy(), rtol=1e-12, err_msg=name)
+        # (a weight decay that is not 0, fed so, still decays: the select picks the sum)
+        if compiled:
+            finite = {"w": start[1:]}
+            fed, _ = update({"w": grads[0][1:]}, opt.init(finite), finite, np.float64(0.1))
+            plain = opt.update({"w": grads[0][1:]}, opt.init(finite), finite)[0]
+            np.testing.assert_array_equal(fed["w"], plain["w"])
