@@ -15,7 +15,7 @@ DEFAULT_TEXT = os.path.join(os.path.dirname(__file__), "data", "tinyshakespeare.
 
 
 class DataError(ValueError):
-    """Bad training text: missing, empty, undecodable or too short."""
+    """Bad training text: missing, empty, undecodable, too short, or changed while read."""
 
 
 # The corpus is read in pieces of this many bytes (a piece costs ~7 times its size while it is
@@ -60,16 +60,24 @@ def _code_points(text: str) -> np.ndarray:
 
 
 class _Encoder:
-    """Characters -> token ids through a table indexed by code point."""
+    """Characters -> token ids through a table indexed by code point. A character outside
+    the vocabulary is no id: __call__ returns None for a text holding one (from_file's
+    second read of a file changed since its first, which found the vocabulary; the table's
+    0 made it the first character's id, and a code point past the table an IndexError)."""
 
     def __init__(self, vocab):
         codes = _code_points("".join(vocab)).astype(np.int64)
-        self.table = np.zeros(int(codes.max()) + 1 if len(codes) else 1,
-                              token_dtype(len(vocab)))
+        size = int(codes.max()) + 1 if len(codes) else 1
+        self.table = np.zeros(size, token_dtype(len(vocab)))
         self.table[codes] = np.arange(len(vocab))
+        self.known = np.zeros(size, bool)
+        self.known[codes] = True
 
-    def __call__(self, text: str) -> np.ndarray:
-        return self.table[_code_points(text)]
+    def __call__(self, text: str) -> np.ndarray | None:
+        codes = _code_points(text)
+        if len(codes) and (codes.max() >= len(self.table) or not self.known[codes].all()):
+            return None
+        return self.table[codes]
 
 
 @dataclass
@@ -97,8 +105,19 @@ class CharData:
             raise DataError(f"data file {path!r} is empty")
         vocab = cls._vocabulary(seen, vocab, path)
         encode = _Encoder(vocab)
-        ids = _token_file((encode(piece) for piece in _pieces(path)), n,
-                          token_dtype(len(vocab)))
+        # written to while it was read (a download or an editor still saving it): its
+        # second read, which writes the token ids, found other characters or another length
+        changed = DataError(f"data file {path!r} changed while it was read (the text is read "
+                            "twice, for its vocabulary and for its tokens); try again once it is "
+                            "complete")
+
+        def tokens():
+            for piece in _pieces(path):
+                ids = encode(piece)
+                if ids is None:
+                    raise changed
+                yield ids
+        ids = _token_file(tokens(), n, token_dtype(len(vocab)), changed)
         return cls._split(vocab, ids, block_size, path)
 
     @classmethod
@@ -146,10 +165,11 @@ class CharData:
         return data[offsets].astype(np.int64), data[offsets + 1].astype(np.int64)
 
 
-def _token_file(pieces, n: int, dtype) -> np.ndarray:
+def _token_file(pieces, n: int, dtype, changed: DataError) -> np.ndarray:
     """The concatenated pieces (n items) as a read-only array over an unlinked temporary file
     (GRAPHC_DATA_DIR, else the system's temporary directory). Its pages are the file's: clean,
-    so the kernel can drop them under memory pressure, and the file goes with the process."""
+    so the kernel can drop them under memory pressure, and the file goes with the process.
+    `changed`: raised where the pieces hold other than n items."""
     setting = settings.DATA_DIR.get()
     directory = setting or tempfile.gettempdir()
     try:
@@ -158,7 +178,7 @@ def _token_file(pieces, n: int, dtype) -> np.ndarray:
                 fh.write(piece.tobytes())
             fh.flush()
             if fh.tell() != n * np.dtype(dtype).itemsize:
-                raise DataError("the data file changed while it was read")
+                raise changed
             mapped = np.memmap(fh, dtype=dtype, mode="r", shape=(n,))
     except OSError as exc:
         where = f"GRAPHC_DATA_DIR={setting}" if setting else f"the temporary directory {directory}"

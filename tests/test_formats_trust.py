@@ -4,6 +4,7 @@ allocation or a followed symlink."""
 import io
 import json
 import os
+import re
 import tracemalloc
 import zipfile
 from dataclasses import asdict
@@ -464,6 +465,32 @@ def test_batches_are_unchanged_int64(monkeypatch, tmp_path):
     with pytest.raises(data_module.DataError, match=r"not UTF-8 text \(invalid start byte at "
                                                     r"byte 32\)"):
         CharData.from_file(str(path), 4)
+
+
+@pytest.mark.parametrize("second", [
+    "abz" * 200 + "é",  # appended: a code point past the encoder's table (an IndexError)
+    "abm" * 200,  # edited in place, the same length: "m" was silently "a"'s id 0
+    "abz" * 200 + "a",  # appended, its characters known: only the length tells
+])
+def test_a_data_file_changed_between_its_two_reads_is_one_error(tmp_path, monkeypatch, second):
+    """from_file reads the text twice (vocabulary, then tokens): a file written to in
+    between (a download still going on) is refused naming it, never encoded with ids of
+    characters its vocabulary lacks."""
+    from graphc.data import CharData, DataError
+    path = tmp_path / "grows.txt"
+    path.write_text("abz" * 200, encoding="utf-8")
+    vocabulary = CharData._vocabulary
+
+    def then_written(*args):  # between the first read, which found the vocabulary, and the second
+        path.write_text(second, encoding="utf-8")
+        return vocabulary(*args)
+    monkeypatch.setattr(CharData, "_vocabulary", staticmethod(then_written))
+    with pytest.raises(DataError, match=f"data file '{re.escape(str(path))}' changed while it "
+                                        "was read"):
+        CharData.from_file(str(path), 4)
+    monkeypatch.setattr(CharData, "_vocabulary", staticmethod(vocabulary))
+    data = CharData.from_file(str(path), 4)  # read whole: its own vocabulary
+    assert data.decode(np.concatenate([data.train, data.val])) == second
 
 
 def test_token_type_follows_the_vocabulary():
