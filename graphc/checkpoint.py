@@ -11,6 +11,7 @@ import math
 import os
 import tokenize
 import zipfile
+from dataclasses import fields
 
 import numpy as np
 
@@ -626,6 +627,14 @@ def _check_meta(meta: dict, path: str):
             bad(f"model.{key}", "is missing")
         if not ok(model[key]):
             bad(f"model.{key}", f"has a bad value {model[key]!r}")
+    # a field this GPTConfig lacks (a newer graphc's, or a damaged header) describes a model
+    # that computes otherwise: from_dict dropped it, and sample and eval ran the model
+    # without it (no field has ever been removed, so no older checkpoint holds one)
+    unknown = sorted(set(model) - {f.name for f in fields(GPTConfig)})
+    if unknown:
+        bad(f"model.{unknown[0]}", "is not a setting of graphc's GPT (a checkpoint written by "
+            "another graphc version, or a damaged header): the model it describes cannot be "
+            "built")
     cfg = GPTConfig.from_dict(model)
     try:
         cfg.validate()

@@ -186,6 +186,8 @@ def test_parameter_shapes_match_the_model():
     (dict(vocab=DROP), "header field vocab is missing"),
     (dict(model={"n_embd": "16"}), "header field model.n_embd has a bad value '16'"),
     (dict(model={"n_embd": 15}), "n_embd (15) must be a multiple of n_head (2)"),
+    # dropped by GPTConfig.from_dict: sampled as a model without the setting
+    (dict(model={"rotary": True}), "header field model.rotary is not a setting of graphc's GPT"),
     (dict(step=-3), "header field step must be an integer from 0 to 2**62"),
     (dict(vocab="ab"), "header field vocab must hold 14 distinct characters"),
     (dict(history=[[1, "x"]]), "header field history[0] must be [step from 0 to 2**62, "
