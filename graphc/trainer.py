@@ -1807,6 +1807,7 @@ def checkpoint_file(path, what: str = "Trainer.resume: path") -> str:
     checkpoint.npz, as for `graphc train --resume` and `graphc sample --checkpoint`. `what`:
     the argument, for messages."""
     check_path(path, what, "a checkpoint file's path")
+    path = os.fspath(path)  # a pathlib.Path: its messages name the file, not PosixPath('...')
     return os.path.join(path, CHECKPOINT) if os.path.isdir(path) else path
 
 

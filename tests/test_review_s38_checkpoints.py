@@ -107,6 +107,24 @@ def test_load_params_refuses_a_bad_file_in_one_line(tmp_path):
                               "values (NaN or inf)")
 
 
+def test_a_checkpoint_given_as_a_path_object_is_named_as_text(tmp_path):
+    """A pathlib.Path (taken as open() takes one) is named in the one line as a str is:
+    "checkpoint PosixPath('...') is corrupt" named a Python object, not the file."""
+    junk = tmp_path / "junk.npz"
+    junk.write_bytes(b"not a zip")
+    with pytest.raises(checkpoint.CheckpointError) as exc:
+        gc.load_params(junk)
+    assert str(exc.value) == (f"checkpoint {str(junk)!r} is corrupt or not a graphc "
+                              "checkpoint (File is not a zip file)")
+    with pytest.raises(checkpoint.CheckpointError) as exc:
+        gc.load_params(tmp_path / "nowhere.npz")
+    assert str(exc.value) == f"no checkpoint at {str(tmp_path / 'nowhere.npz')!r}"
+    _, trainer = _fitted_net(tmp_path / "run")
+    with pytest.raises(checkpoint.CheckpointError) as exc:
+        trainer.resume(junk)
+    assert "PosixPath" not in str(exc.value) and repr(str(junk)) in str(exc.value)
+
+
 def test_load_params_reads_a_gpt_checkpoint_too(tmp_path):
     """A `graphc train` checkpoint is a gc.Trainer checkpoint too: load_params gives the
     GPT's parameters by their names, which GPT's load_state_dict takes."""
