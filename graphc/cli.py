@@ -392,18 +392,7 @@ def _run(args) -> int:
             return cmd_train(args)
         if args.command == "sample":
             return cmd_sample(args)
-        if args.command == "eval":
-            return cmd_eval(args)
-        if args.command == "bench":
-            from .bench import run_cli
-            return run_cli(args)
-        if args.command == "dump":
-            from .dump import run_dump
-            return run_dump(args)
-        if args.command == "profile":
-            from .bench import profile_step
-            profile_step(args.config, args.repeat, args.top, warm=args.warm)
-            return 0
+        return _printing_command(args)
     except (GraphcError, DataError, CheckpointError, UsageError, ValueError, OSError) as exc:
         # (a GraphcError's location is the user's line: main() is no_user_code_above, so
         # none is the launcher's)
@@ -418,6 +407,30 @@ def _run(args) -> int:
         print("graphc: interrupted", file=sys.stderr)
         return 130
     return 0
+
+
+def _printing_command(args) -> int:
+    """eval, bench, dump or profile, with stdout's reader noted as train and sample note it:
+    one that went away (`graphc dump gpt | head`) failed the command with `graphc: error:
+    [Errno 32] Broken pipe` and status 2, and bench lost the --json it had measured for
+    minutes. Now the rest of the output is discarded, the command finishes (bench writes its
+    --json and --plot), and it ends quietly with SIGPIPE's status, 141, as `yes | head`."""
+    from .trainer import _reader_aware_stdout
+    with _reader_aware_stdout() as stdout:
+        if args.command == "eval":
+            status = cmd_eval(args)
+        elif args.command == "bench":
+            from .bench import run_cli
+            status = run_cli(args)
+        elif args.command == "dump":
+            from .dump import run_dump
+            status = run_dump(args)
+        else:
+            from .bench import profile_step
+            profile_step(args.config, args.repeat, args.top, warm=args.warm)
+            status = 0
+        stdout.flush()  # here, where a reader gone is noted, not at the interpreter's exit
+    return 128 + stdout.reader_gone if stdout.reader_gone and not status else status
 
 
 def _agreed_exit(status: int, line: str | None = None) -> int:

@@ -1874,8 +1874,15 @@ class _ReaderAwareStdout:
     a SIGINT does. A `log` of one's own that raises BrokenPipeError itself is not stdout's:
     that error goes to the caller."""
 
-    def __init__(self, stream):
+    def __init__(self, stream, text=None):
         self.stream, self.reader_gone = stream, 0
+        self._text = text  # the text stream whose binary buffer this one is
+
+    @property
+    def buffer(self):
+        """The binary stream beneath (`graphc dump --format png | head -c 8`), whose reader
+        going away is noted on this one too."""
+        return _ReaderAwareStdout(self.stream.buffer, text=self)
 
     def write(self, text):
         try:
@@ -1892,6 +1899,8 @@ class _ReaderAwareStdout:
 
     def _gone(self):
         self.reader_gone = signal.SIGPIPE
+        if self._text is not None:
+            self._text.reader_gone = signal.SIGPIPE
         # (a stream without a file descriptor, a notebook's or a socket's, is left as it is:
         # its writes go on failing here, quietly)
         with contextlib.suppress(OSError, AttributeError, ValueError):

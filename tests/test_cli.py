@@ -1,6 +1,8 @@
 """`graphc train` and `graphc sample` end to end, including every bad input of the GPT issue:
 each is one clear error line, a non-zero exit, and no checkpoint overwritten."""
+import json
 import os
+import signal
 import subprocess
 import sys
 
@@ -240,3 +242,39 @@ def test_sample_from_checkpoint_in_half_precision(tmp_path, text_file, capsys):
     checkpoint.save(big, arrays, meta)
     assert main(["sample", "--checkpoint", big, "--dtype", "float16"]) == 2
     assert "--dtype float16: wte.weight of" in error_line(capsys)
+
+
+def _with_the_reader_gone(tmp_path, *arguments):
+    """`python -m graphc.cli ARGUMENTS` with its stdout a pipe whose reader went away before
+    anything was written (`| head -c 0`): (status, stderr)."""
+    proc = subprocess.Popen([sys.executable, "-m", "graphc.cli", *arguments], cwd=tmp_path,
+                            env=dict(os.environ, PYTHONPATH=os.path.dirname(
+                                os.path.dirname(os.path.abspath(__file__)))),
+                            stdout=subprocess.PIPE, stderr=subprocess.PIPE)
+    proc.stdout.close()
+    try:
+        stderr = proc.stderr.read().decode()
+        proc.wait(timeout=120)
+    finally:
+        proc.kill()
+    return proc.returncode, stderr
+
+
+@pytest.mark.parametrize("fmt", ["text", "png"])
+def test_dump_into_a_reader_that_went_away_ends_quietly_with_sigpipes_status(tmp_path, fmt):
+    """`graphc dump gpt | head`: the write's BrokenPipeError was `graphc: error: [Errno 32]
+    Broken pipe`, status 2 (png's bytes too); now quiet, 128 + SIGPIPE, as `graphc sample`."""
+    status, stderr = _with_the_reader_gone(tmp_path, "dump", "mlp", "--format", fmt)
+    assert (status, stderr) == (128 + signal.SIGPIPE, "")
+
+
+def test_bench_into_a_reader_that_went_away_still_writes_its_json(tmp_path):
+    """`graphc bench --json b.json | head -3`: the table's print failed the command after the
+    measurements (status 2, `[Errno 32] Broken pipe`) and b.json was never written. Now the
+    output is discarded, the JSON written, the status 128 + SIGPIPE."""
+    status, stderr = _with_the_reader_gone(
+        tmp_path, "bench", "--workloads", "mlp-train", "--contenders", "compiled", "--steps",
+        "1", "--warmup", "0", "--json", "b.json")
+    assert (status, stderr) == (128 + signal.SIGPIPE, "")
+    report = json.loads((tmp_path / "b.json").read_text())
+    assert [r["workload"] for r in report["results"]] == ["mlp-train"]
