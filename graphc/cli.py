@@ -257,8 +257,7 @@ def build_parser():
                        "before/after passes, with statistics")
     d.add_argument("target", help="gpt, mlp, FILE.py:FUNCTION, MODULE:FUNCTION, or a saved "
                    ".ir/.json file")
-    d.add_argument("--config", default="tiny", help="GPT config for the gpt target "
-                   "(default: tiny)")
+    d.add_argument("--config", help="GPT config for the gpt target (default: tiny)")
     d.add_argument("--grad", action="store_true", help="the training graph: loss and "
                    "gradients")
     d.add_argument("--after", metavar="STAGE", help="stop after this pass (NAME#2: after "

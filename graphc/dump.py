@@ -105,15 +105,21 @@ def _import_function(target: str):
     return fn
 
 
-def load_target(target: str, config: str = "tiny", grad: bool = False, batch=None) -> Graph:
+def load_target(target: str, config: str | None = None, grad: bool = False,
+                batch=None) -> Graph:
     """A Graph from 'gpt', 'mlp', 'file.py:fn', 'module:fn', or a saved .ir/.json file;
-    `batch` (gpt and mlp): a batch size, or a name for a symbolic batch dimension."""
+    `config` (gpt): its GPT config, default tiny; `batch` (gpt and mlp): a batch size, or a
+    name for a symbolic batch dimension."""
     from .tracing import trace
+    if config is not None and target != "gpt":  # (it was ignored, an unknown name too: the
+        # graph printed was not the one asked for)
+        raise GraphcError(f"dump --config {config}: only the gpt target takes a GPT config; "
+                          f"{target} builds its own graph")
     if batch is not None and target not in ("gpt", "mlp"):
         raise GraphcError(f"dump --batch: only the gpt and mlp targets take a batch size; "
                           f"{target} declares its own shapes")
     if target == "gpt":
-        return builtin_gpt(config, grad, batch)
+        return builtin_gpt(config or "tiny", grad, batch)
     if target == "mlp":
         return builtin_mlp(grad, batch)
     if os.path.isfile(target):

@@ -673,3 +673,27 @@ def test_a_symbol_starting_with_a_dtype_or_keyword_parses_in_an_attribute(sym):
     x = np.arange(12, dtype=np.float32).reshape(4, 3)
     from runtime.interpreter import run
     np.testing.assert_allclose(run(back, x)[0], x.mean(0) + x[0, 0], rtol=1e-6)
+
+
+@pytest.mark.parametrize("target", ["mlp", "saved.ir"])
+@pytest.mark.parametrize("config", ["small", "nosuch"])
+def test_dump_config_is_refused_for_a_target_other_than_gpt(tmp_path, capsys, monkeypatch,
+                                                             target, config):
+    """`graphc dump mlp --config small` (or a saved graph's) printed the mlp, the option
+    ignored, an unknown config name too, with status 0; --batch is refused likewise."""
+    monkeypatch.chdir(tmp_path)
+    assert main(["dump", "mlp", "-o", "saved.ir"]) == 0
+    saved = (tmp_path / "saved.ir").read_bytes()
+    capsys.readouterr()
+    assert main(["dump", target, "--config", config]) == 2
+    out, err = capsys.readouterr()
+    assert out == "" and err == (f"graphc: error: dump --config {config}: only the gpt target "
+                                 f"takes a GPT config; {target} builds its own graph\n")
+    assert (tmp_path / "saved.ir").read_bytes() == saved
+
+
+def test_dump_gpt_takes_its_config_or_tiny(capsys):
+    for argv, name in ((["dump", "gpt"], "gpt_tiny_loss"),
+                       (["dump", "gpt", "--config", "small"], "gpt_small_loss")):
+        assert main(argv) == 0
+        assert capsys.readouterr().out.startswith(f"graph {name}(")
