@@ -793,6 +793,10 @@ def run_cli(args) -> int:
         _refuse_options_not_for_ranks(args)
         return bench_ranks(["--ranks", args.ranks, "--steps", str(args.steps),
                             *(["--json", args.json] if args.json else [])])
+    if args.rounds is not None and not args.concurrent:  # (it was ignored: the one
+        # measurement it counts rounds of never ran)
+        raise ValueError(f"--rounds {args.rounds} is for --concurrent: it counts the rounds "
+                         "of that measurement, which runs only with --concurrent N")
     for name, default in CONTENDERS_DEFAULTS.items():
         if getattr(args, name) is None:
             setattr(args, name, default)

@@ -90,6 +90,22 @@ def test_bench_concurrent_needs_two_copies(capsys):
         capsys.readouterr().err
 
 
+@pytest.mark.parametrize("concurrent", [[], ["--concurrent", "0"]])
+def test_bench_rounds_without_concurrent_is_refused_before_measuring(capsys, monkeypatch,
+                                                                      concurrent):
+    """`graphc bench --rounds 3` measured everything for minutes with --rounds ignored: it
+    counts the rounds of the --concurrent measurement, which did not run."""
+    import graphc.bench
+
+    def measured(*args, **kwargs):
+        raise AssertionError("the bench measured")
+    monkeypatch.setattr(graphc.bench, "matmul_gflops", measured)
+    assert main(["bench", "--workloads", "mlp-train", "--rounds", "3", *concurrent]) == 2
+    assert capsys.readouterr().err == (
+        "graphc: error: --rounds 3 is for --concurrent: it counts the rounds of that "
+        "measurement, which runs only with --concurrent N\n")
+
+
 def test_medium_workloads_build_the_medium_config():
     from graphc.bench import WORKLOADS, _make
     assert {"gpt-medium-train", "gpt-medium-infer"} <= set(WORKLOADS)
