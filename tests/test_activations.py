@@ -147,3 +147,22 @@ def test_leaky_relu_takes_a_0d_slope_of_any_real_dtype():
             half, TF.leaky_relu(torch.tensor(x).half(), 0.2).numpy())
     # a traced slope (a compiled function's number argument) is still differentiated
     np.testing.assert_allclose(gc.grad(lambda s: gc.sum(gc.leaky_relu(x, s)))(0.2), -4.75)
+
+
+def test_leaky_relu_slope_operands_of_xs_half_dtype_and_requiring_grad():
+    """Review of a189c76: a traced slope of x's own half dtype (a compiled function's float16
+    0-d argument, a vmapped slope) met x's float32 copy and was refused as a mix of dtypes,
+    naming an f32 operand the user never gave (it was taken before); and a 0-d tensor slope
+    that requires grad was read as a number, so the tape dropped its gradient silently
+    (graphc.grad of a traced slope gives it). Now both are operands, the first rounded once
+    as torch's with that slope's value."""
+    x = np.array([-1.5, 2.0, -3.25], np.float32)
+    x16, s16 = x.astype(np.float16), np.array(0.2, np.float16)
+    want = TF.leaky_relu(torch.tensor(x16), float(s16)).numpy()
+    np.testing.assert_array_equal(gc.compile(gc.leaky_relu)(x16, s16), want)
+    slopes = np.array([0.1, 0.2], np.float16)
+    np.testing.assert_array_equal(gc.vmap(lambda s: gc.leaky_relu(x16, s))(slopes)[1], want)
+    for dtype in ("float32", "float16"):
+        s = gc.tensor(np.array(0.2, dtype), requires_grad=True)
+        gc.sum(gc.leaky_relu(gc.tensor(x.astype(dtype)), s)).backward()
+        assert float(s.grad) == -4.75

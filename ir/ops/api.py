@@ -1573,11 +1573,18 @@ def leaky_relu(x, negative_slope=0.01):
     """x where x > 0, negative_slope * x elsewhere (the gradient at 0 is negative_slope, as
     in PyTorch)."""
     # a 0-d array or tensor is the number it holds, as torch's Scalar setting (of any real
-    # dtype: a float32 one met bfloat16 x as a mix of dtypes); a traced value stays as it is
-    number = _as_number(negative_slope)
+    # dtype: a float32 one met bfloat16 x as a mix of dtypes); a traced value stays as it
+    # is, and so does a tensor that requires grad (the tape differentiates it, as graphc.grad
+    # does a traced one; taken as a number its gradient was lost silently)
+    number = None if getattr(negative_slope, "requires_grad", False) else \
+        _as_number(negative_slope)
     negative_slope = negative_slope if number is None else number
     if is_half(_dtype(x)):  # in float32, rounded once, as torch's: the slope rounded to half
         # first (a weak number takes x's dtype) put x * 0.01 1 ulp off
+        if number is None and _dtype(negative_slope) == _dtype(x):
+            # a slope operand of x's own half dtype, which x took before: exact in float32
+            # (beside the float32 copy of x it was a mix of dtypes)
+            negative_slope = cast(negative_slope, "float32")
         return _rounded_once(leaky_relu, x, negative_slope)
     return where(greater(x, 0), x, mul(x, negative_slope))
 
