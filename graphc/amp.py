@@ -32,7 +32,7 @@ from ir.ops import api as F
 from ir.ops.precision import PRECISIONS, autocast, precision_dtype  # noqa: F401
 from ir.types import is_float, is_half
 from .optim import _count_setting, _finite, _real, global_norm
-from .tracing import flatten, unflatten
+from .tracing import flatten, leaves_like, unflatten
 
 FLOAT32_MAX = float(np.finfo(np.float32).max)
 
@@ -91,10 +91,11 @@ class LossScaler:
         """(grads / scale, finite: a bool scalar, the next scaler state). The global norm of
         the unscaled gradients decides `finite`."""
         state = _scaler_state("LossScaler.unscale", state)
-        leaves, structure, _ = flatten(grads)
-        for i, g in enumerate(leaves):
-            if g is not None:
-                _float_value(f"LossScaler.unscale: gradient {i}", g)
+        leaves, structure, names = flatten(grads)
+        for name, g in zip(names, leaves):  # (named by its path: a position among the
+            # leaves of nested dicts is no name the user knows)
+            _float_value(f"LossScaler.unscale: gradient {name}" if name else
+                         "LossScaler.unscale: the gradient", g)
         inverse = 1.0 / state["scale"]
         leaves = [None if g is None else g * F.cast(inverse, g.dtype) for g in leaves]
         grads = unflatten(structure, leaves)
@@ -118,12 +119,16 @@ class LossScaler:
     def select(finite, updated, kept):
         """`updated` where the step's gradients were finite, else `kept` (a skipped step),
         leaf by leaf over two pytrees of the same structure."""
-        new, structure, _ = flatten(updated)
-        old, kept_structure, _ = flatten(kept)
-        if kept_structure != structure:  # (zip paired leaves of different names silently)
-            raise GraphcError("LossScaler.select: updated and kept must be pytrees of one "
-                              "structure (the new and the old values of the same things)",
-                              (user_location(),))
+        new, structure, names = flatten(updated)
+        # kept's leaves by updated's keys, as an optimiser's update matches its state to the
+        # parameters (a dict's keys in another order, or an OrderedDict beside a dict, are
+        # the same things; zip had paired them by position silently); else one line naming
+        # where they differ
+        old = leaves_like(structure, kept, "LossScaler.select: kept", "updated")
+        for name, b in zip(names, old):
+            if b is None:  # (a None in kept stands for a subtree of leaves_like's)
+                raise GraphcError(f"LossScaler.select: kept has None at {name or 'its root'} "
+                                  "where updated has a value", (user_location(),))
         return unflatten(structure, [F.where(finite, a, b) for a, b in zip(new, old)])
 
 

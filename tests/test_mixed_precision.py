@@ -5,6 +5,7 @@ import os
 import re
 import subprocess
 import sys
+from collections import OrderedDict
 
 import numpy as np
 import pytest
@@ -692,14 +693,16 @@ def test_loss_scaler_refuses_bad_operands_in_one_line():
             (lambda: scaler.scale(np.array(3), amp), "the loss must be a float array, "
              "tensor or traced value, got dtype int64"),
             (lambda: scaler.unscale({"a": w, "b": 1.0}, amp), "LossScaler.unscale: "
-             "gradient 1 must be a float array, tensor or traced value, got float"),
-            (lambda: scaler.unscale({"a": np.array([1, 2])}, amp), "gradient 0 must be a "
+             "gradient b must be a float array, tensor or traced value, got float"),
+            (lambda: scaler.unscale({"a": np.array([1, 2])}, amp), "gradient a must be a "
              "float array, tensor or traced value, got dtype int64"),
             (lambda: scaler.unscale({"a": w}, {"scale": amp["scale"]}), "LossScaler.unscale: "
              r"state must be the dict LossScaler.init\(\) returns \(keys scale and "
              r"good_steps\), got a dict of keys \['scale'\]"),
-            (lambda: scaler.select(True, {"a": w}, {"b": w}), "LossScaler.select: updated "
-             "and kept must be pytrees of one structure")]:
+            (lambda: scaler.select(True, {"a": w}, {"b": w}), r"LossScaler.select: kept does "
+             r"not match updated: keys \['b'\] where a dict with keys \['a'\] is"),
+            (lambda: scaler.select(True, {"a": w, "b": w}, {"a": w, "b": None}),
+             "LossScaler.select: kept has None at b where updated has a value")]:
         with pytest.raises(GraphcError, match=message) as info:
             call()
         assert "test_mixed_precision.py" in str(info.value).splitlines()[1]
@@ -707,6 +710,27 @@ def test_loss_scaler_refuses_bad_operands_in_one_line():
     grads, finite, _ = scaler.unscale({"a": w, "b": None}, amp)
     np.testing.assert_array_equal(grads["a"], [0.25, 0.25])
     assert grads["b"] is None and bool(finite)
+
+
+
+def test_loss_scaler_select_matches_kept_by_key_and_names_a_nested_gradient():
+    """Review of 9927560: select() compared the two pytrees' structures exactly, so a kept
+    dict with its keys in another order, or an OrderedDict beside a dict (the same things,
+    as an optimiser's update matches its state), was refused where the first had been
+    paired by position (the wrong leaves) and the second had worked; and unscale() named a
+    bad gradient by its position among the leaves ("gradient 3"). Now kept is matched by
+    key, and the gradient is named by its path."""
+    scaler = gc.amp.LossScaler(init_scale=4.0)
+    a, b = np.zeros(2, np.float32), np.ones(3, np.float32)
+    for kept in ({"b": b + 1, "a": a + 1}, OrderedDict(a=a + 1, b=b + 1)):
+        for finite, want in ((False, 1.0), (True, 0.0)):
+            got = scaler.select(np.bool_(finite), {"a": a, "b": b - (not finite)}, kept)
+            assert list(got) == ["a", "b"] and got["a"].shape == (2,)
+            np.testing.assert_array_equal(got["a"], [want] * 2)
+            np.testing.assert_array_equal(got["b"], [2.0 if not finite else 1.0] * 3)
+    grads = {"layer1": {"w": a}, "layer2": {"w": a, "steps": np.array(3)}}
+    with pytest.raises(GraphcError, match="LossScaler.unscale: gradient layer2.steps must be"):
+        scaler.unscale(grads, scaler.init())
 
 
 # ---- training a small GPT -------------------------------------------------------------------
