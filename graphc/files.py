@@ -112,6 +112,26 @@ def cannot_create_in(directory: str) -> str | None:
     return None
 
 
+def fresh_directory_beside(path: str, name: str) -> str:
+    """A new, empty directory beside directory `path`: PATH.NAME, or PATH.NAME.2, .3, ...
+    where that name is taken (by anything: it is made with mkdir, which never uses or
+    replaces what exists), or, where PATH's parent refuses it (read-only, full), one made
+    in the system's temporary directory. OSError where neither can be made."""
+    base = os.path.normpath(os.fspath(path))
+    if os.path.basename(base) in ("", ".", ".."):  # (--out . : its name, not ".NAME")
+        base = os.path.abspath(base)
+    for n in range(1, 1000):
+        candidate = f"{base}.{name}" + (f".{n}" if n > 1 else "")
+        try:
+            os.mkdir(candidate)
+            return candidate
+        except FileExistsError:
+            continue
+        except OSError:
+            break
+    return tempfile.mkdtemp(prefix=f"{os.path.basename(base) or 'run'}.{name}.")
+
+
 def refuse_checkpoint(path: str, what: str) -> None:
     """An output (a dump, a benchmark's JSON or plot) never replaces a graphc checkpoint
     that is there: `-o run/checkpoint.npz` would have put IR text over a training run. A

@@ -96,6 +96,7 @@ import numbers
 import operator
 import os
 import re
+import shlex
 import signal
 import sys
 import time
@@ -111,8 +112,8 @@ from ir.ops.precision import autocast, precision_dtype
 from ir.types import is_float
 
 from . import amp, checkpoint, nn, optim
-from .files import check_path, discard_stdout, exclusive_directory, file_identity, \
-    read_error
+from .files import LOCK_NAME, check_path, discard_stdout, exclusive_directory, \
+    file_identity, fresh_directory_beside, read_error
 from .optim import _clip_norm, _count_setting, _flag, _is_number, clip_by_global_norm, \
     global_norm
 from .tracing import flatten, function_name, leaves_and_structure, tree_map, unflatten
@@ -225,8 +226,12 @@ class Trainer:
         # (a directory's real path, an ExitStack holding its lock, the lock's hold_again): _hold
         self._lock = None
         # the identity of fit's checkpoint at fit's start (None: none there), which a save
-        # where no lock holds the directory compares with (_refuse_replacing_another_runs)
+        # compares with where this trainer has not written or resumed it
+        # (_refuse_replacing_another_runs)
         self._fit_found = None
+        # whether graphc train runs this trainer: its refusals' advice names its options
+        # (_said), not the Python calls
+        self._command_line = False
         try:  # checked now: its first save came after the steps before it (the work lost)
             checkpoint.check_header_settings(self.checkpoint_meta)
         except (TypeError, ValueError) as exc:
@@ -1302,34 +1307,79 @@ class Trainer:
         is held: False on a file system without locks."""
         return self._lock is not None and self._lock[2]()
 
-    def _refuse_replacing_another_runs(self, ckpt, unlocked: bool = False):
+    def _refuse_replacing_another_runs(self, ckpt, unlocked: bool | None = None):
         """One line where checkpoint `ckpt`, which this trainer resumed or wrote, has been
         written by another run since (which held the directory between: before fit, or
         while this process had let go of its lock and that run took it, saved and left):
-        replacing it would lose that run's steps. `unlocked` (a save where no lock holds
-        the directory): also where a checkpoint this trainer neither resumed nor wrote is
-        not the one fit found at its start (_fit_found), since no lock kept another run
-        out meanwhile. Returns `ckpt`'s identity now."""
+        replacing it would lose that run's steps. `unlocked`: None at fit's start, else a
+        save's (whether no lock holds the directory): a save also refuses a checkpoint this
+        trainer neither resumed nor wrote that is not the one fit found at its start
+        (_fit_found): without locks another process's run was not kept out, and with them a
+        program that takes no lock (a copy, a sync tool) was not either; this costs no more
+        than the identity each save reads anyway. A save's refusal keeps this run's state
+        (_not_replacing). Returns `ckpt`'s identity now."""
         now = ckpt and file_identity(ckpt)
-        if unlocked and now != self._fit_found and \
-                os.path.realpath(ckpt) not in self._saved_to:
-            raise GraphcError(f"{ckpt} has been written by another run during this fit (its "
-                              f"file system has no locks to keep that run out); fit() does "
-                              f"not replace it: this trainer keeps its state, fit it into "
-                              f"another directory, or resume that run (trainer.resume("
-                              f"{ckpt!r}))")
-        if now and self._saved_to.get(os.path.realpath(ckpt), now) != now:
+        real = ckpt and os.path.realpath(ckpt)
+        at_save = unlocked is not None
+        if at_save and now != self._fit_found and real not in self._saved_to:
+            how = ("by another run during this fit (its file system has no locks to keep "
+                   "that run out)" if unlocked else "during this fit by a program that does "
+                   f"not take its directory's {LOCK_NAME} (a copy, a sync tool)")
+            raise self._not_replacing(ckpt, f"{ckpt} has been written {how}", at_save)
+        if now and self._saved_to.get(real, now) != now:
             # one the user cannot read (chmod 000: EACCES) has no digest of its end, so it
             # differs too: say that, not that another run wrote it
             unreadable = read_error(ckpt)
             if unreadable:
-                raise GraphcError(f"cannot read checkpoint {ckpt!r}: {unreadable}; fit() does "
-                                  "not replace a checkpoint it cannot check: make it readable, "
-                                  "or fit into another directory")
-            raise GraphcError(f"{ckpt} has been written by another run since this trainer "
-                              f"resumed (or saved) it; fit() does not replace it: resume it "
-                              f"again (trainer.resume({ckpt!r})) or fit into another directory")
+                raise self._not_replacing(
+                    ckpt, f"cannot read checkpoint {ckpt!r}: {unreadable}", at_save,
+                    self._said("make it readable, or fit into another directory",
+                               "make it readable, or train into another --out"),
+                    it="a checkpoint it cannot check")
+            raise self._not_replacing(
+                ckpt, f"{ckpt} has been written by another run since this trainer resumed "
+                "(or saved) it", at_save,
+                self._said(f"resume it again (trainer.resume({ckpt!r})) or fit into another "
+                           "directory", "run the same command again, which resumes it as it "
+                           "is now, or train into another --out"))
         return now
+
+    def _said(self, python: str, command: str) -> str:
+        """Advice in the caller's words: `command`'s where graphc train runs this trainer
+        (its options), `python`'s otherwise (the Python calls)."""
+        return command if self._command_line else python
+
+    def _not_replacing(self, ckpt: str, what: str, at_save: bool, fix: str = "",
+                       it: str = "it") -> GraphcError:
+        """The one line refusing to replace checkpoint `ckpt` (`it`, in the line), `what`
+        saying why. At fit's start it goes on with `fix`, what to do: nothing is lost (the
+        state is the one resumed, or the caller's trainer still holds it). At a save the steps since the last
+        one would be lost with the refusal (graphc train's process ends with it): this run's
+        state is saved first in a fresh directory beside ckpt's (files.fresh_directory_beside:
+        never over anything there), ckpt left as it is, and the line says where and how to
+        continue from it. The run stops there rather than going on elsewhere: a run whose
+        outputs move to a directory not asked for would be found only by reading its log."""
+        who = self._said("fit()", "graphc train")
+        if not at_save:
+            return GraphcError(f"{what}; {who} does not replace {it}: {fix}")
+        kept = None
+        try:
+            kept = fresh_directory_beside(os.path.dirname(ckpt), f"step{self.step}")
+            self.save(os.path.join(kept, CHECKPOINT))
+        except (OSError, GraphcError) as exc:
+            if kept is not None:  # (left only where nothing was written into it)
+                with contextlib.suppress(OSError):
+                    os.rmdir(kept)
+            why = exc.message if isinstance(exc, GraphcError) else exc.strerror or str(exc)
+            lost = self._said("this trainer keeps its state: fit it into another directory",
+                              "its steps since the last save are lost")
+            return GraphcError(f"{what}; {who} does not replace {it}, and could not save "
+                               f"this run's step {self.step} elsewhere either ({why}): {lost}")
+        how = self._said(f"trainer.fit({kept!r}) (in another process: trainer.resume({kept!r}) "
+                         "first)", f"run the same command with --out {shlex.quote(kept)} "
+                         "--resume")
+        return GraphcError(f"{what}; {who} does not replace {it}: this run's step {self.step} "
+                           f"is saved in {kept} instead; to continue it, {how}")
 
     def _release(self) -> None:
         if self._lock is not None:
@@ -1390,9 +1440,11 @@ class Trainer:
                     held.callback(self._release)
                 if ckpt and os.path.exists(ckpt) and not (
                         RESTORED in self._saved_to or os.path.realpath(ckpt) in self._saved_to):
-                    raise GraphcError(f"{ckpt} already exists, from another run; fit() does "
-                                      f"not replace it: resume it first (trainer.resume("
-                                      f"{ckpt!r})) or fit into another directory")
+                    raise self._not_replacing(
+                        ckpt, f"{ckpt} already exists, from another run", False, self._said(
+                            f"resume it first (trainer.resume({ckpt!r})) or fit into another "
+                            "directory", "pass --resume to continue it or --out to train into "
+                            "another directory"))
                 self._fit_found = self._refuse_replacing_another_runs(ckpt)
             self.mark_good()
             if self.eval_batches is not None and not self.val_history:

@@ -305,12 +305,14 @@ def test_a_save_refused_on_rank_0_stops_graphc_train_ranks_2_together(tmp_path):
     os.replace(tmp_path / "other.npz", ckpt)  # as that run's save does
     out, err = _finish(proc)
     assert proc.returncode == 2, err
+    kept = tmp_path / "run.step10"  # (s46) this run's state, kept beside OUT
     assert err.splitlines() == [
         f"graphc: error: {ckpt} has been written by another run since this trainer resumed "
-        f"(or saved) it; fit() does not replace it: resume it again (trainer.resume("
-        f"{str(ckpt)!r})) or fit into another directory"], err
+        f"(or saved) it; graphc train does not replace it: this run's step 10 is saved in "
+        f"{kept} instead; to continue it, run the same command with --out {kept} --resume"], err
     assert "prterun" not in err + out
     assert ckpt.read_bytes() == b"another run's checkpoint"
+    assert checkpoint.load_saved(str(kept / "checkpoint.npz"))[1]["step"] == 10
     _assert_lock_released(out_dir)
 
 

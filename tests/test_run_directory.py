@@ -849,15 +849,17 @@ def test_a_checkpoint_another_run_wrote_during_fit_is_not_replaced_without_locks
         tmp_path, monkeypatch):
     """(r2) Without locks nothing kept another process's run out of the directory, and a
     save replaced a checkpoint that appeared during fit (fit refuses one only at its start):
-    the save refuses a checkpoint this trainer neither resumed nor wrote, in one line, and
-    the trainer keeps its state (fit into another directory saves it there). With locks
-    (the other tests) the lock refuses that run instead."""
+    the save refuses a checkpoint this trainer neither resumed nor wrote, in one line. (s46)
+    It keeps this run's state too: saved in a fresh directory beside OUT, which the line
+    names with the call that continues it (the trainer also keeps it). With locks (the
+    other tests) the lock refuses that run instead."""
     import errno
     _no_locks(monkeypatch, errno.ENOLCK)
     run, x = str(tmp_path / "run"), np.ones((3, 4), np.float32)
-    ckpt = os.path.join(run, "checkpoint.npz")
+    ckpt, kept = os.path.join(run, "checkpoint.npz"), str(tmp_path / "run.step1")
     with pytest.warns(UserWarning):
         _fitting(lambda rng: (x,), steps=4).fit(str(tmp_path / "other"), progress=False)
+    theirs = (tmp_path / "other" / "checkpoint.npz").read_bytes()
 
     def batches(rng):  # another process's run saves into `run` before this one's first save
         if os.path.isdir(run) and not os.path.exists(ckpt):
@@ -868,10 +870,191 @@ def test_a_checkpoint_another_run_wrote_during_fit_is_not_replaced_without_locks
         trainer.fit(run, progress=False)
     assert str(caught.value) == (
         f"{ckpt} has been written by another run during this fit (its file system has no "
-        "locks to keep that run out); fit() does not replace it: this trainer keeps its "
-        f"state, fit it into another directory, or resume that run (trainer.resume({ckpt!r}))")
-    assert checkpoint.load_saved(ckpt)[1]["step"] == 4  # the other run's, kept
+        "locks to keep that run out); fit() does not replace it: this run's step 1 is saved "
+        f"in {kept} instead; to continue it, trainer.fit({kept!r}) (in another process: "
+        f"trainer.resume({kept!r}) first)")
+    assert open(ckpt, "rb").read() == theirs  # the other run's, kept
     assert trainer.step == 1
+    arrays, meta = checkpoint.load_saved(os.path.join(kept, "checkpoint.npz"))
+    assert meta["step"] == 1
+    np.testing.assert_array_equal(arrays["param/w"], trainer.params["w"])
+    with pytest.warns(UserWarning):  # as the line says
+        assert trainer.fit(kept, progress=False) == 0
+    arrays, meta = checkpoint.load_saved(os.path.join(kept, "checkpoint.npz"))
+    assert meta["step"] == 3
+    straight = _fitting(lambda rng: (x,), steps=3)  # the run not stopped: the same weights
     with pytest.warns(UserWarning):
-        assert trainer.fit(str(tmp_path / "elsewhere"), progress=False) == 0
-    assert checkpoint.load_saved(str(tmp_path / "elsewhere" / "checkpoint.npz"))[1]["step"] == 3
+        straight.fit(str(tmp_path / "straight"), progress=False)
+    np.testing.assert_array_equal(arrays["param/w"], straight.params["w"])
+
+
+@pytest.mark.parametrize("temporary", ["writable", "refused"])
+def test_a_run_kept_from_a_refused_save_goes_to_the_temporary_directory_if_need_be(
+        tmp_path, monkeypatch, temporary):
+    """(s46) Where OUT's parent refuses the fresh directory for the refused save's state
+    (read-only, full: os.mkdir mocked, root writing through modes), it goes to one in the
+    system's temporary directory; where that is refused too, the line says that the state
+    could not be saved and why (the trainer keeps it)."""
+    import errno
+    import tempfile
+    _no_locks(monkeypatch, errno.ENOLCK)
+    run, x = str(tmp_path / "out" / "run"), np.ones((3, 4), np.float32)
+    ckpt, temp = os.path.join(run, "checkpoint.npz"), tmp_path / "temp"
+    temp.mkdir()
+    with pytest.warns(UserWarning):
+        _fitting(lambda rng: (x,), steps=4).fit(str(tmp_path / "other"), progress=False)
+    real_mkdir = os.mkdir
+
+    def mkdir(name, *args, **kwargs):  # OUT's siblings refused, and the temporary's too
+        if os.fspath(name).startswith(run + ".") or temporary == "refused" and \
+                os.fspath(name).startswith(str(temp)):
+            raise OSError(errno.EROFS, os.strerror(errno.EROFS), name)
+        return real_mkdir(name, *args, **kwargs)
+    monkeypatch.setattr(os, "mkdir", mkdir)
+    monkeypatch.setattr(tempfile, "tempdir", str(temp))
+
+    def batches(rng):
+        if os.path.isdir(run) and not os.path.exists(ckpt):
+            shutil.copy(tmp_path / "other" / "checkpoint.npz", ckpt)
+        return (x,)
+    trainer = _fitting(batches, steps=3)
+    with pytest.warns(UserWarning), pytest.raises(GraphcError) as caught:
+        trainer.fit(run, progress=False)
+    start = (f"{ckpt} has been written by another run during this fit (its file system has "
+             "no locks to keep that run out); fit() does not replace it")
+    if temporary == "refused":
+        assert str(caught.value) == (
+            f"{start}, and could not save this run's step 1 elsewhere either (Read-only file "
+            "system): this trainer keeps its state: fit it into another directory")
+        assert os.listdir(temp) == [] and os.listdir(tmp_path / "out") == ["run"]
+        return
+    [kept] = os.listdir(temp)
+    assert kept.startswith("run.step1.")
+    kept = str(temp / kept)
+    assert str(caught.value).startswith(f"{start}: this run's step 1 is saved in {kept} "
+                                        "instead; to continue it, trainer.fit(")
+    arrays, meta = checkpoint.load_saved(os.path.join(kept, "checkpoint.npz"))
+    assert meta["step"] == 1
+    np.testing.assert_array_equal(arrays["param/w"], trainer.params["w"])
+
+
+def _copied_in_at(monkeypatch, step, source, target):
+    """Another run's checkpoint `source` copied over `target` (shutil.copy, which takes no
+    lock: another process's run on a file system without locks, or a sync tool) when the
+    trainer is at `step`, before its next step."""
+    from graphc.trainer import Trainer
+    train_step, done = Trainer.train_step, []
+
+    def step_copying(self, *args, **kwargs):
+        if self.step == step and not done:
+            done.append(shutil.copy(source, target))
+        return train_step(self, *args, **kwargs)
+    monkeypatch.setattr(Trainer, "train_step", step_copying)
+    return done
+
+
+@pytest.mark.parametrize("locks", [False, True])
+@pytest.mark.parametrize("when", ["before the first save", "after a save"])
+def test_graphc_train_keeps_its_run_beside_a_checkpoint_another_run_wrote(
+        tmp_path, text_file, capsys, monkeypatch, locks, when):  # noqa: F811
+    """(s46) `graphc train` whose save found --out's checkpoint written by another process
+    (a run on a file system without locks; with locks, a copy that takes none) refused to
+    replace it, then exited 2 with advice naming the Python API (trainer.resume), and every
+    step since its last save was lost. The other checkpoint stays untouched, this run's
+    state is saved in a fresh directory beside --out, and the one line names it and the
+    options that continue it; continued so, the run ends where one never stopped ends, bit
+    for bit. With locks a copy before the first save was replaced without a word."""
+    import errno
+    import warnings
+    if not locks:
+        _no_locks(monkeypatch, errno.ENOLCK)
+    warnings.simplefilter("ignore", UserWarning)  # (NoLockWarning: its own tests)
+    steps = ["--steps", "6", "--eval-every", "2"]
+    assert train(tmp_path, text_file, "--steps", "2", "--seed", "7", out="other") == 0
+    theirs = (tmp_path / "other" / "checkpoint.npz").read_bytes()
+    out, kept = tmp_path / "run", tmp_path / "run.step4"
+    (tmp_path / "run.step4").mkdir()  # taken: never used, nor what is in it
+    (tmp_path / "run.step4" / "checkpoint.npz").write_bytes(b"mine")
+    kept = tmp_path / "run.step4.2"
+    if when == "before the first save":  # (saves at steps 2, 4, 6)
+        kept = tmp_path / "run.step2"
+    done = _copied_in_at(monkeypatch, 1 if when == "before the first save" else 3,
+                         str(tmp_path / "other" / "checkpoint.npz"), str(out / "checkpoint.npz"))
+    capsys.readouterr()
+    assert train(tmp_path, text_file, *steps) == 2
+    assert done
+    how = ("by another run during this fit (its file system has no locks to keep that run "
+           "out)" if not locks else "during this fit by a program that does not take its "
+           "directory's .graphc.lock (a copy, a sync tool)")
+    if when == "after a save":
+        how = "by another run since this trainer resumed (or saved) it"
+    step = 2 if when == "before the first save" else 4
+    assert error_line(capsys) == (
+        f"graphc: error: {out}/checkpoint.npz has been written {how}; graphc train does not "
+        f"replace it: this run's step {step} is saved in {kept} instead; to continue it, run "
+        f"the same command with --out {kept} --resume")
+    assert (out / "checkpoint.npz").read_bytes() == theirs
+    assert (tmp_path / "run.step4" / "checkpoint.npz").read_bytes() == b"mine"
+    assert checkpoint.load_saved(str(kept / "checkpoint.npz"))[1]["step"] == step
+    monkeypatch.undo()
+    if not locks:
+        _no_locks(monkeypatch, errno.ENOLCK)
+    assert train(tmp_path, text_file, *steps, "--resume", out=kept.name) == 0
+    assert train(tmp_path, text_file, *steps, out="straight") == 0
+    mine, meta = checkpoint.load_saved(str(kept / "checkpoint.npz"))
+    straight, expected = checkpoint.load_saved(str(tmp_path / "straight" / "checkpoint.npz"))
+    assert meta["step"] == 6 and meta["history"] == expected["history"]
+    assert mine.keys() == straight.keys()
+    for name in straight:
+        np.testing.assert_array_equal(mine[name], straight[name])
+
+
+@pytest.mark.parametrize("resume", [True, False])
+def test_graphc_train_refused_at_fit_start_names_its_options(
+        tmp_path, text_file, capsys, monkeypatch, resume):  # noqa: F811
+    """(s46) `graphc train --resume` on a file system without locks, whose checkpoint another
+    process's run rewrote between the read and the start of training (or, without
+    --resume, wrote after the command's own check): the refusal named the Python API
+    (trainer.resume). It names the command's options, and keeps nothing beside --out: no
+    step was trained, the state is the checkpoint as it was read (or the fresh model)."""
+    import errno
+    import warnings
+
+    from graphc.trainer import Trainer
+    _no_locks(monkeypatch, errno.ENOLCK)
+    warnings.simplefilter("ignore", UserWarning)
+    assert train(tmp_path, text_file, "--steps", "2", "--seed", "7", out="other") == 0
+    if resume:
+        assert train(tmp_path, text_file, "--steps", "2") == 0
+    theirs = (tmp_path / "other" / "checkpoint.npz").read_bytes()
+    ckpt, fit = tmp_path / "run" / "checkpoint.npz", Trainer.fit
+
+    def fit_after_a_rewrite(self, *args, **kwargs):
+        ckpt.parent.mkdir(exist_ok=True)
+        shutil.copy(tmp_path / "other" / "checkpoint.npz", ckpt)
+        return fit(self, *args, **kwargs)
+    monkeypatch.setattr(Trainer, "fit", fit_after_a_rewrite)
+    capsys.readouterr()
+    assert train(tmp_path, text_file, "--steps", "4", *["--resume"][:resume]) == 2
+    assert error_line(capsys) == (
+        f"graphc: error: {ckpt} has been written by another run since this trainer resumed "
+        "(or saved) it; graphc train does not replace it: run the same command again, which "
+        "resumes it as it is now, or train into another --out" if resume else
+        f"graphc: error: {ckpt} already exists, from another run; graphc train does not "
+        "replace it: pass --resume to continue it or --out to train into another directory")
+    assert ckpt.read_bytes() == theirs
+    assert sorted(os.listdir(tmp_path)) == ["other", "run", "text.txt"]
+
+
+def test_ordinary_runs_leave_nothing_beside_their_directory(
+        tmp_path, text_file, capsys):  # noqa: F811
+    """The check that refuses a checkpoint written during fit (above) leaves ordinary runs
+    as they were: a fresh --out saving three times, then resumed twice into the same
+    directory, each saving again, all succeed and write nothing beside --out."""
+    assert train(tmp_path, text_file, "--steps", "3", "--eval-every", "1") == 0
+    for steps in ("5", "7"):
+        assert train(tmp_path, text_file, "--steps", steps, "--eval-every", "1",
+                     "--resume") == 0
+    assert "error" not in capsys.readouterr().err
+    assert checkpoint.load_saved(str(tmp_path / "run" / "checkpoint.npz"))[1]["step"] == 7
+    assert sorted(os.listdir(tmp_path)) == ["run", "text.txt"]
