@@ -112,15 +112,16 @@ def cannot_create_in(directory: str) -> str | None:
     return None
 
 
-def fresh_directory_beside(path: str, name: str) -> str:
-    """A new, empty directory beside directory `path`: PATH.NAME, or PATH.NAME.2, .3, ...
+def fresh_directory(path: str, name: str, beside: bool = True) -> str:
+    """A new, empty directory: beside directory `path`, PATH.NAME or PATH.NAME.2, .3, ...
     where that name is taken (by anything: it is made with mkdir, which never uses or
-    replaces what exists), or, where PATH's parent refuses it (read-only, full), one made
-    in the system's temporary directory. OSError where neither can be made."""
+    replaces what exists); where PATH's parent refuses it (read-only, full) or not
+    `beside`, in the system's temporary directory (PATH's name.NAME.RANDOM). OSError where
+    it cannot be made."""
     base = os.path.normpath(os.fspath(path))
     if os.path.basename(base) in ("", ".", ".."):  # (--out . : its name, not ".NAME")
         base = os.path.abspath(base)
-    for n in range(1, 1000):
+    for n in range(1, 1000 if beside else 1):
         candidate = f"{base}.{name}" + (f".{n}" if n > 1 else "")
         try:
             os.mkdir(candidate)

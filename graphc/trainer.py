@@ -113,7 +113,7 @@ from ir.types import is_float
 
 from . import amp, checkpoint, nn, optim
 from .files import LOCK_NAME, check_path, discard_stdout, exclusive_directory, \
-    file_identity, fresh_directory_beside, read_error
+    file_identity, fresh_directory, read_error
 from .optim import _clip_norm, _count_setting, _flag, _is_number, clip_by_global_norm, \
     global_norm
 from .tracing import flatten, function_name, leaves_and_structure, tree_map, unflatten
@@ -1317,7 +1317,7 @@ class Trainer:
         (_fit_found): without locks another process's run was not kept out, and with them a
         program that takes no lock (a copy, a sync tool) was not either; this costs no more
         than the identity each save reads anyway. A save's refusal keeps this run's state
-        (_not_replacing). Returns `ckpt`'s identity now."""
+        (_save: _kept_elsewhere). Returns `ckpt`'s identity now."""
         now = ckpt and file_identity(ckpt)
         real = ckpt and os.path.realpath(ckpt)
         at_save = unlocked is not None
@@ -1325,19 +1325,19 @@ class Trainer:
             how = ("by another run during this fit (its file system has no locks to keep "
                    "that run out)" if unlocked else "during this fit by a program that does "
                    f"not take its directory's {LOCK_NAME} (a copy, a sync tool)")
-            raise self._not_replacing(ckpt, f"{ckpt} has been written {how}", at_save)
+            raise self._not_replacing(f"{ckpt} has been written {how}", at_save)
         if now and self._saved_to.get(real, now) != now:
             # one the user cannot read (chmod 000: EACCES) has no digest of its end, so it
             # differs too: say that, not that another run wrote it
             unreadable = read_error(ckpt)
             if unreadable:
                 raise self._not_replacing(
-                    ckpt, f"cannot read checkpoint {ckpt!r}: {unreadable}", at_save,
+                    f"cannot read checkpoint {ckpt!r}: {unreadable}", at_save,
                     self._said("make it readable, or fit into another directory",
                                "make it readable, or train into another --out"),
                     it="a checkpoint it cannot check")
             raise self._not_replacing(
-                ckpt, f"{ckpt} has been written by another run since this trainer resumed "
+                f"{ckpt} has been written by another run since this trainer resumed "
                 "(or saved) it", at_save,
                 self._said(f"resume it again (trainer.resume({ckpt!r})) or fit into another "
                            "directory", "run the same command again, which resumes it as it "
@@ -1349,37 +1349,45 @@ class Trainer:
         (its options), `python`'s otherwise (the Python calls)."""
         return command if self._command_line else python
 
-    def _not_replacing(self, ckpt: str, what: str, at_save: bool, fix: str = "",
+    def _not_replacing(self, what: str, at_save: bool, fix: str = "",
                        it: str = "it") -> GraphcError:
-        """The one line refusing to replace checkpoint `ckpt` (`it`, in the line), `what`
-        saying why. At fit's start it goes on with `fix`, what to do: nothing is lost (the
-        state is the one resumed, or the caller's trainer still holds it). At a save the steps since the last
-        one would be lost with the refusal (graphc train's process ends with it): this run's
-        state is saved first in a fresh directory beside ckpt's (files.fresh_directory_beside:
-        never over anything there), ckpt left as it is, and the line says where and how to
-        continue from it. The run stops there rather than going on elsewhere: a run whose
-        outputs move to a directory not asked for would be found only by reading its log."""
+        """The one line refusing to replace a checkpoint (`it`, in the line), `what`
+        saying why; at fit's start, what to do (`fix`): nothing is lost then (the state is
+        the one resumed, or the caller's trainer still holds it). At a save (`at_save`), fit
+        adds where it kept this run's state instead (_kept_elsewhere)."""
         who = self._said("fit()", "graphc train")
-        if not at_save:
-            return GraphcError(f"{what}; {who} does not replace {it}: {fix}")
-        kept = None
-        try:
-            kept = fresh_directory_beside(os.path.dirname(ckpt), f"step{self.step}")
-            self.save(os.path.join(kept, CHECKPOINT))
-        except (OSError, GraphcError) as exc:
-            if kept is not None:  # (left only where nothing was written into it)
-                with contextlib.suppress(OSError):
-                    os.rmdir(kept)
-            why = exc.message if isinstance(exc, GraphcError) else exc.strerror or str(exc)
-            lost = self._said("this trainer keeps its state: fit it into another directory",
-                              "its steps since the last save are lost")
-            return GraphcError(f"{what}; {who} does not replace {it}, and could not save "
-                               f"this run's step {self.step} elsewhere either ({why}): {lost}")
-        how = self._said(f"trainer.fit({kept!r}) (in another process: trainer.resume({kept!r}) "
-                         "first)", f"run the same command with --out {shlex.quote(kept)} "
-                         "--resume")
-        return GraphcError(f"{what}; {who} does not replace {it}: this run's step {self.step} "
-                           f"is saved in {kept} instead; to continue it, {how}")
+        return GraphcError(f"{what}; {who} does not replace {it}" + ("" if at_save else
+                                                                    f": {fix}"))
+
+    def _kept_elsewhere(self, ckpt: str) -> str:
+        """The end of the line of a save into `ckpt` that was refused or failed: the steps
+        since the last save would be lost with it (graphc train's process ends there), so
+        this run's state is saved first in a fresh directory beside ckpt's directory, or
+        where that fails (read-only, full) in the system's temporary directory
+        (files.fresh_directory: never over anything there), and the line says where and how
+        to continue from it; or why it could not be saved. The run stops rather than going
+        on there: a run whose outputs move to a directory not asked for would be found only
+        by reading its log."""
+        why = None
+        for beside in (True, False):
+            kept = None
+            try:
+                kept = fresh_directory(os.path.dirname(ckpt), f"step{self.step}", beside)
+                self.save(os.path.join(kept, CHECKPOINT))
+            except (OSError, GraphcError) as exc:
+                if kept is not None:  # (empty: atomic_writer removed its temporary)
+                    with contextlib.suppress(OSError):
+                        os.rmdir(kept)
+                why = exc.message if isinstance(exc, GraphcError) else exc.strerror or str(exc)
+                continue
+            how = self._said(f"trainer.fit({kept!r}) (in another process: trainer.resume("
+                             f"{kept!r}) first)", f"run the same command with --out "
+                             f"{shlex.quote(kept)} --resume")
+            return (f"; this run's step {self.step} is saved in {kept} instead; to continue "
+                    f"it, {how}")
+        lost = self._said("this trainer keeps its state: fit it into another directory",
+                          "its steps since the last save are lost")
+        return f"; this run's step {self.step} could not be saved elsewhere ({why}): {lost}"
 
     def _release(self) -> None:
         if self._lock is not None:
@@ -1417,7 +1425,10 @@ class Trainer:
         Returns 0, or the signal (SIGINT, SIGTERM) that stopped training at a step boundary
         after saving (or came while loss.png was drawn, after the last save); SIGPIPE when
         stdout found its reader gone (`graphc train | head`), after saving likewise. Raises
-        TrainingDiverged on a NaN or an Inf, the last good checkpoint kept. `log(line)`
+        TrainingDiverged on a NaN or an Inf, the last good checkpoint kept; GraphcError, one
+        line, where a save into OUT is refused (another run took OUT or wrote its checkpoint)
+        or fails (a full disk), this run's state saved first in a fresh directory beside OUT,
+        which the line names (_kept_elsewhere). `log(line)`
         takes every line fit() reports (evaluations, the plateau's reductions, divergence;
         default: printed); `progress`: the bar, on stdout."""
         if out is not None:  # fit("") trained and saved nothing
@@ -1441,7 +1452,7 @@ class Trainer:
                 if ckpt and os.path.exists(ckpt) and not (
                         RESTORED in self._saved_to or os.path.realpath(ckpt) in self._saved_to):
                     raise self._not_replacing(
-                        ckpt, f"{ckpt} already exists, from another run", False, self._said(
+                        f"{ckpt} already exists, from another run", False, self._said(
                             f"resume it first (trainer.resume({ckpt!r})) or fit into another "
                             "directory", "pass --resume to continue it or --out to train into "
                             "another directory"))
@@ -1558,10 +1569,14 @@ class Trainer:
             self._diverged(what, ckpt, saved, log)
         with self._rank_0_writes():
             if ckpt:
-                unlocked = not self._hold_again()
-                # (one that took the lock and left; without locks, any other run's)
-                self._refuse_replacing_another_runs(ckpt, unlocked)
-                self.save(ckpt)
+                try:
+                    unlocked = not self._hold_again()
+                    # (one that took the lock and left; without locks, any other run's)
+                    self._refuse_replacing_another_runs(ckpt, unlocked)
+                    self.save(ckpt)
+                except GraphcError as exc:  # another run took OUT or wrote its checkpoint,
+                    # OUT is no directory now, or the write failed (a full disk, read-only)
+                    raise GraphcError(exc.message + self._kept_elsewhere(ckpt)) from None
         self.mark_good()
 
     def _rank_0_writes(self):

@@ -308,7 +308,7 @@ def test_a_save_refused_on_rank_0_stops_graphc_train_ranks_2_together(tmp_path):
     kept = tmp_path / "run.step10"  # (s46) this run's state, kept beside OUT
     assert err.splitlines() == [
         f"graphc: error: {ckpt} has been written by another run since this trainer resumed "
-        f"(or saved) it; graphc train does not replace it: this run's step 10 is saved in "
+        f"(or saved) it; graphc train does not replace it; this run's step 10 is saved in "
         f"{kept} instead; to continue it, run the same command with --out {kept} --resume"], err
     assert "prterun" not in err + out
     assert ckpt.read_bytes() == b"another run's checkpoint"

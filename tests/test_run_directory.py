@@ -287,6 +287,18 @@ def _fitting(batches, steps):
                       steps=steps, eval_every=1)
 
 
+def _kept(trainer, run):
+    """(s46) The end of the line of a save refused or failed at the trainer's step: its
+    state is kept in RUN.stepN beside RUN, which holds it (checked here)."""
+    kept = f"{run}.step{trainer.step}"
+    arrays, meta = checkpoint.load_saved(os.path.join(kept, "checkpoint.npz"))
+    assert meta["step"] == trainer.step
+    for name, value in trainer.params.items():
+        np.testing.assert_array_equal(arrays[f"param/{name}"], value)
+    return (f"; this run's step {trainer.step} is saved in {kept} instead; to continue it, "
+            f"trainer.fit({kept!r}) (in another process: trainer.resume({kept!r}) first)")
+
+
 def _trainer(steps, lr=0.01):
     import graphc as gc
     x = np.ones((3, 4), np.float32)
@@ -385,7 +397,7 @@ def test_fit_writes_nothing_into_a_directory_another_run_took_after_this_one_let
         f"{run} has been taken by another training run (process {pid}) while this one held "
         f"it: this process closed a descriptor of its {LOCK_NAME} (reading or copying the "
         "directory does), which let go of the lock; nothing more is written into it: write "
-        "into another directory (Trainer.fit: out; graphc train: --out)")
+        "into another directory (Trainer.fit: out; graphc train: --out)" + _kept(trainer, run))
     assert checkpoint.load_saved(f"{run}/checkpoint.npz")[1]["step"] == 1
     assert (tmp_path / "run" / LOCK_NAME).read_text() == f"{pid}\n"
 
@@ -680,7 +692,7 @@ def test_fit_writes_nothing_once_another_run_locked_a_new_lock_file(tmp_path, ho
         f"{run} has been taken by another training run (process {pid}) while this one held "
         f"it: its {LOCK_NAME} was removed or replaced, and that run locked the new one; "
         "nothing more is written into it: write into another directory (Trainer.fit: out; "
-        "graphc train: --out)")
+        "graphc train: --out)" + _kept(trainer, run))
     assert checkpoint.load_saved(f"{run}/checkpoint.npz")[1]["step"] == 1
     with exclusive_directory(run):  # nothing left held
         pass
@@ -728,9 +740,9 @@ def test_a_file_put_where_the_run_directory_was_is_one_line_at_the_next_save(tmp
     trainer = _fitting(batches, steps=3)
     with pytest.raises(GraphcError) as caught:
         trainer.fit(run, progress=False)
-    assert str(caught.value).splitlines()[0] == (
+    assert str(caught.value) == (
         f"cannot create {run}/{LOCK_NAME}, this run's lock file (Not a directory); write "
-        "into another directory (graphc train: --out)")
+        "into another directory (graphc train: --out)" + _kept(trainer, run))
     assert os.path.isfile(run) and os.path.getsize(run) == 0
 
 
@@ -870,7 +882,7 @@ def test_a_checkpoint_another_run_wrote_during_fit_is_not_replaced_without_locks
         trainer.fit(run, progress=False)
     assert str(caught.value) == (
         f"{ckpt} has been written by another run during this fit (its file system has no "
-        "locks to keep that run out); fit() does not replace it: this run's step 1 is saved "
+        "locks to keep that run out); fit() does not replace it; this run's step 1 is saved "
         f"in {kept} instead; to continue it, trainer.fit({kept!r}) (in another process: "
         f"trainer.resume({kept!r}) first)")
     assert open(ckpt, "rb").read() == theirs  # the other run's, kept
@@ -924,14 +936,14 @@ def test_a_run_kept_from_a_refused_save_goes_to_the_temporary_directory_if_need_
              "no locks to keep that run out); fit() does not replace it")
     if temporary == "refused":
         assert str(caught.value) == (
-            f"{start}, and could not save this run's step 1 elsewhere either (Read-only file "
+            f"{start}; this run's step 1 could not be saved elsewhere (Read-only file "
             "system): this trainer keeps its state: fit it into another directory")
         assert os.listdir(temp) == [] and os.listdir(tmp_path / "out") == ["run"]
         return
     [kept] = os.listdir(temp)
     assert kept.startswith("run.step1.")
     kept = str(temp / kept)
-    assert str(caught.value).startswith(f"{start}: this run's step 1 is saved in {kept} "
+    assert str(caught.value).startswith(f"{start}; this run's step 1 is saved in {kept} "
                                         "instead; to continue it, trainer.fit(")
     arrays, meta = checkpoint.load_saved(os.path.join(kept, "checkpoint.npz"))
     assert meta["step"] == 1
@@ -991,7 +1003,7 @@ def test_graphc_train_keeps_its_run_beside_a_checkpoint_another_run_wrote(
     step = 2 if when == "before the first save" else 4
     assert error_line(capsys) == (
         f"graphc: error: {out}/checkpoint.npz has been written {how}; graphc train does not "
-        f"replace it: this run's step {step} is saved in {kept} instead; to continue it, run "
+        f"replace it; this run's step {step} is saved in {kept} instead; to continue it, run "
         f"the same command with --out {kept} --resume")
     assert (out / "checkpoint.npz").read_bytes() == theirs
     assert (tmp_path / "run.step4" / "checkpoint.npz").read_bytes() == b"mine"
@@ -1044,6 +1056,59 @@ def test_graphc_train_refused_at_fit_start_names_its_options(
         "replace it: pass --resume to continue it or --out to train into another directory")
     assert ckpt.read_bytes() == theirs
     assert sorted(os.listdir(tmp_path)) == ["other", "run", "text.txt"]
+
+
+@pytest.mark.parametrize("failure", ["ENOSPC", "EROFS"])
+def test_graphc_train_keeps_its_run_when_the_disk_of_out_is_full_or_read_only(
+        tmp_path, text_file, capsys, monkeypatch, failure):  # noqa: F811
+    """(s46) A save that could not write --out's checkpoint (a full disk: the data's fsync
+    fails with ENOSPC; a file system remounted read-only: EROFS) kept the previous
+    checkpoint whole but ended `graphc train` with status 2, every step since that save
+    lost. The state is now saved where it can be: beside --out, and where that disk refuses
+    it too, in the system's temporary directory (here another file system, as a tmpfs /tmp
+    often is); nothing is left half-written on the full disk."""
+    import errno
+    import stat
+    import tempfile
+    disk, elsewhere = tmp_path / "disk", tmp_path / "elsewhere"
+    disk.mkdir(), elsewhere.mkdir()
+    out = disk / "run"
+    assert train(disk, text_file, "--steps", "2") == 0
+    before = (out / "checkpoint.npz").read_bytes()
+    number = getattr(errno, failure)
+    fsync, full = os.fsync, []
+
+    def fsync_on_a_full_disk(fd):  # each file written on `disk` from the step-3 save on
+        if full and stat.S_ISREG(os.fstat(fd).st_mode) and \
+                os.readlink(f"/proc/self/fd/{fd}").startswith(str(disk)):
+            raise OSError(number, os.strerror(number))
+        return fsync(fd)
+    monkeypatch.setattr(os, "fsync", fsync_on_a_full_disk)
+    monkeypatch.setattr(tempfile, "tempdir", str(elsewhere))
+    from graphc.trainer import Trainer
+    train_step = Trainer.train_step
+
+    def step(self, *args, **kwargs):
+        if self.step == 3:
+            full.append(True)
+        return train_step(self, *args, **kwargs)
+    monkeypatch.setattr(Trainer, "train_step", step)
+    capsys.readouterr()
+    assert train(disk, text_file, "--steps", "6", "--eval-every", "2", "--resume") == 2
+    [kept] = os.listdir(elsewhere)
+    kept = elsewhere / kept
+    assert kept.name.startswith("run.step4.")
+    assert error_line(capsys) == (
+        f"graphc: error: cannot write {out}/checkpoint.npz: {os.strerror(number)}; it is as "
+        f"it was before; this run's step 4 is saved in {kept} instead; to continue it, run "
+        f"the same command with --out {kept} --resume")
+    assert (out / "checkpoint.npz").read_bytes() == before
+    assert sorted(os.listdir(disk)) == ["run"]  # the sibling tried, removed
+    assert sorted(os.listdir(out)) == [LOCK_NAME, "checkpoint.npz", "loss.png", "sample.txt"]
+    monkeypatch.undo()
+    assert train(elsewhere, text_file, "--steps", "6", "--eval-every", "2", "--resume",
+                 out=kept.name) == 0
+    assert checkpoint.load_saved(str(kept / "checkpoint.npz"))[1]["step"] == 6
 
 
 def test_ordinary_runs_leave_nothing_beside_their_directory(
