@@ -176,11 +176,13 @@ def _residuals(known, specs, build_plan) -> list:
 # The ops fn may apply to a value computed from its arguments (JAX's primitives with a
 # transpose rule), by how their output depends on the operands that are such values:
 _UNARY = {"neg", "reshape", "transpose", "broadcast_to", "slice", "pad_slice", "sum", "cumsum",
-          "optimization_barrier"}  # linear in their one operand
+          "optimization_barrier",  # linear in their one operand; an all-reduce (the sum or
+          "allreduce", "allreduce_wait"}  # mean over the ranks) is its own transpose, as psum
+_SUMS = {"add", "sub", "concat", "allreduce_start"}  # a sum of its operands, each linear (a
+# bucket packs them as concat does): where one does not depend on the arguments it must be 0,
+# else fn is affine
 _AFFINE = ("adds a value that does not depend on them, not 0 (an affine map, which JAX "
            "transposes as its linear part)")
-_SUMS = {"add", "sub", "concat"}  # a sum of its operands, each linear: where one does not
-# depend on the arguments it must be 0, else fn is affine
 _PRODUCTS = {"mul", "matmul", "einsum"}  # linear in each factor: one of them may depend
 _FIRST = {"div", "take", "dynamic_slice", "scatter_add"}  # linear in operand 0 (the
 # numerator, the table or the updates) only

@@ -246,6 +246,10 @@ class Doubling:  # a pretend job of 2 ranks with equal values
     def allreduce_sum(self, x):
         return x * 2
 
+    def start_sum(self, buffer):  # (a compiled plan's bucket: reduced in place at once)
+        buffer *= 2
+        return type("Done", (), {"Wait": lambda self: None, "Test": lambda self: True})()
+
 
 def test_a_registered_communicator_is_used_and_reset():
     x = np.arange(3.0)
@@ -256,6 +260,36 @@ def test_a_registered_communicator_is_used_and_reset():
     finally:
         C.set_communicator(None)
     assert C.communicator() is None
+
+
+@pytest.mark.parametrize("reduce", ["sum", "mean"])
+def test_linear_transpose_of_an_allreduce_is_an_allreduce(reduce):
+    """gc.linear_transpose refused a function that all-reduces ('allreduce of a value computed
+    from them has no transpose'); an all-reduce is linear and its own transpose, as JAX's psum
+    (the sum of every rank's cotangent; the mean's is the mean). In one process and in a
+    pretend job of 2 equal ranks (the sum doubles), through dist.allreduce and through a
+    bucket (allreduce_start/wait), eagerly and compiled: the adjoint identity and the values."""
+    a = np.random.default_rng(4).normal(size=(3, 4))
+
+    def f(x, y):
+        flat = C.bucketed_allreduce([x, 2.0 * y], reduce)
+        return dist.allreduce(a @ x, reduce) - a @ flat[1], flat[0]
+    rng = np.random.default_rng(5)
+    x, y, ct = rng.normal(size=4), rng.normal(size=4), (rng.normal(size=3), rng.normal(size=4))
+    for comm, ranks in ((None, 1), (Doubling(), 2)):
+        C.set_communicator(comm)
+        try:
+            f_t = gc.linear_transpose(f, np.zeros(4), np.zeros(4))
+            got = [f_t(ct), gc.compile(f_t)(ct)]
+            fx = gc.compile(f)(x, y)
+        finally:
+            C.set_communicator(None)
+        k = ranks if reduce == "sum" else 1  # what an all-reduce multiplies by here
+        for gx, gy in got:
+            np.testing.assert_allclose(gx, k * (a.T @ ct[0] + ct[1]), rtol=1e-12)
+            np.testing.assert_allclose(gy, -2.0 * k * a.T @ ct[0], rtol=1e-12)
+            inner = float(np.dot(fx[0], ct[0]) + np.dot(fx[1], ct[1]))
+            np.testing.assert_allclose(inner, float(np.dot(x, gx) + np.dot(y, gy)), rtol=1e-12)
 
 
 def test_allreduce_of_a_pytree_keeps_namedtuples_and_ordered_dicts():
