@@ -249,8 +249,9 @@ def _not_linear(node, dep, zero):
     op, ins = node.op, node.inputs
     if op in _UNARY:
         return None
-    if op == "cast" and is_float(ins[0].dtype) and is_float(node.dtype):
-        return None  # (between float dtypes)
+    if op == "cast":  # linear between float dtypes; to or from an integer or bool, the value
+        return None  # has no tangent (JAX's float0): its transpose is 0, so x + float(int(x))
+        # transposes as x, as JAX's; the ops an integer value reaches are checked as any
     if op in _PRODUCTS:
         return None if sum(dep) == 1 else f"{op} multiplies two values computed from them"
     if op in _FIRST:
