@@ -41,7 +41,7 @@ from ir.errors import GraphcError, user_location
 from ir.graph import Node
 from ir.ops import api as F
 from ir.ops.registry import apply
-from ir.types import is_float, is_half, is_int, is_real
+from ir.types import UnsupportedDtype, as_dtype, is_float, is_half, is_int, is_real
 from runtime.eager import Tensor, no_grad
 
 from .tracing import (flatten, keys_sorted, leaf_count, leaves_and_structure, leaves_like,
@@ -859,7 +859,10 @@ class Optimizer:
         Concrete params give numpy zeros; symbolic ones give symbolic zeros."""
         # (a bool or integer leaf is refused where it is trained, in update, bind and
         # gc.Trainer: a state_dict()'s num_batches_tracked, never given a gradient, is fine)
-        leaves, structure, _ = flatten(params)
+        leaves, structure, names = flatten(params)
+        for name, p in zip(names, leaves):  # (a complex one: the state could never be used)
+            if _unheld_dtype(p) is not None:
+                self._refuse_non_float("init", name, p)
         state = {"count": _zeros_like_scalar(leaves)}
         for slot in self.slots:
             state[slot] = unflatten(structure, [_zeros_like(p) for p in leaves])
@@ -880,6 +883,28 @@ class Optimizer:
                               f"{F._dtype(p)}; only floating-point parameters can be "
                               "optimised (cast it, or keep it out of the parameters)",
                               (user_location(),))
+
+    def _refuse_unheld(self, method, grads, state, params):
+        """After an UnsupportedDtype from `method`'s arrays, one line naming the first leaf of
+        a dtype graphc cannot hold (complex64, a string): the parameter, the gradient or the
+        state's leaf, as the other dtype refusals name them; the IR's own line named none.
+        Returns where no leaf is such (the caller re-raises)."""
+        p_leaves, _, p_names = flatten(params)
+        for kind, tree in (("parameter", params), ("gradient", grads), ("state", state)):
+            leaves, _, names = flatten(tree)
+            for name, x in zip(names, leaves):
+                dtype = _unheld_dtype(x)
+                if dtype is None:
+                    continue
+                if kind == "parameter":
+                    self._refuse_non_float(method, name, x)
+                if kind == "gradient":
+                    p = dict(zip(p_names, p_leaves)).get(name)
+                    _refuse_gradient_dtype(f"{self._display_name}.{method}", name, dtype,
+                                           None if p is None else F._dtype(p))
+                raise GraphcError(f"{self._display_name}.{method}: the state's {name!r} has "
+                                  f"dtype {dtype}, which graphc does not hold; give the state "
+                                  f"{self._display_name}.init made", (user_location(),))
 
     def update(self, grads, state, params, step=None, lr=None, settings=None):
         """-> (new params, new state). A leaf whose gradient is None (a None in `grads` may
@@ -932,7 +957,11 @@ class Optimizer:
         # no tape unless the caller differentiates through the update (eager tensors that
         # require grad)
         with contextlib.nullcontext() if _tracks_grad((grads, params)) else no_grad():
-            (grads, state, params), lifted = _lift_tree((grads, state, params))
+            try:
+                (grads, state, params), lifted = _lift_tree((grads, state, params))
+            except UnsupportedDtype:  # (the float path checks nothing: found only here)
+                self._refuse_unheld("update", grads, state, params)
+                raise
             new_params, new_state = optimizer._update(grads, state, params, step)
         if lifted:
             return _unlift_tree(new_params), _unlift_tree(new_state)
@@ -1021,10 +1050,8 @@ class Optimizer:
             # inside the update's arithmetic ("add(f64[2,2], f32[2,2])"), naming no parameter
             if g is not None and F._dtype(g) != F._dtype(p):
                 if not is_float(F._dtype(g)):
-                    raise GraphcError(f"{self._display_name}.update: the gradient of "
-                                      f"parameter {name!r} has dtype {F._dtype(g)}, its "
-                                      f"parameter {F._dtype(p)}; a gradient must be "
-                                      "floating-point", (user_location(),))
+                    _refuse_gradient_dtype(f"{self._display_name}.update", name,
+                                           F._dtype(g), F._dtype(p))
                 g_leaves[i] = F.cast(g, F._dtype(p))
         if self.clip_norm is not None and any(g is not None for g in g_leaves):
             g_leaves = leaves_like(structure, clip_by_global_norm(
@@ -1682,7 +1709,7 @@ class BoundOptimizer:
     def step(self):
         self._follow_casts()
         params = {n: p.data for n, p in self.parameters.items()}
-        grads = {n: None if p.grad is None else np.asarray(p.grad, p.data.dtype)
+        grads = {n: None if p.grad is None else _grad_array(n, p)
                  for n, p in self.parameters.items()}
         count = int(self.state["count"])  # (a state assigned afresh, count 0: no lag left)
         self.behind = {n: min(behind, count) for n, behind in self.behind.items()}
@@ -1895,6 +1922,18 @@ class BoundOptimizer:
 
 
 # ---- helpers --------------------------------------------------------------------------------
+def _grad_array(name, p):
+    """Parameter `p`'s .grad as an array of its dtype: one line naming it where the gradient
+    is not floating-point (numpy cast a complex one to real with only a warning, dropping its
+    imaginary part; torch refuses such a .grad when it is assigned)."""
+    g = np.asarray(p.grad)
+    if g.dtype != p.data.dtype:
+        if not is_float(g.dtype):
+            _refuse_gradient_dtype("step", name, g.dtype, p.data.dtype)
+        g = g.astype(p.data.dtype)
+    return g
+
+
 def _holds_parameters(value) -> bool:
     """Whether an optimiser's first argument is what torch's optimisers take there and
     graphc's take in bind(): a Module (gc.compile(model) too: callable, it is no lr
@@ -2219,6 +2258,26 @@ def _float64(x):
 
 def _leaves(tree):
     return flatten(tree)[0]
+
+
+def _refuse_gradient_dtype(who, name, dtype, p_dtype):
+    """One line naming parameter `name`, whose gradient has a dtype that is not
+    floating-point (`p_dtype`: its parameter's, where known)."""
+    its = "" if p_dtype is None else f", its parameter {p_dtype}"
+    raise GraphcError(f"{who}: the gradient of parameter {name!r} has dtype {dtype}{its}; a "
+                      "gradient must be floating-point", (user_location(),))
+
+
+def _unheld_dtype(x):
+    """The dtype of leaf `x` where graphc cannot hold it (complex, strings), else None."""
+    if x is None or isinstance(x, (Node, Tensor)):  # (whose dtypes it holds)
+        return None
+    dtype = F._dtype(x)
+    try:
+        as_dtype(dtype)
+    except UnsupportedDtype:
+        return dtype
+    return None
 
 
 def _zeros_like(p):

@@ -431,7 +431,11 @@ class Parameter(Tensor):
     __slots__ = ()
 
     def __init__(self, data, name=None):
-        super().__init__(np.array(data), requires_grad=True, name=name)
+        try:
+            super().__init__(np.array(data), requires_grad=True, name=name)
+        except GraphcError as exc:  # (a complex or an integer array: the line named no
+            named = "" if name is None else f" {name!r}"  # parameter)
+            raise type(exc)(f"Parameter{named}: {exc.message}", exc.locs) from None
 
     def graph_operand(self, graph):
         """Used inside a graph being built, a parameter is a `param` input of it. A plan of

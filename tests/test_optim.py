@@ -2,6 +2,7 @@
 import copy
 import math
 import pickle
+import re
 import warnings
 
 import numpy as np
@@ -10,6 +11,7 @@ import torch
 
 import graphc as gc
 from graphc import nn, optim
+from ir.types import UnsupportedDtype
 
 SHAPES = {"w": (4, 3), "b": (3,), "e": (5, 2)}
 TOLERANCE = {"float32": 1e-6, "float64": 1e-12}
@@ -328,6 +330,56 @@ def test_update_takes_a_gradient_of_another_float_dtype_in_its_parameters(case, 
                            rf"has dtype {np.dtype(bad)}, its parameter float32; a gradient "
                            "must be floating-point"):
             run(params, opt.init(params), g)
+
+
+def test_a_complex_parameter_or_gradient_is_one_line_naming_it():
+    """A complex64 or complex128 parameter or gradient (graphc has no complex dtype; torch's
+    optimisers take them) was refused by the IR's 'dtype complex64 is not supported', naming
+    no parameter, init made a complex state without a word, and a bound optimiser's step
+    cast a complex .grad to real (numpy's ComplexWarning), dropping its imaginary part.
+    Each is now one line naming the parameter by its pytree path, as an integer one is; the
+    float path is unchanged (the tests above)."""
+    f32 = {"layer": {"w": np.ones(3, np.float32)}, "b": np.ones(2, np.float32)}
+    for complex_dtype in (np.complex64, np.complex128):
+        c = np.full(3, 1 + 2j, complex_dtype)
+        bad_p = {"layer": {"w": c}, "b": f32["b"]}
+        bad_g = {"layer": {"w": c}, "b": f32["b"]}
+        for opt in (optim.Adam(lr=0.1), optim.SGD(lr=0.1, momentum=0.9), optim.adam(0.1)):
+            who = re.escape(opt._display_name if isinstance(opt, optim.Optimizer)
+                            else f"gc.optim.{opt.name}")
+            param = rf"parameter 'layer.w' has dtype {np.dtype(complex_dtype)}; only " \
+                    "floating-point parameters can be optimised"
+            with pytest.raises(gc.GraphcError, match=rf"^{who}.init: {param}"):
+                opt.init(bad_p)
+            state = opt.init(f32)
+            with pytest.raises(gc.GraphcError, match=rf"^{who}.update: {param}"):
+                opt.update(f32, state, bad_p)
+            with pytest.raises(gc.GraphcError, match=rf"^{who}.update: the gradient of "
+                               rf"parameter 'layer.w' has dtype {np.dtype(complex_dtype)}, "
+                               "its parameter float32; a gradient must be floating-point"):
+                opt.update(bad_g, state, f32)
+            slot = [k for k in state if k != "count"][0]
+            bad_state = {**state, slot: {**state[slot], "layer": {"w": c}}}
+            with pytest.raises(gc.GraphcError, match=rf"^{who}.update: the state's "
+                               rf"'{slot}.layer.w' has dtype {np.dtype(complex_dtype)}, which "
+                               rf"graphc does not hold; give the state {who}.init made"):
+                opt.update(f32, bad_state, f32)
+        w = gc.nn.Parameter(np.ones(3, np.float32), name="w")
+        bound = optim.SGD(lr=0.1).bind({"w": w})
+        w.grad = c
+        with warnings.catch_warnings():
+            warnings.simplefilter("error")  # (no ComplexWarning, no step taken)
+            with pytest.raises(gc.GraphcError, match=r"^step: the gradient of parameter 'w' "
+                               rf"has dtype {np.dtype(complex_dtype)}, its parameter float32"):
+                bound.step()
+        np.testing.assert_array_equal(w.data, np.ones(3, np.float32))
+        with pytest.raises(UnsupportedDtype, match=rf"^Parameter 'w': dtype "
+                           rf"{np.dtype(complex_dtype)} is not supported"):
+            gc.nn.Parameter(c, name="w")
+    # a float .grad of another float dtype is still cast to the parameter's, as before
+    w.grad = np.full(3, 2.0)
+    bound.step()
+    np.testing.assert_allclose(w.data, np.full(3, 0.8, np.float32))
 
 
 @pytest.mark.parametrize("compiled", [False, True], ids=["eager", "compiled"])
