@@ -22,6 +22,8 @@ and optimiser state unchanged) and halves the scale; `growth_interval` good step
 double it. The test for "finite" is the gradients' global norm (an Inf or NaN anywhere makes
 it one), which training computes anyway; a norm past float32's range (about 1.8e19) counts
 as an overflow too, where GradScaler, which tests each element, would take the step.
+`LossScaler(enabled=False)`, as GradScaler's, passes everything through (scale 1.0, every
+step taken).
 """
 from __future__ import annotations
 
@@ -31,7 +33,7 @@ from ir.errors import GraphcError, user_location
 from ir.ops import api as F
 from ir.ops.precision import PRECISIONS, autocast, precision_dtype  # noqa: F401
 from ir.types import is_float, is_half
-from .optim import _count_setting, _finite, _real, global_norm
+from .optim import _count_setting, _finite, _flag, _real, global_norm
 from .tracing import flatten, leaves_like, unflatten
 
 FLOAT32_MAX = float(np.finfo(np.float32).max)
@@ -48,9 +50,11 @@ class LossScaler:
     compiled step takes and returns, and a checkpoint saves."""
 
     STATE_KEYS = ("scale", "good_steps")  # init()'s (a Trainer checkpoint's member names)
+    enabled = True  # (a scaler pickled before `enabled` was kept)
 
     def __init__(self, init_scale: float = 2.0 ** 16, growth_factor: float = 2.0,
-                 backoff_factor: float = 0.5, growth_interval: int = 2000):
+                 backoff_factor: float = 0.5, growth_interval: int = 2000,
+                 enabled: bool = True):
         init_scale = _real("LossScaler: init_scale", init_scale)  # (inf: refused below)
         if not init_scale > 0:
             raise GraphcError(f"LossScaler: init_scale must be > 0, got {init_scale}",
@@ -70,9 +74,14 @@ class LossScaler:
                               (user_location(),))
         self.init_scale, self.growth_factor = float(init_scale), float(growth_factor)
         self.backoff_factor, self.growth_interval = float(backoff_factor), int(growth_interval)
+        # torch's GradScaler(enabled=False): a pass-through, so that one training loop serves
+        # float32 and float16 runs. The scale is 1.0 (its get_scale()) and stays so, the loss
+        # and the gradients are as given, and every step is taken (its step() calls the
+        # optimiser's, an Inf gradient included)
+        self.enabled = bool(_flag("LossScaler: enabled", enabled))
 
     def init(self) -> dict:
-        return {"scale": np.asarray(self.init_scale, np.float32),
+        return {"scale": np.asarray(self.init_scale if self.enabled else 1.0, np.float32),
                 "good_steps": np.asarray(0, np.int64)}
 
     def scale(self, loss, state):
@@ -83,6 +92,8 @@ class LossScaler:
         gradients that overflow still make the step skipped."""
         _float_value("LossScaler.scale: the loss", loss)
         state = _scaler_state("LossScaler.scale", state)
+        if not self.enabled:
+            return loss
         if is_half(loss.dtype):
             loss = F.cast(loss, "float32")
         return loss * F.cast(state["scale"], loss.dtype)
@@ -96,6 +107,8 @@ class LossScaler:
             # leaves of nested dicts is no name the user knows)
             _float_value(f"LossScaler.unscale: gradient {name}" if name else
                          "LossScaler.unscale: the gradient", g)
+        if not self.enabled:  # (finite: every step is taken)
+            return grads, np.asarray(True), state
         inverse = 1.0 / state["scale"]
         leaves = [None if g is None else g * F.cast(inverse, g.dtype) for g in leaves]
         grads = unflatten(structure, leaves)
@@ -104,7 +117,9 @@ class LossScaler:
 
     def update(self, finite, state) -> dict:
         """The scaler state after a step: halved on an overflow, doubled after
-        growth_interval good steps in a row."""
+        growth_interval good steps in a row (disabled: as it was)."""
+        if not self.enabled:
+            return state
         scale, good = state["scale"], state["good_steps"] + 1
         grow = good >= self.growth_interval
         # as GradScaler (torch._amp_update_scale_): a scale whose growth would overflow

@@ -249,7 +249,8 @@ class Trainer:
             raise GraphcError(f"Trainer: loss_scaler must be a gc.amp.LossScaler, e.g. "
                               f"gc.amp.LossScaler(init_scale=2.0**16), got {loss_scaler!r}"
                               [:200], (user_location(),))
-        if loss_scaler is not None and self.half != np.float16:
+        # (a disabled one, GradScaler(enabled=use_fp16)'s idiom, asks for no scaling)
+        if loss_scaler is not None and loss_scaler.enabled and self.half != np.float16:
             raise GraphcError(f"Trainer: a loss_scaler is for precision='fp16-mixed' (float16's "
                               f"narrow range); with precision={precision!r} no loss is scaled",
                               (user_location(),))

@@ -672,6 +672,69 @@ def test_loss_scaler_skips_an_overflowing_step_and_halves_the_scale():
     np.testing.assert_allclose(params["w"], before - 0.3 * x, rtol=1e-6)
 
 
+def test_a_disabled_loss_scaler_passes_through_as_torchs_grad_scaler():
+    """LossScaler(enabled=False) was a TypeError; torch.amp.GradScaler(enabled=False) is a
+    pass-through (one loop for float32 and float16 runs): its get_scale() is 1.0 and stays
+    so, scale() returns the loss as it is, step() calls the optimiser's at every step (an
+    Inf or NaN gradient included) and update() changes nothing. Step by step against it:
+    the loss, the parameters and the scale, compiled and eagerly."""
+    import torch
+    scaler = gc.amp.LossScaler(init_scale=1024.0, growth_interval=2, enabled=False)
+    theirs = torch.amp.GradScaler("cpu", init_scale=1024.0, growth_interval=2, enabled=False)
+    assert scaler.enabled is False and theirs.is_enabled() is False
+    opt, step = _scaled_step(scaler)
+    params = {"w": np.ones(4, np.float32)}
+    state, amp = opt.init(params), scaler.init()
+    assert amp["scale"].dtype == np.float32 and float(amp["scale"]) == theirs.get_scale() == 1.0
+    w = torch.ones(4, requires_grad=True)
+    torch_opt = torch.optim.SGD([w], lr=0.1)
+    x = np.array([1.0, 2.0, 3.0, 4.0], np.float32)
+    # 3e35 overflows an enabled scaler's 1024 x (skipped there), two good steps would grow
+    # it, and the NaN step is skipped there too: all taken here, as torch's
+    for xs in (x, np.full(4, 3e35, np.float32), x, x, np.full(4, np.nan, np.float32)):
+        loss, params, state, amp = step(params, state, amp, xs)
+        torch_loss = (w * torch.tensor(xs)).sum()
+        assert theirs.scale(torch_loss) is torch_loss
+        theirs.scale(torch_loss).backward()
+        theirs.step(torch_opt)
+        theirs.update()
+        torch_opt.zero_grad()
+        np.testing.assert_array_equal(np.asarray(loss), torch_loss.detach().numpy())
+        np.testing.assert_array_equal(params["w"], w.detach().numpy())
+        assert float(amp["scale"]) == theirs.get_scale() == 1.0
+        assert int(amp["good_steps"]) == 0
+    assert np.isnan(params["w"]).all()
+    # eagerly: the same objects back (a float16 loss too, as torch's), every step finite
+    half = np.float16(3.0)
+    assert scaler.scale(half, amp) is half
+    grads = {"a": np.full(2, np.inf, np.float32), "b": None}
+    back, finite, after = scaler.unscale(grads, amp)
+    assert back is grads and bool(finite) is True and after is amp
+    assert scaler.update(False, amp) is amp
+    with pytest.raises(GraphcError, match="LossScaler: enabled must be True or False, got 'no'"):
+        gc.amp.LossScaler(enabled="no")
+    # gc.Trainer takes a disabled one at any precision (GradScaler(enabled=use_fp16)'s idiom;
+    # an enabled one is refused without float16): fp32 trains as without one, fp16-mixed
+    # unscaled, its scale 1.0 throughout and no step skipped
+    rng = np.random.default_rng(0)
+    x, t = rng.normal(size=(4, 3)).astype(np.float32), rng.normal(size=(4, 1)).astype(np.float32)
+
+    def train(precision, loss_scaler):
+        p = {"w": np.full((3, 1), 0.5, np.float32), "b": np.zeros(1, np.float32)}
+        trainer = gc.Trainer(lambda p, b: gc.mean((b[0] @ p["w"] + p["b"] - b[1]) ** 2), p,
+                             gc.optim.SGD(lr=0.1), [(x, t)] * 3, steps=3, precision=precision,
+                             loss_scaler=loss_scaler)
+        trainer.fit(progress=False)
+        return trainer
+    plain, unscaled = train("fp32", None), train("fp32", gc.amp.LossScaler(enabled=False))
+    assert unscaled.scaler is None
+    for k in plain.params:
+        np.testing.assert_array_equal(unscaled.params[k], plain.params[k])
+    half = train("fp16-mixed", gc.amp.LossScaler(enabled=False))
+    assert float(half.amp_state["scale"]) == 1.0 and half.skipped_steps == 0
+    np.testing.assert_allclose(half.params["w"], plain.params["w"], rtol=1e-2)
+
+
 def test_loss_scaler_rejects_bad_settings():
     with pytest.raises(GraphcError, match="growth_factor > 1"):
         gc.amp.LossScaler(growth_factor=0.5)
