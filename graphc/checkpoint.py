@@ -37,6 +37,7 @@ def save(path: str, arrays: dict, meta: dict) -> None:
     anything but numbers is refused (np.asarray of a None inside a pytree, or of Python
     objects, is an object array, which numpy would pickle, and a checkpoint is read without
     pickle; the reader would refuse the file)."""
+    path = os.fspath(path)  # a pathlib.Path: its messages name the file, not PosixPath('...')
     payload = {}
     for name, a in arrays.items():
         if a is None:

@@ -91,7 +91,7 @@ class CharData:
 
     @classmethod
     def from_file(cls, path: str | None, block_size: int, vocab=None) -> "CharData":
-        path = path or DEFAULT_TEXT
+        path = os.fspath(path or DEFAULT_TEXT)  # a pathlib.Path: named as text in messages
         if not os.path.exists(path):
             raise DataError(f"data file {path!r} does not exist")
         if not os.path.isfile(path):  # /dev/null, a FIFO, a shell's <(...): "does not exist"

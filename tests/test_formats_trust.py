@@ -495,6 +495,21 @@ def test_a_data_file_changed_between_its_two_reads_is_one_error(tmp_path, monkey
     assert data.decode(np.concatenate([data.train, data.val])) == second
 
 
+def test_a_data_file_given_as_a_path_object_is_named_as_text(tmp_path):
+    """Review: CharData.from_file (train_gpt's data) given a pathlib.Path named it
+    "data file PosixPath('...') does not exist"; it is named as a str is."""
+    from graphc.data import CharData, DataError
+    for path, message in ((tmp_path / "nowhere.txt", "data file {!r} does not exist"),
+                          (tmp_path / "short.txt", "{!r} is too short")):
+        if path.name == "short.txt":
+            path.write_text("ab", encoding="utf-8")
+        with pytest.raises(DataError) as exc:
+            CharData.from_file(path, 4)
+        assert str(exc.value).startswith(message.format(str(path)))
+    path.write_text("ab" * 100, encoding="utf-8")
+    assert len(CharData.from_file(path, 4).train) == 180
+
+
 def test_token_type_follows_the_vocabulary():
     from graphc.data import CharData, token_dtype
     assert token_dtype(256) == np.uint8 and token_dtype(257) == np.uint16

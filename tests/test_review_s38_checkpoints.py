@@ -125,6 +125,18 @@ def test_a_checkpoint_given_as_a_path_object_is_named_as_text(tmp_path):
     assert "PosixPath" not in str(exc.value) and repr(str(junk)) in str(exc.value)
 
 
+def test_a_checkpoint_saved_to_a_path_object_is_named_as_text(tmp_path):
+    """Review of the above: Trainer.save (checkpoint.save) given a pathlib.Path still named
+    it as "cannot write checkpoint PosixPath('...')"."""
+    (tmp_path / "afile").write_bytes(b"x")
+    _, trainer = _fitted_net(tmp_path / "run")
+    target = tmp_path / "afile" / "c.npz"
+    with pytest.raises(gc.GraphcError) as exc:
+        trainer.save(target)
+    assert str(exc.value).splitlines()[0] == (f"cannot write checkpoint {str(target)!r}: "
+                                              f"{tmp_path / 'afile'} is not a directory")
+
+
 def test_load_params_reads_a_gpt_checkpoint_too(tmp_path):
     """A `graphc train` checkpoint is a gc.Trainer checkpoint too: load_params gives the
     GPT's parameters by their names, which GPT's load_state_dict takes."""
