@@ -66,7 +66,9 @@ def check_path(value, what: str, expected: str = "a path") -> None:
     the name it must be), refused as the command line refuses it: an empty one (taken for
     one not given, it trained on the bundled text, wrote into runs/ or saved nothing) or a
     value of another type."""
-    if not isinstance(value, (str, os.PathLike)):
+    # (a PathLike of bytes, os.scandir(b"runs")'s entries, is refused as bytes are: joined
+    # with a str name it was a raw TypeError, "Can't mix strings and bytes")
+    if not isinstance(value, (str, os.PathLike)) or not isinstance(os.fspath(value), str):
         raise GraphcError(f"{what} must be {expected}, got {value!r}"[:200],
                           (user_location(),))
     if not os.fspath(value):

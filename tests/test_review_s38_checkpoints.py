@@ -4,6 +4,7 @@ its fix."""
 
 import io
 import json
+import os
 import zipfile
 
 import numpy as np
@@ -123,6 +124,21 @@ def test_a_checkpoint_given_as_a_path_object_is_named_as_text(tmp_path):
     with pytest.raises(checkpoint.CheckpointError) as exc:
         trainer.resume(junk)
     assert "PosixPath" not in str(exc.value) and repr(str(junk)) in str(exc.value)
+
+
+def test_a_path_object_of_bytes_is_refused_as_bytes_are(tmp_path):
+    """Review of the above: a PathLike whose path is bytes (os.scandir(b"...")'s entries)
+    passed check_path, and load_params of fit()'s directory given so was a raw TypeError
+    ("Can't mix strings and bytes in path components"); it is refused in one line as
+    bytes are."""
+    _fitted_net(tmp_path / "run")
+    entry = next(e for e in os.scandir(os.fsencode(tmp_path)) if e.name == b"run")
+    for value in (entry, os.fsencode(tmp_path / "run")):
+        with pytest.raises(gc.GraphcError) as exc:
+            gc.load_params(value)
+        assert str(exc.value).splitlines()[0] == (
+            f"load_params: path must be a checkpoint file's path, got {value!r}")
+    assert sorted(gc.load_params(next(e for e in os.scandir(tmp_path) if e.name == "run")))
 
 
 def test_a_checkpoint_saved_to_a_path_object_is_named_as_text(tmp_path):
