@@ -1680,6 +1680,24 @@ class BoundOptimizer:
         self.behind = {n: 0 for n in named}
         self._dtypes = {n: p.data.dtype for n, p in named.items()}  # (see _follow_casts)
 
+    def _follow_marks(self):
+        """The state after a setting made the optimiser keep a mark slot, or stop keeping one
+        (Optimizer.marks: SGD's "started" after a dampening set from or to 0), as update()
+        and gc.Trainer take such a state: the mark made from each parameter's own count of
+        updates, or left out. (step()'s groups of parameters of different counts read the
+        state's slots by name, and load_state_dict compares a saved mark with the state's.)"""
+        optimizer = self.optimizer
+        if not optimizer.marks:
+            return
+        state = {k: v for k, v in self.state.items()
+                 if k not in optimizer.marks or k in optimizer.slots}
+        updates = self.updates
+        for slot in optimizer.older_slots:
+            if slot not in state:
+                state[slot] = {n: np.asarray(optimizer._older_slot(slot, updates[n]))
+                               for n in self.parameters}
+        self.state = state
+
     def _follow_casts(self):
         """The state follows a cast of the parameters made since the last step
         (model.double(), .half(), .to(dtype)): each slot that was in the dtype the optimiser
@@ -1713,6 +1731,7 @@ class BoundOptimizer:
                  for n, p in self.parameters.items()}
         count = int(self.state["count"])  # (a state assigned afresh, count 0: no lag left)
         self.behind = {n: min(behind, count) for n, behind in self.behind.items()}
+        self._follow_marks()
         updates = self.updates
         counts = {updates[n] for n, g in grads.items() if g is not None}
         for n, g in grads.items():
@@ -1833,6 +1852,7 @@ class BoundOptimizer:
                 s, max(0, count - int(_whole_value(behind[n])))) for n in self.parameters}
                 for s in older}}
         self._follow_casts()  # (a cast since the last step: the state to compare with)
+        self._follow_marks()  # (a dampening set from 0 since: the mark to compare with)
         cast = {}  # (slot, name) -> a saved float slot in the parameter's float dtype
         for slot in self.optimizer.slots:  # checked now: step() failed on them, or deep
             # inside ("'list' object has no attribute 'get'")

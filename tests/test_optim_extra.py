@@ -995,3 +995,35 @@ def test_sgd_dampening_set_from_or_to_0_mid_run_follows_torch():
         assert ("started" in bound.state) == ("started" in trainer.state) == (d != 0)
     for got in (ps["w"].data, trainer.params["w"]):
         np.testing.assert_allclose(got, t.detach().numpy(), rtol=0, atol=1e-14)
+
+
+def test_bound_sgd_follows_a_dampening_set_from_0_with_parameters_of_different_counts():
+    """A bound SGD whose dampening is set from 0 where its parameters have had different
+    numbers of updates (one's gradient None at the first step: step()'s groups), or before
+    load_state_dict, makes the "started" mark from each parameter's own count, as gc.Trainer
+    and update() do: both were a KeyError 'started' (the review of the mark's commit)."""
+    rng = np.random.default_rng(0)
+    grads = [{"w": rng.normal(size=3), "u": rng.normal(size=3)} for _ in range(6)]
+    dampenings = [0.0, 0.0, 0.5, 0.5, 0.0, 0.5]
+    ts = {k: torch.zeros(3, dtype=torch.float64, requires_grad=True) for k in "wu"}
+    theirs = torch.optim.SGD(list(ts.values()), lr=0.1, momentum=0.9)
+    ps = {k: gc.nn.Parameter(np.zeros(3)) for k in "wu"}
+    bound = optim.SGD(lr=0.1, momentum=0.9).bind(ps)
+    for i, g in enumerate(grads):
+        theirs.param_groups[0]["dampening"] = bound.dampening = dampenings[i]
+        for k in "wu":
+            ts[k].grad = None if (i, k) == (0, "u") else torch.tensor(g[k])
+            ps[k].grad = None if (i, k) == (0, "u") else g[k]
+        theirs.step()
+        bound.step()
+        assert ("started" in bound.state) == (dampenings[i] != 0)
+    assert _max_error({k: p.data for k, p in ps.items()},
+                      {k: t.detach().numpy() for k, t in ts.items()}) <= 1e-14
+    saved = bound.state_dict()
+    for older in (False, True):  # the state with its marks, and one saved before them
+        state = {k: v for k, v in saved["state"].items() if not (older and k == "started")}
+        qs = {k: gc.nn.Parameter(p.data.copy()) for k, p in ps.items()}
+        other = optim.SGD(lr=0.1, momentum=0.9).bind(qs)
+        other.dampening = 0.5
+        other.load_state_dict({**saved, "state": state})
+        assert {k: bool(v) for k, v in other.state["started"].items()} == {"w": True, "u": True}
