@@ -13,6 +13,7 @@ import logging
 import operator
 import sys
 import threading
+import types
 import warnings
 from collections import OrderedDict
 
@@ -154,9 +155,35 @@ class Compiled:
         # at build time for gc.compile's plans that have any: a call is on the tape while
         # one of them requires grad (torch.compile(model)(x) fills model.weight.grad)
         self._closed_floats = {}
+        # the Compiled a method's call goes to where its self holds no arrays (__get__),
+        # and whether this is one (its argument 0 a self made static)
+        self._method, self._is_method = None, False
         # fn's name and doc, not its __dict__: a callable's attributes (an inner Compiled's
         # fn and plans, an object's own fn) would replace this one's
         functools.update_wrapper(self, fn, updated=())
+
+    def __get__(self, instance, owner=None):
+        """`@gc.compile` on a method, as jax.jit's: `obj.f` binds obj as fn's argument 0, an
+        ordinary argument (static_argnums, donate_argnums and polymorphic_shapes count it).
+        A self holding arrays or only numbers (a namedtuple of them) is traced as any
+        argument; any other (a plain object, a gc.nn.Module) is a setting (as grad's, and
+        _is_setting's), passed as it is, a static argument (jax.jit's
+        static_argnums=0, which its methods need): it keys the plan by its hash (an object's
+        identity by default), so it must be hashable, each instance has plans of its own,
+        and what the trace reads of it is a constant of the plan, as jax.jit's, but for a
+        Module's Parameters and Buffers, which the plan reads at each call (gc.compile of a
+        closure over them). Read on the class (`M.f`), it is fn unbound, as a function."""
+        if instance is None:
+            return self
+        if not _is_setting(instance) or 0 in self.static_argnums:
+            return types.MethodType(self, instance)
+        if self._method is None:
+            pipeline, fast_math, donate, static, *rest = self._options()[0]
+            self._method = _compiled_again(self.__wrapped__,
+                                           (pipeline, fast_math, donate, static + (0,), *rest),
+                                           self.records_on_tape, self.retrace)
+            self._method._is_method = True
+        return types.MethodType(self._method, instance)
 
     def __deepcopy__(self, memo):
         """A copy of fn compiled with the same options and no plan yet (copy.deepcopy of a
@@ -285,6 +312,14 @@ class Compiled:
                 if not hashable(a):
                     name = self._names(len(args))[i]
                     what = unhashable_kind(a)
+                    if i == 0 and self._is_method:  # (a self, static by __get__)
+                        raise GraphcError(
+                            f"compiled {function_name(self.fn)}: {name} is {what}, which is "
+                            "not hashable: a method's self that holds no arrays is a static "
+                            "argument, keying the plan (jax.jit's static_argnums=0); give "
+                            f"{type(a).__name__} a __hash__ (`__hash__ = object.__hash__`: "
+                            "each instance its own plans), or compile a function taking "
+                            "its arrays", (user_location(),))
                     # (a tuple of numbers is hashable: a tuple holding a dict is refused too)
                     instead = "" if isinstance(a, tuple) else \
                         " or pass a hashable value such as a tuple"
@@ -331,7 +366,8 @@ class Compiled:
             if a == b:
                 continue
             if a[0] == "static" or b[0] == "static":
-                changes.append(f"{names[i]} (static): {a[2]!r} -> {b[2]!r}")
+                changes.append(f"{names[i]} (static): {_static_text(a[2])} -> "
+                               f"{_static_text(b[2])}")
                 continue
             leaf_names = leaf_input_names(names[i], args[i])
             if a[0] != b[0] or len(a[1]) != len(b[1]):
@@ -746,6 +782,11 @@ class _CompiledModule(Compiled):
     def __deepcopy__(self, memo):  # (the twin's options, which a model's may shadow here)
         return vars(self)["_twin"].__deepcopy__(memo)
 
+    def __get__(self, instance, owner=None):
+        # a compiled model held by a class is the model, which binds nothing (a Module's
+        # instance as a class attribute is no method either)
+        return self
+
     def __reduce__(self):
         # pickle (and copy.copy): the model, compiled again with the same options at load,
         # as torch's OptimizedModule pickles (its _orig_mod and its dynamo_ctx); the plans
@@ -863,6 +904,15 @@ def _typed(value):
     if isinstance(value, frozenset):  # (a set of keys: equal sets, equal keys in any order)
         return "frozenset", frozenset(_typed(v) for v in value)
     return type(value).__name__, value
+
+
+def _static_text(value) -> str:
+    """A static value in a recompilation's message: its repr where that is one short line,
+    else its type and identity (a Module's repr is its whole nested print)."""
+    text = repr(value)
+    if "\n" in text or len(text) > 80:
+        return f"<{type(value).__name__} object at {id(value):#x}>"
+    return text
 
 
 def _hold(guards) -> bool:
