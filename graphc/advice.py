@@ -206,14 +206,14 @@ def hashable(value) -> bool:
 def probe_uses(uses, call, args, kwargs, user):
     """Into `uses` ({"n": {reason}}, _EagerSplit.uses), every use of a traced number as a
     Python value that fn's trace meets for this call of `call` ((Compiled, its arguments,
-    positions), whose trace was refused at the first use): traced once more, without a plan,
-    each such number given its value (ir.graph.probing), so the trace goes past the first
-    (an `if`, then range(n)). Only where eager_runner passes a number as it is from then on;
+    naming_position's places), whose trace was refused at the first use): traced once more,
+    without a plan, each such number given its value (ir.graph.probing), so the trace goes
+    past the first (an `if`, then range(n)). Only where eager_runner passes a number as it is from then on;
     a trace that fails otherwise ends the probe (uses seen so far are kept)."""
-    compiled, call_args, positions = call
+    compiled, call_args, places = call
 
-    def leaf_value(name):  # a graph input's value, by its name ("arg1.0"), and its place
-        p, leaf = input_leaf(name, positions)
+    def leaf_value(name):  # a graph input's value, by its name ("n.0"), and its place
+        p, leaf = input_leaf(name, places)
         leaves, _, names = flatten(kwargs.get(p) if isinstance(p, str) else args[p])
         return leaves[names.index(leaf)], (p, leaf)
 
@@ -254,29 +254,26 @@ def _computed(value, input_value):
     return of(value)
 
 
-def input_leaf(name, positions):
+def input_leaf(name, places):
     """(the caller's position of the argument, the leaf's name in it) of the graph input
-    `name` ("argK", "argK.0.a" of the K-th positional argument traced, positions[K] mapping
-    it back; "traced.k.0": the split call's keyword arguments traced, ("k", "0")), or None."""
+    `name` ("n", "cfg.0.a" of the argument the graph names "cfg", places["cfg"] its
+    position; "traced.k.0": the split call's keyword arguments traced, ("k", "0")), or
+    None."""
     if name.startswith("traced."):  # (eager_runner's placed() names them so)
         return tuple(name[len("traced."):].partition(".")[::2])
-    k, _, leaf = name[3:].partition(".")  # ("arg1.0": leaf 0 of argument 1)
-    if not (name.startswith("arg") and k.isdigit() and int(k) < len(positions)):
-        return None
-    return positions[int(k)], leaf
+    argument, _, leaf = name.partition(".")  # ("cfg.0": leaf 0 of cfg; no name has a dot)
+    return (places[argument], leaf) if argument in places else None
 
 
-def naming_position(call, positions):
+def naming_position(call, places):
     """call(), where a TracedNumberError gets `leaves`: (the caller's position of the
-    argument, the leaf's name in it) for each graph input it names (the input "argK" or
-    "argK.0.a" of the K-th positional argument traced, or of a leaf of it; positions[K] maps
-    it back, None for the split call's own leading arguments; "traced.k.0": the split
-    call's keyword arguments traced, ("k", "0")), or None where one of them is not such an
-    input."""
+    argument, the leaf's name in it) for each graph input it names (input_leaf: `places`
+    maps the graph's name of each of fn's positional arguments to its position), or None
+    where one of them is not such an input."""
     try:
         return call()
     except TracedNumberError as exc:
-        found = [input_leaf(name, positions) for name in exc.arguments]
+        found = [input_leaf(name, places) for name in exc.arguments]
         if None not in found:
             exc.leaves = found
         raise

@@ -357,6 +357,10 @@ class Compiled:
     def _names(self, count):
         return arg_names(called_function(self.fn)[0], count)
 
+    def _input_names(self, args) -> list:
+        """The names the graph's inputs take from each argument of a call (_trace)."""
+        return self._names(len(args))
+
     def _describe_change(self, old, new, args, names=None) -> str:
         names = names or self._names(len(args))
         if len(old) != len(new):
@@ -458,7 +462,7 @@ class Compiled:
             if given is not None else ()
         fname = function_name(self.fn).strip("<>")
         static = self._static(len(args))
-        names = self._names(len(args))
+        names = self._input_names(args)
         dynamic = [i for i in range(len(args)) if i not in static]
         written = []
         derivatives = _traced_derivatives.count
@@ -1398,7 +1402,9 @@ def eager_runner(symbolic, nums, prefix="", fn=None, who=None):
     stay traced, the other leaves of its argument too (a new learning rate, n[1], reuses
     the plan). `fn`: the user's function, whose name and arguments recompiles name; `who`:
     the transformation (grad, jacrev), which a differentiated number's message names."""
-    plain = _Positional(symbolic)
+    if fn is not None:  # (the plan's graph and recompile messages name fn: "symbolic" said
+        symbolic.__name__ = symbolic.__qualname__ = function_name(fn)  # nothing to the user)
+    plain = _Positional(symbolic, fn)
     who = who or prefix.rstrip(": ") or "the transformation"
 
     def placed(static, traced, *args):  # (its parameters name the split plan's inputs)
@@ -1478,12 +1484,13 @@ def eager_runner(symbolic, nums, prefix="", fn=None, who=None):
                                           set()).add(exc.reason)
 
     def run_with(args, kwargs):
-        compiled, call_args, positions = call_of(args, kwargs)
-        return naming_position(lambda: compiled(*call_args), positions)
+        compiled, call_args, places = call_of(args, kwargs)
+        return naming_position(lambda: compiled(*call_args), places)
 
     def call_of(args, kwargs):
-        """(the Compiled running fn(*args, **kwargs), its arguments, their positions in
-        args for naming_position)."""
+        """(the Compiled running fn(*args, **kwargs), its arguments, {the graph input name
+        of each of those that are fn's positional arguments: its position in args}, for
+        naming_position)."""
         wrt = _wrt(nums, len(args))
         fixed = tuple((i, a) for i, a in enumerate(args) if i not in wrt and _is_setting(a))
         traced = {k: v for k, v in kwargs.items() if _holds_arrays(v)} if kwargs else {}
@@ -1500,9 +1507,10 @@ def eager_runner(symbolic, nums, prefix="", fn=None, who=None):
                 numbers.append((p, leaves))
         numbers = tuple(numbers)
         if not kwargs and not fixed and not numbers:
-            return plain, args, range(len(args))
+            return plain, args, dict(zip(plain._input_names(args), range(len(args))))
         static = tuple(sorted((k, v) for k, v in kwargs.items() if k not in traced))
-        for what, v in [(f"argument {i}", a) for i, a in fixed] + \
+        user = split._user_names(len(args))
+        for what, v in [(f"argument {user[i]}", a) for i, a in fixed] + \
                 [(f"keyword argument {k}=", v) for k, v in static]:
             try:  # they key the plan: name the one that cannot
                 hash(v)
@@ -1517,19 +1525,29 @@ def eager_runner(symbolic, nums, prefix="", fn=None, who=None):
             for p, leaves in numbers:
                 holder = traced if isinstance(p, str) else args
                 holder[p] = leaves.traced_part(holder[p])
-        return split, ((fixed, static, numbers), traced, *[args[i] for i in rest]), \
-            [None, None] + rest
+        call_args = ((fixed, static, numbers), traced, *[args[i] for i in rest])
+        return split, call_args, dict(zip(split._input_names(call_args)[2:], rest))
 
     return run
 
 
 class _Positional(Compiled):
-    """gc.compile of eager_runner's symbolic(*args): its graph inputs are named by position,
-    "argK" ("argK.0" for a leaf), which advice.input_leaf reads back (arg_names would spell them
-    "args[K]", as a user's *args)."""
+    """gc.compile of eager_runner's symbolic(*args), the user's fn differentiated: its graph
+    inputs, recompile messages and the runtime's checks (a divisor of 0) name fn's
+    parameters (arg_names: "x", "args[1]" of *args; "x.0" for a leaf), where they said
+    "arg2", symbolic's own; advice.input_leaf reads them back by _input_names."""
+
+    def __init__(self, fn, user_fn=None, **options):
+        super().__init__(fn, **options)
+        self.user_fn = user_fn
 
     def _names(self, count):
-        return [f"arg{i}" for i in range(count)]
+        return self._user_names(count)
+
+    def _user_names(self, count) -> list:
+        if self.user_fn is None:
+            return [f"arg{i}" for i in range(count)]
+        return arg_names(called_function(self.user_fn)[0], count)
 
 
 class _EagerSplit(_Positional):
@@ -1541,15 +1559,21 @@ class _EagerSplit(_Positional):
     passed as it is (a flag, a string) changed" and named placed's arguments ("arg2")."""
 
     def __init__(self, placed, fn):
-        super().__init__(placed, static_argnums=(0,))
-        self.user_fn = fn
+        super().__init__(placed, fn, static_argnums=(0,))
         # {the name of a number passed as it is ("n", "cfg.k"): what made it so, the
         # traced-number errors' reasons, each use (an `if`, then range(n))}, for the
         # recompile warning's advice
         self.uses = {}
 
-    def _names(self, count):  # placed's, its *args named by position, as _Positional's
-        return ["static", "traced"] + super()._names(count)[2:]
+    def _input_names(self, args) -> list:
+        """placed's own two, then fn's names of the arguments not passed as they are (its
+        `fixed` ones, args[0][0], are not placed's); a name of fn's that is one of placed's
+        own two takes a "_" (a graph's input names are distinct)."""
+        fixed = {i for i, _ in args[0][0]}
+        count = len(args) - 2 + len(fixed)
+        names = [name + "_" if name in ("static", "traced") else name
+                 for i, name in enumerate(self._user_names(count)) if i not in fixed]
+        return ["static", "traced"] + names
 
     def _number_advice(self, numbers) -> list:
         kinds = {}  # (an int: a range, a shape; a bool: an `if`; else float() or math)
@@ -1603,11 +1627,6 @@ class _EagerSplit(_Positional):
         except (TypeError, ValueError, KeyError):  # (no signature; a **kwargs name)
             return False
         return parameter.kind in (parameter.POSITIONAL_ONLY, parameter.POSITIONAL_OR_KEYWORD)
-
-    def _user_names(self, count) -> list:
-        if self.user_fn is None:
-            return [f"arg{i}" for i in range(count)]
-        return arg_names(called_function(self.user_fn)[0], count)
 
     def _describe_change(self, old, new, args, names=None) -> str:
         counts = [len(key) - 2 + len(key[0][2][0]) for key in (old, new)]  # fn's arguments

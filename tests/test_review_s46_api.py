@@ -103,3 +103,36 @@ def test_compile_on_a_module_forward_reads_its_parameters_and_fills_grads():
     np.testing.assert_allclose(
         other(x).data, np.tanh(x @ other.lin.weight.data + other.lin.bias.data), rtol=1e-5,
         atol=1e-6)
+
+
+def _divide(x, mode, k, j):
+    return gc.sum(x * (k / j)) if mode == "div" else gc.sum(x)
+
+
+def _scaled(x, j):
+    return gc.sum(x * (3.0 / j))
+
+
+@pytest.mark.parametrize("compiled", [False, True])
+def test_eager_transformations_name_the_function_s_parameters(compiled, caplog):
+    """gc.grad, value_and_grad and the Jacobians of a function (a gc.compile'd one too)
+    named its arguments by their position in graphc's own call, "arg1" (by the split call's,
+    "arg3" for the third argument where a setting came before it), in the runtime's checks
+    and recompile lines, and jacrev's recompile line named its function "symbolic"."""
+    divide, scaled = (gc.compile(_divide), gc.compile(_scaled)) if compiled else \
+        (_divide, _scaled)
+    x = np.ones(3, np.float32)
+    for who, transform in [("grad", gc.grad), ("value_and_grad", gc.value_and_grad),
+                           ("jacrev", gc.jacrev)]:
+        with pytest.raises(ZeroDivisionError, match=r"the divisor \(argument j\) is 0"):
+            transform(scaled)(x, 0.0)  # (fn's own call)
+        with pytest.raises(ZeroDivisionError, match=r"the divisor \(argument j\) is 0"):
+            transform(divide)(x, "div", 3.0, 0.0)  # (the split call: mode passed as it is)
+    with caplog.at_level(logging.INFO, logger="graphc"):
+        for transform in (gc.grad, gc.jacrev):
+            f = transform(scaled)
+            f(x, 2.0)
+            f(np.ones(4, np.float32), 2.0)
+    logged = [r.getMessage() for r in caplog.records if "recompiling" in r.getMessage()]
+    assert logged == ["graphc: recompiling _scaled (compilation 2): x: float32[3] -> "
+                      "float32[4]"] * 2

@@ -324,9 +324,9 @@ def test_a_partial_or_callable_object_is_named_by_its_type_everywhere(caplog):
     assert compiled.recompiles == [
         "recompiling partial (compilation 2): x: float32[3] -> float32[4]"]
     logged = [r.getMessage() for r in caplog.records if "recompiling" in r.getMessage()]
-    assert logged == ["graphc: recompiling partial (compilation 2): x: float32[3] -> float32[4]",
-                      "graphc: recompiling partial (compilation 2): arg0: float32[3] -> "
-                      "float32[4]"]
+    # (gc.grad's names the argument by fn's parameter too: it said "arg0", its own name)
+    assert logged == ["graphc: recompiling partial (compilation 2): x: float32[3] -> "
+                      "float32[4]"] * 2
 
     class Head:
         def __call__(self, x):
