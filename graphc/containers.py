@@ -127,7 +127,7 @@ class ParameterDict(_Keyed, Module):
         if key not in self._keys:
             raise KeyError(key)
         self._keys.remove(key)
-        object.__delattr__(self, key)
+        delattr(self, key)  # (Module's: one tied elsewhere too takes its name there)
         MODULE_PARAMETERS.replaced += 1  # plans traced with it are stale
 
 

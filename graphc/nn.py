@@ -634,6 +634,16 @@ def _name_by_first_places(owner, stale) -> None:
         stack.extend(reversed(children))
 
 
+def _rename_if_held_elsewhere(owner, old, value) -> None:
+    """A Parameter or Buffer `old` that an attribute of `owner` held, and holds no more
+    (replaced by `value`, set to None or deleted), takes the name of its first place left in
+    the tree where it is held elsewhere (tied: `b.weight = a.weight`, then a new `a.weight`
+    is b.weight, as torch's named_parameters then names it), not the name of the place it
+    left, which traces and a Trainer's checkpoints go on naming it by."""
+    if isinstance(old, (Parameter, Buffer)) and old is not value and places_holding(old):
+        _name_by_first_places(owner, {id(old): old})
+
+
 def _submodule_at(module, path, asked):
     """The submodule of `module` at the dotted `path` ("": itself); AttributeError (torch's)
     naming the part that is not one, in the words of the call `asked`."""
@@ -814,6 +824,7 @@ class Module:
         object.__setattr__(self, name, value)
         if gone:
             _name_by_first_places(self, gone)
+        _rename_if_held_elsewhere(self, old, value)
         if child is not None and again:
             # a module (or tensor) the tree holds at another place too (m.first =
             # m.layers[0], m.body.append(m.layers[0]), m.extra = ModuleDict({"a":
@@ -846,6 +857,7 @@ class Module:
         object.__delattr__(self, name)
         if gone:
             _name_by_first_places(self, gone)
+        _rename_if_held_elsewhere(self, old, None)
 
     def __setstate__(self, state):
         # copy.deepcopy and pickle fill __dict__ without __setattr__: a copied layer's

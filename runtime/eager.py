@@ -489,11 +489,20 @@ def places_holding(tensor) -> list:
     places, seen = [], set()
     for ref, attr in entry[1]:
         module = ref()
-        if module is not None and vars(module).get(attr) is tensor and \
+        if module is not None and _holds(vars(module).get(attr), tensor) and \
                 (id(module), attr) not in seen:
             seen.add((id(module), attr))
             places.append((module, attr))
     return places
+
+
+def _holds(held, value) -> bool:
+    """Whether an attribute holding `held` holds `value`: itself, or a wrapper of it (a
+    child gc.compile(module), whose __wrapped__ is the module: its place was missed, so the
+    module's Parameters kept the names of a place replaced since)."""
+    if held is value:
+        return True
+    return hasattr(held, "__dict__") and vars(held).get("__wrapped__") is value
 
 
 def held_again(tensor) -> bool:

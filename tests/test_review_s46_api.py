@@ -136,3 +136,70 @@ def test_eager_transformations_name_the_function_s_parameters(compiled, caplog):
     logged = [r.getMessage() for r in caplog.records if "recompiling" in r.getMessage()]
     assert logged == ["graphc: recompiling _scaled (compilation 2): x: float32[3] -> "
                       "float32[4]"] * 2
+
+
+def _names_agree(model):
+    """Each Parameter's and Buffer's own name (which traces name its input by, and a
+    Trainer's checkpoint a Buffer) is its name in named_parameters / named_buffers."""
+    return [(n, t.name) for n, t in [*model.named_parameters(), *model.named_buffers()]
+            if t.name != n]
+
+
+@pytest.mark.parametrize("untie", ["replace", "none", "del", "param_list", "param_dict"])
+def test_a_tied_tensor_takes_its_next_place_s_name_when_its_first_goes(untie):
+    """A Parameter tied at two places (`b.weight = a.weight`, a ParameterList's or
+    ParameterDict's item held by a layer too) kept the name of its first place after that
+    place was given another Parameter, None or deleted ('a.weight' at b.weight, where
+    torch's named_parameters says b.weight)."""
+    torch = pytest.importorskip("torch")
+
+    def parameter(lib, value):
+        value = np.full(value, 1.0, np.float32)
+        return lib.Parameter(gc.tensor(value) if lib is nn else torch.from_numpy(value))
+    mods = []
+    for lib in (nn, torch.nn):
+        m = lib.Module()
+        m.a, m.b = lib.Linear(2, 2), lib.Linear(2, 2)
+        m.b.weight = m.a.weight
+        if untie == "replace":
+            m.a.weight = parameter(lib, (2, 2))
+        elif untie == "none":
+            m.a.weight = None
+        elif untie == "del":
+            del m.a.weight
+        elif untie == "param_list":
+            m.p = lib.ParameterList([parameter(lib, 2)])
+            m.b.bias = m.p[0]
+            m.p[0] = parameter(lib, 2)
+        else:
+            m.p = lib.ParameterDict({"k": parameter(lib, 2)})
+            m.b.bias = m.p["k"]
+            del m.p["k"]
+        mods.append(m)
+    ours, theirs = mods
+    assert [n for n, _ in ours.named_parameters()] == [n for n, _ in theirs.named_parameters()]
+    assert _names_agree(ours) == []
+    graph = gc.trace(lambda x: ours.b(x), gc.spec((1, 2), "float32"))
+    moved = "b.bias" if untie.startswith("param") else "b.weight"
+    assert moved in [node.attrs["name"] for node in graph.inputs]
+
+
+def test_a_compiled_child_s_modules_take_its_name_when_their_first_place_goes():
+    """`m.c = gc.compile(m.body)` holds body's modules at a second place, which the places
+    of a tensor or module did not count (the attribute holds the Compiled, not the module):
+    after `m.body = Linear(...)` or `del m.body` their Parameters and Buffers kept the names
+    body.0.weight, body.1.running_mean (torch's: c._orig_mod.0.weight, graphc's c.0.weight)."""
+    for drop in ("replace", "del"):
+        m = nn.Module()
+        m.body = nn.Sequential(nn.Linear(2, 2), nn.BatchNorm1d(2))
+        m.c = gc.compile(m.body)
+        if drop == "replace":
+            m.body = nn.Linear(2, 2)
+        else:
+            del m.body
+        assert [n for n, _ in m.named_buffers()] == [
+            "c.1.running_mean", "c.1.running_var", "c.1.num_batches_tracked"]
+        assert _names_agree(m) == []
+        m.eval()  # (a traced training-mode BatchNorm writes its statistics back)
+        graph = gc.trace(lambda x: m.c(x), gc.spec((3, 2), "float32"))
+        assert {"c.0.weight", "c.1.weight"} <= {node.attrs["name"] for node in graph.inputs}
