@@ -23,7 +23,7 @@ from ir.types import is_float
 from runtime.eager import Tensor
 
 from .advice import differentiated_number
-from .tracing import leaves_and_structure, unflatten
+from .tracing import called, function_name, leaves_and_structure, unflatten
 from .transforms import (_as_float_inputs, _callable, _differentiated, _is_symbolic,
                          check_differentiable, eager_runner, jvp, single_argnum, split_aux,
                          vjp)
@@ -153,9 +153,11 @@ def _picked(fn, args, nums, has_aux, who):
     """fn as a function of the arguments at nums only (the others fixed), returning its
     result without aux, and the list its aux is appended to when it is traced."""
     aux = []
+    # (fn's own name: _transform gives the keyword arguments to a partial of it)
+    name = function_name(fn.func if isinstance(fn, functools.partial) else fn)
 
     def picked_fn(*picked):
-        out = fn(*_with(args, nums, picked))
+        out = called(f"{who} of {name}", fn, _with(args, nums, picked))
         if has_aux:
             out, extra = split_aux(out, who)
             aux.append(extra)

@@ -37,7 +37,7 @@ from runtime.eager import Tensor, collect_buffer_updates
 from .linearize import _copy_nodes, _inline, _split, _traced
 from .nn import _AUTO_KEY, _GENERATOR
 from .split_vjp import _with_gradients
-from .tracing import (Spec, arg_names, function_name, leaves_and_structure, to_spec, trace,
+from .tracing import (Spec, arg_names, called, function_name, leaves_and_structure, to_spec, trace,
                       unflatten)
 from .transforms import _cotangent_leaves, _is_python_number
 
@@ -59,7 +59,7 @@ def linear_transpose(fn, *primals):
 
     def shapes_only(*args):  # a layer's buffer update (BatchNorm training) is not part of
         with collect_buffer_updates():  # the linear map: dropped, as eval_shape drops it
-            return fn(*args)
+            return called(who, fn, args)
     try:
         graph = trace(shapes_only, *unflatten(p_structure, specs),
                       names=arg_names(fn, len(primals)), name=f"linear_transpose_{name}")

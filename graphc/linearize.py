@@ -12,6 +12,8 @@ compile, grad), f_jvp adds the tangent part to the graph being traced instead.
 """
 from __future__ import annotations
 
+import functools
+
 import numpy as np
 
 from ir.errors import GraphcError, user_location
@@ -23,8 +25,8 @@ from passes.manager import optimize
 from ir.ops.registry import SymbolicValue, apply, foreign_array_name, get_op
 from runtime.eager import Tensor
 
-from .tracing import (Spec, function_name, leaves_and_structure, leaves_like,
-                      refuse_foreign_argument, to_spec, trace, unflatten)
+from .tracing import (Spec, called, called_function, function_name, leaves_and_structure,
+                      leaves_like, refuse_foreign_argument, to_spec, trace, unflatten)
 from .transforms import (_as_primals, _check_integer_tangent, _is_python_number, _is_symbolic,
                          _read_seed, jvp, primal_and_tangent_names)
 
@@ -55,7 +57,13 @@ def linearize(fn, *primals):
     def primals_and_tangents(*a):
         # (the hint of a traced number used as a Python value)
         current_graph().without_static_args = "gc.linearize(lambda x: f(x, n), x)"
-        return jvp(fn, a[:count], a[count:])
+        return jvp(as_called, a[:count], a[count:])
+
+    def as_called(*xs):  # (a call fn does not take is linearize's line, not jvp's)
+        return called(f"linearize of {function_name(fn)}", fn, xs)
+    # as fn to jvp, which names fn and its parameters (a Module's, its forward's)
+    functools.update_wrapper(as_called, called_function(fn)[0])
+    as_called.__name__ = function_name(fn)
 
     with keeping_primal_loops():  # the known part computes y without the tangents
         graph = trace(primals_and_tangents, *specs, *specs,

@@ -33,7 +33,8 @@ from passes.rematerialize import MemoryLimitError
 from runtime.eager import Tensor, TapeCall, is_grad_enabled, record_call
 
 from .linearize import _copy_nodes, _inline, _input_like, _split, _traced
-from .tracing import arg_names, function_name, leaf_input_names, leaves_and_structure, unflatten
+from .tracing import (arg_names, called, function_name, leaf_input_names, leaves_and_structure,
+                      unflatten)
 from .transforms import Compiled, closed_floats, split_aux
 from .weak_calls import check_weak_ints
 
@@ -53,7 +54,7 @@ class Differentiated(Compiled):
     def __init__(self, fn, pipeline="default", fast_math=False, static_argnums=(), jit=None,
                  polymorphic_shapes=None, memory_limit=None):
         def differentiated(what, *args):
-            out = fn(*args)
+            out = called(f"vjp of {function_name(fn)}", fn, args)
             return split_aux(out, "vjp") if what[1] else (out, None)
         differentiated.__name__ = function_name(fn)
         # (the leading argument is static: a negative position still counts from the end)

@@ -383,10 +383,36 @@ def refuse_foreign_argument(prefix: str, fn, args, kwargs=None, names=None, locs
                                   locs or (user_location(),))
 
 
-def trace(fn, *specs, name: str | None = None, names=None) -> Graph:
+def called(who, fn, args, kwargs=None):
+    """fn(*args, **kwargs), a transformation's call of the user's function: where fn does
+    not take those arguments (one too few or too many, a keyword it lacks), one GraphcError
+    line `{who}: missing a required argument: 'n'`, as a compiled function's call says, not
+    Python's TypeError from inside the transformation. fn's signature is read only where the
+    call raised a TypeError (one from fn's body, where the arguments bind, passes as it is)."""
+    kwargs = kwargs or {}
+    try:
+        return fn(*args, **kwargs)
+    except TypeError:
+        target, given, keywords = fn, args, kwargs
+        if isinstance(fn, functools.partial):  # (the keywords a transformation fixed: its
+            # signature refuses one fn lacks, where the call's TypeError names it)
+            target, given = fn.func, (*fn.args, *args)
+            keywords = {**fn.keywords, **kwargs}
+        try:
+            inspect.signature(called_function(target)[0]).bind(*given, **keywords)
+        except TypeError as exc:
+            raise GraphcError(f"{who}: {exc}", (user_location(),)) from None
+        except ValueError:  # (no signature to bind against)
+            pass
+        raise
+
+
+def trace(fn, *specs, name: str | None = None, names=None, who=None) -> Graph:
     """Build the graph of `fn` applied to symbolic values of the given specs (graphc.spec
     objects, example arrays, or pytrees of them). Nothing is computed. `names`: the
-    arguments' names (default: fn's parameter names), which prefix the graph's input names."""
+    arguments' names (default: fn's parameter names), which prefix the graph's input names.
+    `who`: what a call of fn with arguments it does not take is refused as (`called`;
+    default `trace of f`)."""
     graph = Graph(name or function_name(fn).strip("<>"))
     with graph.building():
         args = []
@@ -399,7 +425,7 @@ def trace(fn, *specs, name: str | None = None, names=None) -> Graph:
                 if sp.weak:
                     graph.weak_ids.add(nodes[-1].id)
             args.append(unflatten(structure, nodes))
-        result = fn(*args)
+        result = called(who or f"trace of {graph.name}", fn, args)
         leaves, structure, _ = flatten(result)
         outs = []
         for leaf in leaves:
@@ -430,5 +456,6 @@ def eval_shape(fn, *args):
         # training mode) is dropped, not refused for want of a place to write it
         with collect_buffer_updates():
             return fn(*values)
-    graph = trace(functools.update_wrapper(shapes_only, fn, updated=()), *args)  # fn's names
+    graph = trace(functools.update_wrapper(shapes_only, fn, updated=()), *args,  # fn's names
+                  who=f"eval_shape of {function_name(fn)}")
     return unflatten(graph.output_tree, [Spec(tuple(o.shape), o.dtype) for o in graph.outputs])

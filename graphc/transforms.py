@@ -36,7 +36,7 @@ from runtime.eager import Tensor, WeakTensor, collect_buffer_updates, is_grad_en
 
 from .advice import (argnums_holding, differentiated_number, hashable, naming_position,
                      probe_uses, static_advice, unhashable_kind)
-from .tracing import (ForeignArgument, Spec, arg_names, called_function, flatten,
+from .tracing import (ForeignArgument, Spec, arg_names, called, called_function, flatten,
                       function_name, leaf_count, leaf_input_names, leaves_and_structure,
                       leaves_like, refuse_foreign_argument, to_spec, trace, tree_map,
                       unflatten)
@@ -1338,7 +1338,7 @@ def traced_value_and_grad(fn, argnums=0, has_aux=False, none_if_unreached=False,
         args = tuple(_variables(a) if i in wrt else a for i, a in enumerate(args))
         with differentiating():  # (in grad mode under a no_grad block too, as eagerly)
             try:
-                out = fn(*args, **kwargs)
+                out = called(f"{who} of {function_name(fn)}", fn, args, kwargs)
             except TracedNumberError as exc:
                 raise differentiated_number(exc, fn, args, wrt, who) from None
         value, aux = split_aux(out, who) if has_aux else (out, None)
@@ -1973,7 +1973,7 @@ def vjp(fn, *primals, has_aux=False):
         primals = tuple(unflatten(structure, list(_as_primals(tuple(leaves)))))
         primals = tuple(_variables(p) for p in primals)
         with differentiating():  # (the pullback runs in the mode it is called in)
-            out = fn(*primals)
+            out = called(f"vjp of {function_name(fn)}", fn, primals)
         out, aux = split_aux(out, "vjp") if has_aux else (out, None)
 
         def vjp_sym(cotangent):
@@ -2183,7 +2183,7 @@ def jvp(fn, primals, tangents, has_aux=False):
         xs, vs = args[:len(primals)], args[len(primals):]
         xs = tuple(_variables(x) for x in xs)
         with differentiating():
-            return _jvp_of(fn(*xs), xs, vs)
+            return _jvp_of(called(f"jvp of {function_name(fn)}", fn, xs), xs, vs)
 
     def _jvp_of(out, xs, vs):
         y, aux = split_aux(out, "jvp") if has_aux else (out, None)

@@ -203,3 +203,38 @@ def test_a_compiled_child_s_modules_take_its_name_when_their_first_place_goes():
         m.eval()  # (a traced training-mode BatchNorm writes its statistics back)
         graph = gc.trace(lambda x: m.c(x), gc.spec((3, 2), "float32"))
         assert {"c.0.weight", "c.1.weight"} <= {node.attrs["name"] for node in graph.inputs}
+
+
+def _loss(w, x, n):
+    return gc.sum((x @ w) ** 2) * n
+
+
+@pytest.mark.parametrize("who, call", [
+    ("grad", lambda w, x: gc.grad(_loss)(w, x)),
+    ("value_and_grad", lambda w, x: gc.value_and_grad(_loss)(w, x, 1.0, 2.0)),
+    ("jacrev", lambda w, x: gc.jacrev(_loss)(w, x)),
+    ("jacfwd", lambda w, x: gc.jacfwd(_loss)(w, x)),
+    ("hessian", lambda w, x: gc.hessian(_loss)(w, x, k=1.0)),
+    ("vjp", lambda w, x: gc.vjp(_loss, w, x)),
+    ("jvp", lambda w, x: gc.jvp(_loss, (w, x), (w, x))),
+    ("linearize", lambda w, x: gc.linearize(_loss, w, x)),
+    ("linear_transpose", lambda w, x: gc.linear_transpose(_loss, w, x)),
+    ("eval_shape", lambda w, x: gc.eval_shape(_loss, w, x)),
+    ("trace", lambda w, x: gc.trace(_loss, w, x)),
+    ("grad", lambda w, x: gc.compile(lambda v: gc.grad(_loss)(v, x))(w)),  # (traced)
+])
+def test_a_transformed_function_called_with_arguments_it_does_not_take_is_one_line(who, call):
+    """A call of a differentiated or traced function with one argument too few or too many
+    (or a keyword it lacks) was Python's TypeError from deep inside the transformation
+    ("_loss() missing 1 required positional argument: 'n'"); gc.compile's call was one line
+    already. Now each is that line, naming the transformation and the function; a TypeError
+    from the function's body, where the arguments bind, passes as it is."""
+    w, x = np.ones((3, 2)), np.ones((4, 3))
+    with pytest.raises(gc.GraphcError, match=rf"^{who} of _loss: (missing a required argument: "
+                                             r"'n'|too many positional arguments)\n  at "):
+        call(w, x)
+
+    def body_error(w, x):
+        return gc.sum(w) + len(3)  # (the function's own TypeError)
+    with pytest.raises(TypeError, match="has no len"):
+        gc.grad(body_error)(w, x)
