@@ -1137,6 +1137,7 @@ def compile(fn=None, *, pipeline="default", fast_math=False, donate_argnums=(),
     loss scaling for float16 is gc.amp.LossScaler's). memory_limit: the plan's memory
     budget, met by recomputing activations (see Compiled)."""
     def make(f):
+        _callable(f, "compile")  # (at the line that gave it, as jax.jit's; was at the call)
         if isinstance(f, _CompiledModule):  # gc.compile(gc.compile(model)): the model's,
             f = f.__wrapped__  # with these options (a call traced twice otherwise, and
             # nothing of the model forwarded; torch's gives a plain function)

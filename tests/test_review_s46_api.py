@@ -238,3 +238,24 @@ def test_a_transformed_function_called_with_arguments_it_does_not_take_is_one_li
         return gc.sum(w) + len(3)  # (the function's own TypeError)
     with pytest.raises(TypeError, match="has no len"):
         gc.grad(body_error)(w, x)
+
+
+@pytest.mark.parametrize("call, message", [
+    # (accepted, and refused only at the first call: 'compiled int: 3 is not a callable
+    # object'; jax.jit refuses it where it is given, as gc.grad and gc.vmap do)
+    (lambda: gc.compile(3), r"^compile: the function to transform must be callable, got 3\n"),
+    (lambda: gc.compile(static_argnums=1)("f"), r"^compile: the function to transform must be "
+     r"callable, got 'f'\n"),
+    # torch's zeros(*size): the 3 was read as numpy's dtype, 'unknown dtype 3'
+    (lambda: gc.zeros(2, 3), r"^zeros\(2, 3\): the shape is one argument, zeros\(\(2, 3\)\)"),
+    (lambda: gc.ones(4, 5), r"^ones\(4, 5\): the shape is one argument, ones\(\(4, 5\)\)"),
+])
+def test_torch_and_jax_spellings_graphc_does_not_take_are_one_line_where_given(call, message):
+    with pytest.raises(gc.GraphcError, match=message):
+        call()
+
+
+def test_zeros_and_ones_still_take_numpy_s_dtype():
+    assert gc.zeros((2, 3), "int32").dtype == np.int32
+    assert gc.ones(3, np.float64).dtype == np.float64
+    np.testing.assert_array_equal(gc.ones((2, 3)).data, np.ones((2, 3), np.float32))

@@ -2585,11 +2585,22 @@ def check_fits_dtype(what, value, dtype):
 
 
 def zeros(shape, dtype="float32"):
+    _refuse_spread_shape("zeros", shape, dtype)
     return full(shape, 0, dtype)
 
 
 def ones(shape, dtype="float32"):
+    _refuse_spread_shape("ones", shape, dtype)
     return full(shape, 1, dtype)
+
+
+def _refuse_spread_shape(name, shape, dtype):
+    """torch's zeros(2, 3) (its sizes spread) given numpy's zeros(shape, dtype): the 3 was
+    read as a dtype, 'unknown dtype 3'; the line says where the shape goes."""
+    if is_int(dtype) and not isinstance(dtype, (bool, np.bool_)):
+        _fail(f"{name}({shape!r}, {dtype!r}): the shape is one argument, {name}(({shape!r}, "
+              f"{dtype!r})), as numpy's (torch's {name}(*size) spreads it); the second is "
+              "the dtype")
 
 
 def zeros_like(x):
