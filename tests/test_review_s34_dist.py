@@ -96,7 +96,8 @@ def test_graphc_bench_ranks_refuses_a_contenders_option_given_at_its_default(
     --rounds 5, ...: an option of the contenders' measurement spelled out at its default
     value) was taken for an option not given and silently ignored, while any other value
     was refused. Now the option is refused whenever it is passed; without --ranks the
-    measurement takes it, and the options not given their defaults, as before."""
+    measurement takes it (--rounds with --concurrent N, whose rounds it counts: alone it is
+    refused, test_bench), and the options not given their defaults, as before."""
     from graphc import bench
     from graphc.cli import main
     monkeypatch.chdir(tmp_path)
@@ -116,7 +117,8 @@ def test_graphc_bench_ranks_refuses_a_contenders_option_given_at_its_default(
 
     monkeypatch.setattr(bench, "matmul_gflops", lambda: 1.0)
     monkeypatch.setattr(bench, "run", measured)
-    assert main(["bench", "--steps", "3", *option]) == 130
+    concurrent = ["--concurrent", "2"] if option[0] == "--rounds" else []
+    assert main(["bench", "--steps", "3", *concurrent, *option]) == 130
     assert seen == {"workloads": ["gpt-tiny-train", "gpt-small-train", "gpt-tiny-infer",
                                   "mlp-train"], "steps": 3, "warmup": 2,
                     "contenders": ("compiled", "numpy", "O0", "eager", "torch")}
