@@ -472,6 +472,8 @@ def _emit(data, args) -> int:
         check_writable(args.output, "-o")
         refuse_checkpoint(args.output, "-o")
         write_atomically(args.output, data)
+    elif sys.stdout is None:  # (stdout closed, `>&-`: discarded, as print() discards it)
+        pass
     elif isinstance(data, bytes):
         sys.stdout.buffer.write(data)
     else:

@@ -1960,6 +1960,8 @@ class _ReaderAwareStdout:
             return len(text)
 
     def flush(self):
+        if self.stream is None:  # (no stdout, `graphc eval >&-`: nothing to flush)
+            return
         try:
             self.stream.flush()
         except BrokenPipeError:

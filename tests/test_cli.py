@@ -278,3 +278,21 @@ def test_bench_into_a_reader_that_went_away_still_writes_its_json(tmp_path):
     assert (status, stderr) == (128 + signal.SIGPIPE, "")
     report = json.loads((tmp_path / "b.json").read_text())
     assert [r["workload"] for r in report["results"]] == ["mlp-train"]
+
+
+@pytest.mark.parametrize("arguments", [("dump", "mlp", "-o", "mlp.ir"), ("dump", "mlp"),
+                                       ("dump", "mlp", "--format", "png")])
+def test_a_printing_command_with_stdout_closed_is_not_a_traceback(tmp_path, arguments):
+    """`graphc dump mlp -o mlp.ir >&-` (or eval, bench, profile with stdout closed: Python's
+    sys.stdout is None) ended in a traceback, `'NoneType' object has no attribute 'flush'`,
+    status 1, from the flush that notes a reader gone, where it did its work with status 0;
+    `graphc dump mlp >&-` in `'NoneType' object has no attribute 'write'`. Now both end with
+    status 0, their output discarded as print() discards it."""
+    proc = subprocess.run([sys.executable, "-m", "graphc.cli", *arguments], cwd=tmp_path,
+                          env=dict(os.environ, PYTHONPATH=os.path.dirname(
+                              os.path.dirname(os.path.abspath(__file__)))),
+                          stderr=subprocess.PIPE, preexec_fn=lambda: os.close(1),
+                          timeout=120)
+    assert (proc.returncode, proc.stderr.decode()) == (0, "")
+    if "-o" in arguments:
+        assert (tmp_path / "mlp.ir").read_text().startswith("graph mlp_loss(")
