@@ -119,7 +119,7 @@ def load_target(target: str, config: str | None = None, grad: bool = False,
         raise GraphcError(f"dump --batch: only the gpt and mlp targets take a batch size; "
                           f"{target} declares its own shapes")
     if target == "gpt":
-        return builtin_gpt(config or "tiny", grad, batch)
+        return builtin_gpt("tiny" if config is None else config, grad, batch)
     if target == "mlp":
         return builtin_mlp(grad, batch)
     if os.path.isfile(target):

@@ -697,3 +697,11 @@ def test_dump_gpt_takes_its_config_or_tiny(capsys):
                        (["dump", "gpt", "--config", "small"], "gpt_small_loss")):
         assert main(argv) == 0
         assert capsys.readouterr().out.startswith(f"graph {name}(")
+
+
+def test_dump_gpt_refuses_an_empty_config_name(capsys):
+    """`graphc dump gpt --config ''` printed the tiny GPT (the None default was `config or
+    'tiny'`); it was refused as an unknown config before --config defaulted to None."""
+    assert main(["dump", "gpt", "--config", ""]) == 2
+    out, err = capsys.readouterr()
+    assert out == "" and err.startswith("graphc: error: unknown config ''")
