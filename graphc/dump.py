@@ -339,6 +339,16 @@ def _refuse_options_beside_diff(args):
             raise GraphcError(f"--diff and {option} conflict: {why}")
 
 
+def _refuse_graph_printing_options(args, option: str, prints: str) -> None:
+    """--full, --collapse and --locations change how a graph prints: beside `option`, which
+    prints no graph (`prints` says what it prints), each was ignored without a word, where
+    --diff refuses them."""
+    for flag in ("full", "collapse", "locations"):
+        if getattr(args, flag, False):
+            raise GraphcError(f"{option} and --{flag} conflict: --{flag} changes how a graph "
+                              f"prints, and {prints}; give one")
+
+
 def run_dump(args) -> int:
     from ir.dot import render, to_dot
     from ir.serialize import dumps
@@ -351,6 +361,8 @@ def run_dump(args) -> int:
     if (args.diff or args.stats) and args.format != "text":
         raise GraphcError(f"--format {args.format}: {'--diff' if args.diff else '--stats'} "
                           "prints text; --format applies to graphs")
+    if args.stats and not args.diff:
+        _refuse_graph_printing_options(args, "--stats", "--stats prints statistics")
     graph = load_target(args.target, args.config, args.grad, _batch_argument(args))
     pipeline = "O0" if args.O0 else (args.passes or "default")
     if args.diff:
@@ -363,6 +375,9 @@ def run_dump(args) -> int:
                               "--memory-limit")
         after = None
     passes, after_a_pass, after_stage = split_lowering(pipeline, after)
+    if after_stage not in (None, "fuse"):
+        _refuse_graph_printing_options(args, f"--after {after_stage}", "the state after "
+                                       f"lowering stage {after_stage} prints as text of its own")
     result = run_pipeline(graph, passes, verify_each=True, evaluate=evaluate)
     result.graph = bound_for_sizes(result.graph, getattr(args, "bind", None),
                                    needs_sizes=bool(args.stats or after_stage

@@ -705,3 +705,27 @@ def test_dump_gpt_refuses_an_empty_config_name(capsys):
     assert main(["dump", "gpt", "--config", ""]) == 2
     out, err = capsys.readouterr()
     assert out == "" and err.startswith("graphc: error: unknown config ''")
+
+
+@pytest.mark.parametrize("argv, option", [
+    (["--stats"], "--stats"), (["--after", "render"], "--after render"),
+    (["--after", "choose-kernels"], "--after choose-kernels")])
+@pytest.mark.parametrize("flag", ["--collapse", "--full", "--locations"])
+def test_dump_refuses_a_graph_printing_option_where_no_graph_prints(capsys, argv, option,
+                                                                    flag):
+    """`graphc dump mlp --stats --collapse` (or --full, --locations; or after a lowering
+    stage, whose state prints as text of its own) ignored the flag without a word, status 0,
+    where --diff refuses --full and --collapse: now refused likewise, in one line."""
+    assert main(["dump", "mlp", *argv, flag]) == 2
+    out, err = capsys.readouterr()
+    assert out == "" and err.splitlines() == [
+        f"graphc: error: {option} and {flag} conflict: {flag} changes how a graph prints, and "
+        + ("--stats prints statistics" if option == "--stats" else
+           f"the state after lowering stage {argv[1]} prints as text of its own") + "; give one"]
+
+
+@pytest.mark.parametrize("argv", [["--after", "fuse", "--collapse", "--full", "--locations"],
+                                  ["--stats"], ["--diff", "input", "simplify", "--locations"]])
+def test_dump_keeps_the_graph_printing_options_where_a_graph_prints(capsys, argv):
+    assert main(["dump", "mlp", *argv]) == 0
+    assert capsys.readouterr().out
