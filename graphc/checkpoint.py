@@ -20,7 +20,7 @@ from ir.serialize import check_json_depth
 from ir.ops.precision import PRECISIONS
 from ir.types import BFLOAT16, is_real
 
-from .files import atomic_writer, check_writable, file_in_the_way
+from .files import atomic_writer, check_writable, file_in_the_way, file_type
 
 FORMAT = "graphc-checkpoint"
 VERSION = 1
@@ -363,7 +363,9 @@ def _read(path: str, expected):
     to read ({name: (shape, dtype)}) and read each one checked against its .npy header.
     Any failure is one CheckpointError line naming the file."""
     if not os.path.isfile(path):
-        raise CheckpointError(f"no checkpoint at {path!r}")
+        kind = file_type(path)  # (/dev/null is there: "no checkpoint at" misled)
+        raise CheckpointError(f"no checkpoint at {path!r}" if kind is None else
+                              f"checkpoint {path!r} is {kind}, not a checkpoint file")
     try:
         fh = open(path, "rb")
     except OSError as exc:  # not "corrupt": the file may be fine, the user cannot read it

@@ -102,6 +102,22 @@ def file_in_the_way(path: str) -> str | None:
     return None if os.path.isdir(above) else above
 
 
+def file_type(path: str) -> str | None:
+    """What the existing `path` is when it is not a regular file ("a character device" for
+    /dev/null, "a directory", "a FIFO"...), or None (a regular file, or nothing there):
+    for a message that says what was found instead of a file, not that nothing was."""
+    try:
+        mode = os.stat(path).st_mode
+    except OSError:
+        return None
+    for test, name in ((stat.S_ISREG, None), (stat.S_ISDIR, "a directory"),
+                       (stat.S_ISCHR, "a character device"), (stat.S_ISBLK, "a block device"),
+                       (stat.S_ISFIFO, "a FIFO"), (stat.S_ISSOCK, "a socket")):
+        if test(mode):
+            return name
+    return "not a regular file"
+
+
 def cannot_create_in(directory: str) -> str | None:
     """Why no file can be created in the existing `directory` (the system's reason), or
     None. Found by creating a temporary directory there and removing it: os.access says yes

@@ -296,3 +296,19 @@ def test_a_printing_command_with_stdout_closed_is_not_a_traceback(tmp_path, argu
     assert (proc.returncode, proc.stderr.decode()) == (0, "")
     if "-o" in arguments:
         assert (tmp_path / "mlp.ir").read_text().startswith("graph mlp_loss(")
+
+
+@pytest.mark.parametrize("command", ["eval", "sample"])
+def test_a_checkpoint_path_that_is_not_a_file_is_said_to_be_what_it_is(tmp_path, capsys,
+                                                                      command):
+    """`graphc eval --checkpoint /dev/null` said "no checkpoint at '/dev/null'", though the
+    path is there: a device (or a FIFO) is named as what it is. A path not there is as before."""
+    fifo = str(tmp_path / "fifo")
+    os.mkfifo(fifo)
+    for path, says in (("/dev/null", "checkpoint '/dev/null' is a character device, not a "
+                                     "checkpoint file"),
+                       (fifo, f"checkpoint {fifo!r} is a FIFO, not a checkpoint file"),
+                       (str(tmp_path / "nosuch"),
+                        f"no checkpoint at {str(tmp_path / 'nosuch')!r}")):
+        assert main([command, "--checkpoint", path]) == 2
+        assert error_line(capsys) == f"graphc: error: {says}"
