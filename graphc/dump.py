@@ -61,11 +61,13 @@ def builtin_mlp(grad: bool, batch=None) -> Graph:
     return g
 
 
-def _user_code(target: str, fn, *args, reword_imports=False):
+def _user_code(target: str, fn, *args, reword_imports=False, hint=""):
     """fn(*args), running the user's code (importing their file, calling FUNCTION, tracing
     what it returns): an exception in it is one line naming the exception and their line,
     not a traceback through graphc. `reword_imports`: an ImportError is the caller's to
-    reword (MODULE:FUNCTION's import of MODULE itself)."""
+    reword (MODULE:FUNCTION's import of MODULE itself). `hint`: said where no line of
+    theirs is in the traceback (the call itself failed: `build() missing 1 required
+    positional argument`), for that call's own fault."""
     try:
         return fn(*args)
     except GraphcError:  # graphc's own one-line errors
@@ -77,8 +79,7 @@ def _user_code(target: str, fn, *args, reword_imports=False):
         if reword_imports and isinstance(exc, ImportError):
             raise
         loc = traceback_location(exc.__traceback__)
-        where = f" at {loc[0]}:{loc[1]}" if loc else (
-            "; FUNCTION is called with no arguments and returns a Graph or (function, *specs)")
+        where = f" at {loc[0]}:{loc[1]}" if loc else hint
         raise GraphcError(f"dump {target}: {type(exc).__name__}: {exc}{where}") from None
 
 
@@ -142,11 +143,18 @@ def load_target(target: str, config: str | None = None, grad: bool = False,
     if ":" not in target:
         raise GraphcError(f"dump: unknown target {target!r}: use gpt, mlp, FILE.py:FUNCTION, "
                           "MODULE:FUNCTION or a saved .ir/.json file")
-    result = _user_code(target, _import_function(target))
+    result = _user_code(target, _import_function(target), hint="; FUNCTION is called with "
+                        "no arguments and returns a Graph or (function, *specs)")
     if isinstance(result, Graph):
         graph = result
     elif isinstance(result, tuple) and result and callable(result[0]):
-        graph = _user_code(target, trace, result[0], *result[1:])
+        # (the hint of FUNCTION's own call named the wrong call here: `(f, (spec1, spec2))`
+        # passes f one argument, a tuple)
+        count = len(result) - 1
+        name = getattr(result[0], "__name__", "the function")
+        graph = _user_code(target, trace, result[0], *result[1:], hint=(
+            f"; {name} is called with the {count} value{'s' * (count != 1)} after it in the "
+            "tuple FUNCTION returns, one argument each: (function, *specs)"))
     else:
         raise GraphcError(f"dump: {target} must return a Graph or (function, *specs)")
     return _with_gradients(graph, target) if grad else graph

@@ -729,3 +729,26 @@ def test_dump_refuses_a_graph_printing_option_where_no_graph_prints(capsys, argv
 def test_dump_keeps_the_graph_printing_options_where_a_graph_prints(capsys, argv):
     assert main(["dump", "mlp", *argv]) == 0
     assert capsys.readouterr().out
+
+
+def test_dump_says_which_call_of_a_function_target_failed(tmp_path, capsys):
+    """`graphc dump model.py:build` where build returns `(f, (spec1, spec2))`, so that f
+    gets one argument, said "f() missing 1 required positional argument: 'y'; FUNCTION is
+    called with no arguments ...": the hint of build's own call, pointing at the wrong one.
+    Now the hint says how f is called; a build that takes arguments keeps its own."""
+    src = tmp_path / "model.py"
+    src.write_text("import graphc as gc\n"
+                   "def f(x, y):\n    return x + y\n"
+                   "def build():\n"
+                   "    return f, (gc.spec((2,), 'float32'), gc.spec((2,), 'float32'))\n"
+                   "def build_with(n):\n    return f, gc.spec((2,), 'float32')\n")
+    for name, says in (
+            ("build", "TypeError: f() missing 1 required positional argument: 'y'; f is "
+                      "called with the 1 value after it in the tuple FUNCTION returns, one "
+                      "argument each: (function, *specs)"),
+            ("build_with", "TypeError: build_with() missing 1 required positional argument: "
+                           "'n'; FUNCTION is called with no arguments and returns a Graph or "
+                           "(function, *specs)")):
+        assert main(["dump", f"{src}:{name}"]) == 2
+        out, err = capsys.readouterr()
+        assert out == "" and err == f"graphc: error: dump {src}:{name}: {says}\n"
