@@ -34,6 +34,20 @@ class _Parser(argparse.ArgumentParser):
     # (`mpiexec -n N graphc train`): its refusal is said once, by rank 0
     every_rank = False
 
+    def parse_args(self, args=None, namespace=None):
+        """argparse's, but an option the subcommand does not know (`graphc train --nosuch`)
+        is refused by that subcommand, pointing at its help (`see graphc train --help`),
+        not at graphc's, which lists no option of it."""
+        args = list(sys.argv[1:] if args is None else args)
+        parsed, extras = self.parse_known_args(args, namespace)
+        if extras:
+            command = getattr(self, "commands", {}).get(getattr(parsed, "command", None))
+            # (one before the subcommand's name, `graphc --nosuch train`, is graphc's own)
+            after = args[args.index(parsed.command) + 1:] if command is not None else []
+            (command if extras[0] in after else self).error(
+                f"unrecognized arguments: {' '.join(extras)}")
+        return parsed
+
     def error(self, message):
         line = f"graphc: error: {message} (see {self.prog} --help)"
         if self.every_rank:

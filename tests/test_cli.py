@@ -312,3 +312,18 @@ def test_a_checkpoint_path_that_is_not_a_file_is_said_to_be_what_it_is(tmp_path,
                         f"no checkpoint at {str(tmp_path / 'nosuch')!r}")):
         assert main([command, "--checkpoint", path]) == 2
         assert error_line(capsys) == f"graphc: error: {says}"
+
+
+@pytest.mark.parametrize("argv, helps", [
+    (["train", "--nosuch"], "graphc train"), (["dump", "mlp", "--nosuch", "x"], "graphc dump"),
+    (["eval", "--checkpoint", "c", "extra"], "graphc eval"), (["--nosuch", "train"], "graphc")])
+def test_an_unknown_option_points_at_its_subcommands_help(capsys, argv, helps):
+    """`graphc train --nosuch` said "(see graphc --help)", whose page lists no option of
+    train: now its subcommand's help; one before the subcommand is graphc's own."""
+    with pytest.raises(SystemExit) as stop:
+        main(argv)
+    assert stop.value.code == 2
+    extras = " ".join(a for a in argv if a not in ("train", "dump", "mlp", "eval",
+                                                   "--checkpoint", "c"))
+    assert capsys.readouterr().err == (f"graphc: error: unrecognized arguments: {extras} "
+                                       f"(see {helps} --help)\n")

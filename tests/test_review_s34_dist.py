@@ -62,7 +62,8 @@ def test_a_refusal_every_rank_agrees_on_ends_both_ranks_with_one_line(tmp_path):
 @pytest.mark.parametrize("option, line", [
     (["--steps", "-1"], "graphc: error: argument --steps: expected a positive number, got -1 "
                         "(see graphc train --help)"),
-    (["--stpes", "2"], "graphc: error: unrecognized arguments: --stpes 2 (see graphc --help)"),
+    (["--stpes", "2"], "graphc: error: unrecognized arguments: --stpes 2 (see graphc train "
+                       "--help)"),
     (["--allow-changed-settings"], "graphc: error: --allow-changed-settings is for --resume: "
                                    "it lets a resumed run change the checkpoint's settings; a "
                                    "fresh run has none to change")])
