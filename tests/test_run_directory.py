@@ -535,7 +535,8 @@ def test_a_fifo_as_the_checkpoint_is_no_checkpoint_at_once(
         tmp_path, text_file, capsys):  # noqa: F811
     """file_identity, which resume calls before the loader's own checks, open()ed the path to
     digest its end: a FIFO there (given, or left as OUT/checkpoint.npz) blocked for good
-    waiting for a writer. It reads regular files only; the loader says there is none."""
+    waiting for a writer. It reads regular files only; the loader says the path is a FIFO
+    (it said "no checkpoint at" the path, which is there)."""
     run = tmp_path / "run"
     run.mkdir()
     os.mkfifo(run / "checkpoint.npz")
@@ -548,13 +549,13 @@ def test_a_fifo_as_the_checkpoint_is_no_checkpoint_at_once(
     try:
         with pytest.raises(checkpoint.CheckpointError) as caught:
             _trainer(2).resume(str(run))
-        assert str(caught.value) == f"no checkpoint at {str(run / 'checkpoint.npz')!r}"
+        said = f"checkpoint {str(run / 'checkpoint.npz')!r} is a FIFO, not a checkpoint file"
+        assert str(caught.value) == said
         assert train(tmp_path, text_file, "--steps", "2", "--resume") == 2
     finally:
         signal.alarm(0)
         signal.signal(signal.SIGALRM, old)
-    assert error_line(capsys) == (
-        f"graphc: error: no checkpoint at {str(run / 'checkpoint.npz')!r}")
+    assert error_line(capsys) == f"graphc: error: {said}"
 
 
 def test_graphc_train_resume_holds_out_before_it_reads_the_checkpoint(
