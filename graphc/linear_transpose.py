@@ -249,9 +249,13 @@ def _not_linear(node, dep, zero):
     op, ins = node.op, node.inputs
     if op in _UNARY:
         return None
-    if op == "cast":  # linear between float dtypes; to or from an integer or bool, the value
-        return None  # has no tangent (JAX's float0): its transpose is 0, so x + float(int(x))
-        # transposes as x, as JAX's; the ops an integer value reaches are checked as any
+    if op == "cast":  # linear between float dtypes only: a cast to an integer or bool
+        if is_float(ins[0].dtype) and is_float(node.dtype):  # truncates (float(int(x)) is
+            return None  # trunc, x - float(int(x)) the fractional part), which JAX drops as
+        # float0, its transpose 0: a wrong transpose given without a word, as floor's would be
+        return (f"cast to {np.dtype(node.dtype).name} of a value computed from them is not "
+                "linear (an integer or bool value of x is piecewise constant in x; JAX drops "
+                "that term from the transpose)")
     if op in _PRODUCTS:
         return None if sum(dep) == 1 else f"{op} multiplies two values computed from them"
     if op in _FIRST:
