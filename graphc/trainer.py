@@ -493,7 +493,7 @@ class Trainer:
                           "params it is given (does it call model(x) where model.apply(params, "
                           "x) is meant?), or every one is frozen (requires_grad = False)",
                           stacklevel=user_stacklevel())
-        if amp_state is not None:
+        if amp_state is not None and self.scaler.enabled:  # (a disabled one scaled nothing)
             value = value / amp_state["scale"]
         return value, grads
 
@@ -1414,7 +1414,10 @@ class Trainer:
         if isinstance(self.optimizer, optim.Optimizer):
             # one update per step that an overflow did not skip
             self.state["count"] = np.asarray(step - skipped, np.int64)
-        if self.amp_state is not None and f"amp/{next(iter(self.amp_state))}" in arrays:
+        # (a disabled scaler's scale stays 1.0, as GradScaler(enabled=False)'s load_state_dict
+        # loads nothing: an enabled run's scale, loaded, divided the reported loss by it)
+        if self.amp_state is not None and self.scaler.enabled and \
+                f"amp/{next(iter(self.amp_state))}" in arrays:
             self.amp_state = {k: np.array(arrays[f"amp/{k}"]) for k in self.amp_state}
         for n, b in self.buffers.items():  # in place: the plans read these arrays
             b.data[...] = arrays[f"buffer/{n}"]

@@ -735,6 +735,32 @@ def test_a_disabled_loss_scaler_passes_through_as_torchs_grad_scaler():
     np.testing.assert_allclose(half.params["w"], plain.params["w"], rtol=1e-2)
 
 
+def test_a_disabled_loss_scaler_resumed_from_an_enabled_runs_checkpoint(tmp_path):
+    """Review of b6d5048: a gc.Trainer at fp16-mixed with LossScaler(enabled=False) resumed
+    from a checkpoint of a run whose scaler was enabled loaded its scale (1024) into the
+    disabled scaler's state, and the reported loss was divided by it (0.0014858 for
+    1.5214844), where the disabled scaler had scaled nothing; GradScaler(enabled=False)'s
+    load_state_dict loads nothing, its scale stays 1.0, as the README says of this one."""
+    rng = np.random.default_rng(0)
+    x, t = rng.normal(size=(4, 3)).astype(np.float32), rng.normal(size=(4, 1)).astype(np.float32)
+
+    def make(scaler):
+        p = {"w": np.full((3, 1), 0.5, np.float32), "b": np.zeros(1, np.float32)}
+        return gc.Trainer(lambda p, b: gc.mean((b[0] @ p["w"] + p["b"] - b[1]) ** 2), p,
+                          gc.optim.SGD(lr=0.1), [(x, t)] * 4, steps=4,
+                          precision="fp16-mixed", loss_scaler=scaler)
+    enabled = make(gc.amp.LossScaler(init_scale=1024.0))
+    for _ in range(2):
+        enabled.train_step()
+    enabled.save(str(tmp_path / "ck"))
+    want = enabled.train_step()
+    disabled = make(gc.amp.LossScaler(enabled=False))
+    disabled.resume(str(tmp_path / "ck"))
+    assert float(disabled.amp_state["scale"]) == 1.0
+    assert disabled.train_step() == want
+    np.testing.assert_array_equal(disabled.params["w"], enabled.params["w"])
+
+
 def test_loss_scaler_rejects_bad_settings():
     with pytest.raises(GraphcError, match="growth_factor > 1"):
         gc.amp.LossScaler(growth_factor=0.5)
