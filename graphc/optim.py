@@ -1100,8 +1100,9 @@ class Optimizer:
 
     # slots that mark what a parameter's count of updates told before they were kept (SGD's
     # "started"): a state may lack one (saved before it was kept, or before a setting that
-    # keeps it was set: update(), load_state_dict() and gc.Trainer's resume make it from
-    # each parameter's count, _older_slot) or hold one the optimiser no longer keeps (left out)
+    # keeps it was set: update(), load_state_dict() and gc.Trainer make it from each
+    # parameter's count, _older_slot, follow_marks) or hold one the optimiser no longer
+    # keeps (left out)
     marks: tuple = ()
 
     @property
@@ -1114,6 +1115,23 @@ class Optimizer:
         or a 0-d count array, traced or not), for a state saved before the optimiser kept
         that slot; None where such a state cannot lack it."""
         return None
+
+    def follow_marks(self, state: dict, updates: dict) -> dict:
+        """`state` (slot -> {parameter name: array}) with the marks this optimiser keeps now
+        (see `marks`): one it no longer keeps left out, one it lacks made from each
+        parameter's count of updates (`updates`, name -> int, parameter_updates), as update()
+        takes such a state. A new dict where a mark changes (the other slots shared)."""
+        if not self.marks:
+            return state
+        followed = {k: v for k, v in state.items() if k not in self.marks or k in self.slots}
+        for slot in self.older_slots:
+            if slot not in followed:
+                followed[slot] = self.older_marks(slot, updates)
+        return followed
+
+    def older_marks(self, slot, updates: dict) -> dict:
+        """{name: the mark `slot` holds for a parameter of `updates[name]` updates}."""
+        return {n: np.asarray(self._older_slot(slot, count)) for n, count in updates.items()}
 
     def _decay_flags(self, names, leaves, structure):
         if not self.weight_decay:
@@ -1680,24 +1698,6 @@ class BoundOptimizer:
         self.behind = {n: 0 for n in named}
         self._dtypes = {n: p.data.dtype for n, p in named.items()}  # (see _follow_casts)
 
-    def _follow_marks(self):
-        """The state after a setting made the optimiser keep a mark slot, or stop keeping one
-        (Optimizer.marks: SGD's "started" after a dampening set from or to 0), as update()
-        and gc.Trainer take such a state: the mark made from each parameter's own count of
-        updates, or left out. (step()'s groups of parameters of different counts read the
-        state's slots by name, and load_state_dict compares a saved mark with the state's.)"""
-        optimizer = self.optimizer
-        if not optimizer.marks:
-            return
-        state = {k: v for k, v in self.state.items()
-                 if k not in optimizer.marks or k in optimizer.slots}
-        updates = self.updates
-        for slot in optimizer.older_slots:
-            if slot not in state:
-                state[slot] = {n: np.asarray(optimizer._older_slot(slot, updates[n]))
-                               for n in self.parameters}
-        self.state = state
-
     def _follow_casts(self):
         """The state follows a cast of the parameters made since the last step
         (model.double(), .half(), .to(dtype)): each slot that was in the dtype the optimiser
@@ -1731,7 +1731,9 @@ class BoundOptimizer:
                  for n, p in self.parameters.items()}
         count = int(self.state["count"])  # (a state assigned afresh, count 0: no lag left)
         self.behind = {n: min(behind, count) for n, behind in self.behind.items()}
-        self._follow_marks()
+        # a dampening set from or to 0 since (SGD's "started"): step()'s groups of parameters
+        # of different counts read the state's slots by name
+        self.state = self.optimizer.follow_marks(self.state, self.updates)
         updates = self.updates
         counts = {updates[n] for n, g in grads.items() if g is not None}
         for n, g in grads.items():
@@ -1781,8 +1783,7 @@ class BoundOptimizer:
     @property
     def updates(self) -> dict:
         """The updates made to each parameter (torch's state[p]["step"])."""
-        count = int(self.state["count"])
-        return {n: max(0, count - behind) for n, behind in self.behind.items()}
+        return parameter_updates(self.state["count"], self.behind, self.parameters)
 
     def state_dict(self) -> dict:
         """Everything step() reads besides the parameters, as torch's optimizer.state_dict():
@@ -1798,8 +1799,10 @@ class BoundOptimizer:
         return number_settings(self.optimizer, ("lr", *self.optimizer.hyperparameters))
 
     def load_state_dict(self, state_dict: dict) -> None:
-        """Restore what state_dict() returned, checked against these parameters (a dict
-        without "settings", from before they were kept, leaves the settings as they are)."""
+        """Restore what state_dict() returned, checked against these parameters and against
+        the optimiser as its saved settings make it, as torch's restores its param_groups
+        with the state (a dict without "settings", from before they were kept, leaves the
+        settings as they are)."""
         if not isinstance(state_dict, dict) or not {"state", "behind"} <= set(state_dict) \
                 or not set(state_dict) <= {"state", "behind", "settings"}:
             raise GraphcError("load_state_dict: expected the dict state_dict() returns "
@@ -1831,13 +1834,18 @@ class BoundOptimizer:
             raise GraphcError(f"load_state_dict: the state is for parameters "
                               f"{sorted(behind)}, this optimizer has {sorted(self.parameters)}",
                               (user_location(),))
-        expected = {"count", *self.optimizer.slots}
-        older = [s for s in self.optimizer.older_slots if isinstance(state, dict)
-                 and s not in state]
-        if isinstance(state, dict):  # a mark the optimiser no longer keeps: left out
-            state = {k: v for k, v in state.items() if k in expected or k not in
-                     self.optimizer.marks}
-        if not isinstance(state, dict) or set(state) | set(older) != expected:
+        # the state is for the optimiser as the saved settings make it, as torch's
+        # load_state_dict restores its param_groups' settings with the state: one saved at
+        # dampening 0.5 keeps its "started" marks where the dampening is 0 now (checked
+        # against the dampening 0, they were dropped, then made again from the counts once
+        # the 0.5 was set), one holding a momentum buffer loads where the momentum is 0 now
+        view = copy.copy(self.optimizer)
+        for name, value in settings.items():
+            if name != "lr":  # (no slot follows it; under a plateau it would set the plateau's)
+                setattr(view, name, value)
+        expected, marks = {"count", *view.slots}, set(view.marks)
+        # (a mark the optimiser keeps may be missing, one it does not keep left out below)
+        if not isinstance(state, dict) or set(state) - marks != expected - marks:
             got = sorted(state) if isinstance(state, dict) else type(state).__name__
             raise GraphcError(f"load_state_dict: the state has {got}, "
                               f"{type(self.optimizer).__name__} keeps {sorted(expected)}",
@@ -1846,15 +1854,20 @@ class BoundOptimizer:
         _count_setting("load_state_dict: the state's count", _whole_value(state["count"]))
         for n, b in behind.items():
             _count_setting(f"load_state_dict: behind[{n!r}]", _whole_value(b))
-        if older:  # saved before the optimiser kept these slots: each from its own count
-            count = int(_whole_value(state["count"]))
-            state = {**state, **{s: {n: self.optimizer._older_slot(
-                s, max(0, count - int(_whole_value(behind[n])))) for n in self.parameters}
-                for s in older}}
+        # a mark saved before the optimiser kept it: from each parameter's saved count
+        state = view.follow_marks(state, parameter_updates(
+            _whole_value(state["count"]), {n: _whole_value(b) for n, b in behind.items()},
+            self.parameters))
         self._follow_casts()  # (a cast since the last step: the state to compare with)
-        self._follow_marks()  # (a dampening set from 0 since: the mark to compare with)
+        # the state to compare with, as the saved settings make it (a slot they add, a
+        # momentum from 0: as init makes it)
+        own_state = self.state
+        if set(view.slots) - set(own_state):
+            own_state = {**view.init({n: p.data for n, p in self.parameters.items()}),
+                         **own_state}
+        own_state = view.follow_marks(own_state, self.updates)
         cast = {}  # (slot, name) -> a saved float slot in the parameter's float dtype
-        for slot in self.optimizer.slots:  # checked now: step() failed on them, or deep
+        for slot in view.slots:  # checked now: step() failed on them, or deep
             # inside ("'list' object has no attribute 'get'")
             if not isinstance(state[slot], dict):
                 raise GraphcError(f"load_state_dict: the state's {slot} must be a dict "
@@ -1869,7 +1882,7 @@ class BoundOptimizer:
                 # a floating-point one of another float dtype is cast, as torch casts a
                 # saved state to its parameters' dtype (a float32 run's state loaded after
                 # model.double())
-                saved, own = state[slot][n], np.asarray(self.state[slot][n])
+                saved, own = state[slot][n], np.asarray(own_state[slot][n])
                 if not isinstance(saved, (np.ndarray, np.generic)) or \
                         np.shape(saved) != own.shape or (saved.dtype != own.dtype and not (
                             is_float(str(saved.dtype)) and is_float(str(own.dtype)))):
@@ -2095,6 +2108,13 @@ def _same_setting(a, b) -> bool:
         return bool(a == b)
     except (TypeError, ValueError):  # (an array of several numbers)
         return a is b
+
+
+def parameter_updates(count, behind: dict, names) -> dict:
+    """{name: the updates made to that parameter} (torch's state[p]["step"]): the optimiser's
+    `count` of steps less the parameter's lag, the steps it had no gradient at (`behind`,
+    none where it has no entry)."""
+    return {n: max(0, int(count) - int(behind.get(n, 0))) for n in names}
 
 
 def number_settings(optimizer, names) -> dict:

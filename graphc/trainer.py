@@ -721,8 +721,10 @@ class Trainer:
             raise GraphcError("Trainer: the optimizer's lr became a ReduceLROnPlateau after "
                               "the Trainer was built, so nothing would step it; create it "
                               "before the Trainer", (user_location(),))
-        if isinstance(self.optimizer, optim.Optimizer):
-            self._follow_marks()
+        if isinstance(self.optimizer, optim.Optimizer):  # (SGD's "started" after a dampening
+            # set from or to 0: made from each parameter's count of updates, or left out)
+            self.state = self.optimizer.follow_marks(self.state, optim.parameter_updates(
+                self.state["count"], self.behind, self.names))
         if isinstance(self.optimizer, optim.Optimizer) and \
                 set(self.state) != {"count", *self.optimizer.slots}:
             raise GraphcError(f"Trainer: {type(self.optimizer).__name__}'s settings now need "
@@ -731,19 +733,6 @@ class Trainer:
                               "set from or to 0 adds or drops one); set it back, or build the "
                               "Trainer with it", (user_location(),))
         return lr
-
-    def _follow_marks(self):
-        """The state after a setting made the optimiser keep a mark slot, or stop keeping
-        one (Optimizer.marks: SGD's "started" after a dampening set from or to 0), as update()
-        takes such a state: the mark made from each parameter's count of updates, or left
-        out."""
-        for slot in [s for s in self.state if s in self.optimizer.marks
-                     and s not in self.optimizer.slots]:
-            del self.state[slot]
-        for slot in self.optimizer.older_slots:
-            if slot not in self.state:
-                self.state[slot] = _older_marks(self.optimizer, slot, int(self.state["count"]),
-                                                self.behind, self.names)
 
     def _scheduled(self, name, schedule) -> float:
         """A schedule of the optimiser's at this step, evaluated here with a Python int, as
@@ -1126,7 +1115,8 @@ class Trainer:
         restored = {k: arrays[k] for k in own}
         for slot in older:
             prefix = _SLOT_PREFIX.get(slot, f"opt_{slot}")
-            marks = _older_marks(self.optimizer, slot, count, behind, self.names)
+            marks = self.optimizer.older_marks(
+                slot, optim.parameter_updates(count, behind, self.names))
             restored.update({f"{prefix}/{n}": mark for n, mark in marks.items()})
         self._set_state_arrays(restored, int(meta["step"]), skipped, behind, fresh)
         if plateau is not None:
@@ -1793,13 +1783,6 @@ def _checkpointed_slots(optimizer) -> tuple:
     """The slots whose arrays a checkpoint holds (as PREFIX/NAME): for an optimiser of one's
     own, the one slot of its whole state."""
     return optimizer.slots if isinstance(optimizer, optim.Optimizer) else (_OTHER_SLOT,)
-
-
-def _older_marks(optimizer, slot, count, behind, names) -> dict:
-    """{name: the mark slot `slot` holds} for a state that lacks it (Optimizer.marks), from
-    each parameter's count of updates: the optimiser's `count` less its lag (`behind`)."""
-    return {n: np.asarray(optimizer._older_slot(slot, max(0, count - behind.get(n, 0))))
-            for n in names}
 
 
 def _refuse_two_clips(clip_norm, optimizer):

@@ -1027,3 +1027,43 @@ def test_bound_sgd_follows_a_dampening_set_from_0_with_parameters_of_different_c
         other.dampening = 0.5
         other.load_state_dict({**saved, "state": state})
         assert {k: bool(v) for k, v in other.state["started"].items()} == {"w": True, "u": True}
+
+
+
+@pytest.mark.parametrize("case", ["dampening", "momentum"])
+def test_load_state_dict_takes_the_state_as_the_saved_settings_make_it_as_torch(case):
+    """torch's load_state_dict restores the param_groups' settings with the state, so a state
+    is for the optimiser as the saved settings make it. A state saved at dampening 0.5 whose
+    buffer had not started (a momentum schedule at 0 so far) loaded into a bound SGD at
+    dampening 0 was checked against dampening 0: its "started" mark was dropped, then made
+    again from the count (started) once the saved 0.5 was set, so the next buffer began
+    damped (0.22 off torch). One holding a momentum buffer was refused by an SGD at momentum
+    0 ("the state has ['count', 'momentum'], SGD keeps ['count']"), which torch takes."""
+    rng = np.random.default_rng(0)
+    grads = [rng.normal(size=3) for _ in range(6)]
+    if case == "dampening":  # a schedule here stays (set in torch's loop); 0.5 is restored
+        schedule = lambda step: 0.0 if step < 2 else 0.9  # noqa: E731
+        saved_at, loaded_into = {"momentum": schedule}, {"momentum": schedule}
+    else:  # momentum 0.9 restored, as the dampening
+        schedule, saved_at, loaded_into = None, {"momentum": 0.9}, {}
+    t = torch.zeros(3, dtype=torch.float64, requires_grad=True)
+    theirs = torch.optim.SGD([t], lr=0.1, momentum=0.9, dampening=0.5)
+    ps = {"w": gc.nn.Parameter(np.zeros(3))}
+    bound = optim.SGD(lr=0.1, dampening=0.5, **saved_at).bind(ps)
+    for i, g in enumerate(grads):
+        if i == 2:  # saved, loaded into an optimiser at dampening 0 (and momentum 0)
+            t = t.detach().clone().requires_grad_(True)
+            saved = theirs.state_dict()
+            theirs = torch.optim.SGD([t], lr=0.1, momentum=0.0 if schedule is None else 0.9)
+            theirs.load_state_dict(saved)
+            ps = {"w": gc.nn.Parameter(ps["w"].data.copy())}
+            saved = bound.state_dict()
+            bound = optim.SGD(lr=0.1, **loaded_into).bind(ps)
+            bound.load_state_dict(saved)
+            assert (bound.dampening, bound.momentum) == (0.5, schedule or 0.9)
+        if schedule is not None:
+            theirs.param_groups[0]["momentum"] = schedule(i)
+        t.grad, ps["w"].grad = torch.tensor(g), g
+        theirs.step()
+        bound.step()
+    np.testing.assert_allclose(ps["w"].data, t.detach().numpy(), rtol=0, atol=1e-14)
