@@ -1080,27 +1080,36 @@ def test_a_compiled_models_attributes_win_over_the_compiled_objects_own_names():
     assert list(bound.parameters) == ["fc.weight", "fc.bias"]
 
 
+# torch's optimisers with a coupled weight decay, which they skip at 0
+_COUPLED_DECAY_CASES = {"SGD": {"momentum": 0.9}, "Adam": {}, "RMSprop": {}, "Adagrad": {},
+                        "Adamax": {}, "NAdam": {}}
+
+
+def _torch_at_weight_decay_0(name, kw, start, grads):
+    """torch.optim's `name` (lr 0.1, weight decay 0) after a step per gradient from `start`."""
+    t = torch.tensor(start.copy(), requires_grad=True)
+    theirs = getattr(torch.optim, name)([t], lr=0.1, weight_decay=0.0, **kw)
+    default = torch.get_default_dtype()
+    torch.set_default_dtype(torch.float64)  # (NAdam's mu_product as graphc's float64)
+    try:
+        for g in grads:
+            t.grad = torch.tensor(g)
+            theirs.step()
+    finally:
+        torch.set_default_dtype(default)
+    return t.detach().numpy()
+
+
 @pytest.mark.parametrize("compiled", [False, True], ids=["eager", "compiled"])
 def test_a_weight_decay_of_0_given_as_a_setting_skips_the_term_as_torch(compiled):
     """torch skips the coupled weight decay at 0 (`if weight_decay != 0`); given through
     update(settings=), where the attribute is not 0, graphc added 0 * p: NaN for an infinite
     parameter where torch keeps inf. Each torch optimiser with a coupled decay, eager and in
     a compiled step (the 0 a value of the step)."""
-    cases = {"SGD": {"momentum": 0.9}, "Adam": {}, "RMSprop": {}, "Adagrad": {},
-             "Adamax": {}, "NAdam": {}}
     start = np.array([np.inf, 1.0, -2.0])
     grads = [np.array([0.5, -1.0, 2.0]), np.array([1.0, 0.25, -0.5])]
-    for name, kw in cases.items():
-        t = torch.tensor(start.copy(), requires_grad=True)
-        theirs = getattr(torch.optim, name)([t], lr=0.1, weight_decay=0.0, **kw)
-        default = torch.get_default_dtype()
-        torch.set_default_dtype(torch.float64)  # (NAdam's mu_product as graphc's float64)
-        try:
-            for g in grads:
-                t.grad = torch.tensor(g)
-                theirs.step()
-        finally:
-            torch.set_default_dtype(default)
+    for name, kw in _COUPLED_DECAY_CASES.items():
+        expected = _torch_at_weight_decay_0(name, kw, start, grads)
         opt = getattr(optim, name)(lr=0.1, weight_decay=0.1, **kw)
         update = (lambda g, s, p, wd: opt.update(g, s, p, settings={"weight_decay": wd}))
         if compiled:
@@ -1109,10 +1118,47 @@ def test_a_weight_decay_of_0_given_as_a_setting_skips_the_term_as_torch(compiled
         state = opt.init(params)
         for g in grads:
             params, state = update({"w": g}, state, params, np.float64(0.0))
-        np.testing.assert_allclose(params["w"], t.detach().numpy(), rtol=1e-12, err_msg=name)
+        np.testing.assert_allclose(params["w"], expected, rtol=1e-12, err_msg=name)
         # (a weight decay that is not 0, fed so, still decays: the select picks the sum)
         if compiled:
             finite = {"w": start[1:]}
             fed, _ = update({"w": grads[0][1:]}, opt.init(finite), finite, np.float64(0.1))
             plain = opt.update({"w": grads[0][1:]}, opt.init(finite), finite)[0]
             np.testing.assert_array_equal(fed["w"], plain["w"])
+
+
+def test_a_weight_decay_schedule_at_0_skips_the_term_bound_and_in_the_trainer_as_torch():
+    """The other ways a coupled weight decay is 0 at a step where the attribute is not (a
+    schedule, here a warm-up that starts after 10 steps): the functional update, eager (a
+    number) and compiled (a value of the step, selected on), a bound optimiser (the schedule
+    evaluated eagerly) and gc.Trainer (the schedule's value fed to its plan) skip the term
+    as torch does, keeping an infinite parameter inf where adding 0 * p made it NaN."""
+    decay = optim.linear_schedule(0.0, 0.1, 10, transition_begin=10)
+    start = np.array([np.inf, 1.0, -2.0])
+    # (no gradient at the infinite entry: the Trainer's loss reads only the finite ones)
+    grads = [np.array([0.0, -1.0, 2.0]), np.array([0.0, 0.25, -0.5])]
+    for name, kw in _COUPLED_DECAY_CASES.items():
+        expected = _torch_at_weight_decay_0(name, kw, start, grads)
+        make = lambda: getattr(optim, name)(lr=0.1, weight_decay=decay, **kw)  # noqa: E731
+        got = {}
+        for compiled in (False, True):
+            opt = make()
+            update = gc.compile(opt.update) if compiled else opt.update
+            params, state = {"w": start.copy()}, opt.init({"w": start})
+            for g in grads:
+                params, state = update({"w": g}, state, params)
+            got["compiled" if compiled else "eager"] = params["w"]
+        ps = {"w": nn.Parameter(start.copy())}
+        bound = make().bind(ps)
+        for g in grads:
+            ps["w"].grad = g
+            bound.step()
+        got["bound"] = ps["w"].data
+        trainer = gc.Trainer(
+            lambda p, batch: gc.sum(gc.where(gc.isfinite(p["w"]), p["w"], 0.0) * batch[0]),
+            {"w": start.copy()}, make(), [(g,) for g in grads], steps=len(grads), seed=0)
+        for _ in grads:
+            trainer.train_step()
+        got["Trainer"] = trainer.params["w"]
+        for route, value in got.items():
+            np.testing.assert_allclose(value, expected, rtol=1e-12, err_msg=f"{name} {route}")
