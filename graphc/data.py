@@ -70,14 +70,22 @@ class _Encoder:
         size = int(codes.max()) + 1 if len(codes) else 1
         self.table = np.zeros(size, token_dtype(len(vocab)))
         self.table[codes] = np.arange(len(vocab))
-        self.known = np.zeros(size, bool)
-        self.known[codes] = True
+        # the code point whose id is 0: the first character's, or none (0x110000, past
+        # Unicode) where a vocabulary listing it again gave it a later id; of the text's
+        # code points' dtype, which compares with it faster than with an int64
+        zero = codes[self.table[codes] == 0]
+        self.zero = np.uint32(zero[0] if len(zero) else 0x110000)
 
     def __call__(self, text: str) -> np.ndarray | None:
         codes = _code_points(text)
-        if len(codes) and (codes.max() >= len(self.table) or not self.known[codes].all()):
+        if len(codes) and codes.max() >= len(self.table):
             return None
-        return self.table[codes]
+        ids = self.table[codes]
+        # a code point inside the table but outside the vocabulary gets the table's 0: more
+        # ids 0 than characters of id 0 (two counts, cheaper than a second lookup)
+        if np.count_nonzero(ids == 0) != np.count_nonzero(codes == self.zero):
+            return None
+        return ids
 
 
 @dataclass

@@ -495,6 +495,30 @@ def test_a_data_file_changed_between_its_two_reads_is_one_error(tmp_path, monkey
     assert data.decode(np.concatenate([data.train, data.val])) == second
 
 
+def test_the_check_of_the_second_read_holds_where_no_character_has_id_0(tmp_path,
+                                                                       monkeypatch):
+    """The second read's check counts the ids 0 (a character outside the vocabulary gets the
+    table's 0) against the characters of id 0. A vocabulary given that lists its first
+    character again gives it a later id, so that none has id 0: a text of its characters
+    still loads (counting the first character's, it was refused as changed), and one
+    changed between the reads to a character it lacks is still refused (counted so, an "m"
+    for each "b", as many as the "a"s, passed as id 0)."""
+    from graphc.data import CharData, DataError
+    path = tmp_path / "t.txt"
+    path.write_text("abz" * 200, encoding="utf-8")
+    vocab = list("abza")
+    data = CharData.from_file(str(path), 4, vocab)
+    assert data.decode(np.concatenate([data.train, data.val])) == "abz" * 200
+    vocabulary = CharData._vocabulary
+
+    def then_written(*args):
+        path.write_text("amz" * 200, encoding="utf-8")
+        return vocabulary(*args)
+    monkeypatch.setattr(CharData, "_vocabulary", staticmethod(then_written))
+    with pytest.raises(DataError, match="changed while it was read"):
+        CharData.from_file(str(path), 4, vocab)
+
+
 def test_a_data_file_given_as_a_path_object_is_named_as_text(tmp_path):
     """Review: CharData.from_file (train_gpt's data) given a pathlib.Path named it
     "data file PosixPath('...') does not exist"; it is named as a str is."""
