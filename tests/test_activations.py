@@ -149,6 +149,38 @@ def test_leaky_relu_takes_a_0d_slope_of_any_real_dtype():
     np.testing.assert_allclose(gc.grad(lambda s: gc.sum(gc.leaky_relu(x, s)))(0.2), -4.75)
 
 
+def test_leaky_relu_refuses_a_slope_that_is_not_one_number_as_torch():
+    """torch's negative_slope is one number ("must be Number, not Tensor" for one of shape
+    (1,)); graphc's broadcast a slope of shape (1,) or (3,) against x, a slope per element
+    (x of shape () came back of shape (3,)), eager, compiled and on the tape. Now one line
+    naming negative_slope, as for a list, which was 'cannot use a list as a tensor operand';
+    a 0-d one, traced or vmapped (per example 0-d) included, is taken as before."""
+    x = np.array([-1.5, 2.0, -3.25])
+    with pytest.raises(TypeError, match="negative_slope"):
+        TF.leaky_relu(torch.tensor(x), torch.tensor([0.2]))
+    for slope in (np.array([0.2]), np.array([0.1, 0.2, 0.3]), torch.tensor([0.2]),
+                  gc.tensor(np.array([0.2]), requires_grad=True)):
+        shape = tuple(slope.shape)
+        for x_of in (lambda: x, lambda: gc.tensor(x), lambda: x.astype(np.float16)):
+            assert_one_line_error(
+                lambda: gc.leaky_relu(x_of(), slope),
+                f"leaky_relu: negative_slope must be a number, got a value of shape {shape}",
+                "test_activations.py")
+        if not isinstance(slope, torch.Tensor):
+            assert_one_line_error(
+                lambda: gc.compile(gc.leaky_relu)(x, slope),
+                f"leaky_relu: negative_slope must be a number, got a value of shape {shape}",
+                "test_activations.py")
+    for bad in ([0.2], "0.2", None):
+        assert_one_line_error(lambda: gc.leaky_relu(x, bad),
+                              f"leaky_relu: negative_slope must be a number, got {bad!r}",
+                              "test_activations.py")
+    want = TF.leaky_relu(torch.tensor(x), 0.2).numpy()
+    for got in (gc.leaky_relu(x, np.array(0.2)).data, gc.compile(gc.leaky_relu)(x, 0.2),
+                gc.vmap(lambda s: gc.leaky_relu(x, s))(np.array([0.1, 0.2]))[1].data):
+        np.testing.assert_array_equal(got, want)
+
+
 def test_leaky_relu_slope_operands_of_xs_half_dtype_and_requiring_grad():
     """Review of a189c76: a traced slope of x's own half dtype (a compiled function's float16
     0-d argument, a vmapped slope) met x's float32 copy and was refused as a mix of dtypes,

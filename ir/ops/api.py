@@ -1571,13 +1571,21 @@ def silu(x):
 
 def leaky_relu(x, negative_slope=0.01):
     """x where x > 0, negative_slope * x elsewhere (the gradient at 0 is negative_slope, as
-    in PyTorch)."""
+    in PyTorch); negative_slope is one number (or a 0-d value), as torch's."""
     # a 0-d array or tensor is the number it holds, as torch's Scalar setting (of any real
     # dtype: a float32 one met bfloat16 x as a mix of dtypes); a traced value stays as it
     # is, and so does a tensor that requires grad (the tape differentiates it, as graphc.grad
     # does a traced one; taken as a number its gradient was lost silently)
     number = None if getattr(negative_slope, "requires_grad", False) else \
         _as_number(negative_slope)
+    if number is None and not hasattr(negative_slope, "shape"):  # (a list: "cannot use a
+        # list as a tensor operand", naming no argument)
+        _fail(f"leaky_relu: negative_slope must be a number, got {negative_slope!r}"[:200])
+    if number is None and tuple(negative_slope.shape) != ():
+        # torch's is one number; one of shape (1,) or (3,) broadcast against x (x of shape
+        # () came back of shape (3,)), a slope per element
+        _fail(f"leaky_relu: negative_slope must be a number, got a value of shape "
+              f"{tuple(negative_slope.shape)}")
     negative_slope = negative_slope if number is None else number
     if is_half(_dtype(x)):  # in float32, rounded once, as torch's: the slope rounded to half
         # first (a weak number takes x's dtype) put x * 0.01 1 ulp off
