@@ -309,6 +309,26 @@ def _guarded_getattribute(module, name):
     return value
 
 
+@contextlib.contextmanager
+def guarding_setting_reads(obj):
+    """A trace's reads of Modules' settings guarded (_guarded_getattribute) within, where
+    `obj` is a Module: its traced forward's, and a compiled method's whose self it is
+    (`@gc.compile def forward(self, x)`, where `self.scale` read no guard and a plan kept
+    the old value after the user set another)."""
+    if not isinstance(obj, Module):
+        yield
+        return
+    if not _SettingReads.depth:
+        Module.__getattribute__ = _guarded_getattribute
+    _SettingReads.depth += 1
+    try:
+        yield
+    finally:
+        _SettingReads.depth -= 1
+        if not _SettingReads.depth:
+            del Module.__getattribute__
+
+
 def _guard_none(module, graph, name, is_none: bool) -> None:
     """Guard whether module.name is None (through the module's _IsNone view: Graph.guard
     keeps one guard per object and attribute)."""
@@ -1475,16 +1495,9 @@ class Module:
 
     def _traced_forward(self, args, kwargs):
         """forward inside a trace, its settings' reads guarded (_guarded_getattribute)."""
-        if not _SettingReads.depth:
-            Module.__getattribute__ = _guarded_getattribute
-        _SettingReads.depth += 1
-        try:
+        with guarding_setting_reads(self):
             with scope(self._path) if self._path else contextlib.nullcontext():
                 return self.forward(*args, **kwargs)
-        finally:
-            _SettingReads.depth -= 1
-            if not _SettingReads.depth:
-                del Module.__getattribute__
 
     def _setting(self, name, operand=None):
         """A Python-valued setting that forward reads (eps, p, reduction, ...): a trace

@@ -172,14 +172,25 @@ class Compiled:
         identity by default), so it must be hashable, each instance has plans of its own,
         and what the trace reads of it is a constant of the plan, as jax.jit's, but for a
         Module's Parameters and Buffers, which the plan reads at each call (gc.compile of a
-        closure over them). Read on the class (`M.f`), it is fn unbound, as a function."""
-        if instance is None:
+        closure over them), and its settings (`self.scale`, a number, string or flag), which
+        the plan guards as a compiled model's: set another, the next call traces again.
+        Read on the class (`M.f`), it is fn unbound, as a function."""
+        fn = self.__wrapped__
+        if instance is None or isinstance(fn, staticmethod) or \
+                not hasattr(type(fn), "__get__"):
+            # a callable that binds nothing in a class (`@gc.compile @staticmethod`, a
+            # ufunc, a functools.partial) binds nothing compiled either, as before __get__
             return self
         if not _is_setting(instance) or 0 in self.static_argnums:
             return types.MethodType(self, instance)
         if self._method is None:
+            def method(obj, *args):  # (a Module's own settings guarded, as its children's)
+                from .nn import guarding_setting_reads
+                with guarding_setting_reads(obj):
+                    return fn(obj, *args)
+            functools.update_wrapper(method, fn)
             pipeline, fast_math, donate, static, *rest = self._options()[0]
-            self._method = _compiled_again(self.__wrapped__,
+            self._method = _compiled_again(method,
                                            (pipeline, fast_math, donate, static + (0,), *rest),
                                            self.records_on_tape, self.retrace)
             self._method._is_method = True
@@ -1541,14 +1552,18 @@ class _Positional(Compiled):
     def __init__(self, fn, user_fn=None, **options):
         super().__init__(fn, **options)
         self.user_fn = user_fn
+        self._names_by_count = {}  # (eager_runner asks at every call: a signature's read)
 
     def _names(self, count):
         return self._user_names(count)
 
     def _user_names(self, count) -> list:
-        if self.user_fn is None:
-            return [f"arg{i}" for i in range(count)]
-        return arg_names(called_function(self.user_fn)[0], count)
+        names = self._names_by_count.get(count)
+        if names is None:
+            names = [f"arg{i}" for i in range(count)] if self.user_fn is None else \
+                arg_names(called_function(self.user_fn)[0], count)
+            self._names_by_count[count] = names
+        return list(names)
 
 
 class _EagerSplit(_Positional):

@@ -259,3 +259,62 @@ def test_zeros_and_ones_still_take_numpy_s_dtype():
     assert gc.zeros((2, 3), "int32").dtype == np.int32
     assert gc.ones(3, np.float64).dtype == np.float64
     np.testing.assert_array_equal(gc.ones((2, 3)).data, np.ones((2, 3), np.float32))
+
+
+def test_review_a_compiled_staticmethod_and_a_module_s_own_settings():
+    """Review of 18b1e3a (Compiled.__get__): `@gc.compile @staticmethod` worked on an
+    instance before and then bound the instance ('too many positional arguments'); a
+    compiled forward's reads of its own module's settings (`self.scale`, not a child's) were
+    not guarded, so a plan kept the old value after the user set another (a compiled model
+    traces again)."""
+    class Ops:
+        @gc.compile
+        @staticmethod
+        def triple(x):
+            return x * 3
+
+    x = np.arange(3, dtype=np.float32)
+    np.testing.assert_array_equal(Ops().triple(x), x * 3)
+    np.testing.assert_array_equal(Ops.triple(x), x * 3)
+
+    class Scaled(nn.Module):
+        def __init__(self):
+            super().__init__()
+            self.lin, self.scale, self.mode, self.k = nn.Linear(3, 2), 1.0, "a", 1
+
+        @gc.compile
+        def forward(self, x):
+            y = self.lin(x) * self.scale
+            y = y + 100.0 if self.mode == "b" else y
+            for _ in range(self.k):
+                y = y * 2.0
+            return y
+
+    m = Scaled()
+    x = np.random.default_rng(2).normal(size=(4, 3)).astype(np.float32)
+    pre = x @ m.lin.weight.data + m.lin.bias.data
+    np.testing.assert_allclose(m(x).data, pre * 2, rtol=1e-5, atol=1e-6)
+    m.scale = 3.0
+    np.testing.assert_allclose(m(x).data, pre * 6, rtol=1e-5, atol=1e-6)
+    m.mode = "b"
+    np.testing.assert_allclose(m(x).data, (pre * 3 + 100) * 2, rtol=1e-5, atol=1e-5)
+    m.k = 2
+    np.testing.assert_allclose(m(x).data, (pre * 3 + 100) * 4, rtol=1e-5, atol=1e-5)
+
+
+def test_review_eager_grad_reads_fn_s_signature_once(monkeypatch):
+    """Review of 91bae7d: _Positional's names of fn's parameters were read (two
+    inspect.signature calls) at every call of gc.grad's function, ~40us each call."""
+    import inspect
+
+    def loss(w, x):
+        return gc.sum(w * x)
+    g = gc.grad(loss)
+    w = np.ones(4, np.float32)
+    g(w, w)
+    calls = []
+    real = inspect.signature
+    monkeypatch.setattr(inspect, "signature", lambda *a, **k: calls.append(1) or real(*a, **k))
+    for _ in range(3):
+        np.testing.assert_array_equal(g(w, w), w)
+    assert calls == []
