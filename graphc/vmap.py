@@ -47,7 +47,7 @@ from passes.batching import batch_graph
 from runtime.eager import Tensor, WeakTensor, apart_from
 
 from . import nn
-from .tracing import (arg_names, flatten, function_name, leaf_input_names, to_spec,
+from .tracing import (arg_names, called, flatten, function_name, leaf_input_names, to_spec,
                       unflatten)
 from .transforms import _callable, _lacked_float, _shared_float_dtype
 
@@ -131,7 +131,9 @@ def vmap(fun, in_axes=0, out_axes=0, axis_size=None):
                 region.batched[node] = first
             stand_ins.append(node)
         with region.building():
-            result = fun(*unflatten(structure, stand_ins), **kwargs)
+            # (a call fun does not take is one line, as grad's: tracing.called)
+            result = called(f"vmap of {function_name(fun)}", fun,
+                            unflatten(structure, stand_ins), kwargs)
         out_leaves, out_structure, _ = flatten(result)
         for k, x in enumerate(out_leaves):
             if not (_is_array(x) or isinstance(x, (bool, int, float))):

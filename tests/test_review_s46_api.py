@@ -221,6 +221,8 @@ def _loss(w, x, n):
     ("linear_transpose", lambda w, x: gc.linear_transpose(_loss, w, x)),
     ("eval_shape", lambda w, x: gc.eval_shape(_loss, w, x)),
     ("trace", lambda w, x: gc.trace(_loss, w, x)),
+    ("vmap", lambda w, x: gc.vmap(_loss, in_axes=(0, None))(w, x)),  # (was a raw TypeError)
+    ("vmap", lambda w, x: gc.vmap(_loss, in_axes=(0, None, None, None))(w, x, 1.0, 2.0)),
     ("grad", lambda w, x: gc.compile(lambda v: gc.grad(_loss)(v, x))(w)),  # (traced)
 ])
 def test_a_transformed_function_called_with_arguments_it_does_not_take_is_one_line(who, call):
