@@ -1568,9 +1568,13 @@ class Trainer:
                     # (one that took the lock and left; without locks, any other run's)
                     self._refuse_replacing_another_runs(ckpt, unlocked)
                     self.save(ckpt)
-                except GraphcError as exc:  # another run took OUT or wrote its checkpoint,
-                    # OUT is no directory now, or the write failed (a full disk, read-only)
-                    raise GraphcError(exc.message + self._kept_elsewhere(ckpt)) from None
+                except (GraphcError, OSError) as exc:  # another run took OUT or wrote its
+                    # checkpoint, OUT is no directory now, or the write failed (a full disk,
+                    # read-only; an errno atomic_writer does not name: NFS's ESTALE, a
+                    # directory removed under the rename's ENOENT, the lock file's ENOSPC)
+                    what = exc.message if isinstance(exc, GraphcError) else \
+                        f"cannot write {ckpt}: {exc.strerror or exc}"
+                    raise GraphcError(what + self._kept_elsewhere(ckpt)) from None
         self.mark_good()
 
     def _rank_0_writes(self):

@@ -1112,6 +1112,38 @@ def test_graphc_train_keeps_its_run_when_the_disk_of_out_is_full_or_read_only(
     assert checkpoint.load_saved(str(kept / "checkpoint.npz"))[1]["step"] == 6
 
 
+@pytest.mark.parametrize("failure", ["ESTALE", "ENOENT"])
+def test_a_save_failing_with_an_errno_atomic_writer_does_not_name_keeps_the_run(
+        tmp_path, monkeypatch, failure):
+    """(r5, review of s46's kept runs) A save whose rename failed with an errno that
+    atomic_writer passes on as it is (NFS's ESTALE, the file system without locks this
+    check is for; ENOENT, the directory removed under the rename) escaped Trainer._save's
+    `except GraphcError`: the run ended with a bare "[Errno 116] Stale file handle", not
+    naming the checkpoint, and every step since the last save was lost. It is kept as the
+    other failed writes are."""
+    import errno
+    number = getattr(errno, failure)
+    run, x = str(tmp_path / "run"), np.ones((3, 4), np.float32)
+    ckpt, replace, failing = os.path.join(run, "checkpoint.npz"), os.replace, []
+
+    def replace_failing(source, target, *args, **kwargs):
+        if failing and os.fspath(target) == ckpt:
+            raise OSError(number, os.strerror(number), os.fspath(source))
+        return replace(source, target, *args, **kwargs)
+    monkeypatch.setattr(os, "replace", replace_failing)
+
+    def batches(rng):  # fails from the step-2 save on
+        if os.path.exists(ckpt):
+            failing.append(True)
+        return (x,)
+    trainer = _fitting(batches, steps=4)
+    with pytest.raises(GraphcError) as caught:
+        trainer.fit(run, progress=False)
+    assert str(caught.value) == (f"cannot write {ckpt}: {os.strerror(number)}"
+                                 + _kept(trainer, run))
+    assert checkpoint.load_saved(ckpt)[1]["step"] == 1  # the last save's, whole
+
+
 def test_ordinary_runs_leave_nothing_beside_their_directory(
         tmp_path, text_file, capsys):  # noqa: F811
     """The check that refuses a checkpoint written during fit (above) leaves ordinary runs
