@@ -31,8 +31,9 @@ class CheckpointError(ValueError):
     """A checkpoint that is missing, corrupt or does not fit the model."""
 
 
-def save(path: str, arrays: dict, meta: dict) -> None:
-    """Write `arrays` ({name: array}) and the JSON header `meta` to `path`, atomically. An
+def save(path: str, arrays: dict, meta: dict, before_replace=None) -> None:
+    """Write `arrays` ({name: array}) and the JSON header `meta` to `path`, atomically
+    (`before_replace`: files.atomic_writer's). An
     entry of None is an empty pytree (as in JAX): nothing is written for it. An array of
     anything but numbers is refused (np.asarray of a None inside a pytree, or of Python
     objects, is an object array, which numpy would pickle, and a checkpoint is read without
@@ -66,7 +67,7 @@ def save(path: str, arrays: dict, meta: dict) -> None:
         raise CheckpointError(f"checkpoint {path!r}: {exc}") from None
     payload[META_KEY] = np.frombuffer(header, dtype=np.uint8)
     # a temporary file renamed over `path`; one a killed save left is removed by the next
-    with atomic_writer(path) as fh:
+    with atomic_writer(path, before_replace) as fh:
         np.savez(fh, **payload)
 
 

@@ -177,22 +177,28 @@ def is_checkpoint(path: str) -> bool:
 
 
 @contextmanager
-def atomic_writer(path: str):
+def atomic_writer(path: str, before_replace=None):
     """A binary file to write `path` through, piece by piece: it is a fresh temporary file
     beside `path`, renamed over `path` when the block ends, and removed if it fails, so
-    `path` is whole or untouched. The temporary name is random and created exclusively
-    (mkstemp: O_EXCL, so a symlink planted under a predictable name like PATH.tmp is never
-    followed or truncated). The data reaches the disk before the rename and the rename
-    before the writer returns (fsync of the file, then of its directory), so a crash of the
-    machine leaves the old file or the new one, not an empty file under the new name. A
-    process killed mid-write leaves its temporary behind: the next write of `path` removes
-    it (remove_stale_temporaries). A device, a FIFO or a terminal (-o /dev/stdout,
-    /dev/null, a shell's >(...)) is written in place, as open() would: a file renamed over
-    it would replace the device (see _special)."""
+    `path` is whole or untouched. `before_replace(tmp)`: called with the temporary's path
+    once the data is on the disk, just before the rename (what it raises removes the
+    temporary and leaves `path` as it is): a check of what the rename would replace, made
+    as late as it can be, and the file written, read before another can take its name;
+    called with None before a special file (below) is written in place. The temporary name
+    is random and created exclusively (mkstemp: O_EXCL, so a symlink planted under a
+    predictable name like PATH.tmp is never followed or truncated). The data reaches the
+    disk before the rename and the rename before the writer returns (fsync of the file, then
+    of its directory), so a crash of the machine leaves the old file or the new one, not an
+    empty file under the new name. A process killed mid-write leaves its temporary behind:
+    the next write of `path` removes it (remove_stale_temporaries). A device, a FIFO or a
+    terminal (-o /dev/stdout, /dev/null, a shell's >(...)) is written in place, as open()
+    would: a file renamed over it would replace the device (see _special)."""
     # a directory: the rename's own error says "Device or resource busy"; a read-only file:
     # open() would refuse, the rename would not ask and replace a file kept read-only
     check_writable(path)
     if _special(path):
+        if before_replace is not None:
+            before_replace(None)
         try:
             fh = open(path, "wb")
         except OSError as exc:  # -o /proc/x: "[Errno 2] ..." alone, as root
@@ -228,6 +234,8 @@ def atomic_writer(path: str):
             # made private, 0600, stayed 0644 after the next save; one shared 0660 lost
             # its group), with its owner and group where this process may set them
             _keep_permissions(tmp, existing)
+            if before_replace is not None:
+                before_replace(tmp)
             # renamed while still locked, so that no other writer takes it for a stale one
             os.replace(tmp, path)
         finally:

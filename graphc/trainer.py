@@ -1012,6 +1012,16 @@ class Trainer:
 
     # ---- checkpoints ----
     def save(self, path: str):
+        self._write(path)
+
+    def _write(self, path: str, check=None):
+        """save(); `check()`: fit's check that the checkpoint there is still one it may
+        replace, made once this file is written, just before the rename (a checkpoint put
+        there while it was written and synced, most of a save's time, was replaced without
+        a word). The identity kept for fit's next save is the file written (the temporary,
+        before the rename: read after it, a file another run renamed there meanwhile, as
+        the directory was synced, was taken for this run's own and replaced at the next
+        save)."""
         bad = self.non_finite()
         if bad is None:
             bad = next((f"the loss of step {st}" for st, loss in self.history + self.val_history
@@ -1036,8 +1046,14 @@ class Trainer:
         current = self._number_settings()
         if current:
             meta["optimizer_settings"] = {"initial": self._initial_settings, "current": current}
-        checkpoint.save(path, self.state_arrays(), meta)
-        self._saved_to[os.path.realpath(path)] = file_identity(path)
+        written = []
+
+        def before_replace(tmp):  # (tmp None: a special file, written in place)
+            if check is not None:
+                check()
+            written.append(tmp and file_identity(tmp))
+        checkpoint.save(path, self.state_arrays(), meta, before_replace)
+        self._saved_to[os.path.realpath(path)] = written[0] or file_identity(path)
 
     def restore(self, arrays: dict, meta: dict, allow_changed_settings: bool = False,
                 path: str | None = None, *, how: str = "allow_changed_settings=True"):
@@ -1565,9 +1581,10 @@ class Trainer:
             if ckpt:
                 try:
                     unlocked = not self._hold_again()
-                    # (one that took the lock and left; without locks, any other run's)
-                    self._refuse_replacing_another_runs(ckpt, unlocked)
-                    self.save(ckpt)
+                    # (one that took the lock and left; without locks, any other run's,
+                    # or a copy's), checked just before the rename (_write)
+                    self._write(ckpt, lambda: self._refuse_replacing_another_runs(
+                        ckpt, unlocked))
                 except (GraphcError, OSError) as exc:  # another run took OUT or wrote its
                     # checkpoint, OUT is no directory now, or the write failed (a full disk,
                     # read-only; an errno atomic_writer does not name: NFS's ESTALE, a

@@ -1144,6 +1144,63 @@ def test_a_save_failing_with_an_errno_atomic_writer_does_not_name_keeps_the_run(
     assert checkpoint.load_saved(ckpt)[1]["step"] == 1  # the last save's, whole
 
 
+@pytest.mark.parametrize("when", ["while this run's file is written", "just after its rename"])
+def test_a_checkpoint_put_in_during_a_save_is_not_replaced(tmp_path, monkeypatch, when):
+    """(r5, review of s46's check of a lock-ignoring copy) The save checked the checkpoint
+    there before writing its own file, and read its own file's identity after the rename
+    and the directory's fsync: a checkpoint renamed into OUT while the save wrote and synced
+    its file (most of a save's time), or just after its rename, was replaced without a word
+    (with a copy landing at a random moment, 7 to 9 times in 10 for a small model saving at
+    each step). The check is made just before the rename, and the identity kept is the
+    file written (the temporary's)."""
+    import stat
+
+    from graphc import files
+    run, x = str(tmp_path / "run"), np.ones((3, 4), np.float32)
+    ckpt = os.path.join(run, "checkpoint.npz")
+    _fitting(lambda rng: (x,), steps=4).fit(str(tmp_path / "other"), progress=False)
+    theirs = (tmp_path / "other" / "checkpoint.npz").read_bytes()
+    done, steps = [], []
+
+    def put_theirs():
+        (tmp_path / "theirs").write_bytes(theirs)
+        os.replace(tmp_path / "theirs", ckpt)
+        done.append(True)
+    if when == "while this run's file is written":
+        fsync = os.fsync
+
+        def fsync_putting_theirs(fd):  # this run's temporary, synced at the step-2 save
+            if steps[-1:] == [2] and not done and stat.S_ISREG(os.fstat(fd).st_mode):
+                put_theirs()
+            return fsync(fd)
+        monkeypatch.setattr(os, "fsync", fsync_putting_theirs)
+    else:
+        sync = files._sync_directory
+
+        def sync_putting_theirs(directory):  # the step-2 save's rename done
+            sync(directory)
+            if steps[-1:] == [2] and not done:
+                put_theirs()
+        monkeypatch.setattr(files, "_sync_directory", sync_putting_theirs)
+    trainer = _fitting(lambda rng: (x,), steps=4)
+    train_step = type(trainer).train_step
+
+    def counted(self, *args, **kwargs):
+        loss = train_step(self, *args, **kwargs)
+        steps.append(self.step)
+        return loss
+    monkeypatch.setattr(type(trainer), "train_step", counted)
+    with pytest.raises(GraphcError) as caught:
+        trainer.fit(run, progress=False)
+    assert done
+    assert str(caught.value) == (
+        f"{ckpt} has been written by another run since this trainer resumed (or saved) it; "
+        "fit() does not replace it" + _kept(trainer, run))
+    assert trainer.step == (2 if when == "while this run's file is written" else 3)
+    assert open(ckpt, "rb").read() == theirs
+    assert [n for n in os.listdir(run) if n.endswith(".tmp") or "graphc-tmp" in n] == []
+
+
 def test_ordinary_runs_leave_nothing_beside_their_directory(
         tmp_path, text_file, capsys):  # noqa: F811
     """The check that refuses a checkpoint written during fit (above) leaves ordinary runs
