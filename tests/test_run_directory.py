@@ -747,6 +747,16 @@ def test_a_file_put_where_the_run_directory_was_is_one_line_at_the_next_save(tmp
     assert os.path.isfile(run) and os.path.getsize(run) == 0
 
 
+def _copying_in(theirs, ckpt, x):
+    """Batches of x that first copy checkpoint `theirs` to `ckpt` once its directory exists
+    and before this run's first save there: another process's run, or a copy, writing it."""
+    def batches(rng):
+        if os.path.isdir(os.path.dirname(ckpt)) and not os.path.exists(ckpt):
+            shutil.copy(theirs, ckpt)
+        return (x,)
+    return batches
+
+
 def _no_locks(monkeypatch, number, calls=("flock", "lockf")):
     """fcntl's `calls` fail as on a file system without locks (NFS without its lock daemon)."""
     import fcntl
@@ -874,11 +884,8 @@ def test_a_checkpoint_another_run_wrote_during_fit_is_not_replaced_without_locks
         _fitting(lambda rng: (x,), steps=4).fit(str(tmp_path / "other"), progress=False)
     theirs = (tmp_path / "other" / "checkpoint.npz").read_bytes()
 
-    def batches(rng):  # another process's run saves into `run` before this one's first save
-        if os.path.isdir(run) and not os.path.exists(ckpt):
-            shutil.copy(tmp_path / "other" / "checkpoint.npz", ckpt)
-        return (x,)
-    trainer = _fitting(batches, steps=3)
+    # another process's run saves into `run` before this one's first save
+    trainer = _fitting(_copying_in(tmp_path / "other" / "checkpoint.npz", ckpt, x), steps=3)
     with pytest.warns(UserWarning), pytest.raises(GraphcError) as caught:
         trainer.fit(run, progress=False)
     assert str(caught.value) == (
@@ -926,11 +933,7 @@ def test_a_run_kept_from_a_refused_save_goes_to_the_temporary_directory_if_need_
     monkeypatch.setattr(os, "mkdir", mkdir)
     monkeypatch.setattr(tempfile, "tempdir", str(temp))
 
-    def batches(rng):
-        if os.path.isdir(run) and not os.path.exists(ckpt):
-            shutil.copy(tmp_path / "other" / "checkpoint.npz", ckpt)
-        return (x,)
-    trainer = _fitting(batches, steps=3)
+    trainer = _fitting(_copying_in(tmp_path / "other" / "checkpoint.npz", ckpt, x), steps=3)
     with pytest.warns(UserWarning), pytest.raises(GraphcError) as caught:
         trainer.fit(run, progress=False)
     start = (f"{ckpt} has been written by another run during this fit (its file system has "
