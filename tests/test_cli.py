@@ -327,3 +327,17 @@ def test_an_unknown_option_points_at_its_subcommands_help(capsys, argv, helps):
                                                    "--checkpoint", "c"))
     assert capsys.readouterr().err == (f"graphc: error: unrecognized arguments: {extras} "
                                        f"(see {helps} --help)\n")
+
+
+def test_sample_with_stdout_closed_is_not_a_traceback(tmp_path, text_file):
+    """Review of the stdout-closed fix (eval, bench, profile, dump): `graphc sample >&-`
+    (sys.stdout None) ended in a traceback, 'NoneType' object has no attribute 'write',
+    status 1; its text is discarded as print() discards it, status 0."""
+    assert train(tmp_path, text_file, "--steps", "2") == 0
+    proc = subprocess.run([sys.executable, "-m", "graphc.cli", "sample", "--checkpoint",
+                           str(tmp_path / "run"), "--tokens", "5"], cwd=tmp_path,
+                          env=dict(os.environ, PYTHONPATH=os.path.dirname(
+                              os.path.dirname(os.path.abspath(__file__)))),
+                          stderr=subprocess.PIPE, preexec_fn=lambda: os.close(1),
+                          timeout=120)
+    assert (proc.returncode, proc.stderr.decode()) == (0, "")
