@@ -1012,6 +1012,10 @@ class Trainer:
 
     # ---- checkpoints ----
     def save(self, path: str):
+        if not isinstance(path, str):  # (bytes, a PathLike of bytes, None: a raw TypeError
+            # deep in the write, "a bytes-like object is required, not 'str'"; '' is
+            # check_writable's line)
+            check_path(path, "Trainer.save: path", "a checkpoint file's path")
         self._write(path)
 
     def _write(self, path: str, check=None):

@@ -450,3 +450,20 @@ def test_load_params_reads_a_trainer_checkpoint_whose_settings_name_a_model(tmp_
         np.testing.assert_array_equal(value, trainer.params[name])
     assert not np.array_equal(params["weight"], model.weight.data)  # the trained ones
     assert not checkpoint.is_gpt_header(json.loads(json.dumps(settings)))
+
+
+def test_trainer_save_refuses_a_path_of_bytes_as_load_params_does(tmp_path):
+    """Review of the two above: Trainer.save given bytes, a PathLike of bytes (os.scandir(
+    b"...")'s entries) or None was a raw TypeError from deep in the write ("a bytes-like
+    object is required, not 'str'"), where load_params and resume refuse them in one line;
+    it is refused in that line, nothing written."""
+    _, trainer = _fitted_net(tmp_path / "run")
+    entry = next(e for e in os.scandir(os.fsencode(tmp_path)) if e.name == b"run")
+    for value in (os.fsencode(tmp_path / "c.npz"), entry, None, 3):
+        with pytest.raises(gc.GraphcError) as exc:
+            trainer.save(value)
+        assert str(exc.value).splitlines()[0] == (
+            f"Trainer.save: path must be a checkpoint file's path, got {value!r}")
+    assert sorted(os.listdir(tmp_path)) == ["run"]
+    trainer.save(tmp_path / "c.npz")
+    assert sorted(gc.load_params(tmp_path / "c.npz")) == sorted(gc.load_params(tmp_path / "run"))
