@@ -5,6 +5,7 @@ statistics and pass diffs."""
 from __future__ import annotations
 
 import difflib
+import functools
 import importlib
 import importlib.util
 import os
@@ -152,9 +153,18 @@ def load_target(target: str, config: str | None = None, grad: bool = False,
         # passes f one argument, a tuple)
         count = len(result) - 1
         name = getattr(result[0], "__name__", "the function")
-        graph = _user_code(target, trace, result[0], *result[1:], hint=(
-            f"; {name} is called with the {count} value{'s' * (count != 1)} after it in the "
-            "tuple FUNCTION returns, one argument each: (function, *specs)"))
+        hint = (f"; {name} is called with the {count} value{'s' * (count != 1)} after it in "
+                "the tuple FUNCTION returns, one argument each: (function, *specs)")
+        # (trace refuses a call of f that does not bind f's arguments itself, in one
+        # GraphcError line `{who}: missing a required argument: 'y'`: the hint goes there)
+        who = f"dump {target}: {name}"
+        try:
+            graph = _user_code(target, functools.partial(trace, who=who), result[0],
+                               *result[1:], hint=hint)
+        except GraphcError as exc:
+            if not exc.message.startswith(who + ": "):
+                raise
+            raise GraphcError(exc.message + hint) from None
     else:
         raise GraphcError(f"dump: {target} must return a Graph or (function, *specs)")
     return _with_gradients(graph, target) if grad else graph
