@@ -357,11 +357,12 @@ def _refuse_options_beside_diff(args):
             raise GraphcError(f"--diff and {option} conflict: {why}")
 
 
-def _refuse_graph_printing_options(args, option: str, prints: str) -> None:
+def _refuse_graph_printing_options(args, option: str, prints: str,
+                                   flags=("full", "collapse", "locations")) -> None:
     """--full, --collapse and --locations change how a graph prints: beside `option`, which
-    prints no graph (`prints` says what it prints), each was ignored without a word, where
-    --diff refuses them."""
-    for flag in ("full", "collapse", "locations"):
+    prints no graph or one of a format that has no such choice (`prints` says what it
+    prints), each was ignored without a word, where --diff refuses them."""
+    for flag in flags:
         if getattr(args, flag, False):
             raise GraphcError(f"{option} and --{flag} conflict: --{flag} changes how a graph "
                               f"prints, and {prints}; give one")
@@ -381,6 +382,14 @@ def run_dump(args) -> int:
                           "prints text; --format applies to graphs")
     if args.stats and not args.diff:
         _refuse_graph_printing_options(args, "--stats", "--stats prints statistics")
+    elif args.format in ("json", "graphml"):  # (the whole graph, as data: no choices)
+        _refuse_graph_printing_options(args, f"--format {args.format}",
+                                       f"{args.format} holds the whole graph as data")
+    elif args.format != "text":  # (dot and its images draw every node, without locations;
+        # --collapse draws a shared region once)
+        _refuse_graph_printing_options(args, f"--format {args.format}", f"{args.format} "
+                                       "draws every node, without locations",
+                                       flags=("full", "locations"))
     graph = load_target(args.target, args.config, args.grad, _batch_argument(args))
     pipeline = "O0" if args.O0 else (args.passes or "default")
     if args.diff:

@@ -724,8 +724,25 @@ def test_dump_refuses_a_graph_printing_option_where_no_graph_prints(capsys, argv
            f"the state after lowering stage {argv[1]} prints as text of its own") + "; give one"]
 
 
+@pytest.mark.parametrize("fmt, flag", [
+    ("json", "--full"), ("json", "--collapse"), ("json", "--locations"),
+    ("graphml", "--full"), ("graphml", "--collapse"), ("graphml", "--locations"),
+    ("dot", "--full"), ("dot", "--locations")])
+def test_dump_refuses_a_text_printing_option_beside_a_format_without_it(capsys, fmt, flag):
+    """(review r8 of D4) `graphc dump mlp --format json --full` (graphml's, dot's --full and
+    --locations) printed the same output as without the flag, status 0: refused likewise."""
+    assert main(["dump", "mlp", "--format", fmt, flag]) == 2
+    out, err = capsys.readouterr()
+    what = "holds the whole graph as data" if fmt != "dot" else \
+        "draws every node, without locations"
+    assert out == "" and err.splitlines() == [
+        f"graphc: error: --format {fmt} and {flag} conflict: {flag} changes how a graph "
+        f"prints, and {fmt} {what}; give one"]
+
+
 @pytest.mark.parametrize("argv", [["--after", "fuse", "--collapse", "--full", "--locations"],
-                                  ["--stats"], ["--diff", "input", "simplify", "--locations"]])
+                                  ["--stats"], ["--diff", "input", "simplify", "--locations"],
+                                  ["--format", "dot", "--collapse"]])
 def test_dump_keeps_the_graph_printing_options_where_a_graph_prints(capsys, argv):
     assert main(["dump", "mlp", *argv]) == 0
     assert capsys.readouterr().out
