@@ -249,8 +249,14 @@ def test_a_transformed_function_called_with_arguments_it_does_not_take_is_one_li
     (lambda: gc.compile(static_argnums=1)("f"), r"^compile: the function to transform must be "
      r"callable, got 'f'\n"),
     # torch's zeros(*size): the 3 was read as numpy's dtype, 'unknown dtype 3'
-    (lambda: gc.zeros(2, 3), r"^zeros\(2, 3\): the shape is one argument, zeros\(\(2, 3\)\)"),
-    (lambda: gc.ones(4, 5), r"^ones\(4, 5\): the shape is one argument, ones\(\(4, 5\)\)"),
+    (lambda: gc.zeros(2, 3), r"^zeros: the shape is one argument, zeros\(\(2, 3\)\)"),
+    (lambda: gc.ones(4, 5), r"^ones: the shape is one argument, ones\(\(4, 5\)\)"),
+    # (review: three sizes were Python's raw TypeError; a tuple shape with an int dtype
+    # was told to nest itself, zeros(((2, 3), 3)); a keyword dtype quoted as positional)
+    (lambda: gc.zeros(2, 3, 4), r"^zeros: the shape is one argument, zeros\(\(2, 3, 4\)\)"),
+    (lambda: gc.zeros((2, 3), 3), r"^zeros: dtype 3 is not a dtype; the shape is the first "),
+    (lambda: gc.ones(2, dtype=3), r"^ones: the shape is one argument, ones\(\(2, 3\)\)"),
+    (lambda: gc.ones((2,), "float32", 4), r"^ones takes \(shape, dtype\), as numpy's; got 3 "),
 ])
 def test_torch_and_jax_spellings_graphc_does_not_take_are_one_line_where_given(call, message):
     with pytest.raises(gc.GraphcError, match=message):

@@ -2592,23 +2592,30 @@ def check_fits_dtype(what, value, dtype):
             _fail(f"{what} {value!r} does not fit in {dtype}")
 
 
-def zeros(shape, dtype="float32"):
-    _refuse_spread_shape("zeros", shape, dtype)
+def zeros(shape, dtype="float32", *more):
+    _refuse_spread_shape("zeros", shape, dtype, more)
     return full(shape, 0, dtype)
 
 
-def ones(shape, dtype="float32"):
-    _refuse_spread_shape("ones", shape, dtype)
+def ones(shape, dtype="float32", *more):
+    _refuse_spread_shape("ones", shape, dtype, more)
     return full(shape, 1, dtype)
 
 
-def _refuse_spread_shape(name, shape, dtype):
-    """torch's zeros(2, 3) (its sizes spread) given numpy's zeros(shape, dtype): the 3 was
-    read as a dtype, 'unknown dtype 3'; the line says where the shape goes."""
-    if is_int(dtype) and not isinstance(dtype, (bool, np.bool_)):
-        _fail(f"{name}({shape!r}, {dtype!r}): the shape is one argument, {name}(({shape!r}, "
-              f"{dtype!r})), as numpy's (torch's {name}(*size) spreads it); the second is "
-              "the dtype")
+def _refuse_spread_shape(name, shape, dtype, more=()):
+    """torch's zeros(2, 3) or zeros(2, 3, 4) (its sizes spread) given numpy's zeros(shape,
+    dtype): the 3 was read as a dtype ('unknown dtype 3'), the 4 a raw TypeError; the line
+    says where the shape goes (the sizes' tuple where all are ints)."""
+    spread = is_int(dtype) and not isinstance(dtype, (bool, np.bool_))
+    if not spread and not more:
+        return
+    sizes = (shape, dtype, *more)
+    if builtins.all(is_int(k) and not isinstance(k, (bool, np.bool_)) for k in sizes):
+        _fail(f"{name}: the shape is one argument, {name}({tuple(int(k) for k in sizes)}), "
+              f"as numpy's (torch's {name}(*size) spreads it); the second is the dtype")
+    _fail(f"{name} takes (shape, dtype), as numpy's; got {len(sizes)} arguments, the "
+          f"dtype {dtype!r}" if more else f"{name}: dtype {dtype!r} is not a dtype; the "
+          "shape is the first argument, the dtype the second (a name such as 'float32')")
 
 
 def zeros_like(x):
