@@ -9,6 +9,7 @@ import functools
 import importlib
 import importlib.util
 import os
+import shlex
 import sys
 import time
 from collections import Counter
@@ -115,7 +116,7 @@ def load_target(target: str, config: str | None = None, grad: bool = False,
     from .tracing import trace
     if config is not None and target != "gpt":  # (it was ignored, an unknown name too: the
         # graph printed was not the one asked for)
-        raise GraphcError(f"dump --config {config}: only the gpt target takes a GPT config; "
+        raise GraphcError(f"dump --config {shlex.quote(config)}: only the gpt target takes a GPT config; "
                           f"{target} builds its own graph")
     if batch is not None and target not in ("gpt", "mlp"):
         raise GraphcError(f"dump --batch: only the gpt and mlp targets take a batch size; "

@@ -676,7 +676,7 @@ def test_a_symbol_starting_with_a_dtype_or_keyword_parses_in_an_attribute(sym):
 
 
 @pytest.mark.parametrize("target", ["mlp", "saved.ir"])
-@pytest.mark.parametrize("config", ["small", "nosuch"])
+@pytest.mark.parametrize("config", ["small", "nosuch", ""])  # ('': quoted, r8)
 def test_dump_config_is_refused_for_a_target_other_than_gpt(tmp_path, capsys, monkeypatch,
                                                              target, config):
     """`graphc dump mlp --config small` (or a saved graph's) printed the mlp, the option
@@ -686,8 +686,8 @@ def test_dump_config_is_refused_for_a_target_other_than_gpt(tmp_path, capsys, mo
     saved = (tmp_path / "saved.ir").read_bytes()
     capsys.readouterr()
     assert main(["dump", target, "--config", config]) == 2
-    out, err = capsys.readouterr()
-    assert out == "" and err == (f"graphc: error: dump --config {config}: only the gpt target "
+    out, err, shown = *capsys.readouterr(), config or "''"
+    assert out == "" and err == (f"graphc: error: dump --config {shown}: only the gpt target "
                                  f"takes a GPT config; {target} builds its own graph\n")
     assert (tmp_path / "saved.ir").read_bytes() == saved
 
