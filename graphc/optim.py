@@ -763,6 +763,11 @@ class Optimizer:
     # step, as the lr (one_cycle_momentum as SGD's momentum or Adam's beta1, a weight-decay
     # schedule), evaluated at the step the lr schedule is.
     hyperparameters: tuple = ("weight_decay",)
+    # the settings that are True or False (torch's param_groups' flags: nesterov, amsgrad,
+    # centered, maximize), each checked as one when set; BoundOptimizer.state_dict() saves
+    # them with the number settings, as torch's saves its param_groups, since the state is
+    # for them (amsgrad's and centered's slots)
+    flag_settings: tuple = ("maximize",)
     # _update_leaf returns the update to add to the parameter (optax's contract, the rules
     # behind gc.optim.adam and the other lowercase names), not the new parameter
     gives_updates: bool = False
@@ -810,7 +815,7 @@ class Optimizer:
             value = _as_schedule(value)
         elif name == "clip_norm":
             value = _clip_norm(name, value)
-        elif name in ("amsgrad", "maximize"):  # (amsgrad adds or drops a slot: a new
+        elif name in type(self).flag_settings:  # (amsgrad adds or drops a slot: a new
             value = _flag(f"{type(self).__name__}: {name}", value)  # state, as momentum's)
         else:
             value = self.checked_setting(name, value)
@@ -1189,6 +1194,7 @@ class SGD(Optimizer):
     marks = ("started",)
 
     hyperparameters = ("weight_decay", "momentum", "dampening")
+    flag_settings = ("maximize", "nesterov")
     # graphc's earlier SGD(lr, 0.9, True) gave nesterov third
     _moved_positional = {"dampening": (lambda v: not isinstance(v, (bool, np.bool_)),
                                        "must be a number", "nesterov")}
@@ -1203,7 +1209,7 @@ class SGD(Optimizer):
         super().__init__(lr, weight_decay, decay_mask, clip_norm, maximize=maximize)
         self.momentum = momentum
         self.dampening = dampening
-        self.nesterov = _flag("SGD: nesterov", nesterov)
+        self.nesterov = nesterov  # (checked as a flag, __setattr__)
         if nesterov and ((not callable(momentum) and momentum <= 0) or callable(dampening)
                          or dampening != 0):
             raise GraphcError("SGD: Nesterov momentum needs momentum > 0 and dampening 0",
@@ -1345,6 +1351,7 @@ class Adam(Optimizer):
 
     decoupled = False
     hyperparameters = ("weight_decay", "beta1", "beta2", "eps")
+    flag_settings = ("maximize", "amsgrad")
     # graphc's earlier order gave decay_mask fifth
     _moved_positional = {"amsgrad": (lambda v: isinstance(v, (bool, np.bool_)),
                                      "must be True or False", "decay_mask")}
@@ -1412,6 +1419,7 @@ class RMSprop(Optimizer):
     steps; weight decay coupled (L2)."""
 
     hyperparameters = ("weight_decay", "alpha", "eps", "momentum")
+    flag_settings = ("maximize", "centered")
 
     def __init__(self, lr=1e-2, alpha: float = 0.99, eps: float = 1e-8,
                  weight_decay: float = 0.0, momentum: float = 0.0, centered: bool = False,
@@ -1420,7 +1428,7 @@ class RMSprop(Optimizer):
         self.alpha = alpha
         self.eps = eps
         self.momentum = momentum
-        self.centered = _flag("RMSprop: centered", centered)
+        self.centered = centered  # (checked as a flag, __setattr__)
 
     non_negative_slots = ("v",)
 
@@ -1519,6 +1527,7 @@ class NAdam(Optimizer):
     non_negative_slots = ("v", "mu_product")
     float64_scalars = ("lr", "mu", "mu_next")
     hyperparameters = ("weight_decay", "beta1", "beta2", "eps", "momentum_decay")
+    flag_settings = ("maximize", "decoupled")  # (torch's decoupled_weight_decay)
 
     def __init__(self, lr=2e-3, betas=(0.9, 0.999), eps: float = 1e-8,
                  weight_decay: float = 0.0, momentum_decay: float = 4e-3,
@@ -1789,27 +1798,27 @@ class BoundOptimizer:
         """Everything step() reads besides the parameters, as torch's optimizer.state_dict():
         the functional state (copied), each parameter's lag behind the step count (the
         steps it had no gradient at), so a frozen-then-thawed parameter resumes at its own
-        count, and the settings that are numbers (lr, betas, eps, ...: torch's
-        param_groups), so that one set during the run goes on. load_state_dict() takes it
-        back."""
+        count, and the settings that are numbers (lr, betas, eps, ...) or flags (nesterov,
+        amsgrad, centered, maximize, ...): torch's param_groups, so that one set during the
+        run goes on. load_state_dict() takes it back."""
+        numbers = number_settings(self.optimizer, ("lr", *self.optimizer.hyperparameters))
         return {"state": copy.deepcopy(self.state), "behind": dict(self.behind),
-                "settings": self._number_settings()}
-
-    def _number_settings(self) -> dict:
-        return number_settings(self.optimizer, ("lr", *self.optimizer.hyperparameters))
+                "settings": {**numbers, **_flags_of(self.optimizer)}}
 
     def load_state_dict(self, state_dict: dict) -> None:
         """Restore what state_dict() returned, checked against these parameters and against
         the optimiser as its saved settings make it, as torch's restores its param_groups
         with the state (a dict without "settings", from before they were kept, leaves the
-        settings as they are)."""
+        settings as they are; one whose settings lack the flags, from before those were
+        kept, leaves the flags as they are)."""
         if not isinstance(state_dict, dict) or not {"state", "behind"} <= set(state_dict) \
                 or not set(state_dict) <= {"state", "behind", "settings"}:
             raise GraphcError("load_state_dict: expected the dict state_dict() returns "
                               "(keys 'state', 'behind' and 'settings')", (user_location(),))
         state, behind = state_dict["state"], state_dict["behind"]
         settings = state_dict.get("settings", {})
-        names = ("lr", *self.optimizer.hyperparameters)
+        flags = getattr(self.optimizer, "flag_settings", ())
+        names = ("lr", *self.optimizer.hyperparameters, *flags)
         if not isinstance(settings, dict) or set(settings) - set(names):
             got = sorted(settings) if isinstance(settings, dict) else type(settings).__name__
             raise GraphcError(f"load_state_dict: the settings are {got}; "
@@ -1823,7 +1832,9 @@ class BoundOptimizer:
                 and not isinstance(now, ReduceLROnPlateau)
         settings = {n: v for n, v in settings.items() if not scheduled(n)}
         for name, value in settings.items():  # each by its rule, before anything changes
-            if not _is_number(value):
+            if name in flags:
+                _flag(f"load_state_dict: the setting {name}", value)
+            elif not _is_number(value):
                 raise GraphcError(f"load_state_dict: the setting {name} must be a finite "
                                   f"number, got {value!r}"[:200], (user_location(),))
             if name == "lr":
@@ -1838,7 +1849,8 @@ class BoundOptimizer:
         # load_state_dict restores its param_groups' settings with the state: one saved at
         # dampening 0.5 keeps its "started" marks where the dampening is 0 now (checked
         # against the dampening 0, they were dropped, then made again from the counts once
-        # the 0.5 was set), one holding a momentum buffer loads where the momentum is 0 now
+        # the 0.5 was set), one holding a momentum buffer loads where the momentum is 0 now,
+        # one saved with amsgrad (centered) brings its v_max (mean_g) and the flag
         view = copy.copy(self.optimizer)
         for name, value in settings.items():
             if name != "lr":  # (no slot follows it; under a plateau it would set the plateau's)
@@ -2127,6 +2139,14 @@ def number_settings(optimizer, names) -> dict:
         if _is_number(value):
             out[name] = value
     return out
+
+
+def _flags_of(optimizer) -> dict:
+    """The optimiser's flag settings (its flag_settings that it has, a user's subclass that
+    set none has none), as bools."""
+    return {name: bool(getattr(optimizer, name)) for name in
+            getattr(optimizer, "flag_settings", ())
+            if isinstance(getattr(optimizer, name, None), (bool, np.bool_))}
 
 
 def _filled_slot(state, slot, value, params):

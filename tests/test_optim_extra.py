@@ -1067,3 +1067,100 @@ def test_load_state_dict_takes_the_state_as_the_saved_settings_make_it_as_torch(
         theirs.step()
         bound.step()
     np.testing.assert_allclose(ps["w"].data, t.detach().numpy(), rtol=0, atol=1e-14)
+
+
+FLAG_CASES = {  # saved with, loaded into: the same keywords for graphc's and torch's class
+    "SGD-nesterov": ("SGD", dict(lr=0.1, momentum=0.9, nesterov=True), dict(lr=0.1, momentum=0.9)),
+    "SGD-maximize": ("SGD", dict(lr=0.1, momentum=0.9, maximize=True), dict(lr=0.1, momentum=0.9)),
+    "Adam-amsgrad": ("Adam", dict(lr=0.1, amsgrad=True), dict(lr=0.1)),
+    "Adam-amsgrad-off": ("Adam", dict(lr=0.1), dict(lr=0.1, amsgrad=True)),
+    "AdamW-maximize-amsgrad": ("AdamW", dict(lr=0.1, maximize=True, amsgrad=True), dict(lr=0.1)),
+    "RMSprop-centered": ("RMSprop", dict(lr=0.01, momentum=0.9, centered=True),
+                         dict(lr=0.01, momentum=0.9)),
+    "RMSprop-centered-off": ("RMSprop", dict(lr=0.01), dict(lr=0.01, centered=True)),
+    "NAdam-decoupled": ("NAdam", dict(lr=0.1, weight_decay=0.1, decoupled_weight_decay=True),
+                        dict(lr=0.1, weight_decay=0.1)),
+}
+
+
+def _saved_and_loaded(name, saved_with, loaded_into, grads, older=False):
+    """Three steps of graphc's and torch's `name` at `saved_with`, their state_dict()s loaded
+    into a new one at `loaded_into` (graphc's without its flags where `older`: a state saved
+    before they were kept), three steps more; -> (graphc's bound optimiser, its parameter,
+    torch's optimizer, its parameter) after them."""
+    t = torch.zeros(3, dtype=torch.float64, requires_grad=True)
+    theirs = getattr(torch.optim, name)([t], **saved_with)
+    ps = {"w": gc.nn.Parameter(np.zeros(3))}
+    bound = getattr(optim, name)(**saved_with).bind(ps)
+    for i, g in enumerate(grads):
+        if i == 3:
+            t = t.detach().clone().requires_grad_(True)
+            saved = theirs.state_dict()
+            theirs = getattr(torch.optim, name)([t], **loaded_into)
+            theirs.load_state_dict(saved)
+            ps = {"w": gc.nn.Parameter(ps["w"].data.copy())}
+            saved = bound.state_dict()
+            bound = getattr(optim, name)(**loaded_into).bind(ps)
+            if older:
+                flags = set(type(bound.optimizer).flag_settings)
+                saved = {**saved, "settings": {k: v for k, v in saved["settings"].items()
+                                               if k not in flags}}
+                for flag in flags:  # torch's group with the flags the new one was given
+                    theirs.param_groups[0][flag] = getattr(bound.optimizer, flag)
+            bound.load_state_dict(saved)
+        t.grad, ps["w"].grad = torch.tensor(g), g
+        theirs.step()
+        bound.step()
+    return bound, ps["w"], theirs, t
+
+
+@pytest.mark.parametrize("case", FLAG_CASES)
+def test_load_state_dict_restores_the_saved_flags_as_torch(case):
+    """torch's load_state_dict restores the param_groups' flags with the numbers; graphc's
+    state_dict() saved only its number settings, so an SGD state saved with nesterov (or
+    maximize) loaded into one without went on without it (0.07 off torch), and a state saved
+    with amsgrad or centered was refused by an optimiser without them ("the state has [...,
+    'v_max'], Adam keeps [...]"), where torch goes on with the flag and the slot it brings."""
+    name, saved_with, loaded_into = FLAG_CASES[case]
+    grads = [np.random.default_rng(i).normal(size=3) for i in range(6)]
+    bound, w, theirs, t = _saved_and_loaded(name, saved_with, loaded_into, grads)
+    group = theirs.param_groups[0]
+    for flag in type(bound.optimizer).flag_settings:
+        torch_flag = "decoupled_weight_decay" if flag == "decoupled" else flag
+        assert getattr(bound.optimizer, flag) is group[torch_flag], flag
+    torch_slots = {"v_max": "max_exp_avg_sq", "mean_g": "grad_avg"}
+    for slot, theirs_slot in torch_slots.items():
+        assert (slot in bound.state) == (theirs_slot in theirs.state[t])
+        if slot in bound.state:
+            np.testing.assert_allclose(bound.state[slot]["w"], theirs.state[t][theirs_slot],
+                                       rtol=0, atol=1e-14)
+    # (torch's load_state_dict casts NAdam's float32 mu_product to the float64 parameters'
+    # dtype, which graphc's keeps from the start: 1e-9 apart with no flag changed)
+    np.testing.assert_allclose(w.data, t.detach().numpy(), rtol=0,
+                               atol=1e-8 if name == "NAdam" else 1e-14)
+
+
+@pytest.mark.parametrize("case", ["SGD-nesterov", "SGD-maximize", "AdamW-maximize-amsgrad"])
+def test_load_state_dict_of_a_state_saved_without_flags_keeps_the_optimisers(case):
+    """A state_dict() saved before the flags were kept (its settings only numbers) leaves the
+    optimiser's own flags as they are, as it leaves every setting it does not hold."""
+    name, saved_with, loaded_into = FLAG_CASES[case]
+    if case.startswith("AdamW"):  # (a state with v_max is for amsgrad: kept where it is on)
+        loaded_into = {**loaded_into, "amsgrad": True}
+    grads = [np.random.default_rng(i).normal(size=3) for i in range(6)]
+    bound, w, theirs, t = _saved_and_loaded(name, saved_with, loaded_into, grads, older=True)
+    for flag in type(bound.optimizer).flag_settings:
+        assert getattr(bound.optimizer, flag) is loaded_into.get(flag, False), flag
+    np.testing.assert_allclose(w.data, t.detach().numpy(), rtol=0, atol=1e-14)
+
+
+def test_load_state_dict_refuses_a_flag_that_is_not_a_bool_before_anything_changes():
+    bound = optim.SGD(lr=0.1, momentum=0.9).bind({"w": gc.nn.Parameter(np.zeros(3))})
+    saved = bound.state_dict()
+    assert saved["settings"]["nesterov"] is False and saved["settings"]["maximize"] is False
+    bad = {**saved, "state": {**saved["state"], "count": np.asarray(7)},
+           "settings": {**saved["settings"], "nesterov": 1}}
+    with pytest.raises(gc.GraphcError, match="^load_state_dict: the setting nesterov must be "
+                                             "True or False, got 1\n"):
+        bound.load_state_dict(bad)
+    assert int(bound.state["count"]) == 0 and bound.optimizer.nesterov is False
