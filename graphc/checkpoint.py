@@ -77,6 +77,7 @@ MAX_STEP = 2 ** 62  # a step count the optimiser's int64 count and the data posi
 RUN_FIELDS = ("format", "version", "step", "skipped_steps", "rng", "data_position", "history",
               "val_history", "lr_on_plateau", "optimizer_lr", "optimizer_settings",
               "updates_behind", "optimizer_record", "gradient_accumulation_steps",
+              "loss_scaler_enabled",
               # where graphc wrote the seed for a while (now rng's "seed": check_seed): kept
               # out of the settings compared and refused in checkpoint_meta, so those files
               # resume and new ones never hold it
@@ -154,6 +155,31 @@ def check_optimizer(meta: dict, mine: dict, path: str | None = None,
         raise GraphcError(f"{name} was saved with {theirs}, this run uses {ours}; resume "
                           f"with the checkpoint's optimizer, or pass {how} to start {fresh}")
     return saved
+
+
+def check_loss_scaler(meta: dict, enabled: bool, path: str | None = None,
+                      allow_changed: bool = False,
+                      how: str = "allow_changed_settings=True") -> bool:
+    """Whether the loss scale of the checkpoint header `meta` starts afresh in the resuming
+    run, whose gc.amp.LossScaler is `enabled`: one saved by a disabled scaler (header field
+    loss_scaler_enabled false: a scale of 1.0 that never moved) resumed by an enabled one is
+    refused, one GraphcError line naming the file, as torch's enabled GradScaler refuses a
+    disabled one's (empty) state_dict, unless `allow_changed` (then True: the scale starts at
+    the scaler's init_scale). A header without the field (written before it was kept, or by
+    a run without a scaler) is taken as before (False)."""
+    saved = meta.get("loss_scaler_enabled")
+    if saved is not None and not isinstance(saved, bool):
+        name = f"checkpoint {path!r}" if path else "the checkpoint"
+        raise CheckpointError(f"{name}: header field loss_scaler_enabled must be true or "
+                              f"false, got {saved!r}"[:200])
+    if saved is not False or not enabled:
+        return False
+    if not allow_changed:
+        raise GraphcError(f"{path or 'the checkpoint'} was saved with a disabled loss scaler "
+                          "(LossScaler(enabled=False): its scale 1.0 is no dynamic scale), "
+                          "this run's is enabled; resume with a disabled one, or pass "
+                          f"{how} to start the loss scale afresh")
+    return True
 
 
 _ABSENT = object()

@@ -1043,6 +1043,8 @@ class Trainer:
         if self.plateau is not None:
             meta["lr_on_plateau"] = self.plateau.state_dict()
         meta["optimizer_record"] = checkpoint.optimizer_record(self.optimizer)
+        if self.scaler is not None:  # (a disabled one's scale of 1.0 is no enabled one's:
+            meta["loss_scaler_enabled"] = self.scaler.enabled  # check_loss_scaler)
         if any(self.behind.values()):  # (absent: every parameter at the optimiser's count)
             meta["updates_behind"] = {n: k for n, k in self.behind.items() if k}
         if self._number_lr() is not None and self._initial_lr is not None:
@@ -1098,8 +1100,13 @@ class Trainer:
         fresh_prefixes |= {_SLOT_PREFIX.get(slot, f"opt_{slot}") for slot in older}
         own = {k: a for k, a in self.state_arrays().items()
                if k.split("/", 1)[0] not in fresh_prefixes}
-        if self.amp_state is not None and not any(k.startswith("amp/") for k in arrays):
-            # a run switched to fp16-mixed: its loss scale starts afresh, as GradScaler's
+        fresh_scale = checkpoint.check_loss_scaler(
+            meta, self.scaler is not None and self.scaler.enabled, path,
+            allow_changed_settings, how)
+        if self.amp_state is not None and (fresh_scale or
+                                           not any(k.startswith("amp/") for k in arrays)):
+            # a run switched to fp16-mixed (or from a disabled loss scaler, allowed): its loss
+            # scale starts afresh, as GradScaler's
             own = {k: a for k, a in own.items() if not k.startswith("amp/")}
         for key, mine in own.items():
             if key not in arrays:

@@ -761,6 +761,65 @@ def test_a_disabled_loss_scaler_resumed_from_an_enabled_runs_checkpoint(tmp_path
     np.testing.assert_array_equal(disabled.params["w"], enabled.params["w"])
 
 
+def test_an_enabled_loss_scaler_refuses_a_disabled_runs_checkpoint_as_gradscaler(tmp_path):
+    """Review: a gc.Trainer whose LossScaler is enabled resumed from a checkpoint of a run
+    whose scaler was disabled took its scale of 1.0 silently (float16 gradients then
+    underflow); torch's enabled GradScaler refuses a disabled one's state_dict. The header
+    records whether the scaler was enabled: the resume is refused in one line naming the
+    file (nothing changed), allow_changed_settings starts the scale afresh at init_scale, and
+    a checkpoint written before the record (none) loads as before."""
+    from checkpoint_files import rewrite_header
+    if torch is not None:  # the reference: torch's refusal
+        with pytest.raises(RuntimeError, match="saved from a disabled instance"):
+            torch.amp.GradScaler("cpu").load_state_dict(
+                torch.amp.GradScaler("cpu", enabled=False).state_dict())
+    rng = np.random.default_rng(0)
+    x, t = rng.normal(size=(4, 3)).astype(np.float32), rng.normal(size=(4, 1)).astype(np.float32)
+
+    def make(scaler):
+        p = {"w": np.full((3, 1), 0.5, np.float32), "b": np.zeros(1, np.float32)}
+        return gc.Trainer(lambda p, b: gc.mean((b[0] @ p["w"] + p["b"] - b[1]) ** 2), p,
+                          gc.optim.SGD(lr=0.1), [(x, t)] * 4, steps=4,
+                          precision="fp16-mixed", loss_scaler=scaler)
+    disabled = make(gc.amp.LossScaler(enabled=False))
+    for _ in range(2):
+        disabled.train_step()
+    path = str(tmp_path / "ck")
+    disabled.save(path)
+    assert checkpoint.load_saved(path)[1]["loss_scaler_enabled"] is False
+    enabled = make(gc.amp.LossScaler(init_scale=1024.0))
+    enabled.save(str(tmp_path / "enabled"))
+    assert checkpoint.load_saved(str(tmp_path / "enabled"))[1]["loss_scaler_enabled"] is True
+    with pytest.raises(GraphcError) as refused:
+        enabled.resume(path)
+    assert str(refused.value) == (
+        f"{path} was saved with a disabled loss scaler (LossScaler(enabled=False): its scale "
+        "1.0 is no dynamic scale), this run's is enabled; resume with a disabled one, or pass "
+        "allow_changed_settings=True to start the loss scale afresh")
+    assert enabled.step == 0 and float(enabled.amp_state["scale"]) == 1024.0
+    enabled.resume(path, allow_changed_settings=True)
+    assert enabled.step == 2 and float(enabled.amp_state["scale"]) == 1024.0
+    np.testing.assert_array_equal(enabled.params["w"], disabled.params["w"])
+    # a disabled scaler resumes it as before, and a checkpoint without the record loads as
+    # it did (its scale, 1.0); one whose record is not a bool is refused naming the field
+    again = make(gc.amp.LossScaler(enabled=False))
+    again.resume(path)
+    assert again.step == 2 and float(again.amp_state["scale"]) == 1.0
+    rewrite_header(path, lambda header: header.pop("loss_scaler_enabled"))
+    older = make(gc.amp.LossScaler(init_scale=1024.0))
+    older.resume(path)
+    assert older.step == 2 and float(older.amp_state["scale"]) == 1.0
+    rewrite_header(path, lambda header: header.update(loss_scaler_enabled="no"))
+    with pytest.raises(checkpoint.CheckpointError, match="header field loss_scaler_enabled "
+                                                         "must be true or false, got 'no'"):
+        make(gc.amp.LossScaler(init_scale=1024.0)).resume(path)
+    # (a setting of the user's cannot take the field's name)
+    with pytest.raises(GraphcError, match="'loss_scaler_enabled' is a checkpoint header field"):
+        gc.Trainer(lambda p, b: gc.mean(p["w"]), {"w": np.ones(2, np.float32)},
+                   gc.optim.SGD(lr=0.1), [(x, t)], steps=1,
+                   checkpoint_meta={"loss_scaler_enabled": True})
+
+
 def test_loss_scaler_rejects_bad_settings():
     with pytest.raises(GraphcError, match="growth_factor > 1"):
         gc.amp.LossScaler(growth_factor=0.5)
