@@ -232,7 +232,7 @@ def test_a_flag_or_string_argument_not_differentiated_reaches_fn_as_it_is():
     np.testing.assert_allclose(gc.value_and_grad(f)(x, False)[1], 2 * x)
     np.testing.assert_allclose(gc.jacrev(f)(x, True, mode="lin"), np.full(2, 2.0))
     np.testing.assert_allclose(gc.hessian(f)(x, True), 4 * np.eye(2))
-    with pytest.raises(Exception, match="grad: argument 1 is a list, which is not hashable"):
+    with pytest.raises(Exception, match="grad: argument names is a list, which is not hashable"):
         gc.grad(lambda x, names: gc.sum(x))(x, ["a"])
 
 
