@@ -1055,9 +1055,10 @@ class Trainer:
         written = []
 
         def before_replace(tmp):  # (tmp None: a special file, written in place)
+            # the file written read first: the check last, nearest the rename
+            written.append(tmp and file_identity(tmp))
             if check is not None:
                 check()
-            written.append(tmp and file_identity(tmp))
         checkpoint.save(path, self.state_arrays(), meta, before_replace)
         self._saved_to[os.path.realpath(path)] = written[0] or file_identity(path)
 
