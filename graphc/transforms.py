@@ -181,7 +181,11 @@ class Compiled:
             # a callable that binds nothing in a class (`@gc.compile @staticmethod`, a
             # ufunc, a functools.partial) binds nothing compiled either, as before __get__
             return self
-        if not _is_setting(instance) or 0 in self.static_argnums:
+        from .nn import Module  # (graphc.nn imports this module)
+        if not _is_setting(instance) or 0 in self.static_argnums and \
+                not isinstance(instance, Module):
+            # (a Module's self made static by static_argnums=0, as jax.jit's methods are
+            # written, has its settings guarded too: the twin below)
             return types.MethodType(self, instance)
         if self._method is None:
             def method(obj, *args):  # (a Module's own settings guarded, as its children's)
@@ -190,8 +194,9 @@ class Compiled:
                     return fn(obj, *args)
             functools.update_wrapper(method, fn)
             pipeline, fast_math, donate, static, *rest = self._options()[0]
+            static = static if 0 in static else static + (0,)
             self._method = _compiled_again(method,
-                                           (pipeline, fast_math, donate, static + (0,), *rest),
+                                           (pipeline, fast_math, donate, static, *rest),
                                            self.records_on_tape, self.retrace)
             self._method._is_method = True
         return types.MethodType(self._method, instance)

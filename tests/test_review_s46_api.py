@@ -326,3 +326,33 @@ def test_review_eager_grad_reads_fn_s_signature_once(monkeypatch):
     for _ in range(3):
         np.testing.assert_array_equal(g(w, w), w)
     assert calls == []
+
+
+def test_review_a_module_method_compiled_with_static_argnums_0_guards_its_settings():
+    """(r10, review of 837907a) A Module's compiled method whose self was made static by
+    `static_argnums=0` (as jax.jit's methods are written) went on without the guard on its
+    own settings: after m.scale = 3.0 the plan kept 1.0, where the same method compiled
+    without static_argnums traces again."""
+    import functools
+
+    class Scaled(nn.Module):
+        def __init__(self):
+            super().__init__()
+            self.scale = 1.0
+
+        @functools.partial(gc.compile, static_argnums=0)
+        def f(self, x):
+            return x * self.scale
+
+        @functools.partial(gc.compile, static_argnums=(0, 2))
+        def g(self, x, k):
+            return x * self.scale + k
+
+    m, x = Scaled(), np.arange(3, dtype=np.float32)
+    np.testing.assert_array_equal(m.f(x), x)
+    np.testing.assert_array_equal(m.g(x, 1), x + 1)
+    m.scale = 3.0
+    np.testing.assert_array_equal(m.f(x), x * 3)
+    np.testing.assert_array_equal(m.g(x, 1), x * 3 + 1)
+    np.testing.assert_array_equal(m.f(x), x * 3)
+    assert len(Scaled.__dict__["f"]._method.recompiles) == 1
