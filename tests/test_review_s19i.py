@@ -18,6 +18,7 @@ import re
 import signal
 import subprocess
 import sys
+import threading
 import time
 from pathlib import Path
 
@@ -302,9 +303,23 @@ def test_a_save_refused_on_rank_0_stops_graphc_train_ranks_2_together(tmp_path):
         if line.startswith("step 5:"):
             break
     ckpt = out_dir / "checkpoint.npz"
-    (tmp_path / "other.npz").write_bytes(b"another run's checkpoint")
-    os.replace(tmp_path / "other.npz", ckpt)  # as that run's save does
-    out, err = _finish(proc)
+    # put again until the run ends (r10): one landing between a save's check and its rename
+    # (not detected) is replaced by that save, and the run went on for LONG's steps, past
+    # _finish's 120 s; the next one is refused at the save after it
+    ended = threading.Event()
+
+    def put_theirs():
+        while not ended.is_set():
+            (tmp_path / "other.npz").write_bytes(b"another run's checkpoint")
+            os.replace(tmp_path / "other.npz", ckpt)  # as that run's save does
+            ended.wait(0.05)
+    putting = threading.Thread(target=put_theirs)
+    putting.start()
+    try:
+        out, err = _finish(proc)
+    finally:
+        ended.set()
+        putting.join()
     assert proc.returncode == 2, err
     # (s46) this run's state, kept beside OUT: at the first save after the replace, step 10
     # where this test's reader kept up with the run, a later one where it did not (r5: the
