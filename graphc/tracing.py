@@ -398,8 +398,11 @@ def called(who, fn, args, kwargs=None):
             # signature refuses one fn lacks, where the call's TypeError names it)
             target, given = fn.func, (*fn.args, *args)
             keywords = {**fn.keywords, **kwargs}
-        try:
-            inspect.signature(called_function(target)[0]).bind(*given, **keywords)
+        try:  # (the callable's own parameters, not those of a function it wraps: a
+            # functools.wraps(f) wrapper supplying one of f's arguments binds without it, and
+            # a TypeError from its body was reported as f's missing argument)
+            inspect.signature(called_function(target)[0], follow_wrapped=False).bind(
+                *given, **keywords)
         except TypeError as exc:
             raise GraphcError(f"{who}: {exc}", (user_location(),)) from None
         except ValueError:  # (no signature to bind against)
@@ -452,10 +455,12 @@ def eval_shape(fn, *args):
     # a Python float argument is weakly typed, as jax.jit's and gc.compile's
     args = [Spec((), np.dtype(np.float64), weak=True) if type(a) is float else a for a in args]
 
+    who = f"eval_shape of {function_name(fn)}"
+
     def shapes_only(*values):  # nothing runs, so a layer's buffer update (BatchNorm in
         # training mode) is dropped, not refused for want of a place to write it
         with collect_buffer_updates():
-            return fn(*values)
+            return called(who, fn, values)  # (fn's own parameters bound, not this wrapper's)
     graph = trace(functools.update_wrapper(shapes_only, fn, updated=()), *args,  # fn's names
-                  who=f"eval_shape of {function_name(fn)}")
+                  who=who)
     return unflatten(graph.output_tree, [Spec(tuple(o.shape), o.dtype) for o in graph.outputs])

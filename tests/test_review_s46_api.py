@@ -241,6 +241,14 @@ def test_a_transformed_function_called_with_arguments_it_does_not_take_is_one_li
     with pytest.raises(TypeError, match="has no len"):
         gc.grad(body_error)(w, x)
 
+    @functools.wraps(_loss)  # (review r10: the wrapper binds (w, x); _loss wants n too)
+    def supplying_n(w, x):
+        return _loss(w, x, 2.0) + len(3)
+    with pytest.raises(TypeError, match="has no len"):
+        gc.grad(supplying_n)(w, x)
+    with pytest.raises(TypeError, match="has no len"):
+        gc.vmap(supplying_n, in_axes=(None, 0))(w, x)
+
 
 @pytest.mark.parametrize("call, message", [
     # (accepted, and refused only at the first call: 'compiled int: 3 is not a callable
