@@ -383,6 +383,18 @@ def refuse_foreign_argument(prefix: str, fn, args, kwargs=None, names=None, locs
                                   locs or (user_location(),))
 
 
+def call_signature(fn) -> inspect.Signature:
+    """The parameters a call of fn binds to: fn's own, not those of a function it wraps
+    (a functools.wraps(f) wrapper supplying one of f's arguments takes one fewer: bound
+    against f's, its valid calls were refused and its body's TypeError reported as f's
+    missing argument); a pass-through wrapper's (only *args and **kwargs), the wrapped
+    function's. ValueError where fn has no signature."""
+    own = inspect.signature(fn, follow_wrapped=False)
+    if all(p.kind in (p.VAR_POSITIONAL, p.VAR_KEYWORD) for p in own.parameters.values()):
+        return inspect.signature(fn)
+    return own
+
+
 def called(who, fn, args, kwargs=None):
     """fn(*args, **kwargs), a transformation's call of the user's function: where fn does
     not take those arguments (one too few or too many, a keyword it lacks), one GraphcError
@@ -398,11 +410,8 @@ def called(who, fn, args, kwargs=None):
             # signature refuses one fn lacks, where the call's TypeError names it)
             target, given = fn.func, (*fn.args, *args)
             keywords = {**fn.keywords, **kwargs}
-        try:  # (the callable's own parameters, not those of a function it wraps: a
-            # functools.wraps(f) wrapper supplying one of f's arguments binds without it, and
-            # a TypeError from its body was reported as f's missing argument)
-            inspect.signature(called_function(target)[0], follow_wrapped=False).bind(
-                *given, **keywords)
+        try:
+            call_signature(called_function(target)[0]).bind(*given, **keywords)
         except TypeError as exc:
             raise GraphcError(f"{who}: {exc}", (user_location(),)) from None
         except ValueError:  # (no signature to bind against)

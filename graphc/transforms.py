@@ -36,10 +36,10 @@ from runtime.eager import Tensor, WeakTensor, collect_buffer_updates, is_grad_en
 
 from .advice import (argnums_holding, differentiated_number, hashable, naming_position,
                      probe_uses, static_advice, unhashable_kind)
-from .tracing import (ForeignArgument, Spec, arg_names, called, called_function, flatten,
-                      function_name, leaf_count, leaf_input_names, leaves_and_structure,
-                      leaves_like, refuse_foreign_argument, to_spec, trace, tree_map,
-                      unflatten)
+from .tracing import (ForeignArgument, Spec, arg_names, call_signature, called,
+                      called_function, flatten, function_name, leaf_count, leaf_input_names,
+                      leaves_and_structure, leaves_like, refuse_foreign_argument, to_spec,
+                      trace, tree_map, unflatten)
 from .weak_calls import check_weak_ints
 
 log = logging.getLogger("graphc")
@@ -289,7 +289,7 @@ class Compiled:
             return
         target, fname = called_function(self.fn)
         try:  # too few or too many arguments: one line, not a TypeError from inside the trace
-            inspect.signature(target).bind(*[None] * count)
+            call_signature(target).bind(*[None] * count)
         except TypeError as exc:
             raise GraphcError(f"compiled {fname}: {exc}", (user_location(),)) from None
         except ValueError:  # no signature to bind against: fn's call says what is wrong
@@ -659,7 +659,7 @@ class Compiled:
         passed by keyword takes its default. f(x, y=y) is then the call f(x, y)."""
         target, fname = called_function(self.fn)
         try:
-            signature = inspect.signature(target)
+            signature = call_signature(target)
             bound = signature.bind(*args, **kwargs)
         except TypeError as exc:
             raise GraphcError(f"compiled {fname}: {exc}", (user_location(),)) from None

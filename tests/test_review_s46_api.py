@@ -364,3 +364,30 @@ def test_review_a_module_method_compiled_with_static_argnums_0_guards_its_settin
     np.testing.assert_array_equal(m.g(x, 1), x * 3 + 1)
     np.testing.assert_array_equal(m.f(x), x * 3)
     assert len(Scaled.__dict__["f"]._method.recompiles) == 1
+
+
+def test_a_wrapper_is_called_with_its_own_parameters():
+    """gc.compile of a functools.wraps(f) wrapper that supplies one of f's arguments was
+    refused at its valid call ('compiled f: missing a required argument: 'n''), its
+    signature read through __wrapped__ (f's); a pass-through wrapper (*args, **kwargs)
+    still binds as the function it wraps (keywords mapped to f's positions)."""
+    def f(a, n):
+        return a * n
+
+    @functools.wraps(f)
+    def supplying_n(a):
+        return f(a, 2.0)
+
+    def passing_through(g):
+        @functools.wraps(g)
+        def inner(*args, **kwargs):
+            return g(*args, **kwargs)
+        return inner
+    x = np.ones(2)
+    np.testing.assert_array_equal(gc.compile(supplying_n)(x), 2 * x)
+    np.testing.assert_array_equal(gc.grad(lambda a: gc.sum(supplying_n(a)))(x), [2.0, 2.0])
+    with pytest.raises(gc.GraphcError, match="^compiled f: too many positional arguments"):
+        gc.compile(supplying_n)(x, 3.0)
+    np.testing.assert_array_equal(gc.compile(passing_through(f))(x, n=3.0), 3 * x)
+    with pytest.raises(gc.GraphcError, match="^compiled f: missing a required argument: 'n'"):
+        gc.compile(passing_through(f))(x)
