@@ -265,6 +265,12 @@ def test_a_transformed_function_called_with_arguments_it_does_not_take_is_one_li
     (lambda: gc.zeros((2, 3), 3), r"^zeros: dtype 3 is not a dtype; the shape is the first "),
     (lambda: gc.ones(2, dtype=3), r"^ones: the shape is one argument, ones\(\(2, 3\)\)"),
     (lambda: gc.ones((2,), "float32", 4), r"^ones takes \(shape, dtype\), as numpy's; got 3 "),
+    # (review r11: torch's own spelling, sizes spread beside a keyword dtype, was Python's
+    # raw TypeError, "zeros() got multiple values for argument 'dtype'")
+    (lambda: gc.zeros(2, 3, dtype="float32"), r"^zeros: the shape is one argument, "
+     r"zeros\(\(2, 3\), dtype='float32'\)"),
+    (lambda: gc.ones((2,), 3, dtype="int32"), r"^ones takes \(shape, dtype\), as numpy's; got 2 "
+     r"positional arguments and the keyword dtype 'int32'\n"),
 ])
 def test_torch_and_jax_spellings_graphc_does_not_take_are_one_line_where_given(call, message):
     with pytest.raises(gc.GraphcError, match=message):

@@ -2592,14 +2592,39 @@ def check_fits_dtype(what, value, dtype):
             _fail(f"{what} {value!r} does not fit in {dtype}")
 
 
-def zeros(shape, dtype="float32", *more):
-    _refuse_spread_shape("zeros", shape, dtype, more)
-    return full(shape, 0, dtype)
+class _DefaultDtype(str):
+    """zeros'/ones' default dtype, 'float32' (as their signature shows it), told apart by
+    identity from a dtype given by keyword."""
 
 
-def ones(shape, dtype="float32", *more):
-    _refuse_spread_shape("ones", shape, dtype, more)
-    return full(shape, 1, dtype)
+_NO_DTYPE = _DefaultDtype("float32")
+
+
+def zeros(shape, *dtype_or_sizes, dtype=_NO_DTYPE):
+    return full(shape, 0, _shape_and_dtype("zeros", shape, dtype_or_sizes, dtype))
+
+
+def ones(shape, *dtype_or_sizes, dtype=_NO_DTYPE):
+    return full(shape, 1, _shape_and_dtype("ones", shape, dtype_or_sizes, dtype))
+
+
+def _shape_and_dtype(name, shape, args, dtype):
+    """zeros'/ones' dtype, numpy's zeros(shape, dtype) or zeros(shape, dtype=dtype); torch's
+    zeros(2, 3, dtype=torch.float32) (its sizes spread beside a keyword dtype) was Python's
+    raw TypeError ('got multiple values for argument 'dtype''), now the line below."""
+    if dtype is _NO_DTYPE:
+        if not args:
+            return "float32"
+        dtype, args = args[0], args[1:]
+    elif args:
+        sizes = (shape, *args)
+        if builtins.all(is_int(k) and not isinstance(k, (bool, np.bool_)) for k in sizes):
+            _fail(f"{name}: the shape is one argument, {name}({tuple(int(k) for k in sizes)}, "
+                  f"dtype={dtype!r}), as numpy's (torch's {name}(*size) spreads it)")
+        _fail(f"{name} takes (shape, dtype), as numpy's; got {len(sizes)} positional "
+              f"arguments and the keyword dtype {dtype!r}")
+    _refuse_spread_shape(name, shape, dtype, args)
+    return dtype
 
 
 def _refuse_spread_shape(name, shape, dtype, more=()):
