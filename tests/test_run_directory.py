@@ -339,12 +339,15 @@ def test_a_second_trainer_in_this_process_is_told_another_trainer_holds_the_dire
 _PROBE = ("import fcntl, os, sys, time\nfd = os.open(sys.argv[1], os.O_RDWR)\n"
           "try:\n    fcntl.{how}(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)\n"
           "except OSError:\n    print('held', flush=True)\n    sys.exit()\n"
-          "os.write(fd, b'%d\\n' % os.getpid()); print('taken', flush=True); {then}\n")
+          "os.ftruncate(fd, 0); os.write(fd, b'%d\\n' % os.getpid())\n"
+          "print('taken', flush=True); {then}\n")
 
 
 def _other_process(run, how="lockf", then="pass"):
     """Another process taking RUN's lock (`how`: lockf, as graphc does now, or flock, as a
-    graphc before session 43 did) and doing `then` while it holds it."""
+    graphc before session 43 did) and doing `then` while it holds it. It writes its pid
+    over the file's content, as graphc does (without the truncation, a holder's longer pid
+    left its last digits: '2933\\n\\n' where this process's pid had one digit more)."""
     return subprocess.Popen([sys.executable, "-c", _PROBE.format(how=how, then=then),
                              os.path.join(run, LOCK_NAME)], stdout=subprocess.PIPE, text=True)
 
