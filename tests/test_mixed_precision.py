@@ -735,20 +735,23 @@ def test_a_disabled_loss_scaler_passes_through_as_torchs_grad_scaler():
     np.testing.assert_allclose(half.params["w"], plain.params["w"], rtol=1e-2)
 
 
+def _fp16_regression(scaler):
+    """A gc.Trainer of a linear regression at fp16-mixed with `scaler`, on fixed data."""
+    rng = np.random.default_rng(0)
+    x, t = rng.normal(size=(4, 3)).astype(np.float32), rng.normal(size=(4, 1)).astype(np.float32)
+    p = {"w": np.full((3, 1), 0.5, np.float32), "b": np.zeros(1, np.float32)}
+    return gc.Trainer(lambda p, b: gc.mean((b[0] @ p["w"] + p["b"] - b[1]) ** 2), p,
+                      gc.optim.SGD(lr=0.1), [(x, t)] * 4, steps=4, precision="fp16-mixed",
+                      loss_scaler=scaler)
+
+
 def test_a_disabled_loss_scaler_resumed_from_an_enabled_runs_checkpoint(tmp_path):
     """Review of b6d5048: a gc.Trainer at fp16-mixed with LossScaler(enabled=False) resumed
     from a checkpoint of a run whose scaler was enabled loaded its scale (1024) into the
     disabled scaler's state, and the reported loss was divided by it (0.0014858 for
     1.5214844), where the disabled scaler had scaled nothing; GradScaler(enabled=False)'s
     load_state_dict loads nothing, its scale stays 1.0, as the README says of this one."""
-    rng = np.random.default_rng(0)
-    x, t = rng.normal(size=(4, 3)).astype(np.float32), rng.normal(size=(4, 1)).astype(np.float32)
-
-    def make(scaler):
-        p = {"w": np.full((3, 1), 0.5, np.float32), "b": np.zeros(1, np.float32)}
-        return gc.Trainer(lambda p, b: gc.mean((b[0] @ p["w"] + p["b"] - b[1]) ** 2), p,
-                          gc.optim.SGD(lr=0.1), [(x, t)] * 4, steps=4,
-                          precision="fp16-mixed", loss_scaler=scaler)
+    make = _fp16_regression
     enabled = make(gc.amp.LossScaler(init_scale=1024.0))
     for _ in range(2):
         enabled.train_step()
@@ -773,14 +776,7 @@ def test_an_enabled_loss_scaler_refuses_a_disabled_runs_checkpoint_as_gradscaler
         with pytest.raises(RuntimeError, match="saved from a disabled instance"):
             torch.amp.GradScaler("cpu").load_state_dict(
                 torch.amp.GradScaler("cpu", enabled=False).state_dict())
-    rng = np.random.default_rng(0)
-    x, t = rng.normal(size=(4, 3)).astype(np.float32), rng.normal(size=(4, 1)).astype(np.float32)
-
-    def make(scaler):
-        p = {"w": np.full((3, 1), 0.5, np.float32), "b": np.zeros(1, np.float32)}
-        return gc.Trainer(lambda p, b: gc.mean((b[0] @ p["w"] + p["b"] - b[1]) ** 2), p,
-                          gc.optim.SGD(lr=0.1), [(x, t)] * 4, steps=4,
-                          precision="fp16-mixed", loss_scaler=scaler)
+    make = _fp16_regression
     disabled = make(gc.amp.LossScaler(enabled=False))
     for _ in range(2):
         disabled.train_step()
@@ -816,7 +812,7 @@ def test_an_enabled_loss_scaler_refuses_a_disabled_runs_checkpoint_as_gradscaler
     # (a setting of the user's cannot take the field's name)
     with pytest.raises(GraphcError, match="'loss_scaler_enabled' is a checkpoint header field"):
         gc.Trainer(lambda p, b: gc.mean(p["w"]), {"w": np.ones(2, np.float32)},
-                   gc.optim.SGD(lr=0.1), [(x, t)], steps=1,
+                   gc.optim.SGD(lr=0.1), [()], steps=1,
                    checkpoint_meta={"loss_scaler_enabled": True})
 
 
