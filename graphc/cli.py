@@ -617,23 +617,14 @@ def _sample_pretrained(args) -> int:
     return _print_stream(text, tokenizer.decode_stream(ids))
 
 
-class _NoStdout:
-    """Where a sample goes without a stdout (`graphc sample >&-`): nowhere."""
-
-    def write(self, text):
-        return len(text)
-
-    def flush(self):
-        pass
-
-
 def _print_stream(text, pieces) -> int:
     """The prompt, each sampled token's text as it comes (nothing is kept, so --tokens can
     be as large as the reader cares to read, and each token shows as soon as it is
     sampled), then a newline. A reader that stops (`| head`) ends the command quietly with
     the status of a process SIGPIPE ended, as `yes | head` leaves. No stdout (`>&-`,
     sys.stdout None): the text is discarded, as print() discards it, status 0."""
-    out = sys.stdout if sys.stdout is not None else _NoStdout()
+    from .trainer import _ReaderAwareStdout  # (over no stream: discards, as print() does)
+    out = sys.stdout if sys.stdout is not None else _ReaderAwareStdout(None)
     try:
         for piece in itertools.chain((text,), pieces, ("\n",)):
             out.write(piece)

@@ -125,6 +125,11 @@ CHECKPOINT = "checkpoint.npz"
 _SLOT_PREFIX = {"m": "adam_m", "v": "adam_v", "v_max": "adam_v_max"}
 
 
+def _slot_prefix(slot: str) -> str:
+    """The checkpoint's member prefix of optimiser slot `slot` (adam_m/..., opt_momentum/...)."""
+    return _SLOT_PREFIX.get(slot, f"opt_{slot}")
+
+
 class TrainingDiverged(GraphcError):
     """Training produced a NaN or an Inf; nothing non-finite was saved."""
 
@@ -924,7 +929,7 @@ class Trainer:
         """Parameters and optimiser slots under their checkpoint names."""
         arrays = {f"param/{n}": self.params[n] for n in self.names}
         for slot in _slots(self.optimizer):
-            prefix = _SLOT_PREFIX.get(slot, f"opt_{slot}")
+            prefix = _slot_prefix(slot)
             arrays.update({f"{prefix}/{n}": self.state[slot][n] for n in self.names})
         if not isinstance(self.optimizer, optim.Optimizer):
             arrays.update(self._other_state()[1])
@@ -936,7 +941,7 @@ class Trainer:
     def non_finite(self) -> str | None:
         """The first parameter, optimiser or buffer array holding a NaN or an Inf, or None."""
         arrays = self.state_arrays()
-        prefixes = ["param"] + [_SLOT_PREFIX.get(s, f"opt_{s}") for s in _slots(self.optimizer)]
+        prefixes = ["param"] + [_slot_prefix(s) for s in _slots(self.optimizer)]
         for n in self.names:
             for prefix in prefixes:
                 if not np.isfinite(arrays[f"{prefix}/{n}"]).all():
@@ -1092,13 +1097,13 @@ class Trainer:
         other_class = changed is not None and changed["class"] != type(self.optimizer).__name__
         fresh = [slot for slot in _checkpointed_slots(self.optimizer)
                  if changed is not None and (other_class or slot not in changed["slots"])]
-        fresh_prefixes = {_SLOT_PREFIX.get(slot, f"opt_{slot}") for slot in fresh}
+        fresh_prefixes = {_slot_prefix(slot) for slot in fresh}
         # slots a checkpoint written before the optimiser kept them lacks (SGD's "started"):
         # made below from each parameter's count of updates
         saved_prefixes = {k.split("/", 1)[0] for k in arrays}
         older = [slot for slot in older_slots if slot not in fresh
-                 and _SLOT_PREFIX.get(slot, f"opt_{slot}") not in saved_prefixes]
-        fresh_prefixes |= {_SLOT_PREFIX.get(slot, f"opt_{slot}") for slot in older}
+                 and _slot_prefix(slot) not in saved_prefixes]
+        fresh_prefixes |= {_slot_prefix(slot) for slot in older}
         own = {k: a for k, a in self.state_arrays().items()
                if k.split("/", 1)[0] not in fresh_prefixes}
         fresh_scale = checkpoint.check_loss_scaler(
@@ -1142,7 +1147,7 @@ class Trainer:
             behind = self._checked_behind(meta.get("updates_behind", {}), count)
         restored = {k: arrays[k] for k in own}
         for slot in older:
-            prefix = _SLOT_PREFIX.get(slot, f"opt_{slot}")
+            prefix = _slot_prefix(slot)
             marks = self.optimizer.older_marks(
                 slot, optim.parameter_updates(count, behind, self.names))
             restored.update({f"{prefix}/{n}": mark for n, mark in marks.items()})
@@ -1168,7 +1173,7 @@ class Trainer:
         squared gradients) holding a negative value: a changed or damaged file, which
         would turn the weights into NaNs at the first step. (checkpoint.load refuses NaNs
         and Infs.)"""
-        never_negative = {f"{_SLOT_PREFIX.get(s, f'opt_{s}')}/"
+        never_negative = {f"{_slot_prefix(s)}/"
                           for s in getattr(self.optimizer, "non_negative_slots", ())}
         for key, values in arrays.items():
             # (the prefix up to the first "/": a parameter's own name may hold more)
@@ -1288,8 +1293,7 @@ class Trainer:
         wanted = {k: (a.shape, a.dtype) for k, a in self.state_arrays().items()}
         # a float32 run's checkpoint has no loss scale: restore() starts it afresh; another
         # optimiser's lacks slots of this one's, which restore() refuses or starts afresh
-        slots = {_SLOT_PREFIX.get(slot, f"opt_{slot}")
-                 for slot in _checkpointed_slots(self.optimizer)}
+        slots = {_slot_prefix(slot) for slot in _checkpointed_slots(self.optimizer)}
         optional = [k for k in wanted if k.startswith("amp/") or k.split("/", 1)[0] in slots]
         arrays, meta = checkpoint.load_arrays(path, wanted, optional,
                                               strict_params=not allow_changed_settings)
@@ -1425,7 +1429,7 @@ class Trainer:
             structure, names = self._other_state()
             self.state = initial if fresh else unflatten(structure, [arrays[k] for k in names])
         for slot in _slots(self.optimizer):
-            prefix = _SLOT_PREFIX.get(slot, f"opt_{slot}")
+            prefix = _slot_prefix(slot)
             for n in self.names:
                 self.state[slot][n] = initial[slot][n] if slot in fresh else \
                     arrays[f"{prefix}/{n}"]
@@ -1972,6 +1976,8 @@ class _ReaderAwareStdout:
         return _ReaderAwareStdout(self.stream.buffer, text=self)
 
     def write(self, text):
+        if self.stream is None:  # (no stdout, `graphc sample >&-`: discarded, as print() does)
+            return len(text)
         try:
             return self.stream.write(text)
         except BrokenPipeError:
