@@ -1126,12 +1126,14 @@ class Optimizer:
         (see `marks`): one it no longer keeps left out, one it lacks made from each
         parameter's count of updates (`updates`, name -> int, parameter_updates), as update()
         takes such a state. A new dict where a mark changes (the other slots shared)."""
-        if not self.marks:
+        slots = self.slots
+        left_out = [k for k in self.marks if k in state and k not in slots]
+        lacking = [s for s in self.older_slots if s not in state]
+        if not left_out and not lacking:  # (every step of a run whose settings stay)
             return state
-        followed = {k: v for k, v in state.items() if k not in self.marks or k in self.slots}
-        for slot in self.older_slots:
-            if slot not in followed:
-                followed[slot] = self.older_marks(slot, updates)
+        followed = {k: v for k, v in state.items() if k not in left_out}
+        for slot in lacking:
+            followed[slot] = self.older_marks(slot, updates)
         return followed
 
     def older_marks(self, slot, updates: dict) -> dict:
@@ -1742,8 +1744,8 @@ class BoundOptimizer:
         self.behind = {n: min(behind, count) for n, behind in self.behind.items()}
         # a dampening set from or to 0 since (SGD's "started"): step()'s groups of parameters
         # of different counts read the state's slots by name
-        self.state = self.optimizer.follow_marks(self.state, self.updates)
         updates = self.updates
+        self.state = self.optimizer.follow_marks(self.state, updates)
         counts = {updates[n] for n, g in grads.items() if g is not None}
         for n, g in grads.items():
             if g is None:

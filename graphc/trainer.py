@@ -726,8 +726,10 @@ class Trainer:
             raise GraphcError("Trainer: the optimizer's lr became a ReduceLROnPlateau after "
                               "the Trainer was built, so nothing would step it; create it "
                               "before the Trainer", (user_location(),))
-        if isinstance(self.optimizer, optim.Optimizer):  # (SGD's "started" after a dampening
-            # set from or to 0: made from each parameter's count of updates, or left out)
+        if isinstance(self.optimizer, optim.Optimizer) and self.optimizer.marks:
+            # (SGD's "started" after a dampening set from or to 0: made from each
+            # parameter's count of updates, or left out; no counts read for an optimiser
+            # that keeps no marks, at every step)
             self.state = self.optimizer.follow_marks(self.state, optim.parameter_updates(
                 self.state["count"], self.behind, self.names))
         if isinstance(self.optimizer, optim.Optimizer) and \
