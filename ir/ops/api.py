@@ -2609,37 +2609,26 @@ def ones(shape, *dtype_or_sizes, dtype=_NO_DTYPE):
 
 
 def _shape_and_dtype(name, shape, args, dtype):
-    """zeros'/ones' dtype, numpy's zeros(shape, dtype) or zeros(shape, dtype=dtype); torch's
-    zeros(2, 3, dtype=torch.float32) (its sizes spread beside a keyword dtype) was Python's
-    raw TypeError ('got multiple values for argument 'dtype''), now the line below."""
-    if dtype is _NO_DTYPE:
-        if not args:
-            return "float32"
-        dtype, args = args[0], args[1:]
-    elif args:
-        sizes = (shape, *args)
-        if builtins.all(is_int(k) and not isinstance(k, (bool, np.bool_)) for k in sizes):
-            _fail(f"{name}: the shape is one argument, {name}({tuple(int(k) for k in sizes)}, "
-                  f"dtype={dtype!r}), as numpy's (torch's {name}(*size) spreads it)")
+    """zeros'/ones' dtype: numpy's zeros(shape, dtype) or zeros(shape, dtype=dtype). torch's
+    spread sizes are one line saying where the shape goes (the sizes' tuple where all are
+    ints): zeros(2, 3) read the 3 as a dtype ('unknown dtype 3'), zeros(2, 3, 4) and
+    zeros(2, 3, dtype=...) were Python's raw TypeError."""
+    keyword = dtype is not _NO_DTYPE
+    if not keyword:
+        dtype, args = (args[0], args[1:]) if args else ("float32", ())
+    if not args and not (is_int(dtype) and not isinstance(dtype, (bool, np.bool_))):
+        return dtype
+    sizes = (shape, *args) if keyword and args else (shape, dtype, *args)
+    if builtins.all(is_int(k) and not isinstance(k, (bool, np.bool_)) for k in sizes):
+        given = f", dtype={dtype!r}" if keyword and args else ""
+        _fail(f"{name}: the shape is one argument, {name}({tuple(int(k) for k in sizes)}"
+              f"{given}), as numpy's (torch's {name}(*size) spreads it)"
+              + ("" if given else "; the second is the dtype"))
+    if keyword and args:
         _fail(f"{name} takes (shape, dtype), as numpy's; got {len(sizes)} positional "
               f"arguments and the keyword dtype {dtype!r}")
-    _refuse_spread_shape(name, shape, dtype, args)
-    return dtype
-
-
-def _refuse_spread_shape(name, shape, dtype, more=()):
-    """torch's zeros(2, 3) or zeros(2, 3, 4) (its sizes spread) given numpy's zeros(shape,
-    dtype): the 3 was read as a dtype ('unknown dtype 3'), the 4 a raw TypeError; the line
-    says where the shape goes (the sizes' tuple where all are ints)."""
-    spread = is_int(dtype) and not isinstance(dtype, (bool, np.bool_))
-    if not spread and not more:
-        return
-    sizes = (shape, dtype, *more)
-    if builtins.all(is_int(k) and not isinstance(k, (bool, np.bool_)) for k in sizes):
-        _fail(f"{name}: the shape is one argument, {name}({tuple(int(k) for k in sizes)}), "
-              f"as numpy's (torch's {name}(*size) spreads it); the second is the dtype")
     _fail(f"{name} takes (shape, dtype), as numpy's; got {len(sizes)} arguments, the "
-          f"dtype {dtype!r}" if more else f"{name}: dtype {dtype!r} is not a dtype; the "
+          f"dtype {dtype!r}" if args else f"{name}: dtype {dtype!r} is not a dtype; the "
           "shape is the first argument, the dtype the second (a name such as 'float32')")
 
 
