@@ -75,7 +75,7 @@ number lr (`trainer.optimizer.lr = 0.01`) is likewise an input of the step, read
 step and checkpointed (`optimizer_lr`, see restore); so are the optimiser's other number
 settings (its `hyperparameters`: weight decay, momentum, betas, eps, ...; those of 0 stay
 constants, so one set to or from 0 compiles the step again), checkpointed too
-(`optimizer_settings`). A schedule (the lr's, a setting's) is evaluated at each step with
+(`optimizer_settings`, with its flags: nesterov, maximize, ...). A schedule (the lr's, a setting's) is evaluated at each step with
 the step as a Python int, as .bind() evaluates it, and fed in likewise, so a schedule of one's
 own need not trace and a replaced one compiles nothing again. A decay mask and the trainer's
 clip_norm are guards of the step's plan (gc.optim.Optimizer.update), so a change compiles
@@ -208,7 +208,7 @@ class Trainer:
         # both in the checkpoint header (optimizer_lr) so that a resumed run goes on with
         # the lr it had reached (see restore)
         self._initial_lr = self._number_lr()
-        self._initial_settings = self._number_settings()  # likewise (optimizer_settings)
+        self._initial_settings = self._saved_settings()  # likewise (optimizer_settings)
         self.train_batches = _Batches(train_batches, "train_batches")
         self.eval_batches = None if eval_batches is None else _Batches(eval_batches,
                                                                       "eval_batches")
@@ -737,8 +737,8 @@ class Trainer:
             raise GraphcError(f"Trainer: {type(self.optimizer).__name__}'s settings now need "
                               f"the state slots {sorted(self.optimizer.slots)}, the trainer's "
                               f"state has {sorted(set(self.state) - {'count'})} (a momentum "
-                              "set from or to 0 adds or drops one); set it back, or build the "
-                              "Trainer with it", (user_location(),))
+                              "set from or to 0, amsgrad or centered adds or drops one); set it "
+                              "back, or build the Trainer with it", (user_location(),))
         return lr
 
     def _scheduled(self, name, schedule) -> float:
@@ -1033,6 +1033,10 @@ class Trainer:
         before the rename: read after it, a file another run renamed there meanwhile, as
         the directory was synced, was taken for this run's own and replaced at the next
         save)."""
+        # the state as the optimiser's settings now make it, as the next step takes it (a
+        # dampening set since the last step keeps marks; a setting adding a slot, refused in
+        # one line: the state lacks it, state_arrays' KeyError before)
+        self._checked_optimizer()
         bad = self.non_finite()
         if bad is None:
             bad = next((f"the loss of step {st}" for st, loss in self.history + self.val_history
@@ -1056,7 +1060,7 @@ class Trainer:
             meta["updates_behind"] = {n: k for n, k in self.behind.items() if k}
         if self._number_lr() is not None and self._initial_lr is not None:
             meta["optimizer_lr"] = {"initial": self._initial_lr, "current": self._number_lr()}
-        current = self._number_settings()
+        current = self._saved_settings()
         if current:
             meta["optimizer_settings"] = {"initial": self._initial_settings, "current": current}
         written = []
@@ -1255,31 +1259,45 @@ class Trainer:
         return {name: float(value) for name, value in
                 optim.number_settings(optimizer, optimizer.hyperparameters).items()}
 
+    def _saved_settings(self) -> dict:
+        """The settings a checkpoint records (optimizer_settings): the number ones and the
+        flags (nesterov, maximize, amsgrad, ...), as BoundOptimizer.state_dict's settings,
+        torch's param_groups."""
+        if not isinstance(self.optimizer, optim.Optimizer):
+            return {}
+        return {**self._number_settings(), **optim._flags_of(self.optimizer)}
+
     def _checked_settings(self, saved) -> dict:
-        """The number settings a resumed run goes on with, as _checked_lr's lr: each the
-        checkpoint's current one where this trainer's is the one the run started with (set
-        during the run: `trainer.optimizer.betas = (0.8, 0.99)`, kept as torch's
-        load_state_dict keeps param_groups), this trainer's own where it differs."""
+        """The settings a resumed run goes on with, numbers and flags, as _checked_lr's lr:
+        each the checkpoint's current one where this trainer's is the one the run started
+        with (set during the run: `trainer.optimizer.betas = (0.8, 0.99)`, `.nesterov =
+        True`, kept as torch's load_state_dict keeps param_groups), this trainer's own where
+        it differs. A checkpoint written before the flags were kept has none: the trainer's
+        own flags stay."""
         if saved is None:
             return {}
-        mine = self._number_settings()
+        mine = self._saved_settings()
+        flags = getattr(self.optimizer, "flag_settings", ())
 
         def valid(values):  # each by the optimiser's own rule for the setting
             if not isinstance(values, dict):
                 return False
             try:
-                return all(isinstance(k, str) and _is_number(v)
-                           and self.optimizer.checked_setting(k, v) is not None
-                           for k, v in values.items())
+                return all(isinstance(k, str) and (
+                    isinstance(v, bool) if k in flags else
+                    _is_number(v) and self.optimizer.checked_setting(k, v) is not None)
+                    for k, v in values.items())
             except GraphcError:
                 return False
         if not isinstance(saved, dict) or not all(valid(saved.get(k)) for k in
                                                   ("initial", "current")):
             raise checkpoint.CheckpointError(f"checkpoint header: optimizer_settings must be "
-                                             f"{{'initial': {{name: number}}, 'current': "
-                                             f"{{name: number}}}}, got {saved!r}"[:200])
+                                             f"{{'initial': {{name: value}}, 'current': "
+                                             f"{{name: value}}}} with numbers (flags true or "
+                                             f"false), got {saved!r}"[:200])
         initial, current = saved["initial"], saved["current"]
-        return {name: float(current[name]) for name, value in mine.items()
+        return {name: current[name] if name in flags else float(current[name])
+                for name, value in mine.items()
                 if name in initial and name in current and value == initial[name]
                 and value != current[name]}
 

@@ -473,6 +473,110 @@ def test_resume_goes_on_with_the_settings_set_during_the_run(tmp_path):
     assert other.optimizer.weight_decay == 0.3  # the run's: this trainer started as it did
 
 
+# (graphc's flag, torch's param_groups key, the optimisers built alike, the tolerance
+# against torch: its NAdam keeps mu_product in float32, as test_optim's comparison says)
+FLAGS = [("nesterov", "nesterov", lambda: optim.SGD(lr=0.05, momentum=0.9),
+          lambda p: torch.optim.SGD(p, lr=0.05, momentum=0.9), 1e-12),
+         ("maximize", "maximize", lambda: optim.Adam(lr=0.01),
+          lambda p: torch.optim.Adam(p, lr=0.01), 1e-12),
+         ("decoupled", "decoupled_weight_decay", lambda: optim.NAdam(lr=0.01, weight_decay=0.2),
+          lambda p: torch.optim.NAdam(p, lr=0.01, weight_decay=0.2), 1e-8)]
+
+
+@pytest.mark.parametrize("flag, theirs, make, make_torch, rtol", FLAGS,
+                         ids=[f[0] for f in FLAGS])
+def test_resume_goes_on_with_the_flags_set_during_the_run(tmp_path, flag, theirs, make,
+                                                          make_torch, rtol):
+    """A flag set during the run (`trainer.optimizer.nesterov = True`, torch's
+    `group["nesterov"] = True`) is checkpointed with the number settings and restored as
+    they are: before, the header kept the numbers only, and the resumed run went on with the
+    constructor's flag while the lr set at the same step was kept."""
+    path = str(tmp_path / "c.npz")
+
+    def changed(t):  # the script's change at step 4
+        t.optimizer.lr = t.optimizer.lr * 0.5
+        setattr(t.optimizer, flag, True)
+    whole = trainer(make())
+    first = trainer(make())
+    for t, steps in ((whole, 10), (first, 6)):
+        while t.step < steps:
+            if t.step == 4:
+                changed(t)
+            t.train_step()
+    first.save(path)
+    assert header(first, path)["optimizer_settings"]["current"][flag] is True
+    assert header(first, path)["optimizer_settings"]["initial"][flag] is False
+    resumed = trainer(make())  # the same script started again
+    resumed.resume(path)
+    assert getattr(resumed.optimizer, flag) is True
+    while resumed.step < 10:
+        resumed.train_step()
+    assert_params(resumed.params, whole.params, rtol=0)  # bit for bit
+    want = torch_run(make_torch, 10, {4: {"lr": whole.optimizer.lr, theirs: True}})
+    assert_params(resumed.params, want, rtol)
+    # (a flag has two values: a trainer built with another than the run started with has
+    # the one the run ended with, which the number settings' rule, its own, keeps)
+
+
+def test_a_checkpoint_without_flags_resumes_with_the_trainers_own(tmp_path):
+    """A header written before the flags were kept (optimizer_settings of numbers only):
+    the trainer's flags stay, its numbers are the checkpoint's."""
+    path = str(tmp_path / "c.npz")
+    t = trainer(optim.SGD(lr=0.05, momentum=0.9))
+    t.train_step()
+    t.optimizer.nesterov, t.optimizer.momentum = True, 0.5
+    t.train_step()
+    arrays, meta = checkpoint.load_arrays(*_saved(t, path))
+    flags = optim._flags_of(t.optimizer)
+    meta["optimizer_settings"] = {k: {n: v for n, v in values.items() if n not in flags}
+                                  for k, values in meta["optimizer_settings"].items()}
+    checkpoint.save(path, arrays, meta)
+    resumed = trainer(optim.SGD(lr=0.05, momentum=0.9))
+    resumed.resume(path)
+    assert resumed.optimizer.nesterov is False and resumed.optimizer.momentum == 0.5
+
+
+def _saved(t, path):
+    t.save(path)
+    return path, {k: (a.shape, a.dtype) for k, a in t.state_arrays().items()}
+
+
+def test_a_bad_flag_in_the_header_and_a_save_the_state_cannot_hold_are_one_line(tmp_path):
+    path = str(tmp_path / "c.npz")
+    t = trainer(optim.SGD(lr=0.05, momentum=0.9))
+    t.train_step()
+    arrays, meta = checkpoint.load_arrays(*_saved(t, path))
+    meta["optimizer_settings"]["current"]["nesterov"] = 1  # not a flag
+    checkpoint.save(path, arrays, meta)
+    with pytest.raises(checkpoint.CheckpointError, match="optimizer_settings must be"):
+        trainer(optim.SGD(lr=0.05, momentum=0.9)).resume(path)
+    # a flag adding a slot the state lacks: the step refuses it, and so does save() (a
+    # KeyError of state_arrays before), leaving the last checkpoint as it was
+    for make, flag in ((lambda: optim.Adam(lr=0.01), "amsgrad"),
+                       (lambda: optim.RMSprop(lr=0.01), "centered")):
+        t = trainer(make())
+        t.train_step()
+        t.save(path)
+        before = open(path, "rb").read()
+        setattr(t.optimizer, flag, True)
+        assert_one_line_error(lambda: t.save(path), "settings now need the state slots", F)
+        assert open(path, "rb").read() == before
+    # a dampening set since the last step: saved with its marks, as the next step makes them
+    t = trainer(optim.SGD(lr=0.05, momentum=0.9))
+    whole = trainer(optim.SGD(lr=0.05, momentum=0.9))
+    for run in (t, whole):
+        run.train_step()
+        run.optimizer.dampening = 0.5
+    t.save(path)
+    resumed = trainer(optim.SGD(lr=0.05, momentum=0.9))
+    resumed.resume(path)
+    assert resumed.optimizer.dampening == 0.5
+    for run in (resumed, whole):
+        while run.step < 4:
+            run.train_step()
+    assert_params(resumed.params, whole.params, rtol=0)
+
+
 def test_a_subclass_reading_its_attributes_keeps_them_guarded():
     """A user's optimiser whose _update_leaf reads self.momentum (written before settings
     were inputs) gets no settings from gc.Trainer: a change recompiles, as before, instead
