@@ -27,6 +27,8 @@ step taken).
 """
 from __future__ import annotations
 
+from collections.abc import Iterable, Mapping
+
 import numpy as np
 
 from ir.errors import GraphcError, user_location
@@ -89,9 +91,29 @@ class LossScaler:
         is scaled in float32, as GradScaler's `loss * scale` promotes it: in float16 the
         scaled loss overflows past 65504 on steps whose gradients are finite (and 2**16, the
         initial scale, is Inf itself). Its gradient is the scale in the loss's dtype, so
-        gradients that overflow still make the step skipped."""
-        _float_value("LossScaler.scale: the loss", loss)
+        gradients that overflow still make the step skipped.
+
+        As GradScaler.scale's `outputs`, `loss` may be a list or tuple of losses (nested at
+        any depth), each scaled so, given back in a container of its type, or another
+        iterable of them (a generator), given back as an iterator of the scaled losses
+        (torch's is a lazy map; each loss here is checked and scaled at the call, so a bad
+        one is refused where it is passed). Disabled, `loss` comes back as it is, a list the
+        very list, as GradScaler(enabled=False)'s."""
         state = _scaler_state("LossScaler.scale", state)
+        return self._scaled(loss, state, "")
+
+    def _scaled(self, loss, state, where):
+        """scale() of `loss`, a loss or a container or iterable of losses at `where` (its
+        index path, [0][1], for messages)."""
+        if isinstance(loss, (list, tuple)) or _iterable_of_losses(loss):
+            given = loss if isinstance(loss, (list, tuple)) else list(loss)
+            scaled = [self._scaled(x, state, f"{where}[{i}]") for i, x in enumerate(given)]
+            if not self.enabled and given is loss:
+                return loss
+            if isinstance(loss, tuple) and hasattr(loss, "_fields"):  # (a namedtuple, which
+                return type(loss)(*scaled)  # torch's type(val)(map) fails to build)
+            return type(loss)(scaled) if given is loss else iter(scaled)
+        _float_value(f"LossScaler.scale: the loss{where}", loss)
         if not self.enabled:
             return loss
         if is_half(loss.dtype):
@@ -145,6 +167,14 @@ class LossScaler:
                 raise GraphcError(f"LossScaler.select: kept has None at {name or 'its root'} "
                                   "where updated has a value", (user_location(),))
         return unflatten(structure, [F.where(finite, a, b) for a, b in zip(new, old)])
+
+
+def _iterable_of_losses(x) -> bool:
+    """Whether scale() takes `x` as an iterable of losses (GradScaler.scale's outputs): an
+    iterable that is no array (an array, a tensor and a traced value have a dtype), no text
+    and no mapping (whose iteration gives its keys: torch's scale refuses them)."""
+    return isinstance(x, Iterable) and not hasattr(x, "dtype") \
+        and not isinstance(x, (str, bytes, Mapping))
 
 
 def _float_value(what, x):

@@ -857,6 +857,62 @@ def test_loss_scaler_refuses_bad_operands_in_one_line():
 
 
 
+@needs_torch
+def test_loss_scaler_scales_a_list_tuple_or_iterable_of_losses_as_gradscaler():
+    """torch.amp.GradScaler.scale takes a tensor or an iterable of them (nested), scaling each
+    and keeping a list's or tuple's type (another iterable: an iterator); scale() refused a
+    list ("got list"). Now each loss is scaled as one alone, against GradScaler's values, in
+    the container given (a namedtuple too, which torch's fails to rebuild); a bad loss among
+    them is one line naming its place; disabled, the list comes back as it is, as torch's."""
+    from collections import namedtuple
+    scaler = gc.amp.LossScaler(init_scale=8.0)
+    theirs = torch.amp.GradScaler("cpu", init_scale=8.0)
+    amp = scaler.init()
+    values = [np.float32(1.5), (np.float32(-2.0), np.float16(0.3)), np.float32(0.25)]
+
+    def as_torch(x):
+        return type(x)(map(as_torch, x)) if isinstance(x, (list, tuple)) \
+            else torch.tensor(x)
+
+    def check(ours, want):
+        if isinstance(want, (list, tuple)):
+            assert type(ours) is type(want) and len(ours) == len(want)
+            for a, b in zip(ours, want):
+                check(a, b)
+        else:
+            np.testing.assert_array_equal(np.asarray(ours), want.numpy())
+            assert np.asarray(ours).dtype == want.numpy().dtype  # (float16 scaled in float32)
+    want = theirs.scale(as_torch(values))
+    check(scaler.scale(values, amp), want)
+    check(scaler.scale(tuple(values), amp), theirs.scale(tuple(as_torch(values))))
+    # another iterable: an iterator of the scaled losses, as torch's map
+    ours = scaler.scale((v for v in values[::2]), amp)
+    assert iter(ours) is ours
+    check(list(ours), list(theirs.scale(v for v in as_torch(values[::2]))))
+    pair = namedtuple("pair", "a b")
+    scaled = scaler.scale(pair(values[0], values[2]), amp)
+    assert type(scaled) is pair and float(scaled.a) == 12.0 and float(scaled.b) == 2.0
+    # traced: the gradient of the scaled losses' sum is the scale times the losses' sum's
+    w = np.array([1.0, 2.0], np.float32)
+    def scaled_losses(w):
+        first, (second,) = scaler.scale((gc.sum(w * w), [gc.sum(w)]), amp)
+        return first + second
+    grad = gc.grad(scaled_losses)(w)
+    np.testing.assert_array_equal(grad, 8.0 * (2 * w + 1))
+    for bad, message in [([values[0], 2.0], r"the loss\[1\] must be a float array, tensor "
+                          "or traced value, got float"),
+                         ([values[0], [values[2], np.array(3)]], r"the loss\[1\]\[1\] must "
+                          "be a float array, tensor or traced value, got dtype int64"),
+                         ({"a": values[0]}, "the loss must be a float array, tensor or "
+                          "traced value, got dict")]:
+        with pytest.raises(GraphcError, match=message) as info:
+            scaler.scale(bad, amp)
+        assert "test_mixed_precision.py" in str(info.value).splitlines()[1]
+    off = gc.amp.LossScaler(enabled=False)
+    assert off.scale(values, off.init()) is values
+    assert torch.amp.GradScaler("cpu", enabled=False).scale(values) is values
+
+
 def test_loss_scaler_select_matches_kept_by_key_and_names_a_nested_gradient():
     """Review of 9927560: select() compared the two pytrees' structures exactly, so a kept
     dict with its keys in another order, or an OrderedDict beside a dict (the same things,
