@@ -69,12 +69,31 @@ def _writeable_grad(p):
 
 
 def _scale(p, factor):
+    """p.grad times the clip coefficient `factor` (a 0-d array of the total norm's dtype), as
+    torch's mul_ by a 0-d tensor: in the gradient's compute dtype (_compute_dtype: float32
+    for a half gradient, which a float32 coefficient is not rounded to float16 for), the
+    product rounded to the gradient's dtype."""
     g = p.grad
     if isinstance(g, Tensor):  # a gradient kept differentiable (backward(create_graph=True))
         p.grad = g * float(factor)
     else:  # in place, as torch's mul_
         g = _writeable_grad(p)
-        g *= np.asarray(factor, g.dtype)
+        compute = _compute_dtype(g.dtype)  # (a float32 or float64 gradient's own: no copy)
+        np.multiply(g.astype(compute, copy=False), np.asarray(factor).astype(compute), out=g)
+
+
+def _compute_dtype(dtype) -> np.dtype:
+    """The dtype torch's CPU kernels compute a `dtype` tensor's elementwise ops and
+    reductions in (its opmath type): float64's own, float32 for float32, float16 and
+    bfloat16."""
+    return np.dtype(np.float64) if np.dtype(dtype) == np.float64 else np.dtype(np.float32)
+
+
+def _rounded(value, dtype) -> np.ndarray:
+    """A float64 `value` rounded to `dtype`, as a torch kernel writing it there: past the
+    dtype's range it is inf (silently, as torch's), below it 0."""
+    with np.errstate(over="ignore", under="ignore"):
+        return np.asarray(value, np.float64).astype(dtype)
 
 
 def clip_grad_norm_(parameters, max_norm: float, norm_type: float = 2.0,
@@ -83,10 +102,19 @@ def clip_grad_norm_(parameters, max_norm: float, norm_type: float = 2.0,
     by min(1, max_norm / (total + 1e-6)), `total` the norm of all of them together (the
     norm_type-norm of their norms, any order torch's takes: inf the largest magnitude, -inf
     the smallest, 0 the count of nonzeros, a negative order's sum(|g|**p)**(1/p), NaN a NaN
-    total and factor), computed in float64 (a total past the gradients' dtype is inf, as
-    torch's computed in that dtype). Returns `total`, a 0-d tensor of the gradients' dtype (float32 for float16 with
-    bfloat16, as torch's; 0 when no parameter has a gradient). `foreach` is accepted and
-    ignored."""
+    total and factor). Returns `total`, a 0-d tensor of the gradients' dtype (float32 for
+    float16 with bfloat16, as torch's; 0 when no parameter has a gradient). `foreach` is
+    accepted and ignored.
+
+    In torch's dtypes (torch's _get_total_norm and _clip_grads_with_norm_): each gradient's
+    norm is rounded to that gradient's dtype (a float16 one's to float16's 3 digits, inf past
+    65504), their norms' norm computed in the dtype they promote to, the coefficient in that
+    dtype as torch's reciprocal(total + 1e-6) * max_norm, and each gradient multiplied by it
+    in its compute dtype. The sums are float64 ones rounded to torch's compute dtype
+    (_vector_norm), which torch accumulates in (float32 for float32 and half gradients: a
+    float32 gradient's squares past float32's range make the norm inf, as torch's); torch's
+    own summation order is not reproduced, so the total is torch's to about an ulp of its
+    dtype, not bit for bit."""
     max_norm = _float_setting("clip_grad_norm_: max_norm", max_norm)
     norm_type = _float_setting("clip_grad_norm_: norm_type", norm_type)
     with_grad = _gradients(parameters, "clip_grad_norm_")
@@ -104,42 +132,49 @@ def clip_grad_norm_(parameters, max_norm: float, norm_type: float = 2.0,
                               f"empty gradient (a parameter of shape {empty}), as torch "
                               "refuses it: set that parameter's .grad to None or use a "
                               "finite norm_type >= 0", (user_location(),))
-    grads = [g.astype(np.float64) for g in grads]
-    # each gradient's norm, then the norm of those, as torch's _get_total_norm
-    total = float(_vector_norm(np.array([_vector_norm(g, norm_type) for g in grads]),
-                               norm_type))
-    with np.errstate(over="ignore"):  # past the gradients' dtype (float16's 65504): inf,
-        # as torch's total computed in that dtype (error_if_nonfinite refuses it, and the
-        # gradients are scaled by max_norm / inf = 0, as torch scales them)
-        if math.isfinite(total) and not np.isfinite(np.asarray(total, dtype)):
-            total = math.inf
-    if error_if_nonfinite and not math.isfinite(total):
+    # each gradient's norm in its dtype (torch's _foreach_norm per dtype group), then the
+    # norm of those, stacked in the dtype they promote to, as torch's _get_total_norm
+    norms = [_vector_norm(g, norm_type) for g in grads]
+    total = _vector_norm(np.array([n.astype(dtype) for n in norms]), norm_type)
+    if error_if_nonfinite and not np.isfinite(total):
         raise GraphcError(f"clip_grad_norm_: the total norm of order {norm_type} of the "
-                          f"gradients is {total}; error_if_nonfinite=False clips anyway",
-                          (user_location(),))
-    factor = min(max_norm / (total + 1e-6), 1.0)  # (NaN for a NaN total, as torch's clamp)
+                          f"gradients is {float(total)}; error_if_nonfinite=False clips "
+                          "anyway", (user_location(),))
+    # torch's clamp(max_norm / (total + 1e-6), max=1.0), its division reciprocal(x) *
+    # max_norm, each op in the total's dtype (NaN for a NaN total, as torch's clamp); the
+    # gradients are scaled by max_norm / inf = 0, as torch scales them
+    compute = _compute_dtype(dtype)
+    shifted = _rounded(total.astype(compute) + compute.type(1e-6), dtype)
+    with np.errstate(divide="ignore"):
+        reciprocal = _rounded(compute.type(1) / shifted.astype(compute), dtype)
+    factor = _rounded(reciprocal.astype(compute) * compute.type(max_norm), dtype)
+    factor = np.where(factor > 1, np.asarray(1, dtype), factor)
     for p in with_grad:
         _scale(p, factor)
-    return Tensor(np.asarray(total, dtype))
+    return Tensor(total)
 
 
 def _vector_norm(x, p: float):
-    """torch.linalg.vector_norm(x, p) of a float64 array for any float order p: clip_grad_norm_
-    refused p <= 0 and NaN, which torch computes. A NaN in x is kept (np.max and np.min
-    propagate it, as torch's); an empty x is the identity of max (0) or min (inf), where
-    torch refuses the +-inf norm of an empty tensor (clip_grad_norm_ refuses an empty
-    gradient's norm of a negative or infinite order before this, as torch does)."""
-    a = np.abs(x)
+    """torch.linalg.vector_norm(x, p) for any float order p, of `x`'s dtype as torch's: the
+    sum of |x|**p made in float64 and rounded to the dtype torch accumulates it in
+    (_compute_dtype: past float32's range a float32 or half x's sum is inf, as torch's), its
+    root rounded to x's dtype (a float16 norm past 65504 is inf). clip_grad_norm_ refused p
+    <= 0 and NaN, which torch computes. A NaN in x is kept (np.max and np.min propagate it,
+    as torch's); an empty x is the identity of max (0) or min (inf), where torch refuses the
+    +-inf norm of an empty tensor (clip_grad_norm_ refuses an empty gradient's norm of a
+    negative or infinite order before this, as torch does)."""
+    a = np.abs(x.astype(np.float64))
     if p == math.inf:
-        return a.max(initial=0.0)
+        return _rounded(a.max(initial=0.0), x.dtype)
     if p == -math.inf:
-        return a.min(initial=math.inf)
+        return _rounded(a.min(initial=math.inf), x.dtype)
     if p == 0:  # the count of nonzeros (|x| ** 0 would count the zeros too)
-        return np.float64(np.count_nonzero(a))
+        return _rounded(np.count_nonzero(a), x.dtype)
     # 0 ** -p is inf, and its sum's ** (1/-p) 0; a power past float64 (1e-200 ** -2,
     # 1e300 ** 3) is inf, and so may be its root: torch's values, silently as torch's
     with np.errstate(divide="ignore", over="ignore"):
-        return np.sum(a ** p) ** (1.0 / p)
+        powers = _rounded(np.sum(a ** p), _compute_dtype(x.dtype))
+        return _rounded(powers.astype(np.float64) ** (1.0 / p), x.dtype)
 
 
 def clip_grad_value_(parameters, clip_value: float, foreach=None) -> None:

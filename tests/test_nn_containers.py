@@ -9,6 +9,7 @@ import torch
 
 import graphc as gc
 from graphc import nn
+from ir.types import finfo
 
 
 class Mixed(nn.Module):
@@ -213,6 +214,81 @@ def test_clip_grad_norm_is_torchs(norm_type, max_norm, dtype):
         if t.grad is not None:
             assert p.grad.dtype == dtype
             np.testing.assert_allclose(p.grad, t.grad.numpy(), rtol=tol, atol=0)
+
+
+def _ulps(ours, theirs, dtype):
+    """|ours - theirs| in units of the last place of `dtype` at theirs (0 where equal)."""
+    ours, theirs = np.asarray(ours, np.float64), np.asarray(theirs, np.float64)
+    exponent = np.floor(np.log2(np.maximum(np.abs(theirs), finfo(dtype).tiny)))
+    return np.where(ours == theirs, 0.0, np.abs(ours - theirs) / (
+        finfo(dtype).eps * 2.0 ** exponent))
+
+
+def _mixed_dtype_pair(rng, dtypes, values):
+    """Parameters of these dtypes, with gradients of `values(size)` (exact in each dtype),
+    graphc's and torch's."""
+    mine, theirs = [], []
+    for dtype in dtypes:
+        g = values(int(rng.integers(1, 300)))
+        t = torch.tensor(g).to(getattr(torch, dtype))
+        p, q = nn.Parameter(np.zeros(g.shape, finfo(dtype).dtype)), \
+            torch.nn.Parameter(torch.zeros_like(t))
+        p.grad, q.grad = g.astype(finfo(dtype).dtype), t
+        mine.append(p)
+        theirs.append(q)
+    return mine, theirs
+
+
+@pytest.mark.parametrize("dtypes", [("float32", "float16"), ("float32", "bfloat16"),
+                                    ("float16", "bfloat16"), ("float64", "float16"),
+                                    ("float32", "float16", "bfloat16", "float16")])
+def test_clip_grad_norm_of_mixed_dtypes_is_torchs_in_their_dtypes(dtypes):
+    """As torch's _get_total_norm, each gradient's norm is in its own dtype (a float16 one's
+    rounded to float16's 11 bits) and their norm in the dtype they promote to; the total was
+    computed in float64, thousands of float32 ulps from torch's (the 4th-5th digit). Now the
+    total is torch's to an ulp of its dtype and the gradients, scaled as torch's mul_ by its
+    clamp(reciprocal(total + 1e-6) * max_norm), bit for bit where the totals are equal (else
+    to the few ulps the total's one makes). The values are multiples of 1/8, so that each dtype's sums of powers
+    are exact and torch's summation order (its own, varying with the CPU's vectors) cannot
+    differ from the exact sum; orders 2, 1, 0 and inf (torch's pow of another order is not
+    correctly rounded)."""
+    for seed in range(8):
+        for norm_type in (2.0, 1.0, 0.0, math.inf):
+            rng = np.random.default_rng(seed)
+            mine, theirs = _mixed_dtype_pair(rng, dtypes,
+                                             lambda n: rng.integers(-63, 64, n) / 8.0)
+            total = nn.utils.clip_grad_norm_(mine, 0.5, norm_type=norm_type)
+            expected = torch.nn.utils.clip_grad_norm_(theirs, 0.5, norm_type=norm_type)
+            dtype = np.asarray(total.data).dtype
+            assert str(expected.dtype) == f"torch.{dtype}"
+            assert _ulps(total.data, expected.double(), dtype) <= 1, (seed, norm_type)
+            for p, q in zip(mine, theirs):
+                assert p.grad.dtype == finfo(str(q.grad.dtype)[6:]).dtype
+                if float(total.data) == expected.item():
+                    np.testing.assert_array_equal(p.grad.astype(np.float64), q.grad.double())
+                else:  # (the total's ulp, then the reciprocal's and the product's rounding)
+                    assert _ulps(p.grad, q.grad.double(), p.grad.dtype).max() <= 3
+
+
+def test_clip_grad_norm_past_a_dtypes_range_is_inf_as_torchs():
+    """A float16 gradient whose norm is past 65504 beside a float32 one, and float32
+    gradients whose squares sum past float32's range: torch's norm is inf (computed in
+    those dtypes) and every gradient is scaled by 0; graphc's float64 total was finite."""
+    rng = np.random.default_rng(0)
+    for dtypes, scale in ((("float32", "float16"), 3000.0), (("float32", "float32"), 1e19)):
+        mine, theirs = _mixed_dtype_pair(rng, dtypes,
+                                         lambda n: np.float32(scale) * (1 + rng.random(n + 500)))
+        given = [p.grad.copy() for p in mine]
+        total = nn.utils.clip_grad_norm_(mine, 1.0)
+        expected = torch.nn.utils.clip_grad_norm_(theirs, 1.0)
+        assert math.isinf(expected.item()) and math.isinf(float(total.data))
+        for p, q in zip(mine, theirs):
+            np.testing.assert_array_equal(p.grad.astype(np.float64), q.grad.double())
+        for p, g in zip(mine, given):
+            p.grad = g
+        with pytest.raises(gc.GraphcError, match="total norm of order 2.0 of the gradients "
+                           "is inf"):
+            nn.utils.clip_grad_norm_(mine, 1.0, error_if_nonfinite=True)
 
 
 @pytest.mark.parametrize("max_norm, norm_type", [
