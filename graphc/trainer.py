@@ -75,9 +75,10 @@ number lr (`trainer.optimizer.lr = 0.01`) is likewise an input of the step, read
 step and checkpointed (`optimizer_lr`, see restore); so are the optimiser's other number
 settings (its `hyperparameters`: weight decay, momentum, betas, eps, ...; those of 0 stay
 constants, so one set to or from 0 compiles the step again), checkpointed too
-(`optimizer_settings`, with its flags: nesterov, maximize, ...). A schedule (the lr's, a setting's) is evaluated at each step with
-the step as a Python int, as .bind() evaluates it, and fed in likewise, so a schedule of one's
-own need not trace and a replaced one compiles nothing again. A decay mask and the trainer's
+(`optimizer_settings`, with its flags: nesterov, maximize, ...). A schedule (the lr's, a
+setting's) is evaluated at each step with the step as a Python int, as .bind() evaluates it,
+and fed in likewise, so a schedule of one's own need not trace and a replaced one compiles
+nothing again. A decay mask and the trainer's
 clip_norm are guards of the step's plan (gc.optim.Optimizer.update), so a change compiles
 the step again; so is gradient_accumulation_steps of both accumulation plans (the micro-batch plan divides
 each micro loss by it; set from or to 1, it switches between the one plan and the two).

@@ -248,10 +248,10 @@ def test_clip_grad_norm_of_mixed_dtypes_is_torchs_in_their_dtypes(dtypes):
     computed in float64, thousands of float32 ulps from torch's (the 4th-5th digit). Now the
     total is torch's to an ulp of its dtype and the gradients, scaled as torch's mul_ by its
     clamp(reciprocal(total + 1e-6) * max_norm), bit for bit where the totals are equal (else
-    to the few ulps the total's one makes). The values are multiples of 1/8, so that each dtype's sums of powers
-    are exact and torch's summation order (its own, varying with the CPU's vectors) cannot
-    differ from the exact sum; orders 2, 1, 0 and inf (torch's pow of another order is not
-    correctly rounded)."""
+    to the few ulps the total's one makes). The values are multiples of 1/8, so that each
+    dtype's sums of powers are exact and torch's summation order (its own, varying with the
+    CPU's vectors) cannot differ from the exact sum; orders 2, 1, 0 and inf (torch's pow of
+    another order is not correctly rounded)."""
     for seed in range(8):
         for norm_type in (2.0, 1.0, 0.0, math.inf):
             rng = np.random.default_rng(seed)
