@@ -8,6 +8,7 @@ import argparse
 import contextlib
 import itertools
 import os
+import re
 import sys
 import warnings
 
@@ -47,6 +48,21 @@ class _Parser(argparse.ArgumentParser):
             (command if extras[0] in after else self).error(
                 f"unrecognized arguments: {' '.join(extras)}")
         return parsed
+
+    # a value that starts with a dash: a number or a size (-5MB, -1e-3, -inf), which is no
+    # option of graphc's (none is a dash and a digit, a dot, `inf` or `nan`)
+    _NEGATIVE_VALUE = re.compile(r"-(?:[0-9.]|inf|nan)", re.IGNORECASE)
+
+    def _parse_optional(self, arg_string):
+        """argparse's, but an argument that looks like a negative number or size and is
+        no option is a value: argparse takes only `-5` and `-.5` so, and `--memory-limit
+        -5MB` or `--lr -1e-3` got `expected one argument` in place of the option's own
+        refusal (`expected a positive number`). Every option parses its value the same way,
+        so it is decided here, once, for all of them."""
+        found = super()._parse_optional(arg_string)
+        if found is not None and found[0] is None and self._NEGATIVE_VALUE.match(arg_string):
+            return None  # (argparse's form of "a positional value")
+        return found
 
     def error(self, message):
         line = f"graphc: error: {message} (see {self.prog} --help)"

@@ -329,6 +329,34 @@ def test_an_unknown_option_points_at_its_subcommands_help(capsys, argv, helps):
                                        f"(see {helps} --help)\n")
 
 
+@pytest.mark.parametrize("argv, says", [
+    (["train", "--memory-limit", "-5MB"],
+     "argument --memory-limit: expected a positive, finite size, got '-5MB'"),
+    (["train", "--memory-limit", "-1.5GiB"],
+     "argument --memory-limit: expected a positive, finite size, got '-1.5GiB'"),
+    (["train", "--lr", "-1e-3"], "argument --lr: expected a positive number, got -0.001"),
+    (["train", "--lr", "-inf"], "argument --lr: expected a finite number, got '-inf'"),
+    (["train", "--min-lr", "-NaN"], "argument --min-lr: expected a finite number, got '-NaN'"),
+    (["train", "--steps", "-1_000"], "argument --steps: expected a positive number, got -1000"),
+    (["train", "--steps", "-3"], "argument --steps: expected a positive number, got -3"),
+    (["dump", "gpt", "--memory-limit", "-3kB"],
+     "argument --memory-limit: expected a positive, finite size, got '-3kB'"),
+    (["sample", "--checkpoint", "c", "--tokens", "-1e3"],
+     "argument --tokens: expected a whole number, got '-1e3'"),
+    (["bench", "--steps", "-2x"], "argument --steps: expected a whole number, got '-2x'"),
+    (["train", "-5MB"], "unrecognized arguments: -5MB")])
+def test_a_negative_value_is_refused_by_its_option_not_taken_for_an_option(capsys, argv,
+                                                                           says):
+    """argparse takes only `-5` and `-.5` for values: `--memory-limit -5MB` or `--lr -1e-3`
+    said "expected one argument", as if the value were missing. Every option's value that
+    starts with a dash and a digit, a dot, inf or nan is now its value, refused by the
+    option's own check (one line, status 2)."""
+    with pytest.raises(SystemExit) as stop:
+        main(argv)
+    assert stop.value.code == 2
+    assert capsys.readouterr().err == f"graphc: error: {says} (see graphc {argv[0]} --help)\n"
+
+
 def test_sample_with_stdout_closed_is_not_a_traceback(tmp_path, text_file):
     """Review of the stdout-closed fix (eval, bench, profile, dump): `graphc sample >&-`
     (sys.stdout None) ended in a traceback, 'NoneType' object has no attribute 'write',
