@@ -14,6 +14,7 @@ import contextlib
 import os
 import re
 import shlex
+import shutil
 import sys
 import time
 from dataclasses import asdict, dataclass, fields
@@ -415,9 +416,7 @@ def _check_out(out: str, writes=("loss.png", "sample.txt")) -> None:
                           f"({os.readlink(out)!r}); pass a directory for the checkpoint")
     for name in writes:
         check_writable(os.path.join(out, name), "--out's")
-    existing = os.path.abspath(out)
-    while not os.path.exists(existing):
-        existing = os.path.dirname(existing)
+    existing = _existing_ancestor(out)
     if not os.path.isdir(existing):
         what = "a file" if existing == os.path.abspath(out) else f"inside {existing}, a file"
         raise GraphcError(f"--out {out!r} is {what}; pass a directory for the checkpoint")
@@ -428,6 +427,33 @@ def _check_out(out: str, writes=("loss.png", "sample.txt")) -> None:
     if reason:
         raise GraphcError(f"--out {out!r}: cannot write into {existing} ({reason}); pass a "
                           "directory you can write into")
+
+
+def _existing_ancestor(out: str) -> str:
+    """`out` made absolute, or the nearest folder above it that exists (what a run that
+    creates it writes into)."""
+    existing = os.path.abspath(out)
+    while not os.path.exists(existing):
+        existing = os.path.dirname(existing)
+    return existing
+
+
+def _check_sample_space(out: str, tokens: int, vocab) -> None:
+    """Refuse, before training, a --sample-tokens whose sample no run could write: it goes
+    whole into OUT/sample.txt (streamed through a temporary file beside it, nothing else
+    grows with it), each token at least the shortest UTF-8 character of the vocabulary, and
+    a character model has no stop token, so all of them are written. 10**12 trained, then
+    sampled for weeks until the disk was full. (A count that fits runs as long as it
+    takes: each token is one step of the model.)"""
+    from ir.types import format_bytes
+    least = tokens * min(len(c.encode("utf-8")) for c in vocab)
+    folder = _existing_ancestor(out)
+    free = shutil.disk_usage(folder).free
+    if least > free:
+        raise GraphcError(f"--sample-tokens {tokens:,} writes at least {format_bytes(least)} "
+                          f"to {os.path.join(out, 'sample.txt')}, but only "
+                          f"{format_bytes(free)} is free on the file system of {folder}; "
+                          "lower --sample-tokens (0: no sample)")
 
 
 def checkpoint_text(data, block_size: int, vocab, checkpoint_path: str):
@@ -553,6 +579,8 @@ def _train_gpt(held, config, data, out, resume, options, sample_tokens, progress
         block = options.get("block_size") or (meta["model"]["block_size"] if meta else
                                               CONFIGS[config]["block_size"])
         text = checkpoint_text(data, block, vocab, ckpt_path)
+        if main_rank and sample_tokens:  # (rank 0 alone writes the sample)
+            _check_sample_space(out, sample_tokens, text.vocab)
         try:
             cfg = model_config(config, len(text.vocab), options,
                                meta["model"] if meta else None)

@@ -357,6 +357,30 @@ def test_a_negative_value_is_refused_by_its_option_not_taken_for_an_option(capsy
     assert capsys.readouterr().err == f"graphc: error: {says} (see graphc {argv[0]} --help)\n"
 
 
+def test_a_sample_no_disk_could_hold_is_refused_before_training(tmp_path, text_file, capsys,
+                                                                 monkeypatch):
+    """`graphc train --sample-tokens 10**12` trained, then sampled for weeks into
+    OUT/sample.txt until the disk was full: a character model has no stop token, so every
+    token is written, each at least one byte. A count whose sample cannot fit in the space
+    free is refused before anything is written; one that fits trains and samples."""
+    import shutil
+    out = tmp_path / "run"
+    assert train(tmp_path, text_file, "--sample-tokens", str(10 ** 15)) == 2
+    line = error_line(capsys)
+    assert line.startswith(f"graphc: error: --sample-tokens 1,000,000,000,000,000 writes at "
+                           f"least 909.49 TiB to {out}/sample.txt, but only ")
+    assert line.endswith(f"is free on the file system of {tmp_path}; lower --sample-tokens "
+                         "(0: no sample)")
+    assert not out.exists()
+    usage = shutil.disk_usage(tmp_path)
+    monkeypatch.setattr(shutil, "disk_usage", lambda path: usage._replace(free=40))
+    assert train(tmp_path, text_file, "--sample-tokens", "41", "--steps", "1") == 2
+    assert "writes at least 41 B to" in error_line(capsys)
+    assert not out.exists()
+    assert train(tmp_path, text_file, "--sample-tokens", "40", "--steps", "1") == 0
+    assert len((out / "sample.txt").read_text()) == 40
+
+
 def test_sample_with_stdout_closed_is_not_a_traceback(tmp_path, text_file):
     """Review of the stdout-closed fix (eval, bench, profile, dump): `graphc sample >&-`
     (sys.stdout None) ended in a traceback, 'NoneType' object has no attribute 'write',
