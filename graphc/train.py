@@ -624,6 +624,7 @@ def _train_gpt(held, config, data, out, resume, options, sample_tokens, progress
         batch += f" x {accumulation} micro-batches ({tokens:,} tokens per step)"
     _say(f"graphc train: {what}, {model.num_parameters():,} parameters, vocab "
          f"{cfg.vocab_size}, {batch}, {tc.steps} steps")
+    untrained = False  # resumed with no step left to train
     # a signal while the step compiles (until fit() stops at step boundaries) stops with one
     # line, as one in training does (SIGTERM ended the process without a word). Not for
     # ranks: one stopping here while another went on into the first evaluation's all-reduce
@@ -660,7 +661,8 @@ def _train_gpt(held, config, data, out, resume, options, sample_tokens, progress
                     _refuse_to_overwrite(ckpt_path)
             if meta:
                 _say(f"resumed from {ckpt_path} at step {trainer.step}")
-                if trainer.step >= tc.steps:
+                untrained = trainer.step >= tc.steps
+                if untrained:
                     _say(f"no steps to train: the checkpoint is at step {trainer.step} and "
                          f"--steps is {tc.steps} (the total, not the steps to add)")
         if signals:  # raised where Python drops exceptions (a weakref callback, a __del__)
@@ -689,6 +691,12 @@ def _train_gpt(held, config, data, out, resume, options, sample_tokens, progress
     trainer.sync_model()
     sample_path = os.path.join(out, "sample.txt")
     before = _file_identity(sample_path)  # (a --resume run's directory may hold an old one)
+    if untrained and sample_tokens > 0 and os.path.lexists(sample_path):
+        # a run that trained nothing changes nothing saved (fit() keeps loss.png likewise):
+        # a sample of the same weights replaced the one there
+        _say(f"{sample_path} is kept as it was, as no step was trained "
+             f"({_command('sample', out)} draws another)")
+        sample_tokens = 0
     try:
         with _signals_stop() as signals:
             loss, tokens = trainer.evaluate_split("val")

@@ -1468,7 +1468,8 @@ class Trainer:
     # ---- the loop ----
     def fit(self, out: str | None = None, progress: bool = True, log=None) -> int:
         """Train to `steps`: evaluate (when eval_batches were given) and save to
-        OUT/checkpoint.npz every eval_every steps and at the end, and draw OUT/loss.png.
+        OUT/checkpoint.npz every eval_every steps and at the end, and draw OUT/loss.png (one
+        already there is kept as it is where no step was left to train).
         Returns 0, or the signal (SIGINT, SIGTERM) that stopped training at a step boundary
         after saving (or came while loss.png was drawn, after the last save); SIGPIPE when
         stdout found its reader gone (`graphc train | head`), after saving likewise. Raises
@@ -1507,14 +1508,17 @@ class Trainer:
             self.mark_good()
             if self.eval_batches is not None and not self.val_history:
                 log(f"step {self.step}: val loss {self.evaluate():.4f}")
+            first = self.step
             stopped = self._loop(ckpt, progress, log, stop, stdout)
+            plot = os.path.join(out, "loss.png") if out else None
             # every rank enters the agreement, also one a late signal stopped alone (the
             # others would wait in its allgather for ever)
             with self._rank_0_writes():
-                if out and not stopped:  # (out: None on the other ranks)
+                # a fit with no step left to train (a finished run resumed) leaves the plot
+                # there as it was: it redrew the same curves over it
+                if plot and not stopped and (self.step > first or not os.path.lexists(plot)):
                     self._hold_again()
-                    plot_losses(self.history, self.val_history,
-                                os.path.join(out, "loss.png"), self.plot_title,
+                    plot_losses(self.history, self.val_history, plot, self.plot_title,
                                 self.plot_ylabel)
                     stopped = stop.signum
         return stopped

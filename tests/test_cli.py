@@ -62,6 +62,33 @@ def test_resume_continues_bit_for_bit(tmp_path, text_file):
     assert meta_a["rng"] == meta_b["rng"]
 
 
+def test_a_resumed_run_with_no_steps_left_changes_no_file(tmp_path, text_file, capsys):
+    """`graphc train --resume` on a checkpoint already at --steps trained nothing, and yet
+    redrew OUT/loss.png and replaced OUT/sample.txt (new files, new mtimes): every file the
+    run saved is now as it was, bytes, inode and mtime, and the line says so. A file not
+    there is written (it replaces nothing)."""
+    assert train(tmp_path, text_file, "--steps", "2") == 0
+    run = tmp_path / "run"
+
+    def files():  # (the lock file holds the pid of the run that holds OUT)
+        return {p.name: (p.read_bytes(), p.stat().st_ino, p.stat().st_mtime_ns)
+                for p in sorted(run.iterdir()) if p.name != ".graphc.lock"}
+
+    before = files()
+    assert sorted(before) == ["checkpoint.npz", "loss.png", "sample.txt"]
+    capsys.readouterr()
+    assert train(tmp_path, text_file, "--steps", "2", "--resume") == 0
+    assert files() == before
+    assert (f"{run}/sample.txt is kept as it was, as no step was trained (graphc sample "
+            f"--checkpoint {run} draws another)") in capsys.readouterr().out
+    (run / "sample.txt").unlink()
+    (run / "loss.png").unlink()
+    assert train(tmp_path, text_file, "--steps", "1", "--resume") == 0
+    assert len((run / "sample.txt").read_text()) == 5
+    assert (run / "loss.png").read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+    assert files()["checkpoint.npz"] == before["checkpoint.npz"]
+
+
 def test_existing_checkpoint_is_not_overwritten_without_resume(tmp_path, text_file, capsys):
     assert train(tmp_path, text_file, "--steps", "2") == 0
     ckpt = tmp_path / "run" / "checkpoint.npz"
