@@ -104,11 +104,19 @@ def file_in_the_way(path: str) -> str | None:
 
 def file_type(path: str) -> str | None:
     """What the existing `path` is when it is not a regular file ("a character device" for
-    /dev/null, "a directory", "a FIFO"...), or None (a regular file, or nothing there):
-    for a message that says what was found instead of a file, not that nothing was."""
+    /dev/null, "a directory", "a FIFO", "a dangling symbolic link (to 'gone.npz')"...), or
+    None (a regular file, or nothing there): for a message that says what was found
+    instead of a file, not that nothing was."""
     try:
         mode = os.stat(path).st_mode
-    except OSError:
+    except OSError as exc:
+        if not os.path.islink(path):
+            return None
+        # the link is there, and what it points at is not (or is a loop of links)
+        if exc.errno in (errno.ENOENT, errno.ENOTDIR):
+            return f"a dangling symbolic link (to {os.readlink(path)!r})"
+        if exc.errno == errno.ELOOP:
+            return f"a symbolic link in a loop of links (to {os.readlink(path)!r})"
         return None
     for test, name in ((stat.S_ISREG, None), (stat.S_ISDIR, "a directory"),
                        (stat.S_ISCHR, "a character device"), (stat.S_ISBLK, "a block device"),

@@ -329,16 +329,38 @@ def test_a_printing_command_with_stdout_closed_is_not_a_traceback(tmp_path, argu
 def test_a_checkpoint_path_that_is_not_a_file_is_said_to_be_what_it_is(tmp_path, capsys,
                                                                       command):
     """`graphc eval --checkpoint /dev/null` said "no checkpoint at '/dev/null'", though the
-    path is there: a device (or a FIFO) is named as what it is. A path not there is as before."""
+    path is there: a device (or a FIFO, a link to nothing) is named as what it is. A path
+    not there is as before."""
     fifo = str(tmp_path / "fifo")
     os.mkfifo(fifo)
+    # a link to nothing, or to a loop of links, was "no checkpoint at" the link's path
+    dangling, loop = str(tmp_path / "ckpt.npz"), str(tmp_path / "loop")
+    os.symlink("moved/ckpt.npz", dangling)
+    os.symlink("loop", loop)
     for path, says in (("/dev/null", "checkpoint '/dev/null' is a character device, not a "
                                      "checkpoint file"),
                        (fifo, f"checkpoint {fifo!r} is a FIFO, not a checkpoint file"),
+                       (dangling, f"checkpoint {dangling!r} is a dangling symbolic link (to "
+                                  "'moved/ckpt.npz'), not a checkpoint file"),
+                       (loop, f"checkpoint {loop!r} is a symbolic link in a loop of links (to "
+                              "'loop'), not a checkpoint file"),
                        (str(tmp_path / "nosuch"),
                         f"no checkpoint at {str(tmp_path / 'nosuch')!r}")):
         assert main([command, "--checkpoint", path]) == 2
         assert error_line(capsys) == f"graphc: error: {says}"
+
+
+def test_resuming_from_a_dangling_checkpoint_link_says_so(tmp_path, text_file, capsys):
+    """--out whose checkpoint.npz is a link to a file not there (moved, an unmounted disk):
+    the --resume run named it "no checkpoint"; the link is left as it is."""
+    run = tmp_path / "run"
+    run.mkdir()
+    os.symlink("/no/such/disk/checkpoint.npz", run / "checkpoint.npz")
+    assert train(tmp_path, text_file, "--resume") == 2
+    assert error_line(capsys) == (f"graphc: error: checkpoint '{run}/checkpoint.npz' is a "
+                                  "dangling symbolic link (to '/no/such/disk/checkpoint.npz'), "
+                                  "not a checkpoint file")
+    assert os.readlink(run / "checkpoint.npz") == "/no/such/disk/checkpoint.npz"
 
 
 @pytest.mark.parametrize("argv, helps", [
