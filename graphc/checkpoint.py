@@ -215,11 +215,16 @@ def check_header_settings(settings: dict) -> None:
     equals the saved one, so it could not resume without allow_changed_settings; an infinity
     is saved as Infinity and compares equal) and no deeper nesting than a header is read
     with. ValueError or TypeError, naming the key."""
-    for key in settings:
-        if key in RUN_FIELDS:
-            whose = "the format's" if key in ("format", "version") else "the trainer's, of the run"
-            raise ValueError(f"{key!r} is a checkpoint header field of its own ({whose}); "
-                             "name the setting otherwise")
+    clashing = sorted(k for k in settings if k in RUN_FIELDS)  # (all named, not the first)
+
+    def whose(key):
+        return "the format's" if key in ("format", "version") else "the trainer's, of the run"
+    if len(clashing) == 1:
+        raise ValueError(f"{clashing[0]!r} is a checkpoint header field of its own "
+                         f"({whose(clashing[0])}); name the setting otherwise")
+    if clashing:
+        raise ValueError(", ".join(f"{k!r} ({whose(k)})" for k in clashing) + " are "
+                         "checkpoint header fields of their own; name the settings otherwise")
     json_header(settings)
     _check_header_values(settings, "", 1)
 
@@ -660,11 +665,15 @@ def _check_meta(meta: dict, path: str):
     # a field this GPTConfig lacks (a newer graphc's, or a damaged header) describes a model
     # that computes otherwise: from_dict dropped it, and sample and eval ran the model
     # without it (no field has ever been removed, so no older checkpoint holds one)
+    # (all of them named: the first alone left the next one to be found after a fix)
     unknown = sorted(set(model) - {f.name for f in fields(GPTConfig)})
     if unknown:
-        bad(f"model.{unknown[0]}", "is not a setting of graphc's GPT (a checkpoint written by "
-            "another graphc version, or a damaged header): the model it describes cannot be "
-            "built")
+        named = ", ".join(f"model.{k}" for k in unknown)
+        raise CheckpointError(
+            f"checkpoint {path!r}: header field{'s' * (len(unknown) > 1)} {named} "
+            f"{'are not settings' if len(unknown) > 1 else 'is not a setting'} of graphc's "
+            "GPT (a checkpoint written by another graphc version, or a damaged header): the "
+            "model it describes cannot be built")
     cfg = GPTConfig.from_dict(model)
     try:
         cfg.validate()

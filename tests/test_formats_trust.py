@@ -188,6 +188,11 @@ def test_parameter_shapes_match_the_model():
     (dict(model={"n_embd": 15}), "n_embd (15) must be a multiple of n_head (2)"),
     # dropped by GPTConfig.from_dict: sampled as a model without the setting
     (dict(model={"rotary": True}), "header field model.rotary is not a setting of graphc's GPT"),
+    # every one named, sorted (the first alone was said)
+    (dict(model={"rotary": True, "alibi": 1, "moe_experts": 8}), "header fields model.alibi, "
+     "model.moe_experts, model.rotary are not settings of graphc's GPT (a checkpoint written "
+     "by another graphc version, or a damaged header): the model it describes cannot be "
+     "built"),
     (dict(step=-3), "header field step must be an integer from 0 to 2**62"),
     (dict(vocab="ab"), "header field vocab must hold 14 distinct characters"),
     (dict(history=[[1, "x"]]), "header field history[0] must be [step from 0 to 2**62, "

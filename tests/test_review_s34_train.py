@@ -164,6 +164,10 @@ def _nested(depth):
     ({"format": "npz"}, "'format' is a checkpoint header field of its own"),
     ({"step": 3}, "'step' is a checkpoint header field of its own"),
     ({"history": []}, "'history' is a checkpoint header field of its own"),
+    # every one named, sorted (the first alone was said)
+    ({"version": 2, "step": 3, "format": "x", "lr": 1}, "'format' \\(the format's\\), 'step' "
+     "\\(the trainer's, of the run\\), 'version' \\(the format's\\) are checkpoint header "
+     "fields of their own; name the settings otherwise"),
     ({"target_loss": float("nan")}, "target_loss is NaN, which never equals itself"),
     ({"a": [1, {"b": np.float32("nan")}]}, r"a\[1\].b is NaN, which never equals itself"),
     ({"deep": _nested(16)}, "deep.a.a.*nests more than 16 levels deep"),
