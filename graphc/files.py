@@ -382,7 +382,8 @@ _TAIL = 1 << 16  # bytes of a file's end that file_identity reads
 
 def file_identity(path: str):
     """What tells the checkpoint now at `path` from another written there since (None: none
-    there): its inode (a file renamed over it is another), its size, and a digest of its last
+    there): its inode (a file renamed over it is another, but for the same bytes: see
+    same_file, which compares two), its size, and a digest of its last
     64 KiB, since a file system may give a removed file's inode to the next one made. Not
     its modification time: a `touch` (a backup or sync tool) changes that alone, and the
     file touched is still the one that was read. The end tells a rewrite in one small read
@@ -409,6 +410,23 @@ def file_identity(path: str):
     except OSError:
         pass
     return st.st_dev, st.st_ino, st.st_size, tail
+
+
+def same_file(recorded, now) -> bool:
+    """Whether the file_identity `now` is of the file recorded as `recorded`: the same
+    identity, or the same bytes renamed over it, as a sync or backup tool replaces a file
+    (a copy written to a temporary and renamed: another inode, the same device, size and
+    end). The end is what tells a rewrite in place already (the inode is the same then):
+    for a checkpoint, the zip's central directory, each member's CRC-32, size and time of
+    writing, and the header last (step, RNG state, every loss of the history), so another
+    run's file differs there, and a copy of this one, replacing nothing of value, does
+    not. Without the end (an unreadable file) the inode must match."""
+    if recorded == now:
+        return True
+    if recorded is None or now is None or recorded[3] is None:
+        return False
+    (device, _, size, end), (device_now, _, size_now, end_now) = recorded, now
+    return (device, size, end) == (device_now, size_now, end_now)
 
 
 def read_error(path: str) -> str | None:

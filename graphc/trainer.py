@@ -114,7 +114,7 @@ from ir.types import is_float
 
 from . import amp, checkpoint, nn, optim
 from .files import LOCK_NAME, check_path, discard_stdout, exclusive_directory, \
-    file_identity, fresh_directory, read_error
+    file_identity, fresh_directory, read_error, same_file
 from .optim import _clip_norm, _count_setting, _flag, _is_number, clip_by_global_norm, \
     global_norm
 from .tracing import flatten, function_name, leaves_and_structure, tree_map, unflatten
@@ -1365,12 +1365,12 @@ class Trainer:
         now = ckpt and file_identity(ckpt)
         real = ckpt and os.path.realpath(ckpt)
         at_save = unlocked is not None
-        if at_save and now != self._fit_found and real not in self._saved_to:
+        if at_save and not same_file(self._fit_found, now) and real not in self._saved_to:
             how = ("by another run during this fit (its file system has no locks to keep "
                    "that run out)" if unlocked else "during this fit by a program that does "
                    f"not take its directory's {LOCK_NAME} (a copy, a sync tool)")
             raise self._not_replacing(f"{ckpt} has been written {how}", at_save)
-        if now and self._saved_to.get(real, now) != now:
+        if now and not same_file(self._saved_to.get(real, now), now):
             # one the user cannot read (chmod 000: EACCES) has no digest of its end, so it
             # differs too: say that, not that another run wrote it
             unreadable = read_error(ckpt)

@@ -471,17 +471,67 @@ def test_fit_replaces_a_resumed_checkpoint_only_touched_since(tmp_path):
     np.testing.assert_array_equal(arrays["param/w"], b.params["w"])
 
 
+def _another_runs_of_the_same_size(tmp_path, path) -> bytes:
+    """The bytes of another run's checkpoint of the size of the one at `path`."""
+    for k in range(2, 10):  # (its losses' digits vary)
+        _trainer(5, lr=k / 100).fit(str(tmp_path / f"other{k}"), progress=False)
+        new = open(tmp_path / f"other{k}" / "checkpoint.npz", "rb").read()
+        if len(new) == os.path.getsize(path):
+            return new
+    raise AssertionError("no other run's checkpoint of the same size")
+
+
+def _renamed_over(path, data) -> None:
+    """`data` written to a temporary and renamed over `path`, as a sync tool replaces a
+    file: another inode."""
+    inode = os.stat(path).st_ino
+    with open(path + ".sync-tmp", "wb") as fh:
+        fh.write(data)
+    os.replace(path + ".sync-tmp", path)
+    assert os.stat(path).st_ino != inode
+
+
+def test_fit_replaces_its_checkpoint_a_sync_tool_renamed_over_with_the_same_bytes(tmp_path):
+    """A sync or backup tool that replaces a file with a copy of it (written to a temporary,
+    renamed over it: another inode, the same bytes) made fit()'s next save refuse the
+    checkpoint as another run's, and the run was moved to RUN.stepN. The same bytes are
+    the same checkpoint: the run goes on saving there. Another run's checkpoint of the same
+    size renamed over it is still refused, and kept."""
+    run, path = str(tmp_path / "run"), str(tmp_path / "run" / "checkpoint.npz")
+    x, copied = np.ones((3, 4), np.float32), []
+
+    def batches(rng):  # after the first save (eval_every=1), before the second
+        if os.path.exists(path) and not copied:
+            _renamed_over(path, open(path, "rb").read())
+            copied.append(True)
+        return (x,)
+    trainer = _fitting(batches, steps=4)
+    assert trainer.fit(run, progress=False) == 0
+    assert copied == [True]
+    arrays, meta = checkpoint.load_saved(path)
+    assert meta["step"] == 4
+    np.testing.assert_array_equal(arrays["param/w"], trainer.params["w"])
+    assert os.listdir(tmp_path) == ["run"]
+
+    run, path = str(tmp_path / "second"), str(tmp_path / "second" / "checkpoint.npz")
+    _trainer(5).fit(run, progress=False)
+    new = _another_runs_of_the_same_size(tmp_path, path)
+    b = _trainer(8)
+    b.resume(run)
+    _renamed_over(path, new)
+    with pytest.raises(GraphcError, match=f"{run}/checkpoint.npz has been written by another "
+                                          "run since this trainer resumed"):
+        b.fit(run, progress=False)
+    assert open(path, "rb").read() == new
+
+
 def test_fit_refuses_a_resumed_checkpoint_rewritten_with_its_inode_size_and_time(tmp_path):
     """Another run's checkpoint at the same inode (a file system reuses a removed file's
     inode), of the same size and with the same modification time, is still another file:
     refused. (Here the other run's bytes are written into the file in place.)"""
     run, path = str(tmp_path / "run"), str(tmp_path / "run" / "checkpoint.npz")
     _trainer(5).fit(run, progress=False)
-    for k in range(2, 10):  # another run's, of the same size (its losses' digits vary)
-        _trainer(5, lr=k / 100).fit(str(tmp_path / f"other{k}"), progress=False)
-        new = open(tmp_path / f"other{k}" / "checkpoint.npz", "rb").read()
-        if len(new) == os.path.getsize(path):
-            break
+    new = _another_runs_of_the_same_size(tmp_path, path)
     b = _trainer(8)
     b.resume(run)
     st = os.stat(path)
