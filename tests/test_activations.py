@@ -198,3 +198,32 @@ def test_leaky_relu_slope_operands_of_xs_half_dtype_and_requiring_grad():
         s = gc.tensor(np.array(0.2, dtype), requires_grad=True)
         gc.sum(gc.leaky_relu(gc.tensor(x.astype(dtype)), s)).backward()
         assert float(s.grad) == -4.75
+
+
+@pytest.mark.parametrize("dtype", ["float32", "float16", "bfloat16"])
+def test_leaky_relu_slope_operand_of_another_dtype_compiled_as_eager(dtype):
+    """A 0-d slope of another real dtype (np.array(0.1, np.float64), float16, int64) passed
+    to a compiled function is traced, an operand: it met x (or x's float32 copy for a half
+    x) as a mix of dtypes and was refused ('mul(f32[6], f64[]): operands must have one
+    dtype'), where eager mode takes it as the number it holds. Now it is cast to the dtype x
+    is computed in, as torch's Scalar slope: torch's values and x's dtype, both modes; a
+    slope that requires grad keeps its gradient, in its own dtype."""
+    half = {"float16": torch.float16, "bfloat16": torch.bfloat16}.get(dtype, torch.float32)
+    x = (np.arange(-12, 12, dtype=np.float32) / 3).astype(dtype)
+    tx = torch.tensor(x.astype(np.float32)).to(half)
+    for slope in (np.array(0.1, np.float64), np.array(0.1, np.float16),
+                  np.array(0.1, np.float32), np.array(2, np.int64)):
+        want = TF.leaky_relu(tx, negative_slope=slope.item()).float().numpy()
+        for got in (gc.leaky_relu(gc.tensor(x), slope).data,
+                    gc.compile(gc.leaky_relu)(x, slope),
+                    gc.compile(lambda x, s: gc.leaky_relu(x, negative_slope=s))(x, slope)):
+            assert got.dtype.name == dtype
+            np.testing.assert_array_equal(got.astype(np.float32), want)
+    # the slope's gradient: the sum of the negative x, in the slope's float64
+    s = gc.tensor(np.array(0.1, np.float64), requires_grad=True)
+    gc.sum(gc.leaky_relu(gc.tensor(x), s)).backward()
+    assert s.grad.dtype == np.float64
+    want = float(np.sum(x.astype(np.float32)[x.astype(np.float32) < 0]))
+    np.testing.assert_allclose(float(s.grad), want, rtol=1e-6)
+    got = gc.compile(gc.grad(lambda s: gc.sum(gc.leaky_relu(x, s))))(np.array(0.1))
+    np.testing.assert_allclose(float(got), want, rtol=1e-6)

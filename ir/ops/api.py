@@ -1587,12 +1587,16 @@ def leaky_relu(x, negative_slope=0.01):
         _fail(f"leaky_relu: negative_slope must be a number, got a value of shape "
               f"{tuple(negative_slope.shape)}")
     negative_slope = negative_slope if number is None else number
+    # a slope operand (traced: a compiled function's 0-d argument, a vmapped slope; or a
+    # tensor that requires grad) is torch's Scalar too, whatever its real dtype: cast to the
+    # dtype x is computed in, as torch's kernel converts its slope (float64 0.1 rounded to
+    # float32; a half one exact in float32), where it met x as a mix of dtypes (float32 x and
+    # a float64 slope were refused compiled, taken eagerly). The cast keeps its gradient.
+    computed_in = np.dtype("float32") if is_half(_dtype(x)) else _dtype(x)
+    if number is None and is_float(computed_in) and _dtype(negative_slope) != computed_in:
+        negative_slope = cast(negative_slope, computed_in)
     if is_half(_dtype(x)):  # in float32, rounded once, as torch's: the slope rounded to half
         # first (a weak number takes x's dtype) put x * 0.01 1 ulp off
-        if number is None and _dtype(negative_slope) == _dtype(x):
-            # a slope operand of x's own half dtype, which x took before: exact in float32
-            # (beside the float32 copy of x it was a mix of dtypes)
-            negative_slope = cast(negative_slope, "float32")
         return _rounded_once(leaky_relu, x, negative_slope)
     return where(greater(x, 0), x, mul(x, negative_slope))
 
