@@ -368,6 +368,32 @@ def test_padding_layers_match_torch(name, args, shape):
     _check(ours, theirs, [x])
 
 
+def test_a_bool_pad_value_is_cast_to_xs_dtype_as_torchs():
+    """F.pad(x, pads, value=True) is torch's 1 in x's dtype (True on a bool x); graphc's
+    ConstantPad layers and gc.pad(constant_values=True) refused a bool ('pad: constant_values
+    must be one number, got True'). Now it is cast to x's dtype, eagerly and compiled, the
+    gradient through the kept values as torch's."""
+    x = np.random.default_rng(1).normal(size=(2, 3, 4))
+    for value in (True, False, np.bool_(True)):
+        _check(gc.nn.ConstantPad2d((1, 2, 0, 1), value),
+               lambda t: TF.pad(t, (1, 2, 0, 1), value=bool(value)), [x])
+        want = TF.pad(torch.tensor(x, dtype=torch.float32), (2, 1), value=bool(value))
+        for got in (gc.nn.ConstantPad1d((2, 1), value)(gc.tensor(x.astype(np.float32))).data,
+                    gc.compile(gc.nn.ConstantPad1d((2, 1), value))(x.astype(np.float32))):
+            assert got.dtype == np.float32
+            np.testing.assert_array_equal(got, want.numpy())
+    b = x > 0
+    for value in (True, False):
+        want = TF.pad(torch.tensor(b), (2, 1, 1, 0), value=value).numpy()
+        layer = gc.nn.ConstantPad2d((2, 1, 1, 0), value)
+        for got in (layer(gc.tensor(b)).data, gc.compile(layer)(b),
+                    gc.pad(gc.tensor(b), ((0, 0), (1, 0), (2, 1)), constant_values=value).data,
+                    gc.compile(lambda a: gc.pad(a, ((0, 0), (1, 0), (2, 1)),
+                                                constant_values=np.bool_(value)))(b)):
+            assert got.dtype == np.bool_
+            np.testing.assert_array_equal(got, want)
+
+
 def test_padding_layer_settings_are_read_at_every_call():
     layer, x = gc.nn.ConstantPad2d(1, 3.0), np.zeros((1, 1, 2, 2))
     f = gc.compile(lambda x: layer(x))

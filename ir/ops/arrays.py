@@ -582,7 +582,10 @@ def pad(x, pad_width, mode="constant", constant_values=0):
     replicate, reflect and circular)."""
     nd = _ndim(x)
     widths = _pad_widths(pad_width, nd)
-    if np.ndim(constant_values) or not is_real(constant_values):
+    # a bool is a value too, cast to x's dtype (True pads a float x with 1.0), as numpy's
+    # and torch's F.pad(x, pad, value=True), on a bool x as on any other
+    if np.ndim(constant_values) or not (is_real(constant_values) or
+                                        isinstance(constant_values, (bool, np.bool_))):
         _fail(f"pad: constant_values must be one number, got {constant_values!r}")
     if mode not in ("constant", "edge", "reflect", "symmetric", "wrap"):
         _fail(f"pad: unsupported mode {mode!r}; use constant, edge, reflect, symmetric or wrap")
