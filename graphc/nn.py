@@ -664,6 +664,87 @@ def _rename_if_held_elsewhere(owner, old, value) -> None:
         _name_by_first_places(owner, {id(old): old})
 
 
+def _place_of(root, name):
+    """The (module, attribute) that the dotted tensor place `name` (a Parameter's or
+    Buffer's .name) spells from `root`, through each module's first place (its _path); None
+    where it is not one of that tree's places."""
+    top = root._path  # (a root that was a child once still has that path)
+    if top:
+        if not name.startswith(top + "."):
+            return None
+        name = name[len(top) + 1:]
+    *parts, attr = name.split(".")
+    module = root
+    for part in parts:
+        module = _submodule(module, part, vars(module).get(part))
+        if module is None:
+            return None
+    if parts and module._path != _dotted(top) + ".".join(parts):
+        return None  # (reached at a place that is not its first)
+    return module, attr
+
+
+def _comes_first(root, name, other) -> bool:
+    """Whether the tensor place `name` comes before `other` (both _place_of's, not equal)
+    in named_parameters' order from `root` (_parameter_owners': a module's own tensors in
+    its attributes' order, then its children's), read down their common path only."""
+    a, b = name.split("."), other.split(".")
+    module, i = root, len(root._path.split(".")) if root._path else 0
+    while a[i] == b[i]:
+        module = _submodule(module, a[i], vars(module).get(a[i]))
+        i += 1
+    if (len(a) == i + 1) != (len(b) == i + 1):  # a tensor of the module before its children
+        return len(a) == i + 1
+    keys = list(vars(module))
+    return keys.index(a[i]) < keys.index(b[i])
+
+
+def _above(module, path):
+    """The module at the dotted `path` (a prefix of module._path) above `module`, reached
+    up the places that spell each module's own path (its first place); None where none does
+    (a root that was a child once, named still by that place). An item of a list replaced by
+    another of its items (`m.layers = ModuleList(list(m.layers))`) is held under the same
+    path by both: the old list, which nothing holds, is left for the other."""
+    if module._path == path:
+        return module
+    for holder, attr in places_holding(module):
+        if _dotted(holder._path) + attr == module._path:
+            found = _above(holder, path)
+            if found is not None:
+                return found
+    return None
+
+
+def _name_tied(owner, attr, value) -> None:
+    """Name `value`, a Parameter or Buffer just set at owner.attr that another place holds
+    too (a tie), by the first of its places in named_parameters' order, as torch's names it:
+    this new one where it comes before the place value.name spells (`m.a.weight =
+    m.b.weight` is a.weight), which it keeps otherwise (`later.weight = earlier.weight`,
+    ALBERT's sharing). The two places are compared from the module where their paths part,
+    reached up from `owner` (not from the root, which made tying 47 blocks to block 0 several
+    times slower), without a walk of the tree. A name that is not a place of this tree
+    holding value (another model's tensor, `b.dec.weight = a.enc.weight`, whether or not b
+    has an `enc` too) is kept, as before."""
+    new = _dotted(owner._path) + attr
+    if not value.name or value.name == new:
+        return
+    mine, theirs = owner._path.split(".") if owner._path else [], value.name.split(".")[:-1]
+    common = 0
+    while common < min(len(mine), len(theirs)) and mine[common] == theirs[common]:
+        common += 1
+    parting = _above(owner, ".".join(mine[:common]))
+    old = None if parting is None else _place_of(parting, value.name)
+    if old is not None and vars(old[0]).get(old[1]) is value \
+            and not _comes_first(parting, value.name, new):
+        value.name = new
+
+
+def place_names(tensor) -> list:
+    """The dotted names of the places holding the Parameter or Buffer `tensor` now, each
+    spelled from its module's first place: a tied one's every name (its own .name one)."""
+    return [_dotted(module._path) + attr for module, attr in places_holding(tensor)]
+
+
 def _submodule_at(module, path, asked):
     """The submodule of `module` at the dotted `path` ("": itself); AttributeError (torch's)
     naming the part that is not one, in the words of the call `asked`."""
@@ -816,10 +897,12 @@ class Module:
             _COMPILED_CHILDREN[0] = True
         if isinstance(value, (Parameter, Buffer)):
             # named from the root, as this module is (model.body.extra = p once the model is
-            # built is body.extra, not extra); a tensor another place holds keeps that
-            # place's name (`dec.weight = enc.weight` is enc.weight, torch's first place)
+            # built is body.extra, not extra); a tensor another place holds is named by
+            # the first of its places (_name_tied, below: `dec.weight = enc.weight` is
+            # enc.weight, `enc.weight = dec.weight` too, as torch's)
             held = places_holding(value)
-            if all(module is self and attr == name for module, attr in held):
+            tied = not all(module is self and attr == name for module, attr in held)
+            if not tied:
                 value.name = _dotted(self._path) + name
             _refuse_transposed_tie(self, name, value, old, held)
             note_place(value, self, name)
@@ -845,6 +928,8 @@ class Module:
         if gone:
             _name_by_first_places(self, gone)
         _rename_if_held_elsewhere(self, old, value)
+        if isinstance(value, (Parameter, Buffer)) and tied:  # (its first place may be this)
+            _name_tied(self, name, value)
         if child is not None and again:
             # a module (or tensor) the tree holds at another place too (m.first =
             # m.layers[0], m.body.append(m.layers[0]), m.extra = ModuleDict({"a":

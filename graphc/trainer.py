@@ -427,6 +427,15 @@ class Trainer:
         return {n: getattr(m, a) for n, (m, a) in self._buffer_places.items()
                 if nn._persistent(m, a)}
 
+    def _tied_buffer_names(self) -> dict:
+        """{buffer/OTHER: buffer/NAME} for each checkpointed Buffer held at several places
+        (tied, `m.a.running_mean = m.b.running_mean`): the names of its other places, under
+        one of which a checkpoint may hold it (before graphc named a tensor tied towards an
+        earlier place by that place, as torch's first name, such a Buffer was saved under its
+        later one, b.running_mean), which restore() takes as its own."""
+        return {f"buffer/{other}": f"buffer/{name}" for name, b in self.buffers.items()
+                for other in nn.place_names(b) if other != name}
+
     def _track_buffers(self):
         """Add the Buffers the step writes with the layers' modes as they are now. The step
         runs the model in the modes the user set (as a torch loop that never calls
@@ -1093,6 +1102,10 @@ class Trainer:
         other slots (SGD's momentum set from 0, amsgrad) takes the slots the checkpoint has
         and starts the others afresh."""
         checkpoint.check_run_fields(meta, path)
+        renamed = {saved: name for saved, name in self._tied_buffer_names().items()
+                   if saved in arrays and name not in arrays}
+        if renamed:  # (a tied Buffer saved under another of its names: see that method)
+            arrays = {renamed.get(k, k): a for k, a in arrays.items()}
         checkpoint.check_settings(meta, self.checkpoint_meta, "the checkpoint",
                                   allow_changed_settings, how)
         checkpoint.check_accumulation(meta, self.gradient_accumulation_steps, path,
@@ -1316,6 +1329,9 @@ class Trainer:
         # optimiser's lacks slots of this one's, which restore() refuses or starts afresh
         slots = {_slot_prefix(slot) for slot in _checkpointed_slots(self.optimizer)}
         optional = [k for k in wanted if k.startswith("amp/") or k.split("/", 1)[0] in slots]
+        tied = self._tied_buffer_names()  # (read under either name; restore() checks one is)
+        wanted.update({saved: wanted[name] for saved, name in tied.items()})
+        optional += [*tied, *tied.values()]
         arrays, meta = checkpoint.load_arrays(path, wanted, optional,
                                               strict_params=not allow_changed_settings)
         checkpoint.check_settings(meta, self.checkpoint_meta, path, allow_changed_settings)

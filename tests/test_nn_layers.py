@@ -997,6 +997,91 @@ def test_a_tied_parameter_set_into_a_model_keeps_its_first_name():
         "child.enc.weight", "child.enc.bias", "child.dec.bias"]
 
 
+_KEPT = []  # old lists a test keeps alive
+
+
+def _fresh(nn, p):  # a new Parameter of p's values, in either library
+    return nn.Parameter(p.detach().clone() if nn is torch.nn else p.data.copy())
+
+
+_TIED_TO_AN_EARLIER_PLACE = {  # m.a, m.layers (3 Linear), m.b
+    "a.weight = b.weight": lambda nn, m: setattr(m.a, "weight", m.b.weight),
+    "p = a.weight (own before children)": lambda nn, m: setattr(m, "p", m.a.weight),
+    "layers[0].weight = layers[2].weight": lambda nn, m: setattr(
+        m.layers[0], "weight", m.layers[2].weight),
+    "a.weight = b.weight; b.weight = new": lambda nn, m: (
+        setattr(m.a, "weight", m.b.weight), setattr(m.b, "weight", _fresh(nn, m.b.weight))),
+    "a.weight = b.weight; a.weight = new": lambda nn, m: (
+        setattr(m.a, "weight", m.b.weight), setattr(m.a, "weight", _fresh(nn, m.a.weight))),
+    "reversed; layers[0].bias = b.bias": lambda nn, m: (
+        setattr(m, "layers", nn.ModuleList(list(m.layers)[::-1])),
+        setattr(m.layers[0], "bias", m.b.bias)),
+    "reversed, old kept; layers[1].bias = b.bias": lambda nn, m: (
+        _KEPT.append(m.layers), setattr(m, "layers", nn.ModuleList(list(_KEPT[-1])[::-1])),
+        setattr(m.layers[1], "bias", m.b.bias)),
+    "pruned; layers[0].weight = layers[1].weight": lambda nn, m: (
+        setattr(m, "layers", nn.ModuleList([x for i, x in enumerate(m.layers) if i != 0])),
+        setattr(m.layers[0], "weight", m.layers[1].weight)),
+    "n1.running_mean = n2.running_mean": lambda nn, m: (
+        setattr(m, "n1", nn.BatchNorm1d(3)), setattr(m, "n2", nn.BatchNorm1d(3)),
+        setattr(m.n1, "running_mean", m.n2.running_mean)),
+    "later blocks tied to the first (ALBERT's)": lambda nn, m: [
+        (setattr(layer, "weight", m.layers[0].weight), setattr(layer, "bias", m.layers[0].bias))
+        for layer in m.layers[1:]],
+}
+
+
+@pytest.mark.parametrize("how", list(_TIED_TO_AN_EARLIER_PLACE))
+def test_a_tensor_tied_to_an_earlier_place_is_named_by_it_as_torchs(how):
+    """`m.a.weight = m.b.weight` (a tensor set at a place that comes before its first one in
+    named_parameters' order) kept its name b.weight, which traces and graph dumps name its
+    input by and a Trainer's checkpoint a Buffer by, where named_parameters, state_dict and
+    torch's named_parameters name it a.weight. Now a tie takes the new place's name where
+    it comes first (compared down the two places' common path, no walk of the model); each
+    tensor's own name is torch's name for it, and a trace's input is named so."""
+    def model(nn):
+        m = nn.Module()
+        m.a = nn.Linear(3, 3)
+        m.layers = nn.ModuleList([nn.Linear(3, 3) for _ in range(3)])
+        m.b = nn.Linear(3, 3)
+        _TIED_TO_AN_EARLIER_PLACE[how](nn, m)
+        return m
+    ours, theirs = model(nn), model(torch.nn)
+    torch_names = [name for name, _ in theirs.named_parameters()]
+    assert [p.name for p in ours.parameters()] == [
+        name for name, _ in ours.named_parameters()] == torch_names
+    assert [b.name for _, b in ours.named_buffers()] == [
+        name for name, _ in theirs.named_buffers()]
+    assert list(ours.state_dict()) == list(theirs.state_dict())
+    layers = [ours.a, *ours.layers, ours.b, *[vars(ours)[n] for n in ("n1", "n2")
+                                              if n in vars(ours)]]
+
+    def forward(x):
+        for layer in layers:
+            x = layer(x)
+        return x
+    ours.eval()  # (BatchNorm's running statistics read, inputs too)
+    names = [node.attrs["name"] for node in gc.trace(forward, gc.spec((2, 3), "float32")).inputs]
+    assert len(set(names)) == len(names)
+    # (each input one of torch's names: the bug's b.weight is none)
+    assert set(names[1:]) <= {*torch_names, *(name for name, _ in theirs.named_buffers())}
+
+
+def test_a_tie_to_another_model_s_tensor_keeps_its_name():
+    """A tie across models (`b.dec.weight = a.enc.weight`) keeps the tensor's name in its
+    own model, as before: a tie is named by the first of its places only in the tree whose
+    place its name spells (not where b has an `enc` of its own, whose weight is another)."""
+    a = nn.Module()
+    a.enc = nn.Linear(2, 2)
+    for with_enc in (False, True):
+        b = nn.Module()
+        if with_enc:
+            b.enc = nn.Linear(2, 2)
+        b.dec = nn.Linear(2, 2)
+        b.dec.weight = a.enc.weight
+        assert a.enc.weight.name == "enc.weight"
+
+
 _FIRST_PLACE_GONE = {  # how the first place of model.layers' modules goes, extra kept
     "pruned": lambda nn, m: setattr(m, "layers", nn.ModuleList([m.layers[0], m.layers[2]])),
     "deleted": lambda nn, m: delattr(m, "layers"),

@@ -1,7 +1,9 @@
 """gc.Trainer on a model that is not the GPT: it trains, evaluates, checkpoints, resumes bit
 for bit, and stops on divergence naming the op with the last good checkpoint kept."""
 
+import collections
 import re
+import zipfile
 
 import numpy as np
 import pytest
@@ -440,3 +442,52 @@ def test_an_index_list_holding_tensors_is_still_numpys_fancy_index():
             gc.compile(f)(x, 1)
     np.testing.assert_array_equal(
         np.asarray(gc.compile(lambda x, k: x[gc.stack([k, 2])])(x, 1)), x[[1, 2]])
+
+
+def test_a_buffer_tied_to_an_earlier_place_resumes_from_a_file_naming_it_by_its_later_one(
+        tmp_path):
+    """`m.n1.running_mean = m.n2.running_mean` (n1 first) is n1.running_mean, torch's
+    named_buffers name, in the Trainer's buffers and checkpoints; graphc named it by its
+    earlier place, n2.running_mean, and saved it so. A checkpoint saved then (the same
+    Buffer under its other name) resumes: the Trainer reads a tied Buffer under any of its
+    names; one lacking it under all of them is refused in one line naming it."""
+    torch = pytest.importorskip("torch")
+
+    def model(lib=nn):
+        m = lib.Sequential(collections.OrderedDict(n1=lib.BatchNorm1d(3),
+                                                   n2=lib.BatchNorm1d(3)))
+        m.n1.running_mean = m.n2.running_mean
+        return m
+    x = np.random.default_rng(0).normal(1.0, 1.0, (8, 3)).astype(np.float32)
+
+    def trainer(m):
+        return gc.Trainer(lambda p, batch: gc.mean(m.apply(p, batch[0]) ** 2), m.params(),
+                          optim.SGD(lr=0.1), lambda rng: (x,), steps=2, seed=0)
+    ours, theirs = model(), model(torch.nn)
+    first = trainer(ours)
+    assert set(first.buffers) == {name for name, _ in theirs.named_buffers()}
+    first.fit(str(tmp_path / "run"), progress=False)
+    saved = ours.n2.running_mean.data.copy()
+    assert not np.allclose(saved, 0)
+    path = tmp_path / "run" / "checkpoint.npz"
+
+    def renamed(new_name):  # the file as an earlier graphc wrote it (or damaged)
+        with zipfile.ZipFile(path) as zf:
+            members = {i.filename: zf.read(i) for i in zf.infolist()}
+        members = {new_name if k == "buffer/n1.running_mean.npy" else k: v
+                   for k, v in members.items() if new_name or k != "buffer/n1.running_mean.npy"}
+        out = tmp_path / f"{str(new_name).replace('/', '_')}.npz"
+        with zipfile.ZipFile(out, "w") as zf:
+            for name, data in members.items():
+                zf.writestr(name, data)
+        return str(out)
+    for file in (str(path), renamed("buffer/n2.running_mean.npy")):
+        m = model()
+        resumed = trainer(m)
+        resumed.resume(file)
+        assert resumed.step == 2
+        np.testing.assert_array_equal(m.n1.running_mean.data, saved)
+        assert m.n2.running_mean is m.n1.running_mean
+    with pytest.raises(checkpoint.CheckpointError,
+                       match=r"lacks buffer/n1\.running_mean$"):
+        trainer(model()).resume(renamed(None))
