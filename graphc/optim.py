@@ -752,6 +752,10 @@ class Optimizer:
     # slots no update makes negative (running averages of squared gradients): a checkpoint
     # holding a negative one was changed (gc.Trainer.restore refuses it)
     non_negative_slots: tuple = ()
+    # slots holding one 0-d value per parameter (SGD's started mark, NAdam's mu_product);
+    # every other slot graphc's init makes is an array of its parameter's shape and dtype,
+    # which update checks (_parameter_like_slots)
+    scalar_slots: tuple = ()
     # scalars _update_leaf takes in float64, not rounded to the parameter's dtype (NAdam's
     # momentum products, which it multiplies into its float64 state); a bool scalar (SGD's
     # and RMSprop's momentum_off) is kept as it is without being listed (_is_bool)
@@ -1037,6 +1041,7 @@ class Optimizer:
         g_leaves = leaves_like(structure, grads, "update: the gradients' pytree",
                                "the parameters'")
         slot_leaves = self._slot_leaves(state, structure)
+        checked = self._parameter_like_slots()
         for i, (name, p, g) in enumerate(zip(names, p_leaves, g_leaves)):
             if g is not None:  # torch refuses such a .grad too;
                 self._refuse_non_float("update", name, p)
@@ -1058,6 +1063,8 @@ class Optimizer:
                     _refuse_gradient_dtype(f"{self._display_name}.update", name,
                                            F._dtype(g), F._dtype(p))
                 g_leaves[i] = F.cast(g, F._dtype(p))
+            if g is not None:
+                self._check_slot_leaves(name, p, {s: slot_leaves[s][i] for s in checked})
         if self.clip_norm is not None and any(g is not None for g in g_leaves):
             g_leaves = leaves_like(structure, clip_by_global_norm(
                 unflatten(structure, g_leaves), self.clip_norm)[0])
@@ -1094,6 +1101,37 @@ class Optimizer:
         for s in self.slots:
             new_state[s] = unflatten(structure, new_slots[s])
         return unflatten(structure, new_p), new_state
+
+    def _parameter_like_slots(self) -> tuple:
+        """The slots that are arrays like their parameter: those of graphc's init, less the
+        0-d scalar_slots. A user's subclass with an init of its own may keep a slot of
+        another shape (a per-row statistic): none of its slots is checked."""
+        owner = next(k for k in type(self).__mro__ if "init" in vars(k))
+        if owner.__module__ not in (__name__, "graphc.optax_style"):
+            return ()
+        return tuple(s for s in self.slots if s not in self.scalar_slots)
+
+    def _check_slot_leaves(self, name, p, slots):
+        """One line naming the state's slot and parameter `name` where a slot that is an
+        array like the parameter has another shape or dtype: a (3, 1) slot of a (3,)
+        parameter was broadcast, silently giving (3, 3) updates and state, and one of
+        another dtype failed in the update's arithmetic naming an op ("add(f64[3],
+        f32[3])"). A state init made for other parameters, or changed, meets this."""
+        for slot, leaf in slots.items():
+            if isinstance(leaf, (int, float)):
+                continue  # (a Python number: weakly typed, a 0-d parameter's own)
+            if leaf is None:
+                got = "no value"
+            elif tuple(F._shape(leaf)) != tuple(F._shape(p)):
+                got = f"shape {tuple(F._shape(leaf))}, its parameter {tuple(F._shape(p))}"
+            elif F._dtype(leaf) != F._dtype(p):
+                got = f"dtype {F._dtype(leaf)}, its parameter {F._dtype(p)}"
+            else:
+                continue
+            raise GraphcError(f"{self._display_name}.update: state[{slot!r}] of parameter "
+                              f"{name!r} has {got}; give the state "
+                              f"{self._display_name}.init made for these parameters",
+                              (user_location(),))
 
     def _scalars(self, count, step) -> dict:
         """Float64 scalars shared by every leaf (the learning rate at `step`, bias corrections
@@ -1194,6 +1232,7 @@ class SGD(Optimizer):
     """torch.optim.SGD: coupled L2 weight decay, momentum (with dampening), Nesterov."""
 
     marks = ("started",)
+    scalar_slots = ("started",)
 
     hyperparameters = ("weight_decay", "momentum", "dampening")
     flag_settings = ("maximize", "nesterov")
@@ -1527,6 +1566,7 @@ class NAdam(Optimizer):
 
     slots = ("m", "v", "mu_product")
     non_negative_slots = ("v", "mu_product")
+    scalar_slots = ("mu_product",)
     float64_scalars = ("lr", "mu", "mu_next")
     hyperparameters = ("weight_decay", "beta1", "beta2", "eps", "momentum_decay")
     flag_settings = ("maximize", "decoupled")  # (torch's decoupled_weight_decay)

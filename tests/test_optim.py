@@ -416,6 +416,40 @@ def test_optax_style_update_without_params_keeps_the_states_dtypes(compiled):
                 assert params[k].dtype == np.float32
 
 
+@pytest.mark.parametrize("compiled", [False, True], ids=["eager", "compiled"])
+@pytest.mark.parametrize("make", [lambda: optim.adam(0.1), lambda: optim.Adam(lr=0.1),
+                                  lambda: optim.SGD(lr=0.1, momentum=0.9, dampening=0.5),
+                                  lambda: optim.NAdam(lr=0.1)],
+                         ids=["optax-adam", "Adam", "SGD-dampening", "NAdam"])
+def test_update_refuses_a_state_slot_of_another_shape_or_dtype(make, compiled):
+    """A state slot of another shape than its parameter was broadcast: a (3, 1) slot of a
+    (3,) parameter gave (3, 3) updates and state without a word (and a 0-d one was taken
+    as the whole slot); one of another dtype failed naming an op ('add(f64[3],
+    f32[3])'). Each is now one line naming the slot and the parameter; the state init made
+    (0-d slots of SGD's started marks and NAdam's mu_product included) still steps to the
+    values a fresh run gives."""
+    opt = make()
+    params = {"a": np.ones(3), "b": np.full((2, 2), 2.0)}
+    grads = {"a": np.array([0.5, -1.0, 2.0]), "b": np.full((2, 2), 0.25)}
+    run = gc.compile(opt.update) if compiled else opt.update
+    good = opt.init(params)
+    slot = "mu" if "mu" in good else next(s for s in good if s not in ("count", "started",
+                                                                        "mu_product"))
+    new, _ = run(grads, good, params)
+    want, _ = opt.update(grads, opt.init(params), params)
+    for k in params:
+        assert np.shape(new[k]) == np.shape(params[k])
+        np.testing.assert_array_equal(new[k], want[k])
+    for bad, what in ((np.zeros((3, 1)), r"shape \(3, 1\), its parameter \(3,\)"),
+                      (np.zeros(()), r"shape \(\), its parameter \(3,\)"),
+                      (np.zeros(3, np.float32), "dtype float32, its parameter float64")):
+        state = {**good, slot: {**good[slot], "a": bad}}
+        with pytest.raises(gc.GraphcError, match=rf"update: state\[{slot!r}\] of parameter "
+                                                 rf"'a' has {what}; give the state") as info:
+            run(grads, state, params)
+        assert "\n" not in info.value.message
+
+
 def test_bad_arguments_are_one_line_errors():
     with pytest.raises(gc.GraphcError, match="lr must be"):
         optim.SGD(lr=-1.0)
