@@ -68,15 +68,30 @@ _CAPITALISED = {"sgd": "SGD", "adam": "Adam", "nadam": "NAdam", "adamw": "AdamW"
 def apply_updates(params, updates):
     """optax.apply_updates: each parameter plus its update, in the parameter's dtype. A None
     update (a parameter without a gradient) leaves the parameter as it is."""
-    p_leaves, structure, _ = flatten(params)
+    p_leaves, structure, names = flatten(params)
     u_leaves = leaves_like(structure, updates, "apply_updates: the updates' pytree",
                            "the parameters'")
+    for name, p, u in zip(names, p_leaves, u_leaves):
+        # p + u broadcast an update of another shape: a (3, 2) update made a (2,) parameter
+        # (3, 2) without a word, and one that cannot broadcast was numpy's ValueError
+        if u is not None and p is not None and tuple(F._shape(u)) != tuple(F._shape(p)):
+            raise GraphcError(f"apply_updates: the update of parameter {name!r} has shape "
+                              f"{tuple(F._shape(u))}, its parameter {tuple(F._shape(p))}",
+                              (user_location(),))
     return unflatten(structure, [p if u is None or p is None else _added(p, u)
                                  for p, u in zip(p_leaves, u_leaves)])
 
 
 def _added(p, u):
-    """p + u in p's dtype (a float64 update of a float32 parameter keeps it float32)."""
+    """p + u in p's dtype (a float64 update of a float32 parameter keeps it float32), added
+    in the two dtypes' promoted one as optax's `(p + u).astype(p.dtype)` and numpy's: a
+    traced or eager array's add takes one dtype, so they are cast to it first (a compiled
+    apply_updates of float64 updates to float32 parameters failed: 'add(f32[2], f64[2])')."""
+    if not isinstance(p, (np.ndarray, np.generic, float, int)) or \
+            not isinstance(u, (np.ndarray, np.generic, float, int)):
+        if not F._weakly_typed(u) and F._dtype(u) != F._dtype(p):
+            wide = F._result_type([F._dtype(p), F._dtype(u)])
+            return F.cast(F.cast(p, wide) + F.cast(u, wide), F._dtype(p))
     total = p + u
     if isinstance(total, (np.ndarray, np.generic, float, int)):
         return np.asarray(total, np.asarray(p).dtype)

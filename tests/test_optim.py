@@ -450,6 +450,25 @@ def test_update_refuses_a_state_slot_of_another_shape_or_dtype(make, compiled):
         assert "\n" not in info.value.message
 
 
+@pytest.mark.parametrize("compiled", [False, True], ids=["eager", "compiled"])
+def test_apply_updates_refuses_an_update_of_another_shape(compiled):
+    """apply_updates added each update to its parameter as numpy broadcasts: a (3, 2)
+    update made a (2,) parameter (3, 2) without a word, and a (3,) one was numpy's
+    ValueError. Each is now one line naming the parameter; updates of the parameters'
+    shapes (a 0-d one, a None) add as before, in the parameter's dtype."""
+    apply = gc.compile(optim.apply_updates) if compiled else optim.apply_updates
+    params = {"w": np.ones(2, np.float32), "s": np.float32(1.0), "frozen": np.zeros(1)}
+    new = apply(params, {"w": np.array([0.5, -0.5]), "s": np.float32(2.0), "frozen": None})
+    np.testing.assert_array_equal(new["w"], np.array([1.5, 0.5], np.float32))
+    assert np.asarray(new["w"]).dtype == np.float32 and float(new["s"]) == 3.0
+    for bad in (np.ones((3, 2)), np.ones(3), np.ones(())):
+        want = f"apply_updates: the update of parameter 'w' has shape {np.shape(bad)}, its " \
+            "parameter (2,)"
+        with pytest.raises(gc.GraphcError) as info:
+            apply(params, {"w": bad, "s": np.float32(2.0), "frozen": None})
+        assert info.value.message == want
+
+
 def test_bad_arguments_are_one_line_errors():
     with pytest.raises(gc.GraphcError, match="lr must be"):
         optim.SGD(lr=-1.0)
