@@ -2194,9 +2194,11 @@ def _flags_of(optimizer) -> dict:
 def _filled_slot(state, slot, value, params):
     """state with `slot` starting at `value` (Adagrad's initial accumulator) where init
     made zeros."""
-    if value:
+    if value:  # in each zeros' dtype: numpy's bfloat16 + 0.1 is float32, which the
+        # update then met ("add(bf16[3], f32[3])"), and a 0-d float32 one a numpy scalar
         state[slot] = unflatten(flatten(params)[1], [
-            s if s is None else s + value for s in flatten(state[slot])[0]])
+            s if s is None else s + value if isinstance(s, Node) else np.full_like(s, value)
+            for s in flatten(state[slot])[0]])
     return state
 
 

@@ -469,6 +469,40 @@ def test_apply_updates_refuses_an_update_of_another_shape(compiled):
         assert info.value.message == want
 
 
+@pytest.mark.parametrize("compiled", [False, True], ids=["eager", "compiled"])
+@pytest.mark.parametrize("dtype", ["bfloat16", "float16"])
+@pytest.mark.parametrize("make", [lambda: optim.adagrad(0.1),
+                                  lambda: optim.rmsprop(0.1, initial_scale=0.5),
+                                  lambda: optim.Adagrad(lr=0.1, initial_accumulator_value=0.2)],
+                         ids=["optax-adagrad", "optax-rmsprop-initial_scale", "Adagrad"])
+def test_a_filled_slot_keeps_a_half_parameters_dtype(make, dtype, compiled):
+    """init's accumulator filled with initial_accumulator_value (or rmsprop's
+    initial_scale) was numpy's `zeros + 0.1`, float32 for bfloat16 parameters, so the first
+    update failed ('add(bf16[3], f32[3])'). It now has the parameter's dtype, as optax's
+    full_like, and the half run follows the float32 one within the half's rounding."""
+    opt, half = make(), gc.ones((1,), dtype=dtype).numpy().dtype
+    params32 = {"w": np.array([1.0, -2.0, 0.5], np.float32), "s": np.float32(3.0)}
+    states, outs = {}, {}
+    for dt in (half, np.dtype(np.float32)):
+        params = {k: np.asarray(v).astype(dt) for k, v in params32.items()}
+        state = opt.init(params)
+        slot = next(k for k in state if k != "count")
+        assert all(np.asarray(v).dtype == dt and isinstance(v, np.ndarray)
+                   for v in state[slot].values())
+        run = gc.compile(opt.update) if compiled else opt.update
+        for i in range(3):
+            grads = {k: (np.asarray(v) * (i + 1) * 0.5).astype(dt) for k, v in params32.items()}
+            out, state = run(grads, state, params)
+            params = optim.apply_updates(params, out) \
+                if isinstance(opt, optim.GradientTransformation) else out
+        states[dt], outs[dt] = state, params
+    for k in params32:
+        got = np.asarray(outs[half][k])
+        assert got.dtype == half and np.asarray(states[half][slot][k]).dtype == half
+        np.testing.assert_allclose(got.astype(np.float32), outs[np.dtype(np.float32)][k],
+                                   rtol=2e-2, atol=2e-2)
+
+
 def test_bad_arguments_are_one_line_errors():
     with pytest.raises(gc.GraphcError, match="lr must be"):
         optim.SGD(lr=-1.0)
