@@ -1190,6 +1190,25 @@ class Optimizer:
         return [bool(f) for f in leaves_like(structure, mask, "decay_mask",
                                              "the parameters' pytree")]
 
+    def _check_count(self, count):
+        """One line where the state's count (the updates made) is not a 0-d integer >= 0: a
+        count vector was broadcast into the bias corrections, each element its own
+        (wrong updates without a word), a negative one gave NaN (1 - b1^0 is 0), a float
+        one was taken, and a string failed in a cast naming no state."""
+        if isinstance(count, (Node, Tensor, np.ndarray, np.generic)) and \
+                np.dtype(F._dtype(count)).kind in "iu" and tuple(F._shape(count)) == ():
+            if isinstance(count, Node) or \
+                    int(np.asarray(count.data if isinstance(count, Tensor) else count)) >= 0:
+                return
+        if isinstance(count, (Node, Tensor)):  # (a traced one: its dtype and shape)
+            got = f"{F._dtype(count)}{list(F._shape(count))}" + (
+                f" {np.asarray(count.data).tolist()}"[:60] if isinstance(count, Tensor) else "")
+        else:
+            got = repr(count)[:60]
+        raise GraphcError(f"{self._display_name}.update: the state's count must be a whole "
+                          f"number >= 0 (0-d, the updates made), got {got}",
+                          (user_location(),))
+
     def _slot_leaves(self, state, structure):
         """{slot: its leaves in the order of the parameters' leaves}, the state checked."""
         expected = ("count",) + tuple(self.slots)
@@ -1202,6 +1221,7 @@ class Optimizer:
             raise GraphcError(f"{self._display_name}.update: the state has {keys}, expected "
                               f"{sorted(expected)} ({self._state_origin()})",
                               (user_location(),))
+        self._check_count(state["count"])
         slot_leaves = {}
         for s in older:  # a state saved before the slot was kept: its value from the count
             slot_leaves[s] = [self._older_slot(s, state["count"])

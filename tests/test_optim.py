@@ -503,6 +503,37 @@ def test_a_filled_slot_keeps_a_half_parameters_dtype(make, dtype, compiled):
                                    rtol=2e-2, atol=2e-2)
 
 
+@pytest.mark.parametrize("compiled", [False, True], ids=["eager", "compiled"])
+@pytest.mark.parametrize("make", [lambda: optim.adam(0.1), lambda: optim.Adam(lr=0.1)],
+                         ids=["optax-adam", "Adam"])
+def test_update_refuses_a_count_that_is_not_a_whole_number(make, compiled):
+    """The state's count (the updates made) was taken as it came: a count vector like a
+    (2,) parameter was broadcast into the bias corrections, each element its own, giving
+    wrong updates without a word; a negative one gave NaN (1 - b1^0 = 0); a float one was
+    taken and a string failed in a cast naming no state. Each is one line now (the
+    negative one eagerly: compiled, the count is a value of the step); an int, an int32 or
+    an int64 0-d count steps as before, adam's first update -lr * sign(g)."""
+    opt = make()
+    params, grads = {"a": np.ones(2)}, {"a": np.array([1.0, -1.0])}
+    run = gc.compile(opt.update) if compiled else opt.update
+    state = opt.init(params)
+    for count in (0, np.int32(0), np.zeros((), np.int64)):
+        out, new = run(grads, {**state, "count": count}, params)
+        step = out["a"] if isinstance(opt, optim.GradientTransformation) else \
+            np.asarray(out["a"]) - params["a"]
+        np.testing.assert_allclose(step, [-0.1, 0.1], rtol=1e-7)
+        assert int(np.asarray(new["count"])) == 1
+    bad = [np.ones(2, np.int64), np.float64(2.0), None, True]
+    if not compiled:  # (gc.compile's own line refuses a string argument)
+        bad += [np.int64(-1), "3"]
+    for count in bad:
+        with pytest.raises(gc.GraphcError, match=r"update: the state's count must be a whole "
+                                                 r"number >= 0 \(0-d, the updates made\), "
+                                                 r"got ") as info:
+            run(grads, {**state, "count": count}, params)
+        assert "\n" not in info.value.message
+
+
 def test_bad_arguments_are_one_line_errors():
     with pytest.raises(gc.GraphcError, match="lr must be"):
         optim.SGD(lr=-1.0)
