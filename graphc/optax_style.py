@@ -45,9 +45,29 @@ class GradientTransformation:
             # the float32 state with float64: "add(f64[2], f32[2])"); without a slot (sgd
             # without momentum) the gradients, whose updates apply_updates casts
             slots = self._rule.slots
-            params = state[slots[0]] if slots and isinstance(state, dict) and \
-                slots[0] in state else grads
+            if slots and isinstance(state, dict) and slots[0] in state:
+                params = state[slots[0]]
+                self._check_grads_like_state(grads, params, slots[0])
+            else:
+                params = grads
         return self._rule.update(grads, state, params)
+
+    def _check_grads_like_state(self, grads, slot_tree, slot):
+        """Without params, the gradients against the state's slot the parameters are read
+        from, one line naming the state: the update's own lines named parameters the call
+        was not given ("the gradient of parameter 'a' has shape (3,), its parameter (3,
+        1)", "the gradients' pytree does not match the parameters'")."""
+        s_leaves, structure, names = flatten(slot_tree)
+        where = f"gc.optim.{self.name}.update"
+        g_leaves = leaves_like(structure, grads, f"{where}: the gradients' pytree",
+                               f"the state's {slot!r} (no params given)")
+        for name, g, s in zip(names, g_leaves, s_leaves):
+            if g is not None and s is not None and hasattr(g, "shape") and \
+                    tuple(F._shape(g)) != tuple(F._shape(s)):
+                raise GraphcError(f"{where}: the gradient of {name!r} has shape "
+                                  f"{tuple(F._shape(g))}, the state's {slot!r} "
+                                  f"{tuple(F._shape(s))} (no params given: a state init made "
+                                  "for other parameters?)", (user_location(),))
 
     def __repr__(self):
         return f"gc.optim.{self.name}(...)"

@@ -1038,8 +1038,8 @@ class Optimizer:
                 **{name: _float64(schedule(at)) for name, schedule in scheduled.items()}})
             return resolved._update(grads, state, params, step)
         p_leaves, structure, names = flatten(params)
-        g_leaves = leaves_like(structure, grads, "update: the gradients' pytree",
-                               "the parameters'")
+        g_leaves = leaves_like(structure, grads, f"{self._display_name}.update: the "
+                               "gradients' pytree", "the parameters'")
         slot_leaves = self._slot_leaves(state, structure)
         checked = self._parameter_like_slots()
         for i, (name, p, g) in enumerate(zip(names, p_leaves, g_leaves)):

@@ -534,6 +534,34 @@ def test_update_refuses_a_count_that_is_not_a_whole_number(make, compiled):
         assert "\n" not in info.value.message
 
 
+@pytest.mark.parametrize("compiled", [False, True], ids=["eager", "compiled"])
+def test_optax_update_without_params_names_the_state_not_parameters(compiled):
+    """tx.update(grads, state) without params reads the parameters' pytree and shapes from
+    the state, and its lines named parameters the call was not given: a gradient of
+    another shape than the state's slot was 'the gradient of parameter 'a' has shape (3,),
+    its parameter (3, 1)', a gradient missing one the state has 'the gradients' pytree
+    does not match the parameters''. Each names the state's slot now, and an update given
+    params names the optimiser; gradients like the state step as before."""
+    tx = optim.adam(0.1)
+    run = gc.compile(tx.update) if compiled else tx.update
+    state = tx.init({"a": np.ones((3, 1)), "b": np.ones(2)})
+    updates, _ = run({"a": np.ones((3, 1)), "b": np.array([1.0, -1.0])}, state)
+    np.testing.assert_allclose(updates["b"], [-0.1, 0.1], rtol=1e-7)
+    for grads, message in (
+            ({"a": np.ones(3), "b": np.ones(2)},
+             "gc.optim.adam.update: the gradient of 'a' has shape (3,), the state's 'mu' "
+             "(3, 1) (no params given: a state init made for other parameters?)"),
+            ({"a": np.ones((3, 1))},
+             "gc.optim.adam.update: the gradients' pytree does not match the state's 'mu' "
+             "(no params given): keys ['a'] where a dict with keys ['a', 'b'] is")):
+        with pytest.raises(gc.GraphcError) as info:
+            run(grads, state)
+        assert info.value.message == message
+    with pytest.raises(gc.GraphcError, match=r"^gc.optim.adam.update: the gradients' pytree "
+                                             r"does not match the parameters'"):
+        run({"a": np.ones((3, 1))}, state, {"a": np.ones((3, 1)), "b": np.ones(2)})
+
+
 def test_bad_arguments_are_one_line_errors():
     with pytest.raises(gc.GraphcError, match="lr must be"):
         optim.SGD(lr=-1.0)
