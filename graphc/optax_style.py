@@ -9,7 +9,9 @@ from __future__ import annotations
 import numpy as np
 
 from ir.errors import GraphcError, user_location
+from ir.graph import Node
 from ir.ops import api as F
+from runtime.eager import Tensor
 
 from .optim import (Optimizer, _as_schedule, _filled_slot, _flag, _float64, _fraction,
                     _non_negative)
@@ -92,6 +94,12 @@ def apply_updates(params, updates):
     u_leaves = leaves_like(structure, updates, "apply_updates: the updates' pytree",
                            "the parameters'")
     for name, p, u in zip(names, p_leaves, u_leaves):
+        if u is not None and p is not None and (isinstance(u, bool) or not isinstance(
+                u, (Node, Tensor, np.ndarray, np.generic, int, float))):
+            # (a list was numpy's array, a string numpy's error naming a ufunc)
+            raise GraphcError(f"apply_updates: the update of parameter {name!r} is a "
+                              f"{type(u).__name__}, not an array or a number",
+                              (user_location(),))
         # p + u broadcast an update of another shape: a (3, 2) update made a (2,) parameter
         # (3, 2) without a word, and one that cannot broadcast was numpy's ValueError
         if u is not None and p is not None and tuple(F._shape(u)) != tuple(F._shape(p)):

@@ -467,6 +467,12 @@ def test_apply_updates_refuses_an_update_of_another_shape(compiled):
         with pytest.raises(gc.GraphcError) as info:
             apply(params, {"w": bad, "s": np.float32(2.0), "frozen": None})
         assert info.value.message == want
+    if not compiled:  # (gc.compile's own line refuses a string argument)
+        for bad, kind in (("x", "str"), ([1.0, 2.0], "list"), (True, "bool")):
+            with pytest.raises(gc.GraphcError) as info:
+                apply(params, {"w": bad, "s": np.float32(2.0), "frozen": None})
+            assert info.value.message == f"apply_updates: the update of parameter 'w' is a " \
+                f"{kind}, not an array or a number"
 
 
 @pytest.mark.parametrize("compiled", [False, True], ids=["eager", "compiled"])
