@@ -118,19 +118,22 @@ def cosine(peak: float, steps: int | None, warmup: int = 0, min_lr: float = 0.0)
     return schedule
 
 
-def exponential_decay(init: float, transition_steps: int, decay_rate: float, *,
-                      staircase: bool = False, end_value: float | None = None):
-    """optax's exponential_decay: init * decay_rate ** (count / transition_steps), the
-    exponent floored with `staircase` (torch's StepLR(step_size, gamma)); `end_value` bounds
-    it (below for a rate < 1, above for a rate > 1). No transition_begin, optax's fourth
-    parameter: the rest are keyword-only, so that optax's positional call is refused."""
+def exponential_decay(init_value: float, transition_steps: int, decay_rate: float,
+                      transition_begin: int = 0, staircase: bool = False,
+                      end_value: float | None = None):
+    """optax's exponential_decay, its parameters in optax's order: init_value until
+    `transition_begin`, then init_value * decay_rate ** (k / transition_steps) at k updates
+    after it, the exponent floored with `staircase` (torch's StepLR(step_size, gamma));
+    `end_value` bounds it (below for a rate < 1, above for a rate > 1)."""
     # a number as optax's (count / transition_steps): int() made 2.5 into 2
     if not is_real(transition_steps) or not 0 < transition_steps < math.inf:
         raise GraphcError(f"exponential_decay: transition_steps must be a positive number, "
                           f"got {transition_steps!r}", (user_location(),))
-    init = _schedule_non_negative("exponential_decay: init", init)
+    init = _schedule_non_negative("exponential_decay: init_value", init_value)
     rate = _schedule_finite("exponential_decay: decay_rate", decay_rate)
     every = float(transition_steps)
+    # (optax warns and takes 0 for a negative one; a setting graphc would change is refused)
+    begin = _count_setting("exponential_decay: transition_begin", transition_begin)
     if rate <= 0:
         raise GraphcError(f"exponential_decay: decay_rate must be positive, got {decay_rate}",
                           (user_location(),))
@@ -139,18 +142,20 @@ def exponential_decay(init: float, transition_steps: int, decay_rate: float, *,
 
     def schedule(count):
         if isinstance(count, (int, np.integer)):
-            exponent = math.floor(int(count) / every) if staircase else int(count) / every
-            try:
-                value = init * rate ** exponent
+            after = int(count) - begin
+            exponent = math.floor(after / every) if staircase else after / every
+            try:  # (optax's where: init_value up to transition_begin)
+                value = init * rate ** exponent if after > 0 else init
             except OverflowError:  # past float max: inf, as the traced float64 pow gives,
                 value = init * math.inf  # then capped by end_value as there
             if bound is not None:
                 value = max(value, bound) if rate < 1 else min(value, bound)
             return value
-        exponent = F.cast(count, "float64") / every
+        after = F.cast(count, "float64") - float(begin)
+        exponent = after / every
         if staircase:
             exponent = F.floor(exponent)
-        value = F.pow(rate, exponent) * init
+        value = F.where(after > 0.0, F.pow(rate, exponent) * init, F.full((), init, "float64"))
         if bound is not None:
             value = F.maximum(value, bound) if rate < 1 else F.minimum(value, bound)
         return value

@@ -780,7 +780,7 @@ def test_the_older_schedules_check_their_numbers_as_the_newer_ones():
               "final_div_factor " + function),
              (lambda: optim.one_cycle_momentum(10, base_momentum=f),
               "base_momentum " + function),
-             (lambda: optim.exponential_decay(f, 10, 0.5), "^exponential_decay: init " + function),
+             (lambda: optim.exponential_decay(f, 10, 0.5), "^exponential_decay: init_value " + function),
              (lambda: optim.exponential_decay(1.0, 10, f), "decay_rate " + function),
              (lambda: optim.exponential_decay(1.0, 10, 0.5, end_value=f),
               "end_value " + function),

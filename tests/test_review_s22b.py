@@ -118,12 +118,37 @@ def test_bad_layer_arguments_are_one_line():
         (1, 4, 2)
 
 
-def test_exponential_decay_takes_staircase_and_end_value_by_keyword_only():
+def test_exponential_decay_takes_optaxs_parameters_in_optaxs_order():
     # optax's fourth parameter is transition_begin: exponential_decay(1e-3, 10, 0.5, 100)
-    # written for optax was a staircase schedule here, silently
-    with pytest.raises(TypeError):
-        gc.optim.exponential_decay(1e-3, 10, 0.5, 100)
-    assert gc.optim.exponential_decay(1.0, 2, 0.5, staircase=True, end_value=0.3)(3) == 0.5
+    # written for optax was refused (a TypeError); init_value was called init
+    def optax_formula(count, init, steps, rate, begin=0, staircase=False, end=None):
+        after = count - begin  # optax's schedule, written out in numpy
+        p = np.floor(after / steps) if staircase else after / steps
+        value = np.where(after <= 0, init, init * np.power(rate, p))
+        if end is not None:
+            value = np.maximum(value, end) if rate < 1 else np.minimum(value, end)
+        return float(value)
+    cases = [((1e-3, 10, 0.5, 100), {}), ((1.0, 2, 0.5, 3), {"staircase": True}),
+             ((1.0, 2.5, 0.5, 3, False, 0.2), {}), ((0.1, 1, 2.0), {"transition_begin": 4,
+                                                                   "end_value": 0.5})]
+    for args, kwargs in cases:
+        sched = gc.optim.exponential_decay(*args, **kwargs)
+        traced = gc.compile(lambda c: sched(c))
+        params = dict(zip(["init", "steps", "rate", "begin", "staircase", "end"], args))
+        params.update({"begin": kwargs.get("transition_begin", params.get("begin", 0)),
+                       "staircase": kwargs.get("staircase", params.get("staircase", False)),
+                       "end": kwargs.get("end_value", params.get("end"))})
+        for count in [0, 1, 2, 3, 4, 5, 7, 12, 99, 100, 101, 150, 400]:
+            want = optax_formula(count, **params)
+            assert sched(count) == pytest.approx(want, rel=1e-15), (args, kwargs, count)
+            got = float(np.asarray(traced(np.int64(count))))
+            assert got == pytest.approx(want, rel=1e-15), (args, kwargs, count)
+    assert gc.optim.exponential_decay(init_value=1.0, transition_steps=2,
+                                      decay_rate=0.5)(4) == 0.25
+    f = "test_review_s22b.py"
+    for bad in (-1, 2.5, "3"):
+        assert_one_line_error(lambda: gc.optim.exponential_decay(1.0, 2, 0.5, bad),
+                              "exponential_decay: transition_begin must be a whole number", f)
 
 
 def test_recurrent_dropout_is_torch_s_float_attribute():
