@@ -60,7 +60,11 @@ class _Parser(argparse.ArgumentParser):
         refusal (`expected a positive number`). Every option parses its value the same way,
         so it is decided here, once, for all of them."""
         found = super()._parse_optional(arg_string)
-        if found is not None and found[0] is None and self._NEGATIVE_VALUE.match(arg_string):
+        # no option of this parser: (None, arg, ...), or [(None, arg, ...)] from Python 3.12.7
+        # and 3.13.1 on, whose argparse gives a list of the options an argument may be
+        unknown = found is not None and (found[0][0] if isinstance(found, list) else
+                                         found[0]) is None
+        if unknown and self._NEGATIVE_VALUE.match(arg_string):
             return None  # (argparse's form of "a positional value")
         return found
 

@@ -430,6 +430,29 @@ def test_a_sample_no_disk_could_hold_is_refused_before_training(tmp_path, text_f
     assert len((out / "sample.txt").read_text()) == 40
 
 
+def test_a_negative_value_is_a_value_with_the_newer_argparse_too(monkeypatch):
+    """Review: _Parser._parse_optional took argparse's (None, ARG, None) for "no such option",
+    but Python 3.12.7 and 3.13.1 on (which requires-python allows) give a list of them,
+    [(None, ARG, None, None)]: `found[0]` was a tuple, never None, and `--lr -1e-3` said
+    "expected one argument" there again. (argparse's own loop of this Python cannot take the
+    list form, so the override is asked alone.)"""
+    import argparse
+
+    from graphc.cli import _Parser
+    parser = _Parser(prog="graphc")
+    parser.add_argument("--lr")
+    older = argparse.ArgumentParser._parse_optional
+
+    def newer(self, arg_string):
+        found = older(self, arg_string)
+        return found if found is None else [(*found, None)]
+    monkeypatch.setattr(argparse.ArgumentParser, "_parse_optional", newer)
+    for value in ("-5MB", "-1e-3", "-inf", "-1_000", "-5"):
+        assert parser._parse_optional(value) is None, value
+    assert parser._parse_optional("--nosuch") == [(None, "--nosuch", None, None)]
+    assert parser._parse_optional("--lr")[0][1] == "--lr"
+
+
 def test_sample_with_stdout_closed_is_not_a_traceback(tmp_path, text_file):
     """Review of the stdout-closed fix (eval, bench, profile, dump): `graphc sample >&-`
     (sys.stdout None) ended in a traceback, 'NoneType' object has no attribute 'write',
