@@ -429,6 +429,17 @@ def same_file(recorded, now) -> bool:
     return (device, size, end) == (device_now, size_now, end_now)
 
 
+def written_since(path: str, checkpoint: str) -> bool:
+    """Whether the file at `path` (a run's loss.png or sample.txt) was written no earlier
+    than the checkpoint at `checkpoint` was: drawn from it by the run that saved it, not
+    left by an earlier run of the same directory (one stopped after its last save, or
+    with --sample-tokens 0, kept the older run's). False if either is not there."""
+    try:
+        return os.stat(path).st_mtime_ns >= os.stat(checkpoint).st_mtime_ns
+    except OSError:
+        return False
+
+
 def read_error(path: str) -> str | None:
     """Why the file at `path` cannot be read (the errno's text: EACCES's 'Permission denied',
     EISDIR's for a directory there), or None if it can or is gone. file_identity reads past

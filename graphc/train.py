@@ -27,7 +27,7 @@ from ir.types import is_int
 
 from . import checkpoint, optim
 from .files import cannot_create_in, check_path, check_writable, exclusive_directory, \
-    file_identity
+    file_identity, written_since
 from .models.gpt import GPT, GPTConfig
 from .tracing import spec, trace
 from .trainer import CHECKPOINT, Trainer as _Trainer, _reader_aware_stdout, checkpoint_file
@@ -691,9 +691,11 @@ def _train_gpt(held, config, data, out, resume, options, sample_tokens, progress
     trainer.sync_model()
     sample_path = os.path.join(out, "sample.txt")
     before = _file_identity(sample_path)  # (a --resume run's directory may hold an old one)
-    if untrained and sample_tokens > 0 and os.path.lexists(sample_path):
+    if untrained and sample_tokens > 0 and written_since(sample_path, ckpt_path):
         # a run that trained nothing changes nothing saved (fit() keeps loss.png likewise):
-        # a sample of the same weights replaced the one there
+        # a sample of the same weights replaced the one there (one older than the
+        # checkpoint is an earlier run's: a run with --sample-tokens 0, or stopped before
+        # its sample, left it, and it is replaced)
         _say(f"{sample_path} is kept as it was, as no step was trained "
              f"({_command('sample', out)} draws another)")
         sample_tokens = 0

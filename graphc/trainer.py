@@ -114,7 +114,7 @@ from ir.types import is_float
 
 from . import amp, checkpoint, nn, optim
 from .files import LOCK_NAME, check_path, discard_stdout, exclusive_directory, \
-    file_identity, fresh_directory, read_error, same_file
+    file_identity, fresh_directory, read_error, same_file, written_since
 from .optim import _clip_norm, _count_setting, _flag, _is_number, clip_by_global_norm, \
     global_norm
 from .tracing import flatten, function_name, leaves_and_structure, tree_map, unflatten
@@ -1531,8 +1531,10 @@ class Trainer:
             # others would wait in its allgather for ever)
             with self._rank_0_writes():
                 # a fit with no step left to train (a finished run resumed) leaves the plot
-                # there as it was: it redrew the same curves over it
-                if plot and not stopped and (self.step > first or not os.path.lexists(plot)):
+                # there as it was: it redrew the same curves over it (not one older than the
+                # checkpoint, an earlier run's, left by a run stopped while it was drawn)
+                if plot and not stopped and (self.step > first or
+                                             not written_since(plot, ckpt)):
                     self._hold_again()
                     plot_losses(self.history, self.val_history, plot, self.plot_title,
                                 self.plot_ylabel)

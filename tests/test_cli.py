@@ -89,6 +89,32 @@ def test_a_resumed_run_with_no_steps_left_changes_no_file(tmp_path, text_file, c
     assert files()["checkpoint.npz"] == before["checkpoint.npz"]
 
 
+def test_a_resumed_run_with_no_steps_left_replaces_an_earlier_runs_sample_and_plot(tmp_path,
+                                                                                   text_file,
+                                                                                   capsys):
+    """Review of the keep-what-it-saved fix: the sample.txt and loss.png a no-step --resume
+    kept may be an earlier run's, not the checkpoint's: `--steps 1`, then `--resume --steps 3
+    --sample-tokens 0` (trains, draws no sample), then `--resume --steps 3` kept step 1's
+    sample, saying it was kept as no step was trained, where it drew the sample of step 3;
+    likewise a plot older than the checkpoint (a run stopped while it was drawn). One older
+    than the checkpoint is written again."""
+    run = tmp_path / "run"
+    assert train(tmp_path, text_file, "--steps", "1", "--sample-tokens", "30") == 0
+    step_1 = (run / "sample.txt").read_text()
+    assert train(tmp_path, text_file, "--steps", "3", "--resume", "--sample-tokens", "0") == 0
+    assert (run / "sample.txt").read_text() == step_1
+    plot = run / "loss.png"
+    ckpt = (run / "checkpoint.npz").stat()
+    os.utime(plot, ns=(ckpt.st_atime_ns, ckpt.st_mtime_ns - 10 ** 9))  # (an older run's)
+    inodes = plot.stat().st_ino, (run / "sample.txt").stat().st_ino
+    capsys.readouterr()
+    assert train(tmp_path, text_file, "--steps", "3", "--resume", "--sample-tokens", "30") == 0
+    # (the tiny model's step-3 sample may read as step 1's did: the file is written again)
+    assert "kept as it was" not in capsys.readouterr().out
+    assert plot.stat().st_ino != inodes[0] and (run / "sample.txt").stat().st_ino != inodes[1]
+    assert (run / "checkpoint.npz").stat().st_mtime_ns == ckpt.st_mtime_ns
+
+
 def test_existing_checkpoint_is_not_overwritten_without_resume(tmp_path, text_file, capsys):
     assert train(tmp_path, text_file, "--steps", "2") == 0
     ckpt = tmp_path / "run" / "checkpoint.npz"
