@@ -389,7 +389,7 @@ def file_identity(path: str):
     file touched is still the one that was read. The end tells a rewrite in one small read
     whatever the size: a checkpoint is an npz, ending with the zip's central directory,
     which holds each member's CRC-32 and time of writing, the header's (step, RNG state,
-    history) last."""
+    history) last (all of it is read where it starts before the last 64 KiB)."""
     try:
         st = os.stat(path)
     except OSError:
@@ -405,11 +405,37 @@ def file_identity(path: str):
         with open(fd, "rb") as fh:
             st = os.fstat(fd)  # the file read, if it was replaced since the stat
             if stat.S_ISREG(st.st_mode):
-                fh.seek(max(0, st.st_size - _TAIL))
-                tail = hashlib.sha1(fh.read(_TAIL)).digest()
+                start = max(0, st.st_size - _TAIL)
+                fh.seek(start)
+                end = fh.read(_TAIL)
+                # a zip's central directory past the last 64 KiB (some 600 members: a
+                # GPT of 17 layers and its AdamW moments) holds the first members' CRCs
+                # before it: read from where the directory starts, or a file differing
+                # only there had this one's digest
+                directory = _central_directory(end, start)
+                if directory is not None and directory < start:
+                    fh.seek(directory)
+                    end = fh.read(start - directory) + end
+                tail = hashlib.sha1(end).digest()
     except OSError:
         pass
     return st.st_dev, st.st_ino, st.st_size, tail
+
+
+def _central_directory(end: bytes, start: int) -> int | None:
+    """Where the central directory of the zip whose bytes from offset `start` to its end
+    are `end` begins (from its end record, or the zip64 one it points to), or None (not a
+    zip's end, or a record past `end`)."""
+    at = end.rfind(b"PK\x05\x06")
+    if at < 0 or len(end) - at < 22:
+        return None
+    offset = int.from_bytes(end[at + 16:at + 20], "little")
+    if offset == 0xFFFFFFFF and at >= 20 and end[at - 20:at - 16] == b"PK\x06\x07":
+        record = int.from_bytes(end[at - 12:at - 4], "little") - start  # the zip64 record
+        if record < 0 or end[record:record + 4] != b"PK\x06\x06":
+            return None
+        offset = int.from_bytes(end[record + 48:record + 56], "little")
+    return offset
 
 
 def same_file(recorded, now) -> bool:

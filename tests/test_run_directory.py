@@ -525,6 +525,38 @@ def test_fit_replaces_its_checkpoint_a_sync_tool_renamed_over_with_the_same_byte
     assert open(path, "rb").read() == new
 
 
+@pytest.mark.parametrize("layers", [2, 24])
+def test_a_checkpoint_differing_before_its_last_64_kib_is_another_file(tmp_path, monkeypatch,
+                                                                       layers):
+    """Review of same_file (a copy renamed over the checkpoint is accepted where its size and
+    the digest of its last 64 KiB match): the zip's central directory, which holds every
+    member's CRC-32, outgrows 64 KiB at some 600 members (a GPT of 24 layers with its AdamW
+    moments: 877), and a checkpoint differing only in its first parameter, with the same
+    header, written in the same two seconds (the zip's times), had the same digest: taken
+    for the same file, it would have been replaced. The whole directory is read now; a
+    byte-identical copy is still the same file."""
+    import time
+
+    from graphc.files import file_identity, same_file
+    names = ["wte"] + [f"h.{i}.{p}" for i in range(layers) for p in (
+        "ln_1.weight", "ln_1.bias", "attn.c_attn.weight", "attn.c_attn.bias",
+        "attn.c_proj.weight", "attn.c_proj.bias", "ln_2.weight", "ln_2.bias",
+        "mlp.c_fc.weight", "mlp.c_fc.bias", "mlp.c_proj.weight", "mlp.c_proj.bias")]
+    rng = np.random.default_rng(0)
+    arrays = {f"{kind}/transformer.{n}": rng.standard_normal(4).astype(np.float32)
+              for kind in ("param", "adam_m", "adam_v") for n in names}
+    meta = {"step": 7, "history": [[1, 2.5]]}
+    monkeypatch.setattr(time, "time", lambda: 1.7e9)  # (one time of writing for both)
+    a, b, copy = (str(tmp_path / f"{x}.npz") for x in "abc")
+    checkpoint.save(a, arrays, meta)
+    checkpoint.save(b, {**arrays, "param/transformer.wte": -arrays["param/transformer.wte"]},
+                    meta)
+    shutil.copyfile(a, copy)
+    assert os.path.getsize(a) == os.path.getsize(b)
+    assert not same_file(file_identity(a), file_identity(b))
+    assert same_file(file_identity(a), file_identity(copy))
+
+
 def test_fit_refuses_a_resumed_checkpoint_rewritten_with_its_inode_size_and_time(tmp_path):
     """Another run's checkpoint at the same inode (a file system reuses a removed file's
     inode), of the same size and with the same modification time, is still another file:
