@@ -85,9 +85,12 @@ class PolymorphicPlan:
     def run_checked(self, *args, **kwargs):
         return self.specialize(*args, **kwargs).run_checked(*args, **kwargs)
 
-    def profile(self, *args, repeat: int = 3, file=None, top: int = 25, **kwargs):
+    def profile(self, *args, repeat: int = 3, file=None, top: int = 25, warm: bool = False,
+                **kwargs):
+        # (warm is Plan.profile's setting: left in kwargs, it was taken for an input named
+        # 'warm', "graph 'f' has no inputs named ['warm']")
         return self.specialize(*args, **kwargs).profile(*args, repeat=repeat, file=file,
-                                                        top=top, **kwargs)
+                                                        top=top, warm=warm, **kwargs)
 
     @property
     def bindings(self) -> list:

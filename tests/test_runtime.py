@@ -205,6 +205,19 @@ def test_a_warm_profile_runs_again_only_kernels_that_keep_their_operands(capsys)
     assert all(r.get("warm_ms") is None for r in plan.profile(*args, file=False))
 
 
+def test_a_symbolic_plan_profiles_warm_too():
+    """compile_graph of a symbolic graph is a PolymorphicPlan: its profile() left warm= in
+    the inputs, "graph 'lambda' has no inputs named ['warm']"."""
+    graph = optimize(gc.trace(lambda x, w: gc.tanh(x @ w) @ w.T, gc.spec(("batch", 32)),
+                              gc.spec((32, 32))))
+    plan = compile_graph(graph)
+    args = [np.full((8, 32), 0.1, np.float32), np.full((32, 32), 0.02, np.float32)]
+    rows = plan.profile(*args, repeat=1, warm=True, file=False)
+    products = [r for r in rows if r["op"] == "matmul"]
+    assert len(products) == 2 and all(r["warm_ms"] > 0 for r in products)
+    assert all(r.get("warm_ms") is None for r in plan.profile(*args, repeat=1, file=False))
+
+
 def test_nan_guard_names_the_op_ranges_and_line():
     def f(x):
         y = x * 2.0
