@@ -11,7 +11,7 @@ import numpy as np
 
 from ir.errors import GraphcError
 from ir.ops.registry import get_op
-from ir.types import is_float
+from ir.types import is_float, is_int
 
 from . import causal
 from .fusion import describe
@@ -182,6 +182,11 @@ def profile(plan, *args, repeat: int = 3, file=None, top: int = 25, warm: bool =
     `warm`: also time each kernel run a second time right after itself (`rerun_steps`), its
     operands then in the caches: a row's "warm_ms" against its "ms" is what the kernel
     waited for memory that the step's earlier kernels had left cold."""
+    # checked before anything runs: repeat=0 divided by zero after the warm-up call,
+    # repeat=-1 printed a table of zero and negative times, and top=-1 left out the last row
+    repeat = _count(repeat, "repeat", least=1)
+    if top is not None:
+        top = _count(top, "top", least=0)
     times = [0.0] * len(plan._steps)
     again = [0.0] * len(plan._steps)
     values = plan.bind_call(args, kwargs)
@@ -230,6 +235,13 @@ def profile(plan, *args, repeat: int = 3, file=None, top: int = 25, warm: bool =
     if file is not False:
         print(format_profile(rows, total / repeat, top), file=file)
     return rows
+
+
+def _count(value, name: str, least: int) -> int:
+    """A whole-number setting of profile() (numpy integers too), at least `least`."""
+    if not is_int(value) or value < least:
+        raise GraphcError(f"profile: {name} must be a whole number >= {least}, got {value!r}")
+    return int(value)
 
 
 def rerun_steps(plan, values) -> set:

@@ -205,6 +205,20 @@ def test_a_warm_profile_runs_again_only_kernels_that_keep_their_operands(capsys)
     assert all(r.get("warm_ms") is None for r in plan.profile(*args, file=False))
 
 
+@pytest.mark.parametrize("setting, value", [("repeat", 0), ("repeat", -1), ("repeat", 2.5),
+                                            ("repeat", True), ("top", -1), ("top", 1.0)])
+def test_profile_refuses_a_count_that_is_not_one(setting, value):
+    """repeat=0 divided by zero after the warm-up, repeat=-1 returned a table of negative
+    times, repeat=2.5 was range()'s TypeError and top=-1 dropped the slowest-but-last row."""
+    args = [np.ones((8, 4), np.float32), np.ones((4, 4), np.float32)]
+    plan = gc.compile(lambda x, w: gc.tanh(x @ w)).plan_for(*args)
+    with pytest.raises(gc.GraphcError, match=rf"^profile: {setting} must be a whole number "
+                       rf">= {1 if setting == 'repeat' else 0}, got {value!r}$"):
+        plan.profile(*args, file=False, **{setting: value})
+    rows = plan.profile(*args, repeat=np.int64(1), top=np.int64(0), file=False)
+    assert {r["op"] for r in rows} == {"matmul", "tanh"} and all(r["ms"] >= 0 for r in rows)
+
+
 def test_a_symbolic_plan_profiles_warm_too():
     """compile_graph of a symbolic graph is a PolymorphicPlan: its profile() left warm= in
     the inputs, "graph 'lambda' has no inputs named ['warm']"."""
