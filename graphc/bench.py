@@ -672,13 +672,16 @@ def profile_step(config="small", repeat=5, top=20, jit=None, file=None, warm=Fal
         if r.get("warm_ms") is not None:  # (the time in the step of the kernels run again)
             again, hot = again + r["ms"], hot + r["warm_ms"]
         by_op[r["op"]] = (ms + r["ms"], count + 1, again, hot)
+    # each op whole: cut to 48 characters, two fused ops of the optimiser's update (their
+    # names differ after 'add, sqrt, div, add, ') showed as two rows of the same name
+    width = max([48] + [len(op) for op in by_op])
     lines = [f"GPT {config} training step, {len(rows)} kernels, {total:.2f} ms "
              f"(mean of {repeat} profiled calls)",
              f"numpy's BLAS: {describe_blas(numpy_blas())}", "",
-             f"{'op':<48} {'ms':>8} {'share':>6} {'kernels':>8}"
-             + (f" {'warm/step':>10}" if warm else ""), "-" * (73 + 11 * warm)]
+             f"{'op':<{width}} {'ms':>8} {'share':>6} {'kernels':>8}"
+             + (f" {'warm/step':>10}" if warm else ""), "-" * (width + 25 + 11 * warm)]
     for op, (ms, count, again, hot) in sorted(by_op.items(), key=lambda kv: -kv[1][0]):
-        line = f"{op[:48]:<48} {ms:>8.2f} {ms / total:>6.1%} {count:>8}"
+        line = f"{op:<{width}} {ms:>8.2f} {ms / total:>6.1%} {count:>8}"
         if warm:  # warm time over in-step time, of the kernels that could run again
             line += f" {hot / again:>10.2f}" if again else ""
         lines.append(line)

@@ -215,6 +215,28 @@ def test_profile_prints_ops_and_slowest_kernels(capsys):
     assert "gpt.py:" in out  # the slowest kernels name the model's source lines
 
 
+def test_the_profiles_op_table_names_each_op_whole_once():
+    """The by-op table cut names to 48 characters: tiny's two fused AdamW updates (of
+    matrices and of vectors) showed as two rows of one name. Each row is one op of the
+    kernels' rows, whole, with their time and count."""
+    import io
+    from graphc.bench import profile_step
+    out = io.StringIO()
+    rows = profile_step("tiny", repeat=1, top=1, file=out)
+    table = out.getvalue().split("\n\n")[1].splitlines()
+    assert len(table[1]) == len(table[0]) and set(table[1]) == {"-"}
+    printed = {}
+    for line in table[2:]:
+        op, ms, _, count = line.rsplit(None, 3)
+        assert op not in printed, op
+        printed[op] = (float(ms), int(count))
+    assert sum(len(op) > 48 for op in printed) >= 2  # (the names this test is about)
+    assert set(printed) == {r["op"] for r in rows}
+    for op, (ms, count) in printed.items():
+        mine = [r["ms"] for r in rows if r["op"] == op]
+        assert count == len(mine) and ms == pytest.approx(sum(mine), abs=0.006)
+
+
 def test_a_warm_profile_puts_each_ops_warm_time_beside_its_time_in_the_step(capsys):
     assert main(["profile", "--config", "tiny", "--repeat", "1", "--top", "5", "--warm"]) == 0
     out = capsys.readouterr().out
