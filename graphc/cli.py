@@ -544,11 +544,26 @@ def _load_model(path, dtype=None):
     from ir.types import as_dtype
 
     from . import checkpoint
+    from .models import gpt2
     from .models.gpt import GPT, GPTConfig
 
+    given = path
     if os.path.isdir(path):
         path = os.path.join(path, CHECKPOINT)
-    arrays, meta = checkpoint.load(path, optimizer=False)  # no AdamW state needed
+    try:
+        arrays, meta = checkpoint.load(path, optimizer=False)  # no AdamW state needed
+    except CheckpointError:
+        # a GPT-2 directory given to the wrong option was "no checkpoint at 'gpt2/checkpoint
+        # .npz'" (its model.safetensors: "corrupt or not a graphc checkpoint"); a damaged
+        # checkpoint beside a config.json of the user's keeps its own error
+        directory = given if os.path.isdir(given) else os.path.dirname(given) or "."
+        if not os.path.exists(os.path.join(directory, CHECKPOINT)) and all(
+                os.path.isfile(os.path.join(directory, name))
+                for name in (gpt2.CONFIG_FILE, gpt2.WEIGHTS_FILE)):
+            raise UsageError(f"--checkpoint {given!r} is {'' if directory == given else 'in '}"
+                             f"a Hugging Face GPT-2 directory, not a graphc checkpoint: "
+                             f"graphc sample takes {directory!r} as --model") from None
+        raise
     config = GPTConfig.from_dict(meta["model"])
     if dtype is not None:
         config.dtype = dtype
@@ -622,7 +637,15 @@ def _sample_pretrained(args) -> int:
     from .models import gpt2
     from .sample import Sampler
 
-    model, params = gpt2.load_gpt2(args.model, args.dtype or "float32")
+    try:
+        model, params = gpt2.load_gpt2(args.model, args.dtype or "float32")
+    except GraphcError:
+        # a graphc checkpoint given to the wrong option was "model directory 'run' has no
+        # config.json" (its file: "is not a directory")
+        if _is_graphc_checkpoint(args.model):
+            raise UsageError(f"--model {args.model!r} is a graphc checkpoint, not a Hugging "
+                             "Face GPT-2 directory: pass it as --checkpoint") from None
+        raise
     tokenizer = gpt2.load_tokenizer(args.model, model.cfg.vocab_size)
     text = args.prompt or ""
     prompt_ids = tokenizer.encode(text)
@@ -635,6 +658,23 @@ def _sample_pretrained(args) -> int:
                                         args.top_k, args.seed, args.top_p,
                                         () if args.ignore_eos else None, args.min_new_tokens)
     return _print_stream(text, tokenizer.decode_stream(ids))
+
+
+def _is_graphc_checkpoint(path) -> bool:
+    """Whether `path` (a checkpoint directory or file) holds what graphc train saves: a zip
+    with graphc's header member."""
+    import zipfile
+
+    from .checkpoint import META_KEY
+    if os.path.isdir(path):
+        path = os.path.join(path, CHECKPOINT)
+    if not os.path.isfile(path):  # (a FIFO would block the read)
+        return False
+    try:
+        with zipfile.ZipFile(path) as zf:
+            return META_KEY + ".npy" in zf.namelist()
+    except (OSError, zipfile.BadZipFile):
+        return False
 
 
 def _print_stream(text, pieces) -> int:

@@ -194,6 +194,37 @@ def test_sample_from_checkpoint(tmp_path, text_file, capsys):
     assert "no checkpoint" in error_line(capsys)
 
 
+def test_a_gpt2_directory_and_a_checkpoint_given_to_each_others_option(tmp_path, text_file,
+                                                                      capsys):
+    """--checkpoint GPT2DIR was "no checkpoint at 'gpt2/checkpoint.npz'", and --model RUN
+    "model directory 'run' has no config.json": neither said which option takes it."""
+    from test_gpt2 import write_directory
+    assert train(tmp_path, text_file, "--steps", "1") == 0
+    gpt2_dir, run = tmp_path / "gpt2", tmp_path / "run"
+    write_directory(gpt2_dir)
+    capsys.readouterr()
+    for given in (gpt2_dir, gpt2_dir / "model.safetensors"):
+        for command in (["sample", "--tokens", "2"], ["eval"]):
+            assert main([*command, "--checkpoint", str(given)]) == 2
+            assert error_line(capsys) == (
+                f"graphc: error: --checkpoint {str(given)!r} is "
+                f"{'in ' if given != gpt2_dir else ''}a Hugging Face GPT-2 directory, not a "
+                f"graphc checkpoint: graphc sample takes {str(gpt2_dir)!r} as --model")
+    for given in (run, run / "checkpoint.npz"):
+        assert main(["sample", "--model", str(given), "--tokens", "2"]) == 2
+        assert error_line(capsys) == (
+            f"graphc: error: --model {str(given)!r} is a graphc checkpoint, not a Hugging "
+            "Face GPT-2 directory: pass it as --checkpoint")
+    # each where it belongs still loads; a damaged checkpoint keeps its own error, beside a
+    # GPT-2 directory's files too
+    assert main(["sample", "--model", str(gpt2_dir), "--prompt", "a", "--tokens", "2"]) == 0
+    assert main(["sample", "--checkpoint", str(run), "--prompt", "to", "--tokens", "2"]) == 0
+    capsys.readouterr()
+    (gpt2_dir / "checkpoint.npz").write_bytes(b"damaged")
+    assert main(["sample", "--checkpoint", str(gpt2_dir), "--tokens", "2"]) == 2
+    assert "is corrupt or not a graphc checkpoint" in error_line(capsys)
+
+
 def test_the_console_script_reports_errors_in_one_line(tmp_path):
     proc = subprocess.run([sys.executable, "-m", "graphc.cli", "train", "--config", "nope",
                            "--out", str(tmp_path / "z")], capture_output=True, text=True,
