@@ -683,16 +683,16 @@ def _print_stream(text, pieces) -> int:
     sampled), then a newline. A reader that stops (`| head`) ends the command quietly with
     the status of a process SIGPIPE ended, as `yes | head` leaves. No stdout (`>&-`,
     sys.stdout None): the text is discarded, as print() discards it, status 0."""
-    from .trainer import _ReaderAwareStdout  # (over no stream: discards, as print() does)
-    out = sys.stdout if sys.stdout is not None else _ReaderAwareStdout(None)
+    from .trainer import _ReaderAwareStdout
+    # (over no stream it discards, as print() does; a reader gone is noted, not raised, and
+    # another failure to write names stdout)
+    out = _ReaderAwareStdout(sys.stdout)
     try:
         for piece in itertools.chain((text,), pieces, ("\n",)):
             out.write(piece)
             out.flush()
-    except BrokenPipeError:
-        from .files import discard_stdout
-        discard_stdout()
-        return 128 + 13
+            if out.reader_gone:  # (stdout now goes to /dev/null)
+                return 128 + out.reader_gone
     except (Exception, KeyboardInterrupt):
         # the error line (stderr) was glued to the text printed so far: end it first
         with contextlib.suppress(OSError):

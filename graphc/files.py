@@ -497,6 +497,13 @@ def _sync_directory(directory: str) -> None:
         os.close(fd)
 
 
+def stdout_error(exc: OSError) -> OSError:
+    """A failed write to stdout as an OSError that says it was stdout's: `graphc sample >
+    /dev/full` ended with "graphc: error: [Errno 28] No space left on device", naming no
+    file."""
+    return OSError(exc.errno, f"cannot write to stdout: {exc.strerror or exc}")
+
+
 def discard_stdout() -> None:
     """Point stdout at /dev/null once its reader has gone (`| head`): the interpreter flushes
     it again at exit, and each later print would fail with "Broken pipe" too."""

@@ -114,7 +114,7 @@ from ir.types import is_float
 
 from . import amp, checkpoint, nn, optim
 from .files import LOCK_NAME, check_path, discard_stdout, exclusive_directory, \
-    file_identity, fresh_directory, read_error, same_file, written_since
+    file_identity, fresh_directory, read_error, same_file, stdout_error, written_since
 from .optim import _clip_norm, _count_setting, _flag, _is_number, clip_by_global_norm, \
     global_norm
 from .tracing import flatten, function_name, leaves_and_structure, tree_map, unflatten
@@ -2026,6 +2026,8 @@ class _ReaderAwareStdout:
         except BrokenPipeError:
             self._gone()
             return len(text)
+        except OSError as exc:  # (a full disk): one line that names stdout
+            raise stdout_error(exc) from None
 
     def flush(self):
         if self.stream is None:  # (no stdout, `graphc eval >&-`: nothing to flush)
@@ -2034,6 +2036,8 @@ class _ReaderAwareStdout:
             self.stream.flush()
         except BrokenPipeError:
             self._gone()
+        except OSError as exc:
+            raise stdout_error(exc) from None
 
     def _gone(self):
         self.reader_gone = signal.SIGPIPE

@@ -366,6 +366,22 @@ def _with_the_reader_gone(tmp_path, *arguments):
     return proc.returncode, stderr
 
 
+@pytest.mark.skipif(not os.path.exists("/dev/full"), reason="needs Linux's /dev/full")
+def test_a_full_stdout_is_one_line_that_names_stdout(tmp_path, text_file):
+    """`graphc sample > /dev/full` (or dump, eval, profile) ended with "graphc: error:
+    [Errno 28] No space left on device", naming no file: now the line says it was stdout."""
+    assert train(tmp_path, text_file, "--steps", "1") == 0
+    for arguments in (["sample", "--checkpoint", "run", "--prompt", "to", "--tokens", "3"],
+                      ["dump", "mlp"]):
+        with open("/dev/full", "w") as full:
+            proc = subprocess.run([sys.executable, "-m", "graphc.cli", *arguments],
+                                  cwd=tmp_path, stdout=full, stderr=subprocess.PIPE, text=True,
+                                  env=dict(os.environ, PYTHONPATH=os.path.dirname(
+                                      os.path.dirname(os.path.abspath(__file__)))))
+        assert (proc.returncode, proc.stderr) == (
+            2, "graphc: error: [Errno 28] cannot write to stdout: No space left on device\n")
+
+
 @pytest.mark.parametrize("fmt", ["text", "png"])
 def test_dump_into_a_reader_that_went_away_ends_quietly_with_sigpipes_status(tmp_path, fmt):
     """`graphc dump gpt | head`: the write's BrokenPipeError was `graphc: error: [Errno 32]
