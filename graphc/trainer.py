@@ -1449,6 +1449,17 @@ class Trainer:
                           "its steps since the last save are lost")
         return f"; this run's step {self.step} could not be saved elsewhere ({why}): {lost}"
 
+    def _stdout_failed(self, error: OSError, ckpt: str | None) -> GraphcError:
+        """The one line of a run stopped by a write to stdout that failed (not a reader
+        gone): where its state is, and how to go on."""
+        if not ckpt:
+            return GraphcError(f"{error.strerror}: training stopped at step {self.step} "
+                               "(fit() was given no directory: this trainer keeps its state)")
+        how = self._said(f"trainer.fit({os.path.dirname(ckpt)!r}) again",
+                         "run the same command with --resume")
+        return GraphcError(f"{error.strerror}: training stopped at step {self.step}, saved "
+                           f"in {ckpt}; to continue, {how}")
+
     def _release(self) -> None:
         if self._lock is not None:
             self._lock[1].close()
@@ -1488,7 +1499,9 @@ class Trainer:
         already there is kept as it is where no step was left to train).
         Returns 0, or the signal (SIGINT, SIGTERM) that stopped training at a step boundary
         after saving (or came while loss.png was drawn, after the last save); SIGPIPE when
-        stdout found its reader gone (`graphc train | head`), after saving likewise. Raises
+        stdout found its reader gone (`graphc train | head`), after saving likewise (a
+        write to stdout that failed otherwise, a full disk's: a GraphcError line after
+        saving, naming the checkpoint). Raises
         TrainingDiverged on a NaN or an Inf, the last good checkpoint kept; GraphcError, one
         line, where a save into OUT is refused (another run took OUT or wrote its checkpoint)
         or fails (a full disk), this run's state saved first in a fresh directory beside OUT,
@@ -1522,10 +1535,14 @@ class Trainer:
                             "another directory"))
                 self._fit_found = self._refuse_replacing_another_runs(ckpt)
             self.mark_good()
-            if self.eval_batches is not None and not self.val_history:
-                log(f"step {self.step}: val loss {self.evaluate():.4f}")
-            first = self.step
-            stopped = self._loop(ckpt, progress, log, stop, stdout)
+            noted, stdout.notes_failures = stdout.notes_failures, True
+            try:
+                if self.eval_batches is not None and not self.val_history:
+                    log(f"step {self.step}: val loss {self.evaluate():.4f}")
+                first = self.step
+                stopped = self._loop(ckpt, progress, log, stop, stdout)
+            finally:
+                stdout.notes_failures = noted
             plot = os.path.join(out, "loss.png") if out else None
             # every rank enters the agreement, also one a late signal stopped alone (the
             # others would wait in its allgather for ever)
@@ -1539,6 +1556,9 @@ class Trainer:
                     plot_losses(self.history, self.val_history, plot, self.plot_title,
                                 self.plot_ylabel)
                     stopped = stop.signum
+            # (raised after the ranks' last agreement, which every rank enters)
+            if stdout.failed is not None and not noted:
+                raise self._stdout_failed(stdout.failed, ckpt)
         return stopped
 
     def _per_batch(self, batch) -> int:
@@ -2011,6 +2031,10 @@ class _ReaderAwareStdout:
     def __init__(self, stream, text=None):
         self.stream, self.reader_gone = stream, 0
         self._text = text  # the text stream whose binary buffer this one is
+        # while fit() runs (`notes_failures`), a write that fails otherwise (a full disk,
+        # `graphc train > /dev/full`) is noted too, as `failed` (its one-line OSError), and
+        # stops the run after saving: it failed the run, losing the steps since the last save
+        self.notes_failures, self.failed = False, None
 
     @property
     def buffer(self):
@@ -2027,7 +2051,8 @@ class _ReaderAwareStdout:
             self._gone()
             return len(text)
         except OSError as exc:  # (a full disk): one line that names stdout
-            raise stdout_error(exc) from None
+            self._failed(stdout_error(exc))
+            return len(text)
 
     def flush(self):
         if self.stream is None:  # (no stdout, `graphc eval >&-`: nothing to flush)
@@ -2037,7 +2062,14 @@ class _ReaderAwareStdout:
         except BrokenPipeError:
             self._gone()
         except OSError as exc:
-            raise stdout_error(exc) from None
+            self._failed(stdout_error(exc))
+
+    def _failed(self, error: OSError):
+        noted = self if self._text is None else self._text
+        if not noted.notes_failures:
+            raise error from None
+        noted.failed = noted.failed or error
+        self._gone()
 
     def _gone(self):
         self.reader_gone = signal.SIGPIPE

@@ -235,6 +235,52 @@ def test_a_reader_gone_before_or_after_training_ends_one_process_as_ranks_do(
         assert checkpoint.load(str(ckpt))[1]["step"] == 0
 
 
+class _FullAfter:
+    """A stdout whose writes fail as a full disk's after its first `writes` ones."""
+
+    def __init__(self, writes):
+        self.writes, self.text = writes, ""
+
+    def write(self, text):
+        self.writes -= 1
+        if self.writes < 0:
+            raise OSError(28, "No space left on device")
+        self.text += text
+        return len(text)
+
+    def flush(self):
+        if self.writes < 0:
+            raise OSError(28, "No space left on device")
+
+
+@pytest.mark.parametrize("progress", [False, True])
+def test_a_stdout_write_that_fails_stops_training_after_saving(tmp_path, monkeypatch,
+                                                               progress):
+    """`graphc train > file` on a disk that fills up: the failed write of an evaluation line
+    (or of the bar) ended the run with "cannot write to stdout: No space left on device",
+    losing the steps since the last save. Now the run stops at the next step boundary after
+    saving, as for a reader gone, and the one line says where it is and how to go on."""
+    cfg = GPTConfig(vocab_size=5, n_layer=1, n_head=2, n_embd=8, block_size=4, batch_size=2)
+    data = CharData.from_text("abcde" * 20, cfg.block_size)
+    trainer = Trainer(GPT(cfg), data, TrainConfig(steps=40, eval_every=3, eval_iters=1))
+    out = tmp_path / "run"
+    monkeypatch.setattr(sys, "stdout", _FullAfter(3 if not progress else 20))
+    with pytest.raises(GraphcError) as info:
+        trainer.fit(str(out), progress=progress)
+    step = trainer.step
+    assert 0 < step < 40
+    ckpt = str(out / "checkpoint.npz")
+    assert str(info.value).splitlines()[0] == (
+        f"cannot write to stdout: No space left on device: training stopped at step {step}, "
+        f"saved in {ckpt}; to continue, trainer.fit({str(out)!r}) again")
+    assert checkpoint.load(ckpt)[1]["step"] == step
+    # without a directory the trainer keeps its state, and the line says so
+    monkeypatch.setattr(sys, "stdout", _FullAfter(0))
+    again = Trainer(GPT(cfg), data, TrainConfig(steps=40, eval_every=3, eval_iters=1))
+    with pytest.raises(GraphcError, match="training stopped at step 0 .fit.. was given no "):
+        again.fit(None, progress=False)
+
+
 def test_a_log_of_ones_own_raising_broken_pipe_reaches_the_caller():
     """fit() took any BrokenPipeError of its `log` for stdout's reader gone and stopped
     without a word (a notebook user saw only a return value of 13); now only its own
