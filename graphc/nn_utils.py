@@ -79,7 +79,9 @@ def _scale(p, factor):
     else:  # in place, as torch's mul_
         g = _writeable_grad(p)
         compute = _compute_dtype(g.dtype)  # (a float32 or float64 gradient's own: no copy)
-        np.multiply(g.astype(compute, copy=False), np.asarray(factor).astype(compute), out=g)
+        with np.errstate(invalid="ignore"):  # (an inf gradient times 0: NaN, torch's, silently)
+            np.multiply(g.astype(compute, copy=False), np.asarray(factor).astype(compute),
+                        out=g)
 
 
 def _compute_dtype(dtype) -> np.dtype:
@@ -143,11 +145,13 @@ def clip_grad_norm_(parameters, max_norm: float, norm_type: float = 2.0,
     # torch's clamp(max_norm / (total + 1e-6), max=1.0), its division reciprocal(x) *
     # max_norm, each op in the total's dtype (NaN for a NaN total, as torch's clamp); the
     # gradients are scaled by max_norm / inf = 0, as torch scales them
+    # (silently, as torch's: a max_norm past float32's range is inf, a float16 total's
+    # reciprocal may be inf, and inf times a max_norm of 0 NaN; numpy warned of each)
     compute = _compute_dtype(dtype)
-    shifted = _rounded(total.astype(compute) + compute.type(1e-6), dtype)
-    with np.errstate(divide="ignore"):
+    with np.errstate(divide="ignore", over="ignore", invalid="ignore"):
+        shifted = _rounded(total.astype(compute) + compute.type(1e-6), dtype)
         reciprocal = _rounded(compute.type(1) / shifted.astype(compute), dtype)
-    factor = _rounded(reciprocal.astype(compute) * compute.type(max_norm), dtype)
+        factor = _rounded(reciprocal.astype(compute) * compute.type(max_norm), dtype)
     factor = np.where(factor > 1, np.asarray(1, dtype), factor)
     for p in with_grad:
         _scale(p, factor)

@@ -291,6 +291,26 @@ def test_clip_grad_norm_past_a_dtypes_range_is_inf_as_torchs():
             nn.utils.clip_grad_norm_(mine, 1.0, error_if_nonfinite=True)
 
 
+@pytest.mark.parametrize("dtype, values, max_norm", [
+    ("float16", [0.0, 0.0], 0.0), ("float32", [0.0, 0.0], 1e35), ("float32", [1.0, 0.0], 1e300),
+    ("float32", [math.inf, 1.0], 1.0)])
+def test_clip_grad_norm_in_torchs_dtypes_warns_of_nothing(dtype, values, max_norm):
+    """r1's review of dd71417: the coefficient computed op by op in the total's dtype let
+    numpy's RuntimeWarnings out (a float16 total's reciprocal inf times a max_norm of 0, a
+    max_norm past float32's range, its product with 1 / 1e-6), where the float64 coefficient
+    gave none and torch's values come silently; and an inf gradient times 0 warned too."""
+    p = nn.Parameter(np.zeros(2, finfo(dtype).dtype))
+    p.grad = np.array(values, p.data.dtype)
+    q = torch.nn.Parameter(torch.zeros(2, dtype=getattr(torch, dtype)))
+    q.grad = torch.tensor(values, dtype=getattr(torch, dtype))
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        total = nn.utils.clip_grad_norm_([p], max_norm)
+    expected = torch.nn.utils.clip_grad_norm_([q], max_norm)
+    assert float(total.data) == expected.item()
+    np.testing.assert_array_equal(p.grad.astype(np.float64), q.grad.double().numpy())
+
+
 @pytest.mark.parametrize("max_norm, norm_type", [
     (0.5, "inf"), (0.5, float("inf")), (0.5, np.inf), ("0.5", "2"), ("0.5", "Infinity")])
 def test_clip_grad_settings_are_read_as_torchs_float(max_norm, norm_type):
