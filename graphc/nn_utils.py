@@ -115,8 +115,10 @@ def clip_grad_norm_(parameters, max_norm: float, norm_type: float = 2.0,
     in its compute dtype. The sums are float64 ones rounded to torch's compute dtype
     (_vector_norm), which torch accumulates in (float32 for float32 and half gradients: a
     float32 gradient's squares past float32's range make the norm inf, as torch's); torch's
-    own summation order is not reproduced, so the total is torch's to about an ulp of its
-    dtype, not bit for bit."""
+    own summation order is not reproduced, so the total is torch's but for the rounding of
+    torch's float32 sums: about an ulp for small gradients, tens to hundreds of ulps for 10^5
+    elements (orders other than 2 most), and a half gradient's norm may round an ulp of its
+    dtype apart (thousands of float32 ulps in the total); bit for bit where sums are exact."""
     max_norm = _float_setting("clip_grad_norm_: max_norm", max_norm)
     norm_type = _float_setting("clip_grad_norm_: norm_type", norm_type)
     with_grad = _gradients(parameters, "clip_grad_norm_")
