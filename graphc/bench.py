@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import json
 import os
+import signal
 import sys
 import time
 import tracemalloc
@@ -19,7 +20,7 @@ import numpy as np
 
 from .bench_generate import WORKLOADS as GEN_WORKLOADS
 from .bench_ranks import rank_counts
-from .distributed import check_process_count
+from .distributed import check_process_count, end_with_parent
 from .files import (cannot_create_in, check_writable, refuse_checkpoint, save_figure,
                     write_atomically)
 from .models.gpt import GPT, GPTConfig
@@ -437,28 +438,13 @@ class _Worker:
             self.process.kill()
 
 
-def _end_with_parent(parent: int) -> None:
-    """Have the kernel kill this process when its parent, pid `parent`, ends (Linux's
-    PR_SET_PDEATHSIG; elsewhere nothing): a bench ended by a signal (`timeout`, `kill`:
-    SIGTERM, or SIGKILL) ran no cleanup, and its workers ran the rest of their turn, up to
-    all the steps of a --concurrent round, on the cores the user wanted back. (The signal
-    comes when the thread that started the process ends: bench starts them from the one that
-    asks them every step.)"""
-    if not sys.platform.startswith("linux"):
-        return
-    import ctypes
-    import signal
-    try:
-        ctypes.CDLL(None).prctl(1, signal.SIGKILL)  # 1: PR_SET_PDEATHSIG
-    except (OSError, AttributeError):  # (a libc without prctl)
-        return
-    if os.getppid() != parent:  # it ended before the prctl: no signal will come
-        os._exit(1)
-
-
 def _serve(conn, contender, parent):
     import traceback
-    _end_with_parent(parent)
+    # a bench ended by a signal (`timeout`, `kill`: SIGTERM, or SIGKILL) ran no cleanup,
+    # and its workers ran the rest of their turn, up to all the steps of a --concurrent
+    # round, on the cores the user wanted back (bench starts them from the thread that
+    # asks them every step)
+    end_with_parent(parent, signal.SIGKILL)
     try:
         if contender not in CONTENDERS:
             raise ValueError(f"unknown contender {contender!r}; choose from "

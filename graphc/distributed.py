@@ -61,8 +61,8 @@ __all__ = ["init", "rank", "size", "local_size", "is_main", "print0", "shard", "
            "agree_max", "allreduce", "broadcast_", "fail_together", "exit_status",
            "join_job", "joined", "leave_now", "leave_together", "exit_on_error",
            "check_process_count", "mpiexec_path", "launch_command", "launch", "launch_env",
-           "launch_session", "under_mpiexec", "launcher_variable", "check_ranks_option",
-           "without_option", "stops_forwarded"]
+           "launch_session", "end_with_parent", "under_mpiexec", "launcher_variable",
+           "check_ranks_option", "without_option", "stops_forwarded"]
 
 _STATE = {"comm": None, "rank": 0, "size": 1, "local_size": 1, "watchdog": None}
 
@@ -682,7 +682,15 @@ def launch(ranks: int, argv, timeout: float | None = None, **kwargs):
         status = os.path.join(folder, "status")
         env[settings.LAUNCH_STATUS.name] = status
         # mpiexec in a session of its own: a Ctrl-C at the terminal reaches this process
-        # alone; mpiexec itself ends its ranks on SIGINT/SIGTERM before they can save
+        # alone; mpiexec itself ends its ranks on SIGINT/SIGTERM before they can save. So
+        # nothing else of the terminal's reaches it either: were this process ended by a
+        # signal it cannot handle (SIGKILL, the OOM killer) or does not (Ctrl-\'s SIGQUIT),
+        # the job trained on in the background, into the --out a rerun then found taken;
+        # mpiexec gets a SIGTERM then instead, as from a second Ctrl-C
+        prctl = _prctl()
+        if prctl is not None:
+            kwargs.setdefault("preexec_fn", functools.partial(
+                end_with_parent, os.getpid(), signal.SIGTERM, prctl))
         with subprocess.Popen(launch_command(ranks, argv), env=env, start_new_session=True,
                               **kwargs) as proc:
             relayed = _StdoutRelay(proc, status) if relay else None
@@ -705,6 +713,32 @@ def launch(ranks: int, argv, timeout: float | None = None, **kwargs):
         elif done.returncode == 0 and relayed is not None and relayed.gone:
             done.returncode = 128 + signal.SIGPIPE  # (gone after training: the job ended)
     return done
+
+
+def _prctl():
+    """libc's prctl (Linux), or None: looked up before a fork, since the child of a process
+    with threads (a caller's) must not load libraries: dlopen's lock may be held."""
+    if not sys.platform.startswith("linux"):
+        return None
+    import ctypes
+    try:
+        return ctypes.CDLL(None).prctl
+    except (OSError, AttributeError):  # (a libc without prctl)
+        return None
+
+
+def end_with_parent(parent: int, signum: int, prctl=None) -> None:
+    """Have the kernel send this process `signum` when its parent, pid `parent`, ends
+    (Linux's PR_SET_PDEATHSIG, kept across exec; elsewhere nothing): for a process started
+    to serve a parent that may end without cleaning up (SIGKILL). `prctl`: _prctl()'s,
+    looked up beforehand where this runs between fork and exec. The signal comes when the
+    thread that started the process ends: start it from one that waits for it."""
+    prctl = prctl or _prctl()
+    if prctl is None:
+        return
+    prctl(1, signum)  # 1: PR_SET_PDEATHSIG
+    if os.getppid() != parent:  # it ended before the prctl: no signal will come
+        os._exit(1)
 
 
 def _reader_may_go(fd: int) -> bool:

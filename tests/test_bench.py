@@ -133,45 +133,12 @@ def test_bench_names_a_pinned_openblas_kernel(monkeypatch):
                                 "coretype": None}) == "mkl"
 
 
-def _children(pid):
-    """The pids of pid's child processes (Linux's /proc)."""
-    found = []
-    for entry in os.listdir("/proc"):
-        try:
-            with open(f"/proc/{entry}/stat") as fh:
-                if entry.isdigit() and int(fh.read().rsplit(")", 1)[1].split()[1]) == pid:
-                    found.append(int(entry))
-        except (OSError, ValueError, IndexError):
-            pass
-    return found
-
-
-def _alive(pid):
-    try:
-        with open(f"/proc/{pid}/stat") as fh:
-            return fh.read().rsplit(")", 1)[1].split()[0] != "Z"  # (a zombie has ended)
-    except OSError:
-        return False
-
-
-def _left_running(pids) -> list:
-    """Those of `pids` still running 10 s on (each then killed, so that none outlives the
-    test)."""
-    deadline = time.monotonic() + 10
-    while any(map(_alive, pids)) and time.monotonic() < deadline:
-        time.sleep(0.1)
-    left = [pid for pid in pids if _alive(pid)]
-    for pid in left:
-        os.kill(pid, signal.SIGKILL)
-    return left
-
-
 @pytest.mark.skipif(not sys.platform.startswith("linux"), reason="PR_SET_PDEATHSIG, /proc")
 def test_a_bench_killed_by_sigterm_leaves_no_process_running(tmp_path):
     """s43: a bench ended by SIGTERM (`timeout`, `kill PID`) runs no cleanup: its workers
     (multiprocessing spawn processes) ran the rest of their turn, all the steps of a
     --concurrent round, and the --beside-busy loop spun forever. They end with it now."""
-    from launch import rank_env
+    from launch import children, left_running, rank_env
     bench = ("from graphc import bench\n"
              "busy = bench._busy_process()\n"  # --beside-busy's
              "bench.run_shared(['mlp-train'], copies=2, steps=10**6, warmup=0, rounds=1, "
@@ -180,15 +147,15 @@ def test_a_bench_killed_by_sigterm_leaves_no_process_running(tmp_path):
                             stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
     try:
         deadline = time.monotonic() + 120
-        while len(_children(proc.pid)) < 4 and time.monotonic() < deadline:  # busy, two
+        while len(children(proc.pid)) < 4 and time.monotonic() < deadline:  # busy, two
             time.sleep(0.1)  # workers and multiprocessing's resource tracker
         time.sleep(3)  # (the workers build the step and start their turn)
-        children = _children(proc.pid)
-        assert len(children) >= 3, children
+        workers = children(proc.pid)
+        assert len(workers) >= 3, workers
     finally:
         proc.terminate()
         proc.wait()
-    assert _left_running(children) == []
+    assert left_running(workers) == []
 
 
 @pytest.mark.skipif(not sys.platform.startswith("linux"), reason="/proc")
@@ -196,24 +163,24 @@ def test_a_bench_ranks_killed_by_sigterm_ends_its_job(tmp_path):
     """s43: `graphc bench --ranks` ran each job with subprocess.run: killed by SIGTERM, the
     bench ended alone and the job (mpiexec and its ranks; for 1 rank, python) ran all its
     steps on. Its SIGTERM now ends the job, then the bench, with 143 and one line."""
-    from launch import ROOT, rank_env
+    from launch import ROOT, children, left_running, rank_env
     proc = subprocess.Popen(
         [sys.executable, "-c", "import sys, graphc_entry; sys.exit(graphc_entry.main())",
          "bench", "--ranks", "1", "--steps", "1000000"], cwd=ROOT, env=rank_env(),
         stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True, start_new_session=True)
     try:
         deadline = time.monotonic() + 60
-        while not _children(proc.pid) and time.monotonic() < deadline:
+        while not children(proc.pid) and time.monotonic() < deadline:
             time.sleep(0.1)
         time.sleep(1)  # (its signal handlers are set before the job starts)
-        job = _children(proc.pid)
+        job = children(proc.pid)
         assert job
         proc.terminate()
         _, err = proc.communicate(timeout=30)
     finally:
         if proc.poll() is None:
             os.killpg(proc.pid, signal.SIGKILL)
-    assert _left_running(job) == []
+    assert left_running(job) == []
     assert proc.returncode == 143
     assert err.splitlines()[-1] == ("graphc: interrupted by SIGTERM: the 1-rank job was "
                                     "ended")

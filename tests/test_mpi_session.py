@@ -8,8 +8,11 @@ this suite, whose multi-process tests kill hung jobs, on a machine whose pids wr
 from __future__ import annotations
 
 import os
+import signal
 import socket
 import subprocess
+import sys
+import time
 from pathlib import Path
 
 import pytest
@@ -57,3 +60,39 @@ def test_launch_session_gives_each_job_a_new_folder_and_removes_it():
             # a folder the caller named is kept: the user's own choice of session folder
             assert inner[dist.SESSION_FOLDER] == folder != other
     assert not os.path.exists(folder) and not os.path.exists(other)
+
+
+@pytest.mark.skipif(not sys.platform.startswith("linux"), reason="PR_SET_PDEATHSIG, /proc")
+@pytest.mark.parametrize("signum", [signal.SIGKILL, signal.SIGQUIT])
+def test_a_launcher_ended_by_a_signal_it_does_not_handle_ends_its_job(tmp_path, signum):
+    """(s47) `launch` starts mpiexec in a session of its own (so that a Ctrl-C reaches rank
+    0 through the launcher, not mpiexec), so a launcher ended by a signal it has no handler
+    for, SIGKILL (`kill -9`, the OOM killer) or Ctrl-\\'s SIGQUIT, left mpiexec and its
+    ranks running on: `graphc train --ranks 2` trained on in the background into --out,
+    holding its lock, after the command had ended. mpiexec now gets a SIGTERM with it, as
+    from a second Ctrl-C, and ends its ranks."""
+    pytest.importorskip("mpi4py", reason="the mpi extra is not installed")
+    from launch import children, left_running, rank_env
+    started, system_tmp = tmp_path / "ranks", tmp_path / "tmp"  # (the launcher's session
+    started.mkdir(), system_tmp.mkdir()  # folder, left by SIGKILL, goes with tmp_path)
+    rank = (f"import os, time; open(os.path.join({str(started)!r}, str(os.getpid())), 'w')"
+            f".close(); time.sleep(120)")
+    launcher = ("import signal, graphc.distributed as dist\n"
+                "signal.signal(signal.SIGQUIT, signal.SIG_DFL)\n"  # (as at a terminal)
+                f"dist.launch(2, ['-c', {rank!r}])\n")
+    proc = subprocess.Popen([sys.executable, "-c", launcher],
+                            env=rank_env(TMPDIR=str(system_tmp)), stdout=subprocess.DEVNULL,
+                            stderr=subprocess.DEVNULL)
+    try:
+        deadline = time.monotonic() + 120
+        while len(os.listdir(started)) < 2 and time.monotonic() < deadline:
+            time.sleep(0.1)
+        ranks = [int(name) for name in os.listdir(started)]
+        assert len(ranks) == 2, "the ranks did not start"
+        job = children(proc.pid) + ranks  # mpiexec (it runs as prterun) and its ranks
+        assert len(job) == 3, job
+    finally:
+        os.kill(proc.pid, signum)
+        proc.wait()
+    assert proc.returncode == -signum
+    assert left_running(job) == []
