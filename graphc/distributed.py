@@ -169,6 +169,9 @@ def _timeout(timeout):
         seconds = -1.0
     if not (seconds > 0 and math.isfinite(seconds)):
         raise GraphcError(f"timeout={timeout!r}: expected a positive number of seconds")
+    if seconds > settings.MAX_SECONDS:  # (the watchdog's socket timeouts would overflow)
+        raise GraphcError(f"timeout={timeout!r}: expected at most "
+                          f"{settings.MAX_SECONDS:.0f} seconds (about 31 years)")
     return seconds
 
 

@@ -46,12 +46,26 @@ def _positive_float(text: str) -> float:
     return value
 
 
+# the longest wait a setting in seconds may ask for (about 31 years): Python's socket and
+# lock timeouts overflow past ~9.2e9 s, and GRAPHC_WATCHDOG_TIMEOUT=1e300 (a "never" meant)
+# ended every rank with an OverflowError traceback at start-up
+MAX_SECONDS = 1e9
+
+
+def _seconds(text: str) -> float:
+    value = _positive_float(text)
+    if value > MAX_SECONDS:
+        raise ValueError(f"expected at most {MAX_SECONDS:.0f} seconds (about 31 years), "
+                         f"the longest wait this setting takes")
+    return value
+
+
 def _directory(text: str) -> str:
     return os.path.expanduser(text)
 
 
 _PARSERS: dict[str, Callable[[str], object]] = {
-    "flag": _flag, "count": _positive_int, "seconds": _positive_float, "directory": _directory,
+    "flag": _flag, "count": _positive_int, "seconds": _seconds, "directory": _directory,
     "megabytes": _positive_float, "address": str, "file": str,
 }
 
@@ -170,7 +184,7 @@ def check_environment() -> list[str]:
 
 def markdown_table() -> str:
     """The README's table of the variables, generated from the declarations above."""
-    kinds = {"flag": "0 or 1", "count": "whole number", "seconds": "seconds",
+    kinds = {"flag": "0 or 1", "count": "whole number", "seconds": "seconds (at most 1e9)",
              "directory": "directory", "megabytes": "megabytes", "address": "host address",
              "file": "file"}
     rows = ["| variable | value | default | what it does |", "| --- | --- | --- | --- |"]

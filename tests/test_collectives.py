@@ -388,6 +388,10 @@ def test_launch_command_and_bad_settings():
     assert _timeout(5) == 5.0
     with pytest.raises(GraphcError, match="timeout=-1: expected a positive number"):
         _timeout(-1)
+    # (s47) past what the watchdog's socket timeouts take: an OverflowError traceback before
+    with pytest.raises(GraphcError, match=r"timeout=1e\+300: expected at most 1000000000 "):
+        _timeout(1e300)
+    assert _timeout(1e9) == 1e9
 
 
 def test_ranks_on_one_machine_share_its_cpus(monkeypatch):

@@ -79,6 +79,12 @@ def test_settings_are_read_when_used(monkeypatch, tmp_path):
     ("GRAPHC_JIT", "maybe", "expected one of 1/true/yes/on or 0/false/no/off"),
     ("GRAPHC_COMPILE_TIMEOUT", "-3", "expected a positive number"),
     ("GRAPHC_COMPILE_TIMEOUT", "soon", "expected a positive number"),
+    # (s47) a wait too long for Python's socket and lock timeouts: 1e300 ended every rank
+    # of `graphc train --ranks 2` with an OverflowError traceback in the watchdog
+    ("GRAPHC_WATCHDOG_TIMEOUT", "1e300", "expected at most 1000000000 seconds (about 31 "
+     "years), the longest wait this setting takes"),
+    ("GRAPHC_COMPILE_TIMEOUT", "1e10", "expected at most 1000000000 seconds (about 31 "
+     "years), the longest wait this setting takes"),
 ])
 def test_a_bad_value_is_one_error_naming_the_variable(monkeypatch, name, bad, expected):
     monkeypatch.setenv(name, bad)
@@ -86,6 +92,19 @@ def test_a_bad_value_is_one_error_naming_the_variable(monkeypatch, name, bad, ex
     with pytest.raises(GraphcError) as info:
         setting.get()
     assert str(info.value) == f"{name}={bad!r}: {expected}"
+
+
+def test_the_longest_wait_a_setting_takes_is_one_socket_and_locks_take(monkeypatch):
+    """(s47) MAX_SECONDS, the bound above, is a timeout Python's sockets and locks take (the
+    watchdog's settimeout, the background compiler's wait): the bound is not below it."""
+    import socket
+    import threading
+    monkeypatch.setenv("GRAPHC_WATCHDOG_TIMEOUT", "1e9")
+    assert settings.WATCHDOG_TIMEOUT.get() == settings.MAX_SECONDS == 1e9
+    with socket.socket() as sock:
+        sock.settimeout(settings.MAX_SECONDS)
+    lock = threading.Lock()
+    assert lock.acquire(timeout=settings.MAX_SECONDS)
 
 
 def test_the_cli_reports_a_bad_setting_in_one_line_and_exits_2(monkeypatch, capsys):
