@@ -60,13 +60,25 @@ def _seconds(text: str) -> float:
     return value
 
 
+def _address(text: str) -> str:
+    # as the socket module encodes a host name: an empty or over-long label (`host..lan`)
+    # failed only in the ranks' connect, with a line naming neither this variable nor the
+    # address, mpiexec's banner after it
+    try:
+        text.encode("idna")
+    except UnicodeError as exc:  # (its cause says what: "label empty or too long")
+        why = str(exc.__cause__ or exc)
+        raise ValueError(f"expected a host name or IP address ({why})") from None
+    return text
+
+
 def _directory(text: str) -> str:
     return os.path.expanduser(text)
 
 
 _PARSERS: dict[str, Callable[[str], object]] = {
     "flag": _flag, "count": _positive_int, "seconds": _seconds, "directory": _directory,
-    "megabytes": _positive_float, "address": str, "file": str,
+    "megabytes": _positive_float, "address": _address, "file": str,
 }
 
 

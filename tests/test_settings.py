@@ -85,6 +85,14 @@ def test_settings_are_read_when_used(monkeypatch, tmp_path):
      "years), the longest wait this setting takes"),
     ("GRAPHC_COMPILE_TIMEOUT", "1e10", "expected at most 1000000000 seconds (about 31 "
      "years), the longest wait this setting takes"),
+    # (s47) a name the socket module cannot encode: `graphc train --ranks 2` ended with
+    # rank 1's "graphc: error: encoding with 'idna' codec failed (...)" and mpiexec's banner
+    ("GRAPHC_WATCHDOG_ADDR", "rank0..lan", "expected a host name or IP address (label "
+     "empty or too long)"),
+    ("GRAPHC_WATCHDOG_ADDR", "a" * 64 + ".lan", "expected a host name or IP address (label "
+     "empty or too long)"),
+    ("GRAPHC_WATCHDOG_ADDR", "rank\x800.lan", "expected a host name or IP address (Invalid "
+     "character '\\x80')"),
 ])
 def test_a_bad_value_is_one_error_naming_the_variable(monkeypatch, name, bad, expected):
     monkeypatch.setenv(name, bad)
@@ -92,6 +100,12 @@ def test_a_bad_value_is_one_error_naming_the_variable(monkeypatch, name, bad, ex
     with pytest.raises(GraphcError) as info:
         setting.get()
     assert str(info.value) == f"{name}={bad!r}: {expected}"
+
+
+@pytest.mark.parametrize("address", ["10.0.0.1", "::1", "rank0.lan", "a" * 63 + ".lan"])
+def test_a_watchdog_address_the_sockets_take_is_taken(monkeypatch, address):
+    monkeypatch.setenv("GRAPHC_WATCHDOG_ADDR", address)
+    assert settings.WATCHDOG_ADDR.get() == address
 
 
 def test_the_longest_wait_a_setting_takes_is_one_socket_and_locks_take(monkeypatch):
