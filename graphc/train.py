@@ -614,8 +614,17 @@ def _train_gpt(held, config, data, out, resume, options, sample_tokens, progress
         accumulation = accumulation or 1
         check_parameter_memory(cfg, accumulation)
         if cfg.batch_size % dist.size():  # found now, not after compiling
+            n = dist.size()
+            if meta and options.get("batch_size") is None:
+                # a resumed run's batch size is its checkpoint's, which --batch-size cannot
+                # change (another model configuration): "use a multiple" was no way out
+                splits = ", ".join(str(k) for k in range(1, cfg.batch_size + 1)
+                                   if cfg.batch_size % k == 0)
+                raise GraphcError(f"{ckpt_path} was trained with batch size "
+                                  f"{cfg.batch_size}, which does not split over {n} ranks; "
+                                  f"resume it on a number of ranks that divides it ({splits})")
             raise GraphcError(f"--batch-size {cfg.batch_size} does not split over "
-                              f"{dist.size()} ranks; use a multiple of {dist.size()}")
+                              f"{n} ranks; use a multiple of {n}")
         model = GPT(cfg, seed=tc.seed)
     what = f"{config} GPT" if meta is None else f"the GPT of {ckpt_path}"
     batch = f"batch {cfg.batch_size}x{cfg.block_size}"

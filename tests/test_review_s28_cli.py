@@ -62,6 +62,26 @@ def test_ranks_are_checked_before_mpiexec_starts_them(capsys):
     assert f"--ranks {many} is more than 8 processes" in error_line(capsys)
 
 
+def test_a_checkpoint_whose_batch_does_not_split_over_the_ranks_says_which_ranks_do(
+        tmp_path, text_file, capsys, monkeypatch):
+    """(s47) A checkpoint of batch 4 resumed on 3 ranks (`mpiexec -n 3 graphc train
+    --resume`; a size the ranks see, simulated here) was refused with "--batch-size 4 does
+    not split over 3 ranks; use a multiple of 3": the user gave no --batch-size, and a
+    resumed run cannot change it (another model configuration). It now names the
+    checkpoint's batch size and the rank counts that split it."""
+    import graphc.distributed as dist
+    assert train(tmp_path, text_file, "--steps", "2") == 0
+    capsys.readouterr()
+    monkeypatch.setattr(dist, "size", lambda: 3)
+    assert main(["train", "--data", text_file, "--out", str(tmp_path / "run"), "--resume",
+                 "--steps", "3", "--no-progress"]) == 2
+    ckpt = tmp_path / "run" / "checkpoint.npz"
+    assert error_line(capsys) == (
+        f"graphc: error: {ckpt} was trained with batch size 4, which does not split over 3 "
+        "ranks; resume it on a number of ranks that divides it (1, 2, 4)")
+    assert checkpoint.load(str(ckpt))[1]["step"] == 2
+
+
 def test_options_are_named_in_their_errors(tmp_path, text_file, capsys):
     assert main(["train", *FAST, "--dropout", "2", "--data", text_file,
                  "--out", str(tmp_path / "d")]) == 2
