@@ -51,6 +51,7 @@ from ir.errors import GraphcError, user_location
 from ir.ops.collective import allreduce as _allreduce_op
 from ir.ops.collective import set_communicator
 from runtime import threads
+from runtime.collectives import in_collective
 from runtime.eager import Tensor
 
 from . import watchdog as _watchdog
@@ -215,7 +216,8 @@ def agree_max(value: int) -> int:
     if comm is None or size() == 1:
         return int(value)
     from mpi4py import MPI
-    return int(comm.allreduce(int(value), op=MPI.MAX))
+    with in_collective:
+        return int(comm.allreduce(int(value), op=MPI.MAX))
 
 
 def allreduce(tree, reduce: str = "mean"):
@@ -307,7 +309,8 @@ def broadcast_(arrays, root: int = 0) -> None:
         # other layout (a transposed weight, `w.T` of a torch Linear's) goes through a
         # C-ordered copy written back in place, as DDP broadcasts any parameter's layout
         flat = a if a.flags.c_contiguous else np.ascontiguousarray(a)
-        comm.Bcast(flat.reshape(-1).view(np.uint8), root=root)
+        with in_collective:
+            comm.Bcast(flat.reshape(-1).view(np.uint8), root=root)
         if flat is not a:
             a[...] = flat
 
@@ -491,7 +494,9 @@ def fail_together(errors=(GraphcError, ValueError, OSError)):
     line = None if failure is None else json.dumps(
         [_first_line(failure), list(getattr(failure, "locs", ())),
          bool(getattr(failure, "downstream", False))])
-    lines = [None if text is None else json.loads(text) for text in comm.allgather(line)]
+    with in_collective:  # (rank 0 may be writing a checkpoint meanwhile)
+        texts = comm.allgather(line)
+    lines = [None if text is None else json.loads(text) for text in texts]
     failed = [r for r, got in enumerate(lines) if got is not None]
     if not failed:
         return

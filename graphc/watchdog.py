@@ -191,9 +191,10 @@ class Watchdog:
                     _stop(None)  # the hub has printed why
                 if kind in ("beat", "bye"):
                     step, _, flag = value.partition(" ")
-                    step, peer.waiting = int(step), flag == "1"
-                    if step != peer.step:
+                    step, waits = int(step), flag == "1"
+                    if step != peer.step or _left_a_collective(peer, waits):
                         peer.step, peer.moved = step, now
+                    peer.waiting = waits
                     peer.seen = now
                 if kind == "bye":
                     peer.said_bye, peer.bye_at = True, now
@@ -202,9 +203,10 @@ class Watchdog:
         """One line naming the failed rank and its step, or None."""
         now = time.monotonic()
         own = self._own
-        if self.step != own.step:
+        waits = waiting()
+        if self.step != own.step or _left_a_collective(own, waits):
             own.step, own.moved = self.step, now
-        own.waiting, own.said_bye = waiting(), self._closed
+        own.waiting, own.said_bye = waits, self._closed
         everyone = [own] + [p for p in self._peers if self.rank == 0]
         n = self.size
         for peer in self._peers:
@@ -253,6 +255,15 @@ class Watchdog:
                     peer.sock.sendall(b"stop\n")
                 except OSError:
                     pass
+
+
+def _left_a_collective(peer: _Peer, waits: bool) -> bool:
+    """Whether `peer`, which was waiting in a collective, no longer is: progress, as a new
+    step is. Its step had not moved while it waited (for rank 0 writing a checkpoint, say),
+    so in the moment between leaving and its next step's beat it looked stuck for as long
+    as it had waited, and rank 0, on in that next step's all-reduce first, had it blamed:
+    'rank 1 made no progress for 60 s at step 3 while rank 0 waits for it at step 4'."""
+    return peer.waiting and not waits
 
 
 def start(comm, address: str, timeout: float = DEFAULT_TIMEOUT_S) -> Watchdog:

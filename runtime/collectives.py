@@ -46,6 +46,10 @@ class _Waiting:
 
 
 _waiting = _Waiting()
+# the same, for graphc.distributed's collectives outside any graph (the agreements at each
+# step boundary and save, broadcasts): a rank waiting in one while rank 0 writes a checkpoint
+# was not 'waiting' to the watchdog, which then blamed it, not rank 0, for the pause
+in_collective = _waiting
 
 
 class MPICommunicator:

@@ -459,3 +459,58 @@ def test_the_watchdog_names_the_rank_and_the_step(peers, own_waiting, expected, 
     if own_waiting:  # rank 0 has been waiting for a while too
         dog._own.moved -= 11
     assert dog._check() == expected
+
+
+def test_a_rank_leaving_a_long_collective_is_not_taken_for_a_stuck_one(monkeypatch):
+    """(s47) Rank 1 waited in a collective (for rank 0 writing a checkpoint) longer than the
+    timeout, its step unmoved. In the moment after it left, before its next step's beat, the
+    hub saw rank 0 on in that next step and rank 1 'not waiting' with a step 11 s old, and
+    blamed it: `rank 1 made no progress for 10 s at step 3 while rank 0 waits for it at
+    step 4` (graphc train --ranks 2, a 5 s save under GRAPHC_WATCHDOG_TIMEOUT=2, killed after
+    the save). Leaving a collective is progress, as a new step is."""
+    import socket
+    dog = _hub([(1, 3, 0, 11, True, "")], own_step=4, own_waiting=True,
+               monkeypatch=monkeypatch)
+    hub_end, rank_1_end = socket.socketpair()
+    with hub_end, rank_1_end:
+        dog._peers[0].sock = hub_end
+        rank_1_end.sendall(b"beat 3 0\n")  # its heartbeat, out of the collective
+        dog._receive(1.0)
+        assert dog._check() is None
+        peer = dog._peers[0]
+        assert (peer.step, peer.waiting) == (3, False)
+        # still at step 3 a timeout later, out of any collective: stuck now
+        peer.moved -= 11
+        assert dog._check() == ("rank 1 made no progress for 10 s at step 3 while rank 0 "
+                                "waits for it at step 4; stopping all 2 ranks")
+
+
+def test_the_agreements_outside_the_graph_are_waits_the_watchdog_sees(monkeypatch):
+    """(s47) distributed's allgather at each save (fail_together), its all-reduce at each
+    step boundary (agree_max) and broadcast_'s Bcast left runtime.collectives.waiting()
+    False: a rank 1 waiting in one for rank 0's checkpoint write was not 'waiting' to the
+    watchdog, which then blamed it rather than rank 0 for the pause."""
+    from runtime import collectives
+    seen = []
+
+    class Comm:  # records whether the rank counts as waiting inside each call
+        def allgather(self, value):
+            seen.append(("allgather", collectives.waiting()))
+            return [value, None]
+
+        def allreduce(self, value, op=None):
+            seen.append(("allreduce", collectives.waiting()))
+            return value
+
+        def Bcast(self, buffer, root=0):
+            seen.append(("Bcast", collectives.waiting()))
+
+    pytest.importorskip("mpi4py", reason="agree_max takes MPI.MAX")
+    monkeypatch.setitem(dist._STATE, "comm", Comm())
+    monkeypatch.setitem(dist._STATE, "size", 2)
+    with dist.fail_together():
+        pass
+    assert dist.agree_max(3) == 3
+    dist.broadcast_({"w": np.zeros(3)})
+    assert seen == [("allgather", True), ("allreduce", True), ("Bcast", True)]
+    assert not collectives.waiting()
