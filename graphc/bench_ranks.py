@@ -176,9 +176,12 @@ def main(argv=None, prog=None) -> int:
             # the job ends with this process: killed by a signal (`timeout`, `kill`: SIGTERM)
             # the bench ended alone, and the job's ranks ran all their steps on; here a
             # SIGINT, SIGTERM or SIGHUP ends the job (mpiexec ends its ranks) and then the
-            # bench (no rank 0 pid file: none is told to stop at a step boundary)
+            # bench (no rank 0 pid file: none is told to stop at a step boundary); a SIGKILL
+            # of the bench, which it cannot handle, sends the job a SIGTERM (s47: the job
+            # ran on)
             with subprocess.Popen(command, env=job_env, cwd=root, stdout=subprocess.PIPE,
-                                  stderr=subprocess.PIPE, text=True) as proc:
+                                  stderr=subprocess.PIPE, text=True,
+                                  preexec_fn=dist.ends_with_this_process()) as proc:
                 no_pid_file = os.path.join(folder, "no-rank-0")
                 with dist._forwarding_stops(proc, no_pid_file) as ended_by:
                     try:

@@ -62,8 +62,9 @@ __all__ = ["init", "rank", "size", "local_size", "is_main", "print0", "shard", "
            "agree_max", "allreduce", "broadcast_", "fail_together", "exit_status",
            "join_job", "joined", "leave_now", "leave_together", "exit_on_error",
            "check_process_count", "mpiexec_path", "launch_command", "launch", "launch_env",
-           "launch_session", "end_with_parent", "under_mpiexec", "launcher_variable",
-           "check_ranks_option", "without_option", "stops_forwarded"]
+           "launch_session", "ends_with_this_process", "end_with_parent",
+           "under_mpiexec", "launcher_variable", "check_ranks_option", "without_option",
+           "stops_forwarded"]
 
 _STATE = {"comm": None, "rank": 0, "size": 1, "local_size": 1, "watchdog": None}
 
@@ -695,10 +696,7 @@ def launch(ranks: int, argv, timeout: float | None = None, **kwargs):
         # signal it cannot handle (SIGKILL, the OOM killer) or does not (Ctrl-\'s SIGQUIT),
         # the job trained on in the background, into the --out a rerun then found taken;
         # mpiexec gets a SIGTERM then instead, as from a second Ctrl-C
-        prctl = _prctl()
-        if prctl is not None:
-            kwargs.setdefault("preexec_fn", functools.partial(
-                end_with_parent, os.getpid(), signal.SIGTERM, prctl))
+        kwargs.setdefault("preexec_fn", ends_with_this_process())
         with subprocess.Popen(launch_command(ranks, argv), env=env, start_new_session=True,
                               **kwargs) as proc:
             relayed = _StdoutRelay(proc, status) if relay else None
@@ -733,6 +731,15 @@ def _prctl():
         return ctypes.CDLL(None).prctl
     except (OSError, AttributeError):  # (a libc without prctl)
         return None
+
+
+def ends_with_this_process():
+    """A Popen preexec_fn for a job started here (mpiexec, a bench's rank): the kernel sends
+    it SIGTERM when this process ends, however it ends (end_with_parent); None where it
+    cannot (not Linux)."""
+    prctl = _prctl()
+    return None if prctl is None else functools.partial(
+        end_with_parent, os.getpid(), signal.SIGTERM, prctl)
 
 
 def end_with_parent(parent: int, signum: int, prctl=None) -> None:

@@ -159,10 +159,12 @@ def test_a_bench_killed_by_sigterm_leaves_no_process_running(tmp_path):
 
 
 @pytest.mark.skipif(not sys.platform.startswith("linux"), reason="/proc")
-def test_a_bench_ranks_killed_by_sigterm_ends_its_job(tmp_path):
+@pytest.mark.parametrize("signum", [signal.SIGTERM, signal.SIGKILL])
+def test_a_bench_ranks_killed_by_sigterm_or_sigkill_ends_its_job(tmp_path, signum):
     """s43: `graphc bench --ranks` ran each job with subprocess.run: killed by SIGTERM, the
     bench ended alone and the job (mpiexec and its ranks; for 1 rank, python) ran all its
-    steps on. Its SIGTERM now ends the job, then the bench, with 143 and one line."""
+    steps on. Its SIGTERM now ends the job, then the bench, with 143 and one line; s47: a
+    SIGKILL, which it cannot handle, ended it alone still: the job now gets a SIGTERM."""
     from launch import ROOT, children, left_running, rank_env
     proc = subprocess.Popen(
         [sys.executable, "-c", "import sys, graphc_entry; sys.exit(graphc_entry.main())",
@@ -175,12 +177,15 @@ def test_a_bench_ranks_killed_by_sigterm_ends_its_job(tmp_path):
         time.sleep(1)  # (its signal handlers are set before the job starts)
         job = children(proc.pid)
         assert job
-        proc.terminate()
+        proc.send_signal(signum)
         _, err = proc.communicate(timeout=30)
     finally:
         if proc.poll() is None:
             os.killpg(proc.pid, signal.SIGKILL)
     assert left_running(job) == []
+    if signum == signal.SIGKILL:
+        assert proc.returncode == -signal.SIGKILL
+        return
     assert proc.returncode == 143
     assert err.splitlines()[-1] == ("graphc: interrupted by SIGTERM: the 1-rank job was "
                                     "ended")
