@@ -80,7 +80,7 @@ def test_a_launcher_ended_by_a_signal_it_does_not_handle_ends_its_job(tmp_path, 
     launcher = ("import signal, graphc.distributed as dist\n"
                 "signal.signal(signal.SIGQUIT, signal.SIG_DFL)\n"  # (as at a terminal)
                 f"dist.launch(2, ['-c', {rank!r}])\n")
-    proc = subprocess.Popen([sys.executable, "-c", launcher],
+    proc = subprocess.Popen([sys.executable, "-c", launcher], cwd=tmp_path,  # (a core file)
                             env=rank_env(TMPDIR=str(system_tmp)), stdout=subprocess.DEVNULL,
                             stderr=subprocess.DEVNULL)
     try:
