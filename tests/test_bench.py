@@ -168,7 +168,8 @@ def test_a_bench_ranks_killed_by_sigterm_or_sigkill_ends_its_job(tmp_path, signu
     from launch import ROOT, children, left_running, rank_env
     proc = subprocess.Popen(
         [sys.executable, "-c", "import sys, graphc_entry; sys.exit(graphc_entry.main())",
-         "bench", "--ranks", "1", "--steps", "1000000"], cwd=ROOT, env=rank_env(),
+         "bench", "--ranks", "1", "--steps", "1000000"], cwd=ROOT,
+        env=rank_env(TMPDIR=str(tmp_path)),  # (the job's session folder, which a SIGKILL leaves)
         stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True, start_new_session=True)
     try:
         deadline = time.monotonic() + 60
