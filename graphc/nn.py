@@ -39,7 +39,7 @@ from ir.ops.registry import (SymbolicValue, foreign_array_name, read_foreign_arr
 from ir.ops.resize import interpolate
 from ir.types import INT_DTYPES, Dim, UnsupportedDtype, as_dtype, is_float, is_int, is_real
 from runtime.eager import (BUFFER_UPDATES, MODULE_PARAMETERS, Buffer, Parameter, Tensor,
-                           collect_buffer_updates, held_again, note_place,
+                           bool_flag, collect_buffer_updates, held_again, note_place,
                            places_holding)
 from .transforms import Compiled
 
@@ -1342,6 +1342,7 @@ class Module:
         """torch's: every parameter's requires_grad set; False freezes them (gradients,
         gc.Trainer and the optimisers leave them alone; a compiled step traced before is
         traced again). Returns the module."""
+        bool_flag(requires_grad, "requires_grad_")  # (a module without parameters too)
         for p in self.parameters():
             p.requires_grad_(requires_grad)
         return self

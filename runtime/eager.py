@@ -171,6 +171,7 @@ class Tensor(OperatorMixin):
         self._serial = 0  # not an op's result (see op_serial)
 
     def _set_requires_grad(self, value):
+        value = bool_flag(value, "requires_grad")
         if value and not is_float(self.data.dtype):
             _refuse_requires_grad(self.data.dtype)
         self._requires_grad = value
@@ -213,11 +214,12 @@ class Tensor(OperatorMixin):
     def requires_grad_(self, requires_grad: bool = True) -> "Tensor":
         """torch's: set requires_grad in place (False freezes a Parameter: training leaves
         it alone) and return the tensor."""
+        requires_grad = bool_flag(requires_grad, "requires_grad_")
         if not requires_grad and self._ctx is not None:  # torch refuses it too
             raise GraphcError("requires_grad_(False) of a tensor computed from others: only "
                               "a leaf's flag can change; take .detach() instead",
                               (user_location(),))
-        self.requires_grad = bool(requires_grad)
+        self.requires_grad = requires_grad
         return self
 
     def __array__(self, dtype=None, copy=None):
@@ -1013,6 +1015,7 @@ def tensor(data, requires_grad=False, dtype=None, name=None) -> Tensor:
     """An eager tensor holding a copy of `data`, as torch.tensor and jnp.array: one that
     wrapped the caller's array changed with it (`a[0] = 5`, or a batch buffer refilled), the
     values a tape saved for backward() too. `name` labels it in reprs and graphc.draw."""
+    requires_grad = bool_flag(requires_grad, "tensor: requires_grad")
     if isinstance(data, (str, bytes)):  # (as torch's "invalid data type 'str'"; numpy read
         # "1e20" into an int dtype as a raw ValueError, and "abc" as a <U3 array)
         raise GraphcError(f"tensor: data must be numbers, got a {type(data).__name__}: "
@@ -1202,6 +1205,17 @@ def _not_fitting(data, dtype) -> str | None:
                 str(x) if isinstance(x, np.floating) else repr(x)  # 1e+20, not np.float32(1e+20)
             return shown if len(shown) <= 40 else f"an int of {len(shown)} digits"
     return None
+
+
+def bool_flag(value, what) -> bool:
+    """`value` as a bool where a flag is set (requires_grad), or one line naming `what`: as
+    torch's, which refuses anything but a bool there, since Python's truth reads the string
+    "False" from a config as True (the model silently left trainable) and 0 or None as
+    False. numpy's bool passes, as train() and set_grad_enabled() take it."""
+    if not isinstance(value, (bool, np.bool_)):
+        raise GraphcError(f"{what}: expected a bool (True or False), got {value!r}"[:200]
+                          + f" of type {type(value).__name__}", (user_location(),))
+    return bool(value)
 
 
 def _refuse_requires_grad(dtype):
