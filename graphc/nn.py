@@ -844,10 +844,11 @@ class Module:
         child = _as_child(value, self)
         if child is not None or isinstance(value, (Parameter, Buffer)):
             _refuse_own_attribute(f"{type(self).__name__}.{name} = ...", name)
-        if isinstance(old, (Parameter, Module)) and value is not None \
-                and not isinstance(value, Parameter) and child is None:
-            # as torch's: a plain attribute there would drop the parameter (or the child's)
-            # from named_parameters and state_dict, and training would leave it alone
+        if value is not None and not isinstance(value, Parameter) and \
+                (isinstance(old, Parameter) or isinstance(old, Module) and child is None):
+            # as torch's: a plain attribute (or, over a parameter, a module) there would drop
+            # the parameter (or the child's) from named_parameters and state_dict, and
+            # training would leave it alone
             what, expected = (("parameter", "Parameter") if isinstance(old, Parameter) else
                               ("child module", "Module"))
             raise GraphcError(f"{type(self).__name__}: cannot assign a {type(value).__name__} "

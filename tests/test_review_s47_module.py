@@ -37,3 +37,24 @@ def test_requires_grad_takes_a_bool_only_as_torch_s(flag):
     assert [p.requires_grad for p in model.parameters()] == [False, False]
     model[0].bias.requires_grad = True
     assert model[0].bias.requires_grad is True
+
+
+@pytest.mark.parametrize("kind", ["module", "compiled"])
+def test_a_module_set_over_a_parameter_is_refused_as_torch_s(kind):
+    """`linear.weight = gc.nn.ReLU()` (or a compiled layer) replaced the Parameter silently:
+    state_dict(), parameters() and an optimiser lost the weight, where torch refuses the
+    assignment (a plain value there was refused already). Now it is one line naming the
+    parameter, and the layer keeps its weight; a Parameter over a child stays allowed, as
+    torch's."""
+    with pytest.raises(TypeError, match="cannot assign .* as parameter 'weight'"):
+        torch.nn.Linear(2, 2).weight = torch.nn.ReLU()
+    layer = gc.nn.Linear(2, 2)
+    weight = layer.weight
+    value = gc.nn.ReLU() if kind == "module" else gc.compile(gc.nn.ReLU())
+    assert_one_line_error(lambda: setattr(layer, "weight", value),
+                          "Linear: cannot assign a ", HERE)
+    assert layer.weight is weight
+    assert list(layer.state_dict()) == ["weight", "bias"]
+    model = gc.nn.Sequential(gc.nn.Linear(2, 2))
+    setattr(model, "0", gc.nn.Parameter(np.ones(2, np.float32)))  # torch's allows it
+    assert list(model.state_dict()) == ["0"]
