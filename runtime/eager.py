@@ -427,17 +427,33 @@ class WeakTensor(Tensor):
     requires_grad = property(Tensor.requires_grad.fget, _set_requires_grad)
 
 
+def _read_foreign(data, what):
+    """`data` as it is, or, another library's array (a torch tensor), read as backward()
+    and load_torch_state_dict read one: a bfloat16 or float8 one and one that requires grad
+    too (`gc.nn.Parameter(torch_layer.weight)`), which numpy refuses with torch's raw
+    RuntimeError or TypeError; one numpy has no form of is one line naming `what`."""
+    if isinstance(data, (np.ndarray, Tensor)) or foreign_array_name(data) is None:
+        return data
+    return read_foreign_array(data, what)
+
+
 class Parameter(Tensor):
-    """A trainable array held by a layer: an eager leaf, and a `param` input when traced."""
+    """A trainable array held by a layer: an eager leaf, and a `param` input when traced.
+    `requires_grad=False` (torch's argument) makes it frozen from the start; its data is
+    floating-point all the same, as a trainable one's (unfrozen later, or trained through
+    apply(params))."""
 
     __slots__ = ()
 
-    def __init__(self, data, name=None):
+    def __init__(self, data, requires_grad=True, name=None):
+        requires_grad = bool_flag(requires_grad, "Parameter: requires_grad")
+        data = _read_foreign(data, "Parameter: the data")
         try:
             super().__init__(np.array(data), requires_grad=True, name=name)
         except GraphcError as exc:  # (a complex or an integer array: the line named no
             named = "" if name is None else f" {name!r}"  # parameter)
             raise type(exc)(f"Parameter{named}: {exc.message}", exc.locs) from None
+        self._requires_grad = requires_grad
 
     def graph_operand(self, graph):
         """Used inside a graph being built, a parameter is a `param` input of it. A plan of
@@ -458,7 +474,8 @@ class Buffer(Tensor):
     __slots__ = ()
 
     def __init__(self, data, name=None):
-        super().__init__(np.array(data), requires_grad=False, name=name)
+        super().__init__(np.array(_read_foreign(data, "Buffer: the data")), requires_grad=False,
+                         name=name)
 
 
 # The (module, attribute) places each Buffer or Parameter (or child module) was put in
@@ -783,9 +800,7 @@ def backward(root: Tensor, grad=None, create_graph=False, record=None, stop=(), 
             raise GraphcError(f"backward(): the gradient must be a tensor or an array, got "
                               f"{grad!r}; retain_graph is the second argument: "
                               "backward(retain_graph=True)", (user_location(),))
-        if foreign_array_name(grad) is not None:  # a torch tensor: a bfloat16 or float8
-            # one too, which numpy cannot read, and one that requires grad
-            grad = read_foreign_array(grad, "backward(): the gradient")
+        grad = _read_foreign(grad, "backward(): the gradient")
         try:
             dtype = np.asarray(grad).dtype
         except ValueError:  # (a ragged list)
@@ -1016,6 +1031,7 @@ def tensor(data, requires_grad=False, dtype=None, name=None) -> Tensor:
     wrapped the caller's array changed with it (`a[0] = 5`, or a batch buffer refilled), the
     values a tape saved for backward() too. `name` labels it in reprs and graphc.draw."""
     requires_grad = bool_flag(requires_grad, "tensor: requires_grad")
+    data = _read_foreign(data, "tensor: the data")
     if isinstance(data, (str, bytes)):  # (as torch's "invalid data type 'str'"; numpy read
         # "1e20" into an int dtype as a raw ValueError, and "abc" as a <U3 array)
         raise GraphcError(f"tensor: data must be numbers, got a {type(data).__name__}: "

@@ -58,3 +58,57 @@ def test_a_module_set_over_a_parameter_is_refused_as_torch_s(kind):
     model = gc.nn.Sequential(gc.nn.Linear(2, 2))
     setattr(model, "0", gc.nn.Parameter(np.ones(2, np.float32)))  # torch's allows it
     assert list(model.state_dict()) == ["0"]
+
+
+@pytest.mark.filterwarnings("ignore:ComplexHalf support is experimental")
+def test_a_torch_tensor_that_requires_grad_or_is_bfloat16_makes_a_parameter_or_buffer():
+    """gc.nn.Parameter(torch_layer.weight), the usual way to port a weight, failed with
+    torch's raw RuntimeError ("Can't call numpy() on Tensor that requires grad"), as did
+    gc.nn.Buffer, register_buffer and gc.tensor; a bfloat16 tensor with TypeError ("Got
+    unsupported ScalarType BFloat16"). Now each reads it as backward() and
+    load_torch_state_dict read one: the values as torch holds them (bfloat16 into ml_dtypes'
+    bfloat16, exactly), copied; a dtype numpy has no form of is one line naming it."""
+    theirs = torch.nn.Linear(3, 2)
+    expected = theirs.weight.detach().numpy().copy()
+    model = gc.nn.Linear(3, 2)
+    for made in (gc.nn.Parameter(theirs.weight), gc.nn.Buffer(theirs.weight),
+                 gc.tensor(theirs.weight)):
+        np.testing.assert_array_equal(made.data, expected)
+        assert not np.shares_memory(made.data, theirs.weight.detach().numpy())
+    model.register_buffer("extra", theirs.weight)
+    np.testing.assert_array_equal(model.extra.data, expected)
+    halves = torch.tensor([1.5, -2.0, 3.0e-3], dtype=torch.bfloat16)
+    param = gc.nn.Parameter(halves)
+    assert str(param.data.dtype) == "bfloat16"
+    np.testing.assert_array_equal(param.data.astype(np.float32), halves.float().numpy())
+    assert_one_line_error(lambda: gc.nn.Parameter(torch.ones(2, dtype=torch.complex32)),
+                          "Parameter: the data, a torch.Tensor, has dtype torch.complex32, "
+                          "which numpy has no form of", HERE)
+
+
+def test_parameter_takes_torch_s_requires_grad():
+    """gc.nn.Parameter(data, requires_grad=False), torch's way to make a frozen parameter,
+    was a TypeError. Now it is frozen from the start: no .grad after backward(), a bound
+    optimiser leaves it alone, and a compiled gradient through apply() gives it zeros, as
+    torch's; its data is floating-point all the same, and the flag a bool."""
+    rng = np.random.default_rng(0)
+    x, w0 = rng.normal(size=(4, 3)), rng.normal(size=(3, 2))
+    layer = gc.nn.Linear(3, 2, dtype="float64")
+    layer.weight = gc.nn.Parameter(w0, requires_grad=False)
+    assert layer.weight.requires_grad is False
+    theirs = torch.nn.Linear(3, 2, dtype=torch.float64)
+    theirs.weight = torch.nn.Parameter(torch.tensor(w0.T), requires_grad=False)
+    theirs.bias = torch.nn.Parameter(torch.tensor(layer.bias.data.copy()))
+    ours_opt = gc.optim.SGD(lr=0.1).bind(layer)
+    their_opt = torch.optim.SGD(theirs.parameters(), lr=0.1)
+    gc.sum(layer(gc.tensor(x)) ** 2).backward()
+    (theirs(torch.tensor(x)) ** 2).sum().backward()
+    ours_opt.step()
+    their_opt.step()
+    assert layer.weight.grad is None and theirs.weight.grad is None
+    np.testing.assert_array_equal(layer.weight.data, w0)
+    np.testing.assert_allclose(layer.bias.data, theirs.bias.detach().numpy(), rtol=1e-12)
+    grads = gc.compile(gc.grad(lambda p, x: gc.sum(layer.apply(p, x) ** 2)))(layer.params(), x)
+    np.testing.assert_array_equal(grads["weight"], 0.0)
+    assert_one_line_error(lambda: gc.nn.Parameter(np.ones(2, np.int64), requires_grad=False),
+                          "Parameter: only floating-point tensors can require gradients", HERE)
