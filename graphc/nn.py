@@ -1058,18 +1058,28 @@ class Module:
     def children(self):
         return [m for _, m in self.named_children()]
 
-    def named_modules(self, prefix="", _seen=None):
-        """(dotted name, Module) for this module ("") and every submodule below it, depth
-        first, a shared one once, as torch's."""
-        seen = set() if _seen is None else _seen
+    def named_modules(self, memo=None, prefix="", remove_duplicate=True):
+        """(dotted name, Module) for this module (`prefix`, "" by default) and every
+        submodule below it, depth first, a shared one once, as torch's, in torch's argument
+        order; remove_duplicate=False gives a shared one under each of its names, and `memo`
+        (a set of modules) those left out, to which the walk adds the ones it gives."""
+        seen = set() if not memo else {id(m) for m in memo}  # (by identity, as torch's)
+        for name, module in self._named_modules(prefix, seen, remove_duplicate):
+            if memo is not None and remove_duplicate:
+                memo.add(module)
+            yield name, module
+
+    def _named_modules(self, prefix, seen, remove_duplicate):
         if id(self) in seen:
             return
-        seen.add(id(self))
+        if remove_duplicate:
+            seen.add(id(self))
         yield prefix, self
         for name, value in vars(self).items():
             child = _submodule(self, name, value)
             if child is not None:
-                yield from child.named_modules(f"{prefix}.{name}" if prefix else name, seen)
+                yield from child._named_modules(f"{prefix}.{name}" if prefix else name, seen,
+                                                remove_duplicate)
 
     def modules(self):
         return [m for _, m in self.named_modules()]
@@ -1164,25 +1174,34 @@ class Module:
     def get_parameter(self, target: str) -> Parameter:
         """torch's: the Parameter at the dotted path `target` ("0.weight"), or
         AttributeError saying which part of the path is not one, as torch's."""
-        path, _, name = target.rpartition(".")
-        module = _submodule_at(self, path, f"get_parameter({target!r})")
-        param = vars(module).get(name)
-        if not isinstance(param, Parameter):
-            _no_such(f"get_parameter({target!r})", module, name, "Parameter")
-        return param
+        return self._tensor_at(target, Parameter, "get_parameter")
 
-    def state_dict(self, *, prefix: str = "") -> dict:
+    def get_buffer(self, target: str) -> Buffer:
+        """torch's: the Buffer at the dotted path `target` ("1.running_mean"), or
+        AttributeError saying which part of the path is not one, as torch's."""
+        return self._tensor_at(target, Buffer, "get_buffer")
+
+    def _tensor_at(self, target, kind, method):
+        path, _, name = target.rpartition(".")
+        module = _submodule_at(self, path, f"{method}({target!r})")
+        found = vars(module).get(name)
+        if not isinstance(found, kind):
+            _no_such(f"{method}({target!r})", module, name, kind.__name__)
+        return found
+
+    def state_dict(self, *, prefix: str = "", keep_vars: bool = False) -> dict:
         """Parameters and persistent buffers by name (the arrays themselves, not copies), in
         torch's order: each module's parameters, then its buffers, then its submodules'. A
         tied or shared one is under each of its names, as torch's (whose strict load of this
         dict then finds them all); load_state_dict takes any of them. `prefix` goes before
         each name as it is, as torch's: state_dict(prefix="enc.") names `enc.weight`. An
         OrderedDict, as torch's: what takes a plain dict's keys sorted, as torch's does
-        (ParameterDict(model.state_dict()), update), keeps this order, as torch's."""
+        (ParameterDict(model.state_dict()), update), keeps this order, as torch's.
+        keep_vars=True gives the Parameters and Buffers themselves, as torch's."""
         kept = {**dict(self._all_parameters()),
                 **dict(self._persistent_buffers(every_name=True))}
-        return OrderedDict((prefix + name, kept[name].data) for name in self._state_names()
-                           if name in kept)
+        return OrderedDict((prefix + name, kept[name] if keep_vars else kept[name].data)
+                           for name in self._state_names() if name in kept)
 
     def _state_names(self, prefix=""):
         """Every name of every parameter and buffer, in state_dict's order."""

@@ -244,8 +244,8 @@ class Compiled:
         return self._module("named_parameters").named_parameters(prefix, recurse,
                                                                  remove_duplicate)
 
-    def state_dict(self, *, prefix: str = "") -> dict:
-        return self._module("state_dict").state_dict(prefix=prefix)
+    def state_dict(self, *, prefix: str = "", keep_vars: bool = False) -> dict:
+        return self._module("state_dict").state_dict(prefix=prefix, keep_vars=keep_vars)
 
     def load_state_dict(self, state: dict, strict: bool = True):
         return self._module("load_state_dict").load_state_dict(state, strict)
@@ -731,7 +731,7 @@ class Compiled:
 # each); any other attribute of a model, a child (compiled.fc), by _CompiledModule.
 _FORWARDED_METHODS = (
     "add_module", "apply", "bfloat16", "buffers", "children", "double", "float",
-    "get_parameter", "get_submodule", "half", "load_torch_state_dict", "modules",
+    "get_buffer", "get_parameter", "get_submodule", "half", "load_torch_state_dict", "modules",
     "named_buffers", "named_children", "named_modules", "params", "register_buffer",
     "register_module", "register_parameter", "requires_grad_", "state", "to", "zero_grad")
 

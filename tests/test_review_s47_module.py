@@ -112,3 +112,45 @@ def test_parameter_takes_torch_s_requires_grad():
     np.testing.assert_array_equal(grads["weight"], 0.0)
     assert_one_line_error(lambda: gc.nn.Parameter(np.ones(2, np.int64), requires_grad=False),
                           "Parameter: only floating-point tensors can require gradients", HERE)
+
+
+def _shared_tree(nn):
+    shared = nn.Linear(2, 2)
+    model = nn.Sequential(shared, nn.ReLU(), nn.Sequential(shared, nn.BatchNorm1d(2)))
+    model.first = shared
+    return model
+
+
+def test_named_modules_get_buffer_and_state_dict_keep_vars_take_torch_s_arguments():
+    """named_modules(remove_duplicate=False) and state_dict(keep_vars=True) were TypeErrors
+    and get_buffer an AttributeError, though torch code calls each (a walk over every place
+    of a shared layer, a state_dict of the tensors themselves, a buffer by its dotted name);
+    named_modules' first positional argument was the prefix, torch's is `memo`. Now each is
+    torch's: the same names in the same order, the Parameters and Buffers themselves, a
+    compiled model's too."""
+    ours, theirs = _shared_tree(gc.nn), _shared_tree(torch.nn)
+    for args in ({}, {"remove_duplicate": False}, {"prefix": "m"},
+                 {"prefix": "m", "remove_duplicate": False}):
+        assert [n for n, _ in ours.named_modules(**args)] == \
+            [n for n, _ in theirs.named_modules(**args)], args
+    ours_memo, their_memo = {ours[1]}, {theirs[1]}
+    assert [n for n, _ in ours.named_modules(ours_memo, "r")] == \
+        [n for n, _ in theirs.named_modules(their_memo, "r")]
+    assert len(ours_memo) == len(their_memo) == 5
+    kept = ours.state_dict(keep_vars=True)
+    assert list(kept) == list(theirs.state_dict(keep_vars=True))
+    assert kept["0.weight"] is ours[0].weight and kept["first.weight"] is ours[0].weight
+    assert kept["2.1.running_mean"] is ours[2][1].running_mean
+    assert all(isinstance(v, np.ndarray) for v in ours.state_dict().values())
+    assert gc.compile(ours).state_dict(keep_vars=True)["2.1.bias"] is ours[2][1].bias
+    assert ours.get_buffer("2.1.running_var") is ours[2][1].running_var
+    assert gc.compile(ours).get_buffer("2.1.num_batches_tracked") is \
+        ours[2][1].num_batches_tracked
+    with pytest.raises(AttributeError, match="running_mean"):
+        theirs.get_buffer("0.running_mean")
+    with pytest.raises(AttributeError, match=r"get_buffer\('2.1.weight'\): BatchNorm1d's "
+                                             r"'weight' is not a Buffer"):
+        ours.get_buffer("2.1.weight")
+    with pytest.raises(AttributeError, match=r"get_buffer\('3.x'\): Sequential's '3' does "
+                                             "not exist"):
+        ours.get_buffer("3.x")
