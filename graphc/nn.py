@@ -1368,7 +1368,9 @@ class Module:
         return self
 
     def to(self, *args, dtype=None, device=None, non_blocking=False):
-        """torch's Module.to: `to(dtype)`, `to(device)`, `to(device, dtype)` or keywords. The
+        """torch's Module.to: `to(dtype)`, `to(device)`, `to(device, dtype)`, `to(tensor)`
+        (its dtype and device; an array's too), torch's positional non_blocking after them
+        (no effect), or keywords. The
         floating-point parameters and buffers (their gradients too) are cast in place, the
         Parameter objects kept (an optimiser bound to them that has not stepped follows;
         one holding state, as torch's, does not: bind a new one); integer ones (BatchNorm's
@@ -1377,6 +1379,12 @@ class Module:
         for arg in args:  # (torch's positional forms: a device, a dtype, or both)
             if _is_device(arg):
                 device = arg
+            elif isinstance(arg, (bool, np.bool_)):
+                non_blocking = arg
+            elif dtype is None and not isinstance(arg, type) and hasattr(arg, "dtype") \
+                    and hasattr(arg, "shape"):
+                # a tensor (torch's, graphc's) or an array: its dtype, and its device
+                dtype, device = arg.dtype, getattr(arg, "device", device)
             elif dtype is None:
                 dtype = arg
             else:

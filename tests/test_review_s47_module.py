@@ -154,3 +154,28 @@ def test_named_modules_get_buffer_and_state_dict_keep_vars_take_torch_s_argument
     with pytest.raises(AttributeError, match=r"get_buffer\('3.x'\): Sequential's '3' does "
                                              "not exist"):
         ours.get_buffer("3.x")
+
+
+def test_module_to_takes_a_tensor_and_torch_s_positional_non_blocking():
+    """model.to(tensor), torch's way to match another tensor's dtype, failed with numpy's raw
+    ValueError ("Could not convert tensor(...) to a NumPy dtype"), an array with "unknown
+    dtype array(...)", and to("cpu", dtype, True) (torch's positional non_blocking) was
+    refused as three arguments. Now each is torch's: the tensor's dtype (and device: a
+    CUDA one is refused as a device string is), the flag taken and of no effect."""
+    for like in (torch.zeros(1, dtype=torch.float64), np.zeros(1),
+                 gc.tensor(np.zeros(1))):
+        model = gc.nn.Sequential(gc.nn.Linear(2, 2), gc.nn.BatchNorm1d(2))
+        theirs = torch.nn.Sequential(torch.nn.Linear(2, 2), torch.nn.BatchNorm1d(2))
+        assert model.to(like) is model
+        theirs.to(torch.zeros(1, dtype=torch.float64))
+        assert [str(t.dtype) for t in model.state_dict().values()] == \
+            [str(t.dtype).replace("torch.", "") for t in theirs.state_dict().values()]
+    model = gc.nn.Linear(2, 2)
+    assert model.to("cpu", torch.float64, True) is model
+    assert model.weight.data.dtype == np.float64
+    assert model.to(torch.float32, False).weight.data.dtype == np.float32
+    assert model.to(np.float16).weight.data.dtype == np.float16
+    meta = torch.zeros(1, dtype=torch.float64, device="meta")
+    assert_one_line_error(lambda: model.to(meta), "to: graphc runs on the CPU (numpy arrays); "
+                          "device device(type='meta') is not available", HERE)
+    assert model.weight.data.dtype == np.float16
