@@ -814,6 +814,14 @@ def _is_device(value) -> bool:
     return isinstance(value, str) and value.split(":")[0] in _DEVICE_TYPES
 
 
+def _refuse_device(method, device) -> None:
+    """One line where `device` (of Module.to or .cuda) is not the CPU, graphc's only one."""
+    if device is not None and str(device).split(":")[0] != "cpu":
+        raise GraphcError(f"{method}: graphc runs on the CPU (numpy arrays); device "
+                          f"{device!r} is not available (give 'cpu', or a dtype)",
+                          (user_location(),))
+
+
 class Module:
     _path = ""  # the dotted name from the root module, used as the scope of its nodes
 
@@ -1171,6 +1179,25 @@ class Module:
         AttributeError naming the part of the path that is not one, as torch's."""
         return _submodule_at(self, target, f"get_submodule({target!r})")
 
+    def set_submodule(self, target: str, module, strict: bool = False):
+        """torch's: `module` becomes the submodule at the dotted path `target` ("2.fc"), as
+        setting that attribute of its parent does (the names, plans and refusals of
+        __setattr__); AttributeError where the path's parent is no module, where the last
+        name holds something else than a module, or (strict=True) where it holds nothing,
+        as torch's."""
+        if not isinstance(target, str) or not target:
+            raise GraphcError(f"set_submodule: the target must be a dotted name of a "
+                              f"submodule, got {target!r}", (user_location(),))
+        path, _, name = target.rpartition(".")
+        parent = _submodule_at(self, path, f"set_submodule({target!r})")
+        if _as_child(module, parent) is None:
+            _refuse_as_child(f"set_submodule({target!r}): the value", module)
+        if strict and not hasattr(parent, name):
+            _no_such(f"set_submodule({target!r})", parent, name, "Module")
+        if hasattr(parent, name) and _submodule(parent, name, getattr(parent, name)) is None:
+            _no_such(f"set_submodule({target!r})", parent, name, "Module")
+        setattr(parent, name, module)
+
     def get_parameter(self, target: str) -> Parameter:
         """torch's: the Parameter at the dotted path `target` ("0.weight"), or
         AttributeError saying which part of the path is not one, as torch's."""
@@ -1390,12 +1417,19 @@ class Module:
             else:
                 raise GraphcError(f"to: give one dtype and at most one device, got "
                                   f"{len(args)} arguments", (user_location(),))
-        if device is not None and str(device).split(":")[0] != "cpu":
-            raise GraphcError(f"to: graphc runs on the CPU (numpy arrays); device {device!r} "
-                              "is not available (give 'cpu', or a dtype)", (user_location(),))
+        _refuse_device("to", device)
         if dtype is not None:
             self._cast_floats(dtype, "to")
         return self
+
+    def cpu(self):
+        """torch's: the module on the CPU, where graphc's always is. Returns the module."""
+        return self
+
+    def cuda(self, device=None):
+        """torch's: refused in one line, as to("cuda") is: graphc runs on the CPU."""
+        _refuse_device("cuda", "cuda" if device is None else
+                       f"cuda:{device}" if isinstance(device, int) else device)
 
     def double(self):
         """torch's: the floating-point parameters and buffers cast to float64. Returns self."""

@@ -730,10 +730,11 @@ class Compiled:
 # (those returning the model return the compiled one; of a compiled function, one line
 # each); any other attribute of a model, a child (compiled.fc), by _CompiledModule.
 _FORWARDED_METHODS = (
-    "add_module", "apply", "bfloat16", "buffers", "children", "double", "float",
+    "add_module", "apply", "bfloat16", "buffers", "children", "cpu", "cuda", "double", "float",
     "get_buffer", "get_parameter", "get_submodule", "half", "load_torch_state_dict", "modules",
     "named_buffers", "named_children", "named_modules", "params", "register_buffer",
-    "register_module", "register_parameter", "requires_grad_", "state", "to", "zero_grad")
+    "register_module", "register_parameter", "requires_grad_", "set_submodule", "state", "to",
+    "zero_grad")
 
 
 def _forwarded(name):

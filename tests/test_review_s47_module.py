@@ -179,3 +179,45 @@ def test_module_to_takes_a_tensor_and_torch_s_positional_non_blocking():
     assert_one_line_error(lambda: model.to(meta), "to: graphc runs on the CPU (numpy arrays); "
                           "device device(type='meta') is not available", HERE)
     assert model.weight.data.dtype == np.float16
+
+
+def test_set_submodule_cpu_and_cuda_are_torch_s():
+    """model.set_submodule("1.0", layer) (torch's way to swap a layer by its dotted name),
+    model.cpu() and model.cuda() were AttributeErrors. Now set_submodule sets the attribute
+    of the path's parent, as torch's (the names, parameters and a compiled plan follow; a
+    path that is no module, a parameter in the way, strict=True on a new name refused, as
+    torch's), cpu() returns the module, and cuda() is to("cuda")'s one line."""
+    def tree(nn):
+        return nn.Sequential(nn.Linear(2, 2), nn.Sequential(nn.Linear(2, 3), nn.ReLU()))
+
+    def shapes(model, transposed):
+        return [(n, tuple(p.shape)[::-1] if transposed and n.endswith("weight") else
+                 tuple(p.shape)) for n, p in model.named_parameters()]
+
+    ours, theirs = tree(gc.nn), tree(torch.nn)
+    x = np.ones((4, 2), np.float32)
+    compiled = gc.compile(ours)
+    assert compiled(x).shape == (4, 3)
+    ours.set_submodule("1.0", gc.nn.Linear(2, 5))
+    theirs.set_submodule("1.0", torch.nn.Linear(2, 5))
+    compiled.set_submodule("1.extra", gc.nn.Tanh())
+    theirs.set_submodule("1.extra", torch.nn.Tanh())
+    assert shapes(ours, False) == shapes(theirs, True)
+    assert [n for n, _ in ours.named_modules()] == [n for n, _ in theirs.named_modules()]
+    assert compiled(x).shape == (4, 5)
+    hidden = ours[1][0](ours[0](x)).data
+    np.testing.assert_allclose(compiled(x), np.tanh(np.maximum(hidden, 0)), rtol=1e-6)
+    for target, strict, match in (("1.new", True, "Sequential's 'new' does not exist"),
+                                  ("0.weight", False, "Linear's 'weight' is not a Module"),
+                                  ("5.x", False, "Sequential's '5' does not exist")):
+        with pytest.raises(AttributeError):
+            theirs.set_submodule(target, torch.nn.ReLU(), strict=strict)
+        with pytest.raises(AttributeError, match=match):
+            ours.set_submodule(target, gc.nn.ReLU(), strict=strict)
+    assert_one_line_error(lambda: ours.set_submodule("0", 3),
+                          "set_submodule('0'): the value is a int, not a Module", HERE)
+    assert shapes(ours, False) == shapes(theirs, True)
+    assert ours.cpu() is ours and compiled.cpu() is compiled
+    assert_one_line_error(lambda: ours.cuda(), "cuda: graphc runs on the CPU (numpy arrays); "
+                          "device 'cuda' is not available", HERE)
+    assert_one_line_error(lambda: ours.cuda(1), "device 'cuda:1' is not available", HERE)
