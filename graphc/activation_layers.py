@@ -167,16 +167,6 @@ class ModuleDict(_Keyed, Module):
         self._keys.remove(key)
         delattr(self, key)  # (Module's: a module held elsewhere too takes that place's names)
 
-    def pop(self, key):
-        """Remove the module under `key` and return it, as torch's."""
-        module = self[key]
-        del self[key]
-        return module
-
-    def clear(self):
-        for key in list(self._keys):
-            del self[key]
-
     def update(self, modules):
         """Set each (key, module) of `modules`: a dict (a ModuleDict too) or an iterable of
         pairs, in their order, as torch's."""

@@ -84,6 +84,8 @@ class ParameterList(Module):
             self.append(value)
         return self
 
+    __iadd__ = extend  # (torch's `params += [p]`)
+
     def extra_repr(self):
         return _parameter_lines(enumerate(self))
 
@@ -92,7 +94,8 @@ class ParameterDict(_Keyed, Module):
     """torch.nn.ParameterDict: Parameters by string key, each named by its key. As torch's,
     the keys keep the order they were added in, and update() (the constructor too) adds a
     plain dict's new keys sorted, an OrderedDict's, a ParameterDict's or a list of pairs' in
-    their order."""
+    their order. torch's dict methods: get, pop, popitem (the last key's), setdefault,
+    clear, copy and fromkeys (new dicts of the same Parameters), `|`, `|=`, reversed()."""
 
     def __init__(self, parameters=None):
         object.__setattr__(self, "_keys", [])
@@ -130,6 +133,40 @@ class ParameterDict(_Keyed, Module):
         delattr(self, key)  # (Module's: one tied elsewhere too takes its name there)
         MODULE_PARAMETERS.replaced += 1  # plans traced with it are stale
 
+
+    def __reversed__(self):
+        return reversed(list(self._keys))
+
+    def get(self, key, default=None):
+        return self[key] if key in self._keys else default
+
+    def popitem(self):
+        if not self._keys:
+            raise KeyError("popitem(): ParameterDict is empty")
+        key = self._keys[-1]
+        return key, self.pop(key)
+
+    def setdefault(self, key, default=None):
+        if key not in self._keys:
+            self[key] = default
+        return self[key]
+
+    def copy(self):
+        """A new ParameterDict of the same Parameters, in this one's order, as torch's."""
+        return ParameterDict(OrderedDict(self.items()))
+
+    def fromkeys(self, keys, default=None):
+        """A new ParameterDict holding `default` under each of `keys`, as torch's."""
+        return ParameterDict((key, default) for key in keys)
+
+    def __or__(self, other):
+        return self.copy().update(other)
+
+    def __ror__(self, other):
+        return ParameterDict(other).update(self)
+
+    def __ior__(self, other):
+        return self.update(other)
 
     def update(self, parameters):
         if isinstance(parameters, (OrderedDict, ParameterDict)):

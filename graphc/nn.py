@@ -1711,6 +1711,16 @@ class _Keyed:
     def items(self):
         return [(k, getattr(self, k)) for k in self._keys]
 
+    def pop(self, key):
+        """Remove the value under `key` and return it, as torch's."""
+        value = self[key]
+        del self[key]
+        return value
+
+    def clear(self):
+        for key in list(self._keys):
+            del self[key]
+
 
 class ModuleList(Module):
     """Modules held in order; children are named "0", "1", ... as in PyTorch. As torch's,

@@ -221,3 +221,40 @@ def test_set_submodule_cpu_and_cuda_are_torch_s():
     assert_one_line_error(lambda: ours.cuda(), "cuda: graphc runs on the CPU (numpy arrays); "
                           "device 'cuda' is not available", HERE)
     assert_one_line_error(lambda: ours.cuda(1), "device 'cuda:1' is not available", HERE)
+
+
+def _parameters(nn, dtype):
+    return [nn.Parameter(np.full(2, v, dtype) if nn is gc.nn else torch.full((2,), v))
+            for v in (1.0, 2.0, 3.0, 4.0)]
+
+
+def test_parameter_dict_has_torch_s_dict_methods():
+    """A ParameterDict had none of torch's get, pop, popitem, setdefault, clear, copy,
+    fromkeys, `|`, `|=` (AttributeError, TypeError), and reversed() raised a raw KeyError: 1
+    (Python's sequence fallback); a ParameterList had no `+=`. Now each is torch's: the same
+    keys in the same order, the same Parameters (a copy shares them), every change seen by
+    named_parameters() and state_dict()."""
+    def run(nn):
+        p1, p2, p3, p4 = _parameters(nn, np.float32)
+        d = nn.ParameterDict({"b": p1, "a": p2})
+        seen = [d.get("a") is p2, d.get("zz", 5), list(reversed(d))]
+        seen.append(d.setdefault("c", p3) is p3 and d.setdefault("c", p4) is p3)
+        seen.append(d.pop("a") is p2)
+        key, value = d.popitem()
+        seen += [key, value is p3, list(d.keys())]
+        copied = d.copy()
+        seen += [list(copied.keys()), copied["b"] is p1]
+        merged = d | nn.ParameterDict({"e": p4})
+        seen += [list(merged.keys()), [n for n, _ in merged.named_parameters()]]
+        d |= {"f": p2, "e": p4}
+        seen += [list(d.keys()), list(d.state_dict()), list(d.fromkeys(["x", "y"], p3).keys())]
+        d.clear()
+        seen += [len(d), list(d.state_dict())]
+        params = nn.ParameterList([p1])
+        params += [p2, p3]
+        seen += [[n for n, _ in params.named_parameters()], params[2] is p3]
+        return seen
+
+    assert run(gc.nn) == run(torch.nn)
+    with pytest.raises(KeyError):
+        gc.nn.ParameterDict().popitem()
