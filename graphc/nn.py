@@ -2537,6 +2537,29 @@ class Sequential(ModuleList):
         the modules are shared, not copied."""
         return self._joined(Sequential, other)
 
+    def __mul__(self, times):
+        """torch's: a new Sequential of this one's modules `times` over, numbered from 0;
+        the modules are shared, not copied (a layer repeated is one layer, trained once)."""
+        if not is_int(times) or isinstance(times, (bool, np.bool_)):
+            return NotImplemented  # (Python's TypeError, as torch's)
+        modules = list(self) * self._factor(times)
+        return self._shared([(str(i), m) for i, m in enumerate(modules)], Sequential)
+
+    __rmul__ = __mul__
+
+    def __imul__(self, times):
+        """torch's: this one's modules added `times - 1` times more, in place (an
+        OrderedDict one's too, numbered after its keys, where torch's raises KeyError)."""
+        if not is_int(times) or isinstance(times, (bool, np.bool_)):
+            return NotImplemented
+        return self.extend(list(self) * (self._factor(times) - 1))
+
+    def _factor(self, times) -> int:
+        if times <= 0:
+            raise GraphcError(f"Sequential * {times}: the factor must be positive, as "
+                              "torch's", (user_location(),))
+        return int(times)
+
     __repr__ = Module.__repr__  # torch's Sequential shows every item, equal ones too
 
     def forward(self, x):

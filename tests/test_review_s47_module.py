@@ -258,3 +258,37 @@ def test_parameter_dict_has_torch_s_dict_methods():
     assert run(gc.nn) == run(torch.nn)
     with pytest.raises(KeyError):
         gc.nn.ParameterDict().popitem()
+
+
+def test_sequential_times_an_int_is_torch_s():
+    """`block * 3`, `3 * block` and `block *= 3` (torch's Sequential repeats its modules
+    so) were TypeErrors. Now each is torch's: the same modules shared (one layer, its
+    parameters once in named_parameters), numbered from 0 in a new Sequential, the same
+    names as torch's and the same output; a factor not positive is one line, a float
+    Python's TypeError, as torch's."""
+    def names(model):
+        return ([n for n, _ in model.named_parameters(remove_duplicate=False)],
+                [n for n, _ in model.named_modules(remove_duplicate=False)],
+                [n for n, _ in model.named_parameters()])
+
+    def block(nn):
+        return nn.Sequential(nn.Linear(2, 2), nn.Tanh())
+
+    ours, theirs = block(gc.nn), block(torch.nn)
+    theirs.load_state_dict({"0.weight": torch.tensor(ours[0].weight.data.T.copy()),
+                            "0.bias": torch.tensor(ours[0].bias.data)})
+    assert names(ours * 3) == names(theirs * 3)
+    assert names(2 * ours) == names(2 * theirs)
+    assert (ours * 2)[2] is ours[0]
+    x = np.random.default_rng(0).normal(size=(3, 2)).astype(np.float32)
+    np.testing.assert_allclose(gc.compile(ours * 3)(x),
+                               (theirs * 3)(torch.tensor(x)).detach().numpy(), rtol=1e-5)
+    ours *= 2
+    theirs *= 2
+    assert names(ours) == names(theirs)
+    with pytest.raises(ValueError):
+        theirs * 0
+    assert_one_line_error(lambda: ours * 0, "Sequential * 0: the factor must be positive",
+                          HERE)
+    with pytest.raises(TypeError):
+        ours * 1.5
