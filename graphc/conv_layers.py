@@ -308,8 +308,8 @@ class _ChannelDropout(Dropout):
 
     def __init__(self, p=0.5, inplace=False):
         # (Dropout's rule, under this layer's name)
-        if not 0.0 <= F._number(f"{type(self).__name__}: p", p, True) < 1.0:
-            _fail(f"{type(self).__name__}: p must be in [0, 1), got {p!r}")
+        if not 0.0 <= F._number(f"{type(self).__name__}: p", p, True) <= 1.0:
+            _fail(f"{type(self).__name__}: p must be in [0, 1], got {p!r}")
         super().__init__(p, inplace)
 
     def forward(self, x):

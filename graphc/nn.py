@@ -2743,8 +2743,8 @@ class Dropout(Module):
 
     def __init__(self, p=0.5, inplace=False):
         number = F._number("Dropout: p", p, True)  # (as LeakyReLU's slope)
-        if not 0.0 <= number < 1.0:
-            raise GraphcError(f"Dropout: p must be in [0, 1), got {p!r}", (user_location(),))
+        if not 0.0 <= number <= 1.0:  # (1: every value zeroed, as torch's)
+            raise GraphcError(f"Dropout: p must be in [0, 1], got {p!r}", (user_location(),))
         object.__setattr__(self, "p", number)
         object.__setattr__(self, "training", True)
         _keep_inplace(self, inplace)
@@ -2764,6 +2764,8 @@ def _dropout_while_training(module, setting, x):
         module._setting("training", x)
     if p == 0.0 or _EVALUATING.depth or not module.training:  # (p = 0: no guard on training)
         return x
+    if p == 1.0:  # torch's: every value zeroed (gc.dropout's mask takes rates below 1)
+        return F.mul(x, 0.0)
     return F.dropout(x, p, current_key(x))
 
 

@@ -455,4 +455,4 @@ def test_bad_pool1d_pixel_shuffle_padding_and_dropout_settings_give_one_line():
     assert_one_line_error(lambda: gc.nn.ZeroPad2d((1, 2, 3))(x),
                           "ZeroPad2d: padding must be an int or a tuple of 4 ints", FILE)
     assert_one_line_error(lambda: gc.nn.Dropout2d(0.5)(x[0]), "Dropout2d: x must be 4-d", FILE)
-    assert_one_line_error(lambda: gc.nn.Dropout1d(1.5), "Dropout1d: p must be in [0, 1)", FILE)
+    assert_one_line_error(lambda: gc.nn.Dropout1d(1.5), "Dropout1d: p must be in [0, 1]", FILE)

@@ -292,3 +292,33 @@ def test_sequential_times_an_int_is_torch_s():
                           HERE)
     with pytest.raises(TypeError):
         ours * 1.5
+
+
+@pytest.mark.parametrize("name, shape", [("Dropout", (3, 4)), ("Dropout1d", (2, 3, 4)),
+                                         ("Dropout2d", (2, 3, 2, 2)),
+                                         ("Dropout3d", (2, 3, 2, 2, 1))])
+def test_dropout_of_p_one_zeroes_everything_as_torch_s(name, shape):
+    """gc.nn.Dropout(1.0) (and Dropout1d/2d/3d's) was refused ("p must be in [0, 1)"), and
+    a layer's p set to 1.0 later failed inside its mask op ("dropout_mask(i64[]): rate must
+    be in [0, 1)"), where torch zeroes every value in training, as graphc's own
+    AlphaDropout and functional dropout2d did. Now each layer is torch's: zeros (and zero
+    gradients) while training, eager and compiled, the identity in eval(); above 1 is
+    refused as before."""
+    x = np.random.default_rng(0).normal(size=shape).astype(np.float32)
+    theirs = getattr(torch.nn, name)(1.0)
+    expected = theirs(torch.tensor(x)).numpy()
+    assert not expected.any()
+    layer = getattr(gc.nn, name)(1.0)
+    np.testing.assert_array_equal(layer(x), expected)
+    np.testing.assert_array_equal(gc.compile(layer)(x), expected)
+    grads = gc.grad(lambda a: gc.sum(layer(a) * 3.0))(x)
+    np.testing.assert_array_equal(grads, np.zeros_like(x))
+    later = getattr(gc.nn, name)(0.5)
+    compiled = gc.compile(later)
+    compiled(x)
+    later.p = 1.0
+    np.testing.assert_array_equal(compiled(x), expected)
+    layer.eval()
+    np.testing.assert_array_equal(gc.compile(layer)(x), x)
+    assert_one_line_error(lambda: getattr(gc.nn, name)(1.5), f"{name}: p must be in [0, 1]",
+                          HERE)
