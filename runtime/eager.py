@@ -437,6 +437,28 @@ def _read_foreign(data, what):
     return read_foreign_array(data, what)
 
 
+def _leaf_setattr(tensor, name, value, _set=object.__setattr__):
+    """A Parameter's or Buffer's attribute set: its `data` takes an array, or, as torch's
+    `p.data = q`, another tensor's array (graphc's, or a torch tensor's as _read_foreign
+    reads it); anything else (a list, a number, None) is one line where it is set, as torch
+    refuses a non-tensor there. A graphc tensor stored as the array failed far from the
+    assignment, in the next op that read it ("operand 'Tensor' does not support ufuncs"), a
+    list with "'list' object has no attribute 'shape'". (A __setattr__, not a property:
+    reads of `.data`, on every op's path, stay the slot's.)"""
+    if name == "data" and not isinstance(value, np.ndarray):
+        kind = type(tensor).__name__
+        if isinstance(value, Tensor):
+            value = value.data
+        elif isinstance(value, np.generic):
+            value = np.asarray(value)
+        elif foreign_array_name(value) is not None:
+            value = read_foreign_array(value, f"{kind}.data = ...: the value")
+        else:
+            raise GraphcError(f"{kind}.data = ...: expected an array (or a tensor), got a "
+                              f"{type(value).__name__}", (user_location(),))
+    _set(tensor, name, value)
+
+
 class Parameter(Tensor):
     """A trainable array held by a layer: an eager leaf, and a `param` input when traced.
     `requires_grad=False` (torch's argument) makes it frozen from the start; its data is
@@ -454,6 +476,8 @@ class Parameter(Tensor):
             named = "" if name is None else f" {name!r}"  # parameter)
             raise type(exc)(f"Parameter{named}: {exc.message}", exc.locs) from None
         self._requires_grad = requires_grad
+
+    __setattr__ = _leaf_setattr
 
     def graph_operand(self, graph):
         """Used inside a graph being built, a parameter is a `param` input of it. A plan of
@@ -476,6 +500,8 @@ class Buffer(Tensor):
     def __init__(self, data, name=None):
         super().__init__(np.array(_read_foreign(data, "Buffer: the data")), requires_grad=False,
                          name=name)
+
+    __setattr__ = _leaf_setattr
 
 
 # The (module, attribute) places each Buffer or Parameter (or child module) was put in

@@ -322,3 +322,39 @@ def test_dropout_of_p_one_zeroes_everything_as_torch_s(name, shape):
     np.testing.assert_array_equal(gc.compile(layer)(x), x)
     assert_one_line_error(lambda: getattr(gc.nn, name)(1.5), f"{name}: p must be in [0, 1]",
                           HERE)
+
+
+def test_a_parameter_s_data_takes_an_array_or_a_tensor_s_as_torch_s():
+    """`layer.weight.data = other.weight` (torch's way to copy weights over: the other
+    tensor's storage) stored the Parameter itself as the array, and the next forward failed
+    far from the assignment ("operand 'Tensor' does not support ufuncs"); a torch tensor
+    or a list, stored as they were, failed alike ("'list' object has no attribute
+    'shape'"). Now a Parameter's or Buffer's data takes an array, or a tensor's array
+    (graphc's, a torch tensor's as load_torch_state_dict reads it), as torch's `p.data = q`,
+    eager and compiled; anything else is one line where it is set, the old array kept."""
+    x = np.random.default_rng(0).normal(size=(4, 3)).astype(np.float32)
+    layer, other = gc.nn.Linear(3, 2), gc.nn.Linear(3, 2)
+    compiled = gc.compile(layer)
+    compiled(x)
+    layer.weight.data = other.weight
+    assert layer.weight.data is other.weight.data  # (torch's shares the storage too)
+    expected = x @ other.weight.data + layer.bias.data
+    np.testing.assert_allclose(layer(x), expected, rtol=1e-6)
+    np.testing.assert_allclose(compiled(x), expected, rtol=1e-6)
+    theirs = torch.nn.Linear(3, 2)
+    layer.bias.data = theirs.bias  # (requires grad: numpy refuses to read it)
+    np.testing.assert_array_equal(layer.bias.data, theirs.bias.detach().numpy())
+    np.testing.assert_allclose(compiled(x), x @ other.weight.data + layer.bias.data,
+                               rtol=1e-6)
+    kept = layer.weight.data
+    for bad in ([[1.0, 2.0]] * 3, 2.0, None):
+        assert_one_line_error(lambda: setattr(layer.weight, "data", bad),
+                              f"Parameter.data = ...: expected an array (or a tensor), got "
+                              f"a {type(bad).__name__}", HERE)
+    assert layer.weight.data is kept
+    norm = gc.nn.BatchNorm1d(3)
+    assert_one_line_error(lambda: setattr(norm.running_mean, "data", [0.0] * 3),
+                          "Buffer.data = ...: expected an array (or a tensor), got a list",
+                          HERE)
+    norm.running_mean.data = np.float32(2.0) + np.zeros(3, np.float32)
+    np.testing.assert_array_equal(norm.running_mean.data, 2.0)
