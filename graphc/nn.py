@@ -703,16 +703,20 @@ def _above(module, path):
     """The module at the dotted `path` (a prefix of module._path) above `module`, reached
     up the places that spell each module's own path (its first place); None where none does
     (a root that was a child once, named still by that place). An item of a list replaced by
-    another of its items (`m.layers = ModuleList(list(m.layers))`) is held under the same
-    path by both: the old list, which nothing holds, is left for the other."""
+    another of its items (`m.layers = ModuleList(list(m.layers))`, or pruned: [old[0],
+    old[2]]) is held under the same path by both: the old list, which nothing holds (a
+    variable keeps it alive), is left for the other, wherever it was put first."""
     if module._path == path:
         return module
+    unheld = None
     for holder, attr in places_holding(module):
         if _dotted(holder._path) + attr == module._path:
             found = _above(holder, path)
-            if found is not None:
+            if found is not None and (not found._path or places_holding(found)):
                 return found
-    return None
+            if unheld is None:  # (a root that was a child once, if none is held)
+                unheld = found
+    return unheld
 
 
 def _name_tied(owner, attr, value) -> None:

@@ -1022,6 +1022,10 @@ _TIED_TO_AN_EARLIER_PLACE = {  # m.a, m.layers (3 Linear), m.b
     "pruned; layers[0].weight = layers[1].weight": lambda nn, m: (
         setattr(m, "layers", nn.ModuleList([x for i, x in enumerate(m.layers) if i != 0])),
         setattr(m.layers[0], "weight", m.layers[1].weight)),
+    # (the old list, kept alive, holds layers[0] at the same path: the tie was compared in it)
+    "pruned, old kept; layers[0].bias = layers[1].bias": lambda nn, m: (
+        _KEPT.append(m.layers), setattr(m, "layers", nn.ModuleList([_KEPT[-1][0], _KEPT[-1][2]])),
+        setattr(m.layers[0], "bias", m.layers[1].bias)),
     "n1.running_mean = n2.running_mean": lambda nn, m: (
         setattr(m, "n1", nn.BatchNorm1d(3)), setattr(m, "n2", nn.BatchNorm1d(3)),
         setattr(m.n1, "running_mean", m.n2.running_mean)),
