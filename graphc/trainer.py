@@ -432,9 +432,21 @@ class Trainer:
         (tied, `m.a.running_mean = m.b.running_mean`): the names of its other places, under
         one of which a checkpoint may hold it (before graphc named a tensor tied towards an
         earlier place by that place, as torch's first name, such a Buffer was saved under its
-        later one, b.running_mean), which restore() takes as its own."""
-        return {f"buffer/{other}": f"buffer/{name}" for name, b in self.buffers.items()
-                for other in nn.place_names(b) if other != name}
+        later one, b.running_mean), which restore() takes as its own. Each such name is the
+        one _named_places gave it then (numbered as it numbered a name two models' Buffers
+        share: n2.running_mean_1), and none is a name of this trainer's (another model's
+        n1.running_mean), which it would read for this one or take the shape of."""
+        places = list(self._buffer_places.values())
+        mine = set(self._buffer_places)
+        tied = {}
+        for name, b in self.buffers.items():
+            for other in nn.place_names(b):
+                if other != b.name:  # (the name this Buffer had with that place's base)
+                    then = _named_places(places, {id(b): other})
+                    saved = next(n for n, (m, a) in then.items() if getattr(m, a) is b)
+                    if saved not in mine:
+                        tied[f"buffer/{saved}"] = f"buffer/{name}"
+        return tied
 
     def _track_buffers(self):
         """Add the Buffers the step writes with the layers' modes as they are now. The step
@@ -1835,13 +1847,14 @@ def _takes_one_argument(function) -> bool:
     return True
 
 
-def _named_places(places) -> dict:
+def _named_places(places, bases=None) -> dict:
     """{name: (module, attribute)} of Buffers, each under its name in its model
-    (`bn1.running_mean`); a name two Buffers share (layers of two separate models) is
-    numbered."""
+    (`bn1.running_mean`), or the one `bases` ({id(Buffer): name}) gives it; a name two
+    Buffers share (layers of two separate models) is numbered."""
     named = {}
     for module, attr in places:
-        base = getattr(module, attr).name or "buffer"
+        buffer = getattr(module, attr)
+        base = (bases or {}).get(id(buffer)) or buffer.name or "buffer"
         name, k = base, 1
         while name in named:
             name, k = f"{base}_{k}", k + 1

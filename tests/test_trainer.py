@@ -491,3 +491,44 @@ def test_a_buffer_tied_to_an_earlier_place_resumes_from_a_file_naming_it_by_its_
     with pytest.raises(checkpoint.CheckpointError,
                        match=r"lacks buffer/n1\.running_mean$"):
         trainer(model()).resume(renamed(None))
+
+
+def test_a_tied_buffer_of_one_of_two_models_sharing_buffer_names_resumes(tmp_path):
+    """A Trainer over two models whose Buffers share names (numbered: n1.running_mean_1),
+    one of them tied (`d.n1.running_mean = d.n2.running_mean`): the names of its other
+    places were read as the other model's (n1.running_mean, n2.running_mean), whose shape a
+    resume then wanted for them (its own fresh checkpoint refused: 'buffer/n1.running_mean
+    is float32[3], ... needs float32[5]'), and an earlier graphc's file, holding it as
+    n2.running_mean_1, was refused. Both resume, each Buffer from its own array."""
+    def models():
+        g = nn.Sequential(collections.OrderedDict(n1=nn.BatchNorm1d(3), n2=nn.BatchNorm1d(3)))
+        d = nn.Sequential(collections.OrderedDict(n1=nn.BatchNorm1d(5), n2=nn.BatchNorm1d(5)))
+        d.n1.running_mean = d.n2.running_mean
+        return g, d
+    rng = np.random.default_rng(0)
+    x, y = rng.normal(1, 1, (8, 3)).astype(np.float32), rng.normal(5, 1, (8, 5)).astype(np.float32)
+
+    def trainer(g, d):
+        def loss(p, batch):
+            mine = [{k[2:]: v for k, v in p.items() if k[0] == c} for c in "gd"]
+            return (gc.mean(g.apply(mine[0], batch[0]) ** 2)
+                    + gc.mean(d.apply(mine[1], batch[1]) ** 2))
+        params = {f"{c}/{k}": v for c, m in (("g", g), ("d", d)) for k, v in m.params().items()}
+        return gc.Trainer(loss, params, optim.SGD(lr=0.1), lambda rng: (x, y), steps=2, seed=0)
+    g, d = models()
+    trainer(g, d).fit(str(tmp_path / "run"), progress=False)
+    path = tmp_path / "run" / "checkpoint.npz"
+    old = tmp_path / "old.npz"  # the tied Buffer under the name an earlier graphc gave it
+    with zipfile.ZipFile(path) as zf, zipfile.ZipFile(old, "w") as out:
+        for info in zf.infolist():
+            out.writestr(info.filename.replace("n1.running_mean_1", "n2.running_mean_1"),
+                         zf.read(info))
+    for file in (path, old):
+        g2, d2 = models()
+        resumed = trainer(g2, d2)
+        resumed.resume(str(file))
+        assert resumed.step == 2
+        for mine, saved in ((g2, g), (d2, d)):
+            for n in ("n1", "n2"):
+                np.testing.assert_array_equal(getattr(mine, n).running_mean.data,
+                                              getattr(saved, n).running_mean.data)
