@@ -117,7 +117,9 @@ def _added(p, u):
     apply_updates of float64 updates to float32 parameters failed: 'add(f32[2], f64[2])')."""
     if not isinstance(p, (np.ndarray, np.generic, float, int)) or \
             not isinstance(u, (np.ndarray, np.generic, float, int)):
-        if not F._weakly_typed(u) and F._dtype(u) != F._dtype(p):
+        # (a weak u meets a typed p in p's dtype; two weak ones, a compiled function's
+        # numpy-scalar or Python-number arguments, are cast as two typed ones)
+        if F._dtype(u) != F._dtype(p) and (not F._weakly_typed(u) or F._weakly_typed(p)):
             wide = F._result_type([F._dtype(p), F._dtype(u)])
             return F.cast(F.cast(p, wide) + F.cast(u, wide), F._dtype(p))
     total = p + u

@@ -1346,3 +1346,18 @@ def test_a_weight_decay_schedule_at_0_skips_the_term_bound_and_in_the_trainer_as
         got["Trainer"] = trainer.params["w"]
         for route, value in got.items():
             np.testing.assert_allclose(value, expected, rtol=1e-12, err_msg=f"{name} {route}")
+
+
+@pytest.mark.parametrize("compiled", [False, True], ids=["eager", "compiled"])
+def test_apply_updates_of_a_numpy_scalar_parameter_promotes_as_numpy(compiled):
+    """Review (r4) of fb26716: a compiled apply_updates cast an update of another dtype to
+    the promoted one unless the update was weakly typed, but a numpy-scalar parameter
+    passed to a compiled function is weak too, so np.float32(1) + np.float64(0.5) (or a
+    Python float update) was still 'add(f32[], f64[])'; eagerly numpy adds them."""
+    apply = gc.compile(optim.apply_updates) if compiled else optim.apply_updates
+    for p, u, want in ((np.float32(1.0), np.float64(0.5), np.float32),
+                       (np.float32(1.0), 0.5, np.float32),
+                       (np.float16(1.0), np.float32(0.25), np.float16),
+                       (1.0, np.float32(0.5), np.float64)):
+        new = apply({"s": p}, {"s": u})["s"]
+        assert np.asarray(new).dtype == want and float(new) == float(p) + float(u)
