@@ -956,7 +956,7 @@ class Optimizer:
             # fed value is 0 only where its attribute is (_with_momentum_off reads it)
             object.__setattr__(optimizer, "_fed_follows_attributes",
                                isinstance(settings, _AttributeSettings))
-        grads = _gradient_numbers_like(grads, params)
+        grads = _gradient_numbers_like(grads, params, f"{self._display_name}.update")
         symbolic = [x for x in _leaves((grads, state, params, step, lr, settings))
                     if isinstance(x, Node)]
         if symbolic:
@@ -2425,15 +2425,16 @@ def _is_builtin_number(x) -> bool:
     return isinstance(x, (int, float)) and not isinstance(x, bool)
 
 
-def _gradient_numbers_like(grads, params):
+def _gradient_numbers_like(grads, params, where="update"):
     """Python-number gradient leaves as 0-d arrays of their parameter's float dtype: weakly
     typed, as an eager op takes a Python float (a float32 parameter's gradient 1.0 is
-    float32, not float64 meeting float32). Other trees as they are."""
+    float32, not float64 meeting float32). Other trees as they are. `where` names the
+    update in the pytree's line ("Adam.update", as the update's own line names it)."""
     g_leaves, _, _ = flatten(grads)
     if not any(_is_builtin_number(g) for g in g_leaves):
         return grads
     p_leaves, structure, _ = flatten(params)
-    g_leaves = leaves_like(structure, grads, "update: the gradients' pytree",
+    g_leaves = leaves_like(structure, grads, f"{where}: the gradients' pytree",
                            "the parameters'")
     dtypes = [getattr(p, "dtype", None) for p in p_leaves]
     return unflatten(structure, [

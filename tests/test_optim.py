@@ -1361,3 +1361,20 @@ def test_apply_updates_of_a_numpy_scalar_parameter_promotes_as_numpy(compiled):
                        (1.0, np.float32(0.5), np.float64)):
         new = apply({"s": p}, {"s": u})["s"]
         assert np.asarray(new).dtype == want and float(new) == float(p) + float(u)
+
+
+@pytest.mark.parametrize("make, where", [(lambda: optim.adam(0.1), "gc.optim.adam.update"),
+                                         (lambda: optim.Adam(lr=0.1), "Adam.update")],
+                         ids=["optax-adam", "Adam"])
+def test_a_gradients_pytree_line_names_the_optimiser_with_number_gradients(make, where):
+    """Review (r4) of 1ef8cdf: the pytree line names the optimiser ('Adam.update: the
+    gradients' pytree ...'), but gradients holding a Python number were read first by
+    _gradient_numbers_like, whose line was still 'update: the gradients' pytree ...'."""
+    opt = make()
+    params = {"a": np.ones(2, np.float32)}
+    state = opt.init(params)
+    for grads in ({"a": 1.0, "b": 2.0}, [1.0], {"a": np.ones(2, np.float32), "b": 2.0}):
+        with pytest.raises(gc.GraphcError) as info:
+            opt.update(grads, state, params)
+        assert info.value.message.startswith(f"{where}: the gradients' pytree does not "
+                                             "match the parameters'")
