@@ -101,13 +101,22 @@ def apply_updates(params, updates):
                               f"{type(u).__name__}, not an array or a number",
                               (user_location(),))
         # p + u broadcast an update of another shape: a (3, 2) update made a (2,) parameter
-        # (3, 2) without a word, and one that cannot broadcast was numpy's ValueError
-        if u is not None and p is not None and tuple(F._shape(u)) != tuple(F._shape(p)):
+        # (3, 2) without a word, and one that cannot broadcast was numpy's ValueError; one
+        # that broadcasts to the parameter's shape (a number, a (1,) row) is added, as optax's
+        if u is not None and p is not None and not _broadcasts_to(F._shape(u), F._shape(p)):
             raise GraphcError(f"apply_updates: the update of parameter {name!r} has shape "
                               f"{tuple(F._shape(u))}, its parameter {tuple(F._shape(p))}",
                               (user_location(),))
     return unflatten(structure, [p if u is None or p is None else _added(p, u)
                                  for p, u in zip(p_leaves, u_leaves)])
+
+
+def _broadcasts_to(shape, target) -> bool:
+    """Whether an array of `shape` broadcasts to `target` without changing it."""
+    try:
+        return np.broadcast_shapes(tuple(shape), tuple(target)) == tuple(target)
+    except ValueError:
+        return False
 
 
 def _added(p, u):

@@ -1613,7 +1613,7 @@ class NAdam(Optimizer):
         traced = any(isinstance(p, Node) for p in leaves)
 
         def one(p):
-            dtype = self._slot_dtype("mu_product", p.dtype).name
+            dtype = self._slot_dtype("mu_product", F._dtype(p)).name
             return F.full((), 1.0, dtype) if traced else np.ones((), dtype)
         state["mu_product"] = unflatten(structure, [None if p is None else one(p)
                                                     for p in leaves])

@@ -461,12 +461,18 @@ def test_apply_updates_refuses_an_update_of_another_shape(compiled):
     new = apply(params, {"w": np.array([0.5, -0.5]), "s": np.float32(2.0), "frozen": None})
     np.testing.assert_array_equal(new["w"], np.array([1.5, 0.5], np.float32))
     assert np.asarray(new["w"]).dtype == np.float32 and float(new["s"]) == 3.0
-    for bad in (np.ones((3, 2)), np.ones(3), np.ones(())):
+    for bad in (np.ones((3, 2)), np.ones(3), np.ones((1, 2))):
         want = f"apply_updates: the update of parameter 'w' has shape {np.shape(bad)}, its " \
             "parameter (2,)"
         with pytest.raises(gc.GraphcError) as info:
             apply(params, {"w": bad, "s": np.float32(2.0), "frozen": None})
         assert info.value.message == want
+    # an update that broadcasts to its parameter's shape is added, as optax's (a number, a
+    # 0-d array, a (1,) one): the shape check refused it
+    for scalar in (0.5, np.float32(0.5), np.array(0.5), np.array([0.5])):
+        new = apply(params, {"w": scalar, "s": np.float32(2.0), "frozen": None})
+        np.testing.assert_array_equal(new["w"], np.array([1.5, 1.5], np.float32))
+        assert np.asarray(new["w"]).dtype == np.float32
     if not compiled:  # (gc.compile's own line refuses a string argument)
         for bad, kind in (("x", "str"), ([1.0, 2.0], "list"), (True, "bool")):
             with pytest.raises(gc.GraphcError) as info:
@@ -1378,3 +1384,22 @@ def test_a_gradients_pytree_line_names_the_optimiser_with_number_gradients(make,
             opt.update(grads, state, params)
         assert info.value.message.startswith(f"{where}: the gradients' pytree does not "
                                              "match the parameters'")
+
+
+def test_nadam_of_a_python_number_parameter_is_torchs():
+    """NAdam.init of a Python-number parameter ({'w': 1.0}, which every other optimiser
+    takes) failed with AttributeError: 'float' object has no attribute 'dtype'. Now its
+    mu_product is float64, as for a float64 array parameter, and a step agrees with
+    torch's."""
+    import torch
+    opt = optim.NAdam(lr=0.1)
+    state = opt.init({"w": 1.0})
+    assert state["mu_product"]["w"].dtype == np.float64
+    new, _ = opt.update({"w": 0.5}, state, {"w": 1.0})
+    w = torch.tensor(1.0, dtype=torch.float64, requires_grad=True)
+    reference = torch.optim.NAdam([w], lr=0.1)
+    w.grad = torch.tensor(0.5, dtype=torch.float64)
+    reference.step()
+    # (torch keeps mu_product in its default float32 where graphc keeps it in the
+    # parameter's float64: the README's documented difference, 1e-9 here)
+    assert float(new["w"]) == pytest.approx(w.item(), rel=1e-8)
