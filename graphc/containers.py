@@ -163,7 +163,14 @@ class ParameterDict(_Keyed, Module):
         return self.copy().update(other)
 
     def __ror__(self, other):
-        return ParameterDict(other).update(self)
+        """torch's `mapping | params`: a copy of `other` (its type: a dict's keys in its
+        order) updated with this one's items, not a ParameterDict (whose plain-dict
+        constructor sorts other's keys)."""
+        if not isinstance(other, Mapping):
+            return NotImplemented
+        merged = other.copy() if hasattr(other, "copy") else dict(other)
+        merged.update(self.items())
+        return merged
 
     def __ior__(self, other):
         return self.update(other)

@@ -1075,6 +1075,14 @@ class Module:
         submodule below it, depth first, a shared one once, as torch's, in torch's argument
         order; remove_duplicate=False gives a shared one under each of its names, and `memo`
         (a set of modules) those left out, to which the walk adds the ones it gives."""
+        if isinstance(memo, (str, bytes)) or memo is not None and not hasattr(memo, "__iter__"):
+            # (graphc's named_modules took the prefix first: named_modules("enc") met
+            # "'str' object has no attribute 'add'")
+            hint = f"; the prefix is a keyword: named_modules(prefix={memo!r})"[:200] \
+                if isinstance(memo, str) else ""
+            raise GraphcError(f"named_modules: memo, the first argument (torch's order), is a "
+                              f"set of modules, got a {type(memo).__name__}{hint}",
+                              (user_location(),))
         seen = set() if not memo else {id(m) for m in memo}  # (by identity, as torch's)
         for name, module in self._named_modules(prefix, seen, remove_duplicate):
             if memo is not None and remove_duplicate:
@@ -1431,9 +1439,14 @@ class Module:
         return self
 
     def cuda(self, device=None):
-        """torch's: refused in one line, as to("cuda") is: graphc runs on the CPU."""
-        _refuse_device("cuda", "cuda" if device is None else
-                       f"cuda:{device}" if isinstance(device, int) else device)
+        """torch's: refused in one line, as to("cuda") is: graphc runs on the CPU. A CPU
+        device given is refused too, as torch's ("must be cuda device"): cuda("cpu")
+        returned None, and `model = model.cuda("cpu")` lost the model."""
+        shown = "cuda" if device is None else f"cuda:{device}" if is_int(device) else device
+        if str(shown).split(":")[0] == "cpu":
+            raise GraphcError(f"cuda: device {device!r} is not a CUDA device (the module is on "
+                              "the CPU already: cpu() returns it)", (user_location(),))
+        _refuse_device("cuda", shown)
 
     def double(self):
         """torch's: the floating-point parameters and buffers cast to float64. Returns self."""
@@ -2874,8 +2887,8 @@ class MultiheadAttention(Module):
             object.__setattr__(self, "bias_k", None)
             object.__setattr__(self, "bias_v", None)
         number = F._number("MultiheadAttention: dropout", dropout, True)  # (as Dropout's p)
-        if not 0.0 <= number < 1.0:
-            raise GraphcError(f"MultiheadAttention: dropout must be in [0, 1), got {dropout!r}",
+        if not 0.0 <= number <= 1.0:  # (1: every weight zeroed, as torch's and Dropout's)
+            raise GraphcError(f"MultiheadAttention: dropout must be in [0, 1], got {dropout!r}",
                               (user_location(),))
         for name, value in [("dropout", number),
                             ("embed_dim", embed_dim), ("num_heads", num_heads),

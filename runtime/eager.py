@@ -1057,6 +1057,7 @@ def tensor(data, requires_grad=False, dtype=None, name=None) -> Tensor:
     wrapped the caller's array changed with it (`a[0] = 5`, or a batch buffer refilled), the
     values a tape saved for backward() too. `name` labels it in reprs and graphc.draw."""
     requires_grad = bool_flag(requires_grad, "tensor: requires_grad")
+    source = data  # (the lines below name what the caller gave: a torch.Tensor)
     data = _read_foreign(data, "tensor: the data")
     if isinstance(data, (str, bytes)):  # (as torch's "invalid data type 'str'"; numpy read
         # "1e20" into an int dtype as a raw ValueError, and "abc" as a <U3 array)
@@ -1079,7 +1080,11 @@ def tensor(data, requires_grad=False, dtype=None, name=None) -> Tensor:
             array = array.astype(np.float64)
         data = array
     elif is_complex(data):  # numpy's cast to a real dtype would drop the imaginary part
-        raise GraphcError(f"tensor: data must be real numbers, got {data!r}", (user_location(),))
+        # (an array by its type and dtype: its repr took several lines, and a torch tensor,
+        # read into an array above, was named by that array's)
+        got = f"a {_holder(source)} of {data.dtype}" if isinstance(data, np.ndarray) else \
+            repr(data)
+        raise GraphcError(f"tensor: data must be real numbers, got {got}", (user_location(),))
     else:
         dtype = as_dtype(dtype)
         try:

@@ -1,5 +1,7 @@
 """Session 47's review of gc.nn.Module against torch.nn.Module; each test failed before its
 change."""
+from collections import OrderedDict
+
 import numpy as np
 import pytest
 import torch
@@ -358,3 +360,79 @@ def test_a_parameter_s_data_takes_an_array_or_a_tensor_s_as_torch_s():
                           HERE)
     norm.running_mean.data = np.float32(2.0) + np.zeros(3, np.float32)
     np.testing.assert_array_equal(norm.running_mean.data, 2.0)
+
+
+# ---- session 47 review (r6) of the changes above -----------------------------------------------
+def test_multihead_attention_of_dropout_one_is_torch_s():
+    """Dropout(1.0) was made torch's, but MultiheadAttention(dropout=1.0) (so
+    TransformerEncoderLayer(dropout=1.0) too) was still refused ("must be in [0, 1)") where
+    torch's takes it and zeroes every attention weight; the same layer's dropout set to 1.0
+    after it was built already ran so. Now it is taken: zero weights while training, the
+    output out_proj's bias, as torch's."""
+    x = np.random.default_rng(0).normal(size=(3, 2, 4)).astype(np.float32)
+    theirs = torch.nn.MultiheadAttention(4, 2, dropout=1.0)
+    torch.nn.init.normal_(theirs.out_proj.bias)
+    t_out, t_weights = theirs(*[torch.tensor(x)] * 3)
+    ours = gc.nn.MultiheadAttention(4, 2, dropout=1.0)
+    ours.out_proj.bias.data = theirs.out_proj.bias
+    out, weights = ours(x, x, x)
+    np.testing.assert_allclose(out, t_out.detach().numpy(), rtol=1e-6)
+    np.testing.assert_array_equal(weights, t_weights.detach().numpy())
+    assert not np.asarray(weights).any()
+    torch.nn.TransformerEncoderLayer(4, 2, 8, dropout=1.0)
+    gc.nn.TransformerEncoderLayer(4, 2, 8, dropout=1.0)
+    assert_one_line_error(lambda: gc.nn.MultiheadAttention(4, 2, dropout=1.5),
+                          "MultiheadAttention: dropout must be in [0, 1], got 1.5", HERE)
+
+
+def test_cuda_of_the_cpu_is_refused_not_none():
+    """cuda("cpu") (or cuda(torch.device("cpu"))) returned None, so `model =
+    model.cuda("cpu")` lost the model, compiled too; torch's refuses a device that is not
+    CUDA. Now it is one line, as cuda() and cuda(0) are."""
+    with pytest.raises(RuntimeError, match="must be cuda device"):
+        torch.nn.Linear(2, 2).cuda("cpu")
+    model = gc.nn.Linear(2, 2)
+    for device in ("cpu", torch.device("cpu"), "cpu:0"):
+        assert_one_line_error(lambda: model.cuda(device), "cuda: device ", HERE)
+        assert_one_line_error(lambda: gc.compile(model).cuda(device), "is not a CUDA device",
+                              HERE)
+    assert_one_line_error(lambda: model.cuda(0), "cuda: graphc runs on the CPU", HERE)
+
+
+def test_a_dict_or_a_parameter_dict_is_torch_s():
+    """`{...} | params` gave a ParameterDict whose keys were the dict's sorted, then the
+    ParameterDict's; torch's gives the dict's own type, its keys in their order, updated by
+    the ParameterDict's items."""
+    def run(nn):
+        p1, p2, p3, _ = _parameters(nn, np.float32)
+        params = nn.ParameterDict(OrderedDict([("b", p1), ("a", p2)]))
+        merged = {"z": p3, "c": p3, "a": p3} | params
+        ordered = OrderedDict(z=p3) | params
+        return [type(merged).__name__, list(merged), merged["a"] is p2,
+                type(ordered).__name__, list(ordered)]
+
+    assert run(gc.nn) == run(torch.nn)
+
+
+def test_named_modules_given_a_prefix_first_is_one_line():
+    """named_modules' first argument became torch's memo; graphc's callers of the old order
+    (named_modules("enc"), the prefix) met a raw "'str' object has no attribute 'add'"
+    from inside the walk. Now that is one line saying the prefix is a keyword."""
+    model = gc.nn.Sequential(gc.nn.Linear(2, 2))
+    assert_one_line_error(lambda: list(model.named_modules("enc")),
+                          "named_modules: memo, the first argument (torch's order), is a set "
+                          "of modules, got a str; the prefix is a keyword: "
+                          "named_modules(prefix='enc')", HERE)
+    assert [n for n, _ in model.named_modules(prefix="enc")] == ["enc", "enc.0"]
+    assert [n for n, _ in model.named_modules(set(), "enc")] == ["enc", "enc.0"]
+
+
+def test_tensor_of_complex_data_given_a_dtype_names_its_type_in_one_line():
+    """gc.tensor reads a torch tensor into an array first (6733bd2), after which a complex
+    one given a dtype was named by that array's repr ("got array([1.+2.j],
+    dtype=complex64)": test_weak_arguments' test of "a torch.Tensor of complex64" failed),
+    and a complex numpy array's repr took several lines. Now each is its type and dtype."""
+    for data, got in ((torch.tensor([1 + 2j]), "a torch.Tensor of complex64"),
+                      (np.ones((5, 5), np.complex128), "a numpy.ndarray of complex128")):
+        assert_one_line_error(lambda: gc.tensor(data, dtype="float32"),
+                              f"tensor: data must be real numbers, got {got}", HERE)
