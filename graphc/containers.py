@@ -80,6 +80,10 @@ class ParameterList(Module):
         return self
 
     def extend(self, values):
+        if not hasattr(values, "__iter__"):  # (torch's TypeError; `params += 3` was
+            # Python's "'int' object is not iterable")
+            raise TypeError(f"ParameterList.extend (or +=) takes an iterable of Parameters, "
+                            f"got {type(values).__name__}")
         for value in values:
             self.append(value)
         return self

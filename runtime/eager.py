@@ -474,7 +474,12 @@ class Parameter(Tensor):
             super().__init__(np.array(data), requires_grad=True, name=name)
         except GraphcError as exc:  # (a complex or an integer array: the line named no
             named = "" if name is None else f" {name!r}"  # parameter)
-            raise type(exc)(f"Parameter{named}: {exc.message}", exc.locs) from None
+            message = exc.message
+            if not requires_grad and message.startswith("only floating-point"):
+                # (one asked frozen: "can require gradients" answered what it did not ask)
+                message = (f"data must be floating-point, a frozen one's too "
+                           f"(requires_grad=False), got {np.asarray(data).dtype}")
+            raise type(exc)(f"Parameter{named}: {message}", exc.locs) from None
         self._requires_grad = requires_grad
 
     __setattr__ = _leaf_setattr

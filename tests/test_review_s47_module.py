@@ -113,7 +113,7 @@ def test_parameter_takes_torch_s_requires_grad():
     grads = gc.compile(gc.grad(lambda p, x: gc.sum(layer.apply(p, x) ** 2)))(layer.params(), x)
     np.testing.assert_array_equal(grads["weight"], 0.0)
     assert_one_line_error(lambda: gc.nn.Parameter(np.ones(2, np.int64), requires_grad=False),
-                          "Parameter: only floating-point tensors can require gradients", HERE)
+                          "Parameter: data must be floating-point, a frozen one's too", HERE)
 
 
 def _shared_tree(nn):
@@ -436,3 +436,23 @@ def test_tensor_of_complex_data_given_a_dtype_names_its_type_in_one_line():
                       (np.ones((5, 5), np.complex128), "a numpy.ndarray of complex128")):
         assert_one_line_error(lambda: gc.tensor(data, dtype="float32"),
                               f"tensor: data must be real numbers, got {got}", HERE)
+
+
+def test_a_frozen_integer_parameter_and_a_parameter_list_plus_a_number_say_so():
+    """gc.nn.Parameter(ints, requires_grad=False) answered "only floating-point tensors can
+    require gradients", which the caller had not asked for (a Parameter's data is
+    floating-point, frozen too); `params += 3` (ParameterList's new +=) was Python's
+    "'int' object is not iterable", naming no list, where torch's names extend."""
+    assert_one_line_error(lambda: gc.nn.Parameter(np.arange(3), requires_grad=False),
+                          "Parameter: data must be floating-point, a frozen one's too "
+                          "(requires_grad=False), got int64", HERE)
+    assert_one_line_error(lambda: gc.nn.Parameter(np.arange(3)),
+                          "Parameter: only floating-point tensors can require gradients", HERE)
+    params = gc.nn.ParameterList()
+
+    def add():
+        nonlocal params
+        params += 3
+
+    with pytest.raises(TypeError, match=r"ParameterList.extend \(or \+=\) takes an iterable"):
+        add()
