@@ -506,6 +506,12 @@ def _check_ranks(args) -> None:
     batch = args.batch_size or (None if args.resume else
                                 CONFIGS.get(args.config, {}).get("batch_size"))
     if batch is not None and batch % args.ranks:  # (a resumed run's is in its checkpoint)
+        if args.resume:  # (its --batch-size must be the checkpoint's: a multiple is refused)
+            from .train import rank_counts_dividing
+            raise GraphcError(f"--batch-size {batch} does not split over {args.ranks} ranks "
+                              f"(--ranks), and a resumed run keeps its checkpoint's batch "
+                              f"size: resume it on a number of ranks that divides it "
+                              f"({rank_counts_dividing(batch)})")
         raise GraphcError(f"--batch-size {batch} does not split over {args.ranks} ranks "
                           f"(--ranks); use a multiple of {args.ranks}")
 

@@ -373,6 +373,12 @@ PARAMETER_COPIES = 7
 BATCH_BYTES_PER_TOKEN = 40
 
 
+def rank_counts_dividing(batch: int) -> str:
+    """The rank counts a batch of `batch` rows splits over, as a list in words ("1, 2, 3,
+    6"): where a resumed run, whose batch size is its checkpoint's, may go."""
+    return ", ".join(str(k) for k in range(1, batch + 1) if batch % k == 0)
+
+
 def check_parameter_memory(cfg: GPTConfig, gradient_accumulation_steps: int = 1):
     """Refuse a model whose weights and optimiser state, or whose first batch, cannot fit,
     before allocating them."""
@@ -615,14 +621,13 @@ def _train_gpt(held, config, data, out, resume, options, sample_tokens, progress
         check_parameter_memory(cfg, accumulation)
         if cfg.batch_size % dist.size():  # found now, not after compiling
             n = dist.size()
-            if meta and options.get("batch_size") is None:
+            if meta:  # (a --batch-size given here is the checkpoint's: checked above)
                 # a resumed run's batch size is its checkpoint's, which --batch-size cannot
                 # change (another model configuration): "use a multiple" was no way out
-                splits = ", ".join(str(k) for k in range(1, cfg.batch_size + 1)
-                                   if cfg.batch_size % k == 0)
                 raise GraphcError(f"{ckpt_path} was trained with batch size "
                                   f"{cfg.batch_size}, which does not split over {n} ranks; "
-                                  f"resume it on a number of ranks that divides it ({splits})")
+                                  f"resume it on a number of ranks that divides it "
+                                  f"({rank_counts_dividing(cfg.batch_size)})")
             raise GraphcError(f"--batch-size {cfg.batch_size} does not split over "
                               f"{n} ranks; use a multiple of {n}")
         model = GPT(cfg, seed=tc.seed)

@@ -82,6 +82,32 @@ def test_a_checkpoint_whose_batch_does_not_split_over_the_ranks_says_which_ranks
     assert checkpoint.load(str(ckpt))[1]["step"] == 2
 
 
+def test_a_resume_given_its_batch_size_that_does_not_split_is_not_told_to_change_it(
+        tmp_path, text_file, capsys, monkeypatch):
+    """Review (s47): `graphc train --resume --batch-size 4` (the checkpoint's) on 3 ranks
+    was still told "use a multiple of 3", and --batch-size 6 then found "trained with
+    another model configuration (batch_size: checkpoint 4 vs requested 6)": the advice led
+    nowhere, as without --batch-size before 2eb1566. Both the launcher's check and the
+    ranks' now name the rank counts that divide it."""
+    import graphc.distributed as dist
+    assert train(tmp_path, text_file, "--steps", "2") == 0
+    capsys.readouterr()
+    resume = ["train", "--data", text_file, "--out", str(tmp_path / "run"), "--resume",
+              "--steps", "3", "--no-progress", "--batch-size", "4"]
+    assert main([*resume, "--ranks", "3"]) == 2  # the launcher's check, before mpiexec
+    assert error_line(capsys) == (
+        "graphc: error: --batch-size 4 does not split over 3 ranks (--ranks), and a resumed "
+        "run keeps its checkpoint's batch size: resume it on a number of ranks that divides "
+        "it (1, 2, 4)")
+    monkeypatch.setattr(dist, "size", lambda: 3)  # (`mpiexec -n 3 graphc train ...`)
+    assert main(resume) == 2
+    ckpt = tmp_path / "run" / "checkpoint.npz"
+    assert error_line(capsys) == (
+        f"graphc: error: {ckpt} was trained with batch size 4, which does not split over 3 "
+        "ranks; resume it on a number of ranks that divides it (1, 2, 4)")
+    assert checkpoint.load(str(ckpt))[1]["step"] == 2
+
+
 def test_options_are_named_in_their_errors(tmp_path, text_file, capsys):
     assert main(["train", *FAST, "--dropout", "2", "--data", text_file,
                  "--out", str(tmp_path / "d")]) == 2
