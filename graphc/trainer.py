@@ -1568,9 +1568,13 @@ class Trainer:
                     plot_losses(self.history, self.val_history, plot, self.plot_title,
                                 self.plot_ylabel)
                     stopped = stop.signum
-            # (raised after the ranks' last agreement, which every rank enters)
-            if stdout.failed is not None and not noted:
-                raise self._stdout_failed(stdout.failed, ckpt)
+            # (raised after the ranks' last agreement, which every rank enters; rank 0's
+            # stdout alone fails, so it is made every rank's: raised on rank 0 alone, it
+            # ended that rank with status 2 and mpiexec's banner, the others returning 0)
+            with contextlib.nullcontext() if self.dist is None else \
+                    self.dist.fail_together((GraphcError,)):
+                if stdout.failed is not None and not noted:
+                    raise self._stdout_failed(stdout.failed, ckpt)
         return stopped
 
     def _per_batch(self, batch) -> int:

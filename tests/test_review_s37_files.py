@@ -281,6 +281,56 @@ def test_a_stdout_write_that_fails_stops_training_after_saving(tmp_path, monkeyp
         again.fit(None, progress=False)
 
 
+_FULL_ON_RANK_0 = """
+import os, sys
+class Full:  # a disk that fills up at the first validation line; /dev/null takes it all
+    def __init__(self, real):
+        self.real, self.full = real, False
+    def _check(self):
+        if self.full and not os.path.samefile("/proc/self/fd/1", "/dev/null"):
+            raise OSError(28, "No space left on device")
+    def write(self, text):
+        self.full = self.full or "val loss" in text
+        self._check()
+        return self.real.write(text)
+    def flush(self):
+        self._check()
+        self.real.flush()
+    def __getattr__(self, name):
+        return getattr(self.real, name)
+if os.environ.get("OMPI_COMM_WORLD_RANK", "0") == "0":
+    sys.stdout = Full(sys.stdout)
+from graphc.cli import main
+sys.exit(main(sys.argv[1:]))
+"""
+
+
+def test_a_stdout_write_that_fails_on_rank_0_stops_every_rank_with_one_line(tmp_path,
+                                                                            text_file):
+    """Review (s47): under `graphc train --ranks 2`, rank 0's stdout alone fails, and fit()
+    raised the stop's GraphcError on rank 0 alone after the last agreement: that rank ended
+    with status 2 (leave_now), the others with 0, and mpiexec printed its banner ('prterun
+    detected that one or more processes exited with non-zero status') after the line. Now
+    the failure is every rank's (fail_together): the one line, status 2, no banner."""
+    pytest.importorskip("mpi4py", reason="the mpi extra is not installed")
+    import graphc.distributed as dist
+    from launch import rank_env
+    script = tmp_path / "full_on_rank_0.py"
+    script.write_text(_FULL_ON_RANK_0, encoding="utf-8")
+    out = tmp_path / "run"
+    done = dist.launch(2, [str(script), "train", *TINY, "--steps", "6", "--eval-every", "2",
+                           "--data", text_file, "--out", str(out)],
+                       env=rank_env(), stdout=subprocess.PIPE, stderr=subprocess.PIPE,
+                       text=True, timeout=240)
+    ckpt = out / "checkpoint.npz"
+    assert done.returncode == 2, done.stdout + done.stderr
+    assert done.stderr.splitlines() == [
+        f"graphc: error: cannot write to stdout: No space left on device: training stopped "
+        f"at step 0, saved in {ckpt}; to continue, run the same command with --resume"], \
+        done.stderr
+    assert checkpoint.load(str(ckpt))[1]["step"] == 0
+
+
 def test_a_log_of_ones_own_raising_broken_pipe_reaches_the_caller():
     """fit() took any BrokenPipeError of its `log` for stdout's reader gone and stopped
     without a word (a notebook user saw only a return value of 13); now only its own
