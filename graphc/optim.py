@@ -151,11 +151,14 @@ def exponential_decay(init_value: float, transition_steps: int, decay_rate: floa
             if bound is not None:
                 value = max(value, bound) if rate < 1 else min(value, bound)
             return value
-        after = F.cast(count, "float64") - float(begin)
+        # optax's where (init_value up to transition_begin) as an exponent of 0 there: both
+        # branches of a where are computed, and rate ** (-count / transition_steps) well
+        # before a late transition_begin overflowed, a RuntimeWarning at every such step
+        after = F.maximum(F.cast(count, "float64") - float(begin), 0.0)
         exponent = after / every
         if staircase:
             exponent = F.floor(exponent)
-        value = F.where(after > 0.0, F.pow(rate, exponent) * init, F.full((), init, "float64"))
+        value = F.pow(rate, exponent) * init
         if bound is not None:
             value = F.maximum(value, bound) if rate < 1 else F.minimum(value, bound)
         return value

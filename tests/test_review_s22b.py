@@ -206,3 +206,19 @@ def test_more_conv1d_errors_name_conv1d():
                           "conv1d: padding='same' needs stride 1", f)
     assert_one_line_error(lambda: gc.nn.Conv1d(4, 6, 3)(x),
                           "conv1d: x is float64 and w float32: they must have one dtype", f)
+
+
+def test_exponential_decay_held_before_a_late_transition_begin_warns_nothing_compiled():
+    """Review (s47): the compiled schedule computed rate ** ((count - transition_begin) /
+    transition_steps) before transition_begin too, where optax's where takes init_value:
+    0.5 ** -2000 overflowed, numpy's 'overflow encountered in power' RuntimeWarning from the
+    plan at each such step (an error under -W error), though the value was right."""
+    import warnings
+    sched = gc.optim.exponential_decay(1e-3, 1, 0.5, 2000, staircase=False, end_value=1e-4)
+    traced = gc.compile(lambda c: sched(c))
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        for count in (0, 1, 1999, 2000, 2001, 2010):
+            want = 1e-3 * 0.5 ** max(count - 2000, 0)
+            assert float(np.asarray(traced(np.int64(count)))) == max(want, 1e-4)
+            assert sched(count) == max(want, 1e-4)
