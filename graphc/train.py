@@ -11,6 +11,7 @@ bias corrections are computed inside it from the count held in the optimiser sta
 from __future__ import annotations
 
 import contextlib
+import math
 import os
 import re
 import shlex
@@ -375,8 +376,12 @@ BATCH_BYTES_PER_TOKEN = 40
 
 def rank_counts_dividing(batch: int) -> str:
     """The rank counts a batch of `batch` rows splits over, as a list in words ("1, 2, 3,
-    6"): where a resumed run, whose batch size is its checkpoint's, may go."""
-    return ", ".join(str(k) for k in range(1, batch + 1) if batch % k == 0)
+    6"): where a resumed run, whose batch size is its checkpoint's, may go. The divisors
+    up to its square root and their pairs: trying each count up to `batch` took 42 s
+    for `--resume --batch-size 1000000007 --ranks 3` before its one line."""
+    low = [k for k in range(1, math.isqrt(batch) + 1) if batch % k == 0]
+    high = [batch // k for k in reversed(low) if batch // k != k]
+    return ", ".join(str(k) for k in low + high)
 
 
 def check_parameter_memory(cfg: GPTConfig, gradient_accumulation_steps: int = 1):

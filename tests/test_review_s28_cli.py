@@ -108,6 +108,34 @@ def test_a_resume_given_its_batch_size_that_does_not_split_is_not_told_to_change
     assert checkpoint.load(str(ckpt))[1]["step"] == 2
 
 
+
+def test_a_resume_with_a_large_batch_size_that_does_not_split_is_refused_at_once(
+        tmp_path, capsys):
+    """Review r9 (s47) of fff1bc6: the launcher's line for a resume's --batch-size that
+    does not split named its divisors by trying every count up to it: `--resume
+    --batch-size 1000000007 --ranks 3` took 42 s before its one line (refused at once
+    before fff1bc6, as 'use a multiple of 3'). Now the divisors up to its square root."""
+    import signal
+    from graphc.train import rank_counts_dividing
+
+    def too_slow(signum, frame):
+        raise AssertionError("the refusal took more than 5 s")
+    old = signal.signal(signal.SIGALRM, too_slow)
+    signal.alarm(5)
+    try:
+        assert main(["train", "--config", "tiny", "--out", str(tmp_path / "run"),
+                     "--resume", "--batch-size", "1000000007", "--ranks", "3"]) == 2
+        assert rank_counts_dividing(10 ** 12 + 39) == "1, 1000000000039"
+    finally:
+        signal.alarm(0)
+        signal.signal(signal.SIGALRM, old)
+    assert error_line(capsys) == (
+        "graphc: error: --batch-size 1000000007 does not split over 3 ranks (--ranks), and "
+        "a resumed run keeps its checkpoint's batch size: resume it on a number of ranks "
+        "that divides it (1, 1000000007)")
+    assert [rank_counts_dividing(b) for b in (1, 4, 6, 36)] == [
+        "1", "1, 2, 4", "1, 2, 3, 6", "1, 2, 3, 4, 6, 9, 12, 18, 36"]
+
 def test_options_are_named_in_their_errors(tmp_path, text_file, capsys):
     assert main(["train", *FAST, "--dropout", "2", "--data", text_file,
                  "--out", str(tmp_path / "d")]) == 2
