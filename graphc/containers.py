@@ -15,7 +15,7 @@ from ir.errors import GraphcError, user_location
 from ir.types import is_int
 from runtime.eager import MODULE_PARAMETERS, Parameter, Tensor
 
-from .nn import Module, _Keyed
+from .nn import Module, _Keyed, _is_torch_tensor
 
 
 def _parameter(value, container, where):
@@ -42,7 +42,8 @@ class ParameterList(Module):
 
     def __init__(self, values=None):
         object.__setattr__(self, "_count", 0)
-        self.extend(values or [])
+        if values is not None:  # (as torch's: `values or []` asked a tensor for its truth)
+            self.extend(values)
 
     def __len__(self):
         return self._count
@@ -80,8 +81,10 @@ class ParameterList(Module):
         return self
 
     def extend(self, values):
-        if not hasattr(values, "__iter__"):  # (torch's TypeError; `params += 3` was
-            # Python's "'int' object is not iterable")
+        # (torch's TypeError; `params += 3` was Python's "'int' object is not iterable",
+        # and `params += p` or ParameterList(p), a tensor, appended its rows as Parameters)
+        if not hasattr(values, "__iter__") or isinstance(values, Tensor) or \
+                _is_torch_tensor(values):
             raise TypeError(f"ParameterList.extend (or +=) takes an iterable of Parameters, "
                             f"got {type(values).__name__}")
         for value in values:

@@ -456,3 +456,33 @@ def test_a_frozen_integer_parameter_and_a_parameter_list_plus_a_number_say_so():
 
     with pytest.raises(TypeError, match=r"ParameterList.extend \(or \+=\) takes an iterable"):
         add()
+
+
+def test_a_parameter_list_plus_a_tensor_is_refused_as_torch_s():
+    """Review r9 of b7f7173: `params += p` (a Parameter meant for append) iterated p and
+    appended its rows as new Parameters, silently, as extend(a tensor) and ParameterList(p)
+    did (that one asked the array for its truth: numpy's raw ValueError), where torch's
+    refuses a tensor there with its TypeError; a 0-d one met "len() of a 0-d tensor"."""
+    w = np.ones((3, 2), np.float32)
+    for value in (gc.nn.Parameter(w), gc.tensor(w), gc.nn.Parameter(np.float32(1)),
+                  torch.nn.Parameter(torch.ones(3, 2)), torch.ones(3, 2)):
+        params = gc.nn.ParameterList([gc.nn.Parameter(np.zeros(2, np.float32))])
+
+        def add():
+            nonlocal params
+            params += value
+
+        for refused in (add, lambda: params.extend(value),
+                        lambda: gc.nn.ParameterList(value)):
+            with pytest.raises(TypeError, match=r"ParameterList.extend \(or \+=\) takes an "
+                                                f"iterable of Parameters, got "
+                                                f"{type(value).__name__}$"):
+                refused()
+        assert len(params) == 1 and [n for n, _ in params.named_parameters()] == ["0"]
+    with pytest.raises(TypeError, match="should be called with an iterable"):
+        torch.nn.ParameterList([]).extend(torch.ones(3, 2))  # (torch's, for the record)
+    # an array's rows, a list or a generator of Parameters are still taken, as torch's
+    params = gc.nn.ParameterList(w)
+    params += (gc.nn.Parameter(np.zeros(2, np.float32)) for _ in range(2))
+    assert [p.shape for p in params] == [(2,)] * 5
+    assert len(gc.nn.ParameterList()) == len(gc.nn.ParameterList([])) == 0
