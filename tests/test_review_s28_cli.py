@@ -108,7 +108,6 @@ def test_a_resume_given_its_batch_size_that_does_not_split_is_not_told_to_change
     assert checkpoint.load(str(ckpt))[1]["step"] == 2
 
 
-
 def test_a_resume_with_a_large_batch_size_that_does_not_split_is_refused_at_once(
         tmp_path, capsys):
     """Review r9 (s47) of fff1bc6: the launcher's line for a resume's --batch-size that
