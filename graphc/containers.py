@@ -6,6 +6,7 @@ any layer's. A tensor or an array given is made a Parameter, as torch's makes a 
 """
 from __future__ import annotations
 
+import sys
 from collections import OrderedDict
 from collections.abc import Iterable, Mapping
 
@@ -25,6 +26,11 @@ def _parameter(value, container, where):
         return Parameter(value.data)
     if isinstance(value, np.ndarray):
         return Parameter(value)
+    if _is_torch_tensor(value):  # (read as gc.nn.Parameter reads one) a torch Parameter
+        # keeps its requires_grad, a plain tensor is made one that requires it, as torch's
+        torch = sys.modules["torch"]
+        return Parameter(value, requires_grad=not isinstance(value, torch.nn.Parameter)
+                         or value.requires_grad)
     raise GraphcError(f"{container}: {where} is a {type(value).__name__}, not a Parameter, a "
                       "tensor or an array", (user_location(),))
 

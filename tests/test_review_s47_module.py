@@ -486,3 +486,24 @@ def test_a_parameter_list_plus_a_tensor_is_refused_as_torch_s():
     params += (gc.nn.Parameter(np.zeros(2, np.float32)) for _ in range(2))
     assert [p.shape for p in params] == [(2,)] * 5
     assert len(gc.nn.ParameterList()) == len(gc.nn.ParameterList([])) == 0
+
+
+def test_parameter_list_and_dict_take_torch_tensors_as_torch_s():
+    """ParameterList([torch.nn.Parameter(...)]) said "item 0 is a Parameter, not a
+    Parameter, a tensor or an array" (and a torch tensor likewise), where gc.nn.Parameter
+    takes one. Now each is read as gc.nn.Parameter reads it: a plain tensor made a Parameter
+    that requires grad, a torch Parameter keeping its requires_grad, as torch's containers."""
+    values = [torch.nn.Parameter(torch.arange(2.0)), torch.ones(3, dtype=torch.float64),
+              torch.nn.Parameter(torch.ones(1), requires_grad=False)]
+    ours, theirs = gc.nn.ParameterList(values), torch.nn.ParameterList(values)
+    assert [p.requires_grad for p in ours] == [p.requires_grad for p in theirs] == \
+        [True, True, False]
+    for p, q in zip(ours, theirs):
+        assert isinstance(p, gc.nn.Parameter)
+        np.testing.assert_array_equal(p.data, q.detach().numpy())
+        assert p.data.dtype == q.detach().numpy().dtype
+    named = gc.nn.ParameterDict({"a": values[2], "b": torch.ones(2, dtype=torch.bfloat16)})
+    assert not named["a"].requires_grad and named["b"].requires_grad
+    assert str(named["b"].data.dtype) == "bfloat16"
+    assert list(named.state_dict()) == list(torch.nn.ParameterDict(
+        {"a": values[2], "b": torch.ones(2)}).state_dict()) == ["a", "b"]
