@@ -114,7 +114,8 @@ def clip_grad_norm_(parameters, max_norm: float, norm_type: float = 2.0,
     dtype as torch's reciprocal(total + 1e-6) * max_norm, and each gradient multiplied by it
     in its compute dtype. The sums are float64 ones rounded to torch's compute dtype
     (_vector_norm), which torch accumulates in (float32 for float32 and half gradients: a
-    float32 gradient's squares past float32's range make the norm inf, as torch's); torch's
+    float32 gradient's squares past float32's range make the norm inf, as torch's; one
+    element's norm is its magnitude, as torch's, 1e30 not inf); torch's
     own summation order is not reproduced, so the total is torch's but for the rounding of
     torch's float32 sums: about an ulp for small gradients, tens to hundreds of ulps for 10^5
     elements (orders other than 2 most), and a half gradient's norm may round an ulp of its
@@ -154,7 +155,8 @@ def clip_grad_norm_(parameters, max_norm: float, norm_type: float = 2.0,
         shifted = _rounded(total.astype(compute) + compute.type(1e-6), dtype)
         reciprocal = _rounded(compute.type(1) / shifted.astype(compute), dtype)
         factor = _rounded(reciprocal.astype(compute) * compute.type(max_norm), dtype)
-    factor = np.where(factor > 1, np.asarray(1, dtype), factor)
+        # (a bfloat16 NaN compared warns 'invalid value encountered in greater')
+        factor = np.where(factor > 1, np.asarray(1, dtype), factor)
     for p in with_grad:
         _scale(p, factor)
     return Tensor(total)
@@ -176,6 +178,10 @@ def _vector_norm(x, p: float):
         return _rounded(a.min(initial=math.inf), x.dtype)
     if p == 0:  # the count of nonzeros (|x| ** 0 would count the zeros too)
         return _rounded(np.count_nonzero(a), x.dtype)
+    if a.size == 1:  # torch's norm of one element is its magnitude, no power taken: a
+        # float32 1e30's is 1e30 (its square past float32's range is not summed), 1e-30's
+        # 1e-30 (not 0), a scalar parameter's gradient or a single norm's total
+        return _rounded(a.reshape(()), x.dtype)
     # 0 ** -p is inf, and its sum's ** (1/-p) 0; a power past float64 (1e-200 ** -2,
     # 1e300 ** 3) is inf, and so may be its root: torch's values, silently as torch's
     with np.errstate(divide="ignore", over="ignore"):

@@ -311,6 +311,34 @@ def test_clip_grad_norm_in_torchs_dtypes_warns_of_nothing(dtype, values, max_nor
     np.testing.assert_array_equal(p.grad.astype(np.float64), q.grad.double().numpy())
 
 
+@pytest.mark.parametrize("dtypes, values, norm_type", [
+    (["bfloat16"], [[math.nan, 1.0]], 2.0),  # (a NaN bfloat16 factor compared to 1 warned)
+    (["float32"], [[1e30]], 2.0), (["float32"], [[1e30]], 3.0),  # (one element: |g|, no square)
+    (["float32", "float64"], [[1e30], [-3.0]], 2.0), (["float32"], [[-1e-30]], 2.0),
+    (["float16"], [[300.0]], 0.5), (["float32", "float32"], [[1e20], [2.0, 1.0]], 2.0)])
+def test_clip_grad_norm_of_one_element_or_a_bfloat16_nan_is_torchs_silently(dtypes, values,
+                                                                           norm_type):
+    """r8's review of 038171e: a bfloat16 NaN total's factor compared to 1 was still
+    numpy's 'invalid value encountered in greater' RuntimeWarning (torch is silent); and a
+    one-element gradient's norm (a scalar parameter's, or the total of one norm) is torch's
+    magnitude of it, where graphc squared it: a float32 1e30 gave an inf total and zeroed the
+    gradient, torch's 1e30 scales it by 1e-30."""
+    mine, theirs = [], []
+    for dtype, v in zip(dtypes, values):
+        p = nn.Parameter(np.zeros(len(v), finfo(dtype).dtype))
+        p.grad = np.array(v, np.float64).astype(p.data.dtype)
+        q = torch.nn.Parameter(torch.zeros(len(v), dtype=getattr(torch, dtype)))
+        q.grad = torch.tensor(v, dtype=getattr(torch, dtype))
+        mine.append(p), theirs.append(q)
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        total = nn.utils.clip_grad_norm_(mine, 1.0, norm_type)
+    expected = torch.nn.utils.clip_grad_norm_(theirs, 1.0, norm_type)
+    np.testing.assert_array_equal(float(total.data), expected.item())
+    for p, q in zip(mine, theirs):
+        np.testing.assert_array_equal(p.grad.astype(np.float64), q.grad.double().numpy())
+
+
 @pytest.mark.parametrize("max_norm, norm_type", [
     (0.5, "inf"), (0.5, float("inf")), (0.5, np.inf), ("0.5", "2"), ("0.5", "Infinity")])
 def test_clip_grad_settings_are_read_as_torchs_float(max_norm, norm_type):
