@@ -562,10 +562,14 @@ def _load_model(path, dtype=None):
         # a GPT-2 directory given to the wrong option was "no checkpoint at 'gpt2/checkpoint
         # .npz'" (its model.safetensors: "corrupt or not a graphc checkpoint"); a damaged
         # checkpoint beside a config.json of the user's keeps its own error
-        directory = given if os.path.isdir(given) else os.path.dirname(given) or "."
-        if not os.path.exists(os.path.join(directory, CHECKPOINT)) and all(
-                os.path.isfile(os.path.join(directory, name))
-                for name in (gpt2.CONFIG_FILE, gpt2.WEIGHTS_FILE)):
+        # (a file named in one must be there and no graphc checkpoint: a missing name or a
+        # dangling link keeps "no checkpoint at", "a dangling symbolic link"; so does a
+        # checkpoint.npz there that is a dangling link)
+        directory = given if os.path.isdir(given) else (os.path.dirname(given) or ".") \
+            if os.path.isfile(given) and not _is_graphc_checkpoint(given) else None
+        if directory is not None and not os.path.lexists(os.path.join(directory, CHECKPOINT)) \
+                and all(os.path.isfile(os.path.join(directory, name))
+                        for name in (gpt2.CONFIG_FILE, gpt2.WEIGHTS_FILE)):
             raise UsageError(f"--checkpoint {given!r} is {'' if directory == given else 'in '}"
                              f"a Hugging Face GPT-2 directory, not a graphc checkpoint: "
                              f"graphc sample takes {directory!r} as --model") from None

@@ -225,6 +225,30 @@ def test_a_gpt2_directory_and_a_checkpoint_given_to_each_others_option(tmp_path,
     assert "is corrupt or not a graphc checkpoint" in error_line(capsys)
 
 
+def test_a_missing_or_dangling_checkpoint_in_a_gpt2_directory_keeps_its_own_error(tmp_path,
+                                                                                  capsys):
+    """Review of the wrong-option hint: --checkpoint gpt2/typo.npz (no such file) said it "is
+    in a Hugging Face GPT-2 directory", and a checkpoint.npz there that is a dangling link
+    said the directory is a GPT-2 one, hiding "a dangling symbolic link"."""
+    from test_gpt2 import write_directory
+    gpt2_dir = tmp_path / "gpt2"
+    write_directory(gpt2_dir)
+    capsys.readouterr()
+    typo = gpt2_dir / "typo.npz"
+    assert main(["sample", "--checkpoint", str(typo), "--tokens", "2"]) == 2
+    assert error_line(capsys) == f"graphc: error: no checkpoint at {str(typo)!r}"
+    os.symlink(tmp_path / "gone.npz", typo)
+    for given in (typo, gpt2_dir):
+        if given == gpt2_dir:
+            os.symlink(tmp_path / "gone.npz", gpt2_dir / "checkpoint.npz")
+        assert main(["eval", "--checkpoint", str(given)]) == 2
+        assert "is a dangling symbolic link" in error_line(capsys)
+    # a file of the directory's own is still told apart (the fix's case)
+    os.remove(gpt2_dir / "checkpoint.npz")
+    assert main(["sample", "--checkpoint", str(gpt2_dir / "config.json"), "--tokens", "2"]) == 2
+    assert "is in a Hugging Face GPT-2 directory" in error_line(capsys)
+
+
 def test_the_console_script_reports_errors_in_one_line(tmp_path):
     proc = subprocess.run([sys.executable, "-m", "graphc.cli", "train", "--config", "nope",
                            "--out", str(tmp_path / "z")], capture_output=True, text=True,
