@@ -550,7 +550,6 @@ def _load_model(path, dtype=None):
     from ir.types import as_dtype
 
     from . import checkpoint
-    from .models import gpt2
     from .models.gpt import GPT, GPTConfig
 
     given = path
@@ -568,8 +567,7 @@ def _load_model(path, dtype=None):
         directory = given if os.path.isdir(given) else (os.path.dirname(given) or ".") \
             if os.path.isfile(given) and not _is_graphc_checkpoint(given) else None
         if directory is not None and not os.path.lexists(os.path.join(directory, CHECKPOINT)) \
-                and all(os.path.isfile(os.path.join(directory, name))
-                        for name in (gpt2.CONFIG_FILE, gpt2.WEIGHTS_FILE)):
+                and _holds_gpt2_files(directory):
             raise UsageError(f"--checkpoint {given!r} is {'' if directory == given else 'in '}"
                              f"a Hugging Face GPT-2 directory, not a graphc checkpoint: "
                              f"graphc sample takes {directory!r} as --model") from None
@@ -652,7 +650,10 @@ def _sample_pretrained(args) -> int:
     except GraphcError:
         # a graphc checkpoint given to the wrong option was "model directory 'run' has no
         # config.json" (its file: "is not a directory")
-        if _is_graphc_checkpoint(args.model):
+        # (not a GPT-2 directory holding a checkpoint.npz too: its own error, a config's
+        # bad n_head, was "is a graphc checkpoint")
+        if _is_graphc_checkpoint(args.model) and not (os.path.isdir(args.model)
+                                                      and _holds_gpt2_files(args.model)):
             raise UsageError(f"--model {args.model!r} is a graphc checkpoint, not a Hugging "
                              "Face GPT-2 directory: pass it as --checkpoint") from None
         raise
@@ -668,6 +669,14 @@ def _sample_pretrained(args) -> int:
                                         args.top_k, args.seed, args.top_p,
                                         () if args.ignore_eos else None, args.min_new_tokens)
     return _print_stream(text, tokenizer.decode_stream(ids))
+
+
+def _holds_gpt2_files(directory) -> bool:
+    """Whether `directory` has a Hugging Face GPT-2 directory's config.json and
+    model.safetensors."""
+    from .models import gpt2
+    return all(os.path.isfile(os.path.join(directory, name))
+               for name in (gpt2.CONFIG_FILE, gpt2.WEIGHTS_FILE))
 
 
 def _is_graphc_checkpoint(path) -> bool:

@@ -249,6 +249,22 @@ def test_a_missing_or_dangling_checkpoint_in_a_gpt2_directory_keeps_its_own_erro
     assert "is in a Hugging Face GPT-2 directory" in error_line(capsys)
 
 
+def test_a_gpt2_directory_holding_a_checkpoint_too_keeps_its_own_error(tmp_path, capsys):
+    """Review of the wrong-option hint: a GPT-2 directory that holds a graphc checkpoint.npz
+    too, its config.json bad (n_head 5 of n_embd 24), was "--model 'gpt2' is a graphc
+    checkpoint ... pass it as --checkpoint", hiding the config's own error."""
+    from test_gpt2 import write_directory
+    gpt2_dir = tmp_path / "gpt2"
+    write_directory(gpt2_dir, config={"n_head": 5})
+    checkpoint.save(str(gpt2_dir / "checkpoint.npz"), {}, {})
+    capsys.readouterr()
+    assert main(["sample", "--model", str(gpt2_dir), "--tokens", "2"]) == 2
+    assert "must be a multiple of n_head (5)" in error_line(capsys)
+    # the checkpoint file itself is still told apart
+    assert main(["sample", "--model", str(gpt2_dir / "checkpoint.npz"), "--tokens", "2"]) == 2
+    assert "is a graphc checkpoint, not a Hugging Face GPT-2 directory" in error_line(capsys)
+
+
 def test_the_console_script_reports_errors_in_one_line(tmp_path):
     proc = subprocess.run([sys.executable, "-m", "graphc.cli", "train", "--config", "nope",
                            "--out", str(tmp_path / "z")], capture_output=True, text=True,
