@@ -41,6 +41,7 @@ from ir.types import INT_DTYPES, Dim, UnsupportedDtype, as_dtype, is_float, is_i
 from runtime.eager import (BUFFER_UPDATES, MODULE_PARAMETERS, Buffer, Parameter, Tensor,
                            bool_flag, collect_buffer_updates, held_again, note_place,
                            places_holding)
+from . import hooks
 from .transforms import Compiled
 
 _GENERATOR = [np.random.default_rng(0)]
@@ -390,7 +391,8 @@ def _as_child(value, owner):
 # key of that name would replace (a class's attributes, `training`, `_path`, are refused as
 # any attribute the module has)
 _OWN_ATTRIBUTES = frozenset({"_compiled_views", "_non_persistent", "_empty_buffers",
-                             "_none_view", "_keys", "_count"})
+                             "_none_view", "_keys", "_count", "_forward_pre_hooks",
+                             "_forward_hooks"})
 
 
 def _refuse_own_attribute(where, name):
@@ -463,6 +465,20 @@ class _ModuleChildren:
 
 
 MODULE_CHILDREN = _ModuleChildren()
+
+
+class _ModuleHooks:
+    """How many times a forward hook has been added to, or removed from, a module a trace has
+    gone through: a plan ran the hooks its modules had when it was traced (graphc/hooks.py).
+    Every module call in a trace guards it, as MODULE_CHILDREN."""
+
+    changed = 0
+
+    def describe_change(self) -> str:  # (graphc.transforms' recompile message)
+        return "a forward hook was added to or removed from a module the trace went through"
+
+
+MODULE_HOOKS = _ModuleHooks()
 
 
 def _children_changed(module, removed=()) -> None:
@@ -1650,19 +1666,58 @@ class Module:
                 # parameter-free one or model.apply's all-traced one reads nothing else
                 # of): a plan holds until one is replaced or added (Module.__setattr__)
                 graph.guard(MODULE_CHILDREN, "changed", MODULE_CHILDREN.changed)
+                graph.guard(MODULE_HOOKS, "changed", MODULE_HOOKS.changed)
                 if not _reached_by_trace(self):
                     _note_traced(self)
                 return self._traced_forward(args, kwargs)
         if not self._path:
-            return self.forward(*args, **kwargs)
+            return self._forward_with_hooks(args, kwargs)
         with scope(self._path):
-            return self.forward(*args, **kwargs)
+            return self._forward_with_hooks(args, kwargs)
 
     def _traced_forward(self, args, kwargs):
         """forward inside a trace, its settings' reads guarded (_guarded_getattribute)."""
         with guarding_setting_reads(self):
             with scope(self._path) if self._path else contextlib.nullcontext():
-                return self.forward(*args, **kwargs)
+                return self._forward_with_hooks(args, kwargs)
+
+    def _forward_with_hooks(self, args, kwargs):
+        """forward, with the hooks registered on this module (graphc/hooks.py)."""
+        own = self.__dict__
+        pre, post = own.get("_forward_pre_hooks"), own.get("_forward_hooks")
+        if not (pre or post):
+            return self.forward(*args, **kwargs)
+        return hooks.call(self, self.forward, args, kwargs, pre or {}, post or {})
+
+    def register_forward_pre_hook(self, hook, *, prepend: bool = False,
+                                  with_kwargs: bool = False) -> hooks.RemovableHandle:
+        """torch's: hook(module, args) before each forward, returning None or new args (a
+        non-tuple is the one argument); with_kwargs, hook(module, args, kwargs) returning
+        None or (args, kwargs). Under a trace it runs on traced values (graphc/hooks.py)."""
+        return hooks.register(self._hook_table("_forward_pre_hooks"), hook,
+                              self._hooks_changed, prepend,
+                              f"{type(self).__name__}.register_forward_pre_hook",
+                              with_kwargs=with_kwargs)
+
+    def register_forward_hook(self, hook, *, prepend: bool = False, with_kwargs: bool = False,
+                              always_call: bool = False) -> hooks.RemovableHandle:
+        """torch's: hook(module, args, output) after each forward (with_kwargs: hook(module,
+        args, kwargs, output)), returning None or a new output; always_call, also when
+        forward raised. Under a trace it runs on traced values (graphc/hooks.py)."""
+        return hooks.register(self._hook_table("_forward_hooks"), hook,
+                              self._hooks_changed, prepend,
+                              f"{type(self).__name__}.register_forward_hook",
+                              with_kwargs=with_kwargs, always_call=always_call)
+
+    def _hook_table(self, kind: str) -> dict:
+        if kind not in self.__dict__:
+            object.__setattr__(self, kind, {})
+        return self.__dict__[kind]
+
+    def _hooks_changed(self) -> None:
+        # a plan traced through this module ran the hooks it had then (or none)
+        if _traced_through(self):
+            MODULE_HOOKS.changed += 1
 
     def _setting(self, name, operand=None):
         """A Python-valued setting that forward reads (eps, p, reduction, ...): a trace

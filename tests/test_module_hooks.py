@@ -1,0 +1,130 @@
+"""Forward hooks on gc.nn.Module (graphc/hooks.py) against torch's: order, return values,
+prepend, with_kwargs, always_call, handles; eagerly, under gc.compile (plans traced again
+when a hook comes or goes) and through gradients."""
+import numpy as np
+import pytest
+import torch
+
+import graphc as gc
+from errorcheck import assert_one_line_error
+
+HERE = "test_module_hooks.py"
+
+
+def _pair(seed=0):
+    """The same small MLP in graphc and torch, and an input."""
+    torch.manual_seed(seed)
+    theirs = torch.nn.Sequential(torch.nn.Linear(3, 5), torch.nn.Tanh(), torch.nn.Linear(5, 2))
+    ours = gc.nn.Sequential(gc.nn.Linear(3, 5), gc.nn.Tanh(), gc.nn.Linear(5, 2))
+    ours.load_torch_state_dict(theirs.state_dict())
+    x = np.random.default_rng(seed).normal(size=(4, 3))
+    return ours, theirs, x.astype(np.float32)
+
+
+def _hook_both(ours, theirs, index, kind, hook, **flags):
+    return [getattr(m[index], f"register_forward_{kind}")(hook, **flags)
+            for m in (ours, theirs)]
+
+
+def _same(ours, theirs, x, compiled=None):
+    want = theirs(torch.tensor(x)).detach().numpy()
+    np.testing.assert_allclose(np.asarray(ours(x)), want, rtol=1e-6, atol=1e-6)
+    if compiled is not None:
+        np.testing.assert_allclose(np.asarray(compiled(x)), want, rtol=1e-6, atol=1e-6)
+
+
+def test_hooks_change_inputs_and_outputs_in_torchs_order():
+    ours, theirs, x = _pair()
+    compiled = gc.compile(ours)
+    _same(ours, theirs, x, compiled)
+    handles = [
+        *_hook_both(ours, theirs, 0, "hook", lambda m, args, out: out * 2),
+        *_hook_both(ours, theirs, 2, "pre_hook", lambda m, args: args[0] + 1),  # not a tuple
+        *_hook_both(ours, theirs, 1, "hook", lambda m, args, out: out - 0.5),
+        # prepend: before the one above, so (out * 3) - 0.5, not (out - 0.5) * 3
+        *_hook_both(ours, theirs, 1, "hook", lambda m, args, out: out * 3, prepend=True),
+        *_hook_both(ours, theirs, 1, "hook", lambda m, args, out: None),  # keeps the output
+    ]
+    _same(ours, theirs, x, compiled)  # the plan built before the hooks is traced again
+    for handle in handles[::2]:
+        handle.remove()
+        handle.remove()  # (again: nothing)
+    with pytest.raises(AssertionError):
+        _same(ours, theirs, x)
+    for handle in handles[1::2]:
+        handle.remove()
+    _same(ours, theirs, x, compiled)  # and again after they are removed
+
+
+def test_with_kwargs_hooks_see_and_replace_keyword_arguments():
+    class Scale(gc.nn.Module):
+        def forward(self, x, *, factor=1.0):
+            return x * factor
+
+    class TorchScale(torch.nn.Module):
+        def forward(self, x, *, factor=1.0):
+            return x * factor
+
+    x = np.arange(3.0)
+    ours, results = Scale(), []
+    for module, wrap in ((ours, np.asarray), (TorchScale(), torch.tensor)):
+        module.register_forward_pre_hook(
+            lambda m, args, kwargs: (args, {"factor": kwargs["factor"] + 1}), with_kwargs=True)
+        module.register_forward_hook(
+            lambda m, args, kwargs, out: out + kwargs["factor"], with_kwargs=True)
+        results.append(np.asarray(module(wrap(x), factor=2.0)))
+    np.testing.assert_array_equal(results[0], results[1])
+    np.testing.assert_array_equal(results[0], x * 3 + 3)
+    np.testing.assert_array_equal(gc.compile(lambda x: ours(x, factor=2.0))(x), x * 3 + 3)
+
+
+def test_gradients_flow_through_what_a_hook_returns():
+    ours, theirs, x = _pair(1)
+    _hook_both(ours, theirs, 1, "hook", lambda m, args, out: out * out)
+    _hook_both(ours, theirs, 0, "pre_hook", lambda m, args: (args[0] * 2,))
+    loss = theirs(torch.tensor(x)).square().sum()
+    loss.backward()
+    grads = gc.grad(lambda params: (ours.apply(params, x) ** 2).sum())(ours.params())
+    for name, p in theirs.named_parameters():
+        grad = np.asarray(grads[name])  # (graphc's Linear weight is torch's transposed)
+        grad = grad.T if grad.ndim == 2 else grad
+        np.testing.assert_allclose(grad, p.grad.numpy(), rtol=1e-5, atol=1e-6, err_msg=name)
+
+
+def test_always_call_hooks_run_when_forward_raises():
+    class Failing(gc.nn.Module):
+        def forward(self, x):
+            raise ValueError("boom")
+
+    seen = []
+    module = Failing()
+    module.register_forward_hook(lambda m, args, out: seen.append(("plain", out)))
+    module.register_forward_hook(lambda m, args, out: seen.append(("always", out)),
+                                 always_call=True)
+    with pytest.raises(ValueError, match="boom"):
+        module(np.ones(2))
+    assert seen == [("always", None)]  # as torch's: the output is None there
+
+
+def test_a_handle_is_a_context_manager_and_hooks_survive_deepcopy():
+    import copy
+    ours, _, x = _pair()
+    plain = np.asarray(ours(x))
+    with ours[2].register_forward_hook(lambda m, args, out: out * 0):
+        assert not np.asarray(ours(x)).any()
+        copied = copy.deepcopy(ours)  # torch's deepcopy keeps the hooks too
+    np.testing.assert_array_equal(np.asarray(ours(x)), plain)
+    assert not np.asarray(copied(x)).any()
+
+
+def test_bad_hook_registrations_are_one_line():
+    layer = gc.nn.Linear(2, 2)
+    assert_one_line_error(lambda: layer.register_forward_hook(3),
+                          "Linear.register_forward_hook: the hook must be callable, got int",
+                          HERE)
+    assert_one_line_error(lambda: layer.register_forward_pre_hook(print, prepend="yes"),
+                          "register_forward_pre_hook: prepend must be True or False", HERE)
+    layer.register_forward_pre_hook(lambda m, args, kwargs: args, with_kwargs=True)
+    assert_one_line_error(lambda: layer(np.ones(2, np.float32)),
+                          "a forward pre-hook with with_kwargs=True must return None or a "
+                          "tuple (args, kwargs), got tuple", HERE)
