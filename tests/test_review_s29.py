@@ -446,8 +446,8 @@ def test_a_bound_optimisers_state_is_checked_when_loaded(edit, message):
     (lambda: optim.linear_warmup(0.1, -3), "warmup must be a whole number >= 0, got -3"),
     (lambda: optim.exponential_decay(0.1, 2, float("nan")), "exponential_decay: decay_rate "
      "must be a finite number, got nan"),
-    (lambda: optim.exponential_decay(float("nan"), 2, 0.5), "exponential_decay: init must be "
-     "a finite number"),
+    (lambda: optim.exponential_decay(float("nan"), 2, 0.5), "exponential_decay: init_value must "
+     "be a finite number"),
     (lambda: optim.piecewise_constant(0.1, [(3, 0.5)]), "piecewise_constant: "
      "boundaries_and_scales must be a dict"),
     (lambda: gc.amp.LossScaler(growth_interval=1.5), "LossScaler: growth_interval must be a "
