@@ -11,6 +11,7 @@ import numpy as np
 from ir.errors import GraphcError, user_location
 from ir.graph import Node
 from ir.ops import api as F
+from ir.types import broadcast_shapes
 from runtime.eager import Tensor
 
 from .optim import (Optimizer, _as_schedule, _filled_slot, _flag, _float64, _fraction,
@@ -112,11 +113,10 @@ def apply_updates(params, updates):
 
 
 def _broadcasts_to(shape, target) -> bool:
-    """Whether an array of `shape` broadcasts to `target` without changing it."""
-    try:
-        return np.broadcast_shapes(tuple(shape), tuple(target)) == tuple(target)
-    except ValueError:
-        return False
+    """Whether an array of `shape` broadcasts to `target` without changing it (symbolic
+    dimensions too: numpy's broadcast_shapes asked a `polymorphic_shapes` dimension for
+    its value while tracing)."""
+    return broadcast_shapes(tuple(shape), tuple(target)) == tuple(target)
 
 
 def _added(p, u):

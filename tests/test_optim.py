@@ -1403,3 +1403,23 @@ def test_nadam_of_a_python_number_parameter_is_torchs():
     # (torch keeps mu_product in its default float32 where graphc keeps it in the
     # parameter's float64: the README's documented difference, 1e-9 here)
     assert float(new["w"]) == pytest.approx(w.item(), rel=1e-8)
+
+
+def test_apply_updates_under_polymorphic_shapes():
+    """The broadcast check of apply_updates read the shapes with numpy's broadcast_shapes,
+    which asks a symbolic dimension for its value: under `polymorphic_shapes` every call
+    failed while tracing ('the symbolic dimension b has no value while tracing'). Symbolic
+    shapes are compared as the type rules compare them; a (1, 3) or (3,) update still
+    broadcasts, and one of another shape is still refused."""
+    p, u = np.ones((2, 3), np.float32), np.full((2, 3), 0.5, np.float32)
+    for u_shape, update in ((("b", 3), u), ((3,), u[0]), ((1, 3), u[:1])):
+        f = gc.compile(lambda p, u: optim.apply_updates({"w": p}, {"w": u})["w"],
+                       polymorphic_shapes=(("b", 3), u_shape))
+        np.testing.assert_array_equal(f(p, update), np.full((2, 3), 1.5, np.float32))
+        other = np.full((5, 3), 0.5, np.float32) if u_shape[0] == "b" else update
+        np.testing.assert_array_equal(f(np.ones((5, 3), np.float32), other),
+                                      np.full((5, 3), 1.5, np.float32))
+    f = gc.compile(lambda p, u: optim.apply_updates({"w": p}, {"w": u})["w"],
+                   polymorphic_shapes=(("b",), ("b", 3)))
+    with pytest.raises(gc.GraphcError, match=r"the update of parameter 'w' has shape"):
+        f(np.ones(2, np.float32), u)
