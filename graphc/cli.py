@@ -681,19 +681,11 @@ def _holds_gpt2_files(directory) -> bool:
 
 def _is_graphc_checkpoint(path) -> bool:
     """Whether `path` (a checkpoint directory or file) holds what graphc train saves: a zip
-    with graphc's header member."""
-    import zipfile
-
-    from .checkpoint import META_KEY
+    with graphc's header member (files.is_checkpoint)."""
+    from .files import is_checkpoint
     if os.path.isdir(path):
         path = os.path.join(path, CHECKPOINT)
-    if not os.path.isfile(path):  # (a FIFO would block the read)
-        return False
-    try:
-        with zipfile.ZipFile(path) as zf:
-            return META_KEY + ".npy" in zf.namelist()
-    except (OSError, zipfile.BadZipFile):
-        return False
+    return os.path.isfile(path) and is_checkpoint(path)  # (isfile: a FIFO would block)
 
 
 def _print_stream(text, pieces) -> int:
