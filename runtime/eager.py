@@ -1265,7 +1265,8 @@ def bool_flag(value, what) -> bool:
     "False" from a config as True (the model silently left trainable) and 0 or None as
     False. numpy's bool passes, as train() and set_grad_enabled() take it."""
     if not isinstance(value, (bool, np.bool_)):
-        raise GraphcError(f"{what}: expected a bool (True or False), got {value!r}"[:200]
+        shown = " ".join(repr(value).split())  # (an array's repr spans lines)
+        raise GraphcError(f"{what}: expected a bool (True or False), got {shown}"[:200]
                           + f" of type {type(value).__name__}", (user_location(),))
     return bool(value)
 

@@ -41,6 +41,20 @@ def test_requires_grad_takes_a_bool_only_as_torch_s(flag):
     assert model[0].bias.requires_grad is True
 
 
+def test_a_requires_grad_flag_that_is_an_array_is_refused_in_one_line():
+    """bool_flag's line showed the value's repr, which for an array spans lines
+    ("got array([[ True, False],\n       [False,  True]])"): one line now, as each of
+    graphc's errors."""
+    flag = np.array([[True, False], [False, True]])
+    line = "expected a bool (True or False), got array([[ True, False], [False, True]]) " \
+        "of type ndarray"
+    assert_one_line_error(lambda: gc.tensor(np.ones(2), requires_grad=flag),
+                          f"tensor: requires_grad: {line}", HERE)
+    assert_one_line_error(lambda: gc.nn.Linear(2, 2).requires_grad_(np.ones(40, bool)),
+                          "requires_grad_: expected a bool (True or False), got array([ True,",
+                          HERE)
+
+
 @pytest.mark.parametrize("kind", ["module", "compiled"])
 def test_a_module_set_over_a_parameter_is_refused_as_torch_s(kind):
     """`linear.weight = gc.nn.ReLU()` (or a compiled layer) replaced the Parameter silently:
