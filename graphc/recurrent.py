@@ -135,8 +135,8 @@ class _Recurrent(Module):
         if not (is_int(proj_size) and 0 <= proj_size < hidden_size):
             _fail(f"{name}: proj_size must be an int from 0 (none) to hidden_size - 1 "
                   f"({hidden_size - 1}), as torch's, got {proj_size!r}")
-        if not is_real(dropout) or not 0.0 <= dropout < 1.0:
-            _fail(f"{name}: dropout must be a number in [0, 1), got {dropout!r}")
+        if not is_real(dropout) or not 0.0 <= dropout <= 1.0:  # (1: as torch's and Dropout's)
+            _fail(f"{name}: dropout must be a number in [0, 1], got {dropout!r}")
         object.__setattr__(self, "mode", mode)
         object.__setattr__(self, "input_size", int(input_size))
         object.__setattr__(self, "hidden_size", int(hidden_size))
@@ -216,8 +216,9 @@ class _Recurrent(Module):
                 hs.append(h)
                 cs.append(c)
             x = outs[0] if len(outs) == 1 else F.concat(outs, -1)
-            if drop and layer < self.num_layers - 1:
-                x = F.dropout(x, p, current_key(x))
+            if drop and layer < self.num_layers - 1:  # (p = 1: all zeroed, as torch's; the
+                # mask op takes rates below 1)
+                x = F.mul(x, 0.0) if p == 1.0 else F.dropout(x, p, current_key(x))
         out = x
         h_n, c_n = F.stack(hs, 0), F.stack(cs, 0)
         if batch_first:

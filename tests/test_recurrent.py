@@ -110,6 +110,28 @@ def test_dropout_between_layers_only_in_training():
     assert not np.allclose(first, np.asarray(ours.eval()(x)[0]))
 
 
+@pytest.mark.parametrize("kind", KINDS)
+def test_a_dropout_of_1_between_layers_is_torch_s(kind):
+    """dropout=1.0 was refused ("dropout must be a number in [0, 1)") where torch's takes
+    it, as gc.nn.Dropout(1.0) and MultiheadAttention's now do: every value between layers
+    zeroed in training, so the output is torch's exactly, eager and compiled; a dropout set
+    to 1.0 after a plan was traced is taken too (it failed in the mask op), and 1.5 is still
+    refused."""
+    ours, theirs = pair(kind, num_layers=2, dropout=1.0)
+    x = np.random.default_rng(3).normal(size=(4, 2, 5))
+    expected = theirs.train()(torch.tensor(x))[0].detach().numpy()
+    ours.train()
+    np.testing.assert_allclose(ours(x)[0], expected, rtol=1e-12, atol=1e-13)
+    np.testing.assert_allclose(gc.compile(ours)(x)[0], expected, rtol=1e-12, atol=1e-13)
+    later, _ = pair(kind, num_layers=2, dropout=0.5)
+    compiled = gc.compile(later)
+    compiled(x)
+    later.dropout = 1.0
+    np.testing.assert_allclose(compiled(x)[0], expected, rtol=1e-12, atol=1e-13)
+    with pytest.raises(gc.GraphcError, match=r"dropout must be a number in \[0, 1\], got 1.5"):
+        getattr(gc.nn, kind)(5, 7, num_layers=2, dropout=1.5)
+
+
 def test_torch_initialisation_bounds():
     layer = gc.nn.LSTM(3, 16, num_layers=2, bidirectional=True)
     names = [n for n, _ in layer.named_parameters()]

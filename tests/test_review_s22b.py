@@ -106,7 +106,7 @@ def test_bad_layer_arguments_are_one_line():
     f = "test_review_s22b.py"
     # TypeErrors from comparing a str with a number before
     assert_one_line_error(lambda: gc.nn.GRU(5, 7, dropout="0.1"),
-                          "GRU: dropout must be a number in [0, 1), got '0.1'", f)
+                          "GRU: dropout must be a number in [0, 1], got '0.1'", f)
     assert_one_line_error(lambda: gc.nn.GroupNorm("2", 4),
                           "GroupNorm: num_groups must be a positive int, got '2'", f)
     assert_one_line_error(lambda: gc.nn.GroupNorm(2, 4.0),
