@@ -15,7 +15,7 @@ from __future__ import annotations
 import itertools
 import warnings
 
-from ir.errors import GraphcError, user_location
+from ir.errors import GraphcError, user_location, user_stacklevel
 
 _IDS = itertools.count()  # one id per hook, as torch's RemovableHandle.id
 
@@ -63,23 +63,26 @@ def call(module, forward, args: tuple, kwargs: dict, pre_hooks: dict, hooks: dic
     """forward(*args, **kwargs) with the module's hooks, as torch's Module._call_impl: each
     pre-hook may replace the arguments (a non-tuple result is the one argument; with_kwargs,
     an (args, kwargs) pair), each forward hook the output; with always_call, a forward hook
-    runs also when forward (or an earlier hook) raised, before the error goes on."""
-    for hook, flags in list(pre_hooks.values()):
-        if flags["with_kwargs"]:
-            result = hook(module, args, kwargs)
-            if result is not None:
-                if not (isinstance(result, tuple) and len(result) == 2):
-                    raise GraphcError(f"{type(module).__name__}: a forward pre-hook with "
-                                      "with_kwargs=True must return None or a tuple (args, "
-                                      f"kwargs), got {type(result).__name__}",
-                                      (user_location(),))
-                args, kwargs = result
-        else:
-            result = hook(module, args)
-            if result is not None:
-                args = result if isinstance(result, tuple) else (result,)
+    runs also when a pre-hook, forward or an earlier hook raised, before the error goes on
+    (on the output so far, None where forward gave none; each one's result is the next's)."""
     called, output = set(), None
     try:
+        for hook, flags in list(pre_hooks.values()):
+            if flags["with_kwargs"]:
+                result = hook(module, args, kwargs)
+                if result is not None:
+                    if not (isinstance(result, tuple) and len(result) == 2):
+                        got = (f"a tuple of {len(result)} item{'s' * (len(result) != 1)}"
+                               if isinstance(result, tuple)
+                               else type(result).__name__)
+                        raise GraphcError(f"{type(module).__name__}: a forward pre-hook with "
+                                          "with_kwargs=True must return None or a tuple "
+                                          f"(args, kwargs), got {got}", (user_location(),))
+                    args, kwargs = result
+            else:
+                result = hook(module, args)
+                if result is not None:
+                    args = result if isinstance(result, tuple) else (result,)
         output = forward(*args, **kwargs)
         for key, (hook, flags) in list(hooks.items()):
             called.add(key)
@@ -91,10 +94,13 @@ def call(module, forward, args: tuple, kwargs: dict, pre_hooks: dict, hooks: dic
         for key, (hook, flags) in list(hooks.items()):
             if flags["always_call"] and key not in called:
                 try:  # (as torch's: a failing one is a warning; forward's error goes on)
-                    hook(module, args, kwargs, output) if flags["with_kwargs"] \
+                    result = hook(module, args, kwargs, output) if flags["with_kwargs"] \
                         else hook(module, args, output)
+                    if result is not None:
+                        output = result
                 except Exception as exc:  # noqa: BLE001
                     warnings.warn(f"{type(module).__name__}: a forward hook with "
-                                  f"always_call=True raised {exc!r}", stacklevel=2)
+                                  f"always_call=True raised {exc!r}, silenced as another "
+                                  "error was raised", stacklevel=user_stacklevel())
         raise
     return output

@@ -127,4 +127,39 @@ def test_bad_hook_registrations_are_one_line():
     layer.register_forward_pre_hook(lambda m, args, kwargs: args, with_kwargs=True)
     assert_one_line_error(lambda: layer(np.ones(2, np.float32)),
                           "a forward pre-hook with with_kwargs=True must return None or a "
-                          "tuple (args, kwargs), got tuple", HERE)
+                          "tuple (args, kwargs), got a tuple of 1 item", HERE)
+
+
+def test_always_call_hooks_run_when_a_pre_hook_raises_and_pass_on_their_results():
+    """Review r11 of e7f0712: a pre-hook that raised skipped the always_call forward hooks
+    (torch's run them, on output None: its try holds the pre-hooks too); an always_call
+    hook's result was not the next one's output (torch's is); a failing one's warning named
+    graphc's nn.py, not the call; a with_kwargs pre-hook's 3-tuple was said to be a 'tuple'."""
+    import warnings
+
+    def run(lib, failing_pre):
+        class Failing(lib.nn.Module):
+            def forward(self, x):
+                raise ValueError("boom")
+
+        module, seen = (lib.nn.Identity() if failing_pre else Failing()), []
+        if failing_pre:
+            module.register_forward_pre_hook(lambda m, args: 1 / 0)
+        module.register_forward_hook(lambda m, args, out: (seen.append(out), "first")[1],
+                                     always_call=True)
+        module.register_forward_hook(lambda m, args, out: seen.append(out), always_call=True)
+        module.register_forward_hook(lambda m, args, out: 1 / 0, always_call=True)
+        with warnings.catch_warnings(record=True) as caught:
+            warnings.simplefilter("always")
+            with pytest.raises(ZeroDivisionError if failing_pre else ValueError):
+                module(2.0)
+        return seen, [w.filename for w in caught]
+
+    for failing_pre in (True, False):
+        ours, warned = run(gc, failing_pre)
+        assert ours == run(torch, failing_pre)[0] == [None, "first"]
+        assert [name.rsplit("/", 1)[-1] for name in warned] == [HERE]
+    layer = gc.nn.Identity()
+    layer.register_forward_pre_hook(lambda m, args, kwargs: (1, 2, 3), with_kwargs=True)
+    assert_one_line_error(lambda: layer(1.0), "must return None or a tuple (args, kwargs), "
+                          "got a tuple of 3 items", HERE)
