@@ -1715,8 +1715,10 @@ class Module:
         return self.__dict__[kind]
 
     def _hooks_changed(self) -> None:
-        # a plan traced through this module ran the hooks it had then (or none)
-        if _traced_through(self):
+        # a plan traced through this module ran the hooks it had then (or none); a hook the
+        # traced function adds or removes itself (`with self.a.register_forward_hook(h):`
+        # in forward) is part of that trace, as an attribute it sets (set_while_tracing)
+        if _traced_through(self) and current_graph() is None:
             MODULE_HOOKS.changed += 1
 
     def _setting(self, name, operand=None):

@@ -163,3 +163,26 @@ def test_always_call_hooks_run_when_a_pre_hook_raises_and_pass_on_their_results(
     layer.register_forward_pre_hook(lambda m, args, kwargs: (1, 2, 3), with_kwargs=True)
     assert_one_line_error(lambda: layer(1.0), "must return None or a tuple (args, kwargs), "
                           "got a tuple of 3 items", HERE)
+
+
+def test_a_hook_the_traced_forward_adds_and_removes_itself_keeps_its_plan():
+    """Review r11: a forward doing `with self.a.register_forward_hook(h): ...` traced its
+    compiled model again at every call (12 compilations in 12 calls): the handle's remove
+    counted as a hook taken off a traced module. A hook the traced function adds and removes
+    itself is part of that trace, and the plan is kept."""
+    class Doubling(gc.nn.Module):
+        def __init__(self):
+            super().__init__()
+            self.a = gc.nn.Linear(3, 3)
+
+        def forward(self, x):
+            with self.a.register_forward_hook(lambda m, args, out: out * 2):
+                return self.a(x)
+
+    model = Doubling()
+    compiled = gc.compile(model)
+    x = np.ones((2, 3), np.float32)
+    want = 2 * np.asarray(model.a(x))
+    for _ in range(4):
+        np.testing.assert_allclose(np.asarray(compiled(x)), want, rtol=1e-6)
+    assert len(compiled.recompiles) == 0
