@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import itertools
 import warnings
+import weakref
 
 from ir.errors import GraphcError, user_location, user_stacklevel
 
@@ -26,11 +27,15 @@ class RemovableHandle:
 
     def __init__(self, hooks: dict, changed):
         self.id = next(_IDS)
-        self._hooks, self._changed = hooks, changed
+        # (the module's bound method, weakly: a handle kept does not keep its module alive,
+        # as torch's keeps its hooks dict by a weak reference)
+        self._hooks, self._changed = hooks, weakref.WeakMethod(changed)
 
     def remove(self) -> None:
         if self._hooks.pop(self.id, None) is not None:
-            self._changed()
+            changed = self._changed()
+            if changed is not None:
+                changed()
 
     def __enter__(self) -> "RemovableHandle":
         return self

@@ -186,3 +186,18 @@ def test_a_hook_the_traced_forward_adds_and_removes_itself_keeps_its_plan():
     for _ in range(4):
         np.testing.assert_allclose(np.asarray(compiled(x)), want, rtol=1e-6)
     assert len(compiled.recompiles) == 0
+
+
+def test_a_handle_does_not_keep_its_module_alive():
+    """Review r11: RemovableHandle held the module through a bound method; torch's holds
+    its hooks by a weak reference. A module dropped is collected with its handle kept, and
+    the handle's remove() is then nothing."""
+    import gc as garbage
+    import weakref
+    layer = gc.nn.Linear(2, 2)
+    handle = layer.register_forward_hook(lambda m, args, out: out)
+    alive = weakref.ref(layer)
+    del layer
+    garbage.collect()
+    assert alive() is None
+    handle.remove()
