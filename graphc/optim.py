@@ -1132,7 +1132,7 @@ class Optimizer:
                 got = "no value"
             elif tuple(F._shape(leaf)) != tuple(F._shape(p)):
                 got = f"shape {tuple(F._shape(leaf))}, its parameter {tuple(F._shape(p))}"
-            elif F._dtype(leaf) != F._dtype(p):
+            elif F._dtype(leaf) != self._slot_dtype(slot, F._dtype(p)):
                 got = f"dtype {F._dtype(leaf)}, its parameter {F._dtype(p)}"
             else:
                 continue
