@@ -659,8 +659,14 @@ def _sample_pretrained(args) -> int:
         raise
     tokenizer = gpt2.load_tokenizer(args.model, model.cfg.vocab_size)
     text = args.prompt or ""
-    prompt_ids = tokenizer.encode(text)
-    if not prompt_ids:
+    try:
+        prompt_ids = tokenizer.encode(text)
+    except GraphcError as exc:
+        raise UsageError(f"--prompt: {exc.message}") from None
+    if text and not prompt_ids:  # (its normaliser removed every character)
+        raise UsageError(f"--prompt {text!r} encodes to no tokens with {tokenizer.path} (its "
+                         "normalizer removes every character); pass another")
+    if not text:  # (only an empty prompt starts from <|endoftext|>, never one of the user's)
         try:
             prompt_ids = [gpt2.start_token(args.model, model.cfg.vocab_size)]
         except GraphcError as exc:

@@ -27,16 +27,17 @@ def need_transformers():
                             "(make test-setup installs it)")
 
 
-def train_tokenizer(path, vocab_size=SMALL["vocab_size"]):
+def train_tokenizer(path, vocab_size=SMALL["vocab_size"], every_byte=True):
     """A byte-level BPE like GPT-2's (256 byte symbols, <|endoftext|>, merges), trained on the
-    first 100,000 characters of the shipped text."""
+    first 100,000 characters of the shipped text; every_byte=False: only the byte symbols
+    that text has (a BPE trained without initial_alphabet)."""
     from tokenizers import Tokenizer, decoders, models, pre_tokenizers, trainers
     tok = Tokenizer(models.BPE())
     tok.pre_tokenizer = pre_tokenizers.ByteLevel(add_prefix_space=False)
     tok.decoder = decoders.ByteLevel()
+    alphabet = pre_tokenizers.ByteLevel.alphabet() if every_byte else []
     trainer = trainers.BpeTrainer(vocab_size=vocab_size, special_tokens=["<|endoftext|>"],
-                                  initial_alphabet=pre_tokenizers.ByteLevel.alphabet(),
-                                  show_progress=False)
+                                  initial_alphabet=alphabet, show_progress=False)
     tok.train_from_iterator(SHAKESPEARE[:100_000].splitlines(keepends=True), trainer)
     tok.save(str(path))
 
@@ -149,6 +150,63 @@ def test_sample_without_a_prompt_starts_from_bos_and_is_seeded(hf_dir, capsys):
     assert capsys.readouterr().out == first and first.strip()
     assert main(args[:-1] + ["4"]) == 0
     assert capsys.readouterr().out != first
+
+
+def test_a_prompt_the_vocabulary_cannot_encode_is_refused_not_dropped(hf_dir, tmp_path,
+                                                                     capsys):
+    """A BPE trained without the 256 byte symbols and with no unknown token has no id for
+    '🙂' (bytes Shakespeare lacks): tokenizers and transformers leave it out of the ids without
+    a trace, so `--prompt "🙂"` was no tokens and sampled from <|endoftext|> (printing '🙂' as
+    if continued), and "Hello 🙂 world" was continued as "Hello  world"."""
+    from tokenizers import Tokenizer as HFTokenizer
+    directory, _ = hf_dir
+    copy = tmp_path / "gpt2"
+    copy.mkdir()
+    for name in (gpt2.CONFIG_FILE, gpt2.WEIGHTS_FILE):
+        (copy / name).write_bytes((directory / name).read_bytes())
+    train_tokenizer(copy / gpt2.TOKENIZER_FILE, every_byte=False)
+    raw = HFTokenizer.from_file(str(copy / gpt2.TOKENIZER_FILE))
+    assert raw.encode("🙂").ids == [] and raw.decode(raw.encode("a 🙂 b").ids) == "a  b"
+    tok = gpt2.load_tokenizer(str(copy))
+    # the characters it has encode as tokenizers encodes them; <|endoftext|> is its token
+    for text in ("ROMEO: But, soft!\n", "<|endoftext|>What", ""):
+        assert tok.encode(text) == raw.encode(text, add_special_tokens=False).ids
+    assert tok.encode("<|endoftext|>") == [0]
+    with pytest.raises(GraphcError, match=r"tokenizer.json has no token for '🙂東': its "
+                                          "vocabulary lacks their bytes"):
+        tok.encode("Hello 🙂 world 東 🙂")
+    assert tok.unencodable("naïve 🙂") == "ï🙂" and tok.unencodable("plain") == ""
+    for prompt in ("🙂", "Hello 🙂 world"):
+        assert main(["sample", "--model", str(copy), "--prompt", prompt, "--tokens", "3"]) == 2
+        out, err = capsys.readouterr()
+        assert out == "" and err == (f"graphc: error: --prompt: {copy / gpt2.TOKENIZER_FILE} "
+                                     "has no token for '🙂': its vocabulary lacks their bytes "
+                                     "and has no unknown token, so they would be left out of "
+                                     "the ids\n")
+
+
+def test_a_prompt_that_encodes_to_no_tokens_is_refused_not_replaced(hf_dir, tmp_path, capsys):
+    """Only an empty --prompt starts from <|endoftext|>: one that a tokenizer's normalizer
+    removes whole (here Strip, of a prompt of spaces) was sampled from <|endoftext|> too,
+    the spaces printed as if continued."""
+    from tokenizers import Tokenizer as HFTokenizer
+    from tokenizers import normalizers
+    directory, _ = hf_dir
+    copy = tmp_path / "gpt2"
+    copy.mkdir()
+    for name in (gpt2.CONFIG_FILE, gpt2.WEIGHTS_FILE, gpt2.TOKENIZER_FILE):
+        (copy / name).write_bytes((directory / name).read_bytes())
+    raw = HFTokenizer.from_file(str(copy / gpt2.TOKENIZER_FILE))
+    raw.normalizer = normalizers.Strip()
+    raw.save(str(copy / gpt2.TOKENIZER_FILE))
+    assert gpt2.load_tokenizer(str(copy)).encode("   ") == []
+    assert main(["sample", "--model", str(copy), "--prompt", "   ", "--tokens", "3"]) == 2
+    out, err = capsys.readouterr()
+    assert out == "" and err == (f"graphc: error: --prompt '   ' encodes to no tokens with "
+                                 f"{copy / gpt2.TOKENIZER_FILE} (its normalizer removes every "
+                                 "character); pass another\n")
+    # an empty one still starts from config.json's bos_token_id
+    assert main(["sample", "--model", str(copy), "--prompt", "", "--tokens", "3"]) == 0
 
 
 # ---- bad directories: made without transformers, with safetensors from numpy ----------------

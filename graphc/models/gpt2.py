@@ -298,7 +298,10 @@ def load_gpt2(directory: str, dtype: str = "float32") -> tuple[GPT, dict]:
 
 class Tokenizer:
     """GPT-2's byte-level BPE from a `tokenizer.json` (the `tokenizers` package): any text
-    encodes, and decoding the ids gives the text back."""
+    encodes, and decoding the ids gives the text back. A vocabulary lacking some of the 256
+    byte symbols (a BPE trained without `initial_alphabet`) and with no unknown token cannot
+    encode a character made of those bytes: `tokenizers` (and so transformers) leaves it out
+    of the ids without a trace, and encode refuses such a text instead, naming it."""
 
     def __init__(self, path: str):
         from tokenizers import Tokenizer as HFTokenizer
@@ -315,6 +318,17 @@ class Tokenizer:
         # pad every prompt; transformers' tokenizers turn both off unless a call asks
         self._tok.no_truncation()
         self._tok.no_padding()
+        model = self._tok.model
+        # the symbols a BPE without an unknown token (or byte fallback) can start a word
+        # from: one outside them is dropped. (None: a model that never drops one, or a BPE
+        # whose symbols are more than a pre-tokenized character, which is not checked.)
+        drops = (type(model).__name__ == "BPE" and not model.unk_token
+                 and not model.byte_fallback and not model.continuing_subword_prefix
+                 and not model.end_of_word_suffix)
+        self._symbols = set(self._tok.get_vocab(with_added_tokens=False)) if drops else None
+        # added tokens (<|endoftext|>) are matched in the text before it is pre-tokenized
+        self._added = [t.content for t in self._tok.get_added_tokens_decoder().values()
+                       if t.content]
 
     @contextlib.contextmanager
     def _errors(self, what: str):
@@ -342,7 +356,31 @@ class Tokenizer:
 
     def encode(self, text: str) -> list[int]:
         with self._errors("encode the text"):
-            return self._tok.encode(text, add_special_tokens=False).ids
+            ids = self._tok.encode(text, add_special_tokens=False).ids
+            lost = self.unencodable(text)
+        if lost:
+            raise GraphcError(f"{self.path} has no token for {lost[:20]!r}: its vocabulary "
+                              "lacks their bytes and has no unknown token, so they would be "
+                              "left out of the ids")
+        return ids
+
+    def unencodable(self, text: str) -> str:
+        """The characters of `text` (each once) that encode would leave out: those whose
+        normalised, pre-tokenized symbols (for GPT-2, a byte each) are not in the
+        vocabulary of a BPE that drops unknown symbols."""
+        if self._symbols is None:
+            return ""
+        for token in self._added:
+            text = text.replace(token, "")
+        normalizer, pre_tokenizer = self._tok.normalizer, self._tok.pre_tokenizer
+
+        def known(s):
+            s = normalizer.normalize_str(s) if normalizer is not None else s
+            pieces = pre_tokenizer.pre_tokenize_str(s) if pre_tokenizer is not None else [(s, 0)]
+            return all(c in self._symbols for piece, _ in pieces for c in piece)
+        if known(text):  # (the common case, in one pass)
+            return ""
+        return "".join(c for c in dict.fromkeys(text) if not known(c))
 
     def decode(self, ids) -> str:
         ids = [whole_token_id(i) for i in ids]
