@@ -163,7 +163,18 @@ class CharData:
         return np.array([index[c] for c in text], dtype=np.int64)
 
     def decode(self, ids) -> str:
-        return "".join(self.vocab[int(i)] for i in ids)
+        """The characters of token ids (whole numbers, as generate takes them). An id outside
+        the vocabulary is refused, as nanoGPT's itos lookup refuses it: a negative one was the
+        character that many from the end, and 2.7 was id 2."""
+        from .generate import whole_token_id
+        out = []
+        for i in ids:
+            i = whole_token_id(i)
+            if not 0 <= i < len(self.vocab):
+                raise DataError(f"token id {i} is outside the vocabulary (ids 0 to "
+                                f"{len(self.vocab) - 1})")
+            out.append(self.vocab[i])
+        return "".join(out)
 
     def batch(self, rng: np.random.Generator, split: str, batch_size: int, block_size: int):
         data = self.train if split == "train" else self.val

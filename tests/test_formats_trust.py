@@ -443,6 +443,21 @@ def test_corpus_is_held_as_one_byte_per_character(tmp_path, monkeypatch):
     assert data.vocab == vocab
 
 
+def test_decode_refuses_ids_outside_the_vocabulary():
+    """CharData.decode indexed its vocabulary list: id -1 was its last character and 2.7 was
+    id 2 (nanoGPT's decode, a dict lookup, refuses both); ids of any integer type decode."""
+    from graphc.data import CharData
+    data = CharData.from_text("abc" * 40, 4)
+    assert data.decode([0, np.uint8(1), np.int64(2), np.array(1)]) == "abcb"
+    assert data.decode(data.encode("cab")) == "cab"
+    for bad, message in ((-1, "token id -1 is outside the vocabulary (ids 0 to 2)"),
+                         (3, "token id 3 is outside the vocabulary (ids 0 to 2)"),
+                         (2.7, "token id 2.7 is not a whole number"),
+                         (True, "token id True is a bool, not a whole number")):
+        with pytest.raises(ValueError, match=re.escape(message)):  # (DataError is one)
+            data.decode([0, bad])
+
+
 def test_batches_are_unchanged_int64(monkeypatch, tmp_path):
     """The same values as the int64 version before the compact encoding (re-pinned when the
     last window became reachable: the starts moved by at most one)."""
