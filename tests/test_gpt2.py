@@ -106,6 +106,12 @@ def test_byte_level_bpe_round_trips(tmp_path):
         assert tok.decode(tok.encode(text)) == text
     # bytes never seen in training still encode (byte-level: no unknown token)
     assert len(tok.encode("🙂")) == len("🙂".encode("utf-8"))
+    # what is not text is named as such (it was "TextInputSequence must be str")
+    with pytest.raises(GraphcError, match=r"tokenizer.json cannot encode the text: character "
+                                          r"2 is '\\udcff', a lone surrogate, not Unicode"):
+        tok.encode("ab\udcffc")
+    with pytest.raises(GraphcError, match="tokenizer.json encodes a str, not bytes"):
+        tok.encode(b"abc")
 
 
 def test_sample_from_a_gpt2_directory_is_transformers_greedy(hf_dir, capsys):

@@ -355,6 +355,14 @@ class Tokenizer:
         return token, (-1 if token is None else vocab[token])
 
     def encode(self, text: str) -> list[int]:
+        # (the Rust library's own words for these were "TextInputSequence must be str")
+        if not isinstance(text, str):
+            raise GraphcError(f"{self.path} encodes a str, not {type(text).__name__}")
+        try:
+            text.encode("utf-8")
+        except UnicodeEncodeError as exc:  # a lone surrogate (surrogateescape's, a JSON \ud800)
+            raise GraphcError(f"{self.path} cannot encode the text: character {exc.start} is "
+                              f"{text[exc.start]!r}, a lone surrogate, not Unicode text") from None
         with self._errors("encode the text"):
             ids = self._tok.encode(text, add_special_tokens=False).ids
             lost = self.unencodable(text)
