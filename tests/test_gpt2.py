@@ -114,6 +114,81 @@ def test_byte_level_bpe_round_trips(tmp_path):
         tok.encode(b"abc")
 
 
+def _legacy_files(directory):
+    """An older directory's vocab.json and merges.txt (GPT2Tokenizer's files) in place of
+    its tokenizer.json."""
+    raw = json.loads((directory / gpt2.TOKENIZER_FILE).read_text(encoding="utf-8"))
+    (directory / gpt2.VOCAB_FILE).write_text(json.dumps(raw["model"]["vocab"]), encoding="utf-8")
+    merges = [" ".join(m) if isinstance(m, list) else m for m in raw["model"]["merges"]]
+    (directory / gpt2.MERGES_FILE).write_text("#version: 0.2\n" + "\n".join(merges) + "\n",
+                                              encoding="utf-8")
+    (directory / gpt2.TOKENIZER_FILE).unlink()
+
+
+TEXTS = ["Hello world", " ROMEO:", "<|endoftext|>But, soft!", "naïve café — 東京 🙂",
+         "  tabs\tand\r\nnewlines  ", "", "<|endoftext|>"]
+
+
+@pytest.mark.parametrize("files", ["tokenizer.json", "vocab.json and merges.txt"])
+@pytest.mark.parametrize("config_prefix, json_prefix", [
+    (None, False), (True, False), (None, True), (False, True)])
+def test_tokenizer_files_and_settings_give_transformers_ids(hf_dir, tmp_path, files,
+                                                            config_prefix, json_prefix):
+    """tokenizer_config.json's add_prefix_space is the one transformers applies (default
+    False, whatever tokenizer.json's pre-tokenizer says); an older directory's vocab.json and
+    merges.txt load as transformers' GPT2Tokenizer builds them (no tokenizer.json was 'no
+    tokenizer at ...'; add_prefix_space was ignored: 281 of 305 random strings differed)."""
+    import shutil
+    from transformers import AutoTokenizer
+    directory = tmp_path / "gpt2"
+    shutil.copytree(hf_dir[0], directory)
+    raw = json.loads((directory / gpt2.TOKENIZER_FILE).read_text(encoding="utf-8"))
+    raw["pre_tokenizer"]["add_prefix_space"] = json_prefix
+    (directory / gpt2.TOKENIZER_FILE).write_text(json.dumps(raw), encoding="utf-8")
+    if config_prefix is not None:
+        (directory / gpt2.TOKENIZER_CONFIG_FILE).write_text(
+            json.dumps({"add_prefix_space": config_prefix}), encoding="utf-8")
+    if files != "tokenizer.json":
+        _legacy_files(directory)
+    reference = AutoTokenizer.from_pretrained(str(directory))
+    tok = gpt2.load_tokenizer(str(directory), SMALL["vocab_size"])
+    rng = np.random.default_rng(0)
+    alphabet = list("ab XY\n\t héllo🙂東\u0301\r") + ["<|endoftext|>"]
+    texts = TEXTS + ["".join(rng.choice(alphabet, size=rng.integers(1, 25))) for _ in range(100)]
+    for text in texts:
+        ids = reference(text, add_special_tokens=False)["input_ids"]
+        assert tok.encode(text) == ids, text
+        assert tok.decode(ids) == reference.decode(ids), text
+    assert tok.token_id("<|endoftext|>") == 0
+    prefixed = bool(config_prefix)
+    assert (tok.encode("Hello")[0] == tok.token_id("\u0120")) is prefixed
+
+
+def test_tokenizer_files_that_cannot_be_read_are_one_line(hf_dir, tmp_path, capsys):
+    import shutil
+    directory = tmp_path / "gpt2"
+    shutil.copytree(hf_dir[0], directory)
+
+    def refused(message):
+        assert main(["sample", "--model", str(directory), "--prompt", "a", "--tokens", "2"]) == 2
+        err = capsys.readouterr().err.strip().splitlines()
+        assert len(err) == 1 and message in err[0], err
+    (directory / gpt2.TOKENIZER_CONFIG_FILE).write_text('{"add_prefix_space": "yes"}')
+    refused("tokenizer_config.json: add_prefix_space must be true or false, got 'yes'")
+    (directory / gpt2.TOKENIZER_CONFIG_FILE).write_text('{"eos_token": 7}')
+    refused("tokenizer_config.json: eos_token must be a string, got 7")
+    (directory / gpt2.TOKENIZER_CONFIG_FILE).write_text("{")
+    refused("tokenizer_config.json: is not valid JSON")
+    (directory / gpt2.TOKENIZER_CONFIG_FILE).unlink()
+    _legacy_files(directory)
+    (directory / gpt2.MERGES_FILE).unlink()
+    refused("vocab.json has no merges.txt beside it")
+    (directory / gpt2.VOCAB_FILE).unlink()
+    refused("needs tokenizer.json, or vocab.json and merges.txt")
+    (directory / gpt2.TOKENIZER_FILE).mkdir()  # (it was "no tokenizer at", as if missing)
+    refused("tokenizer.json' is not a regular file")
+
+
 def test_sample_from_a_gpt2_directory_is_transformers_greedy(hf_dir, capsys):
     import torch
     directory, reference = hf_dir

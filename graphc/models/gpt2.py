@@ -1,7 +1,8 @@
 """Hugging Face GPT-2 checkpoints as graphc GPTs, and GPT-2's byte-level BPE tokenizer.
 
 A GPT-2 directory as `save_pretrained` writes it holds `config.json`, `model.safetensors` and
-(from the tokenizer's `save_pretrained`) `tokenizer.json`. The weights are read with the
+(from the tokenizer's `save_pretrained`) `tokenizer.json`, or an older directory's
+`vocab.json` and `merges.txt`, with `tokenizer_config.json`. The weights are read with the
 `safetensors` package (no pickle), the tokenizer with `tokenizers`.
 
 GPT-2 is graphc's GPT (graphc/models/gpt.py) under other names: `transformer.h.N` is
@@ -39,6 +40,9 @@ CONFIG_FILE = "config.json"
 WEIGHTS_FILE = "model.safetensors"
 SHARDED_INDEX_FILE = "model.safetensors.index.json"  # save_pretrained's, past max_shard_size
 TOKENIZER_FILE = "tokenizer.json"
+# an older directory's tokenizer (GPT2Tokenizer's files), read when it has no tokenizer.json
+VOCAB_FILE, MERGES_FILE = "vocab.json", "merges.txt"
+TOKENIZER_CONFIG_FILE = "tokenizer_config.json"
 GENERATION_CONFIG_FILE = "generation_config.json"  # save_pretrained writes it beside config
 
 # GPT-2's tanh-approximated GELU under the names transformers gives it
@@ -303,16 +307,28 @@ class Tokenizer:
     encode a character made of those bytes: `tokenizers` (and so transformers) leaves it out
     of the ids without a trace, and encode refuses such a text instead, naming it."""
 
-    def __init__(self, path: str):
-        from tokenizers import Tokenizer as HFTokenizer
-        if not os.path.isfile(path):
+    def __init__(self, path: str, add_prefix_space: bool | None = None, special_tokens=()):
+        """path: a tokenizer.json, or a vocab.json with its merges.txt beside it (built as
+        transformers' GPT2Tokenizer builds one, with `special_tokens` added);
+        add_prefix_space: tokenizer_config.json's, which transformers applies to the
+        byte-level pre-tokenizer whatever tokenizer.json says (None: the file's own)."""
+        from tokenizers import pre_tokenizers
+        if not os.path.exists(path):
             raise GraphcError(f"no tokenizer at {path!r} (a GPT-2 directory needs "
-                              f"{TOKENIZER_FILE})")
+                              f"{TOKENIZER_FILE}, or {VOCAB_FILE} and {MERGES_FILE})")
+        if not os.path.isfile(path):  # (a FIFO would block the read, a directory fail in Rust)
+            raise GraphcError(f"tokenizer {path!r} is not a regular file")
         try:
-            self._tok = HFTokenizer.from_file(path)
+            self._tok = (_from_vocab_and_merges(path, special_tokens)
+                         if os.path.basename(path) == VOCAB_FILE else _from_json(path))
+        except GraphcError:
+            raise
         except Exception as exc:  # the Rust library raises plain Exceptions
             raise GraphcError(f"{path} is not a readable tokenizer "
                               f"({str(exc).splitlines()[0]})") from None
+        if (add_prefix_space is not None
+                and isinstance(self._tok.pre_tokenizer, pre_tokenizers.ByteLevel)):
+            self._tok.pre_tokenizer.add_prefix_space = add_prefix_space
         self.path = path
         # a file saved with truncation or padding on (a training pipeline's) would cut or
         # pad every prompt; transformers' tokenizers turn both off unless a call asks
@@ -424,10 +440,55 @@ class Tokenizer:
         return self._tok.token_to_id(token)
 
 
+def _from_json(path: str):
+    from tokenizers import Tokenizer as HFTokenizer
+    return HFTokenizer.from_file(path)
+
+
+def _from_vocab_and_merges(vocab_path: str, special_tokens):
+    """GPT-2's byte-level BPE from vocab.json and the merges.txt beside it, as transformers'
+    GPT2Tokenizer builds it (no dropout, no word prefix or suffix, no unknown token)."""
+    from tokenizers import AddedToken, Tokenizer as HFTokenizer, decoders, models, pre_tokenizers
+    merges = os.path.join(os.path.dirname(vocab_path), MERGES_FILE)
+    if not os.path.isfile(merges):
+        raise GraphcError(f"{vocab_path} has no {MERGES_FILE} beside it (a GPT-2 directory "
+                          f"needs {TOKENIZER_FILE}, or {VOCAB_FILE} and {MERGES_FILE})")
+    tok = HFTokenizer(models.BPE.from_file(vocab_path, merges, continuing_subword_prefix="",
+                                           end_of_word_suffix="", fuse_unk=False))
+    tok.pre_tokenizer = pre_tokenizers.ByteLevel(add_prefix_space=False)
+    tok.decoder = decoders.ByteLevel()
+    tok.add_special_tokens([AddedToken(t, special=True) for t in special_tokens])
+    return tok
+
+
+def _tokenizer_settings(directory: str) -> tuple[bool, list[str]]:
+    """(add_prefix_space, the special tokens) of tokenizer_config.json, read as transformers'
+    GPT2Tokenizer reads them (defaults: False, and <|endoftext|> as its bos, eos and unk
+    token); its other keys change nothing graphc's ids depend on."""
+    path = os.path.join(directory, TOKENIZER_CONFIG_FILE)
+    raw = _read_json(path) if os.path.exists(path) else {}
+    prefix = raw.get("add_prefix_space", False)
+    if not isinstance(prefix, bool):
+        raise _config_error(path, f"add_prefix_space must be true or false, got {prefix!r}")
+    special = []
+    for key in ("bos_token", "eos_token", "unk_token"):
+        token = raw.get(key, "<|endoftext|>")
+        token = token.get("content") if isinstance(token, dict) else token  # (an AddedToken's)
+        if token is not None and not isinstance(token, str):
+            raise _config_error(path, f"{key} must be a string, got {token!r}")
+        if token and token not in special:
+            special.append(token)
+    return prefix, special
+
+
 def load_tokenizer(directory: str, vocab_size: int | None = None) -> Tokenizer:
-    """The directory's tokenizer.json; with vocab_size, check it fits the model."""
+    """The directory's tokenizer.json (or, without one, its vocab.json and merges.txt, as
+    transformers reads an older directory) with tokenizer_config.json's settings; with
+    vocab_size, check it fits the model."""
     path = os.path.join(directory, TOKENIZER_FILE)
-    tokenizer = Tokenizer(path)
+    if not os.path.lexists(path) and os.path.lexists(os.path.join(directory, VOCAB_FILE)):
+        path = os.path.join(directory, VOCAB_FILE)
+    tokenizer = Tokenizer(path, *_tokenizer_settings(directory))
     if vocab_size is not None and tokenizer.vocab_size > vocab_size:
         raise GraphcError(f"{path}: the tokenizer has {tokenizer.vocab_size} tokens, more than "
                           f"the model's vocab_size {vocab_size} in {CONFIG_FILE}")
