@@ -611,7 +611,7 @@ def cmd_eval(args) -> int:
 
 
 def cmd_sample(args) -> int:
-    from .data import CharData
+    from .data import CharData, universal_newlines
     from .sample import Sampler, default_prompt
 
     if args.prompt is not None:
@@ -627,6 +627,8 @@ def cmd_sample(args) -> int:
     vocab = list(meta["vocab"])
     data = CharData(vocab, np.zeros(0, np.int64), np.zeros(0, np.int64))
     text = default_prompt(vocab) if args.prompt is None else args.prompt
+    if "\r" not in vocab:  # (a prompt with Windows line ends, read as the training text was)
+        text = universal_newlines(text)
     if not text:  # (it started from the vocabulary's first character, whatever that was)
         raise UsageError("--prompt is empty, and a checkpoint has no start-of-text token to "
                          "begin from; give at least one character, or leave --prompt out to "

@@ -55,6 +55,11 @@ def _pieces(path):
                 return
 
 
+def universal_newlines(text: str) -> str:
+    """text with its \r\n and lone \r read as \n, as _pieces reads a data file."""
+    return text.replace("\r\n", "\n").replace("\r", "\n")
+
+
 def _code_points(text: str) -> np.ndarray:
     return np.frombuffer(text.encode("utf-32-le"), dtype=np.uint32)
 
@@ -150,8 +155,9 @@ class CharData:
         train, val = ids[:split], ids[split:]
         need = block_size + 1  # one window and its shifted target
         if len(train) < need or len(val) < need:
-            raise DataError(f"{source!r} is too short: {len(ids)} characters, but a block of "
-                            f"{block_size} needs at least {need} in each of the 90/10 "
+            raise DataError(f"{source!r} is too short: {len(ids)} "
+                            f"character{'s' * (len(ids) != 1)}, but a block of {block_size} "
+                            f"needs at least {need} in each of the 90/10 "
                             f"train/validation splits ({10 * need} or more in all)")
         return cls(vocab, train, val)
 

@@ -190,6 +190,13 @@ def test_sample_from_checkpoint(tmp_path, text_file, capsys):
     assert text.startswith("to be") and len(text) == len("to be") + 20
     assert main(["sample", "--checkpoint", run, "--prompt", "Q!"]) == 2
     assert "not in the vocabulary" in error_line(capsys)
+    # a prompt with Windows line ends reads as the training text was read (universal
+    # newlines); it was refused: "characters not in the vocabulary: '\\r'"
+    greedy = ["--tokens", "6", "--temperature", "0"]
+    assert main(["sample", "--checkpoint", run, "--prompt", "that is\r\nthe\rto", *greedy]) == 0
+    crlf = capsys.readouterr().out
+    assert main(["sample", "--checkpoint", run, "--prompt", "that is\nthe\nto", *greedy]) == 0
+    assert crlf == capsys.readouterr().out and crlf.startswith("that is\nthe\nto")
     assert main(["sample", "--checkpoint", str(tmp_path / "missing")]) == 2
     assert "no checkpoint" in error_line(capsys)
 
