@@ -70,7 +70,9 @@ def train_compiled(model, data, epochs, batch_size, lr, seed, log=print):
         for idx in batches(len(x_train), batch_size, rng):
             loss, params, state = step(params, state, x_train[idx], y_train[idx])
         times.append(time.perf_counter() - start)
-        model.load_state_dict(params)
+        # the parameters only: the compiled step wrote a BatchNorm's running statistics
+        # into the model's Buffers itself (digits_cnn.py --batch-norm)
+        model.load_state_dict(params, strict=False)
         log(f"epoch {epoch + 1:2d} loss {float(loss):.4f} test accuracy "
             f"{accuracy(model, x_test, y_test) * 100:.1f}% ({times[-1] * 1e3:.0f} ms)")
     return times

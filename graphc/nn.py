@@ -1277,10 +1277,11 @@ class Module:
         return [(name, b) for name, b in named if name not in transient]
 
     def load_state_dict(self, state: dict, strict: bool = True):
-        """Load parameters (all must be given) and buffers (those given: a params() dict
-        after compiled training has none, and the model keeps its own), every shape checked
-        before anything is loaded. strict=False (torch's): a missing parameter keeps its
-        value and an unexpected name is ignored. Returns torch's (missing_keys,
+        """Load parameters and persistent buffers, all of which must be given, as torch's
+        (a params() dict after compiled training has no buffers: load it with strict=False,
+        which keeps the model's own, the ones the training wrote), every shape checked
+        before anything is loaded. strict=False (torch's): a missing parameter or buffer
+        keeps its value and an unexpected name is ignored. Returns torch's (missing_keys,
         unexpected_keys) pair, sorted; missing_keys names each state_dict() name not given,
         as torch's: a tied or shared one's other names too, though strict loads it from any
         one of them."""
@@ -1293,6 +1294,12 @@ class Module:
         # non-persistent one's name is unexpected, as torch's
         everywhere = dict(self._persistent_buffers(every_name=True))
         loaded = {name: b for name, b in everywhere.items() if name in state}
+        # a buffer given under none of its names is missing, as a parameter is: torch's
+        # strict load refuses it (before, it was kept silently, and a state lacking a
+        # BatchNorm's statistics ran with the model's fresh ones)
+        loaded_ids = {id(b) for b in loaded.values()}
+        missing_buffers = [name for name, b in self._persistent_buffers()
+                           if id(b) not in loaded_ids]
         values = {name: _state_array(name, state[name]) for name in loaded}
         state = {name: value for name, value in state.items() if name not in everywhere}
         params = dict(self.named_parameters())
@@ -1312,7 +1319,7 @@ class Module:
                                   f"parameter but the state gives them different values; "
                                   f"load it into an untied model, or give one value",
                                   (user_location(),))
-        missing = sorted(set(params) - set(state))
+        missing = sorted({*params, *missing_buffers} - set(state))
         unexpected = sorted(set(state) - set(params) - set(aliases))
         if strict and (missing or unexpected):
             raise GraphcError(f"load_state_dict: the state does not match the model: missing "

@@ -1988,7 +1988,9 @@ def load_params(path, buffers: bool = False) -> dict:
     under the names the Trainer's params had (as text), each of the dtype it was saved
     with; `buffers=True` adds the Buffers it checkpointed (BatchNorm's running statistics)
     under their state_dict() names, so that `model.load_state_dict(gc.load_params(path,
-    buffers=True))` loads a model trained as `gc.Trainer(loss, model.params(), ...)`. The
+    buffers=True))` loads a model trained as `gc.Trainer(loss, model.params(), ...)` (a
+    Buffer the step never writes, a constant one or a frozen BatchNorm's, is not in the
+    file: that strict load names it, and strict=False keeps the fresh model's own). The
     file is checked as resume() checks it (one CheckpointError line naming it): its
     header, each array, and its members, none but those save() writes; a `graphc train`
     checkpoint reads too (the GPT's parameters, checked against the model its header

@@ -6,6 +6,7 @@ import numpy as np
 import pytest
 
 import graphc as gc
+from errorcheck import assert_one_line_error
 
 torch = pytest.importorskip("torch", reason="torch (the test oracle) is not installed")
 
@@ -86,3 +87,39 @@ def test_load_state_dict_counts_a_shared_modules_other_names_as_torch():
                                    "seq.2.num_batches_tracked", "seq.2.running_mean",
                                    "seq.2.running_var", "seq.2.weight"]
     np.testing.assert_array_equal(ours.seq[0].weight.data, 0.25)
+
+
+def test_a_strict_load_wants_every_persistent_buffer_as_torch():
+    """A state without a persistent buffer loaded silently under strict=True (the model kept
+    its own: a params() dict lacking a BatchNorm's statistics ran with fresh ones); torch's
+    strict load refuses it. Now refused in one line naming the buffers torch names, nothing
+    loaded; strict=False loads the rest and keeps the buffers, as torch's. A shared
+    BatchNorm's buffers load from one of their names, as a tied parameter does."""
+    ours, theirs = _shared_model(gc.nn), _shared_model(torch.nn)
+    ours.register_buffer("cache", np.zeros(1), persistent=False)
+    theirs.register_buffer("cache", torch.zeros(1), persistent=False)
+    full = theirs.state_dict()
+    buffers = {name for name, _ in theirs.named_buffers(remove_duplicate=False)} - {"cache"}
+    weights = OrderedDict((k, v + 1) for k, v in full.items() if k not in buffers)
+    weights._metadata = full._metadata  # (torch then counts num_batches_tracked too)
+    with pytest.raises(RuntimeError, match="Missing key"):
+        theirs.load_state_dict(weights)
+    want = theirs.load_state_dict(weights, strict=False)
+    assert sorted(want.missing_keys) == sorted(buffers) and want.unexpected_keys == []
+    before = ours.a.weight.data.copy()
+    ours.norm.running_mean.data[...] = 3.0
+    arrays = {k: v.numpy() for k, v in weights.items()}
+    assert_one_line_error(lambda: ours.load_torch_state_dict(weights), "load_state_dict: the "
+                          "state does not match the model: missing ['norm.num_batches_"
+                          "tracked', 'norm.running_mean', 'norm.running_var'], unexpected []",
+                          "test_module_tree.py")
+    np.testing.assert_array_equal(ours.a.weight.data, before)  # nothing loaded
+    assert ours.load_torch_state_dict(weights, strict=False) == (sorted(buffers), [])
+    np.testing.assert_array_equal(ours.a.weight.data, arrays["a.weight"].T)
+    np.testing.assert_array_equal(ours.norm.running_mean.data, 3.0)  # its own kept
+    # the buffers under their first names only: the shared layer's loads, the others missing
+    first = {**arrays, "norm.running_mean": np.full(2, 5.0), "norm.running_var": np.ones(2),
+             "norm.num_batches_tracked": np.array(4)}
+    assert ours.load_torch_state_dict(first).missing_keys == sorted(
+        {"seq.2.running_mean", "seq.2.running_var", "seq.2.num_batches_tracked"})
+    np.testing.assert_array_equal(ours.seq[2].running_mean.data, 5.0)

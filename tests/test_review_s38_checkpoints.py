@@ -60,7 +60,7 @@ def test_load_params_reads_a_trainer_checkpoint_without_a_trainer(tmp_path):
     fresh = Net()
     fresh.load_state_dict(gc.load_params(str(tmp_path / "run" / "checkpoint.npz"),
                                          buffers=True))
-    model.load_state_dict(trainer.params)
+    model.load_state_dict(trainer.params, strict=False)  # (the step wrote the buffers)
     model.eval(), fresh.eval()
     x = np.random.default_rng(7).normal(size=(4, 3)).astype(np.float32)
     np.testing.assert_array_equal(fresh(gc.tensor(x)).data, model(gc.tensor(x)).data)
@@ -151,6 +151,27 @@ def test_a_checkpoint_saved_to_a_path_object_is_named_as_text(tmp_path):
         trainer.save(target)
     assert str(exc.value).splitlines()[0] == (f"cannot write checkpoint {str(target)!r}: "
                                               f"{tmp_path / 'afile'} is not a directory")
+
+
+def test_a_buffer_the_step_never_writes_is_named_by_a_strict_load(tmp_path):
+    """A BatchNorm frozen in eval() is not written by the step, so not checkpointed: a strict
+    load of load_params(buffers=True) names its buffers (it ran with the fresh model's
+    statistics, silently), and strict=False loads the parameters and keeps them."""
+    model = Net()
+    model.bn.eval()
+    trainer = gc.Trainer(lambda p, b: gc.cross_entropy(model.apply(p, b[0]), b[1]),
+                         model.params(), optim.Adam(lr=0.05), _batches, steps=2, seed=3)
+    trainer.fit(str(tmp_path / "run"), progress=False)
+    saved = gc.load_params(str(tmp_path / "run"), buffers=True)
+    assert sorted(saved) == sorted(model.params())
+    fresh = Net()
+    with pytest.raises(gc.GraphcError, match=r"missing \['bn.num_batches_tracked', "
+                       r"'bn.running_mean', 'bn.running_var'\], unexpected \[\]"):
+        fresh.load_state_dict(saved)
+    assert fresh.load_state_dict(saved, strict=False).missing_keys == \
+        ["bn.num_batches_tracked", "bn.running_mean", "bn.running_var"]
+    np.testing.assert_array_equal(fresh.fc1.weight.data, trainer.params["fc1.weight"])
+    np.testing.assert_array_equal(fresh.bn.running_var.data, 1.0)
 
 
 def test_load_params_reads_a_gpt_checkpoint_too(tmp_path):
