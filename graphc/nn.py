@@ -1276,7 +1276,7 @@ class Module:
         transient = {name for name, (module, attr) in places if not _persistent(module, attr)}
         return [(name, b) for name, b in named if name not in transient]
 
-    def load_state_dict(self, state: dict, strict: bool = True):
+    def load_state_dict(self, state: dict, strict: bool = True, assign: bool = False):
         """Load parameters and persistent buffers, all of which must be given, as torch's
         (a params() dict after compiled training has no buffers: load it with strict=False,
         which keeps the model's own, the ones the training wrote), every shape checked
@@ -1284,8 +1284,15 @@ class Module:
         keeps its value and an unexpected name is ignored. Returns torch's (missing_keys,
         unexpected_keys) pair, sorted; missing_keys names each state_dict() name not given,
         as torch's: a tied or shared one's other names too, though strict loads it from any
-        one of them."""
+        one of them.
+
+        The values are copied into the model's arrays, cast to their dtypes; with
+        assign=True (torch's) the model takes the given ones themselves instead
+        (_assign_state): an optimiser bound to the replaced Parameters keeps those, so
+        bind it after the load, as torch's docs say."""
+        assign = bool_flag(assign, "load_state_dict: assign")
         _state_mapping("load_state_dict", state, "array (as model.state_dict() gives)")
+        given = state
         self._refuse_torch_layout(state)
         # torch counts missing keys against its state_dict's names, every name of a shared
         # module's parameters and buffers included (named_parameters() gives each once)
@@ -1332,12 +1339,55 @@ class Module:
             if values[name].shape != p.data.shape:
                 raise GraphcError(f"load_state_dict: {name} has shape {values[name].shape}, "
                                   f"the model's is {p.data.shape}", (user_location(),))
-            values[name] = _state_array(name, values[name], p.data.dtype)
+            if not assign:
+                values[name] = _state_array(name, values[name], p.data.dtype)
+        if assign:
+            self._assign_state({**params, **loaded}, {**{n: given[n] for n in loaded},
+                                                      **{n: state[n] for n in params}}, values)
+            return IncompatibleKeys(not_given, unexpected)
         for name, p in params.items():
             p.data = values[name]
         for name, b in loaded.items():  # in place: a plan or a Trainer holds the array
             b.data[...] = values[name]
         return IncompatibleKeys(not_given, unexpected)
+
+    def _assign_state(self, olds, given, arrays):
+        """load_state_dict(assign=True)'s load, as torch's: each Parameter or Buffer in
+        `olds` (by name) is replaced by the one `given` under its name where that is one (a
+        given Parameter takes the replaced one's requires_grad, as torch's), else by a new
+        one holding `arrays[name]` (the given array, a tensor's own) itself, of its dtype,
+        uncast; a new Parameter takes the replaced one's requires_grad. All are made (a
+        Parameter's dtype checked) before any is set, so a refusal leaves the model as it
+        was. A tied Parameter or shared Buffer is replaced at each of its places and stays
+        tied, where torch's puts a separate Parameter at each."""
+        new = {}
+        for name, old in olds.items():
+            value = given[name]
+            kind = Parameter if isinstance(old, Parameter) else Buffer
+            if isinstance(value, kind):
+                new[id(old)] = value
+                continue
+            array = value.data if isinstance(value, Tensor) else arrays[name]
+            if not array.flags.writeable:  # (training and BatchNorm write it in place)
+                raise GraphcError(f"load_state_dict: {name} is a read-only array, which "
+                                  "assign=True would make the model's own; give a copy",
+                                  (user_location(),))
+            try:  # (their constructors copy the data: an empty array checks its dtype)
+                taken = Parameter(np.empty(0, array.dtype), old.requires_grad) \
+                    if kind is not Buffer else Buffer(np.empty(0, array.dtype))
+            except GraphcError as exc:
+                raise GraphcError(f"load_state_dict: {name}: {exc.message}",
+                                  (user_location(),)) from None
+            taken.data = array
+            new[id(old)] = taken
+        for old in olds.values():
+            if isinstance(old, Parameter):
+                new[id(old)].requires_grad = old.requires_grad
+        for kind in (Parameter, Buffer):
+            for _, (module, attr) in list(self._parameter_owners(kind=kind)):
+                taken = new.get(id(vars(module)[attr]))
+                if taken is not None:
+                    setattr(module, attr, taken)
 
     def _refuse_torch_layout(self, state):
         """load_state_dict takes graphc's layout: a torch tensor for a weight graphc stores

@@ -247,8 +247,8 @@ class Compiled:
     def state_dict(self, *, prefix: str = "", keep_vars: bool = False) -> dict:
         return self._module("state_dict").state_dict(prefix=prefix, keep_vars=keep_vars)
 
-    def load_state_dict(self, state: dict, strict: bool = True):
-        return self._module("load_state_dict").load_state_dict(state, strict)
+    def load_state_dict(self, state: dict, strict: bool = True, assign: bool = False):
+        return self._module("load_state_dict").load_state_dict(state, strict, assign)
 
     def train(self, mode: bool = True) -> "Compiled":
         self._module("train").train(mode)

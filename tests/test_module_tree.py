@@ -123,3 +123,75 @@ def test_a_strict_load_wants_every_persistent_buffer_as_torch():
     assert ours.load_torch_state_dict(first).missing_keys == sorted(
         {"seq.2.running_mean", "seq.2.running_var", "seq.2.num_batches_tracked"})
     np.testing.assert_array_equal(ours.seq[2].running_mean.data, 5.0)
+
+
+def test_load_state_dict_with_assign_takes_the_given_arrays_as_torch():
+    """torch's load_state_dict(assign=True) (torch >= 2.1): the module takes the given
+    tensors themselves instead of copying into its own. graphc had no assign."""
+    ours, theirs = gc.nn.Linear(2, 3), torch.nn.Linear(2, 3)
+    ours.bias.requires_grad = False
+    theirs.bias.requires_grad_(False)
+    rng = np.random.default_rng(0)
+    w, b = rng.normal(size=(2, 3)).astype(np.float32), rng.normal(size=3).astype(np.float32)
+    tw, tb = torch.tensor(w.T.copy()), torch.tensor(b.copy())
+    x = rng.normal(size=(4, 2)).astype(np.float32)
+    forward = gc.compile(lambda x: ours(x))
+    forward(x)  # a plan bound to the Parameters about to be replaced
+    old = ours.weight
+    assert ours.load_state_dict({"weight": w, "bias": b}, assign=True) == ([], [])
+    theirs.load_state_dict({"weight": tw, "bias": tb}, assign=True)
+    # a new Parameter holding the given array itself, with the replaced one's requires_grad
+    assert ours.weight is not old and isinstance(ours.weight, gc.nn.Parameter)
+    assert ours.weight.data is w and theirs.weight.data_ptr() == tw.data_ptr()
+    assert [p.requires_grad for p in ours.parameters()] == \
+        [p.requires_grad for p in theirs.parameters()] == [True, False]
+    w[0] += 1.0  # aliased: the model sees the change, compiled and eager
+    tw[:, 0] += 1.0
+    want = theirs(torch.tensor(x))
+    np.testing.assert_allclose(np.asarray(forward(x)), want.detach().numpy(), rtol=1e-6)
+    gc.sum(ours(gc.tensor(x))).backward()
+    want.sum().backward()
+    np.testing.assert_allclose(ours.weight.grad, theirs.weight.grad.numpy().T, rtol=1e-6)
+    assert ours.bias.grad is None and theirs.bias.grad is None
+    # a Parameter given is taken itself, its requires_grad set to the replaced one's
+    p, tp = gc.nn.Parameter(w, requires_grad=False), torch.nn.Parameter(tw, requires_grad=False)
+    ours.load_state_dict({"weight": p, "bias": b}, assign=True)
+    theirs.load_state_dict({"weight": tp, "bias": tb}, assign=True)
+    assert ours.weight is p and theirs.weight is tp and p.requires_grad and tp.requires_grad
+    # uncast: the given dtype, as torch's
+    ours.load_state_dict({"weight": w.astype(np.float64), "bias": b}, assign=True)
+    theirs.load_state_dict({"weight": tw.double(), "bias": tb}, assign=True)
+    assert ours.weight.data.dtype == np.float64 and theirs.weight.dtype == torch.float64
+    # shapes (and strictness) still checked, before anything is taken
+    kept = ours.weight
+    with pytest.raises(RuntimeError, match="size mismatch"):
+        theirs.load_state_dict({"weight": tw, "bias": torch.zeros(2)}, assign=True)
+    for bad, message in [({"weight": w, "bias": np.zeros(2, np.float32)},
+                          "load_state_dict: bias has shape (2,), the model's is (3,)"),
+                         ({"weight": w.astype(np.int64), "bias": b}, "load_state_dict: "
+                          "weight: Parameter: only floating-point tensors can require"),
+                         ({"weight": np.broadcast_to(b[:1], (2, 3)), "bias": b},
+                          "load_state_dict: weight is a read-only array"),
+                         ({"weight": w}, "missing ['bias']")]:
+        assert_one_line_error(lambda: ours.load_state_dict(bad, assign=True), message,
+                              "test_module_tree.py")
+        assert ours.weight is kept
+    # a buffer takes the given array too; a shared layer's under each of its names
+    norm, tnorm = gc.nn.BatchNorm1d(2), torch.nn.BatchNorm1d(2)
+    mean = np.full(2, 5.0, np.float32)
+    norm.load_state_dict({**norm.state_dict(), "running_mean": mean}, assign=True)
+    tmean = torch.full((2,), 5.0)
+    tnorm.load_state_dict({**tnorm.state_dict(), "running_mean": tmean}, assign=True)
+    assert norm.running_mean.data is mean and tnorm.running_mean is tmean
+    var = np.full(2, 2.0, np.float32)  # through a compiled module too, as torch's
+    gc.compile(norm).load_state_dict({**norm.state_dict(), "running_var": var}, assign=True)
+    assert norm.running_var.data is var
+    # a tied Parameter stays tied (torch's assign puts a separate Parameter at each place)
+    model = _shared_model(gc.nn)
+    model.b = gc.nn.Linear(2, 2)
+    model.b.weight = model.a.weight
+    state = {k: v.copy() for k, v in model.state_dict().items()}
+    model.load_state_dict(state, assign=True)
+    assert model.b.weight is model.a.weight is model.seq[0].weight
+    assert model.a.weight.data is state["a.weight"]
+    assert model.norm.running_var is model.seq[2].running_var
