@@ -20,6 +20,8 @@ from .nn import Module, _Keyed, _is_torch_tensor
 
 
 def _parameter(value, container, where):
+    if value is None:  # kept under its key (position), as torch's: no parameter, a None item
+        return None
     if isinstance(value, Parameter):
         return value
     if isinstance(value, Tensor):
@@ -35,11 +37,21 @@ def _parameter(value, container, where):
                       "tensor or an array", (user_location(),))
 
 
+def _set_item(container, name, value):
+    """container.name = value, a Parameter or None. A Parameter over a None item makes the
+    plans traced without it stale, as a new item does: Module's set counts a Parameter
+    replaced, and a None read by a plan (a loop over values()) was no guard."""
+    if value is not None and name in vars(container) and vars(container)[name] is None:
+        MODULE_PARAMETERS.replaced += 1
+    setattr(container, name, value)
+
+
 def _parameter_lines(items) -> str:
     """torch's ParameterList/ParameterDict extra_repr: a line `  (key): Parameter containing:
     [float32 of size 3x4]` for each (key, Parameter) of `items` (the dtype as graphc names it,
-    where torch's says torch.float32)."""
-    return "\n".join(f"  ({key}): Parameter containing: [{p.data.dtype} of size "
+    where torch's says torch.float32), `  (key): Object of type: NoneType` for a None."""
+    return "\n".join(f"  ({key}): Object of type: NoneType" if p is None else
+                     f"  ({key}): Parameter containing: [{p.data.dtype} of size "
                      f"{'x'.join(map(str, p.data.shape))}]" for key, p in items)
 
 
@@ -77,7 +89,7 @@ class ParameterList(Module):
         return getattr(self, self._index(i))
 
     def __setitem__(self, i, value):
-        setattr(self, self._index(i), _parameter(value, "ParameterList", f"item {i}"))
+        _set_item(self, self._index(i), _parameter(value, "ParameterList", f"item {i}"))
 
     def append(self, value):
         setattr(self, str(self._count), _parameter(value, "ParameterList",
@@ -104,7 +116,8 @@ class ParameterList(Module):
 
 
 class ParameterDict(_Keyed, Module):
-    """torch.nn.ParameterDict: Parameters by string key, each named by its key. As torch's,
+    """torch.nn.ParameterDict: Parameters by string key, each named by its key (None too, as
+    torch's: kept under its key, no parameter; fromkeys' and setdefault's default). As torch's,
     the keys keep the order they were added in, and update() (the constructor too) adds a
     plain dict's new keys sorted, an OrderedDict's, a ParameterDict's or a list of pairs' in
     their order. torch's dict methods: get, pop, popitem (the last key's), setdefault,
@@ -137,7 +150,7 @@ class ParameterDict(_Keyed, Module):
         if self._check_key(key) not in self._keys:
             self._keys.append(key)
             MODULE_PARAMETERS.replaced += 1  # plans traced without it are stale
-        setattr(self, key, value)
+        _set_item(self, key, value)
 
     def __delitem__(self, key):
         if key not in self._keys:

@@ -571,3 +571,43 @@ def test_clip_grad_norm_of_float16_gradients_past_their_range_is_silent():
         with pytest.raises(gc.GraphcError, match=r"^clip_grad_norm_: the total norm of order "
                                                  r"2\.0 of the gradients is inf"):
             gc.nn.utils.clip_grad_norm_([p], 1.0, error_if_nonfinite=True)
+
+
+def test_a_none_is_kept_under_its_key_as_torchs():
+    """torch's ParameterDict and ParameterList keep None (fromkeys' and setdefault's
+    default) under its key, no parameter; graphc refused it ("'a' is a NoneType, not a
+    Parameter ...")."""
+    mine, theirs = nn.ParameterDict(), torch.nn.ParameterDict()
+    for d in (mine, theirs):
+        d["a"] = None
+        assert d.setdefault("b") is None and d.get("b", 3) is None
+        d.update({"c": np.ones(2) if d is mine else torch.nn.Parameter(torch.ones(2))})
+    assert mine.keys() == list(theirs.keys()) == ["a", "b", "c"]
+    assert [v is None for v in mine.values()] == [v is None for v in theirs.values()]
+    assert list(dict(mine.named_parameters())) == list(dict(theirs.named_parameters())) \
+        == list(mine.state_dict()) == list(theirs.state_dict()) == ["c"]
+    line = "    (a): Object of type: NoneType\n"  # (torch's names a dtype as FloatTensor)
+    assert line in repr(mine) and line in repr(theirs)
+    made, want = mine.fromkeys(["x", "y"]), theirs.fromkeys(["x", "y"])
+    assert made.keys() == list(want.keys()) and all(v is None for v in made.values())
+    assert list(mine.fromkeys(["z"], None).parameters()) == []
+    # a Parameter set over None (and None over it) is seen by a compiled call
+    total = gc.compile(lambda x: sum((p * x for p in mine.values() if p is not None), x))
+    np.testing.assert_array_equal(total(np.ones(2)), [2.0, 2.0])
+    mine["a"] = np.full(2, 3.0)
+    np.testing.assert_array_equal(total(np.ones(2)), [5.0, 5.0])
+    mine["c"] = None
+    np.testing.assert_array_equal(total(np.ones(2)), [4.0, 4.0])
+    assert mine.pop("c") is None and mine.keys() == ["a", "b"]
+    plist, tlist = nn.ParameterList([None, np.ones(1)]), \
+        torch.nn.ParameterList([None, torch.ones(1, dtype=torch.float64)])
+    assert [p is None for p in plist] == [p is None for p in tlist] == [True, False]
+    total = gc.compile(lambda x: sum((p * x for p in plist if p is not None), x))
+    np.testing.assert_array_equal(total(np.ones(1)), [2.0])
+    plist[0] = np.full(1, 3.0)
+    np.testing.assert_array_equal(total(np.ones(1)), [5.0])
+    plist[0] = None
+    assert list(dict(plist.named_parameters())) == list(dict(tlist.named_parameters())) \
+        == ["1"]
+    assert "    (0): Object of type: NoneType\n" in repr(plist)
+    assert repr(plist).splitlines()[1] == repr(tlist).splitlines()[1]
