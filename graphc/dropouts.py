@@ -14,7 +14,7 @@ from ir.errors import GraphcError, user_location
 from ir.ops import api as F
 from ir.types import is_float, is_real
 
-from .nn import _EVALUATING, Dropout, _keep_inplace, current_key
+from .nn import _EVALUATING, Dropout, _keep_inplace, current_key, keyed_dropout
 
 __all__ = ["dropout1d", "dropout2d", "dropout3d", "alpha_dropout", "feature_alpha_dropout"]
 
@@ -38,9 +38,8 @@ def _checked(name, x, p, training):
 
 def _scaled_mask(x, shape, p, seed, salt):
     """gc.dropout's mask of `shape` (broadcast against x): 1 / (1 - p) where a draw keeps,
-    0 where it drops; the key seed= or, without one, current_key()."""
-    seed = current_key(x) if seed is None else seed
-    return F.dropout(F.ones(shape, F._dtype(x)), p, seed, salt=salt)
+    0 where it drops (everywhere at p = 1); the key seed= or, without one, current_key()."""
+    return keyed_dropout(F.ones(shape, F._dtype(x)), p, seed, salt, like=x)
 
 
 def _channel_dropout(name, spatial, x, p, training, seed, salt):
@@ -51,8 +50,6 @@ def _channel_dropout(name, spatial, x, p, training, seed, salt):
     p = _checked(name, x, p, training)
     if not training or p == 0.0 or _EVALUATING.depth:
         return x
-    if p == 1.0:  # torch zeroes everything (gc.dropout takes rates below 1)
-        return F.mul(x, 0.0)
     # torch's dropout2d reads a 3-d x as (N, C, L), not (C, H, W): its masks are per
     # (axis 0, axis 1) pair, and so are these
     lead = 2 if nd == spatial + 2 or spatial == 2 else 1
@@ -81,8 +78,8 @@ def _alpha_dropout(name, x, p, training, seed, salt, feature):
     p = _checked(name, x, p, training)
     if not training or p == 0.0 or _EVALUATING.depth:
         return x
-    if p == 1.0:  # torch's
-        return F.mul(x, 0.0)
+    if p == 1.0:  # (the affine map below divides by 1 - p) zeroed, as gc.dropout zeroes
+        return F.dropout(x, p, None)
     shape = tuple(F._shape(x))
     if feature:
         if len(shape) < 2:

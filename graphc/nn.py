@@ -2868,6 +2868,21 @@ def current_key(like=None):
     return node
 
 
+def dropout_key(p, seed=None, like=None):
+    """The key of a dropout of rate p: `seed` if given, else current_key(like) where a mask
+    is drawn (0 < p < 1), else None: p = 1 zeroes every value without one (gc.dropout), so
+    no key is drawn for it (an eager draw from the generator, a traced step's key input)."""
+    if seed is None and is_real(p) and 0.0 < p < 1.0:
+        return current_key(like)
+    return seed
+
+
+def keyed_dropout(x, p, seed=None, salt=None, like=None):
+    """gc.dropout of x at rate p keyed by dropout_key(p, seed, like or x): the dropout of
+    the Dropout layers, the recurrent layers and the channel dropouts."""
+    return F.dropout(x, p, dropout_key(p, seed, x if like is None else like), salt=salt)
+
+
 class Dropout(Module):
     """Inverted dropout (zeroes with probability p, scales the rest by 1/(1-p)) while
     `training` is True; the identity otherwise. The key comes from `current_key()`."""
@@ -2895,9 +2910,7 @@ def _dropout_while_training(module, setting, x):
         module._setting("training", x)
     if p == 0.0 or _EVALUATING.depth or not module.training:  # (p = 0: no guard on training)
         return x
-    if p == 1.0:  # torch's: every value zeroed (gc.dropout's mask takes rates below 1)
-        return F.mul(x, 0.0)
-    return F.dropout(x, p, current_key(x))
+    return keyed_dropout(x, p)
 
 
 # ---- attention --------------------------------------------------------------------------------
@@ -2908,11 +2921,9 @@ def scaled_dot_product_attention(query, key, value, attn_mask=None, dropout_p=0.
     semantics). Its dropout, as the Dropout layers', draws from current_key() unless a seed is
     given: the innermost rng_key block's key, or the traced step's implicit dropout key that
     gc.Trainer feeds every step."""
-    if seed is None and is_real(dropout_p) and 0.0 < dropout_p < 1.0:
-        seed = current_key(query)
     return _attention.scaled_dot_product_attention(
-        query, key, value, attn_mask, dropout_p, is_causal, scale, enable_gqa, seed=seed,
-        salt=salt)
+        query, key, value, attn_mask, dropout_p, is_causal, scale, enable_gqa,
+        seed=dropout_key(dropout_p, seed, query), salt=salt)
 
 
 def _refuse_integer_mask(where, what, mask):

@@ -22,7 +22,7 @@ from ir.ops import precision
 from ir.types import is_int, is_real
 
 from .control_flow import scan
-from .nn import _EVALUATING, Module, Parameter, _layer_dtype, _rng, current_key
+from .nn import _EVALUATING, Module, Parameter, _layer_dtype, _rng, keyed_dropout
 
 # gates per cell: rows of weight_ih/weight_hh, in torch's order
 _GATES = {"RNN_TANH": 1, "RNN_RELU": 1, "GRU": 3, "LSTM": 4}
@@ -216,9 +216,8 @@ class _Recurrent(Module):
                 hs.append(h)
                 cs.append(c)
             x = outs[0] if len(outs) == 1 else F.concat(outs, -1)
-            if drop and layer < self.num_layers - 1:  # (p = 1: all zeroed, as torch's; the
-                # mask op takes rates below 1)
-                x = F.mul(x, 0.0) if p == 1.0 else F.dropout(x, p, current_key(x))
+            if drop and layer < self.num_layers - 1:
+                x = keyed_dropout(x, p)
         out = x
         h_n, c_n = F.stack(hs, 0), F.stack(cs, 0)
         if batch_first:

@@ -121,3 +121,24 @@ def test_errors_are_one_line_naming_the_argument(call, message):
         call(np.ones((2, 3, 4, 5)))
     first, *where = str(info.value).splitlines()
     assert message in first and "test_dropouts.py" in where[0]
+
+
+def test_gc_dropout_at_rate_one_zeroes_everything_as_torchs_without_a_key():
+    """gc.dropout owns dropout's rate 1 (every layer's p = 1 goes through it): every value
+    zeroed, as torch's F.dropout(p=1), NaN kept NaN and a gradient of zeros; no seed read
+    and no salt taken, so the next site's mask is the one it draws without it. It was
+    refused by the mask op ("rate must be in [0, 1), got 1.0")."""
+    x = np.array([[1.5, -2.0, np.nan], [0.0, np.inf, 3.0]])
+    want = TF.dropout(torch.tensor(x), p=1.0).numpy()
+    for seed in (None, 3):
+        y = np.asarray(gc.dropout(x, 1.0, seed))
+        np.testing.assert_array_equal(y, want)
+        np.testing.assert_array_equal(np.signbit(y), np.signbit(want))
+    grad = gc.grad(lambda v: gc.sum(gc.dropout(v, 1.0, 3) * v))(np.ones(3))
+    np.testing.assert_array_equal(grad, np.zeros(3))
+    after = gc.compile(lambda v: gc.dropout(gc.dropout(v, 1.0, 3) + v, 0.5, 3))
+    alone = gc.compile(lambda v: gc.dropout(v, 0.5, 3))
+    np.testing.assert_array_equal(after(np.ones(64)), alone(np.ones(64)))
+    with pytest.raises(GraphcError, match=r"dropout: rate must be a number in \[0, 1\], "
+                       "got 1.5"):
+        gc.dropout(x, 1.5, 3)

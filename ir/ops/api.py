@@ -2449,9 +2449,17 @@ def dropout(x, rate, seed, training=True, salt=None):
     bodies, the iteration numbers: the same seed replays the same masks, so a compiled step
     and its checkpoints are reproducible, while every iteration of a loop draws its own mask
     (as JAX users fold the step into the key). `seed` is an integer scalar (usually a graph
-    input that changes every step)."""
+    input that changes every step). Rate 1 zeroes every value, as torch's dropout: the one
+    place that says so for every dropout (the layers, attention's, the recurrent layers',
+    the channel dropouts). No mask is drawn there (the mask op takes rates below 1: 1 / (1 -
+    rate) is no scale), so `seed` is not read and no salt taken: the sites after it keep
+    their masks."""
+    if not (is_real(rate) and 0.0 <= rate <= 1.0):  # (the mask op's line said [0, 1))
+        _fail(f"dropout: rate must be a number in [0, 1], got {rate!r}")
     if not training or rate == 0.0:
         return x
+    if rate == 1.0:
+        return mul(x, 0.0)
     from ..graph import current_graph
     # the graph being built first: x may be a value a loop body reads from outside it
     graph = current_graph()

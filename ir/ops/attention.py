@@ -103,9 +103,7 @@ def scaled_dot_product_attention(query, key, value, attn_mask=None, dropout_p=0.
         weights = safe_softmax(scores)
     if weights is None:
         weights = F.softmax(scores, -1)
-    if dropout_p == 1.0:  # torch drops everything (gc.dropout takes rates below 1)
-        weights = F.mul(weights, 0.0)
-    elif dropout_p > 0:
+    if dropout_p > 0:  # (1: every weight zeroed, as torch's, by F.dropout without a seed)
         weights = F.dropout(weights, float(dropout_p), seed, salt=salt)
     return F.matmul(weights, value)
 
