@@ -31,7 +31,9 @@ class GradientTransformation:
         self.name, self._rule = rule.optax_name, rule
 
     def init(self, params) -> dict:
-        """{"count": int64 0-d, slot: pytree like params}: optax's state, as a dict."""
+        """{"count": int32 0-d, slot: pytree like params}: optax's state, as a dict (its
+        count int32 as optax's, saturating at int32's max; an int64 count, a state saved
+        before graphc kept it int32, is taken and continued as int32)."""
         return self._rule.init(params)
 
     def update(self, grads, state, params=None):
@@ -139,6 +141,23 @@ def _added(p, u):
     return total if F._dtype(total) == F._dtype(p) else F.cast(total, F._dtype(p))
 
 
+_INT32_MAX = int(np.iinfo(np.int32).max)
+
+
+def _int32_count(count):
+    """A state's 0-d integer count as the int32 optax keeps: an int64 one (init's before
+    graphc kept optax's, or one saved by the user's code) cast, held at int32's max past it
+    (where optax's count saturated). Anything else (an eager negative count too) as it is,
+    for _check_count to refuse in its own dtype."""
+    if not isinstance(count, (Node, Tensor)) or tuple(F._shape(count)) != () or \
+            np.dtype(F._dtype(count)).kind not in "iu" or F._dtype(count) == np.int32 or \
+            isinstance(count, Tensor) and int(count.data) < 0:
+        return count
+    # (clipped below too: a traced count's sign is not checked, and a cast would wrap it)
+    low = int(np.iinfo(np.int32).min)
+    return F.cast(F.maximum(F.minimum(count, _INT32_MAX), low), "int32")
+
+
 class _OptaxRule(Optimizer):
     """An optax update rule behind a GradientTransformation: _update_leaf returns the update,
     `u * -lr` as optax's scale_by_learning_rate makes it. `decay_mask` is optax's `mask`: a
@@ -146,6 +165,7 @@ class _OptaxRule(Optimizer):
     function of the parameters' pytree returning one."""
 
     gives_updates = True
+    count_dtype = "int32"  # as optax's init (jnp.int32)
 
     def __init__(self, name, learning_rate, weight_decay=0.0, mask=None):
         self.optax_name = name  # sgd, adam, ...: its messages name it gc.optim.<name>
@@ -157,6 +177,16 @@ class _OptaxRule(Optimizer):
 
     def _state_origin(self) -> str:
         return f"from {self._display_name}(...).init"
+
+    def _update(self, grads, state, params, step=None):
+        if isinstance(state, dict) and "count" in state:
+            state = {**state, "count": _int32_count(state["count"])}
+        return super()._update(grads, state, params, step)
+
+    def _next_count(self, count):
+        """optax's numerics.safe_int32_increment: count + 1, held at int32's max where
+        count + 1 wrapped to int32's min (a negative count, refused at the next update)."""
+        return F.minimum(count, _INT32_MAX - 1) + 1
 
     def _set_momentum(self, momentum):
         """optax's optional momentum (None: none): a trace slot only when one is given."""

@@ -780,6 +780,8 @@ class Optimizer:
     # them with the number settings, as torch's saves its param_groups, since the state is
     # for them (amsgrad's and centered's slots)
     flag_settings: tuple = ("maximize",)
+    # the dtype of the state's count that init makes (optax's rules: int32, as optax's)
+    count_dtype: str = "int64"
     # _update_leaf returns the update to add to the parameter (optax's contract, the rules
     # behind gc.optim.adam and the other lowercase names), not the new parameter
     gives_updates: bool = False
@@ -872,15 +874,15 @@ class Optimizer:
 
     # ---- functional API ----
     def init(self, params) -> dict:
-        """The optimiser state for `params`: {"count": int64 0-d, slot: pytree like params}.
-        Concrete params give numpy zeros; symbolic ones give symbolic zeros."""
+        """The optimiser state for `params`: {"count": 0-d of count_dtype, slot: pytree like
+        params}. Concrete params give numpy zeros; symbolic ones give symbolic zeros."""
         # (a bool or integer leaf is refused where it is trained, in update, bind and
         # gc.Trainer: a state_dict()'s num_batches_tracked, never given a gradient, is fine)
         leaves, structure, names = flatten(params)
         for name, p in zip(names, leaves):  # (a complex one: the state could never be used)
             if _unheld_dtype(p) is not None:
                 self._refuse_non_float("init", name, p)
-        state = {"count": _zeros_like_scalar(leaves)}
+        state = {"count": _zeros_like_scalar(leaves, self.count_dtype)}
         for slot in self.slots:
             state[slot] = unflatten(structure, [_zeros_like(p) for p in leaves])
         return state
@@ -1105,7 +1107,7 @@ class Optimizer:
             new_p.append(p2)
             for s in self.slots:
                 new_slots[s].append(slots2[s])
-        new_state = {"count": F.add(count, 1)}
+        new_state = {"count": self._next_count(count)}
         for s in self.slots:
             new_state[s] = unflatten(structure, new_slots[s])
         return unflatten(structure, new_p), new_state
@@ -1140,6 +1142,10 @@ class Optimizer:
                               f"{name!r} has {got}; give the state "
                               f"{self._display_name}.init made for these parameters",
                               (user_location(),))
+
+    def _next_count(self, count):
+        """The state's count after this update (optax's rules saturate it: _OptaxRule)."""
+        return F.add(count, 1)
 
     def _scalars(self, count, step) -> dict:
         """Float64 scalars shared by every leaf (the learning rate at `step`, bias corrections
@@ -2418,10 +2424,10 @@ def _zeros_like(p):
     return np.zeros(np.shape(p), np.asarray(p).dtype if not isinstance(p, Tensor) else p.dtype)
 
 
-def _zeros_like_scalar(leaves):
+def _zeros_like_scalar(leaves, dtype="int64"):
     if any(isinstance(p, Node) for p in leaves):
-        return F.zeros((), "int64")
-    return np.zeros((), np.int64)
+        return F.zeros((), dtype)
+    return np.zeros((), dtype)
 
 
 def _is_builtin_number(x) -> bool:

@@ -1,0 +1,72 @@
+"""Session 48's fixes of numbers in the optax-style API (gc.optim.adam, ..., apply_updates)
+and the schedules; each test failed before its fix."""
+import numpy as np
+import pytest
+
+import graphc as gc
+from graphc import optim
+
+INT32_MAX = np.iinfo(np.int32).max
+LOWERCASE = ["sgd", "adam", "adamw", "nadam", "rmsprop", "adagrad", "adamax", "lion"]
+
+
+def _adam_step(compiled):
+    tx = optim.adam(0.1)
+
+    def step(p, state, g):
+        return tx.update(g, state, p)
+    return tx, gc.compile(step) if compiled else step
+
+
+@pytest.mark.parametrize("name", LOWERCASE)
+def test_optax_state_count_is_int32_as_optax(name):
+    """The count of an optax-style state was int64; optax's init makes jnp.int32 (and its
+    schedules and bias corrections read an int32 count). Each lowercase optimiser's init,
+    and its update eager and compiled, keep it int32."""
+    tx = getattr(optim, name)(0.1)
+    params = {"w": np.ones(3, np.float32)}
+    grads = {"w": np.full(3, 0.5, np.float32)}
+    state = tx.init(params)
+    assert state["count"].dtype == np.int32 and state["count"].shape == ()
+    step = gc.compile(lambda p, s, g: tx.update(g, s, p))
+    for run in (lambda p, s, g: tx.update(g, s, p), step):
+        _, new = run(params, state, grads)
+        count = np.asarray(new["count"])
+        assert count.dtype == np.int32 and int(count) == 1
+
+
+@pytest.mark.parametrize("compiled", [False, True], ids=["eager", "compiled"])
+def test_optax_count_saturates_at_int32_max(compiled):
+    """optax's safe_int32_increment holds the count at int32's max; graphc's count + 1
+    wrapped to -2**31 there (and the next update refused the negative count). Now it
+    stays at the max, eager and compiled, and the update is adam's late-step one:
+    -lr * g / |g| (both bias corrections 1)."""
+    tx, run = _adam_step(compiled)
+    params = {"w": np.ones(3, np.float32)}
+    grads = {"w": np.array([0.5, -2.0, 4.0], np.float32)}
+    state = dict(tx.init(params), count=np.array(INT32_MAX, np.int32))
+    state["nu"] = {"w": grads["w"] ** 2}
+    state["mu"] = {"w": grads["w"].copy()}
+    for _ in range(2):  # at the max and after it
+        updates, state = run(params, state, grads)
+        count = np.asarray(state["count"])
+        assert count.dtype == np.int32 and int(count) == INT32_MAX
+        np.testing.assert_allclose(updates["w"], -0.1 * np.sign(grads["w"]), rtol=1e-6)
+
+
+@pytest.mark.parametrize("compiled", [False, True], ids=["eager", "compiled"])
+def test_optax_state_with_an_int64_count_is_taken_as_int32(compiled):
+    """A state saved with an int64 count (graphc's init before) is converted, not refused:
+    the update is the one an int32 count gives, bit for bit, and the new count is int32; one
+    past int32's max is held at the max, where optax's would have saturated."""
+    tx, run = _adam_step(compiled)
+    params = {"w": np.array([1.0, -2.0], np.float32)}
+    grads = {"w": np.array([0.25, 3.0], np.float32)}
+    base = tx.init(params)
+    want, want_state = run(params, dict(base, count=np.array(4, np.int32)), grads)
+    got, got_state = run(params, dict(base, count=np.array(4, np.int64)), grads)
+    np.testing.assert_array_equal(got["w"], want["w"])
+    assert np.asarray(got_state["count"]).dtype == np.int32
+    assert int(got_state["count"]) == int(want_state["count"]) == 5
+    _, late = run(params, dict(base, count=np.array(2 ** 40, np.int64)), grads)
+    assert np.asarray(late["count"]).dtype == np.int32 and int(late["count"]) == INT32_MAX
