@@ -11,7 +11,7 @@ import numpy as np
 from ir.errors import GraphcError, user_location
 from ir.graph import Node
 from ir.ops import api as F
-from ir.types import broadcast_shapes
+from ir.types import broadcast_shapes, is_float
 from runtime.eager import Tensor
 
 from .optim import (Optimizer, _as_schedule, _filled_slot, _flag, _float64, _fraction,
@@ -124,21 +124,41 @@ def _broadcasts_to(shape, target) -> bool:
 
 
 def _added(p, u):
-    """p + u in p's dtype (a float64 update of a float32 parameter keeps it float32), added
-    in the two dtypes' promoted one as optax's `(p + u).astype(p.dtype)` and numpy's: a
-    traced or eager array's add takes one dtype, so they are cast to it first (a compiled
-    apply_updates of float64 updates to float32 parameters failed: 'add(f32[2], f64[2])')."""
-    if not isinstance(p, (np.ndarray, np.generic, float, int)) or \
-            not isinstance(u, (np.ndarray, np.generic, float, int)):
-        # (a weak u meets a typed p in p's dtype; two weak ones, a compiled function's
-        # numpy-scalar or Python-number arguments, are cast as two typed ones)
-        if F._dtype(u) != F._dtype(p) and (not F._weakly_typed(u) or F._weakly_typed(p)):
-            wide = F._result_type([F._dtype(p), F._dtype(u)])
-            return F.cast(F.cast(p, wide) + F.cast(u, wide), F._dtype(p))
-    total = p + u
-    if isinstance(total, (np.ndarray, np.generic, float, int)):
-        return np.asarray(total, np.asarray(p).dtype)
-    return total if F._dtype(total) == F._dtype(p) else F.cast(total, F._dtype(p))
+    """p + u in p's dtype (a float64 update of a float32 parameter keeps it float32), as
+    optax's `(p + u).astype(p.dtype)`, added in the dtype _added_in picks, the same eager
+    and compiled: a traced or eager array's add takes one dtype, so they are cast to it
+    first (a compiled apply_updates of float64 updates to float32 parameters failed:
+    'add(f32[2], f64[2])')."""
+    dtype = np.dtype(F._dtype(p))
+    numbers = (np.ndarray, np.generic, float, int)
+    if F._dtype(u) == dtype:  # (every update of an optimiser's: one add)
+        total = p + u
+    else:
+        wide = _added_in(dtype, u)
+        if isinstance(p, numbers) and isinstance(u, numbers):
+            total = np.asarray(p, wide) + np.asarray(u, wide)
+        else:
+            total = F.cast(p, wide) + F.cast(u, wide)
+    if isinstance(total, numbers):
+        return np.asarray(total, dtype)
+    return total if F._dtype(total) == dtype else F.cast(total, dtype)
+
+
+def _added_in(dtype, u) -> np.dtype:
+    """The dtype an update `u` of another dtype is added to a parameter of `dtype` in: the
+    parameter's where u is weakly typed as every graphc op takes it (a Python number or a
+    numpy scalar: registry.is_weak_scalar; a weak float on an integer parameter aside),
+    else the two dtypes' promoted one, as numpy's and optax's with an array update. The
+    parameter is never weak here, its dtype being the result's: a numpy-scalar parameter,
+    which a compiled function traces as a weak input (transforms._is_python_number), was
+    added as two weak numbers are, in the wider dtype (np.float32(1.5) plus a Python
+    float in float64), where numpy's eager add was float32."""
+    u_dtype = np.dtype(F._dtype(u))
+    if F._weakly_typed(u) and (is_float(dtype) or not is_float(u_dtype)):
+        return dtype
+    if is_float(dtype) and is_float(u_dtype):
+        return F._result_type([dtype, u_dtype])  # (bfloat16 with float16: float32)
+    return np.result_type(dtype, u_dtype)
 
 
 _INT32_MAX = int(np.iinfo(np.int32).max)

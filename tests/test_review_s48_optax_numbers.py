@@ -70,3 +70,40 @@ def test_optax_state_with_an_int64_count_is_taken_as_int32(compiled):
     assert int(got_state["count"]) == int(want_state["count"]) == 5
     _, late = run(params, dict(base, count=np.array(2 ** 40, np.int64)), grads)
     assert np.asarray(late["count"]).dtype == np.int32 and int(late["count"]) == INT32_MAX
+
+
+# each (parameter, update, the sum apply_updates gives): a number update (a Python float or
+# a numpy scalar: weakly typed, as every graphc op takes it) is added in the parameter's
+# dtype, an array update (0-d too) in the promoted one, then rounded to the parameter's
+F32, F16 = np.float32, np.float16
+U32, U16 = 0.07888304133745304, -0.08846087544547684
+APPLY_CASES = [
+    (F32(-0.27320048), U32, F32(-0.27320048) + F32(U32)),
+    (np.array(-0.27320048, F32), U32, F32(-0.27320048) + F32(U32)),
+    (F32(0.98774505), np.float64(0.12667161954572312), F32(0.98774505) + F32(0.12667161954572312)),
+    (F32(0.98774505), np.array(0.12667161954572312), F32(0.98774505 + 0.12667161954572312)),
+    (np.array(0.98774505, F32), np.array(0.12667161954572312),
+     F32(np.float64(F32(0.98774505)) + 0.12667161954572312)),
+    (F16(0.3088), U16, F16(0.3088) + F16(U16)),
+    (F16(0.3088), np.array(U16), F16(np.float64(F16(0.3088)) + U16)),
+    (F16(0.3088), np.float32(U16), F16(0.3088) + F16(np.float32(U16))),
+]
+
+
+@pytest.mark.parametrize("compiled", [False, True], ids=["eager", "compiled"])
+def test_apply_updates_adds_number_parameters_as_eager_code(compiled):
+    """A compiled apply_updates added a numpy-scalar parameter (np.float32(-0.2732)) and a
+    Python float update as two weak numbers, in float64 (-0.19431745 after rounding),
+    where the eager call, numpy's, adds in float32 (-0.19431743), as optax's jitted
+    float32 parameter plus a weak Python float does; and eagerly a numpy-scalar update
+    (np.float64) was added in float64, where compiled, a weak input, it was added in the
+    parameter's float32. Now both add a number update in the parameter's dtype and an
+    array update (a 0-d one too) in the promoted dtype, bit for bit alike; the result
+    keeps the parameter's dtype. The values are chosen where adding in the wider dtype
+    and rounding once differs from rounding the update first."""
+    apply = gc.compile(lambda p, u: optim.apply_updates(p, u)) if compiled else \
+        optim.apply_updates
+    for p, u, want in APPLY_CASES:
+        got = np.asarray(apply({"w": p}, {"w": u})["w"])
+        assert got.dtype == np.asarray(p).dtype, (p, u)
+        assert got.tobytes() == np.asarray(want).tobytes(), (p, u, got, want)
