@@ -102,7 +102,7 @@ def cosine(peak: float, steps: int | None, warmup: int = 0, min_lr: float = 0.0)
         if step >= decay:
             return min_lr
         ratio = (step - warmup) / span
-        return min_lr + 0.5 * (1.0 + math.cos(math.pi * ratio)) * (peak - min_lr)
+        return min_lr + 0.5 * (1.0 + _as_traced(np.cos, math.pi * ratio)) * (peak - min_lr)
 
     def schedule(count):
         if isinstance(count, (int, np.integer)):
@@ -144,10 +144,9 @@ def exponential_decay(init_value: float, transition_steps: int, decay_rate: floa
         if isinstance(count, (int, np.integer)):
             after = int(count) - begin
             exponent = math.floor(after / every) if staircase else after / every
-            try:  # (optax's where: init_value up to transition_begin)
-                value = init * rate ** exponent if after > 0 else init
-            except OverflowError:  # past float max: inf, as the traced float64 pow gives,
-                value = init * math.inf  # then capped by end_value as there
+            # (optax's where: init_value up to transition_begin; past float max the power
+            # is inf, as the traced one, then capped by end_value as there)
+            value = init * _as_traced(np.power, rate, exponent) if after > 0 else init
             if bound is not None:
                 value = max(value, bound) if rate < 1 else min(value, bound)
             return value
@@ -163,6 +162,17 @@ def exponential_decay(init_value: float, transition_steps: int, decay_rate: floa
             value = F.maximum(value, bound) if rate < 1 else F.minimum(value, bound)
         return value
     return schedule
+
+
+def _as_traced(ufunc, *args) -> float:
+    """ufunc (np.cos, np.power) of Python numbers as a Python float, computed as a traced
+    schedule's op computes it: numpy's float64 ufunc on 0-d arrays (runtime/emitters.py;
+    0-d values are never fused into numba kernels). Python's math.cos and ** are libm's,
+    which numpy's SIMD loops differ from by an ulp or two (float64 power on AVX-512), so a
+    schedule evaluated at an int step (bind(), gc.Trainer) and in a compiled update at the
+    same count differed there."""
+    with np.errstate(over="ignore"):  # (exponential_decay past float max: inf, as traced)
+        return float(ufunc(*[np.asarray(a, np.float64) for a in args]))
 
 
 # The schedules below are written once over `_Scalar` arithmetic: a Python int count gives
@@ -185,12 +195,12 @@ class _Scalar:
         return min(max(x, low), high) if self.python else F.minimum(F.maximum(x, low), high)
 
     def cos(self, x):
-        return math.cos(x) if self.python else F.cos(x)
+        return _as_traced(np.cos, x) if self.python else F.cos(x)
 
     def pow(self, x, y):
         if y == 1.0:  # (x ** 1 is x: no pow in a traced step)
             return x
-        return x ** y if self.python else F.pow(x, y)
+        return _as_traced(np.power, x, y) if self.python else F.pow(x, y)
 
 
 def _count_setting(name, value, low=0):

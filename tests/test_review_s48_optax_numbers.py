@@ -107,3 +107,50 @@ def test_apply_updates_adds_number_parameters_as_eager_code(compiled):
         got = np.asarray(apply({"w": p}, {"w": u})["w"])
         assert got.dtype == np.asarray(p).dtype, (p, u)
         assert got.tobytes() == np.asarray(want).tobytes(), (p, u, got, want)
+
+
+# every schedule graphc offers, with settings that reach pow and cos
+SCHEDULES = {
+    "cosine": lambda: optim.cosine(3e-4, 6000, warmup=200, min_lr=3e-5),
+    "linear_warmup": lambda: optim.linear_warmup(1e-3, 700),
+    "exponential_decay": lambda: optim.exponential_decay(0.1, 1000, 0.5, transition_begin=100),
+    "exponential_decay_staircase": lambda: optim.exponential_decay(0.1, 300, 0.7,
+                                                                   staircase=True),
+    "warmup_cosine_decay": lambda: optim.warmup_cosine_decay(1e-6, 1e-3, 500, 8000, 1e-5,
+                                                             exponent=1.7),
+    "one_cycle": lambda: optim.one_cycle(0.01, 9000),
+    "one_cycle_linear": lambda: optim.one_cycle(0.01, 9000, anneal_strategy="linear",
+                                                three_phase=True),
+    "one_cycle_momentum": lambda: optim.one_cycle_momentum(9000),
+    "piecewise_constant": lambda: optim.piecewise_constant(0.1, {1000: 0.3, 5000: 0.7}),
+    "multistep": lambda: optim.multistep(0.1, [2000, 4000, 4000], 0.3),
+    "polynomial_decay": lambda: optim.polynomial_decay(0.1, 1e-4, 2.5, 7000, 300),
+    "linear_schedule": lambda: optim.linear_schedule(0.1, 1e-3, 7000, 300),
+    "linear_lr": lambda: optim.linear_lr(0.1, 0.2, 1.0, 4000),
+    "cosine_decay_schedule": lambda: optim.cosine_decay_schedule(0.1, 7000, 0.01, exponent=3.0),
+    "cosine_warm_restarts": lambda: optim.cosine_warm_restarts(0.1, 300, 2, 1e-4),
+    "join_schedules": lambda: optim.join_schedules(
+        [optim.linear_schedule(0.0, 0.1, 500), optim.cosine_decay_schedule(0.1, 9000)], [500]),
+}
+
+
+@pytest.mark.parametrize("name", sorted(SCHEDULES))
+def test_a_schedule_at_an_int_step_is_its_compiled_value_bit_for_bit(name):
+    """A schedule called with a Python int (bind(), gc.Trainer, which feeds the lr to its
+    compiled step) computed its powers with Python's ** (libm's pow) where the same schedule
+    in a compiled update (a traced count) computes numpy's float64 power, which differs by
+    up to 2 ulps (its SIMD loops on AVX-512): exponential_decay, polynomial_decay and the
+    exponent= of the cosine decays differed at a few hundred of the counts 0..10000. Both
+    now compute in float64 with numpy's ufuncs (cos too): equal bits at every count, the
+    compiled count 0-d int32 (an optax state's) or int64, or an array of counts."""
+    schedule = SCHEDULES[name]()
+    counts = np.arange(10001)
+    python = np.array([schedule(int(c)) for c in counts], np.float64)
+    assert all(type(schedule(int(c))) is float for c in counts[::997])
+    traced = np.asarray(gc.compile(schedule)(counts.astype(np.int64)))
+    assert traced.dtype == np.float64
+    assert python.tobytes() == traced.tobytes(), np.nonzero(python != traced)[0][:10]
+    one = gc.compile(schedule)
+    for c in list(range(0, 10001, 331)) + [1, 112, 503, 1200]:
+        for dtype in (np.int32, np.int64):
+            assert float(np.asarray(one(np.array(c, dtype)))).hex() == python[c].hex(), c
