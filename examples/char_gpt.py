@@ -13,6 +13,7 @@ import math
 import numpy as np
 
 import graphc as gc
+from graphc.checkpoint import CheckpointError
 from graphc.data import CharData
 
 
@@ -91,7 +92,8 @@ if __name__ == "__main__":
     args = parser.parse_args()
     try:
         loss = train(args.steps, out=args.out, resume=args.resume)
-    except gc.GraphcError as exc:  # one line, as graphc's own commands (an OUT in use, ...)
-        print(f"error: {exc.message}", file=sys.stderr)
+    except (gc.GraphcError, CheckpointError) as exc:  # one line, as graphc's own commands
+        # (an OUT in use, ...; --resume of a missing or foreign checkpoint)
+        print(f"error: {getattr(exc, 'message', exc)}", file=sys.stderr)
         sys.exit(2)
     print(f"validation loss after {args.steps} steps: {loss:.4f}")

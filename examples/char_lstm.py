@@ -13,6 +13,7 @@ import sys
 import numpy as np
 
 import graphc as gc
+from graphc.checkpoint import CheckpointError
 from graphc.data import CharData
 
 
@@ -86,10 +87,13 @@ if __name__ == "__main__":
     parser.add_argument("--out", default="runs/char_lstm")
     parser.add_argument("--resume", action="store_true", help="continue OUT/checkpoint.npz")
     args = parser.parse_args()
+    if args.steps < 1:  # (no step: no first training loss to report)
+        parser.error(f"argument --steps: expected a whole number >= 1, got {args.steps}")
     try:
         first, val = train(args.steps, out=args.out, resume=args.resume)
-    except gc.GraphcError as exc:  # one line, as graphc's own commands (an OUT in use, ...)
-        print(f"error: {exc.message}", file=sys.stderr)
+    except (gc.GraphcError, CheckpointError) as exc:  # one line, as graphc's own commands
+        # (an OUT in use, ...; --resume of a missing or foreign checkpoint)
+        print(f"error: {getattr(exc, 'message', exc)}", file=sys.stderr)
         sys.exit(2)
     print(f"training loss at the first step {first:.4f}; validation loss after {args.steps} "
           f"steps: {val:.4f}")

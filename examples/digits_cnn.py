@@ -16,7 +16,7 @@ from pathlib import Path
 import graphc as gc
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))  # digits_mlp.py beside this file
-from digits_mlp import accuracy, load_digits, train_compiled  # noqa: E402
+from digits_mlp import accuracy, load_digits, parsed, refusing, train_compiled  # noqa: E402
 
 
 def make_model(batch_norm=False):
@@ -49,5 +49,5 @@ if __name__ == "__main__":
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--batch-norm", action="store_true",
                         help="a BatchNorm2d after each convolution")
-    args = parser.parse_args()
-    main(args.epochs, args.batch_size, args.lr, args.seed, args.batch_norm)
+    args = parsed(parser)
+    refusing(main, args.epochs, args.batch_size, args.lr, args.seed, args.batch_norm)

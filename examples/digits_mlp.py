@@ -8,6 +8,7 @@ eagerly (loss.backward(), opt.step()) for a few epochs to compare the time per e
 from __future__ import annotations
 
 import argparse
+import sys
 import time
 
 import numpy as np
@@ -18,7 +19,11 @@ import graphc as gc
 def load_digits(seed: int = 0, test_fraction: float = 0.2, images: bool = False):
     """(x_train, y_train, x_test, y_test): pixels scaled to [0, 1], a seeded random split;
     rows of 64 pixels, or with `images` (N, 1, 8, 8) images, one channel as NCHW."""
-    from sklearn.datasets import load_digits as sklearn_digits
+    try:
+        from sklearn.datasets import load_digits as sklearn_digits
+    except ImportError as exc:
+        raise ImportError(f"{exc}: the digits come with scikit-learn (pip install "
+                          "scikit-learn, or pip install -e '.[examples]')") from None
     digits = sklearn_digits()
     x = (digits.images[:, None] if images else digits.data) / 16.0
     x = x.astype(np.float32)
@@ -36,6 +41,8 @@ def make_model():
 def batches(n: int, batch_size: int, rng):
     """Shuffled full batches (the remainder is dropped; it is in other epochs' batches): one
     batch shape, one compiled plan."""
+    if batch_size > n:  # (no batch: nothing would train)
+        raise ValueError(f"a batch of {batch_size} is more than the {n} training images")
     order = rng.permutation(n)
     for k in range(n // batch_size):
         yield order[k * batch_size:(k + 1) * batch_size]
@@ -119,6 +126,31 @@ def main(epochs=20, eager_epochs=2, batch_size=32, lr=1e-3, seed=0, log=print) -
     return result
 
 
+def parsed(parser):
+    """parser.parse_args(), the counts checked: one out of range is refused as argparse
+    refuses a word for a number (the usage line, one error line, exit status 2), not met
+    later by a traceback (no epoch: no loss; a batch of 0)."""
+    args = parser.parse_args()
+    for option, low in (("epochs", 1), ("eager_epochs", 0), ("batch_size", 1), ("seed", 0)):
+        value = getattr(args, option, low)  # (digits_cnn.py has no --eager-epochs)
+        if value < low:
+            parser.error(f"argument --{option.replace('_', '-')}: expected a whole number "
+                         f">= {low}, got {value}")
+    return args
+
+
+def refusing(main, *args):
+    """main(*args), a setting refused on the way (a negative --lr, a batch larger than the
+    training set) or scikit-learn missing reported in one line, exit status 2, instead of
+    a traceback."""
+    try:
+        return main(*args)
+    except (gc.GraphcError, ValueError, ImportError) as exc:
+        message = exc.message if isinstance(exc, gc.GraphcError) else str(exc)
+        print(f"error: {message}", file=sys.stderr)
+        sys.exit(2)
+
+
 if __name__ == "__main__":
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--epochs", type=int, default=20)
@@ -126,5 +158,5 @@ if __name__ == "__main__":
     parser.add_argument("--batch-size", type=int, default=32)
     parser.add_argument("--lr", type=float, default=1e-3)
     parser.add_argument("--seed", type=int, default=0)
-    args = parser.parse_args()
-    main(args.epochs, args.eager_epochs, args.batch_size, args.lr, args.seed)
+    args = parsed(parser)
+    refusing(main, args.epochs, args.eager_epochs, args.batch_size, args.lr, args.seed)

@@ -9,13 +9,14 @@ recomputes and its FLOPs, and the range and median of the step times.
 from __future__ import annotations
 
 import argparse
+import sys
 import time
 
 import numpy as np
 
 import graphc as gc
 from graphc.data import CharData
-from graphc.models.gpt import GPT, GPTConfig
+from graphc.models.gpt import CONFIGS, GPT, GPTConfig
 from graphc.train import TrainConfig, gpt_loss, optimizer
 
 
@@ -31,11 +32,13 @@ def training_step(cfg: GPTConfig, data: CharData, memory_limit):
 
 def main(argv=None) -> int:
     p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    p.add_argument("--config", default="medium")
+    p.add_argument("--config", default="medium", choices=CONFIGS)
     p.add_argument("--budgets", default="1200MiB,900MiB,600MiB",
                    help="comma-separated memory limits")
     p.add_argument("--rounds", type=int, default=5, help="timed steps of each configuration")
     args = p.parse_args(argv)
+    if args.rounds < 1:  # (no round: no step time to show)
+        p.error(f"argument --rounds: expected a whole number >= 1, got {args.rounds}")
     cfg = GPTConfig.named(args.config)
     data = CharData.from_file(None, cfg.block_size)
     cfg.vocab_size = len(data.vocab)
@@ -43,8 +46,12 @@ def main(argv=None) -> int:
     steps, compile_seconds = [], []
     for limit in limits:
         start = time.perf_counter()
-        trainer = training_step(cfg, data, limit)
-        trainer.step_plan.wait_for_kernels()
+        try:
+            trainer = training_step(cfg, data, limit)
+            trainer.step_plan.wait_for_kernels()
+        except gc.GraphcError as exc:  # a budget that is no size, or one that cannot be met
+            print(f"error: {exc.message}", file=sys.stderr)
+            return 2
         compile_seconds.append(time.perf_counter() - start)
         trainer.train_step()  # warm-up
         steps.append(trainer)

@@ -66,4 +66,8 @@ if __name__ == "__main__":
     parser.add_argument("--steps", type=int, default=100)
     parser.add_argument("--seed", type=int, default=0)
     args = parser.parse_args()
+    for option, low in (("steps", 1), ("seed", 0)):  # (no step: no loss to report)
+        if getattr(args, option) < low:  # the usage and one error line, status 2, as argparse
+            parser.error(f"argument --{option}: expected a whole number >= {low}, "
+                         f"got {getattr(args, option)}")
     main(args.steps, args.seed)

@@ -158,3 +158,63 @@ def test_memory_budget_example_prints_the_memory_and_time_table(capsys):
     assert unlimited[0] == "| none" and unlimited[2] == "-"
     assert budget[0] == "| 24MiB" and float(budget[1].split()[0]) <= 24
     assert budget[2].endswith("values") and budget[3].startswith("+")
+
+
+_SKLEARN = pytest.mark.skipif(importlib.util.find_spec("sklearn") is None,
+                              reason="the 'examples' extra (scikit-learn) is not installed")
+# (script, arguments, the one error line's text): each before a step is trained
+_REFUSED = [
+    ("micrograd_moons.py", ["--steps", "0"], "argument --steps: expected a whole number >= 1"),
+    ("micrograd_moons.py", ["--seed", "-1"], "argument --seed: expected a whole number >= 0"),
+    ("digits_mlp.py", ["--epochs", "0"], "argument --epochs: expected a whole number >= 1, got 0"),
+    ("digits_mlp.py", ["--eager-epochs", "-1"], "argument --eager-epochs: expected a whole "
+                                                "number >= 0, got -1"),
+    ("digits_cnn.py", ["--batch-size", "0"], "argument --batch-size: expected a whole number "
+                                             ">= 1, got 0"),
+    pytest.param("digits_mlp.py", ["--batch-size", "5000"],
+                 "error: a batch of 5000 is more than the 1438 training images", marks=_SKLEARN),
+    pytest.param("digits_cnn.py", ["--lr", "-1"], "error: lr must be a number >= 0",
+                 marks=_SKLEARN),
+    ("memory_budget.py", ["--rounds", "0"], "argument --rounds: expected a whole number >= 1"),
+    ("memory_budget.py", ["--config", "huge"], "argument --config: invalid choice: 'huge'"),
+    ("memory_budget.py", ["--config", "tiny", "--budgets", "12XB"],
+     "error: memory_limit: expected a number of bytes or a size"),
+    ("memory_budget.py", ["--config", "tiny", "--budgets", "1KiB"],
+     "error: memory_limit 1.0 KiB cannot be met"),
+    ("char_lstm.py", ["--steps", "0"], "argument --steps: expected a whole number >= 1, got 0"),
+    ("char_gpt.py", ["--resume", "--out", "absent"], "error: no checkpoint at 'absent/"),
+    ("char_lstm.py", ["--resume", "--out", "absent"], "error: no checkpoint at 'absent/"),
+]
+
+
+@pytest.mark.parametrize("script, arguments, expected", _REFUSED)
+def test_an_example_refuses_a_bad_argument_in_one_line_with_status_2(script, arguments,
+                                                                     expected, tmp_path):
+    """Before: tracebacks (UnboundLocalError: no step, no loss; ZeroDivisionError; the
+    GraphcError or CheckpointError of a setting), or a table of NaN for --eager-epochs -1."""
+    proc = subprocess.run([sys.executable, str(ROOT / "examples" / script), *arguments],
+                          cwd=tmp_path, capture_output=True, text=True, timeout=600,
+                          env={**os.environ, "PYTHONPATH": str(ROOT)})
+    assert proc.returncode == 2, proc.stderr
+    # argparse's own refusals come after its usage lines, as of a word for a number
+    errors = [line for line in proc.stderr.splitlines() if not line.startswith(("usage:", " "))]
+    assert len(errors) == 1 and expected in errors[0], proc.stderr
+    assert proc.stdout == "" and list(tmp_path.iterdir()) == []  # nothing trained or written
+
+
+
+def test_the_digits_examples_without_scikit_learn_say_how_to_install_it(tmp_path):
+    blocker = tmp_path / "blocked" / "sklearn"
+    blocker.mkdir(parents=True)  # an sklearn whose import fails, as when it is not installed
+    (blocker / "__init__.py").write_text("raise ModuleNotFoundError(\"No module named "
+                                         "'sklearn'\", name='sklearn')\n")
+    for script in ("digits_mlp.py", "digits_cnn.py"):
+        proc = subprocess.run([sys.executable, str(ROOT / "examples" / script)], cwd=tmp_path,
+                              capture_output=True, text=True, timeout=600,
+                              env={**os.environ,
+                                   "PYTHONPATH": os.pathsep.join([str(blocker.parent),
+                                                                  str(ROOT)])})
+        assert proc.returncode == 2, proc.stderr
+        assert proc.stderr.splitlines() == [
+            "error: No module named 'sklearn': the digits come with scikit-learn (pip install "
+            "scikit-learn, or pip install -e '.[examples]')"], proc.stderr
