@@ -1,7 +1,7 @@
 """A character-level GPT on Tiny Shakespeare, written with graphc's public library: gc.nn
 layers, gc.optim.AdamW with nanoGPT's warmup + cosine schedule, and gc.Trainer (one compiled
 step, checkpoints, loss curve). The model, settings and seed are those of
-`graphc train --config tiny --steps 300`, so it reaches the same validation loss (~2.15).
+`graphc train --config tiny --steps 300`, so it reaches the same validation loss (~2.16).
 
     python examples/char_gpt.py [--steps 300] [--out runs/char_gpt] [--resume]
 """

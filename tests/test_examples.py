@@ -218,3 +218,12 @@ def test_the_digits_examples_without_scikit_learn_say_how_to_install_it(tmp_path
         assert proc.stderr.splitlines() == [
             "error: No module named 'sklearn': the digits come with scikit-learn (pip install "
             "scikit-learn, or pip install -e '.[examples]')"], proc.stderr
+
+
+def test_the_readme_counts_char_gpt_s_lines_as_they_are():
+    """The README said 67 non-blank lines, the file's count when it was written; it had 81."""
+    import re
+    readme = (ROOT / "README.md").read_text(encoding="utf-8")
+    said = re.search(r"`examples/char_gpt\.py` trains the same GPT in (\d+) non-blank", readme)
+    source = (ROOT / "examples" / "char_gpt.py").read_text(encoding="utf-8").splitlines()
+    assert said and int(said.group(1)) == sum(1 for line in source if line.strip())
