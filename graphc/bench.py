@@ -36,7 +36,8 @@ class Result:
     background_seconds: float | None = None  # compiling kernels after the plan could run
     peak_bytes: int | None = None
     tokens: int = 0
-    flops: float = 0.0
+    flops: float | None = None  # of one step, every op's (None: not known, no graphc plan)
+    matrix_flops: float | None = None  # its matrix products' alone (MATRIX_OPS)
 
     @property
     def median_ms(self):
@@ -46,6 +47,19 @@ class Result:
     def iqr_ms(self):
         q1, q3 = np.percentile(self.times, [25, 75])
         return float(q3 - q1) * 1e3
+
+    def gemm_share(self, gemm_gflops) -> float | None:
+        """The step's matrix FLOPs at numpy's GEMM rate over its median time (the %GEMM
+        column: the share of the floor); None where the FLOPs are not known."""
+        if not self.matrix_flops:
+            return None
+        return self.matrix_flops / (self.median_ms / 1e3) / 1e9 / gemm_gflops
+
+
+# the matrix products, whose FLOPs %GEMM rates at numpy's GEMM speed (the README's floor):
+# every op's FLOPs (plan.flops()) also hold the elementwise ops', 2.5% of small's step and
+# 5% of tiny's, which made the step look that much nearer the floor
+MATRIX_OPS = ("matmul", "einsum")
 
 
 class _Data:
@@ -79,6 +93,7 @@ class CompiledStep:
                                                     self.trainer.eval_plan)
         self.peak_bytes = self.trainer.step_plan.peak_intermediate_bytes
         self.flops = self.trainer.step_plan.flops()
+        self.matrix_flops = self.trainer.step_plan.flops(MATRIX_OPS)
 
     def __call__(self):
         return self.trainer.train_step()
@@ -212,7 +227,7 @@ class InferStep:
         self.model = GPT(cfg, seed=0)
         self.contender = contender
         self.compile_seconds = self.peak_bytes = None
-        self.flops = 0.0
+        self.flops = self.matrix_flops = None
         if contender in COMPILED:
             start = time.perf_counter()
             self.plan = build_plan(build_logits(self.model, cfg.batch_size), pipeline,
@@ -221,6 +236,7 @@ class InferStep:
             self.background_seconds = _wait_for_kernels(self.plan)
             self.peak_bytes = self.plan.peak_intermediate_bytes
             self.flops = self.plan.flops()
+            self.matrix_flops = self.plan.flops(MATRIX_OPS)
             feed = {"idx": self.data.x, **{n: p.data for n, p in self.model.named_parameters()}}
             self.args = [feed[n.attrs["name"]] for n in self.plan.graph.inputs]
         elif contender == "torch":
@@ -268,6 +284,7 @@ def _mlp_runner(contender):
         runner.background_seconds = _wait_for_kernels(plan)
         runner.peak_bytes = plan.peak_intermediate_bytes
         runner.flops = plan.flops()
+        runner.matrix_flops = plan.flops(MATRIX_OPS)
         return runner
     if contender == "eager":
         t1, t2 = gc.Parameter(w1), gc.Parameter(w2)
@@ -295,7 +312,6 @@ def _mlp_runner(contender):
                 p2.sub_(0.1 * p2.grad)
             return value.item()
     runner.compile_seconds = runner.peak_bytes = None
-    runner.flops = 0.0
     return runner
 
 
@@ -375,8 +391,11 @@ def _run_workload(workload, workers, steps, warmup):
     meta = {c: m for c, m in meta.items() if m is not None}
     for w in workers.values():
         w.ask("warmup", warmup)
-    flops = meta["compiled"]["flops"] if "compiled" in meta else 0.0
-    res = {c: Result(workload, c, tokens=m["tokens"], flops=flops,
+    # every contender's step is rated by the FLOPs of the default pipeline's plan (-O0's may
+    # hold more; the others have none): without compiled or numpy, %GEMM was 0% throughout
+    counted = next((meta[c] for c in ("compiled", "numpy") if c in meta), {})
+    res = {c: Result(workload, c, tokens=m["tokens"], flops=counted.get("flops"),
+                     matrix_flops=counted.get("matrix_flops"),
                      compile_seconds=m["compile_seconds"],
                      background_seconds=m["background_seconds"], peak_bytes=m["peak_bytes"])
            for c, m in meta.items()}
@@ -468,7 +487,8 @@ def _serve(conn, contender, parent):
                     conn.send(("ok", None))
                     continue
                 runner, tokens = made
-                value = dict(tokens=tokens, flops=getattr(runner, "flops", 0.0),
+                value = dict(tokens=tokens, flops=getattr(runner, "flops", None),
+                             matrix_flops=getattr(runner, "matrix_flops", None),
                              compile_seconds=getattr(runner, "compile_seconds", None),
                              background_seconds=getattr(runner, "background_seconds", None),
                              peak_bytes=getattr(runner, "peak_bytes", None))
@@ -592,8 +612,8 @@ def plot(results, path):
 
 
 def table(results, gemm_gflops, measured=None, blas=None) -> str:
-    """The results side by side; %GEMM is each step's FLOPs at gemm_gflops over its time
-    (`measured`: the GEMM rates taken before and after the steps, shown beside it; `blas`:
+    """The results side by side; %GEMM is each step's matrix FLOPs at gemm_gflops over its
+    time, blank where they are not known (`measured`: the GEMM rates taken before and after the steps, shown beside it; `blas`:
     numpy_blas(), named under it)."""
     rates = f" (the faster of {measured[0]:.0f} before and {measured[1]:.0f} after the steps)" \
         if measured else ""
@@ -612,13 +632,14 @@ def table(results, gemm_gflops, measured=None, blas=None) -> str:
         for c, r in rs.items():
             vs_eager = f"{eager.median_ms / r.median_ms:.2f}x" if eager else ""
             vs_torch = f"{torch.median_ms / r.median_ms:.2f}x" if torch else ""
-            share = r.flops / (r.median_ms / 1e3) / 1e9 / gemm_gflops if r.flops else 0
+            share = r.gemm_share(gemm_gflops)
+            share = f"{share:.0%}" if share is not None else ""
             peak = f"{r.peak_bytes / 2**20:.1f}" if r.peak_bytes else ""
             comp = f"{r.compile_seconds:.2f}" if r.compile_seconds else ""
             bg = f"{r.background_seconds:.2f}" if r.background_seconds is not None else ""
             lines.append(f"{workload:<22} {c:<10} {r.median_ms:>9.1f} {r.iqr_ms:>6.1f} "
                          f"{r.tokens / (r.median_ms / 1e3):>8.0f} {vs_eager:>8} {vs_torch:>8} "
-                         f"{share:>6.0%} {peak:>8} {comp:>9} {bg:>6}")
+                         f"{share:>6} {peak:>8} {comp:>9} {bg:>6}")
     return "\n".join(lines)
 
 
@@ -628,7 +649,8 @@ def to_json(results, gemm_gflops) -> dict:
         "results": [{
             "workload": r.workload, "contender": r.contender, "median_ms": r.median_ms,
             "iqr_ms": r.iqr_ms, "tokens_per_s": r.tokens / (r.median_ms / 1e3),
-            "flops_per_step": r.flops, "peak_bytes": r.peak_bytes,
+            "flops_per_step": r.flops, "matrix_flops_per_step": r.matrix_flops,
+            "gemm_share": r.gemm_share(gemm_gflops), "peak_bytes": r.peak_bytes,
             "compile_seconds": r.compile_seconds,
             "background_compile_seconds": r.background_seconds, "times_s": r.times,
         } for r in results],

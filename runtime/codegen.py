@@ -372,11 +372,14 @@ class Plan:
     def remat_report(self, report) -> None:
         self._remat_report = report
 
-    def flops(self) -> float:
+    def flops(self, ops=None) -> float:
+        """The FLOPs of one call, by the ops' own rules; `ops`: only the nodes of these ops
+        (`graphc bench` rates ("matmul", "einsum"), the matrix products, at numpy's GEMM
+        speed). A loop's or a cond's node counts whole or not at all, by its own op."""
         total = 0.0
         for n in self._running().graph.nodes:  # a twin's may recompute more (memory_limit)
             op = get_op(n.op)
-            if op.flops is not None:
+            if op.flops is not None and (ops is None or n.op in ops):
                 total += op.flops([i.type for i in n.inputs], n.type, **n.attrs)
         return total
 

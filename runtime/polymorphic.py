@@ -128,8 +128,8 @@ class PolymorphicPlan:
         for plan in self._plans.values():
             plan.wait_for_kernels()
 
-    def flops(self):
-        return self._latest("flops").flops()
+    def flops(self, ops=None):
+        return self._latest("flops").flops(ops)
 
     def __repr__(self):
         return f"<PolymorphicPlan {self.name!r}: {len(self._plans)} bindings lowered>"

@@ -46,7 +46,48 @@ def test_bench_writes_complete_json_and_plot(tmp_path, capsys):
         if r["contender"] in ("compiled", "numpy", "O0"):
             assert 0 < r["compile_seconds"] < 30 and 0 <= r["background_compile_seconds"] < 60
             assert r["peak_bytes"] > 0 and r["flops_per_step"] > 1e6
+        # %GEMM rates the matrix products' FLOPs, counted by hand here, not every op's
+        # (the elementwise ops' had made it 2-5% too high); the JSON holds the table's share
+        assert r["matrix_flops_per_step"] == MATRIX_FLOPS[r["workload"]] < r["flops_per_step"]
+        share = r["gemm_share"]
+        assert share == pytest.approx(r["matrix_flops_per_step"] / (r["median_ms"] / 1e3)
+                                      / 1e9 / data["matmul_gflops"])
+        line = next(line for line in printed.splitlines()
+                    if line.split()[:2] == [r["workload"], r["contender"]])
+        assert f" {share:.0%} " in line
     assert png.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+
+
+def _gpt_forward_matrix_flops(B, T, C, L, V):
+    """A GPT forward's matrix products: per layer the qkv, projection and two MLP products
+    and the two attention products (full T x T), then the logits."""
+    N = B * T
+    return L * (2 * N * C * 3 * C + 2 * N * C * C + 2 * 2 * N * C * 4 * C
+                + 2 * 2 * B * T * T * C) + 2 * N * C * V
+
+
+MATRIX_FLOPS = {
+    # x @ w1 and its weight gradient (x needs none), h @ w2 with both gradients
+    "mlp-train": 2 * (2 * 256 * 512 * 1024) + 3 * (2 * 256 * 1024 * 10),
+    "gpt-tiny-infer": _gpt_forward_matrix_flops(64, 32, 64, 2, 65),
+}
+
+
+def test_gemm_share_is_blank_where_no_plan_counted_the_flops():
+    """--contenders without compiled or numpy (and the gen- workloads) printed %GEMM 0% for
+    every row and wrote flops_per_step 0.0: FLOPs not counted, not none."""
+    from graphc.bench import Result, table, to_json
+    rated = Result("mlp-train", "eager", times=[0.5], tokens=256, flops=2.2e9,
+                   matrix_flops=2e9)
+    unrated = Result("mlp-train", "torch", times=[0.25], tokens=256)
+    printed = table([rated, unrated], 10.0).splitlines()
+    assert printed[-2].split()[:8] == ["mlp-train", "eager", "500.0", "0.0", "512", "1.00x",
+                                       "0.50x", "40%"]  # 2 GFLOP in 0.5 s at 10 GFLOP/s
+    assert printed[-1].split()[:7] == ["mlp-train", "torch", "250.0", "0.0", "1024", "2.00x",
+                                       "1.00x"] and "%" not in printed[-1]
+    rows = to_json([rated, unrated], 10.0)["results"]
+    assert rows[0]["gemm_share"] == pytest.approx(0.4) and rows[0]["flops_per_step"] == 2.2e9
+    assert rows[1]["gemm_share"] is None and rows[1]["flops_per_step"] is None
 
 
 def test_bench_rejects_unknown_workloads(capsys):
