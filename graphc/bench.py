@@ -330,11 +330,37 @@ WORKLOADS = ("gpt-tiny-train", "gpt-small-train", "gpt-medium-train", "gpt-tiny-
              "gpt-small-infer", "gpt-medium-infer", "mlp-train") + GEN_WORKLOADS
 
 
+def _runs(workload, contender) -> bool:
+    """Whether the contender has this workload: the mixed-precision ones only the GPT training
+    steps, the gen- workloads only graphc.bench_generate's contenders."""
+    if contender in MIXED:
+        return workload.startswith("gpt-") and workload.endswith("-train")
+    if workload in GEN_WORKLOADS:
+        from .bench_generate import CONTENDERS as GEN_CONTENDERS
+        return contender in GEN_CONTENDERS
+    return True
+
+
+def check_workloads_run(workloads, contenders, missing=None) -> None:
+    """Each workload has a contender that runs it, among `contenders` less those `missing`
+    (name: why it cannot run here): one that none ran was left out of the table without a
+    word (alone, an empty table and exit status 0, as with --contenders torch where torch is
+    not installed; under --concurrent, a worker's traceback)."""
+    missing = missing or {}
+    for w in workloads:
+        if not any(_runs(w, c) for c in contenders if c not in missing):
+            here = " here (" + "; ".join(f"{c} is not available: {why}" for c, why in
+                                         missing.items()) + ")" if missing else ""
+            able = [c for c in CONTENDERS if _runs(w, c) and c not in missing]
+            raise ValueError(f"--workloads {w}: none of --contenders {', '.join(contenders)} "
+                             f"runs it{here}; add one that does: {', '.join(able)}")
+
+
 def _make(workload, contender):
     if contender == "torch":
         import torch
         torch.manual_seed(0)
-    if contender in MIXED and not (workload.startswith("gpt-") and workload.endswith("-train")):
+    if not _runs(workload, contender):
         return None  # not this one
     if workload.startswith("gpt-"):
         _, config, kind = workload.split("-")
@@ -369,15 +395,17 @@ def run(workloads=("gpt-tiny-train", "gpt-small-train"), steps=10, warmup=2,
     241 ms after another contender had mapped 120 MB; for `tiny`, after tracemalloc had grown
     the heap, 36 ms instead of 57), and one contender's idle threads spun on the cores the
     next one needed."""
-    workers = {}
+    workers, missing = {}, {}
     try:
         for contender in contenders:
             worker = _Worker(contender)
             if worker.missing:
                 log(f"{contender} is not available here ({worker.missing}); column skipped")
+                missing[contender] = worker.missing
                 worker.stop()
                 continue
             workers[contender] = worker
+        check_workloads_run(workloads, contenders, missing)
         return [r for w in workloads for r in _run_workload(w, workers, steps, warmup)]
     finally:
         for worker in workers.values():
@@ -553,6 +581,8 @@ def run_shared(workloads=("gpt-tiny-train",), copies=2, steps=10, warmup=2, roun
                 log(f"{contender} is not available here ({workers[-1].missing}); skipped")
                 continue
             for workload in workloads:
+                if not _runs(workload, contender):  # (its workers had no runner to turn)
+                    continue
                 for w in workers:
                     w.ask("make", workload)
                 for w in workers:
@@ -824,6 +854,7 @@ def run_cli(args) -> int:
         if not chosen:  # an empty table and exit status 0
             raise ValueError(f"{flag} {getattr(args, flag[2:])!r} names none; choose from "
                              f"{', '.join(names)}")
+    check_workloads_run(workloads, contenders)
     check_process_count("--concurrent", args.concurrent)
     for flag, path in (("--json", args.json), ("--plot", args.plot)):
         if path:

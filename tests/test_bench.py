@@ -147,6 +147,47 @@ def test_bench_rounds_without_concurrent_is_refused_before_measuring(capsys, mon
         "measurement, which runs only with --concurrent N\n")
 
 
+def test_bench_refuses_a_workload_that_no_contender_runs_before_measuring(capsys,
+                                                                            monkeypatch):
+    """bf16-mixed runs only the GPT training steps: alone on an inference workload it printed
+    an empty table with exit status 0, and under --concurrent its workers, with no runner,
+    failed with a TypeError's traceback."""
+    import graphc.bench
+
+    def measured(*args, **kwargs):
+        raise AssertionError("the bench measured")
+    monkeypatch.setattr(graphc.bench, "matmul_gflops", measured)
+    assert main(["bench", "--workloads", "mlp-train,gpt-tiny-infer", "--contenders",
+                 "bf16-mixed,fp16-mixed", "--concurrent", "2"]) == 2
+    assert capsys.readouterr().err == (
+        "graphc: error: --workloads mlp-train: none of --contenders bf16-mixed, fp16-mixed "
+        "runs it; add one that does: compiled, numpy, O0, eager, torch\n")
+
+
+def test_bench_with_torch_its_only_contender_and_torch_missing_is_refused(tmp_path,
+                                                                          monkeypatch, capsys):
+    """--contenders torch without torch: the column was skipped, and the table printed with
+    no row, exit status 0."""
+    (tmp_path / "torch").mkdir()
+    (tmp_path / "torch" / "__init__.py").write_text("raise ImportError('no torch here')\n")
+    monkeypatch.syspath_prepend(str(tmp_path))  # (the spawned workers get this sys.path)
+    out = tmp_path / "bench.json"
+    assert main(["bench", "--workloads", "mlp-train", "--contenders", "torch", "--steps",
+                 "1", "--json", str(out)]) == 2
+    printed = capsys.readouterr()
+    assert printed.err == (
+        "graphc: error: --workloads mlp-train: none of --contenders torch runs it here (torch "
+        "is not available: torch: no torch here); add one that does: compiled, numpy, O0, "
+        "eager\n")
+    assert "ms/step" not in printed.out and not out.exists()
+
+
+def test_concurrent_leaves_out_the_workloads_a_contender_does_not_run():
+    from graphc.bench import run_shared
+    assert run_shared(["gpt-tiny-infer"], copies=2, steps=1, warmup=0, rounds=1,
+                      contenders=("bf16-mixed",)) == []
+
+
 def test_medium_workloads_build_the_medium_config():
     from graphc.bench import WORKLOADS, _make
     assert {"gpt-medium-train", "gpt-medium-infer"} <= set(WORKLOADS)
