@@ -8,6 +8,7 @@ times, measured in one run.
 """
 from __future__ import annotations
 
+import contextlib
 import json
 import os
 import signal
@@ -395,7 +396,7 @@ def run(workloads=("gpt-tiny-train", "gpt-small-train"), steps=10, warmup=2,
     241 ms after another contender had mapped 120 MB; for `tiny`, after tracemalloc had grown
     the heap, 36 ms instead of 57), and one contender's idle threads spun on the cores the
     next one needed."""
-    workers, missing = {}, {}
+    workers, missing, interrupted = {}, {}, False
     try:
         for contender in contenders:
             worker = _Worker(contender)
@@ -407,9 +408,12 @@ def run(workloads=("gpt-tiny-train", "gpt-small-train"), steps=10, warmup=2,
             workers[contender] = worker
         check_workloads_run(workloads, contenders, missing)
         return [r for w in workloads for r in _run_workload(w, workers, steps, warmup)]
+    except KeyboardInterrupt:
+        interrupted = True
+        raise
     finally:
         for worker in workers.values():
-            worker.stop()
+            worker.stop(at_once=interrupted)
 
 
 def _run_workload(workload, workers, steps, warmup):
@@ -457,7 +461,12 @@ class _Worker:
         self.process = ctx.Process(target=_serve, args=(child, contender, os.getpid()),
                                    daemon=True,
                                    name=f"graphc-bench-{contender}")
-        self.process.start()
+        # multiprocessing's resource tracker, which the first start launches, unblocks
+        # SIGINT after launching: launched first, so that the block holds for this start
+        from multiprocessing import resource_tracker
+        resource_tracker.ensure_running()
+        with _sigint_blocked():
+            self.process.start()
         child.close()
         self.missing = self._reply()
 
@@ -475,7 +484,11 @@ class _Worker:
             raise RuntimeError(f"bench worker {self.process.name} failed:\n{value}")
         return value
 
-    def stop(self):
+    def stop(self, at_once=False):
+        """Ends the process: after its turn, or `at_once` (Ctrl-C: a --concurrent turn is
+        all the steps, which the user has stopped waiting for)."""
+        if at_once:
+            self.process.kill()
         try:
             self.conn.send(("stop", None))
         except (OSError, EOFError):
@@ -483,6 +496,23 @@ class _Worker:
         self.process.join(timeout=10)
         if self.process.is_alive():
             self.process.kill()
+
+
+@contextlib.contextmanager
+def _sigint_blocked():
+    """SIGINT blocked in this thread while it starts a process, which keeps the block
+    (fork and exec keep a signal mask): a terminal's Ctrl-C goes to the whole process group,
+    and every worker printed a KeyboardInterrupt's traceback (from its turn, or its start-up's
+    imports) above the bench's own line; the bench ends its workers itself. A Ctrl-C meanwhile
+    is delivered here when the block ends."""
+    if not hasattr(signal, "pthread_sigmask"):  # (not on Windows: nothing blocked)
+        yield
+        return
+    before = signal.pthread_sigmask(signal.SIG_BLOCK, {signal.SIGINT})
+    try:
+        yield
+    finally:
+        signal.pthread_sigmask(signal.SIG_SETMASK, before)
 
 
 def _serve(conn, contender, parent):
@@ -568,7 +598,7 @@ def run_shared(workloads=("gpt-tiny-train",), copies=2, steps=10, warmup=2, roun
     each round also times one of them alone. Reports each process's slow-down; the fair
     share of a machine among N equal processes is N x (less when one process alone cannot
     use every core)."""
-    results = []
+    results, interrupted = [], False
     for contender in contenders:
         workers = []
         try:
@@ -596,9 +626,12 @@ def run_shared(workloads=("gpt-tiny-train",), copies=2, steps=10, warmup=2, roun
                         w.conn.send(("turn", steps))
                     res.rounds.append([float(np.mean(w._reply())) for w in workers])
                 results.append(res)
+        except KeyboardInterrupt:
+            interrupted = True
+            raise
         finally:
             for w in workers:
-                w.stop()
+                w.stop(at_once=interrupted)
     return results
 
 
@@ -814,9 +847,11 @@ def _busy_process():
     ends: `while True: pass` outlived a bench killed by a signal, spinning forever. It looks
     every few ms whether its parent is still this process (portable; the loop stays busy)."""
     import subprocess
+    # a session of its own, out of reach of a terminal's Ctrl-C (the bench's to handle: the
+    # loop printed a KeyboardInterrupt's traceback)
     return subprocess.Popen([sys.executable, "-c", "import os\n"
                              f"while os.getppid() == {os.getpid()}:\n"
-                             "    for _ in range(100_000): pass"])
+                             "    for _ in range(100_000): pass"], start_new_session=True)
 
 
 # options of the contenders' measurement, which `--ranks` (another measurement) does not take

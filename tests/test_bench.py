@@ -240,6 +240,52 @@ def test_a_bench_killed_by_sigterm_leaves_no_process_running(tmp_path):
     assert left_running(workers) == []
 
 
+# the benches say on stdout when they first ask for a turn, the moment to press Ctrl-C
+TELLS_ITS_TURNS = ("import sys\nfrom graphc import bench\nask = bench._Worker.ask\n"
+                   "def told(worker, command, argument):\n"
+                   "    if command == 'turn':\n        print('turn', flush=True)\n"
+                   "    return ask(worker, command, argument)\n"
+                   "bench._Worker.ask = told\n")
+CTRL_C_BENCHES = {
+    "contenders' turns": (
+        "from graphc.cli import main\nsys.exit(main(['bench', '--workloads', 'mlp-train', "
+        "'--contenders', 'compiled,eager', '--steps', '1000000', '--warmup', '0', "
+        "'--beside-busy']))\n", "graphc: interrupted\n"),
+    "a --concurrent round": (  # its solo turn of a million steps: hours
+        "try:\n    bench.run_shared(['mlp-train'], copies=2, steps=10**6, warmup=0, rounds=1, "
+        "contenders=('compiled',))\nexcept KeyboardInterrupt:\n    sys.exit(130)\n", ""),
+}
+
+
+@pytest.mark.skipif(not sys.platform.startswith("linux"), reason="/proc")
+@pytest.mark.parametrize("during", list(CTRL_C_BENCHES))
+def test_ctrl_c_ends_the_bench_at_once_with_its_one_line(during):
+    """s48: a terminal's Ctrl-C (SIGINT to the whole process group) printed a
+    KeyboardInterrupt's traceback from every worker (and from the --beside-busy loop) above
+    `graphc: interrupted`, and the bench then waited up to 10 s per worker for the rest of
+    its turn: all the steps of a --concurrent round."""
+    from launch import children, left_running, rank_env
+    script, said = CTRL_C_BENCHES[during]
+    proc = subprocess.Popen([sys.executable, "-c", TELLS_ITS_TURNS + script], env=rank_env(),
+                            start_new_session=True, stdout=subprocess.PIPE,
+                            stderr=subprocess.PIPE, text=True)
+    try:
+        assert proc.stdout.readline() == "turn\n"
+        time.sleep(1)  # (into the turn)
+        workers = children(proc.pid)
+        os.killpg(proc.pid, signal.SIGINT)
+        start = time.monotonic()
+        _, err = proc.communicate(timeout=60)
+        took = time.monotonic() - start
+    finally:
+        if proc.poll() is None:
+            os.killpg(proc.pid, signal.SIGKILL)
+            proc.wait()
+    assert (proc.returncode, err) == (130, said)
+    assert took < 5
+    assert len(workers) >= 3 and left_running(workers) == []  # (with the tracker, or busy)
+
+
 @pytest.mark.skipif(not sys.platform.startswith("linux"), reason="/proc")
 @pytest.mark.parametrize("signum", [signal.SIGTERM, signal.SIGKILL])
 def test_a_bench_ranks_killed_by_sigterm_or_sigkill_ends_its_job(tmp_path, signum):
