@@ -651,6 +651,8 @@ def plot(results, path):
     by = {}
     for r in results:
         by.setdefault(r.workload, {})[r.contender] = r
+    # the speed-ups are over graphc eager: a workload without its row (gen-) had bars of 0
+    by = {w: rs for w, rs in by.items() if "eager" in rs}
     workloads = list(by)
     contenders = [c for c in CONTENDERS
                   if any(c in rs for rs in by.values())]
@@ -661,8 +663,7 @@ def plot(results, path):
         ratios = []
         for w in workloads:
             rs = by[w]
-            base = rs.get("eager")
-            ratios.append(base.median_ms / rs[c].median_ms if base and c in rs else 0)
+            ratios.append(rs["eager"].median_ms / rs[c].median_ms if c in rs else 0)
         ax.bar([i + k * width for i in range(len(workloads))], ratios, width, label=c)
     ax.axhline(1.0, color="black", lw=0.8)
     ax.set_xticks([i + width * (len(contenders) - 1) / 2 for i in range(len(workloads))])
@@ -795,7 +796,8 @@ def add_arguments(p):
                    "Python loop), as on a shared machine")
     p.add_argument("--json", type=_path, help="write the measurements to this JSON file (with "
                    "--ranks too)")
-    p.add_argument("--plot", type=_path, help="write a bar chart of the speed-ups to this PNG")
+    p.add_argument("--plot", type=_path, help="write a bar chart of the speed-ups over graphc "
+                   "eager to this PNG (with eager among --contenders)")
     p.add_argument("--ranks", type=rank_counts,
                    help="instead: the data-parallel tiny GPT step on these rank counts (e.g. "
                    "1,2; MPI, graphc.bench_ranks): step time, all-reduce time, share of the "
@@ -894,6 +896,15 @@ def run_cli(args) -> int:
     for flag, path in (("--json", args.json), ("--plot", args.plot)):
         if path:
             check_output(flag, path)
+    if args.plot:  # (every bar was 0 without eager's rows: the chart's speed-ups are over it)
+        if "eager" not in contenders:
+            raise ValueError(f"--plot {args.plot}: the chart shows each contender's speed-up "
+                             "over graphc eager; add eager to --contenders, or leave --plot "
+                             "out")
+        if not any(_runs(w, "eager") for w in workloads):
+            raise ValueError(f"--plot {args.plot}: the chart shows each contender's speed-up "
+                             "over graphc eager, which runs none of the gen- workloads; "
+                             "leave --plot out")
     if args.json and args.plot and os.path.abspath(args.json) == os.path.abspath(args.plot):
         raise ValueError(f"--json and --plot name one file, {args.json}: the plot would "
                          "replace the JSON")

@@ -188,6 +188,40 @@ def test_concurrent_leaves_out_the_workloads_a_contender_does_not_run():
                       contenders=("bf16-mixed",)) == []
 
 
+@pytest.mark.parametrize("options, said", [
+    (["--workloads", "mlp-train", "--contenders", "compiled,torch"],
+     "over graphc eager; add eager to --contenders, or leave --plot out"),
+    (["--workloads", "gen-small-decode-b1", "--contenders", "compiled,eager"],
+     "over graphc eager, which runs none of the gen- workloads; leave --plot out")])
+def test_bench_plot_without_eager_rows_is_refused_before_measuring(tmp_path, capsys,
+                                                                   monkeypatch, options, said):
+    """The chart's bars are speed-ups over graphc eager: without eager's rows every bar was
+    0, written after the whole run with exit status 0."""
+    import graphc.bench
+
+    def measured(*args, **kwargs):
+        raise AssertionError("the bench measured")
+    monkeypatch.setattr(graphc.bench, "matmul_gflops", measured)
+    png = tmp_path / "bench.png"
+    assert main(["bench", *options, "--plot", str(png)]) == 2
+    assert capsys.readouterr().err == (f"graphc: error: --plot {png}: the chart shows each "
+                                       f"contender's speed-up {said}\n")
+    assert not png.exists()
+
+
+def test_the_plot_leaves_out_workloads_without_an_eager_row(tmp_path, monkeypatch):
+    import graphc.bench
+    from graphc.bench import Result, plot
+    saved = []
+    monkeypatch.setattr(graphc.bench, "save_figure", lambda fig, path: saved.append(fig))
+    plot([Result("mlp-train", "compiled", times=[0.1]), Result("mlp-train", "eager",
+                                                               times=[0.4]),
+          Result("gen-small-decode-b1", "compiled", times=[0.2])], tmp_path / "x.png")
+    ax, = saved[0].axes
+    assert [t.get_text() for t in ax.get_xticklabels()] == ["mlp-train"]
+    assert [bar.get_height() for bar in ax.patches] == [4.0, 1.0]  # compiled, eager
+
+
 def test_medium_workloads_build_the_medium_config():
     from graphc.bench import WORKLOADS, _make
     assert {"gpt-medium-train", "gpt-medium-infer"} <= set(WORKLOADS)
