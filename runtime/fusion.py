@@ -243,12 +243,27 @@ def _fold_into_products(graph: Graph, found: dict, reshape_addend: bool) -> Grap
     if not found:
         return graph
     dropped = {c for m, reshape, _ in found.values() for c in (m, reshape) if c is not None}
-    mapping = {}
+    # Where each matmul_add is made: where the product was, when the addend is there by then
+    # (an accumulated gradient, `sum + x.T @ dy`, whose add comes after the whole backward
+    # pass); at the add's place it held the product's operands, activations and gradients,
+    # alive until then (the plan of a micro-batch of gradient accumulation held every
+    # layer's, and a memory_limit could not lower it). Its result is then held from the
+    # product's place, as the product was, and the addend dies there rather than at the add
+    order = {n: k for k, n in enumerate(graph.nodes)}
+    made_at = {}
+    for add, (m, reshape, x) in found.items():
+        product = reshape if reshape is not None else m
+        made_at[product if order[x] < order[product] else add] = add
+    made, mapping = {}, {}
 
     def visit(node, inputs, new):
-        if node not in found:
+        if node in made:  # an add whose matmul_add was made at its product's place
+            return made[node]
+        if node not in made_at:
             return None
-        m, reshape, x = found[node]
+        add = made_at[node]
+        node = add  # (its locations and scope are the add's, wherever it is made)
+        m, reshape, x = found[add]
         locs = merge_locs(m.locs, node.locs)
         addend = mapping[x]
         if reshape is not None and reshape_addend:
@@ -256,12 +271,13 @@ def _fold_into_products(graph: Graph, found: dict, reshape_addend: bool) -> Grap
                                   TensorType(m.shape, m.dtype), locs, node.scope)
         operands = [mapping[i] for i in m.inputs] + [addend]
         product = new.add_node("matmul_add", operands, {}, m.type, locs, node.scope)
-        if reshape is None:
-            return product
-        return new.add_node("reshape", [product], dict(reshape.attrs), node.type, locs,
-                            node.scope)
+        if reshape is not None:
+            product = new.add_node("reshape", [product], dict(reshape.attrs), node.type, locs,
+                                   node.scope)
+        made[add] = product
+        return product
 
-    keep = {n for n in graph.nodes if n not in dropped}
+    keep = {n for n in graph.nodes if n not in dropped or n in made_at}
     return rebuild(graph, visit, keep=keep, mapping=mapping)[0]
 
 
