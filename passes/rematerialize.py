@@ -98,11 +98,24 @@ class MemoryLimitError(GraphcError):
         return MemoryLimitError(self.limit, self.peak, self.best, self.option, plan, locs)
 
 
-def _told_apart(a: int, b: int) -> tuple:
-    """Two sizes as text, in bytes where their rounded forms would read the same (a limit of
-    1800000 bytes against a need of 1830944 both read "1.7 MiB")."""
-    a_text, b_text = format_bytes(a), format_bytes(b)
-    return (a_text, b_text) if a_text != b_text else (f"{a} bytes", f"{b} bytes")
+def _told_apart(limit: int, least: int) -> tuple:
+    """A limit and the least size that fits, as text, that size rounded up: a budget of the
+    figure the message shows fits (16303725 bytes read "15.5 MiB", and a limit of 15.5MiB,
+    16252928 bytes, was refused again). Both in bytes where their rounded forms would read
+    the same (a limit of 1850000 bytes against a need of 1860000 both read "1.8 MiB")."""
+    a_text, b_text = format_bytes(limit), _rounded_up(least)
+    return (a_text, b_text) if a_text != b_text else (f"{limit} bytes", f"{least} bytes")
+
+
+def _rounded_up(size: int) -> str:
+    """format_bytes(size), its last digit raised by one where the text reads less than size
+    (as parse_memory_limit reads it back)."""
+    text = format_bytes(size)
+    if parse_memory_limit(text) >= size:
+        return text
+    number, unit = text.split()
+    decimals = len(number.partition(".")[2])
+    return f"{float(number) + 10 ** -decimals:.{decimals}f} {unit}"
 
 
 @dataclass(frozen=True)

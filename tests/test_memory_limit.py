@@ -186,6 +186,15 @@ def test_a_budget_that_cannot_be_met_is_one_line_with_the_smallest_peak():
     best = info.value.best
     # the smallest peak named is reachable: that budget compiles
     assert gc.compile(fn, memory_limit=best).plan_for(*args).memory["total"] <= best
+    # and so does the size the message asks for, rounded up: it said "at least 279.0 KiB"
+    # of a need of 285744 bytes (279.05 KiB), and a limit of 279.0KiB was refused again
+    asked = re.search(r"at least (\S+ \S+) or", message).group(1)
+    assert asked == "279.1 KiB"
+    assert gc.compile(fn, memory_limit=asked).plan_for(*args).memory["total"] <= best
+    # where the limit and that size would read alike, both are in bytes
+    assert str(MemoryLimitError(1_850_000, 2_000_000, 1_860_000)).endswith(
+        "down to 1860000 bytes at best; raise the limit to at least 1860000 bytes or shrink "
+        "the batch")
 
 
 @pytest.mark.parametrize("text, expected", [

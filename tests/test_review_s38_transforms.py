@@ -5,7 +5,7 @@ import pytest
 
 import graphc as gc
 from ir.errors import GraphcError
-from passes.rematerialize import MemoryLimitError
+from passes.rematerialize import MemoryLimitError, parse_memory_limit
 
 
 def test_vmap_keeps_the_range_check_of_a_power_by_a_traced_int():
@@ -110,7 +110,8 @@ def test_a_refusal_on_the_tape_names_the_plan_and_the_callers_line():
     plan's peak memory from 355.0 KiB down to 355.0 KiB"), named no line of the user's and,
     where the limit and the need rounded alike, contradicted itself ("1.7 MiB cannot be met
     ... at least 1.7 MiB"). Now it names the backward (or forward) of the compiled layer,
-    the caller's line, and sizes that read alike in bytes."""
+    the caller's line, and the size needed rounded up (sizes that would read alike are in
+    bytes: tests/test_memory_limit.py)."""
     gc.nn.manual_seed(0)
     model = gc.nn.Sequential(gc.nn.Linear(64, 256), gc.nn.GELU(), gc.nn.LayerNorm(256),
                              gc.nn.Linear(256, 256), gc.nn.Tanh(), gc.nn.LayerNorm(256),
@@ -120,9 +121,9 @@ def test_a_refusal_on_the_tape_names_the_plan_and_the_callers_line():
     with pytest.raises(MemoryLimitError) as refused:
         gc.sum(out).backward()
     message = str(refused.value)
-    assert message.startswith("memory_limit 1800000 bytes cannot be met: the backward of "
-                              "compiled Sequential needs ")
-    assert refused.value.best > 1_800_000
-    assert f"at least {refused.value.best} bytes" in message
+    assert message.startswith("memory_limit 1.7 MiB cannot be met: the backward of "
+                              "compiled Sequential needs 1.8 MiB ")
+    assert 1_800_000 < refused.value.best <= parse_memory_limit("1.8 MiB")
+    assert "at least 1.8 MiB" in message
     assert "test_review_s38_transforms.py" in message
     assert all(p.grad is None for p in model.parameters())  # nothing half-written
