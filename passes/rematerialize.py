@@ -71,8 +71,10 @@ def parse_memory_limit(value, option: str = "memory_limit") -> int:
                               f"TiB), got {value!r}")
         number, unit = float(match.group(1)), match.group(2).lower()
     limit = number * _UNITS[unit]
-    if not math.isfinite(limit) or limit < 1:
+    if not math.isfinite(limit) or limit <= 0:
         raise GraphcError(f"{option}: expected a positive, finite size, got {value!r}")
+    if limit < 1:  # (0.5 is positive: "expected a positive size" of it read as a wrong rule)
+        raise GraphcError(f"{option}: expected a size of at least 1 byte, got {value!r}")
     return int(limit)
 
 

@@ -215,6 +215,14 @@ def test_bad_sizes_are_one_line_naming_the_option(bad):
     assert info.value.locs and info.value.locs[0][0].endswith("test_memory_limit.py")
 
 
+@pytest.mark.parametrize("small", [0.5, "0.5", "0.9 B", "1e-4KB"])
+def test_a_size_below_one_byte_is_refused_as_such(small):
+    """It was "expected a positive, finite size, got 0.5", of a positive, finite size."""
+    with pytest.raises(GraphcError) as info:
+        parse_memory_limit(small)
+    assert str(info.value) == f"memory_limit: expected a size of at least 1 byte, got {small!r}"
+
+
 def test_trainer_takes_a_memory_limit_for_its_step():
     fn, (ws, x, y) = random_mlp_step(1)
     params = {f"w{k}": w for k, w in enumerate(ws)}
