@@ -281,8 +281,9 @@ def build_parser():
     t.add_argument("--fast-math", action="store_true", help="allow rewrites that assume "
                    "finite values and reassociating kernels (results may differ from numpy's)")
     t.add_argument("--memory-limit", type=_memory_size, help="memory budget of the training "
-                   "step, in bytes or as 200MB, 1.5GiB: activations are recomputed in the "
-                   "backward pass until its plan fits (default: no limit)")
+                   "step (each rank's, with --ranks), in bytes or as 200MB, 1.5GiB: "
+                   "activations are recomputed in the backward pass until its plan fits "
+                   "(default: no limit)")
     t.add_argument("--ranks", type=_positive_int, help="train on N processes of this machine "
                    "(starts mpiexec -n N; on many machines run mpiexec -n N graphc train; "
                    "default: one process)")
