@@ -266,6 +266,64 @@ def test_a_prompt_the_vocabulary_cannot_encode_is_refused_not_dropped(hf_dir, tm
                                      "the ids\n")
 
 
+def test_a_character_lost_only_with_its_neighbour_is_refused(tmp_path):
+    """(review s48) NFC composes 'e' and U+0301 into 'é', whose bytes this vocabulary lacks:
+    tokenizers dropped it ('café' was 'caf'), but each of the two alone was known, so
+    unencodable named nothing and encode returned the short ids. An added token between them
+    parts them, as tokenizers normalises each side on its own: nothing is lost there."""
+    from tokenizers import Tokenizer as HFTokenizer
+    from tokenizers import AddedToken, decoders, models, normalizers, pre_tokenizers
+    byte_level = pre_tokenizers.ByteLevel(add_prefix_space=False)
+    vocab = {}
+    for c in "abcdefghijklmnopqrstuvwxyz" + byte_level.pre_tokenize_str(" \u0301")[0][0]:
+        vocab.setdefault(c, len(vocab))
+    raw = HFTokenizer(models.BPE(vocab, []))
+    raw.normalizer = normalizers.NFC()
+    raw.pre_tokenizer = byte_level
+    raw.decoder = decoders.ByteLevel()
+    raw.add_special_tokens([AddedToken("<|endoftext|>")])
+    raw.save(str(tmp_path / "tokenizer.json"))
+    assert raw.decode(raw.encode("cafe\u0301").ids) == "caf"
+    tok = gpt2.Tokenizer(str(tmp_path / "tokenizer.json"))
+    with pytest.raises(GraphcError, match="has no token for 'e\u0301'"):
+        tok.encode("cafe\u0301 au lait")
+    for text in ("cafe", "e<|endoftext|>\u0301", "a \u0301"):
+        assert tok.encode(text) == raw.encode(text, add_special_tokens=False).ids
+        assert tok.decode(tok.encode(text)) == text
+
+
+def test_a_vocabulary_with_every_byte_is_not_checked_again(tmp_path):
+    """(review s48) A byte-level pre-tokenizer gives only the 256 byte symbols, so a
+    vocabulary with all of them (GPT-2's) can drop none: the text was normalised and
+    pre-tokenized a second time in Python to check, which doubled encode's time."""
+    train_tokenizer(tmp_path / "tokenizer.json")
+    tok = gpt2.Tokenizer(str(tmp_path / "tokenizer.json"))
+
+    class NoSecondPass:
+        def __init__(self, inner):
+            self.inner = inner
+
+        def __getattr__(self, name):
+            if name in ("normalizer", "pre_tokenizer"):
+                raise AssertionError(f"encode read the tokenizer's {name} again")
+            return getattr(self.inner, name)
+    tok._tok = NoSecondPass(tok._tok)
+    text = SHAKESPEARE[:2000] + "🙂 東京 \u3000\t\n"
+    assert tok.decode(tok.encode(text)) == text
+    # so is a Sequence that ends in ByteLevel (Qwen2's Split then ByteLevel)
+    from tokenizers import Regex
+    from tokenizers import Tokenizer as HFTokenizer
+    from tokenizers import pre_tokenizers
+    raw = HFTokenizer.from_file(str(tmp_path / "tokenizer.json"))
+    raw.pre_tokenizer = pre_tokenizers.Sequence([
+        pre_tokenizers.Split(Regex(r"\d"), "isolated"),
+        pre_tokenizers.ByteLevel(add_prefix_space=False, use_regex=False)])
+    raw.save(str(tmp_path / "tokenizer.json"))
+    tok = gpt2.Tokenizer(str(tmp_path / "tokenizer.json"))
+    tok._tok = NoSecondPass(tok._tok)
+    assert tok.decode(tok.encode("12 🙂")) == "12 🙂"
+
+
 def test_a_prompt_that_encodes_to_no_tokens_is_refused_not_replaced(hf_dir, tmp_path, capsys):
     """Only an empty --prompt starts from <|endoftext|>: one that a tokenizer's normalizer
     removes whole (here Strip, of a prompt of spaces) was sampled from <|endoftext|> too,

@@ -342,6 +342,12 @@ class Tokenizer:
                  and not model.byte_fallback and not model.continuing_subword_prefix
                  and not model.end_of_word_suffix)
         self._symbols = set(self._tok.get_vocab(with_added_tokens=False)) if drops else None
+        # a byte-level pre-tokenizer gives only the 256 byte symbols: a vocabulary with all of
+        # them (GPT-2's) drops nothing, and its texts skip the check (it doubled encode's time)
+        if self._symbols is not None and _ends_in_byte_level(self._tok.pre_tokenizer):
+            from tokenizers.pre_tokenizers import ByteLevel
+            if self._symbols.issuperset(ByteLevel.alphabet()):
+                self._symbols = None
         # added tokens (<|endoftext|>) are matched in the text before it is pre-tokenized
         self._added = [t.content for t in self._tok.get_added_tokens_decoder().values()
                        if t.content]
@@ -394,17 +400,30 @@ class Tokenizer:
         vocabulary of a BPE that drops unknown symbols."""
         if self._symbols is None:
             return ""
+        # the parts between added tokens, each normalised on its own, as tokenizers does
+        parts = [text]
         for token in self._added:
-            text = text.replace(token, "")
+            parts = [p for part in parts for p in part.split(token)]
         normalizer, pre_tokenizer = self._tok.normalizer, self._tok.pre_tokenizer
 
         def known(s):
             s = normalizer.normalize_str(s) if normalizer is not None else s
             pieces = pre_tokenizer.pre_tokenize_str(s) if pre_tokenizer is not None else [(s, 0)]
             return all(c in self._symbols for piece, _ in pieces for c in piece)
-        if known(text):  # (the common case, in one pass)
+        bad = [part for part in parts if part and not known(part)]
+        if not bad:  # (the common case, in one pass)
             return ""
-        return "".join(c for c in dict.fromkeys(text) if not known(c))
+        lost = "".join(c for c in dict.fromkeys("".join(bad)) if not known(c))
+        if lost:
+            return lost
+        # no character is lost alone, only with its neighbours (NFC composes e and U+0301
+        # into an é whose bytes the vocabulary lacks): the first short run that is lost
+        for part in bad:
+            for size in range(2, 5):
+                for start in range(len(part) - size + 1):
+                    if not known(part[start:start + size]):
+                        return part[start:start + size]
+        return bad[0]
 
     def decode(self, ids) -> str:
         ids = [whole_token_id(i) for i in ids]
@@ -479,6 +498,21 @@ def _tokenizer_settings(directory: str) -> tuple[bool, list[str]]:
         if token and token not in special:
             special.append(token)
     return prefix, special
+
+
+def _ends_in_byte_level(pre_tokenizer) -> bool:
+    """Whether a tokenizers pre-tokenizer's last step is ByteLevel (its own, or a
+    Sequence's), so that every symbol it gives is one of the 256 byte symbols."""
+    name = type(pre_tokenizer).__name__
+    if name == "Sequence":
+        last, i = None, 0
+        while True:
+            try:
+                last, i = pre_tokenizer[i], i + 1
+            except IndexError:
+                break
+        return last is not None and _ends_in_byte_level(last)
+    return name == "ByteLevel"
 
 
 def load_tokenizer(directory: str, vocab_size: int | None = None) -> Tokenizer:
