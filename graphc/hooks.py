@@ -8,7 +8,8 @@ gc.grad, gc.vmap) on the traced values, as torch.compile inlines hooks into its 
 compiled plan holds what its hooks did while it was traced: a hook that changes the output is
 part of the plan; one that stores a value (a list of activations) stores a traced value, not
 an array (return it from the function instead, or call the model eagerly). Adding or removing
-a hook on a module a plan went through traces that plan again (Module.__call__'s guard).
+a hook on a module traces again the plans whose trace called that module, and those only
+(Module.__call__ guards each module's count of changes, HookChanges).
 """
 from __future__ import annotations
 
@@ -17,8 +18,43 @@ import warnings
 import weakref
 
 from ir.errors import GraphcError, user_location, user_stacklevel
+from ir.graph import current_graph
 
 _IDS = itertools.count()  # one id per hook, as torch's RemovableHandle.id
+
+
+class HookChanges:
+    """How many times a forward hook has been added to or taken off one module
+    (changes_of): a trace guards it at each module it calls (Module.__call__), so that a plan
+    ran the hooks its modules had when it was traced, and a change on one module traces
+    again only the plans that called it. A hook the traced function adds is part of its
+    trace, as an attribute it sets (set_while_tracing), and so is its removal in that trace
+    (`with self.a.register_forward_hook(h):` in forward): neither counts. The removal of one
+    added before, in a trace (a hook that removes itself once it ran) counts: the plan holds
+    it. Kept apart from the module, which it holds weakly: nothing on the module to copy or
+    pickle, and a plan's guard does not keep it alive."""
+
+    def __init__(self, module, forget):
+        self.count = 0
+        self._module = weakref.ref(module, forget)
+
+    def describe_change(self) -> str:  # (graphc.transforms' recompile message)
+        module = self._module()
+        where = "" if module is None else \
+            f" {type(module).__name__} {module._path or '(the model itself)'}"
+        return f"a forward hook was added to or removed from{where or ' a module'}"
+
+
+_CHANGES = {}  # id(module) -> its HookChanges, while the module lives
+
+
+def changes_of(module) -> HookChanges:
+    """`module`'s HookChanges (made at its first trace or hook)."""
+    changes = _CHANGES.get(id(module))
+    if changes is None:
+        key = id(module)
+        changes = _CHANGES[key] = HookChanges(module, lambda _, key=key: _CHANGES.pop(key, None))
+    return changes
 
 
 class RemovableHandle:
@@ -30,11 +66,15 @@ class RemovableHandle:
         # (the module's bound method, weakly: a handle kept does not keep its module alive,
         # as torch's keeps its hooks dict by a weak reference)
         self._hooks, self._changed = hooks, weakref.WeakMethod(changed)
+        trace = _trace()  # the trace that added it, if one did (HookChanges)
+        self._traced_in = None if trace is None else weakref.ref(trace)
 
     def remove(self) -> None:
         if self._hooks.pop(self.id, None) is not None:
             changed = self._changed()
-            if changed is not None:
+            trace = _trace()
+            if changed is not None and (trace is None or self._traced_in is None or
+                                        self._traced_in() is not trace):
                 changed()
 
     def __enter__(self) -> "RemovableHandle":
@@ -44,10 +84,20 @@ class RemovableHandle:
         self.remove()
 
 
+def _trace():
+    """The graph being traced, the outermost one (a loop body's region is part of its
+    trace), or None."""
+    graph = current_graph()
+    while getattr(graph, "parent", None) is not None:
+        graph = graph.parent
+    return graph
+
+
 def register(hooks: dict, hook, changed, prepend: bool, where: str,
              **flags) -> RemovableHandle:
     """Add `hook` with its `flags` to `hooks` (id -> (hook, flags)), first if `prepend`;
-    `changed()` tells the module's plans (now and at the handle's remove)."""
+    `changed()` counts a change of the module's hooks (HookChanges: here outside a trace,
+    and at the handle's remove)."""
     if not callable(hook):
         raise GraphcError(f"{where}: the hook must be callable, got {type(hook).__name__}",
                           (user_location(),))
@@ -60,7 +110,8 @@ def register(hooks: dict, hook, changed, prepend: bool, where: str,
     if prepend:
         for key in [k for k in hooks if k != handle.id]:
             hooks[key] = hooks.pop(key)  # (dicts keep insertion order: the others after it)
-    changed()
+    if _trace() is None:
+        changed()
     return handle
 
 

@@ -467,20 +467,6 @@ class _ModuleChildren:
 MODULE_CHILDREN = _ModuleChildren()
 
 
-class _ModuleHooks:
-    """How many times a forward hook has been added to, or removed from, a module a trace has
-    gone through: a plan ran the hooks its modules had when it was traced (graphc/hooks.py).
-    Every module call in a trace guards it, as MODULE_CHILDREN."""
-
-    changed = 0
-
-    def describe_change(self) -> str:  # (graphc.transforms' recompile message)
-        return "a forward hook was added to or removed from a module the trace went through"
-
-
-MODULE_HOOKS = _ModuleHooks()
-
-
 def _children_changed(module, removed=()) -> None:
     """`module`'s children are about to change (a container's edit; __setattr__ counts one
     assigned): plans traced through it are stale, and so are those that read a `removed`
@@ -1723,7 +1709,8 @@ class Module:
                 # parameter-free one or model.apply's all-traced one reads nothing else
                 # of): a plan holds until one is replaced or added (Module.__setattr__)
                 graph.guard(MODULE_CHILDREN, "changed", MODULE_CHILDREN.changed)
-                graph.guard(MODULE_HOOKS, "changed", MODULE_HOOKS.changed)
+                changes = hooks.changes_of(self)  # (the hooks it runs: this module's only)
+                graph.guard(changes, "count", changes.count)
                 if not _reached_by_trace(self):
                     _note_traced(self)
                 return self._traced_forward(args, kwargs)
@@ -1772,11 +1759,8 @@ class Module:
         return self.__dict__[kind]
 
     def _hooks_changed(self) -> None:
-        # a plan traced through this module ran the hooks it had then (or none); a hook the
-        # traced function adds or removes itself (`with self.a.register_forward_hook(h):`
-        # in forward) is part of that trace, as an attribute it sets (set_while_tracing)
-        if _traced_through(self) and current_graph() is None:
-            MODULE_HOOKS.changed += 1
+        # (hooks.register and RemovableHandle.remove tell which changes count)
+        hooks.changes_of(self).count += 1
 
     def _setting(self, name, operand=None):
         """A Python-valued setting that forward reads (eps, p, reduction, ...): a trace

@@ -201,3 +201,45 @@ def test_a_handle_does_not_keep_its_module_alive():
     garbage.collect()
     assert alive() is None
     handle.remove()
+
+
+class _Counted(gc.nn.Module):
+    """A Linear inside a module that counts its traces (each forward a compiled call runs
+    is a trace: a plan runs no Python)."""
+
+    def __init__(self):
+        super().__init__()
+        self.traces = 0
+        self.layer = gc.nn.Linear(3, 3)
+
+    def forward(self, x):
+        self.traces += 1
+        return self.layer(x)
+
+
+def test_a_hook_retraces_only_the_plans_that_went_through_its_module():
+    """Session 48: a hook added to or removed from any module retraced every plan that had
+    gone through any module (one global count). Only the plans whose trace called the module
+    are traced again; one on a submodule retraces the model that calls it."""
+    a, b = _Counted(), _Counted()
+    compiled_a, compiled_b = gc.compile(a), gc.compile(b)
+    x = np.ones((2, 3), np.float32)
+    with gc.no_grad():  # (one trace a call: the plain plan, not the tape's)
+        compiled_a(x), compiled_b(x)
+        plain = np.asarray(a.layer(x))
+        traced = (a.traces, b.traces)
+        handle = a.register_forward_hook(lambda m, args, out: out * 2)
+        np.testing.assert_allclose(np.asarray(compiled_a(x)), 2 * plain, rtol=1e-6)
+        np.testing.assert_allclose(np.asarray(compiled_b(x)), np.asarray(b.layer(x)), rtol=1e-6)
+        assert (a.traces, b.traces) == (traced[0] + 1, traced[1])
+        handle.remove()
+        np.testing.assert_allclose(np.asarray(compiled_a(x)), plain, rtol=1e-6)
+        compiled_b(x)
+        assert (a.traces, b.traces) == (traced[0] + 2, traced[1])
+        shifted = np.asarray(b.layer(x + 1))
+        b.layer.register_forward_pre_hook(lambda m, args: args[0] + 1)  # a submodule's
+        np.testing.assert_allclose(np.asarray(compiled_b(x)), shifted, rtol=1e-6)
+        compiled_a(x)
+        assert (a.traces, b.traces) == (traced[0] + 2, traced[1] + 1)
+    assert compiled_b.recompiles[-1].endswith(
+        "a forward hook was added to or removed from Linear layer")
