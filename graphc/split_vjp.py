@@ -33,8 +33,8 @@ from passes.rematerialize import MemoryLimitError
 from runtime.eager import Tensor, TapeCall, is_grad_enabled, record_call
 
 from .linearize import _copy_nodes, _inline, _input_like, _split, _traced
-from .tracing import (arg_names, called, function_name, leaf_input_names, leaves_and_structure,
-                      unflatten)
+from .tracing import (arg_names, called, flatten, function_name, leaf_input_names,
+                      leaves_and_structure, unflatten)
 from .transforms import Compiled, closed_floats, split_aux
 from .weak_calls import check_weak_ints
 
@@ -81,8 +81,33 @@ class Differentiated(Compiled):
                         self.pipeline, self.fast_math, self.jit, self.memory_limit,
                         function_name(self.differentiated_fn))
 
-    def forward(self, args):
-        """(fn's result, its SplitVJP, the residuals): the forward run once."""
+    def forward(self, args, trace=None):
+        """(fn's result, its SplitVJP, the residuals): the forward run once. `trace`: fn's
+        plain trace at these arguments (graphc.transforms' `_trace`), made by the call
+        already, without has_aux: the split needing a trace is built on it instead."""
+        self._handed = trace
+        try:
+            return self._forward(args)
+        finally:
+            self._handed = None
+
+    _handed = None  # (forward's `trace`, until _trace takes it)
+
+    def _trace(self, args, key, given=None):
+        handed, self._handed = self._handed, None
+        if handed is None:
+            return super()._trace(args, key, given)
+        # fn's Python runs once a call (a hook that removes itself, a counter it bumps, run
+        # again, would trace another fn): its graph, with differentiated's result, (out,
+        # None), where fn's is out
+        graph, written = handed
+        tree = unflatten(graph.output_tree, range(len(graph.outputs)))
+        tree = ((tree[0], None), tree[1]) if written else (tree, None)
+        graph.output_tree = flatten(tree)[1]
+        self._differentiates = graph.differentiates_itself
+        return graph, written
+
+    def _forward(self, args):
         self._check_argnums(len(args))
         key, leaves = self._key_and_leaves(args)
         split = self._plan_for_key(args, key)
@@ -256,14 +281,15 @@ def _zeros_for_the_others(part, residuals, received) -> Graph:
     return graph
 
 
-def call_on_tape(compiled, args):
+def call_on_tape(compiled, args, trace=None):
     """compiled(*args) where a non-static argument holds a tensor that requires grad, or fn
     closes over one (Compiled.call), with grad mode on, as torch.compile's call: fn's
     forward runs once (its split plan, keeping the residuals), and its results are tensors
     recorded on the tape as one entry over those tensors and the tensors fn closes over
     that require grad. backward() runs the cotangent plan on the residuals: the gradient
     is that of the values of this call (an argument changed in place since does not change
-    it) and of the dropout masks it drew."""
+    it) and of the dropout masks it drew. `trace`: fn's trace at these arguments, made by
+    this call already (Compiled.call's), which the split is built on if it needs one."""
     compiled._check_argnums(len(args))
     static = compiled._static(len(args))
     leaves, _ = leaves_and_structure([a for i, a in enumerate(args) if i not in static])
@@ -271,7 +297,7 @@ def call_on_tape(compiled, args):
     if compiled.on_tape is None:
         compiled.on_tape = Differentiated.of(compiled)
     (result, _), split, residuals = compiled.on_tape.forward(
-        ((wrt, False, True),) + tuple(args))
+        ((wrt, False, True),) + tuple(args), trace)
     operands = [leaves[i] for i in split.wrt] + split.closed
     if not operands:  # (a static argument held the tensor that requires grad)
         return result  # arrays, as the plain call's

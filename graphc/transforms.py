@@ -438,7 +438,7 @@ class Compiled:
             limits = weak.int_limits(graph)  # (it may refuse the graph: before a plan is kept)
             divisions = weak.python_divisions(graph) if graph.weak_ids else []
             if on_tape_instead and not self.retrace:
-                plan = _OnTape(_taped_closures(graph, written))
+                plan = _OnTape(_taped_closures(graph, written), (graph, written))
                 if not plan.now():
                     plan = None
             if plan is None:
@@ -690,7 +690,8 @@ class Compiled:
                 any(t._requires_grad for t in self._closed_floats.get(id(plan), ())):
             # fn closes over a tensor that requires grad: on the tape, as an argument's
             from .split_vjp import call_on_tape
-            return call_on_tape(self, args)
+            return call_on_tape(self, args, plan.take_trace() if type(plan) is _OnTape
+                                else None)
         if self._weak_int_limits:
             check_weak_ints(leaves, self._weak_int_limits.get(id(plan)))
         leaves = [x.data if isinstance(x, Tensor) else x for x in leaves]
@@ -881,8 +882,18 @@ class _OnTape:
     builds the plain plan in its place. Kept with its trace's guards, as a plan is, so that
     a changed guard is a recompilation of this function."""
 
-    def __init__(self, closed):
+    def __init__(self, closed, trace=None):
         self.closed = closed
+        # the trace it was made from, (graph, written), for the on-tape call that follows at
+        # once: its vjp is built on that graph, not on a second trace (take_trace)
+        self._trace = trace
+
+    def take_trace(self):
+        """The trace this entry was made from, the first time (None after): fn's Python runs
+        once a call, as eagerly (a hook that removes itself ran at the first trace; a
+        second would trace fn without it, and the call's result would lack what it did)."""
+        trace, self._trace = self._trace, None
+        return trace
 
     def now(self) -> bool:
         """Whether a call goes on the tape now (each call asks: the slot, as Compiled.call)."""

@@ -243,3 +243,58 @@ def test_a_hook_retraces_only_the_plans_that_went_through_its_module():
         assert (a.traces, b.traces) == (traced[0] + 2, traced[1] + 1)
     assert compiled_b.recompiles[-1].endswith(
         "a forward hook was added to or removed from Linear layer")
+
+
+def test_a_hook_that_removes_itself_runs_once_compiled_as_eagerly():
+    """Session 48: a forward hook whose handle.remove() it calls itself ran at the first
+    trace of a compiled model on the tape, which then traced the model a second time for its
+    vjp, without the hook: the first call's result lacked it (torch's, eager's: the hook
+    runs at the first call, then is gone). The vjp is built on the call's one trace; the
+    first result (and its gradient) has the hook, the next ones not, as torch's."""
+    def run(lib, compiled):
+        ours, theirs, x = _pair()
+        module = ours if lib is gc else theirs
+        calls = []
+
+        def hook(m, args, out):
+            calls.append(1)
+            handle.remove()
+            return out * 2
+
+        handle = module[0].register_forward_hook(hook)
+        f = gc.compile(module) if compiled else module
+        results, grads = [], []
+        for _ in range(3):
+            module.zero_grad()
+            out = f(x if lib is gc else torch.tensor(x))
+            out.sum().backward()
+            results.append(np.asarray(out.detach().numpy() if lib is torch else out))
+            grad = module[0].weight.grad  # (graphc's Linear weight is (in, out): torch's.T)
+            grads.append(grad.numpy().T if lib is torch else np.asarray(grad))
+        return results, grads, len(calls)
+
+    want, want_grads, want_calls = run(torch, False)
+    assert want_calls == 1
+    for compiled in (False, True):
+        results, grads, calls = run(gc, compiled)
+        assert calls == 1
+        for got, expected in zip(results, want):
+            np.testing.assert_allclose(got, expected, rtol=1e-5, atol=1e-6)
+        for got, expected in zip(grads, want_grads):
+            np.testing.assert_allclose(got, expected, rtol=1e-5, atol=1e-6)
+    assert not np.allclose(want[0], want[1])
+
+
+def test_a_compiled_call_on_the_tape_traces_once():
+    """Session 48: a compiled model's first call on the tape traced it twice (the plain
+    trace that found it belongs on the tape, then its vjp's), running forward's Python
+    twice; now once, and once more only where a guard changed."""
+    model = _Counted()
+    compiled = gc.compile(model)
+    x = np.ones((2, 3), np.float32)
+    out = compiled(x)
+    out.sum().backward()
+    np.testing.assert_allclose(np.asarray(out), np.asarray(model.layer(x)), rtol=1e-6)
+    assert model.traces == 1
+    compiled(x)
+    assert model.traces == 1
