@@ -35,7 +35,6 @@ import os
 import select
 import shutil
 import signal
-import stat
 import subprocess
 import sys
 import sysconfig
@@ -64,7 +63,7 @@ __all__ = ["init", "rank", "size", "local_size", "is_main", "print0", "shard", "
            "check_process_count", "mpiexec_path", "launch_command", "launch", "launch_env",
            "launch_session", "ends_with_this_process", "end_with_parent",
            "under_mpiexec", "launcher_variable", "check_ranks_option", "without_option",
-           "stops_forwarded"]
+           "stops_forwarded", "launcher_stdout_failure"]
 
 _STATE = {"comm": None, "rank": 0, "size": 1, "local_size": 1, "watchdog": None}
 
@@ -680,9 +679,11 @@ def launch(ranks: int, argv, timeout: float | None = None, **kwargs):
     (mpiexec's SIGTERM, then SIGKILL), and a SIGINT then raises KeyboardInterrupt. A reader
     of this process's stdout that goes away (`graphc train --ranks 2 | head`) stops the
     ranks the same way (_StdoutRelay), and a job that ends well after it returns 141, as
-    SIGPIPE leaves `yes | head`."""
+    SIGPIPE leaves `yes | head`. A write to this process's stdout that fails otherwise (a
+    full disk, `> /dev/full`) stops them too, rank 0 saying so in one line, status 2 (the
+    run's state saved), as in one process; one after training raises its OSError here."""
     kwargs.setdefault("stdin", subprocess.DEVNULL)  # mpiexec would pass the terminal to rank 0
-    relay = "stdout" not in kwargs and _reader_may_go(1)
+    relay = "stdout" not in kwargs and _relayed(1)
     if relay:
         kwargs["stdout"] = subprocess.PIPE
         if "stderr" not in kwargs and _same_file(1, 2):  # (`2>&1 | head`)
@@ -716,6 +717,8 @@ def launch(ranks: int, argv, timeout: float | None = None, **kwargs):
         elif done.returncode == 0 and os.path.exists(status):
             with open(status) as fh:
                 done.returncode = int(fh.read())
+        elif done.returncode == 0 and relayed is not None and relayed.failed is not None:
+            raise relayed.failed  # (after training, which would have stopped on it)
         elif done.returncode == 0 and relayed is not None and relayed.gone:
             done.returncode = 128 + signal.SIGPIPE  # (gone after training: the job ended)
     return done
@@ -756,14 +759,15 @@ def end_with_parent(parent: int, signum: int, prctl=None) -> None:
         os._exit(1)
 
 
-def _reader_may_go(fd: int) -> bool:
-    """Whether `fd` is a pipe or a socket, whose reader may go away (a file or a terminal
-    stays)."""
+def _relayed(fd: int) -> bool:
+    """Whether mpiexec's output goes to `fd` through _StdoutRelay: where a write may fail in
+    a way the ranks must hear of, a pipe or a socket whose reader may go away, a file or a
+    device that may be full (`> /dev/full`); not a terminal, nor a closed descriptor."""
     try:
-        mode = os.fstat(fd).st_mode
+        os.fstat(fd)
     except OSError:
         return False
-    return stat.S_ISFIFO(mode) or stat.S_ISSOCK(mode)
+    return not os.isatty(fd)
 
 
 def _same_file(fd: int, other: int) -> bool:
@@ -785,11 +789,15 @@ class _StdoutRelay(threading.Thread):
     step boundary (stops_forwarded), and the ranks stop together there after saving; the
     rest of mpiexec's output is read and dropped, so mpiexec never finds its pipe broken.
     A full pipe whose description is non-blocking (EAGAIN: a parent set O_NONBLOCK on it) is
-    a slow reader, not a gone one: the write waits for it. `gone`: whether the reader went."""
+    a slow reader, not a gone one: the write waits for it. `gone`: whether the reader went.
+    Any other failed write (a full disk: `graphc train --ranks 2 > /dev/full` trained to the
+    end, status 0, its output lost) is `failed`, its OSError as one process's stdout gives
+    it (files.stdout_error), written to FILE.failed for rank 0 (launcher_stdout_failure),
+    and stops the ranks as a reader gone does; the rest is dropped."""
 
     def __init__(self, proc, status):
         super().__init__(name="graphc-stdout-relay", daemon=True)
-        self.pipe, self.status, self.gone = proc.stdout, status, False
+        self.pipe, self.status, self.gone, self.failed = proc.stdout, status, False, None
         proc.stdout = None  # read here, not by proc.communicate
         self.start()
 
@@ -805,10 +813,17 @@ class _StdoutRelay(threading.Thread):
                         select.select([], [1], [])
                     except (BrokenPipeError, ConnectionResetError):
                         self.reader_went()
-                    except OSError as error:  # not a reader gone, so training goes on; the
-                        dropping = True  # output is still read and dropped, never stuck
-                        with suppress(OSError, ValueError):
-                            sys.stderr.write(f"graphc: its output is dropped: {error}\n")
+                    except OSError as error:  # the output is still read and dropped,
+                        dropping = True  # never stuck
+                        self.write_failed(error)
+
+    def write_failed(self, error: OSError):
+        from .files import stdout_error
+        self.failed = stdout_error(error)
+        with suppress(OSError):  # (before FILE.gone, which rank 0 stops on)
+            with open(self.status + ".failed", "w") as fh:
+                fh.write(f"{self.failed.errno}\n{self.failed.strerror}")
+        self.reader_went()
 
     def reader_went(self):
         self.gone = True
@@ -886,3 +901,18 @@ def stops_forwarded():
 
 def _never() -> bool:
     return False
+
+
+def launcher_stdout_failure() -> OSError | None:
+    """On rank 0 under `graphc train --ranks N`: the OSError of a write to that command's
+    stdout that failed (not a reader gone: a full disk), which stopped the ranks
+    (_StdoutRelay's FILE.failed); None elsewhere."""
+    path = settings.LAUNCH_STATUS.get()
+    if not path or not is_main():
+        return None
+    try:
+        with open(path + ".failed") as fh:
+            errno, text = fh.read().split("\n", 1)
+        return OSError(int(errno), text)
+    except (OSError, ValueError):
+        return None

@@ -1573,8 +1573,11 @@ class Trainer:
             # ended that rank with status 2 and mpiexec's banner, the others returning 0)
             with contextlib.nullcontext() if self.dist is None else \
                     self.dist.fail_together((GraphcError,)):
-                if stdout.failed is not None and not noted:
-                    raise self._stdout_failed(stdout.failed, ckpt)
+                failed = stdout.failed if not noted else None
+                if failed is None and self.dist is not None:  # (`graphc train --ranks N`'s
+                    failed = self.dist.launcher_stdout_failure()  # stdout, rank 0's)
+                if failed is not None:
+                    raise self._stdout_failed(failed, ckpt)
         return stopped
 
     def _per_batch(self, batch) -> int:

@@ -172,7 +172,7 @@ LAUNCH_STATUS = _declare(
     "exit status of a failure or stop every rank agreed on, which the command then exits "
     "with (and, while it trains, its process id in FILE.pid, to be sent a Ctrl-C; "
     "FILE.gone, which rank 0 looks for at each step boundary, when the command's output "
-    "reader goes away)",
+    "reader goes away or a write to it fails, that failure in FILE.failed)",
     "unset")
 
 

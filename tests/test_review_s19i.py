@@ -379,3 +379,55 @@ def test_a_signal_to_one_rank_at_the_end_does_not_hang_fit(tmp_path, steps):
     assert code == 0, out
     assert sorted(line for line in out.splitlines() if line.startswith("rank ")) == [
         "rank 0: fit returned 15", "rank 1: fit returned 0"], out
+
+
+@pytest.mark.skipif(not os.path.exists("/dev/full"), reason="no /dev/full")
+def test_stdout_that_cannot_be_written_stops_graphc_train_ranks_2_as_one_process(tmp_path):
+    """Session 48: `graphc train --ranks 2 > /dev/full` trained to the end, status 0, every
+    line lost (mpiexec wrote the ranks' output into it itself); one process stops at its
+    failed write, one line, status 2. The launcher relays the output into a file or device
+    too, and a failed write (not a reader gone) stops the ranks at a step boundary, saved,
+    rank 0's one line naming stdout, status 2. (Also the first line here: one process
+    fails at it, before training.)"""
+    pytest.importorskip("mpi4py", reason="the mpi extra is not installed")
+    env = _env()
+    env["GRAPHC_JIT"] = "0"
+    results = {}
+    for ranks in ("1", "2"):
+        out_dir = tmp_path / f"run{ranks}"
+        with open("/dev/full", "w") as full:
+            proc = subprocess.Popen(
+                [sys.executable, "-m", "graphc.cli", *LONG, "--data", str(_text(tmp_path)),
+                 "--out", str(out_dir), "--ranks", ranks], cwd=ROOT, env=env, stdout=full,
+                stderr=subprocess.PIPE, text=True, start_new_session=True)
+        err = _finish(proc)[1]
+        results[ranks] = (proc.returncode, err, out_dir)
+    assert results["1"][:2] == (2, "graphc: error: [Errno 28] cannot write to stdout: No "
+                                   "space left on device\n")
+    code, err, out_dir = results["2"]
+    ckpt = out_dir / "checkpoint.npz"
+    step = checkpoint.load(str(ckpt))[1]["step"]
+    assert code == 2, err
+    assert err.splitlines() == [
+        f"graphc: error: cannot write to stdout: No space left on device: training stopped "
+        f"at step {step}, saved in {ckpt}; to continue, run the same command with --resume"]
+    assert step < 100, step  # (told at the first line, before training: its first boundary)
+    _assert_lock_released(out_dir)
+
+
+@pytest.mark.skipif(not os.path.exists("/dev/full"), reason="no /dev/full")
+def test_a_launched_jobs_output_that_cannot_be_written_raises_after_it_ends():
+    """Session 48: output of a job that trains nothing (or of the end of a run, after its
+    last step boundary) that cannot be written is the launcher's OSError once the job has
+    ended, as a failed print is one process's (the command's one line, status 2)."""
+    pytest.importorskip("mpi4py", reason="the mpi extra is not installed")
+    script = ("import sys, graphc.distributed as dist\n"
+              "try:\n"
+              "    dist.launch(2, ['-c', 'print(1)'], timeout=100)\n"
+              "except OSError as exc:\n"
+              "    sys.stderr.write(f'{exc.errno} {exc.strerror}'); sys.exit(3)\n")
+    with open("/dev/full", "w") as full:
+        proc = subprocess.run([sys.executable, "-c", script], cwd=ROOT, env=rank_env(),
+                              stdout=full, stderr=subprocess.PIPE, text=True, timeout=150)
+    assert (proc.returncode, proc.stderr) == (
+        3, "28 cannot write to stdout: No space left on device"), proc.stderr
