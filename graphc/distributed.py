@@ -685,7 +685,11 @@ def launch(ranks: int, argv, timeout: float | None = None, **kwargs):
     kwargs.setdefault("stdin", subprocess.DEVNULL)  # mpiexec would pass the terminal to rank 0
     relay = "stdout" not in kwargs and _relayed(1)
     if relay:
-        kwargs["stdout"] = subprocess.PIPE
+        # mpiexec holds the pipe's read end too, unread: were this process (the relay) ended
+        # by SIGKILL, mpiexec's writes as it ends its ranks would otherwise be its own
+        # SIGPIPE, which aborted it with the ranks left training
+        reader, kwargs["stdout"] = os.pipe()
+        kwargs["pass_fds"] = (*kwargs.get("pass_fds", ()), reader)
         if "stderr" not in kwargs and _same_file(1, 2):  # (`2>&1 | head`)
             kwargs["stderr"] = subprocess.STDOUT
     with launch_session(kwargs.pop("env", None)) as (env, folder):
@@ -698,9 +702,18 @@ def launch(ranks: int, argv, timeout: float | None = None, **kwargs):
         # the job trained on in the background, into the --out a rerun then found taken;
         # mpiexec gets a SIGTERM then instead, as from a second Ctrl-C
         kwargs.setdefault("preexec_fn", ends_with_this_process())
-        with subprocess.Popen(launch_command(ranks, argv), env=env, start_new_session=True,
-                              **kwargs) as proc:
-            relayed = _StdoutRelay(proc, status) if relay else None
+        try:
+            proc = subprocess.Popen(launch_command(ranks, argv), env=env,
+                                    start_new_session=True, **kwargs)
+        except BaseException:
+            if relay:
+                os.close(reader)
+            raise
+        finally:
+            if relay:
+                os.close(kwargs["stdout"])  # (mpiexec's now: the relay sees its end)
+        with proc:
+            relayed = _StdoutRelay(open(reader, "rb"), status) if relay else None
             with _forwarding_stops(proc, status + ".pid") as ended_by:
                 try:
                     out, err = proc.communicate(timeout=timeout)
@@ -795,10 +808,9 @@ class _StdoutRelay(threading.Thread):
     it (files.stdout_error), written to FILE.failed for rank 0 (launcher_stdout_failure),
     and stops the ranks as a reader gone does; the rest is dropped."""
 
-    def __init__(self, proc, status):
+    def __init__(self, pipe, status):
         super().__init__(name="graphc-stdout-relay", daemon=True)
-        self.pipe, self.status, self.gone, self.failed = proc.stdout, status, False, None
-        proc.stdout = None  # read here, not by proc.communicate
+        self.pipe, self.status, self.gone, self.failed = pipe, status, False, None
         self.start()
 
     def run(self):
