@@ -642,12 +642,64 @@ SESSION_FOLDER = "PRTE_MCA_prte_tmpdir_base"
 def launch_session(env=None):
     """(environment, folder) for one mpiexec job: launch_env(env) with mpiexec's session files
     in `folder`, a new private directory removed on leaving (a folder the caller's env already
-    names is kept)."""
+    names is kept). Its name holds this process's pid and start time: a launcher ended by a
+    signal it cannot handle (SIGKILL) leaves it, and the next one removes it
+    (remove_stale_sessions)."""
     import tempfile
     env = launch_env(env)
-    with tempfile.TemporaryDirectory(prefix="graphc-launch-") as folder:
+    remove_stale_sessions(tempfile.gettempdir())
+    pid = os.getpid()
+    with tempfile.TemporaryDirectory(prefix=f"{_SESSION_PREFIX}{pid}-{_started(pid)}-") \
+            as folder:
         env.setdefault(SESSION_FOLDER, folder)
         yield env, folder
+
+
+_SESSION_PREFIX = "graphc-launch-"
+
+
+def _started(pid: int) -> int:
+    """When process `pid` started (Linux's /proc: clock ticks since boot), which tells it from
+    a later process given the same pid; 0 where unknown (not Linux), -1 where it is gone."""
+    try:
+        with open(f"/proc/{pid}/stat") as fh:
+            return int(fh.read().rsplit(")", 1)[1].split()[19])  # (stat's field 22)
+    except FileNotFoundError:
+        if os.path.isdir("/proc/self"):
+            return -1
+    except (OSError, ValueError, IndexError):
+        pass
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return -1
+    except OSError:  # (another user's: alive)
+        pass
+    return 0
+
+
+def remove_stale_sessions(folder: str) -> None:
+    """Remove the session folders in `folder` that launch_session made for a process that has
+    ended (its pid gone, or now another process's: a later start time); never a live one's,
+    nor any folder whose name is not launch_session's or that is another user's."""
+    try:
+        entries = list(os.scandir(folder))
+    except OSError:
+        return
+    for entry in entries:
+        owner = entry.name[len(_SESSION_PREFIX):].split("-")
+        if not (entry.name.startswith(_SESSION_PREFIX) and len(owner) == 3 and
+                owner[0].isdigit() and owner[1].isdigit()):
+            continue
+        try:
+            if not entry.is_dir(follow_symlinks=False) or hasattr(os, "getuid") and \
+                    entry.stat(follow_symlinks=False).st_uid != os.getuid():
+                continue
+        except OSError:
+            continue
+        started, then = _started(int(owner[0])), int(owner[1])
+        if started == -1 or started > 0 and then > 0 and started != then:
+            shutil.rmtree(entry.path, ignore_errors=True)
 
 
 def launch_command(ranks: int, argv) -> list:

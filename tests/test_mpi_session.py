@@ -64,7 +64,8 @@ def test_launch_session_gives_each_job_a_new_folder_and_removes_it():
 
 @pytest.mark.skipif(not sys.platform.startswith("linux"), reason="PR_SET_PDEATHSIG, /proc")
 @pytest.mark.parametrize("signum", [signal.SIGKILL, signal.SIGQUIT])
-def test_a_launcher_ended_by_a_signal_it_does_not_handle_ends_its_job(tmp_path, signum):
+def test_a_launcher_ended_by_a_signal_it_does_not_handle_ends_its_job(tmp_path, signum,
+                                                                     monkeypatch):
     """(s47) `launch` starts mpiexec in a session of its own (so that a Ctrl-C reaches rank
     0 through the launcher, not mpiexec), so a launcher ended by a signal it has no handler
     for, SIGKILL (`kill -9`, the OOM killer) or Ctrl-\\'s SIGQUIT, left mpiexec and its
@@ -73,8 +74,8 @@ def test_a_launcher_ended_by_a_signal_it_does_not_handle_ends_its_job(tmp_path, 
     from a second Ctrl-C, and ends its ranks."""
     pytest.importorskip("mpi4py", reason="the mpi extra is not installed")
     from launch import children, left_running, rank_env
-    started, system_tmp = tmp_path / "ranks", tmp_path / "tmp"  # (the launcher's session
-    started.mkdir(), system_tmp.mkdir()  # folder, left by SIGKILL, goes with tmp_path)
+    started, system_tmp = tmp_path / "ranks", tmp_path / "tmp"
+    started.mkdir(), system_tmp.mkdir()
     rank = (f"import os, time; open(os.path.join({str(started)!r}, str(os.getpid())), 'w')"
             f".close(); time.sleep(120)")
     launcher = ("import signal, graphc.distributed as dist\n"
@@ -96,3 +97,52 @@ def test_a_launcher_ended_by_a_signal_it_does_not_handle_ends_its_job(tmp_path, 
         proc.wait()
     assert proc.returncode == -signum
     assert left_running(job) == []
+    # (s48) the session folder it left behind goes at the next launch
+    left = list(system_tmp.glob("graphc-launch-*"))
+    assert len(left) == 1, left
+    import tempfile
+    monkeypatch.setattr(tempfile, "tempdir", str(system_tmp))
+    with dist.launch_session({}) as (_, folder):
+        assert not left[0].exists() and Path(folder).parent == system_tmp
+
+
+def test_the_next_launch_removes_a_killed_launchers_session_folder_not_a_live_ones(
+        tmp_path, monkeypatch):
+    """Session 48: a launcher killed by SIGKILL (`kill -9` of `graphc train --ranks 2`) left
+    its session folder (graphc-launch-...) in the temporary directory for ever. Its name now
+    holds its pid and start time, and the next launch removes those of processes that have
+    ended (or whose pid is now another process's); a live launcher's folder, and any folder
+    not named so, is kept."""
+    import tempfile
+    monkeypatch.setattr(tempfile, "tempdir", str(tmp_path))
+    ended = subprocess.Popen([sys.executable, "-c", ""])
+    ended.wait()
+    alive = subprocess.Popen([sys.executable, "-c", "import time; time.sleep(60)"])
+    try:
+        with dist.launch_session({}) as (_, own):  # a live one's, as another launcher's
+            name = Path(own).name
+            assert name.startswith(f"graphc-launch-{os.getpid()}-")
+            started = name.split("-")[3]
+            alive_started = dist._started(alive.pid)
+            assert alive_started > 0 or not sys.platform.startswith("linux")
+            folders = {
+                "dead": f"graphc-launch-{ended.pid}-{started}-abc",
+                "reused": f"graphc-launch-{alive.pid}-{alive_started + 1}-abc",  # pid reused
+                "alive": f"graphc-launch-{alive.pid}-{alive_started}-abc",
+                "other": "graphc-launch-q1w2e3r4",  # (an older graphc's name: not guessed at)
+            }
+            for folder in folders.values():
+                (tmp_path / folder).mkdir()
+                (tmp_path / folder / "status").write_text("0\n")
+            with dist.launch_session({}) as (_, second):
+                left = {p.name for p in tmp_path.iterdir()}
+            kept = {folders["alive"], folders["other"], name, Path(second).name}
+            gone = {folders["dead"]} | ({folders["reused"]} if alive_started > 0 else set())
+            assert kept <= left and not gone & left, left
+    finally:
+        alive.kill()
+        alive.wait()
+    with dist.launch_session({}):
+        assert not (tmp_path / folders["alive"]).exists()  # (its process has ended now)
+    assert {p.name for p in tmp_path.iterdir()} == {folders["other"]} | (
+        set() if alive_started > 0 else {folders["reused"]})
