@@ -164,6 +164,48 @@ def test_tokenizer_files_and_settings_give_transformers_ids(hf_dir, tmp_path, fi
     assert (tok.encode("Hello")[0] == tok.token_id("\u0120")) is prefixed
 
 
+BYTE_LEVEL = {"type": "ByteLevel", "add_prefix_space": True, "trim_offsets": True,
+              "use_regex": True}
+
+
+@pytest.mark.parametrize("tokenizer_json, config", [
+    # GPT2Tokenizer (no tokenizer_class, or GPT-2's) rebuilds the pre-tokenizer as ByteLevel
+    # with tokenizer_config.json's add_prefix_space, and drops the normalizer
+    ({"pre_tokenizer": {"type": "Sequence", "pretokenizers": [BYTE_LEVEL]}}, {}),
+    ({"pre_tokenizer": {"type": "Sequence", "pretokenizers": [
+        {**BYTE_LEVEL, "add_prefix_space": False}]}}, {"add_prefix_space": True}),
+    ({"pre_tokenizer": {**BYTE_LEVEL, "use_regex": False}, "normalizer": {"type": "Lowercase"}},
+     {"tokenizer_class": "GPT2TokenizerFast"}),
+    # a generic class (PreTrainedTokenizerFast.save_pretrained's) reads the file as it is
+    ({"pre_tokenizer": BYTE_LEVEL}, {"tokenizer_class": "TokenizersBackend"}),
+    ({"pre_tokenizer": BYTE_LEVEL, "normalizer": {"type": "Lowercase"}},
+     {"tokenizer_class": "PreTrainedTokenizerFast", "add_prefix_space": False})])
+def test_a_tokenizer_json_is_read_as_autotokenizers_class_reads_it(hf_dir, tmp_path,
+                                                                   tokenizer_json, config):
+    """Review of the add_prefix_space commit: a Sequence pre-tokenizer kept its own
+    add_prefix_space (and a normalizer stayed) where GPT2Tokenizer rebuilds both, and a
+    tokenizer_class of TokenizersBackend (what transformers 5 saves for a
+    PreTrainedTokenizerFast) lost tokenizer.json's add_prefix_space true, which
+    AutoTokenizer keeps (265 of 310 random strings differed; the latter matched before)."""
+    import shutil
+    from transformers import AutoTokenizer
+    directory = tmp_path / "gpt2"
+    shutil.copytree(hf_dir[0], directory)
+    raw = json.loads((directory / gpt2.TOKENIZER_FILE).read_text(encoding="utf-8"))
+    (directory / gpt2.TOKENIZER_FILE).write_text(json.dumps({**raw, **tokenizer_json}),
+                                                 encoding="utf-8")
+    (directory / gpt2.TOKENIZER_CONFIG_FILE).write_text(json.dumps(config), encoding="utf-8")
+    reference = AutoTokenizer.from_pretrained(str(directory))
+    tok = gpt2.load_tokenizer(str(directory), SMALL["vocab_size"])
+    rng = np.random.default_rng(1)
+    alphabet = list("ab XY\n\t héllo🙂東\u0301\r") + ["<|endoftext|>"]
+    texts = TEXTS + ["".join(rng.choice(alphabet, size=rng.integers(1, 25))) for _ in range(60)]
+    for text in texts:
+        ids = reference(text, add_special_tokens=False)["input_ids"]
+        assert tok.encode(text) == ids, text
+        assert tok.decode(ids) == reference.decode(ids), text
+
+
 def test_tokenizer_files_that_cannot_be_read_are_one_line(hf_dir, tmp_path, capsys):
     import shutil
     directory = tmp_path / "gpt2"
@@ -338,6 +380,9 @@ def test_a_prompt_that_encodes_to_no_tokens_is_refused_not_replaced(hf_dir, tmp_
     raw = HFTokenizer.from_file(str(copy / gpt2.TOKENIZER_FILE))
     raw.normalizer = normalizers.Strip()
     raw.save(str(copy / gpt2.TOKENIZER_FILE))
+    # (a generic tokenizer class keeps the file's normalizer; GPT2Tokenizer, the default, has
+    # none, as transformers' AutoTokenizer reads either)
+    (copy / gpt2.TOKENIZER_CONFIG_FILE).write_text('{"tokenizer_class": "TokenizersBackend"}')
     assert gpt2.load_tokenizer(str(copy)).encode("   ") == []
     assert main(["sample", "--model", str(copy), "--prompt", "   ", "--tokens", "3"]) == 2
     out, err = capsys.readouterr()

@@ -310,8 +310,11 @@ class Tokenizer:
     def __init__(self, path: str, add_prefix_space: bool | None = None, special_tokens=()):
         """path: a tokenizer.json, or a vocab.json with its merges.txt beside it (built as
         transformers' GPT2Tokenizer builds one, with `special_tokens` added);
-        add_prefix_space: tokenizer_config.json's, which transformers applies to the
-        byte-level pre-tokenizer whatever tokenizer.json says (None: the file's own)."""
+        add_prefix_space: tokenizer_config.json's, for a byte-level tokenizer read as
+        transformers' GPT2Tokenizer reads it: its pre-tokenizer, whatever tokenizer.json says
+        (a Sequence, use_regex false, the other add_prefix_space), is GPT-2's ByteLevel with
+        this add_prefix_space, and it has no normalizer (None: the file's own, as transformers'
+        generic TokenizersBackend reads a tokenizer.json)."""
         from tokenizers import pre_tokenizers
         if not os.path.exists(path):
             raise GraphcError(f"no tokenizer at {path!r} (a GPT-2 directory needs "
@@ -326,9 +329,11 @@ class Tokenizer:
         except Exception as exc:  # the Rust library raises plain Exceptions
             raise GraphcError(f"{path} is not a readable tokenizer "
                               f"({str(exc).splitlines()[0]})") from None
-        if (add_prefix_space is not None
-                and isinstance(self._tok.pre_tokenizer, pre_tokenizers.ByteLevel)):
-            self._tok.pre_tokenizer.add_prefix_space = add_prefix_space
+        pre = self._tok.pre_tokenizer
+        if add_prefix_space is not None and pre is not None and b'"ByteLevel"' in pre.__getstate__():
+            self._tok.pre_tokenizer = pre_tokenizers.ByteLevel(add_prefix_space=add_prefix_space,
+                                                               use_regex=True)
+            self._tok.normalizer = None
         self.path = path
         # a file saved with truncation or padding on (a training pipeline's) would cut or
         # pad every prompt; transformers' tokenizers turn both off unless a call asks
@@ -480,15 +485,30 @@ def _from_vocab_and_merges(vocab_path: str, special_tokens):
     return tok
 
 
-def _tokenizer_settings(directory: str) -> tuple[bool, list[str]]:
+# tokenizer classes that transformers' AutoTokenizer reads a tokenizer.json with as it is
+# (TokenizersBackend, what PreTrainedTokenizerFast.save_pretrained names), not as GPT2Tokenizer
+GENERIC_TOKENIZER_CLASSES = ("PreTrainedTokenizerFast", "TokenizersBackend")
+
+
+def _tokenizer_settings(directory: str, from_json: bool = False
+                        ) -> tuple[bool | None, list[str]]:
     """(add_prefix_space, the special tokens) of tokenizer_config.json, read as transformers'
     GPT2Tokenizer reads them (defaults: False, and <|endoftext|> as its bos, eos and unk
-    token); its other keys change nothing graphc's ids depend on."""
+    token); its other keys change nothing graphc's ids depend on. A tokenizer.json
+    (from_json) whose tokenizer_class (tokenizer_config.json's, else config.json's) is a
+    generic one is read as it is (add_prefix_space None), as AutoTokenizer reads it."""
     path = os.path.join(directory, TOKENIZER_CONFIG_FILE)
     raw = _read_json(path) if os.path.exists(path) else {}
     prefix = raw.get("add_prefix_space", False)
     if not isinstance(prefix, bool):
         raise _config_error(path, f"add_prefix_space must be true or false, got {prefix!r}")
+    if from_json:
+        cls = raw.get("tokenizer_class")
+        config = os.path.join(directory, CONFIG_FILE)
+        if cls is None and os.path.isfile(config):
+            cls = _read_json(config).get("tokenizer_class")
+        if cls in GENERIC_TOKENIZER_CLASSES:
+            prefix = None
     special = []
     for key in ("bos_token", "eos_token", "unk_token"):
         token = raw.get(key, "<|endoftext|>")
@@ -522,7 +542,8 @@ def load_tokenizer(directory: str, vocab_size: int | None = None) -> Tokenizer:
     path = os.path.join(directory, TOKENIZER_FILE)
     if not os.path.lexists(path) and os.path.lexists(os.path.join(directory, VOCAB_FILE)):
         path = os.path.join(directory, VOCAB_FILE)
-    tokenizer = Tokenizer(path, *_tokenizer_settings(directory))
+    tokenizer = Tokenizer(path, *_tokenizer_settings(
+        directory, from_json=os.path.basename(path) == TOKENIZER_FILE))
     if vocab_size is not None and tokenizer.vocab_size > vocab_size:
         raise GraphcError(f"{path}: the tokenizer has {tokenizer.vocab_size} tokens, more than "
                           f"the model's vocab_size {vocab_size} in {CONFIG_FILE}")
