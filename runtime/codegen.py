@@ -22,7 +22,8 @@ import weakref
 import numpy as np
 
 from ir.errors import GraphcError, user_stacklevel
-from ir.ops.registry import get_op
+from ir.ops.control_flow import region_flops
+from ir.ops.registry import REGISTRY, get_op
 from ir.specialize import graph_is_symbolic
 
 from . import collectives, contention, instrument, threads, tiering
@@ -373,15 +374,16 @@ class Plan:
         self._remat_report = report
 
     def flops(self, ops=None) -> float:
-        """The FLOPs of one call, by the ops' own rules; `ops`: only the nodes of these ops
-        (`graphc bench` rates ("matmul", "einsum"), the matrix products, at numpy's GEMM
-        speed). A loop's or a cond's node counts whole or not at all, by its own op."""
-        total = 0.0
-        for n in self._running().graph.nodes:  # a twin's may recompute more (memory_limit)
-            op = get_op(n.op)
-            if op.flops is not None and (ops is None or n.op in ops):
-                total += op.flops([i.type for i in n.inputs], n.type, **n.attrs)
-        return total
+        """The FLOPs of one call, by the ops' own rules; `ops`: an op's name or names, only
+        the nodes of these ops, inside loops' bodies and conds' branches too (`graphc bench`
+        rates ("matmul", "einsum"), the matrix products, at numpy's GEMM speed)."""
+        if ops is not None:
+            ops = (ops,) if isinstance(ops, str) else tuple(ops)
+            for name in ops:  # (a misspelt one counted 0 without a word)
+                if not isinstance(name, str) or name not in REGISTRY:
+                    raise GraphcError(f"plan.flops: ops names {name!r}, which is no op")
+        # a twin's may recompute more (memory_limit)
+        return region_flops(self._running().graph, ops)
 
     def run_checked(self, *args, **kwargs):
         """Run with a finite-value check after every node (the NaN/Inf guard)."""

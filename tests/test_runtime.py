@@ -262,6 +262,32 @@ def test_flops_of_a_matmul_plan():
     assert plan.flops() == 2 * 8 * 4 * 5
 
 
+def test_flops_of_some_ops_count_them_inside_loops_and_conds_too():
+    """s48 review: plan.flops(ops) (graphc bench's %GEMM: ("matmul", "einsum")) counted a
+    scan's or a cond's node whole or not at all, so the products of a loop's body (an RNN's,
+    graphc.recurrent's) were not among a plan's matrix products (0.0 here); a str was read
+    as the names in it ("matmul" counted the muls: `"mul" in "matmul"`), and a name that is
+    no op counted 0 without a word."""
+    from ir.errors import GraphcError
+    w, x, p = np.ones((8, 8), np.float32), np.ones((5, 4, 8), np.float32), np.float32(1)
+
+    def f(w, x, p):
+        def body(h, xt):
+            h = gc.tanh(h @ w + xt)
+            return h, h
+        h, hs = gc.scan(body, gc.zeros((4, 8)), x)
+        h = gc.cond(p > 0, lambda h: (h @ w) @ w, lambda h: h * 2.0, h)
+        return (hs * 2.0).sum() + (h @ w).sum()
+    plan = gc.compile(f).plan_for(w, x, p)
+    product = 2 * 4 * 8 * 8  # (4, 8) @ (8, 8)
+    assert plan.flops(("matmul", "einsum")) == (5 + 2 + 1) * product  # body 5 times, a branch
+    assert plan.flops("matmul") == plan.flops(("matmul",)) == plan.flops(["matmul"])
+    assert plan.flops(()) == 0.0 and plan.flops() > plan.flops(("matmul",))
+    with pytest.raises(GraphcError) as err:
+        plan.flops(("matmul", "matmull"))
+    assert "\n" not in str(err.value) and "'matmull'" in str(err.value)
+
+
 def test_head_merges_copy_straight_into_their_concat():
     """concat(reshape(transpose(a)), ...): one copy into the result instead of two."""
     spec = gc.spec((2, 4, 8, 3))

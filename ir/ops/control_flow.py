@@ -93,13 +93,21 @@ def _scan_infer(types, body, consts, carries, length, reverse=False, save_carrie
     return TupleType(list(carry_types) + stacked + saved)
 
 
-def region_flops(region) -> float:
-    """FLOPs of one run of a region (its nodes' op rules)."""
+def region_flops(region, ops=None) -> float:
+    """FLOPs of one run of a region (a graph too: its nodes' op rules). `ops`: only the nodes
+    of these ops, inside scans and conds as well (a scan's body `length` times, of a cond the
+    branch with the most): the products of a loop's body are products of the plan."""
     total = 0.0
     for n in region.nodes:
         op = REGISTRY[n.op]
-        if op.flops is not None:
+        if op.flops is None:
+            continue
+        if ops is None or n.op in ops:
             total += op.flops([i.type for i in n.inputs], n.type, **n.attrs)
+        elif n.op == "scan":
+            total += n.attrs["length"] * region_flops(n.attrs["body"], ops)
+        elif n.op == "cond":
+            total += max(region_flops(b, ops) for b in n.attrs["branches"])
     return total
 
 
