@@ -330,7 +330,8 @@ class Tokenizer:
             raise GraphcError(f"{path} is not a readable tokenizer "
                               f"({str(exc).splitlines()[0]})") from None
         pre = self._tok.pre_tokenizer
-        if add_prefix_space is not None and pre is not None and b'"ByteLevel"' in pre.__getstate__():
+        if (add_prefix_space is not None and pre is not None
+                and b'"ByteLevel"' in pre.__getstate__()):
             self._tok.pre_tokenizer = pre_tokenizers.ByteLevel(add_prefix_space=add_prefix_space,
                                                                use_regex=True)
             self._tok.normalizer = None
