@@ -223,6 +223,10 @@ def test_tokenizer_files_that_cannot_be_read_are_one_line(hf_dir, tmp_path, caps
     refused("tokenizer_config.json: is not valid JSON")
     (directory / gpt2.TOKENIZER_CONFIG_FILE).unlink()
     _legacy_files(directory)
+    with open(directory / gpt2.MERGES_FILE, "a", encoding="utf-8") as fh:
+        fh.write("\n\nabc\n")  # (it named vocab.json alone: 'vocab.json is not a readable')
+    refused("vocab.json and merges.txt beside it are not a readable tokenizer (Error while "
+            "reading BPE files: Merges text file invalid at line")
     (directory / gpt2.MERGES_FILE).unlink()
     refused("vocab.json has no merges.txt beside it")
     (directory / gpt2.VOCAB_FILE).unlink()

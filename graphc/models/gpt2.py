@@ -478,8 +478,13 @@ def _from_vocab_and_merges(vocab_path: str, special_tokens):
     if not os.path.isfile(merges):
         raise GraphcError(f"{vocab_path} has no {MERGES_FILE} beside it (a GPT-2 directory "
                           f"needs {TOKENIZER_FILE}, or {VOCAB_FILE} and {MERGES_FILE})")
-    tok = HFTokenizer(models.BPE.from_file(vocab_path, merges, continuing_subword_prefix="",
-                                           end_of_word_suffix="", fuse_unk=False))
+    try:
+        bpe = models.BPE.from_file(vocab_path, merges, continuing_subword_prefix="",
+                                   end_of_word_suffix="", fuse_unk=False)
+    except Exception as exc:  # (the Rust library's words name neither file)
+        raise GraphcError(f"{vocab_path} and {MERGES_FILE} beside it are not a readable "
+                          f"tokenizer ({str(exc).splitlines()[0]})") from None
+    tok = HFTokenizer(bpe)
     tok.pre_tokenizer = pre_tokenizers.ByteLevel(add_prefix_space=False)
     tok.decoder = decoders.ByteLevel()
     tok.add_special_tokens([AddedToken(t, special=True) for t in special_tokens])
