@@ -18,6 +18,7 @@ import graphc as gc
 from graphc.data import CharData
 from graphc.models.gpt import CONFIGS, GPT, GPTConfig
 from graphc.train import TrainConfig, gpt_loss, optimizer
+from passes.rematerialize import parse_memory_limit
 
 
 def training_step(cfg: GPTConfig, data: CharData, memory_limit):
@@ -43,13 +44,19 @@ def main(argv=None) -> int:
     data = CharData.from_file(None, cfg.block_size)
     cfg.vocab_size = len(data.vocab)
     limits = [None] + [b.strip() for b in args.budgets.split(",") if b.strip()]
+    try:  # every budget a size before any configuration is compiled and trained
+        for limit in limits[1:]:
+            parse_memory_limit(limit)
+    except gc.GraphcError as exc:
+        print(f"error: {exc.message}", file=sys.stderr)
+        return 2
     steps, compile_seconds = [], []
     for limit in limits:
         start = time.perf_counter()
         try:
             trainer = training_step(cfg, data, limit)
             trainer.step_plan.wait_for_kernels()
-        except gc.GraphcError as exc:  # a budget that is no size, or one that cannot be met
+        except gc.GraphcError as exc:  # a budget that cannot be met
             print(f"error: {exc.message}", file=sys.stderr)
             return 2
         compile_seconds.append(time.perf_counter() - start)

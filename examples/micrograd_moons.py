@@ -9,6 +9,7 @@ training step (forward, loss, gradient and SGD update) is one compiled graphc pl
 from __future__ import annotations
 
 import argparse
+import sys
 
 import numpy as np
 
@@ -70,4 +71,8 @@ if __name__ == "__main__":
         if getattr(args, option) < low:  # the usage and one error line, status 2, as argparse
             parser.error(f"argument --{option}: expected a whole number >= {low}, "
                          f"got {getattr(args, option)}")
-    main(args.steps, args.seed)
+    try:
+        main(args.steps, args.seed)
+    except gc.GraphcError as exc:  # the library's refusal (a seed past manual_seed's range)
+        print(f"error: {exc.message}", file=sys.stderr)
+        sys.exit(2)

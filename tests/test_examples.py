@@ -166,6 +166,8 @@ _SKLEARN = pytest.mark.skipif(importlib.util.find_spec("sklearn") is None,
 _REFUSED = [
     ("micrograd_moons.py", ["--steps", "0"], "argument --steps: expected a whole number >= 1"),
     ("micrograd_moons.py", ["--seed", "-1"], "argument --seed: expected a whole number >= 0"),
+    ("micrograd_moons.py", ["--seed", str(2 ** 64)],
+     "error: manual_seed: seed 18446744073709551616 is out of range"),
     ("digits_mlp.py", ["--epochs", "0"], "argument --epochs: expected a whole number >= 1, got 0"),
     ("digits_mlp.py", ["--eager-epochs", "-1"], "argument --eager-epochs: expected a whole "
                                                 "number >= 0, got -1"),
@@ -227,3 +229,16 @@ def test_the_readme_counts_char_gpt_s_lines_as_they_are():
     said = re.search(r"`examples/char_gpt\.py` trains the same GPT in (\d+) non-blank", readme)
     source = (ROOT / "examples" / "char_gpt.py").read_text(encoding="utf-8").splitlines()
     assert said and int(said.group(1)) == sum(1 for line in source if line.strip())
+
+
+def test_memory_budget_refuses_a_bad_budget_before_compiling_any(monkeypatch, capsys):
+    """Before (review r5): the configurations before the typo were compiled and stepped
+    first, minutes for the default --config medium, then the refusal."""
+    import graphc as gc
+    built = []
+    monkeypatch.setattr(gc, "Trainer", lambda *a, **k: built.append(1) or pytest.fail("built"))
+    assert _load("memory_budget").main(["--config", "tiny", "--budgets", "24MiB,12XB"]) == 2
+    assert built == []
+    err = capsys.readouterr().err.splitlines()
+    assert len(err) == 1 and err[0].startswith("error: memory_limit: expected a number of "
+                                               "bytes or a size"), err
