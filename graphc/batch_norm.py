@@ -114,6 +114,9 @@ class _NormBase(Module):
             self._update_buffer("num_batches_tracked", tracked)
 
     _counts_batches = True  # InstanceNorm's forward leaves num_batches_tracked at 0, as torch's
+    # load_state_dict keeps the layer's own where a state lacks it, as torch's _NormBase fills
+    # it in from the layer for a state without version metadata (every dict graphc reads)
+    _KEPT_WHEN_MISSING = ("num_batches_tracked",)
 
     def _running_norm(self, x, per_channel):
         """x normalised by the running statistics (held in their Buffers' dtype, used in x's)."""

@@ -142,6 +142,18 @@ def _state_array(name, value, dtype=None):
                           (user_location(),)) from None
 
 
+class _WithVersions(dict):
+    """load_torch_state_dict's converted state, carrying the torch state_dict's _metadata."""
+
+
+def _layer_version(versions, prefix) -> int:
+    """A layer's version in a torch state_dict's _metadata ({prefix: {"version": n}}), 0
+    where the state says none (a plain dict: every state graphc gives or reads)."""
+    local = versions.get(prefix)
+    version = local.get("version") if isinstance(local, dict) else None
+    return version if isinstance(version, int) else 0
+
+
 def _state_mapping(method, state, holding):
     """`state` of load_state_dict or load_torch_state_dict: a dict (anything with items()),
     else one line naming what was given (a list of arrays, a file's path)."""
@@ -1280,9 +1292,18 @@ class Module:
         _state_mapping("load_state_dict", state, "array (as model.state_dict() gives)")
         given = state
         self._refuse_torch_layout(state)
+        # a buffer its layer keeps where a state lacks it (BatchNorm's num_batches_tracked,
+        # which torch's fills in from the layer) is neither missing nor refused, as torch's,
+        # unless the state is a torch state_dict() whose _metadata says the layer's version
+        # had it (2: torch's own state less that key is refused by torch's strict load)
+        versions = getattr(state, "_metadata", None)
+        versions = versions if isinstance(versions, dict) else {}
+        kept = {name for name, (module, attr) in self._parameter_owners(kind=Buffer)
+                if attr in getattr(type(module), "_KEPT_WHEN_MISSING", ())
+                and _layer_version(versions, name.rpartition(".")[0]) < 2}
         # torch counts missing keys against its state_dict's names, every name of a shared
         # module's parameters and buffers included (named_parameters() gives each once)
-        not_given = sorted(set(self.state_dict()) - set(state))
+        not_given = sorted(set(self.state_dict()) - set(state) - kept)
         # a shared layer's buffers under its other names too, as its parameters below; a
         # non-persistent one's name is unexpected, as torch's
         everywhere = dict(self._persistent_buffers(every_name=True))
@@ -1292,7 +1313,7 @@ class Module:
         # BatchNorm's statistics ran with the model's fresh ones)
         loaded_ids = {id(b) for b in loaded.values()}
         missing_buffers = [name for name, b in self._persistent_buffers()
-                           if id(b) not in loaded_ids]
+                           if id(b) not in loaded_ids and name not in kept]
         values = {name: _state_array(name, state[name]) for name in loaded}
         state = {name: value for name, value in state.items() if name not in everywhere}
         params = dict(self.named_parameters())
@@ -1427,6 +1448,11 @@ class Module:
                                       "torch's layout", (user_location(),))
                 value = value.T
             converted[name] = value
+        versions = getattr(state, "_metadata", None)  # (torch's layer versions, kept)
+        if isinstance(versions, dict):
+            converted = _WithVersions(converted)
+            converted._metadata = {".".join(p for p in k.split(".") if p != "_orig_mod"): v
+                                   for k, v in versions.items() if isinstance(k, str)}
         return self.load_state_dict(converted, strict)
 
     def zero_grad(self, set_to_none: bool = True):

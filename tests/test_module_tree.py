@@ -83,9 +83,9 @@ def test_load_state_dict_counts_a_shared_modules_other_names_as_torch():
     theirs.a.weight.data.fill_(0.25)
     result = ours.load_torch_state_dict({k: v for k, v in full.items()
                                          if not k.startswith("seq.")})
+    # (a plain dict: torch's BatchNorm fills its num_batches_tracked in, not missing)
     assert result.missing_keys == ["seq.0.bias", "seq.0.weight", "seq.2.bias",
-                                   "seq.2.num_batches_tracked", "seq.2.running_mean",
-                                   "seq.2.running_var", "seq.2.weight"]
+                                   "seq.2.running_mean", "seq.2.running_var", "seq.2.weight"]
     np.testing.assert_array_equal(ours.seq[0].weight.data, 0.25)
 
 
@@ -121,8 +121,40 @@ def test_a_strict_load_wants_every_persistent_buffer_as_torch():
     first = {**arrays, "norm.running_mean": np.full(2, 5.0), "norm.running_var": np.ones(2),
              "norm.num_batches_tracked": np.array(4)}
     assert ours.load_torch_state_dict(first).missing_keys == sorted(
-        {"seq.2.running_mean", "seq.2.running_var", "seq.2.num_batches_tracked"})
+        {"seq.2.running_mean", "seq.2.running_var"})  # (a plain dict: filled in, as torch's)
     np.testing.assert_array_equal(ours.seq[2].running_mean.data, 5.0)
+
+
+def test_a_strict_load_fills_a_missing_num_batches_tracked_in_as_torch():
+    """torch's BatchNorm/InstanceNorm fill a num_batches_tracked a state lacks in from the
+    layer where the state carries no version (a plain dict: every state graphc gives or
+    reads, a hand-made or converted checkpoint), so its strict load takes it and
+    missing_keys leaves it out; a torch state_dict() whose _metadata says version 2 is
+    refused, as torch's. The strict load of missing buffers refused the plain dict."""
+    for make in (lambda nn: nn.Sequential(nn.Linear(2, 2), nn.BatchNorm1d(2)),
+                 lambda nn: nn.InstanceNorm1d(2, track_running_stats=True)):
+        ours, theirs = make(gc.nn), make(torch.nn)
+        full = theirs.state_dict()
+        tracked = next(k for k in full if k.endswith("num_batches_tracked"))
+        ours_tracked = ours.get_buffer(tracked)
+        ours_tracked.data[...] = 7
+        for versioned in (False, True):
+            state = OrderedDict((k, v) for k, v in full.items() if k != tracked)
+            if versioned:
+                state._metadata = full._metadata
+            want = theirs.load_state_dict(state, strict=False)
+            mine = ours.load_torch_state_dict(state, strict=False)
+            assert mine == (sorted(want.missing_keys), sorted(want.unexpected_keys))
+            assert mine.missing_keys == ([tracked] if versioned else [])
+            if versioned:
+                with pytest.raises(gc.GraphcError, match=r"missing \['.*num_batches_tracked"):
+                    ours.load_torch_state_dict(state)
+            else:
+                theirs.load_state_dict(state)
+                assert ours.load_torch_state_dict(state) == ([], [])
+                arrays = {k: v.numpy() for k, v in state.items()}
+                assert ours.load_state_dict(arrays) == ([], [])  # graphc's own dict too
+            assert int(ours_tracked.data) == 7  # the layer's own kept
 
 
 def test_load_state_dict_with_assign_takes_the_given_arrays_as_torch():
