@@ -21,3 +21,18 @@ def test_np_transpose_of_a_tensor_reverses_its_axes_as_numpys(traced):
     weights = np.arange(24.0, dtype=np.float32).reshape(4, 3, 2)
     grad = gc.grad(lambda a: gc.sum(np.transpose(a) * weights))(X)
     np.testing.assert_array_equal(np.asarray(grad), np.transpose(weights))
+
+
+@pytest.mark.parametrize("descending", [False, True])
+def test_argsort_with_axis_none_sorts_the_flattened_value_as_numpys(descending):
+    """gc.argsort(x, axis=None) was refused ('axis must be an int, got None', naming no
+    argsort) where numpy's, and gc.sort's axis=None, take the flattened x. It is the order
+    of the flattened x now, eagerly and compiled."""
+    x = np.array([[3.0, 1.0, 2.0], [1.0, 0.0, 3.0]], np.float32)
+    expected = np.argsort(-x if descending else x, axis=None, kind="stable")
+    for fn in (gc.argsort, gc.compile(gc.argsort, static_argnums=(1, 2))):
+        out = np.asarray(fn(x, None, descending))
+        np.testing.assert_array_equal(out, expected)
+        assert out.dtype == np.int64
+    np.testing.assert_array_equal(np.asarray(gc.sort(x, None, descending)),
+                                  x.ravel()[expected])

@@ -388,8 +388,11 @@ def _argsort(x, axis, descending):
 
 def argsort(x, axis=-1, descending=False):
     """numpy's argsort (stable, as kind="stable"), or from the largest with descending=True
-    (the first of equal elements first). An index: no gradient."""
-    axis = _axis(axis, builtins.max(_ndim(x), 1))
+    (the first of equal elements first); axis=None: of the flattened x, as numpy's (and
+    sort's). An index: no gradient."""
+    if axis is None:
+        x, axis = F.reshape(x, (-1,)), 0
+    axis = _axis(axis, builtins.max(_ndim(x), 1), "argsort: axis")
     if _ndim(x) == 0:
         return F.cast(F.zeros_like(x), "int64")
     return apply("argsort", x, axis=axis, descending=bool(descending))
