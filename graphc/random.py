@@ -245,7 +245,7 @@ def categorical(key, logits, axis=-1, shape=None):
         F._fail(f"gc.random.categorical: logits must be floating point, got "
                 f"{F._dtype(logits)}")
     full = tuple(F._shape(logits))
-    ax = F._axis(axis, len(full))
+    ax = F._axis(axis, len(full), "gc.random.categorical: axis")
     batch = full[:ax] + full[ax + 1:]
     if shape is None:
         shape = batch
@@ -274,7 +274,7 @@ def permutation(key, x, axis=0):
     if not hasattr(x, "shape") or not F._ndim(x):
         F._fail(f"gc.random.permutation: x must be an integer or an array with at least one "
                 f"axis, got {x!r}")
-    ax = F._axis(axis, F._ndim(x))
+    ax = F._axis(axis, F._ndim(x), "gc.random.permutation: axis")
     size = F._shape(x)[ax]
     if not is_int(size):
         F._fail(f"gc.random.permutation: axis {ax} has the symbolic size {size}; a "

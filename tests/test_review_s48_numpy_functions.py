@@ -36,3 +36,27 @@ def test_argsort_with_axis_none_sorts_the_flattened_value_as_numpys(descending):
         assert out.dtype == np.int64
     np.testing.assert_array_equal(np.asarray(gc.sort(x, None, descending)),
                                   x.ravel()[expected])
+
+
+@pytest.mark.parametrize("call, name", [
+    (lambda: gc.flip(np.zeros(3), 3), "flip"),
+    (lambda: gc.roll(np.zeros(3), 1, axis=3), "roll"),
+    (lambda: gc.repeat(np.zeros(3), 2, axis=-2), "repeat"),
+    (lambda: gc.cumprod(np.zeros(3), 5), "cumprod"),
+    (lambda: gc.prod(np.zeros(3), 1), "prod"),
+    (lambda: gc.norm(np.zeros(3), axis=2), "norm"),
+    (lambda: gc.sort(np.zeros(3), 5), "sort"),
+    (lambda: gc.argsort(np.zeros(3), 5), "argsort"),
+    (lambda: gc.take_along_axis(np.zeros(3), np.zeros(3, np.int64), 1), "take_along_axis"),
+    (lambda: gc.random.categorical(gc.random.key(0), np.zeros(3, np.float32), axis=5),
+     "gc.random.categorical"),
+    (lambda: gc.random.permutation(gc.random.key(0), np.zeros((2, 3)), axis=3),
+     "gc.random.permutation"),
+])
+def test_an_axis_out_of_range_names_the_function_called(call, name):
+    """An axis out of range was 'axis 3 is out of range for a 1-d value', naming none of
+    these functions; the line names the one called now (the user's line follows it)."""
+    with pytest.raises(gc.GraphcError) as info:
+        call()
+    first = str(info.value).splitlines()[0]
+    assert first.startswith(f"{name}: axis ") and "is out of range for a" in first, first

@@ -41,7 +41,7 @@ def _axis_set(axis, nd, name):
     as numpy's (flip((0, 0)) is not one flip)."""
     if axis is None:
         return tuple(range(nd))
-    axes = [_axis(a, nd) for a in _seq(axis)]
+    axes = [_axis(a, nd, f"{name}: axis") for a in _seq(axis)]
     if len(set(axes)) != len(axes):
         _fail(f"{name}: axis {axis} repeats an axis")
     return tuple(sorted(axes))
@@ -96,7 +96,7 @@ def roll(x, shift, axis=None):
             _fail(f"roll: {len(shifts)} shifts for {len(axes)} axes")
     rolled = x
     for s, a in zip(shifts, axes):
-        a = _axis(a, _ndim(x))
+        a = _axis(a, _ndim(x), "roll: axis")
         n = _concrete(_shape(x)[a], "roll")
         s = _whole(s, "roll: a shift") % n if n else 0
         if s:
@@ -134,7 +134,7 @@ def repeat(x, repeats, axis=None):
         _fail(f"repeat: `repeats` must be non-negative, got {repeats}")
     if axis is None:
         x, axis = F.reshape(x, (-1,)), 0
-    axis = _axis(axis, _ndim(x))
+    axis = _axis(axis, _ndim(x), "repeat: axis")
     shape = _shape(x)
     if repeats == 1:  # a copy of its own eagerly, as numpy's
         return F._unchanged(x)
@@ -178,7 +178,7 @@ def cumprod(x, axis=None):
     exact where an element is zero."""
     if axis is None:
         x, axis = F.reshape(x, (-1,)), 0
-    axis = _axis(axis, _ndim(x))
+    axis = _axis(axis, _ndim(x), "cumprod: axis")
     n = _concrete(_shape(x)[axis], "cumprod")
     if is_half(_dtype(x)) and n > 1:  # in float32, rounded once, as torch's: the scan's
         # log2(n) half products drifted 10-15 ulps
@@ -302,7 +302,7 @@ def _take_along(x, indices, axis, in_range, name="take_along_axis"):
     nd = _ndim(x)
     if _ndim(indices) != nd:
         _fail(f"take_along_axis: indices have {_ndim(indices)} dimensions, x has {nd}")
-    axis = _axis(axis, nd)
+    axis = _axis(axis, nd, f"{name}: axis")
     xs, ids = _shape(x), _shape(indices)
     shape = []
     for i, (d, e) in enumerate(zip(xs, ids)):
@@ -405,6 +405,7 @@ def sort(x, axis=-1, descending=False):
         x, axis = F.reshape(x, (-1,)), 0
     if _ndim(x) == 0:
         return F._unchanged(x)
+    axis = _axis(axis, _ndim(x), "sort: axis")
     return _take_along(x, argsort(x, axis, descending), axis, in_range=True, name="sort")
 
 
