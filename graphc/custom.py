@@ -122,9 +122,11 @@ class custom_vjp(_Custom):
                               f"(output, residuals), got {_describe(result)}", _where(self.fwd))
         return result
 
-    def _backward(self, args, residuals, cotangents):
+    def _backward(self, args, residuals, cotangents, needs):
         """bwd's result as it returns it: a cotangent per argument not in nondiff_argnums
-        (_check_cotangents checks it and places them among the arguments)."""
+        (_check_cotangents checks it and places them among the arguments). `needs`, whether
+        each argument operand's gradient is wanted, is not bwd's (JAX's does not see it), but
+        a rule of graphc's own may read it (graphc/hooks.py's backward hooks)."""
         nondiff = _nondiff_positions(self.nondiff_argnums, len(args), self)
         return self.bwd(*[args[i] for i in nondiff], residuals, cotangents)
 
@@ -347,7 +349,7 @@ def _record(custom, leaves, in_tree, is_operand, forward=None):
                 res[i] = r
             with collect_buffer_updates():  # a layer bwd calls again: updated by fwd
                 result = custom._backward(args, unflatten(res_tree, res),
-                                          unflatten(out_tree, cotangents))
+                                          unflatten(out_tree, cotangents), needs)
             return _check_cotangents(custom, result, args, arg_pos, arg_ops, needs)
         return _transpose_jvp(custom, leaves, in_tree, arg_pos, arg_ops, needs, out_tree,
                               out_types, diff_pos, [cotangents[i] for i in diff_pos])

@@ -1,15 +1,19 @@
-"""torch's forward hooks on gc.nn.Module: `register_forward_pre_hook` and
+"""torch's module hooks on gc.nn.Module: `register_forward_pre_hook` and
 `register_forward_hook`, with torch's signatures, return values and order (prepend=,
-with_kwargs=, always_call=), each returning a handle whose remove() (or the end of its `with`
-block) takes the hook off.
+with_kwargs=, always_call=), and `register_full_backward_pre_hook` and
+`register_full_backward_hook` (prepend=; BackwardCall), each returning a handle whose remove()
+(or the end of its `with` block) takes the hook off.
 
 A hook runs where the module is called: eagerly on tensors, and inside a trace (gc.compile,
 gc.grad, gc.vmap) on the traced values, as torch.compile inlines hooks into its graph. So a
 compiled plan holds what its hooks did while it was traced: a hook that changes the output is
 part of the plan; one that stores a value (a list of activations) stores a traced value, not
-an array (return it from the function instead, or call the model eagerly). Adding or removing
-a hook on a module traces again the plans whose trace called that module, and those only
-(Module.__call__ guards each module's count of changes, HookChanges).
+an array (return it from the function instead, or call the model eagerly). A backward hook
+runs where the gradient is computed: eagerly at backward(), on tensors; traced (gc.grad, a
+compiled model's gradient) when the trace is differentiated, on traced values, its effect on
+the gradients part of the plan. Adding or removing a hook on a module traces again the plans
+whose trace called that module, and those only (Module.__call__ guards each module's count of
+changes, HookChanges).
 """
 from __future__ import annotations
 
@@ -17,14 +21,19 @@ import itertools
 import warnings
 import weakref
 
-from ir.errors import GraphcError, user_location, user_stacklevel
-from ir.graph import current_graph
+from ir.errors import GraphcError, definition_location, user_location, user_stacklevel
+from ir.graph import Node, current_graph
+from ir.ops import api as F
+from ir.types import is_float
+from runtime.eager import Tensor, is_grad_enabled
+
+from .custom import custom_vjp
 
 _IDS = itertools.count()  # one id per hook, as torch's RemovableHandle.id
 
 
 class HookChanges:
-    """How many times a forward hook has been added to or taken off one module
+    """How many times a hook has been added to or taken off one module
     (changes_of): a trace guards it at each module it calls (Module.__call__), so that a plan
     ran the hooks its modules had when it was traced, and a change on one module traces
     again only the plans that called it. A hook the traced function adds is part of its
@@ -42,7 +51,7 @@ class HookChanges:
         module = self._module()
         where = "" if module is None else \
             f" {type(module).__name__} {module._path or '(the model itself)'}"
-        return f"a forward hook was added to or removed from{where or ' a module'}"
+        return f"a hook was added to or removed from{where or ' a module'}"
 
 
 _CHANGES = {}  # id(module) -> its HookChanges, while the module lives
@@ -58,7 +67,7 @@ def changes_of(module) -> HookChanges:
 
 
 class RemovableHandle:
-    """What register_forward_hook and register_forward_pre_hook return: `remove()` takes the
+    """What the register_*_hook methods return: `remove()` takes the
     hook off (again: nothing); as a context manager, at the end of the block."""
 
     def __init__(self, hooks: dict, changed):
@@ -115,13 +124,18 @@ def register(hooks: dict, hook, changed, prepend: bool, where: str,
     return handle
 
 
-def call(module, forward, args: tuple, kwargs: dict, pre_hooks: dict, hooks: dict):
+def call(module, forward, args: tuple, kwargs: dict, pre_hooks: dict, hooks: dict,
+         backward_hooks: dict, backward_pre_hooks: dict):
     """forward(*args, **kwargs) with the module's hooks, as torch's Module._call_impl: each
     pre-hook may replace the arguments (a non-tuple result is the one argument; with_kwargs,
     an (args, kwargs) pair), each forward hook the output; with always_call, a forward hook
     runs also when a pre-hook, forward or an earlier hook raised, before the error goes on
-    (on the output so far, None where forward gave none; each one's result is the next's)."""
+    (on the output so far, None where forward gave none; each one's result is the next's).
+    With backward hooks, the arguments the pre-hooks gave and the output the forward hooks
+    gave go through BackwardCall's identities, as torch's."""
     called, output = set(), None
+    backward = BackwardCall(module, backward_hooks, backward_pre_hooks) \
+        if backward_hooks or backward_pre_hooks else None
     try:
         for hook, flags in list(pre_hooks.values()):
             if flags["with_kwargs"]:
@@ -139,6 +153,8 @@ def call(module, forward, args: tuple, kwargs: dict, pre_hooks: dict, hooks: dic
                 result = hook(module, args)
                 if result is not None:
                     args = result if isinstance(result, tuple) else (result,)
+        if backward is not None:
+            args = backward.wrap_inputs(args)
         output = forward(*args, **kwargs)
         for key, (hook, flags) in list(hooks.items()):
             called.add(key)
@@ -146,6 +162,8 @@ def call(module, forward, args: tuple, kwargs: dict, pre_hooks: dict, hooks: dic
                 else hook(module, args, output)
             if result is not None:
                 output = result
+        if backward is not None:
+            output = backward.wrap_output(output)
     except Exception:
         for key, (hook, flags) in list(hooks.items()):
             if flags["always_call"] and key not in called:
@@ -160,3 +178,157 @@ def call(module, forward, args: tuple, kwargs: dict, pre_hooks: dict, hooks: dic
                                   "error was raised", stacklevel=user_stacklevel())
         raise
     return output
+
+
+class BackwardCall:
+    """One call of a module with full backward hooks, as torch's BackwardHook: the module's
+    positional tensor arguments go through one identity with a gradient rule of its own, its
+    output (a tensor or a tuple) through another. Differentiated, the outputs' rule runs
+    first: it gives grad_output (one entry per output, None for a non-tensor or an integer
+    one) to the backward pre-hooks, each one's tuple replacing it, and sends on the last; the
+    inputs' rule then calls the backward hooks with grad_input (one entry per argument, None
+    for a non-tensor, zeros for a tensor that is not differentiated, as torch's) and
+    grad_output, each one's tuple replacing grad_input, and sends on the last. Where no
+    argument is differentiated (data, not a value computed from a weight) the inputs' rule
+    never runs, so the outputs' rule calls the hooks, grad_input all None, with torch's
+    warning. The hooks are those the module had at the call (torch's)."""
+
+    def __init__(self, module, hooks: dict, pre_hooks: dict):
+        self.module = module
+        self.hooks = [hook for hook, _ in hooks.values()]
+        self.pre_hooks = [hook for hook, _ in pre_hooks.values()]
+        self.grad_output = None  # from the outputs' rule to the inputs' (torch's grad_outputs)
+        self.n_inputs, self.input_index, self.inputs = 0, [], []
+        self.n_outputs, self.output_index, self.outputs = 0, [], []
+
+    def wrap_inputs(self, args: tuple) -> tuple:
+        self.n_inputs = len(args)
+        self.input_index = [i for i, a in enumerate(args) if _is_tensor(a)]
+        self.inputs = [args[i] for i in self.input_index]
+        if not _differentiated(self.inputs):
+            return args
+        self.inputs = list(_Identity(f"{type(self.module).__name__} backward hook inputs",
+                                     len(self.inputs), self._input_rule)(*self.inputs))
+        return _placed(args, self.input_index, self.inputs)
+
+    def wrap_output(self, output):
+        if not isinstance(output, tuple) and not _is_tensor(output):
+            warnings.warn(f"{type(self.module).__name__}: for backward hooks to be called, "
+                          "the module's output should be a tensor or a tuple of tensors, "
+                          f"not a {type(output).__name__} (as torch's)",
+                          stacklevel=user_stacklevel())
+            return output
+        outputs = output if isinstance(output, tuple) else (output,)
+        self.n_outputs = len(outputs)
+        self.output_index = [i for i, y in enumerate(outputs) if _is_tensor(y)]
+        self.outputs = [outputs[i] for i in self.output_index]
+        if not _differentiated(self.outputs):
+            return output
+        # the wrapped inputs are arguments too (their cotangents None): whether each one's
+        # gradient is wanted (the rule's `needs`) says whether the inputs' rule will run
+        wrapped = _Identity(f"{type(self.module).__name__} backward hook outputs",
+                            len(self.outputs), self._output_rule)(*self.outputs, *self.inputs)
+        outputs = _placed(outputs, self.output_index, wrapped)
+        return outputs if isinstance(output, tuple) else outputs[0]
+
+    def _output_rule(self, cotangents, needs):
+        count = len(self.outputs)
+        grads = [g if is_float(y.dtype) else None
+                 for g, y in zip(cotangents[:count], self.outputs)]
+        grad_output = _placed((None,) * self.n_outputs, self.output_index, grads)
+        for hook in self.pre_hooks:
+            result = hook(self.module, grad_output)
+            if result is not None:
+                grad_output = self._replacing(result, grad_output, self.output_index,
+                                              self.outputs, hook, "full backward pre-hook",
+                                              "grad_output")
+        if any(needs[count:]):
+            self.grad_output = grad_output
+        else:
+            name = type(self.module).__name__
+            if self.hooks:
+                warnings.warn(f"{name}: a full backward hook is firing when gradients are "
+                              "computed with respect to the module's outputs, since no input "
+                              "requires gradients (grad_input all None, as torch's)",
+                              stacklevel=user_stacklevel())
+            grad_input = (None,) * self.n_inputs
+            for hook in self.hooks:
+                result = hook(self.module, grad_input, grad_output)
+                if result is not None and not (isinstance(result, (tuple, list)) and
+                                               all(r is None for r in result)):
+                    raise GraphcError(f"{name}: a full backward hook of a module none of whose "
+                                      "inputs is differentiated must return None or Nones "
+                                      "(as torch's)", _where(hook))
+        return [grad_output[i] for i in self.output_index] + [None] * (len(needs) - count)
+
+    def _input_rule(self, cotangents, needs):
+        grad_output, self.grad_output = self.grad_output, None
+        if grad_output is None:  # the gradient came without passing the outputs (torch's)
+            return tuple(cotangents)
+        grads = [g if need else F.zeros_like(x) for g, need, x in
+                 zip(cotangents, needs, self.inputs)]
+        grad_input = _placed((None,) * self.n_inputs, self.input_index, grads)
+        for hook in self.hooks:
+            result = hook(self.module, grad_input, grad_output)
+            if result is not None:
+                grad_input = self._replacing(result, grad_input, self.input_index,
+                                             self.inputs, hook, "full backward hook",
+                                             "grad_input")
+        return tuple(grad_input[i] for i in self.input_index)
+
+    def _replacing(self, result, grads, index, tensors, hook, kind, what) -> tuple:
+        """A hook's result, checked: a tuple (or list) as long as `grads`, each entry at a
+        tensor's place None or of that tensor's shape (torch checks the length; its autograd
+        the shapes)."""
+        name = type(self.module).__name__
+        if not isinstance(result, (tuple, list)) or len(result) != len(grads):
+            got = (f"a {type(result).__name__} of {len(result)}"
+                   if isinstance(result, (tuple, list)) else f"a {type(result).__name__}")
+            raise GraphcError(f"{name}: a {kind} must return None or a tuple of {len(grads)} "
+                              f"(one per entry of {what}), got {got}", _where(hook))
+        for i, x in zip(index, tensors):
+            g = result[i]
+            if g is not None and tuple(getattr(g, "shape", ())) != tuple(x.shape):
+                raise GraphcError(f"{name}: a {kind} returned {what}[{i}] of shape "
+                                  f"{tuple(getattr(g, 'shape', ()))}, but it is the gradient "
+                                  f"of a value of shape {tuple(x.shape)}", _where(hook))
+        return tuple(result)
+
+
+class _Identity(custom_vjp):
+    """The identity on its first `count` arguments whose gradient is `rule(cotangents,
+    needs)` (BackwardCall's): `needs` says which arguments' gradients are wanted."""
+
+    def __init__(self, name, count, rule):
+        super().__init__(lambda *args: args[:count])
+        self.name, self.rule = name, rule
+        self.defvjp(lambda *args: (args[:count], None), None)
+
+    def _backward(self, args, residuals, cotangents, needs):
+        return self.rule(tuple(cotangents), needs)
+
+
+def _is_tensor(x) -> bool:
+    return isinstance(x, (Tensor, Node))
+
+
+def _differentiated(tensors) -> bool:
+    """Whether these tensors' gradients may be wanted: traced, any; eagerly, where one
+    requires grad and grad is enabled (torch's test)."""
+    if current_graph() is not None or any(isinstance(x, Node) for x in tensors):
+        return bool(tensors)
+    return is_grad_enabled() and any(x.requires_grad for x in tensors)
+
+
+def _placed(values: tuple, index, items) -> tuple:
+    """`values` with items[k] at index[k]."""
+    values = list(values)
+    for i, item in zip(index, items):
+        values[i] = item
+    return tuple(values)
+
+
+def _where(hook):
+    """Where an error in a hook's result is reported: the hook's definition (the backward
+    pass runs it from a command of the user's, not from its own line), and the user's line."""
+    return (definition_location(hook), user_location())

@@ -404,7 +404,7 @@ def _as_child(value, owner):
 # any attribute the module has)
 _OWN_ATTRIBUTES = frozenset({"_compiled_views", "_non_persistent", "_empty_buffers",
                              "_none_view", "_keys", "_count", "_forward_pre_hooks",
-                             "_forward_hooks"})
+                             "_forward_hooks", "_backward_pre_hooks", "_backward_hooks"})
 
 
 def _refuse_own_attribute(where, name):
@@ -1755,9 +1755,11 @@ class Module:
         """forward, with the hooks registered on this module (graphc/hooks.py)."""
         own = self.__dict__
         pre, post = own.get("_forward_pre_hooks"), own.get("_forward_hooks")
-        if not (pre or post):
+        back_pre, back = own.get("_backward_pre_hooks"), own.get("_backward_hooks")
+        if not (pre or post or back_pre or back):
             return self.forward(*args, **kwargs)
-        return hooks.call(self, self.forward, args, kwargs, pre or {}, post or {})
+        return hooks.call(self, self.forward, args, kwargs, pre or {}, post or {},
+                          back or {}, back_pre or {})
 
     def register_forward_pre_hook(self, hook, *, prepend: bool = False,
                                   with_kwargs: bool = False) -> hooks.RemovableHandle:
@@ -1778,6 +1780,27 @@ class Module:
                               self._hooks_changed, prepend,
                               f"{type(self).__name__}.register_forward_hook",
                               with_kwargs=with_kwargs, always_call=always_call)
+
+    def register_full_backward_pre_hook(self, hook, prepend: bool = False
+                                        ) -> hooks.RemovableHandle:
+        """torch's: hook(module, grad_output) when the gradient of this call's output is
+        computed, returning None or a tuple replacing grad_output (one entry per output,
+        None for a non-tensor). Traced, it runs on traced values when the trace is
+        differentiated (graphc/hooks.py's BackwardCall)."""
+        return hooks.register(self._hook_table("_backward_pre_hooks"), hook,
+                              self._hooks_changed, prepend,
+                              f"{type(self).__name__}.register_full_backward_pre_hook")
+
+    def register_full_backward_hook(self, hook, prepend: bool = False
+                                    ) -> hooks.RemovableHandle:
+        """torch's: hook(module, grad_input, grad_output) when the gradient of this call's
+        positional tensor arguments is computed, returning None or a tuple replacing
+        grad_input (one entry per argument, None for a non-tensor; all None where no argument
+        is differentiated). Traced, it runs on traced values when the trace is differentiated
+        (graphc/hooks.py's BackwardCall)."""
+        return hooks.register(self._hook_table("_backward_hooks"), hook,
+                              self._hooks_changed, prepend,
+                              f"{type(self).__name__}.register_full_backward_hook")
 
     def _hook_table(self, kind: str) -> dict:
         if kind not in self.__dict__:

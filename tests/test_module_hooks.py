@@ -1,6 +1,7 @@
-"""Forward hooks on gc.nn.Module (graphc/hooks.py) against torch's: order, return values,
-prepend, with_kwargs, always_call, handles; eagerly, under gc.compile (plans traced again
-when a hook comes or goes) and through gradients."""
+"""Module hooks on gc.nn.Module (graphc/hooks.py) against torch's: forward hooks (order, return
+values, prepend, with_kwargs, always_call, handles; eagerly, under gc.compile, plans traced
+again when a hook comes or goes, and through gradients) and full backward hooks (grad_input
+and grad_output, replacements, order, prepend; eagerly, under gc.grad and compiled)."""
 import numpy as np
 import pytest
 import torch
@@ -242,7 +243,7 @@ def test_a_hook_retraces_only_the_plans_that_went_through_its_module():
         compiled_a(x)
         assert (a.traces, b.traces) == (traced[0] + 2, traced[1] + 1)
     assert compiled_b.recompiles[-1].endswith(
-        "a forward hook was added to or removed from Linear layer")
+        "a hook was added to or removed from Linear layer")
 
 
 def test_a_hook_that_removes_itself_runs_once_compiled_as_eagerly():
@@ -298,3 +299,237 @@ def test_a_compiled_call_on_the_tape_traces_once():
     assert model.traces == 1
     compiled(x)
     assert model.traces == 1
+
+
+# ---- full backward hooks ---------------------------------------------------------------------
+
+def _loss(ours):
+    return lambda params, x: (ours.apply(params, x) ** 2).sum()
+
+
+def _compiled(ours):
+    """ours compiled, and its gradient compiled, as _grads_of runs them (made once: their
+    plans must be traced again when a hook comes or goes)."""
+    return {"compiled": gc.compile(ours),
+            "compiled grad": gc.compile(gc.grad(_loss(ours), argnums=(0, 1)))}
+
+
+def _grads_of(ours, x, how, compiled=None):
+    """The gradients of sum(model(x)^2) with respect to the parameters and x, computed
+    `how`: eagerly on the tape, by gc.grad, by a compiled model on the tape or by a compiled
+    gc.grad (from `compiled`, _compiled's); the parameters' as torch's (graphc's Linear
+    weight is torch's transposed)."""
+    if how in ("eager", "compiled"):
+        model = ours if how == "eager" else compiled[how]
+        ours.zero_grad()
+        xt = gc.Tensor(x, requires_grad=True)
+        out = model(xt)
+        (out * out).sum().backward()
+        grads = {name: p.grad for name, p in ours.named_parameters()}
+        grads["x"] = xt.grad
+    else:
+        step = gc.grad(_loss(ours), argnums=(0, 1)) if how == "grad" else compiled[how]
+        grads, grads["x"] = step(ours.params(), x)
+    return {name: np.asarray(g).T if np.ndim(g) == 2 and name != "x" else np.asarray(g)
+            for name, g in grads.items()}
+
+
+def _torch_grads(theirs, x):
+    theirs.zero_grad()
+    xt = torch.tensor(x, requires_grad=True)
+    theirs(xt).square().sum().backward()
+    grads = {name: p.grad.numpy() for name, p in theirs.named_parameters()}
+    grads["x"] = xt.grad.numpy()
+    return grads
+
+
+def _close(got, want):
+    assert got.keys() == want.keys()
+    for name in want:
+        np.testing.assert_allclose(got[name], want[name], rtol=1e-5, atol=1e-5, err_msg=name)
+
+
+_WAYS = ("eager", "grad", "compiled", "compiled grad")
+
+
+def test_backward_hooks_change_gradients_as_torchs_in_order_eagerly_and_compiled():
+    ours, theirs, x = _pair(2)
+    compiled = _compiled(ours)
+    plain = _torch_grads(theirs, x)
+    for how in _WAYS:
+        _close(_grads_of(ours, x, how, compiled), plain)
+    handles = []
+    for m in (ours, theirs):
+        handles += [
+            m[1].register_full_backward_hook(lambda mod, gi, go: (gi[0] * 3,)),
+            m[1].register_full_backward_hook(lambda mod, gi, go: (gi[0] + 0.5,)),
+            m[1].register_full_backward_hook(lambda mod, gi, go: None),  # keeps grad_input
+            # prepend: before both above, so (g * -2) * 3 + 0.5
+            m[1].register_full_backward_hook(lambda mod, gi, go: (gi[0] * -2,), prepend=True),
+            m[2].register_full_backward_pre_hook(lambda mod, go: (go[0] * 2 + 1,)),
+            m[2].register_full_backward_pre_hook(lambda mod, go: (go[0] * 0.5,), True),
+        ]
+    hooked = _torch_grads(theirs, x)
+    assert not np.allclose(hooked["0.weight"], plain["0.weight"])
+    for how in _WAYS:  # (the compiled plans are traced again with the hooks)
+        _close(_grads_of(ours, x, how, compiled), hooked)
+    for handle in handles:
+        handle.remove()
+    for how in _WAYS:  # and again without them
+        _close(_grads_of(ours, x, how, compiled), plain)
+    assert compiled["compiled grad"].recompiles[0].endswith(
+        "a hook was added to or removed from Tanh 1; a hook was added to or removed from "
+        "Linear 2")
+
+
+def test_backward_hooks_see_torchs_grad_input_and_grad_output():
+    ours, theirs, x = _pair(3)
+    seen = {"ours": [], "theirs": []}
+    for key, m in (("ours", ours), ("theirs", theirs)):
+        record = seen[key].append
+        m[0].register_full_backward_hook(lambda mod, gi, go, record=record: record((gi, go)))
+        m[2].register_full_backward_pre_hook(lambda mod, go, record=record: record(go))
+        m[2].register_full_backward_hook(lambda mod, gi, go, record=record: record((gi, go)))
+    _close(_grads_of(ours, x, "eager"), _torch_grads(theirs, x))
+
+    def arrays(entry):
+        if isinstance(entry, tuple):
+            return [arrays(e) for e in entry]
+        return entry.detach().numpy() if isinstance(entry, torch.Tensor) else np.asarray(entry)
+
+    got, want = arrays(tuple(seen["ours"])), arrays(tuple(seen["theirs"]))
+    assert len(got) == len(want) == 3  # the last layer's pre-hook, its hook, the first's
+    np.testing.assert_allclose(got[0][0], want[0][0], rtol=1e-5, atol=1e-6)
+    for (gi, go), (tgi, tgo) in zip(got[1:], want[1:]):
+        np.testing.assert_allclose(gi[0], tgi[0], rtol=1e-5, atol=1e-6)
+        np.testing.assert_allclose(go[0], tgo[0], rtol=1e-5, atol=1e-6)
+
+
+def test_backward_hook_entries_are_none_for_non_tensors_as_torchs():
+    """grad_input has one entry per positional argument (None for a non-tensor, zeros for a
+    tensor that is not differentiated while another is, as torch's); grad_output one per
+    output. An output the loss does not use has zeros in grad_output where torch's has
+    None (graphc's gradients are zeros there: the README says so)."""
+    def run(lib, traced):
+        class Two(lib.nn.Module):
+            def forward(self, x, k, y):
+                return x * k, y * 3, "label"
+
+        module, seen = Two(), []
+        module.register_full_backward_pre_hook(lambda m, go: seen.append(go))
+        module.register_full_backward_hook(lambda m, gi, go: (gi[0] * gi[2] + gi[0],
+                                                               None, None))
+        x, y = np.arange(1.0, 4.0, dtype=np.float32), np.ones(3, np.float32)
+        if lib is torch:
+            xt = torch.tensor(x, requires_grad=True)
+            module(xt, 2.0, torch.tensor(y))[0].sum().backward()
+            return seen, xt.grad.numpy()
+        if traced:
+            return seen, np.asarray(gc.grad(lambda x, y: module(x, 2.0, y)[0].sum())(x, y))
+        xt = gc.Tensor(x, requires_grad=True)
+        module(xt, 2.0, gc.Tensor(y))[0].sum().backward()
+        return seen, np.asarray(xt.grad)
+
+    (theirs,), want = run(torch, False)
+    for traced in (False, True):
+        (ours,), got = run(gc, traced)
+        np.testing.assert_array_equal(got, want)  # (2 * 0 + 2: y's entry is zeros)
+        assert [g is None for g in theirs] == [False, True, True]
+        assert [g is None for g in ours] == [False, False, True]  # (zeros, not torch's None)
+        if not traced:
+            np.testing.assert_array_equal(np.asarray(ours[0]), theirs[0].numpy())
+            np.testing.assert_array_equal(np.asarray(ours[1]), np.zeros(3))
+
+
+@pytest.mark.parametrize("dtype,tol", [("float32", 1e-5), ("float64", 1e-12)])
+def test_backward_hooks_run_at_each_call_of_a_module_called_twice(dtype, tol):
+    seen = {}
+    for lib in (torch, gc):
+        torch.manual_seed(4)
+        theirs = torch.nn.Linear(3, 3, dtype=getattr(torch, dtype))
+        layer = theirs if lib is torch else gc.nn.Linear(3, 3, dtype=dtype)
+        if lib is gc:
+            layer.load_torch_state_dict(theirs.state_dict())
+        calls = seen[lib.__name__] = []
+        layer.register_full_backward_hook(
+            lambda m, gi, go, calls=calls: (calls.append((gi[0], go[0])), (gi[0] * 2,))[1])
+        x = np.linspace(-1, 1, 6, dtype=dtype).reshape(2, 3)
+        xt = torch.tensor(x, requires_grad=True) if lib is torch else \
+            gc.Tensor(x, requires_grad=True)
+        (layer(layer(xt)) ** 2).sum().backward()
+        calls.append(xt.grad)
+    theirs, ours = seen["torch"], seen["graphc"]
+    assert len(ours) == len(theirs) == 3  # the outer call's hook first, then the inner's
+    for got, want in zip(ours[:2], theirs[:2]):
+        for g, w in zip(got, want):
+            np.testing.assert_allclose(np.asarray(g), w.detach().numpy(), rtol=tol, atol=tol)
+            assert np.asarray(g).dtype == dtype
+    np.testing.assert_allclose(np.asarray(ours[2]), theirs[2].numpy(), rtol=tol, atol=tol)
+    # the inner call's grad_output is what the outer call's hook made of its grad_input
+    np.testing.assert_allclose(np.asarray(ours[0][0]) * 2, np.asarray(ours[1][1]), rtol=1e-6)
+
+
+def test_a_backward_hook_of_a_module_whose_inputs_need_no_gradient_gets_nones():
+    """As torch's: where no input of the module is differentiated (the first layer, on data)
+    the hooks still run, when the gradient of its output is computed, with grad_input all
+    None, and torch's warning; a hook returning gradients there is an error."""
+    import warnings
+    ours, theirs, x = _pair(5)
+    seen = []
+    for m in (ours, theirs):
+        m[0].register_full_backward_hook(lambda mod, gi, go: seen.append((gi, go[0])))
+    for run in (lambda: theirs(torch.tensor(x)).sum().backward(),
+                lambda: ours(x).sum().backward(),
+                lambda: gc.grad(lambda p: ours.apply(p, x).sum())(ours.params())):
+        with warnings.catch_warnings(record=True) as caught:
+            warnings.simplefilter("always")
+            run()
+        assert len(caught) == 1 and "no input" in str(caught[0].message)
+    assert [gi for gi, _ in seen] == [(None,)] * 3
+    np.testing.assert_allclose(np.asarray(seen[1][1]), seen[0][1].numpy(), rtol=1e-5, atol=1e-6)
+    ours[0].register_full_backward_hook(lambda mod, gi, go: (np.ones((4, 3), np.float32),))
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        assert_one_line_error(lambda: ours(x).sum().backward(),
+                              "a full backward hook of a module none of whose inputs is "
+                              "differentiated must return None or Nones", HERE)
+
+
+def test_a_compiled_plan_runs_the_backward_hooks_it_was_traced_with():
+    """Traced, a backward hook runs when the trace is differentiated, on traced values, and
+    its effect is part of the plan: the plan's later calls run no Python."""
+    ours, theirs, x = _pair(6)
+    calls = []
+    ours[2].register_full_backward_hook(lambda m, gi, go: (calls.append(1), (gi[0] * 4,))[1])
+    theirs[2].register_full_backward_hook(lambda m, gi, go: (gi[0] * 4,))
+    step = gc.compile(gc.grad(lambda params, x: (ours.apply(params, x) ** 2).sum(),
+                              argnums=(0, 1)))
+    want = _torch_grads(theirs, x)
+    for _ in range(3):
+        grads, grads["x"] = step(ours.params(), x)
+        _close({n: np.asarray(g).T if np.ndim(g) == 2 and n != "x" else np.asarray(g)
+                for n, g in grads.items()}, want)
+    assert len(calls) == 1
+
+
+def test_bad_backward_hook_results_are_one_line():
+    layer = gc.nn.Linear(2, 2)
+    x = gc.Tensor(np.ones((1, 2), np.float32), requires_grad=True)
+    assert_one_line_error(lambda: layer.register_full_backward_hook("h"),
+                          "Linear.register_full_backward_hook: the hook must be callable", HERE)
+    assert_one_line_error(lambda: layer.register_full_backward_pre_hook(print, prepend=1),
+                          "register_full_backward_pre_hook: prepend must be True or False",
+                          HERE)
+    for register, hook, message in (
+            ("hook", lambda m, gi, go: (gi[0], gi[0]),
+             "a full backward hook must return None or a tuple of 1 (one per entry of "
+             "grad_input), got a tuple of 2"),
+            ("hook", lambda m, gi, go: (np.ones(3),),
+             "a full backward hook returned grad_input[0] of shape (3,), but it is the "
+             "gradient of a value of shape (1, 2)"),
+            ("pre_hook", lambda m, go: go[0],
+             "a full backward pre-hook must return None or a tuple of 1 (one per entry of "
+             "grad_output), got a Tensor")):
+        with getattr(layer, f"register_full_backward_{register}")(hook):
+            assert_one_line_error(lambda: layer(x).sum().backward(), message, HERE)
+    layer(x).sum().backward()  # (the handles' `with` took them off)
