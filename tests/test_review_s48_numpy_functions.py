@@ -60,3 +60,28 @@ def test_an_axis_out_of_range_names_the_function_called(call, name):
         call()
     first = str(info.value).splitlines()[0]
     assert first.startswith(f"{name}: axis ") and "is out of range for a" in first, first
+
+
+@pytest.mark.parametrize("traced", [False, True])
+def test_transpose_takes_numpys_other_forms_of_axes_and_its_errors_name_it(traced):
+    """Review of 239fe76: np.transpose(t, np.array([2, 0, 1])) (numpy calls
+    t.transpose(array)) and t.transpose(range(3)) were 'axis must be an int, got
+    array([2, 0, 1])', gc.transpose(v, 0) of a 1-d v a TypeError, where numpy takes each;
+    t.transpose(None, None) and an axis out of range were 'axis must be an int, got None' and
+    'axis 3 is out of range', naming no transpose."""
+    run = gc.compile if traced else (lambda f: f)
+    t = X if traced else gc.tensor(X)
+    for axes in (np.array([2, 0, 1]), range(3), [-1, 0, 1], (2, 0, 1)):
+        out = run(lambda a: np.transpose(a, axes))(t)
+        np.testing.assert_array_equal(np.asarray(out), np.transpose(X, axes))
+        out = run(lambda a: a.transpose(axes))(t)
+        np.testing.assert_array_equal(np.asarray(out), X.transpose(axes))
+    v = np.arange(3.0, dtype=np.float32)
+    np.testing.assert_array_equal(np.asarray(run(lambda a: gc.transpose(a, 0))(v)), v)
+    for call, message in [(lambda a: a.transpose(None, None), "transpose: axis must be an int"),
+                          (lambda a: a.transpose(3, 0, 1), "transpose: axis 3 is out of range"),
+                          (lambda a: gc.transpose(a, (0, 0, 1)), "is not a permutation"),
+                          (lambda a: np.transpose(a, (0, 1)), "is not a permutation")]:
+        with pytest.raises(gc.GraphcError) as info:
+            run(call)(t)
+        assert message in str(info.value).splitlines()[0], str(info.value)

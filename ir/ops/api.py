@@ -725,7 +725,11 @@ def _exact_quotient(size, known):
 
 def transpose(x, perm=None):
     nd = _ndim(x)
-    perm = tuple(range(nd))[::-1] if perm is None else tuple(_axis(p, nd) for p in perm)
+    if perm is not None and not (isinstance(perm, (tuple, list, range))
+                                 or isinstance(perm, np.ndarray) and perm.ndim == 1):
+        perm = (perm,)  # one axis, as numpy's (np.transpose(a, 0) of a 1-d a): checked below
+    perm = (tuple(range(nd))[::-1] if perm is None
+            else tuple(_axis(p, nd, "transpose: axis") for p in perm))
     if perm == tuple(range(nd)) and not _runs_now(x):
         return x
     return apply("transpose", x, perm=perm)

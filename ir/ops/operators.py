@@ -70,8 +70,10 @@ class OperatorMixin:
     def split(self, split_size_or_sections, dim=0):  # torch's (gc.split is numpy's)
         return api.split_sizes(self, split_size_or_sections, dim)
     def transpose(self, *perm):  # t.transpose(1, 0) or t.transpose((1, 0)), as numpy's;
-        # t.transpose(None) reverses the axes as t.transpose() does: np.transpose(t) calls it
-        one = len(perm) == 1 and (perm[0] is None or isinstance(perm[0], (tuple, list)))
+        # t.transpose(None) reverses the axes as t.transpose() does: np.transpose(t) calls it;
+        # one range or 1-d array of axes too, as numpy's (np.transpose(t, np.array([1, 0])))
+        one = len(perm) == 1 and (perm[0] is None or isinstance(perm[0], (tuple, list, range))
+                                  or isinstance(perm[0], np.ndarray) and perm[0].ndim == 1)
         return api.transpose(self, perm[0] if one else (perm or None))
     # numpy's functions call these methods on non-arrays with its own keywords
     # (np.mean(t) is t.mean(axis=None, dtype=None, out=None)): dtype casts first, as numpy's.
