@@ -1080,7 +1080,8 @@ class Trainer:
             meta["loss_scaler_enabled"] = self.scaler.enabled  # check_loss_scaler)
         if any(self.behind.values()):  # (absent: every parameter at the optimiser's count)
             meta["updates_behind"] = {n: k for n, k in self.behind.items() if k}
-        if self._number_lr() is not None and self._initial_lr is not None:
+        if self._number_lr() is not None or self._initial_lr is not None:
+            # (None: a schedule there, which no header can hold; see _checked_lr)
             meta["optimizer_lr"] = {"initial": self._initial_lr, "current": self._number_lr()}
         current = self._saved_settings()
         if current:
@@ -1174,7 +1175,7 @@ class Trainer:
             # read by its rules: an optimiser of one's own has none)
             lr, settings, behind = None, {}, {n: count for n in self.names}
         else:
-            lr = self._checked_lr(meta.get("optimizer_lr"))
+            lr = self._checked_lr(meta.get("optimizer_lr"), allow_changed_settings, how)
             settings = self._checked_settings(meta.get("optimizer_settings"))
             behind = self._checked_behind(meta.get("updates_behind", {}), count)
         restored = {k: arrays[k] for k in own}
@@ -1259,23 +1260,36 @@ class Trainer:
                                              f"{exc.message}") from None
         return state
 
-    def _checked_lr(self, saved):
+    def _checked_lr(self, saved, allow_changed_settings=False,
+                    how="allow_changed_settings=True"):
         """The number lr a resumed run goes on with, or None (this trainer's own): the
         checkpoint's current one (set during the run: `trainer.optimizer.lr = x`, kept as
         torch's optimizer.load_state_dict keeps param_groups' lr) where this trainer's lr is
         the one the checkpointed run started with; a trainer given another lr (built with
-        it, or set before resuming) keeps its own, as the user asked for it."""
-        mine = self._number_lr()
-        if saved is None or mine is None:
+        it, or set before resuming) keeps its own, as the user asked for it. The header
+        holds None for a schedule (a function is not saved): a run that started with one
+        and was set to a number goes on with the number where this trainer has a schedule
+        (resumed with the schedule, it trained on it again from the step, silently not the
+        run it continued); one whose number lr was replaced by a schedule is refused where
+        this trainer has that starting number, unless allow_changed_settings."""
+        if saved is None or self.plateau is not None or not self._takes_lr:
             return None
         if not isinstance(saved, dict) or not all(
-                _is_lr(saved.get(k)) for k in ("initial", "current")):
+                saved.get(k) is None or _is_lr(saved.get(k)) for k in ("initial", "current")) \
+                or saved.get("initial") is saved.get("current") is None:
             raise checkpoint.CheckpointError(f"checkpoint header: optimizer_lr must be "
                                              f"{{'initial': lr, 'current': lr}} with numbers "
-                                             f">= 0, got {saved!r}"[:200])
+                                             f">= 0 (null for a schedule, not both), got "
+                                             f"{saved!r}"[:200])
+        mine = self._number_lr()  # (None: a schedule)
         if mine != saved["initial"]:
             return None
-        return float(saved["current"])
+        if saved["current"] is None and not allow_changed_settings:
+            raise GraphcError(f"the checkpoint's run started with lr {mine} and was set to a "
+                              f"schedule, which a checkpoint cannot hold; set "
+                              f"trainer.optimizer.lr to that schedule before resuming, or pass "
+                              f"{how} to go on with lr {mine}", (user_location(),))
+        return None if saved["current"] is None else float(saved["current"])
 
     def _number_settings(self) -> dict:
         """The optimiser's number settings now (its hyperparameters that are not schedules)."""

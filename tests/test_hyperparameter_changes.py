@@ -137,6 +137,68 @@ def test_resume_goes_on_with_the_lr_set_during_the_run(tmp_path):
     assert again.optimizer.lr == 7e-3
 
 
+def test_resume_goes_on_with_a_number_lr_that_replaced_a_schedule(tmp_path):
+    """A run that started with a schedule and was set to a number mid-run: the header holds
+    None for the schedule. The same script resumed (the schedule given again) went back to
+    the schedule from the checkpoint's step, silently not the run it continued."""
+    path = str(tmp_path / "checkpoint.npz")
+    schedule = optim.cosine(0.05, steps=10, warmup=2)
+    make = lambda: optim.SGD(lr=schedule, momentum=0.9)  # noqa: E731
+    run = trainer(make())
+    for _ in range(3):
+        run.train_step()
+    run.optimizer.lr = 0.01
+    run.train_step()
+    run.save(path)
+    assert header(run, path)["optimizer_lr"] == {"initial": None, "current": 0.01}
+    while run.step < run.steps:
+        run.train_step()
+    resumed = trainer(make())
+    resumed.resume(path)
+    assert resumed.optimizer.lr == 0.01 and resumed.step == 4
+    while resumed.step < resumed.steps:
+        resumed.train_step()
+    for k in run.params:
+        np.testing.assert_array_equal(resumed.params[k], run.params[k])  # bit for bit
+    lrs = {s: {"lr": schedule(s)} for s in range(3)}
+    want = torch_run(lambda p: torch.optim.SGD(p, lr=0.05, momentum=0.9), 10,
+                     {**lrs, 3: {"lr": 0.01}})
+    assert_params(resumed.params, want)
+    # a trainer built with a number keeps its own, as for a number the run started with
+    other = trainer(optim.SGD(lr=0.02, momentum=0.9))
+    other.resume(path)
+    assert other.optimizer.lr == 0.02
+
+
+def test_resume_refuses_a_starting_lr_whose_run_went_on_with_a_schedule(tmp_path):
+    """The other way round: the schedule set mid-run cannot be saved, so the trainer built
+    with the starting number would silently go on with that number; refused in one line
+    unless allow_changed_settings, and a trainer given the schedule before resuming goes on
+    with it."""
+    path = str(tmp_path / "checkpoint.npz")
+    schedule = optim.cosine(0.01, steps=10)
+    run = trainer(optim.SGD(lr=0.05))
+    run.train_step()
+    run.optimizer.lr = schedule
+    run.train_step()
+    run.save(path)
+    assert header(run, path)["optimizer_lr"] == {"initial": 0.05, "current": None}
+    while run.step < run.steps:
+        run.train_step()
+    assert_one_line_error(lambda: trainer(optim.SGD(lr=0.05)).resume(path),
+                          "started with lr 0.05 and was set to a schedule", F)
+    allowed = trainer(optim.SGD(lr=0.05))
+    allowed.resume(path, allow_changed_settings=True)
+    assert allowed.optimizer.lr == 0.05 and allowed.step == 2
+    again = trainer(optim.SGD(lr=0.05))
+    again.optimizer.lr = schedule
+    again.resume(path)
+    while again.step < again.steps:
+        again.train_step()
+    for k in run.params:
+        np.testing.assert_array_equal(again.params[k], run.params[k])
+
+
 def test_a_bad_optimizer_lr_header_is_one_line(tmp_path):
     path = str(tmp_path / "checkpoint.npz")
     t = trainer(optim.SGD(lr=0.1))
@@ -145,6 +207,9 @@ def test_a_bad_optimizer_lr_header_is_one_line(tmp_path):
     meta = {"step": 1, "rng": t.rng.bit_generator.state, "data_position": 1,
             "optimizer_lr": {"initial": 0.1, "current": -1.0}}
     checkpoint.save(path, arrays, meta)
+    with pytest.raises(checkpoint.CheckpointError, match="optimizer_lr must be"):
+        trainer(optim.SGD(lr=0.1)).resume(path)
+    checkpoint.save(path, arrays, {**meta, "optimizer_lr": {"initial": None, "current": None}})
     with pytest.raises(checkpoint.CheckpointError, match="optimizer_lr must be"):
         trainer(optim.SGD(lr=0.1)).resume(path)
     for bad in ({"initial": {"beta1": 0.9}, "current": {"beta1": 1.5}},
