@@ -101,6 +101,16 @@ def checked_runner(plan):
             return True
         return inf is not None and all(a is None and b is None for a, b in known)
 
+    def held_when_computed(node):
+        k = position.get(id(node))
+        if k is None:  # (a plan input: not checked when given)
+            return None
+        nan, inf = masks.get(k, (None, None))
+        if nan is None and inf is None:
+            return "all finite"
+        return " and ".join(f"{int(m.sum())} {what}" for m, what in ((nan, "NaN"), (inf, "Inf"))
+                            if m is not None)
+
     def report(node, arr, operands):
         ranges = []
         for i, v in zip(operands_of(node), operands):
@@ -108,6 +118,14 @@ def checked_runner(plan):
                 ranges.append(str(i.type))
                 continue
             v = np.asarray(v)
+            if np.may_share_memory(v, arr):
+                # written over by this op (sqrt in place): read now, its values are the
+                # result's (NaN, as if the operand had held them); what its mask says of
+                # it when it was computed is all that is known
+                held = held_when_computed(i)
+                ranges.append(f"{i.type} " + (f"{held}, " if held else "")
+                              + "overwritten by the result")
+                continue
             nans = int(np.isnan(v).sum()) if is_float(v.dtype) else 0
             if (is_float(v.dtype) or v.dtype.kind in "iu") and v.size > nans:
                 ranges.append(f"{i.type} in [{np.nanmin(v):.4g}, {np.nanmax(v):.4g}]"

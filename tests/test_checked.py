@@ -38,3 +38,19 @@ def test_the_models_own_minus_inf_is_not_an_error():
 def test_inf_from_finite_operands_is_blamed_on_its_op():
     with pytest.raises(GraphcError, match=r"1 of 2 elements of div"):
         checked(lambda x, y: x / y, np.array([1., 2]), np.array([0., 1]))
+
+
+def test_an_operand_the_op_overwrote_in_place_is_not_described_by_the_result():
+    # sqrt writes over its operand (b - 0.05, a buffer of its own): read after the op, the
+    # operand's range was sqrt's ("in [0.1291, 0.5] and 8 NaN"), as if it had held the NaN
+    b = np.linspace(-0.2, 0.3, 16).astype(np.float32)
+    with pytest.raises(GraphcError) as info:
+        checked(lambda b: gc.mean(gc.sqrt(b - 0.05)), b)
+    assert str(info.value).splitlines()[0] == (
+        "non-finite value: 8 of 16 elements of sqrt -> f32[16]; operands: f32[16] all "
+        "finite, overwritten by the result")
+    # one that held a NaN when computed says how many
+    b[-1] = np.nan
+    with pytest.raises(GraphcError, match=r"9 of 16 elements of sqrt -> f32\[16\]; operands: "
+                                          r"f32\[16\] 1 NaN, overwritten by the result"):
+        checked(lambda b: gc.mean(gc.sqrt(b - 0.05)), b)
