@@ -642,20 +642,41 @@ SESSION_FOLDER = "PRTE_MCA_prte_tmpdir_base"
 def launch_session(env=None):
     """(environment, folder) for one mpiexec job: launch_env(env) with mpiexec's session files
     in `folder`, a new private directory removed on leaving (a folder the caller's env already
-    names is kept). Its name holds this process's pid and start time: a launcher ended by a
-    signal it cannot handle (SIGKILL) leaves it, and the next one removes it
+    names is kept). Its name holds this process's pid, start time and pid space (the
+    machine's boot and pid namespace, _pid_space): a launcher ended by a signal it cannot
+    handle (SIGKILL) leaves it, and the next one in the same pid space removes it
     (remove_stale_sessions)."""
     import tempfile
     env = launch_env(env)
     remove_stale_sessions(tempfile.gettempdir())
     pid = os.getpid()
-    with tempfile.TemporaryDirectory(prefix=f"{_SESSION_PREFIX}{pid}-{_started(pid)}-") \
-            as folder:
+    with tempfile.TemporaryDirectory(prefix=f"{_SESSION_PREFIX}{pid}-{_started(pid)}-{_pid_space()}-") as folder:
         env.setdefault(SESSION_FOLDER, folder)
         yield env, folder
 
 
 _SESSION_PREFIX = "graphc-launch-"
+
+
+def _pid_space() -> str:
+    """Where a pid in a session folder's name means a process (8 hex digits): this machine's
+    boot and pid namespace. A temporary directory shared with a container of its own pid
+    namespace, or with another machine, holds folders of launchers whose pids mean other
+    processes here (or none): a live one's is not this launcher's to judge."""
+    parts = []
+    try:
+        with open("/proc/sys/kernel/random/boot_id") as fh:
+            parts.append(fh.read().strip())
+    except OSError:
+        parts.append("")
+    try:
+        parts.append(str(os.stat("/proc/self/ns/pid").st_ino))
+    except OSError:
+        parts.append("")
+    if not any(parts):  # (not Linux)
+        import socket
+        parts.append(socket.gethostname())
+    return hashlib.sha256("\0".join(parts).encode()).hexdigest()[:8]
 
 
 def _started(pid: int) -> int:
@@ -681,15 +702,17 @@ def _started(pid: int) -> int:
 def remove_stale_sessions(folder: str) -> None:
     """Remove the session folders in `folder` that launch_session made for a process that has
     ended (its pid gone, or now another process's: a later start time); never a live one's,
-    nor any folder whose name is not launch_session's or that is another user's."""
+    nor any folder whose name is not launch_session's, that is another user's, or that a
+    launcher in another pid space made (_pid_space: another container, another machine)."""
     try:
         entries = list(os.scandir(folder))
     except OSError:
         return
+    space = _pid_space()
     for entry in entries:
         owner = entry.name[len(_SESSION_PREFIX):].split("-")
-        if not (entry.name.startswith(_SESSION_PREFIX) and len(owner) == 3 and
-                owner[0].isdigit() and owner[1].isdigit()):
+        if not (entry.name.startswith(_SESSION_PREFIX) and len(owner) == 4 and
+                owner[0].isdigit() and owner[1].isdigit() and owner[2] == space):
             continue
         try:
             if not entry.is_dir(follow_symlinks=False) or hasattr(os, "getuid") and \

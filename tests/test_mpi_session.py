@@ -122,21 +122,25 @@ def test_the_next_launch_removes_a_killed_launchers_session_folder_not_a_live_on
         with dist.launch_session({}) as (_, own):  # a live one's, as another launcher's
             name = Path(own).name
             assert name.startswith(f"graphc-launch-{os.getpid()}-")
-            started = name.split("-")[3]
+            started, space = name.split("-")[3:5]
             alive_started = dist._started(alive.pid)
             assert alive_started > 0 or not sys.platform.startswith("linux")
             folders = {
-                "dead": f"graphc-launch-{ended.pid}-{started}-abc",
-                "reused": f"graphc-launch-{alive.pid}-{alive_started + 1}-abc",  # pid reused
-                "alive": f"graphc-launch-{alive.pid}-{alive_started}-abc",
+                "dead": f"graphc-launch-{ended.pid}-{started}-{space}-abc",
+                "reused": f"graphc-launch-{alive.pid}-{alive_started + 1}-{space}-abc",
+                "alive": f"graphc-launch-{alive.pid}-{alive_started}-{space}-abc",
                 "other": "graphc-launch-q1w2e3r4",  # (an older graphc's name: not guessed at)
+                # (a launcher's in another container or machine sharing the folder: its pid
+                # is not this pid space's, dead here or another process here)
+                "elsewhere": f"graphc-launch-{ended.pid}-{started}-0000beef-abc",
             }
             for folder in folders.values():
                 (tmp_path / folder).mkdir()
                 (tmp_path / folder / "status").write_text("0\n")
             with dist.launch_session({}) as (_, second):
                 left = {p.name for p in tmp_path.iterdir()}
-            kept = {folders["alive"], folders["other"], name, Path(second).name}
+            kept = {folders["alive"], folders["other"], folders["elsewhere"], name,
+                    Path(second).name}
             gone = {folders["dead"]} | ({folders["reused"]} if alive_started > 0 else set())
             assert kept <= left and not gone & left, left
     finally:
@@ -144,5 +148,47 @@ def test_the_next_launch_removes_a_killed_launchers_session_folder_not_a_live_on
         alive.wait()
     with dist.launch_session({}):
         assert not (tmp_path / folders["alive"]).exists()  # (its process has ended now)
-    assert {p.name for p in tmp_path.iterdir()} == {folders["other"]} | (
+    assert {p.name for p in tmp_path.iterdir()} == {folders["other"], folders["elsewhere"]} | (
         set() if alive_started > 0 else {folders["reused"]})
+
+
+def _unshare_works() -> bool:
+    try:
+        return subprocess.run(["unshare", "-pf", "--mount-proc", "true"],
+                              capture_output=True, timeout=30).returncode == 0
+    except (OSError, subprocess.TimeoutExpired):
+        return False
+
+
+@pytest.mark.skipif(not sys.platform.startswith("linux") or not _unshare_works(),
+                    reason="a pid namespace of its own (unshare -p, as root)")
+def test_a_launch_in_another_pid_namespace_keeps_a_live_launchers_session_folder(tmp_path):
+    """Review of session 48: the next launch removed the session folder of any launcher whose
+    pid it could not see, so one in a container of its own pid namespace sharing the
+    temporary directory (there, pids start again at 1) removed a live launcher's folder
+    outside it, whose job then failed on its missing status.pid.tmp; and the other way
+    round. A folder is judged only by a launcher of its own pid space."""
+    code = ("import sys, time, tempfile, graphc.distributed as dist\n"
+            f"tempfile.tempdir = {str(tmp_path)!r}\n"
+            "with dist.launch_session({}) as (_, folder):\n"
+            "    print(folder, flush=True); time.sleep(float(sys.argv[1]))\n")
+    env = {**os.environ, "PYTHONPATH": os.pathsep.join(sys.path)}
+    inside = subprocess.Popen(["unshare", "-pf", "--kill-child", "--mount-proc", sys.executable,
+                               "-c", code, "60"], stdout=subprocess.PIPE, text=True, env=env)
+    try:
+        theirs = Path(inside.stdout.readline().strip())
+        assert theirs.parent == tmp_path
+        import tempfile
+        saved, tempfile.tempdir = tempfile.tempdir, str(tmp_path)
+        try:
+            with dist.launch_session({}) as (_, ours):  # (out here: its pid is another's)
+                assert theirs.is_dir()
+                # and a launch in a namespace of its own keeps this live launcher's folder
+                subprocess.run(["unshare", "-pf", "--mount-proc", sys.executable, "-c", code,
+                                "0"], check=True, capture_output=True, env=env, timeout=60)
+                assert Path(ours).is_dir() and theirs.is_dir()
+        finally:
+            tempfile.tempdir = saved
+    finally:
+        inside.kill()
+        inside.wait()
