@@ -31,7 +31,7 @@ from ir.ops import api as F
 from ir.ops.precision import autocast, precision_dtype
 from passes.autodiff import gradients, reaching
 from passes.forward_mode import tangents as forward_tangents
-from passes.rematerialize import parse_memory_limit
+from passes.rematerialize import MemoryLimitError, parse_memory_limit
 from runtime.eager import Tensor, WeakTensor, collect_buffer_updates, is_grad_enabled
 
 from .advice import (argnums_holding, differentiated_number, hashable, naming_position,
@@ -466,8 +466,12 @@ class Compiled:
     def _build(self, graph, args, written, donate):
         """The plan of `graph`, fn's trace at `args` (`written`: the Buffers it updates)."""
         from runtime.build import build_plan
-        return build_plan(graph, self.pipeline, fast_math=self.fast_math, donate=donate,
-                          jit=self.jit, memory_limit=self.memory_limit)
+        try:
+            return build_plan(graph, self.pipeline, fast_math=self.fast_math, donate=donate,
+                              jit=self.jit, memory_limit=self.memory_limit)
+        except MemoryLimitError as exc:  # (the pass knows no caller: the user's call line,
+            # as the split plans' refusals name it, graphc.split_vjp)
+            raise exc.of_plan("the plan", exc.locs or (user_location(),)) from None
 
     def _trace(self, args, key, given=None):
         """(fn's graph at these arguments' specs, the (module, attribute) of each Buffer the

@@ -2,8 +2,9 @@
 computes what the unlimited plan computes, and a smaller budget costs at least as many FLOPs;
 a budget that cannot be met, or a bad size, is one error line."""
 import logging
-
+import os
 import re
+import sys
 
 import numpy as np
 import pytest
@@ -179,7 +180,7 @@ def test_a_budget_that_cannot_be_met_is_one_line_with_the_smallest_peak():
     fn, args = random_mlp_step(0)
     with pytest.raises(MemoryLimitError) as info:
         gc.compile(fn, memory_limit="1KB").plan_for(*args)
-    message = str(info.value)
+    message = info.value.message
     assert "\n" not in message
     assert message.startswith("memory_limit 1000 B cannot be met")
     assert "down to" in message and "raise the limit to at least" in message
@@ -195,6 +196,22 @@ def test_a_budget_that_cannot_be_met_is_one_line_with_the_smallest_peak():
     assert str(MemoryLimitError(1_850_000, 2_000_000, 1_860_000)).endswith(
         "down to 1860000 bytes at best; raise the limit to at least 1860000 bytes or shrink "
         "the batch")
+
+
+def test_a_budget_that_cannot_be_met_names_the_users_call_line():
+    """The refusal of gc.compile(f, memory_limit=...) at its first call (plan_for, or the
+    call itself) named no line of the user's code, where graphc's other errors and the
+    split plans' own memory refusals (graphc.split_vjp) name the call's."""
+    fn, args = random_mlp_step(0)
+    compiled = gc.compile(fn, memory_limit="1KB")
+    for call in (compiled.plan_for, compiled):
+        line = sys._getframe().f_lineno + 2
+        with pytest.raises(MemoryLimitError) as info:
+            call(*args)
+        assert [(os.path.basename(f), n) for f, n in info.value.locs] == \
+            [("test_memory_limit.py", line)]
+        assert str(info.value) == f"{info.value.message}\n  at {info.value.locs[0][0]}:{line}"
+        assert info.value.message.startswith("memory_limit 1000 B cannot be met: ")
 
 
 @pytest.mark.parametrize("text, expected", [
