@@ -89,6 +89,13 @@ if __name__ == "__main__":
     args = parser.parse_args()
     if args.steps < 1:  # (no step: no first training loss to report)
         parser.error(f"argument --steps: expected a whole number >= 1, got {args.steps}")
+    checkpoint = os.path.join(args.out, "checkpoint.npz")
+    if not args.resume and os.path.exists(checkpoint):  # (fit's own refusal would advise
+        # trainer.resume(), the Python call: this script's is its --resume option)
+        print(f"error: {checkpoint} already exists, from another run; {parser.prog} does not "
+              "replace it: pass --resume to continue it or --out to train into another "
+              "directory", file=sys.stderr)
+        sys.exit(2)
     try:
         first, val = train(args.steps, out=args.out, resume=args.resume)
     except (gc.GraphcError, CheckpointError) as exc:  # one line, as graphc's own commands

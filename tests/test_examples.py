@@ -115,6 +115,36 @@ def test_char_gpt_runs_as_a_script(tmp_path):
     assert proc.stdout.strip().splitlines()[-1].startswith("validation loss after 2 steps: ")
     assert (tmp_path / "run" / "checkpoint.npz").exists()
     assert (tmp_path / "run" / "loss.png").exists()
+    # a second run into that --out is refused, the checkpoint kept, in the script's words
+    saved = (tmp_path / "run" / "checkpoint.npz").read_bytes()
+    again = subprocess.run(proc.args, cwd=ROOT, capture_output=True, text=True, timeout=600,
+                           env={**os.environ, "PYTHONPATH": str(ROOT)})
+    assert again.returncode == 2 and again.stdout == "", again.stderr
+    assert again.stderr.splitlines() == [
+        f"error: {tmp_path / 'run' / 'checkpoint.npz'} already exists, from another run; "
+        "char_gpt.py does not replace it: pass --resume to continue it or --out to train into "
+        "another directory"]
+    assert (tmp_path / "run" / "checkpoint.npz").read_bytes() == saved
+
+
+@pytest.mark.parametrize("script", ["char_gpt.py", "char_lstm.py"])
+def test_a_char_example_into_an_existing_out_names_its_resume_option(script, tmp_path):
+    """A run into an --out holding a checkpoint was refused with Trainer.fit's advice,
+    "resume it first (trainer.resume('run/checkpoint.npz'))", a Python call the script's
+    user cannot make: the line names the script's --resume and --out now, as graphc
+    train's names its own, and leaves the checkpoint as it was."""
+    (tmp_path / "run").mkdir()
+    (tmp_path / "run" / "checkpoint.npz").write_bytes(b"another run's")
+    proc = subprocess.run([sys.executable, str(ROOT / "examples" / script), "--steps", "2",
+                           "--out", "run"], cwd=tmp_path, capture_output=True, text=True,
+                          timeout=600, env={**os.environ, "PYTHONPATH": str(ROOT)})
+    assert proc.returncode == 2 and proc.stdout == "", proc.stderr
+    assert proc.stderr.splitlines() == [
+        f"error: {os.path.join('run', 'checkpoint.npz')} already exists, from another run; "
+        f"{script} does not replace it: pass --resume to continue it or --out to train into "
+        "another directory"]
+    assert (tmp_path / "run" / "checkpoint.npz").read_bytes() == b"another run's"
+    assert sorted(p.name for p in tmp_path.rglob("*")) == ["checkpoint.npz", "run"]
 
 
 def test_char_lstm_trains_compiled_with_scan_and_its_loss_drops():
@@ -184,6 +214,7 @@ _REFUSED = [
     ("memory_budget.py", ["--config", "tiny", "--budgets", "1KiB"],
      "error: memory_limit 1.0 KiB cannot be met"),
     ("char_lstm.py", ["--steps", "0"], "argument --steps: expected a whole number >= 1, got 0"),
+    ("char_gpt.py", ["--steps", "0"], "argument --steps: expected a whole number >= 1, got 0"),
     ("char_gpt.py", ["--resume", "--out", "absent"], "error: no checkpoint at 'absent/"),
     ("char_lstm.py", ["--resume", "--out", "absent"], "error: no checkpoint at 'absent/"),
 ]
