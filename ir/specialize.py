@@ -106,6 +106,7 @@ def specialize(graph, binding: dict) -> Graph:
             raise GraphcError(f"{node.op}: the symbolic dimension {exc.args[0]} is not the "
                               "size of any input's axis, so no call binds it", node.locs) \
                 from None
+        _refuse_negative_size(node, t, binding)
         if node.op == "input":
             copy = new.input(node.attrs["name"], t.shape, t.dtype, node.attrs["kind"])
             copy.locs = node.locs
@@ -138,6 +139,23 @@ def specialize(graph, binding: dict) -> Graph:
     new.bound_params = {k: by_name[v.attrs["name"]] for k, v in graph.bound_params.items()
                         if v.attrs["name"] in by_name}
     return new
+
+
+def _refuse_negative_size(node, t, binding):
+    """A size that is negative under `binding` (an input declared `1-b`, `zeros((n-5,))` or
+    `eye(n-5)` traced for every n, called with n = 3) is one error naming the input, or the
+    op and the user's line: numpy would refuse it, or count a negative number of FLOPs."""
+    types = t.elements if isinstance(t, TupleType) else (t,)
+    declared = node.type.elements if isinstance(node.type, TupleType) else (node.type,)
+    for symbolic, concrete in zip(declared, types):
+        if not isinstance(concrete, TensorType):
+            continue
+        for axis, (d, size) in enumerate(zip(symbolic.shape, concrete.shape)):
+            if size < 0:
+                what = (f"input {node.attrs['name']!r}" if node.op == "input" else
+                        f"{node.op}")
+                raise GraphcError(f"{what} with {_describe(binding)}: axis {axis} has size "
+                                  f"{d} = {size}; a size cannot be negative", node.locs)
 
 
 def _specialize_type(t, binding):

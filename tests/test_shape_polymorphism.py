@@ -224,6 +224,46 @@ def test_bind_dims_errors():
     assert [str(n.type) for n in concrete.inputs] == ["f32[7,3]", "f32[7,3]"]
 
 
+
+def test_a_size_negative_for_a_binding_is_one_error_naming_the_line():
+    """zeros((n-5, 2)) is traced for every n; n = 3 makes it -2, which numpy refused with a
+    bare ValueError from inside the plan (eye(n-5) with 'can only specify one unknown
+    dimension'), and `graphc dump --bind` counted negative FLOPs for an input of 1-b rows."""
+    fn = gc.compile(lambda x: gc.zeros((x.shape[0] - 5, 2)) + gc.sum(x),
+                    polymorphic_shapes=(("n", 2),))
+    assert fn(np.ones((7, 2), np.float32)).shape == (2, 2)
+    assert fn(np.ones((5, 2), np.float32)).shape == (0, 2)
+    with pytest.raises(GraphcError) as info:
+        fn(np.ones((3, 2), np.float32))
+    first, where = str(info.value).splitlines()
+    # (the zeros plus a scalar is a broadcast_to once optimised: the op is the one that runs)
+    assert first == ("broadcast_to with n=3: axis 0 has size n-5 = -2; a size cannot be "
+                     "negative")
+    assert where.strip().startswith("at tests/test_shape_polymorphism.py:")
+    eye = gc.compile(lambda x: gc.eye(x.shape[0] - 5), polymorphic_shapes=(("n", 2),))
+    np.testing.assert_array_equal(eye(np.ones((7, 2))), np.eye(2))
+    with pytest.raises(GraphcError, match="axis 0 has size n-5 = -2; a size cannot be "):
+        eye(np.ones((3, 2)))
+    graph = gc.trace(lambda x: gc.sum(x), gc.spec(("1-b", 3)))
+    assert specialize(graph, {"b": 1}).inputs[0].shape == (0, 3)
+    with pytest.raises(GraphcError, match=r"^input 'x' with b=2: axis 0 has size -b\+1 = -1; "
+                                          "a size cannot be negative"):
+        specialize(graph, {"b": 2})
+
+
+def test_dump_refuses_a_binding_that_makes_a_size_negative(tmp_path, capsys):
+    from graphc.cli import main
+    path = tmp_path / "g.ir"
+    path.write_text("graph g(%0:f32[-b+1,3] x) -> (%1)\n"
+                    "  %1:f32[] = sum %0 {axes=(0, 1), keepdims=false}\n  return %1\n")
+    assert main(["dump", str(path), "--bind", "b=1", "--stats"]) == 0
+    capsys.readouterr()
+    assert main(["dump", str(path), "--bind", "b=2", "--stats"]) == 2  # was: -6 FLOPs
+    captured = capsys.readouterr()
+    assert captured.out == ""
+    assert captured.err.strip() == ("graphc: error: input 'x' with b=2: axis 0 has size -b+1 "
+                                    "= -1; a size cannot be negative")
+
 # ---- printer, parser, JSON -----------------------------------------------------------------
 def test_symbolic_graph_text_and_json_round_trip():
     def f(x, y):
