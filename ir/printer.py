@@ -63,7 +63,9 @@ def _scalar(v) -> str:
 def format_constant(value: np.ndarray, max_inline: int | None = MAX_INLINE) -> str:
     """The value, or for more than max_inline elements a summary (None: always the value)."""
     if max_inline is not None and value.size > max_inline:
-        return f"<{value.size} values, min {value.min()!r}, max {value.max()!r}>"
+        # (as Python numbers: numpy 2's repr of its scalars is `np.float64(0.0)`)
+        return (f"<{value.size} values, min {_scalar(value.min().item())}, "
+                f"max {_scalar(value.max().item())}>")
     flat = value.reshape(-1).tolist()
     if value.ndim == 0:
         return _scalar(flat[0])

@@ -41,3 +41,17 @@ def test_standalone_layers_get_distinct_param_names():
     out = gc.compile(lambda x: b(a(x)))(np.ones((5, 3), np.float32))
     expected = (np.ones((5, 3)) @ a.weight.data + a.bias.data) @ b.weight.data + b.bias.data
     np.testing.assert_allclose(out, expected, rtol=1e-5)
+
+
+def test_a_long_constant_prints_as_a_summary_of_plain_numbers():
+    """numpy 2's scalar repr leaked in: `min np.float64(0.0), max np.float64(199.0)`."""
+    import ml_dtypes
+    import numpy as np
+    from ir.printer import format_constant
+    assert format_constant(np.arange(200.0)) == "<200 values, min 0.0, max 199.0>"
+    assert format_constant(np.arange(-3, 17, dtype=np.int32)) == "<20 values, min -3, max 16>"
+    assert format_constant(np.ones(17, bool)) == "<17 values, min true, max true>"
+    half = np.linspace(-1, 2.5, 20).astype(ml_dtypes.bfloat16)
+    assert format_constant(half) == "<20 values, min -1.0, max 2.5>"
+    graph = gc.trace(lambda x: x @ np.arange(200.0).reshape(10, 20), gc.spec((3, 10), "f64"))
+    assert "= constant <200 values, min 0.0, max 199.0>" in str(graph)
