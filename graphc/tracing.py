@@ -43,6 +43,10 @@ def spec(shape, dtype="float32") -> Spec:
         shape = (as_dim(shape),) if isinstance(shape, str) else F._shape_argument(shape)
     except (TypeError, ValueError) as exc:
         raise GraphcError(f"spec: bad shape {shape!r}: {exc}", (user_location(),)) from None
+    negative = [d for d in shape if isinstance(d, int) and d < 0]
+    if negative:  # (traced, spec((-3, 4)) gave a graph of f32[-3,4] that no array fits)
+        raise GraphcError(f"spec: bad shape {shape!r}: a dimension is 0 or more, got "
+                          f"{negative[0]}", (user_location(),))
     return Spec(shape, as_dtype(dtype))
 
 

@@ -673,6 +673,18 @@ def test_a_number_is_a_shape_of_spec(size):
         gc.spec(None)
 
 
+
+def test_a_negative_size_of_spec_is_refused_as_numpy_and_the_ir_text_refuse_it():
+    """g7 (s48): gc.spec((-3, 4)) was taken; trace and eval_shape gave f32[-3,4], a type no
+    array has (numpy's zeros((-3, 4)) and the IR text's parser refuse it)."""
+    with pytest.raises(ValueError):
+        np.zeros((-3, 4))
+    for shape, size in (((-3, 4), -3), ((2, "-1"), -1), (np.int64(-2), -2)):
+        with pytest.raises(GraphcError, match=r"^spec: bad shape .*: a dimension is 0 or "
+                                              rf"more, got {size}\n"):
+            gc.spec(shape)
+    assert gc.eval_shape(lambda v: v * 2, gc.spec((0, 4))).shape == (0, 4)
+
 @pytest.mark.parametrize("reduce", [lambda v: gc.prod(v, axis=0),
                                     lambda v: gc.logsumexp(v, axis=0),
                                     lambda v: gc.sum(v, axis=0)])
