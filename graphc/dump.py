@@ -538,6 +538,9 @@ def _batch_argument(args):
         except (TypeError, ValueError) as exc:
             raise GraphcError(f"--batch {batch!r}: expected a batch size or a name for a "
                               f"symbolic batch dimension, such as 8 or batch ({exc})") from None
+        if not batch.isidentifier():  # ("0*b" or "b-b", a batch of 0, passed the size check)
+            raise GraphcError(f"--batch {batch!r}: expected a batch size or a name for a "
+                              "symbolic batch dimension, such as 8 or batch, not an expression")
         return batch
     if size < 1:  # "-3" was taken for a name
         raise GraphcError(f"--batch {batch}: a batch size must be at least 1")

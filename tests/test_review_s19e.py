@@ -106,6 +106,10 @@ def test_a_seed_past_int64_trains_instead_of_a_traceback(tmp_path, text_file, ca
     ("99999999999999999999", "--batch 99999999999999999999: a batch size must be at most"),
     ("1x", "--batch '1x': expected a batch size or a name"),  # was spec()'s, at <string>:1
     ("", "--batch '': expected a batch size or a name"),  # was no --batch: batch 32
+    # expressions were taken: a batch of 0 past the size check, or a negative one (g7)
+    ("0*b", "--batch '0*b': expected a batch size or a name for a symbolic batch dimension, "
+            "such as 8 or batch, not an expression"),
+    ("b-b", "not an expression"), ("1-b", "not an expression"),
 ])
 def test_dump_bad_batch_is_one_line_naming_the_option(capsys, batch, message):
     assert main(["dump", "gpt", "--config", "tiny", "--batch", batch]) == 2
