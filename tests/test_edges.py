@@ -796,3 +796,17 @@ def test_gc_tensor_names_the_str_inside_an_array_and_a_ragged_list_is_one_line()
         assert line.startswith(f"tensor: data cannot be read as {read}numbers: setting an "
                                "array element with a sequence"), line
         assert "test_edges.py" in where
+
+
+def test_eye_and_tril_mask_of_a_negative_size_are_refused_as_numpys():
+    """np.tri clipped a negative size to 0: gc.eye(-2) was a (0, 0) matrix, eager and
+    compiled, where numpy's eye and torch's refuse it (g7)."""
+    import graphc as gc
+    with pytest.raises(ValueError):
+        np.eye(-2)
+    for make in (lambda: gc.eye(-2), lambda: gc.eye(3, -1), lambda: gc.tril_mask(-1, 2),
+                 lambda: gc.compile(lambda: gc.eye(-2))()):
+        with pytest.raises(gc.GraphcError, match=r"mask is negative: sizes are 0 or more"):
+            make()
+    assert gc.eye(0).shape == (0, 0) and np.asarray(gc.eye(2, 0)).shape == (2, 0)
+    np.testing.assert_array_equal(gc.eye(3, 4, 1), np.eye(3, 4, 1, dtype=np.float32))

@@ -292,6 +292,11 @@ def _arange(start, stop, step, dtype):
 
 
 def _tri_infer(types, rows, cols, k):
+    # (np.tri clips a negative size to 0: eye(-2) was a (0, 0) matrix, which numpy's eye
+    # and torch's refuse)
+    for size in (rows, cols):
+        check(not isinstance(size, int) or size >= 0,
+              f"a size of the ({rows}, {cols}) mask is negative: sizes are 0 or more")
     return TensorType((rows, cols), "bool")
 
 
