@@ -14,7 +14,9 @@
   (checkpointed with the step) whether or not the loss uses `key` itself. The step runs the
   model in the modes the user set, as a torch loop: a BatchNorm in eval() (frozen) uses its
   running statistics and updates none; after model.train() the next step is traced again,
-  and the Buffers it writes are checkpointed (buffer/NAME) from then on (Trainer.buffers).
+  and updates them from then on. The Buffers the step reads or writes are checkpointed
+  (buffer/NAME, Trainer.buffers): a frozen BatchNorm's statistics and a constant
+  register_buffer too, so that a strict model.load_state_dict loads the checkpoint.
 - `train_batches`: a function `train_batches(rng)` returning a batch drawn with a numpy
   Generator, whose state is then the data position: it is checkpointed, so a resumed run
   draws the very batches an uninterrupted one would (bit-exact resume). Or an iterable of
@@ -309,10 +311,12 @@ class Trainer:
         # Lookahead of one's own) would otherwise start each rank from its own weights
         self.state = optimizer.init(self.params)
         self._plan_steps(self._shard(first))
-        # the layers' Buffers the step writes (BatchNorm's running statistics, updated by
-        # every call): checkpointed as buffer/NAME, and rank 0's on every rank after each
-        # step, as DDP's broadcast_buffers
+        # the layers' Buffers the step reads or writes (BatchNorm's running statistics,
+        # updated by every call in training mode; a frozen one's, a constant buffer):
+        # checkpointed as buffer/NAME, and rank 0's on every rank after each step, as DDP's
+        # broadcast_buffers
         self._buffer_places = {}  # {name: (module, attribute)}, see _track_buffers
+        self._written_buffers = set()  # the (id(module), attribute) of those it writes
         self._track_buffers()
         self._broadcast_buffers()  # as DDP when built: rank 0's with its parameters
         self.eval_plan = (self._eval_loss.plan_for(self.params, self._shard(
@@ -419,10 +423,12 @@ class Trainer:
 
     @property
     def buffers(self) -> dict:
-        """{name: Buffer} of those the step writes and checkpoints (as buffer/NAME), read from
-        their layers now: a Buffer replaced since (`bn.running_mean = array`) is the one the
-        step writes next. One registered with persistent=False is written by the step (and
-        broadcast) but not checkpointed, as torch leaves it out of state_dict()."""
+        """{name: Buffer} of those the step reads or writes, checkpointed (as buffer/NAME),
+        read from their layers now: a Buffer replaced since (`bn.running_mean = array`) is
+        the one the step uses next. A Buffer of a module the loss never reaches is not
+        here (nothing tells the Trainer of it). One registered with persistent=False is
+        used by the step (and broadcast) but not checkpointed, as torch leaves it out of
+        state_dict()."""
         self._track_buffers()
         return {n: getattr(m, a) for n, (m, a) in self._buffer_places.items()
                 if nn._persistent(m, a)}
@@ -448,8 +454,17 @@ class Trainer:
                         tied[f"buffer/{saved}"] = f"buffer/{name}"
         return tied
 
+    def _read_only_buffers(self) -> set:
+        """The names (buffer/NAME) of the checkpointed Buffers no step so far has written: a
+        frozen BatchNorm's statistics, a constant buffer. A checkpoint written before they
+        were checkpointed lacks them, and a resume keeps the model's own (restore); they
+        may hold an Inf (a mask's -inf) that is no divergence (non_finite)."""
+        return {f"buffer/{n}" for n, (m, a) in self._buffer_places.items()
+                if (id(m), a) not in self._written_buffers and nn._persistent(m, a)}
+
     def _track_buffers(self):
-        """Add the Buffers the step writes with the layers' modes as they are now. The step
+        """Add the Buffers the step reads or writes with the layers' modes as they are now,
+        those it writes first (named as when only those were checkpointed). The step
         runs the model in the modes the user set (as a torch loop that never calls
         model.train(): a BatchNorm left in eval(), frozen for fine-tuning, uses its running
         statistics and updates none); after model.train() the next step is traced again and
@@ -457,13 +472,23 @@ class Trainer:
         restores, broadcasts) them from then on. A change of mode is found here, by the step
         plan's guards, and that step traced now, so a save or a resume before the next step
         holds them too; once tracked, a Buffer stays tracked (a checkpoint's arrays do not
-        change with the mode)."""
+        change with the mode). A Buffer read at one place and written at another (tied) is
+        tracked once, at the place that came first."""
         if not self._train_step.guards_hold(self.step_plan):
             self.step_plan = self._train_step.plan_for(*self._gradient_args(self._shard(
                 self.train_batches.peek(self.rng))))
         known = {(id(m), a) for m, a in self._buffer_places.values()}
-        new = [(m, a) for m, a in self._train_step.written_places(self.step_plan)
-               if (id(m), a) not in known]
+        held = {id(getattr(m, a)): (id(m), a) for m, a in self._buffer_places.values()}
+        written = self._train_step.written_places(self.step_plan)
+        writes = {(id(m), a) for m, a in written}
+        new = []
+        for m, a in [*written, *self._train_step.read_places(self.step_plan)]:
+            place = held.setdefault(id(getattr(m, a)), (id(m), a))
+            if place not in known:
+                known.add(place)
+                new.append((m, a))
+            if (id(m), a) in writes:
+                self._written_buffers.add(place)
         if new:
             self._buffer_places = _named_places([*self._buffer_places.values(), *new])
 
@@ -973,8 +998,9 @@ class Trainer:
         for key in arrays:
             if key.split("/", 1)[0] == _OTHER_STATE and not np.isfinite(arrays[key]).all():
                 return key
+        constants = self._read_only_buffers()  # (a mask's -inf is no divergence)
         for n, b in self.buffers.items():
-            if not np.isfinite(b.data).all():
+            if f"buffer/{n}" not in constants and not np.isfinite(b.data).all():
                 return f"buffer/{n}"
         return None
 
@@ -1147,6 +1173,10 @@ class Trainer:
             # a run switched to fp16-mixed (or from a disabled loss scaler, allowed): its loss
             # scale starts afresh, as GradScaler's
             own = {k: a for k, a in own.items() if not k.startswith("amp/")}
+        # a checkpoint written before the Buffers the step only reads were checkpointed lacks
+        # them: the model keeps its own, as that run did
+        constants = self._read_only_buffers()
+        own = {k: a for k, a in own.items() if k in arrays or k not in constants}
         for key, mine in own.items():
             if key not in arrays:
                 raise checkpoint.CheckpointError(f"checkpoint {path!r} lacks {key}" if path
@@ -1204,11 +1234,18 @@ class Trainer:
     def _check_saved_values(self, arrays: dict) -> None:
         """Refuse an optimiser slot that no update makes negative (a running average of
         squared gradients) holding a negative value: a changed or damaged file, which
-        would turn the weights into NaNs at the first step. (checkpoint.load refuses NaNs
-        and Infs.)"""
+        would turn the weights into NaNs at the first step; a Buffer the step writes holding
+        a NaN or an Inf (save() never writes one: divergence). (checkpoint.load refuses NaNs
+        and Infs in every other array; a Buffer the step only reads may hold an Inf, a
+        mask's -inf.)"""
         never_negative = {f"{_slot_prefix(s)}/"
                           for s in getattr(self.optimizer, "non_negative_slots", ())}
+        constants = self._read_only_buffers()
         for key, values in arrays.items():
+            if key.startswith("buffer/") and key not in constants and \
+                    not np.isfinite(values).all():
+                raise checkpoint.CheckpointError(f"checkpoint {key} holds non-finite values "
+                                                 "(NaN or inf)")
             # (the prefix up to the first "/": a parameter's own name may hold more)
             if key.split("/", 1)[0] + "/" in never_negative and (values < 0).any():
                 raise checkpoint.CheckpointError(
@@ -1357,7 +1394,7 @@ class Trainer:
         optional = [k for k in wanted if k.startswith("amp/") or k.split("/", 1)[0] in slots]
         tied = self._tied_buffer_names()  # (read under either name; restore() checks one is)
         wanted.update({saved: wanted[name] for saved, name in tied.items()})
-        optional += [*tied, *tied.values()]
+        optional += [*tied, *tied.values(), *self._read_only_buffers()]  # (see restore)
         arrays, meta = checkpoint.load_arrays(path, wanted, optional,
                                               strict_params=not allow_changed_settings)
         checkpoint.check_settings(meta, self.checkpoint_meta, path, allow_changed_settings)
@@ -1516,7 +1553,8 @@ class Trainer:
                 f"amp/{next(iter(self.amp_state))}" in arrays:
             self.amp_state = {k: np.array(arrays[f"amp/{k}"]) for k in self.amp_state}
         for n, b in self.buffers.items():  # in place: the plans read these arrays
-            b.data[...] = arrays[f"buffer/{n}"]
+            if f"buffer/{n}" in arrays:  # (one restore() let be missing: the model's own)
+                b.data[...] = arrays[f"buffer/{n}"]
 
     # ---- the loop ----
     def fit(self, out: str | None = None, progress: bool = True, log=None) -> int:
@@ -2005,9 +2043,11 @@ def load_params(path, buffers: bool = False) -> dict:
     under the names the Trainer's params had (as text), each of the dtype it was saved
     with; `buffers=True` adds the Buffers it checkpointed (BatchNorm's running statistics)
     under their state_dict() names, so that `model.load_state_dict(gc.load_params(path,
-    buffers=True))` loads a model trained as `gc.Trainer(loss, model.params(), ...)` (a
-    Buffer the step never writes, a constant one or a frozen BatchNorm's, is not in the
-    file: that strict load names it, and strict=False keeps the fresh model's own). The
+    buffers=True))` loads a model trained as `gc.Trainer(loss, model.params(), ...)`: the
+    file holds every Buffer the step reads or writes (a constant one and a frozen
+    BatchNorm's too). A Buffer of a module the loss never reaches is not in it, nor one the
+    step only reads in a checkpoint written before such Buffers were saved: that strict
+    load names it, and strict=False keeps the fresh model's own. The
     file is checked as resume() checks it (one CheckpointError line naming it): its
     header, each array, and its members, none but those save() writes; a `graphc train`
     checkpoint reads too (the GPT's parameters, checked against the model its header

@@ -32,7 +32,8 @@ from ir.ops.precision import autocast, precision_dtype
 from passes.autodiff import gradients, reaching
 from passes.forward_mode import tangents as forward_tangents
 from passes.rematerialize import MemoryLimitError, parse_memory_limit
-from runtime.eager import Tensor, WeakTensor, collect_buffer_updates, is_grad_enabled
+from runtime.eager import (Buffer, Tensor, WeakTensor, collect_buffer_updates, is_grad_enabled,
+                           places_holding)
 
 from .advice import (argnums_holding, differentiated_number, hashable, naming_position,
                      probe_uses, static_advice, unhashable_kind)
@@ -139,6 +140,7 @@ class Compiled:
         # dtype it meets)]) (ir/weak.py)
         self._weak_int_limits = {}
         self._buffer_writes = {}  # id(plan) -> [(module, attribute)] its calls write
+        self._buffer_reads = {}  # id(plan) -> [(module, attribute)] its calls read
         self._last_key = None
         self._checked_counts = set()  # argument counts whose argnums have been checked
         # trace at every call, and run a plan only of the same trace (graphc's eager
@@ -450,6 +452,9 @@ class Compiled:
             self._drop_old_plans()
             if written:
                 self._buffer_writes[id(plan)] = written
+            read = _read_buffer_places(graph)
+            if read:
+                self._buffer_reads[id(plan)] = read
             if self.records_on_tape:
                 closed = _taped_closures(graph, written)
                 if closed:
@@ -615,6 +620,7 @@ class Compiled:
             del self._plans[key]
         del self._used[id(plan)]
         self._buffer_writes.pop(id(plan), None)
+        self._buffer_reads.pop(id(plan), None)
         self._closed_floats.pop(id(plan), None)
         self._weak_int_limits.pop(id(plan), None)
 
@@ -724,6 +730,13 @@ class Compiled:
         writes, in order: those of the layers that update running statistics in the traced
         function."""
         return list(self._buffer_writes.get(id(plan), ()))
+
+    def read_places(self, plan) -> list:
+        """The (module, attribute) of each Buffer a call of `plan` reads (an input of its
+        graph, its value taken at each call: a frozen BatchNorm's statistics, a constant
+        register_buffer), in input order, each Buffer at the first place holding it; one
+        the call writes too is here where the trace read it before writing it."""
+        return list(self._buffer_reads.get(id(plan), ()))
 
     def plan_inputs(self, args) -> list:
         """The arrays plan_for(*args) takes, in its input order (static arguments left out)."""
@@ -911,6 +924,18 @@ def closed_floats(graph) -> list:
     bound = [(i, graph.param_values.get(node.attrs["name"]))
              for i, node in enumerate(graph.inputs)]
     return [(i, t) for i, t in bound if isinstance(t, Tensor) and is_float(t.dtype)]
+
+
+def _read_buffer_places(graph) -> list:
+    """The (module, attribute) place of each Buffer the trace `graph` reads as an input, at
+    the first place holding it (as named_buffers names a tied one); a Buffer no module holds
+    (a free one closed over) has none and is left out."""
+    read = []
+    for node in graph.inputs:
+        value = graph.param_values.get(node.attrs["name"])
+        if isinstance(value, Buffer):
+            read.extend(places_holding(value)[:1])
+    return read
 
 
 def _taped_closures(graph, written) -> list:

@@ -153,25 +153,149 @@ def test_a_checkpoint_saved_to_a_path_object_is_named_as_text(tmp_path):
                                               f"{tmp_path / 'afile'} is not a directory")
 
 
-def test_a_buffer_the_step_never_writes_is_named_by_a_strict_load(tmp_path):
-    """A BatchNorm frozen in eval() is not written by the step, so not checkpointed: a strict
-    load of load_params(buffers=True) names its buffers (it ran with the fresh model's
-    statistics, silently), and strict=False loads the parameters and keeps them."""
+class _Scaled(nn.Module):
+    """Net's layers behind a constant buffer (a persistent register_buffer no step writes)."""
+
+    def __init__(self):
+        self.net = Net()
+        self.register_buffer("scale", np.full(3, 1.5, np.float32))
+
+    def forward(self, x):
+        return self.net(x * self.scale)
+
+
+def _frozen_net():
+    """Net with its BatchNorm frozen in eval() holding statistics of its own."""
     model = Net()
     model.bn.eval()
+    model.bn.running_mean.data[...] = np.linspace(-1, 1, 8)
+    model.bn.running_var.data[...] = np.linspace(0.5, 3, 8)
+    return model
+
+
+def _fit(model, out, steps=4, **kwargs):
     trainer = gc.Trainer(lambda p, b: gc.cross_entropy(model.apply(p, b[0]), b[1]),
-                         model.params(), optim.Adam(lr=0.05), _batches, steps=2, seed=3)
-    trainer.fit(str(tmp_path / "run"), progress=False)
+                         model.params(), optim.Adam(lr=0.05), _batches, steps=steps, seed=3,
+                         **kwargs)
+    trainer.fit(str(out), progress=False)
+    return trainer
+
+
+@pytest.mark.parametrize("case", ["frozen batch norm", "constant buffer"])
+def test_a_checkpoint_holds_the_buffers_the_step_only_reads(tmp_path, case):
+    """A gc.Trainer checkpoint held only the Buffers its step writes, so the README's strict
+    `model.load_state_dict(gc.load_params(path, buffers=True))` was refused for a model with
+    a BatchNorm frozen in eval() or a constant register_buffer (missing ['bn.running_mean',
+    ...]). Every Buffer the step reads is checkpointed now: the strict load takes it and
+    the loaded model computes what the trained one does, with the trained model's own
+    buffers (not the fresh model's)."""
+    if case == "constant buffer":
+        make = _Scaled
+        model = make()
+        model.scale.data[...] = [2.0, -1.0, 0.5]
+        buffers = {"scale": model.scale.data.copy()}
+    else:
+        make = _frozen_net
+        model = make()
+        buffers = {n: b.data.copy() for n, b in model.named_buffers()
+                   if n != "bn.num_batches_tracked"}
+    trainer = _fit(model, tmp_path / "run")
     saved = gc.load_params(str(tmp_path / "run"), buffers=True)
-    assert sorted(saved) == sorted(model.params())
-    fresh = Net()
-    with pytest.raises(gc.GraphcError, match=r"missing \['bn.running_mean', "
-                       r"'bn.running_var'\], unexpected \[\]"):
+    # (a frozen BatchNorm's num_batches_tracked is neither read nor written: torch's strict
+    # load fills it in; the constant case's BatchNorm trains, its buffers written)
+    assert sorted(saved) == sorted([*model.params(), *(
+        n for n, _ in model.named_buffers() if n != "bn.num_batches_tracked")])
+    for name, value in buffers.items():  # (the step changed none of them)
+        np.testing.assert_array_equal(saved[name], value)
+    fresh = Net() if case == "frozen batch norm" else _Scaled()
+    fresh.load_state_dict(saved)
+    model.load_state_dict(trainer.params, strict=False)
+    model.eval(), fresh.eval()
+    x = np.random.default_rng(7).normal(size=(5, 3)).astype(np.float32)
+    np.testing.assert_array_equal(fresh(gc.tensor(x)).data, model(gc.tensor(x)).data)
+    assert not np.array_equal(make()(gc.tensor(x)).data, model(gc.tensor(x)).data)
+
+
+def test_a_buffer_the_loss_never_reaches_is_named_by_a_strict_load(tmp_path):
+    """A BatchNorm the loss never calls is unknown to the Trainer (its step neither reads
+    nor writes it), so not checkpointed: a strict load of load_params(buffers=True) names
+    its buffers, and strict=False loads the rest and keeps the fresh model's own."""
+    class WithAux(Net):
+        def __init__(self):
+            super().__init__()
+            self.aux = nn.BatchNorm1d(2)
+
+    model = WithAux()
+    trainer = _fit(model, tmp_path / "run", steps=2)
+    saved = gc.load_params(str(tmp_path / "run"), buffers=True)
+    assert sorted(saved) == sorted([*model.params(), "bn.running_mean", "bn.running_var",
+                                    "bn.num_batches_tracked"])
+    fresh = WithAux()
+    with pytest.raises(gc.GraphcError, match=r"missing \['aux.running_mean', "
+                       r"'aux.running_var'\], unexpected \[\]"):
         fresh.load_state_dict(saved)
     assert fresh.load_state_dict(saved, strict=False).missing_keys == \
-        ["bn.running_mean", "bn.running_var"]
+        ["aux.running_mean", "aux.running_var"]
     np.testing.assert_array_equal(fresh.fc1.weight.data, trainer.params["fc1.weight"])
-    np.testing.assert_array_equal(fresh.bn.running_var.data, 1.0)
+    np.testing.assert_array_equal(fresh.bn.running_mean.data, model.bn.running_mean.data)
+    np.testing.assert_array_equal(fresh.aux.running_var.data, 1.0)
+
+
+def test_a_checkpoint_without_the_read_buffers_resumes_as_before(tmp_path):
+    """A checkpoint written before the Buffers the step only reads were checkpointed (made
+    here by taking them out of the file) resumes, the model keeping its own statistics,
+    and trains on bit for bit as an uninterrupted run does; one written now restores them."""
+    whole = _frozen_net()
+    straight = _fit(whole, tmp_path / "whole", steps=4)
+    model = _frozen_net()
+    _fit(model, tmp_path / "half", steps=2)
+    path = str(tmp_path / "half" / "checkpoint.npz")
+    with zipfile.ZipFile(path) as zf:
+        assert {"buffer/bn.running_mean.npy", "buffer/bn.running_var.npy"} <= set(zf.namelist())
+    _edit_members(path, lambda m: [m.pop(k) for k in list(m) if k.startswith("buffer/")])
+    own = {n: b.data.copy() for n, b in model.named_buffers()}
+    again = _frozen_net()
+    resumed = gc.Trainer(lambda p, b: gc.cross_entropy(again.apply(p, b[0]), b[1]),
+                         again.params(), optim.Adam(lr=0.05), _batches, steps=4, seed=3)
+    resumed.resume(path)
+    for name, b in again.named_buffers():
+        np.testing.assert_array_equal(b.data, own[name])
+    resumed.fit(str(tmp_path / "resumed"), progress=False)
+    for name, value in straight.params.items():
+        np.testing.assert_array_equal(resumed.params[name], value)
+    # a checkpoint with them restores them, over other values the model holds
+    again.bn.running_mean.data[...] = 5.0
+    resumed.resume(str(tmp_path / "whole"))
+    np.testing.assert_array_equal(again.bn.running_mean.data, whole.bn.running_mean.data)
+
+
+def test_a_constant_buffer_may_hold_an_inf_a_written_one_may_not(tmp_path):
+    """A constant buffer holding -inf (an additive mask) is checkpointed and read back: it
+    is no divergence (the run saves) and the file loads; a Buffer the step writes holding
+    an Inf in a checkpoint is refused on resume, naming it."""
+    class Masked(Net):
+        def __init__(self):
+            super().__init__()
+            self.register_buffer("mask", np.array([0.0, -np.inf], np.float32))
+
+        def forward(self, x):
+            return super().forward(x) * gc.exp(self.mask)  # (the second logit masked to 0)
+
+    model = Masked()
+    trainer = _fit(model, tmp_path / "run", steps=2)
+    saved = gc.load_params(str(tmp_path / "run"), buffers=True)
+    np.testing.assert_array_equal(saved["mask"], [0.0, -np.inf])
+    fresh = Masked()
+    fresh.mask.data[...] = 0
+    fresh.load_state_dict(saved)
+    np.testing.assert_array_equal(fresh.mask.data, [0.0, -np.inf])
+    trainer.resume(str(tmp_path / "run"))
+    path = str(tmp_path / "run" / "checkpoint.npz")
+    _edit_members(path, lambda m: m.update(
+        {"buffer/bn.running_var.npy": _npy(np.full(8, np.inf, np.float32))}))
+    with pytest.raises(checkpoint.CheckpointError,
+                       match=r"^checkpoint buffer/bn.running_var holds non-finite values"):
+        trainer.resume(path)
 
 
 def test_load_params_reads_a_gpt_checkpoint_too(tmp_path):
