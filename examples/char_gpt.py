@@ -67,7 +67,8 @@ class GPT(gc.nn.Module):
         return gc.cross_entropy(logits, targets)
 
 
-def train(steps=300, eval_iters=20, out=None, seed=1337, progress=True, resume=False):
+def train(steps=300, eval_iters=20, out=None, seed=1337, progress=True, resume=False,
+          command=None):
     data = CharData.from_file(None, 32)  # the bundled Tiny Shakespeare, 90/10 split
     model = GPT(len(data.vocab), block=32, seed=seed)
     schedule = gc.optim.cosine(5e-3, steps=steps, warmup=30, min_lr=5e-4)
@@ -78,6 +79,7 @@ def train(steps=300, eval_iters=20, out=None, seed=1337, progress=True, resume=F
                          eval_batches=lambda rng: data.batch(rng, "val", 64, 32),
                          steps=steps, eval_every=100, eval_iters=eval_iters, clip_norm=1.0,
                          seed=seed, units="tokens")
+    trainer.command = command  # (a refusal's advice names this script's --resume and --out)
     if resume:  # continue OUT/checkpoint.npz (fit refuses to replace it otherwise)
         trainer.resume(os.path.join(out, "checkpoint.npz"))
     trainer.fit(out, progress=progress)
@@ -92,15 +94,8 @@ if __name__ == "__main__":
     args = parser.parse_args()
     if args.steps < 1:  # (no step: nothing trained to validate, as graphc train refuses)
         parser.error(f"argument --steps: expected a whole number >= 1, got {args.steps}")
-    checkpoint = os.path.join(args.out, "checkpoint.npz")
-    if not args.resume and os.path.exists(checkpoint):  # (fit's own refusal would advise
-        # trainer.resume(), the Python call: this script's is its --resume option)
-        print(f"error: {checkpoint} already exists, from another run; {parser.prog} does not "
-              "replace it: pass --resume to continue it or --out to train into another "
-              "directory", file=sys.stderr)
-        sys.exit(2)
     try:
-        loss = train(args.steps, out=args.out, resume=args.resume)
+        loss = train(args.steps, out=args.out, resume=args.resume, command=parser.prog)
     except (gc.GraphcError, CheckpointError) as exc:  # one line, as graphc's own commands
         # (an OUT in use, ...; --resume of a missing or foreign checkpoint)
         print(f"error: {getattr(exc, 'message', exc)}", file=sys.stderr)

@@ -64,7 +64,7 @@ class CharLSTM(gc.nn.Module):
 
 
 def train(steps=300, batch=32, block=64, out=None, seed=1337, progress=True,
-          eval_iters=10, resume=False):
+          eval_iters=10, resume=False, command=None):
     """Train compiled; -> (first training loss, the last validation estimate)."""
     data = CharData.from_file(None, block)  # the bundled Tiny Shakespeare, 90/10 split
     model = CharLSTM(len(data.vocab), seed=seed)
@@ -75,6 +75,7 @@ def train(steps=300, batch=32, block=64, out=None, seed=1337, progress=True,
                          eval_batches=lambda rng: data.batch(rng, "val", batch, block),
                          steps=steps, eval_every=max(steps // 3, 1), eval_iters=eval_iters,
                          clip_norm=1.0, seed=seed, units="tokens")
+    trainer.command = command  # (a refusal's advice names this script's --resume and --out)
     if resume:  # continue OUT/checkpoint.npz (fit refuses to replace it otherwise)
         trainer.resume(os.path.join(out, "checkpoint.npz"))
     trainer.fit(out, progress=progress)
@@ -89,15 +90,8 @@ if __name__ == "__main__":
     args = parser.parse_args()
     if args.steps < 1:  # (no step: no first training loss to report)
         parser.error(f"argument --steps: expected a whole number >= 1, got {args.steps}")
-    checkpoint = os.path.join(args.out, "checkpoint.npz")
-    if not args.resume and os.path.exists(checkpoint):  # (fit's own refusal would advise
-        # trainer.resume(), the Python call: this script's is its --resume option)
-        print(f"error: {checkpoint} already exists, from another run; {parser.prog} does not "
-              "replace it: pass --resume to continue it or --out to train into another "
-              "directory", file=sys.stderr)
-        sys.exit(2)
     try:
-        first, val = train(args.steps, out=args.out, resume=args.resume)
+        first, val = train(args.steps, out=args.out, resume=args.resume, command=parser.prog)
     except (gc.GraphcError, CheckpointError) as exc:  # one line, as graphc's own commands
         # (an OUT in use, ...; --resume of a missing or foreign checkpoint)
         print(f"error: {getattr(exc, 'message', exc)}", file=sys.stderr)

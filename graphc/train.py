@@ -692,7 +692,7 @@ def _train_gpt(held, config, data, out, resume, options, sample_tokens, progress
         _say(f"interrupted by {signal.Signals(stop.signum).name} before training: nothing "
              f"was saved{kept}", file=sys.stderr)
         return stop.signum
-    trainer._command_line = True  # (its refusals name --resume and --out)
+    trainer.command = "graphc train"  # (its refusals name --resume and --out)
     if locked:  # the trainer's now: fit() lets go of it when it ends
         trainer._hold(out, held.pop_all(), hold_again)
     stopped = trainer.fit(out, progress, log=_say)  # holds `out` (files.exclusive_directory)

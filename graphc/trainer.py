@@ -237,9 +237,10 @@ class Trainer:
         # compares with where this trainer has not written or resumed it
         # (_refuse_replacing_another_runs)
         self._fit_found = None
-        # whether graphc train runs this trainer: its refusals' advice names its options
-        # (_said), not the Python calls
-        self._command_line = False
+        # the command running this trainer ("graphc train", or a script's name), whose
+        # --out and --resume options its refusals' advice names (_said), not the Python
+        # calls; None: the Python calls
+        self.command = None
         try:  # checked now: its first save came after the steps before it (the work lost)
             checkpoint.check_header_settings(self.checkpoint_meta)
         except (TypeError, ValueError) as exc:
@@ -1468,9 +1469,9 @@ class Trainer:
         return now
 
     def _said(self, python: str, command: str) -> str:
-        """Advice in the caller's words: `command`'s where graphc train runs this trainer
-        (its options), `python`'s otherwise (the Python calls)."""
-        return command if self._command_line else python
+        """Advice in the caller's words: `command`'s where a command line runs this trainer
+        (self.command: its --out and --resume options), `python`'s otherwise."""
+        return command if self.command is not None else python
 
     def _not_replacing(self, what: str, at_save: bool, fix: str = "",
                        it: str = "it") -> GraphcError:
@@ -1478,7 +1479,7 @@ class Trainer:
         saying why; at fit's start, what to do (`fix`): nothing is lost then (the state is
         the one resumed, or the caller's trainer still holds it). At a save (`at_save`), fit
         adds where it kept this run's state instead (_kept_elsewhere)."""
-        who = self._said("fit()", "graphc train")
+        who = self._said("fit()", self.command)
         return GraphcError(f"{what}; {who} does not replace {it}" + ("" if at_save else
                                                                     f": {fix}"))
 
