@@ -1310,10 +1310,12 @@ class Trainer:
         (resumed with the schedule, it trained on it again from the step, silently not the
         run it continued); one whose number lr was replaced by a schedule is refused where
         this trainer has that starting number, unless allow_changed_settings."""
-        if saved is None or self.plateau is not None or not self._takes_lr:
+        if saved is None or self.plateau is not None:
+            # (an optimiser whose update takes no lr= reads its attribute: set it too)
             return None
         if not isinstance(saved, dict) or not all(
-                saved.get(k) is None or _is_lr(saved.get(k)) for k in ("initial", "current")) \
+                k in saved and (saved[k] is None or _is_lr(saved[k]))
+                for k in ("initial", "current")) \
                 or saved.get("initial") is saved.get("current") is None:
             raise checkpoint.CheckpointError(f"checkpoint header: optimizer_lr must be "
                                              f"{{'initial': lr, 'current': lr}} with numbers "

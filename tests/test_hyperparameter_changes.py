@@ -221,6 +221,45 @@ def test_a_bad_optimizer_lr_header_is_one_line(tmp_path):
             trainer(optim.Adam(lr=0.1)).resume(path)
 
 
+def test_review_r11_resume_of_an_optimizer_whose_update_takes_no_lr(tmp_path):
+    """r11: 9e9d4e5 made _checked_lr return None for an optimiser whose update takes no
+    step=/lr= (a subclass's override): its lr set during the run was saved, and restored
+    before, but the resumed run silently went back to the starting lr."""
+    class OwnSGD(optim.SGD):
+        def update(self, grads, state, params):  # reads self.lr (a guard of the plan)
+            return super().update(grads, state, params)
+
+    path = str(tmp_path / "checkpoint.npz")
+    run = trainer(OwnSGD(lr=0.05, momentum=0.9))
+    run.train_step()
+    run.optimizer.lr = 0.01
+    run.train_step()
+    run.save(path)
+    while run.step < run.steps:
+        run.train_step()
+    resumed = trainer(OwnSGD(lr=0.05, momentum=0.9))
+    resumed.resume(path)
+    assert resumed.optimizer.lr == 0.01
+    while resumed.step < resumed.steps:
+        resumed.train_step()
+    for k in run.params:
+        np.testing.assert_array_equal(resumed.params[k], run.params[k])
+
+
+def test_review_r11_an_optimizer_lr_header_lacking_a_key_is_one_line(tmp_path):
+    """r11: with null allowed, a header lacking "initial" or "current" passed the check and
+    was a KeyError."""
+    path = str(tmp_path / "checkpoint.npz")
+    for make, bad in ((lambda: optim.SGD(lr=0.1), {"initial": 0.1}),
+                      (lambda: optim.SGD(lr=optim.cosine(0.1, steps=10)), {"current": 0.01})):
+        t = trainer(make())
+        t.train_step()
+        checkpoint.save(path, t.state_arrays(), {"step": 1, "rng": t.rng.bit_generator.state,
+                                                 "data_position": 1, "optimizer_lr": bad})
+        with pytest.raises(checkpoint.CheckpointError, match="optimizer_lr must be"):
+            trainer(make()).resume(path)
+
+
 def test_other_settings_set_between_steps_take_effect_as_torchs():
     """weight_decay, momentum, dampening, betas, eps: read by torch at every step; here
     inputs of the Trainer's step as the lr is (one plan for every value that is not 0). The
