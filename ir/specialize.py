@@ -89,10 +89,12 @@ def _text(shape) -> str:
     return "(" + ", ".join(str(d) for d in shape) + ")"
 
 
-def specialize(graph, binding: dict) -> Graph:
+def specialize(graph, binding: dict, region: bool = False) -> Graph:
     """A copy of `graph` with every symbolic dimension (in types and attributes) replaced by
     its value under `binding`; each node's type is checked again by its op's rule, so a
-    binding that breaks a rule (a slice past the end) is an error naming the op's line."""
+    binding that breaks a rule (a slice past the end) is an error naming the op's line.
+    A negative size is refused outside regions only (`region`: a cond's branch or a loop's
+    body, which this binding may never run: eager and a concrete plan take such a program)."""
     new = Graph(graph.name)
     new.output_tree = graph.output_tree
     new.param_values = dict(graph.param_values)
@@ -106,7 +108,8 @@ def specialize(graph, binding: dict) -> Graph:
             raise GraphcError(f"{node.op}: the symbolic dimension {exc.args[0]} is not the "
                               "size of any input's axis, so no call binds it", node.locs) \
                 from None
-        _refuse_negative_size(node, t, binding)
+        if not region:
+            _refuse_negative_size(node, t, binding)
         if node.op == "input":
             copy = new.input(node.attrs["name"], t.shape, t.dtype, node.attrs["kind"])
             copy.locs = node.locs
@@ -180,7 +183,7 @@ def _specialize_attr(value, binding):
     """An attribute under `binding`: Dims evaluated, and a region (a scan's body, a cond's
     branches) specialised as a graph of its own, so the plan built for it is concrete."""
     if isinstance(value, Graph):
-        return specialize(value, binding) if graph_is_symbolic(value) else value
+        return specialize(value, binding, region=True) if graph_is_symbolic(value) else value
     if isinstance(value, (tuple, list)):
         return type(value)(_specialize_attr(v, binding) for v in value)
     if isinstance(value, dict):

@@ -251,6 +251,21 @@ def test_a_size_negative_for_a_binding_is_one_error_naming_the_line():
         specialize(graph, {"b": 2})
 
 
+def test_a_size_negative_only_in_a_branch_not_taken_is_not_refused():
+    """r13 (s48): the negative-size check refused a cond whose untaken branch had a size
+    n-5 < 0 (n = 1), a call eager and a concrete plan run; a branch that runs still fails."""
+    def f(x):
+        n = x.shape[0]
+        return gc.cond(gc.sum(x) > 4, lambda v: gc.sum(gc.zeros((n - 5, 2)) + v[0]),
+                       lambda v: gc.sum(v), x)
+    fn = gc.compile(f, polymorphic_shapes=(("n", 2),))
+    x = np.ones((1, 2), np.float32)
+    assert float(fn(x)) == float(gc.compile(f)(x)) == float(f(x)) == 2.0
+    assert float(fn(np.ones((7, 2), np.float32))) == 4.0
+    with pytest.raises(GraphcError, match="negative dimensions"):
+        fn(np.ones((3, 2), np.float32))
+
+
 def test_dump_refuses_a_binding_that_makes_a_size_negative(tmp_path, capsys):
     from graphc.cli import main
     path = tmp_path / "g.ir"
