@@ -34,7 +34,8 @@ import threading
 
 import numpy as np
 
-from ir.errors import GraphcError, definition_location, user_location
+from ir.errors import GraphcError, user_location
+from ir.errors import callback_locations as _where
 from ir.graph import Node, current_graph
 from ir.ops import api as F
 from ir.ops.custom import CustomCall, rule_ref
@@ -194,11 +195,6 @@ class custom_jvp(_Custom):
         return self.jvp(*[primals[i] for i in nondiff], tuple(primals[i] for i in diff),
                         tuple(tangents[i] for i in diff))
 
-
-def _where(rule):
-    """Where an error in a rule's result is reported: the rule's definition (when autodiff
-    runs it from a command, no frame on the stack is the user's), and the user's line."""
-    return (definition_location(rule), user_location())
 
 
 def _describe(value) -> str:

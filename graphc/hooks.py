@@ -21,7 +21,8 @@ import itertools
 import warnings
 import weakref
 
-from ir.errors import GraphcError, definition_location, user_location, user_stacklevel
+from ir.errors import GraphcError, user_location, user_stacklevel
+from ir.errors import callback_locations as _where
 from ir.graph import Node, current_graph
 from ir.ops import api as F
 from ir.types import is_float
@@ -327,8 +328,3 @@ def _placed(values: tuple, index, items) -> tuple:
         values[i] = item
     return tuple(values)
 
-
-def _where(hook):
-    """Where an error in a hook's result is reported: the hook's definition (the backward
-    pass runs it from a command of the user's, not from its own line), and the user's line."""
-    return (definition_location(hook), user_location())

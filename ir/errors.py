@@ -145,6 +145,13 @@ def definition_location(fn):
     return (_short(code.co_filename), code.co_firstlineno) if code is not None else None
 
 
+def callback_locations(fn) -> tuple:
+    """Where an error in the result of a user's function that graphc calls back (a custom
+    gradient rule, a backward hook) is reported: its definition (the backward pass runs it
+    from a command of the user's, so no frame on the stack is its own), and the user's line."""
+    return (definition_location(fn), user_location())
+
+
 def _short(filename: str) -> str:
     try:
         rel = os.path.relpath(filename)
