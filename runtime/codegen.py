@@ -480,8 +480,12 @@ def _bound_value(kind, args, env, buffers):
         return args[0]
     if kind == "constant":
         (node,) = args
-        value = node.attrs["value"] if node.op == "constant" else \
-            get_op(node.op).impl(**node.attrs)
+        try:
+            value = node.attrs["value"] if node.op == "constant" else \
+                get_op(node.op).impl(**node.attrs)
+        except (ValueError, TypeError) as exc:  # (tri of a negative size): named as _run does
+            raise GraphcError(f"{describe(node)}() failed while building the plan: {exc}",
+                              node.locs) from None
         value = np.asarray(value, dtype=node.dtype)
         value.setflags(write=False)
         return value
