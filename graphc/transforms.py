@@ -480,10 +480,9 @@ class Compiled:
 
     def _trace(self, args, key, given=None):
         """(fn's graph at these arguments' specs, the (module, attribute) of each Buffer the
-        trace updates). `given`: the arguments before _weak_floats; where it gave a
-        longdouble the arrays' dtype, the input is still a Python number for the
-        static_argnums hint of a traced number (found here: only a trace reads it, not every
-        call)."""
+        trace updates). `given`: the arguments before _weak_floats; where it made a Python
+        float a 0-d array, the input is still a Python number for the static_argnums hint of
+        a traced number (found here: only a trace reads it, not every call)."""
         numbers = {i for i, (a, b) in enumerate(zip(given, args)) if a is not b} \
             if given is not None else ()
         fname = function_name(self.fn).strip("<>")
@@ -1160,7 +1159,6 @@ def _lacked_float(x) -> bool:
 
 
 _LACKED_FLOATS = {t for t in (np.longdouble,) if np.dtype(t) not in SHORT_NAMES}
-_LACKED_FLOAT_SCALARS = tuple(_LACKED_FLOATS)
 
 
 _NUMPY_NUMBERS = (np.integer, np.bool_) + NUMPY_FLOAT_SCALARS
@@ -1177,8 +1175,8 @@ def _is_python_number(x) -> bool:
         isinstance(x, _NUMPY_NUMBERS)
 
 
-# the signatures of numpy float scalar arguments (weakly typed, of their own dtype:
-# _weak_floats), taken on the fast path as arrays are
+# the signatures of the numpy float scalars _weak_floats makes of a float argument (f(w32,
+# 0.5): np.float32(0.5), weakly typed), taken on the fast path as arrays are
 _FLOAT_SCALAR_SIGNATURES = {dtype.type: _leaf_signature(dtype.type(0)) for dtype in FLOAT_DTYPES}
 
 
@@ -1971,13 +1969,9 @@ def _as_primals(args) -> tuple:
 
 def _weak_floats(args, static) -> tuple:
     """A compiled function's float scalar arguments (Python or numpy), as jax.jit's weakly
-    typed scalars, of their own dtype (a Python float's: float64): where one meets an array
-    it takes the array's dtype (ir/weak.py), f(w32, 0.5) running in float32, and until then
-    it keeps its value, as eagerly (an optimiser's lr=np.float64(x) made float64 first; as
-    a float32 input, rounded to the arrays' float32 at the call, it gave other bits). A
-    numpy float scalar of a dtype the IR lacks (np.longdouble) takes the arrays' shared
-    dtype (float32 without one, to_spec's); ints keep their integer meaning."""
-    return _weakly_typed(args, _LACKED_FLOAT_SCALARS, static)
+    typed scalars: f(w32, 0.5) traces a float32 input where a float64 one would not mix with
+    w32. Without a shared dtype they stay as they are; ints keep their integer meaning."""
+    return _weakly_typed(args, FLOAT_SCALARS, static)
 
 
 def split_aux(out, who):
@@ -2051,8 +2045,7 @@ def vjp(fn, *primals, has_aux=False):
     # as JAX's: fn's forward runs once, here, and the pullback computes with the values it
     # kept (the primals as they are now, the dropout masks drawn now), not fn again
     from .split_vjp import Differentiated
-    # (differentiated: of the arrays' float dtype, as _as_primals makes the traced ones)
-    primals = _weakly_typed(primals, FLOAT_SCALARS)
+    primals = _weak_floats(primals, ())
     differentiated = Differentiated(fn)
     differentiated.without_static_args = "gc.vjp(lambda x: f(x, n), x)"
     try:

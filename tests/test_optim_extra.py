@@ -1165,37 +1165,3 @@ def test_load_state_dict_refuses_a_flag_that_is_not_a_bool_before_anything_chang
                                              "True or False, got 1\n"):
         bound.load_state_dict(bad)
     assert int(bound.state["count"]) == 0 and bound.optimizer.nesterov is False
-
-
-def test_a_numpy_scalar_lr_of_a_compiled_update_is_that_of_a_0d_array_bit_for_bit():
-    """gc.compile rounded a float scalar argument to the float32 its arrays share before
-    tracing, so a compiled `update(..., lr=np.float64(x))` (the plateau's documented input,
-    a Python float too) computed Adam's float64 step size from a float32-rounded lr: other
-    bits than the eager update, the in-graph schedule and lr=np.array(x) at 13 of 400
-    cosine counts. A float scalar is traced weak of its own dtype now: every count agrees."""
-    counts = 400
-    sched = optim.cosine(1e-3, counts, warmup=10)
-    opt = optim.Adam(lr=sched)
-    params = {"w": np.linspace(-1.0, 1.0, 64, dtype=np.float32).reshape(8, 8)}
-    grads = {"w": np.random.default_rng(0).standard_normal((8, 8)).astype(np.float32)}
-    moved = opt.update(grads, opt.init(params), params)[1]  # (moments that are not 0)
-    given = gc.compile(lambda g, s, p, lr: opt.update(g, s, p, lr=lr)[0]["w"])
-    scheduled = gc.compile(lambda g, s, p: opt.update(g, s, p)[0]["w"])
-    rounded = []  # the counts where a float32 lr gives other bits (the test can tell)
-    for k in range(counts):
-        state = {**moved, "count": np.asarray(k, moved["count"].dtype)}
-        x = sched(k)
-        want = np.asarray(scheduled(grads, state, params))
-        np.testing.assert_array_equal(given(grads, state, params, np.array(x)), want)
-        assert np.array_equal(opt.update(grads, state, params, lr=x)[0]["w"], want)
-        for lr in (np.float64(x), x):
-            np.testing.assert_array_equal(given(grads, state, params, lr), want,
-                                          err_msg=f"count {k}, lr {type(lr).__name__}")
-        if not np.array_equal(given(grads, state, params, np.float32(x)), want):
-            rounded.append(k)
-    assert len(rounded) > 5
-    # a numpy float32 lr is float32, as a 0-d float32 array is
-    state = {**moved, "count": np.asarray(rounded[0], moved["count"].dtype)}
-    np.testing.assert_array_equal(
-        given(grads, state, params, np.float32(sched(rounded[0]))),
-        given(grads, state, params, np.array(sched(rounded[0]), np.float32)))
