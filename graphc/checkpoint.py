@@ -593,12 +593,17 @@ def _read_array(zf, info, key, shape, dtype, path):
                 raise CheckpointError(f"checkpoint {path!r}: {key} is truncated")
             done += n
     out = out.view(dtype)
-    # (a Buffer may hold an Inf, a constant mask's -inf; gc.Trainer.restore refuses one in a
-    # Buffer its step writes, which save() never writes)
-    if not key.startswith("buffer/") and not np.isfinite(out).all():
+    # (a Buffer may hold an Inf, a constant mask's -inf, never a NaN; gc.Trainer.restore
+    # refuses an Inf in a Buffer its step writes, which save() never writes)
+    if not (np.isfinite(out).all() or key.startswith("buffer/") and not has_nan(out)):
         raise CheckpointError(f"checkpoint {path!r}: {key} holds non-finite values (NaN or "
                               "inf)")
     return out
+
+
+def has_nan(values) -> bool:
+    """Whether the array `values` holds a NaN (an integer or bool one never does)."""
+    return values.dtype.kind not in "biu" and bool(np.isnan(values).any())
 
 
 def _header(zf, info, path) -> dict:

@@ -999,9 +999,10 @@ class Trainer:
         for key in arrays:
             if key.split("/", 1)[0] == _OTHER_STATE and not np.isfinite(arrays[key]).all():
                 return key
-        constants = self._read_only_buffers()  # (a mask's -inf is no divergence)
+        constants = self._read_only_buffers()  # (a mask's -inf is no divergence; a NaN is)
         for n, b in self.buffers.items():
-            if f"buffer/{n}" not in constants and not np.isfinite(b.data).all():
+            if checkpoint.has_nan(b.data) if f"buffer/{n}" in constants else \
+                    not np.isfinite(b.data).all():
                 return f"buffer/{n}"
         return None
 
@@ -1189,7 +1190,8 @@ class Trainer:
         if not allow_changed_settings:  # as resume() refuses the file's (load_arrays)
             checkpoint.refuse_unexpected_arrays(arrays, own, path, how)
         _check_loss_scale({k: arrays[k] for k in own if k.startswith("amp/")}, path)
-        self._check_saved_values({k: arrays[k] for k in own if not k.startswith("amp/")})
+        self._check_saved_values({k: arrays[k] for k in own if not k.startswith("amp/")},
+                                 path)
         position = meta.get("data_position", meta["step"])
         if isinstance(position, bool) or not isinstance(position, int) \
                 or not 0 <= position <= checkpoint.MAX_STEP:
@@ -1232,21 +1234,22 @@ class Trainer:
         else:
             self._saved_to[os.path.realpath(path)] = file_identity(path)
 
-    def _check_saved_values(self, arrays: dict) -> None:
+    def _check_saved_values(self, arrays: dict, path=None) -> None:
         """Refuse an optimiser slot that no update makes negative (a running average of
         squared gradients) holding a negative value: a changed or damaged file, which
         would turn the weights into NaNs at the first step; a Buffer the step writes holding
         a NaN or an Inf (save() never writes one: divergence). (checkpoint.load refuses NaNs
-        and Infs in every other array; a Buffer the step only reads may hold an Inf, a
-        mask's -inf.)"""
+        and Infs in every other array, and NaNs in Buffers; a Buffer the step only reads may
+        hold an Inf, a mask's -inf.)"""
         never_negative = {f"{_slot_prefix(s)}/"
                           for s in getattr(self.optimizer, "non_negative_slots", ())}
         constants = self._read_only_buffers()
         for key, values in arrays.items():
             if key.startswith("buffer/") and key not in constants and \
                     not np.isfinite(values).all():
-                raise checkpoint.CheckpointError(f"checkpoint {key} holds non-finite values "
-                                                 "(NaN or inf)")
+                raise checkpoint.CheckpointError(
+                    f"checkpoint {path!r}: {key} holds non-finite values (NaN or inf)" if path
+                    else f"checkpoint {key} holds non-finite values (NaN or inf)")
             # (the prefix up to the first "/": a parameter's own name may hold more)
             if key.split("/", 1)[0] + "/" in never_negative and (values < 0).any():
                 raise checkpoint.CheckpointError(

@@ -294,8 +294,33 @@ def test_a_constant_buffer_may_hold_an_inf_a_written_one_may_not(tmp_path):
     _edit_members(path, lambda m: m.update(
         {"buffer/bn.running_var.npy": _npy(np.full(8, np.inf, np.float32))}))
     with pytest.raises(checkpoint.CheckpointError,
-                       match=r"^checkpoint buffer/bn.running_var holds non-finite values"):
+                       match=r"^checkpoint '.*checkpoint.npz': buffer/bn.running_var holds "
+                       r"non-finite values"):
         trainer.resume(path)
+
+
+def test_a_nan_in_a_buffer_is_refused_read_only_or_written(tmp_path):
+    """Review of the read-only Buffers' checkpointing: taking an Inf in buffer/ members let a
+    NaN through too, so gc.load_params(buffers=True) returned a trained BatchNorm's NaN
+    statistics (refused before), and a resume restored a NaN into a frozen one; and the
+    refusal of an Inf in a written Buffer no longer named the file. A NaN is refused in
+    every Buffer, naming the file; a read-only Buffer's NaN is divergence (not saved)."""
+    model = _frozen_net()
+    model.register_buffer("scale", np.ones(3, np.float32))
+    model.forward = lambda x: Net.forward(model, x * model.scale)
+    trainer = _fit(model, tmp_path / "run", steps=2)
+    path = str(tmp_path / "run" / "checkpoint.npz")
+    _edit_members(path, lambda m: m.update(
+        {"buffer/bn.running_var.npy": _npy(np.full(8, np.nan, np.float32))}))
+    message = r"^checkpoint '.*checkpoint.npz': buffer/bn.running_var holds non-finite values"
+    with pytest.raises(checkpoint.CheckpointError, match=message):
+        gc.load_params(path, buffers=True)
+    with pytest.raises(checkpoint.CheckpointError, match=message):
+        trainer.resume(path)
+    model.scale.data[1] = np.nan
+    assert trainer.non_finite() == "buffer/scale"
+    model.scale.data[1] = -np.inf
+    assert trainer.non_finite() is None
 
 
 def test_load_params_reads_a_gpt_checkpoint_too(tmp_path):
