@@ -896,6 +896,9 @@ def run_cli(args) -> int:
     for flag, path in (("--json", args.json), ("--plot", args.plot)):
         if path:
             check_output(flag, path)
+    if args.json and args.plot and os.path.abspath(args.json) == os.path.abspath(args.plot):
+        raise ValueError(f"--json and --plot name one file, {args.json}: the plot would "
+                         "replace the JSON")
     if args.plot:  # (every bar was 0 without eager's rows: the chart's speed-ups are over it)
         if "eager" not in contenders:
             raise ValueError(f"--plot {args.plot}: the chart shows each contender's speed-up "
@@ -905,9 +908,6 @@ def run_cli(args) -> int:
             raise ValueError(f"--plot {args.plot}: the chart shows each contender's speed-up "
                              "over graphc eager, which runs none of the gen- workloads; "
                              "leave --plot out")
-    if args.json and args.plot and os.path.abspath(args.json) == os.path.abspath(args.plot):
-        raise ValueError(f"--json and --plot name one file, {args.json}: the plot would "
-                         "replace the JSON")
     busy = _busy_process() if args.beside_busy else None
     try:
         # the GEMM rate wanders minute to minute here (75-140 GFLOP/s between two runs of
