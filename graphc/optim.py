@@ -540,7 +540,9 @@ class ReduceLROnPlateau:
     loss (not the one before training) and checkpoints it; its lr is an input of the
     compiled step, so a change does not compile the step again. Eagerly (`.bind()`, or
     update() on arrays) the optimiser reads `lr` at each update; a compiled update of one's
-    own takes it as an input: `opt.update(grads, state, params, lr=np.float64(plateau.lr))`.
+    own takes it as an input, a float64 0-d array as gc.Trainer's: `step(grads, state,
+    params, np.asarray(plateau.lr, np.float64))` for `step = gc.compile(lambda g, s, p, lr:
+    opt.update(g, s, p, lr=lr))` (a float scalar argument is float32 there: see update).
     """
 
     def __init__(self, optimizer, mode: str = "min", factor: float = 0.1, patience: int = 10,
@@ -616,8 +618,9 @@ class ReduceLROnPlateau:
         """The learning rate now (a schedule's interface; the count is not used)."""
         if any(isinstance(x, Node) for x in _leaves(count)):
             _fail("ReduceLROnPlateau: its lr changes between calls of a compiled step, so it "
-                  "cannot be a constant of one; give it as an input, update(..., "
-                  "lr=np.float64(plateau.lr)) (gc.Trainer does)")
+                  "cannot be a constant of one; give it as an input of the step, a float64 "
+                  "0-d array np.asarray(plateau.lr, np.float64) passed on as update(..., "
+                  "lr=lr) (gc.Trainer does)")
         return self.lr
 
     def step(self, metrics) -> None:
@@ -943,7 +946,12 @@ class Optimizer:
         PyTorch, the scheduler steps every iteration and Adam's bias corrections count the
         updates); None: the count. `lr`: this update's learning rate, given instead of the
         schedule's (a number lr's or a ReduceLROnPlateau's, an input of a compiled step: a
-        float64 0-d, so that a new value compiles nothing again; gc.Trainer passes it).
+        float64 0-d array, `np.asarray(lr, np.float64)`, so that a new value compiles nothing
+        again; gc.Trainer passes it). A Python float or numpy float scalar argument of the
+        compiled step is not one: gc.compile traces it as a weak scalar of its float arrays'
+        dtype, as jax.jit does, so with float32 parameters the update's float64 step size
+        starts from the lr rounded to float32 (the eager update's at float(np.float32(lr)),
+        an ulp off the eager update's at lr for a few percent of values).
         `settings`: values of the optimiser's `hyperparameters` (betas, eps, momentum,
         weight_decay, ...) to use instead of its attributes, likewise float64 0-d inputs of a
         compiled step (gc.Trainer passes those that are not 0); only whether each is 0 is

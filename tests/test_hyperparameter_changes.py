@@ -350,7 +350,7 @@ def test_a_compiled_step_of_ones_own_sees_the_new_settings():
     given = gc.compile(lambda g, s, p, lr: opt.update(g, s, p, lr=lr))
     for lr in (0.1, 0.3):
         opt.lr = lr
-        new, _ = given(grads, state, params, np.float64(opt.lr))
+        new, _ = given(grads, state, params, np.asarray(opt.lr, np.float64))
         np.testing.assert_allclose(new["b"], B0 - lr * (1 + 0.5 * B0))
     assert given.recompiles == []
 

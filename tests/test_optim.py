@@ -1423,3 +1423,35 @@ def test_apply_updates_under_polymorphic_shapes():
                    polymorphic_shapes=(("b",), ("b", 3)))
     with pytest.raises(gc.GraphcError, match=r"the update of parameter 'w' has shape"):
         f(np.ones(2, np.float32), u)
+
+
+def test_a_compiled_updates_lr_given_as_a_float64_0d_array_is_the_eager_updates_bits():
+    # README: a compiled update's lr is given as np.asarray(lr, np.float64), as gc.Trainer
+    # gives it; a Python float argument is traced as a weak float32 beside float32
+    # parameters (as every compiled float argument), so its update is the eager one at the
+    # lr rounded to float32 (1 ulp off the eager one at lr for ~5% of these counts)
+    schedule = optim.cosine(3e-3, warmup=20, steps=400, min_lr=3e-4)
+    given = optim.AdamW(lr=1e-3, weight_decay=0.1)
+    scheduled = optim.AdamW(lr=schedule, weight_decay=0.1)
+    rng = np.random.default_rng(0)
+    params = {"w": rng.standard_normal(64).astype(np.float32)}
+    grads = {"w": rng.standard_normal(64).astype(np.float32)}
+    step = gc.compile(lambda g, s, p, lr: given.update(g, s, p, lr=lr))
+    in_graph = gc.compile(lambda g, s, p: scheduled.update(g, s, p))
+    state = given.init(params)
+    off_as_float = 0
+    for count in range(400):
+        state["count"] = np.asarray(count, state["count"].dtype)
+        lr = schedule(count)
+        eager = given.update(grads, state, params, lr=lr)[0]["w"]
+        for new in (step(grads, state, params, np.asarray(lr, np.float64))[0]["w"],
+                    in_graph(grads, state, params)[0]["w"]):
+            assert new.dtype == np.float32 and np.array_equal(new, eager), count
+        as_float = step(grads, state, params, lr)[0]["w"]
+        at_float32 = given.update(grads, state, params, lr=float(np.float32(lr)))[0]["w"]
+        assert np.array_equal(as_float, at_float32), count
+        off_as_float += not np.array_equal(as_float, eager)
+    assert off_as_float > 0  # (the documented difference is real: the float32 lr's bits)
+    # one plan for each kind of lr, whatever its value: the float's traced as a weak float32
+    assert in_graph.recompiles == [] and len(step.recompiles) == 1
+    assert step.recompiles[0].endswith("lr: float64[] -> weak float32[]")

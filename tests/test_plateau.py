@@ -215,9 +215,10 @@ def test_bad_use_gives_one_line():
     sgd = optim.SGD(lr=optim.ReduceLROnPlateau(0.1))
     state = sgd.init(params)
     step = gc.compile(lambda p, s: sgd.update(p, s, p))
-    assert_one_line_error(lambda: step(params, state), "give it as an input", F)
+    assert_one_line_error(lambda: step(params, state), "give it as an input of the step, a "
+                          "float64 0-d array np.asarray(plateau.lr, np.float64)", F)
     given = gc.compile(lambda p, s, lr: sgd.update(p, s, p, lr=lr))
     for lr in (0.1, 0.25):
-        new, _ = given(params | {"w": np.ones(3)}, state, np.float64(lr))
+        new, _ = given(params | {"w": np.ones(3)}, state, np.asarray(lr, np.float64))
         np.testing.assert_allclose(new["w"], 1.0 - lr)
     assert sum(len(e) for e in given._plans.values()) == 1
