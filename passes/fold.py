@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import numpy as np
 
+from ir.errors import GraphcError
 from ir.ops.registry import get_op
 from ir.rewrite import rebuild
 from ir.types import TupleType, holds_dim
@@ -36,7 +37,15 @@ def fold(graph, max_elements: int = MAX_ELEMENTS):
             return None  # already a compact constant; folding would only inflate it
         if not all(i.op == "constant" for i in inputs):
             return None
-        value = op.impl(*[i.attrs["value"] for i in inputs], **node.attrs)
+        try:
+            value = op.impl(*[i.attrs["value"] for i in inputs], **node.attrs)
+        except (ValueError, TypeError, IndexError, FloatingPointError) as exc:
+            # (tri or full of a negative size, which numpy refuses): one line naming the op
+            # and the user's line, as the plan's binding of a constant names it (left
+            # unfolded, a later pass could compute on its negative size: sum(zeros((-2, 2))
+            # + 1) was -4.0 in a cond's branch)
+            raise GraphcError(f"{node.op}() failed while building the plan: {exc}",
+                              node.locs) from None
         value = np.array(value, dtype=node.dtype)
         const = new.constant(value)
         const.locs = node.locs

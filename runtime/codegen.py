@@ -116,12 +116,18 @@ class Plan:
         env = {"np": np, "special": _SCIPY_SPECIAL, "_submit": submit, "_ones": ones,
                "_checked_row_sum": checked_row_sum,
                "_jit": jit_kernels, "_reshaped": reshaped, "_collectives": collectives}
+        # the constants first: one numpy refuses (tri or full of a negative size) is one
+        # line naming its op, where the pool's buffer of its negative size would fail unnamed
+        for name, (kind, args) in rendered.bindings.items():
+            if kind == "constant":
+                env[name] = _bound_value(kind, args, env, ())
         buffers = allocate_pool(self.memory_plan.buffers)
         for k, buf in enumerate(buffers):
             env[f"buf{k}"] = buf
         self._buffers = buffers
         for name, (kind, args) in rendered.bindings.items():
-            env[name] = _bound_value(kind, args, env, buffers)
+            if kind != "constant":
+                env[name] = _bound_value(kind, args, env, buffers)
         for kernel, dtype in rendered.fixed_kernels:
             jit_kernels.warm(kernel, dtype)
         if rendered.uses_gemm:

@@ -812,3 +812,18 @@ def test_eye_and_tril_mask_of_a_negative_size_are_refused_as_numpys():
     assert gc.eye(0).shape == (0, 0) and np.asarray(gc.eye(2, 0)).shape == (2, 0)
     np.testing.assert_array_equal(gc.eye(3, 4, 1), np.eye(3, 4, 1, dtype=np.float32))
 
+
+def test_a_compiled_constant_of_a_negative_size_is_one_line_naming_it():
+    """Review r15 (s48) of 0310f25, which moved tri's negative-size refusal from its type rule
+    to where it runs: compiled, only a square eye(-2) was refused in one line; eye(3, -1),
+    eye(-1), tril_mask(-1, 2) and zeros((-2,)) were a bare numpy ValueError from constant
+    folding (passes/fold.py) or from allocating the plan's pool of a negative size."""
+    import graphc as gc
+    for op, make in (("tri", lambda: gc.eye(3, -1)), ("tri", lambda: gc.eye(-1)),
+                     ("tri", lambda: gc.tril_mask(-1, 2)), ("tri", lambda: gc.eye(-2, 3) * 2),
+                     ("full", lambda: gc.zeros((-2,))), ("full", lambda: gc.zeros((3, -1)))):
+        with pytest.raises(gc.GraphcError) as info:
+            gc.compile(make)()
+        line, where = str(info.value).splitlines()
+        assert line == f"{op}() failed while building the plan: negative dimensions are not allowed"
+        assert "test_edges.py" in where
