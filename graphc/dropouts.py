@@ -14,7 +14,7 @@ from ir.errors import GraphcError, user_location
 from ir.ops import api as F
 from ir.types import is_float, is_real
 
-from .nn import _EVALUATING, Dropout, _keep_inplace, current_key, keyed_dropout
+from .nn import _EVALUATING, Dropout, _keep_inplace, dropout_key, keyed_dropout
 
 __all__ = ["dropout1d", "dropout2d", "dropout3d", "alpha_dropout", "feature_alpha_dropout"]
 
@@ -122,7 +122,9 @@ class AlphaDropout(Dropout):
         if self._setting("p", x) > 0.0:  # model.train()/eval(), or another p: another plan
             self._setting("training", x)
         training = self.p > 0.0 and self.training  # (p = 0: no guard on training)
-        return self._function(x, self.p, training, seed=current_key(x) if training else None)
+        # (p = 1: no key drawn, as every dropout's at p = 1: gc.dropout zeroes without one)
+        return self._function(x, self.p, training,
+                              seed=dropout_key(self.p, None, x) if training else None)
 
 
 class FeatureAlphaDropout(AlphaDropout):

@@ -142,3 +142,18 @@ def test_gc_dropout_at_rate_one_zeroes_everything_as_torchs_without_a_key():
     with pytest.raises(GraphcError, match=r"dropout: rate must be a number in \[0, 1\], "
                        "got 1.5"):
         gc.dropout(x, 1.5, 3)
+
+
+@pytest.mark.parametrize("layer", ["AlphaDropout", "FeatureAlphaDropout"])
+def test_an_alpha_dropout_at_rate_one_draws_no_key_as_every_dropout(layer):
+    """Review r15 (s48) of a5394ec, which made every dropout's p = 1 draw no key (gc.dropout
+    zeroes without one): AlphaDropout(1.0) and FeatureAlphaDropout(1.0) still drew one from
+    the generator that they never used, so the next Dropout's mask was another than after
+    Dropout(1.0)."""
+    x = gc.tensor(np.ones((4, 3, 5), np.float32))
+    masks = []
+    for first in (gc.nn.Dropout(1.0), getattr(gc.nn, layer)(1.0)):
+        gc.manual_seed(0)
+        np.testing.assert_array_equal(np.asarray(first(x)), np.zeros((4, 3, 5)))
+        masks.append(np.asarray(gc.nn.Dropout(0.5)(x)))
+    np.testing.assert_array_equal(masks[0], masks[1])
