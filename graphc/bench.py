@@ -677,8 +677,8 @@ def plot(results, path):
 
 def table(results, gemm_gflops, measured=None, blas=None) -> str:
     """The results side by side; %GEMM is each step's matrix FLOPs at gemm_gflops over its
-    time, blank where they are not known (`measured`: the GEMM rates taken before and after the steps, shown beside it; `blas`:
-    numpy_blas(), named under it)."""
+    time, blank where they are not known (`measured`: the GEMM rates taken before and after
+    the steps, shown beside it; `blas`: numpy_blas(), named under it)."""
     rates = f" (the faster of {measured[0]:.0f} before and {measured[1]:.0f} after the steps)" \
         if measured else ""
     lines = [f"numpy float32 GEMM on this machine: {gemm_gflops:.0f} GFLOP/s{rates}"]

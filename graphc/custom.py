@@ -196,7 +196,6 @@ class custom_jvp(_Custom):
                         tuple(tangents[i] for i in diff))
 
 
-
 def _describe(value) -> str:
     if isinstance(value, (Node, Tensor, np.ndarray)):
         return f"one array of shape {tuple(value.shape)}"

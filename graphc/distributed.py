@@ -650,7 +650,8 @@ def launch_session(env=None):
     env = launch_env(env)
     remove_stale_sessions(tempfile.gettempdir())
     pid = os.getpid()
-    with tempfile.TemporaryDirectory(prefix=f"{_SESSION_PREFIX}{pid}-{_started(pid)}-{_pid_space()}-") as folder:
+    prefix = f"{_SESSION_PREFIX}{pid}-{_started(pid)}-{_pid_space()}-"
+    with tempfile.TemporaryDirectory(prefix=prefix) as folder:
         env.setdefault(SESSION_FOLDER, folder)
         yield env, folder
 
