@@ -1313,8 +1313,9 @@ class Trainer:
         (resumed with the schedule, it trained on it again from the step, silently not the
         run it continued); one whose number lr was replaced by a schedule is refused where
         this trainer has that starting number, unless allow_changed_settings."""
+        # (an optimiser whose update takes no lr= is not left out: it reads the attribute
+        # restore() sets from what this returns)
         if saved is None or self.plateau is not None:
-            # (an optimiser whose update takes no lr= reads its attribute: set it too)
             return None
         if not isinstance(saved, dict) or not all(
                 k in saved and (saved[k] is None or _is_lr(saved[k]))
