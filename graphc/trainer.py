@@ -331,6 +331,16 @@ class Trainer:
     eval_every = _count_property("eval_every", 1)
     eval_iters = _count_property("eval_iters", 1)
 
+    def _set_command(self, value):
+        if value is not None and not (isinstance(value, str) and value.strip()):
+            raise GraphcError(f"Trainer: command must be a command's name (a non-empty str, "
+                              f"such as 'my_script.py') or None, got {value!r}",
+                              (user_location(),))
+        self._command = value
+
+    # (checked: "" made the refusals read "...;  does not replace it")
+    command = property(operator.attrgetter("_command"), _set_command)
+
     def _set_seed(self, value):
         value = _count_setting("Trainer: seed", value)
         if hasattr(self, "rng"):  # set after construction: as if the Trainer were built with it

@@ -275,3 +275,17 @@ def test_memory_budget_refuses_a_bad_budget_before_compiling_any(monkeypatch, ca
     err = capsys.readouterr().err.splitlines()
     assert len(err) == 1 and err[0].startswith("error: memory_limit: expected a number of "
                                                "bytes or a size"), err
+
+
+def test_a_trainers_command_is_a_name_or_none():
+    """trainer.command = "" made a refusal read "...;  does not replace it" (r15)."""
+    import graphc as gc
+    trainer = gc.Trainer(lambda p, b: gc.sum(p["w"] * b[0]), {"w": np.ones(3, np.float32)},
+                         gc.optim.SGD(lr=0.1), lambda rng: (np.ones(3, np.float32),), steps=1)
+    assert trainer.command is None
+    trainer.command = "my_script.py"
+    assert trainer.command == "my_script.py"
+    for bad in ("", "  ", 3, b"x"):
+        with pytest.raises(gc.GraphcError, match=r"^Trainer: command must be a command's name"):
+            trainer.command = bad
+    assert trainer.command == "my_script.py"
