@@ -434,7 +434,8 @@ class Trainer:
 
     @property
     def buffers(self) -> dict:
-        """{name: Buffer} of those the step reads or writes, checkpointed (as buffer/NAME),
+        """{name: Buffer} of those the step reads or writes and of their modules' other
+        persistent ones (a frozen BatchNorm's count), checkpointed (as buffer/NAME),
         read from their layers now: a Buffer replaced since (`bn.running_mean = array`) is
         the one the step uses next. A Buffer of a module the loss never reaches is not
         here (nothing tells the Trainer of it). One registered with persistent=False is
@@ -484,7 +485,13 @@ class Trainer:
         plan's guards, and that step traced now, so a save or a resume before the next step
         holds them too; once tracked, a Buffer stays tracked (a checkpoint's arrays do not
         change with the mode). A Buffer read at one place and written at another (tied) is
-        tracked once, at the place that came first."""
+        tracked once, at the place that came first.
+
+        With them, after them, each such module's other persistent Buffers, which the step
+        neither reads nor writes (a frozen BatchNorm's num_batches_tracked): a strict load
+        of the checkpoint takes the module's whole state then, where it kept the fresh
+        model's count (0), and a cumulative average (momentum=None) restarted from the
+        next batch after model.train()."""
         if not self._train_step.guards_hold(self.step_plan):
             self.step_plan = self._train_step.plan_for(*self._gradient_args(self._shard(
                 self.train_batches.peek(self.rng))))
@@ -492,8 +499,12 @@ class Trainer:
         held = {id(getattr(m, a)): (id(m), a) for m, a in self._buffer_places.values()}
         written = self._train_step.written_places(self.step_plan)
         writes = {(id(m), a) for m, a in written}
+        stepped = [*written, *self._train_step.read_places(self.step_plan)]
+        modules = {id(m): m for m, _ in [*self._buffer_places.values(), *stepped]}
+        others = [(m, a) for m in modules.values() for a, v in vars(m).items()
+                  if isinstance(v, nn.Buffer) and nn._persistent(m, a)]
         new = []
-        for m, a in [*written, *self._train_step.read_places(self.step_plan)]:
+        for m, a in [*stepped, *others]:
             place = held.setdefault(id(getattr(m, a)), (id(m), a))
             if place not in known:
                 known.add(place)
@@ -2062,7 +2073,8 @@ def load_params(path, buffers: bool = False) -> dict:
     under their state_dict() names, so that `model.load_state_dict(gc.load_params(path,
     buffers=True))` loads a model trained as `gc.Trainer(loss, model.params(), ...)`: the
     file holds every Buffer the step reads or writes (a constant one and a frozen
-    BatchNorm's too). A Buffer of a module the loss never reaches is not in it, nor one the
+    BatchNorm's too) and their modules' other persistent ones (that BatchNorm's
+    num_batches_tracked). A Buffer of a module the loss never reaches is not in it, nor one the
     step only reads in a checkpoint written before such Buffers were saved: that strict
     load names it, and strict=False keeps the fresh model's own. The
     file is checked as resume() checks it (one CheckpointError line naming it): its

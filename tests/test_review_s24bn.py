@@ -68,8 +68,10 @@ def test_a_trainer_built_in_eval_tracks_the_buffers_after_model_train(tmp_path):
     model = bn_model()
     model.eval()
     trainer = trainer_for(model)
-    # (the statistics the eval() step reads are checkpointed as they are; not the count)
-    assert list(trainer.buffers) == ["1.running_mean", "1.running_var"]
+    # (the statistics the eval() step reads are checkpointed as they are, and the count
+    # beside them: the layer's whole state)
+    assert list(trainer.buffers) == ["1.running_mean", "1.running_var",
+                                     "1.num_batches_tracked"]
     trainer.train_step()  # eval(): the statistics are used, not updated, as torch's
     np.testing.assert_array_equal(model[1].running_mean.data, np.zeros(3))
     assert int(model[1].num_batches_tracked.data) == 0

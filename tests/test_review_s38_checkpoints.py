@@ -197,14 +197,12 @@ def test_a_checkpoint_holds_the_buffers_the_step_only_reads(tmp_path, case):
     else:
         make = _frozen_net
         model = make()
-        buffers = {n: b.data.copy() for n, b in model.named_buffers()
-                   if n != "bn.num_batches_tracked"}
+        buffers = {n: b.data.copy() for n, b in model.named_buffers()}
     trainer = _fit(model, tmp_path / "run")
     saved = gc.load_params(str(tmp_path / "run"), buffers=True)
-    # (a frozen BatchNorm's num_batches_tracked is neither read nor written: torch's strict
-    # load fills it in; the constant case's BatchNorm trains, its buffers written)
-    assert sorted(saved) == sorted([*model.params(), *(
-        n for n, _ in model.named_buffers() if n != "bn.num_batches_tracked")])
+    # (a frozen BatchNorm's num_batches_tracked, neither read nor written, is saved with
+    # its statistics; the constant case's BatchNorm trains, its buffers written)
+    assert sorted(saved) == sorted([*model.params(), *dict(model.named_buffers())])
     for name, value in buffers.items():  # (the step changed none of them)
         np.testing.assert_array_equal(saved[name], value)
     fresh = Net() if case == "frozen batch norm" else _Scaled()
@@ -214,6 +212,38 @@ def test_a_checkpoint_holds_the_buffers_the_step_only_reads(tmp_path, case):
     x = np.random.default_rng(7).normal(size=(5, 3)).astype(np.float32)
     np.testing.assert_array_equal(fresh(gc.tensor(x)).data, model(gc.tensor(x)).data)
     assert not np.array_equal(make()(gc.tensor(x)).data, model(gc.tensor(x)).data)
+
+
+def test_a_frozen_batch_norms_count_is_saved_with_its_statistics(tmp_path):
+    """A BatchNorm frozen in eval() had its running statistics checkpointed but not its
+    num_batches_tracked (the step neither reads nor writes it), so the strict load of
+    load_params(buffers=True) kept the fresh model's count, 0: with momentum=None (a
+    cumulative average) and a pre-trained count of 100, the loaded model's first batch
+    after model.train() replaced its statistics (weight 1/1) where the trained model's
+    moved them by 1/101. The layer's other persistent Buffers are checkpointed with those
+    the step reads: after one train() forward both models hold the same statistics."""
+    def frozen():
+        model = _frozen_net()
+        model.bn.momentum = None
+        return model
+    model = frozen()
+    model.bn.num_batches_tracked.data[...] = 100
+    trainer = _fit(model, tmp_path / "run", steps=2)
+    saved = gc.load_params(str(tmp_path / "run"), buffers=True)
+    assert int(saved["bn.num_batches_tracked"]) == 100
+    fresh = frozen()
+    fresh.load_state_dict(saved)
+    model.load_state_dict(trainer.params, strict=False)
+    x = np.random.default_rng(7).normal(size=(6, 3)).astype(np.float32)
+    before = model.bn.running_mean.data.copy()
+    batch_mean = model.fc1(gc.tensor(x)).data.mean(axis=0)
+    model.train(), fresh.train()
+    model(gc.tensor(x)), fresh(gc.tensor(x))
+    assert int(fresh.bn.num_batches_tracked.data) == 101
+    np.testing.assert_allclose(model.bn.running_mean.data,
+                               before + (batch_mean - before) / 101, rtol=1e-5, atol=1e-6)
+    for name, b in model.named_buffers():
+        np.testing.assert_array_equal(dict(fresh.named_buffers())[name].data, b.data)
 
 
 def test_a_buffer_the_loss_never_reaches_is_named_by_a_strict_load(tmp_path):
