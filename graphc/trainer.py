@@ -314,10 +314,11 @@ class Trainer:
         self._plan_steps(self._shard(first))
         # the layers' Buffers the step reads or writes (BatchNorm's running statistics,
         # updated by every call in training mode; a frozen one's, a constant buffer):
-        # checkpointed as buffer/NAME, and rank 0's on every rank after each step, as DDP's
-        # broadcast_buffers
+        # checkpointed as buffer/NAME, and rank 0's on every rank, as DDP's
+        # broadcast_buffers (see _broadcast_buffers)
         self._buffer_places = {}  # {name: (module, attribute)}, see _track_buffers
         self._written_buffers = set()  # the (id(module), attribute) of those it writes
+        self._broadcast_places = set()  # the (id(module), attribute) of those broadcast
         self._track_buffers()
         self._broadcast_buffers()  # as DDP when built: rank 0's with its parameters
         self.eval_plan = (self._eval_loss.plan_for(self.params, self._shard(
@@ -951,9 +952,19 @@ class Trainer:
         self._lagged += tuple(n for n in names if n not in self._lagged)
 
     def _broadcast_buffers(self):
-        if self.dist is not None and self._buffer_places:  # non-persistent ones too, as DDP
-            self.dist.broadcast_({n: getattr(m, a).data
-                                  for n, (m, a) in self._buffer_places.items()})
+        """Rank 0's tracked Buffers on every rank, non-persistent ones too, as DDP's
+        broadcast_buffers: each one the first time (when the Trainer is built, or once
+        tracked after a change of mode), then those the step writes. One it only reads (a
+        mask, a frozen BatchNorm's statistics) cannot change during training, and sent
+        again after every step a 512x512 float64 mask cost 2 MB a step. (Every rank traces
+        the same plan, so the ranks agree on which are sent.)"""
+        if self.dist is None:
+            return
+        due = {n: (m, a) for n, (m, a) in self._buffer_places.items()
+               if (id(m), a) in self._written_buffers or (id(m), a) not in self._broadcast_places}
+        if due:
+            self.dist.broadcast_({n: getattr(m, a).data for n, (m, a) in due.items()})
+            self._broadcast_places.update((id(m), a) for m, a in due.values())
 
     def _call(self, function, args, checked):
         """function.call(args, checked). With several ranks a finite check's error is every

@@ -1,5 +1,7 @@
 """Review of BatchNorm and module buffers (commit 03f06ad) against torch: each test failed
 before its fix."""
+import types
+
 import numpy as np
 import pytest
 
@@ -357,3 +359,44 @@ def test_data_parallel_trainer_starts_every_rank_with_rank_0s_buffers(tmp_path):
         np.testing.assert_array_equal(saved["0.running_mean"], np.zeros(5))
         np.testing.assert_array_equal(saved["0.running_var"], np.ones(5))
     assert float(ranks[0]["val"]) == float(ranks[1]["val"])
+
+
+class _Masked(gc.nn.Module):
+    """A BatchNorm (its statistics written by each training step) behind a constant
+    512x512 float64 mask (a Buffer the step only reads)."""
+
+    def __init__(self):
+        self.bn = gc.nn.BatchNorm1d(4, dtype="float64")
+        self.register_buffer("mask", np.ones((512, 512)))
+
+    def forward(self, x):
+        return self.bn(x) * gc.mean(self.mask)
+
+
+@pytest.mark.parametrize("frozen", [False, True])
+def test_a_data_parallel_step_broadcasts_only_the_buffers_it_writes(frozen):
+    # after each step the Trainer broadcast every Buffer it tracks, the read-only ones too:
+    # the mask's 2 MB every step. Now all once (as when the Trainer is built), then those
+    # the step writes (none while the BatchNorm is frozen; its three after model.train())
+    from graphc import distributed
+    model = _Masked()
+    if frozen:
+        model.eval()
+    x = RNG.normal(size=(8, 4))
+    trainer = gc.Trainer(lambda p, b: gc.mean(model.apply(p, b[0]) ** 2), model.params(),
+                         gc.optim.SGD(lr=0.1), [(x,)], steps=6)
+    sent = []  # the names and bytes of each broadcast: a stub rank 0 of one
+    trainer.dist = types.SimpleNamespace(
+        rank=lambda: 0, size=lambda: 1, beat=lambda step: None,
+        shard=lambda rows: distributed.shard(rows, 0, 1), allreduce=lambda tree, op: tree,
+        broadcast_=lambda arrays: sent.append({n: a.nbytes for n, a in arrays.items()}))
+    trainer._broadcast_buffers()  # as the constructor does
+    statistics = {"bn.running_mean": 32, "bn.running_var": 32, "bn.num_batches_tracked": 8}
+    assert sent == [{**statistics, "mask": 512 * 512 * 8}]
+    trainer.train_step()
+    trainer.train_step()
+    assert sent[1:] == ([] if frozen else [statistics, statistics])
+    del sent[:]
+    model.train()
+    trainer.train_step()
+    assert sent == [statistics]
