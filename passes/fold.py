@@ -31,9 +31,14 @@ def fold(graph, max_elements: int = MAX_ELEMENTS):
             return None  # control flow runs when the plan runs
         if node.type.symbolic or holds_dim(node.attrs):
             return None  # its value depends on sizes bound per call (shape polymorphism)
-        if node.op == "constant" or op.stochastic or op.collective or node.size > max_elements:
+        # a negative size (full or tri; the type rule lets a branch not taken have one): its
+        # impl runs below, however many elements, so numpy's refusal is the plan's; skipped,
+        # simplify's rewrites computed on it (sum(zeros((-2, -3)) + 1) was 6.0, eager refuses)
+        negative = computes_constant(op) and any(d < 0 for d in node.type.shape)
+        if node.op == "constant" or op.stochastic or op.collective or \
+                (node.size > max_elements and not negative):
             return None
-        if computes_constant(op) and node.size > 1:
+        if computes_constant(op) and node.size > 1 and not negative:
             return None  # already a compact constant; folding would only inflate it
         if not all(i.op == "constant" for i in inputs):
             return None

@@ -827,3 +827,24 @@ def test_a_compiled_constant_of_a_negative_size_is_one_line_naming_it():
         line, where = str(info.value).splitlines()
         assert line == f"{op}() failed while building the plan: negative dimensions are not allowed"
         assert "test_edges.py" in where
+
+
+def test_a_compiled_constant_of_two_negative_sizes_is_refused_not_computed_on():
+    """Review r16 (s48) of 898edfc: fold refused a full or tri of a negative size only where
+    it folds (at most one element), so zeros((-2, -3)) (6 "elements") was left to simplify,
+    which computed sum(zeros((-2, -3)) + 1) = 6.0 where eager refuses; and without fold (O0)
+    the plan's binding names the op (the constants bound before the pool)."""
+    import graphc as gc
+    x = np.ones(2, np.float32)
+    for pipeline, op, fn in (
+            ("default", "full", lambda x: gc.sum(gc.zeros((-2, -3)) + 1) + x),
+            ("default", "full", lambda x: gc.mean(gc.ones((-300, -300))) + x),
+            ("default", "tri", lambda x: gc.sum(gc.cast(gc.eye(-2, -3), "f32")) + x),
+            ("O0", "full", lambda x: gc.sum(gc.zeros((3, -1)) + 1) + x)):
+        with pytest.raises(gc.GraphcError) as info:
+            gc.compile(fn, pipeline=pipeline)(x)
+        line, where = str(info.value).splitlines()
+        assert line == f"{op}() failed while building the plan: negative dimensions are not allowed"
+        assert "test_edges.py" in where
+        with pytest.raises(gc.GraphcError, match="negative dimensions"):
+            fn(x)  # (eager refuses each)
