@@ -129,6 +129,23 @@ TEXTS = ["Hello world", " ROMEO:", "<|endoftext|>But, soft!", "naïve café — 
          "  tabs\tand\r\nnewlines  ", "", "<|endoftext|>"]
 
 
+def _same_ids_as_transformers(directory, seed, count):
+    """graphc's tokenizer of `directory`, after checking that it encodes TEXTS and `count`
+    random strings to transformers' AutoTokenizer's ids, and decodes them to its text."""
+    from transformers import AutoTokenizer
+    reference = AutoTokenizer.from_pretrained(str(directory))
+    tok = gpt2.load_tokenizer(str(directory), SMALL["vocab_size"])
+    rng = np.random.default_rng(seed)
+    alphabet = list("ab XY\n\t héllo🙂東\u0301\r") + ["<|endoftext|>"]
+    texts = TEXTS + ["".join(rng.choice(alphabet, size=rng.integers(1, 25)))
+                     for _ in range(count)]
+    for text in texts:
+        ids = reference(text, add_special_tokens=False)["input_ids"]
+        assert tok.encode(text) == ids, text
+        assert tok.decode(ids) == reference.decode(ids), text
+    return tok
+
+
 @pytest.mark.parametrize("files", ["tokenizer.json", "vocab.json and merges.txt"])
 @pytest.mark.parametrize("config_prefix, json_prefix", [
     (None, False), (True, False), (None, True), (False, True)])
@@ -139,7 +156,6 @@ def test_tokenizer_files_and_settings_give_transformers_ids(hf_dir, tmp_path, fi
     merges.txt load as transformers' GPT2Tokenizer builds them (no tokenizer.json was 'no
     tokenizer at ...'; add_prefix_space was ignored: 281 of 305 random strings differed)."""
     import shutil
-    from transformers import AutoTokenizer
     directory = tmp_path / "gpt2"
     shutil.copytree(hf_dir[0], directory)
     raw = json.loads((directory / gpt2.TOKENIZER_FILE).read_text(encoding="utf-8"))
@@ -150,15 +166,7 @@ def test_tokenizer_files_and_settings_give_transformers_ids(hf_dir, tmp_path, fi
             json.dumps({"add_prefix_space": config_prefix}), encoding="utf-8")
     if files != "tokenizer.json":
         _legacy_files(directory)
-    reference = AutoTokenizer.from_pretrained(str(directory))
-    tok = gpt2.load_tokenizer(str(directory), SMALL["vocab_size"])
-    rng = np.random.default_rng(0)
-    alphabet = list("ab XY\n\t héllo🙂東\u0301\r") + ["<|endoftext|>"]
-    texts = TEXTS + ["".join(rng.choice(alphabet, size=rng.integers(1, 25))) for _ in range(100)]
-    for text in texts:
-        ids = reference(text, add_special_tokens=False)["input_ids"]
-        assert tok.encode(text) == ids, text
-        assert tok.decode(ids) == reference.decode(ids), text
+    tok = _same_ids_as_transformers(directory, seed=0, count=100)
     assert tok.token_id("<|endoftext|>") == 0
     prefixed = bool(config_prefix)
     assert (tok.encode("Hello")[0] == tok.token_id("\u0120")) is prefixed
@@ -188,22 +196,13 @@ def test_a_tokenizer_json_is_read_as_autotokenizers_class_reads_it(hf_dir, tmp_p
     PreTrainedTokenizerFast) lost tokenizer.json's add_prefix_space true, which
     AutoTokenizer keeps (265 of 310 random strings differed; the latter matched before)."""
     import shutil
-    from transformers import AutoTokenizer
     directory = tmp_path / "gpt2"
     shutil.copytree(hf_dir[0], directory)
     raw = json.loads((directory / gpt2.TOKENIZER_FILE).read_text(encoding="utf-8"))
     (directory / gpt2.TOKENIZER_FILE).write_text(json.dumps({**raw, **tokenizer_json}),
                                                  encoding="utf-8")
     (directory / gpt2.TOKENIZER_CONFIG_FILE).write_text(json.dumps(config), encoding="utf-8")
-    reference = AutoTokenizer.from_pretrained(str(directory))
-    tok = gpt2.load_tokenizer(str(directory), SMALL["vocab_size"])
-    rng = np.random.default_rng(1)
-    alphabet = list("ab XY\n\t héllo🙂東\u0301\r") + ["<|endoftext|>"]
-    texts = TEXTS + ["".join(rng.choice(alphabet, size=rng.integers(1, 25))) for _ in range(60)]
-    for text in texts:
-        ids = reference(text, add_special_tokens=False)["input_ids"]
-        assert tok.encode(text) == ids, text
-        assert tok.decode(ids) == reference.decode(ids), text
+    _same_ids_as_transformers(directory, seed=1, count=60)
 
 
 def test_tokenizer_files_that_cannot_be_read_are_one_line(hf_dir, tmp_path, capsys):
