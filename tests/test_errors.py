@@ -67,6 +67,50 @@ def test_bad_reshape_and_bad_axis():
         gc.trace(lambda x: x.sum(2), gc.spec((4, 3)))
 
 
+_X23 = np.zeros((2, 3), np.float32)
+
+
+# each call on a line of its own: the error's location is that line (co_firstlineno)
+@pytest.mark.parametrize("call, first", [
+    (lambda x: gc.swapaxes(x, 3, 0), "swapaxes: axis 3 is out of range for a 2-d value"),
+    (lambda x: gc.moveaxis(x, 3, 0), "moveaxis: source axis 3 is out of range for a 2-d value"),
+    (lambda x: gc.moveaxis(x, 0, 2),
+     "moveaxis: destination axis 2 is out of range for a 2-d value"),
+    (lambda x: gc.expand_dims(x, 4), "expand_dims: axis 4 is out of range for a 3-d value"),
+    (lambda x: gc.squeeze(x, 3), "squeeze: axis 3 is out of range for a 2-d value"),
+    (lambda x: gc.cumsum(x, 3), "cumsum: axis 3 is out of range for a 2-d value"),
+    (lambda x: gc.argmax(x, 3), "argmax: axis 3 is out of range for a 2-d value"),
+    (lambda x: gc.argmin(x, -3), "argmin: axis -3 is out of range for a 2-d value"),
+    (lambda x: gc.sum(x, 3), "sum: axis 3 is out of range for a 2-d value"),
+    (lambda x: x.sum((0, 3)), "sum: axis 3 is out of range for a 2-d value"),
+    (lambda x: gc.sum(x, (0, -2)), "sum: axis (0, -2) names an axis twice"),
+    (lambda x: gc.mean(x, 3), "mean: axis 3 is out of range for a 2-d value"),
+    (lambda x: gc.max(x, 3), "max: axis 3 is out of range for a 2-d value"),
+    (lambda x: gc.min(x, 3), "min: axis 3 is out of range for a 2-d value"),
+    (lambda x: gc.var(x, 3), "var: axis 3 is out of range for a 2-d value"),
+    (lambda x: gc.std(x, 3), "std: axis 3 is out of range for a 2-d value"),
+    (lambda x: gc.any(x, 3), "any: axis 3 is out of range for a 2-d value"),
+    (lambda x: gc.logsumexp(x, 3), "logsumexp: axis 3 is out of range for a 2-d value"),
+    (lambda x: gc.stack([x, x], 4), "stack: axis 4 is out of range for a 3-d value"),
+    (lambda x: gc.concatenate([x, x], 3), "concatenate: axis 3 is out of range for a 2-d value"),
+    (lambda x: gc.softmax(x, 3), "softmax: axis 3 is out of range for a 2-d value"),
+    (lambda x: gc.log_softmax(x, -3), "log_softmax: axis -3 is out of range for a 2-d value"),
+    (lambda x: gc.split(x, 2, 3), "split: axis 3 is out of range for a 2-d value"),
+    (lambda x: gc.sum(x, 1.5), "sum: axis must be an int, got 1.5"),
+])
+@pytest.mark.parametrize("compiled", [False, True])
+def test_an_axis_out_of_range_names_the_function_called_and_the_users_line(
+        call, first, compiled):
+    """These said 'axis 3 is out of range for a 2-d value', naming no function (var's,
+    std's and any's would have named the mean or sum they are built on); each names the
+    one the user called now, then the user's line, eagerly and compiled."""
+    with pytest.raises(gc.GraphcError) as info:
+        (gc.compile(call) if compiled else call)(gc.tensor(_X23) if not compiled else _X23)
+    assert str(info.value).splitlines()[0] == first
+    assert info.value.locs[0][0].endswith("test_errors.py")
+    assert info.value.locs[0][1] == call.__code__.co_firstlineno
+
+
 def test_cross_entropy_target_shape_is_checked():
     with pytest.raises(gc.GraphcError, match="targets of shape"):
         gc.trace(lambda z, t: gc.cross_entropy(z, t), gc.spec((4, 7)), gc.spec((5,), "int64"))

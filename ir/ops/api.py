@@ -23,7 +23,7 @@ from ..errors import GraphcError, user_location
 from ..types import (Dim, InconclusiveDim, as_dim, as_dtype, broadcast_shapes, finfo,
                      holds_when_bound, is_float, is_half, is_int, is_real, is_real_dtype)
 from . import precision
-from .registry import (SymbolicValue, apply, holds_values, innermost_interpreter,
+from .registry import (SymbolicValue, _called_op, apply, holds_values, innermost_interpreter,
                        is_weak_scalar, refuse_array_container, refuse_foreign_array,
                        scalar_array)
 
@@ -137,11 +137,15 @@ def _axis_or_dim(fn, axis, dim, default):
     return dim
 
 
-def _axis(axis, ndim, what="axis"):
+def _axis(axis, ndim, what=None):
+    """`axis` of an ndim-d value as 0..ndim-1 (a 0-d value takes 0). An error names `what`
+    ('roll: axis', 'unsqueeze: dim'), by default the axis of the op-library function the
+    user called: 'swapaxes: axis 3 is out of range for a 2-d value', and var's, not the
+    mean's it is computed with."""
     if not is_int(axis):  # None, "1", 1.5, True, a timedelta64: one line, not a TypeError
-        _fail(f"{what} must be an int, got {axis!r}")
+        _fail(f"{_axis_name(what)} must be an int, got {axis!r}")
     if not -ndim <= axis < builtins.max(ndim, 1):
-        _fail(f"{what} {axis} is out of range for a {ndim}-d value")
+        _fail(f"{_axis_name(what)} {axis} is out of range for a {ndim}-d value")
     # int(): a numpy integer (np.int64(0), as numpy and JAX take) is stored as a Python int,
     # which the IR's text and JSON forms hold
     return int(axis) % ndim if ndim else 0
@@ -157,8 +161,17 @@ def _axes(axis, ndim):
         return ()  # numpy reduces a scalar over axis 0 or -1: over nothing
     axes = [_axis(a, ndim) for a in axis]
     if len(set(axes)) != len(axes):  # numpy and torch refuse (0, -2) on a 2-d value too
-        _fail(f"axis {tuple(axis)} names an axis twice")
+        _fail(f"{_axis_name(None)} {tuple(axis)} names an axis twice")
     return tuple(sorted(axes))
+
+
+def _axis_name(what):
+    """`what`, or 'fn: axis' for the function the user called (read from the stack on the
+    error path only, so no call pays for it); 'axis' where no library function is found."""
+    if what is not None:
+        return what
+    called = _called_op(None)
+    return "axis" if called is None else f"{called}: axis"
 
 
 def _iterable(value) -> bool:
@@ -1102,7 +1115,7 @@ def split_sizes(x, split_size_or_sections, dim=0):
     one smaller where it does not divide), a list the chunks' sizes, which add up to the
     axis. A tuple of views of x built from slice ops."""
     shape = _shape(x)
-    axis = _axis(dim, len(shape))
+    axis = _axis(dim, len(shape), "split: dim")
     length = shape[axis]
     if is_int(split_size_or_sections):
         size = split_size_or_sections

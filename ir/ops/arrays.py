@@ -60,8 +60,8 @@ def moveaxis(x, source, destination):
     """numpy's moveaxis: the axes `source` moved to positions `destination`, the others in
     their order."""
     nd = _ndim(x)
-    src = [_axis(a, nd, "source axis") for a in _seq(source)]
-    dst = [_axis(a, nd, "destination axis") for a in _seq(destination)]
+    src = [_axis(a, nd, "moveaxis: source axis") for a in _seq(source)]
+    dst = [_axis(a, nd, "moveaxis: destination axis") for a in _seq(destination)]
     if len(src) != len(dst):
         _fail(f"moveaxis: {len(src)} source axes but {len(dst)} destination axes")
     if len(set(src)) != len(src) or len(set(dst)) != len(dst):
