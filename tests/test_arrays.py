@@ -91,6 +91,26 @@ def test_sort_argsort_top_k_ties_and_nan_match_numpy_and_torch():
                                   -np.sort(-ints))
 
 
+@pytest.mark.parametrize("axis", [0, -1, 3])
+def test_sort_of_a_0d_value_takes_only_axis_none_as_numpys(axis):
+    """gc.sort of a 0-d value took any axis (3 too) and gave the value back, eagerly and
+    compiled; numpy's refuses every axis of it (-1, the default, too) and sorts it with
+    axis=None as a 1-element array. So does gc.sort now."""
+    z = np.array(1.5, np.float32)
+    np.testing.assert_array_equal(both(lambda a: gc.sort(a, None), z), np.sort(z, None))
+    assert np.asarray(gc.sort(z, None)).shape == np.sort(z, None).shape == (1,)
+    with pytest.raises(np.exceptions.AxisError):
+        np.sort(z, axis)
+    for fn in (gc.sort, gc.compile(gc.sort, static_argnums=(1,))):
+        with pytest.raises(gc.GraphcError) as info:
+            fn(z, axis)
+        assert str(info.value).splitlines()[0] == (
+            f"sort: axis {axis} is out of range for a 0-d value; axis=None sorts it as a "
+            "1-element array, as numpy's")
+    with pytest.raises(gc.GraphcError, match="sort: axis must be an int, got 1.5"):
+        gc.sort(z, 1.5)
+
+
 def test_sort_and_top_k_gradients_match_torch():
     w = RNG.normal(size=(3, 4, 2))
     g = gc.grad(lambda a: gc.sum(gc.top_k(a, 2)[0] * w))(X)

@@ -399,12 +399,18 @@ def argsort(x, axis=-1, descending=False):
 
 
 def sort(x, axis=-1, descending=False):
-    """numpy's sort along `axis` (descending=True: from the largest). Its gradient goes to
-    the element that landed in each place."""
+    """numpy's sort along `axis` (descending=True: from the largest; axis=None: of the
+    flattened x, the one axis a 0-d x takes, as numpy's). Its gradient goes to the element
+    that landed in each place."""
     if axis is None:
         x, axis = F.reshape(x, (-1,)), 0
     if _ndim(x) == 0:
-        return F._unchanged(x)
+        # numpy's and jnp.sort refuse every axis of a 0-d value, -1 (the default) and 0 too
+        # (_axis takes 0, as a reduction's); axis=None sorts it as one element
+        if not is_int(axis):
+            _axis(axis, 0, "sort: axis")  # (its line for an axis that is no int)
+        _fail(f"sort: axis {axis} is out of range for a 0-d value; axis=None sorts it as "
+              "a 1-element array, as numpy's")
     axis = _axis(axis, _ndim(x), "sort: axis")
     return _take_along(x, argsort(x, axis, descending), axis, in_range=True, name="sort")
 
