@@ -205,7 +205,8 @@ def _longest_path(g, weight) -> list:
     edges: each edge carries its head's weight, and a root before every node its first's)."""
     h = nx.DiGraph()
     h.add_edges_from((("root", n, {"w": weight(n)}) for n in g))
-    h.add_edges_from(((u, v, {"w": weight(v)}) for u, v in g.edges))
+    # (one edge per pair: x * x depends on x once, though g has an edge per operand)
+    h.add_edges_from(((u, v, {"w": weight(v)}) for u, v in g.edges(keys=False)))
     return nx.dag_longest_path(h, weight="w")[1:]
 
 

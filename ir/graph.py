@@ -504,14 +504,16 @@ class Graph(Interpreter):
                 return n
         raise GraphcError(f"graph {self.name!r} has no input named {name!r}")
 
-    def to_networkx(self) -> nx.DiGraph:
+    def to_networkx(self) -> nx.MultiDiGraph:
         """The graph for networkx's algorithms (dumps and statistics, not hot paths): a node
         per value, keyed by its id, with its op, type, FLOPs, input name, layer scope and
         first source line, and whether it is an output (strings, numbers and booleans only,
-        so GraphML can hold them); an edge per operand, from producer to user. (networkx is
-        imported here: building and running graphs never needs it.)"""
+        so GraphML can hold them); an edge per operand, from producer to user, keyed by and
+        carrying (`operand`) its position among the user's operands: a multigraph, so that
+        `x * x` has its two edges (a DiGraph kept one). (networkx is imported here: building
+        and running graphs never needs it.)"""
         import networkx as nx
-        g = nx.DiGraph(name=self.name)
+        g = nx.MultiDiGraph(name=self.name)
         outputs = set(self.outputs)
         for n in self.nodes:
             op = get_op(n.op)
@@ -520,8 +522,8 @@ class Graph(Interpreter):
             g.add_node(n.id, op=n.op, type=str(n.type), flops=float(flops),
                        name=n.name if isinstance(n.name, str) else "", scope=n.scope,
                        source=where, output=n in outputs)
-            for i in n.inputs:
-                g.add_edge(i.id, n.id)
+            for k, i in enumerate(n.inputs):
+                g.add_edge(i.id, n.id, key=k, operand=k)
         return g
 
     def __str__(self):

@@ -32,7 +32,8 @@ def test_to_networkx_carries_each_node_and_operand():
     g = _graph()
     nxg = g.to_networkx()
     assert sorted(nxg.nodes) == [n.id for n in g.nodes]
-    assert sorted(nxg.edges) == sorted((i.id, n.id) for n in g.nodes for i in n.inputs)
+    assert sorted(nxg.edges(keys=True)) == sorted((i.id, n.id, k) for n in g.nodes
+                                                  for k, i in enumerate(n.inputs))
     matmul = next(n for n in g.nodes if n.op == "matmul")
     assert nxg.nodes[matmul.id]["flops"] == 2 * 4 * 3 * 8
     assert nxg.nodes[matmul.id]["type"] == "f32[4,8]"
@@ -86,6 +87,29 @@ def test_graphml_export_reads_back_as_the_same_graph(tmp_path, capsys):
     assert sum(d["flops"] for _, d in back.nodes(data=True)) == \
         pytest.approx(sum(d["flops"] for _, d in expected.nodes(data=True)))
     assert not list(tmp_path.glob(".g.graphml.*"))  # no temporary file left beside it
+
+
+def test_graphml_keeps_each_operand_of_an_op_that_uses_a_value_twice(tmp_path):
+    """`x * x` has two operands, both x; the graph was a DiGraph, so the export gave it ONE
+    edge from x (and a reader could not tell which operand x is of `x - y`). Each operand is
+    an edge of its own now, carrying its position, as the file reads back."""
+    model = tmp_path / "square.py"
+    model.write_text("import graphc as gc\n\n\ndef build():\n"
+                     "    return (lambda x, y: y - x * x), gc.spec(3), gc.spec(3)\n")
+    target = tmp_path / "g.graphml"
+    assert main(["dump", f"{model}:build", "-O0", "--format", "graphml", "-o",
+                 str(target)]) == 0
+    back = nx.read_graphml(target)
+    assert back.number_of_edges() == 4  # x, x -> mul; y, mul -> sub
+    ops = dict(back.nodes(data="op"))
+    names = dict(back.nodes(data="name"))
+
+    def operands(op):
+        (node,) = [n for n, o in ops.items() if o == op]
+        edges = sorted((d["operand"], u) for u, _, d in back.in_edges(node, data=True))
+        return [(k, ops[u] if ops[u] != "input" else names[u]) for k, u in edges]
+    assert operands("mul") == [(0, "x"), (1, "x")]
+    assert operands("sub") == [(0, "y"), (1, "mul")]
 
 
 def test_graphml_to_stdout(capsys):
