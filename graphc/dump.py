@@ -132,13 +132,16 @@ def load_target(target: str, config: str | None = None, grad: bool = False,
         except UnicodeDecodeError as exc:  # its own message names no file
             raise GraphcError(f"dump: {target} is not UTF-8 text ({exc.reason} at byte "
                               f"{exc.start})") from None
+        from ir.parser import SummarizedConstantError, parse
         try:
             if target.endswith(".json"):
                 from ir.serialize import loads
                 graph = loads(text)
             else:
-                from ir.parser import parse
                 graph = parse(text)
+        except SummarizedConstantError as exc:  # the way out is this command's option
+            raise GraphcError(f"dump: {target}: {exc.where}: {exc.PROBLEM}; dump the graph "
+                              "again with --full (or --format json) to read it back") from None
         except GraphcError as exc:  # "IR line 2, column 20: ...": in which file
             raise GraphcError(f"dump: {target}: {exc.message}") from None
         return _with_gradients(graph, target) if grad else graph

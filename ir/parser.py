@@ -43,6 +43,23 @@ class _Fail(Exception):
         self.line = line  # the file's line number; None: the node's first line
 
 
+class _Summary(_Fail):
+    """A constant printed as a summary: parse raises SummarizedConstantError for it."""
+
+
+class SummarizedConstantError(GraphcError):
+    """A constant printed as a summary (format_graph's, past MAX_INLINE elements) holds no
+    values to read back. `where` is its place ('IR line 2, column 25'); the message's way out
+    is format_graph's own (max_inline=None): a command that prints the text with an option
+    of its own (graphc dump's --full) words its own line from `where` and `PROBLEM`."""
+    PROBLEM = "this constant was printed as a summary, without its values"
+
+    def __init__(self, where: str):
+        self.where = where
+        super().__init__(f"{where}: {self.PROBLEM}; print it with max_inline=None (or use "
+                         "the JSON form) to parse it")
+
+
 class _Cursor:
     def __init__(self, text, region_reader=None, line=None, pos=0):
         self.text, self.pos = text, pos
@@ -203,8 +220,7 @@ def _value(c: _Cursor, depth: int = 0):
 
 def _constant(c: _Cursor, type_: TensorType):
     if c.peek("<"):
-        c.fail("this constant was printed as a summary; print with max_inline=None (or use "
-               "the JSON form) to parse it")
+        raise _Summary("", c.pos + 1, c.line)
     values = []
     if c.accept("["):
         if not c.accept("]"):
@@ -434,8 +450,10 @@ def parse(text: str, _depth: int = 0, _first_line: int = 1) -> Graph:
                     c.fail("unexpected text")
                 values[key] = node
         except _Fail as exc:  # (an op's own problems are named at its first line)
-            raise GraphcError(f"IR line {exc.line or number}, column {exc.column}: "
-                              f"{exc}") from None
+            where = f"IR line {exc.line or number}, column {exc.column}"
+            if isinstance(exc, _Summary):
+                raise SummarizedConstantError(where) from None
+            raise GraphcError(f"{where}: {exc}") from None
         except ValueError as exc:  # int() of a number past Python's 4,300 digits
             raise GraphcError(f"IR line {number}: {exc}") from None
     if graph is None:

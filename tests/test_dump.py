@@ -274,6 +274,32 @@ def test_dump_user_function_and_saved_ir(tmp_path, capsys):
                           "'frobnicate'")
 
 
+def test_a_summarised_constant_names_the_dump_option_that_prints_it_in_full(tmp_path, capsys):
+    """Text dumped without --full holds a constant of more than 16 elements as a summary,
+    which does not read back; `graphc dump` of that file said 'print with max_inline=None',
+    a parameter of the printer the command's user never sees. It names --full now (the
+    parser's own line, for format_graph's callers, still names max_inline); dumped with
+    --full, the file reads back with the constant's values."""
+    src = tmp_path / "model.py"
+    src.write_text("import numpy as np\nimport graphc as gc\n\n\ndef build():\n"
+                   "    w = np.arange(40.0, dtype=np.float32)\n"
+                   "    return (lambda x: x + w), gc.spec(40)\n")
+    short, full = tmp_path / "short.ir", tmp_path / "full.ir"
+    assert main(["dump", f"{src}:build", "-O0", "-o", str(short)]) == 0
+    assert main(["dump", str(short)]) == 2
+    assert capsys.readouterr().err == (
+        f"graphc: error: dump: {short}: IR line 2, column 25: this constant was printed as "
+        "a summary, without its values; dump the graph again with --full (or --format json) "
+        "to read it back\n")
+    with pytest.raises(gc.GraphcError, match=r"^IR line 2, column 25: this constant was "
+                       r"printed as a summary, without its values; print it with "
+                       r"max_inline=None \(or use the JSON form\) to parse it$"):
+        parse(short.read_text())
+    assert main(["dump", f"{src}:build", "-O0", "--full", "-o", str(full)]) == 0
+    (constant,) = [n for n in parse(full.read_text()).nodes if n.op == "constant"]
+    np.testing.assert_array_equal(constant.attrs["value"], np.arange(40.0, dtype=np.float32))
+
+
 def test_image_formats_without_graphviz_say_how_to_install(monkeypatch, capsys, tmp_path):
     monkeypatch.setattr(shutil, "which", lambda name: None)
     assert main(["dump", "mlp", "--format", "png", "-o", str(tmp_path / "x.png")]) == 2
