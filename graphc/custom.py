@@ -335,6 +335,7 @@ def _record(custom, leaves, in_tree, is_operand, forward=None):
                  for x in out_leaves]
 
     def pullback(arg_ops, res_ops, g, needs):
+        arg_ops = _into_graph_of(g, arg_ops)
         cotangents = [np.zeros(shape, dtype) for shape, dtype in out_types]
         for i, c in zip(diff_pos, unpack(g)):
             cotangents[i] = c
@@ -356,6 +357,29 @@ def _record(custom, leaves, in_tree, is_operand, forward=None):
     for i, r in zip(diff_pos, unpack(node)):
         results[i] = r
     return unflatten(out_tree, results)
+
+
+def _into_graph_of(g, operands):
+    """The argument operands as values of the cotangent's graph where it is symbolic and some
+    are eager tensors: eagerly, gc.vmap's rule (graphc/vmap.py) runs the pullback in its own
+    trace, where an argument shared by every example (in_axes None) stays the eager tensor
+    it is. The cotangents made for it, and a custom_jvp rule's placeholder tangents, must be
+    values of that trace like the others (they were a Tensor beside nodes: "a symbolic value
+    cannot be turned into a numpy array", "gradients() needs symbolic values")."""
+    if not isinstance(g, Node) or not any(isinstance(x, Tensor) for x in operands):
+        return operands
+    with g.graph.building():
+        return [x.graph_operand(g.graph) if isinstance(x, Tensor) else x for x in operands]
+
+
+def _placeholder(operand):
+    """A placeholder tangent for a symbolic argument operand: a value of its graph, which
+    gradients() can differentiate with respect to. Eagerly, gc.vmap's trace runs an op that
+    reads none of its values (zeros_like's fill) at once, as an eager Tensor."""
+    t = F.zeros_like(operand)
+    if isinstance(t, Node):
+        return t
+    return operand.graph.constant(np.zeros(tuple(operand.shape), operand.dtype))
 
 
 def _pack(values):
@@ -527,7 +551,7 @@ def _transpose_jvp(custom, leaves, in_tree, arg_pos, arg_ops, needs, out_tree, o
     for j, (i, operand) in enumerate(zip(arg_pos, arg_ops)):
         primals[i] = operand if symbolic else Tensor(operand.data)
         if needs[j] and is_float(operand.dtype):
-            tangents[i] = F.zeros_like(operand) if symbolic else \
+            tangents[i] = _placeholder(operand) if symbolic else \
                 Tensor(np.zeros_like(operand.data), requires_grad=True)
             wanted.append((j, tangents[i]))
     # eagerly the tangent map is taped, then swept; the forward already made the layers'

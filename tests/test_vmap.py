@@ -269,6 +269,36 @@ def test_vmap_of_a_custom_vjp_function_keeps_its_gradient_rule():
     np.testing.assert_allclose(np.asarray(per_example), np.clip(weights, -0.5, 0.5))
 
 
+@pytest.mark.parametrize("in_axes", [(0, 0), (0, None), (None, 0)])
+@pytest.mark.parametrize("kind", ["custom_vjp", "custom_jvp"])
+def test_eager_backward_through_vmap_of_a_custom_gradient_function(kind, in_axes):
+    # eagerly, vmap runs the rule in a trace of its own where an unbatched (in_axes None)
+    # tensor stays the eager tensor: bwd's cotangent for it (a node) was turned into a numpy
+    # array ("a symbolic value cannot be ..."), and a custom_jvp rule's placeholder tangents
+    # were eager zeros ("gradients() needs symbolic values"), with any in_axes. The rules are
+    # 3 and 5 times the derivatives of a * w, so only the rule gives these values.
+    if kind == "custom_vjp":
+        scaled = gc.custom_vjp(lambda a, w: a * w)
+        scaled.defvjp(lambda a, w: (a * w, (a, w)), lambda r, g: (3.0 * g * r[1], 5.0 * g * r[0]))
+    else:
+        scaled = gc.custom_jvp(lambda a, w: a * w)
+        scaled.defjvp(lambda p, t: (p[0] * p[1], 3.0 * t[0] * p[1] + 5.0 * t[1] * p[0]))
+    rows = np.array([[0.3, -1.2, 2.0], [0.5, 0.25, -1.5]])
+    one = np.array([1.5, -0.5, 4.0])
+    a_value = rows if in_axes[0] == 0 else one
+    w_value = rows[::-1] if in_axes[1] == 0 else one
+    a, w = gc.tensor(a_value, requires_grad=True), gc.tensor(w_value, requires_grad=True)
+    gc.sum(gc.vmap(scaled, in_axes=in_axes)(a, w)).backward()
+    w_rows, a_rows = np.broadcast_to(w_value, (2, 3)), np.broadcast_to(a_value, (2, 3))
+    want_a, want_w = 3.0 * w_rows, 5.0 * a_rows  # per example; summed where one is shared
+    np.testing.assert_allclose(np.asarray(a.grad), want_a if in_axes[0] == 0 else want_a.sum(0))
+    np.testing.assert_allclose(np.asarray(w.grad), want_w if in_axes[1] == 0 else want_w.sum(0))
+    traced = gc.grad(lambda a, w: gc.sum(gc.vmap(scaled, in_axes=in_axes)(a, w)),
+                     argnums=(0, 1))(a_value, w_value)
+    np.testing.assert_allclose(np.asarray(a.grad), traced[0])
+    np.testing.assert_allclose(np.asarray(w.grad), traced[1])
+
+
 def test_grad_of_vmap_with_an_unbatched_python_number_used_as_a_python_value():
     # gc.grad(f)(xs, 2.0) traces 2.0; vmap(in_axes=(0, None)) made it an input of its own graph
     # that a refused value could not be followed out of, so grad did not retry with the
