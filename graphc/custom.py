@@ -18,8 +18,9 @@ tangent_out linear in the tangents. graphc differentiates in reverse mode, so a 
 rule is used transposed: its tangent map is traced on placeholder tangents and
 differentiated with respect to them (exact, since it is linear). Second derivatives work on
 traced functions (the rule's own nodes are differentiated again); eagerly,
-`backward(create_graph=True)` through a custom_jvp function is refused. Arguments that are
-not tensors (Python numbers, strings) go to `fun` unchanged and get no cotangent; JAX's
+`backward(create_graph=True)` through a custom_jvp function is refused. Keyword arguments
+are placed by fun's signature, its defaults filled in (JAX's resolve_kwargs). Arguments that
+are not tensors (Python numbers, strings) go to `fun` unchanged and get no cotangent; JAX's
 `nondiff_argnums` names such arguments explicitly (bwd and a custom_jvp rule then take them
 first, as JAX's), and `custom_jvp.defjvps` builds the rule from one function per argument.
 A value the function closes over gets no gradient through it, so differentiating with
@@ -45,8 +46,8 @@ from passes.autodiff import gradients
 from runtime.eager import (Tensor, apart_from, backward, collect_buffer_updates, enable_grad,
                            is_grad_enabled, op_serial)
 
-from .tracing import (DICT_KINDS, function_name, leaves_and_structure, leaves_like, refuse_traced,
-                      unflatten)
+from .tracing import (DICT_KINDS, call_signature, function_name, leaves_and_structure,
+                      leaves_like, refuse_traced, unflatten)
 from .transforms import _argnums  # (static_argnums' and argnums' reading too)
 
 
@@ -57,6 +58,10 @@ class _Custom:
         self.fun = fun
         self.name = function_name(fun)
         self.nondiff_argnums = _argnums(nondiff_argnums, f"{self.kind}: nondiff_argnums")
+        try:  # (read once: each call binds its arguments to it, _positional)
+            self._signature = call_signature(fun)
+        except (TypeError, ValueError):  # (no signature: a numpy ufunc's)
+            self._signature = None
         functools.update_wrapper(self, fun, updated=())  # not fun.__dict__ over self's
 
     def _check_nondiff(self, args):
@@ -76,11 +81,40 @@ class _Custom:
         refuse_traced(value, refused.format("a traced value"))
         raise GraphcError(refused.format("a tensor that requires grad"), (user_location(),))
 
-    def __call__(self, *args):
+    def __call__(self, *args, **kwargs):
         self._ready()
+        args = self._positional(args, kwargs)
         if self.nondiff_argnums:
             self._check_nondiff(args)
         return _call(self, args)
+
+    def _positional(self, args, kwargs) -> tuple:
+        """The call's arguments by position in fun's signature, its defaults filled in, as
+        JAX's resolve_kwargs: fwd and the rule get them so, bwd returns a cotangent for each
+        and nondiff_argnums counts them (keywords were Python's TypeError from __call__). A
+        keyword fun takes only as one (keyword-only, or in **kwargs) has no position: refused
+        as JAX refuses it. A call fun's signature does not take is one line."""
+        if self._signature is None:
+            if kwargs:
+                raise GraphcError(f"{self.kind} function {self.name}: keyword arguments "
+                                  f"{', '.join(map(repr, kwargs))} cannot be placed: the "
+                                  "function has no signature; pass them by position",
+                                  (user_location(),))
+            return args
+        try:
+            bound = self._signature.bind(*args, **kwargs)
+        except TypeError as exc:
+            raise GraphcError(f"{self.kind} function {self.name}: {exc}",
+                              (user_location(),)) from None
+        bound.apply_defaults()
+        unplaced = [k for k in bound.kwargs if k in kwargs]
+        if unplaced:
+            raise GraphcError(f"{self.kind} function {self.name}: keyword argument"
+                              f"{'s' * (len(unplaced) > 1)} {', '.join(map(repr, unplaced))} "
+                              "cannot be given a position (keyword-only, or taken by "
+                              "**kwargs); a custom function's arguments are positional, as "
+                              "JAX's: make it a positional parameter", (user_location(),))
+        return bound.args
 
 
 def _nondiff_positions(argnums, count, custom) -> list:

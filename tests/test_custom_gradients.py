@@ -294,6 +294,46 @@ def test_nondiff_argnums_of_a_custom_vjp_go_to_fwd_and_bwd_and_get_no_cotangent(
     np.testing.assert_allclose(gc.grad(lambda x: gc.sum(scale(3.0, x)))(_XS), [6.0] * 3)
 
 
+@pytest.mark.parametrize("kind", ["custom_vjp", "custom_jvp"])
+def test_keyword_arguments_and_defaults_are_placed_by_the_signature_as_jax(kind):
+    # `f(x, k=0.5)` was Python's TypeError from __call__ (a traceback, under grad too). As
+    # JAX's resolve_kwargs: the arguments by position in fun's signature, defaults filled in,
+    # so fwd, the rule, bwd's cotangents and nondiff_argnums count them. The rules are 10
+    # times the derivative, so only the rule gives these values.
+    def fun(x, k=3.0, *, flag=False):
+        return x * k
+
+    custom = getattr(gc, kind)(fun, nondiff_argnums=(1,))
+    if kind == "custom_vjp":
+        custom.defvjp(lambda x, k: (x * k, None), lambda k, _, g: (g * k * 10.0,))
+    else:
+        custom.defjvp(lambda k, primals, tangents: (primals[0] * k, tangents[0] * k * 10.0))
+    xs = np.array([0.5, -1.5, 2.0])
+    for call, k in [(lambda x: custom(x, k=0.5), 0.5), (lambda x: custom(x=x, k=0.5), 0.5),
+                    (lambda x: custom(x), 3.0)]:  # (the default, passed to the rule)
+        np.testing.assert_array_equal(call(xs), xs * k)
+        np.testing.assert_allclose(gc.grad(lambda x: gc.sum(call(x)))(xs), [10.0 * k] * 3)
+        np.testing.assert_allclose(gc.compile(gc.grad(lambda x: gc.sum(call(x))))(xs),
+                                   [10.0 * k] * 3)
+        np.testing.assert_allclose(gc.jvp(call, (xs,), (np.ones(3),))[1], [10.0 * k] * 3)
+        x = gc.tensor(xs, requires_grad=True)
+        gc.sum(call(x)).backward()
+        np.testing.assert_allclose(x.grad, [10.0 * k] * 3)
+    # what cannot be placed, or fun does not take, is one line naming the function
+    for call, message in [
+            (lambda: custom(xs, flag=True), "keyword argument 'flag' cannot be given a "
+             "position (keyword-only, or taken by **kwargs)"),
+            (lambda: custom(xs, scale=2.0), "got an unexpected keyword argument 'scale'"),
+            (lambda: custom(xs, 1.0, 2.0), "too many positional arguments"),
+            (lambda: custom(xs, 1.0, k=2.0), "multiple values for argument 'k'")]:
+        with pytest.raises(gc.GraphcError) as exc:
+            call()
+        assert str(exc.value).splitlines()[0] == f"{kind} function fun: {message}" + (
+            "; a custom function's arguments are positional, as JAX's: make it a positional "
+            "parameter" if "flag" in message else "")
+        assert "test_custom_gradients.py" in str(exc.value).splitlines()[1]
+
+
 def test_a_python_number_given_to_grad_reaches_a_nondiff_position_as_the_number():
     # `gc.grad(f)(x, 0.7)` traces 0.7; in a nondiff position it was refused as "an array being
     # traced". grad and the Jacobians now retry with the number, as remat's static_argnums
