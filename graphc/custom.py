@@ -485,6 +485,13 @@ def _check_cotangents(custom, result, args, arg_pos, arg_ops, needs):
     out = []
     for operand, i, need in zip(arg_ops, arg_pos, needs):
         ct = per_leaf[i]
+        if ct is not None and not isinstance(ct, (Node, Tensor, list, tuple)) and \
+                np.asarray(ct).dtype.kind not in "biufc":
+            # (a dict or a string for an array: np.shape read it as shape (), and the
+            # message said the cotangent had shape () where it is no array at all)
+            raise GraphcError(f"custom_vjp function {name}: bwd's cotangent for argument "
+                              f"{_argument_of(args, i)} is {_describe(ct)}, not an array of "
+                              f"the argument's shape {tuple(operand.shape)}", _where(custom.bwd))
         if isinstance(ct, (list, tuple)):
             ct = _none_rows_as_zeros(ct, tuple(operand.shape))
         shape = None if ct is None else _cotangent_shape(ct)

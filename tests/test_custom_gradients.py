@@ -567,6 +567,13 @@ GOOD_FWD = lambda x, y: (x * y, (x, y))  # noqa: E731
     (GOOD_FWD, lambda r, g: ((g * r[1],), g * r[0]),
      r"scale: bwd's cotangent for argument 0 has shape \(1, 3\) but the argument has shape "
      r"\(3,\)"),
+    # a dict or a string where an array belongs was "has shape ()", as if it were a number
+    (GOOD_FWD, lambda r, g: (g, {"y": g}),
+     r"scale: bwd's cotangent for argument 1 is a dict, not an array of the argument's shape "
+     r"\(3,\)"),
+    (GOOD_FWD, lambda r, g: ("g", g),
+     r"scale: bwd's cotangent for argument 0 is a str, not an array of the argument's shape "
+     r"\(3,\)"),
     (GOOD_FWD, lambda r, g: ((g, g[:2]), g),
      r"scale: bwd's cotangent for argument 0 is a tuple of values of different shapes, not "
      r"one array of the argument's shape \(3,\)"),
