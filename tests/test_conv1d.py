@@ -69,3 +69,20 @@ def test_bad_conv1d_arguments_give_one_line():
     assert_one_line_error(lambda: gc.nn.Conv1d(4, 6, 3, padding_mode="mirror"),
                           "Conv1d: padding_mode must be", f)
     assert_one_line_error(lambda: gc.nn.Conv1d(4, 6, 3, groups=3), "Conv1d: in_channels 4", f)
+
+
+def test_conv1d_refusals_name_conv1d_and_its_own_settings():
+    # these were left to conv2d, whose lines named conv2d and the (1, K) form the user never
+    # wrote ("conv2d: padding must be >= 0, got (0, -1)"); torch's conv1d refuses each too
+    f = "test_conv1d.py"
+    x, w = np.zeros((2, 4, 9)), np.zeros((6, 4, 3))
+    w0, b32 = np.zeros((6, 4, 0)), np.zeros(6, np.float32)
+    for args, kwargs, message in [
+            ((x, w), dict(padding=-1), "conv1d: padding must be >= 0, got -1"),
+            ((x, w), dict(padding="full"), "conv1d: padding must be an int, a tuple of one "
+             "int, 'same' or 'valid', got 'full'"),
+            ((x, w0), {}, "conv1d: kernel size must be >= 1, got 0"),
+            ((x, w, b32), {}, "conv1d: x is float64 and b float32")]:
+        assert_one_line_error(lambda: gc.conv1d(*args, **kwargs), message, f)
+        with pytest.raises(RuntimeError):
+            torch.nn.functional.conv1d(*map(torch.tensor, args), **kwargs)

@@ -1826,7 +1826,8 @@ def conv1d(x, w, b=None, stride=1, padding=0, dilation=1, groups=1):
         _fail(f"conv1d: x must be 3-d (N, C, L) or 2-d (C, L), got shape {_shape(x)}")
     if _ndim(w) != 3:
         _fail(f"conv1d: w must be 3-d (O, C/groups, K), got shape {_shape(w)}")
-    # what conv2d would refuse naming itself and the (O, C, 1, K) weight it is given
+    # what conv2d would refuse naming itself and the (1, K) settings and (O, C, 1, K) weight
+    # it is given, not what the user wrote
     o, cg, k = _shape(w)
     if not is_int(groups) or groups < 1 \
             or o % groups:
@@ -1843,16 +1844,25 @@ def conv1d(x, w, b=None, stride=1, padding=0, dilation=1, groups=1):
     for what, v in (("stride", stride), ("dilation", dilation)):
         if v < 1:
             _fail(f"conv1d: {what} must be >= 1, got {v}")
+    if k < 1:
+        _fail(f"conv1d: kernel size must be >= 1, got {k}")
+    if isinstance(padding, str) and padding not in ("same", "valid"):
+        _fail(f"conv1d: padding must be an int, a tuple of one int, 'same' or 'valid', got "
+              f"{padding!r}")
     if isinstance(padding, str) and padding == "same" and stride != 1:
         _fail("conv1d: padding='same' needs stride 1, as in PyTorch")
-    why = precision.dtype_clash(_dtype(x), _dtype(w))  # as conv2d's check
-    if why:
-        _fail(f"conv1d: x is {_dtype(x)} and w {_dtype(w)}: {why}; cast one with .astype")
+    for name, v in (("w", w), ("b", b)):  # as conv2d's check
+        why = None if v is None else precision.dtype_clash(_dtype(x), _dtype(v))
+        if why:
+            _fail(f"conv1d: x is {_dtype(x)} and {name} {_dtype(v)}: {why}; cast one with "
+                  ".astype")
     if not isinstance(padding, str):
         padding = (0, _single("conv1d", "padding", padding))
+        if padding[1] < 0:
+            _fail(f"conv1d: padding must be >= 0, got {padding[1]}")
         span = dilation * (k - 1) + 1
         length = _shape(x)[-1]
-        if isinstance(length, int) and padding[1] >= 0 and length + 2 * padding[1] < span:
+        if isinstance(length, int) and length + 2 * padding[1] < span:
             _fail(f"conv1d: the kernel {span} (dilated) is longer than the padded input "
                   f"{length + 2 * padding[1]}")
     out = conv2d(expand_dims(x, -2), expand_dims(w, -2), b,
