@@ -232,6 +232,20 @@ def test_bad_conv_transpose_settings_give_one_line():
                           "output_size must be 2 ints (or 4, x's shape)", FILE)
 
 
+
+def test_a_conv_transpose_of_an_empty_kernel_is_refused_as_torchs():
+    # a weight with a zero-size kernel axis gave a result of the bias alone ((2, 3, 5, 7)
+    # here), where torch's conv_transpose refuses it, as conv2d does
+    torch = pytest.importorskip("torch")
+    x = np.zeros((2, 4, 6, 5))
+    for w, shown in ((np.zeros((4, 3, 0, 3)), "(0, 3)"), (np.zeros((4, 3, 3, 0)), "(3, 0)")):
+        assert_one_line_error(lambda: gc.conv_transpose2d(x, w),
+                              f"conv_transpose2d: kernel size must be >= 1, got {shown}", FILE)
+        with pytest.raises(RuntimeError, match="kernel size should be greater than zero"):
+            torch.nn.functional.conv_transpose2d(torch.tensor(x), torch.tensor(w))
+    assert_one_line_error(lambda: gc.conv_transpose1d(x[:, :, 0], np.zeros((4, 3, 0))),
+                          "conv_transpose1d: kernel size must be >= 1, got 0", FILE)
+
 # ---- adaptive pooling -------------------------------------------------------------------------
 ADAPTIVE_2D = [1, (1, 1), (3, 4), (None, 3), (7, 5), (9, 13), (2, None), (4, 1), 5, (14, 20)]
 

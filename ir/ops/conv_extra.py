@@ -99,8 +99,9 @@ def _conv_transpose(name, spatial, x, w, b, stride, padding, output_padding, gro
     if b is not None and tuple(_shape(b)) != (cout,):
         _fail(f"{name}: bias must have shape ({cout},), one value per output channel, got "
               f"{tuple(_shape(b))}")
-    for what, values, low in (("stride", stride, 1), ("dilation", dilation, 1),
-                              ("padding", padding, 0), ("output_padding", output_padding, 0)):
+    for what, values, low in (("kernel size", tuple(kernel), 1), ("stride", stride, 1),
+                              ("dilation", dilation, 1), ("padding", padding, 0),
+                              ("output_padding", output_padding, 0)):
         if builtins.min(values) < low:
             _fail(f"{name}: {what} must be >= {low}, got {values if spatial > 1 else values[0]}")
     for op, s, d in zip(output_padding, stride, dilation):
