@@ -330,6 +330,47 @@ def test_bad_adaptive_pool_settings_give_one_line():
                           "adaptive_max_pool2d: return_indices must be True or False", FILE)
 
 
+
+@pytest.mark.parametrize("kind", ["avg", "max"])
+@pytest.mark.parametrize("size", [1, (1, None), (None, 1), (None, None)])
+def test_adaptive_pools_to_one_cell_serve_every_symbolic_image_size(kind, size):
+    # global pooling, a CNN's head over images of any size: "needs a known spatial size"
+    # before. One plan for every (H, W); values and the gradient (to the first of tied
+    # maxima, the integers make ties) as torch's
+    ours, theirs = getattr(gc, f"adaptive_{kind}_pool2d"), getattr(TF, f"adaptive_{kind}_pool2d")
+    spec = [("b", "_", "h", "w")]
+    f = gc.compile(lambda x: ours(x, size), polymorphic_shapes=spec)
+    grad = gc.compile(gc.grad(lambda x: gc.sum(ours(x, size) * gc.cos(ours(x, size)))),
+                      polymorphic_shapes=spec)
+    rng = np.random.default_rng(5)
+    for shape in [(2, 3, 6, 5), (1, 3, 1, 1), (3, 3, 20, 19)]:
+        x = rng.integers(0, 4, size=shape).astype(np.float64)
+        t = torch.tensor(x, requires_grad=True)
+        want = theirs(t, size)
+        (want * torch.cos(want)).sum().backward()
+        np.testing.assert_allclose(f(x), want.detach().numpy(), rtol=1e-12)
+        np.testing.assert_allclose(grad(x), t.grad.numpy(), rtol=1e-12, atol=1e-12)
+    assert f.recompiles == [] and grad.recompiles == []
+    if kind == "avg":  # the 1-d pool too
+        f1 = gc.compile(lambda x: gc.adaptive_avg_pool1d(x, 1),
+                        polymorphic_shapes=[("b", "_", "n")])
+        x = rng.normal(size=(2, 3, 7))
+        np.testing.assert_allclose(f1(x), x.mean(-1, keepdims=True), rtol=1e-12)
+
+
+def test_adaptive_pools_of_a_symbolic_size_refuse_other_cells_in_one_line():
+    spec = [("b", "_", "h", "w")]
+    x = np.zeros((2, 3, 4, 4))
+    assert_one_line_error(
+        lambda: gc.compile(lambda x: gc.adaptive_avg_pool2d(x, (2, 1)),
+                           polymorphic_shapes=spec)(x),
+        "adaptive_avg_pool2d: a symbolic size h takes output_size 1 or None only, got (2, 1)",
+        FILE)
+    assert_one_line_error(
+        lambda: gc.compile(lambda x: gc.adaptive_max_pool2d(x, 1, return_indices=True),
+                           polymorphic_shapes=spec)(x),
+        "a symbolic size h takes output_size 1 or None only and no return_indices", FILE)
+
 # ---- 1-d pooling, pixel shuffle, padding layers, channel dropout -------------------------------
 POOL_1D = [dict(kernel_size=3), dict(kernel_size=4, stride=2, padding=2, ceil_mode=True),
            dict(kernel_size=(3,), stride=(2,), padding=1)]

@@ -251,14 +251,20 @@ def _adaptive(name, spatial, x, output_size, kind, return_indices=False):
     if kind == "avg" and not is_float(F._dtype(x)):
         _fail(f"{name} of a {F._dtype(x)} value; cast it to a float type first")
     axes = tuple(range(_ndim(x) - spatial, _ndim(x)))
+    if kind == "max":
+        F._flag(name, "return_indices", return_indices)
     for axis, out in zip(axes, sizes):
         n = _shape(x)[axis]
-        if not isinstance(n, int):
-            _fail(f"{name}: needs a known spatial size, got a symbolic size {n}")
+        # a symbolic size (>= 1) pools into one cell for every value (global pooling, a
+        # CNN's head over images of any size) or keeps its size; other windows, and the
+        # places in a plane of unknown size, differ per value
+        if not isinstance(n, int) and (out not in (None, 1) or return_indices):
+            _fail(f"{name}: a symbolic size {n} takes output_size 1 or None only"
+                  f"{' and no return_indices' if return_indices else ''}, got "
+                  f"{output_size!r}; declare the size concrete for other windows")
         if n == 0:
             _fail(f"{name}: x has an empty spatial axis (shape {tuple(_shape(x))})")
     if kind == "max":
-        F._flag(name, "return_indices", return_indices)
         if return_indices:  # the values (and their gradient) as without; the places beside
             return (_adaptive(name, spatial, x, output_size, kind),
                     _adaptive_max_with_indices(x, axes, sizes)[1])
@@ -281,8 +287,11 @@ def _adaptive(name, spatial, x, output_size, kind, return_indices=False):
 def _adaptive_axis(x, axis, out, kind):
     """x pooled along `axis` into `out` cells over torch's windows."""
     shape, n = _shape(x), _shape(x)[axis]
-    if out == n:
+    if isinstance(n, int) and out == n:
         return x
+    if out == 1:  # one window of the whole axis (its size may be symbolic)
+        pooled = F.mean(x, axis) if kind == "avg" else _first_max(x, axis)
+        return F.expand_dims(pooled, axis)
     if out == 0:  # torch gives an empty result
         stops = list(shape)
         stops[axis] = 0
@@ -370,13 +379,19 @@ def _first_max(x, axis):
         return F.max(x, axis)
     shape = _shape(x)
     axis = axis % len(shape)
-    if shape[axis] <= _WHERE_CHAIN:  # a short window: elementwise ops, which fuse
+    if isinstance(shape[axis], int) and shape[axis] <= _WHERE_CHAIN:  # a short window
+        # (of a known length): elementwise ops, which fuse
         def element(j):
             starts, stops = [0] * len(shape), list(shape)
             starts[axis], stops[axis] = j, j + 1
             return F.squeeze(F.slice_(x, starts, stops, [1] * len(shape)), axis)
         return F._first_of_maxima([element(j) for j in range(shape[axis])])
     index = F.argmax(F.stop_gradient(x), axis, keepdims=True)
+    if not isinstance(shape[axis], int):  # (a gather needs a known length) the element at
+        # the argmax picked by a mask of positions along the axis
+        places = F.reshape(F.arange(shape[axis]),
+                           tuple(n if a == axis else 1 for a, n in enumerate(shape)))
+        return F.sum(F.where(F.equal(places, index), x, 0.0), axis)
     return F.squeeze(_take_along(x, index, axis, in_range=True), axis)
 
 
