@@ -2188,6 +2188,14 @@ def _conv_init(layer, name, in_channels, out_channels, kernel, stride, padding, 
     if padding_mode not in ("zeros", "reflect", "replicate", "circular"):
         raise GraphcError(f"{name}: padding_mode must be 'zeros', 'reflect', 'replicate' or "
                           f"'circular', got {padding_mode!r}", (user_location(),))
+    if isinstance(padding, str):  # torch refuses these at construction, not at the call
+        if padding not in ("same", "valid"):
+            raise GraphcError(f"{name}: padding must be 'same', 'valid', an int or "
+                              f"{'a pair of ints' if len(kernel) == 2 else 'a tuple of one int'}"
+                              f", got {padding!r}", (user_location(),))
+        if padding == "same" and any(s != 1 for s in _per_axis(stride, len(kernel))):
+            raise GraphcError(f"{name}: padding='same' needs stride 1, as in PyTorch, got "
+                              f"stride={stride!r}", (user_location(),))
     in_channels = _size(name, "in_channels", in_channels)
     out_channels = _size(name, "out_channels", out_channels)
     if min(kernel) < 0:

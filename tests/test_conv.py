@@ -10,6 +10,7 @@ import torch
 import torch.nn.functional as TF
 
 import graphc as gc
+from errorcheck import assert_one_line_error
 from graphc import nn
 from ir.errors import GraphcError
 
@@ -277,3 +278,26 @@ def test_symbolic_batch_and_height():
         with pytest.raises(GraphcError, match="conv2d: no output size for every value of a "
                                               "symbolic height or width .*: " + why):
             refused(RNG.normal(size=(2, 3, 9, 9)), w)
+
+
+def test_conv_layers_refuse_a_bad_padding_string_where_they_are_made():
+    # as torch's: at construction. They were refused only at the first call, naming that
+    # line (and the functional conv2d) rather than the one that set them
+    f = "test_conv.py"
+    for layer, torch_layer in ((nn.Conv2d, torch.nn.Conv2d), (nn.Conv1d, torch.nn.Conv1d)):
+        name = layer.__name__
+        assert_one_line_error(lambda: layer(3, 4, 3, stride=2, padding="same"),
+                              f"{name}: padding='same' needs stride 1, as in PyTorch, got "
+                              "stride=2", f)
+        assert_one_line_error(lambda: layer(3, 4, 3, padding="full", padding_mode="reflect"),
+                              f"{name}: padding must be 'same', 'valid', an int or", f)
+        for kwargs in (dict(stride=2, padding="same"), dict(padding="full")):
+            with pytest.raises(ValueError):
+                torch_layer(3, 4, 3, **kwargs)
+    assert_one_line_error(lambda: nn.Conv2d(3, 4, 3, stride=(1, 2), padding="same"),
+                          "got stride=(1, 2)", f)
+    # stride 1 in every form, and "valid" with any stride, are made
+    for stride in (1, (1, 1), [1, 1]):
+        assert nn.Conv2d(3, 4, 3, stride=stride, padding="same").padding == "same"
+    assert nn.Conv1d(3, 4, 3, stride=(1,), padding="same").padding == "same"
+    assert nn.Conv2d(3, 4, 3, stride=2, padding="valid").padding == "valid"
