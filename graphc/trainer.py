@@ -1241,7 +1241,8 @@ class Trainer:
             lr, settings, behind = None, {}, {n: count for n in self.names}
         else:
             lr = self._checked_lr(meta.get("optimizer_lr"), allow_changed_settings, how)
-            settings = self._checked_settings(meta.get("optimizer_settings"))
+            settings = self._checked_settings(meta.get("optimizer_settings"),
+                                              allow_changed_settings, how)
             behind = self._checked_behind(meta.get("updates_behind", {}), count)
         restored = {k: arrays[k] for k in own}
         for slot in older:
@@ -1357,15 +1358,9 @@ class Trainer:
                                              f"{{'initial': lr, 'current': lr}} with numbers "
                                              f">= 0 (null for a schedule, not both), got "
                                              f"{saved!r}"[:200])
-        mine = self._number_lr()  # (None: a schedule)
-        if mine != saved["initial"]:
-            return None
-        if saved["current"] is None and not allow_changed_settings:
-            raise GraphcError(f"the checkpoint's run started with lr {mine} and was set to a "
-                              f"schedule, which a checkpoint cannot hold; set "
-                              f"trainer.optimizer.lr to that schedule before resuming, or pass "
-                              f"{how} to go on with lr {mine}", (user_location(),))
-        return None if saved["current"] is None else float(saved["current"])
+        current = _resumed_setting("lr", self._number_lr(), saved["initial"], saved["current"],
+                                   allow_changed_settings, how)
+        return None if current is None else float(current)
 
     def _number_settings(self) -> dict:
         """The optimiser's number settings now (its hyperparameters that are not schedules)."""
@@ -1378,18 +1373,25 @@ class Trainer:
     def _saved_settings(self) -> dict:
         """The settings a checkpoint records (optimizer_settings): the number ones and the
         flags (nesterov, maximize, amsgrad, ...), as BoundOptimizer.state_dict's settings,
-        torch's param_groups."""
+        torch's param_groups; a setting that is a schedule as None, as optimizer_lr holds
+        the lr's (a function is not saved; see _resumed_setting)."""
         if not isinstance(self.optimizer, optim.Optimizer):
             return {}
-        return {**self._number_settings(), **optim._flags_of(self.optimizer)}
+        return {**dict.fromkeys(self.optimizer.hyperparameters), **self._number_settings(),
+                **optim._flags_of(self.optimizer)}
 
-    def _checked_settings(self, saved) -> dict:
-        """The settings a resumed run goes on with, numbers and flags, as _checked_lr's lr:
-        each the checkpoint's current one where this trainer's is the one the run started
-        with (set during the run: `trainer.optimizer.betas = (0.8, 0.99)`, `.nesterov =
-        True`, kept as torch's load_state_dict keeps param_groups), this trainer's own where
-        it differs. A checkpoint written before the flags were kept has none: the trainer's
-        own flags stay."""
+    def _checked_settings(self, saved, allow_changed_settings=False,
+                          how="allow_changed_settings=True") -> dict:
+        """The settings a resumed run goes on with, numbers and flags, by _checked_lr's rule
+        for the lr (_resumed_setting): each the checkpoint's current one where this
+        trainer's is the one the run started with (set during the run:
+        `trainer.optimizer.betas = (0.8, 0.99)`, `.nesterov = True`, kept as torch's
+        load_state_dict keeps param_groups), this trainer's own where it differs. A
+        schedule is None in the header: a setting that started as one and was set to a
+        number goes on with the number where this trainer has the schedule, and one set
+        from its starting number to a schedule is refused unless allow_changed_settings.
+        A checkpoint written before the flags (or the schedules) were kept has none: the
+        trainer's own stay."""
         if saved is None:
             return {}
         mine = self._saved_settings()
@@ -1401,6 +1403,7 @@ class Trainer:
             try:
                 return all(isinstance(k, str) and (
                     isinstance(v, bool) if k in flags else
+                    v is None and k in self.optimizer.hyperparameters or
                     _is_number(v) and self.optimizer.checked_setting(k, v) is not None)
                     for k, v in values.items())
             except GraphcError:
@@ -1409,13 +1412,15 @@ class Trainer:
                                                   ("initial", "current")):
             raise checkpoint.CheckpointError(f"checkpoint header: optimizer_settings must be "
                                              f"{{'initial': {{name: value}}, 'current': "
-                                             f"{{name: value}}}} with numbers (flags true or "
-                                             f"false), got {saved!r}"[:200])
+                                             f"{{name: value}}}} with numbers (null for a "
+                                             f"schedule, flags true or false), got "
+                                             f"{saved!r}"[:200])
         initial, current = saved["initial"], saved["current"]
-        return {name: current[name] if name in flags else float(current[name])
-                for name, value in mine.items()
-                if name in initial and name in current and value == initial[name]
-                and value != current[name]}
+        resumed = {name: _resumed_setting(name, value, initial[name], current[name],
+                                          allow_changed_settings, how)
+                   for name, value in mine.items() if name in initial and name in current}
+        return {name: value if name in flags else float(value)
+                for name, value in resumed.items() if value is not None}
 
     def resume(self, path: str, allow_changed_settings: bool = False):
         """restore() from a checkpoint file written by save(), each array checked against
@@ -2265,6 +2270,25 @@ def _check_loss_scale(state: dict, path: str | None = None) -> None:
     if good is not None and not (good >= 0).all():
         raise checkpoint.CheckpointError(f"{name} amp/good_steps must be 0 or more, got "
                                          f"{np.asarray(good).tolist()}")
+
+
+def _resumed_setting(name, mine, initial, current, allow_changed_settings, how):
+    """The value of the optimiser's setting `name` (the lr, a momentum, a flag, ...) a
+    resumed run goes on with, or None for this trainer's own, `mine`: the checkpoint's
+    `current` one where `mine` is the `initial` one the run started with (a schedule is
+    None in both: no file holds a function). A run that started with a schedule and was
+    set to a number goes on with the number (resumed on the schedule, it trained on it
+    again from the step, silently not the run it continued); one whose starting number
+    was set to a schedule is refused in one line, unless allow_changed_settings (`how`:
+    the opt-in the line names), as this trainer would silently go on with the number."""
+    if mine != initial or mine == current:
+        return None
+    if current is None and not allow_changed_settings:
+        raise GraphcError(f"the checkpoint's run started with {name} {mine} and was set to a "
+                          f"schedule, which a checkpoint cannot hold; set "
+                          f"trainer.optimizer.{name} to that schedule before resuming, or "
+                          f"pass {how} to go on with {name} {mine}", (user_location(),))
+    return current
 
 
 RESTORED = "(restored)"  # in Trainer._saved_to: a checkpoint of unknown path restored

@@ -199,6 +199,66 @@ def test_resume_refuses_a_starting_lr_whose_run_went_on_with_a_schedule(tmp_path
         np.testing.assert_array_equal(again.params[k], run.params[k])
 
 
+# (a setting, the optimiser with a schedule for it, a number for it; torch's key and
+# optimiser for the run that switches to the number)
+SCHEDULED = [("momentum", lambda v: optim.SGD(lr=0.05, momentum=v), 0.5,
+              lambda p: torch.optim.SGD(p, lr=0.05, momentum=0.5)),
+             ("beta1", lambda v: optim.AdamW(lr=0.05, betas=(v, 0.99)), 0.5,
+              lambda p: torch.optim.AdamW(p, lr=0.05, betas=(0.5, 0.99))),
+             ("weight_decay", lambda v: optim.AdamW(lr=0.05, weight_decay=v), 0.3,
+              lambda p: torch.optim.AdamW(p, lr=0.05, weight_decay=0.3))]
+
+
+@pytest.mark.parametrize("name, make, number, make_torch", SCHEDULED,
+                         ids=[s[0] for s in SCHEDULED])
+def test_resume_goes_on_with_a_number_setting_that_replaced_a_schedule(tmp_path, name, make,
+                                                                       number, make_torch):
+    """The lr's rule (test_resume_goes_on_with_a_number_lr_that_replaced_a_schedule) for
+    each setting that may be a schedule: the header left a scheduled one out, so a run whose
+    momentum, beta1 or weight decay schedule was replaced by a number mid-run resumed on the
+    schedule, silently not the run it continued. Now it holds None there and the resumed run
+    ends bit for bit where the uninterrupted one does; the other way round is refused in one
+    line, unless allow_changed_settings."""
+    path = str(tmp_path / "c.npz")
+    schedule = (lambda step: 0.01 * step) if name == "weight_decay" else \
+        (lambda step: 0.9 - 0.05 * step)
+    whole, first = trainer(make(schedule)), trainer(make(schedule))
+    for t, steps in ((whole, 10), (first, 6)):
+        while t.step < steps:
+            if t.step == 4:
+                setattr(t.optimizer, name, number)
+            t.train_step()
+    first.save(path)
+    resumed = trainer(make(schedule))  # the same script started again
+    resumed.resume(path)
+    while resumed.step < 10:
+        resumed.train_step()
+    assert_params(resumed.params, whole.params, rtol=0)  # bit for bit
+    assert getattr(resumed.optimizer, name) == number
+    saved = header(first, path)["optimizer_settings"]
+    assert saved["initial"][name] is None and saved["current"][name] == number
+    # torch's run: the schedule's first 4 values, then the number (the AdamW step's
+    # float64 arithmetic against torch's is as test_optim's: to rounding)
+    key = "betas" if name == "beta1" else name
+    changes = {s: {key: (schedule(s), 0.99) if name == "beta1" else schedule(s)}
+               for s in range(4)}
+    changes[4] = {key: (number, 0.99) if name == "beta1" else number}
+    assert_params(resumed.params, torch_run(make_torch, 10, changes), rtol=1e-10)
+    # the other way round: a starting number set to a schedule, which no file holds
+    run = trainer(make(number))
+    run.train_step()
+    setattr(run.optimizer, name, schedule)
+    run.train_step()
+    run.save(path)
+    saved = header(run, path)["optimizer_settings"]
+    assert saved["initial"][name] == number and saved["current"][name] is None
+    assert_one_line_error(lambda: trainer(make(number)).resume(path),
+                          f"started with {name} {number} and was set to a schedule", F)
+    allowed = trainer(make(number))
+    allowed.resume(path, allow_changed_settings=True)
+    assert getattr(allowed.optimizer, name) == number and allowed.step == 2
+
+
 def test_a_bad_optimizer_lr_header_is_one_line(tmp_path):
     path = str(tmp_path / "checkpoint.npz")
     t = trainer(optim.SGD(lr=0.1))
