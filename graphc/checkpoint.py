@@ -77,7 +77,7 @@ MAX_STEP = 2 ** 62  # a step count the optimiser's int64 count and the data posi
 RUN_FIELDS = ("format", "version", "step", "skipped_steps", "rng", "data_position", "history",
               "val_history", "lr_on_plateau", "optimizer_lr", "optimizer_settings",
               "updates_behind", "optimizer_record", "gradient_accumulation_steps",
-              "loss_scaler_enabled",
+              "loss_scaler_enabled", "buffer_names",
               # where graphc wrote the seed for a while (now rng's "seed": check_seed): kept
               # out of the settings compared and refused in checkpoint_meta, so those files
               # resume and new ones never hold it
@@ -327,7 +327,7 @@ def _gpt_arrays(meta, members, path, optimizer):
 
 
 def load_arrays(path: str, wanted: dict, optional=(), strict_params: bool = False,
-                how: str = "allow_changed_settings=True"):
+                how: str = "allow_changed_settings=True", renamed=None):
     """-> (arrays, meta) of a checkpoint written by gc.Trainer.save for any model: `wanted`
     maps each array's name to the (shape, dtype) it must have, checked from its .npy header
     before it is read; the names in `optional` are read only where the file has them; the
@@ -335,16 +335,21 @@ def load_arrays(path: str, wanted: dict, optional=(), strict_params: bool = Fals
     CheckpointError, one line, for any bad file. `strict_params` (a resume's): a parameter
     or buffer the file holds that `wanted` lacks (param/NAME, buffer/NAME: another, larger
     model's) is refused too, as torch's strict load_state_dict refuses unexpected keys; `how`
-    names the opt-in that leaves them out."""
+    names the opt-in that leaves them out. `renamed(meta)`: {name in the file: name in
+    `wanted`} of the arrays the file holds under another name (gc.Trainer's Buffers of
+    several models: its header's buffer_names), read under the file's name with the shape
+    and dtype wanted under the other."""
     def expected(meta, members):
         _check_common_meta(meta, path)
+        theirs = {} if renamed is None else {k: saved for saved, k in renamed(meta).items()}
+        want = {theirs.get(k, k): v for k, v in wanted.items()}
+        maybe = {theirs.get(k, k) for k in optional}
         # (one lacking this model's own parameters is another model's: "lacks param/w")
-        if strict_params and all(k + ".npy" in members for k in wanted
+        if strict_params and all(k + ".npy" in members for k in want
                                  if k.startswith("param/")):
             refuse_unexpected_arrays([m[:-len(".npy")] for m in members if m.endswith(".npy")],
-                                     wanted, path, how)
-        return {k: v for k, v in wanted.items()
-                if k not in optional or k + ".npy" in members}
+                                     want, path, how)
+        return {k: v for k, v in want.items() if k not in maybe or k + ".npy" in members}
     return _read(path, expected)
 
 

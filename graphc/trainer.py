@@ -467,6 +467,53 @@ class Trainer:
                         tied[f"buffer/{saved}"] = f"buffer/{name}"
         return tied
 
+    def _names_by_model(self) -> dict:
+        """{NAME: its name by model} of each Buffer tracked (see buffers): a name the Buffers
+        of two separate models share (a `bn` layer in each) numbered in the order the step
+        reaches the models (the first of each model's Buffers it reads or writes), where
+        the Trainer's own names number it in the order it tracked them, which follows the
+        layers' modes (a training BatchNorm's Buffers first, a frozen one's after) when it
+        was built or a mode changed. A checkpoint records these (buffer_names), so that a
+        resume gives each model its own whatever modes the resuming script set, and in
+        whatever order the two trainers tracked them (_saved_buffer_names)."""
+        places = list(self._buffer_places.values())
+        reached = [*self._train_step.read_places(self.step_plan),
+                   *self._train_step.written_places(self.step_plan), *places]
+        rank = {}  # {id(a model's root module): its place in the order the step reaches it}
+        for module, _ in reached:
+            rank.setdefault(id(nn._root_of(module)), len(rank))
+        by_model = _named_places(sorted(places, key=lambda place: rank[id(nn._root_of(
+            place[0]))]))  # (sorted is stable: a model's own in the order tracked)
+        named = {(id(m), a): name for name, (m, a) in self._buffer_places.items()}
+        return {named[id(m), a]: name for name, (m, a) in by_model.items()}
+
+    def _saved_buffer_names(self, meta: dict) -> dict:
+        """{buffer/NAME in the checkpoint: buffer/NAME of this trainer} for each Buffer whose
+        name differs, by the header's buffer_names ({its name: its name by model}, written
+        where the Buffers are several models'); a header without them (one model's, or
+        written before they were kept) names them as this trainer does."""
+        saved = meta.get("buffer_names")
+        if saved is None:
+            return {}
+        if not isinstance(saved, dict) or not all(
+                isinstance(k, str) and isinstance(v, str) for k, v in saved.items()) \
+                or len(set(saved.values())) != len(saved):
+            raise checkpoint.CheckpointError(f"checkpoint header: buffer_names must be "
+                                             f"{{name: another name}} with no name twice, "
+                                             f"got {saved!r}"[:200])
+        mine = {by_model: name for name, by_model in self._names_by_model().items()}
+        # (another model's, this trainer lacks: under its name by model, which is none of
+        # this trainer's, for the refusal of the buffers this model lacks to name)
+        moved = {f"buffer/{theirs}": f"buffer/{mine.get(by_model, by_model)}"
+                 for theirs, by_model in saved.items() if mine.get(by_model, by_model) != theirs}
+        read_as = {name: saved for saved, name in moved.items()}
+        if len({read_as.get(f"buffer/{n}", f"buffer/{n}") for n in self.buffers}) \
+                != len(self.buffers):
+            raise checkpoint.CheckpointError(f"checkpoint header: buffer_names names one of "
+                                             f"the file's buffers as two of this model's, "
+                                             f"{saved!r}"[:200])
+        return moved
+
     def _read_only_buffers(self) -> set:
         """The names (buffer/NAME) of the checkpointed Buffers no step so far has written: a
         frozen BatchNorm's statistics, a constant buffer. A checkpoint written before they
@@ -1146,6 +1193,11 @@ class Trainer:
         current = self._saved_settings()
         if current:
             meta["optimizer_settings"] = {"initial": self._initial_settings, "current": current}
+        if len({id(nn._root_of(m)) for m, _ in self._buffer_places.values()}) > 1:
+            # several models' Buffers, whose shared names are numbered: see _names_by_model
+            checkpointed = self.buffers
+            meta["buffer_names"] = {n: by_model for n, by_model in
+                                    self._names_by_model().items() if n in checkpointed}
         written = []
 
         def before_replace(tmp):  # (tmp None: a special file, written in place)
@@ -1175,6 +1227,14 @@ class Trainer:
         other slots (SGD's momentum set from 0, amsgrad) takes the slots the checkpoint has
         and starts the others afresh."""
         checkpoint.check_run_fields(meta, path)
+        moved = self._saved_buffer_names(meta)  # (each model's Buffers to that model)
+        if moved:
+            by_mine = {moved.get(k, k): a for k, a in arrays.items()}
+            if len(by_mine) != len(arrays):  # (two of the file's Buffers taken for one)
+                raise checkpoint.CheckpointError(
+                    f"checkpoint header: buffer_names names two of the file's buffers as one "
+                    f"of this model's, {meta['buffer_names']!r}"[:200])
+            arrays = by_mine
         renamed = {saved: name for saved, name in self._tied_buffer_names().items()
                    if saved in arrays and name not in arrays}
         if renamed:  # (a tied Buffer saved under another of its names: see that method)
@@ -1440,7 +1500,8 @@ class Trainer:
         wanted.update({saved: wanted[name] for saved, name in tied.items()})
         optional += [*tied, *tied.values(), *self._read_only_buffers()]  # (see restore)
         arrays, meta = checkpoint.load_arrays(path, wanted, optional,
-                                              strict_params=not allow_changed_settings)
+                                              strict_params=not allow_changed_settings,
+                                              renamed=self._saved_buffer_names)
         checkpoint.check_settings(meta, self.checkpoint_meta, path, allow_changed_settings)
         self.restore(arrays, meta, allow_changed_settings, path)
         self._resumed(path, read)

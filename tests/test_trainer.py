@@ -493,6 +493,86 @@ def test_a_buffer_tied_to_an_earlier_place_resumes_from_a_file_naming_it_by_its_
         trainer(model()).resume(renamed(None))
 
 
+class _BNNet(nn.Module):
+    def __init__(self, seed):
+        self.fc1 = nn.Linear(2, 8, rng=np.random.default_rng(seed))
+        self.bn = nn.BatchNorm1d(8)
+        self.fc2 = nn.Linear(8, 3, rng=np.random.default_rng(seed + 1))
+
+    def forward(self, x):
+        return self.fc2(gc.relu(self.bn(self.fc1(x))))
+
+
+def _two_bn_models(b_training):
+    """Two models with the same layer names (bn.running_mean in each), A frozen (eval) and
+    B frozen or training when the Trainer is built, with counts told apart."""
+    a, b = _BNNet(1), _BNNet(5)
+    a.bn.num_batches_tracked.data[...], b.bn.num_batches_tracked.data[...] = 100, 7
+    a.eval()
+    b.train(b_training)
+
+    def loss(p, batch):
+        x, y = batch
+        mine = [{k[2:]: v for k, v in p.items() if k[0] == c} for c in "ab"]
+        return gc.cross_entropy(a.apply(mine[0], x) + b.apply(mine[1], x), y)
+    params = {f"{c}.{k}": v for c, m in (("a", a), ("b", b)) for k, v in m.params().items()}
+    return a, b, gc.Trainer(loss, params, optim.Adam(lr=0.05), blobs, steps=6, seed=3)
+
+
+@pytest.mark.parametrize("saved_training, resumed_training", [(False, True), (True, False)])
+def test_two_models_buffers_resume_to_their_own_model_whatever_the_modes(
+        tmp_path, saved_training, resumed_training):
+    """Two separate models sharing Buffer names, one frozen: the Trainer numbers a shared
+    name in the order it tracked the Buffers (a training BatchNorm's first), so a run built
+    with B frozen and set to train() after a step, resumed by a script that set B.train()
+    before building the Trainer (or the other way round), gave A's statistics and count to
+    B and B's to A, silently. The header records each Buffer's name by model (numbered in
+    the order the step reaches the models), and each model gets its own."""
+    path = str(tmp_path / "c.npz")
+    a, b, first = _two_bn_models(saved_training)
+    whole = _two_bn_models(saved_training)
+    for _, b_, t in (whole, (a, b, first)):
+        t.train_step()
+        b_.train()
+        t.train_step()
+        t.train_step()
+    first.save(path)
+    a2, b2, resumed = _two_bn_models(resumed_training)
+    b2.train()
+    resumed.resume(path)
+    for mine, saved in ((a2, a), (b2, b)):
+        for name in ("running_mean", "running_var", "num_batches_tracked"):
+            np.testing.assert_array_equal(getattr(mine.bn, name).data,
+                                          getattr(saved.bn, name).data)
+    assert int(a2.bn.num_batches_tracked.data) == 100  # frozen: its count as it was
+    for t in (resumed, whole[2]):
+        while t.step < 6:
+            t.train_step()
+    for k in resumed.params:
+        np.testing.assert_array_equal(resumed.params[k], whole[2].params[k])
+    np.testing.assert_array_equal(b2.bn.running_mean.data, whole[1].bn.running_mean.data)
+    # a header without the names (written before they were kept): the names are this
+    # trainer's, as they were (the same script resumes it)
+    arrays, meta = checkpoint.load_arrays(path, {k: (a.shape, a.dtype)
+                                                 for k, a in first.state_arrays().items()})
+    del meta["buffer_names"]
+    checkpoint.save(path, arrays, meta)
+    a3, b3, again = _two_bn_models(saved_training)
+    b3.train()
+    again.resume(path)
+    np.testing.assert_array_equal(b3.bn.running_mean.data, b.bn.running_mean.data)
+    # a damaged one is one line
+    meta["buffer_names"] = {"bn.running_mean": "bn.running_var", "bn.running_var": "x"}
+    checkpoint.save(path, arrays, meta)
+    with pytest.raises(checkpoint.CheckpointError, match="buffer_names names one of"):
+        _two_bn_models(resumed_training)[2].resume(path)
+    meta["buffer_names"] = ["bn.running_mean"]
+    checkpoint.save(path, arrays, meta)
+    with pytest.raises(checkpoint.CheckpointError, match="^checkpoint header: buffer_names "
+                                                         "must be"):
+        _two_bn_models(resumed_training)[2].resume(path)
+
+
 def test_a_tied_buffer_of_one_of_two_models_sharing_buffer_names_resumes(tmp_path):
     """A Trainer over two models whose Buffers share names (numbered: n1.running_mean_1),
     one of them tied (`d.n1.running_mean = d.n2.running_mean`): the names of its other
