@@ -12,8 +12,8 @@ an array (return it from the function instead, or call the model eagerly). A bac
 runs where the gradient is computed: eagerly at backward(), on tensors; traced (gc.grad, a
 compiled model's gradient) when the trace is differentiated, on traced values, its effect on
 the gradients part of the plan. Adding or removing a hook on a module traces again the plans
-whose trace called that module, and those only (Module.__call__ guards each module's count of
-changes, HookChanges).
+whose trace called that module, and those only; taking it off again finds the plan traced
+without it (Module.__call__ guards each module's live hooks, HookChanges.state).
 """
 from __future__ import annotations
 
@@ -33,20 +33,36 @@ from .custom import custom_vjp
 _IDS = itertools.count()  # one id per hook, as torch's RemovableHandle.id
 
 
+# the attributes of a gc.nn.Module holding its hooks (id -> (hook, flags), in running order)
+TABLES = ("_forward_pre_hooks", "_forward_hooks", "_backward_pre_hooks", "_backward_hooks")
+
+
 class HookChanges:
-    """How many times a hook has been added to or taken off one module
-    (changes_of): a trace guards it at each module it calls (Module.__call__), so that a plan
-    ran the hooks its modules had when it was traced, and a change on one module traces
-    again only the plans that called it. A hook the traced function adds is part of its
-    trace, as an attribute it sets (set_while_tracing), and so is its removal in that trace
-    (`with self.a.register_forward_hook(h):` in forward): neither counts. The removal of one
-    added before, in a trace (a hook that removes itself once it ran) counts: the plan holds
-    it. Kept apart from the module, which it holds weakly: nothing on the module to copy or
-    pickle, and a plan's guard does not keep it alive."""
+    """The hooks a plan depends on at one module (`state`): a trace guards it at each module
+    it calls (Module.__call__), so that a plan runs the hooks its modules had when it was
+    traced, a change on one module traces again only the plans that called it, and taking
+    a hook off again finds the plan traced without it (a plan is kept for each state its
+    guards held in). The state is the ids of the module's live hooks, in their order, kind by
+    kind (an id is never reused: another hook is another state). A hook the traced function
+    adds is part of its trace, as an attribute it sets (set_while_tracing), and so is its
+    removal in that trace (`with self.a.register_forward_hook(h):` in forward): such a hook
+    is left out of the state (`traced`). Its removal outside that trace counts (`removed`):
+    the plans that ran it hold it. The removal of one added before, in a trace (a hook that
+    removes itself once it ran) changes the ids: the plan holds it. Kept apart from the
+    module, which it holds weakly: nothing on the module to copy or pickle, and a plan's
+    guard does not keep it alive."""
 
     def __init__(self, module, forget):
-        self.count = 0
+        self.traced, self.removed = set(), 0
         self._module = weakref.ref(module, forget)
+        self.refresh()
+
+    def refresh(self) -> None:
+        """`state` anew, after a hook was added or removed (register, RemovableHandle)."""
+        module = self._module()
+        own = {} if module is None else vars(module)
+        self.state = (*(tuple(key for key in own.get(table, ()) if key not in self.traced)
+                        for table in TABLES), self.removed)
 
     def describe_change(self) -> str:  # (graphc.transforms' recompile message)
         module = self._module()
@@ -71,21 +87,26 @@ class RemovableHandle:
     """What the register_*_hook methods return: `remove()` takes the
     hook off (again: nothing); as a context manager, at the end of the block."""
 
-    def __init__(self, hooks: dict, changed):
+    def __init__(self, hooks: dict, changes: HookChanges):
         self.id = next(_IDS)
-        # (the module's bound method, weakly: a handle kept does not keep its module alive,
+        # (the module's HookChanges, weakly: a handle kept does not keep its module alive,
         # as torch's keeps its hooks dict by a weak reference)
-        self._hooks, self._changed = hooks, weakref.WeakMethod(changed)
+        self._hooks, self._changes = hooks, weakref.ref(changes)
         trace = _trace()  # the trace that added it, if one did (HookChanges)
         self._traced_in = None if trace is None else weakref.ref(trace)
 
     def remove(self) -> None:
-        if self._hooks.pop(self.id, None) is not None:
-            changed = self._changed()
+        if self._hooks.pop(self.id, None) is None:
+            return
+        changes = self._changes()
+        if changes is None:
+            return
+        if self.id in changes.traced:
+            changes.traced.discard(self.id)
             trace = _trace()
-            if changed is not None and (trace is None or self._traced_in is None or
-                                        self._traced_in() is not trace):
-                changed()
+            if trace is None or self._traced_in() is not trace:
+                changes.removed += 1
+        changes.refresh()
 
     def __enter__(self) -> "RemovableHandle":
         return self
@@ -103,11 +124,10 @@ def _trace():
     return graph
 
 
-def register(hooks: dict, hook, changed, prepend: bool, where: str,
+def register(hooks: dict, hook, changes: HookChanges, prepend: bool, where: str,
              **flags) -> RemovableHandle:
-    """Add `hook` with its `flags` to `hooks` (id -> (hook, flags)), first if `prepend`;
-    `changed()` counts a change of the module's hooks (HookChanges: here outside a trace,
-    and at the handle's remove)."""
+    """Add `hook` with its `flags` to `hooks` (one of the module's TABLES), first if
+    `prepend`; `changes` is the module's HookChanges."""
     if not callable(hook):
         raise GraphcError(f"{where}: the hook must be callable, got {type(hook).__name__}",
                           (user_location(),))
@@ -115,13 +135,14 @@ def register(hooks: dict, hook, changed, prepend: bool, where: str,
         if not isinstance(value, bool):
             raise GraphcError(f"{where}: {name} must be True or False, got {value!r}",
                               (user_location(),))
-    handle = RemovableHandle(hooks, changed)
+    handle = RemovableHandle(hooks, changes)
     hooks[handle.id] = (hook, flags)
     if prepend:
         for key in [k for k in hooks if k != handle.id]:
             hooks[key] = hooks.pop(key)  # (dicts keep insertion order: the others after it)
-    if _trace() is None:
-        changed()
+    if handle._traced_in is not None:
+        changes.traced.add(handle.id)
+    changes.refresh()
     return handle
 
 

@@ -403,8 +403,7 @@ def _as_child(value, owner):
 # key of that name would replace (a class's attributes, `training`, `_path`, are refused as
 # any attribute the module has)
 _OWN_ATTRIBUTES = frozenset({"_compiled_views", "_non_persistent", "_empty_buffers",
-                             "_none_view", "_keys", "_count", "_forward_pre_hooks",
-                             "_forward_hooks", "_backward_pre_hooks", "_backward_hooks"})
+                             "_none_view", "_keys", "_count", *hooks.TABLES})
 
 
 def _refuse_own_attribute(where, name):
@@ -1736,7 +1735,7 @@ class Module:
                 # of): a plan holds until one is replaced or added (Module.__setattr__)
                 graph.guard(MODULE_CHILDREN, "changed", MODULE_CHILDREN.changed)
                 changes = hooks.changes_of(self)  # (the hooks it runs: this module's only)
-                graph.guard(changes, "count", changes.count)
+                graph.guard(changes, "state", changes.state)
                 if not _reached_by_trace(self):
                     _note_traced(self)
                 return self._traced_forward(args, kwargs)
@@ -1767,7 +1766,7 @@ class Module:
         non-tuple is the one argument); with_kwargs, hook(module, args, kwargs) returning
         None or (args, kwargs). Under a trace it runs on traced values (graphc/hooks.py)."""
         return hooks.register(self._hook_table("_forward_pre_hooks"), hook,
-                              self._hooks_changed, prepend,
+                              hooks.changes_of(self), prepend,
                               f"{type(self).__name__}.register_forward_pre_hook",
                               with_kwargs=with_kwargs)
 
@@ -1777,7 +1776,7 @@ class Module:
         args, kwargs, output)), returning None or a new output; always_call, also when
         forward raised. Under a trace it runs on traced values (graphc/hooks.py)."""
         return hooks.register(self._hook_table("_forward_hooks"), hook,
-                              self._hooks_changed, prepend,
+                              hooks.changes_of(self), prepend,
                               f"{type(self).__name__}.register_forward_hook",
                               with_kwargs=with_kwargs, always_call=always_call)
 
@@ -1788,7 +1787,7 @@ class Module:
         None for a non-tensor). Traced, it runs on traced values when the trace is
         differentiated (graphc/hooks.py's BackwardCall)."""
         return hooks.register(self._hook_table("_backward_pre_hooks"), hook,
-                              self._hooks_changed, prepend,
+                              hooks.changes_of(self), prepend,
                               f"{type(self).__name__}.register_full_backward_pre_hook")
 
     def register_full_backward_hook(self, hook, prepend: bool = False
@@ -1799,17 +1798,13 @@ class Module:
         is differentiated). Traced, it runs on traced values when the trace is differentiated
         (graphc/hooks.py's BackwardCall)."""
         return hooks.register(self._hook_table("_backward_hooks"), hook,
-                              self._hooks_changed, prepend,
+                              hooks.changes_of(self), prepend,
                               f"{type(self).__name__}.register_full_backward_hook")
 
     def _hook_table(self, kind: str) -> dict:
         if kind not in self.__dict__:
             object.__setattr__(self, kind, {})
         return self.__dict__[kind]
-
-    def _hooks_changed(self) -> None:
-        # (hooks.register and RemovableHandle.remove tell which changes count)
-        hooks.changes_of(self).count += 1
 
     def _setting(self, name, operand=None):
         """A Python-valued setting that forward reads (eps, p, reduction, ...): a trace

@@ -233,17 +233,49 @@ def test_a_hook_retraces_only_the_plans_that_went_through_its_module():
         np.testing.assert_allclose(np.asarray(compiled_a(x)), 2 * plain, rtol=1e-6)
         np.testing.assert_allclose(np.asarray(compiled_b(x)), np.asarray(b.layer(x)), rtol=1e-6)
         assert (a.traces, b.traces) == (traced[0] + 1, traced[1])
-        handle.remove()
+        handle.remove()  # (the plan traced without it again: test_..._finds_the_plan_...)
         np.testing.assert_allclose(np.asarray(compiled_a(x)), plain, rtol=1e-6)
         compiled_b(x)
-        assert (a.traces, b.traces) == (traced[0] + 2, traced[1])
+        assert (a.traces, b.traces) == (traced[0] + 1, traced[1])
         shifted = np.asarray(b.layer(x + 1))
         b.layer.register_forward_pre_hook(lambda m, args: args[0] + 1)  # a submodule's
         np.testing.assert_allclose(np.asarray(compiled_b(x)), shifted, rtol=1e-6)
         compiled_a(x)
-        assert (a.traces, b.traces) == (traced[0] + 2, traced[1] + 1)
+        assert (a.traces, b.traces) == (traced[0] + 1, traced[1] + 1)
     assert compiled_b.recompiles[-1].endswith(
         "a hook was added to or removed from Linear layer")
+
+
+def test_taking_a_hook_off_again_finds_the_plan_traced_without_it():
+    """Session 49: the guard was a count of the module's hook changes, so a hook added and
+    taken off again traced the model once more, as did each add and remove after that. The
+    guard is the module's live hooks (their ids, in order): without the hook, the first
+    plan; with another hook, or the same ones in another order, a trace of its own."""
+    model = _Counted()
+    compiled = gc.compile(model)
+    x = np.ones((2, 3), np.float32)
+    with gc.no_grad():
+        plain = np.asarray(model.layer(x))
+        compiled(x)
+        for _ in range(3):  # add and remove: the plain plan again, traced once
+            with model.layer.register_forward_hook(lambda m, args, out: out * 2):
+                np.testing.assert_allclose(np.asarray(compiled(x)), 2 * plain, rtol=1e-6)
+            np.testing.assert_allclose(np.asarray(compiled(x)), plain, rtol=1e-6)
+        assert model.traces == 1 + 3  # (each lambda is a hook of its own: a trace each)
+        add = model.layer.register_forward_hook(lambda m, args, out: out + 1)
+        np.testing.assert_allclose(np.asarray(compiled(x)), plain + 1, rtol=1e-6)
+        times = model.layer.register_forward_hook(lambda m, args, out: out * 3)
+        np.testing.assert_allclose(np.asarray(compiled(x)), (plain + 1) * 3, rtol=1e-6)
+        times.remove()
+        np.testing.assert_allclose(np.asarray(compiled(x)), plain + 1, rtol=1e-6)
+        assert model.traces == 4 + 2
+        # another hook, first (prepend): a plan of its own, in torch's order
+        first = model.layer.register_forward_hook(lambda m, args, out: out * 3, prepend=True)
+        np.testing.assert_allclose(np.asarray(compiled(x)), plain * 3 + 1, rtol=1e-6)
+        assert model.traces == 4 + 3
+        first.remove(), add.remove()
+        np.testing.assert_allclose(np.asarray(compiled(x)), plain, rtol=1e-6)
+        assert model.traces == 4 + 3
 
 
 def test_a_hook_that_removes_itself_runs_once_compiled_as_eagerly():
