@@ -777,6 +777,12 @@ register_base_interpreter(EagerInterpreter())
 
 
 def _topological(root, stop=()):
+    """The tensors of root's tape, those the sweep reaches, in the order they were computed
+    (_serial: an op's result is numbered after its operands, so this is a topological order).
+    Reversed, it is torch's autograd order: of the entries whose gradients are complete, the
+    one computed last first, so sibling branches (`act(a(x)) + b(y)`) run their rules, and a
+    module's backward hooks, in the reverse of their forward (b's, then act's and a's), not
+    in the order a depth-first walk happens to reach them."""
     order, seen = [], set()
     stack = [(root, False)]
     while stack:
@@ -792,7 +798,12 @@ def _topological(root, stop=()):
             for a, needed in zip(t._ctx[1], t._ctx[4]):
                 if needed and id(a) not in seen:
                     stack.append((a, False))
+    order.sort(key=_serial_of)
     return order
+
+
+def _serial_of(t) -> int:
+    return t._serial
 
 
 def _backward_inputs(inputs):
@@ -948,6 +959,7 @@ def record_call(call: TapeCall, operands, results, differentiable) -> list:
     # (the _requires_grad slot, as run_op sets it: the property's dtype check is for users,
     # and a differentiable result is a float one)
     entry = Tensor(np.empty(0))
+    entry._serial = next(_SERIAL)  # after its operands, before its results (_topological)
     entry._requires_grad = True
     # (its values: the call's residuals)
     entry._ctx = (call, list(operands), {}, None, tuple([a._requires_grad for a in operands]))

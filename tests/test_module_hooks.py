@@ -501,6 +501,56 @@ def test_backward_hooks_run_at_each_call_of_a_module_called_twice(dtype, tol):
     np.testing.assert_allclose(np.asarray(ours[0][0]) * 2, np.asarray(ours[1][1]), rtol=1e-6)
 
 
+@pytest.mark.parametrize("combine", ["sum", "concatenate"])
+def test_sibling_modules_backward_hooks_run_in_torchs_order(combine):
+    """Session 49: eagerly, sibling modules' backward hooks ran in the tape's depth-first
+    order (act(a(x)) + b(y) + c(x): act's and a's first), torch's in the reverse of the
+    forward (c's, b's, then act's and a's): backward() now sweeps the tape in the reverse of
+    the order its entries were computed, as torch's autograd. gc.grad's order was torch's
+    already; the gradients are torch's either way."""
+    def run(lib, how):
+        torch.manual_seed(7)
+
+        class Siblings(lib.nn.Module):
+            def __init__(self):
+                super().__init__()
+                self.a, self.act = lib.nn.Linear(3, 4), lib.nn.Tanh()
+                self.b, self.c = lib.nn.Linear(3, 4), lib.nn.Linear(3, 4)
+
+            def forward(self, x, y):
+                outs = [self.act(self.a(x)), self.b(y), self.c(x)]
+                if combine == "sum":
+                    return outs[0] + outs[1] + outs[2]
+                return torch.cat(outs, 1) if lib is torch else gc.concatenate(outs, 1)
+
+        module, order = Siblings(), []
+        if lib is gc:
+            module.load_torch_state_dict(reference.state_dict())
+        for name in ("a", "act", "b", "c"):
+            layer = getattr(module, name)
+            layer.register_full_backward_pre_hook(
+                lambda m, go, name=name: order.append(f"pre {name}"))
+            layer.register_full_backward_hook(lambda m, gi, go, name=name: order.append(name))
+        x = np.linspace(-1, 1, 6, dtype=np.float32).reshape(2, 3)
+        y = x[::-1] * 2
+        if how == "grad":
+            grads = gc.grad(lambda x, y: (module(x, y) ** 2).sum(), argnums=(0, 1))(x, y)
+            return order, [np.asarray(g) for g in grads], module
+        wrap = torch.tensor if lib is torch else gc.Tensor
+        xt, yt = wrap(x, requires_grad=True), wrap(y, requires_grad=True)
+        (module(xt, yt) ** 2).sum().backward()
+        return order, [np.asarray(t.grad.numpy() if lib is torch else t.grad)
+                       for t in (xt, yt)], module
+
+    want, want_grads, reference = run(torch, "eager")
+    assert want == ["pre c", "c", "pre b", "b", "pre act", "act", "pre a", "a"]
+    for how in ("eager", "grad"):
+        got, grads, _ = run(gc, how)
+        assert got == want, how
+        for g, w in zip(grads, want_grads):
+            np.testing.assert_allclose(g, w, rtol=1e-5, atol=1e-6, err_msg=how)
+
+
 def test_a_backward_hook_of_a_module_whose_inputs_need_no_gradient_gets_nones():
     """As torch's: where no input of the module is differentiated (the first layer, on data)
     the hooks still run, when the gradient of its output is computed, with grad_input all
