@@ -213,7 +213,9 @@ class BackwardCall:
     grad_output, each one's tuple replacing grad_input, and sends on the last. Where no
     argument is differentiated (data, not a value computed from a weight) the inputs' rule
     never runs, so the outputs' rule calls the hooks, grad_input all None, with torch's
-    warning. The hooks are those the module had at the call (torch's)."""
+    warning; where one requires grad but backward(inputs=...) wants no gradient through the
+    arguments (inputs=[a weight of this layer or one below]), neither calls them, as torch's.
+    The hooks are those the module had at the call (torch's)."""
 
     def __init__(self, module, hooks: dict, pre_hooks: dict):
         self.module = module
@@ -221,6 +223,7 @@ class BackwardCall:
         self.pre_hooks = [hook for hook, _ in pre_hooks.values()]
         self.grad_output = None  # from the outputs' rule to the inputs' (torch's grad_outputs)
         self.n_inputs, self.input_index, self.inputs = 0, [], []
+        self.inputs_require_grad = False  # (eagerly, at the call: see _output_rule)
         self.n_outputs, self.output_index, self.outputs = 0, [], []
 
     def wrap_inputs(self, args: tuple) -> tuple:
@@ -229,6 +232,7 @@ class BackwardCall:
         self.inputs = [args[i] for i in self.input_index]
         if not _differentiated(self.inputs):
             return args
+        self.inputs_require_grad = not _traced(self.inputs)
         self.inputs = list(_Identity(f"{type(self.module).__name__} backward hook inputs",
                                      len(self.inputs), self._input_rule)(*self.inputs))
         return _placed(args, self.input_index, self.inputs)
@@ -264,9 +268,11 @@ class BackwardCall:
                 grad_output = self._replacing(result, grad_output, self.output_index,
                                               self.outputs, hook, "full backward pre-hook",
                                               "grad_output")
+        # (where an argument requires grad but backward(inputs=...) wants none of theirs,
+        # torch's engine does not reach the arguments' hook: no hook runs)
         if any(needs[count:]):
             self.grad_output = grad_output
-        else:
+        elif not self.inputs_require_grad:
             name = type(self.module).__name__
             if self.hooks:
                 warnings.warn(f"{name}: a full backward hook is firing when gradients are "
@@ -334,10 +340,15 @@ def _is_tensor(x) -> bool:
     return isinstance(x, (Tensor, Node))
 
 
+def _traced(tensors) -> bool:
+    return current_graph() is not None or any(isinstance(x, Node) for x in tensors)
+
+
 def _differentiated(tensors) -> bool:
-    """Whether these tensors' gradients may be wanted: traced, any; eagerly, where one
-    requires grad and grad is enabled (torch's test)."""
-    if current_graph() is not None or any(isinstance(x, Node) for x in tensors):
+    """Whether these tensors' gradients may be wanted: traced, any (whether they are is
+    known at the rule: its `needs`); eagerly, where one requires grad and grad is enabled
+    (torch's test)."""
+    if _traced(tensors):
         return bool(tensors)
     return is_grad_enabled() and any(x.requires_grad for x in tensors)
 

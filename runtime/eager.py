@@ -806,6 +806,19 @@ def _serial_of(t) -> int:
     return t._serial
 
 
+def _leading_to(order, inputs, stop) -> set:
+    """The ids of the tensors of `order` (_topological's) from which one of `inputs` (ids)
+    is reached: backward(inputs=...) runs their entries only, as torch's engine runs only
+    the nodes on a path to its inputs (a module's backward hooks off those paths do not run,
+    nor do the rules of the layers below the last one wanted)."""
+    path = set()
+    for t in order:  # (operands before their results)
+        if id(t) in inputs or (t._ctx is not None and id(t) not in stop and any(
+                [need and id(a) in path for a, need in zip(t._ctx[1], t._ctx[4])])):
+            path.add(id(t))
+    return path
+
+
 def _backward_inputs(inputs):
     """backward(inputs=)'s tensors as a set of ids (None: every leaf), checked."""
     if inputs is None:
@@ -873,10 +886,12 @@ def backward(root: Tensor, grad=None, create_graph=False, record=None, stop=(), 
     grads = {id(root): grad if isinstance(grad, Tensor)
              else Tensor(np.asarray(grad, dtype=root.dtype))}
     # record: a dict to fill with id(tensor) -> gradient, for every tensor of the tape
+    order = _topological(root, stop)
+    path = None if inputs is None else _leading_to(order, inputs, stop)
     with enable_grad() if create_graph else no_grad():
-        for t in reversed(_topological(root, stop)):
+        for t in reversed(order):
             g = grads.pop(id(t), None)
-            if g is None:
+            if g is None or (path is not None and id(t) not in path):
                 continue
             if record is not None and not isinstance(g, dict):
                 record[id(t)] = g  # graphc.draw: every tensor's gradient, leaves untouched
@@ -893,6 +908,8 @@ def backward(root: Tensor, grad=None, create_graph=False, record=None, stop=(), 
                 # that the call's rule runs once (its tape entry comes after all of them)
                 grads.setdefault(id(args[0]), {})[attrs["index"]] = g
                 continue
+            if path is not None:  # (an operand off the path to inputs=: no gradient wanted)
+                needs = tuple([need and id(a) in path for a, need in zip(args, needs)])
             ctx = VJPContext(args, t, attrs, needs, inputs)
             changed = ()
             if recorded is not None:

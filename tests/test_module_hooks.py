@@ -551,6 +551,50 @@ def test_sibling_modules_backward_hooks_run_in_torchs_order(combine):
             np.testing.assert_allclose(g, w, rtol=1e-5, atol=1e-6, err_msg=how)
 
 
+@pytest.mark.parametrize("wanted,x_requires_grad", [("2.weight", True), ("2.weight", False),
+                                                     ("0.weight", True), ("0.weight", False),
+                                                     ("x", True)])
+def test_backward_with_inputs_runs_only_the_hooks_on_their_paths(wanted, x_requires_grad):
+    """Session 49: backward(inputs=[...]) ran every hooked layer's backward hooks (and every
+    rule of the tape); torch's runs only the nodes on a path to its inputs: with inputs=[the
+    last layer's weight], that layer's pre-hook alone; with the first layer's, its pre-hook
+    but not its hook (x's gradient is not wanted), unless x needs no gradient at all (then
+    it runs, grad_input None, as without inputs=). The gradients are torch's."""
+    import warnings
+
+    def run(lib):
+        torch.manual_seed(8)
+        theirs = torch.nn.Sequential(torch.nn.Linear(3, 4), torch.nn.Tanh(),
+                                     torch.nn.Linear(4, 2))
+        model = theirs
+        if lib is gc:
+            model = gc.nn.Sequential(gc.nn.Linear(3, 4), gc.nn.Tanh(), gc.nn.Linear(4, 2))
+            model.load_torch_state_dict(theirs.state_dict())
+        seen = []
+        for i in range(3):
+            model[i].register_full_backward_pre_hook(lambda m, go, i=i: seen.append(f"pre {i}"))
+            model[i].register_full_backward_hook(
+                lambda m, gi, go, i=i: seen.append(f"{i}: {[g is None for g in gi]}"))
+        x = (lib.tensor if lib is torch else gc.Tensor)(
+            np.linspace(-1, 1, 6, dtype=np.float32).reshape(2, 3), requires_grad=x_requires_grad)
+        tensor = x if wanted == "x" else dict(model.named_parameters())[wanted]
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore")  # (torch's 'no input requires gradients')
+            (model(x) ** 2).sum().backward(inputs=[tensor])
+        grad = tensor.grad.numpy() if lib is torch else np.asarray(tensor.grad)
+        others = [n for n, p in model.named_parameters() if p.grad is not None and n != wanted]
+        # (graphc's Linear weight is torch's transposed)
+        return seen, grad.T if lib is torch and wanted != "x" else grad, others
+
+    want, want_grad, want_others = run(torch)
+    got, grad, others = run(gc)
+    assert got == want
+    assert others == want_others == []
+    np.testing.assert_allclose(grad, want_grad, rtol=1e-5, atol=1e-6)
+    if wanted == "2.weight":
+        assert want == ["pre 2"]
+
+
 def test_a_backward_hook_of_a_module_whose_inputs_need_no_gradient_gets_nones():
     """As torch's: where no input of the module is differentiated (the first layer, on data)
     the hooks still run, when the gradient of its output is computed, with grad_input all
