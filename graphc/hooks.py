@@ -296,8 +296,18 @@ class BackwardCall:
         grads = [g if need else F.zeros_like(x) for g, need, x in
                  zip(cotangents, needs, self.inputs)]
         grad_input = _placed((None,) * self.n_inputs, self.input_index, grads)
+        foreign = _foreign_graphs(grad_output, cotangents)
         for hook in self.hooks:
             result = hook(self.module, grad_input, grad_output)
+            if foreign and result is not None and _reads(result, foreign):
+                # gc.grad of a gc.vmap: each rule is vmapped on its own (graphc/vmap.py), so
+                # grad_output, from the outputs' rule, is a value of another per-example trace
+                raise GraphcError(
+                    f"{type(self.module).__name__}: a full backward hook of a module called "
+                    "inside gc.vmap and differentiated outside it returned a grad_input "
+                    "computed from grad_output, which graphc cannot give it there (torch.func "
+                    "runs no module hooks under vmap); compute it from grad_input alone, or "
+                    "differentiate inside the vmap: gc.vmap(gc.grad(...))", _where(hook))
             if result is not None:
                 grad_input = self._replacing(result, grad_input, self.input_index,
                                              self.inputs, hook, "full backward hook",
@@ -338,6 +348,31 @@ class _Identity(custom_vjp):
 
 def _is_tensor(x) -> bool:
     return isinstance(x, (Tensor, Node))
+
+
+def _foreign_graphs(grad_output, cotangents) -> set:
+    """The traces other than the cotangents' that grad_output's values belong to (the
+    outputs' and the inputs' rules of a vmapped call are traced apart)."""
+    graphs = {g.graph for g in cotangents if isinstance(g, Node)}
+    return {g.graph for g in grad_output if isinstance(g, Node) and g.graph not in graphs}
+
+
+def _reads(result, graphs) -> bool:
+    """Whether a hook's result is computed from a value of one of `graphs` (read through
+    the input its trace captured it as: Region.outer_links)."""
+    stack, seen = [g for g in result if isinstance(g, Node)], set()
+    while stack:
+        node = stack.pop()
+        if node.graph in graphs:
+            return True
+        if id(node) not in seen:
+            seen.add(id(node))
+            stack.extend(x for x in node.inputs if isinstance(x, Node))
+            links = getattr(node.graph, "outer_links", None)
+            outer = links().get(node) if links is not None and node.op == "input" else None
+            if outer is not None:
+                stack.append(outer)
+    return False
 
 
 def _traced(tensors) -> bool:

@@ -595,6 +595,32 @@ def test_backward_with_inputs_runs_only_the_hooks_on_their_paths(wanted, x_requi
         assert want == ["pre 2"]
 
 
+def test_a_hook_under_vmap_differentiated_outside_refuses_grad_output_in_one_line():
+    """Session 49: gc.grad of a gc.vmap whose module's full backward hook returned a
+    grad_input computed from grad_output failed at batching ('add: operands belong to
+    different graphs': the outputs' and inputs' rules are vmapped apart). torch.func runs no
+    module hooks there; graphc runs them, and refuses that one use in one line naming it. A
+    hook on grad_input alone gives what it gives without vmap, torch's eager gradient."""
+    torch.manual_seed(9)
+    theirs = torch.nn.Linear(3, 2)
+    theirs.register_full_backward_hook(lambda m, gi, go: (gi[0] * 2,))
+    x = np.linspace(-1, 1, 15, dtype=np.float32).reshape(5, 3)
+    xt = torch.tensor(x, requires_grad=True)
+    (theirs(xt) ** 2).sum().backward()
+    layer = gc.nn.Linear(3, 2)
+    layer.load_torch_state_dict(theirs.state_dict())
+    with layer.register_full_backward_hook(lambda m, gi, go: (gi[0] * 2,)):
+        got = gc.grad(lambda x: (gc.vmap(layer)(x) ** 2).sum())(x)
+    np.testing.assert_allclose(np.asarray(got), xt.grad.numpy(), rtol=1e-5, atol=1e-6)
+    layer.register_full_backward_hook(lambda m, gi, go: (gi[0] + go[0].sum(),))
+    assert_one_line_error(lambda: gc.grad(lambda x: (gc.vmap(layer)(x) ** 2).sum())(x),
+                          "Linear: a full backward hook of a module called inside gc.vmap and "
+                          "differentiated outside it returned a grad_input computed from "
+                          "grad_output", HERE)
+    want = gc.vmap(gc.grad(lambda x: (layer(x) ** 2).sum()))(x)  # (inside: it can)
+    assert np.isfinite(np.asarray(want)).all()
+
+
 def test_a_backward_hook_of_a_module_whose_inputs_need_no_gradient_gets_nones():
     """As torch's: where no input of the module is differentiated (the first layer, on data)
     the hooks still run, when the gradient of its output is computed, with grad_input all
