@@ -565,6 +565,20 @@ def test_a_size_count_or_axis_that_is_not_an_int_is_refused_in_one_line(call, me
         gc.compile(call)(x)
 
 
+@pytest.mark.parametrize("fill", [0.5, 5, -1, 0.25, float("nan"), float("inf"), 0, 0.0,
+                                  np.float32(0.5), True])
+def test_a_bool_full_holds_the_fills_truth_as_numpy_and_torch(fill):
+    """gc.full((2,), 0.5, "bool") was [False, False] (the fill went through int(): 0); numpy
+    and torch fill the number's truth, True for any number but 0; NaN and inf, which int()
+    refused, are True too."""
+    expected = np.full((2,), fill, np.bool_)
+    assert expected.tolist() == torch.full((2,), float(fill), dtype=torch.bool).tolist()
+    for got in (gc.full((2,), fill, "bool"), gc.compile(lambda: gc.full((2,), fill, "bool"))()):
+        got = np.asarray(got)
+        assert got.dtype == np.bool_
+        np.testing.assert_array_equal(got, expected)
+
+
 @pytest.mark.parametrize("size", [np.int64(3), np.int32(3), np.uint8(3), np.array(3)])
 def test_a_numpy_integer_is_a_size_of_ones_zeros_and_full(size):
     """gc.ones(np.int64(3)) iterated the size: a raw TypeError ("'numpy.int64' object is not

@@ -2602,8 +2602,9 @@ def full(shape, value, dtype=None):
         if not _fill_number(item):
             _fail(f"full: fill value {value!r} is not a number {dtype} holds")
         value = item
-    try:
-        number = float(value) if is_float(dtype) else int(value)
+    try:  # (a bool fill is the number's truth, as numpy's and torch's: 0.5 fills True)
+        number = float(value) if is_float(dtype) else bool(value) if dtype.kind == "b" \
+            else int(value)
     except (ValueError, OverflowError):  # NaN or inf for an int dtype
         _fail(f"full: fill value {value!r} is not a number {dtype} holds")
     check_fits_dtype("full: fill value", number, dtype)
