@@ -645,6 +645,42 @@ def test_a_json_type_rule_error_is_one_line_naming_the_node(tmp_path, capsys):
         'dtype="x" must be a dtype (f32, i64, bool, ...)\n')
 
 
+_FULL_IR = "graph g() -> (%0)\n  %0:{t}[2] = full {{shape=(2,), value={v}, dtype={t}}}\n  return %0"
+
+
+@pytest.mark.parametrize("value, dtype, message", [
+    ("1.5", "i32", "fill value 1.5 is not a whole number, which int32 holds"),
+    ("nan", "i64", "fill value nan does not fit in int64"),
+    ("-inf", "i32", "fill value -inf does not fit in int32"),
+    ("2147483648", "i32", "fill value 2147483648 does not fit in int32"),
+    ("0.5", "bool", "a bool fill is true, false, 0 or 1, got 0.5"),
+    ("5", "bool", "a bool fill is true, false, 0 or 1, got 5")])
+def test_a_full_whose_value_its_dtype_does_not_hold_is_refused_at_its_line(value, dtype,
+                                                                           message):
+    """IR text and JSON took a full node's value as written and np.full changed it: value=1.5
+    of i32 ran as [1, 1], nan of i64 as int64's minimum, 0.5 of bool as true, and 2**31 of
+    i32 was an OverflowError at run time. gc.full never writes these (it makes the number
+    fit first); the full op's type rule now refuses them, in both readers."""
+    from runtime.interpreter import run
+    text = _FULL_IR.format(v=value, t=dtype)
+    with pytest.raises(gc.GraphcError) as info:
+        parse(text)
+    assert str(info.value) == f"IR line 2, column {text.splitlines()[1].index('full') + 1}: " \
+                              f"ill-typed full: {message}"
+    doc = to_json(parse(_FULL_IR.format(v=0, t=dtype)))
+    doc["nodes"][0]["attrs"]["value"] = json.loads(dumps(parse(
+        _FULL_IR.format(v=value, t="f64"))))["nodes"][0]["attrs"]["value"]
+    with pytest.raises(gc.GraphcError) as info:
+        from_json(doc)
+    assert str(info.value) == f"IR JSON: $.nodes[0]: ill-typed full: {message}"
+    # what a dump holds parses and fills np.full's values (0 and 1 for bool: older dumps)
+    for v, t in (("-3", "i32"), ("3.0", "i64"), ("true", "bool"), ("0", "bool"),
+                 ("1", "bool"), ("nan", "f16"), ("-2147483648", "i32")):
+        out = run(parse(_FULL_IR.format(v=v, t=t)))[0]
+        expected = np.full(2, {"true": True}.get(v) or float(v), out.dtype)
+        np.testing.assert_array_equal(out, expected)
+
+
 def test_string_attributes_with_a_hash_or_a_line_break_parse_back():
     """The printer escaped only \\ and ", and the parser took the first # of a node line as
     its location comment and read the text line by line: custom_vjp's fn="step#2" or a name
