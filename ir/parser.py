@@ -395,6 +395,12 @@ def parse(text: str, _depth: int = 0, _first_line: int = 1) -> Graph:
                         if c.accept(")"):
                             break
                         c.expect(",", "',' or ')'")
+                if not c.at_end():  # (it was ignored: `-> (%3) (%4)` returned %3 alone)
+                    c.fail("unexpected text after the signature")
+            elif returned is not None:  # (a second 'return' replaced the first; a node
+                # after it was added to the graph)
+                raise _Fail(f"text after the 'return' line (line {return_line}), which ends "
+                            "the graph", len(line) - len(line.lstrip()) + 1)
             elif c.accept("return"):
                 return_line = number
                 returned = [] if c.at_end() else [ref(c)]

@@ -627,6 +627,30 @@ def test_errors_about_a_graphs_outputs_name_their_line(tmp_path, capsys):
     assert capsys.readouterr().err == f"graphc: error: dump: {bad}: {cases[0][1]}\n"
 
 
+@pytest.mark.parametrize("old, new, message", [
+    # a second return replaced the first: the graph returned %2, not the %3 the first said
+    ("{index=0}\n  return %3", "{index=0}\n  return %2\n  return %3",
+     "IR line 10, column 3: text after the 'return' line (line 9), which ends the graph"),
+    ("{index=0}\n  return %3", "{index=0}\n  return %3\n  %4:f32[2,3] = neg %3",  # (was added to the graph)
+     "IR line 10, column 3: text after the 'return' line (line 9), which ends the graph"),
+    ("      return %3\n", "      return %3\n      return %2\n",  # (in a region: the last)
+     "IR line 7, column 7: text after the 'return' line (line 6), which ends the graph"),
+    ("xs) -> (%3)", "xs) -> (%3) (%2)",  # (the graph returned %3 alone)
+     "IR line 1, column 51: unexpected text after the signature, found '(%2)'"),
+    ("-> (%3)\n      %2", "-> (%3) %2\n      %2",
+     "IR line 3, column 65: unexpected text after the signature, found '%2'")])
+def test_text_after_a_signature_or_a_return_is_refused(old, new, message):
+    """The parser read a signature up to its outputs' ')' and a graph up to its last
+    'return' line, ignoring what came after the one and keeping the nodes after the other,
+    so an edited graph ran with another output than the text's first return said."""
+    text = _SCAN_IR.replace(old, new, 1)
+    assert text != _SCAN_IR
+    with pytest.raises(gc.GraphcError) as info:
+        parse(text)
+    assert str(info.value) == message
+    assert _text(parse(_SCAN_IR + "\n\n  \n")) == _SCAN_IR  # (blank lines after: none)
+
+
 def test_a_json_type_rule_error_is_one_line_naming_the_node(tmp_path, capsys):
     """The JSON reader wrote the type rule's GraphcError with its location, a line of
     graphc's own ('at <string>:5'), on a second line."""
