@@ -31,6 +31,9 @@ _DIM = re.compile(r"[A-Za-z0-9_*+\-]+")
 # a symbolic dimension as an attribute value: it has a symbol (a number alone is a number)
 _SYMBOL_OR_INT = r"(?:[A-Za-z_][A-Za-z0-9_]*|\d+)"
 _DIM_VALUE = re.compile(r"-?(?:\d+\*)*[A-Za-z_][A-Za-z0-9_]*(?:[*+\-]" + _SYMBOL_OR_INT + ")*")
+# ir.printer's reference to a region printed above (format_graph's `collapse`): the region
+# it names may be one of several of that name, so it is refused, not looked up
+_COLLAPSED = re.compile(r" .*: as printed above }")
 # Attribute values nest (tuples of tuples); real graphs need two or three levels. The bound
 # keeps hostile input from exhausting Python's stack.
 MAX_NESTING = 32
@@ -203,6 +206,10 @@ def _value(c: _Cursor, depth: int = 0):
     if c.peek("{"):  # a region: its graph on the lines below, up to the matching "}"
         start = c.pos
         c.accept("{")
+        if _COLLAPSED.match(c.text, c.pos):
+            c.pos = start
+            c.fail("a region printed as a reference to one above (graphc dump --collapse) "
+                   "does not parse back; dump without --collapse for text to read back")
         if not c.at_end() or c.region_reader is None:
             c.pos = start
             c.fail("a region's graph must start on the next line")

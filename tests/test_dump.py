@@ -651,6 +651,26 @@ def test_text_after_a_signature_or_a_return_is_refused(old, new, message):
     assert _text(parse(_SCAN_IR + "\n\n  \n")) == _SCAN_IR  # (blank lines after: none)
 
 
+def test_a_collapsed_region_says_it_does_not_parse_back(tmp_path, capsys):
+    """`graphc dump --collapse -o f.ir` then `graphc dump f.ir` said "a region's graph must
+    start on the next line" of the `{ step_body: as printed above }` the printer wrote."""
+    def rnn(h, xs, w):
+        return gc.sum(gc.scan(lambda h, x: (gc.tanh(x + h @ w),) * 2, h, xs)[1])
+
+    graph = grad_graph(gc.trace(rnn, gc.spec((2, 3)), gc.spec((6, 2, 3)), gc.spec((3, 3))))
+    text = format_graph(graph, max_inline=None, collapse=set())
+    line = next(i for i, t in enumerate(text.splitlines()) if "as printed above" in t)
+    column = text.splitlines()[line].index("{ ") + 1
+    saved = tmp_path / "collapsed.ir"
+    saved.write_text(text)
+    assert main(["dump", str(saved)]) == 2
+    assert capsys.readouterr().err == (
+        f"graphc: error: dump: {saved}: IR line {line + 1}, column {column}: a region printed "
+        "as a reference to one above (graphc dump --collapse) does not parse back; dump "
+        "without --collapse for text to read back, found '{ <lambda>_b'\n")
+    assert _text(parse(_text(graph))) == _text(graph)  # (printed in full, it does)
+
+
 def test_a_json_type_rule_error_is_one_line_naming_the_node(tmp_path, capsys):
     """The JSON reader wrote the type rule's GraphcError with its location, a line of
     graphc's own ('at <string>:5'), on a second line."""
