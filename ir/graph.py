@@ -281,6 +281,9 @@ class Graph(Interpreter):
         # (object, attribute, value): Python state the trace read (a Dropout's `training`);
         # a compiled function reuses the plan only while every one still holds
         self.guards = []
+        # symbolic sizes some binding could make negative, recorded before the passes
+        # rewrite their nodes away: what ir.specialize checks first (size_checks there)
+        self.size_checks = ()
         self._set_while_tracing = set()  # (id(object), attribute): state the trace set itself
         self._next_id = 0
         self._next_salt = 0

@@ -12,7 +12,7 @@ from __future__ import annotations
 from .errors import GraphcError, user_location
 from .graph import Graph
 from .ops.registry import get_op
-from .types import Dim, TensorType, TupleType, holds_dim, substitute
+from .types import Dim, InconclusiveDim, TensorType, TupleType, holds_dim, substitute
 
 
 def graph_is_symbolic(graph) -> bool:
@@ -100,6 +100,12 @@ def specialize(graph, binding: dict, region: bool = False) -> Graph:
     new.param_values = dict(graph.param_values)
     new.guards = list(graph.guards)
     new._next_salt = graph._next_salt
+    if not region:
+        # before any node: the nodes these sizes came from may be rewritten away already
+        # (a symbol the binding lacks is the node loop's error, naming its node)
+        for what, axis, d, locs in graph.size_checks:
+            if d.symbols <= set(binding) and d.evaluate(binding) < 0:
+                raise _negative_size(what, axis, d, d.evaluate(binding), binding, locs)
     mapping = {}
     for node in graph.nodes:
         try:
@@ -144,6 +150,44 @@ def specialize(graph, binding: dict, region: bool = False) -> Graph:
     return new
 
 
+def size_checks(graph) -> tuple:
+    """(what, axis, dim, locs) for each symbolic size of `graph`'s nodes that some binding
+    makes negative (`n-5`, `1-b`; not `batch-1`), from the first node that has it, added to
+    those `graph` holds already: specialize refuses a binding that makes one negative before
+    it specialises any node. The passes run on the symbolic graph and may leave no node of
+    that size (simplify made sum(zeros((n-5, 2)) + 1) a product by the count 2*n-10, which
+    n = 3 computed as -4.0 where eager refuses; dce drops an unused zeros), so
+    passes.manager.run_pipeline records these on every graph it makes. Regions are left
+    out: a cond's branch or a loop's body may not run for that binding."""
+    checks, seen = list(graph.size_checks), {d for _, _, d, _ in graph.size_checks}
+    for node in graph.nodes:
+        if not node.type.symbolic:
+            continue
+        types = node.type.elements if isinstance(node.type, TupleType) else (node.type,)
+        for t in types:
+            for axis, d in enumerate(getattr(t, "shape", ())):
+                if isinstance(d, Dim) and d not in seen and _may_be_negative(d):
+                    seen.add(d)
+                    checks.append((_what(node), axis, d, node.locs))
+    return tuple(checks)
+
+
+def _may_be_negative(d) -> bool:
+    try:
+        return not d >= 0
+    except InconclusiveDim:
+        return True
+
+
+def _what(node) -> str:
+    return f"input {node.attrs['name']!r}" if node.op == "input" else node.op
+
+
+def _negative_size(what, axis, d, size, binding, locs) -> GraphcError:
+    return GraphcError(f"{what} with {_describe(binding)}: axis {axis} has size {d} = {size}; "
+                       "a size cannot be negative", locs)
+
+
 def _refuse_negative_size(node, t, binding):
     """A size that is negative under `binding` (an input declared `1-b`, `zeros((n-5,))` or
     `eye(n-5)` traced for every n, called with n = 3) is one error naming the input, or the
@@ -155,10 +199,7 @@ def _refuse_negative_size(node, t, binding):
             continue
         for axis, (d, size) in enumerate(zip(symbolic.shape, concrete.shape)):
             if size < 0:
-                what = (f"input {node.attrs['name']!r}" if node.op == "input" else
-                        f"{node.op}")
-                raise GraphcError(f"{what} with {_describe(binding)}: axis {axis} has size "
-                                  f"{d} = {size}; a size cannot be negative", node.locs)
+                raise _negative_size(_what(node), axis, d, size, binding, node.locs)
 
 
 def _specialize_type(t, binding):

@@ -18,6 +18,7 @@ import numpy as np
 
 from ir import settings
 from ir.errors import GraphcError
+from ir.specialize import graph_is_symbolic, size_checks
 from ir.types import Dim, substitute
 from ir.verify import verify
 
@@ -96,6 +97,9 @@ def run_pipeline(graph, pipeline="default", verify_each=None, bisect=None, stop_
     if stop_after is not None and stop_after not in names:
         raise GraphcError(f"pass {stop_after!r} is not in the pipeline ({', '.join(names)})")
     result = PipelineResult(graph)
+    # the symbolic sizes a binding must not make negative, whatever the passes leave of the
+    # nodes that have them (ir.specialize.size_checks)
+    checks = size_checks(graph) if graph_is_symbolic(graph) else graph.size_checks
     probe = _probe_inputs(graph) if bisect else None
     reference = _evaluate(evaluate, graph, probe) if bisect else None
     if verify_each:
@@ -106,6 +110,7 @@ def run_pipeline(graph, pipeline="default", verify_each=None, bisect=None, stop_
         graph = simplify(graph, fast_math=True) if fast_math and name == "simplify" \
             else PASSES.get(name, COMMUNICATION_PASSES.get(name))(graph)
         elapsed = time.perf_counter() - start
+        graph.size_checks = checks
         result.stats.append(PassStat(name, before, len(graph.nodes), elapsed))
         if verify_each:
             try:

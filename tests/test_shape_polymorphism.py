@@ -236,9 +236,8 @@ def test_a_size_negative_for_a_binding_is_one_error_naming_the_line():
     with pytest.raises(GraphcError) as info:
         fn(np.ones((3, 2), np.float32))
     first, where = str(info.value).splitlines()
-    # (the zeros plus a scalar is a broadcast_to once optimised: the op is the one that runs)
-    assert first == ("broadcast_to with n=3: axis 0 has size n-5 = -2; a size cannot be "
-                     "negative")
+    # (the op the user's zeros traced to, though the passes make it a broadcast_to)
+    assert first == "full with n=3: axis 0 has size n-5 = -2; a size cannot be negative"
     assert where.strip().startswith("at tests/test_shape_polymorphism.py:")
     eye = gc.compile(lambda x: gc.eye(x.shape[0] - 5), polymorphic_shapes=(("n", 2),))
     np.testing.assert_array_equal(eye(np.ones((7, 2))), np.eye(2))
@@ -249,6 +248,49 @@ def test_a_size_negative_for_a_binding_is_one_error_naming_the_line():
     with pytest.raises(GraphcError, match=r"^input 'x' with b=2: axis 0 has size -b\+1 = -1; "
                                           "a size cannot be negative"):
         specialize(graph, {"b": 2})
+
+
+@pytest.mark.parametrize("size, negative, zero, positive", [
+    (lambda n: n - 5, 3, 5, 7), (lambda n: 2 * n - 7, 3, None, 4),
+    (lambda n: (n - 5) * 3, 1, 5, 6), (lambda n: n - n - 1, 4, None, None)])
+def test_a_size_negative_for_a_binding_is_refused_before_a_pass_computes_on_it(
+        size, negative, zero, positive):
+    """s49: simplify made sum(zeros((n-5, 2)) + 1) a product by the count 2*n-10 and dce
+    drops an unused zeros, so the node whose size specialize checked was gone: compiled
+    at n = 3 it was -4.0 (an unused zeros((n-5, 2)) ran, zeros((n-5, n-5)) gave 4.0) where
+    eager refuses. The sizes are recorded before the passes and checked at each binding."""
+    def total(x):
+        return gc.sum(gc.zeros((size(x.shape[0]), 2)) + 1)
+
+    def square(x):
+        n = size(x.shape[0])
+        return gc.sum(gc.zeros((n, n)) + 1)
+
+    def unused(x):
+        gc.zeros((size(x.shape[0]), 2))
+        return x * 2
+    for f in (total, square, unused):
+        compiled = gc.compile(f, polymorphic_shapes=(("n", 2),))
+        for n in (negative, zero, positive):
+            if n is None:
+                continue
+            x = np.ones((n, 2), np.float32)
+            if size(n) < 0:
+                with pytest.raises(GraphcError, match="negative dimensions"):
+                    f(x)  # (eager refuses)
+                with pytest.raises(GraphcError) as info:
+                    compiled(x)
+                first, where = str(info.value).splitlines()
+                if size(n) == size(n + 1):  # n-n-1: a concrete -1, which fold refuses
+                    assert first == ("full() failed while building the plan: negative "
+                                     "dimensions are not allowed")
+                else:
+                    assert first.startswith(f"full with n={n}: axis 0 has size ") and \
+                        first.endswith(f" = {size(n)}; a size cannot be negative"), first
+                assert where.strip().startswith("at tests/test_shape_polymorphism.py:")
+            else:
+                np.testing.assert_array_equal(compiled(x), f(x))
+                assert float(gc.sum(compiled(x))) == float(gc.sum(f(x)))
 
 
 def test_a_size_negative_only_in_a_branch_not_taken_is_not_refused():
