@@ -4,7 +4,10 @@ planned once) and that plan runs once per iteration. A scan's stacked results ar
 step by step into arrays allocated once per call.
 
 The runner is what a plan calls in place of the op's library implementation
-(runtime/op_lowering.py's `runner`); the region's plan is built on the first call.
+(runtime/op_lowering.py's `runner`); the region's plan is built the first time it runs, not
+before: a scan of zero steps or a while_loop whose condition is false at once never builds
+its body's, as eager never runs it (a body holding zeros((-2, 2)), which building its plan
+refuses, is no error then either).
 """
 from __future__ import annotations
 
@@ -58,7 +61,7 @@ class ScanRunner(_RegionPlans):
 
     def __call__(self, *operands, body, consts, carries, length, reverse=False,
                  save_carries=False):
-        plan = self.plan("body")
+        plan = self.plan("body") if length else None  # (zero steps: see the docstring)
         const_values = list(operands[:consts])
         carry = list(operands[consts:consts + carries])
         xs = operands[consts + carries:]
@@ -87,10 +90,12 @@ class WhileRunner(_RegionPlans):
         super().__init__(node, ("cond_fn", "body_fn"), options)
 
     def __call__(self, *operands, cond_fn, body_fn, cond_consts, body_consts):
-        keep_going, step = self.plan("cond_fn"), self.plan("body_fn")
+        keep_going, step = self.plan("cond_fn"), None
         cond_values = list(operands[:cond_consts])
         body_values = list(operands[cond_consts:cond_consts + body_consts])
         carry = list(operands[cond_consts + body_consts:])
         while bool(keep_going(*cond_values, *carry)[0]):
+            if step is None:  # built once the body runs (see the docstring)
+                step = self.plan("body_fn")
             carry = step(*body_values, *carry)
         return _not_aliasing(carry, operands)

@@ -764,3 +764,46 @@ def test_a_traced_body_returning_a_torch_tensor_is_the_eager_line_naming_the_fun
         gc.map(lambda x: x * 2, xs, batch_size=2), xs * 2)
     np.testing.assert_array_equal(
         gc.compile(lambda c: gc.cond(c[0] > 0, plain, lambda x: x + 1, c))(c0), c0 + 1)
+
+
+def test_a_body_that_never_runs_is_not_built_so_its_negative_size_is_no_error():
+    """s49: a compiled while_loop whose condition is false at once, or a scan of zero steps,
+    built its body's plan before looping, and building refuses a body holding zeros((-2, 2))
+    (fold) that eager never runs; a body that runs is still refused, as eagerly."""
+    def body_value():
+        return gc.sum(gc.zeros((-2, 2)) + 1)
+
+    def never(x):
+        return gc.while_loop(lambda c: gc.sum(c) > 100, lambda c: c + body_value(), x)
+
+    def runs(x):
+        return gc.while_loop(lambda c: gc.sum(c) < 100, lambda c: c + body_value(), x)
+
+    def scan(x):
+        return gc.scan(lambda c, xi: (c + body_value() + xi, c), gc.sum(x), x)
+
+    x = np.ones(3, np.float32)
+    for pipeline in ("default", "O0"):
+        np.testing.assert_array_equal(gc.compile(never, pipeline=pipeline)(x), never(x))
+        np.testing.assert_array_equal(gc.compile(never, pipeline=pipeline)(x), x)
+        for got, want in zip(gc.compile(scan, pipeline=pipeline)(x[:0]), (0.0, [])):
+            np.testing.assert_array_equal(got, want)
+        for got, want in zip(scan(x[:0]), (0.0, [])):
+            np.testing.assert_array_equal(got, want)
+        for f in (runs, scan):
+            with pytest.raises(GraphcError, match="negative dimensions"):
+                f(x)
+            with pytest.raises(GraphcError, match="negative dimensions"):
+                gc.compile(f, pipeline=pipeline)(x)
+    # a symbolic scan whose length x[1:] is 0 at n = 1: the body's n-5 is not checked then
+    def sliced(x):
+        n = x.shape[0]
+        return gc.scan(lambda c, xi: (c + gc.sum(gc.zeros((n - 5, 2)) + 1) + gc.sum(xi), c),
+                       gc.sum(x), x[1:])
+    poly = gc.compile(sliced, polymorphic_shapes=(("n", 2),))
+    for n in (1, 7):
+        xs = np.arange(2 * n, dtype=np.float32).reshape(n, 2)
+        for got, want in zip(poly(xs), sliced(xs)):
+            np.testing.assert_array_equal(got, want)
+    with pytest.raises(GraphcError, match="negative dimensions"):
+        poly(np.ones((3, 2), np.float32))
