@@ -56,7 +56,9 @@ _UNITS = {"": 1, "b": 1, "kb": 10**3, "mb": 10**6, "gb": 10**9, "tb": 10**12,
 
 
 def parse_memory_limit(value, option: str = "memory_limit") -> int:
-    """Bytes from an int, a float or a string such as "200MB", "1.5GiB", "512 KiB"."""
+    """Bytes from an int, a float or a string such as "200MB", "1.5GiB", "512 KiB". A number
+    of bytes is whole ("1.5" or "1.5B" is refused: it was cut to 1 byte); a size in a larger
+    unit is rounded down to whole bytes ("1.8 MiB", which format_bytes writes, is 1887436)."""
     if isinstance(value, bool):
         raise GraphcError(f"{option}: expected a number of bytes or a size such as '200MB', "
                           f"got {value!r}")
@@ -75,6 +77,9 @@ def parse_memory_limit(value, option: str = "memory_limit") -> int:
         raise GraphcError(f"{option}: expected a positive, finite size, got {value!r}")
     if limit < 1:  # (0.5 is positive: "expected a positive size" of it read as a wrong rule)
         raise GraphcError(f"{option}: expected a size of at least 1 byte, got {value!r}")
+    if _UNITS[unit] == 1 and limit != int(limit):
+        raise GraphcError(f"{option}: expected a whole number of bytes, got {value!r} (a "
+                          "fraction of a byte; a size in a unit may have one: '1.5KB')")
     return int(limit)
 
 

@@ -240,6 +240,21 @@ def test_a_size_below_one_byte_is_refused_as_such(small):
     assert str(info.value) == f"memory_limit: expected a size of at least 1 byte, got {small!r}"
 
 
+@pytest.mark.parametrize("fraction", [1.5, "1.5", "2.25B", "12.5 b"])
+def test_a_fraction_of_a_byte_is_refused_not_cut(fraction):
+    """s49: 1.5 bytes was int()-cut to 1; a size in a larger unit keeps its fraction."""
+    with pytest.raises(GraphcError) as info:
+        gc.compile(lambda x: x, memory_limit=fraction)
+    assert str(info.value).splitlines()[0] == (
+        f"memory_limit: expected a whole number of bytes, got {fraction!r} (a fraction of a "
+        "byte; a size in a unit may have one: '1.5KB')")
+    assert info.value.locs[0][0].endswith("test_memory_limit.py")
+    assert parse_memory_limit("1.5GB") == 1_500_000_000 and \
+        parse_memory_limit("1.5GiB") == 3 * 2**29 and parse_memory_limit(2.0) == 2
+    # what format_bytes writes reads back, rounded down to whole bytes
+    assert parse_memory_limit("1.8 MiB") == int(1.8 * 2**20) == 1887436
+
+
 def test_trainer_takes_a_memory_limit_for_its_step():
     fn, (ws, x, y) = random_mlp_step(1)
     params = {f"w{k}": w for k, w in enumerate(ws)}
