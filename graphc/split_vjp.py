@@ -60,7 +60,8 @@ class Differentiated(Compiled):
         # (the leading argument is static: a negative position still counts from the end)
         static = (0,) + tuple(i + 1 if i >= 0 else i for i in static_argnums)
         super().__init__(differentiated, pipeline, fast_math, static_argnums=static, jit=jit,
-                         polymorphic_shapes=None if polymorphic_shapes is None
+                         polymorphic_shapes=polymorphic_shapes if polymorphic_shapes is None
+                         or isinstance(polymorphic_shapes, str)  # (one for every argument)
                          else (None,) + tuple(polymorphic_shapes), memory_limit=memory_limit)
         self.differentiated_fn = fn
 

@@ -87,11 +87,14 @@ class Compiled:
     "graphc", INFO) and appended to `recompiles`, naming the argument whose signature
     changed.
 
-    `polymorphic_shapes` (as jax.export's): one entry per positional argument, None (every
-    dimension concrete) or a shape such as ("batch", 128) or "(batch, 128)", or a pytree of
-    such shapes matching the argument. A name is a symbolic dimension: one plan serves every
-    size of it (its buffers are sized per call), and only a change of a concrete dimension
-    recompiles; "_" takes the argument's size as a concrete dimension.
+    `polymorphic_shapes` (as jax.export's): one entry per positional argument (a static one
+    too; fewer or more entries than a call's arguments is an error, as a tuple that is no
+    pytree prefix of the arguments is in JAX), None (every dimension concrete) or a shape
+    such as ("batch", 128) or "(batch, 128)", or a pytree of such shapes matching the
+    argument; or one text shape, "(batch, 128)", for every array of every argument (as
+    jax.export.symbolic_args_specs' single string). A name is a symbolic dimension: one plan
+    serves every size of it (its buffers are sized per call), and only a change of a
+    concrete dimension recompiles; "_" takes the argument's size as a concrete dimension.
 
     `memory_limit` (bytes, or a size such as "200MB" or "1.5GiB"): activations are
     recomputed in the backward pass until the plan's memory (plan.memory["total"]) fits;
@@ -128,8 +131,9 @@ class Compiled:
         if both:
             raise GraphcError(f"compile: argument {min(both)} is both static and donated",
                               (user_location(),))
-        self.polymorphic_shapes = None if polymorphic_shapes is None else \
-            tuple(polymorphic_shapes)
+        # (a text is one shape for every argument: tuple() would make it an entry a letter)
+        self.polymorphic_shapes = polymorphic_shapes if polymorphic_shapes is None or \
+            isinstance(polymorphic_shapes, str) else tuple(polymorphic_shapes)
         self._templates = {}  # (argument position, pytree structure) -> templates per leaf
         self.recompiles = []  # one message per compilation after the first
         self._plans = {}
@@ -319,11 +323,17 @@ class Compiled:
         """(the signature of a call, the leaves of its non-static arguments in the plan's
         input order): the arguments are flattened once per call."""
         static = self._static(len(args))
-        if self.polymorphic_shapes is not None and len(self.polymorphic_shapes) > len(args):
-            raise GraphcError(f"compile: polymorphic_shapes has {len(self.polymorphic_shapes)} "
-                              f"entries but the function was called with {len(args)} "
-                              "positional arguments (one entry per argument)",
-                              (user_location(),))
+        shapes = self.polymorphic_shapes
+        if isinstance(shapes, tuple) and len(shapes) != len(args):
+            # as JAX's, where the entries are a pytree prefix of the arguments' tuple: fewer
+            # entries meant "concrete" for the rest, and a slip (an entry left out) became a
+            # broadcast error naming no declaration
+            missing = "" if len(shapes) > len(args) else \
+                f": argument {self._names(len(args))[len(shapes)]!r} has none (None: " \
+                "every dimension concrete)"
+            raise GraphcError(f"compile: polymorphic_shapes has {len(shapes)} entries but the "
+                              f"function was called with {len(args)} positional arguments "
+                              f"(one entry per argument){missing}", (user_location(),))
         key, all_leaves = [], []
         for i, a in enumerate(args):
             if i in static:
@@ -367,8 +377,10 @@ class Compiled:
     def _leaf_templates(self, i, arg, count) -> list:
         """The declared shape (a tuple of ints, names and "_") of each leaf of argument i, or
         None per leaf where polymorphic_shapes declares nothing."""
-        if self.polymorphic_shapes is None or i >= len(self.polymorphic_shapes):
+        if self.polymorphic_shapes is None:
             return _Templates([None] * count)
+        if isinstance(self.polymorphic_shapes, str):  # one shape for every leaf
+            return _Templates([parse_polymorphic_shape(self.polymorphic_shapes)] * count)
         return _Templates(polymorphic_templates(self.polymorphic_shapes[i], arg, count,
                                                 self._names(i + 1)[i]))
 

@@ -212,6 +212,34 @@ def test_polymorphic_shape_declaration_errors():
         bad(np.ones((2, 4)))
 
 
+def test_polymorphic_shapes_has_one_entry_per_argument_or_one_text_for_all():
+    """s49: fewer entries than arguments meant "concrete" for the rest, so a left-out entry
+    was a broadcast error naming no declaration (add(f64[b,3], f64[2,3])); as in JAX (a tuple
+    is no pytree prefix of arguments of another count), it is one line naming the argument.
+    A single text is one shape for every argument, as jax.export.symbolic_args_specs'
+    (it was taken letter by letter: "polymorphic_shapes has 6 entries")."""
+    x2, x4 = np.ones((2, 3)), np.ones((4, 3))
+    short = gc.compile(lambda x, y: x + y, polymorphic_shapes=(("b", 3),))
+    with pytest.raises(GraphcError) as info:
+        short(x2, x2)
+    line, where = str(info.value).splitlines()
+    assert line == ("compile: polymorphic_shapes has 1 entries but the function was called "
+                    "with 2 positional arguments (one entry per argument): argument 'y' has "
+                    "none (None: every dimension concrete)")
+    assert where.strip().startswith("at tests/test_shape_polymorphism.py:")
+    for shapes in ("(b, 3)", (("b", 3), "(b, 3)")):
+        both = gc.compile(lambda x, y: x + y, polymorphic_shapes=shapes)
+        np.testing.assert_array_equal(both(x2, x2), x2 + x2)
+        np.testing.assert_array_equal(both(x4, x4), x4 + x4)
+        assert both.recompiles == []
+    # the vjp of a compiled function (split_vjp's, on the tape) takes the text too
+    squares = gc.compile(lambda x: gc.sum(x * x), polymorphic_shapes="(b, 3)")
+    for n in (2, 4):
+        t = gc.tensor(np.full((n, 3), 1.5), requires_grad=True)
+        squares(t).backward()
+        np.testing.assert_array_equal(t.grad, np.full((n, 3), 3.0))
+
+
 def test_bind_dims_errors():
     graph = gc.trace(lambda x, y: x + y, gc.spec(("batch", 3)), gc.spec(("batch", 3)))
     with pytest.raises(GraphcError, match=r"input 'y' expects shape \(batch, 3\), got "
