@@ -16,7 +16,8 @@ from ir.errors import GraphcError, user_location
 from ir.graph import Graph, Node
 from ir.ops import api as F
 from ir.ops.registry import foreign_array_name, refuse_foreign_array
-from ir.types import SHORT_NAMES, WIDENED_INPUTS, Dim, TensorType, as_dim, as_dtype, is_int
+from ir.types import (SHORT_NAMES, WIDENED_INPUTS, Dim, TensorType, TupleType, as_dim, as_dtype,
+                      is_int)
 from runtime.eager import Tensor, collect_buffer_updates
 
 
@@ -476,4 +477,18 @@ def eval_shape(fn, *args):
             return called(who, fn, values)  # (fn's own parameters bound, not this wrapper's)
     graph = trace(functools.update_wrapper(shapes_only, fn, updated=()), *args,  # fn's names
                   who=who)
+    _refuse_negative_sizes(graph)
     return unflatten(graph.output_tree, [Spec(tuple(o.shape), o.dtype) for o in graph.outputs])
+
+
+def _refuse_negative_sizes(graph):
+    """A size that is negative (zeros((-3, 4)), eye(-2)) is refused as running refuses it
+    (runtime/eager.py's run_op: numpy's message, the op and the user's line), not printed as
+    f32[-3,4]: the type rules take it, since a cond's branch or a loop's body that never
+    runs may hold one, and those are regions, not this graph's nodes."""
+    for node in graph.nodes:
+        types = node.type.elements if isinstance(node.type, TupleType) else (node.type,)
+        if any(d < 0 for t in types for d in getattr(t, "shape", ())
+               if not isinstance(d, Dim)):
+            raise GraphcError(f"{node.op}() failed: negative dimensions are not allowed",
+                              node.locs)

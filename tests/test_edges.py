@@ -862,3 +862,24 @@ def test_a_compiled_constant_of_two_negative_sizes_is_refused_not_computed_on():
         assert "test_edges.py" in where
         with pytest.raises(gc.GraphcError, match="negative dimensions"):
             fn(x)  # (eager refuses each)
+
+
+def test_eval_shape_refuses_a_negative_size_as_running_does():
+    """s49: gc.eval_shape of zeros((-3, 4)) was f32[-3,4] where running it refuses; now the
+    same line as eager's, at the user's line. A branch that may not run keeps its own."""
+    import graphc as gc
+    for make in (lambda: gc.zeros((-3, 4)), lambda: gc.ones((2, -1)) * 2,
+                 lambda: gc.eye(-2), lambda: gc.tril_mask(3, -1)):
+        with pytest.raises(gc.GraphcError) as eager:
+            make()
+        with pytest.raises(gc.GraphcError) as info:
+            gc.eval_shape(make)
+        line, where = str(info.value).splitlines()
+        assert line == str(eager.value).splitlines()[0]
+        assert line.endswith("() failed: negative dimensions are not allowed")
+        assert "test_edges.py" in where
+    assert str(gc.eval_shape(lambda: gc.zeros((0, 4)))) == "f32[0,4]"
+    x = np.ones(3, np.float32)
+    branch = lambda x: gc.cond(gc.sum(x) < 0, lambda v: v + gc.sum(gc.zeros((-2, 2))),  # noqa
+                               lambda v: v, x)
+    assert str(gc.eval_shape(branch, x)) == "f32[3]" and branch(x).shape == (3,)
