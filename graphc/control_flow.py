@@ -33,7 +33,8 @@ from ir.ops import api as F
 from ir.ops.precision import STATE as AUTOCAST
 from ir.ops.registry import (SymbolicValue, apply, foreign_array_name, is_weak_scalar, like_dtype,
                              lift_symbolic, scalar_array)
-from ir.types import BFLOAT16, FLOAT_SCALARS, Dim, InconclusiveDim, TensorType, is_float, is_int
+from ir.types import (BFLOAT16, FLOAT_SCALARS, SHORT_NAMES, Dim, InconclusiveDim, TensorType,
+                      is_float, is_int)
 from ir.region import Region
 from runtime.eager import Tensor, apart_from, no_grad, op_serial
 
@@ -486,13 +487,19 @@ def _length(d):
 
 def _whole(value, what) -> int:
     """A loop's count or concrete bound as an int: int() would truncate 2.5 to 2 (JAX
-    refuses float bounds too)."""
+    refuses float bounds too); one past int64, which a loop's counter and a traced bound
+    are, is refused (numpy held it as an object: a raw OverflowError for scan's length,
+    an unsupported dtype 'object' at no user line for compiled fori_loop bounds)."""
     if is_int(value):
-        return int(value)
-    held = scalar_array(value)  # (a bfloat16 or requires_grad tensor too: a float one here)
-    if held is None or held.ndim != 0 or held.dtype.kind not in "iu":
-        raise GraphcError(f"{what} must be an int, got {value!r}", (user_location(),))
-    return int(held)
+        number = int(value)
+    else:
+        held = scalar_array(value)  # (a bfloat16 or requires_grad tensor too: a float here)
+        if held is None or held.ndim != 0 or held.dtype.kind not in "iu":
+            raise GraphcError(f"{what} must be an int, got {value!r}", (user_location(),))
+        number = int(held)
+    if not -2**63 <= number < 2**63:
+        raise GraphcError(f"{what} {number} does not fit in int64", (user_location(),))
+    return number
 
 
 @_naming_wrong_arity(lambda f, *args, **kwargs: [(f, "f", ("carry", "x"))])
@@ -814,7 +821,7 @@ def while_loop(cond_fun, body_fun, init_val):
         val, t, since = init_val, 0, op_serial()
         while True:
             with _sites_within(None, construct, _WHILE_COND, t):
-                keep_going = np.asarray(_data(cond_fun(val)))
+                keep_going = _known(cond_fun(val))
             if keep_going.ndim != 0 or keep_going.dtype != np.bool_:  # as traced
                 raise GraphcError(f"while_loop cond_fun {function_name(cond_fun)}"
                                   f"{_where(cond_fun)} must return a bool scalar, got "
@@ -878,12 +885,28 @@ def while_loop(cond_fun, body_fun, init_val):
     return unflatten(init_structure, _results(node, len(carry_nodes))[:len(init_leaves)])
 
 
-def _data(x):
-    return getattr(x, "data", x)
+def _known(x):
+    """A predicate, index or cond_fun result known now, as an array: a tensor's `.data` (an
+    eager Tensor's values, a torch tensor detached), not a numpy scalar's (its buffer: a
+    timedelta64 read as uint8[8]); one numpy cannot read as torch reads it (a bfloat16 torch
+    scalar: scalar_array), else a 0-d object array holding it, for the caller's refusal.
+    A Python int past int64 (an object to numpy) the caller takes by its truth or clamps."""
+    held = scalar_array(x if isinstance(x, np.generic) else getattr(x, "data", x))
+    if held is None:
+        held = np.empty((), dtype=object)
+        held[()] = x
+    return held
 
 
 def _concrete_type(value) -> str:
-    """An array's type as traced messages show one (f64[3])."""
+    """An array's type as traced messages show one (f64[3]); a dtype the IR has no name for
+    by numpy's (complex128[], <U3[]) and an object array by what it holds (None): building
+    the TensorType of one raised UnsupportedDtype, one line at no user line, in place of
+    the refusal it was describing."""
+    if value.dtype == object:
+        return repr(value.item()) if value.ndim == 0 else "an array of Python objects"
+    if value.dtype not in SHORT_NAMES:
+        return f"{value.dtype}{list(value.shape)}"
     return str(TensorType(value.shape, value.dtype))
 
 
@@ -902,7 +925,10 @@ def cond(pred, true_fun, false_fun, *operands):
     graph = _graph_of([pred] + op_leaves)
     construct = _construct_salt(graph)
     if graph is None or not _read_per_call(pred):  # known now: only one runs
-        value, since = np.asarray(_data(pred)), op_serial()
+        # (a Python int of any size by its truth, as `if`: numpy holds one past int64 as
+        # an object)
+        value = np.asarray(pred != 0) if isinstance(pred, int) else _known(pred)
+        since = op_serial()
         if value.ndim != 0 or value.dtype.kind not in "biu":  # as traced
             raise GraphcError(f"cond: the predicate must be a bool or integer scalar, got "
                               f"{_concrete_type(value)}", (user_location(),))
@@ -1047,11 +1073,15 @@ def switch(index, branches, *operands):
     if not branches or not all(callable(b) for b in branches):
         raise GraphcError("switch: branches must be a non-empty list or tuple of functions",
                           (user_location(),))
+    if isinstance(index, int) and not isinstance(index, bool):
+        # clamped now (the branch it picks is the same): numpy holds a Python int past
+        # int64 as an object, which was refused as no integer
+        index = min(max(index, 0), len(branches) - 1)
     if isinstance(index, SymbolicValue):
         kind, ndim, text = index.dtype.kind, index.ndim, str(index.type)
     else:
-        value = np.asarray(_data(index))
-        kind, ndim, text = value.dtype.kind, value.ndim, f"{value.dtype}{list(value.shape)}"
+        value = _known(index)
+        kind, ndim, text = value.dtype.kind, value.ndim, _concrete_type(value)
     if kind not in "iu" or ndim != 0:
         raise GraphcError(f"switch: the index must be an integer scalar, got {text}",
                           (user_location(),))

@@ -807,3 +807,53 @@ def test_a_body_that_never_runs_is_not_built_so_its_negative_size_is_no_error():
             np.testing.assert_array_equal(got, want)
     with pytest.raises(GraphcError, match="negative dimensions"):
         poly(np.ones((3, 2), np.float32))
+
+
+def test_a_predicate_or_bound_numpy_cannot_type_is_one_line_at_the_users_call():
+    """s49: cond described a refused predicate with a TensorType, which refuses the dtype
+    itself: cond(None, ...), a str or a complex predicate (and an eager cond_fun returning
+    one) were 'dtype object is not supported' located at '<string>:5' (the dataclass's
+    __init__), naming neither cond nor the predicate. A Python int past int64 (an object to
+    numpy) decided nothing: cond(2**70) is true, as `if 2**70:`; a scan length or fori_loop
+    bound past int64 was a raw OverflowError (eager scan) or that same dtype line (compiled
+    fori_loop), and is one line naming it."""
+    x = np.array([1.0, 2.0])
+    double, negate = (lambda v: v * 2.0), (lambda v: -v)
+
+    def one_line(call, message):
+        with pytest.raises(GraphcError) as info:
+            call()
+        first, where = str(info.value).splitlines()
+        assert first == message
+        assert "test_control_flow.py" in where
+
+    for pred, said in ((None, "None"), ("yes", "<U3[]"), (1 + 2j, "complex128[]"),
+                       (np.timedelta64(1, "s"), "timedelta64[s][]")):
+        message = f"cond: the predicate must be a bool or integer scalar, got {said}"
+        one_line(lambda: gc.cond(pred, double, negate, x), message)
+        one_line(lambda: gc.compile(lambda v: gc.cond(pred, double, negate, v))(x), message)
+    torch = pytest.importorskip("torch", reason="torch is the test extra's oracle")
+    for pred, said in ((torch.tensor(1.0, requires_grad=True), "f32[]"),
+                       (torch.tensor(1.0, dtype=torch.bfloat16), "f64[]")):  # (its .item())
+        one_line(lambda: gc.cond(pred, double, negate, x),
+                 f"cond: the predicate must be a bool or integer scalar, got {said}")
+    for result, said in ((None, "None"), (1 + 2j, "complex128[]")):
+        with pytest.raises(GraphcError) as info:
+            gc.while_loop(lambda c: result, double, x)
+        assert str(info.value).splitlines()[0].endswith(f"must return a bool scalar, got {said}")
+    for pred, want in ((2**70, x * 2.0), (-2**70, x * 2.0), (0, -x)):
+        np.testing.assert_array_equal(np.asarray(gc.cond(pred, double, negate, x)), want)
+        np.testing.assert_array_equal(
+            gc.compile(lambda v: gc.cond(pred, double, negate, v))(x), want)
+    for run in (lambda f: f(x), lambda f: gc.compile(f)(x)):
+        one_line(lambda: run(lambda v: gc.scan(lambda c, _: (c, None), v, None, length=2**70)),
+                 f"scan: length {2**70} does not fit in int64")
+        one_line(lambda: run(lambda v: gc.fori_loop(0, 2**64, lambda i, c: c, v)),
+                 f"fori_loop: upper {2**64} does not fit in int64")
+        one_line(lambda: run(lambda v: gc.fori_loop(-2**63 - 1, 0, lambda i, c: c, v)),
+                 f"fori_loop: lower {-2**63 - 1} does not fit in int64")
+    # the edges of int64 still run (no step between them: the carry as it came)
+    np.testing.assert_array_equal(
+        gc.fori_loop(2**63 - 1, 2**63 - 1, lambda i, c: c * 2.0, x), x)
+    np.testing.assert_array_equal(gc.fori_loop(-2**63, -2**63 + 2, lambda i, c: c * 2.0, x),
+                                  x * 4.0)

@@ -2,6 +2,8 @@
 branches' range, built as a tree of conds (graphc/control_flow.py). Checked against Python
 indexing eagerly and compiled, its gradients against finite differences in float64, vmap
 against a loop over examples, and dropout masks eager against compiled."""
+import re
+
 import numpy as np
 import pytest
 
@@ -108,7 +110,7 @@ def test_dropout_in_and_after_a_switch_draws_the_same_masks_eagerly_as_compiled(
 def test_switch_bad_input_is_one_clear_line_at_the_users_call():
     x = np.ones(2)
     with pytest.raises(GraphcError, match=r"switch: the index must be an integer scalar, "
-                                          r"got float64\[\]"):
+                                          r"got f64\[\]"):
         gc.switch(1.0, [lambda v: v, lambda v: v], x)
     with pytest.raises(GraphcError, match=r"integer scalar, got i64\[2\]"):
         gc.compile(lambda i, x: gc.switch(i, [lambda v: v], x))(np.array([0, 1]), x)
@@ -123,3 +125,22 @@ def test_switch_bad_input_is_one_clear_line_at_the_users_call():
     assert first.endswith("returns (f64[2]) but branch 1 <lambda> returns (f64[]); all must "
                           "return the same structure, shapes and dtypes")
     assert "test_switch.py" in where
+
+
+def test_a_python_int_index_of_any_size_is_clamped_and_a_non_number_named():
+    """s49: numpy holds a Python int past int64 as an object, so switch(2**70, ...) was
+    refused as 'the index must be an integer scalar, got object[]' (it is one: JAX clamps
+    the index, and so does switch below int64); None read 'got object[]' too."""
+    x = np.array([1.0, 2.0])
+    branches = [lambda v: v * 10.0, lambda v: -v, gc.sin]
+    switched = gc.compile(lambda i, v: gc.switch(i, branches, v), static_argnums=0)
+    for index, picked in ((2**70, 2), (2**64, 2), (-2**70, 0), (-2**63 - 1, 0)):
+        want = np.asarray(branches[picked](x))
+        np.testing.assert_array_equal(np.asarray(gc.switch(index, branches, x)), want)
+        np.testing.assert_array_equal(np.asarray(switched(index, x)), want)
+    for index, said in ((None, "None"), ("1", r"<U1\[\]"), (1 + 0j, r"complex128\[\]")):
+        with pytest.raises(GraphcError) as info:
+            gc.switch(index, branches, x)
+        first, where = str(info.value).splitlines()
+        assert re.fullmatch(rf"switch: the index must be an integer scalar, got {said}", first)
+        assert "test_switch.py" in where
