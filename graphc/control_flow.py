@@ -38,8 +38,9 @@ from ir.types import (BFLOAT16, FLOAT_SCALARS, SHORT_NAMES, Dim, InconclusiveDim
 from ir.region import Region
 from runtime.eager import Tensor, apart_from, no_grad, op_serial
 
-from .tracing import (DICT_KINDS, Spec, called_function, eval_shape, function_name,
-                      keys_sorted, leaves_and_structure, leaves_like, unflatten)
+from .tracing import (DICT_KINDS, Spec, called_function, function_name,
+                      keys_sorted, leaves_and_structure, leaves_like, unchecked_eval_shape,
+                      unflatten)
 from .vmap import vmap
 
 __all__ = ["scan", "fori_loop", "while_loop", "cond", "switch", "map"]
@@ -707,8 +708,8 @@ def _traced_ys(f, init, xs, x_leaves, x_structure):
             return Spec((), np.dtype(np.int64 if type(v) is int else np.float64), weak=True)
         return v
     x_specs = [Spec(tuple(F._shape(leaf)[1:]), F._dtype(leaf)) for leaf in x_leaves]
-    return eval_shape(functools.update_wrapper(one_step, f, updated=()),
-                      *[spec(init_leaves[k]) for k in traced], *x_specs)
+    return unchecked_eval_shape(functools.update_wrapper(one_step, f, updated=()),
+                                *[spec(init_leaves[k]) for k in traced], *x_specs)
 
 
 def _apart(result, operands, since=None):

@@ -466,6 +466,18 @@ def eval_shape(fn, *args):
     """jax.eval_shape: the shapes and dtypes of fn(*args), as a pytree of Specs like fn's
     result, found by tracing fn (args: arrays, Specs or pytrees of them); nothing runs, so
     it costs no memory for the result however large it would be."""
+    graph = _shapes_graph(fn, args)
+    _refuse_negative_sizes(graph)
+    return _specs(graph)
+
+
+def unchecked_eval_shape(fn, *args):
+    """eval_shape without refusing a negative size: the ys of a scan of no steps, whose body
+    never runs (eagerly nothing refuses a negative size it holds)."""
+    return _specs(_shapes_graph(fn, args))
+
+
+def _shapes_graph(fn, args):
     # a Python float argument is weakly typed, as jax.jit's and gc.compile's
     args = [Spec((), np.dtype(np.float64), weak=True) if type(a) is float else a for a in args]
 
@@ -475,9 +487,11 @@ def eval_shape(fn, *args):
         # training mode) is dropped, not refused for want of a place to write it
         with collect_buffer_updates():
             return called(who, fn, values)  # (fn's own parameters bound, not this wrapper's)
-    graph = trace(functools.update_wrapper(shapes_only, fn, updated=()), *args,  # fn's names
-                  who=who)
-    _refuse_negative_sizes(graph)
+    return trace(functools.update_wrapper(shapes_only, fn, updated=()), *args,  # fn's names
+                 who=who)
+
+
+def _specs(graph):
     return unflatten(graph.output_tree, [Spec(tuple(o.shape), o.dtype) for o in graph.outputs])
 
 
