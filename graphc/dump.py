@@ -446,8 +446,20 @@ def run_dump(args) -> int:
     if fmt == "dot":
         return _emit(to_dot(g, collapse=args.collapse), args)
     if fmt == "graphml":
-        return _emit("\n".join(nx.generate_graphml(g.to_networkx())) + "\n", args)
+        return _emit(graphml_text(g), args)
     return _emit(render(g, fmt, collapse=args.collapse), args)
+
+
+def graphml_text(graph) -> str:
+    """GraphML of graph.to_networkx(). Its edges are keyed by operand position, the same key
+    on many edges, and networkx writes a multigraph's keys as the edges' ids, which GraphML
+    requires unique in a graph (its schema's edge_id_unique: readers that index edges by id
+    keep one of each): an edge's id here is USER.POSITION ('3.1': operand 1 of node 3)."""
+    g = graph.to_networkx()
+    h = nx.MultiDiGraph(**g.graph)
+    h.add_nodes_from(g.nodes(data=True))
+    h.add_edges_from((u, v, f"{v}.{k}", d) for u, v, k, d in g.edges(keys=True, data=True))
+    return "\n".join(nx.generate_graphml(h)) + "\n"
 
 
 def parse_bindings(texts) -> dict:

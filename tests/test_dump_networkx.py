@@ -112,6 +112,26 @@ def test_graphml_keeps_each_operand_of_an_op_that_uses_a_value_twice(tmp_path):
     assert operands("sub") == [(0, "y"), (1, "mul")]
 
 
+def test_graphml_gives_each_edge_an_id_of_its_own(tmp_path):
+    """Review r1 (s49) of 9a21e04 (an edge per operand): networkx writes a multigraph's keys,
+    the operand positions, as the edges' ids, so most edges of a file had id "0" or "1",
+    where GraphML's schema requires an edge's id unique in its graph (readers that index
+    edges by id kept one of each). Each edge's id is USER.POSITION now; the operands still
+    read back with their positions."""
+    import xml.etree.ElementTree as ET
+    model = tmp_path / "square.py"
+    model.write_text("import graphc as gc\n\n\ndef build():\n"
+                     "    return (lambda x, y: y - x * x), gc.spec(3), gc.spec(3)\n")
+    target = tmp_path / "g.graphml"
+    assert main(["dump", f"{model}:build", "-O0", "--format", "graphml", "-o",
+                 str(target)]) == 0
+    edges = ET.parse(target).getroot().iter("{http://graphml.graphdrawing.org/xmlns}edge")
+    ids = [e.get("id") for e in edges]
+    assert len(ids) == 4 and len(set(ids)) == 4 and None not in ids
+    back = nx.read_graphml(target)
+    assert sorted(d["operand"] for _, _, d in back.edges(data=True)) == [0, 0, 1, 1]
+
+
 def test_graphml_to_stdout(capsys):
     assert main(["dump", "mlp", "--format", "graphml"]) == 0
     out = capsys.readouterr().out
