@@ -2188,7 +2188,10 @@ def _conv_init(layer, name, in_channels, out_channels, kernel, stride, padding, 
             raise GraphcError(f"{name}: padding must be 'same', 'valid', an int or "
                               f"{'a pair of ints' if len(kernel) == 2 else 'a tuple of one int'}"
                               f", got {padding!r}", (user_location(),))
-        if padding == "same" and any(s != 1 for s in _per_axis(stride, len(kernel))):
+        strides = _per_axis(stride, len(kernel))
+        # a stride that is no int (a numpy array, a float) is the call's to refuse in one line
+        if padding == "same" and all(is_int(s) for s in strides) \
+                and any(s != 1 for s in strides):
             raise GraphcError(f"{name}: padding='same' needs stride 1, as in PyTorch, got "
                               f"stride={stride!r}", (user_location(),))
     in_channels = _size(name, "in_channels", in_channels)

@@ -301,3 +301,16 @@ def test_conv_layers_refuse_a_bad_padding_string_where_they_are_made():
         assert nn.Conv2d(3, 4, 3, stride=stride, padding="same").padding == "same"
     assert nn.Conv1d(3, 4, 3, stride=(1,), padding="same").padding == "same"
     assert nn.Conv2d(3, 4, 3, stride=2, padding="valid").padding == "valid"
+
+
+def test_a_conv_layer_with_a_stride_of_no_int_and_same_padding_is_refused_in_one_line():
+    # review (s49): the construction check of padding='same' compared a numpy-array stride
+    # with 1 ("The truth value of an array ... is ambiguous", a bare ValueError); a stride
+    # that is no int is left to the call, which refuses it in one line as before
+    for stride in (np.array([1, 1]), np.array([2, 2])):
+        layer = nn.Conv2d(3, 4, 3, stride=stride, padding="same")
+        assert_one_line_error(lambda: layer(np.zeros((1, 3, 5, 5), np.float32)),
+                              "stride must be an int or a pair of ints, got array(",
+                              "test_conv.py")
+    assert_one_line_error(lambda: nn.Conv2d(3, 4, 3, stride=[2, np.int64(1)], padding="same"),
+                          "Conv2d: padding='same' needs stride 1", "test_conv.py")
