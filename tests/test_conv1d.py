@@ -6,6 +6,7 @@ import pytest
 
 import graphc as gc
 from errorcheck import assert_one_line_error
+from ir.errors import GraphcError
 
 torch = pytest.importorskip("torch", reason="torch (the test oracle) is not installed")
 
@@ -86,3 +87,24 @@ def test_conv1d_refusals_name_conv1d_and_its_own_settings():
         assert_one_line_error(lambda: gc.conv1d(*args, **kwargs), message, f)
         with pytest.raises(RuntimeError):
             torch.nn.functional.conv1d(*map(torch.tensor, args), **kwargs)
+
+
+def test_conv1d_of_a_symbolic_length_names_conv1d_and_its_own_settings():
+    # review (s49): a symbolic length without one output size was refused by conv2d, naming
+    # itself and the (1, K) form ("conv2d: ... height or width (kernel (1, 3), stride (1, 2)")
+    w = np.zeros((6, 4, 3))
+    for kwargs, why in [(dict(stride=2, padding=1), "padding 1, dilation 1\\): n-1 is not a "
+                         "multiple of 2"),
+                        (dict(padding="valid"), "stride 1, padding 0, dilation 1\\): whether "
+                         "n-3 >= 0 depends on the value of n")]:
+        f = gc.compile(lambda x: gc.conv1d(x, w, **kwargs), polymorphic_shapes=[("b", "_", "n")])
+        with pytest.raises(GraphcError, match="^conv1d: no output size for every value of a "
+                                              "symbolic length \\(kernel 3, .*" + why):
+            f(np.zeros((2, 4, 9)))
+    # one output size for every n: served, as torch's
+    f = gc.compile(lambda x: gc.conv1d(x, w, padding=1), polymorphic_shapes=[("b", "_", "n")])
+    for n in (1, 8):
+        x = np.random.default_rng(n).normal(size=(2, 4, n))
+        np.testing.assert_allclose(f(x), torch.nn.functional.conv1d(
+            torch.tensor(x), torch.tensor(w), padding=1).numpy(), rtol=1e-12, atol=1e-12)
+    assert f.recompiles == []

@@ -1856,15 +1856,22 @@ def conv1d(x, w, b=None, stride=1, padding=0, dilation=1, groups=1):
         if why:
             _fail(f"conv1d: x is {_dtype(x)} and {name} {_dtype(v)}: {why}; cast one with "
                   ".astype")
-    if not isinstance(padding, str):
-        padding = (0, _single("conv1d", "padding", padding))
+    if not isinstance(padding, str) or padding == "valid":
+        padding = (0, 0 if isinstance(padding, str) else _single("conv1d", "padding", padding))
         if padding[1] < 0:
             _fail(f"conv1d: padding must be >= 0, got {padding[1]}")
         span = dilation * (k - 1) + 1
         length = _shape(x)[-1]
-        if isinstance(length, int) and length + 2 * padding[1] < span:
-            _fail(f"conv1d: the kernel {span} (dilated) is longer than the padded input "
-                  f"{length + 2 * padding[1]}")
+        try:
+            if length + 2 * padding[1] < span:
+                _fail(f"conv1d: the kernel {span} (dilated) is longer than the padded input "
+                      f"{length + 2 * padding[1]}")
+            (length + 2 * padding[1] - span) // stride
+        except InconclusiveDim as exc:  # a symbolic length (conv2d's line would name
+            # itself and the (1, K) form)
+            _fail(f"conv1d: no output size for every value of a symbolic length (kernel {k}, "
+                  f"stride {stride}, padding {padding[1]}, dilation {dilation}): "
+                  f"{exc.message}")
     out = conv2d(expand_dims(x, -2), expand_dims(w, -2), b,
                  (1, stride), padding, (1, dilation), groups)
     return squeeze(out, -2)
