@@ -369,7 +369,20 @@ def test_adaptive_pools_of_a_symbolic_size_refuse_other_cells_in_one_line():
     assert_one_line_error(
         lambda: gc.compile(lambda x: gc.adaptive_max_pool2d(x, 1, return_indices=True),
                            polymorphic_shapes=spec)(x),
-        "a symbolic size h takes output_size 1 or None only and no return_indices", FILE)
+        "adaptive_max_pool2d: return_indices needs a known spatial size, got a symbolic size "
+        "h; declare it concrete", FILE)
+    # review (s49): a 1-d pool takes no None (its line offered it), and output_size 1 with
+    # return_indices was "takes output_size 1 or None only and no return_indices, got 1"
+    spec1 = [("b", "_", "n")]
+    assert_one_line_error(
+        lambda: gc.compile(lambda x: gc.adaptive_avg_pool1d(x, 2), polymorphic_shapes=spec1)(
+            x[..., 0]),
+        "adaptive_avg_pool1d: a symbolic size n takes output_size 1 only, got 2", FILE)
+    assert_one_line_error(
+        lambda: gc.compile(lambda x: gc.adaptive_max_pool1d(x, 1, return_indices=True),
+                           polymorphic_shapes=spec1)(x[..., 0]),
+        "adaptive_max_pool1d: return_indices needs a known spatial size, got a symbolic size "
+        "n", FILE)
 
 # ---- 1-d pooling, pixel shuffle, padding layers, channel dropout -------------------------------
 POOL_1D = [dict(kernel_size=3), dict(kernel_size=4, stride=2, padding=2, ceil_mode=True),

@@ -258,10 +258,13 @@ def _adaptive(name, spatial, x, output_size, kind, return_indices=False):
         # a symbolic size (>= 1) pools into one cell for every value (global pooling, a
         # CNN's head over images of any size) or keeps its size; other windows, and the
         # places in a plane of unknown size, differ per value
-        if not isinstance(n, int) and (out not in (None, 1) or return_indices):
-            _fail(f"{name}: a symbolic size {n} takes output_size 1 or None only"
-                  f"{' and no return_indices' if return_indices else ''}, got "
-                  f"{output_size!r}; declare the size concrete for other windows")
+        if not isinstance(n, int) and out not in (None, 1):
+            _fail(f"{name}: a symbolic size {n} takes output_size 1"
+                  f"{' or None' if spatial == 2 else ''} only, got {output_size!r}; declare "
+                  "the size concrete for other windows")
+        if not isinstance(n, int) and return_indices:
+            _fail(f"{name}: return_indices needs a known spatial size, got a symbolic size "
+                  f"{n}; declare it concrete")
         if n == 0:
             _fail(f"{name}: x has an empty spatial axis (shape {tuple(_shape(x))})")
     if kind == "max":
