@@ -62,6 +62,10 @@ class _Custom:
             self._signature = call_signature(fun)
         except (TypeError, ValueError):  # (no signature: a numpy ufunc's)
             self._signature = None
+        # a functools.partial's defaults are not filled in: its signature is opaque to JAX's
+        # resolve_kwargs, so fwd and bwd take the arguments given (partial(f, a) with
+        # f(a, x, k=3.0) called as p(x) is fwd(x) and one cotangent, as before keywords)
+        self._defaults = not isinstance(fun, functools.partial)
         functools.update_wrapper(self, fun, updated=())  # not fun.__dict__ over self's
 
     def _check_nondiff(self, args):
@@ -106,7 +110,8 @@ class _Custom:
         except TypeError as exc:
             raise GraphcError(f"{self.kind} function {self.name}: {exc}",
                               (user_location(),)) from None
-        bound.apply_defaults()
+        if self._defaults:
+            bound.apply_defaults()
         unplaced = [k for k in bound.kwargs if k in kwargs]
         if unplaced:
             raise GraphcError(f"{self.kind} function {self.name}: keyword argument"

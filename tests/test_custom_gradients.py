@@ -334,6 +334,30 @@ def test_keyword_arguments_and_defaults_are_placed_by_the_signature_as_jax(kind)
         assert "test_custom_gradients.py" in str(exc.value).splitlines()[1]
 
 
+@pytest.mark.parametrize("kind", ["custom_vjp", "custom_jvp"])
+def test_a_partial_functions_defaults_are_not_passed_to_the_rules_as_jax(kind):
+    # JAX's resolve_kwargs takes a functools.partial's signature as opaque: its defaults are
+    # not filled in, so fwd and the rule get the arguments given. Filling them in made
+    # fwd(x) written for JAX (and graphc before keywords) a TypeError: fwd(x, 3.0).
+    def f(a, x, k=3.0):
+        return a * x * k
+
+    custom = getattr(gc, kind)(functools.partial(f, 2.0))
+    if kind == "custom_vjp":
+        custom.defvjp(lambda x: (custom.fun(x), None), lambda _, g: (g * 100.0,))
+    else:
+        @custom.defjvp
+        def rule(primals, tangents):
+            (x,), (t,) = primals, tangents  # (one argument given, one primal)
+            return custom.fun(x), t * 100.0
+    xs = np.array([0.5, -1.5, 2.0])
+    np.testing.assert_array_equal(custom(xs), xs * 6.0)
+    np.testing.assert_allclose(gc.grad(lambda x: gc.sum(custom(x)))(xs), [100.0] * 3)
+    x = gc.tensor(xs, requires_grad=True)
+    gc.sum(custom(x)).backward()
+    np.testing.assert_allclose(x.grad, [100.0] * 3)
+
+
 def test_a_python_number_given_to_grad_reaches_a_nondiff_position_as_the_number():
     # `gc.grad(f)(x, 0.7)` traces 0.7; in a nondiff position it was refused as "an array being
     # traced". grad and the Jacobians now retry with the number, as remat's static_argnums
