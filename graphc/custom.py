@@ -493,10 +493,14 @@ def _check_cotangents(custom, result, args, arg_pos, arg_ops, needs):
         if ct is not None and not isinstance(ct, (Node, Tensor, list, tuple)) and \
                 np.asarray(ct).dtype.kind not in "biufc":
             # (a dict or a string for an array: np.shape read it as shape (), and the
-            # message said the cotangent had shape () where it is no array at all)
+            # message said the cotangent had shape () where it is no array at all; an array
+            # of strings or objects is named by its dtype, where "one array of shape (3,), not
+            # an array of the argument's shape (3,)" contradicted itself)
+            what = (f"an array of dtype {ct.dtype}, not an array of numbers"
+                    if isinstance(ct, np.ndarray) else f"{_describe(ct)}, not an array")
             raise GraphcError(f"custom_vjp function {name}: bwd's cotangent for argument "
-                              f"{_argument_of(args, i)} is {_describe(ct)}, not an array of "
-                              f"the argument's shape {tuple(operand.shape)}", _where(custom.bwd))
+                              f"{_argument_of(args, i)} is {what} of the argument's shape "
+                              f"{tuple(operand.shape)}", _where(custom.bwd))
         if isinstance(ct, (list, tuple)):
             ct = _none_rows_as_zeros(ct, tuple(operand.shape))
         shape = None if ct is None else _cotangent_shape(ct)

@@ -598,6 +598,9 @@ GOOD_FWD = lambda x, y: (x * y, (x, y))  # noqa: E731
     (GOOD_FWD, lambda r, g: ("g", g),
      r"scale: bwd's cotangent for argument 0 is a str, not an array of the argument's shape "
      r"\(3,\)"),
+    (GOOD_FWD, lambda r, g: (np.array(["a", "b", "c"]), g),
+     r"scale: bwd's cotangent for argument 0 is an array of dtype <U1, not an array of "
+     r"numbers of the argument's shape \(3,\)"),
     (GOOD_FWD, lambda r, g: ((g, g[:2]), g),
      r"scale: bwd's cotangent for argument 0 is a tuple of values of different shapes, not "
      r"one array of the argument's shape \(3,\)"),
