@@ -33,6 +33,7 @@ from __future__ import annotations
 import math
 import re
 from dataclasses import dataclass, field
+from fractions import Fraction
 from typing import Callable
 
 import numpy as np
@@ -73,6 +74,10 @@ def parse_memory_limit(value, option: str = "memory_limit") -> int:
                               f"TiB), got {value!r}")
         number, unit = float(match.group(1)), match.group(2).lower()
     limit = number * _UNITS[unit]
+    if math.isfinite(limit) and not isinstance(value, (int, float)):
+        # the text's own decimal value, not its float's: '1.001KB' is 1001 bytes, where
+        # 1.001 * 1000 in floats is 1000.9999999999999, rounded down to 1000
+        limit = Fraction(match.group(1)) * _UNITS[unit]
     if not math.isfinite(limit) or limit <= 0:
         raise GraphcError(f"{option}: expected a positive, finite size, got {value!r}")
     if limit < 1:  # (0.5 is positive: "expected a positive size" of it read as a wrong rule)

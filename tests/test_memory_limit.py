@@ -255,6 +255,16 @@ def test_a_fraction_of_a_byte_is_refused_not_cut(fraction):
     assert parse_memory_limit("1.8 MiB") == int(1.8 * 2**20) == 1887436
 
 
+@pytest.mark.parametrize("text, size", [("1.001KB", 1001), ("1.001MB", 1_001_000),
+                                        ("1.003GB", 1_003_000_000), ("2.675KB", 2675),
+                                        ("1.5e3", 1500), ("1.8 MiB", 1887436)])
+def test_a_decimal_size_in_a_unit_is_its_exact_bytes(text, size):
+    """r7 (s49 review): a size in a unit was computed in floats, then rounded down: '1.001KB'
+    (1.001 * 1000 = 1000.9999999999999) read as 1000 bytes, a byte short of what it says."""
+    assert parse_memory_limit(text) == size
+    assert parse_memory_limit(f"{size}B") == size
+
+
 def test_trainer_takes_a_memory_limit_for_its_step():
     fn, (ws, x, y) = random_mlp_step(1)
     params = {f"w{k}": w for k, w in enumerate(ws)}
