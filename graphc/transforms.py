@@ -324,16 +324,8 @@ class Compiled:
         input order): the arguments are flattened once per call."""
         static = self._static(len(args))
         shapes = self.polymorphic_shapes
-        if isinstance(shapes, tuple) and len(shapes) != len(args):
-            # as JAX's, where the entries are a pytree prefix of the arguments' tuple: fewer
-            # entries meant "concrete" for the rest, and a slip (an entry left out) became a
-            # broadcast error naming no declaration
-            missing = "" if len(shapes) > len(args) else \
-                f": argument {self._names(len(args))[len(shapes)]!r} has none (None: " \
-                "every dimension concrete)"
-            raise GraphcError(f"compile: polymorphic_shapes has {len(shapes)} entries but the "
-                              f"function was called with {len(args)} positional arguments "
-                              f"(one entry per argument){missing}", (user_location(),))
+        if isinstance(shapes, tuple) and len(shapes) > len(args):
+            self._refuse_shape_entries(len(args))
         key, all_leaves = [], []
         for i, a in enumerate(args):
             if i in static:
@@ -374,13 +366,32 @@ class Compiled:
                 all_leaves += leaves
         return tuple(key), all_leaves
 
+    def _check_shape_entries(self, passed: int):
+        """polymorphic_shapes as JAX's, a pytree prefix of the positional arguments' tuple:
+        one entry per argument passed by position (one passed by keyword, or a default, is
+        concrete where it has none, as in jax.export). Fewer entries meant "concrete" for
+        the rest, and a slip (an entry left out) became a broadcast error naming no
+        declaration."""
+        shapes = self.polymorphic_shapes
+        if isinstance(shapes, tuple) and len(shapes) < passed:
+            self._refuse_shape_entries(passed)
+
+    def _refuse_shape_entries(self, passed: int):
+        count = len(self.polymorphic_shapes)
+        missing = "" if count > passed else \
+            f": argument {self._names(passed)[count]!r} has none (None: every dimension " \
+            "concrete)"
+        raise GraphcError(f"compile: polymorphic_shapes has {count} entries but the function "
+                          f"was called with {passed} positional arguments (one entry per "
+                          f"argument){missing}", (user_location(),))
+
     def _leaf_templates(self, i, arg, count) -> list:
         """The declared shape (a tuple of ints, names and "_") of each leaf of argument i, or
         None per leaf where polymorphic_shapes declares nothing."""
-        if self.polymorphic_shapes is None:
-            return _Templates([None] * count)
         if isinstance(self.polymorphic_shapes, str):  # one shape for every leaf
             return _Templates([parse_polymorphic_shape(self.polymorphic_shapes)] * count)
+        if self.polymorphic_shapes is None or i >= len(self.polymorphic_shapes):
+            return _Templates([None] * count)  # (a keyword's or default's: concrete)
         return _Templates(polymorphic_templates(self.polymorphic_shapes[i], arg, count,
                                                 self._names(i + 1)[i]))
 
@@ -636,8 +647,12 @@ class Compiled:
         self._weak_int_limits.pop(id(plan), None)
 
     def __call__(self, *args, **kwargs):
+        self._check_shape_entries(len(args))
         if kwargs:
             return self._call_by_keyword(args, kwargs)
+        return self._call_positional(args)
+
+    def _call_positional(self, args):
         leaves, _ = leaves_and_structure(list(args))  # (one pass: every call makes it)
         if any(isinstance(x, Node) for x in leaves) or current_graph() is not None:
             # inside a trace (concrete arguments too): fn's nodes go into the graph being
@@ -664,7 +679,7 @@ class Compiled:
         passed by keyword and used as a Python value is told to be listed in static_argnames
         by its keyword (ir's "list its position in static_argnums": the user gave none)."""
         try:
-            return self(*self._positional(args, kwargs))
+            return self._call_positional(self._positional(args, kwargs))
         except TracedNumberError as exc:
             advice = exc.advice or ""
             if not (advice.endswith("in static_argnums") and exc.message.endswith(advice)

@@ -232,6 +232,20 @@ def test_polymorphic_shapes_has_one_entry_per_argument_or_one_text_for_all():
         np.testing.assert_array_equal(both(x2, x2), x2 + x2)
         np.testing.assert_array_equal(both(x4, x4), x4 + x4)
         assert both.recompiles == []
+    # an argument passed by keyword, or left to its default, needs no entry (as jax.export's
+    # entries cover the positional arguments): it is concrete; one given an entry is symbolic
+    scaled = gc.compile(lambda x, scale=2.0: x * scale, polymorphic_shapes=(("b", 3),))
+    np.testing.assert_array_equal(scaled(x2, scale=3.0), x2 * 3.0)
+    np.testing.assert_array_equal(scaled(x4, scale=3.0), x4 * 3.0)
+    assert scaled.recompiles == []
+    np.testing.assert_array_equal(scaled(x4), x4 * 2.0)
+    added = gc.compile(lambda x, y: x + y, polymorphic_shapes=(("b", 3), ("b", 3)))
+    np.testing.assert_array_equal(added(x2, y=x2), x2 + x2)
+    np.testing.assert_array_equal(added(x4, y=x4), x4 + x4)
+    assert added.recompiles == []
+    with pytest.raises(GraphcError, match="has 1 entries but the function was called with 2 "
+                       "positional arguments"):
+        gc.compile(lambda x, y, z=1.0: x + y + z, polymorphic_shapes=(("b", 3),))(x2, x2, z=1.0)
     # the vjp of a compiled function (split_vjp's, on the tape) takes the text too
     squares = gc.compile(lambda x: gc.sum(x * x), polymorphic_shapes="(b, 3)")
     for n in (2, 4):
