@@ -487,20 +487,21 @@ class Trainer:
         named = {(id(m), a): name for name, (m, a) in self._buffer_places.items()}
         return {named[id(m), a]: name for name, (m, a) in by_model.items()}
 
-    def _saved_buffer_names(self, meta: dict) -> dict:
+    def _saved_buffer_names(self, meta: dict, path: str | None = None) -> dict:
         """{buffer/NAME in the checkpoint: buffer/NAME of this trainer} for each Buffer whose
         name differs, by the header's buffer_names ({its name: its name by model}, written
         where the Buffers are several models'); a header without them (one model's, or
-        written before they were kept) names them as this trainer does."""
+        written before they were kept) names them as this trainer does. `path`: the file,
+        which a refusal names (_buffer_names_field)."""
         saved = meta.get("buffer_names")
         if saved is None:
             return {}
         if not isinstance(saved, dict) or not all(
                 isinstance(k, str) and isinstance(v, str) for k, v in saved.items()) \
                 or len(set(saved.values())) != len(saved):
-            raise checkpoint.CheckpointError(f"checkpoint header: buffer_names must be "
+            raise checkpoint.CheckpointError(f"{_buffer_names_field(path)} must be "
                                              f"{{name: another name}} with no name twice, "
-                                             f"got {saved!r}"[:200])
+                                             f"got {saved!r}"[:300])
         mine = {by_model: name for name, by_model in self._names_by_model().items()}
         # (another model's, this trainer lacks: under its name by model, which is none of
         # this trainer's, for the refusal of the buffers this model lacks to name)
@@ -509,9 +510,9 @@ class Trainer:
         read_as = {name: saved for saved, name in moved.items()}
         if len({read_as.get(f"buffer/{n}", f"buffer/{n}") for n in self.buffers}) \
                 != len(self.buffers):
-            raise checkpoint.CheckpointError(f"checkpoint header: buffer_names names one of "
+            raise checkpoint.CheckpointError(f"{_buffer_names_field(path)} names one of "
                                              f"the file's buffers as two of this model's, "
-                                             f"{saved!r}"[:200])
+                                             f"{saved!r}"[:300])
         return moved
 
     def _read_only_buffers(self) -> set:
@@ -1227,13 +1228,13 @@ class Trainer:
         other slots (SGD's momentum set from 0, amsgrad) takes the slots the checkpoint has
         and starts the others afresh."""
         checkpoint.check_run_fields(meta, path)
-        moved = self._saved_buffer_names(meta)  # (each model's Buffers to that model)
+        moved = self._saved_buffer_names(meta, path)  # (each model's Buffers to that model)
         if moved:
             by_mine = {moved.get(k, k): a for k, a in arrays.items()}
             if len(by_mine) != len(arrays):  # (two of the file's Buffers taken for one)
                 raise checkpoint.CheckpointError(
-                    f"checkpoint header: buffer_names names two of the file's buffers as one "
-                    f"of this model's, {meta['buffer_names']!r}"[:200])
+                    f"{_buffer_names_field(path)} names two of the file's buffers as one of "
+                    f"this model's, {meta['buffer_names']!r}"[:300])
             arrays = by_mine
         renamed = {saved: name for saved, name in self._tied_buffer_names().items()
                    if saved in arrays and name not in arrays}
@@ -1501,7 +1502,8 @@ class Trainer:
         optional += [*tied, *tied.values(), *self._read_only_buffers()]  # (see restore)
         arrays, meta = checkpoint.load_arrays(path, wanted, optional,
                                               strict_params=not allow_changed_settings,
-                                              renamed=self._saved_buffer_names)
+                                              renamed=lambda meta: self._saved_buffer_names(
+                                                  meta, path))
         checkpoint.check_settings(meta, self.checkpoint_meta, path, allow_changed_settings)
         self.restore(arrays, meta, allow_changed_settings, path)
         self._resumed(path, read)
@@ -2331,6 +2333,13 @@ def _check_loss_scale(state: dict, path: str | None = None) -> None:
     if good is not None and not (good >= 0).all():
         raise checkpoint.CheckpointError(f"{name} amp/good_steps must be 0 or more, got "
                                          f"{np.asarray(good).tolist()}")
+
+
+def _buffer_names_field(path: str | None) -> str:
+    """How a refusal of a checkpoint's buffer_names (Trainer._saved_buffer_names) begins:
+    naming the file where it is known, as checkpoint.saved_accumulation's does."""
+    where = f"checkpoint {path!r}" if path else "the checkpoint"
+    return f"{where}: header field buffer_names"
 
 
 def _resumed_setting(name, mine, initial, current, allow_changed_settings, how):
