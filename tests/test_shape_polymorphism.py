@@ -335,6 +335,26 @@ def test_a_size_negative_for_a_binding_is_refused_before_a_pass_computes_on_it(
                 assert float(gc.sum(compiled(x))) == float(gc.sum(f(x)))
 
 
+def test_a_bool_full_of_a_symbolic_size_fills_its_truth_for_every_binding():
+    """review r6 (s49): full's type rule took a bool fill as true, false, 0 or 1 only, and
+    specialize checks each rule again with the sizes bound, so gc.full((2,), n - 5, "bool")
+    traced for every n was refused for n = 7 ('a bool fill is true, false, 0 or 1, got 2')
+    where eager and a concrete plan fill True; the size's truth is its int64 fill, cast. A
+    bool full of a size read from IR text (`value=n`) is refused, not filled True unbound."""
+    f = lambda x: gc.full((2,), x.shape[0] - 5, "bool")  # noqa: E731
+    fn = gc.compile(f, polymorphic_shapes=(("n", 2),))
+    for rows in (7, 5, 3, 1):
+        x = np.ones((rows, 2), np.float32)
+        expected = np.full((2,), rows - 5, np.bool_)
+        for got in (fn(x), gc.compile(f)(x), f(x)):
+            assert np.asarray(got).dtype == np.bool_
+            np.testing.assert_array_equal(got, expected)
+    with pytest.raises(GraphcError, match="ill-typed full: a bool fill is true, false, 0 or 1, "
+                                          "got n$"):
+        parse("graph g() -> (%0)\n  %0:bool[2] = full {shape=(2,), value=n, dtype=bool}\n"
+              "  return %0")
+
+
 def test_a_size_negative_only_in_a_branch_not_taken_is_not_refused():
     """r13 (s48): the negative-size check refused a cond whose untaken branch had a size
     n-5 < 0 (n = 1), a call eager and a concrete plan run; a branch that runs still fails."""

@@ -2601,6 +2601,9 @@ def full(shape, value, dtype=None):
         value = value[()]  # (its dtype kept: the number fills it below)
     dtype = as_dtype("float32" if dtype is None else dtype)
     if isinstance(value, Dim):  # a symbolic size as a value: filled in per call
+        if dtype.kind == "b":  # its truth, as a number's below: the size's int64 fill, cast
+            # (the type rule takes a bool fill as true or false; a size bound to 5 is neither)
+            return cast(apply("full", shape=shape, value=value, dtype=np.dtype("int64")), dtype)
         return apply("full", shape=shape, value=value, dtype=dtype)
     if not _fill_number(value):
         # another library's 0-d tensor (torch's, JAX's) fills by its value, a number

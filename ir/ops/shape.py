@@ -257,8 +257,9 @@ def _full_infer(types, shape, value, dtype):
     # JSON holds its value as written, which np.full would change: 1.5 truncated to an int
     # dtype's 1, NaN wrapped to its minimum, 2**31 an OverflowError at run time for int32
     dtype = np.dtype(dtype)
-    if not isinstance(value, Dim) and dtype.kind == "b":
-        check(value in (0, 1), f"a bool fill is true, false, 0 or 1, got {value!r}")
+    if dtype.kind == "b":  # (api.full fills a symbolic size's truth by a cast of int64's)
+        check(not isinstance(value, Dim) and value in (0, 1),
+              f"a bool fill is true, false, 0 or 1, got {value!r}")
     elif not isinstance(value, Dim) and dtype.kind in "iu":
         F.check_fits_dtype("fill value", value, dtype)  # (NaN, infinite, out of range)
         check(float(value).is_integer(), f"fill value {value!r} is not a whole number, "
