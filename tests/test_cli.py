@@ -321,7 +321,10 @@ def test_a_warm_profile_puts_each_ops_warm_time_beside_its_time_in_the_step(caps
     by_op = out.split("\n\n")[1].splitlines()
     assert by_op[0].split()[-1] == "warm/step"
     matmul = next(line for line in by_op if line.startswith("matmul "))
-    assert 0.2 < float(matmul.split()[-1]) < 5.0  # warm over in-step time of the products
+    # warm over in-step time of the products: a ratio of two timings, each one wall-clock
+    # measurement at --repeat 1, so only its presence and sign are the code's (one
+    # preemption on a loaded machine put it at 0.06)
+    assert 0 < float(matmul.split()[-1]) < float("inf")
     assert "kernels run again right after themselves" in out
 
 
