@@ -31,8 +31,8 @@ from ir.errors import GraphcError, definition_location, user_location
 from ir.graph import current_graph
 from ir.ops import api as F
 from ir.ops.precision import STATE as AUTOCAST
-from ir.ops.registry import (SymbolicValue, apply, foreign_array_name, is_weak_scalar, like_dtype,
-                             lift_symbolic, scalar_array)
+from ir.ops.registry import (SymbolicValue, apply, foreign_array, foreign_array_name, is_weak_scalar,
+                             like_dtype, lift_symbolic, scalar_array)
 from ir.types import (BFLOAT16, FLOAT_SCALARS, SHORT_NAMES, Dim, InconclusiveDim, TensorType,
                       is_float, is_int)
 from ir.region import Region
@@ -744,6 +744,9 @@ def fori_loop(lower, upper, body_fun, init_val):
         # the bounds checked first: numpy's reading refused a bfloat16 tensor raw
         start = _whole(lower, "fori_loop: lower")  # (an eager Tensor's value too)
         length = _whole(upper, "fori_loop: upper") - start
+        if length >= 2**63:  # (both bounds fit: the scan's length, not the user's, was named)
+            raise GraphcError(f"fori_loop: upper - lower = {length} does not fit in int64",
+                              (user_location(),))
         dtype = np.result_type(scalar_array(lower), scalar_array(upper))
         lower = start
         runs = length > 0
@@ -892,7 +895,13 @@ def _known(x):
     timedelta64 read as uint8[8]); one numpy cannot read as torch reads it (a bfloat16 torch
     scalar: scalar_array), else a 0-d object array holding it, for the caller's refusal.
     A Python int past int64 (an object to numpy) the caller takes by its truth or clamps."""
-    held = scalar_array(x if isinstance(x, np.generic) else getattr(x, "data", x))
+    # (an ndarray's .data is its buffer too: a timedelta64, datetime64 or bfloat16 one raised
+    # a raw ValueError reading it; foreign_array reads a bfloat16 torch tensor of any shape
+    # as bf16, which scalar_array read as f64 at 0-d and not at all above)
+    x = x if isinstance(x, (np.ndarray, np.generic)) else getattr(x, "data", x)
+    held = foreign_array(x)
+    if held is None:
+        held = scalar_array(x)
     if held is None:
         held = np.empty((), dtype=object)
         held[()] = x
@@ -905,7 +914,10 @@ def _concrete_type(value) -> str:
     the TensorType of one raised UnsupportedDtype, one line at no user line, in place of
     the refusal it was describing."""
     if value.dtype == object:
-        return repr(value.item()) if value.ndim == 0 else "an array of Python objects"
+        shown = repr(value.item()) if value.ndim == 0 else "an array of Python objects"
+        # (one line: a torch tensor numpy cannot read, or any object, may repr in many)
+        return shown if "\n" not in shown and len(shown) <= 80 else \
+            f"a {type(value.item()).__qualname__}"
     if value.dtype not in SHORT_NAMES:
         return f"{value.dtype}{list(value.shape)}"
     return str(TensorType(value.shape, value.dtype))

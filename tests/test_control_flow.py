@@ -834,7 +834,7 @@ def test_a_predicate_or_bound_numpy_cannot_type_is_one_line_at_the_users_call():
         one_line(lambda: gc.compile(lambda v: gc.cond(pred, double, negate, v))(x), message)
     torch = pytest.importorskip("torch", reason="torch is the test extra's oracle")
     for pred, said in ((torch.tensor(1.0, requires_grad=True), "f32[]"),
-                       (torch.tensor(1.0, dtype=torch.bfloat16), "f64[]")):  # (its .item())
+                       (torch.tensor(1.0, dtype=torch.bfloat16), "bf16[]")):
         one_line(lambda: gc.cond(pred, double, negate, x),
                  f"cond: the predicate must be a bool or integer scalar, got {said}")
     for result, said in ((None, "None"), (1 + 2j, "complex128[]")):
@@ -857,3 +857,36 @@ def test_a_predicate_or_bound_numpy_cannot_type_is_one_line_at_the_users_call():
         gc.fori_loop(2**63 - 1, 2**63 - 1, lambda i, c: c * 2.0, x), x)
     np.testing.assert_array_equal(gc.fori_loop(-2**63, -2**63 + 2, lambda i, c: c * 2.0, x),
                                   x * 4.0)
+
+
+def test_a_refused_known_predicate_array_or_span_is_one_line_naming_what_the_user_gave():
+    """s49 review: an ndarray predicate was read through its .data buffer, so a 0-d
+    timedelta64, datetime64 or bfloat16 array was a raw ValueError ('cannot include dtype
+    'm' in a buffer'); a bfloat16 torch tensor above 0-d was named by its repr (many lines
+    for a big one) and a 0-d one as f64[]; fori_loop(-2**63, 2**63 - 1), whose bounds both
+    fit, was 'scan: length ... does not fit in int64', naming no argument the user gave."""
+    import ml_dtypes
+    x = np.array([1.0, 2.0])
+    double, negate = (lambda v: v * 2.0), (lambda v: -v)
+
+    def one_line(call, message):
+        with pytest.raises(GraphcError) as info:
+            call()
+        first, where = str(info.value).splitlines()
+        assert first == message
+        assert "test_control_flow.py" in where
+
+    cases = [(np.array(np.timedelta64(1, "s")), "timedelta64[s][]"),
+             (np.array([np.datetime64(1, "s")]), "datetime64[s][1]"),
+             (np.array(1.0, ml_dtypes.bfloat16), "bf16[]")]
+    torch = pytest.importorskip("torch", reason="torch is the test extra's oracle")
+    cases += [(torch.ones(3, 40, dtype=torch.bfloat16), "bf16[3,40]")]
+    for pred, said in cases:
+        message = f"cond: the predicate must be a bool or integer scalar, got {said}"
+        one_line(lambda: gc.cond(pred, double, negate, x), message)
+        one_line(lambda: gc.compile(lambda v: gc.cond(pred, double, negate, v))(x), message)
+        one_line(lambda: gc.switch(pred, [double, negate], x),
+                 f"switch: the index must be an integer scalar, got {said}")
+    for run in (lambda f: f(x), lambda f: gc.compile(f)(x)):
+        one_line(lambda: run(lambda v: gc.fori_loop(-2**63, 2**63 - 1, lambda i, c: c, v)),
+                 f"fori_loop: upper - lower = {2**64 - 1} does not fit in int64")
