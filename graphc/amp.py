@@ -82,6 +82,13 @@ class LossScaler:
         # optimiser's, an Inf gradient included)
         self.enabled = bool(_flag("LossScaler: enabled", enabled))
 
+    def settings(self) -> dict:
+        """The settings that decide the scale's course (JSON values): what data-parallel
+        ranks must agree on, each of them stepping its own copy of the scale."""
+        return {"enabled": self.enabled, "init_scale": self.init_scale,
+                "growth_factor": self.growth_factor, "backoff_factor": self.backoff_factor,
+                "growth_interval": self.growth_interval}
+
     def init(self) -> dict:
         return {"scale": np.asarray(self.init_scale if self.enabled else 1.0, np.float32),
                 "good_steps": np.asarray(0, np.int64)}

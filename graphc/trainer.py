@@ -766,6 +766,12 @@ class Trainer:
             optimizer=_optimizer_settings(self.optimizer, self.steps), steps=self.steps,
             seed=self.seed, gradient_accumulation_steps=self.gradient_accumulation_steps,
             clip_norm=self.clip_norm, settings=_jsonable(self.checkpoint_meta),
+            # each rank scales its loss and unscales the averaged gradients by its own copy
+            # of the scale: a rank of another precision, or whose scale grows or backs off
+            # otherwise, averaged gradients of other scales and trained apart, silently.
+            # (trainer.scaler's name sorts after precision: the first difference said)
+            precision=self.precision,
+            scaler=None if self.scaler is None else self.scaler.settings(),
             lr_on_plateau=self.plateau and self.plateau.settings(),
             data=batch_digest(first))
 

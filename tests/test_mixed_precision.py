@@ -1003,6 +1003,79 @@ def test_fp16_trainer_saves_and_resumes_its_loss_scale(tmp_path):
     assert switched.step == 2 and float(switched.amp_state["scale"]) == 2.0 ** 16
 
 
+DISAGREEING_RANKS_WORKER = """
+import numpy as np
+import graphc as gc
+import graphc.distributed as dist
+from ir.errors import GraphcError
+
+dist.init(timeout=60)
+X = np.random.default_rng(0).normal(size=(16, 3)).astype(np.float32)
+Y = X @ np.ones((3, 2), np.float32)
+
+
+def loss(p, batch):
+    return gc.mse_loss(batch[0] @ p["w"], batch[1])
+
+
+def batches(rng):
+    rows = rng.integers(0, 16, 4)
+    return X[rows], Y[rows]
+
+
+one = dist.rank() == 1
+cases = {  # (precision, loss scaler): rank 0's, then rank 1's
+    "precision": lambda: ("fp32", None) if one else ("fp16-mixed", None),
+    "growth_interval": lambda: ("fp16-mixed", gc.amp.LossScaler(growth_interval=2 if one else 3)),
+    "init_scale": lambda: ("fp16-mixed", gc.amp.LossScaler(init_scale=2.0 ** (12 if one else 10))),
+    "backoff_factor": lambda: ("fp16-mixed", gc.amp.LossScaler(backoff_factor=0.25 if one else 0.5)),
+    "enabled": lambda: ("fp16-mixed", gc.amp.LossScaler(enabled=not one)),
+    "same": lambda: ("fp16-mixed", gc.amp.LossScaler(init_scale=2.0 ** 10, growth_interval=2)),
+}
+for name, make in cases.items():
+    precision, scaler = make()
+    try:
+        trainer = gc.Trainer(loss, {"w": np.ones((3, 2), np.float32)}, gc.optim.SGD(lr=0.1),
+                             batches, steps=4, precision=precision, loss_scaler=scaler,
+                             distributed=True)
+        trainer.fit(None, progress=False)
+        scale = trainer.amp_state and float(trainer.amp_state["scale"])  # (fp32: None)
+        message = f"trained to step {trainer.step}, scale {scale}"
+    except GraphcError as exc:
+        message = exc.message
+    print(f"{dist.rank()} {name}: {message}", flush=True)
+"""
+
+
+def test_data_parallel_ranks_of_another_precision_or_loss_scaler_are_refused(tmp_path):
+    """Each rank scales its loss and unscales the all-reduced gradients by its own copy of
+    the scale. Before, the handshake compared neither the precision nor the loss scaler's
+    settings: a float32 rank beside an fp16-mixed one averaged unscaled gradients with ones
+    2**16 times larger (the ranks' weights then differed by three orders of magnitude), and
+    ranks whose scales grew or backed off otherwise averaged gradients of other scales, each
+    run going on silently. Now both ranks refuse it at construction, naming the setting."""
+    pytest.importorskip("mpi4py", reason="the mpi extra is not installed")
+    import graphc.distributed as dist
+    sys.path.insert(0, os.path.join(REPO, "tests"))
+    from launch import rank_env, run_in_group
+    (tmp_path / "worker.py").write_text(DISAGREEING_RANKS_WORKER)
+    code, output, _ = run_in_group(dist.launch_command(2, [str(tmp_path / "worker.py")]),
+                                   rank_env(), 240, merge_output=True)
+    assert code == 0, output
+    lines = sorted(line for line in output.splitlines() if line[:2] in ("0 ", "1 "))
+    said = {
+        "precision": "precision: rank 0 has fp16-mixed, rank 1 has fp32",
+        "growth_interval": "scaler.growth_interval: rank 0 has 3, rank 1 has 2",
+        "init_scale": "scaler.init_scale: rank 0 has 1024.0, rank 1 has 4096.0",
+        "backoff_factor": "scaler.backoff_factor: rank 0 has 0.5, rank 1 has 0.25",
+        "enabled": "scaler.enabled: rank 0 has true, rank 1 has false"}
+    expected = [f"{rank} {name}: ranks disagree on {what}" for name, what in said.items()
+                for rank in (0, 1)]
+    # the same settings train, the scale the same on both ranks (4 good steps: 2**10 * 4)
+    expected += [f"{rank} same: trained to step 4, scale 4096.0" for rank in (0, 1)]
+    assert lines == sorted(expected), output
+
+
 def test_bad_precision_is_one_line_and_exit_2(tmp_path):
     result = subprocess.run([sys.executable, "-m", "graphc.cli", "train", "--precision", "fp8",
                              "--out", str(tmp_path)], capture_output=True, text=True,
