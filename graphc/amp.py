@@ -138,6 +138,17 @@ class LossScaler:
                          "LossScaler.unscale: the gradient", g)
         if not self.enabled:  # (finite: every step is taken)
             return grads, np.asarray(True), state
+        for name, g in zip(names, leaves):
+            # as torch's GradScaler.unscale_ ("Attempting to unscale FP16 gradients"): a
+            # float16 gradient is of a float16 parameter, whose update rounds away what the
+            # scale kept from underflowing, and, scaled in float16, it overflows at 65504
+            # where a float32 one would not (graphc unscaled it and trained on, silently)
+            if g is not None and np.dtype(g.dtype) == np.float16:
+                what = f"gradient {name}" if name else "the gradient"
+                raise GraphcError(f"LossScaler.unscale: {what} is float16: loss scaling needs "
+                                  "float32 parameters (master weights), autocast computing in "
+                                  "float16 (torch's GradScaler refuses to unscale FP16 "
+                                  "gradients too)", (user_location(),))
         inverse = 1.0 / state["scale"]
         leaves = [None if g is None else g * F.cast(inverse, g.dtype) for g in leaves]
         grads = unflatten(structure, leaves)

@@ -265,6 +265,14 @@ class Trainer:
                               (user_location(),))
         if self.half == np.float16:
             self.scaler = loss_scaler or amp.LossScaler()
+            half = next((n for n, a in params.items() if a is not None
+                         and np.asarray(a).dtype == np.float16), None)
+            if half is not None and self.scaler.enabled:  # (LossScaler.unscale's refusal,
+                # said here by the parameter's name, before the step is traced)
+                raise GraphcError(f"Trainer: params[{half!r}] is float16; precision="
+                                  "'fp16-mixed' scales the loss for float32 parameters (master "
+                                  "weights), and torch's GradScaler refuses to unscale float16 "
+                                  "gradients too: give float32 parameters", (user_location(),))
         self.amp_state = self.scaler.init() if self.scaler else None
         self.skipped_steps, self.step_skipped = 0, False  # steps an overflow skipped
         self.dist = None  # graphc.distributed when data-parallel

@@ -858,6 +858,48 @@ def test_loss_scaler_refuses_bad_operands_in_one_line():
 
 
 @needs_torch
+def test_loss_scaling_refuses_float16_gradients_as_gradscaler():
+    """torch's GradScaler.unscale_ refuses float16 gradients ("Attempting to unscale FP16
+    gradients."): loss scaling is for float32 master weights. graphc unscaled them, and
+    gc.Trainer(precision="fp16-mixed") trained float16 parameters on, silently. Now both
+    refuse in one line naming the parameter; float32 and bfloat16 gradients unscale as
+    before, and a disabled scaler passes float16 ones through, as torch's disabled one."""
+    scaler, w = gc.amp.LossScaler(init_scale=4.0), np.full(3, 8.0, np.float16)
+    with pytest.raises(GraphcError, match=r"^LossScaler.unscale: gradient b is float16: "
+                                          r"loss scaling needs float32 parameters"):
+        scaler.unscale({"a": w.astype(np.float32), "b": w}, scaler.init())
+    for dtype in (np.float32, BFLOAT16):
+        grads, finite, _ = scaler.unscale({"a": w.astype(dtype)}, scaler.init())
+        assert bool(finite) and grads["a"].dtype == dtype
+        np.testing.assert_array_equal(np.asarray(grads["a"], np.float32), 2.0)
+    grads, finite, _ = gc.amp.LossScaler(enabled=False).unscale({"b": w}, scaler.init())
+    assert grads["b"] is w and bool(finite)
+    if torch is not None:  # torch's refusal
+        p = torch.nn.Parameter(torch.ones(3, dtype=torch.float16))
+        opt = torch.optim.SGD([p], lr=0.1)
+        p.grad = torch.full((3,), 8.0, dtype=torch.float16)
+        theirs = torch.amp.GradScaler("cpu", init_scale=4.0)
+        theirs.scale(torch.ones(()))  # (its scale is made by the first scale())
+        with pytest.raises(ValueError, match="Attempting to unscale FP16 gradients"):
+            theirs.unscale_(opt)
+
+    def loss(p, batch):
+        x, = batch
+        return gc.mse_loss(x @ p["w"], x[:, :2])
+
+    x = np.ones((4, 3), np.float32)
+    with pytest.raises(GraphcError, match=r"^Trainer: params\['w'\] is float16; "
+                                          r"precision='fp16-mixed' scales the loss"):
+        gc.Trainer(loss, {"w": np.ones((3, 2), np.float16)}, gc.optim.SGD(lr=0.1),
+                   lambda rng: (x,), steps=2, precision="fp16-mixed")
+    # without loss scaling (a disabled scaler) float16 parameters train, as torch's would
+    trainer = gc.Trainer(loss, {"w": np.ones((3, 2), np.float16)}, gc.optim.SGD(lr=0.1),
+                         lambda rng: (x,), steps=2, precision="fp16-mixed",
+                         loss_scaler=gc.amp.LossScaler(enabled=False))
+    trainer.train_step()
+    assert trainer.params["w"].dtype == np.float16
+
+
 def test_loss_scaler_scales_a_list_tuple_or_iterable_of_losses_as_gradscaler():
     """torch.amp.GradScaler.scale takes a tensor or an iterable of them (nested), scaling each
     and keeping a list's or tuple's type (another iterable: an iterator); scale() refused a
