@@ -582,8 +582,10 @@ def _read_array(zf, info, key, shape, dtype, path):
                 raise CheckpointError(f"checkpoint {path!r}: {key} is {got_dtype}, not an "
                                       "array of numbers")
         if got_shape != tuple(shape) or got_dtype != _stored_dtype(dtype):
+            saved = BFLOAT16 if got_dtype == _stored_dtype(BFLOAT16) else got_dtype  # (its
+            # bits: a float32 trainer resuming a bfloat16 run's file read "is uint16")
             raise CheckpointError(
-                f"checkpoint {path!r}: {key} is {got_dtype}{list(got_shape)}, the model in "
+                f"checkpoint {path!r}: {key} is {saved}{list(got_shape)}, the model in "
                 f"its header needs {dtype}{list(shape)}")
         nbytes = math.prod(shape) * dtype.itemsize
         if info.file_size - offset != nbytes:

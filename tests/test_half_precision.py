@@ -132,7 +132,7 @@ def test_checkpoint_round_trip_of_half_arrays(tmp_path):
         np.testing.assert_array_equal(loaded[k].view(np.uint8), a.view(np.uint8))  # bit-exact
     assert meta["step"] == 3
     # a bfloat16 array where float32 is expected is refused with one line naming both
-    with pytest.raises(checkpoint.CheckpointError, match="param/w is uint16.*needs float32"):
+    with pytest.raises(checkpoint.CheckpointError, match="param/w is bfloat16.*needs float32"):
         checkpoint.load_arrays(path, {"param/w": ((3, 5), np.dtype("float32"))})
 
 

@@ -1118,6 +1118,32 @@ def test_data_parallel_ranks_of_another_precision_or_loss_scaler_are_refused(tmp
     assert lines == sorted(expected), output
 
 
+def test_a_bfloat16_checkpoint_resumed_by_a_float32_trainer_names_bfloat16(tmp_path):
+    """A bfloat16 parameter is stored as its bits (uint16): a float32 trainer resuming a
+    bfloat16 run's checkpoint was told 'param/w is uint16[3, 2]', a dtype graphc never
+    trains. Now the line names bfloat16; the bfloat16 trainer resumes it bit for bit."""
+    def loss(p, batch):
+        x, = batch
+        return gc.mse_loss(x @ p["w"], x[:, :2])
+
+    x = np.ones((4, 3), np.float32)
+
+    def trainer(dtype):
+        return gc.Trainer(loss, {"w": np.full((3, 2), 0.5, dtype)}, gc.optim.SGD(lr=0.1),
+                          lambda rng: (x,), steps=2, precision="bf16-mixed")
+    saved = trainer(BFLOAT16)
+    saved.train_step()
+    saved.save(str(tmp_path / "c.npz"))
+    with pytest.raises(checkpoint.CheckpointError,
+                       match=r"param/w is bfloat16\[3, 2\], the model in its header needs "
+                             r"float32\[3, 2\]$"):
+        trainer(np.float32).resume(str(tmp_path / "c.npz"))
+    resumed = trainer(BFLOAT16)
+    resumed.resume(str(tmp_path / "c.npz"))
+    assert resumed.params["w"].dtype == BFLOAT16
+    assert resumed.params["w"].tobytes() == saved.params["w"].tobytes()
+
+
 def test_bad_precision_is_one_line_and_exit_2(tmp_path):
     result = subprocess.run([sys.executable, "-m", "graphc.cli", "train", "--precision", "fp8",
                              "--out", str(tmp_path)], capture_output=True, text=True,
