@@ -366,14 +366,16 @@ class Compiled:
                 all_leaves += leaves
         return tuple(key), all_leaves
 
-    def _check_shape_entries(self, passed: int):
+    def _check_shape_entries(self, args, passed: int):
         """polymorphic_shapes as JAX's, a pytree prefix of the positional arguments' tuple:
         one entry per argument passed by position (one passed by keyword, or a default, is
         concrete where it has none, as in jax.export). Fewer entries meant "concrete" for
         the rest, and a slip (an entry left out) became a broadcast error naming no
-        declaration."""
+        declaration. `args`: the call's arguments, keywords bound to their positions; a
+        count fn does not take is refused as that first (not as an entry missing)."""
         shapes = self.polymorphic_shapes
         if isinstance(shapes, tuple) and len(shapes) < passed:
+            self._check_argnums(len(args))
             self._refuse_shape_entries(passed)
 
     def _refuse_shape_entries(self, passed: int):
@@ -426,6 +428,7 @@ class Compiled:
 
     def plan_for(self, *args):
         self._check_argnums(len(args))
+        self._check_shape_entries(args, len(args))
         return self._plan_for_key(args, self.signature(args))
 
     def _plan_for_key(self, args, key, on_tape_instead=False, given=None):
@@ -647,18 +650,21 @@ class Compiled:
         self._weak_int_limits.pop(id(plan), None)
 
     def __call__(self, *args, **kwargs):
-        self._check_shape_entries(len(args))
         if kwargs:
             return self._call_by_keyword(args, kwargs)
-        return self._call_positional(args)
+        return self._call_positional(args, len(args))
 
-    def _call_positional(self, args):
+    def _call_positional(self, args, passed):
+        """fn(*args), `passed` of them given by position (the others by keyword or left to
+        their defaults: _positional's)."""
         leaves, _ = leaves_and_structure(list(args))  # (one pass: every call makes it)
         if any(isinstance(x, Node) for x in leaves) or current_graph() is not None:
             # inside a trace (concrete arguments too): fn's nodes go into the graph being
             # traced, as jax.jit inside jit, so fn may read its values (a plan of its own
-            # could not: "operands belong to different graphs")
+            # could not: "operands belong to different graphs"); polymorphic_shapes are
+            # not read there
             return self.fn(*args)
+        self._check_shape_entries(args, passed)
         weak = _weak_floats(args, self._static(len(args)))
         if self.records_on_tape and is_grad_enabled() and \
                 any(isinstance(x, Tensor) and x.requires_grad for x in leaves):
@@ -679,7 +685,7 @@ class Compiled:
         passed by keyword and used as a Python value is told to be listed in static_argnames
         by its keyword (ir's "list its position in static_argnums": the user gave none)."""
         try:
-            return self._call_positional(self._positional(args, kwargs))
+            return self._call_positional(self._positional(args, kwargs), len(args))
         except TracedNumberError as exc:
             advice = exc.advice or ""
             if not (advice.endswith("in static_argnums") and exc.message.endswith(advice)

@@ -254,6 +254,22 @@ def test_polymorphic_shapes_has_one_entry_per_argument_or_one_text_for_all():
         np.testing.assert_array_equal(t.grad, np.full((n, 3), 3.0))
 
 
+def test_an_entry_left_out_is_refused_by_plan_for_after_the_arity_and_not_in_a_trace():
+    # review r9 (s49) of 34a6a04, which moved the count of polymorphic_shapes' entries from
+    # _key_and_leaves to Compiled.__call__: plan_for (README's) no longer checked it (a
+    # broadcast error naming no declaration), a call with one argument too many said an
+    # entry was missing for 'arg1', and a call inside a trace, where fn runs inline and no
+    # polymorphic shape is read, was refused
+    x2 = np.ones((2, 3))
+    one = gc.compile(lambda x, y: x + y, polymorphic_shapes=(("b", 3),))
+    with pytest.raises(GraphcError, match="has 1 entries but the function was called with 2 "
+                       "positional arguments .*argument 'y' has none"):
+        one.plan_for(x2, x2)
+    with pytest.raises(GraphcError, match="too many positional arguments"):
+        gc.compile(lambda x: x, polymorphic_shapes=(("b", 3),))(x2, x2)
+    np.testing.assert_array_equal(gc.grad(lambda x: gc.sum(one(x, x)))(x2), 2 * x2)
+
+
 def test_bind_dims_errors():
     graph = gc.trace(lambda x, y: x + y, gc.spec(("batch", 3)), gc.spec(("batch", 3)))
     with pytest.raises(GraphcError, match=r"input 'y' expects shape \(batch, 3\), got "
