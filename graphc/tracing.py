@@ -472,9 +472,13 @@ def eval_shape(fn, *args):
 
 
 def unchecked_eval_shape(fn, *args):
-    """eval_shape without refusing a negative size: the ys of a scan of no steps, whose body
-    never runs (eagerly nothing refuses a negative size it holds)."""
-    return _specs(_shapes_graph(fn, args))
+    """eval_shape without refusing a negative size the result does not hold: the ys of a
+    scan of no steps, whose body never runs (eagerly nothing refuses a negative size it
+    holds); one in the result is refused as eval_shape's (no (0, -2) ys can be made)."""
+    graph = _shapes_graph(fn, args)
+    if any(_negative(o.type) for o in graph.outputs):
+        _refuse_negative_sizes(graph)  # (the first, as a step run eagerly would refuse)
+    return _specs(graph)
 
 
 def _shapes_graph(fn, args):
@@ -495,14 +499,17 @@ def _specs(graph):
     return unflatten(graph.output_tree, [Spec(tuple(o.shape), o.dtype) for o in graph.outputs])
 
 
+def _negative(type_) -> bool:
+    types = type_.elements if isinstance(type_, TupleType) else (type_,)
+    return any(d < 0 for t in types for d in getattr(t, "shape", ()) if not isinstance(d, Dim))
+
+
 def _refuse_negative_sizes(graph):
     """A size that is negative (zeros((-3, 4)), eye(-2)) is refused as running refuses it
     (runtime/eager.py's run_op: numpy's message, the op and the user's line), not printed as
     f32[-3,4]: the type rules take it, since a cond's branch or a loop's body that never
     runs may hold one, and those are regions, not this graph's nodes."""
     for node in graph.nodes:
-        types = node.type.elements if isinstance(node.type, TupleType) else (node.type,)
-        if any(d < 0 for t in types for d in getattr(t, "shape", ())
-               if not isinstance(d, Dim)):
+        if _negative(node.type):
             raise GraphcError(f"{node.op}() failed: negative dimensions are not allowed",
                               node.locs)

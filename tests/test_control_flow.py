@@ -809,6 +809,20 @@ def test_a_body_that_never_runs_is_not_built_so_its_negative_size_is_no_error():
         poly(np.ones((3, 2), np.float32))
 
 
+def test_a_scan_of_no_steps_whose_ys_has_a_negative_size_is_one_line_at_the_users_call():
+    """review r9 (s49) of 178c86a: the eager scan of no steps types its ys by an eval_shape
+    that no longer refuses a negative size; a ys of shape (-2,) then reached
+    np.zeros((0, -2)), a bare ValueError naming no line. A negative size only inside the
+    body (not in the ys) is still no error."""
+    x = np.ones((3, 2), np.float32)
+    for ys in (lambda: gc.zeros((-2,)), lambda: gc.zeros((-2, 2)) * 2):
+        with pytest.raises(GraphcError, match=r"full\(\) failed: negative dimensions") as info:
+            gc.scan(lambda c, xi: (c, ys()), np.float32(0), x[:0])
+        assert any("test_control_flow.py" in str(loc) for loc in info.value.locs)
+    carry, out = gc.scan(lambda c, xi: (c + gc.sum(gc.zeros((-2,))), xi), np.float32(0), x[:0])
+    assert float(carry) == 0.0 and out.shape == (0, 2)
+
+
 def test_a_predicate_or_bound_numpy_cannot_type_is_one_line_at_the_users_call():
     """s49: cond described a refused predicate with a TensorType, which refuses the dtype
     itself: cond(None, ...), a str or a complex predicate (and an eager cond_fun returning
