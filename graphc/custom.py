@@ -51,6 +51,14 @@ from .tracing import (DICT_KINDS, call_signature, function_name, leaves_and_stru
 from .transforms import _argnums  # (static_argnums' and argnums' reading too)
 
 
+# why each of JAX's rule options is taken at its default only (_Custom._refuse_options)
+_UNSUPPORTED_OPTIONS = {
+    "symbolic_zeros": "graphc passes its rules plain arrays (zeros for an input or output "
+                      "that is not differentiated), not JAX's CustomVJPPrimal or SymbolicZero "
+                      "objects",
+    "optimize_remat": "graphc does not rematerialise fwd"}
+
+
 class _Custom:
     """What custom_vjp and custom_jvp share: the function, its name and nondiff_argnums."""
 
@@ -84,6 +92,17 @@ class _Custom:
                    "or close over it")
         refuse_traced(value, refused.format("a traced value"))
         raise GraphcError(refused.format("a tensor that requires grad"), (user_location(),))
+
+    def _refuse_options(self, call, **options):
+        """JAX's rule options other than at their default (False), in one line: graphc
+        passes no CustomVJPPrimal or SymbolicZero objects (symbolic_zeros) and has no
+        remat of fwd to optimise (optimize_remat); the rule is written without them."""
+        for option, value in options.items():
+            if not (isinstance(value, (bool, np.bool_, int, np.integer)) and not value):
+                raise GraphcError(f"{self.kind} function {self.name}: {call}, "
+                                  f"{option}={value!r}) is not supported: "
+                                  f"{_UNSUPPORTED_OPTIONS[option]}; leave {option} out",
+                                  (user_location(),))
 
     def __call__(self, *args, **kwargs):
         self._ready()
@@ -145,7 +164,11 @@ class custom_vjp(_Custom):
         super().__init__(fun, nondiff_argnums)
         self.fwd = self.bwd = None
 
-    def defvjp(self, fwd, bwd):
+    def defvjp(self, fwd, bwd, symbolic_zeros=False, optimize_remat=False):
+        """JAX's defvjp; its options are taken at their defaults only (a raw TypeError
+        before): graphc's rules see plain arrays, a zero cotangent as zeros."""
+        self._refuse_options("defvjp(fwd, bwd", symbolic_zeros=symbolic_zeros,
+                             optimize_remat=optimize_remat)
         self.fwd, self.bwd = fwd, bwd
         return self
 
@@ -182,7 +205,9 @@ class custom_jvp(_Custom):
         super().__init__(fun, nondiff_argnums)
         self.jvp = None
 
-    def defjvp(self, jvp):
+    def defjvp(self, jvp, symbolic_zeros=False):
+        """JAX's defjvp, symbolic_zeros at its default only (as defvjp's)."""
+        self._refuse_options("defjvp(jvp", symbolic_zeros=symbolic_zeros)
         self.jvp = jvp
         return jvp
 

@@ -779,3 +779,35 @@ def test_a_custom_vjp_of_float32_arguments_with_a_half_result_under_autocast():
     loss(tx, tw).backward()  # the eager tape
     np.testing.assert_allclose(tx.grad, want[0], rtol=1e-6)
     np.testing.assert_allclose(tw.grad, want[1], rtol=1e-6)
+
+
+def test_jaxs_rule_options_are_taken_at_their_default_and_refused_otherwise_in_one_line():
+    """defvjp(..., symbolic_zeros=, optimize_remat=) and defjvp(..., symbolic_zeros=) were a
+    raw TypeError traceback (unexpected keyword). JAX's default (False) is taken, the rule
+    seeing plain arrays as it does without the option; True (graphc has no SymbolicZero or
+    CustomVJPPrimal objects to pass) is one line naming the option and the user's line."""
+    import inspect
+    f = gc.custom_vjp(lambda x: x * 2)
+    for options in ({"symbolic_zeros": True}, {"optimize_remat": True},
+                    {"symbolic_zeros": True, "optimize_remat": False}):
+        line = inspect.currentframe().f_lineno + 2
+        with pytest.raises(gc.GraphcError) as info:
+            f.defvjp(lambda x: (x * 2, None), lambda r, g: (g * 2,), **options)
+        option = next(k for k, v in options.items() if v)
+        assert info.value.message.startswith(
+            f"custom_vjp function <lambda>: defvjp(fwd, bwd, {option}=True) is not supported")
+        assert info.value.message.endswith(f"; leave {option} out")
+        assert info.value.locs == ((f"tests/{os.path.basename(__file__)}", line),)
+    assert f.fwd is None  # (nothing defined by a refused call)
+    f.defvjp(lambda x: (x * 2, None), lambda r, g: (g * 3,), symbolic_zeros=False,
+             optimize_remat=False)
+    np.testing.assert_array_equal(gc.grad(lambda x: gc.sum(f(x)))(np.ones(2)), [3.0, 3.0])
+
+    g = gc.custom_jvp(lambda x: x * 2)
+    with pytest.raises(gc.GraphcError, match=r"^custom_jvp function <lambda>: defjvp\(jvp, "
+                       r"symbolic_zeros=True\) is not supported: .*SymbolicZero.*\n  at "
+                       r"tests/test_custom_gradients\.py:\d+$"):
+        g.defjvp(lambda p, t: (p[0] * 2, t[0] * 2), symbolic_zeros=True)
+    g.defjvp(lambda p, t: (p[0] * 2, t[0] * 5), symbolic_zeros=False)
+    out, tangent = gc.jvp(g, (np.ones(2),), (np.ones(2),))
+    np.testing.assert_array_equal(tangent, [5.0, 5.0])
