@@ -811,3 +811,39 @@ def test_jaxs_rule_options_are_taken_at_their_default_and_refused_otherwise_in_o
     g.defjvp(lambda p, t: (p[0] * 2, t[0] * 5), symbolic_zeros=False)
     out, tangent = gc.jvp(g, (np.ones(2),), (np.ones(2),))
     np.testing.assert_array_equal(tangent, [5.0, 5.0])
+
+
+def test_a_bwd_cotangent_of_another_dtype_than_its_arguments_is_refused_in_one_line():
+    """An int32 (or float32) cotangent bwd returned for a float64 argument was cast to
+    float64 without a word. JAX's contract is 'bwd rule must produce an output with the same
+    shape/dtypes as the args tuple' (its check lets a dtype through for now: the gradient
+    is then int32, or a lax.add error beside another path's float64 one); graphc holds it,
+    as it holds vjp_fn's cotangent, eagerly, compiled and on the tape. A number (Python or
+    numpy scalar, a list of numbers) is weakly typed and takes the argument's dtype."""
+    import inspect
+    for bad in (np.array([1, 2], np.int32), np.array([1, 2], np.float32),
+                gc.tensor(np.array([1, 2], np.int64))):
+        f = gc.custom_vjp(lambda x: x * 2)
+        line = inspect.currentframe().f_lineno + 1
+        f.defvjp(lambda x: (f(x), None), lambda r, g: (bad,))
+        loss = lambda x: gc.sum(f(x))  # noqa: E731
+        t = gc.tensor(np.ones(2), requires_grad=True)
+        for call in (lambda: gc.grad(loss)(np.ones(2)),
+                     lambda: gc.compile(gc.grad(loss))(np.ones(2)),
+                     lambda: loss(t).backward()):
+            with pytest.raises(gc.GraphcError) as info:
+                call()
+            assert info.value.message == (
+                f"custom_vjp function <lambda>: bwd's cotangent for argument 0 has dtype "
+                f"{np.dtype(bad.dtype)} but the argument has dtype float64; return it in the "
+                "argument's dtype (.astype), as JAX requires")
+            assert info.value.locs[0] == (f"tests/{os.path.basename(__file__)}", line)
+    for number, x in ((3, np.array(1.0)), (np.float32(0.5), np.array(1.0)),
+                      ([1, 2], np.ones(2)), (np.array([1.0, 2.0]), np.ones(2))):
+        f = gc.custom_vjp(lambda x: x * 2)
+        f.defvjp(lambda x: (f(x), None), lambda r, g: (number,))
+        for grad in (gc.grad(lambda x: gc.sum(f(x))),
+                     gc.compile(gc.grad(lambda x: gc.sum(f(x))))):
+            got = grad(x)
+            assert got.dtype == np.float64
+            np.testing.assert_array_equal(got, np.asarray(number, np.float64))
