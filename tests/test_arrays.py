@@ -111,6 +111,30 @@ def test_sort_of_a_0d_value_takes_only_axis_none_as_numpys(axis):
         gc.sort(z, 1.5)
 
 
+def test_argsort_of_a_0d_value_is_numpys_one_element_order():
+    """gc.argsort of a 0-d value gave a 0-d 0, eagerly and compiled, where numpy's argsort
+    sorts it as 1 element, [0] of shape (1,), for axis -1 (the default), 0 and None, and
+    refuses other axes (AxisError). So does gc.argsort now, descending too."""
+    for z in (np.array(1.5, np.float32), np.float32(3), np.array(2, np.int32), 2.5):
+        for axis in (-1, 0, None):
+            for descending in (False, True):
+                got = both(lambda a: gc.argsort(a, axis, descending=descending), z)
+                want = np.argsort(z, axis)
+                assert got.shape == want.shape == (1,) and got.dtype == np.int64
+                np.testing.assert_array_equal(got, want)
+        for axis in (1, -2, 3):
+            with pytest.raises(np.exceptions.AxisError):
+                np.argsort(z, axis)
+            for fn in (gc.argsort, gc.compile(gc.argsort, static_argnums=(1,))):
+                with pytest.raises(gc.GraphcError) as info:
+                    fn(z, axis)
+                assert str(info.value).splitlines()[0] == (
+                    f"argsort: axis {axis} is out of range for a 0-d value, which argsort "
+                    "sorts as 1 element (axis -1, 0 or None), as numpy's")
+    with pytest.raises(gc.GraphcError, match="argsort: axis must be an int, got 0.5"):
+        gc.argsort(np.float32(3), 0.5)
+
+
 def test_sort_and_top_k_gradients_match_torch():
     w = RNG.normal(size=(3, 4, 2))
     g = gc.grad(lambda a: gc.sum(gc.top_k(a, 2)[0] * w))(X)

@@ -389,12 +389,16 @@ def _argsort(x, axis, descending):
 def argsort(x, axis=-1, descending=False):
     """numpy's argsort (stable, as kind="stable"), or from the largest with descending=True
     (the first of equal elements first); axis=None: of the flattened x, as numpy's (and
-    sort's). An index: no gradient."""
+    sort's). A 0-d x is sorted as 1 element, as numpy's: [0], for axis -1, 0 or None. An
+    index: no gradient."""
     if axis is None:
         x, axis = F.reshape(x, (-1,)), 0
-    axis = _axis(axis, builtins.max(_ndim(x), 1), "argsort: axis")
-    if _ndim(x) == 0:
-        return F.cast(F.zeros_like(x), "int64")
+    if _ndim(x) == 0:  # (a 0-d 0 before, where np.argsort(np.float32(3)) is [0])
+        if is_int(axis) and not -1 <= axis <= 0:
+            _fail(f"argsort: axis {axis} is out of range for a 0-d value, which argsort "
+                  "sorts as 1 element (axis -1, 0 or None), as numpy's")
+        x = F.reshape(x, (1,))
+    axis = _axis(axis, _ndim(x), "argsort: axis")
     return apply("argsort", x, axis=axis, descending=bool(descending))
 
 
