@@ -2270,13 +2270,15 @@ class Conv2d(Module):
             "stride", "padding", "dilation", "groups", "padding_mode"))
         if mode != "zeros" and not (isinstance(padding, str) and padding == "valid"):
             # as PyTorch: x padded by the mode, then a convolution without padding
+            given = None
             if isinstance(padding, str) and padding == "same":
                 padding = F._same_padding("Conv2d", F._shape(self.weight)[2:],
                                           F._pair("Conv2d", "stride", stride),
                                           F._pair("Conv2d", "dilation", dilation))
             else:
-                padding = [(p, p) for p in F._pair("Conv2d", "padding", padding)]
-            x, padding = F._pad2d_mode("Conv2d", x, padding, mode), 0
+                given = F._pair("Conv2d", "padding", padding)
+                padding = [(p, p) for p in given]
+            x, padding = F._pad2d_mode("Conv2d", x, padding, mode, given), 0
         return F.conv2d(x, self.weight, self.bias, stride, padding, dilation, groups)
 
     extra_repr = _conv_repr
@@ -2298,18 +2300,19 @@ class Conv1d(Module):
         stride, padding, dilation, groups, mode = (self._setting(name, x) for name in (
             "stride", "padding", "dilation", "groups", "padding_mode"))
         if mode != "zeros" and not (isinstance(padding, str) and padding == "valid"):
-            k = F._shape(self.weight)[2]
+            k, given = F._shape(self.weight)[2], None
             if isinstance(padding, str) and padding == "same":
                 padding = F._same_padding("Conv1d", (1, k),
                                           (1, F._single("Conv1d", "stride", stride)),
                                           (1, F._single("Conv1d", "dilation", dilation)))[1]
             else:
-                padding = (F._single("Conv1d", "padding", padding),) * 2
+                given = F._single("Conv1d", "padding", padding)
+                padding = (given, given)
             if len(F._shape(x)) not in (2, 3):
                 raise GraphcError(f"Conv1d: x must be 3-d (N, C, L) or 2-d (C, L), got shape "
                                   f"{tuple(F._shape(x))}", (user_location(),))
             x = F.squeeze(F._pad2d_mode("Conv1d", F.expand_dims(x, -2), ((0, 0), padding),
-                                        mode), -2)
+                                        mode, given), -2)
             padding = 0
         return F.conv1d(x, self.weight, self.bias, stride, padding, dilation, groups)
 

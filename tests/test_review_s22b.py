@@ -29,14 +29,27 @@ def test_exponential_decay_keeps_a_fractional_transition_steps():
 @pytest.mark.parametrize("mode", ["reflect", "replicate", "circular"])
 def test_negative_padding_with_a_padding_mode_is_refused(mode):
     # torch crops by it (F.pad), graphc used to pad nothing: another shape, other values;
-    # as torch's zeros mode, and graphc's, a negative padding is refused
+    # as torch's zeros mode, and graphc's, a negative padding is refused, naming the value
+    # as given, as the zeros mode's conv1d does (one axis's pair before: Conv1d's (-1, -1),
+    # Conv2d's (-2, -2) for (1, -2))
     f = "test_review_s22b.py"
     x1, x2 = np.zeros((1, 2, 9), np.float32), np.zeros((1, 2, 9, 9), np.float32)
-    assert_one_line_error(lambda: gc.nn.Conv1d(2, 1, 3, padding=-1, padding_mode=mode)(x1),
-                          "Conv1d: padding must be >= 0, got (-1, -1)", f)
+    for padding in (-1, (-1,), [-1], np.int64(-1)):
+        assert_one_line_error(lambda: gc.nn.Conv1d(2, 1, 3, padding=padding,
+                                                   padding_mode=mode)(x1),
+                              "Conv1d: padding must be >= 0, got -1", f)
+    assert_one_line_error(lambda: gc.nn.Conv1d(2, 1, 3, padding=-1)(x1),
+                          "conv1d: padding must be >= 0, got -1", f)
     assert_one_line_error(lambda: gc.nn.Conv2d(2, 1, 3, padding=(1, -2),
                                                padding_mode=mode)(x2),
+                          "Conv2d: padding must be >= 0, got (1, -2)", f)
+    assert_one_line_error(lambda: gc.nn.Conv2d(2, 1, 3, padding=-2, padding_mode=mode)(x2),
                           "Conv2d: padding must be >= 0, got (-2, -2)", f)
+    if mode != "replicate":  # (as many as it takes: the reflect and circular limits)
+        most = 8 if mode == "reflect" else 9
+        assert_one_line_error(lambda: gc.nn.Conv1d(2, 1, 3, padding=10, padding_mode=mode)(x1),
+                              f"Conv1d: padding_mode {mode!r} pads at most {most} on an axis "
+                              "of size 9, got padding 10", f)
 
 
 def test_lstm_hx_that_is_not_a_pair_is_one_line():

@@ -1656,18 +1656,23 @@ def _pad2d(x, rows, cols, value, spatial=(2, 3)):
     return x
 
 
-def _pad2d_mode(name, x, padding, mode):
+def _pad2d_mode(name, x, padding, mode, given=None):
     """x (..., H, W) padded by padding ((above, below), (left, right)) with torch.nn.Conv2d's
     padding_mode 'reflect', 'replicate' or 'circular' (F.pad's): rows (columns) of x itself,
-    each a slice of one, so that their gradients flow back to x."""
+    each a slice of one, so that their gradients flow back to x. `given`: the padding as the
+    layer was given it (Conv1d's int, Conv2d's pair), which the messages name; without it
+    (padding="same") they name one axis's (before, after), which was '(-1, -1)' for Conv1d's
+    padding -1 and for Conv2d's (1, -1)."""
     for axis, (before, after) in ((-2, padding[0]), (-1, padding[1])):
         if builtins.min(before, after) < 0:  # F.pad would crop; conv2d refuses it too
-            _fail(f"{name}: padding must be >= 0, got {(before, after)}")
+            shown = (before, after) if given is None else given
+            _fail(f"{name}: padding must be >= 0, got {shown}")
         size = _shape(x)[axis]
         most = {"reflect": size - 1, "circular": size}.get(mode)
         if isinstance(size, int) and most is not None and builtins.max(before, after) > most:
+            shown = (before, after) if given is None else given
             _fail(f"{name}: padding_mode {mode!r} pads at most {most} on an axis of size "
-                  f"{size}, got padding {(before, after)}")
+                  f"{size}, got padding {shown}")
         # the rows above (before) and below (after), as sums that a symbolic size allows
         rows = {"reflect": ([before - k for k in range(before)],
                             [size - 2 - k for k in range(after)]),
