@@ -102,8 +102,16 @@ class _Cursor:
         return self.pos >= len(self.text)
 
     def fail(self, message):
+        """A parse error at the cursor: the message says what was expected there, and what
+        was found."""
         found = self.text[self.pos:self.pos + 12] or "end of line"
         raise _Fail(f"{message}, found {found!r}", self.pos + 1, self.line)
+
+    def refuse(self, message, pos):
+        """An error in what was read from `pos` on (a dimension, a constant's values): its
+        column, and no 'found' (the text after it, or 'end of line', which was no part of
+        the problem)."""
+        raise _Fail(message, pos + 1, self.line)
 
 
 def _type(c: _Cursor):
@@ -121,7 +129,7 @@ def _type(c: _Cursor):
     dims = []
     if not c.accept("]"):
         while True:
-            dims.append(_dim(c, c.match(_DIM, "a dimension").group()))
+            dims.append(_dim(c, c.match(_DIM, "a dimension")))
             if c.accept("]"):
                 break
             c.expect(",", "',' or ']'")
@@ -133,11 +141,11 @@ def _shown_attrs(attrs: dict) -> str:
     return text if len(text) <= 80 else text[:77] + "..."
 
 
-def _dim(c: _Cursor, text: str):
+def _dim(c: _Cursor, m):
     try:
-        return parse_dim(text)
+        return parse_dim(m.group())
     except ValueError as exc:
-        c.fail(f"bad dimension {text!r} ({exc})")
+        c.refuse(f"bad dimension {m.group()!r} ({exc})", m.start())
 
 
 def _number(text):
@@ -221,14 +229,15 @@ def _value(c: _Cursor, depth: int = 0):
     m = _DIM_VALUE.match(c.text, c.pos)
     if m and m.group().lstrip("-") not in RESERVED_SYMBOLS:
         c.pos = m.end()
-        return _dim(c, m.group())
+        return _dim(c, m)
     return _number(c.match(_NUMBER, "a value").group())
 
 
 def _constant(c: _Cursor, type_: TensorType):
     if c.peek("<"):
         raise _Summary("", c.pos + 1, c.line)
-    values = []
+    c.ws()
+    start, values = c.pos, []
     if c.accept("["):
         if not c.accept("]"):
             while True:
@@ -239,11 +248,12 @@ def _constant(c: _Cursor, type_: TensorType):
     else:
         values.append(_scalar(c))
     if len(values) != type_.size:
-        c.fail(f"constant of type {type_} needs {type_.size} values, got {len(values)}")
+        c.refuse(f"constant of type {type_} needs {type_.size} values, got {len(values)}",
+                 start)
     try:
         return exact_array(values, type_.dtype, type_.shape)
     except ValueError as exc:  # a fraction or an overflow: named with the line
-        c.fail(str(exc))
+        c.refuse(str(exc), start)
 
 
 def _scalar(c):

@@ -552,8 +552,14 @@ def holds_dim(value) -> bool:
 _DIM_TOKEN = re.compile(r"\s*(?:(\d+)|([A-Za-z_][A-Za-z0-9_]*)|(.))")
 
 
+# the largest dimension (and factor of one) the IR holds: numpy's shapes are int64 (intp);
+# a larger one parsed and failed later, in numpy, naming no line or node
+MAX_DIM = 2 ** 63 - 1
+
+
 def parse_dim(text: str):
-    """A dimension from its printed form: `128`, `batch`, `2*batch*seq+1`, `seq-1`."""
+    """A dimension from its printed form: `128`, `batch`, `2*batch*seq+1`, `seq-1`; each
+    number in it, and a concrete dimension, at most MAX_DIM."""
     tokens = [m.groups() for m in _DIM_TOKEN.finditer(text.strip())]
     if not tokens:
         raise ValueError("empty dimension")
@@ -563,6 +569,9 @@ def parse_dim(text: str):
     for number, name, other in tokens:
         if expect_factor:
             if number is not None:
+                if int(number) > MAX_DIM:
+                    raise ValueError(f"{number} is past int64 ({MAX_DIM}), the largest "
+                                     "dimension numpy takes")
                 term = term * int(number)
             elif name is not None:
                 term = term * Dim.symbol(name)
@@ -581,6 +590,9 @@ def parse_dim(text: str):
     dim = total + sign * term
     if isinstance(dim, int) and dim < 0:  # (a plan of it counted -48 bytes, rendered
         raise ValueError(f"a dimension is 0 or more, got {dim}")  # np.empty((-3, 4)))
+    if isinstance(dim, int) and dim > MAX_DIM:  # (factors of int64 multiplied past it)
+        raise ValueError(f"{dim} is past int64 ({MAX_DIM}), the largest dimension numpy "
+                         "takes")
     return dim
 
 

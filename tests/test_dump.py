@@ -725,6 +725,62 @@ def test_a_full_whose_value_its_dtype_does_not_hold_is_refused_at_its_line(value
         np.testing.assert_array_equal(out, expected)
 
 
+_BIG = "99999999999999999999999"
+_PAST_INT64 = "is past int64 (9223372036854775807), the largest dimension numpy takes"
+
+
+def test_a_dimension_past_int64_is_refused_at_its_column_and_json_node():
+    """f32[99999999999999999999999] parsed, and failed later, in numpy, naming no line;
+    IR text now refuses it at the dimension's column (a
+    symbolic one's factor, and a product of factors past int64, too), and JSON names the
+    node or input whose type holds it. The 'bad dimension' message ended with the text after
+    the dimension (', found ...'), no part of the problem."""
+    text = _PLAIN_IR.replace("f32[2,3]", f"f32[{_BIG},3]")
+    with pytest.raises(gc.GraphcError) as info:
+        parse(text)
+    assert str(info.value) == (f"IR line 1, column {text.index(_BIG) + 1}: bad dimension "
+                               f"{_BIG!r} ({_BIG} {_PAST_INT64})")
+    for dim, past in ((f"{_BIG}*b", _BIG), ("4611686018427387904*4", str(2 ** 64))):
+        text = _PLAIN_IR.replace("f32[2,3]", f"f32[{dim},3]")
+        with pytest.raises(gc.GraphcError) as info:
+            parse(text)
+        assert str(info.value) == (f"IR line 1, column {text.index(dim) + 1}: bad dimension "
+                                   f"{dim!r} ({past} {_PAST_INT64})")
+    line = "  %1:f32[3] = sum %0 {axes=(0,), keepdims=false}"
+    with pytest.raises(gc.GraphcError, match=r"^IR line 3, column 10: bad dimension "
+                       f"'{_BIG}' \({_BIG} is past int64 .*numpy takes\)$"):
+        parse(_PLAIN_IR.replace(line, line.replace("f32[3]", f"f32[{_BIG}]")))
+    # the largest dimension still parses (a type: nothing allocates it)
+    assert parse(_PLAIN_IR.replace("f32[2,3]", f"f32[{2 ** 63 - 1},3]")).inputs[0].type.shape \
+        == (2 ** 63 - 1, 3)
+    doc = to_json(parse(_PLAIN_IR))
+    doc["nodes"][-1]["type"] = f"f32[{_BIG}]"
+    with pytest.raises(gc.GraphcError) as info:
+        from_json(doc)
+    where = f"$.nodes[{len(doc['nodes']) - 1}].type"
+    assert str(info.value) == f"IR JSON: {where}: bad type 'f32[{_BIG}]': {_BIG} {_PAST_INT64}"
+    doc = to_json(parse(_PLAIN_IR))
+    doc["inputs"][0]["type"] = f"f32[{_BIG},3]"
+    with pytest.raises(gc.GraphcError, match=r"^IR JSON: \$\.inputs\[0\]\.type: bad type"):
+        from_json(doc)
+
+
+@pytest.mark.parametrize("constant, message", [
+    (_BIG, "a value is out of range for int64"),
+    (f"[1, {_BIG}]", "a value is out of range for int64"),
+    ("[1, 2.5]", "a value of a int64 array is not an integer: 2.5"),
+    ("[1, 2, 3]", "constant of type i64[2] needs 2 values, got 3")])
+def test_a_constant_its_type_does_not_hold_is_refused_at_its_values(constant, message):
+    """The message about a constant's values ended with ", found 'end of line'", the
+    cursor being past them: no part of the problem. It names the values' column now."""
+    shape = "" if constant == _BIG else "2"
+    text = f"graph g() -> (%1)\n  %1:i64[{shape}] = constant   {constant}\n  return %1"
+    with pytest.raises(gc.GraphcError) as info:
+        parse(text)
+    column = text.splitlines()[1].index(constant) + 1
+    assert str(info.value) == f"IR line 2, column {column}: {message}"
+
+
 def test_string_attributes_with_a_hash_or_a_line_break_parse_back():
     """The printer escaped only \\ and ", and the parser took the first # of a node line as
     its location comment and read the text line by line: custom_vjp's fn="step#2" or a name
