@@ -152,11 +152,20 @@ def test_l1_smooth_l1_and_huber_match_torch_with_broadcasting(reduction, target_
 
 
 @pytest.mark.parametrize("reduction", REDUCTIONS)
-def test_weighted_l1_and_huber_losses_match_torch(reduction):
-    """torch's weighted mean: over sum(weight) for l1_loss, over the count for huber_loss."""
+def test_weighted_l1_mse_and_huber_losses_match_torch(reduction):
+    """torch's weighted mean: over sum(weight) for l1_loss and mse_loss, over the count for
+    huber_loss. mse_loss took no weight (nor torch's keyword `input`)."""
     x, t, w = RNG.normal(size=(4, 5)), RNG.normal(size=(4, 5)), RNG.uniform(0.1, 2, (4, 5))
     check(lambda x, t: gc.l1_loss(x, t, reduction, w),
           lambda x, t: TF.l1_loss(x, t, reduction=reduction, weight=torch.tensor(w)), [x, t])
+    check(lambda x, t: gc.mse_loss(input=x, target=t, reduction=reduction, weight=w),
+          lambda x, t: TF.mse_loss(x, t, reduction=reduction, weight=torch.tensor(w)), [x, t])
+    # the target broadcast, the weight of input's shape, as torch's (which warns of it)
+    with warnings.catch_warnings():
+        warnings.filterwarnings("ignore", "Using a target size", UserWarning)
+        check(lambda x, t: gc.mse_loss(x, t, reduction, w[:, :1]),
+              lambda x, t: TF.mse_loss(x, t, reduction=reduction,
+                                       weight=torch.tensor(w[:, :1])), [x[:, :1], t[:1]])
     check(lambda x, t: gc.huber_loss(x, t, reduction, 0.5, w),
           lambda x, t: TF.huber_loss(x, t, reduction=reduction, delta=0.5,
                                      weight=torch.tensor(w)), [x, t])
@@ -530,6 +539,8 @@ def test_bad_input_gives_one_line_naming_the_function_and_argument():
              "l1_loss: input (2, 3) and target (3, 3) do not broadcast"),
             (lambda: gc.l1_loss(a, b, weight=np.ones(3)),
              "l1_loss: weight (3,) must have the input's shape (2, 3)"),
+            (lambda: gc.mse_loss(a, b, weight=np.ones(3)),
+             "mse_loss: weight (3,) must have the input's shape (2, 3)"),
             (lambda: gc.l1_loss(a, b, reduction="batchmean"), "l1_loss: unknown reduction"),
             (lambda: gc.smooth_l1_loss(a, b, beta=-1.0), "smooth_l1_loss: beta must be >= 0"),
             (lambda: gc.smooth_l1_loss(a, b, beta="1"), "smooth_l1_loss: beta must be a number"),

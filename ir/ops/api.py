@@ -2427,16 +2427,21 @@ def _nll(logp, targets, ignore_index, reduction, weight):
 
 
 @precision.in_float32  # torch.autocast's float32 list
-def mse_loss(x, target, reduction="mean"):
-    """(x - target) ** 2 (broadcast), reduced as torch.nn.functional.mse_loss."""
+def mse_loss(input, target, reduction="mean", weight=None):
+    """(input - target) ** 2 (broadcast), reduced as torch.nn.functional.mse_loss; its
+    optional `weight`, of input's shape, multiplies each term, and the weighted mean divides
+    by sum(weight), as torch's (and l1_loss's)."""
     _check_reduction("mse_loss", reduction)
-    _no_lists("mse_loss", ("input", "target"), x, target)
-    _float_operands("mse_loss", x, target)
-    x, target = _autocast_promoted((x, target))
-    _loss_operands("mse_loss", x, target)
+    _no_lists("mse_loss", ("input", "target"), input, target)
+    _float_operands("mse_loss", input, target)
+    input, target = _autocast_promoted((input, target))
+    _loss_operands("mse_loss", input, target)
     # the ops, not `-`: two numpy arrays would subtract by numpy's rules
-    diff = sub(x, target)
+    diff = sub(input, target)
     sq = mul(diff, diff)
+    if weight is not None:
+        from .losses import _weighted  # (losses builds on this module)
+        return _weighted("mse_loss", sq, input, weight, reduction, True)
     if reduction == "none":
         return sq
     return sum(sq) if reduction == "sum" else mean(sq)

@@ -189,8 +189,9 @@ def binary_cross_entropy_with_logits(input, target, weight=None, reduction="mean
 
 # ---- regression ------------------------------------------------------------------------------
 def _weighted(name, loss, input, weight, reduction, mean_over_weight):
-    """torch's optional weight of l1_loss and huber_loss: input's own shape; the weighted
-    mean divides by sum(weight) for l1_loss, by the element count for huber_loss (torch's)."""
+    """torch's optional weight of l1_loss, huber_loss and mse_loss: input's own shape; the
+    weighted mean divides by sum(weight) for l1_loss and mse_loss, by the element count for
+    huber_loss (torch's)."""
     if weight is None:
         return _reduce(loss, reduction)
     _no_list(name, "weight", weight)  # (_promoted's cast or mul would name itself)
