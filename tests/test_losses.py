@@ -567,6 +567,24 @@ def test_bad_input_gives_one_line_naming_the_function_and_argument():
         gc.nn.L1Loss("sum")
 
 
+@pytest.mark.parametrize("compiled", [False, True])
+@pytest.mark.parametrize("name, call", [
+    ("cross_entropy", lambda x, t: gc.cross_entropy(x, t)),
+    ("cross_entropy", lambda x, t: gc.cross_entropy(x, t, ignore_index=None)),
+    ("cross_entropy", lambda x, t: gc.nn.CrossEntropyLoss(label_smoothing=0.1)(x, t)),
+    ("nll_loss", lambda x, t: gc.nll_loss(x, t)),
+    ("multi_margin_loss", lambda x, t: gc.multi_margin_loss(x, t))])
+def test_bool_class_targets_are_one_line_naming_the_loss(name, call, compiled):
+    """Bool class indices (torch: "expected target dtype to be Long or Byte, but got Bool")
+    were refused by the op that read them: "cross_entropy: ne(bool[4], i64[]): operands must
+    have one dtype", "one_hot(bool[4]): indices must be integers"."""
+    x, t = RNG.normal(size=(4, 3)), np.array([True, False, True, True])
+    what = "target" if name == "multi_margin_loss" else "targets"
+    assert_one_line_error(lambda: (gc.compile(call) if compiled else call)(x, t),
+                          f"{name}: {what} has dtype bool; class indices must be integers",
+                          "test_losses.py")
+
+
 def test_a_list_of_traced_class_weights_or_normalize_inputs_is_one_line_naming_it():
     """weight=[w0, w1] of traced values (in gc.compile or gc.grad) said numpy's "a symbolic
     value cannot be turned into a numpy array", naming neither the loss nor weight (eager

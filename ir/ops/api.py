@@ -2216,6 +2216,15 @@ def _class_weight(who, weight, classes, ignore_index):
     return weight
 
 
+def _no_bool_classes(who, what, targets):
+    """Refuse bool class indices in one line naming the loss and its argument, as torch's
+    losses refuse them ("expected target dtype to be Long or Byte, but got Bool"): let
+    through, the ops reading them refused them naming themselves (ne, one_hot)."""
+    if _dtype(targets) == np.bool_:
+        _fail(f"{who}: {what} has dtype bool; class indices must be integers, as torch's "
+              f"{who} requires: cast with .astype(np.int64)")
+
+
 def _weight_like(weight, logp):
     """A loss's weight (a class weight, binary_cross_entropy's weight and pos_weight) in the
     dtype of what it weighs: float32 under autocast, where the losses run in float32 as
@@ -2273,6 +2282,7 @@ def cross_entropy(logits, targets, ignore_index=-100, reduction="mean", weight=N
                   f"indices have shape {lshape[:-1]})")
         _fail(f"cross_entropy: logits {lshape} need targets of shape {lshape[:-1]}, "
               f"got {tshape}")
+    _no_bool_classes("cross_entropy", "targets", targets)
     targets = _checked_class_targets(targets, classes, ignore_index)  # (smoothing's too)
     logp = log_softmax(logits, -1)
     loss = _nll(logp, targets, ignore_index, reduction, weight)
@@ -2332,6 +2342,7 @@ def nll_loss(log_probs, targets, ignore_index=-100, reduction="mean", weight=Non
     if lshape[:-1] != tshape:
         _fail(f"nll_loss: log-probabilities {lshape} need targets of shape {lshape[:-1]}, "
               f"got {tshape}")
+    _no_bool_classes("nll_loss", "targets", targets)
     return _nll(log_probs, targets, ignore_index, reduction, weight)
 
 

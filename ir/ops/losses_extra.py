@@ -18,8 +18,8 @@ from ..types import broadcast_shapes, is_float
 from . import api as F
 from . import precision
 from .api import (_autocast_promoted, _check_reduction, _checked_class_targets, _dtype,
-                  _dtype_mix, _fail, _float_operands, _ndim, _no_list, _no_lists, _number,
-                  _shape, _weakly_typed)
+                  _dtype_mix, _fail, _float_operands, _ndim, _no_bool_classes, _no_list,
+                  _no_lists, _number, _shape, _weakly_typed)
 from .api import _loss_operands as _both
 from .losses import _float, _no_bools, _promoted, _p_norm, _reduce, pairwise_distance
 from .registry import SymbolicValue, is_weak_scalar
@@ -167,6 +167,7 @@ def multi_margin_loss(input, target, p=1, margin=1.0, weight=None, reduction="me
         _fail(f"{name}: input must be a non-empty (C,) vector or (N, C) matrix, got {shape}")
     if is_float(_dtype(target)):
         _fail(f"{name}: target must hold integer class indices, got {_dtype(target)}")
+    _no_bool_classes(name, "target", target)
     rows, classes = (shape[0], shape[1]) if nd == 2 else (1, shape[0] if nd else 1)
     tshape = tuple(_shape(target))
     if len(tshape) > 1 or math.prod(tshape) != rows:
