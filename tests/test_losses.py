@@ -585,6 +585,31 @@ def test_bool_class_targets_are_one_line_naming_the_loss(name, call, compiled):
                           "test_losses.py")
 
 
+@pytest.mark.parametrize("compiled", [False, True])
+def test_targets_of_torchs_class_axis_layout_are_told_where_graphcs_classes_are(compiled):
+    """Logits (N, C, d1) beside torch's (N, d1) targets said only 'logits (2, 3, 5) need
+    targets of shape (2, 3), got (2, 5)': graphc's classes are on the last axis (README)."""
+    def run(call, *args):
+        return (gc.compile(call) if compiled else call)(*args)
+    x = RNG.normal(size=(2, 3, 5))
+    hint = "(classes are on the last axis here; torch's are on axis 1: move them with "
+    assert_one_line_error(lambda: run(gc.cross_entropy, x, np.zeros((2, 5), np.int64)),
+                          "cross_entropy: logits (2, 3, 5) need targets of shape (2, 3), got "
+                          "(2, 5) " + hint + "gc.moveaxis(logits, 1, -1))", "test_losses.py")
+    assert_one_line_error(lambda: run(gc.nn.NLLLoss(), x[..., None], np.zeros((2, 5, 1), int)),
+                          "nll_loss: log-probabilities (2, 3, 5, 1) need targets of shape "
+                          "(2, 3, 5), got (2, 5, 1) " + hint + "gc.moveaxis(log_probs, 1, -1))",
+                          "test_losses.py")
+    # another shape is not told so; moved, the loss is torch's
+    with pytest.raises(gc.GraphcError) as info:
+        run(gc.cross_entropy, x, np.zeros((2, 4), np.int64))
+    assert "torch's" not in str(info.value)
+    t = RNG.integers(0, 3, (2, 5))
+    np.testing.assert_allclose(run(lambda a, b: gc.cross_entropy(gc.moveaxis(a, 1, -1), b), x, t),
+                               TF.cross_entropy(torch.tensor(x), torch.tensor(t)).item(),
+                               rtol=1e-14)
+
+
 def test_a_list_of_traced_class_weights_or_normalize_inputs_is_one_line_naming_it():
     """weight=[w0, w1] of traced values (in gc.compile or gc.grad) said numpy's "a symbolic
     value cannot be turned into a numpy array", naming neither the loss nor weight (eager

@@ -2281,7 +2281,7 @@ def cross_entropy(logits, targets, ignore_index=-100, reduction="mean", weight=N
                   f"probabilities, which must be floating-point, got {_dtype(targets)} (class "
                   f"indices have shape {lshape[:-1]})")
         _fail(f"cross_entropy: logits {lshape} need targets of shape {lshape[:-1]}, "
-              f"got {tshape}")
+              f"got {tshape}{_torch_class_axis(lshape, tshape, 'logits')}")
     _no_bool_classes("cross_entropy", "targets", targets)
     targets = _checked_class_targets(targets, classes, ignore_index)  # (smoothing's too)
     logp = log_softmax(logits, -1)
@@ -2290,6 +2290,16 @@ def cross_entropy(logits, targets, ignore_index=-100, reduction="mean", weight=N
         return loss
     return (1.0 - smoothing) * loss + (smoothing / classes) * _smoothing_term(
         logp, targets, ignore_index, reduction, weight)
+
+
+def _torch_class_axis(lshape, tshape, what) -> str:
+    """The end of cross_entropy's and nll_loss's line for targets of another shape, when
+    that shape is the one torch's (N, C, d1, ...) layout, classes on axis 1, would take:
+    graphc's classes are on the last axis (README), which the user likely missed."""
+    if len(lshape) >= 3 and tuple(tshape) == (lshape[0],) + tuple(lshape[2:]):
+        return (f" (classes are on the last axis here; torch's are on axis 1: move them "
+                f"with gc.moveaxis({what}, 1, -1))")
+    return ""
 
 
 def _label_smoothing(value) -> float:
@@ -2341,7 +2351,7 @@ def nll_loss(log_probs, targets, ignore_index=-100, reduction="mean", weight=Non
     lshape, tshape = _shape(log_probs), _shape(targets)
     if lshape[:-1] != tshape:
         _fail(f"nll_loss: log-probabilities {lshape} need targets of shape {lshape[:-1]}, "
-              f"got {tshape}")
+              f"got {tshape}{_torch_class_axis(lshape, tshape, 'log_probs')}")
     _no_bool_classes("nll_loss", "targets", targets)
     return _nll(log_probs, targets, ignore_index, reduction, weight)
 
