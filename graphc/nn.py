@@ -798,11 +798,26 @@ def _refusing_unknown_keywords(cls, method="__init__"):
         if kwargs and not known.issuperset(kwargs):
             unknown = next(name for name in kwargs if name not in known)
             layer = _graphc_layer_name(self if isinstance(self, type) else type(self))
+            legacy = _legacy_reduction(kwargs) if "reduction" in known and \
+                unknown in ("size_average", "reduce") else None
             raise GraphcError(f"{layer}{suffix}: unknown keyword argument {unknown!r} "
-                              f"(it takes {', '.join(takes) or 'none'})",
+                              f"({legacy or 'it takes ' + (', '.join(takes) or 'none')})",
                               (user_location(),))
         return init(self, *args, **kwargs)
     return classmethod(checked) if isinstance(given, classmethod) else checked
+
+
+def _legacy_reduction(kwargs):
+    """For a loss module given torch's deprecated size_average and/or reduce, which graphc's
+    do not take, the words naming the reduction they mean in torch
+    (_Reduction.legacy_get_string: None is True; reduce=False is 'none' whatever
+    size_average says)."""
+    given = ", ".join(f"{k}={kwargs[k]!r}" for k in ("size_average", "reduce") if k in kwargs)
+    size_average, reduce = (True if kwargs.get(k) is None else kwargs[k]
+                            for k in ("size_average", "reduce"))
+    reduction = "none" if not reduce else "mean" if size_average else "sum"
+    return (f"torch's deprecated size_average and reduce are not taken: {given} is "
+            f"reduction={reduction!r}")
 
 
 def _graphc_layer_name(cls) -> str:

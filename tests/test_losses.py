@@ -610,6 +610,26 @@ def test_targets_of_torchs_class_axis_layout_are_told_where_graphcs_classes_are(
                                rtol=1e-14)
 
 
+@pytest.mark.parametrize("module", ["MSELoss", "CrossEntropyLoss", "BCEWithLogitsLoss",
+                                    "KLDivLoss", "MultiMarginLoss"])
+@pytest.mark.parametrize("legacy", [dict(size_average=False), dict(reduce=False),
+                                    dict(size_average=None), dict(size_average=False, reduce=True),
+                                    dict(size_average=True, reduce=False)])
+def test_torchs_deprecated_size_average_and_reduce_are_refused_naming_their_reduction(
+        module, legacy):
+    """graphc's loss modules take no size_average or reduce: the line said only 'unknown
+    keyword argument' and the settings taken; it names the reduction they mean in torch."""
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")  # torch's deprecation warning
+        reduction = getattr(torch.nn, module)(**legacy).reduction
+    given = ", ".join(f"{k}={v!r}" for k, v in legacy.items())
+    assert_one_line_error(lambda: getattr(gc.nn, module)(**legacy),
+                          f"gc.nn.{module}: unknown keyword argument '{next(iter(legacy))}' "
+                          f"(torch's deprecated size_average and reduce are not taken: {given} "
+                          f"is reduction={reduction!r})", "test_losses.py")
+    assert getattr(gc.nn, module)(reduction=reduction).reduction == reduction
+
+
 def test_a_list_of_traced_class_weights_or_normalize_inputs_is_one_line_naming_it():
     """weight=[w0, w1] of traced values (in gc.compile or gc.grad) said numpy's "a symbolic
     value cannot be turned into a numpy array", naming neither the loss nor weight (eager
