@@ -265,14 +265,6 @@ class Trainer:
                               (user_location(),))
         if self.half == np.float16:
             self.scaler = loss_scaler or amp.LossScaler()
-            half = next((n for n, a in params.items() if a is not None
-                         and np.asarray(a).dtype == np.float16), None)
-            if half is not None and self.scaler.enabled:  # (LossScaler.unscale's refusal,
-                # said here by the parameter's name, before the step is traced)
-                raise GraphcError(f"Trainer: params[{half!r}] is float16; precision="
-                                  "'fp16-mixed' scales the loss for float32 parameters (master "
-                                  "weights), and torch's GradScaler refuses to unscale float16 "
-                                  "gradients too: give float32 parameters", (user_location(),))
         self.amp_state = self.scaler.init() if self.scaler else None
         self.skipped_steps, self.step_skipped = 0, False  # steps an overflow skipped
         self.dist = None  # graphc.distributed when data-parallel
@@ -635,6 +627,7 @@ class Trainer:
         if self.dist is not None:
             value, grads = self.dist.allreduce((value, grads), "mean")
         if amp_state is not None:  # unscaled; a step with an Inf or NaN gradient is skipped
+            self._refuse_float16_gradients(grads)
             grads, finite, amp_state = self.scaler.unscale(grads, amp_state)
         # read as a constant of the plan: `trainer.clip_norm = 0.5` compiles the step again
         value.graph.guard(self, "clip_norm", self.clip_norm)
@@ -666,6 +659,22 @@ class Trainer:
         # small (0.64 lr instead of lr after two skips). A checkpoint records the skips.
         params, state = self.scaler.select(finite, updated, (params, state))
         return value, norm, params, state, left_alone, amp_state
+
+    def _refuse_float16_gradients(self, grads):
+        """LossScaler.unscale's refusal of a float16 gradient, said by the parameter's name
+        when the step is traced. Only parameters that get a gradient: a frozen float16 one
+        (Embedding.from_pretrained(freeze=True) of a float16 table) has none, and torch's
+        GradScaler.unscale_ skips it too (it checks .grad, not the parameter)."""
+        if not self.scaler.enabled:  # (a disabled one passes float16 gradients, as torch's)
+            return
+        half = next((n for n in self.names if grads.get(n) is not None
+                     and np.dtype(grads[n].dtype) == np.float16), None)
+        if half is not None:
+            raise GraphcError(f"Trainer: params[{half!r}] is float16 and gets a gradient; "
+                              "precision='fp16-mixed' scales the loss for float32 parameters "
+                              "(master weights), and torch's GradScaler refuses to unscale "
+                              "float16 gradients too: give float32 parameters (or freeze it)",
+                              (user_location(),))
 
     def _update_at_own_counts(self, graph, grads, state, params, given):
         """The optimiser's update with each parameter at its own count of updates, the

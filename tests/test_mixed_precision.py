@@ -888,8 +888,8 @@ def test_loss_scaling_refuses_float16_gradients_as_gradscaler():
         return gc.mse_loss(x @ p["w"], x[:, :2])
 
     x = np.ones((4, 3), np.float32)
-    with pytest.raises(GraphcError, match=r"^Trainer: params\['w'\] is float16; "
-                                          r"precision='fp16-mixed' scales the loss"):
+    with pytest.raises(GraphcError, match=r"^Trainer: params\['w'\] is float16 and gets a "
+                                          r"gradient; precision='fp16-mixed' scales the loss"):
         gc.Trainer(loss, {"w": np.ones((3, 2), np.float16)}, gc.optim.SGD(lr=0.1),
                    lambda rng: (x,), steps=2, precision="fp16-mixed")
     # without loss scaling (a disabled scaler) float16 parameters train, as torch's would
@@ -898,6 +898,47 @@ def test_loss_scaling_refuses_float16_gradients_as_gradscaler():
                          loss_scaler=gc.amp.LossScaler(enabled=False))
     trainer.train_step()
     assert trainer.params["w"].dtype == np.float16
+
+
+@needs_torch
+def test_loss_scaling_trains_beside_a_frozen_float16_parameter_as_gradscaler():
+    """torch's GradScaler.unscale_ refuses float16 GRADIENTS: a frozen float16 parameter (a
+    float16 table of Embedding.from_pretrained, frozen by default) has none, and a float32
+    head beside it trains under loss scaling. gc.Trainer(precision="fp16-mixed") refused
+    every float16 parameter when built, a frozen one too (review of the refusal above)."""
+    table = np.random.default_rng(0).normal(size=(10, 4)).astype(np.float16)
+    emb = gc.nn.Embedding.from_pretrained(table)
+    head = gc.nn.Linear(4, 2)
+    model = gc.nn.Sequential(emb, head)
+    ids, y = np.arange(8) % 10, np.zeros((8, 2), np.float32)
+
+    def loss(p, batch):
+        return gc.mse_loss(model.apply(p, batch[0]), batch[1])
+
+    params = model.params()
+    assert params["0.weight"].dtype == np.float16
+    trainer = gc.Trainer(loss, params, gc.optim.SGD(lr=0.1), lambda rng: (ids, y), steps=1,
+                         precision="fp16-mixed")
+    trainer.train_step()
+    np.testing.assert_array_equal(trainer.params["0.weight"], table)  # frozen: as it was
+    # torch's: the frozen table has no gradient, unscale_ takes the float32 head's
+    t_emb = torch.nn.Embedding.from_pretrained(torch.tensor(table))
+    t_head = torch.nn.Linear(4, 2)
+    with torch.no_grad():
+        t_head.weight.copy_(torch.tensor(params["1.weight"]).T)  # (graphc's is in x out)
+        t_head.bias.copy_(torch.tensor(params["1.bias"]))
+    opt = torch.optim.SGD(list(t_emb.parameters()) + list(t_head.parameters()), lr=0.1)
+    scaler = torch.amp.GradScaler("cpu")
+    with torch.autocast("cpu", dtype=torch.float16):
+        out = torch.nn.functional.mse_loss(t_head(t_emb(torch.tensor(ids))), torch.tensor(y))
+    scaler.scale(out).backward()
+    scaler.unscale_(opt)
+    scaler.step(opt)
+    assert t_emb.weight.grad is None
+    np.testing.assert_allclose(trainer.params["1.weight"], t_head.weight.detach().numpy().T,
+                               rtol=0, atol=2e-3)
+    np.testing.assert_allclose(trainer.params["1.bias"], t_head.bias.detach().numpy(),
+                               rtol=0, atol=2e-3)
 
 
 def test_loss_scaler_scales_a_list_tuple_or_iterable_of_losses_as_gradscaler():
