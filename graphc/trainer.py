@@ -252,7 +252,10 @@ class Trainer:
         self.names = [n for n, a in params.items() if a is not None]
         # mixed precision (graphc/amp.py): the loss runs under autocast with this half dtype;
         # parameters and optimiser state stay as given (float32 master weights)
-        self._precision, self.half = precision, precision_dtype(precision, "Trainer")
+        # (None is fp32, as precision_dtype takes it: one name, so that data-parallel ranks
+        # given None and "fp32" agree in the start-up handshake)
+        self._precision = "fp32" if precision is None else precision
+        self.half = precision_dtype(precision, "Trainer")
         self.scaler = None  # float16 only: dynamic loss scaling
         if loss_scaler is not None and not isinstance(loss_scaler, amp.LossScaler):
             raise GraphcError(f"Trainer: loss_scaler must be a gc.amp.LossScaler, e.g. "

@@ -1114,6 +1114,7 @@ cases = {  # (precision, loss scaler): rank 0's, then rank 1's
     "backoff_factor": lambda: ("fp16-mixed", gc.amp.LossScaler(backoff_factor=0.25 if one else 0.5)),
     "enabled": lambda: ("fp16-mixed", gc.amp.LossScaler(enabled=not one)),
     "same": lambda: ("fp16-mixed", gc.amp.LossScaler(init_scale=2.0 ** 10, growth_interval=2)),
+    "none_is_fp32": lambda: ("fp32", None) if one else (None, None),
 }
 for name, make in cases.items():
     precision, scaler = make()
@@ -1156,6 +1157,8 @@ def test_data_parallel_ranks_of_another_precision_or_loss_scaler_are_refused(tmp
                 for rank in (0, 1)]
     # the same settings train, the scale the same on both ranks (4 good steps: 2**10 * 4)
     expected += [f"{rank} same: trained to step 4, scale 4096.0" for rank in (0, 1)]
+    # precision=None is fp32 (review r10: the handshake sent None beside "fp32" and refused)
+    expected += [f"{rank} none_is_fp32: trained to step 4, scale None" for rank in (0, 1)]
     assert lines == sorted(expected), output
 
 
