@@ -2566,6 +2566,10 @@ def triu(x, k=0):
 def eye(n, m=None, k=0, dtype="float32"):
     """Ones on the k-th diagonal of an n x m matrix (numpy's eye)."""
     m = n if m is None else m
+    if builtins.any(not isinstance(d, Dim) and d < 0 for d in (as_dim(n), as_dim(m))):
+        # refused here, as numpy's eye refuses it, eagerly and traced alike: the tri op's own
+        # refusal (where it runs, or fold) named tri(), which the user never called
+        _fail("eye() failed: negative dimensions are not allowed")
     return cast(logical_and(tril_mask(n, m, k), logical_not(tril_mask(n, m, k - 1))), dtype)
 
 
