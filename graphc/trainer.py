@@ -1794,7 +1794,12 @@ class Trainer:
                     signum = self._stop_signal(stop, stdout, relay_gone)
                     if signum:
                         break
-                    loss = self.train_step()
+                    try:
+                        loss = self.train_step()
+                    except Exception as exc:  # the user's train_batches or loss raised, or
+                        # a batch of another shape was refused: its own traceback goes on
+                        self._stopped_by(exc, ckpt, saved, say)
+                        raise
                     done += 1
                     rate = done * per_batch / (time.perf_counter() - start)
                     bar.set_postfix_str(f"loss {loss:.3f}, {rate:,.0f} {unit}/s", refresh=False)
@@ -1825,6 +1830,25 @@ class Trainer:
                 return signum
         finally:
             bar.close()
+
+    def _stopped_by(self, exc, ckpt, saved, log):
+        """Say at which step `exc`, raised by a training step in fit, stopped it and which
+        checkpoint is kept (as Lightning's, the user's traceback is not enough: the step is
+        not in it); a GraphcError's one line (a batch of another shape refused, at the
+        user's line) begins with the step too."""
+        failed = self.step + 1  # (a step that raised did not count)
+        if isinstance(exc, GraphcError):
+            exc.message = f"step {failed}: {exc.message}"
+            exc.args = (exc._render(),)
+        log(f"training stopped at step {failed} by {type(exc).__name__}; "
+            f"{self._kept(ckpt, saved)}")
+
+    def _kept(self, ckpt, saved) -> str:
+        """What a stopped fit leaves: the last checkpoint (this fit's last save `saved`, or
+        the one it resumed), or none."""
+        if ckpt and (saved >= 0 or os.path.exists(ckpt)):
+            return f"{ckpt} (step {self.good_step}) is kept"
+        return "no checkpoint was written"
 
     def _plateau_step(self, val) -> str:
         """Step the ReduceLROnPlateau with a validation loss; its lr for the progress line
@@ -1908,10 +1932,7 @@ class Trainer:
             # another rank's (distributed.fail_together: "rank 1: non-finite value: ...")
             message = re.sub(r"\Arank (\d+): (.*)\Z", r"\2 on rank \1", exc.message, flags=re.S)
             found = f"; first {message}{where}"
-        if ckpt and (saved >= 0 or os.path.exists(ckpt)):
-            kept = f"{ckpt} (step {self.good_step}) is kept"
-        else:
-            kept = "no checkpoint was written"
+        kept = self._kept(ckpt, saved)
         # a target out of range is no learning rate's doing
         hint = "Fix the batches' class targets" if isinstance(exc, ClassTargetOutOfRange) \
             else self.divergence_hint

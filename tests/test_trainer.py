@@ -254,6 +254,57 @@ def test_an_iterable_of_batches_trains_in_epochs_and_resumes_bit_exact(tmp_path)
     assert straight.evaluate(record=False) == pytest.approx(expected, rel=1e-6)
 
 
+def test_an_error_of_the_users_batches_mid_fit_keeps_the_checkpoint_and_names_the_step(
+        tmp_path):
+    """s49: an exception raised by the user's train_batches mid-fit went up with its own
+    traceback (kept) but nothing said at which step fit stopped nor which checkpoint is
+    left; a batch of another shape at step k was refused at the user's line without the
+    step. fit now says both (log), the refusal's one line begins with the step, and the
+    last checkpoint is intact: a resume continues from it as the run did."""
+    def batches(fail_at, bad):
+        rng = np.random.default_rng(0)
+        for i in range(1, 100):  # (the Trainer peeks at the first batch to compile)
+            if i == fail_at and bad == "raise":
+                raise RuntimeError("the user's loader broke")
+            size = 32 if i != fail_at else 5
+            x, y = blobs(rng, size)
+            yield (np.concatenate([x, x[:, :1]], 1) if i == fail_at else x), y
+
+    for bad, error in (("raise", RuntimeError), ("shape", gc.GraphcError)):
+        model, out = MLP(), tmp_path / bad
+
+        def loss(params, batch):
+            return gc.cross_entropy(model.apply(params, batch[0]), batch[1])
+        lines = []
+        trainer = gc.Trainer(loss, model.params(), optim.Adam(lr=0.05), batches(8, bad),
+                             steps=20, eval_every=3, seed=1)
+        with pytest.raises(error) as info:
+            trainer.fit(str(out), progress=False, log=lines.append)
+        ckpt = out / "checkpoint.npz"
+        assert lines == [f"training stopped at step 8 by {error.__name__}; {ckpt} (step 6) "
+                         "is kept"]
+        if bad == "raise":  # the user's own exception, not wrapped
+            assert type(info.value) is RuntimeError and info.traceback[-1].name == "batches"
+        else:
+            line, where = str(info.value).splitlines()
+            assert line == "step 8: Linear: input has 3 features, the layer takes 2"
+            assert where.strip().startswith("at tests/test_trainer.py:")
+        # the checkpoint of step 6 is whole: a run resumed from it ends where one with
+        # no failure does
+        whole = gc.Trainer(loss, MLP().params(), optim.Adam(lr=0.05), batches(None, bad),
+                           steps=9, seed=1)
+        for _ in range(6):
+            whole.train_step()
+        resumed = gc.Trainer(loss, MLP().params(), optim.Adam(lr=0.05), batches(None, bad),
+                             steps=9, eval_every=3, seed=1)
+        resumed.resume(str(out))
+        assert resumed.step == 6
+        for name, a in whole.state_arrays().items():
+            np.testing.assert_array_equal(resumed.state_arrays()[name], a)
+        np.testing.assert_array_equal(gc.load_params(str(out))["fc1.weight"],
+                                      whole.params["fc1.weight"])
+
+
 def test_a_one_pass_iterator_is_trained_on_until_it_runs_out():
     trainer = gc.Trainer(lambda p, b: gc.sum(p["w"] * b[0]), {"w": np.ones(2, np.float32)},
                          optim.SGD(lr=0.1), iter([(np.ones(2, np.float32),)] * 3), steps=5)
