@@ -77,7 +77,7 @@ MAX_STEP = 2 ** 62  # a step count the optimiser's int64 count and the data posi
 RUN_FIELDS = ("format", "version", "step", "skipped_steps", "rng", "data_position", "history",
               "val_history", "lr_on_plateau", "optimizer_lr", "optimizer_settings",
               "updates_behind", "optimizer_record", "gradient_accumulation_steps",
-              "loss_scaler_enabled", "buffer_names",
+              "loss_scaler_enabled", "buffer_names", "buffer_models",
               # where graphc wrote the seed for a while (now rng's "seed": check_seed): kept
               # out of the settings compared and refused in checkpoint_meta, so those files
               # resume and new ones never hold it
@@ -337,8 +337,8 @@ def load_arrays(path: str, wanted: dict, optional=(), strict_params: bool = Fals
     model's) is refused too, as torch's strict load_state_dict refuses unexpected keys; `how`
     names the opt-in that leaves them out. `renamed(meta)`: {name in the file: name in
     `wanted`} of the arrays the file holds under another name (gc.Trainer's Buffers of
-    several models: its header's buffer_names), read under the file's name with the shape
-    and dtype wanted under the other."""
+    several models: its header's buffer_models, or an older file's buffer_names), read
+    under the file's name with the shape and dtype wanted under the other."""
     def expected(meta, members):
         _check_common_meta(meta, path)
         theirs = {} if renamed is None else {k: saved for saved, k in renamed(meta).items()}

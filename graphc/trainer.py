@@ -91,6 +91,7 @@ from __future__ import annotations
 
 import contextlib
 import copy
+import functools
 import hashlib
 import inspect
 import itertools
@@ -200,6 +201,7 @@ class Trainer:
                               "and for some its formulas, are torch.optim's, not optax's)",
                               (user_location(),))
         self.loss, self.optimizer = _with_key_and_mode(loss), optimizer
+        self._user_loss = loss  # (the names it holds its models under: _model_names)
         self.plateau = _plateau(optimizer, eval_batches)
         # graphc's optimisers take the step their schedule is at and the lr (see _step_args)
         takes = inspect.signature(optimizer.update).parameters \
@@ -476,9 +478,10 @@ class Trainer:
         reaches the models (the first of each model's Buffers it reads or writes), where
         the Trainer's own names number it in the order it tracked them, which follows the
         layers' modes (a training BatchNorm's Buffers first, a frozen one's after) when it
-        was built or a mode changed. A checkpoint records these (buffer_names), so that a
-        resume gives each model its own whatever modes the resuming script set, and in
-        whatever order the two trainers tracked them (_saved_buffer_names)."""
+        was built or a mode changed. A checkpoint written before buffer_models
+        (_buffer_models) records these (buffer_names), by which a resume gives each model
+        its own whatever modes the resuming script set (_saved_buffer_names), as long as
+        its step reaches the models in the same order."""
         places = list(self._buffer_places.values())
         reached = [*self._train_step.read_places(self.step_plan),
                    *self._train_step.written_places(self.step_plan), *places]
@@ -490,12 +493,45 @@ class Trainer:
         named = {(id(m), a): name for name, (m, a) in self._buffer_places.items()}
         return {named[id(m), a]: name for name, (m, a) in by_model.items()}
 
+    def _buffer_models(self, refuse=None, one_too=False) -> dict | None:
+        """{NAME: [the model's name, its name in that model]} of each Buffer tracked, where
+        the Buffers are several models': a model named by what the loss holds it under
+        (_model_names: `a`, `self.model`), which neither the order the step reaches the
+        models nor the layers' modes change; a Buffer held by two models, by the first
+        of its places so named. None with one model. A model the loss holds under no
+        name found is refused in one line, `refuse` ('Trainer.save: ...') beginning it:
+        its Buffers could not be given back to it, only guessed. `one_too`: a record of
+        one model's too (a resume of a file holding several models' Buffers)."""
+        roots = {id(nn._root_of(m)): nn._root_of(m) for m, _ in self._buffer_places.values()}
+        if len(roots) < (1 if one_too else 2):
+            return None
+        names = _model_names(self._user_loss, roots)
+        lost = next((n for n, (m, _) in self._buffer_places.items()
+                     if id(nn._root_of(m)) not in names), None)
+        if lost is not None:
+            model = type(nn._root_of(self._buffer_places[lost][0])).__name__
+            raise GraphcError(f"{refuse}: the loss reaches the Buffers of several models, "
+                              f"and graphc finds no name it holds the {model} holding "
+                              f"{lost} under (a global, a variable it closes over, a "
+                              "default of its parameters, an attribute of its object, or an "
+                              "item of one of those), so a checkpoint could not give that "
+                              "model its own Buffers back; hold each model under such a name",
+                              (user_location(),))
+        record = {}
+        for name, (module, attr) in self._buffer_places.items():
+            places = [*nn.places_holding(getattr(module, attr)), (module, attr)]
+            record[name] = min([names[id(nn._root_of(m))], _dotted_place(m, a)]
+                               for m, a in places if id(nn._root_of(m)) in names)
+        return record
+
     def _saved_buffer_names(self, meta: dict, path: str | None = None) -> dict:
         """{buffer/NAME in the checkpoint: buffer/NAME of this trainer} for each Buffer whose
         name differs, by the header's buffer_names ({its name: its name by model}, written
         where the Buffers are several models'); a header without them (one model's, or
         written before they were kept) names them as this trainer does. `path`: the file,
         which a refusal names (_buffer_names_field)."""
+        if "buffer_models" in meta:
+            return self._moved_to_their_models(meta["buffer_models"], path)
         saved = meta.get("buffer_names")
         if saved is None:
             return {}
@@ -517,6 +553,24 @@ class Trainer:
                                              f"the file's buffers as two of this model's, "
                                              f"{saved!r}"[:300])
         return moved
+
+    def _moved_to_their_models(self, saved, path) -> dict:
+        """_saved_buffer_names of a header's buffer_models ({its name: [the model's name,
+        its name in that model]}, _buffer_models): each of the file's Buffers to the one of
+        this trainer with the same model and name, one this trainer lacks to a name none of
+        its own is (`b:scale`), for the refusal of the buffers this model lacks to name."""
+        if not isinstance(saved, dict) or not all(
+                isinstance(k, str) and isinstance(v, list) and len(v) == 2
+                and all(isinstance(part, str) for part in v) for k, v in saved.items()) \
+                or len({tuple(v) for v in saved.values()}) != len(saved):
+            raise checkpoint.CheckpointError(f"{_buffer_names_field(path, 'buffer_models')} "
+                                             f"must be {{name: [model, name in it]}} with no "
+                                             f"pair twice, got {saved!r}"[:300])
+        mine = {tuple(pair): name for name, pair in (self._buffer_models(
+            "Trainer.resume" if path else "Trainer.restore", one_too=True) or {}).items()}
+        return {f"buffer/{theirs}": f"buffer/{mine.get(tuple(pair), ':'.join(pair))}"
+                for theirs, pair in saved.items()
+                if mine.get(tuple(pair), ":".join(pair)) != theirs}
 
     def _read_only_buffers(self) -> set:
         """The names (buffer/NAME) of the checkpointed Buffers no step so far has written: a
@@ -1220,11 +1274,12 @@ class Trainer:
         current = self._saved_settings()
         if current:
             meta["optimizer_settings"] = {"initial": self._initial_settings, "current": current}
-        if len({id(nn._root_of(m)) for m, _ in self._buffer_places.values()}) > 1:
-            # several models' Buffers, whose shared names are numbered: see _names_by_model
+        models = self._buffer_models("Trainer.save")
+        if models is not None:  # several models' Buffers, whose shared names are numbered:
+            # each with its model's name and its own there (buffer_names, before: its name
+            # numbered in the order the step reached the models, _names_by_model)
             checkpointed = self.buffers
-            meta["buffer_names"] = {n: by_model for n, by_model in
-                                    self._names_by_model().items() if n in checkpointed}
+            meta["buffer_models"] = {n: m for n, m in models.items() if n in checkpointed}
         written = []
 
         def before_replace(tmp):  # (tmp None: a special file, written in place)
@@ -1707,6 +1762,8 @@ class Trainer:
         default: printed); `progress`: the bar, on stdout."""
         if out is not None:  # fit("") trained and saved nothing
             check_path(out, "Trainer.fit: out", "a directory name")
+        if out:  # (refused now, not at the first save: see _buffer_models)
+            self._buffer_models("Trainer.fit")
         log = log or _print
         if self.dist is not None and not self.dist.is_main():  # rank 0 writes and reports
             out, progress, log = None, False, (lambda text: None)
@@ -2075,6 +2132,87 @@ def _named_places(places, bases=None) -> dict:
     return named
 
 
+def _dotted_place(module, attr) -> str:
+    """The name of module.attr in its model (`bn.running_mean`)."""
+    return (f"{module._path}." if module._path else "") + attr
+
+
+def _model_names(loss, roots: dict, depth: int = 4) -> dict:
+    """{id(model): the name `loss` holds it under} for the models `roots` ({id: model}):
+    a global the loss (or a function it calls) reads, a variable it closes over, a default
+    of its parameters, its object's attribute (a bound method's `self.model`), a
+    functools.partial's argument, or an item or attribute of one of those (`models['a']`,
+    `cfg.net`; a container of more than _MAX_ITEMS items, a data set, is not searched), at
+    most `depth` steps down; of several names, the shortest (then the first in text
+    order), so that the same script names each model the same way in every run, whatever
+    the order the step reaches them. A model held under none of these is left out."""
+    found, seen = {}, set()
+    frontier = [("", loss)]
+    for _ in range(depth):
+        ahead = []
+        for name, value in frontier:
+            if id(value) in seen or isinstance(value, (str, bytes, numbers.Number, type,
+                                                       np.ndarray)) or value is None:
+                continue
+            seen.add(id(value))
+            if id(value) in roots:
+                found.setdefault(id(value), []).append(name)
+                continue
+            if isinstance(value, nn.Module) or inspect.ismodule(value):
+                continue
+            ahead.extend(_held_by(name, value))
+        frontier = ahead
+    return {key: min(names, key=lambda n: (n.count(".") + n.count("["), n))
+            for key, names in found.items()}
+
+
+_MAX_ITEMS = 256  # (_model_names)
+
+
+def _held_by(name, value) -> list:
+    """[(name, value)] of what `value` (the loss, or one of its names' values) holds, each
+    named from `name` (_model_names)."""
+    if isinstance(value, functools.partial):
+        return [(name, value.func), *((f"{name}[{i}]", a) for i, a in enumerate(value.args)),
+                *((f"{name}[{k!r}]", a) for k, a in value.keywords.items())]
+    if inspect.ismethod(value):
+        return [(name or "self", value.__self__), (name, value.__func__)]
+    if inspect.isfunction(value):
+        code, held = value.__code__, []
+        cells = zip(code.co_freevars, value.__closure__ or ())
+        held += [(var, cell.cell_contents) for var, cell in cells
+                 if _cell_filled(cell)]
+        # its defaults (`def loss(p, batch, model=model)`), by their parameters' names
+        positional = code.co_varnames[:code.co_argcount]
+        given = value.__defaults__ or ()
+        held += [*zip(positional[len(positional) - len(given):], given),
+                 *(value.__kwdefaults__ or {}).items()]
+        codes = [code]
+        for c in codes:  # the names its nested functions (a lambda inside) read too
+            codes += [k for k in c.co_consts if inspect.iscode(k)]
+        held += [(g, value.__globals__[g]) for c in codes for g in c.co_names
+                 if g in value.__globals__]
+        return held
+    if isinstance(value, Mapping):
+        return [(f"{name}[{k!r}]", v) for k, v in value.items()
+                if isinstance(k, (str, int))] if len(value) <= _MAX_ITEMS else []
+    if isinstance(value, (list, tuple)):
+        return [(f"{name}[{i}]", v) for i, v in enumerate(value)] \
+            if len(value) <= _MAX_ITEMS else []
+    attrs = getattr(value, "__dict__", None)
+    if isinstance(attrs, dict):
+        return [(f"{name}.{k}" if name else k, v) for k, v in attrs.items()]
+    return []
+
+
+def _cell_filled(cell) -> bool:
+    try:
+        cell.cell_contents
+    except ValueError:  # (a variable the loss closes over, not yet assigned)
+        return False
+    return True
+
+
 def _plateau(optimizer, eval_batches):
     """The optimiser's ReduceLROnPlateau, or None; refused without validation batches."""
     plateau = getattr(optimizer, "lr", None)
@@ -2382,11 +2520,12 @@ def _check_loss_scale(state: dict, path: str | None = None) -> None:
                                          f"{np.asarray(good).tolist()}")
 
 
-def _buffer_names_field(path: str | None) -> str:
-    """How a refusal of a checkpoint's buffer_names (Trainer._saved_buffer_names) begins:
-    naming the file where it is known, as checkpoint.saved_accumulation's does."""
+def _buffer_names_field(path: str | None, field: str = "buffer_names") -> str:
+    """How a refusal of a checkpoint's buffer_names or buffer_models
+    (Trainer._saved_buffer_names) begins: naming the file where it is known, as
+    checkpoint.saved_accumulation's does."""
     where = f"checkpoint {path!r}" if path else "the checkpoint"
-    return f"{where}: header field buffer_names"
+    return f"{where}: header field {field}"
 
 
 def _resumed_setting(name, mine, initial, current, allow_changed_settings, how):

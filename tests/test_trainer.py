@@ -602,16 +602,26 @@ def test_two_models_buffers_resume_to_their_own_model_whatever_the_modes(
     for k in resumed.params:
         np.testing.assert_array_equal(resumed.params[k], whole[2].params[k])
     np.testing.assert_array_equal(b2.bn.running_mean.data, whole[1].bn.running_mean.data)
-    # a header without the names (written before they were kept): the names are this
-    # trainer's, as they were (the same script resumes it)
+    # a header without the record (written before it was kept): the names are this
+    # trainer's, as they were (the same script resumes it); one with the record graphc
+    # wrote before buffer_models (buffer_names: each name numbered by model in the order
+    # the step reached them) resumes by it, as it did
     arrays, meta = checkpoint.load_arrays(path, {k: (a.shape, a.dtype)
                                                  for k, a in first.state_arrays().items()})
-    del meta["buffer_names"]
-    checkpoint.save(path, arrays, meta)
-    a3, b3, again = _two_bn_models(saved_training)
-    b3.train()
-    again.resume(path)
-    np.testing.assert_array_equal(b3.bn.running_mean.data, b.bn.running_mean.data)
+    assert meta["buffer_models"] == {f"bn.{n}{k}": [m, f"bn.{n}"] for m, k in (
+        ("a", "_1" if saved_training else ""), ("b", "" if saved_training else "_1"))
+        for n in ("running_mean", "running_var", "num_batches_tracked")}
+    del meta["buffer_models"]
+    for names in (None, {n: by_model for n, by_model in first._names_by_model().items()}):
+        meta.pop("buffer_names", None)
+        if names is not None:
+            meta["buffer_names"] = names
+        checkpoint.save(path, arrays, meta)
+        a3, b3, again = _two_bn_models(saved_training)
+        b3.train()
+        again.resume(path)
+        np.testing.assert_array_equal(b3.bn.running_mean.data, b.bn.running_mean.data)
+        np.testing.assert_array_equal(a3.bn.running_mean.data, a.bn.running_mean.data)
     # a damaged one is one line naming the file (review: "checkpoint header: buffer_names
     # ..." named none, where resume() knows it)
     named = re.escape(f"checkpoint {path!r}: header field buffer_names ")
@@ -628,6 +638,98 @@ def test_two_models_buffers_resume_to_their_own_model_whatever_the_modes(
     # restore() of the arrays read, with its path: the file too
     with pytest.raises(checkpoint.CheckpointError, match=f"^{named}must be"):
         _two_bn_models(resumed_training)[2].restore(arrays, meta, path=path)
+
+
+def test_two_models_buffers_are_recorded_by_model_name_not_by_the_order_reached(tmp_path):
+    """review r4 (s49): the header's buffer_names numbered each Buffer's name across the
+    models in the order the step reached them, so a resume whose loss called b before a
+    swapped every Buffer (A's count 100 went to B), a model that gained a Buffer named as
+    the other's (`scale`) took the other's value, and with allow_changed_settings one that
+    lost it gave its value to the other. The header records each Buffer's model (by the
+    name the loss holds it under) and its name there (buffer_models)."""
+    def models(extra):
+        a, b = _BNNet(1), _BNNet(5)
+        a.bn.num_batches_tracked.data[...], b.bn.num_batches_tracked.data[...] = 100, 7
+        for c, m, value in (("a", a, 1.5), ("b", b, 2.5)):
+            if c in extra:
+                m.register_buffer("scale", np.full(3, value, np.float32))
+        return a, b
+
+    def trainer(a, b, order="ab"):
+        def loss(p, batch):
+            x, y = batch
+            held = {"a": a, "b": b}
+            outs = {c: held[c].apply({k[2:]: v for k, v in p.items() if k[0] == c}, x)
+                    for c in order}
+            outs = {c: o * held[c].scale if hasattr(held[c], "scale") else o
+                    for c, o in outs.items()}
+            return gc.cross_entropy(outs["a"] + outs["b"], y)
+        params = {f"{c}.{k}": v for c, m in (("a", a), ("b", b))
+                  for k, v in m.params().items()}
+        return gc.Trainer(loss, params, optim.Adam(lr=0.05), blobs, steps=6, seed=3)
+
+    def state(m):
+        return {n: b.data.copy() for n, b in m.named_buffers()}
+    path = str(tmp_path / "c.npz")
+    for saved_extra, resumed_extra, order, allow in (("", "", "ba", False),
+                                                     ("b", "ab", "ab", False),
+                                                     ("ab", "b", "ab", True),
+                                                     ("ab", "ab", "ba", False)):
+        a, b = models(saved_extra)
+        first = trainer(a, b)
+        for _ in range(2):
+            first.train_step()
+        first.save(path)
+        a2, b2 = models(resumed_extra)
+        resumed = trainer(a2, b2, order)
+        resumed.resume(path, allow_changed_settings=allow)
+        for mine, saved, fresh in ((a2, a, models(resumed_extra)[0]),
+                                   (b2, b, models(resumed_extra)[1])):
+            for name, value in state(mine).items():
+                # its own saved value; a Buffer it gained since, its own fresh one
+                want = state(saved).get(name, state(fresh)[name])
+                np.testing.assert_array_equal(value, want, err_msg=f"{saved_extra} "
+                                              f"{resumed_extra} {order} {name}")
+        assert int(a2.bn.num_batches_tracked.data) == 102 and \
+            int(b2.bn.num_batches_tracked.data) == 9
+    # a damaged record is one line naming the file
+    arrays, meta = checkpoint.load_arrays(path, {k: (a.shape, a.dtype)
+                                                 for k, a in first.state_arrays().items()})
+    meta["buffer_models"] = {"bn.running_mean": ["a"]}
+    checkpoint.save(path, arrays, meta)
+    with pytest.raises(checkpoint.CheckpointError, match=re.escape(
+            f"checkpoint {path!r}: header field buffer_models must be ")) as info:
+        trainer(*models("ab")).resume(path)
+    assert "\n" not in str(info.value)
+    # a model held under no name graphc finds: refused, not guessed, when saved (fit: at
+    # its start)
+    a, b = models("")
+    hidden = _Slotted()
+    hidden.model = b
+    params = {f"{c}.{k}": v for c, m in (("a", a), ("b", b)) for k, v in m.params().items()}
+    opaque = gc.Trainer(lambda p, batch: gc.cross_entropy(
+        a.apply({k[2:]: v for k, v in p.items() if k[0] == "a"}, batch[0])
+        + _call_hidden(hidden, p, batch[0]), batch[1]), params, optim.Adam(lr=0.05), blobs,
+        steps=2, seed=3)
+    for call, who in ((lambda: opaque.save(path), "Trainer.save"),
+                      (lambda: opaque.fit(str(tmp_path / "run"), progress=False),
+                       "Trainer.fit")):
+        with pytest.raises(gc.GraphcError) as info:
+            call()
+        line, where = str(info.value).splitlines()
+        assert line.startswith(f"{who}: the loss reaches the Buffers of several models, and "
+                               "graphc finds no name it holds the _BNNet holding "
+                               "bn.running_mean_1 under"), line
+        assert where.strip().startswith("at tests/test_trainer.py:")
+    assert opaque.step == 0 and not (tmp_path / "run" / "checkpoint.npz").exists()
+
+
+class _Slotted:  # (holds its model where no name of the loss leads: it has no __dict__)
+    __slots__ = ("model",)
+
+
+def _call_hidden(held, p, x):
+    return held.model.apply({k[2:]: v for k, v in p.items() if k[0] == "b"}, x)
 
 
 def test_a_tied_buffer_of_one_of_two_models_sharing_buffer_names_resumes(tmp_path):
