@@ -1280,6 +1280,10 @@ class Trainer:
             # numbered in the order the step reached the models, _names_by_model)
             checkpointed = self.buffers
             meta["buffer_models"] = {n: m for n, m in models.items() if n in checkpointed}
+        checkpointed = {f"buffer/{n}" for n in self.buffers}
+        if checkpointed:  # those the step writes, which hold no Inf (load_params checks them)
+            meta["written_buffers"] = sorted(n[len("buffer/"):] for n in
+                                             checkpointed - self._read_only_buffers())
         written = []
 
         def before_replace(tmp):  # (tmp None: a special file, written in place)
@@ -1419,12 +1423,9 @@ class Trainer:
         never_negative = {f"{_slot_prefix(s)}/"
                           for s in getattr(self.optimizer, "non_negative_slots", ())}
         constants = self._read_only_buffers()
+        _refuse_non_finite_buffers(arrays, {k for k in arrays if k.startswith("buffer/")
+                                            and k not in constants}, path)
         for key, values in arrays.items():
-            if key.startswith("buffer/") and key not in constants and \
-                    not np.isfinite(values).all():
-                raise checkpoint.CheckpointError(
-                    f"checkpoint {path!r}: {key} holds non-finite values (NaN or inf)" if path
-                    else f"checkpoint {key} holds non-finite values (NaN or inf)")
             # (the prefix up to the first "/": a parameter's own name may hold more)
             if key.split("/", 1)[0] + "/" in never_negative and (values < 0).any():
                 raise checkpoint.CheckpointError(
@@ -2346,8 +2347,16 @@ def load_params(path, buffers: bool = False) -> dict:
     checkpoint reads too (the GPT's parameters, checked against the model its header
     names)."""
     path = checkpoint_file(path, "load_params: path")
-    arrays, _ = checkpoint.load_saved(path, ("param/", "buffer/") if buffers else ("param/",),
-                                      lambda members: _refuse_unsaved_members(members, path))
+    arrays, meta = checkpoint.load_saved(path, ("param/", "buffer/") if buffers else
+                                         ("param/",),
+                                         lambda members: _refuse_unsaved_members(members, path))
+    written = meta.get("written_buffers")  # (a file written before they were recorded:
+    if written is not None:  # none is told from one the step only reads, a mask's -inf)
+        if not isinstance(written, list) or not all(isinstance(n, str) for n in written):
+            raise checkpoint.CheckpointError(f"checkpoint {path!r}: header field "
+                                             f"written_buffers must be a list of buffer "
+                                             f"names, got {written!r}"[:300])
+        _refuse_non_finite_buffers(arrays, {f"buffer/{n}" for n in written}, path)
     params = {k.split("/", 1)[1]: a for k, a in arrays.items() if k.startswith("param/")}
     for key, a in arrays.items():
         name = key.split("/", 1)[1]
@@ -2355,6 +2364,18 @@ def load_params(path, buffers: bool = False) -> dict:
             raise checkpoint.CheckpointError(f"checkpoint {path!r} holds a parameter and a "
                                              f"buffer both named {name!r}")
     return params
+
+
+def _refuse_non_finite_buffers(arrays, written, path=None) -> None:
+    """Refuse (one CheckpointError line naming it and the file) a NaN or an Inf in one of
+    the checkpoint's Buffers `written` (buffer/NAME) that the step writes: save() never
+    writes one (divergence), so the file was changed or damaged. (checkpoint.load refuses
+    NaNs in every Buffer; one the step only reads may hold an Inf, a mask's -inf.)"""
+    for key in sorted(written):
+        if key in arrays and not np.isfinite(arrays[key]).all():
+            raise checkpoint.CheckpointError(
+                f"checkpoint {path!r}: {key} holds non-finite values (NaN or inf)" if path
+                else f"checkpoint {key} holds non-finite values (NaN or inf)")
 
 
 def _refuse_unsaved_members(members, path):

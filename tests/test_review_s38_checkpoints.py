@@ -329,6 +329,47 @@ def test_a_constant_buffer_may_hold_an_inf_a_written_one_may_not(tmp_path):
         trainer.resume(path)
 
 
+def test_load_params_refuses_an_inf_in_a_buffer_the_step_writes_as_resume_does(tmp_path):
+    """s49: gc.load_params(path, buffers=True) took an Inf in a Buffer the step writes (a
+    BatchNorm's running_var) where resume refuses it: nothing in the file told a written
+    Buffer from one the step only reads (a mask's -inf). The header records those it
+    writes (written_buffers) and load_params refuses one holding an Inf in resume's line
+    (one check); a read-only one's -inf loads, and so does a file written before the
+    record (as it did)."""
+    class Masked(Net):
+        def __init__(self):
+            super().__init__()
+            self.register_buffer("mask", np.array([0.0, -np.inf], np.float32))
+
+        def forward(self, x):
+            return super().forward(x) * gc.exp(self.mask)
+
+    trainer = _fit(Masked(), tmp_path / "run", steps=2)
+    path = str(tmp_path / "run" / "checkpoint.npz")
+    header = []
+    rewrite_header(path, header.append)
+    assert header[0]["written_buffers"] == ["bn.num_batches_tracked", "bn.running_mean",
+                                            "bn.running_var"]  # (not the mask)
+    assert gc.load_params(path, buffers=True)["mask"][1] == -np.inf
+    _edit_members(path, lambda m: m.update(
+        {"buffer/bn.running_var.npy": _npy(np.full(8, np.inf, np.float32))}))
+    message = (f"checkpoint {path!r}: buffer/bn.running_var holds non-finite values (NaN or "
+               "inf)")
+    for load in (lambda: gc.load_params(path, buffers=True), lambda: trainer.resume(path)):
+        with pytest.raises(checkpoint.CheckpointError) as info:
+            load()
+        assert str(info.value) == message
+    assert sorted(gc.load_params(path)) == sorted(trainer.params)  # (buffers not read)
+
+    rewrite_header(path, lambda meta: meta.pop("written_buffers"))  # written before the
+    assert np.isinf(gc.load_params(path, buffers=True)["bn.running_var"]).all()  # record
+    rewrite_header(path, lambda meta: meta.update(written_buffers="bn.running_var"))
+    with pytest.raises(checkpoint.CheckpointError) as info:
+        gc.load_params(path, buffers=True)
+    assert str(info.value) == (f"checkpoint {path!r}: header field written_buffers must be "
+                               "a list of buffer names, got 'bn.running_var'")
+
+
 def test_a_nan_in_a_buffer_is_refused_read_only_or_written(tmp_path):
     """Review of the read-only Buffers' checkpointing: taking an Inf in buffer/ members let a
     NaN through too, so gc.load_params(buffers=True) returned a trained BatchNorm's NaN
