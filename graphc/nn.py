@@ -2983,12 +2983,25 @@ def scaled_dot_product_attention(query, key, value, attn_mask=None, dropout_p=0.
         seed=dropout_key(dropout_p, seed, query), salt=salt)
 
 
-def _refuse_integer_mask(where, what, mask):
+def _check_mask_kind(where, what, mask):
     """torch's rule for an attention mask: bool (True: not attended) or float (added to the
     scores). An integer one (a 0/1 array, torch's old uint8 masks) is refused, as torch's:
-    cast to float, as a dtype error used to advise, it masks nothing."""
+    cast to float, as a dtype error used to advise, it masks nothing. So is a list (torch
+    takes a tensor; the mask's first read, `.ndim`, failed as a raw AttributeError) and
+    another library's array (a torch tensor, torch's generate_square_subsequent_mask's, met
+    numpy's "Cannot interpret 'torch.float32' as a data type"), in one line naming the
+    argument, as graphc refuses such operands."""
     if mask is None:
         return
+    if isinstance(mask, (list, tuple)):
+        raise GraphcError(f"{where}: {what} is a {type(mask).__name__}; give an array "
+                          "(np.asarray), as torch's takes a tensor", (user_location(),))
+    foreign = foreign_array_name(mask) if not isinstance(mask, (Tensor, SymbolicValue)) \
+        else None
+    if foreign is not None:
+        raise GraphcError(f"{where}: {what} is a {foreign}, another library's array; pass a "
+                          f"numpy array ({what}.numpy(), or np.asarray({what}))",
+                          (user_location(),))
     dtype = mask.dtype if hasattr(mask, "dtype") else np.asarray(mask).dtype
     if str(dtype) != "bool" and not is_float(dtype):
         raise GraphcError(f"{where}: {what} of dtype {dtype} is not supported: use a bool "
@@ -3100,7 +3113,7 @@ class MultiheadAttention(Module):
         # torch's positional order (a padding mask passed fourth was read as attn_mask: where
         # the batch size equals the length it passed the shape check, a wrong output)
         for what, mask in (("attn_mask", attn_mask), ("key_padding_mask", key_padding_mask)):
-            _refuse_integer_mask(self._where(), what, mask)
+            _check_mask_kind(self._where(), what, mask)
         key = query if key is None else key
         value = key if value is None else value
         shapes = tuple(tuple(F._shape(t)) for t in (query, key, value))

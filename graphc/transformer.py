@@ -16,7 +16,7 @@ from ir.errors import GraphcError, user_location
 from ir.ops import api as F
 
 from .nn import (Dropout, LayerNorm, Linear, Module, ModuleList, MultiheadAttention,
-                 _check_mask_shape, _layer_dtype, _refuse_integer_mask)
+                 _check_mask_kind, _check_mask_shape, _layer_dtype)
 
 
 def _activation(name, activation):
@@ -46,7 +46,11 @@ def _check_masks(where, attention, query, key, masks):
     user's attention module gets the masks as given and checks them itself, as torch's
     layer passes them (one taking SDPA's (N, 1, L, S) masks has num_heads and batch_first
     too); so do query and key shapes that attention refuses (its "one batch size" error
-    is about the inputs, not a key padding mask that fits the key)."""
+    is about the inputs, not a key padding mask that fits the key). Each mask's kind (bool
+    or float array) is checked whatever the attention, as torch's layers read each mask's
+    dtype before their attention runs."""
+    for what, mask, _ in masks:
+        _check_mask_kind(where, what, mask)
     if all(mask is None for _, mask, _ in masks) or \
             getattr(type(attention), "forward", None) is not MultiheadAttention.forward:
         return
@@ -118,10 +122,6 @@ class TransformerEncoderLayer(_Layer):
                      activation, layer_norm_eps, batch_first, norm_first, bias, rng, dtype, 2)
 
     def forward(self, src, src_mask=None, src_key_padding_mask=None, is_causal=False):
-        # (checked here too, to name the argument as given: MultiheadAttention's names its own)
-        for what, mask in (("src_mask", src_mask), ("src_key_padding_mask",
-                                                    src_key_padding_mask)):
-            _refuse_integer_mask(self._where(), what, mask)
         _check_masks(self._where(), self.self_attn, src, src,
                      (("src_mask", src_mask, False),
                       ("src_key_padding_mask", src_key_padding_mask, True)))
@@ -151,10 +151,6 @@ class TransformerDecoderLayer(_Layer):
 
     def forward(self, tgt, memory, tgt_mask=None, memory_mask=None, tgt_key_padding_mask=None,
                 memory_key_padding_mask=None, tgt_is_causal=False, memory_is_causal=False):
-        for what, mask in (("tgt_mask", tgt_mask), ("memory_mask", memory_mask),
-                           ("tgt_key_padding_mask", tgt_key_padding_mask),
-                           ("memory_key_padding_mask", memory_key_padding_mask)):
-            _refuse_integer_mask(self._where(), what, mask)
         _check_masks(self._where(), self.self_attn, tgt, tgt,
                      (("tgt_mask", tgt_mask, False),
                       ("tgt_key_padding_mask", tgt_key_padding_mask, True)))

@@ -283,3 +283,42 @@ def test_a_users_attention_gets_the_layers_masks_as_given_and_batch_mismatch_is_
         "MultiheadAttention 'multihead_attn': query (3, 5, 4), key (2, 6, 4) and value "
         "(2, 6, 4) ((N, L, E), batch_first=True) must have one batch size, and key and value "
         "one length")
+
+
+def test_a_mask_given_as_a_list_or_a_torch_tensor_is_refused_naming_the_argument():
+    """A mask given as a list failed inside MultiheadAttention as a raw AttributeError
+    ('list' object has no attribute 'ndim'), and a torch tensor, the mask a port passes
+    from nn.Transformer.generate_square_subsequent_mask, met numpy's "Cannot interpret
+    'torch.float64' as a data type" (a TypeError): neither named the argument. Each is one
+    line now naming the layer and the argument as given; its numpy form gives torch's
+    output."""
+    ours, theirs = pair("TransformerEncoderLayer", 4, 2, 8, batch_first=True)
+    x = np.random.default_rng(0).normal(size=(3, 5, 4))
+    causal = torch.nn.Transformer.generate_square_subsequent_mask(5, dtype=torch.float64)
+    f = "test_transformer_layers.py"
+    assert_one_line_error(lambda: ours(x, src_mask=causal),
+                          "TransformerEncoderLayer: src_mask is a torch.Tensor, another "
+                          "library's array; pass a numpy array (src_mask.numpy(), or "
+                          "np.asarray(src_mask))", f)
+    assert_one_line_error(lambda: ours(x, src_mask=causal.numpy().tolist()),
+                          "TransformerEncoderLayer: src_mask is a list; give an array "
+                          "(np.asarray), as torch's takes a tensor", f)
+    np.testing.assert_allclose(ours(x, src_mask=causal.numpy()),
+                               theirs(torch.tensor(x), src_mask=causal).detach().numpy(),
+                               rtol=1e-12, atol=1e-12)
+    padding = [[False] * 5] * 3
+    mha = ours.self_attn
+    assert_one_line_error(lambda: mha(x, x, x, key_padding_mask=padding),
+                          "MultiheadAttention 'self_attn': key_padding_mask is a list", f)
+    assert_one_line_error(lambda: mha(x, x, x, attn_mask=torch.zeros(5, 5, dtype=torch.bool)),
+                          "MultiheadAttention 'self_attn': attn_mask is a torch.Tensor", f)
+    assert_one_line_error(lambda: gc.compile(lambda a: ours(a, src_key_padding_mask=tuple(
+        padding)))(x), "TransformerEncoderLayer: src_key_padding_mask is a tuple", f)
+    stack = gc.nn.TransformerEncoder(ours, 2)
+    assert_one_line_error(lambda: stack(x, mask=causal), "TransformerEncoder: mask is a "
+                          "torch.Tensor", f)
+    decoder = gc.nn.TransformerDecoderLayer(4, 2, 8, batch_first=True, dtype="float64")
+    assert_one_line_error(lambda: decoder(x, x, memory_key_padding_mask=torch.tensor(
+        np.zeros((3, 5), bool))), "TransformerDecoderLayer: memory_key_padding_mask is a "
+        "torch.Tensor", f)
+
