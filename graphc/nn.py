@@ -3138,12 +3138,14 @@ class MultiheadAttention(Module):
         B, T, E = query.shape
         S = key.shape[1]
         H = self.num_heads
-        for name, t, width in (("key", key, self.kdim), ("value", value, self.vdim)):
+        # (the query's first: a self-attention's wrong width was named as the key's, and a
+        # query's alone met the in-projection's matmul, naming neither the layer nor query)
+        for name, t, width in (("query", query, self.embed_dim), ("key", key, self.kdim),
+                               ("value", value, self.vdim)):
             if F._shape(t)[-1] != width:
-                raise GraphcError(f"MultiheadAttention: {name} has {F._shape(t)[-1]} "
-                                  f"features, the layer takes {width}"
-                                  f"{'' if width != E else ' (kdim/vdim: other widths)'}",
-                                  (user_location(),))
+                hint = " (kdim/vdim: other widths)" if name != "query" and width == E else ""
+                raise GraphcError(f"{self._where()}: {name} has {F._shape(t)[-1]} features, "
+                                  f"the layer takes {width}{hint}", (user_location(),))
         batch = 0 if self.batch_first else 1  # the batch axis, in the layout given
         if shapes[1][:2] != shapes[2][:2] or shapes[1][batch] != shapes[0][batch]:
             layout = "(N, L, E)" if self.batch_first else "(L, N, E)"

@@ -322,3 +322,26 @@ def test_a_mask_given_as_a_list_or_a_torch_tensor_is_refused_naming_the_argument
         np.zeros((3, 5), bool))), "TransformerDecoderLayer: memory_key_padding_mask is a "
         "torch.Tensor", f)
 
+
+def test_a_query_of_another_width_is_named_as_the_query():
+    """A query of other than embed_dim features met the in-projection's matmul
+    ('matmul(f32[8,6], f32[8,8]): contracting dimensions differ: 6 vs 8', naming neither
+    the layer nor the query), and in self-attention (key and value the query) it was
+    named as the key: 'key has 6 features ... (kdim/vdim: other widths)'."""
+    f = "test_transformer_layers.py"
+    rng = np.random.default_rng(0)
+    mha = gc.nn.MultiheadAttention(8, 2, batch_first=True)
+    narrow, right = (rng.normal(size=(2, 4, w)).astype(np.float32) for w in (6, 8))
+    message = "MultiheadAttention: query has 6 features, the layer takes 8"
+    for call in (lambda: mha(narrow), lambda: mha(narrow, right, right),
+                 lambda: gc.compile(lambda q: mha(q, right, right))(narrow)):
+        with pytest.raises(gc.GraphcError) as info:
+            call()
+        assert str(info.value).splitlines()[0] == message
+    assert_one_line_error(lambda: mha(right, narrow, right),
+                          "MultiheadAttention: key has 6 features, the layer takes 8 "
+                          "(kdim/vdim: other widths)", f)
+    layer = gc.nn.TransformerEncoderLayer(8, 2, 16, batch_first=True)
+    assert_one_line_error(lambda: layer(narrow), "MultiheadAttention 'self_attn': query has "
+                          "6 features, the layer takes 8", f)
+    assert np.asarray(mha(right)[0]).shape == (2, 4, 8)
