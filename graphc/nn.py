@@ -3296,6 +3296,7 @@ class MSELoss(Module):
 _LAZY = {"RNN": "recurrent", "GRU": "recurrent", "LSTM": "recurrent",
          "TransformerEncoderLayer": "transformer", "TransformerDecoderLayer": "transformer",
          "TransformerEncoder": "transformer", "TransformerDecoder": "transformer",
+         "Transformer": "transformer",
          **{name: "activation_layers" for name in (
              "ELU", "SELU", "CELU", "ReLU6", "Hardtanh", "Hardsigmoid", "Hardswish", "Mish",
              "Softsign", "GLU", "Softshrink", "Hardshrink", "PReLU", "Softmax", "LogSoftmax",

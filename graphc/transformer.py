@@ -1,5 +1,5 @@
-"""torch.nn's transformer layers: `nn.TransformerEncoderLayer`, `nn.TransformerDecoderLayer`
-and the stacks `nn.TransformerEncoder`, `nn.TransformerDecoder`, with torch's arguments,
+"""torch.nn's transformer layers: `nn.TransformerEncoderLayer`, `nn.TransformerDecoderLayer`,
+the stacks `nn.TransformerEncoder`, `nn.TransformerDecoder` and the whole `nn.Transformer`, with torch's arguments,
 submodule names, computation (post-norm by default, `norm_first=True` pre-norm), dropout
 sites and initialisation, built from graphc's MultiheadAttention, Linear, LayerNorm and
 Dropout. Weights are in graphc's layout (Linear's and in_proj_weight transposed against
@@ -12,11 +12,14 @@ from __future__ import annotations
 
 import copy
 
+import numpy as np
+
 from ir.errors import GraphcError, user_location
 from ir.ops import api as F
 
+from . import init
 from .nn import (Dropout, LayerNorm, Linear, Module, ModuleList, MultiheadAttention,
-                 _check_mask_kind, _check_mask_shape, _layer_dtype)
+                 _check_mask_kind, _check_mask_shape, _layer_dtype, _rng)
 
 
 def _activation(name, activation):
@@ -225,3 +228,53 @@ class TransformerDecoder(_Stack):
             x = layer(x, memory, tgt_mask, memory_mask, tgt_key_padding_mask,
                       memory_key_padding_mask, tgt_is_causal, memory_is_causal)
         return x if self.norm is None else self.norm(x)
+
+
+class Transformer(Module):
+    """torch.nn.Transformer: a TransformerEncoder of num_encoder_layers layers and a
+    TransformerDecoder of num_decoder_layers, each ending in a LayerNorm (`encoder`,
+    `decoder`: torch's names, so a torch checkpoint loads by load_torch_state_dict), or the
+    custom_encoder / custom_decoder given; every parameter of two or more axes
+    xavier-uniform, as torch's _reset_parameters. forward(src, tgt, ...) encodes src and
+    decodes tgt against it, with torch's masks."""
+
+    def __init__(self, d_model=512, nhead=8, num_encoder_layers=6, num_decoder_layers=6,
+                 dim_feedforward=2048, dropout=0.1, activation="relu", custom_encoder=None,
+                 custom_decoder=None, layer_norm_eps=1e-5, batch_first=False,
+                 norm_first=False, bias=True, rng=None, dtype="float32"):
+        rng = _rng(rng)
+        settings = (d_model, nhead, dim_feedforward, dropout, activation, layer_norm_eps,
+                    batch_first, norm_first, bias, rng, dtype)
+        for part, custom, stack, layer, count in (
+                ("encoder", custom_encoder, TransformerEncoder, TransformerEncoderLayer,
+                 num_encoder_layers),
+                ("decoder", custom_decoder, TransformerDecoder, TransformerDecoderLayer,
+                 num_decoder_layers)):
+            setattr(self, part, custom if custom is not None else stack(
+                layer(*settings), count,
+                LayerNorm(d_model, eps=layer_norm_eps, bias=bias, dtype=_layer_dtype(
+                    "Transformer", dtype))))
+        for p in self.parameters():
+            if p.data.ndim > 1:  # (graphc's transposed layout: xavier's bound is the same)
+                init.xavier_uniform_(p, rng=rng)
+        for name, value in (("d_model", d_model), ("nhead", nhead),
+                            ("batch_first", batch_first)):
+            object.__setattr__(self, name, value)
+
+    def forward(self, src, tgt, src_mask=None, tgt_mask=None, memory_mask=None,
+                src_key_padding_mask=None, tgt_key_padding_mask=None,
+                memory_key_padding_mask=None, src_is_causal=None, tgt_is_causal=None,
+                memory_is_causal=False):
+        memory = self.encoder(src, mask=src_mask, src_key_padding_mask=src_key_padding_mask,
+                              is_causal=src_is_causal)
+        return self.decoder(tgt, memory, tgt_mask=tgt_mask, memory_mask=memory_mask,
+                            tgt_key_padding_mask=tgt_key_padding_mask,
+                            memory_key_padding_mask=memory_key_padding_mask,
+                            tgt_is_causal=tgt_is_causal, memory_is_causal=memory_is_causal)
+
+    @staticmethod
+    def generate_square_subsequent_mask(sz, dtype="float32"):
+        """torch's causal mask of `sz` positions, as an array: 0 on and below the diagonal,
+        -inf above (float32, as torch's default dtype)."""
+        return np.triu(np.full((sz, sz), -np.inf, dtype=_layer_dtype(
+            "Transformer.generate_square_subsequent_mask", dtype)), 1)

@@ -86,7 +86,8 @@ def _transformers(nn):
     return [nn.MultiheadAttention(8, 2),
             nn.TransformerEncoder(nn.TransformerEncoderLayer(8, 2, 16, batch_first=True),
                                   2, norm=nn.LayerNorm(8)),
-            nn.TransformerDecoder(nn.TransformerDecoderLayer(8, 2, 16, norm_first=True), 1)]
+            nn.TransformerDecoder(nn.TransformerDecoderLayer(8, 2, 16, norm_first=True), 1),
+            nn.Transformer(8, 2, 1, 2, 16, batch_first=True)]
 
 
 def _layer_classes():

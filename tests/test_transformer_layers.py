@@ -345,3 +345,61 @@ def test_a_query_of_another_width_is_named_as_the_query():
     assert_one_line_error(lambda: layer(narrow), "MultiheadAttention 'self_attn': query has "
                           "6 features, the layer takes 8", f)
     assert np.asarray(mha(right)[0]).shape == (2, 4, 8)
+
+
+@pytest.mark.parametrize("batch_first, norm_first", [(False, False), (True, True)])
+def test_transformer_loads_torchs_checkpoint_and_matches_its_values_and_gradients(batch_first,
+                                                                                   norm_first):
+    """gc.nn.Transformer (encoder and decoder stacks, each ending in a LayerNorm) was
+    missing, and with it Transformer.generate_square_subsequent_mask, which torch ports
+    call for their causal tgt_mask. Its state_dict keys are torch's, a torch checkpoint
+    loads, and output and gradients agree in float64, eager and compiled."""
+    torch.manual_seed(0)
+    theirs = torch.nn.Transformer(8, 2, 2, 1, 16, batch_first=batch_first,
+                                  norm_first=norm_first).double().eval()
+    ours = gc.nn.Transformer(8, 2, 2, 1, 16, batch_first=batch_first, norm_first=norm_first,
+                             dtype="float64").eval()
+    assert list(ours.state_dict()) == list(theirs.state_dict())
+    ours.load_torch_state_dict(theirs.state_dict())
+    causal = gc.nn.Transformer.generate_square_subsequent_mask(4, dtype="float64")
+    np.testing.assert_array_equal(
+        causal, torch.nn.Transformer.generate_square_subsequent_mask(4).numpy())
+    assert gc.nn.Transformer.generate_square_subsequent_mask(3).dtype == np.float32
+    rng = np.random.default_rng(0)
+    src, tgt = rng.normal(size=(2, 5, 8)), rng.normal(size=(2, 4, 8))
+    if not batch_first:
+        src, tgt = src.transpose(1, 0, 2), tgt.transpose(1, 0, 2)
+    padding = np.zeros((2, 5), bool)
+    padding[1, 3:] = True
+    w = rng.normal(size=tgt.shape)
+    ts, tt = (torch.tensor(a, requires_grad=True) for a in (src, tgt))
+    t_out = theirs(ts, tt, tgt_mask=torch.tensor(causal), src_key_padding_mask=torch.tensor(
+        padding), memory_key_padding_mask=torch.tensor(padding))
+    (t_out * torch.tensor(w)).sum().backward()
+
+    def loss(p, s, t):
+        return gc.sum(ours.apply(p, s, t, tgt_mask=causal, src_key_padding_mask=padding,
+                                 memory_key_padding_mask=padding) * w)
+    np.testing.assert_allclose(ours(src, tgt, tgt_mask=causal, src_key_padding_mask=padding,
+                                    memory_key_padding_mask=padding),
+                               t_out.detach().numpy(), rtol=1e-10, atol=1e-12)
+    for grad in (gc.grad(loss, argnums=(0, 1, 2)), gc.compile(gc.grad(loss, argnums=(0, 1, 2)))):
+        g_params, g_src, g_tgt = grad(ours.params(), src, tgt)
+        np.testing.assert_allclose(g_src, ts.grad.numpy(), rtol=1e-9, atol=1e-11)
+        np.testing.assert_allclose(g_tgt, tt.grad.numpy(), rtol=1e-9, atol=1e-11)
+        for name, p in theirs.named_parameters():
+            g = np.asarray(g_params[name])
+            g = g.T if name.endswith(("linear1.weight", "linear2.weight", "out_proj.weight",
+                                      "in_proj_weight")) else g
+            np.testing.assert_allclose(g, p.grad.numpy(), rtol=1e-9, atol=1e-11, err_msg=name)
+
+
+def test_transformer_initialises_its_matrices_xavier_uniform_as_torchs():
+    model = gc.nn.Transformer(16, 2, 1, 1, 64, rng=np.random.default_rng(0))
+    weight = np.asarray(model.decoder.layers[0].linear2.weight.data)  # (64, 16)
+    bound = np.sqrt(6.0 / (16 + 64))  # Linear's own default, 1/sqrt(64), is half that
+    assert np.abs(weight).max() <= bound and np.abs(weight).max() > 0.9 * bound
+    for name, p in model.named_parameters():
+        if p.data.ndim == 1 and name.endswith("bias"):
+            assert name.endswith(("linear1.bias", "linear2.bias")) or \
+                not np.asarray(p.data).any(), name  # (torch's zero biases stay zero)
