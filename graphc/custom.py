@@ -539,18 +539,20 @@ def _check_cotangents(custom, result, args, arg_pos, arg_ops, needs):
                               f"{_argument_of(args, i)} has shape {shape} but the "
                               f"argument has shape {tuple(operand.shape)}", _where(custom.bwd))
         if ct is not None and is_float(operand.dtype) and \
-                isinstance(ct, (Node, Tensor, np.ndarray)) and ct.dtype != operand.dtype:
-            # JAX's contract ("bwd rule must produce an output with the same shape/dtypes
-            # as the args tuple"), as vjp_fn's cotangent here: an int32 cotangent of a
-            # float64 argument was cast without a word (JAX's own check lets a dtype
-            # through for now, and its gradient is then int32, or a lax.add error where
-            # another path's float64 one is added). A number (a Python or numpy scalar, a
-            # list of them) is weakly typed and takes the argument's dtype
+                isinstance(ct, (Node, Tensor, np.ndarray)) and not is_float(ct.dtype):
+            # an int (bool, complex) array for a float argument was cast without a word: JAX's
+            # contract ("bwd rule must produce an output with the same shape/dtypes as the
+            # args tuple"; its check lets it through for now, the gradient then int32). A
+            # float array of another float dtype is cast to the argument's, as before: JAX's
+            # check lets it through, torch's autograd.Function casts it, and rules give one
+            # naturally (a float32 cotangent of a Python-float or float64 argument, a half
+            # one under autocast, np.ones(n) for a float32 argument). A number (a Python or
+            # numpy scalar, a list of them) is weakly typed and takes the argument's dtype
+            want = np.dtype(operand.dtype)
             raise GraphcError(f"custom_vjp function {name}: bwd's cotangent for argument "
                               f"{_argument_of(args, i)} has dtype {np.dtype(ct.dtype)} but "
-                              f"the argument has dtype {np.dtype(operand.dtype)}; return it "
-                              "in the argument's dtype (.astype), as JAX requires",
-                              _where(custom.bwd))
+                              f"the argument has dtype {want}; return a float cotangent "
+                              f"(.astype('{want}'))", _where(custom.bwd))
         if ct is None or not need or not is_float(operand.dtype):
             out.append(None)
             continue

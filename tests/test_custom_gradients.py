@@ -814,14 +814,15 @@ def test_jaxs_rule_options_are_taken_at_their_default_and_refused_otherwise_in_o
 
 
 def test_a_bwd_cotangent_of_another_dtype_than_its_arguments_is_refused_in_one_line():
-    """An int32 (or float32) cotangent bwd returned for a float64 argument was cast to
+    """An int32 (or int64) cotangent bwd returned for a float64 argument was cast to
     float64 without a word. JAX's contract is 'bwd rule must produce an output with the same
     shape/dtypes as the args tuple' (its check lets a dtype through for now: the gradient
-    is then int32, or a lax.add error beside another path's float64 one); graphc holds it,
-    as it holds vjp_fn's cotangent, eagerly, compiled and on the tape. A number (Python or
-    numpy scalar, a list of numbers) is weakly typed and takes the argument's dtype."""
+    is then int32, or a lax.add error beside another path's float64 one); graphc refuses an
+    int array for a float argument, eagerly, compiled and on the tape. A number (Python or
+    numpy scalar, a list of numbers) is weakly typed and takes the argument's dtype, and a
+    float array of another float dtype is cast (test below)."""
     import inspect
-    for bad in (np.array([1, 2], np.int32), np.array([1, 2], np.float32),
+    for bad in (np.array([1, 2], np.int32), np.array([True, False]),
                 gc.tensor(np.array([1, 2], np.int64))):
         f = gc.custom_vjp(lambda x: x * 2)
         line = inspect.currentframe().f_lineno + 1
@@ -835,8 +836,8 @@ def test_a_bwd_cotangent_of_another_dtype_than_its_arguments_is_refused_in_one_l
                 call()
             assert info.value.message == (
                 f"custom_vjp function <lambda>: bwd's cotangent for argument 0 has dtype "
-                f"{np.dtype(bad.dtype)} but the argument has dtype float64; return it in the "
-                "argument's dtype (.astype), as JAX requires")
+                f"{np.dtype(bad.dtype)} but the argument has dtype float64; return a float "
+                "cotangent (.astype('float64'))")
             assert info.value.locs[0] == (f"tests/{os.path.basename(__file__)}", line)
     for number, x in ((3, np.array(1.0)), (np.float32(0.5), np.array(1.0)),
                       ([1, 2], np.ones(2)), (np.array([1.0, 2.0]), np.ones(2))):
@@ -847,3 +848,47 @@ def test_a_bwd_cotangent_of_another_dtype_than_its_arguments_is_refused_in_one_l
             got = grad(x)
             assert got.dtype == np.float64
             np.testing.assert_array_equal(got, np.asarray(number, np.float64))
+
+
+def test_a_float_bwd_cotangent_of_another_float_dtype_is_cast_to_the_arguments():
+    """Review of the dtype check above: it first refused any cotangent of another dtype, so
+    rules that give one naturally broke: a float32 cotangent of a Python-float (float64)
+    argument beside a float32 array (x * a), a bfloat16 one of a float32 argument under
+    autocast, np.ones(n) (float64) for a float32 argument, a function that casts its float64
+    argument to float32. JAX's check lets a float one through and torch's autograd.Function
+    casts it; graphc casts it to the argument's dtype, as it did."""
+    x32 = np.arange(1.0, 4.0, dtype=np.float32)
+    s = gc.custom_vjp(lambda x, a: x * a)
+    s.defvjp(lambda x, a: (s(x, a), (x, a)), lambda r, g: (g * r[1], gc.sum(g * r[0])))
+    for grad in (gc.grad(lambda a: gc.sum(s(x32, a))),
+                 gc.compile(gc.grad(lambda a: gc.sum(s(x32, a))))):
+        got = grad(0.5)
+        assert np.asarray(got).dtype == np.float64 and float(got) == 6.0
+
+    product = gc.custom_vjp(lambda x, w: x @ w)  # float32 arguments, a bfloat16 result
+    product.defvjp(lambda x, w: (product(x, w), (x, w)),
+                   lambda r, g: (g @ r[1].T.astype(g.dtype), r[0].T.astype(g.dtype) @ g))
+
+    def loss(x, w):
+        with gc.autocast("bfloat16"):
+            y = product(x, w)
+            assert y.dtype == "bfloat16"
+            return gc.sum(y.astype("float32"))
+    x, w = np.ones((2, 3), np.float32), np.ones((3, 4), np.float32)
+    for got in (gc.grad(loss, argnums=(0, 1))(x, w),
+                gc.compile(gc.grad(loss, argnums=(0, 1)))(x, w)):
+        for g, want in zip(got, (np.full((2, 3), 4.0), np.full((3, 4), 2.0))):
+            assert np.asarray(g).dtype == np.float32
+            np.testing.assert_array_equal(g, want)
+
+    ones = gc.custom_vjp(lambda x: x * 2)
+    ones.defvjp(lambda x: (ones(x), None), lambda r, g: (np.ones(3),))
+    narrow = gc.custom_vjp(lambda x: x.astype("float32") * 2)
+    narrow.defvjp(lambda x: (narrow(x), None), lambda r, g: (2 * g,))
+    for f, x, dtype in ((ones, x32, np.float32), (narrow, x32.astype(np.float64), np.float64)):
+        t = gc.tensor(x, requires_grad=True)
+        gc.sum(f(t)).backward()
+        for got in (gc.grad(lambda x: gc.sum(f(x)))(x),
+                    gc.compile(gc.grad(lambda x: gc.sum(f(x))))(x), t.grad):
+            assert np.asarray(got).dtype == dtype
+            np.testing.assert_array_equal(got, np.full(3, 1.0 if f is ones else 2.0))
