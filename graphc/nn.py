@@ -799,7 +799,8 @@ def _refusing_unknown_keywords(cls, method="__init__"):
             unknown = next(name for name in kwargs if name not in known)
             layer = _graphc_layer_name(self if isinstance(self, type) else type(self))
             legacy = _legacy_reduction(kwargs) if "reduction" in known and \
-                unknown in ("size_average", "reduce") else None
+                unknown in ("size_average", "reduce") and \
+                layer.rpartition(".")[2] in _TORCH_LEGACY_REDUCTION else None
             raise GraphcError(f"{layer}{suffix}: unknown keyword argument {unknown!r} "
                               f"({legacy or 'it takes ' + (', '.join(takes) or 'none')})",
                               (user_location(),))
@@ -807,15 +808,27 @@ def _refusing_unknown_keywords(cls, method="__init__"):
     return classmethod(checked) if isinstance(given, classmethod) else checked
 
 
+# torch's loss modules taking the deprecated size_average and reduce (its HuberLoss,
+# GaussianNLLLoss, CTCLoss and TripletMarginWithDistanceLoss take neither: a TypeError there)
+_TORCH_LEGACY_REDUCTION = frozenset((
+    "BCELoss", "BCEWithLogitsLoss", "CosineEmbeddingLoss", "CrossEntropyLoss",
+    "HingeEmbeddingLoss", "KLDivLoss", "L1Loss", "MSELoss", "MarginRankingLoss",
+    "MultiLabelMarginLoss", "MultiLabelSoftMarginLoss", "MultiMarginLoss", "NLLLoss",
+    "PoissonNLLLoss", "SmoothL1Loss", "SoftMarginLoss", "TripletMarginLoss"))
+
+
 def _legacy_reduction(kwargs):
     """For a loss module given torch's deprecated size_average and/or reduce, which graphc's
     do not take, the words naming the reduction they mean in torch
     (_Reduction.legacy_get_string: None is True; reduce=False is 'none' whatever
-    size_average says)."""
+    size_average says), which reads them only when one is not None: both None leave the
+    reduction given (torch's default 'mean')."""
     given = ", ".join(f"{k}={kwargs[k]!r}" for k in ("size_average", "reduce") if k in kwargs)
     size_average, reduce = (True if kwargs.get(k) is None else kwargs[k]
                             for k in ("size_average", "reduce"))
     reduction = "none" if not reduce else "mean" if size_average else "sum"
+    if kwargs.get("size_average") is None and kwargs.get("reduce") is None:
+        reduction = kwargs.get("reduction", "mean")
     return (f"torch's deprecated size_average and reduce are not taken: {given} is "
             f"reduction={reduction!r}")
 

@@ -600,6 +600,16 @@ def test_targets_of_torchs_class_axis_layout_are_told_where_graphcs_classes_are(
                           "nll_loss: log-probabilities (2, 3, 5, 1) need targets of shape "
                           "(2, 3, 5), got (2, 5, 1) " + hint + "gc.moveaxis(log_probs, 1, -1))",
                           "test_losses.py")
+    # torch's (C,) weight beside them was refused as of another shape alone (review r12)
+    assert_one_line_error(lambda: run(lambda a, b: gc.cross_entropy(a, b, weight=np.ones(3)),
+                                      x, np.zeros((2, 5), np.int64)),
+                          "cross_entropy: weight must have one value per class, shape (5,), got "
+                          "shape (3,) " + hint + "gc.moveaxis(logits, 1, -1))", "test_losses.py")
+    assert_one_line_error(lambda: run(gc.nn.NLLLoss(weight=np.ones(3)), x,
+                                      np.zeros((2, 5), np.int64)),
+                          "nll_loss: weight must have one value per class, shape (5,), got "
+                          "shape (3,) " + hint + "gc.moveaxis(log_probs, 1, -1))",
+                          "test_losses.py")
     # another shape is not told so; moved, the loss is torch's
     with pytest.raises(gc.GraphcError) as info:
         run(gc.cross_entropy, x, np.zeros((2, 4), np.int64))
@@ -614,7 +624,10 @@ def test_targets_of_torchs_class_axis_layout_are_told_where_graphcs_classes_are(
                                     "KLDivLoss", "MultiMarginLoss"])
 @pytest.mark.parametrize("legacy", [dict(size_average=False), dict(reduce=False),
                                     dict(size_average=None), dict(size_average=False, reduce=True),
-                                    dict(size_average=True, reduce=False)])
+                                    dict(size_average=True, reduce=False),
+                                    # (review r12: torch reads them only when one is not None)
+                                    dict(size_average=None, reduction="sum"),
+                                    dict(reduce=None, size_average=None, reduction="none")])
 def test_torchs_deprecated_size_average_and_reduce_are_refused_naming_their_reduction(
         module, legacy):
     """graphc's loss modules take no size_average or reduce: the line said only 'unknown
@@ -622,12 +635,26 @@ def test_torchs_deprecated_size_average_and_reduce_are_refused_naming_their_redu
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")  # torch's deprecation warning
         reduction = getattr(torch.nn, module)(**legacy).reduction
-    given = ", ".join(f"{k}={v!r}" for k, v in legacy.items())
+    given = ", ".join(f"{k}={legacy[k]!r}" for k in ("size_average", "reduce") if k in legacy)
     assert_one_line_error(lambda: getattr(gc.nn, module)(**legacy),
                           f"gc.nn.{module}: unknown keyword argument '{next(iter(legacy))}' "
                           f"(torch's deprecated size_average and reduce are not taken: {given} "
                           f"is reduction={reduction!r})", "test_losses.py")
     assert getattr(gc.nn, module)(reduction=reduction).reduction == reduction
+
+
+@pytest.mark.parametrize("module", ["HuberLoss", "GaussianNLLLoss"])
+def test_size_average_is_not_told_as_torchs_where_torchs_module_lacks_it(module):
+    """Review r12: torch's HuberLoss and GaussianNLLLoss take no size_average (a TypeError
+    there), but graphc's line told one's torch reduction as for MSELoss."""
+    with pytest.raises(TypeError):
+        getattr(torch.nn, module)(size_average=False)
+    assert_one_line_error(lambda: getattr(gc.nn, module)(size_average=False),
+                          f"gc.nn.{module}: unknown keyword argument 'size_average' (it takes ",
+                          "test_losses.py")
+    with pytest.raises(gc.GraphcError) as info:
+        getattr(gc.nn, module)(size_average=False)
+    assert "torch's deprecated" not in str(info.value)
 
 
 def test_a_list_of_traced_class_weights_or_normalize_inputs_is_one_line_naming_it():

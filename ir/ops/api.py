@@ -2195,11 +2195,12 @@ def _dtype_mix(name, a, b, what=("input", "target")):
           f"{precision.given_dtype(b, _dtype(b))}{under}; cast one (.astype)")
 
 
-def _class_weight(who, weight, classes, ignore_index):
+def _class_weight(who, weight, classes, ignore_index, layout=""):
     """cross_entropy's and nll_loss's `weight`: None, or one value per class (a list, an
     array or a tensor; _weight_like casts it to the log-probabilities' dtype), after checking
     ignore_index, an int: torch's third positional argument is the weight, which graphc's
-    takes there."""
+    takes there. `layout`: _torch_class_axis's words, for a torch user's (C,) weight beside
+    logits of torch's (N, C, d1, ...) layout."""
     if ignore_index is not None and not is_int(ignore_index):
         _fail(f"{who}: ignore_index must be an int, got a {type(ignore_index).__name__} "
               "(torch's third positional argument is the weight: pass weight=...)")
@@ -2212,7 +2213,7 @@ def _class_weight(who, weight, classes, ignore_index):
             _fail(f"{who}: weight must hold numbers, got {weight.dtype}")
     if tuple(_shape(weight)) != (classes,):
         _fail(f"{who}: weight must have one value per class, shape ({classes},), got shape "
-              f"{tuple(_shape(weight))}")
+              f"{tuple(_shape(weight))}{layout}")
     return weight
 
 
@@ -2251,7 +2252,8 @@ def cross_entropy(logits, targets, ignore_index=-100, reduction="mean", weight=N
     _check_reduction("cross_entropy", reduction)
     _no_list("cross_entropy", "logits", logits)  # (log_softmax would name itself)
     _no_list("cross_entropy", "targets", targets)  # (before ne or the dtype check read it)
-    weight = _class_weight("cross_entropy", weight, _shape(logits)[-1], ignore_index)
+    weight = _class_weight("cross_entropy", weight, _shape(logits)[-1], ignore_index,
+                           _torch_class_axis(_shape(logits), _shape(targets), "logits"))
     smoothing = _label_smoothing(label_smoothing)
     lshape, tshape = _shape(logits), _shape(targets)
     classes = lshape[-1]
@@ -2344,7 +2346,8 @@ def nll_loss(log_probs, targets, ignore_index=-100, reduction="mean", weight=Non
     _check_reduction("nll_loss", reduction)
     _no_list("nll_loss", "log_probs", log_probs)  # (one of _nll's ops would name itself)
     _no_list("nll_loss", "targets", targets)
-    weight = _class_weight("nll_loss", weight, _shape(log_probs)[-1], ignore_index)
+    weight = _class_weight("nll_loss", weight, _shape(log_probs)[-1], ignore_index,
+                           _torch_class_axis(_shape(log_probs), _shape(targets), "log_probs"))
     if is_float(_dtype(targets)):
         _fail("nll_loss: targets must be integer class indices; for probabilities use "
               "cross_entropy")
