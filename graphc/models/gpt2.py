@@ -329,9 +329,9 @@ class Tokenizer:
         except Exception as exc:  # the Rust library raises plain Exceptions
             raise GraphcError(f"{path} is not a readable tokenizer "
                               f"({str(exc).splitlines()[0]})") from None
-        pre = self._tok.pre_tokenizer
-        if (add_prefix_space is not None and pre is not None
-                and b'"ByteLevel"' in pre.__getstate__()):
+        if (add_prefix_space is not None
+                and any(_is_byte_level(step) for step in
+                        _pre_tokenizer_steps(self._tok.pre_tokenizer))):
             self._tok.pre_tokenizer = pre_tokenizers.ByteLevel(add_prefix_space=add_prefix_space,
                                                                use_regex=True)
             self._tok.normalizer = None
@@ -350,7 +350,8 @@ class Tokenizer:
         self._symbols = set(self._tok.get_vocab(with_added_tokens=False)) if drops else None
         # a byte-level pre-tokenizer gives only the 256 byte symbols: a vocabulary with all of
         # them (GPT-2's) drops nothing, and its texts skip the check (it doubled encode's time)
-        if self._symbols is not None and _ends_in_byte_level(self._tok.pre_tokenizer):
+        if self._symbols is not None and _is_byte_level(
+                (_pre_tokenizer_steps(self._tok.pre_tokenizer) or [None])[-1]):
             from tokenizers.pre_tokenizers import ByteLevel
             if self._symbols.issuperset(ByteLevel.alphabet()):
                 self._symbols = None
@@ -526,19 +527,24 @@ def _tokenizer_settings(directory: str, from_json: bool = False
     return prefix, special
 
 
-def _ends_in_byte_level(pre_tokenizer) -> bool:
-    """Whether a tokenizers pre-tokenizer's last step is ByteLevel (its own, or a
-    Sequence's), so that every symbol it gives is one of the 256 byte symbols."""
-    name = type(pre_tokenizer).__name__
-    if name == "Sequence":
-        last, i = None, 0
-        while True:
-            try:
-                last, i = pre_tokenizer[i], i + 1
-            except IndexError:
-                break
-        return last is not None and _ends_in_byte_level(last)
-    return name == "ByteLevel"
+def _pre_tokenizer_steps(pre_tokenizer) -> list:
+    """The steps of a tokenizers pre-tokenizer in order: a Sequence's own (nested ones'
+    too) in its place, an empty Sequence as a step of its own (None: none)."""
+    if type(pre_tokenizer).__name__ != "Sequence":
+        return [] if pre_tokenizer is None else [pre_tokenizer]
+    steps, i = [], 0
+    while True:
+        try:
+            step, i = pre_tokenizer[i], i + 1
+        except IndexError:
+            break
+        steps += _pre_tokenizer_steps(step)
+    return steps or [pre_tokenizer]
+
+
+def _is_byte_level(step) -> bool:
+    """Whether a pre-tokenizer step is ByteLevel, whose symbols are the 256 byte symbols."""
+    return type(step).__name__ == "ByteLevel"
 
 
 def load_tokenizer(directory: str, vocab_size: int | None = None) -> Tokenizer:
