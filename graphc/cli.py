@@ -662,11 +662,12 @@ def _sample_pretrained(args) -> int:
         raise
     tokenizer = gpt2.load_tokenizer(args.model, model.cfg.vocab_size)
     text = args.prompt or ""
-    try:
-        prompt_ids = tokenizer.encode(text)
+    try:  # (with its special tokens, as transformers' tokenizer(prompt): add_bos_token's bos)
+        prompt_ids = tokenizer.encode(text, add_special_tokens=True)
     except GraphcError as exc:
         raise UsageError(f"--prompt: {exc.message}") from None
-    if text and not prompt_ids:  # (its normaliser removed every character)
+    # (no id of its own: its normaliser removed every character)
+    if text and len(prompt_ids) == tokenizer.special_tokens_added:
         raise UsageError(f"--prompt {text!r} encodes to no tokens with {tokenizer.path} (its "
                          "normalizer removes every character); pass another")
     if not text:  # (only an empty prompt starts from <|endoftext|>, never one of the user's)

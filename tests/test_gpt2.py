@@ -129,19 +129,24 @@ TEXTS = ["Hello world", " ROMEO:", "<|endoftext|>But, soft!", "naïve café — 
          "  tabs\tand\r\nnewlines  ", "", "<|endoftext|>"]
 
 
-def _same_ids_as_transformers(directory, seed, count):
+def _same_ids_as_transformers(directory, seed, count, tokens=(), special=False,
+                              vocab_size=SMALL["vocab_size"]):
     """graphc's tokenizer of `directory`, after checking that it encodes TEXTS and `count`
-    random strings to transformers' AutoTokenizer's ids, and decodes them to its text."""
+    random strings (of `tokens` too, alone and with a space either side) to transformers'
+    AutoTokenizer's ids (`special`: with its special tokens, as tokenizer(text) gives them),
+    and decodes them to its text."""
     from transformers import AutoTokenizer
     reference = AutoTokenizer.from_pretrained(str(directory))
-    tok = gpt2.load_tokenizer(str(directory), SMALL["vocab_size"])
+    tok = gpt2.load_tokenizer(str(directory), vocab_size)
     rng = np.random.default_rng(seed)
-    alphabet = list("ab XY\n\t héllo🙂東\u0301\r") + ["<|endoftext|>"]
+    alphabet = (list("ab XY\n\t héllo🙂東\u0301\r") + ["<|endoftext|>"]
+                + [f"{left}{t}{right}" for t in tokens
+                   for left, right in (("", ""), (" ", ""), ("", " "))])
     texts = TEXTS + ["".join(rng.choice(alphabet, size=rng.integers(1, 25)))
                      for _ in range(count)]
     for text in texts:
-        ids = reference(text, add_special_tokens=False)["input_ids"]
-        assert tok.encode(text) == ids, text
+        ids = reference(text, add_special_tokens=special)["input_ids"]
+        assert tok.encode(text, add_special_tokens=special) == ids, text
         assert tok.decode(ids) == reference.decode(ids), text
     return tok
 
@@ -203,6 +208,121 @@ def test_a_tokenizer_json_is_read_as_autotokenizers_class_reads_it(hf_dir, tmp_p
                                                  encoding="utf-8")
     (directory / gpt2.TOKENIZER_CONFIG_FILE).write_text(json.dumps(config), encoding="utf-8")
     _same_ids_as_transformers(directory, seed=1, count=60)
+
+
+def _tokenizer_directory(hf_dir, tmp_path, config=None, files="tokenizer.json", edit=None,
+                         **others):
+    """A copy of hf_dir with tokenizer_config.json `config`, tokenizer.json changed by
+    `edit(raw)`, other JSON files (name=object: special_tokens_map, added_tokens) and, unless
+    `files` is tokenizer.json, an older directory's vocab.json and merges.txt in its place."""
+    import shutil
+    directory = tmp_path / "gpt2"
+    shutil.copytree(hf_dir[0], directory)
+    if edit is not None:
+        raw = json.loads((directory / gpt2.TOKENIZER_FILE).read_text(encoding="utf-8"))
+        edit(raw)
+        (directory / gpt2.TOKENIZER_FILE).write_text(json.dumps(raw), encoding="utf-8")
+    for name, value in {"tokenizer_config": config, **others}.items():
+        if value is not None:
+            (directory / f"{name}.json").write_text(json.dumps(value), encoding="utf-8")
+    if files != "tokenizer.json":
+        _legacy_files(directory)
+    return directory
+
+
+TOKEN = {"lstrip": False, "rstrip": False, "single_word": False, "normalized": False,
+         "special": True}
+
+
+@pytest.mark.parametrize("files", ["tokenizer.json", "vocab.json and merges.txt"])
+@pytest.mark.parametrize("config, others, tokens", [
+    # special tokens the vocabulary lacks (pad_token's too) are added after it
+    ({"bos_token": "<s>", "eos_token": "</s>", "unk_token": "<unk>", "pad_token": "<pad>"}, {},
+     ["<s>", "</s>", "<unk>", "<pad>"]),
+    # added_tokens_decoder's, special or not, normalized or not
+    ({"added_tokens_decoder": {
+        "0": {**TOKEN, "content": "<|endoftext|>"}, "300": {**TOKEN, "content": "<|im_start|>"},
+        "301": {**TOKEN, "content": "hello", "special": False, "normalized": True}}}, {},
+     ["<|im_start|>", "hello"]),
+    # an AddedToken's lstrip, rstrip or single_word, in a special token and in the list
+    *[({"bos_token": {"__type": "AddedToken", "content": "<s>", flag: True, "special": True},
+        "added_tokens_decoder": {"300": {"content": "<s>", flag: True, "special": True},
+                                 "301": {"content": "ab", flag: True}}}, {}, ["<s>", "ab"])
+      for flag in ("lstrip", "rstrip", "single_word")],
+    # older transformers' files beside a tokenizer_config.json with no added_tokens_decoder
+    ({"pad_token": "<pad>"},
+     {"special_tokens_map": {"bos_token": {"content": "<s>", "lstrip": True},
+                             "additional_special_tokens": ["<x>"]},
+      "added_tokens": {"hello": 300, "<x>": 301}}, ["<s>", "<x>", "hello", "<pad>"])])
+def test_tokenizer_configs_added_and_special_tokens_give_transformers_ids(
+        hf_dir, tmp_path, files, config, others, tokens):
+    """tokenizer_config.json's special tokens were read (bos, eos and unk only, and only for
+    vocab.json and merges.txt, as plain special tokens), its added_tokens_decoder, the
+    AddedTokens' lstrip, rstrip, single_word and normalized, special_tokens_map.json and
+    added_tokens.json not at all: 65 to 86% of these random strings had other ids than
+    transformers' AutoTokenizer gives, in either kind of directory."""
+    directory = _tokenizer_directory(hf_dir, tmp_path, config, files, **others)
+    tok = _same_ids_as_transformers(directory, seed=2, count=150, tokens=tokens,
+                                    vocab_size=None)
+    assert all(tok.token_id(t) is not None for t in tokens)
+
+
+@pytest.mark.parametrize("config, tokens", [
+    ({"add_bos_token": True}, []),
+    ({"add_bos_token": True, "add_eos_token": True, "bos_token": "<s>", "eos_token": "</s>"},
+     ["<s>", "</s>"])])
+def test_an_older_directorys_add_bos_token_starts_a_prompt_with_it(hf_dir, tmp_path, capsys,
+                                                                 config, tokens):
+    """GPT2Tokenizer's add_bos_token and add_eos_token (an older directory's: beside a
+    tokenizer.json transformers ignores them, as graphc does) were not read: transformers'
+    tokenizer(prompt) starts with the bos token, and `graphc sample`'s prompt did not, so its
+    greedy tokens continued another prompt than transformers' generate does."""
+    import torch
+    from transformers import AutoTokenizer
+    directory = _tokenizer_directory(hf_dir, tmp_path, config, "vocab.json and merges.txt")
+    tok = _same_ids_as_transformers(directory, seed=3, count=80, tokens=tokens, special=True,
+                                    vocab_size=None)
+    bos, eos = (tok.token_id(str(config.get(k, "<|endoftext|>"))) for k in ("bos_token",
+                                                                         "eos_token"))
+    plain = tok.encode("ROMEO:")
+    assert tok.encode("ROMEO:", add_special_tokens=True) == (
+        [bos] + plain + ([eos] if config.get("add_eos_token") else []))
+    if tokens:  # (<s> is past the model's 300 tokens)
+        return
+    assert main(["sample", "--model", str(directory), "--prompt", "ROMEO:", "--tokens", "6",
+                 "--temperature", "0"]) == 0
+    ids = torch.tensor([AutoTokenizer.from_pretrained(str(directory))("ROMEO:")["input_ids"]])
+    assert ids[0, 0] == bos == 0
+    with torch.no_grad():
+        ref = hf_dir[1].generate(ids, max_new_tokens=6, do_sample=False, pad_token_id=0)
+    assert capsys.readouterr().out == "ROMEO:" + tok.decode(ref[0, ids.shape[1]:]) + "\n"
+
+
+@pytest.mark.parametrize("files, config, others, message", [
+    ("tokenizer.json", {"added_tokens_decoder": {"300": {"content": "<x>", "lstrip": "yes"}}},
+     {}, "tokenizer_config.json: added_tokens_decoder['300']'s lstrip must be true or false, "
+         "got 'yes'"),
+    ("tokenizer.json", {"added_tokens_decoder": {"300": {"content": "<x>", "strip": True}}},
+     {}, "tokenizer_config.json: added_tokens_decoder['300'] has a field 'strip' that no "
+         "AddedToken has"),
+    ("tokenizer.json", {"added_tokens_decoder": {"x": {"content": "<x>"}}}, {},
+     "tokenizer_config.json: added_tokens_decoder['x'] must be a token id and an AddedToken"),
+    ("tokenizer.json", {"pad_token": {"__type": "AddedToken", "lstrip": True}}, {},
+     "tokenizer_config.json: pad_token has no content"),
+    ("tokenizer.json", {"extra_special_tokens": "<x>"}, {},
+     "tokenizer_config.json: extra_special_tokens must be a list of tokens, got '<x>'"),
+    ("vocab.json", {"add_bos_token": "yes"}, {},
+     "tokenizer_config.json: add_bos_token must be true or false, got 'yes'"),
+    ("tokenizer.json", {}, {"special_tokens_map": {"bos_token": 5}},
+     "special_tokens_map.json: bos_token must be a string, got 5"),
+    ("vocab.json", {}, {"added_tokens": {"<x>": "300"}},
+     "added_tokens.json: '<x>' must have a token id, got '300'")])
+def test_bad_added_and_special_tokens_are_one_line(hf_dir, tmp_path, capsys, files, config,
+                                                   others, message):
+    directory = _tokenizer_directory(hf_dir, tmp_path, config, files, **others)
+    assert main(["sample", "--model", str(directory), "--prompt", "a", "--tokens", "2"]) == 2
+    err = capsys.readouterr().err.strip().splitlines()
+    assert len(err) == 1 and message in err[0], err
 
 
 def test_tokenizer_files_that_cannot_be_read_are_one_line(hf_dir, tmp_path, capsys):

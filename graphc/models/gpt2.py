@@ -28,6 +28,7 @@ import json
 import math
 import os
 import warnings
+from typing import NamedTuple
 
 import numpy as np
 
@@ -307,34 +308,45 @@ class Tokenizer:
     encode a character made of those bytes: `tokenizers` (and so transformers) leaves it out
     of the ids without a trace, and encode refuses such a text instead, naming it."""
 
-    def __init__(self, path: str, add_prefix_space: bool | None = None, special_tokens=()):
+    def __init__(self, path: str, add_prefix_space: bool | None = None, added_tokens=None,
+                 wrap=((), ())):
         """path: a tokenizer.json, or a vocab.json with its merges.txt beside it (built as
-        transformers' GPT2Tokenizer builds one, with `special_tokens` added);
-        add_prefix_space: tokenizer_config.json's, for a byte-level tokenizer read as
-        transformers' GPT2Tokenizer reads it: its pre-tokenizer, whatever tokenizer.json says
-        (a Sequence, use_regex false, the other add_prefix_space), is GPT-2's ByteLevel with
-        this add_prefix_space, and it has no normalizer (None: the file's own, as transformers'
-        generic TokenizersBackend reads a tokenizer.json)."""
-        from tokenizers import pre_tokenizers
+        transformers' GPT2Tokenizer builds one);
+        add_prefix_space: tokenizer_config.json's, for a byte-level BPE read as transformers'
+        GPT2Tokenizer reads it (_as_gpt2_tokenizer: GPT-2's ByteLevel pre-tokenizer with this
+        add_prefix_space whatever tokenizer.json says, no normalizer, and tokenizer.json's
+        added tokens only as `added_tokens` lists them), or None:
+        the file as it is, as transformers' generic TokenizersBackend reads a tokenizer.json;
+        added_tokens: the directory's added and special tokens (_AddedTokens), added as
+        transformers adds them (None: the file's own only);
+        wrap: (tokens before, tokens after) a text encoded with its special tokens (an older
+        directory's add_bos_token and add_eos_token)."""
         if not os.path.exists(path):
             raise GraphcError(f"no tokenizer at {path!r} (a GPT-2 directory needs "
                               f"{TOKENIZER_FILE}, or {VOCAB_FILE} and {MERGES_FILE})")
         if not os.path.isfile(path):  # (a FIFO would block the read, a directory fail in Rust)
             raise GraphcError(f"tokenizer {path!r} is not a regular file")
         try:
-            self._tok = (_from_vocab_and_merges(path, special_tokens)
-                         if os.path.basename(path) == VOCAB_FILE else _from_json(path))
+            in_file = {}  # tokenizer.json's added tokens by id
+            if os.path.basename(path) == VOCAB_FILE:
+                self._tok = _from_vocab_and_merges(path, bool(add_prefix_space))
+            else:
+                self._tok = _from_json(path)
+                in_file = self._tok.get_added_tokens_decoder()
+                if (add_prefix_space is not None
+                        and any(_is_byte_level(step) for step in
+                                _pre_tokenizer_steps(self._tok.pre_tokenizer))):
+                    self._tok = _as_gpt2_tokenizer(self._tok, add_prefix_space)
+            if added_tokens is not None:
+                present = [t.content for t in self._tok.get_added_tokens_decoder().values()]
+                self._tok.add_tokens(added_tokens.in_order(present, in_file))
+            if any(wrap):
+                self._tok.post_processor = _template(self._tok, *wrap)
         except GraphcError:
             raise
         except Exception as exc:  # the Rust library raises plain Exceptions
             raise GraphcError(f"{path} is not a readable tokenizer "
                               f"({str(exc).splitlines()[0]})") from None
-        if (add_prefix_space is not None
-                and any(_is_byte_level(step) for step in
-                        _pre_tokenizer_steps(self._tok.pre_tokenizer))):
-            self._tok.pre_tokenizer = pre_tokenizers.ByteLevel(add_prefix_space=add_prefix_space,
-                                                               use_regex=True)
-            self._tok.normalizer = None
         self.path = path
         # a file saved with truncation or padding on (a training pipeline's) would cut or
         # pad every prompt; transformers' tokenizers turn both off unless a call asks
@@ -383,7 +395,15 @@ class Tokenizer:
         token = max(vocab, key=vocab.get, default=None)
         return token, (-1 if token is None else vocab[token])
 
-    def encode(self, text: str) -> list[int]:
+    @property
+    def special_tokens_added(self) -> int:
+        """How many ids encode(..., add_special_tokens=True) adds to a text's own."""
+        return self._tok.num_special_tokens_to_add(False)
+
+    def encode(self, text: str, add_special_tokens: bool = False) -> list[int]:
+        """The text's ids; add_special_tokens: with those the tokenizer's post-processor puts
+        around them (an older directory's add_bos_token), as transformers'
+        `tokenizer(text)` gives them."""
         # (the Rust library's own words for these were "TextInputSequence must be str")
         if not isinstance(text, str):
             raise GraphcError(f"{self.path} encodes a str, not {type(text).__name__}")
@@ -393,7 +413,7 @@ class Tokenizer:
             raise GraphcError(f"{self.path} cannot encode the text: character {exc.start} is "
                               f"{text[exc.start]!r}, a lone surrogate, not Unicode text") from None
         with self._errors("encode the text"):
-            ids = self._tok.encode(text, add_special_tokens=False).ids
+            ids = self._tok.encode(text, add_special_tokens=add_special_tokens).ids
             lost = self.unencodable(text)
         if lost:
             raise GraphcError(f"{self.path} has no token for {lost[:20]!r}: its vocabulary "
@@ -471,10 +491,11 @@ def _from_json(path: str):
     return HFTokenizer.from_file(path)
 
 
-def _from_vocab_and_merges(vocab_path: str, special_tokens):
+def _from_vocab_and_merges(vocab_path: str, add_prefix_space: bool):
     """GPT-2's byte-level BPE from vocab.json and the merges.txt beside it, as transformers'
-    GPT2Tokenizer builds it (no dropout, no word prefix or suffix, no unknown token)."""
-    from tokenizers import AddedToken, Tokenizer as HFTokenizer, decoders, models, pre_tokenizers
+    GPT2Tokenizer builds it (no dropout, no word prefix or suffix, no unknown token), with
+    tokenizer_config.json's add_prefix_space."""
+    from tokenizers import Tokenizer as HFTokenizer, decoders, models, pre_tokenizers
     merges = os.path.join(os.path.dirname(vocab_path), MERGES_FILE)
     if not os.path.isfile(merges):
         raise GraphcError(f"{vocab_path} has no {MERGES_FILE} beside it (a GPT-2 directory "
@@ -486,45 +507,222 @@ def _from_vocab_and_merges(vocab_path: str, special_tokens):
         raise GraphcError(f"{vocab_path} and {MERGES_FILE} beside it are not a readable "
                           f"tokenizer ({str(exc).splitlines()[0]})") from None
     tok = HFTokenizer(bpe)
-    tok.pre_tokenizer = pre_tokenizers.ByteLevel(add_prefix_space=False)
+    tok.pre_tokenizer = pre_tokenizers.ByteLevel(add_prefix_space=add_prefix_space)
     tok.decoder = decoders.ByteLevel()
-    tok.add_special_tokens([AddedToken(t, special=True) for t in special_tokens])
     return tok
+
+
+def _as_gpt2_tokenizer(tok, add_prefix_space: bool):
+    """A tokenizer.json's tokenizer as transformers' GPT2Tokenizer rebuilds it: the file's
+    model (vocabulary and merges) and post-processor, no normalizer, GPT-2's ByteLevel
+    pre-tokenizer (with `add_prefix_space`) and decoder, and none of the file's added tokens
+    (transformers adds them again from tokenizer_config.json's list, or the file's when that
+    has none: _AddedTokens)."""
+    from tokenizers import Tokenizer as HFTokenizer, decoders, pre_tokenizers
+    rebuilt = HFTokenizer(tok.model)  # (no normalizer, no added tokens)
+    rebuilt.pre_tokenizer = pre_tokenizers.ByteLevel(add_prefix_space=add_prefix_space,
+                                                     use_regex=True)
+    rebuilt.decoder = decoders.ByteLevel()
+    rebuilt.post_processor = tok.post_processor
+    return rebuilt
+
+
+def _template(tok, before, after):
+    """The post-processor transformers' GPT2Tokenizer gives an older directory with
+    add_bos_token (`before`: its bos token) or add_eos_token (`after`: its eos token)."""
+    from tokenizers import processors
+    tokens = [*before, *after]
+    single = " ".join([*(f"{t}:0" for t in before), "$A:0", *(f"{t}:0" for t in after)])
+    return processors.TemplateProcessing(
+        single=single, special_tokens=[(t, tok.token_to_id(t)) for t in dict.fromkeys(tokens)])
 
 
 # tokenizer classes that transformers' AutoTokenizer reads a tokenizer.json with as it is
 # (TokenizersBackend, what PreTrainedTokenizerFast.save_pretrained names), not as GPT2Tokenizer
 GENERIC_TOKENIZER_CLASSES = ("PreTrainedTokenizerFast", "TokenizersBackend")
+EOT = "<|endoftext|>"  # GPT2Tokenizer's bos, eos and unk token unless the directory says
+# transformers' named special tokens, in the order it adds those the tokenizer lacks
+NAMED_TOKENS = ("bos_token", "eos_token", "unk_token", "sep_token", "pad_token", "cls_token",
+                "mask_token")
+# an AddedToken's fields as transformers saves one (with "__type": "AddedToken" in
+# tokenizer_config.json's special tokens)
+_ADDED_TOKEN_FIELDS = {"content": str, "single_word": bool, "lstrip": bool, "rstrip": bool,
+                       "normalized": bool, "special": bool}
+# files of older transformers that an older directory may still have beside its
+# tokenizer_config.json (read, as transformers reads them, when it has no added_tokens_decoder)
+SPECIAL_TOKENS_MAP_FILE = "special_tokens_map.json"
+ADDED_TOKENS_FILE = "added_tokens.json"
 
 
-def _tokenizer_settings(directory: str, from_json: bool = False
-                        ) -> tuple[bool | None, list[str]]:
-    """(add_prefix_space, the special tokens) of tokenizer_config.json, read as transformers'
-    GPT2Tokenizer reads them (defaults: False, and <|endoftext|> as its bos, eos and unk
-    token); its other keys change nothing graphc's ids depend on. A tokenizer.json
-    (from_json) whose tokenizer_class (tokenizer_config.json's, else config.json's) is a
-    generic one is read as it is (add_prefix_space None), as AutoTokenizer reads it."""
+def _added_token(path: str, key: str, value: dict, **forced):
+    """tokenizers' AddedToken of its JSON object in `path` ({"content": "<s>", "lstrip": true,
+    ...}) with `forced` fields, or one GraphcError naming the file and the key."""
+    from tokenizers import AddedToken
+    fields = {name: v for name, v in value.items() if name != "__type"}
+    for name, v in fields.items():
+        kind = _ADDED_TOKEN_FIELDS.get(name)
+        if kind is None:
+            raise _config_error(path, f"{key} has a field {name!r} that no AddedToken has "
+                                f"(it has {', '.join(_ADDED_TOKEN_FIELDS)})")
+        if not isinstance(v, kind):
+            raise _config_error(path, f"{key}'s {name} must be "
+                                f"{'a string' if kind is str else 'true or false'}, got {v!r}")
+    if "content" not in fields:
+        raise _config_error(path, f"{key} has no content")
+    return AddedToken(**{**fields, **forced})
+
+
+def _token_value(path: str, key: str, value, **forced):
+    """A special token's value in `path` (a string, an AddedToken's object, or null: None)."""
+    if isinstance(value, dict):
+        return _added_token(path, key, value, **forced)
+    if value is not None and not isinstance(value, str):
+        raise _config_error(path, f"{key} must be a string, got {value!r}")
+    return value
+
+
+class _AddedTokens(NamedTuple):
+    """A directory's added and special tokens as transformers reads them.
+    listed: {id: AddedToken} of tokenizer_config.json's added_tokens_decoder, or (None) an
+    older directory's added_tokens.json and tokenizer.json's added tokens (`legacy`, then
+    the file's, by id); named: [str | AddedToken] of bos_token, eos_token, ... and its other
+    `*_token` keys; extra: [str | AddedToken] of extra_special_tokens."""
+    listed: dict | None
+    legacy: dict
+    named: list
+    extra: list
+
+    def in_order(self, present, in_file: dict) -> list:
+        """The AddedTokens to add to a tokenizer that already has the added tokens
+        `present` (their contents) and whose tokenizer.json had `in_file` ({id: AddedToken}),
+        in the order, and with the special flags, transformers' TokenizersBackend adds them:
+        the listed ones by id, then each named and extra one the tokenizer lacks. (It
+        marks the named ones' AddedTokens special, as transformers does: once per tokenizer.)"""
+        from tokenizers import AddedToken
+        listed = self.listed if self.listed is not None else {**self.legacy, **in_file}
+        adding = [listed[i] for i in sorted(listed)]
+        known = [*present, *(str(t) for t in adding)]
+        # (a str and an AddedToken of the same content are both added: the latter's fields win)
+        for token in (*self.named, *self.extra):
+            if str(token) not in known and token not in adding:
+                adding.append(token)
+        names = {str(t) for t in self.named}
+        for token in adding:
+            # (set on the token itself: its normalized, unless given, follows special, which
+            # a copy would fix at the old value)
+            if not isinstance(token, str) and str(token) in names:
+                token.special = True
+        return [AddedToken(t, special=True) if isinstance(t, str) else t for t in adding]
+
+
+class TokenizerSettings(NamedTuple):
+    """What a directory's tokenizer_config.json (and older files) set, for Tokenizer."""
+    add_prefix_space: bool | None  # None: a generic class, the tokenizer.json as it is
+    added_tokens: _AddedTokens
+    wrap: tuple  # (tokens before, tokens after) a text encoded with its special tokens
+
+
+def _tokenizer_settings(directory: str, from_json: bool = False) -> TokenizerSettings:
+    """tokenizer_config.json read as transformers reads it for GPT2Tokenizer (add_prefix_space
+    false by default; <|endoftext|> its bos, eos and unk token by default) or, for a
+    tokenizer.json (from_json) whose tokenizer_class (tokenizer_config.json's, else
+    config.json's) is a generic one, as TokenizersBackend reads it (the file as it is,
+    add_prefix_space None, no default special tokens): its added_tokens_decoder, its special
+    tokens (bos, eos, unk, sep, pad, cls, mask and any other `*_token`, a string or an
+    AddedToken's object each), extra_special_tokens (additional_special_tokens), and for an
+    older directory (vocab.json and merges.txt) add_bos_token and add_eos_token. With no
+    added_tokens_decoder, special_tokens_map.json's tokens replace its own and
+    added_tokens.json lists the added ones, as in transformers. Its other keys change
+    nothing graphc's ids depend on."""
     path = os.path.join(directory, TOKENIZER_CONFIG_FILE)
     raw = _read_json(path) if os.path.exists(path) else {}
     prefix = raw.get("add_prefix_space", False)
     if not isinstance(prefix, bool):
         raise _config_error(path, f"add_prefix_space must be true or false, got {prefix!r}")
+    generic = False
     if from_json:
         cls = raw.get("tokenizer_class")
         config = os.path.join(directory, CONFIG_FILE)
         if cls is None and os.path.isfile(config):
             cls = _read_json(config).get("tokenizer_class")
-        if cls in GENERIC_TOKENIZER_CLASSES:
-            prefix = None
-    special = []
-    for key in ("bos_token", "eos_token", "unk_token"):
-        token = raw.get(key, "<|endoftext|>")
-        token = token.get("content") if isinstance(token, dict) else token  # (an AddedToken's)
-        if token is not None and not isinstance(token, str):
-            raise _config_error(path, f"{key} must be a string, got {token!r}")
-        if token and token not in special:
-            special.append(token)
-    return prefix, special
+        generic = cls in GENERIC_TOKENIZER_CLASSES
+    # each special token's (file, value): GPT2Tokenizer's defaults, tokenizer_config.json's,
+    # then (an older directory's) special_tokens_map.json's
+    values = {} if generic else dict.fromkeys(NAMED_TOKENS[:3], (path, EOT))
+    values.update((key, (path, value)) for key, value in raw.items() if _is_token_key(key, value))
+    listed, legacy, extra_file = raw.get("added_tokens_decoder"), {}, path
+    if listed is not None:
+        if not isinstance(listed, dict):
+            raise _config_error(path, f"added_tokens_decoder must be an object of token ids, "
+                                f"got {listed!r}"[:200])
+        tokens = {}
+        for i, value in listed.items():
+            key = f"added_tokens_decoder[{i!r}]"
+            if not i.isdigit() or not isinstance(value, dict):
+                raise _config_error(path, f"{key} must be a token id and an AddedToken's "
+                                    "object")
+            tokens[int(i)] = _added_token(path, key, value)
+        listed = tokens
+    else:
+        special_map = os.path.join(directory, SPECIAL_TOKENS_MAP_FILE)
+        for key, value in (_read_json(special_map) if os.path.isfile(special_map)
+                           else {}).items():
+            if _is_token_key(key, value):
+                values[key] = (special_map, value)
+            elif key in ("additional_special_tokens", "extra_special_tokens"):
+                raw, extra_file = {**raw, key: value}, special_map
+        added = os.path.join(directory, ADDED_TOKENS_FILE)
+        specials = {v if isinstance(v, str) else v.get("content") for _, v in values.values()
+                    if isinstance(v, (str, dict))}
+        for token, i in (_read_json(added) if os.path.isfile(added) else {}).items():
+            if not isinstance(i, int) or isinstance(i, bool) or i < 0:
+                raise _config_error(added, f"{token!r} must have a token id, got {i!r}")
+            legacy[i] = _added_token(added, repr(token), {"content": token},
+                                     normalized=token not in specials,
+                                     special=token in specials)
+    tokens = {}
+    for key, (where, value) in values.items():
+        # (special_tokens_map.json's objects are special; in tokenizer_config.json, only an
+        # object with "__type" is a token, but a named one's without is read as before)
+        if where != path and isinstance(value, dict):
+            tokens[key] = _added_token(where, key, value, special=True)
+        elif key in NAMED_TOKENS or not isinstance(value, dict) or "__type" in value:
+            tokens[key] = _token_value(where, key, value)
+
+    def rank(key):  # the named ones, then other keys' AddedTokens (and the map's), strings
+        if key in NAMED_TOKENS:
+            return 0, NAMED_TOKENS.index(key)
+        return 1 + (isinstance(tokens[key], str) and values[key][0] == path), 0
+    named = [tokens[key] for key in sorted(tokens, key=rank) if tokens[key] is not None]
+    extra_key = ("extra_special_tokens" if raw.get("extra_special_tokens")
+                 else "additional_special_tokens")
+    extra = raw.get(extra_key) or []
+    if isinstance(extra, dict):  # (named ones, after the other keys' strings)
+        named += [_token_value(extra_file, f"{extra_key}[{k!r}]", v) for k, v in extra.items()]
+        extra = []
+    if not isinstance(extra, list):
+        raise _config_error(extra_file, f"{extra_key} must be a list of tokens, got "
+                            f"{extra!r}"[:200])
+    extra = [_token_value(extra_file, f"{extra_key}[{i}]", v) for i, v in enumerate(extra)]
+    wrap = ((), ())
+    if not from_json:  # (transformers ignores them beside a tokenizer.json)
+        for key in ("add_bos_token", "add_eos_token"):
+            if not isinstance(raw.get(key, False), bool):
+                raise _config_error(path, f"{key} must be true or false, got {raw[key]!r}")
+        wrap = tuple(() if not raw.get(flag) or tokens.get(key) is None
+                     else (str(tokens[key]),)
+                     for flag, key in (("add_bos_token", "bos_token"),
+                                       ("add_eos_token", "eos_token")))
+    return TokenizerSettings(None if generic else prefix,
+                             _AddedTokens(listed, legacy, [t for t in named if t is not None],
+                                          [t for t in extra if t is not None]), wrap)
+
+
+def _is_token_key(key: str, value) -> bool:
+    """Whether tokenizer_config.json's `key` names a special token, as transformers reads it:
+    a named one's (bos_token, ...), or any other `*_token` holding a token (a string or an
+    object; add_bos_token's true is none)."""
+    return key in NAMED_TOKENS or key.endswith("_token") and isinstance(value, (str, dict))
 
 
 def _pre_tokenizer_steps(pre_tokenizer) -> list:
