@@ -325,6 +325,60 @@ def test_bad_added_and_special_tokens_are_one_line(hf_dir, tmp_path, capsys, fil
     assert len(err) == 1 and message in err[0], err
 
 
+def _with_added_tokens(*tokens, **changes):
+    """An edit of tokenizer.json: `changes` to its model, added tokens after its vocabulary."""
+    def edit(raw):
+        raw["model"].update(changes)
+        for token in tokens:
+            raw["added_tokens"].append({**TOKEN, "special": False, **token,
+                                        "id": len(raw["model"]["vocab"])
+                                        + len(raw["added_tokens"]) - 1})
+    return edit
+
+
+def _lowercase(raw):
+    raw["normalizer"] = {"type": "Lowercase"}
+    _with_added_tokens({"content": "hello", "normalized": True},
+                       {"content": "XY", "normalized": True})(raw)
+
+
+def _words_in_vocabulary(raw):  # (whole words no merge makes: only ignore_merges finds them)
+    vocab = raw["model"]["vocab"]
+    vocab.update({"XY": len(vocab), "\u0120XY": len(vocab) + 1})
+    raw["model"]["ignore_merges"] = True
+
+
+@pytest.mark.parametrize("tokenizer_class", [None, "TokenizersBackend"])
+@pytest.mark.parametrize("edit, tokens", [
+    (_lowercase, ["hello", "HELLO", "Hello", "XY", "xy"]),
+    (_words_in_vocabulary, ["XY"]),
+    (_with_added_tokens({"content": "ab", "single_word": True},
+                        {"content": "<s>", "single_word": True, "special": True},
+                        {"content": "lo", "lstrip": True, "rstrip": True}), ["ab", "<s>", "lo"])])
+def test_unusual_tokenizer_json_gives_transformers_ids(hf_dir, tmp_path, tokenizer_class, edit,
+                                                       tokens):
+    """A lowercase normalizer with a normalised added token, ignore_merges and single_word
+    added tokens, read as GPT2Tokenizer (no tokenizer_class) or as the file is. GPT2Tokenizer
+    rebuilds the BPE with its own settings: ignore_merges, which graphc kept, gave 'XY' its
+    whole-word id where transformers merges its bytes."""
+    config = {} if tokenizer_class is None else {"tokenizer_class": tokenizer_class}
+    directory = _tokenizer_directory(hf_dir, tmp_path, config, edit=edit)
+    _same_ids_as_transformers(directory, seed=4, count=150, tokens=tokens, vocab_size=None)
+
+
+def test_a_bpe_with_dropout_is_refused_not_random(hf_dir, tmp_path):
+    """A tokenizer.json read as it is with a BPE dropout gave random ids (transformers' too,
+    a different list each call); GPT2Tokenizer drops the dropout, and so does graphc."""
+    edit = _with_added_tokens(dropout=0.5)
+    directory = _tokenizer_directory(hf_dir, tmp_path, {"tokenizer_class": "TokenizersBackend"},
+                                     edit=edit)
+    with pytest.raises(GraphcError, match=r"tokenizer.json: its BPE's dropout 0.5 makes the "
+                                          r"ids of a text random"):
+        gpt2.load_tokenizer(str(directory))
+    (directory / gpt2.TOKENIZER_CONFIG_FILE).unlink()
+    _same_ids_as_transformers(directory, seed=5, count=60)
+
+
 def test_tokenizer_files_that_cannot_be_read_are_one_line(hf_dir, tmp_path, capsys):
     import shutil
     directory = tmp_path / "gpt2"

@@ -314,8 +314,8 @@ class Tokenizer:
         transformers' GPT2Tokenizer builds one);
         add_prefix_space: tokenizer_config.json's, for a byte-level BPE read as transformers'
         GPT2Tokenizer reads it (_as_gpt2_tokenizer: GPT-2's ByteLevel pre-tokenizer with this
-        add_prefix_space whatever tokenizer.json says, no normalizer, and tokenizer.json's
-        added tokens only as `added_tokens` lists them), or None:
+        add_prefix_space whatever tokenizer.json says, no normalizer, GPT2Tokenizer's own BPE
+        settings, and tokenizer.json's added tokens only as `added_tokens` lists them), or None:
         the file as it is, as transformers' generic TokenizersBackend reads a tokenizer.json;
         added_tokens: the directory's added and special tokens (_AddedTokens), added as
         transformers adds them (None: the file's own only);
@@ -353,6 +353,11 @@ class Tokenizer:
         self._tok.no_truncation()
         self._tok.no_padding()
         model = self._tok.model
+        if type(model).__name__ == "BPE" and model.dropout:
+            # (transformers reads such a file as it is, and its ids differ from call to call)
+            raise GraphcError(f"{path}: its BPE's dropout {model.dropout} makes the ids of a "
+                              "text random; graphc encodes a text one way (save it with "
+                              "dropout null)")
         # the symbols a BPE without an unknown token (or byte fallback) can start a word
         # from: one outside them is dropped. (None: a model that never drops one, or a BPE
         # whose symbols are more than a pre-tokenized character, which is not checked.)
@@ -514,12 +519,19 @@ def _from_vocab_and_merges(vocab_path: str, add_prefix_space: bool):
 
 def _as_gpt2_tokenizer(tok, add_prefix_space: bool):
     """A tokenizer.json's tokenizer as transformers' GPT2Tokenizer rebuilds it: the file's
-    model (vocabulary and merges) and post-processor, no normalizer, GPT-2's ByteLevel
-    pre-tokenizer (with `add_prefix_space`) and decoder, and none of the file's added tokens
-    (transformers adds them again from tokenizer_config.json's list, or the file's when that
-    has none: _AddedTokens)."""
+    model (vocabulary and merges) and post-processor, with GPT2Tokenizer's own BPE settings
+    (the file's dropout, unknown token, byte_fallback and ignore_merges are dropped), no
+    normalizer, GPT-2's ByteLevel pre-tokenizer (with `add_prefix_space`) and decoder, and
+    none of the file's added tokens (transformers adds them again from tokenizer_config.json's
+    list, or the file's when that has none: _AddedTokens). A model other than a BPE keeps
+    its own settings."""
     from tokenizers import Tokenizer as HFTokenizer, decoders, pre_tokenizers
-    rebuilt = HFTokenizer(tok.model)  # (no normalizer, no added tokens)
+    model = tok.model
+    if type(model).__name__ == "BPE":
+        model.dropout = model.unk_token = None
+        model.continuing_subword_prefix = model.end_of_word_suffix = ""
+        model.fuse_unk = model.byte_fallback = model.ignore_merges = False
+    rebuilt = HFTokenizer(model)  # (no normalizer, no added tokens)
     rebuilt.pre_tokenizer = pre_tokenizers.ByteLevel(add_prefix_space=add_prefix_space,
                                                      use_regex=True)
     rebuilt.decoder = decoders.ByteLevel()
