@@ -267,6 +267,25 @@ def test_tokenizer_configs_added_and_special_tokens_give_transformers_ids(
     assert all(tok.token_id(t) is not None for t in tokens)
 
 
+def test_older_files_special_tokens_are_their_added_tokens(hf_dir, tmp_path):
+    """An older directory (no added_tokens_decoder) whose added_tokens.json gives 'XY' the id
+    tokenizer.json's '<y>' has: transformers makes each special token named 'XY' that
+    added_tokens.json's token (special, no single_word), added once; graphc added the string
+    and both objects, pad_token's single_word last, so 'XY' beside other characters was
+    not its token (40 of 127 random strings differed)."""
+    def edit(raw):
+        raw["added_tokens"].append({**TOKEN, "id": 300, "content": "<y>", "special": False,
+                                    "rstrip": True, "normalized": True})
+    directory = _tokenizer_directory(
+        hf_dir, tmp_path, {"eos_token": "XY", "pad_token": {
+            "__type": "AddedToken", "content": "XY", "single_word": True}},
+        edit=edit, special_tokens_map={"unk_token": {"content": "XY"}, "bos_token": "lo"},
+        added_tokens={"XY": 300, "<pad>": 301})
+    tok = _same_ids_as_transformers(directory, seed=6, count=150, tokens=["XY", "<y>", "lo"],
+                                    vocab_size=None)
+    assert tok.encode("aXYb") == [65, tok.token_id("XY"), 66]
+
+
 @pytest.mark.parametrize("config, tokens", [
     ({"add_bos_token": True}, []),
     ({"add_bos_token": True, "add_eos_token": True, "bos_token": "<s>", "eos_token": "</s>"},

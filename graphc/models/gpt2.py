@@ -597,8 +597,8 @@ class _AddedTokens(NamedTuple):
     """A directory's added and special tokens as transformers reads them.
     listed: {id: AddedToken} of tokenizer_config.json's added_tokens_decoder, or (None) an
     older directory's added_tokens.json and tokenizer.json's added tokens (`legacy`, then
-    the file's, by id); named: [str | AddedToken] of bos_token, eos_token, ... and its other
-    `*_token` keys; extra: [str | AddedToken] of extra_special_tokens."""
+    the file's, by id); named: [(key, str | AddedToken)] of bos_token, eos_token, ... and its
+    other `*_token` keys; extra: [str | AddedToken] of extra_special_tokens."""
     listed: dict | None
     legacy: dict
     named: list
@@ -611,14 +611,23 @@ class _AddedTokens(NamedTuple):
         the listed ones by id, then each named and extra one the tokenizer lacks. (It
         marks the named ones' AddedTokens special, as transformers does: once per tokenizer.)"""
         from tokenizers import AddedToken
-        listed = self.listed if self.listed is not None else {**self.legacy, **in_file}
+        if self.listed is not None:
+            listed, by_content = self.listed, self.listed.values()
+        else:  # (a later one of the same id, or content, replaces an earlier)
+            listed, by_content = {**self.legacy, **in_file}, [*self.legacy.values(),
+                                                              *in_file.values()]
+        by_content = {str(t): t for t in by_content}
         adding = [listed[i] for i in sorted(listed)]
         known = [*present, *(str(t) for t in adding)]
-        # (a str and an AddedToken of the same content are both added: the latter's fields win)
-        for token in (*self.named, *self.extra):
+        # a named token of a listed one's content is that token (even one whose id a later
+        # one took); a str and an AddedToken of the same content are both added, the
+        # latter's fields win
+        named = [by_content.get(str(t), t) if key in NAMED_TOKENS else t
+                 for key, t in self.named]
+        for token in (*named, *self.extra):
             if str(token) not in known and token not in adding:
                 adding.append(token)
-        names = {str(t) for t in self.named}
+        names = {str(t) for t in named}
         for token in adding:
             # (set on the token itself: its normalized, unless given, follows special, which
             # a copy would fix at the old value)
@@ -658,40 +667,20 @@ def _tokenizer_settings(directory: str, from_json: bool = False) -> TokenizerSet
         if cls is None and os.path.isfile(config):
             cls = _read_json(config).get("tokenizer_class")
         generic = cls in GENERIC_TOKENIZER_CLASSES
-    # each special token's (file, value): GPT2Tokenizer's defaults, tokenizer_config.json's,
-    # then (an older directory's) special_tokens_map.json's
-    values = {} if generic else dict.fromkeys(NAMED_TOKENS[:3], (path, EOT))
+    # each special token's (file, value): GPT2Tokenizer's defaults (no file), then
+    # tokenizer_config.json's, then (an older directory's) special_tokens_map.json's
+    values = {} if generic else dict.fromkeys(NAMED_TOKENS[:3], (None, EOT))
     values.update((key, (path, value)) for key, value in raw.items() if _is_token_key(key, value))
-    listed, legacy, extra_file = raw.get("added_tokens_decoder"), {}, path
+    # extra_special_tokens: (file, value) each; additional_special_tokens (transformers 4's
+    # name) when it has none
+    extra_key = ("additional_special_tokens" if "additional_special_tokens" in raw
+                 and not raw.get("extra_special_tokens") else "extra_special_tokens")
+    extra = _token_list(path, extra_key, raw.get(extra_key))
+    listed, legacy, later = raw.get("added_tokens_decoder"), {}, set()
     if listed is not None:
-        if not isinstance(listed, dict):
-            raise _config_error(path, f"added_tokens_decoder must be an object of token ids, "
-                                f"got {listed!r}"[:200])
-        tokens = {}
-        for i, value in listed.items():
-            key = f"added_tokens_decoder[{i!r}]"
-            if not i.isdigit() or not isinstance(value, dict):
-                raise _config_error(path, f"{key} must be a token id and an AddedToken's "
-                                    "object")
-            tokens[int(i)] = _added_token(path, key, value)
-        listed = tokens
+        listed = _listed_tokens(path, listed)
     else:
-        special_map = os.path.join(directory, SPECIAL_TOKENS_MAP_FILE)
-        for key, value in (_read_json(special_map) if os.path.isfile(special_map)
-                           else {}).items():
-            if _is_token_key(key, value):
-                values[key] = (special_map, value)
-            elif key in ("additional_special_tokens", "extra_special_tokens"):
-                raw, extra_file = {**raw, key: value}, special_map
-        added = os.path.join(directory, ADDED_TOKENS_FILE)
-        specials = {v if isinstance(v, str) else v.get("content") for _, v in values.values()
-                    if isinstance(v, (str, dict))}
-        for token, i in (_read_json(added) if os.path.isfile(added) else {}).items():
-            if not isinstance(i, int) or isinstance(i, bool) or i < 0:
-                raise _config_error(added, f"{token!r} must have a token id, got {i!r}")
-            legacy[i] = _added_token(added, repr(token), {"content": token},
-                                     normalized=token not in specials,
-                                     special=token in specials)
+        legacy, extra = _older_files(directory, values, extra, later)
     tokens = {}
     for key, (where, value) in values.items():
         # (special_tokens_map.json's objects are special; in tokenizer_config.json, only an
@@ -704,18 +693,15 @@ def _tokenizer_settings(directory: str, from_json: bool = False) -> TokenizerSet
     def rank(key):  # the named ones, then other keys' AddedTokens (and the map's), strings
         if key in NAMED_TOKENS:
             return 0, NAMED_TOKENS.index(key)
-        return 1 + (isinstance(tokens[key], str) and values[key][0] == path), 0
-    named = [tokens[key] for key in sorted(tokens, key=rank) if tokens[key] is not None]
-    extra_key = ("extra_special_tokens" if raw.get("extra_special_tokens")
-                 else "additional_special_tokens")
-    extra = raw.get(extra_key) or []
-    if isinstance(extra, dict):  # (named ones, after the other keys' strings)
-        named += [_token_value(extra_file, f"{extra_key}[{k!r}]", v) for k, v in extra.items()]
-        extra = []
-    if not isinstance(extra, list):
-        raise _config_error(extra_file, f"{extra_key} must be a list of tokens, got "
-                            f"{extra!r}"[:200])
-    extra = [_token_value(extra_file, f"{extra_key}[{i}]", v) for i, v in enumerate(extra)]
+        return 1 + (key not in later and isinstance(tokens[key], str)
+                    and values[key][0] == path), 0
+    named = [(key, tokens[key]) for key in sorted(tokens, key=rank)]
+    extra = [_token_value(where, f"{extra_key}[{i}]", v,
+                          **({"special": True} if where != path and isinstance(v, dict)
+                             else {})) for i, (where, v) in enumerate(extra or ())]
+    if isinstance(raw.get(extra_key), dict):  # (named ones, after the other keys' strings)
+        named += [(k, _token_value(path, f"{extra_key}[{k!r}]", v))
+                  for k, v in raw[extra_key].items()]
     wrap = ((), ())
     if not from_json:  # (transformers ignores them beside a tokenizer.json)
         for key in ("add_bos_token", "add_eos_token"):
@@ -726,8 +712,73 @@ def _tokenizer_settings(directory: str, from_json: bool = False) -> TokenizerSet
                      for flag, key in (("add_bos_token", "bos_token"),
                                        ("add_eos_token", "eos_token")))
     return TokenizerSettings(None if generic else prefix,
-                             _AddedTokens(listed, legacy, [t for t in named if t is not None],
-                                          [t for t in extra if t is not None]), wrap)
+                             _AddedTokens(listed, legacy, [(k, t) for k, t in named if t],
+                                          [t for t in extra if t]), wrap)
+
+
+def _listed_tokens(path: str, listed) -> dict:
+    """tokenizer_config.json's added_tokens_decoder as {id: AddedToken}."""
+    if not isinstance(listed, dict):
+        raise _config_error(path, f"added_tokens_decoder must be an object of token ids, "
+                            f"got {listed!r}"[:200])
+    tokens = {}
+    for i, value in listed.items():
+        key = f"added_tokens_decoder[{i!r}]"
+        if not i.isdigit() or not isinstance(value, dict):
+            raise _config_error(path, f"{key} must be a token id and an AddedToken's object")
+        tokens[int(i)] = _added_token(path, key, value)
+    return tokens
+
+
+def _older_files(directory: str, values: dict, extra, later: set):
+    """-> ({id: AddedToken} of added_tokens.json, the extra special tokens) of a directory
+    whose tokenizer_config.json has no added_tokens_decoder, as transformers reads older
+    transformers' files: special_tokens_map.json's special tokens replace `values`' (those
+    of tokenizer_config.json, by key: (file, value); `later`: the keys whose
+    tokenizer_config.json string stays but is ranked as the map's), and its
+    extra_special_tokens join `extra` (its additional_special_tokens are them without)."""
+    path = os.path.join(directory, TOKENIZER_CONFIG_FILE)
+    special_map = os.path.join(directory, SPECIAL_TOKENS_MAP_FILE)
+    mapped = _read_json(special_map) if os.path.isfile(special_map) else {}
+    for key, value in mapped.items():
+        if key not in NAMED_TOKENS and key in values and isinstance(values[key][1], str):
+            values[key] = values.pop(key)
+            later.add(key)
+        elif _is_token_key(key, value) or key in values:
+            values[key] = (special_map, value)
+    more = _token_list(special_map, "extra_special_tokens", mapped.get("extra_special_tokens"))
+    if more is not None:
+        extra = (extra or []) + [t for t in more if t not in (extra or [])]
+    elif extra is None:
+        extra = _token_list(special_map, "additional_special_tokens",
+                            mapped.get("additional_special_tokens"))
+    # added_tokens.json's are special if a named or extra special token is theirs, as
+    # transformers compares them (not yet as AddedTokens: tokenizer_config.json's objects
+    # never are); GPT2Tokenizer's defaults (no file) are not among them
+    specials = {v if isinstance(v, str) else v.get("content")
+                for key, (where, v) in values.items() if key in NAMED_TOKENS
+                and where is not None and v
+                and (isinstance(v, str) or where != path and isinstance(v, dict))}
+    specials.update(v if isinstance(v, str) else v.get("content") for where, v in (extra or ())
+                    if isinstance(v, str) or where != path and isinstance(v, dict))
+    added = os.path.join(directory, ADDED_TOKENS_FILE)
+    legacy = {}
+    for token, i in (_read_json(added) if os.path.isfile(added) else {}).items():
+        if not isinstance(i, int) or isinstance(i, bool) or i < 0:
+            raise _config_error(added, f"{token!r} must have a token id, got {i!r}")
+        legacy[i] = _added_token(added, repr(token), {"content": token},
+                                 normalized=token not in specials, special=token in specials)
+    return legacy, extra
+
+
+def _token_list(path: str, key: str, value) -> list | None:
+    """A list of tokens in `path` as (path, value) pairs (None: no list there; an object of
+    named ones is read with the other `*_token` keys)."""
+    if value is None or isinstance(value, dict):
+        return None
+    if not isinstance(value, list):
+        raise _config_error(path, f"{key} must be a list of tokens, got {value!r}"[:200])
+    return [(path, v) for v in value]
 
 
 def _is_token_key(key: str, value) -> bool:
