@@ -479,9 +479,10 @@ class Trainer:
         the Trainer's own names number it in the order it tracked them, which follows the
         layers' modes (a training BatchNorm's Buffers first, a frozen one's after) when it
         was built or a mode changed. A checkpoint written before buffer_models
-        (_buffer_models) records these (buffer_names), by which a resume gives each model
-        its own whatever modes the resuming script set (_saved_buffer_names), as long as
-        its step reaches the models in the same order."""
+        (_buffer_models), or by a trainer whose loss holds a model under no name found,
+        records these (buffer_names), by which a resume gives each model its own whatever
+        modes the resuming script set (_saved_buffer_names), as long as its step reaches
+        the models in the same order."""
         places = list(self._buffer_places.values())
         reached = [*self._train_step.read_places(self.step_plan),
                    *self._train_step.written_places(self.step_plan), *places]
@@ -498,10 +499,14 @@ class Trainer:
         the Buffers are several models': a model named by what the loss holds it under
         (_model_names: `a`, `self.model`), which neither the order the step reaches the
         models nor the layers' modes change; a Buffer held by two models, by the first
-        of its places so named. None with one model. A model the loss holds under no
-        name found is refused in one line, `refuse` ('Trainer.save: ...') beginning it:
-        its Buffers could not be given back to it, only guessed. `one_too`: a record of
-        one model's too (a resume of a file holding several models' Buffers)."""
+        of its places so named. None with one model, or where the loss holds a model
+        under no name found (an nn.Module or callable object whose forward reads global
+        models, a class attribute, a module's attribute): save() then records buffer_names
+        as it did before buffer_models (_names_by_model; review r13 of s49: refusing that
+        save failed trainers that saved before); with `refuse` ('Trainer.resume: ...', a
+        file holding buffer_models) such a model is refused in one line beginning with
+        it: its Buffers could not be given back to it, only guessed. `one_too`: a record
+        of one model's too (a resume of a file holding several models' Buffers)."""
         roots = {id(nn._root_of(m)): nn._root_of(m) for m, _ in self._buffer_places.values()}
         if len(roots) < (1 if one_too else 2):
             return None
@@ -509,6 +514,8 @@ class Trainer:
         lost = next((n for n, (m, _) in self._buffer_places.items()
                      if id(nn._root_of(m)) not in names), None)
         if lost is not None:
+            if refuse is None:
+                return None
             model = type(nn._root_of(self._buffer_places[lost][0])).__name__
             raise GraphcError(f"{refuse}: the loss reaches the Buffers of several models, "
                               f"and graphc finds no name it holds the {model} holding "
@@ -1274,12 +1281,16 @@ class Trainer:
         current = self._saved_settings()
         if current:
             meta["optimizer_settings"] = {"initial": self._initial_settings, "current": current}
-        models = self._buffer_models("Trainer.save")
+        models = self._buffer_models()
+        checkpointed = self.buffers
         if models is not None:  # several models' Buffers, whose shared names are numbered:
-            # each with its model's name and its own there (buffer_names, before: its name
-            # numbered in the order the step reached the models, _names_by_model)
-            checkpointed = self.buffers
+            # each with its model's name and its own there
             meta["buffer_models"] = {n: m for n, m in models.items() if n in checkpointed}
+        elif len({id(nn._root_of(m)) for m, _ in self._buffer_places.values()}) > 1:
+            # a model the loss holds under no name found: its name numbered in the order
+            # the step reached the models, as before buffer_models (_names_by_model)
+            meta["buffer_names"] = {n: by_model for n, by_model in
+                                    self._names_by_model().items() if n in checkpointed}
         checkpointed = {f"buffer/{n}" for n in self.buffers}
         if checkpointed:  # those the step writes, which hold no Inf (load_params checks them)
             meta["written_buffers"] = sorted(n[len("buffer/"):] for n in
@@ -1763,8 +1774,6 @@ class Trainer:
         default: printed); `progress`: the bar, on stdout."""
         if out is not None:  # fit("") trained and saved nothing
             check_path(out, "Trainer.fit: out", "a directory name")
-        if out:  # (refused now, not at the first save: see _buffer_models)
-            self._buffer_models("Trainer.fit")
         log = log or _print
         if self.dist is not None and not self.dist.is_main():  # rank 0 writes and reports
             out, progress, log = None, False, (lambda text: None)
