@@ -31,8 +31,8 @@ from ir.errors import GraphcError, definition_location, user_location
 from ir.graph import current_graph
 from ir.ops import api as F
 from ir.ops.precision import STATE as AUTOCAST
-from ir.ops.registry import (SymbolicValue, apply, foreign_array, foreign_array_name, is_weak_scalar,
-                             like_dtype, lift_symbolic, scalar_array)
+from ir.ops.registry import (SymbolicValue, apply, foreign_array, foreign_array_name,
+                             is_weak_scalar, like_dtype, lift_symbolic, scalar_array)
 from ir.types import (BFLOAT16, FLOAT_SCALARS, SHORT_NAMES, Dim, InconclusiveDim, TensorType,
                       is_float, is_int)
 from ir.region import Region

@@ -1,9 +1,9 @@
 """torch.nn's transformer layers: `nn.TransformerEncoderLayer`, `nn.TransformerDecoderLayer`,
-the stacks `nn.TransformerEncoder`, `nn.TransformerDecoder` and the whole `nn.Transformer`, with torch's arguments,
-submodule names, computation (post-norm by default, `norm_first=True` pre-norm), dropout
-sites and initialisation, built from graphc's MultiheadAttention, Linear, LayerNorm and
-Dropout. Weights are in graphc's layout (Linear's and in_proj_weight transposed against
-torch's), as everywhere in gc.nn.
+the stacks `nn.TransformerEncoder`, `nn.TransformerDecoder` and the whole `nn.Transformer`,
+with torch's arguments, submodule names, computation (post-norm by default,
+`norm_first=True` pre-norm), dropout sites and initialisation, built from graphc's
+MultiheadAttention, Linear, LayerNorm and Dropout. Weights are in graphc's layout
+(Linear's and in_proj_weight transposed against torch's), as everywhere in gc.nn.
 
     layer = gc.nn.TransformerEncoderLayer(64, 4, dim_feedforward=256, batch_first=True)
     y = layer(x, is_causal=True)            # x (N, T, 64)
