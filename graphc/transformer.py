@@ -16,10 +16,12 @@ import numpy as np
 
 from ir.errors import GraphcError, user_location
 from ir.ops import api as F
+from ir.types import is_float
 
 from . import init
 from .nn import (Dropout, LayerNorm, Linear, Module, ModuleList, MultiheadAttention,
-                 _check_mask_kind, _check_mask_shape, _layer_dtype, _rng)
+                 _check_mask_kind, _check_mask_shape, _layer_dtype, _refuse_device, _rng,
+                 _size)
 
 
 def _activation(name, activation):
@@ -243,6 +245,16 @@ class Transformer(Module):
                  custom_decoder=None, layer_norm_eps=1e-5, batch_first=False,
                  norm_first=False, bias=True, rng=None, dtype="float32"):
         rng = _rng(rng)
+        # (named as the Transformer's arguments, not as the stack's or layer's they build:
+        # "TransformerEncoder: num_layers must be ..." for num_encoder_layers=0, which
+        # torch's fails on as a raw IndexError)
+        dtype = _layer_dtype("Transformer", dtype)
+        _activation("Transformer", activation)
+        for what, count, custom in (("num_encoder_layers", num_encoder_layers, custom_encoder),
+                                    ("num_decoder_layers", num_decoder_layers, custom_decoder)):
+            if custom is None and (not isinstance(count, int) or count < 1):
+                raise GraphcError(f"Transformer: {what} must be a positive int, got {count!r}",
+                                  (user_location(),))
         settings = (d_model, nhead, dim_feedforward, dropout, activation, layer_norm_eps,
                     batch_first, norm_first, bias, rng, dtype)
         for part, custom, stack, layer, count in (
@@ -265,16 +277,64 @@ class Transformer(Module):
                 src_key_padding_mask=None, tgt_key_padding_mask=None,
                 memory_key_padding_mask=None, src_is_causal=None, tgt_is_causal=None,
                 memory_is_causal=False):
+        self._check_inputs(src, tgt)
+        # each mask named as given here (the stacks named src_mask as TransformerEncoder's
+        # `mask`, and the decoder's as its first layer's); memory's by memory's shape
+        _check_masks(self._where(), _first_attention(self.encoder, "self_attn"), src, src,
+                     (("src_mask", src_mask, False),
+                      ("src_key_padding_mask", src_key_padding_mask, True)))
+        _check_masks(self._where(), _first_attention(self.decoder, "self_attn"), tgt, tgt,
+                     (("tgt_mask", tgt_mask, False),
+                      ("tgt_key_padding_mask", tgt_key_padding_mask, True)))
         memory = self.encoder(src, mask=src_mask, src_key_padding_mask=src_key_padding_mask,
                               is_causal=src_is_causal)
+        _check_masks(self._where(), _first_attention(self.decoder, "multihead_attn"), tgt,
+                     memory, (("memory_mask", memory_mask, False),
+                              ("memory_key_padding_mask", memory_key_padding_mask, True)))
         return self.decoder(tgt, memory, tgt_mask=tgt_mask, memory_mask=memory_mask,
                             tgt_key_padding_mask=tgt_key_padding_mask,
                             memory_key_padding_mask=memory_key_padding_mask,
                             tgt_is_causal=tgt_is_causal, memory_is_causal=memory_is_causal)
 
+    def _check_inputs(self, src, tgt):
+        """torch's checks of src and tgt, before either runs: one batch size, d_model
+        features (graphc's attentions named the decoder's cross-attention, or the query
+        of a layer deep inside, as the culprit)."""
+        s, t = tuple(F._shape(src)), tuple(F._shape(tgt))
+        batch_first = self._setting("batch_first", src)
+        if len(s) not in (2, 3) or len(s) != len(t):
+            raise GraphcError(f"{self._where()}: src {s} and tgt {t} must both be batched "
+                              "(3-d) or both unbatched (2-d)", (user_location(),))
+        if len(s) == 3 and s[1 - bool(batch_first)] != t[1 - bool(batch_first)]:
+            layout = "(N, S, E)" if batch_first else "(S, N, E)"
+            raise GraphcError(f"{self._where()}: src {s} and tgt {t} ({layout}, batch_first="
+                              f"{batch_first}) must have one batch size", (user_location(),))
+        if s[-1] != self.d_model or t[-1] != self.d_model:
+            raise GraphcError(f"{self._where()}: src {s} and tgt {t} must have d_model = "
+                              f"{self.d_model} features", (user_location(),))
+
     @staticmethod
-    def generate_square_subsequent_mask(sz, dtype="float32"):
-        """torch's causal mask of `sz` positions, as an array: 0 on and below the diagonal,
-        -inf above (float32, as torch's default dtype)."""
-        return np.triu(np.full((sz, sz), -np.inf, dtype=_layer_dtype(
-            "Transformer.generate_square_subsequent_mask", dtype)), 1)
+    def generate_square_subsequent_mask(sz, device=None, dtype=None):
+        """torch's causal mask of `sz` positions, as a numpy array: 0 on and below the
+        diagonal, -inf above; torch's arguments (sz, device, dtype): dtype None is torch's
+        default, float32, and bool is True above the diagonal (torch's cast of -inf);
+        device the CPU (graphc's only one) or None."""
+        where = "Transformer.generate_square_subsequent_mask"
+        _refuse_device(where, device)
+        size = _size(where, "sz", sz)
+        dtype = _layer_dtype(where, "float32" if dtype is None else dtype, parameters=False)
+        if str(dtype) == "bool":
+            return np.triu(np.ones((size, size), bool), 1)
+        if not is_float(dtype):
+            raise GraphcError(f"{where}: dtype={dtype}: the mask is a float (0 and -inf) or "
+                              "bool one, as torch's", (user_location(),))
+        return np.triu(np.full((size, size), -np.inf, dtype=dtype), 1)
+
+
+def _first_attention(stack, name):
+    """A graphc stack's first layer's attention `name` (whose masks _check_masks checks by
+    its rules), or None for a custom encoder or decoder (its masks' kinds alone)."""
+    layers = getattr(stack, "layers", None)
+    if not isinstance(stack, _Stack) or not layers:
+        return None
+    return getattr(layers[0], name, None)

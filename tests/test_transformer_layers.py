@@ -403,3 +403,68 @@ def test_transformer_initialises_its_matrices_xavier_uniform_as_torchs():
         if p.data.ndim == 1 and name.endswith("bias"):
             assert name.endswith(("linear1.bias", "linear2.bias")) or \
                 not np.asarray(p.data).any(), name  # (torch's zero biases stay zero)
+
+
+def test_generate_square_subsequent_mask_takes_torchs_arguments():
+    """Review: torch's signature is (sz, device=None, dtype=None): `device=` (ports pass
+    their device) was Python's TypeError, a positional device was read as the dtype, and
+    dtype=None gave float64 where torch's default is float32; dtype=torch.bool, torch's
+    bool causal mask (True above the diagonal), was refused as a layer's parameters."""
+    make, theirs = (gc.nn.Transformer.generate_square_subsequent_mask,
+                    torch.nn.Transformer.generate_square_subsequent_mask)
+    for args, kw in (((4,), {}), ((4,), {"device": "cpu"}), ((4, "cpu"), {}),
+                     ((4,), {"dtype": None}), ((4, None, torch.float64), {}),
+                     ((4,), {"dtype": torch.bool}), ((0,), {})):
+        mask, expected = make(*args, **kw), theirs(*args, **kw).numpy()
+        assert mask.dtype == expected.dtype, (args, kw)
+        np.testing.assert_array_equal(mask, expected)
+    f = "test_transformer_layers.py"
+    assert_one_line_error(lambda: make(4, device="cuda"), "Transformer.generate_square_"
+                          "subsequent_mask: graphc runs on the CPU (numpy arrays); device "
+                          "'cuda' is not available (give 'cpu', or a dtype)", f)
+    assert_one_line_error(lambda: make(-1), "Transformer.generate_square_subsequent_mask: "
+                          "sz must be a non-negative int, got -1", f)
+    assert_one_line_error(lambda: make(3, dtype="int64"), "Transformer.generate_square_"
+                          "subsequent_mask: dtype=int64: the mask is a float (0 and -inf) or "
+                          "bool one, as torch's", f)
+
+
+def test_transformer_names_its_own_arguments():
+    """Review: the Transformer's masks were named as its stacks' and layers' (src_mask as
+    "TransformerEncoder 'encoder': mask", tgt_mask as "TransformerDecoderLayer
+    'decoder.layers.0': tgt_mask"), src and tgt of two batch sizes or of another width than
+    d_model (torch's own checks) as a MultiheadAttention deep inside, and
+    num_encoder_layers=0, a bad dtype or activation as the stack's or layer's arguments."""
+    f = "test_transformer_layers.py"
+    model = gc.nn.Transformer(8, 2, 1, 1, 16, batch_first=True)
+    src, tgt = np.zeros((2, 5, 8), np.float32), np.zeros((2, 4, 8), np.float32)
+    causal = torch.nn.Transformer.generate_square_subsequent_mask(5)
+    assert_one_line_error(lambda: model(src, tgt, src_mask=causal), "Transformer: src_mask is "
+                          "a torch.Tensor, another library's array; pass a numpy array "
+                          "(src_mask.numpy(), or np.asarray(src_mask))", f)
+    assert_one_line_error(lambda: model(src, tgt, tgt_mask=np.zeros((5, 5), np.float32)),
+                          "Transformer: tgt_mask has shape (5, 5); it must be (target length, "
+                          "source length) = (4, 4) or", f)
+    assert_one_line_error(lambda: model(src, tgt, memory_key_padding_mask=np.zeros((2, 4),
+                                                                                   bool)),
+                          "Transformer: memory_key_padding_mask has shape (2, 4); it must be "
+                          "(batch, source length) = (2, 5)", f)
+    assert_one_line_error(lambda: gc.compile(lambda s, t: model(s, t))(src, tgt[:1]),
+                          "Transformer: src (2, 5, 8) and tgt (1, 4, 8) ((N, S, E), "
+                          "batch_first=True) must have one batch size", f)
+    assert_one_line_error(lambda: model(src, tgt[..., :6]), "Transformer: src (2, 5, 8) and "
+                          "tgt (2, 4, 6) must have d_model = 8 features", f)
+    assert_one_line_error(lambda: model(src, tgt[0]), "Transformer: src (2, 5, 8) and tgt "
+                          "(4, 8) must both be batched (3-d) or both unbatched (2-d)", f)
+    assert_one_line_error(lambda: gc.nn.Transformer(8, 2, 0), "Transformer: "
+                          "num_encoder_layers must be a positive int, got 0", f)
+    assert_one_line_error(lambda: gc.nn.Transformer(8, 2, dtype="int32"), "Transformer: "
+                          "dtype='int32'", f)
+    assert_one_line_error(lambda: gc.nn.Transformer(8, 2, activation="tanh"), "Transformer: "
+                          "activation must be", f)
+    # valid masks of every kind are still taken, and unbatched inputs
+    mask = gc.nn.Transformer.generate_square_subsequent_mask(4)
+    for m in (mask, mask.astype(np.float64), np.isinf(mask), gc.tensor(mask)):
+        assert np.asarray(model(src, tgt, tgt_mask=m)).shape == (2, 4, 8)
+    unbatched = model(src[0], tgt[0], memory_key_padding_mask=np.zeros(5, bool))
+    assert np.asarray(unbatched).shape == (4, 8)
