@@ -33,6 +33,7 @@ from ir.errors import GraphcError, user_location
 from ir.graph import current_graph, scope
 from ir.ops import api as F
 from ir.ops import attention as _attention
+from ir.ops import precision
 from ir.ops.registry import _STACK as _INTERPRETERS
 from ir.ops.registry import (SymbolicValue, foreign_array_name, read_foreign_array,
                              refuse_array_container)
@@ -103,6 +104,20 @@ def _layer_dtype(layer, dtype, parameters=True):
         raise GraphcError(f"{layer}: dtype={dtype!r}: the layer's parameters take a "
                           f"floating-point dtype, got {result} (as torch's)", (user_location(),))
     return result
+
+
+def _check_dtypes(name, weight, **values):
+    """Outside autocast a layer's inputs must have its weights' dtype, as torch's ("mat1 and
+    mat2 must have the same dtype"): the matmul's own error named its internal shapes, not
+    the layer or the input. Under autocast the op casts them (ir.ops.precision)."""
+    if precision.STATE.dtype is not None and not precision.STATE.suspended:
+        return
+    for what, value in values.items():
+        if value is not None and F._dtype(value) != F._dtype(weight):
+            raise GraphcError(
+                f"{name}: {what} is {F._dtype(value)} but the layer's weights are "
+                f"{F._dtype(weight)}; cast it with .astype, or build the layer with "
+                f"dtype={str(F._dtype(value))!r}", (user_location(),))
 
 
 def _size(layer, what, value, least=0):
@@ -2195,6 +2210,7 @@ class Linear(Module):
                     "the transpose of torch's (out_features, in_features)", (user_location(),))
             raise GraphcError(f"{type(self).__name__}: input has {features[0]} features, the "
                               f"layer takes {fan_in}", (user_location(),))
+        _check_dtypes(self._where(), self.weight, input=x)
         y = x @ self.weight
         return y + self.bias if self.bias is not None else y
 
@@ -3178,6 +3194,7 @@ class MultiheadAttention(Module):
         w_q, w_k, w_v = (F.split(self.in_proj_weight, 3, axis=1)
                          if self.in_proj_weight is not None else
                          (self.q_proj_weight, self.k_proj_weight, self.v_proj_weight))
+        _check_dtypes(self._where(), w_q, query=query, key=key, value=value)
         b_q, b_k, b_v = (F.split(self.in_proj_bias, 3) if self.in_proj_bias is not None
                          else (None,) * 3)
 

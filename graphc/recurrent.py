@@ -18,11 +18,11 @@ import math
 
 from ir.errors import GraphcError, user_location
 from ir.ops import api as F
-from ir.ops import precision
 from ir.types import is_int, is_real
 
 from .control_flow import scan
-from .nn import _EVALUATING, Module, Parameter, _layer_dtype, _rng, keyed_dropout
+from .nn import (_EVALUATING, Module, Parameter, _check_dtypes, _layer_dtype, _rng,
+                 keyed_dropout)
 
 # gates per cell: rows of weight_ih/weight_hh, in torch's order
 _GATES = {"RNN_TANH": 1, "RNN_RELU": 1, "GRU": 3, "LSTM": 4}
@@ -51,18 +51,6 @@ def _given_states(name, lstm, hx):
             got += " holding None"
         _fail(f"{name}: hx must be a pair (h_0, c_0) of tensors, got {got}")
     return tuple(hx)
-
-
-def _check_dtypes(name, weight, **values):
-    """Outside autocast the input and the states must have the weights' dtype, as torch's
-    (the matmul's own error named its internal shapes, not the layer)."""
-    if precision.STATE.dtype is not None and not precision.STATE.suspended:
-        return
-    for what, value in values.items():
-        if value is not None and F._dtype(value) != F._dtype(weight):
-            _fail(f"{name}: {what} is {F._dtype(value)} but the layer's weights are "
-                  f"{F._dtype(weight)}; cast it with .astype, or build the layer with "
-                  f"dtype={str(F._dtype(value))!r}")
 
 
 def _init_weights(module, suffix, mode, fan_in, hidden_size, bias, rng, dtype, proj_size=0):

@@ -448,6 +448,42 @@ def test_a_wrong_feature_size_to_linear_or_a_norm_names_the_layer():
                                        rtol=1e-5, atol=1e-6)
 
 
+def test_an_input_of_another_dtype_than_the_weights_names_the_layer_and_the_dtypes():
+    """A float64 input to a float32 Linear (and so to MultiheadAttention's projections) met
+    matmul's 'matmul(f64[6,4], f32[4,5]): operands must have one dtype', naming neither the
+    layer nor the input. torch refuses it too ("mat1 and mat2 must have the same dtype");
+    graphc now names the layer (by its place in a model) and both dtypes, as the recurrent
+    layers do."""
+    x = np.ones((2, 3, 4))  # float64
+    with pytest.raises(RuntimeError, match="same dtype"):
+        torch.nn.Linear(4, 5)(torch.tensor(x))
+    advice = "but the layer's weights are float32; cast it with .astype, or build the layer " \
+             "with dtype='float64'"
+    model = nn.Sequential(nn.Linear(4, 4), nn.Linear(4, 5))
+    mha = nn.MultiheadAttention(4, 2)
+    layer = nn.TransformerEncoderLayer(4, 2, 8)
+    cases = [(lambda a: nn.Linear(4, 5)(a), f"Linear: input is float64 {advice}"),
+             (lambda a: model(a), f"Linear '0': input is float64 {advice}"),
+             (lambda a: mha(a, a, a)[0], f"MultiheadAttention: query is float64 {advice}"),
+             (lambda a: mha(a.astype(np.float32), a, a)[0],
+              f"MultiheadAttention: key is float64 {advice}"),
+             (lambda a: layer(a), f"MultiheadAttention 'self_attn': query is float64 {advice}")]
+    for fn, message in cases:
+        for run in (lambda: fn(gc.tensor(x)), lambda: gc.compile(fn)(x)):
+            with pytest.raises(GraphcError) as info:
+                run()
+            problem, where = str(info.value).splitlines()
+            assert problem == message
+            assert where.strip().startswith("at tests/test_nn_layers.py:"), where
+    # the input cast to the weights' dtype runs; under autocast the op casts a float16 one
+    weights = [(p.data.astype(np.float64)) for p in model.parameters()]
+    expected = (x @ weights[0] + weights[1]) @ weights[2] + weights[3]
+    np.testing.assert_allclose(model(gc.tensor(x.astype(np.float32))).data, expected, rtol=1e-5)
+    with gc.autocast("bfloat16"):
+        out = model(gc.tensor(x.astype(np.float16)))
+    np.testing.assert_allclose(np.asarray(out.data, np.float64), expected, rtol=0.05, atol=0.05)
+
+
 def test_dropout_needs_no_seed_eager_or_compiled():
     nn.manual_seed(0)
     drop = nn.Dropout(0.5)
