@@ -80,6 +80,19 @@ def _check_masks(where, attention, query, key, masks):
         _check_mask_shape(where, what, mask, padding if is_padding else attn_mask)
 
 
+def _check_memory_width(where, attention, memory):
+    """A decoder's memory of another width than its cross-attention takes, named as the
+    memory: the attention names it as its key, with a kdim/vdim hint that does not apply to
+    the argument the user passed. (A user's attention module checks its inputs itself.)"""
+    if getattr(type(attention), "forward", None) is not MultiheadAttention.forward:
+        return
+    shape = F._shape(memory)
+    for width in (attention.kdim, attention.vdim):  # (the memory is the key and the value)
+        if shape and shape[-1] != width:
+            raise GraphcError(f"{where}: memory has {shape[-1]} features, the layer takes "
+                              f"{width}", (user_location(),))
+
+
 class _Layer(Module):
     def _common(self, name, d_model, nhead, dim_feedforward, dropout, activation,
                 layer_norm_eps, batch_first, norm_first, bias, rng, dtype, norms):
@@ -159,6 +172,7 @@ class TransformerDecoderLayer(_Layer):
         _check_masks(self._where(), self.self_attn, tgt, tgt,
                      (("tgt_mask", tgt_mask, False),
                       ("tgt_key_padding_mask", tgt_key_padding_mask, True)))
+        _check_memory_width(self._where(), self.multihead_attn, memory)
         _check_masks(self._where(), self.multihead_attn, tgt, memory,
                      (("memory_mask", memory_mask, False),
                       ("memory_key_padding_mask", memory_key_padding_mask, True)))

@@ -347,6 +347,31 @@ def test_a_query_of_another_width_is_named_as_the_query():
     assert np.asarray(mha(right)[0]).shape == (2, 4, 8)
 
 
+def test_a_decoder_memory_of_another_width_is_named_as_the_memory():
+    """A TransformerDecoderLayer's memory of the wrong width was reported by its
+    cross-attention as "MultiheadAttention 'multihead_attn': key has 6 features, the layer
+    takes 8 (kdim/vdim: other widths)": an argument the user did not pass, and a hint that
+    does not apply. torch refuses it too."""
+    f = "test_transformer_layers.py"
+    rng = np.random.default_rng(0)
+    tgt, memory = (rng.normal(size=(2, n, w)) for n, w in ((3, 8), (5, 6)))
+    torch.manual_seed(0)
+    with pytest.raises(RuntimeError):
+        torch.nn.TransformerDecoderLayer(8, 2, 16, batch_first=True).double()(
+            torch.tensor(tgt), torch.tensor(memory))
+    layer = gc.nn.TransformerDecoderLayer(8, 2, 16, batch_first=True, dtype="float64")
+    stack = gc.nn.TransformerDecoder(layer, 2)
+    message = "TransformerDecoderLayer: memory has 6 features, the layer takes 8"
+    for call in (lambda: layer(tgt, memory), lambda: gc.compile(layer)(tgt, memory)):
+        with pytest.raises(gc.GraphcError) as info:
+            call()
+        assert str(info.value).splitlines()[0] == message
+    assert_one_line_error(lambda: stack(tgt, memory), "TransformerDecoderLayer 'layers.0': "
+                          "memory has 6 features, the layer takes 8", f)
+    right = rng.normal(size=(2, 5, 8))
+    assert np.asarray(layer(tgt, right)).shape == (2, 3, 8)
+
+
 @pytest.mark.parametrize("batch_first, norm_first", [(False, False), (True, True)])
 def test_transformer_loads_torchs_checkpoint_and_matches_its_values_and_gradients(batch_first,
                                                                                    norm_first):
