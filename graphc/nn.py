@@ -3069,7 +3069,8 @@ class MultiheadAttention(Module):
     columns). kdim and vdim (the
     key's and value's widths, E by default), as torch's: where they differ from E, the
     projections are three, q_proj_weight (E, E), k_proj_weight (kdim, E) and v_proj_weight
-    (vdim, E) (torch's transposed, each xavier-uniform), and in_proj_weight is None."""
+    (vdim, E) (torch's transposed, each xavier-uniform), and in_proj_weight is None
+    (_qkv_same_embed_dim False, as torch's; head_dim is E / num_heads)."""
 
     _TORCH_TRANSPOSED = ("in_proj_weight", "q_proj_weight", "k_proj_weight", "v_proj_weight")
 
@@ -3114,10 +3115,13 @@ class MultiheadAttention(Module):
         if not 0.0 <= number <= 1.0:  # (1: every weight zeroed, as torch's and Dropout's)
             raise GraphcError(f"MultiheadAttention: dropout must be in [0, 1], got {dropout!r}",
                               (user_location(),))
+        # (head_dim and _qkv_same_embed_dim as torch's: code ported from it reads them)
         for name, value in [("dropout", number),
                             ("embed_dim", embed_dim), ("num_heads", num_heads),
                             ("kdim", kdim), ("vdim", vdim), ("add_zero_attn", add_zero_attn),
-                            ("batch_first", batch_first), ("causal", causal)]:
+                            ("batch_first", batch_first), ("causal", causal),
+                            ("head_dim", embed_dim // num_heads),
+                            ("_qkv_same_embed_dim", kdim == embed_dim and vdim == embed_dim)]:
             object.__setattr__(self, name, value)
 
     def _unbatched(self, query, key, value, attn_mask, key_padding_mask, need_weights,

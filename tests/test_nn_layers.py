@@ -1277,6 +1277,20 @@ def test_multihead_attention_with_kdim_vdim_and_per_head_weights_matches_torch(b
         ours(q, q, v)
 
 
+@pytest.mark.parametrize("kdim, vdim", [(None, None), (12, 12), (6, 12), (12, 3), (6, 3)])
+def test_multihead_attention_has_torchs_head_dim_and_qkv_same_embed_dim(kdim, vdim):
+    """Code ported from torch reads MultiheadAttention's head_dim and _qkv_same_embed_dim
+    (torch's own forward chooses its in-projection by the latter); graphc's had neither."""
+    ours = nn.MultiheadAttention(12, 4, kdim=kdim, vdim=vdim)
+    theirs = torch.nn.MultiheadAttention(12, 4, kdim=kdim, vdim=vdim)
+    assert (ours.head_dim, ours._qkv_same_embed_dim) == \
+        (theirs.head_dim, theirs._qkv_same_embed_dim)
+    assert ours.head_dim == 3
+    # as in torch, the flag says which weights the layer has
+    assert ours._qkv_same_embed_dim == (ours.in_proj_weight is not None)
+    assert "head_dim" not in ours.state_dict() and "head_dim" not in repr(ours)
+
+
 def test_linear_and_embedding_take_torchs_keyword_names_and_refuse_a_torch_positional():
     assert nn.Linear(in_features=3, out_features=2).weight.shape == (3, 2)
     assert nn.Embedding(num_embeddings=5, embedding_dim=2).weight.shape == (5, 2)
