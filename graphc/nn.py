@@ -3007,9 +3007,27 @@ def scaled_dot_product_attention(query, key, value, attn_mask=None, dropout_p=0.
     semantics). Its dropout, as the Dropout layers', draws from current_key() unless a seed is
     given: the innermost rng_key block's key, or the traced step's implicit dropout key that
     gc.Trainer feeds every step."""
+    # (not _check_mask_kind: sdpa's bool mask is True = may attend, and the op names an
+    # integer one in those terms)
+    _refuse_non_array_mask("scaled_dot_product_attention", "attn_mask", attn_mask)
     return _attention.scaled_dot_product_attention(
         query, key, value, attn_mask, dropout_p, is_causal, scale, enable_gqa,
         seed=dropout_key(dropout_p, seed, query), salt=salt)
+
+
+def _refuse_non_array_mask(where, what, mask):
+    """A mask given as a list or tuple, or as another library's array (a torch tensor), in
+    one line naming the argument: the op's own line ("cannot use a list as a tensor
+    operand") named neither."""
+    if isinstance(mask, (list, tuple)):
+        raise GraphcError(f"{where}: {what} is a {type(mask).__name__}; give an array "
+                          "(np.asarray), as torch's takes a tensor", (user_location(),))
+    foreign = foreign_array_name(mask) if not isinstance(mask, (Tensor, SymbolicValue)) \
+        else None
+    if foreign is not None:
+        raise GraphcError(f"{where}: {what} is a {foreign}, another library's array; pass a "
+                          f"numpy array ({what}.numpy(), or np.asarray({what}))",
+                          (user_location(),))
 
 
 def _check_mask_kind(where, what, mask):
@@ -3022,15 +3040,7 @@ def _check_mask_kind(where, what, mask):
     argument, as graphc refuses such operands."""
     if mask is None:
         return
-    if isinstance(mask, (list, tuple)):
-        raise GraphcError(f"{where}: {what} is a {type(mask).__name__}; give an array "
-                          "(np.asarray), as torch's takes a tensor", (user_location(),))
-    foreign = foreign_array_name(mask) if not isinstance(mask, (Tensor, SymbolicValue)) \
-        else None
-    if foreign is not None:
-        raise GraphcError(f"{where}: {what} is a {foreign}, another library's array; pass a "
-                          f"numpy array ({what}.numpy(), or np.asarray({what}))",
-                          (user_location(),))
+    _refuse_non_array_mask(where, what, mask)
     dtype = mask.dtype if hasattr(mask, "dtype") else np.asarray(mask).dtype
     if str(dtype) != "bool" and not is_float(dtype):
         raise GraphcError(f"{where}: {what} of dtype {dtype} is not supported: use a bool "

@@ -308,3 +308,31 @@ def test_symbolic_key_length_bound_to_zero_gives_zeros():
         np.testing.assert_allclose(got, want, rtol=1e-10, atol=1e-12)
     np.testing.assert_array_equal(got, np.zeros((2, 4, 3)))
     assert step.recompiles == []
+
+
+def test_an_attn_mask_given_as_a_list_or_a_torch_tensor_names_attn_mask():
+    """A list attn_mask met the op's 'scaled_dot_product_attention: cannot use a list as a
+    tensor operand', a torch one 'got a torch.Tensor, another library's array; pass a numpy
+    array (x.numpy(), ...)', neither naming attn_mask; they are refused as the attention
+    layers refuse their masks. The same mask as an array gives torch's values."""
+    rng = np.random.default_rng(0)
+    q, k, v = _arrays(rng, (1, 2, 3, 4), (1, 2, 3, 4), (1, 2, 3, 4))
+    rows = [[True, False, False], [True, True, False], [True, True, True]]
+    where = "scaled_dot_product_attention: attn_mask is a "
+    for mask, message in (
+            (rows, where + "list; give an array (np.asarray), as torch's takes a tensor"),
+            (torch.tensor(rows), where + "torch.Tensor, another library's array; pass a numpy "
+             "array (attn_mask.numpy(), or np.asarray(attn_mask))")):
+        for run in (lambda: gc.scaled_dot_product_attention(q, k, v, attn_mask=mask),
+                    lambda: gc.compile(lambda a: gc.scaled_dot_product_attention(
+                        a, k, v, attn_mask=mask))(q)):
+            with pytest.raises(GraphcError) as info:
+                run()
+            problem, at = str(info.value).splitlines()
+            assert problem == message
+            assert at.strip().startswith("at tests/test_attention.py:"), at
+    expected = TF.scaled_dot_product_attention(*map(torch.tensor, (q, k, v)),
+                                               attn_mask=torch.tensor(rows))
+    np.testing.assert_allclose(gc.scaled_dot_product_attention(q, k, v,
+                                                               attn_mask=np.array(rows)),
+                               expected.numpy(), rtol=1e-12, atol=1e-12)
