@@ -663,7 +663,8 @@ def _sample_pretrained(args) -> int:
     tokenizer = gpt2.load_tokenizer(args.model, model.cfg.vocab_size)
     text = args.prompt or ""
     try:  # (with its special tokens, as transformers' tokenizer(prompt): add_bos_token's bos)
-        prompt_ids = tokenizer.encode(text, add_special_tokens=True)
+        # (an empty one starts from the bos_token_id below, whatever encode would add)
+        prompt_ids = tokenizer.encode(text, add_special_tokens=True) if text else []
     except GraphcError as exc:
         raise UsageError(f"--prompt: {exc.message}") from None
     # (no id of its own: its normaliser removed every character)

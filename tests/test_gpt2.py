@@ -317,6 +317,57 @@ def test_an_older_directorys_add_bos_token_starts_a_prompt_with_it(hf_dir, tmp_p
     assert capsys.readouterr().out == "ROMEO:" + tok.decode(ref[0, ids.shape[1]:]) + "\n"
 
 
+@pytest.mark.parametrize("files", ["tokenizer.json", "vocab.json and merges.txt"])
+@pytest.mark.parametrize("config", [
+    {"pad_token": "<pad>"},
+    {"pad_token": "<pad>", "added_tokens_decoder": {
+        "0": {**TOKEN, "content": "<|endoftext|>"}, "300": {**TOKEN, "content": "<pad>"}}}])
+def test_an_added_token_the_model_lacks_refuses_only_a_prompt_that_has_it(
+        hf_dir, tmp_path, capsys, files, config):
+    """Review of f4's added-token commits (r16): a pad_token the vocabulary lacks (added,
+    id 300, never resized into the model's 300 embeddings) made load_tokenizer's size check
+    refuse the whole directory ('the tokenizer has 301 tokens, more than the model's
+    vocab_size 300'), which loaded before they read pad_token and which transformers loads.
+    Now the model's own vocabulary is checked, and only a prompt that encodes to such a
+    token is refused, naming it."""
+    import torch
+    from transformers import AutoTokenizer
+    directory = _tokenizer_directory(hf_dir, tmp_path, config, files)
+    tok = gpt2.load_tokenizer(str(directory), SMALL["vocab_size"])
+    assert tok.token_id("<pad>") == 300
+    assert main(["sample", "--model", str(directory), "--prompt", "ROMEO:", "--tokens", "6",
+                 "--temperature", "0"]) == 0
+    ids = torch.tensor([AutoTokenizer.from_pretrained(str(directory))("ROMEO:")["input_ids"]])
+    with torch.no_grad():
+        ref = hf_dir[1].generate(ids, max_new_tokens=6, do_sample=False, pad_token_id=0)
+    assert capsys.readouterr().out == "ROMEO:" + tok.decode(ref[0, ids.shape[1]:]) + "\n"
+    assert main(["sample", "--model", str(directory), "--tokens", "2"]) == 0  # (from bos)
+    capsys.readouterr()
+    assert main(["sample", "--model", str(directory), "--prompt", "a <pad>", "--tokens",
+                 "2"]) == 2
+    err = capsys.readouterr().err.strip().splitlines()
+    assert len(err) == 1 and (
+        "the text encodes to the added token '<pad>', id 300, outside the model's vocab_size "
+        "300 in config.json") in err[0], err
+    # the model's own vocabulary past vocab_size is still refused as the directory loads
+    with pytest.raises(GraphcError, match="the tokenizer has 300 tokens, more than the "
+                                          "model's vocab_size 299 in config.json"):
+        gpt2.load_tokenizer(str(directory), 299)
+
+
+def test_an_add_bos_token_the_model_lacks_is_named_for_each_prompt(hf_dir, tmp_path, capsys):
+    """(r16) An older directory's add_bos_token with a bos_token the model lacks ('<s>', id
+    300): each non-empty prompt is refused naming it; an empty one starts from config.json's
+    bos_token_id, as before."""
+    directory = _tokenizer_directory(hf_dir, tmp_path, {"add_bos_token": True,
+                                                        "bos_token": "<s>"}, "vocab.json")
+    assert main(["sample", "--model", str(directory), "--prompt", "ROMEO:", "--tokens",
+                 "2"]) == 2
+    err = capsys.readouterr().err.strip().splitlines()
+    assert len(err) == 1 and "the added token '<s>', id 300, outside" in err[0], err
+    assert main(["sample", "--model", str(directory), "--tokens", "2"]) == 0
+
+
 @pytest.mark.parametrize("files, config, others, message", [
     ("tokenizer.json", {"added_tokens_decoder": {"300": {"content": "<x>", "lstrip": "yes"}}},
      {}, "tokenizer_config.json: added_tokens_decoder['300']'s lstrip must be true or false, "

@@ -348,6 +348,9 @@ class Tokenizer:
             raise GraphcError(f"{path} is not a readable tokenizer "
                               f"({str(exc).splitlines()[0]})") from None
         self.path = path
+        # the model's vocab_size (load_tokenizer's): encode refuses a text with an added
+        # token past it, one the model's embeddings lack (None: any id)
+        self.model_vocab_size = None
         # a file saved with truncation or padding on (a training pipeline's) would cut or
         # pad every prompt; transformers' tokenizers turn both off unless a call asks
         self._tok.no_truncation()
@@ -394,9 +397,10 @@ class Tokenizer:
     def vocab_size(self) -> int:
         return self._tok.get_vocab_size(with_added_tokens=True)
 
-    def highest_id(self) -> tuple[str | None, int]:
-        """(token, id) of the largest id, added tokens included ((None, -1) if none)."""
-        vocab = self._tok.get_vocab(with_added_tokens=True)
+    def highest_id(self, with_added_tokens: bool = True) -> tuple[str | None, int]:
+        """(token, id) of the largest id, added tokens included unless with_added_tokens is
+        False ((None, -1) if none)."""
+        vocab = self._tok.get_vocab(with_added_tokens=with_added_tokens)
         token = max(vocab, key=vocab.get, default=None)
         return token, (-1 if token is None else vocab[token])
 
@@ -424,6 +428,13 @@ class Tokenizer:
             raise GraphcError(f"{self.path} has no token for {lost[:20]!r}: its vocabulary "
                               "lacks their bytes and has no unknown token, so they would be "
                               "left out of the ids")
+        limit = self.model_vocab_size
+        past = [i for i in ids if limit is not None and i >= limit]
+        if past:  # (an added token never resized into the embeddings: an added <pad>)
+            token = self._tok.id_to_token(past[0])
+            raise GraphcError(f"{self.path}: the text encodes to the added token {token!r}, "
+                              f"id {past[0]}, outside the model's vocab_size {limit} in "
+                              f"{CONFIG_FILE} (its embeddings lack it)")
         return ids
 
     def unencodable(self, text: str) -> str:
@@ -811,21 +822,25 @@ def _is_byte_level(step) -> bool:
 def load_tokenizer(directory: str, vocab_size: int | None = None) -> Tokenizer:
     """The directory's tokenizer.json (or, without one, its vocab.json and merges.txt, as
     transformers reads an older directory) with tokenizer_config.json's settings; with
-    vocab_size, check it fits the model."""
+    vocab_size, check that its own vocabulary fits the model. An added token past it (a
+    pad_token never resized into the embeddings) loads, as in transformers, and encode
+    refuses a text that has it, naming it."""
     path = os.path.join(directory, TOKENIZER_FILE)
     if not os.path.lexists(path) and os.path.lexists(os.path.join(directory, VOCAB_FILE)):
         path = os.path.join(directory, VOCAB_FILE)
     tokenizer = Tokenizer(path, *_tokenizer_settings(
         directory, from_json=os.path.basename(path) == TOKENIZER_FILE))
-    if vocab_size is not None and tokenizer.vocab_size > vocab_size:
-        raise GraphcError(f"{path}: the tokenizer has {tokenizer.vocab_size} tokens, more than "
-                          f"the model's vocab_size {vocab_size} in {CONFIG_FILE}")
     if vocab_size is not None:
+        count = tokenizer._tok.get_vocab_size(with_added_tokens=False)
+        if count > vocab_size:
+            raise GraphcError(f"{path}: the tokenizer has {count} tokens, more than the "
+                              f"model's vocab_size {vocab_size} in {CONFIG_FILE}")
         # the count is no bound on the ids: a vocabulary may skip some (ids 0-298 and 5000)
-        token, top = tokenizer.highest_id()
+        token, top = tokenizer.highest_id(with_added_tokens=False)
         if top >= vocab_size:
             raise GraphcError(f"{path}: the tokenizer's token {token!r} has id {top}, outside "
                               f"the model's vocab_size {vocab_size} in {CONFIG_FILE}")
+        tokenizer.model_vocab_size = vocab_size
     return tokenizer
 
 
