@@ -333,9 +333,9 @@ class Tokenizer:
             else:
                 self._tok = _from_json(path)
                 in_file = self._tok.get_added_tokens_decoder()
-                if (add_prefix_space is not None
-                        and any(_is_byte_level(step) for step in
-                                _pre_tokenizer_steps(self._tok.pre_tokenizer))):
+                # (GPT2Tokenizer rebuilds a BPE's vocabulary and merges whatever the file's
+                # pre-tokenizer: Whitespace, Metaspace, none)
+                if add_prefix_space is not None and type(self._tok.model).__name__ == "BPE":
                     self._tok = _as_gpt2_tokenizer(self._tok, add_prefix_space)
             if added_tokens is not None:
                 present = [t.content for t in self._tok.get_added_tokens_decoder().values()]
@@ -534,14 +534,12 @@ def _as_gpt2_tokenizer(tok, add_prefix_space: bool):
     (the file's dropout, unknown token, byte_fallback and ignore_merges are dropped), no
     normalizer, GPT-2's ByteLevel pre-tokenizer (with `add_prefix_space`) and decoder, and
     none of the file's added tokens (transformers adds them again from tokenizer_config.json's
-    list, or the file's when that has none: _AddedTokens). A model other than a BPE keeps
-    its own settings."""
+    list, or the file's when that has none: _AddedTokens)."""
     from tokenizers import Tokenizer as HFTokenizer, decoders, pre_tokenizers
-    model = tok.model
-    if type(model).__name__ == "BPE":
-        model.dropout = model.unk_token = None
-        model.continuing_subword_prefix = model.end_of_word_suffix = ""
-        model.fuse_unk = model.byte_fallback = model.ignore_merges = False
+    model = tok.model  # (a BPE)
+    model.dropout = model.unk_token = None
+    model.continuing_subword_prefix = model.end_of_word_suffix = ""
+    model.fuse_unk = model.byte_fallback = model.ignore_merges = False
     rebuilt = HFTokenizer(model)  # (no normalizer, no added tokens)
     rebuilt.pre_tokenizer = pre_tokenizers.ByteLevel(add_prefix_space=add_prefix_space,
                                                      use_regex=True)
