@@ -1397,9 +1397,9 @@ class Trainer:
             # read by its rules: an optimiser of one's own has none)
             lr, settings, behind = None, {}, {n: count for n in self.names}
         else:
-            lr = self._checked_lr(meta.get("optimizer_lr"), allow_changed_settings, how)
+            lr = self._checked_lr(meta.get("optimizer_lr"), allow_changed_settings, how, path)
             settings = self._checked_settings(meta.get("optimizer_settings"),
-                                              allow_changed_settings, how)
+                                              allow_changed_settings, how, path)
             behind = self._checked_behind(meta.get("updates_behind", {}), count)
         restored = {k: arrays[k] for k in own}
         for slot in older:
@@ -1489,7 +1489,7 @@ class Trainer:
         return state
 
     def _checked_lr(self, saved, allow_changed_settings=False,
-                    how="allow_changed_settings=True"):
+                    how="allow_changed_settings=True", path=None):
         """The number lr a resumed run goes on with, or None (this trainer's own): the
         checkpoint's current one (set during the run: `trainer.optimizer.lr = x`, kept as
         torch's optimizer.load_state_dict keeps param_groups' lr) where this trainer's lr is
@@ -1513,7 +1513,7 @@ class Trainer:
                                              f">= 0 (null for a schedule, not both), got "
                                              f"{saved!r}"[:200])
         current = _resumed_setting("lr", self._number_lr(), saved["initial"], saved["current"],
-                                   allow_changed_settings, how)
+                                   allow_changed_settings, how, path)
         return None if current is None else float(current)
 
     def _number_settings(self) -> dict:
@@ -1535,7 +1535,7 @@ class Trainer:
                 **optim._flags_of(self.optimizer)}
 
     def _checked_settings(self, saved, allow_changed_settings=False,
-                          how="allow_changed_settings=True") -> dict:
+                          how="allow_changed_settings=True", path=None) -> dict:
         """The settings a resumed run goes on with, numbers and flags, by _checked_lr's rule
         for the lr (_resumed_setting): each the checkpoint's current one where this
         trainer's is the one the run started with (set during the run:
@@ -1571,7 +1571,7 @@ class Trainer:
                                              f"{saved!r}"[:200])
         initial, current = saved["initial"], saved["current"]
         resumed = {name: _resumed_setting(name, value, initial[name], current[name],
-                                          allow_changed_settings, how)
+                                          allow_changed_settings, how, path)
                    for name, value in mine.items() if name in initial and name in current}
         return {name: value if name in flags else float(value)
                 for name, value in resumed.items() if value is not None}
@@ -2558,7 +2558,7 @@ def _buffer_names_field(path: str | None, field: str = "buffer_names") -> str:
     return f"{where}: header field {field}"
 
 
-def _resumed_setting(name, mine, initial, current, allow_changed_settings, how):
+def _resumed_setting(name, mine, initial, current, allow_changed_settings, how, path=None):
     """The value of the optimiser's setting `name` (the lr, a momentum, a flag, ...) a
     resumed run goes on with, or None for this trainer's own, `mine`: the checkpoint's
     `current` one where `mine` is the `initial` one the run started with (a schedule is
@@ -2566,11 +2566,13 @@ def _resumed_setting(name, mine, initial, current, allow_changed_settings, how):
     set to a number goes on with the number (resumed on the schedule, it trained on it
     again from the step, silently not the run it continued); one whose starting number
     was set to a schedule is refused in one line, unless allow_changed_settings (`how`:
-    the opt-in the line names), as this trainer would silently go on with the number."""
+    the opt-in the line names), as this trainer would silently go on with the number.
+    `path`: the checkpoint's file where it is known, which the line names."""
     if mine != initial or mine == current:
         return None
     if current is None and not allow_changed_settings:
-        raise GraphcError(f"the checkpoint's run started with {name} {mine} and was set to a "
+        run = f"checkpoint {path!r}: its run" if path else "the checkpoint's run"
+        raise GraphcError(f"{run} started with {name} {mine} and was set to a "
                           f"schedule, which a checkpoint cannot hold; set "
                           f"trainer.optimizer.{name} to that schedule before resuming, or "
                           f"pass {how} to go on with {name} {mine}", (user_location(),))

@@ -185,8 +185,10 @@ def test_resume_refuses_a_starting_lr_whose_run_went_on_with_a_schedule(tmp_path
     assert header(run, path)["optimizer_lr"] == {"initial": 0.05, "current": None}
     while run.step < run.steps:
         run.train_step()
+    # (the line names the file, as resume's other refusals: s49 f9 item 2)
     assert_one_line_error(lambda: trainer(optim.SGD(lr=0.05)).resume(path),
-                          "started with lr 0.05 and was set to a schedule", F)
+                          f"checkpoint {path!r}: its run started with lr 0.05 and was set to "
+                          "a schedule", F)
     allowed = trainer(optim.SGD(lr=0.05))
     allowed.resume(path, allow_changed_settings=True)
     assert allowed.optimizer.lr == 0.05 and allowed.step == 2
@@ -253,7 +255,8 @@ def test_resume_goes_on_with_a_number_setting_that_replaced_a_schedule(tmp_path,
     saved = header(run, path)["optimizer_settings"]
     assert saved["initial"][name] == number and saved["current"][name] is None
     assert_one_line_error(lambda: trainer(make(number)).resume(path),
-                          f"started with {name} {number} and was set to a schedule", F)
+                          f"checkpoint {path!r}: its run started with {name} {number} and was "
+                          "set to a schedule", F)
     allowed = trainer(make(number))
     allowed.resume(path, allow_changed_settings=True)
     assert getattr(allowed.optimizer, name) == number and allowed.step == 2
