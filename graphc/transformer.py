@@ -239,6 +239,15 @@ class TransformerDecoder(_Stack):
 
     def forward(self, tgt, memory, tgt_mask=None, memory_mask=None, tgt_key_padding_mask=None,
                 memory_key_padding_mask=None, tgt_is_causal=False, memory_is_causal=False):
+        # (named here as the user passed them, as TransformerEncoder's: its first layer named
+        # them as its own, "TransformerDecoderLayer 'layers.0'"); memory's by memory's shape
+        where = self._where()
+        _check_masks(where, _first_attention(self, "self_attn"), tgt, tgt,
+                     (("tgt_mask", tgt_mask, False),
+                      ("tgt_key_padding_mask", tgt_key_padding_mask, True)))
+        _check_masks(where, _first_attention(self, "multihead_attn"), tgt, memory,
+                     (("memory_mask", memory_mask, False),
+                      ("memory_key_padding_mask", memory_key_padding_mask, True)))
         x = tgt
         for layer in self.layers:
             x = layer(x, memory, tgt_mask, memory_mask, tgt_key_padding_mask,
@@ -292,8 +301,8 @@ class Transformer(Module):
                 memory_key_padding_mask=None, src_is_causal=None, tgt_is_causal=None,
                 memory_is_causal=False):
         self._check_inputs(src, tgt)
-        # each mask named as given here (the stacks named src_mask as TransformerEncoder's
-        # `mask`, and the decoder's as its first layer's); memory's by memory's shape
+        # each mask named as given here (the encoder stack names src_mask as its `mask`, and
+        # both stacks as their own); memory's by memory's shape
         _check_masks(self._where(), _first_attention(self.encoder, "self_attn"), src, src,
                      (("src_mask", src_mask, False),
                       ("src_key_padding_mask", src_key_padding_mask, True)))

@@ -323,6 +323,45 @@ def test_a_mask_given_as_a_list_or_a_torch_tensor_is_refused_naming_the_argument
         "torch.Tensor", f)
 
 
+def test_the_decoder_stack_names_its_own_mask_arguments():
+    """s49 f9 item 3: TransformerDecoder passed its masks on unchecked, so a wrong one was
+    named after its first layer ("TransformerDecoderLayer 'layers.0': tgt_mask ..."), where
+    TransformerEncoder names itself. Each mask is checked by the stack now, eagerly and
+    compiled; a right one still gives torch's output."""
+    torch.manual_seed(0)
+    theirs = torch.nn.TransformerDecoder(torch.nn.TransformerDecoderLayer(
+        4, 2, 8, dropout=0.0, batch_first=True), 2).double().eval()
+    ours = gc.nn.TransformerDecoder(gc.nn.TransformerDecoderLayer(
+        4, 2, 8, dropout=0.0, batch_first=True, dtype="float64"), 2).eval()
+    ours.load_torch_state_dict(theirs.state_dict())
+    rng = np.random.default_rng(0)
+    tgt, memory = rng.normal(size=(3, 5, 4)), rng.normal(size=(3, 6, 4))
+    f = "test_transformer_layers.py"
+    cases = [("tgt_mask", np.zeros((4, 4), bool), "has shape (4, 4); it must be (target "
+              "length, source length) = (5, 5) or (batch * num_heads, target length, source "
+              "length) = (6, 5, 5)"),
+             ("memory_mask", np.zeros((5, 5), bool), "has shape (5, 5); it must be (target "
+              "length, source length) = (5, 6) or (batch * num_heads, target length, source "
+              "length) = (6, 5, 6)"),
+             ("memory_key_padding_mask", np.zeros((3, 5), bool), "has shape (3, 5); it must "
+              "be (batch, source length) = (3, 6)"),
+             ("tgt_key_padding_mask", [[False] * 5] * 3, "is a list; give an array"),
+             ("memory_mask", torch.zeros(5, 6, dtype=torch.bool), "is a torch.Tensor"),
+             ("tgt_mask", np.zeros((5, 5), np.int64), "of dtype int64 is not supported")]
+    for what, mask, problem in cases:
+        for run in (lambda: ours(tgt, memory, **{what: mask}),
+                    lambda: gc.compile(lambda a, m: ours(a, m, **{what: mask}))(tgt, memory)):
+            assert_one_line_error(run, f"TransformerDecoder: {what} {problem}", f)
+    causal = torch.nn.Transformer.generate_square_subsequent_mask(5, dtype=torch.float64)
+    padding = np.zeros((3, 6), bool)
+    padding[:, -2:] = True
+    np.testing.assert_allclose(
+        ours(tgt, memory, tgt_mask=causal.numpy(), memory_key_padding_mask=padding),
+        theirs(torch.tensor(tgt), torch.tensor(memory), tgt_mask=causal,
+               memory_key_padding_mask=torch.tensor(padding)).detach().numpy(),
+        rtol=1e-12, atol=1e-12)
+
+
 def test_a_query_of_another_width_is_named_as_the_query():
     """A query of other than embed_dim features met the in-projection's matmul
     ('matmul(f32[8,6], f32[8,8]): contracting dimensions differ: 6 vs 8', naming neither
