@@ -35,8 +35,8 @@ from ir.ops import api as F
 from ir.ops import attention as _attention
 from ir.ops import precision
 from ir.ops.registry import _STACK as _INTERPRETERS
-from ir.ops.registry import (SymbolicValue, foreign_array_name, read_foreign_array,
-                             refuse_array_container)
+from ir.ops.registry import (SymbolicValue, foreign_array_name, is_weak_scalar,
+                             read_foreign_array, refuse_array_container)
 from ir.ops.resize import interpolate
 from ir.types import INT_DTYPES, Dim, UnsupportedDtype, as_dtype, is_float, is_int, is_real
 from runtime.eager import (BUFFER_UPDATES, MODULE_PARAMETERS, Buffer, Parameter, Tensor,
@@ -113,11 +113,16 @@ def _check_dtypes(name, weight, **values):
     if precision.STATE.dtype is not None and not precision.STATE.suspended:
         return
     for what, value in values.items():
-        if value is not None and F._dtype(value) != F._dtype(weight):
-            raise GraphcError(
-                f"{name}: {what} is {F._dtype(value)} but the layer's weights are "
-                f"{F._dtype(weight)}; cast it with .astype, or build the layer with "
-                f"dtype={str(F._dtype(value))!r}", (user_location(),))
+        if value is None or is_weak_scalar(value):  # (a Python number: the op lifts it)
+            continue
+        given, dtype = F._dtype(value), F._dtype(weight)
+        if given != dtype:
+            _refuse_non_array_mask(name, what, value)  # a list has no dtype to cast
+            # an int or bool input is cast, not given to a layer of its dtype (refused)
+            advice = (f"cast it with .astype, or build the layer with dtype={str(given)!r}"
+                      if is_float(given) else f"cast it with .astype({str(dtype)!r})")
+            raise GraphcError(f"{name}: {what} is {given} but the layer's weights are "
+                              f"{dtype}; {advice}", (user_location(),))
 
 
 def _size(layer, what, value, least=0):

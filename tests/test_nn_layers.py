@@ -484,6 +484,27 @@ def test_an_input_of_another_dtype_than_the_weights_names_the_layer_and_the_dtyp
     np.testing.assert_allclose(np.asarray(out.data, np.float64), expected, rtol=0.05, atol=0.05)
 
 
+def test_an_int_or_list_input_to_linear_is_told_to_cast_or_give_an_array():
+    """Review of 17e865f: an int input (token ids given to a Linear) was told to 'build the
+    layer with dtype='int64'', which the layer refuses; a list, which has no .astype, was told
+    to cast it; a Python number, which matmul lifts, was called float64."""
+    lin = nn.Linear(4, 3)
+    for x, message in [
+            (np.ones((2, 4), np.int64),
+             "Linear: input is int64 but the layer's weights are float32; "
+             "cast it with .astype('float32')"),
+            (np.ones((2, 4), bool),
+             "Linear: input is bool but the layer's weights are float32; "
+             "cast it with .astype('float32')"),
+            ([[1.0, 2.0, 3.0, 4.0]],
+             "Linear: input is a list; give an array (np.asarray), as torch's takes a tensor")]:
+        with pytest.raises(GraphcError) as info:
+            lin(x)
+        assert str(info.value).splitlines()[0] == message
+    with pytest.raises(GraphcError, match="operands need at least 2 axes"):
+        lin(2.0)
+
+
 def test_dropout_needs_no_seed_eager_or_compiled():
     nn.manual_seed(0)
     drop = nn.Dropout(0.5)
