@@ -823,6 +823,19 @@ def test_a_scan_of_no_steps_whose_ys_has_a_negative_size_is_one_line_at_the_user
     assert float(carry) == 0.0 and out.shape == (0, 2)
 
 
+_PREDICATE_OPERAND = np.array([1.0, 2.0])
+_DOUBLE, _NEGATE = (lambda v: v * 2.0), (lambda v: -v)
+
+
+def _refused_in_one_line_here(call, message):
+    """call() is refused with exactly `message`, located in this file (the user's line)."""
+    with pytest.raises(GraphcError) as info:
+        call()
+    first, where = str(info.value).splitlines()
+    assert first == message
+    assert "test_control_flow.py" in where
+
+
 def test_a_predicate_or_bound_numpy_cannot_type_is_one_line_at_the_users_call():
     """s49: cond described a refused predicate with a TensorType, which refuses the dtype
     itself: cond(None, ...), a str or a complex predicate (and an eager cond_fun returning
@@ -831,15 +844,8 @@ def test_a_predicate_or_bound_numpy_cannot_type_is_one_line_at_the_users_call():
     numpy) decided nothing: cond(2**70) is true, as `if 2**70:`; a scan length or fori_loop
     bound past int64 was a raw OverflowError (eager scan) or that same dtype line (compiled
     fori_loop), and is one line naming it."""
-    x = np.array([1.0, 2.0])
-    double, negate = (lambda v: v * 2.0), (lambda v: -v)
-
-    def one_line(call, message):
-        with pytest.raises(GraphcError) as info:
-            call()
-        first, where = str(info.value).splitlines()
-        assert first == message
-        assert "test_control_flow.py" in where
+    x, double, negate = _PREDICATE_OPERAND, _DOUBLE, _NEGATE
+    one_line = _refused_in_one_line_here
 
     for pred, said in ((None, "None"), ("yes", "<U3[]"), (1 + 2j, "complex128[]"),
                        (np.timedelta64(1, "s"), "timedelta64[s][]")):
@@ -880,15 +886,8 @@ def test_a_refused_known_predicate_array_or_span_is_one_line_naming_what_the_use
     for a big one) and a 0-d one as f64[]; fori_loop(-2**63, 2**63 - 1), whose bounds both
     fit, was 'scan: length ... does not fit in int64', naming no argument the user gave."""
     import ml_dtypes
-    x = np.array([1.0, 2.0])
-    double, negate = (lambda v: v * 2.0), (lambda v: -v)
-
-    def one_line(call, message):
-        with pytest.raises(GraphcError) as info:
-            call()
-        first, where = str(info.value).splitlines()
-        assert first == message
-        assert "test_control_flow.py" in where
+    x, double, negate = _PREDICATE_OPERAND, _DOUBLE, _NEGATE
+    one_line = _refused_in_one_line_here
 
     cases = [(np.array(np.timedelta64(1, "s")), "timedelta64[s][]"),
              (np.array([np.datetime64(1, "s")]), "datetime64[s][1]"),
