@@ -89,16 +89,22 @@ def test_graphml_export_reads_back_as_the_same_graph(tmp_path, capsys):
     assert not list(tmp_path.glob(".g.graphml.*"))  # no temporary file left beside it
 
 
-def test_graphml_keeps_each_operand_of_an_op_that_uses_a_value_twice(tmp_path):
-    """`x * x` has two operands, both x; the graph was a DiGraph, so the export gave it ONE
-    edge from x (and a reader could not tell which operand x is of `x - y`). Each operand is
-    an edge of its own now, carrying its position, as the file reads back."""
+def _square_graphml(tmp_path):
+    """The GraphML file `graphc dump -O0` writes of y - x * x (x used twice by one op)."""
     model = tmp_path / "square.py"
     model.write_text("import graphc as gc\n\n\ndef build():\n"
                      "    return (lambda x, y: y - x * x), gc.spec(3), gc.spec(3)\n")
     target = tmp_path / "g.graphml"
     assert main(["dump", f"{model}:build", "-O0", "--format", "graphml", "-o",
                  str(target)]) == 0
+    return target
+
+
+def test_graphml_keeps_each_operand_of_an_op_that_uses_a_value_twice(tmp_path):
+    """`x * x` has two operands, both x; the graph was a DiGraph, so the export gave it ONE
+    edge from x (and a reader could not tell which operand x is of `x - y`). Each operand is
+    an edge of its own now, carrying its position, as the file reads back."""
+    target = _square_graphml(tmp_path)
     back = nx.read_graphml(target)
     assert back.number_of_edges() == 4  # x, x -> mul; y, mul -> sub
     ops = dict(back.nodes(data="op"))
@@ -119,12 +125,7 @@ def test_graphml_gives_each_edge_an_id_of_its_own(tmp_path):
     edges by id kept one of each). Each edge's id is USER.POSITION now; the operands still
     read back with their positions."""
     import xml.etree.ElementTree as ET
-    model = tmp_path / "square.py"
-    model.write_text("import graphc as gc\n\n\ndef build():\n"
-                     "    return (lambda x, y: y - x * x), gc.spec(3), gc.spec(3)\n")
-    target = tmp_path / "g.graphml"
-    assert main(["dump", f"{model}:build", "-O0", "--format", "graphml", "-o",
-                 str(target)]) == 0
+    target = _square_graphml(tmp_path)
     edges = ET.parse(target).getroot().iter("{http://graphml.graphdrawing.org/xmlns}edge")
     ids = [e.get("id") for e in edges]
     assert len(ids) == 4 and len(set(ids)) == 4 and None not in ids
