@@ -109,15 +109,16 @@ def _layer_dtype(layer, dtype, parameters=True):
 def _check_dtypes(name, weight, **values):
     """Outside autocast a layer's inputs must have its weights' dtype, as torch's ("mat1 and
     mat2 must have the same dtype"): the matmul's own error named its internal shapes, not
-    the layer or the input. Under autocast the op casts them (ir.ops.precision)."""
-    if precision.STATE.dtype is not None and not precision.STATE.suspended:
-        return
+    the layer or the input. Under autocast the op casts a float input (ir.ops.precision), not
+    an int or bool one. A list is refused whatever the weights' dtype: a float one read as
+    float64 passed a float64 layer's check, to a raw TypeError inside the recurrent layers."""
+    autocast = precision.STATE.dtype is not None and not precision.STATE.suspended
     for what, value in values.items():
         if value is None or is_weak_scalar(value):  # (a Python number: the op lifts it)
             continue
+        _refuse_non_array_mask(name, what, value)  # a list has no dtype (nor .astype)
         given, dtype = F._dtype(value), F._dtype(weight)
-        if given != dtype:
-            _refuse_non_array_mask(name, what, value)  # a list has no dtype to cast
+        if given != dtype and not (autocast and is_float(given)):
             # an int or bool input is cast, not given to a layer of its dtype (refused)
             advice = (f"cast it with .astype, or build the layer with dtype={str(given)!r}"
                       if is_float(given) else f"cast it with .astype({str(dtype)!r})")

@@ -505,6 +505,31 @@ def test_an_int_or_list_input_to_linear_is_told_to_cast_or_give_an_array():
         lin(2.0)
 
 
+def test_a_list_input_is_refused_whatever_the_layers_dtype_and_an_int_one_under_autocast():
+    """s49 r19 (review of 0c60167): the list refusal ran only when the dtypes differed, so a
+    float list (read as float64) given to a float64 layer passed: Linear's was matmul's
+    'cannot use a list as a tensor operand', GRU's and LSTMCell's a raw TypeError ('list
+    indices must be integers'). And under autocast, which casts float inputs only, an int
+    input was matmul's 'operands must have one dtype', naming no layer."""
+    x = [[1.0, 2.0, 3.0, 4.0]]
+    for layer, given in ((nn.Linear(4, 3, dtype="float64"), x),
+                         (nn.GRU(4, 3, dtype="float64"), [x]),  # (L, N, in): batched
+                         (nn.LSTMCell(4, 3, dtype="float64"), x)):
+        with pytest.raises(GraphcError) as info:
+            layer(given)
+        first, where = str(info.value).splitlines()
+        assert first == (f"{type(layer).__name__}: input is a list; give an array "
+                         "(np.asarray), as torch's takes a tensor") and "test_nn_layers" in where
+    lin = nn.Linear(4, 3)
+    with gc.autocast("float16"):
+        with pytest.raises(GraphcError) as info:
+            lin(np.ones((2, 4), np.int64))
+        assert str(info.value).splitlines()[0] == (
+            "Linear: input is int64 but the layer's weights are float32; "
+            "cast it with .astype('float32')")
+        assert lin(np.ones((2, 4), np.float32)).dtype == np.float16  # a float one is cast
+
+
 def test_dropout_needs_no_seed_eager_or_compiled():
     nn.manual_seed(0)
     drop = nn.Dropout(0.5)
