@@ -665,28 +665,6 @@ def test_a_str_size_is_refused_in_one_line_as_numpy_refuses_it():
     np.testing.assert_array_equal(gc.compile(lambda v: v + gc.eye(v.shape[0]))(x), x + np.eye(3))
 
 
-def test_a_str_reshape_size_is_refused_in_one_line():
-    """s49 r18 (review of f9's str sizes): reshape read its sizes with as_dim as well, so
-    gc.reshape(x, ('3', 4)) and x.reshape('12') reshaped, where numpy refuses a str size, and
-    gc.reshape(x, '-1') was parse_dim's bare ValueError 'a dimension is 0 or more'."""
-    with pytest.raises(TypeError):
-        np.ones((3, 4)).reshape(("3", 4))
-    x = np.ones((3, 4), np.float32)
-    for call, line in ((lambda v: gc.reshape(v, ("3", 4)),
-                        "reshape: a size must be an int, got '3'"),
-                       (lambda v: gc.reshape(v, "-1"), "reshape: a size must be an int, got '-1'"),
-                       (lambda v: v.reshape("12"), "reshape: a size must be an int, got '12'")):
-        for run in (lambda: call(gc.tensor(x)),
-                    lambda: gc.compile(call)(x)):
-            with pytest.raises(GraphcError) as info:
-                run()
-            got, where = str(info.value).splitlines()
-            assert got == line and "test_edges.py" in where
-    np.testing.assert_array_equal(gc.compile(lambda v: v.reshape(v.shape[1], -1))(x),
-                                  x.reshape(4, 3))
-    np.testing.assert_array_equal(gc.reshape(x, (np.int64(2), -1)), x.reshape(2, 6))
-
-
 def test_a_shape_that_is_no_sequence_is_one_line():
     """s43 f3 item 3: gc.ones(None) (zeros, full, broadcast_to, eagerly and compiled) was
     iter()'s raw TypeError "'NoneType' object is not iterable"; numpy ("Use () not None as

@@ -712,9 +712,7 @@ def cumsum(x, axis=None, reverse=False):
 def reshape(x, *shape):
     if len(shape) == 1 and isinstance(shape[0], (tuple, list)):
         shape = tuple(shape[0])
-    # (a str refused as numpy's reshape refuses it: as_dim read '3' as IR text, and '-1' was
-    # parse_dim's bare ValueError)
-    shape = tuple(_size(d, "reshape: a size") for d in shape)
+    shape = tuple(as_dim(d) for d in shape)
     size = math.prod(_shape(x))
     if shape.count(-1) > 1:
         _fail(f"reshape to {shape}: only one dimension can be -1")
