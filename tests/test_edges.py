@@ -638,33 +638,6 @@ def test_a_0d_integer_tensor_is_a_size_and_a_str_or_traced_one_is_one_line():
             gc.compile(make)(np.int64(3))
 
 
-def test_a_str_size_is_refused_in_one_line_as_numpy_refuses_it():
-    """s49 f9 item 1: a str size reached as_dim, which reads IR text: gc.eye('3') and
-    tril_mask('3') were 3 x 3 matrices, gc.zeros(('3', 2)) a (3, 2) array and arange('3')
-    [0 1 2], where numpy refuses each; eye('-3') and tril_mask('-3') were parse_dim's bare
-    ValueError 'a dimension is 0 or more'. A name stays symbolic in gc.spec."""
-    for np_call in (lambda: np.eye("3"), lambda: np.zeros(("3", 2)), lambda: np.arange("3")):
-        with pytest.raises(TypeError):
-            np_call()
-    x = np.ones((3, 3), np.float32)
-    for call, line in ((lambda: gc.eye("3"), "eye: n must be an int, got '3'"),
-                       (lambda: gc.eye("-3"), "eye: n must be an int, got '-3'"),
-                       (lambda: gc.eye(3, "3"), "eye: m must be an int, got '3'"),
-                       (lambda: gc.tril_mask("-3"), "tril_mask: rows must be an int, got '-3'"),
-                       (lambda: gc.tril_mask(3, "3"), "tril_mask: cols must be an int, got '3'"),
-                       (lambda: gc.arange("3"), "arange: stop must be an int, got '3'"),
-                       (lambda: gc.zeros(("3", 3)), "a size must be an int, got '3'"),
-                       (lambda: gc.ones(["-3", 3]), "a size must be an int, got '-3'"),
-                       (lambda: gc.full(("3", 3), 2.0), "a size must be an int, got '3'")):
-        for run in (call, lambda: gc.compile(lambda v: v + call())(x)):
-            with pytest.raises(GraphcError) as info:
-                run()
-            got, where = str(info.value).splitlines()
-            assert got == line and "test_edges.py" in where
-    assert str(gc.spec(("n", "2*n"))) == "f32[n,2*n]"  # (a name is a dimension there)
-    np.testing.assert_array_equal(gc.compile(lambda v: v + gc.eye(v.shape[0]))(x), x + np.eye(3))
-
-
 def test_a_shape_that_is_no_sequence_is_one_line():
     """s43 f3 item 3: gc.ones(None) (zeros, full, broadcast_to, eagerly and compiled) was
     iter()'s raw TypeError "'NoneType' object is not iterable"; numpy ("Use () not None as

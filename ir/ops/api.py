@@ -2542,21 +2542,9 @@ def dropout(x, rate, seed, training=True, salt=None):
     return x * mask
 
 
-def _size(value, what):
-    """A size the user passed, as a dimension. A str is refused, as numpy's and torch's refuse
-    it: as_dim reads IR text, where '3' and 'n' are dimensions, so eye('3') was a 3 x 3 matrix
-    and eye('-3') parse_dim's bare ValueError. (A symbolic size is a value's shape, x.shape[0];
-    a name is one only in gc.spec and polymorphic_shapes.)"""
-    if isinstance(value, str):
-        _fail(f"{what} must be an int, got {value!r}")
-    return as_dim(value)
-
-
 def tril_mask(rows, cols=None, k=0):
     """Boolean lower-triangular mask: True where column <= row + k (the causal mask)."""
-    return apply("tri", rows=_size(rows, "tril_mask: rows"),
-                 cols=_size(rows if cols is None else cols,
-                            "tril_mask: rows" if cols is None else "tril_mask: cols"),
+    return apply("tri", rows=as_dim(rows), cols=as_dim(rows if cols is None else cols),
                  k=_whole(k, "the diagonal offset k"))
 
 
@@ -2580,9 +2568,8 @@ def triu(x, k=0):
 
 def eye(n, m=None, k=0, dtype="float32"):
     """Ones on the k-th diagonal of an n x m matrix (numpy's eye)."""
-    n = _size(n, "eye: n")
-    m = n if m is None else _size(m, "eye: m")
-    if builtins.any(not isinstance(d, Dim) and d < 0 for d in (n, m)):
+    m = n if m is None else m
+    if builtins.any(not isinstance(d, Dim) and d < 0 for d in (as_dim(n), as_dim(m))):
         # refused here, as numpy's eye refuses it, eagerly and traced alike: the tri op's own
         # refusal (where it runs, or fold) named tri(), which the user never called
         _fail("eye() failed: negative dimensions are not allowed")
@@ -2606,17 +2593,14 @@ def _operator_mixin():
     return OperatorMixin
 
 
-def _shape_argument(shape, names=False) -> tuple:
+def _shape_argument(shape) -> tuple:
     """A shape argument as a tuple of dims. One size: a Python or numpy integer, or a 0-d
     integer array (numpy's, torch's, a tensor), as numpy's and torch's ones(np.int64(2)) and
     np.broadcast_to(x, 2) (each was iterated: a raw TypeError, a traced one "len() of a 0-d
     symbolic value"); a float or bool one is as_dim's one line, a traced one its
-    TracedNumberError naming the argument, as in a tuple. A str in the sequence is a
-    symbolic dimension's name with `names` (gc.spec's), else refused (_size)."""
-    def size(d):
-        return as_dim(d) if names else _size(d, "a size")
+    TracedNumberError naming the argument, as in a tuple."""
     if isinstance(shape, (tuple, list)):
-        return tuple(size(d) for d in shape)
+        return tuple(as_dim(d) for d in shape)
     if isinstance(shape, str):  # (iterated, "12" was the shape (1, 2))
         _fail(f"a size must be an int, got {shape!r}")
     if isinstance(shape, (dict, set, frozenset)):  # (iterated: a dict's keys, a set's order)
@@ -2630,7 +2614,7 @@ def _shape_argument(shape, names=False) -> tuple:
     except TypeError:  # None (numpy's and torch's refusal too) was iter()'s raw TypeError
         _fail(f"shape must be an int or a sequence of ints, got {shape!r}"
               + ("; a 0-d one is ()" if shape is None else ""))
-    return tuple(size(d) for d in sizes)  # another sequence of sizes: a range, a 1-d array
+    return tuple(as_dim(d) for d in sizes)  # another sequence of sizes: a range, a 1-d array
 
 
 def full(shape, value, dtype=None):
@@ -2754,8 +2738,7 @@ def arange(start, stop=None, step=1, dtype=None):
     if builtins.any(isinstance(v, (float, np.floating, complex, np.complexfloating))
                     for v in (start, stop, step)):
         return _float_arange(start, stop, step, "float32" if dtype is None else dtype)
-    return apply("arange", start=_size(start, "arange: start"),
-                 stop=_size(stop, "arange: stop"),
+    return apply("arange", start=as_dim(start), stop=as_dim(stop),
                  step=_whole(step, "arange: step"),
                  dtype=as_dtype("int64" if dtype is None else dtype))
 
