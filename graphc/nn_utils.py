@@ -6,7 +6,7 @@
 
 (A functional or compiled step clips with gc.optim.clip_by_global_norm or an optimiser's
 clip_norm=, the same factor.) Also parameters_to_vector / vector_to_parameters, and
-`gc.nn.utils.rnn.pad_sequence` (graphc/rnn_utils.py).
+`gc.nn.utils.rnn` (pad_sequence, pack_padded_sequence ...: graphc/rnn_utils.py).
 """
 from __future__ import annotations
 

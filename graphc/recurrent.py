@@ -16,6 +16,8 @@ from __future__ import annotations
 
 import math
 
+import numpy as np
+
 from ir.errors import GraphcError, user_location
 from ir.ops import api as F
 from ir.types import is_int, is_real
@@ -23,6 +25,7 @@ from ir.types import is_int, is_real
 from .control_flow import scan
 from .nn import (_EVALUATING, Module, Parameter, _check_dtypes, _layer_dtype, _rng,
                  keyed_dropout)
+from .rnn_utils import PackedSequence, _check_packed, _pack, pad_packed_sequence
 
 # gates per cell: rows of weight_ih/weight_hh, in torch's order
 _GATES = {"RNN_TANH": 1, "RNN_RELU": 1, "GRU": 3, "LSTM": 4}
@@ -153,20 +156,35 @@ class _Recurrent(Module):
                 ("proj_size", 0), ("num_layers", 1), ("bias", True), ("batch_first", False),
                 ("dropout", 0.0), ("bidirectional", False)) if getattr(self, name) != default)
 
-    def _direction(self, x, h0, c0, suffix, reverse):
-        """x (L, N, in) -> (outputs (L, N, H), h_n, c_n) of one layer and direction."""
+    def _direction(self, x, h0, c0, suffix, reverse, mask=None):
+        """x (L, N, in) -> (outputs (L, N, H), h_n, c_n) of one layer and direction. mask
+        (L, N, 1), a packed batch's: False past a sequence's length, where its state stays
+        (so h_n is its state after its last step, and the reverse direction starts there)."""
         w_ih, w_hh, b_ih, b_hh = _weights(self, suffix)
         w_hr = getattr(self, f"weight_hr{suffix}") if self.proj_size else None
         gates_x = _input_gates(x, w_ih, b_ih)  # every step's input projection at once
 
-        def step(carry, gx):
+        def step(carry, xs):
+            gx, valid = xs if mask is not None else (xs, None)
             h, c = _step(self.mode, gx, *carry, w_hh, b_hh, w_hr)
+            if valid is not None:
+                h = F.where(valid, h, carry[0])
+                c = None if c is None else F.where(valid, c, carry[1])
             return (h, c), h
-        (h, c), ys = scan(step, (h0, c0), gates_x, reverse=reverse)
+        (h, c), ys = scan(step, (h0, c0), gates_x if mask is None else (gates_x, mask),
+                          reverse=reverse)
         return ys, h, c
 
     def forward(self, input, hx=None):
+        """input (L, N, in) (batch_first: (N, L, in)), unbatched (L, in), or a PackedSequence
+        (whose output is one too, h_n in the batch's original order, as torch's)."""
         name, lstm = type(self).__name__, self.mode == "LSTM"
+        packed, mask = isinstance(input, PackedSequence), None
+        if packed:  # run padded, each sequence's state held past its length
+            _check_packed(input, name)
+            sequence = input
+            input, lengths = pad_packed_sequence(sequence)  # (L, N, in), original order
+            mask = np.arange(F._shape(input)[0])[:, None, None] < lengths[None, :, None]
         nd = len(F._shape(input))
         if nd not in (2, 3):
             _fail(f"{name}: input must be 2-d (L, {self.input_size}) or 3-d, got shape "
@@ -174,7 +192,7 @@ class _Recurrent(Module):
         batched = nd == 3
         x = input if batched else F.expand_dims(input, 1)
         # read as a guarded setting: a plan traced with the other layout is not reused
-        batch_first = batched and self._setting("batch_first", input)
+        batch_first = batched and not packed and self._setting("batch_first", input)
         if batch_first:
             x = F.swapaxes(x, 0, 1)  # time first inside
         if F._shape(x)[-1] != self.input_size:
@@ -199,7 +217,7 @@ class _Recurrent(Module):
             outs = []
             for d, suffix in enumerate(self._suffixes(layer)):
                 k = layer * directions + d
-                ys, h, c = self._direction(x, h0[k], c0[k], suffix, reverse=d == 1)
+                ys, h, c = self._direction(x, h0[k], c0[k], suffix, d == 1, mask)
                 outs.append(ys)
                 hs.append(h)
                 cs.append(c)
@@ -212,6 +230,9 @@ class _Recurrent(Module):
             out = F.swapaxes(out, 0, 1)
         if not batched:
             out, h_n, c_n = F.squeeze(out, 1), F.squeeze(h_n, 1), F.squeeze(c_n, 1)
+        if packed:
+            out = PackedSequence(_pack(out, sequence.batch_sizes, sequence.sorted_indices),
+                                 *sequence[1:])
         return (out, (h_n, c_n)) if lstm else (out, h_n)
 
     def _initial(self, value, state, batched, x, what):
