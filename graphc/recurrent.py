@@ -15,10 +15,11 @@ only multiplies the hidden state, so gradients, vmap and compilation are scan's.
 from __future__ import annotations
 
 import math
+import warnings
 
 import numpy as np
 
-from ir.errors import GraphcError, user_location
+from ir.errors import GraphcError, user_location, user_stacklevel
 from ir.ops import api as F
 from ir.types import is_int, is_real
 
@@ -56,10 +57,15 @@ def _given_states(name, lstm, hx):
     return tuple(hx)
 
 
+def _uniform(rng, hidden_size, shape):
+    """torch's initialisation of every recurrent weight and bias: uniform(+-1/sqrt(hidden))."""
+    bound = 1.0 / math.sqrt(hidden_size)
+    return rng.uniform(-bound, bound, shape)
+
+
 def _init_weights(module, suffix, mode, fan_in, hidden_size, bias, rng, dtype, proj_size=0):
     """weight_ih, weight_hh (and bias_ih, bias_hh; weight_hr with an LSTM's proj_size) +
-    suffix, torch's shapes and initialisation: every one uniform(+-1/sqrt(hidden_size))."""
-    bound = 1.0 / math.sqrt(hidden_size)
+    suffix, torch's shapes and initialisation (_uniform)."""
     rows = _GATES[mode] * hidden_size
     shapes = [("weight_ih", (rows, fan_in)), ("weight_hh", (rows, proj_size or hidden_size))]
     if bias:
@@ -68,7 +74,15 @@ def _init_weights(module, suffix, mode, fan_in, hidden_size, bias, rng, dtype, p
         shapes += [("weight_hr", (proj_size, hidden_size))]
     for kind, shape in shapes:
         setattr(module, f"{kind}{suffix}",
-                Parameter(rng.uniform(-bound, bound, shape).astype(dtype)))
+                Parameter(_uniform(rng, hidden_size, shape).astype(dtype)))
+
+
+def _reset_parameters(self):
+    """torch's reset_parameters of a recurrent layer or cell: every parameter drawn again,
+    uniform(+-1/sqrt(hidden_size)), from graphc.nn's generator (manual_seed), in place
+    (compiled plans read these arrays)."""
+    for _, p in self.named_parameters():
+        p.data[...] = _uniform(_rng(None), self.hidden_size, p.data.shape)
 
 
 def _weights(module, suffix):
@@ -128,6 +142,10 @@ class _Recurrent(Module):
                   f"({hidden_size - 1}), as torch's, got {proj_size!r}")
         if not is_real(dropout) or not 0.0 <= dropout <= 1.0:  # (1: as torch's and Dropout's)
             _fail(f"{name}: dropout must be a number in [0, 1], got {dropout!r}")
+        if dropout > 0 and num_layers == 1:  # torch's warning: nothing to drop between
+            warnings.warn(f"{name}: dropout is applied between layers, after all but the "
+                          f"last, so a dropout of {dropout} does nothing with num_layers=1",
+                          stacklevel=user_stacklevel())
         object.__setattr__(self, "mode", mode)
         object.__setattr__(self, "input_size", int(input_size))
         object.__setattr__(self, "hidden_size", int(hidden_size))
@@ -149,6 +167,12 @@ class _Recurrent(Module):
 
     def _suffixes(self, layer):
         return [f"_l{layer}"] + ([f"_l{layer}_reverse"] if self.bidirectional else [])
+
+    reset_parameters = _reset_parameters
+
+    def flatten_parameters(self):
+        """torch's packs the weights into one cuDNN buffer; graphc's are arrays already, so
+        this does nothing (code that calls it, as torch's RNN code often does, runs)."""
 
     def extra_repr(self):  # torch's RNNBase's: the sizes, then each setting not its default
         return f"{self.input_size}, {self.hidden_size}" + "".join(
@@ -291,6 +315,8 @@ class _Cell(Module):
         object.__setattr__(self, "hidden_size", int(hidden_size))
         object.__setattr__(self, "bias", bool(bias))
         _init_weights(self, "", mode, input_size, hidden_size, bias, _rng(rng), dtype)
+
+    reset_parameters = _reset_parameters
 
     def extra_repr(self):  # torch's RNNCellBase's: the sizes, then what is not the default
         return f"{self.input_size}, {self.hidden_size}" + ("" if self.bias else

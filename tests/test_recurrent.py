@@ -2,6 +2,8 @@
 layer's state_dict loads as it is, and outputs, final states and every gradient agree,
 eagerly and compiled, for stacked, bidirectional, batch-first, bias-free, unbatched inputs
 and given initial states."""
+import warnings
+
 import numpy as np
 import pytest
 
@@ -139,6 +141,45 @@ def test_torch_initialisation_bounds():
     assert layer.weight_ih_l1.data.shape == (64, 32) and "weight_hh_l1_reverse" in names
     for _, p in layer.named_parameters():
         assert np.abs(p.data).max() <= 0.25 and p.data.std() > 0.1  # uniform(+-1/sqrt(16))
+
+
+@pytest.mark.parametrize("kind", ["LSTM", "GRUCell"])
+def test_reset_parameters_and_flatten_parameters_as_torch_s(kind):
+    """torch's reset_parameters (every parameter uniform(+-1/sqrt(hidden_size)) again) and
+    flatten_parameters (a cuDNN buffer: nothing to do here) were missing, so torch code calling
+    them stopped with an AttributeError. reset_parameters draws in place from gc.nn's
+    generator: a compiled plan sees the new weights, manual_seed repeats them."""
+    layer = getattr(gc.nn, kind)(3, 16, **({"proj_size": 4} if kind == "LSTM" else {}))
+    if kind == "LSTM":
+        assert layer.flatten_parameters() is None
+    x = np.ones((2, 1, 3) if kind == "LSTM" else (1, 3), np.float32)
+    first = lambda out: out[0] if kind == "LSTM" else out  # noqa: E731
+    compiled = gc.compile(lambda x: first(layer(x)))
+    before = np.asarray(compiled(x))
+    gc.nn.manual_seed(5)
+    layer.reset_parameters()
+    drawn = {name: np.array(p.data) for name, p in layer.named_parameters()}
+    gc.nn.manual_seed(5)
+    layer.reset_parameters()
+    for name, p in layer.named_parameters():
+        np.testing.assert_array_equal(p.data, drawn[name])
+        assert p.data.dtype == np.float32 and np.abs(p.data).max() <= 0.25
+    every = np.concatenate([v.ravel() for v in drawn.values()])
+    assert abs(every.std() - 0.25 / np.sqrt(3)) < 0.01  # uniform(+-1/sqrt(16))
+    after = np.asarray(compiled(x))
+    assert not np.allclose(after, before)
+    np.testing.assert_allclose(after, first(layer(x)), rtol=1e-5, atol=1e-6)
+
+
+def test_dropout_with_one_layer_warns_as_torch_s():
+    with pytest.warns(UserWarning, match="GRU: dropout is applied between layers, after all "
+                      "but the last, so a dropout of 0.5 does nothing with num_layers=1") as w:
+        gc.nn.GRU(3, 4, dropout=0.5)
+    assert w[0].filename.endswith("test_recurrent.py")
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        gc.nn.GRU(3, 4, num_layers=2, dropout=0.5)
+        gc.nn.GRU(3, 4, dropout=0.0)
 
 
 def test_bad_input_gives_one_line():
