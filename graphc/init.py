@@ -133,20 +133,29 @@ def normal_(tensor, mean: float = 0.0, std: float = 1.0, generator=None, *, rng=
 def trunc_normal_(tensor, mean: float = 0.0, std: float = 1.0, a: float = -2.0,
                   b: float = 2.0, generator=None, *, rng=None):
     """Fill with normal(mean, std) values truncated to [a, b] (absolute bounds, as torch's,
-    not in units of std), by torch's method: the inverse CDF of uniform draws between the
-    bounds' CDFs, clamped to [a, b]."""
+    not in units of std; infinite ones too). Drawn by the inverse CDF of one uniform draw
+    each, in log space and on the side of the mean where the interval's tail lies (so that
+    an interval many stds from the mean still gets its truncated normal: (1 + erf(x)) / 2
+    rounds to 1 there, and torch's former inverse-CDF method, which graphc had, put every
+    value on b); torch now draws by rejection, the same law with other values."""
     mean, std, a, b = (_number("trunc_normal_", what, value) for what, value in
                        (("mean", mean), ("std", std), ("a", a), ("b", b)))
-    if not a < b:
+    if not (math.isfinite(mean) and math.isfinite(std) and std > 0):
+        _fail(f"init.trunc_normal_: mean must be finite and std finite and > 0, got "
+              f"mean={mean}, std={std}")
+    if not a < b:  # (a NaN bound too)
         _fail(f"init.trunc_normal_: a must be below b, got a={a}, b={b}")
     gen = _generator(generator, rng, "trunc_normal_")
-
-    def cdf(x):
-        return (1.0 + math.erf(x / math.sqrt(2.0))) / 2.0
-    low, high = cdf((a - mean) / std), cdf((b - mean) / std)
-    values = gen.uniform(2 * low - 1, 2 * high - 1, _shape(tensor, "trunc_normal_"))
-    values = special.erfinv(values) * (std * math.sqrt(2.0)) + mean
-    return _fill(tensor, np.clip(values, a, b), "trunc_normal_")
+    low, high = (a - mean) / std, (b - mean) / std
+    flip = low + high > 0  # mostly above the mean: draw -z from [-high, -low] instead
+    if flip:
+        low, high = -high, -low
+    log_low, log_high = special.log_ndtr(low), special.log_ndtr(high)
+    u = gen.uniform(0.0, 1.0, _shape(tensor, "trunc_normal_"))
+    # log(Phi(low) + u (Phi(high) - Phi(low))), accurate where both are tiny
+    z = special.ndtri_exp(log_high + np.log1p(u * np.expm1(log_low - log_high)))
+    z = np.clip(z, low, high)
+    return _fill(tensor, np.clip((-z if flip else z) * std + mean, a, b), "trunc_normal_")
 
 
 def constant_(tensor, val: float):

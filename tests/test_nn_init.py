@@ -153,6 +153,25 @@ def test_trunc_normal_bounds_and_moments_are_the_truncated_normals():
     assert t.data.std() == pytest.approx(0.02, rel=0.01)
 
 
+@pytest.mark.parametrize("mean, std, a, b", [(0.0, 1.0, 10.0, 12.0), (0.0, 1.0, -12.0, -10.0),
+                                             (1.0, 0.5, 4.0, math.inf), (0.0, 1.0, 3.0, 3.5),
+                                             (0.0, 1.0, -math.inf, -40.0),
+                                             (0.0, 1.0, -math.inf, math.inf)])
+def test_trunc_normal_far_in_a_tail_is_the_truncated_normal(mean, std, a, b):
+    # bounds many stds from the mean: (1 + erf(x)) / 2 rounds to 1 there, and the former
+    # inverse CDF put every value on b (torch's rejection sampling draws the right law)
+    t = init.trunc_normal_(np.empty(200_000), mean, std, a, b, np.random.default_rng(4))
+    law = stats.truncnorm((a - mean) / std, (b - mean) / std, loc=mean, scale=std)
+    assert a <= t.min() and t.max() <= b
+    assert t.mean() == pytest.approx(law.mean(), abs=6 * law.std() / math.sqrt(t.size))
+    assert t.std() == pytest.approx(law.std(), rel=0.01)
+    if math.isfinite(a) and math.isfinite(b):
+        with pytest.warns(UserWarning, match="more than 2 std"):  # (torch warns, then draws)
+            theirs = torch.nn.init.trunc_normal_(torch.empty(200_000, dtype=torch.float64),
+                                                 mean, std, a, b)
+        _moments_match(t - law.mean(), theirs.numpy() - law.mean())
+
+
 @pytest.mark.parametrize("shape", [(30, 80), (80, 30), (16, 8, 3, 3)])
 def test_orthogonal(shape):
     t = gc.nn.Parameter(np.empty(shape))
@@ -195,7 +214,11 @@ def test_bad_arguments_are_one_line_errors():
              (lambda: init.zeros_([1.0, 2.0]), "expected a graphc tensor"),
              (lambda: init.ones_(gc.tensor(np.zeros(3, np.int64))), "not floating point"),
              (lambda: init.trunc_normal_(gc.nn.Parameter(np.zeros(3)), a=1, b=0),
-              "a must be below b")]
+              "a must be below b"),
+             (lambda: init.trunc_normal_(gc.nn.Parameter(np.zeros(3)), std=0.0),
+              r"std finite and > 0, got mean=0.0, std=0.0"),
+             (lambda: init.trunc_normal_(gc.nn.Parameter(np.zeros(3)), std=-1.0),
+              r"std finite and > 0, got mean=0.0, std=-1.0")]
     for make, message in cases:
         with pytest.raises(gc.GraphcError, match=message):
             make()
