@@ -117,15 +117,21 @@ def calculate_gain(nonlinearity: str, param=None) -> float:
 
 
 def uniform_(tensor, a: float = 0.0, b: float = 1.0, generator=None, *, rng=None):
-    """Fill with uniform(a, b) values."""
+    """Fill with uniform(a, b) values; a <= b, both finite (torch refuses the rest)."""
     a, b = _number("uniform_", "a", a), _number("uniform_", "b", b)
+    if not (math.isfinite(a) and math.isfinite(b) and a <= b):  # torch's refusal too
+        _fail(f"init.uniform_: the bounds must be finite with a <= b, got a={a}, b={b}")
     gen = _generator(generator, rng, "uniform_")
     return _fill(tensor, gen.uniform(a, b, _shape(tensor, "uniform_")), "uniform_")
 
 
 def normal_(tensor, mean: float = 0.0, std: float = 1.0, generator=None, *, rng=None):
-    """Fill with normal(mean, std) values."""
+    """Fill with normal(mean, std) values; std >= 0 (as torch) and both finite (torch fills
+    with inf or NaN for a non-finite mean; here it is refused, as a NaN std is)."""
     mean, std = _number("normal_", "mean", mean), _number("normal_", "std", std)
+    if not (math.isfinite(mean) and math.isfinite(std) and std >= 0):  # torch's: std >= 0
+        _fail(f"init.normal_: mean must be finite and std finite and >= 0, got mean={mean}, "
+              f"std={std}")
     gen = _generator(generator, rng, "normal_")
     return _fill(tensor, gen.normal(mean, std, _shape(tensor, "normal_")), "normal_")
 
@@ -175,6 +181,8 @@ def xavier_uniform_(tensor, gain: float = 1.0, generator=None, *, rng=None):
     """Glorot: uniform(-bound, bound), bound = gain sqrt(6 / (fan_in + fan_out))."""
     gain = _number("xavier_uniform_", "gain", gain)  # (here, not as uniform_'s bound)
     fan_in, fan_out = _calculate_fan_in_and_fan_out(tensor, "xavier_uniform_")
+    if fan_in + fan_out == 0:  # no elements to fill (torch divides by zero)
+        return tensor
     bound = math.sqrt(3.0) * gain * math.sqrt(2.0 / float(fan_in + fan_out))
     return uniform_(tensor, -bound, bound, generator, rng=rng)
 
@@ -183,6 +191,8 @@ def xavier_normal_(tensor, gain: float = 1.0, generator=None, *, rng=None):
     """Glorot: normal(0, gain sqrt(2 / (fan_in + fan_out)))."""
     gain = _number("xavier_normal_", "gain", gain)
     fan_in, fan_out = _calculate_fan_in_and_fan_out(tensor, "xavier_normal_")
+    if fan_in + fan_out == 0:  # no elements to fill (torch divides by zero)
+        return tensor
     std = gain * math.sqrt(2.0 / float(fan_in + fan_out))
     return normal_(tensor, 0.0, std, generator, rng=rng)
 

@@ -218,7 +218,27 @@ def test_bad_arguments_are_one_line_errors():
              (lambda: init.trunc_normal_(gc.nn.Parameter(np.zeros(3)), std=0.0),
               r"std finite and > 0, got mean=0.0, std=0.0"),
              (lambda: init.trunc_normal_(gc.nn.Parameter(np.zeros(3)), std=-1.0),
-              r"std finite and > 0, got mean=0.0, std=-1.0")]
+              r"std finite and > 0, got mean=0.0, std=-1.0"),
+             # torch refuses these too (numpy's raw ValueError / OverflowError, NaNs before)
+             (lambda: init.normal_(gc.nn.Parameter(np.zeros(3)), 0.0, -1.0),
+              r"init.normal_: mean must be finite and std finite and >= 0, got mean=0.0, "
+              r"std=-1.0"),
+             (lambda: init.normal_(gc.nn.Parameter(np.zeros(3)), 0.0, math.nan), "std=nan"),
+             (lambda: init.normal_(gc.nn.Parameter(np.zeros(3)), math.nan), "mean=nan"),
+             (lambda: init.uniform_(gc.nn.Parameter(np.zeros(3)), 1.0, 0.0),
+              r"init.uniform_: the bounds must be finite with a <= b, got a=1.0, b=0.0"),
+             (lambda: init.uniform_(gc.nn.Parameter(np.zeros(3)), 0.0, math.inf), "b=inf")]
     for make, message in cases:
         with pytest.raises(gc.GraphcError, match=message):
             make()
+
+
+@pytest.mark.parametrize("kind", ["xavier_uniform_", "xavier_normal_"])
+def test_xavier_of_an_empty_tensor_fills_nothing(kind):
+    # fan_in + fan_out is 0 only without elements (torch divides by it: ZeroDivisionError);
+    # as kaiming_*'s zero fan, nothing to fill and the tensor is returned
+    for shape in [(0, 0), (0, 0, 3), (4, 3, 0)]:
+        t = gc.nn.Parameter(np.zeros(shape))
+        assert getattr(init, kind)(t) is t and t.data.shape == shape
+    with pytest.raises(ZeroDivisionError):
+        getattr(torch.nn.init, kind)(torch.empty(0, 0))
