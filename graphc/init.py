@@ -25,14 +25,14 @@ from scipy import special
 
 from ir.errors import GraphcError, user_location
 from ir.ops import api as F
-from ir.types import is_float
+from ir.types import is_float, is_int
 from runtime.eager import Tensor
 
 from . import nn
 
 __all__ = ["calculate_gain", "uniform_", "normal_", "trunc_normal_", "constant_", "zeros_",
            "ones_", "xavier_uniform_", "xavier_normal_", "kaiming_uniform_",
-           "kaiming_normal_", "orthogonal_"]
+           "kaiming_normal_", "orthogonal_", "eye_", "dirac_", "sparse_"]
 
 
 def _fail(message):
@@ -216,6 +216,62 @@ def kaiming_normal_(tensor, a: float = 0, mode: str = "fan_in",
         return tensor
     std = calculate_gain(nonlinearity, a) / math.sqrt(fan)
     return normal_(tensor, 0.0, std, generator, rng=rng)
+
+
+def _dims(tensor, name, allowed):
+    shape = _shape(tensor, name)
+    if len(shape) not in allowed:
+        counts = ", ".join(map(str, allowed[:-1])) + " or " * (len(allowed) > 1) + \
+            str(allowed[-1])
+        _fail(f"init.{name}: only tensors with {counts} dimensions are supported, got shape "
+              f"{shape}")
+    return shape
+
+
+def eye_(tensor):
+    """The identity matrix of a 2-d tensor's shape (ones on the main diagonal), as torch's;
+    its transpose is the identity of the transposed shape, so a weight stored transposed
+    (Linear's) gets the same layer as torch's."""
+    return _fill(tensor, np.eye(*_dims(tensor, "eye_", (2,))), "eye_")
+
+
+def dirac_(tensor, groups: int = 1):
+    """A 3-, 4- or 5-d convolution weight (out, in / groups, *kernel) that passes its input
+    through, as torch's: in each of `groups` groups of output channels, channel d of the
+    group takes input channel d at the kernel's centre (size // 2), as far as both go."""
+    shape = _dims(tensor, "dirac_", (3, 4, 5))
+    if not is_int(groups) or groups < 1 or shape[0] % groups:
+        _fail(f"init.dirac_: groups must be a positive int that divides dim 0 ({shape[0]}), "
+              f"got {groups!r}")
+    per_group = shape[0] // int(groups)
+    values = np.zeros(shape)
+    centre = tuple(size // 2 for size in shape[2:])
+    for g in range(int(groups)):
+        for d in range(min(per_group, shape[1])):
+            values[(g * per_group + d, d) + centre] = 1
+    return _fill(tensor, values, "dirac_")
+
+
+def sparse_(tensor, sparsity: float, std: float = 0.01, generator=None, *, rng=None):
+    """A 2-d tensor of normal(0, std) values with ceil(sparsity x rows) zeros, at random,
+    in each column, as torch's (Martens 2010). Rows and columns are torch's: a weight its
+    layer stores transposed (Linear's (in, out)) gets its zeros along its second axis, so
+    that the layer is torch's."""
+    shape = _dims(tensor, "sparse_", (2,))
+    sparsity, std = _number("sparse_", "sparsity", sparsity), _number("sparse_", "std", std)
+    if not 0 <= sparsity <= 1:
+        _fail(f"init.sparse_: sparsity must be in [0, 1], got {sparsity}")
+    if not (math.isfinite(std) and std >= 0):
+        _fail(f"init.sparse_: std must be finite and >= 0, got {std}")
+    gen = _generator(generator, rng, "sparse_")
+    array = _array(_fill(tensor, gen.normal(0.0, std, shape), "sparse_"), "sparse_")
+    torch_view = array.T if nn._TRANSPOSED.get(id(tensor)) is tensor else array
+    rows, cols = torch_view.shape
+    zeros = math.ceil(sparsity * rows)
+    # a random permutation of the rows for each column: the first `zeros` of it
+    chosen = gen.uniform(0.0, 1.0, (rows, cols)).argsort(axis=0)[:zeros]
+    torch_view[chosen, np.arange(cols)] = 0
+    return tensor
 
 
 def orthogonal_(tensor, gain: float = 1, generator=None, *, rng=None):

@@ -242,3 +242,40 @@ def test_xavier_of_an_empty_tensor_fills_nothing(kind):
         assert getattr(init, kind)(t) is t and t.data.shape == shape
     with pytest.raises(ZeroDivisionError):
         getattr(torch.nn.init, kind)(torch.empty(0, 0))
+
+
+def test_eye_dirac_sparse_are_torchs():
+    for shape in [(3, 5), (5, 3), (4, 4)]:
+        np.testing.assert_array_equal(init.eye_(np.empty(shape)),
+                                      torch.nn.init.eye_(torch.empty(shape)).numpy())
+    # Linear's weight is stored (in, out): its eye_ is torch's for the same layer
+    layer = gc.nn.Linear(3, 5)
+    assert init.eye_(layer.weight) is layer.weight
+    np.testing.assert_array_equal(layer.weight.data.T, torch.nn.init.eye_(
+        torch.nn.Linear(3, 5).weight.detach()).numpy())
+    for shape, groups in [((4, 4, 3), 1), ((6, 4, 3, 5), 2), ((8, 2, 3, 3, 3), 4),
+                          ((2, 4, 4), 1), ((6, 1, 2, 2), 3)]:
+        np.testing.assert_array_equal(init.dirac_(np.empty(shape), groups), torch.nn.init.dirac_(
+            torch.empty(shape), groups).numpy())
+    # sparse_: ceil(sparsity x rows) zeros in each column, the rest normal(0, std)
+    t = init.sparse_(np.empty((1000, 300)), 0.3, 0.05, np.random.default_rng(5))
+    theirs = torch.nn.init.sparse_(torch.empty(1000, 300, dtype=torch.float64), 0.3, 0.05)
+    assert ((t == 0).sum(0) == 300).all() and ((theirs == 0).sum(0) == 300).all()
+    _moments_match(t[t != 0], theirs[theirs != 0].numpy())
+    assert t[t != 0].std() == pytest.approx(0.05, rel=0.01)
+    assert len({tuple(np.flatnonzero(column == 0)) for column in t.T}) > 290  # at random
+    layer = gc.nn.Linear(200, 50)  # torch's columns: graphc's rows, one per input feature
+    init.sparse_(layer.weight, 0.5)
+    assert ((layer.weight.data == 0).sum(1) == 25).all()
+    cases = [(lambda: init.sparse_(np.empty((3, 3)), 1.5),
+              r"sparsity must be in \[0, 1\], got 1.5"),
+             (lambda: init.sparse_(np.empty((3, 3)), -0.1), "sparsity must be in"),
+             (lambda: init.sparse_(np.empty((3, 3)), 0.5, -1.0), "std must be finite and >= 0"),
+             (lambda: init.sparse_(np.empty(3), 0.1), "only tensors with 2 dimensions"),
+             (lambda: init.eye_(np.empty((2, 2, 2))), "only tensors with 2 dimensions"),
+             (lambda: init.dirac_(np.empty((3, 3))), "only tensors with 3, 4 or 5 dimensions"),
+             (lambda: init.dirac_(np.empty((3, 3, 3)), 2),
+              r"groups must be a positive int that divides dim 0 \(3\), got 2")]
+    for make, message in cases:
+        with pytest.raises(gc.GraphcError, match=message):
+            make()
