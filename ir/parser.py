@@ -8,6 +8,7 @@ the line and column.
 """
 from __future__ import annotations
 
+import math
 import re
 
 import numpy as np
@@ -15,7 +16,7 @@ import numpy as np
 from .errors import GraphcError
 from .graph import Graph
 from .ops.registry import REGISTRY
-from .types import (DTYPE_PATTERN, DTYPES, RESERVED_SYMBOLS, TensorType, TupleType,
+from .types import (DTYPE_PATTERN, DTYPES, RESERVED_SYMBOLS, NotHeld, TensorType, TupleType,
                     exact_array, parse_dim)
 from .verify import check_node
 
@@ -148,10 +149,17 @@ def _dim(c: _Cursor, m):
         c.refuse(f"bad dimension {m.group()!r} ({exc})", m.start())
 
 
-def _number(text):
-    if re.fullmatch(r"-?\d+", text):
-        return int(text)
-    return float(text)
+def _number(c: _Cursor, what: str):
+    """A number here: an int, or a float; a finite one past float64's range (1e309, which
+    float() reads as inf) is refused, inf being written as such (as the printer writes it)."""
+    m = c.match(_NUMBER, what)
+    if re.fullmatch(r"-?\d+", m.group()):
+        return int(m.group())
+    number = float(m.group())
+    if math.isinf(number) and "inf" not in m.group():
+        c.refuse(f"{m.group()} does not fit in float64 (it would read as {number})",
+                 m.start())
+    return number
 
 
 def _string(c: _Cursor) -> str:
@@ -230,38 +238,40 @@ def _value(c: _Cursor, depth: int = 0):
     if m and m.group().lstrip("-") not in RESERVED_SYMBOLS:
         c.pos = m.end()
         return _dim(c, m)
-    return _number(c.match(_NUMBER, "a value").group())
+    return _number(c, "a value")
 
 
 def _constant(c: _Cursor, type_: TensorType):
     if c.peek("<"):
         raise _Summary("", c.pos + 1, c.line)
     c.ws()
-    start, values = c.pos, []
+    start, values, columns = c.pos, [], []  # (each value's, to name one its dtype refuses)
     if c.accept("["):
         if not c.accept("]"):
             while True:
-                values.append(_scalar(c))
+                values.append(_scalar(c, columns))
                 if c.accept("]"):
                     break
                 c.expect(",", "',' or ']'")
     else:
-        values.append(_scalar(c))
+        values.append(_scalar(c, columns))
     if len(values) != type_.size:
         c.refuse(f"constant of type {type_} needs {type_.size} values, got {len(values)}",
                  start)
     try:
         return exact_array(values, type_.dtype, type_.shape)
-    except ValueError as exc:  # a fraction or an overflow: named with the line
-        c.refuse(str(exc), start)
+    except NotHeld as exc:  # a value its dtype changes (a fraction, an overflow): named
+        c.refuse(str(exc), columns[exc.index])  # at its column
 
 
-def _scalar(c):
+def _scalar(c, columns):
+    c.ws()
+    columns.append(c.pos)
     if c.accept("true"):
         return True
     if c.accept("false"):
         return False
-    return _number(c.match(_NUMBER, "a number").group())
+    return _number(c, "a number")
 
 
 def _locs(c: _Cursor):

@@ -6,6 +6,7 @@ serves them all (runtime/polymorphic.py binds the symbols from the inputs at cal
 """
 from __future__ import annotations
 
+import math
 import operator
 import re
 from dataclasses import dataclass
@@ -605,18 +606,78 @@ def format_bytes(n: float) -> str:
     return f"{n:.2f} TiB"
 
 
+def fits_int(value, dtype) -> bool:
+    """Whether an integer `dtype` holds the number `value` once truncated: it is finite and
+    in the dtype's range (numpy would raise raw on, or wrap, any other)."""
+    info = np.iinfo(dtype)
+    # (an int is checked as it is: math.isfinite overflows past float's range)
+    finite = isinstance(value, (int, np.integer)) or math.isfinite(value)
+    return finite and info.min <= int(value) <= info.max
+
+
+def held_problem(what, value, dtype) -> str | None:
+    """Why an int or bool `dtype` does not hold the number `value` read from IR text or JSON
+    as it is written (None where it does), which numpy would change on the way in: NaN,
+    infinite, out of range or a fraction for an int dtype (wrapped, truncated: 1.5 -> 1),
+    other than true, false, 0 or 1 for bool (its truth: 5 -> true). A float dtype rounds a
+    number as numpy does; exact_array refuses one rounded to inf."""
+    dtype = np.dtype(dtype)
+    if dtype.kind == "b" and value not in (0, 1):
+        return f"{what} {value!r} is not true, false, 0 or 1, which bool holds"
+    if dtype.kind in "iu":
+        if not fits_int(value, dtype):
+            return f"{what} {value!r} does not fit in {dtype}"
+        if not isinstance(value, (int, np.integer)) and not float(value).is_integer():
+            return f"{what} {value!r} is not a whole number, which {dtype} holds"
+    return None
+
+
+class NotHeld(ValueError):
+    """exact_array's refusal of one value: `index` is its place among the values given, for
+    a reader to name where it is written."""
+
+    def __init__(self, message, index):
+        super().__init__(message)
+        self.index = index
+
+
 def exact_array(values, dtype, shape) -> np.ndarray:
     """A saved constant's values as an array of this dtype and shape, refusing what numpy
-    would change: a fraction for an integer dtype (truncated silently, 1.5 -> 1) or a value
-    out of the dtype's range (an OverflowError naming nothing). Raises ValueError saying
-    which, for the reader to place (a line of IR text, a path in IR JSON)."""
+    would change beyond a float's rounding (held_problem's: a fraction for an int dtype, a
+    value past its range, 5 for bool; for a float dtype a finite number past its range,
+    which would read as inf: f16's 70000). inf, -inf and nan written as such stay. Raises
+    NotHeld naming the value, for the reader to place (a line of IR text, a path in IR
+    JSON)."""
     dtype = np.dtype(dtype)
-    if np.issubdtype(dtype, np.integer):
-        fraction = next((v for v in values if isinstance(v, float) and not v.is_integer()),
-                        None)
-        if fraction is not None:
-            raise ValueError(f"a value of a {dtype} array is not an integer: {fraction!r}")
+    if dtype.kind in "biu":
+        # (the common case at once: bools for bool, ints in range for an int dtype)
+        plain = all(type(v) is bool for v in values) if dtype.kind == "b" else \
+            all(type(v) is int for v in values) and fits_int(min(values, default=0), dtype) \
+            and fits_int(max(values, default=0), dtype)
+        for i, value in enumerate(() if plain else values):
+            problem = held_problem("value", value, dtype)
+            if problem is not None:
+                raise NotHeld(problem, i)
     try:
-        return np.array(values, dtype=dtype).reshape(shape)
+        with np.errstate(over="ignore"):  # (a float dtype's overflow: refused below)
+            array = np.array(values, dtype=dtype).reshape(shape)
+    except OverflowError:  # a Python int past a float dtype's range (10**400)
+        i = next(i for i, v in enumerate(values) if isinstance(v, int) and
+                 not _fits_float(v))
+        raise NotHeld(f"value {values[i]!r} does not fit in {dtype}", i) from None
+    if is_float(dtype):
+        flat = array.reshape(-1)
+        i = next((int(i) for i in np.flatnonzero(np.isinf(flat))
+                  if math.isfinite(values[i])), None)
+        if i is not None:
+            raise NotHeld(f"value {values[i]!r} does not fit in {dtype} (it would read as "
+                          f"{flat[i].item()})", i)
+    return array
+
+
+def _fits_float(value: int) -> bool:
+    try:
+        float(value)
     except OverflowError:
-        raise ValueError(f"a value is out of range for {dtype}") from None
+        return False
+    return True

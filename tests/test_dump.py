@@ -14,6 +14,7 @@ from graphc.cli import main
 from ir.parser import parse
 from ir.printer import format_graph
 from ir.serialize import dumps, from_json, loads, to_json
+from ir.types import DTYPES, finfo
 from passes.autodiff import grad_graph
 from passes.manager import optimize
 
@@ -697,8 +698,8 @@ _FULL_IR = "graph g() -> (%0)\n  %0:{t}[2] = full {{shape=(2,), value={v}, dtype
     ("nan", "i64", "fill value nan does not fit in int64"),
     ("-inf", "i32", "fill value -inf does not fit in int32"),
     ("2147483648", "i32", "fill value 2147483648 does not fit in int32"),
-    ("0.5", "bool", "a bool fill is true, false, 0 or 1, got 0.5"),
-    ("5", "bool", "a bool fill is true, false, 0 or 1, got 5")])
+    ("0.5", "bool", "fill value 0.5 is not true, false, 0 or 1, which bool holds"),
+    ("5", "bool", "fill value 5 is not true, false, 0 or 1, which bool holds")])
 def test_a_full_whose_value_its_dtype_does_not_hold_is_refused_at_its_line(value, dtype,
                                                                            message):
     """IR text and JSON took a full node's value as written and np.full changed it: value=1.5
@@ -765,20 +766,100 @@ def test_a_dimension_past_int64_is_refused_at_its_column_and_json_node():
         from_json(doc)
 
 
-@pytest.mark.parametrize("constant, message", [
-    (_BIG, "a value is out of range for int64"),
-    (f"[1, {_BIG}]", "a value is out of range for int64"),
-    ("[1, 2.5]", "a value of a int64 array is not an integer: 2.5"),
-    ("[1, 2, 3]", "constant of type i64[2] needs 2 values, got 3")])
-def test_a_constant_its_type_does_not_hold_is_refused_at_its_values(constant, message):
+@pytest.mark.parametrize("constant, at, message", [
+    (_BIG, _BIG, f"value {_BIG} does not fit in int64"),
+    (f"[1, {_BIG}]", _BIG, f"value {_BIG} does not fit in int64"),
+    ("[1, 2.5]", "2.5", "value 2.5 is not a whole number, which int64 holds"),
+    ("[1, 2, 3]", "[1, 2, 3]", "constant of type i64[2] needs 2 values, got 3")])
+def test_a_constant_its_type_does_not_hold_is_refused_at_its_values(constant, at, message):
     """The message about a constant's values ended with ", found 'end of line'", the
-    cursor being past them: no part of the problem. It names the values' column now."""
+    cursor being past them: no part of the problem. It names the values' column now (the
+    value's, for one its dtype does not hold)."""
     shape = "" if constant == _BIG else "2"
     text = f"graph g() -> (%1)\n  %1:i64[{shape}] = constant   {constant}\n  return %1"
     with pytest.raises(gc.GraphcError) as info:
         parse(text)
-    column = text.splitlines()[1].index(constant) + 1
+    column = text.splitlines()[1].index(at) + 1
     assert str(info.value) == f"IR line 2, column {column}: {message}"
+
+
+
+_CONSTANT_IR = "graph g() -> (%1)\n  %1:{t}[{n}] = constant {v}\n  return %1"
+
+
+_INF = "(it would read as inf)"
+
+
+@pytest.mark.parametrize("dtype, values, bad, message", [
+    ("f16", "[1.0, 70000]", "70000", f"value 70000 does not fit in float16 {_INF}"),
+    ("f16", "-70000", "-70000", "value -70000 does not fit in float16 (it would read as "
+                                "-inf)"),
+    ("f32", "[0.5, 1e39]", "1e39", f"value 1e+39 does not fit in float32 {_INF}"),
+    ("bf16", "1e39", "1e39", f"value 1e+39 does not fit in bfloat16 {_INF}"),
+    ("f32", "1" + "0" * 309, "1" + "0" * 309, f"value {10 ** 309} does not fit in float32"),
+    ("f64", "[1.0, -1e309]", "-1e309", "-1e309 does not fit in float64 (it would read as "
+                                       "-inf)"),
+    ("bool", "[true, 5]", "5", "value 5 is not true, false, 0 or 1, which bool holds"),
+    ("bool", "0.5", "0.5", "value 0.5 is not true, false, 0 or 1, which bool holds"),
+    ("bool", "nan", "nan", "value nan is not true, false, 0 or 1, which bool holds"),
+    ("i32", "[0, 2147483648]", "2147483648", "value 2147483648 does not fit in int32"),
+    ("i32", "-2.5e9", "-2.5e9", "value -2500000000.0 does not fit in int32"),
+    ("i64", "nan", "nan", "value nan does not fit in int64"),
+    ("i64", "[1, -inf]", "-inf", "value -inf does not fit in int64"),
+    ("i32", "1.5", "1.5", "value 1.5 is not a whole number, which int32 holds")])
+def test_a_constant_its_dtype_would_change_is_refused_at_the_value(dtype, values, bad,
+                                                                    message):
+    """A constant's value was taken as numpy's array of it made it: f16's 70000 and f32's
+    1e39 read as inf, bool's 5, 0.5 and nan as true (an int past its dtype's range was
+    refused without naming the value). The printer writes none of these (an inf prints as
+    inf), so each is refused at its column, in one line naming the value, as a full's is
+    (session 49); JSON names the node's path."""
+    n = str(values.count(",") + 1) if values.startswith("[") else ""  # (a list's length)
+    text = _CONSTANT_IR.format(t=dtype, n=n, v=values)
+    with pytest.raises(gc.GraphcError) as info:
+        parse(text)
+    column = text.splitlines()[1].index(bad, text.splitlines()[1].index("constant")) + 1
+    assert str(info.value) == f"IR line 2, column {column}: {message}"
+    if "309" not in values:  # (JSON's numbers: as Python reads them, 1e309 is inf)
+        zeros = "0" if not n else "[" + ", ".join(["0"] * int(n)) + "]"
+        doc = to_json(parse(_CONSTANT_IR.format(t=dtype, n=n, v=zeros)))
+        doc["nodes"][0]["attrs"]["value"]["array"] = [
+            {"float": v} if v.lstrip("-") in ("inf", "nan") else json.loads(v)
+            for v in values.strip("[]").split(", ")]
+        with pytest.raises(gc.GraphcError) as info:
+            from_json(doc)
+        assert str(info.value) == f"IR JSON: $.nodes[0].attrs.value: {message}"
+
+
+def test_a_constant_its_dtype_holds_reads_as_numpy_makes_it_and_every_printed_one_back():
+    """What stays accepted: inf, -inf and nan written as such, a float rounded as numpy
+    rounds it (f16's 65519 to 65504, f32's 0.1), bool's 0 and 1 (older dumps), an int
+    dtype's whole float (3.0) and range ends; and every constant the printer writes, the
+    extremes of each dtype included, parses back to its values."""
+    for t, values in (("f16", [np.inf, -np.inf, np.nan, 65504.0, 65519, -0.0, 6e-8]),
+                      ("f32", [0.1, 3.4028235e38, 1e-50]),
+                      ("bf16", [np.inf, 3.3895313892515355e38, -3.3895313892515355e38]),
+                      ("f64", [1.7976931348623157e308, -np.inf]),
+                      ("bool", [0, 1, True, False, 1.0]),
+                      ("i32", [-2 ** 31, 2 ** 31 - 1, 3.0]),
+                      ("i64", [-2 ** 63, 2 ** 63 - 1])):
+        text = _CONSTANT_IR.format(t=t, n=len(values), v="[" + ", ".join(
+            {True: "true", False: "false"}.get(v, repr(v)) if type(v) is bool else repr(v)
+            for v in values) + "]")
+        got = parse(text).nodes[0].attrs["value"]
+        expected = np.array(values, dtype=DTYPES[t])
+        assert got.dtype == expected.dtype
+        np.testing.assert_array_equal(got, expected)
+        back = parse(format_graph(parse(text), max_inline=None)).nodes[0].attrs["value"]
+        np.testing.assert_array_equal(back, expected)
+        assert from_json(to_json(parse(text))).nodes[0].attrs["value"].tobytes() == \
+            expected.tobytes()
+    for dtype in ("float16", "bfloat16", "float32", "float64"):  # (as a graph holds them)
+        c = np.array([np.inf, -np.inf, np.nan, float(finfo(dtype).max),
+                      float(finfo(dtype).smallest_subnormal)], dtype=dtype)
+        g = gc.trace(lambda x: x + c, gc.spec(c.shape, dtype))
+        back = [n for n in parse(_text(g)).nodes if n.op == "constant"][0].attrs["value"]
+        assert back.tobytes() == c.tobytes()
 
 
 def test_string_attributes_with_a_hash_or_a_line_break_parse_back():

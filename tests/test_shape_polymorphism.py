@@ -365,8 +365,8 @@ def test_a_bool_full_of_a_symbolic_size_fills_its_truth_for_every_binding():
         for got in (fn(x), gc.compile(f)(x), f(x)):
             assert np.asarray(got).dtype == np.bool_
             np.testing.assert_array_equal(got, expected)
-    with pytest.raises(GraphcError, match="ill-typed full: a bool fill is true, false, 0 or 1, "
-                                          "got n$"):
+    with pytest.raises(GraphcError, match="ill-typed full: fill value n is not true, false, 0 "
+                                          "or 1, which bool holds$"):
         parse("graph g() -> (%0)\n  %0:bool[2] = full {shape=(2,), value=n, dtype=bool}\n"
               "  return %0")
 

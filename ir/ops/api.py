@@ -21,7 +21,8 @@ import numpy as np
 
 from ..errors import GraphcError, user_location
 from ..types import (Dim, InconclusiveDim, as_dim, as_dtype, broadcast_shapes, finfo,
-                     holds_when_bound, is_float, is_half, is_int, is_real, is_real_dtype)
+                     fits_int, holds_when_bound, is_float, is_half, is_int, is_real,
+                     is_real_dtype)
 from . import precision
 from .registry import (SymbolicValue, _called_op, apply, holds_values, innermost_interpreter,
                        is_weak_scalar, refuse_array_container, refuse_foreign_array,
@@ -2672,12 +2673,8 @@ def check_fits_dtype(what, value, dtype):
     """One GraphcError line where an integer `dtype` cannot hold the number `value` (NaN,
     infinite or out of range; a float in range is truncated, as numpy's), which numpy
     would raise raw on or wrap silently."""
-    if dtype.kind in "iu":
-        info = np.iinfo(dtype)
-        # (an int is checked as it is: math.isfinite overflows past float's range)
-        finite = isinstance(value, (int, np.integer)) or math.isfinite(value)
-        if not (finite and info.min <= int(value) <= info.max):
-            _fail(f"{what} {value!r} does not fit in {dtype}")
+    if dtype.kind in "iu" and not fits_int(value, dtype):
+        _fail(f"{what} {value!r} does not fit in {dtype}")
 
 
 class _DefaultDtype(str):

@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import numpy as np
 
-from ..types import Dim, TensorType, holds_when_bound, is_float
+from ..types import Dim, TensorType, held_problem, holds_when_bound, is_float
 from . import api as F
 from .registry import TypeRuleError, check, defop
 
@@ -256,14 +256,15 @@ def _full_infer(types, shape, value, dtype):
     # api.full makes a number fit its dtype before it gets here; a full read from IR text or
     # JSON holds its value as written, which np.full would change: 1.5 truncated to an int
     # dtype's 1, NaN wrapped to its minimum, 2**31 an OverflowError at run time for int32
+    # (a float fill rounds as np.full's: 70000 fills f16 with inf, as gc.full does, and
+    # prints as written, so a constant's refusal of it, ir.types.exact_array's, is not here)
     dtype = np.dtype(dtype)
-    if dtype.kind == "b":  # (api.full fills a symbolic size's truth by a cast of int64's)
-        check(not isinstance(value, Dim) and value in (0, 1),
-              f"a bool fill is true, false, 0 or 1, got {value!r}")
-    elif not isinstance(value, Dim) and dtype.kind in "iu":
-        F.check_fits_dtype("fill value", value, dtype)  # (NaN, infinite, out of range)
-        check(float(value).is_integer(), f"fill value {value!r} is not a whole number, "
-              f"which {dtype} holds")
+    if isinstance(value, Dim):  # (api.full fills a symbolic size's truth by a cast of int64's)
+        check(dtype.kind != "b", f"fill value {value} is not true, false, 0 or 1, which "
+              "bool holds")
+    else:
+        problem = held_problem("fill value", value, dtype)
+        check(problem is None, problem)
     return TensorType(shape, dtype)
 
 
