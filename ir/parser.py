@@ -283,18 +283,18 @@ def _locs(c: _Cursor):
     return tuple(locs)
 
 
-def _misplaced_location(c: _Cursor):
-    """Refuse the comment `c` of a region node's line before its last: the closing line's
-    comment took its place, so a malformed one there was dropped silently. It is named at
-    its column as on other lines: a bad location as such, a good one as out of place. An
-    empty '#' holds no location, as on any other line."""
+def _misplaced_location(c: _Cursor, message: str):
+    """Refuse the comment `c` of a line that holds no location (`message` says why): a
+    region node's line before its last (the closing line's comment took its place) or a
+    'return' line (no node), where a malformed one was dropped silently. It is named at its
+    column as on other lines: a bad location as such, a good one as out of place. An empty
+    '#' holds no location, as on any other line."""
     c.ws()
     if c.at_end():
         return
     column = c.pos + 1
     _locs(c)
-    raise _Fail("a location comment goes on a node's last line, after its regions", column,
-                c.line)
+    raise _Fail(message, column, c.line)
 
 
 # runs of plain characters at once: one character per step was ~100x slower on a long line
@@ -348,7 +348,8 @@ def parse(text: str, _depth: int = 0, _first_line: int = 1) -> Graph:
         if _depth + depth >= MAX_NESTING:
             c.fail(f"regions nested more than {MAX_NESTING} levels deep")
         if comment is not None:  # (the node's first line, or a `}, {` between its regions)
-            _misplaced_location(comment)
+            _misplaced_location(comment, "a location comment goes on a node's last line, "
+                                         "after its regions")
         start, level = index, 0
         while index < len(lines):
             line, line_comment = _split_comment(lines[index])
@@ -434,6 +435,8 @@ def parse(text: str, _depth: int = 0, _first_line: int = 1) -> Graph:
                 while not c.at_end():
                     c.expect(",", "',' between return values")
                     returned.append(ref(c))
+                if comment is not None:  # (the printer writes none there)
+                    _misplaced_location(comment, "a 'return' line holds no location comment")
             else:
                 key = int(c.match(_REF, "a node like '%3:f32[2] = op ...'").group(1))
                 if key in values:

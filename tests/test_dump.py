@@ -521,6 +521,24 @@ def test_a_location_before_a_region_nodes_last_line_is_refused_at_its_column(old
     assert parse(_PLAIN_IR.replace("# a.py:4, b.py:5", "#")).nodes[-1].locs == ()
 
 
+@pytest.mark.parametrize("text, old, line", [
+    (_PLAIN_IR, "  return %1", 4), (_SCAN_IR, "      return %3", 6),  # (a region's: its own)
+    (_SCAN_IR, "\n  return %3", 9)])
+def test_a_location_on_a_return_line_is_checked_and_refused_at_its_column(text, old, line):
+    """A location comment on a 'return' line was dropped unread: `return %1  # a.py:x`
+    parsed, where any node line's bad location is refused. The printer writes none there
+    (no node holds it), so a good one is refused as out of place, a bad one as bad, at its
+    column, as on a region node's lines before its last; an empty '#' holds no location."""
+    for comment, message in (("a.py:x", "expected a location file:line, found 'a.py:x'"),
+                             ("a.py:3, b.py:4", "a 'return' line holds no location comment")):
+        bad = text.replace(old, f"{old}  # {comment}")
+        column = bad.splitlines()[line - 1].index("a.py") + 1
+        with pytest.raises(gc.GraphcError) as info:
+            parse(bad)
+        assert str(info.value) == f"IR line {line}, column {column}: {message}"
+    back = parse(text.replace(old, f"{old}  #"))
+    assert format_graph(back, max_inline=None) == format_graph(parse(text), max_inline=None)
+
 @pytest.mark.parametrize("old, new, message", [
     ("keepdims=false}", "keepdims=false, axes=(1,)}",
      "IR line 3, column 50: sum: attribute axes is given twice (first at line 3, column 23)"),
