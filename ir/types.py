@@ -559,8 +559,9 @@ MAX_DIM = 2 ** 63 - 1
 
 
 def parse_dim(text: str):
-    """A dimension from its printed form: `128`, `batch`, `2*batch*seq+1`, `seq-1`; each
-    number in it, and a concrete dimension, at most MAX_DIM."""
+    """A dimension from its printed form: `128`, `batch`, `2*batch*seq+1`, `seq-1`. Its
+    value must fit int64 (a symbolic one's coefficients), not each number written in it:
+    `9223372036854775808-1` is MAX_DIM, as `4611686018427387904*4` is past it."""
     tokens = [m.groups() for m in _DIM_TOKEN.finditer(text.strip())]
     if not tokens:
         raise ValueError("empty dimension")
@@ -570,9 +571,6 @@ def parse_dim(text: str):
     for number, name, other in tokens:
         if expect_factor:
             if number is not None:
-                if int(number) > MAX_DIM:
-                    raise ValueError(f"{number} is past int64 ({MAX_DIM}), the largest "
-                                     "dimension numpy takes")
                 term = term * int(number)
             elif name is not None:
                 term = term * Dim.symbol(name)
@@ -591,8 +589,12 @@ def parse_dim(text: str):
     dim = total + sign * term
     if isinstance(dim, int) and dim < 0:  # (a plan of it counted -48 bytes, rendered
         raise ValueError(f"a dimension is 0 or more, got {dim}")  # np.empty((-3, 4)))
-    if isinstance(dim, int) and dim > MAX_DIM:  # (factors of int64 multiplied past it)
-        raise ValueError(f"{dim} is past int64 ({MAX_DIM}), the largest dimension numpy "
+    # decided by the value, as the printer writes it: a concrete dimension, or each
+    # coefficient of a symbolic one (its numbers, printed: `2*n-1`)
+    numbers = [dim] if isinstance(dim, int) else [c for _, c in dim.terms]
+    past = next((n for n in numbers if not -MAX_DIM - 1 <= n <= MAX_DIM), None)
+    if past is not None:
+        raise ValueError(f"{past} is past int64 ({MAX_DIM}), the largest dimension numpy "
                          "takes")
     return dim
 

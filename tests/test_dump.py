@@ -14,7 +14,7 @@ from graphc.cli import main
 from ir.parser import parse
 from ir.printer import format_graph
 from ir.serialize import dumps, from_json, loads, to_json
-from ir.types import DTYPES, finfo
+from ir.types import DTYPES, Dim, finfo
 from passes.autodiff import grad_graph
 from passes.manager import optimize
 
@@ -767,7 +767,7 @@ def test_a_dimension_past_int64_is_refused_at_its_column_and_json_node():
                                    f"{dim!r} ({past} {_PAST_INT64})")
     line = "  %1:f32[3] = sum %0 {axes=(0,), keepdims=false}"
     with pytest.raises(gc.GraphcError, match=r"^IR line 3, column 10: bad dimension "
-                       f"'{_BIG}' \({_BIG} is past int64 .*numpy takes\)$"):
+                       rf"'{_BIG}' \({_BIG} is past int64 .*numpy takes\)$"):
         parse(_PLAIN_IR.replace(line, line.replace("f32[3]", f"f32[{_BIG}]")))
     # the largest dimension still parses (a type: nothing allocates it)
     assert parse(_PLAIN_IR.replace("f32[2,3]", f"f32[{2 ** 63 - 1},3]")).inputs[0].type.shape \
@@ -783,6 +783,29 @@ def test_a_dimension_past_int64_is_refused_at_its_column_and_json_node():
     with pytest.raises(gc.GraphcError, match=r"^IR JSON: \$\.inputs\[0\]\.type: bad type"):
         from_json(doc)
 
+
+def test_a_dimension_is_decided_by_its_value_not_by_each_number_written_in_it():
+    """f32[9223372036854775808-1] was refused for its first number, past int64, though the
+    dimension is int64's largest, while f32[9223372036854775807*n+n], whose coefficient
+    2**63 is past it, parsed. The value decides, as it does for a product of numbers in
+    range: a concrete dimension's, a symbolic one's coefficients (the numbers it prints)."""
+    n = Dim.symbol("n")
+    for dim, value in (("9223372036854775808-1", 2 ** 63 - 1),
+                       ("9223372036854775808*n-n", (2 ** 63 - 1) * n),
+                       (f"{_BIG}-{_BIG}+3", 3), ("n-9223372036854775808", n - 2 ** 63)):
+        text = _PLAIN_IR.replace("f32[2,3]", f"f32[{dim},3]")
+        assert parse(text).inputs[0].type.shape == (value, 3)
+        doc = to_json(parse(_PLAIN_IR))
+        doc["inputs"][0]["type"] = f"f32[{dim},3]"
+        assert from_json(doc).inputs[0].type.shape == (value, 3)
+        assert parse(_text(parse(text))).inputs[0].type.shape == (value, 3)  # (printed back)
+    for dim, past in (("9223372036854775807*n+n", 2 ** 63), ("n-9223372036854775809",
+                                                               -2 ** 63 - 1)):
+        text = _PLAIN_IR.replace("f32[2,3]", f"f32[{dim},3]")
+        with pytest.raises(gc.GraphcError) as info:
+            parse(text)
+        assert str(info.value) == (f"IR line 1, column {text.index(dim) + 1}: bad dimension "
+                                   f"{dim!r} ({past} {_PAST_INT64})")
 
 @pytest.mark.parametrize("constant, at, message", [
     (_BIG, _BIG, f"value {_BIG} does not fit in int64"),
