@@ -52,6 +52,10 @@ class LossScaler:
     compiled step takes and returns, and a checkpoint saves."""
 
     STATE_KEYS = ("scale", "good_steps")  # init()'s (a Trainer checkpoint's member names)
+    # the settings that decide how a resumed scale goes on, which a Trainer checkpoint records
+    # (header field loss_scaler_settings) as GradScaler.state_dict holds them beside its scale
+    # and growth tracker; init_scale is no longer read once the scale is restored
+    RESUMED_SETTINGS = ("growth_factor", "backoff_factor", "growth_interval")
     enabled = True  # (a scaler pickled before `enabled` was kept)
 
     def __init__(self, init_scale: float = 2.0 ** 16, growth_factor: float = 2.0,

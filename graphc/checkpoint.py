@@ -77,7 +77,7 @@ MAX_STEP = 2 ** 62  # a step count the optimiser's int64 count and the data posi
 RUN_FIELDS = ("format", "version", "step", "skipped_steps", "rng", "data_position", "history",
               "val_history", "lr_on_plateau", "optimizer_lr", "optimizer_settings",
               "updates_behind", "optimizer_record", "gradient_accumulation_steps",
-              "loss_scaler_enabled", "buffer_names", "buffer_models", "written_buffers",
+              "loss_scaler_enabled", "loss_scaler_settings", "buffer_names", "buffer_models", "written_buffers",
               # where graphc wrote the seed for a while (now rng's "seed": check_seed): kept
               # out of the settings compared and refused in checkpoint_meta, so those files
               # resume and new ones never hold it
@@ -159,19 +159,28 @@ def check_optimizer(meta: dict, mine: dict, path: str | None = None,
 
 def check_loss_scaler(meta: dict, enabled: bool, path: str | None = None,
                       allow_changed: bool = False,
-                      how: str = "allow_changed_settings=True") -> bool:
+                      how: str = "allow_changed_settings=True",
+                      settings: dict | None = None) -> bool:
     """Whether the loss scale of the checkpoint header `meta` starts afresh in the resuming
     run, whose gc.amp.LossScaler is `enabled`: one saved by a disabled scaler (header field
     loss_scaler_enabled false: a scale of 1.0 that never moved) resumed by an enabled one is
     refused, one GraphcError line naming the file, as torch's enabled GradScaler refuses a
     disabled one's (empty) state_dict, unless `allow_changed` (then True: the scale starts at
     the scaler's init_scale). A header without the field (written before it was kept, or by
-    a run without a scaler) is taken as before (False)."""
+    a run without a scaler) is taken as before (False).
+
+    `settings`: the enabled scaler's LossScaler.RESUMED_SETTINGS ({name: value}); the saved
+    ones (header field loss_scaler_settings, written by an enabled scaler) that differ are
+    refused likewise, naming each, unless `allow_changed` (the restored scale then goes on
+    by this run's settings; torch's load_state_dict would take the saved ones silently). A
+    disabled scaler's settings have no effect: nothing is compared."""
     saved = meta.get("loss_scaler_enabled")
+    name = f"checkpoint {path!r}" if path else "the checkpoint"
     if saved is not None and not isinstance(saved, bool):
-        name = f"checkpoint {path!r}" if path else "the checkpoint"
         raise CheckpointError(f"{name}: header field loss_scaler_enabled must be true or "
                               f"false, got {saved!r}"[:200])
+    if enabled and settings is not None and saved is not False:
+        _check_loss_scaler_settings(meta, settings, path, allow_changed, how)
     if saved is not False or not enabled:
         return False
     if not allow_changed:
@@ -180,6 +189,26 @@ def check_loss_scaler(meta: dict, enabled: bool, path: str | None = None,
                           "this run's is enabled; resume with a disabled one, or pass "
                           f"{how} to start the loss scale afresh")
     return True
+
+
+def _check_loss_scaler_settings(meta, settings, path, allow_changed, how) -> None:
+    """check_loss_scaler's comparison of the saved loss scaler settings with `settings`."""
+    saved = meta.get("loss_scaler_settings")
+    if saved is None:  # (written before the settings were kept: nothing to compare)
+        return
+    if not (isinstance(saved, dict) and set(saved) == set(settings)
+            and all(finite_number(v) for v in saved.values())):
+        name = f"checkpoint {path!r}" if path else "the checkpoint"
+        raise CheckpointError(f"{name}: header field loss_scaler_settings must be "
+                              f"{{{', '.join(repr(k) + ': number' for k in settings)}}}, got "
+                              f"{saved!r}"[:300])
+    changed = [k for k in settings if saved[k] != settings[k]]
+    if changed and not allow_changed:
+        def shown(values):
+            return ", ".join(f"{k}={values[k]!r}" for k in changed)
+        raise GraphcError(f"{path or 'the checkpoint'} was saved with LossScaler("
+                          f"{shown(saved)}), this run's has {shown(settings)}; resume with the "
+                          f"checkpoint's, or pass {how} to go on with this run's")
 
 
 _ABSENT = object()

@@ -46,7 +46,9 @@ parameters and optimiser state, half-precision activations and matmuls, a float3
 float16 adds dynamic loss scaling (graphc/amp.py: a step whose gradients overflow is skipped
 and halves the scale; the optimiser's count, which Adam's bias corrections use, counts the
 updates made, while the learning-rate schedule follows the step, as with PyTorch's GradScaler),
-its state checkpointed as amp/scale and amp/good_steps and the skips in the header.
+its state checkpointed as amp/scale and amp/good_steps and the skips in the header, with
+its growth and backoff settings (loss_scaler_settings: others refused on resuming unless
+allow_changed_settings).
 As torch's, each parameter has its own count of updates (Trainer.behind: the updates it
 missed, having no gradient, frozen), checkpointed in the header (updates_behind).
 `memory_limit` (bytes or a size such as "200MB", as gc.compile takes it): the training step
@@ -1273,6 +1275,8 @@ class Trainer:
         meta["optimizer_record"] = checkpoint.optimizer_record(self.optimizer)
         if self.scaler is not None:  # (a disabled one's scale of 1.0 is no enabled one's:
             meta["loss_scaler_enabled"] = self.scaler.enabled  # check_loss_scaler)
+        if self._scaler_settings() is not None:  # (how the scale goes on: an enabled one's)
+            meta["loss_scaler_settings"] = self._scaler_settings()
         if any(self.behind.values()):  # (absent: every parameter at the optimiser's count)
             meta["updates_behind"] = {n: k for n, k in self.behind.items() if k}
         if self._number_lr() is not None or self._initial_lr is not None:
@@ -1358,7 +1362,7 @@ class Trainer:
                if k.split("/", 1)[0] not in fresh_prefixes}
         fresh_scale = checkpoint.check_loss_scaler(
             meta, self.scaler is not None and self.scaler.enabled, path,
-            allow_changed_settings, how)
+            allow_changed_settings, how, self._scaler_settings())
         if self.amp_state is not None and (fresh_scale or
                                            not any(k.startswith("amp/") for k in arrays)):
             # a run switched to fp16-mixed (or from a disabled loss scaler, allowed): its loss
@@ -1423,6 +1427,14 @@ class Trainer:
             self._saved_to[RESTORED] = None
         else:
             self._saved_to[os.path.realpath(path)] = file_identity(path)
+
+    def _scaler_settings(self) -> dict | None:
+        """The loss scaler's settings a checkpoint records (LossScaler.RESUMED_SETTINGS), or
+        None without an enabled scaler."""
+        if self.scaler is None or not self.scaler.enabled:
+            return None
+        settings = self.scaler.settings()
+        return {k: settings[k] for k in amp.LossScaler.RESUMED_SETTINGS}
 
     def _check_saved_values(self, arrays: dict, path=None) -> None:
         """Refuse an optimiser slot that no update makes negative (a running average of

@@ -1086,6 +1086,83 @@ def test_fp16_trainer_saves_and_resumes_its_loss_scale(tmp_path):
     assert switched.step == 2 and float(switched.amp_state["scale"]) == 2.0 ** 16
 
 
+def _scaled_regression(growth_interval=2, enabled=True):
+    """A gc.Trainer at fp16-mixed of a linear regression on batches drawn from a Generator,
+    whose loss scale (2**16, growth_interval 2) backs off and grows within 8 steps."""
+    rng = np.random.default_rng(0)
+    x, t = rng.normal(size=(16, 3)).astype(np.float32), rng.normal(size=(16, 2)).astype(np.float32)
+
+    def batches(r):
+        rows = r.integers(0, 16, 4)
+        return x[rows], t[rows]
+    return gc.Trainer(lambda p, b: gc.mse_loss(b[0] @ p["w"], b[1]),
+                      {"w": np.ones((3, 2), np.float32)}, gc.optim.Adam(lr=0.01), batches,
+                      steps=8, precision="fp16-mixed",
+                      loss_scaler=gc.amp.LossScaler(init_scale=2.0 ** 16, enabled=enabled,
+                                                    growth_interval=growth_interval))
+
+
+def test_a_resumed_loss_scaler_goes_on_bit_for_bit_and_refuses_changed_settings(tmp_path):
+    """Review s50: 8 steps straight and 3 + a resume + 5 give the same parameters, scale,
+    growth tracker and skips (the scale and its count of good steps are checkpointed, as
+    GradScaler.state_dict's scale and _growth_tracker). Its settings were not: a resumed
+    script with another growth_interval went on silently by it (torch's load_state_dict
+    takes the saved growth_factor, backoff_factor and growth_interval). The header now
+    records them (loss_scaler_settings); another one is refused in one line naming the
+    setting and the file, unless allow_changed_settings (then this run's goes on). A
+    checkpoint without the record loads; a disabled scaler's settings are not compared."""
+    from checkpoint_files import rewrite_header
+    straight = _scaled_regression()
+    scales = []
+    for _ in range(8):
+        straight.train_step()
+        scales.append(float(straight.amp_state["scale"]))
+    # (it skipped and grew: steps 1, 2 and 6 overflowed, the scale doubled at steps 4 and 8)
+    assert scales == [2.0 ** 15, 2.0 ** 14, 2.0 ** 14, 2.0 ** 15, 2.0 ** 15, 2.0 ** 14,
+                      2.0 ** 14, 2.0 ** 15] and straight.skipped_steps == 3
+    first = _scaled_regression()
+    for _ in range(3):
+        first.train_step()
+    assert int(first.amp_state["good_steps"]) == 1  # (the tracker matters at step 4)
+    path = str(tmp_path / "ck.npz")
+    first.save(path)
+    assert checkpoint.load_saved(path)[1]["loss_scaler_settings"] == {
+        "growth_factor": 2.0, "backoff_factor": 0.5, "growth_interval": 2}
+    resumed = _scaled_regression()
+    resumed.resume(path)
+    for _ in range(5):
+        resumed.train_step()
+    assert resumed.params["w"].tobytes() == straight.params["w"].tobytes()
+    for k in ("scale", "good_steps"):
+        assert resumed.amp_state[k].tobytes() == straight.amp_state[k].tobytes()
+    assert resumed.skipped_steps == straight.skipped_steps
+    # another growth_interval: refused, nothing changed; allowed, it goes on by it (no growth
+    # at step 4: 2 good steps of 3)
+    other = _scaled_regression(growth_interval=3)
+    with pytest.raises(GraphcError) as refused:
+        other.resume(path)
+    assert str(refused.value) == (
+        f"{path} was saved with LossScaler(growth_interval=2), this run's has "
+        "growth_interval=3; resume with the checkpoint's, or pass allow_changed_settings=True "
+        "to go on with this run's")
+    assert other.step == 0 and float(other.amp_state["scale"]) == 2.0 ** 16
+    other.resume(path, allow_changed_settings=True)
+    other.train_step()
+    assert float(other.amp_state["scale"]) == 2.0 ** 14
+    assert int(other.amp_state["good_steps"]) == 2
+    # a disabled scaler has no settings to compare; a checkpoint without the record loads
+    # as before; one whose record is damaged is refused naming the field
+    _scaled_regression(growth_interval=3, enabled=False).resume(path)
+    rewrite_header(path, lambda header: header.update(loss_scaler_settings={"x": 1}))
+    with pytest.raises(checkpoint.CheckpointError, match="header field loss_scaler_settings "
+                                                         "must be {'growth_factor': number, "):
+        _scaled_regression().resume(path)
+    rewrite_header(path, lambda header: header.pop("loss_scaler_settings"))
+    older = _scaled_regression(growth_interval=3)
+    older.resume(path)
+    assert older.step == 3 and int(older.amp_state["good_steps"]) == 1
+
+
 DISAGREEING_RANKS_WORKER = """
 import numpy as np
 import graphc as gc
