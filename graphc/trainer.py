@@ -274,6 +274,10 @@ class Trainer:
             self.scaler = loss_scaler or amp.LossScaler()
         self.amp_state = self.scaler.init() if self.scaler else None
         self.skipped_steps, self.step_skipped = 0, False  # steps an overflow skipped
+        # the step from which every loss has been non-finite (None: the last one was finite),
+        # and, in a finite check's re-run, a non-finite value in the step's batch: what a
+        # divergence report names instead of a learning rate (_divergence, _diverged)
+        self._non_finite_loss_since, self._non_finite_batch = None, None
         self.dist = None  # graphc.distributed when data-parallel
         if jit is not None and not isinstance(jit, (bool, np.bool_)):  # ("yes" was truthy)
             raise GraphcError(f"Trainer: jit must be None (numba's kernels where it is "
@@ -1011,6 +1015,7 @@ class Trainer:
         naming the first op that produced a NaN or an Inf."""
         self._checked_optimizer()  # (before a batch is drawn)
         self._track_buffers()  # before the draw: a change of mode traces on the next batch
+        self._non_finite_batch = None  # (this step's micro-batches: see _next_batch)
         if self._update_step is not None:
             return self._finish_step(*self._accumulated_step(checked))
         key, batch = self._next_batch(checked)
@@ -1031,6 +1036,8 @@ class Trainer:
         batch = self.train_batches.draw(self.rng)
         if checked:
             self._probe_class_targets(batch, key)
+            self._non_finite_batch = self._non_finite_batch or _non_finite_in(batch,
+                                                                              self.step + 1)
         batch = self._shard(batch)
         if self.dist is not None:
             self.dist.beat(self.step)
@@ -1080,6 +1087,10 @@ class Trainer:
             self._fall_behind(left_alone)
         if math.isfinite(loss) or not self.step_skipped:
             self.history.append((self.step, loss))
+        if math.isfinite(loss):
+            self._non_finite_loss_since = None
+        elif self._non_finite_loss_since is None:
+            self._non_finite_loss_since = self.step
         return loss
 
     def _fall_behind(self, names):
@@ -1231,6 +1242,7 @@ class Trainer:
             while self.step < failed_step:
                 self.train_step(checked=self.step >= failed_step - 2)
             if self.eval_batches is not None:
+                self._non_finite_batch = None  # (its batches are not the training steps')
                 self.evaluate(checked=True, record=False)
         except GraphcError as exc:
             return exc
@@ -1884,8 +1896,7 @@ class Trainer:
                     bar.set_postfix_str(f"loss {loss:.3f}, {rate:,.0f} {unit}/s", refresh=False)
                     bar.update(1)
                     if self._bad_step(loss):
-                        self._diverged(f"loss {loss}, gradient norm {self.grad_norm}", ckpt,
-                                       saved, say)
+                        self._diverged(self._divergence(loss), ckpt, saved, say)
                     if self.step % self.eval_every == 0 or self.step == self.steps:
                         if self.eval_batches is not None:
                             val = self.evaluate()
@@ -1958,6 +1969,21 @@ class Trainer:
             return float(self.amp_state["scale"]) < 2.0 ** -24
         return not (np.isfinite(loss) and np.isfinite(self.grad_norm))
 
+    def _divergence(self, loss) -> str:
+        """What a bad step (_bad_step) says of itself. Under loss scaling, a loss that is
+        not finite makes every step skipped and backs the scale off until it is spent (some
+        40 steps), which no scale can cure, the loss being computed before it is scaled: the
+        step it has been so since is said, with the parameters left finite, which rules out
+        a learning rate that blew them up."""
+        what = f"loss {loss}, gradient norm {self.grad_norm}"
+        since = self._non_finite_loss_since
+        if self.scaler is not None and since is not None and since < self.step \
+                and self.non_finite() is None:
+            what += (f"; the loss not finite since step {since}, which no loss scale cures: "
+                     f"every step since skipped, the scale backed off to "
+                     f"{float(self.amp_state['scale']):.3g}, the parameters finite")
+        return what
+
     def _save(self, ckpt, saved, log):
         bad = self.non_finite()
         if bad is not None or not all(np.isfinite(v) for _, v in self.val_history[-1:]):
@@ -2012,9 +2038,11 @@ class Trainer:
             message = re.sub(r"\Arank (\d+): (.*)\Z", r"\2 on rank \1", exc.message, flags=re.S)
             found = f"; first {message}{where}"
         kept = self._kept(ckpt, saved)
-        # a target out of range is no learning rate's doing
+        # a target out of range, or a NaN or Inf in the batch the check failed on, is no
+        # learning rate's doing
         hint = "Fix the batches' class targets" if isinstance(exc, ClassTargetOutOfRange) \
-            else self.divergence_hint
+            else f"Fix the data: {self._non_finite_batch}" if exc is not None \
+            and self._non_finite_batch else self.divergence_hint
         exc = TrainingDiverged(f"training diverged at step {failed} ({what}){found}. "
                                f"{hint}; {kept}")
         if self.dist is not None:
@@ -2325,6 +2353,18 @@ def _is_row_list(tree) -> bool:
     """A non-empty list or tuple of plain numbers or strings: one batch element by rows."""
     return isinstance(tree, (list, tuple)) and bool(tree) and all(
         isinstance(b, (numbers.Number, str, np.generic)) for b in tree)
+
+
+def _non_finite_in(batch, step) -> str | None:
+    """Which float array of the batch of `step` holds a NaN or an Inf, said in words; None
+    where none does."""
+    leaves, _, names = flatten(batch)
+    for name, leaf in zip(names, leaves):
+        a = np.asarray(leaf) if leaf is not None else None
+        if a is not None and is_float(a.dtype) and not np.isfinite(a).all():
+            what = "NaN" if np.isnan(a).any() else "Inf"
+            return f"the batch of step {step} holds {what} in its element {name or 0}"
+    return None
 
 
 def batch_digest(batch) -> str:

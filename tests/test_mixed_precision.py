@@ -1163,6 +1163,43 @@ def test_a_resumed_loss_scaler_goes_on_bit_for_bit_and_refuses_changed_settings(
     assert older.step == 3 and int(older.amp_state["good_steps"]) == 1
 
 
+@pytest.mark.parametrize("precision", ["fp16-mixed", "fp32"])
+def test_a_nan_in_the_data_is_reported_as_the_datas_not_the_learning_rates(precision):
+    """Review s50: batches holding NaN from step 5 on, under fp16-mixed: every step's loss
+    was NaN, each step was skipped and halved the scale, and ~40 steps later the run was
+    reported as diverged with "Try a lower learning rate", which the parameters, finite and
+    unchanged since step 4, rule out. Now the report says the loss has not been finite since
+    step 5, which no loss scale cures, and the finite check's re-run, finding NaN in the
+    batch of the step that failed it, says to fix the data. fp32 (diverging at step 5
+    itself) says the same of its batch."""
+    from graphc.trainer import TrainingDiverged
+    rng = np.random.default_rng(0)
+    x, t = rng.normal(size=(16, 3)).astype(np.float32), rng.normal(size=(16, 2)).astype(np.float32)
+    good = [(x[i:i + 4], t[i:i + 4]) for i in (0, 4, 8, 12)]
+    bad = (np.where(np.arange(3) == 1, np.nan, x[:4]).astype(np.float32), t[:4])
+    trainer = gc.Trainer(lambda p, b: gc.mse_loss(b[0] @ p["w"], b[1]),
+                         {"w": np.ones((3, 2), np.float32)}, gc.optim.SGD(lr=0.01),
+                         good + [bad] * 60, steps=64, precision=precision)
+    with pytest.raises(TrainingDiverged) as info:
+        trainer.fit(progress=False)
+    message = str(info.value)
+    assert "learning rate" not in message
+    if precision == "fp32":
+        assert message.startswith("training diverged at step 5 (loss nan, gradient norm nan); "
+                                  "first non-finite value: ")
+        assert message.endswith(". Fix the data: the batch of step 5 holds NaN in its element "
+                                "0; no checkpoint was written")
+        return
+    # 2**16 halved at steps 1 and 2 (overflowing gradients) and at each of 5 to 43: 2**-25,
+    # below float16's smallest value
+    assert message.startswith(
+        "training diverged at step 43 (loss nan, gradient norm nan; the loss not finite since "
+        "step 5, which no loss scale cures: every step since skipped, the scale backed off to "
+        "2.98e-08, the parameters finite); first non-finite value: ")
+    assert message.endswith(". Fix the data: the batch of step 43 holds NaN in its element 0; "
+                            "no checkpoint was written")
+
+
 DISAGREEING_RANKS_WORKER = """
 import numpy as np
 import graphc as gc
