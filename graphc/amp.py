@@ -88,7 +88,8 @@ class LossScaler:
 
     def settings(self) -> dict:
         """The settings that decide the scale's course (JSON values): what data-parallel
-        ranks must agree on, each of them stepping its own copy of the scale."""
+        ranks must agree on, each of them stepping its own copy of the scale (a disabled
+        one's, whose scale stays 1.0, but `enabled`: none has an effect)."""
         return {"enabled": self.enabled, "init_scale": self.init_scale,
                 "growth_factor": self.growth_factor, "backoff_factor": self.backoff_factor,
                 "growth_interval": self.growth_interval}

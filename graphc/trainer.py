@@ -856,9 +856,9 @@ class Trainer:
             # each rank scales its loss and unscales the averaged gradients by its own copy
             # of the scale: a rank of another precision, or whose scale grows or backs off
             # otherwise, averaged gradients of other scales and trained apart, silently.
-            # (trainer.scaler's name sorts after precision: the first difference said)
-            precision=self.precision,
-            scaler=None if self.scaler is None else self.scaler.settings(),
+            # (scaler's name sorts after precision, scaler_settings' after it: the first
+            # difference said)
+            precision=self.precision, **_scaler_facts(self.scaler),
             lr_on_plateau=self.plateau and self.plateau.settings(),
             data=batch_digest(first))
 
@@ -2353,6 +2353,17 @@ def _is_row_list(tree) -> bool:
     """A non-empty list or tuple of plain numbers or strings: one batch element by rows."""
     return isinstance(tree, (list, tuple)) and bool(tree) and all(
         isinstance(b, (numbers.Number, str, np.generic)) for b in tree)
+
+
+def _scaler_facts(scaler) -> dict:
+    """What data-parallel ranks must agree on of their loss scalers (handshake facts):
+    whether each is enabled, and an enabled one's settings. A disabled one's settings have
+    no effect (its scale is 1.0 and stays so): ranks that differ only in those agree."""
+    if scaler is None:
+        return {"scaler": None, "scaler_settings": None}
+    settings = {k: v for k, v in scaler.settings().items() if k != "enabled"}
+    return {"scaler": {"enabled": scaler.enabled},
+            "scaler_settings": settings if scaler.enabled else None}
 
 
 def _non_finite_in(batch, step) -> str | None:

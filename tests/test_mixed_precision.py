@@ -1227,6 +1227,8 @@ cases = {  # (precision, loss scaler): rank 0's, then rank 1's
     "init_scale": lambda: ("fp16-mixed", gc.amp.LossScaler(init_scale=2.0 ** (12 if one else 10))),
     "backoff_factor": lambda: ("fp16-mixed", gc.amp.LossScaler(backoff_factor=0.25 if one else 0.5)),
     "enabled": lambda: ("fp16-mixed", gc.amp.LossScaler(enabled=not one)),
+    "disabled": lambda: ("fp16-mixed", gc.amp.LossScaler(enabled=False, init_scale=2.0 ** (
+        12 if one else 10), growth_interval=2 if one else 3)),
     "same": lambda: ("fp16-mixed", gc.amp.LossScaler(init_scale=2.0 ** 10, growth_interval=2)),
     "none_is_fp32": lambda: ("fp32", None) if one else (None, None),
 }
@@ -1251,7 +1253,10 @@ def test_data_parallel_ranks_of_another_precision_or_loss_scaler_are_refused(tmp
     settings: a float32 rank beside an fp16-mixed one averaged unscaled gradients with ones
     2**16 times larger (the ranks' weights then differed by three orders of magnitude), and
     ranks whose scales grew or backed off otherwise averaged gradients of other scales, each
-    run going on silently. Now both ranks refuse it at construction, naming the setting."""
+    run going on silently. Now both ranks refuse it at construction, naming the setting.
+    Review s50: ranks whose scalers were both disabled (enabled=False: a scale of 1.0 that
+    never moves) were refused too when their other settings differed, which have no effect;
+    now they train."""
     pytest.importorskip("mpi4py", reason="the mpi extra is not installed")
     import graphc.distributed as dist
     sys.path.insert(0, os.path.join(REPO, "tests"))
@@ -1263,17 +1268,36 @@ def test_data_parallel_ranks_of_another_precision_or_loss_scaler_are_refused(tmp
     lines = sorted(line for line in output.splitlines() if line[:2] in ("0 ", "1 "))
     said = {
         "precision": "precision: rank 0 has fp16-mixed, rank 1 has fp32",
-        "growth_interval": "scaler.growth_interval: rank 0 has 3, rank 1 has 2",
-        "init_scale": "scaler.init_scale: rank 0 has 1024.0, rank 1 has 4096.0",
-        "backoff_factor": "scaler.backoff_factor: rank 0 has 0.5, rank 1 has 0.25",
+        "growth_interval": "scaler_settings.growth_interval: rank 0 has 3, rank 1 has 2",
+        "init_scale": "scaler_settings.init_scale: rank 0 has 1024.0, rank 1 has 4096.0",
+        "backoff_factor": "scaler_settings.backoff_factor: rank 0 has 0.5, rank 1 has 0.25",
         "enabled": "scaler.enabled: rank 0 has true, rank 1 has false"}
     expected = [f"{rank} {name}: ranks disagree on {what}" for name, what in said.items()
                 for rank in (0, 1)]
     # the same settings train, the scale the same on both ranks (4 good steps: 2**10 * 4)
     expected += [f"{rank} same: trained to step 4, scale 4096.0" for rank in (0, 1)]
+    expected += [f"{rank} disabled: trained to step 4, scale 1.0" for rank in (0, 1)]
     # precision=None is fp32 (review r10: the handshake sent None beside "fp32" and refused)
     expected += [f"{rank} none_is_fp32: trained to step 4, scale None" for rank in (0, 1)]
     assert lines == sorted(expected), output
+
+
+def test_the_handshake_compares_a_loss_scalers_settings_only_when_it_is_enabled():
+    """The two-rank test above, without ranks: the handshake's facts of two ranks' scalers
+    compared as distributed.handshake compares them (its first difference)."""
+    from graphc.distributed import _first_difference
+    from graphc.trainer import _scaler_facts
+
+    def first_difference(a, b):
+        return _first_difference(_scaler_facts(a), _scaler_facts(b))
+    scaler = gc.amp.LossScaler
+    assert first_difference(scaler(enabled=False, init_scale=2.0, growth_interval=3),
+                            scaler(enabled=False, init_scale=8.0, backoff_factor=0.25)) is None
+    assert first_difference(scaler(), scaler(enabled=False)) == ("scaler.enabled", True, False)
+    assert first_difference(scaler(init_scale=2.0), scaler(init_scale=8.0)) == (
+        "scaler_settings.init_scale", 2.0, 8.0)
+    assert first_difference(None, scaler(enabled=False)) == (
+        "scaler", None, {"enabled": False})
 
 
 def test_a_bfloat16_checkpoint_resumed_by_a_float32_trainer_names_bfloat16(tmp_path):
