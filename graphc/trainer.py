@@ -1338,7 +1338,9 @@ class Trainer:
         slots, each parameter's count of updates 0, this trainer's settings), while the
         parameters, step, schedule, RNG and data position go on; the same class keeping
         other slots (SGD's momentum set from 0, amsgrad) takes the slots the checkpoint has
-        and starts the others afresh."""
+        and starts the others afresh. The lr and the optimiser's settings go on by
+        _checked_lr's rule; a schedule, which no file holds, is this trainer's, evaluated at
+        the resumed step, whatever schedule the checkpointed run ended with."""
         checkpoint.check_run_fields(meta, path)
         moved = self._saved_buffer_names(meta, path)  # (each model's Buffers to that model)
         if moved:
@@ -1523,7 +1525,9 @@ class Trainer:
         and was set to a number goes on with the number where this trainer has a schedule
         (resumed with the schedule, it trained on it again from the step, silently not the
         run it continued); one whose number lr was replaced by a schedule is refused where
-        this trainer has that starting number, unless allow_changed_settings."""
+        this trainer has that starting number, unless allow_changed_settings. A schedule
+        replaced by another cannot be compared: this trainer's goes on, evaluated at the
+        resumed step (as optax's, whose state is the step count)."""
         # (an optimiser whose update takes no lr= is not left out: it reads the attribute
         # restore() sets from what this returns)
         if saved is None or self.plateau is not None:
@@ -1567,7 +1571,8 @@ class Trainer:
         load_state_dict keeps param_groups), this trainer's own where it differs. A
         schedule is None in the header: a setting that started as one and was set to a
         number goes on with the number where this trainer has the schedule, and one set
-        from its starting number to a schedule is refused unless allow_changed_settings.
+        from its starting number to a schedule is refused unless allow_changed_settings;
+        where both are schedules, this trainer's goes on (_checked_lr).
         A checkpoint written before the flags (or the schedules) were kept has none: the
         trainer's own stay."""
         if saved is None:

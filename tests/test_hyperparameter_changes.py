@@ -262,6 +262,43 @@ def test_resume_goes_on_with_a_number_setting_that_replaced_a_schedule(tmp_path,
     assert getattr(allowed.optimizer, name) == number and allowed.step == 2
 
 
+def test_a_schedule_replaced_by_another_resumes_on_the_resumed_scripts_schedule(tmp_path):
+    """Review s50: a run whose lr and momentum schedules were replaced mid-run by other
+    schedules saves null for both (no file holds a function), so nothing can be compared:
+    the resumed run goes on with its own script's schedules, evaluated at the resumed step,
+    as optax's (whose state is the step count). Here the run used schedules A for steps
+    0-3 and B for 4-5, saved at step 6; resumed by a trainer built with C, its steps 6-9
+    use C(6)..C(9), as torch's loop setting param_groups so (to rounding) and as the run
+    itself continued with C (bit for bit)."""
+    path = str(tmp_path / "c.npz")
+    lr = {"A": lambda s: 0.05, "B": lambda s: 0.02 + 0.001 * s, "C": lambda s: 0.1 / (s + 1)}
+    momentum = {"A": lambda s: 0.9, "B": lambda s: 0.5, "C": lambda s: 0.8 - 0.05 * s}
+    run = trainer(optim.SGD(lr=lr["A"], momentum=momentum["A"]))
+    while run.step < 6:
+        if run.step == 4:
+            run.optimizer.lr, run.optimizer.momentum = lr["B"], momentum["B"]
+        run.train_step()
+    run.save(path)
+    saved = header(run, path)
+    assert saved["optimizer_settings"]["current"]["momentum"] is None
+    assert "optimizer_lr" not in saved  # (a schedule from the start: nothing to hold)
+    resumed = trainer(optim.SGD(lr=lr["C"], momentum=momentum["C"]))
+    resumed.resume(path)
+    assert resumed.step == 6 and resumed.optimizer.lr is lr["C"]
+    assert float(resumed._lr_input()) == lr["C"](6) == 0.1 / 7
+    assert float(resumed._settings_input()["momentum"]) == momentum["C"](6)
+    run.optimizer.lr, run.optimizer.momentum = lr["C"], momentum["C"]
+    for t in (run, resumed):
+        while t.step < 10:
+            t.train_step()
+    assert_params(resumed.params, run.params, rtol=0)
+    changes = {s: {"lr": lr[k](s), "momentum": momentum[k](s)}
+               for k, steps in (("A", range(4)), ("B", range(4, 6)), ("C", range(6, 10)))
+               for s in steps}
+    assert_params(resumed.params, torch_run(
+        lambda p: torch.optim.SGD(p, lr=0.05, momentum=0.9), 10, changes))
+
+
 def test_a_bad_optimizer_lr_header_is_one_line(tmp_path):
     path = str(tmp_path / "checkpoint.npz")
     t = trainer(optim.SGD(lr=0.1))
