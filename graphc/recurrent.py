@@ -204,8 +204,12 @@ class _Recurrent(Module):
         (whose output is one too, h_n in the batch's original order, as torch's)."""
         name, lstm = type(self).__name__, self.mode == "LSTM"
         packed, mask = isinstance(input, PackedSequence), None
-        if packed:  # run padded, each sequence's state held past its length
+        if packed or type(input).__name__ == "PackedSequence":  # (torch's: refused)
             _check_packed(input, name)
+            if F._ndim(input.data) != 2:  # (padded, 1-d data would read as unbatched)
+                _fail(f"{name}: a PackedSequence's data must be 2-d (sum of the lengths, "
+                      f"{self.input_size}), got shape {tuple(F._shape(input.data))}")
+        if packed:  # run padded, each sequence's state held past its length
             sequence = input
             input, lengths = pad_packed_sequence(sequence)  # (L, N, in), original order
             mask = np.arange(F._shape(input)[0])[:, None, None] < lengths[None, :, None]

@@ -102,7 +102,12 @@ def _static_lengths(lengths, batch, who):
     int64 tensor; a traced value cannot fix the packed data's shape."""
     if isinstance(lengths, SymbolicValue):
         _fail(f"{who}: lengths must be known numbers (a list or a numpy array), not a traced "
-              "value: pass them from outside the compiled or differentiated function")
+              "value (an argument of the compiled or differentiated function): close over "
+              "them")
+    if isinstance(lengths, (list, tuple)) and any(isinstance(n, SymbolicValue) for n in lengths):
+        # Python numbers passed as an argument, traced: int() asks for their values, so a
+        # transformation that can retries with them as they are (grad), or names static_argnums
+        lengths = [int(n) if isinstance(n, SymbolicValue) else n for n in lengths]
     try:
         values = np.asarray(lengths)  # (a torch CPU tensor too: torch's own lengths)
     except (TypeError, ValueError):  # a ragged list
@@ -142,6 +147,9 @@ def pack_padded_sequence(input, lengths, batch_first=False, enforce_sorted=True)
               f"{tuple(F._shape(input))}")
     x = F.swapaxes(input, 0, 1) if batch_first else input  # time first
     steps, batch = F._shape(x)[0], F._shape(x)[1]
+    if not batch:
+        _fail(f"{who}: the input's batch axis is empty (shape {tuple(F._shape(input))}): "
+              "there is nothing to pack, as torch's 'Cannot pack empty tensors'")
     lengths = _static_lengths(lengths, batch, who)
     if lengths.size and lengths.max() > steps:  # (torch's reads past the input's end)
         _fail(f"{who}: a length of {lengths.max()} (sequence {int(np.argmax(lengths))}) is "
@@ -160,8 +168,11 @@ def pack_padded_sequence(input, lengths, batch_first=False, enforce_sorted=True)
 
 def _check_packed(sequence, who):
     if not isinstance(sequence, PackedSequence):
-        _fail(f"{who}: expected a PackedSequence (pack_padded_sequence's), got a "
-              f"{type(sequence).__name__}")
+        kind = type(sequence)
+        got = f"{kind.__module__}.{kind.__qualname__}" if kind.__name__ == "PackedSequence" \
+            else kind.__name__  # (torch's: unpack it and pack again with gc.nn.utils.rnn)
+        _fail(f"{who}: expected gc.nn.utils.rnn's PackedSequence (its pack_padded_sequence's), "
+              f"got a {got}")
     if isinstance(sequence.batch_sizes, SymbolicValue):
         _fail(f"{who}: the PackedSequence's batch_sizes are traced; pack the sequences inside "
               "the compiled or differentiated function, not outside it")

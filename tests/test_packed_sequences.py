@@ -162,9 +162,43 @@ def test_bad_lengths_and_packed_input_give_one_line():
     assert_one_line_error(lambda: gru(packed, np.zeros((1, 2, 5), np.float32)),
                           "GRU: hx has shape (1, 2, 5), expected (1, 3, 5)", F)
     assert_one_line_error(lambda: R.pad_packed_sequence(x),
-                          "pad_packed_sequence: expected a PackedSequence", F)
+                          "pad_packed_sequence: expected gc.nn.utils.rnn's PackedSequence", F)
     assert_one_line_error(lambda: R.pad_packed_sequence(packed, total_length=2),
                           "total_length=2 is shorter than the longest sequence (3 steps)", F)
     assert_one_line_error(lambda: R.pack_sequence([np.ones((2, 1)), np.ones((0, 1))],
                                                   enforce_sorted=False),
                           "every length must be > 0", F)
+
+
+def test_review_r1_lengths_as_arguments_empty_batches_1d_data_and_torch_s_packed_sequence():
+    """Review r1: lengths given as a list argument of gc.grad's function were numpy's
+    conversion error ('a symbolic value cannot be turned into a numpy array'), naming no
+    packing nor static_argnums (now read with int(): grad passes the numbers as they are,
+    compile advises static_argnums); an empty batch was numpy's bare 'need at least one array
+    to concatenate'; a PackedSequence of 1-d data ran through a layer as an unbatched input
+    (a scan carry error in graphc/recurrent.py, or wrong shapes); torch's PackedSequence was
+    'expected a PackedSequence ..., got a PackedSequence' (pad_packed_sequence) and numpy's
+    'setting an array element with a sequence' (a layer)."""
+    x = np.random.default_rng(3).normal(size=(4, 3, 2))
+    gru = gc.nn.GRU(2, 5, dtype="float64")
+
+    def loss(x, n):
+        return gc.sum(gru(R.pack_padded_sequence(x, n, enforce_sorted=False))[1])
+
+    expected = gc.grad(lambda x: loss(x, [2, 4, 1]))(x)
+    for n in ([2, 4, 1], (2, 4, 1)):
+        np.testing.assert_allclose(gc.grad(loss)(x, n), expected, rtol=1e-12)
+    np.testing.assert_allclose(gc.compile(loss, static_argnums=1)(x, (2, 4, 1)),
+                               loss(x, [2, 4, 1]), rtol=1e-12)
+    assert_one_line_error(lambda: gc.compile(loss)(x, (2, 4, 1)), "static_argnums", F)
+    assert_one_line_error(lambda: R.pack_padded_sequence(np.zeros((4, 0, 2)), []),
+                          "pack_padded_sequence: the input's batch axis is empty", F)
+    flat = R.pack_padded_sequence(np.zeros((4, 3)), [3, 2, 1])
+    assert_one_line_error(lambda: gc.nn.GRU(3, 3, dtype="float64")(flat),
+                          "GRU: a PackedSequence's data must be 2-d (sum of the lengths, 3), "
+                          "got shape (6,)", F)
+    theirs = T.pack_padded_sequence(torch.tensor(x), torch.tensor([3, 2, 1]))
+    for call, who in ((R.pad_packed_sequence, "pad_packed_sequence"), (gru, "GRU")):
+        assert_one_line_error(lambda: call(theirs), f"{who}: expected gc.nn.utils.rnn's "
+                              "PackedSequence (its pack_padded_sequence's), got a "
+                              "torch.nn.utils.rnn.PackedSequence", F)
