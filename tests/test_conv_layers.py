@@ -332,6 +332,23 @@ def test_bad_adaptive_pool_settings_give_one_line():
 
 
 @pytest.mark.parametrize("kind", ["avg", "max"])
+def test_adaptive_pool2d_refuses_a_bare_none_as_torch_and_keeps_a_none_entry(kind):
+    # torch takes None only as an entry of the pair (that axis keeps its size); a bare None
+    # it refuses (TypeError), where graphc took it for (None, None)
+    x = np.random.default_rng(8).normal(size=(2, 3, 5, 6))
+    ours, theirs = getattr(gc, f"adaptive_{kind}_pool2d"), getattr(TF, f"adaptive_{kind}_pool2d")
+    with pytest.raises(TypeError):
+        theirs(torch.tensor(x), None)
+    want = f"adaptive_{kind}_pool2d: output_size must be an int >= 0 or a tuple of 2 such"
+    assert_one_line_error(lambda: ours(x, None), want, FILE)
+    layer = getattr(gc.nn, f"Adaptive{kind.capitalize()}Pool2d")
+    assert_one_line_error(lambda: layer(None)(x), want, FILE)
+    for size in ((None, 3), (4, None), [None, None]):
+        np.testing.assert_allclose(ours(x, size), theirs(torch.tensor(x), size).numpy(),
+                                   rtol=1e-12)
+
+
+@pytest.mark.parametrize("kind", ["avg", "max"])
 @pytest.mark.parametrize("size", [1, (1, None), (None, 1), (None, None)])
 def test_adaptive_pools_to_one_cell_serve_every_symbolic_image_size(kind, size):
     # global pooling, a CNN's head over images of any size: "needs a known spatial size"

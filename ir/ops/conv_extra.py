@@ -213,7 +213,8 @@ def _phase_axis(k, s, p, d, r, rows, n_in):
 def adaptive_avg_pool2d(x, output_size):
     """torch.nn.functional.adaptive_avg_pool2d of x (N, C, H, W) or (C, H, W): output cell i
     of an axis of size n averages x's window floor(i * n / out) .. ceil((i + 1) * n / out)
-    (out larger than n too). output_size an int or a pair; an entry None keeps that size."""
+    (out larger than n too). output_size an int or a pair; an entry None of the pair keeps
+    that size ((None, 3)), as torch's; a bare None is refused, as torch refuses it."""
     return _adaptive("adaptive_avg_pool2d", 2, x, output_size, "avg")
 
 
@@ -241,13 +242,16 @@ def _adaptive(name, spatial, x, output_size, kind, return_indices=False):
     if _ndim(x) not in (spatial + 1, spatial + 2):
         _fail(f"{name}: x must be {spatial + 2}-d (N, C, {'L' if spatial == 1 else 'H, W'}) "
               f"or {spatial + 1}-d, got shape {tuple(_shape(x))}")
+    # None keeps an axis's input size only as an entry of a tuple, as torch's (a bare
+    # None, there "object of type 'NoneType' has no len()", was taken for (None, None))
     sizes = (tuple(output_size) if isinstance(output_size, (tuple, list))
              else (output_size,) * spatial)
-    if len(sizes) != spatial or not builtins.all(
+    if output_size is None or len(sizes) != spatial or not builtins.all(
             (is_int(s) and s >= 0) or (s is None and spatial == 2) for s in sizes):
-        _fail(f"{name}: output_size must be an int >= 0 or a tuple of {spatial} "
-              f"{'such ints (or None: the input size)' if spatial == 2 else 'such int'}, "
-              f"got {output_size!r}")
+        such = ("such ints (an entry None keeps that input size)" if spatial == 2
+                else "such int")
+        _fail(f"{name}: output_size must be an int >= 0 or a tuple of {spatial} {such}, got "
+              f"{output_size!r}")
     if kind == "avg" and not is_float(F._dtype(x)):
         _fail(f"{name} of a {F._dtype(x)} value; cast it to a float type first")
     axes = tuple(range(_ndim(x) - spatial, _ndim(x)))
