@@ -129,6 +129,27 @@ def test_conv_transpose2d_float32_symbolic_batch_and_vmap():
     np.testing.assert_allclose(per_image, want, rtol=1e-5, atol=1e-5)
 
 
+def test_conv_transpose_of_an_empty_spatial_axis_is_refused_as_torch_an_empty_batch_not():
+    # torch: "Only zero batch or zero channel inputs are supported"; graphc gave the bias
+    # alone, of the output size formula's shape ((1, 2, 2, 6) here)
+    rng = np.random.default_rng(2)
+    w, w1, b = rng.normal(size=(3, 2, 3, 3)), rng.normal(size=(3, 2, 3)), rng.normal(size=2)
+    for f, tf, shape, weight, what in [
+            (gc.conv_transpose2d, TF.conv_transpose2d, (1, 3, 0, 4), w, "spatial axis"),
+            (gc.conv_transpose2d, TF.conv_transpose2d, (3, 4, 0), w, "spatial axis"),
+            (gc.conv_transpose1d, TF.conv_transpose1d, (2, 3, 0), w1, "length")]:
+        x = np.zeros(shape)
+        with pytest.raises(RuntimeError, match="Only zero batch"):
+            tf(torch.tensor(x), torch.tensor(weight), torch.tensor(b))
+        assert_one_line_error(lambda: f(x, weight, b),
+                              f"{f.__name__}: x has an empty {what} (shape {shape}); only an "
+                              "empty batch is taken, as in PyTorch", FILE)
+    x = np.zeros((0, 3, 4, 5))  # an empty batch: an empty result, as torch's
+    got = gc.conv_transpose2d(x, w, b, stride=2)
+    want = TF.conv_transpose2d(*map(torch.tensor, (x, w, b)), stride=2)
+    assert np.shape(got) == tuple(want.shape) == (0, 2, 9, 11)
+
+
 @pytest.mark.parametrize("kw", [dict(stride=2, padding=1, output_padding=1),
                                 dict(stride=(1, 3), groups=2, dilation=2, bias=False)])
 def test_conv_transpose2d_layer_matches_torch(kw):

@@ -114,6 +114,10 @@ def _conv_transpose(name, spatial, x, w, b, stride, padding, output_padding, gro
             _fail(f"{name}: x is {F._dtype(x)} and {what} {F._dtype(v)}: {why}; cast one with "
                   ".astype")
     size = _shape(x)[-spatial:]
+    if 0 in size:  # torch's rule: an empty batch only (the output size formula gave a
+        # result of the bias alone)
+        _fail(f"{name}: x has an empty {'length' if spatial == 1 else 'spatial axis'} (shape "
+              f"{tuple(_shape(x))}); only an empty batch is taken, as in PyTorch")
     if not builtins.all(isinstance(n, int) for n in size):
         _fail(f"{name}: needs a known {'length' if spatial == 1 else 'height and width'}, "
               f"got a symbolic size {tuple(size)}")
