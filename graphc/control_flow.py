@@ -33,8 +33,8 @@ from ir.ops import api as F
 from ir.ops.precision import STATE as AUTOCAST
 from ir.ops.registry import (SymbolicValue, apply, foreign_array, foreign_array_name,
                              is_weak_scalar, like_dtype, lift_symbolic, scalar_array)
-from ir.types import (BFLOAT16, FLOAT_SCALARS, SHORT_NAMES, Dim, InconclusiveDim, TensorType,
-                      is_float, is_int)
+from ir.types import (BFLOAT16, FLOAT_SCALARS, INT_DTYPES, SHORT_NAMES, Dim, InconclusiveDim,
+                      TensorType, is_float, is_int)
 from ir.region import Region
 from runtime.eager import Tensor, apart_from, no_grad, op_serial
 
@@ -747,7 +747,7 @@ def fori_loop(lower, upper, body_fun, init_val):
         if length >= 2**63:  # (both bounds fit: the scan's length, not the user's, was named)
             raise GraphcError(f"fori_loop: upper - lower = {length} does not fit in int64",
                               (user_location(),))
-        dtype = np.result_type(scalar_array(lower), scalar_array(upper))
+        dtype = _index_dtype(np.result_type(scalar_array(lower), scalar_array(upper)))
         lower = start
         runs = length > 0
     if not runs:  # no loop, but the number a loop takes (traced bounds: a while_loop)
@@ -765,6 +765,17 @@ def fori_loop(lower, upper, body_fun, init_val):
 
     (_, val), _ = scan(step, (start, init_val), None, length=length)
     return val
+
+
+def _index_dtype(dtype):
+    """The dtype of a loop index over bounds of `dtype`: an int dtype graphc has no values of
+    (numpy int8, int16, uint8, uint16, uint32, uint64 scalars) widened to the first of int32
+    and int64 that holds its values (uint64: int64, the bounds' values checked by _whole),
+    as JAX makes int64 bounds int32. The scan's carry was int8, which eagerly stayed a numpy
+    int8 and compiled was refused as an unsupported dtype."""
+    if dtype in INT_DTYPES:
+        return dtype
+    return next((d for d in INT_DTYPES if np.can_cast(dtype, d)), INT_DTYPES[-1])
 
 
 def _fori_while(lower, upper, body_fun, init_val):

@@ -282,6 +282,28 @@ def test_fori_loop_with_traced_bounds_and_while_loop_match_python_loops():
         _close(gc.compile(sum_below)(np.asarray(n), np.asarray(0.5)), 0.5 + n * (n - 1) / 2)
 
 
+@pytest.mark.parametrize("bound, index", [
+    (np.int8, "int32"), (np.int16, "int32"), (np.uint8, "int32"), (np.uint16, "int32"),
+    (np.uint32, "int64"), (np.uint64, "int64"), (np.int32, "int32"), (np.int64, "int64")])
+def test_fori_loop_bounds_of_a_small_int_dtype_are_widened_eager_and_compiled(bound, index):
+    # numpy int8 / uint8 / ... bounds ran eagerly (an int8 index) but compiled were refused
+    # ("dtype int8 is not supported"): the index is now int32 (int64 for uint32 and uint64)
+    # both ways. 120..127 in int8: i * i would wrap in int8 (JAX keeps int8 there)
+    seen = []
+
+    def f(c):
+        def body(i, c):
+            seen.append(np.dtype(i.dtype))
+            return c + gc.cast(i * i, "float64")
+        return gc.fori_loop(bound(120), bound(127), body, c)
+
+    want = float(sum(i * i for i in range(120, 127)))
+    for run in (f, gc.compile(f)):
+        seen.clear()
+        assert float(np.asarray(run(np.float64(0.0)))) == want
+        assert seen and set(seen) == {np.dtype(index)}
+
+
 # fori_loop's index is a strong int64 where JAX's is weakly typed (README, Control flow): the
 # idiom is to cast it to the carry's dtype. Expected values: JAX 0.10.2's for the uncast body
 # (`c + i * 0.5`, `int32_c * (i + 3) - i`, ...), jax.lax.fori_loop with x64 on, computed once.
