@@ -35,9 +35,12 @@ def test_conv1d_matches_torch(k, batched):
 
 @pytest.mark.parametrize("mode", ["zeros", "reflect", "replicate", "circular"])
 @pytest.mark.parametrize("padding", [2, "same"])
-def test_conv1d_layer_matches_torch(mode, padding):
-    theirs = torch.nn.Conv1d(4, 6, 5, padding=padding, padding_mode=mode, groups=2).double()
-    ours = gc.nn.Conv1d(4, 6, 5, padding=padding, padding_mode=mode, groups=2,
+@pytest.mark.parametrize("kernel", [5, 4])
+def test_conv1d_layer_matches_torch(mode, padding, kernel):
+    # kernel 4 with 'same': an asymmetric pair (1 before, 2 after), padded in each mode
+    theirs = torch.nn.Conv1d(4, 6, kernel, padding=padding, padding_mode=mode,
+                             groups=2).double()
+    ours = gc.nn.Conv1d(4, 6, kernel, padding=padding, padding_mode=mode, groups=2,
                         dtype="float64")
     assert ours.weight.data.shape == tuple(theirs.weight.shape)
     ours.load_state_dict({k: v.detach().numpy() for k, v in theirs.state_dict().items()})
