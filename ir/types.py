@@ -484,6 +484,22 @@ class Dim:
     __repr__ = __str__
 
 
+def floor_div(d, k: int):
+    """floor(d / k) for an int k >= 1 and a dimension d, the same for every value of d's
+    symbols: where k divides each of d's symbolic coefficients (floor((2*n+1) / 2) is n,
+    floor((2*n-1) / 2) is n-1), else an InconclusiveDim (floor(n / 2)). Dim's // divides
+    exactly only (reshape's -1); an output size (a strided window count, a strided slice's
+    length) is a floor."""
+    if not isinstance(d, Dim):
+        return d // k
+    constant = sum(c for m, c in d.terms if not m)
+    whole = (d - constant).divide(k)
+    if whole is None:
+        raise InconclusiveDim(f"floor(({d}) / {k}) is no polynomial: it depends on the value "
+                              f"of {', '.join(sorted(d.symbols))}")
+    return whole + constant // k
+
+
 def holds_when_bound(comparison) -> bool:
     """comparison() (a test of dimensions), or True where its answer depends on the symbols'
     values: the rule that asks is run again on the sizes of each call (ir.specialize), which

@@ -96,8 +96,8 @@ def test_conv1d_of_a_symbolic_length_names_conv1d_and_its_own_settings():
     # review (s49): a symbolic length without one output size was refused by conv2d, naming
     # itself and the (1, K) form ("conv2d: ... height or width (kernel (1, 3), stride (1, 2)")
     w = np.zeros((6, 4, 3))
-    for kwargs, why in [(dict(stride=2, padding=1), "padding 1, dilation 1\\): n-1 is not a "
-                         "multiple of 2"),
+    for kwargs, why in [(dict(stride=2, padding=1), "padding 1, dilation 1\\): floor\\(\\(n-1\\) "
+                         "/ 2\\) is no polynomial"),
                         (dict(padding="valid"), "stride 1, padding 0, dilation 1\\): whether "
                          "n-3 >= 0 depends on the value of n")]:
         f = gc.compile(lambda x: gc.conv1d(x, w, **kwargs), polymorphic_shapes=[("b", "_", "n")])
@@ -111,3 +111,28 @@ def test_conv1d_of_a_symbolic_length_names_conv1d_and_its_own_settings():
         np.testing.assert_allclose(f(x), torch.nn.functional.conv1d(
             torch.tensor(x), torch.tensor(w), padding=1).numpy(), rtol=1e-12, atol=1e-12)
     assert f.recompiles == []
+
+
+def test_strided_conv1d_over_a_symbolic_odd_length_matches_torch_at_every_length():
+    # over 2*n+1 with stride 2 the output has n columns for every n, but the strided window
+    # (the slice 0:2*n-1:2) was refused inside slice ("range 0:2*n-1:2 with symbolic bounds
+    # needs step 1"); a length without one output size (n) is still refused naming conv1d
+    rng = np.random.default_rng(3)
+    w, b = rng.normal(size=(2, 3, 3)), rng.normal(size=2)
+    spec = ["(b, 3, 2*n+1)"]
+    f = gc.compile(lambda x: gc.conv1d(x, w, b, stride=2), polymorphic_shapes=spec)
+    grad = gc.compile(gc.grad(lambda x: gc.sum(gc.sin(gc.conv1d(x, w, b, stride=2)))),
+                      polymorphic_shapes=spec)
+    for length in (3, 9, 13):
+        x = rng.normal(size=(2, 3, length))
+        tx = torch.tensor(x, requires_grad=True)
+        want = torch.nn.functional.conv1d(tx, torch.tensor(w), torch.tensor(b), stride=2)
+        torch.sin(want).sum().backward()
+        assert f(x).shape == (2, 2, (length - 1) // 2)
+        np.testing.assert_allclose(f(x), want.detach().numpy(), rtol=1e-12, atol=1e-12)
+        np.testing.assert_allclose(grad(x), tx.grad.numpy(), rtol=1e-12, atol=1e-12)
+    assert f.recompiles == [] and grad.recompiles == []
+    with pytest.raises(GraphcError, match="^conv1d: no output size for every value of a "
+                                          "symbolic length \\(kernel 3, stride 2, padding 1"):
+        gc.compile(lambda x: gc.conv1d(x, w, stride=2, padding=1),
+                   polymorphic_shapes=["(b, 3, n)"])(np.zeros((2, 3, 9)))

@@ -41,6 +41,38 @@ def test_dim_arithmetic_normalises():
         range(b)
 
 
+def test_floor_division_of_a_dim_and_strided_symbolic_slices():
+    # an output size is a floor: floor((2n+1) / 2) = n, floor((2n-1) / 2) = n-1 for every n;
+    # floor(n / 2) is no polynomial. A strided slice of symbolic bounds was refused whatever
+    # its length ("with symbolic bounds needs step 1"); conv2d's and the pools' strided
+    # windows over 2*h rows take it
+    from ir.types import floor_div
+    assert floor_div(2 * b + 1, 2) == b and floor_div(2 * b - 1, 2) == b - 1
+    assert floor_div(6 * b * t - 7, 3) == 2 * b * t - 3 and floor_div(-7, 2) == -4
+    with pytest.raises(InconclusiveDim, match=r"floor\(\(batch\+1\) / 2\) is no polynomial"):
+        floor_div(b + 1, 2)
+    odd = gc.compile(lambda x: x[:, 1::2], polymorphic_shapes=["(b, 2*n)"])
+    for n in (1, 4):
+        x = np.arange(2 * 2 * n, dtype=np.float64).reshape(2, 2 * n)
+        np.testing.assert_array_equal(odd(x), x[:, 1::2])
+    with pytest.raises(GraphcError, match="a slice from 0 to n with step 2: its length "
+                                          r"floor\(\(n\+1\) / 2\) is no polynomial"):
+        gc.trace(lambda x: x[:, ::2], gc.spec(("b", "n")))
+    torch = pytest.importorskip("torch")
+    w = np.random.default_rng(0).normal(size=(4, 3, 3, 3))
+    for op, theirs in [(lambda x: gc.conv2d(x, w, stride=2, padding=1),
+                        lambda x: torch.nn.functional.conv2d(x, torch.tensor(w), stride=2,
+                                                             padding=1)),
+                       (lambda x: gc.max_pool2d(x, 2), lambda x: torch.nn.functional.max_pool2d(
+                           x, 2))]:
+        f = gc.compile(op, polymorphic_shapes=["(b, 3, 2*h, 2*w)"])
+        for shape in ((1, 3, 4, 6), (2, 3, 8, 2)):
+            x = np.random.default_rng(1).normal(size=shape)
+            np.testing.assert_allclose(f(x), theirs(torch.tensor(x)).numpy(), rtol=1e-12,
+                                       atol=1e-12)
+        assert f.recompiles == []
+
+
 @pytest.mark.parametrize("text", ["batch", "128*batch", "batch*seq", "2*batch*seq+1",
                                   "seq-1", "-batch+3"])
 def test_dim_text_round_trip(text):

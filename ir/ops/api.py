@@ -21,7 +21,7 @@ import numpy as np
 
 from ..errors import GraphcError, user_location
 from ..types import (Dim, InconclusiveDim, as_dim, as_dtype, broadcast_shapes, finfo,
-                     fits_int, holds_when_bound, is_float, is_half, is_int, is_real,
+                     fits_int, floor_div, holds_when_bound, is_float, is_half, is_int, is_real,
                      is_real_dtype)
 from . import precision
 from .registry import (SymbolicValue, _called_op, apply, holds_values, innermost_interpreter,
@@ -1038,12 +1038,14 @@ def _slice_indices(k: slice, d):
 
 
 def slice_length(start, stop, step):
-    """len(range(start, stop, step)), also for symbolic bounds (step 1 only)."""
+    """len(range(start, stop, step)), also for symbolic bounds (stop >= start): a step
+    other than 1 where the length is one polynomial for every value (1:2*n:2 has n)."""
     if isinstance(start, Dim) or isinstance(stop, Dim):
-        if step != 1:
-            _fail(f"a slice from {start} to {stop} with step {step}: symbolic slices take "
-                  "step 1")
-        return stop - start
+        try:
+            return floor_div(stop - start + step - 1, step)
+        except InconclusiveDim as exc:
+            _fail(f"a slice from {start} to {stop} with step {step}: its length "
+                  f"{exc.message}")
     return len(range(start, stop, step))
 
 
@@ -1712,7 +1714,7 @@ def _windows(name, x, kernel, stride, padding, dilation, pad_value, channels_las
         if reach_h > hp or reach_w > wp:
             _fail(f"{name}: the kernel ({reach_h}, {reach_w}) (dilated) is larger than the "
                   f"padded input ({hp}, {wp})")
-        ho, wo = (hp - reach_h) // sh + 1, (wp - reach_w) // sw + 1
+        ho, wo = floor_div(hp - reach_h, sh) + 1, floor_div(wp - reach_w, sw) + 1
     except InconclusiveDim as exc:  # a symbolic H or W: the plan has no one output size
         _fail(f"{name}: no output size for every value of a symbolic height or width "
               f"(kernel {kernel}, stride {stride}, padding {padding}): {exc.message}")
@@ -1872,7 +1874,7 @@ def conv1d(x, w, b=None, stride=1, padding=0, dilation=1, groups=1):
             if length + 2 * padding[1] < span:
                 _fail(f"conv1d: the kernel {span} (dilated) is longer than the padded input "
                       f"{length + 2 * padding[1]}")
-            (length + 2 * padding[1] - span) // stride
+            floor_div(length + 2 * padding[1] - span, stride)
         except InconclusiveDim as exc:  # a symbolic length (conv2d's line would name
             # itself and the (1, K) form)
             _fail(f"conv1d: no output size for every value of a symbolic length (kernel {k}, "
