@@ -150,6 +150,62 @@ def test_conv_transpose_of_an_empty_spatial_axis_is_refused_as_torch_an_empty_ba
     assert np.shape(got) == tuple(want.shape) == (0, 2, 9, 11)
 
 
+@pytest.mark.parametrize("kw", [dict(), dict(stride=2, padding=1, output_padding=1),
+                                dict(stride=3, padding=1, dilation=(1, 2), groups=2),
+                                dict(stride=(1, 2), padding=(0, 1))])
+def test_conv_transpose_of_a_symbolic_height_and_width_matches_torch_at_every_size(kw):
+    # "needs a known height and width" before, at stride 1 too: the output size is affine in
+    # n. stride 3, padding 1: at n = 1 one phase reads no row of x (cut whole)
+    rng = np.random.default_rng(6)
+    w, b = rng.normal(size=(4, 3, 3, 3)), rng.normal(size=3 * kw.get("groups", 1))
+    spec = [("b", "_", "h", "w"), None, None]
+    f = gc.compile(lambda x, w, b: gc.conv_transpose2d(x, w, b, **kw), polymorphic_shapes=spec)
+    grad = gc.compile(gc.grad(lambda x, w, b: gc.sum(gc.sin(gc.conv_transpose2d(x, w, b, **kw))),
+                              argnums=(0, 1)), polymorphic_shapes=spec)
+    for shape in [(2, 4, 5, 3), (1, 4, 1, 7), (3, 4, 4, 4)]:
+        x = rng.normal(size=shape)
+        tx, tw = torch.tensor(x, requires_grad=True), torch.tensor(w, requires_grad=True)
+        want = TF.conv_transpose2d(tx, tw, torch.tensor(b), **kw)
+        torch.sin(want).sum().backward()
+        np.testing.assert_allclose(f(x, w, b), want.detach().numpy(), rtol=1e-12, atol=1e-12)
+        for g, t in zip(grad(x, w, b), (tx, tw)):
+            np.testing.assert_allclose(g, t.grad.numpy(), rtol=1e-10, atol=1e-11)
+    assert f.recompiles == [] and grad.recompiles == []
+    # the 1-d form over a symbolic length
+    w1 = w[..., 0]
+    f1 = gc.compile(lambda x: gc.conv_transpose1d(x, w1, **kw_1d(kw)),
+                    polymorphic_shapes=[("b", "_", "n")])
+    for length in (1, 6):
+        x = rng.normal(size=(2, 4, length))
+        np.testing.assert_allclose(f1(x), TF.conv_transpose1d(
+            torch.tensor(x), torch.tensor(w1), **kw_1d(kw)).numpy(), rtol=1e-12, atol=1e-12)
+
+
+def kw_1d(kw):
+    """conv_transpose2d's settings for the 1-d form: each pair's last (the width's)."""
+    return {k: v[-1] if isinstance(v, tuple) else v for k, v in kw.items()}
+
+
+def test_conv_transpose_of_a_symbolic_size_refuses_what_has_no_one_plan_in_one_line():
+    w = np.zeros((4, 3, 3, 3))
+    spec = [("b", "_", "h", "w")]
+    x = np.zeros((2, 4, 5, 5))
+    # padding 2: the output h-2 is empty at h = 1 and 2, where torch refuses
+    with pytest.raises(RuntimeError):
+        TF.conv_transpose2d(torch.tensor(x[:, :, :1, :1]), torch.tensor(w), padding=2)
+    assert_one_line_error(
+        lambda: gc.compile(lambda x: gc.conv_transpose2d(x, w, padding=2),
+                           polymorphic_shapes=spec)(x),
+        "conv_transpose2d: the output size (h-2, w-2) is empty for the least values of a "
+        "symbolic size (input (h, w), kernel (3, 3), padding (2, 2): whether h-3 >= 0 "
+        "depends on the value of h); declare the size concrete", FILE)
+    layer = gc.nn.ConvTranspose2d(4, 3, 3, stride=2, dtype="float64")
+    assert_one_line_error(
+        lambda: gc.compile(lambda x: layer(x, output_size=(12, 12)), polymorphic_shapes=spec)(x),
+        "ConvTranspose2d: output_size needs a known input size, got the symbolic size (h, w); "
+        "leave output_size out or declare the size concrete", FILE)
+
+
 @pytest.mark.parametrize("kw", [dict(stride=2, padding=1, output_padding=1),
                                 dict(stride=(1, 3), groups=2, dilation=2, bias=False)])
 def test_conv_transpose2d_layer_matches_torch(kw):

@@ -14,7 +14,7 @@ import numpy as np
 
 from . import api as F
 from . import precision
-from ..types import is_float, is_int
+from ..types import InconclusiveDim, floor_div, is_float, is_int
 from .api import _fail, _ndim, _shape
 from .arrays import _take_along, argsort
 
@@ -45,6 +45,9 @@ def conv_transpose_output_size(name, shape, kernel, stride, padding, dilation, o
             spatial, len(shape)) or not builtins.all(is_int(v) for v in output_size):
         _fail(f"{name}: output_size must be {spatial} ints (or {len(shape)}, x's shape), got "
               f"{output_size!r}")
+    if not builtins.all(isinstance(n, int) for n in size):  # it fits one value of n only
+        _fail(f"{name}: output_size needs a known input size, got the symbolic size "
+              f"{tuple(size)}; leave output_size out or declare the size concrete")
     output_padding = []
     for n, want, k, s, p, d in zip(size, tuple(output_size)[-spatial:], kernel, stride,
                                    padding, dilation):
@@ -118,14 +121,20 @@ def _conv_transpose(name, spatial, x, w, b, stride, padding, output_padding, gro
         # result of the bias alone)
         _fail(f"{name}: x has an empty {'length' if spatial == 1 else 'spatial axis'} (shape "
               f"{tuple(_shape(x))}); only an empty batch is taken, as in PyTorch")
-    if not builtins.all(isinstance(n, int) for n in size):
-        _fail(f"{name}: needs a known {'length' if spatial == 1 else 'height and width'}, "
-              f"got a symbolic size {tuple(size)}")
     out_size = tuple((n - 1) * s - 2 * p + d * (k - 1) + op + 1 for n, k, s, p, d, op in
                      zip(size, kernel, stride, padding, dilation, output_padding))
-    if builtins.min(out_size) < 1:
-        _fail(f"{name}: the output size {out_size} is empty (input {tuple(size)}, kernel "
-              f"{tuple(kernel)}, padding {padding if spatial > 1 else padding[0]})")
+    # a symbolic size n (>= 1): the output size is affine in it, (n - 1) * s + c, and must
+    # be >= 1 already at n = 1 (torch refuses the sizes where it is not); a phase's rows,
+    # ceil(out / s) = n + c', are then one polynomial (_phases)
+    settings = (f"input {tuple(size)}, kernel {tuple(kernel)}, padding "
+                f"{padding if spatial > 1 else padding[0]}")
+    try:
+        empty = builtins.any(o < 1 for o in out_size)
+    except InconclusiveDim as exc:
+        _fail(f"{name}: the output size {out_size} is empty for the least values of a "
+              f"symbolic size ({settings}: {exc.message}); declare the size concrete")
+    if empty:
+        _fail(f"{name}: the output size {out_size} is empty ({settings})")
     unbatched = _ndim(x) == nd - 1
     if unbatched:
         x = F.expand_dims(x, 0)
@@ -155,7 +164,7 @@ def _phases(x, w, b, groups, kernel, stride, padding, dilation, size, out_size, 
     # conv2d's layout (C_out, C_in / groups, kH, kW), group by group
     wc = F.reshape(F.transpose(F.reshape(w, (groups, cin // groups, cout // groups, kh, kw)),
                                (0, 2, 1, 3, 4)), (cout, cin // groups, kh, kw))
-    grid = tuple(-(-o // s) for o, s in zip(out_size, stride))  # one phase's rows, columns
+    grid = tuple(-floor_div(-o, s) for o, s in zip(out_size, stride))  # a phase's rows, columns
     if b is not None and F._dtype(b) != F._dtype(x):  # under autocast: torch casts it too
         b = F.cast(b, F._dtype(x))
     phases, empty = [], None
@@ -168,9 +177,14 @@ def _phases(x, w, b, groups, kernel, stride, padding, dilation, size, out_size, 
                 empty = empty if b is None else empty + F.reshape(b, (cout, 1, 1))
             phases.append(empty)
             continue
-        xp, kernel_p = x, wc
+        xp, kernel_p, crops = x, wc, []
         for axis, (taps, step, cut, pad) in zip((2, 3), axes):
-            if builtins.any(cut):
+            if builtins.any(cut) and not isinstance(_shape(xp)[axis], int):
+                # a symbolic size may be cut whole (no tap reads x at n = 1, a padding
+                # wider than the kernel): the rows of the uncut x's result from cut[0] on
+                # are the cut x's (each result row reads the same rows of x), for every n
+                crops.append((axis, cut[0]))
+            elif builtins.any(cut):
                 starts, stops = [0] * 4, list(_shape(xp))
                 starts[axis], stops[axis] = cut[0], stops[axis] - cut[1]
                 xp = F.slice_(xp, starts, stops, [1] * 4)
@@ -179,7 +193,12 @@ def _phases(x, w, b, groups, kernel, stride, padding, dilation, size, out_size, 
             # the phase's taps, last first (conv2d correlates)
             kernel_p = F.swapaxes(F.take(F.swapaxes(kernel_p, axis, 0), np.asarray(taps)),
                                   0, axis)
-        phases.append(F.conv2d(xp, kernel_p, b, 1, 0, (axes[0][1], axes[1][1]), groups))
+        out = F.conv2d(xp, kernel_p, b, 1, 0, (axes[0][1], axes[1][1]), groups)
+        for axis, start in crops:
+            starts, stops = [0] * 4, list(_shape(out))
+            starts[axis], stops[axis] = start, start + grid[axis - 2]
+            out = F.slice_(out, starts, stops, [1] * 4)
+        phases.append(out)
     (sh, sw), (ho, wo) = stride, out_size
     if sh == sw == 1:
         out = phases[0]
@@ -208,7 +227,7 @@ def _phase_axis(k, s, p, d, r, rows, n_in):
     before = q[-1]  # padded row i is input row i - q[-1]
     after = rows + (q[-1] - q[0]) - n_in - before  # padded rows: rows + the kernel's reach
     cut = (builtins.max(0, -before), builtins.max(0, -after))
-    if cut[0] + cut[1] >= n_in:
+    if isinstance(n_in, int) and cut[0] + cut[1] >= n_in:  # (a symbolic one: _phases)
         return None
     return taps[::-1], step, cut, (builtins.max(0, before), builtins.max(0, after))
 
