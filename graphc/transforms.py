@@ -2182,8 +2182,11 @@ def _concrete(shape) -> bool:
 
 
 def _dtype_and_shape(x):
-    """(dtype name, shape) of an array or a symbolic value; None for a Python scalar."""
-    if isinstance(x, (bool, int, float)):
+    """(dtype name, shape) of an array or a symbolic value; None for a Python scalar. A
+    numpy scalar has its dtype, np.float64 too (a subclass of Python's float: taken for a
+    Python number, an np.float64 tangent went unchecked and made a float32 primal's jvp
+    float64 throughout)."""
+    if isinstance(x, (bool, int, float)) and not isinstance(x, np.generic):
         return None
     dtype, shape = getattr(x, "dtype", None), getattr(x, "shape", None)
     if dtype is None or shape is None:

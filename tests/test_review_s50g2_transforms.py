@@ -1,0 +1,32 @@
+"""Function transformations against JAX's semantics (session 50 review, g2): jvp, vjp,
+linearize and linear_transpose at their edges."""
+import numpy as np
+import pytest
+
+import graphc as gc
+
+
+def test_jvp_checks_a_numpy_float64_scalar_tangent_as_other_numpy_scalars():
+    """np.float64 subclasses Python's float, so its tangent went unchecked and the weak
+    typing of the primals and tangents together made a float32 primal's whole jvp float64:
+    jvp(f, (np.float32(2),), (np.float64(1),)) returned f(x) as float64, not f(x). JAX
+    (x64) refuses the mismatch; so does graphc now, as for an np.float32 tangent of an
+    np.float64 primal and for 0-d arrays."""
+    square = lambda s: s * s  # noqa: E731
+    for primal, tangent in ((np.float32(2.0), np.float64(1.0)),
+                            (np.float64(2.0), np.float32(1.0)),
+                            (np.array(2.0, np.float32), np.array(1.0))):
+        with pytest.raises(gc.GraphcError, match=r"tangent 0 is float\d+\[\] but its primal "
+                                                 r"is float\d+\[\]"):
+            gc.jvp(square, (primal,), (tangent,))
+    # matching numpy scalars, and a Python float (weakly typed) tangent, keep the primal's
+    y, t = gc.jvp(square, (np.float32(2.0),), (np.float32(1.5),))
+    assert y.dtype == t.dtype == np.float32 and (float(y), float(t)) == (4.0, 6.0)
+    y, t = gc.jvp(square, (np.float32(2.0),), (1.5,))
+    assert y.dtype == t.dtype == np.float32 and (float(y), float(t)) == (4.0, 6.0)
+    y, t = gc.jvp(square, (np.float64(2.0),), (np.float64(1.5),))
+    assert y.dtype == t.dtype == np.float64 and (float(y), float(t)) == (4.0, 6.0)
+    # an np.float64 tangent of an array primal is refused as a number's
+    with pytest.raises(gc.GraphcError, match=r"tangent 0 is the number .*1\.0\) but its "
+                                             r"primal is float32\[3\]"):
+        gc.jvp(square, (np.ones(3, np.float32),), (np.float64(1.0),))
