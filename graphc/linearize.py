@@ -28,14 +28,15 @@ from runtime.eager import Tensor
 from .tracing import (Spec, called, called_function, function_name, leaves_and_structure,
                       leaves_like, refuse_foreign_argument, to_spec, trace, unflatten)
 from .transforms import (_as_primals, _check_integer_tangent, _is_python_number, _is_symbolic,
-                         _read_seed, jvp, primal_and_tangent_names)
+                         _read_seed, jvp, primal_and_tangent_names, split_aux)
 
 __all__ = ["linearize"]
 
 
-def linearize(fn, *primals):
+def linearize(fn, *primals, has_aux=False):
     """(fn(*primals), f_jvp) with f_jvp(*tangents) = J @ tangents at the primals; tangents
-    are pytrees like the primals, of their dtypes and shapes (as gc.jvp takes them)."""
+    are pytrees like the primals, of their dtypes and shapes (as gc.jvp takes them). With
+    has_aux, as JAX's, fn returns (output, aux) and linearize (output, f_jvp, aux)."""
     # (imported here: building a plan loads the parallel kernels, which start OpenMP, and
     # `import graphc` must not, for processes forked before any plan: tests/test_review_s12.py)
     from runtime.build import build_plan
@@ -54,13 +55,19 @@ def linearize(fn, *primals):
         if not isinstance(x, (np.ndarray, Tensor)) and foreign_array_name(x):  # named none)
             refuse_foreign_argument(f"linearize of {function_name(fn)}", fn, primals)
 
+    aux = []  # fn's aux, computed from the primals alone: a known output, as y
+
     def primals_and_tangents(*a):
         # (the hint of a traced number used as a Python value)
         current_graph().without_static_args = "gc.linearize(lambda x: f(x, n), x)"
-        return jvp(as_called, a[:count], a[count:])
+        return jvp(as_called, a[:count], a[count:]) + tuple(aux)
 
     def as_called(*xs):  # (a call fn does not take is linearize's line, not jvp's)
-        return called(f"linearize of {function_name(fn)}", fn, xs)
+        out = called(f"linearize of {function_name(fn)}", fn, xs)
+        if has_aux:
+            out, extra = split_aux(out, "linearize")
+            aux.append(extra)
+        return out
     # as fn to jvp, which names fn and its parameters (a Module's, its forward's)
     functools.update_wrapper(as_called, called_function(fn)[0])
     as_called.__name__ = function_name(fn)
@@ -76,15 +83,17 @@ def linearize(fn, *primals):
     positions = unflatten(graph.output_tree, list(range(len(graph.outputs))))
     y_positions, y_structure = leaves_and_structure(positions[0])
     t_positions, t_structure = leaves_and_structure(positions[1])
+    aux_positions, aux_structure = leaves_and_structure(positions[2] if has_aux else None)
     known_part, tangent_part = _split(graph, tangent_names,
-                                      [graph.outputs[k] for k in y_positions],
+                                      [graph.outputs[k] for k in y_positions + aux_positions],
                                       [graph.outputs[k] for k in t_positions])
     known_plan, tangent_plan = build_plan(known_part), build_plan(tangent_part)
     # (a Tensor's array: a numpy array's .data is a memoryview, which an ml_dtypes array
     # such as bfloat16 cannot be read back from)
     p_arrays = [x.data if isinstance(x, Tensor) else x for x in p_leaves]
     known = known_plan(*p_arrays)
-    y, residuals = known[:len(y_positions)], known[len(y_positions):]
+    y, residuals = known[:len(y_positions)], known[len(y_positions) + len(aux_positions):]
+    aux_values = known[len(y_positions):len(y_positions) + len(aux_positions)]
     p_types = [(np.asarray(x).dtype, np.shape(x)) for x in p_arrays]
 
     def f_jvp(*tangents):
@@ -118,6 +127,8 @@ def linearize(fn, *primals):
         return unflatten(t_structure, tangent_plan(*residuals, *arrays))
 
     f_jvp.plan = tangent_plan  # what each call runs (`graphc dump`-able: plan.graph)
+    if has_aux:
+        return unflatten(y_structure, y), f_jvp, unflatten(aux_structure, aux_values)
     return unflatten(y_structure, y), f_jvp
 
 

@@ -30,3 +30,36 @@ def test_jvp_checks_a_numpy_float64_scalar_tangent_as_other_numpy_scalars():
     with pytest.raises(gc.GraphcError, match=r"tangent 0 is the number .*1\.0\) but its "
                                              r"primal is float32\[3\]"):
         gc.jvp(square, (np.ones(3, np.float32),), (np.float64(1.0),))
+
+
+def test_linearize_takes_has_aux_as_jax():
+    """jax.linearize(f, *primals, has_aux=True) returns (y, f_jvp, aux); gc.linearize took no
+    has_aux ("unexpected keyword argument"). aux is computed with y, once, from the primals."""
+    x = np.array([0.5, -1.0, 2.0], np.float32)
+    t = np.array([1.0, 2.0, 3.0], np.float32)
+    calls = []
+
+    def f(a):
+        calls.append(1)
+        return gc.sin(a) * a, {"sq": gc.sum(a * a), "a": a}
+
+    y, f_jvp, aux = gc.linearize(f, x, has_aux=True)
+    np.testing.assert_allclose(y, np.sin(x) * x, rtol=1e-6)
+    np.testing.assert_allclose(aux["sq"], np.sum(x * x), rtol=1e-6)
+    np.testing.assert_array_equal(aux["a"], x)
+    assert aux["sq"].dtype == np.float32
+    want = (np.cos(x) * x + np.sin(x)) * t
+    np.testing.assert_allclose(f_jvp(t), want, rtol=1e-6)
+    np.testing.assert_allclose(f_jvp(2 * t), 2 * want, rtol=1e-6)  # reusable
+    np.testing.assert_allclose(gc.compile(f_jvp)(t), want, rtol=1e-6)
+    assert len(calls) == 1  # traced once; f_jvp runs only the tangent part
+    # as jvp's has_aux: the same values
+    y2, t2, aux2 = gc.jvp(f, (x,), (t,), has_aux=True)
+    np.testing.assert_allclose(t2, want, rtol=1e-6)
+    np.testing.assert_allclose(aux2["sq"], aux["sq"])
+    # without has_aux, a pair is the output (its tangent a pair too), as JAX's
+    y, f_jvp = gc.linearize(f, x)
+    np.testing.assert_allclose(f_jvp(t)[0], want, rtol=1e-6)
+    with pytest.raises(gc.GraphcError, match=r"^linearize: with has_aux=True the function "
+                                             r"must return a pair \(output, aux\)"):
+        gc.linearize(gc.sin, x, has_aux=True)
