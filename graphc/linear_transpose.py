@@ -39,7 +39,7 @@ from .nn import _AUTO_KEY, _GENERATOR
 from .split_vjp import _with_gradients
 from .tracing import (Spec, arg_names, called, function_name, leaves_and_structure, to_spec, trace,
                       unflatten)
-from .transforms import _cotangent_leaves, _is_python_number
+from .transforms import _cotangent_leaves, _is_python_number, one_cotangent
 
 __all__ = ["linear_transpose"]
 
@@ -98,6 +98,7 @@ def linear_transpose(fn, *primals):
     # the graphs of the values it reads, where it was made inside a trace (compile, vmap)
     in_graphs = {id(r.graph): r.graph for r in residuals if isinstance(r, SymbolicValue)}
 
+    @one_cotangent(who, "f_t")
     def transposed(cotangent):
         given = _cotangent_leaves(out_specs, cotangent, who)
         by_input = [given[cotangent_of[node.attrs["name"]]] for node in ct_inputs]

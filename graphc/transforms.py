@@ -2071,6 +2071,7 @@ def vjp(fn, *primals, has_aux=False):
             out = called(f"vjp of {function_name(fn)}", fn, primals)
         out, aux = split_aux(out, "vjp") if has_aux else (out, None)
 
+        @one_cotangent(f"vjp of {function_name(fn)}", "vjp_fn")
         def vjp_sym(cotangent):
             return pull(out, primals, cotangent)
         return (out, vjp_sym, aux) if has_aux else (out, vjp_sym)
@@ -2088,9 +2089,31 @@ def vjp(fn, *primals, has_aux=False):
         raise
     structure = leaves_and_structure(list(primals))[1]
 
+    @one_cotangent(f"vjp of {function_name(fn)}", "vjp_fn")
     def vjp_concrete(cotangent):
         return tuple(unflatten(structure, pullback(_cotangent_leaves(out, cotangent))))
     return (out, vjp_concrete, aux) if has_aux else (out, vjp_concrete)
+
+
+def one_cotangent(who, what):
+    """A pullback (vjp's vjp_fn, linear_transpose's f_t) that refuses, in one line naming
+    `who`, a call that is not one cotangent, as JAX's: vjp_fn(ct0, ct1) for a function
+    returning a pair was Python's TypeError naming `vjp.<locals>.vjp_concrete()`."""
+    def decorate(pullback):
+        @functools.wraps(pullback)  # (its signature, `cotangent`, names it in compile, vmap)
+        def checked(*args, **kwargs):
+            if len(args) + len(kwargs) != 1 or set(kwargs) - {"cotangent"}:
+                got = (f"the keyword argument {next(iter(set(kwargs) - {'cotangent'}))!r}"
+                       if set(kwargs) - {"cotangent"} else
+                       f"{len(args) + len(kwargs) or 'no'} argument"
+                       f"{'' if len(args) + len(kwargs) == 1 else 's'}")
+                raise GraphcError(f"{who}: {what} takes one cotangent, a pytree like the "
+                                  f"function's result, but was given {got}; for a result "
+                                  f"that is a tuple pass one tuple, {what}((ct0, ct1))",
+                                  (user_location(),))
+            return pullback(*args, **kwargs)
+        return checked
+    return decorate
 
 
 def _read_seed(c, what):

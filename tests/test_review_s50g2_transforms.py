@@ -63,3 +63,40 @@ def test_linearize_takes_has_aux_as_jax():
     with pytest.raises(gc.GraphcError, match=r"^linearize: with has_aux=True the function "
                                              r"must return a pair \(output, aux\)"):
         gc.linearize(gc.sin, x, has_aux=True)
+
+
+def test_vjp_fn_and_f_t_called_with_other_than_one_cotangent_is_one_line():
+    """JAX's vjp_fn takes one cotangent, a tuple for a tuple result, and says so when called
+    splatted, vjp_fn(ct0, ct1); here that was Python's TypeError naming an internal function
+    ('vjp.<locals>.vjp_concrete() takes 1 positional argument but 2 were given'), as was
+    linear_transpose's f_t. The parameter keeps its name, `cotangent`, for compile and vmap."""
+    x = np.array([0.5, -1.0, 2.0], np.float32)
+
+    def f(a):
+        return gc.sin(a), a * 2
+
+    _, vjp_fn = gc.vjp(f, x)
+    f_t = gc.linear_transpose(lambda a: a * 2, x)
+    splatted = r"takes one cotangent, a pytree like the function's result, but was given "
+    for call, who, got in ((lambda: vjp_fn(x, x), r"vjp of f: vjp_fn", "2 arguments"),
+                           (lambda: vjp_fn(), r"vjp of f: vjp_fn", "no arguments"),
+                           (lambda: vjp_fn(ct=(x, x)), r"vjp of f: vjp_fn",
+                            "the keyword argument 'ct'"),
+                           (lambda: f_t(x, x), r"linear_transpose of lambda: f_t",
+                            "2 arguments")):
+        with pytest.raises(gc.GraphcError, match=f"^{who} {splatted}{got}; for a result "
+                                                 r"that is a tuple pass one tuple") as info:
+            call()
+        assert info.value.message.count("\n") == 0
+    # traced too (inside compile, the pullback of a traced vjp)
+    with pytest.raises(gc.GraphcError, match=f"^vjp of f: vjp_fn {splatted}2 arguments"):
+        gc.compile(lambda a: gc.vjp(f, a)[1](a, a))(x)
+    # one cotangent, positional or by its name, as before
+    want = np.cos(x) * x + 2 * x
+    np.testing.assert_allclose(vjp_fn((x, x))[0], want, rtol=1e-6)
+    np.testing.assert_allclose(vjp_fn(cotangent=(x, x))[0], want, rtol=1e-6)
+    np.testing.assert_allclose(gc.compile(vjp_fn)((x, x))[0], want, rtol=1e-6)
+    np.testing.assert_allclose(f_t(x)[0], 2 * x)
+    assert f_t.plan is not None
+    np.testing.assert_allclose(np.asarray(gc.vmap(f_t)(np.stack([x, -x]))[0]),
+                               np.stack([2 * x, -2 * x]))
