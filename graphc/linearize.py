@@ -26,9 +26,10 @@ from ir.ops.registry import SymbolicValue, apply, foreign_array_name, get_op
 from runtime.eager import Tensor
 
 from .tracing import (Spec, called, called_function, function_name, leaves_and_structure,
-                      leaves_like, refuse_foreign_argument, to_spec, trace, unflatten)
+                      refuse_foreign_argument, to_spec, trace, unflatten)
 from .transforms import (_as_primals, _check_integer_tangent, _is_python_number, _is_symbolic,
-                         _read_seed, jvp, primal_and_tangent_names, split_aux)
+                         _like_primal, _read_seed, jvp, primal_and_tangent_names,
+                         split_aux)
 
 __all__ = ["linearize"]
 
@@ -97,18 +98,13 @@ def linearize(fn, *primals, has_aux=False):
     p_types = [(np.asarray(x).dtype, np.shape(x)) for x in p_arrays]
 
     def f_jvp(*tangents):
-        t_leaves, structure = leaves_and_structure(list(tangents))
-        if structure != p_structure and len(tangents) == count:  # dict keys in another order?
-            try:
-                t_leaves = leaves_like(p_structure, list(tangents))
-                if all(leaf is not None for leaf in t_leaves):
-                    structure = p_structure
-            except GraphcError:
-                pass
-        if structure != p_structure:
-            raise GraphcError(f"linearize: f_jvp takes tangents like the {count} primals "
-                              f"({len(p_leaves)} arrays), got {len(t_leaves)} arrays in "
-                              f"another structure", (user_location(),))
+        if len(tangents) != count:
+            raise GraphcError(f"linearize: f_jvp takes {count} tangent{'s' * (count != 1)}, "
+                              f"one like each primal, got {len(tangents)}", (user_location(),))
+        # each a pytree like its primal, a dict's keys in any order, as jvp's tangents
+        t_leaves = leaves_and_structure([
+            _like_primal(p, t, f"linearize: f_jvp's tangent {k}")
+            for k, (p, t) in enumerate(zip(primals, tangents))])[0]
         graph = current_graph()  # vmap(f_jvp), compile, grad: traced tangents
         arrays = []
         for k, (t, (dtype, shape)) in enumerate(zip(t_leaves, p_types)):

@@ -2189,14 +2189,18 @@ def _like_primal(primal, tangent, what):
     t_leaves, t_structure = leaves_and_structure(tangent)
     if t_structure == structure:
         return tangent
-    try:
-        t_leaves = leaves_like(structure, tangent)
-    except GraphcError:
-        t_leaves = [None]
-    if any(leaf is None for leaf in t_leaves):  # a None where the primal holds arrays
-        raise GraphcError(f"{what} is not a pytree like its primal "
-                          f"({len(leaves_and_structure(tangent)[0])} "
-                          f"vs {len(p_leaves)} arrays)", (user_location(),))
+    # (where and how they differ: '{"b": ..}' for '{"a": ..}' was "(1 vs 1 arrays)")
+    t_leaves = leaves_like(structure, tangent, what, "its primal")
+    nested = [leaf for leaf in t_leaves if isinstance(leaf, (tuple, list, dict))]
+    if nested:  # (leaves_like passes a subtree where the primal has a leaf: jvp took (t,)
+        # for x, as JAX does not)
+        raise GraphcError(f"{what} does not match its primal: a {container_kind(nested[0])} "
+                          f"where it holds an array", (user_location(),))
+    missing = sum(leaf is None for leaf in t_leaves)
+    if missing:  # a None where the primal holds arrays
+        raise GraphcError(f"{what} does not match its primal: None where it holds {missing} "
+                          f"of its {len(p_leaves)} arrays; pass zeros for no tangent",
+                          (user_location(),))
     return unflatten(structure, t_leaves)
 
 

@@ -90,7 +90,8 @@ def test_linearize_bad_input_is_one_clear_line():
         f_jvp(np.ones(2))
     with pytest.raises(GraphcError, match=r"tangent leaf 0 is float32\[3\]"):
         f_jvp(np.ones(3, np.float32))
-    with pytest.raises(GraphcError, match="f_jvp takes tangents like the 1 primals"):
+    with pytest.raises(GraphcError, match="f_jvp takes 1 tangent, one like each primal, "
+                                          "got 2"):
         f_jvp(np.ones(3), np.ones(3))
     with pytest.raises(GraphcError, match="inside a traced function use gc.jvp"):
         gc.compile(lambda x: gc.linearize(lambda y: y * 2.0, x)[0])(x)
