@@ -510,8 +510,10 @@ def holds_when_bound(comparison) -> bool:
         return True
 
 
-def as_dim(d):
-    """A dimension as the IR holds it: an int (numpy integers included) or a Dim."""
+def as_dim(d, what="a size"):
+    """A dimension as the IR holds it: an int (numpy integers included) or a Dim. A str is
+    read as IR text (`n`, `2*n`, `3`); anything else that is no integer is one GraphcError
+    line, "<what> must be an int, got ..."."""
     if isinstance(d, Dim):
         return d
     if isinstance(d, str):
@@ -531,7 +533,7 @@ def as_dim(d):
         if getattr(d, "ndim", None) == 0 and hasattr(d, "item") \
                 and not isinstance(d, np.generic) and is_int(d.item()):
             return int(d.item())
-    raise GraphcError(f"a size must be an int, got {d!r}", (user_location(),))
+    raise GraphcError(f"{what} must be an int, got {d!r}", (user_location(),))
 
 
 def is_symbolic_shape(shape) -> bool:

@@ -638,6 +638,83 @@ def test_a_0d_integer_tensor_is_a_size_and_a_str_or_traced_one_is_one_line():
             gc.compile(make)(np.int64(3))
 
 
+def test_a_str_size_is_refused_eagerly_and_a_symbolic_one_kept_in_a_trace():
+    """s50 f1 item 1: a str size reached as_dim, which reads IR text, so eagerly gc.eye('3')
+    and tril_mask('3') were 3 x 3 matrices, gc.zeros(('3', 2)) a (3, 2) array, arange('4')
+    [0 1 2 3] and gc.reshape(x, ('2', 6)) a reshape, where numpy and torch refuse a str size;
+    eye('-3') was parse_dim's bare ValueError. A str is a size only where it names a symbol
+    inside a trace (s49's refusal of every str, reverted in 3412c4f and 3ec8d23, broke that):
+    eagerly, or an integer text traced, it is one line naming the function."""
+    x = np.arange(12, dtype=np.float32).reshape(3, 4)
+    for np_call in (lambda: np.eye("3"), lambda: np.zeros(("3", 2)), lambda: np.arange("4"),
+                    lambda: x.reshape(("2", 6)), lambda: torch.zeros(("3", 2)),
+                    lambda: torch.eye("3")):
+        with pytest.raises(TypeError):
+            np_call()
+    for call, line in ((lambda v: gc.eye("3"), "eye: a size must be an int, got '3'"),
+                       (lambda v: gc.eye("-3"), "eye: a size must be an int, got '-3'"),
+                       (lambda v: gc.eye(3, "2"), "eye: a size must be an int, got '2'"),
+                       (lambda v: gc.tril_mask("3"), "tril_mask: a size must be an int, got '3'"),
+                       (lambda v: gc.arange("4"), "arange: a bound must be an int, got '4'"),
+                       (lambda v: gc.arange(1, "4"), "arange: a bound must be an int, got '4'"),
+                       (lambda v: gc.reshape(v, ("2", 6)),
+                        "reshape: a size must be an int, got '2'"),
+                       (lambda v: gc.reshape(v, "-1"), "reshape: a size must be an int, got '-1'"),
+                       (lambda v: v.reshape("12"), "reshape: a size must be an int, got '12'"),
+                       (lambda v: gc.zeros(("3", 2)), "a size must be an int, got '3'"),
+                       (lambda v: gc.ones(["-3", 2]), "a size must be an int, got '-3'"),
+                       (lambda v: gc.full(("3", 2), 1.0), "a size must be an int, got '3'"),
+                       (lambda v: gc.broadcast_to(v, ("2", 3, 4)),
+                        "a size must be an int, got '2'")):
+        for run in (lambda: call(gc.tensor(x)), lambda: gc.compile(call)(x)):
+            with pytest.raises(GraphcError) as info:
+                run()
+            got, where = str(info.value).splitlines()
+            assert got == line and "test_edges.py" in where
+    # eagerly a name binds nothing ('the symbolic dimension n has no value while tracing')
+    for call, line in ((lambda: gc.zeros(("n", 2)), "a size must be an int, got 'n'"),
+                       (lambda: gc.eye("n"), "eye: a size must be an int, got 'n'")):
+        with pytest.raises(GraphcError) as info:
+            call()
+        assert str(info.value).splitlines()[0] == line
+    # traced, a name (or an expression of names) is a symbolic size, bound per call
+    sym = gc.compile(lambda v: (gc.reshape(v, (3, "n")), v.reshape("3*n"),
+                                v[:, :2] + gc.zeros(("n", 2)), gc.eye("n"), gc.arange("n"),
+                                gc.tril_mask("n", 2), gc.broadcast_to(v[0], ("n", 3))),
+                     polymorphic_shapes=(("n", 3),))
+    for n in (4, 2):
+        v = np.arange(3 * n, dtype=np.float32).reshape(n, 3)
+        expected = (v.reshape(3, n), v.reshape(3 * n), v[:, :2], np.eye(n, dtype=np.float32),
+                    np.arange(n), np.tri(n, 2, dtype=bool), np.broadcast_to(v[0], (n, 3)))
+        for got, want in zip(sym(v), expected):
+            assert np.asarray(got).dtype == want.dtype
+            np.testing.assert_array_equal(np.asarray(got), want)
+    with pytest.raises(GraphcError) as info:  # (was parse_dim's bare ValueError)
+        gc.trace(lambda v: gc.reshape(v, ("n+", 3)), gc.spec(("n", 3)))
+    assert str(info.value).splitlines()[0] == ("reshape: a size must be an int or a symbolic "
+                                               "size, got 'n+': bad dimension 'n+'")
+    assert str(gc.spec(("n", "2*n"))) == "f32[n,2*n]"  # (gc.spec's names, eagerly)
+
+
+@pytest.mark.parametrize("shape, shown", [((2.0, 6), "2.0"), ((True, 12), "True"),
+                                          ((np.float32(2), 6), "np.float32(2.0)"),
+                                          (2.5, "2.5")])
+def test_a_float_or_bool_reshape_size_is_one_line_naming_reshape(shape, shown):
+    """s50 f1 item 2: gc.reshape(x, (2.0, 6)) (a bool, a numpy float) was as_dim's line 'a
+    size must be an int, got 2.0', naming no function; numpy and torch refuse each too."""
+    x = np.arange(12, dtype=np.float32)
+    for oracle in (lambda: x.reshape(shape), lambda: torch.from_numpy(x).reshape(shape)):
+        with pytest.raises(TypeError):
+            oracle()
+    for run in (lambda: gc.reshape(gc.tensor(x), shape), lambda: gc.tensor(x).reshape(shape),
+                lambda: gc.compile(lambda v: gc.reshape(v, shape))(x)):
+        with pytest.raises(GraphcError) as info:
+            run()
+        got, where = str(info.value).splitlines()
+        assert got == f"reshape: a size must be an int, got {shown}" and "test_edges.py" in where
+    np.testing.assert_array_equal(gc.reshape(x, (np.int64(2), -1)), x.reshape(2, 6))
+
+
 def test_a_shape_that_is_no_sequence_is_one_line():
     """s43 f3 item 3: gc.ones(None) (zeros, full, broadcast_to, eagerly and compiled) was
     iter()'s raw TypeError "'NoneType' object is not iterable"; numpy ("Use () not None as

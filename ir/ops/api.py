@@ -22,7 +22,7 @@ import numpy as np
 from ..errors import GraphcError, user_location
 from ..types import (Dim, InconclusiveDim, as_dim, as_dtype, broadcast_shapes, finfo,
                      fits_int, floor_div, holds_when_bound, is_float, is_half, is_int, is_real,
-                     is_real_dtype)
+                     is_real_dtype, parse_dim)
 from . import precision
 from .registry import (SymbolicValue, _called_op, apply, holds_values, innermost_interpreter,
                        is_weak_scalar, refuse_array_container, refuse_foreign_array,
@@ -185,6 +185,27 @@ def _whole(value, what):
     or anything else is refused in one line, not truncated as int() would."""
     if is_int(value):
         return int(value)
+    _fail(f"{what} must be an int, got {value!r}")
+
+
+def _size(value, what="a size"):
+    """A size the user passed (a shape's, reshape's, eye's, arange's bound) as a dimension;
+    anything else is one line, "<what> must be an int, got ...". A str is a symbolic size
+    ('n', '2*n') only where one can be meant: inside a trace, where gc.spec's names bind it
+    (gc.reshape(x, (3, 'n')) of x = gc.spec(('n', 3))). Eagerly no symbol has a value, and
+    a text that names none ('3', '-3') is no symbol either: each is refused as numpy's and
+    torch's refuse a str size (read as IR text, eye('3') was a 3 x 3 matrix and eye('-3')
+    parse_dim's bare ValueError)."""
+    if not isinstance(value, str):
+        return as_dim(value, what)
+    if innermost_interpreter() is not None and \
+            builtins.any(c.isalpha() or c == "_" for c in value):  # (it names a symbol)
+        try:
+            dim = parse_dim(value)
+        except ValueError as exc:  # ('n+', 'n-5' bound to be negative)
+            _fail(f"{what} must be an int or a symbolic size, got {value!r}: {exc}")
+        if isinstance(dim, Dim):
+            return dim
     _fail(f"{what} must be an int, got {value!r}")
 
 
@@ -713,7 +734,7 @@ def cumsum(x, axis=None, reverse=False):
 def reshape(x, *shape):
     if len(shape) == 1 and isinstance(shape[0], (tuple, list)):
         shape = tuple(shape[0])
-    shape = tuple(as_dim(d) for d in shape)
+    shape = tuple(_size(d, "reshape: a size") for d in shape)
     size = math.prod(_shape(x))
     if shape.count(-1) > 1:
         _fail(f"reshape to {shape}: only one dimension can be -1")
@@ -2547,7 +2568,8 @@ def dropout(x, rate, seed, training=True, salt=None):
 
 def tril_mask(rows, cols=None, k=0):
     """Boolean lower-triangular mask: True where column <= row + k (the causal mask)."""
-    return apply("tri", rows=as_dim(rows), cols=as_dim(rows if cols is None else cols),
+    return apply("tri", rows=_size(rows, "tril_mask: a size"),
+                 cols=_size(rows if cols is None else cols, "tril_mask: a size"),
                  k=_whole(k, "the diagonal offset k"))
 
 
@@ -2571,8 +2593,9 @@ def triu(x, k=0):
 
 def eye(n, m=None, k=0, dtype="float32"):
     """Ones on the k-th diagonal of an n x m matrix (numpy's eye)."""
-    m = n if m is None else m
-    if builtins.any(not isinstance(d, Dim) and d < 0 for d in (as_dim(n), as_dim(m))):
+    n = _size(n, "eye: a size")
+    m = n if m is None else _size(m, "eye: a size")
+    if builtins.any(not isinstance(d, Dim) and d < 0 for d in (n, m)):
         # refused here, as numpy's eye refuses it, eagerly and traced alike: the tri op's own
         # refusal (where it runs, or fold) named tri(), which the user never called
         _fail("eye() failed: negative dimensions are not allowed")
@@ -2596,28 +2619,30 @@ def _operator_mixin():
     return OperatorMixin
 
 
-def _shape_argument(shape) -> tuple:
+def _shape_argument(shape, size=_size) -> tuple:
     """A shape argument as a tuple of dims. One size: a Python or numpy integer, or a 0-d
     integer array (numpy's, torch's, a tensor), as numpy's and torch's ones(np.int64(2)) and
     np.broadcast_to(x, 2) (each was iterated: a raw TypeError, a traced one "len() of a 0-d
     symbolic value"); a float or bool one is as_dim's one line, a traced one its
-    TracedNumberError naming the argument, as in a tuple."""
+    TracedNumberError naming the argument, as in a tuple. Each size is read by `size`:
+    _size's rule, where a str is a symbolic size only in a trace (gc.spec's is as_dim, where
+    a name always is one)."""
     if isinstance(shape, (tuple, list)):
-        return tuple(as_dim(d) for d in shape)
-    if isinstance(shape, str):  # (iterated, "12" was the shape (1, 2))
-        _fail(f"a size must be an int, got {shape!r}")
+        return tuple(size(d) for d in shape)
+    if isinstance(shape, str):  # one size (iterated, "12" was the shape (1, 2))
+        return (size(shape),)
     if isinstance(shape, (dict, set, frozenset)):  # (iterated: a dict's keys, a set's order)
         _fail(f"shape must be an int or a sequence of ints, got a {type(shape).__name__}: "
               f"{shape!r}"[:200])
     if isinstance(shape, (numbers.Number, np.generic, Dim)) or \
             getattr(shape, "shape", None) == ():
-        return (as_dim(shape),)
+        return (size(shape),)
     try:
         sizes = iter(shape)
     except TypeError:  # None (numpy's and torch's refusal too) was iter()'s raw TypeError
         _fail(f"shape must be an int or a sequence of ints, got {shape!r}"
               + ("; a 0-d one is ()" if shape is None else ""))
-    return tuple(as_dim(d) for d in sizes)  # another sequence of sizes: a range, a 1-d array
+    return tuple(size(d) for d in sizes)  # another sequence of sizes: a range, a 1-d array
 
 
 def full(shape, value, dtype=None):
@@ -2737,7 +2762,8 @@ def arange(start, stop=None, step=1, dtype=None):
     if builtins.any(isinstance(v, (float, np.floating, complex, np.complexfloating))
                     for v in (start, stop, step)):
         return _float_arange(start, stop, step, "float32" if dtype is None else dtype)
-    return apply("arange", start=as_dim(start), stop=as_dim(stop),
+    return apply("arange", start=_size(start, "arange: a bound"),
+                 stop=_size(stop, "arange: a bound"),
                  step=_whole(step, "arange: step"),
                  dtype=as_dtype("int64" if dtype is None else dtype))
 
