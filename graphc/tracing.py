@@ -16,8 +16,8 @@ from ir.errors import GraphcError, user_location
 from ir.graph import Graph, Node
 from ir.ops import api as F
 from ir.ops.registry import foreign_array_name, refuse_foreign_array
-from ir.types import (SHORT_NAMES, WIDENED_INPUTS, Dim, TensorType, TupleType, as_dim, as_dtype,
-                      is_int)
+from ir.types import (SHORT_NAMES, WIDENED_INPUTS, TensorType, TupleType, as_dim, as_dtype,
+                      has_negative_size, is_int, negative_size_error)
 from runtime.eager import Tensor, collect_buffer_updates
 
 
@@ -501,7 +501,7 @@ def _specs(graph):
 
 def _negative(type_) -> bool:
     types = type_.elements if isinstance(type_, TupleType) else (type_,)
-    return any(d < 0 for t in types for d in getattr(t, "shape", ()) if not isinstance(d, Dim))
+    return any(has_negative_size(getattr(t, "shape", ())) for t in types)
 
 
 def _refuse_negative_sizes(graph):
@@ -511,5 +511,4 @@ def _refuse_negative_sizes(graph):
     runs may hold one, and those are regions, not this graph's nodes."""
     for node in graph.nodes:
         if _negative(node.type):
-            raise GraphcError(f"{node.op}() failed: negative dimensions are not allowed",
-                              node.locs)
+            raise negative_size_error(node.op, node.locs)

@@ -536,6 +536,25 @@ def as_dim(d, what="a size"):
     raise GraphcError(f"{what} must be an int, got {d!r}", (user_location(),))
 
 
+# numpy's words for a negative size (np.zeros((-3, 4)), np.eye(-2)), which eager mode's run_op
+# passes on for full: every refusal of a concrete negative size says them, so that it is the
+# same line eagerly, traced (eval_shape) and compiled
+NEGATIVE_SIZE = "negative dimensions are not allowed"
+
+
+def has_negative_size(shape) -> bool:
+    """Whether a concrete size of `shape` is negative (a symbolic one is checked per call,
+    when its symbols are bound: ir.specialize)."""
+    return any(not isinstance(d, Dim) and d < 0 for d in shape)
+
+
+def negative_size_error(op: str, locs) -> GraphcError:
+    """The one line refusing `op`'s result (full, tri, eye: made from no operands) of a
+    negative size, eager run_op's for it: `full() failed: negative dimensions are not
+    allowed`."""
+    return GraphcError(f"{op}() failed: {NEGATIVE_SIZE}", locs)
+
+
 def is_symbolic_shape(shape) -> bool:
     return any(isinstance(d, Dim) for d in shape)
 

@@ -913,6 +913,25 @@ def test_eye_and_tril_mask_of_a_negative_size_are_refused_as_numpys():
     np.testing.assert_array_equal(gc.eye(3, 4, 1), np.eye(3, 4, 1, dtype=np.float32))
 
 
+def test_a_negative_size_is_refused_in_numpys_words_by_one_helper():
+    """s50 f1 item 3: the refusal's wording was written out in eye, tri's kernel and
+    eval_shape's check, and came from numpy for full eagerly; ir.types' negative_size_error
+    (and NEGATIVE_SIZE, numpy's words) is now the one source, so each line is the same."""
+    from ir.types import NEGATIVE_SIZE, negative_size_error
+    with pytest.raises(ValueError) as numpy_info:
+        np.zeros((-3, 4))
+    assert str(numpy_info.value) == NEGATIVE_SIZE  # (eager full passes numpy's on)
+    for op, make in (("eye", lambda: gc.eye(-2)), ("eye", lambda: gc.eye(2, -1)),
+                     ("tri", lambda: gc.tril_mask(-1, 2)), ("full", lambda: gc.zeros((-3, 4))),
+                     ("full", lambda: gc.full((2, -1), 1.0))):
+        for run in (make, lambda: gc.eval_shape(make)):
+            with pytest.raises(GraphcError) as info:
+                run()
+            line, where = str(info.value).splitlines()
+            assert line == negative_size_error(op, ()).message == f"{op}() failed: {NEGATIVE_SIZE}"
+            assert "test_edges.py" in where
+
+
 def test_a_compiled_constant_of_a_negative_size_is_one_line_naming_it():
     """Review r15 (s48) of 0310f25, which moved tri's negative-size refusal from its type rule
     to where it runs: compiled, only a square eye(-2) was refused in one line; eye(3, -1),

@@ -21,8 +21,8 @@ import numpy as np
 
 from ..errors import GraphcError, user_location
 from ..types import (Dim, InconclusiveDim, as_dim, as_dtype, broadcast_shapes, finfo,
-                     fits_int, floor_div, holds_when_bound, is_float, is_half, is_int, is_real,
-                     is_real_dtype, parse_dim)
+                     fits_int, floor_div, has_negative_size, holds_when_bound, is_float, is_half,
+                     is_int, is_real, is_real_dtype, negative_size_error, parse_dim)
 from . import precision
 from .registry import (SymbolicValue, _called_op, apply, holds_values, innermost_interpreter,
                        is_weak_scalar, refuse_array_container, refuse_foreign_array,
@@ -2595,10 +2595,10 @@ def eye(n, m=None, k=0, dtype="float32"):
     """Ones on the k-th diagonal of an n x m matrix (numpy's eye)."""
     n = _size(n, "eye: a size")
     m = n if m is None else _size(m, "eye: a size")
-    if builtins.any(not isinstance(d, Dim) and d < 0 for d in (n, m)):
+    if has_negative_size((n, m)):
         # refused here, as numpy's eye refuses it, eagerly and traced alike: the tri op's own
         # refusal (where it runs, or fold) named tri(), which the user never called
-        _fail("eye() failed: negative dimensions are not allowed")
+        raise negative_size_error("eye", (user_location(),))
     return cast(logical_and(tril_mask(n, m, k), logical_not(tril_mask(n, m, k - 1))), dtype)
 
 

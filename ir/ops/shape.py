@@ -8,8 +8,8 @@ from __future__ import annotations
 
 import numpy as np
 
-from ..types import (Dim, InconclusiveDim, TensorType, floor_div, held_problem, holds_when_bound,
-                     is_float)
+from ..types import (NEGATIVE_SIZE, Dim, InconclusiveDim, TensorType, floor_div, held_problem,
+                     holds_when_bound, is_float)
 from . import api as F
 from .registry import TypeRuleError, check, defop
 
@@ -318,7 +318,7 @@ def _tri(rows, cols, k):
     if rows < 0 or cols < 0:  # (np.tri clips one to 0: eye(-2) was a (0, 0) matrix, which
         # numpy's eye, np.zeros and torch's refuse; refused where it runs, as full's numpy
         # call refuses one, so a branch not taken is not)
-        raise ValueError("negative dimensions are not allowed")
+        raise ValueError(NEGATIVE_SIZE)
     return np.tri(rows, cols, k, dtype=bool)
 
 
