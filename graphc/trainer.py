@@ -1036,8 +1036,8 @@ class Trainer:
         batch = self.train_batches.draw(self.rng)
         if checked:
             self._probe_class_targets(batch, key)
-            self._non_finite_batch = self._non_finite_batch or _non_finite_in(batch,
-                                                                              self.step + 1)
+            self._non_finite_batch = self._non_finite_batch or self._probe_non_finite_data(
+                batch, key, self.step + 1)
         batch = self._shard(batch)
         if self.dist is not None:
             self.dist.beat(self.step)
@@ -1222,6 +1222,29 @@ class Trainer:
                 return  # else is the checked plan's to report, as it was before the probe
         if finite:
             raise found[0]
+
+    def _probe_non_finite_data(self, batch, key, step) -> str | None:
+        """A NaN or an Inf in the global batch of `step` (_non_finite_in) that made the loss
+        non-finite, said in words: the loss evaluated eagerly (as _probe_class_targets does)
+        is not finite with the batch as drawn and is with those values taken as 0. One the
+        loss masks out (a missing value under a `where`), or beside a loss that is not
+        finite without it (parameters a learning rate blew up), is not blamed: None. Only
+        the finite check's re-run probes."""
+        found = _non_finite_in(batch, step)
+        if found is None:
+            return None
+
+        def finite_loss(values):
+            with nn.rng_key(key), nn._evaluating():
+                loss = self._mixed_loss(self.params, values, key, False)
+            return bool(np.all(np.isfinite(np.asarray(loss))))
+        with np.errstate(all="ignore"):
+            try:
+                if finite_loss(batch) or not finite_loss(tree_map(_finite_or_zero, batch)):
+                    return None
+            except Exception:  # noqa: BLE001 - as _probe_class_targets': the checked plan
+                return None  # reports what else went wrong
+        return found
 
     def find_non_finite_op(self, failed_step: int) -> GraphcError | None:
         """Re-run from the state of mark_good() up to `failed_step`, the last two steps (and
@@ -2381,6 +2404,14 @@ def _non_finite_in(batch, step) -> str | None:
             what = "NaN" if np.isnan(a).any() else "Inf"
             return f"the batch of step {step} holds {what} in its element {name or 0}"
     return None
+
+
+def _finite_or_zero(leaf):
+    """A batch leaf with its NaN and Inf taken as 0 (_probe_non_finite_data)."""
+    a = np.asarray(leaf) if leaf is not None else None
+    if a is None or not is_float(a.dtype) or np.isfinite(a).all():
+        return leaf
+    return np.where(np.isfinite(a), a, np.zeros((), a.dtype))
 
 
 def batch_digest(batch) -> str:

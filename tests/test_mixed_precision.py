@@ -1200,6 +1200,36 @@ def test_a_nan_in_the_data_is_reported_as_the_datas_not_the_learning_rates(preci
                             "no checkpoint was written")
 
 
+@pytest.mark.parametrize("precision", ["fp16-mixed", "fp32"])
+def test_a_nan_the_loss_masks_out_is_not_blamed_for_a_learning_rates_divergence(precision):
+    """Review s50 (r4): a batch holding NaN anywhere in the step that failed the finite
+    check was blamed ('Fix the data: ...') in place of the learning-rate advice, a NaN the
+    loss masks out too (a missing target under a `where`, with which lr=1e-4 trains): with
+    lr=10 the parameters blew up and the run was told to fix its data. A NaN is now named
+    only where the loss is not finite with it and is with it taken as 0, as a class target
+    out of range is (the loss with it in range finite)."""
+    from graphc.trainer import TrainingDiverged
+    rng = np.random.default_rng(0)
+    x, t = rng.normal(size=(16, 3)).astype(np.float32), rng.normal(size=(16, 2)).astype(np.float32)
+    t[:, 1] = np.nan  # a missing target
+
+    def loss(p, b):
+        known = ~gc.isnan(b[1])
+        d = gc.where(known, b[0] @ p["w"] - gc.where(known, b[1], 0.0), 0.0)
+        return gc.mean(d * d)
+    batches = [(x[i:i + 4] * 30, t[i:i + 4]) for i in (0, 4, 8, 12)] * 20
+    trainer = gc.Trainer(loss, {"w": np.ones((3, 2), np.float32)}, gc.optim.SGD(lr=1e-4),
+                         batches, steps=80, precision=precision)
+    trainer.fit(progress=False)
+    assert np.isfinite(trainer.history[-1][1])
+    trainer = gc.Trainer(loss, {"w": np.ones((3, 2), np.float32)}, gc.optim.SGD(lr=10.0),
+                         batches, steps=80, precision=precision)
+    with pytest.raises(TrainingDiverged) as info:
+        trainer.fit(progress=False)
+    assert "Fix the data" not in str(info.value)
+    assert str(info.value).endswith(". Try a lower learning rate; no checkpoint was written")
+
+
 DISAGREEING_RANKS_WORKER = """
 import numpy as np
 import graphc as gc
