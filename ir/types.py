@@ -700,10 +700,18 @@ def exact_array(values, dtype, shape) -> np.ndarray:
     try:
         with np.errstate(over="ignore"):  # (a float dtype's overflow: refused below)
             array = np.array(values, dtype=dtype).reshape(shape)
-    except OverflowError:  # a Python int past a float dtype's range (10**400)
-        i = next(i for i, v in enumerate(values) if isinstance(v, int) and
-                 not _fits_float(v))
-        raise NotHeld(f"value {values[i]!r} does not fit in {dtype}", i) from None
+    except (OverflowError, TypeError):  # an int past int64 for a float dtype: numpy's
+        # float32 reads it by float(), bfloat16 took none (ml_dtypes' raw TypeError,
+        # 'expected number, got int'); it is read as float32's, past float64 (10**400) refused
+        numbers = []
+        for i, v in enumerate(values):
+            if type(v) is int and not -2 ** 63 <= v < 2 ** 63:
+                if not _fits_float(v):
+                    raise NotHeld(f"value {v!r} does not fit in {dtype}", i) from None
+                v = float(v)
+            numbers.append(v)
+        with np.errstate(over="ignore"):
+            array = np.array(numbers, dtype=dtype).reshape(shape)
     if is_float(dtype):
         flat = array.reshape(-1)
         i = next((int(i) for i in np.flatnonzero(np.isinf(flat))
