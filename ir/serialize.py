@@ -267,10 +267,20 @@ def _unique_keys(pairs) -> dict:
     return obj
 
 
+def _finite_float(text: str) -> float:
+    """json.loads' parse_float: a finite number past float64's range (1e309), which float()
+    reads as inf, is refused, as the text parser refuses it (the serializer writes an inf as
+    {"float": "inf"})."""
+    number = float(text)
+    if math.isinf(number):
+        raise _Bad(f"{text} does not fit in float64 (it would read as {number})")
+    return number
+
+
 def loads(text: str) -> Graph:
     check_json_depth(text, MAX_NESTING, "IR JSON")
     try:
-        data = json.loads(text, object_pairs_hook=_unique_keys)
+        data = json.loads(text, object_pairs_hook=_unique_keys, parse_float=_finite_float)
     except _Bad as exc:
         raise GraphcError(f"IR JSON: {exc}") from None
     except json.JSONDecodeError as exc:

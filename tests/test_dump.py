@@ -903,6 +903,20 @@ def test_a_constant_its_dtype_holds_reads_as_numpy_makes_it_and_every_printed_on
         assert back.tobytes() == c.tobytes()
 
 
+def test_a_finite_number_past_float64_in_ir_json_is_refused_as_in_ir_text():
+    """Review r3: IR text refuses 1e309 (float() reads it as inf: 'does not fit in float64'),
+    but json.loads read it in IR JSON as inf, silently: a constant or an attribute written
+    1e309 was inf, where the serializer writes an inf as {"float": "inf"}."""
+    text = dumps(parse(_CONSTANT_IR.format(t="f64", n="2", v="[0.5, 0.25]")))
+    for bad in ("1e309", "-1.5e400"):
+        with pytest.raises(gc.GraphcError) as info:
+            loads(text.replace("0.25", bad))
+        assert str(info.value) == (f"IR JSON: {bad} does not fit in float64 (it would read "
+                                   f"as {float(bad)})")
+    assert loads(text.replace("0.25", "1.7976931348623157e308")).nodes[0].attrs[
+        "value"][1] == 1.7976931348623157e308
+
+
 def test_an_int_past_int64_in_a_bfloat16_constant_reads_as_in_a_float32_one():
     """Review r3: ml_dtypes' bfloat16 takes no Python int past int64, so a bf16 constant
     written `100000000000000000000` (an int: the value 1e20, which bf16 holds) was a raw
