@@ -21,6 +21,8 @@ import itertools
 import warnings
 import weakref
 
+import numpy as np
+
 from ir.errors import GraphcError, user_location, user_stacklevel
 from ir.errors import callback_locations as _where
 from ir.graph import Node, current_graph
@@ -316,8 +318,9 @@ class BackwardCall:
 
     def _replacing(self, result, grads, index, tensors, hook, kind, what) -> tuple:
         """A hook's result, checked: a tuple (or list) as long as `grads`, each entry at a
-        tensor's place None or of that tensor's shape (torch checks the length; its autograd
-        the shapes)."""
+        tensor's place None or of that tensor's shape and dtype (torch checks the length; its
+        autograd the shapes, and it refuses another dtype: "hook 'hook' has changed the type
+        of value"; graphc cast it, an int one refused in custom_vjp's words)."""
         name = type(self.module).__name__
         if not isinstance(result, (tuple, list)) or len(result) != len(grads):
             got = (f"a {type(result).__name__} of {len(result)}"
@@ -330,6 +333,12 @@ class BackwardCall:
                 raise GraphcError(f"{name}: a {kind} returned {what}[{i}] of shape "
                                   f"{tuple(getattr(g, 'shape', ()))}, but it is the gradient "
                                   f"of a value of shape {tuple(x.shape)}", _where(hook))
+            if g is not None and hasattr(g, "dtype") and np.dtype(g.dtype) != np.dtype(x.dtype):
+                raise GraphcError(f"{name}: a {kind} returned {what}[{i}] of dtype "
+                                  f"{np.dtype(g.dtype)}, but it is the gradient of a value of "
+                                  f"dtype {np.dtype(x.dtype)}; return it in {np.dtype(x.dtype)} "
+                                  "(torch refuses a hook that changes a gradient's dtype)",
+                                  _where(hook))
         return tuple(result)
 
 

@@ -685,3 +685,29 @@ def test_bad_backward_hook_results_are_one_line():
         with getattr(layer, f"register_full_backward_{register}")(hook):
             assert_one_line_error(lambda: layer(x).sum().backward(), message, HERE)
     layer(x).sum().backward()  # (the handles' `with` took them off)
+
+
+@pytest.mark.parametrize("dtype", ["float64", "int64"])
+@pytest.mark.parametrize("register", ["hook", "pre_hook"])
+def test_a_backward_hook_changing_a_gradients_dtype_is_refused_as_torchs(register, dtype):
+    """A float64 gradient for a float32 value was cast without a word, an int64 one refused
+    in custom_vjp's words ("custom_vjp function Linear backward hook inputs: bwd's cotangent
+    ..."), naming no hook; torch refuses both ("hook 'hook' has changed the type of value"):
+    one line naming the hook, eagerly and traced."""
+    what = "grad_input" if register == "hook" else "grad_output"
+    shape = (4, 3) if register == "hook" else (4, 2)
+    torch_layer = torch.nn.Linear(3, 2)
+    getattr(torch_layer, f"register_full_backward_{register}")(
+        lambda m, *grads: (torch.ones(shape, dtype=getattr(torch, dtype)),))
+    with pytest.raises(RuntimeError, match="has changed the type of value"):
+        torch_layer(torch.ones(4, 3, requires_grad=True)).sum().backward()
+    layer = gc.nn.Linear(3, 2)
+    getattr(layer, f"register_full_backward_{register}")(
+        lambda m, *grads: (gc.Tensor(np.ones(shape, dtype)),))
+    kind = "full backward hook" if register == "hook" else "full backward pre-hook"
+    message = (f"Linear: a {kind} returned {what}[0] of dtype {dtype}, but it is the gradient "
+               "of a value of dtype float32; return it in float32")
+    x = np.ones((4, 3), np.float32)
+    assert_one_line_error(lambda: layer(gc.Tensor(x, requires_grad=True)).sum().backward(),
+                          message, HERE)
+    assert_one_line_error(lambda: gc.grad(lambda x: gc.sum(layer(x)))(x), message, HERE)
