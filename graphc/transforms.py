@@ -91,7 +91,8 @@ class Compiled:
     too; fewer or more entries than a call's arguments is an error, as a tuple that is no
     pytree prefix of the arguments is in JAX), None (every dimension concrete) or a shape
     such as ("batch", 128) or "(batch, 128)", or a pytree of such shapes matching the
-    argument; or one text shape, "(batch, 128)", for every array of every argument (as
+    argument, a text shape where a subtree is being that shape for each of its leaves (JAX's
+    pytree-prefix rule: _shape_for_every_leaf); or one text shape, "(batch, 128)", for every array of every argument (as
     jax.export.symbolic_args_specs' single string). A name is a symbolic dimension: one plan
     serves every size of it (its buffers are sized per call), and only a change of a
     concrete dimension recompiles; "_" takes the argument's size as a concrete dimension.
@@ -361,7 +362,11 @@ class Compiled:
                                       _FLOAT_SCALAR_SIGNATURES.get(type(x)) or
                                       _leaf_signature(x) for x in leaves)
                 else:
-                    signature = tuple(_leaf_signature(x, t) for x, t in zip(leaves, templates))
+                    try:
+                        signature = tuple(_leaf_signature(x, t)
+                                          for x, t in zip(leaves, templates))
+                    except _TemplateMismatch as exc:  # (named here: only where one fails)
+                        raise self._naming(exc, i, len(args), a, leaves) from None
                 key.append((structure, signature))
                 all_leaves += leaves
         return tuple(key), all_leaves
@@ -399,6 +404,20 @@ class Compiled:
 
     def _names(self, count):
         return arg_names(called_function(self.fn)[0], count)
+
+    def _naming(self, exc, i, count, arg, leaves) -> GraphcError:
+        """A polymorphic shape's mismatch with a leaf of argument i, naming the argument (the
+        leaf by its path in a pytree argument: `d.a`, as the graph's inputs name it)."""
+        name = self._names(count)[i]
+        index = next(k for k, x in enumerate(leaves) if x is exc.leaf)
+        path = flatten(arg)[2][index]
+        if path:
+            name = f"{name}.{path}"
+        advice = "" if not isinstance(self.polymorphic_shapes, str) else \
+            (f"; one text shape is every argument's: give one entry per argument, None for "
+             f"{self._names(count)[i]}")
+        return GraphcError(f"compile: polymorphic_shapes: argument {name} {exc.detail}"
+                           f"{advice}", exc.locs)
 
     def _input_names(self, args) -> list:
         """The names the graph's inputs take from each argument of a call (_trace)."""
@@ -1050,7 +1069,11 @@ def _leaf_signature(x, template=None):
             dtype = "weak longdouble" if type(x) in _LACKED_FLOATS else f"weak {dtype}"
     if template is None:
         return shape, dtype
-    return _template_shape(template, shape), dtype
+    try:
+        return _template_shape(template, shape), dtype
+    except _TemplateMismatch as exc:
+        exc.leaf = x
+        raise
 
 
 class _Templates(list):
@@ -1074,20 +1097,30 @@ def _dtype_name(dtype) -> str:
     return name
 
 
+class _TemplateMismatch(GraphcError):
+    """A leaf's shape unlike its declared polymorphic shape; `detail` says how, from "has
+    shape ...", and the compiled function's message names the leaf's argument (_naming)."""
+
+    def __init__(self, detail):
+        super().__init__(f"compile: polymorphic_shapes: the argument {detail}",
+                         (user_location(),))
+        self.detail, self.leaf = detail, None
+
+
 def _template_shape(template, shape) -> tuple:
     if len(template) != len(shape):
-        raise GraphcError(f"compile: polymorphic shape {_template_text(template)} has "
-                          f"{len(template)} dimensions, the argument {len(shape)} "
-                          f"(shape {tuple(shape)})", (user_location(),))
+        raise _TemplateMismatch(f"has shape {tuple(shape)}, {len(shape)} dimensions, but its "
+                                f"polymorphic shape {_template_text(template)} has "
+                                f"{len(template)}")
     out = []
     for declared, size in zip(template, shape):
         if declared == "_":
             out.append(size)
         elif isinstance(declared, int):
             if declared != size:
-                raise GraphcError(f"compile: polymorphic shape {_template_text(template)} "
-                                  f"declares {declared}, the argument has shape "
-                                  f"{tuple(shape)}", (user_location(),))
+                raise _TemplateMismatch(f"has shape {tuple(shape)}, but its polymorphic "
+                                        f"shape {_template_text(template)} declares "
+                                        f"{declared}")
             out.append(size)
         else:
             out.append(str(declared))  # a symbol (or a Dim expression): its text
@@ -1128,11 +1161,22 @@ def _is_shape_template(value) -> bool:
         isinstance(d, (str, Dim)) or is_int(d) for d in value))
 
 
+def _shape_for_every_leaf(declared, arg) -> bool:
+    """Whether `declared` is one shape for every leaf of the pytree `arg` (JAX's pytree
+    prefix rule: an entry for a subtree applies to each of its leaves): a text shape, or a
+    tuple shape for a dict (a tuple shape for a tuple or list is matched item by item)."""
+    return isinstance(arg, (tuple, list, dict)) and (
+        isinstance(declared, str) or isinstance(arg, dict) and _is_shape_template(declared))
+
+
 def polymorphic_templates(declared, arg, count, argname) -> list:
     """One template (or None) per leaf of `arg` from its polymorphic_shapes entry: None,
-    one shape for a single array, or a pytree of shapes (and Nones) shaped like `arg`."""
+    one shape for a single array, one shape for every array of a pytree
+    (_shape_for_every_leaf), or a pytree of shapes (and Nones) shaped like `arg`."""
     if declared is None:
         return [None] * count
+    if _shape_for_every_leaf(declared, arg):
+        return [parse_polymorphic_shape(declared)] * count
     if _is_shape_template(declared):
         if count != 1:
             raise GraphcError(f"compile: polymorphic_shapes gives argument {argname} one shape "
@@ -1146,6 +1190,8 @@ def polymorphic_templates(declared, arg, count, argname) -> list:
     def walk(d, a):
         if d is None:
             templates.extend([None] * len(leaves_and_structure(a)[0]))
+        elif _shape_for_every_leaf(d, a):
+            templates.extend([parse_polymorphic_shape(d)] * len(leaves_and_structure(a)[0]))
         elif a is not None and not isinstance(a, (tuple, list, dict)):
             if not _is_shape_template(d):
                 raise mismatch

@@ -235,9 +235,11 @@ def test_mismatched_symbol_names_both_inputs():
 
 def test_polymorphic_shape_declaration_errors():
     fn = gc.compile(lambda x: x * 2, polymorphic_shapes=(("batch", 4),))
-    with pytest.raises(GraphcError, match=r"declares 4, the argument has shape \(2, 3\)"):
+    with pytest.raises(GraphcError, match=r"argument x has shape \(2, 3\), but its polymorphic "
+                       r"shape \(batch, 4\) declares 4"):
         fn(np.ones((2, 3)))
-    with pytest.raises(GraphcError, match="has 2 dimensions, the argument 1"):
+    with pytest.raises(GraphcError, match=r"argument x has shape \(3,\), 1 dimensions, but its "
+                       r"polymorphic shape \(batch, 4\) has 2"):
         fn(np.ones(3))
     bad = gc.compile(lambda x: x * 2, polymorphic_shapes=(("f32", 4),))
     with pytest.raises(GraphcError, match="not a valid dimension name"):
@@ -573,3 +575,51 @@ def test_a_symbol_no_input_has_is_refused():
     with pytest.raises(GraphcError, match="full: the symbolic dimension n is not the size of "
                                           "any input's axis, so no call binds it"):
         evaluate(graph, (np.ones(3),))
+
+
+def test_one_shape_for_a_pytree_argument_applies_to_each_leaf_as_jaxs_prefix_rule():
+    """A dict argument given one shape was refused ("gives argument d one shape ... but it
+    holds 2 arrays"); JAX's pytree-prefix rule applies an entry to every leaf under it: one
+    plan for every batch size, as an entry per leaf gives."""
+    def f(d, w):
+        return d["a"] * w + d["b"]
+
+    w = np.arange(3.0)
+    for entry in ("(batch, 3)", ("batch", 3), {"a": "(batch, 3)", "b": ("batch", 3)}):
+        fn = gc.compile(f, polymorphic_shapes=(entry, None))
+        for n in (2, 5):
+            d = {"a": np.full((n, 3), 2.0), "b": np.ones((n, 3))}
+            np.testing.assert_array_equal(fn(d, w), d["a"] * w + d["b"])
+        assert fn.recompiles == []
+    # inside a pytree entry too: its second item one shape for the dict's two arrays
+    nested = gc.compile(lambda t: t[0] + t[1]["c"] * t[1]["e"],
+                        polymorphic_shapes=(["(n,)", "(n,)"],))
+    for n in (2, 4):
+        got = nested((np.ones(n), {"c": np.full(n, 2.0), "e": np.full(n, 3.0)}))
+        np.testing.assert_array_equal(got, np.full(n, 7.0))
+    assert nested.recompiles == []
+    # a leaf unlike the shape is named by its path in the argument
+    with pytest.raises(GraphcError) as info:
+        gc.compile(f, polymorphic_shapes=("(batch, 3)", None))({"a": np.ones((2, 3)),
+                                                               "b": np.ones(3)}, w)
+    line, where = str(info.value).splitlines()
+    assert line == ("compile: polymorphic_shapes: argument d.b has shape (3,), 1 dimensions, "
+                    "but its polymorphic shape (batch, 3) has 2")
+    assert where.strip().startswith("at tests/test_shape_polymorphism.py:")
+
+
+def test_one_text_shape_and_a_python_float_argument_names_the_argument():
+    """One text shape for every argument met a Python float: "polymorphic shape (batch, 3)
+    has 2 dimensions, the argument 0 (shape ())" named no argument."""
+    scaled = gc.compile(lambda x, scale: x * scale, polymorphic_shapes="(batch, 3)")
+    with pytest.raises(GraphcError) as info:
+        scaled(np.ones((2, 3)), 0.5)
+    line, where = str(info.value).splitlines()
+    assert line == ("compile: polymorphic_shapes: argument scale has shape (), 0 dimensions, "
+                    "but its polymorphic shape (batch, 3) has 2; one text shape is every "
+                    "argument's: give one entry per argument, None for scale")
+    assert where.strip().startswith("at tests/test_shape_polymorphism.py:")
+    fixed = gc.compile(lambda x, scale: x * scale, polymorphic_shapes=("(batch, 3)", None))
+    for n in (2, 4):
+        np.testing.assert_array_equal(fixed(np.ones((n, 3)), 0.5), np.full((n, 3), 0.5))
+    assert fixed.recompiles == []
