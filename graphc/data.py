@@ -183,11 +183,28 @@ class CharData:
         return "".join(out)
 
     def batch(self, rng: np.random.Generator, split: str, batch_size: int, block_size: int):
-        data = self.train if split == "train" else self.val
+        data = split_tokens(self, split)
+        if len(data) < block_size + 1:  # (numpy's "high <= 0" named neither)
+            raise ValueError(f"the {split} split has {len(data)} tokens: fewer than one window "
+                             f"of block_size {block_size} + 1")
         # the last window starts at len - block_size - 1: its target is the last character
         starts = rng.integers(0, len(data) - block_size, batch_size)
         offsets = starts[:, None] + np.arange(block_size)
         return data[offsets].astype(np.int64), data[offsets + 1].astype(np.int64)
+
+
+SPLITS = ("train", "val")
+
+
+def split_tokens(data, split: str):
+    """The token ids of `data`'s split named `split`, "train" or "val". Another name is
+    refused: batch() drew from the validation split for any name but "train" (a "training"
+    batch trained on the validation text) and split_loss scored the training split for any
+    name but "val"."""
+    if split not in SPLITS:
+        raise ValueError(f"split must be one of {', '.join(map(repr, SPLITS))}, got "
+                         f"{split!r}")
+    return getattr(data, split)
 
 
 def _token_file(pieces, n: int, dtype, changed: DataError) -> np.ndarray:

@@ -142,7 +142,8 @@ def split_loss(model: GPT, params: dict, data, split="val", pipeline="default",
     standard deviation of ~0.015 nats on Tiny Shakespeare; this one has none."""
     cfg = model.cfg
     T = cfg.block_size
-    ids = data.val if split == "val" else data.train
+    from .data import split_tokens
+    ids = split_tokens(data, split)
     windows = (len(ids) - 1) // T
     if windows < 1:
         raise ValueError(f"the {split} split has {len(ids)} tokens: fewer than one window of "

@@ -1,0 +1,45 @@
+"""Session 50's findings in the training text (graphc/data.py); each test failed before its
+fix."""
+import re
+
+import numpy as np
+import pytest
+
+from graphc.data import CharData
+from graphc.models.gpt import GPT, GPTConfig
+
+
+def _data():
+    train = np.arange(20, dtype=np.uint8) % 10
+    val = np.arange(10, 16, dtype=np.uint8)
+    return CharData([chr(97 + i) for i in range(16)], train, val)
+
+
+def test_batches_and_split_loss_refuse_a_split_name_they_do_not_know():
+    """CharData.batch drew from the validation split for any name but "train" (a
+    `batch(rng, "training", ...)` source trained on the validation text) and split_loss
+    scored the training split for any name but "val" ("validation" scored the wrong
+    text). Both now take "train" and "val" only, and a split too short for the block is
+    named, not numpy's "high <= 0"."""
+    from graphc.train import split_loss
+    data = _data()
+    x, y = data.batch(np.random.default_rng(0), "train", 50, 4)
+    assert x.max() <= 9 and (y[:, :-1] == x[:, 1:]).all()  # windows of the training ids
+    x, _ = data.batch(np.random.default_rng(0), "val", 50, 4)
+    assert x.min() >= 10  # the validation ids, 10 to 15
+    for name in ("training", "validation", "test", "Train"):
+        with pytest.raises(ValueError, match=re.escape(
+                f"split must be one of 'train', 'val', got {name!r}")):
+            data.batch(np.random.default_rng(0), name, 2, 4)
+    with pytest.raises(ValueError, match=re.escape(
+            "the val split has 6 tokens: fewer than one window of block_size 6 + 1")):
+        data.batch(np.random.default_rng(0), "val", 2, 6)
+    x, _ = data.batch(np.random.default_rng(0), "val", 2, 5)  # exactly one window
+    assert x.tolist() == [[10, 11, 12, 13, 14]] * 2
+
+    model = GPT(GPTConfig(vocab_size=16, n_layer=1, n_head=1, n_embd=4, block_size=4,
+                          batch_size=2))
+    params = {name: p.data for name, p in model.named_parameters()}
+    with pytest.raises(ValueError, match=re.escape(
+            "split must be one of 'train', 'val', got 'validation'")):
+        split_loss(model, params, data, "validation")
