@@ -5,7 +5,7 @@ import re
 import numpy as np
 import pytest
 
-from graphc.data import CharData
+from graphc.data import CharData, DataError
 from graphc.models.gpt import GPT, GPTConfig
 
 
@@ -43,3 +43,18 @@ def test_batches_and_split_loss_refuse_a_split_name_they_do_not_know():
     with pytest.raises(ValueError, match=re.escape(
             "split must be one of 'train', 'val', got 'validation'")):
         split_loss(model, params, data, "validation")
+
+
+@pytest.mark.parametrize("block, shortest", [(4, 41), (32, 321), (1, 11)])
+def test_a_text_too_short_is_told_the_fewest_characters_that_train(block, shortest):
+    """The refusal said a block of B needs 10 * (B + 1) characters in all, but the 90/10
+    split holds B + 1 in each part up to 9 characters sooner: 41 characters train a block
+    of 4, while 40 were told that 50 were needed."""
+    text = ("abcdefg" * shortest)[:shortest]
+    data = CharData.from_text(text, block)
+    assert len(data.val) == block + 1 and len(data.train) >= block + 1
+    with pytest.raises(DataError, match=re.escape(
+            f"'text' is too short: {shortest - 1} characters, but a block of {block} needs "
+            f"at least {block + 1} in each of the 90/10 train/validation splits "
+            f"({shortest} or more in all)")):
+        CharData.from_text(text[:-1], block)
