@@ -121,6 +121,8 @@ def uniform_(tensor, a: float = 0.0, b: float = 1.0, generator=None, *, rng=None
     a, b = _number("uniform_", "a", a), _number("uniform_", "b", b)
     if not (math.isfinite(a) and math.isfinite(b) and a <= b):  # torch's refusal too
         _fail(f"init.uniform_: the bounds must be finite with a <= b, got a={a}, b={b}")
+    if not math.isfinite(b - a):  # torch's refusal too (numpy's raw OverflowError)
+        _fail(f"init.uniform_: b - a must be finite, got a={a}, b={b}")
     gen = _generator(generator, rng, "uniform_")
     return _fill(tensor, gen.uniform(a, b, _shape(tensor, "uniform_")), "uniform_")
 
@@ -143,21 +145,32 @@ def trunc_normal_(tensor, mean: float = 0.0, std: float = 1.0, a: float = -2.0,
     each, in log space and on the side of the mean where the interval's tail lies (so that
     an interval many stds from the mean still gets its truncated normal: (1 + erf(x)) / 2
     rounds to 1 there, and torch's former inverse-CDF method, which graphc had, put every
-    value on b); torch now draws by rejection, the same law with other values."""
+    value on b); torch now draws by rejection, the same law with other values. Where both
+    bounds lie within one std of the mean it inverts erf instead (log Phi is log(1/2) to
+    1e-16 there, so an interval narrower than that in stds, [-1, 1] with std=1e30, fell on
+    the mean; erf keeps its precision near 0); a == b fills that value, as torch's."""
     mean, std, a, b = (_number("trunc_normal_", what, value) for what, value in
                        (("mean", mean), ("std", std), ("a", a), ("b", b)))
     if not (math.isfinite(mean) and math.isfinite(std) and std > 0):
         _fail(f"init.trunc_normal_: mean must be finite and std finite and > 0, got "
               f"mean={mean}, std={std}")
-    if not a < b:  # (a NaN bound too)
-        _fail(f"init.trunc_normal_: a must be below b, got a={a}, b={b}")
+    if not a <= b:  # (a NaN bound too)
+        _fail(f"init.trunc_normal_: a must not be above b, got a={a}, b={b}")
     gen = _generator(generator, rng, "trunc_normal_")
+    shape = _shape(tensor, "trunc_normal_")
     low, high = (a - mean) / std, (b - mean) / std
+    if -1.0 <= low and high <= 1.0:  # near the mean: erf(x / sqrt 2) = 2 Phi(x) - 1
+        lo, hi = special.erf(low / math.sqrt(2.0)), special.erf(high / math.sqrt(2.0))
+        z = special.erfinv(lo + gen.uniform(0.0, 1.0, shape) * (hi - lo)) * math.sqrt(2.0)
+        return _fill(tensor, np.clip(np.clip(z, low, high) * std + mean, a, b),
+                     "trunc_normal_")
     flip = low + high > 0  # mostly above the mean: draw -z from [-high, -low] instead
     if flip:
         low, high = -high, -low
     log_low, log_high = special.log_ndtr(low), special.log_ndtr(high)
-    u = gen.uniform(0.0, 1.0, _shape(tensor, "trunc_normal_"))
+    if log_high == -math.inf:  # beyond ~1e154 stds (low ** 2 overflows; NaNs followed):
+        return _fill(tensor, min(max(mean, a), b), "trunc_normal_")  # all on the near bound
+    u = gen.uniform(0.0, 1.0, shape)
     # log(Phi(low) + u (Phi(high) - Phi(low))), accurate where both are tiny
     z = special.ndtri_exp(log_high + np.log1p(u * np.expm1(log_low - log_high)))
     z = np.clip(z, low, high)

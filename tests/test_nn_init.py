@@ -172,6 +172,35 @@ def test_trunc_normal_far_in_a_tail_is_the_truncated_normal(mean, std, a, b):
         _moments_match(t - law.mean(), theirs.numpy() - law.mean())
 
 
+@pytest.mark.parametrize("mean, std, a, b", [(0.0, 1e30, -1.0, 1.0), (0.0, 1.0, -1e-300, 1e-300),
+                                             (0.0, 1.0, 0.0, 1e-20), (3.0, 1e6, 1.0, 2.0)])
+def test_trunc_normal_of_an_interval_tiny_in_stds_is_uniform_on_it(mean, std, a, b):
+    # (review r2) [a, b] a sliver of a std near the mean: the law is uniform on it (torch's
+    # rejection draws that); log Phi is log(1/2) to 1e-16 there and every value fell on one
+    t = init.trunc_normal_(np.empty(100_000), mean, std, a, b, np.random.default_rng(4))
+    assert a <= t.min() and t.max() <= b
+    assert stats.kstest((t - a) / (b - a), "uniform").pvalue > 1e-4
+
+
+@pytest.mark.parametrize("mean, std, a, b, near", [(5.0, 1e-300, 0.0, 1.0, 1.0),
+                                                   (-5.0, 1e-300, 0.0, 1.0, 0.0),
+                                                   (5.0, 1e-310, 0.0, 1.0, 1.0),
+                                                   (0.0, 1.0, 1e200, math.inf, 1e200)])
+def test_trunc_normal_beyond_1e154_stds_is_the_near_bound(mean, std, a, b, near):
+    # (review r2) log_ndtr's square overflows there: -inf - -inf filled NaNs; the law is
+    # the bound nearest the mean to every digit
+    t = init.trunc_normal_(np.empty(100), mean, std, a, b, np.random.default_rng(4))
+    assert (t == near).all()
+
+
+def test_trunc_normal_of_a_point_interval_is_the_point():
+    # (review r2) torch's fills a == b with it; the uniform_ of a == b did already
+    assert (init.trunc_normal_(np.empty(5), 0.0, 1.0, 0.5, 0.5) == 0.5).all()
+    assert (torch.nn.init.trunc_normal_(torch.empty(5, dtype=torch.float64), 0.0, 1.0, 0.5,
+                                        0.5).numpy() == 0.5).all()
+    assert (init.trunc_normal_(np.empty(5), 0.0, 1.0, 7.0, 7.0) == 7.0).all()
+
+
 @pytest.mark.parametrize("shape", [(30, 80), (80, 30), (16, 8, 3, 3)])
 def test_orthogonal(shape):
     t = gc.nn.Parameter(np.empty(shape))
@@ -214,7 +243,7 @@ def test_bad_arguments_are_one_line_errors():
              (lambda: init.zeros_([1.0, 2.0]), "expected a graphc tensor"),
              (lambda: init.ones_(gc.tensor(np.zeros(3, np.int64))), "not floating point"),
              (lambda: init.trunc_normal_(gc.nn.Parameter(np.zeros(3)), a=1, b=0),
-              "a must be below b"),
+              "a must not be above b, got a=1.0, b=0.0"),
              (lambda: init.trunc_normal_(gc.nn.Parameter(np.zeros(3)), std=0.0),
               r"std finite and > 0, got mean=0.0, std=0.0"),
              (lambda: init.trunc_normal_(gc.nn.Parameter(np.zeros(3)), std=-1.0),
@@ -227,7 +256,9 @@ def test_bad_arguments_are_one_line_errors():
              (lambda: init.normal_(gc.nn.Parameter(np.zeros(3)), math.nan), "mean=nan"),
              (lambda: init.uniform_(gc.nn.Parameter(np.zeros(3)), 1.0, 0.0),
               r"init.uniform_: the bounds must be finite with a <= b, got a=1.0, b=0.0"),
-             (lambda: init.uniform_(gc.nn.Parameter(np.zeros(3)), 0.0, math.inf), "b=inf")]
+             (lambda: init.uniform_(gc.nn.Parameter(np.zeros(3)), 0.0, math.inf), "b=inf"),
+             (lambda: init.uniform_(gc.nn.Parameter(np.zeros(3)), -1e308, 1e308),
+              r"init.uniform_: b - a must be finite, got a=-1e\+308, b=1e\+308")]
     for make, message in cases:
         with pytest.raises(gc.GraphcError, match=message):
             make()
