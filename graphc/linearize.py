@@ -13,6 +13,7 @@ compile, grad), f_jvp adds the tangent part to the graph being traced instead.
 from __future__ import annotations
 
 import functools
+import inspect
 
 import numpy as np
 
@@ -97,7 +98,11 @@ def linearize(fn, *primals, has_aux=False):
     aux_values = known[len(y_positions):len(y_positions) + len(aux_positions)]
     p_types = [(np.asarray(x).dtype, np.shape(x)) for x in p_arrays]
 
-    def f_jvp(*tangents):
+    def f_jvp(*tangents, **keywords):
+        if keywords:  # (was Python's TypeError naming 'linearize.<locals>.f_jvp()')
+            raise GraphcError(f"linearize: f_jvp takes the tangents by position, one like each "
+                              f"primal, got the keyword argument {next(iter(keywords))!r}",
+                              (user_location(),))
         if len(tangents) != count:
             raise GraphcError(f"linearize: f_jvp takes {count} tangent{'s' * (count != 1)}, "
                               f"one like each primal, got {len(tangents)}", (user_location(),))
@@ -122,6 +127,9 @@ def linearize(fn, *primals, has_aux=False):
             return unflatten(t_structure, _inline(graph, tangent_part, residuals, arrays))
         return unflatten(t_structure, tangent_plan(*residuals, *arrays))
 
+    # (its signature, for compile and vmap, is the tangents alone)
+    f_jvp.__signature__ = inspect.Signature(
+        [inspect.Parameter("tangents", inspect.Parameter.VAR_POSITIONAL)])
     f_jvp.plan = tangent_plan  # what each call runs (`graphc dump`-able: plan.graph)
     if has_aux:
         return unflatten(y_structure, y), f_jvp, unflatten(aux_structure, aux_values)

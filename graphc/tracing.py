@@ -191,14 +191,25 @@ def keys_sorted(structure, ordered_dicts=True):
     return kind, tuple(keys_sorted(c, ordered_dicts) for c in children)
 
 
-def leaves_like(structure, tree, what="the tree", against="its model", prefix=False):
+def a_or_an(word) -> str:
+    """`word` after its indefinite article, for messages: "an int64", "an ndarray", "a uint8",
+    "a float32" (a message said "a int64 output")."""
+    word = str(word)
+    vowel = word[:1].lower() in "aeio" or word.startswith("nd")
+    return f"{'an' if vowel else 'a'} {word}"
+
+
+def leaves_like(structure, tree, what="the tree", against="its model", prefix=False,
+                exact=False, none_hint=""):
     """The leaves of `tree` at the leaves of `structure` (a tree's structure, as flatten gives),
     where None in `tree` may stand for any subtree, giving None for each of its leaves: a
     gradient of None is no gradient (optimisers leave the parameter alone, custom_vjp's bwd
     means zeros), a decay mask's None is False. prefix=True: any leaf of `tree` may stand for
     a subtree, repeated over its leaves (optax's mask, a prefix of the parameters' pytree).
     Where `tree` has another structure, a GraphcError: "`what` does not match `against` at
-    PATH: ..."."""
+    PATH: ...". exact=True (jvp's tangents, like their primals): None only where `structure`
+    holds no leaf (none_hint follows that line) and no container where it holds a leaf, each
+    refused naming the path, as other mismatches are."""
     out = []
 
     def mismatch(path, detail):
@@ -209,13 +220,25 @@ def leaves_like(structure, tree, what="the tree", against="its model", prefix=Fa
     def describe(t):
         if isinstance(t, (tuple, list)):
             return f"a {type(t).__name__} of {len(t)}"
-        return f"a {type(t).__name__}"
+        return a_or_an(type(t).__name__)
+
+    def expected(st):  # what `structure` holds, said as describe says a tree
+        if st is None:
+            return "an array"
+        kind, children = st
+        if kind in DICT_KINDS:
+            return f"a dict with keys {sorted(str(k) for k, _ in children)}"
+        return f"a {kind.__name__} of {len(children)}"
 
     def walk(st, t, path):
         if t is None:
+            if exact and leaf_count(st):
+                raise mismatch(path, f"None where {expected(st)} is{none_hint}")
             out.extend([None] * leaf_count(st))
             return
         if st is None:
+            if exact and isinstance(t, (tuple, list, dict)):
+                raise mismatch(path, f"{describe(t)} where an array is")
             out.append(t)
             return
         if prefix and not isinstance(t, (tuple, list, dict)):

@@ -2231,23 +2231,13 @@ def _outputs_and_cotangents(y, ct):
 def _like_primal(primal, tangent, what):
     """`tangent` as a pytree of its primal's structure: a dict's keys may come in another
     order (JAX sorts them; here the primal's order is the one), anything else must match."""
-    p_leaves, structure = leaves_and_structure(primal)
-    t_leaves, t_structure = leaves_and_structure(tangent)
-    if t_structure == structure:
+    structure = leaves_and_structure(primal)[1]
+    if leaves_and_structure(tangent)[1] == structure:
         return tangent
-    # (where and how they differ: '{"b": ..}' for '{"a": ..}' was "(1 vs 1 arrays)")
-    t_leaves = leaves_like(structure, tangent, what, "its primal")
-    nested = [leaf for leaf in t_leaves if isinstance(leaf, (tuple, list, dict))]
-    if nested:  # (leaves_like passes a subtree where the primal has a leaf: jvp took (t,)
-        # for x, as JAX does not)
-        raise GraphcError(f"{what} does not match its primal: a {container_kind(nested[0])} "
-                          f"where it holds an array", (user_location(),))
-    missing = sum(leaf is None for leaf in t_leaves)
-    if missing:  # a None where the primal holds arrays
-        raise GraphcError(f"{what} does not match its primal: None where it holds {missing} "
-                          f"of its {len(p_leaves)} arrays; pass zeros for no tangent",
-                          (user_location(),))
-    return unflatten(structure, t_leaves)
+    # (where and how they differ: '{"b": ..}' for '{"a": ..}' was "(1 vs 1 arrays)"; (t,)
+    # for x was taken as t, as JAX does not; None for an array says where it is)
+    return unflatten(structure, leaves_like(structure, tangent, what, "its primal", exact=True,
+                                            none_hint="; pass zeros for no tangent"))
 
 
 def _concrete(shape) -> bool:

@@ -110,7 +110,7 @@ def test_a_pullback_taken_in_a_trace_vmapped_over_cotangents():
 
 def test_bad_arguments_are_refused_with_one_line():
     x = np.ones(3)
-    with pytest.raises(GraphcError, match="jacrev: a int32 output has no Jacobian"):
+    with pytest.raises(GraphcError, match="jacrev: an int32 output has no Jacobian"):
         gc.jacrev(lambda x: gc.cast(x, "int32"))(x)
     with pytest.raises(GraphcError, match="jacfwd: argument 1 has dtype int..; only floating"):
         gc.jacfwd(lambda x, i: x * i, argnums=1)(x, np.arange(3))
@@ -130,7 +130,7 @@ def test_hessian_names_itself_in_the_messages_of_its_jacobians():
                        "static_argnums; to use it as a Python value, leave 'n' out of "
                        r"argnums: [^\n]*\n  at [^\n]*test_jacobians\.py:\d+$"):
         gc.hessian(f, argnums=1)(x, 3.0)
-    with pytest.raises(GraphcError, match="^hessian: a int64 output has no Jacobian"):
+    with pytest.raises(GraphcError, match="^hessian: an int64 output has no Jacobian"):
         gc.hessian(lambda x: gc.argmax(x))(x)
     # the advice followed: n left out of argnums passes as it is, the Hessian is 2 n I
     np.testing.assert_array_equal(gc.hessian(f)(x, 3), 6.0 * np.eye(2))

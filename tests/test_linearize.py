@@ -350,7 +350,7 @@ def test_linear_transpose_refuses_what_is_not_linear_in_one_line():
                                           r"array, float64\[2, 3\]"):
         f_t([np.ones((2, 3))])
     with pytest.raises(GraphcError, match=r"^linear_transpose of lambda: the cotangent does not "
-                                          r"match the function's result: a ndarray where a "
+                                          r"match the function's result: an ndarray where a "
                                           r"tuple of 2 is"):
         gc.linear_transpose(lambda v: (v, 2.0 * v), np.zeros(2))(np.ones(2))
     with pytest.raises(GraphcError, match="reads a value of the function being traced"):

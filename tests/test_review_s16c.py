@@ -101,7 +101,7 @@ def test_jvp_and_vjp_with_none_in_the_primals():
     y, tangent = gc.jvp(_loss, ({"w": W, "b": None}, X), ({"w": t, "b": None}, np.zeros_like(X)))
     np.testing.assert_allclose(y, np.sum((X.astype(np.float64) @ W) ** 2), rtol=1e-5)
     np.testing.assert_allclose(tangent, np.sum(_dloss(W, X) * t), rtol=1e-4)
-    with pytest.raises(gc.GraphcError, match="tangent 0 does not match its primal at b: a "
+    with pytest.raises(gc.GraphcError, match="tangent 0 does not match its primal at b: an "
                                              "ndarray where None is"):
         gc.jvp(_loss, ({"w": W, "b": None}, X), ({"w": t, "b": t}, np.zeros_like(X)))
     out, pull = gc.vjp(lambda p, x: x @ p["w"], {"w": W, "b": None}, X)

@@ -114,10 +114,15 @@ def test_a_tangent_unlike_its_primal_says_where_and_how():
     cases = [(pick, {"a": x}, {"b": x}, r"keys \['b'\] where a dict with keys \['a'\] is"),
              (first, (x, x), [x, x], r"a list of 2 where a tuple of 2 is"),
              (lambda t: t[1]["c"], (x, {"c": x}), (x, {"c": (x,)}),
-              r": a tuple where it holds an array"),
-             (lambda t: t * 2, x, (x,), r": a tuple where it holds an array"),
-             (lambda t: t * 2, x, {"a": x}, r": a dict where it holds an array"),
-             (first, (x, x), (x, None), r"None where it holds 1 of its 2 arrays; pass zeros")]
+              r" at 1\.c: a tuple of 1 where an array is"),
+             (lambda t: t * 2, x, (x,), r": a tuple of 1 where an array is"),
+             (lambda t: t * 2, x, {"a": x}, r": a dict where an array is"),
+             (first, (x, x), (x, None), r" at 1: None where an array is; pass zeros for no "
+                                        r"tangent"),
+             (pick, {"a": x, "b": None}, {"a": None, "b": None},
+              r" at a: None where an array is; pass zeros"),
+             (first, (x, x), None, r": None where a tuple of 2 is; pass zeros"),
+             (lambda t: t[0], (x, None), (x, x), r" at 1: an ndarray where None is")]
     for fn, primal, tangent, how in cases:
         with pytest.raises(gc.GraphcError, match=r"^jvp: tangent 0 does not match its "
                                                  r"primal.*" + how):
@@ -138,3 +143,36 @@ def test_a_tangent_unlike_its_primal_says_where_and_how():
         {"b": x, "a": 3 * x}), 3 * 2 * x + x)
     np.testing.assert_allclose(gc.linearize(pick, {"a": x, "n": None})[1](
         {"a": 2 * x, "n": None}), 2 * x)
+
+
+def test_review_r6_tangent_mismatch_paths_f_jvp_keywords_and_articles():
+    """Review r6 of the commits above: a None tangent for an array, or a container where the
+    primal holds an array, said how but not where ('None where it holds 1 of its 2 arrays',
+    '(x, {"c": (t,)})': 'a tuple where it holds an array'); both now name the path, as the
+    other mismatches do (leaves_like(exact=True), one logic). f_jvp(t=...) was Python's
+    TypeError naming 'linearize.<locals>.f_jvp()'; jacrev said 'a int64 output'."""
+    x = np.ones(3, np.float32)
+    params = {"w": x, "b": x}
+    loss = lambda p: gc.sum(p["w"] * p["b"])  # noqa: E731
+    for tangent, where, how in (({"w": x, "b": None}, "b", "None where an array is; pass "
+                                 "zeros for no tangent"),
+                                ({"w": x, "b": [x]}, "b", "a list of 1 where an array is")):
+        with pytest.raises(gc.GraphcError, match=f"(?m)^jvp: tangent 0 does not match its primal "
+                                                 f"at {where}: {how}$"):
+            gc.jvp(loss, (params,), (tangent,))
+        _, f_jvp = gc.linearize(loss, params)
+        with pytest.raises(gc.GraphcError, match=f"(?m)^linearize: f_jvp's tangent 0 does not "
+                                                 f"match its primal at {where}: {how}$"):
+            f_jvp(tangent)
+    _, f_jvp = gc.linearize(lambda a: a * 2, x)
+    with pytest.raises(gc.GraphcError, match=r"(?m)^linearize: f_jvp takes the tangents by "
+                                             r"position, one like each primal, got the "
+                                             r"keyword argument 't'$"):
+        f_jvp(t=x)
+    import inspect
+    assert str(inspect.signature(f_jvp)) == "(*tangents)"
+    np.testing.assert_allclose(gc.compile(f_jvp)(x), 2 * x)
+    np.testing.assert_allclose(np.asarray(gc.vmap(f_jvp)(np.stack([x, 3 * x]))),
+                               np.stack([2 * x, 6 * x]))
+    with pytest.raises(gc.GraphcError, match=r"^jacrev: an int64 output has no Jacobian"):
+        gc.jacrev(lambda a: gc.argmax(a))(x)
