@@ -602,7 +602,7 @@ def cmd_eval(args) -> int:
     if args.data is not None and os.path.isdir(args.data):
         raise UsageError(f"--data {args.data!r} is a directory; pass a UTF-8 text file")
     data = checkpoint_text(args.data, model.cfg.block_size, list(meta["vocab"]),
-                           f"--checkpoint {args.checkpoint}")
+                           f"--checkpoint {args.checkpoint}", (args.split,))
     loss, tokens = split_loss(model, params, data, args.split)
     name = "validation" if args.split == "val" else "training"
     print(f"{name} loss {loss:.4f} nats per token over the whole {args.split} split "

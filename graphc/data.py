@@ -18,6 +18,9 @@ class DataError(ValueError):
     """Bad training text: missing, empty, undecodable, too short, or changed while read."""
 
 
+# The splits' names: the text's first 90% and its last 10%.
+SPLITS = ("train", "val")
+
 # The corpus is read in pieces of this many bytes (a piece costs ~7 times its size while it is
 # encoded), twice: once for its vocabulary and length, once to write its token ids.
 CHUNK_BYTES = 4 << 20
@@ -103,7 +106,10 @@ class CharData:
     val: np.ndarray
 
     @classmethod
-    def from_file(cls, path: str | None, block_size: int, vocab=None) -> "CharData":
+    def from_file(cls, path: str | None, block_size: int, vocab=None,
+                  splits=SPLITS) -> "CharData":
+        """`splits`: those that must hold one window of `block_size` (graphc eval scores one;
+        a text whose other split is shorter was refused for it)."""
         path = os.fspath(path or DEFAULT_TEXT)  # a pathlib.Path: named as text in messages
         if not os.path.exists(path):
             raise DataError(f"data file {path!r} does not exist")
@@ -131,14 +137,15 @@ class CharData:
                     raise changed
                 yield ids
         ids = _token_file(tokens(), n, token_dtype(len(vocab)), changed)
-        return cls._split(vocab, ids, block_size, path)
+        return cls._split(vocab, ids, block_size, path, splits)
 
     @classmethod
-    def from_text(cls, text: str, block_size: int, vocab=None, source="text") -> "CharData":
+    def from_text(cls, text: str, block_size: int, vocab=None, source="text",
+                  splits=SPLITS) -> "CharData":
         if not text:
             raise DataError(f"data file {source!r} is empty")
         vocab = cls._vocabulary(set(text), vocab, source)
-        return cls._split(vocab, _Encoder(vocab)(text), block_size, source)
+        return cls._split(vocab, _Encoder(vocab)(text), block_size, source, splits)
 
     @staticmethod
     def _vocabulary(seen, vocab, source):
@@ -150,15 +157,21 @@ class CharData:
         return vocab
 
     @classmethod
-    def _split(cls, vocab, ids, block_size, source):
+    def _split(cls, vocab, ids, block_size, source, splits=SPLITS):
+        for split in splits:
+            _known_split(split)
         split = _train_length(len(ids))
         train, val = ids[:split], ids[split:]
         need = block_size + 1  # one window and its shifted target
-        if len(train) < need or len(val) < need:
+        if any(len(part) < need for name, part in (("train", train), ("val", val))
+               if name in splits):
+            where = ("each of the 90/10 train/validation splits" if len(set(splits)) == 2 else
+                     "the 90% training split" if "train" in splits else
+                     "the 10% validation split")
             raise DataError(f"{source!r} is too short: {len(ids)} "
                             f"character{'s' * (len(ids) != 1)}, but a block of {block_size} "
-                            f"needs at least {need} in each of the 90/10 "
-                            f"train/validation splits ({_shortest_text(need)} or more in all)")
+                            f"needs at least {need} in {where} "
+                            f"({_shortest_text(need, splits)} or more in all)")
         return cls(vocab, train, val)
 
     def encode(self, text: str) -> np.ndarray:
@@ -198,20 +211,27 @@ def _train_length(n: int) -> int:
     return int(0.9 * n)
 
 
-def _shortest_text(need: int) -> int:
-    """The fewest characters whose 90/10 split holds `need` in each part. It was said to be
-    10 * need, but the validation part, n - int(0.9 * n), reaches `need` up to 9 characters
-    sooner: 41 characters train a block of 4, which were told they needed 50."""
-    n = 10 * need
-    # both parts grow by 0 or 1 with n: step down while n - 1 still holds enough
-    while n > 1 and min(_train_length(n - 1), n - 1 - _train_length(n - 1)) >= need:
+def _split_lengths(n: int) -> dict:
+    """The characters of a text of `n` in each split."""
+    return {"train": _train_length(n), "val": n - _train_length(n)}
+
+
+def _shortest_text(need: int, splits=SPLITS) -> int:
+    """The fewest characters whose 90/10 split holds `need` in each of `splits`. It was said
+    to be 10 * need, but the validation part, n - int(0.9 * n), reaches `need` up to 9
+    characters sooner: 41 characters train a block of 4, which were told they needed 50."""
+    def enough(n):
+        lengths = _split_lengths(n)
+        return all(lengths[split] >= need for split in splits)
+    # near it (the training part alone needs about need / 0.9), then exact: each part grows
+    # by 0 or 1 with n
+    n = 10 * need if "val" in splits else need + need // 9 + 1
+    while n > 1 and enough(n - 1):
         n -= 1
-    while min(_train_length(n), n - _train_length(n)) < need:  # (0.9 * n rounded down)
+    while not enough(n):
         n += 1
     return n
 
-
-SPLITS = ("train", "val")
 
 
 def split_tokens(data, split: str):
@@ -219,10 +239,14 @@ def split_tokens(data, split: str):
     refused: batch() drew from the validation split for any name but "train" (a "training"
     batch trained on the validation text) and split_loss scored the training split for any
     name but "val"."""
+    return getattr(data, _known_split(split))
+
+
+def _known_split(split: str) -> str:
     if split not in SPLITS:
         raise ValueError(f"split must be one of {', '.join(map(repr, SPLITS))}, got "
                          f"{split!r}")
-    return getattr(data, split)
+    return split
 
 
 def _token_file(pieces, n: int, dtype, changed: DataError) -> np.ndarray:

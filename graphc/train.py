@@ -468,16 +468,17 @@ def _check_sample_space(out: str, tokens: int, vocab) -> None:
                           "lower --sample-tokens (0: no sample)")
 
 
-def checkpoint_text(data, block_size: int, vocab, checkpoint_path: str):
+def checkpoint_text(data, block_size: int, vocab, checkpoint_path: str, splits=("train", "val")):
     """The CharData a checkpoint of vocabulary `vocab` (None: a fresh run's) trains or is
     scored on: the text file `data`, or without it the bundled Tiny Shakespeare, which must
     then be the text it was trained on. A checkpoint records its vocabulary, not its text:
     one trained on another text was refused for the bundled text's characters outside its
-    vocabulary, with no word of --data."""
+    vocabulary, with no word of --data. `splits`: those that must hold one window (graphc eval
+    --split train refused a text whose validation part, which it does not score, was short)."""
     from .data import CharData
     if data is not None or vocab is None:
-        return CharData.from_file(data, block_size, vocab)
-    text = CharData.from_file(None, block_size)
+        return CharData.from_file(data, block_size, vocab, splits)
+    text = CharData.from_file(None, block_size, splits=splits)
     if text.vocab != list(vocab):
         raise GraphcError(f"{checkpoint_path} was not trained on the bundled Tiny Shakespeare "
                           f"({_vocabulary_difference(vocab, text.vocab)}); pass --data, the "

@@ -58,3 +58,38 @@ def test_a_text_too_short_is_told_the_fewest_characters_that_train(block, shorte
             f"at least {block + 1} in each of the 90/10 train/validation splits "
             f"({shortest} or more in all)")):
         CharData.from_text(text[:-1], block)
+
+
+def test_eval_of_one_split_needs_a_window_in_that_split_only(tmp_path, capsys):
+    """`graphc eval --split train` refused a text whose validation part (its last 10%), which
+    it does not score, was shorter than one window, and its message spoke of both splits.
+    Each split now needs a window only where it is scored: a text of 20 characters scores
+    the training split's 18 in windows of 8 and is refused for the validation split, whose
+    2 are too few, in words and a minimum that are that split's."""
+    from graphc.cli import main
+    from graphc.train import checkpoint_text
+    text = ("to be or not to be, that is the question\n" * 8)[:200]
+    path = tmp_path / "text.txt"
+    path.write_text(text, encoding="utf-8")
+    assert main(["train", "--config", "tiny", "--n-layer", "1", "--n-embd", "16",
+                 "--n-head", "2", "--block-size", "8", "--batch-size", "4", "--eval-iters",
+                 "1", "--no-progress", "--sample-tokens", "0", "--steps", "1",
+                 "--data", str(path), "--out", str(tmp_path / "run")]) == 0
+    capsys.readouterr()
+    short = tmp_path / "short.txt"
+    short.write_text(text[:20], encoding="utf-8")
+    assert main(["eval", "--checkpoint", str(tmp_path / "run"), "--data", str(short),
+                 "--split", "train"]) == 0
+    assert "over the whole train split (16 tokens in windows of 8" in capsys.readouterr().out
+    assert main(["eval", "--checkpoint", str(tmp_path / "run"), "--data", str(short)]) == 2
+    assert capsys.readouterr().err.strip() == (
+        f"graphc: error: {str(short)!r} is too short: 20 characters, but a block of 8 needs "
+        "at least 9 in the 10% validation split (81 or more in all)")
+    # the training split alone: 10 characters hold 9 there (int(0.9 * 10)), 9 do not
+    vocab = sorted(set(text))
+    for n, splits in ((10, ("train",)), (81, ("val",)), (81, ("train", "val"))):
+        short.write_text(text[:n], encoding="utf-8")
+        checkpoint_text(str(short), 8, vocab, "--checkpoint run", splits)
+        short.write_text(text[:n - 1], encoding="utf-8")
+        with pytest.raises(DataError, match=re.escape(f"({n} or more in all)")):
+            checkpoint_text(str(short), 8, vocab, "--checkpoint run", splits)
