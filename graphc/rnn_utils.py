@@ -101,9 +101,12 @@ def _static_lengths(lengths, batch, who):
     before tracing (a list, a numpy array, an eager or torch CPU tensor), as torch wants a CPU
     int64 tensor; a traced value cannot fix the packed data's shape."""
     if isinstance(lengths, SymbolicValue):
+        how = ("(an argument of the compiled or differentiated function): close over them"
+               if _is_argument(lengths) else "(computed from the function's arguments, as "
+               "from a mask of the data): compute them outside it, with numpy, and close "
+               "over them")
         _fail(f"{who}: lengths must be known numbers (a list or a numpy array), not a traced "
-              "value (an argument of the compiled or differentiated function): close over "
-              "them")
+              f"value {how}")
     if isinstance(lengths, (list, tuple)) and any(isinstance(n, SymbolicValue) for n in lengths):
         # Python numbers passed as an argument, traced: int() asks for their values, so a
         # transformation that can retries with them as they are (grad), or names static_argnums
@@ -124,6 +127,20 @@ def _static_lengths(lengths, batch, who):
         _fail(f"{who}: every length must be > 0, as torch's, got {values.min():g} at "
               f"sequence {int(np.argmin(values))}")
     return values.astype(np.int64)
+
+
+def _is_argument(value) -> bool:
+    """Whether a traced value is an input of the function being traced (read inside a loop
+    body or a branch too), not one computed in it."""
+    while getattr(value, "op", None) == "input":
+        outer = getattr(value.graph, "outer_value", None)  # (a region's: what it captures)
+        if outer is None:
+            return True
+        captured = outer(value)
+        if captured is None:  # the region's own operand (a carry): computed in the loop
+            return False
+        value = captured
+    return False
 
 
 def _pack(x, batch_sizes, sorted_indices):

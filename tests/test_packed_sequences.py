@@ -202,3 +202,30 @@ def test_review_r1_lengths_as_arguments_empty_batches_1d_data_and_torch_s_packed
         assert_one_line_error(lambda: call(theirs), f"{who}: expected gc.nn.utils.rnn's "
                               "PackedSequence (its pack_padded_sequence's), got a "
                               "torch.nn.utils.rnn.PackedSequence", F)
+
+
+def test_review_m1_lengths_computed_inside_the_function_are_not_called_an_argument():
+    """Review s50 (m1) of f609eba: traced lengths were said to be 'an argument of the
+    compiled or differentiated function: close over them' whatever they were, lengths the
+    function computes from its data too (a mask's count), which cannot be closed over; they
+    are told to be computed outside it. An argument keeps its advice, in a loop body too."""
+    x = np.random.default_rng(3).normal(size=(4, 3, 2))
+    x[3:, 0] = 0.0
+
+    def computed(x):
+        n = gc.sum(gc.cast(x[:, :, 0] != 0, "int64"), 0)
+        return gc.sum(R.pack_padded_sequence(x, n, enforce_sorted=False).data)
+
+    def given(x, n):
+        return gc.sum(R.pack_padded_sequence(x, n, enforce_sorted=False).data)
+    for call in (lambda: gc.compile(computed)(x), lambda: gc.grad(computed)(x)):
+        assert_one_line_error(call, "pack_padded_sequence: lengths must be known numbers (a "
+                              "list or a numpy array), not a traced value (computed from the "
+                              "function's arguments, as from a mask of the data): compute them "
+                              "outside it, with numpy, and close over them", F)
+    n = np.array([3, 4, 4])
+    argument = "not a traced value (an argument of the compiled or differentiated function)"
+    for call in (lambda: gc.compile(given)(x, n),
+                 lambda: gc.compile(lambda x, n: gc.fori_loop(
+                     0, 1, lambda i, c: c + given(x, n), 0.0))(x, n)):
+        assert_one_line_error(call, argument, F)
