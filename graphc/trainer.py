@@ -1225,22 +1225,27 @@ class Trainer:
 
     def _probe_non_finite_data(self, batch, key, step) -> str | None:
         """A NaN or an Inf in the global batch of `step` (_non_finite_in) that made the loss
-        non-finite, said in words: the loss evaluated eagerly (as _probe_class_targets does)
-        is not finite with the batch as drawn and is with those values taken as 0. One the
-        loss masks out (a missing value under a `where`), or beside a loss that is not
-        finite without it (parameters a learning rate blew up), is not blamed: None. Only
-        the finite check's re-run probes."""
+        non-finite, said in words: the loss evaluated eagerly as the step runs it (training:
+        BatchNorm's batch statistics, which carry one row's NaN to every row, and the step's
+        dropout masks; the buffer updates it makes are dropped) is not finite with the batch
+        as drawn and is with those values taken as 0, or as their leaf's finite mean (a loss
+        taking log of the data, or dividing by it, is not finite at 0). One the loss masks
+        out (a missing value under a `where`), or beside a loss that is not finite without it
+        (parameters a learning rate blew up), is not blamed: None. Only the finite check's
+        re-run probes."""
         found = _non_finite_in(batch, step)
         if found is None:
             return None
 
         def finite_loss(values):
-            with nn.rng_key(key), nn._evaluating():
-                loss = self._mixed_loss(self.params, values, key, False)
+            with nn.rng_key(key), nn.collect_buffer_updates():
+                loss = self._mixed_loss(self.params, values, key, True)
             return bool(np.all(np.isfinite(np.asarray(loss))))
         with np.errstate(all="ignore"):
             try:
-                if finite_loss(batch) or not finite_loss(tree_map(_finite_or_zero, batch)):
+                if finite_loss(batch) or not any(
+                        finite_loss(tree_map(lambda leaf: _with_finite(leaf, fill), batch))
+                        for fill in ("zero", "mean")):
                     return None
             except Exception:  # noqa: BLE001 - as _probe_class_targets': the checked plan
                 return None  # reports what else went wrong
@@ -2406,12 +2411,15 @@ def _non_finite_in(batch, step) -> str | None:
     return None
 
 
-def _finite_or_zero(leaf):
-    """A batch leaf with its NaN and Inf taken as 0 (_probe_non_finite_data)."""
+def _with_finite(leaf, fill):
+    """A batch leaf with its NaN and Inf taken as 0 (fill="zero") or as the mean of its
+    finite values ("mean"; 0 where it has none), for _probe_non_finite_data."""
     a = np.asarray(leaf) if leaf is not None else None
     if a is None or not is_float(a.dtype) or np.isfinite(a).all():
         return leaf
-    return np.where(np.isfinite(a), a, np.zeros((), a.dtype))
+    finite = np.isfinite(a)
+    value = a[finite].astype(np.float64).mean() if fill == "mean" and finite.any() else 0.0
+    return np.where(finite, a, np.asarray(value).astype(a.dtype))
 
 
 def batch_digest(batch) -> str:

@@ -1230,6 +1230,51 @@ def test_a_nan_the_loss_masks_out_is_not_blamed_for_a_learning_rates_divergence(
     assert str(info.value).endswith(". Try a lower learning rate; no checkpoint was written")
 
 
+
+@pytest.mark.parametrize("case", ["batch_norm", "log"])
+def test_a_nan_blamed_where_the_step_not_the_evaluation_carries_it_or_zero_is_no_cure(case):
+    """Review s50 (m1) of ed07fa9: the probe evaluated the loss in evaluation mode and with
+    the NaN taken as 0 only, so two NaNs that made the loss NaN were not blamed and the run
+    was told to lower its learning rate (lr=1e-3, which trains on the clean data): a missing
+    sample (features and target NaN) the loss masks out, whose NaN BatchNorm's batch mean
+    carries to every row in training (its running statistics, used in evaluation, kept it in
+    its row), and a NaN feature the loss takes the log of (log(0) is not finite either). The
+    probe runs the loss as the step does, its buffer updates dropped, and tries the leaf's
+    finite mean too."""
+    from graphc.trainer import TrainingDiverged
+    rng = np.random.default_rng(0)
+    x = rng.uniform(0.5, 2.0, size=(64, 3)).astype(np.float32)
+    t = rng.normal(size=(64, 1)).astype(np.float32)
+    model = gc.nn.Sequential(gc.nn.Linear(3, 8, rng=np.random.default_rng(1)),
+                             gc.nn.BatchNorm1d(8), gc.nn.Linear(8, 1, rng=np.random.default_rng(2)))
+    if case == "batch_norm":
+        x[22], t[22] = np.nan, np.nan
+
+        def loss(p, b):
+            known = ~gc.isnan(b[1])
+            d = gc.where(known, model.apply(p, b[0]) - gc.where(known, b[1], 0.0), 0.0)
+            return gc.mean(d * d)
+    else:
+        x[22, 1] = np.nan
+
+        def loss(p, b):
+            d = model.apply(p, gc.log(b[0])) - b[1]
+            return gc.mean(d * d)
+    batches = [(x[i:i + 4], t[i:i + 4]) for i in range(0, 64, 4)]
+    trainer = gc.Trainer(loss, model.params(), gc.optim.SGD(lr=1e-3), batches, steps=16)
+    stats = {k: np.array(v) for k, v in model.state().items()}
+    assert trainer._probe_non_finite_data(batches[5], 7, 6) == \
+        "the batch of step 6 holds NaN in its element 0"
+    for k, v in model.state().items():  # the probe's forward in training mode wrote none
+        np.testing.assert_array_equal(np.asarray(v), stats[k])
+    with pytest.raises(TrainingDiverged) as info:
+        trainer.fit(progress=False)
+    assert str(info.value).endswith("Fix the data: the batch of step 6 holds NaN in its "
+                                    "element 0; no checkpoint was written")
+    clean = [(np.nan_to_num(b[0], nan=1.0), np.nan_to_num(b[1])) for b in batches]
+    gc.Trainer(loss, model.params(), gc.optim.SGD(lr=1e-3), clean, steps=16).fit(progress=False)
+
+
 DISAGREEING_RANKS_WORKER = """
 import numpy as np
 import graphc as gc
