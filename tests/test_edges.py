@@ -696,6 +696,34 @@ def test_a_str_size_is_refused_eagerly_and_a_symbolic_one_kept_in_a_trace():
     assert str(gc.spec(("n", "2*n"))) == "f32[n,2*n]"  # (gc.spec's names, eagerly)
 
 
+def test_a_str_size_inside_an_eager_vmap_is_refused_as_eagerly():
+    """Review r7 (s50) of f1's _size: an eager gc.vmap's graph (which runs its ops at once on
+    concrete values) was taken for a trace, so a name there was read as a symbol no call can
+    bind: gc.vmap(lambda v: gc.eye('n')) said "whether -n+127 >= 0 depends on the value of
+    n" and gc.zeros(('n', 2)) "the symbolic dimension n has no value while tracing", naming
+    no function. It is the eager line now; inside a compiled vmap the name is still a size."""
+    xs = np.ones((2, 3, 4), np.float32)
+    for call, line in ((lambda v: gc.eye("n"), "eye: a size must be an int, got 'n'"),
+                       (lambda v: gc.tril_mask("2*n"),
+                        "tril_mask: a size must be an int, got '2*n'"),
+                       (lambda v: gc.arange("n"), "arange: a bound must be an int, got 'n'"),
+                       (lambda v: gc.zeros(("n", 2)), "a size must be an int, got 'n'"),
+                       (lambda v: gc.broadcast_to(v[0], ("n", 4)),
+                        "a size must be an int, got 'n'"),
+                       (lambda v: gc.reshape(v, ("n", -1)),
+                        "reshape: a size must be an int, got 'n'")):
+        with pytest.raises(GraphcError) as info:
+            gc.vmap(call)(xs)
+        got, where = str(info.value).splitlines()
+        assert got == line and "test_edges.py" in where
+    sym = gc.compile(lambda v: gc.vmap(lambda r: gc.eye("n") * r[0] + gc.zeros(("n", 1)))(v),
+                     polymorphic_shapes=(("b", "n"),))
+    for b, n in ((2, 3), (3, 5)):
+        v = np.arange(b * n, dtype=np.float32).reshape(b, n)
+        want = np.eye(n, dtype=np.float32)[None] * v[:, :1, None]
+        np.testing.assert_array_equal(np.asarray(sym(v)), want)
+
+
 @pytest.mark.parametrize("shape, shown", [((2.0, 6), "2.0"), ((True, 12), "True"),
                                           ((np.float32(2), 6), "np.float32(2.0)"),
                                           (2.5, "2.5")])

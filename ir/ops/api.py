@@ -198,8 +198,12 @@ def _size(value, what="a size"):
     parse_dim's bare ValueError)."""
     if not isinstance(value, str):
         return as_dim(value, what)
-    if innermost_interpreter() is not None and \
-            builtins.any(c.isalpha() or c == "_" for c in value):  # (it names a symbol)
+    # (an eager vmap's graph runs its ops at once on concrete values: no symbol has a value
+    # there either; gc.vmap(lambda v: gc.eye('n')) was "whether -n+127 >= 0 depends on the
+    # value of n", naming no function)
+    interpreter = innermost_interpreter()
+    if interpreter is not None and not getattr(interpreter, "concrete_runs_eagerly", False) \
+            and builtins.any(c.isalpha() or c == "_" for c in value):  # (it names a symbol)
         try:
             dim = parse_dim(value)
         except ValueError as exc:  # ('n+', 'n-5' bound to be negative)
