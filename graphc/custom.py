@@ -11,9 +11,7 @@ value, and its gradient is the rule, so `grad`, `vjp`, `jvp`, `compile` and `bac
 use the rule. Simplification inlines the node, so compiled plans run exactly the forward
 computation and the rule's backward computation.
 
-As in JAX: under differentiation the forward value comes from `fwd` (custom_vjp), without it
-from the function (a plain compile too: _record), and fwd's output must be like the
-function's (structure, shapes, dtypes: refused naming fwd where differentiated); `bwd`
+As in JAX: under differentiation the forward value comes from `fwd` (custom_vjp); `bwd`
 returns a tuple with one cotangent per argument (a pytree like the argument, where None
 stands for zeros of any subtree); a custom_jvp rule returns (primal_out, tangent_out) with
 tangent_out linear in the tangents. graphc differentiates in reverse mode, so a custom_jvp
@@ -48,8 +46,8 @@ from passes.autodiff import gradients
 from runtime.eager import (Tensor, apart_from, backward, collect_buffer_updates, enable_grad,
                            is_grad_enabled, op_serial)
 
-from .tracing import (DICT_KINDS, Spec, call_signature, eval_shape, function_name,
-                      leaves_and_structure, leaves_like, refuse_traced, unflatten)
+from .tracing import (DICT_KINDS, call_signature, function_name, leaves_and_structure,
+                      leaves_like, refuse_traced, unflatten)
 from .transforms import _argnums  # (static_argnums' and argnums' reading too)
 
 
@@ -187,60 +185,6 @@ class custom_vjp(_Custom):
                               f"(output, residuals), got {_describe(result)}", _where(self.fwd))
         return result
 
-    # whether fwd's output is checked against the function's (hooks' identities: fwd is the
-    # function by construction, and the check's trace would cost every hooked call)
-    checks_primal = True
-
-    def _primal_leaves(self, out, like):
-        """fwd's primal output `out` as leaves in the structure of `like`, the function's
-        output (its values traced, or eval_shape's Specs), each of the same shape and dtype
-        (as JAX's: "Custom VJP fwd rule must produce a pair ... must have the same
-        structure/shape/dtype"); else one line naming fwd. A Python number on either side
-        is weakly typed: its shape only is compared."""
-        like_leaves, like_tree = leaves_and_structure(like)
-        what = f"custom_vjp function {self.name}: fwd's primal output (the first of its pair)"
-        advice = ("; fwd must return (output, residuals) with the function's output of the "
-                  "same structure, shapes and dtypes")
-        try:
-            leaves = leaves_like(like_tree, out, what=what, against="the function's output")
-        except GraphcError as error:
-            raise GraphcError(error.message + advice, _where(self.fwd)) from None
-        for path, x, y in zip(_leaf_paths(like_tree), leaves, like_leaves):
-            where = f"{what}{path}"
-            if x is None or isinstance(x, (tuple, list, dict)):
-                problem = f"is {_describe(x)} where the function returns {_describe(y)}"
-            elif tuple(np.shape(x)) != tuple(np.shape(y)):
-                problem = (f"has shape {tuple(np.shape(x))} where the function's output has "
-                           f"shape {tuple(np.shape(y))}")
-            elif hasattr(x, "dtype") and hasattr(y, "dtype") and \
-                    np.dtype(x.dtype) != np.dtype(y.dtype):
-                problem = (f"has dtype {np.dtype(x.dtype)} where the function's output has "
-                           f"dtype {np.dtype(y.dtype)}")
-            else:
-                continue
-            raise GraphcError(f"{where} {problem}{advice}", _where(self.fwd))
-        return leaves, like_tree
-
-    def _abstract_output(self, args):
-        """The function's output as Specs (eval_shape: traced, nothing runs), for eager
-        calls, whose value is fwd's alone; None where fun cannot be traced (it reads a
-        value in Python, calls numpy): eagerly that is allowed, and fwd's output then goes
-        unchecked, as before."""
-        leaves, tree = leaves_and_structure(list(args))
-        at = [i for i, x in enumerate(leaves) if isinstance(x, Tensor)]
-
-        def fun_on(*values):  # the tensor arguments traced, the others as they are
-            full = list(leaves)
-            for i, v in zip(at, values):
-                full[i] = v
-            return self.fun(*unflatten(tree, full))
-        functools.update_wrapper(fun_on, self.fun, updated=())
-        try:
-            return eval_shape(fun_on, *[Spec(tuple(leaves[i].shape), np.dtype(leaves[i].dtype))
-                                        for i in at])
-        except Exception:  # noqa: BLE001  (any failure of the trace: see above)
-            return None
-
     def _backward(self, args, residuals, cotangents, needs):
         """bwd's result as it returns it: a cotangent per argument not in nondiff_argnums
         (_check_cotangents checks it and places them among the arguments). `needs`, whether
@@ -317,7 +261,7 @@ class custom_jvp(_Custom):
 
 
 def _describe(value) -> str:
-    if isinstance(value, (Node, Tensor, np.ndarray, Spec)):  # (Spec: eval_shape's)
+    if isinstance(value, (Node, Tensor, np.ndarray)):
         return f"one array of shape {tuple(value.shape)}"
     if isinstance(value, (tuple, list)):
         return f"a {type(value).__name__} of {len(value)}"
@@ -359,7 +303,7 @@ def _call(custom, args):
                 # the forward's ops on it alone would be built out there (ir/region.py), and
                 # the closure check (passes/autodiff.py) would take them for a closed-over value
                 leaves = [graph.capture(x) if isinstance(x, Node) else x for x in leaves]
-            return _record(custom, leaves, in_tree, lambda x: isinstance(x, Node), traced=True)
+            return _record(custom, leaves, in_tree, lambda x: isinstance(x, Node))
     since = op_serial()
     is_tensor = lambda x: isinstance(x, Tensor)  # noqa: E731
     recorded = is_grad_enabled() and any(is_tensor(x) and x.requires_grad for x in leaves)
@@ -432,40 +376,18 @@ def _inside(graph, outer) -> bool:
     return False
 
 
-def _record(custom, leaves, in_tree, is_operand, forward=None, traced=False):
+def _record(custom, leaves, in_tree, is_operand, forward=None):
     """The forward computation topped by one custom_vjp node whose rule is `custom`'s.
-    forward: (out, residuals) already computed, else fwd's (the function's for custom_jvp).
-    A custom_vjp function's fwd is checked against the function. Eagerly (a tensor argument
-    requires grad) its value is fwd's; traced, whether the value is differentiated is known
-    later, so the function is traced too: the node's value is the function's (as JAX's
-    where nothing differentiates it) until autodiff takes fwd's (take_rule_value), and the
-    nodes of the one not taken die. Its non-float outputs, never differentiated, are the
-    function's."""
+    forward: (out, residuals) already computed, else fwd's (the function's for custom_jvp)."""
     args = unflatten(in_tree, leaves)
     out, residuals = forward if forward is not None else custom._forward(args)
-    plain = mismatch = None  # (plain: the function's traced output)
-    if forward is None and custom.kind == "custom_vjp" and custom.checks_primal:
-        if traced:
-            with collect_buffer_updates():  # (fwd's updates are the trace's, as before)
-                plain = custom.fun(*args)
-            try:
-                primal, structure = custom._primal_leaves(out, plain)
-                out = unflatten(structure, primal)  # (a dict's keys in the function's order)
-            except GraphcError as error:
-                # refused where the trace is differentiated only (as JAX's, which runs fwd
-                # only then): the function's value with a rule that raises it
-                out, residuals, plain, mismatch = plain, (), None, error
-        else:
-            like = custom._abstract_output(args)
-            if like is not None:
-                custom._primal_leaves(out, like)
     out_leaves, out_tree = leaves_and_structure(out)
     res_leaves, res_tree = leaves_and_structure(residuals)
     arg_pos = [i for i, x in enumerate(leaves) if is_operand(x)]
     res_pos = [i for i, x in enumerate(res_leaves) if is_operand(x)]
     diff_pos = [i for i, x in enumerate(out_leaves) if is_operand(x) and is_float(x.dtype)]
     if not diff_pos:
-        return out if plain is None else plain
+        return out
     # without an argument operand the node still goes on where an output is computed (from
     # values the function closes over): differentiating one of those is refused by the
     # closure check, not silently done through the forward nodes, bypassing the rule
@@ -477,8 +399,6 @@ def _record(custom, leaves, in_tree, is_operand, forward=None, traced=False):
                  for x in out_leaves]
 
     def pullback(arg_ops, res_ops, g, needs):
-        if mismatch is not None:
-            raise mismatch
         arg_ops = _into_graph_of(g, arg_ops)
         cotangents = [np.zeros(shape, dtype) for shape, dtype in out_types]
         for i, c in zip(diff_pos, unpack(g)):
@@ -494,17 +414,9 @@ def _record(custom, leaves, in_tree, is_operand, forward=None, traced=False):
         return _transpose_jvp(custom, leaves, in_tree, arg_pos, arg_ops, needs, out_tree,
                               out_types, diff_pos, [cotangents[i] for i in diff_pos])
 
-    operands = [packed, *[leaves[i] for i in arg_pos], *[res_leaves[i] for i in res_pos]]
-    rule_value = 0
-    if plain is not None:  # the function's value first, fwd's last (take_rule_value)
-        out_leaves, _ = leaves_and_structure(plain)
-        own, _ = _pack([_as_value(out_leaves[i], differentiable[k])
-                        for k, i in enumerate(diff_pos)])
-        if own is not packed:
-            operands = [own, *operands[1:], packed]
-            rule_value = len(operands)
-    node = apply("custom_vjp", *operands, fn=custom.name, args=len(arg_pos),
-                 rule=rule_ref(CustomCall(custom.name, pullback, rule_value=rule_value)))
+    node = apply("custom_vjp", packed, *[leaves[i] for i in arg_pos],
+                 *[res_leaves[i] for i in res_pos], fn=custom.name, args=len(arg_pos),
+                 rule=rule_ref(CustomCall(custom.name, pullback)))
     results = list(out_leaves)
     for i, r in zip(diff_pos, unpack(node)):
         results[i] = r

@@ -351,8 +351,6 @@ class _Identity(custom_vjp):
         self.name, self.rule = name, rule
         self.defvjp(lambda *args: (args[:count], None), None)
 
-    checks_primal = False  # (its fwd is its function)
-
     def _backward(self, args, residuals, cotangents, needs):
         return self.rule(tuple(cotangents), needs)
 

@@ -437,7 +437,7 @@ def _custom_vjp_rule(operands, batched, size, **attrs):
         return [F.sum(c, axis=0) if c is not None and not b else c
                 for c, b in zip(cts, arg_flags)]
 
-    batched_call = CustomCall(f"vmap({call.name})", pullback, call.replays, call.rule_value)
+    batched_call = CustomCall(f"vmap({call.name})", pullback, call.replays)
     value, rest = operands[0], list(operands[1 + count:])
     return apply("custom_vjp", *batch_all([value], batched[:1], size), *operands[1:1 + count],
                  *batch_all(rest, batched[1 + count:], size),

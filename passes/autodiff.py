@@ -14,7 +14,7 @@ from ir.errors import GraphcError, user_location
 from ir.graph import Graph, Node, current_graph
 from ir.ops import api as F
 from ir.ops import precision
-from ir.ops.custom import CLOSURE_ERROR, take_rule_value
+from ir.ops.custom import CLOSURE_ERROR
 from ir.ops.operators import OperatorMixin
 from ir.ops.registry import (DerivedVJP, VJPContext, get_op, graph_valued, is_weak_scalar,
                               refuse_foreign_array)
@@ -256,7 +256,6 @@ def gradients(ys, xs, seeds=None, partial=False, stand_ins=(), sources=None,
             elif not is_float(node.dtype):
                 continue
             if node.op == "custom_vjp":
-                take_rule_value(node)  # (fwd's value from here on, as JAX's)
                 _check_closure(node, depends, x_set, stand_ins, sources)
             op = get_op(node.op)
             if op.vjp is None:

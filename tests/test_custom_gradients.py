@@ -617,53 +617,6 @@ def test_bad_rules_are_one_error_naming_the_function(fwd, bwd, message):
         f(t, gc.tensor(x)).backward()
 
 
-def test_without_differentiation_the_function_runs_under_it_fwd_as_jax():
-    """A plain gc.compile computed fwd's value (cos) where eagerly the function ran (sin):
-    as JAX's, the function's value unless differentiated, fwd's (and its residuals) then."""
-    @gc.custom_vjp
-    def f(x):
-        return gc.sin(x)
-    f.defvjp(lambda x: (gc.cos(x), x), lambda x, g: (g * 2.0,))
-    x = np.array([0.1, 0.2, 0.3], np.float32)
-    for got in (f(gc.tensor(x)), gc.compile(f)(x), gc.compile(lambda x: f(x) * 1.0)(x)):
-        np.testing.assert_allclose(np.asarray(got), np.sin(x), rtol=1e-6)
-    for value, grad in (gc.value_and_grad(lambda x: gc.sum(f(x)))(x),
-                        gc.compile(gc.value_and_grad(lambda x: gc.sum(f(x))))(x)):
-        np.testing.assert_allclose(value, np.sum(np.cos(x)), rtol=1e-6)
-        np.testing.assert_array_equal(grad, np.full(3, 2.0))
-    t = gc.tensor(x, requires_grad=True)
-    y = f(t)
-    np.testing.assert_allclose(y.data, np.cos(x), rtol=1e-6)
-    gc.sum(y).backward()
-    np.testing.assert_array_equal(t.grad, np.full(3, 2.0))
-
-
-@pytest.mark.parametrize("fwd_out, problem", [
-    (lambda x: gc.sum(x), r"has shape \(\) where the function's output has shape \(3,\)"),
-    (lambda x: x.astype("float64"),
-     "has dtype float64 where the function's output has dtype float32"),
-    (lambda x: (x, x), r"is a tuple of 2 where the function returns one array of shape \(3,\)"),
-])
-def test_a_fwd_primal_unlike_the_function_is_refused_when_differentiated(fwd_out, problem):
-    """fwd's primal output of another shape, dtype or structure than the function's was
-    taken as it was (the value then differed eagerly and compiled); as JAX's, refused in one
-    line naming fwd where differentiated; a plain compile runs the function, fwd unread."""
-    @gc.custom_vjp
-    def f(x):
-        return gc.sin(x)
-    f.defvjp(lambda x: (fwd_out(x), x), lambda x, g: (gc.ones_like(x),))
-    x = np.array([0.1, 0.2, 0.3], np.float32)
-    np.testing.assert_allclose(gc.compile(f)(x), np.sin(x), rtol=1e-6)
-    message = "custom_vjp function f: fwd's primal output .the first of its pair. " + problem
-    for differentiate in (lambda: gc.grad(lambda x: gc.sum(f(x)))(x),
-                          lambda: gc.compile(gc.grad(lambda x: gc.sum(f(x))))(x),
-                          lambda: f(gc.tensor(x, requires_grad=True))):
-        with pytest.raises(gc.GraphcError, match=message) as err:
-            differentiate()
-        assert "\n" not in str(err.value).split("\n  at ")[0]
-        assert "test_custom_gradients.py" in str(err.value).split("\n  at ")[1]
-
-
 def test_a_wrongly_nested_cotangent_with_nondiff_argnums_is_the_shape_error_traced_too():
     # traced calls (grad, compile, vjp) gave "a symbolic value cannot be turned into a numpy
     # array" where backward() gave this shape error; rows of traced values (a list the

@@ -30,16 +30,12 @@ class CustomCall:
     `pullback(args, residuals, cotangent, needs)` -> one cotangent (or None) per argument
     operand; it runs on graph nodes (autodiff) or eager tensors (the tape) alike.
     `replays`: the rule differentiates the forward nodes themselves (remat's replay), so it
-    is their derivative, not a user's rule (graphc.linear_transpose reads it).
-    `rule_value`: the number of operands of a node whose last operand is the rule's own
-    forward value (gc.custom_vjp's fwd), held beside the function's (operand 0), 0 for none:
-    see take_rule_value."""
+    is their derivative, not a user's rule (graphc.linear_transpose reads it)."""
 
-    def __init__(self, name: str, pullback, replays: bool = False, rule_value: int = 0):
+    def __init__(self, name: str, pullback, replays: bool = False):
         self.name = name
         self.pullback = pullback
         self.replays = replays
-        self.rule_value = rule_value
 
 
 class RuleRef(int):
@@ -73,18 +69,6 @@ def _custom_call(attrs) -> CustomCall:
                           "code; differentiate before printing or saving the graph",
                           (user_location(),))
     return call
-
-
-def take_rule_value(node) -> None:
-    """A traced gc.custom_vjp node evaluates to the function's own value (operand 0), as
-    JAX's custom_vjp does where nothing differentiates it, and holds fwd's beside it (its last
-    operand). Differentiated, its value is fwd's, as JAX's (fwd's residuals are computed from
-    that run; a random draw in fwd then matches its value): autodiff, about to run the rule,
-    moves it to operand 0, and the function's nodes die unread. (Once: the node then has
-    one operand fewer than rule_value says.)"""
-    call = _custom_call(node.attrs)
-    if call.rule_value and len(node.inputs) == call.rule_value:
-        node.inputs[0] = node.inputs.pop()
 
 
 def _infer(types, fn, args, rule):
