@@ -362,11 +362,13 @@ class Compiled:
                                       _FLOAT_SCALAR_SIGNATURES.get(type(x)) or
                                       _leaf_signature(x) for x in leaves)
                 else:
-                    try:
-                        signature = tuple(_leaf_signature(x, t)
-                                          for x, t in zip(leaves, templates))
-                    except _TemplateMismatch as exc:  # (named here: only where one fails)
-                        raise self._naming(exc, i, len(args), a, leaves) from None
+                    signature = []
+                    for k, (x, t) in enumerate(zip(leaves, templates)):
+                        try:
+                            signature.append(_leaf_signature(x, t))
+                        except _TemplateMismatch as exc:  # (named here: only where one fails)
+                            raise self._naming(exc, i, len(args), a, k) from None
+                    signature = tuple(signature)
                 key.append((structure, signature))
                 all_leaves += leaves
         return tuple(key), all_leaves
@@ -405,11 +407,11 @@ class Compiled:
     def _names(self, count):
         return arg_names(called_function(self.fn)[0], count)
 
-    def _naming(self, exc, i, count, arg, leaves) -> GraphcError:
-        """A polymorphic shape's mismatch with a leaf of argument i, naming the argument (the
-        leaf by its path in a pytree argument: `d.a`, as the graph's inputs name it)."""
+    def _naming(self, exc, i, count, arg, index) -> GraphcError:
+        """A polymorphic shape's mismatch with leaf `index` of argument i, naming the argument
+        (the leaf by its path in a pytree argument: `d.a`, as the graph's inputs name it; by
+        its position, not its identity: one array twice in an argument is two leaves)."""
         name = self._names(count)[i]
-        index = next(k for k, x in enumerate(leaves) if x is exc.leaf)
         path = flatten(arg)[2][index]
         if path:
             name = f"{name}.{path}"
@@ -1069,11 +1071,7 @@ def _leaf_signature(x, template=None):
             dtype = "weak longdouble" if type(x) in _LACKED_FLOATS else f"weak {dtype}"
     if template is None:
         return shape, dtype
-    try:
-        return _template_shape(template, shape), dtype
-    except _TemplateMismatch as exc:
-        exc.leaf = x
-        raise
+    return _template_shape(template, shape), dtype
 
 
 class _Templates(list):
@@ -1104,7 +1102,7 @@ class _TemplateMismatch(GraphcError):
     def __init__(self, detail):
         super().__init__(f"compile: polymorphic_shapes: the argument {detail}",
                          (user_location(),))
-        self.detail, self.leaf = detail, None
+        self.detail = detail
 
 
 def _template_shape(template, shape) -> tuple:

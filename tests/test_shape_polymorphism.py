@@ -623,3 +623,18 @@ def test_one_text_shape_and_a_python_float_argument_names_the_argument():
     for n in (2, 4):
         np.testing.assert_array_equal(fixed(np.ones((n, 3)), 0.5), np.full((n, 3), 0.5))
     assert fixed.recompiles == []
+
+
+def test_a_mismatch_names_the_leaf_by_its_position_where_one_array_is_there_twice():
+    """Review r8 of 67fba72: the failing leaf was found by identity (`x is exc.leaf`), so
+    an array (or an interned number) held twice in one argument named its first place,
+    d.a, whose shape is concrete, where d.b's polymorphic shape failed."""
+    a = np.ones((5, 3), np.float32)
+    cases = [({"a": a, "b": a}, {"a": None, "b": "(batch, 4)"}, "d.b", "declares 4"),
+             ({"a": 2.0, "b": 2.0}, {"a": None, "b": "(batch, 4)"}, "d.b", "0 dimensions"),
+             ((a, a), (None, "(batch, 4)"), "d.1", "declares 4")]
+    for arg, shapes, name, problem in cases:
+        f = gc.compile(lambda d: d[1] if isinstance(d, tuple) else d["b"],
+                       polymorphic_shapes=(shapes,))
+        with pytest.raises(gc.GraphcError, match=rf"argument {name} has shape .*{problem}"):
+            f(arg)
