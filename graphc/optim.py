@@ -76,7 +76,9 @@ class _ConstantLR(float):
 
 
 def constant(lr: float):
-    return _ConstantLR(lr)
+    """A constant learning rate, checked as a number lr= is: a negative or NaN one (which
+    SGD(lr=-0.1) refuses) reached the optimiser unchecked through this wrapper."""
+    return _ConstantLR(_schedule_non_negative("constant: lr", lr))
 
 
 def linear_warmup(peak: float, warmup: int):
@@ -367,7 +369,8 @@ def multistep(init_value: float, milestones, gamma: float = 0.1):
     for m in _steps_list("multistep: milestones", milestones):
         m = _count_setting("multistep: a milestone", m)
         counts[m] = counts.get(m, 0) + 1
-    gamma = _schedule_finite("multistep: gamma", gamma)
+    # (>= 0 as every schedule's lr: a negative one was refused as piecewise_constant's scale)
+    gamma = _schedule_non_negative("multistep: gamma", gamma)
     return piecewise_constant(init_value, {m: gamma ** c for m, c in counts.items()})
 
 

@@ -1165,3 +1165,32 @@ def test_load_state_dict_refuses_a_flag_that_is_not_a_bool_before_anything_chang
                                              "True or False, got 1\n"):
         bound.load_state_dict(bad)
     assert int(bound.state["count"]) == 0 and bound.optimizer.nesterov is False
+
+
+def test_constant_and_multistep_gamma_check_their_numbers_as_lr_does():
+    """gc.optim.constant(-0.1) reached the optimiser unchecked (SGD(lr=constant(-0.1)) made
+    gradient ascent, where SGD(lr=-0.1) is refused), constant(nan) made NaN parameters and
+    constant("a") was float()'s ValueError; multistep's negative gamma was refused as
+    piecewise_constant's scale, naming neither multistep nor gamma. Each is one line now."""
+    cases = [(lambda: optim.constant(-0.1),
+              r"^constant: lr must be a finite number >= 0, got -0.1\n"),
+             (lambda: optim.constant(float("nan")),
+              r"^constant: lr must be a finite number >= 0, got nan\n"),
+             (lambda: optim.constant("a"), r"^constant: lr must be a number, got 'a'"),
+             (lambda: optim.SGD(lr=optim.constant(-0.1)), r"^constant: lr must be"),
+             (lambda: optim.multistep(0.1, [1], -0.5),
+              r"^multistep: gamma must be a finite number >= 0, got -0.5\n")]
+    for make, message in cases:
+        with pytest.raises(gc.GraphcError, match=message) as info:
+            make()
+        assert "test_optim_extra.py" in str(info.value).splitlines()[1]
+    # the numbers they take are unchanged: one SGD step at constant(0.1) is torch's at 0.1
+    p = torch.nn.Parameter(torch.tensor([1.0, -2.0], dtype=torch.float64))
+    p.grad = torch.tensor([0.5, 3.0], dtype=torch.float64)
+    torch.optim.SGD([p], lr=0.1).step()
+    opt = optim.SGD(lr=optim.constant(np.float64(0.1)))  # (a numpy number too)
+    new, _ = opt.update({"w": np.array([0.5, 3.0])}, opt.init({"w": np.array([1.0, -2.0])}),
+                        {"w": np.array([1.0, -2.0])})
+    np.testing.assert_allclose(new["w"], p.detach().numpy(), rtol=1e-15)
+    assert optim.constant(0.1) == 0.1 and optim.constant(0)(5) == 0.0
+    assert optim.multistep(1.0, [2], 0.0)(2) == 0.0  # gamma 0, as torch's, is taken
