@@ -725,6 +725,9 @@ def global_norm(grads):
 def clip_by_global_norm(grads, max_norm: float):
     """(grads scaled so that their global norm is at most max_norm, the norm before), as
     torch.nn.utils.clip_grad_norm_: the factor is min(1, max_norm / (norm + 1e-6))."""
+    if not isinstance(max_norm, Node):  # (a string was "div: cannot use a str as a tensor
+        # operand", naming neither the function nor max_norm; a traced one is taken as it is)
+        max_norm = _real("clip_by_global_norm: max_norm", max_norm)
     grads, lifted = _lift_tree(grads)
     norm = global_norm(grads)
     factor = F.minimum(max_norm / (norm + 1e-6), 1.0)

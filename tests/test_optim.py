@@ -1455,3 +1455,25 @@ def test_a_compiled_updates_lr_given_as_a_float64_0d_array_is_the_eager_updates_
     # one plan for each kind of lr, whatever its value: the float's traced as a weak float32
     assert in_graph.recompiles == [] and len(step.recompiles) == 1
     assert step.recompiles[0].endswith("lr: float64[] -> weak float32[]")
+
+
+def test_clip_by_global_norm_names_a_max_norm_that_is_not_a_number():
+    """A string max_norm was "div: cannot use a str as a tensor operand", naming neither the
+    function nor the argument; numbers (numpy ones, a 0-d array) and traced ones clip as
+    before, torch's clip_grad_norm_ values."""
+    grads = {"a": np.array([3.0, 4.0]), "b": None}
+    for bad in ("1.0", None, [1.0], np.ones(2)):
+        with pytest.raises(gc.GraphcError, match=r"^clip_by_global_norm: max_norm must be a "
+                           r"number, got ") as info:
+            optim.clip_by_global_norm(grads, bad)
+        assert "test_optim.py" in str(info.value).splitlines()[1]
+    t = torch.zeros(2, dtype=torch.float64, requires_grad=True)
+    t.grad = torch.tensor([3.0, 4.0], dtype=torch.float64)
+    torch.nn.utils.clip_grad_norm_([t], 2.0)
+    for max_norm in (2.0, np.float32(2.0), np.asarray(2.0)):
+        clipped, norm = optim.clip_by_global_norm(grads, max_norm)
+        assert float(norm) == 5.0 and clipped["b"] is None
+        np.testing.assert_allclose(clipped["a"], t.grad.numpy(), rtol=1e-15)
+    traced = gc.compile(lambda g, m: optim.clip_by_global_norm(g, m)[0])({"a": grads["a"]},
+                                                                        np.asarray(2.0))
+    np.testing.assert_allclose(traced["a"], t.grad.numpy(), rtol=1e-15)
