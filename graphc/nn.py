@@ -3170,6 +3170,10 @@ class MultiheadAttention(Module):
             raise GraphcError(f"{self._where()}: query, key and value must all be batched "
                               f"(3-d) or all unbatched (2-d), got shapes {shapes[0]}, "
                               f"{shapes[1]} and {shapes[2]}", (user_location(),))
+        # before the first op (the unbatched layout's expand_dims, the batched one's
+        # swapaxes): a list met it, named by that op, not by the layer
+        _check_dtypes(self._where(), self.in_proj_weight if self.in_proj_weight is not None
+                      else self.q_proj_weight, query=query, key=key, value=value)
         if F._ndim(query) == 2:  # unbatched (L, E), as torch's: a batch of one
             if shapes[1][0] != shapes[2][0]:
                 raise GraphcError(f"{self._where()}: key {shapes[1]} and value {shapes[2]} "
@@ -3214,7 +3218,6 @@ class MultiheadAttention(Module):
         w_q, w_k, w_v = (F.split(self.in_proj_weight, 3, axis=1)
                          if self.in_proj_weight is not None else
                          (self.q_proj_weight, self.k_proj_weight, self.v_proj_weight))
-        _check_dtypes(self._where(), w_q, query=query, key=key, value=value)
         b_q, b_k, b_v = (F.split(self.in_proj_bias, 3) if self.in_proj_bias is not None
                          else (None,) * 3)
 

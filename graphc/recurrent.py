@@ -217,6 +217,10 @@ class _Recurrent(Module):
         if nd not in (2, 3):
             _fail(f"{name}: input must be 2-d (L, {self.input_size}) or 3-d, got shape "
                   f"{tuple(F._shape(input))}")
+        h0, c0 = _given_states(name, lstm, hx)
+        # before the first op (expand_dims, swapaxes): a list met it, named by that op
+        _check_dtypes(name, self.weight_ih_l0, input=input, **{"h_0" if lstm else "hx": h0},
+                      c_0=c0)
         batched = nd == 3
         x = input if batched else F.expand_dims(input, 1)
         # read as a guarded setting: a plan traced with the other layout is not reused
@@ -229,9 +233,6 @@ class _Recurrent(Module):
         length, batch = F._shape(x)[0], F._shape(x)[1]
         directions = 2 if self.bidirectional else 1
         state = (self.num_layers * directions, batch, self.hidden_size)
-        h0, c0 = _given_states(name, lstm, hx)
-        _check_dtypes(name, self.weight_ih_l0, input=input, **{"h_0" if lstm else "hx": h0},
-                      c_0=c0)
         h_state = state[:2] + (self.proj_size or self.hidden_size,)  # h is projected, c not
         h0 = self._initial(h0, h_state, batched, x, "h_0" if lstm else "hx")
         c0 = self._initial(c0, state, batched, x, "c_0")
@@ -336,11 +337,12 @@ class _Cell(Module):
         if F._shape(input)[-1] != self.input_size:
             _fail(f"{name}: input has {F._shape(input)[-1]} features, the cell takes "
                   f"{self.input_size}")
-        batched = nd == 2
-        x = input if batched else F.expand_dims(input, 0)  # (N, in)
         h0, c0 = _given_states(name, lstm, hx)
+        # before the first op: a list met expand_dims, named by it, not by the cell
         _check_dtypes(name, self.weight_ih, input=input, **{"h_0" if lstm else "hx": h0},
                       c_0=c0)
+        batched = nd == 2
+        x = input if batched else F.expand_dims(input, 0)  # (N, in)
         h = self._initial(h0, x, batched, "h_0" if lstm else "hx")
         c = self._initial(c0, x, batched, "c_0") if lstm else None
         w_ih, w_hh, b_ih, b_hh = _weights(self, "")

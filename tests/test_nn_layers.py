@@ -530,6 +530,30 @@ def test_a_list_input_is_refused_whatever_the_layers_dtype_and_an_int_one_under_
         assert lin(np.ones((2, 4), np.float32)).dtype == np.float16  # a float one is cast
 
 
+def test_an_unbatched_list_input_names_the_recurrent_or_attention_layer():
+    """s50 f6 item 1: the list refusal ran after the layer's first op, so an unbatched list
+    (a recurrent layer's (L, in), a cell's (in,), attention's (L, E)) or a batched one given
+    to a sequence-first MultiheadAttention was expand_dims' or swapaxes' 'cannot use a list
+    as a tensor operand', naming no layer. As an array the same input runs."""
+    seq, row = [[1.0, 2.0, 3.0, 4.0]] * 5, [1.0, 2.0, 3.0, 4.0]
+    mha = nn.MultiheadAttention(4, 2)
+    cases = [(nn.GRU(4, 3), (seq,), "GRU: input"), (nn.LSTM(4, 3), (seq,), "LSTM: input"),
+             (nn.RNN(4, 3), (seq,), "RNN: input"), (nn.GRUCell(4, 3), (row,), "GRUCell: input"),
+             (nn.LSTMCell(4, 3), (row,), "LSTMCell: input"),
+             (nn.RNNCell(4, 3), (row,), "RNNCell: input"),
+             (mha, (seq, seq, seq), "MultiheadAttention: query"),  # unbatched
+             (mha, ([seq],) * 3, "MultiheadAttention: query"),  # batched, sequence-first
+             (nn.GRU(4, 3), (np.ones((5, 4), np.float32), [[0.0] * 3]), "GRU: hx")]
+    for layer, args, who in cases:
+        with pytest.raises(GraphcError) as info:
+            layer(*args)
+        first, where = str(info.value).splitlines()
+        assert first == (f"{who} is a list; give an array (np.asarray), as torch's takes "
+                         "a tensor") and "test_nn_layers" in where
+    out = nn.GRU(4, 3)(np.asarray(seq, np.float32))
+    assert out[0].shape == (5, 3) and out[1].shape == (1, 3)
+
+
 def test_dropout_needs_no_seed_eager_or_compiled():
     nn.manual_seed(0)
     drop = nn.Dropout(0.5)
