@@ -38,7 +38,8 @@ from ir.ops.registry import _STACK as _INTERPRETERS
 from ir.ops.registry import (SymbolicValue, foreign_array_name, is_weak_scalar,
                              read_foreign_array, refuse_array_container)
 from ir.ops.resize import interpolate
-from ir.types import INT_DTYPES, Dim, UnsupportedDtype, as_dtype, is_float, is_int, is_real
+from ir.types import (INT_DTYPES, Dim, UnsupportedDtype, as_dtype, is_float, is_int, is_real,
+                      unsupported_dtype)
 from runtime.eager import (BUFFER_UPDATES, MODULE_PARAMETERS, Buffer, Parameter, Tensor,
                            bool_flag, collect_buffer_updates, held_again, note_place,
                            places_holding)
@@ -118,6 +119,9 @@ def _check_dtypes(name, weight, **values):
             continue
         _refuse_non_array_mask(name, what, value)  # a list has no dtype (nor .astype)
         given, dtype = F._dtype(value), F._dtype(weight)
+        unsupported = unsupported_dtype(given)  # (complex: told to cast to the weights')
+        if unsupported:
+            raise UnsupportedDtype(f"{name}: {what}: {unsupported}", (user_location(),))
         if given != dtype and not (autocast and is_float(given)):
             # an int or bool input is cast, not given to a layer of its dtype (refused)
             advice = (f"cast it with .astype, or build the layer with dtype={str(given)!r}"

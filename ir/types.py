@@ -63,13 +63,24 @@ def as_dtype(dtype) -> np.dtype:
         dt = _torch_dtype_as_numpy(dtype)
         if dt is None:
             raise UnsupportedDtype(f"unknown dtype {dtype!r}", (user_location(),)) from exc
-    if dt not in SHORT_NAMES:
-        supported = ", ".join(str(d) for d in SHORT_NAMES)
-        hint = "; cast it first (x.astype(np.int32))" if dt.kind in "uib" else \
-            "; cast it first (x.astype(np.float32))" if dt.kind == "f" else ""
-        raise UnsupportedDtype(f"dtype {dt} is not supported (supported: {supported}){hint}",
-                               (user_location(),))
+    reason = unsupported_dtype(dt)
+    if reason:
+        raise UnsupportedDtype(reason, (user_location(),))
     return dt
+
+
+def unsupported_dtype(dtype) -> str | None:
+    """Why the IR cannot hold numpy dtype `dtype` ("dtype complex64 is not supported
+    (supported: ...)", with the cast to make where one keeps the values), None where it can:
+    a check comparing an operand's dtype with another's asks it first, or its message
+    named the other dtype (a complex input to a float32 Linear was told to cast to float32)."""
+    dt = np.dtype(dtype)
+    if dt in SHORT_NAMES:
+        return None
+    supported = ", ".join(str(d) for d in SHORT_NAMES)
+    hint = "; cast it first (x.astype(np.int32))" if dt.kind in "uib" else \
+        "; cast it first (x.astype(np.float32))" if dt.kind == "f" else ""
+    return f"dtype {dt} is not supported (supported: {supported}){hint}"
 
 
 def _torch_dtype_as_numpy(dtype):

@@ -23,8 +23,8 @@ from ir.ops.operators import OperatorMixin
 from ir.ops.registry import (GRAD_MODE, DerivedVJP, Interpreter, VJPContext, apply,
                              foreign_array_name, get_op, graph_param, infer_type,
                              is_weak_scalar, like_dtype, read_foreign_array,
-                             refuse_float_scalar, refuse_operand, register_base_interpreter,
-                             scalar_dtype)
+                             refuse_float_scalar, refuse_operand, refuse_unsupported_dtype,
+                             register_base_interpreter, scalar_dtype)
 from ir.types import (FLOAT_DTYPES, INT_DTYPES, SHORT_NAMES, TensorType, as_dtype, is_complex,
                       is_float, is_real_dtype)
 from ir.weak import NUMBER_POSITIONS
@@ -668,6 +668,7 @@ def lift(x, weak_dtype, opname) -> Tensor:
             refuse_float_scalar(x, opname)
         return Tensor(np.asarray(x, dtype=weak_dtype))
     if isinstance(x, np.ndarray):
+        refuse_unsupported_dtype(x, opname)
         return Tensor(x)
     refuse_operand(x, opname)
 
@@ -1097,7 +1098,13 @@ def tensor(data, requires_grad=False, dtype=None, name=None) -> Tensor:
         # "1e20" into an int dtype as a raw ValueError, and "abc" as a <U3 array)
         raise GraphcError(f"tensor: data must be numbers, got a {type(data).__name__}: "
                           f"{data!r}"[:200], (user_location(),))
-    if dtype is None:  # (complex data keeps its dtype: refused by Tensor as no dtype of ours)
+    if is_complex(data):  # numpy's cast to a real dtype would drop the imaginary part;
+        # without a dtype, Tensor's refusal named no function
+        # (an array by its type and dtype: its repr took several lines, and a torch tensor,
+        # read into an array above, was named by that array's)
+        _refuse_complex(f"a {_holder(source)} of {data.dtype}" if isinstance(data, np.ndarray)
+                        else repr(data))
+    if dtype is None:
         # an np.longdouble scalar is a float64 number, as ops lift one (ir.ops.api._dtype;
         # its float128 is no dtype of ours), alone or in a list; a longdouble array keeps
         # float128, refused, in a list too
@@ -1107,18 +1114,14 @@ def tensor(data, requires_grad=False, dtype=None, name=None) -> Tensor:
             _unreadable(data, "", exc)
         if array.dtype.kind in "USO":
             _no_strings(data, array)
+        if is_complex(array):  # (a list of complex numbers)
+            _refuse_complex(f"a {_holder(source)} of {array.dtype}")
         if array.dtype.itemsize > 8 and array.dtype.kind == "f" and \
                 isinstance(data, (list, tuple)) and not _holds_longdouble_array(data):
             # (longdouble numbers: the float64 they would be alone, np.result_type's with
             # the other numbers and arrays)
             array = array.astype(np.float64)
         data = array
-    elif is_complex(data):  # numpy's cast to a real dtype would drop the imaginary part
-        # (an array by its type and dtype: its repr took several lines, and a torch tensor,
-        # read into an array above, was named by that array's)
-        got = f"a {_holder(source)} of {data.dtype}" if isinstance(data, np.ndarray) else \
-            repr(data)
-        raise GraphcError(f"tensor: data must be real numbers, got {got}", (user_location(),))
     else:
         dtype = as_dtype(dtype)
         try:
@@ -1168,6 +1171,10 @@ def _unreadable(data, dtype, exc) -> None:
         raise _strings_line(data, text) from None
     raise GraphcError(f"tensor: data cannot be read as {dtype}numbers: "
                       f"{str(exc).splitlines()[0]}", (user_location(),)) from None
+
+
+def _refuse_complex(got):
+    raise GraphcError(f"tensor: data must be real numbers, got {got}", (user_location(),))
 
 
 def _holder(data) -> str:

@@ -1251,6 +1251,39 @@ def test_a_complex_number_is_refused_at_every_entry_point_that_reads_a_number(ki
     assert parameter.numpy().tolist() == [-1.0, -1.0]
 
 
+def test_a_complex_array_given_to_a_layer_or_op_is_named_unsupported_with_its_dtype():
+    """s50 f6 item 2: a complex input to a Linear, GRU or MultiheadAttention was told to
+    cast it to the weights' float32 (dropping the imaginary part), a convolution's and a
+    loss's named the float32 operand beside it, and an op's or gc.tensor's refusal named no
+    function. Each names the function called and the dtype given, unsupported."""
+    c = (np.ones((2, 4)) + 1j).astype(np.complex64)
+    f = np.ones((2, 4), np.float32)
+    unsupported = ("dtype complex64 is not supported (supported: float32, float64, float16, "
+                   "bfloat16, int32, int64, bool)")
+    for run, line in [
+            (lambda: gc.nn.Linear(4, 2)(c), f"Linear: input: {unsupported}"),
+            (lambda: gc.nn.GRU(4, 3)(c), f"GRU: input: {unsupported}"),
+            (lambda: gc.nn.MultiheadAttention(4, 2)(c, c, c),
+             f"MultiheadAttention: query: {unsupported}"),
+            (lambda: gc.nn.Conv1d(2, 2, 1)(c[None]),
+             f"conv1d: x is complex64 and w float32: {unsupported}; cast one with .astype"),
+            (lambda: gc.mse_loss(c, f), f"mse_loss: input: {unsupported}"),
+            (lambda: gc.relu(c), f"relu: {unsupported}"),
+            (lambda: gc.matmul(f, c.T), f"matmul: {unsupported}"),
+            (lambda: gc.nn.LayerNorm(4)(c), f"layer_norm: {unsupported}"),
+            (lambda: gc.tensor(c),
+             "tensor: data must be real numbers, got a numpy.ndarray of complex64"),
+            (lambda: gc.tensor([1 + 2j, 3.0]),
+             "tensor: data must be real numbers, got a list of complex128")]:
+        with pytest.raises(GraphcError) as info:
+            run()
+        first, where = str(info.value).splitlines()
+        assert first == line and "test_weak_arguments.py" in where
+    linear = gc.nn.Linear(4, 2)  # the real part, given as such, runs (weight: (in, out))
+    np.testing.assert_allclose(linear(c.real).numpy(), c.real @ linear.weight.numpy()
+                               + linear.bias.numpy(), rtol=1e-6)
+
+
 def test_tensor_refuses_complex_numbers_in_a_list_and_takes_a_longdouble_scalar():
     # gc.tensor([np.complex64(1+2j)], dtype="float32") was [1.] with only numpy's
     # ComplexWarning (a Python complex there float()'s raw TypeError), where the scalar is

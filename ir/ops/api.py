@@ -22,7 +22,8 @@ import numpy as np
 from ..errors import GraphcError, user_location
 from ..types import (Dim, InconclusiveDim, as_dim, as_dtype, broadcast_shapes, finfo,
                      fits_int, floor_div, has_negative_size, holds_when_bound, is_float, is_half,
-                     is_int, is_real, is_real_dtype, negative_size_error, parse_dim)
+                     is_int, is_real, is_real_dtype, negative_size_error, parse_dim,
+                     unsupported_dtype)
 from . import precision
 from .registry import (SymbolicValue, _called_op, apply, holds_values, innermost_interpreter,
                        is_weak_scalar, refuse_array_container, refuse_foreign_array,
@@ -2218,6 +2219,10 @@ def _float_operands(name, a, b, what=("input", "target"), torch_too=True):
 def _dtype_mix(name, a, b, what=("input", "target")):
     """A loss's one line for operands of two dtypes it does not take together, naming them
     in the dtypes the user gave (a half one that autocast cast to float32 by its own)."""
+    for role, x in zip(what, (a, b)):  # (a complex input was told to cast to float32)
+        reason = unsupported_dtype(_dtype(x))
+        if reason:
+            _fail(f"{name}: {role}: {reason}")
     under = " (under autocast too)" if precision.active_half() is not None else ""
     _fail(f"{name}: {what[0]} is {precision.given_dtype(a, _dtype(a))} but {what[1]} is "
           f"{precision.given_dtype(b, _dtype(b))}{under}; cast one (.astype)")

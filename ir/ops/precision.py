@@ -44,7 +44,7 @@ import threading
 import numpy as np
 
 from ..errors import GraphcError, user_location
-from ..types import as_dtype, is_float, is_half
+from ..types import as_dtype, is_float, is_half, unsupported_dtype
 from . import registry
 
 HALF_OPS = frozenset(("matmul", "einsum"))
@@ -130,11 +130,15 @@ def dtype_clash(*dtypes):
     """Why operands of these dtypes cannot meet in one matmul, einsum or convolution now
     (None: they can): outside autocast they must have one dtype, as in PyTorch; under it
     float32 and half operands are cast to the half dtype, but float64 ones are left alone,
-    as torch.autocast's, so float64 meets float64 only."""
+    as torch.autocast's, so float64 meets float64 only. A dtype graphc does not hold
+    (complex) is named as such."""
     dtypes = set(dtypes)
     if len(dtypes) == 1:  # (each eager convolution asks)
         return None
     dtypes = {np.dtype(d) for d in dtypes}
+    unsupported = next(filter(None, map(unsupported_dtype, sorted(dtypes, key=str))), None)
+    if unsupported:  # (a complex x was told to take w's float32)
+        return unsupported
     if active_half() is None:
         return "they must have one dtype (outside autocast), as in PyTorch"
     if _FLOAT64 in dtypes:

@@ -21,7 +21,7 @@ import numpy as np
 from ..errors import GraphcError, library_frames, user_location
 from ..printer import format_attr, is_region
 from ..types import (FLOAT_SCALARS, ML_REAL_DTYPES, NUMPY_FLOAT_SCALARS, Dim, TensorType,
-                     as_dtype, is_float, is_half)
+                     UnsupportedDtype, is_float, is_half, unsupported_dtype)
 
 
 class TypeRuleError(Exception):
@@ -359,6 +359,14 @@ def refuse_operand(x, opname):
                       "operand", (user_location(),))
 
 
+def refuse_unsupported_dtype(x, opname):
+    """Refuse numpy array operand `x` if the IR cannot hold its dtype (complex), naming the
+    function the user called as refuse_operand does: the line named no function."""
+    reason = unsupported_dtype(x.dtype)
+    if reason:
+        raise UnsupportedDtype(f"{_called_op(opname)}: {reason}", (user_location(),))
+
+
 def refuse_array_container(x, opname, what="one array", traced_only=False):
     """One line where `x`, a list or tuple (nested too) holding a traced value or an eager
     tensor, is passed where `what` is expected: numpy read each traced value as an array
@@ -642,7 +650,7 @@ def lift_symbolic(graph, x, like, opname):
             refuse_float_scalar(x, opname)
         return graph.constant(np.asarray(x, dtype=dtype))
     if isinstance(x, np.ndarray):
-        as_dtype(x.dtype)
+        refuse_unsupported_dtype(x, opname)
         return graph.constant(x)
     to_graph = getattr(x, "graph_operand", None)
     if to_graph is not None:
