@@ -111,7 +111,7 @@ def _check_dtypes(name, weight, **values):
     """Outside autocast a layer's inputs must have its weights' dtype, as torch's ("mat1 and
     mat2 must have the same dtype"): the matmul's own error named its internal shapes, not
     the layer or the input. Under autocast the op casts a float input (ir.ops.precision), not
-    an int or bool one. A list is refused whatever the weights' dtype: a float one read as
+    an int or bool one, nor float64, which meets float64 weights only. A list is refused whatever the weights' dtype: a float one read as
     float64 passed a float64 layer's check, to a raw TypeError inside the recurrent layers."""
     autocast = precision.STATE.dtype is not None and not precision.STATE.suspended
     for what, value in values.items():
@@ -122,12 +122,22 @@ def _check_dtypes(name, weight, **values):
         unsupported = unsupported_dtype(given)  # (complex: told to cast to the weights')
         if unsupported:
             raise UnsupportedDtype(f"{name}: {what}: {unsupported}", (user_location(),))
-        if given != dtype and not (autocast and is_float(given)):
-            # an int or bool input is cast, not given to a layer of its dtype (refused)
-            advice = (f"cast it with .astype, or build the layer with dtype={str(given)!r}"
-                      if is_float(given) else f"cast it with .astype({str(dtype)!r})")
-            raise GraphcError(f"{name}: {what} is {given} but the layer's weights are "
-                              f"{dtype}; {advice}", (user_location(),))
+        if given == dtype:
+            continue
+        if autocast and is_float(given):
+            # cast to the half dtype, but float64 is not (as torch.autocast): that meeting
+            # is refused where the layer's matmul named itself
+            why = precision.dtype_clash(given, dtype)
+            if why:
+                raise GraphcError(f"{name}: {what} is {given} but the layer's weights are "
+                                  f"{dtype}: {why}; cast it with .astype({str(dtype)!r})",
+                                  (user_location(),))
+            continue
+        # an int or bool input is cast, not given to a layer of its dtype (refused)
+        advice = (f"cast it with .astype, or build the layer with dtype={str(given)!r}"
+                  if is_float(given) else f"cast it with .astype({str(dtype)!r})")
+        raise GraphcError(f"{name}: {what} is {given} but the layer's weights are "
+                          f"{dtype}; {advice}", (user_location(),))
 
 
 def _size(layer, what, value, least=0):

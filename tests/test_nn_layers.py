@@ -530,6 +530,35 @@ def test_a_list_input_is_refused_whatever_the_layers_dtype_and_an_int_one_under_
         assert lin(np.ones((2, 4), np.float32)).dtype == np.float16  # a float one is cast
 
 
+def test_a_float64_input_under_autocast_names_the_layer_not_its_matmul():
+    """s50 f6 item 3: under autocast, which leaves float64 alone (as torch.autocast), a
+    float64 input to a float32 Linear, GRU or MultiheadAttention (or a float32 one to a
+    float64 layer) was the matmul's 'matmul: under autocast float64 is not cast', naming no
+    layer. A float64 layer given float64 runs in float64, a float32 one given float32 in
+    the half dtype."""
+    x64 = np.random.default_rng(0).normal(size=(2, 4))
+    why = "under autocast float64 is not cast (as in torch.autocast), so it cannot meet float32"
+    with gc.autocast("float16"):
+        for layer, args, who in [(nn.Linear(4, 2), (x64,), "Linear: input is float64"),
+                                 (nn.GRU(4, 3), (x64,), "GRU: input is float64"),
+                                 (nn.MultiheadAttention(4, 2), (x64,) * 3,
+                                  "MultiheadAttention: query is float64")]:
+            with pytest.raises(GraphcError) as info:
+                layer(*args)
+            first, where = str(info.value).splitlines()
+            assert first == (f"{who} but the layer's weights are float32: {why}; cast it "
+                             "with .astype('float32')") and "test_nn_layers" in where
+        with pytest.raises(GraphcError) as info:
+            nn.Linear(4, 2, dtype="float64")(x64.astype(np.float32))
+        assert str(info.value).splitlines()[0] == (
+            f"Linear: input is float32 but the layer's weights are float64: {why}; cast it "
+            "with .astype('float64')")
+        lin = nn.Linear(4, 2, dtype="float64")
+        out = lin(x64)
+        assert out.dtype == np.float64
+        np.testing.assert_allclose(out.numpy(), x64 @ lin.weight.numpy() + lin.bias.numpy())
+        assert nn.Linear(4, 2)(x64.astype(np.float32)).dtype == np.float16
+
 def test_an_unbatched_list_input_names_the_recurrent_or_attention_layer():
     """s50 f6 item 1: the list refusal ran after the layer's first op, so an unbatched list
     (a recurrent layer's (L, in), a cell's (in,), attention's (L, E)) or a batched one given
