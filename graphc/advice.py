@@ -19,7 +19,7 @@ import keyword
 import numpy as np
 
 from ir import weak
-from ir.errors import TracedNumberError
+from ir.errors import TracedNumberError, a_type
 from ir.graph import Node, current_graph, probing
 from ir.ops.registry import get_op
 from passes.autodiff import upstream
@@ -66,7 +66,7 @@ def static_advice(exc, args, names, fn=None):
 def unhashable_kind(value) -> str:
     """What makes an unhashable static value so, for messages: "a dict", or "a tuple holding
     a dict" (a tuple is hashable: its items are not)."""
-    kind = f"a {type(value).__name__}"
+    kind = a_type(value)
     if isinstance(value, tuple):
         inner = next((x for x in value if not hashable(x)), None)
         if inner is not None:

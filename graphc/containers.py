@@ -12,7 +12,7 @@ from collections.abc import Iterable, Mapping
 
 import numpy as np
 
-from ir.errors import GraphcError, user_location
+from ir.errors import GraphcError, a_type, user_location
 from ir.types import is_int
 from runtime.eager import MODULE_PARAMETERS, Parameter, Tensor
 
@@ -33,7 +33,7 @@ def _parameter(value, container, where):
         torch = sys.modules["torch"]
         return Parameter(value, requires_grad=not isinstance(value, torch.nn.Parameter)
                          or value.requires_grad)
-    raise GraphcError(f"{container}: {where} is a {type(value).__name__}, not a Parameter, a "
+    raise GraphcError(f"{container}: {where} is {a_type(value)}, not a Parameter, a "
                       "tensor or an array", (user_location(),))
 
 
@@ -213,7 +213,7 @@ class ParameterDict(_Keyed, Module):
             pairs = parameters
         else:
             raise GraphcError(f"ParameterDict: parameters must be a dict or (key, value) pairs, "
-                              f"got a {type(parameters).__name__}", (user_location(),))
+                              f"got {a_type(parameters)}", (user_location(),))
         for i, pair in enumerate(pairs):
             try:
                 key, value = pair

@@ -35,7 +35,7 @@ import threading
 
 import numpy as np
 
-from ir.errors import GraphcError, user_location
+from ir.errors import GraphcError, a_type, user_location
 from ir.errors import callback_locations as _where
 from ir.graph import Node, current_graph
 from ir.ops import api as F
@@ -264,8 +264,8 @@ def _describe(value) -> str:
     if isinstance(value, (Node, Tensor, np.ndarray)):
         return f"one array of shape {tuple(value.shape)}"
     if isinstance(value, (tuple, list)):
-        return f"a {type(value).__name__} of {len(value)}"
-    return f"a {type(value).__name__}"
+        return f"{a_type(value)} of {len(value)}"
+    return a_type(value)
 
 
 class _Rules(threading.local):
@@ -531,7 +531,7 @@ def _check_cotangents(custom, result, args, arg_pos, arg_ops, needs):
         shape = None if ct is None else _cotangent_shape(ct)
         if ct is not None and shape is None:
             raise GraphcError(f"custom_vjp function {name}: bwd's cotangent for argument "
-                              f"{_argument_of(args, i)} is a {type(ct).__name__} of values of "
+                              f"{_argument_of(args, i)} is {a_type(ct)} of values of "
                               f"different shapes, not one array of the argument's shape "
                               f"{tuple(operand.shape)}", _where(custom.bwd))
         if ct is not None and shape != tuple(operand.shape):

@@ -14,7 +14,7 @@ from __future__ import annotations
 import numpy as np
 
 from ir.dot import build_pydot
-from ir.errors import GraphcError, user_location
+from ir.errors import GraphcError, a_type, user_location
 from ir.graph import Graph
 from runtime.eager import Tensor, backward
 
@@ -40,7 +40,7 @@ def draw(target, *specs, grad: bool = False, collapse: bool = False, max_values:
         else:
             fn = target
         return build_pydot(trace(fn, *specs), collapse)
-    raise GraphcError(f"draw: cannot draw a {type(target).__name__}; pass a Tensor, a Graph "
+    raise GraphcError(f"draw: cannot draw {a_type(target)}; pass a Tensor, a Graph "
                       "or a function with its argument specs", (user_location(),))
 
 

@@ -10,7 +10,7 @@ training=False too.
 """
 from __future__ import annotations
 
-from ir.errors import GraphcError, user_location
+from ir.errors import GraphcError, user_location, with_article
 from ir.ops import api as F
 from ir.types import is_float, is_real
 
@@ -32,7 +32,7 @@ def _checked(name, x, p, training):
     if not isinstance(training, bool):
         _fail(f"{name}: training must be True or False, got {training!r}")
     if not is_float(F._dtype(x)):
-        _fail(f"{name} of a {F._dtype(x)} value; cast it to a float type first")
+        _fail(f"{name} of {with_article(F._dtype(x))} value; cast it to a float type first")
     return float(p)
 
 

@@ -36,7 +36,7 @@ from collections.abc import Sized
 
 import numpy as np
 
-from ir.errors import GraphcError
+from ir.errors import GraphcError, a_type
 from ir.graph import Graph
 from ir.ops import api as F
 from ir.ops.registry import graph_param, scalar_array
@@ -194,7 +194,7 @@ class Generator:
         if not isinstance(prompts, Sized) or not all(isinstance(p, Sized) for p in prompts):
             # (one unwrapped prompt, [1, 2, 3], was a raw TypeError from len())
             got = (reprlib.repr(prompts) if isinstance(prompts, (Sized, numbers.Number))
-                   else f"a {type(prompts).__name__}")  # (a generator's repr says no more)
+                   else a_type(prompts))  # (a generator's repr says no more)
             raise ValueError(f"prompts must be a list of token-id lists (one per row), got "
                              f"{got}")
         if len(prompts) == 0 or any(len(p) == 0 for p in prompts):  # (B, L) arrays too

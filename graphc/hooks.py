@@ -23,7 +23,7 @@ import weakref
 
 import numpy as np
 
-from ir.errors import GraphcError, user_location, user_stacklevel
+from ir.errors import GraphcError, a_type, user_location, user_stacklevel
 from ir.errors import callback_locations as _where
 from ir.graph import Node, current_graph
 from ir.ops import api as F
@@ -243,7 +243,7 @@ class BackwardCall:
         if not isinstance(output, tuple) and not _is_tensor(output):
             warnings.warn(f"{type(self.module).__name__}: for backward hooks to be called, "
                           "the module's output should be a tensor or a tuple of tensors, "
-                          f"not a {type(output).__name__} (as torch's)",
+                          f"not {a_type(output)} (as torch's)",
                           stacklevel=user_stacklevel())
             return output
         outputs = output if isinstance(output, tuple) else (output,)
@@ -323,8 +323,8 @@ class BackwardCall:
         of value"; graphc cast it, an int one refused in custom_vjp's words)."""
         name = type(self.module).__name__
         if not isinstance(result, (tuple, list)) or len(result) != len(grads):
-            got = (f"a {type(result).__name__} of {len(result)}"
-                   if isinstance(result, (tuple, list)) else f"a {type(result).__name__}")
+            got = (f"{a_type(result)} of {len(result)}"
+                   if isinstance(result, (tuple, list)) else a_type(result))
             raise GraphcError(f"{name}: a {kind} must return None or a tuple of {len(grads)} "
                               f"(one per entry of {what}), got {got}", _where(hook))
         for i, x in zip(index, tensors):

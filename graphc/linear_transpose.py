@@ -25,7 +25,7 @@ from __future__ import annotations
 
 import numpy as np
 
-from ir.errors import GraphcError, user_location
+from ir.errors import GraphcError, a_type, user_location
 from ir.graph import Node, current_graph
 from ir.ops.control_flow import REGION_OPS
 from ir.ops.custom import _custom_call
@@ -145,7 +145,7 @@ def _spec(x, who, k) -> Spec:
     try:
         return Spec(tuple(int(d) for d in x.shape), as_dtype(x.dtype))
     except Exception:
-        raise GraphcError(f"{who}: primal leaf {k} is a {type(x).__name__}; pass an array "
+        raise GraphcError(f"{who}: primal leaf {k} is {a_type(x)}; pass an array "
                           "or a shape and dtype (gc.spec(shape, dtype))",
                           (user_location(),)) from None
 

@@ -29,7 +29,7 @@ from typing import NamedTuple
 
 import numpy as np
 
-from ir.errors import GraphcError, user_location
+from ir.errors import GraphcError, a_type, user_location
 from ir.graph import current_graph, scope
 from ir.ops import api as F
 from ir.ops import attention as _attention
@@ -452,7 +452,7 @@ def _refuse_as_child(what, value):
     """The GraphcError for `value`, which _as_child did not take: `what` (the place, "item
     0", "'key'") is not a Module, or is a compiled one that holds the container (a cycle)."""
     why = "a gc.compile'd module that holds this one: a child there would make a cycle" \
-        if _compiled_module(value) is not None else f"a {type(value).__name__}, not a Module"
+        if _compiled_module(value) is not None else f"{a_type(value)}, not a Module"
     raise GraphcError(f"{what} is {why}", (user_location(),))
 
 
@@ -939,7 +939,7 @@ class Module:
             # training would leave it alone
             what, expected = (("parameter", "Parameter") if isinstance(old, Parameter) else
                               ("child module", "Module"))
-            raise GraphcError(f"{type(self).__name__}: cannot assign a {type(value).__name__} "
+            raise GraphcError(f"{type(self).__name__}: cannot assign {a_type(value)} "
                               f"as {what} {name!r} (gc.nn.{expected} or None expected, as "
                               "torch's)", (user_location(),))
         filling = _is_empty_buffer(self, name, old)
@@ -1157,7 +1157,7 @@ class Module:
             hint = f"; the prefix is a keyword: named_modules(prefix={memo!r})"[:200] \
                 if isinstance(memo, str) else ""
             raise GraphcError(f"named_modules: memo, the first argument (torch's order), is a "
-                              f"set of modules, got a {type(memo).__name__}{hint}",
+                              f"set of modules, got {a_type(memo)}{hint}",
                               (user_location(),))
         seen = set() if not memo else {id(m) for m in memo}  # (by identity, as torch's)
         for name, module in self._named_modules(prefix, seen, remove_duplicate):
@@ -1230,7 +1230,7 @@ class Module:
         self._check_new_name("register_parameter", name, lambda held: isinstance(
             held, Parameter))
         if param is not None and not isinstance(param, Parameter):
-            raise GraphcError(f"register_parameter({name!r}): a {type(param).__name__} is not "
+            raise GraphcError(f"register_parameter({name!r}): {a_type(param)} is not "
                               "a Parameter (gc.nn.Parameter(array) or None, as torch's)",
                               (user_location(),))
         setattr(self, name, param)  # (which counts the change for traced plans)
@@ -2130,7 +2130,7 @@ class ModuleList(Module):
     def _addend(self, op, other):
         if not hasattr(other, "__iter__"):
             raise GraphcError(f"{type(self).__name__} {op} takes an iterable of modules, got "
-                              f"a {type(other).__name__}", (user_location(),))
+                              f"{a_type(other)}", (user_location(),))
         return other
 
     def extend(self, modules):
@@ -3040,7 +3040,7 @@ def _refuse_non_array_mask(where, what, mask):
     one line naming the argument: the op's own line ("cannot use a list as a tensor
     operand") named neither."""
     if isinstance(mask, (list, tuple)):
-        raise GraphcError(f"{where}: {what} is a {type(mask).__name__}; give an array "
+        raise GraphcError(f"{where}: {what} is {a_type(mask)}; give an array "
                           "(np.asarray), as torch's takes a tensor", (user_location(),))
     foreign = foreign_array_name(mask) if not isinstance(mask, (Tensor, SymbolicValue)) \
         else None

@@ -14,7 +14,7 @@ import math
 
 import numpy as np
 
-from ir.errors import GraphcError, user_location
+from ir.errors import GraphcError, a_type, user_location
 from ir.ops.registry import SymbolicValue
 from ir.types import result_dtype
 from runtime.eager import Tensor
@@ -32,7 +32,7 @@ def _gradients(parameters, name):
     for p in parameters:
         if not isinstance(p, Tensor):
             raise GraphcError(f"{name}: expected tensors or Parameters (model.parameters()), "
-                              f"got a {type(p).__name__}", (user_location(),))
+                              f"got {a_type(p)}", (user_location(),))
         if p.grad is not None:
             out.append(p)
     return out
@@ -212,7 +212,7 @@ def _tensors(parameters, name):
     for p in parameters:
         if not hasattr(p, "shape") or not hasattr(p, "dtype") or isinstance(p, str):
             raise GraphcError(f"{name}: expected tensors or Parameters (model.parameters()), "
-                              f"got a {type(p).__name__}", (user_location(),))
+                              f"got {a_type(p)}", (user_location(),))
     return parameters
 
 
@@ -247,7 +247,7 @@ def vector_to_parameters(vec, parameters) -> None:
     for p in parameters:
         if not isinstance(p, Tensor):
             raise GraphcError(f"vector_to_parameters: expected Parameters or tensors to fill, "
-                              f"got a {type(p).__name__}", (user_location(),))
+                              f"got {a_type(p)}", (user_location(),))
     total = sum(p.data.size for p in parameters)
     if vec.size < total:
         raise GraphcError(f"vector_to_parameters: vec has {vec.size} entries, the "

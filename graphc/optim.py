@@ -37,7 +37,7 @@ import numbers
 
 import numpy as np
 
-from ir.errors import GraphcError, user_location
+from ir.errors import GraphcError, a_type, user_location
 from ir.graph import Node
 from ir.ops import api as F
 from ir.ops.registry import apply
@@ -563,7 +563,7 @@ class ReduceLROnPlateau:
         else:
             if not is_real(optimizer):
                 _fail(f"ReduceLROnPlateau: expected an optimizer or a starting lr (a "
-                      f"number), got a {type(optimizer).__name__}")
+                      f"number), got {a_type(optimizer)}")
             start, owner = float(optimizer), None
         if mode not in ("min", "max"):
             _fail(f"ReduceLROnPlateau: mode must be 'min' or 'max', got {mode!r}")
@@ -1081,7 +1081,7 @@ class Optimizer:
                 self._refuse_non_float("update", name, p)
             if g is not None and not isinstance(g, (Node, Tensor, np.ndarray, np.generic)):
                 raise GraphcError(f"{self._display_name}.update: the gradient of parameter "
-                                  f"{name!r} is a {type(g).__name__}, not an array or a "
+                                  f"{name!r} is {a_type(g)}, not an array or a "
                                   "number", (user_location(),))
             # numpy would broadcast the update into the parameter, changing its shape
             if g is not None and tuple(F._shape(g)) != tuple(F._shape(p)):
@@ -1791,7 +1791,7 @@ class BoundOptimizer:
             # a frozen one (requires_grad False) is taken, as torch.optim takes it: it has no
             # gradient, so step() leaves it alone until it is unfrozen
             if not isinstance(p, Tensor):
-                raise GraphcError(f"bind: {name} is a {type(p).__name__}, not a tensor "
+                raise GraphcError(f"bind: {name} is {a_type(p)}, not a tensor "
                                   "(gc.tensor(..., requires_grad=True) or a Parameter)",
                                   (user_location(),))
         if isinstance(optimizer, Optimizer):  # (update's refusal, before any step)
@@ -2000,7 +2000,7 @@ class BoundOptimizer:
                             is_float(str(saved.dtype)) and is_float(str(own.dtype)))):
                     got = (f"{saved.dtype}{list(np.shape(saved))}"
                            if isinstance(saved, (np.ndarray, np.generic))
-                           else f"a {type(saved).__name__}")
+                           else a_type(saved))
                     raise GraphcError(f"load_state_dict: {slot} of {n} is {got}, expected "
                                       f"{own.dtype}{list(own.shape)}", (user_location(),))
                 if saved.dtype != own.dtype:  # (checked below as cast: 1e5 is inf in float16)

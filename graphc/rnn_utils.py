@@ -21,7 +21,7 @@ from collections.abc import Iterable
 
 import numpy as np
 
-from ir.errors import GraphcError, user_location
+from ir.errors import GraphcError, a_type, user_location
 from ir.ops import api as F
 from ir.ops.arrays import pad
 from ir.ops.registry import SymbolicValue
@@ -55,7 +55,7 @@ def pad_sequence(sequences, batch_first: bool = False, padding_value: float = 0.
     for i, s in enumerate(sequences):
         if not hasattr(s, "shape") or len(F._shape(s)) < 1:
             what = f"shape {tuple(F._shape(s))}" if hasattr(s, "shape") else \
-                f"a {type(s).__name__}"
+                a_type(s)
             _fail(f"pad_sequence: sequence {i} must be a tensor of at least 1 dimension "
                   f"(L, *), got {what}")
     trailing = tuple(F._shape(sequences[0])[1:])
@@ -118,7 +118,7 @@ def _static_lengths(lengths, batch, who):
     if values.ndim != 1 or values.dtype.kind not in "iuf" or (
             values.dtype.kind == "f" and not np.all(values == np.trunc(values))):
         got = (f"{values.tolist()}" if values.ndim == 1 else
-               f"a {type(lengths).__name__}" + (f" of shape {values.shape}"
+               a_type(lengths) + (f" of shape {values.shape}"
                                                  if values.ndim and values.dtype != object else ""))
         _fail(f"{who}: lengths must be a 1-d list or array of ints, got {got}")
     if len(values) != batch:

@@ -12,7 +12,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from ir.errors import GraphcError, user_location
+from ir.errors import GraphcError, a_type, user_location, with_article
 from ir.graph import Graph, Node
 from ir.ops import api as F
 from ir.ops.registry import foreign_array_name, refuse_foreign_array
@@ -76,7 +76,7 @@ def to_spec(x) -> Spec:
         refuse_foreign_array(x)
     except GraphcError as exc:  # (told apart: the callers name the argument, refuse_foreign_argument)
         raise ForeignArgument(exc.message, exc.locs) from None
-    raise GraphcError(f"cannot make a tensor spec from a {type(x).__name__}; pass "
+    raise GraphcError(f"cannot make a tensor spec from {a_type(x)}; pass "
                       "graphc.spec(shape, dtype) or an example array", (user_location(),))
 
 
@@ -219,8 +219,8 @@ def leaves_like(structure, tree, what="the tree", against="its model", prefix=Fa
 
     def describe(t):
         if isinstance(t, (tuple, list)):
-            return f"a {type(t).__name__} of {len(t)}"
-        return a_or_an(type(t).__name__)
+            return f"{a_type(t)} of {len(t)}"
+        return a_type(t)
 
     def expected(st):  # what `structure` holds, said as describe says a tree
         if st is None:
@@ -228,7 +228,7 @@ def leaves_like(structure, tree, what="the tree", against="its model", prefix=Fa
         kind, children = st
         if kind in DICT_KINDS:
             return f"a dict with keys {sorted(str(k) for k, _ in children)}"
-        return f"a {kind.__name__} of {len(children)}"
+        return f"{with_article(kind.__name__)} of {len(children)}"
 
     def walk(st, t, path):
         if t is None:
@@ -478,7 +478,7 @@ def trace(fn, *specs, name: str | None = None, names=None, who=None) -> Graph:
                 try:
                     outs.append(graph.constant(np.asarray(leaf)))
                 except Exception:
-                    raise GraphcError(f"{graph.name} returned a {type(leaf).__name__}, which is "
+                    raise GraphcError(f"{graph.name} returned {a_type(leaf)}, which is "
                                       "not a tensor", (user_location(),)) from None
         graph.set_outputs(outs)
         graph.output_tree = structure

@@ -111,7 +111,7 @@ from collections.abc import Mapping
 
 import numpy as np
 
-from ir.errors import GraphcError, user_location, user_stacklevel
+from ir.errors import GraphcError, a_type, user_location, user_stacklevel
 
 from ir.ops.api import ClassTargetOutOfRange, cast, checking_class_targets
 from ir.ops.precision import autocast, precision_dtype
@@ -170,7 +170,7 @@ class Trainer:
                                   f"{name!r}, which name one checkpoint array "
                                   f"(param/{name}); rename one", (user_location(),))
             if isinstance(a, (dict, list, tuple)):  # as "dtype object is not supported"
-                raise GraphcError(f"Trainer: params[{name!r}] is a {type(a).__name__}; params "
+                raise GraphcError(f"Trainer: params[{name!r}] is {a_type(a)}; params "
                                   "must be a flat dict name -> array, as model.params() gives "
                                   "(name the leaves of a nested tree, e.g. 'layer/w')",
                                   (user_location(),))
@@ -2117,7 +2117,7 @@ class _Batches:
             "batches"
         text = isinstance(source, (str, bytes))  # (iterable: its characters were batches)
         if self.function is None and (text or not hasattr(source, "__iter__")):
-            got = repr(source)[:100] if text else f"a {type(source).__name__}"
+            got = repr(source)[:100] if text else a_type(source)
             raise GraphcError(f"{kinds}, got {got}", (user_location(),))
         if self.function is not None and not _takes_one_argument(source):
             # (one of no arguments is not taken as a loader's factory: refused, not guessed)

@@ -20,7 +20,8 @@ from collections import OrderedDict
 import numpy as np
 
 from ir import settings, weak
-from ir.errors import GraphcError, TracedNumberError, user_location, user_stacklevel
+from ir.errors import (GraphcError, TracedNumberError, a_type, user_location,
+                       user_stacklevel)
 from ir.graph import Node, current_graph
 from ir.ops.registry import (apply, differentiating, foreign_array_name, is_weak_scalar,
                              like_dtype, lift_symbolic, read_foreign_array,
@@ -280,7 +281,7 @@ class Compiled:
         if isinstance(self.__wrapped__, Module):
             return self.__wrapped__
         raise NotAModule(f"{method}: gc.compile({function_name(self.__wrapped__)}) compiles "
-                          f"a {type(self.__wrapped__).__name__}, not a gc.nn.Module, so it "
+                          f"{a_type(self.__wrapped__)}, not a gc.nn.Module, so it "
                           "has no parameters or training mode of its own",
                           (user_location(),))
 
@@ -1495,7 +1496,7 @@ def traced_value_and_grad(fn, argnums=0, has_aux=False, none_if_unreached=False,
                 raise GraphcError(f"{who}: the function returned a {container_kind(value)} "
                                   f"of {len(value)}; return one scalar, or pass has_aux=True "
                                   "to return (output, aux)", (user_location(),))
-            got = "None" if value is None else f"a {type(value).__name__}"
+            got = "None" if value is None else a_type(value)
             raise GraphcError(f"{who}: the function must return a tensor computed from its "
                               f"inputs, got {got}", (user_location(),))
         if not is_float(value.dtype):  # as JAX; its gradient was zeros, silently
@@ -1650,7 +1651,7 @@ def eager_runner(symbolic, nums, prefix="", fn=None, who=None):
             try:  # they key the plan: name the one that cannot
                 hash(v)
             except TypeError:
-                raise GraphcError(f"{prefix}{what} is a {type(v).__name__}, which is not "
+                raise GraphcError(f"{prefix}{what} is {a_type(v)}, which is not "
                                   "hashable; pass a tuple, or arrays to trace",
                                   (user_location(),)) from None
         skipped = {i for i, _ in fixed}
@@ -2054,7 +2055,7 @@ def _weak_floats(args, static) -> tuple:
 def split_aux(out, who):
     """(output, aux) of a function called with has_aux=True, which must return a pair."""
     if not (isinstance(out, (tuple, list)) and len(out) == 2):
-        got = f"a {type(out).__name__}" + (f" of {len(out)}" if isinstance(out, (tuple, list))
+        got = a_type(out) + (f" of {len(out)}" if isinstance(out, (tuple, list))
                                             else "")
         raise GraphcError(f"{who}: with has_aux=True the function must return a pair "
                           f"(output, aux), got {got}", (user_location(),))
@@ -2181,7 +2182,7 @@ def _cotangent_leaves(y, ct, who="vjp") -> list:
             # (read as an array, [ct] was a shape error deep in the plan: "input 'cotangent0'
             # expects shape (3,), got (1, 3)")
             out = y_leaves[0]
-            raise GraphcError(f"{who}: the cotangent is a {type(ct).__name__}, but the "
+            raise GraphcError(f"{who}: the cotangent is {a_type(ct)}, but the "
                               "function returns one array; pass one array, "
                               f"{_describe((np.dtype(out.dtype).name, tuple(out.shape)))}",
                               (user_location(),))
@@ -2302,7 +2303,7 @@ def jvp(fn, primals, tangents, has_aux=False):
     for what, given in (("primals", primals), ("tangents", tangents)):
         if not isinstance(given, (tuple, list)):  # an array would be split into its rows
             raise GraphcError(f"jvp: {what} must be a tuple (or list) of the arguments, got "
-                              f"a {type(given).__name__}; for one argument pass (x,)",
+                              f"{a_type(given)}; for one argument pass (x,)",
                               (user_location(),))
     primals, tangents = tuple(primals), list(tangents)
     if len(primals) != len(tangents):

@@ -35,7 +35,7 @@ import functools
 import numpy as np
 
 from ir import weak
-from ir.errors import GraphcError, user_location
+from ir.errors import GraphcError, a_type, user_location
 from ir.graph import Node, current_graph
 from ir.region import Region
 from ir.ops import api as F
@@ -140,7 +140,7 @@ def vmap(fun, in_axes=0, out_axes=0, axis_size=None):
                 # (else numpy's "dtype <U1 is not supported" from the batching below; a
                 # torch tensor was "a Tensor, which is not a tensor")
                 foreign = foreign_array_name(x)
-                what = f"a {type(x).__name__}, which is not a tensor" if foreign is None else \
+                what = f"{a_type(x)}, which is not a tensor" if foreign is None else \
                     (f"a {foreign}, another library's array; return numpy arrays or gc "
                      "tensors (x.numpy(), or np.asarray(x))")
                 raise GraphcError(f"vmap({name}): output {k} is {what}", (user_location(),))
@@ -316,7 +316,7 @@ def _leaf_axes(in_axes, args, names) -> list:
         per_arg = list(in_axes)
     else:
         raise GraphcError(f"vmap: in_axes must be an int, None or a tuple with one entry per "
-                          f"argument, got a {type(in_axes).__name__}", (user_location(),))
+                          f"argument, got {a_type(in_axes)}", (user_location(),))
     axes = []
     for spec, arg, name in zip(per_arg, args, names):
         for axis, leaf, leaf_name in _match(spec, arg, name):
@@ -340,7 +340,7 @@ def _match(spec, tree, name, what="in_axes"):
         return [m for k, (s, t) in enumerate(zip(spec, tree))
                 for m in _match(s, t, f"{name}.{k}", what)]
     raise GraphcError(f"vmap: the {what} entry for {name} ({spec!r}) does not match its "
-                      f"structure (a {type(tree).__name__})", (user_location(),))
+                      f"structure ({a_type(tree)})", (user_location(),))
 
 
 def _check_axis(axis, leaf, name):
@@ -352,7 +352,7 @@ def _check_axis(axis, leaf, name):
             raise GraphcError(f"vmap: {name} is a {foreign_array_name(leaf)}, another "
                               "library's array; pass a numpy array (x.numpy(), or "
                               "np.asarray(x))", (user_location(),))
-        raise GraphcError(f"vmap: {name} is a {type(leaf).__name__}, which has no axis {axis} "
+        raise GraphcError(f"vmap: {name} is {a_type(leaf)}, which has no axis {axis} "
                           "to map over; give it in_axes None", (user_location(),))
     ndim = len(to_spec(leaf).shape)
     if not -ndim <= axis < ndim:

@@ -45,6 +45,18 @@ def no_user_code_above(fn):
     return fn
 
 
+def with_article(word) -> str:
+    """`word` (a type's or a dtype's name) after "a" or "an", as a message says it: "a list",
+    "an array", "an int64", "an ndarray", "a uint8" (a "u" sounds as "you")."""
+    word = str(word)
+    return f"{'an' if word.lower().startswith(('a', 'e', 'i', 'o', 'nd')) else 'a'} {word}"
+
+
+def a_type(value) -> str:
+    """`value`'s type for a message: "a list", "an array" (array.array: it was "a array")."""
+    return with_article(type(value).__name__)
+
+
 class GraphcError(Exception):
     """An error in the user's program or input, reported without a deep numpy traceback."""
 

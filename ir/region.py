@@ -17,7 +17,7 @@ from __future__ import annotations
 import numpy as np
 
 from . import weak
-from .errors import GraphcError, user_location
+from .errors import GraphcError, a_type, user_location
 from .graph import Graph
 from .ops.registry import SymbolicValue, is_weak_scalar, like_dtype, lift_symbolic
 
@@ -123,7 +123,7 @@ class Region(Graph):
             if is_weak_scalar(value) and not isinstance(value, (bool, np.bool_)):
                 self.weak_ids.add(node.id)  # a number returned stays one, as eagerly
             return node
-        raise GraphcError(f"a loop or branch function returned a {type(value).__name__}, not "
+        raise GraphcError(f"a loop or branch function returned {a_type(value)}, not "
                           "an array", (user_location(),))
 
     def close(self, own_inputs) -> list:

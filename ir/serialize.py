@@ -22,7 +22,7 @@ import re
 
 import numpy as np
 
-from .errors import GraphcError
+from .errors import GraphcError, a_type
 from .graph import Graph
 from .ops.registry import REGISTRY
 from .printer import is_region
@@ -68,7 +68,7 @@ def _encode(v):
                 "dtype": SHORT_NAMES[v.dtype]}
     if is_region(v):
         return {"graph": to_json(v)}
-    raise GraphcError(f"cannot encode the value {v!r} (a {type(v).__name__}): the JSON form "
+    raise GraphcError(f"cannot encode the value {v!r} ({a_type(v)}): the JSON form "
                       "holds ints, floats, bools, strings, tuples, dtypes, arrays and regions")
 
 

@@ -16,7 +16,7 @@ import itertools
 
 import numpy as np
 
-from .errors import GraphcError
+from .errors import GraphcError, with_article
 from .ops.control_flow import region_feeds, regions_of
 from .types import FLOAT_SCALARS, is_float, is_int
 
@@ -360,9 +360,9 @@ def describe_use(reader) -> str:
     dtype = np.dtype(reader.attrs["dtype"])
     user = next((n for n in reader.graph.nodes if any(x is reader for x in n.inputs)), None)
     if user is not None and user.op in _ADOPTING and _meets_strong(user, reader.graph):
-        return f"it meets a {dtype} tensor (in a {user.op})"
+        return f"it meets {with_article(dtype)} tensor (in a {user.op})"
     what = f"a {user.op}" if user is not None else "the function"
-    return f"{what} takes it as a {dtype} number"
+    return f"{what} takes it as {with_article(dtype)} number"
 
 
 def _carried(node, region) -> set:

@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import numpy as np
 
-from ir.errors import GraphcError, user_location
+from ir.errors import GraphcError, a_type, user_location, with_article
 from ir.graph import Graph, Node, current_graph
 from ir.ops import api as F
 from ir.ops import precision
@@ -174,7 +174,7 @@ def gradients(ys, xs, seeds=None, partial=False, stand_ins=(), sources=None,
     graph = ys[0].graph
     for x in xs:
         if not is_float(x.dtype):
-            raise GraphcError(f"cannot differentiate with respect to a {x.dtype} value "
+            raise GraphcError(f"cannot differentiate with respect to {with_article(x.dtype)} value "
                               f"(only floating-point values have gradients)", (user_location(),))
     for y in ys:
         if y.graph is not graph:
@@ -220,7 +220,7 @@ def gradients(ys, xs, seeds=None, partial=False, stand_ins=(), sources=None,
                 # list as a tensor operand"); torch.autograd.grad's grad_outputs are tensors
                 # too ("gradients can be either Tensors or None, but got list")
                 refuse_foreign_array(seed, f"gradients() seed {k}")
-                raise GraphcError(f"gradients(): seed {k} is a {type(seed).__name__}; give a "
+                raise GraphcError(f"gradients(): seed {k} is {a_type(seed)}; give a "
                                   "numpy array or graphc value of its y's shape, or a number",
                                   (user_location(),))
             elif isinstance(seed, (Node, OperatorMixin, np.ndarray)) \

@@ -16,7 +16,7 @@ import weakref
 
 import numpy as np
 
-from ir.errors import GraphcError, user_location
+from ir.errors import GraphcError, a_type, user_location, with_article
 from ir.graph import current_graph
 from ir.ops import precision
 from ir.ops.operators import OperatorMixin
@@ -230,8 +230,9 @@ class Tensor(OperatorMixin):
         # shares it, as numpy's asarray of an array does
         if dtype is not None and np.dtype(dtype) != self.data.dtype:
             if copy is False:  # (numpy's protocol: ValueError where a copy is needed)
-                raise ValueError(f"np.asarray(..., copy=False) of a {self.data.dtype} tensor "
-                                 f"as {np.dtype(dtype)} needs a copy")
+                raise ValueError(f"np.asarray(..., copy=False) of "
+                                 f"{with_article(self.data.dtype)} tensor as {np.dtype(dtype)} "
+                                 "needs a copy")
             return self.data.astype(dtype)
         return self.data.copy() if copy else self.data
 
@@ -866,7 +867,7 @@ def backward(root: Tensor, grad=None, create_graph=False, record=None, stop=(), 
             # nothing of what was wrong with it)
             what = "complex numbers" if dtype.kind == "c" else \
                 f"an array of dtype {dtype}" if hasattr(grad, "dtype") else \
-                f"a {type(grad).__name__}"
+                a_type(grad)
             raise GraphcError(f"backward(): the gradient must be real numbers (a tensor or "
                               f"an array), got {what}", (user_location(),))
     shape = np.shape(grad.data if isinstance(grad, Tensor) else grad)
@@ -1096,7 +1097,7 @@ def tensor(data, requires_grad=False, dtype=None, name=None) -> Tensor:
     data = _read_foreign(data, "tensor: the data")
     if isinstance(data, (str, bytes)):  # (as torch's "invalid data type 'str'"; numpy read
         # "1e20" into an int dtype as a raw ValueError, and "abc" as a <U3 array)
-        raise GraphcError(f"tensor: data must be numbers, got a {type(data).__name__}: "
+        raise GraphcError(f"tensor: data must be numbers, got {a_type(data)}: "
                           f"{data!r}"[:200], (user_location(),))
     if is_complex(data):  # numpy's cast to a real dtype would drop the imaginary part;
         # without a dtype, Tensor's refusal named no function
@@ -1158,7 +1159,7 @@ def _strings_line(data, text, dtype=None) -> GraphcError:
     if text is not None:
         text = str(text) if isinstance(text, str) else bytes(text)
     shown = f"of dtype {dtype}" if text is None else \
-        f"holding a {type(text).__name__}: {text!r}"
+        f"holding {a_type(text)}: {text!r}"
     return GraphcError(f"tensor: data must be numbers, got a {_holder(data)} {shown}"[:200],
                        (user_location(),))
 

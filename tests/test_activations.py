@@ -100,7 +100,7 @@ def test_module_dict_names_and_orders_its_modules():
     f = "test_activations.py"
     assert_one_line_error(lambda: d.__setitem__("train", gc.nn.ReLU()),
                           "the key 'train' is an attribute of the dict itself", f)
-    assert_one_line_error(lambda: d.__setitem__("x", 3), "'x' is a int, not a Module", f)
+    assert_one_line_error(lambda: d.__setitem__("x", 3), "'x' is an int, not a Module", f)
 
 
 def test_bad_settings_give_one_line():

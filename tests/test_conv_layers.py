@@ -402,7 +402,7 @@ def test_bad_adaptive_pool_settings_give_one_line():
     assert_one_line_error(lambda: gc.adaptive_avg_pool2d(x[0, 0], 2),
                           "x must be 4-d (N, C, H, W) or 3-d", FILE)
     assert_one_line_error(lambda: gc.adaptive_avg_pool2d(x.astype(np.int64), 2),
-                          "adaptive_avg_pool2d of a int64 value", FILE)
+                          "adaptive_avg_pool2d of an int64 value", FILE)
     assert_one_line_error(lambda: gc.adaptive_max_pool2d(x, 2, return_indices="yes"),
                           "adaptive_max_pool2d: return_indices must be True or False", FILE)
 

@@ -110,7 +110,7 @@ def test_alpha_dropout_layers_follow_train_and_eval():
     (lambda x: gc.dropout2d(x, 1.5), "dropout2d: p must be a number in [0, 1], got 1.5"),
     (lambda x: gc.dropout2d(x[0, 0], 0.5), "dropout2d: x must be 4-d (N, C, ...) or 3-d"),
     (lambda x: gc.alpha_dropout(x.astype(np.int64), 0.5, training=True),
-     "alpha_dropout of a int64 value"),
+     "alpha_dropout of an int64 value"),
     (lambda x: gc.feature_alpha_dropout(x[0, 0, 0], 0.5, training=True),
      "feature_alpha_dropout: x must have at least 2 axes"),
     (lambda x: gc.dropout1d(x[0], 0.5, training="yes"), "training must be True or False"),

@@ -199,5 +199,5 @@ def test_draw_functions_and_graphs_and_errors():
     assert gc.draw(graph).to_string() == gc.draw(lambda x: x * 2.0, gc.spec(3)).to_string()
     with pytest.raises(GraphcError, match="needs the specs"):
         gc.draw(lambda x: x)
-    with pytest.raises(GraphcError, match="cannot draw a int"):
+    with pytest.raises(GraphcError, match="cannot draw an int"):
         gc.draw(3)

@@ -1,5 +1,6 @@
 """Bad input gets a graphc error naming the op, the shapes and the user's own line."""
 import inspect
+import operator
 
 import numpy as np
 import pytest
@@ -179,3 +180,30 @@ def test_the_public_api_exports_the_functional_api_and_nothing_else():
     for name in api.__all__ + ["compile", "grad", "jvp", "trace", "tensor", "nn"]:
         assert namespace[name] is getattr(graphc, name), name
     assert graphc.exp is api.exp and graphc.sum is api.sum and graphc.max is api.max
+
+
+def test_a_type_or_dtype_is_named_with_its_article():
+    """s50 f6 item 4: messages put "a" before every type or dtype name: an array.array was
+    "cannot use a array as a tensor operand", an int "a int", an int64 value "a int64
+    value". ir.errors.with_article (and a_type, for a value's type) chooses the article."""
+    from array import array
+
+    from ir.errors import a_type, with_article
+    assert [with_article(w) for w in ("array", "int64", "ndarray", "OrderedDict", "list",
+                                      "uint8", "float32", "bool", "ellipsis")] == [
+        "an array", "an int64", "an ndarray", "an OrderedDict", "a list", "a uint8",
+        "a float32", "a bool", "an ellipsis"]
+    assert (a_type(3), a_type([]), a_type(np.ones(1))) == ("an int", "a list", "an ndarray")
+    values = array("f", [1.0, 2.0])
+    for run, line in [
+            (lambda: gc.relu(values), "relu: cannot use an array as a tensor operand"),
+            (lambda: gc.vmap(lambda x: x * 2)(values),
+             "vmap: x is an array, which has no axis 0 to map over; give it in_axes None"),
+            (lambda: gc.group_norm(np.ones((1, 2, 3), np.int64), 2),
+             "group_norm of an int64 value; cast it to a float type first"),
+            (lambda: operator.iadd(gc.nn.ModuleList(), 3),
+             "ModuleList += takes an iterable of modules, got an int")]:
+        with pytest.raises(gc.GraphcError) as info:
+            run()
+        first, where = str(info.value).splitlines()
+        assert first == line and "test_errors.py" in where

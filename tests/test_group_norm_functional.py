@@ -43,7 +43,7 @@ def test_group_norm_matches_torch(shape, groups, affine):
     (lambda x: gc.group_norm(x, 0), "num_groups must be a positive int"),
     (lambda x: gc.group_norm(x[0, 0], 1), "x must be (N, C, ...)"),
     (lambda x: gc.group_norm(x, 2, np.ones(5)), "weight must have shape (6,)"),
-    (lambda x: gc.group_norm(x.astype(np.int64), 2), "group_norm of a int64 value"),
+    (lambda x: gc.group_norm(x.astype(np.int64), 2), "group_norm of an int64 value"),
 ])
 def test_group_norm_errors_name_the_argument(call, message):
     with pytest.raises(GraphcError) as info:

@@ -137,7 +137,7 @@ def test_parameter_dict_orders_keys_as_torchs():
     with pytest.raises(gc.GraphcError, match="ParameterDict: keys must be strings, got 3"):
         nn.ParameterDict({"a": np.ones(1), 3: np.ones(1)})
     with pytest.raises(gc.GraphcError, match="ParameterDict: parameters must be a dict or "
-                                             r"\(key, value\) pairs, got a int"):
+                                             r"\(key, value\) pairs, got an int"):
         nn.ParameterDict(3)
 
 

@@ -893,7 +893,7 @@ def test_sequential_and_module_list_add_as_torchs():
     assert_one_line_error(lambda: ours[0] + [nn.ReLU()],
                           "Sequential + takes another Sequential, got a list", "test_nn_layers.py")
     assert_one_line_error(lambda: ours[2].__iadd__(3),
-                          "ModuleList += takes an iterable of modules, got a int",
+                          "ModuleList += takes an iterable of modules, got an int",
                           "test_nn_layers.py")
     assert_one_line_error(lambda: ours[2] + [gc.relu], "ModuleList: item 3 is a function",
                           "test_nn_layers.py")

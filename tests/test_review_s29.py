@@ -338,7 +338,7 @@ def test_cross_entropy_checks_its_weight_and_ignore_index():
     with pytest.raises(gc.GraphcError, match=r"nll_loss: weight must have one value per "
                        r"class, shape \(3,\), got shape \(4, 3\)"):
         gc.nll_loss(x, t, weight=np.ones((4, 3)))
-    with pytest.raises(gc.GraphcError, match="ignore_index must be an int, got a ndarray "
+    with pytest.raises(gc.GraphcError, match="ignore_index must be an int, got an ndarray "
                        r"\(torch's third positional argument is the weight"):
         gc.cross_entropy(x, t, np.array([1.0, 2.0, 3.0]))  # torch's order
     expected = torch.nn.functional.cross_entropy(torch.tensor(x), torch.tensor(t),
@@ -394,7 +394,7 @@ def test_a_custom_jvp_rules_primal_out_must_match_the_output():
     (lambda: gc.grad(lambda a, b: gc.sum(a * b), "b"), "grad: argnums must be an int or a "
      "tuple of ints, got 'b'"),
     (lambda: gc.jvp(lambda a: a * 2, np.ones(3), np.ones(3)), r"jvp: primals must be a tuple "
-     r"\(or list\) of the arguments, got a ndarray; for one argument pass \(x,\)"),
+     r"\(or list\) of the arguments, got an ndarray; for one argument pass \(x,\)"),
     (lambda: gc.remat(3), "remat: the function to transform must be callable, got 3"),
     (lambda: gc.grad(3), "grad: the function to transform must be callable, got 3"),
     (lambda: gc.grad(lambda a: (gc.sum(a), {"tag": "s"}), has_aux=True)(np.ones(3)),

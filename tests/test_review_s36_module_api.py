@@ -150,9 +150,9 @@ def test_register_parameter_add_module_and_get_submodule_as_torch_s():
                           "add_module('training'): Sequential has an attribute 'training' "
                           "already", HERE)
     assert_one_line_error(lambda: ours[2].register_parameter("bias", scale),
-                          "register_parameter('bias'): a ndarray is not a Parameter", HERE)
+                          "register_parameter('bias'): an ndarray is not a Parameter", HERE)
     assert_one_line_error(lambda: ours.add_module("extra", 3), "add_module('extra'): the value "
-                          "is a int, not a Module", HERE)
+                          "is an int, not a Module", HERE)
 
 
 def test_a_registered_child_is_seen_by_a_plan_traced_without_it():
@@ -364,7 +364,7 @@ def test_containers_are_edited_as_torch_s(kind):
         ours[len(ours)] = gc.nn.Tanh()
     with pytest.raises(IndexError):
         ours.insert(len(ours) + 1, gc.nn.Tanh())
-    assert_one_line_error(lambda: ours.insert(0, 3), f"{kind}: item 0 is a int, not a Module",
+    assert_one_line_error(lambda: ours.insert(0, 3), f"{kind}: item 0 is an int, not a Module",
                           HERE)
 
 

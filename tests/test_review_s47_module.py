@@ -231,7 +231,7 @@ def test_set_submodule_cpu_and_cuda_are_torch_s():
         with pytest.raises(AttributeError, match=match):
             ours.set_submodule(target, gc.nn.ReLU(), strict=strict)
     assert_one_line_error(lambda: ours.set_submodule("0", 3),
-                          "set_submodule('0'): the value is a int, not a Module", HERE)
+                          "set_submodule('0'): the value is an int, not a Module", HERE)
     assert shapes(ours, False) == shapes(theirs, True)
     assert ours.cpu() is ours and compiled.cpu() is compiled
     assert_one_line_error(lambda: ours.cuda(), "cuda: graphc runs on the CPU (numpy arrays); "

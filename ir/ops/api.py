@@ -19,7 +19,7 @@ from typing import NamedTuple
 
 import numpy as np
 
-from ..errors import GraphcError, user_location
+from ..errors import GraphcError, a_type, user_location, with_article
 from ..types import (Dim, InconclusiveDim, as_dim, as_dtype, broadcast_shapes, finfo,
                      fits_int, floor_div, has_negative_size, holds_when_bound, is_float, is_half,
                      is_int, is_real, is_real_dtype, negative_size_error, parse_dim,
@@ -1474,14 +1474,14 @@ def group_norm(x, num_groups, weight=None, bias=None, eps=1e-5):
         _fail(f"group_norm: num_groups must be a positive int dividing the {channels} "
               f"channels, got {num_groups!r}")
     if not is_float(_dtype(x)):
-        _fail(f"group_norm of a {_dtype(x)} value; cast it to a float type first")
+        _fail(f"group_norm of {with_article(_dtype(x))} value; cast it to a float type first")
     per_channel = (1, channels) + (1,) * (len(shape) - 2)
     for what, p in (("weight", weight), ("bias", bias)):
         if p is not None and tuple(_shape(p)) != (channels,):
             _fail(f"group_norm: {what} must have shape ({channels},), got {tuple(_shape(p))}")
         if p is not None and is_half(_dtype(x)) and _dtype(p) not in (_dtype(x), np.float32):
-            _fail(f"group_norm: {what} of a {_dtype(x)} x must be {_dtype(x)} or float32, got "
-                  f"{_dtype(p)}")
+            _fail(f"group_norm: {what} of {with_article(_dtype(x))} x must be {_dtype(x)} or "
+                  f"float32, got {_dtype(p)}")
     # (N, G, C/G, *spatial), reduced over all but N and G: no -1 to infer, which an empty
     # batch (zero elements) does not allow
     if is_half(_dtype(x)):
@@ -2060,7 +2060,7 @@ def avg_pool2d(x, kernel_size, stride=None, padding=0, ceil_mode=False,
         return _unbatched(avg_pool2d, x, kernel_size, stride, padding, ceil_mode,
                           count_include_pad, divisor_override)
     if not is_float(_dtype(x)):
-        _fail(f"avg_pool2d of a {_dtype(x)} value; cast it to a float type first")
+        _fail(f"avg_pool2d of {with_article(_dtype(x))} value; cast it to a float type first")
     if not isinstance(count_include_pad, (bool, np.bool_)):
         _fail(f"avg_pool2d: count_include_pad must be True or False, got {count_include_pad!r}")
     if divisor_override is not None and (not is_int(divisor_override) or divisor_override == 0):
@@ -2155,11 +2155,11 @@ def _no_list(name, what, x, numbers_too=True):
         return
     if holds_values(x):
         # (or an array: a compiled function's list argument is such a list inside it)
-        _fail(f"{name}: {what} is a {type(x).__name__} of tensors or traced values; stack "
+        _fail(f"{name}: {what} is {a_type(x)} of tensors or traced values; stack "
               f"them into one (gc.stack) or give an array, as torch's {name} takes one "
               "tensor")
     if numbers_too:
-        _fail(f"{name}: {what} is a {type(x).__name__}; give an array or a tensor "
+        _fail(f"{name}: {what} is {a_type(x)}; give an array or a tensor "
               f"(np.asarray), as torch's {name} takes a tensor")
 
 
@@ -2235,7 +2235,7 @@ def _class_weight(who, weight, classes, ignore_index, layout=""):
     takes there. `layout`: _torch_class_axis's words, for a torch user's (C,) weight beside
     logits of torch's (N, C, d1, ...) layout."""
     if ignore_index is not None and not is_int(ignore_index):
-        _fail(f"{who}: ignore_index must be an int, got a {type(ignore_index).__name__} "
+        _fail(f"{who}: ignore_index must be an int, got {a_type(ignore_index)} "
               "(torch's third positional argument is the weight: pass weight=...)")
     if weight is None:
         return None
@@ -2641,7 +2641,7 @@ def _shape_argument(shape, size=_size) -> tuple:
     if isinstance(shape, str):  # one size (iterated, "12" was the shape (1, 2))
         return (size(shape),)
     if isinstance(shape, (dict, set, frozenset)):  # (iterated: a dict's keys, a set's order)
-        _fail(f"shape must be an int or a sequence of ints, got a {type(shape).__name__}: "
+        _fail(f"shape must be an int or a sequence of ints, got {a_type(shape)}: "
               f"{shape!r}"[:200])
     if isinstance(shape, (numbers.Number, np.generic, Dim)) or \
             getattr(shape, "shape", None) == ():
@@ -2669,7 +2669,7 @@ def full(shape, value, dtype=None):
         return _unchanged(broadcast_to(value if dtype is None else cast(value, dtype), shape))
     if isinstance(value, np.ndarray):
         if value.dtype.kind == "c":  # (astype to a real dtype would drop the imaginary part)
-            _fail(f"full: fill value must be real numbers, got a {value.dtype} array")
+            _fail(f"full: fill value must be real numbers, got {with_article(value.dtype)} array")
         dtype = value.dtype if dtype is None else dtype
         if value.ndim:  # a row that broadcasts, as numpy's full((2, 3), [1., 2., 3.])
             return _unchanged(broadcast_to(value.astype(as_dtype(dtype), copy=False), shape))

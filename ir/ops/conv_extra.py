@@ -14,6 +14,7 @@ import numpy as np
 
 from . import api as F
 from . import precision
+from ..errors import with_article
 from ..types import InconclusiveDim, floor_div, is_float, is_int
 from .api import _fail, _ndim, _shape
 from .arrays import _take_along, argsort
@@ -276,7 +277,7 @@ def _adaptive(name, spatial, x, output_size, kind, return_indices=False):
         _fail(f"{name}: output_size must be an int >= 0 or a tuple of {spatial} {such}, got "
               f"{output_size!r}")
     if kind == "avg" and not is_float(F._dtype(x)):
-        _fail(f"{name} of a {F._dtype(x)} value; cast it to a float type first")
+        _fail(f"{name} of {with_article(F._dtype(x))} value; cast it to a float type first")
     axes = tuple(range(_ndim(x) - spatial, _ndim(x)))
     if kind == "max":
         F._flag(name, "return_indices", return_indices)
@@ -561,7 +562,7 @@ def _max_unpool(name, spatial, x, indices, kernel_size, stride, padding, output_
         _fail(f"{name}: indices must be integers (max_pool's return_indices), got "
               f"{F._dtype(indices)}")
     if not is_float(F._dtype(x)):
-        _fail(f"{name} of a {F._dtype(x)} value; cast it to a float type first")
+        _fail(f"{name} of {with_article(F._dtype(x))} value; cast it to a float type first")
     kernel, = _settings(name, spatial, kernel_size=kernel_size)
     stride, padding = _settings(name, spatial, stride=kernel if stride is None else stride,
                                 padding=padding)

@@ -18,7 +18,7 @@ from typing import Callable, NamedTuple
 import ml_dtypes
 import numpy as np
 
-from ..errors import GraphcError, library_frames, user_location
+from ..errors import GraphcError, a_type, library_frames, user_location
 from ..printer import format_attr, is_region
 from ..types import (FLOAT_SCALARS, ML_REAL_DTYPES, NUMPY_FLOAT_SCALARS, Dim, TensorType,
                      UnsupportedDtype, is_float, is_half, unsupported_dtype)
@@ -355,7 +355,7 @@ def refuse_operand(x, opname):
     a str, a list), naming the function the user called as refuse_foreign_array does: the
     line beside it named the inner op ('maximum: cannot use a str' for gc.clip(x, 'a', 1))."""
     refuse_foreign_array(x, opname)
-    raise GraphcError(f"{_called_op(opname)}: cannot use a {type(x).__name__} as a tensor "
+    raise GraphcError(f"{_called_op(opname)}: cannot use {a_type(x)} as a tensor "
                       "operand", (user_location(),))
 
 
@@ -377,7 +377,7 @@ def refuse_array_container(x, opname, what="one array", traced_only=False):
     list x[[t, 2]] is read)."""
     if isinstance(x, (list, tuple)) and holds_values(x, traced_only):
         count, called = len(x), _called_op(opname)
-        raise GraphcError(f"{called + ': ' if called else ''}got a {type(x).__name__} of {count} "
+        raise GraphcError(f"{called + ': ' if called else ''}got {a_type(x)} of {count} "
                           f"value{'s' if count != 1 else ''} where {what} was expected: take "
                           f"an element (a gc.Trainer's batch is a tuple: `x, y = batch`, "
                           f"`x, = batch`) or stack them (gc.stack)", (user_location(),))
