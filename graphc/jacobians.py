@@ -16,14 +16,14 @@ import functools
 
 import numpy as np
 
-from ir.errors import GraphcError, TracedNumberError, user_location
+from ir.errors import GraphcError, TracedNumberError, user_location, with_article
 from ir.graph import Node, current_graph
 from ir.ops import api as F
 from ir.types import is_float
 from runtime.eager import Tensor
 
 from .advice import differentiated_number
-from .tracing import a_or_an, called, function_name, leaves_and_structure, unflatten
+from .tracing import called, function_name, leaves_and_structure, unflatten
 from .transforms import (_as_float_inputs, _callable, _differentiated, _is_symbolic,
                          check_differentiable, eager_runner, jvp, single_argnum, split_aux,
                          vjp)
@@ -212,5 +212,5 @@ def _check_float(x, what, name):
     concrete = what == "input" and isinstance(x, (np.ndarray, np.generic, Tensor))
     if not (isinstance(x, Node) or concrete) or not is_float(x.dtype):
         kind = getattr(x, "dtype", type(x).__name__)
-        raise GraphcError(f"{name}: {a_or_an(kind)} {what} has no Jacobian; only floating-point "
+        raise GraphcError(f"{name}: {with_article(kind)} {what} has no Jacobian; only floating-point "
                           "values do (as JAX's)", (user_location(),))

@@ -191,14 +191,6 @@ def keys_sorted(structure, ordered_dicts=True):
     return kind, tuple(keys_sorted(c, ordered_dicts) for c in children)
 
 
-def a_or_an(word) -> str:
-    """`word` after its indefinite article, for messages: "an int64", "an ndarray", "a uint8",
-    "a float32" (a message said "a int64 output")."""
-    word = str(word)
-    vowel = word[:1].lower() in "aeio" or word.startswith("nd")
-    return f"{'an' if vowel else 'a'} {word}"
-
-
 def leaves_like(structure, tree, what="the tree", against="its model", prefix=False,
                 exact=False, none_hint=""):
     """The leaves of `tree` at the leaves of `structure` (a tree's structure, as flatten gives),
