@@ -167,6 +167,53 @@ def test_take_along_axis_negative_and_broadcast_indices_and_gradient():
     np.testing.assert_allclose(g, t.grad.numpy(), rtol=1e-15)
 
 
+@pytest.mark.parametrize("key", [
+    (slice(None), [2, 0, 2]),                      # x[:, idx]: the array's axes in its place
+    (Ellipsis, np.array([[4, -1], [0, 0]])),       # x[..., idx] of a 2-d idx
+    (np.array([2, -3, 2]), slice(1, None)),        # x[idx, 1:]
+    (1, np.array([3, 3])),                         # an int beside it: together, in place
+    (slice(None), 2, np.array([[0], [4]])),
+    (np.array([1, 1]), slice(None), 0),            # parted by a slice: the array's axes first
+    (0, None, np.array([0, 1])),                   # parted by None: first too
+    (None, slice(None, None, -1), np.array([], np.int64)),
+    (slice(None), np.array(3)),                    # a 0-d array is numpy's int
+])
+def test_one_index_array_among_basic_indices_is_numpys(key):
+    """x[:, idx], x[0, :, idx] were refused ("with other indices is not supported"); they
+    are numpy's advanced indexing now, the array's axes where numpy puts them (where the
+    advanced indices stand when they are together, first when a slice or None parts them:
+    x[0, :, idx] of (3, 4, 5) is (len(idx), 4), where torch's is (4, len(idx))), eagerly,
+    compiled with the index as an argument, and the gradient adds up repeated picks."""
+    got = np.asarray(gc.tensor(X)[key])
+    np.testing.assert_array_equal(got, X[key])
+    at = next(j for j, k in enumerate(key) if isinstance(k, (list, np.ndarray)))
+    traced = gc.compile(lambda a, i: a[key[:at] + (i,) + key[at + 1:]])(X, np.asarray(key[at]))
+    np.testing.assert_array_equal(traced, X[key])
+    w = RNG.normal(size=X[key].shape)
+    expected = np.zeros_like(X)
+    np.add.at(expected, key, w)
+    np.testing.assert_allclose(gc.grad(lambda a: gc.sum(a[key] * w))(X), expected, rtol=1e-15)
+    np.testing.assert_allclose(gc.compile(gc.grad(lambda a: gc.sum(a[key] * w)))(X), expected,
+                               rtol=1e-15)
+
+
+def test_one_index_array_among_basic_indices_under_vmap_and_its_errors():
+    idx = np.array([[0, 4], [3, 3], [-1, 1]])
+    per_example = gc.vmap(lambda a, i: a[:, i])(X, idx)
+    np.testing.assert_array_equal(per_example, np.stack([X[b][:, idx[b]] for b in range(3)]))
+    np.testing.assert_array_equal(gc.vmap(lambda a: a[None, 1, idx[0]])(X), X[:, None, 1, idx[0]])
+    # out of range: named on the axis of x it indexes (the gather runs on it moved first)
+    assert_one_line_error(lambda: gc.tensor(X)[:, [0, 4]],
+                          "index 4 is out of bounds for axis 1 of size 4", "test_arrays.py")
+    assert_one_line_error(lambda: gc.tensor(X)[..., np.array(-6)],
+                          "index -6 is out of bounds for axis 2 of size 5", "test_arrays.py")
+    assert_one_line_error(lambda: gc.tensor(X)[[0, 1], :, [0, 1]],
+                          "several index arrays in one index (numpy pairs them up)",
+                          "test_arrays.py")
+    assert_one_line_error(lambda: gc.tensor(X)[:, np.array([True, False, True, True])],
+                          "boolean-mask indexing has a data-dependent shape", "test_arrays.py")
+
+
 def test_norms_match_numpy_and_the_euclidean_gradient_at_zero_is_torchs():
     for ord in [None, 1, 2, 3, 0.5, np.inf, -np.inf, 0]:
         np.testing.assert_allclose(both(lambda a: gc.norm(a, ord, axis=1), X),

@@ -890,12 +890,16 @@ def pad_slice(g, shape, starts, stops, steps):
 
 def getitem(x, key):
     """Basic indexing (ints, slices: a negative step on a concrete axis is a reversed
-    gather, None, ...) plus one integer index tensor on the first axis (a gather). A
-    run-time integer scalar (a 0-d integer tensor) may index any axis, as in JAX: a window
-    of one at that position (dynamic_slice: a negative index counts from the end, one out
-    of range is clamped)."""
+    gather, None, ...) plus one integer index array (a list too) on any axis, a gather
+    whose axes numpy places (_gather_among). A run-time integer scalar (a 0-d integer
+    tensor) may index any axis, as in JAX: a window of one at that position
+    (dynamic_slice: a negative index counts from the end, one out of range is clamped)."""
     if not isinstance(key, tuple):
         key = (key,)
+    # a 0-d integer numpy array is an int to numpy (x[:, np.array(2)] is x[:, 2]; out of
+    # range it is refused as an int is, not clamped as a run-time scalar is)
+    key = tuple(int(k) if isinstance(k, np.ndarray) and k.ndim == 0 and k.dtype.kind in "iu"
+                else k for k in key)
     if builtins.any(isinstance(k, (bool, np.bool_, np.timedelta64)) for k in key):
         # (True is an int: it indexed row 1 where numpy adds an axis; a timedelta64 is an
         # np.integer to numpy's type tree, which numpy refuses as an index, as a time)
@@ -930,6 +934,9 @@ def getitem(x, key):
         key = key[:i] + (slice(None),) * (len(shape) - n_real) + key[i + 1:]
     else:
         key = key + (slice(None),) * (len(shape) - n_real)
+    arrays = [j for j, k in enumerate(key) if _is_index_array(k)]
+    if len(arrays) == 1:
+        return _gather_among(x, key, arrays[0])
     starts, stops, steps, out_shape, dynamic, reversed_axes = [], [], [], [], [], []
     axis = 0
     for k in key:
@@ -964,8 +971,8 @@ def getitem(x, key):
         elif _is_scalar_index(k):
             starts.append(0), stops.append(d), steps.append(1)
             dynamic.append((axis, k))
-        elif _is_index_array(k):
-            _refuse_index_array(key, k, axis)
+        elif _is_index_array(k):  # (two or more: one alone was gathered above)
+            _refuse_index_array(k)
         else:
             _fail(f"unsupported index {k!r} of type {type(k).__name__}")
         axis += 1
@@ -975,6 +982,42 @@ def getitem(x, key):
     for at, k in dynamic:
         out = dynamic_slice(out, k, 1, at)
     return reshape(out, tuple(out_shape))
+
+
+def _gather_among(x, key, at):
+    """x[key] where key[at] is the one index array among basic indices (key has one entry
+    per axis of x, Nones beside): the basic indices applied with that axis kept whole, then
+    a gather along it. Its axes go where numpy puts them: in the array's place when the
+    advanced indices (the array and any ints, run-time scalars included) stand together,
+    first when a slice or None parts them (x of (2, 3, 4): x[0, :, [0, 1]] is (2, 3))."""
+    idx = key[at]
+    if _dtype(idx) == np.dtype("bool"):
+        _fail("boolean-mask indexing has a data-dependent shape; use graphc.where")
+    of_x = builtins.sum(1 for k in key[:at] if k is not None)  # the axis of x it indexes
+    size = _shape(x)[of_x]
+    if not isinstance(idx, SymbolicValue) and isinstance(size, int):
+        # (the gather below runs on that axis moved first: its message would name axis 0)
+        known = np.asarray(_index_operand(idx))
+        if known.dtype.kind in "iu" and known.size and (known.min() < -size
+                                                        or known.max() >= size):
+            bad = known.min() if known.min() < -size else known.max()
+            _fail(f"index {bad} is out of bounds for axis {of_x} of size {size}")
+    basic = getitem(x, key[:at] + (slice(None),) + key[at + 1:])
+
+    def axes_made(part):  # the output axes a run of basic indices makes (an int makes none)
+        return builtins.sum(1 for k in part if k is None or isinstance(k, slice))
+
+    axis = axes_made(key[:at])  # the kept axis, in basic
+    advanced = [j for j, k in enumerate(key)
+                if j == at or isinstance(k, (int, np.integer)) or _is_scalar_index(k)]
+    together = advanced == list(range(advanced[0], advanced[-1] + 1))
+    place = axes_made(key[:advanced[0]]) if together else 0
+    nd = _ndim(basic)
+    gathered = take(transpose(basic, [axis] + [i for i in range(nd) if i != axis]), idx)
+    k = _ndim(gathered) - (nd - 1)  # the index array's axes, leading
+    rest = list(range(k, k + nd - 1))
+    order = rest[:place] + list(range(k)) + rest[place:]
+    return transpose(gathered, order) if order != sorted(order) else gathered
 
 
 def reverse_axis(x, axis: int):
@@ -994,25 +1037,13 @@ def _is_index_array(k) -> bool:
         hasattr(k, "dtype") and hasattr(k, "shape") and len(k.shape) >= 1)
 
 
-def _refuse_index_array(key, k, axis):
-    """Say which gathers graphc takes where an index array is one part of a tuple index
-    (x[:, idx], x[-1, idx], x[..., idx], x[i, j]), and how to write this one."""
+def _refuse_index_array(k):
+    """Refuse numpy's pairing of several index arrays (x[i, j]; one alone is gathered)."""
     if _dtype(k) == np.dtype("bool"):
         _fail("boolean-mask indexing has a data-dependent shape; use graphc.where")
-    taken = "graphc gathers with one index array given alone: x[idx] takes rows of axis 0"
-    if builtins.sum(map(_is_index_array, key)) > 1:
-        _fail(f"several index arrays in one index (numpy pairs them up) are not supported "
-              f"({taken}); gather one axis at a time with gc.take or gc.take_along_axis")
-    gather = "x[idx]" if axis == 0 else \
-        f"gc.moveaxis(gc.take(gc.moveaxis(x, {axis}, 0), idx), 0, {axis})"
-    _fail(f"index array {_short(k)} on axis {axis} with other indices is not supported "
-          f"({taken}); write {gather} and apply the other indices to that, or use "
-          f"gc.take_along_axis")
-
-
-def _short(k) -> str:
-    text = repr(k)
-    return text if len(text) <= 40 else text[:37] + "..."
+    _fail("several index arrays in one index (numpy pairs them up) are not supported "
+          "(graphc gathers with one index array, on any axis, beside ints, slices, None and "
+          "...); gather one axis at a time with gc.take or gc.take_along_axis")
 
 
 def _is_scalar_index(k) -> bool:
