@@ -2598,6 +2598,7 @@ class Embedding(Module):
 
     def forward(self, idx):
         refuse_array_container(idx, "Embedding", "one array of indices")
+        idx = F._index_operand(idx)  # a list as take reads it, for the padding test below too
         rows = F.take(self.weight, _no_negative_indices(idx, F._shape(self.weight)[0]))
         padding = self._setting("padding_idx", rows)
         if padding is None:

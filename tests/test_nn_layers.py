@@ -768,6 +768,18 @@ def test_embedding_padding_idx_is_torchs():
                           "padding_idx must be an int in [-6, 6)", "test_nn_layers.py")
 
 
+def test_embedding_with_padding_idx_takes_an_index_list_as_without():
+    """Embedding(padding_idx=...)([1, 2]) said "equal: cannot use a list as a tensor operand"
+    (its padding test compared the list), where the layer without padding_idx takes the
+    list as take does; both read it as the array of those indices, eagerly and compiled."""
+    m = gc.nn.Embedding(6, 3, dtype="float64", padding_idx=1)
+    expected = m.weight.data[[1, 2, 2]]
+    np.testing.assert_array_equal(m([1, 2, 2]), expected)
+    np.testing.assert_array_equal(gc.compile(lambda: m([[1, 2, 2]]))(), expected[None])
+    g = gc.grad(lambda p: gc.sum(m.apply(p, [1, 2, 2])))(m.params())["weight"]
+    np.testing.assert_array_equal(g[:, 0], [0, 0, 2, 0, 0, 0])  # the padding row gets none
+
+
 def test_embedding_from_pretrained_is_torchs():
     """Embedding.from_pretrained was missing (an AttributeError). As torch's: the weight is
     the table given (its dtype, a torch tensor's too), frozen by default, padding_idx's row
