@@ -161,6 +161,23 @@ def test_in_place_updates_keep_leaves_and_refuse_tracked_leaves():
     assert isinstance(p, gc.Parameter) and p.requires_grad
 
 
+def test_item_assignment_is_one_line_naming_what_builds_the_value():
+    """t[0] = 1.0 was Python's TypeError naming the class ("'Node' object does not support
+    item assignment" in a compiled function); now one line, eager and traced, naming the
+    functions that build the new value, and the tensor is unchanged."""
+    from errorcheck import assert_one_line_error
+    t = gc.tensor(np.array([1.0, 2.0]))
+
+    def assign(x):
+        x[0] = 5.0
+        return x
+    for call in (lambda: assign(t), lambda: gc.compile(assign)(np.ones(2)),
+                 lambda: gc.grad(lambda x: gc.sum(assign(x)))(np.ones(2))):
+        assert_one_line_error(call, "item assignment x[...] = v is not supported: build the "
+                              "new value with gc.where(mask, v, x)", "test_eager_extras.py")
+    np.testing.assert_array_equal(t.data, [1.0, 2.0])
+
+
 def test_tensor_names_and_reprs_show_values():
     t = gc.tensor([1.0, -2.5], requires_grad=True, name="w")
     assert t.name == "w"

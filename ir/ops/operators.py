@@ -47,6 +47,13 @@ class OperatorMixin:
     def __ror__(self, o): return api.logical_or(o, self)
     def __invert__(self): return api.logical_not(self)
     def __getitem__(self, key): return api.getitem(self, key)
+
+    def __setitem__(self, key, value):
+        # (Python's own refusal named the class: "'Node' object does not support item
+        # assignment" while tracing); as in JAX, a new value is built instead
+        raise GraphcError("item assignment x[...] = v is not supported: build the new value "
+                          "with gc.where(mask, v, x), gc.dynamic_update_slice (a window) or "
+                          "gc.scatter_add (rows added)", (user_location(),))
     # torch's name for stop_gradient (an eager Tensor's own detach gives a new leaf)
     def detach(self): return api.stop_gradient(self)
 
