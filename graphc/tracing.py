@@ -41,7 +41,7 @@ def spec(shape, dtype="float32") -> Spec:
     try:
         # one size: a name, or a number read as full's and broadcast_to's (a numpy integer or
         # a 0-d array, as torch.zeros(np.int64(3)); iterated, it was a raw TypeError)
-        shape = F._shape_argument(shape, size=as_dim)  # (a name is a symbol here)
+        shape = F._shape_argument(shape, "spec", size=as_dim)  # (a name is a symbol here)
     except (TypeError, ValueError) as exc:
         raise GraphcError(f"spec: bad shape {shape!r}: {exc}", (user_location(),)) from None
     negative = [d for d in shape if isinstance(d, int) and d < 0]

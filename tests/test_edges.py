@@ -535,13 +535,13 @@ def test_arange_follows_numpy_with_float_bounds_and_steps(args, kwargs):
 
 
 @pytest.mark.parametrize("call, message", [
-    (lambda x: gc.zeros((2.5,)), "a size must be an int, got 2.5"),
-    (lambda x: gc.full((2, 2.5), 1.0), "a size must be an int, got 2.5"),
-    (lambda x: gc.ones(2.0), "a size must be an int, got 2.0"),
-    (lambda x: gc.zeros(np.float32(2)), "a size must be an int, got np.float32"),
-    (lambda x: gc.full(True, 1.0), "a size must be an int, got True"),
-    (lambda x: gc.ones(np.complex64(2)), "a size must be an int, got np.complex64"),
-    (lambda x: gc.eye(2.5), "a size must be an int"),
+    (lambda x: gc.zeros((2.5,)), "zeros: a size must be an int, got 2.5"),
+    (lambda x: gc.full((2, 2.5), 1.0), "full: a size must be an int, got 2.5"),
+    (lambda x: gc.ones(2.0), "ones: a size must be an int, got 2.0"),
+    (lambda x: gc.zeros(np.float32(2)), "zeros: a size must be an int, got np.float32"),
+    (lambda x: gc.full(True, 1.0), "full: a size must be an int, got True"),
+    (lambda x: gc.ones(np.complex64(2)), "ones: a size must be an int, got np.complex64"),
+    (lambda x: gc.eye(2.5), "eye: a size must be an int"),
     (lambda x: gc.one_hot(np.array([0, 1]), 3.5), "one_hot: depth must be an int"),
     (lambda x: gc.roll(x, 1.5, 1), "roll: a shift must be an int"),
     (lambda x: gc.tril(x, 0.5), "diagonal offset k must be an int"),
@@ -604,7 +604,7 @@ def test_a_number_is_a_shape_of_broadcast_to(size):
         got = np.asarray(got)
         assert got.shape == expected.shape == (3,) and got.dtype == np.float32
         np.testing.assert_array_equal(got, expected)
-    with pytest.raises(GraphcError, match=r"^a size must be an int, got 3\.0"):
+    with pytest.raises(GraphcError, match=r"^broadcast_to: a size must be an int, got 3\.0"):
         gc.broadcast_to(x, 3.0)
 
 
@@ -625,12 +625,12 @@ def test_a_0d_integer_tensor_is_a_size_and_a_str_or_traced_one_is_one_line():
                 np.testing.assert_array_equal(np.asarray(got), expected.numpy())
     for size, shown in ((torch.tensor(2.5), "tensor(2.5000)"), (torch.tensor(True), "tensor(True)"),
                         (gc.tensor(2.5), "Tensor(2.5, dtype=f64)")):
-        for call in (lambda: gc.ones(size), lambda: gc.zeros((size,))):
+        for name, call in (("ones", lambda: gc.ones(size)), ("zeros", lambda: gc.zeros((size,)))):
             with pytest.raises(GraphcError) as info:
                 call()
             line, where = str(info.value).splitlines()
-            assert line == f"a size must be an int, got {shown}" and "test_edges.py" in where
-    with pytest.raises(GraphcError, match=r"^a size must be an int, got '12'\n"):
+            assert line == f"{name}: a size must be an int, got {shown}" and "test_edges.py" in where
+    with pytest.raises(GraphcError, match=r"^ones: a size must be an int, got '12'\n"):
         gc.ones("12")
     for make in (lambda n: gc.ones(n), lambda n: gc.ones((n,))):
         with pytest.raises(GraphcError, match=r"^int\(\) of a symbolic value: .* the value "
@@ -661,18 +661,18 @@ def test_a_str_size_is_refused_eagerly_and_a_symbolic_one_kept_in_a_trace():
                         "reshape: a size must be an int, got '2'"),
                        (lambda v: gc.reshape(v, "-1"), "reshape: a size must be an int, got '-1'"),
                        (lambda v: v.reshape("12"), "reshape: a size must be an int, got '12'"),
-                       (lambda v: gc.zeros(("3", 2)), "a size must be an int, got '3'"),
-                       (lambda v: gc.ones(["-3", 2]), "a size must be an int, got '-3'"),
-                       (lambda v: gc.full(("3", 2), 1.0), "a size must be an int, got '3'"),
+                       (lambda v: gc.zeros(("3", 2)), "zeros: a size must be an int, got '3'"),
+                       (lambda v: gc.ones(["-3", 2]), "ones: a size must be an int, got '-3'"),
+                       (lambda v: gc.full(("3", 2), 1.0), "full: a size must be an int, got '3'"),
                        (lambda v: gc.broadcast_to(v, ("2", 3, 4)),
-                        "a size must be an int, got '2'")):
+                        "broadcast_to: a size must be an int, got '2'")):
         for run in (lambda: call(gc.tensor(x)), lambda: gc.compile(call)(x)):
             with pytest.raises(GraphcError) as info:
                 run()
             got, where = str(info.value).splitlines()
             assert got == line and "test_edges.py" in where
     # eagerly a name binds nothing ('the symbolic dimension n has no value while tracing')
-    for call, line in ((lambda: gc.zeros(("n", 2)), "a size must be an int, got 'n'"),
+    for call, line in ((lambda: gc.zeros(("n", 2)), "zeros: a size must be an int, got 'n'"),
                        (lambda: gc.eye("n"), "eye: a size must be an int, got 'n'")):
         with pytest.raises(GraphcError) as info:
             call()
@@ -707,9 +707,9 @@ def test_a_str_size_inside_an_eager_vmap_is_refused_as_eagerly():
                        (lambda v: gc.tril_mask("2*n"),
                         "tril_mask: a size must be an int, got '2*n'"),
                        (lambda v: gc.arange("n"), "arange: a bound must be an int, got 'n'"),
-                       (lambda v: gc.zeros(("n", 2)), "a size must be an int, got 'n'"),
+                       (lambda v: gc.zeros(("n", 2)), "zeros: a size must be an int, got 'n'"),
                        (lambda v: gc.broadcast_to(v[0], ("n", 4)),
-                        "a size must be an int, got 'n'"),
+                        "broadcast_to: a size must be an int, got 'n'"),
                        (lambda v: gc.reshape(v, ("n", -1)),
                         "reshape: a size must be an int, got 'n'")):
         with pytest.raises(GraphcError) as info:
@@ -754,13 +754,16 @@ def test_a_shape_that_is_no_sequence_is_one_line():
         np.ones(None)
     x = gc.tensor(np.ones(3, np.float32))
     for shape, hint in ((None, "; a 0-d one is ()"), (object, "")):
-        for call in (lambda: gc.ones(shape), lambda: gc.zeros(shape, "int32"),
-                     lambda: gc.full(shape, 2.0), lambda: gc.broadcast_to(x, shape),
-                     lambda: gc.compile(lambda v: v + gc.ones(shape))(np.ones(3))):
+        for name, call in (("ones", lambda: gc.ones(shape)),
+                           ("zeros", lambda: gc.zeros(shape, "int32")),
+                           ("full", lambda: gc.full(shape, 2.0)),
+                           ("broadcast_to", lambda: gc.broadcast_to(x, shape)),
+                           ("ones", lambda: gc.compile(lambda v: v + gc.ones(shape))(np.ones(3)))):
             with pytest.raises(GraphcError) as info:
                 call()
             line, where = str(info.value).splitlines()
-            assert line == f"shape must be an int or a sequence of ints, got {shape!r}{hint}"
+            assert line == (f"{name}: shape must be an int or a sequence of ints, got "
+                            f"{shape!r}{hint}")
             assert "test_edges.py" in where
     # every sequence of sizes still is one: a range, a 1-d array, a generator
     for shape in (range(2, 4), np.array([2, 3]), (d for d in (2, 3))):
@@ -771,9 +774,9 @@ def test_a_shape_that_is_no_sequence_is_one_line():
     for shape in ({2: 0, 3: 0}, {2}, frozenset([2])):
         with pytest.raises(TypeError):
             torch.ones(shape)
-        for call in (lambda: gc.ones(shape), lambda: gc.full(shape, 2.0)):
-            with pytest.raises(GraphcError, match=r"^shape must be an int or a sequence of "
-                                                  rf"ints, got a {type(shape).__name__}: "):
+        for name, call in (("ones", lambda: gc.ones(shape)), ("full", lambda: gc.full(shape, 2.0))):
+            with pytest.raises(GraphcError, match=rf"^{name}: shape must be an int or a sequence "
+                                                  rf"of ints, got a {type(shape).__name__}: "):
                 call()
 
 @pytest.mark.parametrize("size", [3, np.int64(3), np.int32(3), np.array(3)])
@@ -786,10 +789,10 @@ def test_a_number_is_a_shape_of_spec(size):
     assert spec.shape == expected.shape == (3,) and spec.dtype == np.float32
     out = gc.eval_shape(lambda v: v * 2, spec)
     assert out.shape == expected.shape and out.dtype == expected.dtype
-    with pytest.raises(GraphcError, match=r"^a size must be an int, got 3\.0"):
+    with pytest.raises(GraphcError, match=r"^spec: a size must be an int, got 3\.0"):
         gc.spec(3.0)
     with pytest.raises(GraphcError,  # was a raw TypeError, then "spec: bad shape None: ..."
-                       match=r"^shape must be an int or a sequence of ints, got None; "):
+                       match=r"^spec: shape must be an int or a sequence of ints, got None; "):
         gc.spec(None)
 
 

@@ -1033,8 +1033,8 @@ def test_one_number_rule_refuses_a_fraction_a_decimal_and_a_time_at_every_settin
             (lambda: x.std(dim=1, correction=value), "std: correction must be a number, got"),
             (lambda: x.std(1, ddof=value), "std: ddof must be a number, got"),
             (lambda: gc.full((2,), value), "full: fill value"),
-            (lambda: gc.zeros((value, 2)), "a size must be an int, got"),
-            (lambda: gc.spec((value,)), "a size must be an int, got"),
+            (lambda: gc.zeros((value, 2)), "zeros: a size must be an int, got"),
+            (lambda: gc.spec((value,)), "spec: a size must be an int, got"),
             (lambda: gc.optim.SGD(lr=value), "lr must be a number >= 0"),
             (lambda: gc.optim.Adam(eps=value), "Adam: eps must be a number, got"),
             (lambda: gc.nn.Dropout(value), "Dropout: p must be a number, got"),
@@ -1080,7 +1080,7 @@ def test_a_size_is_what_has_index_as_numpy_and_torch_take_it():
     for size in (torch.tensor(2.5), gc.tensor(np.array(2.7, np.float32)), np.array([2]),
                  np.array(2.0), torch.tensor(True), gc.tensor(np.array(True)),
                  Fraction(2, 1), Decimal(2), None):
-        with pytest.raises(GraphcError, match=r"^a size must be an int, got ") as info:
+        with pytest.raises(GraphcError, match=r"^zeros: a size must be an int, got ") as info:
             gc.zeros((size, 2))
         assert "test_weak_arguments.py" in str(info.value).splitlines()[1]
     for size in (torch.tensor(2.5), np.array([2])):  # (numpy's and torch's refusals)

@@ -784,7 +784,7 @@ def swapaxes(x, a, b):
 
 
 def broadcast_to(x, shape):
-    shape = _shape_argument(shape)  # (np.broadcast_to(x, 2) is (2,) too)
+    shape = _shape_argument(shape, "broadcast_to")  # (np.broadcast_to(x, 2) is (2,) too)
     if _shape(x) == shape and not _runs_now(x):
         return x
     return apply("broadcast_to", x, shape=shape)
@@ -2659,30 +2659,32 @@ def _operator_mixin():
     return OperatorMixin
 
 
-def _shape_argument(shape, size=_size) -> tuple:
-    """A shape argument as a tuple of dims. One size: a Python or numpy integer, or a 0-d
-    integer array (numpy's, torch's, a tensor), as numpy's and torch's ones(np.int64(2)) and
-    np.broadcast_to(x, 2) (each was iterated: a raw TypeError, a traced one "len() of a 0-d
-    symbolic value"); a float or bool one is as_dim's one line, a traced one its
-    TracedNumberError naming the argument, as in a tuple. Each size is read by `size`:
-    _size's rule, where a str is a symbolic size only in a trace (gc.spec's is as_dim, where
-    a name always is one)."""
+def _shape_argument(shape, name, size=_size) -> tuple:
+    """A shape argument of the function `name` as a tuple of dims. One size: a Python or
+    numpy integer, or a 0-d integer array (numpy's, torch's, a tensor), as numpy's and
+    torch's ones(np.int64(2)) and np.broadcast_to(x, 2) (each was iterated: a raw TypeError,
+    a traced one "len() of a 0-d symbolic value"); a float or bool one is as_dim's one line,
+    a traced one its TracedNumberError naming the argument, as in a tuple. Each size is read
+    by `size`: _size's rule, where a str is a symbolic size only in a trace (gc.spec's is
+    as_dim, where a name always is one). Each refusal names `name` (zeros(('3', 2)) said 'a
+    size must be an int, got '3'', naming no function)."""
+    what = f"{name}: a size"
     if isinstance(shape, (tuple, list)):
-        return tuple(size(d) for d in shape)
+        return tuple(size(d, what) for d in shape)
     if isinstance(shape, str):  # one size (iterated, "12" was the shape (1, 2))
-        return (size(shape),)
+        return (size(shape, what),)
     if isinstance(shape, (dict, set, frozenset)):  # (iterated: a dict's keys, a set's order)
-        _fail(f"shape must be an int or a sequence of ints, got {a_type(shape)}: "
+        _fail(f"{name}: shape must be an int or a sequence of ints, got {a_type(shape)}: "
               f"{shape!r}"[:200])
     if isinstance(shape, (numbers.Number, np.generic, Dim)) or \
             getattr(shape, "shape", None) == ():
-        return (size(shape),)
+        return (size(shape, what),)
     try:
         sizes = iter(shape)
     except TypeError:  # None (numpy's and torch's refusal too) was iter()'s raw TypeError
-        _fail(f"shape must be an int or a sequence of ints, got {shape!r}"
+        _fail(f"{name}: shape must be an int or a sequence of ints, got {shape!r}"
               + ("; a 0-d one is ()" if shape is None else ""))
-    return tuple(size(d) for d in sizes)  # another sequence of sizes: a range, a 1-d array
+    return tuple(size(d, what) for d in sizes)  # another sequence: a range, a 1-d array
 
 
 def full(shape, value, dtype=None):
@@ -2690,7 +2692,7 @@ def full(shape, value, dtype=None):
     says otherwise. An array fill (a numpy array, a traced or eager tensor) keeps its dtype
     unless `dtype` is given, as numpy's and JAX's, and is broadcast to `shape` (a traced
     one so that its gradient flows)."""
-    shape = _shape_argument(shape)
+    shape = _shape_argument(shape, "full")
     # a graphc array (traced or eager) fills as an array; another library's (torch's, JAX's)
     # as a number: a 0-d one by its value, any other refused below as not a number
     if isinstance(value, _operator_mixin()):
@@ -2753,11 +2755,13 @@ _NO_DTYPE = _DefaultDtype("float32")
 
 
 def zeros(shape, *dtype_or_sizes, dtype=_NO_DTYPE):
-    return full(shape, 0, _shape_and_dtype("zeros", shape, dtype_or_sizes, dtype))
+    dtype = _shape_and_dtype("zeros", shape, dtype_or_sizes, dtype)
+    return full(_shape_argument(shape, "zeros"), 0, dtype)  # (its refusals naming zeros)
 
 
 def ones(shape, *dtype_or_sizes, dtype=_NO_DTYPE):
-    return full(shape, 1, _shape_and_dtype("ones", shape, dtype_or_sizes, dtype))
+    dtype = _shape_and_dtype("ones", shape, dtype_or_sizes, dtype)
+    return full(_shape_argument(shape, "ones"), 1, dtype)
 
 
 def _shape_and_dtype(name, shape, args, dtype):
