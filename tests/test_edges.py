@@ -696,6 +696,38 @@ def test_a_str_size_is_refused_eagerly_and_a_symbolic_one_kept_in_a_trace():
     assert str(gc.spec(("n", "2*n"))) == "f32[n,2*n]"  # (gc.spec's names, eagerly)
 
 
+def test_a_str_argument_of_view_is_a_size_read_as_reshape_reads_it():
+    """s50 f7 item 3: v.view('3') and v.view('n') said "view(3): a view as another dtype is not
+    supported", taking a str for a dtype; torch's view takes sizes or a torch dtype (a str is
+    neither: TypeError). A str that names no dtype is a size now, read by reshape's rule:
+    eagerly (or an integer text) refused naming view, a name a symbolic size in a trace.
+    A dtype (numpy's name, the IR's, a torch dtype: that was reshape's size refusal) is
+    still the dtype line."""
+    x = np.arange(6, dtype=np.float32)
+    for size, traced in (("3", True), ("n", False)):  # (traced, 'n' is a symbol: below)
+        with pytest.raises(TypeError):
+            torch.from_numpy(x).view(size)
+        runs = (lambda: gc.tensor(x).view(size), lambda: gc.compile(lambda v: v.view(size))(x))
+        for run in runs[:1 + traced]:
+            with pytest.raises(GraphcError) as info:
+                run()
+            got, where = str(info.value).splitlines()
+            assert got == f"view: a size must be an int, got {size!r}" and "test_edges.py" in where
+    sym = gc.compile(lambda v: (v.view("n"), v.view("n", 1)), polymorphic_shapes=(("n",),))
+    for n in (6, 2):
+        v = np.arange(n, dtype=np.float32)
+        flat, column = sym(v)
+        np.testing.assert_array_equal(np.asarray(flat), v.reshape(n))
+        np.testing.assert_array_equal(np.asarray(column), torch.from_numpy(v).view(n, 1).numpy())
+    for dtype, shown in (("float32", "float32"), ("bf16", "bf16"), ("int32", "int32"),
+                         (torch.float16, "torch.float16")):
+        with pytest.raises(GraphcError) as info:
+            gc.tensor(x).view(dtype)
+        assert str(info.value).splitlines()[0] == (f"view({shown}): a view as another dtype is "
+                                                   "not supported; use .astype(dtype) for a "
+                                                   "cast of the values")
+
+
 def test_a_str_size_inside_an_eager_vmap_is_refused_as_eagerly():
     """Review r7 (s50) of f1's _size: an eager gc.vmap's graph (which runs its ops at once on
     concrete values) was taken for a trace, so a name there was read as a symbol no call can

@@ -737,9 +737,15 @@ def cumsum(x, axis=None, reverse=False):
 
 # ---- shapes ---------------------------------------------------------------------------------
 def reshape(x, *shape):
+    return _reshape(x, shape, "reshape")
+
+
+def _reshape(x, shape, name):
+    """reshape's body; `name` the function the user called (reshape, a tensor's view), which
+    a size's refusal names."""
     if len(shape) == 1 and isinstance(shape[0], (tuple, list)):
         shape = tuple(shape[0])
-    shape = tuple(_size(d, "reshape: a size") for d in shape)
+    shape = tuple(_size(d, f"{name}: a size") for d in shape)
     size = math.prod(_shape(x))
     if shape.count(-1) > 1:
         _fail(f"reshape to {shape}: only one dimension can be -1")

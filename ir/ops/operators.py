@@ -4,6 +4,7 @@ from __future__ import annotations
 import numpy as np
 
 from ..errors import GraphcError, user_location
+from ..types import DTYPES
 from . import api, arrays
 
 
@@ -63,12 +64,12 @@ class OperatorMixin:
     def reshape(self, *shape): return api.reshape(self, *shape)
     # torch's Tensor methods (`size` stays numpy's element count, a property)
     def view(self, *shape):
-        if len(shape) == 1 and isinstance(shape[0], (type, str, np.dtype)):
+        if len(shape) == 1 and _is_dtype(shape[0]):
             # torch's view(dtype) reinterprets the bits, which graphc's values cannot
             raise GraphcError(f"view({_dtype_name(shape[0])}): a view as another dtype is not "
                               "supported; use .astype(dtype) for a cast of the values",
                               (user_location(),))
-        return api.reshape(self, *shape)
+        return api._reshape(self, shape, "view")
     def permute(self, *dims): return api.permute(self, *dims)
     def unsqueeze(self, dim): return api.unsqueeze(self, dim)
     def squeeze(self, dim=None, *, axis=None): return api.squeeze(self, axis, dim=dim)
@@ -136,6 +137,26 @@ class OperatorMixin:
         return api.softmax(self, axis, dim=dim)
     def log_softmax(self, axis=api._AXIS_LAST, *, dim=api.NO_DIM):
         return api.log_softmax(self, axis, dim=dim)
+
+
+def _is_dtype(arg) -> bool:
+    """Whether view's one argument is a dtype (torch's view(torch.float16), numpy's
+    view('float32')), not a size: a type, a numpy or torch dtype, or a str numpy or the IR
+    reads as a dtype's name. Any other str is a size, as reshape reads it (view('3') was
+    "view(3): a view as another dtype is not supported"): torch's view takes sizes or a
+    dtype, and a one-letter numpy code ('n', 'b') is read as a symbol's name, a size."""
+    if isinstance(arg, (type, np.dtype)) or \
+            type(arg).__name__ == "dtype" and type(arg).__module__ == "torch":
+        return True
+    if not isinstance(arg, str) or len(arg) < 2:
+        return False
+    if arg in DTYPES:
+        return True
+    try:
+        np.dtype(arg)
+    except TypeError:
+        return False
+    return True
 
 
 def _dtype_name(dtype):
