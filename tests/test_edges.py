@@ -775,6 +775,26 @@ def test_a_float_or_bool_reshape_size_is_one_line_naming_reshape(shape, shown):
     np.testing.assert_array_equal(gc.reshape(x, (np.int64(2), -1)), x.reshape(2, 6))
 
 
+@pytest.mark.parametrize("shape", [np.array([4, 3]), np.array([-1, 2], np.int32), range(4, 2, -1)])
+def test_a_1d_integer_array_or_a_range_is_a_shape_of_reshape(shape):
+    """s50 f7 item 4: gc.reshape(x, np.array([4, 3])) (and x.view of one, a range too) was
+    refused, 'reshape: a size must be an int, got array([4, 3])', where numpy's reshape
+    takes one 1-d integer array or range as the shape."""
+    x = np.arange(12, dtype=np.float32).reshape(3, 4)
+    expected = x.reshape(shape)
+    for got in (gc.reshape(x, shape), gc.reshape(gc.tensor(x), shape), gc.tensor(x).view(shape),
+                gc.compile(lambda v: gc.reshape(v, shape))(x)):
+        got = np.asarray(got)
+        assert got.shape == expected.shape and got.dtype == np.float32
+        np.testing.assert_array_equal(got, expected)
+    # not a float array, nor a 2-d one (numpy refuses each)
+    for bad in (np.array([4.0, 3.0]), np.array([[4, 3]])):
+        with pytest.raises(TypeError):
+            x.reshape(bad)
+        with pytest.raises(GraphcError, match=r"^reshape: a size must be an int, got "):
+            gc.reshape(x, bad)
+
+
 def test_a_shape_that_is_no_sequence_is_one_line():
     """s43 f3 item 3: gc.ones(None) (zeros, full, broadcast_to, eagerly and compiled) was
     iter()'s raw TypeError "'NoneType' object is not iterable"; numpy ("Use () not None as

@@ -743,7 +743,8 @@ def reshape(x, *shape):
 def _reshape(x, shape, name):
     """reshape's body; `name` the function the user called (reshape, a tensor's view), which
     a size's refusal names."""
-    if len(shape) == 1 and isinstance(shape[0], (tuple, list)):
+    if len(shape) == 1 and _iterable(shape[0]):  # one sequence of sizes: a 1-d array or a
+        # range too, as numpy's (gc.reshape(x, np.array([4, 3])) was 'a size must be an int')
         shape = tuple(shape[0])
     shape = tuple(_size(d, f"{name}: a size") for d in shape)
     size = math.prod(_shape(x))
