@@ -696,6 +696,39 @@ def test_a_str_size_is_refused_eagerly_and_a_symbolic_one_kept_in_a_trace():
     assert str(gc.spec(("n", "2*n"))) == "f32[n,2*n]"  # (gc.spec's names, eagerly)
 
 
+def test_a_str_size_naming_a_symbol_no_input_has_is_refused_naming_the_function():
+    """s50 f7 item 2: inside an eager gc.grad or jvp, or a plain compile, no input's axis is
+    symbolic, so no call binds a name: eye('n') and eye('n-5') were refused when the graph
+    was specialised, naming the op inside eye, 'tri: the symbolic dimension n is not the size
+    of any input's axis, so no call binds it' (zeros: 'full: ...'). The size's reader refuses
+    it at the call, naming the function and the user's line; a name an input has (a
+    polymorphic compile's) is still a symbolic size, bound per call."""
+    x = np.ones((3, 3), np.float32)
+    runs = (lambda f: gc.grad(lambda v: gc.sum(v) + gc.sum(f()))(x),
+            lambda f: gc.jvp(lambda v: gc.sum(v) + gc.sum(f()), (x,), (x,)),
+            lambda f: gc.compile(lambda v: gc.sum(v) + gc.sum(f()))(x))
+    # (a polymorphic compile binds n only: m is refused there)
+    bound_n = lambda f: gc.compile(lambda v: gc.sum(v) + gc.sum(f()),  # noqa: E731
+                                   polymorphic_shapes=(("n", 3),))(x)
+    for call, line, where_run in (
+            (lambda: gc.eye("n"), "eye: a size 'n' names n", runs),
+            (lambda: gc.eye("n-5"), "eye: a size 'n-5' names n", runs),
+            (lambda: gc.eye(3, "2*n"), "eye: a size '2*n' names n", runs),
+            (lambda: gc.zeros(("m", 2)), "zeros: a size 'm' names m", runs + (bound_n,)),
+            (lambda: gc.eye("m+n"), "eye: a size 'm+n' names m", (bound_n,))):
+        for run in where_run:
+            with pytest.raises(GraphcError) as info:
+                run(call)
+            got, where = str(info.value).splitlines()
+            assert got == (f"{line}, which is not the size of any input's axis, so no call "
+                           "binds it") and "test_edges.py" in where
+    sym = gc.compile(lambda v: gc.eye("n") + gc.zeros(("n", "n")) + v[:, :1],
+                     polymorphic_shapes=(("n", 3),))
+    for n in (2, 4):
+        v = np.arange(3 * n, dtype=np.float32).reshape(n, 3)
+        np.testing.assert_array_equal(np.asarray(sym(v)), np.eye(n, dtype=np.float32) + v[:, :1])
+
+
 def test_a_str_argument_of_view_is_a_size_read_as_reshape_reads_it():
     """s50 f7 item 3: v.view('3') and v.view('n') said "view(3): a view as another dtype is not
     supported", taking a str for a dtype; torch's view takes sizes or a torch dtype (a str is

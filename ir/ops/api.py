@@ -26,8 +26,8 @@ from ..types import (Dim, InconclusiveDim, as_dim, as_dtype, broadcast_shapes, f
                      unsupported_dtype)
 from . import precision
 from .registry import (SymbolicValue, _called_op, apply, holds_values, innermost_interpreter,
-                       is_weak_scalar, refuse_array_container, refuse_foreign_array,
-                       scalar_array)
+                       input_symbols, is_weak_scalar, refuse_array_container,
+                       refuse_foreign_array, scalar_array)
 
 # The functional API, as `graphc` re-exports it (not numpy, math or the registry's apply)
 __all__ = ["add", "sub", "mul", "div", "pow", "maximum", "minimum", "neg", "exp", "log",
@@ -210,6 +210,13 @@ def _size(value, what="a size"):
         except ValueError as exc:  # ('n+', 'n-5' bound to be negative)
             _fail(f"{what} must be an int or a symbolic size, got {value!r}: {exc}")
         if isinstance(dim, Dim):
+            # a symbol no input's axis has (any, in a plain compile or an eager gc.grad) is
+            # refused here, naming the function: ir.specialize's refusal names the op that
+            # holds it (eye('n') under gc.grad: 'tri: the symbolic dimension n is not ...')
+            unbound = dim.symbols - input_symbols()
+            if unbound:
+                _fail(f"{what} {value!r} names {', '.join(sorted(unbound))}, which is not the "
+                      "size of any input's axis, so no call binds it")
             return dim
     _fail(f"{what} must be an int, got {value!r}")
 

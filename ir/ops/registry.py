@@ -561,6 +561,15 @@ def graph_valued():
         _STACK.graph_valued -= 1
 
 
+def input_symbols() -> set:
+    """The symbols on an input's axis of the graphs being built: the only ones a call can
+    bind (ir.specialize binds each from an input's size), an enclosing trace's too (a loop
+    body's or a differentiated function's graph reads the outer graph's values)."""
+    return {symbol for interpreter in _STACK.stack
+            for node in getattr(interpreter, "inputs", ())
+            for d in getattr(node, "shape", ()) if isinstance(d, Dim) for symbol in d.symbols}
+
+
 def innermost_interpreter():
     """The interpreter pushed last (a graph being built), or None outside any."""
     stack = _STACK.stack
