@@ -629,7 +629,8 @@ def test_a_0d_integer_tensor_is_a_size_and_a_str_or_traced_one_is_one_line():
             with pytest.raises(GraphcError) as info:
                 call()
             line, where = str(info.value).splitlines()
-            assert line == f"{name}: a size must be an int, got {shown}" and "test_edges.py" in where
+            assert line == f"{name}: a size must be an int, got {shown}"
+            assert "test_edges.py" in where
     with pytest.raises(GraphcError, match=r"^ones: a size must be an int, got '12'\n"):
         gc.ones("12")
     for make in (lambda n: gc.ones(n), lambda n: gc.ones((n,))):
