@@ -41,7 +41,8 @@ from ir.errors import GraphcError, a_type, user_location
 from ir.graph import Node
 from ir.ops import api as F
 from ir.ops.registry import apply
-from ir.types import UnsupportedDtype, as_dtype, is_float, is_half, is_int, is_real
+from ir.types import UnsupportedDtype, as_dtype, is_float, is_half, is_int, is_real, \
+    is_real_dtype
 from runtime.eager import Tensor, no_grad
 
 from .tracing import (flatten, keys_sorted, leaf_count, leaves_and_structure, leaves_like,
@@ -699,7 +700,17 @@ def _as_schedule(lr, what="lr"):
 
 # ---- clipping -------------------------------------------------------------------------------
 def global_norm(grads):
-    """The L2 norm of all the leaves of a pytree together (float32 for half leaves)."""
+    """The L2 norm of all the leaves of a pytree together (float32 for half leaves): a 0-d
+    numpy array for numpy leaves (Python numbers too), as clip_by_global_norm's norm and the
+    optimisers' updates are, an eager tensor for tensors, and a float32 tensor 0 for a tree
+    of no gradient (torch's clip_grad_norm_ of none)."""
+    grads, lifted = _lift_tree(grads)  # (a Python number leaf was "'float' object has no
+    # attribute 'dtype'"; numpy leaves gave an eager Tensor, clip_by_global_norm an array)
+    norm = _global_norm(grads)
+    return _unlift(norm) if lifted else norm
+
+
+def _global_norm(grads):
     leaves = [g for g in _leaves(grads) if g is not None]
     if not leaves:  # no gradient at all (a loss that reads no parameter): 0, as torch's
         return F.full((), 0.0, "float32")  # clip_grad_norm_ over parameters without .grad
@@ -725,11 +736,25 @@ def global_norm(grads):
 def clip_by_global_norm(grads, max_norm: float):
     """(grads scaled so that their global norm is at most max_norm, the norm before), as
     torch.nn.utils.clip_grad_norm_: the factor is min(1, max_norm / (norm + 1e-6))."""
-    if not isinstance(max_norm, Node):  # (a string was "div: cannot use a str as a tensor
-        # operand", naming neither the function nor max_norm; a traced one is taken as it is)
-        max_norm = _real("clip_by_global_norm: max_norm", max_norm)
+    # a number (a string was "div: cannot use a str as a tensor operand", naming neither the
+    # function nor max_norm) is a Python float, which takes the norm's dtype. A value of the
+    # step, or an eager tensor (kept: a gradient reaches it, as under gc.grad), is checked
+    # 0-d and real as a number is, and cast to the norm's dtype: a float64 one for float32
+    # gradients (or an int one) was "div(f64[], f32[]): operands must have one dtype" in a
+    # compiled step, and a (2,) one broadcast every gradient to its shape there
+    kept = isinstance(max_norm, (Node, Tensor)) and not F._weakly_typed(max_norm)
+    if kept and isinstance(max_norm, Node):
+        if tuple(max_norm.shape) != () or not is_real_dtype(max_norm.dtype):
+            raise GraphcError(f"clip_by_global_norm: max_norm must be a number, got a value "
+                              f"of the step, {max_norm.dtype}{list(max_norm.shape)}",
+                              (user_location(),))
+    elif kept or not isinstance(max_norm, Node):
+        number = _real("clip_by_global_norm: max_norm", max_norm)
+        max_norm = max_norm if kept else number
     grads, lifted = _lift_tree(grads)
-    norm = global_norm(grads)
+    norm = _global_norm(grads)
+    if kept:
+        max_norm = F.cast(max_norm, norm.dtype)
     factor = F.minimum(max_norm / (norm + 1e-6), 1.0)
     leaves, structure, _ = flatten(grads)
     clipped = [None if g is None else g * F.cast(factor, g.dtype) for g in leaves]

@@ -1477,3 +1477,49 @@ def test_clip_by_global_norm_names_a_max_norm_that_is_not_a_number():
     traced = gc.compile(lambda g, m: optim.clip_by_global_norm(g, m)[0])({"a": grads["a"]},
                                                                         np.asarray(2.0))
     np.testing.assert_allclose(traced["a"], t.grad.numpy(), rtol=1e-15)
+
+
+def test_clip_by_global_norm_takes_a_traced_or_tensor_max_norm_as_a_number():
+    """Review r10 of e3ec262: a traced max_norm was taken as it was, so a float64 one for
+    float32 gradients (or an int one) was "div(f64[], f32[]): operands must have one dtype"
+    in a compiled step where the eager call clipped, and a (2,) one broadcast each gradient
+    to its shape where the eager call refused it; and an eager tensor max_norm became a
+    float, so a gradient no longer reached it (gc.grad's did). Each is the eager number's now."""
+    from runtime.eager import Tensor
+    grads = {"a": np.array([3.0, 4.0], np.float32), "s": np.float32(1.0)}
+    t = torch.tensor([3.0, 4.0, 1.0], requires_grad=True)
+    t.grad = t.detach().clone()
+    torch.nn.utils.clip_grad_norm_([t], 2.0)
+    clip = gc.compile(lambda g, m: optim.clip_by_global_norm(g, m)[0])
+    for max_norm in (np.asarray(2.0), np.asarray(2), np.asarray(2.0, np.float32),
+                     Tensor(np.asarray(2.0))):
+        for run in (clip, lambda g, m: optim.clip_by_global_norm(g, m)[0]):
+            out = run(grads, max_norm)
+            assert np.asarray(out["a"]).dtype == np.float32 and np.shape(out["s"]) == ()
+            np.testing.assert_array_equal(np.append(out["a"], out["s"]), t.grad.numpy())
+    with pytest.raises(gc.GraphcError, match=r"^clip_by_global_norm: max_norm must be a "
+                       r"number, got a value of the step, float64\[2\]\n") as info:
+        clip(grads, np.ones(2))
+    assert "test_optim.py" in str(info.value).splitlines()[1]
+    m = Tensor(np.asarray(2.0), requires_grad=True)
+    g = Tensor(np.array([3.0, 4.0]), requires_grad=True)
+    optim.clip_by_global_norm({"a": g}, m)[0]["a"].sum().backward()
+    traced = gc.grad(lambda m: optim.clip_by_global_norm({"a": np.array([3.0, 4.0])},
+                                                         m)[0]["a"].sum())(np.asarray(2.0))
+    assert m.grad is not None and float(m.grad) == float(traced) == pytest.approx(1.4, 1e-6)
+
+
+def test_global_norm_of_numpy_leaves_is_a_numpy_array_as_clip_by_global_norm_s_norm():
+    """Review r10: global_norm of numpy leaves was an eager Tensor where clip_by_global_norm's
+    norm of the same leaves was a numpy array (the optimisers' updates give arrays for arrays),
+    and a Python number leaf was "'float' object has no attribute 'dtype'"."""
+    from runtime.eager import Tensor
+    for grads in ({"a": np.array([3.0, 4.0], np.float32)}, {"a": 3.0, "b": np.array([4.0])}):
+        norm, clipped_norm = optim.global_norm(grads), optim.clip_by_global_norm(grads, 1.0)[1]
+        assert type(norm) is type(clipped_norm) is np.ndarray and norm.shape == ()
+        assert norm.dtype == clipped_norm.dtype and float(norm) == float(clipped_norm) == 5.0
+    tensor = optim.global_norm({"a": Tensor(np.array([3.0, 4.0]))})
+    assert isinstance(tensor, Tensor) and float(tensor) == 5.0
+    for empty in ({}, {"a": None}):  # torch's clip_grad_norm_ of no gradient: tensor(0.)
+        assert isinstance(optim.global_norm(empty), Tensor)
+        assert optim.global_norm(empty).dtype == np.float32
