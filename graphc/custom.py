@@ -11,7 +11,9 @@ value, and its gradient is the rule, so `grad`, `vjp`, `jvp`, `compile` and `bac
 use the rule. Simplification inlines the node, so compiled plans run exactly the forward
 computation and the rule's backward computation.
 
-As in JAX: under differentiation the forward value comes from `fwd` (custom_vjp); `bwd`
+As in JAX: under differentiation the forward value comes from `fwd` (custom_vjp), whose
+primal output must have the function's structure, shapes and dtypes (custom_vjp._check_primal,
+against the function's eval_shape: plans are unchanged); `bwd`
 returns a tuple with one cotangent per argument (a pytree like the argument, where None
 stands for zeros of any subtree); a custom_jvp rule returns (primal_out, tangent_out) with
 tangent_out linear in the tangents. graphc differentiates in reverse mode, so a custom_jvp
@@ -42,12 +44,13 @@ from ir.ops import api as F
 from ir.ops.custom import CustomCall, rule_ref
 from ir.ops.registry import apply
 from ir.types import is_float, result_dtype
+from ir.weak import is_weak
 from passes.autodiff import gradients
 from runtime.eager import (Tensor, apart_from, backward, collect_buffer_updates, enable_grad,
                            is_grad_enabled, op_serial)
 
-from .tracing import (DICT_KINDS, call_signature, function_name, leaves_and_structure,
-                      leaves_like, refuse_traced, unflatten)
+from .tracing import (DICT_KINDS, Spec, call_signature, eval_shape, function_name,
+                      leaves_and_structure, leaves_like, refuse_traced, unflatten)
 from .transforms import _argnums  # (static_argnums' and argnums' reading too)
 
 
@@ -159,10 +162,14 @@ class custom_vjp(_Custom):
     not in nondiff_argnums (JAX's order: the nondiff arguments first)."""
 
     kind = "custom_vjp"
+    # whether fwd's primal output is checked against the function's (hooks' identities
+    # do not: their fwd is their function)
+    checks_primal = True
 
     def __init__(self, fun, nondiff_argnums=()):
         super().__init__(fun, nondiff_argnums)
         self.fwd = self.bwd = None
+        self._outputs = {}  # the function's abstract output by its arguments' types (_output)
 
     def defvjp(self, fwd, bwd, symbolic_zeros=False, optimize_remat=False):
         """JAX's defvjp; its options are taken at their defaults only (a raw TypeError
@@ -184,6 +191,77 @@ class custom_vjp(_Custom):
             raise GraphcError(f"custom_vjp function {self.name}: fwd must return a pair "
                               f"(output, residuals), got {_describe(result)}", _where(self.fwd))
         return result
+
+    def _check_primal(self, leaves, in_tree, out):
+        """fwd's primal output `out` must have the structure, shapes and dtypes of the
+        function's output (JAX's "Custom VJP fwd rule must produce a pair ... primal output
+        (equal to the output of the custom_vjp-decorated function)"): else one line naming
+        fwd, the place in the output and both types. Only checked: the value stays fwd's.
+        A Python number on either side is weakly typed (JAX's weak types, which its check
+        ignores): it matches an array of its shape and kind (bool, integer or float) of
+        any dtype, the dtype it takes where it meets one; a numpy scalar has its dtype."""
+        like = self._output(leaves, in_tree)
+        if like is None:
+            return
+        structure, types = like
+        what = f"custom_vjp function {self.name}: fwd's primal output (the first of its pair)"
+        advice = ("; fwd must return (output, residuals), its output of the function's "
+                  "structure, shapes and dtypes")
+        try:
+            leaves = leaves_like(structure, out, what=what, against="the function's output",
+                                 exact=True)
+        except GraphcError as error:
+            raise GraphcError(error.message + advice, _where(self.fwd)) from None
+        for k, (x, want) in enumerate(zip(leaves, types)):
+            have = _abstract(x)
+            if have is None or not _same_type(have, want):
+                path = _leaf_paths(structure)[k]
+                raise GraphcError(f"{what}{path} is {_describe_type(have, x)} where the "
+                                  f"function's output is {_describe_type(want)}{advice}",
+                                  _where(self.fwd))
+
+    def _output(self, leaves, tree):
+        """The function's output at these arguments (their leaves, structure) as
+        (structure, [(shape, dtype, weak) per leaf]): gc.eval_shape's trace of it on their
+        shapes and dtypes, apart from the graph being built (nothing runs, no node is added
+        there, plans stay as they were). Cached by the arguments' types (structure, shapes,
+        dtypes, the other arguments' values), so that an eager call traces it once. None
+        where fun cannot be traced so (it reads a value in Python, closes over a value of the
+        trace being built): fwd's output then goes unchecked."""
+        traced = current_graph() is not None or any(isinstance(x, Node) for x in leaves)
+        key = _types_key(leaves, tree, traced)
+        try:
+            return self._outputs[key]
+        except KeyError:
+            pass
+        except TypeError:  # (an unhashable argument: not cached)
+            key = None
+        at = [i for i, x in enumerate(leaves) if isinstance(x, (Node, Tensor))]
+        weak = []  # (the function's own output leaves, while its trace is at hand)
+
+        def fun_on(*values):  # the array arguments traced, the others as they are
+            full = list(leaves)
+            for i, v in zip(at, values):
+                full[i] = v
+            with _shapes_only():
+                out = self.fun(*unflatten(tree, full))
+            weak.extend(_is_weak(y) for y in leaves_and_structure(out)[0])
+            return out
+        functools.update_wrapper(fun_on, self.fun, updated=())
+        try:
+            specs = eval_shape(fun_on, *[Spec(tuple(leaves[i].shape), np.dtype(leaves[i].dtype),
+                                              _is_weak(leaves[i])) for i in at])
+        except Exception:  # noqa: BLE001  (any failure of the trace: see above)
+            like = None
+        else:
+            specs, structure = leaves_and_structure(specs)
+            like = structure, [(tuple(s.shape), np.dtype(s.dtype), w)
+                               for s, w in zip(specs, weak)]
+        if key is not None:
+            if len(self._outputs) >= 64:  # (bounded: arguments of ever new shapes)
+                self._outputs.clear()
+            self._outputs[key] = like
+        return like
 
     def _backward(self, args, residuals, cotangents, needs):
         """bwd's result as it returns it: a cotangent per argument not in nondiff_argnums
@@ -260,6 +338,74 @@ class custom_jvp(_Custom):
                         tuple(tangents[i] for i in diff))
 
 
+def _types_key(leaves, tree, traced):
+    """A custom_vjp call's arguments as a key of custom_vjp._output's cache: each array's
+    shape, dtype and weakness, each other value itself (unhashable, it cannot be a key)."""
+    key = [tree, traced]
+    for x in leaves:
+        if isinstance(x, (Node, Tensor)):
+            key.append((tuple(x.shape), x.dtype, _is_weak(x)))
+        elif isinstance(x, np.ndarray):  # (goes to fun as it is: its values too)
+            key.append((x.shape, x.dtype, x.tobytes()))
+        else:
+            key.append((type(x), x))
+    return tuple(key)
+
+
+def _is_weak(x) -> bool:
+    """Whether x is weakly typed (ir/weak.py): a Python number, or a value computed from
+    Python numbers alone (traced or eager)."""
+    if isinstance(x, Tensor):
+        return x.weak
+    return is_weak(x) if isinstance(x, Node) else type(x) in (bool, int, float)
+
+
+def _abstract(x):
+    """(shape, dtype, weak) of an output leaf; None for what is no array or number."""
+    if isinstance(x, (Node, Tensor, np.ndarray, np.generic)):
+        return tuple(x.shape), np.dtype(x.dtype), _is_weak(x)
+    if type(x) in (bool, int, float):
+        return (), np.asarray(x).dtype, True
+    return None
+
+
+def _kind(dtype) -> str:
+    return "f" if is_float(dtype) else "i" if np.dtype(dtype).kind in "iu" else \
+        np.dtype(dtype).kind
+
+
+def _same_type(have, want) -> bool:
+    """Whether two (shape, dtype, weak) are the same type: a weak one's dtype matches any
+    of its kind (as a weak value takes the dtype of the arrays it meets)."""
+    if have[0] != want[0]:
+        return False
+    if have[2] or want[2]:
+        return _kind(have[1]) == _kind(want[1])
+    return have[1] == want[1]
+
+
+def _describe_type(t, value=None) -> str:
+    """'float32 of shape (3,)' for a (shape, dtype, weak); `value` named where it is
+    a Python number ('a Python float') or no array at all."""
+    if type(value) in (bool, int, float):
+        return f"a Python {type(value).__name__}"
+    if t is None:
+        return _describe(value)
+    shape, dtype, weak = t
+    return f"{'weakly typed ' if weak else ''}{dtype} of shape {shape}"
+
+
+@contextlib.contextmanager
+def _shapes_only():
+    """custom_vjp._output's trace of a function: custom functions it calls are their plain
+    functions there (their output is theirs; no rule is numbered, no check nested)."""
+    _RULES.shapes += 1
+    try:
+        yield
+    finally:
+        _RULES.shapes -= 1
+
+
 def _describe(value) -> str:
     if isinstance(value, (Node, Tensor, np.ndarray)):
         return f"one array of shape {tuple(value.shape)}"
@@ -272,6 +418,7 @@ class _Rules(threading.local):
     def __init__(self):
         self.running = []  # the custom functions whose fwd rule is running
         self.tangents = []  # the placeholder tangents of each custom_jvp rule being traced
+        self.shapes = 0  # inside custom_vjp._output's trace of a function (_shapes_only)
 
 
 _RULES = _Rules()
@@ -290,7 +437,7 @@ def _running_rule(custom):
 
 def _call(custom, args):
     leaves, in_tree = leaves_and_structure(list(args))
-    if custom in _RULES.running or _on_tangents(leaves):
+    if custom in _RULES.running or _RULES.shapes or _on_tangents(leaves):
         return custom.fun(*args)
     # the graph being built first: inside a loop body or a branch an argument may be a value
     # of the enclosing graph, which the body reads through a capture (as other ops do)
@@ -381,6 +528,8 @@ def _record(custom, leaves, in_tree, is_operand, forward=None):
     forward: (out, residuals) already computed, else fwd's (the function's for custom_jvp)."""
     args = unflatten(in_tree, leaves)
     out, residuals = forward if forward is not None else custom._forward(args)
+    if forward is None and custom.kind == "custom_vjp" and custom.checks_primal:
+        custom._check_primal(leaves, in_tree, out)  # (fwd's value is taken, only checked)
     out_leaves, out_tree = leaves_and_structure(out)
     res_leaves, res_tree = leaves_and_structure(residuals)
     arg_pos = [i for i, x in enumerate(leaves) if is_operand(x)]

@@ -346,6 +346,8 @@ class _Identity(custom_vjp):
     """The identity on its first `count` arguments whose gradient is `rule(cotangents,
     needs)` (BackwardCall's): `needs` says which arguments' gradients are wanted."""
 
+    checks_primal = False  # (its fwd is its function)
+
     def __init__(self, name, count, rule):
         super().__init__(lambda *args: args[:count])
         self.name, self.rule = name, rule

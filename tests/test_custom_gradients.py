@@ -617,6 +617,106 @@ def test_bad_rules_are_one_error_naming_the_function(fwd, bwd, message):
         f(t, gc.tensor(x)).backward()
 
 
+@pytest.mark.parametrize("fun, primal, problem", [
+    (lambda x: gc.sin(x), lambda x: gc.sum(x),
+     r" is float32 of shape \(\) where the function's output is float32 of shape \(3,\)"),
+    (lambda x: gc.sin(x), lambda x: x.astype("float64"),
+     r" is float64 of shape \(3,\) where the function's output is float32 of shape \(3,\)"),
+    (lambda x: gc.sin(x), lambda x: (x, x),
+     r" does not match the function's output: a tuple of 2 where an array is"),
+    (lambda x: {"a": x, "b": (gc.sum(x), x)}, lambda x: {"a": x, "b": (gc.sum(x), x * 1.0)},
+     None),
+    (lambda x: {"a": x, "b": (gc.sum(x), x)},
+     lambda x: {"a": x, "b": (gc.sum(x).astype("float64"), x)},
+     r"\['b'\]\[0\] is float64 of shape \(\) where the function's output is float32 of "
+     r"shape \(\)"),
+    (lambda x: {"a": x, "b": (gc.sum(x), x)}, lambda x: {"a": x, "c": (gc.sum(x), x)},
+     r" does not match the function's output: .*keys"),
+    # a Python number is weakly typed (JAX's check ignores weak types): it matches a 0-d
+    # array of its kind; a numpy scalar has its own dtype
+    (lambda x: gc.sum(x), lambda x: 1.0, None),
+    (lambda x: gc.sum(x), lambda x: np.float32(1.0), None),
+    (lambda x: 2.0, lambda x: gc.sum(x), None),
+    (lambda x: gc.sum(x), lambda x: np.float64(1.0),
+     r" is float64 of shape \(\) where the function's output is float32 of shape \(\)"),
+    (lambda x: gc.sum(x), lambda x: 1,
+     r" is a Python int where the function's output is float32 of shape \(\)"),
+    (lambda x: gc.sin(x), lambda x: 1.0,
+     r" is a Python float where the function's output is float32 of shape \(3,\)"),
+])
+def test_a_fwd_primal_unlike_the_function_is_refused_eagerly_and_traced(fun, primal, problem):
+    """fwd's primal output of another structure, shape or dtype than the function's was taken
+    as it was (an eager or compiled value of fwd's shape or dtype); as JAX's, one line naming
+    fwd, the place and both types, wherever fwd runs (its value is taken, as before)."""
+    f = gc.custom_vjp(fun)
+    f.defvjp(lambda x: (primal(x), None), lambda _, g: (None,))
+    x = np.array([0.1, 0.2, 0.3], np.float32)
+    runs = (lambda: f(gc.tensor(x, requires_grad=True)),
+            lambda: gc.compile(f)(x),
+            lambda: gc.grad(lambda x: gc.sum(x) + 0.0 * gc.sum(gc.stack(
+                [gc.sum(y) for y in gc.tree_leaves(f(x))])))(x),
+            lambda: gc.compile(lambda x: gc.scan(lambda c, _: (c, f(c)), x, None, length=2))(x))
+    if problem is None:
+        expected = primal(x)
+        for run in runs[:2]:
+            for got, want in zip(gc.tree_leaves(run()), gc.tree_leaves(expected)):
+                np.testing.assert_allclose(np.asarray(got), np.asarray(want), rtol=1e-6)
+                assert np.shape(got) == np.shape(want)
+        for run in runs[2:]:
+            run()
+        return
+    message = "custom_vjp function <lambda>: fwd's primal output .the first of its pair." + problem
+    for run in runs:
+        with pytest.raises(gc.GraphcError, match=message) as err:
+            run()
+        line, where = str(err.value).split("\n  at ")
+        assert "\n" not in line and "fwd must return (output, residuals)" in line
+        assert "test_custom_gradients.py" in where
+
+
+def test_the_function_is_traced_once_per_argument_types_apart_from_the_plan():
+    """The check traces the function (gc.eval_shape) once per shapes and dtypes of its
+    arguments, in a graph of its own: the plan holds fwd's nodes alone, as before, and
+    custom functions the function calls are their plain functions there (no rule of theirs
+    numbered, none checked)."""
+    calls = []
+
+    @gc.custom_vjp
+    def inner(x):
+        return x * 2.0
+    inner.defvjp(lambda x: ((x * 2.0).astype("float64"), None), lambda _, g: (g,))
+
+    @gc.custom_vjp
+    def f(x):
+        calls.append(x.shape)
+        return gc.sin(inner(x))
+    f.defvjp(lambda x: (gc.cos(x), x), lambda x, g: (g * 3.0,))
+    x = np.array([0.1, 0.2, 0.3], np.float32)
+    for _ in range(3):
+        y = f(gc.tensor(x, requires_grad=True))
+        np.testing.assert_allclose(y.data, np.cos(x), rtol=1e-6)  # fwd's value, as before
+    f(gc.tensor(np.ones((2, 2), np.float32), requires_grad=True))
+    assert calls == [(3,), (2, 2)]
+    np.testing.assert_allclose(gc.compile(f)(x), np.cos(x), rtol=1e-6)
+    graph = gc.trace(lambda x: f(x), gc.spec((3,)))
+    assert [n.op for n in graph.nodes if n.op in ("sin", "mul", "custom_vjp")] == ["custom_vjp"]
+    assert "rule=" in format_graph(graph) and calls == [(3,), (2, 2), (3,)]
+
+
+def test_a_function_not_traceable_on_shapes_leaves_fwd_unchecked():
+    """A function that reads a value in Python, eagerly allowed, cannot be traced on shapes:
+    fwd's output goes unchecked there, as before, not refused."""
+    @gc.custom_vjp
+    def f(x):
+        return x * float(np.asarray(x)[0])  # (concrete values only)
+    f.defvjp(lambda x: (x * 2.0, x), lambda x, g: (g * 2.0,))
+    t = gc.tensor(np.array([2.0, 3.0], np.float32), requires_grad=True)
+    y = f(t)
+    np.testing.assert_allclose(y.data, [4.0, 6.0])
+    gc.sum(y).backward()
+    np.testing.assert_allclose(t.grad, [2.0, 2.0])
+
+
 def test_a_wrongly_nested_cotangent_with_nondiff_argnums_is_the_shape_error_traced_too():
     # traced calls (grad, compile, vjp) gave "a symbolic value cannot be turned into a numpy
     # array" where backward() gave this shape error; rows of traced values (a list the
