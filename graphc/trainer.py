@@ -1241,6 +1241,9 @@ class Trainer:
             with nn.rng_key(key), nn.collect_buffer_updates():
                 loss = self._mixed_loss(self.params, values, key, True)
             return bool(np.all(np.isfinite(np.asarray(loss))))
+        # a gc.compile'd function the loss calls writes its plan's Buffer updates in place
+        # after each call, past the collector: the step's Buffers get their values back
+        kept = [(b, np.array(b.data)) for b in self.buffers.values()]
         with np.errstate(all="ignore"):
             try:
                 if finite_loss(batch) or not any(
@@ -1249,6 +1252,9 @@ class Trainer:
                     return None
             except Exception:  # noqa: BLE001 - as _probe_class_targets': the checked plan
                 return None  # reports what else went wrong
+            finally:
+                for b, value in kept:
+                    b.data[...] = value
         return found
 
     def find_non_finite_op(self, failed_step: int) -> GraphcError | None:

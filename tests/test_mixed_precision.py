@@ -1275,6 +1275,31 @@ def test_a_nan_blamed_where_the_step_not_the_evaluation_carries_it_or_zero_is_no
     gc.Trainer(loss, model.params(), gc.optim.SGD(lr=1e-3), clean, steps=16).fit(progress=False)
 
 
+def test_review_m2_the_nan_probe_leaves_the_buffers_of_a_compiled_forward_alone():
+    """Review s50 (m2) of 62762f0: the probe's collect_buffer_updates holds the updates of
+    an eager forward only; a gc.compile'd forward the loss calls wrote its plan's (NaN
+    running statistics, num_batches_tracked + 2) into the model's Buffers in place."""
+    rng = np.random.default_rng(0)
+    x = rng.uniform(0.5, 2.0, size=(64, 3)).astype(np.float32)
+    t = rng.normal(size=(64, 1)).astype(np.float32)
+    x[22], t[22] = np.nan, np.nan
+    model = gc.nn.Sequential(gc.nn.Linear(3, 8, rng=np.random.default_rng(1)),
+                             gc.nn.BatchNorm1d(8), gc.nn.Linear(8, 1, rng=np.random.default_rng(2)))
+    forward = gc.compile(lambda p, x: model.apply(p, x))
+
+    def loss(p, b):
+        known = ~gc.isnan(b[1])
+        d = gc.where(known, forward(p, b[0]) - gc.where(known, b[1], 0.0), 0.0)
+        return gc.mean(d * d)
+    batches = [(x[i:i + 4], t[i:i + 4]) for i in range(0, 64, 4)]
+    trainer = gc.Trainer(loss, model.params(), gc.optim.SGD(lr=1e-3), batches, steps=16)
+    stats = {k: np.array(v) for k, v in model.state().items()}
+    assert trainer._probe_non_finite_data(batches[5], 7, 6) == \
+        "the batch of step 6 holds NaN in its element 0"
+    for k, v in model.state().items():
+        np.testing.assert_array_equal(np.asarray(v), stats[k])
+
+
 DISAGREEING_RANKS_WORKER = """
 import numpy as np
 import graphc as gc
