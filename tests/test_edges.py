@@ -790,6 +790,29 @@ def test_a_str_size_inside_an_eager_vmap_is_refused_as_eagerly():
         np.testing.assert_array_equal(np.asarray(sym(v)), want)
 
 
+def test_review_m2_a_str_size_in_a_loop_body_or_branch_inside_an_eager_vmap_is_refused():
+    """Review s50 (m2) of 5e0df84: a str size in a region (a fori_loop or scan body, a cond
+    branch) inside an eager gc.vmap still read as a symbol, the region's graph not being the
+    eager vmap's: "whether -n+127 >= 0 depends on the value of n", naming no function; inside
+    a compiled vmap's loop body it is still a symbolic size."""
+    xs = np.ones((2, 3), np.float32)
+    for body in (lambda r: gc.fori_loop(0, 2, lambda i, c: c + gc.sum(gc.eye("n")), r),
+                 lambda r: gc.scan(lambda c, x: (c + gc.sum(gc.eye("n")), x), r[0], r),
+                 lambda r: gc.cond(r[0] > 0, lambda: gc.sum(gc.eye("n")) + r[0],
+                                   lambda: r[0])):
+        with pytest.raises(GraphcError) as info:
+            gc.vmap(body)(xs)
+        got, where = str(info.value).splitlines()
+        assert got == "eye: a size must be an int, got 'n'" and "test_edges.py" in where
+    sym = gc.compile(lambda v: gc.vmap(lambda r: gc.fori_loop(
+        0, 2, lambda i, c: c + gc.eye("n") * r[0], gc.zeros(("n", "n"))))(v),
+        polymorphic_shapes=(("b", "n"),))
+    for b, n in ((2, 3), (3, 4)):
+        v = np.arange(b * n, dtype=np.float32).reshape(b, n)
+        np.testing.assert_array_equal(np.asarray(sym(v)),
+                                      2 * np.eye(n, dtype=np.float32)[None] * v[:, :1, None])
+
+
 @pytest.mark.parametrize("shape, shown", [((2.0, 6), "2.0"), ((True, 12), "True"),
                                           ((np.float32(2), 6), "np.float32(2.0)"),
                                           (2.5, "2.5")])

@@ -202,8 +202,7 @@ def _size(value, what="a size"):
     # (an eager vmap's graph runs its ops at once on concrete values: no symbol has a value
     # there either; gc.vmap(lambda v: gc.eye('n')) was "whether -n+127 >= 0 depends on the
     # value of n", naming no function)
-    interpreter = innermost_interpreter()
-    if interpreter is not None and not getattr(interpreter, "concrete_runs_eagerly", False) \
+    if _in_a_trace(innermost_interpreter()) \
             and builtins.any(c.isalpha() or c == "_" for c in value):  # (it names a symbol)
         try:
             dim = parse_dim(value)
@@ -219,6 +218,20 @@ def _size(value, what="a size"):
                       "size of any input's axis, so no call binds it")
             return dim
     _fail(f"{what} must be an int, got {value!r}")
+
+
+def _in_a_trace(interpreter) -> bool:
+    """Whether the graph being built (None: eagerly) is in a trace, where a symbol can be
+    bound: not in an eager vmap's graph, nor in a region (a loop body, a branch) inside one
+    (gc.vmap(lambda r: gc.fori_loop(0, 2, lambda i, c: c + gc.sum(gc.eye('n')), r)) said
+    "whether -n+127 >= 0 depends on the value of n")."""
+    while interpreter is not None:
+        if getattr(interpreter, "concrete_runs_eagerly", False):
+            return False
+        if getattr(interpreter, "parent", None) is None:
+            return True
+        interpreter = interpreter.parent
+    return False
 
 
 def _number(what, value, torch_scalars=True) -> float:
