@@ -214,6 +214,18 @@ def test_one_index_array_among_basic_indices_under_vmap_and_its_errors():
                           "boolean-mask indexing has a data-dependent shape", "test_arrays.py")
 
 
+def test_a_ragged_index_list_is_one_line_at_the_users_line():
+    """Review r12 of b5d9b62: x[:, [[0, 1], [2]]] (now taken beside other indices), x[ragged]
+    and Embedding(ragged) were numpy's ValueError ("setting an array element with a
+    sequence ... inhomogeneous shape"), naming no line of the user's."""
+    ragged = [[0, 1], [2]]
+    emb = gc.nn.Embedding(4, 2, padding_idx=0)
+    for call in (lambda: gc.tensor(X)[:, ragged], lambda: gc.tensor(X)[ragged],
+                 lambda: gc.compile(lambda a: a[0, ragged])(X), lambda: emb(ragged)):
+        assert_one_line_error(call, "an index list must be rectangular (an array's rows of "
+                              "one length), got [[0, 1], [2]]", "test_arrays.py")
+
+
 def test_norms_match_numpy_and_the_euclidean_gradient_at_zero_is_torchs():
     for ord in [None, 1, 2, 3, 0.5, np.inf, -np.inf, 0]:
         np.testing.assert_allclose(both(lambda a: gc.norm(a, ord, axis=1), X),

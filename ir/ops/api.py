@@ -945,7 +945,7 @@ def getitem(x, key):
     if len(key) == 1 and not isinstance(key[0], (int, np.integer, slice, type(None),
                                                  type(Ellipsis))) \
             and not _is_scalar_index(key[0]):
-        index = key[0]
+        index = _index_operand(key[0])  # (a list read once: a ragged one refused in a line)
         if _dtype(index) == np.dtype("bool"):
             _fail("boolean-mask indexing has a data-dependent shape; use graphc.where")
         return take(x, index)
@@ -1017,7 +1017,7 @@ def _gather_among(x, key, at):
     a gather along it. Its axes go where numpy puts them: in the array's place when the
     advanced indices (the array and any ints, run-time scalars included) stand together,
     first when a slice or None parts them (x of (2, 3, 4): x[0, :, [0, 1]] is (2, 3))."""
-    idx = key[at]
+    idx = _index_operand(key[at])  # (a list read once: a ragged one refused in a line)
     if _dtype(idx) == np.dtype("bool"):
         _fail("boolean-mask indexing has a data-dependent shape; use graphc.where")
     of_x = builtins.sum(1 for k in key[:at] if k is not None)  # the axis of x it indexes
@@ -1245,7 +1245,11 @@ def _index_operand(idx):
     """A Python or numpy integer (or a list of them) as an index array: indices are not weak
     scalars, which would take the table's float dtype."""
     if is_int(idx) or isinstance(idx, (list, tuple)):
-        array = np.asarray(idx)
+        try:
+            array = np.asarray(idx)
+        except ValueError:  # numpy's own error, no line of the user's: rows of other lengths
+            _fail(f"an index list must be rectangular (an array's rows of one length), got "
+                  f"{idx!r}"[:160])
         if array.dtype == object:  # 2**70 fits no index type
             _fail(f"an index in {idx!r} does not fit in int64")
         return array.astype(np.int64) if array.size == 0 else array  # [] is no float64 index
