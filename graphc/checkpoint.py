@@ -15,7 +15,7 @@ from dataclasses import fields
 
 import numpy as np
 
-from ir.errors import GraphcError
+from ir.errors import GraphcError, a_type
 from ir.serialize import check_json_depth
 from ir.ops.precision import PRECISIONS
 from ir.types import BFLOAT16, is_real
@@ -283,8 +283,8 @@ def json_header(meta: dict) -> bytes:
     def plain(value):
         if isinstance(value, np.generic):
             return value.item()
-        raise TypeError(f"a checkpoint header holds JSON values, and {value!r} (a "
-                        f"{type(value).__name__}) is none"[:300])
+        raise TypeError(f"a checkpoint header holds JSON values, and {value!r} ("
+                        f"{a_type(value)}) is none"[:300])
     return json.dumps(meta, default=plain).encode("utf-8")
 
 

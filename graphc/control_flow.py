@@ -27,7 +27,7 @@ from collections import OrderedDict
 import numpy as np
 
 from ir import weak
-from ir.errors import GraphcError, definition_location, user_location
+from ir.errors import GraphcError, a_type, definition_location, user_location
 from ir.graph import current_graph
 from ir.ops import api as F
 from ir.ops.precision import STATE as AUTOCAST
@@ -928,7 +928,7 @@ def _concrete_type(value) -> str:
         shown = repr(value.item()) if value.ndim == 0 else "an array of Python objects"
         # (one line: a torch tensor numpy cannot read, or any object, may repr in many)
         return shown if "\n" not in shown and len(shown) <= 80 else \
-            f"a {type(value.item()).__qualname__}"
+            a_type(value.item())
     if value.dtype not in SHORT_NAMES:
         return f"{value.dtype}{list(value.shape)}"
     return str(TensorType(value.shape, value.dtype))

@@ -111,8 +111,9 @@ def _check_dtypes(name, weight, **values):
     """Outside autocast a layer's inputs must have its weights' dtype, as torch's ("mat1 and
     mat2 must have the same dtype"): the matmul's own error named its internal shapes, not
     the layer or the input. Under autocast the op casts a float input (ir.ops.precision), not
-    an int or bool one, nor float64, which meets float64 weights only. A list is refused whatever the weights' dtype: a float one read as
-    float64 passed a float64 layer's check, to a raw TypeError inside the recurrent layers."""
+    an int or bool one, nor float64, which meets float64 weights only. A list is refused
+    whatever the weights' dtype: a float one read as float64 passed a float64 layer's check,
+    to a raw TypeError inside the recurrent layers."""
     autocast = precision.STATE.dtype is not None and not precision.STATE.suspended
     for what, value in values.items():
         if value is None or is_weak_scalar(value):  # (a Python number: the op lifts it)
@@ -169,6 +170,9 @@ def _state_array(name, value, dtype=None):
     except (TypeError, ValueError) as exc:
         raise GraphcError(f"load_state_dict: {name} is not an array: "
                           f"{str(exc).splitlines()[0]}", (user_location(),)) from None
+    if array.dtype.kind == "c":  # (astype to the model's dtype dropped the imaginary part)
+        raise UnsupportedDtype(f"load_state_dict: {name}: {unsupported_dtype(array.dtype)}",
+                               (user_location(),))
     try:
         return array if dtype is None else array.astype(dtype)
     except (TypeError, ValueError) as exc:
@@ -1205,15 +1209,15 @@ class Module:
                               f"dots), got {name!r}", (user_location(),))
         _refuse_own_attribute("register_buffer", name)
         if isinstance(vars(self).get(name), (Parameter, Module)):
-            raise GraphcError(f"{where}: the module's {name} is a "
-                              f"{type(vars(self)[name]).__name__} already", (user_location(),))
+            raise GraphcError(f"{where}: the module's {name} is "
+                              f"{a_type(vars(self)[name])} already", (user_location(),))
         if value is not None and not isinstance(value, Buffer):
             _no_list_of_values(self, name, value)
             try:
                 value = Buffer(value.data if isinstance(value, Tensor) else value)
             except UnsupportedDtype as exc:  # a string, an object: say which buffer
-                raise GraphcError(f"{where}: a buffer holds an array of numbers, got a "
-                                  f"{type(value).__name__} ({exc.message.splitlines()[0]})",
+                raise GraphcError(f"{where}: a buffer holds an array of numbers, got "
+                                  f"{a_type(value)} ({exc.message.splitlines()[0]})",
                                   (user_location(),)) from None
         kept = set(vars(self).get("_non_persistent", ()))  # torch's _non_persistent_buffers_set
         kept.discard(name)
@@ -2766,8 +2770,8 @@ class Sequential(ModuleList):
 
     def _addend(self, op, other):
         if not isinstance(other, Sequential):  # (torch's takes a Sequential alone, too)
-            raise GraphcError(f"Sequential {op} takes another Sequential, got a "
-                              f"{type(other).__name__}", (user_location(),))
+            raise GraphcError(f"Sequential {op} takes another Sequential, got "
+                              f"{a_type(other)}", (user_location(),))
         return other
 
     def __add__(self, other):

@@ -238,8 +238,8 @@ def vector_to_parameters(vec, parameters) -> None:
     if isinstance(vec, Tensor):
         vec = vec.data
     if not isinstance(vec, np.ndarray):
-        raise GraphcError(f"vector_to_parameters: vec must be a tensor or an array, got a "
-                          f"{type(vec).__name__}", (user_location(),))
+        raise GraphcError(f"vector_to_parameters: vec must be a tensor or an array, got "
+                          f"{a_type(vec)}", (user_location(),))
     if vec.ndim != 1:
         raise GraphcError(f"vector_to_parameters: vec must be 1-d, got shape {vec.shape}",
                           (user_location(),))

@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import numpy as np
 
-from ir.errors import GraphcError, user_location
+from ir.errors import GraphcError, a_type, user_location
 from ir.graph import Node
 from ir.ops import api as F
 from ir.types import broadcast_shapes, is_float
@@ -100,8 +100,8 @@ def apply_updates(params, updates):
         if u is not None and p is not None and (isinstance(u, bool) or not isinstance(
                 u, (Node, Tensor, np.ndarray, np.generic, int, float))):
             # (a list was numpy's array, a string numpy's error naming a ufunc)
-            raise GraphcError(f"apply_updates: the update of parameter {name!r} is a "
-                              f"{type(u).__name__}, not an array or a number",
+            raise GraphcError(f"apply_updates: the update of parameter {name!r} is "
+                              f"{a_type(u)}, not an array or a number",
                               (user_location(),))
         # p + u broadcast an update of another shape: a (3, 2) update made a (2,) parameter
         # (3, 2) without a word, and one that cannot broadcast was numpy's ValueError; one

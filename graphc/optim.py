@@ -2008,8 +2008,8 @@ class BoundOptimizer:
             # inside ("'list' object has no attribute 'get'")
             if not isinstance(state[slot], dict):
                 raise GraphcError(f"load_state_dict: the state's {slot} must be a dict "
-                                  f"parameter name -> array, got a "
-                                  f"{type(state[slot]).__name__}", (user_location(),))
+                                  f"parameter name -> array, got "
+                                  f"{a_type(state[slot])}", (user_location(),))
             if set(state[slot]) != set(self.parameters):
                 raise GraphcError(f"load_state_dict: the state's {slot} is for parameters "
                                   f"{sorted(state[slot], key=str)}, this optimizer has "

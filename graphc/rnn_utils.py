@@ -47,8 +47,8 @@ def pad_sequence(sequences, batch_first: bool = False, padding_value: float = 0.
             _fail("pad_sequence: a 0-d tensor holds no sequences")
         sequences = [sequences[i] for i in range(F._shape(sequences)[0])]
     elif not isinstance(sequences, Iterable) or isinstance(sequences, (str, dict)):
-        _fail(f"pad_sequence: expected a list of sequences (tensors), got a "
-              f"{type(sequences).__name__}")
+        _fail(f"pad_sequence: expected a list of sequences (tensors), got "
+              f"{a_type(sequences)}")
     sequences = list(sequences)
     if not sequences:
         _fail("pad_sequence: received an empty list of sequences")

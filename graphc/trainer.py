@@ -191,8 +191,8 @@ class Trainer:
         if not all(callable(getattr(optimizer, m, None)) for m in ("init", "update")):
             bound = isinstance(optimizer, optim.BoundOptimizer)
             raise GraphcError(f"Trainer: optimizer must be an optimiser with init() and "
-                              f"update(), such as gc.optim.AdamW(...), got a "
-                              f"{type(optimizer).__name__}" + (
+                              f"update(), such as gc.optim.AdamW(...), got "
+                              f"{a_type(optimizer)}" + (
                                   " (pass the optimiser itself, not its .bind(...))"
                                   if bound else ""), (user_location(),))
         if isinstance(optimizer, optim.GradientTransformation):  # its update gives updates,

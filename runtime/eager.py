@@ -455,8 +455,8 @@ def _leaf_setattr(tensor, name, value, _set=object.__setattr__):
         elif foreign_array_name(value) is not None:
             value = read_foreign_array(value, f"{kind}.data = ...: the value")
         else:
-            raise GraphcError(f"{kind}.data = ...: expected an array (or a tensor), got a "
-                              f"{type(value).__name__}", (user_location(),))
+            raise GraphcError(f"{kind}.data = ...: expected an array (or a tensor), got "
+                              f"{a_type(value)}", (user_location(),))
     _set(tensor, name, value)
 
 

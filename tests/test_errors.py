@@ -207,3 +207,31 @@ def test_a_type_or_dtype_is_named_with_its_article():
             run()
         first, where = str(info.value).splitlines()
         assert first == line and "test_errors.py" in where
+
+
+def test_review_r11_type_names_f6_left_with_a_hard_coded_a_take_their_article():
+    """Review r11 of s50 f6 item 4: ten messages spelled over two lines ('got a "' then
+    f"{type(x).__name__}") and control flow's object summary were left with 'a' before
+    every type: 'the module's emb is a Embedding already', 'got a ndarray', 'got a int'."""
+    module = gc.nn.Module()
+    module.emb = gc.nn.Embedding(3, 2)
+    strings = np.array(["a", "b"])
+    for run, line in [
+            (lambda: module.register_buffer("emb", np.ones(2)),
+             "register_buffer('emb'): the module's emb is an Embedding already"),
+            (lambda: gc.nn.Module().register_buffer("b", strings),
+             "register_buffer('b'): a buffer holds an array of numbers, got an ndarray (dtype "
+             "<U1 is not supported (supported: float32, float64, float16, bfloat16, int32, "
+             "int64, bool))"),
+            (lambda: operator.add(gc.nn.Sequential(), 3),
+             "Sequential + takes another Sequential, got an int"),
+            (lambda: gc.nn.utils.vector_to_parameters(3, []),
+             "vector_to_parameters: vec must be a tensor or an array, got an int"),
+            (lambda: setattr(gc.nn.Parameter(np.ones(2, np.float32)), "data", object()),
+             "Parameter.data = ...: expected an array (or a tensor), got an object"),
+            (lambda: gc.nn.utils.rnn.pad_sequence(3),
+             "pad_sequence: expected a list of sequences (tensors), got an int")]:
+        with pytest.raises(gc.GraphcError) as info:
+            run()
+        first, where = str(info.value).splitlines()
+        assert first == line and "test_errors.py" in where

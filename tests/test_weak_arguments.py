@@ -1620,3 +1620,42 @@ def test_an_int_past_a_floats_range_in_a_divisor_is_the_int_checks_line():
     with pytest.raises(GraphcError, match=r"^compiled function: a number of more than 256 "
                                           r"bits"):
         gc.compile(f)(np.arange(3, dtype=np.float32), 2 ** 62)
+
+
+def test_review_r11_complex_state_and_complex_loss_operands_are_refused_not_cast():
+    """Review r11 of s50 f6 item 2: load_state_dict cast a complex array to the model's
+    float32 (numpy's ComplexWarning only: the imaginary part dropped), a torch state's and
+    a buffer's too; and a loss given complex input and target (no float operand) was told
+    "takes no integers alone either". Both name the value and its dtype, unsupported."""
+    import warnings
+    unsupported = ("dtype complex64 is not supported (supported: float32, float64, float16, "
+                   "bfloat16, int32, int64, bool)")
+    linear = gc.nn.Linear(3, 2)
+    before = linear.weight.numpy().copy()
+    c = (np.ones((2, 3)) + 1j).astype(np.complex64)
+    state = {"weight": np.ones(linear.weight.shape, np.complex64),
+             "bias": np.zeros(2, np.float32)}
+    norm = gc.nn.BatchNorm1d(3)
+    norm_state = {**{k: np.asarray(v) for k, v in norm.state_dict().items()},
+                  "running_mean": np.ones(3, np.complex64)}
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        for run, line in [
+                (lambda: linear.load_state_dict(state), f"load_state_dict: weight: {unsupported}"),
+                (lambda: linear.load_state_dict(state, assign=True),
+                 f"load_state_dict: weight: {unsupported}"),
+                (lambda: norm.load_state_dict(norm_state),
+                 f"load_state_dict: running_mean: {unsupported}"),
+                (lambda: gc.mse_loss(c, c), f"mse_loss: input: {unsupported}"),
+                (lambda: gc.l1_loss(np.ones((2, 3), np.int32), c),
+                 f"l1_loss: target: {unsupported}"),
+                (lambda: gc.binary_cross_entropy_with_logits(c, c),
+                 f"binary_cross_entropy_with_logits: input: {unsupported}")]:
+            with pytest.raises(GraphcError) as info:
+                run()
+            first, where = str(info.value).splitlines()
+            assert first == line and "test_weak_arguments.py" in where
+    np.testing.assert_array_equal(linear.weight.numpy(), before)
+    with pytest.raises(GraphcError, match="l1_loss: input and target are int32; torch's "
+                                          "l1_loss takes no integers alone either"):
+        gc.l1_loss(np.ones(3, np.int32), np.ones(3, np.int32))

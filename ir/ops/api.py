@@ -2270,6 +2270,7 @@ def _float_operands(name, a, b, what=("input", "target"), torch_too=True):
     computes integers (margin_ranking_loss, poisson_nll_loss), graphc's does not."""
     if is_float(_dtype(a)) or is_float(_dtype(b)):
         return
+    _unsupported_operands(name, a, b, what)  # (two complex ones were told 'no integers')
     given = ("are " + str(_dtype(a)) if _dtype(a) == _dtype(b) else
              f"are {_dtype(a)} and {_dtype(b)}")
     whose = (f"torch's {name} takes no integers alone either" if torch_too else
@@ -2278,13 +2279,18 @@ def _float_operands(name, a, b, what=("input", "target"), torch_too=True):
           "(.astype)")
 
 
-def _dtype_mix(name, a, b, what=("input", "target")):
-    """A loss's one line for operands of two dtypes it does not take together, naming them
-    in the dtypes the user gave (a half one that autocast cast to float32 by its own)."""
-    for role, x in zip(what, (a, b)):  # (a complex input was told to cast to float32)
+def _unsupported_operands(name, a, b, what):
+    """A loss's line for an operand of a dtype graphc does not hold (complex), naming it."""
+    for role, x in zip(what, (a, b)):
         reason = unsupported_dtype(_dtype(x))
         if reason:
             _fail(f"{name}: {role}: {reason}")
+
+
+def _dtype_mix(name, a, b, what=("input", "target")):
+    """A loss's one line for operands of two dtypes it does not take together, naming them
+    in the dtypes the user gave (a half one that autocast cast to float32 by its own)."""
+    _unsupported_operands(name, a, b, what)  # (a complex input was told to cast to float32)
     under = " (under autocast too)" if precision.active_half() is not None else ""
     _fail(f"{name}: {what[0]} is {precision.given_dtype(a, _dtype(a))} but {what[1]} is "
           f"{precision.given_dtype(b, _dtype(b))}{under}; cast one (.astype)")
