@@ -188,7 +188,8 @@ def test_ir_text_integer_constant_with_a_fraction(tmp_path, capsys):
     path.write_text("graph f() -> (%1)\n  %1:i32[2] = constant [2.0, 1.5]\n  return %1\n")
     assert main(["dump", str(path)]) == 2
     line = error_line(capsys)
-    assert "IR line 2" in line and "not an integer: 1.5" in line
+    assert "IR line 2, column 30" in line
+    assert "value 1.5 is not a whole number, which int32 holds" in line
     path.write_text("graph f() -> (%1)\n  %1:i32[2] = constant [2.0, 1]\n  return %1\n")
     assert main(["dump", str(path)]) == 0
     assert "[2, 1]" in capsys.readouterr().out
@@ -200,4 +201,4 @@ def test_ir_json_integer_constant_with_a_fraction(tmp_path, capsys):
     assert main(["dump", str(path)]) == 2
     line = error_line(capsys)
     assert line.startswith(f"graphc: error: dump: {path}: IR JSON: ")
-    assert "not an integer: 1.5" in line
+    assert "value 1.5 is not a whole number, which int32 holds" in line
