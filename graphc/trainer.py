@@ -1242,8 +1242,11 @@ class Trainer:
                 loss = self._mixed_loss(self.params, values, key, True)
             return bool(np.all(np.isfinite(np.asarray(loss))))
         # a gc.compile'd function the loss calls writes its plan's Buffer updates in place
-        # after each call, past the collector: the step's Buffers get their values back
-        kept = [(b, np.array(b.data)) for b in self.buffers.values()]
+        # after each call, past the collector: the step's Buffers get their values back,
+        # the non-persistent ones too (self.buffers, the checkpointed ones, leaves them out)
+        self._track_buffers()
+        kept = [(b, np.array(b.data)) for b in (getattr(m, a)
+                                                for m, a in self._buffer_places.values())]
         with np.errstate(all="ignore"):
             try:
                 if finite_loss(batch) or not any(

@@ -1300,6 +1300,39 @@ def test_review_m2_the_nan_probe_leaves_the_buffers_of_a_compiled_forward_alone(
         np.testing.assert_array_equal(np.asarray(v), stats[k])
 
 
+def test_review_m3_the_nan_probe_leaves_a_non_persistent_buffer_of_a_compiled_forward_alone():
+    """Review s50 (m3) of 896516a: the probe put back Trainer.buffers, the checkpointed ones,
+    which leave out a Buffer registered with persistent=False that the step writes: a
+    gc.compile'd forward's plan wrote its NaN update into it (seen: 0 -> nan)."""
+    class Counted(gc.nn.Module):
+        def __init__(self):
+            super().__init__()
+            self.lin = gc.nn.Linear(3, 1, rng=np.random.default_rng(1))
+            self.register_buffer("seen", np.zeros((3,), np.float32), persistent=False)
+
+        def forward(self, x):
+            if self.training:
+                self._update_buffer("seen", self.seen + gc.sum(x, axis=0))
+            return self.lin(x)
+    rng = np.random.default_rng(0)
+    x = rng.uniform(0.5, 2.0, size=(16, 3)).astype(np.float32)
+    t = rng.normal(size=(16, 1)).astype(np.float32)
+    x[6], t[6] = np.nan, np.nan
+    model = Counted()
+    forward = gc.compile(lambda p, x: model.apply(p, x))
+
+    def loss(p, b):
+        known = ~gc.isnan(b[1])
+        d = gc.where(known, forward(p, b[0]) - gc.where(known, b[1], 0.0), 0.0)
+        return gc.mean(d * d)
+    batches = [(x[i:i + 4], t[i:i + 4]) for i in range(0, 16, 4)]
+    trainer = gc.Trainer(loss, model.params(), gc.optim.SGD(lr=1e-3), batches, steps=4)
+    assert "buffer/seen" not in trainer.state_arrays()  # (not checkpointed)
+    seen = np.array(model.seen.data)
+    trainer._probe_non_finite_data(batches[1], 7, 2)
+    np.testing.assert_array_equal(model.seen.data, seen)
+
+
 DISAGREEING_RANKS_WORKER = """
 import numpy as np
 import graphc as gc
