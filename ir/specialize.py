@@ -16,8 +16,11 @@ from .types import Dim, InconclusiveDim, TensorType, TupleType, holds_dim, subst
 
 
 def graph_is_symbolic(graph) -> bool:
-    """Whether any node of `graph` has a symbolic dimension (so it needs a binding to run)."""
-    return any(n.type.symbolic for n in graph.nodes)
+    """Whether any node of `graph` has a symbolic dimension (so it needs a binding to run),
+    in its type or in a region it holds, however deep: a loop body whose values are all
+    concrete may hold a loop whose body is not (gc.eye('n') two loops deep in a polymorphic
+    compile was "tri: the symbolic dimension n is not the size of any input's axis")."""
+    return any(n.type.symbolic or _holds_symbolic_region(n.attrs) for n in graph.nodes)
 
 
 def _solvable(d):

@@ -813,6 +813,25 @@ def test_review_m2_a_str_size_in_a_loop_body_or_branch_inside_an_eager_vmap_is_r
                                       2 * np.eye(n, dtype=np.float32)[None] * v[:, :1, None])
 
 
+def test_review_m3_a_str_size_two_or_three_regions_deep_in_a_polymorphic_compile_is_bound():
+    """Review s50 (m3) of 5e8a12e: a str size in a loop body or branch inside another one whose
+    values are all concrete (a scalar carry) was refused by a polymorphic compile, "tri: the
+    symbolic dimension n is not the size of any input's axis": the outer body was taken for
+    concrete (ir.specialize.graph_is_symbolic looked at its nodes' types only), so the body
+    inside it was never specialised; one region deep it was bound."""
+    n_of = lambda: gc.sum(gc.eye("n"))  # noqa: E731
+    fori = lambda f: lambda c: gc.fori_loop(0, 2, lambda i, c: f(c), c)  # noqa: E731
+    scan = lambda f: lambda c: gc.scan(lambda d, x: (f(d), x), c, gc.ones((2,)))[0]  # noqa: E731
+    cond = lambda f: lambda c: gc.cond(c > -1e9, lambda: f(c), lambda: c)  # noqa: E731
+    for body, times in ((fori(fori(lambda c: c + n_of())), 4),
+                        (scan(cond(lambda c: c + n_of())), 2),
+                        (cond(scan(fori(lambda c: c + gc.sum(gc.zeros(("n",))) + n_of()))), 4)):
+        f = gc.compile(lambda v: body(v[0, 0]), polymorphic_shapes=(("b", "n"),))
+        for b, n in ((2, 3), (3, 5)):
+            v = np.arange(b * n, dtype=np.float32).reshape(b, n) + 1
+            np.testing.assert_allclose(np.asarray(f(v)), 1 + times * n)
+
+
 @pytest.mark.parametrize("shape, shown", [((2.0, 6), "2.0"), ((True, 12), "True"),
                                           ((np.float32(2), 6), "np.float32(2.0)"),
                                           (2.5, "2.5")])
