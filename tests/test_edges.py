@@ -762,6 +762,29 @@ def test_a_str_argument_of_view_is_a_size_read_as_reshape_reads_it():
                                                    "cast of the values")
 
 
+def test_a_symbolic_size_text_or_an_input_s_symbol_named_as_a_dtype_is_a_size_of_view():
+    """s50 review r13 of f7 item 3: view read a str as a dtype where numpy's np.dtype did not
+    raise TypeError, so view('2*n') (a size's text, the README's '2*b*t' form) was numpy's
+    bare ValueError 'format number 1 of "2*n" is not recognized', eagerly and in a
+    polymorphic trace, where reshape('2*n') is a size; and a symbol an input's axis has whose
+    name numpy reads as a dtype ('half', 'b1') was refused as a view as another dtype."""
+    x = np.arange(6, dtype=np.float32).reshape(3, 2)
+    for text in ("2*n", "2*(n+1)"):
+        with pytest.raises(GraphcError) as info:
+            gc.tensor(x).view(text)
+        got, where = str(info.value).splitlines()
+        assert got == f"view: a size must be an int, got {text!r}" and "test_edges.py" in where
+    flat = gc.compile(lambda v: v.view("2*n"), polymorphic_shapes=("(n, 2)",))
+    for n in (3, 5):
+        v = np.arange(2 * n, dtype=np.float32).reshape(n, 2)
+        np.testing.assert_array_equal(np.asarray(flat(v)), v.reshape(2 * n))
+    for name in ("half", "b1"):
+        same = gc.compile(lambda v: v.view(name), polymorphic_shapes=(f"({name},)",))
+        np.testing.assert_array_equal(np.asarray(same(x.reshape(6))), x.reshape(6))
+    with pytest.raises(GraphcError, match=r"^view\(half\): a view as another dtype"):
+        gc.compile(lambda v: v.view("half"), polymorphic_shapes=("(n,)",))(x.reshape(6))
+
+
 def test_a_str_size_inside_an_eager_vmap_is_refused_as_eagerly():
     """Review r7 (s50) of f1's _size: an eager gc.vmap's graph (which runs its ops at once on
     concrete values) was taken for a trace, so a name there was read as a symbol no call can

@@ -1,11 +1,14 @@
 """Python operator overloading shared by symbolic nodes and eager tensors."""
 from __future__ import annotations
 
+import warnings
+
 import numpy as np
 
 from ..errors import GraphcError, user_location
-from ..types import DTYPES
+from ..types import DTYPES, Dim, parse_dim
 from . import api, arrays
+from .registry import input_symbols
 
 
 class OperatorMixin:
@@ -148,15 +151,31 @@ def _is_dtype(arg) -> bool:
     if isinstance(arg, (type, np.dtype)) or \
             type(arg).__name__ == "dtype" and type(arg).__module__ == "torch":
         return True
-    if not isinstance(arg, str) or len(arg) < 2:
+    if not isinstance(arg, str) or len(arg) < 2 or _names_input_axes(arg):
         return False
     if arg in DTYPES:
         return True
-    try:
-        np.dtype(arg)
-    except TypeError:
+    try:  # (a symbolic size's text is ValueError or SyntaxError to numpy: '2*n', '2*(n+1)';
+        # view('2*n') was numpy's bare "format number 1 of "2*n" is not recognized")
+        with warnings.catch_warnings():  # ('a3': numpy's deprecated code, still a dtype)
+            warnings.simplefilter("ignore", DeprecationWarning)
+            np.dtype(arg)
+    except (TypeError, ValueError, SyntaxError):
         return False
     return True
+
+
+def _names_input_axes(text) -> bool:
+    """Whether `text` is a symbolic size whose symbols an input's axis has (a trace's
+    polymorphic 'b1', 'half'): a size then, though numpy reads it as a dtype's name too."""
+    symbols = input_symbols()
+    if not symbols:
+        return False
+    try:
+        dim = parse_dim(text)
+    except ValueError:
+        return False
+    return isinstance(dim, Dim) and dim.symbols <= symbols
 
 
 def _dtype_name(dtype):
