@@ -199,10 +199,23 @@ class custom_vjp(_Custom):
         fwd, the place in the output and both types. Only checked: the value stays fwd's.
         A Python number on either side is weakly typed (JAX's weak types, which its check
         ignores): it matches an array of its shape and kind (bool, integer or float) of
-        any dtype, the dtype it takes where it meets one; a numpy scalar has its dtype."""
-        like = self._output(leaves, in_tree)
+        any dtype, the dtype it takes where it meets one; a numpy scalar has its dtype.
+        The function's output is cached by its arguments' types, but it may depend on more
+        (autocast, a module it closes over or takes as a nondiff argument, whose weights
+        were replaced or cast): fwd unlike a cached output is checked again against a new
+        trace before it is refused, and that trace is cached."""
+        problem = self._unlike(self._output(leaves, in_tree), out)
+        if problem is not None and problem[1]:  # (against a cached output: trace again)
+            problem = self._unlike(self._output(leaves, in_tree, fresh=True), out)
+        if problem is not None:
+            raise problem[0]
+
+    def _unlike(self, found, out):
+        """None where fwd's primal output `out` is like the function's output (found:
+        _output's), else (the error refusing it, whether that output came from the cache)."""
+        like, cached = found
         if like is None:
-            return
+            return None
         structure, types = like
         what = f"custom_vjp function {self.name}: fwd's primal output (the first of its pair)"
         advice = ("; fwd must return (output, residuals), its output of the function's "
@@ -211,27 +224,30 @@ class custom_vjp(_Custom):
             leaves = leaves_like(structure, out, what=what, against="the function's output",
                                  exact=True)
         except GraphcError as error:
-            raise GraphcError(error.message + advice, _where(self.fwd)) from None
+            return GraphcError(error.message + advice, _where(self.fwd)), cached
         for k, (x, want) in enumerate(zip(leaves, types)):
             have = _abstract(x)
             if have is None or not _same_type(have, want):
                 path = _leaf_paths(structure)[k]
-                raise GraphcError(f"{what}{path} is {_describe_type(have, x)} where the "
-                                  f"function's output is {_describe_type(want)}{advice}",
-                                  _where(self.fwd))
+                return GraphcError(f"{what}{path} is {_describe_type(have, x)} where the "
+                                   f"function's output is {_describe_type(want)}{advice}",
+                                   _where(self.fwd)), cached
+        return None
 
-    def _output(self, leaves, tree):
+    def _output(self, leaves, tree, fresh=False):
         """The function's output at these arguments (their leaves, structure) as
-        (structure, [(shape, dtype, weak) per leaf]): gc.eval_shape's trace of it on their
-        shapes and dtypes, apart from the graph being built (nothing runs, no node is added
-        there, plans stay as they were). Cached by the arguments' types (structure, shapes,
-        dtypes, the other arguments' values), so that an eager call traces it once. None
-        where fun cannot be traced so (it reads a value in Python, closes over a value of the
-        trace being built): fwd's output then goes unchecked."""
+        (structure, [(shape, dtype, weak) per leaf]), and whether it came from the cache:
+        gc.eval_shape's trace of it on their shapes and dtypes, apart from the graph being
+        built (nothing runs, no node is added there, plans stay as they were). Cached by the
+        arguments' types (structure, shapes, dtypes, the values of those that are no
+        arrays), so that an eager call traces it once; `fresh`: traced again all the same.
+        None where fun cannot be traced so (it reads a value in Python, closes over a value
+        of the trace being built): fwd's output then goes unchecked."""
         traced = current_graph() is not None or any(isinstance(x, Node) for x in leaves)
         key = _types_key(leaves, tree, traced)
         try:
-            return self._outputs[key]
+            if not fresh:
+                return self._outputs[key], True
         except KeyError:
             pass
         except TypeError:  # (an unhashable argument: not cached)
@@ -258,10 +274,10 @@ class custom_vjp(_Custom):
             like = structure, [(tuple(s.shape), np.dtype(s.dtype), w)
                                for s, w in zip(specs, weak)]
         if key is not None:
-            if len(self._outputs) >= 64:  # (bounded: arguments of ever new shapes)
-                self._outputs.clear()
+            if len(self._outputs) >= 64 and key not in self._outputs:  # (bounded: arguments
+                self._outputs.clear()  # of ever new shapes)
             self._outputs[key] = like
-        return like
+        return like, False
 
     def _backward(self, args, residuals, cotangents, needs):
         """bwd's result as it returns it: a cotangent per argument not in nondiff_argnums
@@ -340,13 +356,16 @@ class custom_jvp(_Custom):
 
 def _types_key(leaves, tree, traced):
     """A custom_vjp call's arguments as a key of custom_vjp._output's cache: each array's
-    shape, dtype and weakness, each other value itself (unhashable, it cannot be a key)."""
+    shape, dtype and weakness, each other value itself (unhashable, it cannot be a key).
+    A numpy array goes to fun as it is, but its values are not in the key (a new batch
+    each step would trace fun again and the cache hold a copy of each): an output that
+    depends on them is traced again where fwd's is unlike it (custom_vjp._check_primal)."""
     key = [tree, traced]
     for x in leaves:
         if isinstance(x, (Node, Tensor)):
             key.append((tuple(x.shape), x.dtype, _is_weak(x)))
-        elif isinstance(x, np.ndarray):  # (goes to fun as it is: its values too)
-            key.append((x.shape, x.dtype, x.tobytes()))
+        elif isinstance(x, np.ndarray):
+            key.append((np.ndarray, x.shape, x.dtype))
         else:
             key.append((type(x), x))
     return tuple(key)

@@ -703,6 +703,49 @@ def test_the_function_is_traced_once_per_argument_types_apart_from_the_plan():
     assert "rule=" in format_graph(graph) and calls == [(3,), (2, 2), (3,)]
 
 
+def test_a_cached_function_output_is_traced_again_before_fwd_is_refused():
+    """The function's output was cached by its arguments' types alone, so that a valid fwd
+    was refused where the output follows more (review r14): the same call under autocast
+    after one without it ("float16 ... where the function's output is float32"), and a
+    module taken as a nondiff argument after its weights were replaced. A numpy argument's
+    values are not in the key (a new batch each step traced the function again)."""
+    @gc.custom_vjp
+    def f(w, x):
+        return gc.matmul(x, w)
+    f.defvjp(lambda w, x: (gc.matmul(x, w), (w, x)),
+             lambda r, g: (gc.matmul(r[1].T.astype(g.dtype), g), None))
+    w, x = np.ones((3, 2), np.float32), np.ones((4, 3), np.float32)
+
+    def loss(w, x):
+        return gc.sum(f(w, x)).astype("float32")
+
+    def amp_loss(w, x):
+        with gc.autocast("float16"):
+            return loss(w, x)
+    assert f(gc.tensor(w, requires_grad=True), x).dtype == np.float32
+    with gc.autocast("float16"):
+        assert f(gc.tensor(w, requires_grad=True), x).dtype == np.float16
+    for lossfn in (loss, amp_loss, loss):
+        np.testing.assert_allclose(gc.compile(gc.grad(lossfn))(w, x), np.full((3, 2), 4.0))
+    assert f(gc.tensor(w, requires_grad=True), x).dtype == np.float32
+    for batch in range(70):  # (one entry: the batch's values are no key)
+        f(gc.tensor(w, requires_grad=True), np.full((4, 3), batch, np.float32))
+    assert len(f._outputs) <= 3
+
+    apply = gc.custom_vjp(lambda layer, x: layer(x), nondiff_argnums=(0,))
+    apply.defvjp(lambda layer, x: (layer(x), None), lambda layer, _, g: (None,))
+    layer = gc.nn.Linear(3, 2)
+    assert apply(layer, gc.tensor(x, requires_grad=True)).shape == (4, 2)
+    layer.weight = gc.nn.Parameter(np.zeros((3, 5), np.float32))
+    layer.bias = gc.nn.Parameter(np.zeros(5, np.float32))
+    assert apply(layer, gc.tensor(x, requires_grad=True)).shape == (4, 5)
+    bad = gc.custom_vjp(lambda layer, x: layer(x), nondiff_argnums=(0,))
+    bad.defvjp(lambda layer, x: (gc.sum(layer(x)), None), lambda layer, _, g: (None,))
+    with pytest.raises(gc.GraphcError, match=r"is float32 of shape \(\) where the function's "
+                       r"output is float32 of shape \(4, 5\)"):
+        bad(layer, gc.tensor(x, requires_grad=True))
+
+
 def test_a_function_not_traceable_on_shapes_leaves_fwd_unchecked():
     """A function that reads a value in Python, eagerly allowed, cannot be traced on shapes:
     fwd's output goes unchecked there, as before, not refused."""
