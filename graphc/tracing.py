@@ -248,7 +248,7 @@ def leaves_like(structure, tree, what="the tree", against="its model", prefix=Fa
                 walk(c, t[k], f"{path}.{k}" if path else str(k))
             return
         if type(t) is not kind or len(t) != len(children):
-            raise mismatch(path, f"{describe(t)} where a {kind.__name__} of {len(children)} is")
+            raise mismatch(path, f"{describe(t)} where {expected(st)} is")
         for i, (c, item) in enumerate(zip(children, t)):
             walk(c, item, f"{path}.{i}" if path else str(i))
 

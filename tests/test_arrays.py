@@ -226,6 +226,23 @@ def test_a_ragged_index_list_is_one_line_at_the_users_line():
                               "one length), got [[0, 1], [2]]", "test_arrays.py")
 
 
+def test_review_m4_a_ragged_list_to_segment_sum_or_take_along_axis_is_one_line():
+    """Review m4 of 79bdda8: segment_sum reads its ids with np.asarray before scatter_add's
+    _index_operand, and take_along_axis asked the list's dtype first, so a ragged list was
+    still numpy's ValueError ('inhomogeneous shape') there, naming no line of the user's."""
+    ragged = [[0, 1], [2]]
+    for call in (lambda: gc.segment_sum(X, ragged, 2),
+                 lambda: gc.compile(lambda a: gc.segment_sum(a, ragged, 2))(X)):
+        assert_one_line_error(call, "an index list must be rectangular (an array's rows of "
+                              "one length), got [[0, 1], [2]]", "test_arrays.py")
+    for indices in (ragged, [[0], [1]]):  # (a list is no indices array, ragged or not)
+        assert_one_line_error(lambda: gc.take_along_axis(X, indices, 1),
+                              "take_along_axis: cannot use a list as a tensor operand",
+                              "test_arrays.py")
+    np.testing.assert_array_equal(gc.segment_sum(X, [0, 1, 1], 2),
+                                  np.stack([X[0], X[1] + X[2]]))
+
+
 def test_norms_match_numpy_and_the_euclidean_gradient_at_zero_is_torchs():
     for ord in [None, 1, 2, 3, 0.5, np.inf, -np.inf, 0]:
         np.testing.assert_allclose(both(lambda a: gc.norm(a, ord, axis=1), X),

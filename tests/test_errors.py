@@ -235,3 +235,16 @@ def test_review_r11_type_names_f6_left_with_a_hard_coded_a_take_their_article():
             run()
         first, where = str(info.value).splitlines()
         assert first == line and "test_errors.py" in where
+
+
+def test_review_m4_a_tree_mismatch_names_a_namedtuple_with_its_article():
+    """Review m4 of 1719624 (f6 item 4): leaves_like's container mismatch still said 'where
+    a {kind.__name__} of n is' ('where a Out of 2 is'), its expected() beside it articled."""
+    import collections
+    Out = collections.namedtuple("Out", "a b")
+    x = np.ones(2, np.float32)
+    with pytest.raises(gc.GraphcError) as info:
+        gc.jvp(lambda t: t.a * 2 + t.b, (Out(x, x),), ((x, x),))
+    first, where = str(info.value).splitlines()
+    assert first == "jvp: tangent 0 does not match its primal: a tuple of 2 where an Out of 2 is"
+    assert "test_errors.py" in where

@@ -19,7 +19,8 @@ from ..errors import GraphcError
 from ..types import Dim, TensorType, as_dtype, is_complex, is_float, is_half, is_int, is_real
 from . import api as F
 from .api import NO_DIM, _axis, _dtype, _fail, _ndim, _rounded_once, _shape, _whole
-from .registry import SymbolicValue, apply, check, defop, is_weak_scalar, scalar_dtype
+from .registry import (SymbolicValue, apply, check, defop, is_weak_scalar, refuse_array_container,
+                       refuse_operand, scalar_dtype)
 
 __all__ = ["pad", "flip", "roll", "tile", "repeat", "moveaxis", "prod", "cumprod",
            "take_along_axis", "outer", "dot", "tensordot", "norm", "linspace", "nan_to_num",
@@ -295,6 +296,9 @@ def take_along_axis(x, indices, axis):
 def _take_along(x, indices, axis, in_range, name="take_along_axis"):
     """take_along_axis; in_range: the indices are known to lie in [0, n) (argsort's); name:
     the function the user called, for the messages."""
+    if isinstance(indices, (list, tuple)):  # (a ragged one was numpy's ValueError in _dtype)
+        refuse_array_container(indices, name)
+        refuse_operand(indices, name)
     if axis is None:
         x, axis = F.reshape(x, (-1,)), 0
     if _dtype(indices).kind not in "iu":
@@ -347,6 +351,7 @@ def segment_sum(data, segment_ids, num_segments):
     i. An id outside [0, num_segments) is an error (JAX drops its row): -1 is no segment,
     not scatter_add's last row."""
     num_segments = _whole(num_segments, "segment_sum: num_segments")
+    segment_ids = F._index_operand(segment_ids)  # (a list read once: a ragged one refused)
     if not isinstance(segment_ids, SymbolicValue):
         known = np.asarray(segment_ids)
         if known.dtype.kind in "iu" and known.size and (known.min() < 0 or
