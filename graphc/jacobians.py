@@ -212,5 +212,5 @@ def _check_float(x, what, name):
     concrete = what == "input" and isinstance(x, (np.ndarray, np.generic, Tensor))
     if not (isinstance(x, Node) or concrete) or not is_float(x.dtype):
         kind = getattr(x, "dtype", type(x).__name__)
-        raise GraphcError(f"{name}: {with_article(kind)} {what} has no Jacobian; only floating-point "
-                          "values do (as JAX's)", (user_location(),))
+        raise GraphcError(f"{name}: {with_article(kind)} {what} has no Jacobian; only "
+                          "floating-point values do (as JAX's)", (user_location(),))

@@ -93,10 +93,11 @@ class Compiled:
     pytree prefix of the arguments is in JAX), None (every dimension concrete) or a shape
     such as ("batch", 128) or "(batch, 128)", or a pytree of such shapes matching the
     argument, a text shape where a subtree is being that shape for each of its leaves (JAX's
-    pytree-prefix rule: _shape_for_every_leaf); or one text shape, "(batch, 128)", for every array of every argument (as
-    jax.export.symbolic_args_specs' single string). A name is a symbolic dimension: one plan
-    serves every size of it (its buffers are sized per call), and only a change of a
-    concrete dimension recompiles; "_" takes the argument's size as a concrete dimension.
+    pytree-prefix rule: _shape_for_every_leaf); or one text shape, "(batch, 128)", for every
+    array of every argument (as jax.export.symbolic_args_specs' single string). A name is a
+    symbolic dimension: one plan serves every size of it (its buffers are sized per call), and
+    only a change of a concrete dimension recompiles; "_" takes the argument's size as a
+    concrete dimension.
 
     `memory_limit` (bytes, or a size such as "200MB" or "1.5GiB"): activations are
     recomputed in the backward pass until the plan's memory (plan.memory["total"]) fits;
