@@ -214,7 +214,7 @@ def leaves_like(structure, tree, what="the tree", against="its model", prefix=Fa
             return f"{a_type(t)} of {len(t)}"
         return a_type(t)
 
-    def expected(st):  # what `structure` holds, said as describe says a tree
+    def expected(st):  # what `structure` holds, said as describe says a tree (every line)
         if st is None:
             return "an array"
         kind, children = st
@@ -243,7 +243,7 @@ def leaves_like(structure, tree, what="the tree", against="its model", prefix=Fa
             keys = [k for k, _ in children]
             if not isinstance(t, dict) or set(t) != set(keys):
                 got = f"keys {sorted(map(str, t))}" if isinstance(t, dict) else describe(t)
-                raise mismatch(path, f"{got} where a dict with keys {sorted(map(str, keys))} is")
+                raise mismatch(path, f"{got} where {expected(st)} is")
             for k, c in children:
                 walk(c, t[k], f"{path}.{k}" if path else str(k))
             return

@@ -176,3 +176,18 @@ def test_review_r6_tangent_mismatch_paths_f_jvp_keywords_and_articles():
                                np.stack([2 * x, 6 * x]))
     with pytest.raises(gc.GraphcError, match=r"^jacrev: an int64 output has no Jacobian"):
         gc.jacrev(lambda a: gc.argmax(a))(x)
+
+
+def test_review_r15_a_namedtuple_where_the_tree_differs_takes_its_article():
+    """leaves_like said what the structure holds in two ways: its exact lines through
+    expected() (with_article), its other mismatches by hand, 'a Obs of 2'. One helper now."""
+    from collections import namedtuple
+    Obs = namedtuple("Obs", "a b")
+    one = np.ones(2, np.float32)
+    with pytest.raises(gc.GraphcError, match=r"a tuple of 2 where an Obs of 2 is\n"):
+        gc.jvp(lambda o: o.a * o.b, (Obs(one, one),), ((one, one),))
+    with pytest.raises(gc.GraphcError, match=r"a list of 2 where a tuple of 2 is\n"):
+        gc.jvp(lambda o: o[0] * o[1], ((one, one),), ([one, one],))
+    with pytest.raises(gc.GraphcError, match=r"keys \['c'\] where a dict with keys \['a', "
+                                             r"'b'\] is\n"):
+        gc.jvp(lambda d: d["a"] * d["b"], ({"a": one, "b": one},), ({"c": one},))
