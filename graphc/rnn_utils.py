@@ -25,6 +25,7 @@ from ir.errors import GraphcError, a_type, user_location
 from ir.ops import api as F
 from ir.ops.arrays import pad
 from ir.ops.registry import SymbolicValue
+from ir.types import is_int
 
 __all__ = ["pad_sequence", "PackedSequence", "pack_padded_sequence", "pad_packed_sequence",
            "pack_sequence", "unpad_sequence", "unpack_sequence"]
@@ -205,7 +206,7 @@ def pad_packed_sequence(sequence, batch_first=False, padding_value=0.0, total_le
     data, batch_sizes = sequence.data, np.asarray(sequence.batch_sizes, np.int64)
     steps, batch = len(batch_sizes), int(batch_sizes[0]) if len(batch_sizes) else 0
     if total_length is not None:
-        if not (isinstance(total_length, (int, np.integer)) and not isinstance(total_length, bool)):
+        if not is_int(total_length):  # (ir.types': not a bool nor an np.timedelta64)
             _fail(f"{who}: total_length must be an int, got {total_length!r}")
         if total_length < steps:
             _fail(f"{who}: total_length={total_length} is shorter than the longest sequence "

@@ -229,3 +229,15 @@ def test_review_m1_lengths_computed_inside_the_function_are_not_called_an_argume
                  lambda: gc.compile(lambda x, n: gc.fori_loop(
                      0, 1, lambda i, c: c + given(x, n), 0.0))(x, n)):
         assert_one_line_error(call, argument, F)
+
+
+def test_review_r15_total_length_is_an_int_as_ir_types_is_int_reads_one():
+    """pad_packed_sequence's total_length was read by its own test of an int (an int or a
+    numpy integer, not a bool), which took an np.timedelta64 (a numpy integer subclass) as a
+    length; it is ir.types.is_int now, as the other size readers', numpy integers kept."""
+    packed = R.pack_padded_sequence(np.ones((3, 2, 1)), [3, 2])
+    for bad in (np.timedelta64(5), True, 5.0):
+        assert_one_line_error(lambda: R.pad_packed_sequence(packed, total_length=bad),
+                              f"pad_packed_sequence: total_length must be an int, got {bad!r}", F)
+    for good in (5, np.int8(5), np.uint64(5)):
+        assert R.pad_packed_sequence(packed, total_length=good)[0].shape == (5, 2, 1)
