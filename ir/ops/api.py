@@ -763,9 +763,12 @@ def reshape(x, *shape):
 def _reshape(x, shape, name):
     """reshape's body; `name` the function the user called (reshape, a tensor's view), which
     a size's refusal names."""
-    if len(shape) == 1 and _iterable(shape[0]):  # one sequence of sizes: a 1-d array or a
-        # range too, as numpy's (gc.reshape(x, np.array([4, 3])) was 'a size must be an int')
-        shape = tuple(shape[0])
+    one = shape[0] if len(shape) == 1 else None
+    if isinstance(one, (tuple, list, range)) or (isinstance(one, np.ndarray) and one.ndim == 1):
+        # one sequence of sizes: a 1-d array or a range too, as numpy's (gc.reshape(x,
+        # np.array([4, 3])) was 'a size must be an int'); not np.ndim of a tuple, which would
+        # turn its traced sizes into arrays
+        shape = tuple(one)
     shape = tuple(_size(d, f"{name}: a size") for d in shape)
     size = math.prod(_shape(x))
     if shape.count(-1) > 1:
