@@ -182,6 +182,14 @@ def test_the_public_api_exports_the_functional_api_and_nothing_else():
     assert graphc.exp is api.exp and graphc.sum is api.sum and graphc.max is api.max
 
 
+def _assert_one_line_here(run, line):
+    """run() raises a GraphcError whose message is `line`, located in this file."""
+    with pytest.raises(gc.GraphcError) as info:
+        run()
+    first, where = str(info.value).splitlines()
+    assert first == line and "test_errors.py" in where
+
+
 def test_a_type_or_dtype_is_named_with_its_article():
     """s50 f6 item 4: messages put "a" before every type or dtype name: an array.array was
     "cannot use a array as a tensor operand", an int "a int", an int64 value "a int64
@@ -203,10 +211,7 @@ def test_a_type_or_dtype_is_named_with_its_article():
              "group_norm of an int64 value; cast it to a float type first"),
             (lambda: operator.iadd(gc.nn.ModuleList(), 3),
              "ModuleList += takes an iterable of modules, got an int")]:
-        with pytest.raises(gc.GraphcError) as info:
-            run()
-        first, where = str(info.value).splitlines()
-        assert first == line and "test_errors.py" in where
+        _assert_one_line_here(run, line)
 
 
 def test_review_r11_type_names_f6_left_with_a_hard_coded_a_take_their_article():
@@ -231,10 +236,7 @@ def test_review_r11_type_names_f6_left_with_a_hard_coded_a_take_their_article():
              "Parameter.data = ...: expected an array (or a tensor), got an object"),
             (lambda: gc.nn.utils.rnn.pad_sequence(3),
              "pad_sequence: expected a list of sequences (tensors), got an int")]:
-        with pytest.raises(gc.GraphcError) as info:
-            run()
-        first, where = str(info.value).splitlines()
-        assert first == line and "test_errors.py" in where
+        _assert_one_line_here(run, line)
 
 
 def test_review_m4_a_tree_mismatch_names_a_namedtuple_with_its_article():

@@ -1200,6 +1200,16 @@ def test_a_nan_in_the_data_is_reported_as_the_datas_not_the_learning_rates(preci
                             "no checkpoint was written")
 
 
+def _masked_mse(predict):
+    """A mean squared error over the targets that are not NaN (a NaN target is a missing one,
+    which the loss masks out), of `predict(params, inputs)`."""
+    def loss(p, b):
+        known = ~gc.isnan(b[1])
+        d = gc.where(known, predict(p, b[0]) - gc.where(known, b[1], 0.0), 0.0)
+        return gc.mean(d * d)
+    return loss
+
+
 @pytest.mark.parametrize("precision", ["fp16-mixed", "fp32"])
 def test_a_nan_the_loss_masks_out_is_not_blamed_for_a_learning_rates_divergence(precision):
     """Review s50 (r4): a batch holding NaN anywhere in the step that failed the finite
@@ -1213,10 +1223,7 @@ def test_a_nan_the_loss_masks_out_is_not_blamed_for_a_learning_rates_divergence(
     x, t = rng.normal(size=(16, 3)).astype(np.float32), rng.normal(size=(16, 2)).astype(np.float32)
     t[:, 1] = np.nan  # a missing target
 
-    def loss(p, b):
-        known = ~gc.isnan(b[1])
-        d = gc.where(known, b[0] @ p["w"] - gc.where(known, b[1], 0.0), 0.0)
-        return gc.mean(d * d)
+    loss = _masked_mse(lambda p, x: x @ p["w"])
     batches = [(x[i:i + 4] * 30, t[i:i + 4]) for i in (0, 4, 8, 12)] * 20
     trainer = gc.Trainer(loss, {"w": np.ones((3, 2), np.float32)}, gc.optim.SGD(lr=1e-4),
                          batches, steps=80, precision=precision)
@@ -1250,10 +1257,7 @@ def test_a_nan_blamed_where_the_step_not_the_evaluation_carries_it_or_zero_is_no
     if case == "batch_norm":
         x[22], t[22] = np.nan, np.nan
 
-        def loss(p, b):
-            known = ~gc.isnan(b[1])
-            d = gc.where(known, model.apply(p, b[0]) - gc.where(known, b[1], 0.0), 0.0)
-            return gc.mean(d * d)
+        loss = _masked_mse(model.apply)
     else:
         x[22, 1] = np.nan
 
@@ -1285,12 +1289,7 @@ def test_review_m2_the_nan_probe_leaves_the_buffers_of_a_compiled_forward_alone(
     x[22], t[22] = np.nan, np.nan
     model = gc.nn.Sequential(gc.nn.Linear(3, 8, rng=np.random.default_rng(1)),
                              gc.nn.BatchNorm1d(8), gc.nn.Linear(8, 1, rng=np.random.default_rng(2)))
-    forward = gc.compile(lambda p, x: model.apply(p, x))
-
-    def loss(p, b):
-        known = ~gc.isnan(b[1])
-        d = gc.where(known, forward(p, b[0]) - gc.where(known, b[1], 0.0), 0.0)
-        return gc.mean(d * d)
+    loss = _masked_mse(gc.compile(lambda p, x: model.apply(p, x)))
     batches = [(x[i:i + 4], t[i:i + 4]) for i in range(0, 64, 4)]
     trainer = gc.Trainer(loss, model.params(), gc.optim.SGD(lr=1e-3), batches, steps=16)
     stats = {k: np.array(v) for k, v in model.state().items()}
@@ -1319,12 +1318,7 @@ def test_review_m3_the_nan_probe_leaves_a_non_persistent_buffer_of_a_compiled_fo
     t = rng.normal(size=(16, 1)).astype(np.float32)
     x[6], t[6] = np.nan, np.nan
     model = Counted()
-    forward = gc.compile(lambda p, x: model.apply(p, x))
-
-    def loss(p, b):
-        known = ~gc.isnan(b[1])
-        d = gc.where(known, forward(p, b[0]) - gc.where(known, b[1], 0.0), 0.0)
-        return gc.mean(d * d)
+    loss = _masked_mse(gc.compile(lambda p, x: model.apply(p, x)))
     batches = [(x[i:i + 4], t[i:i + 4]) for i in range(0, 16, 4)]
     trainer = gc.Trainer(loss, model.params(), gc.optim.SGD(lr=1e-3), batches, steps=4)
     assert "buffer/seen" not in trainer.state_arrays()  # (not checkpointed)
