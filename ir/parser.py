@@ -8,7 +8,6 @@ the line and column.
 """
 from __future__ import annotations
 
-import math
 import re
 
 import numpy as np
@@ -17,7 +16,7 @@ from .errors import GraphcError
 from .graph import Graph
 from .ops.registry import REGISTRY
 from .types import (DTYPE_PATTERN, DTYPES, RESERVED_SYMBOLS, NotHeld, TensorType, TupleType,
-                    exact_array, parse_dim)
+                    exact_array, float_of_text, parse_dim)
 from .verify import check_node
 
 _NUMBER = re.compile(r"-?(?:inf|nan|(?:\d+\.\d*|\.\d+|\d+)(?:[eE][-+]?\d+)?)")
@@ -155,11 +154,10 @@ def _number(c: _Cursor, what: str):
     m = c.match(_NUMBER, what)
     if re.fullmatch(r"-?\d+", m.group()):
         return int(m.group())
-    number = float(m.group())
-    if math.isinf(number) and "inf" not in m.group():
-        c.refuse(f"{m.group()} does not fit in float64 (it would read as {number})",
-                 m.start())
-    return number
+    try:
+        return float_of_text(m.group())
+    except ValueError as exc:
+        c.refuse(str(exc), m.start())
 
 
 def _string(c: _Cursor) -> str:

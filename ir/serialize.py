@@ -27,7 +27,7 @@ from .graph import Graph
 from .ops.registry import REGISTRY
 from .printer import is_region
 from .types import (DTYPES, SHORT_NAMES, Dim, TensorType, TupleType, exact_array,
-                    parse_dim)
+                    float_of_text, parse_dim)
 from .verify import check_node
 
 FORMAT, VERSION = "graphc-ir", 1
@@ -271,10 +271,10 @@ def _finite_float(text: str) -> float:
     """json.loads' parse_float: a finite number past float64's range (1e309), which float()
     reads as inf, is refused, as the text parser refuses it (the serializer writes an inf as
     {"float": "inf"})."""
-    number = float(text)
-    if math.isinf(number):
-        raise _Bad(f"{text} does not fit in float64 (it would read as {number})")
-    return number
+    try:
+        return float_of_text(text)
+    except ValueError as exc:
+        raise _Bad(str(exc)) from None
 
 
 def loads(text: str) -> Graph:

@@ -511,6 +511,25 @@ def floor_div(d, k: int):
     return whole + constant // k
 
 
+def range_length(start, stop, step: int):
+    """len(range(start, stop, step)) for step >= 1 and stop >= start, also of symbolic
+    bounds: ceil((stop - start) / step), the same polynomial for every value (1:2*n:2 has n),
+    else floor_div's InconclusiveDim. A slice's length (api.slice_length, the slice rule)."""
+    if isinstance(start, Dim) or isinstance(stop, Dim):
+        return floor_div(stop - start + step - 1, step)
+    return len(range(start, stop, step))
+
+
+def float_of_text(text: str) -> float:
+    """float(text) of a number as IR text or JSON writes it, refusing (ValueError) a finite
+    number past float64's range, which float() reads as inf (1e309); inf written as such
+    stays inf (the printer writes it so)."""
+    number = float(text)
+    if math.isinf(number) and "inf" not in text.lower():
+        raise ValueError(f"{text} does not fit in float64 (it would read as {number})")
+    return number
+
+
 def holds_when_bound(comparison) -> bool:
     """comparison() (a test of dimensions), or True where its answer depends on the symbols'
     values: the rule that asks is run again on the sizes of each call (ir.specialize), which

@@ -23,7 +23,7 @@ from ..errors import GraphcError, a_type, user_location, with_article
 from ..types import (Dim, InconclusiveDim, as_dim, as_dtype, broadcast_shapes, finfo,
                      fits_int, floor_div, has_negative_size, holds_when_bound, is_float, is_half,
                      is_int, is_real, is_real_dtype, negative_size_error, parse_dim,
-                     unsupported_dtype)
+                     range_length, unsupported_dtype)
 from . import precision
 from .registry import (SymbolicValue, _called_op, apply, holds_values, innermost_interpreter,
                        input_symbols, is_weak_scalar, refuse_array_container,
@@ -1127,13 +1127,10 @@ def _slice_indices(k: slice, d):
 def slice_length(start, stop, step):
     """len(range(start, stop, step)), also for symbolic bounds (stop >= start): a step
     other than 1 where the length is one polynomial for every value (1:2*n:2 has n)."""
-    if isinstance(start, Dim) or isinstance(stop, Dim):
-        try:
-            return floor_div(stop - start + step - 1, step)
-        except InconclusiveDim as exc:
-            _fail(f"a slice from {start} to {stop} with step {step}: its length "
-                  f"{exc.message}")
-    return len(range(start, stop, step))
+    try:
+        return range_length(start, stop, step)
+    except InconclusiveDim as exc:
+        _fail(f"a slice from {start} to {stop} with step {step}: its length {exc.message}")
 
 
 def concat(xs, axis=_AXIS_0, *, dim=NO_DIM):

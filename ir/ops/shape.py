@@ -8,8 +8,8 @@ from __future__ import annotations
 
 import numpy as np
 
-from ..types import (NEGATIVE_SIZE, Dim, InconclusiveDim, TensorType, floor_div, held_problem,
-                     holds_when_bound, is_float)
+from ..types import (NEGATIVE_SIZE, Dim, InconclusiveDim, TensorType, held_problem,
+                     holds_when_bound, is_float, range_length)
 from . import api as F
 from .registry import TypeRuleError, check, defop
 
@@ -173,15 +173,11 @@ def _slice_infer(types, starts, stops, steps):
         if not holds_when_bound(lambda: 0 <= a <= b <= d):
             raise TypeRuleError(f"range {a}:{b} does not fit an axis of {d}: "
                                 f"{F.SYMBOLIC_CLAMP}")
-        if isinstance(a, Dim) or isinstance(b, Dim):  # symbolic bounds: ceil((b - a) / s)
-            # (b >= a, checked when bound), the same polynomial for every value (a strided
-            # window of conv2d over 2*n+1 rows: 0:2*n-1:2 has n rows)
-            try:
-                shape.append(floor_div(b - a + s - 1, s))
-            except InconclusiveDim as exc:
-                raise TypeRuleError(f"range {a}:{b}:{s}: its length {exc.message}") from None
-        else:
-            shape.append(len(range(a, b, s)))
+        try:  # symbolic bounds (b >= a, checked when bound): one polynomial for every
+            # value (a strided window of conv2d over 2*n+1 rows: 0:2*n-1:2 has n rows)
+            shape.append(range_length(a, b, s))
+        except InconclusiveDim as exc:
+            raise TypeRuleError(f"range {a}:{b}:{s}: its length {exc.message}") from None
     return TensorType(tuple(shape), t.dtype)
 
 
