@@ -440,7 +440,15 @@ def _read(path: str, expected):
                               ) from None
     try:
         with fh, zipfile.ZipFile(fh) as zf:
-            members = {info.filename: info for info in zf.infolist()}
+            members = {}
+            for info in zf.infolist():
+                # a second member of one name (an altered file): numpy reads the last one,
+                # another zip reader the first; graphc never writes two
+                if info.filename in members:
+                    raise CheckpointError(f"checkpoint {path!r} holds two members named "
+                                          f"{info.filename!r} (an altered or damaged file: "
+                                          "which of them is meant cannot be told)")
+                members[info.filename] = info
             meta = _header(zf, members.get(META_KEY + ".npy"), path)
             arrays = {}
             for key, (shape, dtype) in expected(meta, members).items():

@@ -293,6 +293,25 @@ def test_compressed_members_are_refused(tmp_path, capsys):
     assert "is compressed" in error_line(capsys)
 
 
+def test_a_member_stored_twice_is_refused_not_read_either_way(tmp_path, capsys):
+    # a zip may hold two members of one name (an altered or badly merged file): numpy, and
+    # graphc before, read the last one silently, another zip reader reads the first
+    path = good_checkpoint(tmp_path / "c.npz")
+    other = np.full((8, 16), 0.5, np.float32)
+    with zipfile.ZipFile(path, "a") as zf, pytest.warns(UserWarning, match="Duplicate name"):
+        zf.writestr("param/wpe.weight.npy", npy((8, 16), "float32", other.tobytes()))
+    with zipfile.ZipFile(path) as zf:  # (the file does hold both)
+        assert [i.filename for i in zf.infolist()].count("param/wpe.weight.npy") == 2
+    for read in (checkpoint.load, checkpoint.load_saved):
+        with pytest.raises(checkpoint.CheckpointError) as info:
+            read(path)
+        assert str(info.value) == (f"checkpoint {path!r} holds two members named "
+                                   "'param/wpe.weight.npy' (an altered or damaged file: which "
+                                   "of them is meant cannot be told)")
+    assert sample(path) == 2
+    assert "holds two members named 'param/wpe.weight.npy'" in error_line(capsys)
+
+
 # ---- item 13: fused programs read from IR ---------------------------------------------------
 def fused_ir(program, shapes=((3, 4),), out="f32[3,4]", dtype="f32"):
     inputs = ", ".join(f"%{i}:{dtype}[{','.join(map(str, s))}] x{i}" for i, s in
