@@ -731,6 +731,69 @@ def test_bad_directories_are_one_error_line(tmp_path, capsys, damage, message):
     assert message in err[0], err[0]
 
 
+def _unblock_fifo_after(path, seconds):
+    """Open the FIFO at `path` for writing after `seconds` and close it: a reader blocked in
+    its open (graphc before it refused one) then reads an empty file, and the test fails
+    rather than hanging."""
+    import threading
+    import time
+
+    def unblock():
+        time.sleep(seconds)
+        try:
+            os.close(os.open(path, os.O_WRONLY | os.O_NONBLOCK))
+        except OSError:  # (no reader: nothing blocked on it)
+            pass
+    threading.Thread(target=unblock, daemon=True).start()
+
+
+@pytest.mark.parametrize("name", [gpt2.CONFIG_FILE, gpt2.WEIGHTS_FILE,
+                                  gpt2.TOKENIZER_CONFIG_FILE, gpt2.GENERATION_CONFIG_FILE,
+                                  gpt2.SPECIAL_TOKENS_MAP_FILE, gpt2.ADDED_TOKENS_FILE,
+                                  gpt2.MERGES_FILE])
+def test_a_directory_file_that_is_no_regular_file_is_named_never_read(tmp_path, capsys, name):
+    # /dev/zero as tokenizer_config.json was read until memory ran out, a FIFO blocked the
+    # read forever, a directory there was "[Errno 21] Is a directory" (or, for config.json
+    # and model.safetensors, "has no config.json"), and an optional file (generation_config
+    # .json, special_tokens_map.json, added_tokens.json) that was no file was passed over
+    directory = tmp_path / "gpt2"
+    write_directory(directory)
+    if name == gpt2.MERGES_FILE:
+        _legacy_files(directory)
+    path = directory / name
+    kinds = [("a directory", os.mkdir),
+             ("a character device", lambda p: os.symlink("/dev/null", p)),
+             ("a dangling symbolic link (to 'gone.json')", lambda p: os.symlink("gone.json", p))]
+    if hasattr(os, "mkfifo"):
+        kinds.append(("a FIFO", os.mkfifo))
+    for kind, make in kinds:
+        if os.path.lexists(path):
+            (os.rmdir if os.path.isdir(path) and not os.path.islink(path) else os.remove)(path)
+        make(path)
+        if kind == "a FIFO":
+            _unblock_fifo_after(path, 5)
+        assert main(["sample", "--model", str(directory), "--prompt", "a", "--tokens", "2"]) == 2
+        err = capsys.readouterr().err
+        assert err == f"graphc: error: {path} is {kind}, not a file\n", (kind, err)
+
+
+def test_a_config_file_that_cannot_be_read_is_named(tmp_path, monkeypatch):
+    # (as root no permission refuses a read: the open is made to fail as it fails for others)
+    import builtins
+    write_directory(tmp_path)
+    config = str(tmp_path / gpt2.CONFIG_FILE)
+    real_open = builtins.open
+
+    def refusing_open(file, *args, **kwargs):
+        if file == config:
+            raise PermissionError(13, "Permission denied", file)
+        return real_open(file, *args, **kwargs)
+    monkeypatch.setattr(builtins, "open", refusing_open)
+    with pytest.raises(GraphcError) as info:
+        gpt2.load_gpt2(str(tmp_path))
+    assert str(info.value) == f"{config}: cannot be read (Permission denied)"
+
+
 def test_missing_directory_and_missing_key(tmp_path):
     with pytest.raises(GraphcError, match="does not exist"):
         gpt2.load_gpt2(str(tmp_path / "nowhere"))

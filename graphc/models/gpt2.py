@@ -34,6 +34,7 @@ import numpy as np
 
 from ir.errors import GraphcError
 
+from ..files import file_type
 from ..generate import whole_token_id
 from .gpt import GPT, GPTConfig, model_dtype
 
@@ -63,6 +64,21 @@ def _config_error(path, message):
     return GraphcError(f"{path}: {message}")
 
 
+def _has_file(path: str) -> bool:
+    """Whether the directory's file `path` is there: True for a regular file (or a link to
+    one), False where nothing is; anything else there (a directory, a device, a FIFO, a
+    dangling link) is one GraphcError line saying what it is, and is never read: /dev/zero
+    as tokenizer_config.json was read until memory ran out, a FIFO blocked the read forever,
+    a directory named config.json was "has no config.json", and one named after an optional
+    file (generation_config.json) was passed over."""
+    if os.path.isfile(path):
+        return True
+    kind = file_type(path)
+    if kind is None:
+        return False
+    raise GraphcError(f"{path} is {kind}, not a file")
+
+
 def _read_json(path: str) -> dict:
     """A config file's JSON object, or one GraphcError naming the file."""
     from ir.serialize import check_json_depth
@@ -76,6 +92,8 @@ def _read_json(path: str) -> dict:
         raise _config_error(path, exc.message) from None
     except ValueError as exc:  # JSONDecodeError, UnicodeDecodeError, a 4,300-digit integer
         raise _config_error(path, f"is not valid JSON ({exc})") from None
+    except OSError as exc:  # (unreadable: "[Errno 13] ..." alone)
+        raise _config_error(path, f"cannot be read ({exc.strerror or exc})") from None
     if not isinstance(raw, dict):
         raise _config_error(path, "must hold a JSON object")
     return raw
@@ -89,7 +107,7 @@ def read_config(directory: str, dtype: str = "float32") -> tuple[GPTConfig, dict
         what = "is not a directory" if os.path.exists(directory) else "does not exist"
         raise GraphcError(f"model directory {directory!r} {what} (expected a "
                           f"directory with {CONFIG_FILE} and {WEIGHTS_FILE})")
-    if not os.path.isfile(path):
+    if not _has_file(path):
         raise GraphcError(f"model directory {directory!r} has no {CONFIG_FILE}")
     raw = _read_json(path)
 
@@ -149,7 +167,7 @@ def _generation_settings(directory: str, config: dict) -> tuple[str, dict]:
     generation_config.json when the directory has one (a key missing there is unset, not
     config.json's), else config.json (`config`, already read)."""
     path = os.path.join(directory, GENERATION_CONFIG_FILE)
-    if os.path.isfile(path):
+    if _has_file(path):
         return path, _read_json(path)
     return os.path.join(directory, CONFIG_FILE), config
 
@@ -205,8 +223,8 @@ def load_gpt2(directory: str, dtype: str = "float32") -> tuple[GPT, dict]:
     has_least = _generation_settings(directory, raw)[1].get("min_new_tokens") is not None
     shortest = 0 if has_least else min_new_tokens(directory, raw, "min_length")
     path = os.path.join(directory, WEIGHTS_FILE)
-    if not os.path.isfile(path):
-        if os.path.isfile(os.path.join(directory, SHARDED_INDEX_FILE)):
+    if not _has_file(path):
+        if _has_file(os.path.join(directory, SHARDED_INDEX_FILE)):
             raise GraphcError(f"model directory {directory!r} holds a sharded checkpoint "
                               f"({SHARDED_INDEX_FILE}), which graphc does not load: save it "
                               f"as one {WEIGHTS_FILE} (save_pretrained with a max_shard_size "
@@ -513,7 +531,7 @@ def _from_vocab_and_merges(vocab_path: str, add_prefix_space: bool):
     tokenizer_config.json's add_prefix_space."""
     from tokenizers import Tokenizer as HFTokenizer, decoders, models, pre_tokenizers
     merges = os.path.join(os.path.dirname(vocab_path), MERGES_FILE)
-    if not os.path.isfile(merges):
+    if not _has_file(merges):
         raise GraphcError(f"{vocab_path} has no {MERGES_FILE} beside it (a GPT-2 directory "
                           f"needs {TOKENIZER_FILE}, or {VOCAB_FILE} and {MERGES_FILE})")
     try:
@@ -665,7 +683,7 @@ def _tokenizer_settings(directory: str, from_json: bool = False) -> TokenizerSet
     added_tokens.json lists the added ones, as in transformers. Its other keys change
     nothing graphc's ids depend on."""
     path = os.path.join(directory, TOKENIZER_CONFIG_FILE)
-    raw = _read_json(path) if os.path.exists(path) else {}
+    raw = _read_json(path) if _has_file(path) else {}
     prefix = raw.get("add_prefix_space", False)
     if not isinstance(prefix, bool):
         raise _config_error(path, f"add_prefix_space must be true or false, got {prefix!r}")
@@ -673,7 +691,7 @@ def _tokenizer_settings(directory: str, from_json: bool = False) -> TokenizerSet
     if from_json:
         cls = raw.get("tokenizer_class")
         config = os.path.join(directory, CONFIG_FILE)
-        if cls is None and os.path.isfile(config):
+        if cls is None and _has_file(config):
             cls = _read_json(config).get("tokenizer_class")
         generic = cls in GENERIC_TOKENIZER_CLASSES
     # each special token's (file, value): GPT2Tokenizer's defaults (no file), then
@@ -748,7 +766,7 @@ def _older_files(directory: str, values: dict, extra, later: set):
     extra_special_tokens join `extra` (its additional_special_tokens are them without)."""
     path = os.path.join(directory, TOKENIZER_CONFIG_FILE)
     special_map = os.path.join(directory, SPECIAL_TOKENS_MAP_FILE)
-    mapped = _read_json(special_map) if os.path.isfile(special_map) else {}
+    mapped = _read_json(special_map) if _has_file(special_map) else {}
     for key, value in mapped.items():
         if key not in NAMED_TOKENS and key in values and isinstance(values[key][1], str):
             values[key] = values.pop(key)
@@ -772,7 +790,7 @@ def _older_files(directory: str, values: dict, extra, later: set):
                     if isinstance(v, str) or where != path and isinstance(v, dict))
     added = os.path.join(directory, ADDED_TOKENS_FILE)
     legacy = {}
-    for token, i in (_read_json(added) if os.path.isfile(added) else {}).items():
+    for token, i in (_read_json(added) if _has_file(added) else {}).items():
         if not isinstance(i, int) or isinstance(i, bool) or i < 0:
             raise _config_error(added, f"{token!r} must have a token id, got {i!r}")
         legacy[i] = _added_token(added, repr(token), {"content": token},
