@@ -2994,15 +2994,23 @@ def keyed_dropout(x, p, seed=None, salt=None, like=None):
     return F.dropout(x, p, dropout_key(p, seed, x if like is None else like), salt=salt)
 
 
+def _probability(layer, what, value):
+    """A dropout rate (Dropout's p, MultiheadAttention's and the Transformer layers'
+    dropout) as a float in [0, 1] (1: every value zeroed, as torch's), read as LeakyReLU's
+    slope is, or one line naming the layer and the argument."""
+    number = F._number(f"{layer}: {what}", value, True)
+    if not 0.0 <= number <= 1.0:
+        raise GraphcError(f"{layer}: {what} must be in [0, 1], got {value!r}",
+                          (user_location(),))
+    return number
+
+
 class Dropout(Module):
     """Inverted dropout (zeroes with probability p, scales the rest by 1/(1-p)) while
     `training` is True; the identity otherwise. The key comes from `current_key()`."""
 
     def __init__(self, p=0.5, inplace=False):
-        number = F._number("Dropout: p", p, True)  # (as LeakyReLU's slope)
-        if not 0.0 <= number <= 1.0:  # (1: every value zeroed, as torch's)
-            raise GraphcError(f"Dropout: p must be in [0, 1], got {p!r}", (user_location(),))
-        object.__setattr__(self, "p", number)
+        object.__setattr__(self, "p", _probability("Dropout", "p", p))
         object.__setattr__(self, "training", True)
         _keep_inplace(self, inplace)
 
@@ -3146,10 +3154,7 @@ class MultiheadAttention(Module):
         else:
             object.__setattr__(self, "bias_k", None)
             object.__setattr__(self, "bias_v", None)
-        number = F._number("MultiheadAttention: dropout", dropout, True)  # (as Dropout's p)
-        if not 0.0 <= number <= 1.0:  # (1: every weight zeroed, as torch's and Dropout's)
-            raise GraphcError(f"MultiheadAttention: dropout must be in [0, 1], got {dropout!r}",
-                              (user_location(),))
+        number = _probability("MultiheadAttention", "dropout", dropout)
         # (head_dim and _qkv_same_embed_dim as torch's: code ported from it reads them)
         for name, value in [("dropout", number),
                             ("embed_dim", embed_dim), ("num_heads", num_heads),

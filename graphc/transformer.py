@@ -20,8 +20,8 @@ from ir.types import is_float
 
 from . import init
 from .nn import (Dropout, LayerNorm, Linear, Module, ModuleList, MultiheadAttention,
-                 _check_mask_kind, _check_mask_shape, _layer_dtype, _refuse_device, _rng,
-                 _size)
+                 _check_mask_kind, _check_mask_shape, _layer_dtype, _probability,
+                 _refuse_device, _rng, _size)
 
 
 def _activation(name, activation):
@@ -40,6 +40,21 @@ def _activation(name, activation):
 
 def _exact_gelu(x):
     return F.gelu(x, approximate="none")
+
+
+def _check_settings(name, d_model, nhead, dim_feedforward, dropout, layer_norm_eps):
+    """A layer's (or the Transformer's) sizes and rates, named as the user passed them: the
+    parts they reach named their own (d_model=10, nhead=3 as "MultiheadAttention: embed_dim
+    10 is not a multiple of num_heads 3", dim_feedforward as Linear's out_features,
+    layer_norm_eps as LayerNorm's eps, dropout as MultiheadAttention's)."""
+    d_model = _size(name, "d_model", d_model, least=1)
+    nhead = _size(name, "nhead", nhead, least=1)
+    if d_model % nhead:
+        raise GraphcError(f"{name}: d_model {d_model} is not a multiple of nhead {nhead}",
+                          (user_location(),))
+    _size(name, "dim_feedforward", dim_feedforward)
+    _probability(name, "dropout", dropout)
+    F._number(f"{name}: layer_norm_eps", layer_norm_eps, True)
 
 
 def _check_masks(where, attention, query, key, masks):
@@ -101,6 +116,7 @@ class _Layer(Module):
         their dropouts, then the activation, a submodule only when it is a Module (torch
         holds "relu", "gelu" and a function as a plain attribute)."""
         dtype = _layer_dtype(name, dtype)  # (a bad one named as the user's layer, not a part)
+        _check_settings(name, d_model, nhead, dim_feedforward, dropout, layer_norm_eps)
         for attention in ("self_attn", "multihead_attn")[:norms - 1]:
             setattr(self, attention, MultiheadAttention(
                 d_model, nhead, dropout, bias, batch_first=batch_first, rng=rng, dtype=dtype))
@@ -272,6 +288,8 @@ class Transformer(Module):
         # "TransformerEncoder: num_layers must be ..." for num_encoder_layers=0, which
         # torch's fails on as a raw IndexError)
         dtype = _layer_dtype("Transformer", dtype)
+        _check_settings("Transformer", d_model, nhead, dim_feedforward, dropout,
+                        layer_norm_eps)
         _activation("Transformer", activation)
         for what, count, custom in (("num_encoder_layers", num_encoder_layers, custom_encoder),
                                     ("num_decoder_layers", num_decoder_layers, custom_decoder)):

@@ -144,6 +144,34 @@ def test_bad_arguments_give_one_line():
                           "num_layers must be a positive int", f)
 
 
+@pytest.mark.parametrize("name", ["TransformerEncoderLayer", "TransformerDecoderLayer",
+                                  "Transformer"])
+def test_sizes_and_rates_are_named_as_the_layers_arguments(name):
+    """d_model, nhead, dim_feedforward, dropout and layer_norm_eps were named as the parts
+    they reach: TransformerEncoderLayer(10, 3) as "MultiheadAttention: embed_dim 10 is not a
+    multiple of num_heads 3", dim_feedforward=-1 as "Linear: out_features", dropout=2 as
+    "MultiheadAttention: dropout", layer_norm_eps='x' as "LayerNorm: eps"."""
+    f = "test_transformer_layers.py"
+    make = getattr(gc.nn, name)
+    base = dict(d_model=8, nhead=2, dim_feedforward=16)
+    if name == "Transformer":
+        base.update(num_encoder_layers=1, num_decoder_layers=1)
+    for settings, message in [
+            (dict(d_model=10, nhead=3), "d_model 10 is not a multiple of nhead 3"),
+            (dict(d_model=0), "d_model must be a positive int, got 0"),
+            (dict(nhead=0), "nhead must be a positive int, got 0"),
+            (dict(dim_feedforward=-1), "dim_feedforward must be a non-negative int, got -1"),
+            (dict(dim_feedforward=16.0), "dim_feedforward must be a non-negative int, got 16.0"),
+            (dict(dropout=2), "dropout must be in [0, 1], got 2"),
+            (dict(dropout="x"), "dropout must be a number, got 'x'"),
+            (dict(layer_norm_eps="x"), "layer_norm_eps must be a number, got 'x'")]:
+        assert_one_line_error(lambda: make(**{**base, **settings}), f"{name}: {message}", f)
+    # the edges torch takes still build: an empty feed-forward block, every value dropped
+    model = make(**{**base, "dim_feedforward": 0, "dropout": 1})
+    layer = model.encoder.layers[0] if name == "Transformer" else model
+    assert (layer.linear1.out_features, layer.dropout.p, layer.self_attn.dropout) == (0, 1, 1)
+
+
 def test_a_users_attention_module_with_torchs_signature_can_replace_self_attn():
     """A Transformer layer calls its attention with torch's public arguments only: a change
     of this session passed a private keyword (_masks_as) and broke a swapped-in module whose
