@@ -3206,7 +3206,7 @@ class MultiheadAttention(Module):
             return self._unbatched(query, key, value, attn_mask, key_padding_mask,
                                    need_weights, is_causal, average_attn_weights)
         if F._ndim(query) != 3:
-            raise GraphcError(f"MultiheadAttention: query must be (L, E) or batched (3-d), "
+            raise GraphcError(f"{self._where()}: query must be (L, E) or batched (3-d), "
                               f"got shape {tuple(F._shape(query))}", (user_location(),))
         for name in ("num_heads", "batch_first", "causal", "add_zero_attn"):
             self._setting(name, query)

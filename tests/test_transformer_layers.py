@@ -411,6 +411,10 @@ def test_a_query_of_another_width_is_named_as_the_query():
     layer = gc.nn.TransformerEncoderLayer(8, 2, 16, batch_first=True)
     assert_one_line_error(lambda: layer(narrow), "MultiheadAttention 'self_attn': query has "
                           "6 features, the layer takes 8", f)
+    # a query of too many axes is named as the layer's attention too (it was the bare
+    # "MultiheadAttention: query must be ...", the one line of the layer's that said no more)
+    assert_one_line_error(lambda: layer(right[None]), "MultiheadAttention 'self_attn': query "
+                          "must be (L, E) or batched (3-d), got shape (1, 2, 4, 8)", f)
     assert np.asarray(mha(right)[0]).shape == (2, 4, 8)
 
 
