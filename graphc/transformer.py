@@ -95,13 +95,24 @@ def _check_masks(where, attention, query, key, masks):
         _check_mask_shape(where, what, mask, padding if is_padding else attn_mask)
 
 
-def _check_memory_width(where, attention, memory):
-    """A decoder's memory of another width than its cross-attention takes, named as the
-    memory: the attention names it as its key, with a kdim/vdim hint that does not apply to
-    the argument the user passed. (A user's attention module checks its inputs itself.)"""
+def _check_memory(where, attention, tgt, memory):
+    """A decoder's memory that its cross-attention would refuse, named as the memory: the
+    attention names tgt and memory as its query, key and value (of two batch sizes, or one
+    batched and one not), and the memory's other width as its key's, with a kdim/vdim hint
+    that does not apply to the argument the user passed. (A user's attention module checks
+    its inputs itself.)"""
     if getattr(type(attention), "forward", None) is not MultiheadAttention.forward:
         return
-    shape = F._shape(memory)
+    t, shape = tuple(F._shape(tgt)), tuple(F._shape(memory))
+    if len(t) in (2, 3) and len(shape) != len(t):
+        raise GraphcError(f"{where}: tgt {t} and memory {shape} must both be batched (3-d) or "
+                          "both unbatched (2-d)", (user_location(),))
+    batch = 0 if attention.batch_first else 1
+    if len(t) == 3 and t[batch] != shape[batch]:
+        layout = "(N, L, E)" if attention.batch_first else "(L, N, E)"
+        raise GraphcError(f"{where}: tgt {t} and memory {shape} ({layout}, batch_first="
+                          f"{attention.batch_first}) must have one batch size",
+                          (user_location(),))
     for width in (attention.kdim, attention.vdim):  # (the memory is the key and the value)
         if shape and shape[-1] != width:
             raise GraphcError(f"{where}: memory has {shape[-1]} features, the layer takes "
@@ -188,7 +199,7 @@ class TransformerDecoderLayer(_Layer):
         _check_masks(self._where(), self.self_attn, tgt, tgt,
                      (("tgt_mask", tgt_mask, False),
                       ("tgt_key_padding_mask", tgt_key_padding_mask, True)))
-        _check_memory_width(self._where(), self.multihead_attn, memory)
+        _check_memory(self._where(), self.multihead_attn, tgt, memory)
         _check_masks(self._where(), self.multihead_attn, tgt, memory,
                      (("memory_mask", memory_mask, False),
                       ("memory_key_padding_mask", memory_key_padding_mask, True)))

@@ -307,10 +307,11 @@ def test_a_users_attention_gets_the_layers_masks_as_given_and_batch_mismatch_is_
     tgt, memory = np.zeros((3, 5, 4), np.float32), np.zeros((2, 6, 4), np.float32)
     with pytest.raises(gc.GraphcError) as info:
         decoder(tgt, memory, memory_key_padding_mask=np.zeros((2, 6), bool))
+    # (the inputs are blamed, not the mask that fits the memory: named as the layer's tgt and
+    # memory, as its cross-attention would name them its query, key and value)
     assert str(info.value).splitlines()[0] == (
-        "MultiheadAttention 'multihead_attn': query (3, 5, 4), key (2, 6, 4) and value "
-        "(2, 6, 4) ((N, L, E), batch_first=True) must have one batch size, and key and value "
-        "one length")
+        "TransformerDecoderLayer: tgt (3, 5, 4) and memory (2, 6, 4) ((N, L, E), "
+        "batch_first=True) must have one batch size")
 
 
 def test_a_mask_given_as_a_list_or_a_torch_tensor_is_refused_naming_the_argument():
@@ -418,7 +419,7 @@ def test_a_query_of_another_width_is_named_as_the_query():
     assert np.asarray(mha(right)[0]).shape == (2, 4, 8)
 
 
-def test_a_decoder_memory_of_another_width_is_named_as_the_memory():
+def test_a_decoder_memory_its_cross_attention_refuses_is_named_as_the_memory():
     """A TransformerDecoderLayer's memory of the wrong width was reported by its
     cross-attention as "MultiheadAttention 'multihead_attn': key has 6 features, the layer
     takes 8 (kdim/vdim: other widths)": an argument the user did not pass, and a hint that
@@ -441,6 +442,20 @@ def test_a_decoder_memory_of_another_width_is_named_as_the_memory():
                           "memory has 6 features, the layer takes 8", f)
     right = rng.normal(size=(2, 5, 8))
     assert np.asarray(layer(tgt, right)).shape == (2, 3, 8)
+    # so are a memory of another batch size and an unbatched one beside a batched tgt: the
+    # cross-attention named them as its "query (2, 3, 8), key (1, 5, 8) and value ..." and
+    # as "query, key and value must all be batched (3-d) or all unbatched (2-d)"
+    assert_one_line_error(lambda: layer(tgt, right[:1]), "TransformerDecoderLayer: tgt "
+                          "(2, 3, 8) and memory (1, 5, 8) ((N, L, E), batch_first=True) must "
+                          "have one batch size", f)
+    assert_one_line_error(lambda: stack(tgt, right[0]), "TransformerDecoderLayer 'layers.0': "
+                          "tgt (2, 3, 8) and memory (5, 8) must both be batched (3-d) or both "
+                          "unbatched (2-d)", f)
+    sequence_first = gc.nn.TransformerDecoderLayer(8, 2, 16, dtype="float64")
+    assert_one_line_error(lambda: sequence_first(tgt, right), "TransformerDecoderLayer: tgt "
+                          "(2, 3, 8) and memory (2, 5, 8) ((L, N, E), batch_first=False) must "
+                          "have one batch size", f)
+    assert np.asarray(layer(tgt[0], right[0])).shape == (3, 8)  # both unbatched: taken
 
 
 @pytest.mark.parametrize("batch_first, norm_first", [(False, False), (True, True)])
