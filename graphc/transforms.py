@@ -2268,21 +2268,32 @@ def container_kind(value) -> str:
 
 
 def _check_integer_tangent(who, k, primal, tangent):
-    """A Python-int primal is an integer, as JAX's, with no tangent. Before graphc took
-    it as a float, so jvp(lambda x: x * x, (3,), (1,)) was 6; a tangent that is not zero
-    would now be dropped without a word (a tangent of 0), so it is refused, as JAX refuses
-    all but float0 ones. (An integer array's integer tangent is not read, as before.)"""
-    if type(primal) is not int:
+    """An integer or boolean primal (a Python int, an index array) has no tangent, as JAX's
+    (float0). A tangent that is not zero would be dropped without a word, so it is refused,
+    as JAX refuses all but float0 ones: any tangent of a Python int (before graphc took it
+    as a float, jvp(lambda x: x * x, (3,), (1,)) was 6), and a float tangent of an integer
+    or boolean numpy scalar, array or tensor (jvp(f, (np.int64(3),), (1.0,)) dropped the
+    1.0). An integer array's integer tangent is not read, as before (README)."""
+    python_int = type(primal) is int
+    dtype = getattr(primal, "dtype", None)
+    if not python_int and (dtype is None or is_float(dtype)
+                           or np.dtype(dtype).kind not in "biu"):
         return
     if isinstance(tangent, Node):  # traced (under compile or vmap): its value is unknown
         dropped = is_float(tangent.dtype)  # here, so a float one is refused whatever it is
     else:
-        dropped = np.any(np.asarray(tangent.data if isinstance(tangent, Tensor) else tangent)
-                         != 0)
-    if dropped:
+        value = np.asarray(tangent.data if isinstance(tangent, Tensor) else tangent)
+        dropped = (python_int or value.dtype.kind == "f") and np.any(value != 0)
+    if not dropped:
+        return
+    if python_int:
         raise GraphcError(f"{who}: primal {k} is {primal}, an integer with no tangent, but "
                           f"its tangent is not zero; pass a float primal ({float(primal)!r}) "
                           "to differentiate at it", (user_location(),))
+    raise GraphcError(f"{who}: primal {k} is {np.dtype(dtype).name}{list(np.shape(primal))}, "
+                      "which has no tangent (JAX's float0), but its tangent is a float that "
+                      "is not zero; pass zeros, or a float primal to differentiate at it",
+                      (user_location(),))
 
 
 def _describe(dtype_and_shape):
@@ -2310,6 +2321,11 @@ def jvp(fn, primals, tangents, has_aux=False):
     if len(primals) != len(tangents):
         raise GraphcError(f"jvp: {len(primals)} primals but {len(tangents)} tangents",
                           (user_location(),))
+    # a Python float primal's dtype is the primals' own (the float dtype their arrays share,
+    # else float64), never its tangent's: a numpy tangent of another dtype is refused, as
+    # JAX's, where weakly typing the primals and tangents together made jvp(exp, (12.0,),
+    # (np.float16(1),)) all float16 (inf)
+    weak_primals = _as_primals(primals)
     for k, (p, t) in enumerate(zip(primals, tangents)):
         # as JAX: a tangent is a pytree like its primal (None, an empty subtree, where the
         # primal has None), each leaf in its primal's space (same dtype and shape)
@@ -2317,8 +2333,11 @@ def jvp(fn, primals, tangents, has_aux=False):
         t_leaves, t_structure = leaves_and_structure(tangents[k])
         read = []
         for p_leaf, t_leaf in zip(leaves_and_structure(p)[0], t_leaves):
+            # (a Python float as the dtype it is traced as: a pytree's leaf, float64)
+            typed = p_leaf if type(p_leaf) is not float else \
+                weak_primals[k] if p_leaf is p else np.float64(p_leaf)
             try:
-                p_type = _dtype_and_shape(p_leaf)
+                p_type = _dtype_and_shape(typed)
             except GraphcError:  # a torch primal: refused as grad's, naming the argument
                 refuse_foreign_argument(f"jvp of {function_name(fn)}", fn, primals)
                 raise
@@ -2332,9 +2351,11 @@ def jvp(fn, primals, tangents, has_aux=False):
                                   "shape, as JAX does",
                                   (user_location(),))
             if p_type and t_type and p_type != t_type:
+                weak = (f" (the Python float {p_leaf!r}: the float dtype the primals' arrays "
+                        "share, else float64)") if typed is not p_leaf else ""
                 raise GraphcError(f"jvp: tangent {k} is {_describe(t_type)} but its primal is "
-                                  f"{_describe(p_type)}; pass a tangent of the primal's dtype "
-                                  "and shape", (user_location(),))
+                                  f"{_describe(p_type)}{weak}; pass a tangent of the "
+                                  "primal's dtype and shape", (user_location(),))
         if any(r is not t_leaf for r, t_leaf in zip(read, t_leaves)):
             tangents[k] = unflatten(t_structure, read)
     tangents = tuple(tangents)

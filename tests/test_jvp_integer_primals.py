@@ -42,3 +42,30 @@ def test_a_tangent_dict_may_list_its_keys_in_another_order():
     with pytest.raises(gc.GraphcError, match=r"tangent 0 does not match its primal: keys "
                                              r"\['a'\] where a dict with keys \['a', 'b'\] is"):
         gc.jvp(fn, (primal,), ({"a": a},))
+
+
+def test_a_numpy_integer_primal_refuses_a_float_tangent_that_is_not_zero():
+    """A Python int's nonzero tangent was refused, but a numpy integer scalar's float tangent
+    was dropped without a word: jvp(f, (x, np.int64(2)), (dx, 1.0)) gave the tangent of dx
+    alone. JAX takes only float0 tangents for integer primals; a float tangent that is not
+    zero is refused in one line naming the primal, zeros (and integer tangents, not read)
+    are taken as before, by jvp and by linearize's f_jvp."""
+    x, dx = np.array([0.5, -1.0, 2.0]), np.array([1.0, 2.0, 3.0])
+    want = dx[2] * x + x[2] * dx
+    for n in (np.int64(2), np.int32(2)):
+        for dn in (1.0, -0.5):
+            with pytest.raises(gc.GraphcError, match=r"^jvp: primal 1 is int(64|32)\[\], which "
+                                                     r"has no tangent \(JAX's float0\), but its "
+                                                     r"tangent is a float that is not zero"):
+                gc.jvp(lambda x, n: x[n] * x, (x, n), (dx, dn))
+        for dn in (0.0, 0, n.dtype.type(5)):
+            _, t = gc.jvp(lambda x, n: x[n] * x, (x, n), (dx, dn))
+            np.testing.assert_allclose(t, want)
+    _, f_jvp = gc.linearize(lambda x, n: x[n] * x, x, np.int64(2))
+    np.testing.assert_allclose(f_jvp(dx, 0.0), want)
+    with pytest.raises(gc.GraphcError, match=r"^linearize: f_jvp: primal 1 is int64\[\], "
+                                             r"which has no tangent"):
+        f_jvp(dx, 1.0)
+    # a boolean primal too
+    with pytest.raises(gc.GraphcError, match=r"primal 1 is bool\[\], which has no tangent"):
+        gc.jvp(lambda x, b: gc.where(b, x, 0.0), (x, np.bool_(True)), (dx, 1.0))

@@ -191,3 +191,33 @@ def test_review_r15_a_namedtuple_where_the_tree_differs_takes_its_article():
     with pytest.raises(gc.GraphcError, match=r"keys \['c'\] where a dict with keys \['a', "
                                              r"'b'\] is\n"):
         gc.jvp(lambda d: d["a"] * d["b"], ({"a": one, "b": one},), ({"c": one},))
+
+
+def test_a_python_float_primal_keeps_its_dtype_whatever_its_tangent():
+    """The primals and tangents were weakly typed together, so a numpy tangent decided a
+    Python float primal's dtype: jvp(exp, (12.0,), (np.float16(1),)) ran in float16 and gave
+    inf for exp(12) = 162754.79. The primal's dtype decides (the float dtype the primals'
+    arrays share, else float64), and a numpy tangent of another dtype is refused, as JAX
+    refuses it ("primal and tangent arguments to jax.jvp do not match"); a Python float
+    tangent takes the primal's dtype."""
+    with pytest.raises(gc.GraphcError, match=r"^jvp: tangent 0 is float16\[\] but its primal "
+                                             r"is float64\[\] \(the Python float 12\.0"):
+        gc.jvp(gc.exp, (12.0,), (np.float16(1),))
+    y, t = gc.jvp(gc.exp, (12.0,), (1.0,))
+    assert y.dtype == t.dtype == np.float64
+    np.testing.assert_allclose((y, t), (np.exp(12.0), np.exp(12.0)), rtol=1e-12)
+    y, t = gc.jvp(gc.exp, (12.0,), (np.float64(2.0),))
+    np.testing.assert_allclose(t, 2 * np.exp(12.0), rtol=1e-12)
+    # beside a float32 array the Python float is float32: an np.float32 tangent fits it
+    w = np.array([1.0, 2.0], np.float32)
+    y, t = gc.jvp(lambda a, s: a * gc.exp(s), (w, 2.0), (np.zeros(2, np.float32),
+                                                        np.float32(1.0)))
+    assert t.dtype == np.float32
+    np.testing.assert_allclose(t, w * np.float32(np.exp(2.0)), rtol=1e-6)
+    with pytest.raises(gc.GraphcError, match=r"tangent 1 is float16\[\] but its primal is "
+                                             r"float32\[\]"):
+        gc.jvp(lambda a, s: a * s, (w, 2.0), (w, np.float16(1.0)))
+    # a Python float inside a pytree is a float64, as it is traced
+    with pytest.raises(gc.GraphcError, match=r"tangent 0 is float16\[\] but its primal is "
+                                             r"float64\[\]"):
+        gc.jvp(lambda d: gc.exp(d["a"]), ({"a": 12.0},), ({"a": np.float16(1)},))
