@@ -91,9 +91,13 @@ def _jacfwd(fn, argnums, has_aux, who):
             # out_axes=None for it), not traced again
             pushed, aux = vmap(column, out_axes=(0, None))(_basis(x))
             leaves, out_structure = leaves_and_structure(pushed)
-            # (x.size, *out_shape) -> (*out_shape, *x.shape)
+            # (x.size, *out_shape) -> (*out_shape, *x.shape); an integer or boolean output
+            # (jvp's tangent: integer zeros) has float zeros of x's dtype, where JAX gives
+            # float0 zeros, which numpy lacks: integer ones passed for a count's derivative
             columns.append([F.reshape(F.transpose(t, tuple(range(1, t.ndim)) + (0,)),
-                                      tuple(t.shape[1:]) + tuple(x.shape)) for t in leaves])
+                                      tuple(t.shape[1:]) + tuple(x.shape)) if is_float(t.dtype)
+                            else F.zeros(tuple(t.shape[1:]) + tuple(x.shape), x.dtype)
+                            for t in leaves])
         per_output = []
         for k in range(len(columns[0])):
             tree = unflatten(in_structure, [col[k] for col in columns])

@@ -118,6 +118,30 @@ def test_bad_arguments_are_refused_with_one_line():
         gc.jacrev(lambda x: x, argnums=2)(x)
 
 
+def test_jacfwd_of_an_integer_output_is_float_zeros_of_the_input_dtype():
+    """An integer or boolean output has no derivative: JAX's jacfwd gives it float0 zeros
+    (jacrev refuses it, above). jacfwd gave integer zeros (jvp's tangent of it), an int64
+    'derivative' of an argmax; it gives zeros of the input's float dtype, shape
+    output.shape + input.shape, eagerly and compiled, the float output's Jacobian unchanged."""
+    x = np.array([0.5, 1.5, -2.0], np.float32)
+
+    def f(x):
+        return x * 3.0, gc.argmax(x), gc.cast(x, "int32"), x > 1.0
+
+    for jacfwd in (gc.jacfwd(f), gc.compile(gc.jacfwd(f))):
+        dense, argmax, cast, mask = jacfwd(x)
+        np.testing.assert_array_equal(dense, 3.0 * np.eye(3, dtype=np.float32))
+        for got, shape in ((argmax, (3,)), (cast, (3, 3)), (mask, (3, 3))):
+            assert got.dtype == np.float32 and got.shape == shape
+            np.testing.assert_array_equal(got, np.zeros(shape, np.float32))
+    # per input leaf: each Jacobian leaf takes its own input's dtype
+    jac = gc.jacfwd(lambda a, b: gc.argmax(a) + gc.argmax(b), argnums=(0, 1))(
+        x, np.array([1.0, 2.0]))
+    assert (jac[0].dtype, jac[0].shape, jac[1].dtype, jac[1].shape) == \
+        (np.float32, (3,), np.float64, (2,))
+    assert not jac[0].any() and not jac[1].any()
+
+
 def test_hessian_names_itself_in_the_messages_of_its_jacobians():
     # hessian is jacfwd(jacrev(fn)): a differentiated number used as a Python value was told
     # "jacfwd takes no static_argnums", an int output "jacrev: ... has no Jacobian"
