@@ -77,9 +77,10 @@ class _ConstantLR(float):
 
 
 def constant(lr: float):
-    """A constant learning rate, checked as a number lr= is: a negative or NaN one (which
-    SGD(lr=-0.1) refuses) reached the optimiser unchecked through this wrapper."""
-    return _ConstantLR(_schedule_non_negative("constant: lr", lr))
+    """A constant learning rate, checked as a number lr= is (_learning_rate): a negative or
+    NaN one (which SGD(lr=-0.1) refuses) reached the optimiser unchecked through this
+    wrapper."""
+    return _ConstantLR(_learning_rate("constant: lr", lr, "a finite number >= 0"))
 
 
 def linear_warmup(peak: float, warmup: int):
@@ -372,7 +373,20 @@ def multistep(init_value: float, milestones, gamma: float = 0.1):
         counts[m] = counts.get(m, 0) + 1
     # (>= 0 as every schedule's lr: a negative one was refused as piecewise_constant's scale)
     gamma = _schedule_non_negative("multistep: gamma", gamma)
-    return piecewise_constant(init_value, {m: gamma ** c for m, c in counts.items()})
+    init = _schedule_non_negative("multistep: init_value", init_value)
+    # the last milestone's lr, init * gamma ** (milestones), must be a float: gamma=1e200 at a
+    # milestone given twice was float pow's raw OverflowError here, and at two milestones an
+    # lr of inf from then on (torch's MultiStepLR: an OverflowError at that step)
+    reached = sum(counts.values())
+    try:
+        finite = math.isfinite(init * gamma ** reached)
+    except OverflowError:
+        finite = False
+    if not finite:
+        raise GraphcError(f"multistep: gamma={gamma!r} at {reached} milestones takes the "
+                          f"learning rate past float64's range ({init!r} * {gamma!r} ** "
+                          f"{reached})", (user_location(),))
+    return piecewise_constant(init, {m: gamma ** c for m, c in counts.items()})
 
 
 def polynomial_decay(init_value: float, end_value: float, power: float,
@@ -690,12 +704,36 @@ class ReduceLROnPlateau:
 
 
 def _as_schedule(lr, what="lr"):
+    """A learning rate as the schedule the updates call: a schedule (a function of the step
+    count) as it is, a number as constant()'s, checked by the same rule (_learning_rate)."""
     if callable(lr):
         return lr
-    if is_real(lr) and math.isfinite(lr) and lr >= 0:
-        return constant(lr)
-    raise GraphcError(f"{what} must be a number >= 0 or a schedule (a function of the step "
-                      f"count), got {lr!r}", (user_location(),))
+    return _ConstantLR(_learning_rate(what, lr, "a number >= 0 or a schedule (a function of "
+                                                "the step count)"))
+
+
+def _learning_rate(what, lr, wanted) -> float:
+    """A number learning rate as a float: one rule for constant(), every optimiser's lr and
+    optax's learning_rate, where constant() took a 0-d array and True, which SGD(lr=...)
+    refused. A number setting by _real's rule (torch's: a 0-d real array or tensor too, read
+    once, as torch's optimisers take a tensor lr), finite and >= 0, but not a bool: lr=True
+    is a slip, not 1.0. An int past float64's range (10**400) was float()'s raw
+    OverflowError; each is one line naming `what`, saying it must be `wanted`."""
+    boolean = isinstance(lr, (bool, np.bool_)) or str(getattr(lr, "dtype", "")) in (
+        "bool", "torch.bool")
+    try:
+        number = None if boolean else F._as_number(lr)
+    except OverflowError:
+        _fail(f"{what} must be {wanted}, got {_past_float64(lr)}")
+    if number is None or not (math.isfinite(number) and number >= 0):
+        _fail(f"{what} must be {wanted}, got {lr!r}"[:300])
+    return number
+
+
+def _past_float64(value) -> str:
+    """An int too large for a float (float() raises OverflowError), for a message: its
+    digit count, not its hundreds of digits."""
+    return f"an integer of {len(str(abs(int(value))))} digits, past float64's range"
 
 
 # ---- clipping -------------------------------------------------------------------------------
@@ -706,12 +744,19 @@ def global_norm(grads):
     of no gradient (torch's clip_grad_norm_ of none)."""
     grads, lifted = _lift_tree(grads)  # (a Python number leaf was "'float' object has no
     # attribute 'dtype'"; numpy leaves gave an eager Tensor, clip_by_global_norm an array)
-    norm = _global_norm(grads)
+    norm = _global_norm(grads, "global_norm")
     return _unlift(norm) if lifted else norm
 
 
-def _global_norm(grads):
-    leaves = [g for g in _leaves(grads) if g is not None]
+def _global_norm(grads, who):
+    leaves, _, names = flatten(grads)
+    for g, name in zip(leaves, names):
+        # (an integer or boolean leaf was refused by the op inside, 'sum_squares(i64[2]):
+        # sum_squares of int64 values', naming neither `who` nor the leaf; torch's
+        # clip_grad_norm_ refuses one too)
+        if g is not None and not is_float(g.dtype):
+            _refuse_gradient_dtype(who, name, g.dtype, None)
+    leaves = [g for g in leaves if g is not None]
     if not leaves:  # no gradient at all (a loss that reads no parameter): 0, as torch's
         return F.full((), 0.0, "float32")  # clip_grad_norm_ over parameters without .grad
     # one sum_squares per dtype over all its leaves (accumulated in float64): in a compiled
@@ -752,7 +797,7 @@ def clip_by_global_norm(grads, max_norm: float):
         number = _real("clip_by_global_norm: max_norm", max_norm)
         max_norm = max_norm if kept else number
     grads, lifted = _lift_tree(grads)
-    norm = _global_norm(grads)
+    norm = _global_norm(grads, "clip_by_global_norm")
     if kept:
         max_norm = F.cast(max_norm, norm.dtype)
     factor = F.minimum(max_norm / (norm + 1e-6), 1.0)
@@ -870,7 +915,7 @@ class Optimizer:
             current.lr = value
             return
         if name == "lr":
-            value = _as_schedule(value)
+            value = _as_schedule(value, f"{type(self).__name__}: lr")
         elif name == "clip_norm":
             value = _clip_norm(name, value)
         elif name in type(self).flag_settings:  # (amsgrad adds or drops a slot: a new
@@ -2327,8 +2372,12 @@ def _real(what, value):
     0-d array or tensor of any real dtype, bfloat16 too, taken as torch's optimisers take
     them); one GraphcError line naming it otherwise, not float()'s TypeError or ValueError
     (nor a string float() would take). The rule here refused True and a bfloat16 0-d
-    array, which the layers took: one rule now."""
-    return F._number(what, value)
+    array, which the layers took: one rule now. (A learning rate, which refuses a bool, is
+    _learning_rate's.)"""
+    try:
+        return F._number(what, value)
+    except OverflowError:  # (float() of an int such as 10**400: a raw OverflowError)
+        _fail(f"{what} must be a finite number, got {_past_float64(value)}")
 
 
 def _betas(name, betas):
@@ -2451,8 +2500,9 @@ def _refuse_gradient_dtype(who, name, dtype, p_dtype):
     """One line naming parameter `name`, whose gradient has a dtype that is not
     floating-point (`p_dtype`: its parameter's, where known)."""
     its = "" if p_dtype is None else f", its parameter {p_dtype}"
-    raise GraphcError(f"{who}: the gradient of parameter {name!r} has dtype {dtype}{its}; a "
-                      "gradient must be floating-point", (user_location(),))
+    whose = f" of parameter {name!r}" if name else ""  # (a bare array: global_norm(g))
+    raise GraphcError(f"{who}: the gradient{whose} has dtype {dtype}{its}; a gradient must be "
+                      "floating-point", (user_location(),))
 
 
 def _unheld_dtype(x):

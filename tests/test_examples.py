@@ -207,7 +207,7 @@ _REFUSED = [
                                              ">= 1, got 0"),
     pytest.param("digits_mlp.py", ["--batch-size", "5000"],
                  "error: a batch of 5000 is more than the 1438 training images", marks=_SKLEARN),
-    pytest.param("digits_cnn.py", ["--lr", "-1"], "error: lr must be a number >= 0",
+    pytest.param("digits_cnn.py", ["--lr", "-1"], "error: Adam: lr must be a number >= 0",
                  marks=_SKLEARN),
     ("memory_budget.py", ["--rounds", "0"], "argument --rounds: expected a whole number >= 1"),
     ("memory_budget.py", ["--config", "huge"], "argument --config: invalid choice: 'huge'"),

@@ -1176,7 +1176,8 @@ def test_constant_and_multistep_gamma_check_their_numbers_as_lr_does():
               r"^constant: lr must be a finite number >= 0, got -0.1\n"),
              (lambda: optim.constant(float("nan")),
               r"^constant: lr must be a finite number >= 0, got nan\n"),
-             (lambda: optim.constant("a"), r"^constant: lr must be a number, got 'a'"),
+             (lambda: optim.constant("a"), r"^constant: lr must be a finite number >= 0, "
+                                           r"got 'a'"),
              (lambda: optim.SGD(lr=optim.constant(-0.1)), r"^constant: lr must be"),
              (lambda: optim.multistep(0.1, [1], -0.5),
               r"^multistep: gamma must be a finite number >= 0, got -0.5\n")]
@@ -1194,3 +1195,64 @@ def test_constant_and_multistep_gamma_check_their_numbers_as_lr_does():
     np.testing.assert_allclose(new["w"], p.detach().numpy(), rtol=1e-15)
     assert optim.constant(0.1) == 0.1 and optim.constant(0)(5) == 0.0
     assert optim.multistep(1.0, [2], 0.0)(2) == 0.0  # gamma 0, as torch's, is taken
+
+
+def test_learning_rates_follow_one_rule_and_overflows_are_one_line():
+    """SGD(lr=True) and SGD(lr=np.asarray(0.1)) were refused while constant() took both (two
+    rules); a 0-d array or tensor lr is taken as torch takes a tensor lr, a bool refused
+    everywhere. lr=10**400 was float()'s raw OverflowError, multistep(gamma=1e200) at a
+    milestone given twice float pow's, and global_norm of integer leaves named the op
+    inside ('sum_squares(i64[2])'): each is one line naming the call and the argument."""
+    # a 0-d array lr: one SGD step is torch's at lr=0.1
+    p = torch.nn.Parameter(torch.tensor([1.0, -2.0], dtype=torch.float64))
+    p.grad = torch.tensor([0.5, 3.0], dtype=torch.float64)
+    torch.optim.SGD([p], lr=torch.tensor(0.1, dtype=torch.float64)).step()
+    for opt in (optim.SGD(lr=np.asarray(0.1)), optim.SGD(lr=optim.constant(np.asarray(0.1)))):
+        assert opt.lr == 0.1
+        new, _ = opt.update({"w": np.array([0.5, 3.0])}, opt.init({"w": np.array([1.0, -2.0])}),
+                            {"w": np.array([1.0, -2.0])})
+        np.testing.assert_allclose(new["w"], p.detach().numpy(), rtol=1e-15)
+    updates, _ = optim.sgd(np.asarray(0.5)).update({"w": np.array([2.0])},
+                                                  optim.sgd(0.5).init({"w": np.zeros(1)}))
+    np.testing.assert_array_equal(updates["w"], [-1.0])
+
+    def set_lr(value):
+        optim.SGD(lr=0.1).lr = value
+
+    big = "got an integer of 401 digits, past float64's range"
+    cases = [(lambda: optim.SGD(lr=True), r"^SGD: lr must be a number >= 0 or a schedule "
+                                          r"\(a function of the step count\), got True\n"),
+             (lambda: optim.SGD(lr=np.asarray(True)), r"^SGD: lr must be .*, got array\(True\)"),
+             (lambda: optim.Adam(lr=torch.tensor(True)), r"^Adam: lr must be .*got tensor"),
+             (lambda: set_lr(np.bool_(True)), r"^SGD: lr must be a number >= 0"),
+             (lambda: optim.constant(True), r"^constant: lr must be a finite number >= 0, "
+                                            r"got True\n"),
+             (lambda: optim.sgd(True), r"^gc.optim.sgd: learning_rate must be .*, got True"),
+             (lambda: optim.SGD(lr=10 ** 400), rf"^SGD: lr must be .*, {big}\n"),
+             (lambda: optim.constant(10 ** 400), rf"^constant: lr must be .*, {big}\n"),
+             (lambda: optim.adam(10 ** 400), rf"^gc.optim.adam: learning_rate .*, {big}\n"),
+             (lambda: optim.SGD(lr=0.1, momentum=10 ** 400),
+              rf"^SGD: momentum must be a finite number, {big}\n"),
+             (lambda: optim.multistep(0.1, [5, 5], gamma=1e200),
+              r"^multistep: gamma=1e\+200 at 2 milestones takes the learning rate past "
+              r"float64's range \(0.1 \* 1e\+200 \*\* 2\)\n"),
+             (lambda: optim.multistep(1.0, [5, 10], gamma=1e200), r"^multistep: gamma=1e\+200 "
+                                                                  r"at 2 milestones"),
+             (lambda: optim.multistep(-1.0, [5], gamma=0.5),
+              r"^multistep: init_value must be a finite number >= 0, got -1.0\n"),
+             (lambda: optim.global_norm({"w": np.array([1.0]), "n": np.array([1, 2])}),
+              r"^global_norm: the gradient of parameter 'n' has dtype int64; a gradient must "
+              r"be floating-point\n"),
+             (lambda: optim.global_norm(np.array([True])),
+              r"^global_norm: the gradient has dtype bool; a gradient must be floating-point\n"),
+             (lambda: optim.clip_by_global_norm({"a": {"b": np.arange(3)}}, 1.0),
+              r"^clip_by_global_norm: the gradient of parameter 'a.b' has dtype int64")]
+    for make, message in cases:
+        with pytest.raises(gc.GraphcError, match=message) as info:
+            make()
+        assert "test_optim_extra.py" in str(info.value).splitlines()[1]
+    # what they still take: multistep's torch values, the global norm of float leaves
+    assert [optim.multistep(0.1, [2, 2, 4], gamma=0.5)(k) for k in (1, 2, 4)] == \
+        [0.1, 0.1 * 0.25, 0.1 * 0.125]
+    np.testing.assert_allclose(optim.global_norm({"a": np.array([3.0]), "b": np.array([4.0]),
+                                                  "c": None}), 5.0)

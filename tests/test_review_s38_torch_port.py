@@ -422,12 +422,14 @@ def test_a_linear_holding_the_table_in_graphcs_layout_shares_it():
 def test_a_0d_tensor_lr_gets_the_lr_message():
     """A 0-d tensor as the lr (graphc's or torch's) is iterable by type, so it was taken for
     torch's parameters and got the .bind() message, where before this session it got the
-    lr's own. Now a 0-d value is an lr, checked as one; a numpy number still is one."""
-    for lr, shown in ((gc.tensor(np.float32(0.1)), r"Tensor\(0.1\)"),
-                      (torch.tensor(0.1), r"tensor\(0.1000\)")):
-        with pytest.raises(GraphcError, match=r"^lr must be a number >= 0 or a schedule "
+    lr's own. Now a 0-d value is an lr, checked as one (session 51: and taken, read once,
+    as torch takes a tensor lr and constant() took one); a numpy number still is one."""
+    for lr, shown in ((gc.tensor(np.float32(-0.1)), r"Tensor\(-0.1\)"),
+                      (torch.tensor(-0.1), r"tensor\(-0.1000\)")):
+        with pytest.raises(GraphcError, match=r"^SGD: lr must be a number >= 0 or a schedule "
                                               rf".*, got {shown}"):
             gc.optim.SGD(lr)
+        assert gc.optim.SGD(-lr).lr == np.float32(0.1)
     assert gc.optim.SGD(np.float32(0.5)).lr == 0.5
 
 
