@@ -214,6 +214,44 @@ def test_one_index_array_among_basic_indices_under_vmap_and_its_errors():
                           "boolean-mask indexing has a data-dependent shape", "test_arrays.py")
 
 
+@pytest.mark.parametrize("dtype", [np.int8, np.uint8, np.int16, np.uint16, np.uint32,
+                                   np.uint64])
+def test_an_index_array_of_any_integer_dtype_is_numpys(dtype):
+    """numpy indexes with every integer dtype; graphc refused int8, uint8, int16, uint16 and
+    uint64 arrays ('dtype int8 is not supported') in x[idx], x[:, idx] and gc.take: they are
+    widened to int64 (uint64 past int64's largest refused in one line)."""
+    idx = np.array([[2, 0], [1, 2]], dtype)
+    for key in ((idx,), (slice(None), idx), (0, slice(None), idx)):
+        np.testing.assert_array_equal(gc.tensor(X)[key], X[key])
+        np.testing.assert_array_equal(gc.compile(lambda a: a[key])(X), X[key])
+        expected = np.zeros_like(X)
+        np.add.at(expected, key, 1.0)
+        np.testing.assert_array_equal(gc.grad(lambda a: gc.sum(a[key]))(X), expected)
+    np.testing.assert_array_equal(gc.take(X, idx), np.take(X, idx, axis=0))
+    if dtype == np.uint64:
+        assert_one_line_error(lambda: gc.tensor(X)[np.array([2**63 + 1], dtype)],
+                              "index 9223372036854775809 (uint64) does not fit in int64",
+                              "test_arrays.py")
+
+
+def test_a_tuple_inside_the_index_is_an_index_array_and_a_none_in_a_list_is_refused():
+    """x[:, (0, 1)] was refused ('unsupported index (0, 1) of type tuple') where numpy takes
+    the inner tuple as an index array; x[[0, None]] said 'does not fit in int64' where numpy
+    says which indices are valid; a list of traced values given to segment_sum or take was
+    'a symbolic value cannot be turned into a numpy array'."""
+    for key in ((slice(None), (0, 3, 3)), (1, ((0, 1), (2, 3))), ((2, 0),)):
+        np.testing.assert_array_equal(gc.tensor(X)[key], X[key])
+        np.testing.assert_array_equal(gc.compile(lambda a: a[key])(X), X[key])
+    for bad in ([0, None], [[1], [None]]):
+        assert_one_line_error(lambda: gc.tensor(X)[bad], f"{bad!r}: only integers, slices (:), "
+                              "ellipsis (...), None and integer or boolean arrays are valid "
+                              "indices", "test_arrays.py")
+    for call in (lambda: gc.compile(lambda a, s: gc.segment_sum(a, [s, 0, s], 2))(X, 1),
+                 lambda: gc.compile(lambda a, s: gc.take(a, [s, 0]))(X, 1)):
+        assert_one_line_error(call, "an index list holding traced values: stack it into one "
+                              "index array (gc.stack([k, 2]))", "test_arrays.py")
+
+
 def test_a_ragged_index_list_is_one_line_at_the_users_line():
     """Review r12 of b5d9b62: x[:, [[0, 1], [2]]] (now taken beside other indices), x[ragged]
     and Embedding(ragged) were numpy's ValueError ("setting an array element with a

@@ -930,6 +930,8 @@ def getitem(x, key):
     # range it is refused as an int is, not clamped as a run-time scalar is)
     key = tuple(int(k) if isinstance(k, np.ndarray) and k.ndim == 0 and k.dtype.kind in "iu"
                 else k for k in key)
+    # a tuple inside the index tuple is an index array to numpy (x[:, (0, 1)] is x[:, [0, 1]])
+    key = tuple(list(k) if isinstance(k, tuple) else k for k in key)
     if builtins.any(isinstance(k, (bool, np.bool_, np.timedelta64)) for k in key):
         # (True is an int: it indexed row 1 where numpy adds an axis; a timedelta64 is an
         # np.integer to numpy's type tree, which numpy refuses as an index, as a time)
@@ -943,8 +945,7 @@ def getitem(x, key):
     # as it does on the others (JAX: x[i] and x[:, i] both clamp a traced i)
     if builtins.any(isinstance(k, (list, tuple)) and holds_values(k, traced_only=True)
                     for k in key):
-        _fail("an index list holding traced values: stack it into one index array "
-              "(x[gc.stack([k, 2])])")
+        _fail(f"{_TRACED_LIST} (x[gc.stack([k, 2])])")
     if len(key) == 1 and not isinstance(key[0], (int, np.integer, slice, type(None),
                                                  type(Ellipsis))) \
             and not _is_scalar_index(key[0]):
@@ -1241,18 +1242,35 @@ def _pieces(x, shape, axis, bounds):
 
 
 # ---- gathers --------------------------------------------------------------------------------
+_TRACED_LIST = "an index list holding traced values: stack it into one index array"
+
+
 def _index_operand(idx):
     """A Python or numpy integer (or a list of them) as an index array: indices are not weak
-    scalars, which would take the table's float dtype."""
+    scalars, which would take the table's float dtype. A numpy integer array of a dtype
+    graphc has no tensors of (int8 ... uint64: numpy indexes with every one) is widened to
+    int64, a uint64 index past int64's largest refused."""
     if is_int(idx) or isinstance(idx, (list, tuple)):
+        if not is_int(idx) and holds_values(idx, traced_only=True):  # (np.asarray's message
+            # named no remedy)
+            _fail(f"{_TRACED_LIST} (gc.stack([k, 2]))")
         try:
             array = np.asarray(idx)
         except ValueError:  # numpy's own error, no line of the user's: rows of other lengths
             _fail(f"an index list must be rectangular (an array's rows of one length), got "
                   f"{idx!r}"[:160])
-        if array.dtype == object:  # 2**70 fits no index type
-            _fail(f"an index in {idx!r} does not fit in int64")
-        return array.astype(np.int64) if array.size == 0 else array  # [] is no float64 index
+        if array.dtype == object:
+            if builtins.all(is_int(v) for v in array.reshape(-1)):  # 2**70 fits no index type
+                _fail(f"an index in {idx!r} does not fit in int64")
+            # ([0, None]: numpy's IndexError, where the object array met take's dtype check)
+            _fail(f"{idx!r}: only integers, slices (:), ellipsis (...), None and integer or "
+                  "boolean arrays are valid indices"[:200])
+        idx = array.astype(np.int64) if array.size == 0 else array  # [] is no float64 index
+    if isinstance(idx, np.ndarray) and idx.dtype.kind in "iu" \
+            and idx.dtype not in (np.int32, np.int64):
+        if idx.dtype == np.uint64 and idx.size and idx.max() > np.iinfo(np.int64).max:
+            _fail(f"index {idx.max()} (uint64) does not fit in int64, graphc's index type")
+        idx = idx.astype(np.int64)
     return idx
 
 
