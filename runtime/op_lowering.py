@@ -169,6 +169,8 @@ _RECORDS = [
     Lowering("scatter_add", jit_emit=E.jit_scatter_add, jit_kernel="scatter_add_rows",
              reason="without numba: np.add.at into a zeroed result (embedding gradients) has "
                     "no out= form"),
+    Lowering("check_index", reason="a comparison of the index array's extremes, then its "
+                                   "copy; its library implementation raises numpy's message"),
     Lowering("argsort", reason="a stable sort (np.argsort, kind='stable') has no out= form; "
                                "its library implementation allocates the index array"),
     Lowering("dropout_mask", reason="draws from a generator seeded by its operand on every "

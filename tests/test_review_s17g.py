@@ -363,15 +363,17 @@ def test_vmap_of_take_and_scatter_add_refuses_an_index_out_of_range():
     # with a batched table, each example's indices were offset into one stacked table, so
     # an index past its own rows read (or wrote) a neighbouring example's rows silently:
     # index 4 of 4 rows gave the next example's row 0, -5 the last example's last row.
-    # Unbatched, take and scatter_add refuse such an index; batched now too
+    # Unbatched, take and scatter_add refuse such an index; batched now too, naming the
+    # value and the example's rows (session 51: not an int64-min placeholder of 8 rows)
     table = np.arange(24.0).reshape(2, 4, 3)
-    for bad in ([[4], [0]], [[-5], [0]], [[0], [9]]):
+    for bad, value in (([[4], [0]], 4), ([[-5], [0]], -5), ([[0], [9]], 9)):
         idx = np.array(bad)
-        with pytest.raises(gc.GraphcError, match="out of"):
+        message = f"index {value} is out of bounds for axis 0 of size 4"
+        with pytest.raises(gc.GraphcError, match=message):
             gc.vmap(gc.take)(table, idx)
-        with pytest.raises(gc.GraphcError, match="out of range"):
+        with pytest.raises(gc.GraphcError, match=message):
             gc.compile(gc.vmap(gc.take))(table, idx)
-        with pytest.raises(gc.GraphcError, match="out of range"):
+        with pytest.raises(gc.GraphcError, match=message):
             gc.vmap(lambda u, i: gc.scatter_add(u, i, 4))(np.ones((2, 1, 3)), idx)
     # in range, negative ones included, as before
     idx = np.array([[3, -1], [-4, 0]], np.int32)

@@ -920,8 +920,8 @@ def pad_slice(g, shape, starts, stops, steps):
 
 def getitem(x, key):
     """Basic indexing (ints, slices: a negative step on a concrete axis is a reversed
-    gather, None, ...) plus one integer index array (a list too) on any axis, a gather
-    whose axes numpy places (_gather_among). A run-time integer scalar (a 0-d integer
+    gather, None, ...) plus integer index arrays (a list too) on any axes, one gather whose
+    axes numpy places (_gather_among; several arrays are numpy's pairing). A run-time integer scalar (a 0-d integer
     tensor) may index any axis, as in JAX: a window of one at that position
     (dynamic_slice: a negative index counts from the end, one out of range is clamped)."""
     if not isinstance(key, tuple):
@@ -952,6 +952,9 @@ def getitem(x, key):
         index = _index_operand(key[0])  # (a list read once: a ragged one refused in a line)
         if _dtype(index) == np.dtype("bool"):
             _fail("boolean-mask indexing has a data-dependent shape; use graphc.where")
+        if isinstance(index, SymbolicValue) and isinstance(_shape(x)[0], int):
+            # (numpy's message with the index's value: the compiled gather's names neither)
+            index = check_index(index, _shape(x)[0], 0)
         return take(x, index)
     shape = _shape(x)
     n_real = len([k for k in key if k is not None and k is not Ellipsis])
@@ -966,8 +969,8 @@ def getitem(x, key):
     else:
         key = key + (slice(None),) * (len(shape) - n_real)
     arrays = [j for j, k in enumerate(key) if _is_index_array(k)]
-    if len(arrays) == 1:
-        return _gather_among(x, key, arrays[0])
+    if arrays:
+        return _gather_among(x, key, arrays)
     starts, stops, steps, out_shape, dynamic, reversed_axes = [], [], [], [], [], []
     axis = 0
     for k in key:
@@ -1002,8 +1005,6 @@ def getitem(x, key):
         elif _is_scalar_index(k):
             starts.append(0), stops.append(d), steps.append(1)
             dynamic.append((axis, k))
-        elif _is_index_array(k):  # (two or more: one alone was gathered above)
-            _refuse_index_array(k)
         else:
             _fail(f"unsupported index {k!r} of type {type(k).__name__}")
         axis += 1
@@ -1015,40 +1016,86 @@ def getitem(x, key):
     return reshape(out, tuple(out_shape))
 
 
-def _gather_among(x, key, at):
-    """x[key] where key[at] is the one index array among basic indices (key has one entry
-    per axis of x, Nones beside): the basic indices applied with that axis kept whole, then
-    a gather along it. Its axes go where numpy puts them: in the array's place when the
-    advanced indices (the array and any ints, run-time scalars included) stand together,
-    first when a slice or None parts them (x of (2, 3, 4): x[0, :, [0, 1]] is (2, 3))."""
-    idx = _index_operand(key[at])  # (a list read once: a ragged one refused in a line)
-    if _dtype(idx) == np.dtype("bool"):
+def _gather_among(x, key, ats):
+    """x[key] where key[at] for each `at` of ats is an index array among basic indices (key
+    has one entry per axis of x, Nones beside): the basic indices applied with those axes
+    kept whole, then one gather. Several arrays are numpy's pairing: they broadcast, and
+    the gather reads a table of those axes flattened into one at the flat index
+    (ravel_multi_index's sum of each index times its stride). The broadcast axes go where
+    numpy puts them: in the arrays' place when the advanced indices (the arrays and any
+    ints, run-time scalars included) stand together, first when a slice or None parts them
+    (x of (2, 3, 4): x[0, :, [0, 1]] is (2, 3), x[[0, 1], :, [0, 1]] is (2, 3))."""
+    idxs = [_index_operand(key[at]) for at in ats]  # (a list read once: a ragged one refused)
+    if builtins.any(_dtype(idx) == np.dtype("bool") for idx in idxs):
         _fail("boolean-mask indexing has a data-dependent shape; use graphc.where")
-    of_x = builtins.sum(1 for k in key[:at] if k is not None)  # the axis of x it indexes
-    size = _shape(x)[of_x]
-    if not isinstance(idx, SymbolicValue) and isinstance(size, int):
-        # (the gather below runs on that axis moved first: its message would name axis 0)
-        known = np.asarray(_index_operand(idx))
+    if len(ats) > 1:
+        try:
+            np.broadcast_shapes(*(_shape(idx) for idx in idxs))
+        except ValueError:  # (numpy's words)
+            _fail("shape mismatch: indexing arrays could not be broadcast together with "
+                  "shapes " + " ".join(str(tuple(_shape(idx))) for idx in idxs))
+    shape = _shape(x)
+    sizes = []
+    for n, at in enumerate(ats):
+        of_x = builtins.sum(1 for k in key[:at] if k is not None)  # the axis of x it indexes
+        size = shape[of_x]
+        sizes.append(size)
+        if not isinstance(size, int):
+            if len(ats) > 1:  # (the flat index's strides would be symbolic values)
+                _fail(f"several index arrays need concrete sizes on the axes they index; "
+                      f"axis {of_x} is {size}: declare it concrete in polymorphic_shapes, or "
+                      "gather one axis at a time with gc.take")
+            continue
+        if isinstance(idxs[n], SymbolicValue):
+            # refused at run time on x's axis: the gather below runs on that axis moved first
+            # (its message named that table), and a flat index would carry an index past
+            # one axis into the next one's rows
+            idxs[n] = check_index(idxs[n], size, of_x)
+            continue
+        known = np.asarray(idxs[n])
         if known.dtype.kind in "iu" and known.size and (known.min() < -size
                                                         or known.max() >= size):
             bad = known.min() if known.min() < -size else known.max()
             _fail(f"index {bad} is out of bounds for axis {of_x} of size {size}")
-    basic = getitem(x, key[:at] + (slice(None),) + key[at + 1:])
+    whole = tuple(slice(None) if j in ats else k for j, k in enumerate(key))
+    basic = getitem(x, whole)
 
     def axes_made(part):  # the output axes a run of basic indices makes (an int makes none)
         return builtins.sum(1 for k in part if k is None or isinstance(k, slice))
 
-    axis = axes_made(key[:at])  # the kept axis, in basic
+    kept = [axes_made(whole[:at]) for at in ats]  # the kept axes, in basic
     advanced = [j for j, k in enumerate(key)
-                if j == at or isinstance(k, (int, np.integer)) or _is_scalar_index(k)]
+                if j in ats or isinstance(k, (int, np.integer)) or _is_scalar_index(k)]
     together = advanced == list(range(advanced[0], advanced[-1] + 1))
     place = axes_made(key[:advanced[0]]) if together else 0
     nd = _ndim(basic)
-    gathered = take(transpose(basic, [axis] + [i for i in range(nd) if i != axis]), idx)
-    k = _ndim(gathered) - (nd - 1)  # the index array's axes, leading
-    rest = list(range(k, k + nd - 1))
+    table = transpose(basic, kept + [i for i in range(nd) if i not in kept])
+    flat = idxs[0]
+    if len(ats) > 1:
+        table = reshape(table, (int(np.prod(sizes)),) + _shape(table)[len(ats):])
+        flat = _flat_index(idxs, sizes)
+    gathered = take(table, flat)
+    k = _ndim(gathered) - (nd - len(ats))  # the broadcast index axes, leading
+    rest = list(range(k, _ndim(gathered)))
     order = rest[:place] + list(range(k)) + rest[place:]
     return transpose(gathered, order) if order != sorted(order) else gathered
+
+
+def _flat_index(idxs, sizes):
+    """The index into axes of `sizes` flattened (C order) that the index arrays `idxs`
+    (broadcast together, each in range) address: ravel_multi_index, a negative index first
+    counted from its axis's end. int64 (a product of sizes may pass int32's range)."""
+    flat = None
+    for idx, size in zip(idxs, sizes):
+        if isinstance(idx, SymbolicValue) or hasattr(idx, "dtype") and \
+                not isinstance(idx, np.ndarray):
+            idx = cast(idx, "int64")
+            idx = where(less(idx, 0), add(idx, np.int64(size)), idx)
+        else:
+            idx = np.asarray(idx, np.int64)
+            idx = np.where(idx < 0, idx + size, idx)
+        flat = idx if flat is None else add(mul(flat, np.int64(size)), idx)
+    return flat
 
 
 def reverse_axis(x, axis: int):
@@ -1066,15 +1113,6 @@ def _is_index_array(k) -> bool:
     """An index array numpy takes as advanced indexing: a list, an array, a tensor of 1+ axes."""
     return isinstance(k, (list, np.ndarray)) or (
         hasattr(k, "dtype") and hasattr(k, "shape") and len(k.shape) >= 1)
-
-
-def _refuse_index_array(k):
-    """Refuse numpy's pairing of several index arrays (x[i, j]; one alone is gathered)."""
-    if _dtype(k) == np.dtype("bool"):
-        _fail("boolean-mask indexing has a data-dependent shape; use graphc.where")
-    _fail("several index arrays in one index (numpy pairs them up) are not supported "
-          "(graphc gathers with one index array, on any axis, beside ints, slices, None and "
-          "...); gather one axis at a time with gc.take or gc.take_along_axis")
 
 
 def _is_scalar_index(k) -> bool:
@@ -1272,6 +1310,12 @@ def _index_operand(idx):
             _fail(f"index {idx.max()} (uint64) does not fit in int64, graphc's index type")
         idx = idx.astype(np.int64)
     return idx
+
+
+def check_index(idx, length, axis):
+    """idx, refused at run time where an index lies outside [-length, length) of `axis`
+    (named in the message: the user's axis of the value the index array indexes)."""
+    return apply("check_index", idx, length=int(length), axis=int(axis))
 
 
 def take(table, idx):

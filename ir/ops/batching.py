@@ -218,15 +218,13 @@ def clamp_unless_kept(idx, rows, size, batched=True):
 def batch_offsets(idx, rows, size, check=True):
     """Indices of batched idx (B, ...) into a table whose B blocks of `rows` rows are stacked:
     example b's index i becomes b * rows + i (negative indices counted from its block's end).
-    check: an index outside its own block ([-rows, rows)) becomes one out of range of the
-    whole table, so that the gather or scatter refuses it as it does unbatched, where it
-    read or wrote a neighbouring example's rows (False: indices known to be in range)."""
+    check: an index outside its own block ([-rows, rows)) is refused (check_index: its value
+    and the example's rows, as unbatched), where it read or wrote a neighbouring example's
+    rows (False: indices known to be in range)."""
     shape = F._shape(idx)
     dtype = F._dtype(idx)
-    inside = None
-    if check and isinstance(rows, int):
-        lowest = np.asarray(-rows if dtype.kind == "i" else 0, dtype)
-        inside = F.logical_and(F.greater_equal(idx, lowest), F.less(idx, np.asarray(rows, dtype)))
+    if check and isinstance(rows, int):  # (refused in the example's own terms: its value
+        idx = F.check_index(idx, rows, 0)  # and its table's rows, not the stacked table's)
     idx = F.where(F.less(idx, 0), F.add(idx, rows), idx)
     if isinstance(rows, int):
         # b * rows for b < size: an arange of step 1, which a symbolic batch size (a
@@ -236,8 +234,4 @@ def batch_offsets(idx, rows, size, check=True):
     else:
         starts = F.arange(0, size * rows, rows, dtype=dtype)
     offsets = F.reshape(starts, (size,) + (1,) * (len(shape) - 1))
-    flat = F.add(idx, offsets)
-    if inside is None:
-        return flat
-    info = np.iinfo(dtype)
-    return F.where(inside, flat, np.asarray(info.min if dtype.kind == "i" else info.max, dtype))
+    return F.add(idx, offsets)

@@ -26,6 +26,24 @@ def _take(table, idx):
     return np.take(table, idx, axis=0)
 
 
+def _check_index_infer(types, length, axis):
+    (idx,) = types
+    check(idx.dtype in INT_DTYPES, f"indices must be integers, got {idx.dtype}")
+    return idx
+
+
+@defop("check_index", _check_index_infer, arity=1)
+def _check_index(idx, length, axis):
+    """idx itself, refused where one index lies outside [-length, length): the run-time
+    check of an index array that getitem gathers with after moving or flattening the axes
+    it indexes (the gather's own refusal would name that table, or pass an index that the
+    flattening carried into a neighbouring row), in numpy's words for the user's axis."""
+    if idx.size and (idx.min() < -length or idx.max() >= length):
+        bad = idx.min() if idx.min() < -length else idx.max()
+        raise IndexError(f"index {bad} is out of bounds for axis {axis} of size {length}")
+    return idx.copy()
+
+
 def _scatter_add_infer(types, rows):
     updates, idx = types
     check(idx.dtype in INT_DTYPES, f"indices must be integers, got {idx.dtype}")
@@ -218,6 +236,12 @@ def _register_batching():
         updates, idx = batch_all([updates, idx], batched, size)
         out = F.scatter_add(updates, batch_offsets(idx, rows, size), size * rows)
         return F.reshape(out, (size, rows) + F._shape(out)[1:])
+
+    @defbatch("check_index")
+    def _check_index_rule(args, batched, size, length, axis):
+        # (an example whose result a batched cond drops is clamped first, as a gather's)
+        return F.check_index(clamp_unless_kept(args[0], length, size, batched[0]), length,
+                             axis)
 
     SHARED_INDEX_OPS.update(("take", "scatter_add"))
     defbatch("one_hot")(broadcasting("one_hot"))
