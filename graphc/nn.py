@@ -2691,7 +2691,8 @@ class LayerNorm(Module):
 
 class RMSNorm(Module):
     """x / sqrt(mean(x**2) + eps) * weight over the trailing `normalized_shape` axes, as
-    torch.nn.RMSNorm (eps=None: the dtype's machine epsilon)."""
+    torch.nn.RMSNorm (eps=None: the machine epsilon of the dtype it is computed in, float32's
+    for a half input)."""
 
     def __init__(self, normalized_shape, eps=None, elementwise_affine=True, dtype="float32"):
         _norm_settings(self, "RMSNorm", normalized_shape, eps, elementwise_affine, None,

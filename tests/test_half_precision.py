@@ -191,3 +191,47 @@ def test_compiled_half_ops_run_float32_kernels_between_casts(dtype):
     (interpreted,) = run(graph, x, w)
     np.testing.assert_allclose(compiled.astype(np.float32), interpreted.astype(np.float32),
                                rtol=float(finfo(dtype).eps), atol=0)
+
+
+@pytest.mark.parametrize("dtype", HALF)
+def test_rms_and_layer_norms_of_half_inputs_are_torchs_bits(dtype):
+    # torch computes both in float32, weight included, and rounds once, taking float32
+    # parameters beside a half input (its mixed-type kernel); its RMS norm's eps=None is
+    # float32's epsilon. graphc's eps=None was half's own (0.032 for 0.001s, torch 0.945),
+    # its half weight was applied after rounding (1 ulp off), and float32 parameters were
+    # refused ("operands must have one dtype")
+    torch = pytest.importorskip("torch", reason="torch (the oracle) is not installed")
+    rng = np.random.default_rng(0)
+    x = rng.normal(scale=[[1e-3], [1.0], [30.0]], size=(3, 64)).astype(np.float32)
+    w32, b32 = rng.normal(size=(2, 64)).astype(np.float32)
+    xh, tdt = gc.tensor(x).astype(dtype), getattr(torch, dtype)
+    xt = torch.tensor(x).to(tdt)
+
+    def same(got, want):
+        assert got.dtype == as_dtype(dtype)
+        np.testing.assert_array_equal(np.asarray(got).astype(np.float32),
+                                      want.detach().float().numpy())
+
+    F = torch.nn.functional
+    for w in (None, w32, w32.astype(as_dtype(dtype))):
+        wt = None if w is None else torch.tensor(w.astype(np.float32)).to(
+            torch.float32 if w.dtype == np.float32 else tdt)
+        same(gc.rms_norm(xh, w), F.rms_norm(xt, (64,), wt))
+        same(gc.compile(lambda a: gc.rms_norm(a, w))(xh), F.rms_norm(xt, (64,), wt))
+    same(gc.layer_norm(xh, w32, b32), F.layer_norm(xt, (64,), torch.tensor(w32),
+                                                   torch.tensor(b32)))
+    same(gc.compile(lambda a: gc.layer_norm(a, w32, b32))(xh),
+         F.layer_norm(xt, (64,), torch.tensor(w32), torch.tensor(b32)))
+    # the layers, float32 as built, given a half input; the gradient reaches the float32
+    # weight in float32
+    for ours, theirs in ((gc.nn.LayerNorm(64), torch.nn.LayerNorm(64)),
+                         (gc.nn.RMSNorm(64), torch.nn.RMSNorm(64))):
+        ours.weight.data[...] = w32
+        with torch.no_grad():
+            theirs.weight.copy_(torch.tensor(w32))
+        same(ours(xh), theirs(xt))
+        grads = gc.grad(lambda p: ours.apply(p, xh).astype("float32").sum())(ours.params())
+        theirs(xt).float().sum().backward()
+        assert grads["weight"].dtype == np.float32
+        np.testing.assert_allclose(grads["weight"], theirs.weight.grad.numpy(), rtol=1e-2,
+                                   atol=1e-2)

@@ -1579,10 +1579,27 @@ def _softmax_op(op, x, axis):
 
 def layer_norm(x, weight=None, bias=None, eps=1e-5):
     """LayerNorm over the last axis (biased variance, as in PyTorch); one fused kernel."""
+    if _half_with_float32(x, weight, bias):  # float32 parameters (autocast's, or a float32
+        # model given a half input): torch's mixed-type kernel, in float32 rounded once; the
+        # op wanted one dtype and refused them ("operands must have one dtype")
+        return _rounded_once(layer_norm, x, *_as_float32(weight, bias), eps)
     n = _shape(x)[-1] if _shape(x) else 1
     weight = ones(n, _dtype(x)) if weight is None else weight
     bias = zeros(n, _dtype(x)) if bias is None else bias
     return apply("layer_norm", x, weight, bias, eps=float(eps))
+
+
+def _half_with_float32(x, *params):
+    """Whether x is half precision and one of `params` (None where absent) is float32."""
+    return is_half(_dtype(x)) and builtins.any(p is not None and _dtype(p) == np.float32
+                                               for p in params)
+
+
+def _as_float32(*params):
+    """Half or float32 `params` (None where absent) in float32 (exact), for a half x computed
+    in float32; any other dtype left for the op to refuse."""
+    return tuple(cast(p, "float32") if p is not None and is_half(_dtype(p)) else p
+                 for p in params)
 
 
 def group_norm(x, num_groups, weight=None, bias=None, eps=1e-5):
@@ -1773,17 +1790,23 @@ def leaky_relu(x, negative_slope=0.01):
 
 def rms_norm(x, weight=None, eps=None):
     """RMSNorm over the last axis: x / sqrt(mean(x**2) + eps) * weight, as torch's
-    F.rms_norm; eps=None is the machine epsilon of x's dtype, as in PyTorch."""
-    eps = float(finfo(_dtype(x)).eps) if eps is None else float(eps)
+    F.rms_norm; eps=None is the machine epsilon of the dtype it is computed in, as in PyTorch:
+    x's, float32's for a half x (computed in float32, weight included, and rounded once)."""
+    if not is_float(_dtype(x)):  # (as group_norm's: finfo's numpy error named neither)
+        _fail(f"rms_norm of {with_article(_dtype(x))} value; cast it to a float type first")
+    half = is_half(_dtype(x))
+    if eps is None:  # torch's: the epsilon of the dtype it computes in, float32 for a half
+        # x (half's own, 1e-3 or 8e-3, outweighed mean(x**2) for |x| < 0.03: 0.032 for 1.0)
+        eps = float(finfo("float32" if half else _dtype(x)).eps)
     n = _shape(x)[-1] if _shape(x) else 1
     if weight is not None and tuple(_shape(weight)) != (n,):  # as layer_norm's (torch's
         # F.rms_norm would normalise over weight's axes; a broadcast weight would not)
         _fail(f"rms_norm: weight must have shape ({n},), got {tuple(_shape(weight))}; "
               "graphc.nn.RMSNorm normalises over several trailing axes")
-    if is_half(_dtype(x)):  # in float32, as torch's: x * x overflows half past |x| = 256
-        y = _rounded_once(rms_norm, x, None, eps)
-    else:
-        y = x * rsqrt(mean(x * x, -1, keepdims=True) + eps)
+    if half:  # in float32, weight included (half or float32), rounded once, as torch's:
+        # x * x overflows half past |x| = 256, and a half product rounded twice (1 ulp off)
+        return _rounded_once(rms_norm, x, *_as_float32(weight), eps)
+    y = x * rsqrt(mean(x * x, -1, keepdims=True) + eps)
     return y if weight is None else y * weight
 
 
