@@ -126,6 +126,11 @@ class _NormBase(Module):
         return (x - mean) * F.rsqrt(var + self._setting("eps", x))
 
 
+def _empty(count):
+    """Whether a count of values (an int, or a Dim with a symbolic batch) is known to be 0."""
+    return not isinstance(count, Dim) and count == 0
+
+
 def _affine_parameters(layer, channels, affine, bias, dtype):
     """The affine weight (ones) and, unless bias=False (torch's keyword), bias (zeros); None
     where absent, as torch's attributes."""
@@ -168,16 +173,20 @@ class _BatchNorm(_NormBase):
         else:
             # values per channel: a Dim with a symbolic batch, known per call
             count = math.prod([shape[0], *shape[2:]])
-            if not holds_when_bound(lambda: count >= 2):  # torch's check wherever it uses
-                # the batch's statistics (track_running_stats=False too): one value's
-                # variance is 0, and the output would be the bias whatever x holds
+            if not holds_when_bound(lambda: count == 0 or count >= 2):  # torch's check
+                # wherever it uses the batch's statistics (track_running_stats=False too):
+                # one value's variance is 0, and the output would be the bias whatever x holds
                 raise GraphcError(f"{name}: expected more than 1 value per channel when "
                                   f"training, got input of shape {shape}", (user_location(),))
             if training and self.running_mean is not None and \
                     self._setting("track_running_stats", x):  # torch's: set False later,
                 # the running statistics stay as they are (and eval() still uses them)
-                moments = F.batch_moments(x)  # (2, C): the batch's mean and biased variance
-                self._update_running(moments[0], moments[1], count)
+                if _empty(count):  # torch's: an empty batch has no statistics to move them
+                    # by (it was refused here), yet counts as a batch
+                    self._update_buffer("num_batches_tracked", self.num_batches_tracked + 1)
+                else:
+                    moments = F.batch_moments(x)  # (2, C): the batch's mean, biased variance
+                    self._update_running(moments[0], moments[1], count)
         weight, bias = self.weight, self.bias
         if weight is not None and half is not None:  # (float32 already under autocast; a
             weight, bias = _cast_affine(weight, bias, dtype)  # half model's not)
@@ -247,10 +256,13 @@ class _InstanceNorm(_NormBase):
         per_channel = (1, full[1]) + (1,) * (len(full) - 2)
         if use_input_stats:
             count = math.prod(full[2:])  # values per sample's channel
-            if not holds_when_bound(lambda: count >= 2):  # torch's _verify_spatial_size
+            if not holds_when_bound(lambda: count == 0 or count >= 2):  # torch's
+                # _verify_spatial_size, which takes none (an empty output) but refuses one
                 raise GraphcError(f"{name}: expected more than 1 spatial element when "
                                   f"training, got input of shape {shape}", (user_location(),))
-            if self.running_mean is not None and self.momentum is not None:
+            if self.running_mean is not None and self.momentum is not None \
+                    and not _empty(full[0] * count):  # (an empty input moves nothing, as
+                # torch's; its statistics were NaN here)
                 # the batch's mean of each sample's statistics, as torch's instance_norm
                 # (momentum=None is 0 there: the running statistics stay as they are)
                 N = full[0]

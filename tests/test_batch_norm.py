@@ -272,3 +272,26 @@ def test_refusals_name_the_layer_and_the_way_out():
     with pytest.raises(gc.GraphcError, match="apply: state do not match the model: missing"):
         bn.apply(bn.params(), x, state={})
     assert int(bn.num_batches_tracked.data) == 0  # nothing half-written
+
+
+@pytest.mark.parametrize("compiled", [False, True], ids=["eager", "compiled"])
+@pytest.mark.parametrize("momentum", [0.1, None])
+@pytest.mark.parametrize("shape", [(0, 3), (0, 3, 4), (4, 3, 0)])
+def test_an_empty_training_batch_counts_but_moves_no_statistic_as_torchs(shape, momentum,
+                                                                          compiled):
+    # torch takes a batch with no values (only one value per channel is refused): an empty
+    # output, the running statistics as they were, num_batches_tracked one more (which a
+    # cumulative average weighs its next batch by). graphc's refused it ("expected more
+    # than 1 value per channel", given 0)
+    ours, theirs = pair("BatchNorm1d", dict(momentum=momentum))
+    ours.running_mean.data[...] = [0.5, -1.0, 2.0]
+    with torch.no_grad():
+        theirs.running_mean.copy_(torch.tensor([0.5, -1.0, 2.0]))
+    x = np.ones(shape)
+    y = gc.compile(lambda a: ours(a))(x) if compiled else ours(gc.tensor(x)).data
+    assert y.shape == tuple(theirs(torch.tensor(x)).shape) == shape
+    assert_same_state(ours, theirs)
+    x = RNG.normal(size=(5, 3))  # the next batch, weighed as torch's
+    np.testing.assert_allclose(np.asarray(ours(gc.tensor(x)).data),
+                               theirs(torch.tensor(x)).detach().numpy(), rtol=1e-12)
+    assert_same_state(ours, theirs)

@@ -183,3 +183,24 @@ def test_refusals_as_torchs():
     tracked = gc.nn.InstanceNorm2d(3, track_running_stats=True, dtype="float64").eval()
     np.testing.assert_allclose(tracked(gc.tensor(np.full((2, 3, 1, 1), 2.0))).data,
                                2.0 / np.sqrt(1 + 1e-5))
+
+
+@pytest.mark.parametrize("shape", [(0, 3, 4), (2, 3, 0)], ids=["no-samples", "no-length"])
+def test_an_empty_input_leaves_the_running_statistics_as_they_were(shape):
+    # torch's InstanceNorm takes an input with no values (it refuses one value per channel
+    # only); with no length it moves no running statistic, as its BatchNorm with an empty
+    # batch, where graphc's refused the input. With no samples torch's become NaN (the mean
+    # of none of the samples' statistics), and so did graphc's: now they stay as they were,
+    # as its BatchNorm's do (README). (Not affine: torch's affine one fails on no samples
+    # with an IndexError of its weight's repeat.)
+    ours, theirs = pair("InstanceNorm1d", dict(track_running_stats=True))
+    x = RNG.normal(size=(2, 3, 4))
+    ours(gc.tensor(x))
+    theirs(torch.tensor(x))
+    before = theirs.running_mean.clone(), theirs.running_var.clone()
+    y = gc.compile(lambda a: ours(a))(np.ones(shape))
+    assert y.shape == tuple(theirs(torch.tensor(np.ones(shape))).shape) == shape
+    with torch.no_grad():
+        theirs.running_mean.copy_(before[0])
+        theirs.running_var.copy_(before[1])
+    assert_same_state(ours, theirs)
