@@ -128,6 +128,28 @@ def test_rms_norm_refuses_a_weight_of_another_shape_as_layer_norm_does():
                                2 * x / np.sqrt((x * x).mean(-1, keepdims=True) + 1e-6))
 
 
+@pytest.mark.parametrize("op,layer", [("layer_norm", "LayerNorm"), ("rms_norm", "RMSNorm")])
+@pytest.mark.parametrize("shape", [(4,), [4], 4, [2, 4]])
+def test_torchs_normalized_shape_argument_is_one_line_naming_the_function(op, layer, shape):
+    """(Session 51) torch's F.layer_norm(x, normalized_shape, weight, bias, eps) called as
+    graphc's (x, weight, bias, eps): the shape was read as a weight ("cannot use a tuple as a
+    tensor operand", rms_norm's "weight must have shape (4,), got (1,)") and, given a weight
+    and a bias too, the bias as eps (numpy's TypeError "only 0-dimensional arrays can be
+    converted to Python scalars", naming no function); a bad eps was float()'s TypeError."""
+    import graphc as gc
+    fn = getattr(gc, op)
+    x, w = np.ones((2, 4)), np.ones(4)
+    line = (f"{op}: weight must be an array, got {shape!r}: graphc's {op} normalises over x's "
+            f"last axis and takes no normalized_shape, torch's second argument (drop it; "
+            f"graphc.nn.{layer} normalises over several trailing axes)")
+    for args in ((shape,), (shape, w, w) if op == "layer_norm" else (shape, w)):
+        with pytest.raises(gc.GraphcError) as info:
+            fn(x, *args)
+        assert str(info.value).splitlines()[0] == line
+    with pytest.raises(gc.GraphcError, match=rf"^{op}: eps must be a number, got 'a'"):
+        fn(x, w, eps="a")
+
+
 # ---- helper 2 (fuzzing the transformations against JAX) -------------------------------------
 def test_transforming_a_compiled_function_then_compiling_keeps_the_transformation():
     """gc.compile(gc.grad(gc.compile(f))) compiled f itself (a scalar, f's value): the

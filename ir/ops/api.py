@@ -1579,6 +1579,8 @@ def _softmax_op(op, x, axis):
 
 def layer_norm(x, weight=None, bias=None, eps=1e-5):
     """LayerNorm over the last axis (biased variance, as in PyTorch); one fused kernel."""
+    _refuse_normalized_shape("layer_norm", weight, "LayerNorm")
+    eps = _number("layer_norm: eps", eps)
     if _half_with_float32(x, weight, bias):  # float32 parameters (autocast's, or a float32
         # model given a half input): torch's mixed-type kernel, in float32 rounded once; the
         # op wanted one dtype and refused them ("operands must have one dtype")
@@ -1587,6 +1589,18 @@ def layer_norm(x, weight=None, bias=None, eps=1e-5):
     weight = ones(n, _dtype(x)) if weight is None else weight
     bias = zeros(n, _dtype(x)) if bias is None else bias
     return apply("layer_norm", x, weight, bias, eps=float(eps))
+
+
+def _refuse_normalized_shape(op, weight, layer):
+    """One line for torch's F.layer_norm(x, normalized_shape, weight, bias, eps) called as
+    graphc's op(x, weight, ...): the shape was read as a weight ("cannot use a tuple as a
+    tensor operand", "weight must have shape (4,), got (1,)") and a weight as eps (numpy's
+    "only 0-dimensional arrays can be converted")."""
+    if is_int(weight) or (isinstance(weight, (tuple, list)) and weight
+                          and builtins.all(is_int(d) for d in weight)):
+        _fail(f"{op}: weight must be an array, got {weight!r}: graphc's {op} normalises over "
+              f"x's last axis and takes no normalized_shape, torch's second argument (drop it; "
+              f"graphc.nn.{layer} normalises over several trailing axes)")
 
 
 def _half_with_float32(x, *params):
@@ -1792,11 +1806,15 @@ def rms_norm(x, weight=None, eps=None):
     """RMSNorm over the last axis: x / sqrt(mean(x**2) + eps) * weight, as torch's
     F.rms_norm; eps=None is the machine epsilon of the dtype it is computed in, as in PyTorch:
     x's, float32's for a half x (computed in float32, weight included, and rounded once)."""
+    _refuse_normalized_shape("rms_norm", weight, "RMSNorm")
+    if eps is not None:
+        eps = _number("rms_norm: eps", eps)
     if not is_float(_dtype(x)):  # (as group_norm's: finfo's numpy error named neither)
         _fail(f"rms_norm of {with_article(_dtype(x))} value; cast it to a float type first")
     half = is_half(_dtype(x))
     if eps is None:  # torch's: the epsilon of the dtype it computes in, float32 for a half
-        # x (half's own, 1e-3 or 8e-3, outweighed mean(x**2) for |x| < 0.03: 0.032 for 1.0)
+        # x (half's own, 1e-3 or 8e-3, outweighed mean(x**2) for |x| < 0.03: the RMS norm
+        # of 0.001s was 0.032 in float16, torch's 0.95)
         eps = float(finfo("float32" if half else _dtype(x)).eps)
     n = _shape(x)[-1] if _shape(x) else 1
     if weight is not None and tuple(_shape(weight)) != (n,):  # as layer_norm's (torch's
