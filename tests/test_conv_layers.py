@@ -323,6 +323,26 @@ def test_a_conv_transpose_of_an_empty_kernel_is_refused_as_torchs():
     assert_one_line_error(lambda: gc.conv_transpose1d(x[:, :, 0], np.zeros((4, 3, 0))),
                           "conv_transpose1d: kernel size must be >= 1, got 0", FILE)
 
+def test_a_conv_transpose_of_an_empty_weight_is_refused_as_torchs():
+    # zero input channels gave a result of the bias alone ((1, 2, 5, 5) here), zero output
+    # channels an empty one, where torch refuses either weight
+    x, b = np.zeros((1, 0, 3, 3)), np.ones(2)
+    for f, tf, x, w, groups in [
+            (gc.conv_transpose2d, TF.conv_transpose2d, x, np.zeros((0, 2, 3, 3)), 1),
+            (gc.conv_transpose1d, TF.conv_transpose1d, x[..., 0], np.zeros((0, 2, 3)), 1),
+            (gc.conv_transpose2d, TF.conv_transpose2d, x, np.zeros((0, 1, 3, 3)), 2),
+            (gc.conv_transpose2d, TF.conv_transpose2d, np.zeros((1, 2, 3, 3)),
+             np.zeros((2, 0, 3, 3)), 1)]:
+        bias = b if w.shape[1] else None
+        with pytest.raises(RuntimeError, match="expected weight to be at least|non-empty"):
+            tf(torch.tensor(x), torch.tensor(w), None if bias is None else torch.tensor(bias),
+               groups=groups)
+        assert_one_line_error(lambda: f(x, w, bias, groups=groups),
+                              f"{f.__name__}: weight {w.shape} is empty: it needs at least "
+                              f"groups={groups} input channels and one output channel per "
+                              "group, as in PyTorch", FILE)
+
+
 # ---- adaptive pooling -------------------------------------------------------------------------
 ADAPTIVE_2D = [1, (1, 1), (3, 4), (None, 3), (7, 5), (9, 13), (2, None), (4, 1), 5, (14, 20)]
 

@@ -94,6 +94,10 @@ def _conv_transpose(name, spatial, x, w, b, stride, padding, output_padding, gro
         _fail(f"{name}: groups must be a positive int, got {groups!r}")
     groups = int(groups)
     cin, cout_g, *kernel = _shape(w)
+    if cin < groups or cout_g == 0:  # torch's rule: no channel to sum over (or none to give)
+        # left a result of the bias alone
+        _fail(f"{name}: weight {tuple(_shape(w))} is empty: it needs at least groups={groups} "
+              "input channels and one output channel per group, as in PyTorch")
     if cin % groups:
         _fail(f"{name}: groups={groups} must divide weight's {cin} input channels")
     cout = cout_g * groups
