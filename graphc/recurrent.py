@@ -170,6 +170,21 @@ class _Recurrent(Module):
 
     reset_parameters = _reset_parameters
 
+    @property
+    def _all_weights(self):
+        """torch's: each layer's, then direction's, parameter names, in torch's order
+        (weight_ih, weight_hh, bias_ih, bias_hh, weight_hr), those the layer has."""
+        kinds = ["weight_ih", "weight_hh"] + (["bias_ih", "bias_hh"] if self.bias else []) \
+            + (["weight_hr"] if self.proj_size else [])
+        return [[f"{kind}{suffix}" for kind in kinds]
+                for layer in range(self.num_layers) for suffix in self._suffixes(layer)]
+
+    @property
+    def all_weights(self):
+        """torch's: a list per layer and direction of its parameters (the layer's own
+        Parameter objects), named as in _all_weights."""
+        return [[getattr(self, name) for name in names] for names in self._all_weights]
+
     def flatten_parameters(self):
         """torch's packs the weights into one cuDNN buffer; graphc's are arrays already, so
         this does nothing (code that calls it, as torch's RNN code often does, runs)."""

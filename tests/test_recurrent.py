@@ -143,6 +143,23 @@ def test_torch_initialisation_bounds():
         assert np.abs(p.data).max() <= 0.25 and p.data.std() > 0.1  # uniform(+-1/sqrt(16))
 
 
+@pytest.mark.parametrize("kind,kw", [(kind, CONFIGS[k]) for kind, k in CASES]
+                         + [("LSTM", {"proj_size": 3, "num_layers": 2, "bidirectional": True}),
+                            ("LSTM", {"proj_size": 2, "bias": False})])
+def test_all_weights_as_torch_s(kind, kw):
+    """torch's all_weights (and _all_weights, its names): per layer, then direction, the
+    layer's [w_ih, w_hh, b_ih, b_hh(, w_hr)]; it was missing (an AttributeError)."""
+    ours, theirs = pair(kind, **kw)
+    assert ours._all_weights == theirs._all_weights
+    assert [len(group) for group in ours.all_weights] == \
+        [len(group) for group in theirs.all_weights]
+    for names, group, their_group in zip(ours._all_weights, ours.all_weights,
+                                         theirs.all_weights):
+        for name, p, q in zip(names, group, their_group):
+            assert p is getattr(ours, name)  # the layer's own Parameter, as torch's
+            np.testing.assert_array_equal(p.data, q.detach().numpy())
+
+
 @pytest.mark.parametrize("kind", ["LSTM", "GRUCell"])
 def test_reset_parameters_and_flatten_parameters_as_torch_s(kind):
     """torch's reset_parameters (every parameter uniform(+-1/sqrt(hidden_size)) again) and
