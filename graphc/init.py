@@ -25,7 +25,7 @@ from scipy import special
 
 from ir.errors import GraphcError, user_location
 from ir.ops import api as F
-from ir.types import is_float, is_int
+from ir.types import finfo, is_float, is_int
 from runtime.eager import Tensor
 
 from . import nn
@@ -48,14 +48,25 @@ def _array(tensor, name):
           f"{type(tensor).__name__}")
 
 
-def _fill(tensor, values, name):
+def _fill(tensor, values, name, exact=False):
     """Write `values` into the tensor's own array (a plan, an optimiser or a Trainer may hold
-    it), rounded to its dtype."""
+    it), rounded to its dtype. exact: values that an integer or bool tensor holds as they
+    are (constant_'s checked value, ones, eye_'s), which torch fills such tensors with."""
     array = _array(tensor, name)
-    if not is_float(array.dtype):  # bfloat16 too, which numpy's issubdtype does not count
-        _fail(f"init.{name}: the tensor is {array.dtype}, not floating point")
+    integral = array.dtype == np.bool_ or np.issubdtype(array.dtype, np.integer)
+    if not (is_float(array.dtype) or exact and integral):  # (is_float: bfloat16 too)
+        _fail(f"init.{name}: the tensor is {array.dtype}, not floating point"
+              + (", integer or bool" if exact else ""))
     array[...] = values
     return tensor
+
+
+def _float_dtype(tensor, name):
+    """The tensor's dtype, refused where it is no floating-point one (a random draw's)."""
+    dtype = _array(tensor, name).dtype
+    if not is_float(dtype):
+        _fail(f"init.{name}: the tensor is {dtype}, not floating point")
+    return dtype
 
 
 def _number(name, what, value) -> float:
@@ -94,7 +105,14 @@ def _calculate_correct_fan(tensor, mode, name):
 
 
 def calculate_gain(nonlinearity: str, param=None) -> float:
-    """torch.nn.init.calculate_gain: the recommended gain for a nonlinearity."""
+    """torch.nn.init.calculate_gain: the recommended gain for a nonlinearity. A leaky_relu
+    slope past 1e154, whose square overflows (torch's OverflowError), gets sqrt(2) / |slope|."""
+    return _gain("calculate_gain", nonlinearity, param, "negative_slope")
+
+
+def _gain(name, nonlinearity, param, what):
+    """calculate_gain, its refusals naming `name` and the slope as `what` (its caller's
+    argument)."""
     linear = ("linear", "conv1d", "conv2d", "conv3d", "conv_transpose1d", "conv_transpose2d",
               "conv_transpose3d")
     if nonlinearity in linear or nonlinearity == "sigmoid":
@@ -109,33 +127,55 @@ def calculate_gain(nonlinearity: str, param=None) -> float:
         elif isinstance(param, (int, float)) and not isinstance(param, bool):
             slope = param
         else:
-            _fail(f"calculate_gain: negative_slope {param!r} is not a valid number")
+            _fail(f"{name}: {what} {param!r} is not a valid number")
+        if abs(slope) > 1e154:  # 1 + slope ** 2 is slope ** 2, which may overflow
+            return math.sqrt(2.0) / abs(slope)
         return math.sqrt(2.0 / (1 + slope ** 2))
     if nonlinearity == "selu":
         return 3.0 / 4
-    _fail(f"calculate_gain: unsupported nonlinearity {nonlinearity!r}")
+    _fail(f"{name}: unsupported nonlinearity {nonlinearity!r}")
 
 
 def uniform_(tensor, a: float = 0.0, b: float = 1.0, generator=None, *, rng=None):
-    """Fill with uniform(a, b) values; a <= b, both finite (torch refuses the rest)."""
-    a, b = _number("uniform_", "a", a), _number("uniform_", "b", b)
+    """Fill with uniform(a, b) values; a <= b, both within the tensor's dtype's range and so
+    is b - a (torch refuses the rest; a float32 tensor was filled with inf past 3.4e38)."""
+    return _uniform(tensor, a, b, generator, rng, "uniform_")
+
+
+def _uniform(tensor, a, b, generator, rng, name):
+    """uniform_, its messages naming `name`: the public function that draws (xavier_*'s)."""
+    a, b = _number(name, "a", a), _number(name, "b", b)
     if not (math.isfinite(a) and math.isfinite(b) and a <= b):  # torch's refusal too
-        _fail(f"init.uniform_: the bounds must be finite with a <= b, got a={a}, b={b}")
-    if not math.isfinite(b - a):  # torch's refusal too (numpy's raw OverflowError)
-        _fail(f"init.uniform_: b - a must be finite, got a={a}, b={b}")
-    gen = _generator(generator, rng, "uniform_")
-    return _fill(tensor, gen.uniform(a, b, _shape(tensor, "uniform_")), "uniform_")
+        _fail(f"init.{name}: the bounds must be finite with a <= b, got a={a}, b={b}")
+    dtype = _float_dtype(tensor, name)
+    largest = float(finfo(dtype).max)
+    if max(-a, b) > largest:  # torch's "from/to is out of bounds for float"
+        _fail(f"init.{name}: the bounds must be within {dtype}'s range (+-{largest:.8g}), as in "
+              f"PyTorch, got a={a}, b={b}")
+    if b - a > largest:  # torch's refusal too (float64's: numpy's raw OverflowError)
+        _fail(f"init.{name}: b - a must be at most {dtype}'s largest value {largest:.8g}, as "
+              f"in PyTorch, got a={a}, b={b}")
+    gen = _generator(generator, rng, name)
+    return _fill(tensor, gen.uniform(a, b, _shape(tensor, name)), name)
 
 
 def normal_(tensor, mean: float = 0.0, std: float = 1.0, generator=None, *, rng=None):
     """Fill with normal(mean, std) values; std >= 0 (as torch) and both finite (torch fills
-    with inf or NaN for a non-finite mean; here it is refused, as a NaN std is)."""
-    mean, std = _number("normal_", "mean", mean), _number("normal_", "std", std)
+    with inf or NaN for a non-finite mean; here it is refused, as a NaN std is). Draws past
+    the dtype's range are inf, as torch's (a float32 tensor with std=1e39)."""
+    return _normal(tensor, mean, std, generator, rng, "normal_")
+
+
+def _normal(tensor, mean, std, generator, rng, name):
+    """normal_, its messages naming `name`: the public function that draws."""
+    mean, std = _number(name, "mean", mean), _number(name, "std", std)
     if not (math.isfinite(mean) and math.isfinite(std) and std >= 0):  # torch's: std >= 0
-        _fail(f"init.normal_: mean must be finite and std finite and >= 0, got mean={mean}, "
+        _fail(f"init.{name}: mean must be finite and std finite and >= 0, got mean={mean}, "
               f"std={std}")
-    gen = _generator(generator, rng, "normal_")
-    return _fill(tensor, gen.normal(mean, std, _shape(tensor, "normal_")), "normal_")
+    _float_dtype(tensor, name)
+    gen = _generator(generator, rng, name)
+    with np.errstate(over="ignore"):  # (inf where a draw overflows the dtype, as torch's)
+        return _fill(tensor, gen.normal(mean, std, _shape(tensor, name)), name)
 
 
 def trunc_normal_(tensor, mean: float = 0.0, std: float = 1.0, a: float = -2.0,
@@ -178,57 +218,94 @@ def trunc_normal_(tensor, mean: float = 0.0, std: float = 1.0, a: float = -2.0,
 
 
 def constant_(tensor, val: float):
-    """Fill with `val`, a number (a 0-d tensor or a bool too, as torch's)."""
-    return _fill(tensor, _number("constant_", "val", val), "constant_")
+    """Fill with `val`, a number (a 0-d tensor or a bool too, as torch's), as torch's fill_:
+    a float tensor takes it rounded (inf and NaN too), one of ints truncated toward zero, a
+    bool one nonzero as True; a finite value past the dtype's range (1e39 in float32, -1 in
+    uint8) and NaN or inf in ints are refused."""
+    number = int(val) if is_int(val) else _number("constant_", "val", val)  # (exact, big)
+    dtype = _array(tensor, "constant_").dtype
+    integral = np.issubdtype(dtype, np.integer)
+    if integral or is_float(dtype):
+        info = np.iinfo(dtype) if integral else finfo(dtype)
+        low, high = (info.min, info.max) if integral else (float(info.min), float(info.max))
+        finite = isinstance(number, int) or math.isfinite(number)
+        if (finite or integral) and not (finite and low <= number <= high):
+            span = f"{low} to {high}" if integral else f"+-{high:.8g}"
+            _fail(f"init.constant_: val {number} does not fit the tensor's {dtype} ({span}), "
+                  "as in PyTorch")
+        if integral:
+            number = math.trunc(number)
+    return _fill(tensor, number, "constant_", exact=True)
 
 
 def zeros_(tensor):
-    return _fill(tensor, 0.0, "zeros_")
+    """Fill with zeros (an integer or bool tensor too, as torch's)."""
+    return _fill(tensor, 0, "zeros_", exact=True)
 
 
 def ones_(tensor):
-    return _fill(tensor, 1.0, "ones_")
+    """Fill with ones (an integer or bool tensor too, as torch's)."""
+    return _fill(tensor, 1, "ones_", exact=True)
 
 
 def xavier_uniform_(tensor, gain: float = 1.0, generator=None, *, rng=None):
     """Glorot: uniform(-bound, bound), bound = gain sqrt(6 / (fan_in + fan_out))."""
-    gain = _number("xavier_uniform_", "gain", gain)  # (here, not as uniform_'s bound)
+    gain = _xavier_gain(gain, "xavier_uniform_")
     fan_in, fan_out = _calculate_fan_in_and_fan_out(tensor, "xavier_uniform_")
     if fan_in + fan_out == 0:  # no elements to fill (torch divides by zero)
         return tensor
     bound = math.sqrt(3.0) * gain * math.sqrt(2.0 / float(fan_in + fan_out))
-    return uniform_(tensor, -bound, bound, generator, rng=rng)
+    return _uniform(tensor, -bound, bound, generator, rng, "xavier_uniform_")
+
+
+def _xavier_gain(gain, name):
+    """xavier_*'s gain, a number, finite and >= 0: a negative or NaN one was refused as
+    uniform_'s bounds or normal_'s std, naming that inner function (torch's too)."""
+    gain = _number(name, "gain", gain)
+    if not (math.isfinite(gain) and gain >= 0):  # (torch's xavier_normal_ fills +-inf at inf)
+        _fail(f"init.{name}: gain must be finite and >= 0, got {gain}")
+    return gain
 
 
 def xavier_normal_(tensor, gain: float = 1.0, generator=None, *, rng=None):
     """Glorot: normal(0, gain sqrt(2 / (fan_in + fan_out)))."""
-    gain = _number("xavier_normal_", "gain", gain)
+    gain = _xavier_gain(gain, "xavier_normal_")
     fan_in, fan_out = _calculate_fan_in_and_fan_out(tensor, "xavier_normal_")
     if fan_in + fan_out == 0:  # no elements to fill (torch divides by zero)
         return tensor
     std = gain * math.sqrt(2.0 / float(fan_in + fan_out))
-    return normal_(tensor, 0.0, std, generator, rng=rng)
+    return _normal(tensor, 0.0, std, generator, rng, "xavier_normal_")
 
 
 def kaiming_uniform_(tensor, a: float = 0, mode: str = "fan_in",
                      nonlinearity: str = "leaky_relu", generator=None, *, rng=None):
     """He: uniform(-bound, bound), bound = sqrt(3) gain / sqrt(fan), the gain
     calculate_gain(nonlinearity, a) and fan the fan_in or the fan_out (`mode`)."""
+    gain = _kaiming_gain(nonlinearity, a, "kaiming_uniform_")
     fan = _calculate_correct_fan(tensor, mode, "kaiming_uniform_")
     if fan == 0:  # torch warns and leaves it
         return tensor
-    bound = math.sqrt(3.0) * calculate_gain(nonlinearity, a) / math.sqrt(fan)
-    return uniform_(tensor, -bound, bound, generator, rng=rng)
+    bound = math.sqrt(3.0) * gain / math.sqrt(fan)
+    return _uniform(tensor, -bound, bound, generator, rng, "kaiming_uniform_")
+
+
+def _kaiming_gain(nonlinearity, a, name):
+    """calculate_gain(nonlinearity, a), its refusals naming kaiming_*: an unknown
+    nonlinearity, a slope `a` that is no number or NaN (uniform_'s NaN bounds before)."""
+    gain = _gain(f"init.{name}", nonlinearity, a, "a")
+    if math.isnan(gain):
+        _fail(f"init.{name}: a (leaky_relu's negative slope) must not be NaN")
+    return gain
 
 
 def kaiming_normal_(tensor, a: float = 0, mode: str = "fan_in",
                     nonlinearity: str = "leaky_relu", generator=None, *, rng=None):
     """He: normal(0, gain / sqrt(fan)), as kaiming_uniform_."""
+    gain = _kaiming_gain(nonlinearity, a, "kaiming_normal_")
     fan = _calculate_correct_fan(tensor, mode, "kaiming_normal_")
     if fan == 0:
         return tensor
-    std = calculate_gain(nonlinearity, a) / math.sqrt(fan)
-    return normal_(tensor, 0.0, std, generator, rng=rng)
+    return _normal(tensor, 0.0, gain / math.sqrt(fan), generator, rng, "kaiming_normal_")
 
 
 def _dims(tensor, name, allowed):
@@ -245,7 +322,7 @@ def eye_(tensor):
     """The identity matrix of a 2-d tensor's shape (ones on the main diagonal), as torch's;
     its transpose is the identity of the transposed shape, so a weight stored transposed
     (Linear's) gets the same layer as torch's."""
-    return _fill(tensor, np.eye(*_dims(tensor, "eye_", (2,))), "eye_")
+    return _fill(tensor, np.eye(*_dims(tensor, "eye_", (2,)), dtype=int), "eye_", exact=True)
 
 
 def dirac_(tensor, groups: int = 1):
@@ -257,12 +334,12 @@ def dirac_(tensor, groups: int = 1):
         _fail(f"init.dirac_: groups must be a positive int that divides dim 0 ({shape[0]}), "
               f"got {groups!r}")
     per_group = shape[0] // int(groups)
-    values = np.zeros(shape)
+    values = np.zeros(shape, int)  # (exact: an integer or bool tensor too, as torch's)
     centre = tuple(size // 2 for size in shape[2:])
     for g in range(int(groups)):
         for d in range(min(per_group, shape[1])):
             values[(g * per_group + d, d) + centre] = 1
-    return _fill(tensor, values, "dirac_")
+    return _fill(tensor, values, "dirac_", exact=True)
 
 
 def sparse_(tensor, sparsity: float, std: float = 0.01, generator=None, *, rng=None):

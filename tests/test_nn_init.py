@@ -4,13 +4,16 @@ distributions' moments on large tensors, orthogonality, seeding, in-place fillin
 import copy
 import math
 import pickle
+import warnings
 
+import ml_dtypes
 import numpy as np
 import pytest
 import torch
 from scipy import stats
 
 import graphc as gc
+from errorcheck import assert_one_line_error
 from graphc.nn import init
 
 
@@ -241,7 +244,9 @@ def test_bad_arguments_are_one_line_errors():
              (lambda: init.normal_(gc.nn.Parameter(np.zeros(3)), generator=np.random.
                                    default_rng(), rng=np.random.default_rng()), "not both"),
              (lambda: init.zeros_([1.0, 2.0]), "expected a graphc tensor"),
-             (lambda: init.ones_(gc.tensor(np.zeros(3, np.int64))), "not floating point"),
+             (lambda: init.uniform_(gc.tensor(np.zeros(3, np.int64))), "not floating point"),
+             (lambda: init.normal_(np.zeros(3, bool)), "init.normal_: the tensor is bool, not "
+              "floating point"),
              (lambda: init.trunc_normal_(gc.nn.Parameter(np.zeros(3)), a=1, b=0),
               "a must not be above b, got a=1.0, b=0.0"),
              (lambda: init.trunc_normal_(gc.nn.Parameter(np.zeros(3)), std=0.0),
@@ -258,10 +263,135 @@ def test_bad_arguments_are_one_line_errors():
               r"init.uniform_: the bounds must be finite with a <= b, got a=1.0, b=0.0"),
              (lambda: init.uniform_(gc.nn.Parameter(np.zeros(3)), 0.0, math.inf), "b=inf"),
              (lambda: init.uniform_(gc.nn.Parameter(np.zeros(3)), -1e308, 1e308),
-              r"init.uniform_: b - a must be finite, got a=-1e\+308, b=1e\+308")]
+              r"init.uniform_: b - a must be at most float64's largest value "
+              r"1.7976931e\+308, as in PyTorch, got a=-1e\+308, b=1e\+308")]
     for make, message in cases:
         with pytest.raises(gc.GraphcError, match=message):
             make()
+
+
+def _torch_or_none(fill):
+    """torch's result of fill() as a numpy array (float64 where it is floating point: numpy
+    holds no torch bfloat16), or None where torch refuses it."""
+    try:
+        result = fill()
+    except (RuntimeError, ValueError, TypeError, OverflowError):
+        return None
+    return (result.double() if result.is_floating_point() else result).numpy()
+
+
+INT_DTYPES = [("int32", torch.int32), ("int64", torch.int64), ("uint8", torch.uint8),
+              ("bool", torch.bool)]
+
+
+@pytest.mark.parametrize("dtype,torch_dtype", INT_DTYPES)
+def test_fills_of_integer_and_bool_tensors_are_torchs(dtype, torch_dtype):
+    """ones_, zeros_, constant_, eye_ and dirac_ fill integer and bool tensors, as torch's
+    (they were refused as 'not floating point'): constant_ truncates toward zero, a bool
+    tensor takes nonzero as True, and a value outside the dtype's range is refused where
+    torch refuses it."""
+    for val in (2.7, -2.7, -0.5, 0, 5, True, 1e20, 255, 256, 2 ** 31 - 1, 2 ** 31, 2 ** 63,
+                math.nan, math.inf, np.float32(-3.9)):
+        want = _torch_or_none(lambda: torch.nn.init.constant_(
+            torch.zeros(3, dtype=torch_dtype), float(val) if isinstance(val, np.generic)
+            else val))
+        if want is None:
+            with pytest.raises(gc.GraphcError, match=f"init.constant_: val .* does not fit "
+                               f"the tensor's {dtype}"):
+                init.constant_(np.zeros(3, dtype), val)
+        else:
+            got = init.constant_(np.zeros(3, dtype), val)
+            assert got.dtype == np.dtype(dtype)
+            np.testing.assert_array_equal(got, want, err_msg=repr(val))
+    t = np.full((2, 3), 7, dtype)  # a graphc tensor, filled in place (one holds no uint8)
+    t = t if dtype == "uint8" else gc.tensor(t)
+    array = t if isinstance(t, np.ndarray) else t.data
+    for fill in ("ones_", "zeros_", "eye_"):
+        assert getattr(init, fill)(t) is t and (t is array or t.data is array)
+        np.testing.assert_array_equal(array, getattr(torch.nn.init, fill)(
+            torch.full((2, 3), 7, dtype=torch_dtype)).numpy())
+    np.testing.assert_array_equal(init.dirac_(np.full((4, 2, 3, 3), 7, dtype), 2),
+                                  torch.nn.init.dirac_(torch.full((4, 2, 3, 3), 7,
+                                                                  dtype=torch_dtype), 2))
+
+
+FLOAT_DTYPES = [(np.float32, torch.float32), (np.float16, torch.float16),
+                (ml_dtypes.bfloat16, torch.bfloat16), (np.float64, torch.float64)]
+
+
+def test_uniform_and_constant_past_a_float_dtypes_range_are_refused_as_torch():
+    """A float32 (float16, bfloat16) tensor's uniform_ bounds or constant_ value past its
+    dtype's range filled inf, where torch refuses them; so does a b - a past it. normal_'s
+    draws past it are inf, as torch's (without numpy's overflow warning)."""
+    for dtype, torch_dtype in FLOAT_DTYPES:
+        name, largest = np.dtype(dtype).name, float(torch.finfo(torch_dtype).max)
+        for a, b in [(-1e39, 1e39), (0.0, 1e39), (-1e39, 0.0), (3e38, 3.4e38), (-3e38, 3e38),
+                     (-6e4, 6e4), (0.0, 65519.0), (0.0, 65504.0), (-1e308, 1e308),
+                     (0.0, largest), (-1.0, 2.0)]:
+            refused = _torch_or_none(lambda: torch.nn.init.uniform_(
+                torch.zeros(4, dtype=torch_dtype), a, b)) is None
+            if refused:
+                with pytest.raises(gc.GraphcError, match=f"init.uniform_: (the bounds must be "
+                                   f"within|b - a must be at most) {name}'s"):
+                    init.uniform_(np.zeros(4, dtype), a, b)
+            else:
+                values = init.uniform_(np.zeros(4, dtype), a, b).astype(np.float64)
+                assert np.isfinite(values).all() and (values >= a).all() and \
+                    (values <= b).all(), (name, a, b)
+        for val in (1e39, 7e4, -7e4, 65504.0, math.inf, -math.inf, math.nan, 3.4e38, 0.1):
+            want = _torch_or_none(lambda: torch.nn.init.constant_(
+                torch.zeros(2, dtype=torch_dtype), val))
+            if want is None:
+                with pytest.raises(gc.GraphcError, match=f"init.constant_: val .* does not "
+                                   f"fit the tensor's {name}"):
+                    init.constant_(np.zeros(2, dtype), val)
+            else:
+                np.testing.assert_array_equal(
+                    init.constant_(np.zeros(2, dtype), val).astype(np.float64),
+                    want, err_msg=f"{name} {val}")
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        values = init.normal_(np.zeros(2000, np.float32), 0.0, 1e39)
+    theirs = torch.nn.init.normal_(torch.zeros(2000), 0.0, 1e39).numpy()
+    # (torch's draws of 16 or more are all inf: its float32 path casts the std to inf)
+    assert np.isinf(values).mean() > 0.5 and np.isinf(theirs).mean() > 0.5
+
+
+@pytest.mark.parametrize("kind", ["xavier_uniform_", "xavier_normal_", "kaiming_uniform_",
+                                  "kaiming_normal_"])
+def test_a_bad_gain_is_refused_naming_the_public_function(kind):
+    """A negative or NaN xavier gain was refused as uniform_'s bounds or normal_'s std, and a
+    kaiming slope that is no number or an unknown nonlinearity as calculate_gain's, naming
+    those inner functions; torch refuses each of them too."""
+    xavier = kind.startswith("xavier")
+    cases = [(-1.0, "gain must be finite and >= 0, got -1.0"),
+             (math.nan, "gain must be finite and >= 0, got nan"),
+             ("x", "gain must be a number, got 'x'")] if xavier else \
+        [(math.nan, "a (leaky_relu's negative slope) must not be NaN"),
+         ("x", "a 'x' is not a valid number")]
+    for value, message in cases:
+        kwargs = {"gain" if xavier else "a": value}
+        with pytest.raises((RuntimeError, ValueError, TypeError)):
+            getattr(torch.nn.init, kind)(torch.zeros(3, 4), **kwargs)
+        assert_one_line_error(lambda: getattr(init, kind)(np.zeros((3, 4)), **kwargs),
+                              f"init.{kind}: {message}", "test_nn_init.py")
+    if xavier:  # a gain of inf: torch's xavier_uniform_ refuses it (its normal_ fills +-inf)
+        assert_one_line_error(lambda: getattr(init, kind)(np.zeros((3, 4)), gain=math.inf),
+                              f"init.{kind}: gain must be finite and >= 0, got inf",
+                              "test_nn_init.py")
+        assert (getattr(init, kind)(np.ones((3, 4)), gain=0.0) == 0).all()  # torch's too
+    else:
+        with pytest.raises(ValueError, match="Unsupported nonlinearity"):
+            getattr(torch.nn.init, kind)(torch.zeros(3, 4), nonlinearity="swish")
+        assert_one_line_error(lambda: getattr(init, kind)(np.zeros((3, 4)),
+                                                          nonlinearity="swish"),
+                              f"init.{kind}: unsupported nonlinearity 'swish'", "test_nn_init.py")
+        # a huge slope: torch's calculate_gain overflows (slope ** 2); the gain is
+        # sqrt(2) / |slope|, and inf gives torch's 0
+        assert init.calculate_gain("leaky_relu", 1e200) == pytest.approx(math.sqrt(2) / 1e200)
+        assert init.calculate_gain("leaky_relu", -1e200) == pytest.approx(math.sqrt(2) / 1e200)
+        assert (getattr(init, kind)(np.ones((3, 4)), a=math.inf) == 0).all()
+        assert (getattr(torch.nn.init, kind)(torch.ones(3, 4), a=math.inf) == 0).all()
 
 
 @pytest.mark.parametrize("kind", ["xavier_uniform_", "xavier_normal_"])
