@@ -147,7 +147,45 @@ def test_pool_layers_take_ceil_mode_and_count_include_pad():
         np.testing.assert_allclose(f(x), theirs(torch.tensor(x)).numpy(), rtol=1e-12)
 
 
-def test_ceil_mode_over_a_symbolic_size_is_refused_unless_stride_1():
+SYMBOLIC_CEIL = [  # (pool, symbolic H, its sizes, kernel, stride, padding, options)
+    ("max", "2*h", (4, 6, 8, 10), 3, 2, 1, {}),
+    ("max", "2*h", (2, 4, 6), 2, 2, 0, {}),
+    ("max", "2*h+1", (3, 5, 7), 3, 2, 1, {"dilation": 2}),
+    ("max", "3*h+1", (4, 7, 10), 3, 3, 1, {}),
+    ("avg", "2*h", (4, 6, 8, 10), 3, 2, 1, {}),
+    ("avg", "2*h", (4, 6, 8), 3, 2, 1, {"count_include_pad": False}),
+    ("avg", "3*h+1", (4, 7, 10), 3, 3, 1, {"count_include_pad": False}),
+    ("avg", "4*h", (4, 8, 12), 3, 2, 0, {})]
+
+
+@pytest.mark.parametrize("pool, spec, sizes, kernel, stride, padding, options", SYMBOLIC_CEIL)
+def test_ceil_mode_over_a_symbolic_size_matches_torch_at_every_size(pool, spec, sizes, kernel,
+                                                                    stride, padding, options):
+    """ceil_mode with a stride over a symbolic height was refused outright; where the stride
+    divides the size's coefficients (2*h by 2) the window count is one polynomial: one plan
+    serves every h, its values and gradients torch's (max and avg, 2-d and 1-d)."""
+    gfn, tfn = getattr(gc, f"{pool}_pool2d"), getattr(TF, f"{pool}_pool2d")
+    call = lambda F, x: F(x, kernel, stride, padding, ceil_mode=True, **options)  # noqa: E731
+    f = gc.compile(gc.value_and_grad(lambda x: gc.sum(gc.sin(call(gfn, x)))),
+                   polymorphic_shapes=(("_", "_", spec, "_"),))
+    g1, t1 = getattr(gc, f"{pool}_pool1d"), getattr(TF, f"{pool}_pool1d")
+    f1 = gc.compile(lambda x: g1(x, kernel, stride, padding, ceil_mode=True, **options),
+                    polymorphic_shapes=(("_", "_", spec),))
+    for size in sizes:
+        x = np.random.default_rng(size).normal(size=(2, 3, size, 5))
+        tx = torch.tensor(x, requires_grad=True)
+        want = torch.sin(call(tfn, tx)).sum()
+        want.backward()
+        value, grad = f(x)
+        np.testing.assert_allclose(value, want.item(), rtol=1e-12)
+        np.testing.assert_allclose(grad, tx.grad.numpy(), rtol=1e-12, atol=1e-12)
+        np.testing.assert_allclose(f1(x[:, :, :, 0]), t1(
+            torch.tensor(x[:, :, :, 0]), kernel, stride, padding, ceil_mode=True,
+            **options).numpy(), rtol=1e-12, atol=1e-12)
+    assert len(f._plans) == len(f1._plans) == 1
+
+
+def test_ceil_mode_over_a_symbolic_size_without_one_polynomial_is_refused():
     f = gc.compile(lambda x: gc.max_pool2d(x, 3, 1, 1, ceil_mode=True),
                    polymorphic_shapes=(("_", "_", "h", "_"),))
     x = np.random.default_rng(2).normal(size=(1, 2, 6, 5))
@@ -155,8 +193,23 @@ def test_ceil_mode_over_a_symbolic_size_is_refused_unless_stride_1():
                                                       ceil_mode=True).numpy())
     f = gc.compile(lambda x: gc.avg_pool2d(x, 3, 2, 1, ceil_mode=True),
                    polymorphic_shapes=(("_", "_", "h", "_"),))
-    assert_one_line_error(lambda: f(x), "avg_pool2d: ceil_mode needs a known height and "
-                          "width (or stride 1), got a symbolic size h", "test_review_s22conv.py")
+    assert_one_line_error(lambda: f(x), "avg_pool2d: ceil_mode has no output size for every "
+                          "value of the symbolic size h (kernel 3, stride 2, padding 1, "
+                          "dilation 1): floor((h) / 2) is no polynomial: it depends on the "
+                          "value of h", "test_review_s22conv.py")
+    # the 1-d pools say it under their own name and settings (they named max_pool2d and
+    # its (1, k) form)
+    f = gc.compile(lambda x: gc.max_pool1d(x, 3, 2, ceil_mode=True),
+                   polymorphic_shapes=(("_", "_", "n"),))
+    assert_one_line_error(lambda: f(x[:, :, :, 0]), "max_pool1d: no output size for every "
+                          "value of the symbolic length n (kernel 3, stride 2, padding 0, "
+                          "dilation 1, ceil_mode True): floor((n-2) / 2) is no polynomial",
+                          "test_review_s22conv.py")
+    f = gc.compile(lambda x: gc.avg_pool1d(x, 5, 1), polymorphic_shapes=(("_", "_", "n"),))
+    assert_one_line_error(lambda: f(x[:, :, :, 0]), "avg_pool1d: no output size for every "
+                          "value of the symbolic length n (kernel 5, stride 1, padding 0, "
+                          "dilation 1, ceil_mode False): whether n-5 >= 0 depends on the "
+                          "value of n", "test_review_s22conv.py")
     assert_one_line_error(lambda: gc.avg_pool2d(gc.tensor(x), 2, ceil_mode=1),
                           "avg_pool2d: ceil_mode must be True or False, got 1",
                           "test_review_s22conv.py")

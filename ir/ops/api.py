@@ -2099,14 +2099,17 @@ def _pool_args(name, x, kernel_size, stride, padding, dilation, ceil_mode):
         span = size + 2 * p - d * (k - 1) - 1  # the room for windows after the first
         overhang = 0
         if ceil_mode and s > 1:  # (at stride 1 it changes nothing)
-            if isinstance(span, Dim):
-                _fail(f"{name}: ceil_mode needs a known height and width (or stride 1), got "
-                      f"a symbolic size {size}")
-            windows = -(-span // s) + 1  # -(-a // b): the ceiling of a / b
-            if (windows - 1) * s >= size + p:  # the last would start in the padding below
-                windows -= 1
-            # (none: _windows says the kernel is larger than the input)
-            overhang = builtins.max(0, (windows - 1) * s - span) if windows > 0 else 0
+            try:  # a symbolic size: where the stride divides its symbols' coefficients
+                # (2*h by 2), the count is one polynomial and the overhang one number
+                windows = floor_div(span + s - 1, s) + 1  # the ceiling of span / s, + 1
+                if (windows - 1) * s >= size + p:  # the last would start in the padding below
+                    windows -= 1
+                # (none: _windows says the kernel is larger than the input)
+                overhang = builtins.max(0, (windows - 1) * s - span) if windows > 0 else 0
+            except InconclusiveDim as exc:
+                _fail(f"{name}: ceil_mode has no output size for every value of the symbolic "
+                      f"size {size} (kernel {k}, stride {s}, padding {p}, dilation {d}): "
+                      f"{exc.message}")
         sides.append((p, p + overhang))
     return kernel, stride, tuple(sides), dilation
 

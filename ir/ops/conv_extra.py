@@ -449,13 +449,19 @@ def _pool1d_args(name, x, kernel_size, stride, padding, dilation, ceil_mode):
     length = _shape(x)[-1]
     span = length + 2 * p - d * (k - 1) - 1  # the room for windows after the first
     # torch's window count: (span / s rounded down, or up in ceil_mode) + 1, less ceil_mode's
-    # last window where it would start in the padding after x
-    windows = 1  # (a symbolic length: the 2-d pool checks it)
-    if isinstance(length, int):
-        windows = (-(-span // s) if ceil_mode is True else span // s) + 1
+    # last window where it would start in the padding after x. A symbolic length: the same
+    # polynomial for every value, or refused here under the 1-d name (the 2-d pool's line
+    # named max_pool2d and the (1, k) settings)
+    try:
+        windows = floor_div(span + s - 1 if ceil_mode is True else span, s) + 1
         if ceil_mode is True and windows > 0 and (windows - 1) * s >= length + p:
             windows -= 1
-    if windows < 1:
+        empty = windows < 1
+    except InconclusiveDim as exc:
+        _fail(f"{name}: no output size for every value of the symbolic length {length} "
+              f"(kernel {k}, stride {s}, padding {p}, dilation {d}, ceil_mode {ceil_mode}): "
+              f"{exc.message}")
+    if empty:
         _fail(f"{name}: the kernel {d * (k - 1) + 1} (dilated) is longer than the padded "
               f"input {length + 2 * p}")
     return (1, k), (1, s), (0, p), (1, d)
