@@ -61,7 +61,9 @@ def _shape(shape, fn):
             is_int(d) and d >= 0 or isinstance(d, Dim) for d in shape):
         F._fail(f"gc.random.{fn}: shape must be a tuple of non-negative integers, got "
                 f"{shape!r}")
-    return tuple(int(d) if is_int(d) else d for d in shape)
+    shape = tuple(int(d) if is_int(d) else d for d in shape)
+    F._check_sizes(f"gc.random.{fn}", shape)  # (n - 5 at n = 3 named the op, random_normal)
+    return shape
 
 
 def _fits(value, shape, fn, name):

@@ -13,7 +13,7 @@ from dataclasses import dataclass
 import numpy as np
 
 from ir.errors import GraphcError, a_type, user_location, with_article
-from ir.graph import Graph, Node
+from ir.graph import Graph, Node, current_graph
 from ir.ops import api as F
 from ir.ops.registry import foreign_array_name, refuse_foreign_array
 from ir.types import (SHORT_NAMES, WIDENED_INPUTS, TensorType, TupleType, as_dim, as_dtype,
@@ -490,13 +490,15 @@ def unchecked_eval_shape(fn, *args):
     """eval_shape without refusing a negative size the result does not hold: the ys of a
     scan of no steps, whose body never runs (eagerly nothing refuses a negative size it
     holds); one in the result is refused as eval_shape's (no (0, -2) ys can be made)."""
-    graph = _shapes_graph(fn, args)
+    graph = _shapes_graph(fn, args, runs=False)
     if any(_negative(o.type) for o in graph.outputs):
         _refuse_negative_sizes(graph)  # (the first, as a step run eagerly would refuse)
     return _specs(graph)
 
 
-def _shapes_graph(fn, args):
+def _shapes_graph(fn, args, runs=True):
+    """fn's graph for eval_shape; runs=False: of a function no call runs (a scan body of no
+    steps), where a negative size made is not refused (Graph.may_not_run)."""
     # a Python float argument is weakly typed, as jax.jit's and gc.compile's
     args = [Spec((), np.dtype(np.float64), weak=True) if type(a) is float else a for a in args]
 
@@ -504,6 +506,7 @@ def _shapes_graph(fn, args):
 
     def shapes_only(*values):  # nothing runs, so a layer's buffer update (BatchNorm in
         # training mode) is dropped, not refused for want of a place to write it
+        current_graph().may_not_run = not runs
         with collect_buffer_updates():
             return called(who, fn, values)  # (fn's own parameters bound, not this wrapper's)
     return trace(functools.update_wrapper(shapes_only, fn, updated=()), *args,  # fn's names

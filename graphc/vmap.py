@@ -185,6 +185,9 @@ class _Region(Region):
     the function reads becomes an input of its own, bound back to that value when the graph
     is batched (ir.ops.registry routes op calls mixing graphs here)."""
 
+    # its nodes run wherever the graph around vmap runs (not a branch a call may not take)
+    may_not_run = False
+
     def __init__(self, name, outer, size):
         super().__init__(name, parent=outer)
         self.size = size

@@ -270,6 +270,12 @@ class Graph(Interpreter):
     While it is being built (`with graph.building()`), and for op calls on its nodes, it is
     the interpreter that `ir.ops.registry.apply` hands op calls to: each adds a node."""
 
+    # whether a call may not run the nodes built into it: a cond's branch or a loop's body
+    # (ir.region.Region), eval_shape's graph of a scan body no step runs (graphc.tracing's
+    # unchecked_eval_shape). ir.ops.api._check_sizes refuses a negative size where it is
+    # made only where it runs
+    may_not_run = False
+
     def __init__(self, name: str = "graph"):
         self.name = name
         self.nodes: list[Node] = []

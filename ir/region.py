@@ -24,6 +24,9 @@ from .ops.registry import SymbolicValue, is_weak_scalar, like_dtype, lift_symbol
 
 class Region(Graph):
     captures_outer = True  # ir.ops.registry.apply: ops mixing outer values come here
+    # a cond's branch or a loop's body: a call may not run it, so a negative size made in it
+    # is refused where it runs (as eagerly), not where it is traced (ir.ops.api._check_sizes)
+    may_not_run = True
 
     def __init__(self, name: str = "region", parent=None):
         super().__init__(name)

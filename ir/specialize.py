@@ -12,7 +12,7 @@ from __future__ import annotations
 from .errors import GraphcError, user_location
 from .graph import Graph
 from .ops.registry import get_op
-from .types import Dim, InconclusiveDim, TensorType, TupleType, holds_dim, substitute
+from .types import Dim, TensorType, TupleType, holds_dim, may_be_negative, substitute
 
 
 def graph_is_symbolic(graph) -> bool:
@@ -169,17 +169,10 @@ def size_checks(graph) -> tuple:
         types = node.type.elements if isinstance(node.type, TupleType) else (node.type,)
         for t in types:
             for axis, d in enumerate(getattr(t, "shape", ())):
-                if isinstance(d, Dim) and d not in seen and _may_be_negative(d):
+                if isinstance(d, Dim) and d not in seen and may_be_negative(d):
                     seen.add(d)
                     checks.append((_what(node), axis, d, node.locs))
     return tuple(checks)
-
-
-def _may_be_negative(d) -> bool:
-    try:
-        return not d >= 0
-    except InconclusiveDim:
-        return True
 
 
 def _what(node) -> str:

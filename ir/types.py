@@ -578,6 +578,15 @@ def has_negative_size(shape) -> bool:
     return any(not isinstance(d, Dim) and d < 0 for d in shape)
 
 
+def may_be_negative(d) -> bool:
+    """Whether some binding of its symbols makes the size `d` negative (`n-5`, `1-b`; not
+    `batch-1`, symbols being at least 1): a size ir.specialize checks at each binding."""
+    try:
+        return not d >= 0
+    except InconclusiveDim:
+        return True
+
+
 def negative_size_error(op: str, locs) -> GraphcError:
     """The one line refusing `op`'s result (full, tri, eye: made from no operands) of a
     negative size, eager run_op's for it: `full() failed: negative dimensions are not

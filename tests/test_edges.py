@@ -1081,15 +1081,14 @@ def test_eye_and_tril_mask_of_a_negative_size_are_refused_as_numpys():
     with pytest.raises(ValueError):
         np.eye(-2)
     for op, make in (("eye", lambda: gc.eye(-2)), ("eye", lambda: gc.eye(3, -1)),
-                     ("eye", lambda: gc.eye(-1, 3, k=1)), ("tri", lambda: gc.tril_mask(-1, 2)),
+                     ("eye", lambda: gc.eye(-1, 3, k=1)), ("tril_mask", lambda: gc.tril_mask(-1, 2)),
                      ("eye", lambda: gc.compile(lambda: gc.eye(-2))()),
                      ("eye", lambda: gc.compile(lambda x: x + gc.eye(3, -2))(np.float32(1))),
                      ("eye", lambda: gc.eval_shape(lambda: gc.eye(-2)))):
         with pytest.raises(gc.GraphcError) as info:
             make()
         line, where = str(info.value).splitlines()
-        assert re.fullmatch(op + r"\(\) failed(| while building the plan): negative "
-                            "dimensions are not allowed", line), line
+        assert line == f"{op}() failed: negative dimensions are not allowed"
         assert "test_edges.py" in where
     assert gc.eye(0).shape == (0, 0) and np.asarray(gc.eye(2, 0)).shape == (2, 0)
     np.testing.assert_array_equal(gc.eye(3, 4, 1), np.eye(3, 4, 1, dtype=np.float32))
@@ -1104,7 +1103,8 @@ def test_a_negative_size_is_refused_in_numpys_words_by_one_helper():
         np.zeros((-3, 4))
     assert str(numpy_info.value) == NEGATIVE_SIZE  # (eager full passes numpy's on)
     for op, make in (("eye", lambda: gc.eye(-2)), ("eye", lambda: gc.eye(2, -1)),
-                     ("tri", lambda: gc.tril_mask(-1, 2)), ("full", lambda: gc.zeros((-3, 4))),
+                     ("tril_mask", lambda: gc.tril_mask(-1, 2)),
+                     ("zeros", lambda: gc.zeros((-3, 4))),
                      ("full", lambda: gc.full((2, -1), 1.0))):
         for run in (make, lambda: gc.eval_shape(make)):
             with pytest.raises(GraphcError) as info:
@@ -1121,15 +1121,15 @@ def test_a_compiled_constant_of_a_negative_size_is_one_line_naming_it():
     folding (passes/fold.py) or from allocating the plan's pool of a negative size."""
     import graphc as gc
     for op, make in (("eye", lambda: gc.eye(3, -1)), ("eye", lambda: gc.eye(-1)),
-                     ("tri", lambda: gc.tril_mask(-1, 2)), ("eye", lambda: gc.eye(-2, 3) * 2),
-                     ("full", lambda: gc.zeros((-2,))), ("full", lambda: gc.zeros((3, -1)))):
+                     ("tril_mask", lambda: gc.tril_mask(-1, 2)),
+                     ("eye", lambda: gc.eye(-2, 3) * 2), ("zeros", lambda: gc.zeros((-2,))),
+                     ("zeros", lambda: gc.zeros((3, -1)))):
         with pytest.raises(gc.GraphcError) as info:
             gc.compile(make)()
         line, where = str(info.value).splitlines()
-        # (eye refuses its sizes where it is called, as eagerly: not while building the plan)
-        assert line == (f"{op}() failed: negative dimensions are not allowed" if op == "eye"
-                        else f"{op}() failed while building the plan: negative dimensions "
-                        "are not allowed")
+        # (each refuses its sizes where it is called, as eagerly: not while building the plan,
+        # naming its op, since s51)
+        assert line == f"{op}() failed: negative dimensions are not allowed"
         assert "test_edges.py" in where
 
 
@@ -1141,17 +1141,68 @@ def test_a_compiled_constant_of_two_negative_sizes_is_refused_not_computed_on():
     import graphc as gc
     x = np.ones(2, np.float32)
     for pipeline, op, fn in (
-            ("default", "full", lambda x: gc.sum(gc.zeros((-2, -3)) + 1) + x),
-            ("default", "full", lambda x: gc.mean(gc.ones((-300, -300))) + x),
-            ("default", "tri", lambda x: gc.sum(gc.cast(gc.tril_mask(-2, -3), "f32")) + x),
-            ("O0", "full", lambda x: gc.sum(gc.zeros((3, -1)) + 1) + x)):
+            ("default", "zeros", lambda x: gc.sum(gc.zeros((-2, -3)) + 1) + x),
+            ("default", "ones", lambda x: gc.mean(gc.ones((-300, -300))) + x),
+            ("default", "tril_mask", lambda x: gc.sum(gc.cast(gc.tril_mask(-2, -3), "f32")) + x),
+            ("O0", "zeros", lambda x: gc.sum(gc.zeros((3, -1)) + 1) + x)):
         with pytest.raises(gc.GraphcError) as info:
             gc.compile(fn, pipeline=pipeline)(x)
         line, where = str(info.value).splitlines()
-        assert line == f"{op}() failed while building the plan: negative dimensions are not allowed"
+        # (since s51 refused where traced, naming the function called: no pass sees it)
+        assert line == f"{op}() failed: negative dimensions are not allowed"
         assert "test_edges.py" in where
         with pytest.raises(gc.GraphcError, match="negative dimensions"):
             fn(x)  # (eager refuses each)
+
+
+def test_each_creator_refuses_a_negative_size_naming_itself_eagerly_and_compiled():
+    """s51 f1 items 1, 2: ones((-3,)) said "full() failed", the op it makes, and tril_mask
+    "tri() failed"; compiled, ones((2, -1)) was an f32[2,-1] value that the next op failed
+    on ("add(f32[2], f32[2,-1]): shapes cannot be broadcast together"), and a lone zeros
+    "full() failed while building the plan". Each creator refuses where it is called, naming
+    itself and the user's line, eagerly, compiled and inside a vmap alike; numpy refuses
+    each (np.arange(-3) is empty, as gc.arange's); a zero size is still a size."""
+    import graphc as gc
+    x = np.ones(2, np.float32)
+    key = gc.random.key(0)
+    creators = {"zeros": gc.zeros, "ones": gc.ones, "full": lambda s: gc.full(s, 2.0),
+                "broadcast_to": lambda s: gc.broadcast_to(np.float32(1), s),
+                "eye": lambda s: gc.eye(*np.atleast_1d(s)),
+                "tril_mask": lambda s: gc.cast(gc.tril_mask(*np.atleast_1d(s)), "float32")}
+    numpys = {"zeros": np.zeros, "ones": np.ones, "full": lambda s: np.full(s, 2.0),
+              "broadcast_to": lambda s: np.broadcast_to(np.float32(1), s),
+              "eye": lambda s: np.eye(*np.atleast_1d(s)),
+              # (np.tri clips a negative size to 0; a lower triangle of ones refuses it)
+              "tril_mask": lambda s: np.tril(np.ones(np.broadcast_to(s, (2,))))}
+    for name, make in creators.items():
+        for shape in (-3, (2, -1)):
+            with pytest.raises((ValueError, TypeError)):
+                numpys[name](shape)
+            for run in (lambda: make(shape), lambda: gc.compile(lambda x: make(shape))(x),
+                        lambda: gc.compile(lambda x: x + make(shape))(x),
+                        lambda: gc.vmap(lambda r: r + make(shape))(x),
+                        lambda: gc.compile(gc.vmap(lambda r: r + make(shape)))(x)):
+                with pytest.raises(GraphcError) as info:
+                    run()
+                line, where = str(info.value).splitlines()
+                assert line == f"{name}() failed: negative dimensions are not allowed"
+                assert "test_edges.py" in where
+        for run in (lambda s: make(s), lambda s: gc.compile(lambda x: make(s))(x)):
+            np.testing.assert_array_equal(run((2, 0)), numpys[name]((2, 0)))
+    for fn, draw in (("normal", lambda s: gc.random.normal(key, s)),
+                     ("uniform", lambda s: gc.random.uniform(key, s)),
+                     ("randint", lambda s: gc.random.randint(key, s, 0, 5))):
+        for shape in (-3, (2, -1)):
+            for run in (lambda: draw(shape), lambda: gc.compile(lambda x: draw(shape))(x)):
+                with pytest.raises(GraphcError, match=rf"^gc\.random\.{fn}: shape must be a "
+                                   "tuple of non-negative integers, got "):
+                    run()
+    for num in (-3, -1):
+        with pytest.raises(GraphcError, match=f"^linspace: num must be a non-negative int, "
+                                              f"got {num}\n"):
+            gc.compile(lambda x: gc.linspace(0, 1, num))(x)
+    for run in (lambda: gc.arange(-3), lambda: gc.compile(lambda x: gc.arange(-3))(x)):
+        np.testing.assert_array_equal(run(), np.arange(-3))
 
 
 def test_eval_shape_refuses_a_negative_size_as_running_does():

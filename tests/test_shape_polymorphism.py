@@ -328,8 +328,8 @@ def test_a_size_negative_for_a_binding_is_one_error_naming_the_line():
     with pytest.raises(GraphcError) as info:
         fn(np.ones((3, 2), np.float32))
     first, where = str(info.value).splitlines()
-    # (the op the user's zeros traced to, though the passes make it a broadcast_to)
-    assert first == "full with n=3: axis 0 has size n-5 = -2; a size cannot be negative"
+    # (the function the user called, though the passes make its full a broadcast_to)
+    assert first == "zeros with n=3: axis 0 has size n-5 = -2; a size cannot be negative"
     assert where.strip().startswith("at tests/test_shape_polymorphism.py:")
     eye = gc.compile(lambda x: gc.eye(x.shape[0] - 5), polymorphic_shapes=(("n", 2),))
     np.testing.assert_array_equal(eye(np.ones((7, 2))), np.eye(2))
@@ -340,6 +340,36 @@ def test_a_size_negative_for_a_binding_is_one_error_naming_the_line():
     with pytest.raises(GraphcError, match=r"^input 'x' with b=2: axis 0 has size -b\+1 = -1; "
                                           "a size cannot be negative"):
         specialize(graph, {"b": 2})
+
+
+def test_a_creators_symbolic_size_negative_for_a_binding_names_the_creator():
+    """s51 f1 item 3: eye(n - 5) traced for every n and called with n = 3 was refused as
+    "tri with n=3: ...", the op eye makes, and zeros((n - 5, 2)) as "full with n=3"; each
+    creator records its sizes for the binding's check (ir.specialize), naming itself. The
+    sizes that are no negative stay what eager (numpy) gives."""
+    key = gc.random.key(0)
+    creators = {"eye": (lambda n: gc.eye(n), lambda n: np.eye(n)),
+                "tril_mask": (lambda n: gc.tril_mask(2, n), lambda n: np.tri(2, n, dtype=bool)),
+                "zeros": (lambda n: gc.zeros((n, 2)), lambda n: np.zeros((n, 2))),
+                "ones": (lambda n: gc.ones((2, n)), lambda n: np.ones((2, n))),
+                "full": (lambda n: gc.full((n,), 2.0), lambda n: np.full((n,), 2.0)),
+                "broadcast_to": (lambda n: gc.broadcast_to(np.float32(3), (n,)),
+                                 lambda n: np.full((n,), 3.0)),
+                "gc.random.normal": (lambda n: gc.random.normal(key, (n,)),
+                                     lambda n: np.asarray(gc.random.normal(key, (n,))))}
+    axis = {"tril_mask": 1, "ones": 1}
+    for name, (make, numpy_) in creators.items():
+        fn = gc.compile(lambda x: make(x.shape[0] - 5), polymorphic_shapes=(("n", 2),))
+        for rows in (7, 5):
+            got = fn(np.ones((rows, 2), np.float32))
+            np.testing.assert_allclose(got, numpy_(rows - 5), rtol=1e-6)
+            assert np.asarray(got).dtype == np.asarray(make(rows - 5)).dtype
+        with pytest.raises(GraphcError) as info:
+            fn(np.ones((3, 2), np.float32))
+        first, where = str(info.value).splitlines()
+        assert first == (f"{name} with n=3: axis {axis.get(name, 0)} has size n-5 = -2; a size "
+                         "cannot be negative")
+        assert where.strip().startswith("at tests/test_shape_polymorphism.py:")
 
 
 @pytest.mark.parametrize("size, negative, zero, positive", [
@@ -373,11 +403,10 @@ def test_a_size_negative_for_a_binding_is_refused_before_a_pass_computes_on_it(
                 with pytest.raises(GraphcError) as info:
                     compiled(x)
                 first, where = str(info.value).splitlines()
-                if size(n) == size(n + 1):  # n-n-1: a concrete -1, which fold refuses
-                    assert first == ("full() failed while building the plan: negative "
-                                     "dimensions are not allowed")
+                if size(n) == size(n + 1):  # n-n-1: a concrete -1, refused where traced
+                    assert first == "zeros() failed: negative dimensions are not allowed"
                 else:
-                    assert first.startswith(f"full with n={n}: axis 0 has size ") and \
+                    assert first.startswith(f"zeros with n={n}: axis 0 has size ") and \
                         first.endswith(f" = {size(n)}; a size cannot be negative"), first
                 assert where.strip().startswith("at tests/test_shape_polymorphism.py:")
             else:

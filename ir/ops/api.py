@@ -22,8 +22,8 @@ import numpy as np
 from ..errors import GraphcError, a_type, user_location, with_article
 from ..types import (Dim, InconclusiveDim, as_dim, as_dtype, broadcast_shapes, finfo,
                      fits_int, floor_div, has_negative_size, holds_when_bound, is_float, is_half,
-                     is_int, is_real, is_real_dtype, negative_size_error, parse_dim,
-                     range_length, unsupported_dtype)
+                     is_int, is_real, is_real_dtype, may_be_negative, negative_size_error,
+                     parse_dim, range_length, unsupported_dtype)
 from . import precision
 from .registry import (SymbolicValue, _called_op, apply, holds_values, innermost_interpreter,
                        input_symbols, is_weak_scalar, refuse_array_container,
@@ -815,6 +815,7 @@ def swapaxes(x, a, b):
 
 def broadcast_to(x, shape):
     shape = _shape_argument(shape, "broadcast_to")  # (np.broadcast_to(x, 2) is (2,) too)
+    _check_sizes("broadcast_to", shape)
     if _shape(x) == shape and not _runs_now(x):
         return x
     return apply("broadcast_to", x, shape=shape)
@@ -2751,9 +2752,10 @@ def dropout(x, rate, seed, training=True, salt=None):
 
 def tril_mask(rows, cols=None, k=0):
     """Boolean lower-triangular mask: True where column <= row + k (the causal mask)."""
-    return apply("tri", rows=_size(rows, "tril_mask: a size"),
-                 cols=_size(rows if cols is None else cols, "tril_mask: a size"),
-                 k=_whole(k, "the diagonal offset k"))
+    rows, cols = _size(rows, "tril_mask: a size"), \
+        _size(rows if cols is None else cols, "tril_mask: a size")
+    _check_sizes("tril_mask", (rows, cols))
+    return apply("tri", rows=rows, cols=cols, k=_whole(k, "the diagonal offset k"))
 
 
 def _last_two(x, name):
@@ -2779,9 +2781,11 @@ def eye(n, m=None, k=0, dtype="float32"):
     n = _size(n, "eye: a size")
     m = n if m is None else _size(m, "eye: a size")
     if has_negative_size((n, m)):
-        # refused here, as numpy's eye refuses it, eagerly and traced alike: the tri op's own
-        # refusal (where it runs, or fold) named tri(), which the user never called
+        # refused here, as numpy's eye refuses it, eagerly and traced alike (in a branch or
+        # loop body too, unlike _check_sizes): the tri op's own refusal (where it runs, or
+        # fold) named tri(), which the user never called
         raise negative_size_error("eye", (user_location(),))
+    _check_sizes("eye", (n, m))  # (a symbolic size: checked per binding, naming eye)
     return cast(logical_and(tril_mask(n, m, k), logical_not(tril_mask(n, m, k - 1))), dtype)
 
 
@@ -2800,6 +2804,32 @@ def _operator_mixin():
     ir/ops/operators.py imports this module."""
     from .operators import OperatorMixin
     return OperatorMixin
+
+
+def _check_sizes(name, shape):
+    """The sizes of the result of `name` (a creator: zeros, full, tril_mask, broadcast_to's
+    shape) refused where one is negative, in numpy's words naming `name` and the user's
+    line, eagerly and in a trace alike: the op's own refusal, where it runs or folds, named
+    full() or tri() ("full() failed" for ones((-3,))), and in a trace the f32[2,-1] value was
+    not refused at all until an op on it failed ("add: shapes cannot be broadcast").
+    Where the graph being built is one a call may not run (a cond's branch, a loop's body:
+    Graph.may_not_run), nothing is refused here, as eagerly such a body never runs (its op
+    refuses it where it runs). A symbolic size some binding makes negative (`n-5`) is
+    recorded in the graph's size_checks, so that ir.specialize's refusal for n = 3 names
+    `name`, not the op it traced to (tri for eye(n - 5))."""
+    graph = innermost_interpreter()
+    while getattr(graph, "parent", None) is not None and not graph.may_not_run:
+        graph = graph.parent  # (a vmap's graph runs where the graph around it does)
+    if getattr(graph, "may_not_run", False):
+        return
+    if has_negative_size(shape):
+        raise negative_size_error(name, (user_location(),))
+    if not hasattr(graph, "size_checks"):  # (eagerly every size is concrete)
+        return
+    recorded = {d for _, _, d, _ in graph.size_checks}
+    graph.size_checks += tuple((name, axis, d, (user_location(),))
+                               for axis, d in enumerate(shape)
+                               if isinstance(d, Dim) and d not in recorded and may_be_negative(d))
 
 
 def _shape_argument(shape, name, size=_size) -> tuple:
@@ -2836,6 +2866,7 @@ def full(shape, value, dtype=None):
     unless `dtype` is given, as numpy's and JAX's, and is broadcast to `shape` (a traced
     one so that its gradient flows)."""
     shape = _shape_argument(shape, "full")
+    _check_sizes("full", shape)
     # a graphc array (traced or eager) fills as an array; another library's (torch's, JAX's)
     # as a number: a 0-d one by its value, any other refused below as not a number
     if isinstance(value, _operator_mixin()):
@@ -2899,12 +2930,16 @@ _NO_DTYPE = _DefaultDtype("float32")
 
 def zeros(shape, *dtype_or_sizes, dtype=_NO_DTYPE):
     dtype = _shape_and_dtype("zeros", shape, dtype_or_sizes, dtype)
-    return full(_shape_argument(shape, "zeros"), 0, dtype)  # (its refusals naming zeros)
+    shape = _shape_argument(shape, "zeros")
+    _check_sizes("zeros", shape)
+    return full(shape, 0, dtype)  # (its refusals naming zeros)
 
 
 def ones(shape, *dtype_or_sizes, dtype=_NO_DTYPE):
     dtype = _shape_and_dtype("ones", shape, dtype_or_sizes, dtype)
-    return full(_shape_argument(shape, "ones"), 1, dtype)
+    shape = _shape_argument(shape, "ones")
+    _check_sizes("ones", shape)
+    return full(shape, 1, dtype)
 
 
 def _shape_and_dtype(name, shape, args, dtype):
