@@ -697,6 +697,33 @@ def test_a_str_size_is_refused_eagerly_and_a_symbolic_one_kept_in_a_trace():
     assert str(gc.spec(("n", "2*n"))) == "f32[n,2*n]"  # (gc.spec's names, eagerly)
 
 
+def test_a_str_size_whose_symbols_cancel_is_that_size_in_a_trace():
+    """s51 f1 item 4: a str size 'n-n' (or 'n - n') in a trace was refused ("zeros: a size
+    must be an int, got 'n-n'"), though it is 0 for every n, as the expression
+    x.shape[0] - x.shape[0] is, and numpy and JAX take a size of 0. It is that number now
+    (polymorphic, and in a plain compile, where it needs no binding); 'n-n-1' is still no
+    size, and eagerly a str size is refused as before."""
+    sizes = lambda v: (gc.zeros(("n-n", 2)), gc.eye("n - n"), gc.arange("n-n+2"),  # noqa
+                       gc.reshape(v[:0], ("n-n", 3)), gc.tril_mask("n-n+1", 2),
+                       gc.zeros((v.shape[0] - v.shape[0], 2)))
+    expected = (np.zeros((0, 2), np.float32), np.eye(0, dtype=np.float32), np.arange(2),
+                np.zeros((0, 3), np.float32), np.tri(1, 2, dtype=bool),
+                np.zeros((0, 2), np.float32))
+    for fn in (gc.compile(sizes, polymorphic_shapes=(("n", 3),)), gc.compile(sizes)):
+        for n in (1, 4):
+            got = fn(np.ones((n, 3), np.float32))
+            for g, want in zip(got, expected):
+                assert np.asarray(g).dtype == want.dtype
+                np.testing.assert_array_equal(np.asarray(g), want)
+    with pytest.raises(GraphcError) as info:
+        gc.trace(lambda v: gc.zeros(("n-n-1", 2)), gc.spec(("n", 3)))
+    assert str(info.value).splitlines()[0] == ("zeros: a size must be an int or a symbolic "
+                                               "size, got 'n-n-1': a dimension is 0 or more, "
+                                               "got -1")
+    with pytest.raises(GraphcError, match="^zeros: a size must be an int, got 'n-n'\n"):
+        gc.zeros(("n-n", 2))  # (eagerly no str is a size, as numpy's)
+
+
 def test_a_str_size_naming_a_symbol_no_input_has_is_refused_naming_the_function():
     """s50 f7 item 2: inside an eager gc.grad or jvp, or a plain compile, no input's axis is
     symbolic, so no call binds a name: eye('n') and eye('n-5') were refused when the graph

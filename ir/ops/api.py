@@ -216,7 +216,9 @@ def _size(value, what="a size"):
             if unbound:
                 _fail(f"{what} {value!r} names {', '.join(sorted(unbound))}, which is not the "
                       "size of any input's axis, so no call binds it")
-            return dim
+        # else its symbols cancel ('n-n' is 0, 'n-n+2' 2): that size for every binding, as
+        # x.shape[0] - x.shape[0] is (a Dim that simplifies to 0); it was refused as no int
+        return dim
     _fail(f"{what} must be an int, got {value!r}")
 
 
