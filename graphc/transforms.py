@@ -24,7 +24,7 @@ from ir.errors import (GraphcError, TracedNumberError, a_type, user_location,
                        user_stacklevel)
 from ir.graph import Node, current_graph
 from ir.ops.registry import (apply, differentiating, foreign_array_name, is_weak_scalar,
-                             like_dtype, lift_symbolic, read_foreign_array,
+                             like_dtype, lift_symbolic, naming_sizes, read_foreign_array,
                              refuse_foreign_array)
 from ir.types import (FLOAT_DTYPES, FLOAT_SCALARS, NUMPY_FLOAT_SCALARS, SHORT_NAMES,
                       WIDENED_INPUTS, Dim, as_dim, is_float, is_int)
@@ -409,6 +409,32 @@ class Compiled:
     def _names(self, count):
         return arg_names(called_function(self.fn)[0], count)
 
+    def _inline_sizes(self, args) -> dict:
+        """{name: size} of the names polymorphic_shapes gives an axis alone (`n`, not `2*n`)
+        for a call inline in a trace: the size of that axis of the argument (a symbolic
+        one where the trace's is), which a str size naming it in fn stands for. A declared
+        shape unlike the argument's binds nothing here (what it would be refused as at a
+        call of its own is left to such a call)."""
+        if self.polymorphic_shapes is None:
+            return {}
+        names, static = {}, self._static(len(args))
+        for i, arg in enumerate(args):
+            if i in static:
+                continue
+            leaves = leaves_and_structure(arg)[0]
+            try:
+                templates = self._leaf_templates(i, arg, len(leaves))
+            except GraphcError:
+                continue
+            for leaf, template in zip(leaves, templates):
+                shape = tuple(getattr(leaf, "shape", ()))
+                if template is None or len(template) != len(shape):
+                    continue
+                for declared, size in zip(template, shape):
+                    if isinstance(declared, Dim) and str(declared) in declared.symbols:
+                        names.setdefault(str(declared), size)
+        return names
+
     def _naming(self, exc, i, count, arg, index) -> GraphcError:
         """A polymorphic shape's mismatch with leaf `index` of argument i, naming the argument
         (the leaf by its path in a pytree argument: `d.a`, as the graph's inputs name it; by
@@ -684,9 +710,11 @@ class Compiled:
         if any(isinstance(x, Node) for x in leaves) or current_graph() is not None:
             # inside a trace (concrete arguments too): fn's nodes go into the graph being
             # traced, as jax.jit inside jit, so fn may read its values (a plan of its own
-            # could not: "operands belong to different graphs"); polymorphic_shapes are
-            # not read there
-            return self.fn(*args)
+            # could not: "operands belong to different graphs"); polymorphic_shapes bind
+            # no symbol there, but a str size naming one is its argument's size
+            # (_inline_sizes: gc.eye('n') under gc.vmap)
+            with naming_sizes(self._inline_sizes(args)):
+                return self.fn(*args)
         self._check_shape_entries(args, passed)
         weak = _weak_floats(args, self._static(len(args)))
         if self.records_on_tape and is_grad_enabled() and \

@@ -372,6 +372,33 @@ def test_a_creators_symbolic_size_negative_for_a_binding_names_the_creator():
         assert where.strip().startswith("at tests/test_shape_polymorphism.py:")
 
 
+def test_a_polymorphic_compiles_str_size_is_its_arguments_size_when_called_inside_a_trace():
+    """s51 f1 item 5: gc.vmap of a polymorphic compile whose function has gc.eye('n') was
+    refused ("eye: a size must be an int, got 'n'"; compiled around it, "names n, which is
+    not the size of any input's axis"): called inside a trace, the compiled function runs
+    inline and its polymorphic_shapes bind no symbol. A name polymorphic_shapes gives an axis
+    is now that axis' size there (concrete, or the trace's symbolic one), so each example's
+    result is the compiled function's own on it, eagerly, compiled and polymorphic around."""
+    def f(x):
+        return (gc.sum(x) + gc.sum(gc.eye("n")) + gc.sum(gc.zeros(("n", 2)) + 1)
+                + gc.sum(gc.arange("2*n")).astype("float32"), gc.reshape(x, ("n", -1)))
+    pf = gc.compile(f, polymorphic_shapes=(("n", 2),))
+    batched = (gc.vmap(pf), gc.compile(gc.vmap(pf)),
+               gc.compile(gc.vmap(pf), polymorphic_shapes=(("b", "m", 2),)))
+    rng = np.random.default_rng(0)
+    for rows in (3, 5):
+        xs = rng.standard_normal((4, rows, 2)).astype(np.float32)
+        for i, x in enumerate(xs):  # (the per-example value by numpy, as the plan's)
+            want = x.sum() + rows + 2 * rows + (2 * rows) * (2 * rows - 1) // 2
+            np.testing.assert_allclose(pf(x)[0], want, rtol=1e-6)
+        for fn in batched:
+            total, rows_back = fn(xs)
+            np.testing.assert_allclose(total, [pf(x)[0] for x in xs], rtol=1e-6)
+            np.testing.assert_array_equal(rows_back, xs)
+    grad = gc.compile(lambda x: gc.grad(lambda y: pf(y)[0])(x))  # (inline under gc.grad too)
+    np.testing.assert_array_equal(grad(np.ones((3, 2), np.float32)), np.ones((3, 2)))
+
+
 @pytest.mark.parametrize("size, negative, zero, positive", [
     (lambda n: n - 5, 3, 5, 7), (lambda n: 2 * n - 7, 3, None, 4),
     (lambda n: (n - 5) * 3, 1, 5, 6), (lambda n: n - n - 1, 4, None, None)])

@@ -26,7 +26,7 @@ from ..types import (Dim, InconclusiveDim, as_dim, as_dtype, broadcast_shapes, f
                      parse_dim, range_length, unsupported_dtype)
 from . import precision
 from .registry import (SymbolicValue, _called_op, apply, holds_values, innermost_interpreter,
-                       input_symbols, is_weak_scalar, refuse_array_container,
+                       input_symbols, is_weak_scalar, named_sizes, refuse_array_container,
                        refuse_foreign_array, scalar_array)
 
 # The functional API, as `graphc` re-exports it (not numpy, math or the registry's apply)
@@ -199,6 +199,14 @@ def _size(value, what="a size"):
     parse_dim's bare ValueError)."""
     if not isinstance(value, str):
         return as_dim(value, what)
+    names = named_sizes()  # (a compiled function's own names, where it is called inline)
+    if names and builtins.any(c.isalpha() for c in value):
+        try:
+            dim = parse_dim(value)
+        except ValueError:
+            dim = None  # (refused below, in its words)
+        if isinstance(dim, Dim) and dim.symbols <= names.keys():
+            return dim.evaluate(names)  # (a Dim where the argument's size is one)
     # (an eager vmap's graph runs its ops at once on concrete values: no symbol has a value
     # there either; gc.vmap(lambda v: gc.eye('n')) was "whether -n+127 >= 0 depends on the
     # value of n", naming no function)

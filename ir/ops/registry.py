@@ -466,6 +466,8 @@ class _InterpreterStack(threading.local):
     def __init__(self):
         self.stack = []  # innermost last (Graph.building pushes its graph)
         self.graph_valued = 0  # how many graph_valued() blocks are open
+        # {name: size} per compiled function called inline in a trace (naming_sizes)
+        self.named_sizes = []
 
 
 _STACK = _InterpreterStack()
@@ -568,6 +570,25 @@ def input_symbols() -> set:
     return {symbol for interpreter in _STACK.stack
             for node in getattr(interpreter, "inputs", ())
             for d in getattr(node, "shape", ()) if isinstance(d, Dim) for symbol in d.symbols}
+
+
+@contextlib.contextmanager
+def naming_sizes(names: dict):
+    """Inside, a str size naming only these names (a compiled function's polymorphic_shapes
+    names, {name: the size of its argument's axis}) is that size (ir.ops.api._size): the
+    function is called inline in a trace (graphc.transforms), where its polymorphic_shapes
+    bind no symbol, so its gc.eye('n') under gc.vmap was refused ("eye: a size must be an
+    int, got 'n'")."""
+    _STACK.named_sizes.append(names)
+    try:
+        yield
+    finally:
+        _STACK.named_sizes.pop()
+
+
+def named_sizes() -> dict:
+    """The innermost naming_sizes' names ({} outside any)."""
+    return _STACK.named_sizes[-1] if _STACK.named_sizes else {}
 
 
 def innermost_interpreter():
