@@ -440,15 +440,23 @@ def _read(path: str, expected):
                               ) from None
     try:
         with fh, zipfile.ZipFile(fh) as zf:
-            members = {}
+            members, arrays_of = {}, {}  # (arrays_of: numpy's array name -> member name)
             for info in zf.infolist():
                 # a second member of one name (an altered file): numpy reads the last one,
-                # another zip reader the first; graphc never writes two
+                # another zip reader the first; graphc never writes two. Nor one array under
+                # two names, NAME and NAME.npy (np.savez writes every array as NAME.npy):
+                # numpy's np.load(...)[NAME] reads the bare one, graphc NAME.npy
                 if info.filename in members:
                     raise CheckpointError(f"checkpoint {path!r} holds two members named "
                                           f"{info.filename!r} (an altered or damaged file: "
                                           "which of them is meant cannot be told)")
-                members[info.filename] = info
+                name = info.filename.removesuffix(".npy")
+                if name in arrays_of:
+                    raise CheckpointError(f"checkpoint {path!r} holds the array {name!r} as "
+                                          f"two members, {arrays_of[name]!r} and "
+                                          f"{info.filename!r} (an altered or damaged file: "
+                                          "which of them is meant cannot be told)")
+                members[info.filename], arrays_of[name] = info, info.filename
             meta = _header(zf, members.get(META_KEY + ".npy"), path)
             arrays = {}
             for key, (shape, dtype) in expected(meta, members).items():
