@@ -497,7 +497,7 @@ def test_tokenizer_files_that_cannot_be_read_are_one_line(hf_dir, tmp_path, caps
     (directory / gpt2.VOCAB_FILE).unlink()
     refused("needs tokenizer.json, or vocab.json and merges.txt")
     (directory / gpt2.TOKENIZER_FILE).mkdir()  # (it was "no tokenizer at", as if missing)
-    refused("tokenizer.json' is not a regular file")
+    refused("tokenizer.json is a directory, not a file")
 
 
 def test_sample_from_a_gpt2_directory_is_transformers_greedy(hf_dir, capsys):
@@ -750,7 +750,7 @@ def _unblock_fifo_after(path, seconds):
 @pytest.mark.parametrize("name", [gpt2.CONFIG_FILE, gpt2.WEIGHTS_FILE,
                                   gpt2.TOKENIZER_CONFIG_FILE, gpt2.GENERATION_CONFIG_FILE,
                                   gpt2.SPECIAL_TOKENS_MAP_FILE, gpt2.ADDED_TOKENS_FILE,
-                                  gpt2.MERGES_FILE])
+                                  gpt2.MERGES_FILE, gpt2.TOKENIZER_FILE, gpt2.VOCAB_FILE])
 def test_a_directory_file_that_is_no_regular_file_is_named_never_read(tmp_path, capsys, name):
     # /dev/zero as tokenizer_config.json was read until memory ran out, a FIFO blocked the
     # read forever, a directory there was "[Errno 21] Is a directory" (or, for config.json
@@ -758,7 +758,9 @@ def test_a_directory_file_that_is_no_regular_file_is_named_never_read(tmp_path, 
     # .json, special_tokens_map.json, added_tokens.json) that was no file was passed over
     directory = tmp_path / "gpt2"
     write_directory(directory)
-    if name == gpt2.MERGES_FILE:
+    # (tokenizer.json and vocab.json: review r1, a dangling link was "no tokenizer at", the
+    # rest "is not a regular file")
+    if name in (gpt2.MERGES_FILE, gpt2.VOCAB_FILE):
         _legacy_files(directory)
     path = directory / name
     kinds = [("a directory", os.mkdir),

@@ -339,11 +339,11 @@ class Tokenizer:
         transformers adds them (None: the file's own only);
         wrap: (tokens before, tokens after) a text encoded with its special tokens (an older
         directory's add_bos_token and add_eos_token)."""
-        if not os.path.exists(path):
+        # (what is there instead of a file is named, never read: a FIFO would block the read,
+        # a directory fail in Rust, and a dangling link was "no tokenizer at")
+        if not _has_file(path):
             raise GraphcError(f"no tokenizer at {path!r} (a GPT-2 directory needs "
                               f"{TOKENIZER_FILE}, or {VOCAB_FILE} and {MERGES_FILE})")
-        if not os.path.isfile(path):  # (a FIFO would block the read, a directory fail in Rust)
-            raise GraphcError(f"tokenizer {path!r} is not a regular file")
         try:
             in_file = {}  # tokenizer.json's added tokens by id
             if os.path.basename(path) == VOCAB_FILE:
