@@ -1188,12 +1188,28 @@ class Trainer:
 
     def mark_good(self) -> None:
         """Remember the current (finite) state, to re-run from it if training diverges: the
-        step plan updates the arrays in place, so the state before a bad step is gone."""
+        step plan updates the arrays in place, so the state before a bad step is gone. The
+        Buffers registered with persistent=False too, which state_arrays() (the checkpoint)
+        leaves out: a count the re-run steps advance again counted them twice."""
         self._good = (self.step, self.rng.bit_generator.state, self.train_batches.position,
                       {k: a.copy() for k, a in self.state_arrays().items()},
                       list(self.history), list(self.val_history), self.skipped_steps,
                       self.plateau and self.plateau.state_dict(),
-                      getattr(self.optimizer, "lr", None), dict(self.behind))
+                      getattr(self.optimizer, "lr", None), dict(self.behind),
+                      self._buffer_values())
+
+    def _buffer_values(self) -> list:
+        """[(module, attr, a copy of its array)] of every Buffer the step reads or writes,
+        persistent or not, for _put_back_buffers."""
+        self._track_buffers()
+        return [(m, a, np.array(getattr(m, a).data)) for m, a in self._buffer_places.values()]
+
+    @staticmethod
+    def _put_back_buffers(values) -> None:
+        """Each Buffer of _buffer_values() given its value back, in place (the plans read
+        these arrays): the one at that place now (`bn.running_mean = array` since)."""
+        for module, attr, value in values:
+            getattr(module, attr).data[...] = value
 
     @property
     def good_step(self) -> int:
@@ -1244,9 +1260,7 @@ class Trainer:
         # a gc.compile'd function the loss calls writes its plan's Buffer updates in place
         # after each call, past the collector: the step's Buffers get their values back,
         # the non-persistent ones too (self.buffers, the checkpointed ones, leaves them out)
-        self._track_buffers()
-        kept = [(b, np.array(b.data)) for b in (getattr(m, a)
-                                                for m, a in self._buffer_places.values())]
+        kept = self._buffer_values()
         with np.errstate(all="ignore"):
             try:
                 if finite_loss(batch) or not any(
@@ -1256,8 +1270,7 @@ class Trainer:
             except Exception:  # noqa: BLE001 - as _probe_class_targets': the checked plan
                 return None  # reports what else went wrong
             finally:
-                for b, value in kept:
-                    b.data[...] = value
+                self._put_back_buffers(kept)
         return found
 
     def find_non_finite_op(self, failed_step: int) -> GraphcError | None:
@@ -1265,9 +1278,10 @@ class Trainer:
         then an evaluation) with the plans' finite check; return its error, which names the
         first op that produced a NaN or an Inf, its operand ranges and the model's line."""
         step, rng_state, position, arrays, history, val_history, skipped, plateau, lr, \
-            behind = self._good
+            behind, buffers = self._good
         self._set_state_arrays({k: a.copy() for k, a in arrays.items()}, step, skipped,
                                behind)
+        self._put_back_buffers(buffers)  # (the non-persistent ones too)
         if plateau:  # the lr those steps ran with
             self.plateau.load_state_dict(plateau)
         elif self._number_lr() is not None:

@@ -198,6 +198,54 @@ def test_divergence_names_the_op_and_keeps_the_last_good_checkpoint(tmp_path, ca
     assert all(np.isfinite(a).all() for a in arrays.values())
 
 
+class _CountsCalls(nn.Module):
+    """Counts its training forward calls in a Buffer registered with persistent=False (not
+    checkpointed) and in a persistent one."""
+    def __init__(self):
+        super().__init__()
+        self.lin = nn.Linear(3, 1, rng=np.random.default_rng(1))
+        self.register_buffer("calls", np.zeros((), np.float32), persistent=False)
+        self.register_buffer("saved_calls", np.zeros((), np.float32))
+
+    def forward(self, x):
+        if self.training:
+            self._update_buffer("calls", self.calls + 1.0)
+            self._update_buffer("saved_calls", self.saved_calls + 1.0)
+        return self.lin(x)
+
+
+@pytest.mark.parametrize("compiled", [False, True])
+def test_the_re_run_from_the_good_point_rewinds_non_persistent_buffers_too(compiled):
+    """s50 review: mark_good / find_non_finite_op rewound only the checkpointed Buffers, so
+    a non-persistent one (a count of forward calls) advanced twice over the re-run steps
+    (after 4 steps, 1 of them good, and the re-run of 3: 7 calls counted)."""
+    rng = np.random.default_rng(0)
+    x, t = rng.normal(size=(16, 3)).astype(np.float32), rng.normal(size=(16, 1)).astype(
+        np.float32)
+    batches = [(x[i:i + 4], t[i:i + 4]) for i in range(0, 16, 4)]
+
+    def run(rewind):
+        model = _CountsCalls()
+        forward = gc.compile(lambda p, x: model.apply(p, x)) if compiled else \
+            (lambda p, x: model.apply(p, x))
+        trainer = gc.Trainer(lambda p, b: gc.mse_loss(forward(p, b[0]), b[1]), model.params(),
+                             optim.SGD(lr=0.01), batches, steps=4)
+        trainer.train_step()
+        trainer.mark_good()
+        for _ in range(3):
+            trainer.train_step()
+        if rewind:
+            assert trainer.find_non_finite_op(trainer.step) is None  # (all finite)
+        assert "buffer/calls" not in trainer.state_arrays()  # (not checkpointed)
+        return trainer, model
+    (straight, plain), (rewound, model) = run(False), run(True)
+    assert rewound.step == straight.step == 4
+    assert float(plain.calls.data) == float(plain.saved_calls.data) == 4.0
+    assert float(model.calls.data) == float(model.saved_calls.data) == 4.0
+    for key, value in _state(straight).items():
+        np.testing.assert_array_equal(rewound.state_arrays()[key], value, err_msg=key)
+
+
 def test_training_flag_is_static_and_units_count_samples_or_tokens():
     seen = []
 
