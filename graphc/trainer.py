@@ -136,6 +136,13 @@ def _slot_prefix(slot: str) -> str:
     return _SLOT_PREFIX.get(slot, f"opt_{slot}")
 
 
+# the advice for a NaN that reaches only the gradient (Trainer._probe_hidden_non_finite)
+_WHERE_HINT = ("A NaN or an Inf on the side of a `where` the loss does not take still reaches "
+               "the gradient (0 times NaN is NaN), as in JAX: keep it out of both sides, the "
+               "operand made safe too (JAX's double where: `gc.where(x > 0, "
+               "gc.log(gc.where(x > 0, x, 1.0)), 0.0)`), not only the result")
+
+
 class TrainingDiverged(GraphcError):
     """Training produced a NaN or an Inf; nothing non-finite was saved."""
 
@@ -278,6 +285,11 @@ class Trainer:
         # and, in a finite check's re-run, a non-finite value in the step's batch: what a
         # divergence report names instead of a learning rate (_divergence, _diverged)
         self._non_finite_loss_since, self._non_finite_batch = None, None
+        # in the re-run of a step whose loss was finite and gradient NaN (_diverged's
+        # gradient_only): whether to probe the loss's forward (_probe_hidden_non_finite),
+        # and the error naming the op that made a value there the loss does not see
+        self._probe_hidden, self._hidden_non_finite = False, None
+        self._forward_loss = None  # the probe's Compiled, made at its first use
         self.dist = None  # graphc.distributed when data-parallel
         if jit is not None and not isinstance(jit, (bool, np.bool_)):  # ("yes" was truthy)
             raise GraphcError(f"Trainer: jit must be None (numba's kernels where it is "
@@ -1038,6 +1050,8 @@ class Trainer:
             self._probe_class_targets(batch, key)
             self._non_finite_batch = self._non_finite_batch or self._probe_non_finite_data(
                 batch, key, self.step + 1)
+            if self._probe_hidden:
+                self._hidden_non_finite = self._probe_hidden_non_finite(batch, key)
         batch = self._shard(batch)
         if self.dist is not None:
             self.dist.beat(self.step)
@@ -1272,6 +1286,34 @@ class Trainer:
             finally:
                 self._put_back_buffers(kept)
         return found
+
+    def _forward_function(self, params, batch, key):
+        with nn.rng_key(key):  # the step's loss, as _loss_and_grads runs it
+            return self._mixed_loss(params, batch, key, True)
+
+    def _probe_hidden_non_finite(self, batch, key) -> GraphcError | None:
+        """The finite check's error of the loss alone (its forward, as the step runs it:
+        training, the step's dropout key) on the global batch, where an op made a NaN or an
+        Inf although the loss is finite: a value the loss does not see, as the side of a
+        `where` it does not take (log or sqrt of a negative), which reaches the gradient
+        all the same (its gradient there is 0 times NaN). None where the forward is finite
+        throughout: the gradient's NaN is the backward's own (an overflow at parameters a
+        learning rate blew up: GELU's gradient at 1e14). The Buffers it updates get their
+        values back. Only the re-run of a finite loss with a NaN gradient probes."""
+        if self._forward_loss is None:
+            pipeline, fast_math, jit, _ = self._compile_options
+            self._forward_loss = Compiled(self._forward_function, pipeline, fast_math, jit=jit)
+        kept = self._buffer_values()
+        with np.errstate(all="ignore"):
+            try:
+                self._forward_loss.call((self.params, batch, key), checked=True)
+            except GraphcError as exc:
+                return exc
+            except Exception:  # noqa: BLE001 - as _probe_class_targets': the checked plan
+                return None  # reports what else went wrong
+            finally:
+                self._put_back_buffers(kept)
+        return None
 
     def find_non_finite_op(self, failed_step: int) -> GraphcError | None:
         """Re-run from the state of mark_good() up to `failed_step`, the last two steps (and
@@ -1952,7 +1994,8 @@ class Trainer:
                     bar.set_postfix_str(f"loss {loss:.3f}, {rate:,.0f} {unit}/s", refresh=False)
                     bar.update(1)
                     if self._bad_step(loss):
-                        self._diverged(self._divergence(loss), ckpt, saved, say)
+                        self._diverged(self._divergence(loss), ckpt, saved, say,
+                                       gradient_only=self._gradient_only_nan(loss))
                     if self.step % self.eval_every == 0 or self.step == self.steps:
                         if self.eval_batches is not None:
                             val = self.evaluate()
@@ -2040,6 +2083,14 @@ class Trainer:
                      f"{float(self.amp_state['scale']):.3g}, the parameters finite")
         return what
 
+    def _gradient_only_nan(self, loss) -> bool:
+        """A finite loss with a NaN gradient: a NaN or an Inf the loss never sees (the side
+        of a `where` it does not take) may have reached the gradient, which the re-run
+        probes (_probe_hidden_non_finite); a learning rate that blew the parameters up can
+        make it too (the backward overflowing where the forward did not)."""
+        return math.isfinite(loss) and self.grad_norm is not None and \
+            math.isnan(float(self.grad_norm))
+
     def _save(self, ckpt, saved, log):
         bad = self.non_finite()
         if bad is not None or not all(np.isfinite(v) for _, v in self.val_history[-1:]):
@@ -2071,9 +2122,13 @@ class Trainer:
         killed the job, with its banner."""
         return contextlib.nullcontext() if self.dist is None else self.dist.fail_together()
 
-    def _diverged(self, what, ckpt, saved, log):
+    def _diverged(self, what, ckpt, saved, log, gradient_only=False):
         """Nothing is saved; the bad steps are re-run with the finite check so that the error
-        names the op that produced the NaN or Inf and the model's line."""
+        names the op that produced the NaN or Inf and the model's line. `gradient_only`: the
+        loss was finite and its gradient NaN (_gradient_only_nan): where the re-run finds
+        the loss's forward making a value the loss does not see (_probe_hidden_non_finite),
+        that is said, with the advice to keep it out of both sides of a `where` instead of
+        the learning rate's."""
         failed = self.step
         # a re-run on a generator's next batches instead found nothing: "the finite check
         # did not reproduce it", a false lead
@@ -2086,8 +2141,15 @@ class Trainer:
         else:
             log(f"training diverged at step {failed} ({what}); re-running from step "
                 f"{self.good_step} with finite checks to find the op")
-            exc = self.find_non_finite_op(failed)
+            self._probe_hidden, self._hidden_non_finite = gradient_only, None
+            try:
+                exc = self.find_non_finite_op(failed)
+            finally:
+                self._probe_hidden = False
             found = "; the finite check did not reproduce it"
+        hidden = exc is not None and self._hidden_non_finite is not None
+        if hidden:
+            what += "; the gradient of the loss is not finite at a finite loss"
         if exc is not None:
             where = "".join(f" at {f}:{line}" for f, line in exc.locs[:1])
             # another rank's (distributed.fail_together: "rank 1: non-finite value: ...")
@@ -2098,7 +2160,7 @@ class Trainer:
         # learning rate's doing
         hint = "Fix the batches' class targets" if isinstance(exc, ClassTargetOutOfRange) \
             else f"Fix the data: {self._non_finite_batch}" if exc is not None \
-            and self._non_finite_batch else self.divergence_hint
+            and self._non_finite_batch else _WHERE_HINT if hidden else self.divergence_hint
         exc = TrainingDiverged(f"training diverged at step {failed} ({what}){found}. "
                                f"{hint}; {kept}")
         if self.dist is not None:

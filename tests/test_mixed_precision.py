@@ -1238,6 +1238,65 @@ def test_a_nan_the_loss_masks_out_is_not_blamed_for_a_learning_rates_divergence(
 
 
 
+@pytest.mark.parametrize("precision", ["fp16-mixed", "fp32"])
+def test_a_nan_that_reaches_only_the_gradient_gets_the_where_advice_not_the_lr_one(precision):
+    """Review s50: a NaN on the untaken side of a `where` (log of a negative, squared: its
+    gradient 2 log(z) / z is NaN there, times the mask's 0 still NaN) leaves the loss finite
+    and its gradient NaN; the run was told to lower its learning rate, which no rate cures.
+    Now the report says the gradient is not finite at a finite loss, names the op the finite
+    check finds (the log, at the loss's line) and gives the double-where advice; the loss
+    written so trains."""
+    from graphc.trainer import TrainingDiverged
+    x = np.random.default_rng(0).normal(size=(16, 3)).astype(np.float32)
+    batches = [(x[i:i + 4],) for i in range(0, 16, 4)] * 20
+
+    def single(p, b):
+        z = b[0] * p["w"]
+        return gc.mean(gc.where(z > 0, gc.log(z) ** 2, 0.0))  # the line named
+
+    def double(p, b):
+        z = b[0] * p["w"]
+        return gc.mean(gc.where(z > 0, gc.log(gc.where(z > 0, z, 1.0)) ** 2, 0.0))
+    trainer = gc.Trainer(single, {"w": np.ones(3, np.float32)}, gc.optim.SGD(lr=1e-3),
+                         batches, steps=80, precision=precision)
+    with pytest.raises(TrainingDiverged) as info:
+        trainer.fit(progress=False)
+    message = str(info.value)
+    z = x[:4]  # every step's gradient is NaN: the first step diverges (fp32), or under
+    # fp16-mixed, each skipped, the 41st, when the scale is spent (2**16 halved 41 times)
+    loss = np.mean(np.where(z > 0, np.log(np.where(z > 0, z, 1.0)) ** 2, 0.0))
+    step = 41 if precision == "fp16-mixed" else 1
+    head = f"training diverged at step {step} (loss "
+    assert message.startswith(head)
+    assert float(message[len(head):].split(",")[0]) == pytest.approx(loss, rel=1e-6)
+    assert "gradient norm nan; the gradient of the loss is not finite at a finite loss); " \
+        f"first non-finite value: {int((z <= 0).sum())} of 12 elements of log -> f32[4,3]" \
+        in message
+    line = single.__code__.co_firstlineno + 2
+    assert f"test_mixed_precision.py:{line}. A NaN or an Inf on the side of a `where` the loss does not " \
+        "take still reaches the gradient" in message
+    assert "double where" in message and "learning rate" not in message
+    assert message.endswith("; no checkpoint was written")
+    trainer = gc.Trainer(double, {"w": np.ones(3, np.float32)}, gc.optim.SGD(lr=1e-3),
+                         batches, steps=80, precision=precision)
+    trainer.fit(progress=False)
+    assert trainer.step == 80 and np.isfinite(trainer.params["w"]).all()
+    if precision == "fp32":  # a learning rate's NaN gradient at a finite loss (GELU's
+        # gradient at 1e13, the forward finite throughout) keeps the learning rate's advice
+        t = np.random.default_rng(1).normal(size=(16, 1)).astype(np.float32)
+        trainer = gc.Trainer(
+            lambda p, b: gc.mean(gc.abs(gc.gelu(b[0] @ p["w"]) @ p["v"] - b[1])),
+            {"w": np.ones((3, 8), np.float32), "v": np.ones((8, 1), np.float32)},
+            gc.optim.SGD(lr=1e3), [(x[i:i + 4], t[i:i + 4]) for i in range(0, 16, 4)] * 20,
+            steps=80)
+        with pytest.raises(TrainingDiverged) as info:
+            trainer.fit(progress=False)
+        message = str(info.value)
+        assert re.match(r"training diverged at step 6 \(loss [0-9.e+]+, gradient norm nan\); "
+                        r"first non-finite value: 8 of 32 elements of gelu_grad ", message)
+        assert message.endswith(". Try a lower learning rate; no checkpoint was written")
+
+
 @pytest.mark.parametrize("case", ["batch_norm", "log"])
 def test_a_nan_blamed_where_the_step_not_the_evaluation_carries_it_or_zero_is_no_cure(case):
     """Review s50 (m1) of ed07fa9: the probe evaluated the loss in evaluation mode and with
