@@ -69,11 +69,9 @@ class LossScaler:
             raise GraphcError(f"LossScaler: init_scale {init_scale} is below float32's "
                               f"smallest normal number {SMALLEST_LOSS_SCALE:.4g}; 1/scale "
                               "would be Inf and every step would overflow", (user_location(),))
-        growth_interval = _count_setting("LossScaler: growth_interval", growth_interval, 1)
-        if not (_finite("LossScaler: growth_factor", growth_factor) > 1
-                and 0 < _finite("LossScaler: backoff_factor", backoff_factor) < 1):
-            raise GraphcError("LossScaler: needs growth_factor > 1 and 0 < backoff_factor < 1",
-                              (user_location(),))
+        growth_interval = self.checked_setting("growth_interval", growth_interval)
+        growth_factor = self.checked_setting("growth_factor", growth_factor)
+        backoff_factor = self.checked_setting("backoff_factor", backoff_factor)
         if not init_scale <= FLOAT32_MAX:  # GradScaler: "cannot be converted ... overflow"
             raise GraphcError(f"LossScaler: init_scale {init_scale} is past float32's largest "
                               f"value {FLOAT32_MAX:.4g}; an Inf scale would skip every step",
@@ -85,6 +83,22 @@ class LossScaler:
         # and the gradients are as given, and every step is taken (its step() calls the
         # optimiser's, an Inf gradient included)
         self.enabled = bool(_flag("LossScaler: enabled", enabled))
+
+    @staticmethod
+    def checked_setting(name: str, value, what: str | None = None):
+        """One of RESUMED_SETTINGS by the constructor's rule (growth_interval a whole number
+        >= 1, growth_factor > 1, 0 < backoff_factor < 1, both finite numbers), as an int or a
+        float; one GraphcError line naming it as `what` (`LossScaler: NAME`) otherwise. A
+        checkpoint header's recorded settings are read by it too (check_loss_scaler)."""
+        what = what or f"LossScaler: {name}"
+        if name == "growth_interval":
+            return _count_setting(what, value, 1)
+        number = _finite(what, value)
+        if name == "growth_factor" and not number > 1:
+            raise GraphcError(f"{what} must be > 1, got {value!r}", (user_location(),))
+        if name == "backoff_factor" and not 0 < number < 1:
+            raise GraphcError(f"{what} must be in (0, 1), got {value!r}", (user_location(),))
+        return number
 
     def settings(self) -> dict:
         """The settings that decide the scale's course (JSON values): what data-parallel

@@ -20,6 +20,7 @@ from ir.serialize import check_json_depth
 from ir.ops.precision import PRECISIONS
 from ir.types import BFLOAT16, is_real
 
+from .amp import LossScaler
 from .files import atomic_writer, check_writable, file_in_the_way, file_type
 
 FORMAT = "graphc-checkpoint"
@@ -197,12 +198,19 @@ def _check_loss_scaler_settings(meta, settings, path, allow_changed, how) -> Non
     saved = meta.get("loss_scaler_settings")
     if saved is None:  # (written before the settings were kept: nothing to compare)
         return
+    name = f"checkpoint {path!r}" if path else "the checkpoint"
     if not (isinstance(saved, dict) and set(saved) == set(settings)
             and all(finite_number(v) for v in saved.values())):
-        name = f"checkpoint {path!r}" if path else "the checkpoint"
         raise CheckpointError(f"{name}: header field loss_scaler_settings must be "
                               f"{{{', '.join(repr(k) + ': number' for k in settings)}}}, got "
                               f"{saved!r}"[:300])
+    for key in settings:  # each by the scaler's own rule (a growth_interval of 2.5 read as a
+        # setting was compared, or with allow_changed passed over, as a valid one)
+        try:
+            LossScaler.checked_setting(key, saved[key],
+                                       f"{name}: header field loss_scaler_settings.{key}")
+        except GraphcError as exc:
+            raise CheckpointError(exc.message[:300]) from None
     changed = [k for k in settings if saved[k] != settings[k]]
     if changed and not allow_changed:
         def shown(values):

@@ -817,8 +817,15 @@ def test_an_enabled_loss_scaler_refuses_a_disabled_runs_checkpoint_as_gradscaler
 
 
 def test_loss_scaler_rejects_bad_settings():
-    with pytest.raises(GraphcError, match="growth_factor > 1"):
-        gc.amp.LossScaler(growth_factor=0.5)
+    """Each setting by its own rule, one line naming it (LossScaler.checked_setting, which
+    reads a checkpoint's recorded ones too)."""
+    for settings, line in (({"growth_factor": 0.5}, "growth_factor must be > 1, got 0.5"),
+                           ({"backoff_factor": 1}, "backoff_factor must be in (0, 1), got 1"),
+                           ({"growth_interval": 2.5},
+                            "growth_interval must be a whole number >= 1, got 2.5")):
+        with pytest.raises(GraphcError) as info:
+            gc.amp.LossScaler(**settings)
+        assert info.value.message == f"LossScaler: {line}"
 
 
 def test_loss_scaler_refuses_bad_operands_in_one_line():
@@ -1157,6 +1164,29 @@ def test_a_resumed_loss_scaler_goes_on_bit_for_bit_and_refuses_changed_settings(
     with pytest.raises(checkpoint.CheckpointError, match="header field loss_scaler_settings "
                                                          "must be {'growth_factor': number, "):
         _scaled_regression().resume(path)
+    for field, value, rule in (("growth_interval", 2.5, "a whole number >= 1"),
+                               ("growth_interval", 0, "a whole number >= 1"),
+                               ("backoff_factor", -0.5, "in (0, 1)"),
+                               ("backoff_factor", 1.0, "in (0, 1)"),
+                               ("growth_factor", 1.0, "> 1"), ("growth_factor", 0.5, "> 1")):
+        # a setting the scaler's own rule refuses (review s50: 2.5 read as a growth_interval,
+        # and with allow_changed_settings passed over): one line naming the file and the
+        # field, whether changed settings are allowed or not, the file and the run untouched
+        first.save(path)
+        rewrite_header(path, lambda header: header["loss_scaler_settings"].update(
+            {field: value}))
+        with open(path, "rb") as fh:
+            before = fh.read()
+        for allow in (False, True):
+            fresh = _scaled_regression()
+            with pytest.raises(checkpoint.CheckpointError) as refused:
+                fresh.resume(path, allow_changed_settings=allow)
+            assert str(refused.value) == (f"checkpoint {path!r}: header field "
+                                          f"loss_scaler_settings.{field} must be {rule}, got "
+                                          f"{value!r}")
+            assert fresh.step == 0 and float(fresh.amp_state["scale"]) == 2.0 ** 16
+        with open(path, "rb") as fh:
+            assert fh.read() == before
     rewrite_header(path, lambda header: header.pop("loss_scaler_settings"))
     older = _scaled_regression(growth_interval=3)
     older.resume(path)
