@@ -575,11 +575,10 @@ class ReduceLROnPlateau:
                 _fail("ReduceLROnPlateau: the optimizer's lr is a schedule of the step; "
                       "ReduceLROnPlateau sets the lr itself and starts from a number (give "
                       "the optimizer lr=<number>)")
-        else:
-            if not is_real(optimizer):
-                _fail(f"ReduceLROnPlateau: expected an optimizer or a starting lr (a "
-                      f"number), got {a_type(optimizer)}")
-            start, owner = float(optimizer), None
+        else:  # a starting lr by lr='s one rule (a 0-d array or tensor was refused here,
+            # 10**400 float()'s raw OverflowError)
+            start, owner = _learning_rate("ReduceLROnPlateau: optimizer", optimizer,
+                                          "an optimizer or a starting lr (a number >= 0)"), None
         if mode not in ("min", "max"):
             _fail(f"ReduceLROnPlateau: mode must be 'min' or 'max', got {mode!r}")
         if threshold_mode not in ("rel", "abs"):
@@ -909,10 +908,14 @@ class Optimizer:
         # becomes the constant schedule the updates call. Every number setting is checked
         # here, in the constructor and when set later (`opt.beta1 = 1.0` gave NaN updates)
         current = self.__dict__.get("lr") if name == "lr" else None
-        if isinstance(current, ReduceLROnPlateau) and is_real(value):
+        if isinstance(current, ReduceLROnPlateau) and not callable(value):
             # under a ReduceLROnPlateau, as torch's: the plateau goes on from the number
-            # (replacing it would leave it reducing an lr that nothing reads)
-            current.lr = value
+            # (replacing it would leave it reducing an lr that nothing reads), a number by
+            # lr='s one rule (_learning_rate): a 0-d array or tensor too, which replaced the
+            # plateau by a constant once lr= took them
+            current.lr = value if is_real(value) else _learning_rate(
+                f"{type(self).__name__}: lr", value, "a number >= 0 or a schedule (a function "
+                "of the step count)")
             return
         if name == "lr":
             value = _as_schedule(value, f"{type(self).__name__}: lr")
@@ -1040,12 +1043,14 @@ class Optimizer:
         call, as torch's optimisers read their param_groups at every step."""
         optimizer = self
         settings = self._checked_settings(settings)
-        if lr is not None and not isinstance(lr, Node):  # (_real takes a 0-d array)
-            _non_negative(f"{type(self).__name__}.update: lr", lr)
+        if lr is not None and not isinstance(lr, Node):  # lr='s one rule (a 0-d array too;
+            # lr=True was taken as 1.0 here, refused by lr= and constant())
+            number = _learning_rate(f"{type(self).__name__}.update: lr", lr,
+                                    "a finite number >= 0")
         if lr is not None or settings:
             optimizer = copy.copy(self)
-        if lr is not None:
-            given = float(lr) if isinstance(lr, (int, float, np.number, np.ndarray)) else lr
+        if lr is not None:  # (a torch 0-d tensor as its number: it was cast's refusal)
+            given = lr if isinstance(lr, (Node, Tensor)) else number
             optimizer.lr = lambda count: given
         if settings:
             object.__setattr__(optimizer, "_fed", {

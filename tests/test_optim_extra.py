@@ -1256,3 +1256,33 @@ def test_learning_rates_follow_one_rule_and_overflows_are_one_line():
         [0.1, 0.1 * 0.25, 0.1 * 0.125]
     np.testing.assert_allclose(optim.global_norm({"a": np.array([3.0]), "b": np.array([4.0]),
                                                   "c": None}), 5.0)
+
+
+def test_review_r2_the_lr_rule_holds_under_a_plateau_in_update_and_for_its_start():
+    """Review r2 of 32a2b43: once lr= took a 0-d array or tensor, `opt.lr = np.asarray(0.3)`
+    under a ReduceLROnPlateau replaced the plateau by a constant without a word (a float
+    went on from the plateau); update(lr=True) was taken as 1.0 (lr= refuses a bool),
+    update(lr=torch.tensor(0.5)) was cast's refusal, and ReduceLROnPlateau(np.asarray(0.1))
+    was refused, ReduceLROnPlateau(10**400) float()'s raw OverflowError."""
+    for value in (0.3, np.asarray(0.3), torch.tensor(0.3, dtype=torch.float64)):
+        opt = gc.optim.SGD(lr=0.1)
+        plateau = gc.optim.ReduceLROnPlateau(opt)
+        opt.lr = value
+        assert opt.lr is plateau and plateau.lr == 0.3
+    with pytest.raises(gc.GraphcError, match=r"^SGD: lr must be a number >= 0 .*got True\n"):
+        opt.lr = True
+    params, grads = {"w": np.ones(2, np.float32)}, {"w": np.ones(2, np.float32)}
+    opt = gc.optim.SGD(lr=0.1)
+    state = opt.init(params)
+    for bad in (True, np.bool_(True), 10**400, -1.0):
+        with pytest.raises(gc.GraphcError, match=r"^SGD.update: lr must be a finite number >= 0, "
+                                                 r"got [^\n]*\n[^\n]*test_optim_extra"):
+            opt.update(grads, state, params, lr=bad)
+    for lr in (0.5, np.asarray(0.5), torch.tensor(0.5)):
+        np.testing.assert_array_equal(opt.update(grads, state, params, lr=lr)[0]["w"],
+                                      np.full(2, 0.5, np.float32))
+    assert gc.optim.ReduceLROnPlateau(np.asarray(0.25)).lr == 0.25
+    for bad in (10**400, True, "0.1"):
+        with pytest.raises(gc.GraphcError, match=r"^ReduceLROnPlateau: optimizer must be an "
+                                                 r"optimizer or a starting lr"):
+            gc.optim.ReduceLROnPlateau(bad)
