@@ -2303,7 +2303,8 @@ def _check_integer_tangent(who, k, primal, tangent):
     or boolean numpy scalar, array or tensor (jvp(f, (np.int64(3),), (1.0,)) dropped the
     1.0). An integer array's integer tangent is not read, as before (README)."""
     python_int = type(primal) is int
-    dtype = getattr(primal, "dtype", None)
+    # (a Python bool as numpy's: its nonzero tangent was dropped without a word)
+    dtype = np.dtype(bool) if type(primal) is bool else getattr(primal, "dtype", None)
     if not python_int and (dtype is None or is_float(dtype)
                            or np.dtype(dtype).kind not in "biu"):
         return
@@ -2318,9 +2319,11 @@ def _check_integer_tangent(who, k, primal, tangent):
         raise GraphcError(f"{who}: primal {k} is {primal}, an integer with no tangent, but "
                           f"its tangent is not zero; pass a float primal ({float(primal)!r}) "
                           "to differentiate at it", (user_location(),))
+    what = "a traced float (its value unknown here)" if isinstance(tangent, Node) else \
+        "a float that is not zero"
     raise GraphcError(f"{who}: primal {k} is {np.dtype(dtype).name}{list(np.shape(primal))}, "
-                      "which has no tangent (JAX's float0), but its tangent is a float that "
-                      "is not zero; pass zeros, or a float primal to differentiate at it",
+                      f"which has no tangent (JAX's float0), but its tangent is {what}; pass "
+                      "zeros of its dtype, or a float primal to differentiate at it",
                       (user_location(),))
 
 
@@ -2378,9 +2381,14 @@ def jvp(fn, primals, tangents, has_aux=False):
                                   f"is {_describe(p_type)}; pass a tangent of the primal's "
                                   "shape, as JAX does",
                                   (user_location(),))
-            if p_type and t_type and p_type != t_type:
-                weak = (f" (the Python float {p_leaf!r}: the float dtype the primals' arrays "
-                        "share, else float64)") if typed is not p_leaf else ""
+            # (a Python float's own dtype, float64, fits it too, as JAX's jvp reads a Python
+            # float's dtype: jvp(f, (w32, 2.0), (w32, np.float64(1))) ran before and in JAX)
+            own = typed is not p_leaf and t_type == ("float64", ())
+            if p_type and t_type and p_type != t_type and not own:
+                weak = "" if typed is p_leaf else \
+                    f" (the Python float {p_leaf!r}: the float dtype the primals' arrays " \
+                    "share, else float64)" if p_leaf is p else \
+                    f" (the Python float {p_leaf!r} in a pytree: float64)"
                 raise GraphcError(f"jvp: tangent {k} is {_describe(t_type)} but its primal is "
                                   f"{_describe(p_type)}{weak}; pass a tangent of the "
                                   "primal's dtype and shape", (user_location(),))

@@ -69,3 +69,37 @@ def test_a_numpy_integer_primal_refuses_a_float_tangent_that_is_not_zero():
     # a boolean primal too
     with pytest.raises(gc.GraphcError, match=r"primal 1 is bool\[\], which has no tangent"):
         gc.jvp(lambda x, b: gc.where(b, x, 0.0), (x, np.bool_(True)), (dx, 1.0))
+
+
+def test_review_r2_float_primal_tangents_and_the_integer_refusal_edges():
+    """Review r2 of dedca7e: beside a float32 array a Python float primal took no float64
+    tangent, which ran before (as float32) and which JAX's jvp takes (a Python float's dtype
+    is float64 there); a Python bool primal's nonzero float tangent was still dropped
+    without a word (numpy's bool was refused); a traced float tangent of an integer primal
+    was said to be "not zero" when its value is unknown (vmap(f_jvp) of zeros); a Python
+    float in a pytree was said to take "the float dtype the primals' arrays share"."""
+    w = np.array([1.0, 2.0], np.float32)
+    for t in (np.float64(1.0), np.array(1.0), np.float32(1.0), 1.0):
+        y, ty = gc.jvp(lambda a, s: a * s, (w, 2.0), (w, t))
+        assert y.dtype == ty.dtype == np.float32
+        np.testing.assert_array_equal(ty, [3.0, 6.0])
+    with pytest.raises(gc.GraphcError, match=r"^jvp: tangent 0 is float16\[\] but its primal "
+                                             r"is float64\[\]"):
+        gc.jvp(gc.exp, (12.0,), (np.float16(1),))
+    x, dx = np.array([0.5, -1.0]), np.array([1.0, 2.0])
+    with pytest.raises(gc.GraphcError, match=r"^jvp: primal 1 is bool\[\], which has no "
+                                             r"tangent \(JAX's float0\), but its tangent is a "
+                                             r"float that is not zero"):
+        gc.jvp(lambda x, b: gc.where(b, x, 0.0), (x, True), (dx, 1.0))
+    _, t = gc.jvp(lambda x, b: gc.where(b, x, 0.0), (x, True), (dx, 0.0))
+    np.testing.assert_array_equal(t, dx)
+    _, f_jvp = gc.linearize(lambda x, n: x * x[n], x, np.int64(1))
+    with pytest.raises(gc.GraphcError, match=r"^linearize: f_jvp: primal 1 is int64\[\], "
+                                             r"which has no tangent \(JAX's float0\), but its "
+                                             r"tangent is a traced float \(its value unknown"):
+        gc.vmap(f_jvp)(np.ones((2, 2)), np.zeros(2))
+    with pytest.raises(gc.GraphcError, match=r"tangent 0 is float32\[\] but its primal is "
+                                             r"float64\[\] \(the Python float 2\.0 in a pytree: "
+                                             r"float64\)"):
+        gc.jvp(lambda d: d["w"] * d["a"], ({"w": w, "a": 2.0},),
+               ({"w": w, "a": np.float32(1.0)},))
