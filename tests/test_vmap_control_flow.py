@@ -456,3 +456,23 @@ def test_an_index_shared_by_the_batch_is_refused_only_if_some_example_takes_its_
             np.asarray(batched(np.array([True, False]), np.array(fine))), [kept, -1.0])
         with pytest.raises(Exception, match="out of (range|bounds)"):
             np.asarray(batched(np.array(refused), np.array(bad)))
+
+
+@pytest.mark.parametrize("mode", MODES)
+def test_a_shared_index_array_of_getitem_is_clamped_where_no_example_takes_its_branch(mode):
+    """Review r3 (session 51): x[k] and x[i, j] with a traced index array run it through
+    check_index, which was not among SHARED_INDEX_OPS: an index the batch shares, out of
+    range in a branch no example takes, was refused (x[k] had given -1 as gc.take does)."""
+    table = np.array([1.0, 2.0, 3.0, 4.0])
+    grid = np.arange(12.0).reshape(3, 4)
+    for taken, fine, bad, kept in ((lambda j: gc.sum(gc.tensor(table)[j]), [2], [7], 3.0),
+                                   (lambda j: gc.sum(gc.tensor(grid)[j, j]), [2], [3], 10.0)):
+        f = lambda on, k, taken=taken: gc.cond(  # noqa: E731
+            on, taken, lambda j: gc.cast(gc.sum(j), "float64") * 0.0 - 1.0, k)
+        batched = _run(gc.vmap(f, in_axes=(0, None)), mode)
+        np.testing.assert_array_equal(
+            np.asarray(batched(np.array([False, False]), np.array(bad))), [-1.0, -1.0])
+        np.testing.assert_array_equal(
+            np.asarray(batched(np.array([True, False]), np.array(fine))), [kept, -1.0])
+        with pytest.raises(gc.GraphcError, match=f"index {bad[0]} is out of bounds for axis 0"):
+            np.asarray(batched(np.array([False, True]), np.array(bad)))

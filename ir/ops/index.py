@@ -239,11 +239,12 @@ def _register_batching():
 
     @defbatch("check_index")
     def _check_index_rule(args, batched, size, length, axis):
-        # (an example whose result a batched cond drops is clamped first, as a gather's)
+        # (an example whose result a batched cond drops is clamped first, as a gather's; an
+        # index the batch shares too, where no example keeps it: SHARED_INDEX_OPS)
         return F.check_index(clamp_unless_kept(args[0], length, size, batched[0]), length,
                              axis)
 
-    SHARED_INDEX_OPS.update(("take", "scatter_add"))
+    SHARED_INDEX_OPS.update(("take", "scatter_add", "check_index"))
     defbatch("one_hot")(broadcasting("one_hot"))
 
     loop_over_batch("dropout_mask", "a mask is drawn from one seed: a batch of seeds draws one "
