@@ -255,6 +255,33 @@ def test_several_index_arrays_are_numpys_pairing(key):
         per_example[ats.index(n)][1] if n in ats else k for n, k in enumerate(key))])
 
 
+@pytest.mark.parametrize("key", [(None, I, 1, Ellipsis, [4, -5, 0]), (None, 2, Ellipsis, I, J),
+                                 (slice(None), 1, Ellipsis, J), (None, I, Ellipsis, 1, 0)])
+def test_an_ellipsis_of_no_axis_between_advanced_indices_parts_them_as_numpys(key):
+    """Review r3 (session 51): numpy counts a '...' between advanced indices as parting them
+    even where it stands for no axis, so the broadcast axes go first (x[None, i, 1, ..., j]
+    of x (3, 4, 5) is (3, 1)); graphc expanded it to nothing and kept them in place, (1, 3),
+    with one array beside ints as with several."""
+    ats = [n for n, k in enumerate(key) if isinstance(k, (list, np.ndarray))]
+
+    def indexed(a, *arrays):
+        parts = list(key)
+        for n, array in zip(ats, arrays):
+            parts[n] = array
+        return a[tuple(parts)]
+
+    arrays = [np.asarray(key[n]) for n in ats]
+    np.testing.assert_array_equal(gc.tensor(X)[key], X[key])
+    np.testing.assert_array_equal(gc.compile(indexed)(X, *arrays), X[key])
+    w = RNG.normal(size=X[key].shape)
+    expected = np.zeros_like(X)
+    np.add.at(expected, key, w)
+    np.testing.assert_allclose(gc.grad(lambda a: gc.sum(a[key] * w))(X), expected, rtol=1e-15)
+    stacked = np.stack([X, 2 * X])
+    np.testing.assert_array_equal(gc.vmap(lambda a: a[key])(stacked),
+                                  np.stack([X[key], 2 * X[key]]))
+
+
 def test_a_traced_index_out_of_range_names_the_users_axis_and_its_value():
     """Compiled, x[:, k] out of range named the gather's table, x's axis moved first
     ('take(f64[4,3,5], i64[2]) ... out of range for the table's rows'), and x[k] gave no

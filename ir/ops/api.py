@@ -974,6 +974,9 @@ def getitem(x, key):
     ellipses = [j for j, k in enumerate(key) if k is Ellipsis]
     if len(ellipses) > 1:  # (numpy's and JAX's refusal; the expansion below read past key)
         _fail("an index can only have a single ellipsis ('...')")
+    # numpy counts '...' between advanced indices as parting them even where it stands for
+    # no axis (x of (3, 4): x[None, [0, 1, 2], ..., 0] is (3, 1), the broadcast axes first)
+    parted = bool(ellipses) and len(shape) == n_real and _advanced_around(key, ellipses[0])
     if ellipses:
         i = ellipses[0]
         key = key[:i] + (slice(None),) * (len(shape) - n_real) + key[i + 1:]
@@ -981,7 +984,7 @@ def getitem(x, key):
         key = key + (slice(None),) * (len(shape) - n_real)
     arrays = [j for j, k in enumerate(key) if _is_index_array(k)]
     if arrays:
-        return _gather_among(x, key, arrays)
+        return _gather_among(x, key, arrays, parted)
     starts, stops, steps, out_shape, dynamic, reversed_axes = [], [], [], [], [], []
     axis = 0
     for k in key:
@@ -1027,14 +1030,28 @@ def getitem(x, key):
     return reshape(out, tuple(out_shape))
 
 
-def _gather_among(x, key, ats):
+def _is_advanced(k) -> bool:
+    """An index numpy counts among the advanced ones beside an array: an array, an int."""
+    return _is_index_array(k) or isinstance(k, (int, np.integer)) or _is_scalar_index(k)
+
+
+def _advanced_around(key, at) -> bool:
+    """Whether key (holding an index array) has advanced indices on both sides of key[at]:
+    numpy's advanced indices then do not stand together."""
+    return builtins.any(_is_index_array(k) for k in key) and \
+        builtins.any(_is_advanced(k) for k in key[:at]) and \
+        builtins.any(_is_advanced(k) for k in key[at + 1:])
+
+
+def _gather_among(x, key, ats, parted=False):
     """x[key] where key[at] for each `at` of ats is an index array among basic indices (key
     has one entry per axis of x, Nones beside): the basic indices applied with those axes
     kept whole, then one gather. Several arrays are numpy's pairing: they broadcast, and
     the gather reads a table of those axes flattened into one at the flat index
     (ravel_multi_index's sum of each index times its stride). The broadcast axes go where
     numpy puts them: in the arrays' place when the advanced indices (the arrays and any
-    ints, run-time scalars included) stand together, first when a slice or None parts them
+    ints, run-time scalars included) stand together, first when a slice, None or a '...'
+    (parted: of no axis, gone from key) parts them
     (x of (2, 3, 4): x[0, :, [0, 1]] is (2, 3), x[[0, 1], :, [0, 1]] is (2, 3))."""
     idxs = [_index_operand(key[at]) for at in ats]  # (a list read once: a ragged one refused)
     if builtins.any(_dtype(idx) == np.dtype("bool") for idx in idxs):
@@ -1075,9 +1092,8 @@ def _gather_among(x, key, ats):
         return builtins.sum(1 for k in part if k is None or isinstance(k, slice))
 
     kept = [axes_made(whole[:at]) for at in ats]  # the kept axes, in basic
-    advanced = [j for j, k in enumerate(key)
-                if j in ats or isinstance(k, (int, np.integer)) or _is_scalar_index(k)]
-    together = advanced == list(range(advanced[0], advanced[-1] + 1))
+    advanced = [j for j, k in enumerate(key) if j in ats or _is_advanced(k)]
+    together = advanced == list(range(advanced[0], advanced[-1] + 1)) and not parted
     place = axes_made(key[:advanced[0]]) if together else 0
     nd = _ndim(basic)
     table = transpose(basic, kept + [i for i in range(nd) if i not in kept])
