@@ -432,6 +432,8 @@ CASES = [
          lambda t, i: t[i], ints=(1,)),
     Case("index_tensor", lambda t, i: t[i], [f64(6, 3), ints(5, high=6)],
          lambda t, i: t[i], ints=(1,)),
+    Case("index_arrays", lambda t, i, j: t[i, :, j], [f64(6, 2, 3), ints(5, high=6), ints(5, high=3)],
+         lambda t, i, j: t[i, :, j], ints=(1, 2)),
     Case("scatter_add", lambda u, i: gc.scatter_add(u, i, 5), [f64(2, 4, 3), ints(2, 4)],
          lambda u, i: _scatter(u, i, 5), ints=(1,)),
     Case("one_hot", lambda a, i: gc.one_hot(i, 5, "float64") * a, [f64(3, 5), ints(3)],
