@@ -150,6 +150,25 @@ def test_torchs_normalized_shape_argument_is_one_line_naming_the_function(op, la
         fn(x, w, eps="a")
 
 
+
+@pytest.mark.parametrize("op", ["layer_norm", "rms_norm"])
+def test_review_r4_a_traced_eps_gives_the_static_argnums_advice(op):
+    """r4 on ad66a19: eps read through _number made a compiled function's eps argument
+    'layer_norm: eps must be a number, got <%1:f32[] = input>' (an IR node the user never
+    wrote), where it was the traced number error naming the argument and advising
+    static_argnums (as r8 found for var's ddof); with static_argnums the value is taken."""
+    import graphc as gc
+    from ir.errors import TracedNumberError
+    fn = getattr(gc, op)
+    x = np.arange(8.0).reshape(2, 4)
+    with pytest.raises(TracedNumberError, match=r"the value passed as 'e' is traced.*"
+                       r"static_argnums") as info:
+        gc.compile(lambda a, e: fn(a, eps=e))(x, 1e-5)
+    assert "test_review_s31.py" in str(info.value).splitlines()[1]
+    np.testing.assert_array_equal(
+        gc.compile(lambda a, e: fn(a, eps=e), static_argnums=(1,))(x, 1e-5),
+        fn(x, eps=1e-5).data)
+
 # ---- helper 2 (fuzzing the transformations against JAX) -------------------------------------
 def test_transforming_a_compiled_function_then_compiling_keeps_the_transformation():
     """gc.compile(gc.grad(gc.compile(f))) compiled f itself (a scalar, f's value): the

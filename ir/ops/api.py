@@ -254,6 +254,12 @@ def _number(what, value, torch_scalars=True) -> float:
     ml_dtypes scalar and a traced value are refused. torch_scalars=False: a number only."""
     number = _as_number(value, torch_scalars)
     if number is None:
+        if isinstance(value, SymbolicValue) and tuple(value.shape) == ():
+            # a compiled function's number argument (layer_norm's eps, var's ddof): float()
+            # raises the TracedNumberError that names the argument and gives the
+            # static_argnums advice ('must be a number, got <%1:f32[] = input>' hid that the
+            # user passed a number)
+            float(value)
         _fail(f"{what} must be a number, got {value!r}")
     return number
 
@@ -710,12 +716,7 @@ def _ddof(fn, name, value):
     division, nor its count."""
     if is_int(value):
         return value
-    if isinstance(value, SymbolicValue):
-        # a compiled function's number argument: float() raises the TracedNumberError that
-        # names the argument and gives the static_argnums advice ('must be a number, got
-        # <%1:i64[] = input>' hid that the user passed a number)
-        float(value)
-    return _number(f"{fn}: {name}", value, torch_scalars=True)
+    return _number(f"{fn}: {name}", value, torch_scalars=True)  # (a traced one: its advice)
 
 
 def logsumexp(x, axis=None, keepdims=False, *, dim=NO_DIM, keepdim=None):
