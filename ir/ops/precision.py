@@ -23,7 +23,9 @@ torch.autocast does, with JAX's mixed-precision policy (float32 parameters, half
   then promotes them as torch's does: api._autocast_promoted);
 - any other op whose float operands mix float32 and the half dtype computes in the half dtype
   (a float32 parameter meeting a half activation is cast where it is used), so activations
-  stay half precision: LayerNorm's weights, biases, residual sums. Ops on float32 values only
+  stay half precision: residual sums, a Linear's bias. (api's layer_norm, rms_norm and
+  group_norm take float32 weights and biases beside a half x before any op sees them, as
+  torch's mixed-type kernels: computed in float32, the half result rounded once.) Ops on float32 values only
   (the optimiser's update, with its float32 master weights and state) are left alone.
 - control-flow ops and custom_vjp nodes (gc.remat, gc.custom_vjp) are never cast (UNCAST_OPS):
   the ops inside them are, and a custom_vjp's operands are the arguments its rule differentiates.
