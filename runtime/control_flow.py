@@ -13,6 +13,8 @@ from __future__ import annotations
 
 import numpy as np
 
+from ir.types import TupleType, has_negative_size, negative_size_error
+
 
 def _not_aliasing(results, operands) -> tuple:
     """The results, each copied where it shares memory with an operand. A region's plan
@@ -48,10 +50,22 @@ class _RegionPlans:
         region = self.regions[key] if index is None else self.regions[key][index]
         plan = self.plans.get((key, index))
         if plan is None:
+            _refuse_negative_sizes(region)
             from .build import build_plan  # runtime.build imports the plan, which imports us
             plan = self.plans[(key, index)] = build_plan(region, name=region.name,
                                                           **self.plan_options)
         return plan
+
+
+def _refuse_negative_sizes(region):
+    """A negative size made in a region (a cond's branch, a loop's body: traced unrefused,
+    as such a body may never run) refused now that it runs, as eagerly, naming its op and the
+    user's line: the passes computed on it (sum(broadcast_to(v, (-2,))) became -2 * v, a
+    value where eager refuses) or refused it from inside a pass, at the plan's own line."""
+    for node in region.nodes:
+        types = node.type.elements if isinstance(node.type, TupleType) else (node.type,)
+        if any(has_negative_size(getattr(t, "shape", ())) for t in types):
+            raise negative_size_error(node.op, node.locs)
 
 
 class ScanRunner(_RegionPlans):

@@ -926,3 +926,32 @@ def test_a_refused_known_predicate_array_or_span_is_one_line_naming_what_the_use
     for run in (lambda f: f(x), lambda f: gc.compile(f)(x)):
         one_line(lambda: run(lambda v: gc.fori_loop(-2**63, 2**63 - 1, lambda i, c: c, v)),
                  f"fori_loop: upper - lower = {2**64 - 1} does not fit in int64")
+
+
+def test_review_r6_a_negative_size_in_a_branch_or_body_that_runs_is_refused_at_the_users_line():
+    """Review r6 of s51 f1's bb18fed: a negative size made in a cond's branch or a loop's body
+    is not refused where traced (it may not run), but compiled, where it ran: the passes
+    computed on it (sum(broadcast_to(v, (-2,))) was -2 * v, returned where eager refuses),
+    or _check_sizes refused from inside simplify's rewrite, at "<graphc plan lambda #N>",
+    not the user's line. Refused now where the region's plan is built (it runs), in one
+    line naming its op and the user's line; a branch or body that never runs is no error."""
+    x = np.ones(2, np.float32)
+    makes = (lambda v: gc.broadcast_to(v[0], (-2,)), lambda v: gc.full((-2,), v[0]),
+             lambda v: gc.zeros((-2,)) + v[0], lambda v: gc.broadcast_to(np.float32(1), (-2,)),
+             lambda v: gc.zeros((2, -1)))
+    for make in makes:
+        branch = lambda v, big: gc.cond(v[0] > big, lambda v: gc.sum(make(v)) + v,  # noqa
+                                        lambda v: v, v)
+        loop = lambda v, steps: gc.fori_loop(0, steps, lambda i, c: c + gc.sum(make(c)), v)  # noqa
+        for pipeline in ("default", "O0"):
+            for fn, runs, skips in ((branch, 0.0, 5.0), (loop, 1, 0)):
+                compiled = gc.compile(fn, pipeline=pipeline)
+                with pytest.raises(GraphcError) as info:
+                    compiled(x, runs)
+                line, where = str(info.value).splitlines()
+                assert re.fullmatch(r"\w+\(\) failed: negative dimensions are not allowed",
+                                    line), line
+                assert "test_control_flow.py" in where, where
+                with pytest.raises(GraphcError, match="negative dimensions"):
+                    fn(x, runs)  # (as eager refuses)
+                np.testing.assert_array_equal(compiled(x, skips), x)

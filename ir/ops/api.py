@@ -205,7 +205,14 @@ def _size(value, what="a size"):
             dim = parse_dim(value)
         except ValueError:
             dim = None  # (refused below, in its words)
-        if isinstance(dim, Dim) and dim.symbols <= names.keys():
+        if isinstance(dim, Dim) and dim.symbols & names.keys():
+            # (a name of its own the call binds to no one size, or one of the trace's beside
+            # it, is refused: it was read as the enclosing trace's symbol of that name)
+            unbound = sorted(s for s in dim.symbols if names.get(s) is None)
+            if unbound:
+                _fail(f"{what} {value!r} names {', '.join(unbound)}, to which the compiled "
+                      "function's polymorphic_shapes give no one axis size of this call "
+                      "(it is called inside a trace), so nothing binds it")
             return dim.evaluate(names)  # (a Dim where the argument's size is one)
     # (an eager vmap's graph runs its ops at once on concrete values: no symbol has a value
     # there either; gc.vmap(lambda v: gc.eye('n')) was "whether -n+127 >= 0 depends on the
@@ -2845,6 +2852,9 @@ def _check_sizes(name, shape):
     recorded in the graph's size_checks, so that ir.specialize's refusal for n = 3 names
     `name`, not the op it traced to (tri for eye(n - 5))."""
     graph = innermost_interpreter()
+    if getattr(graph, "loc_override", None) is not None:
+        return  # (graphc's own code building a node for another, a pass's rewrite: not the
+        # user's call; its op refuses, naming that node's line, not the pass's plan line)
     while getattr(graph, "parent", None) is not None and not graph.may_not_run:
         graph = graph.parent  # (a vmap's graph runs where the graph around it does)
     if getattr(graph, "may_not_run", False):
