@@ -412,12 +412,16 @@ class Compiled:
     def _inline_sizes(self, args) -> dict:
         """{name: size} of the names polymorphic_shapes gives an axis alone (`n`, not `2*n`)
         for a call inline in a trace: the size of that axis of the argument (a symbolic
-        one where the trace's is), which a str size naming it in fn stands for. A declared
-        shape unlike the argument's binds nothing here (what it would be refused as at a
-        call of its own is left to such a call)."""
+        one where the trace's is), which a str size naming it in fn stands for. A name
+        declared only inside an expression (`2*n`), on axes of different sizes (`n` of a
+        3-row and a 4-row argument) or in a declared shape unlike the argument's is there
+        with None: it binds nothing, and a str size naming it is refused (ir.ops.api._size),
+        not read as the enclosing trace's own symbol of that name (what a call of its own
+        would refuse such a call as is left to such a call)."""
         if self.polymorphic_shapes is None:
             return {}
-        names, static = {}, self._static(len(args))
+        names, declared, conflicting = {}, set(), set()
+        static = self._static(len(args))
         for i, arg in enumerate(args):
             if i in static:
                 continue
@@ -427,13 +431,21 @@ class Compiled:
             except GraphcError:
                 continue
             for leaf, template in zip(leaves, templates):
-                shape = tuple(getattr(leaf, "shape", ()))
-                if template is None or len(template) != len(shape):
+                if template is None:
                     continue
-                for declared, size in zip(template, shape):
-                    if isinstance(declared, Dim) and str(declared) in declared.symbols:
-                        names.setdefault(str(declared), size)
-        return names
+                declared.update(s for d in template if isinstance(d, Dim) for s in d.symbols)
+                shape = tuple(getattr(leaf, "shape", ()))
+                if len(template) != len(shape):
+                    continue
+                for d, size in zip(template, shape):
+                    name = str(d)
+                    if not isinstance(d, Dim) or name not in d.symbols:
+                        continue  # (2*n, n+1: no one size of n)
+                    if name in names and not (type(names[name]) is type(size)
+                                              and names[name] == size):
+                        conflicting.add(name)  # (two axes of different sizes)
+                    names.setdefault(name, size)
+        return {name: None if name in conflicting else names.get(name) for name in declared}
 
     def _naming(self, exc, i, count, arg, index) -> GraphcError:
         """A polymorphic shape's mismatch with leaf `index` of argument i, naming the argument

@@ -3,6 +3,7 @@ size (runtime/polymorphic.py) checked against separate concrete compilations, re
 on concrete changes, the IR's text and JSON forms, dump, and the errors."""
 import logging
 import os
+import re
 import subprocess
 import sys
 
@@ -694,3 +695,38 @@ def test_a_mismatch_names_the_leaf_by_its_position_where_one_array_is_there_twic
                        polymorphic_shapes=(shapes,))
         with pytest.raises(gc.GraphcError, match=rf"argument {name} has shape .*{problem}"):
             f(arg)
+
+
+def test_review_r6_an_inline_polymorphic_compiles_name_it_cannot_bind_is_refused():
+    """Review r6 of s51 f1's ff3ac5f: called inside a trace, a polymorphic compile's str size
+    naming its own symbol that no axis gives alone (declared `2*n`), that two arguments give
+    different sizes, or beside a symbol it does not declare ('n+m'), was read as the
+    enclosing trace's symbol of that name: eye('n') of a ("2*n", 2) argument of 6 rows was
+    5 x 5 inside a plan whose own n was 5 (3 x 3 called alone), zeros(('n+m',)) 8 long, not
+    3 + 3. Refused now in one line naming the size; a name its axis gives alone is still its
+    size, whatever the enclosing trace calls n."""
+    x5, y3, y6 = (np.ones((r, 2), np.float32) for r in (5, 3, 6))
+    a3, b4 = np.ones((2, 3), np.float32), np.ones((2, 4), np.float32)
+    outer = lambda pf: gc.compile(lambda x, y: pf(y) + gc.sum(x),  # noqa: E731
+                                  polymorphic_shapes=(("n", 2), ("m", 2)))
+    alone = gc.compile(lambda y: gc.sum(gc.eye("n")), polymorphic_shapes=(("n", 2),))
+    assert outer(alone)(x5, y3) == 3 + 10 and alone(y3) == 3
+    twice = gc.compile(lambda y: gc.sum(gc.eye("n")), polymorphic_shapes=(("2*n", 2),))
+    mixed = gc.compile(lambda y: gc.sum(gc.zeros(("n+m",)) + 1), polymorphic_shapes=(("n", 2),))
+    both = gc.compile(lambda a, b: gc.sum(gc.eye("n")) + gc.sum(a) + gc.sum(b),
+                      polymorphic_shapes=(("n",), ("n",)))
+    assert twice(y6) == 3
+    for run, text, name in ((lambda: outer(twice)(x5, y6), "'n'", "n"),
+                            (lambda: gc.vmap(twice)(np.ones((2, 6, 2), np.float32)), "'n'", "n"),
+                            (lambda: outer(mixed)(x5, y3), "'n\\+m'", "m"),
+                            (lambda: gc.vmap(both)(a3, b4), "'n'", "n"),
+                            (lambda: gc.compile(both)(a3[0], b4[0]), "'n'", "n")):
+        with pytest.raises(GraphcError) as info:
+            run()
+        line, where = str(info.value).splitlines()
+        assert re.fullmatch(rf"\w+: a size {text} names {name}, to which the compiled "
+                            r"function's polymorphic_shapes give no one axis size of this "
+                            r"call \(it is called inside a trace\), so nothing binds it",
+                            line), line
+        assert "test_shape_polymorphism.py" in where
+    np.testing.assert_array_equal(gc.vmap(both)(a3, a3), [9.0, 9.0])
