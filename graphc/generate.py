@@ -370,7 +370,12 @@ def _at_least_0(value, name: str) -> int:
 def _whole_setting(value) -> int | None:
     """`value` as an int by graphc's rule for a whole number given as a setting
     (control_flow._whole: a Python or numpy integer, or a 0-d integer array or tensor, as
-    torch and transformers take them; not a bool, a float or a string), or None."""
+    torch and transformers take them; not a bool, a float or a string), or None. A Python
+    or numpy integer of any size: these settings stay Python ints, never an int64 counter
+    (_whole's bound refused a seed of 10**20, which numpy's default_rng and graphc train
+    take, as "must be a whole number", after a whole training run; top_k 2**70 too)."""
+    if is_int(value):
+        return operator.index(value)
     try:
         return _whole(value, "")
     except GraphcError:

@@ -182,6 +182,17 @@ def test_sampling_settings_are_used_as_the_numbers_they_are(given, plain):
     _same_tokens(given, plain)
 
 
+def test_settings_past_int64_are_the_numbers_they_are():
+    """A seed past int64 is numpy's (default_rng takes any whole number >= 0, and graphc
+    train trains with one), and a top_k past it keeps every token: both were refused as
+    "must be a whole number", the seed only after a whole training run, at its sample."""
+    seed = 10**20
+    tokens = _same_tokens(dict(seed=seed), dict(seed=np.random.SeedSequence(seed)))
+    assert tokens != _same_tokens({}, {})  # (not the default seed's tokens)
+    _same_tokens(dict(seed=np.uint64(2**64 - 1)), dict(seed=np.random.SeedSequence(2**64 - 1)))
+    _same_tokens(dict(top_k=2**70), dict(top_k=None))
+
+
 def test_one_stop_token_as_a_0d_array_is_one_id():
     """stop_tokens decided "one id" by is_int while its items were token ids by
     whole_token_id: np.array(3) was refused as no token id, [np.array(3)] taken."""
@@ -364,6 +375,9 @@ def test_graphc_sample_slides_past_the_block_size_like_the_no_cache_path(tmp_pat
     first = capsys.readouterr().out
     assert main(args) == 0
     assert capsys.readouterr().out == first and len(first) > 12
+    # any seed --seed takes is numpy's: one past int64 was refused at the first token
+    assert main(args[:-1] + [str(10**20)]) == 0
+    assert len(capsys.readouterr().out) > 12
     with pytest.raises(SystemExit) as bad:
         main(["sample", "--checkpoint", run, "--top-p", "0"])
     assert bad.value.code == 2

@@ -85,8 +85,10 @@ def test_a_seed_past_int64_trains_instead_of_a_traceback(tmp_path, text_file, ca
     from graphc import checkpoint
     from graphc.trainer import Trainer
     seed = 10**20
+    # (with a sample at the end: its sampler refused the seed once training was done)
     assert main(["train", *FAST, "--dropout", "0.1", "--seed", str(seed), "--data", text_file,
-                 "--out", str(tmp_path / "run")]) == 0
+                 "--out", str(tmp_path / "run"), "--sample-tokens", "4"]) == 0
+    assert len((tmp_path / "run" / "sample.txt").read_text(encoding="utf-8")) >= 4
     _, meta = checkpoint.load(str(tmp_path / "run" / "checkpoint.npz"))
     assert meta["train"]["seed"] == seed and meta["step"] == 2
     # a seed that fits keeps its key; a larger one wraps modulo 2**63
