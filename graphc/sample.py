@@ -1,6 +1,8 @@
 """Text generation from a trained GPT: a thin front over graphc.generate's KV-cache plans."""
 from __future__ import annotations
 
+import reprlib
+
 from .generate import Generator, check_sampling
 
 
@@ -30,6 +32,11 @@ class Sampler:
         temperature, top_k, top_p, seed = check_sampling(temperature, top_k, top_p, seed)
         # an empty prompt is the generator's to refuse (it started from token 0, whatever
         # that is), as transformers' generate refuses one without a bos_token_id
-        steps = self.generator.stream([list(prompt_ids)], tokens, temperature, top_k, top_p,
-                                      seed, stop_tokens, min_new_tokens)
+        try:
+            prompt = list(prompt_ids)
+        except TypeError:  # (an int, None, a 0-d array: a raw "'int' object is not iterable")
+            raise ValueError(f"prompt_ids must be a list of token ids (one prompt), got "
+                             f"{reprlib.repr(prompt_ids)}") from None
+        steps = self.generator.stream([prompt], tokens, temperature, top_k, top_p, seed,
+                                      stop_tokens, min_new_tokens)
         return (chosen[0] for chosen in steps)

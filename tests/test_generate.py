@@ -299,6 +299,16 @@ def test_bad_prompts_and_tokens_are_refused():
     gen.start([[1], [2]])
     with pytest.raises(ValueError, match="1 tokens for 2 rows"):
         gen.advance([3])
+    # Sampler's one prompt that is no list was a raw TypeError ("'int' object is not
+    # iterable"); a tuple or an array of ids is still one
+    for bad, shown in ((5, "5"), (None, "None"), (np.array(3), "array(3)")):
+        with pytest.raises(ValueError) as info:
+            Sampler(model, params).generate(bad, 3)
+        assert str(info.value) == ("prompt_ids must be a list of token ids (one prompt), "
+                                   f"got {shown}")
+    greedy = Sampler(model, params).generate([1, 2], 3, temperature=0)
+    assert Sampler(model, params).generate(np.array([1, 2]), 3, temperature=0) == greedy
+    assert greedy == gen.generate([[1, 2]], 3, temperature=0)[0]
 
 
 def test_the_decode_plan_updates_the_donated_caches_in_place():
