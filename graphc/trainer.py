@@ -287,7 +287,8 @@ class Trainer:
         self._non_finite_loss_since, self._non_finite_batch = None, None
         # in the re-run of a step whose loss was finite and gradient NaN (_diverged's
         # gradient_only): whether to probe the loss's forward (_probe_hidden_non_finite),
-        # and the error naming the op that made a value there the loss does not see
+        # and (the step it was found at, the error naming the op that made a value there
+        # the loss does not see)
         self._probe_hidden, self._hidden_non_finite = False, None
         self._forward_loss = None  # the probe's Compiled, made at its first use
         self.dist = None  # graphc.distributed when data-parallel
@@ -1050,8 +1051,9 @@ class Trainer:
             self._probe_class_targets(batch, key)
             self._non_finite_batch = self._non_finite_batch or self._probe_non_finite_data(
                 batch, key, self.step + 1)
-            if self._probe_hidden:
-                self._hidden_non_finite = self._probe_hidden_non_finite(batch, key)
+            if self._probe_hidden:  # (with the step it was found at: _diverged)
+                hidden = self._probe_hidden_non_finite(batch, key)
+                self._hidden_non_finite = hidden and (self.step + 1, hidden)
         batch = self._shard(batch)
         if self.dist is not None:
             self.dist.beat(self.step)
@@ -2147,7 +2149,12 @@ class Trainer:
             finally:
                 self._probe_hidden = False
             found = "; the finite check did not reproduce it"
-        hidden = exc is not None and self._hidden_non_finite is not None
+        # a value the loss does not see, found at a step before the failed one whose gradient
+        # was finite (no loss scaler skipped it), reached no gradient: a learning rate's NaN
+        # (a log of a negative the where masks, whose gradient 1/x times 0 is 0)
+        hidden = exc is not None and self._hidden_non_finite is not None and (
+            self._hidden_non_finite[0] == failed
+            or self.scaler is not None and self.scaler.enabled)
         if hidden:
             what += "; the gradient of the loss is not finite at a finite loss"
         if exc is not None:

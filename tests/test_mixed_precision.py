@@ -1327,6 +1327,32 @@ def test_a_nan_that_reaches_only_the_gradient_gets_the_where_advice_not_the_lr_o
         assert message.endswith(". Try a lower learning rate; no checkpoint was written")
 
 
+def test_a_harmless_nan_under_a_where_keeps_the_learning_rates_advice():
+    """Review r7 of s51 (2965538): a NaN the loss does not see whose gradient is finite (log
+    of a negative under a `where`: 1/x times 0 is 0) was there at every step, the gradients
+    finite; a learning rate of 1e3 then blew the parameters up (loss 1e27, GELU's gradient
+    NaN). The re-run found the log's NaN at step 5, whose gradient had been finite, and the
+    report gave the double-where advice in place of the learning rate's."""
+    from graphc.trainer import TrainingDiverged
+    rng = np.random.default_rng(0)
+    x = rng.normal(size=(16, 3)).astype(np.float32)
+    t = rng.normal(size=(16, 1)).astype(np.float32)
+
+    def loss(p, b):
+        side = gc.mean(gc.where(b[0][:, :1] > 0, gc.log(b[0][:, :1]), 0.0))
+        return gc.mean(gc.abs(gc.gelu(b[0] @ p["w"]) @ p["v"] - b[1])) + 0.0 * side
+    trainer = gc.Trainer(loss, {"w": np.ones((3, 8), np.float32),
+                                "v": np.ones((8, 1), np.float32)}, gc.optim.SGD(lr=1e3),
+                         [(x[i:i + 4], t[i:i + 4]) for i in range(0, 16, 4)] * 30, steps=100)
+    with pytest.raises(TrainingDiverged) as info:
+        trainer.fit(progress=False)
+    message = str(info.value)
+    assert message.startswith("training diverged at step 6 (loss ")
+    assert "gradient norm nan); first non-finite value: " in message
+    assert "not finite at a finite loss" not in message and "double where" not in message
+    assert message.endswith(". Try a lower learning rate; no checkpoint was written")
+
+
 @pytest.mark.parametrize("case", ["batch_norm", "log"])
 def test_a_nan_blamed_where_the_step_not_the_evaluation_carries_it_or_zero_is_no_cure(case):
     """Review s50 (m1) of ed07fa9: the probe evaluated the loss in evaluation mode and with
