@@ -220,14 +220,22 @@ def trunc_normal_(tensor, mean: float = 0.0, std: float = 1.0, a: float = -2.0,
 def constant_(tensor, val: float):
     """Fill with `val`, a number (a 0-d tensor or a bool too, as torch's), as torch's fill_:
     a float tensor takes it rounded (inf and NaN too), one of ints truncated toward zero, a
-    bool one nonzero as True; a finite value past the dtype's range (1e39 in float32, -1 in
-    uint8) and NaN or inf in ints are refused."""
+    bool one nonzero as True; a finite value past the dtype's range (1e39 in float32, 256 or
+    -0.5 in uint8) and NaN or inf in ints are refused. As torch's, an integer val must fit
+    int64 or uint64 (torch's OverflowError), and a negative one down to -max wraps in an
+    unsigned dtype (-1 fills a uint8 tensor with 255)."""
     number = int(val) if is_int(val) else _number("constant_", "val", val)  # (exact, big)
     dtype = _array(tensor, "constant_").dtype
+    if isinstance(number, int) and not -2 ** 63 <= number < 2 ** 64:
+        _fail(f"init.constant_: val {number} does not fit a 64-bit integer, as in PyTorch")
     integral = np.issubdtype(dtype, np.integer)
     if integral or is_float(dtype):
         info = np.iinfo(dtype) if integral else finfo(dtype)
         low, high = (info.min, info.max) if integral else (float(info.min), float(info.max))
+        if integral and low == 0 and isinstance(number, int) and -high <= number < 0:
+            number += high + 1  # torch's two's complement wrap of a negative int
+        elif not integral and isinstance(number, int):
+            number = float(number)  # (ml_dtypes' bfloat16 takes no int past int64)
         finite = isinstance(number, int) or math.isfinite(number)
         if (finite or integral) and not (finite and low <= number <= high):
             span = f"{low} to {high}" if integral else f"+-{high:.8g}"

@@ -291,13 +291,14 @@ def test_fills_of_integer_and_bool_tensors_are_torchs(dtype, torch_dtype):
     tensor takes nonzero as True, and a value outside the dtype's range is refused where
     torch refuses it."""
     for val in (2.7, -2.7, -0.5, 0, 5, True, 1e20, 255, 256, 2 ** 31 - 1, 2 ** 31, 2 ** 63,
-                math.nan, math.inf, np.float32(-3.9)):
+                math.nan, math.inf, np.float32(-3.9), -1, -255, -256, -1.0, np.int64(-3),
+                2 ** 64, -2 ** 63 - 1):  # (torch wraps -1 .. -255 in uint8, no int past 64 bits)
         want = _torch_or_none(lambda: torch.nn.init.constant_(
-            torch.zeros(3, dtype=torch_dtype), float(val) if isinstance(val, np.generic)
-            else val))
+            torch.zeros(3, dtype=torch_dtype), float(val) if isinstance(val, np.floating)
+            else int(val) if isinstance(val, np.integer) else val))
         if want is None:
             with pytest.raises(gc.GraphcError, match=f"init.constant_: val .* does not fit "
-                               f"the tensor's {dtype}"):
+                               f"(the tensor's {dtype}|a 64-bit integer)"):
                 init.constant_(np.zeros(3, dtype), val)
         else:
             got = init.constant_(np.zeros(3, dtype), val)
@@ -338,12 +339,13 @@ def test_uniform_and_constant_past_a_float_dtypes_range_are_refused_as_torch():
                 values = init.uniform_(np.zeros(4, dtype), a, b).astype(np.float64)
                 assert np.isfinite(values).all() and (values >= a).all() and \
                     (values <= b).all(), (name, a, b)
-        for val in (1e39, 7e4, -7e4, 65504.0, math.inf, -math.inf, math.nan, 3.4e38, 0.1):
+        for val in (1e39, 7e4, -7e4, 65504.0, math.inf, -math.inf, math.nan, 3.4e38, 0.1,
+                    2 ** 63, 2 ** 64 - 1, 2 ** 64):  # (bfloat16 raised a raw TypeError)
             want = _torch_or_none(lambda: torch.nn.init.constant_(
                 torch.zeros(2, dtype=torch_dtype), val))
             if want is None:
                 with pytest.raises(gc.GraphcError, match=f"init.constant_: val .* does not "
-                                   f"fit the tensor's {name}"):
+                                   f"fit (the tensor's {name}|a 64-bit integer)"):
                     init.constant_(np.zeros(2, dtype), val)
             else:
                 np.testing.assert_array_equal(
