@@ -955,3 +955,29 @@ def test_review_r6_a_negative_size_in_a_branch_or_body_that_runs_is_refused_at_t
                 with pytest.raises(GraphcError, match="negative dimensions"):
                     fn(x, runs)  # (as eager refuses)
                 np.testing.assert_array_equal(compiled(x, skips), x)
+
+
+def test_review_r8_a_negative_size_in_a_batched_conds_branch_is_refused_compiled_too():
+    """Review r8 of r6's 0463553: _check_sizes passed over every call made under
+    Graph.locations, which vmap's batching of a cond (its branches then run, inlined in the
+    graph around it) is too: compiled, gc.vmap of cond(v[0] > a, lambda v:
+    gc.sum(gc.broadcast_to(v[0], (-2,))) + v, ...) returned -1 (the sum simplified to -2 * v)
+    where eager vmap refuses, and the parent refused. Refused now, naming the branch's line."""
+    batch = np.ones((2, 2), np.float32)
+    makes = (lambda v: gc.broadcast_to(v[0], (-2,)), lambda v: gc.full((-2,), v[0]),
+             lambda v: gc.zeros((-2,)) + v[0], lambda v: gc.broadcast_to(np.float32(1), (-2,)),
+             lambda v: gc.zeros((2, -1)))
+    for make in makes:
+        fn = lambda v, a: gc.cond(v[0] > a, lambda v: gc.sum(make(v)) + v,  # noqa: E731
+                                  lambda v: v, v)
+        for pipeline in ("default", "O0"):
+            for a in (0.0, 5.0):  # (taken by every example, by none: eager refuses both)
+                for run in (gc.vmap(fn, in_axes=(0, None)),
+                            gc.compile(gc.vmap(fn, in_axes=(0, None)), pipeline=pipeline)):
+                    with pytest.raises(GraphcError) as info:
+                        run(batch, a)
+                    line, where = str(info.value).splitlines()
+                    assert re.fullmatch(r"\w+\([^)]*\) failed[\w ]*: (negative dimensions are "
+                                        r"not allowed|all elements of broadcast shape must "
+                                        r"be non-negative)", line), line
+                    assert "test_control_flow.py" in where, where

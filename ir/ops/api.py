@@ -2852,19 +2852,22 @@ def _check_sizes(name, shape):
     recorded in the graph's size_checks, so that ir.specialize's refusal for n = 3 names
     `name`, not the op it traced to (tri for eye(n - 5))."""
     graph = innermost_interpreter()
-    if getattr(graph, "loc_override", None) is not None:
-        return  # (graphc's own code building a node for another, a pass's rewrite: not the
-        # user's call; its op refuses, naming that node's line, not the pass's plan line)
+    # graphc's own code building a node for another (a pass's rewrite, vmap's batching of a
+    # cond's branches into the graph around it) names that node's line, not the pass's plan
+    # line; it is refused all the same where that graph runs (returning there, vmap of a
+    # cond computed on a branch's negative size: sum(broadcast_to(v, (-2,))) was -2 * v)
+    override = getattr(graph, "loc_override", None)
+    locs = override if override is not None else (user_location(),)
     while getattr(graph, "parent", None) is not None and not graph.may_not_run:
         graph = graph.parent  # (a vmap's graph runs where the graph around it does)
     if getattr(graph, "may_not_run", False):
         return
     if has_negative_size(shape):
-        raise negative_size_error(name, (user_location(),))
+        raise negative_size_error(name, locs)
     if not hasattr(graph, "size_checks"):  # (eagerly every size is concrete)
         return
     recorded = {d for _, _, d, _ in graph.size_checks}
-    graph.size_checks += tuple((name, axis, d, (user_location(),))
+    graph.size_checks += tuple((name, axis, d, locs)
                                for axis, d in enumerate(shape)
                                if isinstance(d, Dim) and d not in recorded and may_be_negative(d))
 
