@@ -169,6 +169,30 @@ def test_review_r4_a_traced_eps_gives_the_static_argnums_advice(op):
         gc.compile(lambda a, e: fn(a, eps=e), static_argnums=(1,))(x, 1e-5),
         fn(x, eps=1e-5).data)
 
+@pytest.mark.parametrize("op", ["layer_norm", "rms_norm"])
+def test_review_r8_a_traced_eps_is_named_as_the_setting(op):
+    """r8 on c532050: _number's traced 0-d value became float()'s own line, 'float() of a
+    symbolic value: ...', for every setting read by _number: a call the user never wrote,
+    naming neither the function nor the setting (an eps computed in the trace, or vmapped:
+    nothing else on the line said which of the call's numbers it was). Led by the setting
+    now, the argument's advice after it as before."""
+    import graphc as gc
+    from ir.errors import TracedNumberError
+    fn = getattr(gc, op)
+    x = np.arange(8.0).reshape(2, 4)
+    lead = rf"^{op}: eps must be a number, got a traced value: its value is only known"
+    for run, advice in ((lambda: gc.compile(lambda a, e: fn(a, eps=e))(x, 1e-5),
+                         r".*the value passed as 'e' is traced.*static_argnums"),
+                        (lambda: gc.compile(lambda a: fn(a, eps=gc.sum(a) * 0 + 1e-5))(x), ""),
+                        (lambda: gc.vmap(lambda a, e: fn(a, eps=e))(x, np.full(2, 1e-5)), "")):
+        with pytest.raises(TracedNumberError, match=lead + advice) as info:
+            run()
+        line, where = str(info.value).splitlines()
+        assert "test_review_s31.py" in where and "float()" not in line
+    with pytest.raises(TracedNumberError, match=r"^elu: alpha must be a number, got a traced "):
+        gc.compile(lambda a, m: gc.elu(a, alpha=m))(x, 1.0)
+
+
 # ---- helper 2 (fuzzing the transformations against JAX) -------------------------------------
 def test_transforming_a_compiled_function_then_compiling_keeps_the_transformation():
     """gc.compile(gc.grad(gc.compile(f))) compiled f itself (a scalar, f's value): the

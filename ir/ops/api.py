@@ -19,7 +19,7 @@ from typing import NamedTuple
 
 import numpy as np
 
-from ..errors import GraphcError, a_type, user_location, with_article
+from ..errors import GraphcError, TracedNumberError, a_type, user_location, with_article
 from ..types import (Dim, InconclusiveDim, as_dim, as_dtype, broadcast_shapes, finfo,
                      fits_int, floor_div, has_negative_size, holds_when_bound, is_float, is_half,
                      is_int, is_real, is_real_dtype, may_be_negative, negative_size_error,
@@ -251,6 +251,19 @@ def _in_a_trace(interpreter) -> bool:
     return False
 
 
+def _traced_setting(what, exc):
+    """exc, float()'s TracedNumberError for a traced number setting, its line led by the
+    setting (`what`: "layer_norm: eps") in place of "float() of a symbolic value"; the
+    argument it names, the advice and what transformations read of it kept."""
+    said = "float() of a symbolic value"
+    lead = f"{what} must be a number, got a traced value"
+
+    def led(text):
+        return lead + text[len(said):] if text.startswith(said) else f"{lead}: {text}"
+    return TracedNumberError(led(exc.message), exc.locs, exc.arguments, led(exc.reason),
+                             exc.advice, exc.value)
+
+
 def _number(what, value, torch_scalars=True) -> float:
     """A number setting (a slope, an eps, a probability, a fill value, an optimiser's
     momentum: graphc.optim's _real is this) as a float, by torch's rule for a float or Scalar
@@ -262,11 +275,15 @@ def _number(what, value, torch_scalars=True) -> float:
     number = _as_number(value, torch_scalars)
     if number is None:
         if isinstance(value, SymbolicValue) and tuple(value.shape) == ():
-            # a compiled function's number argument (layer_norm's eps, var's ddof): float()
-            # raises the TracedNumberError that names the argument and gives the
-            # static_argnums advice ('must be a number, got <%1:f32[] = input>' hid that the
-            # user passed a number)
-            float(value)
+            # a compiled function's number argument (layer_norm's eps, var's ddof): the
+            # TracedNumberError that names the argument and gives the static_argnums advice
+            # ('must be a number, got <%1:f32[] = input>' hid that the user passed a number),
+            # led by the setting it is (float()'s own line named neither the function nor
+            # the setting: 'float() of a symbolic value', a call the user never wrote)
+            try:
+                return float(value)  # (a probe trace's value: the trace goes on)
+            except TracedNumberError as exc:
+                raise _traced_setting(what, exc) from None
         _fail(f"{what} must be a number, got {value!r}")
     return number
 
