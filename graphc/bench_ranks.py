@@ -184,10 +184,12 @@ def main(argv=None, prog=None) -> int:
                                   preexec_fn=dist.ends_with_this_process()) as proc:
                 no_pid_file = os.path.join(folder, "no-rank-0")
                 with dist._forwarding_stops(proc, no_pid_file) as ended_by:
+                    # no time limit: the job runs its --steps however long they take
+                    # (a hidden 600 s ended long runs in a traceback, the ranks left running)
                     try:
-                        stdout, stderr = proc.communicate(timeout=600)
-                    except BaseException:  # (a timeout, as subprocess.run's)
-                        proc.kill()
+                        stdout, stderr = proc.communicate()
+                    except BaseException:
+                        dist.end_job(proc)
                         raise
             out = subprocess.CompletedProcess(command, proc.returncode, stdout, stderr)
         if ended_by:

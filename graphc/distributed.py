@@ -61,7 +61,7 @@ __all__ = ["init", "rank", "size", "local_size", "is_main", "print0", "shard", "
            "agree_max", "allreduce", "broadcast_", "fail_together", "exit_status",
            "join_job", "joined", "leave_now", "leave_together", "exit_on_error",
            "check_process_count", "mpiexec_path", "launch_command", "launch", "launch_env",
-           "launch_session", "ends_with_this_process", "end_with_parent",
+           "launch_session", "end_job", "ends_with_this_process", "end_with_parent",
            "under_mpiexec", "launcher_variable", "check_ranks_option", "without_option",
            "stops_forwarded", "launcher_stdout_failure"]
 
@@ -794,7 +794,7 @@ def launch(ranks: int, argv, timeout: float | None = None, **kwargs):
                 try:
                     out, err = proc.communicate(timeout=timeout)
                 except BaseException:
-                    proc.kill()
+                    end_job(proc)
                     raise
             if relayed is not None:
                 relayed.join(10)  # (mpiexec has ended: its end of the pipe is closed)
@@ -811,6 +811,18 @@ def launch(ranks: int, argv, timeout: float | None = None, **kwargs):
         elif done.returncode == 0 and relayed is not None and relayed.gone:
             done.returncode = 128 + signal.SIGPIPE  # (gone after training: the job ended)
     return done
+
+
+def end_job(proc, grace: float = 10.0) -> None:
+    """End a job started here (mpiexec, or a one-rank job's python) that is still running,
+    its ranks with it: SIGTERM, on which mpiexec ends its ranks, then SIGKILL after `grace`
+    seconds. A SIGKILL at once ended mpiexec alone, and its ranks ran on as orphans."""
+    proc.terminate()
+    try:
+        proc.wait(grace)
+    except subprocess.TimeoutExpired:
+        proc.kill()
+        proc.wait()
 
 
 def _prctl():

@@ -75,3 +75,16 @@ def left_running(pids) -> list:
     for pid in left:
         os.kill(pid, signal.SIGKILL)
     return left
+
+
+def failing_once_the_job_runs(monkeypatch, ranks: int, seen: list):
+    """subprocess.Popen.communicate patched to fail (RuntimeError) once the job it waits for
+    (mpiexec) has started its `ranks` ranks: a launcher's wait that ends in an exception (its
+    timeout, a bug). `seen` gets each call's (timeout, the job's pids: mpiexec, its ranks)."""
+    def communicate(proc, input=None, timeout=None):
+        deadline = time.monotonic() + 120
+        while len(children(proc.pid)) < ranks and time.monotonic() < deadline:
+            time.sleep(0.1)
+        seen.append((timeout, [proc.pid, *children(proc.pid)]))
+        raise RuntimeError("the launcher's wait failed")
+    monkeypatch.setattr(subprocess.Popen, "communicate", communicate)

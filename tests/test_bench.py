@@ -352,3 +352,23 @@ def test_a_bench_ranks_killed_by_sigterm_or_sigkill_ends_its_job(tmp_path, signu
     assert proc.returncode == 143
     assert err.splitlines()[-1] == ("graphc: interrupted by SIGTERM: the 1-rank job was "
                                     "ended")
+
+
+@pytest.mark.skipif(not sys.platform.startswith("linux"), reason="/proc")
+def test_bench_ranks_waits_for_its_job_and_ends_it_when_the_wait_fails(monkeypatch):
+    """s51: `graphc bench --ranks` gave each job 600 s, a cap no option shows: a run of
+    many --steps (or on a busy machine) ended after 10 minutes in a TimeoutExpired
+    traceback, its measurements lost, and the SIGKILL it then sent mpiexec left the ranks
+    running on as orphans. It waits for the job as long as it runs now (a Ctrl-C, SIGTERM or
+    SIGHUP ends it), and a wait that fails all the same ends the ranks with mpiexec."""
+    pytest.importorskip("mpi4py", reason="the mpi extra is not installed")
+    from launch import failing_once_the_job_runs, left_running
+    from graphc import bench_ranks
+    seen = []
+    failing_once_the_job_runs(monkeypatch, 2, seen)
+    with pytest.raises(RuntimeError, match="wait failed"):
+        bench_ranks.main(["--ranks", "2", "--steps", "1000000"])
+    [(timeout, job)] = seen
+    assert timeout is None
+    assert len(job) == 3, job  # mpiexec and its two ranks
+    assert left_running(job) == []

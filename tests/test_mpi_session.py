@@ -192,3 +192,19 @@ def test_a_launch_in_another_pid_namespace_keeps_a_live_launchers_session_folder
     finally:
         inside.kill()
         inside.wait()
+
+
+@pytest.mark.skipif(not sys.platform.startswith("linux"), reason="/proc")
+def test_a_launch_whose_wait_fails_ends_its_ranks_too(monkeypatch):
+    """s51: when launch's wait for mpiexec ended in an exception (its `timeout`), it sent
+    mpiexec SIGKILL, which ends mpiexec alone: its ranks ran on as orphans (here: for the
+    two minutes of their sleep). mpiexec gets SIGTERM first now, and ends them."""
+    pytest.importorskip("mpi4py", reason="the mpi extra is not installed")
+    from launch import failing_once_the_job_runs, left_running
+    seen = []
+    failing_once_the_job_runs(monkeypatch, 2, seen)
+    with pytest.raises(RuntimeError, match="wait failed"):
+        dist.launch(2, ["-c", "import time; time.sleep(120)"], timeout=600)
+    [(timeout, job)] = seen
+    assert len(job) == 3, job  # mpiexec (it runs as prterun) and its two ranks
+    assert left_running(job) == []
