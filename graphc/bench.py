@@ -891,6 +891,12 @@ def run_cli(args) -> int:
         if not chosen:  # an empty table and exit status 0
             raise ValueError(f"{flag} {getattr(args, flag[2:])!r} names none; choose from "
                              f"{', '.join(names)}")
+        # a workload twice was measured twice (two rows of one name); a contender twice
+        # started two workers, the first dropped from the table and left idle
+        twice = next((name for k, name in enumerate(chosen) if name in chosen[:k]), None)
+        if twice is not None:
+            raise ValueError(f"{flag} {getattr(args, flag[2:])!r} names {twice} twice; give "
+                             "each once")
     check_workloads_run(workloads, contenders)
     check_process_count("--concurrent", args.concurrent)
     for flag, path in (("--json", args.json), ("--plot", args.plot)):

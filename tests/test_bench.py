@@ -100,6 +100,23 @@ def test_bench_rejects_unknown_contenders(capsys):
     assert "unknown contender 'jax'" in capsys.readouterr().err
 
 
+@pytest.mark.parametrize("flag, given, named", [
+    ("--workloads", "mlp-train, gpt-tiny-train,mlp-train", "mlp-train"),
+    ("--contenders", "compiled,eager,compiled", "compiled")])
+def test_bench_refuses_a_name_given_twice_before_measuring(capsys, monkeypatch, flag,
+                                                           given, named):
+    """s51: a workload given twice was measured twice (minutes, two rows of one name in the
+    table and the JSON); a contender given twice started two workers, the first of which
+    was dropped from the table and left idle until the bench ended."""
+    from graphc import bench
+    monkeypatch.setattr(bench, "run", lambda *a, **k: pytest.fail("measured"))
+    monkeypatch.setattr(bench, "matmul_gflops", lambda *a, **k: pytest.fail("measured"))
+    argv = {"--workloads": "mlp-train", "--contenders": "compiled", flag: given}
+    assert main(["bench", *[x for kv in argv.items() for x in kv]]) == 2
+    assert capsys.readouterr().err == (f"graphc: error: {flag} {given!r} names {named} twice; "
+                                       "give each once\n")
+
+
 def test_a_failing_contender_process_reports_its_traceback():
     import pytest
 
