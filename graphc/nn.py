@@ -44,7 +44,7 @@ from runtime.eager import (BUFFER_UPDATES, MODULE_PARAMETERS, Buffer, Parameter,
                            bool_flag, collect_buffer_updates, held_again, note_place,
                            places_holding)
 from . import hooks
-from .transforms import Compiled
+from .transforms import APPLYING, Compiled
 
 _GENERATOR = [np.random.default_rng(0)]
 
@@ -1663,7 +1663,10 @@ class Module:
         With `state` (a dict as state() gives), the buffers are taken from it too, and the
         result is (output, new_state): what layers in training mode wrote (BatchNorm's
         running statistics), the rest as given. This is how a traced function (gc.compile,
-        gc.value_and_grad with has_aux=True) carries them, as flax's `mutable=`.
+        gc.value_and_grad with has_aux=True) carries them, as flax's `mutable=`; `state`
+        itself is left unchanged. A gc.compile'd function forward calls runs as its Python
+        function here (graphc.transforms._Applying): its plans are bound to the tensors the
+        module held when they were traced.
 
         Called with a function alone, it is torch's Module.apply(fn): fn(module) for every
         submodule, children first, then this one (`model.apply(init_weights)`); returns the
@@ -1677,6 +1680,7 @@ class Module:
         owners = self._owners(params, "params", Parameter)
         buffers = {} if state is None else self._owners(state, "state", Buffer)
         saved, values = [], {**params, **({} if state is None else state)}
+        APPLYING.depth += 1  # (a gc.compile'd function inside runs as its Python function)
         try:
             # a gc.compile'd child's plan is bound to its layer's own Parameters, so it would
             # compute with them, not with `params` (and a plan traced here would stay bound
@@ -1690,8 +1694,12 @@ class Module:
                         object.__setattr__(module, attr, layer)
             for name, places in {**owners, **buffers}.items():
                 value = values[name]
-                if isinstance(value, np.ndarray):
-                    value = Tensor(value)
+                if isinstance(value, np.ndarray) or name in buffers and \
+                        type(value) is Tensor and not value.requires_grad:
+                    # a state tensor of the caller's (a new_state given back) is wrapped
+                    # too: `self.count += 1` in forward gives the wrapper the new array,
+                    # which the caller's tensor would take otherwise
+                    value = Tensor(value.data if isinstance(value, Tensor) else value)
                 if name in owners and _frozen(getattr(*places[0])):
                     # frozen torch's way: no gradient reaches it, so gc.grad gives zeros
                     # and gc.Trainer (a None gradient) leaves it and its state alone
@@ -1709,6 +1717,7 @@ class Module:
             return out, {name: updates.value_of(*places[0], state[name])
                          for name, places in buffers.items()}
         finally:  # the Parameters are back even when forward raises
+            APPLYING.depth -= 1
             for module, attr, original in reversed(saved):
                 object.__setattr__(module, attr, original)
 

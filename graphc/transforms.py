@@ -65,6 +65,19 @@ def _note_traced_derivative():
     _traced_derivatives.count += 1
 
 
+class _Applying(threading.local):
+    """How many Module.apply(params, ...) calls are running in this thread. A plan reads the
+    tensors at the module's places when it was traced (each call reads their values), and
+    apply puts its params and state in those places for its call alone: a plan run inside
+    would compute with another call's tensors and write its Buffers' updates into the arrays
+    of the state it was traced with (the caller's). So there a gc.compile'd function runs its
+    Python function, as it does inside a trace and as a compiled child module does."""
+    depth = 0
+
+
+APPLYING = _Applying()
+
+
 def _is_symbolic(args) -> bool:
     leaves, _ = leaves_and_structure(list(args))
     return any(isinstance(x, Node) for x in leaves)
@@ -719,12 +732,14 @@ class Compiled:
         """fn(*args), `passed` of them given by position (the others by keyword or left to
         their defaults: _positional's)."""
         leaves, _ = leaves_and_structure(list(args))  # (one pass: every call makes it)
-        if any(isinstance(x, Node) for x in leaves) or current_graph() is not None:
+        if any(isinstance(x, Node) for x in leaves) or current_graph() is not None or \
+                APPLYING.depth and not self.retrace:
             # inside a trace (concrete arguments too): fn's nodes go into the graph being
             # traced, as jax.jit inside jit, so fn may read its values (a plan of its own
             # could not: "operands belong to different graphs"); polymorphic_shapes bind
             # no symbol there, but a str size naming one is its argument's size
-            # (_inline_sizes: gc.eye('n') under gc.vmap)
+            # (_inline_sizes: gc.eye('n') under gc.vmap). Inside Module.apply: see
+            # _Applying (an eager derivative, `retrace`, traces each call: it is run)
             with naming_sizes(self._inline_sizes(args)):
                 return self.fn(*args)
         self._check_shape_entries(args, passed)

@@ -163,6 +163,56 @@ def test_apply_with_state_returns_the_new_state_and_leaves_the_model_alone():
     assert all(same[k] is state[k] for k in state)
 
 
+class _CompiledInside(gc.nn.Module):
+    """A BatchNorm and a counter Buffer updated in a gc.compile'd function forward calls."""
+
+    def __init__(self, bn, compiled):
+        super().__init__()
+        self.bn = bn
+        self.scale = gc.nn.Parameter(np.ones(3))
+        self.register_buffer("count", np.zeros((), np.int64))
+        self.inner = gc.compile(self.body) if compiled else self.body
+
+    def body(self, x):
+        self.count += 1
+        return self.bn(x) * self.scale
+
+    def forward(self, x):
+        return self.inner(x)
+
+
+def test_apply_leaves_the_given_state_alone_where_a_compiled_function_updates_it():
+    # a plan of `inner` wrote its updates into the arrays apply put in the layer (the caller's
+    # state), and later calls read the tensors of the call it was traced in (stale state and
+    # params): inside apply it runs as its Python function, as eagerly
+    ours, theirs = pair("BatchNorm1d", {})
+    models = [_CompiledInside(ours, compiled) for compiled in (False, True)]
+    before = models[0].state()
+    params = models[0].params()
+    states = [m.state() for m in models]
+    for step in range(3):
+        x = RNG.normal(size=(6, 3))
+        params = {"bn.weight": params["bn.weight"], "bn.bias": params["bn.bias"],
+                  "scale": np.full(3, step + 2.0)}  # new params each call
+        given = [{k: np.array(v) for k, v in state.items()} for state in states]
+        results = [m.apply(params, x, state=state) for m, state in zip(models, states)]
+        for state, copy in zip(states, given):  # the caller's state is unchanged
+            for name in copy:
+                np.testing.assert_array_equal(np.asarray(state[name]), copy[name])
+        expected = theirs(torch.tensor(x)).detach().numpy() * (step + 2.0)
+        for out, new in results:
+            np.testing.assert_allclose(np.asarray(out), expected, rtol=1e-12)
+            np.testing.assert_allclose(np.asarray(new["bn.running_mean"]),
+                                       theirs.running_mean.numpy(), rtol=1e-12)
+            np.testing.assert_allclose(np.asarray(new["bn.running_var"]),
+                                       theirs.running_var.numpy(), rtol=1e-12)
+            assert int(np.asarray(new["count"])) == step + 1
+        states = [new for _, new in results]
+    for name, value in before.items():  # and so are the model's own Buffers
+        np.testing.assert_array_equal(models[0].state()[name], value)
+        np.testing.assert_array_equal(models[1].state()[name], value)
+
+
 def test_state_dict_and_torch_state_dict_carry_the_buffers():
     ours, theirs = pair("BatchNorm2d", {})
     for _ in range(2):
