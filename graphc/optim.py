@@ -374,19 +374,24 @@ def multistep(init_value: float, milestones, gamma: float = 0.1):
     # (>= 0 as every schedule's lr: a negative one was refused as piecewise_constant's scale)
     gamma = _schedule_non_negative("multistep: gamma", gamma)
     init = _schedule_non_negative("multistep: init_value", init_value)
-    # the last milestone's lr, init * gamma ** (milestones), must be a float: gamma=1e200 at a
-    # milestone given twice was float pow's raw OverflowError here, and at two milestones an
-    # lr of inf from then on (torch's MultiStepLR: an OverflowError at that step)
-    reached = sum(counts.values())
-    try:
-        finite = math.isfinite(init * gamma ** reached)
-    except OverflowError:
-        finite = False
-    if not finite:
-        raise GraphcError(f"multistep: gamma={gamma!r} at {reached} milestones takes the "
-                          f"learning rate past float64's range ({init!r} * {gamma!r} ** "
-                          f"{reached})", (user_location(),))
-    return piecewise_constant(init, {m: gamma ** c for m, c in counts.items()})
+    # each milestone's lr must be a float: gamma=1e200 at a milestone given twice was float
+    # pow's raw OverflowError here, and at two milestones an lr of inf from then on (torch's
+    # MultiStepLR: an OverflowError at that step). Each lr is the one the schedule computes,
+    # the one before times gamma ** (its count), as torch's: init * gamma ** (all of them)
+    # overflowed in the power where the lrs did not (init 0 or 1e-300, gamma 1e300)
+    lr, scales = init, {}
+    for m in sorted(counts):
+        try:
+            scales[m] = gamma ** counts[m]
+            lr *= scales[m]
+        except OverflowError:  # (a power past float64's range: no lr the schedule can take)
+            lr = math.inf
+        if not math.isfinite(lr):
+            raise GraphcError(f"multistep: gamma={gamma!r} takes the learning rate past "
+                              f"float64's range at milestone {m} ({init!r} * {gamma!r} ** "
+                              f"{sum(c for k, c in counts.items() if k <= m)})",
+                              (user_location(),))
+    return piecewise_constant(init, scales)
 
 
 def polynomial_decay(init_value: float, end_value: float, power: float,

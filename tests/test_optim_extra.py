@@ -319,6 +319,19 @@ def test_multistep_is_torchs_multistep_lr_and_piecewise_constant_optaxs():
     _check_schedule(schedule, [2.0] * 4 + [1.0] * 6 + [0.1] * 4)
 
 
+def test_multistep_refuses_only_an_lr_past_float64_not_the_power_of_gamma():
+    # init * gamma ** 2 overflowed in the power, where each lr the schedule reaches is finite
+    for init in (0.0, 1e-300):
+        expected = _torch_lrs(lambda o: lr_scheduler.MultiStepLR(o, [2, 4], gamma=1e300), 6,
+                              lr=init)
+        assert np.isfinite(expected).all() and expected[-1] == init * 1e300 * 1e300
+        _check_schedule(optim.multistep(init, [2, 4], gamma=1e300), expected)
+    # one whose last lr is past float64's range is still refused, naming that milestone
+    with pytest.raises(gc.GraphcError, match=r"^multistep: gamma=1e\+300 takes the learning "
+                       r"rate past float64's range at milestone 4 \(1e-10 \* 1e\+300 \*\* 2\)"):
+        optim.multistep(1e-10, [2, 4], gamma=1e300)
+
+
 def test_polynomial_decay_is_torchs_polynomial_lr_and_optaxs_schedule():
     expected = _torch_lrs(lambda o: lr_scheduler.PolynomialLR(o, total_iters=15, power=2.0), 25)
     _check_schedule(optim.polynomial_decay(0.1, 0.0, 2.0, 15), expected, atol=1e-17)
@@ -1234,10 +1247,10 @@ def test_learning_rates_follow_one_rule_and_overflows_are_one_line():
              (lambda: optim.SGD(lr=0.1, momentum=10 ** 400),
               rf"^SGD: momentum must be a finite number, {big}\n"),
              (lambda: optim.multistep(0.1, [5, 5], gamma=1e200),
-              r"^multistep: gamma=1e\+200 at 2 milestones takes the learning rate past "
-              r"float64's range \(0.1 \* 1e\+200 \*\* 2\)\n"),
+              r"^multistep: gamma=1e\+200 takes the learning rate past float64's range at "
+              r"milestone 5 \(0.1 \* 1e\+200 \*\* 2\)\n"),
              (lambda: optim.multistep(1.0, [5, 10], gamma=1e200), r"^multistep: gamma=1e\+200 "
-                                                                  r"at 2 milestones"),
+                                                                  r"takes .* at milestone 10 "),
              (lambda: optim.multistep(-1.0, [5], gamma=0.5),
               r"^multistep: init_value must be a finite number >= 0, got -1.0\n"),
              (lambda: optim.global_norm({"w": np.array([1.0]), "n": np.array([1, 2])}),
