@@ -40,7 +40,7 @@ import numpy as np
 from ir.errors import GraphcError, a_type, user_location
 from ir.graph import Node
 from ir.ops import api as F
-from ir.ops.registry import apply
+from ir.ops.registry import apply, foreign_array_name
 from ir.types import UnsupportedDtype, as_dtype, is_float, is_half, is_int, is_real, \
     is_real_dtype
 from runtime.eager import Tensor, no_grad
@@ -86,14 +86,17 @@ def constant(lr: float):
 def linear_warmup(peak: float, warmup: int):
     """nanoGPT's warmup: peak * (count + 1) / (warmup + 1) for the first `warmup` updates,
     then peak."""
+    # (checked under its own name: cosine's line named cosine)
+    peak = _schedule_lr("linear_warmup: peak", peak)
+    warmup = _count_setting("linear_warmup: warmup", warmup)
     return cosine(peak, steps=None, warmup=warmup, min_lr=peak)
 
 
 def cosine(peak: float, steps: int | None, warmup: int = 0, min_lr: float = 0.0):
     """nanoGPT's get_lr: linear warmup over `warmup` updates, cosine decay from `peak` to
     `min_lr` at update `steps`, then `min_lr` (steps=None: no decay)."""
-    peak = _schedule_non_negative("cosine: peak", peak)
-    min_lr = _schedule_non_negative("cosine: min_lr", min_lr)
+    peak = _schedule_lr("cosine: peak", peak)
+    min_lr = _schedule_lr("cosine: min_lr", min_lr)
     warmup = _count_setting("cosine: warmup", warmup)
     decay = None if steps is None else _count_setting("cosine: steps", steps)
     span = 1 if decay is None else max(1, decay - warmup)
@@ -133,7 +136,7 @@ def exponential_decay(init_value: float, transition_steps: int, decay_rate: floa
     if not is_real(transition_steps) or not 0 < transition_steps < math.inf:
         raise GraphcError(f"exponential_decay: transition_steps must be a positive number, "
                           f"got {transition_steps!r}", (user_location(),))
-    init = _schedule_non_negative("exponential_decay: init_value", init_value)
+    init = _schedule_lr("exponential_decay: init_value", init_value)
     rate = _schedule_finite("exponential_decay: decay_rate", decay_rate)
     every = float(transition_steps)
     # (optax warns and takes 0 for a negative one; a setting graphc would change is refused)
@@ -141,7 +144,7 @@ def exponential_decay(init_value: float, transition_steps: int, decay_rate: floa
     if rate <= 0:
         raise GraphcError(f"exponential_decay: decay_rate must be positive, got {decay_rate}",
                           (user_location(),))
-    bound = None if end_value is None else _schedule_non_negative(
+    bound = None if end_value is None else _schedule_lr(
         "exponential_decay: end_value", end_value)
 
     def schedule(count):
@@ -220,7 +223,7 @@ def warmup_cosine_decay(init_value: float, peak_value: float, warmup_steps: int,
     warmup_steps, then peak * ((1 - a) c^exponent + a), c = (1 + cos(pi k / (decay_steps -
     warmup_steps))) / 2 at k steps after the warmup, a = end_value / peak_value, reaching
     end_value at decay_steps (which counts the warmup, as optax's) and staying there."""
-    init, peak, end = (_schedule_non_negative(f"warmup_cosine_decay: {what}", v) for what, v in (
+    init, peak, end = (_schedule_lr(f"warmup_cosine_decay: {what}", v) for what, v in (
         ("init_value", init_value), ("peak_value", peak_value), ("end_value", end_value)))
     # (a negative exponent: 0 ** -1 at decay_steps, where the cosine term reaches 0)
     exponent = _schedule_non_negative("warmup_cosine_decay: exponent", exponent)
@@ -255,7 +258,7 @@ def one_cycle(max_lr: float, total_steps: int, pct_start: float = 0.3,
     as in torch. torch's cycle_momentum (on by default there) is one_cycle_momentum, given
     as the optimiser's momentum or beta1."""
     name = "one_cycle"
-    top = _schedule_non_negative(f"{name}: max_lr", max_lr)
+    top = _schedule_lr(f"{name}: max_lr", max_lr)
     initial = top / _positive(f"{name}: div_factor", div_factor)
     final = initial / _positive(f"{name}: final_div_factor", final_div_factor)
     ends = _one_cycle_ends(name, total_steps, pct_start, anneal_strategy, three_phase)
@@ -331,7 +334,7 @@ def piecewise_constant(init_value: float, boundaries_and_scales: dict | None = N
     """optax.piecewise_constant_schedule: init_value, multiplied by each scale from its
     boundary step on ({100: 0.1, 200: 0.5}: init, then init/10 from step 100, then init/20
     from step 200)."""
-    init = _schedule_non_negative("piecewise_constant: init_value", init_value)
+    init = _schedule_lr("piecewise_constant: init_value", init_value)
     if not isinstance(boundaries_and_scales, (dict, type(None))):  # as optax's
         raise GraphcError(f"piecewise_constant: boundaries_and_scales must be a dict "
                           f"{{boundary step: scale}}, got {boundaries_and_scales!r}"[:200],
@@ -373,7 +376,7 @@ def multistep(init_value: float, milestones, gamma: float = 0.1):
         counts[m] = counts.get(m, 0) + 1
     # (>= 0 as every schedule's lr: a negative one was refused as piecewise_constant's scale)
     gamma = _schedule_non_negative("multistep: gamma", gamma)
-    init = _schedule_non_negative("multistep: init_value", init_value)
+    init = _schedule_lr("multistep: init_value", init_value)
     # each milestone's lr must be a float: gamma=1e200 at a milestone given twice was float
     # pow's raw OverflowError here, and at two milestones an lr of inf from then on (torch's
     # MultiStepLR: an OverflowError at that step). Each lr is the one the schedule computes,
@@ -418,7 +421,7 @@ def linear_lr(base_lr: float, start_factor: float = 1.0 / 3, end_factor: float =
     linearly to base_lr * end_factor at step total_iters, then held (torch's closed form,
     which its step-by-step products follow within rounding): linear_schedule's formula."""
     name = "linear_lr"
-    base = _schedule_non_negative(f"{name}: base_lr", base_lr)
+    base = _schedule_lr(f"{name}: base_lr", base_lr)
     start, end = (_real(f"{name}: {what}", v) for what, v in (
         ("start_factor", start_factor), ("end_factor", end_factor)))
     if not 0.0 < start <= 1.0:  # torch's rules
@@ -433,7 +436,7 @@ def linear_lr(base_lr: float, start_factor: float = 1.0 / 3, end_factor: float =
 
 def _polynomial(name, init_value, end_value, power, transition_steps, transition_begin):
     """optax's polynomial_schedule, its argument errors naming the function `name`."""
-    init, end = (_schedule_non_negative(f"{name}: {what}", v) for what, v in (
+    init, end = (_schedule_lr(f"{name}: {what}", v) for what, v in (
         ("init_value", init_value), ("end_value", end_value)))
     steps = _count_setting(f"{name}: transition_steps", transition_steps, 1)
     begin = _count_setting(f"{name}: transition_begin", transition_begin)
@@ -452,7 +455,7 @@ def cosine_decay_schedule(init_value: float, decay_steps: int, alpha: float = 0.
     init_value at decay_steps, then held there (torch's CosineAnnealingLR(T_max=decay_steps,
     eta_min=alpha * lr) up to T_max; torch's rises again after it)."""
     name = "cosine_decay_schedule"
-    init = _schedule_non_negative(f"{name}: init_value", init_value)
+    init = _schedule_lr(f"{name}: init_value", init_value)
     decay = _count_setting(f"{name}: decay_steps", decay_steps, 1)
     # (a negative alpha: a negative lr at the end)
     alpha = _schedule_non_negative(f"{name}: alpha", alpha)
@@ -471,7 +474,7 @@ def cosine_warm_restarts(base_lr: float, T_0: int, T_mult: int = 1, eta_min: flo
     T_0 T_mult^i updates and T_cur counts the updates since it began (each restart: back to
     base_lr)."""
     name = "cosine_warm_restarts"
-    top, low = (_schedule_non_negative(f"{name}: {what}", v) for what, v in (
+    top, low = (_schedule_lr(f"{name}: {what}", v) for what, v in (
         ("base_lr", base_lr), ("eta_min", eta_min)))
     first = _count_setting(f"{name}: T_0", T_0, 1)  # whole numbers, as torch's
     mult = _count_setting(f"{name}: T_mult", T_mult, 1)
@@ -723,15 +726,19 @@ def _learning_rate(what, lr, wanted) -> float:
     once, as torch's optimisers take a tensor lr), finite and >= 0, but not a bool: lr=True
     is a slip, not 1.0. An int past float64's range (10**400) was float()'s raw
     OverflowError; each is one line naming `what`, saying it must be `wanted`."""
-    boolean = isinstance(lr, (bool, np.bool_)) or str(getattr(lr, "dtype", "")) in (
-        "bool", "torch.bool")
     try:
-        number = None if boolean else F._as_number(lr)
+        number = None if _is_boolean(lr) else F._as_number(lr)
     except OverflowError:
         _fail(f"{what} must be {wanted}, got {_past_float64(lr)}")
     if number is None or not (math.isfinite(number) and number >= 0):
         _fail(f"{what} must be {wanted}, got {lr!r}"[:300])
     return number
+
+
+def _is_boolean(value) -> bool:
+    """A bool, or a 0-d bool array or tensor: a slip where a learning rate is wanted."""
+    return isinstance(value, (bool, np.bool_)) or str(getattr(value, "dtype", "")) in (
+        "bool", "torch.bool")
 
 
 def _past_float64(value) -> str:
@@ -755,6 +762,15 @@ def global_norm(grads):
 def _global_norm(grads, who):
     leaves, _, names = flatten(grads)
     for g, name in zip(leaves, names):
+        if g is not None and not isinstance(g, (Node, Tensor)):  # (numbers: lifted before)
+            # a torch tensor was numpy's raw "Cannot interpret 'torch.int64' as a data type",
+            # a string "'str' object has no attribute 'dtype'": the optimisers refuse both
+            foreign = foreign_array_name(g)
+            whose = f" of parameter {name!r}" if name else ""
+            _fail(f"{who}: the gradient{whose} is " + (
+                f"a {foreign}, another library's array; pass numpy arrays or gc tensors "
+                "(x.numpy(), or np.asarray(x))" if foreign else
+                f"{a_type(g)}, not an array or a number"))
         # (an integer or boolean leaf was refused by the op inside, 'sum_squares(i64[2]):
         # sum_squares of int64 values', naming neither `who` nor the leaf; torch's
         # clip_grad_norm_ refuses one too)
@@ -2394,11 +2410,20 @@ def _betas(name, betas):
     """(beta1, beta2), each a number in [0, 1) or a schedule of the step (a callable, such as
     one_cycle_momentum)."""
     if not isinstance(betas, (tuple, list)) or len(betas) != 2 or not all(
-            callable(b) or F._as_number(b) is not None for b in betas):  # (_real's rule)
+            callable(b) or _a_number(b) for b in betas):  # (_real's rule)
         raise GraphcError(f"{name}: betas must be a pair of numbers (beta1, beta2), got "
                           f"{betas!r}", (user_location(),))
     return tuple(_fraction(f"{name}: {which}", b)
                  for which, b in zip(("beta1", "beta2"), betas))
+
+
+def _a_number(value) -> bool:
+    """Whether _real takes `value` as a number: an int past float64's range (10**400) is one,
+    which _real refuses in its own line (F._as_number's raw OverflowError here before)."""
+    try:
+        return F._as_number(value) is not None
+    except OverflowError:
+        return True
 
 
 def _fraction(name, value, one_included=False):
@@ -2454,6 +2479,14 @@ def _schedule_non_negative(name, value):
     """A schedule's number argument that must be >= 0: finite, and not a schedule itself
     (which an optimiser's setting may be). _schedule_finite: one that may be negative."""
     return _non_negative(name, _real(name, value))
+
+
+def _schedule_lr(name, value):
+    """A schedule's learning rate (its peak, start, end): _schedule_non_negative's, but not a
+    bool, as an optimiser's lr (_learning_rate): multistep(True, ...) was an lr of 1.0."""
+    if _is_boolean(value):
+        _fail(f"{name} must be a finite number >= 0, got {value!r}")
+    return _schedule_non_negative(name, value)
 
 
 def _schedule_finite(name, value):

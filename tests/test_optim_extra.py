@@ -1271,6 +1271,54 @@ def test_learning_rates_follow_one_rule_and_overflows_are_one_line():
                                                   "c": None}), 5.0)
 
 
+def test_schedule_lrs_refuse_a_bool_and_betas_and_global_norm_leaves_are_one_line():
+    # each schedule's learning rate follows lr='s rule: True was an lr of 1.0 (a 0-d bool
+    # array or tensor too); its other numbers (gamma, alpha, ...) keep the layers' rule
+    lrs = [(lambda v: optim.multistep(v, [2]), "multistep: init_value"),
+           (lambda v: optim.linear_warmup(v, 5), "linear_warmup: peak"),
+           (lambda v: optim.cosine(v, 10), "cosine: peak"),
+           (lambda v: optim.cosine(0.1, 10, min_lr=v), "cosine: min_lr"),
+           (lambda v: optim.exponential_decay(v, 2, 0.5), "exponential_decay: init_value"),
+           (lambda v: optim.exponential_decay(1.0, 2, 0.5, end_value=v),
+            "exponential_decay: end_value"),
+           (lambda v: optim.warmup_cosine_decay(0.0, v, 1, 5), "warmup_cosine_decay: peak_value"),
+           (lambda v: optim.one_cycle(v, 10), "one_cycle: max_lr"),
+           (lambda v: optim.piecewise_constant(v), "piecewise_constant: init_value"),
+           (lambda v: optim.polynomial_decay(v, 0.0, 1.0, 5), "polynomial_decay: init_value"),
+           (lambda v: optim.linear_schedule(0.1, v, 5), "linear_schedule: end_value"),
+           (lambda v: optim.linear_lr(v), "linear_lr: base_lr"),
+           (lambda v: optim.cosine_decay_schedule(v, 10), "cosine_decay_schedule: init_value"),
+           (lambda v: optim.cosine_warm_restarts(0.1, 10, eta_min=v),
+            "cosine_warm_restarts: eta_min")]
+    for make, name in lrs:
+        for flag in (True, np.bool_(True), torch.tensor(True)):
+            with pytest.raises(gc.GraphcError, match=rf"^{name} must be a finite number >= 0, "
+                               r"got (True|np.True_|tensor\(True\))\n"):
+                make(flag)
+        make(0.5), make(np.asarray(0.5))  # (numbers, 0-d arrays: taken)
+    assert optim.multistep(0.1, [2], gamma=True)(3) == 0.1  # (a factor: the layers' rule)
+    big = "got an integer of 401 digits, past float64's range"
+    cases = [(lambda: optim.Adam(betas=(10 ** 400, 0.9)), rf"^Adam: beta1 must be a finite "
+                                                           rf"number, {big}\n"),
+             (lambda: optim.AdamW(betas=(0.9, 10 ** 400)), rf"^AdamW: beta2 .*, {big}\n"),
+             (lambda: optim.global_norm({"a": torch.tensor([1, 2])}),
+              r"^global_norm: the gradient of parameter 'a' is a torch.Tensor, another "
+              r"library's array; pass numpy arrays or gc tensors \(x.numpy\(\), or "
+              r"np.asarray\(x\)\)\n"),
+             (lambda: optim.global_norm(torch.tensor([3.0, 4.0])),
+              r"^global_norm: the gradient is a torch.Tensor, another library's array"),
+             (lambda: optim.clip_by_global_norm({"w": np.ones(2), "b": torch.ones(2)}, 1.0),
+              r"^clip_by_global_norm: the gradient of parameter 'b' is a torch.Tensor"),
+             (lambda: optim.global_norm({"a": "x"}),
+              r"^global_norm: the gradient of parameter 'a' is a str, not an array or a "
+              r"number\n")]
+    for make, message in cases:
+        with pytest.raises(gc.GraphcError, match=message) as info:
+            make()
+        assert "test_optim_extra.py" in str(info.value).splitlines()[1]
+    np.testing.assert_allclose(optim.global_norm({"a": torch.tensor([3.0, 4.0]).numpy()}), 5.0)
+
+
 def test_review_r2_the_lr_rule_holds_under_a_plateau_in_update_and_for_its_start():
     """Review r2 of 32a2b43: once lr= took a 0-d array or tensor, `opt.lr = np.asarray(0.3)`
     under a ReduceLROnPlateau replaced the plateau by a constant without a word (a float
