@@ -157,6 +157,13 @@ def _probability(text):
     return value
 
 
+def _unit_interval(text):
+    value = _number(text)
+    if not 0 <= value <= 1:
+        raise argparse.ArgumentTypeError(f"must be in [0, 1], got {text!r}")
+    return value
+
+
 def _positive_float(text):
     value = _number(text)
     if not value > 0:
@@ -372,6 +379,20 @@ def build_parser():
     s.add_argument("--min-new-tokens", type=_non_negative_int, help="no end-of-text token "
                    "among the first N new tokens (transformers' min_new_tokens; default: the "
                    "model's generation_config.json, else 0; a checkpoint has no such token)")
+    s.add_argument("--repetition-penalty", type=_positive_float, help="divides the positive "
+                   "logits of the tokens already in the text by it, multiplies the negative "
+                   "ones (transformers' repetition_penalty; 1: none; default: the model's "
+                   "generation_config.json, else 1)")
+    s.add_argument("--no-repeat-ngram-size", type=_non_negative_int, metavar="N",
+                   help="never repeat an N-gram of the text (transformers' "
+                   "no_repeat_ngram_size; 0: off; default: the model's generation_config.json, "
+                   "else 0)")
+    s.add_argument("--min-p", type=_unit_interval, help="sample only tokens at least this "
+                   "many times as likely as the likeliest (transformers' min_p; 0: off; "
+                   "default: the model's generation_config.json, else off)")
+    s.add_argument("--do-sample", action=argparse.BooleanOptionalAction, help="--no-do-sample "
+                   "takes the likeliest token, as --temperature 0 (transformers' do_sample; "
+                   "default: the model's generation_config.json, else sample)")
     s.add_argument("--dtype", choices=["float32", "float64", "bfloat16", "float16"],
                    help="the weights' dtype (default: the checkpoint's; float32 for --model); "
                    "half precision halves their memory")
@@ -640,7 +661,8 @@ def cmd_sample(args) -> int:
         raise UsageError(f"--prompt: {exc} (the checkpoint's)") from None
     ids = Sampler(model, params).stream(prompt_ids, args.tokens, args.temperature,
                                         args.top_k, args.seed, args.top_p,
-                                        min_new_tokens=args.min_new_tokens)
+                                        min_new_tokens=args.min_new_tokens,
+                                        **_processing(args))
     return _print_stream(text, (vocab[i] for i in ids))
 
 
@@ -678,8 +700,16 @@ def _sample_pretrained(args) -> int:
             raise UsageError(f"{exc.message}; pass a non-empty --prompt") from None
     ids = Sampler(model, params).stream(prompt_ids, args.tokens, args.temperature,
                                         args.top_k, args.seed, args.top_p,
-                                        () if args.ignore_eos else None, args.min_new_tokens)
+                                        () if args.ignore_eos else None, args.min_new_tokens,
+                                        **_processing(args))
     return _print_stream(text, tokenizer.decode_stream(ids))
+
+
+def _processing(args) -> dict:
+    """graphc sample's options for transformers' logits processors (None: the model's)."""
+    return dict(repetition_penalty=args.repetition_penalty,
+                no_repeat_ngram_size=args.no_repeat_ngram_size, min_p=args.min_p,
+                do_sample=args.do_sample)
 
 
 def _holds_gpt2_files(directory) -> bool:

@@ -254,7 +254,8 @@ class Generator:
         return self._run(idx, positions, mask, 0)
 
     def generate(self, prompts, tokens: int, temperature=1.0, top_k=None, top_p=None,
-                 seed=0, stop_tokens=None, min_new_tokens=None) -> list[list[int]]:
+                 seed=0, stop_tokens=None, min_new_tokens=None, *, repetition_penalty=None,
+                 no_repeat_ngram_size=None, min_p=None, do_sample=None) -> list[list[int]]:
         """Up to `tokens` new token ids per prompt: greedy at temperature 0, otherwise
         sampled from the softmax of logits / temperature restricted to the top_k most likely
         tokens and to the smallest set whose probability reaches top_p; seeded, so
@@ -265,9 +266,19 @@ class Generator:
         token is chosen among a row's first that many tokens (None: the model's, a GPT-2
         directory's min_new_tokens; 0 for graphc's own GPT); model.min_length (a GPT-2
         directory's min_length) bars them too while the rows, the longest prompt included,
-        are shorter, as transformers' min_length, unless min_new_tokens is given."""
+        are shorter, as transformers' min_length, unless min_new_tokens is given.
+
+        As transformers' generate (each None: the model's, a GPT-2 directory's
+        generation_config.json; off for graphc's own GPT): `repetition_penalty` divides the
+        positive logits of the tokens in a row's prompt and tokens so far by it and
+        multiplies the negative ones (> 0; 1: off); `no_repeat_ngram_size` n bans a token
+        that would repeat an n-gram of the row (0: off); `min_p` keeps, after temperature,
+        top_k and top_p, the tokens at least min_p times as likely as the likeliest (0: off);
+        `do_sample=False` is greedy, as temperature 0 (top_k, top_p and min_p unused)."""
         steps = self.stream(prompts, tokens, temperature, top_k, top_p, seed, stop_tokens,
-                            min_new_tokens)
+                            min_new_tokens, repetition_penalty=repetition_penalty,
+                            no_repeat_ngram_size=no_repeat_ngram_size, min_p=min_p,
+                            do_sample=do_sample)
         out = [[] for _ in prompts]  # (after stream() has checked the prompts)
         for chosen in steps:
             for row, t in zip(out, chosen):
@@ -276,13 +287,20 @@ class Generator:
         return out
 
     def stream(self, prompts, tokens: int, temperature=1.0, top_k=None, top_p=None, seed=0,
-               stop_tokens=None, min_new_tokens=None):
+               stop_tokens=None, min_new_tokens=None, *, repetition_penalty=None,
+               no_repeat_ngram_size=None, min_p=None, do_sample=None):
         """generate()'s tokens as they come: an iterator of one list (a token id per prompt,
-        None for a row that has ended at a stop token) per step, none of them kept, so
-        `tokens` may be as large as the caller cares to read; it ends early once every row
+        None for a row that has ended at a stop token) per step, none of them kept (but
+        no_repeat_ngram_size's n-grams), so `tokens` may be as large as the caller cares
+        to read; it ends early once every row
         has ended. The settings are checked and the prompts run now, before the first
         token."""
         temperature, top_k, top_p, seed = check_sampling(temperature, top_k, top_p, seed)
+        penalty, ngram, min_p, do_sample = self._processing(repetition_penalty,
+                                                            no_repeat_ngram_size, min_p,
+                                                            do_sample)
+        if do_sample is False:  # transformers' greedy search: graphc's temperature 0
+            temperature = 0.0
         count = _whole_setting(tokens)
         if count is None:
             # (2.5 failed in range() after the prompts had run, "3" in a comparison)
@@ -308,8 +326,20 @@ class Generator:
         # plus the prompt's length)
         if min_new_tokens is None:
             least = max(least, shortest - max(len(p) for p in prompts))
+        penalties = Penalties(prompts, logits.shape[-1], penalty, ngram)
         return self._stream(logits, tokens, temperature, top_k, top_p, rng, self._calls,
-                            stop, least)
+                            stop, least, min_p, penalties)
+
+    def _processing(self, repetition_penalty, no_repeat_ngram_size, min_p, do_sample):
+        """The settings transformers' generate reads from generation_config.json, checked
+        (each None: the model's, checked as the argument is)."""
+        model = self.model
+
+        def given(value, name):
+            return (getattr(model, name), f"model.{name}") if value is None else (value, name)
+        return check_processing(*given(repetition_penalty, "repetition_penalty"),
+                                *given(no_repeat_ngram_size, "no_repeat_ngram_size"),
+                                *given(min_p, "min_p"), *given(do_sample, "do_sample"))
 
     def _stop_tokens(self, stop_tokens) -> frozenset:
         if stop_tokens is None:
@@ -327,22 +357,34 @@ class Generator:
             raise ValueError(f"stop_tokens: {exc}") from None
 
     def _stream(self, logits, tokens, temperature, top_k, top_p, rng, own_call, stop,
-                least=0):
+                least=0, min_p=None, penalties=None):
         """own_call: self._calls after this stream's start() (read when stream() is called,
-        not at the first token); least: min_new_tokens."""
+        not at the first token); least: min_new_tokens; penalties: a Penalties over the
+        prompts."""
         latest = [None] * len(logits)  # each row's last token
         barred = sorted(t for t in stop if t < logits.shape[-1])
         for step in range(tokens):
+            raw = logits
+            if penalties is not None and penalties.active:  # (a copy: the Generator's own)
+                logits = penalties(logits)
             if step < least and barred:
                 # transformers' MinNewTokensLengthLogitsProcessor: the stop tokens' logits
                 # are -inf among the first min_new_tokens (a copy: the Generator's own)
                 logits = logits.copy()
                 logits[:, barred] = -np.inf
             try:
-                chosen = [None if t in stop else choose(row, temperature, top_k, top_p, rng)
+                chosen = [None if t in stop else choose(row, temperature, top_k, top_p, rng,
+                                                        min_p)
                           for row, t in zip(logits, latest)]
             except NoTokenToChoose as exc:  # what to try depends on the model's dtype
+                if penalties is not None and penalties.ngram and all(map(_choosable, raw)):
+                    # (the model's logits allowed a token: the bans took the last one)
+                    raise ValueError(f"no token is left to choose: no_repeat_ngram_size "
+                                     f"{penalties.ngram} bans every token the model's logits "
+                                     "allow") from None
                 raise ValueError(f"{exc}: {_non_finite_hint(self.model.cfg.dtype)}") from None
+            if penalties is not None:
+                penalties.add(chosen)
             yield chosen
             # a row that has ended is fed its stop token again (its logits are never read),
             # as transformers feeds its finished rows padding
@@ -460,6 +502,82 @@ def check_sampling(temperature, top_k, top_p, seed=None):
     return temperature, top_k, top_p, seed
 
 
+def check_processing(repetition_penalty=1.0, penalty_name="repetition_penalty",
+                     no_repeat_ngram_size=0, ngram_name="no_repeat_ngram_size", min_p=None,
+                     min_p_name="min_p", do_sample=None, do_sample_name="do_sample"):
+    """transformers' repetition_penalty (> 0), no_repeat_ngram_size (>= 0), min_p (in
+    [0, 1], or None) and do_sample (a bool, or None: sample unless temperature is 0)
+    checked, in one ValueError line naming the setting (`*_name`: model.min_p for the
+    model's), and converted -> (float, int, float or None, bool or None)."""
+    penalty = _real_setting(repetition_penalty)
+    if penalty is None or penalty <= 0:  # (as RepetitionPenaltyLogitsProcessor's)
+        raise ValueError(f"{penalty_name} must be a finite number > 0 (1: none), got "
+                         f"{reprlib.repr(repetition_penalty)}")
+    ngram = _at_least_0(no_repeat_ngram_size, ngram_name)
+    if min_p is not None:
+        number = _real_setting(min_p)
+        if number is None or not 0 <= number <= 1:  # (MinPLogitsWarper's [0, 1])
+            raise ValueError(f"{min_p_name} must be in [0, 1] (0: none), got "
+                             f"{reprlib.repr(min_p)}")
+        min_p = number
+    if do_sample is not None:
+        if not isinstance(do_sample, (bool, np.bool_)):  # (1 or "False" would be taken)
+            raise ValueError(f"{do_sample_name} must be True, False or None, got "
+                             f"{reprlib.repr(do_sample)}")
+        do_sample = bool(do_sample)
+    return penalty, ngram, min_p, do_sample
+
+
+class Penalties:
+    """transformers' RepetitionPenaltyLogitsProcessor and NoRepeatNGramLogitsProcessor over
+    each row's own tokens, its prompt (all of it, as transformers' input_ids; no padding)
+    and the tokens it has generated: called with the logits (B, vocab) of the next tokens
+    -> new logits; add() appends the tokens chosen (None: a row that has ended). The
+    n-grams of each row are kept, one entry per token (only with no_repeat_ngram_size)."""
+
+    def __init__(self, prompts, vocab: int, penalty: float = 1.0, ngram: int = 0):
+        self.penalty, self.ngram = penalty, ngram
+        self.active = penalty != 1 or ngram > 0
+        rows = [[whole_token_id(t) for t in p] for p in prompts] if self.active else []
+        # the tokens each row has had (the penalty applies once per token, however often)
+        self.seen = np.zeros((len(rows), vocab), bool) if penalty != 1 else None
+        # each row's (n-1)-gram -> the tokens that followed it, and its last n-1 tokens
+        self.follows = [{} for _ in rows]
+        self.tails = [() for _ in rows]
+        for b, row in enumerate(rows):
+            self._add(b, row)
+
+    def _add(self, b: int, tokens) -> None:
+        if self.seen is not None:
+            self.seen[b, [t for t in tokens if t < self.seen.shape[1]]] = True
+        if self.ngram:
+            follows, tail, keep = self.follows[b], self.tails[b], self.ngram - 1
+            for t in tokens:
+                if len(tail) == keep:  # an n-gram complete: tail + (t,)
+                    follows.setdefault(tail, set()).add(t)
+                tail = (tail + (t,))[max(len(tail) + 1 - keep, 0):]
+            self.tails[b] = tail
+
+    def add(self, chosen) -> None:
+        if self.active:
+            for b, t in enumerate(chosen):
+                if t is not None:
+                    self._add(b, (t,))
+
+    def __call__(self, logits: np.ndarray) -> np.ndarray:
+        logits = logits.copy()
+        if self.seen is not None:
+            # divided where positive, multiplied where negative: less likely for a penalty > 1
+            penalised = np.where(logits < 0, logits * self.penalty, logits / self.penalty)
+            logits = np.where(self.seen, penalised, logits)
+        if self.ngram:
+            for b, (follows, tail) in enumerate(zip(self.follows, self.tails)):
+                banned = follows.get(tail) if len(tail) == self.ngram - 1 else None
+                if banned:
+                    logits[b, [t for t in banned if t < logits.shape[1]]] = -np.inf
+        return logits
+
+
 def _non_finite_hint(dtype) -> str:
     name = as_dtype(dtype).name
     if name == "float16":  # (its largest is 65504: an activation past it is Inf)
@@ -472,17 +590,39 @@ class NoTokenToChoose(ValueError):
     """choose()'s refusal of logits that hold NaN or +Inf or are all -Inf."""
 
 
-def choose(logits: np.ndarray, temperature, top_k=None, top_p=None, rng=None) -> int:
-    """One token id from a row of logits (float64)."""
+def _choosable(logits: np.ndarray) -> bool:
+    """Whether a row of logits allows a token: no NaN or +Inf, not all -Inf."""
+    return not (np.isnan(logits).any() or np.isposinf(logits).any() or
+                np.isneginf(logits).all())
+
+
+def choose(logits: np.ndarray, temperature, top_k=None, top_p=None, rng=None,
+           min_p=None) -> int:
+    """One token id from a row of logits (float64): the likeliest at temperature 0, else
+    drawn from sampling_probs()."""
+    if temperature == 0:
+        _check_choosable(logits)
+        return int(np.argmax(logits))
+    probs = sampling_probs(logits, temperature, top_k, top_p, min_p)
+    return int(rng.choice(logits.size, p=probs))
+
+
+def _check_choosable(logits):
     # (-inf: a token never chosen, but not every one: argmax then picked token 0 and
     # sampling failed with numpy's "Probabilities contain NaN")
-    if np.isnan(logits).any() or np.isposinf(logits).any() or np.isneginf(logits).all():
+    if not _choosable(logits):
         # argmax picked the NaN's position and numpy's choice said "Probabilities contain
         # NaN": a weight near float32's largest (3e38) overflows in the first product
         raise NoTokenToChoose("the model's logits hold NaN or +Inf, or are all -Inf, so no "
                               "token can be chosen")
-    if temperature == 0:
-        return int(np.argmax(logits))
+
+
+def sampling_probs(logits: np.ndarray, temperature, top_k=None, top_p=None,
+                   min_p=None) -> np.ndarray:
+    """The probabilities choose() draws from (temperature > 0): transformers' warpers in its
+    order, TemperatureLogitsWarper, TopKLogitsWarper, TopPLogitsWarper, MinPLogitsWarper,
+    then the softmax."""
+    _check_choosable(logits)
     # the largest logit subtracted before the division: the same softmax, but a tiny
     # temperature (1e-320) no longer overflows the logits to Inf (Inf - Inf is NaN)
     with np.errstate(over="ignore"):  # far below the largest: -Inf, probability 0
@@ -503,4 +643,9 @@ def choose(logits: np.ndarray, temperature, top_k=None, top_p=None, rng=None) ->
         dropped = order[:-1][np.cumsum(probs[order])[:-1] <= 1 - top_p]
         probs[dropped] = 0
         probs /= probs.sum()
-    return int(rng.choice(logits.size, p=probs))
+    if min_p:
+        # MinPLogitsWarper: the tokens less likely than min_p times the likeliest dropped,
+        # after top_k and top_p (the likeliest always kept: its min_tokens_to_keep, 1)
+        probs[probs < min_p * probs.max()] = 0
+        probs /= probs.sum()
+    return probs

@@ -392,3 +392,173 @@ def test_graphc_sample_slides_past_the_block_size_like_the_no_cache_path(tmp_pat
         main(["sample", "--checkpoint", run, "--top-p", "0"])
     assert bad.value.code == 2
     assert "--top-p: must be in (0, 1]" in capsys.readouterr().err
+
+
+# ---- transformers' logits processors: repetition_penalty, no_repeat_ngram_size, min_p,
+# do_sample (the same scores fed to transformers' own classes)
+def _need_torch():
+    pytest.importorskip("torch", reason="torch, the processors' oracle, is not installed")
+    pytest.importorskip("transformers", reason="transformers is not installed")
+
+
+def _scores(rows, vocab, seed):
+    """float64 logits with positive, negative, zero and -inf entries."""
+    logits = np.random.default_rng(seed).normal(0, 2, (rows, vocab))
+    logits[:, 0], logits[:, 1] = 0.0, -np.inf
+    return logits
+
+
+@pytest.mark.parametrize("penalty", [1.3, 0.7])
+def test_repetition_penalty_is_transformers_processor(penalty):
+    _need_torch()
+    import torch
+    from transformers.generation.logits_process import RepetitionPenaltyLogitsProcessor
+    from graphc.generate import Penalties
+    vocab, seqs = 40, [[0, 1, 5, 5, 9, 39], [2, 3, 2, 17, 20, 21], [7, 7, 7, 7, 7, 1]]
+    ids = torch.tensor(seqs)
+    reference = RepetitionPenaltyLogitsProcessor(penalty)
+    # the prompts, then two generated tokens, each step against transformers on the whole row
+    penalties = Penalties([s[:4] for s in seqs], vocab, penalty=penalty)
+    for step, length in enumerate((4, 5, 6)):
+        logits = _scores(3, vocab, step)
+        want = reference(ids[:, :length], torch.tensor(logits)).numpy()
+        got = penalties(logits)
+        np.testing.assert_array_equal(got, want)
+        assert not np.array_equal(got, logits)  # (the penalty changed something)
+        penalties.add([s[length] for s in seqs] if length < 6 else [None] * 3)
+
+
+@pytest.mark.parametrize("n", [1, 2, 3])
+def test_no_repeat_ngram_size_is_transformers_processor(n):
+    _need_torch()
+    import torch
+    from transformers.generation.logits_process import NoRepeatNGramLogitsProcessor
+    from graphc.generate import Penalties
+    vocab = 30
+    seqs = [[4, 5, 6, 4, 5, 6, 4, 5], [1, 2, 1, 2, 1, 3, 1, 2], [9, 9, 9, 8, 9, 9, 8, 9]]
+    reference = NoRepeatNGramLogitsProcessor(n)
+    penalties = Penalties([s[:2] for s in seqs], vocab, ngram=n)
+    banned_any = False
+    for length in range(2, len(seqs[0]) + 1):
+        logits = _scores(3, vocab, length)
+        want = reference(torch.tensor([s[:length] for s in seqs]), torch.tensor(logits))
+        got = penalties(logits)
+        np.testing.assert_array_equal(got, want.numpy())
+        banned_any |= bool(np.isneginf(got[:, 2:]).any())
+        if length < len(seqs[0]):
+            penalties.add([s[length] for s in seqs])
+    assert banned_any
+
+
+def test_penalties_keep_each_rows_own_tokens():
+    """Rows of different lengths (left-padded inside the Generator) each see only their own
+    tokens, as transformers' processors on each row alone."""
+    _need_torch()
+    import torch
+    from transformers.generation.logits_process import (NoRepeatNGramLogitsProcessor,
+                                                        RepetitionPenaltyLogitsProcessor)
+    from graphc.generate import Penalties
+    rows = [[3, 4, 3], [5]]
+    penalties = Penalties(rows, 12, penalty=1.5, ngram=2)
+    logits = _scores(2, 12, 0)
+    got = penalties(logits)
+    for b, row in enumerate(rows):
+        ids, scores = torch.tensor([row]), torch.tensor(logits[b:b + 1])
+        want = NoRepeatNGramLogitsProcessor(2)(ids, RepetitionPenaltyLogitsProcessor(1.5)(
+            ids, scores))
+        np.testing.assert_array_equal(got[b], want.numpy()[0])
+
+
+@pytest.mark.parametrize("temperature, top_k, top_p, min_p", [
+    (1.0, None, None, 0.1), (0.6, None, None, 0.3), (1.7, 8, None, 0.4),
+    (0.9, None, 0.8, 0.2), (1.2, 10, 0.9, 0.02), (0.8, 5, 0.7, 0.0), (1.0, None, None, 1.0),
+])
+def test_min_p_is_transformers_warper_after_temperature_top_k_and_top_p(temperature, top_k,
+                                                                         top_p, min_p):
+    """The probabilities choose() draws from are transformers' sampling warpers' in the
+    order its generate applies them (temperature, top_k, top_p, min_p), then the softmax."""
+    _need_torch()
+    import torch
+    from transformers.generation.logits_process import (
+        LogitsProcessorList, MinPLogitsWarper, TemperatureLogitsWarper, TopKLogitsWarper,
+        TopPLogitsWarper)
+    from graphc.generate import sampling_probs
+    warpers = LogitsProcessorList([TemperatureLogitsWarper(temperature)] +
+                                  ([TopKLogitsWarper(top_k)] if top_k else []) +
+                                  ([TopPLogitsWarper(top_p)] if top_p else []) +
+                                  [MinPLogitsWarper(min_p)])
+    dropped = 0  # tokens min_p drops that temperature, top_k and top_p kept
+    for seed in range(5):
+        logits = _scores(1, 50, seed)[0]
+        scores = warpers(torch.zeros((1, 1), dtype=torch.long), torch.tensor(logits[None]))
+        want = torch.softmax(scores, -1).numpy()[0]
+        got = sampling_probs(logits, temperature, top_k, top_p, min_p)
+        np.testing.assert_allclose(got, want, rtol=1e-12, atol=1e-15)
+        assert ((got == 0) == (want == 0)).all()
+        dropped += (got == 0).sum() - (sampling_probs(logits, temperature, top_k, top_p)
+                                       == 0).sum()
+    assert dropped > 0 or min_p < 0.05
+
+
+def test_do_sample_false_is_greedy_whatever_the_sampling_settings():
+    model, params = small_model("float32")
+    gen = Generator(model, params)
+    greedy = gen.generate([[1, 2], [3]], 12, temperature=0)
+    for settings in (dict(temperature=1.5, top_k=4, top_p=0.5, min_p=0.2), {}):
+        assert gen.generate([[1, 2], [3]], 12, do_sample=False, seed=5, **settings) == greedy
+    assert gen.generate([[1, 2], [3]], 12, do_sample=True, temperature=1.5, seed=5) != greedy
+    # the model's do_sample is the default; the argument overrides it
+    model.do_sample = False
+    assert gen.generate([[1, 2], [3]], 12, temperature=1.5, seed=5) == greedy
+    assert gen.generate([[1, 2], [3]], 12, temperature=1.5, seed=5, do_sample=True) != greedy
+
+
+def test_penalties_and_min_p_change_generation_and_are_the_models_by_default():
+    model, params = small_model("float32")
+    gen = Generator(model, params)
+    plain = gen.generate([[1, 2, 1]], 12, temperature=0)
+    penalised = gen.generate([[1, 2, 1]], 12, temperature=0, repetition_penalty=3.0)
+    no_repeat = gen.generate([[1, 2, 1]], 12, temperature=0, no_repeat_ngram_size=2)
+    assert plain != penalised and plain != no_repeat
+    whole = [1, 2, 1] + no_repeat[0]
+    bigrams = list(zip(whole, whole[1:]))
+    assert len(bigrams) == len(set(bigrams))  # no 2-gram twice, the prompt's included
+    assert Sampler(model, params).generate([1, 2, 1], 12, temperature=0,
+                                           no_repeat_ngram_size=2) == no_repeat[0]
+    model.repetition_penalty, model.no_repeat_ngram_size = 3.0, 0
+    assert gen.generate([[1, 2, 1]], 12, temperature=0) == penalised
+    assert gen.generate([[1, 2, 1]], 12, temperature=0, repetition_penalty=1) == plain
+    # min_p 1 keeps only the likeliest token: sampling at any temperature is greedy
+    assert gen.generate([[1, 2, 1]], 12, temperature=2.0, min_p=1.0, seed=1,
+                        repetition_penalty=1) == plain
+
+
+@pytest.mark.parametrize("bad, message", [
+    (dict(repetition_penalty=0), r"^repetition_penalty must be a finite number > 0 \(1: none\), "
+                                 r"got 0$"),
+    (dict(repetition_penalty=float("inf")), "^repetition_penalty must be a finite number"),
+    (dict(repetition_penalty="1.2"), "^repetition_penalty must be a finite number"),
+    (dict(no_repeat_ngram_size=-1), "^no_repeat_ngram_size must be a whole number >= 0, got -1$"),
+    (dict(no_repeat_ngram_size=2.5), "^no_repeat_ngram_size must be a whole number >= 0"),
+    (dict(min_p=1.5), r"^min_p must be in \[0, 1\] \(0: none\), got 1.5$"),
+    (dict(min_p=-0.1), r"^min_p must be in \[0, 1\]"),
+    (dict(do_sample=1), "^do_sample must be True, False or None, got 1$"),
+    (dict(do_sample="False"), "^do_sample must be True, False or None"),
+])
+def test_bad_processing_settings_are_one_line_naming_them(bad, message):
+    model, params = small_model("float32")
+    with pytest.raises(ValueError, match=message):
+        Generator(model, params).generate([[1]], 3, **bad)
+    with pytest.raises(ValueError, match=message):
+        Sampler(model, params).generate([1], 3, **bad)
+    name = next(iter(bad))
+    setattr(model, name, bad[name])  # the model's, checked as the argument is
+    with pytest.raises(ValueError, match=message.replace("^", "^model\\.")):
+        Generator(model, params).generate([[1]], 3)
+
+
+def test_a_ban_of_every_token_is_named():
+    model, params = small_model("float32", vocab_size=3)
+    with pytest.raises(ValueError, match="^no token is left to choose: no_repeat_ngram_size 1 "
+                                         "bans every token"):
+        Generator(model, params).generate([[0, 1, 2]], 2, no_repeat_ngram_size=1, temperature=0)

@@ -3,6 +3,7 @@ position, the byte-level BPE round-trips, `graphc sample --model DIR` end to end
 directory is one error line naming the file and the key."""
 import json
 import os
+import re
 from importlib.resources import files
 
 import numpy as np
@@ -853,3 +854,120 @@ def test_sample_takes_a_dtype_for_models_and_checkpoints(hf_dir, tmp_path, capsy
     for spelling in (np.float16, "half"):
         model, _ = gpt2.load_gpt2(str(directory), spelling)
         assert model.cfg.dtype == "float16"
+
+
+PROCESSING = dict(repetition_penalty=1.4, no_repeat_ngram_size=2)
+
+
+def test_repetition_penalty_and_no_repeat_ngrams_are_transformers_greedy(hf_dir):
+    """Greedy search with transformers' repetition_penalty and no_repeat_ngram_size, one
+    prompt alone and a batch of prompts of different lengths (left-padded in graphc): each
+    row transformers' tokens for that prompt."""
+    import torch
+    from graphc.generate import Generator
+    directory, reference = hf_dir
+    tok = gpt2.load_tokenizer(str(directory))
+    model, params = gpt2.load_gpt2(str(directory))
+    prompts = [tok.encode(p) for p in ("the the the", "O O", "What")]
+    got = Generator(model, params).generate(prompts, 8, do_sample=False, **PROCESSING)
+    plain = Generator(model, params).generate(prompts, 8, do_sample=False)
+    assert got != plain  # (the settings change these tokens)
+    for prompt, row in zip(prompts, got):
+        with torch.no_grad():
+            ref = reference.generate(torch.tensor([prompt]), max_new_tokens=8, do_sample=False,
+                                     pad_token_id=0, **PROCESSING)
+        assert row == ref[0, len(prompt):].tolist()
+
+
+def _with_generation_config(hf_dir, tmp_path, settings):
+    directory, _ = hf_dir
+    copy = tmp_path / "gpt2"
+    copy.mkdir()
+    for name in os.listdir(directory):
+        (copy / name).write_bytes((directory / name).read_bytes())
+    (copy / gpt2.GENERATION_CONFIG_FILE).write_text(json.dumps(
+        {"bos_token_id": 0, "eos_token_id": 0, **settings}))
+    return copy
+
+
+def test_generation_config_sampling_settings_are_the_defaults_as_in_transformers(
+        hf_dir, tmp_path, capsys):
+    """A generation_config.json's do_sample false, repetition_penalty and
+    no_repeat_ngram_size: graphc sample (its --temperature 0.8 by default) generates what
+    transformers' generate generates from the directory with no settings given."""
+    import torch
+    from transformers import GPT2LMHeadModel
+    copy = _with_generation_config(hf_dir, tmp_path, dict(do_sample=False, **PROCESSING))
+    tok = gpt2.load_tokenizer(str(copy))
+    prompt = "the the the"
+    ids = torch.tensor([tok.encode(prompt)])
+    reference = GPT2LMHeadModel.from_pretrained(copy).eval()
+    with torch.no_grad():
+        ref = reference.generate(ids, max_new_tokens=8, pad_token_id=0)
+    want = prompt + tok.decode(ref[0, ids.shape[1]:].tolist()) + "\n"
+    assert main(["sample", "--model", str(copy), "--prompt", prompt, "--tokens", "8"]) == 0
+    assert capsys.readouterr().out == want
+    # the options override the file's: the same settings given, and others
+    assert main(["sample", "--model", str(copy), "--prompt", prompt, "--tokens", "8",
+                 "--repetition-penalty", "1", "--no-repeat-ngram-size", "0"]) == 0
+    plain = capsys.readouterr().out
+    assert main(["sample", "--model", str(hf_dir[0]), "--prompt", prompt, "--tokens", "8",
+                 "--no-do-sample", "--repetition-penalty", "1.4",
+                 "--no-repeat-ngram-size", "2"]) == 0
+    assert capsys.readouterr().out == want != plain
+    assert main(["sample", "--model", str(copy), "--prompt", prompt, "--tokens", "8",
+                 "--do-sample", "--seed", "1"]) == 0
+    assert capsys.readouterr().out != want
+
+
+def test_min_p_sampling_is_transformers_seeded(hf_dir, tmp_path, capsys):
+    """min_p 1 keeps only the likeliest token: seeded sampling at any temperature is greedy
+    in graphc and in transformers (whose min_p comes after its temperature, top_k and
+    top_p); from a generation_config.json or --min-p."""
+    import torch
+    directory, reference = hf_dir
+    tok = gpt2.load_tokenizer(str(directory))
+    prompt = "ROMEO:"
+    ids = torch.tensor([tok.encode(prompt)])
+    torch.manual_seed(0)
+    with torch.no_grad():
+        ref = reference.generate(ids, max_new_tokens=8, do_sample=True, temperature=1.5,
+                                 min_p=1.0, pad_token_id=0)
+    want = prompt + tok.decode(ref[0, ids.shape[1]:].tolist()) + "\n"
+    args = ["sample", "--prompt", prompt, "--tokens", "8", "--temperature", "1.5"]
+    assert main(args + ["--model", str(directory), "--min-p", "1"]) == 0
+    assert capsys.readouterr().out == want
+    assert main(args + ["--model", str(directory)]) == 0
+    assert capsys.readouterr().out != want  # (without min_p: sampled)
+    copy = _with_generation_config(hf_dir, tmp_path, dict(min_p=1.0, do_sample=True))
+    assert main(args + ["--model", str(copy)]) == 0
+    assert capsys.readouterr().out == want
+
+
+@pytest.mark.parametrize("option, value, message", [
+    ("--repetition-penalty", "0", "argument --repetition-penalty: expected a positive number"),
+    ("--no-repeat-ngram-size", "-1", "argument --no-repeat-ngram-size: expected a number >= 0"),
+    ("--min-p", "1.5", r"argument --min-p: must be in \[0, 1\], got '1.5'"),
+    ("--min-p", "nan", "argument --min-p: expected a finite number"),
+])
+def test_bad_processing_options_are_one_line_exit_2(hf_dir, capsys, option, value, message):
+    with pytest.raises(SystemExit) as exit_:
+        main(["sample", "--model", str(hf_dir[0]), option, value])
+    assert exit_.value.code == 2
+    err = capsys.readouterr().err
+    assert re.search(message, err.splitlines()[-1]), err
+
+
+@pytest.mark.parametrize("settings, message", [
+    (dict(repetition_penalty=-1), "key 'repetition_penalty' must be a finite number > 0"),
+    (dict(no_repeat_ngram_size=1.5), "key 'no_repeat_ngram_size' must be a whole number >= 0"),
+    (dict(min_p=2), r"key 'min_p' must be in \[0, 1\]"),
+    (dict(do_sample="yes"), "key 'do_sample' must be True, False or None"),
+])
+def test_bad_generation_config_settings_name_the_file_and_key(hf_dir, tmp_path, capsys,
+                                                              settings, message):
+    copy = _with_generation_config(hf_dir, tmp_path, settings)
+    assert main(["sample", "--model", str(copy), "--prompt", "a", "--tokens", "2"]) == 2
+    err = capsys.readouterr().err
+    assert len(err.splitlines()) == 1
+    assert re.search(f"^graphc: error: .*{gpt2.GENERATION_CONFIG_FILE}: {message}", err), err

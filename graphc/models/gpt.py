@@ -164,6 +164,13 @@ class GPT(nn.Module):
     # the same as transformers' min_length, which counts the prompt's tokens too: no eos
     # while the (left-padded) rows are shorter than it; a GPT-2 directory's, 0 for graphc's
     min_length: int = 0
+    # transformers' repetition_penalty, no_repeat_ngram_size, min_p and do_sample, a GPT-2
+    # directory's (load_gpt2 sets them), the default of a Generator's: off for graphc's own
+    # (do_sample None: sample unless the temperature is 0)
+    repetition_penalty: float = 1.0
+    no_repeat_ngram_size: int = 0
+    min_p: float | None = None
+    do_sample: bool | None = None
 
     def __init__(self, cfg: GPTConfig, seed: int = 0):
         cfg.validate()

@@ -35,7 +35,7 @@ import numpy as np
 from ir.errors import GraphcError
 
 from ..files import file_type
-from ..generate import whole_token_id
+from ..generate import check_processing, whole_token_id
 from .gpt import GPT, GPTConfig, model_dtype
 
 CONFIG_FILE = "config.json"
@@ -201,6 +201,25 @@ def min_new_tokens(directory: str, config: dict, key: str = "min_new_tokens") ->
     return value
 
 
+def processing_settings(directory: str, config: dict) -> dict:
+    """The directory's repetition_penalty, no_repeat_ngram_size, min_p and do_sample, read
+    from the file eos_token_ids reads (missing or null: the GPT model's defaults, off), as
+    transformers' generate applies them: a Generator's defaults. A bad value is one
+    GraphcError naming the file and the key (generate.check_processing's rule)."""
+    path, config = _generation_settings(directory, config)
+    given = {key: config[key] for key in ("repetition_penalty", "no_repeat_ngram_size",
+                                          "min_p", "do_sample") if config.get(key) is not None}
+    for key, value in given.items():
+        try:
+            check_processing(**{key: value, {"repetition_penalty": "penalty_name",
+                                             "no_repeat_ngram_size": "ngram_name",
+                                             "min_p": "min_p_name",
+                                             "do_sample": "do_sample_name"}[key]: f"key {key!r}"})
+        except ValueError as exc:
+            raise _config_error(path, str(exc)) from None
+    return given
+
+
 def hf_name(name: str) -> str:
     """graphc's parameter name -> GPT-2's (`blocks.0.attn.c_attn.weight` ->
     `h.0.attn.c_attn.weight`), without the `transformer.` prefix that some files add."""
@@ -222,6 +241,7 @@ def load_gpt2(directory: str, dtype: str = "float32") -> tuple[GPT, dict]:
     # transformers' min_new_tokens, when set (0 too), replaces min_length: then it has none
     has_least = _generation_settings(directory, raw)[1].get("min_new_tokens") is not None
     shortest = 0 if has_least else min_new_tokens(directory, raw, "min_length")
+    processing = processing_settings(directory, raw)
     path = os.path.join(directory, WEIGHTS_FILE)
     if not _has_file(path):
         if _has_file(os.path.join(directory, SHARDED_INDEX_FILE)):
@@ -316,6 +336,8 @@ def load_gpt2(directory: str, dtype: str = "float32") -> tuple[GPT, dict]:
     model.eos_token_ids = eos  # where a Generator stops each row, unless told otherwise
     model.min_new_tokens = least  # and how many tokens each row has before it may stop
     model.min_length = shortest  # (the same, prompt included)
+    for key, value in processing.items():  # (a Generator's defaults)
+        setattr(model, key, value)
     return model, params
 
 
