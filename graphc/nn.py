@@ -158,25 +158,25 @@ class IncompatibleKeys(NamedTuple):
     unexpected_keys: list
 
 
-def _state_array(name, value, dtype=None):
+def _state_array(name, value, dtype=None, who="load_state_dict"):
     """load_state_dict's array for `name` (cast to `dtype`: a copy), or one line saying why
-    there is none (a ragged list, strings)."""
+    there is none (a ragged list, strings), after `who` (the method the user called)."""
     try:
         # a torch tensor as graphc reads one (requiring grad, bfloat16: np.asarray refused)
         foreign = not isinstance(value, (np.ndarray, np.generic, Tensor)) and \
             foreign_array_name(value) is not None
-        array = read_foreign_array(value, f"load_state_dict: {name}") if foreign \
+        array = read_foreign_array(value, f"{who}: {name}") if foreign \
             else np.asarray(value)
     except (TypeError, ValueError) as exc:
-        raise GraphcError(f"load_state_dict: {name} is not an array: "
+        raise GraphcError(f"{who}: {name} is not an array: "
                           f"{str(exc).splitlines()[0]}", (user_location(),)) from None
     if array.dtype.kind == "c":  # (astype to the model's dtype dropped the imaginary part)
-        raise UnsupportedDtype(f"load_state_dict: {name}: {unsupported_dtype(array.dtype)}",
+        raise UnsupportedDtype(f"{who}: {name}: {unsupported_dtype(array.dtype)}",
                                (user_location(),))
     try:
         return array if dtype is None else array.astype(dtype)
     except (TypeError, ValueError) as exc:
-        raise GraphcError(f"load_state_dict: {name} ({array.dtype}) does not cast to the "
+        raise GraphcError(f"{who}: {name} ({array.dtype}) does not cast to the "
                           f"model's {dtype}: {str(exc).splitlines()[0]}",
                           (user_location(),)) from None
 
@@ -1354,8 +1354,13 @@ class Module:
         assign=True (torch's) the model takes the given ones themselves instead
         (_assign_state): an optimiser bound to the replaced Parameters keeps those, so
         bind it after the load, as torch's docs say."""
-        assign = bool_flag(assign, "load_state_dict: assign")
         _state_mapping("load_state_dict", state, "array (as model.state_dict() gives)")
+        return self._load_state(state, strict, assign, "load_state_dict")
+
+    def _load_state(self, state, strict, assign, who):
+        """load_state_dict's load; its refusals start with `who`, the method the user called
+        (load_torch_state_dict's said load_state_dict, a call the user never wrote)."""
+        assign = bool_flag(assign, f"{who}: assign")
         given = state
         self._refuse_torch_layout(state)
         # a buffer its layer keeps where a state lacks it (BatchNorm's num_batches_tracked,
@@ -1380,7 +1385,7 @@ class Module:
         loaded_ids = {id(b) for b in loaded.values()}
         missing_buffers = [name for name, b in self._persistent_buffers()
                            if id(b) not in loaded_ids and name not in kept]
-        values = {name: _state_array(name, state[name]) for name in loaded}
+        values = {name: _state_array(name, state[name], who=who) for name in loaded}
         state = {name: value for name, value in state.items() if name not in everywhere}
         params = dict(self.named_parameters())
         # a tied Parameter's other names (PyTorch's state_dict lists them all) load it too;
@@ -1393,27 +1398,27 @@ class Module:
                 continue
             if first not in state:
                 state = {**state, first: state[name]}
-            elif not _same_array(_state_array(first, state[first]),
-                                 _state_array(name, state[name])):
-                raise GraphcError(f"load_state_dict: {first} and {name} name one tied "
+            elif not _same_array(_state_array(first, state[first], who=who),
+                                 _state_array(name, state[name], who=who)):
+                raise GraphcError(f"{who}: {first} and {name} name one tied "
                                   f"parameter but the state gives them different values; "
                                   f"load it into an untied model, or give one value",
                                   (user_location(),))
         missing = sorted({*params, *missing_buffers} - set(state))
         unexpected = sorted(set(state) - set(params) - set(aliases))
         if strict and (missing or unexpected):
-            raise GraphcError(f"load_state_dict: the state does not match the model: missing "
+            raise GraphcError(f"{who}: the state does not match the model: missing "
                               f"{missing}, unexpected {unexpected}", (user_location(),))
         params = {name: p for name, p in params.items() if name in state}
-        values.update({name: _state_array(name, state[name]) for name in params})
+        values.update({name: _state_array(name, state[name], who=who) for name in params})
         # every value checked and cast before any is loaded: a failure leaves the model as
         # it was, where a failed cast midway left it half loaded
         for name, p in {**params, **loaded}.items():
             if values[name].shape != p.data.shape:
-                raise GraphcError(f"load_state_dict: {name} has shape {values[name].shape}, "
+                raise GraphcError(f"{who}: {name} has shape {values[name].shape}, "
                                   f"the model's is {p.data.shape}", (user_location(),))
             if not assign:
-                values[name] = _state_array(name, values[name], p.data.dtype)
+                values[name] = _state_array(name, values[name], p.data.dtype, who=who)
         if assign:
             self._assign_state({**params, **loaded}, {**{n: given[n] for n in loaded},
                                                       **{n: state[n] for n in params}}, values)
@@ -1519,7 +1524,7 @@ class Module:
             converted = _WithVersions(converted)
             converted._metadata = {".".join(p for p in k.split(".") if p != "_orig_mod"): v
                                    for k, v in versions.items() if isinstance(k, str)}
-        return self.load_state_dict(converted, strict)
+        return self._load_state(converted, strict, False, "load_torch_state_dict")
 
     def zero_grad(self, set_to_none: bool = True):
         """Forget the parameters' eager gradients (.grad), as torch's: None by default;

@@ -1,5 +1,6 @@
 """gc.group_norm against torch.nn.functional.group_norm in float64: values and gradients
-w.r.t. x, weight and bias, eagerly and compiled; gc.nn.GroupNorm is built on it."""
+w.r.t. x, weight and bias, eagerly and compiled; gc.nn.GroupNorm is built on it. gc.layer_norm
+with weight or bias left out (None) against torch's likewise."""
 import numpy as np
 import pytest
 
@@ -36,6 +37,40 @@ def test_group_norm_matches_torch(shape, groups, affine):
         if affine:
             np.testing.assert_allclose(np.asarray(gw), tw.grad.numpy(), rtol=1e-9, atol=1e-11)
             np.testing.assert_allclose(np.asarray(gb), tb.grad.numpy(), rtol=1e-9, atol=1e-11)
+
+
+@pytest.mark.parametrize("given", ["neither", "weight", "bias"])
+def test_layer_norm_without_weight_or_bias_matches_torch(given):
+    """gc.layer_norm(x) (weight=None, bias=None), or with one of the two: values and the
+    gradients of x and of the one given, as torch.nn.functional.layer_norm's, eagerly,
+    differentiated and compiled."""
+    rng = np.random.default_rng(7)
+    x, upstream = rng.standard_normal((3, 4, 5)) * 2 + 1, rng.standard_normal((3, 4, 5))
+    p = rng.standard_normal(5)
+    tx, tp = torch.tensor(x, requires_grad=True), torch.tensor(p, requires_grad=True)
+    weight, bias = {"neither": (None, None), "weight": (tp, None), "bias": (None, tp)}[given]
+    want = torch.nn.functional.layer_norm(tx, (5,), weight, bias, eps=1e-4)
+    (want * torch.tensor(upstream)).sum().backward()
+
+    def loss(x, p):
+        w, b = {"neither": (None, None), "weight": (p, None), "bias": (None, p)}[given]
+        y = gc.layer_norm(x, w, b, eps=1e-4)
+        return gc.sum(gc.mul(y, upstream)), y
+    np.testing.assert_allclose(np.asarray(loss(x, p)[1]), want.detach().numpy(), rtol=1e-10,
+                               atol=1e-12)
+    for fn in (gc.value_and_grad(loss, argnums=(0, 1), has_aux=True),
+               gc.compile(gc.value_and_grad(loss, argnums=(0, 1), has_aux=True))):
+        (_, y), (gx, gp) = fn(x, p)
+        np.testing.assert_allclose(np.asarray(y), want.detach().numpy(), rtol=1e-10,
+                                   atol=1e-12)
+        np.testing.assert_allclose(np.asarray(gx), tx.grad.numpy(), rtol=1e-9, atol=1e-11)
+        np.testing.assert_allclose(np.asarray(gp), np.zeros(5) if given == "neither"
+                                   else tp.grad.numpy(), rtol=1e-9, atol=1e-11)
+    ex = gc.tensor(x, requires_grad=True)  # eagerly, on the tape
+    gc.sum(gc.mul(gc.layer_norm(ex, eps=1e-4), upstream)).backward()
+    if given == "neither":
+        np.testing.assert_allclose(np.asarray(ex.grad), tx.grad.numpy(), rtol=1e-9,
+                                   atol=1e-11)
 
 
 @pytest.mark.parametrize("call, message", [

@@ -109,9 +109,10 @@ def test_a_strict_load_wants_every_persistent_buffer_as_torch():
     before = ours.a.weight.data.copy()
     ours.norm.running_mean.data[...] = 3.0
     arrays = {k: v.numpy() for k, v in weights.items()}
-    assert_one_line_error(lambda: ours.load_torch_state_dict(weights), "load_state_dict: the "
-                          "state does not match the model: missing ['norm.num_batches_"
-                          "tracked', 'norm.running_mean', 'norm.running_var'], unexpected []",
+    assert_one_line_error(lambda: ours.load_torch_state_dict(weights),
+                          "load_torch_state_dict: the state does not match the model: "
+                          "missing ['norm.num_batches_tracked', 'norm.running_mean', "
+                          "'norm.running_var'], unexpected []",
                           "test_module_tree.py")
     np.testing.assert_array_equal(ours.a.weight.data, before)  # nothing loaded
     assert ours.load_torch_state_dict(weights, strict=False) == (sorted(buffers), [])
