@@ -387,8 +387,38 @@ def test_an_add_bos_token_the_model_lacks_is_named_for_each_prompt(hf_dir, tmp_p
     assert main(["sample", "--model", str(directory), "--prompt", "ROMEO:", "--tokens",
                  "2"]) == 2
     err = capsys.readouterr().err.strip().splitlines()
-    assert len(err) == 1 and "the added token '<s>', id 300, outside" in err[0], err
+    # (s51: the text has no '<s>': the line names the flag that adds it, and the vocab size)
+    assert len(err) == 1 and err[0].endswith(
+        "tokenizer_config.json: add_bos_token adds '<s>' to each text, id 300, outside the "
+        "model's vocab_size 300 in config.json (its embeddings lack it); set add_bos_token to "
+        "false, or give a token the model has"), err
     assert main(["sample", "--model", str(directory), "--tokens", "2"]) == 0
+
+
+@pytest.mark.parametrize("kind", ["WordPiece", "Unigram"])
+def test_a_tokenizer_json_of_another_model_is_refused_as_gpt2_tokenizer(tmp_path, kind):
+    """(s51) A tokenizer.json whose model is no BPE (WordPiece, Unigram), in a directory whose
+    tokenizer is GPT2Tokenizer (no generic tokenizer_class), was read as it is: its ids were
+    not those of GPT2Tokenizer, which rebuilds a byte-level BPE. Refused in one line naming
+    the file and the model's type; a generic tokenizer_class reads the file as it is."""
+    pytest.importorskip("tokenizers", reason="graphc's GPT-2 tokenizer needs it")
+    from tokenizers import Tokenizer, models, pre_tokenizers
+    vocab = {"[UNK]": 0, "ab": 1, "c": 2}
+    model = models.WordPiece(vocab, unk_token="[UNK]") if kind == "WordPiece" else \
+        models.Unigram([(t, -1.0) for t in vocab], 0, byte_fallback=False)
+    t = Tokenizer(model)
+    t.pre_tokenizer = pre_tokenizers.Whitespace()
+    path = tmp_path / gpt2.TOKENIZER_FILE
+    t.save(str(path))
+    with pytest.raises(GraphcError) as info:
+        gpt2.load_tokenizer(str(tmp_path))
+    assert info.value.message == (
+        f"{path}: its model is {kind}, but the directory's tokenizer is GPT2Tokenizer (no "
+        "generic tokenizer_class in tokenizer_config.json), which reads a BPE; set "
+        "tokenizer_class to 'PreTrainedTokenizerFast' to read the file as it is")
+    (tmp_path / "tokenizer_config.json").write_text(
+        json.dumps({"tokenizer_class": "PreTrainedTokenizerFast"}), encoding="utf-8")
+    assert gpt2.load_tokenizer(str(tmp_path)).encode("ab c") == t.encode("ab c").ids == [1, 2]
 
 
 @pytest.mark.parametrize("files, config, others, message", [

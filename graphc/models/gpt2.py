@@ -375,7 +375,17 @@ class Tokenizer:
                 in_file = self._tok.get_added_tokens_decoder()
                 # (GPT2Tokenizer rebuilds a BPE's vocabulary and merges whatever the file's
                 # pre-tokenizer: Whitespace, Metaspace, none)
-                if add_prefix_space is not None and type(self._tok.model).__name__ == "BPE":
+                kind = type(self._tok.model).__name__
+                if add_prefix_space is not None and kind != "BPE":
+                    # (GPT2Tokenizer rebuilds a byte-level BPE from the file's vocabulary
+                    # and merges; a WordPiece or Unigram file has none, and was read as it
+                    # is, its ids not GPT2Tokenizer's)
+                    raise GraphcError(
+                        f"{path}: its model is {kind}, but the directory's tokenizer is "
+                        "GPT2Tokenizer (no generic tokenizer_class in "
+                        f"{TOKENIZER_CONFIG_FILE}), which reads a BPE; set tokenizer_class to "
+                        f"{GENERIC_TOKENIZER_CLASSES[0]!r} to read the file as it is")
+                if add_prefix_space is not None:
                     self._tok = _as_gpt2_tokenizer(self._tok, add_prefix_space)
             if added_tokens is not None:
                 present = [t.content for t in self._tok.get_added_tokens_decoder().values()]
@@ -388,6 +398,7 @@ class Tokenizer:
             raise GraphcError(f"{path} is not a readable tokenizer "
                               f"({str(exc).splitlines()[0]})") from None
         self.path = path
+        self._wrap = wrap  # (encode's refusal of a token past vocab_size names its flag)
         # the model's vocab_size (load_tokenizer's): encode refuses a text with an added
         # token past it, one the model's embeddings lack (None: any id)
         self.model_vocab_size = None
@@ -472,6 +483,14 @@ class Tokenizer:
         past = [i for i in ids if limit is not None and i >= limit]
         if past:  # (an added token never resized into the embeddings: an added <pad>)
             token = self._tok.id_to_token(past[0])
+            flag = next((flag for flag, tokens in zip(("add_bos_token", "add_eos_token"),
+                                                      self._wrap) if token in tokens), None)
+            if add_special_tokens and flag:  # (not the text's own: the flag put it there)
+                config = os.path.join(os.path.dirname(self.path), TOKENIZER_CONFIG_FILE)
+                raise GraphcError(f"{config}: {flag} adds {token!r} to each text, id "
+                                  f"{past[0]}, outside the model's vocab_size {limit} in "
+                                  f"{CONFIG_FILE} (its embeddings lack it); set {flag} to "
+                                  "false, or give a token the model has")
             raise GraphcError(f"{self.path}: the text encodes to the added token {token!r}, "
                               f"id {past[0]}, outside the model's vocab_size {limit} in "
                               f"{CONFIG_FILE} (its embeddings lack it)")
