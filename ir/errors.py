@@ -52,6 +52,12 @@ def with_article(word) -> str:
     return f"{'an' if word.lower().startswith(('a', 'e', 'i', 'o', 'nd')) else 'a'} {word}"
 
 
+def clipped(text: str, limit: int = 40) -> str:
+    """`text` as a message shows it: its start alone where it is longer than `limit` (a
+    4,300-digit dimension, echoed whole, made one line of thousands of characters)."""
+    return text if len(text) <= limit else text[:limit // 2] + "..."
+
+
 def a_type(value) -> str:
     """`value`'s type for a message: "a list", "an array" (array.array: it was "a array")."""
     return with_article(type(value).__name__)

@@ -12,7 +12,7 @@ import re
 
 import numpy as np
 
-from .errors import GraphcError
+from .errors import GraphcError, clipped
 from .graph import Graph
 from .ops.registry import REGISTRY
 from .types import (DTYPE_PATTERN, DTYPES, RESERVED_SYMBOLS, NotHeld, TensorType, TupleType,
@@ -145,7 +145,7 @@ def _dim(c: _Cursor, m):
     try:
         return parse_dim(m.group())
     except ValueError as exc:
-        c.refuse(f"bad dimension {m.group()!r} ({exc})", m.start())
+        c.refuse(f"bad dimension {clipped(m.group())!r} ({exc})", m.start())
 
 
 def _number(c: _Cursor, what: str):

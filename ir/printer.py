@@ -32,13 +32,21 @@ _ESCAPES = {ord("\\"): "\\\\", ord('"'): '\\"', ord("\n"): "\\n", ord("\r"): "\\
     ord(ch): f"\\u{ord(ch):04x}" for ch in "\x0b\x0c\x1c\x1d\x1e\x85\u2028\u2029"}
 
 
+def float_text(value: float) -> str:
+    """A float as IR text and JSON write it: repr's, but -nan for a NaN whose sign bit is
+    set (repr says nan, and the sign was lost on the way back; float('-nan') keeps it)."""
+    if value != value and np.signbit(value):
+        return "-nan"
+    return repr(value)
+
+
 def format_attr(value) -> str:
     if isinstance(value, bool):
         return "true" if value else "false"
     if isinstance(value, np.dtype):
         return SHORT_NAMES[value]
     if isinstance(value, float):
-        return repr(value)
+        return float_text(value)
     if isinstance(value, str):
         return '"' + value.translate(_ESCAPES) + '"'
     if isinstance(value, tuple):
@@ -55,8 +63,8 @@ def format_name(name: str) -> str:
 def _scalar(v) -> str:
     if isinstance(v, bool):
         return format_attr(v)
-    if isinstance(v, float) and not np.isfinite(v):
-        return repr(v)  # inf, -inf, nan: the parser reads these names
+    if isinstance(v, float):
+        return float_text(v)  # (inf, -inf, nan, -nan: the parser reads these names)
     return repr(v)
 
 

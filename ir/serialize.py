@@ -10,22 +10,24 @@ Schema (version 1):
 
 Nodes are listed in topological order and exclude inputs. Attribute values: JSON numbers,
 strings and booleans; tuples as {"tuple": [...]}; dtypes as {"dtype": "f32"}; non-finite
-floats as {"float": "inf"|"-inf"|"nan"}; a constant's value as
-{"array": [flat values], "shape": [...], "dtype": "f32"}; a control-flow node's region as
-{"graph": {a document of this schema}}, and its type as "(f32[4], f32[10,4])".
+floats as {"float": "inf"|"-inf"|"nan"|"-nan"} (-nan: a NaN whose sign bit is set); a
+constant's value as {"array": [flat values], "shape": [...], "dtype": "f32"}; a control-flow
+node's region as {"graph": {a document of this schema}}, and its type as
+"(f32[4], f32[10,4])".
 """
 from __future__ import annotations
 
 import json
 import math
 import re
+import sys
 
 import numpy as np
 
-from .errors import GraphcError, a_type
+from .errors import GraphcError, a_type, clipped
 from .graph import Graph
 from .ops.registry import REGISTRY
-from .printer import is_region
+from .printer import float_text, is_region
 from .types import (DTYPES, SHORT_NAMES, Dim, TensorType, TupleType, exact_array,
                     float_of_text, parse_dim)
 from .verify import check_node
@@ -56,7 +58,7 @@ def _encode(v):
     if isinstance(v, bool) or v is None or isinstance(v, (int, str)):
         return v
     if isinstance(v, float):
-        return v if math.isfinite(v) else {"float": repr(v)}
+        return v if math.isfinite(v) else {"float": float_text(v)}
     if isinstance(v, tuple):
         return {"tuple": [_encode(x) for x in v]}
     if isinstance(v, np.dtype):
@@ -118,14 +120,14 @@ def _type(text, path):
     _need(isinstance(text, str), path, "a type must be a string like 'f32[4,3]'")
     if text.startswith("(") and text.endswith(")"):  # a control-flow node's TupleType
         parts = re.findall(r"[a-z0-9]+\[[^\]]*\]", text)
-        _need(", ".join(parts) == text[1:-1], path, f"bad type {text!r}")
+        _need(", ".join(parts) == text[1:-1], path, f"bad type {clipped(text)!r}")
         return TupleType([_type(t, path) for t in parts])
     m = re.fullmatch(r"(bf16|f16|f32|f64|i32|i64|bool)\[((?:[\w*+\-]+(?:,[\w*+\-]+)*)?)\]", text)
-    _need(m is not None, path, f"bad type {text!r}")
+    _need(m is not None, path, f"bad type {clipped(text)!r}")
     try:  # a dimension is an int or a symbolic expression (ir.types.parse_dim)
         dims = tuple(parse_dim(d) for d in m.group(2).split(",")) if m.group(2) else ()
     except ValueError as exc:
-        raise _Bad(f"{path}: bad type {text!r}: {exc}") from None
+        raise _Bad(f"{path}: bad type {clipped(text)!r}: {exc}") from None
     return TensorType(dims, DTYPES[m.group(1)])
 
 
@@ -147,9 +149,9 @@ def _decode(v, path):
             try:
                 return parse_dim(v["dim"])
             except ValueError as exc:
-                raise _Bad(f"{path}: bad dimension {v['dim']!r}: {exc}") from None
+                raise _Bad(f"{path}: bad dimension {clipped(v['dim'])!r}: {exc}") from None
         if set(v) == {"float"}:
-            _need(v["float"] in ("inf", "-inf", "nan"), path, "bad non-finite float")
+            _need(v["float"] in ("inf", "-inf", "nan", "-nan"), path, "bad non-finite float")
             return float(v["float"])
         if set(v) == {"array", "shape", "dtype"}:
             _need(v["dtype"] in DTYPES, path, f"unknown dtype {v['dtype']!r}")
@@ -267,25 +269,66 @@ def _unique_keys(pairs) -> dict:
     return obj
 
 
-def _finite_float(text: str) -> float:
-    """json.loads' parse_float: a finite number past float64's range (1e309), which float()
-    reads as inf, is refused, as the text parser refuses it (the serializer writes an inf as
-    {"float": "inf"})."""
+class _Unreadable:
+    """json.loads' number that has no value here: a finite float past float64's range
+    (1e309, which float() reads as inf; the serializer writes an inf as {"float": "inf"}, as
+    the text parser refuses it) or an int past Python's 4,300 digits. Kept in the document
+    so that its refusal names the number's JSON path (_refuse_unreadable): json.loads' hooks
+    know none."""
+
+    def __init__(self, message: str):
+        self.message = message
+
+
+def _read_number(read, unreadable: list):
+    """json.loads' parse_float or parse_int: `read(text)`, or an _Unreadable, also listed in
+    `unreadable`."""
+    def parse(text: str):
+        try:
+            return read(text)
+        except ValueError as exc:
+            number = _Unreadable(str(exc))
+            unreadable.append(number)
+            return number
+    return parse
+
+
+def _int_of_text(text: str) -> int:
+    """int(text), refusing (ValueError) one past the digits Python reads (4,300) in words
+    that name no call of the user's (int's advised sys.set_int_max_str_digits)."""
     try:
-        return float_of_text(text)
-    except ValueError as exc:
-        raise _Bad(str(exc)) from None
+        return int(text)
+    except ValueError:
+        raise ValueError(f"an int of {len(text.lstrip('-'))} digits, more than the "
+                         f"{sys.get_int_max_str_digits()} Python reads") from None
+
+
+def _refuse_unreadable(value, path="$"):
+    """Raise the refusal of the first _Unreadable number in the document, at its path
+    ($.nodes[0].attrs.value.array[2])."""
+    stack = [(value, path)]
+    while stack:  # (a walk, not recursion: the depth is checked, but keep the stack flat)
+        value, path = stack.pop()
+        if isinstance(value, _Unreadable):
+            raise _Bad(f"{path}: {value.message}")
+        if isinstance(value, dict):
+            stack.extend((v, f"{path}.{k}") for k, v in reversed(value.items()))
+        elif isinstance(value, list):
+            stack.extend((v, f"{path}[{i}]") for i, v in reversed(list(enumerate(value))))
 
 
 def loads(text: str) -> Graph:
     check_json_depth(text, MAX_NESTING, "IR JSON")
+    unreadable = []  # (a number json.loads' hooks could not read: then the walk names it)
     try:
-        data = json.loads(text, object_pairs_hook=_unique_keys, parse_float=_finite_float)
+        data = json.loads(text, object_pairs_hook=_unique_keys,
+                          parse_float=_read_number(float_of_text, unreadable),
+                          parse_int=_read_number(_int_of_text, unreadable))
+        if unreadable:
+            _refuse_unreadable(data)
     except _Bad as exc:
         raise GraphcError(f"IR JSON: {exc}") from None
     except json.JSONDecodeError as exc:
         raise GraphcError(f"IR JSON: line {exc.lineno}, column {exc.colno}: {exc.msg}") \
             from None
-    except ValueError as exc:  # an integer past Python's 4,300 digits
-        raise GraphcError(f"IR JSON: {exc}") from None
     return from_json(data)

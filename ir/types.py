@@ -634,6 +634,11 @@ _DIM_TOKEN = re.compile(r"\s*(?:(\d+)|([A-Za-z_][A-Za-z0-9_]*)|(.))")
 MAX_DIM = 2 ** 63 - 1
 
 
+# the most digits a number in a dimension may have: twice int64's, room for one that a
+# difference brings back (`9223372036854775808-1`); one longer cannot be meant
+_MAX_DIM_DIGITS = 2 * len(str(2**63 - 1))
+
+
 def parse_dim(text: str):
     """A dimension from its printed form: `128`, `batch`, `2*batch*seq+1`, `seq-1`. Its
     value must fit int64 (a symbolic one's coefficients), not each number written in it:
@@ -647,6 +652,10 @@ def parse_dim(text: str):
     for number, name, other in tokens:
         if expect_factor:
             if number is not None:
+                digits = len(number.lstrip("0"))
+                if digits > _MAX_DIM_DIGITS:  # (past 4,300, int() raised Python's own limit)
+                    raise ValueError(f"a number of {digits} digits is past int64 ({MAX_DIM}), "
+                                     "the largest dimension numpy takes")
                 term = term * int(number)
             elif name is not None:
                 term = term * Dim.symbol(name)

@@ -908,13 +908,64 @@ def test_a_finite_number_past_float64_in_ir_json_is_refused_as_in_ir_text():
     but json.loads read it in IR JSON as inf, silently: a constant or an attribute written
     1e309 was inf, where the serializer writes an inf as {"float": "inf"}."""
     text = dumps(parse(_CONSTANT_IR.format(t="f64", n="2", v="[0.5, 0.25]")))
-    for bad in ("1e309", "-1.5e400"):
+    for bad in ("1e309", "-1.5e400"):  # (s51: named at the value's JSON path)
         with pytest.raises(gc.GraphcError) as info:
             loads(text.replace("0.25", bad))
-        assert str(info.value) == (f"IR JSON: {bad} does not fit in float64 (it would read "
-                                   f"as {float(bad)})")
+        assert str(info.value) == (f"IR JSON: $.nodes[0].attrs.value.array[1]: {bad} does "
+                                   f"not fit in float64 (it would read as {float(bad)})")
     assert loads(text.replace("0.25", "1.7976931348623157e308")).nodes[0].attrs[
         "value"][1] == 1.7976931348623157e308
+
+
+def test_a_nan_with_its_sign_bit_set_reads_back_bit_exact_from_ir_text_and_json():
+    """(s51) A NaN whose sign bit is set (np.negative(np.nan), -nan in C) printed as nan,
+    as repr writes it, and read back with the sign bit clear: the round trip changed the
+    constant's bits. It prints -nan ({"float": "-nan"} in JSON) and reads back bit-exact,
+    in each float dtype; a plain nan stays nan."""
+    for dtype in ("float16", "bfloat16", "float32", "float64"):
+        c = np.array([np.nan, -np.nan, 1.0], dtype=DTYPES[{"float16": "f16", "bfloat16": "bf16",
+                                                            "float32": "f32",
+                                                            "float64": "f64"}[dtype]])
+        assert not np.signbit(c[0]) and np.signbit(c[1])
+        g = gc.trace(lambda x: x + c, gc.spec(c.shape, dtype))
+        text = _text(g)
+        assert "constant [nan, -nan, 1.0]" in text
+        back = [n for n in parse(text).nodes if n.op == "constant"][0].attrs["value"]
+        assert back.tobytes() == c.tobytes()
+        doc = dumps(g)
+        constant = [n for n in json.loads(doc)["nodes"] if n["op"] == "constant"][0]
+        assert constant["attrs"]["value"]["array"] == [{"float": "nan"}, {"float": "-nan"}, 1.0]
+        back = [n for n in loads(doc).nodes if n.op == "constant"][0].attrs["value"]
+        assert back.tobytes() == c.tobytes()
+
+
+def test_a_number_of_thousands_of_digits_is_one_short_line_naming_where_it_is():
+    """(s51) A 4,301-digit dimension in IR text was Python's int-string limit message
+    (sys.set_int_max_str_digits) after the dimension echoed whole, a line of 4,482
+    characters; in IR JSON, such an int named no path. Each is one short line: the text's
+    column, the JSON path."""
+    huge = "9" * 4301
+    text = f"graph g(%0:f32[2,{huge}] a) -> (%0)\n  return %0"
+    with pytest.raises(gc.GraphcError) as info:
+        parse(text)
+    assert str(info.value) == (
+        "IR line 1, column 18: bad dimension '99999999999999999999...' (a number of 4301 "
+        "digits is past int64 (9223372036854775807), the largest dimension numpy takes)")
+    # a number of 39 digits is past int64 too, where a difference of 19 still reads
+    assert "a number of 39 digits" in str(pytest.raises(
+        gc.GraphcError, parse, text.replace(huge, "9" * 39)).value)
+    assert parse(text.replace(huge, "9223372036854775808-1")).inputs[0].type.shape[1] == \
+        2 ** 63 - 1
+    doc = dumps(parse(_CONSTANT_IR.format(t="f64", n="2", v="[0.5, 0.25]")))
+    with pytest.raises(gc.GraphcError) as info:
+        loads(doc.replace('"f64[2]"', f'"f64[{huge}]"'))
+    assert str(info.value) == (
+        "IR JSON: $.nodes[0].type: bad type 'f64[9999999999999999...': a number of 4301 "
+        "digits is past int64 (9223372036854775807), the largest dimension numpy takes")
+    with pytest.raises(gc.GraphcError) as info:
+        loads(doc.replace("0.25", "1" + "0" * 4400))
+    assert str(info.value) == ("IR JSON: $.nodes[0].attrs.value.array[1]: an int of 4401 "
+                               "digits, more than the 4300 Python reads")
 
 
 def test_an_int_past_int64_in_a_bfloat16_constant_reads_as_in_a_float32_one():
