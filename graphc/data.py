@@ -2,6 +2,7 @@
 from __future__ import annotations
 
 import codecs
+import hashlib
 import io
 import os
 import tempfile
@@ -33,11 +34,14 @@ def token_dtype(vocab_size: int) -> np.dtype:
 
 
 def _pieces(path):
-    """The file's text in pieces, decoded exactly as open(path, encoding="utf-8").read()
-    decodes it (universal newlines), without holding the whole text in memory."""
+    """The file's text in pieces, decoded exactly as open(path, encoding="utf-8-sig").read()
+    decodes it (universal newlines; a byte order mark at its start dropped, which "utf-8"
+    kept as a character, U+FEFF, of the vocabulary), without holding the whole text in
+    memory. (The BOM is dropped from the first piece rather than by "utf-8-sig"'s decoder,
+    whose error positions leave its three bytes out.)"""
     utf8 = codecs.getincrementaldecoder("utf-8")()
     decoder = io.IncrementalNewlineDecoder(utf8, translate=True)
-    consumed = 0
+    consumed, first = 0, True
     try:
         fh = open(path, "rb")
     except OSError as exc:  # its own message does not say which file it was
@@ -52,15 +56,26 @@ def _pieces(path):
                 raise DataError(f"data file {path!r} is not UTF-8 text ({exc.reason} at byte "
                                 f"{consumed - pending + exc.start})") from None
             consumed += len(raw)
+            if text and first:
+                text, first = text.removeprefix(BOM), False
             if text:
                 yield text
             if not raw:
                 return
 
 
+BOM = "\ufeff"  # a byte order mark, as a text holds it once decoded
+
+
 def universal_newlines(text: str) -> str:
     """text with its \r\n and lone \r read as \n, as _pieces reads a data file."""
     return text.replace("\r\n", "\n").replace("\r", "\n")
+
+
+def as_read(text: str) -> str:
+    """A text as from_file reads the same characters saved to a file: a byte order mark at
+    its start dropped, its line ends read as \n (text mode's universal newlines)."""
+    return universal_newlines(text.removeprefix(BOM))
 
 
 def _code_points(text: str) -> np.ndarray:
@@ -104,6 +119,10 @@ class CharData:
     vocab: list
     train: np.ndarray
     val: np.ndarray
+    # the SHA-256 (hex) of the text as read, its UTF-8 bytes: a checkpoint records the one its
+    # run trained on, and a resume on another text is refused (train.py); None: unknown (ids
+    # given as they are), not recorded or checked
+    text_sha256: str | None = None
 
     @classmethod
     def from_file(cls, path: str | None, block_size: int, vocab=None,
@@ -116,10 +135,11 @@ class CharData:
         if not os.path.isfile(path):  # /dev/null, a FIFO, a shell's <(...): "does not exist"
             raise DataError(f"data file {path!r} is not a regular file (the text is read "
                             "twice, for its vocabulary and for its tokens); save it to a file")
-        seen, n = set(), 0
+        seen, n, digest = set(), 0, hashlib.sha256()
         for piece in _pieces(path):
             seen.update(piece)
             n += len(piece)
+            digest.update(piece.encode("utf-8"))
         if not n:
             raise DataError(f"data file {path!r} is empty")
         vocab = cls._vocabulary(seen, vocab, path)
@@ -137,15 +157,19 @@ class CharData:
                     raise changed
                 yield ids
         ids = _token_file(tokens(), n, token_dtype(len(vocab)), changed)
-        return cls._split(vocab, ids, block_size, path, splits)
+        return cls._split(vocab, ids, block_size, path, splits, digest.hexdigest())
 
     @classmethod
     def from_text(cls, text: str, block_size: int, vocab=None, source="text",
                   splits=SPLITS) -> "CharData":
+        """The text read as from_file reads it saved to a file (as_read): a BOM at its start
+        dropped, \r\n and \r read as \n, so its vocabulary and ids are the file's."""
+        text = as_read(text)
         if not text:
             raise DataError(f"data file {source!r} is empty")
         vocab = cls._vocabulary(set(text), vocab, source)
-        return cls._split(vocab, _Encoder(vocab)(text), block_size, source, splits)
+        return cls._split(vocab, _Encoder(vocab)(text), block_size, source, splits,
+                          hashlib.sha256(text.encode("utf-8")).hexdigest())
 
     @staticmethod
     def _vocabulary(seen, vocab, source):
@@ -157,7 +181,7 @@ class CharData:
         return vocab
 
     @classmethod
-    def _split(cls, vocab, ids, block_size, source, splits=SPLITS):
+    def _split(cls, vocab, ids, block_size, source, splits=SPLITS, digest=None):
         for split in splits:
             _known_split(split)
         split = _train_length(len(ids))
@@ -172,7 +196,7 @@ class CharData:
                             f"character{'s' * (len(ids) != 1)}, but a block of {block_size} "
                             f"needs at least {need} in {where} "
                             f"({_shortest_text(need, splits)} or more in all)")
-        return cls(vocab, train, val)
+        return cls(vocab, train, val, digest)
 
     def encode(self, text: str) -> np.ndarray:
         index = {c: i for i, c in enumerate(self.vocab)}
@@ -198,12 +222,17 @@ class CharData:
     def batch(self, rng: np.random.Generator, split: str, batch_size: int, block_size: int):
         data = split_tokens(self, split)
         if len(data) < block_size + 1:  # (numpy's "high <= 0" named neither)
-            raise ValueError(f"the {split} split has {len(data)} tokens: fewer than one window "
-                             f"of block_size {block_size} + 1")
+            raise ValueError(f"the {split} split has {token_count(len(data))}: fewer than one "
+                             f"window of block_size {block_size} + 1")
         # the last window starts at len - block_size - 1: its target is the last character
         starts = rng.integers(0, len(data) - block_size, batch_size)
         offsets = starts[:, None] + np.arange(block_size)
         return data[offsets].astype(np.int64), data[offsets + 1].astype(np.int64)
+
+
+def token_count(n: int) -> str:
+    """'1 token', '6 tokens': a count of tokens in a message."""
+    return f"{n} token{'s' * (n != 1)}"
 
 
 def _train_length(n: int) -> int:

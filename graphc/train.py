@@ -142,12 +142,12 @@ def split_loss(model: GPT, params: dict, data, split="val", pipeline="default",
     standard deviation of ~0.015 nats on Tiny Shakespeare; this one has none."""
     cfg = model.cfg
     T = cfg.block_size
-    from .data import split_tokens
+    from .data import split_tokens, token_count
     ids = split_tokens(data, split)
     windows = (len(ids) - 1) // T
     if windows < 1:
-        raise ValueError(f"the {split} split has {len(ids)} tokens: fewer than one window of "
-                         f"{T} + 1")
+        raise ValueError(f"the {split} split has {token_count(len(ids))}: fewer than one window "
+                         f"of {T} + 1")
     # the last batch may be smaller: a symbolic batch serves it from the same traced and
     # optimised graph (shape polymorphism; it is only lowered for its size)
     mean_loss = Compiled(lambda params, idx, targets: model.apply(params, idx, targets),
@@ -187,7 +187,7 @@ class Trainer(_Trainer):
             eval_batches=lambda rng: data.batch(rng, "val", B, T), steps=tc.steps,
             eval_every=tc.eval_every, eval_iters=tc.eval_iters, clip_norm=tc.grad_clip or None,
             seed=tc.seed, units="tokens", divergence_hint="Try a lower --lr",
-            checkpoint_meta=gpt_settings(cfg, tc, data.vocab),
+            checkpoint_meta=gpt_settings(cfg, tc, data.vocab, _text_sha256(data)),
             pipeline=pipeline, fast_math=fast_math, jit=jit, distributed=distributed,
             precision=tc.precision, memory_limit=memory_limit,
             gradient_accumulation_steps=gradient_accumulation_steps)
@@ -229,6 +229,8 @@ class Trainer(_Trainer):
                                              "and vocabulary)")
         meta = with_defaults(meta)
         check_compatible(meta, self.model.cfg, self.data.vocab)
+        meta = checked_text(meta, self.data, path or "the checkpoint", allow_changed_settings,
+                            how)
         super().restore(arrays, meta, allow_changed_settings, path, how=how)
         self.sync_model()
 
@@ -242,14 +244,45 @@ class Trainer(_Trainer):
         arrays, meta = checkpoint.load(path)
         meta = with_defaults(meta)
         check_compatible(meta, self.model.cfg, self.data.vocab, path)
+        meta = checked_text(meta, self.data, path, allow_changed_settings)
         checkpoint.check_settings(meta, self.checkpoint_meta, path, allow_changed_settings)
         self.restore(arrays, meta, allow_changed_settings, path)
         self._resumed(path, read)
 
 
-def gpt_settings(cfg: GPTConfig, tc: TrainConfig, vocab) -> dict:
-    """What a GPT checkpoint's header records of the run (the trainer's checkpoint_meta)."""
-    return {"model": cfg.to_dict(), "train": asdict(tc), "vocab": "".join(vocab)}
+def gpt_settings(cfg: GPTConfig, tc: TrainConfig, vocab, text_sha256=None) -> dict:
+    """What a GPT checkpoint's header records of the run (the trainer's checkpoint_meta): with
+    `text_sha256`, the SHA-256 of the text it trains on (CharData.text_sha256)."""
+    settings = {"model": cfg.to_dict(), "train": asdict(tc), "vocab": "".join(vocab)}
+    if text_sha256 is not None:
+        settings[TEXT_FIELD] = text_sha256
+    return settings
+
+
+TEXT_FIELD = "text_sha256"  # the header field of the text's SHA-256
+
+
+def _text_sha256(data):
+    """The SHA-256 of the text `data` holds (a CharData's), None where it is unknown."""
+    return getattr(data, "text_sha256", None)
+
+
+def checked_text(meta: dict, data, path: str, allow_changed_settings: bool,
+                 how: str = "allow_changed_settings=True") -> dict:
+    """Refuse (one line) to resume the checkpoint at `path` on another text than the one it
+    was trained on, unless allow_changed_settings: its characters fitting the vocabulary, a
+    changed text resumed silently. Returns the header with this run's text in its place, for
+    check_settings to compare the rest: a header from before the text was recorded, or
+    ids whose text is unknown (a CharData made of arrays), have nothing to compare."""
+    saved, mine = meta.get(TEXT_FIELD), _text_sha256(data)
+    if saved is not None and mine is not None and saved != mine \
+            and not allow_changed_settings:
+        raise GraphcError(f"{path} was trained on another text (its SHA-256 {saved[:12]}..., "
+                          f"this one's {mine[:12]}...), though its characters fit the "
+                          f"vocabulary; resume on the text it was trained on, or pass {how} "
+                          "to continue on this one")
+    meta = {k: v for k, v in meta.items() if k != TEXT_FIELD}
+    return meta if mine is None else {**meta, TEXT_FIELD: mine}
 
 
 def with_defaults(meta: dict) -> dict:
@@ -610,7 +643,10 @@ def _train_gpt(held, config, data, out, resume, options, sample_tokens, progress
                               f"one is {cfg.dtype} (--dtype, or the checkpoint's); train it "
                               "with --precision fp32")
         if meta:  # before the step is compiled
-            checkpoint.check_settings(meta, gpt_settings(cfg, tc, text.vocab), ckpt_path,
+            meta = checked_text(meta, text, ckpt_path, allow_changed_settings,
+                                "--allow-changed-settings")
+            checkpoint.check_settings(meta, gpt_settings(cfg, tc, text.vocab,
+                                                         _text_sha256(text)), ckpt_path,
                                       allow_changed_settings, "--allow-changed-settings")
             checkpoint.check_optimizer(meta, checkpoint.optimizer_record(optimizer(None, tc)),
                                        ckpt_path, allow_changed_settings,

@@ -169,6 +169,39 @@ def test_mismatched_checkpoint_config_and_vocabulary(tmp_path, text_file, capsys
     assert ckpt.read_bytes() == before
 
 
+def test_a_resume_on_another_text_of_the_same_characters_is_refused(tmp_path, text_file,
+                                                                    capsys):
+    """(s51) A text changed between runs resumed silently when its characters fit the
+    checkpoint's vocabulary (a shuffled or edited corpus: the data position and the val
+    history then meant another text). The checkpoint records the text's SHA-256; a resume on
+    another is refused in one line, nothing written, unless --allow-changed-settings; the
+    same text saved with a BOM and CRLF line ends is the same text."""
+    import hashlib
+    assert train(tmp_path, text_file, "--steps", "2") == 0
+    ckpt = tmp_path / "run" / "checkpoint.npz"
+    text = open(text_file, encoding="utf-8").read()
+    assert checkpoint.load(str(ckpt))[1]["text_sha256"] == \
+        hashlib.sha256(text.encode("utf-8")).hexdigest()
+    before = ckpt.read_bytes()
+    capsys.readouterr()
+    other = tmp_path / "other.txt"
+    other.write_text(text[::-1], encoding="utf-8")  # (the same characters)
+    assert train(tmp_path, str(other), "--steps", "3", "--resume") == 2
+    line = error_line(capsys)
+    assert f"{ckpt} was trained on another text (its SHA-256 " in line
+    assert line.endswith("though its characters fit the vocabulary; resume on the text it "
+                         "was trained on, or pass --allow-changed-settings to continue on "
+                         "this one")
+    assert ckpt.read_bytes() == before
+    same = tmp_path / "same.txt"
+    same.write_bytes(b"\xef\xbb\xbf" + text.replace("\n", "\r\n").encode("utf-8"))
+    assert train(tmp_path, str(same), "--steps", "3", "--resume") == 0
+    assert train(tmp_path, str(other), "--steps", "4", "--resume",
+                 "--allow-changed-settings") == 0
+    assert checkpoint.load(str(ckpt))[1]["text_sha256"] == \
+        hashlib.sha256(text[::-1].encode("utf-8")).hexdigest()
+
+
 def test_unknown_config_and_bad_options(tmp_path, text_file, capsys):
     assert main(["train", "--config", "huge", "--data", text_file,
                  "--out", str(tmp_path / "x")]) == 2

@@ -93,3 +93,89 @@ def test_eval_of_one_split_needs_a_window_in_that_split_only(tmp_path, capsys):
         short.write_text(text[:n - 1], encoding="utf-8")
         with pytest.raises(DataError, match=re.escape(f"({n} or more in all)")):
             checkpoint_text(str(short), 8, vocab, "--checkpoint run", splits)
+
+
+@pytest.mark.parametrize("chunk", [None, 1, 2])
+def test_a_byte_order_mark_is_no_character_of_the_text(tmp_path, monkeypatch, chunk):
+    """(s51) A file saved with a UTF-8 byte order mark (Notepad's "UTF-8 with BOM") made
+    U+FEFF a character of the vocabulary, and the first token of the text; Python reads
+    such a file with encoding="utf-8-sig" without it. Dropped at the start (read in pieces of
+    any size), kept elsewhere as utf-8-sig keeps it; a bad byte's position still counts the
+    BOM's three bytes."""
+    from graphc import data as data_module
+    if chunk is not None:
+        monkeypatch.setattr(data_module, "CHUNK_BYTES", chunk)
+    text = "ab\ufeffcd" * 20
+    path = tmp_path / "bom.txt"
+    path.write_bytes(b"\xef\xbb\xbf" + text.encode("utf-8"))
+    data = CharData.from_file(str(path), 4)
+    assert open(path, encoding="utf-8-sig").read() == text
+    assert data.vocab == sorted(set(text))  # (U+FEFF of the middle kept, as utf-8-sig)
+    assert data.decode(np.concatenate([data.train, data.val])) == text
+    assert data.text_sha256 == CharData.from_text(text, 4).text_sha256
+    path.write_bytes(b"\xef\xbb\xbfab\xff" + text.encode("utf-8"))
+    with pytest.raises(DataError, match=r"not UTF-8 text \(invalid start byte at byte 5\)"):
+        CharData.from_file(str(path), 4)
+    path.write_bytes(b"\xef\xbb\xbf")
+    with pytest.raises(DataError, match="is empty"):
+        CharData.from_file(str(path), 4)
+
+
+def test_from_text_reads_a_text_as_from_file_reads_it_saved():
+    """(s51) from_text kept '\r' (a CRLF text's vocabulary had '\r', its ids another text's
+    than the same characters saved to a file, which text mode reads with \n) and a byte
+    order mark. Both are now read as from_file reads them: CRLF and a lone CR as LF, the
+    BOM at the start dropped."""
+    text = "to be\nor not\n" * 10
+    plain = CharData.from_text(text, 4)
+    for given in (text.replace("\n", "\r\n"), text.replace("\n", "\r"), "\ufeff" + text):
+        read = CharData.from_text(given, 4)
+        assert read.vocab == plain.vocab and "\r" not in read.vocab
+        np.testing.assert_array_equal(read.train, plain.train)
+        np.testing.assert_array_equal(read.val, plain.val)
+        assert read.text_sha256 == plain.text_sha256
+
+
+def test_one_token_is_said_in_the_singular():
+    """(s51) "the val split has 1 tokens"."""
+    from graphc.data import token_count
+    from graphc.train import split_loss
+    data = CharData(list("ab"), np.zeros(20, np.uint8), np.zeros(1, np.uint8))
+    with pytest.raises(ValueError, match=re.escape("the val split has 1 token: fewer than one "
+                                                   "window of block_size 2 + 1")):
+        data.batch(np.random.default_rng(0), "val", 2, 2)
+    model = GPT(GPTConfig(vocab_size=2, n_layer=1, n_head=1, n_embd=4, block_size=2,
+                          batch_size=2))
+    params = {name: p.data for name, p in model.named_parameters()}
+    with pytest.raises(ValueError, match=re.escape("the val split has 1 token: fewer than one "
+                                                   "window of 2 + 1")):
+        split_loss(model, params, data, "val")
+    assert [token_count(n) for n in (0, 1, 2)] == ["0 tokens", "1 token", "2 tokens"]
+
+
+def test_trainer_resume_on_another_text_is_refused_unless_allowed(tmp_path):
+    """(s51) graphc.train.Trainer.resume, as `graphc train --resume`: a checkpoint records
+    the SHA-256 of its text, and a resume on another text of the same characters is refused
+    in one line unless allow_changed_settings."""
+    from graphc import checkpoint
+    from ir.errors import GraphcError
+    from graphc.train import Trainer, TrainConfig
+    text = "to be or not to be, that is the question\n" * 8
+    cfg = GPTConfig(vocab_size=len(set(text)), n_layer=1, n_head=1, n_embd=8, block_size=4,
+                    batch_size=2)
+    tc = TrainConfig(steps=1, eval_every=1, eval_iters=1)
+    first = Trainer(GPT(cfg), CharData.from_text(text, 4), tc)
+    assert first.fit(str(tmp_path), progress=False, log=lambda *_: None) == 0
+    path = str(tmp_path / "checkpoint.npz")
+    saved = checkpoint.load(path)[1]["text_sha256"]
+    assert saved == CharData.from_text(text, 4).text_sha256
+    other = CharData.from_text(text[::-1], 4)
+    with pytest.raises(GraphcError) as info:
+        Trainer(GPT(cfg), other, tc).resume(path)
+    assert str(info.value).startswith(
+        f"{path} was trained on another text (its SHA-256 {saved[:12]}..., this one's "
+        f"{other.text_sha256[:12]}...), though its characters fit the vocabulary; resume on "
+        "the text it was trained on, or pass allow_changed_settings=True to continue on this "
+        "one")
+    Trainer(GPT(cfg), CharData.from_text(text.replace("\n", "\r\n"), 4), tc).resume(path)
+    Trainer(GPT(cfg), other, tc).resume(path, allow_changed_settings=True)
