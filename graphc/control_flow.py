@@ -34,13 +34,13 @@ from ir.ops.precision import STATE as AUTOCAST
 from ir.ops.registry import (SymbolicValue, apply, foreign_array, foreign_array_name,
                              is_weak_scalar, like_dtype, lift_symbolic, scalar_array)
 from ir.types import (BFLOAT16, FLOAT_SCALARS, INT_DTYPES, SHORT_NAMES, Dim, InconclusiveDim,
-                      TensorType, is_float, is_int)
+                      TensorType, UnsupportedDtype, is_float, is_int)
 from ir.region import Region
 from runtime.eager import Tensor, apart_from, no_grad, op_serial
 
 from .tracing import (DICT_KINDS, Spec, called_function, function_name,
                       keys_sorted, leaves_and_structure, leaves_like, unchecked_eval_shape,
-                      unflatten)
+                      unflatten, unsupported_argument)
 from .vmap import vmap
 
 __all__ = ["scan", "fori_loop", "while_loop", "cond", "switch", "map"]
@@ -103,12 +103,18 @@ def _refuse_foreign(construct, what, value, leaves):
     """One line naming the construct and its argument `what` (the pytree `value`, whose
     `leaves` these are) where a leaf is another library's array (a torch.Tensor): its dtype
     met numpy deep inside, a bare TypeError "Cannot interpret 'torch.float32' as a data
-    type". Arrays, tensors and numbers pass the first test, so a construct pays little."""
+    type". Arrays, tensors and numbers pass the first test, so a construct pays little. An
+    array of a dtype the IR lacks (complex) is refused likewise: the line named the cast
+    inside the construct."""
     x, name = _first_foreign(leaves)
     if name is not None:
         raise GraphcError(f"{construct}: {what} {'is' if x is value else 'holds'} a {name}, "
                           "another library's array; pass numpy arrays or gc tensors "
                           "(x.numpy(), or np.asarray(x))", (user_location(),))
+    for x in leaves:
+        why = unsupported_argument(x)
+        if why is not None:
+            raise UnsupportedDtype(f"{construct}: {what}: {why}", (user_location(),))
 
 
 def _refuse_foreign_result(who, part, leaves):
@@ -142,10 +148,11 @@ def _refuse_foreign_operands(construct, operands, leaves=None):
     library's array: eagerly its branch ran on the torch tensor and returned a torch result.
     An operand is flattened again only where it is none of ours (a pytree, or a foreign
     array), or, given their `leaves`, where one of those is."""
-    if leaves is not None and all(isinstance(x, _OURS) for x in leaves):
+    if leaves is not None and all(isinstance(x, _OURS) and unsupported_argument(x) is None
+                                  for x in leaves):
         return
     for k, operand in enumerate(operands):
-        if not isinstance(operand, _OURS):
+        if not isinstance(operand, _OURS) or unsupported_argument(operand) is not None:
             _refuse_foreign(construct, f"operands[{k}]", operand,
                             leaves_and_structure(operand)[0])
 

@@ -27,7 +27,8 @@ from ir.ops.registry import SymbolicValue, apply, foreign_array_name, get_op
 from runtime.eager import Tensor
 
 from .tracing import (Spec, called, called_function, function_name, leaves_and_structure,
-                      refuse_foreign_argument, to_spec, trace, unflatten)
+                      refuse_foreign_argument, to_spec, trace, unflatten,
+                      unsupported_argument)
 from .transforms import (_as_primals, _check_integer_tangent, _is_python_number, _is_symbolic,
                          _like_primal, _read_seed, jvp, primal_and_tangent_names,
                          split_aux)
@@ -53,8 +54,9 @@ def linearize(fn, *primals, has_aux=False):
     # and compile's (x * np.int64(3) is x's dtype)
     specs = unflatten(p_structure, [Spec((), to_spec(x).dtype, weak=True)
                                     if _is_python_number(x) else x for x in p_leaves])
-    for x in p_leaves:  # a torch primal: refused as jvp's, naming the argument (the trace's
-        if not isinstance(x, (np.ndarray, Tensor)) and foreign_array_name(x):  # named none)
+    for x in p_leaves:  # a torch or complex primal: refused as jvp's, naming the argument
+        if unsupported_argument(x) is not None or (  # (the trace's named none)
+                not isinstance(x, (np.ndarray, Tensor)) and foreign_array_name(x)):
             refuse_foreign_argument(f"linearize of {function_name(fn)}", fn, primals)
 
     aux = []  # fn's aux, computed from the primals alone: a known output, as y

@@ -16,8 +16,9 @@ from ir.errors import GraphcError, a_type, user_location, with_article
 from ir.graph import Graph, Node, current_graph
 from ir.ops import api as F
 from ir.ops.registry import foreign_array_name, refuse_foreign_array
-from ir.types import (SHORT_NAMES, WIDENED_INPUTS, TensorType, TupleType, as_dim, as_dtype,
-                      has_negative_size, is_int, negative_size_error)
+from ir.types import (SHORT_NAMES, WIDENED_INPUTS, TensorType, TupleType, UnsupportedDtype,
+                      as_dim, as_dtype, has_negative_size, is_int, negative_size_error,
+                      unsupported_dtype)
 from runtime.eager import Tensor, collect_buffer_updates
 
 
@@ -65,7 +66,10 @@ def to_spec(x) -> Spec:
         # array fixes its dtype (registry.like_dtype), not the UnsupportedDtype float128
         x = np.float32(x)
     if isinstance(x, (Node, Tensor, np.ndarray, np.generic)):
-        return Spec(tuple(x.shape), as_dtype(WIDENED_INPUTS.get(x.dtype, x.dtype)))
+        try:
+            return Spec(tuple(x.shape), as_dtype(WIDENED_INPUTS.get(x.dtype, x.dtype)))
+        except UnsupportedDtype as exc:  # (a complex array: the callers name the argument)
+            raise UnsupportedArgument(exc.message, exc.locs) from None
     if isinstance(x, int) and not isinstance(x, bool) and not -2**63 <= x < 2**63:
         # (np.asarray made it uint64 or object: an unsupported dtype from deep inside)
         raise GraphcError(f"the int {x} does not fit in int64, the dtype an int argument is "
@@ -382,25 +386,45 @@ def leaf_input_names(argname: str, tree) -> list:
 
 
 class ForeignArgument(GraphcError):
-    """to_spec's refusal of another library's array as an argument: a call that meets it names
-    the function and the argument (refuse_foreign_argument); other errors pass as they are."""
+    """to_spec's refusal of an argument, another library's array or an array of a dtype the
+    IR lacks (UnsupportedArgument): a call that meets it names the function and the argument
+    (refuse_foreign_argument); other errors pass as they are."""
+
+
+class UnsupportedArgument(ForeignArgument, UnsupportedDtype):
+    """to_spec's refusal of an array of a dtype the IR lacks (complex128): an UnsupportedDtype
+    still, for callers that try a value and fall back."""
 
 
 def refuse_foreign_argument(prefix: str, fn, args, kwargs=None, names=None, locs=None):
     """Raise the refusal of the first leaf of fn's arguments that is another library's array
-    (a torch.Tensor), naming the argument (a pytree's leaf by its path, `d.a`) after `prefix`
-    ("compiled f", "grad of f"): to_spec's own line named neither. Returns where there is
-    none. Called where a call failed, off the per-call path. `names`: the arguments' names
-    (default: fn's parameters'); `locs`: the failed call's."""
+    (a torch.Tensor) or an array of a dtype the IR lacks (complex), naming the argument (a
+    pytree's leaf by its path, `d.a`) after `prefix` ("compiled f", "grad of f"): to_spec's
+    own line named neither. Returns where there is none. Called where a call failed, off the
+    per-call path. `names`: the arguments' names (default: fn's parameters'); `locs`: the
+    failed call's."""
     names = names or arg_names(called_function(fn)[0], len(args))
     for argname, value in [*zip(names, args), *(kwargs or {}).items()]:
         leaves, _, _ = flatten(value, "")
         for leaf, full in zip(leaves, leaf_input_names(argname, value)):
+            why = unsupported_argument(leaf)
+            if why is not None:
+                raise UnsupportedDtype(f"{prefix}: argument {full}: {why}",
+                                       locs or (user_location(),))
             kind = None if isinstance(leaf, (Tensor, Node)) else foreign_array_name(leaf)
             if kind is not None:
                 raise GraphcError(f"{prefix}: argument {full} is a {kind}, another library's "
                                   "array; pass a numpy array (x.numpy(), or np.asarray(x))",
                                   locs or (user_location(),))
+
+
+def unsupported_argument(leaf) -> str | None:
+    """Why to_spec refuses the numpy array (or scalar) `leaf` for its dtype ("dtype
+    complex128 is not supported ..."), None where it takes it or `leaf` is no numpy value."""
+    if not isinstance(leaf, (np.ndarray, np.generic)) or (
+            isinstance(leaf, np.generic) and (is_int(leaf) or isinstance(leaf, np.floating))):
+        return None  # (numpy int and float scalars: weak numbers, as to_spec reads them)
+    return unsupported_dtype(WIDENED_INPUTS.get(leaf.dtype, leaf.dtype))
 
 
 def call_signature(fn) -> inspect.Signature:

@@ -41,7 +41,7 @@ from .advice import (argnums_holding, differentiated_number, hashable, naming_po
 from .tracing import (ForeignArgument, Spec, arg_names, call_signature, called,
                       called_function, flatten, function_name, leaf_count, leaf_input_names,
                       leaves_and_structure, leaves_like, refuse_foreign_argument, to_spec,
-                      trace, tree_map, unflatten)
+                      trace, tree_map, unflatten, unsupported_argument)
 from .weak_calls import check_weak_ints
 
 log = logging.getLogger("graphc")
@@ -2394,6 +2394,9 @@ def jvp(fn, primals, tangents, has_aux=False):
             # (a Python float as the dtype it is traced as: a pytree's leaf, float64)
             typed = p_leaf if type(p_leaf) is not float else \
                 weak_primals[k] if p_leaf is p else np.float64(p_leaf)
+            if unsupported_argument(typed) is not None:  # a complex primal: the trace of
+                # jvp's own function named neither fn nor the argument
+                refuse_foreign_argument(f"jvp of {function_name(fn)}", fn, primals)
             try:
                 p_type = _dtype_and_shape(typed)
             except GraphcError:  # a torch primal: refused as grad's, naming the argument

@@ -42,13 +42,13 @@ from ir.ops import api as F
 from ir.ops.batching import batch_all, defbatch, move_axis
 from ir.ops.custom import CustomCall, _custom_call, rule_ref
 from ir.ops.registry import apply, foreign_array_name
-from ir.types import NUMPY_FLOAT_SCALARS, WIDENED_INPUTS, Dim, is_int
+from ir.types import NUMPY_FLOAT_SCALARS, WIDENED_INPUTS, Dim, UnsupportedDtype, is_int
 from passes.batching import batch_graph
 from runtime.eager import Tensor, WeakTensor, apart_from
 
 from . import nn
 from .tracing import (arg_names, called, flatten, function_name, leaf_input_names, to_spec,
-                      unflatten)
+                      unflatten, unsupported_argument)
 from .transforms import _callable, _lacked_float, _shared_float_dtype
 
 
@@ -347,6 +347,9 @@ def _match(spec, tree, name, what="in_axes"):
 
 
 def _check_axis(axis, leaf, name):
+    why = unsupported_argument(leaf)  # (a complex array, mapped or not: named, not to_spec's)
+    if why is not None:
+        raise UnsupportedDtype(f"vmap: {name}: {why}", (user_location(),))
     if axis is None:
         return None
     if not _is_array(leaf):

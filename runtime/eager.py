@@ -25,8 +25,8 @@ from ir.ops.registry import (GRAD_MODE, DerivedVJP, Interpreter, VJPContext, app
                              is_weak_scalar, like_dtype, read_foreign_array,
                              refuse_float_scalar, refuse_operand, refuse_unsupported_dtype,
                              register_base_interpreter, scalar_dtype)
-from ir.types import (FLOAT_DTYPES, INT_DTYPES, SHORT_NAMES, TensorType, as_dtype, is_complex,
-                      is_float, is_real_dtype)
+from ir.types import (FLOAT_DTYPES, INT_DTYPES, SHORT_NAMES, TensorType, UnsupportedDtype,
+                      as_dtype, is_complex, is_float, is_real_dtype, unsupported_dtype)
 from ir.weak import NUMBER_POSITIONS
 
 
@@ -457,6 +457,11 @@ def _leaf_setattr(tensor, name, value, _set=object.__setattr__):
         else:
             raise GraphcError(f"{kind}.data = ...: expected an array (or a tensor), got "
                               f"{a_type(value)}", (user_location(),))
+    if name == "data" and value.dtype.kind == "c":  # (kept, it failed in a later op naming
+        # neither the parameter nor the assignment; its constructor refuses complex data)
+        named = "" if tensor.name is None else f" {tensor.name!r}"
+        raise UnsupportedDtype(f"{type(tensor).__name__}{named}.data = ...: "
+                               f"{unsupported_dtype(value.dtype)}", (user_location(),))
     _set(tensor, name, value)
 
 
@@ -504,8 +509,12 @@ class Buffer(Tensor):
     __slots__ = ()
 
     def __init__(self, data, name=None):
-        super().__init__(np.array(_read_foreign(data, "Buffer: the data")), requires_grad=False,
-                         name=name)
+        try:
+            super().__init__(np.array(_read_foreign(data, "Buffer: the data")),
+                             requires_grad=False, name=name)
+        except UnsupportedDtype as exc:  # (a complex array: the line named no buffer)
+            named = "" if name is None else f" {name!r}"
+            raise UnsupportedDtype(f"Buffer{named}: {exc.message}", exc.locs) from None
 
     __setattr__ = _leaf_setattr
 

@@ -23,3 +23,98 @@ def test_one_line_at_the_users_call(make):
 def test_the_hint_names_a_cast_for_integers():
     with pytest.raises(gc.GraphcError, match=r"cast it first \(x.astype\(np.int32\)\)"):
         gc.tensor(np.zeros(3, np.uint8))
+
+
+_UNSUPPORTED = ("dtype complex128 is not supported (supported: float32, float64, float16, "
+                "bfloat16, int32, int64, bool)")
+
+
+def _one_line(run) -> str:
+    """The refusal's first line, checked to be one line at this file's call."""
+    with pytest.raises(gc.GraphcError) as info:
+        run()
+    first, where = str(info.value).splitlines()
+    assert "test_unsupported_dtypes.py" in where
+    return first
+
+
+def test_a_complex_argument_of_a_transformation_names_the_function_and_the_argument():
+    """(s51) gc.compile(f), gc.grad(f) and gc.vmap(f) of a complex array said only "dtype
+    complex128 is not supported", naming neither the transformation, f nor the argument (as
+    a torch tensor's refusal names them). Each names all three, a pytree's leaf by its path;
+    the error is an UnsupportedDtype still (a TypeError)."""
+    z = np.array([1 + 2j, 3j])
+
+    def double(x):
+        return x * 2
+
+    def total(x, d):
+        return gc.sum(x * d["scale"])
+    for run, line in [
+            (lambda: gc.compile(double)(z), f"compiled double: argument x: {_UNSUPPORTED}"),
+            (lambda: gc.compile(total)(np.ones(2), {"scale": z}),
+             f"compiled total: argument d.scale: {_UNSUPPORTED}"),
+            (lambda: gc.grad(total)(z, {"scale": np.ones(2)}),
+             f"grad of total: argument x: {_UNSUPPORTED}"),
+            (lambda: gc.value_and_grad(total, argnums=1)(np.ones(2), {"scale": z}),
+             f"value_and_grad of total: argument d.scale: {_UNSUPPORTED}"),
+            (lambda: gc.jacrev(double)(z), f"jacrev of double: argument x: {_UNSUPPORTED}"),
+            (lambda: gc.vjp(double, z), f"vjp of double: argument x: {_UNSUPPORTED}"),
+            (lambda: gc.jvp(double, (z,), (z,)), f"jvp of double: argument x: {_UNSUPPORTED}"),
+            (lambda: gc.linearize(double, z), f"linearize of double: argument x: "
+                                              f"{_UNSUPPORTED}"),
+            (lambda: gc.vmap(double)(z), f"vmap: x: {_UNSUPPORTED}"),
+            (lambda: gc.vmap(total, in_axes=(0, None))(np.ones(2), {"scale": z}),
+             f"vmap: d.scale: {_UNSUPPORTED}")]:
+        assert _one_line(run) == line
+    with pytest.raises(TypeError):  # (callers that try a value and fall back)
+        gc.compile(double)(z)
+    np.testing.assert_array_equal(gc.compile(double)(z.real), z.real * 2)  # the real part runs
+
+
+def test_a_complex_input_of_a_layer_or_a_control_flow_construct_names_it():
+    """(s51) BatchNorm1d's and Embedding's refusal of a complex input named their internal ops
+    (batch_moments, take), Dropout's a mask of an i64[] seed ("mask dtype must be floating
+    point"), gc.cond's and gc.while_loop's a cast. Each names the layer or the construct
+    and, for a construct, the operand."""
+    z = np.ones((3, 2)) * (1 + 1j)
+    for run, line in [
+            (lambda: gc.nn.BatchNorm1d(2)(z), f"BatchNorm1d: {_UNSUPPORTED}"),
+            (lambda: gc.nn.Embedding(4, 2)(z), f"Embedding: {_UNSUPPORTED}"),
+            (lambda: gc.nn.Dropout(0.5)(z), f"Dropout: {_UNSUPPORTED}"),
+            (lambda: gc.nn.Sequential(gc.nn.Dropout(0.5))(z), f"Dropout: {_UNSUPPORTED}"),
+            (lambda: gc.dropout(z, 0.5, seed=1), f"dropout: {_UNSUPPORTED}"),
+            (lambda: gc.cond(True, lambda x: x, lambda x: x * 2, z),
+             f"cond: operands[0]: {_UNSUPPORTED}"),
+            (lambda: gc.switch(0, [lambda x: x], z), f"switch: operands[0]: {_UNSUPPORTED}"),
+            (lambda: gc.while_loop(lambda c: False, lambda c: c, z),
+             f"while_loop: init_val: {_UNSUPPORTED}"),
+            (lambda: gc.fori_loop(0, 2, lambda i, c: c, z), f"fori_loop: init_val: "
+                                                             f"{_UNSUPPORTED}"),
+            (lambda: gc.scan(lambda c, x: (c, x), 0.0, z), f"scan: xs: {_UNSUPPORTED}"),
+            (lambda: gc.map(lambda x: x, z), f"map: xs: {_UNSUPPORTED}")]:
+        assert _one_line(run) == line
+    # a layer of one's own names the op its forward called, as before (its line is the user's)
+
+    class Mine(gc.nn.Module):
+        def forward(self, x):
+            return gc.exp(x)
+    assert _one_line(lambda: Mine()(z)) == f"exp: {_UNSUPPORTED}"
+    np.testing.assert_allclose(np.asarray(gc.nn.BatchNorm1d(2)(z.real.astype(np.float32))), 0.0)
+
+
+def test_a_complex_array_given_to_a_parameters_or_buffers_data_is_refused_naming_it():
+    """(s51) `param.data = complex_array` was accepted (a later op failed, naming neither the
+    parameter nor the assignment; the constructor refuses complex data): refused where it
+    is set, naming the parameter or buffer, nothing changed."""
+    linear = gc.nn.Linear(2, 2)
+    before = linear.weight.data
+    assert _one_line(lambda: setattr(linear.weight, "data", np.ones((2, 2)) * 1j)) == \
+        f"Parameter 'weight'.data = ...: {_UNSUPPORTED}"
+    assert linear.weight.data is before
+    norm = gc.nn.BatchNorm1d(2)
+    assert _one_line(lambda: setattr(norm.running_mean, "data", np.ones(2) * 1j)) == \
+        f"Buffer 'running_mean'.data = ...: {_UNSUPPORTED}"
+    assert _one_line(lambda: gc.nn.Buffer(np.ones(2) * 1j)) == f"Buffer: {_UNSUPPORTED}"
+    linear.weight.data = np.zeros((2, 2), np.float32)  # a real array is taken
+    np.testing.assert_array_equal(linear.weight.numpy(), 0.0)

@@ -1270,7 +1270,7 @@ def test_a_complex_array_given_to_a_layer_or_op_is_named_unsupported_with_its_dt
             (lambda: gc.mse_loss(c, f), f"mse_loss: input: {unsupported}"),
             (lambda: gc.relu(c), f"relu: {unsupported}"),
             (lambda: gc.matmul(f, c.T), f"matmul: {unsupported}"),
-            (lambda: gc.nn.LayerNorm(4)(c), f"layer_norm: {unsupported}"),
+            (lambda: gc.nn.LayerNorm(4)(c), f"LayerNorm: {unsupported}"),  # (s51: the layer)
             (lambda: gc.tensor(c),
              "tensor: data must be real numbers, got a numpy.ndarray of complex64"),
             (lambda: gc.tensor([1 + 2j, 3.0]),

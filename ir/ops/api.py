@@ -27,7 +27,7 @@ from ..types import (Dim, InconclusiveDim, as_dim, as_dtype, broadcast_shapes, f
 from . import precision
 from .registry import (SymbolicValue, _called_op, apply, holds_values, innermost_interpreter,
                        input_symbols, is_weak_scalar, named_sizes, refuse_array_container,
-                       refuse_foreign_array, scalar_array)
+                       refuse_foreign_array, refuse_unsupported_dtype, scalar_array)
 
 # The functional API, as `graphc` re-exports it (not numpy, math or the registry's apply)
 __all__ = ["add", "sub", "mul", "div", "pow", "maximum", "minimum", "neg", "exp", "log",
@@ -2783,6 +2783,8 @@ def dropout(x, rate, seed, training=True, salt=None):
     their masks."""
     if not (is_real(rate) and 0.0 <= rate <= 1.0):  # (the mask op's line said [0, 1))
         _fail(f"dropout: rate must be a number in [0, 1], got {rate!r}")
+    if isinstance(x, np.ndarray):  # (a complex one: the mask op's line named an i64[] seed)
+        refuse_unsupported_dtype(x, "dropout")
     if not training or rate == 0.0:
         return x
     if rate == 1.0:

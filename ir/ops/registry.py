@@ -409,12 +409,17 @@ def _called_op(opname):
     """The op-library function the user called (the outermost one named in an ir.ops
     module's __all__ between the user's line and here), else `opname`: a torch operand of
     gc.floor, refused by api's _dtype, had no name, and a torch bound of gc.clip was blamed
-    on the maximum that clip calls. Found on the error path, so no op call pays for it."""
+    on the maximum that clip calls. An op that a library layer's forward calls (gc.nn's
+    BatchNorm1d, Embedding) is named by the layer's class, the innermost one: its internal
+    ops (batch_moments, take) were no call of the user's. Found on the error path, so no op
+    call pays for it."""
     for frame in library_frames(sys._getframe(1)):
         names = frame.f_globals
         if names.get("__package__") == __package__ and \
                 frame.f_code.co_name in names.get("__all__", ()):
             opname = frame.f_code.co_name
+        elif frame.f_code.co_name == "forward" and "self" in frame.f_locals:
+            return type(frame.f_locals["self"]).__name__
     return opname
 
 
