@@ -6,6 +6,8 @@ interpreter and compiled) and is compared with its float64 numpy reference on th
 relative) plus, for cases built from several ops, the rounding of each intermediate result;
 the tolerance is a few of the dtype's eps: float16 eps = 2**-10, bfloat16 eps = 2**-7.
 """
+import re
+
 import numpy as np
 import pytest
 
@@ -235,3 +237,76 @@ def test_rms_and_layer_norms_of_half_inputs_are_torchs_bits(dtype):
         assert grads["weight"].dtype == np.float32
         np.testing.assert_allclose(grads["weight"], theirs.weight.grad.numpy(), rtol=1e-2,
                                    atol=1e-2)
+
+
+NORM_DTYPES = ["float16", "bfloat16", "float32", "float64"]
+
+
+@pytest.mark.parametrize("fn", ["layer_norm", "rms_norm", "group_norm"])
+@pytest.mark.parametrize("x_dtype", NORM_DTYPES)
+def test_norm_parameter_dtypes_follow_torchs_rule(fn, x_dtype):
+    # torch's rule, checked on every mix: layer_norm's and group_norm's weight and bias of one
+    # dtype, x's or (half x) float32; rms_norm's weight of any float dtype, the product in the
+    # wider one, rounded to x's. graphc widened any half parameter to float32, so
+    # layer_norm(x16, w16, b32) and (x16, w_bf16, b32) ran (torch refuses both), and rms_norm
+    # refused every other mix ("mul(f32[2,4], f64[4]): operands must have one dtype")
+    torch = pytest.importorskip("torch", reason="torch (the oracle) is not installed")
+    F = torch.nn.functional
+    rng = np.random.default_rng(1)
+    x = (rng.normal(size=(3, 8)) * [[1e-3], [1.0], [30.0]]).astype(as_dtype(x_dtype))
+    w, b = rng.normal(size=(2, 8))
+    biases = [None] if fn == "rms_norm" else [None] + NORM_DTYPES
+    for wd, bd in ((wd, bd) for wd in [None] + NORM_DTYPES for bd in biases):
+        params = [None if d is None else v.astype(as_dtype(d)) for v, d in ((w, wd), (b, bd))]
+        tparams = [None if p is None else torch.tensor(p.astype(np.float64)).to(
+            getattr(torch, str(p.dtype))) for p in params]
+        tx = torch.tensor(x.astype(np.float64)).to(getattr(torch, x_dtype))
+        ours = {"layer_norm": lambda a: gc.layer_norm(a, *params),
+                "rms_norm": lambda a: gc.rms_norm(a, params[0]),
+                "group_norm": lambda a: gc.group_norm(a, 2, *params)}[fn]
+        try:
+            want = {"layer_norm": lambda: F.layer_norm(tx, (8,), *tparams),
+                    "rms_norm": lambda: F.rms_norm(tx, (8,), tparams[0]),
+                    "group_norm": lambda: F.group_norm(tx, 2, *tparams)}[fn]()
+        except RuntimeError:
+            want = None
+        for run_ in (ours, gc.compile(ours)):
+            if want is None:  # one line naming the function and the parameter
+                allowed = (x_dtype, "float32") if x_dtype in HALF else (x_dtype,)
+                bad, got = ("bias", bd) if wd in allowed + (None,) else ("weight", wd)
+                with pytest.raises(gc.GraphcError) as e:
+                    run_(x)
+                assert re.fullmatch(f"{fn}: {bad} .*, got {got}",
+                                    str(e.value).splitlines()[0]), (wd, bd, str(e.value))
+                continue
+            got = run_(x)
+            assert got.dtype == as_dtype(x_dtype), (wd, bd)
+            got, want64 = np.asarray(got).astype(np.float64), want.double().numpy()
+            if fn == "rms_norm" and x_dtype in HALF:  # torch's bits (a float32 sum's
+                # order may put a float32 x's 1 ulp off)
+                np.testing.assert_array_equal(got, want64, err_msg=str((wd, bd)))
+            else:
+                np.testing.assert_allclose(got, want64, rtol=2 * float(finfo(x_dtype).eps),
+                                           atol=2 * float(finfo(x_dtype).eps),
+                                           err_msg=str((wd, bd)))
+
+
+def test_a_norm_parameter_of_another_shape_is_named_as_the_user_gave_it():
+    # a float32 weight of a half x was checked after x's float32 copy was made (the op's
+    # 'layer_norm(f32[2,4], f32[3], f32[4])'), and layer_norm read no shape itself
+    x = gc.tensor(np.ones((2, 4), np.float16))
+    w3, w4 = np.ones(3, np.float32), np.ones(4, np.float32)
+    for call, line in (
+            (lambda: gc.layer_norm(x, w3, w4), "layer_norm: weight must have shape (4,), got "
+             "(3,); graphc.nn.LayerNorm normalises over several trailing axes"),
+            (lambda: gc.layer_norm(x, w4, w3), "layer_norm: bias must have shape (4,), got "
+             "(3,); graphc.nn.LayerNorm normalises over several trailing axes"),
+            (lambda: gc.rms_norm(x, w3), "rms_norm: weight must have shape (4,), got (3,); "
+             "graphc.nn.RMSNorm normalises over several trailing axes"),
+            (lambda: gc.group_norm(x, 2, w4, w3), "group_norm: bias must have shape (4,), "
+             "got (3,)"),
+            (lambda: gc.layer_norm(x.astype("int32")), "layer_norm of an int32 value; cast it "
+             "to a float type first")):
+        with pytest.raises(gc.GraphcError) as e:
+            call()
+        assert str(e.value).splitlines()[0] == line

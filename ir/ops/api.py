@@ -1633,11 +1633,12 @@ def layer_norm(x, weight=None, bias=None, eps=1e-5):
     """LayerNorm over the last axis (biased variance, as in PyTorch); one fused kernel."""
     _refuse_normalized_shape("layer_norm", weight, "LayerNorm")
     eps = _number("layer_norm: eps", eps)
-    if _half_with_float32(x, weight, bias):  # float32 parameters (autocast's, or a float32
-        # model given a half input): torch's mixed-type kernel, in float32 rounded once; the
-        # op wanted one dtype and refused them ("operands must have one dtype")
-        return _rounded_once(layer_norm, x, *_as_float32(weight, bias), eps)
     n = _shape(x)[-1] if _shape(x) else 1
+    if _norm_parameters("layer_norm", x, n, "LayerNorm", weight=weight,
+                        bias=bias) != _dtype(x):  # float32 parameters of a half x (autocast's,
+        # or a float32 model given a half input): torch's mixed-type kernel, in float32
+        # rounded once (the op takes one dtype)
+        return _rounded_once(layer_norm, x, weight, bias, eps)
     weight = ones(n, _dtype(x)) if weight is None else weight
     bias = zeros(n, _dtype(x)) if bias is None else bias
     return apply("layer_norm", x, weight, bias, eps=float(eps))
@@ -1655,17 +1656,36 @@ def _refuse_normalized_shape(op, weight, layer):
               f"graphc.nn.{layer} normalises over several trailing axes)")
 
 
-def _half_with_float32(x, *params):
-    """Whether x is half precision and one of `params` (None where absent) is float32."""
-    return is_half(_dtype(x)) and builtins.any(p is not None and _dtype(p) == np.float32
-                                               for p in params)
-
-
-def _as_float32(*params):
-    """Half or float32 `params` (None where absent) in float32 (exact), for a half x computed
-    in float32; any other dtype left for the op to refuse."""
-    return tuple(cast(p, "float32") if p is not None and is_half(_dtype(p)) else p
-                 for p in params)
+def _norm_parameters(op, x, n, layer, any_real=False, **params):
+    """torch's rule for a norm's x and parameters (`params`: name=value, None where absent),
+    checked on the dtypes the user gave, each refusal one line naming op and parameter: x of a
+    float dtype, each parameter of shape (n,); layer_norm's and group_norm's of one dtype, x's
+    or (x half) float32, torch's mixed-type kernel; any real dtype with any_real (rms_norm's
+    weight: torch multiplies by it in the wider dtype and rounds to x's). Returns the
+    parameters' dtype (x's where there are none)."""
+    dtype = _dtype(x)
+    if not is_float(dtype):  # (the op's or finfo's message named neither)
+        _fail(f"{op} of {with_article(dtype)} value; cast it to a float type first")
+    allowed = (dtype, np.dtype(np.float32)) if is_half(dtype) else (dtype,)
+    first = None
+    for what, p in params.items():
+        if p is None:
+            continue
+        if tuple(_shape(p)) != (n,):  # (torch's F.{op} would normalise over the weight's axes;
+            # a broadcast weight would not)
+            hint = f"; graphc.nn.{layer} normalises over several trailing axes" if layer else ""
+            _fail(f"{op}: {what} must have shape ({n},), got {tuple(_shape(p))}{hint}")
+        given = _dtype(p)
+        if any_real:
+            if not is_real_dtype(given):
+                _fail(f"{op}: {what} must be real, got {given}")
+        elif given not in allowed:
+            _fail(f"{op}: {what} of {with_article(dtype)} x must be "
+                  f"{' or '.join(map(str, allowed))}, got {given}")
+        elif first is not None and given != first[1]:  # torch's "expected scalar type"
+            _fail(f"{op}: {what} must have the {first[0]}'s dtype, {first[1]}, got {given}")
+        first = first or (what, given)
+    return dtype if first is None or any_real else first[1]
 
 
 def group_norm(x, num_groups, weight=None, bias=None, eps=1e-5):
@@ -1680,15 +1700,8 @@ def group_norm(x, num_groups, weight=None, bias=None, eps=1e-5):
             or channels % num_groups):
         _fail(f"group_norm: num_groups must be a positive int dividing the {channels} "
               f"channels, got {num_groups!r}")
-    if not is_float(_dtype(x)):
-        _fail(f"group_norm of {with_article(_dtype(x))} value; cast it to a float type first")
+    _norm_parameters("group_norm", x, channels, None, weight=weight, bias=bias)
     per_channel = (1, channels) + (1,) * (len(shape) - 2)
-    for what, p in (("weight", weight), ("bias", bias)):
-        if p is not None and tuple(_shape(p)) != (channels,):
-            _fail(f"group_norm: {what} must have shape ({channels},), got {tuple(_shape(p))}")
-        if p is not None and is_half(_dtype(x)) and _dtype(p) not in (_dtype(x), np.float32):
-            _fail(f"group_norm: {what} of {with_article(_dtype(x))} x must be {_dtype(x)} or "
-                  f"float32, got {_dtype(p)}")
     # (N, G, C/G, *spatial), reduced over all but N and G: no -1 to infer, which an empty
     # batch (zero elements) does not allow
     if is_half(_dtype(x)):
@@ -1861,23 +1874,27 @@ def rms_norm(x, weight=None, eps=None):
     _refuse_normalized_shape("rms_norm", weight, "RMSNorm")
     if eps is not None:
         eps = _number("rms_norm: eps", eps)
-    if not is_float(_dtype(x)):  # (as group_norm's: finfo's numpy error named neither)
-        _fail(f"rms_norm of {with_article(_dtype(x))} value; cast it to a float type first")
-    half = is_half(_dtype(x))
+    n = _shape(x)[-1] if _shape(x) else 1
+    _norm_parameters("rms_norm", x, n, "RMSNorm", any_real=True, weight=weight)
+    compute = np.dtype(np.float32) if is_half(_dtype(x)) else _dtype(x)
     if eps is None:  # torch's: the epsilon of the dtype it computes in, float32 for a half
         # x (half's own, 1e-3 or 8e-3, outweighed mean(x**2) for |x| < 0.03: the RMS norm
         # of 0.001s was 0.032 in float16, torch's 0.95)
-        eps = float(finfo("float32" if half else _dtype(x)).eps)
-    n = _shape(x)[-1] if _shape(x) else 1
-    if weight is not None and tuple(_shape(weight)) != (n,):  # as layer_norm's (torch's
-        # F.rms_norm would normalise over weight's axes; a broadcast weight would not)
-        _fail(f"rms_norm: weight must have shape ({n},), got {tuple(_shape(weight))}; "
-              "graphc.nn.RMSNorm normalises over several trailing axes")
-    if half:  # in float32, weight included (half or float32), rounded once, as torch's:
-        # x * x overflows half past |x| = 256, and a half product rounded twice (1 ulp off)
-        return _rounded_once(rms_norm, x, *_as_float32(weight), eps)
-    y = x * rsqrt(mean(x * x, -1, keepdims=True) + eps)
-    return y if weight is None else y * weight
+        eps = float(finfo(compute).eps)
+
+    def to(v, dtype):  # (no eager copy where v has it)
+        return v if _dtype(v) == dtype else cast(v, dtype)
+
+    # a half x in float32, weight included, rounded once, as torch's: x * x overflows half
+    # past |x| = 256, and a half product rounded twice (1 ulp off)
+    wide = to(x, compute)
+    y = wide * rsqrt(mean(wide * wide, -1, keepdims=True) + eps)
+    if weight is not None:  # torch takes a weight of any real dtype: the product in the
+        # wider of the two (float64 where either is; an integer weight in the float one)
+        both = (compute, _dtype(weight))
+        product = np.dtype(np.float64) if np.dtype(np.float64) in both else compute
+        y = to(y, product) * to(weight, product)
+    return to(y, _dtype(x))
 
 
 # ---- convolution and pooling (PyTorch's NCHW layout) -----------------------------------------
