@@ -291,6 +291,9 @@ def test_norm_parameter_dtypes_follow_torchs_rule(fn, x_dtype):
                                            err_msg=str((wd, bd)))
 
 
+SUPPORTED = "float32, float64, float16, bfloat16, int32, int64, bool"
+
+
 def test_a_norm_parameter_of_another_shape_is_named_as_the_user_gave_it():
     # a float32 weight of a half x was checked after x's float32 copy was made (the op's
     # 'layer_norm(f32[2,4], f32[3], f32[4])'), and layer_norm read no shape itself
@@ -306,7 +309,12 @@ def test_a_norm_parameter_of_another_shape_is_named_as_the_user_gave_it():
             (lambda: gc.group_norm(x, 2, w4, w3), "group_norm: bias must have shape (4,), "
              "got (3,)"),
             (lambda: gc.layer_norm(x.astype("int32")), "layer_norm of an int32 value; cast it "
-             "to a float type first")):
+             "to a float type first"),
+            # a dtype graphc holds no values of is named so, as every op's refusal
+            (lambda: gc.group_norm(np.ones((2, 4), np.complex64), 2), "group_norm: dtype "
+             f"complex64 is not supported (supported: {SUPPORTED})"),
+            (lambda: gc.rms_norm(x, np.ones(4, np.int8)), "rms_norm: weight: dtype int8 is not "
+             f"supported (supported: {SUPPORTED}); cast it first (x.astype(np.int32))")):
         with pytest.raises(gc.GraphcError) as e:
             call()
         assert str(e.value).splitlines()[0] == line

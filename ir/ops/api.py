@@ -1662,8 +1662,10 @@ def _norm_parameters(op, x, n, layer, any_real=False, **params):
     float dtype, each parameter of shape (n,); layer_norm's and group_norm's of one dtype, x's
     or (x half) float32, torch's mixed-type kernel; any real dtype with any_real (rms_norm's
     weight: torch multiplies by it in the wider dtype and rounds to x's). Returns the
-    parameters' dtype (x's where there are none)."""
+    parameters' one dtype (x's where there are none or any_real)."""
     dtype = _dtype(x)
+    if unsupported_dtype(dtype):  # (complex64: "not supported", as every op's)
+        _fail(f"{op}: {unsupported_dtype(dtype)}")
     if not is_float(dtype):  # (the op's or finfo's message named neither)
         _fail(f"{op} of {with_article(dtype)} value; cast it to a float type first")
     allowed = (dtype, np.dtype(np.float32)) if is_half(dtype) else (dtype,)
@@ -1676,16 +1678,17 @@ def _norm_parameters(op, x, n, layer, any_real=False, **params):
             hint = f"; graphc.nn.{layer} normalises over several trailing axes" if layer else ""
             _fail(f"{op}: {what} must have shape ({n},), got {tuple(_shape(p))}{hint}")
         given = _dtype(p)
+        if unsupported_dtype(given):  # (any other dtype graphc holds is real)
+            _fail(f"{op}: {what}: {unsupported_dtype(given)}")
         if any_real:
-            if not is_real_dtype(given):
-                _fail(f"{op}: {what} must be real, got {given}")
-        elif given not in allowed:
+            continue
+        if given not in allowed:
             _fail(f"{op}: {what} of {with_article(dtype)} x must be "
                   f"{' or '.join(map(str, allowed))}, got {given}")
-        elif first is not None and given != first[1]:  # torch's "expected scalar type"
+        if first is not None and given != first[1]:  # torch's "expected scalar type"
             _fail(f"{op}: {what} must have the {first[0]}'s dtype, {first[1]}, got {given}")
         first = first or (what, given)
-    return dtype if first is None or any_real else first[1]
+    return dtype if first is None else first[1]
 
 
 def group_norm(x, num_groups, weight=None, bias=None, eps=1e-5):
