@@ -479,3 +479,50 @@ def test_eager_results_are_arrays_of_their_own_as_numpys():
     for r in results:
         r = np.asarray(r)
         assert not np.shares_memory(r, a) and r.flags.writeable
+
+
+def test_review_r3_a_float_index_and_a_huge_python_int_are_refused_in_numpys_terms():
+    """x[[0, 1.5]] and x[[0.0]] were 'getitem: take(f64[3,4,5], f64[2]): indices must be
+    integers' (an op the user never called) where numpy says which indices are valid; a
+    float array index (numpy's 'arrays used as indices must be of integer (or boolean) type')
+    the same; x[[2**63]] called the Python int a '(uint64)'."""
+    def line(call):
+        with pytest.raises(gc.GraphcError) as info:
+            call()
+        problem, where = str(info.value).splitlines()
+        assert where.strip().startswith("at tests/test_arrays.py:"), where
+        return problem
+
+    valid = ": only integers, slices (:), ellipsis (...), None and integer or boolean arrays " \
+            "are valid indices"
+    for key in ([0, 1.5], [0.0], (slice(None), [[0], [2.5]])):
+        bad = key if isinstance(key, list) else key[1]
+        with pytest.raises(IndexError, match="only integers, slices"):
+            X[key]  # numpy refuses it too
+        assert line(lambda: gc.tensor(X)[key]) == f"{bad!r}{valid}"
+        assert line(lambda: gc.compile(lambda a: a[key])(X)) == f"{bad!r}{valid}"
+    arrays = "arrays used as indices must be of integer (or boolean) type, got float64"
+    with pytest.raises(IndexError, match=re.escape(arrays[:-14])):
+        X[np.array([0.0])]
+    assert line(lambda: gc.tensor(X)[np.array([0.0])]) == arrays
+    assert line(lambda: gc.compile(lambda a, i: a[:, i])(X, np.array([0.0]))) == arrays
+    assert line(lambda: gc.tensor(X)[[2 ** 63]]) == \
+        "an index in [9223372036854775808] does not fit in int64, graphc's index type"
+    # take keeps its own words: it was the function called
+    assert line(lambda: gc.take(X, [0.5])) == \
+        "take(f64[3,4,5], f64[1]): indices must be integers, got float64"
+
+
+@pytest.mark.parametrize("dtype", ["int8", "uint8", "int16", "uint16", "uint32", "uint64"])
+def test_review_r3_take_along_axis_takes_numpys_other_integer_dtypes(dtype):
+    """take_along_axis refused an index array of uint8 ('dtype uint8 is not supported')
+    where numpy takes it (and getitem widened it already): widened as getitem's."""
+    idx = np.array([[[2, 0, 1, 1, 0]], [[0, 2, 2, 1, 0]]]).astype(dtype).reshape(2, 1, 5)
+    want = np.take_along_axis(X, idx, 0)
+    np.testing.assert_array_equal(gc.take_along_axis(gc.tensor(X), idx, 0), want)
+    np.testing.assert_array_equal(gc.compile(lambda a: gc.take_along_axis(a, idx, 0))(X), want)
+    grad = gc.grad(lambda a: (gc.take_along_axis(a, idx, 0) * want).sum())(X)
+    expect = np.zeros_like(X)  # each pick's weight added into the element it picked
+    rows = np.broadcast_to(idx.astype(np.int64), want.shape)
+    np.add.at(expect, (rows, np.arange(4)[None, :, None], np.arange(5)), want)
+    np.testing.assert_allclose(grad, expect)

@@ -985,9 +985,7 @@ def getitem(x, key):
     if len(key) == 1 and not isinstance(key[0], (int, np.integer, slice, type(None),
                                                  type(Ellipsis))) \
             and not _is_scalar_index(key[0]):
-        index = _index_operand(key[0])  # (a list read once: a ragged one refused in a line)
-        if _dtype(index) == np.dtype("bool"):
-            _fail("boolean-mask indexing has a data-dependent shape; use graphc.where")
+        index = _index_array(key[0])
         if isinstance(index, SymbolicValue) and isinstance(_shape(x)[0], int):
             # (numpy's message with the index's value: the compiled gather's names neither)
             index = check_index(index, _shape(x)[0], 0)
@@ -1078,9 +1076,7 @@ def _gather_among(x, key, ats, parted=False):
     ints, run-time scalars included) stand together, first when a slice, None or a '...'
     (parted: of no axis, gone from key) parts them
     (x of (2, 3, 4): x[0, :, [0, 1]] is (2, 3), x[[0, 1], :, [0, 1]] is (2, 3))."""
-    idxs = [_index_operand(key[at]) for at in ats]  # (a list read once: a ragged one refused)
-    if builtins.any(_dtype(idx) == np.dtype("bool") for idx in idxs):
-        _fail("boolean-mask indexing has a data-dependent shape; use graphc.where")
+    idxs = [_index_array(key[at]) for at in ats]
     if len(ats) > 1:
         try:
             np.broadcast_shapes(*(_shape(idx) for idx in idxs))
@@ -1333,6 +1329,8 @@ def _pieces(x, shape, axis, bounds):
 
 # ---- gathers --------------------------------------------------------------------------------
 _TRACED_LIST = "an index list holding traced values: stack it into one index array"
+_NOT_AN_INDEX = ("{!r:.120}: only integers, slices (:), ellipsis (...), None and integer or "
+                 "boolean arrays are valid indices")
 
 
 def _index_operand(idx):
@@ -1349,12 +1347,14 @@ def _index_operand(idx):
         except ValueError:  # numpy's own error, no line of the user's: rows of other lengths
             _fail(f"an index list must be rectangular (an array's rows of one length), got "
                   f"{idx!r}"[:160])
-        if array.dtype == object:
-            if builtins.all(is_int(v) for v in array.reshape(-1)):  # 2**70 fits no index type
-                _fail(f"an index in {idx!r} does not fit in int64")
-            # ([0, None]: numpy's IndexError, where the object array met take's dtype check)
-            _fail(f"{idx!r}: only integers, slices (:), ellipsis (...), None and integer or "
-                  "boolean arrays are valid indices"[:200])
+        if array.dtype == object and not builtins.all(is_int(v) for v in array.reshape(-1)):
+            _fail(_NOT_AN_INDEX.format(idx))  # ([0, None]: numpy's IndexError, where the
+            # object array met take's dtype check)
+        if array.dtype == object or (array.dtype == np.uint64 and array.size
+                                     and array.max() > np.iinfo(np.int64).max):
+            # (2**70 fits no numpy integer, 2**63 only uint64: Python ints either way)
+            _fail(f"{'index' if is_int(idx) else 'an index in'} {idx!r} does not fit in "
+                  "int64, graphc's index type")
         idx = array.astype(np.int64) if array.size == 0 else array  # [] is no float64 index
     if isinstance(idx, np.ndarray) and idx.dtype.kind in "iu" \
             and idx.dtype not in (np.int32, np.int64):
@@ -1362,6 +1362,21 @@ def _index_operand(idx):
             _fail(f"index {idx.max()} (uint64) does not fit in int64, graphc's index type")
         idx = idx.astype(np.int64)
     return idx
+
+
+def _index_array(k):
+    """getitem's index array `k` (a list, an array, a traced one) as take's operand (a list
+    read once: a ragged one refused in a line), one that holds no integers refused in
+    numpy's words (take's named an op the user never called)."""
+    index = _index_operand(k)
+    dtype = _dtype(index)
+    if dtype == np.dtype("bool"):
+        _fail("boolean-mask indexing has a data-dependent shape; use graphc.where")
+    if dtype.kind not in "iu":  # ([0, 1.5] and [0.0] were 'take(f64[3,4,5], f64[2]):
+        # indices must be integers')
+        _fail(_NOT_AN_INDEX.format(k) if isinstance(k, list) else
+              f"arrays used as indices must be of integer (or boolean) type, got {dtype}")
+    return index
 
 
 def check_index(idx, length, axis):

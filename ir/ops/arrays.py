@@ -299,6 +299,8 @@ def _take_along(x, indices, axis, in_range, name="take_along_axis"):
     if isinstance(indices, (list, tuple)):  # (a ragged one was numpy's ValueError in _dtype)
         refuse_array_container(indices, name)
         refuse_operand(indices, name)
+    indices = F._index_operand(indices)  # (numpy's other integer dtypes widened: uint8 was
+    # 'dtype uint8 is not supported', numpy takes it)
     if axis is None:
         x, axis = F.reshape(x, (-1,)), 0
     if _dtype(indices).kind not in "iu":
