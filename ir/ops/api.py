@@ -1678,11 +1678,15 @@ def _norm_parameters(op, x, n, layer, any_real=False, **params):
     or (x half) float32, torch's mixed-type kernel; any real dtype with any_real (rms_norm's
     weight: torch multiplies by it in the wider dtype and rounds to x's). Returns the
     parameters' one dtype (x's where there are none or any_real)."""
+    def refuse(message):  # (named on the error path: gc.nn.LayerNorm's forward by the layer,
+        # as _called_op names every op a library layer calls)
+        _fail(f"{_called_op(op)}: {message}")
+
     dtype = _dtype(x)
     if unsupported_dtype(dtype):  # (complex64: "not supported", as every op's)
-        _fail(f"{op}: {unsupported_dtype(dtype)}")
+        refuse(unsupported_dtype(dtype))
     if not is_float(dtype):  # (the op's or finfo's message named neither)
-        _fail(f"{op} of {with_article(dtype)} value; cast it to a float type first")
+        _fail(f"{_called_op(op)} of {with_article(dtype)} value; cast it to a float type first")
     allowed = (dtype, np.dtype(np.float32)) if is_half(dtype) else (dtype,)
     first = None
     for what, p in params.items():
@@ -1691,17 +1695,17 @@ def _norm_parameters(op, x, n, layer, any_real=False, **params):
         if tuple(_shape(p)) != (n,):  # (torch's F.{op} would normalise over the weight's axes;
             # a broadcast weight would not)
             hint = f"; graphc.nn.{layer} normalises over several trailing axes" if layer else ""
-            _fail(f"{op}: {what} must have shape ({n},), got {tuple(_shape(p))}{hint}")
+            refuse(f"{what} must have shape ({n},), got {tuple(_shape(p))}{hint}")
         given = _dtype(p)
         if unsupported_dtype(given):  # (any other dtype graphc holds is real)
-            _fail(f"{op}: {what}: {unsupported_dtype(given)}")
+            refuse(f"{what}: {unsupported_dtype(given)}")
         if any_real:
             continue
         if given not in allowed:
-            _fail(f"{op}: {what} of {with_article(dtype)} x must be "
+            refuse(f"{what} of {with_article(dtype)} x must be "
                   f"{' or '.join(map(str, allowed))}, got {given}")
         if first is not None and given != first[1]:  # torch's "expected scalar type"
-            _fail(f"{op}: {what} must have the {first[0]}'s dtype, {first[1]}, got {given}")
+            refuse(f"{what} must have the {first[0]}'s dtype, {first[1]}, got {given}")
         first = first or (what, given)
     return dtype if first is None else first[1]
 
