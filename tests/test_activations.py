@@ -227,3 +227,19 @@ def test_leaky_relu_slope_operand_of_another_dtype_compiled_as_eager(dtype):
     np.testing.assert_allclose(float(s.grad), want, rtol=1e-6)
     got = gc.compile(gc.grad(lambda s: gc.sum(gc.leaky_relu(x, s))))(np.array(0.1))
     np.testing.assert_allclose(float(got), want, rtol=1e-6)
+
+
+def test_float32_hardsigmoid_near_minus_3_is_torchs_bits():
+    """hardsigmoid computed x / 6 + 1/2, which cancels near x = -3: float32 x = -2.995 gave
+    0.00083333254 where torch's (x + 3) / 6 gives 0.00083335239 (341 ulps), and a value
+    just above -3 came out up to half its size off. Now torch's order of operations: its
+    bits over [-3.01, -2.9] and [-4, 4], eager and compiled, float32 and float16."""
+    x = np.concatenate([np.linspace(-3.01, -2.9, 2001), np.linspace(-4, 4, 3001)])
+    for dtype in ("float32", "float16"):
+        xs = x.astype(dtype)
+        want = TF.hardsigmoid(torch.tensor(xs)).numpy()
+        for got in (gc.hardsigmoid(xs), gc.compile(gc.hardsigmoid)(xs),
+                    gc.nn.Hardsigmoid()(xs)):
+            got = np.asarray(got)
+            assert got.dtype == want.dtype
+            np.testing.assert_array_equal(got, want)

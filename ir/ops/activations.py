@@ -76,8 +76,10 @@ def hardsigmoid(x):
     """relu6(x + 3) / 6; the gradient 1/6 strictly between -3 and 3."""
     if is_half(F._dtype(x)):
         return _rounded_once(hardsigmoid, x)
-    # NaN takes the middle piece: its gradient there is 0, as torch's (whose -3 < x < 3 fails)
-    middle = F._no_gradient_where_nan(F.add(F.mul(x, 1.0 / 6.0), 0.5))
+    # (x + 3) / 6, torch's order: x + 3 is exact near -3, where x / 6 + 1/2 cancelled (float32
+    # x = -2.995 was 341 ulps off, a value just above -3 up to half its size). NaN takes the
+    # middle piece: its gradient there is 0, as torch's (whose -3 < x < 3 fails)
+    middle = F._no_gradient_where_nan(F.div(F.add(x, 3.0), 6.0))
     return F.where(F.less_equal(x, -3.0), 0.0, F.where(F.greater_equal(x, 3.0), 1.0, middle))
 
 
