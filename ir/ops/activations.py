@@ -31,6 +31,8 @@ SELU_SCALE = 1.0507009873554804934193349852946
 def elu(x, alpha=1.0):
     """x for x > 0, alpha * (exp(x) - 1) otherwise."""
     alpha = _number("elu: alpha", alpha)
+    if is_half(F._dtype(x)):  # rounded once, as torch's: expm1 rounded to half, then times
+        return _rounded_once(elu, x, alpha)  # alpha rounded to half, was 2 ulps off
     return F.where(F.less_equal(x, 0.0), F.expm1(_negative_part(x)) * float(alpha), x)
 
 
@@ -53,6 +55,8 @@ def celu(x, alpha=1.0):
     alpha = _number("celu: alpha", alpha)
     if alpha == 0:
         _fail("celu: alpha must not be 0")
+    if is_half(F._dtype(x)):  # rounded once, as torch's: x / alpha rounded to half before
+        return _rounded_once(celu, x, alpha)  # the exp was up to 55 ulps (bfloat16) off
     negative = F.expm1(_negative_part(x) * (1.0 / alpha)) * float(alpha)
     return F.where(F.less_equal(x, 0.0), negative, x)
 

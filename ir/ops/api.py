@@ -409,6 +409,8 @@ def softplus(x, beta=1.0, threshold=20.0):
     beta, threshold = _number("softplus: beta", beta), _number("softplus: threshold", threshold)
     if beta == 0:
         _fail("softplus: beta must not be 0")
+    if is_half(_dtype(x)):  # rounded once, as torch's: beta * x and the log rounded to half
+        return _rounded_once(softplus, x, beta, threshold)  # were 1 ulp off (beta = 2)
     bx = x if beta == 1 else mul(x, float(beta))
     smooth = apply("softplus", bx)
     # the smooth piece is finite everywhere (logaddexp), so where's unselected branch adds
