@@ -19,10 +19,12 @@ from .nn import (Module, Parameter, _Functional, _Keyed, _as_child, _children_ch
                  _submodule)
 
 
-def _activation(name, function, doc, *, takes_inplace=False, repr_format=None, **defaults):
+def _activation(name, function, doc, *, takes_inplace=False, repr_format=None, check=None,
+                **defaults):
     """A Module class named `name` computing `function` with the settings `defaults`;
     takes_inplace: it takes torch's `inplace` after them, as torch's layer (_keep_inplace);
-    repr_format: torch's extra_repr where it is not the settings by name (_Functional's)."""
+    repr_format: torch's extra_repr where it is not the settings by name (_Functional's);
+    check(layer): refuses settings torch's constructor refuses, after they are kept."""
     accepted = tuple(defaults) + (("inplace",) if takes_inplace else ())
 
     def __init__(self, *args, **kwargs):
@@ -37,10 +39,22 @@ def _activation(name, function, doc, *, takes_inplace=False, repr_format=None, *
         if takes_inplace:
             _keep_inplace(self, values.pop("inplace"))
         self._keep(**values)
+        if check is not None:
+            check(self)
     return type(name, (_Functional,), {"__init__": __init__, "__doc__": doc,
                                         "_function": staticmethod(function),
                                         "_settings": tuple(defaults),
                                         "_repr_format": repr_format})
+
+
+def _check_bounds(layer):
+    """torch's Hardtanh refuses its bounds where it is built (max_val must be above
+    min_val); bounds set later are checked by hardtanh at the call."""
+    low, high = (F._number(f"Hardtanh: {name}", getattr(layer, name))
+                 for name in ("min_val", "max_val"))
+    if not high > low:
+        raise GraphcError(f"Hardtanh: max_val ({layer.max_val}) must be greater than "
+                          f"min_val ({layer.min_val})", (user_location(),))
 
 
 ELU = _activation("ELU", A.elu, "torch.nn.ELU(alpha=1.0, inplace=False)", takes_inplace=True,
@@ -51,7 +65,7 @@ CELU = _activation("CELU", A.celu, "torch.nn.CELU(alpha=1.0, inplace=False)",
 ReLU6 = _activation("ReLU6", A.relu6, "torch.nn.ReLU6(inplace=False)", takes_inplace=True)
 Hardtanh = _activation("Hardtanh", A.hardtanh,
                        "torch.nn.Hardtanh(min_val=-1.0, max_val=1.0, inplace=False)",
-                       takes_inplace=True, min_val=-1.0, max_val=1.0)
+                       takes_inplace=True, check=_check_bounds, min_val=-1.0, max_val=1.0)
 # (torch's Hardsigmoid and Hardswish never show their inplace)
 Hardsigmoid = _activation("Hardsigmoid", A.hardsigmoid, "torch.nn.Hardsigmoid(inplace=False)",
                           takes_inplace=True, repr_format="")
@@ -103,6 +117,7 @@ class PReLU(Module):
         if not is_int(num_parameters) or num_parameters < 1:
             raise GraphcError(f"PReLU: num_parameters must be a positive int, got "
                               f"{num_parameters!r}", (user_location(),))
+        object.__setattr__(self, "num_parameters", int(num_parameters))  # (torch's has it)
         self.weight = Parameter(np.full(int(num_parameters), init,
                                         _layer_dtype("PReLU", dtype)))
 

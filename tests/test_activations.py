@@ -275,3 +275,26 @@ def test_half_elu_celu_and_softplus_are_rounded_once(ours, theirs, dtype):
         with np.errstate(invalid="ignore"):  # (inf - inf, where same holds)
             assert np.all(same | (np.abs(got - want) <= ulp))
         assert np.mean(same) >= 0.999
+
+
+def test_hardtanh_layer_refuses_its_bounds_where_built_and_prelu_keeps_its_count():
+    """gc.nn.Hardtanh(2.0, 1.0) was built (torch's constructor refuses it: 'max_val (1.0)
+    must be greater than min_val (2.0)') and failed only at its first call, naming the
+    function. Now refused where it is built, in one line naming the layer, as torch's (equal
+    bounds too); bounds set later are still checked at the call. PReLU keeps torch's
+    num_parameters attribute, which torch code reads."""
+    f = "test_activations.py"
+    for low, high in ((2.0, 1.0), (1.0, 1.0)):
+        with pytest.raises(AssertionError, match="must be greater than min_val"):
+            torch.nn.Hardtanh(low, high)
+        assert_one_line_error(lambda: gc.nn.Hardtanh(low, high),
+                              f"Hardtanh: max_val ({high}) must be greater than min_val "
+                              f"({low})", f)
+    assert_one_line_error(lambda: gc.nn.Hardtanh(min_val=2.0),
+                          "Hardtanh: max_val (1.0) must be greater than min_val (2.0)", f)
+    layer = gc.nn.Hardtanh(-2.0, 3.0, True)
+    assert repr(layer) == repr(torch.nn.Hardtanh(-2.0, 3.0, True))
+    np.testing.assert_array_equal(layer(X), TF.hardtanh(torch.tensor(X), -2.0, 3.0).numpy())
+    layer.min_val = 4.0
+    assert_one_line_error(lambda: layer(X), "hardtanh: min_val 4.0 is above max_val 3.0", f)
+    assert gc.nn.PReLU(3).num_parameters == torch.nn.PReLU(3).num_parameters == 3

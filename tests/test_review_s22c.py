@@ -89,7 +89,7 @@ def test_elu_family_and_prelu_take_scalars_as_torch_takes_0d_tensors():
 @pytest.mark.parametrize("make, message", [
     (lambda: gc.nn.ELU("a"), "elu: alpha must be a number, got 'a'"),
     (lambda: gc.nn.CELU(None), "celu: alpha must be a number, got None"),
-    (lambda: gc.nn.Hardtanh(None), "hardtanh: min_val must be a number, got None"),
+    (lambda: gc.nn.Hardtanh(None), "Hardtanh: min_val must be a number, got None"),
     (lambda: gc.nn.Softshrink("a"), "softshrink: lambd must be a number"),
     (lambda: gc.nn.Hardshrink([1]), "hardshrink: lambd must be a number"),
     (lambda: gc.nn.Softmax(None), "axis must be an int, got None"),
