@@ -25,6 +25,7 @@ from scipy import special
 
 from ir.errors import GraphcError, user_location
 from ir.ops import api as F
+from ir.ops.registry import scalar_array
 from ir.types import finfo, is_float, is_int
 from runtime.eager import Tensor
 
@@ -224,7 +225,9 @@ def constant_(tensor, val: float):
     -0.5 in uint8) and NaN or inf in ints are refused. As torch's, an integer val must fit
     int64 or uint64 (torch's OverflowError), and a negative one down to -max wraps in an
     unsigned dtype (-1 fills a uint8 tensor with 255)."""
-    number = int(val) if is_int(val) else _number("constant_", "val", val)  # (exact, big)
+    number = _whole_number(val)
+    if number is None:
+        number = _number("constant_", "val", val)
     dtype = _array(tensor, "constant_").dtype
     if isinstance(number, int) and not -2 ** 63 <= number < 2 ** 64:
         _fail(f"init.constant_: val {number} does not fit a 64-bit integer, as in PyTorch")
@@ -244,6 +247,19 @@ def constant_(tensor, val: float):
         if integral:
             number = math.trunc(number)
     return _fill(tensor, number, "constant_", exact=True)
+
+
+def _whole_number(val) -> int | None:
+    """constant_'s val as the exact int it is: a Python or numpy integer, or a 0-d integer
+    array or tensor (as torch's fill_ reads a 0-d integer tensor: np.array(2**62 + 1) went
+    through a float and filled 2**62, np.array(-1) was refused in uint8 where -1 wraps), or
+    None for any other val (_number's: a float, a bool, a 0-d float array ...)."""
+    if is_int(val):
+        return int(val)
+    if getattr(val, "shape", None) != ():
+        return None
+    held = scalar_array(val)
+    return int(held) if held is not None and held.dtype.kind in "iu" else None
 
 
 def zeros_(tensor):

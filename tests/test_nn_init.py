@@ -320,6 +320,21 @@ FLOAT_DTYPES = [(np.float32, torch.float32), (np.float16, torch.float16),
                 (ml_dtypes.bfloat16, torch.bfloat16), (np.float64, torch.float64)]
 
 
+def test_a_0d_integer_val_fills_its_exact_int_as_torchs():
+    """Review r9 of 471d947: a 0-d integer array or tensor as constant_'s val went through a
+    float (np.array(2**62 + 1) filled 2**62, torch's 0-d tensor fills 2**62 + 1) and was not
+    wrapped as its int is (np.array(-1) in uint8 was refused, torch fills 255)."""
+    from runtime.eager import Tensor
+    for val, dtype, torch_dtype in ((2 ** 62 + 1, np.int64, torch.int64),
+                                    (2 ** 53 + 1, np.uint64, torch.uint64),
+                                    (-1, np.uint8, torch.uint8), (-255, np.uint8, torch.uint8),
+                                    (-7, np.int8, torch.int8), (3, np.float32, torch.float32)):
+        want = torch.nn.init.constant_(torch.zeros(2, dtype=torch_dtype), torch.tensor(val))
+        for given in (np.array(val), Tensor(np.array(val))):
+            got = init.constant_(np.zeros(2, dtype), given)
+            assert got.tolist() == want.tolist(), (val, dtype, type(given))
+
+
 def test_uniform_and_constant_past_a_float_dtypes_range_are_refused_as_torch():
     """A float32 (float16, bfloat16) tensor's uniform_ bounds or constant_ value past its
     dtype's range filled inf, where torch refuses them; so does a b - a past it. normal_'s
