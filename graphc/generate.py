@@ -43,7 +43,6 @@ from ir.ops.registry import graph_param, scalar_array
 from ir.types import NOT_NUMBERS, as_dim, as_dtype, is_int
 from runtime.build import build_plan
 
-from .control_flow import _whole
 from .models.gpt import GPT
 
 
@@ -411,17 +410,19 @@ def _at_least_0(value, name: str) -> int:
 
 def _whole_setting(value) -> int | None:
     """`value` as an int by graphc's rule for a whole number given as a setting
-    (control_flow._whole: a Python or numpy integer, or a 0-d integer array or tensor, as
+    (control_flow._whole's: a Python or numpy integer, or a 0-d integer array or tensor, as
     torch and transformers take them; not a bool, a float or a string), or None. A Python
     or numpy integer of any size: these settings stay Python ints, never an int64 counter
     (_whole's bound refused a seed of 10**20, which numpy's default_rng and graphc train
     take, as "must be a whole number", after a whole training run; top_k 2**70 too)."""
     if is_int(value):
         return operator.index(value)
-    try:
-        return _whole(value, "")
-    except GraphcError:
+    # a 0-d integer array or tensor of any size too (np.array(2**64 - 1, np.uint64) as a
+    # seed was refused where np.uint64(2**64 - 1) was taken): _whole's test, not its bound
+    held = scalar_array(value)
+    if held is None or held.ndim != 0 or held.dtype.kind not in "iu":
         return None
+    return int(held)
 
 
 def _real_setting(value) -> float | None:

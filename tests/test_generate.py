@@ -191,6 +191,10 @@ def test_settings_past_int64_are_the_numbers_they_are():
     assert tokens != _same_tokens({}, {})  # (not the default seed's tokens)
     _same_tokens(dict(seed=np.uint64(2**64 - 1)), dict(seed=np.random.SeedSequence(2**64 - 1)))
     _same_tokens(dict(top_k=2**70), dict(top_k=None))
+    # a 0-d array past int64 as its numpy scalar (review r9: "seed must be a whole number")
+    big = np.array(2**64 - 1, np.uint64)
+    _same_tokens(dict(seed=big), dict(seed=np.random.SeedSequence(2**64 - 1)))
+    _same_tokens(dict(top_k=big), dict(top_k=None))
 
 
 def test_one_stop_token_as_a_0d_array_is_one_id():
