@@ -36,7 +36,8 @@ from ir.ops import attention as _attention
 from ir.ops import precision
 from ir.ops.registry import _STACK as _INTERPRETERS
 from ir.ops.registry import (SymbolicValue, foreign_array_name, is_weak_scalar,
-                             read_foreign_array, refuse_array_container)
+                             read_foreign_array, refuse_array_container,
+                             register_layer_type)
 from ir.ops.resize import interpolate
 from ir.types import (INT_DTYPES, Dim, UnsupportedDtype, as_dtype, is_float, is_int, is_real,
                       unsupported_dtype)
@@ -1905,6 +1906,9 @@ class Module:
         if graph is not None:
             _guard_none(self, graph, name, value is None)
         return value
+
+
+register_layer_type(Module)  # (an op its forward calls is named by the layer: _called_op)
 
 
 class _IsNone:

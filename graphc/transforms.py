@@ -744,12 +744,13 @@ class Compiled:
                 return self.fn(*args)
         self._check_shape_entries(args, passed)
         weak = _weak_floats(args, self._static(len(args)))
-        if self.records_on_tape and is_grad_enabled() and \
-                any(isinstance(x, Tensor) and x.requires_grad for x in leaves):
-            # as torch.compile's call: its results are on the tape (graphc/split_vjp.py)
-            from .split_vjp import call_on_tape
-            return call_on_tape(self, weak)
         try:
+            if self.records_on_tape and is_grad_enabled() and \
+                    any(isinstance(x, Tensor) and x.requires_grad for x in leaves):
+                # as torch.compile's call: its results are on the tape (graphc/split_vjp.py;
+                # a torch or complex argument beside the tensor is named as off the tape)
+                from .split_vjp import call_on_tape
+                return call_on_tape(self, weak)
             return self.call(weak, given=args)
         except ForeignArgument as exc:
             if not self.retrace:  # (an eager transformation's runner names its own: grad's)

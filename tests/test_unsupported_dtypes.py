@@ -118,3 +118,34 @@ def test_a_complex_array_given_to_a_parameters_or_buffers_data_is_refused_naming
     assert _one_line(lambda: gc.nn.Buffer(np.ones(2) * 1j)) == f"Buffer: {_UNSUPPORTED}"
     linear.weight.data = np.zeros((2, 2), np.float32)  # a real array is taken
     np.testing.assert_array_equal(linear.weight.numpy(), 0.0)
+
+
+def test_a_complex_or_torch_argument_of_a_compiled_function_on_the_tape_is_named():
+    """Review r12 (s51): gc.compile(f)'s call on the tape (an argument requiring grad) named
+    neither f nor the complex argument beside the tensor ("dtype complex128 is not
+    supported"), and a torch argument there was named after an internal class
+    ("Differentiated: got a torch.Tensor"). Both are named as off the tape."""
+    import torch
+    weight = gc.nn.Parameter(np.ones(2, np.float32))
+
+    def scaled(w, x):
+        return w * 2
+
+    assert _one_line(lambda: gc.compile(scaled)(weight, np.ones(2) * 1j)) == \
+        f"compiled scaled: argument x: {_UNSUPPORTED}"
+    assert _one_line(lambda: gc.compile(scaled)(weight, torch.ones(2))).startswith(
+        "compiled scaled: argument x is a torch.Tensor, another library's array")
+
+
+def test_only_a_layers_forward_names_the_op_it_calls():
+    """Review r12 (s51): _called_op named an op after the class of any library frame called
+    `forward` (split_vjp's Differentiated.forward: "Differentiated: ..."), not only a
+    layer's. A forward of another library class names the op, as before."""
+    import os
+    source = "class Thing:\n    def forward(self, x):\n        return gc.exp(x)\n"
+    scope = {"gc": gc}
+    exec(compile(source, os.path.join(os.path.dirname(gc.__file__), "_thing.py"), "exec"),
+         scope)
+    with pytest.raises(gc.GraphcError) as info:
+        scope["Thing"]().forward(np.ones(2) * 1j)
+    assert str(info.value).splitlines()[0] == f"exp: {_UNSUPPORTED}"

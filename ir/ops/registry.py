@@ -418,9 +418,21 @@ def _called_op(opname):
         if names.get("__package__") == __package__ and \
                 frame.f_code.co_name in names.get("__all__", ()):
             opname = frame.f_code.co_name
-        elif frame.f_code.co_name == "forward" and "self" in frame.f_locals:
+        elif frame.f_code.co_name == "forward" and \
+                isinstance(frame.f_locals.get("self"), _LAYER_TYPES):
+            # (a layer's, not any forward: a compiled function's on the tape, split_vjp's
+            # Differentiated.forward, named that class)
             return type(frame.f_locals["self"]).__name__
     return opname
+
+
+_LAYER_TYPES = ()  # the library layers' base class (gc.nn.Module), which graphc registers
+
+
+def register_layer_type(cls: type):
+    """Make the `forward` of a `cls` instance name the ops it calls (_called_op)."""
+    global _LAYER_TYPES
+    _LAYER_TYPES = (*_LAYER_TYPES, cls)
 
 
 def like_dtype(inputs):
