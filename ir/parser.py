@@ -16,7 +16,7 @@ from .errors import GraphcError, clipped
 from .graph import Graph
 from .ops.registry import REGISTRY
 from .types import (DTYPE_PATTERN, DTYPES, RESERVED_SYMBOLS, NotHeld, TensorType, TupleType,
-                    exact_array, float_of_text, parse_dim)
+                    exact_array, float_of_text, int_of_text, parse_dim)
 from .verify import check_node
 
 _NUMBER = re.compile(r"-?(?:inf|nan|(?:\d+\.\d*|\.\d+|\d+)(?:[eE][-+]?\d+)?)")
@@ -152,9 +152,9 @@ def _number(c: _Cursor, what: str):
     """A number here: an int, or a float; a finite one past float64's range (1e309, which
     float() reads as inf) is refused, inf being written as such (as the printer writes it)."""
     m = c.match(_NUMBER, what)
-    if re.fullmatch(r"-?\d+", m.group()):
-        return int(m.group())
-    try:
+    try:  # (an int past Python's 4,300 digits: its own limit's line, naming no column)
+        if re.fullmatch(r"-?\d+", m.group()):
+            return int_of_text(m.group())
         return float_of_text(m.group())
     except ValueError as exc:
         c.refuse(str(exc), m.start())

@@ -20,7 +20,6 @@ from __future__ import annotations
 import json
 import math
 import re
-import sys
 
 import numpy as np
 
@@ -29,7 +28,7 @@ from .graph import Graph
 from .ops.registry import REGISTRY
 from .printer import float_text, is_region
 from .types import (DTYPES, SHORT_NAMES, Dim, TensorType, TupleType, exact_array,
-                    float_of_text, parse_dim)
+                    float_of_text, int_of_text, parse_dim)
 from .verify import check_node
 
 FORMAT, VERSION = "graphc-ir", 1
@@ -293,16 +292,6 @@ def _read_number(read, unreadable: list):
     return parse
 
 
-def _int_of_text(text: str) -> int:
-    """int(text), refusing (ValueError) one past the digits Python reads (4,300) in words
-    that name no call of the user's (int's advised sys.set_int_max_str_digits)."""
-    try:
-        return int(text)
-    except ValueError:
-        raise ValueError(f"an int of {len(text.lstrip('-'))} digits, more than the "
-                         f"{sys.get_int_max_str_digits()} Python reads") from None
-
-
 def _refuse_unreadable(value, path="$"):
     """Raise the refusal of the first _Unreadable number in the document, at its path
     ($.nodes[0].attrs.value.array[2])."""
@@ -323,7 +312,7 @@ def loads(text: str) -> Graph:
     try:
         data = json.loads(text, object_pairs_hook=_unique_keys,
                           parse_float=_read_number(float_of_text, unreadable),
-                          parse_int=_read_number(_int_of_text, unreadable))
+                          parse_int=_read_number(int_of_text, unreadable))
         if unreadable:
             _refuse_unreadable(data)
     except _Bad as exc:

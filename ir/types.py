@@ -9,13 +9,14 @@ from __future__ import annotations
 import math
 import operator
 import re
+import sys
 from dataclasses import dataclass
 
 import ml_dtypes
 
 import numpy as np
 
-from .errors import GraphcError, user_location
+from .errors import GraphcError, clipped, user_location
 
 # bfloat16 comes from ml_dtypes (as in JAX); numpy registers it as a dtype of kind "V", so
 # code asks `is_float`, never `dtype.kind == "f"`
@@ -525,9 +526,24 @@ def float_of_text(text: str) -> float:
     number past float64's range, which float() reads as inf (1e309); inf written as such
     stays inf (the printer writes it so)."""
     number = float(text)
-    if math.isinf(number) and "inf" not in text.lower():
-        raise ValueError(f"{text} does not fit in float64 (it would read as {number})")
+    if math.isinf(number) and "inf" not in text.lower():  # (clipped: 1e followed by 5,000
+        # digits was echoed whole)
+        raise ValueError(f"{clipped(text)} does not fit in float64 (it would read as "
+                         f"{number})")
     return number
+
+
+def int_of_text(text: str) -> int:
+    """int(text) of an int as IR text or JSON writes it, refusing (ValueError) one past the
+    digits Python reads (4,300) in words that name no call of the user's (int's advised
+    sys.set_int_max_str_digits); leading zeros are no digits of it (int() counted them)."""
+    sign, digits = ("-", text[1:]) if text.startswith("-") else ("", text)
+    digits = digits.lstrip("0") or "0"
+    try:
+        return int(sign + digits)
+    except ValueError:
+        raise ValueError(f"an int of {len(digits)} digits, more than the "
+                         f"{sys.get_int_max_str_digits()} Python reads") from None
 
 
 def holds_when_bound(comparison) -> bool:
@@ -656,7 +672,7 @@ def parse_dim(text: str):
                 if digits > _MAX_DIM_DIGITS:  # (past 4,300, int() raised Python's own limit)
                     raise ValueError(f"a number of {digits} digits is past int64 ({MAX_DIM}), "
                                      "the largest dimension numpy takes")
-                term = term * int(number)
+                term = term * int_of_text(number)
             elif name is not None:
                 term = term * Dim.symbol(name)
             else:

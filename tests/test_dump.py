@@ -968,6 +968,31 @@ def test_a_number_of_thousands_of_digits_is_one_short_line_naming_where_it_is():
                                "digits, more than the 4300 Python reads")
 
 
+def test_a_number_of_thousands_of_digits_in_a_constant_or_attribute_is_one_short_line():
+    """Review r12 (s51): the fix above read dimensions and JSON numbers, but an int of 5,000
+    digits in IR text's constant or attribute was still Python's own limit line ("use
+    sys.set_int_max_str_digits()", no column), 1e followed by 5,000 digits echoed whole (a
+    line of 5,071 characters), and a dimension of 5,000 zeros and a 3 (the value 3) was
+    refused with Python's line. One short line at the number's column; leading zeros are no
+    digits."""
+    huge = "9" * 5000
+    text = _CONSTANT_IR.format(t="i64", n="2", v=f"[1, {huge}]")
+    with pytest.raises(gc.GraphcError) as info:
+        parse(text)
+    column = text.splitlines()[1].index(huge) + 1
+    assert str(info.value) == (f"IR line 2, column {column}: an int of 5000 digits, more than "
+                               "the 4300 Python reads")
+    text = _CONSTANT_IR.format(t="f64", n="2", v=f"[1, 1e{huge}]")
+    with pytest.raises(gc.GraphcError) as info:
+        parse(text)
+    assert str(info.value) == (f"IR line 2, column {column}: 1e999999999999999999... does not "
+                               "fit in float64 (it would read as inf)")
+    text = _CONSTANT_IR.format(t="i64", n="2", v=f"[1, {'0' * 5000}3]")
+    np.testing.assert_array_equal(parse(text).nodes[0].attrs["value"], [1, 3])
+    signature = f"graph g(%0:f32[2,{'0' * 5000}3] a) -> (%0)\n  return %0"
+    assert parse(signature).inputs[0].type.shape == (2, 3)
+
+
 def test_an_int_past_int64_in_a_bfloat16_constant_reads_as_in_a_float32_one():
     """Review r3: ml_dtypes' bfloat16 takes no Python int past int64, so a bf16 constant
     written `100000000000000000000` (an int: the value 1e20, which bf16 holds) was a raw
