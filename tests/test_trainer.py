@@ -497,11 +497,11 @@ def test_a_layer_given_the_trainers_batch_tuple_is_one_line_naming_the_fix():
     with pytest.raises(gc.GraphcError) as info:
         gc.Trainer(loss, model.params(), gc.optim.SGD(lr=0.1),
                    lambda rng: X[rng.integers(0, 32, 8)], steps=3)
-    assert str(info.value).splitlines()[0] == (
-        "got a tuple of 1 value where one array was expected: take an element (a "
+    assert str(info.value).splitlines()[0] == (  # (the layer named, as Embedding's, s51)
+        "Linear: got a tuple of 1 value where one array was expected: take an element (a "
         "gc.Trainer's batch is a tuple: `x, y = batch`, `x, = batch`) or stack them (gc.stack)")
     assert "test_trainer.py" in str(info.value).splitlines()[1]
-    with pytest.raises(gc.GraphcError, match=r"^got a list of 2 values where one array"):
+    with pytest.raises(gc.GraphcError, match=r"^Linear: got a list of 2 values where one array"):
         gc.compile(lambda x: model([x, x]))(X)
     # (review r5) those that read the dtype or the values first: an Embedding-first model
     # (a language model), gc.sum, nested lists, eager layers; each names the op or layer
@@ -512,11 +512,11 @@ def test_a_layer_given_the_trainers_batch_tuple_is_one_line_naming_the_fix():
         gc.Trainer(lambda params, batch: gc.mean(embedding(batch) ** 2), embedding.params(),
                    gc.optim.SGD(lr=0.1), lambda rng: tokens[rng.integers(0, 32, 8)], steps=2)
     for call, start in [(lambda: gc.compile(lambda x: gc.sum([x, x]))(X), "sum: got a list of 2"),
-                        (lambda: gc.compile(lambda x: model([[x]]))(X), "got a list of 1"),
+                        (lambda: gc.compile(lambda x: model([[x]]))(X), "Linear: got a list of 1"),
                         (lambda: embedding((gc.tensor(tokens),)), "Embedding: got a tuple"),
                         (lambda: gc.nn.Conv2d(2, 3, 3)((gc.tensor(np.ones((1, 2, 8, 8),
                                                                           np.float32)),)),
-                         "conv2d: got a tuple of 1")]:
+                         "Conv2d: got a tuple of 1")]:
         with pytest.raises(gc.GraphcError, match="^" + re.escape(start)):
             call()
     np.testing.assert_array_equal(np.asarray(embedding([[1, 2]])),  # numbers: array-likes
