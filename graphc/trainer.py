@@ -143,6 +143,13 @@ _WHERE_HINT = ("A NaN or an Inf on the side of a `where` the loss does not take 
                "gc.log(gc.where(x > 0, x, 1.0)), 0.0)`), not only the result")
 
 
+# the probe cannot tell a masked value that no parameter reaches (its NaN reaches no gradient;
+# review r9: a log of a negative in one batch's data at lr 1e3) from one that does, so the
+# divergence hint stays beside the where advice
+_IF_NO_PARAMETER = ("If that value depends on no parameter, its NaN reaches no gradient and "
+                    "the step diverged for another reason: ")
+
+
 class TrainingDiverged(GraphcError):
     """Training produced a NaN or an Inf; nothing non-finite was saved."""
 
@@ -2167,7 +2174,8 @@ class Trainer:
         # learning rate's doing
         hint = "Fix the batches' class targets" if isinstance(exc, ClassTargetOutOfRange) \
             else f"Fix the data: {self._non_finite_batch}" if exc is not None \
-            and self._non_finite_batch else _WHERE_HINT if hidden else self.divergence_hint
+            and self._non_finite_batch else f"{_WHERE_HINT}. {_IF_NO_PARAMETER}" \
+            f"{self.divergence_hint}" if hidden else self.divergence_hint
         exc = TrainingDiverged(f"training diverged at step {failed} ({what}){found}. "
                                f"{hint}; {kept}")
         if self.dist is not None:
