@@ -34,6 +34,7 @@ import functools
 import inspect
 import math
 import numbers
+import sys
 
 import numpy as np
 
@@ -388,6 +389,14 @@ def multistep(init_value: float, milestones, gamma: float = 0.1):
             scales[m] = gamma ** counts[m]
             lr *= scales[m]
         except OverflowError:  # (a power past float64's range: no lr the schedule can take)
+            # the lr itself may be in range (0.0, or 1e-300 * 1e300 ** 2): then the line
+            # names the power, not an lr past float64's range the schedule never reaches
+            if lr == 0 or math.log(lr) + counts[m] * math.log(gamma) < \
+                    math.log(sys.float_info.max):
+                raise GraphcError(f"multistep: gamma={gamma!r} at milestone {m}, given "
+                                  f"{counts[m]} times, is gamma ** {counts[m]}, past "
+                                  "float64's range (torch's MultiStepLR raises OverflowError "
+                                  "there)", (user_location(),))
             lr = math.inf
         if not math.isfinite(lr):
             raise GraphcError(f"multistep: gamma={gamma!r} takes the learning rate past "

@@ -332,6 +332,22 @@ def test_multistep_refuses_only_an_lr_past_float64_not_the_power_of_gamma():
         optim.multistep(1e-10, [2, 4], gamma=1e300)
 
 
+def test_review_r10_a_power_of_gamma_past_float64_at_an_lr_in_range_is_named_as_the_power():
+    # review r10 of aff0016: at a milestone given twice gamma ** 2 overflows (torch's
+    # MultiStepLR raises OverflowError there), but the lr it would give, 0.0 or 1e-300 *
+    # 1e300 ** 2 = 1e300, is in range: the line said the lr went past float64's range
+    for init, at in ((0.0, 2), (1e-300, 1)):
+        with pytest.raises(gc.GraphcError) as info:
+            optim.multistep(init, [at, at], gamma=1e300)
+        assert str(info.value).splitlines()[0] == (
+            f"multistep: gamma=1e+300 at milestone {at}, given 2 times, is gamma ** 2, past "
+            "float64's range (torch's MultiStepLR raises OverflowError there)")
+    # an lr truly past it keeps its line
+    with pytest.raises(gc.GraphcError, match=r"^multistep: gamma=1e\+300 takes the learning "
+                       r"rate past float64's range at milestone 1 \(1e-300 \* 1e\+300 \*\* 3\)"):
+        optim.multistep(1e-300, [1, 1, 1], gamma=1e300)
+
+
 def test_polynomial_decay_is_torchs_polynomial_lr_and_optaxs_schedule():
     expected = _torch_lrs(lambda o: lr_scheduler.PolynomialLR(o, total_iters=15, power=2.0), 25)
     _check_schedule(optim.polynomial_decay(0.1, 0.0, 2.0, 15), expected, atol=1e-17)
