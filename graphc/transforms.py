@@ -2430,6 +2430,13 @@ def jvp(fn, primals, tangents, has_aux=False):
     def symbolic(*args):
         _note_traced_derivative()
         xs, vs = args[:len(primals)], args[len(primals):]
+        graph = current_graph()
+        if graph is not None:
+            # inside a trace a pytree's Python float leaf is still a number, which the
+            # forward pass cannot differentiate with respect to: a weakly typed float64
+            # constant, the dtype the eager jvp traces it as (and the checks above read)
+            xs = tuple(_weak_float_leaves(graph, x) if isinstance(x, (tuple, list, dict))
+                       else x for x in xs)
         xs = tuple(_variables(x) for x in xs)
         with differentiating():
             return _jvp_of(called(f"jvp of {function_name(fn)}", fn, xs), xs, vs)

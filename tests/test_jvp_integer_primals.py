@@ -103,3 +103,32 @@ def test_review_r2_float_primal_tangents_and_the_integer_refusal_edges():
                                              r"float64\)"):
         gc.jvp(lambda d: d["w"] * d["a"], ({"w": w, "a": 2.0},),
                ({"w": w, "a": np.float32(1.0)},))
+
+
+def test_a_python_float_in_a_pytree_primal_under_compile():
+    """A Python float leaf of a pytree primal was differentiated eagerly but refused inside
+    gc.compile with an internal line ('gradients() needs symbolic values, got float'): it is
+    a weakly typed float64 constant there now, as eagerly. Values against the eager jvp and
+    by hand (d/dt of w * a * b at w, a=2, b=4 along (w, 1, 1) is 4w + 2w + 8w = 14w)."""
+    w = np.array([1.0, 2.0, 3.0], np.float32)
+
+    def pushed(w):
+        return gc.jvp(lambda d, b: d["w"] * d["a"] * b, ({"w": w, "a": 2.0}, 4.0),
+                      ({"w": w, "a": 1.0}, 1.0))
+
+    def alone(w):  # a result of the float alone: float64, as eagerly (JAX's, under x64)
+        return gc.jvp(lambda d: (gc.sin(d[1]) * 3.0, d[0]), ((w, 2.0),),
+                      ((w * 0, np.float64(0.5)),))
+
+    for fn in (pushed, gc.compile(pushed)):
+        y, t = fn(w)
+        assert y.dtype == t.dtype == np.float32
+        np.testing.assert_array_equal(y, 8 * w)
+        np.testing.assert_array_equal(t, 14 * w)
+    for (y, _), (t, t_w) in (alone(w), gc.compile(alone)(w)):
+        assert np.asarray(t).dtype == np.float64 and t_w.dtype == np.float32
+        np.testing.assert_allclose(y, 3 * np.sin(2.0), rtol=1e-12)
+        np.testing.assert_allclose(t, 1.5 * np.cos(2.0), rtol=1e-12)
+        np.testing.assert_array_equal(t_w, 0 * w)
+    y, t = gc.vmap(pushed)(np.stack([w, 2 * w]))
+    np.testing.assert_array_equal(np.asarray(t), 14 * np.stack([w, 2 * w]))
