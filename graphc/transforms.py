@@ -30,6 +30,7 @@ from ir.types import (FLOAT_DTYPES, FLOAT_SCALARS, NUMPY_FLOAT_SCALARS, SHORT_NA
                       WIDENED_INPUTS, Dim, as_dim, is_float, is_int)
 from ir.ops import api as F
 from ir.ops.precision import autocast, precision_dtype
+from ir.specialize import solve_dim
 from passes.autodiff import gradients, reaching
 from passes.forward_mode import tangents as forward_tangents
 from passes.rematerialize import MemoryLimitError, parse_memory_limit
@@ -422,17 +423,19 @@ class Compiled:
     def _names(self, count):
         return arg_names(called_function(self.fn)[0], count)
 
-    def _inline_sizes(self, args) -> dict:
-        """{name: size} of the names polymorphic_shapes gives an axis alone (`n`, not `2*n`)
-        for a call inline in a trace: the size of that axis of the argument (a symbolic
-        one where the trace's is), which a str size naming it in fn stands for. A name
-        declared only inside an expression (`2*n`), on axes of different sizes (`n` of a
-        3-row and a 4-row argument) or in a declared shape unlike the argument's is there
-        with None: it binds nothing, and a str size naming it is refused (ir.ops.api._size),
-        not read as the enclosing trace's own symbol of that name (what a call of its own
-        would refuse such a call as is left to such a call)."""
+    def _inline_sizes(self, args):
+        """{name: size} of the names polymorphic_shapes declares, for a call inline in a
+        trace: the value that an axis declared as the name alone or as a linear expression of
+        it (`n`, `2*n+1`) gives it, as a call of its own binds it (ir.specialize.solve_dim; a
+        symbolic one where the trace's axis is), which a str size naming it in fn stands for.
+        A name declared only in an expression no axis size solves (`2*n` of 5 rows, `b*t`),
+        on axes that give it different values (`n` of a 3-row and a 4-row argument) or in a
+        declared shape unlike the argument's is there with None: it binds nothing, and a str
+        size naming it, or a name not declared, is refused (ir.ops.api._size), not read as
+        the enclosing trace's own symbol of that name (what a call of its own would refuse
+        such a call as is left to such a call). None without polymorphic_shapes."""
         if self.polymorphic_shapes is None:
-            return {}
+            return None
         names, declared, conflicting = {}, set(), set()
         static = self._static(len(args))
         for i, arg in enumerate(args):
@@ -451,13 +454,14 @@ class Compiled:
                 if len(template) != len(shape):
                     continue
                 for d, size in zip(template, shape):
-                    name = str(d)
-                    if not isinstance(d, Dim) or name not in d.symbols:
-                        continue  # (2*n, n+1: no one size of n)
-                    if name in names and not (type(names[name]) is type(size)
-                                              and names[name] == size):
-                        conflicting.add(name)  # (two axes of different sizes)
-                    names.setdefault(name, size)
+                    solved = solve_dim(d, size)
+                    if solved is None:
+                        continue  # (b*t, a number: binds nothing)
+                    name, value = solved
+                    if value is None or name in names and not (
+                            type(names[name]) is type(value) and names[name] == value):
+                        conflicting.add(name)  # (no value, or two axes give two)
+                    names.setdefault(name, value)
         return {name: None if name in conflicting else names.get(name) for name in declared}
 
     def _naming(self, exc, i, count, arg, index) -> GraphcError:
@@ -738,8 +742,9 @@ class Compiled:
             # traced, as jax.jit inside jit, so fn may read its values (a plan of its own
             # could not: "operands belong to different graphs"); polymorphic_shapes bind
             # no symbol there, but a str size naming one is its argument's size
-            # (_inline_sizes: gc.eye('n') under gc.vmap). Inside Module.apply: see
-            # _Applying (an eager derivative, `retrace`, traces each call: it is run)
+            # (_inline_sizes: gc.eye('n') under gc.vmap), one naming no such size refused.
+            # Inside Module.apply: see _Applying (an eager derivative, `retrace`, traces
+            # each call: it is run)
             with naming_sizes(self._inline_sizes(args)):
                 return self.fn(*args)
         self._check_shape_entries(args, passed)

@@ -23,15 +23,23 @@ def graph_is_symbolic(graph) -> bool:
     return any(n.type.symbolic or _holds_symbolic_region(n.attrs) for n in graph.nodes)
 
 
-def _solvable(d):
-    """(symbol, coefficient, constant) when d is coefficient*symbol + constant, else None."""
+def solve_dim(d, size):
+    """(symbol, value) when d is coefficient*symbol + constant (`batch`, `2*batch+1`), value
+    the symbol's that makes d `size`: None where no integer >= 1 does; for a symbolic size
+    (a compiled function called inline in a trace), the Dim it is where it divides exactly
+    for every value of its symbols, else None. None for a d of any other form (a number,
+    `b*t`), which binds nothing."""
     if not isinstance(d, Dim):
         return None
     linear = [(m, c) for m, c in d.terms if m]
     if len(linear) != 1 or len(linear[0][0]) != 1:
         return None
-    constant = sum(c for m, c in d.terms if not m)
-    return linear[0][0][0], linear[0][1], constant
+    (symbol,), coeff = linear[0]
+    rest = size - sum(c for m, c in d.terms if not m)
+    if isinstance(rest, Dim):
+        return symbol, rest.divide(coeff)
+    value, remainder = divmod(rest, coeff)
+    return symbol, (value if not remainder and value >= 1 else None)
 
 
 def bind_dims(graph, shapes) -> dict:
@@ -47,14 +55,13 @@ def bind_dims(graph, shapes) -> dict:
             raise GraphcError(f"input {name!r} expects a {node.ndim}-d array of shape "
                               f"{_text(node.shape)}, got shape {tuple(shape)}", (user_location(),))
         for axis, (d, size) in enumerate(zip(node.shape, shape)):
-            solved = _solvable(d)
+            solved = solve_dim(d, size)
             if solved is None:
                 continue
-            symbol, coeff, constant = solved
-            value, rest = divmod(size - constant, coeff)
+            symbol, value = solved
             if symbol in binding:
                 continue  # checked below, with the input that bound it named
-            if rest or value < 1:
+            if value is None:
                 raise GraphcError(f"input {name!r} axis {axis} has size {size}, which gives "
                                   f"{d} no value >= 1 for {symbol} (symbolic dimensions are "
                                   "at least 1)", (user_location(),))

@@ -704,7 +704,8 @@ def test_review_r6_an_inline_polymorphic_compiles_name_it_cannot_bind_is_refused
     enclosing trace's symbol of that name: eye('n') of a ("2*n", 2) argument of 6 rows was
     5 x 5 inside a plan whose own n was 5 (3 x 3 called alone), zeros(('n+m',)) 8 long, not
     3 + 3. Refused now in one line naming the size; a name its axis gives alone is still its
-    size, whatever the enclosing trace calls n."""
+    size, whatever the enclosing trace calls n. (Later: `2*n` binds where the size solves it,
+    here the enclosing trace's m rows or 5; 'n+m' is refused as alone, m being undeclared.)"""
     x5, y3, y6 = (np.ones((r, 2), np.float32) for r in (5, 3, 6))
     a3, b4 = np.ones((2, 3), np.float32), np.ones((2, 4), np.float32)
     outer = lambda pf: gc.compile(lambda x, y: pf(y) + gc.sum(x),  # noqa: E731
@@ -717,8 +718,8 @@ def test_review_r6_an_inline_polymorphic_compiles_name_it_cannot_bind_is_refused
                       polymorphic_shapes=(("n",), ("n",)))
     assert twice(y6) == 3
     for run, text, name in ((lambda: outer(twice)(x5, y6), "'n'", "n"),
-                            (lambda: gc.vmap(twice)(np.ones((2, 6, 2), np.float32)), "'n'", "n"),
-                            (lambda: outer(mixed)(x5, y3), "'n\\+m'", "m"),
+                            # (6 rows bind n = 3: test_inline_polymorphic_sizes_as_alone)
+                            (lambda: gc.vmap(twice)(np.ones((2, 5, 2), np.float32)), "'n'", "n"),
                             (lambda: gc.vmap(both)(a3, b4), "'n'", "n"),
                             (lambda: gc.compile(both)(a3[0], b4[0]), "'n'", "n")):
         with pytest.raises(GraphcError) as info:
@@ -729,4 +730,41 @@ def test_review_r6_an_inline_polymorphic_compiles_name_it_cannot_bind_is_refused
                             r"call \(it is called inside a trace\), so nothing binds it",
                             line), line
         assert "test_shape_polymorphism.py" in where
+    for run in (lambda: outer(mixed)(x5, y3), lambda: mixed(y3)):  # (m: declared by none)
+        with pytest.raises(GraphcError, match=r"^zeros: a size 'n\+m' names m, which is not "
+                                              r"the size of any input's axis, so no call"):
+            run()
     np.testing.assert_array_equal(gc.vmap(both)(a3, a3), [9.0, 9.0])
+
+
+def test_inline_polymorphic_sizes_as_alone():
+    """A polymorphic compile called inside a trace reads its str sizes as a call of its own
+    binds them (review r6 leftovers): a name declared only as `2*n` was refused inline (under
+    gc.vmap, gc.grad, a compile) where alone 6 rows bind n = 3; now the inline call solves
+    2*n = 6 as the standalone binding does (ir.specialize.solve_dim), from a symbolic size
+    too where it divides (`2*k` rows: n = k). A name it does not declare at all (eye('m'),
+    only the enclosing trace has m) was the enclosing trace's m inline (5 x 5) and refused
+    alone: refused inline too, in the same words."""
+    x5, y3, y6 = (np.ones((r, 2), np.float32) for r in (5, 3, 6))
+
+    def outer(pf, shape):
+        return gc.compile(lambda x, y: pf(y) + gc.sum(x), polymorphic_shapes=(("m", 2), shape))
+    # eye(n) * 2 sums to 6 and 2n+1 ones to 7 for n = 3
+    twice = gc.compile(lambda y: gc.sum(gc.eye("n") * 2) + gc.sum(gc.zeros(("2*n+1",)) + 1),
+                       polymorphic_shapes=(("2*n", 2),))
+    assert twice(y6) == 13
+    assert outer(twice, None)(x5, y6) == outer(twice, ("2*k", 2))(x5, y6) == 13 + 10
+    np.testing.assert_array_equal(gc.vmap(twice)(np.ones((2, 6, 2), np.float32)), [13, 13])
+    np.testing.assert_array_equal(gc.compile(gc.vmap(twice))(np.ones((2, 6, 2), np.float32)),
+                                  [13, 13])
+    np.testing.assert_array_equal(gc.grad(lambda y: twice(y) * gc.sum(y))(y6),
+                                  np.full((6, 2), 13.0))
+    other = gc.compile(lambda y: gc.sum(gc.eye("m")), polymorphic_shapes=(("n", 2),))
+    for run in (lambda: other(y3), lambda: outer(other, ("k", 2))(x5, y3),
+                lambda: outer(other, None)(x5, y3), lambda: gc.vmap(other)(y3[None])):
+        with pytest.raises(GraphcError) as info:
+            run()
+        line, where = str(info.value).splitlines()
+        assert line == ("eye: a size 'm' names m, which is not the size of any input's axis, "
+                        "so no call binds it"), line
+        assert "test_shape_polymorphism.py" in where

@@ -200,15 +200,19 @@ def _size(value, what="a size"):
     if not isinstance(value, str):
         return as_dim(value, what)
     names = named_sizes()  # (a compiled function's own names, where it is called inline)
-    if names and builtins.any(c.isalpha() for c in value):
+    if names is not None and builtins.any(c.isalpha() for c in value):
         try:
             dim = parse_dim(value)
         except ValueError:
             dim = None  # (refused below, in its words)
-        if isinstance(dim, Dim) and dim.symbols & names.keys():
-            # (a name of its own the call binds to no one size, or one of the trace's beside
-            # it, is refused: it was read as the enclosing trace's symbol of that name)
-            unbound = sorted(s for s in dim.symbols if names.get(s) is None)
+        if isinstance(dim, Dim):
+            # a name it does not declare, or one of its own the call binds to no one size,
+            # is refused, as at a call of its own: it was read as the enclosing trace's
+            # symbol of that name
+            undeclared = sorted(dim.symbols - names.keys())
+            if undeclared:
+                _not_an_input_size(what, value, undeclared)
+            unbound = sorted(s for s in dim.symbols if names[s] is None)
             if unbound:
                 _fail(f"{what} {value!r} names {', '.join(unbound)}, to which the compiled "
                       "function's polymorphic_shapes give no one axis size of this call "
@@ -229,12 +233,16 @@ def _size(value, what="a size"):
             # holds it (eye('n') under gc.grad: 'tri: the symbolic dimension n is not ...')
             unbound = dim.symbols - input_symbols()
             if unbound:
-                _fail(f"{what} {value!r} names {', '.join(sorted(unbound))}, which is not the "
-                      "size of any input's axis, so no call binds it")
+                _not_an_input_size(what, value, sorted(unbound))
         # else its symbols cancel ('n-n' is 0, 'n-n+2' 2): that size for every binding, as
         # x.shape[0] - x.shape[0] is (a Dim that simplifies to 0); it was refused as no int
         return dim
     _fail(f"{what} must be an int, got {value!r}")
+
+
+def _not_an_input_size(what, value, names):
+    _fail(f"{what} {value!r} names {', '.join(names)}, which is not the size of any input's "
+          "axis, so no call binds it")
 
 
 def _in_a_trace(interpreter) -> bool:

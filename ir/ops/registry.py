@@ -590,12 +590,13 @@ def input_symbols() -> set:
 
 
 @contextlib.contextmanager
-def naming_sizes(names: dict):
+def naming_sizes(names):
     """Inside, a str size naming only these names (a compiled function's polymorphic_shapes
     names, {name: the size of its argument's axis}) is that size (ir.ops.api._size): the
     function is called inline in a trace (graphc.transforms), where its polymorphic_shapes
     bind no symbol, so its gc.eye('n') under gc.vmap was refused ("eye: a size must be an
-    int, got 'n'")."""
+    int, got 'n'"); a name not among them is refused, as at a call of its own. None (a
+    compiled function with no polymorphic_shapes): the trace's names, as outside any."""
     _STACK.named_sizes.append(names)
     try:
         yield
@@ -603,9 +604,9 @@ def naming_sizes(names: dict):
         _STACK.named_sizes.pop()
 
 
-def named_sizes() -> dict:
-    """The innermost naming_sizes' names ({} outside any)."""
-    return _STACK.named_sizes[-1] if _STACK.named_sizes else {}
+def named_sizes():
+    """The innermost naming_sizes' names (None outside any)."""
+    return _STACK.named_sizes[-1] if _STACK.named_sizes else None
 
 
 def innermost_interpreter():
