@@ -1211,9 +1211,11 @@ class Trainer:
 
     def mark_good(self) -> None:
         """Remember the current (finite) state, to re-run from it if training diverges: the
-        step plan updates the arrays in place, so the state before a bad step is gone. The
-        Buffers registered with persistent=False too, which state_arrays() (the checkpoint)
-        leaves out: a count the re-run steps advance again counted them twice."""
+        step plan updates the arrays in place, so the state before a bad step is gone. Every
+        Buffer of the models the step reaches too (_buffer_values): those registered with
+        persistent=False, which state_arrays() (the checkpoint) leaves out, and those the
+        step touches only after a change of mode: a count the re-run steps advance again
+        counted them twice."""
         self._good = (self.step, self.rng.bit_generator.state, self.train_batches.position,
                       {k: a.copy() for k, a in self.state_arrays().items()},
                       list(self.history), list(self.val_history), self.skipped_steps,
@@ -1222,10 +1224,31 @@ class Trainer:
                       self._buffer_values())
 
     def _buffer_values(self) -> list:
-        """[(module, attr, a copy of its array)] of every Buffer the step reads or writes,
-        persistent or not, for _put_back_buffers."""
+        """[(module, attr, a copy of its array)] of every Buffer of the models the step
+        reaches, persistent or not, for _put_back_buffers: those the step reads or writes
+        now and the rest of each model's, which it may first touch after a change of mode
+        (a step in eval(), mark_good, then model.train(): the count a training forward
+        keeps was not rewound, and advanced twice over the re-run steps)."""
         self._track_buffers()
-        return [(m, a, np.array(getattr(m, a).data)) for m, a in self._buffer_places.values()]
+        return [(m, a, np.array(getattr(m, a).data)) for m, a in self._model_buffer_places()]
+
+    def _model_buffer_places(self) -> list:
+        """(module, attribute) of the Buffers tracked (_track_buffers), then of every other
+        Buffer of the models the step reaches: those of its Buffers' modules and of the
+        layers whose mode or settings its trace read (its guards)."""
+        places = list(self._buffer_places.values())
+        plan = self.step_plan
+        reached = [m for m, _ in [*places, *self._train_step.read_places(plan),
+                                  *self._train_step.written_places(plan)]]
+        reached += [o for o in self._train_step.guarded_objects(plan) if isinstance(o, nn.Module)]
+        roots = {id(root): root for root in map(nn._root_of, reached)}
+        seen = {(id(m), a) for m, a in places}
+        for root in roots.values():
+            for _, (m, a) in root._parameter_owners(kind=nn.Buffer):
+                if (id(m), a) not in seen:
+                    seen.add((id(m), a))
+                    places.append((m, a))
+        return places
 
     @staticmethod
     def _put_back_buffers(values) -> None:

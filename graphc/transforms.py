@@ -854,6 +854,12 @@ class Compiled:
         the call writes too is here where the trace read it before writing it."""
         return list(self._buffer_reads.get(id(plan), ()))
 
+    def guarded_objects(self, plan) -> list:
+        """The objects whose attributes the trace of `plan` (one of plan_for's) read, which
+        its guards compare before each call: the layers whose mode or settings it read."""
+        return [obj for entries in self._plans.values() for guards, p in entries if p is plan
+                for obj, _, _ in guards]
+
     def plan_inputs(self, args) -> list:
         """The arrays plan_for(*args) takes, in its input order (static arguments left out)."""
         static = self._static(len(args))

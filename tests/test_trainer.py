@@ -246,6 +246,42 @@ def test_the_re_run_from_the_good_point_rewinds_non_persistent_buffers_too(compi
         np.testing.assert_array_equal(rewound.state_arrays()[key], value, err_msg=key)
 
 
+@pytest.mark.parametrize("compiled", [False, True])
+def test_the_re_run_rewinds_buffers_the_step_first_touches_after_mark_good(compiled):
+    """Review of cd70f72: mark_good kept the Buffers the step had touched so far, so one it
+    first touches after a change of mode (a step in eval(), mark_good, model.train(), four
+    steps) was not rewound: its count of training forwards ended at 8 where a straight run
+    gives 4. mark_good now keeps every Buffer of the models the step reaches."""
+    rng = np.random.default_rng(0)
+    x, t = rng.normal(size=(20, 3)).astype(np.float32), rng.normal(size=(20, 1)).astype(
+        np.float32)
+    batches = [(x[i:i + 4], t[i:i + 4]) for i in range(0, 20, 4)]
+
+    def run(rewind):
+        model = _CountsCalls()
+        model.eval()
+        forward = gc.compile(lambda p, x: model.apply(p, x)) if compiled else \
+            (lambda p, x: model.apply(p, x))
+        trainer = gc.Trainer(lambda p, b: gc.mse_loss(forward(p, b[0]), b[1]), model.params(),
+                             optim.SGD(lr=0.01), batches, steps=5)
+        trainer.train_step()
+        trainer.mark_good()
+        model.train()
+        for _ in range(4):
+            trainer.train_step()
+        if rewind:
+            assert trainer.find_non_finite_op(trainer.step) is None  # (all finite)
+        return trainer, model
+    (straight, plain), (rewound, model) = run(False), run(True)
+    assert rewound.step == straight.step == 5
+    # the step in eval() counts nothing; the re-run's four steps train, as the straight ones
+    assert float(plain.calls.data) == float(plain.saved_calls.data) == 4.0
+    assert float(model.calls.data) == float(model.saved_calls.data) == 4.0
+    assert _state(straight).keys() == _state(rewound).keys()
+    for key, value in _state(straight).items():
+        np.testing.assert_array_equal(rewound.state_arrays()[key], value, err_msg=key)
+
+
 def test_training_flag_is_static_and_units_count_samples_or_tokens():
     seen = []
 
