@@ -94,10 +94,12 @@ def hardswish(x):
     # the middle piece is fed x where it is picked and finite numbers elsewhere, so at x =
     # +-inf or NaN (which takes the last piece, gradient 1, as torch's) its zero share of the
     # gradient stays 0 (not 0 * inf or 0 * NaN)
+    # (x * (x + 3)) / 6, torch's order: times a rounded 1/6 was 1 ulp off torch's in a third
+    # of the float32 and float64 values between -3 and 3
     below_3 = F.less(x, 3.0)
     mid = F.where(below_3, F.maximum(x, -3.0), 0.0)
     return F.where(F.less_equal(x, -3.0), 0.0,
-                   F.where(below_3, mid * (mid + 3.0) * (1.0 / 6.0), x))
+                   F.where(below_3, F.div(mid * (mid + 3.0), 6.0), x))
 
 
 def mish(x):
