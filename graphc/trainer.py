@@ -1304,10 +1304,8 @@ class Trainer:
                 loss = self._mixed_loss(self.params, values, key, True)
             return bool(np.all(np.isfinite(np.asarray(loss))))
         # a gc.compile'd function the loss calls writes its plan's Buffer updates in place
-        # after each call, past the collector: the step's Buffers get their values back,
-        # the non-persistent ones too (self.buffers, the checkpointed ones, leaves them out)
-        kept = self._buffer_values()
-        with np.errstate(all="ignore"):
+        # after each call, past the collector: the step's Buffers get their values back
+        with self._buffers_put_back():
             try:
                 if finite_loss(batch) or not any(
                         finite_loss(tree_map(lambda leaf: _with_finite(leaf, fill), batch))
@@ -1315,9 +1313,19 @@ class Trainer:
                     return None
             except Exception:  # noqa: BLE001 - as _probe_class_targets': the checked plan
                 return None  # reports what else went wrong
-            finally:
-                self._put_back_buffers(kept)
         return found
+
+    @contextlib.contextmanager
+    def _buffers_put_back(self):
+        """A probe's forward runs, its floating-point warnings off, and every Buffer the
+        step uses gets its value back after it, the non-persistent ones too (self.buffers,
+        the checkpointed ones, leaves them out)."""
+        kept = self._buffer_values()
+        try:
+            with np.errstate(all="ignore"):
+                yield
+        finally:
+            self._put_back_buffers(kept)
 
     def _forward_function(self, params, batch, key):
         with nn.rng_key(key):  # the step's loss, as _loss_and_grads runs it
@@ -1335,16 +1343,13 @@ class Trainer:
         if self._forward_loss is None:
             pipeline, fast_math, jit, _ = self._compile_options
             self._forward_loss = Compiled(self._forward_function, pipeline, fast_math, jit=jit)
-        kept = self._buffer_values()
-        with np.errstate(all="ignore"):
+        with self._buffers_put_back():
             try:
                 self._forward_loss.call((self.params, batch, key), checked=True)
             except GraphcError as exc:
                 return exc
             except Exception:  # noqa: BLE001 - as _probe_class_targets': the checked plan
                 return None  # reports what else went wrong
-            finally:
-                self._put_back_buffers(kept)
         return None
 
     def find_non_finite_op(self, failed_step: int) -> GraphcError | None:

@@ -217,16 +217,11 @@ def test_one_index_array_among_basic_indices_under_vmap_and_its_errors():
 I, J = np.array([0, 2, -1]), np.array([[1], [-4]])
 
 
-@pytest.mark.parametrize("key", [(I, J), (slice(None), I, J), (I, slice(None), [4, -5, 0]),
-                                 (I, 1, [4, -5, 0]), (None, I, J), (I, J, [4, 0, 0]),
-                                 (Ellipsis, I, [4, -5, 0]), (I, slice(1, 4), J), (1, I, J),
-                                 (I, None, slice(None), [4, -5, 0]), (I, J[..., None])])
-def test_several_index_arrays_are_numpys_pairing(key):
-    """x[i, j], x[:, i, j], x[i, :, j] were refused ('several index arrays in one index');
-    they are numpy's advanced indexing: the arrays broadcast together, their axes in their
-    place when the advanced indices stand together, first when a slice or None parts them;
-    eagerly, compiled with the arrays as arguments, gradients against np.add.at (repeats
-    add up), and per example under gc.vmap."""
+def _assert_numpys_indexing(key):
+    """X[key] eagerly, compiled with key's index arrays as arguments, and its gradient
+    against np.add.at (repeats add up); returns (ats, indexed, arrays, w, expected): the
+    key's positions of arrays, key as a function of those arrays, the arrays, the gradient's
+    weights and the gradient."""
     ats = [n for n, k in enumerate(key) if isinstance(k, (list, np.ndarray))]
 
     def indexed(a, *arrays):
@@ -242,6 +237,20 @@ def test_several_index_arrays_are_numpys_pairing(key):
     expected = np.zeros_like(X)
     np.add.at(expected, key, w)
     np.testing.assert_allclose(gc.grad(lambda a: gc.sum(a[key] * w))(X), expected, rtol=1e-15)
+    return ats, indexed, arrays, w, expected
+
+
+@pytest.mark.parametrize("key", [(I, J), (slice(None), I, J), (I, slice(None), [4, -5, 0]),
+                                 (I, 1, [4, -5, 0]), (None, I, J), (I, J, [4, 0, 0]),
+                                 (Ellipsis, I, [4, -5, 0]), (I, slice(1, 4), J), (1, I, J),
+                                 (I, None, slice(None), [4, -5, 0]), (I, J[..., None])])
+def test_several_index_arrays_are_numpys_pairing(key):
+    """x[i, j], x[:, i, j], x[i, :, j] were refused ('several index arrays in one index');
+    they are numpy's advanced indexing: the arrays broadcast together, their axes in their
+    place when the advanced indices stand together, first when a slice or None parts them;
+    eagerly, compiled with the arrays as arguments, gradients against np.add.at (repeats
+    add up), and per example under gc.vmap."""
+    ats, indexed, arrays, w, expected = _assert_numpys_indexing(key)
     np.testing.assert_allclose(gc.compile(gc.grad(lambda a, *ix: gc.sum(indexed(a, *ix) * w)))(
         X, *arrays), expected, rtol=1e-15)
     stacked = np.stack([X, X[::-1], 2 * X])
@@ -262,21 +271,7 @@ def test_an_ellipsis_of_no_axis_between_advanced_indices_parts_them_as_numpys(ke
     even where it stands for no axis, so the broadcast axes go first (x[None, i, 1, ..., j]
     of x (3, 4, 5) is (3, 1)); graphc expanded it to nothing and kept them in place, (1, 3),
     with one array beside ints as with several."""
-    ats = [n for n, k in enumerate(key) if isinstance(k, (list, np.ndarray))]
-
-    def indexed(a, *arrays):
-        parts = list(key)
-        for n, array in zip(ats, arrays):
-            parts[n] = array
-        return a[tuple(parts)]
-
-    arrays = [np.asarray(key[n]) for n in ats]
-    np.testing.assert_array_equal(gc.tensor(X)[key], X[key])
-    np.testing.assert_array_equal(gc.compile(indexed)(X, *arrays), X[key])
-    w = RNG.normal(size=X[key].shape)
-    expected = np.zeros_like(X)
-    np.add.at(expected, key, w)
-    np.testing.assert_allclose(gc.grad(lambda a: gc.sum(a[key] * w))(X), expected, rtol=1e-15)
+    _assert_numpys_indexing(key)
     stacked = np.stack([X, 2 * X])
     np.testing.assert_array_equal(gc.vmap(lambda a: a[key])(stacked),
                                   np.stack([X[key], 2 * X[key]]))
