@@ -521,3 +521,26 @@ def test_review_r3_take_along_axis_takes_numpys_other_integer_dtypes(dtype):
     rows = np.broadcast_to(idx.astype(np.int64), want.shape)
     np.add.at(expect, (rows, np.arange(4)[None, :, None], np.arange(5)), want)
     np.testing.assert_allclose(grad, expect)
+
+
+def test_review_r13_a_float_scalar_index_and_a_list_of_huge_ints_in_the_lists_words():
+    """x[1.5] was 'arrays used as indices must be of integer (or boolean) type' (no array was
+    given; numpy's line is the list's) and x[0, 1.5] 'unsupported index 1.5 of type float';
+    x[[1, 2**63]] (numpy's float64) '[1, 9223372036854775808]: only integers ... are valid
+    indices', every element an integer, where x[[2**63]] does not fit in int64."""
+    valid = ": only integers, slices (:), ellipsis (...), None and integer or boolean arrays " \
+            "are valid indices"
+    huge = " does not fit in int64, graphc's index type"
+    for key, line in ((1.5, f"1.5{valid}"), (np.float32(1), f"np.float32(1.0){valid}"),
+                      ((0, 1.5), f"1.5{valid}"), ((slice(None), 0.5), f"0.5{valid}"),
+                      (([0, 1], 0.5), f"0.5{valid}"),
+                      ([1, 2 ** 63], f"an index in [1, 9223372036854775808]{huge}"),
+                      ((slice(None), [[0], [2 ** 63]]),
+                       f"an index in [[0], [9223372036854775808]]{huge}")):
+        with pytest.raises(IndexError):
+            X[key]  # numpy refuses each
+        for call in (lambda: gc.tensor(X)[key], lambda: gc.compile(lambda a: a[key])(X)):
+            with pytest.raises(gc.GraphcError) as info:
+                call()
+            assert str(info.value).splitlines()[0] == line, key
+    np.testing.assert_array_equal(gc.tensor(X)[[]], X[[]])  # (an empty list: no float index)

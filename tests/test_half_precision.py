@@ -318,3 +318,26 @@ def test_a_norm_parameter_of_another_shape_is_named_as_the_user_gave_it():
         with pytest.raises(gc.GraphcError) as e:
             call()
         assert str(e.value).splitlines()[0] == line
+
+
+def test_review_r13_a_norm_parameter_that_is_no_array_is_named_so():
+    # _norm_parameters read a str, dict, list or tuple as numpy reads it: layer_norm(x, 'abc')
+    # was 'weight must have shape (3,), got ()', layer_norm(x, [1., 2., 3.]) 'weight of a
+    # float32 x must be float32, got float64' (a dtype the user never gave; the parent said
+    # 'cannot use a list'), and rms_norm of a list x numpy's raw TypeError
+    x = np.ones((2, 3), np.float32)
+    for call, line in (
+            (lambda: gc.layer_norm(x, "abc"), "layer_norm: cannot use a str as a tensor operand"),
+            (lambda: gc.layer_norm(x, [1., 2., 3.]), "layer_norm: cannot use a list as a tensor "
+             "operand"),
+            (lambda: gc.layer_norm(x.astype(np.float16), None, (1., 2., 3.)), "layer_norm: "
+             "cannot use a tuple as a tensor operand"),
+            (lambda: gc.group_norm(x, 1, [1., 2., 3.]), "group_norm: cannot use a list as a "
+             "tensor operand"),
+            (lambda: gc.rms_norm(x, {"w": 1}), "rms_norm: cannot use a dict as a tensor "
+             "operand"),
+            (lambda: gc.rms_norm([[1., 2., 3.]]), "rms_norm: cannot use a list as a tensor "
+             "operand")):
+        with pytest.raises(gc.GraphcError) as e:
+            call()
+        assert str(e.value).splitlines()[0] == line

@@ -27,7 +27,8 @@ from ..types import (Dim, InconclusiveDim, as_dim, as_dtype, broadcast_shapes, f
 from . import precision
 from .registry import (SymbolicValue, _called_op, apply, holds_values, innermost_interpreter,
                        input_symbols, is_weak_scalar, named_sizes, refuse_array_container,
-                       refuse_foreign_array, refuse_unsupported_dtype, scalar_array)
+                       refuse_foreign_array, refuse_operand, refuse_unsupported_dtype,
+                       scalar_array)
 
 # The functional API, as `graphc` re-exports it (not numpy, math or the registry's apply)
 __all__ = ["add", "sub", "mul", "div", "pow", "maximum", "minimum", "neg", "exp", "log",
@@ -1052,6 +1053,8 @@ def getitem(x, key):
         elif _is_scalar_index(k):
             starts.append(0), stops.append(d), steps.append(1)
             dynamic.append((axis, k))
+        elif isinstance(k, (float, np.floating)):  # (numpy's line, as x[1.5]'s)
+            _fail(_NOT_AN_INDEX.format(k))
         else:
             _fail(f"unsupported index {k!r} of type {type(k).__name__}")
         axis += 1
@@ -1360,8 +1363,10 @@ def _index_operand(idx):
         if array.dtype == object and not builtins.all(is_int(v) for v in array.reshape(-1)):
             _fail(_NOT_AN_INDEX.format(idx))  # ([0, None]: numpy's IndexError, where the
             # object array met take's dtype check)
-        if array.dtype == object or (array.dtype == np.uint64 and array.size
-                                     and array.max() > np.iinfo(np.int64).max):
+        if array.dtype == object or array.size and (
+                (array.dtype == np.uint64 and array.max() > np.iinfo(np.int64).max)
+                # ([1, 2**63]: numpy's float64, refused as a float index, every element an int)
+                or (array.dtype == np.float64 and builtins.all(map(is_int, _flat_list(idx))))):
             # (2**70 fits no numpy integer, 2**63 only uint64: Python ints either way)
             _fail(f"{'index' if is_int(idx) else 'an index in'} {idx!r} does not fit in "
                   "int64, graphc's index type")
@@ -1374,6 +1379,18 @@ def _index_operand(idx):
     return idx
 
 
+def _flat_list(items):
+    """The leaves of a nested list or tuple of index elements (an int: itself)."""
+    if not isinstance(items, (list, tuple)):
+        yield items
+        return
+    for v in items:
+        if isinstance(v, (list, tuple)):
+            yield from _flat_list(v)
+        else:
+            yield v
+
+
 def _index_array(k):
     """getitem's index array `k` (a list, an array, a traced one) as take's operand (a list
     read once: a ragged one refused in a line), one that holds no integers refused in
@@ -1384,7 +1401,9 @@ def _index_array(k):
         _fail("boolean-mask indexing has a data-dependent shape; use graphc.where")
     if dtype.kind not in "iu":  # ([0, 1.5] and [0.0] were 'take(f64[3,4,5], f64[2]):
         # indices must be integers')
-        _fail(_NOT_AN_INDEX.format(k) if isinstance(k, list) else
+        # (a float scalar, x[1.5] or x[np.float32(1)], is no array: numpy's line is the
+        # list's, as x[0, 1.5]'s)
+        _fail(_NOT_AN_INDEX.format(k) if isinstance(k, list) or is_weak_scalar(k) else
               f"arrays used as indices must be of integer (or boolean) type, got {dtype}")
     return index
 
@@ -1692,6 +1711,13 @@ def _norm_parameters(op, x, n, layer, any_real=False, **params):
         # as _called_op names every op a library layer calls)
         _fail(f"{_called_op(op)}: {message}")
 
+    for operand in (x, *params.values()):  # (a str, dict, list or tuple parameter was
+        # read as numpy reads it: 'weight must have shape (4,), got ()', 'weight of a float32
+        # x must be float32, got float64', a list x rms_norm's raw TypeError)
+        if operand is not None and not hasattr(operand, "shape") and \
+                not is_weak_scalar(operand):
+            refuse_array_container(operand, op)  # (tensors in a list: its own line)
+            refuse_operand(operand, op)
     dtype = _dtype(x)
     if unsupported_dtype(dtype):  # (complex64: "not supported", as every op's)
         refuse(unsupported_dtype(dtype))
