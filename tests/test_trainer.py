@@ -214,36 +214,48 @@ class _CountsCalls(nn.Module):
         return self.lin(x)
 
 
+def _run_past_a_good_point(compiled, steps, rewind, eval_first=False):
+    """A _CountsCalls model trained `steps` steps of 4 rows, mark_good after the first (taken
+    in eval() where eval_first, then train()), the rest after it; rewind: then the finite
+    check's re-run from the good point (all finite). Returns (trainer, model)."""
+    rng = np.random.default_rng(0)
+    x, t = rng.normal(size=(4 * steps, 3)).astype(np.float32), rng.normal(
+        size=(4 * steps, 1)).astype(np.float32)
+    batches = [(x[i:i + 4], t[i:i + 4]) for i in range(0, 4 * steps, 4)]
+    model = _CountsCalls()
+    if eval_first:
+        model.eval()
+    forward = gc.compile(lambda p, x: model.apply(p, x)) if compiled else \
+        (lambda p, x: model.apply(p, x))
+    trainer = gc.Trainer(lambda p, b: gc.mse_loss(forward(p, b[0]), b[1]), model.params(),
+                         optim.SGD(lr=0.01), batches, steps=steps)
+    trainer.train_step()
+    trainer.mark_good()
+    model.train()
+    for _ in range(steps - 1):
+        trainer.train_step()
+    if rewind:
+        assert trainer.find_non_finite_op(trainer.step) is None  # (all finite)
+    return trainer, model
+
+
+def _assert_rewound_as_straight(straight, rewound):
+    for key, value in _state(straight).items():
+        np.testing.assert_array_equal(rewound.state_arrays()[key], value, err_msg=key)
+
+
 @pytest.mark.parametrize("compiled", [False, True])
 def test_the_re_run_from_the_good_point_rewinds_non_persistent_buffers_too(compiled):
     """s50 review: mark_good / find_non_finite_op rewound only the checkpointed Buffers, so
     a non-persistent one (a count of forward calls) advanced twice over the re-run steps
     (after 4 steps, 1 of them good, and the re-run of 3: 7 calls counted)."""
-    rng = np.random.default_rng(0)
-    x, t = rng.normal(size=(16, 3)).astype(np.float32), rng.normal(size=(16, 1)).astype(
-        np.float32)
-    batches = [(x[i:i + 4], t[i:i + 4]) for i in range(0, 16, 4)]
-
-    def run(rewind):
-        model = _CountsCalls()
-        forward = gc.compile(lambda p, x: model.apply(p, x)) if compiled else \
-            (lambda p, x: model.apply(p, x))
-        trainer = gc.Trainer(lambda p, b: gc.mse_loss(forward(p, b[0]), b[1]), model.params(),
-                             optim.SGD(lr=0.01), batches, steps=4)
-        trainer.train_step()
-        trainer.mark_good()
-        for _ in range(3):
-            trainer.train_step()
-        if rewind:
-            assert trainer.find_non_finite_op(trainer.step) is None  # (all finite)
-        assert "buffer/calls" not in trainer.state_arrays()  # (not checkpointed)
-        return trainer, model
-    (straight, plain), (rewound, model) = run(False), run(True)
+    (straight, plain), (rewound, model) = [_run_past_a_good_point(compiled, 4, rewind)
+                                           for rewind in (False, True)]
+    assert "buffer/calls" not in rewound.state_arrays()  # (not checkpointed)
     assert rewound.step == straight.step == 4
     assert float(plain.calls.data) == float(plain.saved_calls.data) == 4.0
     assert float(model.calls.data) == float(model.saved_calls.data) == 4.0
-    for key, value in _state(straight).items():
-        np.testing.assert_array_equal(rewound.state_arrays()[key], value, err_msg=key)
+    _assert_rewound_as_straight(straight, rewound)
 
 
 @pytest.mark.parametrize("compiled", [False, True])
@@ -252,34 +264,14 @@ def test_the_re_run_rewinds_buffers_the_step_first_touches_after_mark_good(compi
     first touches after a change of mode (a step in eval(), mark_good, model.train(), four
     steps) was not rewound: its count of training forwards ended at 8 where a straight run
     gives 4. mark_good now keeps every Buffer of the models the step reaches."""
-    rng = np.random.default_rng(0)
-    x, t = rng.normal(size=(20, 3)).astype(np.float32), rng.normal(size=(20, 1)).astype(
-        np.float32)
-    batches = [(x[i:i + 4], t[i:i + 4]) for i in range(0, 20, 4)]
-
-    def run(rewind):
-        model = _CountsCalls()
-        model.eval()
-        forward = gc.compile(lambda p, x: model.apply(p, x)) if compiled else \
-            (lambda p, x: model.apply(p, x))
-        trainer = gc.Trainer(lambda p, b: gc.mse_loss(forward(p, b[0]), b[1]), model.params(),
-                             optim.SGD(lr=0.01), batches, steps=5)
-        trainer.train_step()
-        trainer.mark_good()
-        model.train()
-        for _ in range(4):
-            trainer.train_step()
-        if rewind:
-            assert trainer.find_non_finite_op(trainer.step) is None  # (all finite)
-        return trainer, model
-    (straight, plain), (rewound, model) = run(False), run(True)
+    (straight, plain), (rewound, model) = [
+        _run_past_a_good_point(compiled, 5, rewind, eval_first=True) for rewind in (False, True)]
     assert rewound.step == straight.step == 5
     # the step in eval() counts nothing; the re-run's four steps train, as the straight ones
     assert float(plain.calls.data) == float(plain.saved_calls.data) == 4.0
     assert float(model.calls.data) == float(model.saved_calls.data) == 4.0
     assert _state(straight).keys() == _state(rewound).keys()
-    for key, value in _state(straight).items():
-        np.testing.assert_array_equal(rewound.state_arrays()[key], value, err_msg=key)
+    _assert_rewound_as_straight(straight, rewound)
 
 
 def test_training_flag_is_static_and_units_count_samples_or_tokens():
