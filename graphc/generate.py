@@ -376,11 +376,9 @@ class Generator:
                                                         min_p)
                           for row, t in zip(logits, latest)]
             except NoTokenToChoose as exc:  # what to try depends on the model's dtype
-                if penalties is not None and penalties.ngram and all(map(_choosable, raw)):
-                    # (the model's logits allowed a token: the bans took the last one)
-                    raise ValueError(f"no token is left to choose: no_repeat_ngram_size "
-                                     f"{penalties.ngram} bans every token the model's logits "
-                                     "allow") from None
+                if penalties is not None and penalties.active and all(map(_choosable, raw)):
+                    # (the model's logits allowed a token: the settings took the last one)
+                    raise ValueError(penalties.refusal(raw)) from None
                 raise ValueError(f"{exc}: {_non_finite_hint(self.model.cfg.dtype)}") from None
             if penalties is not None:
                 penalties.add(chosen)
@@ -569,7 +567,11 @@ class Penalties:
         logits = logits.copy()
         if self.seen is not None:
             # divided where positive, multiplied where negative: less likely for a penalty > 1
-            penalised = np.where(logits < 0, logits * self.penalty, logits / self.penalty)
+            # (over: a penalty near 0, 1e-310, takes a logit to +Inf, refusal()'s to name;
+            # numpy's "overflow encountered" only went to stderr before it)
+            with np.errstate(over="ignore"):
+                penalised = np.where(logits < 0, logits * self.penalty,
+                                     logits / self.penalty)
             logits = np.where(self.seen, penalised, logits)
         if self.ngram:
             for b, (follows, tail) in enumerate(zip(self.follows, self.tails)):
@@ -577,6 +579,18 @@ class Penalties:
                 if banned:
                     logits[b, [t for t in banned if t < logits.shape[1]]] = -np.inf
         return logits
+
+    def refusal(self, raw: np.ndarray) -> str:
+        """The line for logits `raw` that allowed a token in every row, none left after
+        these settings: the setting that took the last one (a penalty near 0, 1e-310,
+        overflows a logit to +Inf, a huge one can take every logit to -Inf; else the n-gram
+        ban's)."""
+        if self.seen is not None and (not self.ngram or np.isposinf(self(raw)).any()):
+            return (f"no token is left to choose: repetition_penalty {self.penalty!r} takes "
+                    "the logits of the tokens already in the text past float64's range "
+                    "(+Inf or every one -Inf)")
+        return (f"no token is left to choose: no_repeat_ngram_size {self.ngram} bans every "
+                "token the model's logits allow")
 
 
 def _non_finite_hint(dtype) -> str:

@@ -566,3 +566,24 @@ def test_a_ban_of_every_token_is_named():
     with pytest.raises(ValueError, match="^no token is left to choose: no_repeat_ngram_size 1 "
                                          "bans every token"):
         Generator(model, params).generate([[0, 1, 2]], 2, no_repeat_ngram_size=1, temperature=0)
+
+
+@pytest.mark.parametrize("temperature", [0, 1.0])
+def test_a_repetition_penalty_past_float64s_range_is_named_not_the_models_weights(temperature):
+    """(review r11) repetition_penalty 1e-310 (> 0, as transformers' takes) divides a logit of
+    a token in the prompt to +Inf: the line named the model's weights ("are its weights
+    finite and within float64's range?"), after numpy's overflow warning on stderr."""
+    import warnings
+    model, params = small_model("float64")
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        with pytest.raises(ValueError, match=r"^no token is left to choose: repetition_penalty "
+                                             r"1e-310 takes the logits .* past float64's range"):
+            Generator(model, params).generate([[1, 2, 3]], 2, temperature=temperature,
+                                              repetition_penalty=1e-310)
+        # the n-gram ban is still named where it took the last token, with a penalty too
+        small, small_params = small_model("float32", vocab_size=3)
+        with pytest.raises(ValueError, match="^no token is left to choose: no_repeat_ngram_size "
+                                             "1 bans every token"):
+            Generator(small, small_params).generate([[0, 1, 2]], 2, no_repeat_ngram_size=1,
+                                                    repetition_penalty=1.5, temperature=0)
