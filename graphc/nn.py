@@ -1218,7 +1218,7 @@ class Module:
                 value = Buffer(value.data if isinstance(value, Tensor) else value)
             except UnsupportedDtype as exc:  # a string, an object: say which buffer
                 raise GraphcError(f"{where}: a buffer holds an array of numbers, got "
-                                  f"{a_type(value)} ({exc.message.splitlines()[0]})",
+                                  f"{a_type(value)} ({exc.unnamed.splitlines()[0]})",
                                   (user_location(),)) from None
         kept = set(vars(self).get("_non_persistent", ()))  # torch's _non_persistent_buffers_set
         kept.discard(name)

@@ -514,7 +514,9 @@ class Buffer(Tensor):
                              requires_grad=False, name=name)
         except UnsupportedDtype as exc:  # (a complex array: the line named no buffer)
             named = "" if name is None else f" {name!r}"
-            raise UnsupportedDtype(f"Buffer{named}: {exc.message}", exc.locs) from None
+            error = UnsupportedDtype(f"Buffer{named}: {exc.message}", exc.locs)
+            error.unnamed = exc.message  # (for register_buffer, whose line names the buffer)
+            raise error from None
 
     __setattr__ = _leaf_setattr
 
