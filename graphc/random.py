@@ -160,8 +160,29 @@ def uniform(key, shape=(), dtype="float32", minval=0.0, maxval=1.0):
     if isinstance(minval, (int, float)) and isinstance(maxval, (int, float)):
         if (minval, maxval) == (0, 1):
             return u
-        return u * float(maxval - minval) + float(minval)
-    return u * (maxval - minval) + minval
+        value = u * float(maxval - minval) + float(minval)
+    else:
+        value = u * (maxval - minval) + minval
+    # u < 1, but u (maxval - minval) + minval rounded to the dtype may be maxval (a draw in
+    # [1, 2) in bfloat16 was 2.0 one time in 256): [minval, maxval) is kept by clamping to
+    # the value below maxval; as JAX, minval where maxval <= minval
+    return F.maximum(F.minimum(value, _below(maxval, dtype)), minval)
+
+
+def _below(bound, dtype):
+    """The largest value of `dtype` below `bound` (a number, or an array of that dtype, also
+    traced, so computed with ops, alike eagerly and compiled): bound - 1.25 |bound| epsneg,
+    in float64 then rounded to the dtype, lies between 0.625 and 1.25 of the step below
+    bound (1.25 of it at a power of two), so it rounds to the value there. (A subnormal or
+    zero bound stays itself: the clamp then does nothing.)"""
+    epsneg = float(finfo(dtype).epsneg)
+    if not hasattr(bound, "shape"):
+        return float(np.nextafter(np.asarray(bound, dtype), np.asarray(-np.inf, dtype)))
+    wide = F.cast(bound, "float64")
+    magnitude = F.abs(wide)
+    # (|bound| epsneg and its quarter are exact; their sum, rounded, stays well in between)
+    step = magnitude * epsneg + magnitude * (epsneg / 4)
+    return F.cast(wide - step, dtype)
 
 
 def normal(key, shape=(), dtype="float32"):

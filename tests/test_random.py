@@ -88,6 +88,52 @@ def test_half_precision_uniform_stays_below_one():
         assert float(u.astype(np.float32).max()) < 1.0
 
 
+def test_half_precision_uniform_gives_each_value_its_share():
+    """A half-precision draw is the float32 draw rounded down to the dtype, so each value v
+    comes with the probability of [v, next v), as on torch's and JAX's grids: rounded to
+    nearest, the top value below 1 came 1.5 times as often and a bernoulli(p) in float16 fell
+    short of p by half a step."""
+    n = 400_000
+    for dtype, top in (("bfloat16", 2.0**-8), ("float16", 2.0**-11)):
+        u = arr(gc.random.uniform(KEY, (n,), dtype)).astype(np.float64)
+        # the three values below 1 are each one step wide (they were 1, 1 and 1.5 steps)
+        for value in (1 - top, 1 - 2 * top, 1 - 3 * top):
+            share = np.mean(u == value)
+            assert abs(share - top) < 5 * math.sqrt(top / n), (dtype, value, share)
+    p = np.float16(0.999)  # 0.99902: two float16 steps below 1 draw False
+    b = arr(gc.random.bernoulli(KEY, gc.cast(gc.tensor(np.float32(p)), "float16"), (n,)))
+    assert abs(b.mean() - float(p)) < 5 * math.sqrt(float(p) * (1 - float(p)) / n)
+
+
+def test_uniform_stays_below_maxval_after_rounding():
+    """u (maxval - minval) + minval rounded to the dtype could be maxval: bfloat16 draws in
+    [1, 2) were 2.0 one time in 256, float32 ones in [100, 101) 101.0 four times in a
+    million. Numbers and arrays as bounds, eager and compiled alike; and as JAX, minval
+    where maxval <= minval."""
+    n = 1_000_000
+    for dtype, lo, hi in (("bfloat16", 1.0, 2.0), ("float16", 1.0, 2.0),
+                          ("float32", 100.0, 101.0), ("float32", 1e6, 1e6 + 1)):
+        x = arr(gc.random.uniform(KEY, (n,), dtype, lo, hi)).astype(np.float64)
+        assert lo <= x.min() and x.max() < hi, (dtype, lo, hi, x.max())
+    # array bounds: the value below each maxval is computed with ops, so a traced one too
+    rng = np.random.default_rng(1)
+    lo = rng.normal(size=4000).astype(np.float32)
+    hi = (lo + rng.uniform(0.01, 3.0, 4000)).astype(np.float32)
+    draw = lambda k, a, b: gc.random.uniform(k, (50, 4000), "bfloat16", a, b)
+    eager = arr(draw(KEY, lo, hi)).astype(np.float32)
+    np.testing.assert_array_equal(arr(gc.compile(draw)(KEY, lo, hi)).astype(np.float32), eager)
+    lo_b, hi_b = (np.asarray(gc.cast(gc.tensor(v), "bfloat16").data).astype(np.float32)
+                  for v in (lo, hi))
+    assert (eager >= lo_b).all() and (eager < hi_b).all()
+    # the top value is the one just below maxval (bfloat16 [1, 2): 2 - 1/128)
+    top = arr(gc.random.uniform(KEY, (n,), "bfloat16", 1.0, 2.0)).astype(np.float64).max()
+    assert top == 2.0 - 2.0**-7
+    np.testing.assert_array_equal(arr(gc.random.uniform(KEY, (3,), minval=3.0, maxval=2.0)), 3.0)
+    np.testing.assert_array_equal(
+        arr(gc.random.uniform(KEY, (3,), minval=np.float32([3, 1, 1]),
+                              maxval=np.float32([2, 1, 5])))[:2], [3.0, 1.0])
+
+
 def test_bernoulli_rate_and_p_tensor():
     n = 100_000
     b = arr(gc.random.bernoulli(KEY, 0.3, (n,)))

@@ -20,7 +20,7 @@ import threading
 
 import numpy as np
 
-from ..types import INT_DTYPES, TensorType, broadcast_shapes, finfo, is_float
+from ..types import INT_DTYPES, TensorType, broadcast_shapes, is_float
 from .registry import apply, check, defop
 
 WORD = 0xFFFFFFFF
@@ -213,10 +213,17 @@ def _draw(key, shape, dtype, method):
 
 @defop("random_uniform", _float_infer, arity=1, stochastic=True)
 def _random_uniform(key, shape, dtype):
-    out = _draw(key, shape, dtype, "random")
-    # a float32 draw just below 1 may round up to 1 in a half dtype: keep [0, 1) half-open
-    below_one = np.asarray(1.0 - float(finfo(dtype).epsneg), dtype)
-    return np.minimum(out, below_one)
+    if np.dtype(dtype) in (np.float32, np.float64):
+        return _draw(key, shape, dtype, "random")
+    # a half dtype: the float32 draw rounded down to it, so that each of its values v in
+    # [0, 1) comes with the probability of [v, next v), as torch's and JAX's draws on the
+    # dtype's grid. Rounded to nearest, a draw just below 1 became 1 (clipped back, the
+    # top value then had 1.5 times its share) and bernoulli(p) fell short by half a step
+    wide = _draw(key, shape, np.float32, "random")
+    out = wide.astype(dtype)
+    up = out.astype(np.float32) > wide
+    out[up] = np.nextafter(out[up], np.zeros((), dtype))
+    return out
 
 
 @defop("random_normal", _float_infer, arity=1, stochastic=True)
