@@ -19,7 +19,8 @@ from ir.ops import api as F
 from ir.ops.arrays import moveaxis, top_k
 from ir.ops.random import key_words
 from ir.ops.registry import apply
-from ir.types import INT_DTYPES, Dim, as_dtype, broadcast_shapes, finfo, is_float, is_int, is_real
+from ir.types import (INT_DTYPES, Dim, as_dtype, broadcast_shapes, finfo, is_float, is_half,
+                      is_int, is_real)
 from runtime.eager import Tensor
 
 __all__ = ["key", "PRNGKey", "split", "fold_in", "uniform", "normal", "bernoulli", "randint",
@@ -251,9 +252,14 @@ def gumbel(key, shape=(), dtype="float32"):
     """Standard Gumbel samples, -log(-log(u))."""
     key = _key(key, "gumbel")
     dtype = _float_dtype(dtype, "gumbel")
+    # drawn in float32 for a half dtype, then rounded: from u on bfloat16's grid the largest
+    # draw was 5.5 (Gumbel's tail beyond it, 0.4% of its mass, was lost) and categorical's
+    # Gumbel-max drew a category of probability 1e-3 one time in 9000
+    wide = "float32" if is_half(dtype) else dtype
     # u in [tiny, 1): the inner log stays finite, as in JAX
-    u = uniform(key, shape, dtype, minval=float(finfo(dtype).tiny), maxval=1.0)
-    return -F.log(-F.log(u))
+    u = uniform(key, shape, wide, minval=float(finfo(wide).tiny), maxval=1.0)
+    noise = -F.log(-F.log(u))
+    return noise if wide == dtype else F.cast(noise, dtype)
 
 
 def categorical(key, logits, axis=-1, shape=None):
@@ -278,9 +284,16 @@ def categorical(key, logits, axis=-1, shape=None):
                 f"removed) does not broadcast to shape {shape}")
     prefix = shape[:len(shape) - len(batch)]
     tail = shape[len(prefix):]
-    # one Gumbel draw per sample and category: the logits broadcast along the prefix
+    # one Gumbel draw per sample and category: the logits broadcast along the prefix; half
+    # logits are compared in float32, as a half sum's rounding would bias the choice
+    logits = _at_least_float32(logits)
     noise = gumbel(key, prefix + tail[:ax] + (full[ax],) + tail[ax:], F._dtype(logits))
     return F.argmax(logits + noise, axis=len(prefix) + ax)
+
+
+def _at_least_float32(x):
+    """A float16 or bfloat16 x cast to float32; another float x as it is."""
+    return F.cast(x, "float32") if is_half(F._dtype(x)) else x
 
 
 def permutation(key, x, axis=0):
@@ -339,7 +352,8 @@ def choice(key, a, shape=(), replace=True, p=None, axis=0):
     if n == 0 and draws:
         F._fail("gc.random.choice: a has no elements to choose from")
     if p is not None:
-        p = _probabilities(p, n, draws if not replace else 0)
+        # (log p of a half p in float32: its rounding in bfloat16 moved p by up to 3%)
+        p = _at_least_float32(_probabilities(p, n, draws if not replace else 0))
     if draws == 0:
         picked = F.zeros(shape, "int64")
     elif replace:
