@@ -138,7 +138,8 @@ def _gain(name, nonlinearity, param, what):
 
 
 def uniform_(tensor, a: float = 0.0, b: float = 1.0, generator=None, *, rng=None):
-    """Fill with uniform(a, b) values; a <= b, both within the tensor's dtype's range and so
+    """Fill with uniform(a, b) values in [a, b), as torch's (a draw that rounds to b in the
+    tensor's dtype takes the value below it); a <= b, both within the tensor's dtype's range and so
     is b - a (torch refuses the rest; a float32 tensor was filled with inf past 3.4e38)."""
     return _uniform(tensor, a, b, generator, rng, "uniform_")
 
@@ -157,7 +158,14 @@ def _uniform(tensor, a, b, generator, rng, name):
         _fail(f"init.{name}: b - a must be at most {dtype}'s largest value {largest:.8g}, as "
               f"in PyTorch, got a={a}, b={b}")
     gen = _generator(generator, rng, name)
-    return _fill(tensor, gen.uniform(a, b, _shape(tensor, name)), name)
+    _fill(tensor, gen.uniform(a, b, _shape(tensor, name)), name)
+    if a < b:
+        # a draw rounded to the dtype may be b (bfloat16's [0, 1): 1.0 one time in 512),
+        # which torch's never is: it takes the value below b
+        array = _array(tensor, name)
+        top = np.nextafter(np.asarray(b, array.dtype), np.asarray(-np.inf, array.dtype))
+        np.minimum(array, top, out=array)
+    return tensor
 
 
 def normal_(tensor, mean: float = 0.0, std: float = 1.0, generator=None, *, rng=None):

@@ -335,6 +335,23 @@ def test_a_0d_integer_val_fills_its_exact_int_as_torchs():
             assert got.tolist() == want.tolist(), (val, dtype, type(given))
 
 
+def test_uniform_never_fills_b_in_a_narrow_dtype_as_torch():
+    """Values drawn in float64 and rounded to the tensor's dtype could be b (bfloat16 in
+    [0, 1): 1.0 one time in 512, float16 in [1, 2): 2.0 one in 4096); torch's uniform_ never
+    gives b. As torch's, the top value is the one below b."""
+    for dtype, a, b in ((ml_dtypes.bfloat16, 0.0, 1.0), (np.float16, 1.0, 2.0),
+                        (np.float32, 100.0, 101.0)):
+        t = gc.nn.Parameter(np.zeros((1000, 1000), dtype))
+        init.uniform_(t, a, b, rng=np.random.default_rng(0))
+        values = t.data.astype(np.float64)
+        below = float(np.nextafter(np.asarray(b, dtype), np.asarray(-np.inf, dtype)))
+        assert values.min() >= a and values.max() == below, (dtype, values.max())
+    reference = torch.empty(1000, 1000, dtype=torch.bfloat16).uniform_(0.0, 1.0)
+    assert reference.max().item() < 1.0
+    t = gc.nn.Parameter(np.zeros((3,), np.float32))
+    assert (init.uniform_(t, 2.0, 2.0).data == 2.0).all()  # a == b: that value, as torch
+
+
 def test_uniform_and_constant_past_a_float_dtypes_range_are_refused_as_torch():
     """A float32 (float16, bfloat16) tensor's uniform_ bounds or constant_ value past its
     dtype's range filled inf, where torch refuses them; so does a b - a past it. normal_'s
