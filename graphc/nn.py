@@ -2933,6 +2933,7 @@ def rng_key(key):
     as in a graph being traced (a block opened around a compiled call: from the start of its
     graph): the same key draws the same masks on every run (a resumed training run replays
     them), and the masks of a compiled function that makes the same calls."""
+    _check_rng_key(key)
     # The outermost block numbers its sites from 1 in a numbering of its own, wherever it is
     # opened (in a graph being traced as eagerly, inside a loop body or a branch: the loops'
     # iteration numbers are still mixed in), and the sites after it go on past the numbers
@@ -2953,6 +2954,26 @@ def rng_key(key):
         _KEYS.in_trace.pop()
         if counter is not None:
             counter._next_salt, counter.salt_scope = counter._next_salt + before, scope
+
+
+def _check_rng_key(key):
+    """rng_key's key: an integer scalar, or one line at the `with` naming what it got. A
+    gc.random key (shape (2,)), which a JAX user would hand it, failed only at the first
+    Dropout inside, as `dropout_mask(i64[2])`, naming neither rng_key nor the key."""
+    if is_int(key):
+        return
+    if hasattr(key, "shape") and hasattr(key, "dtype"):
+        shape, dtype = tuple(F._shape(key)), F._dtype(key)
+        if shape == () and dtype in INT_DTYPES:
+            return
+        got = f"{dtype} array of shape {shape}"
+        if shape == (2,):
+            got += ("; a gc.random key is not one: pass an int seed (a step, or "
+                    "gc.random.randint of a key)")
+    else:
+        got = repr(key)[:80]
+    raise GraphcError(f"rng_key: the key must be an integer scalar (a seed, Python int or "
+                      f"int64 0-d array or input), got {got}", (user_location(),))
 
 
 def _call_time_key():

@@ -1,10 +1,13 @@
 """gc.dropout1d/2d/3d, gc.alpha_dropout, gc.feature_alpha_dropout and gc.nn.AlphaDropout /
 FeatureAlphaDropout (graphc/dropouts.py) against torch's: which values survive, their scale,
 alpha dropout's constants (read off torch's own outputs), gradients, keys and errors."""
+import re
+
 import numpy as np
 import pytest
 
 import graphc as gc
+from errorcheck import assert_one_line_error
 from ir.errors import GraphcError
 
 torch = pytest.importorskip("torch", reason="PyTorch, the oracle (the test extra), "
@@ -157,3 +160,27 @@ def test_an_alpha_dropout_at_rate_one_draws_no_key_as_every_dropout(layer):
         np.testing.assert_array_equal(np.asarray(first(x)), np.zeros((4, 3, 5)))
         masks.append(np.asarray(gc.nn.Dropout(0.5)(x)))
     np.testing.assert_array_equal(masks[0], masks[1])
+
+
+def _dropout_in_block(key):
+    with gc.nn.rng_key(key):
+        return gc.nn.Dropout(0.5)(gc.tensor(np.ones((2, 4), np.float32)))
+
+
+@pytest.mark.parametrize("key, got", [
+    (gc.random.key(3), "int64 array of shape (2,); a gc.random key is not one: pass an int"),
+    (1.5, "got 1.5"),
+    (np.arange(3), "int64 array of shape (3,)"),
+])
+def test_rng_key_refuses_what_is_no_integer_scalar_at_the_block(key, got):
+    """A gc.random key handed to rng_key, as a JAX user would, failed only at the Dropout
+    inside, as `dropout_mask(i64[2]): the seed must be an integer scalar`, naming neither
+    rng_key nor the key; now one line at the `with`."""
+    assert_one_line_error(lambda: _dropout_in_block(key),
+                          "rng_key: the key must be an integer scalar", "test_dropouts.py")
+    with pytest.raises(gc.GraphcError, match=re.escape(got)):
+        _dropout_in_block(key)
+    # integer scalars still key the masks: the same key, the same mask
+    for seed in (3, np.int64(3), np.array(3)):
+        np.testing.assert_array_equal(np.asarray(_dropout_in_block(seed).data),
+                                      np.asarray(_dropout_in_block(3).data))
