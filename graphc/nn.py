@@ -2449,6 +2449,22 @@ class Upsample(_Functional):
         return f"scale_factor={factor!r}, mode={self.mode!r}"
 
 
+class UpsamplingNearest2d(Upsample):
+    """torch.nn.UpsamplingNearest2d(size=None, scale_factor=None): Upsample with mode
+    'nearest' (torch's deprecated spelling, kept for its users)."""
+
+    def __init__(self, size=None, scale_factor=None):
+        super().__init__(size, scale_factor, mode="nearest")
+
+
+class UpsamplingBilinear2d(Upsample):
+    """torch.nn.UpsamplingBilinear2d(size=None, scale_factor=None): Upsample with mode
+    'bilinear' and align_corners=True, as torch's (not Upsample's default False)."""
+
+    def __init__(self, size=None, scale_factor=None):
+        super().__init__(size, scale_factor, mode="bilinear", align_corners=True)
+
+
 class _MaxPool(_Functional):
     """torch's max pools' settings, in torch's order; each class names its function (as
     torch's _MaxPoolNd). return_indices=True: forward returns (out, indices), as torch's."""

@@ -56,3 +56,25 @@ def test_upsample_module_and_bad_arguments():
                           "align_corners is only for the linear modes", f)
     assert_one_line_error(lambda: gc.interpolate(x[0, 0], size=4), "x must be 3-d", f)
     assert_one_line_error(lambda: gc.interpolate(x, size=(0, 2)), "one positive int", f)
+
+
+@pytest.mark.parametrize("name,kw", [("UpsamplingNearest2d", dict(scale_factor=2)),
+                                     ("UpsamplingNearest2d", dict(size=(7, 3))),
+                                     ("UpsamplingBilinear2d", dict(size=(7, 9))),
+                                     ("UpsamplingBilinear2d", dict(scale_factor=1.5))])
+def test_upsampling_layers_are_torchs_bilinear_aligning_corners(name, kw):
+    """torch's UpsamplingNearest2d / UpsamplingBilinear2d: Upsample with mode 'nearest', and
+    'bilinear' with align_corners=True (Upsample's default False gives other values)."""
+    x = np.random.default_rng(2).normal(size=(2, 3, 4, 5))
+    layer, ref_layer = getattr(gc.nn, name)(**kw), getattr(torch.nn, name)(**kw)
+    t = torch.tensor(x, requires_grad=True)
+    ref = ref_layer(t)
+    w = np.random.default_rng(3).normal(size=ref.shape)
+    (ref * torch.tensor(w)).sum().backward()
+    np.testing.assert_allclose(layer(x), ref.detach().numpy(), rtol=1e-13, atol=1e-14)
+    for grad in (gc.grad(lambda x: gc.sum(layer(x) * w)),
+                 gc.compile(gc.grad(lambda x: gc.sum(layer(x) * w)))):
+        np.testing.assert_allclose(grad(x), t.grad.numpy(), rtol=1e-13, atol=1e-14)
+    assert repr(layer) == repr(ref_layer)
+    assert_one_line_error(lambda: getattr(gc.nn, name)(mode="linear"),
+                          f"{name}: unknown keyword argument 'mode'", "test_interpolate.py")
