@@ -32,7 +32,7 @@ from . import amp, nn, optim, random
 from .nn import manual_seed  # noqa: F401  (torch.manual_seed: initialisation and dropout)
 from .nn import scaled_dot_product_attention  # noqa: F401  (dropout keyed as nn's layers)
 from .dropouts import (alpha_dropout, dropout1d, dropout2d, dropout3d,  # noqa: F401
-                       feature_alpha_dropout)
+                       feature_alpha_dropout, rrelu)
 from .control_flow import cond, fori_loop, map, scan, switch, while_loop  # noqa: A004
 from .custom import custom_jvp, custom_vjp
 from .draw import draw

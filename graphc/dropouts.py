@@ -7,6 +7,11 @@ As gc.dropout's, a mask is a pure function of a key: `seed=` if given, else curr
 (the innermost gc.nn.rng_key block's, or the traced step's implicit dropout key that
 gc.Trainer feeds every step). Arguments and defaults are torch's, alpha_dropout's
 training=False too.
+
+rrelu and RReLU (torch's randomized leaky ReLU) live here too: while training, the slope of
+each negative value is drawn uniform in [lower, upper] from the same keys (F.keyed_uniform:
+the dropout mask's seed and site numbering), so a compiled step replays its slopes for a key
+and its gradient is the slope drawn.
 """
 from __future__ import annotations
 
@@ -14,9 +19,11 @@ from ir.errors import GraphcError, user_location, with_article
 from ir.ops import api as F
 from ir.types import is_float, is_real
 
-from .nn import _EVALUATING, Dropout, _keep_inplace, dropout_key, keyed_dropout
+from .nn import (_EVALUATING, Dropout, Module, _keep_inplace, _with_inplace, current_key,
+                 dropout_key, keyed_dropout)
 
-__all__ = ["dropout1d", "dropout2d", "dropout3d", "alpha_dropout", "feature_alpha_dropout"]
+__all__ = ["dropout1d", "dropout2d", "dropout3d", "alpha_dropout", "feature_alpha_dropout",
+           "rrelu"]
 
 # SELU's negative saturation, -scale * alpha, as torch's _dropout_impl spells it
 _SELU_SATURATION = 1.7580993408473766
@@ -131,3 +138,49 @@ class FeatureAlphaDropout(AlphaDropout):
     """torch.nn.FeatureAlphaDropout(p=0.5): feature_alpha_dropout while training."""
 
     _function = staticmethod(feature_alpha_dropout)
+
+
+def _rrelu_bounds(name, lower, upper):
+    lower, upper = (F._number(f"{name}: {what}", value)
+                    for what, value in (("lower", lower), ("upper", upper)))
+    if not lower <= upper:  # (torch's check, at the call)
+        _fail(f"{name}: lower ({lower}) must be at most upper ({upper})")
+    return lower, upper
+
+
+def rrelu(x, lower=1.0 / 8, upper=1.0 / 3, training=False, *, seed=None, salt=None):
+    """torch.nn.functional.rrelu (training=False by default, as torch's): x where x > 0,
+    else x times a slope; the slope (lower + upper) / 2 unless training, where each element's
+    is drawn uniform in [lower, upper] from `seed=` or, without one, current_key() (the key
+    of gc.dropout's masks). The gradient of a value at or below 0 is its slope, as torch's."""
+    lower, upper = _rrelu_bounds("rrelu", lower, upper)
+    if not isinstance(training, bool):
+        _fail(f"rrelu: training must be True or False, got {training!r}")
+    if not is_float(F._dtype(x)):
+        _fail(f"rrelu of {with_article(F._dtype(x))} value; cast it to a float type first")
+    if not training or _EVALUATING.depth:
+        return F.leaky_relu(x, (lower + upper) / 2.0)
+    drawn = F.keyed_uniform(x, current_key(x) if seed is None else seed, salt)
+    slopes = F.add(F.mul(drawn, upper - lower), lower)
+    return F.where(F.greater(x, 0.0), x, F.mul(x, slopes))
+
+
+class RReLU(Module):
+    """torch.nn.RReLU(lower=1/8, upper=1/3, inplace=False): rrelu with slopes drawn while
+    training, leaky_relu of slope (lower + upper) / 2 in eval()."""
+
+    def __init__(self, lower=1.0 / 8, upper=1.0 / 3, inplace=False):
+        # (torch's constructor takes lower > upper, its call refuses them: checked here too)
+        lower, upper = _rrelu_bounds("RReLU", lower, upper)
+        object.__setattr__(self, "lower", lower)
+        object.__setattr__(self, "upper", upper)
+        object.__setattr__(self, "training", True)
+        _keep_inplace(self, inplace)
+
+    def forward(self, x):
+        lower, upper = self._setting("lower", x), self._setting("upper", x)
+        lower, upper = _rrelu_bounds("RReLU", lower, upper)  # (set after construction)
+        return rrelu(x, lower, upper, self._setting("training", x))
+
+    def extra_repr(self):
+        return _with_inplace(self, f"lower={self.lower}, upper={self.upper}")

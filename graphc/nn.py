@@ -3454,7 +3454,7 @@ _LAZY.update({name: "loss_layers" for name in (
     Softmin="activation_layers", Softmax2d="activation_layers", Bilinear="basic_layers",
     Unflatten="basic_layers")
 _LAZY.update(InstanceNorm1d="batch_norm", InstanceNorm2d="batch_norm", InstanceNorm3d="batch_norm")
-_LAZY.update(AlphaDropout="dropouts", FeatureAlphaDropout="dropouts")
+_LAZY.update(AlphaDropout="dropouts", FeatureAlphaDropout="dropouts", RReLU="dropouts")
 _LAZY.update(MaxUnpool1d="conv_layers", MaxUnpool2d="conv_layers")
 
 

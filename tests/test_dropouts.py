@@ -184,3 +184,105 @@ def test_rng_key_refuses_what_is_no_integer_scalar_at_the_block(key, got):
     for seed in (3, np.int64(3), np.array(3)):
         np.testing.assert_array_equal(np.asarray(_dropout_in_block(seed).data),
                                       np.asarray(_dropout_in_block(3).data))
+
+
+# ---- rrelu / RReLU: slopes drawn from dropout's keys ----------------------------------------
+def test_rrelu_draws_each_negative_values_slope_uniform_in_lower_upper():
+    x = np.random.default_rng(3).standard_normal((300, 400))
+    neg = x < 0
+    for lower, upper in ((1 / 8, 1 / 3), (0.01, 0.9)):
+        y = np.asarray(gc.rrelu(x, lower, upper, training=True, seed=11))
+        np.testing.assert_array_equal(y[~neg], x[~neg])
+        slopes = y[neg] / x[neg]
+        assert lower <= slopes.min() < lower + 1e-3 and upper - 1e-3 < slopes.max() <= upper
+        # uniform: mean (lower + upper) / 2, standard deviation (upper - lower) / sqrt(12)
+        assert abs(slopes.mean() - (lower + upper) / 2) < 0.005 * (upper - lower)
+        assert abs(slopes.std() - (upper - lower) / 12 ** 0.5) < 0.005 * (upper - lower)
+        assert len(np.unique(slopes)) > 0.99 * slopes.size  # one draw per element
+
+
+def test_rrelu_gradient_is_the_slope_drawn_and_a_compiled_step_replays_it_for_a_key():
+    x = np.random.default_rng(4).standard_normal((6, 50))
+    x[0, :3] = 0.0  # torch's rule: a value at 0 takes a drawn slope too (its gradient)
+    w = np.random.default_rng(5).standard_normal(x.shape)
+    forward = gc.compile(lambda x, key: gc.rrelu(x, training=True, seed=key))
+    y = np.asarray(forward(x, np.int64(3)))
+    np.testing.assert_array_equal(y, np.asarray(forward(x, np.int64(3))))
+    assert not np.array_equal(y, np.asarray(forward(x, np.int64(4))))
+    slopes = np.where(x > 0, 1.0, y / np.where(x == 0, 1.0, x))
+    loss = lambda x, key: gc.sum(gc.rrelu(x, training=True, seed=key) * w)  # noqa: E731
+    g = np.asarray(gc.compile(gc.grad(loss))(x, np.int64(3)))
+    np.testing.assert_allclose(g[x != 0], (slopes * w)[x != 0], rtol=1e-14)
+    assert np.all((1 / 8 <= g[x == 0] / w[x == 0]) & (g[x == 0] / w[x == 0] <= 1 / 3))
+    # central differences of the compiled (deterministic for its key) function, in float64
+    f = gc.compile(loss)
+    for index in ((1, 0), (2, 7), (5, 49)):
+        up, down = x.copy(), x.copy()
+        up[index] += 1e-6
+        down[index] -= 1e-6
+        numeric = (float(f(up, np.int64(3))) - float(f(down, np.int64(3)))) / 2e-6
+        np.testing.assert_allclose(g[index], numeric, rtol=1e-7)
+    # the eager gradient, in an rng_key block, is that of the eager values in the same block
+    with gc.nn.rng_key(9):
+        y_eager = np.asarray(gc.rrelu(x, training=True))
+    with gc.nn.rng_key(9):
+        g_eager = np.asarray(gc.grad(lambda x: gc.sum(gc.rrelu(x, training=True) * w))(x))
+    nonzero = x != 0
+    np.testing.assert_allclose(g_eager[nonzero], (y_eager / np.where(nonzero, x, 1.0) * w)
+                               [nonzero], rtol=1e-14)
+
+
+def test_rrelu_in_eval_is_torchs_leaky_relu_of_the_mean_slope():
+    x = np.random.default_rng(6).standard_normal((3, 40))
+    x[0, 0] = 0.0
+    t = torch.tensor(x, requires_grad=True)
+    w = np.random.default_rng(7).standard_normal(x.shape)
+    ref = TF.rrelu(t, 0.1, 0.3)
+    (ref * torch.tensor(w)).sum().backward()
+    layer, ref_layer = gc.nn.RReLU(0.1, 0.3), torch.nn.RReLU(0.1, 0.3)
+    assert repr(layer) == repr(ref_layer) and repr(gc.nn.RReLU()) == repr(torch.nn.RReLU())
+    layer.eval()
+    for value in (gc.rrelu(x, 0.1, 0.3), layer(x)):
+        np.testing.assert_allclose(value, ref.detach().numpy(), rtol=1e-15)
+    for grad in (gc.grad(lambda x: gc.sum(gc.rrelu(x, 0.1, 0.3) * w)),
+                 gc.compile(gc.grad(lambda x: gc.sum(layer(x) * w)))):
+        np.testing.assert_allclose(grad(x), t.grad.numpy(), rtol=1e-15)
+
+
+def test_rrelu_layer_draws_from_the_dropout_key_while_training():
+    x = np.random.default_rng(8).standard_normal((4, 30))
+    layer = gc.nn.RReLU()
+    with gc.nn.rng_key(5):
+        got = np.asarray(layer(x))
+    with gc.nn.rng_key(5):
+        want = np.asarray(gc.rrelu(x, training=True))
+    np.testing.assert_array_equal(got, want)
+    assert not np.array_equal(np.asarray(layer(x)), np.asarray(layer(x)))  # a fresh key each
+    step = gc.compile(lambda x: layer(x))  # the traced step's implicit dropout key
+    a, b = np.asarray(step(x)), np.asarray(step(x))
+    assert not np.array_equal(a, b)
+    slopes = a[x < 0] / x[x < 0]
+    assert np.all((1 / 8 <= slopes) & (slopes <= 1 / 3))
+    with gc.nn.rng_key(5):  # a block around a compiled call: its key, read at the call
+        keyed = np.asarray(step(x))
+    with gc.nn.rng_key(5):
+        np.testing.assert_array_equal(keyed, np.asarray(step(x)))
+    layer.eval()
+    np.testing.assert_allclose(np.asarray(step(x)),
+                               TF.leaky_relu(torch.tensor(x), (1 / 8 + 1 / 3) / 2).numpy())
+
+
+@pytest.mark.parametrize("call, message", [
+    (lambda x: gc.rrelu(x, 0.5, 0.1, training=True),
+     "rrelu: lower (0.5) must be at most upper (0.1)"),
+    (lambda x: gc.rrelu(x, "a"), "rrelu: lower must be a number"),
+    (lambda x: gc.rrelu(x, training="yes"), "rrelu: training must be True or False"),
+    (lambda x: gc.rrelu(x.astype(np.int64), training=True), "rrelu of an int64 value"),
+    (lambda x: gc.nn.RReLU(0.5, 0.1), "RReLU: lower (0.5) must be at most upper (0.1)"),
+    (lambda x: gc.nn.RReLU(upper=[1]), "RReLU: upper must be a number"),
+])
+def test_rrelu_errors_are_one_line_naming_the_argument(call, message):
+    with pytest.raises(GraphcError) as info:
+        call(np.ones((2, 3, 4, 5)))
+    first, *where = str(info.value).splitlines()
+    assert message in first and "test_dropouts.py" in where[0]

@@ -2864,8 +2864,18 @@ def dropout(x, rate, seed, training=True, salt=None):
         return x
     if rate == 1.0:
         return mul(x, 0.0)
+    graph, seed, salt = _random_site(x, seed, salt)
+    mask = apply("dropout_mask", seed, *_loop_iterations(graph), shape=_shape(x),
+                 rate=float(rate), salt=salt, dtype=_dtype(x))
+    return x * mask
+
+
+def _random_site(x, seed, salt):
+    """(graph, seed, salt) of a keyed random site drawing for x (dropout's mask, rrelu's
+    slopes): the graph being built (x's where none is: x may be a value a loop body reads
+    from outside it), the seed as an int64 scalar, and the site's salt: `salt` if given, else
+    the next number of the graph or of the eager run."""
     from ..graph import current_graph
-    # the graph being built first: x may be a value a loop body reads from outside it
     graph = current_graph()
     if graph is None:
         graph = getattr(x, "graph", None)
@@ -2873,9 +2883,21 @@ def dropout(x, rate, seed, training=True, salt=None):
         salt = graph.next_salt() if graph is not None else next_eager_salt()
     if is_int(seed):
         seed = np.asarray(seed, dtype=np.int64)
-    mask = apply("dropout_mask", seed, *_loop_iterations(graph), shape=_shape(x),
-                 rate=float(rate), salt=int(salt), dtype=_dtype(x))
-    return x * mask
+    return graph, seed, int(salt)
+
+
+def keyed_uniform(x, seed, salt=None):
+    """Draws uniform in [0, 1) of x's shape and dtype, a pure function of (seed, salt) and
+    the enclosing loops' iteration numbers, as dropout's mask is (the same seed replays
+    them, eagerly as compiled): a key of the seed with the salt's two 32-bit words (a salt
+    is up to 56 bits) and the iteration numbers folded in, then random_uniform's draw.
+    A constant for autodiff, as every draw."""
+    graph, seed, salt = _random_site(x, seed, salt)
+    key = apply("random_key", seed)
+    words = [np.asarray(salt >> 32, np.int64), np.asarray(salt & 0xFFFFFFFF, np.int64)]
+    for word in words + _loop_iterations(graph):
+        key = apply("random_fold_in", key, word)
+    return apply("random_uniform", key, shape=tuple(_shape(x)), dtype=_dtype(x))
 
 
 def tril_mask(rows, cols=None, k=0):
