@@ -3456,6 +3456,7 @@ _LAZY.update({name: "loss_layers" for name in (
 _LAZY.update(InstanceNorm1d="batch_norm", InstanceNorm2d="batch_norm", InstanceNorm3d="batch_norm")
 _LAZY.update(AlphaDropout="dropouts", FeatureAlphaDropout="dropouts", RReLU="dropouts")
 _LAZY.update(MaxUnpool1d="conv_layers", MaxUnpool2d="conv_layers")
+_LAZY.update(LocalResponseNorm="extra_layers", ChannelShuffle="extra_layers")
 
 
 def __getattr__(name):

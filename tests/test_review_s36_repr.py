@@ -17,7 +17,7 @@ _LAYERS = [  # (layer, positional, keyword): the same arguments to gc.nn's and t
     ("BCELoss", (), {}), ("BCEWithLogitsLoss", (), {}), ("BatchNorm1d", (4,), {}),
     ("BatchNorm2d", (4,), {"affine": False, "track_running_stats": False}),
     ("BatchNorm3d", (4,), {"eps": 1e-3}), ("Bilinear", (2, 3, 4), {"bias": False}),
-    ("CELU", (), {}), ("CELU", (0.5, True), {}), ("CircularPad1d", (2,), {}),
+    ("CELU", (), {}), ("CELU", (0.5, True), {}), ("ChannelShuffle", (3,), {}), ("CircularPad1d", (2,), {}),
     ("CircularPad2d", ((1, 2, 3, 4),), {}), ("CircularPad3d", (1,), {}),
     ("ConstantPad1d", (2, 3.5), {}), ("ConstantPad2d", ((1, 2, 3, 4), 0.0), {}),
     ("ConstantPad3d", (1, 2), {}), ("Conv1d", (2, 4, 3), {}),
@@ -46,7 +46,8 @@ _LAYERS = [  # (layer, positional, keyword): the same arguments to gc.nn's and t
     ("LSTM", (3, 4, 2), {"batch_first": True}),
     ("LSTM", (3, 4), {"bidirectional": True, "dropout": 0.0}), ("LSTMCell", (3, 4), {}),
     ("LSTMCell", (3, 4, False), {}), ("LayerNorm", ((3, 4),), {"eps": 1e-6, "bias": False}),
-    ("LeakyReLU", (), {}), ("Linear", (3, 4), {}), ("LogSigmoid", (), {}),
+    ("LeakyReLU", (), {}), ("Linear", (3, 4), {}), ("LocalResponseNorm", (2,), {}),
+    ("LocalResponseNorm", (3, 0.5, 0.6, 2.0), {}), ("LogSigmoid", (), {}),
     ("LogSoftmax", (1,), {}), ("MSELoss", (), {}), ("MarginRankingLoss", (), {}),
     ("MaxPool1d", (3, 2, 1, 2, True, True), {}),
     ("MaxPool2d", ((2, 3), 1), {"padding": 1, "dilation": 2, "ceil_mode": True}),
@@ -57,7 +58,8 @@ _LAYERS = [  # (layer, positional, keyword): the same arguments to gc.nn's and t
     ("PairwiseDistance", (), {}), ("PixelShuffle", (2,), {}), ("PixelUnshuffle", (2,), {}),
     ("PoissonNLLLoss", (), {}), ("RMSNorm", ((3, 4),), {"elementwise_affine": False}),
     ("RNN", (3, 4), {}), ("RNN", (3, 4, 2), {"nonlinearity": "relu", "bias": False}),
-    ("RNNCell", (3, 4), {}), ("RNNCell", (3, 4), {"nonlinearity": "relu"}),
+    ("RNNCell", (3, 4), {}), ("RNNCell", (3, 4), {"nonlinearity": "relu"}), ("RReLU", (), {}),
+    ("RReLU", (0.1, 0.3, True), {}),
     ("ReLU", (), {}), ("ReLU6", (True,), {}), ("ReflectionPad1d", (2,), {}),
     ("ReflectionPad2d", ((1, 0, 2, 1),), {}), ("ReflectionPad3d", (1,), {}),
     ("ReplicationPad1d", ((1, 2),), {}), ("ReplicationPad2d", (2,), {}),
@@ -69,7 +71,8 @@ _LAYERS = [  # (layer, positional, keyword): the same arguments to gc.nn's and t
     ("Tanhshrink", (), {}), ("Threshold", (0.1, 2.0), {}), ("TripletMarginLoss", (), {}),
     ("Unflatten", (1, (2, 3)), {}), ("Upsample", (), {"scale_factor": 2}),
     ("Upsample", (), {"size": (4, 5), "mode": "bilinear", "align_corners": False}),
-    ("Upsample", (), {"scale_factor": (2, 3)}), ("ZeroPad1d", (2,), {}),
+    ("Upsample", (), {"scale_factor": (2, 3)}), ("UpsamplingBilinear2d", (), {"size": 4}),
+    ("UpsamplingNearest2d", (), {"scale_factor": 2}), ("ZeroPad1d", (2,), {}),
     ("ZeroPad2d", ((1, 1, 1, 1),), {}), ("ZeroPad2d", (2,), {}), ("ZeroPad3d", (1,), {})]
 
 
