@@ -33,7 +33,7 @@ from .nn import manual_seed  # noqa: F401  (torch.manual_seed: initialisation an
 from .nn import scaled_dot_product_attention  # noqa: F401  (dropout keyed as nn's layers)
 from .dropouts import (alpha_dropout, dropout1d, dropout2d, dropout3d,  # noqa: F401
                        feature_alpha_dropout, rrelu)
-from .extra_layers import channel_shuffle, local_response_norm  # noqa: F401
+from .extra_layers import channel_shuffle, embedding_bag, local_response_norm  # noqa: F401
 from .control_flow import cond, fori_loop, map, scan, switch, while_loop  # noqa: A004
 from .custom import custom_jvp, custom_vjp
 from .draw import draw

@@ -1,17 +1,21 @@
-"""torch.nn's LocalResponseNorm and ChannelShuffle and their functions
-(gc.local_response_norm, gc.channel_shuffle), as composites of existing ops: grad, vmap and
+"""torch.nn's LocalResponseNorm, ChannelShuffle and EmbeddingBag and their functions
+(gc.local_response_norm, gc.channel_shuffle, gc.embedding_bag), as composites of existing ops: grad, vmap and
 compile are those ops'. Each layer is its function with its settings read as guarded
 settings at every call; a bad setting is one line naming the layer (or function) and it."""
 from __future__ import annotations
 
+import numpy as np
+
 from ir.errors import GraphcError, user_location
 from ir.ops import api as F
-from ir.ops.arrays import _along, pad
-from ir.types import is_int
+from ir.ops.arrays import _along, pad, segment_sum, take_along_axis
+from ir.ops.registry import SymbolicValue
+from ir.types import INT_DTYPES, is_int
 
-from .nn import _Functional
+from .nn import (Module, Parameter, _Functional, _layer_dtype, _no_negative_indices,
+                 _padding_index, _pretrained_table, _rng, _size)
 
-__all__ = ["local_response_norm", "channel_shuffle"]
+__all__ = ["local_response_norm", "channel_shuffle", "embedding_bag"]
 
 
 def _fail(message):
@@ -84,3 +88,200 @@ class ChannelShuffle(_Functional):
 
     def __init__(self, groups):
         self._keep(groups=_positive_int("ChannelShuffle", "groups", groups))
+
+
+# ---- embedding bags ---------------------------------------------------------------------------
+_MODES = ("sum", "mean", "max")
+
+
+def _refuse_unsupported(name, max_norm, scale_grad_by_freq, sparse):
+    for what, value, given in (("max_norm", max_norm, max_norm is not None),
+                               ("scale_grad_by_freq", scale_grad_by_freq,
+                                bool(scale_grad_by_freq)), ("sparse", sparse, bool(sparse))):
+        if given:
+            _fail(f"{name}: {what}={value!r} is not supported, as gc.nn.Embedding's is not "
+                  "(its rows are not renormalised, its gradient is dense and unscaled)")
+
+
+def _check_mode(name, mode):
+    if mode not in _MODES:
+        _fail(f"{name}: mode must be 'sum', 'mean' or 'max', got {mode!r}")
+
+
+def _bags(name, idx, offsets, include_last_offset):
+    """(flat indices, offsets, number of bags, longest bag or None where unknown) of a 2-d
+    input (one bag per row; torch takes no offsets there and ignores include_last_offset)
+    or a 1-d input and its offsets, checked as torch checks them where they are known."""
+    shape = tuple(F._shape(idx))
+    if len(shape) == 2:
+        if offsets is not None:
+            _fail(f"{name}: offsets must be None for a 2-d input (each row is a bag), got "
+                  f"{type(offsets).__name__}")
+        bags, length = shape
+        return F.reshape(idx, (-1,)), np.arange(0, bags * length, length), bags, length
+    if len(shape) != 1:
+        _fail(f"{name}: input must be 1-d (with offsets) or 2-d (bags, length), got shape "
+              f"{shape}")
+    if offsets is None:
+        _fail(f"{name}: a 1-d input needs offsets (a 1-d array of the bags' starts)")
+    offsets = F._index_operand(offsets)
+    if F._ndim(offsets) != 1 or F._dtype(offsets) not in INT_DTYPES:
+        _fail(f"{name}: offsets must be a 1-d array of integers, got "
+              f"{F._dtype(offsets)} of shape {tuple(F._shape(offsets))}")
+    count = F._shape(offsets)[0]
+    bags = count - 1 if include_last_offset else count
+    if not isinstance(count, int) or bags < 0:
+        _fail(f"{name}: offsets must hold a known number of bags (at least one offset with "
+              f"include_last_offset), got shape {tuple(F._shape(offsets))}")
+    if isinstance(offsets, SymbolicValue):
+        return idx, offsets, bags, None
+    known = np.asarray(offsets)
+    if known.size and known[0] != 0:
+        _fail(f"{name}: offsets[0] must be 0 (the first bag starts the input), got {known[0]}")
+    if np.any(np.diff(known) < 0) or (known.size and known[-1] > shape[0]):
+        _fail(f"{name}: offsets must be non-decreasing and at most the input's length "
+              f"{shape[0]}, got {known.tolist()}"[:300])
+    if include_last_offset and known[-1] != shape[0]:
+        # torch's contract ("the last element is equivalent to the size of indices"); its
+        # modes disagree past it (sum stops at offsets[-1], mean and max run to the end)
+        _fail(f"{name}: with include_last_offset, offsets[-1] must be the input's length "
+              f"{shape[0]}, got {known[-1]}")
+    ends = np.append(known[1:], shape[0])
+    return idx, known, bags, int((ends - known)[:bags].max(initial=0))
+
+
+def embedding_bag(input, weight, offsets=None, max_norm=None, norm_type=2.0,
+                  scale_grad_by_freq=False, mode="mean", sparse=False, per_sample_weights=None,
+                  include_last_offset=False, padding_idx=None):
+    """torch.nn.functional.embedding_bag: the sum, mean or max of each bag's rows of `weight`
+    (num_embeddings, embedding_dim). Bags are the rows of a 2-d input, or the runs of a 1-d
+    input starting at `offsets` (the last running to the end, or to offsets[-1] with
+    include_last_offset). per_sample_weights (mode 'sum', input's shape) scale the rows;
+    entries equal to padding_idx are left out of their bag (and of a mean's count); an empty
+    bag gives zeros. max's gradient goes to each feature's first maximum, as torch's.
+    max_norm, scale_grad_by_freq and sparse are refused, as Embedding refuses them."""
+    return _embedding_bag("embedding_bag", input, weight, offsets, max_norm,
+                          scale_grad_by_freq, mode, sparse, per_sample_weights,
+                          include_last_offset, padding_idx)
+
+
+def _embedding_bag(name, input, weight, offsets, max_norm, scale_grad_by_freq, mode, sparse,
+                   per_sample_weights, include_last_offset, padding_idx):
+    _refuse_unsupported(name, max_norm, scale_grad_by_freq, sparse)
+    _check_mode(name, mode)
+    if F._ndim(weight) != 2:
+        _fail(f"{name}: weight must be 2-d (num_embeddings, embedding_dim), got shape "
+              f"{tuple(F._shape(weight))}")
+    rows, dim = F._shape(weight)
+    padding_idx = _padding_index(name, padding_idx, rows)
+    idx = F._index_operand(input)
+    if per_sample_weights is not None:
+        if mode != "sum":
+            _fail(f"{name}: per_sample_weights is only for mode 'sum', got mode {mode!r}")
+        if tuple(F._shape(per_sample_weights)) != tuple(F._shape(idx)):
+            _fail(f"{name}: per_sample_weights must have the input's shape "
+                  f"{tuple(F._shape(idx))}, got {tuple(F._shape(per_sample_weights))}")
+        per_sample_weights = F.reshape(per_sample_weights, (-1,))
+    idx, offsets, bags, longest = _bags(name, idx, offsets, include_last_offset)
+    idx = _no_negative_indices(idx, rows, name)
+    length = F._shape(idx)[0]
+    if length == 0 or bags == 0:
+        return F.zeros((bags, dim), F._dtype(weight))
+    kept = None if padding_idx is None else F.not_equal(idx, padding_idx)
+    if mode == "max":
+        return _bag_max(weight, idx, kept, offsets, bags, length, longest,
+                        include_last_offset)
+    # each position's bag: how many offsets are at or before it, less one (a position past
+    # include_last_offset's end gets bag number `bags`, summed into a row dropped below)
+    starts = F.scatter_add(F.ones(F._shape(offsets), "int64"), offsets, length + 1)
+    bag = F.sub(F.cumsum(_along(starts, 0, 0, length), 0), 1)
+    count = F._shape(offsets)[0]
+    picked = F.take(weight, idx)
+    if per_sample_weights is not None:
+        picked = F.mul(picked, F.expand_dims(F.cast(per_sample_weights, F._dtype(weight)), 1))
+    if kept is not None:
+        picked = F.where(F.expand_dims(kept, 1), picked, F.zeros((), F._dtype(weight)))
+    sums = _along(segment_sum(picked, bag, count), 0, 0, bags)
+    if mode == "sum":
+        return sums
+    members = F.ones((length,), F._dtype(weight)) if kept is None else \
+        F.cast(kept, F._dtype(weight))
+    sizes = _along(segment_sum(members, bag, count), 0, 0, bags)
+    return F.div(sums, F.expand_dims(F.maximum(sizes, 1.0), 1))  # (an empty bag: zeros)
+
+
+def _bag_max(weight, idx, kept, offsets, bags, length, longest, include_last_offset):
+    """Each bag's feature-wise maximum: its rows gathered into (bags, longest, dim) (the
+    input's length where the offsets are traced), the padding and positions past its end
+    masked out, and the first maximum's row taken, so that the gradient reaches it alone."""
+    width = length if longest is None else max(longest, 1)
+    starts = _along(offsets, 0, 0, bags)
+    ends = _along(offsets, 0, 1, bags + 1) if include_last_offset else \
+        F.concatenate([_along(offsets, 0, 1, bags), np.array([length], np.int64)])
+    where = F.add(F.expand_dims(F.cast(starts, "int64"), 1), F.arange(width))
+    inside = F.less(where, F.expand_dims(F.cast(ends, "int64"), 1))
+    picked = F.take(idx, F.where(inside, where, 0))
+    if kept is not None:
+        inside = F.logical_and(inside, F.take(kept, F.where(inside, where, 0)))
+    values = F.take(weight, picked)  # (bags, width, dim)
+    masked = F.where(F.expand_dims(inside, 2), values, -np.inf)
+    first = F.argmax(masked, axis=1, keepdims=True)
+    best = F.squeeze(take_along_axis(values, first, 1), 1)
+    any_row = F.expand_dims(F.any(inside, axis=1), 1)
+    return F.where(any_row, best, F.zeros((), F._dtype(weight)))
+
+
+class EmbeddingBag(Module):
+    """torch.nn.EmbeddingBag(num_embeddings, embedding_dim, max_norm=None, norm_type=2.0,
+    scale_grad_by_freq=False, mode='mean', sparse=False, _weight=None,
+    include_last_offset=False, padding_idx=None) in torch's order, graphc's rng, std and
+    dtype by keyword; forward(input, offsets=None, per_sample_weights=None) is
+    embedding_bag of its weight (normal(0, 1) as torch's; padding_idx's row zero). max_norm,
+    scale_grad_by_freq and sparse are refused, as Embedding refuses them."""
+
+    def __init__(self, num_embeddings, embedding_dim, max_norm=None, norm_type=2.0,
+                 scale_grad_by_freq=False, mode="mean", sparse=False, _weight=None,
+                 include_last_offset=False, padding_idx=None, *, rng=None, std=None,
+                 dtype="float32"):
+        _refuse_unsupported("EmbeddingBag", max_norm, scale_grad_by_freq, sparse)
+        _check_mode("EmbeddingBag", mode)
+        num = _size("EmbeddingBag", "num_embeddings", num_embeddings)
+        dim = _size("EmbeddingBag", "embedding_dim", embedding_dim)
+        padding_idx = _padding_index("EmbeddingBag", padding_idx, num)
+        if _weight is not None:  # from_pretrained's table, kept as given
+            weight = _weight
+        else:
+            rng, dtype = _rng(rng), _layer_dtype("EmbeddingBag", dtype)
+            weight = rng.normal(0.0, 1.0 if std is None else std, (num, dim)).astype(dtype)
+            if padding_idx is not None:
+                weight[padding_idx] = 0
+        self.weight = Parameter(weight)
+        for name, value in (("mode", mode), ("include_last_offset", bool(include_last_offset)),
+                            ("padding_idx", padding_idx)):
+            object.__setattr__(self, name, value)
+
+    @classmethod
+    def from_pretrained(cls, embeddings, freeze=True, max_norm=None, norm_type=2.0,
+                        scale_grad_by_freq=False, mode="mean", sparse=False,
+                        include_last_offset=False, padding_idx=None):
+        """torch's: an EmbeddingBag whose weight is a copy of `embeddings` (2-d, float, a
+        torch tensor too), frozen unless freeze=False; nothing drawn."""
+        where = "EmbeddingBag.from_pretrained"
+        _refuse_unsupported(where, max_norm, scale_grad_by_freq, sparse)
+        table = _pretrained_table(where, embeddings, padding_idx)
+        rows, cols = table.shape
+        layer = cls(num_embeddings=rows, embedding_dim=cols, mode=mode, _weight=table,
+                    include_last_offset=include_last_offset, padding_idx=padding_idx)
+        layer.weight.requires_grad_(not freeze)
+        return layer
+
+    def forward(self, input, offsets=None, per_sample_weights=None):
+        return _embedding_bag("EmbeddingBag", input, self.weight, offsets, None, False,
+                              self._setting("mode"), False, per_sample_weights,
+                              self._setting("include_last_offset"),
+                              self._setting("padding_idx"))
+
+    def extra_repr(self):
+        num, dim = F._shape(self.weight)
+        padding = "" if self.padding_idx is None else f", padding_idx={self.padding_idx}"
+        return f"{num}, {dim}, mode={self.mode!r}{padding}"

@@ -2541,7 +2541,7 @@ class Flatten(Module):
         return f"start_dim={self.start_dim}, end_dim={self.end_dim}"
 
 
-def _no_negative_indices(idx, rows):
+def _no_negative_indices(idx, rows, layer="Embedding"):
     """torch's Embedding refuses a negative index, where take (numpy's) counts it from the end
     (and -1 would reach a padding row, giving it a gradient). A concrete one is refused here;
     a traced one is sent past the table's end, which take refuses when the plan runs.
@@ -2553,7 +2553,7 @@ def _no_negative_indices(idx, rows):
         return F.where(F.less(idx, 0), rows, idx)
     values = np.asarray(idx.data if isinstance(idx, Tensor) else idx)
     if values.size and np.issubdtype(values.dtype, np.integer) and values.min() < 0:
-        raise GraphcError(f"Embedding: index {values.min()} is negative; indices must be in "
+        raise GraphcError(f"{layer}: index {values.min()} is negative; indices must be in "
                           f"[0, {rows}), as torch's", (user_location(),))
     return idx
 
@@ -2567,6 +2567,25 @@ def _padding_index(layer, padding_idx, num):
         raise GraphcError(f"{layer}: padding_idx must be an int in [-{num}, {num}), got "
                           f"{padding_idx!r}", (user_location(),))
     return int(padding_idx) % num
+
+
+def _pretrained_table(where, embeddings, padding_idx):
+    """from_pretrained's (Embedding's, EmbeddingBag's) copy of `embeddings`, a 2-d float
+    array or tensor (a torch one too), in its dtype; a bad one or a padding_idx outside it
+    refused in one line naming `where`."""
+    if isinstance(embeddings, Tensor):
+        embeddings = embeddings.data
+    elif hasattr(embeddings, "detach"):  # a torch tensor, a Parameter too
+        embeddings = read_foreign_array(embeddings, f"{where}: embeddings")
+    table = np.array(embeddings)
+    if table.ndim != 2:
+        raise GraphcError(f"{where}: embeddings must be 2-dimensional (num_embeddings, "
+                          f"embedding_dim), got shape {table.shape}", (user_location(),))
+    if not is_float(table.dtype):
+        raise GraphcError(f"{where}: embeddings must hold floating-point numbers, got "
+                          f"{table.dtype}", (user_location(),))
+    _padding_index(where, padding_idx, table.shape[0])  # (refused naming this call)
+    return table
 
 
 class Embedding(Module):
@@ -2613,18 +2632,7 @@ class Embedding(Module):
                 raise GraphcError(f"{where}: {name}={value!r} is not supported, as "
                                   "gc.nn.Embedding's is not (its rows are not renormalised, "
                                   "its gradient is dense and unscaled)", (user_location(),))
-        if isinstance(embeddings, Tensor):
-            embeddings = embeddings.data
-        elif hasattr(embeddings, "detach"):  # a torch tensor, a Parameter too
-            embeddings = read_foreign_array(embeddings, f"{where}: embeddings")
-        table = np.array(embeddings)
-        if table.ndim != 2:
-            raise GraphcError(f"{where}: embeddings must be 2-dimensional (num_embeddings, "
-                              f"embedding_dim), got shape {table.shape}", (user_location(),))
-        if not is_float(table.dtype):
-            raise GraphcError(f"{where}: embeddings must hold floating-point numbers, got "
-                              f"{table.dtype}", (user_location(),))
-        _padding_index(where, padding_idx, table.shape[0])  # (refused naming this call)
+        table = _pretrained_table(where, embeddings, padding_idx)
         # through cls, as torch's, so that a subclass's __init__ runs (its own attributes),
         # and by keyword in torch's order, as torch 2.13 calls it: a subclass whose sizes are
         # keyword-only builds, one whose positional parameters mean other things does not
@@ -3456,7 +3464,8 @@ _LAZY.update({name: "loss_layers" for name in (
 _LAZY.update(InstanceNorm1d="batch_norm", InstanceNorm2d="batch_norm", InstanceNorm3d="batch_norm")
 _LAZY.update(AlphaDropout="dropouts", FeatureAlphaDropout="dropouts", RReLU="dropouts")
 _LAZY.update(MaxUnpool1d="conv_layers", MaxUnpool2d="conv_layers")
-_LAZY.update(LocalResponseNorm="extra_layers", ChannelShuffle="extra_layers")
+_LAZY.update(LocalResponseNorm="extra_layers", ChannelShuffle="extra_layers",
+             EmbeddingBag="extra_layers")
 
 
 def __getattr__(name):

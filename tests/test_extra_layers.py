@@ -1,6 +1,6 @@
-"""gc.local_response_norm / gc.nn.LocalResponseNorm and gc.channel_shuffle /
-gc.nn.ChannelShuffle (graphc/extra_layers.py) against torch in float64: values and gradients,
-eagerly and compiled, central differences, reprs and one-line errors."""
+"""gc.local_response_norm / gc.nn.LocalResponseNorm, gc.channel_shuffle / gc.nn.ChannelShuffle
+and gc.embedding_bag / gc.nn.EmbeddingBag (graphc/extra_layers.py) against torch in float64:
+values and gradients, eagerly and compiled, central differences, reprs and one-line errors."""
 import numpy as np
 import pytest
 
@@ -73,3 +73,101 @@ def test_channel_shuffle_is_torchs(shape, groups):
 ])
 def test_errors_are_one_line_naming_the_layer_and_argument(call, message):
     assert_one_line_error(lambda: call(np.ones((2, 6, 3, 4))), message, HERE)
+
+
+# ---- embedding bags ---------------------------------------------------------------------------
+_IDX = np.array([1, 2, 4, 5, 4, 3, 2, 9, 0, 0, 7])
+BAGS = [dict(input=_IDX, offsets=np.array([0, 3, 3, 7])),  # an empty bag too
+        dict(input=_IDX, offsets=np.array([0, 3, 3, 7, 11]), include_last_offset=True),
+        dict(input=_IDX[:10].reshape(2, 5)),
+        dict(input=_IDX, offsets=np.array([0, 3, 3, 7]), padding_idx=4),
+        dict(input=_IDX, offsets=np.array([0, 2, 5]), padding_idx=-10),  # row 0
+        dict(input=np.array([[4, 4], [4, 1]]), padding_idx=4)]  # a bag all padding
+
+
+@pytest.mark.parametrize("case", range(len(BAGS)))
+@pytest.mark.parametrize("mode, weighted", [("sum", False), ("sum", True), ("mean", False),
+                                            ("max", False)])
+def test_embedding_bag_is_torchs(case, mode, weighted):
+    case = dict(BAGS[case])
+    idx, offsets = case.pop("input"), case.pop("offsets", None)
+    table = np.random.default_rng(3).normal(size=(10, 4))
+    psw = np.random.default_rng(4).normal(size=idx.shape) if weighted else None
+    t_offsets = None if offsets is None else torch.tensor(offsets)
+    t_psw = None if psw is None else torch.tensor(psw)
+    loss = _against_torch(
+        lambda w: gc.embedding_bag(idx, w, offsets, mode=mode, per_sample_weights=psw, **case),
+        lambda w: TF.embedding_bag(torch.tensor(idx), w, t_offsets, mode=mode,
+                                   per_sample_weights=t_psw, **case), table, rtol=1e-14)
+    g = np.asarray(gc.grad(loss)(table))
+    if "padding_idx" in case:  # the padding row is left out of every bag: no gradient
+        assert not g[case["padding_idx"]].any()
+    for index in ((1, 0), (4, 3), (9, 2)):
+        up, down = table.copy(), table.copy()
+        up[index] += 1e-6
+        down[index] -= 1e-6
+        numeric = (float(loss(up)) - float(loss(down))) / 2e-6
+        np.testing.assert_allclose(g[index], numeric, rtol=1e-7, atol=1e-9)
+
+
+@pytest.mark.parametrize("mode", ["sum", "mean", "max"])
+def test_embedding_bag_offsets_traced_in_a_compiled_function(mode):
+    table = np.random.default_rng(5).normal(size=(10, 4))
+    bag = gc.compile(lambda w, i, o: gc.embedding_bag(i, w, o, mode=mode))
+    for offsets in ([0, 3, 3, 7], [0, 1, 2, 10], [0]):
+        want = TF.embedding_bag(torch.tensor(_IDX), torch.tensor(table),
+                                torch.tensor(offsets), mode=mode).numpy()
+        np.testing.assert_allclose(bag(table, _IDX, np.array(offsets)), want, rtol=1e-14)
+
+
+def test_embedding_bag_layer_and_from_pretrained_are_torchs():
+    table = np.random.default_rng(6).normal(size=(10, 4))
+    layer = gc.nn.EmbeddingBag.from_pretrained(table, mode="max", padding_idx=2)
+    ref = torch.nn.EmbeddingBag.from_pretrained(torch.tensor(table), mode="max", padding_idx=2)
+    assert repr(layer) == repr(ref) and not layer.weight.requires_grad
+    offsets = np.array([0, 4, 6])
+    np.testing.assert_allclose(layer(_IDX, offsets),
+                               ref(torch.tensor(_IDX), torch.tensor(offsets)).detach().numpy())
+    layer = gc.nn.EmbeddingBag(10, 4, mode="sum", padding_idx=3, dtype="float64")
+    assert layer.weight.data.shape == (10, 4) and not layer.weight.data[3].any()
+    assert abs(np.delete(layer.weight.data, 3, 0).std() - 1.0) < 0.5  # normal(0, 1)
+    psw = np.random.default_rng(7).normal(size=_IDX.shape)
+    want = TF.embedding_bag(torch.tensor(_IDX), torch.tensor(layer.weight.data),
+                            torch.tensor(offsets), mode="sum", padding_idx=3,
+                            per_sample_weights=torch.tensor(psw)).numpy()
+    np.testing.assert_allclose(layer(_IDX, offsets, psw), want, rtol=1e-14)
+    layer.mode = "mean"  # a setting read at every call, as torch's
+    np.testing.assert_allclose(
+        layer(_IDX[:10].reshape(2, 5)),
+        TF.embedding_bag(torch.tensor(_IDX[:10].reshape(2, 5)), torch.tensor(layer.weight.data),
+                         mode="mean", padding_idx=3).numpy(), rtol=1e-14)
+
+
+@pytest.mark.parametrize("call, message", [
+    (lambda w: gc.embedding_bag(_IDX, w), "embedding_bag: a 1-d input needs offsets"),
+    (lambda w: gc.embedding_bag(_IDX.reshape(1, -1), w, [0]),
+     "embedding_bag: offsets must be None for a 2-d input"),
+    (lambda w: gc.embedding_bag(_IDX, w, [1, 3]), "embedding_bag: offsets[0] must be 0"),
+    (lambda w: gc.embedding_bag(_IDX, w, [0, 5, 3]),
+     "embedding_bag: offsets must be non-decreasing and at most the input's length 11"),
+    (lambda w: gc.embedding_bag(_IDX, w, [0, 5], include_last_offset=True),
+     "embedding_bag: with include_last_offset, offsets[-1] must be the input's length 11"),
+    (lambda w: gc.embedding_bag(_IDX, w, [0], mode="median"),
+     "embedding_bag: mode must be 'sum', 'mean' or 'max', got 'median'"),
+    (lambda w: gc.embedding_bag(_IDX, w, [0], mode="max", per_sample_weights=np.ones(11)),
+     "embedding_bag: per_sample_weights is only for mode 'sum'"),
+    (lambda w: gc.embedding_bag(_IDX, w, [0], mode="sum", per_sample_weights=np.ones(3)),
+     "embedding_bag: per_sample_weights must have the input's shape (11,)"),
+    (lambda w: gc.embedding_bag(_IDX, w, [0], padding_idx=10),
+     "embedding_bag: padding_idx must be an int in [-10, 10)"),
+    (lambda w: gc.embedding_bag(_IDX - 2, w, [0]), "embedding_bag: index -2 is negative"),
+    (lambda w: gc.nn.EmbeddingBag(10, 4, max_norm=1.0),
+     "EmbeddingBag: max_norm=1.0 is not supported"),
+    (lambda w: gc.nn.EmbeddingBag(10, 4, mode="min"), "EmbeddingBag: mode must be"),
+    (lambda w: gc.nn.EmbeddingBag.from_pretrained(w[0]),
+     "EmbeddingBag.from_pretrained: embeddings must be 2-dimensional"),
+    (lambda w: gc.nn.EmbeddingBag(10, 4)(_IDX, [0, 12]),
+     "EmbeddingBag: offsets must be non-decreasing and at most the input's length 11"),
+])
+def test_embedding_bag_errors_are_one_line_naming_the_argument(call, message):
+    assert_one_line_error(lambda: call(np.ones((10, 4))), message, HERE)
