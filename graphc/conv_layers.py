@@ -1,6 +1,6 @@
-"""torch.nn's other CNN layers on graphc.nn's Module: ConvTranspose1d/2d, the adaptive
-pools, MaxUnpool1d/2d, Dropout1d/2d/3d, PixelShuffle/PixelUnshuffle, the padding layers and MaxPool1d /
-AvgPool1d.
+"""torch.nn's other CNN layers on graphc.nn's Module: Conv3d, ConvTranspose1d/2d/3d, the
+adaptive pools, MaxUnpool1d/2d, Dropout1d/2d/3d, PixelShuffle/PixelUnshuffle, the padding
+layers and MaxPool1d / AvgPool1d.
 Each computes its function in ir/ops/conv_extra.py (or the core API) with its settings read
 as guarded settings at every call, so a compiled plan traced with one value is not reused
 after the user sets another."""
@@ -14,8 +14,8 @@ from ir.ops import conv_extra as C
 from ir.types import is_int
 
 from .dropouts import _channel_dropout
-from .nn import (Dropout, Module, Parameter, _AvgPool, _conv_repr, _Functional, _layer_dtype,
-                 _MaxPool, _per_axis, _rng, _size, _window_repr)
+from .nn import (Dropout, Module, Parameter, _AvgPool, _conv_init, _conv_repr, _Functional,
+                 _layer_dtype, _MaxPool, _per_axis, _rng, _size, _window_repr)
 
 
 def _fail(message):
@@ -90,6 +90,50 @@ class ConvTranspose1d(_ConvTranspose):
 
     _spatial = 1
     _function = staticmethod(C.conv_transpose1d)
+
+
+class ConvTranspose3d(_ConvTranspose):
+    """torch.nn.ConvTranspose3d over (N, C, D, H, W) or (C, D, H, W)
+    (graphc.conv_transpose3d): weight (in_channels, out_channels / groups, kD, kH, kW)."""
+
+    _spatial = 3
+    _function = staticmethod(C.conv_transpose3d)
+
+
+class Conv3d(Module):
+    """torch.nn.Conv3d(in_channels, out_channels, kernel_size, stride=1, padding=0,
+    dilation=1, groups=1, bias=True, padding_mode='zeros') over (N, C, D, H, W) or (C, D, H,
+    W) (graphc.conv3d): the weight in torch's layout (out_channels, in_channels / groups, kD,
+    kH, kW) and initialisation, as Conv2d's; padding_mode 'zeros', 'reflect', 'replicate' or
+    'circular'."""
+
+    def __init__(self, in_channels, out_channels, kernel_size, stride=1, padding=0,
+                 dilation=1, groups=1, bias=True, padding_mode="zeros", rng=None,
+                 dtype="float32"):
+        kernel, = C._settings("Conv3d", 3, kernel_size=kernel_size)
+        _conv_init(self, "Conv3d", in_channels, out_channels, kernel, stride, padding,
+                   dilation, groups, bias, padding_mode, rng, dtype)
+
+    def forward(self, x):
+        stride, padding, dilation, groups, mode = (self._setting(name, x) for name in (
+            "stride", "padding", "dilation", "groups", "padding_mode"))
+        if mode != "zeros" and not (isinstance(padding, str) and padding == "valid"):
+            # as torch: x padded by the mode, then a convolution without padding
+            if len(F._shape(x)) not in (4, 5):
+                _fail(f"Conv3d: x must be 5-d (N, C, D, H, W) or 4-d (C, D, H, W), got shape "
+                      f"{tuple(F._shape(x))}")
+            given = None
+            if isinstance(padding, str) and padding == "same":
+                stride3, dilation3 = C._settings("Conv3d", 3, stride=stride, dilation=dilation)
+                padding = F._same_padding("Conv3d", F._shape(self.weight)[2:], stride3,
+                                          dilation3)
+            else:
+                given, = C._settings("Conv3d", 3, padding=padding)
+                padding = [(p, p) for p in given]
+            x, padding = F._pad2d_mode("Conv3d", x, padding, mode, given), 0
+        return C.conv3d(x, self.weight, self.bias, stride, padding, dilation, groups)
+
+    extra_repr = _conv_repr
 
 
 # ---- pooling ----------------------------------------------------------------------------------

@@ -2261,6 +2261,10 @@ class Linear(Module):
         return f"in_features={fan_in}, out_features={fan_out}, bias={self.bias is not None}"
 
 
+# how a convolution layer's per-axis setting may be given, by its number of spatial axes
+_SETTING_FORMS = {1: "a tuple of one int", 2: "a pair of ints", 3: "a tuple of 3 ints"}
+
+
 def _conv_init(layer, name, in_channels, out_channels, kernel, stride, padding, dilation,
                groups, bias, padding_mode, rng, dtype):
     """A convolution layer's parameters in PyTorch's layout (out_channels, in_channels /
@@ -2272,8 +2276,8 @@ def _conv_init(layer, name, in_channels, out_channels, kernel, stride, padding, 
     if isinstance(padding, str):  # torch refuses these at construction, not at the call
         if padding not in ("same", "valid"):
             raise GraphcError(f"{name}: padding must be 'same', 'valid', an int or "
-                              f"{'a pair of ints' if len(kernel) == 2 else 'a tuple of one int'}"
-                              f", got {padding!r}", (user_location(),))
+                              f"{_SETTING_FORMS[len(kernel)]}, got {padding!r}",
+                              (user_location(),))
         strides = _per_axis(stride, len(kernel))
         # a stride that is no int (a numpy array, a float) is the call's to refuse in one line
         if padding == "same" and all(is_int(s) for s in strides) \
@@ -3466,6 +3470,7 @@ _LAZY.update(AlphaDropout="dropouts", FeatureAlphaDropout="dropouts", RReLU="dro
 _LAZY.update(MaxUnpool1d="conv_layers", MaxUnpool2d="conv_layers")
 _LAZY.update(LocalResponseNorm="extra_layers", ChannelShuffle="extra_layers",
              EmbeddingBag="extra_layers")
+_LAZY.update(Conv3d="conv_layers", ConvTranspose3d="conv_layers")
 
 
 def __getattr__(name):

@@ -1980,11 +1980,11 @@ def _pad2d(x, rows, cols, value, spatial=(2, 3)):
 def _pad2d_mode(name, x, padding, mode, given=None):
     """x (..., H, W) padded by padding ((above, below), (left, right)) with torch.nn.Conv2d's
     padding_mode 'reflect', 'replicate' or 'circular' (F.pad's): rows (columns) of x itself,
-    each a slice of one, so that their gradients flow back to x. `given`: the padding as the
-    layer was given it (Conv1d's int, Conv2d's pair), which the messages name; without it
-    (padding="same") they name one axis's (before, after), which was '(-1, -1)' for Conv1d's
-    padding -1 and for Conv2d's (1, -1)."""
-    for axis, (before, after) in ((-2, padding[0]), (-1, padding[1])):
+    each a slice of one, so that their gradients flow back to x; three pairs pad (..., D, H,
+    W) (Conv3d). `given`: the padding as the layer was given it (Conv1d's int, Conv2d's
+    pair), which the messages name; without it (padding="same") they name one axis's
+    (before, after), which was '(-1, -1)' for Conv1d's padding -1 and for Conv2d's (1, -1)."""
+    for axis, (before, after) in zip(range(-len(padding), 0), padding):
         if builtins.min(before, after) < 0:  # F.pad would crop; conv2d refuses it too
             shown = (before, after) if given is None else given
             _fail(f"{name}: padding must be >= 0, got {shown}")
@@ -2071,7 +2071,7 @@ def _unbatched(f, x, *args):
 
 
 def _same_padding(name, kernel, stride, dilation):
-    if stride != (1, 1):
+    if builtins.any(s != 1 for s in stride):
         _fail(f"{name}: padding='same' needs stride 1, as in PyTorch")
     totals = [d * (k - 1) for k, d in zip(kernel, dilation)]
     # an odd total puts the extra row (column) below (right), as PyTorch

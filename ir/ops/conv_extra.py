@@ -1,13 +1,15 @@
 """torch.nn.functional's other CNN functions, as composites of existing ops (so grad, vmap
-and compile are those ops'): conv_transpose1d/2d, adaptive_avg_pool1d/2d,
+and compile are those ops'): conv3d, conv_transpose1d/2d/3d, adaptive_avg_pool1d/2d,
 adaptive_max_pool1d/2d, max_pool1d, avg_pool1d, pixel_shuffle and pixel_unshuffle.
 
-conv_transpose2d (the gradient of conv2d with respect to its input) is s*s stride-1
-conv2d's, one per output phase (see _phases): conv2d's im2col and GEMM, forward and
-backward, with no multiplications by inserted zeros."""
+conv3d is one conv2d over the (N * D_out) depth slices, each slice's kD depth taps stacked
+as channels. conv_transpose2d (the gradient of conv2d with respect to its input) is s*s
+stride-1 conv2d's, one per output phase (see _phases): conv2d's im2col and GEMM, forward and
+backward, with no multiplications by inserted zeros; conv_transpose3d is s*s*s conv3d's."""
 from __future__ import annotations
 
 import builtins
+import itertools
 import math
 
 import numpy as np
@@ -19,9 +21,10 @@ from ..types import InconclusiveDim, floor_div, is_float, is_int
 from .api import _fail, _ndim, _shape
 from .arrays import _take_along, argsort
 
-__all__ = ["conv_transpose1d", "conv_transpose2d", "adaptive_avg_pool1d",
-           "adaptive_avg_pool2d", "adaptive_max_pool1d", "adaptive_max_pool2d", "max_pool1d",
-           "avg_pool1d", "pixel_shuffle", "pixel_unshuffle", "max_unpool1d", "max_unpool2d"]
+__all__ = ["conv3d", "conv_transpose1d", "conv_transpose2d", "conv_transpose3d",
+           "adaptive_avg_pool1d", "adaptive_avg_pool2d", "adaptive_max_pool1d",
+           "adaptive_max_pool2d", "max_pool1d", "avg_pool1d", "pixel_shuffle",
+           "pixel_unshuffle", "max_unpool1d", "max_unpool2d"]
 
 
 def _settings(name, spatial, **values):
@@ -34,6 +37,97 @@ def _settings(name, spatial, **values):
             _fail(f"{name}: {what} must be an int or a tuple of {spatial} ints, got {v!r}")
         out.append(tuple(int(k) for k in vs))
     return out
+
+
+# ---- 3-d convolution -------------------------------------------------------------------------
+def conv3d(x, w, b=None, stride=1, padding=0, dilation=1, groups=1):
+    """3-D cross-correlation as torch.nn.functional.conv3d: x (N, C, D, H, W) or (C, D, H,
+    W), w (O, C/groups, kD, kH, kW), b (O,) or None; stride, padding and dilation an int or
+    a tuple of 3, padding also 'valid' (0) or 'same' (stride 1). Gives (N, O, Do, Ho, Wo).
+    One conv2d over the N * Do output depth slices, each the kD depth taps of x stacked as
+    its channels (group by group, w's taps reordered to match): conv2d's im2col and GEMM,
+    whose gradients are the gradients here."""
+    name = "conv3d"
+    if _ndim(x) not in (4, 5):
+        _fail(f"{name}: x must be 5-d (N, C, D, H, W) or 4-d (C, D, H, W), got shape "
+              f"{tuple(_shape(x))}")
+    if _ndim(w) != 5:
+        _fail(f"{name}: w must be 5-d (O, C/groups, kD, kH, kW), got shape {tuple(_shape(w))}")
+    # everything conv2d would refuse is refused here first: its lines would name conv2d and
+    # the stacked (N * Do, kD * C, H, W) form the user never wrote
+    o, cg, *kernel = _shape(w)
+    kernel = tuple(kernel)
+    stride, dilation = _settings(name, 3, stride=stride, dilation=dilation)
+    if isinstance(padding, str) and padding not in ("same", "valid"):
+        _fail(f"{name}: padding must be an int, a tuple of 3 ints, 'same' or 'valid', got "
+              f"{padding!r}")
+    if not is_int(groups) or groups < 1 or o % groups:
+        _fail(f"{name}: groups={groups!r} must be a positive int dividing w's {o} output "
+              "channels")
+    groups = int(groups)
+    if o == 0:  # torch's rule (conv2d's composite would give an empty result)
+        _fail(f"{name}: w {tuple(_shape(w))} is empty: it needs at least one output channel, "
+              "as in PyTorch")
+    c = _shape(x)[-4]
+    if c != cg * groups:
+        _fail(f"{name}: x has {c} channels, w {tuple(_shape(w))} takes {cg * groups}"
+              + (f" (groups={groups})" if groups > 1 else ""))
+    if b is not None and tuple(_shape(b)) != (o,):
+        _fail(f"{name}: b must have shape ({o},), one value per output channel, got "
+              f"{tuple(_shape(b))}")
+    for what, values in (("kernel size", kernel), ("stride", stride),
+                         ("dilation", dilation)):
+        if builtins.min(values) < 1:
+            _fail(f"{name}: {what} must be >= 1, got {values}")
+    if isinstance(padding, str):
+        sides = (F._same_padding(name, kernel, stride, dilation) if padding == "same"
+                 else ((0, 0),) * 3)
+    else:
+        padding, = _settings(name, 3, padding=padding)
+        if builtins.min(padding) < 0:
+            _fail(f"{name}: padding must be >= 0, got {padding}")
+        sides = tuple((p, p) for p in padding)
+    for what, v in (("w", w), ("b", b)):  # as conv2d's check
+        why = None if v is None else precision.dtype_clash(F._dtype(x), F._dtype(v))
+        if why:
+            _fail(f"{name}: x is {F._dtype(x)} and {what} {F._dtype(v)}: {why}; cast one with "
+                  ".astype")
+    size = tuple(_shape(x)[-3:])
+    padded = tuple(n + before + after for n, (before, after) in zip(size, sides))
+    reach = tuple(d * (k - 1) + 1 for k, d in zip(kernel, dilation))
+    try:
+        if builtins.any(r > n for r, n in zip(reach, padded)):
+            _fail(f"{name}: the kernel {reach} (dilated) is larger than the padded input "
+                  f"{padded}")
+        depth = floor_div(padded[0] - reach[0], stride[0]) + 1
+        for n, r, s in zip(padded[1:], reach[1:], stride[1:]):  # (conv2d's, under this name)
+            floor_div(n - r, s)
+    except InconclusiveDim as exc:  # a symbolic size: the plan has no one output size
+        shown = sides if isinstance(padding, str) else padding
+        _fail(f"{name}: no output size for every value of a symbolic depth, height or width "
+              f"(kernel {kernel}, stride {stride}, padding {shown}, dilation {dilation}): "
+              f"{exc.message}")
+    if _ndim(x) == 4:
+        return F._unbatched(conv3d, x, w, b, stride, padding, dilation, groups)
+    n = _shape(x)[0]
+    # (N, D, groups, C/groups, H, W), zero padded: a depth tap is a strided slice along D
+    x = F.transpose(x, (0, 2, 1, 3, 4))
+    x = F._pad2d(x, sides[0], (0, 0), 0.0, (1, 1))
+    x = F._pad2d(x, sides[1], sides[2], 0.0, (3, 4))
+    x = F.reshape(x, (n, padded[0], groups, cg) + padded[1:])
+    def tap(i):
+        starts, stops = [0] * 6, list(_shape(x))
+        starts[1], stops[1] = i * dilation[0], i * dilation[0] + stride[0] * (depth - 1) + 1
+        steps = [1] * 6
+        steps[1] = stride[0]
+        return F.slice_(x, starts, stops, steps)
+    # (N * Do, groups * kD * C/groups, H, W): each group's channels taps first, as w2's
+    slices = F.reshape(F.stack([tap(i) for i in range(kernel[0])], 3),
+                       (n * depth, groups * kernel[0] * cg) + padded[1:])
+    w2 = F.reshape(F.transpose(w, (0, 2, 1, 3, 4)), (o, kernel[0] * cg) + kernel[1:])
+    out = F.conv2d(slices, w2, b, stride[1:], 0, dilation[1:], groups)
+    out = F.reshape(out, (n, depth) + tuple(_shape(out))[1:])
+    return F.transpose(out, (0, 2, 1, 3, 4))
 
 
 def conv_transpose_output_size(name, shape, kernel, stride, padding, dilation, output_size):
@@ -78,15 +172,25 @@ def conv_transpose1d(x, weight, bias=None, stride=1, padding=0, output_padding=0
                            output_padding, groups, dilation)
 
 
+def conv_transpose3d(x, weight, bias=None, stride=1, padding=0, output_padding=0, groups=1,
+                     dilation=1):
+    """torch.nn.functional.conv_transpose3d: x (N, C_in, D, H, W) or (C_in, D, H, W), weight
+    (C_in, C_out / groups, kD, kH, kW): conv_transpose2d's phases over three axes, each a
+    stride-1 conv3d."""
+    return _conv_transpose("conv_transpose3d", 3, x, weight, bias, stride, padding,
+                           output_padding, groups, dilation)
+
+
 def _conv_transpose(name, spatial, x, w, b, stride, padding, output_padding, groups,
                     dilation):
     nd = spatial + 2
+    axes, taps = {1: ("L", "K"), 2: ("H, W", "kH, kW"), 3: ("D, H, W", "kD, kH, kW")}[spatial]
     if _ndim(x) not in (nd - 1, nd):
-        _fail(f"{name}: x must be {nd}-d (N, C, {'L' if spatial == 1 else 'H, W'}) or "
-              f"{nd - 1}-d, got shape {tuple(_shape(x))}")
+        _fail(f"{name}: x must be {nd}-d (N, C, {axes}) or {nd - 1}-d, got shape "
+              f"{tuple(_shape(x))}")
     if _ndim(w) != nd:
-        _fail(f"{name}: weight must be {nd}-d (C_in, C_out/groups, "
-              f"{'K' if spatial == 1 else 'kH, kW'}), got shape {tuple(_shape(w))}")
+        _fail(f"{name}: weight must be {nd}-d (C_in, C_out/groups, {taps}), got shape "
+              f"{tuple(_shape(w))}")
     stride, padding, output_padding, dilation = _settings(
         name, spatial, stride=stride, padding=padding, output_padding=output_padding,
         dilation=dilation)
@@ -156,68 +260,75 @@ def _conv_transpose(name, spatial, x, w, b, stride, padding, output_padding, gro
 
 def _phases(x, w, b, groups, kernel, stride, padding, dilation, size, out_size, cout):
     """(N, C_out, Ho, Wo) as s*s stride-1 convolutions (conv2d, its im2col and GEMM), one
-    per output phase: the rows r, r + s, r + 2s, ... (r < s) of the output take only the
-    kernel taps t with t*d - p = r (mod s), each row m reading input row m - q_t, q_t =
-    (t*d - p - r) / s. Those taps are evenly spaced, so a phase is a correlation of x,
-    padded (or cut) to line up, with the flipped sub-kernel at dilation d / gcd(s, d). The
-    phases are interleaved by one transpose. No multiplications by inserted zeros (the
-    dilate-then-convolve form spends s*s times the work), and the gradients are conv2d's:
-    summing each tap's block into the output instead cost the backward a full-size copy of
-    the GEMM's result per tap."""
-    n, cin = _shape(x)[0], _shape(w)[0]
-    kh, kw = kernel
-    # conv2d's layout (C_out, C_in / groups, kH, kW), group by group
-    wc = F.reshape(F.transpose(F.reshape(w, (groups, cin // groups, cout // groups, kh, kw)),
-                               (0, 2, 1, 3, 4)), (cout, cin // groups, kh, kw))
+    per output phase ((N, C_out, Do, Ho, Wo): s*s*s conv3d's, each axis as below): the rows
+    r, r + s, r + 2s, ... (r < s) of the output take only the kernel taps t with t*d - p = r
+    (mod s), each row m reading input row m - q_t, q_t = (t*d - p - r) / s. Those taps are
+    evenly spaced, so a phase is a correlation of x, padded (or cut) to line up, with the
+    flipped sub-kernel at dilation d / gcd(s, d). The phases are interleaved by one
+    transpose. No multiplications by inserted zeros (the dilate-then-convolve form spends
+    s*s times the work), and the gradients are conv2d's: summing each tap's block into the
+    output instead cost the backward a full-size copy of the GEMM's result per tap."""
+    n, cin, kernel = _shape(x)[0], _shape(w)[0], tuple(kernel)
+    spatial = len(kernel)
+    axes, rank, ones = tuple(range(2, 2 + spatial)), 2 + spatial, (1,) * spatial
+    conv = F.conv2d if spatial == 2 else conv3d
+    # the convolution's layout (C_out, C_in / groups, *kernel), group by group
+    wc = F.reshape(F.transpose(F.reshape(w, (groups, cin // groups, cout // groups) + kernel),
+                               (0, 2, 1) + tuple(range(3, 3 + spatial))),
+                   (cout, cin // groups) + kernel)
     grid = tuple(-floor_div(-o, s) for o, s in zip(out_size, stride))  # a phase's rows, columns
     if b is not None and F._dtype(b) != F._dtype(x):  # under autocast: torch casts it too
         b = F.cast(b, F._dtype(x))
     phases, empty = [], None
-    for phase in [(r, c) for r in range(stride[0]) for c in range(stride[1])]:
-        axes = [_phase_axis(*args) for args in zip(kernel, stride, padding, dilation, phase,
-                                                   grid, size)]
-        if builtins.any(a is None for a in axes):  # no tap lands on this phase
+    for phase in itertools.product(*(range(s) for s in stride)):
+        per_axis = [_phase_axis(*args) for args in zip(kernel, stride, padding, dilation,
+                                                       phase, grid, size)]
+        if builtins.any(a is None for a in per_axis):  # no tap lands on this phase
             if empty is None:
                 empty = F.zeros((n, cout) + grid, F._dtype(x))
-                empty = empty if b is None else empty + F.reshape(b, (cout, 1, 1))
+                empty = empty if b is None else empty + F.reshape(b, (cout,) + ones)
             phases.append(empty)
             continue
         xp, kernel_p, crops = x, wc, []
-        for axis, (taps, step, cut, pad) in zip((2, 3), axes):
+        for axis, (taps, step, cut, pad) in zip(axes, per_axis):
             if builtins.any(cut) and not isinstance(_shape(xp)[axis], int):
                 # a symbolic size may be cut whole (no tap reads x at n = 1, a padding
                 # wider than the kernel): the rows of the uncut x's result from cut[0] on
                 # are the cut x's (each result row reads the same rows of x), for every n
                 crops.append((axis, cut[0]))
             elif builtins.any(cut):
-                starts, stops = [0] * 4, list(_shape(xp))
+                starts, stops = [0] * rank, list(_shape(xp))
                 starts[axis], stops[axis] = cut[0], stops[axis] - cut[1]
-                xp = F.slice_(xp, starts, stops, [1] * 4)
+                xp = F.slice_(xp, starts, stops, [1] * rank)
             if builtins.any(pad):
-                xp = F._pad2d(xp, *((pad, (0, 0)) if axis == 2 else ((0, 0), pad)), 0.0)
-            # the phase's taps, last first (conv2d correlates)
+                xp = F._pad2d(xp, pad, (0, 0), 0.0, (axis, axis))
+            # the phase's taps, last first (the convolution correlates)
             kernel_p = F.swapaxes(F.take(F.swapaxes(kernel_p, axis, 0), np.asarray(taps)),
                                   0, axis)
-        out = F.conv2d(xp, kernel_p, b, 1, 0, (axes[0][1], axes[1][1]), groups)
+        out = conv(xp, kernel_p, b, 1, 0, tuple(a[1] for a in per_axis), groups)
         for axis, start in crops:
-            starts, stops = [0] * 4, list(_shape(out))
+            starts, stops = [0] * rank, list(_shape(out))
             starts[axis], stops[axis] = start, start + grid[axis - 2]
-            out = F.slice_(out, starts, stops, [1] * 4)
+            out = F.slice_(out, starts, stops, [1] * rank)
         phases.append(out)
-    (sh, sw), (ho, wo) = stride, out_size
-    if sh == sw == 1:
+    if builtins.all(s == 1 for s in stride):
         out = phases[0]
     else:
-        # (sh, sw, N, Mh, Mw, C) -> (N, Mh, sh, Mw, sw, C): row m * sh + r of phase r. In
-        # conv2d's channels-last layout (its NCHW result is a transpose of it) whole channel
-        # vectors move; a 6-d transpose to NCHW directly was 3x slower
-        out = F.stack([F.transpose(p, (0, 2, 3, 1)) for p in phases], 0)
-        out = F.reshape(F.transpose(F.reshape(out, (sh, sw, n) + grid + (cout,)),
-                                    (2, 3, 0, 4, 1, 5)),
-                        (n, grid[0] * sh, grid[1] * sw, cout))
-        out = F.transpose(F.slice_(out, (0, 0, 0, 0), (n, ho, wo, cout), (1,) * 4),
-                          (0, 3, 1, 2))
-    return F.slice_(out, (0, 0, 0, 0), (n, cout, ho, wo), (1,) * 4)
+        # (s0, s1, .., N, M0, M1, .., C) -> (N, M0, s0, M1, s1, .., C): row m * s + r of
+        # phase r along each axis. In conv2d's channels-last layout (its NCHW result is a
+        # transpose of it) whole channel vectors move; a 6-d transpose to NCHW directly was
+        # 3x slower
+        last = (0,) + axes + (1,)
+        out = F.stack([F.transpose(p, last) for p in phases], 0)
+        interleave = (spatial,) + builtins.sum(((spatial + 1 + i, i) for i in range(spatial)),
+                                               ()) + (2 * spatial + 1,)
+        out = F.reshape(F.transpose(F.reshape(out, tuple(stride) + (n,) + grid + (cout,)),
+                                    interleave),
+                        (n,) + tuple(g * s for g, s in zip(grid, stride)) + (cout,))
+        out = F.transpose(F.slice_(out, (0,) * rank, (n,) + tuple(out_size) + (cout,),
+                                   (1,) * rank),
+                          (0, rank - 1) + tuple(range(1, rank - 1)))
+    return F.slice_(out, (0,) * rank, (n, cout) + tuple(out_size), (1,) * rank)
 
 
 def _phase_axis(k, s, p, d, r, rows, n_in):
