@@ -21,6 +21,7 @@ from ir.graph import current_graph
 from ir.ops import precision
 from ir.ops.operators import OperatorMixin
 from ir.ops.registry import (GRAD_MODE, DerivedVJP, Interpreter, VJPContext, apply,
+                             innermost_interpreter,
                              foreign_array_name, get_op, graph_param, infer_type,
                              is_weak_scalar, like_dtype, read_foreign_array,
                              refuse_float_scalar, refuse_operand, refuse_unsupported_dtype,
@@ -313,6 +314,29 @@ class Tensor(OperatorMixin):
                               f"tensor of shape {self.data.shape}", (user_location(),))
         self.data = result.data
         return self
+
+    def __setitem__(self, key, value):
+        """x[mask] = v with a boolean mask (numpy's x[mask] = v: v broadcast to x[mask]'s
+        shape, cast to x's dtype), eagerly and where the tape records neither x nor v (no
+        grad mode, or neither requires grad): x then holds new values, as after `x += v`
+        under no_grad (tensors computed from x before keep theirs). Any other key, a trace,
+        or a value the tape would lose the gradient of are refused."""
+        keys = key if isinstance(key, tuple) else (key,)
+        if innermost_interpreter() is not None or not any(
+                _api().mask_of(k) is not None for k in keys):
+            return super().__setitem__(key, value)  # (OperatorMixin's refusal)
+        if _MODE.enabled and (self._requires_grad or getattr(value, "requires_grad", False)):
+            raise GraphcError("x[mask] = v where x or v requires grad: the tape cannot record "
+                              "an assignment in place; build the new value, x = "
+                              "gc.where(mask, v, x), or assign under `with gc.no_grad():`",
+                              (user_location(),))
+        data = self.data.copy()  # (the tape keeps the arrays it read: none is written)
+        try:
+            data[tuple(k.data if isinstance(k, Tensor) else k for k in keys)] = \
+                value.data if isinstance(value, Tensor) else value
+        except (IndexError, ValueError, TypeError, OverflowError) as exc:
+            raise GraphcError(f"x[mask] = v: {exc}", (user_location(),)) from None
+        self.data = data
 
     def __iadd__(self, o): return self._inplace(o, _api().add)
     def __isub__(self, o): return self._inplace(o, _api().sub)

@@ -210,8 +210,9 @@ def test_one_index_array_among_basic_indices_under_vmap_and_its_errors():
     assert_one_line_error(lambda: gc.tensor(X)[[0, 1], :, [0, 1, 2]],
                           "shape mismatch: indexing arrays could not be broadcast together "
                           "with shapes (2,) (3,)", "test_arrays.py")
-    assert_one_line_error(lambda: gc.tensor(X)[:, np.array([True, False, True, True])],
-                          "boolean-mask indexing has a data-dependent shape", "test_arrays.py")
+    assert_one_line_error(lambda: gc.compile(lambda a, m: a[:, m])(X, X[0, :, 0] > 0),
+                          "boolean mask that is traced has a data-dependent shape",
+                          "test_arrays.py")
 
 
 I, J = np.array([0, 2, -1]), np.array([[1], [-4]])
@@ -293,6 +294,94 @@ def test_a_traced_index_out_of_range_names_the_users_axis_and_its_value():
         assert_one_line_error(call, f"index 9 is out of bounds for {axis}", "test_arrays.py")
     assert_one_line_error(lambda: gc.vmap(lambda a, k: gc.take(a, k))(X, np.stack([-bad] * 3)),
                           "index -9 is out of bounds for axis 0 of size 4", "test_arrays.py")
+
+
+M = X[:, :, 0] > 0  # (3, 4): a mask of x's first two axes
+
+
+@pytest.mark.parametrize("key", [M, M[:, 0], list(M[:, 0]), X > 0, (slice(None), M[0]),
+                                 (M[:, 0], 1), (Ellipsis, X[0, 0] > 0), (M[:, 0], I[:2] + 1),
+                                 (M[:, 0], slice(None), X[0, 0] > 0), np.zeros(3, bool),
+                                 (None, M)])
+def test_a_boolean_mask_indexes_as_numpys_with_torchs_gradient(key):
+    """x[mask] was refused everywhere ('boolean-mask indexing has a data-dependent shape');
+    numpy reads it as x[mask.nonzero()], a mask of d axes standing for d axes of x (a list
+    of bools too). Its values known, so is the shape: eagerly (a bool tensor as the mask
+    too), and a numpy mask in a trace (a constant gather, as in JAX). Values against numpy,
+    the gradient (scattered back to the True places) against torch's."""
+    expected = X[key]
+    w = RNG.normal(size=expected.shape)
+    t = torch.tensor(X, requires_grad=True)
+    keys = key if isinstance(key, tuple) else (key,)
+    (t[tuple(torch.tensor(k) if isinstance(k, (list, np.ndarray)) else k for k in keys)]
+     * torch.tensor(w)).sum().backward()
+    x = gc.tensor(X, requires_grad=True)
+    np.testing.assert_array_equal(x[key].numpy(), expected)
+    gc.sum(x[key] * w).backward()
+    np.testing.assert_array_equal(x.grad, t.grad.numpy())
+    as_tensors = tuple(gc.tensor(k) if isinstance(k, np.ndarray) else k for k in keys)
+    np.testing.assert_array_equal(gc.tensor(X)[as_tensors].numpy(), expected)
+    np.testing.assert_array_equal(gc.compile(lambda a: a[key])(X), expected)
+    np.testing.assert_array_equal(gc.grad(lambda a: gc.sum(a[key] * w))(X), t.grad.numpy())
+
+
+def test_a_mask_of_unknown_values_or_sizes_is_refused_in_one_line():
+    """A traced mask, or an eager one that a trace reads at each call, would give the
+    result a data-dependent shape: refused, naming gc.where; a mask of other sizes than the
+    axes it indexes is numpy's IndexError, in one line."""
+    mask = M[:, 0]
+    for call in (lambda: gc.compile(lambda a, m: a[m])(X, mask),
+                 lambda: gc.grad(lambda a, m: gc.sum(a[m]))(X, mask),
+                 lambda: gc.vmap(lambda a, m: a[m])(X, M),
+                 lambda: gc.compile(lambda a: a[gc.tensor(mask)])(X)):
+        assert_one_line_error(call, "has a data-dependent shape, which a traced graph cannot "
+                              "have; keep the shape with gc.where(mask, x, 0)", "test_arrays.py")
+    assert_one_line_error(lambda: gc.tensor(X)[:, M[0, :3]],
+                          "boolean index did not match indexed array along axis 1; size of "
+                          "axis is 4 but size of corresponding boolean axis is 3",
+                          "test_arrays.py")
+    assert_one_line_error(lambda: gc.tensor(X)[[gc.tensor(True), gc.tensor(False)]],
+                          "a boolean mask given as a list of tensors", "test_arrays.py")
+    with pytest.raises(IndexError, match="boolean index did not match"):
+        X[:, M[0, :3]]
+
+
+def test_assigning_through_a_boolean_mask_is_numpys_eagerly():
+    """x[mask] = v was refused; eagerly it is numpy's (v broadcast to x[mask]'s shape, cast
+    to x's dtype) where the tape records neither x nor v. The tape keeps the values it read
+    (a gradient taken before the assignment is unchanged); x or v requiring grad in grad
+    mode is refused (no in-place op on the tape), as is any assignment in a trace."""
+    for key, value in [(M, 0.5), (M, np.arange(M.sum() * 5.0).reshape(-1, 5)),
+                       ((slice(None), M[0]), gc.tensor(np.arange(5.0))), (X > 0, -X[X > 0])]:
+        x, expected = gc.tensor(X), X.copy()
+        x[key] = value
+        expected[key] = np.asarray(value)
+        np.testing.assert_array_equal(x.numpy(), expected)
+    ints = gc.tensor(np.arange(4))
+    ints[[True, False, True, False]] = 7.9
+    np.testing.assert_array_equal(ints.numpy(), [7, 1, 7, 3])  # (numpy's cast: truncated)
+    w = gc.tensor(X, requires_grad=True)
+    x = gc.tensor(X)
+    y = gc.sum(w * x)
+    x[M] = 0.0
+    y.backward()
+    np.testing.assert_array_equal(w.grad, X)  # (x's values when w * x was taken)
+    with gc.no_grad():
+        w[M] = 0.0
+    assert w.requires_grad and np.all(w.numpy()[M] == 0)
+    for call in (lambda: w.__setitem__(M, 1.0), lambda: x.__setitem__(M, w[M])):
+        assert_one_line_error(call, "x[mask] = v where x or v requires grad: the tape cannot "
+                              "record an assignment in place", "test_arrays.py")
+    assert_one_line_error(lambda: x.__setitem__(M[:2], 1.0), "x[mask] = v: boolean index did "
+                          "not match", "test_arrays.py")
+
+    def assigns(a):
+        a[M] = 0.0
+        return a
+    for call in (lambda: gc.compile(assigns)(X), lambda: gc.compile(lambda a: assigns(x))(X),
+                 lambda: gc.tensor(X).__setitem__(0, 1.0)):
+        assert_one_line_error(call, "item assignment x[...] = v is not supported",
+                              "test_arrays.py")
 
 
 @pytest.mark.parametrize("dtype", [np.int8, np.uint8, np.int16, np.uint16, np.uint32,

@@ -970,7 +970,8 @@ def getitem(x, key):
     gather, None, ...) plus integer index arrays (a list too) on any axes, one gather whose
     axes numpy places (_gather_among; several arrays are numpy's pairing). A run-time integer scalar (a 0-d integer
     tensor) may index any axis, as in JAX: a window of one at that position
-    (dynamic_slice: a negative index counts from the end, one out of range is clamped)."""
+    (dynamic_slice: a negative index counts from the end, one out of range is clamped). A
+    boolean mask of known values is its nonzero() index arrays (_masks_as_indices)."""
     if not isinstance(key, tuple):
         key = (key,)
     # a 0-d integer numpy array is an int to numpy (x[:, np.array(2)] is x[:, 2]; out of
@@ -979,7 +980,9 @@ def getitem(x, key):
                 else k for k in key)
     # a tuple inside the index tuple is an index array to numpy (x[:, (0, 1)] is x[:, [0, 1]])
     key = tuple(list(k) if isinstance(k, tuple) else k for k in key)
-    if builtins.any(isinstance(k, (bool, np.bool_, np.timedelta64)) for k in key):
+    if builtins.any(isinstance(k, (bool, np.bool_, np.timedelta64))
+                    or isinstance(k, np.ndarray) and k.ndim == 0 and k.dtype == np.bool_
+                    for k in key):
         # (True is an int: it indexed row 1 where numpy adds an axis; a timedelta64 is an
         # np.integer to numpy's type tree, which numpy refuses as an index, as a time)
         if builtins.any(isinstance(k, np.timedelta64) for k in key):
@@ -993,6 +996,7 @@ def getitem(x, key):
     if builtins.any(isinstance(k, (list, tuple)) and holds_values(k, traced_only=True)
                     for k in key):
         _fail(f"{_TRACED_LIST} (x[gc.stack([k, 2])])")
+    key = _masks_as_indices(x, key)
     if len(key) == 1 and not isinstance(key[0], (int, np.integer, slice, type(None),
                                                  type(Ellipsis))) \
             and not _is_scalar_index(key[0]):
@@ -1064,6 +1068,61 @@ def getitem(x, key):
     for at, k in dynamic:
         out = dynamic_slice(out, k, 1, at)
     return reshape(out, tuple(out_shape))
+
+
+def mask_of(k):
+    """k as a boolean mask of 1+ axes (a numpy array, a list of bools, which numpy takes as
+    a mask too, or an eager tensor), else None; a mask whose values a trace does not know (a
+    traced one, or an eager tensor, which a trace reads at each call) refused: the result's
+    shape would depend on them."""
+    if isinstance(k, list):
+        if not k or holds_values(k):
+            return None
+        try:
+            k = np.asarray(k)
+        except ValueError:  # (ragged: _index_operand names it)
+            return None
+    if not hasattr(k, "dtype") or not hasattr(k, "shape") or len(k.shape) == 0 \
+            or _dtype(k) != np.bool_:
+        return None
+    if isinstance(k, np.ndarray):
+        return k
+    if isinstance(k, SymbolicValue) or innermost_interpreter() is not None:
+        what = "traced" if isinstance(k, SymbolicValue) else "a tensor read while tracing"
+        _fail(f"x[mask] with a boolean mask that is {what} has a data-dependent shape, which "
+              "a traced graph cannot have; keep the shape with gc.where(mask, x, 0) or "
+              "gc.masked_fill(x, ~mask, 0), or index eagerly")
+    return np.asarray(k)
+
+
+def _masks_as_indices(x, key):
+    """key with each boolean mask replaced by its True places' index arrays (np.nonzero),
+    as numpy reads x[mask] (x[mask.nonzero()]): a mask of d axes stands for d axes of x,
+    whose sizes it must have. Its values being known, the result's shape is (eagerly, or a
+    numpy mask in a trace: a constant gather, as in JAX)."""
+    masks = [mask_of(k) for k in key]
+    if builtins.all(m is None for m in masks):
+        return key
+    shape = _shape(x)
+    n_real = builtins.sum(m.ndim if m is not None else 0 if k is None or k is Ellipsis else 1
+                          for k, m in zip(key, masks))
+    out, axis = [], 0
+    for k, m in zip(key, masks):
+        if k is Ellipsis:
+            axis += builtins.max(len(shape) - n_real, 0)
+        elif m is not None:
+            for j, (size, length) in enumerate(zip(m.shape, shape[axis:])):
+                if size != length:
+                    _fail(f"boolean index did not match indexed array along axis {axis + j}; "
+                          f"size of axis is {length} but size of corresponding boolean axis "
+                          f"is {size}")
+            out.extend(m.nonzero())
+            axis += m.ndim
+            continue
+        elif k is not None:
+            axis += 1
+        out.append(k)
+    return tuple(out)
 
 
 def _is_advanced(k) -> bool:
@@ -1398,7 +1457,8 @@ def _index_array(k):
     index = _index_operand(k)
     dtype = _dtype(index)
     if dtype == np.dtype("bool"):
-        _fail("boolean-mask indexing has a data-dependent shape; use graphc.where")
+        # (a mask _masks_as_indices did not read: a list holding tensors)
+        _fail("a boolean mask given as a list of tensors: make it one mask (gc.stack them)")
     if dtype.kind not in "iu":  # ([0, 1.5] and [0.0] were 'take(f64[3,4,5], f64[2]):
         # indices must be integers')
         # (a float scalar, x[1.5] or x[np.float32(1)], is no array: numpy's line is the
