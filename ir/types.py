@@ -42,10 +42,13 @@ FLOAT_DTYPES = (DTYPES["f32"], DTYPES["f64"], DTYPES["f16"], BFLOAT16)
 HALF_DTYPES = (DTYPES["f16"], BFLOAT16)
 DTYPE_PATTERN = r"bf16|f16|f32|f64|i32|i64|bool"  # the short names, for the parsers
 INT_DTYPES = (DTYPES["i32"], DTYPES["i64"])
-# an argument of compile or vmap of this dtype is taken as the wider one (every value fits):
-# JAX's raw keys (jax.random.PRNGKey) are uint32[2], and the IR has no unsigned dtype. Other
-# unsigned dtypes stay refused (as_dtype names the cast to make).
-WIDENED_INPUTS = {np.dtype("uint32"): DTYPES["i64"]}
+# an argument of compile or vmap of a small integer dtype the IR lacks is taken as the
+# narrowest IR dtype that holds every value (as numpy would promote it): a batch of uint8
+# images feeds a compiled step; JAX's raw keys (jax.random.PRNGKey) are uint32[2]. Computed
+# so, it does not wrap around where numpy's and JAX's uint8 arithmetic does. uint64 (no IR
+# dtype holds it) stays refused (as_dtype names the cast to make).
+WIDENED_INPUTS = {**{np.dtype(t): DTYPES["i32"] for t in ("int8", "uint8", "int16", "uint16")},
+                  np.dtype("uint32"): DTYPES["i64"]}
 
 
 class UnsupportedDtype(GraphcError, TypeError):

@@ -8,16 +8,50 @@ import graphc as gc
 
 
 @pytest.mark.parametrize("make", [
-    lambda: gc.compile(lambda x: x * 2)(np.zeros(3, np.uint8)),
+    lambda: gc.compile(lambda x: x * 2)(np.zeros(3, np.uint64)),
     lambda: gc.tensor(np.zeros(3, np.int8)),
     lambda: gc.grad(lambda x: gc.sum(x))(np.zeros(3, np.complex64)),
     lambda: gc.zeros(3, "uint16"),
-], ids=["compile-uint8", "tensor-int8", "grad-complex64", "zeros-uint16"])
+], ids=["compile-uint64", "tensor-int8", "grad-complex64", "zeros-uint16"])
 def test_one_line_at_the_users_call(make):
     with pytest.raises(gc.GraphcError, match=r"dtype \w+ is not supported") as info:
         make()
     assert info.value.locs and "test_unsupported_dtypes.py" in str(info.value.locs[0])
     assert "Traceback" not in str(info.value)
+
+
+@pytest.mark.parametrize("dtype, wide", [(np.int8, np.int32), (np.uint8, np.int32),
+                                         (np.int16, np.int32), (np.uint16, np.int32),
+                                         (np.uint32, np.int64)])
+def test_a_small_integer_argument_of_compile_or_vmap_is_widened_to_an_ir_dtype(dtype, wide):
+    """gc.compile refused an int8, uint8, int16 or uint16 array argument ('dtype uint8 is not
+    supported'), so a batch of uint8 images could not feed a compiled step. The IR has no
+    such dtype: the argument is taken as the narrowest IR integer dtype holding every value
+    (int32; uint32 as int64), as numpy promotes it; values against eager on the widened
+    array and numpy, each dtype's extremes included. Computed wide, uint8's 255 + 1 is 256
+    where numpy's uint8 arithmetic wraps to 0 (documented)."""
+    info = np.iinfo(dtype)
+    images = np.random.default_rng(0).integers(info.min, info.max, (4, 3), dtype=dtype,
+                                               endpoint=True)
+    images[0, :2] = info.min, info.max
+    w = np.linspace(-1.0, 1.0, 6, dtype=np.float32).reshape(3, 2)
+
+    def step(x, w):
+        return x + 1, gc.sum((x.astype(np.float32) / 255) @ w, axis=0)
+    ints, floats = gc.compile(step)(images, w)
+    eager_ints, eager_floats = step(gc.tensor(images.astype(wide)), w)
+    assert ints.dtype == wide
+    np.testing.assert_array_equal(ints, eager_ints.numpy())
+    np.testing.assert_array_equal(ints, images.astype(np.int64) + 1)
+    np.testing.assert_allclose(floats, eager_floats.numpy(), rtol=1e-6)
+    np.testing.assert_allclose(floats, ((images / 255) @ w).sum(0), rtol=1e-5)
+    per_row = gc.vmap(lambda row: row * 2)(images)
+    assert per_row.dtype == wide
+    np.testing.assert_array_equal(per_row, images.astype(np.int64) * 2)
+    # one plan for int32 and the narrower dtypes it holds: each call's values are its own
+    same = gc.compile(lambda x: -x)
+    np.testing.assert_array_equal(same(images.astype(wide)), -images.astype(np.int64))
+    np.testing.assert_array_equal(same(images), -images.astype(np.int64))
 
 
 def test_the_hint_names_a_cast_for_integers():
