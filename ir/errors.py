@@ -79,6 +79,13 @@ class GraphcError(Exception):
         return f"{self.message}\n  at {where}"
 
 
+class UsersIndexError(IndexError):
+    """An op's run-time refusal already in the user's terms: check_index's numpy words for
+    the value and the user's axis. Where an op fails, the runners (a plan, eager run_op)
+    give it as it is at the op's user line, not after the op's internal name and operand
+    types ('check_index(i64[2]) failed while running: ...' named an op never called)."""
+
+
 class TracedNumberError(GraphcError):
     """A Python number or bool argument, traced (weakly typed), used as a Python value (a
     shape, a range, an `if`): transformations that can pass it as it is instead retry.

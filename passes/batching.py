@@ -127,7 +127,14 @@ def _run_rule(node, operands, batched, size):
     if rule is None:
         raise GraphcError(f"vmap: op {node.op!r} has no batching rule (ir/ops/batching.py)",
                           node.locs or (user_location(),))
-    out = rule(operands, batched, size, **node.attrs)
+    try:
+        out = rule(operands, batched, size, **node.attrs)
+    except GraphcError as exc:
+        # an eager vmap runs the rule's ops now, whose failure (an index out of range) is
+        # located at the vmap call: the op's own line (the user's indexing) is where it is
+        if type(exc) is not GraphcError or not node.locs or exc.locs != (user_location(),):
+            raise
+        raise GraphcError(exc.message, node.locs) from None
     expected = (size,) + tuple(node.shape)
     if tuple(F._shape(out)) != expected or F._dtype(out) != node.dtype:
         raise GraphcError(f"vmap: the batching rule of {node.op} gave {F._dtype(out)}"

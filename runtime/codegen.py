@@ -21,7 +21,7 @@ import weakref
 
 import numpy as np
 
-from ir.errors import GraphcError, user_stacklevel
+from ir.errors import GraphcError, UsersIndexError, user_stacklevel
 from ir.ops.control_flow import region_flops
 from ir.ops.registry import REGISTRY, get_op
 from ir.specialize import graph_is_symbolic
@@ -339,6 +339,9 @@ class Plan:
             node = self._failed_node(exc.__traceback__)
             if node is None:
                 raise GraphcError(f"plan {self.name!r} failed while running: {exc}") from None
+            if isinstance(exc, UsersIndexError):  # (the op is no call of the user's)
+                raise GraphcError(f"{exc} (an index array's value, checked as the plan ran)",
+                                  node.locs) from None
             operands = ", ".join(str(i.type) for i in node.inputs)
             raise GraphcError(f"{describe(node)}({operands}) failed while running: {exc}",
                               node.locs) from None

@@ -16,7 +16,7 @@ import weakref
 
 import numpy as np
 
-from ir.errors import GraphcError, a_type, user_location, with_article
+from ir.errors import GraphcError, UsersIndexError, a_type, user_location, with_article
 from ir.graph import current_graph
 from ir.ops import precision
 from ir.ops.operators import OperatorMixin
@@ -723,6 +723,8 @@ def run_op(op, args, attrs, out_type) -> Tensor:
     try:
         out = op.impl(*arrays, **attrs)
     except (IndexError, ValueError, FloatingPointError) as exc:
+        if isinstance(exc, UsersIndexError):  # (the op is no call of the user's)
+            raise GraphcError(str(exc), (user_location(),)) from None
         operands = ", ".join(f"{SHORT_NAMES[a.data.dtype]}{list(a.data.shape)}" for a in args)
         raise GraphcError(f"{op.name}({operands}) failed: {exc}", (user_location(),)) from None
     if type(out) is not np.ndarray:

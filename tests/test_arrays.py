@@ -384,6 +384,25 @@ def test_assigning_through_a_boolean_mask_is_numpys_eagerly():
                               "test_arrays.py")
 
 
+def test_a_run_time_index_error_begins_with_numpys_words_at_the_indexing_line():
+    """Session 51: a traced index out of range began 'check_index(i64[2]) failed while
+    running: ...', an op the user never called; it is numpy's line now (a plan's with why it
+    came at run time), at the line of the user's indexing, compiled and under gc.vmap."""
+    def pick(a, k):
+        return a[:, k]
+    line = pick.__code__.co_firstlineno + 1
+    bad = np.array([0, 9])
+    for call, size, suffix in [
+            (lambda: gc.compile(pick)(X, bad), 4,
+             " (an index array's value, checked as the plan ran)"),
+            (lambda: gc.vmap(pick)(X, np.stack([bad] * 3)), 5, "")]:
+        with pytest.raises(gc.GraphcError) as info:
+            call()
+        assert str(info.value).splitlines() == [
+            f"index 9 is out of bounds for axis 1 of size {size}{suffix}",
+            f"  at tests/test_arrays.py:{line}"]
+
+
 @pytest.mark.parametrize("dtype", [np.int8, np.uint8, np.int16, np.uint16, np.uint32,
                                    np.uint64])
 def test_an_index_array_of_any_integer_dtype_is_numpys(dtype):

@@ -3,6 +3,7 @@ from __future__ import annotations
 
 import numpy as np
 
+from ..errors import UsersIndexError
 from ..types import INT_DTYPES, TensorType, holds_when_bound, is_float
 from . import api as F
 from .random import key_words
@@ -40,7 +41,8 @@ def _check_index(idx, length, axis):
     flattening carried into a neighbouring row), in numpy's words for the user's axis."""
     if idx.size and (idx.min() < -length or idx.max() >= length):
         bad = idx.min() if idx.min() < -length else idx.max()
-        raise IndexError(f"index {bad} is out of bounds for axis {axis} of size {length}")
+        raise UsersIndexError(f"index {bad} is out of bounds for axis {axis} of size "
+                              f"{length}")
     return idx.copy()
 
 
