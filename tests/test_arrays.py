@@ -631,6 +631,23 @@ def test_review_r3_take_along_axis_takes_numpys_other_integer_dtypes(dtype):
     np.testing.assert_allclose(grad, expect)
 
 
+def test_a_uint64_index_past_int64_is_refused_in_the_called_functions_name():
+    """take_along_axis's (and segment_sum's) refusal of a uint64 index past int64's largest
+    lacked the 'take_along_axis:' prefix that its other refusals have; x[...]'s keeps
+    numpy's unprefixed words."""
+    huge = np.array([[[2**63, 0, 0, 0, 0]]], np.uint64)
+    fits = "index 9223372036854775808 (uint64) does not fit in int64, graphc's index type"
+    for call, who in [(lambda: gc.take_along_axis(gc.tensor(X), huge, 0), "take_along_axis: "),
+                      (lambda: gc.compile(lambda a: gc.take_along_axis(a, huge, 0))(X),
+                       "take_along_axis: "),
+                      (lambda: gc.segment_sum(X, huge[0, 0, :3], 4), "segment_sum: "),
+                      (lambda: gc.tensor(X)[huge[0, 0]], "")]:
+        with pytest.raises(gc.GraphcError) as info:
+            call()
+        problem, where = str(info.value).splitlines()
+        assert problem == who + fits and where.startswith("  at tests/test_arrays.py:")
+
+
 def test_review_r13_a_float_scalar_index_and_a_list_of_huge_ints_in_the_lists_words():
     """x[1.5] was 'arrays used as indices must be of integer (or boolean) type' (no array was
     given; numpy's line is the list's) and x[0, 1.5] 'unsupported index 1.5 of type float';

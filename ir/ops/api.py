@@ -1405,35 +1405,38 @@ _NOT_AN_INDEX = ("{!r:.120}: only integers, slices (:), ellipsis (...), None and
                  "boolean arrays are valid indices")
 
 
-def _index_operand(idx):
+def _index_operand(idx, who=""):
     """A Python or numpy integer (or a list of them) as an index array: indices are not weak
     scalars, which would take the table's float dtype. A numpy integer array of a dtype
     graphc has no tensors of (int8 ... uint64: numpy indexes with every one) is widened to
-    int64, a uint64 index past int64's largest refused."""
+    int64, a uint64 index past int64's largest refused. who: the function the user called
+    (take_along_axis), naming the refusals as its others do; "" for x[...] (numpy's words)."""
+    def refuse(message):
+        _fail(f"{who}: {message}" if who else message)
     if is_int(idx) or isinstance(idx, (list, tuple)):
         if not is_int(idx) and holds_values(idx, traced_only=True):  # (np.asarray's message
             # named no remedy)
-            _fail(f"{_TRACED_LIST} (gc.stack([k, 2]))")
+            refuse(f"{_TRACED_LIST} (gc.stack([k, 2]))")
         try:
             array = np.asarray(idx)
         except ValueError:  # numpy's own error, no line of the user's: rows of other lengths
-            _fail(f"an index list must be rectangular (an array's rows of one length), got "
-                  f"{idx!r}"[:160])
+            refuse(f"an index list must be rectangular (an array's rows of one length), got "
+                   f"{idx!r}"[:160])
         if array.dtype == object and not builtins.all(is_int(v) for v in array.reshape(-1)):
-            _fail(_NOT_AN_INDEX.format(idx))  # ([0, None]: numpy's IndexError, where the
+            refuse(_NOT_AN_INDEX.format(idx))  # ([0, None]: numpy's IndexError, where the
             # object array met take's dtype check)
         if array.dtype == object or array.size and (
                 (array.dtype == np.uint64 and array.max() > np.iinfo(np.int64).max)
                 # ([1, 2**63]: numpy's float64, refused as a float index, every element an int)
                 or (array.dtype == np.float64 and builtins.all(map(is_int, _flat_list(idx))))):
             # (2**70 fits no numpy integer, 2**63 only uint64: Python ints either way)
-            _fail(f"{'index' if is_int(idx) else 'an index in'} {idx!r} does not fit in "
-                  "int64, graphc's index type")
+            refuse(f"{'index' if is_int(idx) else 'an index in'} {idx!r} does not fit in "
+                   "int64, graphc's index type")
         idx = array.astype(np.int64) if array.size == 0 else array  # [] is no float64 index
     if isinstance(idx, np.ndarray) and idx.dtype.kind in "iu" \
             and idx.dtype not in (np.int32, np.int64):
         if idx.dtype == np.uint64 and idx.size and idx.max() > np.iinfo(np.int64).max:
-            _fail(f"index {idx.max()} (uint64) does not fit in int64, graphc's index type")
+            refuse(f"index {idx.max()} (uint64) does not fit in int64, graphc's index type")
         idx = idx.astype(np.int64)
     return idx
 

@@ -299,7 +299,7 @@ def _take_along(x, indices, axis, in_range, name="take_along_axis"):
     if isinstance(indices, (list, tuple)):  # (a ragged one was numpy's ValueError in _dtype)
         refuse_array_container(indices, name)
         refuse_operand(indices, name)
-    indices = F._index_operand(indices)  # (numpy's other integer dtypes widened: uint8 was
+    indices = F._index_operand(indices, name)  # (numpy's other integer dtypes widened: uint8 was
     # 'dtype uint8 is not supported', numpy takes it)
     if axis is None:
         x, axis = F.reshape(x, (-1,)), 0
@@ -353,7 +353,7 @@ def segment_sum(data, segment_ids, num_segments):
     i. An id outside [0, num_segments) is an error (JAX drops its row): -1 is no segment,
     not scatter_add's last row."""
     num_segments = _whole(num_segments, "segment_sum: num_segments")
-    segment_ids = F._index_operand(segment_ids)  # (a list read once: a ragged one refused)
+    segment_ids = F._index_operand(segment_ids, "segment_sum")  # (a list read once: a ragged one refused)
     if not isinstance(segment_ids, SymbolicValue):
         known = np.asarray(segment_ids)
         if known.dtype.kind in "iu" and known.size and (known.min() < 0 or
