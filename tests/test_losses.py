@@ -586,6 +586,20 @@ def test_bool_class_targets_are_one_line_naming_the_loss(name, call, compiled):
 
 
 @pytest.mark.parametrize("compiled", [False, True])
+@pytest.mark.parametrize("name, what, call", [
+    ("cross_entropy", "logits", lambda x: gc.cross_entropy(x, np.array(0))),
+    ("cross_entropy", "logits", lambda x: gc.cross_entropy(x, np.array(0.5))),
+    ("nll_loss", "log_probs", lambda x: gc.nll_loss(x, np.array(0))),
+    ("cross_entropy", "logits", lambda x: gc.nn.CrossEntropyLoss()(x, np.array(0)))])
+def test_0d_logits_are_one_line_naming_the_loss(name, what, call, compiled):
+    """0-d logits (no class axis; torch refuses them too) were an IndexError, 'tuple index
+    out of range', from the class weight's check reading the shape's last entry."""
+    assert_one_line_error(lambda: (gc.compile(call) if compiled else call)(np.float64(1.0)),
+                          f"{name}: {what} must have a class axis (the last), got a 0-d value",
+                          "test_losses.py")
+
+
+@pytest.mark.parametrize("compiled", [False, True])
 def test_targets_of_torchs_class_axis_layout_are_told_where_graphcs_classes_are(compiled):
     """Logits (N, C, d1) beside torch's (N, d1) targets said only 'logits (2, 3, 5) need
     targets of shape (2, 3), got (2, 5)': graphc's classes are on the last axis (README)."""

@@ -2592,6 +2592,15 @@ def _dtype_mix(name, a, b, what=("input", "target")):
           f"{precision.given_dtype(b, _dtype(b))}{under}; cast one (.astype)")
 
 
+def _class_axis(who, what, scores):
+    """Refuse 0-d logits (log-probabilities) of cross_entropy and nll_loss, which have no
+    class axis to read, in one line naming the loss and its argument (its shape's [-1] was
+    an IndexError; torch refuses them too)."""
+    if len(_shape(scores)) == 0:
+        _fail(f"{who}: {what} must have a class axis (the last), got a 0-d value; an unbatched "
+              f"input is a (C,) vector")
+
+
 def _class_weight(who, weight, classes, ignore_index, layout=""):
     """cross_entropy's and nll_loss's `weight`: None, or one value per class (a list, an
     array or a tensor; _weight_like casts it to the log-probabilities' dtype), after checking
@@ -2649,6 +2658,7 @@ def cross_entropy(logits, targets, ignore_index=-100, reduction="mean", weight=N
     _check_reduction("cross_entropy", reduction)
     _no_list("cross_entropy", "logits", logits)  # (log_softmax would name itself)
     _no_list("cross_entropy", "targets", targets)  # (before ne or the dtype check read it)
+    _class_axis("cross_entropy", "logits", logits)
     weight = _class_weight("cross_entropy", weight, _shape(logits)[-1], ignore_index,
                            _torch_class_axis(_shape(logits), _shape(targets), "logits"))
     smoothing = _label_smoothing(label_smoothing)
@@ -2743,6 +2753,7 @@ def nll_loss(log_probs, targets, ignore_index=-100, reduction="mean", weight=Non
     _check_reduction("nll_loss", reduction)
     _no_list("nll_loss", "log_probs", log_probs)  # (one of _nll's ops would name itself)
     _no_list("nll_loss", "targets", targets)
+    _class_axis("nll_loss", "log_probs", log_probs)
     weight = _class_weight("nll_loss", weight, _shape(log_probs)[-1], ignore_index,
                            _torch_class_axis(_shape(log_probs), _shape(targets), "log_probs"))
     if is_float(_dtype(targets)):
