@@ -3427,7 +3427,11 @@ class NLLLoss(CrossEntropyLoss):
 
 
 class MSELoss(Module):
-    def __init__(self, reduction="mean"):
+    """graphc.mse_loss as a module. reduction is a keyword, as L1Loss's: torch's first
+    positional argument is its deprecated size_average, so torch's MSELoss("sum") is a mean
+    there, which a positional reduction here would have summed."""
+
+    def __init__(self, *, reduction="mean"):
         object.__setattr__(self, "reduction", reduction)
 
     def forward(self, x, target):

@@ -565,6 +565,15 @@ def test_bad_input_gives_one_line_naming_the_function_and_argument():
         assert_one_line_error(call, message, f)
     with pytest.raises(TypeError):  # keyword-only: torch's second place is size_average
         gc.nn.L1Loss("sum")
+    # MSELoss's too: it took a positional reduction, so MSELoss("sum") summed where torch's
+    # reads "sum" as its size_average (a mean), and MSELoss(True) said 'unknown reduction'
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")  # torch's deprecation warning
+        assert torch.nn.MSELoss("sum").reduction == "mean"
+    for legacy in ("sum", True):
+        with pytest.raises(TypeError):
+            gc.nn.MSELoss(legacy)
+    assert gc.nn.MSELoss(reduction="sum")(a, b).item() == 1.5
 
 
 @pytest.mark.parametrize("compiled", [False, True])
