@@ -107,6 +107,27 @@ def test_cross_entropy_with_a_minus_inf_logit():
     np.testing.assert_allclose(g, tz.grad.numpy(), rtol=1e-12)
 
 
+def test_cross_entropy_probability_zero_on_a_minus_inf_logit_adds_nothing():
+    """A documented difference (README): torch's soft-target loss is NaN there (0 * -inf);
+    graphc's is the loss over the other classes, as the masked class's log-probability of
+    -inf weighs nothing, with torch's gradients of those classes (the masked one's is 0)."""
+    logits = np.array([[0.5, -np.inf, 1.0, -0.3], [2.0, 0.1, -np.inf, -np.inf]])
+    probs = np.array([[0.2, 0.0, 0.5, 0.3], [0.6, 0.4, 0.0, 0.0]])
+    assert np.isnan(torch.nn.functional.cross_entropy(torch.tensor(logits),
+                                                      torch.tensor(probs)).item())
+    kept = [[0, 2, 3], [0, 1]]  # the finite classes: the loss of each row over them alone
+    rows = [torch.tensor(logits[i, k], requires_grad=True) for i, k in enumerate(kept)]
+    want = sum(torch.nn.functional.cross_entropy(r, torch.tensor(probs[i, k]))
+               for i, (r, k) in enumerate(zip(rows, kept))) / 2
+    want.backward()
+    for got in _ce_both(logits, probs):
+        np.testing.assert_allclose(got, want.item(), rtol=1e-13)
+    g = gc.grad(lambda z: gc.cross_entropy(z, probs))(logits)
+    for i, (r, k) in enumerate(zip(rows, kept)):
+        np.testing.assert_allclose(g[i, k], r.grad.numpy(), rtol=1e-12, atol=1e-15)
+        assert (g[i, np.setdiff1d(np.arange(4), k)] == 0).all()
+
+
 def test_cross_entropy_ignores_rows_with_non_finite_logits():
     logits = np.array([[0.0, 2.0, 1.0], [np.nan, np.inf, -np.inf], [1.0, -1.0, 0.5]])
     targets = np.array([1, -100, 2])
