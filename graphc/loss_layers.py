@@ -1,7 +1,8 @@
 """torch.nn's other loss and distance modules (BCELoss, BCEWithLogitsLoss, L1Loss,
 SmoothL1Loss, HuberLoss, KLDivLoss, CosineSimilarity, PairwiseDistance; MarginRankingLoss,
-TripletMarginLoss, HingeEmbeddingLoss, CosineEmbeddingLoss, SoftMarginLoss,
-MultiLabelSoftMarginLoss, MultiMarginLoss, PoissonNLLLoss, GaussianNLLLoss) and the Softplus
+TripletMarginLoss, TripletMarginWithDistanceLoss, HingeEmbeddingLoss, CosineEmbeddingLoss,
+SoftMarginLoss, MultiLabelSoftMarginLoss, MultiMarginLoss, MultiLabelMarginLoss,
+PoissonNLLLoss, GaussianNLLLoss) and the Softplus
 and LogSigmoid activations, on graphc.nn's Module. Each is its function in ir/ops/losses.py
 or ir/ops/losses_extra.py (or the core API) with its settings read as guarded settings at
 every call, so a compiled plan traced before `loss.reduction = "sum"` is not reused after
@@ -161,6 +162,24 @@ class TripletMarginLoss(_Triple):
         self._keep(margin=margin, p=p, eps=eps, swap=swap, reduction=reduction)
 
 
+class TripletMarginWithDistanceLoss(_Triple):
+    """torch.nn.TripletMarginWithDistanceLoss(*, distance_function=None, margin=1.0,
+    swap=False, reduction='mean'): graphc.triplet_margin_with_distance_loss of (anchor,
+    positive, negative); margin must be > 0. As torch's, None is a PairwiseDistance(), and a
+    module distance is a child (shown, saved with its buffers)."""
+
+    _function = staticmethod(LX.triplet_margin_with_distance_loss)
+    _settings = ("distance_function", "margin", "swap", "reduction")
+
+    def __init__(self, *, distance_function=None, margin=1.0, swap=False, reduction="mean"):
+        if not isinstance(margin, bool) and isinstance(margin, (int, float)) and margin <= 0:
+            raise GraphcError(f"TripletMarginWithDistanceLoss: margin must be > 0, got "
+                              f"{margin}", (user_location(),))
+        self._keep(margin=margin, swap=swap, reduction=reduction)
+        self.distance_function = PairwiseDistance() if distance_function is None else \
+            distance_function  # (set as an attribute: a module is a child)
+
+
 class HingeEmbeddingLoss(_Pair):
     """torch.nn.HingeEmbeddingLoss(margin=1.0, reduction='mean'):
     graphc.hinge_embedding_loss."""
@@ -221,6 +240,16 @@ class MultiMarginLoss(_Pair):
         if self.weight is not None and F._ndim(self.weight) != 1:
             raise GraphcError(f"MultiMarginLoss: weight must be None or 1-d, got shape "
                               f"{tuple(F._shape(self.weight))}", (user_location(),))
+
+
+class MultiLabelMarginLoss(_Pair):
+    """torch.nn.MultiLabelMarginLoss(reduction='mean'): graphc.multilabel_margin_loss."""
+
+    _function = staticmethod(LX.multilabel_margin_loss)
+    _settings = ("reduction",)
+
+    def __init__(self, *, reduction="mean"):
+        self._keep(reduction=reduction)
 
 
 class PoissonNLLLoss(_Pair):

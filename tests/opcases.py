@@ -178,6 +178,21 @@ def _margin_losses(a, b, c, t):
 _COS_TARGET = np.array([1, -1, 1])  # integers: taken as the inputs' dtype, half too
 
 
+_MULTILABEL_TARGET = np.array([[0, 2, -1, 1], [3, 3, -1, -1], [1, 0, 3, 2]])  # -1 ends them
+
+
+def _multilabel_margin_triplet_distance(a, b, c):
+    """multilabel_margin_loss per row (each target slot before the first -1 against each
+    class that is no target), and triplet_margin_with_distance_loss (an L1 distance, swap)."""
+    rows = []
+    for x, y in zip(a, _MULTILABEL_TARGET):
+        targets = y[:list(y).index(-1)] if -1 in y else y
+        others = [i for i in range(len(x)) if i not in targets]
+        rows.append(sum(max(0.0, 1 - x[j] + x[i]) for j in targets for i in others) / len(x))
+    d = lambda u, v: np.abs(u - v).sum(-1)  # noqa: E731
+    return np.array(rows) + np.maximum(1.0 + d(a, b) - np.minimum(d(a, c), d(b, c)), 0).mean()
+
+
 def _embedding_nll_losses(a, b, v, y):
     eps = float(np.float32(1e-12))
     cos = (a * b).sum(1) / np.sqrt(((a * a).sum(1) + eps) * ((b * b).sum(1) + eps))
@@ -642,6 +657,10 @@ CASES = [
                                                                    reduction="none")
          + gc.poisson_nll_loss(a, v) + gc.gaussian_nll_loss(a, b, v, True),
          [f64(3, 4), f64(3, 4), pos(3, 4), ints(3, high=4)], _embedding_nll_losses, ints=(3,)),
+    Case("multilabel_margin_triplet_distance", lambda a, b, c: gc.multilabel_margin_loss(
+        a, _MULTILABEL_TARGET, "none") + gc.triplet_margin_with_distance_loss(
+        a, b, c, distance_function=lambda u, v: gc.sum(gc.abs(u - v), -1), swap=True),
+         [f64(3, 4), f64(3, 4), f64(3, 4)], _multilabel_margin_triplet_distance),
     Case("threshold_softmin_bilinear", lambda a, x2, w: gc.threshold(a, 0.1, 2.0)
          + gc.tanhshrink(a) + gc.softmin(a, 1) + gc.bilinear(a, x2, w),
          [f64(3, 4), f64(3, 5), f64(4, 4, 5)], _small_layers),

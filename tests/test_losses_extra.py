@@ -115,7 +115,49 @@ def test_multi_margin_loss_of_a_scalar_and_an_out_of_range_class():
     assert np.isnan(float(gc.multi_margin_loss(x, np.array([0, 4, 1]))))
 
 
+@pytest.mark.parametrize("reduction", REDUCTIONS)
+def test_multilabel_margin_loss_matches_torch(reduction):
+    """torch's MultiLabelMarginLoss, which graphc lacked: the classes before the first -1
+    are the targets (what follows is not read), one listed twice counts twice, a hinge at
+    exactly 0 has no slope (torch's z > 0)."""
+    x = RNG.normal(size=(5, 4))
+    y = np.array([[0, 2, -1, 1], [3, 3, -1, -1], [-1, 0, 0, 0], [0, 1, 2, 3], [1, 0, 3, -1]])
+    x[0, 1] = x[0, 0] - 1.0  # 1 - x[0] + x[1] exactly 0
+    check(lambda x: gc.multilabel_margin_loss(x, y, reduction),
+          lambda x: TF.multilabel_margin_loss(x, torch.tensor(y), reduction=reduction), [x],
+          wrt=(0,))
+    check(lambda x: gc.multilabel_margin_loss(x, y[4].astype(np.int32), reduction),  # (C,)
+          lambda x: TF.multilabel_margin_loss(x, torch.tensor(y[4]), reduction=reduction),
+          [x[4]], wrt=(0,))
+    # a class outside [-1, C), after the -1 too, is NaN (torch raises on each such row)
+    out = np.asarray(gc.multilabel_margin_loss(x[:4], np.array([[0, 4, -1, 0], [-2, -1, 0, 0],
+                                                                [1, -1, 5, 0], [1, -1, 2, 0]]),
+                                               "none"))
+    assert np.isnan(out[:3]).all() and np.isfinite(out[3])
+
+
 # ---- embeddings ------------------------------------------------------------------------------
+@pytest.mark.parametrize("reduction", REDUCTIONS)
+@pytest.mark.parametrize("swap", [False, True])
+def test_triplet_margin_with_distance_loss_matches_torch(reduction, swap):
+    """torch's TripletMarginWithDistanceLoss, which graphc lacked: the default distance
+    (pairwise_distance), one of the user's, and a swap tie."""
+    a, pos, neg = (RNG.normal(size=(4, 5)) for _ in range(3))
+    pos[1] = a[1]  # d(a, n) == d(p, n): swap's min is a tie, whose gradient torch shares
+    check(lambda a, b, c: gc.triplet_margin_with_distance_loss(a, b, c, swap=swap,
+                                                               reduction=reduction),
+          lambda a, b, c: TF.triplet_margin_with_distance_loss(a, b, c, swap=swap,
+                                                               reduction=reduction),
+          [a, pos, neg], wrt=(0, 1, 2), rtol=1e-11)
+    check(lambda a, b, c: gc.triplet_margin_with_distance_loss(
+              a, b, c, distance_function=lambda u, v: 1.0 - gc.cosine_similarity(u, v),
+              margin=0.3, swap=swap, reduction=reduction),
+          lambda a, b, c: TF.triplet_margin_with_distance_loss(
+              a, b, c, distance_function=lambda u, v: 1.0 - TF.cosine_similarity(u, v),
+              margin=0.3, swap=swap, reduction=reduction),
+          [a, pos, neg], wrt=(0, 1, 2), rtol=1e-11)
+
+
 @pytest.mark.parametrize("reduction", REDUCTIONS)
 @pytest.mark.parametrize("p,eps,swap", [(2.0, 1e-6, False), (1.0, 0.0, True),
                                         (3.0, 1e-3, True), (np.inf, 1e-6, False)])
@@ -318,7 +360,15 @@ def test_loss_modules_compute_their_functions_and_guard_their_settings():
                                                                              eps=1e-3),
          (v, np.round(v * 3))),
         (gc.nn.GaussianNLLLoss(full=True), torch.nn.GaussianNLLLoss(full=True), (x, t, v)),
-        (gc.nn.GaussianNLLLoss(eps=0.1), torch.nn.GaussianNLLLoss(eps=0.1), (x, t, 0.05))]
+        (gc.nn.GaussianNLLLoss(eps=0.1), torch.nn.GaussianNLLLoss(eps=0.1), (x, t, 0.05)),
+        (gc.nn.MultiLabelMarginLoss(reduction="none"),
+         torch.nn.MultiLabelMarginLoss(reduction="none"),
+         (x, np.array([[0, 2, -1, 1, 4]] * 4))),
+        (gc.nn.TripletMarginWithDistanceLoss(
+            distance_function=gc.nn.PairwiseDistance(p=1.0), margin=2.0, swap=True),
+         torch.nn.TripletMarginWithDistanceLoss(
+            distance_function=torch.nn.PairwiseDistance(p=1.0), margin=2.0, swap=True),
+         (x, t, v))]
     for module, their_module, operands in cases:
         want = their_module(*[torch.tensor(a) if isinstance(a, np.ndarray) else a
                               for a in operands]).numpy()
@@ -339,6 +389,15 @@ def test_loss_modules_compute_their_functions_and_guard_their_settings():
     assert not np.allclose(first, np.asarray(f(x, flip, t)))
     with pytest.raises(TypeError):  # keyword-only: torch's next place is size_average
         gc.nn.HingeEmbeddingLoss(1.0, "sum")
+    # a distance function set later is not the old plan's either (a function over a
+    # function: torch's, as graphc's, refuses one over the default PairwiseDistance child)
+    triplet = gc.nn.TripletMarginWithDistanceLoss(distance_function=gc.pairwise_distance)
+    f = gc.compile(lambda a, b, c: triplet(a, b, c))
+    f(x, t, v)
+    triplet.distance_function = lambda u, w: gc.sum(gc.abs(u - w), -1)
+    np.testing.assert_allclose(f(x, t, v), TF.triplet_margin_with_distance_loss(
+        torch.tensor(x), torch.tensor(t), torch.tensor(v),
+        distance_function=lambda u, w: (u - w).abs().sum(-1)).numpy(), rtol=1e-13)
 
 
 def test_layers_match_torch():
@@ -433,6 +492,28 @@ def test_bad_input_gives_one_line_naming_the_function_and_argument():
              "multi_margin_loss: input must be a non-empty (C,) vector or (N, C) matrix"),
             (lambda: gc.multi_margin_loss(a, y, weight=np.ones(2)),
              "multi_margin_loss: weight (2,) must be one per class, (3,)"),
+            (lambda: gc.multilabel_margin_loss(a, np.zeros((2, 2), np.int64)),
+             "multilabel_margin_loss: target (2, 2) must have the input's shape (2, 3)"),
+            (lambda: gc.multilabel_margin_loss(a, b),
+             "multilabel_margin_loss: target must hold integer class indices, got float64"),
+            (lambda: gc.multilabel_margin_loss(a, a > 0),
+             "multilabel_margin_loss: target has dtype bool; class indices must be integers"),
+            (lambda: gc.multilabel_margin_loss(y, y),
+             "multilabel_margin_loss: input must be floating-point, got int64"),
+            (lambda: gc.multilabel_margin_loss(np.ones((2, 3, 4)), np.ones((2, 3, 4), int)),
+             "multilabel_margin_loss: input must be a non-empty (C,) vector or (N, C) matrix"),
+            (lambda: gc.triplet_margin_with_distance_loss(a, b, b, margin=0.0),
+             "triplet_margin_with_distance_loss: margin must be > 0, got 0.0"),
+            (lambda: gc.triplet_margin_with_distance_loss(a, b, b, distance_function="cos"),
+             "triplet_margin_with_distance_loss: distance_function must be a callable of two "
+             "tensors or None, got str"),
+            (lambda: gc.triplet_margin_with_distance_loss(a, b, np.ones(3)),
+             "triplet_margin_with_distance_loss: anchor (2, 3), positive (2, 3) and negative "
+             "(3,) must have one number of dimensions"),
+            (lambda: gc.triplet_margin_with_distance_loss(a, b, b, swap=1),
+             "triplet_margin_with_distance_loss: swap must be True or False"),
+            (lambda: gc.nn.TripletMarginWithDistanceLoss(margin=-1.0),
+             "TripletMarginWithDistanceLoss: margin must be > 0"),
             (lambda: gc.poisson_nll_loss(a, b, log_input=1),
              "poisson_nll_loss: log_input must be True or False"),
             (lambda: gc.poisson_nll_loss(a, b, reduction="batchmean"),

@@ -73,6 +73,7 @@ _LAYERS = [  # (layer, positional, keyword): the same arguments to gc.nn's and t
     ("Softmin", (1,), {}), ("Softplus", (2, 10), {}), ("Softshrink", (), {}),
     ("Softshrink", (0.25,), {}), ("Softsign", (), {}), ("Tanh", (), {}),
     ("Tanhshrink", (), {}), ("Threshold", (0.1, 2.0), {}), ("TripletMarginLoss", (), {}),
+    ("TripletMarginWithDistanceLoss", (), {}), ("MultiLabelMarginLoss", (), {}),
     ("Unflatten", (1, (2, 3)), {}), ("Upsample", (), {"scale_factor": 2}),
     ("Upsample", (), {"size": (4, 5), "mode": "bilinear", "align_corners": False}),
     ("Upsample", (), {"scale_factor": (2, 3)}), ("UpsamplingBilinear2d", (), {"size": 4}),

@@ -1,7 +1,7 @@
 """torch.nn.functional's margin, embedding and likelihood losses, built from the primitive
 ops: margin_ranking_loss, triplet_margin_loss, hinge_embedding_loss, cosine_embedding_loss,
-soft_margin_loss, multilabel_soft_margin_loss, multi_margin_loss, poisson_nll_loss and
-gaussian_nll_loss. Arguments, defaults, broadcasting, reductions and the gradients at the
+soft_margin_loss, multilabel_soft_margin_loss, multi_margin_loss, multilabel_margin_loss,
+triplet_margin_with_distance_loss, poisson_nll_loss and gaussian_nll_loss. Arguments, defaults, broadcasting, reductions and the gradients at the
 kinks are torch's (each hinge is torch's clamp_min, whose gradient passes at 0, or its
 `z > 0` test where torch's kernel has one); tests/test_losses_extra.py compares them with
 torch's in float64. Where torch raises on data (a negative variance, a class index out of
@@ -26,7 +26,8 @@ from .registry import SymbolicValue, is_weak_scalar
 
 __all__ = ["margin_ranking_loss", "triplet_margin_loss", "hinge_embedding_loss",
            "cosine_embedding_loss", "soft_margin_loss", "multilabel_soft_margin_loss",
-           "multi_margin_loss", "poisson_nll_loss", "gaussian_nll_loss"]
+           "multi_margin_loss", "multilabel_margin_loss", "triplet_margin_with_distance_loss",
+           "poisson_nll_loss", "gaussian_nll_loss"]
 
 # cosine_embedding_loss adds this to each squared norm: torch's EPSILON in Loss.cpp, a C++
 # float 1e-12 (in float64 too; a zero vector's gradient shows the difference)
@@ -195,7 +196,75 @@ def multi_margin_loss(input, target, p=1, margin=1.0, weight=None, reduction="me
     return _reduce(loss, reduction)
 
 
+@precision.in_float32  # torch.autocast's float32 list
+def multilabel_margin_loss(input, target, reduction="mean"):
+    """The multi-label hinge loss, as torch.nn.functional.multilabel_margin_loss: per
+    sample, sum over its target classes j and the classes i that are none of them of
+    max(0, 1 - input[j] + input[i]), divided by the number of classes. input is (C,) or
+    (N, C) (a 0-d input one class); target, of input's shape, holds integer classes, the
+    first -1 ending them (what follows is not read); a class listed twice counts twice, as
+    torch's. A target outside [-1, C), after that -1 too, gives NaN (torch raises)."""
+    name = "multilabel_margin_loss"
+    _check_reduction(name, reduction)
+    _no_lists(name, ("input", "target"), input, target)
+    shape, nd = tuple(_shape(input)), _ndim(input)
+    if nd > 2 or (nd >= 1 and shape[-1] == 0):
+        _fail(f"{name}: input must be a non-empty (C,) vector or (N, C) matrix, got {shape}")
+    if is_float(_dtype(target)):
+        _fail(f"{name}: target must hold integer class indices, got {_dtype(target)}")
+    _no_bool_classes(name, "target", target)
+    if tuple(_shape(target)) != shape:
+        _fail(f"{name}: target {tuple(_shape(target))} must have the input's shape {shape}")
+    if not is_float(_dtype(input)):
+        _fail(f"{name}: input must be floating-point, got {_dtype(input)}; torch's takes no "
+              "integers either: cast it (.astype)")
+    rows, classes = (shape[0], shape[1]) if nd == 2 else (1, shape[0] if nd else 1)
+    x = F.reshape(input, (rows, classes))                      # (N, C)
+    y = F.reshape(target, (rows, classes))                     # (N, C): slot j's class
+    # slot j is read while no -1 came at or before it (torch's loop breaks at the first)
+    ended = F.cumsum(F.cast(F.equal(y, -1), "int32"), -1)
+    read = F.equal(ended, 0)                                   # (N, C) over the slots
+    # (torch checks every slot, the unread ones too)
+    outside = F.logical_or(F.less(y, -1), F.greater_equal(y, classes))
+    slot_class = F.logical_and(F.one_hot(y, classes, "bool"),  # (N, slot, class)
+                               F.expand_dims(read, -1))
+    is_target = F.any(slot_class, 1)                           # (N, C) over the classes
+    picked = F.sum(F.where(slot_class, F.expand_dims(x, 1), 0.0), -1)  # input[y_j], (N, C)
+    z = F.add(F.sub(1.0, F.expand_dims(picked, -1)), F.expand_dims(x, 1))  # (N, slot, i)
+    counted = F.logical_and(F.expand_dims(read, -1),
+                            F.logical_not(F.expand_dims(is_target, 1)))
+    hinge = F.where(counted, F.relu(z), 0.0)  # torch's kernel adds where z > 0, as relu
+    loss = F.div(F.sum(hinge, (1, 2)), F.full((), classes, _dtype(hinge)))
+    loss = F.where(F.any(outside, -1), math.nan, loss)
+    if reduction == "none":
+        return loss if nd == 2 else F.reshape(loss, ())
+    return _reduce(loss, reduction)
+
+
 # ---- embeddings ------------------------------------------------------------------------------
+def _triplet_hinge(d_pos, d_neg, d_swap, margin, reduction):
+    """max(0, margin + d_pos - d_neg), d_neg the smaller of itself and d_swap where given (a
+    tie shares the gradient, as torch's min and minimum), reduced."""
+    if d_swap is not None:
+        tie = F.equal(d_neg, d_swap)
+        d_neg = F.where(tie, F.mul(F.add(d_neg, d_swap), 0.5), F.minimum(d_neg, d_swap))
+    return _reduce(_clamp_min0(F.sub(F.add(d_pos, margin), d_neg)), reduction)
+
+
+def _triplet_margin(name, margin):
+    margin = _number(f"{name}: margin", margin)
+    if margin <= 0:
+        _fail(f"{name}: margin must be > 0, got {margin}")
+    return margin
+
+
+def _triplet_dims(name, anchor, positive, negative):
+    dims = (_ndim(anchor), _ndim(positive), _ndim(negative))
+    if len(set(dims)) != 1:
+        _fail(f"{name}: anchor {tuple(_shape(anchor))}, positive {tuple(_shape(positive))} "
+              f"and negative {tuple(_shape(negative))} must have one number of dimensions")
+
+
 @precision.in_float32  # torch.autocast's float32 list
 def triplet_margin_loss(anchor, positive, negative, margin=1.0, p=2.0, eps=1e-6, swap=False,
                         reduction="mean"):
@@ -206,15 +275,10 @@ def triplet_margin_loss(anchor, positive, negative, margin=1.0, p=2.0, eps=1e-6,
     name = "triplet_margin_loss"
     _check_reduction(name, reduction)
     _no_lists(name, ("anchor", "positive", "negative"), anchor, positive, negative)
-    margin = _number(f"{name}: margin", margin)
-    if margin <= 0:
-        _fail(f"{name}: margin must be > 0, got {margin}")
+    margin = _triplet_margin(name, margin)
     p, eps = _p_norm(name, p), _number(f"{name}: eps", eps)
     swap = _flag(f"{name}: swap", swap)
-    dims = (_ndim(anchor), _ndim(positive), _ndim(negative))
-    if len(set(dims)) != 1:
-        _fail(f"{name}: anchor {tuple(_shape(anchor))}, positive {tuple(_shape(positive))} "
-              f"and negative {tuple(_shape(negative))} must have one number of dimensions")
+    _triplet_dims(name, anchor, positive, negative)
     # checked here so that a dtype mix or a shape that does not broadcast is told in this
     # loss's name and its arguments', not pairwise_distance's x1 and x2
     _both(name, anchor, positive, ("anchor", "positive"))
@@ -223,11 +287,33 @@ def triplet_margin_loss(anchor, positive, negative, margin=1.0, p=2.0, eps=1e-6,
     _no_bools(name, (anchor, positive, negative), "anchor, positive and negative")  # (not pairwise_distance's)
     d_pos = pairwise_distance(anchor, positive, p, eps)
     d_neg = pairwise_distance(anchor, negative, p, eps)
-    if swap:
-        d_swap = pairwise_distance(positive, negative, p, eps)
-        tie = F.equal(d_neg, d_swap)
-        d_neg = F.where(tie, F.mul(F.add(d_neg, d_swap), 0.5), F.minimum(d_neg, d_swap))
-    return _reduce(_clamp_min0(F.sub(F.add(d_pos, margin), d_neg)), reduction)
+    d_swap = pairwise_distance(positive, negative, p, eps) if swap else None
+    return _triplet_hinge(d_pos, d_neg, d_swap, margin, reduction)
+
+
+@precision.in_float32  # torch.autocast's float32 list
+def triplet_margin_with_distance_loss(anchor, positive, negative, *, distance_function=None,
+                                      margin=1.0, swap=False, reduction="mean"):
+    """triplet_margin_loss with a distance of the user's, as
+    torch.nn.functional.triplet_margin_with_distance_loss: max(0, margin + d(anchor,
+    positive) - d(anchor, negative)), d `distance_function` (a callable of two tensors, a
+    module too; pairwise_distance when None), swap=True taking min(d(anchor, negative),
+    d(positive, negative)). The three have one number of dimensions; margin > 0."""
+    name = "triplet_margin_with_distance_loss"
+    _check_reduction(name, reduction)
+    _no_lists(name, ("anchor", "positive", "negative"), anchor, positive, negative)
+    margin = _triplet_margin(name, margin)
+    swap = _flag(f"{name}: swap", swap)
+    if distance_function is None:
+        distance_function = pairwise_distance
+    elif not callable(distance_function):
+        _fail(f"{name}: distance_function must be a callable of two tensors or None, got "
+              f"{type(distance_function).__name__}")
+    _triplet_dims(name, anchor, positive, negative)
+    d_pos = distance_function(anchor, positive)
+    d_neg = distance_function(anchor, negative)
+    d_swap = distance_function(positive, negative) if swap else None
+    return _triplet_hinge(d_pos, d_neg, d_swap, margin, reduction)
 
 
 @precision.in_float32  # torch.autocast's float32 list
