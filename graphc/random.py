@@ -177,7 +177,9 @@ def _below(bound, dtype):
     bound (1.25 of it at a power of two), so it rounds to the value there. (A subnormal or
     zero bound stays itself: the clamp then does nothing.)"""
     epsneg = float(finfo(dtype).epsneg)
-    if not hasattr(bound, "shape"):
+    # (a numpy scalar too: one of the draw's dtype, which uniform's cast leaves as it is, is
+    # a weak float32 scalar to the ops below: np.float64(1e-100) gave 0, 1e100 NaN)
+    if not hasattr(bound, "shape") or isinstance(bound, np.generic):
         return float(np.nextafter(np.asarray(bound, dtype), np.asarray(-np.inf, dtype)))
     wide = F.cast(bound, "float64")
     magnitude = F.abs(wide)

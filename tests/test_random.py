@@ -134,6 +134,19 @@ def test_uniform_stays_below_maxval_after_rounding():
                               maxval=np.float32([2, 1, 5])))[:2], [3.0, 1.0])
 
 
+def test_uniform_with_a_numpy_float64_maxval_keeps_float64s_precision():
+    """Review r1: a float64 draw's np.float64 maxval (a numpy scalar, left as it is by the
+    cast to the draw's dtype) had the value below it computed as a weak float32 scalar:
+    maxval np.float64(1e-100) drew only 0, 1e100 only NaN, and 1 + 1e-9 only 1.0."""
+    n = 10_000
+    for lo, hi in ((0.0, 1e-100), (0.0, 1e100), (1.0, 1 + 1e-9), (-2.0, 1.3)):
+        for minval, maxval in ((lo, np.float64(hi)), (np.float64(lo), np.float64(hi))):
+            x = arr(gc.random.uniform(KEY, (n,), "float64", minval, maxval))
+            want = arr(gc.random.uniform(KEY, (n,), "float64", lo, hi))
+            np.testing.assert_array_equal(x, want)
+            assert lo <= x.min() and x.max() < hi and x.max() > lo + 0.99 * (hi - lo), (lo, hi)
+
+
 def test_bernoulli_rate_and_p_tensor():
     n = 100_000
     b = arr(gc.random.bernoulli(KEY, 0.3, (n,)))
