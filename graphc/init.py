@@ -162,9 +162,11 @@ def _uniform(tensor, a, b, generator, rng, name):
     if a < b:
         # a draw rounded to the dtype may be b (bfloat16's [0, 1): 1.0 one time in 512),
         # which torch's never is: it takes the value below b
+        # (never below a: where a and b round to one value of the dtype, that value, as
+        # torch's; the value below b there was below a)
         array = _array(tensor, name)
         top = np.nextafter(np.asarray(b, array.dtype), np.asarray(-np.inf, array.dtype))
-        np.minimum(array, top, out=array)
+        np.minimum(array, np.maximum(top, np.asarray(a, array.dtype)), out=array)
     return tensor
 
 

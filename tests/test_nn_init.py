@@ -352,6 +352,19 @@ def test_uniform_never_fills_b_in_a_narrow_dtype_as_torch():
     assert (init.uniform_(t, 2.0, 2.0).data == 2.0).all()  # a == b: that value, as torch
 
 
+def test_uniform_where_a_and_b_round_to_one_value_fills_it_as_torch():
+    """Review r1: the clamp to the value below b filled every element with it where a < b
+    round to one value of the dtype, below a (float32 [1, 1 + 1e-8): 0.99999994, bfloat16
+    [0.999, 1): 0.99609375); torch fills the value they round to."""
+    for dtype, tdtype, a, b in ((np.float32, torch.float32, 1.0, 1.0 + 1e-8),
+                                (ml_dtypes.bfloat16, torch.bfloat16, 0.999, 1.0),
+                                (np.float16, torch.float16, 1.0, 1.0001)):
+        t = gc.nn.Parameter(np.zeros((100,), dtype))
+        init.uniform_(t, a, b, rng=np.random.default_rng(0))
+        want = torch.empty(100, dtype=tdtype).uniform_(a, b).double().numpy()
+        np.testing.assert_array_equal(t.data.astype(np.float64), want)
+
+
 def test_uniform_and_constant_past_a_float_dtypes_range_are_refused_as_torch():
     """A float32 (float16, bfloat16) tensor's uniform_ bounds or constant_ value past its
     dtype's range filled inf, where torch refuses them; so does a b - a past it. normal_'s
