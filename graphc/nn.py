@@ -2989,13 +2989,18 @@ def _check_rng_key(key):
     gc.random key (shape (2,)), which a JAX user would hand it, failed only at the first
     Dropout inside, as `dropout_mask(i64[2])`, naming neither rng_key nor the key."""
     if is_int(key):
-        return
-    if hasattr(key, "shape") and hasattr(key, "dtype"):
+        # (a Python int past int64 failed at the first Dropout, as numpy's OverflowError)
+        if isinstance(key, np.integer) or -2**63 <= key < 2**63:
+            return
+        got = f"{key}, which does not fit in int64"
+    elif hasattr(key, "shape") and hasattr(key, "dtype"):
         shape, dtype = tuple(F._shape(key)), F._dtype(key)
         if shape == () and dtype in INT_DTYPES:
             return
         got = f"{dtype} array of shape {shape}"
-        if shape == (2,):
+        if shape == () and np.issubdtype(dtype, np.integer):
+            got += "; cast it to int64"
+        elif shape == (2,):
             got += ("; a gc.random key is not one: pass an int seed (a step, or "
                     "gc.random.randint of a key)")
     else:

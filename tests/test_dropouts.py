@@ -171,6 +171,11 @@ def _dropout_in_block(key):
     (gc.random.key(3), "int64 array of shape (2,); a gc.random key is not one: pass an int"),
     (1.5, "got 1.5"),
     (np.arange(3), "int64 array of shape (3,)"),
+    # review r1: a Python int past int64 passed the check, then failed at the Dropout as
+    # numpy's 'OverflowError: Python int too large to convert to C long'
+    (2**63, "got 9223372036854775808, which does not fit in int64"),
+    (-2**70, "which does not fit in int64"),
+    (np.array(3, np.uint32), "uint32 array of shape (); cast it to int64"),
 ])
 def test_rng_key_refuses_what_is_no_integer_scalar_at_the_block(key, got):
     """A gc.random key handed to rng_key, as a JAX user would, failed only at the Dropout
