@@ -18,6 +18,8 @@ from ir.ops.resize import interpolate  # noqa: F401  (torch.nn.functional.interp
 from ir.ops.attention import linear  # noqa: F401  (torch.nn.functional.linear)
 from ir.ops import conv_extra as _conv_extra
 from ir.ops.conv_extra import *  # noqa: F401,F403  (conv_transpose2d, adaptive pools, ...)
+from ir.ops import pool_extra as _pool_extra
+from ir.ops.pool_extra import *  # noqa: F401,F403  (max_pool3d, lp_pool2d, fold, ...)
 from ir.ops.activations import *  # noqa: F401,F403  (torch.nn.functional's: elu, mish, ...)
 from ir.ops.arrays import *  # noqa: F401,F403  (numpy's array functions: pad, flip, sort, ...)
 from ir.ops.losses import *  # noqa: F401,F403  (torch.nn.functional's: binary_cross_entropy, ...)
@@ -60,4 +62,4 @@ __all__ = ["GraphcError", "Graph", "Node", "Parameter", "Tensor", "Spec", "spec"
            "amp",
            "autocast", "tree_leaves", "tree_map", "tree_flatten", "tree_unflatten"] + _api.__all__ \
     + _arrays.__all__ + _activations.__all__ + _losses.__all__ + ["interpolate"] \
-    + _conv_extra.__all__ + _losses_extra.__all__
+    + _conv_extra.__all__ + _pool_extra.__all__ + _losses_extra.__all__

@@ -3476,6 +3476,9 @@ _LAZY.update({name: "loss_layers" for name in (
     Unflatten="basic_layers")
 _LAZY.update(InstanceNorm1d="batch_norm", InstanceNorm2d="batch_norm", InstanceNorm3d="batch_norm")
 _LAZY.update(AlphaDropout="dropouts", FeatureAlphaDropout="dropouts", RReLU="dropouts")
+_LAZY.update({name: "pool_layers" for name in (
+    "MaxPool3d", "AvgPool3d", "AdaptiveAvgPool3d", "AdaptiveMaxPool3d", "LPPool1d", "LPPool2d",
+    "LPPool3d", "Fold", "Unfold")})
 _LAZY.update(MaxUnpool1d="conv_layers", MaxUnpool2d="conv_layers")
 _LAZY.update(LocalResponseNorm="extra_layers", ChannelShuffle="extra_layers",
              EmbeddingBag="extra_layers")

@@ -79,6 +79,13 @@ _LAYERS = [  # (layer, positional, keyword): the same arguments to gc.nn's and t
     ("Upsample", (), {"scale_factor": (2, 3)}), ("UpsamplingBilinear2d", (), {"size": 4}),
     ("UpsamplingNearest2d", (), {"scale_factor": 2}), ("ZeroPad1d", (2,), {}),
     ("ZeroPad2d", ((1, 1, 1, 1),), {}), ("ZeroPad2d", (2,), {}), ("ZeroPad3d", (1,), {})]
+_LAYERS += [  # graphc/pool_layers.py's (session 52)
+    ("MaxPool3d", (2,), {}), ("MaxPool3d", ((2, 3, 1), 1, 1), {"return_indices": True}),
+    ("AvgPool3d", (2,), {}), ("AvgPool3d", ((3, 2, 2), 2, 1), {"divisor_override": 4}),
+    ("AdaptiveAvgPool3d", ((2, None, 3),), {}), ("AdaptiveMaxPool3d", (2,), {}),
+    ("LPPool1d", (2, 3), {}), ("LPPool2d", (1.5, (2, 3), 2), {"ceil_mode": True}),
+    ("LPPool3d", (2.0, 2), {}), ("Unfold", (2,), {"padding": 1}),
+    ("Fold", ((4, 5), 2), {"stride": (1, 2)})]
 
 
 def _parameters(nn):

@@ -349,6 +349,9 @@ def _phase_axis(k, s, p, d, r, rows, n_in):
 
 
 # ---- adaptive pooling -------------------------------------------------------------------------
+_AXIS_LETTERS = {1: "L", 2: "H, W", 3: "D, H, W"}  # (N, C, ...) in the pools' messages
+
+
 def adaptive_avg_pool2d(x, output_size):
     """torch.nn.functional.adaptive_avg_pool2d of x (N, C, H, W) or (C, H, W): output cell i
     of an axis of size n averages x's window floor(i * n / out) .. ceil((i + 1) * n / out)
@@ -379,15 +382,15 @@ def adaptive_max_pool1d(x, output_size, return_indices=False):
 
 def _adaptive(name, spatial, x, output_size, kind, return_indices=False):
     if _ndim(x) not in (spatial + 1, spatial + 2):
-        _fail(f"{name}: x must be {spatial + 2}-d (N, C, {'L' if spatial == 1 else 'H, W'}) "
-              f"or {spatial + 1}-d, got shape {tuple(_shape(x))}")
+        _fail(f"{name}: x must be {spatial + 2}-d (N, C, {_AXIS_LETTERS[spatial]}) or "
+              f"{spatial + 1}-d, got shape {tuple(_shape(x))}")
     # None keeps an axis's input size only as an entry of a tuple, as torch's (a bare
     # None, there "object of type 'NoneType' has no len()", was taken for (None, None))
     sizes = (tuple(output_size) if isinstance(output_size, (tuple, list))
              else (output_size,) * spatial)
     if output_size is None or len(sizes) != spatial or not builtins.all(
-            (is_int(s) and s >= 0) or (s is None and spatial == 2) for s in sizes):
-        such = ("such ints (an entry None keeps that input size)" if spatial == 2
+            (is_int(s) and s >= 0) or (s is None and spatial > 1) for s in sizes):
+        such = ("such ints (an entry None keeps that input size)" if spatial > 1
                 else "such int")
         _fail(f"{name}: output_size must be an int >= 0 or a tuple of {spatial} {such}, got "
               f"{output_size!r}")
@@ -403,7 +406,7 @@ def _adaptive(name, spatial, x, output_size, kind, return_indices=False):
         # places in a plane of unknown size, differ per value
         if not isinstance(n, int) and out not in (None, 1):
             _fail(f"{name}: a symbolic size {n} takes output_size 1"
-                  f"{' or None' if spatial == 2 else ''} only, got {output_size!r}; declare "
+                  f"{' or None' if spatial > 1 else ''} only, got {output_size!r}; declare "
                   "the size concrete for other windows")
         if not isinstance(n, int) and return_indices:
             _fail(f"{name}: return_indices needs a known spatial size, got a symbolic size "
@@ -546,36 +549,64 @@ def _pool1d_args(name, x, kernel_size, stride, padding, dilation, ceil_mode):
     """The 1-d settings checked under the 1-d names (what max_pool2d would say of its
     (1, k) form is not what the user wrote), as (1, k) pairs for the 2-d pool. A kernel
     longer than the padded input still has ceil_mode's one window, as in torch."""
-    if _ndim(x) not in (2, 3):
-        _fail(f"{name}: x must be 3-d (N, C, L) or 2-d (C, L), got shape {tuple(_shape(x))}")
+    (k,), (s,), (p,), (d,) = _pool_settings(name, 1, x, kernel_size, stride, padding,
+                                            dilation, ceil_mode)
+    return (1, k), (1, s), (0, p), (1, d)
+
+
+_POOL_AXES = {1: ("input",), 2: ("height", "width"), 3: ("depth", "height", "width")}
+
+
+def _pool_settings(name, spatial, x, kernel_size, stride, padding, dilation, ceil_mode):
+    """kernel, stride, padding and dilation of a pool over x's last `spatial` axes, each a
+    tuple of one int per axis, checked under the pool's own name as torch checks them
+    (stride None: the kernel's; padding at most half the kernel; at least one window along
+    every axis)."""
+    if _ndim(x) not in (spatial + 1, spatial + 2):
+        axes = _AXIS_LETTERS[spatial]
+        _fail(f"{name}: x must be {spatial + 2}-d (N, C, {axes}) or {spatial + 1}-d (C, "
+              f"{axes}), got shape {tuple(_shape(x))}")
     stride = kernel_size if stride is None or stride == () or stride == [] else stride
-    (k,), (s,), (p,), (d,) = _settings(name, 1, kernel_size=kernel_size, stride=stride,
-                                       padding=padding, dilation=dilation)
-    for what, v, low in (("kernel_size", k, 1), ("stride", s, 1), ("dilation", d, 1),
-                         ("padding", p, 0)):
-        if v < low:
-            _fail(f"{name}: {what} must be >= {low}, got {v}")
-    if 2 * p > k:
-        _fail(f"{name}: padding {p} must be at most half the kernel size {k}, as in PyTorch")
-    length = _shape(x)[-1]
+    kernel, stride, padding, dilation = _settings(
+        name, spatial, kernel_size=kernel_size, stride=stride, padding=padding,
+        dilation=dilation)
+    F._flag(name, "ceil_mode", ceil_mode)
+    for what, v, low in (("kernel_size", kernel, 1), ("stride", stride, 1),
+                         ("dilation", dilation, 1), ("padding", padding, 0)):
+        if builtins.min(v) < low:
+            _fail(f"{name}: {what} must be >= {low}, got {v if spatial > 1 else v[0]}")
+    if builtins.any(2 * p > k for p, k in zip(padding, kernel)):
+        shown = (padding, kernel) if spatial > 1 else (padding[0], kernel[0])
+        _fail(f"{name}: padding {shown[0]} must be at most half the kernel size {shown[1]}, "
+              "as in PyTorch")
+    for n, k, s, p, d, what in zip(_shape(x)[-spatial:], kernel, stride, padding, dilation,
+                                   _POOL_AXES[spatial]):
+        _pool_windows(name, n, k, s, p, d, ceil_mode, what,
+                      "length" if spatial == 1 else what)
+    return kernel, stride, padding, dilation
+
+
+def _pool_windows(name, length, k, s, p, d, ceil_mode, what="input", symbol="length"):
+    """torch's window count along one axis of a pool of x's `length` (`what`: the axis, as
+    the messages name it): (span / s rounded down, or up in ceil_mode) + 1, less
+    ceil_mode's last window where it would start in the padding after x; refused under the
+    pool's own name where none fits (what a 2-d pool of its (1, k) form would say names
+    another op and other settings). A symbolic length: the same polynomial for every
+    value, or refused."""
     span = length + 2 * p - d * (k - 1) - 1  # the room for windows after the first
-    # torch's window count: (span / s rounded down, or up in ceil_mode) + 1, less ceil_mode's
-    # last window where it would start in the padding after x. A symbolic length: the same
-    # polynomial for every value, or refused here under the 1-d name (the 2-d pool's line
-    # named max_pool2d and the (1, k) settings)
     try:
-        windows = floor_div(span + s - 1 if ceil_mode is True else span, s) + 1
-        if ceil_mode is True and windows > 0 and (windows - 1) * s >= length + p:
+        windows = floor_div(span + s - 1 if ceil_mode else span, s) + 1
+        if ceil_mode and windows > 0 and (windows - 1) * s >= length + p:
             windows -= 1
         empty = windows < 1
     except InconclusiveDim as exc:
-        _fail(f"{name}: no output size for every value of the symbolic length {length} "
+        _fail(f"{name}: no output size for every value of the symbolic {symbol} {length} "
               f"(kernel {k}, stride {s}, padding {p}, dilation {d}, ceil_mode {ceil_mode}): "
               f"{exc.message}")
     if empty:
         _fail(f"{name}: the kernel {d * (k - 1) + 1} (dilated) is longer than the padded "
-              f"input {length + 2 * p}")
-    return (1, k), (1, s), (0, p), (1, d)
+              f"{what} {length + 2 * p}")
+    return windows
 
 
 def max_pool1d(x, kernel_size, stride=None, padding=0, dilation=1, ceil_mode=False,
