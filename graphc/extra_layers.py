@@ -10,22 +10,16 @@ from ir.errors import GraphcError, user_location
 from ir.ops import api as F
 from ir.ops.arrays import _along, pad, segment_sum, take_along_axis
 from ir.ops.registry import SymbolicValue
-from ir.types import INT_DTYPES, is_int
+from ir.types import INT_DTYPES
 
 from .nn import (Module, Parameter, _Functional, _layer_dtype, _no_negative_indices,
-                 _padding_index, _pretrained_table, _rng, _size)
+                 _padding_index, _pretrained_table, _refuse_unsupported_embedding, _rng, _size)
 
 __all__ = ["local_response_norm", "channel_shuffle", "embedding_bag"]
 
 
 def _fail(message):
     raise GraphcError(message, (user_location(),))
-
-
-def _positive_int(name, what, value):
-    if not is_int(value) or value < 1:
-        _fail(f"{name}: {what} must be a positive int, got {value!r}")
-    return int(value)
 
 
 def _channels_first(name, x):
@@ -39,22 +33,29 @@ def local_response_norm(x, size, alpha=1e-4, beta=0.75, k=1.0):
     the sum of x**2 over the channels c - size // 2 ... c + (size - 1) // 2, zeros past the
     ends)**beta, as torch's average pool over a zero-padded window of `size` channels."""
     _channels_first("local_response_norm", x)
-    size = _positive_int("local_response_norm", "size", size)
+    size = _size("local_response_norm", "size", size, least=1)
     alpha, beta, k = (F._number(f"local_response_norm: {what}", value)
                       for what, value in (("alpha", alpha), ("beta", beta), ("k", k)))
     nd, channels = F._ndim(x), F._shape(x)[1]
-    squares = pad(F.mul(x, x), [(0, 0), (size // 2, (size - 1) // 2)] + [(0, 0)] * (nd - 2))
+    # as torch: x * x in x's dtype, its average pool over the window (summed in float32 for
+    # a half x, as torch's pools accumulate), then times alpha, plus k, to the power beta
+    dtype = F._dtype(x)
+    squares = F.mul(x, x)
+    if np.dtype(dtype).itemsize < 4:
+        squares = F.cast(squares, "float32")
+    squares = pad(squares, [(0, 0), (size // 2, (size - 1) // 2)] + [(0, 0)] * (nd - 2))
     window = _along(squares, 1, 0, channels)
     for start in range(1, size):
         window = F.add(window, _along(squares, 1, start, start + channels))
-    return F.div(x, F.pow(F.add(F.mul(window, alpha / size), k), beta))
+    average = F.cast(F.div(window, float(size)), dtype)
+    return F.div(x, F.pow(F.add(F.mul(average, alpha), k), beta))
 
 
 def channel_shuffle(x, groups):
     """torch.nn.functional.channel_shuffle of x (N, C, ...): the channels, seen as (groups,
     C / groups), transposed; output channel j * groups + g is input channel g * C / groups + j."""
     _channels_first("channel_shuffle", x)
-    groups = _positive_int("channel_shuffle", "groups", groups)
+    groups = _size("channel_shuffle", "groups", groups, least=1)
     n, channels, *rest = F._shape(x)
     if not isinstance(channels, int):
         _fail(f"channel_shuffle: needs a known channel count, got the symbolic size {channels}")
@@ -73,7 +74,7 @@ class LocalResponseNorm(_Functional):
     _repr_format = "{size}, alpha={alpha}, beta={beta}, k={k}"
 
     def __init__(self, size, alpha=1e-4, beta=0.75, k=1.0):
-        _positive_int("LocalResponseNorm", "size", size)
+        _size("LocalResponseNorm", "size", size, least=1)
         for what, value in (("alpha", alpha), ("beta", beta), ("k", k)):
             F._number(f"LocalResponseNorm: {what}", value)
         self._keep(size=size, alpha=alpha, beta=beta, k=k)
@@ -87,20 +88,11 @@ class ChannelShuffle(_Functional):
     _repr_format = "groups={groups}"
 
     def __init__(self, groups):
-        self._keep(groups=_positive_int("ChannelShuffle", "groups", groups))
+        self._keep(groups=_size("ChannelShuffle", "groups", groups, least=1))
 
 
 # ---- embedding bags ---------------------------------------------------------------------------
 _MODES = ("sum", "mean", "max")
-
-
-def _refuse_unsupported(name, max_norm, scale_grad_by_freq, sparse):
-    for what, value, given in (("max_norm", max_norm, max_norm is not None),
-                               ("scale_grad_by_freq", scale_grad_by_freq,
-                                bool(scale_grad_by_freq)), ("sparse", sparse, bool(sparse))):
-        if given:
-            _fail(f"{name}: {what}={value!r} is not supported, as gc.nn.Embedding's is not "
-                  "(its rows are not renormalised, its gradient is dense and unscaled)")
 
 
 def _check_mode(name, mode):
@@ -117,8 +109,8 @@ def _bags(name, idx, offsets, include_last_offset):
         if offsets is not None:
             _fail(f"{name}: offsets must be None for a 2-d input (each row is a bag), got "
                   f"{type(offsets).__name__}")
-        bags, length = shape
-        return F.reshape(idx, (-1,)), np.arange(0, bags * length, length), bags, length
+        bags, length = shape  # (a row of no index: an empty bag, np.arange's step 0 refused)
+        return F.reshape(idx, (-1,)), np.arange(bags) * length, bags, length
     if len(shape) != 1:
         _fail(f"{name}: input must be 1-d (with offsets) or 2-d (bags, length), got shape "
               f"{shape}")
@@ -167,7 +159,7 @@ def embedding_bag(input, weight, offsets=None, max_norm=None, norm_type=2.0,
 
 def _embedding_bag(name, input, weight, offsets, max_norm, scale_grad_by_freq, mode, sparse,
                    per_sample_weights, include_last_offset, padding_idx):
-    _refuse_unsupported(name, max_norm, scale_grad_by_freq, sparse)
+    _refuse_unsupported_embedding(name, max_norm, scale_grad_by_freq, sparse)
     _check_mode(name, mode)
     if F._ndim(weight) != 2:
         _fail(f"{name}: weight must be 2-d (num_embeddings, embedding_dim), got shape "
@@ -182,6 +174,8 @@ def _embedding_bag(name, input, weight, offsets, max_norm, scale_grad_by_freq, m
             _fail(f"{name}: per_sample_weights must have the input's shape "
                   f"{tuple(F._shape(idx))}, got {tuple(F._shape(per_sample_weights))}")
         per_sample_weights = F.reshape(per_sample_weights, (-1,))
+    if F._ndim(idx) == 2:  # (torch's offsets there are the rows' starts: no last offset)
+        include_last_offset = False
     idx, offsets, bags, longest = _bags(name, idx, offsets, include_last_offset)
     idx = _no_negative_indices(idx, rows, name)
     length = F._shape(idx)[0]
@@ -243,7 +237,7 @@ class EmbeddingBag(Module):
                  scale_grad_by_freq=False, mode="mean", sparse=False, _weight=None,
                  include_last_offset=False, padding_idx=None, *, rng=None, std=None,
                  dtype="float32"):
-        _refuse_unsupported("EmbeddingBag", max_norm, scale_grad_by_freq, sparse)
+        _refuse_unsupported_embedding("EmbeddingBag", max_norm, scale_grad_by_freq, sparse)
         _check_mode("EmbeddingBag", mode)
         num = _size("EmbeddingBag", "num_embeddings", num_embeddings)
         dim = _size("EmbeddingBag", "embedding_dim", embedding_dim)
@@ -267,7 +261,7 @@ class EmbeddingBag(Module):
         """torch's: an EmbeddingBag whose weight is a copy of `embeddings` (2-d, float, a
         torch tensor too), frozen unless freeze=False; nothing drawn."""
         where = "EmbeddingBag.from_pretrained"
-        _refuse_unsupported(where, max_norm, scale_grad_by_freq, sparse)
+        _refuse_unsupported_embedding(where, max_norm, scale_grad_by_freq, sparse)
         table = _pretrained_table(where, embeddings, padding_idx)
         rows, cols = table.shape
         layer = cls(num_embeddings=rows, embedding_dim=cols, mode=mode, _weight=table,

@@ -2573,6 +2573,18 @@ def _padding_index(layer, padding_idx, num):
     return int(padding_idx) % num
 
 
+def _refuse_unsupported_embedding(where, max_norm, scale_grad_by_freq, sparse):
+    """from_pretrained's (Embedding's, EmbeddingBag's) and EmbeddingBag's refusal of torch's
+    max_norm, scale_grad_by_freq and sparse, in one line naming `where`."""
+    for name, value, given in (("max_norm", max_norm, max_norm is not None),
+                               ("scale_grad_by_freq", scale_grad_by_freq,
+                                bool(scale_grad_by_freq)), ("sparse", sparse, bool(sparse))):
+        if given:
+            raise GraphcError(f"{where}: {name}={value!r} is not supported, as "
+                              "gc.nn.Embedding's is not (its rows are not renormalised, "
+                              "its gradient is dense and unscaled)", (user_location(),))
+
+
 def _pretrained_table(where, embeddings, padding_idx):
     """from_pretrained's (Embedding's, EmbeddingBag's) copy of `embeddings`, a 2-d float
     array or tensor (a torch one too), in its dtype; a bad one or a padding_idx outside it
@@ -2629,13 +2641,7 @@ class Embedding(Module):
         gradient) and no table is drawn (graphc.nn's generator is not advanced). max_norm,
         scale_grad_by_freq and sparse are refused, as the constructor refuses them."""
         where = "Embedding.from_pretrained"
-        for name, value, given in (("max_norm", max_norm, max_norm is not None),
-                                   ("scale_grad_by_freq", scale_grad_by_freq,
-                                    bool(scale_grad_by_freq)), ("sparse", sparse, bool(sparse))):
-            if given:
-                raise GraphcError(f"{where}: {name}={value!r} is not supported, as "
-                                  "gc.nn.Embedding's is not (its rows are not renormalised, "
-                                  "its gradient is dense and unscaled)", (user_location(),))
+        _refuse_unsupported_embedding(where, max_norm, scale_grad_by_freq, sparse)
         table = _pretrained_table(where, embeddings, padding_idx)
         # through cls, as torch's, so that a subclass's __init__ runs (its own attributes),
         # and by keyword in torch's order, as torch 2.13 calls it: a subclass whose sizes are

@@ -171,3 +171,36 @@ def test_embedding_bag_layer_and_from_pretrained_are_torchs():
 ])
 def test_embedding_bag_errors_are_one_line_naming_the_argument(call, message):
     assert_one_line_error(lambda: call(np.ones((10, 4))), message, HERE)
+
+
+# ---- review r2 of f3's commits ---------------------------------------------------------------
+@pytest.mark.parametrize("size", [2, 3, 5, 7])
+def test_local_response_norm_in_half_is_torchs_to_the_bit(size):
+    """torch averages the window (its pool sums a half x's squares in float32), then
+    multiplies by alpha: a half window summed in half and times alpha / size was 1 ulp off
+    in up to half the values. (torch's CPU 4-d / 5-d pools take no half: 3-d here.)"""
+    x = (np.random.default_rng(8).normal(size=(2, 6, 5)) * 3).astype(np.float16)
+    for alpha, beta, k in ((0.5, 0.75, 1.0), (2.0, 1.5, 0.5)):
+        want = TF.local_response_norm(torch.tensor(x), size, alpha, beta, k).numpy()
+        lrn = lambda x: gc.local_response_norm(x, size, alpha, beta, k)  # noqa: E731
+        for got in (lrn(x), gc.compile(lrn)(x)):
+            assert np.asarray(got).dtype == np.float16
+            np.testing.assert_array_equal(got, want)
+
+
+@pytest.mark.parametrize("mode", ["sum", "mean", "max"])
+def test_embedding_bag_of_a_2d_input_ignores_include_last_offset_and_takes_empty_rows(mode):
+    """A 2-d input's bags are its rows whatever include_last_offset says (torch's); mode
+    'max' with include_last_offset=True failed in an internal slice line. Rows of no index
+    raised ZeroDivisionError (torch's arange fails there too): empty bags, zeros."""
+    table = np.random.default_rng(9).normal(size=(10, 4))
+    idx = np.array([[4, 4, 4], [1, 4, 2], [1, 1, 9]])
+    loss = _against_torch(
+        lambda w: gc.embedding_bag(idx, w, mode=mode, include_last_offset=True, padding_idx=4),
+        lambda w: TF.embedding_bag(torch.tensor(idx), w, mode=mode, include_last_offset=True,
+                                   padding_idx=4), table, rtol=1e-14)
+    assert loss(table).shape == ()
+    for include_last_offset in (False, True):
+        got = gc.embedding_bag(np.zeros((2, 0), np.int64), table, mode=mode,
+                               include_last_offset=include_last_offset)
+        np.testing.assert_array_equal(got, np.zeros((2, 4)))
