@@ -167,13 +167,11 @@ def _timeout(timeout):
     try:
         seconds = float(timeout)
     except (TypeError, ValueError):
-        seconds = -1.0
-    if not (seconds > 0 and math.isfinite(seconds)):
-        raise GraphcError(f"timeout={timeout!r}: expected a positive number of seconds")
-    if seconds > settings.MAX_SECONDS:  # (the watchdog's socket timeouts would overflow)
-        raise GraphcError(f"timeout={timeout!r}: expected at most "
-                          f"{settings.MAX_SECONDS:.0f} seconds (about 31 years)")
-    return seconds
+        seconds = float("nan")
+    try:  # the rule of GRAPHC_WATCHDOG_TIMEOUT (the socket timeouts, the heartbeat)
+        return settings.watchdog_seconds(seconds)
+    except ValueError as exc:
+        raise GraphcError(f"timeout={timeout!r}: {exc}") from None
 
 
 def rank() -> int:

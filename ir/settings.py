@@ -41,6 +41,10 @@ def _positive_float(text: str) -> float:
         value = float(text)
     except ValueError:
         value = float("nan")
+    return _positive(value)
+
+
+def _positive(value: float) -> float:
     if not value > 0 or value == float("inf"):
         raise ValueError("expected a positive number")
     return value
@@ -51,13 +55,29 @@ def _positive_float(text: str) -> float:
 # ended every rank with an OverflowError traceback at start-up
 MAX_SECONDS = 1e9
 
+# the shortest watchdog timeout: a rank beats every timeout/4 s, but at most every 0.05 s
+# (graphc.watchdog), so this keeps 4 beats within the timeout. Below 0.05 s no beat can come
+# in time (the hub would stop every rank at start-up with 'rank 1 stopped responding at step
+# -1 (no heartbeat for 0.01 s)', naming no setting); just above it one late beat on a busy
+# machine would do the same.
+MIN_WATCHDOG_SECONDS = 0.2
 
-def _seconds(text: str) -> float:
-    value = _positive_float(text)
+
+def seconds(value: float, shortest: float = 0.0) -> float:
+    """`value`, a wait in seconds, if it is positive, at least `shortest` and at most
+    MAX_SECONDS; else a ValueError saying what is expected (its caller names the setting)."""
+    _positive(value)
     if value > MAX_SECONDS:
         raise ValueError(f"expected at most {MAX_SECONDS:.0f} seconds (about 31 years), "
                          f"the longest wait this setting takes")
+    if value < shortest:
+        raise ValueError(f"expected at least {shortest:g} seconds, 4 of the watchdog's "
+                         "heartbeats (a rank beats every timeout/4 s, at most every 0.05 s)")
     return value
+
+
+def watchdog_seconds(value: float) -> float:
+    return seconds(value, MIN_WATCHDOG_SECONDS)
 
 
 def _address(text: str) -> str:
@@ -77,8 +97,10 @@ def _directory(text: str) -> str:
 
 
 _PARSERS: dict[str, Callable[[str], object]] = {
-    "flag": _flag, "count": _positive_int, "seconds": _seconds, "directory": _directory,
-    "megabytes": _positive_float, "address": _address, "file": str,
+    "flag": _flag, "count": _positive_int,
+    "seconds": lambda text: seconds(_positive_float(text)),
+    "watchdog seconds": lambda text: watchdog_seconds(_positive_float(text)),
+    "directory": _directory, "megabytes": _positive_float, "address": _address, "file": str,
 }
 
 
@@ -159,7 +181,7 @@ BUCKET_MB = _declare(
     "holds for every bucket: PyTorch DDP too makes its first bucket small only at its "
     "default cap)", "25")
 WATCHDOG_TIMEOUT = _declare(
-    "GRAPHC_WATCHDOG_TIMEOUT", "seconds", 60.0,
+    "GRAPHC_WATCHDOG_TIMEOUT", "watchdog seconds", 60.0,
     "data-parallel training: how long a rank may stay silent before every rank stops, naming "
     "it (set it above the longest pause, e.g. rank 0 writing a large checkpoint)", "60")
 WATCHDOG_ADDR = _declare(
@@ -197,6 +219,7 @@ def check_environment() -> list[str]:
 def markdown_table() -> str:
     """The README's table of the variables, generated from the declarations above."""
     kinds = {"flag": "0 or 1", "count": "whole number", "seconds": "seconds (at most 1e9)",
+             "watchdog seconds": f"seconds ({MIN_WATCHDOG_SECONDS:g} to 1e9)",
              "directory": "directory", "megabytes": "megabytes", "address": "host address",
              "file": "file"}
     rows = ["| variable | value | default | what it does |", "| --- | --- | --- | --- |"]

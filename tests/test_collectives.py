@@ -394,6 +394,11 @@ def test_launch_command_and_bad_settings():
     with pytest.raises(GraphcError, match=r"timeout=1e\+300: expected at most 1000000000 "):
         _timeout(1e300)
     assert _timeout(1e9) == 1e9
+    # (s52) shorter than the heartbeats: every rank would have been stopped at start-up
+    with pytest.raises(GraphcError, match=r"^timeout=0\.01: expected at least 0\.2 seconds, "
+                       r"4 of the watchdog's heartbeats"):
+        _timeout(0.01)
+    assert _timeout(0.2) == 0.2
 
 
 def test_ranks_on_one_machine_share_its_cpus(monkeypatch):

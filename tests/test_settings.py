@@ -85,6 +85,12 @@ def test_settings_are_read_when_used(monkeypatch, tmp_path):
      "years), the longest wait this setting takes"),
     ("GRAPHC_COMPILE_TIMEOUT", "1e10", "expected at most 1000000000 seconds (about 31 "
      "years), the longest wait this setting takes"),
+    # (s52) shorter than the watchdog's heartbeats: taken, and every rank would have been
+    # stopped as 'stopped responding' in a line naming no setting
+    ("GRAPHC_WATCHDOG_TIMEOUT", "0.01", "expected at least 0.2 seconds, 4 of the watchdog's "
+     "heartbeats (a rank beats every timeout/4 s, at most every 0.05 s)"),
+    ("GRAPHC_WATCHDOG_TIMEOUT", "0.19", "expected at least 0.2 seconds, 4 of the watchdog's "
+     "heartbeats (a rank beats every timeout/4 s, at most every 0.05 s)"),
     # (s47) a name the socket module cannot encode: `graphc train --ranks 2` ended with
     # rank 1's "graphc: error: encoding with 'idna' codec failed (...)" and mpiexec's banner
     ("GRAPHC_WATCHDOG_ADDR", "rank0..lan", "expected a host name or IP address (label "
@@ -106,6 +112,20 @@ def test_a_bad_value_is_one_error_naming_the_variable(monkeypatch, name, bad, ex
 def test_a_watchdog_address_the_sockets_take_is_taken(monkeypatch, address):
     monkeypatch.setenv("GRAPHC_WATCHDOG_ADDR", address)
     assert settings.WATCHDOG_ADDR.get() == address
+
+
+def test_the_shortest_watchdog_timeout_holds_four_heartbeats(monkeypatch):
+    """(s52) MIN_WATCHDOG_SECONDS, the bound above, is 4 of the heartbeats the watchdog sends
+    at that timeout (the two are stated in different modules); a short timeout the compiler
+    takes (it has no heartbeat) is still taken there."""
+    from graphc import watchdog
+    monkeypatch.setenv("GRAPHC_WATCHDOG_TIMEOUT", "0.2")
+    shortest = settings.WATCHDOG_TIMEOUT.get()
+    assert shortest == settings.MIN_WATCHDOG_SECONDS == 0.2
+    assert watchdog.Watchdog(0, 2, shortest).interval * 4 == shortest
+    assert watchdog.Watchdog(0, 2, shortest / 2).interval * 4 > shortest / 2
+    monkeypatch.setenv("GRAPHC_COMPILE_TIMEOUT", "0.01")
+    assert settings.COMPILE_TIMEOUT.get() == 0.01
 
 
 def test_the_longest_wait_a_setting_takes_is_one_socket_and_locks_take(monkeypatch):
