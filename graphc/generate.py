@@ -257,7 +257,8 @@ class Generator:
                  no_repeat_ngram_size=None, min_p=None, do_sample=None) -> list[list[int]]:
         """Up to `tokens` new token ids per prompt: greedy at temperature 0, otherwise
         sampled from the softmax of logits / temperature restricted to the top_k most likely
-        tokens and to the smallest set whose probability reaches top_p; seeded, so
+        tokens (None: all, where transformers' generate keeps 50 unless told) and to the
+        smallest set whose probability reaches top_p; seeded, so
         reproducible. A row ends with the first of `stop_tokens` it generates (kept as its
         last id), as transformers' generate ends at eos_token_id: by default the model's
         eos_token_ids (a GPT-2 checkpoint's eos_token_id; none for graphc's own GPT), or an

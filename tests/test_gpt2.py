@@ -1001,3 +1001,67 @@ def test_bad_generation_config_settings_name_the_file_and_key(hf_dir, tmp_path, 
     err = capsys.readouterr().err
     assert len(err.splitlines()) == 1
     assert re.search(f"^graphc: error: .*{gpt2.GENERATION_CONFIG_FILE}: {message}", err), err
+
+
+def test_top_k_unset_keeps_every_token_where_transformers_generate_keeps_50(hf_dir, capsys,
+                                                                            monkeypatch):
+    """(s52) The README and `graphc sample --help` call graphc's sampling settings
+    transformers' but for top_k's default: told no top_k, transformers' generate builds a
+    top-k warper of 50 (its default where neither the call nor generation_config.json sets
+    one), and graphc samples from every token."""
+    import torch
+    from transformers.generation.logits_process import TopKLogitsWarper
+
+    from graphc.generate import sampling_probs
+    directory, reference = hf_dir
+    built, init = [], TopKLogitsWarper.__init__
+
+    def recorded(self, top_k, *args, **kwargs):
+        built.append(top_k)
+        init(self, top_k, *args, **kwargs)
+    monkeypatch.setattr(TopKLogitsWarper, "__init__", recorded)
+    with torch.no_grad():
+        reference.generate(torch.tensor([[1, 2]]), max_new_tokens=1, do_sample=True,
+                           pad_token_id=0)
+    assert built == [50]
+    logits = np.random.default_rng(0).normal(size=SMALL["vocab_size"])  # (300 > 50 tokens)
+    softmax = np.exp(logits - logits.max()) / np.exp(logits - logits.max()).sum()
+    np.testing.assert_allclose(sampling_probs(logits, 1.0), softmax, rtol=1e-12)
+    assert np.count_nonzero(sampling_probs(logits, 1.0, top_k=50)) == 50
+    with pytest.raises(SystemExit):
+        main(["sample", "--help"])
+    assert "--top-k TOP_K sample from the k likeliest tokens (default: all, where " \
+           "transformers' generate keeps 50)" in " ".join(capsys.readouterr().out.split())
+
+
+def test_an_int_repetition_penalty_is_its_float_where_transformers_refuses_it(hf_dir,
+                                                                            tmp_path, capsys):
+    """(s52) graphc's number rule takes an int for every number setting (the README), as it
+    does temperature=1 that transformers refuses: repetition_penalty=2, given or in a
+    generation_config.json, is 2.0, where transformers' generate refuses it (the README's
+    list of what transformers takes less)."""
+    import torch
+    directory, reference = hf_dir
+    ids = torch.tensor([[1, 2, 1, 2]])
+    with torch.no_grad(), pytest.raises(ValueError, match="has to be a strictly positive "
+                                                          "float, but is 2$"):
+        reference.generate(ids, max_new_tokens=2, repetition_penalty=2, pad_token_id=0)
+    with torch.no_grad():
+        ref = reference.generate(ids, max_new_tokens=6, repetition_penalty=2.0,
+                                 pad_token_id=0)[0, 4:].tolist()
+    model, params = gpt2.load_gpt2(str(directory), "float64")
+    from graphc.generate import Generator
+    gen = Generator(model, params)
+    assert gen.generate([[1, 2, 1, 2]], 6, temperature=0, repetition_penalty=2,
+                        stop_tokens=()) == [ref]
+    assert gen.generate([[1, 2, 1, 2]], 6, temperature=0, stop_tokens=()) != [ref]
+    from transformers import GPT2LMHeadModel
+    copy = _with_generation_config(hf_dir, tmp_path, dict(repetition_penalty=2))
+    with torch.no_grad(), pytest.raises(ValueError, match="but is 2$"):
+        GPT2LMHeadModel.from_pretrained(copy).generate(ids, max_new_tokens=2, pad_token_id=0)
+    args = ["sample", "--prompt", "the the", "--tokens", "6", "--temperature", "0",
+            "--ignore-eos"]
+    assert main(args + ["--model", str(directory), "--repetition-penalty", "2.0"]) == 0
+    penalised = capsys.readouterr().out
+    assert main(args + ["--model", str(copy)]) == 0
+    assert capsys.readouterr().out == penalised
