@@ -15,7 +15,7 @@ from ir.types import broadcast_shapes, is_float
 from runtime.eager import Tensor
 
 from .optim import (Optimizer, _as_schedule, _filled_slot, _flag, _float64, _fraction,
-                    _non_negative)
+                    _non_negative, _not_a_bool)
 from .tracing import flatten, leaves_like, unflatten
 
 
@@ -411,6 +411,8 @@ def _optax_settings(name, learning_rate, betas=(), fractions=(), non_negative=()
             raise GraphcError(f"gc.optim.{name}: {setting}={value!r} is not supported: the "
                               "state keeps each parameter's dtype (give None)",
                               (user_location(),))
+    for setting, value in (*betas, *fractions, *non_negative):  # (optim's rule: no bool)
+        _not_a_bool(f"gc.optim.{name}: {setting}", value)
     for setting, value in betas:  # in [0, 1)
         _fraction(f"gc.optim.{name}: {setting}", value)
     for setting, value in fractions:  # in [0, 1]

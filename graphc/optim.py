@@ -967,7 +967,8 @@ class Optimizer:
         rule = _SETTING_RULES.get(name)
         if rule is None or name not in ours.hyperparameters:
             return value
-        return rule(f"{type(self).__name__}: {name}", value)
+        what = f"{type(self).__name__}: {name}"
+        return rule(what, _not_a_bool(what, value))
 
     @property
     def _display_name(self) -> str:
@@ -1675,7 +1676,8 @@ class Adagrad(Optimizer):
                  decay_mask=None, clip_norm=None, maximize: bool = False):
         super().__init__(lr, weight_decay, decay_mask, clip_norm, maximize=maximize)
         self.lr_decay = lr_decay
-        self.initial = _non_negative("initial_accumulator_value", initial_accumulator_value)
+        what = "Adagrad: initial_accumulator_value"
+        self.initial = _non_negative(what, _not_a_bool(what, initial_accumulator_value))
         self.eps = eps
 
     def init(self, params) -> dict:
@@ -2422,8 +2424,19 @@ def _betas(name, betas):
             callable(b) or _a_number(b) for b in betas):  # (_real's rule)
         raise GraphcError(f"{name}: betas must be a pair of numbers (beta1, beta2), got "
                           f"{betas!r}", (user_location(),))
-    return tuple(_fraction(f"{name}: {which}", b)
+    return tuple(_fraction(f"{name}: {which}", _not_a_bool(f"{name}: {which}", b))
                  for which, b in zip(("beta1", "beta2"), betas))
+
+
+def _not_a_bool(name, value):
+    """`value`, an optimiser's number setting (betas, eps, weight_decay, momentum, ...), unless
+    it is a bool: refused in one line naming the setting, as lr= refuses it
+    (_learning_rate). Adam(betas=(True, 0.9)) was beta1 1.0, refused as 'got 1.0', and
+    eps=True or momentum=True were 1.0, as torch's optimisers take them (not its betas): a
+    slip, not a setting."""
+    if _is_boolean(value):
+        _fail(f"{name} must be a number, not a bool, got {value!r}")
+    return value
 
 
 def _a_number(value) -> bool:

@@ -1523,3 +1523,60 @@ def test_global_norm_of_numpy_leaves_is_a_numpy_array_as_clip_by_global_norm_s_n
     for empty in ({}, {"a": None}):  # torch's clip_grad_norm_ of no gradient: tensor(0.)
         assert isinstance(optim.global_norm(empty), Tensor)
         assert optim.global_norm(empty).dtype == np.float32
+
+
+_OPTIMISERS = (optim.SGD, optim.Adam, optim.AdamW, optim.RMSprop, optim.Adagrad,
+               optim.Adamax, optim.NAdam, optim.Lion)
+
+
+@pytest.mark.parametrize("cls", _OPTIMISERS, ids=lambda c: c.__name__)
+def test_an_optimisers_number_setting_refuses_a_bool(cls):
+    """(s52) Adam(betas=(True, 0.9)) was beta1 1.0, refused as 'got 1.0', betas=(False,
+    0.9) beta1 0.0, and eps=True or weight_decay=True 1.0: a bool is refused in every number
+    setting of every optimiser, given, set or fed as update's settings=, as lr=True is (torch
+    takes eps=True as 1.0: the README says graphc does not)."""
+    params, grads = {"w": np.ones(2)}, {"w": np.full(2, 0.5)}
+    for name in cls.hyperparameters:
+        for flag in (True, np.bool_(False), torch.tensor(True)):
+            message = rf"^{cls.__name__}: {name} must be a number, not a bool, got " \
+                      rf"{re.escape(repr(flag))}\n.*test_optim.py"
+            if name in ("beta1", "beta2"):
+                betas = (flag, 0.9) if name == "beta1" else (0.9, flag)
+                with pytest.raises(gc.GraphcError, match=message):
+                    cls(0.1, betas=betas)
+            else:
+                with pytest.raises(gc.GraphcError, match=message):
+                    cls(0.1, **{name: flag})
+            opt = cls(0.1, **({"momentum": 0.5} if name == "dampening" else {}))
+            with pytest.raises(gc.GraphcError, match=message):
+                setattr(opt, name, flag)
+            with pytest.raises(gc.GraphcError, match=rf"^{cls.__name__}: {name} must be a "
+                                                     r"number, not a bool, got"):
+                opt.update(grads, opt.init(params), params, settings={name: np.asarray(flag)})
+        opt = cls(0.1)
+        setattr(opt, name, 0.5)  # the number: taken as it is
+        assert getattr(opt, name) == 0.5
+    with pytest.raises(gc.GraphcError, match="initial_accumulator_value must be a number, "
+                                             "not a bool, got True"):
+        optim.Adagrad(initial_accumulator_value=True)
+
+
+def test_an_optax_style_optimisers_number_setting_refuses_a_bool():
+    for make, message in [
+            (lambda: optim.adam(0.1, b1=True), "adam: b1"),
+            (lambda: optim.adamw(0.1, b2=np.bool_(True)), "adamw: b2"),
+            (lambda: optim.adam(0.1, eps=True), "adam: eps"),
+            (lambda: optim.adam(0.1, eps_root=False), "adam: eps_root"),
+            (lambda: optim.lion(0.1, weight_decay=True), "lion: weight_decay"),
+            (lambda: optim.sgd(0.1, momentum=True), "sgd: momentum"),
+            (lambda: optim.rmsprop(0.1, decay=False), "rmsprop: decay"),
+            (lambda: optim.adagrad(0.1, initial_accumulator_value=True),
+             "adagrad: initial_accumulator_value")]:
+        with pytest.raises(gc.GraphcError, match=rf"^gc.optim.{message} must be a number, "
+                                                 rf"not a bool, got"):
+            make()
+    # torch takes a bool where 1.0 is in range (eps, weight_decay), refuses it in betas
+    w = [torch.zeros(1, requires_grad=True)]
+    assert torch.optim.Adam(w, eps=True, weight_decay=True).defaults["eps"] is True
+    with pytest.raises(ValueError, match="Invalid beta parameter at index 0: True"):
+        torch.optim.Adam(w, betas=(True, 0.9))

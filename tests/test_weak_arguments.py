@@ -1562,10 +1562,11 @@ def test_every_layer_and_optimiser_setting_takes_torchs_scalars_with_torchs_valu
     for nn, wrap in ((gc.nn, gc.tensor), (torch.nn, torch.tensor)):  # True is 1.0
         assert np.allclose(np.asarray(nn.ELU(True)(wrap(x)).data if nn is gc.nn else
                                       nn.ELU(True)(wrap(x)).numpy())[0, 0], np.expm1(-1.0))
-    # an optimiser's setting by the same rule: True and a bfloat16 0-d array were refused
+    # an optimiser's setting by the same rule: a bfloat16 0-d array was refused (a bool is
+    # refused as lr=True is: test_optim's test_an_optimisers_number_setting_refuses_a_bool)
     grads = [np.array([0.5, -1.0]), np.array([0.25, 2.0])]
-    for kwargs in ({"momentum": np.array(0.5, ml_dtypes.bfloat16)}, {"momentum": True},
-                   {"momentum": gc.tensor(np.float32(0.5)), "dampening": True},
+    for kwargs in ({"momentum": np.array(0.5, ml_dtypes.bfloat16)},
+                   {"momentum": gc.tensor(np.float32(0.5)), "dampening": 1},
                    {"momentum": 0.5, "weight_decay": np.array(0.25, np.float32)}):
         opt = gc.optim.SGD(lr=0.1, **kwargs)
         params = {"w": np.array([1.0, 2.0])}
@@ -1575,7 +1576,7 @@ def test_every_layer_and_optimiser_setting_takes_torchs_scalars_with_torchs_valu
         w = torch.tensor([1.0, 2.0], dtype=torch.float64, requires_grad=True)
         theirs = torch.optim.SGD([w], lr=0.1, **{
             k: torch.tensor(float(np.asarray(v.data if isinstance(v, gc.Tensor) else v)))
-            if not isinstance(v, bool) else v for k, v in kwargs.items()})
+            if not isinstance(v, int) else v for k, v in kwargs.items()})
         for g in grads:
             w.grad = torch.tensor(g)
             theirs.step()
