@@ -49,9 +49,9 @@ def _activation(name, function, doc, *, takes_inplace=False, repr_format=None, c
 
 def _check_bounds(layer):
     """torch's Hardtanh refuses its bounds where it is built (max_val must be above
-    min_val); bounds set later are checked by hardtanh at the call."""
-    low, high = (F._number(f"Hardtanh: {name}", getattr(layer, name))
-                 for name in ("min_val", "max_val"))
+    min_val), and graphc a NaN one, which torch builds to give NaN for every input
+    (A.hardtanh_bounds); bounds set later are checked by hardtanh at the call."""
+    low, high = A.hardtanh_bounds("Hardtanh", layer.min_val, layer.max_val)
     if not high > low:
         raise GraphcError(f"Hardtanh: max_val ({layer.max_val}) must be greater than "
                           f"min_val ({layer.min_val})", (user_location(),))

@@ -300,6 +300,28 @@ def test_hardtanh_layer_refuses_its_bounds_where_built_and_prelu_keeps_its_count
     assert gc.nn.PReLU(3).num_parameters == torch.nn.PReLU(3).num_parameters == 3
 
 
+def test_a_nan_hardtanh_bound_is_refused_where_torch_gives_nan_everywhere():
+    """(s52) torch builds Hardtanh(nan, 1.0) and its hardtanh takes a NaN bound, giving NaN
+    for every input (inside the other bound too): no result to match. graphc's layer
+    refused it as 'max_val (1.0) must be greater than min_val (nan)', and its hardtanh
+    left the NaN bound out (min(x, 1)): both now refuse it in one line naming the bound."""
+    f = "test_activations.py"
+    x = torch.tensor(X)
+    for low, high in ((float("nan"), 1.0), (-1.0, float("nan"))):
+        assert torch.isnan(torch.nn.Hardtanh(low, high)(x)).all()
+        assert torch.isnan(TF.hardtanh(x, low, high)).all()
+    nan = "is NaN, which makes every output NaN (as torch's Hardtanh gives); expected a number"
+    assert_one_line_error(lambda: gc.nn.Hardtanh(float("nan"), 1.0), f"Hardtanh: min_val {nan}",
+                          f)
+    assert_one_line_error(lambda: gc.nn.Hardtanh(max_val=np.array(np.nan)),
+                          f"Hardtanh: max_val {nan}", f)
+    assert_one_line_error(lambda: gc.hardtanh(gc.tensor(X), float("nan"), 1.0),
+                          f"hardtanh: min_val {nan}", f)
+    layer = gc.nn.Hardtanh()
+    layer.max_val = float("nan")
+    assert_one_line_error(lambda: layer(gc.tensor(X)), f"hardtanh: max_val {nan}", f)
+
+
 @pytest.mark.parametrize("dtype", ["float32", "float64"])
 def test_hardswish_between_minus_3_and_3_is_torchs_bits(dtype):
     """Review r14 of d97607a (hardsigmoid's torch order): hardswish, which has its own

@@ -61,10 +61,23 @@ def celu(x, alpha=1.0):
     return F.where(F.less_equal(x, 0.0), negative, x)
 
 
+def hardtanh_bounds(who, min_val, max_val) -> tuple[float, float]:
+    """Hardtanh's bounds as numbers, a NaN one refused in one line naming `who` and it:
+    torch's Hardtanh (layer and function) takes one and gives NaN for every input, inside
+    the other bound too, where graphc's clamp left a NaN bound out (gc.hardtanh(x, nan, 1)
+    was min(x, 1))."""
+    bounds = [_number(f"{who}: {name}", value)
+              for name, value in (("min_val", min_val), ("max_val", max_val))]
+    for name, bound in zip(("min_val", "max_val"), bounds):
+        if math.isnan(bound):
+            _fail(f"{who}: {name} is NaN, which makes every output NaN (as torch's "
+                  "Hardtanh gives); expected a number")
+    return bounds[0], bounds[1]
+
+
 def hardtanh(x, min_val=-1.0, max_val=1.0):
     """x clamped to [min_val, max_val]; the gradient is 1 strictly inside, 0 elsewhere."""
-    min_val, max_val = _number("hardtanh: min_val", min_val), _number("hardtanh: max_val",
-                                                                      max_val)
+    min_val, max_val = hardtanh_bounds("hardtanh", min_val, max_val)
     if min_val > max_val:
         _fail(f"hardtanh: min_val {min_val} is above max_val {max_val}")
     return F.where(F.less_equal(x, min_val), float(min_val),
