@@ -336,3 +336,29 @@ def test_an_attn_mask_given_as_a_list_or_a_torch_tensor_names_attn_mask():
     np.testing.assert_allclose(gc.scaled_dot_product_attention(q, k, v,
                                                                attn_mask=np.array(rows)),
                                expected.numpy(), rtol=1e-12, atol=1e-12)
+
+
+@pytest.mark.parametrize("q_shape", [(2, 3, 4, 8), (3, 4, 8)])
+@pytest.mark.parametrize("mask_shape", [(5,), ()])
+def test_a_mask_of_fewer_axes_than_the_scores_broadcasts_as_torchs_rule(q_shape, mask_shape):
+    """(s52) A (S,) or 0-d attn_mask broadcasts to the scores (..., L, S), as torch's
+    documented rule ('must be broadcastable to the shape of attention weights') and its math
+    kernel take it, and torch's every call but one: its default CPU kernel for 4-d queries
+    fails in its fused path ('Dimension out of range'), which graphc does not copy."""
+    from torch.nn.attention import SDPBackend, sdpa_kernel
+    rng = np.random.default_rng(3)
+    lead = q_shape[:-2]
+    arrays = _arrays(rng, q_shape, lead + (5, 8), lead + (5, 6), mask_shape)
+    q, k, v, mask = (torch.tensor(a) for a in arrays)
+    with sdpa_kernel(SDPBackend.MATH):
+        want = TF.scaled_dot_product_attention(q, k, v, attn_mask=mask).numpy()
+    assert len(q_shape) == 4 or np.array_equal(  # (the default kernel agrees but at 4-d)
+        TF.scaled_dot_product_attention(q, k, v, attn_mask=mask).numpy(), want)
+    got = gc.scaled_dot_product_attention(*arrays[:3], attn_mask=arrays[3])
+    np.testing.assert_allclose(np.asarray(got), want, rtol=1e-12)
+    boolean = np.array([True, False, True, True, False])[:mask_shape[0] if mask_shape else 1]
+    boolean = boolean.reshape(mask_shape)
+    with sdpa_kernel(SDPBackend.MATH):
+        want = TF.scaled_dot_product_attention(q, k, v, attn_mask=torch.tensor(boolean))
+    np.testing.assert_allclose(np.asarray(gc.scaled_dot_product_attention(
+        *arrays[:3], attn_mask=boolean)), want.numpy(), rtol=1e-12)
