@@ -21,7 +21,7 @@ from ir.types import is_float
 from . import init
 from .nn import (Dropout, LayerNorm, Linear, Module, ModuleList, MultiheadAttention,
                  _check_mask_kind, _check_mask_shape, _layer_dtype, _probability,
-                 _refuse_device, _rng, _size)
+                 _refuse_device, _refuse_non_array_mask, _rng, _size)
 
 
 def _activation(name, activation):
@@ -55,6 +55,15 @@ def _check_settings(name, d_model, nhead, dim_feedforward, dropout, layer_norm_e
     _size(name, "dim_feedforward", dim_feedforward)
     _probability(name, "dropout", dropout)
     F._number(f"{name}: layer_norm_eps", layer_norm_eps, True)
+
+
+def _check_arrays(where, **inputs):
+    """The layer's inputs (src, tgt, memory) as the user passed them: a list or another
+    library's array is refused in one line naming it, before an attention inside names it
+    as its query or key ("MultiheadAttention 'multihead_attn': key is a list" for a
+    decoder's memory)."""
+    for what, x in inputs.items():
+        _refuse_non_array_mask(where, what, x)
 
 
 def _check_masks(where, attention, query, key, masks):
@@ -167,6 +176,7 @@ class TransformerEncoderLayer(_Layer):
                      activation, layer_norm_eps, batch_first, norm_first, bias, rng, dtype, 2)
 
     def forward(self, src, src_mask=None, src_key_padding_mask=None, is_causal=False):
+        _check_arrays(self._where(), src=src)
         _check_masks(self._where(), self.self_attn, src, src,
                      (("src_mask", src_mask, False),
                       ("src_key_padding_mask", src_key_padding_mask, True)))
@@ -196,6 +206,7 @@ class TransformerDecoderLayer(_Layer):
 
     def forward(self, tgt, memory, tgt_mask=None, memory_mask=None, tgt_key_padding_mask=None,
                 memory_key_padding_mask=None, tgt_is_causal=False, memory_is_causal=False):
+        _check_arrays(self._where(), tgt=tgt, memory=memory)
         _check_masks(self._where(), self.self_attn, tgt, tgt,
                      (("tgt_mask", tgt_mask, False),
                       ("tgt_key_padding_mask", tgt_key_padding_mask, True)))
@@ -248,6 +259,7 @@ class TransformerEncoder(_Stack):
 
     def forward(self, src, mask=None, src_key_padding_mask=None, is_causal=False):
         # (its mask is the layers' src_mask: named here as the user passed it)
+        _check_arrays(self._where(), src=src)
         _check_masks(self._where(), getattr(self.layers[0], "self_attn", None), src, src,
                      (("mask", mask, False), ("src_key_padding_mask", src_key_padding_mask,
                                               True)))
@@ -269,6 +281,7 @@ class TransformerDecoder(_Stack):
         # (named here as the user passed them, as TransformerEncoder's: its first layer named
         # them as its own, "TransformerDecoderLayer 'layers.0'"); memory's by memory's shape
         where = self._where()
+        _check_arrays(where, tgt=tgt, memory=memory)
         _check_masks(where, _first_attention(self, "self_attn"), tgt, tgt,
                      (("tgt_mask", tgt_mask, False),
                       ("tgt_key_padding_mask", tgt_key_padding_mask, True)))
@@ -349,9 +362,10 @@ class Transformer(Module):
                             tgt_is_causal=tgt_is_causal, memory_is_causal=memory_is_causal)
 
     def _check_inputs(self, src, tgt):
-        """torch's checks of src and tgt, before either runs: one batch size, d_model
+        """torch's checks of src and tgt, before either runs: arrays, one batch size, d_model
         features (graphc's attentions named the decoder's cross-attention, or the query
         of a layer deep inside, as the culprit)."""
+        _check_arrays(self._where(), src=src, tgt=tgt)
         s, t = tuple(F._shape(src)), tuple(F._shape(tgt))
         batch_first = self._setting("batch_first", src)
         if len(s) not in (2, 3) or len(s) != len(t):

@@ -352,6 +352,39 @@ def test_a_mask_given_as_a_list_or_a_torch_tensor_is_refused_naming_the_argument
         "torch.Tensor", f)
 
 
+def test_an_input_given_as_a_list_or_a_torch_tensor_is_named_as_the_layers_argument():
+    """(s52) A decoder's memory given as a list was named as its cross-attention's key
+    ("MultiheadAttention 'multihead_attn': key is a list"), its tgt as its self-attention's
+    query, a Transformer's tgt as "MultiheadAttention 'decoder.layers.0.self_attn': query":
+    each is named as the argument passed, by the layer, stack or Transformer it was passed
+    to; its numpy form gives torch's output."""
+    f = "test_transformer_layers.py"
+    rng = np.random.default_rng(0)
+    tgt, memory = rng.normal(size=(2, 3, 4)), rng.normal(size=(2, 5, 4))
+    ours, theirs = pair("TransformerDecoderLayer", 4, 2, 8, batch_first=True)
+    listed = "is a list; give an array (np.asarray), as torch's takes a tensor"
+    assert_one_line_error(lambda: ours(tgt, memory.tolist()),
+                          f"TransformerDecoderLayer: memory {listed}", f)
+    assert_one_line_error(lambda: ours(tgt.tolist(), memory),
+                          f"TransformerDecoderLayer: tgt {listed}", f)
+    assert_one_line_error(lambda: ours(tgt, torch.tensor(memory)),
+                          "TransformerDecoderLayer: memory is a torch.Tensor, another "
+                          "library's array; pass a numpy array (memory.numpy(), or "
+                          "np.asarray(memory))", f)
+    np.testing.assert_allclose(ours(tgt, memory), theirs(torch.tensor(tgt), torch.tensor(
+        memory)).detach().numpy(), rtol=1e-12, atol=1e-12)
+    assert_one_line_error(lambda: gc.nn.TransformerDecoder(ours, 2)(tgt, memory.tolist()),
+                          f"TransformerDecoder: memory {listed}", f)
+    encoder = gc.nn.TransformerEncoderLayer(4, 2, 8, batch_first=True, dtype="float64")
+    assert_one_line_error(lambda: encoder(tuple(tgt.tolist())),
+                          "TransformerEncoderLayer: src is a tuple", f)
+    assert_one_line_error(lambda: gc.nn.TransformerEncoder(encoder, 2)(tgt.tolist()),
+                          f"TransformerEncoder: src {listed}", f)
+    whole = gc.nn.Transformer(4, 2, 1, 1, 8, batch_first=True, dtype="float64")
+    assert_one_line_error(lambda: whole(memory, tgt.tolist()), f"Transformer: tgt {listed}", f)
+    assert_one_line_error(lambda: whole(memory.tolist(), tgt), f"Transformer: src {listed}", f)
+
+
 def test_the_decoder_stack_names_its_own_mask_arguments():
     """s49 f9 item 3: TransformerDecoder passed its masks on unchecked, so a wrong one was
     named after its first layer ("TransformerDecoderLayer 'layers.0': tgt_mask ..."), where
