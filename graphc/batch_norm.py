@@ -21,7 +21,7 @@ import warnings
 
 import numpy as np
 
-from ir.errors import GraphcError, user_location
+from ir.errors import GraphcError, user_location, with_article
 from ir.ops import api as F
 from ir.types import Dim, holds_when_bound, is_float, is_half
 
@@ -147,10 +147,21 @@ def _scale_shift(y, weight, bias, per_channel):
     return y if bias is None else y + F.reshape(bias, per_channel)
 
 
+def _check_float_input(name, x):
+    """A norm layer's input must be floating-point, as torch's ('"batch_norm" not
+    implemented for 'Long''): an int or bool one was named by an op inside, batch_moments or
+    batch_norm (training), or by the running statistics' arithmetic (eval), not the layer."""
+    dtype = F._dtype(x)
+    if not is_float(dtype):
+        raise GraphcError(f"{name} of {with_article(dtype)} value; cast it to a float type "
+                          "first", (user_location(),))
+
+
 class _BatchNorm(_NormBase):
     def forward(self, x):
         shape = tuple(F._shape(x))
         name, C = type(self).__name__, self.num_features
+        _check_float_input(name, x)
         if len(shape) not in self._ranks or shape[1] != C:
             wanted = " or ".join(f"({', '.join(['N', str(C)] + ['L'] * (r - 2))})"
                                  if r <= 3 else f"(N, {C}, {', '.join('DHW'[-(r - 2):])})"
@@ -226,6 +237,7 @@ class _InstanceNorm(_NormBase):
     def forward(self, x):
         shape = tuple(F._shape(x))
         name, C = type(self).__name__, self.num_features
+        _check_float_input(name, x)
         batched = max(self._ranks)
         if len(shape) not in (batched - 1, batched):
             raise GraphcError(f"{name}: expected {batched - 1}D or {batched}D input, got "

@@ -324,6 +324,30 @@ def test_refusals_name_the_layer_and_the_way_out():
     assert int(bn.num_batches_tracked.data) == 0  # nothing half-written
 
 
+@pytest.mark.parametrize("cls, shape", [("BatchNorm1d", (4, 3)), ("BatchNorm2d", (2, 3, 2, 2)),
+                                        ("InstanceNorm1d", (2, 3, 4))])
+@pytest.mark.parametrize("dtype", [np.int64, np.int32, np.bool_])
+def test_an_input_not_floating_point_is_named_by_the_layer(cls, shape, dtype):
+    """(s52) An int or bool input, refused by torch ('"batch_norm" not implemented for
+    'Long''), was named by an op inside the layer: 'BatchNorm1d: batch_moments(i64[4,3]):
+    needs floating-point operands' in training, the running statistics' arithmetic in eval
+    ('float scalar 1e-05 meets an integer tensor'). One line naming the layer, both ways,
+    eager and compiled, and no statistic moved."""
+    x = np.ones(shape, dtype)
+    with pytest.raises(RuntimeError, match="not implemented for"):
+        getattr(torch.nn, cls)(3)(torch.tensor(x))
+    layer = getattr(gc.nn, cls)(3, track_running_stats=True)
+    message = f"^{cls} of an? {np.dtype(dtype)} value; cast it to a float type first\n"
+    for mode in ("train", "eval"):
+        getattr(layer, mode)()
+        for call in (layer, gc.compile(layer)):
+            with pytest.raises(gc.GraphcError, match=message) as info:
+                call(x)
+            assert "test_batch_norm.py" in str(info.value).splitlines()[1]
+    assert int(layer.num_batches_tracked.data) == 0 and not np.asarray(
+        layer.running_mean.data).any()
+
+
 @pytest.mark.parametrize("compiled", [False, True], ids=["eager", "compiled"])
 @pytest.mark.parametrize("momentum", [0.1, None])
 @pytest.mark.parametrize("shape", [(0, 3), (0, 3, 4), (4, 3, 0)])
