@@ -60,6 +60,25 @@ def test_scatter_add_wraps_negative_indices_on_every_path(rows, width):
     np.testing.assert_array_equal(gc.scatter_add(gc.tensor(upd3), idx, rows).data, expected3)
 
 
+@pytest.mark.parametrize("rows", [3, 3_000_000])
+@pytest.mark.parametrize("dtype,values", [(np.int64, [2 ** 60 + 1, 3]),
+                                          (np.int32, [2 ** 31 - 1, 2])])
+def test_scatter_add_of_integers_is_exact_on_every_path(rows, dtype, values):
+    # 3_000_000 rows (past the one-hot product's size) took the bincount path, which adds
+    # in float64: 2**60 + 4 came back as 2**60, and an int32 sum past its range as its
+    # minimum, where np.add.at wraps
+    updates = np.array(values, dtype).reshape(2, 1)
+    idx = np.array([0, 0])
+    expected = np.zeros((rows, 1), dtype)
+    np.add.at(expected, idx, updates)
+    with np.errstate(over="ignore"):
+        assert expected[0, 0] == np.array(values, dtype).sum(dtype=dtype)
+    np.testing.assert_array_equal(gc.scatter_add(updates, idx, rows).data, expected)
+    compiled = gc.compile(lambda u, i: gc.scatter_add(u, i, rows))(updates, idx)
+    np.testing.assert_array_equal(compiled, expected)
+    np.testing.assert_array_equal(gc.segment_sum(updates, idx, rows).data, expected)
+
+
 # ---- 3: integer min --------------------------------------------------------------------------
 @pytest.mark.parametrize("dtype", [np.int32, np.int64])
 def test_integer_min_at_the_most_negative_value(dtype):

@@ -80,8 +80,10 @@ def _scatter_add(updates, idx, rows):
         # with an Inf or NaN update, whose products with the zeros would put NaN in every row
         one_hot = flat_idx[None, :] == np.arange(rows)[:, None]
         return one_hot.astype(updates.dtype) @ flat_upd
-    if flat_upd.ndim == 2 and rows * flat_upd.shape[1] <= 1 << 26:
-        # one bincount over (row, column) pairs is much faster than np.add.at
+    if flat_upd.ndim == 2 and rows * flat_upd.shape[1] <= 1 << 26 and is_float(updates.dtype):
+        # one bincount over (row, column) pairs is much faster than np.add.at; it adds in
+        # float64, so not for integers (an int64 past 2**53 lost its low bits, an int32 sum
+        # past its range came back as its minimum, where np.add.at wraps as numpy does)
         cols = flat_upd.shape[1]
         keys = (flat_idx[:, None] * cols + np.arange(cols)).reshape(-1)
         out = np.bincount(keys, weights=flat_upd.reshape(-1), minlength=rows * cols)
