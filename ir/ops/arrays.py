@@ -326,14 +326,16 @@ def _take_along(x, indices, axis, in_range, name="take_along_axis"):
             bad = known.min() if known.min() < -n else known.max()
             _fail(f"take_along_axis: index {bad} is out of range for axis {axis} of size {n}")
         in_range = in_range or not (known < 0).any()
+    elif not in_range:
+        # the flat index of an index out of range would be an element of the next row:
+        # refused where the plan runs, in numpy's words for the user's axis (a sentinel
+        # far outside the flat table was refused as 'take(f64[18], ...)', or under vmap
+        # as 'index -4611686018427387904 is out of bounds for axis 0 with size 6')
+        indices = F.check_index(indices, n, axis)
     x = F.broadcast_to(x, tuple(n if i == axis else s for i, s in enumerate(shape)))
     indices = F.broadcast_to(F.cast(indices, "int64"), tuple(shape))
     if not in_range:
-        outside = F.logical_or(F.less(indices, -n), F.greater_equal(indices, n))
         indices = F.where(F.less(indices, 0), F.add(indices, n), indices)
-        # the flat index of an index out of range would be an element of the next row:
-        # one far outside the table instead, which the gather refuses as numpy does
-        indices = F.where(outside, np.int64(-2 ** 62), indices)
     # the axis last and the others as rows: row r's k-th pick is element r * n + index of
     # the flattened x (the rows may be symbolic: a batch)
     rows = moveaxis(x, axis, -1)
