@@ -2548,13 +2548,14 @@ class Flatten(Module):
 def _no_negative_indices(idx, rows, layer="Embedding"):
     """torch's Embedding refuses a negative index, where take (numpy's) counts it from the end
     (and -1 would reach a padding row, giving it a gradient). A concrete one is refused here;
-    a traced one is sent past the table's end, which take refuses when the plan runs.
+    a traced one where the plan runs, with its value (sent past the table's end, it was
+    refused as that row, 'index 4 is out of bounds', under gc.vmap).
     Indices that are not integers (bool ones) are left to take, which refuses them in the
     line it gives eagerly ("indices must be integers")."""
     if isinstance(idx, SymbolicValue):
         if isinstance(rows, Dim) or F._dtype(idx) not in INT_DTYPES:
             return idx
-        return F.where(F.less(idx, 0), rows, idx)
+        return F.check_index(idx, rows, 0, negative=False)
     values = np.asarray(idx.data if isinstance(idx, Tensor) else idx)
     if values.size and np.issubdtype(values.dtype, np.integer) and values.min() < 0:
         raise GraphcError(f"{layer}: index {values.min()} is negative; indices must be in "

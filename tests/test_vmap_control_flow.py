@@ -459,6 +459,26 @@ def test_an_index_shared_by_the_batch_is_refused_only_if_some_example_takes_its_
 
 
 @pytest.mark.parametrize("mode", MODES)
+def test_a_negative_embedding_index_or_segment_id_clamps_where_its_example_is_dropped(mode):
+    """nn.Embedding's traced indices and segment_sum's ids are checked in [0, rows) (their
+    refusal names the negative index given); an example a batched cond drops is clamped
+    into that range, not refused, and a kept one is refused with its value."""
+    emb = gc.nn.Embedding(4, 2, dtype="float64")
+    rows = np.asarray(emb.weight.data)
+    for taken, k, kept in ((lambda i: gc.sum(emb(i)), [1, 2], rows[[1, 2]].sum()),
+                           (lambda i: gc.sum(gc.segment_sum(np.ones(2), i, 3) ** 2), [0, 0],
+                            4.0)):
+        f = lambda on, i, taken=taken: gc.cond(  # noqa: E731
+            on, taken, lambda i: gc.cast(gc.sum(i), "float64") * 0.0 - 1.0, i)
+        batched = _run(gc.vmap(f), mode)
+        ids = np.array([k, [-1, 0]])
+        np.testing.assert_allclose(np.asarray(batched(np.array([True, False]), ids)),
+                                   [kept, -1.0], rtol=1e-15)
+        with pytest.raises(gc.GraphcError, match="index -1 is out of bounds for axis 0"):
+            np.asarray(batched(np.array([True, True]), ids))
+
+
+@pytest.mark.parametrize("mode", MODES)
 def test_a_shared_index_array_of_getitem_is_clamped_where_no_example_takes_its_branch(mode):
     """Review r3 (session 51): x[k] and x[i, j] with a traced index array run it through
     check_index, which was not among SHARED_INDEX_OPS: an index the batch shares, out of

@@ -1471,10 +1471,13 @@ def _index_array(k):
     return index
 
 
-def check_index(idx, length, axis):
+def check_index(idx, length, axis, negative=True):
     """idx, refused at run time where an index lies outside [-length, length) of `axis`
-    (named in the message: the user's axis of the value the index array indexes)."""
-    return apply("check_index", idx, length=int(length), axis=int(axis))
+    (named in the message: the user's axis of the value the index array indexes), or
+    outside [0, length) where `negative` is False."""
+    # (the attribute only where it is False: graphs and their dumps stay as they were)
+    extra = {} if negative else {"negative": False}
+    return apply("check_index", idx, length=int(length), axis=int(axis), **extra)
 
 
 def take(table, idx):

@@ -362,14 +362,10 @@ def segment_sum(data, segment_ids, num_segments):
                                                         known.max() >= num_segments):
             bad = known.min() if known.min() < 0 else known.max()
             _fail(f"segment_sum: segment id {bad} is outside [0, {num_segments})")
-    elif _dtype(segment_ids).kind == "i":
-        # scatter_add counts a negative index from the end: one past it instead, refused
-        # where the scatter runs, in the ids' dtype (2**62 did not fit an int32 one)
-        dtype = np.dtype(_dtype(segment_ids))
-        if num_segments > np.iinfo(dtype).max:
-            segment_ids, dtype = F.cast(segment_ids, "int64"), np.dtype(np.int64)
-        segment_ids = F.where(F.less(segment_ids, 0), np.array(num_segments, dtype),
-                              segment_ids)
+    elif _dtype(segment_ids).kind in "iu":
+        # scatter_add counts a negative index from the end: refused where the plan runs,
+        # with its value (sent one past the end, -1 was refused as 'index 3' under vmap)
+        segment_ids = F.check_index(segment_ids, num_segments, 0, negative=False)
     return F.scatter_add(data, segment_ids, num_segments)
 
 

@@ -194,15 +194,16 @@ def clamps_shared_index(name) -> bool:
     return name in SHARED_INDEX_OPS and bool(_KEPT.stack)
 
 
-def clamp_unless_kept(idx, rows, size, batched=True):
+def clamp_unless_kept(idx, rows, size, batched=True, negative=True):
     """Batched idx, each example's clamped into [-rows, rows) (a negative index still
-    counting from the end) where results_selected_later does not keep its result; idx as it
-    is outside such a block, or when `rows` is symbolic. An unbatched idx (batched=False),
-    shared by every example, is clamped only where no example's result is kept."""
+    counting from the end; [0, rows) where `negative` is False, as the index is checked)
+    where results_selected_later does not keep its result; idx as it is outside such a
+    block, or when `rows` is symbolic. An unbatched idx (batched=False), shared by every
+    example, is clamped only where no example's result is kept."""
     if not _KEPT.stack or not isinstance(rows, int) or rows == 0:
         return idx
     dtype = F._dtype(idx)
-    lowest = -rows if dtype.kind == "i" else 0
+    lowest = -rows if negative and dtype.kind == "i" else 0
     clamped = F.minimum(F.maximum(idx, np.asarray(lowest, dtype)), np.asarray(rows - 1, dtype))
     kept, kept_size, there = _KEPT.stack[-1]
     if kept_size != size or there is not innermost_interpreter():

@@ -27,20 +27,23 @@ def _take(table, idx):
     return np.take(table, idx, axis=0)
 
 
-def _check_index_infer(types, length, axis):
+def _check_index_infer(types, length, axis, negative=True):
     (idx,) = types
     check(idx.dtype in INT_DTYPES, f"indices must be integers, got {idx.dtype}")
     return idx
 
 
 @defop("check_index", _check_index_infer, arity=1)
-def _check_index(idx, length, axis):
+def _check_index(idx, length, axis, negative=True):
     """idx itself, refused where one index lies outside [-length, length): the run-time
     check of an index array that getitem gathers with after moving or flattening the axes
     it indexes (the gather's own refusal would name that table, or pass an index that the
-    flattening carried into a neighbouring row), in numpy's words for the user's axis."""
-    if idx.size and (idx.min() < -length or idx.max() >= length):
-        bad = idx.min() if idx.min() < -length else idx.max()
+    flattening carried into a neighbouring row), in numpy's words for the user's axis.
+    negative=False: outside [0, length) (torch's Embedding, segment ids), where a negative
+    index sent past the end was refused naming a value the user never gave."""
+    lowest = -length if negative else 0
+    if idx.size and (idx.min() < lowest or idx.max() >= length):
+        bad = idx.min() if idx.min() < lowest else idx.max()
         raise UsersIndexError(f"index {bad} is out of bounds for axis {axis} of size "
                               f"{length}")
     return idx.copy()
@@ -242,11 +245,11 @@ def _register_batching():
         return F.reshape(out, (size, rows) + F._shape(out)[1:])
 
     @defbatch("check_index")
-    def _check_index_rule(args, batched, size, length, axis):
+    def _check_index_rule(args, batched, size, length, axis, negative=True):
         # (an example whose result a batched cond drops is clamped first, as a gather's; an
         # index the batch shares too, where no example keeps it: SHARED_INDEX_OPS)
-        return F.check_index(clamp_unless_kept(args[0], length, size, batched[0]), length,
-                             axis)
+        idx = clamp_unless_kept(args[0], length, size, batched[0], negative)
+        return F.check_index(idx, length, axis, negative)
 
     SHARED_INDEX_OPS.update(("take", "scatter_add", "check_index"))
     defbatch("one_hot")(broadcasting("one_hot"))
