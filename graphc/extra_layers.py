@@ -13,7 +13,7 @@ from ir.ops.registry import SymbolicValue
 from ir.types import INT_DTYPES
 
 from .nn import (Module, Parameter, _Functional, _layer_dtype, _no_negative_indices,
-                 _padding_index, _pretrained_table, _refuse_unsupported_embedding, _rng, _size)
+                 _padding_index, _pretrained_table, _refuse_unsupported, _rng, _size)
 
 __all__ = ["local_response_norm", "channel_shuffle", "embedding_bag"]
 
@@ -159,7 +159,7 @@ def embedding_bag(input, weight, offsets=None, max_norm=None, norm_type=2.0,
 
 def _embedding_bag(name, input, weight, offsets, max_norm, scale_grad_by_freq, mode, sparse,
                    per_sample_weights, include_last_offset, padding_idx):
-    _refuse_unsupported_embedding(name, max_norm, scale_grad_by_freq, sparse)
+    _refuse_unsupported(name, max_norm, scale_grad_by_freq, sparse)
     _check_mode(name, mode)
     if F._ndim(weight) != 2:
         _fail(f"{name}: weight must be 2-d (num_embeddings, embedding_dim), got shape "
@@ -237,7 +237,7 @@ class EmbeddingBag(Module):
                  scale_grad_by_freq=False, mode="mean", sparse=False, _weight=None,
                  include_last_offset=False, padding_idx=None, *, rng=None, std=None,
                  dtype="float32"):
-        _refuse_unsupported_embedding("EmbeddingBag", max_norm, scale_grad_by_freq, sparse)
+        _refuse_unsupported("EmbeddingBag", max_norm, scale_grad_by_freq, sparse)
         _check_mode("EmbeddingBag", mode)
         num = _size("EmbeddingBag", "num_embeddings", num_embeddings)
         dim = _size("EmbeddingBag", "embedding_dim", embedding_dim)
@@ -261,7 +261,7 @@ class EmbeddingBag(Module):
         """torch's: an EmbeddingBag whose weight is a copy of `embeddings` (2-d, float, a
         torch tensor too), frozen unless freeze=False; nothing drawn."""
         where = "EmbeddingBag.from_pretrained"
-        _refuse_unsupported_embedding(where, max_norm, scale_grad_by_freq, sparse)
+        _refuse_unsupported(where, max_norm, scale_grad_by_freq, sparse)
         table = _pretrained_table(where, embeddings, padding_idx)
         rows, cols = table.shape
         layer = cls(num_embeddings=rows, embedding_dim=cols, mode=mode, _weight=table,

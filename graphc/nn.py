@@ -2563,6 +2563,20 @@ def _no_negative_indices(idx, rows, layer="Embedding"):
     return idx
 
 
+def _refuse_unsupported(where, max_norm=None, scale_grad_by_freq=False, sparse=False,
+                        why=", as gc.nn.Embedding's is not (its rows are not renormalised, its "
+                            "gradient is dense and unscaled)"):
+    """One line naming `where` for the first of torch's Embedding settings given a value
+    graphc lacks (their defaults, None and False, are graphc's behaviour); `why` ends the
+    line. Embedding's and EmbeddingBag's constructors and from_pretrained call it."""
+    for name, value, given in (("max_norm", max_norm, max_norm is not None),
+                               ("scale_grad_by_freq", scale_grad_by_freq,
+                                bool(scale_grad_by_freq)), ("sparse", sparse, bool(sparse))):
+        if given:
+            raise GraphcError(f"{where}: {name}={value!r} is not supported{why}",
+                              (user_location(),))
+
+
 def _padding_index(layer, padding_idx, num):
     """Embedding's padding_idx as a row in [0, num), or None; negative counts from the end,
     as torch's."""
@@ -2572,18 +2586,6 @@ def _padding_index(layer, padding_idx, num):
         raise GraphcError(f"{layer}: padding_idx must be an int in [-{num}, {num}), got "
                           f"{padding_idx!r}", (user_location(),))
     return int(padding_idx) % num
-
-
-def _refuse_unsupported_embedding(where, max_norm, scale_grad_by_freq, sparse):
-    """from_pretrained's (Embedding's, EmbeddingBag's) and EmbeddingBag's refusal of torch's
-    max_norm, scale_grad_by_freq and sparse, in one line naming `where`."""
-    for name, value, given in (("max_norm", max_norm, max_norm is not None),
-                               ("scale_grad_by_freq", scale_grad_by_freq,
-                                bool(scale_grad_by_freq)), ("sparse", sparse, bool(sparse))):
-        if given:
-            raise GraphcError(f"{where}: {name}={value!r} is not supported, as "
-                              "gc.nn.Embedding's is not (its rows are not renormalised, "
-                              "its gradient is dense and unscaled)", (user_location(),))
 
 
 def _pretrained_table(where, embeddings, padding_idx):
@@ -2610,16 +2612,23 @@ class Embedding(Module):
     `std`. `padding_idx` (keyword: torch's third positional argument is graphc's rng;
     negative counts from the end), as torch's: that row starts at zero and gets no gradient,
     so it stays what it is. torch's `max_norm` (`norm_type` qualifies it) is refused: torch
-    renormalises the looked-up rows of the weight in place at each forward."""
+    renormalises the looked-up rows of the weight in place at each forward. torch's
+    `scale_grad_by_freq` and `sparse` are taken at their default, False (the gradient is
+    dense and unscaled), and refused True."""
 
     def __init__(self, num_embeddings, embedding_dim, rng=None, std=None, dtype="float32", *,
-                 padding_idx=None, max_norm=None, norm_type=2.0, _weight=None):
+                 padding_idx=None, max_norm=None, norm_type=2.0, scale_grad_by_freq=False,
+                 sparse=False, _weight=None):
         if max_norm is not None:
             raise GraphcError(
                 f"Embedding: max_norm={max_norm!r} is not supported (torch renormalises the "
                 "looked-up rows of the weight in place at each forward); leave it None and "
                 "rescale the weight's rows between steps if they must stay bounded",
                 (user_location(),))
+        # torch's defaults, False, are graphc's behaviour: taken (they were 'unknown keyword
+        # argument', where from_pretrained took them); True is refused, as there
+        _refuse_unsupported("Embedding", scale_grad_by_freq=scale_grad_by_freq, sparse=sparse,
+                            why=" (graphc's gradient is dense and unscaled): leave it False")
         num = _size("Embedding", "num_embeddings", num_embeddings)
         dim = _size("Embedding", "embedding_dim", embedding_dim)
         padding_idx = _padding_index("Embedding", padding_idx, num)
@@ -2642,7 +2651,7 @@ class Embedding(Module):
         gradient) and no table is drawn (graphc.nn's generator is not advanced). max_norm,
         scale_grad_by_freq and sparse are refused, as the constructor refuses them."""
         where = "Embedding.from_pretrained"
-        _refuse_unsupported_embedding(where, max_norm, scale_grad_by_freq, sparse)
+        _refuse_unsupported(where, max_norm, scale_grad_by_freq, sparse)
         table = _pretrained_table(where, embeddings, padding_idx)
         # through cls, as torch's, so that a subclass's __init__ runs (its own attributes),
         # and by keyword in torch's order, as torch 2.13 calls it: a subclass whose sizes are

@@ -841,6 +841,24 @@ def test_embedding_from_pretrained_is_torchs():
         torch.nn.Embedding.from_pretrained(torch.ones(2, 2), device="cpu")
 
 
+def test_embedding_takes_torchs_scale_grad_by_freq_and_sparse_at_their_default():
+    """nn.Embedding(n, d, sparse=False) (torch code spelling out the defaults) was refused as
+    'unknown keyword argument', though from_pretrained took them; True stays refused."""
+    from errorcheck import assert_one_line_error
+    nn.manual_seed(0)
+    plain = nn.Embedding(5, 3).weight.data
+    nn.manual_seed(0)
+    spelled = nn.Embedding(5, 3, padding_idx=1, scale_grad_by_freq=False, sparse=False)
+    theirs = torch.nn.Embedding(5, 3, padding_idx=1, scale_grad_by_freq=False, sparse=False)
+    assert repr(spelled) == repr(theirs)
+    np.testing.assert_array_equal(spelled.weight.data[[0, 2, 3, 4]], plain[[0, 2, 3, 4]])
+    assert not spelled.weight.data[1].any()
+    for setting in ("scale_grad_by_freq", "sparse"):
+        assert_one_line_error(lambda: nn.Embedding(5, 3, **{setting: True}),
+                              f"Embedding: {setting}=True is not supported (graphc's gradient "
+                              "is dense and unscaled): leave it False", "test_nn_layers.py")
+
+
 def test_torch_tensors_numpy_cannot_read_are_refused_by_the_torch_readers_in_one_line():
     """r3 on d639c60: load_torch_state_dict and Embedding.from_pretrained read torch tensors
     with their own copies of foreign_array (the gradient's reader); now they call it, with
