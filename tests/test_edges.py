@@ -606,6 +606,29 @@ def test_a_size_count_or_axis_that_is_not_an_int_is_refused_in_one_line(call, me
         gc.compile(call)(x)
 
 
+@pytest.mark.parametrize("dtype", [np.uint8, np.int8, np.uint16, np.uint32, np.uint64])
+def test_one_hot_widens_numpys_other_integer_dtypes_as_take_does(dtype):
+    """gc.one_hot(np.array([2, 0], np.uint8), 3) was 'dtype uint8 is not supported', where
+    gc.take widens such indices (numpy and jax.nn.one_hot take them); a list likewise."""
+    idx = np.array([2, 0, 7], dtype)  # 7: outside the depth, a row of zeros as in JAX
+    expected = np.array([[0, 0, 1], [1, 0, 0], [0, 0, 0]], np.float32)
+    for got in (gc.one_hot(idx, 3), gc.compile(lambda: gc.one_hot(idx, 3))(),
+                gc.one_hot([2, 0, 7], 3)):
+        got = np.asarray(got)
+        assert got.dtype == np.float32
+        np.testing.assert_array_equal(got, expected)
+
+
+def test_one_hot_of_torchs_num_classes_minus_one_says_to_pass_the_count():
+    """torch's F.one_hot(x, -1) infers the count from the values; graphc said only 'depth
+    must be positive', naming no way out."""
+    from errorcheck import assert_one_line_error
+    assert_one_line_error(lambda: gc.one_hot(np.array([0, 2]), -1),
+                          "one_hot: depth must be positive, got -1; torch's num_classes=-1 (the "
+                          "largest index + 1) is a shape that depends on the values: pass the "
+                          "number of classes", "test_edges.py")
+
+
 @pytest.mark.parametrize("fill", [0.5, 5, -1, 0.25, float("nan"), float("inf"), 0, 0.0,
                                   np.float32(0.5), True])
 def test_a_bool_full_holds_the_fills_truth_as_numpy_and_torch(fill):

@@ -1583,7 +1583,15 @@ def _update_from(x, update, starts, axis):
 
 
 def one_hot(idx, depth, dtype="float32"):
-    return apply("one_hot", idx, depth=_whole(depth, "one_hot: depth"), dtype=as_dtype(dtype))
+    """jax.nn.one_hot: a row of `depth` per index, 1 at the index; one outside [0, depth)
+    gives a row of zeros, as JAX's (torch's F.one_hot refuses it). Indices of numpy's other
+    integer dtypes are widened, as take's (uint8 ones were 'dtype uint8 is not supported')."""
+    depth = _whole(depth, "one_hot: depth")
+    if depth <= 0:  # (torch's -1 was 'depth must be positive', naming no way out)
+        _fail(f"one_hot: depth must be positive, got {depth}" + (
+            "; torch's num_classes=-1 (the largest index + 1) is a shape that depends on the "
+            "values: pass the number of classes" if depth == -1 else ""))
+    return apply("one_hot", _index_operand(idx), depth=depth, dtype=as_dtype(dtype))
 
 
 # ---- linear algebra -------------------------------------------------------------------------
