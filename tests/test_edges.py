@@ -606,6 +606,20 @@ def test_a_size_count_or_axis_that_is_not_an_int_is_refused_in_one_line(call, me
         gc.compile(call)(x)
 
 
+@pytest.mark.parametrize("call, message", [
+    (lambda x: gc.scatter_add(x, np.array([0, 1, 1]), -2),
+     "scatter_add: rows must be non-negative, got -2"),
+    (lambda x: gc.segment_sum(x, np.array([0, 1, 1]), -1),
+     "segment_sum: num_segments must be non-negative, got -1")])
+def test_a_negative_row_or_segment_count_is_refused_in_one_line(call, message):
+    """scatter_add's was numpy's 'negative dimensions are not allowed' from inside, and
+    segment_sum's 'segment id 1 is outside [0, -1)', blaming the ids."""
+    from errorcheck import assert_one_line_error
+    x = np.arange(12.0).reshape(3, 4)
+    assert_one_line_error(lambda: call(x), message, "test_edges.py")
+    assert_one_line_error(lambda: gc.compile(call)(x), message, "test_edges.py")
+
+
 @pytest.mark.parametrize("dtype", [np.uint8, np.int8, np.uint16, np.uint32, np.uint64])
 def test_one_hot_widens_numpys_other_integer_dtypes_as_take_does(dtype):
     """gc.one_hot(np.array([2, 0], np.uint8), 3) was 'dtype uint8 is not supported', where

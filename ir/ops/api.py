@@ -190,6 +190,15 @@ def _whole(value, what):
     _fail(f"{what} must be an int, got {value!r}")
 
 
+def _count(value, what):
+    """A count the user gives (rows, segments): an int of at least 0, refused in one line
+    (a negative one was numpy's 'negative dimensions are not allowed' from inside)."""
+    value = _whole(value, what)
+    if value < 0:
+        _fail(f"{what} must be non-negative, got {value}")
+    return value
+
+
 def _size(value, what="a size"):
     """A size the user passed (a shape's, reshape's, eye's, arange's bound) as a dimension;
     anything else is one line, "<what> must be an int, got ...". A str is a symbolic size
@@ -1489,8 +1498,9 @@ embedding = take
 
 def scatter_add(updates, idx, rows):
     # a symbolic row count (the gradient of take from a table of symbolic rows) stays a Dim
-    return apply("scatter_add", updates, _index_operand(idx),
-                 rows=rows if isinstance(rows, Dim) else _whole(rows, "scatter_add: rows"))
+    if not isinstance(rows, Dim):
+        rows = _count(rows, "scatter_add: rows")
+    return apply("scatter_add", updates, _index_operand(idx), rows=rows)
 
 
 def _start_axis(x, start, axis):

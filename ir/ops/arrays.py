@@ -18,7 +18,7 @@ import numpy as np
 from ..errors import GraphcError
 from ..types import Dim, TensorType, as_dtype, is_complex, is_float, is_half, is_int, is_real
 from . import api as F
-from .api import NO_DIM, _axis, _dtype, _fail, _ndim, _rounded_once, _shape, _whole
+from .api import NO_DIM, _axis, _count, _dtype, _fail, _ndim, _rounded_once, _shape, _whole
 from .registry import (SymbolicValue, apply, check, defop, is_weak_scalar, refuse_array_container,
                        refuse_operand, scalar_dtype)
 
@@ -354,7 +354,8 @@ def segment_sum(data, segment_ids, num_segments):
     """jax.ops.segment_sum: row i of the result sums the rows of `data` whose segment id is
     i. An id outside [0, num_segments) is an error (JAX drops its row): -1 is no segment,
     not scatter_add's last row."""
-    num_segments = _whole(num_segments, "segment_sum: num_segments")
+    # (a negative count was 'segment id 1 is outside [0, -1)')
+    num_segments = _count(num_segments, "segment_sum: num_segments")
     segment_ids = F._index_operand(segment_ids, "segment_sum")  # (a list read once: a ragged one refused)
     if not isinstance(segment_ids, SymbolicValue):
         known = np.asarray(segment_ids)
