@@ -545,6 +545,21 @@ def test_bad_arguments_give_one_line_naming_the_users_line():
     assert_one_line_error(lambda: gc.diag(X), "needs a 1-d or 2-d value", f)
 
 
+def test_descending_and_reverse_must_be_true_or_false():
+    """descending='no' and reverse='no' went through bool(): True, so gc.sort(x,
+    descending='no') sorted from the largest and gc.cumsum(x, 0, reverse='no') summed from
+    the end, with no word; torch and JAX take a bool there. numpy's bool is one."""
+    f = "test_arrays.py"
+    for call, name in [(lambda v: gc.sort(X, descending=v), "sort: descending"),
+                       (lambda v: gc.argsort(X, descending=v), "argsort: descending"),
+                       (lambda v: gc.cumsum(X, 0, reverse=v), "cumsum: reverse")]:
+        for bad in ("no", 1, None):
+            assert_one_line_error(lambda: call(bad), f"{name} must be True or False, got "
+                                  f"{bad!r}", f)
+    np.testing.assert_array_equal(gc.sort(X, descending=np.bool_(True)), -np.sort(-X))
+    np.testing.assert_array_equal(gc.cumsum(X, 0, reverse=np.False_), np.cumsum(X, 0))
+
+
 # every op README's "Numerics" list says needs a concrete size along its axis (prod and
 # top_k were missing from it); each refuses a symbolic one in one line naming itself
 NEEDS_A_CONCRETE_AXIS = {

@@ -803,6 +803,7 @@ def cumsum(x, axis=None, reverse=False):
     """Running sums along `axis` (numpy's cumsum; axis=None: of the flattened array), in x's
     dtype as JAX's (of booleans: counts, int64, as numpy's); reverse=True sums from the end
     (JAX's lax.cumsum)."""
+    _flag("cumsum", "reverse", reverse)  # (bool('no') was True: summed from the end)
     if _dtype(x) == np.bool_:
         x = cast(x, "int64")
     if axis is None:

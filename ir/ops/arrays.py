@@ -18,7 +18,8 @@ import numpy as np
 from ..errors import GraphcError
 from ..types import Dim, TensorType, as_dtype, is_complex, is_float, is_half, is_int, is_real
 from . import api as F
-from .api import NO_DIM, _axis, _count, _dtype, _fail, _ndim, _rounded_once, _shape, _whole
+from .api import (NO_DIM, _axis, _count, _dtype, _fail, _flag, _ndim, _rounded_once, _shape,
+                  _whole)
 from .registry import (SymbolicValue, apply, check, defop, is_weak_scalar, refuse_array_container,
                        refuse_operand, scalar_dtype)
 
@@ -397,6 +398,7 @@ def argsort(x, axis=-1, descending=False):
     (the first of equal elements first); axis=None: of the flattened x, as numpy's (and
     sort's). A 0-d x is sorted as 1 element, as numpy's: [0], for axis -1, 0 or None. An
     index: no gradient."""
+    _flag("argsort", "descending", descending)  # (bool('no') was True: from the largest)
     if axis is None:
         x, axis = F.reshape(x, (-1,)), 0
     if _ndim(x) == 0:  # (a 0-d 0 before, where np.argsort(np.float32(3)) is [0])
@@ -412,6 +414,7 @@ def sort(x, axis=-1, descending=False):
     """numpy's sort along `axis` (descending=True: from the largest; axis=None: of the
     flattened x, the one axis a 0-d x takes, as numpy's). Its gradient goes to the element
     that landed in each place."""
+    _flag("sort", "descending", descending)
     if axis is None:
         x, axis = F.reshape(x, (-1,)), 0
     if _ndim(x) == 0:
