@@ -346,6 +346,25 @@ def test_a_mask_of_unknown_values_or_sizes_is_refused_in_one_line():
         X[:, M[0, :3]]
 
 
+def test_review_r4_a_0d_bool_tensor_and_two_ellipses_beside_a_mask_in_numpys_words():
+    """Review r4 of 5d5d58d: a 0-d bool tensor index (eager or traced), numpy's 0-d mask,
+    read 'a boolean mask given as a list of tensors' (no list was given), where a 0-d bool
+    array gets the bool-index line; a mask beside two '...' was checked against an axis the
+    first '...' had not placed ('boolean index did not match ... along axis 2') where numpy
+    refuses the second '...'."""
+    for call in (lambda: gc.tensor(X)[gc.tensor(np.array(True))],
+                 lambda: gc.tensor(X)[gc.tensor(np.array(False)), 0],
+                 lambda: gc.compile(lambda a, m: a[m])(X, np.array(True))):
+        assert_one_line_error(call, "a bool index (True/False) is a 0-d mask to numpy, a new "
+                              "axis of size 1 or 0", "test_arrays.py")
+    with pytest.raises(IndexError, match="single ellipsis"):
+        X[..., M[0], ...]
+    for call in (lambda: gc.tensor(X)[..., M[0], ...],
+                 lambda: gc.compile(lambda a: a[..., M[0], ...])(X)):
+        assert_one_line_error(call, "an index can only have a single ellipsis",
+                              "test_arrays.py")
+
+
 def test_assigning_through_a_boolean_mask_is_numpys_eagerly():
     """x[mask] = v was refused; eagerly it is numpy's (v broadcast to x[mask]'s shape, cast
     to x's dtype) where the tape records neither x nor v. The tape keeps the values it read

@@ -990,8 +990,7 @@ def getitem(x, key):
                 else k for k in key)
     # a tuple inside the index tuple is an index array to numpy (x[:, (0, 1)] is x[:, [0, 1]])
     key = tuple(list(k) if isinstance(k, tuple) else k for k in key)
-    if builtins.any(isinstance(k, (bool, np.bool_, np.timedelta64))
-                    or isinstance(k, np.ndarray) and k.ndim == 0 and k.dtype == np.bool_
+    if builtins.any(isinstance(k, (bool, np.bool_, np.timedelta64)) or _is_0d_bool(k)
                     for k in key):
         # (True is an int: it indexed row 1 where numpy adds an axis; a timedelta64 is an
         # np.integer to numpy's type tree, which numpy refuses as an index, as a time)
@@ -1080,6 +1079,13 @@ def getitem(x, key):
     return reshape(out, tuple(out_shape))
 
 
+def _is_0d_bool(k) -> bool:
+    """k is a 0-d bool array, tensor or traced value: a 0-d mask to numpy (a new axis), which
+    mask_of does not take (a bool tensor was 'a boolean mask given as a list of tensors')."""
+    return not isinstance(k, (type, np.generic)) and hasattr(k, "dtype") \
+        and hasattr(k, "shape") and len(k.shape) == 0 and _dtype(k) == np.bool_
+
+
 def mask_of(k):
     """k as a boolean mask of 1+ axes (a numpy array, a list of bools, which numpy takes as
     a mask too, or an eager tensor), else None; a mask whose values a trace does not know (a
@@ -1111,8 +1117,8 @@ def _masks_as_indices(x, key):
     whose sizes it must have. Its values being known, the result's shape is (eagerly, or a
     numpy mask in a trace: a constant gather, as in JAX)."""
     masks = [mask_of(k) for k in key]
-    if builtins.all(m is None for m in masks):
-        return key
+    if builtins.all(m is None for m in masks) or builtins.sum(k is Ellipsis for k in key) > 1:
+        return key  # (two '...': getitem refuses them, as numpy; they placed no mask)
     shape = _shape(x)
     n_real = builtins.sum(m.ndim if m is not None else 0 if k is None or k is Ellipsis else 1
                           for k, m in zip(key, masks))
