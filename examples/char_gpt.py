@@ -82,8 +82,11 @@ def train(steps=300, eval_iters=20, out=None, seed=1337, progress=True, resume=F
     trainer.command = command  # (a refusal's advice names this script's --resume and --out)
     if resume:  # continue OUT/checkpoint.npz (fit refuses to replace it otherwise)
         trainer.resume(os.path.join(out, "checkpoint.npz"))
+        if trainer.step >= steps:  # (fit trains nothing: said, as graphc train says it)
+            print(f"no steps to train: the checkpoint is at step {trainer.step} and --steps "
+                  f"is {steps} (the total, not the steps to add)")
     trainer.fit(out, progress=progress)
-    return trainer.val_history[-1][1]
+    return trainer.val_history[-1]  # (step, validation loss): a resumed run's own step
 
 
 if __name__ == "__main__":
@@ -95,9 +98,9 @@ if __name__ == "__main__":
     if args.steps < 1:  # (no step: nothing trained to validate, as graphc train refuses)
         parser.error(f"argument --steps: expected a whole number >= 1, got {args.steps}")
     try:
-        loss = train(args.steps, out=args.out, resume=args.resume, command=parser.prog)
+        step, loss = train(args.steps, out=args.out, resume=args.resume, command=parser.prog)
     except (gc.GraphcError, CheckpointError) as exc:  # one line, as graphc's own commands
         # (an OUT in use, ...; --resume of a missing or foreign checkpoint)
         print(f"error: {getattr(exc, 'message', exc)}", file=sys.stderr)
         sys.exit(2)
-    print(f"validation loss after {args.steps} steps: {loss:.4f}")
+    print(f"validation loss after {step} steps: {loss:.4f}")

@@ -65,7 +65,7 @@ class CharLSTM(gc.nn.Module):
 
 def train(steps=300, batch=32, block=64, out=None, seed=1337, progress=True,
           eval_iters=10, resume=False, command=None):
-    """Train compiled; -> (first training loss, the last validation estimate)."""
+    """Train compiled; -> (first training loss, the step, its validation estimate)."""
     data = CharData.from_file(None, block)  # the bundled Tiny Shakespeare, 90/10 split
     model = CharLSTM(len(data.vocab), seed=seed)
     opt = gc.optim.AdamW(lr=gc.optim.cosine(1e-2, steps=steps, warmup=10, min_lr=1e-3),
@@ -78,8 +78,11 @@ def train(steps=300, batch=32, block=64, out=None, seed=1337, progress=True,
     trainer.command = command  # (a refusal's advice names this script's --resume and --out)
     if resume:  # continue OUT/checkpoint.npz (fit refuses to replace it otherwise)
         trainer.resume(os.path.join(out, "checkpoint.npz"))
+        if trainer.step >= steps:  # (fit trains nothing: said, as graphc train says it)
+            print(f"no steps to train: the checkpoint is at step {trainer.step} and --steps "
+                  f"is {steps} (the total, not the steps to add)")
     trainer.fit(out, progress=progress)
-    return trainer.history[0][1], trainer.val_history[-1][1]
+    return trainer.history[0][1], *trainer.val_history[-1]  # (step, val): a resumed run's
 
 
 if __name__ == "__main__":
@@ -91,10 +94,11 @@ if __name__ == "__main__":
     if args.steps < 1:  # (no step: no first training loss to report)
         parser.error(f"argument --steps: expected a whole number >= 1, got {args.steps}")
     try:
-        first, val = train(args.steps, out=args.out, resume=args.resume, command=parser.prog)
+        first, step, val = train(args.steps, out=args.out, resume=args.resume,
+                                 command=parser.prog)
     except (gc.GraphcError, CheckpointError) as exc:  # one line, as graphc's own commands
         # (an OUT in use, ...; --resume of a missing or foreign checkpoint)
         print(f"error: {getattr(exc, 'message', exc)}", file=sys.stderr)
         sys.exit(2)
-    print(f"training loss at the first step {first:.4f}; validation loss after {args.steps} "
+    print(f"training loss at the first step {first:.4f}; validation loss after {step} "
           f"steps: {val:.4f}")

@@ -93,7 +93,8 @@ def test_char_gpt_is_graphc_trains_gpt_through_the_public_library():
     from graphc.models.gpt import GPT, GPTConfig
     from graphc.train import TRAIN_DEFAULTS, TrainConfig, Trainer
 
-    example = _example("char_gpt.py")["train"](steps=40, eval_iters=4, progress=False)
+    step, example = _example("char_gpt.py")["train"](steps=40, eval_iters=4, progress=False)
+    assert step == 40
 
     cfg = GPTConfig.named("tiny")
     data = CharData.from_file(None, cfg.block_size)
@@ -128,6 +129,27 @@ def test_char_gpt_runs_as_a_script(tmp_path):
 
 
 @pytest.mark.parametrize("script", ["char_gpt.py", "char_lstm.py"])
+def test_a_char_example_resumed_past_its_steps_reports_the_checkpoints_step(script, tmp_path):
+    """--resume --steps 1 of a run saved at step 2 trains nothing; the script's last line
+    said "validation loss after 1 steps" of the model at step 2, where graphc train says
+    that no step is left to train: the scripts say so too and report the step there is."""
+    def run(*arguments):
+        proc = subprocess.run([sys.executable, str(ROOT / "examples" / script), "--out", "run",
+                               *arguments], cwd=tmp_path, capture_output=True, text=True,
+                              timeout=600, env={**os.environ, "PYTHONPATH": str(ROOT)})
+        assert proc.returncode == 0, proc.stderr
+        return proc.stdout.strip().splitlines()
+    trained = run("--steps", "2")[-1]
+    assert "validation loss after 2 steps: " in trained
+    saved = (tmp_path / "run" / "checkpoint.npz").read_bytes()
+    again = run("--steps", "1", "--resume")
+    assert "no steps to train: the checkpoint is at step 2 and --steps is 1 (the total, not " \
+           "the steps to add)" in again
+    assert again[-1] == trained  # the same step and validation loss, as saved
+    assert (tmp_path / "run" / "checkpoint.npz").read_bytes() == saved
+
+
+@pytest.mark.parametrize("script", ["char_gpt.py", "char_lstm.py"])
 def test_a_char_example_into_an_existing_out_names_its_resume_option(script, tmp_path):
     """A run into an --out holding a checkpoint was refused with Trainer.fit's advice,
     "resume it first (trainer.resume('run/checkpoint.npz'))", a Python call the script's
@@ -151,7 +173,8 @@ def test_a_char_example_into_an_existing_out_names_its_resume_option(script, tmp
 
 def test_char_lstm_trains_compiled_with_scan_and_its_loss_drops():
     lstm = _load("char_lstm")
-    first, val = lstm.train(steps=30, batch=16, block=32, progress=False, eval_iters=4)
+    first, step, val = lstm.train(steps=30, batch=16, block=32, progress=False, eval_iters=4)
+    assert step == 30
     assert first > 4.0  # ln(65): an untrained model
     assert val < first - 0.6, (first, val)
 
