@@ -44,6 +44,9 @@ def main(argv=None) -> int:
     data = CharData.from_file(None, cfg.block_size)
     cfg.vocab_size = len(data.vocab)
     limits = [None] + [b.strip() for b in args.budgets.split(",") if b.strip()]
+    if len(limits) == 1:  # (a table of the unlimited plan alone: no budget to compare)
+        p.error(f"argument --budgets: expected comma-separated memory limits, got "
+                f"{args.budgets!r}")
     try:  # every budget a size before any configuration is compiled and trained
         for limit in limits[1:]:
             parse_memory_limit(limit)

@@ -260,6 +260,8 @@ _REFUSED = [
      "error: memory_limit: expected a number of bytes or a size"),
     ("memory_budget.py", ["--config", "tiny", "--budgets", "1KiB"],
      "error: memory_limit 1.0 KiB cannot be met"),
+    ("memory_budget.py", ["--config", "tiny", "--budgets", " , "],  # (before: the unlimited
+     "argument --budgets: expected comma-separated memory limits, got ' , '"),  # row alone)
     ("char_lstm.py", ["--steps", "0"], "argument --steps: expected a whole number >= 1, got 0"),
     ("char_gpt.py", ["--steps", "0"], "argument --steps: expected a whole number >= 1, got 0"),
     ("char_gpt.py", ["--resume", "--out", "absent"], "error: no checkpoint at 'absent/"),
