@@ -114,9 +114,11 @@ def _told_apart(limit: int, least: int) -> tuple:
     """A limit and the least size that fits, as text, that size rounded up: a budget of the
     figure the message shows fits (16303725 bytes read "15.5 MiB", and a limit of 15.5MiB,
     16252928 bytes, was refused again). Both in bytes where their rounded forms would read
-    the same (a limit of 1850000 bytes against a need of 1860000 both read "1.8 MiB")."""
+    the same (a limit of 1850000 bytes against a need of 1860000 both read "1.8 MiB"),
+    written "1860000 B", as format_bytes writes bytes and parse_memory_limit reads them back
+    ("1860000 bytes" was refused as a size)."""
     a_text, b_text = format_bytes(limit), _rounded_up(least)
-    return (a_text, b_text) if a_text != b_text else (f"{limit} bytes", f"{least} bytes")
+    return (a_text, b_text) if a_text != b_text else (f"{limit} B", f"{least} B")
 
 
 def _rounded_up(size: int) -> str:

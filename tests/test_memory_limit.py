@@ -192,10 +192,13 @@ def test_a_budget_that_cannot_be_met_is_one_line_with_the_smallest_peak():
     asked = re.search(r"at least (\S+ \S+) or", message).group(1)
     assert asked == "279.1 KiB"
     assert gc.compile(fn, memory_limit=asked).plan_for(*args).memory["total"] <= best
-    # where the limit and that size would read alike, both are in bytes
-    assert str(MemoryLimitError(1_850_000, 2_000_000, 1_860_000)).endswith(
-        "down to 1860000 bytes at best; raise the limit to at least 1860000 bytes or shrink "
-        "the batch")
+    # where the limit and that size would read alike, both are in bytes, written as a size
+    # reads back ("at least 1860000 bytes" was refused as a memory_limit)
+    told = str(MemoryLimitError(1_850_000, 2_000_000, 1_860_000))
+    assert told == ("memory_limit 1850000 B cannot be met: recomputing activations brings the "
+                    "plan's peak memory from 1.9 MiB down to 1860000 B at best; raise the limit "
+                    "to at least 1860000 B or shrink the batch")
+    assert parse_memory_limit(re.search(r"at least (\S+ \S+) or", told).group(1)) == 1_860_000
 
 
 def test_a_budget_that_cannot_be_met_names_the_users_call_line():
