@@ -120,9 +120,9 @@ def test_tiny_gpt_fits_each_budget_with_the_unlimited_gradients(dropout):
             np.testing.assert_allclose(b, a, rtol=1e-12, atol=1e-12)
     _check_prefixes(reports)
     # what a GPT recomputes first: layer norms, GELUs, dropout masks (from their seeds),
-    # the Embedding's index check (a where on the token ids), cheap per byte
+    # the Embedding's index check (check_index of the token ids), cheap per byte
     first = {r.value.split()[0] for r in reports[0].recomputed}
-    assert first <= {"add", "layer_norm", "gelu", "dropout_mask", "where"}
+    assert first <= {"add", "layer_norm", "gelu", "dropout_mask", "check_index"}
     assert first & ({"dropout_mask"} if dropout else {"layer_norm", "gelu"})
 
 
