@@ -3487,7 +3487,8 @@ _LAZY.update(RNNCell="recurrent", GRUCell="recurrent", LSTMCell="recurrent")
 _LAZY.update({name: "loss_layers" for name in (
     "MarginRankingLoss", "TripletMarginLoss", "HingeEmbeddingLoss", "CosineEmbeddingLoss",
     "SoftMarginLoss", "MultiLabelSoftMarginLoss", "MultiMarginLoss", "PoissonNLLLoss",
-    "GaussianNLLLoss", "MultiLabelMarginLoss", "TripletMarginWithDistanceLoss")}, Threshold="activation_layers", Tanhshrink="activation_layers",
+    "GaussianNLLLoss", "MultiLabelMarginLoss", "TripletMarginWithDistanceLoss")},
+    Threshold="activation_layers", Tanhshrink="activation_layers",
     Softmin="activation_layers", Softmax2d="activation_layers", Bilinear="basic_layers",
     Unflatten="basic_layers")
 _LAZY.update(InstanceNorm1d="batch_norm", InstanceNorm2d="batch_norm", InstanceNorm3d="batch_norm")

@@ -1,8 +1,8 @@
 """torch.nn.functional's margin, embedding and likelihood losses, built from the primitive
 ops: margin_ranking_loss, triplet_margin_loss, hinge_embedding_loss, cosine_embedding_loss,
 soft_margin_loss, multilabel_soft_margin_loss, multi_margin_loss, multilabel_margin_loss,
-triplet_margin_with_distance_loss, poisson_nll_loss and gaussian_nll_loss. Arguments, defaults, broadcasting, reductions and the gradients at the
-kinks are torch's (each hinge is torch's clamp_min, whose gradient passes at 0, or its
+triplet_margin_with_distance_loss, poisson_nll_loss and gaussian_nll_loss. Arguments,
+defaults, broadcasting, reductions and the gradients at the kinks are torch's (each hinge is torch's clamp_min, whose gradient passes at 0, or its
 `z > 0` test where torch's kernel has one); tests/test_losses_extra.py compares them with
 torch's in float64. Where torch raises on data (a negative variance, a class index out of
 range) the loss is NaN, as nll_loss's, so that eager and compiled runs agree. As in
@@ -284,7 +284,8 @@ def triplet_margin_loss(anchor, positive, negative, margin=1.0, p=2.0, eps=1e-6,
     _both(name, anchor, positive, ("anchor", "positive"))
     _both(name, anchor, negative, ("anchor", "negative"))
     _both(name, positive, negative, ("positive", "negative"))
-    _no_bools(name, (anchor, positive, negative), "anchor, positive and negative")  # (not pairwise_distance's)
+    # (refused here in this loss's words, not pairwise_distance's)
+    _no_bools(name, (anchor, positive, negative), "anchor, positive and negative")
     d_pos = pairwise_distance(anchor, positive, p, eps)
     d_neg = pairwise_distance(anchor, negative, p, eps)
     d_swap = pairwise_distance(positive, negative, p, eps) if swap else None
