@@ -2,8 +2,9 @@
 ops: margin_ranking_loss, triplet_margin_loss, hinge_embedding_loss, cosine_embedding_loss,
 soft_margin_loss, multilabel_soft_margin_loss, multi_margin_loss, multilabel_margin_loss,
 triplet_margin_with_distance_loss, poisson_nll_loss and gaussian_nll_loss. Arguments,
-defaults, broadcasting, reductions and the gradients at the kinks are torch's (each hinge is torch's clamp_min, whose gradient passes at 0, or its
-`z > 0` test where torch's kernel has one); tests/test_losses_extra.py compares them with
+defaults, broadcasting, reductions and the gradients at the kinks are torch's (each hinge is
+torch's clamp_min, whose gradient passes at 0, or its `z > 0` test where torch's kernel has
+one); tests/test_losses_extra.py compares them with
 torch's in float64. Where torch raises on data (a negative variance, a class index out of
 range) the loss is NaN, as nll_loss's, so that eager and compiled runs agree. As in
 ir/ops/losses.py, arithmetic goes through the ops (F.sub, not `-`).
