@@ -23,7 +23,8 @@ import numpy as np
 
 from ir.errors import GraphcError, user_location, with_article
 from ir.ops import api as F
-from ir.types import Dim, holds_when_bound, is_float, is_half
+from ir.types import (Dim, UnsupportedDtype, holds_when_bound, is_float, is_half,
+                      unsupported_dtype)
 
 from .nn import _EVALUATING, Buffer, Module, Parameter, _layer_dtype, _size
 
@@ -151,7 +152,11 @@ def _check_float_input(name, x):
     """A norm layer's input must be floating-point, as torch's ('"batch_norm" not
     implemented for 'Long''): an int or bool one was named by an op inside, batch_moments or
     batch_norm (training), or by the running statistics' arithmetic (eval), not the layer."""
+    if not hasattr(x, "dtype"):  # (a list, a Python number: refused as the ops refuse them)
+        return
     dtype = F._dtype(x)
+    if unsupported_dtype(dtype):  # (complex64: "not supported", as every layer's and op's)
+        raise UnsupportedDtype(f"{name}: {unsupported_dtype(dtype)}", (user_location(),))
     if not is_float(dtype):
         raise GraphcError(f"{name} of {with_article(dtype)} value; cast it to a float type "
                           "first", (user_location(),))

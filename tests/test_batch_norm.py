@@ -348,6 +348,28 @@ def test_an_input_not_floating_point_is_named_by_the_layer(cls, shape, dtype):
         layer.running_mean.data).any()
 
 
+@pytest.mark.parametrize("cls, shape", [("BatchNorm1d", (4, 3)), ("InstanceNorm2d", (2, 3, 2, 2))])
+def test_review_r6_a_dtype_graphc_cannot_hold_and_a_list_keep_their_own_lines(cls, shape):
+    """Review r6 of d683e1b: the float check came before the dtype graphc cannot hold, so a
+    complex, string or uint16 input read 'BatchNorm1d of a complex64 value; cast it to a float
+    type first' (a GraphcError, no longer UnsupportedDtype, a TypeError too) where LayerNorm,
+    GroupNorm and RMSNorm, and this layer before, say 'dtype complex64 is not supported', and a
+    list of ints was 'of an int64 value' where a list of floats is refused as a list."""
+    from ir.types import UnsupportedDtype
+    layer = getattr(gc.nn, cls)(3)
+    for dtype in (np.complex64, np.uint16, np.str_):
+        x = np.ones(shape, dtype)
+        with pytest.raises(UnsupportedDtype, match=rf"^{cls}: dtype {x.dtype} is not "
+                                                    r"supported \(supported: float32"):
+            layer(x)
+        with pytest.raises(gc.GraphcError, match=rf"^LayerNorm: dtype {x.dtype} "):
+            gc.nn.LayerNorm(shape[-1])(x)
+    for data in (np.ones(shape, np.int64).tolist(), np.ones(shape).tolist()):
+        with pytest.raises(gc.GraphcError, match=rf"^{cls}: cannot use a list as a tensor "
+                                                 "operand"):
+            layer(data)
+
+
 @pytest.mark.parametrize("compiled", [False, True], ids=["eager", "compiled"])
 @pytest.mark.parametrize("momentum", [0.1, None])
 @pytest.mark.parametrize("shape", [(0, 3), (0, 3, 4), (4, 3, 0)])
