@@ -2542,7 +2542,7 @@ def _clip_norm(name, value):
     which nobody means (nanoGPT's grad_clip=0 means no clipping)."""
     if value is None:
         return None
-    value = _non_negative(name, value)
+    value = _non_negative(name, _not_a_bool(name, value))  # (clip_norm=True: 1.0 before)
     if value == 0:
         raise GraphcError(f"{name}=0 would zero every gradient; pass None for no clipping",
                           (user_location(),))

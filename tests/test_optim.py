@@ -1580,3 +1580,20 @@ def test_an_optax_style_optimisers_number_setting_refuses_a_bool():
     assert torch.optim.Adam(w, eps=True, weight_decay=True).defaults["eps"] is True
     with pytest.raises(ValueError, match="Invalid beta parameter at index 0: True"):
         torch.optim.Adam(w, betas=(True, 0.9))
+
+
+def test_review_r6_an_optimisers_and_the_trainers_clip_norm_refuses_a_bool():
+    """Review r6 of 05535e0 (every number setting of every optimiser refuses a bool): an
+    optimiser's clip_norm=True, given or set, and gc.Trainer's, were a clip at norm 1.0."""
+    for flag in (True, np.bool_(True), np.array(False)):
+        message = rf"clip_norm must be a number, not a bool, got {re.escape(repr(flag))}\n"
+        with pytest.raises(gc.GraphcError, match="^" + message):
+            optim.Adam(0.1, clip_norm=flag)
+        opt = optim.SGD(0.1)
+        with pytest.raises(gc.GraphcError, match="^" + message):
+            opt.clip_norm = flag
+        with pytest.raises(gc.GraphcError, match="^Trainer: " + message):
+            gc.Trainer(lambda p, b: gc.sum(p["w"] * b[0]), {"w": np.ones(3, np.float32)},
+                       optim.SGD(lr=0.1), lambda rng: (np.ones((4, 3), np.float32),),
+                       steps=1, clip_norm=flag)
+    assert optim.Adam(0.1, clip_norm=1).clip_norm == 1.0  # (an int is its number)
