@@ -633,6 +633,21 @@ def test_one_hot_widens_numpys_other_integer_dtypes_as_take_does(dtype):
         np.testing.assert_array_equal(got, expected)
 
 
+def test_review_r7_one_hot_names_itself_refusing_an_index_past_int64():
+    """Review r7 of 7780b56: read as take reads its indices, one_hot's refusal of a uint64
+    index past int64's largest (or a Python int or list one) lost 'one_hot:', which its dtype
+    refusal had given."""
+    from errorcheck import assert_one_line_error
+    for idx, shown in ((np.array([2 ** 64 - 1, 1], np.uint64),
+                        "index 18446744073709551615 (uint64)"),
+                       ([2 ** 63, 1], "an index in [9223372036854775808, 1]"),
+                       (2 ** 63, "index 9223372036854775808")):
+        message = f"one_hot: {shown} does not fit in int64, graphc's index type"
+        assert_one_line_error(lambda: gc.one_hot(idx, 3), message, "test_edges.py")
+        assert_one_line_error(lambda: gc.compile(lambda: gc.one_hot(idx, 3))(), message,
+                              "test_edges.py")
+
+
 def test_one_hot_of_torchs_num_classes_minus_one_says_to_pass_the_count():
     """torch's F.one_hot(x, -1) infers the count from the values; graphc said only 'depth
     must be positive', naming no way out."""

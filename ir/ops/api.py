@@ -1608,7 +1608,9 @@ def one_hot(idx, depth, dtype="float32"):
         _fail(f"one_hot: depth must be positive, got {depth}" + (
             "; torch's num_classes=-1 (the largest index + 1) is a shape that depends on the "
             "values: pass the number of classes" if depth == -1 else ""))
-    return apply("one_hot", _index_operand(idx), depth=depth, dtype=as_dtype(dtype))
+    # (named: a uint64 index past int64's largest was refused as 'index ... does not fit'
+    # with no one_hot, where its dtype refusal named it)
+    return apply("one_hot", _index_operand(idx, "one_hot"), depth=depth, dtype=as_dtype(dtype))
 
 
 # ---- linear algebra -------------------------------------------------------------------------
