@@ -58,7 +58,7 @@ from .tracing import tree_map
 
 __all__ = ["init", "rank", "size", "local_size", "is_main", "print0", "shard", "batch_rng",
            "step_seed", "handshake", "file_fingerprint", "code_fingerprint", "beat",
-           "agree_max", "allreduce", "broadcast_", "fail_together", "exit_status",
+           "agree_max", "gather", "allreduce", "broadcast_", "fail_together", "exit_status",
            "join_job", "joined", "leave_now", "leave_together", "exit_on_error",
            "check_process_count", "mpiexec_path", "launch_command", "launch", "launch_env",
            "launch_session", "end_job", "ends_with_this_process", "end_with_parent",
@@ -216,6 +216,16 @@ def agree_max(value: int) -> int:
     from mpi4py import MPI
     with in_collective:
         return int(comm.allreduce(int(value), op=MPI.MAX))
+
+
+def gather(value) -> list:
+    """Every rank's `value` (a JSON value), in rank order, on every rank (one allgather
+    outside any graph; as in handshake, only JSON text crosses ranks). Collective."""
+    comm = _STATE["comm"]
+    if comm is None or size() == 1:
+        return [_as_json(value)]
+    with in_collective:
+        return [json.loads(text) for text in comm.allgather(json.dumps(value, default=_plain))]
 
 
 def allreduce(tree, reduce: str = "mean"):

@@ -31,7 +31,8 @@ from .files import cannot_create_in, check_path, check_writable, exclusive_direc
     file_identity, written_since
 from .models.gpt import GPT, GPTConfig
 from .tracing import spec, trace
-from .trainer import CHECKPOINT, Trainer as _Trainer, _reader_aware_stdout, checkpoint_file
+from .trainer import CHECKPOINT, Trainer as _Trainer, _reader_aware_stdout, _restores, \
+    checkpoint_file
 from .transforms import Compiled, value_and_grad
 
 
@@ -218,6 +219,7 @@ class Trainer(_Trainer):
         for n, p in self.model.named_parameters():
             p.data = self.params[n]
 
+    @_restores
     def restore(self, arrays: dict, meta: dict, allow_changed_settings: bool = False,
                 path: str | None = None, *, how: str = "allow_changed_settings=True"):
         # the parameters' shapes do not tell every configuration apart (n_head, dropout, a
@@ -234,6 +236,7 @@ class Trainer(_Trainer):
         super().restore(arrays, meta, allow_changed_settings, path, how=how)
         self.sync_model()
 
+    @_restores
     def resume(self, path: str, allow_changed_settings: bool = False):
         """restore() from a GPT checkpoint file, refused with one line unless it was written
         for this model configuration and vocabulary, and with these training settings

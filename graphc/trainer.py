@@ -164,6 +164,27 @@ def _count_property(name, low=0):
     return property(operator.attrgetter(attr), set_checked)
 
 
+def _restores(method):
+    """Trainer.resume and restore (and a subclass's, which check the header first): with
+    several ranks each reads its own file, so that a rank refusing it is every rank's
+    failure (distributed.fail_together), and once every rank has restored they must hold
+    one state (_agree_on_restored). Only the outermost call of a resume agrees: restore
+    inside resume, or a subclass's around gc.Trainer's, is part of it."""
+    @functools.wraps(method)
+    def agreed(self, *args, **kwargs):
+        if self.dist is None or self._restoring:
+            return method(self, *args, **kwargs)
+        self._restoring = True
+        try:
+            with self.dist.fail_together():
+                result = method(self, *args, **kwargs)
+        finally:
+            self._restoring = False
+        self._agree_on_restored()
+        return result
+    return agreed
+
+
 class Trainer:
     def __init__(self, loss, params: dict, optimizer, train_batches, *, steps: int,
                  eval_batches=None, eval_every: int | None = None, eval_iters: int = 20,
@@ -299,6 +320,7 @@ class Trainer:
         self._probe_hidden, self._hidden_non_finite = False, None
         self._forward_loss = None  # the probe's Compiled, made at its first use
         self.dist = None  # graphc.distributed when data-parallel
+        self._restoring = False  # inside a resume or restore (_restores)
         if jit is not None and not isinstance(jit, (bool, np.bool_)):  # ("yes" was truthy)
             raise GraphcError(f"Trainer: jit must be None (numba's kernels where it is "
                               f"installed), True or False, got {jit!r}", (user_location(),))
@@ -1451,6 +1473,7 @@ class Trainer:
         checkpoint.save(path, self.state_arrays(), meta, before_replace)
         self._saved_to[os.path.realpath(path)] = written[0] or file_identity(path)
 
+    @_restores
     def restore(self, arrays: dict, meta: dict, allow_changed_settings: bool = False,
                 path: str | None = None, *, how: str = "allow_changed_settings=True"):
         """Continue from a checkpoint's arrays and header (checkpoint.load's result). Settings
@@ -1566,11 +1589,36 @@ class Trainer:
         self.train_batches.seek(position)
         self.history = [tuple(h) for h in meta.get("history", [])]
         self.val_history = [tuple(h) for h in meta.get("val_history", [])]
+        self._restored_from = path  # (for _agree_on_restored's line)
         # (only now: a restore refused on the way must not let fit() replace the file)
         if path is None:
             self._saved_to[RESTORED] = None
         else:
             self._saved_to[os.path.realpath(path)] = file_identity(path)
+
+    def _agree_on_restored(self) -> None:
+        """With several ranks, after a resume or restore (_restores): every rank must hold
+        the same state, as each restored its own file. A rank that read another checkpoint
+        (an older one in its own --out, on a machine that does not share rank 0's files)
+        trained other parameters with the averaged gradients, silently, and at another
+        step, until the ranks met in different collectives and waited there for ever."""
+        state = self.rng.bit_generator.state
+        mine = [self.step, self.train_batches.position, _jsonable(state),
+                batch_digest(self.state_arrays())]
+        every = self.dist.gather([mine, self._restored_from])
+        other = next((r for r, (facts, _) in enumerate(every) if facts != every[0][0]), None)
+        if other is None:
+            return
+
+        def read(r):
+            (step, *_), path = every[r]
+            return f"rank {r} {'restored' if path is None else 'read ' + path} at step {step}"
+        values = " with other values" if every[0][0][0] == every[other][0][0] else ""
+        exc = GraphcError(f"ranks resumed different checkpoints: {read(0)}, {read(other)}"
+                          f"{values}; every rank must resume the same one (rank 0 alone writes "
+                          "checkpoints: give each rank that file, or a copy of it)")
+        exc.on_every_rank = True
+        raise exc
 
     def _scaler_settings(self) -> dict | None:
         """The loss scaler's settings a checkpoint records (LossScaler.RESUMED_SETTINGS), or
@@ -1735,6 +1783,7 @@ class Trainer:
         return {name: value if name in flags else float(value)
                 for name, value in resumed.items() if value is not None}
 
+    @_restores
     def resume(self, path: str, allow_changed_settings: bool = False):
         """restore() from a checkpoint file written by save(), each array checked against
         this trainer's before it is read; refused if this trainer's checkpoint_meta differs

@@ -9,6 +9,8 @@ hang:     rank 1 sleeps at step 3 outside any collective; the watchdog must name
 mismatch: the ranks disagree on their model config; handshake must refuse
 trainer:  gc.Trainer(distributed=True) on a float64 MLP: 10 AdamW steps into OUT_DIR/fresh,
           5 steps into OUT_DIR/half, and OUT_DIR/resumed (5 steps on 1 rank) resumed to 10
+resume_apart: after trainer, rank 0 resumes OUT_DIR/fresh and rank 1 OUT_DIR/half; every
+          rank must refuse it with one line naming both
 accumulate: the same MLP with gradient_accumulation_steps=4: 3 steps; saves the parameters
           and the MPI all-reduces each step made
 sigterm1: a SIGTERM reaches rank 1 alone during step 3 of fit(); every rank must stop at the
@@ -155,6 +157,20 @@ def case_trainer(out):
     resumed = make_trainer(10, True)
     resumed.resume(os.path.join(out, "resumed", "checkpoint.npz"))
     resumed.fit(os.path.join(out, "resumed"), progress=False)
+
+
+def case_resume_apart(out):
+    """After case_trainer: rank 0 resumes OUT/fresh (step 10), rank 1 OUT/half (step 5), as
+    ranks whose --out are on machines of their own may; saves what resume raised."""
+    trainer = make_trainer(10, True)
+    path = os.path.join(out, "fresh" if dist.rank() == 0 else "half", "checkpoint.npz")
+    try:
+        trainer.resume(path)
+        line, agreed = "", False
+    except gc.GraphcError as exc:
+        line, agreed = exc.message, getattr(exc, "on_every_rank", False)
+    np.savez(os.path.join(out, f"resume_apart_rank{dist.rank()}.npz"), line=line,
+             agreed=agreed)
 
 
 def case_accumulate(out):

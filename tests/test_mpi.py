@@ -60,7 +60,7 @@ def two_ranks(tmp_path_factory):
     start-up); OUT/resumed holds a 1-rank checkpoint at step 5 for the job to resume."""
     out = tmp_path_factory.mktemp("two_ranks")
     mpi_worker.make_trainer(5, False).fit(str(out / "resumed"), progress=False)
-    code, output, _ = run_ranks("grads,trainer,batchnorm,dropout,half", out)
+    code, output, _ = run_ranks("grads,trainer,batchnorm,dropout,half,resume_apart", out)
     assert code == 0, output
     return out
 
@@ -191,6 +191,22 @@ def test_trainer_on_two_ranks_equals_one_rank_and_resumes_across_rank_counts(two
                                        err_msg=f"{run}: {key}")
     start = mpi_worker.mlp_inputs()[2][0]
     assert not np.allclose(expected["param/w1"], start)  # it trained
+
+
+def test_ranks_resuming_different_checkpoints_are_refused_on_every_rank(two_ranks):
+    """Each rank reads the file it is given: rank 1 resuming an older checkpoint (its own
+    --out on a machine that does not share rank 0's files) trained other parameters with
+    the averaged gradients, from another step, silently, until the ranks met in different
+    collectives and waited for ever (the watchdog sees ranks waiting, none stuck). The
+    ranks compare what they restored and refuse together."""
+    fresh, half = (two_ranks / run / "checkpoint.npz" for run in ("fresh", "half"))
+    line = (f"ranks resumed different checkpoints: rank 0 read {fresh} at step 10, rank 1 "
+            f"read {half} at step 5; every rank must resume the same one (rank 0 alone "
+            "writes checkpoints: give each rank that file, or a copy of it)")
+    for r in range(2):
+        saved = np.load(two_ranks / f"resume_apart_rank{r}.npz")
+        assert str(saved["line"]) == line, (r, str(saved["line"]))
+        assert bool(saved["agreed"]), r
 
 
 def test_trainer_on_two_ranks_equals_one_rank_in_float32(two_ranks):
