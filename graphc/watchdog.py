@@ -14,7 +14,9 @@ in each rank sends a heartbeat with the rank's step every `interval` seconds; ra
   another rank is past its step or waits inside a collective: that rank hangs (the others
   are waiting for it); before its first beat a rank is still starting and is not judged so;
 - a rank that said goodbye (its program ended) while another rank has waited inside a
-  collective for `timeout` seconds since: that one waits for a rank that is gone.
+  collective for `timeout` seconds since: that one waits for a rank that is gone;
+- every rank waiting inside a collective for `timeout` seconds: they are in different
+  ones (a deadlock), as no rank is late for the others.
 
 A rank that computes (or, rank 0, writes a checkpoint) for longer than `timeout` while the
 others wait for it is reported as hanging: set the timeout above the longest such pause.
@@ -59,6 +61,7 @@ class _Peer:
         self.step = -1  # -1: no step reported yet (compiling, loading)
         self.seen = self.moved = time.monotonic()
         self.waiting = False  # inside a collective (waiting for the others)
+        self.waits_since = 0.0  # when it was first seen waiting in its current collective
         self.done = self.died = self.said_bye = False
         self.bye_at = 0.0
 
@@ -194,6 +197,8 @@ class Watchdog:
                     step, waits = int(step), flag == "1"
                     if step != peer.step or _left_a_collective(peer, waits):
                         peer.step, peer.moved = step, now
+                    if waits and not peer.waiting:
+                        peer.waits_since = now
                     peer.waiting = waits
                     peer.seen = now
                 if kind == "bye":
@@ -206,6 +211,8 @@ class Watchdog:
         waits = waiting()
         if self.step != own.step or _left_a_collective(own, waits):
             own.step, own.moved = self.step, now
+        if waits and not own.waiting:
+            own.waits_since = now
         own.waiting, own.said_bye = waits, self._closed
         everyone = [own] + [p for p in self._peers if self.rank == 0]
         n = self.size
@@ -241,6 +248,16 @@ class Watchdog:
                 return (f"rank {peer.rank} ended at step {peer.step} while rank "
                         f"{stuck[0].rank} waits at step {stuck[0].step}; stopping all "
                         f"{n} ranks")
+        # every rank waiting inside a collective, each for longer than the timeout: none is
+        # late for the others, so they wait in different ones (their programs took other
+        # paths) and none returns. Each rank above is judged only outside a collective, so
+        # this deadlock went unnoticed for ever
+        if len(live) > 1 and all(p.waiting and now - p.waits_since > self.timeout
+                                 for p in live):
+            where = ", ".join(f"rank {p.rank} at step {p.step}"
+                              for p in sorted(live, key=lambda p: p.rank))
+            return (f"every rank has waited inside a collective for {self.timeout:g} s "
+                    f"({where}): they are in different collectives; stopping all {n} ranks")
         return None
 
     def _printer(self, failed) -> bool:

@@ -6,6 +6,7 @@ grads:    a float64 MLP and the tiny GPT, gradients of this rank's shard average
           data_parallel pass; each rank saves its results to OUT_DIR/CASE_rankR.npz
 kill:     rank 1 kills itself (SIGKILL) at step 3; rank 0's watchdog must stop the job
 hang:     rank 1 sleeps at step 3 outside any collective; the watchdog must name it
+deadlock: at step 3 rank 1 waits in another collective than rank 0; the watchdog must stop both
 mismatch: the ranks disagree on their model config; handshake must refuse
 trainer:  gc.Trainer(distributed=True) on a float64 MLP: 10 AdamW steps into OUT_DIR/fresh,
           5 steps into OUT_DIR/half, and OUT_DIR/resumed (5 steps on 1 rank) resumed to 10
@@ -116,6 +117,17 @@ def case_kill(out):
 
 def case_hang(out):
     steps(100, 3, lambda: time.sleep(120))
+
+
+def case_deadlock(out):
+    """At step 3 rank 1 waits in a receive that no rank sends (a collective of its own, as a
+    rank whose program took another path), rank 0 in the step's all-reduce: both wait."""
+    from runtime.collectives import in_collective
+
+    def another_collective():
+        with in_collective:
+            dist._STATE["comm"].recv(source=0, tag=77)
+    steps(100, 3, another_collective)
 
 
 def case_mismatch(out):

@@ -468,6 +468,22 @@ def test_the_watchdog_names_the_rank_and_the_step(peers, own_waiting, expected, 
     assert dog._check() == expected
 
 
+def test_every_rank_waiting_in_a_collective_past_the_timeout_is_a_deadlock(monkeypatch):
+    """Each rank waiting inside a collective for longer than the timeout: none is late for
+    the others, so they wait in different collectives (ranks that resumed other checkpoints
+    met so) and none returns. Judged only outside collectives, it went on for ever."""
+    import time
+    dog = _hub([(1, 5, 0, 11, True, "")], own_waiting=True, monkeypatch=monkeypatch)
+    dog._own.waiting = True
+    dog._own.waits_since = dog._peers[0].waits_since = time.monotonic() - 11
+    assert dog._check() == ("every rank has waited inside a collective for 10 s (rank 0 at "
+                            "step 5, rank 1 at step 5): they are in different collectives; "
+                            "stopping all 2 ranks")
+    # rank 1 entered its collective lately (it was late): it may be rank 0's, completing
+    dog._peers[0].waits_since = time.monotonic() - 3
+    assert dog._check() is None
+
+
 def test_a_rank_leaving_a_long_collective_is_not_taken_for_a_stuck_one(monkeypatch):
     """(s47) Rank 1 waited in a collective (for rank 0 writing a checkpoint) longer than the
     timeout, its step unmoved. In the moment after it left, before its next step's beat, the

@@ -154,6 +154,19 @@ def test_a_hanging_rank_is_named_within_the_timeout(tmp_path):
     assert seconds < 30
 
 
+def test_ranks_waiting_in_different_collectives_are_stopped_within_the_timeout(tmp_path):
+    """Every rank waiting inside a collective, none late: a deadlock (ranks whose programs
+    took other paths, as ranks that resumed other checkpoints did). The watchdog judged a
+    rank only outside a collective, so the job waited for ever."""
+    code, output, seconds = run_ranks("deadlock", tmp_path, timeout=60, watchdog_timeout=2)
+    assert code != 0
+    line = ("graphc: every rank has waited inside a collective for 2 s (rank 0 at step 3, "
+            "rank 1 at step 3): they are in different collectives; stopping all 2 ranks")
+    assert line in output, output
+    assert output.count("graphc: ") == 1, output
+    assert seconds < 30
+
+
 def test_ranks_with_different_configs_are_refused(tmp_path):
     code, output, _ = run_ranks("mismatch", tmp_path)
     assert code == 2, output
