@@ -64,18 +64,21 @@ def _channel_dropout(name, spatial, x, p, training, seed, salt):
     return F.mul(x, _scaled_mask(x, shape, p, seed, salt))
 
 
+@F.takes_inplace
 def dropout1d(x, p=0.5, training=True, *, seed=None, salt=None):
     """torch.nn.functional.dropout1d: each (sample, channel) row of x (N, C, L) or (C, L)
     zeroed whole with probability p, the rest scaled by 1 / (1 - p)."""
     return _channel_dropout("dropout1d", 1, x, p, training, seed, salt)
 
 
+@F.takes_inplace
 def dropout2d(x, p=0.5, training=True, *, seed=None, salt=None):
     """torch.nn.functional.dropout2d over (N, C, H, W); a 3-d x is read as (N, C, L), as
     torch 2.x does."""
     return _channel_dropout("dropout2d", 2, x, p, training, seed, salt)
 
 
+@F.takes_inplace
 def dropout3d(x, p=0.5, training=True, *, seed=None, salt=None):
     """torch.nn.functional.dropout3d over (N, C, D, H, W) or (C, D, H, W)."""
     return _channel_dropout("dropout3d", 3, x, p, training, seed, salt)
@@ -100,6 +103,7 @@ def _alpha_dropout(name, x, p, training, seed, salt, feature):
     return F.add(F.mul(x, F.mul(keep, a)), shift)
 
 
+@F.takes_inplace
 def alpha_dropout(x, p=0.5, training=False, *, seed=None, salt=None):
     """torch.nn.functional.alpha_dropout (training=False by default, as torch's): each value
     dropped with probability p to SELU's saturation, then all mapped so that a SELU network's
@@ -107,6 +111,7 @@ def alpha_dropout(x, p=0.5, training=False, *, seed=None, salt=None):
     return _alpha_dropout("alpha_dropout", x, p, training, seed, salt, feature=False)
 
 
+@F.takes_inplace
 def feature_alpha_dropout(x, p=0.5, training=False, *, seed=None, salt=None):
     """torch.nn.functional.feature_alpha_dropout: alpha_dropout of whole channels of
     x (N, C, ...)."""
@@ -148,6 +153,7 @@ def _rrelu_bounds(name, lower, upper):
     return lower, upper
 
 
+@F.takes_inplace
 def rrelu(x, lower=1.0 / 8, upper=1.0 / 3, training=False, *, seed=None, salt=None):
     """torch.nn.functional.rrelu (training=False by default, as torch's): x where x > 0,
     else x times a slope; the slope (lower + upper) / 2 unless training, where each element's

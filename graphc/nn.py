@@ -410,7 +410,8 @@ def _keep_inplace(layer, inplace):
     torch's layer keeps it) and without effect: graphc's ops never overwrite their input
     (a traced value has no storage of its own, an eager op's result is a new array), so
     the result is the same either way, and the input is still there for a gradient that
-    needs it."""
+    needs it. True or False, as the functions' (F.takes_inplace)."""
+    F._flag(type(layer).__name__, "inplace", inplace)
     object.__setattr__(layer, "inplace", inplace)
 
 

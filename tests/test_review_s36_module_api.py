@@ -74,6 +74,72 @@ def test_dropouts_take_torch_s_inplace(name):
         np.testing.assert_array_equal(given, x)
 
 
+_FUNCTIONS_WITH_INPLACE = [  # torch.nn.functional's that take inplace, with their settings
+    ("relu", ()), ("relu6", ()), ("elu", (0.7,)), ("selu", ()), ("celu", (0.8,)),
+    ("leaky_relu", (0.2,)), ("hardtanh", (-0.5, 0.75)), ("hardswish", ()),
+    ("hardsigmoid", ()), ("silu", ()), ("mish", ()), ("threshold", (0.1, -2.0)),
+    ("rrelu", (0.1, 0.3, False))]
+
+
+@pytest.mark.parametrize("name, settings", _FUNCTIONS_WITH_INPLACE)
+def test_activation_functions_take_torch_s_inplace_as_their_layers(name, settings):
+    """F.relu(x, inplace=True) (torch code's other common spelling) raised Python's TypeError
+    'unexpected keyword argument', where the layers took it. Now each function torch gives an
+    `inplace` takes it (ir.ops.api.takes_inplace), by keyword or in torch's position after the
+    settings, with the layers' semantics: torch's values (eager and compiled), a new value,
+    the input unchanged. Anything but True or False is refused in one line, as the layers'."""
+    x = np.linspace(-3.0, 3.0, 13)
+    function = getattr(gc, name)
+    for inplace in (True, False):
+        expected = getattr(torch.nn.functional, name)(torch.tensor(x), *settings,
+                                                      inplace=inplace).numpy()
+        given = x.copy()
+        for value in (function(given, *settings, inplace=inplace),
+                      function(given, *settings, inplace),
+                      gc.compile(lambda v: function(v, *settings, inplace=inplace))(given)):
+            np.testing.assert_allclose(np.asarray(value), expected, rtol=1e-12, atol=1e-15)
+        np.testing.assert_array_equal(given, x)
+    assert_one_line_error(lambda: function(x, *settings, inplace="yes"),
+                          f"{name}: inplace must be True or False, got 'yes'", HERE)
+
+
+@pytest.mark.parametrize("name", ["dropout", "dropout1d", "dropout2d", "dropout3d",
+                                  "alpha_dropout", "feature_alpha_dropout"])
+def test_dropout_functions_take_torch_s_inplace(name):
+    """F.dropout(x, 0.25, inplace=True) and the other dropouts' raised TypeError. Now each
+    takes it (gc.dropout's by keyword only: its positional arguments are rate, seed), with no
+    effect: the same masks for a key as without it, the input unchanged, the identity when
+    not training; a non-bool is refused in one line."""
+    x = np.random.default_rng(0).normal(size=(2, 3, 4, 5, 6))
+    x = x[:, :, 0, 0] if name == "dropout1d" else x[:, :, 0] if name == "dropout2d" else x
+    function = getattr(gc, name)
+    args = (0.25, 11) if name == "dropout" else (0.25,)
+    given = x.copy()
+    if name != "dropout":  # (torch's fourth positional: p, training, inplace)
+        with gc.nn.rng_key(7):
+            dropped = function(given, 0.25, True, True)
+        with gc.nn.rng_key(7):
+            np.testing.assert_array_equal(dropped, function(x, 0.25, True))
+    else:  # (an eager call without salt= is a site of its own, with its own mask)
+        dropped = function(given, *args, training=True, salt=5, inplace=True)
+        np.testing.assert_array_equal(dropped, function(x, *args, training=True, salt=5))
+    assert not np.array_equal(dropped, x)
+    np.testing.assert_array_equal(function(given, *args, training=False, inplace=True), x)
+    np.testing.assert_array_equal(given, x)
+    assert_one_line_error(lambda: function(x, *args, inplace=1),
+                          f"{name}: inplace must be True or False, got 1", HERE)
+
+
+def test_a_layer_s_inplace_is_true_or_false_as_the_functions():
+    """nn.ReLU(inplace='no') was kept as it was (truthy: its repr said inplace=True); the
+    layers check it as the functions do."""
+    assert_one_line_error(lambda: gc.nn.ReLU(inplace="no"),
+                          "ReLU: inplace must be True or False, got 'no'", HERE)
+    assert_one_line_error(lambda: gc.nn.Dropout(0.1, 1),
+                          "Dropout: inplace must be True or False, got 1", HERE)
+    assert gc.nn.ELU(inplace=np.bool_(True)).inplace
+
+
 def _torch_and_ours(seed=0):
     """A torch Sequential(Linear(3, 4), Tanh(), Linear(4, 2)) in float64 and graphc's with
     its weights."""

@@ -16,7 +16,7 @@ import warnings
 from ..errors import user_stacklevel
 from ..types import Dim, is_float, is_half
 from . import api as F
-from .api import _axis, _fail, _ndim, _number, _rounded_once, _shape
+from .api import _axis, _fail, _ndim, _number, _rounded_once, _shape, takes_inplace
 from .registry import apply
 
 __all__ = ["elu", "selu", "celu", "relu6", "hardtanh", "hardsigmoid", "hardswish", "mish",
@@ -28,6 +28,7 @@ SELU_ALPHA = 1.6732632423543772848170429916717
 SELU_SCALE = 1.0507009873554804934193349852946
 
 
+@takes_inplace
 def elu(x, alpha=1.0):
     """x for x > 0, alpha * (exp(x) - 1) otherwise."""
     alpha = _number("elu: alpha", alpha)
@@ -43,6 +44,7 @@ def _negative_part(x):
     return F._no_gradient_where_nan(F.minimum(x, 0.0))
 
 
+@takes_inplace
 def selu(x):
     """scale * elu(x, alpha) with selu's fixed constants."""
     if is_half(F._dtype(x)):
@@ -50,6 +52,7 @@ def selu(x):
     return elu(x, SELU_ALPHA) * SELU_SCALE
 
 
+@takes_inplace
 def celu(x, alpha=1.0):
     """max(0, x) + min(0, alpha * (exp(x / alpha) - 1))."""
     alpha = _number("celu: alpha", alpha)
@@ -75,6 +78,7 @@ def hardtanh_bounds(who, min_val, max_val) -> tuple[float, float]:
     return bounds[0], bounds[1]
 
 
+@takes_inplace
 def hardtanh(x, min_val=-1.0, max_val=1.0):
     """x clamped to [min_val, max_val]; the gradient is 1 strictly inside, 0 elsewhere."""
     min_val, max_val = hardtanh_bounds("hardtanh", min_val, max_val)
@@ -84,11 +88,13 @@ def hardtanh(x, min_val=-1.0, max_val=1.0):
                    F.where(F.greater_equal(x, max_val), float(max_val), x))
 
 
+@takes_inplace
 def relu6(x):
     """min(max(x, 0), 6)."""
     return hardtanh(x, 0.0, 6.0)
 
 
+@takes_inplace
 def hardsigmoid(x):
     """relu6(x + 3) / 6; the gradient 1/6 strictly between -3 and 3."""
     if is_half(F._dtype(x)):
@@ -100,6 +106,7 @@ def hardsigmoid(x):
     return F.where(F.less_equal(x, -3.0), 0.0, F.where(F.greater_equal(x, 3.0), 1.0, middle))
 
 
+@takes_inplace
 def hardswish(x):
     """x * relu6(x + 3) / 6 (its gradient is 0 at -3 and 1 at 3, as torch's)."""
     if is_half(F._dtype(x)):  # rounded once, as torch's: the product's three half roundings
@@ -115,6 +122,7 @@ def hardswish(x):
                    F.where(below_3, F.div(mid * (mid + 3.0), 6.0), x))
 
 
+@takes_inplace
 def mish(x):
     """x * tanh(softplus(x)) (the smooth softplus, as torch's mish: no threshold)."""
     if is_half(F._dtype(x)):
@@ -173,6 +181,7 @@ def prelu(x, weight):
     return F.where(F.greater(x, 0.0), x, F.mul(x, weight))
 
 
+@takes_inplace
 def threshold(x, threshold, value):
     """x where x > threshold, `value` elsewhere, as torch.nn.functional.threshold (a NaN x
     stays NaN, with gradient 1, as torch's; integer x keeps its dtype, threshold and value

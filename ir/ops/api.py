@@ -12,6 +12,7 @@ from __future__ import annotations
 import builtins
 import contextlib
 import functools
+import inspect
 import numbers
 import math
 import threading
@@ -101,6 +102,41 @@ def _unchanged(x):
 
 def _fail(message):
     raise GraphcError(message, (user_location(),))
+
+
+def takes_inplace(function=None, *, keyword_only=False):
+    """Decorate a torch.nn.functional function that torch gives an `inplace=` (F.relu(x,
+    inplace=True)): the function takes it, True or False (_flag), by keyword or in torch's
+    place after its positional settings, with the layers' semantics (graphc.nn's
+    _keep_inplace): no effect, since graphc's ops never overwrite their input (a traced value
+    has no storage, an eager result is a new array), so the result is the same new value
+    either way. keyword_only: where the function's positional arguments are not torch's
+    (gc.dropout's rate, seed), so torch's fourth positional would land elsewhere."""
+    if function is None:
+        return functools.partial(takes_inplace, keyword_only=keyword_only)
+    signature = inspect.signature(function)
+    params = list(signature.parameters.values())
+    position = builtins.sum(p.kind == p.POSITIONAL_OR_KEYWORD for p in params)  # (before `*`)
+    kind = inspect.Parameter.KEYWORD_ONLY if keyword_only else \
+        inspect.Parameter.POSITIONAL_OR_KEYWORD
+    params.insert(len(params) if keyword_only else position,
+                  inspect.Parameter("inplace", kind, default=False))
+    with_inplace_signature = signature.replace(parameters=params)
+
+    @functools.wraps(function)
+    def with_inplace(*args, **kwargs):
+        if len(args) > position and not keyword_only:  # (torch's positional inplace; bound
+            # by the whole signature, so a value given twice is Python's own TypeError)
+            bound = with_inplace_signature.bind(*args, **kwargs)
+            inplace = bound.arguments.pop("inplace")
+            args, kwargs = bound.args, bound.kwargs
+        else:
+            inplace = kwargs.pop("inplace", False)
+        _flag(function.__name__, "inplace", inplace)
+        return function(*args, **kwargs)
+
+    with_inplace.__signature__ = with_inplace_signature
+    return with_inplace
 
 
 def _rounded_once(fn, x, *args):
@@ -415,6 +451,7 @@ def tanh(x): return apply("tanh", x)
 def sin(x): return apply("sin", x)
 def cos(x): return apply("cos", x)
 def sigmoid(x): return apply("sigmoid", x)
+@takes_inplace
 def relu(x): return apply("relu", x)
 def abs(x): return apply("abs", x)
 def sign(x): return apply("sign", x)
@@ -1978,6 +2015,7 @@ def _no_gradient_where_nan(y):
     return where(not_equal(y, y), stop_gradient(y), y)  # (ne fuses into a kernel; isnan not)
 
 
+@takes_inplace
 def silu(x):
     """x * sigmoid(x) (a.k.a. swish), as torch.nn.functional.silu."""
     if is_half(_dtype(x)):  # in float32, rounded once, as torch's: the sigmoid rounded to
@@ -1986,6 +2024,7 @@ def silu(x):
     return mul(x, sigmoid(x))
 
 
+@takes_inplace
 def leaky_relu(x, negative_slope=0.01):
     """x where x > 0, negative_slope * x elsewhere (the gradient at 0 is negative_slope, as
     in PyTorch); negative_slope is one number (or a 0-d value), as torch's."""
@@ -2950,6 +2989,7 @@ def _loop_iterations(graph):
     return [np.asarray(t, np.int64) for t in eager] + found[::-1]
 
 
+@takes_inplace(keyword_only=True)
 def dropout(x, rate, seed, training=True, salt=None):
     """Inverted dropout whose mask is a pure function of (seed, salt) and, inside loop
     bodies, the iteration numbers: the same seed replays the same masks, so a compiled step
