@@ -9,6 +9,7 @@ import numpy as np
 from ir.errors import GraphcError, user_location
 from ir.ops import api as F
 from ir.ops.arrays import _along, pad, segment_sum, take_along_axis
+from ir.ops.index import offsets_problem
 from ir.ops.registry import SymbolicValue
 from ir.types import INT_DTYPES
 
@@ -125,19 +126,14 @@ def _bags(name, idx, offsets, include_last_offset):
     if not isinstance(count, int) or bags < 0:
         _fail(f"{name}: offsets must hold a known number of bags (at least one offset with "
               f"include_last_offset), got shape {tuple(F._shape(offsets))}")
-    if isinstance(offsets, SymbolicValue):
-        return idx, offsets, bags, None
+    length = shape[0] if isinstance(shape[0], int) else None
+    if isinstance(offsets, SymbolicValue):  # (checked as the plan runs: the gathers below
+        # failed naming scatter_add's rows, or gave values, where torch refuses)
+        return idx, F.check_offsets(offsets, name, length, include_last_offset), bags, None
     known = np.asarray(offsets)
-    if known.size and known[0] != 0:
-        _fail(f"{name}: offsets[0] must be 0 (the first bag starts the input), got {known[0]}")
-    if np.any(np.diff(known) < 0) or (known.size and known[-1] > shape[0]):
-        _fail(f"{name}: offsets must be non-decreasing and at most the input's length "
-              f"{shape[0]}, got {known.tolist()}"[:300])
-    if include_last_offset and known[-1] != shape[0]:
-        # torch's contract ("the last element is equivalent to the size of indices"); its
-        # modes disagree past it (sum stops at offsets[-1], mean and max run to the end)
-        _fail(f"{name}: with include_last_offset, offsets[-1] must be the input's length "
-              f"{shape[0]}, got {known[-1]}")
+    problem = offsets_problem(known, length, include_last_offset)
+    if problem is not None:
+        _fail(f"{name}: {problem}")
     ends = np.append(known[1:], shape[0])
     return idx, known, bags, int((ends - known)[:bags].max(initial=0))
 
@@ -151,7 +147,9 @@ def embedding_bag(input, weight, offsets=None, max_norm=None, norm_type=2.0,
     include_last_offset). per_sample_weights (mode 'sum', input's shape) scale the rows;
     entries equal to padding_idx are left out of their bag (and of a mean's count); an empty
     bag gives zeros. max's gradient goes to each feature's first maximum, as torch's.
-    max_norm, scale_grad_by_freq and sparse are refused, as Embedding refuses them."""
+    max_norm, scale_grad_by_freq and sparse are refused, as Embedding refuses them, and
+    norm_type is taken without effect (it is max_norm's). Offsets are checked as torch's,
+    traced ones as the plan runs."""
     return _embedding_bag("embedding_bag", input, weight, offsets, max_norm,
                           scale_grad_by_freq, mode, sparse, per_sample_weights,
                           include_last_offset, padding_idx)
@@ -250,7 +248,10 @@ class EmbeddingBag(Module):
             if padding_idx is not None:
                 weight[padding_idx] = 0
         self.weight = Parameter(weight)
-        for name, value in (("mode", mode), ("include_last_offset", bool(include_last_offset)),
+        # (norm_type is kept, as torch's layer keeps it, for its repr: it only matters with
+        # max_norm, which is refused)
+        for name, value in (("norm_type", norm_type), ("mode", mode),
+                            ("include_last_offset", bool(include_last_offset)),
                             ("padding_idx", padding_idx)):
             object.__setattr__(self, name, value)
 
@@ -264,7 +265,8 @@ class EmbeddingBag(Module):
         _refuse_unsupported(where, max_norm, scale_grad_by_freq, sparse)
         table = _pretrained_table(where, embeddings, padding_idx)
         rows, cols = table.shape
-        layer = cls(num_embeddings=rows, embedding_dim=cols, mode=mode, _weight=table,
+        layer = cls(num_embeddings=rows, embedding_dim=cols, norm_type=norm_type, mode=mode,
+                    _weight=table,
                     include_last_offset=include_last_offset, padding_idx=padding_idx)
         layer.weight.requires_grad_(not freeze)
         return layer
@@ -277,5 +279,8 @@ class EmbeddingBag(Module):
 
     def extra_repr(self):
         num, dim = F._shape(self.weight)
+        # torch's: norm_type where it is not 2, then mode and a padding_idx that is set
+        norm_type = getattr(self, "norm_type", 2.0)  # (a layer pickled before it was kept)
+        norm = "" if norm_type == 2 else f", norm_type={norm_type}"
         padding = "" if self.padding_idx is None else f", padding_idx={self.padding_idx}"
-        return f"{num}, {dim}, mode={self.mode!r}{padding}"
+        return f"{num}, {dim}{norm}, mode={self.mode!r}{padding}"

@@ -171,6 +171,9 @@ _RECORDS = [
                     "no out= form"),
     Lowering("check_index", reason="a comparison of the index array's extremes, then its "
                                    "copy; its library implementation raises numpy's message"),
+    Lowering("check_offsets", reason="embedding_bag's offsets compared with their neighbours "
+                                     "and the input's length, then copied; its library "
+                                     "implementation raises the eager check's message"),
     Lowering("argsort", reason="a stable sort (np.argsort, kind='stable') has no out= form; "
                                "its library implementation allocates the index array"),
     Lowering("dropout_mask", reason="draws from a generator seeded by its operand on every "

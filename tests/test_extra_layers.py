@@ -120,6 +120,59 @@ def test_embedding_bag_offsets_traced_in_a_compiled_function(mode):
         np.testing.assert_allclose(bag(table, _IDX, np.array(offsets)), want, rtol=1e-14)
 
 
+@pytest.mark.parametrize("mode", ["sum", "mean", "max"])
+def test_embedding_bag_s_traced_offsets_are_checked_as_the_plan_runs(mode):
+    """Offsets traced in a compiled function were not checked: offsets[0] != 0 failed as
+    'scatter_add: an index is out of range for the rows' (or 'index -1 is out of bounds for
+    axis 0 of size 3'), naming neither embedding_bag nor offsets, and decreasing offsets,
+    offsets past the input's end (max) or include_last_offset's last one short of it gave
+    values where torch refuses. Each is the eager check's line as the plan runs, naming the
+    function or layer called; vmapped offsets are checked per example."""
+    table = np.random.default_rng(5).normal(size=(10, 4))
+    bag = gc.compile(lambda i, o: gc.embedding_bag(i, table, o, mode=mode))
+    last = gc.compile(lambda i, o: gc.embedding_bag(i, table, o, mode=mode,
+                                                    include_last_offset=True))
+    layer = gc.compile(gc.nn.EmbeddingBag.from_pretrained(table, mode=mode))
+    for function, offsets, message in [
+            (bag, [1, 3, 7], "embedding_bag: offsets[0] must be 0 (the first bag starts the "
+                             "input), got 1"),
+            (bag, [0, 7, 3], "embedding_bag: offsets must be non-decreasing and at most the "
+                             "input's length 11, got [0, 7, 3]"),
+            (bag, [0, 3, 12], "embedding_bag: offsets must be non-decreasing and at most the "
+                              "input's length 11, got [0, 3, 12]"),
+            (last, [0, 3, 10], "embedding_bag: with include_last_offset, offsets[-1] must be "
+                               "the input's length 11, got 10"),
+            (layer, [2, 3], "EmbeddingBag: offsets[0] must be 0")]:
+        assert_one_line_error(lambda: function(_IDX, np.array(offsets)), message, HERE)
+    batched = gc.vmap(lambda o: gc.embedding_bag(_IDX, table, o, mode=mode))
+    offsets = np.array([[0, 3, 7], [0, 1, 2]])
+    np.testing.assert_allclose(
+        batched(offsets)[1], TF.embedding_bag(torch.tensor(_IDX), torch.tensor(table),
+                                              torch.tensor(offsets[1]), mode=mode).numpy(),
+        rtol=1e-14)
+    assert_one_line_error(lambda: batched(np.array([[0, 3, 7], [0, 2, 1]])),
+                          "embedding_bag: offsets must be non-decreasing", HERE)
+
+
+def test_embedding_bag_keeps_norm_type_and_shows_it_as_torch():
+    """EmbeddingBag(10, 4, norm_type=3.0) dropped norm_type from its repr (torch's shows it
+    where it is not 2); it is kept as layer.norm_type, without effect (it is max_norm's,
+    which is refused), and the functional form takes it as well."""
+    for settings in (dict(norm_type=3.0, mode="sum"), dict(norm_type=1, padding_idx=2),
+                     dict(norm_type=2.0)):
+        layer = gc.nn.EmbeddingBag(10, 4, **settings)
+        ref = torch.nn.EmbeddingBag(10, 4, **settings)
+        assert repr(layer) == repr(ref) and layer.norm_type == ref.norm_type
+    table = np.random.default_rng(6).normal(size=(10, 4))
+    pretrained = gc.nn.EmbeddingBag.from_pretrained(table, norm_type=1.5)
+    assert repr(pretrained) == repr(torch.nn.EmbeddingBag.from_pretrained(
+        torch.tensor(table), norm_type=1.5))
+    np.testing.assert_allclose(
+        gc.embedding_bag(_IDX, table, np.array([0, 4]), norm_type=1.5),
+        TF.embedding_bag(torch.tensor(_IDX), torch.tensor(table), torch.tensor([0, 4]),
+                         norm_type=1.5).numpy(), rtol=1e-14)
+
+
 def test_embedding_bag_layer_and_from_pretrained_are_torchs():
     table = np.random.default_rng(6).normal(size=(10, 4))
     layer = gc.nn.EmbeddingBag.from_pretrained(table, mode="max", padding_idx=2)

@@ -1533,6 +1533,13 @@ def check_index(idx, length, axis, negative=True):
     return apply("check_index", idx, length=int(length), axis=int(axis), **extra)
 
 
+def check_offsets(offsets, who, length, include_last_offset=False):
+    """embedding_bag's offsets, refused at run time where torch refuses them (ir/ops/index.py's
+    offsets_problem) for an input of `length` indices (None: not known), naming `who`."""
+    return apply("check_offsets", offsets, who=who, length=length,
+                 include_last_offset=bool(include_last_offset))
+
+
 def take(table, idx):
     return apply("take", table, _index_operand(idx))
 

@@ -49,6 +49,43 @@ def _check_index(idx, length, axis, negative=True):
     return idx.copy()
 
 
+def offsets_problem(offsets, length, include_last_offset) -> str | None:
+    """What torch refuses in embedding_bag's `offsets` (a 1-d numpy array of the bags'
+    starts) for an input of `length` indices (None: unknown, its end unchecked), in its
+    terms; None where they are valid."""
+    if offsets.size and offsets[0] != 0:
+        return f"offsets[0] must be 0 (the first bag starts the input), got {offsets[0]}"
+    if np.any(np.diff(offsets) < 0) or (length is not None and offsets.size and
+                                       offsets[-1] > length):
+        end = "" if length is None else f" and at most the input's length {length}"
+        return f"offsets must be non-decreasing{end}, got {offsets.tolist()}"[:300]
+    if include_last_offset and length is not None and offsets[-1] != length:
+        # torch's contract ("the last element is equivalent to the size of indices"); its
+        # modes disagree past it (sum stops at offsets[-1], mean and max run to the end)
+        return (f"with include_last_offset, offsets[-1] must be the input's length "
+                f"{length}, got {offsets[-1]}")
+    return None
+
+
+def _check_offsets_infer(types, who, length, include_last_offset):
+    (offsets,) = types
+    check(offsets.ndim == 1 and offsets.dtype in INT_DTYPES,
+          f"offsets must be a 1-d array of integers, got {offsets}")
+    return offsets
+
+
+@defop("check_offsets", _check_offsets_infer, arity=1)
+def _check_offsets(offsets, who, length, include_last_offset):
+    """offsets itself, refused where embedding_bag's traced offsets are not torch's (a first
+    bag not at 0, a bag starting before the previous one or past the input), in the words
+    of the eager check (offsets_problem) and naming `who` (the function or layer called):
+    the gathers after it failed naming scatter_add's rows, or summed the wrong rows."""
+    problem = offsets_problem(offsets, length, include_last_offset)
+    if problem is not None:
+        raise UsersIndexError(f"{who}: {problem}")
+    return offsets.copy()
+
+
 def _scatter_add_infer(types, rows):
     updates, idx = types
     check(idx.dtype in INT_DTYPES, f"indices must be integers, got {idx.dtype}")
@@ -254,6 +291,8 @@ def _register_batching():
     SHARED_INDEX_OPS.update(("take", "scatter_add", "check_index"))
     defbatch("one_hot")(broadcasting("one_hot"))
 
+    loop_over_batch("check_offsets", "each example's offsets are its own bags' starts, "
+                                     "checked as one embedding_bag's")
     loop_over_batch("dropout_mask", "a mask is drawn from one seed: a batch of seeds draws one "
                                     "mask per example")
 
