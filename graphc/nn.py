@@ -833,9 +833,17 @@ def _refusing_unknown_keywords(cls, method="__init__"):
     known = frozenset(named)
     takes = [name for name in named if not name.startswith("_")]  # (graphc's own: _weight)
     suffix = "" if method == "__init__" else f".{method}"
+    positional = [p.name for p in parameters if p.kind is p.POSITIONAL_OR_KEYWORD]
+    # a loss module's positional arguments are counted (its settings after them are keywords)
+    counted = "reduction" in known and not any(p.kind is p.VAR_POSITIONAL for p in parameters)
 
     @functools.wraps(init)
     def checked(self, *args, **kwargs):  # (self is cls for a classmethod)
+        if counted and len(args) > len(positional):
+            layer = _graphc_layer_name(self if isinstance(self, type) else type(self))
+            raise GraphcError(_keyword_only_settings(
+                f"{layer}{suffix}", positional, [n for n in takes if n not in positional],
+                len(args)), (user_location(),))
         if kwargs and not known.issuperset(kwargs):
             unknown = next(name for name in kwargs if name not in known)
             layer = _graphc_layer_name(self if isinstance(self, type) else type(self))
@@ -856,6 +864,25 @@ _TORCH_LEGACY_REDUCTION = frozenset((
     "HingeEmbeddingLoss", "KLDivLoss", "L1Loss", "MSELoss", "MarginRankingLoss",
     "MultiLabelMarginLoss", "MultiLabelSoftMarginLoss", "MultiMarginLoss", "NLLLoss",
     "PoissonNLLLoss", "SmoothL1Loss", "SoftMarginLoss", "TripletMarginLoss"))
+
+
+def _keyword_only_settings(layer, positional, keywords, count) -> str:
+    """The line for a loss module given `count` positional arguments, more than its
+    `positional` ones (Python's TypeError said 'takes 1 positional argument but 2 were
+    given'): its other settings are keywords, as in torch (GaussianNLLLoss), or because
+    torch's positions there hold its deprecated size_average and reduce, which graphc does
+    not take (_TORCH_LEGACY_REDUCTION: torch's L1Loss('sum') is size_average='sum', a mean,
+    which a positional reduction would have summed)."""
+    takes = f"takes {', '.join(positional)} positionally" if positional else \
+        "takes no positional arguments"
+    line = f"{layer}: {takes}, got {count}"
+    if not keywords:
+        return line
+    line += f": {', '.join(keywords)} {'is' if len(keywords) == 1 else 'are'} keyword-only"
+    if layer.rpartition(".")[2] in _TORCH_LEGACY_REDUCTION:
+        return (f"{line} in graphc, since torch's positional arguments there include its "
+                f"deprecated size_average and reduce: pass each by keyword")
+    return f"{line}, as in torch"
 
 
 def _legacy_reduction(kwargs):

@@ -4,6 +4,7 @@ target) against torch in float64 for every reduction, eagerly (the tape), traced
 and compiled, at the edges too (probabilities 0 and 1, logits of +-1e3, zero vectors, zero
 targets). tests/opcases.py gives each function finite-difference gradient, Hessian-vector,
 vmap and half-precision checks."""
+import inspect
 import warnings
 
 import numpy as np
@@ -563,16 +564,15 @@ def test_bad_input_gives_one_line_naming_the_function_and_argument():
             (lambda: gc.nn.L1Loss(reduction="all")(a, b), "l1_loss: unknown reduction 'all'"),
             (lambda: gc.nn.Softplus(1.0, 20.0, 3), "Softplus: takes beta, threshold")]:
         assert_one_line_error(call, message, f)
-    with pytest.raises(TypeError):  # keyword-only: torch's second place is size_average
-        gc.nn.L1Loss("sum")
+    # keyword-only: torch's first place is size_average
+    assert_one_line_error(lambda: gc.nn.L1Loss("sum"), "reduction is keyword-only", f)
     # MSELoss's too: it took a positional reduction, so MSELoss("sum") summed where torch's
     # reads "sum" as its size_average (a mean), and MSELoss(True) said 'unknown reduction'
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")  # torch's deprecation warning
         assert torch.nn.MSELoss("sum").reduction == "mean"
     for legacy in ("sum", True):
-        with pytest.raises(TypeError):
-            gc.nn.MSELoss(legacy)
+        assert_one_line_error(lambda: gc.nn.MSELoss(legacy), "reduction is keyword-only", f)
     assert gc.nn.MSELoss(reduction="sum")(a, b).item() == 1.5
 
 
@@ -678,6 +678,66 @@ def test_size_average_is_not_told_as_torchs_where_torchs_module_lacks_it(module)
     with pytest.raises(gc.GraphcError) as info:
         getattr(gc.nn, module)(size_average=False)
     assert "torch's deprecated" not in str(info.value)
+
+
+_TORCH_LOSSES = sorted(name for name in dir(torch.nn) if name.endswith("Loss")
+                      and hasattr(gc.nn, name))
+
+
+@pytest.mark.parametrize("module", _TORCH_LOSSES)
+def test_a_loss_module_given_torchs_positional_settings_says_they_are_keywords(module):
+    """nn.L1Loss('sum'), nn.CrossEntropyLoss(None, True), nn.PoissonNLLLoss(False, True,
+    None, 0.1) raised Python's plain TypeError ('takes 1 positional argument but 2 were
+    given'). Every loss module now says in one line which settings it takes positionally,
+    that the rest are keywords, and why: torch's own positions there begin with its
+    deprecated size_average (L1Loss('sum') is a mean in torch), or torch's are
+    keyword-only too (GaussianNLLLoss)."""
+    ours = [p for p in inspect.signature(getattr(gc.nn, module)).parameters.values()
+            if p.kind is p.POSITIONAL_OR_KEYWORD]
+    theirs = list(inspect.signature(getattr(torch.nn, module)).parameters.values())
+    args = [p.default for p in ours] + [None]
+    legacy = "size_average" in [p.name for p in theirs]
+    if legacy:  # (torch's argument at the first position graphc's lacks: the legacy one)
+        assert theirs[len(ours)].name == "size_average"
+    takes = ", ".join(p.name for p in ours) + " positionally" if ours else \
+        "no positional arguments"
+    why = ("keyword-only in graphc, since torch's positional arguments there include its "
+           "deprecated size_average and reduce: pass each by keyword") if legacy else \
+        "keyword-only, as in torch" if module != "HuberLoss" else ""
+    assert_one_line_error(lambda: getattr(gc.nn, module)(*args),
+                          f"gc.nn.{module}: takes {takes}, got {len(args)}", "test_losses.py")
+    with pytest.raises(gc.GraphcError) as info:
+        getattr(gc.nn, module)(*args)
+    assert str(info.value).splitlines()[0].endswith(why)
+    assert getattr(gc.nn, module)(*args[:-1]).reduction == "mean"
+
+
+@pytest.mark.parametrize("call, message", [
+    (lambda: gc.nn.L1Loss("sum"), "gc.nn.L1Loss: takes no positional arguments, got 1: "
+                                  "reduction is keyword-only in graphc"),
+    (lambda: gc.nn.CrossEntropyLoss(None, True),
+     "gc.nn.CrossEntropyLoss: takes weight positionally, got 2: ignore_index, reduction, "
+     "label_smoothing are keyword-only in graphc"),
+    (lambda: gc.nn.PoissonNLLLoss(False, True, None, 0.1),
+     "gc.nn.PoissonNLLLoss: takes log_input, full positionally, got 4: eps, reduction are "
+     "keyword-only in graphc")])
+def test_the_reported_positional_loss_settings_are_one_line(call, message):
+    assert_one_line_error(call, message, "test_losses.py")
+
+
+@pytest.mark.parametrize("function, setting, value", [
+    ("smooth_l1_loss", "beta", float("nan")), ("smooth_l1_loss", "beta", -0.5),
+    ("huber_loss", "delta", float("nan")), ("huber_loss", "delta", 0.0)])
+def test_a_nan_smooth_l1_beta_or_huber_delta_is_refused_as_torchs(function, setting, value):
+    """smooth_l1_loss(beta=nan) (and huber_loss(delta=nan)) gave NaN where torch refuses
+    ('does not support negative values for beta'); a NaN is refused as a negative one."""
+    x, t = RNG.normal(size=3), RNG.normal(size=3)
+    with pytest.raises(RuntimeError, match=f"does not support .* values for {setting}"):
+        getattr(TF, function)(torch.tensor(x), torch.tensor(t), **{setting: value})
+    bound = ">= 0" if setting == "beta" else "> 0"
+    assert_one_line_error(lambda: getattr(gc, function)(x, t, **{setting: value}),
+                          f"{function}: {setting} must be {bound}, got {value}",
+                          "test_losses.py")
 
 
 def test_a_list_of_traced_class_weights_or_normalize_inputs_is_one_line_naming_it():

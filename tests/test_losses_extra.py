@@ -387,8 +387,8 @@ def test_loss_modules_compute_their_functions_and_guard_their_settings():
         torch.tensor(x), torch.tensor(flip), torch.tensor(t), 0.8, reduction="sum").numpy(),
         rtol=1e-13)
     assert not np.allclose(first, np.asarray(f(x, flip, t)))
-    with pytest.raises(TypeError):  # keyword-only: torch's next place is size_average
-        gc.nn.HingeEmbeddingLoss(1.0, "sum")
+    with pytest.raises(gc.GraphcError, match="reduction is keyword-only"):  # torch's next
+        gc.nn.HingeEmbeddingLoss(1.0, "sum")  # place is size_average
     # a distance function set later is not the old plan's either (a function over a
     # function: torch's, as graphc's, refuses one over the default PairwiseDistance child)
     triplet = gc.nn.TripletMarginWithDistanceLoss(distance_function=gc.pairwise_distance)

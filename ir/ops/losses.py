@@ -231,7 +231,7 @@ def smooth_l1_loss(input, target, reduction="mean", beta=1.0):
     broadcast), as torch.nn.functional.smooth_l1_loss; beta=0 is l1_loss."""
     name = "smooth_l1_loss"
     beta = _number(f"{name}: beta", beta)
-    if beta < 0:
+    if not beta >= 0:  # (NaN too, as torch's: its loss was NaN everywhere)
         _fail(f"{name}: beta must be >= 0, got {beta}")
     _check_reduction(name, reduction)
     _no_lists(name, ("input", "target"), input, target)
@@ -255,7 +255,7 @@ def huber_loss(input, target, reduction="mean", delta=1.0, weight=None):
     _check_reduction(name, reduction)
     _no_lists(name, ("input", "target"), input, target)
     delta = _number(f"{name}: delta", delta)
-    if delta <= 0:
+    if not delta > 0:  # (NaN too, as torch's)
         _fail(f"{name}: delta must be > 0, got {delta}")
     input, target = _autocast_promoted((input, target), like=0)  # (torch's: input's dtype)
     _float_operands(name, input, target)  # (not _both's 'cast one' of two int dtypes)
