@@ -6,12 +6,12 @@ from __future__ import annotations
 
 import numpy as np
 
-from ir.errors import GraphcError, user_location
+from ir.errors import GraphcError, user_location, with_article
 from ir.ops import api as F
 from ir.ops.arrays import _along, pad, segment_sum, take_along_axis
 from ir.ops.index import offsets_problem
 from ir.ops.registry import SymbolicValue
-from ir.types import INT_DTYPES
+from ir.types import INT_DTYPES, is_float
 
 from .nn import (Module, Parameter, _Functional, _layer_dtype, _no_negative_indices,
                  _padding_index, _pretrained_table, _refuse_unsupported, _rng, _size)
@@ -32,8 +32,14 @@ def _channels_first(name, x):
 def local_response_norm(x, size, alpha=1e-4, beta=0.75, k=1.0):
     """torch.nn.functional.local_response_norm of x (N, C, ...): x / (k + alpha / size *
     the sum of x**2 over the channels c - size // 2 ... c + (size - 1) // 2, zeros past the
-    ends)**beta, as torch's average pool over a zero-padded window of `size` channels."""
+    ends)**beta, as torch's average pool over a zero-padded window of `size` channels. An
+    integer or bool x is refused, as graphc's pools refuse one (torch's computes it in
+    float32): cast it to a float type first."""
     _channels_first("local_response_norm", x)
+    if not is_float(F._dtype(x)):  # (its mul by a float alpha failed naming mul; the
+        # layer's is named by the layer, as its ops were: _called_op)
+        _fail(f"{F._called_op('local_response_norm')} of {with_article(F._dtype(x))} value; "
+              "cast it to a float type first")
     size = _size("local_response_norm", "size", size, least=1)
     alpha, beta, k = (F._number(f"local_response_norm: {what}", value)
                       for what, value in (("alpha", alpha), ("beta", beta), ("k", k)))

@@ -70,6 +70,12 @@ def test_channel_shuffle_is_torchs(shape, groups):
     (lambda x: gc.channel_shuffle(x[0, 0], 2), "channel_shuffle: x must have at least 3 axes"),
     (lambda x: gc.nn.ChannelShuffle(0), "ChannelShuffle: groups must be a positive int, got 0"),
     (lambda x: gc.nn.ChannelShuffle(groups=2.0), "ChannelShuffle: groups must be a positive int"),
+    # an integer x: 'mul: float scalar 2.0 meets an integer tensor' (torch computes it in
+    # float32; graphc refuses it, as its pools do)
+    (lambda x: gc.local_response_norm(x.astype(np.int64), 2),
+     "local_response_norm of an int64 value; cast it to a float type first"),
+    (lambda x: gc.compile(gc.nn.LocalResponseNorm(3))(x > 0),
+     "LocalResponseNorm of a bool value; cast it to a float type first"),
 ])
 def test_errors_are_one_line_naming_the_layer_and_argument(call, message):
     assert_one_line_error(lambda: call(np.ones((2, 6, 3, 4))), message, HERE)
