@@ -1,9 +1,14 @@
 """graphc's 3-d pools, power-average pools and sliding blocks (ir/ops/pool_extra.py,
 graphc/pool_layers.py) against torch in float64: max_pool3d / avg_pool3d /
 adaptive_avg_pool3d / adaptive_max_pool3d, lp_pool1d/2d/3d, unfold / fold and their layers.
-Over 100 random settings per function: values, indices and gradients eagerly, compiled,
-under gc.grad and gc.vmap (batched and unbatched inputs, settings torch refuses refused);
-finite differences, torch's tie rule, layers and the one-line errors of bad settings."""
+Over 100 random settings per function: values, indices and gradients (gc.grad) eagerly at
+every one, and compiled and under gc.vmap at every TRACED-th; batched and unbatched inputs,
+settings torch refuses refused. The random settings run on numpy plans (GRAPHC_JIT=0, as
+test_fuzz_public_api's seeds): every setting is a new graph, and its numba kernels took
+seconds each on a cold kernel cache (minutes for the file); the fixed cases (finite
+differences, symbolic sizes, layers, the first of the tie cases) run on the generated
+kernels. Then torch's tie rule, finite differences, layers and the one-line errors of bad
+settings."""
 import math
 
 import numpy as np
@@ -16,23 +21,32 @@ torch = pytest.importorskip("torch", reason="torch (the test oracle) is not inst
 TF = torch.nn.functional
 FILE = "test_pool3d.py"
 CONFIGS = 100  # settings torch takes, compared per function
+TRACED = 20  # every TRACED-th of them also compiled and under gc.vmap
+
+
+@pytest.fixture
+def numpy_plans(monkeypatch):
+    """The random settings' plans on numpy kernels (see the module's docstring)."""
+    monkeypatch.setenv("GRAPHC_JIT", "0")
 
 
 def _settings_taken(rng, draw):
-    """CONFIGS draws of `draw(rng)` (settings and a check of them against torch) that
-    torch took (draw returns True), among at most twice as many tries."""
+    """CONFIGS draws of `draw(rng, traced)` (settings and a check of them against torch,
+    compiled and under gc.vmap too where `traced`) that torch took (draw returns True),
+    among at most twice as many tries."""
     taken = 0
     for _ in range(2 * CONFIGS):
-        taken += bool(draw(rng))
+        taken += bool(draw(rng, taken % TRACED == 0))
         if taken == CONFIGS:
             return
     pytest.fail(f"only {taken} of {2 * CONFIGS} random settings were taken by torch")
 
 
-def _agree(ours, theirs, x, indices=False, vmap=True):
-    """ours(x) against theirs(torch x) in float64: the value (and the indices), the
-    gradient of a random weighting of it by gc.grad eagerly and compiled, the compiled
-    value, and the value and gradient under gc.vmap over a batch of x."""
+def _agree(ours, theirs, x, indices=False, traced=True, vmap=True):
+    """ours(x) against theirs(torch x) in float64: the value (and the indices) and the
+    gradient of a random weighting of it by gc.grad, eagerly; with `traced`, the compiled
+    indices and gradient too, and (with `vmap`) the value and gradient under gc.vmap over a
+    batch of x."""
     t = torch.tensor(x, requires_grad=True)
     t_out = theirs(t)
     t_out, t_idx = t_out if indices else (t_out, None)
@@ -47,11 +61,14 @@ def _agree(ours, theirs, x, indices=False, vmap=True):
         out, idx = out
         assert np.asarray(idx).dtype == np.int64
         np.testing.assert_array_equal(np.asarray(idx), t_idx.numpy())
-        np.testing.assert_array_equal(np.asarray(gc.compile(lambda x: ours(x)[1])(x)),
-                                      t_idx.numpy())
+        if traced:
+            np.testing.assert_array_equal(np.asarray(gc.compile(lambda x: ours(x)[1])(x)),
+                                          t_idx.numpy())
     np.testing.assert_allclose(np.asarray(out), want, rtol=1e-12, atol=1e-12)
     loss = gc.grad(lambda x: gc.sum(value(x) * u))
     np.testing.assert_allclose(np.asarray(loss(x)), want_grad, rtol=1e-10, atol=1e-11)
+    if not traced:
+        return
     np.testing.assert_allclose(np.asarray(gc.compile(loss)(x)), want_grad, rtol=1e-10,
                                atol=1e-11)
     if vmap:  # each of 2 copies (the second scaled) pooled alone
@@ -106,8 +123,8 @@ def _input(rng, spatial, low=1, high=7):
 
 
 # ---- 3-d pools --------------------------------------------------------------------------------
-def test_max_pool3d_random_settings_match_torch():
-    def draw(rng):
+def test_max_pool3d_random_settings_match_torch(numpy_plans):
+    def draw(rng, traced):
         kw, x = _window_settings(rng, 3), _input(rng, 3)
         ours = lambda x: gc.max_pool3d(x, **kw, return_indices=True)  # noqa: E731
         theirs = lambda x: TF.max_pool3d(x, **kw, return_indices=True)  # noqa: E731
@@ -117,13 +134,13 @@ def test_max_pool3d_random_settings_match_torch():
             np.testing.assert_array_equal(np.asarray(gc.max_pool3d(x, **kw)),
                                           TF.max_pool3d(torch.tensor(x), **kw).numpy())
             return False
-        _agree(ours, theirs, x, indices=True)
+        _agree(ours, theirs, x, indices=True, traced=traced)
         return True
     _settings_taken(np.random.default_rng(0), draw)
 
 
-def test_avg_pool3d_random_settings_match_torch():
-    def draw(rng):
+def test_avg_pool3d_random_settings_match_torch(numpy_plans):
+    def draw(rng, traced):
         kw, x = _window_settings(rng, 3, dilated=False), _input(rng, 3)
         kw["count_include_pad"] = bool(rng.integers(0, 2))
         if rng.integers(0, 4) == 0:
@@ -131,41 +148,48 @@ def test_avg_pool3d_random_settings_match_torch():
         ours = lambda x: gc.avg_pool3d(x, **kw)  # noqa: E731
         theirs = lambda x: TF.avg_pool3d(x, **kw)  # noqa: E731
         if _refused_alike(ours, theirs, x):
-            _agree(ours, theirs, x)
+            _agree(ours, theirs, x, traced=traced)
             return True
     _settings_taken(np.random.default_rng(1), draw)
 
 
 @pytest.mark.parametrize("kind", ["avg", "max"])
-def test_adaptive_pool3d_random_sizes_match_torch(kind):
+def test_adaptive_pool3d_random_sizes_match_torch(kind, numpy_plans):
     rng = np.random.default_rng(2)
     ours, theirs = getattr(gc, f"adaptive_{kind}_pool3d"), getattr(TF, f"adaptive_{kind}_pool3d")
-    for _ in range(CONFIGS):  # (torch takes every size)
+    for i in range(CONFIGS):  # (torch takes every size)
         x = _input(rng, 3)
         size = tuple(None if rng.integers(0, 5) == 0 else int(rng.integers(1, 8))
                      for _ in range(3))
         size = size[0] if rng.integers(0, 4) == 0 and size[0] is not None else size
         if kind == "max":
             _agree(lambda x: ours(x, size, return_indices=True),
-                   lambda x: theirs(x, size, return_indices=True), x, indices=True)
+                   lambda x: theirs(x, size, return_indices=True), x, indices=True,
+                   traced=i % TRACED == 0)
         else:
-            _agree(lambda x: ours(x, size), lambda x: theirs(x, size), x)
+            _agree(lambda x: ours(x, size), lambda x: theirs(x, size), x,
+                   traced=i % TRACED == 0)
 
 
-def test_max_pool3d_gives_ties_and_indices_to_the_first_maximum_as_torch():
+def test_max_pool3d_gives_ties_and_indices_to_the_first_maximum_as_torch(monkeypatch):
     """Small integers: every window has tied maxima; torch's gradient and index go to the
     first in (d, h, w) row-major order (a depth slice's maximum first, then the depth)."""
     rng = np.random.default_rng(3)
-    for kw in [dict(kernel_size=2), dict(kernel_size=3, stride=1, padding=1),
-               dict(kernel_size=(2, 3, 2), stride=(2, 1, 3), ceil_mode=True),
-               dict(kernel_size=2, stride=1, dilation=(2, 1, 2))]:
+    for i, kw in enumerate([dict(kernel_size=2), dict(kernel_size=3, stride=1, padding=1),
+                            dict(kernel_size=(2, 3, 2), stride=(2, 1, 3), ceil_mode=True),
+                            dict(kernel_size=2, stride=1, dilation=(2, 1, 2))]):
         x = rng.integers(-2, 2, size=(2, 2, 5, 6, 5)).astype(np.float64)
         x[0, 0, :2, :3] = -np.inf  # windows of -inf throughout: to x, never the padding
+        # the first setting on numba's kernels, compiled and under gc.vmap too; the others
+        # on numpy plans (see the module's docstring)
+        if i:
+            monkeypatch.setenv("GRAPHC_JIT", "0")
         _agree(lambda x: gc.max_pool3d(x, **kw, return_indices=True),
-               lambda x: TF.max_pool3d(x, **kw, return_indices=True), x, indices=True)
+               lambda x: TF.max_pool3d(x, **kw, return_indices=True), x, indices=True,
+               traced=i in (0, 3))
         _agree(lambda x: gc.adaptive_max_pool3d(x, (2, 4, 3), return_indices=True),
                lambda x: TF.adaptive_max_pool3d(x, (2, 4, 3), return_indices=True), x,
-               indices=True)
+               indices=True, traced=i == 0)
 
 
 def _finite_differences(f, x, index, eps=1e-6):
@@ -203,10 +227,10 @@ def test_finite_differences(k):
 
 # ---- power-average pools ----------------------------------------------------------------------
 @pytest.mark.parametrize("spatial", [1, 2, 3])
-def test_lp_pool_random_settings_match_torch(spatial):
+def test_lp_pool_random_settings_match_torch(spatial, numpy_plans):
     ours, theirs = getattr(gc, f"lp_pool{spatial}d"), getattr(TF, f"lp_pool{spatial}d")
 
-    def draw(rng):
+    def draw(rng, traced):
         kw = _window_settings(rng, spatial, dilated=False)
         del kw["padding"]
         if spatial == 1:  # (torch's lp_pool1d takes ints only: it multiplies by kernel_size)
@@ -218,7 +242,7 @@ def test_lp_pool_random_settings_match_torch(spatial):
         if math.isfinite(p) and p != int(p):  # of a negative number: NaN (torch's too)
             x = np.abs(x) + 0.1
         if _refused_alike(lambda x: ours(x, p, **kw), lambda x: theirs(x, p, **kw), x):
-            _agree(lambda x: ours(x, p, **kw), lambda x: theirs(x, p, **kw), x)
+            _agree(lambda x: ours(x, p, **kw), lambda x: theirs(x, p, **kw), x, traced=traced)
             return True
     _settings_taken(np.random.default_rng(4 + spatial), draw)
 
@@ -242,21 +266,21 @@ def _block_settings(rng):
                 stride=tuple(int(v) for v in rng.integers(1, 4, 2)))
 
 
-def test_unfold_random_settings_match_torch():
-    def draw(rng):
+def test_unfold_random_settings_match_torch(numpy_plans):
+    def draw(rng, traced):
         kw, x = _block_settings(rng), _input(rng, 2)
         if rng.integers(0, 3) == 0:  # an int for both axes
             kw = {k: v[0] for k, v in kw.items()}
         ours = lambda x: gc.unfold(x, **kw)  # noqa: E731
         theirs = lambda x: TF.unfold(x, **kw)  # noqa: E731
         if _refused_alike(ours, theirs, x):
-            _agree(ours, theirs, x)
+            _agree(ours, theirs, x, traced=traced)
             return True
     _settings_taken(np.random.default_rng(8), draw)
 
 
-def test_fold_random_settings_match_torch():
-    def draw(rng):
+def test_fold_random_settings_match_torch(numpy_plans):
+    def draw(rng, traced):
         kw = _block_settings(rng)
         size = tuple(int(v) for v in rng.integers(1, 8, 2))
         blocks = [(n + 2 * p - d * (k - 1) - 1) // s + 1 for n, k, d, p, s in zip(
@@ -270,7 +294,8 @@ def test_fold_random_settings_match_torch():
         shape = (channels * math.prod(kw["kernel_size"]), blocks[0] * blocks[1])
         x = rng.normal(size=shape if rng.integers(0, 3) == 0 else
                        (int(rng.integers(1, 3)),) + shape)
-        _agree(lambda x: gc.fold(x, size, **kw), lambda x: TF.fold(x, size, **kw), x)
+        _agree(lambda x: gc.fold(x, size, **kw), lambda x: TF.fold(x, size, **kw), x,
+               traced=traced)
         return True
     _settings_taken(np.random.default_rng(9), draw)
 
