@@ -2462,15 +2462,16 @@ class _Functional(Module):
 
 
 class Upsample(_Functional):
-    """torch.nn.Upsample(size=None, scale_factor=None, mode='nearest', align_corners=None):
-    graphc.interpolate with these settings."""
+    """torch.nn.Upsample(size=None, scale_factor=None, mode='nearest', align_corners=None,
+    recompute_scale_factor=None): graphc.interpolate with these settings."""
 
     _function = staticmethod(interpolate)
-    _settings = ("size", "scale_factor", "mode", "align_corners")
+    _settings = ("size", "scale_factor", "mode", "align_corners", "recompute_scale_factor")
 
-    def __init__(self, size=None, scale_factor=None, mode="nearest", align_corners=None):
+    def __init__(self, size=None, scale_factor=None, mode="nearest", align_corners=None,
+                 recompute_scale_factor=None):
         self._keep(size=size, scale_factor=scale_factor, mode=mode,
-                   align_corners=align_corners)
+                   align_corners=align_corners, recompute_scale_factor=recompute_scale_factor)
 
     def extra_repr(self):  # torch's: the scale factor (floats) if given, else the size
         factor = self.scale_factor
