@@ -264,9 +264,14 @@ def _torch_pad(name, spatial, mode, x, padding, value=0.0):
         size = F._shape(x)[axis]
         if min(before, after) < 0:
             cut = (max(0, -before), max(0, -after))
-            if (size + before + after < 1 if mode in ("reflect", "edge")  # torch's limits
+            if (size + before + after < 0 if mode in ("reflect", "edge")  # torch's limits
                     else size - cut[0] - cut[1] < 0):
                 _fail(f"{name}: padding {tuple(pads)} crops more than axis {axis}'s {size}")
+            if mode in ("reflect", "edge") and spatial == 1 and size + before + after == 0:
+                # torch's 1-d reflect and replicate refuse an empty output; its 2-d and 3-d
+                # ones return it, as the other modes do
+                _fail(f"{name}: padding {tuple(pads)} crops all of axis {axis}'s {size}; "
+                      "the output needs an element, as in PyTorch")
             before, after = max(0, before), max(0, after)
             if mode in ("reflect", "edge"):  # cut from the padded result
                 cuts[axis] = cut

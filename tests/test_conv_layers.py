@@ -540,7 +540,11 @@ PADS = [("ZeroPad2d", ((1, -1, 2, -2),), (2, 3, 4, 5)), ("ZeroPad2d", (1,), (3, 
         ("ZeroPad3d", ((1, 0, 2, -1, 0, 1),), (2, 3, 3, 4, 5)),
         ("ConstantPad3d", (1, -2.0), (3, 2, 4, 5)), ("ReflectionPad3d", (1,), (2, 3, 3, 4, 5)),
         ("ReplicationPad3d", ((2, 0, 1, 1, 0, 3),), (3, 3, 4, 5)),
-        ("CircularPad3d", ((1, 2, 0, 3, 2, 1),), (2, 2, 3, 4, 5))]
+        ("CircularPad3d", ((1, 2, 0, 3, 2, 1),), (2, 2, 3, 4, 5)),
+        # torch's 2-d and 3-d reflect and replicate crop an axis to nothing (its 1-d ones
+        # refuse that); graphc refused it ("crops more than axis 2's 4")
+        ("ReflectionPad2d", ((1, 1, -2, -2),), (2, 3, 4, 5)),
+        ("ReplicationPad3d", ((-2, -3, 1, 0, 0, 0),), (2, 3, 3, 4, 5))]
 
 
 @pytest.mark.parametrize("name, args, shape", PADS)
@@ -634,6 +638,8 @@ def test_bad_pool1d_pixel_shuffle_padding_and_dropout_settings_give_one_line():
                           "ReflectionPad2d: x must be 4-d or 3-d", FILE)
     assert_one_line_error(lambda: gc.nn.ReplicationPad2d((-6, -5, 0, 0))(x),
                           "ReplicationPad2d: padding (-6, -5, 0, 0) crops more than", FILE)
+    assert_one_line_error(lambda: gc.nn.ReplicationPad1d((-4, -6))(x),
+                          "ReplicationPad1d: padding (-4, -6) crops all of axis 2's 10", FILE)
     assert_one_line_error(lambda: gc.nn.ZeroPad2d((1, 2, 3))(x),
                           "ZeroPad2d: padding must be an int or a tuple of 4 ints", FILE)
     assert_one_line_error(lambda: gc.nn.Dropout2d(0.5)(x[0]), "Dropout2d: x must be 4-d", FILE)
