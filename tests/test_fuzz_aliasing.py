@@ -125,13 +125,15 @@ def test_random_programs_with_loops_of_two_carries(block, monkeypatch):
 def test_random_programs_gradients_under_memory_limits_equal_the_unlimited_ones():
     """memory_limit's differential tests were of random MLPs and the GPT
     (tests/test_memory_limit.py); these are the aliasing programs' gradients (views,
-    dynamic_update_slice, scatter_add, loops), wider, compiled under budgets of half and a
-    fifth of the unlimited plan (or the least the refusal names), with and without every
-    argument donated, each call equal to the unlimited plan's and, undonated, its inputs
-    left as they were. The session 52 scratch run: 130 seeds, 240 plans that recomputed
-    values, no mismatch."""
-    recomputed = 0
-    for seed in (0, 1, 3, 4):
+    dynamic_update_slice, scatter_add, loops), wider, compiled under the least budget the
+    pass meets (the one a fifth of the unlimited plan's refusal names) and one halfway from
+    it to the unlimited plan, with and without every argument donated: each plan within its
+    budget and recomputing, each call equal to the unlimited plan's and, undonated, its
+    inputs left as they were. The session 52 scratch run: 130 seeds, 240 plans that
+    recomputed values, no mismatch. (Review r9: the seeds are programs the pass recomputes
+    in; those of plans of a few KB recomputed nothing, and a half and a fifth of the plan
+    were both refused, so both budgets were the least and the same plan.)"""
+    for seed in (1, 4, 14):  # (their plans recompute: 2, 2 and 7 values at the least)
         prog = Program(seed, loops=seed % 3 == 0, dims=(16, 24, 32))
         fgc = prog.make(GCL)
         rng = np.random.default_rng(seed + 1000)
@@ -145,27 +147,26 @@ def test_random_programs_gradients_under_memory_limits_equal_the_unlimited_ones(
             return sum(gc.sum(gc.tanh(o) * w) for o, w in zip(fgc(*args), weights))
         step = gc.value_and_grad(loss, argnums=tuple(range(n)))
         unlimited = gc.compile(step)
-        total = unlimited.plan_for(*calls[0][0], *calls[0][1]).memory["total"]
         wants = [unlimited(*xs, *starts) for xs, starts in calls]
-        for fraction in (0.5, 0.2):
-            for options in ({}, {"donate_argnums": tuple(range(n))}):
-                try:
-                    limit = int(total * fraction)
-                    plan = gc.compile(step, memory_limit=limit, **options).plan_for(
-                        *[x.copy() for x in calls[0][0]], *calls[0][1])
-                except MemoryLimitError as refused:
-                    limit = refused.best
+        for options in ({}, {"donate_argnums": tuple(range(n))}):
+            def plan_for(limit):
+                return gc.compile(step, memory_limit=limit, **options).plan_for(
+                    *[x.copy() for x in calls[0][0]], *calls[0][1])
+            total = plan_for(None).memory["total"]
+            with pytest.raises(MemoryLimitError) as refused:
+                plan_for(total // 5)
+            least = refused.value.best
+            for limit in (least, (least + total) // 2):
                 compiled = gc.compile(step, memory_limit=limit, **options)
                 plan = compiled.plan_for(*[x.copy() for x in calls[0][0]], *calls[0][1])
-                assert plan.memory["total"] <= limit
-                recomputed += bool(plan.remat_report and plan.remat_report.recomputed)
+                tag = f"seed {seed} limit {limit} of {total} {options}"
+                assert plan.memory["total"] <= limit < total, tag
+                assert plan.remat_report.recomputed, tag
                 for c, ((xs, starts), (value, grads)) in enumerate(zip(calls, wants)):
                     args = [x.copy() for x in xs]
                     got_value, got_grads = compiled(*args, *starts)
-                    tag = f"seed {seed} {fraction} {options} call {c}"
-                    assert _mismatch(got_value, value, prog.dtype) is None, tag
+                    assert _mismatch(got_value, value, prog.dtype) is None, (tag, c)
                     for k, (g, want) in enumerate(zip(got_grads, grads)):
-                        assert _mismatch(g, want, prog.dtype) is None, (tag, k)
+                        assert _mismatch(g, want, prog.dtype) is None, (tag, c, k)
                     if not options:
-                        assert all(np.array_equal(a, x) for a, x in zip(args, xs)), tag
-    assert recomputed >= 4  # (the budgets made the pass recompute: 8 of the 16 plans)
+                        assert all(np.array_equal(a, x) for a, x in zip(args, xs)), (tag, c)
