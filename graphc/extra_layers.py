@@ -132,9 +132,10 @@ def _bags(name, idx, offsets, include_last_offset):
     if not isinstance(count, int) or bags < 0:
         _fail(f"{name}: offsets must hold a known number of bags (at least one offset with "
               f"include_last_offset), got shape {tuple(F._shape(offsets))}")
-    length = shape[0] if isinstance(shape[0], int) else None
-    if isinstance(offsets, SymbolicValue):  # (checked as the plan runs: the gathers below
-        # failed naming scatter_add's rows, or gave values, where torch refuses)
+    length = shape[0]
+    if isinstance(offsets, SymbolicValue) or not isinstance(length, int):  # (checked as the
+        # plan runs: the gathers below failed naming scatter_add's rows, or gave values,
+        # where torch refuses; a symbolic input length is bound only then)
         return idx, F.check_offsets(offsets, name, length, include_last_offset), bags, None
     known = np.asarray(offsets)
     problem = offsets_problem(known, length, include_last_offset)

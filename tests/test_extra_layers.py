@@ -160,6 +160,45 @@ def test_embedding_bag_s_traced_offsets_are_checked_as_the_plan_runs(mode):
                           "embedding_bag: offsets must be non-decreasing", HERE)
 
 
+@pytest.mark.parametrize("last", [False, True])
+def test_review_r10_traced_offsets_of_a_symbolic_input_and_of_a_dropped_example(last):
+    """Review r10 of c57f9e6: an input of symbolic length (gc.spec(("n",))) gave check_offsets
+    length=None, so offsets past its end were still 'scatter_add: an index is out of range for
+    the rows', and the graph's JSON (None) did not load back; its length is the Dim, bound
+    as the plan runs. vmap looped check_offsets, so an example whose result a batched cond
+    drops was refused for offsets its branch never used, where the parent gave the values
+    (check_index clamps such an example's index): its offsets are made valid first."""
+    from ir.serialize import dumps, loads
+    from runtime.interpreter import run
+    table = np.random.default_rng(7).normal(size=(10, 4))
+    bag = lambda i, o: gc.embedding_bag(i, table, o, mode="sum",  # noqa: E731
+                                        include_last_offset=last)
+    graph = gc.trace(bag, gc.spec(("n",), "int64"), np.array([0, 3, 11]))
+    assert [n.attrs["length"] for n in loads(dumps(graph)).nodes if n.op == "check_offsets"] \
+        == [n.attrs["length"] for n in graph.nodes if n.op == "check_offsets"] != [None]
+    np.testing.assert_allclose(run(graph, _IDX, np.array([0, 3, 11]))[0], bag(
+        _IDX, np.array([0, 3, 11])), rtol=1e-15)
+    with pytest.raises(IndexError, match=r"embedding_bag: offsets must be non-decreasing "
+                       r"and at most the input's length 11, got \[0, 3, 12\]"):
+        run(graph, _IDX, np.array([0, 3, 12]))
+    fine, bad = [0, 3, 11], [[1, 3, 11], [0, 7, 3], [0, 3, 12], [0, 3, 10 if last else 9]]
+    f = lambda on, o: gc.cond(  # noqa: E731
+        on, lambda o: bag(_IDX, o), lambda o: gc.cast(gc.sum(o), "float64") * 0.0
+        - gc.ones((3 - last, 4), "float64"), o)
+    expected = bag(_IDX, np.array(fine))
+    for batched in (gc.vmap(f), gc.compile(gc.vmap(f))):
+        for wrong in bad[:3] + ([bad[3]] if last else []):
+            out = np.asarray(batched(np.array([True, False]), np.array([fine, wrong])))
+            np.testing.assert_allclose(out[0], expected, rtol=1e-15)
+            np.testing.assert_array_equal(out[1], -1.0)
+            with pytest.raises(gc.GraphcError, match="embedding_bag: "):
+                np.asarray(batched(np.array([True, True]), np.array([fine, wrong])))
+    shared = gc.vmap(f, in_axes=(0, None))
+    for batched in (shared, gc.compile(shared)):
+        np.testing.assert_array_equal(
+            np.asarray(batched(np.array([False, False]), np.array(bad[0]))), -1.0)
+
+
 def test_embedding_bag_keeps_norm_type_and_shows_it_as_torch():
     """EmbeddingBag(10, 4, norm_type=3.0) dropped norm_type from its repr (torch's shows it
     where it is not 2); it is kept as layer.norm_type, without effect (it is max_norm's,

@@ -1535,7 +1535,8 @@ def check_index(idx, length, axis, negative=True):
 
 def check_offsets(offsets, who, length, include_last_offset=False):
     """embedding_bag's offsets, refused at run time where torch refuses them (ir/ops/index.py's
-    offsets_problem) for an input of `length` indices (None: not known), naming `who`."""
+    offsets_problem) for an input of `length` indices (an int, or a symbolic Dim bound as the
+    plan runs), naming `who`."""
     return apply("check_offsets", offsets, who=who, length=length,
                  include_last_offset=bool(include_last_offset))
 

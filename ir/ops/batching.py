@@ -204,16 +204,27 @@ def clamp_unless_kept(idx, rows, size, batched=True, negative=True):
         return idx
     dtype = F._dtype(idx)
     lowest = -rows if negative and dtype.kind == "i" else 0
-    clamped = F.minimum(F.maximum(idx, np.asarray(lowest, dtype)), np.asarray(rows - 1, dtype))
+    return repaired_unless_kept(idx, lambda i: F.minimum(F.maximum(i, np.asarray(lowest, dtype)),
+                                                         np.asarray(rows - 1, dtype)),
+                                size, batched)
+
+
+def repaired_unless_kept(x, repair, size, batched=True):
+    """Batched x with each example whose result results_selected_later does not keep made
+    valid for its op by repair(x) (which leaves a valid value as it is: clamp_unless_kept's
+    clamp, embedding_bag's offsets sorted into the input); x as it is outside such a block.
+    An unbatched x, shared by every example, is repaired only where no example keeps it."""
+    if not _KEPT.stack:
+        return x
     kept, kept_size, there = _KEPT.stack[-1]
     if kept_size != size or there is not innermost_interpreter():
         # in a region of the branch (a scan's body): the mask is no value there, so every
-        # example's own index clamps (one out of range for a kept example is then not
-        # refused), and an index the batch shares is checked as outside such a block
-        return clamped if batched else idx
+        # example's own value is repaired (an invalid one of a kept example is then not
+        # refused), and a value the batch shares is checked as outside such a block
+        return repair(x) if batched else x
     if not batched:
-        return F.where(F.any(kept), idx, clamped)
-    return F.where(F.reshape(kept, (size,) + (1,) * (F._ndim(idx) - 1)), idx, clamped)
+        return F.where(F.any(kept), x, repair(x))
+    return F.where(F.reshape(kept, (size,) + (1,) * (F._ndim(x) - 1)), x, repair(x))
 
 
 def batch_offsets(idx, rows, size, check=True):

@@ -86,6 +86,21 @@ def _check_offsets(offsets, who, length, include_last_offset):
     return offsets.copy()
 
 
+def _valid_offsets(offsets, length, include_last_offset):
+    """Offsets (..., n) that offsets_problem takes for an input of `length` indices, equal to
+    `offsets` where it takes them already: clamped into [0, length], sorted, less the first,
+    and with include_last_offset ending at length."""
+    from .arrays import sort
+    dtype, shape = F._dtype(offsets), F._shape(offsets)
+    fixed = sort(F.minimum(F.maximum(offsets, np.asarray(0, dtype)), np.asarray(length, dtype)))
+    first = F.slice_(fixed, (0,) * len(shape), shape[:-1] + (1,), (1,) * len(shape))
+    fixed = F.sub(fixed, first)
+    if include_last_offset:
+        last = F.equal(F.arange(0, shape[-1], dtype=dtype), np.asarray(shape[-1] - 1, dtype))
+        fixed = F.where(last, np.asarray(length, dtype), fixed)
+    return fixed
+
+
 def _scatter_add_infer(types, rows):
     updates, idx = types
     check(idx.dtype in INT_DTYPES, f"indices must be integers, got {idx.dtype}")
@@ -255,8 +270,8 @@ def _dynamic_update_slice(operand, update, start, axis):
 # ---- batching rules (graphc.vmap; ir/ops/batching.py) ----------------------------------------
 def _register_batching():
     from .batching import (SHARED_INDEX_OPS, batch_all, batch_offsets, broadcasting,
-                           clamp_unless_kept, defbatch, flat_batch, loop_over_batch,
-                           move_axis)
+                           clamp_unless_kept, defbatch, flat_batch, loop_over_batch, looped,
+                           move_axis, repaired_unless_kept)
     from .registry import apply
 
     @defbatch("take")
@@ -288,11 +303,24 @@ def _register_batching():
         idx = clamp_unless_kept(args[0], length, size, batched[0], negative)
         return F.check_index(idx, length, axis, negative)
 
-    SHARED_INDEX_OPS.update(("take", "scatter_add", "check_index"))
+    @defbatch("check_offsets")
+    def _check_offsets_rule(args, batched, size, who, length, include_last_offset):
+        # each example's offsets checked as one embedding_bag's (looped), those of an example
+        # whose result a batched cond drops first made valid, as check_index's clamp: its
+        # gathers then run, where they were refused naming offsets the branch never used
+        offsets = args[0]
+        if isinstance(length, int) and F._shape(offsets)[-1]:
+            offsets = repaired_unless_kept(
+                offsets, lambda o: _valid_offsets(o, length, include_last_offset), size,
+                batched[0])
+        if not batched[0]:
+            return F.check_offsets(offsets, who, length, include_last_offset)
+        return looped("check_offsets")([offsets], batched, size, who=who, length=length,
+                                       include_last_offset=include_last_offset)
+
+    SHARED_INDEX_OPS.update(("take", "scatter_add", "check_index", "check_offsets"))
     defbatch("one_hot")(broadcasting("one_hot"))
 
-    loop_over_batch("check_offsets", "each example's offsets are its own bags' starts, "
-                                     "checked as one embedding_bag's")
     loop_over_batch("dropout_mask", "a mask is drawn from one seed: a batch of seeds draws one "
                                     "mask per example")
 
