@@ -1,5 +1,7 @@
 """Session 36's additions of torch.nn's Module and container API that torch code uses; each
 test failed before its change."""
+import re
+
 import numpy as np
 import pytest
 import torch
@@ -128,6 +130,20 @@ def test_dropout_functions_take_torch_s_inplace(name):
     np.testing.assert_array_equal(given, x)
     assert_one_line_error(lambda: function(x, *args, inplace=1),
                           f"{name}: inplace must be True or False, got 1", HERE)
+
+
+def test_review_r10_too_many_arguments_to_a_function_taking_inplace_name_it():
+    """Review r10 of 1ba8fb9: takes_inplace bound a call with more positional arguments
+    than the function's through inspect's Signature.bind, whose TypeError named no function
+    ('too many positional arguments', 'multiple values for argument 'inplace''), where
+    Python's said 'relu() takes 1 positional argument but 3 were given'."""
+    x = np.linspace(-1.0, 1.0, 5)
+    for call, words in [(lambda: gc.relu(x, True, 3), "relu(): too many positional"),
+                        (lambda: gc.elu(x, 1.0, True, 3), "elu(): too many positional"),
+                        (lambda: gc.hardtanh(x, -1.0, 1.0, True, inplace=False),
+                         "hardtanh(): multiple values for argument 'inplace'")]:
+        with pytest.raises(TypeError, match=re.escape(words)):
+            call()
 
 
 def test_a_layer_s_inplace_is_true_or_false_as_the_functions():

@@ -126,8 +126,12 @@ def takes_inplace(function=None, *, keyword_only=False):
     @functools.wraps(function)
     def with_inplace(*args, **kwargs):
         if len(args) > position and not keyword_only:  # (torch's positional inplace; bound
-            # by the whole signature, so a value given twice is Python's own TypeError)
-            bound = with_inplace_signature.bind(*args, **kwargs)
+            # by the whole signature, so a value given twice is a TypeError, as Python's)
+            try:
+                bound = with_inplace_signature.bind(*args, **kwargs)
+            except TypeError as exc:  # (bind's words name no function: 'too many
+                # positional arguments', where Python's said 'relu() takes 1 positional ...')
+                raise TypeError(f"{function.__name__}(): {exc}") from None
             inplace = bound.arguments.pop("inplace")
             args, kwargs = bound.args, bound.kwargs
         else:
