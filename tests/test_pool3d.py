@@ -192,6 +192,47 @@ def test_max_pool3d_gives_ties_and_indices_to_the_first_maximum_as_torch(monkeyp
                indices=True, traced=i == 0)
 
 
+@pytest.mark.parametrize("shape, kw", [
+    # windows wholly in the height's padding (dilation 2 steps over x's one row)
+    ((2, 1, 4, 1, 7), dict(kernel_size=(1, 2, 1), stride=(1, 2, 2), padding=(0, 1, 0),
+                           dilation=(1, 2, 3))),
+    # wholly in the depth's padding, the planes inside x
+    ((2, 1, 1, 3, 4), dict(kernel_size=(2, 1, 1), stride=1, padding=(1, 0, 0),
+                           dilation=(2, 1, 1)))])
+def test_a_window_wholly_in_the_padding_has_max_pool2ds_index_for_one(shape, kw):
+    """Such a window is -inf, as torch's, and its index is 2**40, the one max_pool2d gives
+    (and documents) for one, where torch's names a place it never read (max_pool3d gave
+    2**40 + d * H * W + w, or along the depth a place inside x); every other window's index
+    is torch's."""
+    marker = 2 ** 40
+    x = np.random.default_rng(4).normal(size=shape)
+    t_out, t_idx = TF.max_pool3d(torch.tensor(x), **kw, return_indices=True)
+    s = kw["stride"] if isinstance(kw["stride"], tuple) else (kw["stride"],) * 3
+    shape = x.shape[-3:]
+    padding_alone = np.zeros(t_out.shape[-3:], bool)  # per output cell
+    for axis, (n, k, st, p, d) in enumerate(zip(shape, kw["kernel_size"], s, kw["padding"],
+                                                kw["dilation"])):
+        alone = [not any(0 <= o * st - p + j * d < n for j in range(k))
+                 for o in range(t_out.shape[2 + axis])]
+        padding_alone |= np.expand_dims(alone, tuple(a for a in range(3) if a != axis))
+    assert padding_alone.any()
+    want = np.where(padding_alone, marker, t_idx.numpy())
+    for pool in (lambda x: gc.max_pool3d(x, **kw, return_indices=True),
+                 gc.compile(lambda x: gc.max_pool3d(x, **kw, return_indices=True))):
+        out, idx = pool(x)
+        np.testing.assert_array_equal(np.asarray(out), t_out.numpy())
+        np.testing.assert_array_equal(np.asarray(idx), want)
+    # max_pool2d's index for such a window, whichever of its axes the padding covers
+    plane = np.random.default_rng(5).normal(size=(2, 1, 1, 7))
+    for k, st, p, d in (((2, 1), (2, 2), (1, 0), (2, 3)), ((1, 2), 2, (0, 1), (1, 8))):
+        out, idx = gc.max_pool2d(plane, k, st, p, d, return_indices=True)
+        t_out, t_idx = TF.max_pool2d(torch.tensor(plane), k, st, p, d, return_indices=True)
+        np.testing.assert_array_equal(np.asarray(out), t_out.numpy())
+        alone = np.isneginf(t_out.numpy())
+        assert alone.any()
+        np.testing.assert_array_equal(np.asarray(idx), np.where(alone, marker, t_idx.numpy()))
+
+
 def _finite_differences(f, x, index, eps=1e-6):
     """d sum(f(x) * u) / d x[index] by central differences (u a fixed random weighting)."""
     u = np.random.default_rng(7).normal(size=np.shape(f(x)))

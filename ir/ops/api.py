@@ -2394,8 +2394,10 @@ def max_pool2d(x, kernel_size, stride=None, padding=0, dilation=1, ceil_mode=Fal
     x may be (C, H, W), as in PyTorch. return_indices=True: (out, indices), indices (int64,
     no gradient) as torch's: where in its (H, W) plane, h * W + w,
     each window's largest value is, the first in row-major order on ties (a NaN: the first,
-    where torch's takes the last). With a symbolic height or width, tied maxima share a
-    window's gradient instead."""
+    where torch's takes the last); a window lying wholly in the padding (possible with
+    dilation; its value is -inf) has the index 2**40 (_OUTSIDE), past any plane, where
+    torch's gives some place it never read. With a symbolic height or width, tied maxima
+    share a window's gradient instead."""
     if _ndim(x) == 3:
         return _unbatched(max_pool2d, x, kernel_size, stride, padding, dilation, ceil_mode,
                           return_indices)
@@ -2436,7 +2438,10 @@ def max_pool2d(x, kernel_size, stride=None, padding=0, dilation=1, ceil_mode=Fal
     if not known:
         _fail(f"max_pool2d: return_indices=True needs a known height and width, got {h} "
               f"and {w}")
-    places = (rows[:, None, :, None] + cols[None, :, None, :]).reshape(ho, wo, -1)
+    # a tap outside x along either axis is at _OUTSIDE itself, so a window of padding alone
+    # (possible with dilation) has the index _OUTSIDE, whatever its other axis
+    places = np.minimum(rows[:, None, :, None] + cols[None, :, None, :],
+                        _OUTSIDE).reshape(ho, wo, -1)
     return out, _first_largest(stack(views, -1), stop_gradient(out), places)
 
 

@@ -48,7 +48,8 @@ def max_pool3d(x, kernel_size, stride=None, padding=0, dilation=1, ceil_mode=Fal
     kernel_size, the padding is -inf, ceil_mode as torch's. A window's gradient goes to its
     first maximum inside x in (d, h, w) row-major order, as torch's (the first NaN where there
     are several, where torch's takes the last). return_indices=True: (out, indices), int64
-    without gradient, as torch's: d * H * W + h * W + w in x's (D, H, W) volume."""
+    without gradient, as torch's: d * H * W + h * W + w in x's (D, H, W) volume (a window
+    wholly in the padding: 2**40, as max_pool2d's)."""
     name = "max_pool3d"
     F._flag(name, "return_indices", return_indices)
     kernel, stride, padding, dilation = C._pool_settings(name, 3, x, kernel_size, stride,
@@ -69,11 +70,15 @@ def max_pool3d(x, kernel_size, stride=None, padding=0, dilation=1, ceil_mode=Fal
     (out, along_depth), (_, in_plane) = depthwise, planes
     do = _shape(out)[2]
     # the depth pool's index is d * (Ho * Wo) + the cell; the plane pool's at (d, cell) is
-    # h * W + w. (A window of padding alone, possible with dilation, has an index past x:
-    # its d is clipped to gather an index in range, as some index must be given.)
+    # h * W + w. A window of padding alone (possible with dilation) has max_pool2d's index
+    # for one, _OUTSIDE: along the depth (its d is clipped only to gather something) or in
+    # its planes (the sum is past _OUTSIDE, so clipped to it)
+    outside = F._OUTSIDE
     d = F.minimum(F.floor_divide(along_depth, ho * wo), depth - 1)
     in_plane = F.reshape(in_plane, (n, c, depth, ho * wo))
-    index = F.add(F.mul(d, h * w), _take_along(in_plane, d, 2, in_range=True))
+    index = F.minimum(F.add(F.mul(d, h * w), _take_along(in_plane, d, 2, in_range=True)),
+                      outside)
+    index = F.where(F.equal(along_depth, outside), outside, index)
     return (F.reshape(out, (n, c, do, ho, wo)),
             F.stop_gradient(F.reshape(index, (n, c, do, ho, wo))))
 
