@@ -1,5 +1,5 @@
 """torch.nn's other CNN layers on graphc.nn's Module: Conv3d, ConvTranspose1d/2d/3d, the
-adaptive pools, MaxUnpool1d/2d, Dropout1d/2d/3d, PixelShuffle/PixelUnshuffle, the padding
+adaptive pools, MaxUnpool1d/2d/3d, Dropout1d/2d/3d, PixelShuffle/PixelUnshuffle, the padding
 layers and MaxPool1d / AvgPool1d.
 Each computes its function in ir/ops/conv_extra.py (or the core API) with its settings read
 as guarded settings at every call, so a compiled plan traced with one value is not reused
@@ -183,7 +183,7 @@ class MaxPool1d(_MaxPool):
 
 
 class _MaxUnpool(_Functional):
-    """torch's MaxUnpool1d/2d(kernel_size, stride=None, padding=0): forward(x, indices,
+    """torch's MaxUnpool1d/2d/3d(kernel_size, stride=None, padding=0): forward(x, indices,
     output_size=None), the indices a max pool's return_indices gave."""
 
     _settings = ("kernel_size", "stride", "padding")
@@ -209,6 +209,13 @@ class MaxUnpool2d(_MaxUnpool):
 
     _function = staticmethod(C.max_unpool2d)
     _repr_axes = 2
+
+
+class MaxUnpool3d(_MaxUnpool):
+    """torch.nn.MaxUnpool3d (graphc.max_unpool3d)."""
+
+    _function = staticmethod(C.max_unpool3d)
+    _repr_axes = 3
 
 
 class AvgPool1d(_AvgPool):

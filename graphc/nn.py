@@ -3525,7 +3525,7 @@ _LAZY.update(AlphaDropout="dropouts", FeatureAlphaDropout="dropouts", RReLU="dro
 _LAZY.update({name: "pool_layers" for name in (
     "MaxPool3d", "AvgPool3d", "AdaptiveAvgPool3d", "AdaptiveMaxPool3d", "LPPool1d", "LPPool2d",
     "LPPool3d", "Fold", "Unfold")})
-_LAZY.update(MaxUnpool1d="conv_layers", MaxUnpool2d="conv_layers")
+_LAZY.update(MaxUnpool1d="conv_layers", MaxUnpool2d="conv_layers", MaxUnpool3d="conv_layers")
 _LAZY.update(LocalResponseNorm="extra_layers", ChannelShuffle="extra_layers",
              EmbeddingBag="extra_layers")
 _LAZY.update(Conv3d="conv_layers", ConvTranspose3d="conv_layers")

@@ -1,4 +1,4 @@
-"""gc.max_unpool1d/2d and gc.nn.MaxUnpool1d/2d against torch's in float64: values and
+"""gc.max_unpool1d/2d/3d and gc.nn.MaxUnpool1d/2d/3d against torch's in float64: values and
 gradients, overlapping windows (an index twice), output_size, eager and compiled, errors
 (ir/ops/conv_extra.py)."""
 import numpy as np
@@ -20,14 +20,17 @@ TF = torch.nn.functional
     (2, (2, 2, 6, 4), (2, 1), (2, 1), 0, None),  # per-axis settings
     (1, (2, 3, 9), 3, 2, 0, (9,)),
     (1, (3, 8), 2, None, 0, None),
+    (3, (2, 2, 4, 6, 4), 2, 2, 0, None),
+    (3, (1, 2, 5, 4, 5), (3, 2, 3), (1, 2, 1), (1, 0, 1), None),  # overlapping, padding
+    (3, (2, 5, 7, 6), 3, 2, 1, (5, 7, 6)),       # no batch axis, output_size
 ])
 def test_max_unpool_undoes_max_pool_as_torchs(spatial, shape, kernel, stride, padding,
                                               output_size):
     rng = np.random.default_rng(sum(shape))
     x = torch.tensor(rng.standard_normal(shape))
-    pool = TF.max_pool2d if spatial == 2 else TF.max_pool1d
-    unpool_theirs = TF.max_unpool2d if spatial == 2 else TF.max_unpool1d
-    ours_fn = gc.max_unpool2d if spatial == 2 else gc.max_unpool1d
+    pool, unpool_theirs, ours_fn, layer = (
+        getattr(TF, f"max_pool{spatial}d"), getattr(TF, f"max_unpool{spatial}d"),
+        getattr(gc, f"max_unpool{spatial}d"), getattr(gc.nn, f"MaxUnpool{spatial}d"))
     pooled, idx = pool(x, kernel, stride, padding, return_indices=True)
     pooled = pooled.detach().requires_grad_(True)
     want = unpool_theirs(pooled, idx, kernel, stride, padding, output_size=output_size)
@@ -46,17 +49,20 @@ def test_max_unpool_undoes_max_pool_as_torchs(spatial, shape, kernel, stride, pa
     np.testing.assert_allclose(np.asarray(value), want.detach().numpy(), rtol=1e-15)
     np.testing.assert_allclose(np.asarray(grad), pooled.grad.numpy(), rtol=1e-15)
     # the layer, as torch's module
-    layer = (gc.nn.MaxUnpool2d if spatial == 2 else gc.nn.MaxUnpool1d)(kernel, stride, padding)
+    layer = layer(kernel, stride, padding)
     np.testing.assert_array_equal(np.asarray(layer(p, i, output_size)), want.detach().numpy())
 
 
-def test_graphc_pool_indices_feed_the_unpool():
-    x = np.random.default_rng(3).standard_normal((2, 3, 8, 8))
-    pooled, idx = gc.max_pool2d(x, 2, return_indices=True)
-    restored = np.asarray(gc.max_unpool2d(pooled, idx, 2))
+@pytest.mark.parametrize("spatial", [2, 3])
+def test_graphc_pool_indices_feed_the_unpool(spatial):
+    x = np.random.default_rng(3).standard_normal((2, 3) + (8,) * spatial)
+    pooled, idx = getattr(gc, f"max_pool{spatial}d")(x, 2, return_indices=True)
+    restored = np.asarray(getattr(gc, f"max_unpool{spatial}d")(pooled, idx, 2))
     kept = restored != 0
     assert kept.sum() == pooled.size
     np.testing.assert_array_equal(restored[kept], x[kept])
+    np.testing.assert_array_equal(restored, getattr(TF, f"max_unpool{spatial}d")(
+        torch.tensor(np.asarray(pooled)), torch.tensor(np.asarray(idx)), 2).numpy())
 
 
 def test_empty_batch_and_torchs_output_size_lengths():

@@ -24,7 +24,7 @@ from .arrays import _take_along, argsort
 __all__ = ["conv3d", "conv_transpose1d", "conv_transpose2d", "conv_transpose3d",
            "adaptive_avg_pool1d", "adaptive_avg_pool2d", "adaptive_max_pool1d",
            "adaptive_max_pool2d", "max_pool1d", "avg_pool1d", "pixel_shuffle",
-           "pixel_unshuffle", "max_unpool1d", "max_unpool2d"]
+           "pixel_unshuffle", "max_unpool1d", "max_unpool2d", "max_unpool3d"]
 
 
 def _settings(name, spatial, **values):
@@ -701,6 +701,13 @@ def max_unpool2d(x, indices, kernel_size, stride=None, padding=0, output_size=No
 def max_unpool1d(x, indices, kernel_size, stride=None, padding=0, output_size=None):
     """torch.nn.functional.max_unpool1d of x (N, C, L) or (C, L): see max_unpool2d."""
     return _max_unpool("max_unpool1d", 1, x, indices, kernel_size, stride, padding,
+                       output_size)
+
+
+def max_unpool3d(x, indices, kernel_size, stride=None, padding=0, output_size=None):
+    """torch.nn.functional.max_unpool3d of x (N, C, D, H, W) or (C, D, H, W), indices
+    max_pool3d's (d * H_out * W_out + h * W_out + w): see max_unpool2d."""
+    return _max_unpool("max_unpool3d", 3, x, indices, kernel_size, stride, padding,
                        output_size)
 
 
