@@ -166,7 +166,7 @@ def rrelu(x, lower=1.0 / 8, upper=1.0 / 3, training=False, *, seed=None, salt=No
         _fail(f"rrelu of {with_article(F._dtype(x))} value; cast it to a float type first")
     if not training or _EVALUATING.depth:
         return F.leaky_relu(x, (lower + upper) / 2.0)
-    drawn = F.keyed_uniform(x, current_key(x) if seed is None else seed, salt)
+    drawn = F.keyed_uniform(x, current_key(x) if seed is None else seed, salt, "rrelu")
     slopes = F.add(F.mul(drawn, upper - lower), lower)
     return F.where(F.greater(x, 0.0), x, F.mul(x, slopes))
 

@@ -3033,25 +3033,10 @@ def _check_rng_key(key):
     """rng_key's key: an integer scalar, or one line at the `with` naming what it got. A
     gc.random key (shape (2,)), which a JAX user would hand it, failed only at the first
     Dropout inside, as `dropout_mask(i64[2])`, naming neither rng_key nor the key."""
-    if is_int(key):
-        # (a Python int past int64 failed at the first Dropout, as numpy's OverflowError)
-        if isinstance(key, np.integer) or -2**63 <= key < 2**63:
-            return
-        got = f"{key}, which does not fit in int64"
-    elif hasattr(key, "shape") and hasattr(key, "dtype"):
-        shape, dtype = tuple(F._shape(key)), F._dtype(key)
-        if shape == () and dtype in INT_DTYPES:
-            return
-        got = f"{dtype} array of shape {shape}"
-        if shape == () and np.issubdtype(dtype, np.integer):
-            got += "; cast it to int64"
-        elif shape == (2,):
-            got += ("; a gc.random key is not one: pass an int seed (a step, or "
-                    "gc.random.randint of a key)")
-    else:
-        got = repr(key)[:80]
-    raise GraphcError(f"rng_key: the key must be an integer scalar (a seed, Python int or "
-                      f"int64 0-d array or input), got {got}", (user_location(),))
+    got = F.seed_problem(key)  # (gc.dropout's seed= says it so too)
+    if got:
+        raise GraphcError(f"rng_key: the key must be an integer scalar (a seed, Python int "
+                          f"or int64 0-d array or input), got {got}", (user_location(),))
 
 
 def _call_time_key():

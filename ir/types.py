@@ -56,9 +56,10 @@ class UnsupportedDtype(GraphcError, TypeError):
     that try a value and fall back)."""
 
 
-def as_dtype(dtype) -> np.dtype:
+def as_dtype(dtype, cast_hint=True) -> np.dtype:
     """Accepts 'float32', 'f32', np.float32, a numpy dtype or torch's (torch.float64, read by
-    its name: ir imports no torch); rejects what the IR cannot hold."""
+    its name: ir imports no torch); rejects what the IR cannot hold (cast_hint: see
+    unsupported_dtype)."""
     if isinstance(dtype, str) and dtype in DTYPES:
         return DTYPES[dtype]
     try:
@@ -67,15 +68,16 @@ def as_dtype(dtype) -> np.dtype:
         dt = _torch_dtype_as_numpy(dtype)
         if dt is None:
             raise UnsupportedDtype(f"unknown dtype {dtype!r}", (user_location(),)) from exc
-    reason = unsupported_dtype(dt)
+    reason = unsupported_dtype(dt, cast_hint)
     if reason:
         raise UnsupportedDtype(reason, (user_location(),))
     return dt
 
 
-def unsupported_dtype(dtype) -> str | None:
+def unsupported_dtype(dtype, cast_hint=True) -> str | None:
     """Why the IR cannot hold numpy dtype `dtype` ("dtype complex64 is not supported
-    (supported: ...)", with the cast to make where one keeps the values), None where it can:
+    (supported: ...)", with the cast to make where one keeps the values, unless cast_hint is
+    False: a dtype= setting names no array to cast), None where it can:
     a check comparing an operand's dtype with another's asks it first, or its message
     named the other dtype (a complex input to a float32 Linear was told to cast to float32)."""
     dt = np.dtype(dtype)
@@ -84,6 +86,7 @@ def unsupported_dtype(dtype) -> str | None:
     supported = ", ".join(str(d) for d in SHORT_NAMES)
     hint = "; cast it first (x.astype(np.int32))" if dt.kind in "uib" else \
         "; cast it first (x.astype(np.float32))" if dt.kind == "f" else ""
+    hint = hint if cast_hint else ""
     return f"dtype {dt} is not supported (supported: {supported}){hint}"
 
 

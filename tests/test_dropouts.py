@@ -168,7 +168,7 @@ def _dropout_in_block(key):
 
 
 @pytest.mark.parametrize("key, got", [
-    (gc.random.key(3), "int64 array of shape (2,); a gc.random key is not one: pass an int"),
+    (gc.random.key(3), "int64 array of shape (2,); a gc.random key is not a seed: pass an int"),
     (1.5, "got 1.5"),
     (np.arange(3), "int64 array of shape (3,)"),
     # review r1: a Python int past int64 passed the check, then failed at the Dropout as
@@ -189,6 +189,28 @@ def test_rng_key_refuses_what_is_no_integer_scalar_at_the_block(key, got):
     for seed in (3, np.int64(3), np.array(3)):
         np.testing.assert_array_equal(np.asarray(_dropout_in_block(seed).data),
                                       np.asarray(_dropout_in_block(3).data))
+
+
+@pytest.mark.parametrize("name, call, got", [
+    ("dropout", lambda x: gc.dropout(x, 0.5, seed=gc.random.key(1)),
+     "int64 array of shape (2,); a gc.random key is not a seed: pass an int seed"),
+    ("rrelu", lambda x: gc.rrelu(x, training=True, seed=gc.random.key(1)),
+     "int64 array of shape (2,); a gc.random key is not a seed"),
+    ("dropout", lambda x: gc.dropout(x, 0.5, seed=1.5), "got 1.5"),
+    ("dropout", lambda x: gc.dropout(x, 0.5, seed=2**64), "which does not fit in int64"),
+])
+def test_a_seed_that_is_no_integer_scalar_is_named_as_rng_keys_key_is(name, call, got):
+    """gc.dropout(x, p, seed=gc.random.key(1)) failed in the mask op as 'dropout:
+    dropout_mask(i64[2]): the seed must be an integer scalar', not saying that a gc.random
+    key is not a seed (as rng_key's line says of its key); rrelu's seed= too."""
+    x = -np.ones((2, 4))
+    assert_one_line_error(lambda: call(x), f"{name}: seed must be an integer scalar",
+                          "test_dropouts.py")
+    with pytest.raises(gc.GraphcError, match=re.escape(got)):
+        call(x)
+    # an integer seed still draws a mask: the same seed (and salt), the same one
+    np.testing.assert_array_equal(np.asarray(gc.dropout(x, 0.5, seed=np.int64(7), salt=0)),
+                                  np.asarray(gc.dropout(x, 0.5, seed=7, salt=0)))
 
 
 # ---- rrelu / RReLU: slopes drawn from dropout's keys ----------------------------------------

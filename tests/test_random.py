@@ -300,6 +300,28 @@ def test_bad_input_is_one_error_at_the_users_line(call, message):
     assert_one_line_error(call, message, "test_random.py")
 
 
+UNHELD = "dtype int8 is not supported (supported: float32, float64, float16, bfloat16, int32, "
+
+
+@pytest.mark.parametrize("call, message", [
+    (lambda: gc.random.randint(KEY, (3,), 0, 5, dtype="int8"),
+     "gc.random.randint: dtype='int8': " + UNHELD),
+    (lambda: gc.random.normal(KEY, (3,), dtype=np.int8), "gc.random.normal: dtype=<class "),
+    (lambda: gc.random.uniform(KEY, (3,), "float128"), "gc.random.uniform: dtype='float128': "
+     "dtype float128 is not supported"),
+    (lambda: gc.random.gumbel(KEY, (3,), dtype="foo"), "gc.random.gumbel: dtype='foo': "
+     "unknown dtype 'foo'"),
+])
+def test_a_dtype_the_ir_lacks_names_the_function_and_dtype(call, message):
+    """gc.random's dtype= of a dtype graphc lacks said only as_dtype's 'dtype int8 is not
+    supported ...; cast it first (x.astype(np.int32))', naming neither the function nor
+    dtype= and telling to cast an array that was never given."""
+    assert_one_line_error(call, message, "test_random.py")
+    with pytest.raises(gc.GraphcError) as info:
+        call()
+    assert "cast it first" not in str(info.value)
+
+
 def test_a_traced_key_of_the_wrong_shape_is_refused_while_tracing():
     with pytest.raises(gc.GraphcError, match="a key is an integer array of shape"):
         gc.compile(lambda k: gc.random.normal(k, (2,)))(np.zeros(3, np.int64))

@@ -21,7 +21,7 @@ from typing import NamedTuple
 import numpy as np
 
 from ..errors import GraphcError, TracedNumberError, a_type, user_location, with_article
-from ..types import (Dim, InconclusiveDim, as_dim, as_dtype, broadcast_shapes, finfo,
+from ..types import (INT_DTYPES, Dim, InconclusiveDim, as_dim, as_dtype, broadcast_shapes, finfo,
                      fits_int, floor_div, has_negative_size, holds_when_bound, is_float, is_half,
                      is_int, is_real, is_real_dtype, may_be_negative, negative_size_error,
                      parse_dim, range_length, unsupported_dtype)
@@ -3025,17 +3025,46 @@ def dropout(x, rate, seed, training=True, salt=None):
         return x
     if rate == 1.0:
         return mul(x, 0.0)
-    graph, seed, salt = _random_site(x, seed, salt)
+    graph, seed, salt = _random_site(x, seed, salt, "dropout")
     mask = apply("dropout_mask", seed, *_loop_iterations(graph), shape=_shape(x),
                  rate=float(rate), salt=salt, dtype=_dtype(x))
     return x * mask
 
 
-def _random_site(x, seed, salt):
+def seed_problem(seed):
+    """Why `seed` is not a random site's seed (an integer scalar: an int within int64, or an
+    int32 / int64 0-d array or value), as the words after 'got', or None where it is one.
+    A gc.random key (shape (2,)), which a JAX user would hand over, is named as one: the
+    mask op's own line (`dropout_mask(i64[2]): the seed must be an integer scalar`) named
+    neither the call nor its argument. (graphc.nn.rng_key's key, gc.dropout's seed.)"""
+    if is_int(seed):
+        # (a Python int past int64 failed at the mask as numpy's OverflowError)
+        if isinstance(seed, np.integer) or -2**63 <= seed < 2**63:
+            return None
+        return f"{seed}, which does not fit in int64"
+    if not (hasattr(seed, "shape") and hasattr(seed, "dtype")):
+        return repr(seed)[:80]
+    shape, dtype = tuple(_shape(seed)), _dtype(seed)
+    if shape == () and dtype in INT_DTYPES:
+        return None
+    got = f"{dtype} array of shape {shape}"
+    if shape == () and np.issubdtype(dtype, np.integer):
+        return got + "; cast it to int64"
+    if shape == (2,):
+        return got + ("; a gc.random key is not a seed: pass an int seed (a step, or "
+                      "gc.random.randint of a key)")
+    return got
+
+
+def _random_site(x, seed, salt, who):
     """(graph, seed, salt) of a keyed random site drawing for x (dropout's mask, rrelu's
-    slopes): the graph being built (x's where none is: x may be a value a loop body reads
-    from outside it), the seed as an int64 scalar, and the site's salt: `salt` if given, else
-    the next number of the graph or of the eager run."""
+    slopes) in function `who`: the graph being built (x's where none is: x may be a value a
+    loop body reads from outside it), the seed as an int64 scalar, and the site's salt:
+    `salt` if given, else the next number of the graph or of the eager run."""
+    got = seed_problem(seed)
+    if got:
+        _fail(f"{who}: seed must be an integer scalar (an int, or an int64 0-d array or "
+              f"input), got {got}")
     from ..graph import current_graph
     graph = current_graph()
     if graph is None:
@@ -3047,13 +3076,13 @@ def _random_site(x, seed, salt):
     return graph, seed, int(salt)
 
 
-def keyed_uniform(x, seed, salt=None):
+def keyed_uniform(x, seed, salt=None, who="keyed_uniform"):
     """Draws uniform in [0, 1) of x's shape and dtype, a pure function of (seed, salt) and
     the enclosing loops' iteration numbers, as dropout's mask is (the same seed replays
     them, eagerly as compiled): a key of the seed with the salt's two 32-bit words (a salt
     is up to 56 bits) and the iteration numbers folded in, then random_uniform's draw.
-    A constant for autodiff, as every draw."""
-    graph, seed, salt = _random_site(x, seed, salt)
+    A constant for autodiff, as every draw. who: the function drawing, for an error's line."""
+    graph, seed, salt = _random_site(x, seed, salt, who)
     key = apply("random_key", seed)
     words = [np.asarray(salt >> 32, np.int64), np.asarray(salt & 0xFFFFFFFF, np.int64)]
     for word in words + _loop_iterations(graph):
