@@ -27,9 +27,11 @@ MPI cannot unwind; checkpoints are written by rename, so the last one is intact)
 itself dies or stops responding, the lowest surviving rank prints the line. The heartbeat
 thread and the hub run while the main thread is inside MPI, which releases the GIL.
 
-Messages are text lines: `beat STEP WAITING`, `bye STEP` (rank -> hub) and `beat STEP
-WAITING`, `stop` (hub -> rank); WAITING is 1 while the rank's main thread is inside a
-collective (runtime.collectives.waiting()).
+Messages are text lines: `beat STEP WAITING ENTERED`, `bye STEP` (rank -> hub) and `beat
+STEP WAITING ENTERED`, `stop` (hub -> rank); WAITING is 1 while the rank's main thread is
+inside a collective (runtime.collectives.waiting()), ENTERED the collectives it has entered
+(runtime.collectives.entered()): a rank seen waiting at two beats with other counts went
+through collectives in between (broadcast_'s one per array), rather than waiting in one.
 """
 from __future__ import annotations
 
@@ -41,7 +43,7 @@ import threading
 import time
 
 from ir.errors import GraphcError
-from runtime.collectives import waiting
+from runtime.collectives import entered, waiting
 
 DEFAULT_TIMEOUT_S = 60.0
 EXIT_CODE = 1  # a peer failed: not the user's input (2), not a signal
@@ -62,6 +64,7 @@ class _Peer:
         self.seen = self.moved = time.monotonic()
         self.waiting = False  # inside a collective (waiting for the others)
         self.waits_since = 0.0  # when it was first seen waiting in its current collective
+        self.entered = -1  # collectives it had entered at its last beat (-1: not told)
         self.done = self.died = self.said_bye = False
         self.bye_at = 0.0
 
@@ -166,7 +169,8 @@ class Watchdog:
         for peer in self._peers:
             if not peer.done:
                 try:
-                    peer.sock.sendall(f"beat {self.step} {int(waiting())}\n".encode())
+                    peer.sock.sendall(f"beat {self.step} {int(waiting())} {entered()}\n"
+                                      .encode())
                 except OSError:
                     pass  # noticed as a closed connection by _receive
 
@@ -194,12 +198,14 @@ class Watchdog:
                     _stop(None)  # the hub has printed why
                 if kind in ("beat", "bye"):
                     step, _, flag = value.partition(" ")
+                    flag, _, count = flag.partition(" ")
                     step, waits = int(step), flag == "1"
+                    count = int(count) if count else -1
                     if step != peer.step or _left_a_collective(peer, waits):
                         peer.step, peer.moved = step, now
-                    if waits and not peer.waiting:
+                    if waits and (not peer.waiting or _another(peer.entered, count)):
                         peer.waits_since = now
-                    peer.waiting = waits
+                    peer.waiting, peer.entered = waits, count
                     peer.seen = now
                 if kind == "bye":
                     peer.said_bye, peer.bye_at = True, now
@@ -208,12 +214,12 @@ class Watchdog:
         """One line naming the failed rank and its step, or None."""
         now = time.monotonic()
         own = self._own
-        waits = waiting()
+        waits, count = waiting(), entered()
         if self.step != own.step or _left_a_collective(own, waits):
             own.step, own.moved = self.step, now
-        if waits and not own.waiting:
+        if waits and (not own.waiting or _another(own.entered, count)):
             own.waits_since = now
-        own.waiting, own.said_bye = waits, self._closed
+        own.waiting, own.entered, own.said_bye = waits, count, self._closed
         everyone = [own] + [p for p in self._peers if self.rank == 0]
         n = self.size
         for peer in self._peers:
@@ -272,6 +278,12 @@ class Watchdog:
                     peer.sock.sendall(b"stop\n")
                 except OSError:
                     pass
+
+
+def _another(before: int, now: int) -> bool:
+    """Whether a rank that was seen waiting at its last beat, having then entered `before`
+    collectives, waits in another one now that it has entered `now` (-1: not told)."""
+    return before >= 0 and now != before
 
 
 def _left_a_collective(peer: _Peer, waits: bool) -> bool:

@@ -29,6 +29,7 @@ from ir.ops.collective import communicator
 _IN_FLIGHT = {}  # id(bucket buffer) -> MPI request
 # A request's data must stay alive (and unmoved) until the wait: the plan keeps its buffers.
 _WAITING = [0]  # > 0 while the main thread waits inside a collective
+_ENTERED = [0]  # collectives entered so far (the watchdog tells one long wait from many)
 
 
 def waiting() -> bool:
@@ -37,9 +38,17 @@ def waiting() -> bool:
     return _WAITING[0] > 0
 
 
+def entered() -> int:
+    """How many collectives this process has entered: a rank seen waiting at two heartbeats
+    with another count between them went through collectives meanwhile (progress), rather
+    than waiting in one."""
+    return _ENTERED[0]
+
+
 class _Waiting:
     def __enter__(self):
         _WAITING[0] += 1
+        _ENTERED[0] += 1
 
     def __exit__(self, *exc):
         _WAITING[0] -= 1

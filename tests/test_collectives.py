@@ -484,6 +484,45 @@ def test_every_rank_waiting_in_a_collective_past_the_timeout_is_a_deadlock(monke
     assert dog._check() is None
 
 
+def test_ranks_going_through_many_collectives_are_no_deadlock(monkeypatch):
+    """(review r11 of 7e26272) The hub sees a rank's WAITING flag once a beat: a rank going
+    through one collective after another at a step (broadcast_'s Bcast per array at
+    start-up, 150 arrays of 8 MB in 13 s) was seen waiting at every beat and counted as
+    waiting in one since the first: `every rank has waited inside a collective for 3 s
+    (rank 0 at step -1, rank 1 at step -1): they are in different collectives` stopped the
+    healthy job. A beat now carries the collectives the rank has entered; another count is
+    another collective."""
+    import socket
+    import time
+
+    from graphc import watchdog
+    dog = _hub([(1, -1, 0, 0, True, "")], own_step=-1, own_waiting=True,
+               monkeypatch=monkeypatch)
+    count = [7]
+    monkeypatch.setattr(watchdog, "entered", lambda: count[0])
+    own, peer = dog._own, dog._peers[0]
+    long_ago = time.monotonic() - 11
+    own.waiting = peer.waiting = True
+    own.entered = peer.entered = 7
+    own.waits_since = peer.waits_since = long_ago
+    hub_end, rank_1_end = socket.socketpair()
+    with hub_end, rank_1_end:
+        peer.sock = hub_end
+        count[0] = 9
+        rank_1_end.sendall(b"beat -1 1 8\n")  # waiting again, in a later collective
+        dog._receive(1.0)
+        assert (peer.waiting, peer.entered) == (True, 8)
+        assert dog._check() is None
+        assert own.waits_since > long_ago and peer.waits_since > long_ago
+        # in the same collectives a timeout later: a deadlock
+        own.waits_since = peer.waits_since = long_ago
+        rank_1_end.sendall(b"beat -1 1 8\n")
+        dog._receive(1.0)
+        assert dog._check() == ("every rank has waited inside a collective for 10 s (rank 0 "
+                                "at step -1, rank 1 at step -1): they are in different "
+                                "collectives; stopping all 2 ranks")
+
+
 def test_a_rank_leaving_a_long_collective_is_not_taken_for_a_stuck_one(monkeypatch):
     """(s47) Rank 1 waited in a collective (for rank 0 writing a checkpoint) longer than the
     timeout, its step unmoved. In the moment after it left, before its next step's beat, the
