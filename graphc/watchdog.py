@@ -263,7 +263,8 @@ class Watchdog:
             where = ", ".join(f"rank {p.rank} at step {p.step}"
                               for p in sorted(live, key=lambda p: p.rank))
             return (f"every rank has waited inside a collective for {self.timeout:g} s "
-                    f"({where}): they are in different collectives; stopping all {n} ranks")
+                    f"({where}): they are in different collectives, or in one slower than "
+                    f"the timeout; stopping all {n} ranks")
         return None
 
     def _printer(self, failed) -> bool:

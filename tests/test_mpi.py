@@ -161,7 +161,8 @@ def test_ranks_waiting_in_different_collectives_are_stopped_within_the_timeout(t
     code, output, seconds = run_ranks("deadlock", tmp_path, timeout=60, watchdog_timeout=2)
     assert code != 0
     line = ("graphc: every rank has waited inside a collective for 2 s (rank 0 at step 3, "
-            "rank 1 at step 3): they are in different collectives; stopping all 2 ranks")
+            "rank 1 at step 3): they are in different collectives, or in one slower than "
+            "the timeout; stopping all 2 ranks")
     assert line in output, output
     assert output.count("graphc: ") == 1, output
     assert seconds < 30
