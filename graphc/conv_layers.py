@@ -265,6 +265,7 @@ def _torch_pad(name, spatial, mode, x, padding, value=0.0):
     if nd < spatial:
         _fail(f"{name}: x must have at least {spatial} axes, got shape {tuple(F._shape(x))}")
     widths, cuts = [(0, 0)] * nd, [(0, 0)] * nd
+    emptied = []  # (axis, size) of each axis reflect or edge crops to nothing
     for k in range(spatial):  # pads name the last axis first, as torch's
         axis = nd - 1 - k
         before, after = pads[2 * k], pads[2 * k + 1]
@@ -274,11 +275,8 @@ def _torch_pad(name, spatial, mode, x, padding, value=0.0):
             if (size + before + after < 0 if mode in ("reflect", "edge")  # torch's limits
                     else size - cut[0] - cut[1] < 0):
                 _fail(f"{name}: padding {tuple(pads)} crops more than axis {axis}'s {size}")
-            if mode in ("reflect", "edge") and spatial == 1 and size + before + after == 0:
-                # torch's 1-d reflect and replicate refuse an empty output; its 2-d and 3-d
-                # ones return it, as the other modes do
-                _fail(f"{name}: padding {tuple(pads)} crops all of axis {axis}'s {size}; "
-                      "the output needs an element, as in PyTorch")
+            if mode in ("reflect", "edge") and size + before + after == 0:
+                emptied.append((axis, size))
             before, after = max(0, before), max(0, after)
             if mode in ("reflect", "edge"):  # cut from the padded result
                 cuts[axis] = cut
@@ -293,6 +291,17 @@ def _torch_pad(name, spatial, mode, x, padding, value=0.0):
             _fail(f"{name}: padding {tuple(pads)} must be at most {most} on an axis of size "
                   f"{size}{' after the crop' if cropped else ', as in PyTorch'}")
         widths[axis] = (before, after)
+    if len(emptied) == spatial:
+        # torch's reflect and replicate refuse an output with no element (every spatial
+        # axis cropped to nothing); one empty axis beside a kept one they return, as the
+        # other modes do
+        emptied.sort()
+        axes = ", ".join(str(a) for a, _ in emptied[:-1]) + " and " * (spatial > 1) + \
+            str(emptied[-1][0])
+        sizes = ", ".join(str(n) for _, n in emptied)
+        what = (f"axis {axes}'s {sizes}" if spatial == 1 else f"axes {axes} (sizes {sizes})")
+        _fail(f"{name}: padding {tuple(pads)} crops all of {what}; the output needs an "
+              "element, as in PyTorch")
     from ir.ops.arrays import pad
     if mode == "constant":
         return pad(x, widths, "constant", constant_values=value)

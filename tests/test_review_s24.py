@@ -208,9 +208,27 @@ def test_negative_padding_of_the_reflection_replication_and_circular_layers(name
 
 def test_negative_padding_torch_cannot_do_gives_one_line():
     x = np.ones((2, 3, 4))
-    # (torch's 1-d layer refuses the empty output; its 2-d and 3-d ones return it)
+    # torch's reflect and replicate refuse an output with no element; a 2-d or 3-d one with
+    # an empty axis beside a kept one they return
     assert_one_line_error(lambda: gc.nn.ReplicationPad1d((-2, -2))(x),
                           "crops all of axis 2's 4", FILE)
+    # every spatial axis cropped to nothing: torch's 'input (H: 3, W: 4) is too small.
+    # Calculated output H: 0 W: 0' (graphc returned the empty (2, 0, 0) and (1, 2, 0, 0, 0))
+    torch_refuses = [("ReflectionPad2d", (-1, -3, -2, -1), x),
+                     ("ReplicationPad2d", (0, -4, -3, 0), x),
+                     ("ReplicationPad3d", (-4, 0, -1, -2, 0, -2), x[None]),
+                     ("ReflectionPad3d", (-2, -2, -3, 0, -2, 0), x[None])]
+    for name, padding, v in torch_refuses:
+        with pytest.raises(RuntimeError, match="too small"):
+            getattr(torch.nn, name)(padding)(torch.tensor(v))
+        assert_one_line_error(lambda: getattr(gc.nn, name)(padding)(v),
+                              f"{name}: padding {padding} crops all of axes", FILE)
+    assert_one_line_error(lambda: gc.nn.ReflectionPad2d((-1, -3, -2, -1))(x),
+                          "crops all of axes 1 and 2 (sizes 3, 4); the output needs an element, "
+                          "as in PyTorch", FILE)
+    empty = gc.nn.ReflectionPad2d((-1, -3, 1, 1))(x)  # one empty axis beside a kept one
+    assert np.shape(empty) == tuple(torch.nn.ReflectionPad2d((-1, -3, 1, 1))(
+        torch.tensor(x)).shape) == (2, 5, 0)
     assert_one_line_error(lambda: gc.nn.ReplicationPad1d((-3, -2))(x), "crops more than", FILE)
     # circular padding wider than what the crop leaves would wrap around it more than once
     assert_one_line_error(lambda: gc.nn.CircularPad1d((3, -2))(x), "at most 2", FILE)
