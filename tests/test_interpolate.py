@@ -189,3 +189,25 @@ def test_interpolate_kept_size_gradient_is_that_of_the_value(shape, mode):
     t = torch.tensor(x, requires_grad=True)
     (TF.interpolate(t, **kw) * torch.tensor(w)).sum().backward()
     assert not np.allclose(g, t.grad.numpy())
+
+
+@pytest.mark.parametrize("shape,kw", [((2, 3, 5), dict(size=0)),
+                                      ((2, 3, 4, 5), dict(scale_factor=(0.2, 1.5))),
+                                      ((1, 2, 3, 4, 5), dict(size=(2, 0, 3)))])
+def test_interpolate_area_to_an_empty_size_is_served_as_torchs(shape, kw):
+    """torch's "area" (adaptive average pooling) returns an empty output where its other modes
+    refuse one; graphc's refused it ('size 0: one positive int'); its gradient is zero (torch's
+    adaptive_avg_pool backward refuses an empty grad_output)."""
+    x = np.random.default_rng(10).normal(size=shape)
+    kw = dict(kw, mode="area")
+    ref = TF.interpolate(torch.tensor(x), **kw).numpy()
+    assert 0 in ref.shape
+    for run in (lambda x: gc.interpolate(x, **kw), gc.compile(lambda x: gc.interpolate(x, **kw)),
+                gc.vmap(lambda e: gc.interpolate(e[None], **kw)[0])):
+        assert np.shape(run(x)) == ref.shape
+    g = gc.compile(gc.grad(lambda x: gc.sum(gc.interpolate(x, **kw))))(x)
+    np.testing.assert_array_equal(g, np.zeros(shape))
+    with pytest.raises(RuntimeError):  # torch's other modes refuse it
+        TF.interpolate(torch.tensor(x), **dict(kw, mode="nearest"))
+    assert_one_line_error(lambda: gc.interpolate(x, **dict(kw, mode="nearest")),
+                          "interpolate: ", "test_interpolate.py")

@@ -122,11 +122,15 @@ def interpolate(x, size=None, scale_factor=None, mode="nearest", align_corners=N
                   "of a resized axis need a concrete size")
     if min(sizes_in) < 1:
         _fail(f"interpolate: x's spatial size {tuple(sizes_in)} is empty; torch refuses it too")
+    # torch's "area" (adaptive average pooling) serves an empty output; its other modes
+    # refuse one
+    least = 0 if mode == "area" else 1
     if size is not None:
         sizes = _per_axis(size, spatial, is_int)
         factors = [None] * spatial
-        if sizes is None or any(s < 1 for s in sizes):
-            _fail(f"interpolate: size {size!r}: one positive int, or one per spatial axis "
+        if sizes is None or any(s < least for s in sizes):
+            such = "int >= 0" if least == 0 else "positive int"
+            _fail(f"interpolate: size {size!r}: one {such}, or one per spatial axis "
                   f"({spatial})")
     else:
         factors = _per_axis(scale_factor, spatial, is_real)
@@ -134,7 +138,7 @@ def interpolate(x, size=None, scale_factor=None, mode="nearest", align_corners=N
             _fail(f"interpolate: scale_factor {scale_factor!r}: one positive finite number, "
                   f"or one per spatial axis ({spatial})")
         sizes = [math.floor(d * f) for d, f in zip(sizes_in, factors)]
-        if any(s < 1 for s in sizes):
+        if any(s < least for s in sizes):
             _fail(f"interpolate: scale_factor {scale_factor!r} gives the empty size "
                   f"{tuple(sizes)} for spatial size {tuple(sizes_in)}")
         if recompute_scale_factor:  # torch's: the size alone then sets the source indices
