@@ -299,6 +299,8 @@ class RNN(_Recurrent):
                  dtype="float32"):
         super().__init__(_mode("RNN", nonlinearity), input_size, hidden_size, num_layers,
                          bias, batch_first, dropout, bidirectional, rng, dtype)
+        # torch's attribute (its code reads rnn.nonlinearity); forward reads mode, as torch's
+        object.__setattr__(self, "nonlinearity", nonlinearity)
 
 
 class GRU(_Recurrent):
@@ -341,7 +343,11 @@ class _Cell(Module):
     def extra_repr(self):  # torch's RNNCellBase's: the sizes, then what is not the default
         return f"{self.input_size}, {self.hidden_size}" + ("" if self.bias else
                                                            ", bias=False") + (
-            ", nonlinearity=relu" if self.mode == "RNN_RELU" else "")
+            f", nonlinearity={self.nonlinearity}"
+            if getattr(self, "nonlinearity", "tanh") != "tanh" else "")
+
+    def _cell_mode(self, operand):
+        return self.mode
 
     def forward(self, input, hx=None):
         name, lstm = type(self).__name__, self.mode == "LSTM"
@@ -361,7 +367,7 @@ class _Cell(Module):
         h = self._initial(h0, x, batched, "h_0" if lstm else "hx")
         c = self._initial(c0, x, batched, "c_0") if lstm else None
         w_ih, w_hh, b_ih, b_hh = _weights(self, "")
-        h, c = _step(self.mode, _input_gates(x, w_ih, b_ih), h, c, w_hh, b_hh)
+        h, c = _step(self._cell_mode(input), _input_gates(x, w_ih, b_ih), h, c, w_hh, b_hh)
         if not batched:
             h, c = F.squeeze(h, 0), (None if c is None else F.squeeze(c, 0))
         return (h, c) if lstm else h
@@ -385,6 +391,13 @@ class RNNCell(_Cell):
                  dtype="float32"):
         super().__init__(_mode("RNNCell", nonlinearity), input_size, hidden_size, bias, rng,
                          dtype)
+        object.__setattr__(self, "nonlinearity", nonlinearity)
+
+    def _cell_mode(self, operand):
+        """torch's RNNCell reads its nonlinearity at every call, so one set after
+        construction is used (a guarded setting: a plan traced with the other is not
+        reused), and a bad one is refused there."""
+        return _mode("RNNCell", self._setting("nonlinearity", operand))
 
 
 class GRUCell(_Cell):

@@ -155,3 +155,26 @@ def test_bad_input_gives_one_line():
     assert_one_line_error(lambda: gc.nn.RNNCell(5, 7, nonlinearity="gelu"),
                           "RNNCell: nonlinearity must be 'tanh' or 'relu'", f)
     assert_one_line_error(lambda: gc.nn.LSTMCell(0, 7), "input_size must be a positive int", f)
+
+
+def test_nonlinearity_attribute_is_torch_s():
+    """rnn.nonlinearity and cell.nonlinearity, which torch code reads, were missing (an
+    AttributeError). As torch's, RNN keeps the mode it was built with, while RNNCell reads its
+    nonlinearity at every call: one set afterwards is used, compiled too (a guarded setting,
+    so the plan traced with tanh is not reused), and a bad one is refused there."""
+    assert gc.nn.RNN(5, 7).nonlinearity == torch.nn.RNN(5, 7).nonlinearity == "tanh"
+    assert gc.nn.RNN(5, 7, nonlinearity="relu").nonlinearity == "relu"
+    ours, theirs = pair("RNNCell")
+    x = np.random.default_rng(0).normal(size=(3, 5)) * 3
+    compiled = gc.compile(lambda x: ours(x))
+    np.testing.assert_allclose(compiled(x), theirs(torch.tensor(x)).detach().numpy(),
+                               rtol=1e-12, atol=1e-13)
+    ours.nonlinearity = theirs.nonlinearity = "relu"
+    expected = theirs(torch.tensor(x)).detach().numpy()
+    assert (expected == 0).any()  # relu's, not tanh's
+    np.testing.assert_allclose(ours(x), expected, rtol=1e-12, atol=1e-13)
+    np.testing.assert_allclose(compiled(x), expected, rtol=1e-12, atol=1e-13)
+    assert repr(ours) == repr(theirs) == "RNNCell(5, 7, nonlinearity=relu)"
+    ours.nonlinearity = "gelu"
+    assert_one_line_error(lambda: ours(x), "RNNCell: nonlinearity must be 'tanh' or 'relu', "
+                          "got 'gelu'", "test_recurrent_cells.py")
