@@ -935,6 +935,29 @@ def _refuse_device(method, device) -> None:
                           (user_location(),))
 
 
+def _to_dtype(args, dtype=None, device=None, method="to"):
+    """The dtype (or None) of torch's `.to(...)` arguments: `to(dtype)`, `to(device)`,
+    `to(device, dtype)`, `to(tensor)` (its dtype and device; an array's too), torch's
+    positional non_blocking after them (no effect), or keywords; a device that is not the
+    CPU is refused in one line (Module.to, PackedSequence.to)."""
+    for arg in args:  # (torch's positional forms: a device, a dtype, or both)
+        if _is_device(arg):
+            device = arg
+        elif isinstance(arg, (bool, np.bool_)):
+            pass  # non_blocking
+        elif dtype is None and not isinstance(arg, type) and hasattr(arg, "dtype") \
+                and hasattr(arg, "shape"):
+            # a tensor (torch's, graphc's) or an array: its dtype, and its device
+            dtype, device = arg.dtype, getattr(arg, "device", device)
+        elif dtype is None:
+            dtype = arg
+        else:
+            raise GraphcError(f"{method}: give one dtype and at most one device, got "
+                              f"{len(args)} arguments", (user_location(),))
+    _refuse_device(method, device)
+    return dtype
+
+
 class Module:
     _path = ""  # the dotted name from the root module, used as the scope of its nodes
 
@@ -1600,21 +1623,7 @@ class Module:
         one holding state, as torch's, does not: bind a new one); integer ones (BatchNorm's
         num_batches_tracked) are left. graphc runs on the CPU: any other device is refused.
         Returns the module."""
-        for arg in args:  # (torch's positional forms: a device, a dtype, or both)
-            if _is_device(arg):
-                device = arg
-            elif isinstance(arg, (bool, np.bool_)):
-                non_blocking = arg
-            elif dtype is None and not isinstance(arg, type) and hasattr(arg, "dtype") \
-                    and hasattr(arg, "shape"):
-                # a tensor (torch's, graphc's) or an array: its dtype, and its device
-                dtype, device = arg.dtype, getattr(arg, "device", device)
-            elif dtype is None:
-                dtype = arg
-            else:
-                raise GraphcError(f"to: give one dtype and at most one device, got "
-                                  f"{len(args)} arguments", (user_location(),))
-        _refuse_device("to", device)
+        dtype = _to_dtype(args, dtype, device)
         if dtype is not None:
             self._cast_floats(dtype, "to")
         return self

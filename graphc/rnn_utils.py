@@ -25,7 +25,7 @@ from ir.errors import GraphcError, a_type, user_location
 from ir.ops import api as F
 from ir.ops.arrays import pad
 from ir.ops.registry import SymbolicValue
-from ir.types import is_int
+from ir.types import UnsupportedDtype, as_dtype, is_int
 
 __all__ = ["pad_sequence", "PackedSequence", "pack_padded_sequence", "pad_packed_sequence",
            "pack_sequence", "unpad_sequence", "unpack_sequence"]
@@ -89,6 +89,53 @@ class PackedSequence(namedtuple("PackedSequence",
         if unsorted_indices is None and sorted_indices is not None:
             unsorted_indices = _inverse(sorted_indices)
         return super().__new__(cls, data, batch_sizes, sorted_indices, unsorted_indices)
+
+    # torch's conversions, on `data` only (batch_sizes and the indices stay int64): torch
+    # training code moves a packed batch with .to(device) or casts it with .double()
+    def to(self, *args, dtype=None, device=None, non_blocking=False):
+        """torch's: `to(dtype)`, `to(device)`, `to(device, dtype)`, `to(tensor)` or keywords;
+        the CPU is graphc's only device. self when nothing changes, as torch's."""
+        from .nn import _to_dtype  # (graphc.nn's Module.to reads the same arguments)
+        return self._cast(_to_dtype(args, dtype, device, "PackedSequence.to"), "to")
+
+    def _cast(self, dtype, method):
+        if dtype is None:
+            return self
+        try:
+            dtype = as_dtype(dtype)
+        except UnsupportedDtype as exc:
+            _fail(f"PackedSequence.{method}: {exc.message}")
+        if F._dtype(self.data) == dtype:
+            return self
+        return self._replace(data=F.cast(self.data, dtype))
+
+    def cpu(self):
+        return self
+
+    def cuda(self, device=None):
+        _fail("PackedSequence.cuda: graphc runs on the CPU (numpy arrays); no CUDA device")
+
+    def double(self):
+        return self._cast("float64", "double")
+
+    def float(self):
+        return self._cast("float32", "float")
+
+    def half(self):
+        return self._cast("float16", "half")
+
+    def long(self):
+        return self._cast("int64", "long")
+
+    def int(self):
+        return self._cast("int32", "int")
+
+    @property
+    def is_cuda(self):
+        return False
+
+    def is_pinned(self):
+        return False
 
 
 def _inverse(permutation):

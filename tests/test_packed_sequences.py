@@ -241,3 +241,34 @@ def test_review_r15_total_length_is_an_int_as_ir_types_is_int_reads_one():
                               f"pad_packed_sequence: total_length must be an int, got {bad!r}", F)
     for good in (5, np.int8(5), np.uint64(5)):
         assert R.pad_packed_sequence(packed, total_length=good)[0].shape == (5, 2, 1)
+
+
+def test_conversions_of_a_packed_sequence_are_torch_s():
+    """torch code moves a packed batch with .to(device) or casts it (.double(), .to(dtype)):
+    PackedSequence had none of torch's conversions (an AttributeError). They cast `data`
+    only, as torch's (batch_sizes and the indices stay int64), return the sequence itself
+    when nothing changes, and a GRU runs on the cast one as torch's on its own."""
+    seqs = [np.random.default_rng(n).normal(size=(n, 2)).astype(np.float32) for n in (2, 3, 1)]
+    ours = R.pack_sequence(seqs, enforce_sorted=False)
+    theirs = T.pack_sequence([torch.tensor(s) for s in seqs], enforce_sorted=False)
+    assert ours.to("cpu") is ours and ours.cpu() is ours and ours.to(torch.float32) is ours
+    assert not ours.is_cuda and not ours.is_pinned()
+    for ours_cast, theirs_cast in [(ours.double(), theirs.double()),
+                                   (ours.to(torch.float64), theirs.to(torch.float64)),
+                                   (ours.to("cpu", torch.float64), theirs.to("cpu", torch.float64)),
+                                   (ours.half(), theirs.half()), (ours.long(), theirs.long())]:
+        assert np.asarray(ours_cast.data).dtype == theirs_cast.data.numpy().dtype
+        np.testing.assert_array_equal(ours_cast.data, theirs_cast.data.numpy())
+        for name in ("batch_sizes", "sorted_indices", "unsorted_indices"):
+            np.testing.assert_array_equal(getattr(ours_cast, name),
+                                          getattr(theirs_cast, name).numpy())
+    gru, torch_gru = gc.nn.GRU(2, 3, dtype="float64"), torch.nn.GRU(2, 3).double()
+    gru.load_state_dict({k: v.detach().numpy() for k, v in torch_gru.state_dict().items()})
+    out, h = gru(ours.to(torch.float64))
+    t_out, t_h = torch_gru(theirs.to(torch.float64))
+    same(out.data, t_out.data)
+    same(h, t_h)
+    assert_one_line_error(lambda: ours.to("cuda"), "PackedSequence.to: graphc runs on the CPU", F)
+    assert_one_line_error(lambda: ours.cuda(), "PackedSequence.cuda: graphc runs on the CPU", F)
+    assert_one_line_error(lambda: ours.to(torch.int16),
+                          "PackedSequence.to: dtype int16 is not supported", F)
