@@ -41,28 +41,33 @@ def pad_sequence(sequences, batch_first: bool = False, padding_value: float = 0.
     axis holds them) padded with `padding_value` on `padding_side` ("right" or "left") to the
     longest L and stacked: (L, B, *), or (B, L, *) with batch_first. The result has the
     first sequence's dtype, as torch's."""
+    return _pad_sequence(sequences, batch_first, padding_value, padding_side, "pad_sequence")
+
+
+def _pad_sequence(sequences, batch_first, padding_value, padding_side, who):
+    """pad_sequence's work, its errors naming `who` (pack_sequence's: the function called)."""
     if padding_side not in ("left", "right"):
-        _fail(f"pad_sequence: padding_side must be 'left' or 'right', got {padding_side!r}")
+        _fail(f"{who}: padding_side must be 'left' or 'right', got {padding_side!r}")
     if hasattr(sequences, "shape"):  # a tensor: its first axis, as torch's unbind(0)
         if len(F._shape(sequences)) < 1:
-            _fail("pad_sequence: a 0-d tensor holds no sequences")
+            _fail(f"{who}: a 0-d tensor holds no sequences")
         sequences = [sequences[i] for i in range(F._shape(sequences)[0])]
     elif not isinstance(sequences, Iterable) or isinstance(sequences, (str, dict)):
-        _fail(f"pad_sequence: expected a list of sequences (tensors), got "
+        _fail(f"{who}: expected a list of sequences (tensors), got "
               f"{a_type(sequences)}")
     sequences = list(sequences)
     if not sequences:
-        _fail("pad_sequence: received an empty list of sequences")
+        _fail(f"{who}: received an empty list of sequences")
     for i, s in enumerate(sequences):
         if not hasattr(s, "shape") or len(F._shape(s)) < 1:
             what = f"shape {tuple(F._shape(s))}" if hasattr(s, "shape") else \
                 a_type(s)
-            _fail(f"pad_sequence: sequence {i} must be a tensor of at least 1 dimension "
+            _fail(f"{who}: sequence {i} must be a tensor of at least 1 dimension "
                   f"(L, *), got {what}")
     trailing = tuple(F._shape(sequences[0])[1:])
     for i, s in enumerate(sequences[1:], 1):
         if tuple(F._shape(s)[1:]) != trailing:
-            _fail(f"pad_sequence: sequence {i} has shape {tuple(F._shape(s))}, sequence 0 "
+            _fail(f"{who}: sequence {i} has shape {tuple(F._shape(s))}, sequence 0 "
                   f"has {tuple(F._shape(sequences[0]))}: they must agree past the first axis")
     dtype = F._dtype(sequences[0])
     longest = max(F._shape(s)[0] for s in sequences)
@@ -206,7 +211,13 @@ def pack_padded_sequence(input, lengths, batch_first=False, enforce_sorted=True)
     padded sequences of the given `lengths` (each 1 to T) -> a PackedSequence. enforce_sorted:
     the lengths must be non-increasing (else they are sorted, longest first, and the order
     is kept in sorted_indices)."""
-    who = "pack_padded_sequence"
+    return _pack_padded_sequence(input, lengths, batch_first, enforce_sorted,
+                                 "pack_padded_sequence")
+
+
+def _pack_padded_sequence(input, lengths, batch_first, enforce_sorted, who):
+    """pack_padded_sequence's work, its errors naming `who` (pack_sequence's: the function
+    called)."""
     if len(F._shape(input)) < 2:
         _fail(f"{who}: input must have a time and a batch axis (T, B, *), got shape "
               f"{tuple(F._shape(input))}")
@@ -277,10 +288,12 @@ def pad_packed_sequence(sequence, batch_first=False, padding_value=0.0, total_le
 def pack_sequence(sequences, enforce_sorted=True):
     """torch.nn.utils.rnn.pack_sequence: sequences (L_i, *) -> a PackedSequence, as
     pack_padded_sequence(pad_sequence(sequences), their lengths)."""
-    padded = pad_sequence(sequences)  # (it checks the list; a tensor's rows are equally long)
+    who = "pack_sequence"
+    # (it checks the list; a tensor's rows are equally long)
+    padded = _pad_sequence(sequences, False, 0.0, "right", who)
     lengths = [F._shape(s)[0] for s in sequences] if not hasattr(sequences, "shape") else \
         [F._shape(sequences)[1]] * F._shape(sequences)[0]
-    return pack_padded_sequence(padded, lengths, enforce_sorted=enforce_sorted)
+    return _pack_padded_sequence(padded, lengths, False, enforce_sorted, who)
 
 
 def unpad_sequence(padded_sequences, lengths, batch_first=False):

@@ -272,3 +272,18 @@ def test_conversions_of_a_packed_sequence_are_torch_s():
     assert_one_line_error(lambda: ours.cuda(), "PackedSequence.cuda: graphc runs on the CPU", F)
     assert_one_line_error(lambda: ours.to(torch.int16),
                           "PackedSequence.to: dtype int16 is not supported", F)
+
+
+def test_pack_sequence_errors_name_pack_sequence():
+    """pack_sequence's errors named pad_sequence or pack_padded_sequence, the functions it
+    calls, not the one the user called (unsorted lengths: 'pack_padded_sequence: lengths ...
+    must be sorted', an empty list: 'pad_sequence: received an empty list')."""
+    seqs = [np.ones((n, 2)) for n in (2, 3)]
+    assert_one_line_error(lambda: R.pack_sequence(seqs), "pack_sequence: lengths [2, 3] must "
+                          "be sorted in decreasing order when enforce_sorted is True", F)
+    assert_one_line_error(lambda: R.pack_sequence([]),
+                          "pack_sequence: received an empty list of sequences", F)
+    assert_one_line_error(lambda: R.pack_sequence([np.ones((2, 2)), np.ones((0, 2))]),
+                          "pack_sequence: every length must be > 0", F)
+    assert_one_line_error(lambda: R.pad_sequence([]),
+                          "pad_sequence: received an empty list of sequences", F)
