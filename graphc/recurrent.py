@@ -19,7 +19,7 @@ import warnings
 
 import numpy as np
 
-from ir.errors import GraphcError, user_location, user_stacklevel
+from ir.errors import GraphcError, a_type, user_location, user_stacklevel
 from ir.ops import api as F
 from ir.types import is_int, is_real
 
@@ -40,6 +40,13 @@ def _check_sizes(name, **sizes):
     for what, value in sizes.items():
         if not is_int(value) or value < 1:  # input_size 0 too, as torch: its initial state failed
             _fail(f"{name}: {what} must be a positive int, got {value!r}")
+
+
+def _check_input(name, input, shapes):
+    """None, a string or a dict given as the input: named as what it is (its shape read as
+    (), so the error said "must be 2-d ..., got shape ()")."""
+    if input is None or isinstance(input, (str, bytes, dict)):
+        _fail(f"{name}: input must be an array {shapes}, got {a_type(input)}")
 
 
 def _given_states(name, lstm, hx):
@@ -228,6 +235,7 @@ class _Recurrent(Module):
             sequence = input
             input, lengths = pad_packed_sequence(sequence)  # (L, N, in), original order
             mask = np.arange(F._shape(input)[0])[:, None, None] < lengths[None, :, None]
+        _check_input(name, input, f"(L, {self.input_size}) or 3-d")
         nd = len(F._shape(input))
         if nd not in (2, 3):
             _fail(f"{name}: input must be 2-d (L, {self.input_size}) or 3-d, got shape "
@@ -351,6 +359,7 @@ class _Cell(Module):
 
     def forward(self, input, hx=None):
         name, lstm = type(self).__name__, self.mode == "LSTM"
+        _check_input(name, input, f"({self.input_size},) or (N, {self.input_size})")
         nd = len(F._shape(input))
         if nd not in (1, 2):
             _fail(f"{name}: input must be 1-d ({self.input_size},) or 2-d (N, "

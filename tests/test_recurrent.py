@@ -213,6 +213,17 @@ def test_bad_input_gives_one_line():
     assert_one_line_error(lambda: gc.nn.LSTM(5, 0), "hidden_size must be a positive int", f)
 
 
+def test_an_input_that_is_not_an_array_is_named():
+    """None or a string as a layer's or cell's input read as shape (), so the error said
+    "input must be 2-d (L, 5) or 3-d, got shape ()"; it now names what was given."""
+    f = "test_recurrent.py"
+    for bad, what in [(None, "a NoneType"), ("abc", "a str")]:
+        assert_one_line_error(lambda: gc.nn.LSTM(5, 7)(bad), "LSTM: input must be an array "
+                              f"(L, 5) or 3-d, got {what}", f)
+        assert_one_line_error(lambda: gc.nn.GRUCell(5, 7)(bad), "GRUCell: input must be an "
+                              f"array (5,) or (N, 5), got {what}", f)
+
+
 # ---- the other layers added with them --------------------------------------------------------
 @pytest.mark.parametrize("groups,affine", [(1, True), (2, True), (6, False)])
 def test_group_norm_matches_torch(groups, affine):
