@@ -57,6 +57,8 @@ def _channel_dropout(name, spatial, x, p, training, seed, salt):
     p = _checked(name, x, p, training)
     if not training or p == 0.0 or _EVALUATING.depth:
         return x
+    if seed is not None and p < 1.0:  # (checked in gc.dropout's words, naming this function)
+        F.check_seed(seed, name)
     # torch's dropout2d reads a 3-d x as (N, C, L), not (C, H, W): its masks are per
     # (axis 0, axis 1) pair, and so are these
     lead = 2 if nd == spatial + 2 or spatial == 2 else 1
@@ -90,6 +92,8 @@ def _alpha_dropout(name, x, p, training, seed, salt, feature):
         return x
     if p == 1.0:  # (the affine map below divides by 1 - p) zeroed, as gc.dropout zeroes
         return F.dropout(x, p, None)
+    if seed is not None:  # (gc.dropout's check named gc.dropout)
+        F.check_seed(seed, name)
     shape = tuple(F._shape(x))
     if feature:
         if len(shape) < 2:

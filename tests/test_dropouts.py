@@ -313,3 +313,38 @@ def test_rrelu_errors_are_one_line_naming_the_argument(call, message):
         call(np.ones((2, 3, 4, 5)))
     first, *where = str(info.value).splitlines()
     assert message in first and "test_dropouts.py" in where[0]
+
+
+@pytest.mark.parametrize("name, call", [
+    ("dropout1d", lambda x, s: gc.dropout1d(x[..., 0, 0], 0.5, seed=s, salt=0)),
+    ("dropout2d", lambda x, s: gc.dropout2d(x[..., 0], 0.5, seed=s, salt=0)),
+    ("dropout3d", lambda x, s: gc.dropout3d(x, 0.5, seed=s, salt=0)),
+    ("alpha_dropout", lambda x, s: gc.alpha_dropout(x, 0.5, True, seed=s, salt=0)),
+    ("feature_alpha_dropout", lambda x, s: gc.feature_alpha_dropout(x, 0.5, True, seed=s, salt=0)),
+])
+def test_review_r13_the_channel_and_alpha_dropouts_name_themselves_refusing_a_seed(name, call):
+    """Review r13 of e015459: gc.dropout's and rrelu's seed= are checked naming the call, but
+    dropout1d/2d/3d, alpha_dropout and feature_alpha_dropout, which draw through gc.dropout,
+    said 'dropout: seed must be an integer scalar', naming a function never called."""
+    x = np.ones((2, 3, 4, 4, 2))
+    assert_one_line_error(lambda: call(x, gc.random.key(1)),
+                          f"{name}: seed must be an integer scalar", "test_dropouts.py")
+    assert_one_line_error(lambda: gc.compile(lambda v: call(v, gc.random.key(1)))(x),
+                          f"{name}: seed must be an integer scalar", "test_dropouts.py")
+    # an integer seed (traced too) still draws the mask it drew
+    np.testing.assert_array_equal(np.asarray(gc.compile(call)(x, np.int64(7))),
+                                  np.asarray(call(x, 7)))
+
+
+def test_review_r13_a_uint64_seed_past_int64_is_refused_as_a_python_int_is():
+    """Review r13 of e015459: seed_problem took any numpy integer, so np.uint64(2**63 + 5)
+    wrapped onto the seed -2**63 + 5 and drew its masks (2**63 + 5, a Python int, was
+    refused); gc.nn.rng_key's key shares the check."""
+    x = np.ones((4, 8))
+    for call in (lambda: gc.dropout(x, 0.5, np.uint64(2**63 + 5)),
+                 lambda: gc.nn.rng_key(np.uint64(2**63 + 5)).__enter__()):
+        with pytest.raises(gc.GraphcError, match=re.escape(
+                "got 9223372036854775813, which does not fit in int64")):
+            call()
+    np.testing.assert_array_equal(np.asarray(gc.dropout(x, 0.5, np.uint64(5), salt=0)),
+                                  np.asarray(gc.dropout(x, 0.5, 5, salt=0)))

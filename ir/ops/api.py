@@ -3038,10 +3038,11 @@ def seed_problem(seed):
     mask op's own line (`dropout_mask(i64[2]): the seed must be an integer scalar`) named
     neither the call nor its argument. (graphc.nn.rng_key's key, gc.dropout's seed.)"""
     if is_int(seed):
-        # (a Python int past int64 failed at the mask as numpy's OverflowError)
-        if isinstance(seed, np.integer) or -2**63 <= seed < 2**63:
+        # (a Python int past int64 failed at the mask as numpy's OverflowError; an np.uint64
+        # past it wrapped silently onto a negative seed's masks)
+        if -2**63 <= int(seed) < 2**63:
             return None
-        return f"{seed}, which does not fit in int64"
+        return f"{int(seed)}, which does not fit in int64"
     if not (hasattr(seed, "shape") and hasattr(seed, "dtype")):
         return repr(seed)[:80]
     shape, dtype = tuple(_shape(seed)), _dtype(seed)
@@ -3056,15 +3057,21 @@ def seed_problem(seed):
     return got
 
 
+def check_seed(seed, who):
+    """A random site's seed= (gc.dropout's, rrelu's, the channel and alpha dropouts'), or
+    one line naming `who`, the function called, where seed_problem finds it none."""
+    got = seed_problem(seed)
+    if got:
+        _fail(f"{who}: seed must be an integer scalar (an int, or an int64 0-d array or "
+              f"input), got {got}")
+
+
 def _random_site(x, seed, salt, who):
     """(graph, seed, salt) of a keyed random site drawing for x (dropout's mask, rrelu's
     slopes) in function `who`: the graph being built (x's where none is: x may be a value a
     loop body reads from outside it), the seed as an int64 scalar, and the site's salt:
     `salt` if given, else the next number of the graph or of the eager run."""
-    got = seed_problem(seed)
-    if got:
-        _fail(f"{who}: seed must be an integer scalar (an int, or an int64 0-d array or "
-              f"input), got {got}")
+    check_seed(seed, who)
     from ..graph import current_graph
     graph = current_graph()
     if graph is None:
