@@ -22,8 +22,10 @@ from __future__ import annotations
 
 import contextlib
 
+from ir.errors import GraphcError
 from ir.ops import api as F
-from ir.ops.control_flow import regions_of
+from ir.ops.custom import _custom_call
+from ir.ops.control_flow import REGION_OPS, regions_of
 from ir.ops.registry import apply, graph_valued
 from ir.region import Region
 from ir.types import is_float
@@ -153,7 +155,35 @@ def _double_vjp(outs, sources, vs, independent) -> list:
     # one scalar per source, differentiated together rather than added up: sources of
     # different float dtypes give terms of different dtypes
     terms = [F.sum(p * v) for p, v in zip(pulled, vs)]
-    return gradients(terms, us)
+    result = gradients(terms, us)
+    _check_linear_rules(outs, us, result)
+    return result
+
+
+def _check_linear_rules(outs, us, result):
+    """The double vjp is exact only where every reverse rule is linear in its cotangent, as
+    graphc's own are: then the tangents do not read the placeholder cotangents `us`. A user's
+    custom_vjp `bwd` need not be (JAX's clip_gradient: clip(g, lo, hi)), and the tangent was
+    then that rule's derivative at g = 0, silently (jacfwd disagreed with jacrev); JAX refuses
+    jvp of any custom_vjp function, graphc refuses only a rule that is not linear.
+    The walk does not enter a loop or a branch: the derivative of a backward loop reads its
+    own carries, computed from the cotangent, also where the rule is linear (a custom_jvp
+    rule applying f to the tangent in a scan), so a rule's nonlinearity there is not seen."""
+    placeholders = set(us)
+    reads = upstream([r for r in result if r is not None],
+                     lambda n: () if n.op in REGION_OPS else n.inputs)
+    if not placeholders & reads:
+        return
+    users = [n for n in upstream(outs, lambda n: n.inputs) if n.op == "custom_vjp"
+             and not _custom_call(n.attrs).replays]
+    if not users:  # (graphc's own rules are linear: nothing to name)
+        return
+    node = users[0]
+    raise GraphcError(
+        f"forward mode (jvp, jacfwd, hessian, linearize) through custom_vjp function "
+        f"{node.attrs['fn']}: its bwd is not linear in the cotangent g, so it has no forward-"
+        "mode derivative (JAX refuses jvp of any custom_vjp function); use reverse mode "
+        "(grad, vjp, jacrev), or give the function a custom_jvp rule", node.locs)
 
 
 def _holds_while_loop(node) -> bool:

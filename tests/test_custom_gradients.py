@@ -214,6 +214,39 @@ def test_custom_jvp_second_derivative_and_forward_mode_through_grad():
     np.testing.assert_allclose(hv, s * (1 - s) * [1, 2, 3], rtol=1e-13)
 
 
+def test_forward_mode_through_a_bwd_not_linear_in_its_cotangent_is_refused():
+    # JAX's own clip_gradient example: bwd clips g. The double vjp differentiated that rule
+    # at g = 0, where clip is the identity, so jacfwd gave 3 where jacrev gives 1.5 (JAX
+    # refuses jvp of any custom_vjp function); a rule linear in g keeps forward mode.
+    @functools.partial(gc.custom_vjp, nondiff_argnums=(0, 1))
+    def clip_gradient(lo, hi, x):
+        return x
+    clip_gradient.defvjp(lambda lo, hi, x: (x, None),
+                         lambda lo, hi, _, g: (gc.clip(g, lo, hi),))
+
+    def f(a):
+        return clip_gradient(-0.5, 0.5, 3.0 * a)  # (the line the error names)
+    line = f.__code__.co_firstlineno + 1
+    x = np.array([0.3, -1.0, 2.0])
+    np.testing.assert_allclose(gc.jacrev(f)(x), 1.5 * np.eye(3), rtol=0, atol=0)
+    for forward in (lambda: gc.jacfwd(f)(x), lambda: gc.jvp(f, (x,), (np.ones(3),)),
+                    lambda: gc.hessian(lambda a: gc.sum(f(a) ** 2))(x)):
+        with pytest.raises(gc.GraphcError) as info:
+            forward()
+        message = str(info.value)
+        assert message.splitlines()[0] == (
+            "forward mode (jvp, jacfwd, hessian, linearize) through custom_vjp function "
+            "clip_gradient: its bwd is not linear in the cotangent g, so it has no forward-mode "
+            "derivative (JAX refuses jvp of any custom_vjp function); use reverse mode (grad, "
+            "vjp, jacrev), or give the function a custom_jvp rule")
+        assert f"test_custom_gradients.py:{line}" in message
+    # a bwd linear in g (scaled by a residual) still has its exact forward mode
+    scaled = gc.custom_vjp(lambda a: gc.sin(a))
+    scaled.defvjp(lambda a: (gc.sin(a), gc.cos(a)), lambda c, g: (gc.clip(c, -0.5, 0.5) * g,))
+    np.testing.assert_allclose(gc.jacfwd(scaled)(x), np.diag(np.clip(np.cos(x), -0.5, 0.5)),
+                               rtol=1e-15)
+
+
 def test_eager_create_graph_through_a_custom_jvp_rule_is_refused():
     t = gc.tensor(np.array([1.0, 2.0]), requires_grad=True)
     with pytest.raises(gc.GraphcError, match="log1pexp: backward.create_graph=True. through"):
