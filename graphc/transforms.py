@@ -1573,6 +1573,11 @@ def traced_value_and_grad(fn, argnums=0, has_aux=False, none_if_unreached=False,
             raise GraphcError(f"{who}: the function returned {article} {value.dtype} value; "
                               "only a floating-point result has a gradient (cast it, or "
                               f"return the {kind} as aux with has_aux=True)", (user_location(),))
+        if value.size != 1:  # (the pass's own refusal names neither grad nor the function)
+            raise GraphcError(f"{who}: {function_name(fn)} returned a value of shape "
+                              f"{value.shape}; a gradient needs a scalar output: reduce it "
+                              "(gc.sum, gc.mean), or use gc.vjp / gc.jacrev",
+                              (user_location(),))
         wrt_leaves, structures = [], []
         for i in nums:
             leaves, structure, _ = flatten(args[i])

@@ -10,6 +10,7 @@ import warnings
 import numpy as np
 import pytest
 
+from errorcheck import assert_one_line_error
 import graphc as gc
 from ir.parser import parse
 from ir.printer import format_graph
@@ -1068,3 +1069,21 @@ def test_a_float_bwd_cotangent_of_another_float_dtype_is_cast_to_the_arguments()
                     gc.compile(gc.grad(lambda x: gc.sum(f(x))))(x), t.grad):
             assert np.asarray(got).dtype == dtype
             np.testing.assert_array_equal(got, np.full(3, 1.0 if f is ones else 2.0))
+
+
+@pytest.mark.parametrize("who", ["grad", "value_and_grad"])
+@pytest.mark.parametrize("compiled", [False, True])
+def test_grad_of_a_non_scalar_output_names_the_transformation_and_function(who, compiled):
+    """(session 52, finder g8) gc.grad(f) of an f returning shape (3,) was refused by the
+    autodiff pass as 'the gradient of a non-scalar output (shape (3,)) needs a seed; use vjp',
+    naming neither grad nor f; now one line naming both. A one-element output keeps its
+    gradient (as torch's backward of a one-element tensor)."""
+    def doubled(a):
+        return a * 2
+    x = np.ones(3)
+    transform = getattr(gc, who)(doubled)
+    run = gc.compile(transform) if compiled else transform
+    assert_one_line_error(lambda: run(x), f"{who}: doubled returned a value of shape (3,); a "
+                          "gradient needs a scalar output: reduce it (gc.sum, gc.mean), or use "
+                          "gc.vjp / gc.jacrev", "test_custom_gradients.py")
+    np.testing.assert_array_equal(gc.grad(lambda a: a[:1] * 2)(x), [2.0, 0.0, 0.0])
