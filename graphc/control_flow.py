@@ -519,6 +519,7 @@ def scan(f, init, xs=None, length: int | None = None, reverse: bool = False,
     `unroll` (JAX's) is taken and checked, so code written for JAX runs; it changes nothing
     here: a scan is one loop node, whose body the runtime runs as one plan."""
     _check_callable(f, "scan", "f")
+    reverse = F._flag("scan", "reverse", reverse)  # (bool('no') was True: run from the end)
     if not isinstance(unroll, bool) and not (is_int(unroll) and unroll >= 1):
         raise GraphcError(f"scan: unroll must be an int >= 1 or a bool, got {unroll!r}",
                           (user_location(),))
@@ -580,7 +581,7 @@ def scan(f, init, xs=None, length: int | None = None, reverse: bool = False,
         x_nodes.append(_as_node(graph, steps, "scan"))
     outer = region.close(own)
     node = apply("scan", *outer, *carry_nodes, *x_nodes, body=region, consts=len(outer),
-                 carries=len(carry_nodes), length=n, reverse=bool(reverse))
+                 carries=len(carry_nodes), length=n, reverse=reverse)
     outs = _results(node, len(carry_nodes) + len(y_leaves))
     carry_out = unflatten(init_structure, outs[:len(carry_nodes)])
     ys = unflatten(y_structure, outs[len(carry_nodes):]) if y is not None else None

@@ -579,6 +579,76 @@ def test_descending_and_reverse_must_be_true_or_false():
     np.testing.assert_array_equal(gc.cumsum(X, 0, reverse=np.False_), np.cumsum(X, 0))
 
 
+def _torch(fn, *arrays, **kw):
+    return fn(*(torch.from_numpy(np.ascontiguousarray(a)) for a in arrays), **kw).numpy()
+
+
+def _exclusive_cumsum(a, reverse):
+    return np.cumsum(a[::-1])[::-1] - a if reverse else np.cumsum(a) - a
+
+
+# every public True/False setting a sample of graphc's functions takes, with its reference:
+# (the call of x and the setting, "function: setting", the reference for a real bool)
+FLAGS = {
+    "sum": (lambda x, v: gc.sum(x, 1, keepdims=v), "sum: keepdims",
+            lambda v: np.sum(X, 1, keepdims=v)),
+    "mean": (lambda x, v: gc.mean(x, dim=1, keepdim=v), "mean: keepdim",
+             lambda v: _torch(torch.mean, X, dim=1, keepdim=v)),
+    "max": (lambda x, v: gc.max(x, 1, keepdims=v), "max: keepdims",
+            lambda v: np.max(X, 1, keepdims=v)),
+    "argmin": (lambda x, v: gc.argmin(x, 1, keepdims=v), "argmin: keepdims",
+               lambda v: np.argmin(X, 1, keepdims=v)),
+    "prod": (lambda x, v: gc.prod(x, 1, keepdims=v), "prod: keepdims",
+             lambda v: np.prod(X, 1, keepdims=v)),
+    "all": (lambda x, v: gc.all(x > -1, 1, keepdims=v), "all: keepdims",
+            lambda v: np.all(X > -1, 1, keepdims=v)),
+    "var": (lambda x, v: gc.var(x, dim=1, unbiased=v), "var: unbiased",
+            lambda v: _torch(torch.var, X, dim=1, unbiased=v)),
+    "std": (lambda x, v: gc.std(x, 1, keepdims=v), "std: keepdims",
+            lambda v: np.std(X, 1, keepdims=v)),
+    "logsumexp": (lambda x, v: gc.logsumexp(x, 1, keepdims=v), "logsumexp: keepdims",
+                  lambda v: _torch(torch.logsumexp, X, dim=1, keepdim=v)),
+    "norm": (lambda x, v: gc.norm(x, None, 1, keepdims=v), "norm: keepdims",
+             lambda v: np.linalg.norm(X, None, 1, keepdims=v)),
+    "scan": (lambda x, v: gc.scan(lambda c, a: (c + a, c), 0.0, x[:, 0, 0], reverse=v)[1],
+             "scan: reverse", lambda v: _exclusive_cumsum(X[:, 0, 0], v)),
+    "pairwise_distance": (lambda x, v: gc.pairwise_distance(x, x[::-1], keepdim=v),
+                          "pairwise_distance: keepdim",
+                          lambda v: _torch(torch.nn.functional.pairwise_distance, X, X[::-1],
+                                           keepdim=v)),
+    "interpolate": (lambda x, v: gc.interpolate(x, size=7, mode="linear", align_corners=v),
+                    "interpolate: align_corners",
+                    lambda v: _torch(torch.nn.functional.interpolate, X, size=7,
+                                     mode="linear", align_corners=v)),
+    "linspace": (lambda x, v: gc.linspace(0.0, 1.0, 5, endpoint=v, dtype="float64") + x[0, 0, 0],
+                 "linspace: endpoint", lambda v: np.linspace(0.0, 1.0, 5, endpoint=v) + X[0, 0, 0]),
+    "dropout": (lambda x, v: gc.dropout(x, 0.5, 0, training=v), "dropout: training",
+                lambda v: None if v else X),  # (training=True: a random mask)
+}
+
+
+@pytest.mark.parametrize("name", FLAGS)
+def test_a_true_or_false_setting_takes_only_a_bool(name):
+    """keepdims='no', reverse='no', align_corners='no' (and 1) went through bool(): True,
+    so gc.sum(x, 0, keepdims='no') kept the axis and gc.scan(..., reverse='no') ran from the
+    end, with no word; torch and JAX take a bool there. Each is refused in one line naming
+    the function and the setting, eagerly and compiled; numpy's bool is taken, and a real
+    bool's result is the reference's."""
+    call, flag, reference = FLAGS[name]
+    f = "test_arrays.py"
+    for bad in ("no", 1):
+        assert_one_line_error(lambda: call(X, bad), f"{flag} must be True or False, got "
+                              f"{bad!r}", f)
+        assert_one_line_error(lambda: gc.compile(lambda x: call(x, bad))(X),
+                              f"{flag} must be True or False", f)
+    for v in (True, False, np.True_, np.False_):
+        expected = reference(bool(v))
+        if expected is None:
+            continue
+        for fn in (lambda x: call(x, v), gc.compile(lambda x: call(x, v))):
+            np.testing.assert_allclose(np.asarray(fn(X)), expected, rtol=1e-12, atol=1e-12)
+
+
 # every op README's "Numerics" list says needs a concrete size along its axis (prod and
 # top_k were missing from it); each refuses a symbolic one in one line naming itself
 NEEDS_A_CONCRETE_AXIS = {

@@ -104,6 +104,15 @@ def _fail(message):
     raise GraphcError(message, (user_location(),))
 
 
+def _flag(name, what, value) -> bool:
+    """A public True/False setting `what` of function `name`, as a bool (numpy's np.bool_
+    taken too); anything else refused in one line: read by its truth, keepdims='no' or
+    reverse='no' would be True, and the call would silently do what it was told not to."""
+    if not isinstance(value, (bool, np.bool_)):
+        _fail(f"{name}: {what} must be True or False, got {value!r}")
+    return bool(value)
+
+
 def takes_inplace(function=None, *, keyword_only=False):
     """Decorate a torch.nn.functional function that torch gives an `inplace=` (F.relu(x,
     inplace=True)): the function takes it, True or False (_flag), by keyword or in torch's
@@ -595,6 +604,7 @@ def _torch_axes(fn, axis, keepdims, dim, keepdim, empty_dim_is_every_dim=True):
     if empty_dim_is_every_dim and isinstance(dim, (tuple, list)) and not dim:
         axis = None
     if keepdim is not None:
+        _flag(fn, "keepdim", keepdim)
         if keepdims is not False:
             _fail(f"{fn}: both keepdims= (numpy's) and keepdim= (torch's) given; pass one")
         keepdims = keepdim
@@ -631,6 +641,7 @@ def sum(x, axis=None, keepdims=False, *, dim=NO_DIM, keepdim=None):
     """The sum along `axis` (torch's `dim`); of booleans, how many are true (int64), as
     numpy's and torch's (the op itself keeps its operand's dtype: a bool sum would be a
     logical or)."""
+    _flag("sum", "keepdims", keepdims)
     if dim is not NO_DIM or keepdim is not None:  # torch's spelling
         axis, keepdims = _torch_axes("sum", axis, keepdims, dim, keepdim)
     if _dtype(x) == np.bool_:
@@ -641,6 +652,7 @@ def sum(x, axis=None, keepdims=False, *, dim=NO_DIM, keepdim=None):
 def max(x, axis=None, keepdims=False, *, dim=NO_DIM, keepdim=None):
     """The largest element along `axis`, as numpy's; with torch's `dim=`, torch.max's
     (values, indices) pair (ValuesIndices)."""
+    _flag("max", "keepdims", keepdims)
     if dim is not NO_DIM or keepdim is not None:
         return _values_indices("max", x, axis, keepdims, dim, keepdim)
     return apply("max", x, axes=_axes(axis, _ndim(x)), keepdims=bool(keepdims))
@@ -657,6 +669,7 @@ def _refuse_empty(x, axis, what):
 def min(x, axis=None, keepdims=False, *, dim=NO_DIM, keepdim=None):
     """The smallest element along `axis`, as numpy's; with torch's `dim=`, torch.min's
     (values, indices) pair (ValuesIndices)."""
+    _flag("min", "keepdims", keepdims)
     if dim is not NO_DIM or keepdim is not None:
         return _values_indices("min", x, axis, keepdims, dim, keepdim)
     _refuse_empty(x, axis, "min")
@@ -674,6 +687,7 @@ def argmax(x, axis=None, keepdims=False, *, dim=NO_DIM, keepdim=None):
     ties and the first NaN where there is one, as numpy's; axis=None: into the flattened
     array. Built from max, a comparison and an integer min, so it has every op's lowering and
     batching rule; it carries no gradient (an index)."""
+    _flag("argmax", "keepdims", keepdims)
     if dim is not NO_DIM or keepdim is not None:  # torch's spelling
         axis, keepdims = _torch_axes("argmax", axis, keepdims, dim, keepdim)
     if axis is None:
@@ -701,6 +715,7 @@ def argmax(x, axis=None, keepdims=False, *, dim=NO_DIM, keepdim=None):
 def argmin(x, axis=None, keepdims=False, *, dim=NO_DIM, keepdim=None):
     """The index of the smallest element along `axis` (torch's `dim`), as numpy's (see
     argmax)."""
+    _flag("argmin", "keepdims", keepdims)
     if dim is not NO_DIM or keepdim is not None:  # torch's spelling
         axis, keepdims = _torch_axes("argmin", axis, keepdims, dim, keepdim)
     if not isinstance(axis, (tuple, list)):
@@ -714,6 +729,7 @@ def argmin(x, axis=None, keepdims=False, *, dim=NO_DIM, keepdim=None):
 
 
 def mean(x, axis=None, keepdims=False, *, dim=NO_DIM, keepdim=None):
+    _flag("mean", "keepdims", keepdims)
     if dim is not NO_DIM or keepdim is not None:  # torch's spelling
         axis, keepdims = _torch_axes("mean", axis, keepdims, dim, keepdim)
     axes = _axes(axis, _ndim(x))
@@ -736,6 +752,7 @@ def var(x, axis=None, keepdims=False, ddof=DDOF_0, *, dim=NO_DIM, keepdim=None,
     torch's (dim=, keepdim=, correction= or unbiased=), torch's: divided by N - correction,
     1 unless given (unbiased=False: 0). A half x is computed in float32 (its squares overflow
     or underflow in half), as torch's."""
+    _flag("var", "keepdims", keepdims)
     if dim is not NO_DIM or keepdim is not None or correction is not None \
             or unbiased is not None:
         axis, keepdims = _torch_axes("var", axis, keepdims, dim, keepdim)
@@ -768,6 +785,7 @@ def var(x, axis=None, keepdims=False, ddof=DDOF_0, *, dim=NO_DIM, keepdim=None,
 def std(x, axis=None, keepdims=False, ddof=DDOF_0, *, dim=NO_DIM, keepdim=None,
         correction=None, unbiased=None):
     """The square root of var (numpy's, or torch's when spelled as torch's: see var)."""
+    _flag("std", "keepdims", keepdims)
     if dim is not NO_DIM or keepdim is not None or correction is not None \
             or unbiased is not None:
         axis, keepdims = _torch_axes("std", axis, keepdims, dim, keepdim)
@@ -791,7 +809,7 @@ def _torch_correction(fn, ddof, correction, unbiased):
         return _ddof(fn, "ddof", ddof)
     if correction is not None:
         return _ddof(fn, "correction", correction)
-    return 1 if unbiased is None else int(bool(unbiased))
+    return 1 if unbiased is None else int(_flag(fn, "unbiased", unbiased))
 
 
 def _ddof(fn, name, value):
@@ -808,6 +826,7 @@ def logsumexp(x, axis=None, keepdims=False, *, dim=NO_DIM, keepdim=None):
     """log(sum(exp(x))) over `axis` (torch's `dim`) without overflow: shifted by the
     maximum, as JAX's (an infinite maximum shifts by 0, so all -inf gives -inf and an inf
     gives inf)."""
+    _flag("logsumexp", "keepdims", keepdims)
     if dim is not NO_DIM or keepdim is not None:  # torch's spelling
         axis, keepdims = _torch_axes("logsumexp", axis, keepdims, dim, keepdim)
     axes = _axes(axis, _ndim(x))
@@ -825,6 +844,7 @@ def logsumexp(x, axis=None, keepdims=False, *, dim=NO_DIM, keepdim=None):
 def any(x, axis=None, keepdims=False, *, dim=NO_DIM, keepdim=None):
     """Whether any element along `axis` (torch's `dim`) is true (non-zero); False over no
     elements."""
+    _flag("any", "keepdims", keepdims)
     if dim is not NO_DIM or keepdim is not None:  # torch's spelling
         axis, keepdims = _torch_axes("any", axis, keepdims, dim, keepdim, False)
     truth = x if _dtype(x) == np.bool_ else not_equal(x, 0)
@@ -834,6 +854,7 @@ def any(x, axis=None, keepdims=False, *, dim=NO_DIM, keepdim=None):
 def all(x, axis=None, keepdims=False, *, dim=NO_DIM, keepdim=None):
     """Whether every element along `axis` (torch's `dim`) is true (non-zero); True over no
     elements."""
+    _flag("all", "keepdims", keepdims)
     if dim is not NO_DIM or keepdim is not None:  # torch's spelling
         axis, keepdims = _torch_axes("all", axis, keepdims, dim, keepdim, False)
     truth = x if _dtype(x) == np.bool_ else not_equal(x, 0)
@@ -2354,8 +2375,7 @@ def _pool_args(name, x, kernel_size, stride, padding, dilation, ceil_mode):
     kernel = _pair(name, "kernel_size", kernel_size)
     stride = kernel if stride is None else _pair(name, "stride", stride)
     padding, dilation = _pair(name, "padding", padding), _pair(name, "dilation", dilation)
-    if not isinstance(ceil_mode, (bool, np.bool_)):
-        _fail(f"{name}: ceil_mode must be True or False, got {ceil_mode!r}")
+    _flag(name, "ceil_mode", ceil_mode)
     for what, values, low in (("kernel size", kernel, 1), ("stride", stride, 1),
                               ("dilation", dilation, 1), ("padding", padding, 0)):
         if builtins.min(values) < low:
@@ -2488,11 +2508,6 @@ def _first_largest(taps, out, places):
     return stop_gradient(min(where(hits, places, _OUTSIDE), -1))
 
 
-def _flag(name, what, value):
-    if not isinstance(value, (bool, np.bool_)):
-        _fail(f"{name}: {what} must be True or False, got {value!r}")
-
-
 def avg_pool2d(x, kernel_size, stride=None, padding=0, ceil_mode=False,
                count_include_pad=True, divisor_override=None):
     """torch.nn.functional.avg_pool2d of x (N, C, H, W): each window's sum over the taps
@@ -2505,8 +2520,7 @@ def avg_pool2d(x, kernel_size, stride=None, padding=0, ceil_mode=False,
                           count_include_pad, divisor_override)
     if not is_float(_dtype(x)):
         _fail(f"avg_pool2d of {with_article(_dtype(x))} value; cast it to a float type first")
-    if not isinstance(count_include_pad, (bool, np.bool_)):
-        _fail(f"avg_pool2d: count_include_pad must be True or False, got {count_include_pad!r}")
+    _flag("avg_pool2d", "count_include_pad", count_include_pad)
     if divisor_override is not None and (not is_int(divisor_override) or divisor_override == 0):
         _fail(f"avg_pool2d: divisor_override must be a nonzero int or None, got "
               f"{divisor_override!r}")
@@ -3021,7 +3035,7 @@ def dropout(x, rate, seed, training=True, salt=None):
         _fail(f"dropout: rate must be a number in [0, 1], got {rate!r}")
     if isinstance(x, np.ndarray):  # (a complex one: the mask op's line named an i64[] seed)
         refuse_unsupported_dtype(x, "dropout")
-    if not training or rate == 0.0:
+    if not _flag("dropout", "training", training) or rate == 0.0:
         return x
     if rate == 1.0:
         return mul(x, 0.0)

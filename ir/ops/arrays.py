@@ -150,6 +150,7 @@ def prod(x, axis=None, keepdims=False, *, dim=NO_DIM, keepdim=None):
     """numpy's prod (torch's with `dim=`, `keepdim=`). A tree of pairwise products (log2 of
     the axis' length multiplications), so its gradient is exact where an element is zero,
     which x / prod's is not."""
+    _flag("prod", "keepdims", keepdims)
     if dim is not NO_DIM or keepdim is not None:
         axis, keepdims = F._torch_axes("prod", axis, keepdims, dim, keepdim)
     nd = _ndim(x)
@@ -450,6 +451,7 @@ def norm(x, ord=None, axis=None, keepdims=False, *, dim=NO_DIM, keepdim=None, p=
     in ord's place is the vector norm over every dim given ("fro": the Euclidean). The
     gradient at a zero vector (and a p-norm's at a zero element) is 0, as PyTorch's (pow's
     alone would be NaN there)."""
+    _flag("norm", "keepdims", keepdims)
     if dim is not NO_DIM or keepdim is not None:
         axis, keepdims = F._torch_axes("norm", axis, keepdims, dim, keepdim)
     if p is not None:
@@ -522,6 +524,7 @@ def linspace(start, stop, num=50, endpoint=True, dtype="float32"):
     endpoint=False), a constant of `dtype` (float32 by default, as graphc's other creators)."""
     if not is_int(num) or num < 0:
         _fail(f"linspace: num must be a non-negative int, got {num!r}")
+    endpoint = _flag("linspace", "endpoint", endpoint)  # (numpy's reads its truth)
     for name, value in (("start", start), ("stop", stop)):
         if is_complex(value):  # numpy's linspace would drop the imaginary part
             _fail(f"linspace: {name} must be a real number, got {value!r}")

@@ -19,7 +19,7 @@ import numpy as np
 from ..types import broadcast_shapes, is_float, is_half, is_real
 from . import api as F
 from . import precision
-from .api import _dtype, _fail, _ndim, _shape
+from .api import _dtype, _fail, _flag, _ndim, _shape
 from .arrays import repeat
 
 __all__ = ["scaled_dot_product_attention", "linear"]
@@ -57,9 +57,8 @@ def scaled_dot_product_attention(query, key, value, attn_mask=None, dropout_p=0.
         _fail(f"{name}: query's features ({E}) and key's ({E_key}) differ")
     if not _same(S, S_value):
         _fail(f"{name}: key has {S} positions and value {S_value}")
-    if not isinstance(is_causal, bool) or not isinstance(enable_gqa, bool):
-        _fail(f"{name}: is_causal and enable_gqa must be True or False, got {is_causal!r} and "
-              f"{enable_gqa!r}")
+    _flag(name, "is_causal", is_causal)
+    _flag(name, "enable_gqa", enable_gqa)
     if is_causal and attn_mask is not None:  # torch's rule
         _fail(f"{name}: attn_mask must not be given with is_causal=True")
     if not (is_real(dropout_p) and 0.0 <= dropout_p <= 1.0):

@@ -279,8 +279,7 @@ def kl_div(input, target, reduction="mean", log_target=False):
     if reduction not in ("mean", "batchmean", "sum", "none"):
         _fail(f"{name}: unknown reduction {reduction!r} (choose 'mean', 'batchmean', 'sum' "
               "or 'none')")
-    if not isinstance(log_target, bool):
-        _fail(f"{name}: log_target must be True or False, got {log_target!r}")
+    F._flag(name, "log_target", log_target)
     _no_lists(name, ("input", "target"), input, target)
     input, target = _autocast_promoted((input, target), refuse="iub")  # (torch's refusal)
     _float_operands(name, input, target)  # (not _both's 'cast one' of two int dtypes)
@@ -389,8 +388,9 @@ def pairwise_distance(x1, x2, p=2.0, eps=1e-6, keepdim=False):
     torch.nn.functional.pairwise_distance; keepdim keeps that axis as size 1."""
     name = "pairwise_distance"
     p, eps = _p_norm(name, p), _number(f"{name}: eps", eps)
+    keepdim = F._flag(name, "keepdim", keepdim)
     x1, x2 = _broadcast_pair(name, x1, x2, bools=False)
     diff = F.add(F.sub(x1, x2), eps)
     if _ndim(diff) == 0:  # torch's norm of a 0-d value: its magnitude, 0-d
         return F.reshape(norm(F.reshape(diff, (1,)), p, 0), ())
-    return norm(diff, p, _ndim(diff) - 1, keepdims=bool(keepdim))
+    return norm(diff, p, _ndim(diff) - 1, keepdims=keepdim)

@@ -47,12 +47,6 @@ def _like(name, target, x, bools=True):
     return F.cast(target, _dtype(x))
 
 
-def _flag(what, value):
-    if not isinstance(value, bool):
-        _fail(f"{what} must be True or False, got {value!r}")
-    return value
-
-
 def _clamp_min0(z):
     """torch's clamp_min(z, 0): max(z, 0) whose gradient passes where z == 0 (graphc's
     maximum gives a tie to its first operand) and not where z is NaN."""
@@ -278,7 +272,7 @@ def triplet_margin_loss(anchor, positive, negative, margin=1.0, p=2.0, eps=1e-6,
     _no_lists(name, ("anchor", "positive", "negative"), anchor, positive, negative)
     margin = _triplet_margin(name, margin)
     p, eps = _p_norm(name, p), _number(f"{name}: eps", eps)
-    swap = _flag(f"{name}: swap", swap)
+    swap = F._flag(name, "swap", swap)
     _triplet_dims(name, anchor, positive, negative)
     # checked here so that a dtype mix or a shape that does not broadcast is told in this
     # loss's name and its arguments', not pairwise_distance's x1 and x2
@@ -305,7 +299,7 @@ def triplet_margin_with_distance_loss(anchor, positive, negative, *, distance_fu
     _check_reduction(name, reduction)
     _no_lists(name, ("anchor", "positive", "negative"), anchor, positive, negative)
     margin = _triplet_margin(name, margin)
-    swap = _flag(f"{name}: swap", swap)
+    swap = F._flag(name, "swap", swap)
     if distance_function is None:
         distance_function = pairwise_distance
     elif not callable(distance_function):
@@ -362,7 +356,7 @@ def poisson_nll_loss(input, target, log_input=True, full=False, eps=1e-8, reduct
     <= 1 the Stirling term is a constant 0 (torch's target gradient there is NaN at 0)."""
     name = "poisson_nll_loss"
     _check_reduction(name, reduction)
-    log_input, full = _flag(f"{name}: log_input", log_input), _flag(f"{name}: full", full)
+    log_input, full = F._flag(name, "log_input", log_input), F._flag(name, "full", full)
     eps = _number(f"{name}: eps", eps)
     _no_lists(name, ("input", "target"), input, target)
     target = _like(name, target, input)
@@ -435,7 +429,7 @@ def gaussian_nll_loss(input, target, var, full=False, eps=1e-6, reduction="mean"
     raises; a negative number is an error)."""
     name = "gaussian_nll_loss"
     _check_reduction(name, reduction)
-    full, eps = _flag(f"{name}: full", full), _number(f"{name}: eps", eps)
+    full, eps = F._flag(name, "full", full), _number(f"{name}: eps", eps)
     # (var before _variance's expand_dims of one per row named itself)
     _no_lists(name, ("input", "target", "var"), input, target, var)
     if F._weakly_typed(var):  # a number

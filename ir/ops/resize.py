@@ -96,6 +96,10 @@ def interpolate(x, size=None, scale_factor=None, mode="nearest", align_corners=N
     if nd not in (3, 4, 5):
         _fail(f"interpolate: x must be 3-d (N, C, L), 4-d (N, C, H, W) or 5-d (N, C, D, H, W), "
               f"got shape {tuple(_shape(x))}")
+    for what, value in (("align_corners", align_corners), ("antialias", antialias),
+                        ("recompute_scale_factor", recompute_scale_factor)):
+        if value is not None:  # (None: torch's default, as False)
+            F._flag("interpolate", what, value)
     spatial = nd - 2
     modes = ("nearest", "nearest-exact", "area", _LINEAR[nd]) + (("bicubic",) if nd == 4 else ())
     if mode not in modes:
