@@ -13,8 +13,8 @@ from ir.ops.index import offsets_problem
 from ir.ops.registry import SymbolicValue
 from ir.types import INT_DTYPES, is_float
 
-from .nn import (Module, Parameter, _Functional, _layer_dtype, _no_negative_indices,
-                 _padding_index, _pretrained_table, _refuse_unsupported, _rng, _size)
+from .nn import (Module, Parameter, _Functional, _embedding_table, _no_negative_indices,
+                 _padding_index, _pretrained_table, _refuse_unsupported, _size)
 
 __all__ = ["local_response_norm", "channel_shuffle", "embedding_bag"]
 
@@ -244,16 +244,8 @@ class EmbeddingBag(Module):
                  dtype="float32"):
         _refuse_unsupported("EmbeddingBag", max_norm, scale_grad_by_freq, sparse)
         _check_mode("EmbeddingBag", mode)
-        num = _size("EmbeddingBag", "num_embeddings", num_embeddings)
-        dim = _size("EmbeddingBag", "embedding_dim", embedding_dim)
-        padding_idx = _padding_index("EmbeddingBag", padding_idx, num)
-        if _weight is not None:  # from_pretrained's table, kept as given
-            weight = _weight
-        else:
-            rng, dtype = _rng(rng), _layer_dtype("EmbeddingBag", dtype)
-            weight = rng.normal(0.0, 1.0 if std is None else std, (num, dim)).astype(dtype)
-            if padding_idx is not None:
-                weight[padding_idx] = 0
+        weight, padding_idx = _embedding_table("EmbeddingBag", num_embeddings, embedding_dim,
+                                               rng, std, dtype, padding_idx, _weight)
         self.weight = Parameter(weight)
         # (norm_type is kept, as torch's layer keeps it, for its repr: it only matters with
         # max_norm, which is refused)

@@ -2626,6 +2626,23 @@ def _padding_index(layer, padding_idx, num):
     return int(padding_idx) % num
 
 
+def _embedding_table(layer, num_embeddings, embedding_dim, rng, std, dtype, padding_idx,
+                     table=None):
+    """Embedding's and EmbeddingBag's weight and padding row: `table` (from_pretrained's, as
+    torch's _weight: kept as given, its padding row too, nothing drawn) or normal(0, std or 1)
+    draws with the padding row zeroed; sizes and padding_idx refused in one line naming
+    `layer`."""
+    num = _size(layer, "num_embeddings", num_embeddings)
+    dim = _size(layer, "embedding_dim", embedding_dim)
+    padding_idx = _padding_index(layer, padding_idx, num)
+    if table is None:
+        rng, dtype = _rng(rng), _layer_dtype(layer, dtype)
+        table = rng.normal(0.0, 1.0 if std is None else std, (num, dim)).astype(dtype)
+        if padding_idx is not None:
+            table[padding_idx] = 0
+    return table, padding_idx
+
+
 def _pretrained_table(where, embeddings, padding_idx):
     """from_pretrained's (Embedding's, EmbeddingBag's) copy of `embeddings`, a 2-d float
     array or tensor (a torch one too), in its dtype; a bad one or a padding_idx outside it
@@ -2667,16 +2684,8 @@ class Embedding(Module):
         # argument', where from_pretrained took them); True is refused, as there
         _refuse_unsupported("Embedding", scale_grad_by_freq=scale_grad_by_freq, sparse=sparse,
                             why=" (graphc's gradient is dense and unscaled): leave it False")
-        num = _size("Embedding", "num_embeddings", num_embeddings)
-        dim = _size("Embedding", "embedding_dim", embedding_dim)
-        padding_idx = _padding_index("Embedding", padding_idx, num)
-        if _weight is not None:  # from_pretrained's table, as torch's _weight: kept as
-            weight = _weight     # given (its padding row too), nothing drawn
-        else:
-            rng, dtype = _rng(rng), _layer_dtype("Embedding", dtype)
-            weight = rng.normal(0.0, 1.0 if std is None else std, (num, dim)).astype(dtype)
-            if padding_idx is not None:
-                weight[padding_idx] = 0
+        weight, padding_idx = _embedding_table("Embedding", num_embeddings, embedding_dim,
+                                               rng, std, dtype, padding_idx, _weight)
         self.weight = Parameter(weight)
         object.__setattr__(self, "padding_idx", padding_idx)
 
