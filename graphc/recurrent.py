@@ -15,6 +15,7 @@ only multiplies the hidden state, so gradients, vmap and compilation are scan's.
 from __future__ import annotations
 
 import math
+import numbers
 import warnings
 
 import numpy as np
@@ -43,10 +44,22 @@ def _check_sizes(name, **sizes):
 
 
 def _check_input(name, input, shapes):
-    """None, a string or a dict given as the input: named as what it is (its shape read as
-    (), so the error said "must be 2-d ..., got shape ()")."""
-    if input is None or isinstance(input, (str, bytes, dict)):
-        _fail(f"{name}: input must be an array {shapes}, got {a_type(input)}")
+    """An input that is neither an array nor an array-like (a list or tuple of numbers or
+    arrays, a number): named as what it is (None, a str, a dict, a set or any other object
+    read as shape (), so the error said "must be 2-d ..., got shape ()"); a list or tuple of
+    arrays of different shapes (an (x, h) pair given as one argument) was numpy's raw
+    ValueError."""
+    if hasattr(input, "shape") or (isinstance(input, (numbers.Number, np.generic))
+                                    and not isinstance(input, (str, bytes))):
+        return
+    if isinstance(input, (list, tuple)):
+        try:
+            F._shape(input)
+        except ValueError:
+            _fail(f"{name}: input must be an array {shapes}, got {a_type(input)} of "
+                  f"{len(input)} items of different shapes")
+        return
+    _fail(f"{name}: input must be an array {shapes}, got {a_type(input)}")
 
 
 def _given_states(name, lstm, hx):

@@ -224,6 +224,25 @@ def test_an_input_that_is_not_an_array_is_named():
                               f"array (5,) or (N, 5), got {what}", f)
 
 
+def test_review_r14_any_input_that_is_not_an_array_is_named():
+    """Review r14: only None, a str, a bytes or a dict were named; a set or another object
+    still read as shape () ("must be 2-d (L, 5) or 3-d, got shape ()"), and an (x, h) pair
+    given as the input was numpy's raw ValueError ("inhomogeneous shape"), naming no layer."""
+    f = "test_recurrent.py"
+    pair = (np.ones((2, 5), np.float32), np.zeros((1, 7), np.float32))
+    for bad, what in [({1, 2}, "a set"), (object(), "an object"),
+                      (pair, "a tuple of 2 items of different shapes")]:
+        assert_one_line_error(lambda: gc.nn.LSTM(5, 7)(bad), "LSTM: input must be an array "
+                              f"(L, 5) or 3-d, got {what}", f)
+        assert_one_line_error(lambda: gc.nn.GRUCell(5, 7)(bad), "GRUCell: input must be an "
+                              f"array (5,) or (N, 5), got {what}", f)
+    # a tuple of equal rows and a number keep their own errors
+    rows = (np.ones(5, np.float32), np.ones(5, np.float32))
+    assert_one_line_error(lambda: gc.nn.GRUCell(5, 7)(rows), "GRUCell: input is a tuple; give "
+                          "an array (np.asarray)", f)
+    assert_one_line_error(lambda: gc.nn.GRUCell(5, 7)(3.0), "GRUCell: input must be 1-d", f)
+
+
 # ---- the other layers added with them --------------------------------------------------------
 @pytest.mark.parametrize("groups,affine", [(1, True), (2, True), (6, False)])
 def test_group_norm_matches_torch(groups, affine):
