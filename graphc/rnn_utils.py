@@ -135,6 +135,17 @@ class PackedSequence(namedtuple("PackedSequence",
     def int(self):
         return self._cast("int32", "int")
 
+    # torch's too: graphc has no int16, int8 or uint8 values, so each is refused in one
+    # line naming the method (it was an AttributeError)
+    def short(self):
+        return self._cast("int16", "short")
+
+    def char(self):
+        return self._cast("int8", "char")
+
+    def byte(self):
+        return self._cast("uint8", "byte")
+
     @property
     def is_cuda(self):
         return False
@@ -289,6 +300,9 @@ def pack_sequence(sequences, enforce_sorted=True):
     """torch.nn.utils.rnn.pack_sequence: sequences (L_i, *) -> a PackedSequence, as
     pack_padded_sequence(pad_sequence(sequences), their lengths)."""
     who = "pack_sequence"
+    if not hasattr(sequences, "shape") and isinstance(sequences, Iterable) and \
+            not isinstance(sequences, (str, dict)):
+        sequences = list(sequences)  # (a generator: read once, for the lengths too)
     # (it checks the list; a tensor's rows are equally long)
     padded = _pad_sequence(sequences, False, 0.0, "right", who)
     lengths = [F._shape(s)[0] for s in sequences] if not hasattr(sequences, "shape") else \

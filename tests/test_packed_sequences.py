@@ -287,3 +287,19 @@ def test_pack_sequence_errors_name_pack_sequence():
                           "pack_sequence: every length must be > 0", F)
     assert_one_line_error(lambda: R.pad_sequence([]),
                           "pad_sequence: received an empty list of sequences", F)
+
+
+def test_review_r14_torch_s_integer_conversions_and_a_generator():
+    """Review r14: torch's PackedSequence has short(), char() and byte() too (an
+    AttributeError here: graphc has no int16/int8/uint8, so each is refused in one line
+    naming the method); pack_sequence of a generator read it for the padding, then found no
+    lengths ('pack_sequence: 0 lengths for a batch of 2 sequences')."""
+    seqs = [np.ones((n, 2), np.float32) for n in (3, 1)]
+    packed = R.pack_sequence(seqs)
+    for method, dtype in [("short", "int16"), ("char", "int8"), ("byte", "uint8")]:
+        assert_one_line_error(lambda: getattr(packed, method)(),
+                              f"PackedSequence.{method}: dtype {dtype} is not supported", F)
+    ours = R.pack_sequence(s for s in seqs)
+    theirs = T.pack_sequence([torch.tensor(s) for s in seqs])
+    np.testing.assert_array_equal(ours.data, theirs.data.numpy())
+    np.testing.assert_array_equal(ours.batch_sizes, theirs.batch_sizes.numpy())
