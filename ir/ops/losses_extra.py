@@ -144,6 +144,18 @@ def multilabel_soft_margin_loss(input, target, weight=None, reduction="mean"):
     return _reduce(loss, reduction)
 
 
+def _class_scores(name, input, target):
+    """The margin class losses' input, a non-empty (C,) vector or (N, C) matrix (or 0-d),
+    and its integer class target, refused in one line naming `name`: (shape, ndim)."""
+    shape, nd = tuple(_shape(input)), _ndim(input)
+    if nd > 2 or (nd >= 1 and shape[-1] == 0):
+        _fail(f"{name}: input must be a non-empty (C,) vector or (N, C) matrix, got {shape}")
+    if is_float(_dtype(target)):
+        _fail(f"{name}: target must hold integer class indices, got {_dtype(target)}")
+    _no_bool_classes(name, "target", target)
+    return shape, nd
+
+
 @precision.in_float32  # torch.autocast's float32 list
 def multi_margin_loss(input, target, p=1, margin=1.0, weight=None, reduction="mean"):
     """The multi-class hinge loss, as torch.nn.functional.multi_margin_loss: per sample,
@@ -158,12 +170,7 @@ def multi_margin_loss(input, target, p=1, margin=1.0, weight=None, reduction="me
     margin = _number(f"{name}: margin", margin)
     # (reshape would name a list input itself, one_hot a target)
     _no_lists(name, ("input", "target", "weight"), input, target, weight)
-    shape, nd = tuple(_shape(input)), _ndim(input)
-    if nd > 2 or (nd >= 1 and shape[-1] == 0):
-        _fail(f"{name}: input must be a non-empty (C,) vector or (N, C) matrix, got {shape}")
-    if is_float(_dtype(target)):
-        _fail(f"{name}: target must hold integer class indices, got {_dtype(target)}")
-    _no_bool_classes(name, "target", target)
+    shape, nd = _class_scores(name, input, target)
     rows, classes = (shape[0], shape[1]) if nd == 2 else (1, shape[0] if nd else 1)
     tshape = tuple(_shape(target))
     if len(tshape) > 1 or math.prod(tshape) != rows:
@@ -202,12 +209,7 @@ def multilabel_margin_loss(input, target, reduction="mean"):
     name = "multilabel_margin_loss"
     _check_reduction(name, reduction)
     _no_lists(name, ("input", "target"), input, target)
-    shape, nd = tuple(_shape(input)), _ndim(input)
-    if nd > 2 or (nd >= 1 and shape[-1] == 0):
-        _fail(f"{name}: input must be a non-empty (C,) vector or (N, C) matrix, got {shape}")
-    if is_float(_dtype(target)):
-        _fail(f"{name}: target must hold integer class indices, got {_dtype(target)}")
-    _no_bool_classes(name, "target", target)
+    shape, nd = _class_scores(name, input, target)
     if tuple(_shape(target)) != shape:
         _fail(f"{name}: target {tuple(_shape(target))} must have the input's shape {shape}")
     if not is_float(_dtype(input)):
