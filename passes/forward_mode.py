@@ -174,16 +174,38 @@ def _check_linear_rules(outs, us, result):
                      lambda n: () if n.op in REGION_OPS else n.inputs)
     if not placeholders & reads:
         return
-    users = [n for n in upstream(outs, lambda n: n.inputs) if n.op == "custom_vjp"
+    on_path = upstream(outs, lambda n: n.inputs)
+    users = [n for n in outs[0].graph.nodes if n in on_path and n.op == "custom_vjp"
              and not _custom_call(n.attrs).replays]
     if not users:  # (graphc's own rules are linear: nothing to name)
         return
-    node = users[0]
+    node = _nonlinear_rule(users)
+    node = users[0] if node is None else node
     raise GraphcError(
         f"forward mode (jvp, jacfwd, hessian, linearize) through custom_vjp function "
         f"{node.attrs['fn']}: its bwd is not linear in the cotangent g, so it has no forward-"
         "mode derivative (JAX refuses jvp of any custom_vjp function); use reverse mode "
         "(grad, vjp, jacrev), or give the function a custom_jvp rule", node.locs)
+
+
+def _nonlinear_rule(users):
+    """The first of `users` whose bwd is not linear in its cotangent, found by running its
+    rule alone on a placeholder cotangent (only where forward mode is refused: its nodes are
+    dead code), so the function named is the one whose rule reads g, not the first on the
+    path (clipper(scale2(x)) named scale2, a linear rule, or a custom_jvp function)."""
+    for node in users:
+        args = node.inputs[1:1 + node.attrs["args"]]
+        g = F.zeros_like(node)
+        with node.graph.locations(node.locs, node.scope):
+            cts = _custom_call(node.attrs).pullback(
+                list(args), list(node.inputs[1 + len(args):]), g,
+                tuple(is_float(a.dtype) for a in args))
+        terms = [F.sum(c) for c in cts if c is not None]
+        slope = gradients(terms, [g], none_if_unreached=True) if terms else []
+        if g in upstream([s for s in slope if s is not None],
+                         lambda n: () if n.op in REGION_OPS else n.inputs):
+            return node
+    return None
 
 
 def _holds_while_loop(node) -> bool:

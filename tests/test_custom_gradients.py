@@ -248,6 +248,35 @@ def test_forward_mode_through_a_bwd_not_linear_in_its_cotangent_is_refused():
                                rtol=1e-15)
 
 
+def test_the_refusal_names_the_function_whose_bwd_is_not_linear():
+    # the refusal named any custom_vjp node on the path (the first of a set, by address):
+    # clipper(scale2(a)) named scale2, whose bwd 2 * g is linear, and clipper(softplus(a))
+    # named softplus, a custom_jvp function ("its bwd is not linear"). Each rule on the path
+    # is now run alone on a placeholder cotangent: the one reading it is named.
+    @gc.custom_vjp
+    def clipper(a):
+        return a
+    clipper.defvjp(lambda a: (a, None), lambda _, g: (gc.clip(g, -0.5, 0.5),))
+
+    @gc.custom_vjp
+    def scale2(a):
+        return 2.0 * a
+    scale2.defvjp(lambda a: (2.0 * a, None), lambda _, g: (2.0 * g,))
+
+    @gc.custom_jvp
+    def softplus(a):
+        return gc.log(1.0 + gc.exp(a))
+    softplus.defjvps(lambda t, ans, a: t / (1.0 + gc.exp(-a)))
+
+    x = np.array([0.3, -1.0, 2.0])
+    for f in (lambda a: clipper(scale2(a)), lambda a: scale2(clipper(a)),
+              lambda a: clipper(softplus(a)), lambda a: softplus(clipper(a)),
+              lambda a: scale2(softplus(clipper(scale2(softplus(a)))))):
+        for forward in (gc.jacfwd(f), gc.hessian(lambda a: gc.sum(f(a) ** 2))):
+            with pytest.raises(gc.GraphcError, match="through custom_vjp function clipper: "):
+                forward(x)
+
+
 def test_eager_create_graph_through_a_custom_jvp_rule_is_refused():
     t = gc.tensor(np.array([1.0, 2.0]), requires_grad=True)
     with pytest.raises(gc.GraphcError, match="log1pexp: backward.create_graph=True. through"):
