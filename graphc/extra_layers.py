@@ -1,6 +1,6 @@
 """torch.nn's LocalResponseNorm, ChannelShuffle and EmbeddingBag and their functions
-(gc.local_response_norm, gc.channel_shuffle, gc.embedding_bag), as composites of existing ops: grad, vmap and
-compile are those ops'. Each layer is its function with its settings read as guarded
+(gc.local_response_norm, gc.channel_shuffle, gc.embedding_bag), as composites of existing
+ops: grad, vmap and compile are those ops'. Each layer is its function with its settings read as guarded
 settings at every call; a bad setting is one line naming the layer (or function) and it."""
 from __future__ import annotations
 

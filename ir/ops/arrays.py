@@ -358,7 +358,8 @@ def segment_sum(data, segment_ids, num_segments):
     not scatter_add's last row."""
     # (a negative count was 'segment id 1 is outside [0, -1)')
     num_segments = _count(num_segments, "segment_sum: num_segments")
-    segment_ids = F._index_operand(segment_ids, "segment_sum")  # (a list read once: a ragged one refused)
+    # (a list read once: a ragged one refused)
+    segment_ids = F._index_operand(segment_ids, "segment_sum")
     if not isinstance(segment_ids, SymbolicValue):
         known = np.asarray(segment_ids)
         if known.dtype.kind in "iu" and known.size and (known.min() < 0 or
