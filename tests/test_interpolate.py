@@ -18,12 +18,10 @@ MODES = [("nearest", None), ("bilinear", False), ("bilinear", True), ("nearest-e
          ("area", None), ("bicubic", False), ("bicubic", True)]
 
 
-@pytest.mark.parametrize("resize", range(len(RESIZES)))
-@pytest.mark.parametrize("mode,align_corners", MODES)
-def test_interpolate_2d_matches_torch(resize, mode, align_corners):
-    kw = dict(RESIZES[resize], mode=mode, align_corners=align_corners)
-    rng = np.random.default_rng(resize)
-    x = rng.normal(size=(2, 3, 5, 7))
+def _matches_torch(rng, shape, kw):
+    """gc.interpolate(x, **kw) of a random x of `shape`: its values and compiled gradient
+    (of a random weighting) against torch's in float64; (x, torch's result)."""
+    x = rng.normal(size=shape)
     t = torch.tensor(x, requires_grad=True)
     ref = TF.interpolate(t, **kw)
     w = rng.normal(size=ref.shape)
@@ -32,6 +30,14 @@ def test_interpolate_2d_matches_torch(resize, mode, align_corners):
                                atol=1e-14)
     g = gc.compile(gc.grad(lambda x: gc.sum(gc.interpolate(x, **kw) * w)))(x)
     np.testing.assert_allclose(g, t.grad.numpy(), rtol=1e-13, atol=1e-14)
+    return x, ref
+
+
+@pytest.mark.parametrize("resize", range(len(RESIZES)))
+@pytest.mark.parametrize("mode,align_corners", MODES)
+def test_interpolate_2d_matches_torch(resize, mode, align_corners):
+    kw = dict(RESIZES[resize], mode=mode, align_corners=align_corners)
+    _matches_torch(np.random.default_rng(resize), (2, 3, 5, 7), kw)
 
 
 @pytest.mark.parametrize("mode", ["nearest", "linear"])
@@ -92,16 +98,7 @@ def test_interpolate_3d_volumes_match_torch(mode, align_corners, resize):
     """(N, C, D, H, W) resized along its three spatial axes: torch's trilinear and nearest
     modes were refused ('x must be 3-d or 4-d')."""
     kw = dict(resize, mode=mode, align_corners=align_corners)
-    rng = np.random.default_rng(4)
-    x = rng.normal(size=(2, 2, 3, 4, 5))
-    t = torch.tensor(x, requires_grad=True)
-    ref = TF.interpolate(t, **kw)
-    w = rng.normal(size=ref.shape)
-    (ref * torch.tensor(w)).sum().backward()
-    np.testing.assert_allclose(gc.interpolate(x, **kw), ref.detach().numpy(), rtol=1e-13,
-                               atol=1e-14)
-    g = gc.compile(gc.grad(lambda x: gc.sum(gc.interpolate(x, **kw) * w)))(x)
-    np.testing.assert_allclose(g, t.grad.numpy(), rtol=1e-13, atol=1e-14)
+    x, ref = _matches_torch(np.random.default_rng(4), (2, 2, 3, 4, 5), kw)
     per_example = gc.vmap(lambda e: gc.interpolate(e[None], **kw)[0])(x)
     np.testing.assert_allclose(per_example, ref.detach().numpy(), rtol=1e-13, atol=1e-14)
 

@@ -19,6 +19,7 @@ from errorcheck import assert_one_line_error
 
 torch = pytest.importorskip("torch", reason="torch (the test oracle) is not installed")
 TF = torch.nn.functional
+from test_conv_layers import _finite_differences  # noqa: E402  (central differences)
 FILE = "test_pool3d.py"
 CONFIGS = 100  # settings torch takes, compared per function
 TRACED = 20  # every TRACED-th of them also compiled and under gc.vmap
@@ -231,15 +232,6 @@ def test_a_window_wholly_in_the_padding_has_max_pool2ds_index_for_one(shape, kw)
         alone = np.isneginf(t_out.numpy())
         assert alone.any()
         np.testing.assert_array_equal(np.asarray(idx), np.where(alone, marker, t_idx.numpy()))
-
-
-def _finite_differences(f, x, index, eps=1e-6):
-    """d sum(f(x) * u) / d x[index] by central differences (u a fixed random weighting)."""
-    u = np.random.default_rng(7).normal(size=np.shape(f(x)))
-    up, down = x.copy(), x.copy()
-    up[index] += eps
-    down[index] -= eps
-    return (np.sum(np.asarray(f(up)) * u) - np.sum(np.asarray(f(down)) * u)) / (2 * eps), u
 
 
 FINITE = [lambda x: gc.max_pool3d(x, (2, 3, 2), (1, 2, 1), 1, (2, 1, 1), True),
