@@ -8,7 +8,7 @@ import numpy as np
 import pytest
 
 import graphc as gc
-from errorcheck import assert_one_line_error
+from errorcheck import assert_one_line_error, one_line_problem
 
 torch = pytest.importorskip("torch", reason="torch (the test oracle) is not installed")
 
@@ -694,11 +694,7 @@ def test_review_r3_a_float_index_and_a_huge_python_int_are_refused_in_numpys_ter
     float array index (numpy's 'arrays used as indices must be of integer (or boolean) type')
     the same; x[[2**63]] called the Python int a '(uint64)'."""
     def line(call):
-        with pytest.raises(gc.GraphcError) as info:
-            call()
-        problem, where = str(info.value).splitlines()
-        assert where.strip().startswith("at tests/test_arrays.py:"), where
-        return problem
+        return one_line_problem(call, "test_arrays.py")
 
     valid = ": only integers, slices (:), ellipsis (...), None and integer or boolean arrays " \
             "are valid indices"
@@ -746,10 +742,7 @@ def test_a_uint64_index_past_int64_is_refused_in_the_called_functions_name():
                        "take_along_axis: "),
                       (lambda: gc.segment_sum(X, huge[0, 0, :3], 4), "segment_sum: "),
                       (lambda: gc.tensor(X)[huge[0, 0]], "")]:
-        with pytest.raises(gc.GraphcError) as info:
-            call()
-        problem, where = str(info.value).splitlines()
-        assert problem == who + fits and where.startswith("  at tests/test_arrays.py:")
+        assert one_line_problem(call, "test_arrays.py") == who + fits
 
 
 def test_review_r13_a_float_scalar_index_and_a_list_of_huge_ints_in_the_lists_words():

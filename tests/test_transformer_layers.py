@@ -5,7 +5,7 @@ import numpy as np
 import pytest
 
 import graphc as gc
-from errorcheck import assert_one_line_error
+from errorcheck import assert_one_line_error, one_line_problem
 
 torch = pytest.importorskip("torch", reason="torch (the test oracle) is not installed")
 
@@ -197,11 +197,7 @@ def test_a_wrongly_shaped_mask_is_named_as_the_layers_argument_before_its_attent
     memory_mask, ... The layer checks the shapes itself now, by torch's attention's rules
     (torch refuses the same shapes and takes the same others), naming its own argument."""
     def refused(call):
-        with pytest.raises(gc.GraphcError) as info:
-            call()
-        problem, where = str(info.value).splitlines()
-        assert where.strip().startswith("at tests/test_transformer_layers.py:"), where
-        return problem
+        return one_line_problem(call, "test_transformer_layers.py")
 
     def torch_takes(call):
         try:
