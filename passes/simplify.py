@@ -10,7 +10,8 @@ what numpy computes on the original one, NaN and inf included. Rules that assume
 values or reassociate (`x * 0 -> 0`, `exp(log x) -> x`, `log(exp x) -> x`,
 `(x * c1) * c2 -> x * (c1 * c2)`) are registered with `fast_math=True` and run only under the
 `fast_math=True` compile option. Two default rules are documented exceptions: `x + 0 -> x`
-keeps a -0.0 that numpy would turn into +0.0 (equal as numbers), and
+(and `scatter_add_every_row`) keep a -0.0 that numpy would turn into +0.0 (equal as
+numbers), and
 `masked_softmax_gradient` gives 0 instead of NaN at masked positions when the incoming
 gradient is already non-finite there (the row is NaN then anyway).
 """
@@ -21,8 +22,9 @@ import math
 import numpy as np
 
 from ir.ops import api as F
+from ir.ops.registry import get_op
 from ir.rewrite import rebuild
-from ir.types import Dim, InconclusiveDim, is_float, is_half
+from ir.types import Dim, InconclusiveDim, holds_dim, is_float, is_half
 
 RULES: dict[str, list] = {}
 FAST_MATH_RULES: set = set()  # rules that run only with fast_math=True
@@ -323,6 +325,60 @@ def pad_slice_everything(m):
     (x,) = m.inputs
     if x.shape == m.shape:
         return x
+
+
+@rule("check_index")
+def check_index_of_known_index(m):
+    """check_index(i) -> i where i's values are known when the plan is built (a constant, or
+    an arange: the Embedding's positions) and all lie in bounds: the check could never fail,
+    yet ran every step. An index out of bounds keeps its check, which refuses it at run
+    time in the user's terms, as it would without this rule."""
+    (idx,) = m.inputs
+    values = _known_values(idx)
+    if values is None:
+        return None
+    lowest = -m.attrs["length"] if m.attrs.get("negative", True) else 0
+    if values.size and (values.min() < lowest or values.max() >= m.attrs["length"]):
+        return None
+    return fit(idx, m)
+
+
+def _every_row_in_order(idx, rows) -> bool:
+    """idx is arange(rows): each of a table's `rows` rows once, in order."""
+    return idx.op == "arange" and idx.shape == (rows,) and \
+        (idx.attrs["start"], idx.attrs["stop"], idx.attrs["step"]) == (0, rows, 1)
+
+
+@rule("take")
+def take_every_row(m):
+    """take(table, arange(rows)) -> table: the gather of every row in order (the GPT's
+    position embeddings at the full block) is the table itself."""
+    table, idx = m.inputs
+    if table.shape and _every_row_in_order(idx, table.shape[0]):
+        return fit(table, m)
+    return None
+
+
+@rule("scatter_add")
+def scatter_add_every_row(m):
+    """scatter_add(g, arange(rows), rows) -> g: each row added once to a row of zeros (the
+    position embeddings' gradient). Keeps a -0.0 that 0.0 + -0.0 would make +0.0, as
+    `x + 0 -> x` does (equal as numbers)."""
+    updates, idx = m.inputs
+    if _every_row_in_order(idx, m.attrs["rows"]):
+        return fit(updates, m)
+    return None
+
+
+def _known_values(node, max_elements: int = 1 << 16):
+    """The values of a node computed from its attributes alone (a constant, an arange, a
+    full), small enough to compute now; None for anything else."""
+    if node.op == "constant":
+        return np.asarray(node.attrs["value"])
+    if node.op not in ("arange", "full") or node.type.symbolic or \
+            holds_dim(node.attrs) or node.size > max_elements:
+        return None
+    return np.asarray(get_op(node.op).impl(**node.attrs))
 
 
 @rule("where")

@@ -266,3 +266,44 @@ def test_graph_input_names_are_unique():
     g.input("x", (2,))
     with pytest.raises(gc.GraphcError, match="already has an input"):
         g.input("x", (2,))
+
+
+def test_known_indices_lose_their_checks_and_identity_gathers():
+    """check_index of an in-bounds arange or constant, take of every row in order and its
+    scatter_add gradient are rewritten away (the GPT's position embeddings ran all three every
+    step); each value equals the unrewritten plan's, gradients included."""
+    from ir.ops import api as F
+    from passes.autodiff import grad_graph
+
+    def f(table, ids):
+        pos = F.check_index(gc.arange(4), 4, 0, negative=False)
+        known = F.check_index(np.array([3, -4, 0]), 4, 0)
+        rows = gc.take(table, pos) * 2.0 + gc.take(table, known)[:1]
+        return gc.sum(rows * rows) + gc.sum(gc.take(table, F.check_index(ids, 4, 0)))
+    g = grad_graph(gc.trace(f, gc.spec((4, 3), "float64"), gc.spec((2,), "int64")))
+    simplified = dce(simplify(g))
+    assert ops(simplified).count("check_index") == 1  # the traced ids keep theirs
+    assert ops(simplified).count("take") == 2 and ops(simplified).count("scatter_add") == 2
+    assert ops(g).count("take") == 3 and ops(g).count("scatter_add") == 3
+    rng = np.random.default_rng(0)
+    table, ids = rng.normal(size=(4, 3)), np.array([1, -2])
+    for a, b in zip(run(simplified, table, ids), run(g, table, ids)):
+        np.testing.assert_array_equal(a, b)
+
+
+@pytest.mark.parametrize("index, negative", [(gc.arange(5), True), (gc.arange(-1, 3), False),
+                                             (np.array([0, 4]), True)])
+def test_known_indices_out_of_bounds_keep_their_check(index, negative):
+    from ir.ops import api as F
+    g = dce(simplify(gc.trace(
+        lambda x: x + gc.sum(F.check_index(index, 4, 0, negative=negative)),
+        gc.spec((), "int64"))))
+    assert ops(g).count("check_index") == 1
+    with pytest.raises(IndexError, match="out of bounds for axis 0 of size 4"):
+        run(g, np.int64(0))
+
+
+def test_partial_or_strided_aranges_are_real_gathers():
+    g = dce(simplify(gc.trace(lambda t: gc.take(t, gc.arange(3)) + gc.take(t, gc.arange(0, 6, 2)),
+                              gc.spec((6, 2)))))
+    assert ops(g).count("take") == 2
