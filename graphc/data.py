@@ -145,18 +145,24 @@ class CharData:
         vocab = cls._vocabulary(seen, vocab, path)
         encode = _Encoder(vocab)
         # written to while it was read (a download or an editor still saving it): its
-        # second read, which writes the token ids, found other characters or another length
+        # second read, which writes the token ids, found other characters, another length
+        # or another text (an edit of the same length in the vocabulary's characters, which
+        # only the digest tells: the ids were the new text's, the recorded SHA-256 the old's)
         changed = DataError(f"data file {path!r} changed while it was read (the text is read "
                             "twice, for its vocabulary and for its tokens); try again once it is "
                             "complete")
+        second = hashlib.sha256()
 
         def tokens():
             for piece in _pieces(path):
                 ids = encode(piece)
                 if ids is None:
                     raise changed
+                second.update(piece.encode("utf-8"))
                 yield ids
         ids = _token_file(tokens(), n, token_dtype(len(vocab)), changed)
+        if second.digest() != digest.digest():
+            raise changed
         return cls._split(vocab, ids, block_size, path, splits, digest.hexdigest())
 
     @classmethod

@@ -532,6 +532,8 @@ def test_batches_are_unchanged_int64(monkeypatch, tmp_path):
     "abz" * 200 + "é",  # appended: a code point past the encoder's table (an IndexError)
     "abm" * 200,  # edited in place, the same length: "m" was silently "a"'s id 0
     "abz" * 200 + "a",  # appended, its characters known: only the length tells
+    "zab" * 200,  # edited in place, the same length and characters: only the digest tells
+    # (the ids were the new text's, the checkpoint's text_sha256 the old one's)
 ])
 def test_a_data_file_changed_between_its_two_reads_is_one_error(tmp_path, monkeypatch, second):
     """from_file reads the text twice (vocabulary, then tokens): a file written to in
