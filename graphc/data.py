@@ -11,6 +11,7 @@ from dataclasses import dataclass
 import numpy as np
 
 from ir import settings
+from ir.types import is_int
 
 DEFAULT_TEXT = os.path.join(os.path.dirname(__file__), "data", "tinyshakespeare.txt")
 
@@ -129,6 +130,7 @@ class CharData:
                   splits=SPLITS) -> "CharData":
         """`splits`: those that must hold one window of `block_size` (graphc eval scores one;
         a text whose other split is shorter was refused for it)."""
+        _size("CharData.from_file: block_size", block_size)
         path = os.fspath(path or DEFAULT_TEXT)  # a pathlib.Path: named as text in messages
         if not os.path.exists(path):
             raise DataError(f"data file {path!r} does not exist")
@@ -170,6 +172,15 @@ class CharData:
                   splits=SPLITS) -> "CharData":
         """The text read as from_file reads it saved to a file (as_read): a BOM at its start
         dropped, \r\n and \r read as \n, so its vocabulary and ids are the file's."""
+        _size("CharData.from_text: block_size", block_size)
+        if not isinstance(text, str):  # (None's was "no attribute 'removeprefix'")
+            raise DataError(f"CharData.from_text: text must be a str, got "
+                            f"{type(text).__name__} (CharData.from_file reads a file)")
+        try:  # (a lone surrogate was the utf-32 codec's error from inside the encoder)
+            text.encode("utf-8")
+        except UnicodeEncodeError as exc:
+            raise DataError(f"{source!r} is not Unicode text: character {exc.start} is "
+                            f"{text[exc.start]!r}, a lone surrogate") from None
         text = as_read(text)
         if not text:
             raise DataError(f"data file {source!r} is empty")
@@ -226,6 +237,10 @@ class CharData:
         return "".join(out)
 
     def batch(self, rng: np.random.Generator, split: str, batch_size: int, block_size: int):
+        # (a block_size <= 0 gave batches of empty windows, silently; 2.5 or -1 rows numpy's
+        # errors from inside)
+        _size("CharData.batch: batch_size", batch_size)
+        _size("CharData.batch: block_size", block_size)
         data = split_tokens(self, split)
         if len(data) < block_size + 1:  # (numpy's "high <= 0" named neither)
             raise ValueError(f"the {split} split has {token_count(len(data))}: fewer than one "
@@ -234,6 +249,12 @@ class CharData:
         starts = rng.integers(0, len(data) - block_size, batch_size)
         offsets = starts[:, None] + np.arange(block_size)
         return data[offsets].astype(np.int64), data[offsets + 1].astype(np.int64)
+
+
+def _size(name: str, value) -> None:
+    """Refuse a batch_size or block_size that is not a whole number >= 1, in one line."""
+    if not is_int(value) or value < 1:
+        raise ValueError(f"{name} must be a whole number >= 1, got {value!r}")
 
 
 def token_count(n: int) -> str:

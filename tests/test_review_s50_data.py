@@ -1,5 +1,5 @@
-"""Session 50's findings in the training text (graphc/data.py); each test failed before its
-fix."""
+"""Findings in the training text (graphc/data.py), session 50's and then 53's; each test
+failed before its fix."""
 import re
 
 import numpy as np
@@ -179,3 +179,36 @@ def test_trainer_resume_on_another_text_is_refused_unless_allowed(tmp_path):
         "one")
     Trainer(GPT(cfg), CharData.from_text(text.replace("\n", "\r\n"), 4), tc).resume(path)
     Trainer(GPT(cfg), other, tc).resume(path, allow_changed_settings=True)
+
+
+@pytest.mark.parametrize("call, name", [
+    (lambda d, v: d.batch(np.random.default_rng(0), "train", 2, v), "CharData.batch: block_size"),
+    (lambda d, v: d.batch(np.random.default_rng(0), "train", v, 4), "CharData.batch: batch_size"),
+    (lambda d, v: CharData.from_text("ab" * 50, v), "CharData.from_text: block_size"),
+])
+@pytest.mark.parametrize("value", [0, -3, 2.5, 2.0, "4", True, None])
+def test_batch_and_block_sizes_are_whole_numbers_of_at_least_one(call, name, value):
+    """Session 53: a block_size of 0 or below gave batches of empty windows, (2, 0), without
+    a word (from_text took it too); 2.5 or -1 were numpy's errors from inside ("arrays used
+    as indices must be of integer type", "negative dimensions are not allowed"), "4" a
+    TypeError of str + int. Each is one line naming the argument; numpy integers are
+    taken."""
+    with pytest.raises(ValueError) as exc:
+        call(_data(), value)
+    assert str(exc.value) == f"{name} must be a whole number >= 1, got {value!r}"
+    x, y = _data().batch(np.random.default_rng(0), "train", np.int64(3), np.int32(4))
+    assert x.shape == y.shape == (3, 4) and (x[:, 1:] == y[:, :-1]).all()
+
+
+def test_from_text_refuses_what_is_no_text_in_one_line():
+    """Session 53: from_text(None) was AttributeError "'NoneType' object has no attribute
+    'removeprefix'", bytes a TypeError of str.replace, and a lone surrogate (a file name
+    decoded with surrogateescape) UnicodeEncodeError from the utf-32 codec inside."""
+    for text, kind in ((None, "NoneType"), (b"ab" * 50, "bytes")):
+        with pytest.raises(DataError, match=re.escape(
+                f"CharData.from_text: text must be a str, got {kind} (CharData.from_file "
+                "reads a file)")):
+            CharData.from_text(text, 4)
+    with pytest.raises(DataError, match=re.escape(
+            "'notes' is not Unicode text: character 3 is '\\udc80', a lone surrogate")):
+        CharData.from_text("abc\udc80" + "ab" * 50, 4, source="notes")
