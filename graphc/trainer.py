@@ -2957,7 +2957,8 @@ def plot_losses(history, val_history, path, title="training loss", ylabel="loss"
     ax.set_xlabel("step")
     ax.set_ylabel(ylabel)
     ax.set_title(title)
-    ax.legend()
+    if history or val_history:  # (a fit of no step and no evaluation has no curve: the legend
+        ax.legend()             # of none was matplotlib's "No artists with labels" warning)
     ax.grid(alpha=0.3)
     fig.tight_layout()
     save_figure(fig, path)

@@ -23,3 +23,16 @@ print(matplotlib.get_backend())
     for name in ("loss.png", "bench.png"):
         data = (tmp_path / name).read_bytes()
         assert data.startswith(b"\x89PNG") and len(data) > 5000
+
+
+def test_a_loss_plot_without_a_curve_warns_nothing(tmp_path, recwarn):
+    """Session 53: a fit with no step and no evaluation (steps=0) drew its loss.png with
+    matplotlib's UserWarning "No artists with labels found to put in legend" on stderr; the
+    empty axes are drawn without it."""
+    import warnings
+
+    from graphc.trainer import plot_losses
+    warnings.simplefilter("always")
+    plot_losses([], [], str(tmp_path / "loss.png"))
+    assert [str(w.message) for w in recwarn] == []
+    assert (tmp_path / "loss.png").read_bytes().startswith(b"\x89PNG")
