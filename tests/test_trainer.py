@@ -70,6 +70,50 @@ def test_trains_any_model_and_writes_checkpoint_and_plot(tmp_path, capsys):
     assert {k: id(a) for k, a in trainer.state_arrays().items()} == before
 
 
+def test_the_logged_losses_are_the_steps_and_the_evaluations_recomputed(tmp_path):
+    """What `step N: train loss A, val loss B` says (README, gc.Trainer): A is step N's own
+    loss (its batch at the parameters before its update; with accumulation, the mean of its
+    micro-batches), B the mean of eval_iters batches after it, drawn from the RNG seeded
+    (seed, 7, step): both recomputed in numpy on a linear least-squares model."""
+    x_all = np.random.default_rng(0).normal(size=(200, 3))
+    y_all = x_all @ np.array([1.0, -2.0, 0.5]) + 0.1
+
+    def batches(rng):
+        rows = rng.integers(0, 200, 8)
+        return x_all[rows], y_all[rows]
+
+    def loss(p, batch):
+        return gc.mean((batch[0] @ p["w"] + p["b"] - batch[1]) ** 2)
+
+    for n in (1, 3):
+        trainer = gc.Trainer(loss, {"w": np.zeros(3), "b": np.zeros(())}, optim.SGD(lr=0.05),
+                             batches, eval_batches=batches, steps=4, eval_every=2,
+                             eval_iters=3, gradient_accumulation_steps=n, seed=5)
+        lines = []
+        trainer.fit(str(tmp_path / str(n)), progress=False, log=lines.append)
+        w, b, rng, expected = np.zeros(3), 0.0, np.random.default_rng(5), []
+
+        def evaluation(step):
+            draw = np.random.default_rng([5, 7, step])
+            return np.mean([np.mean((x @ w + b - y) ** 2)
+                            for x, y in (batches(draw) for _ in range(3))])
+        expected.append(f"step 0: val loss {evaluation(0):.4f}")
+        for step in range(1, 5):
+            losses, grad_w, grad_b = [], 0.0, 0.0
+            for _ in range(n):
+                x, y = batches(rng)
+                error = x @ w + b - y
+                losses.append(np.mean(error ** 2))
+                grad_w, grad_b = grad_w + 2 * x.T @ error / 8 / n, grad_b + 2 * error.mean() / n
+            w, b = w - 0.05 * grad_w, b - 0.05 * grad_b
+            np.testing.assert_allclose(trainer.history[step - 1], (step, np.mean(losses)),
+                                       rtol=1e-12)
+            if step % 2 == 0:
+                expected.append(f"step {step}: train loss {np.mean(losses):.4f}, val loss "
+                                f"{evaluation(step):.4f}")
+        assert lines == expected
+
+
 def test_resume_is_bit_exact(tmp_path):
     straight = make_trainer(steps=20)
     straight.fit(None, progress=False)
