@@ -37,6 +37,7 @@ from .dropouts import (alpha_dropout, dropout1d, dropout2d, dropout3d,  # noqa: 
                        feature_alpha_dropout, rrelu)
 from .extra_layers import channel_shuffle, embedding_bag, local_response_norm  # noqa: F401
 from .control_flow import cond, fori_loop, map, scan, switch, while_loop  # noqa: A004
+from .ctc import ctc_loss  # noqa: F401  (torch.nn.functional.ctc_loss, on gc.scan)
 from .custom import custom_jvp, custom_vjp
 from .draw import draw
 from .jacobians import jacfwd, jacrev
