@@ -3532,7 +3532,7 @@ _LAZY.update(MaxUnpool1d="conv_layers", MaxUnpool2d="conv_layers", MaxUnpool3d="
 _LAZY.update(LocalResponseNorm="extra_layers", ChannelShuffle="extra_layers",
              EmbeddingBag="extra_layers")
 _LAZY.update(Conv3d="conv_layers", ConvTranspose3d="conv_layers")
-_LAZY.update(CTCLoss="ctc")
+_LAZY.update(CTCLoss="ctc", AdaptiveLogSoftmaxWithLoss="adaptive_softmax")
 
 
 def __getattr__(name):

@@ -10,6 +10,7 @@ HERE = "test_review_s36_repr.py"
 
 _LAYERS = [  # (layer, positional, keyword): the same arguments to gc.nn's and torch.nn's
     ("AdaptiveAvgPool1d", (3,), {}), ("AdaptiveAvgPool2d", ((3, 4),), {}),
+    ("AdaptiveLogSoftmaxWithLoss", (8, 10, [3, 6]), {"div_value": 2.0, "head_bias": True}),
     ("AdaptiveMaxPool1d", (3,), {}), ("AdaptiveMaxPool2d", ((3, None),), {}),
     ("AdaptiveMaxPool2d", (2,), {"return_indices": True}), ("AlphaDropout", (0.1,), {}),
     ("AvgPool1d", (3,), {}), ("AvgPool1d", (3, 2, 1), {"ceil_mode": True}),
