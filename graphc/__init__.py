@@ -22,6 +22,8 @@ from ir.ops import pool_extra as _pool_extra
 from ir.ops.pool_extra import *  # noqa: F401,F403  (max_pool3d, lp_pool2d, fold, ...)
 from ir.ops.activations import *  # noqa: F401,F403  (torch.nn.functional's: elu, mish, ...)
 from ir.ops.arrays import *  # noqa: F401,F403  (numpy's array functions: pad, flip, sort, ...)
+from ir.ops import scatter_reduce as _scatter_reduce
+from ir.ops.scatter_reduce import *  # noqa: F401,F403  (segment_max, scatter_reduce, cummax, ...)
 from ir.ops.losses import *  # noqa: F401,F403  (torch.nn.functional's: binary_cross_entropy, ...)
 from ir.ops import losses_extra as _losses_extra
 from ir.ops.losses_extra import *  # noqa: F401,F403  (margin_ranking_loss, gaussian_nll_loss, ...)
@@ -63,4 +65,4 @@ __all__ = ["GraphcError", "Graph", "Node", "Parameter", "Tensor", "Spec", "spec"
            "amp",
            "autocast", "tree_leaves", "tree_map", "tree_flatten", "tree_unflatten"] + _api.__all__ \
     + _arrays.__all__ + _activations.__all__ + _losses.__all__ + ["interpolate"] \
-    + _conv_extra.__all__ + _pool_extra.__all__ + _losses_extra.__all__
+    + _conv_extra.__all__ + _pool_extra.__all__ + _losses_extra.__all__ + _scatter_reduce.__all__

@@ -169,6 +169,8 @@ _RECORDS = [
     Lowering("scatter_add", jit_emit=E.jit_scatter_add, jit_kernel="scatter_add_rows",
              reason="without numba: np.add.at into a zeroed result (embedding gradients) has "
                     "no out= form"),
+    Lowering("scatter_max", reason="np.maximum.at into rows of the dtype's lowest value "
+                                   "(segment_max, scatter_reduce) has no out= form"),
     Lowering("check_index", reason="a comparison of the index array's extremes, then its "
                                    "copy; its library implementation raises numpy's message"),
     Lowering("check_offsets", reason="embedding_bag's offsets compared with their neighbours "

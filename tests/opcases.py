@@ -224,6 +224,17 @@ def _scatter(u, idx, rows):
     return out
 
 
+def _every_segment(rng):
+    """segment ids (2, 3) naming each of 3 segments twice: no empty (-inf) segment."""
+    return rng.permutation([0, 1, 2, 0, 1, 2]).reshape(2, 3)
+
+
+def _scatter_max(u, idx, rows):
+    out = np.full((rows,) + u.shape[idx.ndim:], -np.inf)
+    np.maximum.at(out, idx, u)
+    return out
+
+
 @gc.custom_vjp
 def _softplus_scaled(a, b):
     """(softplus(a) * b, a * b): two outputs and two arguments through one custom rule."""
@@ -451,6 +462,8 @@ CASES = [
          lambda t, i, j: t[i, :, j], ints=(1, 2)),
     Case("scatter_add", lambda u, i: gc.scatter_add(u, i, 5), [f64(2, 4, 3), ints(2, 4)],
          lambda u, i: _scatter(u, i, 5), ints=(1,)),
+    Case("scatter_max", lambda u, i: gc.segment_max(u, i, 3), [f64(2, 3, 2), _every_segment],
+         lambda u, i: _scatter_max(u, i, 3), ints=(1,)),
     Case("one_hot", lambda a, i: gc.one_hot(i, 5, "float64") * a, [f64(3, 5), ints(3)],
          lambda a, i: np.eye(5)[i] * a, ints=(1,)),
     # windows at a run-time start (KV caches), as in JAX: a negative start counts from the

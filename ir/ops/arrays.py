@@ -352,25 +352,39 @@ def _take_along(x, indices, axis, in_range, name="take_along_axis"):
     return moveaxis(out, -1, axis)
 
 
-def segment_sum(data, segment_ids, num_segments):
+def segment_sum(data, segment_ids, num_segments=None):
     """jax.ops.segment_sum: row i of the result sums the rows of `data` whose segment id is
     i. An id outside [0, num_segments) is an error (JAX drops its row): -1 is no segment,
-    not scatter_add's last row."""
-    # (a negative count was 'segment id 1 is outside [0, -1)')
-    num_segments = _count(num_segments, "segment_sum: num_segments")
+    not scatter_add's last row. num_segments: needed while tracing, else max(ids) + 1."""
+    segment_ids, num_segments = _checked_segment_ids("segment_sum", segment_ids, num_segments)
+    return F.scatter_add(data, segment_ids, num_segments)
+
+
+def _checked_segment_ids(name, segment_ids, num_segments, what="segment id"):
+    """(segment_ids as an index operand, num_segments as a count) for function `name`: a
+    known id outside [0, num_segments) refused now, a traced one where the plan runs;
+    num_segments=None is max(ids) + 1 of known ids (JAX's), refused for traced ones."""
     # (a list read once: a ragged one refused)
-    segment_ids = F._index_operand(segment_ids, "segment_sum")
-    if not isinstance(segment_ids, SymbolicValue):
+    segment_ids = F._index_operand(segment_ids, name)
+    traced = isinstance(segment_ids, SymbolicValue)
+    if num_segments is None:
+        if traced:
+            _fail(f"{name}: num_segments is needed while tracing (the ids are not known)")
+        known = np.asarray(segment_ids)
+        num_segments = int(known.max()) + 1 if known.size and known.dtype.kind in "iu" else 0
+    # (a negative count was 'segment id 1 is outside [0, -1)')
+    num_segments = _count(num_segments, f"{name}: num_segments")
+    if not traced:
         known = np.asarray(segment_ids)
         if known.dtype.kind in "iu" and known.size and (known.min() < 0 or
                                                         known.max() >= num_segments):
             bad = known.min() if known.min() < 0 else known.max()
-            _fail(f"segment_sum: segment id {bad} is outside [0, {num_segments})")
+            _fail(f"{name}: {what} {bad} is outside [0, {num_segments})")
     elif _dtype(segment_ids).kind in "iu":
         # scatter_add counts a negative index from the end: refused where the plan runs,
         # with its value (sent one past the end, -1 was refused as 'index 3' under vmap)
         segment_ids = F.check_index(segment_ids, num_segments, 0, negative=False)
-    return F.scatter_add(data, segment_ids, num_segments)
+    return segment_ids, num_segments
 
 
 # ---- sorting ----------------------------------------------------------------------------------

@@ -1,0 +1,454 @@
+"""Segment and scatter reductions beyond sums, running extremes, order statistics:
+jax.ops.segment_max / segment_min / segment_prod and segment_mean (torch_scatter's
+scatter_mean: JAX has none), torch's index_add / index_copy / index_fill / scatter_reduce,
+cummax / cummin / logcumsumexp, kthvalue / median / nanmedian.
+
+One primitive of its own, `scatter_max` (rows filled with the dtype's lowest value, each
+update's row raised to it: np.maximum.at). Its gradient goes to every update equal to its
+row's maximum, split evenly among those ties, as torch's amax and JAX's reduce_max; every
+other function here is built from it and the primitive ops (argsort, take, scatter_add,
+where, slices), so their gradients, batching rules and lowerings are those ops'.
+"""
+from __future__ import annotations
+
+import numpy as np
+
+from ..types import TensorType, is_float, is_int, is_real
+from . import api as F
+from .api import _axis, _count, _dtype, _fail, _flag, _ndim, _shape
+from .arrays import _along, _checked_segment_ids, _concrete, _take_along, argsort, moveaxis
+from .arrays import segment_sum
+from .registry import SymbolicValue, apply, check, defop
+
+__all__ = ["segment_max", "segment_min", "segment_prod", "segment_mean", "index_add",
+           "index_copy", "index_fill", "scatter_reduce", "cummax", "cummin", "logcumsumexp",
+           "kthvalue", "median", "nanmedian"]
+
+
+# ---- the scatter_max primitive ----------------------------------------------------------------
+def _lowest(dtype):
+    """The identity of max: -inf for floats, the smallest integer, False."""
+    dtype = np.dtype(dtype)
+    if dtype == np.bool_:
+        return False
+    return -np.inf if is_float(dtype) else np.iinfo(dtype).min
+
+
+def _scatter_max_infer(types, rows):
+    updates, idx = types
+    check(idx.dtype.kind in "iu", f"indices must be integers, got {idx.dtype}")
+    check(updates.shape[:idx.ndim] == idx.shape,
+          f"updates {updates.shape} must start with the indices' shape {idx.shape}")
+    return TensorType((rows,) + updates.shape[idx.ndim:], updates.dtype)
+
+
+def _vjp_scatter_max(ctx, g):
+    """Each update equal to its row's maximum gets the row's cotangent divided by the number
+    of such ties (torch's scatter_reduce amax, JAX's reduce_max); the others nothing. A NaN
+    row (NaN equals nothing) gives none."""
+    updates, idx = ctx.inputs
+    if not ctx.needs[0]:
+        return [None, None]
+    hits = F.equal(updates, F.take(ctx.out, idx))
+    ties = F.take(F.scatter_add(F.cast(hits, updates.dtype), idx, ctx.attrs["rows"]), idx)
+    share = F.div(F.take(g, idx), F.maximum(ties, 1.0))
+    return [F.where(hits, share, F.zeros_like(share)), None]
+
+
+@defop("scatter_max", _scatter_max_infer, vjp=_vjp_scatter_max, arity=2)
+def _scatter_max(updates, idx, rows):
+    """Rows of the dtype's lowest value, update i's row raised to updates[i] (a NaN update
+    makes its row NaN); negative indices count from the end, as scatter_add's."""
+    tail = updates.shape[idx.ndim:]
+    out = np.full((rows,) + tail, _lowest(updates.dtype), dtype=updates.dtype)
+    flat_idx = idx.reshape(-1)
+    if flat_idx.size and (flat_idx.min() < -rows or flat_idx.max() >= rows):
+        raise IndexError("scatter_max: an index is out of range for the rows")
+    np.maximum.at(out, np.where(flat_idx < 0, flat_idx + rows, flat_idx),
+                  updates.reshape((flat_idx.size,) + tail))
+    return out
+
+
+def scatter_max(updates, idx, rows):
+    return apply("scatter_max", updates, F._index_operand(idx), rows=_count(rows,
+                                                                            "scatter_max: rows"))
+
+
+def _register_batching():
+    from .batching import SHARED_INDEX_OPS, batch_all, batch_offsets, clamp_unless_kept, defbatch
+
+    @defbatch("scatter_max")
+    def _scatter_max_rule(args, batched, size, rows):
+        # each example into its own block of `rows` rows of one B * rows table (scatter_add's)
+        updates, idx = args
+        idx = clamp_unless_kept(idx, rows, size, batched[1])
+        if not any(batched):
+            return apply("scatter_max", updates, idx, rows=rows)
+        updates, idx = batch_all([updates, idx], batched, size)
+        out = apply("scatter_max", updates, batch_offsets(idx, rows, size), rows=size * rows)
+        return F.reshape(out, (size, rows) + _shape(out)[1:])
+
+    SHARED_INDEX_OPS.add("scatter_max")
+
+
+_register_batching()
+
+
+# ---- segment reductions (jax.ops) -------------------------------------------------------------
+def _reversed_order(x):
+    """A map of x's values reversing their order, its own inverse: -x for floats, -1 - x for
+    integers (never overflows), not for bools; max of it is min of x."""
+    dtype = _dtype(x)
+    if dtype == np.bool_:
+        return F.logical_not(x)
+    return F.neg(x) if is_float(dtype) else F.sub(np.asarray(-1, dtype), x)
+
+
+def _segment_args(name, data, segment_ids, num_segments, indices_are_sorted, unique_indices):
+    _flag(name, "indices_are_sorted", indices_are_sorted)  # (hints for XLA in JAX: no effect)
+    _flag(name, "unique_indices", unique_indices)
+    segment_ids, num_segments = _checked_segment_ids(name, segment_ids, num_segments)
+    lead, ids = tuple(_shape(data)[:_ndim(segment_ids)]), tuple(_shape(segment_ids))
+    if lead != ids:
+        _fail(f"{name}: data of shape {tuple(_shape(data))} must start with segment_ids' shape "
+              f"{ids}")
+    return segment_ids, num_segments
+
+
+def segment_max(data, segment_ids, num_segments=None, indices_are_sorted=False,
+                unique_indices=False):
+    """jax.ops.segment_max: row i is the largest of the rows of `data` whose segment id is
+    i; an empty segment is -inf (floats), the dtype's smallest (integers), False. Its
+    gradient is split evenly among the elements equal to their segment's maximum (JAX's
+    splits it the same way, but also counts the -inf fill as a tie where a segment's
+    maximum is -inf). num_segments: needed while tracing, else max(segment_ids) + 1."""
+    ids, n = _segment_args("segment_max", data, segment_ids, num_segments, indices_are_sorted,
+                           unique_indices)
+    return scatter_max(data, ids, n)
+
+
+def segment_min(data, segment_ids, num_segments=None, indices_are_sorted=False,
+                unique_indices=False):
+    """jax.ops.segment_min: segment_max's counterpart (empty segments +inf, the dtype's
+    largest integer, True); its gradient split evenly among the ties too."""
+    ids, n = _segment_args("segment_min", data, segment_ids, num_segments, indices_are_sorted,
+                           unique_indices)
+    return _reversed_order(scatter_max(_reversed_order(data), ids, n))
+
+
+def _segment_counts(ids, n, like):
+    """How many rows each of the n segments has, shaped (n, 1, ...) against `like`'s rows
+    (int64)."""
+    ones = F.ones(_shape(ids), "int64")
+    counts = F.scatter_add(ones, ids, n)
+    return F.reshape(counts, (n,) + (1,) * (_ndim(like) - _ndim(ids)))
+
+
+def segment_prod(data, segment_ids, num_segments=None, indices_are_sorted=False,
+                 unique_indices=False):
+    """jax.ops.segment_prod: row i multiplies the rows whose segment id is i (1 for an empty
+    segment). The rows are sorted by segment, then multiplied by a segmented doubling scan
+    (each step by the value 2**k places back where it is of the same segment), so the
+    gradient is exact where an element is zero, as torch's scatter_reduce prod (JAX
+    differentiates segment_prod only with unique_indices=True)."""
+    ids, n = _segment_args("segment_prod", data, segment_ids, num_segments, indices_are_sorted,
+                           unique_indices)
+    dtype = _dtype(data)
+    if dtype == np.bool_:  # (the product of booleans: all of them)
+        return F.cast(segment_prod(F.cast(data, "int64"), ids, n), "bool")
+    flat_ids = F.reshape(ids, (-1,))
+    rows = F.reshape(data, (-1,) + tuple(_shape(data)[_ndim(ids):]))
+    count = _concrete(_shape(flat_ids)[0], "segment_prod")
+    empty = F.cast(F.equal(_segment_counts(flat_ids, n, rows), 0), dtype)
+    if count == 0:
+        return F.add(F.scatter_add(rows, flat_ids, n), empty)
+    order = argsort(flat_ids, 0)
+    sid, run = F.take(flat_ids, order), F.take(rows, order)
+    tail = (1,) * (_ndim(rows) - 1)
+    step = 1
+    while step < count:
+        same = F.equal(_along(sid, 0, step, count), _along(sid, 0, 0, count - step))
+        back = F.mul(_along(run, 0, step, count), _along(run, 0, 0, count - step))
+        moved = F.where(F.reshape(same, (count - step,) + tail), back, _along(run, 0, step, count))
+        run = F.concat([_along(run, 0, 0, step), moved], 0)
+        step *= 2
+    # the last row of each run holds its segment's product
+    last = F.concat([F.not_equal(_along(sid, 0, 0, count - 1), _along(sid, 0, 1, count)),
+                     F.full((1,), True, "bool")], 0)
+    picked = F.where(F.reshape(last, (count,) + tail), run, F.zeros_like(run))
+    return F.add(F.scatter_add(picked, sid, n), empty)
+
+
+def segment_mean(data, segment_ids, num_segments=None, indices_are_sorted=False,
+                 unique_indices=False):
+    """torch_scatter's scatter_mean along the leading axes, in jax.ops' signature (JAX has no
+    segment_mean): segment_sum over the segment's row count; 0 for an empty segment;
+    integers divided rounding down, as torch's scatter_reduce 'mean'."""
+    ids, n = _segment_args("segment_mean", data, segment_ids, num_segments, indices_are_sorted,
+                           unique_indices)
+    if _dtype(data) == np.bool_:
+        _fail("segment_mean: needs numbers, got bool data")
+    sums = segment_sum(data, ids, n)
+    counts = F.maximum(_segment_counts(F.reshape(ids, (-1,)), n, sums), np.int64(1))
+    if is_float(_dtype(data)):
+        return F.div(sums, F.cast(counts, _dtype(data)))
+    return F.floor_divide(sums, F.cast(counts, _dtype(data)))
+
+
+_SEGMENT = {"sum": segment_sum, "prod": segment_prod, "mean": segment_mean,
+            "amax": segment_max, "amin": segment_min}
+
+
+# ---- torch's index_* and scatter_reduce -------------------------------------------------------
+def _index_along(name, x, dim, index, source=None):
+    """(x with `dim` first, the checked 1-d index, source with `dim` first, dim)."""
+    dim = _axis(dim, _ndim(x), f"{name}: dim")
+    index = F._index_operand(index, name)
+    if _dtype(index).kind not in "iu":
+        _fail(f"{name}: index must be integers, got {_dtype(index)}")
+    if _ndim(index) > 1:
+        _fail(f"{name}: index must be 1-d, got {_ndim(index)}-d")
+    index = F.reshape(index, (-1,))
+    n = _concrete(_shape(x)[dim] if _ndim(x) else 1, name)
+    index, _ = _checked_segment_ids(name, index, n, what="index")
+    front = moveaxis(x, dim, 0) if _ndim(x) else F.reshape(x, (1,))
+    if source is None:
+        return front, index, None, dim
+    if _ndim(source) != _ndim(x):
+        _fail(f"{name}: source has {_ndim(source)} dimensions, x has {_ndim(x)}")
+    src = moveaxis(source, dim, 0) if _ndim(source) else F.reshape(source, (1,))
+    expected = (_shape(index)[0],) + tuple(_shape(front)[1:])
+    if tuple(_shape(src)) != expected:
+        _fail(f"{name}: source of shape {tuple(_shape(source))} does not fit {_shape(index)[0]} "
+              f"indices into x of shape {tuple(_shape(x))} along dim {dim}")
+    return front, index, src, dim
+
+
+def _back(out, x, dim):
+    return moveaxis(out, 0, dim) if _ndim(x) else F.reshape(out, ())
+
+
+def index_add(x, dim, index, source, alpha=1):
+    """torch's index_add: x with alpha * source[..., i, ...] added at x[..., index[i], ...]
+    along `dim` (repeated indices accumulate)."""
+    front, index, src, dim = _index_along("index_add", x, dim, index, source)
+    if np.ndim(alpha) or not (is_real(alpha) or isinstance(alpha, (bool, np.bool_))):
+        _fail(f"index_add: alpha must be a number, got {alpha!r}")
+    if alpha != 1:
+        src = F.mul(src, alpha)
+    return _back(F.add(front, segment_sum(src, index, _shape(front)[0])), x, dim)
+
+
+def index_copy(x, dim, index, source):
+    """torch's index_copy: x with x[..., index[i], ...] = source[..., i, ...] along `dim`. Of
+    repeated indices the last one's row is written (torch leaves that undefined)."""
+    front, index, src, dim = _index_along("index_copy", x, dim, index, source)
+    rows = _shape(front)[0]
+    k = _shape(index)[0]
+    # which source row writes each row of x: the last one naming it, -1 for none
+    writer = scatter_max(F.arange(0, k, dtype="int64"), index, rows)
+    written = F.greater_equal(writer, np.int64(0))
+    copied = F.take(src, F.maximum(writer, np.int64(0))) if k else front
+    mask = F.reshape(written, (rows,) + (1,) * (_ndim(front) - 1))
+    return _back(F.where(mask, copied, front), x, dim)
+
+
+def index_fill(x, dim, index, value):
+    """torch's index_fill: x with every x[..., index[i], ...] along `dim` set to `value` (a
+    number, or a 0-d value: its gradient is the sum over the filled elements)."""
+    front, index, _, dim = _index_along("index_fill", x, dim, index)
+    if np.ndim(value) if not hasattr(value, "shape") else _ndim(value):
+        _fail(f"index_fill: value must be a number or a 0-d value, got shape {np.shape(value)}")
+    rows = _shape(front)[0]
+    hit = F.greater(F.scatter_add(F.ones(_shape(index), "int64"), index, rows), np.int64(0))
+    mask = F.reshape(hit, (rows,) + (1,) * (_ndim(front) - 1))
+    fill = value if not hasattr(value, "shape") else F.cast(value, _dtype(x))
+    return _back(F.where(mask, fill, front), x, dim)
+
+
+_REDUCES = ("sum", "prod", "mean", "amax", "amin")
+
+
+def scatter_reduce(x, dim, index, src, reduce, include_self=True):
+    """torch's scatter_reduce: for each position p of `index`, src[p] is reduced into x at p
+    with p[dim] replaced by index[p] ('sum', 'prod', 'mean', 'amax', 'amin'); include_self:
+    x's own element is one of those reduced, else an element some index names takes only
+    the scattered values. As torch's, gradients of amax / amin are split evenly among the
+    ties (x's element included) and prod's is exact where an element is zero. One segment
+    reduction over the flattened x (the others, x's own elements among them)."""
+    if reduce not in _REDUCES:
+        _fail(f"scatter_reduce: reduce must be one of {', '.join(_REDUCES)}, got {reduce!r}")
+    include_self = _flag("scatter_reduce", "include_self", include_self)
+    nd = _ndim(x)
+    dim = _axis(dim, nd, "scatter_reduce: dim")
+    index = F._index_operand(index, "scatter_reduce")
+    if _dtype(index).kind not in "iu":
+        _fail(f"scatter_reduce: index must be integers, got {_dtype(index)}")
+    if not (_ndim(index) == _ndim(src) == nd):
+        _fail(f"scatter_reduce: x, index and src must have as many dimensions, got {nd}, "
+              f"{_ndim(index)} and {_ndim(src)}")
+    if _dtype(src) != _dtype(x):
+        _fail(f"scatter_reduce: src's dtype {_dtype(src)} is not x's {_dtype(x)}")
+    xs = tuple(_concrete(d, "scatter_reduce") for d in _shape(x)) or (1,)
+    ids = tuple(_concrete(d, "scatter_reduce") for d in _shape(index)) or (1,)
+    ss = tuple(_concrete(d, "scatter_reduce") for d in _shape(src)) or (1,)
+    for d, (i, s, t) in enumerate(zip(ids, ss, xs)):
+        if i > s or (d != dim and i > t):
+            _fail(f"scatter_reduce: index of shape {tuple(_shape(index))} is larger than src "
+                  f"{tuple(_shape(src))} or x {tuple(_shape(x))} off dim {dim}")
+    total = int(np.prod(xs))
+    flat_x = F.reshape(x, (total,))
+    count = int(np.prod(ids))
+    index = F.reshape(index, ids)
+    index, _ = _checked_segment_ids("scatter_reduce", index, xs[dim], what="index")
+    # each position's flat target in x: its own coordinates, index[p] in place of p[dim]
+    strides = np.cumprod((1,) + xs[:0:-1])[::-1].astype(np.int64)
+    coords = np.indices(ids).astype(np.int64) if count else np.zeros((len(ids),) + ids, np.int64)
+    fixed = sum(coords[d] * strides[d] for d in range(len(ids)) if d != dim)
+    target = F.reshape(F.add(F.mul(F.cast(index, "int64"), strides[dim]), fixed), (count,))
+    values = F.reshape(F.slice_(F.reshape(src, ss), (0,) * len(ss), ids, (1,) * len(ss)),
+                       (count,))
+    if include_self:
+        members = F.concat([flat_x, values], 0)
+        owners = F.concat([F.arange(0, total, dtype="int64"), target], 0)
+    else:
+        members, owners = values, target
+    out = _SEGMENT[reduce](members, owners, total)
+    if not include_self:
+        hit = F.greater(F.scatter_add(F.ones((count,), "int64"), target, total), np.int64(0))
+        out = F.where(hit, out, flat_x)
+    return F.reshape(out, _shape(x))
+
+
+# ---- running extremes and sums ----------------------------------------------------------------
+def _cum_extreme(name, x, dim, larger):
+    if _ndim(x) == 0:
+        _axis(dim, 0, f"{name}: dim")
+        return F.ValuesIndices(F._unchanged(x), F.zeros((), "int64"))
+    dim = _axis(dim, _ndim(x), f"{name}: dim")
+    n = _concrete(_shape(x)[dim], name)
+    keys = F.cast(x, "int64") if _dtype(x) == np.bool_ else x
+    if not larger:
+        keys = _reversed_order(keys)
+    idx = F.broadcast_to(F.reshape(F.arange(0, n, dtype="int64"),
+                                   tuple(n if a == dim else 1 for a in range(_ndim(x)))),
+                         _shape(x))
+    floats = is_float(_dtype(keys))
+    step = 1
+    # a doubling scan over (key, index) pairs: the later one of a pair is kept where its key
+    # is at least the earlier one's or NaN (torch's order: NaN the largest, ties the last)
+    while step < n:
+        early_k, late_k = _along(keys, dim, 0, n - step), _along(keys, dim, step, n)
+        early_i, late_i = _along(idx, dim, 0, n - step), _along(idx, dim, step, n)
+        later = F.greater_equal(late_k, early_k)
+        if floats:
+            later = F.logical_or(later, F.isnan(late_k))
+        keys = F.concat([_along(keys, dim, 0, step), F.where(later, late_k, early_k)], dim)
+        idx = F.concat([_along(idx, dim, 0, step), F.where(later, late_i, early_i)], dim)
+        step *= 2
+    # the values gathered from x: the gradient goes to the element each index names, as torch's
+    return F.ValuesIndices(_take_along(x, idx, dim, in_range=True, name=name), idx)
+
+
+def cummax(x, dim):
+    """torch.cummax: (values, indices) of the running maximum along `dim`; on ties the index
+    of the last occurrence, NaN the largest, as torch's. The gradient goes to the element
+    each index names."""
+    return _cum_extreme("cummax", x, dim, True)
+
+
+def cummin(x, dim):
+    """torch.cummin: cummax's counterpart (the last of ties, NaN kept)."""
+    return _cum_extreme("cummin", x, dim, False)
+
+
+def logcumsumexp(x, dim):
+    """torch.logcumsumexp: log(cumsum(exp(x))) along `dim` without overflow: a doubling scan
+    of logaddexp (-inf stays -inf). Floats only."""
+    if not is_float(_dtype(x)):
+        _fail(f"logcumsumexp: needs a floating-point value, got {_dtype(x)}")
+    if _ndim(x) == 0:
+        _axis(dim, 0, "logcumsumexp: dim")
+        return F._unchanged(x)
+    dim = _axis(dim, _ndim(x), "logcumsumexp: dim")
+    n = _concrete(_shape(x)[dim], "logcumsumexp")
+    out, step = x, 1
+    while step < n:
+        out = F.concat([_along(out, dim, 0, step),
+                        F.logaddexp(_along(out, dim, step, n), _along(out, dim, 0, n - step))],
+                       dim)
+        step *= 2
+    return F._unchanged(x) if n <= 1 else out
+
+
+# ---- order statistics ------------------------------------------------------------------------
+def _picked(name, x, dim, keepdim, position):
+    """(values, indices) of the element at sorted `position` (an int, or an int64 array of
+    x's shape with dim of size 1) along dim; the gradient goes to that element."""
+    order = argsort(x, dim)
+    if isinstance(position, int):
+        at = _along(order, dim, position, position + 1)
+    else:
+        at = _take_along(order, position, dim, in_range=True, name=name)
+    values = _take_along(x, at, dim, in_range=True, name=name)
+    if not keepdim:
+        values, at = F.squeeze(values, dim), F.squeeze(at, dim)
+    return F.ValuesIndices(values, at)
+
+
+def _dim_arg(name, x, dim):
+    if _ndim(x) == 0:
+        _axis(dim, 0, f"{name}: dim")
+        return None
+    return _axis(dim, _ndim(x), f"{name}: dim")
+
+
+def kthvalue(x, k, dim=-1, keepdim=False):
+    """torch.kthvalue: (values, indices) of the k-th smallest element (k from 1) along dim,
+    NaN the largest. Of equal elements the first in x's order is the smallest (torch's index
+    among ties is its own; the value is the same)."""
+    keepdim = _flag("kthvalue", "keepdim", keepdim)
+    d = _dim_arg("kthvalue", x, dim)
+    n = 1 if d is None else _concrete(_shape(x)[d], "kthvalue")
+    if not is_int(k) or not 1 <= k <= n:
+        _fail(f"kthvalue: k must be an int from 1 to {n} (the size of dim), got {k!r}")
+    if d is None:
+        return F.ValuesIndices(F._unchanged(x), F.zeros((), "int64"))
+    return _picked("kthvalue", x, d, keepdim, int(k) - 1)
+
+
+def _median(name, x, dim, keepdim, skip_nan):
+    keepdim = _flag(name, "keepdim", keepdim)
+    if dim is None:  # of every element: the value alone, as torch's
+        if _ndim(x) and 0 in tuple(_shape(x)):
+            _fail(f"{name}: of an empty value (torch's is NaN); give a dim")
+        flat = F.reshape(x, (-1,))
+        return _median(name, flat, 0, False, skip_nan).values if _ndim(x) else F._unchanged(x)
+    d = _dim_arg(name, x, dim)
+    if d is None:
+        return F.ValuesIndices(F._unchanged(x), F.zeros((), "int64"))
+    n = _concrete(_shape(x)[d], name)
+    if n == 0:
+        _fail(f"{name}: dim {dim} has no elements (torch refuses it too)")
+    if not is_float(_dtype(x)):
+        return _picked(name, x, d, keepdim, (n - 1) // 2)
+    # NaN sorts last: `nans` of them at the end of each sorted row
+    nans = F.sum(F.cast(F.isnan(x), "int64"), d, keepdims=True)
+    if skip_nan:  # the lower median of the others (all NaN: the first, NaN)
+        position = F.floor_divide(F.maximum(F.sub(np.int64(n - 1), nans), np.int64(0)),
+                                  np.int64(2))
+    else:  # torch's: NaN (the first of them) where there is one
+        position = F.where(F.greater(nans, np.int64(0)), F.sub(np.int64(n), nans),
+                           np.full((), (n - 1) // 2, np.int64))
+    return _picked(name, x, d, keepdim, position)
+
+
+def median(x, dim=None, keepdim=False):
+    """torch.median: the lower of the two middle elements (NaN where there is one); with dim,
+    (values, indices), the index of the element picked (the first NaN's)."""
+    return _median("median", x, dim, keepdim, skip_nan=False)
+
+
+def nanmedian(x, dim=None, keepdim=False):
+    """torch.nanmedian: median ignoring NaN (NaN only for a row of NaN)."""
+    return _median("nanmedian", x, dim, keepdim, skip_nan=True)

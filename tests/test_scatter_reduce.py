@@ -1,0 +1,375 @@
+"""Segment and scatter reductions (segment_max / min / prod / mean, index_add / copy / fill,
+scatter_reduce), cummax / cummin / logcumsumexp, kthvalue / median / nanmedian against
+torch in float64 (values and gradients, ties included), eagerly, compiled, under gc.grad
+and gc.vmap, and gc.nn.functional's re-exports."""
+import numpy as np
+import pytest
+
+import graphc as gc
+from errorcheck import assert_one_line_error
+
+torch = pytest.importorskip("torch", reason="torch (the test oracle) is not installed")
+
+RNG = np.random.default_rng(0)
+REDUCES = ["sum", "prod", "mean", "amax", "amin"]
+INT_DTYPES = [np.int32, np.int64]
+
+
+def ties(*shape, dtype=np.float64):
+    """Values with many ties (and zeros, for prod's gradient)."""
+    return RNG.integers(-2, 3, shape).astype(dtype)
+
+
+def both(fn, *args):
+    """fn's value eagerly and compiled: the same."""
+    eager = np.asarray(fn(*args))
+    compiled = np.asarray(gc.compile(fn)(*args))
+    np.testing.assert_allclose(compiled, eager, rtol=1e-13, atol=0)
+    return eager
+
+
+def torch_grad(fn, *arrays):
+    ts = [torch.tensor(a, requires_grad=True) for a in arrays]
+    fn(*ts).backward()
+    return [t.grad.numpy() for t in ts]
+
+
+def fill(reduce, dtype):
+    """torch's scatter_reduce into this with include_self=False leaves JAX's empty-segment
+    value where no row lands."""
+    lowest = -np.inf if np.dtype(dtype).kind == "f" else np.iinfo(dtype).min
+    highest = np.inf if np.dtype(dtype).kind == "f" else np.iinfo(dtype).max
+    return {"sum": 0, "mean": 0, "prod": 1, "amax": lowest, "amin": highest}[reduce]
+
+
+SEGMENT = {"sum": gc.segment_sum, "prod": gc.segment_prod, "mean": gc.segment_mean,
+           "amax": gc.segment_max, "amin": gc.segment_min}
+
+
+def torch_segment(reduce, data, ids, n):
+    out = torch.full((n,) + tuple(data.shape[1:]), fill(reduce, data.detach().numpy().dtype),
+                     dtype=data.dtype)
+    index = torch.tensor(ids).reshape((-1,) + (1,) * (data.ndim - 1)).expand(data.shape)
+    return out.scatter_reduce(0, index, data, reduce, include_self=False)
+
+
+@pytest.mark.parametrize("reduce", REDUCES)
+def test_segment_reductions_match_torch_values_and_gradients_over_random_cases(reduce):
+    """100 random cases per reduction with ties, empty segments and zeros: values eagerly
+    and compiled, gradients by gc.grad, against torch's scatter_reduce(include_self=False)
+    into JAX's empty-segment value."""
+    fn = SEGMENT[reduce]
+    for case in range(100):
+        n = int(RNG.integers(1, 6))
+        rows = int(RNG.integers(0, 8))
+        data = ties(rows, *RNG.integers(1, 3, int(RNG.integers(0, 2))))
+        ids = RNG.integers(0, n, rows)
+        got = both(lambda a, i: fn(a, i, n), data, ids)
+        want = torch_segment(reduce, torch.tensor(data), ids, n).numpy()
+        np.testing.assert_allclose(got, want, rtol=1e-14, err_msg=f"{reduce} case {case}")
+        w = RNG.normal(size=want.shape)
+        finite = np.isfinite(want)
+        g = gc.grad(lambda a: gc.sum(gc.where(finite, fn(a, ids, n), 0.0) * w))(data)
+        (tg,) = torch_grad(lambda a: (torch_segment(reduce, a, ids, n).where(
+            torch.tensor(finite), torch.tensor(0.0)) * torch.tensor(w)).sum(), data)
+        np.testing.assert_allclose(g, tg, rtol=1e-13, atol=1e-15, err_msg=f"{reduce} {case}")
+
+
+@pytest.mark.parametrize("dtype", INT_DTYPES)
+@pytest.mark.parametrize("reduce", REDUCES)
+def test_segment_reductions_of_integers_match_torch(reduce, dtype):
+    data = RNG.integers(-9, 10, (9, 2)).astype(dtype)
+    ids = RNG.integers(0, 6, 9)
+    got = both(lambda a, i: SEGMENT[reduce](a, i, 7), data, ids)
+    want = torch_segment(reduce, torch.tensor(data), ids, 7).numpy()
+    assert got.dtype == dtype
+    np.testing.assert_array_equal(got, want)
+
+
+def test_segment_max_empty_values_num_segments_flags_and_vmap():
+    data = np.array([3.0, 1.0, 3.0])
+    ids = np.array([2, 0, 2])
+    # num_segments defaults to max(ids) + 1 eagerly, as JAX's
+    np.testing.assert_array_equal(gc.segment_max(data, ids), [1.0, -np.inf, 3.0])
+    np.testing.assert_array_equal(gc.segment_min(data, ids, 4, indices_are_sorted=False,
+                                                 unique_indices=False), [1, np.inf, 3, np.inf])
+    np.testing.assert_array_equal(gc.segment_max(np.array([True, False]), [0, 0], 2), [1, 0])
+    np.testing.assert_array_equal(gc.segment_min(np.array([True, False]), [0, 0], 2), [0, 1])
+    np.testing.assert_array_equal(gc.segment_prod(np.zeros((0, 2)), np.zeros(0, int), 2),
+                                  np.ones((2, 2)))
+    # ties share the gradient evenly
+    np.testing.assert_array_equal(gc.grad(lambda a: gc.sum(gc.segment_max(a, ids, 3)[2:]))(data),
+                                  [0.5, 0.0, 0.5])
+    batch = ties(4, 6, 2)
+    for reduce, fn in SEGMENT.items():
+        got = gc.vmap(lambda a: fn(a, ids[[0, 1, 2, 0, 1, 2]], 3))(batch)
+        for b in range(4):
+            np.testing.assert_allclose(got[b], fn(batch[b], ids[[0, 1, 2, 0, 1, 2]], 3))
+        i_batch = RNG.integers(0, 3, (4, 6))
+        got = gc.vmap(lambda a, i: fn(a, i, 3))(batch, i_batch)
+        for b in range(4):
+            np.testing.assert_allclose(got[b], fn(batch[b], i_batch[b], 3))
+
+
+@pytest.mark.parametrize("reduce", REDUCES)
+@pytest.mark.parametrize("include_self", [True, False])
+def test_scatter_reduce_matches_torch_over_random_cases(reduce, include_self):
+    for case in range(100):
+        nd = int(RNG.integers(1, 4))
+        xs = tuple(int(s) for s in RNG.integers(1, 4, nd))
+        dim = int(RNG.integers(-nd, nd))
+        ids = tuple(int(RNG.integers(0, s + 1)) if d != dim % nd else int(RNG.integers(0, 5))
+                    for d, s in enumerate(xs))
+        ss = tuple(i + int(RNG.integers(0, 2)) for i in ids)
+        x, src = ties(*xs), ties(*ss)
+        if not include_self and reduce in ("amax", "amin"):
+            # torch's gradient then still counts an x element equal to the result among the
+            # ties (the scattered values get a smaller share, the rest is lost): see below
+            x += 0.5
+        index = RNG.integers(0, xs[dim], ids)
+        fn = lambda a, s: gc.scatter_reduce(a, dim, index, s, reduce, include_self)  # noqa: E731
+        got = both(fn, x, src)
+        tfn = lambda a, s: a.scatter_reduce(dim, torch.tensor(index), s, reduce,  # noqa: E731
+                                            include_self=include_self)
+        np.testing.assert_allclose(got, tfn(torch.tensor(x), torch.tensor(src)).numpy(),
+                                   rtol=1e-14, err_msg=f"case {case}")
+        if ss != ids:  # (torch's backward refuses a src larger than the index)
+            continue
+        w = RNG.normal(size=xs)
+        g = gc.grad(lambda a, s: gc.sum(fn(a, s) * w), argnums=(0, 1))(x, src)
+        tg = torch_grad(lambda a, s: (tfn(a, s) * torch.tensor(w)).sum(), x, src)
+        for mine, theirs in zip(g, tg):
+            np.testing.assert_allclose(mine, theirs, rtol=1e-13, atol=1e-15,
+                                       err_msg=f"case {case} {x} {src} {index} {dim}")
+
+
+def test_scatter_reduce_amax_without_self_gives_the_scattered_values_the_whole_gradient():
+    """A documented difference: torch's amax gradient with include_self=False halves src's
+    share where x's (unused) element equals the result; graphc's is the derivative (the
+    central difference's), the whole cotangent to the one value scattered there."""
+    x, src, index = np.array([1.0, -2.0]), np.array([1.0, 0.5]), np.array([0, 1])
+    fn = lambda s: gc.sum(gc.scatter_reduce(x, 0, index, s, "amax", False))  # noqa: E731
+    np.testing.assert_array_equal(gc.grad(fn)(src), [1.0, 1.0])
+    np.testing.assert_allclose(_central_difference(fn, src), [1.0, 1.0])
+    (tg,) = torch_grad(lambda s: torch.tensor(x).scatter_reduce(0, torch.tensor(index), s, "amax",
+                                                                include_self=False).sum(), src)
+    np.testing.assert_array_equal(tg, [0.5, 1.0])
+
+
+def test_scatter_reduce_of_integers_and_0d_and_under_vmap():
+    x = RNG.integers(-5, 6, (3, 4))
+    idx = RNG.integers(0, 3, (2, 4))
+    src = RNG.integers(-5, 6, (2, 4))
+    for reduce in REDUCES:
+        want = torch.tensor(x).scatter_reduce(0, torch.tensor(idx), torch.tensor(src), reduce)
+        np.testing.assert_array_equal(gc.scatter_reduce(x, 0, idx, src, reduce), want.numpy())
+    x0, s0 = np.float64(2.0), np.float64(5.0)
+    want = torch.tensor(x0).scatter_reduce(0, torch.tensor(0), torch.tensor(s0), "amax")
+    np.testing.assert_array_equal(gc.scatter_reduce(x0, 0, np.int64(0), s0, "amax"), want)
+    xb, sb = ties(5, 3, 4), ties(5, 2, 4)
+    got = gc.vmap(lambda a, s: gc.scatter_reduce(a, 1, idx, s, "amin"))(xb, sb)
+    for b in range(5):
+        np.testing.assert_array_equal(got[b], gc.scatter_reduce(xb[b], 1, idx, sb[b], "amin"))
+
+
+def test_index_add_copy_fill_match_torch_with_gradients():
+    for case in range(100):
+        x = ties(3, 4, 2)
+        dim = int(RNG.integers(0, 3))
+        k = int(RNG.integers(0, 5))
+        index = RNG.integers(0, x.shape[dim], k)
+        shape = list(x.shape)
+        shape[dim] = k
+        source = ties(*shape)
+        w = RNG.normal(size=x.shape)
+        got = both(lambda a, s: gc.index_add(a, dim, index, s, alpha=2.5), x, source)
+        ti = torch.tensor(index)
+        np.testing.assert_allclose(got, torch.tensor(x).index_add(
+            dim, ti, torch.tensor(source), alpha=2.5).numpy(), rtol=1e-15)
+        g = gc.grad(lambda a, s: gc.sum(gc.index_add(a, dim, index, s, alpha=2.5) * w),
+                    argnums=(0, 1))(x, source)
+        tg = torch_grad(lambda a, s: (a.index_add(dim, ti, s, alpha=2.5) * torch.tensor(w)).sum(),
+                        x, source)
+        for mine, theirs in zip(g, tg):
+            np.testing.assert_allclose(mine, theirs, rtol=1e-15)
+        unique = RNG.permutation(x.shape[dim])[:min(k, x.shape[dim])]
+        shape[dim] = len(unique)
+        source = ties(*shape)
+        tu = torch.tensor(unique)
+        got = both(lambda a, s: gc.index_copy(a, dim, unique, s), x, source)
+        np.testing.assert_array_equal(got, torch.tensor(x).index_copy(dim, tu,
+                                                                      torch.tensor(source)))
+        g = gc.grad(lambda a, s: gc.sum(gc.index_copy(a, dim, unique, s) * w), argnums=(0, 1))(
+            x, source)
+        tg = torch_grad(lambda a, s: (a.index_copy(dim, tu, s) * torch.tensor(w)).sum(), x, source)
+        for mine, theirs in zip(g, tg):
+            np.testing.assert_array_equal(mine, theirs)
+        got = both(lambda a: gc.index_fill(a, dim, index, -3.0), x)
+        np.testing.assert_array_equal(got, torch.tensor(x).index_fill(dim, ti, -3.0))
+        g = gc.grad(lambda a: gc.sum(gc.index_fill(a, dim, index, -3.0) * w))(x)
+        (tg,) = torch_grad(lambda a: (a.index_fill(dim, ti, -3.0) * torch.tensor(w)).sum(), x)
+        np.testing.assert_array_equal(g, tg)
+    # repeated indices: index_copy writes the last one's row
+    np.testing.assert_array_equal(gc.index_copy(np.zeros(2), 0, [1, 1], np.array([5.0, 6.0])),
+                                  [0, 6])
+
+
+@pytest.mark.parametrize("fn", ["cummax", "cummin"])
+def test_cummax_cummin_match_torch_values_indices_and_gradients(fn):
+    for case in range(100):
+        nd = int(RNG.integers(1, 4))
+        x = ties(*RNG.integers(0, 5, nd))
+        if x.size and case % 4 == 0:
+            x.reshape(-1)[RNG.integers(0, x.size, 2)] = np.nan
+        dim = int(RNG.integers(-nd, nd))
+        values = both(lambda a: getattr(gc, fn)(a, dim).values, x)
+        indices = both(lambda a: getattr(gc, fn)(a, dim).indices, x)
+        want = getattr(torch, fn)(torch.tensor(x), dim)
+        np.testing.assert_array_equal(values, want.values.numpy())
+        np.testing.assert_array_equal(indices, want.indices.numpy())
+        w = RNG.normal(size=x.shape)
+        g = gc.grad(lambda a: gc.sum(getattr(gc, fn)(a, dim).values * w))(x)
+        (tg,) = torch_grad(lambda a: (getattr(torch, fn)(a, dim).values * torch.tensor(w)).sum(),
+                           x)
+        np.testing.assert_array_equal(g, tg)
+    for dtype in INT_DTYPES + [np.bool_]:
+        x = RNG.integers(0, 3, (4, 5)).astype(dtype)
+        got = getattr(gc, fn)(x, 1)
+        want = getattr(torch, fn)(torch.tensor(x), 1)
+        np.testing.assert_array_equal(got.values, want.values.numpy())
+        np.testing.assert_array_equal(got.indices, want.indices.numpy())
+    got = gc.vmap(lambda r: getattr(gc, fn)(r, 0))(x)
+    np.testing.assert_array_equal(got.indices, getattr(torch, fn)(torch.tensor(x), 1).indices)
+    zero_d = getattr(gc, fn)(np.float64(2.0), 0)
+    np.testing.assert_array_equal(zero_d.values, 2.0)
+    np.testing.assert_array_equal(zero_d.indices, 0)
+
+
+def test_logcumsumexp_matches_torch_with_minus_inf_and_large_values():
+    for case in range(100):
+        x = RNG.normal(size=(3, int(RNG.integers(0, 9)))) * 300
+        if case % 3 == 0 and x.size:
+            x[:, 0] = -np.inf
+        got = both(lambda a: gc.logcumsumexp(a, 1), x)
+        want = torch.logcumsumexp(torch.tensor(x), 1).numpy()
+        np.testing.assert_allclose(got, want, rtol=1e-13)
+        w = RNG.normal(size=x.shape)
+        g = gc.grad(lambda a: gc.sum(gc.logcumsumexp(a, 1) * w))(x)
+        (tg,) = torch_grad(lambda a: (torch.logcumsumexp(a, 1) * torch.tensor(w)).sum(), x)
+        # torch's gradient is NaN at a -inf element; graphc's its limit, where the running
+        # sum starts there: out[0] = x[0], so w[0]
+        finite = np.isfinite(x)
+        np.testing.assert_allclose(g[finite], tg[finite], rtol=1e-10, atol=1e-300)
+        np.testing.assert_array_equal(g[~finite], w[~finite])
+    got = gc.vmap(lambda r: gc.logcumsumexp(r, 0))(x)
+    np.testing.assert_allclose(got, torch.logcumsumexp(torch.tensor(x), 1).numpy(), rtol=1e-13)
+
+
+def test_order_statistics_match_torch_values_and_gradients():
+    for case in range(100):
+        nd = int(RNG.integers(1, 4))
+        x = ties(*RNG.integers(1, 5, nd))
+        if case % 3 == 0:
+            x.reshape(-1)[RNG.integers(0, x.size, 2)] = np.nan
+        dim = int(RNG.integers(-nd, nd))
+        k = int(RNG.integers(1, x.shape[dim] + 1))
+        keep = bool(case % 2)
+        tx = torch.tensor(x)
+        w = RNG.normal(size=np.asarray(torch.median(tx, dim, keep).values).shape)
+        cases = [("kthvalue", lambda a: gc.kthvalue(a, k, dim, keep),
+                  lambda a: torch.kthvalue(a, k, dim, keep)),
+                 ("median", lambda a: gc.median(a, dim, keep), lambda a: torch.median(a, dim, keep)),
+                 ("nanmedian", lambda a: gc.nanmedian(a, dim, keep),
+                  lambda a: torch.nanmedian(a, dim, keep))]
+        for name, mine, theirs in cases:
+            values = both(lambda a: mine(a).values, x)
+            indices = both(lambda a: mine(a).indices, x)
+            want = theirs(tx)
+            np.testing.assert_array_equal(values, want.values.numpy(), err_msg=name)
+            # the index names an element of that value (torch's choice among ties is its own)
+            picked = np.take_along_axis(x, indices if keep else np.expand_dims(indices, dim), dim)
+            np.testing.assert_array_equal(picked if keep else np.squeeze(picked, dim), values)
+            if name != "kthvalue" and not np.isnan(x).any():
+                np.testing.assert_array_equal(indices, want.indices.numpy(), err_msg=name)
+            g = gc.grad(lambda a: gc.sum(mine(a).values * w))(x)
+            (tg,) = torch_grad(lambda a: (theirs(a).values * torch.tensor(w)).sum(), x)
+            if name == "kthvalue" or np.isnan(x).any():  # the same element up to ties
+                np.testing.assert_array_equal(np.sort(g.reshape(-1)), np.sort(tg.reshape(-1)))
+            else:
+                np.testing.assert_array_equal(g, tg)
+        for fn in ("median", "nanmedian"):
+            np.testing.assert_array_equal(getattr(gc, fn)(x), getattr(torch, fn)(tx).numpy())
+    for dtype in INT_DTYPES:
+        x = RNG.integers(0, 9, (3, 6)).astype(dtype)
+        np.testing.assert_array_equal(gc.median(x, 1).values, torch.median(torch.tensor(x), 1)
+                                      .values.numpy())
+        np.testing.assert_array_equal(gc.kthvalue(x, 4).values,
+                                      torch.kthvalue(torch.tensor(x), 4).values.numpy())
+    zero_d = gc.median(np.float64(3.0), 0)
+    assert float(zero_d.values) == 3.0 and int(zero_d.indices) == 0
+    got = gc.vmap(lambda r: gc.median(r, 0).values)(x)
+    np.testing.assert_array_equal(got, torch.median(torch.tensor(x), 1).values.numpy())
+
+
+def _central_difference(fn, x, eps=1e-6):
+    grad = np.zeros_like(x)
+    for i in np.ndindex(x.shape):
+        up, down = x.copy(), x.copy()
+        up[i] += eps
+        down[i] -= eps
+        grad[i] = (float(fn(up)) - float(fn(down))) / (2 * eps)
+    return grad
+
+
+def test_gradients_match_central_differences_away_from_ties():
+    x = RNG.normal(size=(6, 3))
+    ids = np.array([0, 2, 0, 1, 2, 2])
+    index = RNG.integers(0, 3, (4, 3))
+    w = RNG.normal(size=(3, 3))
+    fns = [lambda a: gc.sum(gc.segment_max(a, ids, 3) * w),
+           lambda a: gc.sum(gc.segment_min(a, ids, 3) * w),
+           lambda a: gc.sum(gc.segment_prod(a, ids, 3) * w),
+           lambda a: gc.sum(gc.segment_mean(a, ids, 3) * w),
+           lambda a: gc.sum(gc.scatter_reduce(a[:3], 0, index, a[2:], "prod") * w),
+           lambda a: gc.sum(gc.scatter_reduce(a[:3], 0, index, a[2:], "amax", False) * w),
+           lambda a: gc.sum(gc.cummax(a, 0).values),
+           lambda a: gc.sum(gc.logcumsumexp(a, 0) * a),
+           lambda a: gc.sum(gc.median(a, 0).values * w[0]),
+           lambda a: gc.sum(gc.kthvalue(a, 4, 0).values * w[0])]
+    for fn in fns:
+        np.testing.assert_allclose(gc.grad(fn)(x), _central_difference(fn, x), rtol=1e-6,
+                                   atol=1e-8)
+
+
+def test_bad_arguments_give_one_line_naming_the_function_and_argument():
+    x = np.zeros((3, 4))
+    for call, message in [
+            (lambda: gc.segment_max(x, [0, 5, 1], 2), "segment_max: segment id 5 is outside [0, 2)"),
+            (lambda: gc.segment_prod(x, [0, 1], 2),
+             "segment_prod: data of shape (3, 4) must start with segment_ids' shape (2,)"),
+            (lambda: gc.segment_mean(x, [0, 1, 1], -1), "segment_mean: num_segments must be "
+             "non-negative"),
+            (lambda: gc.compile(lambda a, i: gc.segment_min(a, i))(x, np.array([0, 1, 1])),
+             "segment_min: num_segments is needed while tracing"),
+            (lambda: gc.segment_max(x, [0, 1, 1], 2, unique_indices="no"),
+             "segment_max: unique_indices"),
+            (lambda: gc.scatter_reduce(x, 0, np.zeros((1, 4), int), x, "max"),
+             "scatter_reduce: reduce must be one of sum, prod, mean, amax, amin, got 'max'"),
+            (lambda: gc.scatter_reduce(x, 0, np.full((1, 4), 3), x, "sum"),
+             "scatter_reduce: index 3 is outside [0, 3)"),
+            (lambda: gc.scatter_reduce(x, 2, np.zeros((1, 4), int), x, "sum"),
+             "scatter_reduce: dim"),
+            (lambda: gc.scatter_reduce(x, 0, np.zeros((1, 5), int), x, "sum"),
+             "scatter_reduce: index of shape (1, 5) is larger"),
+            (lambda: gc.index_add(x, 1, [0, 4], np.zeros((3, 2))),
+             "index_add: index 4 is outside [0, 4)"),
+            (lambda: gc.index_add(x, 1, [0, 1], np.zeros((3, 3))),
+             "index_add: source of shape (3, 3) does not fit 2 indices"),
+            (lambda: gc.index_copy(x, 0, [[0]], np.zeros((1, 4))), "index_copy: index must be 1-d"),
+            (lambda: gc.index_fill(x, 0, [0], np.zeros(2)), "index_fill: value must be a number"),
+            (lambda: gc.cummax(x, 2), "cummax: dim"),
+            (lambda: gc.logcumsumexp(np.zeros(3, np.int64), 0), "logcumsumexp: needs a floating"),
+            (lambda: gc.kthvalue(x, 5), "kthvalue: k must be an int from 1 to 4"),
+            (lambda: gc.median(x, 0, keepdim="yes"), "median: keepdim"),
+            (lambda: gc.nanmedian(np.zeros((0, 2))), "nanmedian: of an empty value")]:
+        assert_one_line_error(call, message, "test_scatter_reduce.py")
