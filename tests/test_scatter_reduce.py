@@ -278,7 +278,8 @@ def test_order_statistics_match_torch_values_and_gradients():
         w = RNG.normal(size=np.asarray(torch.median(tx, dim, keep).values).shape)
         cases = [("kthvalue", lambda a: gc.kthvalue(a, k, dim, keep),
                   lambda a: torch.kthvalue(a, k, dim, keep)),
-                 ("median", lambda a: gc.median(a, dim, keep), lambda a: torch.median(a, dim, keep)),
+                 ("median", lambda a: gc.median(a, dim, keep),
+                  lambda a: torch.median(a, dim, keep)),
                  ("nanmedian", lambda a: gc.nanmedian(a, dim, keep),
                   lambda a: torch.nanmedian(a, dim, keep))]
         for name, mine, theirs in cases:
@@ -344,7 +345,8 @@ def test_gradients_match_central_differences_away_from_ties():
 def test_bad_arguments_give_one_line_naming_the_function_and_argument():
     x = np.zeros((3, 4))
     for call, message in [
-            (lambda: gc.segment_max(x, [0, 5, 1], 2), "segment_max: segment id 5 is outside [0, 2)"),
+            (lambda: gc.segment_max(x, [0, 5, 1], 2),
+             "segment_max: segment id 5 is outside [0, 2)"),
             (lambda: gc.segment_prod(x, [0, 1], 2),
              "segment_prod: data of shape (3, 4) must start with segment_ids' shape (2,)"),
             (lambda: gc.segment_mean(x, [0, 1, 1], -1), "segment_mean: num_segments must be "

@@ -18,7 +18,7 @@ from . import api as F
 from .api import _axis, _count, _dtype, _fail, _flag, _ndim, _shape
 from .arrays import _along, _checked_segment_ids, _concrete, _take_along, argsort, moveaxis
 from .arrays import segment_sum
-from .registry import SymbolicValue, apply, check, defop
+from .registry import apply, check, defop
 
 __all__ = ["segment_max", "segment_min", "segment_prod", "segment_mean", "index_add",
            "index_copy", "index_fill", "scatter_reduce", "cummax", "cummin", "logcumsumexp",
