@@ -1255,14 +1255,14 @@ class Module:
         and written back by a compiled call) but not in state_dict(), load_state_dict() nor
         gc.Trainer's checkpoints, as torch's."""
         where = f"register_buffer({name!r})"
-        if not isinstance(name, str) or not name.isidentifier():  # `a.b` would be a
-            # state_dict name that load_state_dict reads as a submodule's
-            raise GraphcError(f"register_buffer: the name must be an attribute name (no "
-                              f"dots), got {name!r}", (user_location(),))
-        _refuse_own_attribute("register_buffer", name)
-        if isinstance(vars(self).get(name), (Parameter, Module)):
+        if isinstance(name, str) and isinstance(vars(self).get(name), (Parameter, Module)):
             raise GraphcError(f"{where}: the module's {name} is "
                               f"{a_type(vars(self)[name])} already", (user_location(),))
+        # any other attribute of that name (a setting, a method, `training`) is refused as
+        # torch's: the buffer replaced a setting silently, shadowed forward, or was dropped
+        # from state_dict() by the next train()
+        self._check_new_name("register_buffer", name, lambda held: isinstance(
+            held, Buffer) or _is_empty_buffer(self, name, held))
         if value is not None and not isinstance(value, Buffer):
             _no_list_of_values(self, name, value)
             try:
@@ -1303,10 +1303,10 @@ class Module:
     register_module = add_module  # (torch's alias)
 
     def _check_new_name(self, method, name, holds_one):
-        """The name register_parameter or add_module is given: a string without a '.' (a
-        state_dict name would read it as a submodule's), and not the name of another kind
-        of attribute (a buffer, a setting, a method), which torch refuses too; one of its
-        own kind (`holds_one`), or None, is replaced."""
+        """The name register_parameter, add_module or register_buffer is given: a string
+        without a '.' (a state_dict name would read it as a submodule's), and not the name
+        of another kind of attribute (a buffer, a setting, a method), which torch refuses
+        too; one of its own kind (`holds_one`), or None, is replaced."""
         if not isinstance(name, str) or not name or "." in name:
             raise GraphcError(f"{method}: the name must be a non-empty string without '.', "
                               f"got {name!r}", (user_location(),))
