@@ -287,10 +287,33 @@ def _no_list_of_values(module, name, value):
         F._no_list(type(module).__name__, name, value, numbers_too=False)
 
 
-def _mark_empty_buffer(module, name, empty: bool):
-    names = set(vars(module).get("_empty_buffers", ()))
+def _mark_empty_buffer(module, name, empty: bool, table="_empty_buffers"):
+    """Record (or forget) module.name as an empty buffer, or, with table="_empty_parameters"
+    or "_empty_children", as torch's empty parameter or child (register_parameter(name,
+    None), a Parameter or child set to None), whose place a new one takes (_moves_to_end)."""
+    names = set(vars(module).get(table, ()))
     (names.add if empty else names.discard)(name)
-    object.__setattr__(module, "_empty_buffers", frozenset(names))
+    object.__setattr__(module, table, frozenset(names))
+
+
+def _moves_to_end(module, name, old, value, child) -> bool:
+    """Whether `module.name = value` moves the attribute to the end of the module's own
+    (the order named_parameters, state_dict and named_children walk), as torch appends a
+    Parameter, Buffer or child to its kind's dict unless the name is there already, as one
+    of that kind or an empty one. A plain attribute replaced (a None placeholder set early
+    in __init__, `self.bias = None`, given a Parameter after the weight) kept its earlier
+    place: parameters() and state_dict() came in another order than torch's."""
+    if name not in vars(module):
+        return False
+    if isinstance(value, Parameter):
+        return not (isinstance(old, Parameter) or old is None and name in
+                    vars(module).get("_empty_parameters", ()))
+    if isinstance(value, Buffer):
+        return not (isinstance(old, Buffer) or _is_empty_buffer(module, name, old))
+    if child is not None:
+        return not (_submodule(module, name, old) is not None or old is None and name in
+                    vars(module).get("_empty_children", ()))
+    return False
 
 
 def _frozen(param) -> bool:
@@ -444,6 +467,7 @@ def _as_child(value, owner):
 # key of that name would replace (a class's attributes, `training`, `_path`, are refused as
 # any attribute the module has)
 _OWN_ATTRIBUTES = frozenset({"_compiled_views", "_non_persistent", "_empty_buffers",
+                             "_empty_parameters", "_empty_children",
                              "_none_view", "_keys", "_count", *hooks.TABLES})
 
 
@@ -1001,6 +1025,10 @@ class Module:
         filling = _is_empty_buffer(self, name, old)
         if value is None and isinstance(old, Buffer):  # torch keeps it, empty
             _mark_empty_buffer(self, name, True)
+        elif value is None and isinstance(old, Parameter):  # (so do these: _moves_to_end)
+            _mark_empty_buffer(self, name, True, "_empty_parameters")
+        elif value is None and _submodule(self, name, old) is not None:
+            _mark_empty_buffer(self, name, True, "_empty_children")
         if filling and isinstance(value, SymbolicValue):
             pass  # a traced value for an empty buffer: an attribute for that trace, as before
         elif value is not None and not isinstance(value, (Parameter, Buffer, Module)) \
@@ -1069,6 +1097,8 @@ class Module:
             vars(self)["_compiled_views"] = (views or frozenset()) | {name}
         elif views and name in views:
             vars(self)["_compiled_views"] = views - {name}
+        if _moves_to_end(self, name, old, value, child):
+            del vars(self)[name]
         object.__setattr__(self, name, value)
         if gone:
             _name_by_first_places(self, gone)
@@ -1105,6 +1135,9 @@ class Module:
         elif isinstance(old, Tensor) and MODULE_PARAMETERS.was_lifted(old):
             MODULE_PARAMETERS.replaced += 1
         object.__delattr__(self, name)
+        for table in ("_empty_buffers", "_empty_parameters", "_empty_children"):
+            if name in vars(self).get(table, ()):  # (torch's del drops it from its dict)
+                _mark_empty_buffer(self, name, False, table)
         if gone:
             _name_by_first_places(self, gone)
         _rename_if_held_elsewhere(self, old, None)
@@ -1289,6 +1322,8 @@ class Module:
             raise GraphcError(f"register_parameter({name!r}): {a_type(param)} is not "
                               "a Parameter (gc.nn.Parameter(array) or None, as torch's)",
                               (user_location(),))
+        if param is None:  # (torch's empty parameter: one set later takes its place)
+            _mark_empty_buffer(self, name, True, "_empty_parameters")
         setattr(self, name, param)  # (which counts the change for traced plans)
 
     def add_module(self, name: str, module):
@@ -1298,6 +1333,8 @@ class Module:
                              lambda held: _submodule(self, name, held) is not None)
         if module is not None and _as_child(module, self) is None:
             _refuse_as_child(f"add_module({name!r}): the value", module)
+        if module is None:  # (torch's empty child: one set later takes its place)
+            _mark_empty_buffer(self, name, True, "_empty_children")
         setattr(self, name, module)  # (which counts the change for traced plans)
 
     register_module = add_module  # (torch's alias)

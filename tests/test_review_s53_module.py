@@ -50,3 +50,55 @@ def test_register_buffer_takes_the_names_torchs_takes():
         module.register_buffer("1x", array(1))  # not an identifier, but no '.': torch's
         assert {k: tuple(v.shape) for k, v in module.state_dict().items()} == \
             {"b": (2,), "e": (3,), "1x": (1,)}
+
+
+def _placeholders(nn, tensor):
+    """A layer written with placeholders (a plain None, a plain setting) given their
+    Parameter, Buffer or child after the others, and empty ones torch registers, refilled."""
+    class Layer(nn.Module):
+        def __init__(self):
+            super().__init__()
+            self.bias = None  # a plain None: the Parameter set below goes last
+            self.scale = 2.0  # a setting a Parameter replaces: last too
+            self.head = None  # a plain None: the child goes after body
+            self.register_parameter("gate", None)  # torch's empty one: keeps its place
+            self.register_buffer("mask", None)  # (and so does this)
+            self.weight = nn.Parameter(tensor([1.0, 2.0]))
+            self.first = nn.Parameter(tensor([3.0]))
+            self.register_buffer("count", tensor([0.0]))
+            self.body = nn.Identity()
+            self.head = nn.Identity()
+            self.bias = nn.Parameter(tensor([0.5, 0.5]))
+            self.scale = nn.Parameter(tensor([2.0]))
+            self.gate = nn.Parameter(tensor([1.0]))
+            self.mask = tensor([1.0, 0.0])
+            self.first = None  # an emptied Parameter keeps its place too
+            self.first = nn.Parameter(tensor([4.0]))
+
+    return Layer()
+
+
+def _order(module):
+    return (list(module.state_dict()), [n for n, _ in module.named_parameters()],
+            [n for n, _ in module.named_buffers()], [n for n, _ in module.named_children()])
+
+
+def test_a_placeholder_given_its_tensor_or_child_later_comes_in_torchs_order():
+    theirs = _placeholders(torch.nn, lambda v: torch.tensor(v))
+    ours = _placeholders(gc.nn, lambda v: np.asarray(v, np.float32))
+    assert _order(ours) == _order(theirs)
+    assert [n for n, _ in ours.named_parameters()] == \
+        ["gate", "weight", "first", "bias", "scale"]  # (before: bias, scale, gate, ...)
+    # the port by order that torch users write loads each weight into its own place
+    for mine, its in zip(ours.parameters(), theirs.parameters()):
+        np.testing.assert_array_equal(mine.data, its.detach().numpy())
+
+
+def test_a_none_item_of_a_parameter_container_set_later_comes_in_torchs_order():
+    for nn, tensor in ((torch.nn, torch.ones), (gc.nn, lambda n: np.ones(n, np.float32))):
+        items = nn.ParameterList([None, nn.Parameter(tensor(1))])
+        items[0] = nn.Parameter(tensor(2))
+        table = nn.ParameterDict({"a": None, "b": nn.Parameter(tensor(1))})
+        table["a"] = nn.Parameter(tensor(2))
+        assert list(items.state_dict()) == ["1", "0"]
+        assert list(table.state_dict()) == ["b", "a"] and list(table.keys()) == ["a", "b"]
