@@ -255,6 +255,23 @@ def _refuse_transposed_tie(module, name, value, old, held):
                           (user_location(),))
 
 
+class ItemList(list):
+    """What parameters(), buffers(), children() and modules() return: a list (len, indexing,
+    +, as graphc's own code and its users' read them) that is also an iterator, so torch's
+    generator idiom `next(model.parameters())` gives the first item, and each next() the
+    one after it, as the generator would. `for p in ...` walks the whole list each time."""
+
+    def __init__(self, items=()):
+        super().__init__(items)
+        self._taken = 0
+
+    def __next__(self):
+        if self._taken >= len(self):
+            raise StopIteration
+        self._taken += 1
+        return self[self._taken - 1]
+
+
 def _dotted(prefix: str) -> str:
     """named_parameters(prefix="model") names `model.weight`, as torch's."""
     return f"{prefix}." if prefix else ""
@@ -1221,7 +1238,7 @@ class Module:
             yield name, vars(module)[attr]
 
     def parameters(self, recurse=True):
-        return [p for _, p in self.named_parameters(recurse=recurse)]
+        return ItemList(p for _, p in self.named_parameters(recurse=recurse))
 
     def named_children(self):
         """(attribute, Module) for each direct submodule, each module once, as torch's."""
@@ -1233,7 +1250,7 @@ class Module:
                 yield name, child
 
     def children(self):
-        return [m for _, m in self.named_children()]
+        return ItemList(m for _, m in self.named_children())
 
     def named_modules(self, memo=None, prefix="", remove_duplicate=True):
         """(dotted name, Module) for this module (`prefix`, "" by default) and every
@@ -1267,7 +1284,7 @@ class Module:
                                                 remove_duplicate)
 
     def modules(self):
-        return [m for _, m in self.named_modules()]
+        return ItemList(m for _, m in self.named_modules())
 
     def named_buffers(self, prefix="", recurse=True, remove_duplicate=True):
         """(name, Buffer) pairs: the layers' state that is not trained (BatchNorm's running
@@ -1279,7 +1296,7 @@ class Module:
                 yield name, b
 
     def buffers(self, recurse=True):
-        return [b for _, b in self.named_buffers(recurse=recurse)]
+        return ItemList(b for _, b in self.named_buffers(recurse=recurse))
 
     def register_buffer(self, name: str, value, persistent: bool = True):
         """torch's register_buffer: `value` (an array) becomes the Buffer `name`; None

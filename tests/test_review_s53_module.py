@@ -102,3 +102,25 @@ def test_a_none_item_of_a_parameter_container_set_later_comes_in_torchs_order():
         table["a"] = nn.Parameter(tensor(2))
         assert list(items.state_dict()) == ["1", "0"]
         assert list(table.state_dict()) == ["b", "a"] and list(table.keys()) == ["a", "b"]
+
+
+def test_next_of_parameters_buffers_children_and_modules_is_torchs_first_item():
+    """torch's walkers are generators (next(model.parameters()).dtype is a common idiom);
+    graphc's are lists that are iterators too: next() gives torch's items in torch's order."""
+    ours = gc.nn.Sequential(gc.nn.Linear(2, 3), gc.nn.BatchNorm1d(3))
+    theirs = torch.nn.Sequential(torch.nn.Linear(2, 3), torch.nn.BatchNorm1d(3))
+    for walk in ("parameters", "buffers", "children", "modules"):
+        mine, torchs = getattr(ours, walk)(), getattr(theirs, walk)()
+        names = [type(next(mine)).__name__, type(next(mine)).__name__]
+        assert names[0] != "list" and len(mine) == len(list(getattr(theirs, walk)()))
+        if walk in ("parameters", "buffers"):
+            first, second = next(torchs), next(torchs)
+            assert [type(x) for x in (first, second)] == [type(first), type(first)]
+        else:
+            assert names == [type(next(torchs)).__name__, type(next(torchs)).__name__]
+    params = ours.parameters()
+    assert [tuple(next(params).shape) for _ in range(4)] == [(2, 3), (3,), (3,), (3,)]
+    with pytest.raises(StopIteration):
+        next(params)
+    assert len(params) == 4 and len(params + []) == 4  # still the list it was
+    assert next(gc.compile(ours).parameters()) is ours.parameters()[0]
