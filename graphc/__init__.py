@@ -25,6 +25,8 @@ from ir.ops.arrays import *  # noqa: F401,F403  (numpy's array functions: pad, f
 from ir.ops import scatter_reduce as _scatter_reduce
 from ir.ops.scatter_reduce import *  # noqa: F401,F403  (segment_max, scatter_reduce, cummax, ...)
 from ir.ops.losses import *  # noqa: F401,F403  (torch.nn.functional's: binary_cross_entropy, ...)
+from ir.ops import search as _search
+from ir.ops.search import *  # noqa: F401,F403  (searchsorted, unique, nonzero, bincount, ...)
 from ir.ops import losses_extra as _losses_extra
 from ir.ops.losses_extra import *  # noqa: F401,F403  (margin_ranking_loss, gaussian_nll_loss, ...)
 from ir.ops.precision import autocast
@@ -65,4 +67,5 @@ __all__ = ["GraphcError", "Graph", "Node", "Parameter", "Tensor", "Spec", "spec"
            "amp",
            "autocast", "tree_leaves", "tree_map", "tree_flatten", "tree_unflatten"] + _api.__all__ \
     + _arrays.__all__ + _activations.__all__ + _losses.__all__ + ["interpolate"] \
-    + _conv_extra.__all__ + _pool_extra.__all__ + _losses_extra.__all__ + _scatter_reduce.__all__
+    + _conv_extra.__all__ + _pool_extra.__all__ + _losses_extra.__all__ + _scatter_reduce.__all__ \
+    + _search.__all__

@@ -426,8 +426,8 @@ def _refuse_numpy_function(func):
 
 
 def _graphc_has(name) -> bool:
-    from ir.ops import api, arrays
-    return name in api.__all__ or name in arrays.__all__
+    from ir.ops import api, arrays, search
+    return name in api.__all__ or name in arrays.__all__ or name in search.__all__
 
 
 class WeakTensor(Tensor):

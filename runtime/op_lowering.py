@@ -178,6 +178,9 @@ _RECORDS = [
                                      "implementation raises the eager check's message"),
     Lowering("argsort", reason="a stable sort (np.argsort, kind='stable') has no out= form; "
                                "its library implementation allocates the index array"),
+    Lowering("searchsorted", reason="np.searchsorted has no out= form (one call per row of "
+                                    "a batched search); its library implementation allocates "
+                                    "the index array"),
     Lowering("dropout_mask", reason="draws from a generator seeded by its operand on every "
                                     "call, as its library implementation does"),
     *(Lowering(op, reason="seeds numpy's generator with its key operand on every call, as "

@@ -617,6 +617,15 @@ CASES = [
          lambda a, b: np.meshgrid(a, b)[0] * np.meshgrid(a, b)[1] + np.linspace(-1, 2, 3)),
     Case("segment_sum", lambda a, i: gc.segment_sum(a, i, 4), [f64(5, 3), ints(5, high=4)],
          lambda a, i: _scatter(a, i, 4), ints=(1,)),
+    # value-sized results (ir/ops/search.py), with the size given as a trace needs
+    Case("bincount_weights", lambda w, i: gc.bincount(i, w, length=6), [f64(7), ints(7, high=6)],
+         lambda w, i: np.bincount(i, w, minlength=6), ints=(1,)),
+    Case("unique_searchsorted_flatnonzero", lambda a: gc.unique(a, size=12)
+         * gc.cast(gc.searchsorted(np.linspace(-2.0, 2.0, 5), gc.reshape(a, (-1,))), a.dtype)
+         + gc.take(gc.reshape(a, (-1,)), gc.flatnonzero(gc.greater(a, 0), size=12)),
+         [f64(3, 4)], lambda a: np.sort(a.ravel())
+         * np.searchsorted(np.linspace(-2.0, 2.0, 5), a.ravel())
+         + a.ravel()[np.pad(np.flatnonzero(a > 0), (0, 12 - np.count_nonzero(a > 0)))]),
     # torch.nn.functional's other activations (ir/ops/activations.py)
     Case("elu_selu_celu", lambda a: gc.elu(a, 0.7) + gc.selu(a) * gc.celu(a, 1.3),
          [f64(3, 4)], lambda a: _elu(a, 0.7) + _SELU_SCALE * _elu(a, _SELU_ALPHA)

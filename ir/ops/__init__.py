@@ -2,6 +2,6 @@
 # importing a module registers its ops
 from . import (activations, api, arrays, cluster, collective, composite,  # noqa: F401
                control_flow, custom, elementwise, index, linalg, losses, precision, random,
-               resize, shape, softmax)
+               resize, search, shape, softmax)
 from . import scatter_reduce  # noqa: F401  (scatter_max)
 from .registry import REGISTRY, OpDef, apply, defop, get_op  # noqa: F401

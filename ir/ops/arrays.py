@@ -356,7 +356,13 @@ def segment_sum(data, segment_ids, num_segments=None):
     """jax.ops.segment_sum: row i of the result sums the rows of `data` whose segment id is
     i. An id outside [0, num_segments) is an error (JAX drops its row): -1 is no segment,
     not scatter_add's last row. num_segments: needed while tracing, else max(ids) + 1."""
-    segment_ids, num_segments = _checked_segment_ids("segment_sum", segment_ids, num_segments)
+    return _segment_sum(data, segment_ids, num_segments, "segment_sum")
+
+
+def _segment_sum(data, segment_ids, num_segments, name, what="segment id"):
+    """segment_sum, its refusals naming the function `name` the user called and an id as
+    `what` (bincount's values)."""
+    segment_ids, num_segments = _checked_segment_ids(name, segment_ids, num_segments, what)
     return F.scatter_add(data, segment_ids, num_segments)
 
 

@@ -107,6 +107,7 @@ ATTRIBUTE_KINDS = {
     "num": _SIZE, "start": _SIZE, "stop": _SIZE, "step": _SIZE,
     "shape": _SIZES, "starts": _SIZES, "stops": _SIZES, "steps": _SIZES,
     "keepdims": _FLAG, "reverse": _FLAG, "descending": _FLAG, "save_carries": _FLAG,
+    "right": _FLAG,
     "eps": _NUMBER, "rate": _NUMBER,
     "value": ("a number or a symbolic dimension",  # (full's; a constant's is not asked)
               lambda v: isinstance(v, (int, float, Dim))),
