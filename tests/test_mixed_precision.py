@@ -1629,3 +1629,22 @@ def test_autocast_matmul_of_an_integer_operand_names_both_dtypes(half):
                 gc.matmul(x, gc.tensor(other))
         with pytest.raises(gc.GraphcError, match="float64 is not cast"):
             gc.matmul(x, gc.tensor(np.ones((3, 2))))  # float64 beside float32: still refused
+
+
+@pytest.mark.parametrize("policy,other", [("float16", "bfloat16"), ("bfloat16", "float16")])
+def test_sum_and_log_softmax_cast_a_half_operand_of_the_other_half_dtype_to_float32(policy,
+                                                                                     other):
+    """Under autocast sum and log_softmax compute in float32 (torch's CUDA autocast casts every
+    float operand but float64 to float32 for them, and the float32 losses here do so too): a
+    bfloat16 operand under a float16 policy stayed bfloat16, rounding the sum."""
+    x = np.arange(1, 301, dtype=np.float32) / 7  # its bfloat16 sum is not its float32 one
+    half = gc.tensor(x).astype(other)
+    exact = np.asarray(half).astype(np.float32)
+    f = gc.compile(lambda v: (gc.sum(v), gc.log_softmax(v, -1)))
+    with gc.autocast(policy):
+        for total, logp in ((gc.sum(half), gc.log_softmax(half, -1)), f(np.asarray(half))):
+            assert total.dtype == logp.dtype == np.float32
+            assert float(total) == pytest.approx(float(np.sum(exact, dtype=np.float64)),
+                                                 rel=1e-6)
+            ref = exact - np.log(np.sum(np.exp(exact - exact.max()))) - exact.max()
+            np.testing.assert_allclose(np.asarray(logp), ref, rtol=1e-5, atol=1e-5)

@@ -11,8 +11,9 @@ torch.autocast does, with JAX's mixed-precision policy (float32 parameters, half
   (their inputs are half precision; they still accumulate in float32, see
   registry.computing_half_in_float32); float64 ones are left alone, as torch.autocast's
   (float64 is not "eligible" there), so a float64 model runs in float64;
-- log_softmax, sum: half operands are cast to float32 (as torch's CUDA autocast; its CPU
-  one keeps them half), so cross_entropy's log_softmax and sums are float32;
+- log_softmax, sum: half operands (of either half dtype) are cast to float32 (as torch's
+  CUDA autocast; its CPU one keeps them half), so cross_entropy's log_softmax and sums are
+  float32;
 - the losses on torch.autocast's CPU float32 list (measured with torch 2.13: mse_loss,
   l1_loss, huber_loss, smooth_l1_loss, binary_cross_entropy(_with_logits),
   soft_margin_loss, kl_div, cross_entropy, nll_loss, poisson_nll_loss, margin_ranking_loss,
@@ -173,7 +174,10 @@ def autocast_operands(name, inputs, interpreter):
             why = dtype_clash(*[d for d in dtypes if d is not None])
             raise GraphcError(f"{name}: {why}; cast one with .astype", (user_location(),))
     elif name in FLOAT32_OPS:
-        target = {half: _FLOAT32}
+        # either half dtype, not only the policy's: a bfloat16 operand under a float16 policy
+        # stayed bfloat16, where torch's autocast casts every eligible (float, not float64)
+        # operand of its float32 ops, and in_float32's losses cast it too
+        target = {d: _FLOAT32 for d in dtypes if d is not None and is_half(d)}
     elif half in dtypes and _FLOAT32 in dtypes:
         target = {_FLOAT32: half}
         _guard_policy(interpreter)
