@@ -1648,3 +1648,38 @@ def test_sum_and_log_softmax_cast_a_half_operand_of_the_other_half_dtype_to_floa
                                                  rel=1e-6)
             ref = exact - np.log(np.sum(np.exp(exact - exact.max()))) - exact.max()
             np.testing.assert_allclose(np.asarray(logp), ref, rtol=1e-5, atol=1e-5)
+
+
+@needs_torch
+@pytest.mark.parametrize("half", ["bfloat16", "float16"])
+def test_prelu_under_autocast_is_half_as_torchs_lower_precision_list(half):
+    """torch.autocast's CPU lower-precision list holds prelu (beside conv, linear, matmul):
+    float32 operands are cast to the half dtype, so the result is half. graphc's prelu, a
+    composite of where and mul, stayed float32. Its bits are torch's; the float32
+    parameters' gradients are float32, eager and compiled; float64 is left alone."""
+    rng = np.random.default_rng(0)
+    x = rng.normal(size=(4, 3, 5)).astype(np.float32)
+    w = np.array([0.1, 0.25, -0.3], np.float32)
+    X, W = gc.tensor(x, requires_grad=True), gc.tensor(w, requires_grad=True)
+    with gc.autocast(half):
+        y = gc.prelu(X, W)
+        layer = gc.nn.PReLU(3)
+        layer.weight.data[...] = w
+        assert layer(gc.tensor(x)).dtype == y.dtype
+        assert gc.prelu(gc.tensor(x.astype(np.float64)), np.float64(0.2)).dtype == np.float64
+    gc.sum(y.astype("float32") ** 2).backward()
+    tx, tw = torch.tensor(x, requires_grad=True), torch.tensor(w, requires_grad=True)
+    with torch.autocast("cpu", dtype=getattr(torch, half)):
+        ty = torch.nn.functional.prelu(tx, tw)
+    torch.sum(ty.float() ** 2).backward()
+    assert ty.dtype == getattr(torch, half) and y.dtype == np.dtype(half)
+    np.testing.assert_array_equal(np.asarray(y).astype(np.float32), ty.float().detach().numpy())
+    assert X.grad.dtype == W.grad.dtype == np.float32
+    np.testing.assert_allclose(X.grad, tx.grad.numpy(), rtol=2 ** -7)
+    np.testing.assert_allclose(W.grad, tw.grad.numpy(), rtol=2 ** -6)
+    step = gc.compile(gc.value_and_grad(lambda a, b: gc.sum(gc.prelu(a, b)), argnums=(0, 1)))
+    with gc.autocast(half):
+        plan = step.plan_for(x, w).graph
+        _, grads = step(x, w)
+    assert all(g.dtype == np.float32 for g in grads)
+    assert any(n.op == "mul" and n.dtype == np.dtype(half) for n in plan.nodes)

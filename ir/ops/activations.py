@@ -16,6 +16,7 @@ import warnings
 from ..errors import user_stacklevel
 from ..types import Dim, is_float, is_half
 from . import api as F
+from . import precision
 from .api import _axis, _fail, _ndim, _number, _rounded_once, _shape, takes_inplace
 from .registry import apply
 
@@ -165,6 +166,7 @@ def hardshrink(x, lambd=0.5):
     return F.where(F.logical_and(F.greater_equal(x, -lambd), F.less_equal(x, lambd)), 0.0, x)
 
 
+@precision.in_half  # torch.autocast's CPU lower-precision list
 def prelu(x, weight):
     """x for x > 0, weight * x otherwise; weight has one value or one per channel (x's
     axis 1, as torch's)."""

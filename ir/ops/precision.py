@@ -22,6 +22,9 @@ torch.autocast does, with JAX's mixed-precision policy (float32 parameters, half
   casts its half operands to float32 at entry, so the loss is computed and returned in
   float32 as torch's (float64 and integer operands are left alone, as there, and the loss
   then promotes them as torch's does: api._autocast_promoted);
+- prelu (a composite on torch's CPU lower-precision list, as conv and linear, which are built
+  from matmuls) is wrapped in `in_half`: its float32 operands are cast as matmul's, so its
+  result is half as torch's;
 - any other op whose float operands mix float32 and the half dtype computes in the half dtype
   (a float32 parameter meeting a half activation is cast where it is used), so activations
   stay half precision: residual sums, a Linear's bias. (api's layer_norm, rms_norm and
@@ -164,15 +167,7 @@ def autocast_operands(name, inputs, interpreter):
         return inputs
     dtypes = [_float_dtype(x) for x in inputs]
     if name in HALF_OPS:
-        # not float64: casting it made a float64 model's product half and its float64 bias
-        # add a dtype mix no rule covers; torch.autocast leaves float64 alone
-        target = {d: half for d in dtypes if d is not None and d != _FLOAT64}
-        # (not `_FLOAT64 in dtypes`: numpy's dtype == None is True, and a non-float operand's
-        # None made every int or bool operand "float64"; the type rule's error would name the
-        # half cast)
-        if target and any(d is not None and d == _FLOAT64 for d in dtypes):
-            why = dtype_clash(*[d for d in dtypes if d is not None])
-            raise GraphcError(f"{name}: {why}; cast one with .astype", (user_location(),))
+        target = _half_target(name, dtypes, half)
     elif name in FLOAT32_OPS:
         # either half dtype, not only the policy's: a bfloat16 operand under a float16 policy
         # stayed bfloat16, where torch's autocast casts every eligible (float, not float64)
@@ -185,6 +180,42 @@ def autocast_operands(name, inputs, interpreter):
         return inputs
     return tuple(x if d not in target or target[d] == d else _cast(x, target[d])
                  for x, d in zip(inputs, dtypes))
+
+
+def _half_target(name, dtypes, half):
+    """{operand dtype: half} for the float operands of a lower-precision op (HALF_OPS,
+    in_half) of these dtypes; one line where float64 meets another float dtype."""
+    # not float64: casting it made a float64 model's product half and its float64 bias
+    # add a dtype mix no rule covers; torch.autocast leaves float64 alone
+    target = {d: half for d in dtypes if d is not None and d != _FLOAT64}
+    # (not `_FLOAT64 in dtypes`: numpy's dtype == None is True, and a non-float operand's
+    # None made every int or bool operand "float64"; the type rule's error would name the
+    # half cast)
+    if target and any(d is not None and d == _FLOAT64 for d in dtypes):
+        why = dtype_clash(*[d for d in dtypes if d is not None])
+        raise GraphcError(f"{name}: {why}; cast one with .astype", (user_location(),))
+    return target
+
+
+def in_half(function):
+    """`function` (a composite on torch.autocast's CPU lower-precision list: prelu) with its
+    float operands cast to the policy's half dtype as matmul's are (float64 left alone): left
+    to the primitives, float32 operands alone stayed float32, where torch's is half."""
+    @functools.wraps(function)
+    def under_policy(*args, **kwargs):
+        if STATE.suspended:
+            return function(*args, **kwargs)
+        _guard_policy(registry.innermost_interpreter())
+        if STATE.dtype is None:
+            return function(*args, **kwargs)
+        operands = {**dict(enumerate(args)), **kwargs}
+        dtypes = {k: _float_dtype(x) for k, x in operands.items()}
+        target = _half_target(function.__name__, list(dtypes.values()), STATE.dtype)
+        cast = {k: x if dtypes[k] not in target or target[dtypes[k]] == dtypes[k]
+                else _cast(x, target[dtypes[k]]) for k, x in operands.items()}
+        return function(*(cast[i] for i in range(len(args))),
+                        **{k: cast[k] for k in kwargs})
+    return under_policy
 
 
 def _guard_policy(interpreter):
