@@ -1683,3 +1683,33 @@ def test_prelu_under_autocast_is_half_as_torchs_lower_precision_list(half):
         _, grads = step(x, w)
     assert all(g.dtype == np.float32 for g in grads)
     assert any(n.op == "mul" and n.dtype == np.dtype(half) for n in plan.nodes)
+
+
+def test_autocast_takes_torchs_enabled_flag_and_names_a_device_given_for_the_dtype():
+    """torch.autocast(..., enabled=use_amp) turns the policy off (one code path for both, or
+    nested to leave a region in float32); graphc's autocast took no `enabled` (a TypeError),
+    and torch's first argument, the device type, was 'unknown dtype 'cpu''."""
+    p, x, _ = _mlp_args()
+    f = gc.compile(lambda p, x: x @ p["w"])
+    with gc.autocast("bfloat16"):
+        assert f(p, x).dtype == BFLOAT16
+        with gc.autocast(enabled=False):  # nested off, eager and compiled: float32 again
+            assert f(p, x).dtype == np.float32
+            assert (gc.tensor(x) @ gc.tensor(p["w"])).dtype == np.float32
+        assert (gc.tensor(x) @ gc.tensor(p["w"])).dtype == BFLOAT16
+    with gc.autocast("float16", enabled=True):
+        assert f(p, x).dtype == np.float16
+    with gc.autocast("float16", enabled=np.bool_(False)):
+        np.testing.assert_array_equal(f(p, x), x @ p["w"])
+    for bad, problem in [(dict(dtype="float16", enabled="no"),
+                          "autocast: enabled must be True or False, got 'no'"),
+                         (dict(dtype="float32", enabled=False),
+                          "autocast: float32 is not a half-precision dtype"),
+                         (dict(dtype="cpu"), "autocast: 'cpu' is a device (torch.autocast's "
+                          "first argument); graphc's takes the half dtype first"),
+                         (dict(dtype="cuda:0"), "autocast: 'cuda:0' is a device")]:
+        with pytest.raises(GraphcError, match=re.escape(problem)) as caught:
+            with gc.autocast(**bad):
+                pass
+        assert len(str(caught.value).splitlines()) == 2  # the line and the user's place
+    assert (gc.tensor(x) @ gc.tensor(p["w"])).dtype == np.float32  # none left on

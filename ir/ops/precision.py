@@ -90,14 +90,28 @@ def precision_dtype(precision: str | None, where: str = "precision"):
     return None if dtype is None else as_dtype(dtype)
 
 
+# torch.autocast's first argument is a device type, graphc's the dtype: named as such
+TORCH_DEVICE_TYPES = frozenset(("cpu", "cuda", "mps", "xpu", "hpu", "xla", "ipu", "mtia",
+                                "meta"))
+
+
 @contextlib.contextmanager
-def autocast(dtype="bfloat16"):
+def autocast(dtype="bfloat16", *, enabled=True):
     """Op calls inside run under the mixed-precision policy with half dtype `dtype`
-    ("bfloat16" or "float16"; None: off)."""
+    ("bfloat16" or "float16"; None: off). enabled=False is off too, as torch.autocast's
+    (`autocast(dtype, enabled=use_amp)`: one code path for both, nested to turn it off)."""
+    if not isinstance(enabled, (bool, np.bool_)):  # (read by its truth, "no" would be on)
+        raise GraphcError(f"autocast: enabled must be True or False, got {enabled!r}",
+                          (user_location(),))
+    if isinstance(dtype, str) and dtype.split(":")[0] in TORCH_DEVICE_TYPES:
+        raise GraphcError(f"autocast: {dtype!r} is a device (torch.autocast's first argument); "
+                          "graphc's takes the half dtype first: gc.autocast('bfloat16'), "
+                          "gc.autocast(dtype, enabled=False)", (user_location(),))
     dtype = None if dtype is None else as_dtype(dtype)
     if dtype is not None and not is_half(dtype):
         raise GraphcError(f"autocast: {dtype} is not a half-precision dtype (float16, "
                           "bfloat16)", (user_location(),))
+    dtype = dtype if enabled else None
     graph = registry.innermost_interpreter()
     if hasattr(graph, "set_while_tracing"):
         graph.set_while_tracing(STATE, "dtype")  # the traced function sets its own policy
