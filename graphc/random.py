@@ -5,8 +5,11 @@
     x = gc.random.normal(k1, (3, 4)) * sigma + mu
 
 A key is an int64 array of shape (2,) (two 32-bit words, as JAX's raw keys). The same key
-gives the same numbers eagerly, compiled, and inside scan, vmap and grad; draws are constants
-for autodiff, and keys take no gradient. The ops are defined in ir/ops/random.py.
+gives the same numbers eagerly, compiled, and inside scan, vmap and grad; the underlying
+uniform and normal draws are constants for autodiff and keys take no gradient, while the
+distributions' parameters get gradients through their transforms (gamma's family by
+inversion of its CDF: JAX's implicit reparameterisation). The ops are defined in
+ir/ops/random.py.
 """
 from __future__ import annotations
 
@@ -17,7 +20,7 @@ import numpy as np
 
 from ir.errors import user_location
 from ir.ops import api as F
-from ir.ops.arrays import moveaxis, top_k
+from ir.ops.arrays import argsort, moveaxis, take_along_axis, top_k
 from ir.ops.random import key_words
 from ir.ops.registry import apply
 from ir.types import (INT_DTYPES, Dim, UnsupportedDtype, as_dtype, broadcast_shapes, finfo,
@@ -25,7 +28,9 @@ from ir.types import (INT_DTYPES, Dim, UnsupportedDtype, as_dtype, broadcast_sha
 from runtime.eager import Tensor
 
 __all__ = ["key", "PRNGKey", "split", "fold_in", "uniform", "normal", "bernoulli", "randint",
-           "categorical", "gumbel", "permutation", "choice"]
+           "categorical", "gumbel", "permutation", "choice", "truncated_normal", "exponential",
+           "laplace", "logistic", "cauchy", "rademacher", "gamma", "loggamma", "beta",
+           "dirichlet", "chisquare", "t", "poisson", "geometric", "multivariate_normal"]
 
 
 def _concrete_int(x):
@@ -309,9 +314,14 @@ def _at_least_float32(x):
     return F.cast(x, "float32") if is_half(F._dtype(x)) else x
 
 
-def permutation(key, x, axis=0):
-    """A random permutation of range(x) for an integer x, else x shuffled along `axis`."""
+def permutation(key, x, axis=0, independent=False):
+    """A random permutation of range(x) for an integer x, else x shuffled along `axis`; with
+    independent=True (jax.random.permutation's), each slice along `axis` shuffled on its own
+    (the order of float64 uniform draws along the axis)."""
     key = _key(key, "permutation")
+    if not isinstance(independent, (bool, np.bool_)):
+        F._fail(f"gc.random.permutation: independent must be True or False, got "
+                f"{independent!r}")
     n = _concrete_int(x)
     if n is not None:
         if n < 0:
@@ -328,6 +338,9 @@ def permutation(key, x, axis=0):
     if not is_int(size):
         F._fail(f"gc.random.permutation: axis {ax} has the symbolic size {size}; a "
                 "permutation needs a concrete size (declare the dimension concrete)")
+    if independent:
+        order = argsort(uniform(key, tuple(F._shape(x)), "float64"), axis=ax)
+        return take_along_axis(x, order, ax)
     order = apply("random_permutation", key, n=int(size))
     moved = F.swapaxes(x, 0, ax) if ax else x
     out = F.take(moved, order)
@@ -414,3 +427,338 @@ def _probabilities(p, n, without_replacement):
             F._fail(f"gc.random.choice: {without_replacement} samples without replacement "
                     f"but only {np.count_nonzero(value)} elements with p > 0")
     return p
+
+
+# ---- more of jax.random's distributions -----------------------------------------------------
+# As JAX's: shape=None is the parameters' broadcast shape, else they must broadcast to it;
+# the draws are built from uniform and normal draws with ops, so eager, compiled and vmapped
+# draws agree bit for bit and gradients flow through the transforms. A float16 or bfloat16
+# draw is computed in float32 and rounded once (as gumbel's): on the half grid of u the
+# tails past -log(2**-8) of exponential and logistic were cut off.
+
+
+def _parameter(value, fn, name):
+    """A distribution's parameter: a number or a real array (a list as numpy reads it)."""
+    if isinstance(value, (list, tuple)):
+        try:
+            value = np.asarray(value, np.float64)
+        except (TypeError, ValueError):
+            value = None
+    if isinstance(value, (bool, np.bool_)) or not (is_real(value) or (
+            hasattr(value, "shape") and (is_float(F._dtype(value))
+                                         or F._dtype(value) in INT_DTYPES))):
+        F._fail(f"gc.random.{fn}: {name} must be a number or a real array, got "
+                f"{value!r}"[:200])
+    return value
+
+
+def _parameters_shape(shape, fn, **params):
+    """`shape` checked, or (None) the parameters' broadcast shape, as JAX's."""
+    if shape is None:
+        shapes = [tuple(F._shape(v)) for v in params.values() if hasattr(v, "shape")]
+        shape = broadcast_shapes(*shapes) if shapes else ()
+        if shape is None:
+            F._fail(f"gc.random.{fn}: the shapes of " + " and ".join(
+                f"{n} {tuple(F._shape(v))}" for n, v in params.items() if hasattr(v, "shape"))
+                + " do not broadcast together")
+    shape = _shape(shape, fn)
+    for name, value in params.items():
+        _fits(value, shape, fn, name)
+    return shape
+
+
+def _in(value, dtype):
+    """A parameter in the dtype computed in: an array cast, a number as a Python float."""
+    return F.cast(value, dtype) if hasattr(value, "shape") else float(value)
+
+
+def _refuse_where(value, bad, fn, name, what):
+    """One line where a concrete parameter (a number, numpy array or eager tensor) has a value
+    that `bad` flags; a traced one is taken as it is, as JAX takes it."""
+    data = value.data if isinstance(value, Tensor) else value
+    if isinstance(data, (np.ndarray, np.generic, int, float)):
+        data = np.asarray(data, np.float64)
+        with np.errstate(invalid="ignore"):
+            flagged = bad(data)
+        if flagged.any():
+            F._fail(f"gc.random.{fn}: {name} must be {what}, got {data[flagged].flat[0]:g}")
+
+
+def _wide(dtype):
+    return np.dtype("float32") if is_half(dtype) else dtype
+
+
+def _unit_draw(key, shape, dtype, fn, transform, minval=None):
+    """transform(u) for u uniform in [minval(wide), 1) (0 without minval), as JAX's, in
+    float32 for a half dtype, then rounded."""
+    key = _key(key, fn)
+    dtype = _float_dtype(dtype, fn)
+    wide = _wide(dtype)
+    minval = 0.0 if minval is None else minval(wide)
+    value = transform(uniform(key, _shape(shape, fn), wide, minval=minval, maxval=1.0))
+    return value if wide == dtype else _rounded(value, dtype)
+
+
+def _rounded(value, dtype):
+    """A float32 value rounded to a half dtype, kept finite: a float32 Cauchy draw beyond
+    float16's 65504 (one in 1e5) became inf."""
+    top = float(finfo(dtype).max)
+    return F.cast(F.minimum(F.maximum(value, -top), top), dtype)
+
+
+def exponential(key, shape=(), dtype="float32"):
+    """Standard exponential draws, -log(1 - u) (jax.random.exponential); scale them by 1 /
+    rate."""
+    return _unit_draw(key, shape, dtype, "exponential",
+                      transform=lambda u: F.neg(F.log1p(F.neg(u))))
+
+
+def laplace(key, shape=(), dtype="float32"):
+    """Standard Laplace draws (density exp(-|x|) / 2), as jax.random.laplace: sign(u)
+    log(1 - |u|) for u uniform in (-1, 1)."""
+    return _unit_draw(key, shape, dtype, "laplace", minval=lambda wide: -1.0 + float(
+        finfo(wide).epsneg), transform=lambda u: F.sign(u) * F.log1p(F.neg(F.abs(u))))
+
+
+def logistic(key, shape=(), dtype="float32"):
+    """Standard logistic draws, log(u / (1 - u)) for u in (0, 1) (jax.random.logistic)."""
+    return _unit_draw(key, shape, dtype, "logistic", minval=lambda wide: float(
+        finfo(wide).tiny), transform=lambda u: F.log(u) - F.log1p(F.neg(u)))
+
+
+def cauchy(key, shape=(), dtype="float32"):
+    """Standard Cauchy draws, tan(pi (u - 1/2)) for u in (0, 1) (jax.random.cauchy)."""
+    return _unit_draw(key, shape, dtype, "cauchy", minval=lambda wide: float(finfo(wide).eps),
+                      transform=lambda u: F.tan((u - 0.5) * math.pi))
+
+
+def rademacher(key, shape=(), dtype="int64"):
+    """-1 or 1 with probability 1/2 each (jax.random.rademacher), of an integer or float
+    dtype."""
+    key = _key(key, "rademacher")
+    dtype = _dtype(dtype, "rademacher")
+    if not (is_float(dtype) or dtype in INT_DTYPES):
+        F._fail(f"gc.random.rademacher: dtype must be an integer or floating-point type, got "
+                f"{dtype}")
+    heads = bernoulli(key, 0.5, _shape(shape, "rademacher"))
+    return F.cast(F.where(heads, 1, -1), dtype)
+
+
+def _step(bound, dtype, up):
+    """The value of `dtype` next to `bound` toward +inf (up) or -inf, as lax.nextafter (a
+    number, or an array of that dtype, traced too): _below's value, and for an infinite,
+    zero or subnormal bound, which _below leaves as it is, the largest finite value or the
+    next subnormal."""
+    if not hasattr(bound, "shape") or isinstance(bound, np.generic):
+        return float(np.nextafter(np.asarray(bound, dtype),
+                                  np.asarray(np.inf if up else -np.inf, dtype)))
+    if up:
+        return F.neg(_step(F.neg(bound), dtype, False))
+    info = finfo(dtype)
+    wide = F.cast(bound, "float64")
+    finite = F.where(F.isinf(bound), F.cast(bound, "float64"), 0.0)  # (no inf - inf below)
+    subnormal = F.less(F.abs(wide), float(info.smallest_normal))
+    below = F.where(subnormal, F.cast(wide - float(info.smallest_subnormal), dtype),
+                    _below(F.where(F.isinf(bound), 0.0, bound), dtype))
+    return F.where(F.greater(finite, 0.0), float(info.max), F.where(
+        F.less(finite, 0.0), bound, below))
+
+
+def truncated_normal(key, lower, upper, shape=None, dtype="float32"):
+    """Standard normal draws truncated to (lower, upper), as jax.random.truncated_normal:
+    sqrt(2) erfinv(u) for u uniform between erf(lower / sqrt 2) and erf(upper / sqrt 2),
+    clipped to the open interval; gradients reach lower and upper through that transform.
+    As JAX's, lower >= upper gives the value below upper, and far in a tail, where erf
+    rounds to 1 (lower beyond about 5.5 in float32, 8.4 in float64), every draw is the value
+    below upper (the largest float for upper = inf), or above lower for -upper."""
+    key = _key(key, "truncated_normal")
+    dtype = _float_dtype(dtype, "truncated_normal")
+    lower = _parameter(lower, "truncated_normal", "lower")
+    upper = _parameter(upper, "truncated_normal", "upper")
+    shape = _parameters_shape(shape, "truncated_normal", lower=lower, upper=upper)
+    _refuse_where(lower, np.isnan, "truncated_normal", "lower", "a number, not NaN")
+    _refuse_where(upper, np.isnan, "truncated_normal", "upper", "a number, not NaN")
+    wide = _wide(dtype)
+    # the bounds in the draw's dtype, as JAX's, then computed in `wide`
+    lo, hi = (_in(_in(v, dtype), wide) for v in (lower, upper))
+    a, b = (F.erf(v / math.sqrt(2)) if hasattr(v, "shape") else math.erf(v / math.sqrt(2))
+            for v in (lo, hi))
+    u = uniform(key, shape, wide, minval=a, maxval=b)
+    value = F.erfinv(u) * math.sqrt(2)
+    if wide != dtype:
+        value = F.cast(value, dtype)
+    # clipped into (lower, upper), lower's neighbour first: upper's where lower >= upper
+    bounds = [F.stop_gradient(_in(v, dtype)) if hasattr(v, "shape") else _in(v, dtype)
+              for v in (lower, upper)]
+    return F.minimum(F.maximum(value, _step(bounds[0], dtype, True)),
+                     _step(bounds[1], dtype, False))
+
+
+def _log_gamma(key, a, shape):
+    """log of Gamma(a) draws of `shape`, float64 (ir/ops/random.py's gamma_log_quantile:
+    by inversion of a float64 uniform draw, so the gradient with respect to a is the
+    draw's derivative)."""
+    u = uniform(key, shape, "float64")
+    a = F.cast(a, "float64") if hasattr(a, "shape") else np.asarray(a, np.float64)
+    return apply("gamma_log_quantile", a, u)
+
+
+def _gamma_parameter(a, fn, name="a"):
+    a = _parameter(a, fn, name)
+    _refuse_where(a, lambda v: ~(v >= 0), fn, name, "non-negative")
+    return a
+
+
+def loggamma(key, a, shape=None, dtype="float32"):
+    """log of Gamma(a, 1) draws (jax.random.loggamma), accurate where the draw itself
+    underflows (a small a)."""
+    key = _key(key, "loggamma")
+    dtype = _float_dtype(dtype, "loggamma")
+    a = _gamma_parameter(a, "loggamma")
+    return F.cast(_log_gamma(key, a, _parameters_shape(shape, "loggamma", a=a)), dtype)
+
+
+def gamma(key, a, shape=None, dtype="float32"):
+    """Gamma(a, 1) draws (jax.random.gamma; scale them by 1 / rate), differentiable with
+    respect to a: the draw is P(a, .)^-1 of a uniform draw (P: the Gamma CDF), whose
+    derivative is JAX's implicit reparameterisation gradient, -(dP/da) / p(x). a = 0 draws
+    0; a concrete a < 0 is refused (a traced one draws NaN)."""
+    key = _key(key, "gamma")
+    dtype = _float_dtype(dtype, "gamma")
+    a = _gamma_parameter(a, "gamma")
+    return F.cast(F.exp(_log_gamma(key, a, _parameters_shape(shape, "gamma", a=a))), dtype)
+
+
+def chisquare(key, df, shape=None, dtype="float32"):
+    """Chi-squared draws with df degrees of freedom, 2 Gamma(df / 2) (jax.random.chisquare)."""
+    key = _key(key, "chisquare")
+    dtype = _float_dtype(dtype, "chisquare")
+    df = _parameter(df, "chisquare", "df")
+    _refuse_where(df, lambda v: ~(v > 0), "chisquare", "df", "positive")
+    shape = _parameters_shape(shape, "chisquare", df=df)
+    return F.cast(F.exp(_log_gamma(key, _in(df, "float64") * 0.5, shape) + math.log(2)), dtype)
+
+
+def t(key, df, shape=None, dtype="float32"):
+    """Student's t draws with df degrees of freedom, z sqrt(df / 2 / Gamma(df / 2)) as
+    jax.random.t (z normal, drawn from a key split off)."""
+    key = _key(key, "t")
+    dtype = _float_dtype(dtype, "t")
+    df = _parameter(df, "t", "df")
+    _refuse_where(df, lambda v: ~(v > 0), "t", "df", "positive")
+    shape = _parameters_shape(shape, "t", df=df)
+    key_n, key_g = split(key)
+    half = _in(df, "float64") * 0.5
+    log_half = F.log(half) if hasattr(half, "shape") else math.log(half)
+    z = normal(key_n, shape, "float64")
+    return F.cast(z * F.exp((log_half - _log_gamma(key_g, half, shape)) * 0.5), dtype)
+
+
+def beta(key, a, b, shape=None, dtype="float32"):
+    """Beta(a, b) draws, G_a / (G_a + G_b) of two Gamma draws from split keys, in log space as
+    jax.random.beta (so small a and b keep their draws); differentiable in a and b."""
+    key = _key(key, "beta")
+    dtype = _float_dtype(dtype, "beta")
+    a, b = _gamma_parameter(a, "beta"), _gamma_parameter(b, "beta", "b")
+    shape = _parameters_shape(shape, "beta", a=a, b=b)
+    key_a, key_b = split(key)
+    log_a, log_b = _log_gamma(key_a, a, shape), _log_gamma(key_b, b, shape)
+    top = F.maximum(log_a, log_b)
+    ga, gb = F.exp(log_a - top), F.exp(log_b - top)
+    return F.cast(ga / (ga + gb), dtype)
+
+
+def dirichlet(key, alpha, shape=None, dtype="float32"):
+    """Dirichlet(alpha) draws along alpha's last axis (jax.random.dirichlet): softmax of
+    log Gamma(alpha) draws. `shape` is the batch shape, to which alpha's leading axes
+    broadcast; the result is shape + (K,)."""
+    key = _key(key, "dirichlet")
+    dtype = _float_dtype(dtype, "dirichlet")
+    alpha = _gamma_parameter(alpha, "dirichlet", "alpha")
+    if not hasattr(alpha, "shape") or not F._ndim(alpha):
+        F._fail(f"gc.random.dirichlet: alpha must have at least one axis (the K categories), "
+                f"got {alpha!r}")
+    batch = tuple(F._shape(alpha))[:-1]
+    shape = batch if shape is None else _shape(shape, "dirichlet")
+    if broadcast_shapes(batch, shape) != shape:
+        F._fail(f"gc.random.dirichlet: alpha's batch shape {batch} (its last axis removed) "
+                f"does not broadcast to shape {shape}")
+    log_g = _log_gamma(key, alpha, shape + tuple(F._shape(alpha))[-1:])
+    return F.cast(F.softmax(log_g, axis=-1), dtype)
+
+
+def poisson(key, lam, shape=None, dtype="int64"):
+    """Poisson(lam) counts (jax.random.poisson); lam = 0 draws 0. A concrete lam that is
+    negative, NaN or above 1e18 is refused; a traced negative or NaN one draws -1, as JAX's."""
+    from ir.ops.random import POISSON_LAM_MAX
+    key = _key(key, "poisson")
+    dtype = _dtype(dtype, "poisson")
+    if dtype not in INT_DTYPES:
+        F._fail(f"gc.random.poisson: dtype must be an integer type, got {dtype}")
+    lam = _parameter(lam, "poisson", "lam")
+    _refuse_where(lam, lambda v: ~(v >= 0), "poisson", "lam", "non-negative")
+    _refuse_where(lam, lambda v: v > POISSON_LAM_MAX, "poisson", "lam",
+                  f"at most {POISSON_LAM_MAX:g}")
+    shape = _parameters_shape(shape, "poisson", lam=lam)
+    # lam of the draw's rank (vmap adds its batch axis in front), as randint's bounds
+    lam = F.cast(lam, "float64") if hasattr(lam, "shape") else np.asarray(lam, np.float64)
+    lam = F.reshape(lam, (1,) * (len(shape) - F._ndim(lam)) + tuple(F._shape(lam)))
+    return apply("random_poisson", key, lam, shape=shape, dtype=dtype)
+
+
+def geometric(key, p, shape=None, dtype="int64"):
+    """The number of Bernoulli(p) trials up to the first success, 1, 2, ... (jax.random.
+    geometric): floor(log u / log(1 - p)) + 1. A concrete p outside (0, 1] is refused."""
+    key = _key(key, "geometric")
+    dtype = _dtype(dtype, "geometric")
+    if dtype not in INT_DTYPES:
+        F._fail(f"gc.random.geometric: dtype must be an integer type, got {dtype}")
+    p = _parameter(p, "geometric", "p")
+    _refuse_where(p, lambda v: ~((v > 0) & (v <= 1)), "geometric", "p", "in (0, 1]")
+    shape = _parameters_shape(shape, "geometric", p=p)
+    u = uniform(key, shape, "float64", minval=float(finfo("float64").tiny))
+    p = _in(p, "float64")
+    # (p = 1: log(1 - p) = -inf, and every draw 1)
+    log_q = F.log1p(F.neg(p)) if hasattr(p, "shape") else -math.inf if p == 1 else math.log1p(-p)
+    return F.cast(F.floor(F.log(u) / log_q) + 1.0, dtype)
+
+
+def multivariate_normal(key, mean, cov, shape=None, dtype="float32", method="cholesky"):
+    """Draws of N(mean, cov) (jax.random.multivariate_normal): mean (..., n), cov (..., n, n);
+    `shape` is the batch shape (default: the broadcast of mean's and cov's), the result
+    shape + (n,). mean + A z with A A^T = cov by `method`: "cholesky" (cov positive
+    definite), "eigh" or "svd" (also semidefinite). A concrete cov that the method cannot
+    factor is refused; a traced one draws NaN, as JAX's. Gradients reach mean, not cov."""
+    key = _key(key, "multivariate_normal")
+    dtype = _float_dtype(dtype, "multivariate_normal")
+    if method not in ("cholesky", "eigh", "svd"):
+        F._fail(f"gc.random.multivariate_normal: method must be 'cholesky', 'eigh' or 'svd', "
+                f"got {method!r}")
+    mean = _parameter(mean, "multivariate_normal", "mean")
+    cov = _parameter(cov, "multivariate_normal", "cov")
+    ms = tuple(F._shape(mean)) if hasattr(mean, "shape") else ()
+    cs = tuple(F._shape(cov)) if hasattr(cov, "shape") else ()
+    if len(ms) < 1 or len(cs) < 2 or cs[-1] != cs[-2] or cs[-1] != ms[-1]:
+        F._fail(f"gc.random.multivariate_normal: mean must be (..., n) and cov (..., n, n), "
+                f"got mean {ms} and cov {cs}")
+    batch = broadcast_shapes(ms[:-1], cs[:-2])
+    if batch is None:
+        F._fail(f"gc.random.multivariate_normal: the batch shapes of mean {ms[:-1]} and cov "
+                f"{cs[:-2]} do not broadcast together")
+    shape = batch if shape is None else _shape(shape, "multivariate_normal")
+    if broadcast_shapes(batch, shape) != shape:
+        F._fail(f"gc.random.multivariate_normal: the batch shape {batch} of mean and cov does "
+                f"not broadcast to shape {shape}")
+    wide = _wide(dtype)  # (a half draw: the float32 one rounded once, as the others)
+    factor = apply("cov_factor", F.cast(cov, wide), kind=method)
+    data = factor.data if isinstance(factor, Tensor) else factor
+    if isinstance(data, np.ndarray) and np.isnan(data).any():
+        given = cov.data if isinstance(cov, Tensor) else cov
+        if not isinstance(given, np.ndarray) or np.isfinite(given).all():
+            what = "positive definite" if method == "cholesky" else "positive semidefinite"
+            F._fail(f"gc.random.multivariate_normal: cov is not {what} (method={method!r}"
+                    + ("; 'eigh' or 'svd' take semidefinite ones)" if method == "cholesky"
+                       else ")"))
+    z = normal(key, shape + ms[-1:], wide)
+    value = F.cast(mean, wide) + F.sum(factor * F.reshape(z, shape + (1,) + ms[-1:]), axis=-1)
+    return value if wide == dtype else _rounded(value, dtype)

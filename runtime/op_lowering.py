@@ -186,7 +186,14 @@ _RECORDS = [
     *(Lowering(op, reason="seeds numpy's generator with its key operand on every call, as "
                           "its library implementation does (ir/ops/random.py)")
       for op in ("random_key", "random_split", "random_fold_in", "random_uniform",
-                 "random_normal", "random_randint", "random_permutation")),
+                 "random_normal", "random_randint", "random_permutation", "random_poisson")),
+    *(Lowering(op, reason="scipy.special's inverse incomplete gamma function (and its "
+                          "derivative's differences), as its library implementation calls it")
+      for op in ("gamma_log_quantile", "gamma_log_quantile_grad")),
+    Lowering("cov_factor", reason="numpy.linalg's cholesky, eigh or svd per matrix, as its "
+                                  "library implementation calls them"),
+    Lowering("erfinv", reason="scipy.special.erfinv allocates its result; its library "
+                              "implementation is that call"),
     Lowering("reshape", form="view", view=E.view_reshape),
     Lowering("transpose", form="view", view=E.view_transpose),
     Lowering("broadcast_to", form="view", view=E.view_broadcast_to),

@@ -24,6 +24,10 @@ class Case:
     tol: float = 1e-6
     eps: float = 1e-6  # finite-difference step
     ints: tuple = field(default_factory=tuple)
+    second: bool = True  # False: its gradient refuses a second derivative (no Hessian check)
+
+
+_GAMMA_U = np.random.default_rng(5).uniform(0.02, 0.98, (3, 4))
 
 
 def f64(*shape, low=-2.0, high=2.0):
@@ -345,6 +349,12 @@ CASES = [
     Case("abs", gc.abs, [f64(3, 4)], np.abs),
     Case("sign", lambda a: gc.sign(a) * a, [f64(3, 4)], lambda a: np.sign(a) * a),
     Case("erf", gc.erf, [f64(3, 4)], special.erf),
+    Case("erfinv", lambda a: apply("erfinv", a), [f64(3, 4, low=-0.95, high=0.95)],
+         special.erfinv),
+    # gc.random.gamma's draw by inversion, at fixed uniform draws U: log x of P(a, x) = U
+    Case("gamma_log_quantile", lambda a: apply("gamma_log_quantile", a, _GAMMA_U),
+         [f64(3, 4, low=0.05, high=30.0)], lambda a: np.log(special.gammaincinv(a, _GAMMA_U)),
+         second=False),
     Case("log1p", gc.log1p, [f64(3, 4, low=-0.9, high=2.0)], np.log1p),
     Case("expm1", gc.expm1, [f64(3, 4)], np.expm1),
     Case("softplus", gc.softplus, [f64(3, 4, low=-40.0, high=40.0)],

@@ -504,3 +504,264 @@ def test_a_numpy_that_seeds_otherwise_falls_back_to_default_rng_per_key(monkeypa
     monkeypatch.setattr(random_ops, "_SEEDING_CHECKED", [])
     assert not random_ops._seeding_matches_numpy()
     np.testing.assert_array_equal(gc.vmap(lambda k: gc.random.normal(k, (2,)))(keys), expected)
+
+
+# ---- the rest of jax.random's distributions ---------------------------------------------------
+def _ks_distance(x, cdf):
+    """Kolmogorov-Smirnov distance of the sample x to the distribution `cdf`."""
+    xs = np.sort(np.asarray(x, np.float64))
+    n = len(xs)
+    c = cdf(xs)
+    return max(np.max(np.arange(1, n + 1) / n - c), np.max(c - np.arange(n) / n))
+
+
+def _distributions():
+    from scipy import stats
+    spd = np.array([[4.0, 1.0], [1.0, 2.0]])
+    return [
+        ("truncated_normal", lambda k, d, n: gc.random.truncated_normal(k, -1.0, 2.0, (n,), d),
+         stats.truncnorm(-1, 2).cdf),
+        ("truncated_normal_tail",
+         lambda k, d, n: gc.random.truncated_normal(k, 2.0, np.inf, (n,), d),
+         stats.truncnorm(2, np.inf).cdf),
+        ("exponential", lambda k, d, n: gc.random.exponential(k, (n,), d), stats.expon.cdf),
+        ("laplace", lambda k, d, n: gc.random.laplace(k, (n,), d), stats.laplace.cdf),
+        ("logistic", lambda k, d, n: gc.random.logistic(k, (n,), d), stats.logistic.cdf),
+        ("cauchy", lambda k, d, n: gc.random.cauchy(k, (n,), d), stats.cauchy.cdf),
+        ("gamma_small", lambda k, d, n: gc.random.gamma(k, 0.3, (n,), d), stats.gamma(0.3).cdf),
+        ("gamma", lambda k, d, n: gc.random.gamma(k, 5.0, (n,), d), stats.gamma(5.0).cdf),
+        ("gamma_large", lambda k, d, n: gc.random.gamma(k, 1e4, (n,), d), stats.gamma(1e4).cdf),
+        ("loggamma", lambda k, d, n: gc.random.loggamma(k, 0.02, (n,), d),
+         lambda v: stats.gamma(0.02).cdf(np.exp(v))),
+        ("beta", lambda k, d, n: gc.random.beta(k, 0.5, 2.0, (n,), d), stats.beta(0.5, 2).cdf),
+        ("dirichlet", lambda k, d, n: gc.random.dirichlet(k, np.array([0.5, 2.0, 3.0]), (n,),
+                                                          d)[:, 0], stats.beta(0.5, 5).cdf),
+        ("chisquare", lambda k, d, n: gc.random.chisquare(k, 3.0, (n,), d), stats.chi2(3).cdf),
+        ("t", lambda k, d, n: gc.random.t(k, 3.0, (n,), d), stats.t(3).cdf),
+        ("multivariate_normal", lambda k, d, n: gc.random.multivariate_normal(
+            k, np.array([1.0, 0.0]), spd, (n,), d)[:, 0], stats.norm(1, 2).cdf),
+        ("multivariate_normal_eigh", lambda k, d, n: gc.random.multivariate_normal(
+            k, np.array([1.0, 0.0]), spd, (n,), d, method="eigh")[:, 1],
+         stats.norm(0, math.sqrt(2)).cdf),
+    ]
+
+
+@pytest.mark.parametrize("dtype", ["float64", "float32"])
+@pytest.mark.parametrize("name, draw, cdf", _distributions(), ids=lambda v: v
+                         if isinstance(v, str) else "")
+def test_more_distributions_follow_scipy_stats(name, draw, cdf, dtype):
+    """KS distance to scipy.stats' CDF below its 0.1% critical value, for 40000 draws."""
+    n = 40_000
+    x = arr(draw(gc.random.key(11), dtype, n))
+    assert x.dtype == np.dtype(dtype)
+    assert _ks_distance(x, cdf) < 1.95 / math.sqrt(n), name
+
+
+@pytest.mark.parametrize("name, draw, cdf", _distributions(), ids=lambda v: v
+                         if isinstance(v, str) else "")
+def test_half_precision_draws_are_the_wide_draws_rounded(name, draw, cdf):
+    """A float16 or bfloat16 draw is computed in float32 (gamma's family in float64) and
+    rounded once, so its distribution is the wide one's on the half grid (Cauchy's far tail
+    kept finite); truncated_normal's is then clipped into the open interval in the dtype."""
+    wide = "float64" if name in ("gamma_small", "gamma", "gamma_large", "loggamma", "beta",
+                                 "dirichlet", "chisquare", "t") else "float32"
+    for dtype in ("float16", "bfloat16"):
+        half = arr(draw(KEY, dtype, 5000))
+        assert half.dtype == as_dtype(dtype) and np.isfinite(half.astype(np.float32)).all()
+        rounded = arr(draw(KEY, wide, 5000))
+        rounded = np.clip(rounded, -65504.0, 65504.0) if dtype == "float16" else rounded
+        rounded = rounded.astype(as_dtype(dtype))
+        if name.startswith("truncated_normal"):  # clipped into (lower, upper) in the dtype
+            bounds = (-1, 2) if name == "truncated_normal" else (2, np.inf)
+            lower, upper = (as_dtype(dtype).type(v) for v in bounds)
+            rounded = np.clip(rounded, np.nextafter(lower, upper), np.nextafter(upper, lower))
+        np.testing.assert_array_equal(half, rounded, err_msg=f"{name} {dtype}")
+
+
+def test_counts_rademacher_and_geometric_moments():
+    n = 100_000
+    for lam in (0.5, 4.0, 1000.0):
+        x = arr(gc.random.poisson(KEY, lam, (n,)))
+        assert x.dtype == np.int64
+        assert abs(x.mean() - lam) < 5 * math.sqrt(lam / n)
+        assert abs(x.var() / lam - 1) < 5 * math.sqrt(2 / n) + 3 / (lam * n) ** 0.5
+    x = arr(gc.random.poisson(KEY, 3.0, (n,), "int32"))
+    from scipy import stats
+    freq = np.bincount(x, minlength=20)[:12] / n
+    np.testing.assert_allclose(freq, stats.poisson(3.0).pmf(np.arange(12)), atol=0.005)
+    g = arr(gc.random.geometric(KEY, 0.2, (n,)))
+    assert g.min() == 1 and abs(g.mean() - 5) < 5 * math.sqrt(20 / n)
+    np.testing.assert_allclose(np.bincount(g)[1:6] / n, stats.geom(0.2).pmf(np.arange(1, 6)),
+                               atol=0.005)
+    r = arr(gc.random.rademacher(KEY, (n,)))
+    assert set(np.unique(r)) == {-1, 1} and abs(r.mean()) < 5 / math.sqrt(n)
+    assert arr(gc.random.rademacher(KEY, (3,), "float16")).dtype == np.float16
+
+
+def _more_draws(k, a, lo, cov):
+    return (gc.random.truncated_normal(k, lo, lo + 1.5),
+            gc.random.truncated_normal(k, -np.inf, np.inf, (3,), "bfloat16"),
+            gc.random.exponential(k, (4,)), gc.random.laplace(k, (4,), "float16"),
+            gc.random.logistic(k, (4,), "float64"), gc.random.cauchy(k, (4,)),
+            gc.random.rademacher(k, (5,)), gc.random.gamma(k, a),
+            gc.random.loggamma(k, a * 1e-3), gc.random.beta(k, a, 2.0),
+            gc.random.dirichlet(k, a), gc.random.chisquare(k, a),
+            gc.random.t(k, a, None, "float64"), gc.random.poisson(k, a * 3),
+            gc.random.geometric(k, a / 4), gc.random.multivariate_normal(k, lo, cov, (2, 3)),
+            gc.random.permutation(k, gc.reshape(a, (1, 3)) * np.ones((4, 1), np.float32), 1,
+                                  independent=True))
+
+
+def test_more_distributions_eager_compiled_and_vmapped_draw_alike():
+    """Bit for bit: eagerly, compiled (the parameters traced), vmapped over keys (20 keys:
+    the generators seeded together) and over parameters with one key."""
+    a = np.array([0.5, 1.0, 3.0], np.float32)
+    lo = np.array([-1.0, 0.0, 2.0], np.float32)
+    cov = np.array([[2.0, 0.3, 0], [0.3, 1.0, 0.1], [0, 0.1, 0.5]], np.float32)
+    eager = [arr(x) for x in _more_draws(KEY, a, lo, cov)]
+    for e, c in zip(eager, gc.compile(_more_draws)(KEY, a, lo, cov)):
+        assert e.dtype == arr(c).dtype and e.shape == arr(c).shape
+        np.testing.assert_array_equal(e, arr(c))
+    keys = arr(gc.random.split(KEY, 20))
+    per_key = lambda k: _more_draws(k, a, lo, cov)
+    for results in (gc.vmap(per_key)(keys), gc.compile(gc.vmap(per_key))(keys)):
+        for j in (0, 7, 19):
+            for got, want in zip(results, per_key(keys[j])):
+                np.testing.assert_array_equal(arr(got)[j], arr(want))
+    rng = np.random.default_rng(0)
+    a_rows = (np.abs(rng.normal(size=(4, 3))) + 0.1).astype(np.float32)
+    lo_rows = rng.normal(size=(4, 3)).astype(np.float32)
+    batched = gc.vmap(lambda a, lo: _more_draws(KEY, a, lo, cov))(a_rows, lo_rows)
+    for j in range(4):
+        for got, want in zip(batched, _more_draws(KEY, a_rows[j], lo_rows[j], cov)):
+            np.testing.assert_array_equal(arr(got)[j], arr(want))
+    # independent permutations: each row of the 4 a permutation of a, and not all alike
+    rows = eager[-1]
+    assert all(sorted(r) == sorted(a) for r in rows) and len({tuple(r) for r in rows}) > 1
+
+
+@pytest.mark.parametrize("name, draw, p", [
+    ("gamma", lambda p, k: gc.random.gamma(k, p, (6,), "float64"),
+     [0.05, 0.7, 3.0, 40.0, 1e-3, 2e3]),
+    ("loggamma", lambda p, k: gc.random.loggamma(k, p, (6,), "float64"),
+     [0.05, 0.7, 3.0, 40.0, 1e-3, 2e3]),
+    ("beta", lambda p, k: gc.random.beta(k, p, p[::-1] + 1.0, (6,), "float64"),
+     [0.05, 0.7, 3.0, 40.0, 0.01, 9.0]),
+    ("dirichlet", lambda p, k: gc.random.dirichlet(k, p, (), "float64"),
+     [0.05, 0.7, 3.0, 40.0, 0.3, 9.0]),
+    ("chisquare", lambda p, k: gc.random.chisquare(k, p, (6,), "float64"),
+     [0.5, 1.7, 3.0, 40.0, 0.3, 9.0]),
+    ("t", lambda p, k: gc.random.t(k, p, (6,), "float64"), [0.5, 1.7, 3.0, 40.0, 0.3, 9.0]),
+    ("truncated_normal_lower", lambda p, k: gc.random.truncated_normal(k, p, 1.0, None,
+                                                                       "float64"),
+     [-3.0, -1.0, 0.0, 0.5, -0.2, -1.5]),
+    ("truncated_normal_upper", lambda p, k: gc.random.truncated_normal(k, -0.5, p, None,
+                                                                       "float64"),
+     [3.0, 1.0, 0.0, 0.5, 2.5, -0.2]),
+    ("multivariate_normal_mean", lambda p, k: gc.random.multivariate_normal(
+        k, p, np.eye(6) * 2, (), "float64"), [0.0, 1.0, 2.0, 3.0, 4.0, 5.0]),
+])
+def test_reparameterised_gradients_match_finite_differences(name, draw, p):
+    """The draws are smooth functions of their parameters for a fixed key (gamma's family by
+    inversion of its CDF, so the gradient is JAX's implicit one), in float64: the gradient,
+    eager and compiled, against central differences of the draws themselves."""
+    p = np.array(p)
+    w = np.random.default_rng(0).normal(size=6)
+    loss = lambda p: gc.sum(draw(p, gc.random.key(1)) * w)
+    g = arr(gc.grad(loss)(p))
+    np.testing.assert_array_equal(arr(gc.compile(gc.grad(loss))(p)), g)
+    fd = np.empty(6)
+    for i in range(6):
+        h = 1e-4 * p[i] if 0 < p[i] < 0.1 else 1e-6 * max(1.0, abs(p[i]))
+        up, down = p.copy(), p.copy()
+        up[i] += h
+        down[i] -= h
+        fd[i] = (float(arr(loss(up))) - float(arr(loss(down)))) / (2 * h)
+    np.testing.assert_allclose(g, fd, rtol=1e-4, atol=1e-8)
+    assert np.abs(g).max() > 1e-3  # (not a zero gradient agreeing with flat draws)
+
+
+def test_edge_parameters_as_jax():
+    lo_hi = arr(gc.random.truncated_normal(KEY, np.float32([2, 0, 1, -np.inf]),
+                                           np.float32([1, 0, np.inf, np.inf])))
+    # lower >= upper: the value below upper, as JAX's clip; infinite bounds: finite draws
+    np.testing.assert_array_equal(lo_hi[:2], [np.nextafter(np.float32(1), np.float32(0)),
+                                              -np.float32(2.0**-149)])
+    assert np.isfinite(lo_hi).all() and lo_hi[2] > 1
+    # far in a tail erf rounds to 1: every float32 draw is upper's neighbour, as JAX's
+    np.testing.assert_array_equal(arr(gc.random.truncated_normal(KEY, 8.0, 9.0, (2,))),
+                                  np.nextafter(np.float32(9), np.float32(0)))
+    # gamma: a = 0 draws 0, a tiny a 0 or tiny values whose logs loggamma keeps
+    np.testing.assert_array_equal(arr(gc.random.gamma(KEY, 0.0, (3,))), 0.0)
+    logs = arr(gc.random.loggamma(KEY, 1e-4, (1000,), "float64"))
+    assert np.isfinite(logs).all() and np.median(logs) < -1000
+    np.testing.assert_array_equal(arr(gc.random.poisson(KEY, 0.0, (3,))), 0)
+    # traced parameters are taken as JAX takes them: gamma NaN for a < 0, poisson -1
+    np.testing.assert_array_equal(np.isnan(arr(gc.compile(lambda a: gc.random.gamma(KEY, a))(
+        np.float32([1, -1, 0])))), [False, True, False])
+    np.testing.assert_array_equal(arr(gc.compile(lambda lam: gc.random.poisson(KEY, lam))(
+        np.float32([0, -1, np.nan]))), [0, -1, -1])
+    np.testing.assert_array_equal(arr(gc.random.geometric(KEY, 1.0, (3,))), 1)
+    # a semidefinite cov: eigh and svd draw on its line, cholesky (concrete) is refused and
+    # a traced one draws NaN, as JAX's cholesky
+    singular = np.array([[1.0, 1.0], [1.0, 1.0]])
+    for method in ("eigh", "svd"):
+        x = arr(gc.random.multivariate_normal(KEY, np.zeros(2), singular, (100,), "float64",
+                                              method))
+        np.testing.assert_allclose(x[:, 0], x[:, 1], atol=1e-6)  # (sqrt of a 0 eigenvalue)
+    traced = gc.compile(lambda c: gc.random.multivariate_normal(KEY, np.zeros(2, np.float32), c))
+    assert np.isnan(arr(traced(np.float32([[1, 2], [2, 1]])))).all()
+
+
+@pytest.mark.parametrize("call, message", [
+    (lambda: gc.random.gamma(KEY, -1.0, (3,)), "gc.random.gamma: a must be non-negative, got -1"),
+    (lambda: gc.random.beta(KEY, 1.0, np.array([1.0, np.nan])),
+     "gc.random.beta: b must be non-negative, got nan"),
+    (lambda: gc.random.gamma(KEY, "x"), "gc.random.gamma: a must be a number or a real array"),
+    (lambda: gc.random.gamma(KEY, np.ones(3), (2,)),
+     "gc.random.gamma: a of shape (3,) does not broadcast to the shape (2,) drawn"),
+    (lambda: gc.random.beta(KEY, np.ones(3), np.ones(2)),
+     "gc.random.beta: the shapes of a (3,) and b (2,) do not broadcast together"),
+    (lambda: gc.random.dirichlet(KEY, 1.0), "gc.random.dirichlet: alpha must have at least one"),
+    (lambda: gc.random.poisson(KEY, -1.0), "gc.random.poisson: lam must be non-negative"),
+    (lambda: gc.random.poisson(KEY, 1e19), "gc.random.poisson: lam must be at most 1e+18"),
+    (lambda: gc.random.poisson(KEY, 1.0, dtype="float32"),
+     "gc.random.poisson: dtype must be an integer type"),
+    (lambda: gc.random.geometric(KEY, 0.0), "gc.random.geometric: p must be in (0, 1], got 0"),
+    (lambda: gc.random.chisquare(KEY, 0.0), "gc.random.chisquare: df must be positive"),
+    (lambda: gc.random.t(KEY, -2.0), "gc.random.t: df must be positive"),
+    (lambda: gc.random.truncated_normal(KEY, np.nan, 1.0),
+     "gc.random.truncated_normal: lower must be a number, not NaN"),
+    (lambda: gc.random.exponential(KEY, (2,), "int32"),
+     "gc.random.exponential: dtype must be floating point"),
+    (lambda: gc.random.rademacher(KEY, (2,), "bool"),
+     "gc.random.rademacher: dtype must be an integer or floating-point type"),
+    (lambda: gc.random.cauchy(np.zeros(3, np.int64)), "gc.random.cauchy: a key is an integer"),
+    (lambda: gc.random.multivariate_normal(KEY, np.zeros(2), np.eye(3)),
+     "gc.random.multivariate_normal: mean must be (..., n) and cov (..., n, n)"),
+    (lambda: gc.random.multivariate_normal(KEY, np.zeros(2), np.eye(2), method="qr"),
+     "gc.random.multivariate_normal: method must be 'cholesky', 'eigh' or 'svd'"),
+    (lambda: gc.random.multivariate_normal(KEY, np.zeros(2), np.ones((2, 2))),
+     "gc.random.multivariate_normal: cov is not positive definite (method='cholesky'; "
+     "'eigh' or 'svd' take semidefinite ones)"),
+    (lambda: gc.random.permutation(KEY, np.ones(3), independent="yes"),
+     "gc.random.permutation: independent must be True or False"),
+    # gradients graphc does not give: one line naming the function
+    (lambda: gc.grad(lambda c: gc.sum(gc.random.multivariate_normal(
+        KEY, np.zeros(2, np.float32), c)))(np.eye(2, dtype=np.float32)),
+     "gc.random.multivariate_normal: no gradient with respect to cov (mean's flows)"),
+    (lambda: gc.grad(gc.grad(lambda a: gc.sum(gc.random.gamma(KEY, a, (), "float64"))))(
+        np.float64(2.0)), "gc.random.gamma (and loggamma, beta, dirichlet, t, chisquare): no "
+     "second derivative with respect to a"),
+])
+def test_bad_distribution_arguments_are_one_error_line(call, message):
+    assert_one_line_error(call, message, "test_random.py")
+
+
+def test_eager_backward_through_cov_is_refused_not_dropped():
+    """An op without a gradient rule is a constant to eager backward(): cov's gradient would
+    have been silently missing, so its rule refuses in one line."""
+    cov = gc.tensor(np.eye(2, dtype=np.float32), requires_grad=True)
+    y = gc.sum(gc.random.multivariate_normal(KEY, np.zeros(2, np.float32), cov))
+    with pytest.raises(gc.GraphcError, match="no gradient with respect to cov"):
+        y.backward()

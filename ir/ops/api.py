@@ -469,6 +469,7 @@ def relu(x): return apply("relu", x)
 def abs(x): return apply("abs", x)
 def sign(x): return apply("sign", x)
 def erf(x): return apply("erf", x)
+def erfinv(x): return apply("erfinv", x)  # (gc.random's; not re-exported by graphc)
 def log1p(x): return apply("log1p", x)
 def expm1(x): return apply("expm1", x)
 def softplus(x, beta=1.0, threshold=20.0):

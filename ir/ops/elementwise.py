@@ -10,11 +10,16 @@ from . import api as F
 from .registry import check, defop
 
 
-def erf(x):
-    """scipy's erf (numpy has none), imported at the first call: scipy.special takes ~0.2 s
-    to import, a fifth of `graphc --help`, and only the exact GELU and erf itself use it."""
+def _special():
+    """scipy.special, imported at the first call: it takes ~0.2 s to import, a fifth of
+    `graphc --help`, and only the exact GELU, erf and erfinv use it."""
     from scipy import special
-    return special.erf(x)
+    return special
+
+
+def erf(x):
+    """scipy's erf (numpy has none)."""
+    return _special().erf(x)
 
 
 def _flops_per_elem(k):
@@ -196,6 +201,9 @@ _unary("abs", unary_number, np.abs, lambda ctx, g: [g * F.sign(ctx.inputs[0])])
 _unary("sign", unary_number, np.sign, lambda ctx, g: [F.zeros_like(g)])
 _unary("erf", unary_float, lambda x: erf(x).astype(x.dtype, copy=False),
        lambda ctx, g: [g * (2.0 / math.sqrt(math.pi)) * F.exp(-ctx.inputs[0] * ctx.inputs[0])], 10)
+# (gc.random.truncated_normal's inverse CDF): d erfinv(x)/dx = sqrt(pi)/2 exp(erfinv(x)^2)
+_unary("erfinv", unary_float, lambda x: _special().erfinv(x).astype(x.dtype, copy=False),
+       lambda ctx, g: [g * (math.sqrt(math.pi) / 2) * F.exp(ctx.out * ctx.out)], 20)
 # accurate near 0 where log(1 + x) and exp(x) - 1 lose every digit of a small x
 _unary("log1p", unary_float, np.log1p, lambda ctx, g: [g / (1.0 + ctx.inputs[0])], 4)
 # (expm1's derivative exp(x), not out + 1: for x below about -30 that rounds to 0 or keeps
@@ -428,7 +436,7 @@ def _register_batching():
                  "floor", "ceil", "round", "isnan", "isfinite", "isinf", "tan", "arcsin",
                  "arccos", "arctan", "sinh", "cosh", "arcsinh", "arccosh", "arctanh", "log2",
                  "log10", "exp2", "trunc", "floor_divide", "remainder", "fmod", "arctan2",
-                 "logaddexp", "hypot"):
+                 "logaddexp", "hypot", "erfinv"):
         defbatch(name)(broadcasting(name))
 
 

@@ -5,9 +5,12 @@ IR has no unsigned dtype). Every op here seeds numpy's generator with the key's 
 tag naming what it draws, so the same key gives the same numbers eagerly, compiled and inside
 loop bodies, and split or folded keys start unrelated streams (numpy's SeedSequence hashes its
 whole entropy list). The draws are standard (uniform in [0, 1), normal(0, 1), integers in
-[minval, maxval), a permutation of n); graphc.random scales them with ordinary ops, so
-gradients reach minval/maxval, mu and sigma, while no op here has a gradient rule: a key is
-integer and a draw is a constant for autodiff. The draws are `stochastic`, as dropout_mask:
+[minval, maxval), a permutation of n, Poisson counts); graphc.random scales them with
+ordinary ops, so gradients reach minval/maxval, mu and sigma, while no drawing op has a
+gradient rule: a key is integer and a draw is a constant for autodiff. The deterministic ops
+beside them, gamma_log_quantile (Gamma draws by inversion of a uniform one, with the
+gradient with respect to a) and cov_factor (multivariate_normal's, whose gradient refuses),
+are ordinary elementwise or per-matrix ops. The draws are `stochastic`, as dropout_mask:
 fold never computes them at compile time (a draw is as large as its shape). An op takes keys
 of shape (..., 2) and draws once per key along the leading axes: that is its batching rule,
 so vmap over B keys is one op (graphc.random itself takes one key), which seeds the keys'
@@ -20,7 +23,10 @@ import threading
 
 import numpy as np
 
+from ..errors import GraphcError, user_location
 from ..types import INT_DTYPES, TensorType, broadcast_shapes, is_float
+from . import api as F
+from .elementwise import float_arith
 from .registry import apply, check, defop
 
 WORD = 0xFFFFFFFF
@@ -30,7 +36,7 @@ WORD = 0xFFFFFFFF
 # are prefixes of each other, so split(key, 3) began with split(key, 2)'s two keys and
 # normal(key, (2, 3)) was normal(key, (6,)) reshaped. (Trailing zeros of the entropy list
 # are padding to SeedSequence, but a shape with a 0 draws nothing.)
-_SPLIT, _FOLD_IN, _DRAW, _PERMUTE = 1, 2, 3, 4
+_SPLIT, _FOLD_IN, _DRAW, _PERMUTE, _POISSON = 1, 2, 3, 4, 5
 
 
 def key_words(seed: int) -> np.ndarray:
@@ -271,8 +277,144 @@ def _random_permutation(key, n):
     return _per_key(key, (n,), np.int64, lambda g, _: g.permutation(n), _PERMUTE, n)
 
 
+def _poisson_infer(types, shape, dtype):
+    keys = _check_key(types)
+    dtype = np.dtype(dtype)
+    check(dtype in INT_DTYPES, f"the dtype must be an integer type, got {dtype}")
+    out = keys + tuple(shape)
+    lam = types[1]
+    check(is_float(lam.dtype) and broadcast_shapes(tuple(lam.shape), out) == out,
+          f"lam must be a floating-point array that broadcasts to {out}, got {lam}")
+    return TensorType(out, dtype)
+
+
+# numpy's generator refuses a larger rate (its draws would pass int64's range)
+POISSON_LAM_MAX = 1e18
+
+
+@defop("random_poisson", _poisson_infer, arity=2, stochastic=True)
+def _random_poisson(key, lam, shape, dtype):
+    key = np.asarray(key)
+    lead, n = key.shape[:-1], len(shape)
+    lam = np.asarray(lam, np.float64)
+    if (lam > POISSON_LAM_MAX).any():  # (a traced lam: graphc.random refuses a concrete one)
+        raise ValueError(f"gc.random.poisson: lam {lam[lam > POISSON_LAM_MAX].flat[0]:g} is "
+                         f"above {POISSON_LAM_MAX:g}, the largest numpy's generator draws")
+    # a rate per key along the keys' axes, as randint's bounds
+    lam = np.broadcast_to(lam, lead + lam.shape[lam.ndim - n:])
+
+    def draw(generator, index):
+        rate = lam[index]
+        valid = rate >= 0  # as JAX's: -1 where lam is negative or NaN
+        counts = generator.poisson(np.broadcast_to(np.where(valid, rate, 0.0), tuple(shape)))
+        return np.where(valid, counts, -1)
+    return _per_key(key, shape, dtype, draw, _POISSON, *shape)
+
+
+# ---- Gamma draws by inversion (graphc.random.gamma, loggamma, beta, dirichlet, t, ...) -----
+# gamma_log_quantile(a, u) = log x where P(a, x) = u (P: the regularised lower incomplete
+# gamma function, the Gamma(a) CDF): a uniform u gives a Gamma(a) draw, and the draw is a
+# smooth function of a for a fixed key, so its gradient (JAX's implicit reparameterisation,
+# dx/da = -(dP/da) / p(x)) is also the derivative of the draw itself. Computed in float64.
+# Below log x = _TINY_LOG (a small a: x of u = 0.5 at a = 0.001 is 1e-301, which underflows),
+# log x comes from P(a, x) = x^a / Gamma(a + 1) (1 + O(x)) instead, as JAX's loggamma keeps
+# small-a draws in log space.
+_TINY_LOG = -200.0
+
+
+@defop("gamma_log_quantile", float_arith, arity=2,
+       vjp=lambda ctx, g: [F.unbroadcast(g * apply("gamma_log_quantile_grad", ctx.inputs[0],
+                                                   ctx.out), F._shape(ctx.inputs[0]))
+                           if ctx.needs[0] else None, None])
+def _gamma_log_quantile(a, u):
+    from scipy import special
+    dtype = np.result_type(a, u)
+    a, u = np.broadcast_arrays(np.asarray(a, np.float64), np.asarray(u, np.float64))
+    with np.errstate(divide="ignore", invalid="ignore", over="ignore"):
+        small = (np.log(u) + special.gammaln(a + 1)) / a  # (a = 0: -inf, a point mass at 0)
+        out = np.where(small < _TINY_LOG, small, np.log(special.gammaincinv(a, u)))
+    return np.where(a >= 0, out, np.nan).astype(dtype)  # a < 0: NaN
+
+
+def _no_second_derivative(ctx, g):
+    raise GraphcError("gc.random.gamma (and loggamma, beta, dirichlet, t, chisquare): no "
+                      "second derivative with respect to a", (user_location(),))
+
+
+_no_second_derivative.refuses = True  # (no differentiable case for tests/test_ops.py)
+
+
+@defop("gamma_log_quantile_grad", float_arith, arity=2,
+       vjp=_no_second_derivative)
+def _gamma_log_quantile_grad(a, log_x):
+    """d log x / da of gamma_log_quantile's log x at a, in float64: -(dP/da) / (x p(x)), dP/da
+    by central differences extrapolated (Richardson) to fourth order, on P where x < a and on
+    1 - P (scipy's gammaincc, accurate in the upper tail) beyond; where log x came from the
+    small-x form, that form's derivative. 0 where the draw is 0 (a = 0)."""
+    from scipy import special
+    dtype = np.result_type(a, log_x)
+    a, log_x = np.broadcast_arrays(np.asarray(a, np.float64), np.asarray(log_x, np.float64))
+    x = np.exp(log_x)
+    lower = x < a
+    # steps small against a and against the spread sqrt(a) of the draws
+    h = 1e-3 * np.minimum(a, np.sqrt(a))
+
+    def slope(step):
+        up = np.where(lower, special.gammainc(a + step, x), -special.gammaincc(a + step, x))
+        down = np.where(lower, special.gammainc(a - step, x), -special.gammaincc(a - step, x))
+        return (up - down) / (2 * step)
+    with np.errstate(divide="ignore", invalid="ignore", over="ignore"):
+        d_p = (4 * slope(h / 2) - slope(h)) / 3
+        # log(x p(x)) = a log x - x - log Gamma(a)
+        implicit = -d_p * np.exp(-(a * log_x - x - special.gammaln(a)))
+        # log x = (log u + log Gamma(a + 1)) / a: its derivative at fixed u
+        small = (special.digamma(a + 1) - log_x) / a
+        out = np.where(log_x < _TINY_LOG, small, implicit)
+    return np.where(np.isfinite(log_x), out, 0.0).astype(dtype)
+
+
+# ---- multivariate_normal's factor of the covariance -----------------------------------------
+def _cov_factor_infer(types, kind):
+    (cov,) = types
+    check(is_float(cov.dtype) and len(cov.shape) >= 2 and cov.shape[-1] == cov.shape[-2],
+          f"cov must be a floating-point array of square matrices (..., n, n), got {cov}")
+    check(kind in ("cholesky", "eigh", "svd"),
+          f"kind must be cholesky, eigh or svd, got {kind!r}")
+    return cov
+
+
+def _no_cov_gradient(ctx, g):
+    raise GraphcError("gc.random.multivariate_normal: no gradient with respect to cov "
+                      "(mean's flows)", (user_location(),))
+
+
+_no_cov_gradient.refuses = True
+
+
+@defop("cov_factor", _cov_factor_infer, arity=1, vjp=_no_cov_gradient)
+def _cov_factor(cov, kind):
+    """A with A A^T = cov, as jax.random.multivariate_normal's methods: the lower Cholesky
+    factor (NaN for a matrix that is not positive definite, as JAX's, where numpy raises),
+    u sqrt(w) of eigh (NaN for a negative eigenvalue), or u sqrt(s) of the SVD."""
+    cov = np.asarray(cov)
+    if kind == "eigh":
+        w, u = np.linalg.eigh(cov)
+        with np.errstate(invalid="ignore"):
+            return (u * np.sqrt(w)[..., None, :]).astype(cov.dtype)
+    if kind == "svd":
+        u, s, _ = np.linalg.svd(cov)
+        return (u * np.sqrt(s)[..., None, :]).astype(cov.dtype)
+    out = np.empty_like(cov)
+    for index in np.ndindex(cov.shape[:-2]):
+        try:
+            out[index] = np.linalg.cholesky(cov[index])
+        except np.linalg.LinAlgError:
+            out[index] = np.nan
+    return out
+
+
 def _register_batching():
-    from .batching import batch_all, defbatch
+    from .batching import batch_all, broadcasting, defbatch
 
     def one_draw_per_key(name):
         def rule(args, batched, size, **attrs):
@@ -281,8 +423,9 @@ def _register_batching():
             return apply(name, *args, **attrs)
         return rule
 
+    # (cov_factor factors each matrix of a stack: its batch axis is one more leading axis)
     for name in ("random_key", "random_split", "random_uniform", "random_normal",
-                 "random_permutation"):
+                 "random_permutation", "cov_factor"):
         defbatch(name)(one_draw_per_key(name))
 
     # a key and data (bounds) per example: the unbatched ones repeated along the batch
@@ -290,9 +433,15 @@ def _register_batching():
     def _fold_in_rule(args, batched, size):
         return apply("random_fold_in", *batch_all(args, batched, size))
 
-    @defbatch("random_randint")
-    def _randint_rule(args, batched, size, **attrs):
-        return apply("random_randint", *batch_all(args, batched, size), **attrs)
+    def with_parameters(name):
+        def rule(args, batched, size, **attrs):
+            return apply(name, *batch_all(args, batched, size), **attrs)
+        return rule
+
+    for name in ("random_randint", "random_poisson"):
+        defbatch(name)(with_parameters(name))
+    for name in ("gamma_log_quantile", "gamma_log_quantile_grad"):
+        defbatch(name)(broadcasting(name))
 
 
 _register_batching()
