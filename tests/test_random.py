@@ -765,3 +765,19 @@ def test_eager_backward_through_cov_is_refused_not_dropped():
     y = gc.sum(gc.random.multivariate_normal(KEY, np.zeros(2, np.float32), cov))
     with pytest.raises(gc.GraphcError, match="no gradient with respect to cov"):
         y.backward()
+
+
+@pytest.mark.parametrize("draw", [
+    lambda x, k: x + gc.random.gamma(k, 2.0, x.shape),
+    lambda x, k: gc.random.beta(k, x + 1.0, 2.0),
+    lambda x, k: gc.random.poisson(k, x + 1.0),
+    lambda x, k: gc.random.truncated_normal(k, x - 1.0, x + 1.0),
+    lambda x, k: x + gc.random.laplace(k, x.shape),
+    lambda x, k: gc.random.multivariate_normal(k, x, np.eye(3, dtype=np.float32)),
+    lambda x, k: gc.random.permutation(k, x, 1, independent=True),
+])
+def test_more_distributions_under_a_symbolic_dimension_draw_the_bound_shapes_draws(draw):
+    f = gc.compile(draw, polymorphic_shapes=(("b", "_"), None))
+    for rows in (2, 5):
+        x = np.arange(rows * 3, dtype=np.float32).reshape(rows, 3)
+        np.testing.assert_array_equal(arr(f(x, KEY)), arr(draw(x, KEY)))
