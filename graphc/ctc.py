@@ -20,6 +20,7 @@ import math
 import numpy as np
 
 from ir.ops import api as F
+from ir.ops import precision
 from ir.ops.api import _check_reduction, _dtype, _fail, _ndim, _shape
 from ir.ops.arrays import _take_along
 from ir.ops.registry import SymbolicValue, foreign_array
@@ -173,6 +174,7 @@ def _log_likelihood(log_probs, labels, input_lengths, target_lengths, blank):
     return _lse3(at(last), label_end, F.full((batch,), -math.inf, kind))
 
 
+@precision.in_float32  # torch.autocast's float32 list: a half log_probs runs in float32
 def ctc_loss(log_probs, targets, input_lengths, target_lengths, blank=0, reduction="mean",
              zero_infinity=False):
     """The CTC loss, as torch.nn.functional.ctc_loss: log_probs (T, N, C) (log_softmax
@@ -182,7 +184,8 @@ def ctc_loss(log_probs, targets, input_lengths, target_lengths, blank=0, reducti
     the mean of each divided by its target length (at least 1). A target that cannot be
     aligned (longer than its input allows) costs inf, or 0 with zero_infinity. Lengths and
     targets known at the call are checked (one line); traced ones out of range, a label equal
-    to blank or outside [0, C) give NaN for that sequence (torch raises or reads past C)."""
+    to blank or outside [0, C) give NaN for that sequence (torch raises or reads past C).
+    Under gc.autocast a half log_probs is computed and returned in float32, as torch's."""
     _check_reduction(_NAME, reduction)
     zero_infinity = F._flag(_NAME, "zero_infinity", zero_infinity)
     if isinstance(log_probs, (list, tuple)):
