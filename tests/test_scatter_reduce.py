@@ -375,3 +375,51 @@ def test_bad_arguments_give_one_line_naming_the_function_and_argument():
             (lambda: gc.median(x, 0, keepdim="yes"), "median: keepdim"),
             (lambda: gc.nanmedian(np.zeros((0, 2))), "nanmedian: of an empty value")]:
         assert_one_line_error(call, message, "test_scatter_reduce.py")
+
+
+def test_review_torch_dim_of_a_0d_value_negative_index_fill_unsigned_and_traced_dims():
+    """Review of the scatter_reduce module: torch takes dim=-1 of a 0-d value (graphc took
+    0 alone, numpy's axis rule), index_fill takes an index in [-size, 0) counting from the
+    end as torch's (graphc refused it), segment_min / cummin of uint8 were numpy's
+    OverflowError, and an index out of range found as the plan ran named axis 0 for dim 1."""
+    x0, t0 = np.float64(2.0), torch.tensor(2.0, dtype=torch.float64)
+    i0, s0 = torch.tensor([0]), torch.tensor(3.0, dtype=torch.float64)
+    for mine, theirs in [
+            (lambda d: gc.index_add(x0, d, [0], np.float64(3.0)),
+             lambda d: t0.index_add(d, i0, s0)),
+            (lambda d: gc.index_copy(x0, d, [0], np.float64(3.0)),
+             lambda d: t0.index_copy(d, i0, s0)),
+            (lambda d: gc.index_fill(x0, d, [0], 3.0), lambda d: t0.index_fill(d, i0, 3.0)),
+            (lambda d: gc.scatter_reduce(x0, d, np.int64(0), np.float64(3.0), "amax"),
+             lambda d: t0.scatter_reduce(d, torch.tensor(0), s0, "amax")),
+            (lambda d: gc.cummin(x0, d).values, lambda d: torch.cummin(t0, d).values),
+            (lambda d: gc.logcumsumexp(x0, d), lambda d: torch.logcumsumexp(t0, d)),
+            (lambda d: gc.kthvalue(x0, 1, d).values, lambda d: torch.kthvalue(t0, 1, d).values),
+            (lambda d: gc.nanmedian(x0, d).indices, lambda d: torch.nanmedian(t0, d).indices)]:
+        np.testing.assert_array_equal(mine(-1), theirs(-1).numpy())
+    assert_one_line_error(lambda: gc.cummax(x0, -2), "cummax: dim -2 is out of range for a 0-d",
+                          "test_scatter_reduce.py")
+    x = RNG.normal(size=(3, 4))
+    for index in ([-1, 0], [-4, 3, -3]):
+        want = torch.tensor(x).index_fill(1, torch.tensor(index), 7.0).numpy()
+        got = both(lambda a, i: gc.index_fill(a, 1, i, 7.0), x, np.array(index))
+        np.testing.assert_array_equal(got, want)
+    w = RNG.normal(size=x.shape)
+    (tg,) = torch_grad(lambda a: (a.index_fill(1, torch.tensor([-1]), 7.0) * torch.tensor(w)).sum(),
+                       x)
+    np.testing.assert_array_equal(gc.grad(lambda a: gc.sum(gc.index_fill(a, 1, [-1], 7.0) * w))(x),
+                                  tg)
+    for call, message in [
+            (lambda: gc.index_fill(x, 1, [-5], 7.0), "index_fill: index -5 is outside [-4, 4)"),
+            (lambda: gc.index_fill(x, 0, [3], 7.0), "index_fill: index 3 is outside [-3, 3)"),
+            (lambda: gc.compile(lambda a, i: gc.index_fill(a, 1, i, 7.0))(x, np.array([-5])),
+             "index -5 is out of bounds for axis 1 of size 4"),
+            (lambda: gc.compile(lambda a, i: gc.index_add(a, 1, i, a[:, :1]))(x, np.array([4])),
+             "index 4 is out of bounds for axis 1 of size 4"),
+            (lambda: gc.compile(lambda a, i: gc.scatter_reduce(a, 1, i, a, "sum"))(
+                x, np.full((3, 4), -1)), "index -1 is out of bounds for axis 1 of size 4"),
+            (lambda: gc.segment_min(np.arange(3, dtype=np.uint8), [0, 0, 1], 2),
+             "segment_min: dtype uint8 is not supported"),
+            (lambda: gc.cummin(np.arange(3, dtype=np.uint8), 0),
+             "cummin: dtype uint8 is not supported")]:
+        assert_one_line_error(call, message, "test_scatter_reduce.py")

@@ -366,9 +366,10 @@ def _segment_sum(data, segment_ids, num_segments, name, what="segment id"):
     return F.scatter_add(data, segment_ids, num_segments)
 
 
-def _checked_segment_ids(name, segment_ids, num_segments, what="segment id"):
+def _checked_segment_ids(name, segment_ids, num_segments, what="segment id", axis=0):
     """(segment_ids as an index operand, num_segments as a count) for function `name`: a
-    known id outside [0, num_segments) refused now, a traced one where the plan runs;
+    known id outside [0, num_segments) refused now, a traced one where the plan runs (the
+    message naming `axis`, the user's dim);
     num_segments=None is max(ids) + 1 of known ids (JAX's), refused for traced ones."""
     # (a list read once: a ragged one refused)
     segment_ids = F._index_operand(segment_ids, name)
@@ -389,7 +390,7 @@ def _checked_segment_ids(name, segment_ids, num_segments, what="segment id"):
     elif _dtype(segment_ids).kind in "iu":
         # scatter_add counts a negative index from the end: refused where the plan runs,
         # with its value (sent one past the end, -1 was refused as 'index 3' under vmap)
-        segment_ids = F.check_index(segment_ids, num_segments, 0, negative=False)
+        segment_ids = F.check_index(segment_ids, num_segments, axis, negative=False)
     return segment_ids, num_segments
 
 

@@ -18,7 +18,7 @@ from . import api as F
 from .api import _axis, _count, _dtype, _fail, _flag, _ndim, _shape
 from .arrays import _along, _checked_segment_ids, _concrete, _take_along, argsort, moveaxis
 from .arrays import segment_sum
-from .registry import apply, check, defop
+from .registry import SymbolicValue, apply, check, defop
 
 __all__ = ["segment_max", "segment_min", "segment_prod", "segment_mean", "index_add",
            "index_copy", "index_fill", "scatter_reduce", "cummax", "cummin", "logcumsumexp",
@@ -64,8 +64,9 @@ def _scatter_max(updates, idx, rows):
     flat_idx = idx.reshape(-1)
     if flat_idx.size and (flat_idx.min() < -rows or flat_idx.max() >= rows):
         raise IndexError("scatter_max: an index is out of range for the rows")
-    np.maximum.at(out, np.where(flat_idx < 0, flat_idx + rows, flat_idx),
-                  updates.reshape((flat_idx.size,) + tail))
+    if flat_idx.size and flat_idx.min() < 0:  # (only then: the copy cost more than the max)
+        flat_idx = np.where(flat_idx < 0, flat_idx + rows, flat_idx)
+    np.maximum.at(out, flat_idx, updates.reshape((flat_idx.size,) + tail))
     return out
 
 
@@ -94,6 +95,14 @@ def _register_batching():
 _register_batching()
 
 
+def _dim(name, dim, ndim):
+    """torch's dim of an ndim-d value as 0..ndim-1; a 0-d value takes 0 or -1, as torch's
+    (numpy's axis of a 0-d value is 0 alone)."""
+    if ndim == 0 and is_int(dim) and not isinstance(dim, (bool, np.bool_)) and dim in (0, -1):
+        return 0
+    return _axis(dim, ndim, f"{name}: dim")
+
+
 # ---- segment reductions (jax.ops) -------------------------------------------------------------
 def _reversed_order(x):
     """A map of x's values reversing their order, its own inverse: -x for floats, -1 - x for
@@ -101,7 +110,11 @@ def _reversed_order(x):
     dtype = _dtype(x)
     if dtype == np.bool_:
         return F.logical_not(x)
-    return F.neg(x) if is_float(dtype) else F.sub(np.asarray(-1, dtype), x)
+    if is_float(dtype):
+        return F.neg(x)
+    # (an unsigned dtype: its largest, so that the op refuses the dtype in one line, where
+    # np.asarray(-1, uint8) was numpy's OverflowError)
+    return F.sub(np.asarray(-1 if dtype.kind == "i" else np.iinfo(dtype).max, dtype), x)
 
 
 def _segment_args(name, data, segment_ids, num_segments, indices_are_sorted, unique_indices):
@@ -200,9 +213,10 @@ _SEGMENT = {"sum": segment_sum, "prod": segment_prod, "mean": segment_mean,
 
 
 # ---- torch's index_* and scatter_reduce -------------------------------------------------------
-def _index_along(name, x, dim, index, source=None):
-    """(x with `dim` first, the checked 1-d index, source with `dim` first, dim)."""
-    dim = _axis(dim, _ndim(x), f"{name}: dim")
+def _index_along(name, x, dim, index, source=None, negative=False):
+    """(x with `dim` first, the checked 1-d index, source with `dim` first, dim); `negative`:
+    an index in [-size, 0) counts from the end (index_fill's, as torch's), else refused."""
+    dim = _dim(name, dim, _ndim(x))
     index = F._index_operand(index, name)
     if _dtype(index).kind not in "iu":
         _fail(f"{name}: index must be integers, got {_dtype(index)}")
@@ -210,7 +224,15 @@ def _index_along(name, x, dim, index, source=None):
         _fail(f"{name}: index must be 1-d, got {_ndim(index)}-d")
     index = F.reshape(index, (-1,))
     n = _concrete(_shape(x)[dim] if _ndim(x) else 1, name)
-    index, _ = _checked_segment_ids(name, index, n, what="index")
+    if not negative:
+        index, _ = _checked_segment_ids(name, index, n, what="index", axis=dim)
+    elif isinstance(index, SymbolicValue):
+        index = F.check_index(index, n, dim)  # (scatter_add counts a negative one from the end)
+    else:
+        known = np.asarray(index)
+        if known.size and (known.min() < -n or known.max() >= n):
+            bad = known.min() if known.min() < -n else known.max()
+            _fail(f"{name}: index {bad} is outside [-{n}, {n}) (dim {dim}'s size {n})")
     front = moveaxis(x, dim, 0) if _ndim(x) else F.reshape(x, (1,))
     if source is None:
         return front, index, None, dim
@@ -256,7 +278,7 @@ def index_copy(x, dim, index, source):
 def index_fill(x, dim, index, value):
     """torch's index_fill: x with every x[..., index[i], ...] along `dim` set to `value` (a
     number, or a 0-d value: its gradient is the sum over the filled elements)."""
-    front, index, _, dim = _index_along("index_fill", x, dim, index)
+    front, index, _, dim = _index_along("index_fill", x, dim, index, negative=True)
     if np.ndim(value) if not hasattr(value, "shape") else _ndim(value):
         _fail(f"index_fill: value must be a number or a 0-d value, got shape {np.shape(value)}")
     rows = _shape(front)[0]
@@ -280,7 +302,7 @@ def scatter_reduce(x, dim, index, src, reduce, include_self=True):
         _fail(f"scatter_reduce: reduce must be one of {', '.join(_REDUCES)}, got {reduce!r}")
     include_self = _flag("scatter_reduce", "include_self", include_self)
     nd = _ndim(x)
-    dim = _axis(dim, nd, "scatter_reduce: dim")
+    dim = _dim("scatter_reduce", dim, nd)
     index = F._index_operand(index, "scatter_reduce")
     if _dtype(index).kind not in "iu":
         _fail(f"scatter_reduce: index must be integers, got {_dtype(index)}")
@@ -300,7 +322,7 @@ def scatter_reduce(x, dim, index, src, reduce, include_self=True):
     flat_x = F.reshape(x, (total,))
     count = int(np.prod(ids))
     index = F.reshape(index, ids)
-    index, _ = _checked_segment_ids("scatter_reduce", index, xs[dim], what="index")
+    index, _ = _checked_segment_ids("scatter_reduce", index, xs[dim], what="index", axis=dim)
     # each position's flat target in x: its own coordinates, index[p] in place of p[dim]
     strides = np.cumprod((1,) + xs[:0:-1])[::-1].astype(np.int64)
     coords = np.indices(ids).astype(np.int64) if count else np.zeros((len(ids),) + ids, np.int64)
@@ -322,10 +344,9 @@ def scatter_reduce(x, dim, index, src, reduce, include_self=True):
 
 # ---- running extremes and sums ----------------------------------------------------------------
 def _cum_extreme(name, x, dim, larger):
+    dim = _dim(name, dim, _ndim(x))
     if _ndim(x) == 0:
-        _axis(dim, 0, f"{name}: dim")
         return F.ValuesIndices(F._unchanged(x), F.zeros((), "int64"))
-    dim = _axis(dim, _ndim(x), f"{name}: dim")
     n = _concrete(_shape(x)[dim], name)
     keys = F.cast(x, "int64") if _dtype(x) == np.bool_ else x
     if not larger:
@@ -367,10 +388,9 @@ def logcumsumexp(x, dim):
     of logaddexp (-inf stays -inf). Floats only."""
     if not is_float(_dtype(x)):
         _fail(f"logcumsumexp: needs a floating-point value, got {_dtype(x)}")
+    dim = _dim("logcumsumexp", dim, _ndim(x))
     if _ndim(x) == 0:
-        _axis(dim, 0, "logcumsumexp: dim")
         return F._unchanged(x)
-    dim = _axis(dim, _ndim(x), "logcumsumexp: dim")
     n = _concrete(_shape(x)[dim], "logcumsumexp")
     out, step = x, 1
     while step < n:
@@ -397,10 +417,8 @@ def _picked(name, x, dim, keepdim, position):
 
 
 def _dim_arg(name, x, dim):
-    if _ndim(x) == 0:
-        _axis(dim, 0, f"{name}: dim")
-        return None
-    return _axis(dim, _ndim(x), f"{name}: dim")
+    dim = _dim(name, dim, _ndim(x))
+    return dim if _ndim(x) else None
 
 
 def kthvalue(x, k, dim=-1, keepdim=False):
