@@ -111,6 +111,22 @@ def test_searchsorted_of_nd_rows_is_torchs_batched_search_and_sorter_is_numpys()
         _same(_compiled(fn, a, sorter, v), [want])
 
 
+def test_searchsorted_of_nd_rows_with_no_elements_or_no_values():
+    """Review r5: an N-d search (torch's, and any vmapped one) of empty sorted rows or of
+    rows of no values was numpy's 'cannot reshape array of size 0' from inside."""
+    cases = [(np.zeros((2, 0)), np.ones((2, 3))), (np.ones((2, 3)), np.zeros((2, 0))),
+             (np.zeros((2, 3, 0)), np.ones((2, 3, 1)))]
+    for a, v in cases:
+        want = torch.searchsorted(torch.tensor(a), torch.tensor(v)).numpy()
+        fn = lambda a, v: gc.searchsorted(a, v)  # noqa: E731
+        _same(_eager(fn, a, v), [want])
+        _same(_compiled(fn, a, v), [want])
+    _same(_vmapped(lambda a: gc.searchsorted(a, np.array([1.0, 2.0])), np.zeros((3, 0))),
+          [np.zeros((3, 2), np.int64)])
+    _same(_vmapped(lambda v: gc.searchsorted(np.array([1.0, 2.0]), v, "right"), np.ones((3, 0))),
+          [np.zeros((3, 0), np.int64)])
+
+
 def test_a_python_number_meets_a_as_a_weak_scalar():
     """0.1 against a float32 a is float32's 0.1 (equal to a's element: after it on the right),
     as jnp's weak scalar; against an int a, 2.5 is not truncated to 2."""

@@ -84,7 +84,9 @@ def _searchsorted(a, v, right=False):
     side = "right" if right else "left"
     if a.ndim == 1:
         return np.searchsorted(a, v, side).astype(np.int64)
-    rows_a, rows_v = a.reshape(-1, a.shape[-1]), v.reshape(-1, v.shape[-1])
+    # (the row count spelt out: reshape(-1, 0) of an empty row is ambiguous)
+    rows = math.prod(a.shape[:-1])
+    rows_a, rows_v = a.reshape(rows, a.shape[-1]), v.reshape(rows, v.shape[-1])
     out = np.empty(rows_v.shape, np.int64)
     for i in range(len(rows_a)):
         out[i] = np.searchsorted(rows_a[i], rows_v[i], side)
