@@ -720,7 +720,13 @@ def geometric(key, p, shape=None, dtype="int64"):
     p = _in(p, "float64")
     # (p = 1: log(1 - p) = -inf, and every draw 1)
     log_q = F.log1p(F.neg(p)) if hasattr(p, "shape") else -math.inf if p == 1 else math.log1p(-p)
-    return F.cast(F.floor(F.log(u) / log_q) + 1.0, dtype)
+    trials = F.floor(F.log(u) / log_q) + 1.0
+    # a count past the dtype's range (p = 1e-9 in int32, 1e-20 in int64) is its largest
+    # value, as JAX's float-to-int conversion saturates; numpy's cast wrapped it negative
+    top = np.iinfo(dtype).max
+    below = float(np.nextafter(np.float64(top), 0.0))  # (int64's max rounds up to 2**63)
+    return F.where(F.greater_equal(trials, float(top)), F.cast(top, dtype),
+                   F.cast(F.minimum(trials, below), dtype))
 
 
 def multivariate_normal(key, mean, cov, shape=None, dtype="float32", method="cholesky"):

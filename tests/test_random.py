@@ -781,3 +781,35 @@ def test_more_distributions_under_a_symbolic_dimension_draw_the_bound_shapes_dra
     for rows in (2, 5):
         x = np.arange(rows * 3, dtype=np.float32).reshape(rows, 3)
         np.testing.assert_array_equal(arr(f(x, KEY)), arr(draw(x, KEY)))
+
+
+def test_counts_past_the_integer_dtype_saturate_as_jax():
+    """Review r7: geometric(p=1e-9) in int32 and poisson(lam=3e9) in int32 wrapped through
+    numpy's cast to negative counts (INT_MIN); JAX's float-to-int conversion saturates, so a
+    count past the dtype's range is its largest value, eager and compiled."""
+    for dtype in ("int32", "int64"):
+        top = np.iinfo(dtype).max
+        p = 1e-9 if dtype == "int32" else 1e-20
+        g = arr(gc.random.geometric(KEY, p, (2000,), dtype))
+        assert g.min() >= 1 and (g == top).any(), dtype
+        traced = arr(gc.compile(lambda p: gc.random.geometric(KEY, p, (50,), dtype))(
+            np.float64(p)))
+        np.testing.assert_array_equal(traced, arr(gc.random.geometric(KEY, p, (50,), dtype)))
+    np.testing.assert_array_equal(arr(gc.random.poisson(KEY, 3e9, (4,), "int32")),
+                                  np.iinfo(np.int32).max)
+    np.testing.assert_array_equal(arr(gc.compile(lambda lam: gc.random.poisson(
+        KEY, lam, (4,), "int32"))(np.float64(1e12))), np.iinfo(np.int32).max)
+
+
+def test_eigh_takes_a_semidefinite_cov_whose_zero_eigenvalues_round_below_zero():
+    """Review r7: a rank-2 5x5 cov B B^T has eigenvalues of about -1e-16 from eigh, so
+    method='eigh' (documented to take semidefinite covs) refused 197 of 200 of them as 'not
+    positive semidefinite'; rounding errors within n eps |w|max are zero eigenvalues now."""
+    for seed in range(20):
+        b = np.random.default_rng(seed).normal(size=(5, 2))
+        for dtype in ("float64", "float32"):
+            cov = (b @ b.T).astype(dtype)
+            x = arr(gc.random.multivariate_normal(KEY, np.zeros(5, dtype), cov, (4000,), dtype,
+                                                  method="eigh"))
+            assert np.isfinite(x).all()
+            np.testing.assert_allclose(np.cov(x.T), cov, atol=0.15 * np.abs(cov).max())

@@ -307,6 +307,9 @@ def _random_poisson(key, lam, shape, dtype):
         rate = lam[index]
         valid = rate >= 0  # as JAX's: -1 where lam is negative or NaN
         counts = generator.poisson(np.broadcast_to(np.where(valid, rate, 0.0), tuple(shape)))
+        # a count past the dtype's range (lam 3e9 in int32) is its largest value, as JAX's
+        # float-to-int conversion saturates; numpy's cast into `out` wrapped it negative
+        counts = np.minimum(counts, np.iinfo(dtype).max)
         return np.where(valid, counts, -1)
     return _per_key(key, shape, dtype, draw, _POISSON, *shape)
 
@@ -399,6 +402,10 @@ def _cov_factor(cov, kind):
     cov = np.asarray(cov)
     if kind == "eigh":
         w, u = np.linalg.eigh(cov)
+        # a semidefinite cov's zero eigenvalues come out of eigh as +-n eps |w|max: those
+        # rounding errors are 0, not a refusal (or NaN) of a valid singular cov
+        tol = cov.shape[-1] * np.finfo(w.dtype).eps * np.abs(w).max(-1, keepdims=True)
+        w = np.where((w < 0) & (w >= -tol), 0.0, w).astype(w.dtype)
         with np.errstate(invalid="ignore"):
             return (u * np.sqrt(w)[..., None, :]).astype(cov.dtype)
     if kind == "svd":
