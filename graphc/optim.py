@@ -900,6 +900,11 @@ class Optimizer:
     flag_settings: tuple = ("maximize",)
     # the dtype of the state's count that init makes (optax's rules: int32, as optax's)
     count_dtype: str = "int64"
+    # slots a setting adds (SGD's momentum buffer, amsgrad's v_max, centered's mean_g): set
+    # off mid-run on a bound optimiser, the slot stays in its state unused and serves again
+    # when the setting comes back, as torch's state keeps a momentum buffer while the
+    # momentum is 0 (BoundOptimizer._state_for_settings)
+    optional_slots: tuple = ()
     # _update_leaf returns the update to add to the parameter (optax's contract, the rules
     # behind gc.optim.adam and the other lowercase names), not the new parameter
     gives_updates: bool = False
@@ -1400,6 +1405,7 @@ class SGD(Optimizer):
 
     hyperparameters = ("weight_decay", "momentum", "dampening")
     flag_settings = ("maximize", "nesterov")
+    optional_slots = ("momentum",)  # ("started", a mark, follows the buffer's count)
     # graphc's earlier SGD(lr, 0.9, True) gave nesterov third
     _moved_positional = {"dampening": (lambda v: not isinstance(v, (bool, np.bool_)),
                                        "must be a number", "nesterov")}
@@ -1575,6 +1581,7 @@ class Adam(Optimizer):
         self.amsgrad = amsgrad
 
     non_negative_slots = ("v", "v_max")
+    optional_slots = ("v_max",)
 
     @property
     def slots(self):  # read at each update, as SGD's: amsgrad set since init adds a slot
@@ -1636,6 +1643,7 @@ class RMSprop(Optimizer):
         self.centered = centered  # (checked as a flag, __setattr__)
 
     non_negative_slots = ("v",)
+    optional_slots = ("mean_g", "momentum")
 
     @property
     def slots(self):  # read at each update, as SGD's
@@ -1950,6 +1958,7 @@ class BoundOptimizer:
         # a dampening set from or to 0 since (SGD's "started"): step()'s groups of parameters
         # of different counts read the state's slots by name
         updates = self.updates
+        aside = self._state_for_settings(params)
         self.state = self.optimizer.follow_marks(self.state, updates)
         counts = {updates[n] for n, g in grads.items() if g is not None}
         for n, g in grads.items():
@@ -1958,10 +1967,10 @@ class BoundOptimizer:
         if len(counts) <= 1:  # one count for every parameter updated: one update
             with no_grad():
                 new, state = self.optimizer.update(
-                    grads, {**self.state, "count": np.asarray(min(counts, default=0),
-                                                              np.int64)},
+                    grads, {**{s: v for s, v in self.state.items() if s not in aside},
+                            "count": np.asarray(min(counts, default=0), np.int64)},
                     params, step=self.state["count"])
-            self.state = {**state, "count": self.state["count"] + 1}
+            self.state = {**aside, **state, "count": self.state["count"] + 1}
             self._assign(new)
             return
         # Parameters that began receiving gradients at different steps (a frozen one thawed,
@@ -1995,6 +2004,25 @@ class BoundOptimizer:
                 self.state[slot].update(state[slot])
             self._assign(new)
         self.state["count"] = self.state["count"] + 1
+
+    def _state_for_settings(self, params) -> dict:
+        """Make self.state hold the slots the optimiser's settings keep now, and return those
+        it holds aside. A slot a setting set since adds (SGD's or RMSprop's momentum from 0,
+        amsgrad, centered) starts as init makes it (SGD's buffer not started), as torch starts
+        a momentum buffer at the first step under a momentum (step() failed on it: a KeyError,
+        or the update's line asking for a new state); one of `optional_slots` the settings no
+        longer keep stays in the state, unused by the update, as torch's state keeps a
+        momentum buffer while the momentum is 0 (or v_max after amsgrad=False), and serves
+        again when the setting comes back."""
+        optimizer = self.optimizer
+        missing = [s for s in optimizer.slots if s not in self.state
+                   and s not in optimizer.marks]
+        if missing:  # (a buffer made now has not started: its mark too, not from the count)
+            fresh = optimizer.init(params)
+            self.state = {**self.state, **{s: fresh[s] for s in optimizer.slots
+                                           if s not in self.state}}
+        return {s: v for s, v in self.state.items()
+                if s in optimizer.optional_slots and s not in optimizer.slots}
 
     @property
     def updates(self) -> dict:
@@ -2063,8 +2091,13 @@ class BoundOptimizer:
             if name != "lr":  # (no slot follows it; under a plateau it would set the plateau's)
                 setattr(view, name, value)
         expected, marks = {"count", *view.slots}, set(view.marks)
+        # a slot a setting adds, saved where the saved settings leave it out (a momentum
+        # buffer saved at momentum 0: step() keeps it aside, _state_for_settings): loaded,
+        # aside as well
+        aside = (set(state) - expected - marks) & set(view.optional_slots) \
+            if isinstance(state, dict) else set()
         # (a mark the optimiser keeps may be missing, one it does not keep left out below)
-        if not isinstance(state, dict) or set(state) - marks != expected - marks:
+        if not isinstance(state, dict) or set(state) - marks - aside != expected - marks:
             got = sorted(state) if isinstance(state, dict) else type(state).__name__
             raise GraphcError(f"load_state_dict: the state has {got}, "
                               f"{type(self.optimizer).__name__} keeps {sorted(expected)}",
@@ -2085,9 +2118,13 @@ class BoundOptimizer:
             own_state = {**view.init({n: p.data for n, p in self.parameters.items()}),
                          **own_state}
         own_state = view.follow_marks(own_state, self.updates)
+        for slot in aside - set(own_state):  # (each like its parameter, as init makes it)
+            own_state = {**own_state, slot: {
+                n: np.zeros_like(p.data, dtype=view._slot_dtype(slot, p.data.dtype))
+                for n, p in self.parameters.items()}}
         cast = {}  # (slot, name) -> a saved float slot in the parameter's float dtype
-        for slot in view.slots:  # checked now: step() failed on them, or deep
-            # inside ("'list' object has no attribute 'get'")
+        for slot in (*view.slots, *sorted(aside)):  # checked now: step() failed on them, or
+            # deep inside ("'list' object has no attribute 'get'")
             if not isinstance(state[slot], dict):
                 raise GraphcError(f"load_state_dict: the state's {slot} must be a dict "
                                   f"parameter name -> array, got "

@@ -1184,6 +1184,59 @@ def test_load_state_dict_of_a_state_saved_without_flags_keeps_the_optimisers(cas
     np.testing.assert_allclose(w.data, t.detach().numpy(), rtol=0, atol=1e-14)
 
 
+SLOT_SETTING_CASES = {  # optimiser, its keywords, then (step, setting, value) changes
+    "SGD-momentum-on-off-on": ("SGD", dict(lr=0.1, dampening=0.3),
+                               [(2, "momentum", 0.9), (5, "momentum", 0.0),
+                                (8, "momentum", 0.5)]),
+    "SGD-nesterov-momentum-off-on": ("SGD", dict(lr=0.1, momentum=0.9, nesterov=True),
+                                     [(3, "nesterov", False), (3, "momentum", 0.0),
+                                      (6, "momentum", 0.9), (6, "nesterov", True)]),
+    "Adam-amsgrad-off-on": ("Adam", dict(lr=0.1, amsgrad=True),
+                            [(3, "amsgrad", False), (7, "amsgrad", True)]),
+    "RMSprop-centered-momentum-off-on": ("RMSprop", dict(lr=0.01, momentum=0.9, centered=True),
+                                         [(2, "centered", False), (4, "momentum", 0.0),
+                                          (7, "centered", True), (8, "momentum", 0.9)]),
+}
+
+
+@pytest.mark.parametrize("saved", [False, True])
+@pytest.mark.parametrize("case", SLOT_SETTING_CASES)
+def test_a_setting_that_adds_or_drops_a_slot_mid_run_goes_on_as_torch(case, saved):
+    """torch starts SGD's momentum buffer at the first step under a momentum set from 0, and
+    keeps a buffer (amsgrad's max_exp_avg_sq, centered's grad_avg) unused while its setting
+    is off, using it again when it comes back. A bound graphc optimiser refused the step
+    ("the state has ['count'], expected ['count', 'momentum']"), or, with a parameter without
+    a gradient, failed with a KeyError: 'momentum'; a state_dict() saved while a slot was
+    unused was refused by load_state_dict. Now the same values as torch's (float64), the
+    state saved and loaded between every step where `saved`."""
+    name, settings, changes = SLOT_SETTING_CASES[case]
+    rng = np.random.default_rng(0)
+    shapes = {"a": (3,), "b": (2, 2)}
+    start = {k: rng.normal(size=s) for k, s in shapes.items()}
+    ts = {k: torch.tensor(v.copy(), requires_grad=True) for k, v in start.items()}
+    theirs = getattr(torch.optim, name)(list(ts.values()), **settings)
+    ps = {k: gc.nn.Parameter(v.copy()) for k, v in start.items()}
+    bound = getattr(optim, name)(**settings).bind(ps)
+    for i in range(10):
+        for at, setting, value in changes:
+            if at == i:
+                theirs.param_groups[0][setting] = value
+                bound.param_groups[0][setting] = value
+        for k, s in shapes.items():  # b without a gradient at every third step
+            g = None if k == "b" and i % 3 == 1 else rng.normal(size=s)
+            ts[k].grad = None if g is None else torch.tensor(g)
+            ps[k].grad = g
+        theirs.step()
+        bound.step()
+        if saved:
+            state = bound.state_dict()
+            bound = getattr(optim, name)(**settings).bind(ps)
+            bound.load_state_dict(state)
+        for k in shapes:
+            np.testing.assert_allclose(ps[k].data, ts[k].detach().numpy(), rtol=0,
+                                       atol=1e-14, err_msg=f"{k} after step {i}")
+
+
 def test_load_state_dict_refuses_a_flag_that_is_not_a_bool_before_anything_changes():
     bound = optim.SGD(lr=0.1, momentum=0.9).bind({"w": gc.nn.Parameter(np.zeros(3))})
     saved = bound.state_dict()
