@@ -908,6 +908,9 @@ class Optimizer:
     # _update_leaf returns the update to add to the parameter (optax's contract, the rules
     # behind gc.optim.adam and the other lowercase names), not the new parameter
     gives_updates: bool = False
+    # torch's names of settings kept under graphc's own, each a property of the class that
+    # reads and writes through (param_groups' keys, _settings_of)
+    torch_names: tuple = ()
     # settings whose position changed to torch's, each with a check of its value and the
     # keyword-only setting graphc's earlier order had in its place: given there by position
     # and failing the check, the one line says where the argument went (given by name, the
@@ -1684,9 +1687,27 @@ class Adagrad(Optimizer):
                  decay_mask=None, clip_norm=None, maximize: bool = False):
         super().__init__(lr, weight_decay, decay_mask, clip_norm, maximize=maximize)
         self.lr_decay = lr_decay
-        what = "Adagrad: initial_accumulator_value"
-        self.initial = _non_negative(what, _not_a_bool(what, initial_accumulator_value))
+        self.initial = initial_accumulator_value  # (checked, checked_setting)
         self.eps = eps
+
+    torch_names = ("initial_accumulator_value",)
+
+    @property
+    def initial_accumulator_value(self) -> float:
+        """torch's name of `initial` (its constructor's and param_groups' key)."""
+        return self.initial
+
+    @initial_accumulator_value.setter
+    def initial_accumulator_value(self, value):
+        self.initial = value
+
+    def checked_setting(self, name, value):
+        # the accumulator's start, read by init: a negative one (set after the constructor
+        # checked it) gave NaN updates from the first step
+        if name == "initial":
+            what = f"{type(self).__name__}: initial_accumulator_value"
+            return _non_negative(what, _not_a_bool(what, value))
+        return super().checked_setting(name, value)
 
     def init(self, params) -> dict:
         return _filled_slot(super().init(params), "sum", self.initial, params)
@@ -1752,8 +1773,19 @@ class NAdam(Optimizer):
         self.betas = betas
         self.eps = eps
         self.momentum_decay = momentum_decay
-        self.decoupled = _flag("NAdam: decoupled_weight_decay",
-                               decoupled_weight_decay)
+        self.decoupled_weight_decay = decoupled_weight_decay
+
+    torch_names = ("decoupled_weight_decay",)
+
+    @property
+    def decoupled_weight_decay(self) -> bool:
+        """torch's name of the flag `decoupled` (its constructor's and param_groups' key:
+        `group["decoupled_weight_decay"] = True` as torch's)."""
+        return self.decoupled
+
+    @decoupled_weight_decay.setter
+    def decoupled_weight_decay(self, value):
+        self.decoupled = _flag(f"{type(self).__name__}: decoupled_weight_decay", value)
 
     def init(self, params) -> dict:
         state = super().init(params)
@@ -1835,6 +1867,9 @@ def _settings_of(optimizer) -> list:
     """The names of an optimiser's settings, as torch's param_groups' keys: lr, the numbers
     and flags it keeps (momentum, nesterov, weight_decay, ...), betas where it has them."""
     names = [name for name in vars(optimizer) if not name.startswith("_")]
+    # torch's names of settings graphc's names otherwise (NAdam's decoupled_weight_decay,
+    # Adagrad's initial_accumulator_value): properties reading and writing through
+    names += list(getattr(optimizer, "torch_names", ()))
     return names + ["betas"] if "beta1" in optimizer.hyperparameters else names
 
 

@@ -1237,6 +1237,43 @@ def test_a_setting_that_adds_or_drops_a_slot_mid_run_goes_on_as_torch(case, save
                                        atol=1e-14, err_msg=f"{k} after step {i}")
 
 
+def test_param_groups_take_torchs_names_of_nadams_and_adagrads_settings(torch_float64_default):
+    """torch's param_groups say decoupled_weight_decay (NAdam) and initial_accumulator_value
+    (Adagrad), graphc's optimisers decoupled and initial: `group["decoupled_weight_decay"] =
+    True` mid-run was refused ("NAdam has no setting 'decoupled_weight_decay'"), reading
+    either was a KeyError, and `opt.initial = -1.0` was taken unchecked (NaN updates). Now
+    torch's names read and write through, and NAdam's run follows torch's (float64)."""
+    rng = np.random.default_rng(1)
+    start = rng.normal(size=4)
+    t = torch.tensor(start.copy(), requires_grad=True)
+    theirs = torch.optim.NAdam([t], lr=0.05, weight_decay=0.1)
+    ps = {"w": gc.nn.Parameter(start.copy())}
+    bound = optim.NAdam(lr=0.05, weight_decay=0.1).bind(ps)
+    for i in range(8):
+        if i in (3, 6):
+            for group in (theirs.param_groups[0], bound.param_groups[0]):
+                group["decoupled_weight_decay"] = not group["decoupled_weight_decay"]
+            assert bound.optimizer.decoupled is (i == 3)
+        g = rng.normal(size=4)
+        t.grad, ps["w"].grad = torch.tensor(g), g
+        theirs.step()
+        bound.step()
+    np.testing.assert_allclose(ps["w"].data, t.detach().numpy(), rtol=0, atol=1e-14)
+    assert set(theirs.param_groups[0]) - {"foreach", "capturable", "differentiable",
+                                          "fused"} <= set(bound.param_groups[0])
+
+    adagrad = optim.Adagrad(lr=0.1, initial_accumulator_value=0.25)
+    bound = adagrad.bind({"w": gc.nn.Parameter(np.zeros(2))})
+    assert bound.param_groups[0]["initial_accumulator_value"] == 0.25
+    assert set(torch.optim.Adagrad([torch.zeros(2, requires_grad=True)]).param_groups[0]) - {
+        "foreach", "differentiable", "fused"} <= set(bound.param_groups[0])
+    with pytest.raises(gc.GraphcError, match="^Adagrad: initial_accumulator_value must be a "
+                                             "finite number >= 0, got -1.0"):
+        adagrad.initial = -1.0
+    adagrad.initial_accumulator_value = 0.5
+    np.testing.assert_array_equal(adagrad.init({"w": np.zeros(2)})["sum"]["w"], [0.5, 0.5])
+
+
 def test_load_state_dict_refuses_a_flag_that_is_not_a_bool_before_anything_changes():
     bound = optim.SGD(lr=0.1, momentum=0.9).bind({"w": gc.nn.Parameter(np.zeros(3))})
     saved = bound.state_dict()
