@@ -1919,34 +1919,7 @@ class BoundOptimizer:
     _OWN = frozenset(("optimizer", "parameters", "state", "behind", "_dtypes"))
 
     def __init__(self, optimizer: Optimizer, parameters):
-        from .nn import Module
-        if isinstance(parameters, Compiled):  # gc.compile(model): its Module's, as torch's
-            parameters = parameters._module("bind")  # (a model's `module` is its own)
-        if isinstance(parameters, Module):
-            named = dict(parameters.named_parameters())
-        elif isinstance(parameters, dict):  # an entry of None is an empty subtree: skipped
-            named = {n: p for n, p in parameters.items() if p is not None}
-        else:
-            named = {str(i): p for i, p in enumerate(parameters) if p is not None}
-        if not named:  # as torch's "optimizer got an empty parameter list"
-            raise GraphcError("bind: no parameters to optimise (an empty list, dict or "
-                              "Module)", (user_location(),))
-        seen = {}
-        for name, p in named.items():
-            if id(p) in seen:  # torch warns and updates it twice; one state per tensor here
-                raise GraphcError(f"bind: {seen[id(p)]} and {name} are the same tensor; list "
-                                  "each parameter once", (user_location(),))
-            seen[id(p)] = name
-        for name, p in named.items():
-            # a frozen one (requires_grad False) is taken, as torch.optim takes it: it has no
-            # gradient, so step() leaves it alone until it is unfrozen
-            if not isinstance(p, Tensor):
-                raise GraphcError(f"bind: {name} is {a_type(p)}, not a tensor "
-                                  "(gc.tensor(..., requires_grad=True) or a Parameter)",
-                                  (user_location(),))
-        if isinstance(optimizer, Optimizer):  # (update's refusal, before any step)
-            for name, p in named.items():
-                optimizer._refuse_non_float("bind", name, p.data)
+        named = _named_tensors(optimizer, parameters, "bind")
         self.optimizer, self.parameters = optimizer, named
         self.state = optimizer.init({n: p.data for n, p in named.items()})
         # state["count"] counts step() calls, the step the learning-rate schedule is at
@@ -2221,6 +2194,60 @@ class BoundOptimizer:
                               f"(its settings: {', '.join(_settings_of(self.optimizer))})",
                               (user_location(),))
 
+    def add_param_group(self, param_group: dict) -> None:
+        """torch's: more parameters to optimise, `{"params": ...}` (a Module, a dict name ->
+        Parameter, a list or any iterable of them). graphc's bound optimiser is one group: the
+        group's other settings must be the optimiser's own (a group with another lr, say, is
+        one line: bind another optimiser to those parameters). Each new parameter starts at
+        its own first update, as torch's (its state as init makes it); one from a list or an
+        iterable is named by the next free number, as torch's state_dict numbers them."""
+        if not isinstance(param_group, dict) or "params" not in param_group:
+            raise GraphcError(f"add_param_group: expected a dict with 'params', got "
+                              f"{a_type(param_group)}", (user_location(),))
+        settings = _settings_of(self.optimizer)
+        for key, value in param_group.items():
+            if key == "params":
+                continue
+            if key not in settings:
+                raise GraphcError(f"add_param_group: {type(self.optimizer).__name__} has no "
+                                  f"setting {key!r} (its settings: {', '.join(settings)})",
+                                  (user_location(),))
+            if not _same_setting(value, getattr(self, key)):
+                raise GraphcError(f"add_param_group: the group's {key} is {value!r}, the "
+                                  f"optimizer's {getattr(self, key)!r}; a bound optimizer "
+                                  "is one param group: bind another optimizer to these "
+                                  "parameters", (user_location(),))
+        params = param_group["params"]
+        first = len(self.parameters)  # (a list's: numbered on from the bound ones)
+        if not isinstance(params, dict) and not _is_module(params):
+            taken, numbered = set(self.parameters), {}
+            for p in params:
+                while str(first) in taken:
+                    first += 1
+                numbered[str(first)] = p
+                first += 1
+            params = numbered
+        new = _named_tensors(self.optimizer, params, "add_param_group")
+        held = {id(p): n for n, p in self.parameters.items()}
+        for name, p in new.items():
+            if id(p) in held:  # as torch's "some parameters appear in more than one group"
+                raise GraphcError(f"add_param_group: the group's parameter {name} is this "
+                                  f"optimizer's {held[id(p)]} already", (user_location(),))
+            if name in self.parameters:
+                raise GraphcError(f"add_param_group: this optimizer has a parameter named "
+                                  f"{name!r} already (give the group as a dict of other "
+                                  "names)", (user_location(),))
+        fresh = self.optimizer.init({n: p.data for n, p in new.items()})
+        for slot, values in self.state.items():
+            if slot == "count":
+                continue
+            for n, p in new.items():  # (a slot held aside has no init: zeros like init's)
+                values[n] = fresh[slot][n] if slot in fresh else np.zeros_like(
+                    p.data, dtype=self.optimizer._slot_dtype(slot, p.data.dtype))
+        count = int(self.state["count"])
+        for n, p in new.items():  # (no update made yet: behind by every step so far)
+            self.parameters[n], self.behind[n], self._dtypes[n] = p, count, p.data.dtype
+
     @property
     def param_groups(self) -> list:
         """torch's: one group, whose settings are the optimiser's (see _ParamGroup)."""
@@ -2246,6 +2273,47 @@ class BoundOptimizer:
 
 
 # ---- helpers --------------------------------------------------------------------------------
+def _is_module(value) -> bool:
+    from .nn import Module
+    return isinstance(value, (Module, Compiled))
+
+
+def _named_tensors(optimizer, parameters, where) -> dict:
+    """{name: tensor} of bind()'s (add_param_group's) parameters: a Module's (a compiled
+    one's) named parameters, a dict's entries (None: an empty subtree, skipped) or a list's,
+    numbered; none, one listed twice, one that is not a tensor, or one that is not
+    floating-point is one line."""
+    from .nn import Module
+    if isinstance(parameters, Compiled):  # gc.compile(model): its Module's, as torch's
+        parameters = parameters._module(where)  # (a model's `module` is its own)
+    if isinstance(parameters, Module):
+        named = dict(parameters.named_parameters())
+    elif isinstance(parameters, dict):  # an entry of None is an empty subtree: skipped
+        named = {n: p for n, p in parameters.items() if p is not None}
+    else:
+        named = {str(i): p for i, p in enumerate(parameters) if p is not None}
+    if not named:  # as torch's "optimizer got an empty parameter list"
+        raise GraphcError(f"{where}: no parameters to optimise (an empty list, dict or "
+                          "Module)", (user_location(),))
+    seen = {}
+    for name, p in named.items():
+        if id(p) in seen:  # torch warns and updates it twice; one state per tensor here
+            raise GraphcError(f"{where}: {seen[id(p)]} and {name} are the same tensor; list "
+                              "each parameter once", (user_location(),))
+        seen[id(p)] = name
+    for name, p in named.items():
+        # a frozen one (requires_grad False) is taken, as torch.optim takes it: it has no
+        # gradient, so step() leaves it alone until it is unfrozen
+        if not isinstance(p, Tensor):
+            raise GraphcError(f"{where}: {name} is {a_type(p)}, not a tensor "
+                              "(gc.tensor(..., requires_grad=True) or a Parameter)",
+                              (user_location(),))
+    if isinstance(optimizer, Optimizer):  # (update's refusal, before any step)
+        for name, p in named.items():
+            optimizer._refuse_non_float(where, name, p.data)
+    return named
+
+
 def _grad_array(name, p):
     """Parameter `p`'s .grad as an array of its dtype: one line naming it where the gradient
     is not floating-point (numpy cast a complex one to real with only a warning, dropping its

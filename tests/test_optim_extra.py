@@ -1274,6 +1274,50 @@ def test_param_groups_take_torchs_names_of_nadams_and_adagrads_settings(torch_fl
     np.testing.assert_array_equal(adagrad.init({"w": np.zeros(2)})["sum"]["w"], [0.5, 0.5])
 
 
+@pytest.mark.parametrize("name, settings", [("Adam", dict(lr=0.1, amsgrad=True)),
+                                             ("SGD", dict(lr=0.1, momentum=0.9, dampening=0.2)),
+                                             ("NAdam", dict(lr=0.05)),
+                                             ("RMSprop", dict(lr=0.01, centered=True))])
+def test_add_param_group_adds_parameters_as_torch(name, settings, torch_float64_default):
+    """torch's opt.add_param_group({"params": ...}) (a layer added for fine-tuning) was an
+    AttributeError on a bound optimizer. Now the parameters join its one group, each from
+    its own first update as torch's: the same values (float64), through a state_dict()
+    round trip too; a group with another setting is one line."""
+    rng = np.random.default_rng(0)
+    a0, b0 = rng.normal(size=3), rng.normal(size=(2, 2))
+    ta, tb = (torch.tensor(v.copy(), requires_grad=True) for v in (a0, b0))
+    theirs = getattr(torch.optim, name)([ta], **settings)
+    layer = gc.nn.Linear(2, 2)
+    layer.weight.data = b0.copy()
+    ga = gc.nn.Parameter(a0.copy())
+    bound = getattr(optim, name)(**settings).bind([ga])
+    for i in range(8):
+        if i == 3:
+            theirs.add_param_group({"params": [tb]})
+            bound.add_param_group({"params": [layer.weight], "lr": settings["lr"]})
+            assert list(bound.parameters) == ["0", "1"]
+        g = rng.normal(size=3)
+        ta.grad, ga.grad = torch.tensor(g), g.copy()
+        if i >= 3:
+            g = rng.normal(size=(2, 2))
+            tb.grad, layer.weight.grad = torch.tensor(g), g.copy()
+        theirs.step()
+        bound.step()
+        if i == 5:
+            saved = bound.state_dict()
+            bound = getattr(optim, name)(**settings).bind([ga, layer.weight])
+            bound.load_state_dict(saved)
+    np.testing.assert_allclose(ga.data, ta.detach().numpy(), rtol=0, atol=1e-14)
+    np.testing.assert_allclose(layer.weight.data, tb.detach().numpy(), rtol=0, atol=1e-14)
+    with pytest.raises(gc.GraphcError, match=r"^add_param_group: the group's lr is 0.5, the "
+                                             r"optimizer's .*bind another optimizer"):
+        bound.add_param_group({"params": [layer.bias], "lr": 0.5})
+    with pytest.raises(gc.GraphcError, match=r"^add_param_group: the group's parameter 2 "
+                                             r"is this optimizer's 1 already"):
+        bound.add_param_group({"params": [layer.weight]})
+    assert list(bound.parameters) == ["0", "1"]
+
+
 def test_load_state_dict_refuses_a_flag_that_is_not_a_bool_before_anything_changes():
     bound = optim.SGD(lr=0.1, momentum=0.9).bind({"w": gc.nn.Parameter(np.zeros(3))})
     saved = bound.state_dict()
