@@ -1058,7 +1058,9 @@ class Optimizer:
 
     def update(self, grads, state, params, step=None, lr=None, settings=None):
         """-> (new params, new state). A leaf whose gradient is None (a None in `grads` may
-        stand for a whole subtree of `params`) is left as it is, its state too. `step`: the
+        stand for a whole subtree of `params`) is left as it is, its slots too; the state's
+        count is one for every leaf, as optax's, so the leaf's later bias corrections count
+        the updates it missed (bind() keeps a count per parameter, as torch's). `step`: the
         step count the learning-rate schedule is evaluated at where it is not the state's
         count of updates made (mixed-precision training that skipped overflowed steps: as
         PyTorch, the scheduler steps every iteration and Adam's bias corrections count the

@@ -1318,6 +1318,31 @@ def test_add_param_group_adds_parameters_as_torch(name, settings, torch_float64_
     assert list(bound.parameters) == ["0", "1"]
 
 
+def test_the_functional_count_is_shared_where_bind_keeps_one_per_parameter():
+    """The functional update keeps one count (optax's): a parameter without a gradient at the
+    first step has its first Adam update bias-corrected as the second (t = 2), where bind()
+    corrects it as its own first, as torch's (the README's documented difference)."""
+    lr, b1, b2, eps = 0.1, 0.9, 0.999, 1e-8
+    params = {"a": np.ones(2), "b": np.full(2, 2.0)}
+    h = np.array([0.5, -3.0])
+    opt = optim.Adam(lr=lr, betas=(b1, b2), eps=eps)
+    state = opt.init(params)
+    params, state = opt.update({"a": np.ones(2), "b": None}, state, params)
+    params, state = opt.update({"a": np.ones(2), "b": h}, state, params)
+
+    def first_update(t):  # b's first update, bias-corrected as update t
+        m, v = (1 - b1) * h, (1 - b2) * h * h
+        return 2.0 - lr / (1 - b1 ** t) * m / (np.sqrt(v) / np.sqrt(1 - b2 ** t) + eps)
+    np.testing.assert_allclose(params["b"], first_update(2), rtol=1e-15)
+    ps = {k: gc.nn.Parameter(v) for k, v in {"a": np.ones(2), "b": np.full(2, 2.0)}.items()}
+    bound = optim.Adam(lr=lr, betas=(b1, b2), eps=eps).bind(ps)
+    for gb in (None, h):
+        ps["a"].grad, ps["b"].grad = np.ones(2), gb
+        bound.step()
+    np.testing.assert_allclose(ps["b"].data, first_update(1), rtol=1e-15)
+    assert abs(first_update(1) - first_update(2)).max() > 1e-3
+
+
 def test_load_state_dict_refuses_a_flag_that_is_not_a_bool_before_anything_changes():
     bound = optim.SGD(lr=0.1, momentum=0.9).bind({"w": gc.nn.Parameter(np.zeros(3))})
     saved = bound.state_dict()
