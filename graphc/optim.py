@@ -1561,13 +1561,30 @@ def _unless_momentum_off(off, old_buf, buf, plain, step):
     return F.where(off, old_buf, buf), F.where(off, plain, step)
 
 
-class Adam(Optimizer):
-    """torch.optim.Adam: weight decay is coupled (added to the gradient, L2). amsgrad, as
-    torch's: the step divides by the largest v so far (slot "v_max"), not by v."""
+class _DecoupledWeightDecay:
+    """torch's name of Adam's, AdamW's and NAdam's flag `decoupled` (their constructors' and
+    param_groups' key: `group["decoupled_weight_decay"] = True` as torch's), reading and
+    writing through."""
 
-    decoupled = False
+    torch_names = ("decoupled_weight_decay",)
+
+    @property
+    def decoupled_weight_decay(self) -> bool:
+        return self.decoupled
+
+    @decoupled_weight_decay.setter
+    def decoupled_weight_decay(self, value):
+        self.decoupled = _flag(f"{type(self).__name__}: decoupled_weight_decay", value)
+
+
+class Adam(_DecoupledWeightDecay, Optimizer):
+    """torch.optim.Adam: weight decay is coupled (added to the gradient, L2), or decoupled
+    (p *= 1 - lr * weight_decay, AdamW's) with decoupled_weight_decay=True, as torch's.
+    amsgrad, as torch's: the step divides by the largest v so far (slot "v_max"), not by v."""
+
+    decoupled = False  # (the class's default: AdamW's True)
     hyperparameters = ("weight_decay", "beta1", "beta2", "eps")
-    flag_settings = ("maximize", "amsgrad")
+    flag_settings = ("maximize", "amsgrad", "decoupled")
     # graphc's earlier order gave decay_mask fifth
     _moved_positional = {"amsgrad": (lambda v: isinstance(v, (bool, np.bool_)),
                                      "must be True or False", "decay_mask")}
@@ -1579,11 +1596,16 @@ class Adam(Optimizer):
     @_checks_moved_positional
     def __init__(self, lr=1e-3, betas=(0.9, 0.999), eps: float = 1e-8,
                  weight_decay: float = 0.0, amsgrad: bool = False, *, decay_mask=None,
-                 clip_norm=None, maximize: bool = False):
+                 clip_norm=None, maximize: bool = False,
+                 decoupled_weight_decay: bool | None = None):
         super().__init__(lr, weight_decay, decay_mask, clip_norm, maximize=maximize)
         self.betas = betas
         self.eps = eps
         self.amsgrad = amsgrad
+        # an attribute of each optimiser (a setting a compiled step guards, as amsgrad);
+        # None: the class's (False, AdamW's True, a subclass's own)
+        self.decoupled_weight_decay = type(self).decoupled if decoupled_weight_decay is None \
+            else decoupled_weight_decay
 
     non_negative_slots = ("v", "v_max")
     optional_slots = ("v_max",)
@@ -1626,6 +1648,7 @@ class AdamW(Adam):
                  weight_decay: float = 0.01, amsgrad: bool = False, *, decay_mask=None,
                  clip_norm=None, maximize: bool = False):
         # amsgrad by name: Adam's __init__ would read a positional one as given by position
+        # (no decoupled_weight_decay=, as torch's AdamW: its param_groups' flag may be set)
         super().__init__(lr, betas, eps, weight_decay, amsgrad=amsgrad,
                          decay_mask=decay_mask, clip_norm=clip_norm, maximize=maximize)
 
@@ -1750,7 +1773,7 @@ class Adamax(Optimizer):
         return p - scalars["step_size"] * (m / u), {"m": m, "exp_inf": u}
 
 
-class NAdam(Optimizer):
+class NAdam(_DecoupledWeightDecay, Optimizer):
     """torch.optim.NAdam: Adam with Nesterov momentum and torch's momentum schedule
     mu_t = beta1 (1 - 0.5 * 0.96^(t momentum_decay)). The product of the mu_t so far is
     state, as torch's: a 0-d array per parameter (slot "mu_product") in torch's default
@@ -1776,18 +1799,6 @@ class NAdam(Optimizer):
         self.eps = eps
         self.momentum_decay = momentum_decay
         self.decoupled_weight_decay = decoupled_weight_decay
-
-    torch_names = ("decoupled_weight_decay",)
-
-    @property
-    def decoupled_weight_decay(self) -> bool:
-        """torch's name of the flag `decoupled` (its constructor's and param_groups' key:
-        `group["decoupled_weight_decay"] = True` as torch's)."""
-        return self.decoupled
-
-    @decoupled_weight_decay.setter
-    def decoupled_weight_decay(self, value):
-        self.decoupled = _flag(f"{type(self).__name__}: decoupled_weight_decay", value)
 
     def init(self, params) -> dict:
         state = super().init(params)

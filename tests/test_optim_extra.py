@@ -1179,8 +1179,10 @@ def test_load_state_dict_of_a_state_saved_without_flags_keeps_the_optimisers(cas
         loaded_into = {**loaded_into, "amsgrad": True}
     grads = [np.random.default_rng(i).normal(size=3) for i in range(6)]
     bound, w, theirs, t = _saved_and_loaded(name, saved_with, loaded_into, grads, older=True)
+    default = getattr(optim, name)()  # (AdamW's decoupled is True)
     for flag in type(bound.optimizer).flag_settings:
-        assert getattr(bound.optimizer, flag) is loaded_into.get(flag, False), flag
+        assert getattr(bound.optimizer, flag) is loaded_into.get(flag, getattr(default, flag)), \
+            flag
     np.testing.assert_allclose(w.data, t.detach().numpy(), rtol=0, atol=1e-14)
 
 
@@ -1341,6 +1343,42 @@ def test_the_functional_count_is_shared_where_bind_keeps_one_per_parameter():
         bound.step()
     np.testing.assert_allclose(ps["b"].data, first_update(1), rtol=1e-15)
     assert abs(first_update(1) - first_update(2)).max() > 1e-3
+
+
+@pytest.mark.parametrize("name, settings, flips", [
+    ("Adam", dict(lr=0.05, weight_decay=0.1, decoupled_weight_decay=True), []),
+    ("Adam", dict(lr=0.05, weight_decay=0.1, amsgrad=True), [3, 6]),
+    ("AdamW", dict(lr=0.05, weight_decay=0.1), [2, 5])])
+def test_adams_decoupled_weight_decay_as_torch(name, settings, flips):
+    """torch's Adam(decoupled_weight_decay=True) (AdamW's update) was a TypeError, and
+    `group["decoupled_weight_decay"]` of Adam's or AdamW's a KeyError. Now the flag is
+    Adam's keyword and its and AdamW's param_groups key (flipped at `flips`, through a
+    state_dict round trip): torch's values in float64, bound and in a compiled gc.Trainer."""
+    rng = np.random.default_rng(2)
+    start = rng.normal(size=4)
+    grads = [rng.normal(size=4) for _ in range(8)]
+    t = torch.tensor(start.copy(), requires_grad=True)
+    theirs = getattr(torch.optim, name)([t], **settings)
+    ps = {"w": gc.nn.Parameter(start.copy())}
+    bound = getattr(optim, name)(**settings).bind(ps)
+    for i, g in enumerate(grads):
+        if i in flips:
+            for group in (theirs.param_groups[0], bound.param_groups[0]):
+                group["decoupled_weight_decay"] = not group["decoupled_weight_decay"]
+        t.grad, ps["w"].grad = torch.tensor(g), g
+        theirs.step()
+        bound.step()
+        if i == 4:
+            saved = bound.state_dict()
+            bound = getattr(optim, name)(**settings).bind(ps)
+            bound.load_state_dict(saved)
+    np.testing.assert_allclose(ps["w"].data, t.detach().numpy(), rtol=0, atol=1e-14)
+    assert bound.optimizer.decoupled is theirs.param_groups[0]["decoupled_weight_decay"]
+    if not flips:
+        trainer = _trained(getattr(optim, name)(**settings), {"w": start},
+                           [{"w": g} for g in grads])
+        np.testing.assert_allclose(trainer.params["w"], t.detach().numpy(), rtol=0,
+                                   atol=1e-14)
 
 
 def test_load_state_dict_refuses_a_flag_that_is_not_a_bool_before_anything_changes():
