@@ -1326,8 +1326,10 @@ class Module:
         if not persistent:
             kept.add(name)
         object.__setattr__(self, "_non_persistent", frozenset(kept))
+        if value is None:
+            _mark_empty_buffer(self, name, True)
+        setattr(self, name, value)  # (an empty one filled keeps its place: _moves_to_end)
         _mark_empty_buffer(self, name, value is None)
-        setattr(self, name, value)
 
     def register_parameter(self, name: str, param):
         """torch's: `param` (a gc.nn.Parameter) becomes the parameter `name`, as

@@ -124,3 +124,26 @@ def test_next_of_parameters_buffers_children_and_modules_is_torchs_first_item():
         next(params)
     assert len(params) == 4 and len(params + []) == 4  # still the list it was
     assert next(gc.compile(ours).parameters()) is ours.parameters()[0]
+
+
+def test_register_buffer_filling_an_empty_buffer_keeps_its_place_as_torchs():
+    """Review r4: register_buffer(name, array) over an empty buffer (registered None, or a
+    buffer set to None) moved it after the later ones, where torch keeps its place: the
+    cache written in forward (register_buffer("cos", None, persistent=False), filled by
+    register_buffer("cos", table, persistent=False)) came in another order than torch's."""
+    def build(nn, tensor):
+        module = nn.Module()
+        module.register_buffer("cache", None, persistent=False)
+        module.register_buffer("mask", None)
+        module.register_buffer("count", tensor(1))
+        module.register_buffer("mask", tensor(2))
+        module.register_buffer("cache", tensor(3), persistent=False)
+        module.register_buffer("count", None)
+        module.register_buffer("total", tensor(4))
+        module.register_buffer("count", tensor(5))
+        return module
+
+    ours = build(gc.nn, lambda n: np.ones(n, np.float32))
+    theirs = build(torch.nn, torch.ones)
+    assert _order(ours) == _order(theirs)
+    assert [n for n, _ in ours.named_buffers()] == ["cache", "mask", "count", "total"]
