@@ -35,6 +35,7 @@ from runtime.eager import (Parameter, Tensor, enable_grad, is_grad_enabled, no_g
                            set_grad_enabled, tensor)
 
 from . import amp, nn, optim, random
+from . import nn_functional  # noqa: F401  (registers graphc.nn.functional, torch's signatures)
 from .nn import manual_seed  # noqa: F401  (torch.manual_seed: initialisation and dropout)
 from .nn import scaled_dot_product_attention  # noqa: F401  (dropout keyed as nn's layers)
 from .dropouts import (alpha_dropout, dropout1d, dropout2d, dropout3d,  # noqa: F401

@@ -94,23 +94,14 @@ class _NormBase(Module):
         `count` values per channel (a Dim with a symbolic batch)."""
         momentum = self._setting("momentum", mean)
         tracked = self.num_batches_tracked + 1
-        stats = F._dtype(self.running_mean)
         if momentum is None:  # a cumulative average: the k-th batch weighs 1/k
-            factor = 1.0 / F.cast(tracked, stats)
+            factor = 1.0 / F.cast(tracked, F._dtype(self.running_mean))
         else:
             factor = float(momentum)
-        batch_mean = F.cast(F.stop_gradient(F.reshape(mean, (self.num_features,))), stats)
-        if isinstance(count, Dim):
-            n = F.full((), count, stats)
-            unbiased = n / (n - 1)
-        else:
-            unbiased = count / (count - 1)
-        batch_var = F.cast(F.stop_gradient(F.reshape(var, (self.num_features,))), stats) \
-            * unbiased
-        self._update_buffer("running_mean", (1 - factor) * self.running_mean
-                            + factor * batch_mean)
-        self._update_buffer("running_var", (1 - factor) * self.running_var
-                            + factor * batch_var)
+        running_mean, running_var = moved_statistics(self.running_mean, self.running_var,
+                                                     mean, var, count, factor)
+        self._update_buffer("running_mean", running_mean)
+        self._update_buffer("running_var", running_var)
         if self._counts_batches:
             self._update_buffer("num_batches_tracked", tracked)
 
@@ -125,6 +116,23 @@ class _NormBase(Module):
         mean = F.reshape(F.cast(self.running_mean, dtype), per_channel)
         var = F.reshape(F.cast(self.running_var, dtype), per_channel)
         return (x - mean) * F.rsqrt(var + self._setting("eps", x))
+
+
+def moved_statistics(running_mean, running_var, mean, var, count, factor):
+    """(running_mean, running_var) moved by `factor` towards a batch's `mean` and biased
+    `var` (C,) of `count` values per channel, the variance made unbiased (n / (n - 1)), in
+    the running statistics' dtype: torch's update, the layers' and graphc.nn.functional's."""
+    stats = F._dtype(running_mean)
+    channels = F._shape(running_mean)[0]
+    batch_mean = F.cast(F.stop_gradient(F.reshape(mean, (channels,))), stats)
+    if isinstance(count, Dim):
+        n = F.full((), count, stats)
+        unbiased = n / (n - 1)
+    else:
+        unbiased = count / (count - 1)
+    batch_var = F.cast(F.stop_gradient(F.reshape(var, (channels,))), stats) * unbiased
+    return ((1 - factor) * running_mean + factor * batch_mean,
+            (1 - factor) * running_var + factor * batch_var)
 
 
 def _empty(count):

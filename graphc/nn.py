@@ -2718,6 +2718,25 @@ def _pretrained_table(where, embeddings, padding_idx):
     return table
 
 
+def embedding_rows(where, weight, idx, padding):
+    """The rows of `weight` at `idx`, those at the row `padding` (torch's padding_idx, None for
+    none; negative counts from the end) passing no gradient back: nn.Embedding's forward and
+    graphc.nn.functional.embedding."""
+    refuse_array_container(idx, where, "one array of indices")
+    idx = F._index_operand(idx)  # a list as take reads it, for the padding test below too
+    rows = F.take(weight, _no_negative_indices(idx, F._shape(weight)[0], where))
+    if padding is None:
+        return rows
+    num = int(F._shape(weight)[0])
+    if not is_int(padding) or not -num <= padding < num:
+        raise GraphcError(f"{where}: padding_idx must be an int in [-{num}, {num}), "
+                          f"got {padding!r}", (user_location(),))
+    padding %= num  # set after construction, a negative one counts from the end, as torch
+    # the padding positions' rows pass no gradient back: the table's row gets none
+    at_padding = F.expand_dims(F.equal(idx, padding), -1)
+    return F.where(at_padding, F.stop_gradient(rows), rows)
+
+
 class Embedding(Module):
     """Rows of a (num_embeddings, embedding_dim) table; normal(0, 1) as PyTorch without
     `std`. `padding_idx` (keyword: torch's third positional argument is graphc's rng;
@@ -2766,20 +2785,7 @@ class Embedding(Module):
         return layer
 
     def forward(self, idx):
-        refuse_array_container(idx, "Embedding", "one array of indices")
-        idx = F._index_operand(idx)  # a list as take reads it, for the padding test below too
-        rows = F.take(self.weight, _no_negative_indices(idx, F._shape(self.weight)[0]))
-        padding = self._setting("padding_idx", rows)
-        if padding is None:
-            return rows
-        num = int(F._shape(self.weight)[0])
-        if not -num <= padding < num:
-            raise GraphcError(f"Embedding: padding_idx must be an int in [-{num}, {num}), "
-                              f"got {padding!r}", (user_location(),))
-        padding %= num  # set after construction, a negative one counts from the end, as torch
-        # the padding positions' rows pass no gradient back: the table's row gets none
-        at_padding = F.expand_dims(F.equal(idx, padding), -1)
-        return F.where(at_padding, F.stop_gradient(rows), rows)
+        return embedding_rows("Embedding", self.weight, idx, self._setting("padding_idx", idx))
 
     def extra_repr(self):
         num, dim = F._shape(self.weight)
