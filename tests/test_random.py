@@ -813,3 +813,18 @@ def test_eigh_takes_a_semidefinite_cov_whose_zero_eigenvalues_round_below_zero()
                                                   method="eigh"))
             assert np.isfinite(x).all()
             np.testing.assert_allclose(np.cov(x.T), cov, atol=0.15 * np.abs(cov).max())
+
+
+def test_eigh_of_a_cov_with_no_rows_draws_empty_rows_as_the_other_methods():
+    """Review r8: the tolerance for eigh's zero eigenvalues took the max of no eigenvalues for
+    a 0x0 cov (mean of shape (0,)): numpy's 'zero-size array to reduction operation maximum'
+    from inside cov_factor, eagerly and compiled, where cholesky and svd (and eigh before)
+    draw rows of no elements."""
+    for method in ("cholesky", "eigh", "svd"):
+        draw = lambda cov: gc.random.multivariate_normal(  # noqa: E731
+            KEY, np.zeros(0), cov, (3,), "float64", method=method)
+        for got in (draw(np.zeros((0, 0))), gc.compile(draw)(np.zeros((0, 0)))):
+            assert arr(got).shape == (3, 0), method
+        batch = gc.random.multivariate_normal(KEY, np.zeros(2), np.zeros((0, 2, 2)), (0,),
+                                              "float64", method=method)
+        assert arr(batch).shape == (0, 2), method

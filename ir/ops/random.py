@@ -404,7 +404,9 @@ def _cov_factor(cov, kind):
         w, u = np.linalg.eigh(cov)
         # a semidefinite cov's zero eigenvalues come out of eigh as +-n eps |w|max: those
         # rounding errors are 0, not a refusal (or NaN) of a valid singular cov
-        tol = cov.shape[-1] * np.finfo(w.dtype).eps * np.abs(w).max(-1, keepdims=True)
+        # (initial=0: a 0x0 cov, mean of shape (0,), has no eigenvalue to take the max of)
+        tol = cov.shape[-1] * np.finfo(w.dtype).eps * np.abs(w).max(-1, keepdims=True,
+                                                                   initial=0.0)
         w = np.where((w < 0) & (w >= -tol), 0.0, w).astype(w.dtype)
         with np.errstate(invalid="ignore"):
             return (u * np.sqrt(w)[..., None, :]).astype(cov.dtype)
