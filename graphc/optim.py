@@ -2231,6 +2231,8 @@ class BoundOptimizer:
                                   "is one param group: bind another optimizer to these "
                                   "parameters", (user_location(),))
         params = param_group["params"]
+        if isinstance(params, Tensor):  # one tensor, as torch's [params] (iterated, its rows
+            params = [params]  # were taken for parameters and it was never updated)
         first = len(self.parameters)  # (a list's: numbered on from the bound ones)
         if not isinstance(params, dict) and not _is_module(params):
             taken, numbered = set(self.parameters), {}
@@ -2293,12 +2295,14 @@ def _is_module(value) -> bool:
 
 def _named_tensors(optimizer, parameters, where) -> dict:
     """{name: tensor} of bind()'s (add_param_group's) parameters: a Module's (a compiled
-    one's) named parameters, a dict's entries (None: an empty subtree, skipped) or a list's,
-    numbered; none, one listed twice, one that is not a tensor, or one that is not
-    floating-point is one line."""
+    one's) named parameters, a dict's entries (None: an empty subtree, skipped) or a list's
+    (one tensor's: as torch's add_param_group, a list of it), numbered; none, one listed
+    twice, one that is not a tensor, or one that is not floating-point is one line."""
     from .nn import Module
     if isinstance(parameters, Compiled):  # gc.compile(model): its Module's, as torch's
         parameters = parameters._module(where)  # (a model's `module` is its own)
+    if isinstance(parameters, Tensor):  # one tensor: the one parameter (iterated, its rows
+        parameters = [parameters]  # were taken, copies step() updated, it never)
     if isinstance(parameters, Module):
         named = dict(parameters.named_parameters())
     elif isinstance(parameters, dict):  # an entry of None is an empty subtree: skipped

@@ -1320,6 +1320,27 @@ def test_add_param_group_adds_parameters_as_torch(name, settings, torch_float64_
     assert list(bound.parameters) == ["0", "1"]
 
 
+def test_one_tensor_given_as_params_is_the_one_parameter_as_torchs_add_param_group():
+    """torch's add_param_group({"params": tensor}) takes the tensor as [tensor]; graphc's
+    (and bind(tensor)) iterated it, each row a Tensor copy taken for a parameter: step()
+    updated the copies and the tensor stayed as it was, without a word (review r9)."""
+    w, v = gc.nn.Parameter(np.ones(2)), gc.nn.Parameter(np.ones(3))
+    tw, tv = (torch.ones(n, dtype=torch.float64, requires_grad=True) for n in (2, 3))
+    bound, theirs = optim.SGD(lr=0.1).bind([w]), torch.optim.SGD([tw], lr=0.1)
+    bound.add_param_group({"params": v})
+    theirs.add_param_group({"params": tv})
+    assert list(bound.parameters) == ["0", "1"] and bound.parameters["1"] is v
+    w.grad, v.grad = np.ones(2), np.ones(3)
+    tw.grad, tv.grad = torch.ones_like(tw), torch.ones_like(tv)
+    bound.step()
+    theirs.step()
+    np.testing.assert_allclose(v.data, tv.detach().numpy(), rtol=1e-15)
+    alone = optim.SGD(lr=0.1).bind(v)
+    assert list(alone.parameters) == ["0"] and alone.parameters["0"] is v
+    alone.step()
+    np.testing.assert_allclose(v.data, np.full(3, 0.8), rtol=1e-15)
+
+
 def test_the_functional_count_is_shared_where_bind_keeps_one_per_parameter():
     """The functional update keeps one count (optax's): a parameter without a gradient at the
     first step has its first Adam update bias-corrected as the second (t = 2), where bind()
