@@ -22,6 +22,7 @@ import numpy as np
 from ir.errors import GraphcError, user_location
 from ir.graph import Graph, Node
 from ir.ops import api as F
+from ir.ops import precision
 from ir.ops.batching import PER_ELEMENT, clamps_shared_index, rule_for
 from ir.ops.registry import apply, innermost_interpreter
 from ir.types import is_int
@@ -41,6 +42,15 @@ def batch_graph(graph: Graph, bound: dict, size: int, outputs=None) -> list:
             raise GraphcError(f"batching graph {graph.name!r}: input {node.name!r} is not bound",
                               (user_location(),))
     around = innermost_interpreter()
+    # the graph's nodes hold the casts the autocast policy made while it was traced (and its
+    # backward half, built with autocast suspended, none): replayed under the policy, a half
+    # sum of the backward was cast to float32 again (vmap(grad(...)) of a half product
+    # against a float32 weight: 'the batching rule of sum gave float32')
+    with precision.suspended():
+        return _batch_nodes(graph, env, size, around, outputs)
+
+
+def _batch_nodes(graph, env, size, around, outputs):
     for node in graph.nodes:
         if node in env:
             continue

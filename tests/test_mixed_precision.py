@@ -1713,3 +1713,25 @@ def test_autocast_takes_torchs_enabled_flag_and_names_a_device_given_for_the_dty
                 pass
         assert len(str(caught.value).splitlines()) == 2  # the line and the user's place
     assert (gc.tensor(x) @ gc.tensor(p["w"])).dtype == np.float32  # none left on
+
+
+@pytest.mark.parametrize("half", ["bfloat16", "float16"])
+def test_vmap_of_a_gradient_under_autocast_replays_the_traced_casts_only(half):
+    """vmap replays the graph of grad(f), whose forward holds autocast's casts and whose
+    backward was built with autocast off; the replay ran under the policy, so the backward's
+    half sum (a float32 weight broadcast against a half activation: prelu's, or x * w) was
+    cast to float32 again and refused ('the batching rule of sum gave float32[4, 3],
+    expected bfloat16[4, 3]'). Per-example gradients equal a loop's, eager and compiled."""
+    rng = np.random.default_rng(1)
+    x = rng.normal(size=(4, 2, 3, 5)).astype(np.float32)
+    w = np.array([0.1, 0.25, -0.3], np.float32)
+    for loss in (lambda a, b: gc.sum(gc.prelu(a, b).astype("float32") ** 2),
+                 lambda a, b: gc.sum((a.astype(half) * b[:, None]).astype("float32"))):
+        g = gc.grad(loss, argnums=1)
+        with gc.autocast(half):
+            loop = np.stack([np.asarray(g(x[i], w)) for i in range(4)])
+            for per_example in (gc.vmap(g, in_axes=(0, None)),
+                                gc.compile(gc.vmap(g, in_axes=(0, None)))):
+                got = per_example(x, w)
+                assert got.dtype == np.float32
+                np.testing.assert_array_equal(np.asarray(got), loop)
