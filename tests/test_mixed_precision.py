@@ -1703,7 +1703,7 @@ def test_autocast_takes_torchs_enabled_flag_and_names_a_device_given_for_the_dty
         np.testing.assert_array_equal(f(p, x), x @ p["w"])
     for bad, problem in [(dict(dtype="float16", enabled="no"),
                           "autocast: enabled must be True or False, got 'no'"),
-                         (dict(dtype="float32", enabled=False),
+                         (dict(dtype="float32", enabled=True),
                           "autocast: float32 is not a half-precision dtype"),
                          (dict(dtype="cpu"), "autocast: 'cpu' is a device (torch.autocast's "
                           "first argument); graphc's takes the half dtype first"),
@@ -1735,3 +1735,30 @@ def test_vmap_of_a_gradient_under_autocast_replays_the_traced_casts_only(half):
                 got = per_example(x, w)
                 assert got.dtype == np.float32
                 np.testing.assert_array_equal(np.asarray(got), loop)
+
+
+def test_autocast_off_takes_a_float32_dtype_and_torchs_device_forms_are_one_line():
+    """torch.autocast checks its dtype only when enabled, so `autocast(dtype, enabled=use_amp)`
+    with dtype float32 where amp is off runs (in float32): graphc's refused it ('float32 is not
+    a half-precision dtype'). torch's own calls, autocast('cpu', dtype=...) and
+    autocast(device_type='cpu', dtype=...), were Python's TypeErrors (dtype given twice, an
+    unexpected device_type), not the line naming the device that autocast('cpu') gives."""
+    a = gc.tensor(np.ones((2, 2), np.float32))
+    for dtype in ("float32", "float64", np.float32):
+        with gc.autocast(dtype, enabled=False):
+            assert (a @ a).dtype == np.float32
+    with gc.autocast(dtype="float16"):  # named, as before
+        assert (a @ a).dtype == np.float16
+    device = "is a device (torch.autocast's first argument); graphc's takes the half dtype"
+    for args, kwargs, problem in [
+            (("cpu",), dict(dtype="bfloat16"), f"autocast: 'cpu' {device}"),
+            ((), dict(device_type="cpu", dtype="bfloat16"), f"autocast: 'cpu' {device}"),
+            ((), dict(device_type="cuda"), f"autocast: 'cuda' {device}"),
+            (("bfloat16",), dict(dtype="float16"),
+             "autocast: the dtype is given twice ('bfloat16', and dtype='float16')"),
+            (("bfloat16",), dict(cache_enabled=False), "autocast: no argument 'cache_enabled'"),
+            ((), dict(dtype="bogus", enabled=False), "unknown dtype 'bogus'")]:
+        with pytest.raises(GraphcError, match=re.escape(problem)) as caught:
+            with gc.autocast(*args, **kwargs):
+                pass
+        assert len(str(caught.value).splitlines()) == 2  # the line and the user's place

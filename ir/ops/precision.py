@@ -95,20 +95,47 @@ TORCH_DEVICE_TYPES = frozenset(("cpu", "cuda", "mps", "xpu", "hpu", "xla", "ipu"
                                 "meta"))
 
 
+class _Default(str):
+    """autocast's dtype when none is given ("bfloat16"), told from one given."""
+
+
+_BFLOAT16_DEFAULT = _Default("bfloat16")
+
+
+def _is_device(x):
+    """Whether x is torch.autocast's first argument, a device type ('cpu', 'cuda:0', ...)."""
+    return (isinstance(x, str) and x.split(":")[0] in TORCH_DEVICE_TYPES) or \
+        type(x).__name__ == "device"
+
+
 @contextlib.contextmanager
-def autocast(dtype="bfloat16", *, enabled=True):
+def autocast(dtype=_BFLOAT16_DEFAULT, /, *, enabled=True, **torch_keywords):
     """Op calls inside run under the mixed-precision policy with half dtype `dtype`
     ("bfloat16" or "float16"; None: off). enabled=False is off too, as torch.autocast's
-    (`autocast(dtype, enabled=use_amp)`: one code path for both, nested to turn it off)."""
+    (`autocast(dtype, enabled=use_amp)`: one code path for both, nested to turn it off); the
+    dtype is then only read as a dtype, as torch's (float32 where amp is off is taken).
+    torch's device type, first or as device_type=, is refused in one line."""
     if not isinstance(enabled, (bool, np.bool_)):  # (read by its truth, "no" would be on)
         raise GraphcError(f"autocast: enabled must be True or False, got {enabled!r}",
                           (user_location(),))
-    if isinstance(dtype, str) and dtype.split(":")[0] in TORCH_DEVICE_TYPES:
-        raise GraphcError(f"autocast: {dtype!r} is a device (torch.autocast's first argument); "
-                          "graphc's takes the half dtype first: gc.autocast('bfloat16'), "
-                          "gc.autocast(dtype, enabled=False)", (user_location(),))
+    device = torch_keywords.pop("device_type", None)
+    if "dtype" in torch_keywords:  # dtype=..., or torch's autocast("cpu", dtype=...)
+        if not isinstance(dtype, _Default):
+            if not _is_device(dtype):
+                raise GraphcError(f"autocast: the dtype is given twice ({dtype!r}, and dtype="
+                                  f"{torch_keywords['dtype']!r})", (user_location(),))
+            device = dtype
+        dtype = torch_keywords.pop("dtype")
+    if torch_keywords:
+        raise GraphcError(f"autocast: no argument {next(iter(torch_keywords))!r} (graphc's "
+                          "takes the half dtype and enabled=)", (user_location(),))
+    device = dtype if device is None and _is_device(dtype) else device
+    if device is not None:
+        raise GraphcError(f"autocast: {str(device)!r} is a device (torch.autocast's first "
+                          "argument); graphc's takes the half dtype first: gc.autocast("
+                          "'bfloat16'), gc.autocast(dtype, enabled=False)", (user_location(),))
     dtype = None if dtype is None else as_dtype(dtype)
-    if dtype is not None and not is_half(dtype):
+    if enabled and dtype is not None and not is_half(dtype):
         raise GraphcError(f"autocast: {dtype} is not a half-precision dtype (float16, "
                           "bfloat16)", (user_location(),))
     dtype = dtype if enabled else None
