@@ -1165,3 +1165,81 @@ def test_dump_says_which_call_of_a_function_target_failed(tmp_path, capsys):
         assert main(["dump", f"{src}:{name}"]) == 2
         out, err = capsys.readouterr()
         assert out == "" and err == f"graphc: error: dump {src}:{name}: {says}\n"
+
+
+_LOOP_SCAN_IR = """graph f(%0:f32[3] x, %1:f32[2,3] xs) -> (%3)
+  %2:(f32[3], f32[2,3]) = scan %0, %1 {body={
+    graph body(%0:f32[3] c, %1:f32[3] x) -> (%2, %2)
+      %2:f32[3] = add %0, %1
+      return %2, %2
+  }, consts=0, carries=1, length=2, reverse=false}
+  %3:f32[3] = tuple_get %2 {index=0}
+  return %3"""
+_LOOP_WHILE_IR = """graph f(%0:f32[3] k, %1:f32[3] x) -> (%3)
+  %2:(f32[3]) = while_loop %0, %1 {cond_fn={
+    graph c(%0:f32[3] a) -> (%3)
+      %1:f32[] = sum %0 {axes=(0,), keepdims=false}
+      %2:f32[] = constant 10.0
+      %3:bool[] = lt %1, %2
+      return %3
+  }, body_fn={
+    graph b(%0:f32[3] k, %1:f32[3] a) -> (%2)
+      %2:f32[3] = add %0, %1
+      return %2
+  }, cond_consts=0, body_consts=1}
+  %3:f32[3] = tuple_get %2 {index=0}
+  return %3"""
+
+
+@pytest.mark.parametrize("text, old, new, message", [
+    (_LOOP_SCAN_IR, "carries=1", "carries=-1", "carries must be 0 or more, got -1"),
+    (_LOOP_SCAN_IR, "consts=0, carries=1", "consts=-1, carries=2", "consts must be 0 or more, got -1"),
+    (_LOOP_WHILE_IR, "body_consts=1", "body_consts=-1", "body_consts must be 0 or more, got -1"),
+    (_LOOP_WHILE_IR, "cond_consts=0, body_consts=1", "cond_consts=-1, body_consts=2",
+     "cond_consts must be 0 or more, got -1")])
+def test_a_negative_operand_count_of_a_loop_is_refused_at_its_node(text, old, new, message,
+                                                                   tmp_path, capsys):
+    """A scan's carries=-1 (or a while_loop's body_consts=-1) sliced the operands from the
+    end: the type rule read it as 'all operands but the last', gave the type the line says,
+    and the graph was taken; `graphc dump` then failed in dce with a TypeRuleError traceback
+    (exit 1), while_loop's ran as body_consts=1. Refused now at the node, in text and JSON,
+    and the graph as written still runs as numpy computes it."""
+    from runtime.interpreter import run
+    x = np.arange(3, dtype=np.float32)
+    if text is _LOOP_SCAN_IR:
+        xs = np.ones((2, 3), np.float32)
+        np.testing.assert_array_equal(run(parse(text), x, xs)[0], x + 2)
+    else:
+        np.testing.assert_array_equal(run(parse(text), np.full(3, 2, np.float32), x)[0],
+                                      x + 4)  # (sum 3 -> 9 -> 15: stops past 10)
+    bad = text.replace(old, new)
+    column = bad.splitlines()[1].index("= ") + 3
+    with pytest.raises(gc.GraphcError) as info:
+        parse(bad)
+    assert str(info.value) == f"IR line 2, column {column}: ill-typed " \
+                              f"{'scan' if text is _LOOP_SCAN_IR else 'while_loop'}: {message}"
+    doc = to_json(parse(text))
+    key, value = new.split(", ")[0].split("=")
+    doc["nodes"][-2]["attrs"][key] = int(value)
+    if "," in new:
+        key2, value2 = new.split(", ")[1].split("=")
+        doc["nodes"][-2]["attrs"][key2] = int(value2)
+    with pytest.raises(gc.GraphcError, match=re.escape(message)):
+        from_json(doc)
+    path = tmp_path / "loop.ir"
+    path.write_text(bad)
+    assert main(["dump", str(path)]) == 2
+    out, err = capsys.readouterr()
+    assert out == "" and err == f"graphc: error: dump: {path}: {info.value}\n"
+
+
+def test_a_scan_of_a_negative_length_is_refused():
+    """length=-2 of a scan with no scanned operand ran no step and returned its init."""
+    text = _LOOP_SCAN_IR.replace("%1:f32[2,3] xs) -> (%3)", "%1:f32[3] y) -> (%3)").replace(
+        "scan %0, %1", "scan %0").replace("(f32[3], f32[2,3])", "(f32[3])").replace(
+        "(%0:f32[3] c, %1:f32[3] x) -> (%2, %2)", "(%0:f32[3] c) -> (%2)").replace(
+        "add %0, %1", "neg %0").replace("return %2, %2", "return %2")
+    assert str(parse(text).outputs[0].type) == "f32[3]"
+    with pytest.raises(gc.GraphcError, match=r"ill-typed scan: length must be 0 or more, "
+                                             r"got -2$"):
+        parse(text.replace("length=2", "length=-2"))

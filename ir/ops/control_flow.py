@@ -28,7 +28,7 @@ from __future__ import annotations
 
 import numpy as np
 
-from ..types import TensorType, TupleType
+from ..types import Dim, TensorType, TupleType
 from .registry import REGISTRY, check, defop
 
 
@@ -67,8 +67,17 @@ def tuple_get(value, index):
 
 
 # ---- scan --------------------------------------------------------------------------------
+def _counts(**counts):
+    """Operand counts and a loop's length are 0 or more: a negative one (from IR text or
+    JSON) slices from the end, so a rule read `carries=-1` as all operands but the last and
+    passed a graph that the passes then failed on."""
+    for name, value in counts.items():
+        check(isinstance(value, Dim) or value >= 0, f"{name} must be 0 or more, got {value}")
+
+
 def scan_types(types, body, consts, carries, length):
     """(carry types, x-slice types) the body must take, checked against the operands."""
+    _counts(consts=consts, carries=carries, length=length)
     check(len(types) >= consts + carries, f"needs {consts} consts and {carries} carries")
     xs = types[consts + carries:]
     for t in xs:
@@ -161,6 +170,9 @@ def cond(pred, *operands, branches):
 
 # ---- while_loop ------------------------------------------------------------------------
 def _while_infer(types, cond_fn, body_fn, cond_consts, body_consts):
+    _counts(cond_consts=cond_consts, body_consts=body_consts)
+    check(len(types) >= cond_consts + body_consts,
+          f"needs {cond_consts} cond_consts and {body_consts} body_consts")
     carry_types = list(types[cond_consts + body_consts:])
     cond_ins, cond_outs = region_signature(cond_fn)
     body_ins, body_outs = region_signature(body_fn)
