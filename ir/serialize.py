@@ -28,7 +28,7 @@ from .graph import Graph
 from .ops.registry import REGISTRY
 from .printer import float_text, is_region
 from .types import (DTYPES, SHORT_NAMES, Dim, TensorType, TupleType, exact_array,
-                    float_of_text, int_of_text, parse_dim)
+                    float_of_text, int_of_text, is_int, parse_dim)
 from .verify import check_node
 
 FORMAT, VERSION = "graphc-ir", 1
@@ -113,6 +113,23 @@ class _Bad(Exception):
 def _need(cond, path, message):
     if not cond:
         raise _Bad(f"{path}: {message}")
+
+
+def _shown(value) -> str:
+    """A value of the document as JSON writes it (true, not Python's True), shortened."""
+    try:
+        text = json.dumps(value)
+    except (TypeError, ValueError):  # (a document built in Python may hold anything)
+        text = repr(value)
+    return clipped(text)
+
+
+def _check_id(member: dict, values: dict, path: str) -> None:
+    """A new value's id: a whole number (JSON's true is no id, though Python's True == 1
+    found value 1), not given to a value before."""
+    ident = member.get("id")
+    _need(is_int(ident), f"{path}.id", f"bad id {_shown(ident)}: an id is a whole number")
+    _need(ident not in values, f"{path}.id", f"id {ident} is given twice")
 
 
 def _type(text, path):
@@ -206,8 +223,7 @@ def _from_json(data) -> Graph:
     for i, inp in enumerate(data["inputs"]):
         path = f"$.inputs[{i}]"
         _need(isinstance(inp, dict), path, "must be an object")
-        _need(isinstance(inp.get("id"), int) and inp["id"] not in values, f"{path}.id",
-              "missing or duplicate id")
+        _check_id(inp, values, path)
         _need(isinstance(inp.get("name"), str) and inp["name"], f"{path}.name", "bad name")
         _need(inp.get("kind") in ("input", "param", "state"), f"{path}.kind", "bad kind")
         t = _type(inp.get("type"), f"{path}.type")
@@ -219,21 +235,21 @@ def _from_json(data) -> Graph:
     for i, nd in enumerate(data["nodes"]):
         path = f"$.nodes[{i}]"
         _need(isinstance(nd, dict), path, "must be an object")
-        _need(isinstance(nd.get("id"), int) and nd["id"] not in values, f"{path}.id",
-              "missing or duplicate id")
+        _check_id(nd, values, path)
         op = nd.get("op")
         _need(op in REGISTRY and op != "input", f"{path}.op", f"unknown op {op!r}")
         _need(isinstance(nd.get("inputs"), list), f"{path}.inputs", "must be a list")
         for k, ref in enumerate(nd["inputs"]):
-            _need(isinstance(ref, int) and ref in values, f"{path}.inputs[{k}]",
-                  f"{ref!r} is not a value defined before this node")
+            _need(is_int(ref) and ref in values, f"{path}.inputs[{k}]",
+                  f"{_shown(ref)} is not a value defined before this node")
         _need(isinstance(nd.get("attrs"), dict), f"{path}.attrs", "must be an object")
         attrs = {k: _decode(v, f"{path}.attrs.{k}") for k, v in nd["attrs"].items()}
         t = _type(nd.get("type"), f"{path}.type")
         locs = nd.get("locs", [])
         _need(isinstance(locs, list) and all(
             isinstance(loc, list) and len(loc) == 2 and isinstance(loc[0], str)
-            and isinstance(loc[1], int) for loc in locs), f"{path}.locs", "bad locations")
+            and is_int(loc[1]) and loc[1] >= 0 for loc in locs), f"{path}.locs",
+              "bad locations: each is [file, line], line a whole number from 0")
         operands = [values[r] for r in nd["inputs"]]
         if op == "constant":
             _need(set(attrs) == {"value"} and isinstance(attrs["value"], np.ndarray),
@@ -250,7 +266,7 @@ def _from_json(data) -> Graph:
         values[nd["id"]] = graph.add_node(op, operands, attrs, t,
                                           tuple((f, ln) for f, ln in locs), scope)
     for k, ref in enumerate(data["outputs"]):
-        _need(isinstance(ref, int) and ref in values, f"$.outputs[{k}]", f"unknown value {ref!r}")
+        _need(is_int(ref) and ref in values, f"$.outputs[{k}]", f"unknown value {_shown(ref)}")
     graph.set_outputs([values[r] for r in data["outputs"]])
     graph.output_tree = None
     return graph

@@ -1243,3 +1243,33 @@ def test_a_scan_of_a_negative_length_is_refused():
     with pytest.raises(gc.GraphcError, match=r"ill-typed scan: length must be 0 or more, "
                                              r"got -2$"):
         parse(text.replace("length=2", "length=-2"))
+
+
+@pytest.mark.parametrize("change, message", [
+    (lambda d: d["nodes"][0].update(inputs=[True]),
+     "$.nodes[0].inputs[0]: true is not a value defined before this node"),
+    (lambda d: d.update(outputs=[True]), "$.outputs[0]: unknown value true"),
+    (lambda d: d["nodes"][0].update(id=True), "$.nodes[0].id: bad id true: an id is a whole "
+                                              "number"),
+    (lambda d: d["nodes"][0].update(id=1), "$.nodes[0].id: id 1 is given twice"),
+    (lambda d: d["nodes"][0].update(locs=[["model.py", True]]),
+     "$.nodes[0].locs: bad locations: each is [file, line], line a whole number from 0"),
+    (lambda d: d["nodes"][0].update(locs=[["model.py", -3]]),
+     "$.nodes[0].locs: bad locations: each is [file, line], line a whole number from 0")])
+def test_json_true_is_no_value_id_nor_line(change, message, tmp_path, capsys):
+    """JSON's true was Python's True, which == 1: `"outputs": [true]` made a graph returning
+    the value of id 1 (here the input y), `"inputs": [true]` read that value, and a location
+    `["model.py", true]` printed as `model.py:True`, IR text that does not parse back. The
+    reader takes whole numbers only (a line from 0, as the text form's)."""
+    graph = gc.trace(lambda x, y: gc.relu(y), gc.spec((3,)), gc.spec((3,)))
+    doc = json.loads(dumps(graph))
+    assert doc["outputs"] == [2] and doc["nodes"][0]["inputs"] == [1]
+    change(doc)
+    with pytest.raises(gc.GraphcError) as info:
+        from_json(doc)
+    assert str(info.value) == f"IR JSON: {message}"
+    path = tmp_path / "g.json"
+    path.write_text(json.dumps(doc))
+    assert main(["dump", str(path)]) == 2
+    out, err = capsys.readouterr()
+    assert out == "" and err == f"graphc: error: dump: {path}: IR JSON: {message}\n"
