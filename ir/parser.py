@@ -34,8 +34,8 @@ _DIM_VALUE = re.compile(r"-?(?:\d+\*)*[A-Za-z_][A-Za-z0-9_]*(?:[*+\-]" + _SYMBOL
 # ir.printer's reference to a region printed above (format_graph's `collapse`): the region
 # it names may be one of several of that name, so it is refused, not looked up
 _COLLAPSED = re.compile(r" .*: as printed above }")
-# Attribute values nest (tuples of tuples); real graphs need two or three levels. The bound
-# keeps hostile input from exhausting Python's stack.
+# Attribute values nest (tuples of tuples), and so do types and regions; real graphs need two
+# or three levels. The bound keeps hostile input from exhausting Python's stack.
 MAX_NESTING = 32
 
 
@@ -114,12 +114,15 @@ class _Cursor:
         raise _Fail(message, pos + 1, self.line)
 
 
-def _type(c: _Cursor):
+def _type(c: _Cursor, depth: int = 0):
     if c.accept("("):  # a control-flow node's TupleType
+        if depth >= MAX_NESTING:  # (a tuple in a tuple is no type a node has; the bound
+            c.pos -= 1            # keeps '((((...' from exhausting Python's stack)
+            c.fail(f"a type nested more than {MAX_NESTING} levels deep")
         elements = []
         if not c.accept(")"):
             while True:
-                elements.append(_type(c))
+                elements.append(_type(c, depth + 1))
                 if c.accept(")"):
                     break
                 c.expect(",", "',' or ')'")

@@ -106,6 +106,30 @@ def test_deeply_nested_ir_attribute_is_a_clear_error():
     assert g.outputs[0].attrs["perm"] == (1, 0)
 
 
+def test_a_deeply_nested_type_in_ir_text_is_a_clear_error(tmp_path, capsys):
+    """A type of nested parentheses, `%1:((((...f32[2]...))))`, recursed once per level in
+    the reader: a RecursionError traceback from `graphc dump`, exit 1."""
+    text = ("graph g(%0:f32[2] x) -> (%1)\n  %1:" + "(" * 5000 + "f32[2]" + ")" * 5000
+            + " = neg %0\n  return %1\n")
+    message = ("IR line 2, column 38: a type nested more than 32 levels deep, found '"
+               + "(" * 12 + "'")
+    with pytest.raises(GraphcError) as info:
+        parse(text)
+    assert str(info.value) == message
+    path = tmp_path / "deep.ir"
+    path.write_text(text)
+    assert main(["dump", str(path)]) == 2
+    assert capsys.readouterr().err == f"graphc: error: dump: {path}: {message}\n"
+    # a control-flow node's tuple type still reads; one tuple in another is no node's type
+    with pytest.raises(GraphcError, match=r"cond gives \(f32\[2\]\), but the line says "
+                                          r"\(\(f32\[2\]\)\)"):
+        parse("graph g(%0:bool[] p, %1:f32[2] x) -> (%3)\n"
+              "  %2:((f32[2])) = cond %0, %1 {branches=({\n"
+              "    graph a(%0:f32[2] x) -> (%0)\n      return %0\n  }, {\n"
+              "    graph b(%0:f32[2] x) -> (%0)\n      return %0\n  })}\n"
+              "  %3:f32[2] = tuple_get %2 {index=0}\n  return %3\n")
+
+
 def test_deeply_nested_json_is_a_clear_error():
     with pytest.raises(GraphcError, match=r"^IR JSON: line 1: nested more than 64 levels "
                                           r"deep$"):
