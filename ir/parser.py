@@ -347,7 +347,10 @@ def parse(text: str, _depth: int = 0, _first_line: int = 1) -> Graph:
         with the rest of that closing line (its columns and number are that line's)."""
         nonlocal index, comment
         if _depth + depth >= MAX_NESTING:
-            c.fail(f"regions nested more than {MAX_NESTING} levels deep")
+            # (a cond's branches are a tuple of regions, a level of its own: 17 nested
+            # conds are 34 levels, and "more than 32" of 17 regions puzzled)
+            c.fail(f"regions nested more than {MAX_NESTING} levels deep, counting a tuple of "
+                   "regions (a cond's branches) as a level too")
         if comment is not None:  # (the node's first line, or a `}, {` between its regions)
             _misplaced_location(comment, "a location comment goes on a node's last line, "
                                          "after its regions")

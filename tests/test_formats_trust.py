@@ -130,6 +130,30 @@ def test_a_deeply_nested_type_in_ir_text_is_a_clear_error(tmp_path, capsys):
               "  %3:f32[2] = tuple_get %2 {index=0}\n  return %3\n")
 
 
+def _nested_conds(levels, indent=""):
+    """IR text of `levels` conds, each in the false branch of the one outside it."""
+    if levels == 0:
+        return [indent + "graph b(%0:f32[2] a) -> (%1)", indent + "  %1:f32[2] = neg %0",
+                indent + "  return %1"]
+    leaf = _nested_conds(0, indent + "    ")
+    return ([indent + "graph b(%0:f32[2] a) -> (%3)", indent + "  %1:f32[] = constant 1.0",
+             indent + "  %2:bool[] = gt %1, %1",
+             indent + "  %4:(f32[2]) = cond %2, %0 {branches=({"]
+            + _nested_conds(levels - 1, indent + "    ") + [indent + "  }, {"] + leaf
+            + [indent + "  })}", indent + "  %3:f32[2] = tuple_get %4 {index=0}",
+               indent + "  return %3"])
+
+
+def test_regions_nested_past_the_bound_say_what_counts():
+    """17 nested conds were refused as 'regions nested more than 32 levels deep': a cond's
+    branches are a tuple, which counts as a level too, and the message now says so."""
+    assert len(parse("\n".join(_nested_conds(15))).nodes) == 5
+    with pytest.raises(GraphcError, match=r"regions nested more than 32 levels deep, counting "
+                                          r"a tuple of regions \(a cond's branches\) as a "
+                                          r"level too"):
+        parse("\n".join(_nested_conds(17)))
+
+
 def test_deeply_nested_json_is_a_clear_error():
     with pytest.raises(GraphcError, match=r"^IR JSON: line 1: nested more than 64 levels "
                                           r"deep$"):
