@@ -13,7 +13,8 @@ strings and booleans; tuples as {"tuple": [...]}; dtypes as {"dtype": "f32"}; no
 floats as {"float": "inf"|"-inf"|"nan"|"-nan"} (-nan: a NaN whose sign bit is set); a
 constant's value as {"array": [flat values], "shape": [...], "dtype": "f32"}; a control-flow
 node's region as {"graph": {a document of this schema}}, and its type as
-"(f32[4], f32[10,4])".
+"(f32[4], f32[10,4])". A member the schema does not name, in the document, an input or a
+node, is refused ("lcos" for "locs" would have dropped the locations silently).
 """
 from __future__ import annotations
 
@@ -124,6 +125,19 @@ def _shown(value) -> str:
     return clipped(text)
 
 
+_DOCUMENT_KEYS = ("format", "version", "name", "inputs", "nodes", "outputs")
+_INPUT_KEYS = ("id", "name", "kind", "type")
+_NODE_KEYS = ("id", "op", "inputs", "attrs", "type", "locs", "scope")
+
+
+def _known_keys(obj: dict, keys: tuple, path: str) -> None:
+    """A member the schema does not have is refused, not ignored: a misspelt one ("lcos")
+    dropped what it held silently, where the text reader refuses any text it does not know."""
+    unknown = next((k for k in obj if k not in keys), None)
+    _need(unknown is None, path, f"unknown member {_shown(unknown)} (the schema's: "
+                                 f"{', '.join(keys)})")
+
+
 def _check_id(member: dict, values: dict, path: str) -> None:
     """A new value's id: a whole number (JSON's true is no id, though Python's True == 1
     found value 1), not given to a value before."""
@@ -214,6 +228,7 @@ def from_json(data) -> Graph:
 
 def _from_json(data) -> Graph:
     _need(isinstance(data, dict), "$", "the document must be an object")
+    _known_keys(data, _DOCUMENT_KEYS, "$")
     _need(data.get("format") == FORMAT, "$.format", f"expected {FORMAT!r}")
     _need(data.get("version") == VERSION, "$.version", f"expected {VERSION}")
     for key, kind in (("name", str), ("inputs", list), ("nodes", list), ("outputs", list)):
@@ -223,6 +238,7 @@ def _from_json(data) -> Graph:
     for i, inp in enumerate(data["inputs"]):
         path = f"$.inputs[{i}]"
         _need(isinstance(inp, dict), path, "must be an object")
+        _known_keys(inp, _INPUT_KEYS, path)
         _check_id(inp, values, path)
         _need(isinstance(inp.get("name"), str) and inp["name"], f"{path}.name", "bad name")
         _need(inp.get("kind") in ("input", "param", "state"), f"{path}.kind", "bad kind")
@@ -235,6 +251,7 @@ def _from_json(data) -> Graph:
     for i, nd in enumerate(data["nodes"]):
         path = f"$.nodes[{i}]"
         _need(isinstance(nd, dict), path, "must be an object")
+        _known_keys(nd, _NODE_KEYS, path)
         _check_id(nd, values, path)
         op = nd.get("op")
         _need(op in REGISTRY and op != "input", f"{path}.op", f"unknown op {op!r}")

@@ -1273,3 +1273,27 @@ def test_json_true_is_no_value_id_nor_line(change, message, tmp_path, capsys):
     assert main(["dump", str(path)]) == 2
     out, err = capsys.readouterr()
     assert out == "" and err == f"graphc: error: dump: {path}: IR JSON: {message}\n"
+
+
+@pytest.mark.parametrize("where, path", [(lambda d: d, "$"),
+                                         (lambda d: d["inputs"][0], "$.inputs[0]"),
+                                         (lambda d: d["nodes"][0], "$.nodes[0]")])
+def test_a_json_member_the_schema_does_not_name_is_refused(where, path, tmp_path, capsys):
+    """A member the schema does not have was ignored: a node's "lcos" (for "locs") dropped
+    its locations without a word, where the text reader refuses text it does not know."""
+    from ir.serialize import _DOCUMENT_KEYS, _INPUT_KEYS, _NODE_KEYS
+    graph = gc.trace(lambda x: gc.relu(x), gc.spec((3,)))
+    doc = json.loads(dumps(graph))
+    # (the writer writes each of the schema's members, and only those)
+    assert (tuple(doc), tuple(doc["inputs"][0]), tuple(doc["nodes"][0])) == \
+        (_DOCUMENT_KEYS, _INPUT_KEYS, _NODE_KEYS)
+    where(doc)["lcos"] = [["model.py", 3]]
+    keys = {"$": _DOCUMENT_KEYS, "$.inputs[0]": _INPUT_KEYS, "$.nodes[0]": _NODE_KEYS}[path]
+    message = f'IR JSON: {path}: unknown member "lcos" (the schema\'s: {", ".join(keys)})'
+    with pytest.raises(gc.GraphcError) as info:
+        from_json(doc)
+    assert str(info.value) == message
+    bad = tmp_path / "g.json"
+    bad.write_text(json.dumps(doc))
+    assert main(["dump", str(bad)]) == 2
+    assert capsys.readouterr().err == f"graphc: error: dump: {bad}: {message}\n"
