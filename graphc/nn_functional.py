@@ -377,6 +377,14 @@ def _statistics_in_place(name, running, moved):
         target[...] = np.asarray(value.data if isinstance(value, Tensor) else value)
 
 
+def _both_or_neither(name, running_mean, running_var):
+    """torch's check: one running statistic without the other was left neither used nor
+    moved."""
+    if (running_mean is None) != (running_var is None):
+        _fail(f"{name}: running_mean and running_var must either both be None or neither be "
+              "None")
+
+
 def _momentum(name, momentum):
     if not is_real(momentum) or isinstance(momentum, bool):
         _fail(f"{name}: momentum must be a number, got {momentum!r}")
@@ -390,7 +398,9 @@ def _by_running(input, running_mean, running_var, weight, bias, eps):
     mean = _api.reshape(_api.cast(running_mean, dtype), per_channel)
     var = _api.reshape(_api.cast(running_var, dtype), per_channel)
     y = (input - mean) * _api.rsqrt(var + eps)
-    return y if weight is None else _batch_norm._scale_shift(y, weight, bias, per_channel)
+    if weight is None:  # (a bias without a weight still shifts, as torch's)
+        return y if bias is None else y + _api.reshape(bias, per_channel)
+    return _batch_norm._scale_shift(y, weight, bias, per_channel)
 
 
 def batch_norm(input, running_mean, running_var, weight=None, bias=None, training=False,
@@ -400,6 +410,7 @@ def batch_norm(input, running_mean, running_var, weight=None, bias=None, trainin
     eagerly), else by running_mean and running_var."""
     name = "batch_norm"
     _batch_norm._check_float_input(name, input)
+    _both_or_neither(name, running_mean, running_var)
     momentum = _momentum(name, momentum)
     shape = _api._shape(input)
     if len(shape) < 2:
@@ -416,7 +427,9 @@ def batch_norm(input, running_mean, running_var, weight=None, bias=None, trainin
         moments = _api.batch_moments(input)
         moved = _batch_norm.moved_statistics(running_mean, running_var, moments[0],
                                              moments[1], count, momentum)
+        out = _api.batch_norm(input, weight, bias, eps)  # (refused: the statistics unmoved)
         _statistics_in_place(name, (running_mean, running_var), moved)
+        return out
     return _api.batch_norm(input, weight, bias, eps)
 
 
@@ -427,6 +440,7 @@ def instance_norm(input, running_mean=None, running_var=None, weight=None, bias=
     over the batch when given, eagerly), else by running_mean and running_var."""
     name = "instance_norm"
     _batch_norm._check_float_input(name, input)
+    _both_or_neither(name, running_mean, running_var)
     momentum = _momentum(name, momentum)
     shape = _api._shape(input)
     if len(shape) < 3:
@@ -448,7 +462,9 @@ def instance_norm(input, running_mean=None, running_var=None, weight=None, bias=
         moved = _batch_norm.moved_statistics(running_mean, running_var,
                                              _api.mean(moments[0], 0),
                                              _api.mean(moments[1], 0), count, momentum)
+        out = _api.instance_norm(input, weight, bias, eps)  # (refused: the statistics unmoved)
         _statistics_in_place(name, (running_mean, running_var), moved)
+        return out
     return _api.instance_norm(input, weight, bias, eps)
 
 

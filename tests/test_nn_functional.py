@@ -397,3 +397,24 @@ def test_the_readmes_list_of_missing_names_is_true():
     section = readme[readme.index("torch.nn.functional names graphc.nn.functional lacks"):]
     listed = re.findall(r"`(\w+)`", section[section.index("):"):section.index("\n\n")])
     assert sorted(listed) == missing_names()
+
+
+def test_review_s53_running_statistics_bias_without_weight_and_half_given():
+    """Review r10: evaluating by running statistics (training=False, use_input_stats=False)
+    with a bias and no weight dropped the bias; one running statistic without the other was
+    neither used nor moved (torch refuses it); a call refused after the statistics were moved
+    (the weight's dtype not the input's) left them moved."""
+    x, b = r(4, 3, 5), r(3)
+    for name, use in (("batch_norm", "training"), ("instance_norm", "use_input_stats")):
+        mean, var = r(3), pos(3)
+        got = getattr(F, name)(x, mean, var, None, b, **{use: False})
+        want = getattr(TF, name)(torch.tensor(x), torch.tensor(mean), torch.tensor(var), None,
+                                 torch.tensor(b), **{use: False})
+        np.testing.assert_allclose(np.asarray(got), want.numpy(), rtol=1e-12)
+        assert_one_line_error(lambda: getattr(F, name)(x, np.zeros(3), None, **{use: True}),
+                              "both be None or neither")
+        ours = [np.zeros(3), np.ones(3)]
+        with pytest.raises(Exception):
+            getattr(F, name)(x, *ours, np.ones(3, np.float32), **{use: True})
+        np.testing.assert_array_equal(ours[0], np.zeros(3))
+        np.testing.assert_array_equal(ours[1], np.ones(3))
