@@ -258,6 +258,35 @@ def test_unique_values_gradient_goes_to_each_first_occurrence():
     np.testing.assert_array_equal(t.grad, [30.0, 10.0, 0.0, 20.0, 0.0])
 
 
+
+def test_eager_unique_of_values_and_counts_needs_no_stable_argsort(monkeypatch):
+    """Eagerly, with neither return_index nor return_inverse and no gradient to take, the
+    values and counts need the sorted values alone: a plain sort, as np.unique's (1e6
+    float32s: 417 ms, nearly all the stable argsort, now 9 ms; nonzero's places 50 ms, 3 ms).
+    The values are the stable path's bit for bit: of 0.0 and -0.0, and of NaNs of either
+    sign, the first occurrence's."""
+    from ir.ops.registry import REGISTRY
+
+    rng = np.random.default_rng(9)
+    pool = np.array([2.0, -1.0, 0.0, -0.0, np.nan, -np.nan, 1.0])
+    cases = [rng.choice(pool, 40) for _ in range(10)] + [
+        np.array([0.0, -0.0, 1.0]), np.array([-0.0, 0.0]), np.array([-np.nan, np.nan, 3.0])]
+    for dtype in ["float16", "float32", "float64"]:
+        for x in (c.astype(dtype) for c in cases):
+            stable = gc.unique(x, return_index=True, return_counts=True)  # (the argsort)
+            with monkeypatch.context() as patch:
+                patch.setattr(REGISTRY["argsort"], "impl", lambda *a, **k: 1 / 0)
+                values, counts = (np.asarray(v) for v in gc.unique(x, return_counts=True))
+                np.testing.assert_array_equal(np.asarray(gc.unique(x)), values)
+                nonzero = [np.asarray(i) for i in gc.nonzero(x)]
+            bits = f"u{x.itemsize}"
+            np.testing.assert_array_equal(values.view(bits), np.asarray(stable[0]).view(bits))
+            np.testing.assert_array_equal(counts, stable[2])
+            np.testing.assert_array_equal(counts, np.unique(x, return_counts=True)[1])
+            _same(nonzero, np.nonzero(x))
+    assert np.signbit(np.asarray(gc.unique(np.array([-0.0, 0.0])))).tolist() == [True]
+    assert np.signbit(np.asarray(gc.unique(np.array([0.0, -0.0])))).tolist() == [False]
+
 # ---- bincount --------------------------------------------------------------------------------
 @pytest.mark.parametrize("dtype", ["bool", "int32", "int64"])
 def test_bincount_matches_numpy(dtype):
