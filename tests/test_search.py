@@ -2,6 +2,8 @@
 flatnonzero, unique and bincount against numpy (and torch for searchsorted and bucketize) on
 random inputs of every dtype, 0-d and empty ones too, eagerly, compiled and under vmap; the
 gradient of bincount's weights against finite differences; the one-line refusals."""
+import warnings
+
 import numpy as np
 import pytest
 
@@ -133,6 +135,31 @@ def test_a_python_number_meets_a_as_a_weak_scalar():
     a = np.array([0.1, 0.2], np.float32)
     assert int(np.asarray(gc.searchsorted(a, 0.1, "right"))) == 1
     assert int(np.asarray(gc.searchsorted(np.array([1, 2, 3], np.int32), 2.5))) == 2
+
+
+def test_a_python_int_past_an_integer_as_range_goes_past_every_element_or_before_all():
+    """2**63 against an int64 a was 'dtype uint64 is not supported', 2**64 'got object':
+    numpy's places (past every element, before them all), eagerly and compiled; 1e5 against
+    a float16 a is its inf (the weak scalar rule) with no numpy overflow warning."""
+    edges = np.array([-2**63, 0, 2**63 - 1])  # (numpy's float64 compare says 1 for 2**63)
+    for a in (np.array([-1, 0, 5]), np.array([-1, 0, 5], np.int32), np.array([False, True]),
+              edges):
+        for v, want in ((2**63, len(a)), (2**70, len(a)), (-2**63 - 1, 0), (-2**70, 0)):
+            for side in ("left", "right"):
+                with warnings.catch_warnings():
+                    warnings.simplefilter("error")
+                    assert int(np.asarray(gc.searchsorted(a, v, side))) == want, (a, v, side)
+                if a is not edges:
+                    assert want == np.searchsorted(a, v, side)
+        f = gc.compile(lambda a: gc.stack([gc.searchsorted(a, 2**64),
+                                           gc.searchsorted(a, -2**64)]))
+        np.testing.assert_array_equal(f(a), [len(a), 0])
+    h = np.array([-np.inf, 1, 2, np.inf], np.float16)
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        got = [int(np.asarray(gc.searchsorted(h, v, side)))
+               for v in (1e5, -1e5) for side in ("left", "right")]
+    assert got == [3, 4, 0, 1]  # (1e5 is float16's inf, as jnp's)
 
 
 @pytest.mark.parametrize("dtype", ["int32", "int64", "float32", "float64"])

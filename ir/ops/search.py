@@ -110,12 +110,7 @@ def _search(name, a, v, right, sorter=None):
     if sorter is not None:
         a = _sorted_by(name, a, sorter)
     if is_weak_scalar(v):
-        # a Python number meets a's values as a weak scalar would (0.1 against a float32 a
-        # is float32's 0.1): reshaped, it would first become a float32 tensor of its own
-        try:
-            v = np.asarray(v, np.result_type(_dtype(a), v))
-        except (OverflowError, TypeError):
-            v = np.asarray(v)
+        v, right = _as_weak_scalar(a, v, right)
     elif isinstance(v, (list, tuple)):
         v = np.asarray(v)
     for what, value in (("sorted sequence", a), ("values", v)):
@@ -130,6 +125,26 @@ def _search(name, a, v, right, sorter=None):
         _fail(f"{name}: an N-d sorted sequence of shape {_shape(a)} takes values with its "
               f"leading dimensions {_shape(a)[:-1]} (torch's rule), got shape {_shape(v)}")
     return apply("searchsorted", a, v, right=right)
+
+
+def _as_weak_scalar(a, v, right):
+    """(v, right): the number v as it meets a's values, a weak scalar (reshaped, it would
+    first become a float32 tensor of its own): 0.1 against a float32 a is float32's 0.1, 1e5
+    against a float16 one its inf, as JAX's (numpy's overflow warning kept quiet). A Python
+    int past an integer a's range (2**63 against int64, which numpy would make uint64) goes
+    past every element or before them all, as numpy's: the dtype's largest value searched
+    from the right, its smallest from the left."""
+    dtype = _dtype(a)
+    if isinstance(v, int) and not isinstance(v, bool) and dtype.kind in "biu":
+        info = np.iinfo(np.result_type(dtype, 0))  # (a bool a meets an int as int64)
+        if not info.min <= v <= info.max:
+            right = v > info.max
+            v = int(info.max if right else info.min)
+    try:
+        with np.errstate(over="ignore"):
+            return np.asarray(v, np.result_type(dtype, v)), right
+    except (OverflowError, TypeError):
+        return np.asarray(v), right
 
 
 def _sorted_by(name, a, sorter):
