@@ -8,7 +8,7 @@ import numpy as np
 import pytest
 
 import graphc as gc
-from errorcheck import assert_one_line_error
+from errorcheck import assert_one_line_error, one_line_problem
 
 torch = pytest.importorskip("torch", reason="torch (the test oracle) is not installed")
 
@@ -396,6 +396,30 @@ X = np.array([3.0, 1.0, 3.0])
 def test_bad_arguments_are_one_line_naming_the_function(call, message):
     assert_one_line_error(call, message, "test_search.py")
 
+
+@pytest.mark.parametrize("function, setting", [
+    (lambda a, s: gc.unique(a, size=s), "unique: size"),
+    (lambda a, s: gc.nonzero(a, size=s), "nonzero: size"),
+    (lambda a, s: gc.argwhere(a, size=s), "argwhere: size"),
+    (lambda a, s: gc.flatnonzero(a, size=s), "flatnonzero: size"),
+    (lambda a, s: gc.bincount(a, length=s), "bincount: length"),
+    (lambda a, s: gc.bincount(a, minlength=s, length=4), "bincount: minlength")])
+def test_a_traced_size_asks_for_a_python_int_not_ir_text(function, setting):
+    """A size passed to a compiled function is traced: its line was 'size must be an int,
+    got <%1:i64[] = input>'; it says the size must be known when tracing, and how."""
+    x = np.array([1, 0, 2])
+    problem = one_line_problem(lambda: gc.compile(function)(x, 2), "test_search.py")
+    assert problem == (f"{setting} must be a Python int known when tracing, got a traced "
+                       "value; the value passed as 's' is traced: to use a Python number or "
+                       "bool as a Python value, list its position in static_argnums"), problem
+    assert_one_line_error(lambda: gc.compile(lambda a: function(a, gc.sum(a)))(x),
+                          f"{setting} must be a Python int known when tracing, got a traced "
+                          "value", "test_search.py")
+    assert_one_line_error(lambda: gc.compile(lambda a: function(a, a))(x),
+                          "known when tracing, got a traced value of shape (3,)",
+                          "test_search.py")
+    np.testing.assert_array_equal(
+        gc.compile(function, static_argnums=1)(x, 4), function(x, 4))
 
 def test_numpys_unique_of_a_tensor_that_requires_grad_names_gc_unique():
     t = gc.tensor(X, requires_grad=True)

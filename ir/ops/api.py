@@ -233,9 +233,19 @@ def _iterable(value) -> bool:
 
 def _whole(value, what):
     """An integer argument (a size, a count, an offset), numpy integers included: a float
-    or anything else is refused in one line, not truncated as int() would."""
+    or anything else is refused in one line, not truncated as int() would. A traced value
+    (a compiled function's argument) has none while the graph is built: its line says so, and
+    where it is a Python number the caller passed, that static_argnums would keep it one
+    (the value's repr was IR text: 'got <%1:i64[] = input>')."""
     if is_int(value):
         return int(value)
+    if isinstance(value, SymbolicValue):
+        known = f"{what} must be a Python int known when tracing, got a traced value"
+        if tuple(value.shape) != ():
+            _fail(f"{known} of shape {tuple(value.shape)}")
+        value = value._no_value(known)  # (a probe trace's value: the trace goes on)
+        if is_int(value):
+            return int(value)
     _fail(f"{what} must be an int, got {value!r}")
 
 
