@@ -336,6 +336,17 @@ def test_bincount_matches_numpy(dtype):
           [np.stack([np.bincount(x, minlength=5) for x in xs])])
 
 
+def test_bincount_of_bool_weights_counts_the_true_ones_in_int64():
+    """bool weights have no dtype to sum in: they count their True elements, int64 as a count
+    without weights (numpy's values, in float64; README says so), eagerly and compiled."""
+    x = np.array([0, 1, 1, 3, 1])
+    w = np.array([True, False, True, True, True])
+    for got in (gc.bincount(x, w), gc.compile(lambda x, w: gc.bincount(x, w, length=4))(x, w)):
+        got = np.asarray(got)
+        assert got.dtype == np.int64
+        np.testing.assert_array_equal(got, np.bincount(x, w))
+        np.testing.assert_array_equal(got, [1, 2, 0, 1])
+
 def test_bincount_gradient_wrt_weights_matches_finite_differences():
     rng = np.random.default_rng(90)
     x = rng.integers(0, 5, 9)

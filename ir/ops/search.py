@@ -409,7 +409,8 @@ def _unique_of_nothing(x, moved, size, fill_value, return_index, return_inverse,
 def bincount(x, weights=None, minlength=0, *, length=None):
     """numpy's and jnp.bincount: out[i] counts the elements of the non-negative integer 1-d
     x equal to i (with weights: sums their weights, in the weights' dtype as JAX's; numpy's
-    is float64). Its length is `length` where given, else max(x) + 1 or minlength if more;
+    is float64; bool weights count their True elements, int64, as no weights count all).
+    Its length is `length` where given, else max(x) + 1 or minlength if more;
     in a trace length is required (JAX's rule). A value outside [0, length) is an error
     (JAX drops it; numpy has no length). The gradient flows to the weights (a
     scatter_add, as segment_sum's)."""
