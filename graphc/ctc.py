@@ -61,27 +61,32 @@ def _integers(what, x, known):
 
 
 def _lengths(what, x, count, limit, limit_what):
-    """input_lengths or target_lengths: `count` integers in [0, limit] (None: any) ->
-    (operand, values or None where traced, bad: None, or where traced a bool (N,) of the
-    entries out of range)."""
+    """input_lengths or target_lengths: `count` integers in [0, limit] (None: any int64),
+    of any shape holding `count` (torch's flattens them: (N, 1) too) -> (operand, values or
+    None where traced, bad: None, or where traced a bool (N,) of the entries out of
+    range)."""
     if isinstance(x, (bool, np.bool_)):
         _fail(f"{_NAME}: {what} must hold integers, got a bool")
     known = _known(x)
-    if known is not None and known.dtype == object:
-        _fail(f"{_NAME}: {what} must be integers (a tuple, list or array), got "
-              f"{type(x).__name__}")
+    if known is not None and known.dtype.kind in "OUSV":  # (a str: '44' was 'got shape ()')
+        shown = f"str {x!r}"[:60] if isinstance(x, str) else type(x).__name__
+        _fail(f"{_NAME}: {what} must be integers (a tuple, list or array), got {shown}")
     shape = known.shape if known is not None else tuple(_shape(x))
-    if len(shape) > 1 or math.prod(shape) != count:
+    if math.prod(shape) != count:
         _fail(f"{_NAME}: {what} must hold one length per sequence ({count}), got shape "
               f"{tuple(shape)}")
     value = F.reshape(_integers(what, x, known), (count,))
     if known is not None:
-        known = known.astype(np.int64).reshape(count)
+        # checked before the cast to int64, which would wrap a uint64 2**63 to -2**63
+        known = known.reshape(count)
         if known.size and known.min() < 0:
             _fail(f"{_NAME}: {what} must be >= 0, got {int(known.min())}")
-        if limit is not None and known.size and known.max() > limit:
-            _fail(f"{_NAME}: {what} must be at most {limit_what} ({limit}), got "
-                  f"{int(known.max())}")
+        top = np.iinfo(np.int64).max if limit is None else limit
+        if known.size and known.max() > top:
+            _fail(f"{_NAME}: {what} must be at most "
+                  f"{limit_what + f' ({limit})' if limit is not None else f'{top} (int64)'}, "
+                  f"got {int(known.max())}")
+        known = known.astype(np.int64)
         return known, known, None
     bad = F.less(value, 0)
     if limit is not None:
@@ -179,8 +184,9 @@ def ctc_loss(log_probs, targets, input_lengths, target_lengths, blank=0, reducti
              zero_infinity=False):
     """The CTC loss, as torch.nn.functional.ctc_loss: log_probs (T, N, C) (log_softmax
     output; (T, C) unbatched), targets (N, S) padded or 1-d concatenated (sum(target_lengths)
-    labels; (S,) unbatched), input_lengths and target_lengths one per sequence (a tuple, list
-    or array; a number unbatched). 'none' gives each sequence's loss, 'sum' their sum, 'mean'
+    labels; (S,) unbatched), input_lengths and target_lengths one integer per sequence (a
+    tuple, list or array, of any shape holding N, flattened as torch's; a number
+    unbatched). 'none' gives each sequence's loss, 'sum' their sum, 'mean'
     the mean of each divided by its target length (at least 1). A target that cannot be
     aligned (longer than its input allows) costs inf, or 0 with zero_infinity. Lengths and
     targets known at the call are checked (one line); traced ones out of range, a label equal

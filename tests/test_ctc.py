@@ -161,6 +161,24 @@ def test_traced_lengths_or_labels_out_of_range_give_nan():
     assert np.isnan(g(np.array([1, 2, 1]), np.array([2, 2]))).all()  # sum 4 of 3 labels
 
 
+def test_lengths_of_any_shape_holding_one_per_sequence_are_flattened_as_torch_s():
+    """torch flattens the lengths: (N, 1), (1, N) or (N, 1, 1) give the (N,) ones' loss and
+    gradient (graphc refused every 2-d shape), eagerly and compiled."""
+    for seed in (4, 9):  # (3 sequences of finite loss: padded targets, concatenated)
+        lp, targets, il, tl, blank, _, _ = _case(seed)
+        batch = lp.shape[1]
+        want = TF.ctc_loss(torch.tensor(lp), torch.tensor(targets), torch.tensor(il),
+                           torch.tensor(tl), blank=blank, reduction="none").numpy()
+        for shape in ((batch, 1), (1, batch), (batch, 1, 1)):
+            a, b = il.reshape(shape), tl.reshape(shape)
+            theirs = TF.ctc_loss(torch.tensor(lp), torch.tensor(targets), torch.tensor(a),
+                                 torch.tensor(b), blank=blank, reduction="none").numpy()
+            np.testing.assert_array_equal(theirs, want)
+            for got in (gc.ctc_loss(lp, targets, a, b, blank=blank, reduction="none"),
+                        gc.compile(lambda lp, a, b: gc.ctc_loss(
+                            lp, targets, a, b, blank=blank, reduction="none"))(lp, a, b)):
+                np.testing.assert_allclose(np.asarray(got), want, rtol=1e-12)
+
 LP = np.log(np.full((4, 2, 3), 1 / 3))
 TARGETS = np.array([[1, 2], [2, 1]])
 
@@ -198,6 +216,17 @@ TARGETS = np.array([[1, 2], [2, 1]])
      "ctc_loss: log_probs must be floating-point"),
     (lambda: gc.ctc_loss(LP, TARGETS, None, [2, 2]),
      "ctc_loss: input_lengths must be integers (a tuple, list or array), got NoneType"),
+    (lambda: gc.ctc_loss(LP, TARGETS, "44", [2, 2]),  # (was 'got shape ()')
+     "ctc_loss: input_lengths must be integers (a tuple, list or array), got str '44'"),
+    (lambda: gc.ctc_loss(LP, TARGETS, [4, 4], ["2", "2"]),
+     "ctc_loss: target_lengths must be integers (a tuple, list or array), got list"),
+    (lambda: gc.ctc_loss(LP, TARGETS, np.array([2**63, 4], np.uint64), [2, 2]),  # (was -2**63)
+     "ctc_loss: input_lengths must be at most T (4), got 9223372036854775808"),
+    (lambda: gc.ctc_loss(LP, np.array([1, 2, 1]), [4, 4], np.array([2**63, 1], np.uint64)),
+     "ctc_loss: target_lengths must be at most 9223372036854775807 (int64), got "
+     "9223372036854775808"),
+    (lambda: gc.ctc_loss(LP, TARGETS, np.array([[4, 4], [4, 4]]), [2, 2]),
+     "ctc_loss: input_lengths must hold one length per sequence (2), got shape (2, 2)"),
 ])
 def test_bad_arguments_are_one_line_naming_ctc_loss_and_the_argument(call, message):
     assert_one_line_error(call, message, "test_ctc.py")
