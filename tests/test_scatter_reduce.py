@@ -215,6 +215,24 @@ def test_index_add_copy_fill_match_torch_with_gradients():
                                   [0, 6])
 
 
+def test_index_copy_of_repeated_indices_gives_the_written_row_alone_the_gradient():
+    """Of repeated indices the last source row is written (as torch's CPU kernel) and only
+    it gets the gradient: the true derivative (the rows overwritten change nothing). torch's
+    backward gives every duplicated row the gradient (README says both)."""
+    x, src, idx = np.zeros((3, 2)), RNG.normal(size=(3, 2)), [1, 1, 0]
+    w = RNG.normal(size=(3, 2))
+    ts = torch.tensor(src, requires_grad=True)
+    out = torch.zeros(3, 2, dtype=torch.float64).index_copy(0, torch.tensor(idx), ts)
+    (out * torch.tensor(w)).sum().backward()
+    np.testing.assert_array_equal(both(lambda s: gc.index_copy(x, 0, idx, s), src),
+                                  out.detach().numpy())
+    g = gc.grad(lambda s: gc.sum(gc.index_copy(x, 0, idx, s) * w))(src)
+    np.testing.assert_array_equal(g, [[0.0, 0.0], w[1], w[0]])
+    np.testing.assert_array_equal(ts.grad.numpy(), [w[1], w[1], w[0]])  # (torch's)
+    np.testing.assert_allclose(g, _central_difference(
+        lambda s: gc.sum(gc.index_copy(x, 0, idx, s) * w), src), atol=1e-8)
+
+
 @pytest.mark.parametrize("fn", ["cummax", "cummin"])
 def test_cummax_cummin_match_torch_values_indices_and_gradients(fn):
     for case in range(100):
@@ -311,6 +329,24 @@ def test_order_statistics_match_torch_values_and_gradients():
     assert float(zero_d.values) == 3.0 and int(zero_d.indices) == 0
     got = gc.vmap(lambda r: gc.median(r, 0).values)(x)
     np.testing.assert_array_equal(got, torch.median(torch.tensor(x), 1).values.numpy())
+
+
+def test_a_number_or_numpy_scalar_gives_a_tensor_as_an_array_does():
+    """median of np.float64(3.0) with no dim was that bare np.float64 (so were kthvalue's,
+    cummax's and logcumsumexp's of a number), where a 0-d array's is a tensor: a tensor in
+    the dtype graphc's reductions give the number (gc.max's: float32, int64, bool)."""
+    for number in (np.float64(3.0), 3.0, np.int32(3), True):
+        want = gc.max(number)
+        for got in (gc.median(number), gc.nanmedian(number), gc.median(number, 0).values,
+                    gc.kthvalue(number, 1).values, gc.cummax(number, 0).values,
+                    gc.cummin(number, -1).values):
+            assert type(got) is type(want) and got.dtype == want.dtype, (number, got)
+            assert got.item() == number
+    got = gc.logcumsumexp(np.float64(3.0), 0)
+    assert type(got) is type(gc.max(3.0)) and got.dtype == np.float32 and float(got) == 3.0
+    for x in (np.array(3.0), gc.tensor(np.array(3.0))):  # (x's own dtype, a new value)
+        got = gc.median(x)
+        assert got.dtype == np.float64 and got is not x and float(got) == 3.0
 
 
 def _central_difference(fn, x):

@@ -137,6 +137,22 @@ def broadcasting(name):
     return rule
 
 
+def scattering(scatter):
+    """The rule of a scatter of updates into `rows` rows, scatter(updates, idx, rows)
+    (scatter_add, scatter_max): each example scatters into its own block of `rows` rows of
+    one B * rows table, its indices offset to that block; with no operand batched (an index
+    the batch shares, SHARED_INDEX_OPS) it scatters once."""
+    def rule(args, batched, size, rows):
+        updates, idx = args
+        idx = clamp_unless_kept(idx, rows, size, batched[1])
+        if not any(batched):
+            return scatter(updates, idx, rows)
+        updates, idx = batch_all([updates, idx], batched, size)
+        out = scatter(updates, batch_offsets(idx, rows, size), size * rows)
+        return F.reshape(out, (size, rows) + F._shape(out)[1:])
+    return rule
+
+
 def same_shape(name):
     """Ops whose operands must have one shape (gelu_grad, softmax_grad): every operand
     batched; `axis` attributes shift past the batch axis."""

@@ -271,7 +271,7 @@ def _dynamic_update_slice(operand, update, start, axis):
 def _register_batching():
     from .batching import (SHARED_INDEX_OPS, batch_all, batch_offsets, broadcasting,
                            clamp_unless_kept, defbatch, flat_batch, loop_over_batch, looped,
-                           move_axis, repaired_unless_kept)
+                           move_axis, repaired_unless_kept, scattering)
     from .registry import apply
 
     @defbatch("take")
@@ -285,16 +285,7 @@ def _register_batching():
         table, idx = batch_all([table, idx], batched, size)
         return F.take(flat_batch(table, size), batch_offsets(idx, rows, size))
 
-    @defbatch("scatter_add")
-    def _scatter_add_rule(args, batched, size, rows):
-        # each example scatters into its own block of `rows` rows of one B * rows table
-        updates, idx = args
-        idx = clamp_unless_kept(idx, rows, size, batched[1])
-        if not any(batched):  # a shared index (SHARED_INDEX_OPS)
-            return F.scatter_add(updates, idx, rows)
-        updates, idx = batch_all([updates, idx], batched, size)
-        out = F.scatter_add(updates, batch_offsets(idx, rows, size), size * rows)
-        return F.reshape(out, (size, rows) + F._shape(out)[1:])
+    defbatch("scatter_add")(scattering(F.scatter_add))
 
     @defbatch("check_index")
     def _check_index_rule(args, batched, size, length, axis, negative=True):

@@ -18,7 +18,7 @@ from . import api as F
 from .api import _axis, _count, _dtype, _fail, _flag, _ndim, _shape
 from .arrays import _along, _checked_segment_ids, _concrete, _take_along, argsort, moveaxis
 from .arrays import segment_sum
-from .registry import SymbolicValue, apply, check, defop
+from .registry import SymbolicValue, apply, check, defop, is_weak_scalar, scalar_dtype
 
 __all__ = ["segment_max", "segment_min", "segment_prod", "segment_mean", "index_add",
            "index_copy", "index_fill", "scatter_reduce", "cummax", "cummin", "logcumsumexp",
@@ -76,18 +76,11 @@ def scatter_max(updates, idx, rows):
 
 
 def _register_batching():
-    from .batching import SHARED_INDEX_OPS, batch_all, batch_offsets, clamp_unless_kept, defbatch
+    from .batching import SHARED_INDEX_OPS, defbatch, scattering
 
-    @defbatch("scatter_max")
-    def _scatter_max_rule(args, batched, size, rows):
-        # each example into its own block of `rows` rows of one B * rows table (scatter_add's)
-        updates, idx = args
-        idx = clamp_unless_kept(idx, rows, size, batched[1])
-        if not any(batched):
-            return apply("scatter_max", updates, idx, rows=rows)
-        updates, idx = batch_all([updates, idx], batched, size)
-        out = apply("scatter_max", updates, batch_offsets(idx, rows, size), rows=size * rows)
-        return F.reshape(out, (size, rows) + _shape(out)[1:])
+    # (scatter_add's rule: each example into its own block of rows of one table)
+    defbatch("scatter_max")(scattering(
+        lambda updates, idx, rows: apply("scatter_max", updates, idx, rows=rows)))
 
     SHARED_INDEX_OPS.add("scatter_max")
 
@@ -263,7 +256,9 @@ def index_add(x, dim, index, source, alpha=1):
 
 def index_copy(x, dim, index, source):
     """torch's index_copy: x with x[..., index[i], ...] = source[..., i, ...] along `dim`. Of
-    repeated indices the last one's row is written (torch leaves that undefined)."""
+    repeated indices the last one's row is written (torch leaves that undefined; its CPU
+    kernel writes it too), and it alone gets the gradient, the true derivative (torch's
+    backward gives every duplicated row the written row's)."""
     front, index, src, dim = _index_along("index_copy", x, dim, index, source)
     rows = _shape(front)[0]
     k = _shape(index)[0]
@@ -342,11 +337,21 @@ def scatter_reduce(x, dim, index, src, reduce, include_self=True):
     return F.reshape(out, _shape(x))
 
 
+def _itself(x):
+    """A 0-d x as a result of its own: a copy where it runs now (F._unchanged), and a tensor
+    for a number or numpy scalar too, in the dtype graphc's reductions give it (gc.max of
+    np.float64(2) is float32's 2, a weak scalar's): median(np.float64(2)) was that bare
+    np.float64, where an array's median is a tensor."""
+    if is_weak_scalar(x):
+        return apply("cast", x, dtype=scalar_dtype(x, None, "cast"))
+    return F._unchanged(x)
+
+
 # ---- running extremes and sums ----------------------------------------------------------------
 def _cum_extreme(name, x, dim, larger):
     dim = _dim(name, dim, _ndim(x))
     if _ndim(x) == 0:
-        return F.ValuesIndices(F._unchanged(x), F.zeros((), "int64"))
+        return F.ValuesIndices(_itself(x), F.zeros((), "int64"))
     n = _concrete(_shape(x)[dim], name)
     keys = F.cast(x, "int64") if _dtype(x) == np.bool_ else x
     if not larger:
@@ -390,7 +395,7 @@ def logcumsumexp(x, dim):
         _fail(f"logcumsumexp: needs a floating-point value, got {_dtype(x)}")
     dim = _dim("logcumsumexp", dim, _ndim(x))
     if _ndim(x) == 0:
-        return F._unchanged(x)
+        return _itself(x)
     n = _concrete(_shape(x)[dim], "logcumsumexp")
     out, step = x, 1
     while step < n:
@@ -398,7 +403,7 @@ def logcumsumexp(x, dim):
                         F.logaddexp(_along(out, dim, step, n), _along(out, dim, 0, n - step))],
                        dim)
         step *= 2
-    return F._unchanged(x) if n <= 1 else out
+    return _itself(x) if n <= 1 else out
 
 
 # ---- order statistics ------------------------------------------------------------------------
@@ -431,7 +436,7 @@ def kthvalue(x, k, dim=-1, keepdim=False):
     if not is_int(k) or not 1 <= k <= n:
         _fail(f"kthvalue: k must be an int from 1 to {n} (the size of dim), got {k!r}")
     if d is None:
-        return F.ValuesIndices(F._unchanged(x), F.zeros((), "int64"))
+        return F.ValuesIndices(_itself(x), F.zeros((), "int64"))
     return _picked("kthvalue", x, d, keepdim, int(k) - 1)
 
 
@@ -441,10 +446,10 @@ def _median(name, x, dim, keepdim, skip_nan):
         if _ndim(x) and 0 in tuple(_shape(x)):
             _fail(f"{name}: of an empty value (torch's is NaN); give a dim")
         flat = F.reshape(x, (-1,))
-        return _median(name, flat, 0, False, skip_nan).values if _ndim(x) else F._unchanged(x)
+        return _median(name, flat, 0, False, skip_nan).values if _ndim(x) else _itself(x)
     d = _dim_arg(name, x, dim)
     if d is None:
-        return F.ValuesIndices(F._unchanged(x), F.zeros((), "int64"))
+        return F.ValuesIndices(_itself(x), F.zeros((), "int64"))
     n = _concrete(_shape(x)[d], name)
     if n == 0:
         _fail(f"{name}: dim {dim} has no elements (torch refuses it too)")
