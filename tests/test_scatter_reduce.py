@@ -1,7 +1,7 @@
 """Segment and scatter reductions (segment_max / min / prod / mean, index_add / copy / fill,
 scatter_reduce), cummax / cummin / logcumsumexp, kthvalue / median / nanmedian against
 torch in float64 (values and gradients, ties included), eagerly, compiled, under gc.grad
-and gc.vmap, and gc.nn.functional's re-exports."""
+and gc.vmap."""
 import numpy as np
 import pytest
 
