@@ -27,6 +27,7 @@ import numpy as np
 from .errors import GraphcError, a_type, clipped
 from .graph import Graph
 from .ops.registry import REGISTRY
+from .parser import MAX_NESTING as PARSER_NESTING
 from .printer import float_text, is_region
 from .types import (DTYPES, SHORT_NAMES, Dim, TensorType, TupleType, exact_array,
                     float_of_text, int_of_text, is_int, parse_dim)
@@ -34,9 +35,13 @@ from .verify import check_node
 
 FORMAT, VERSION = "graphc-ir", 1
 # Python's json parser recurses once per level of nesting; the schema needs five (document,
-# nodes, node, attrs, value) plus a few for nested tuples. Deeper input is rejected before it
-# is parsed, instead of exhausting the stack.
-MAX_NESTING = 64
+# nodes, node, attrs, value) plus a few for nested tuples, and five more for each region a
+# control-flow node holds (a cond's branches seven, as two of the text reader's levels). The
+# text reader takes regions nested to its MAX_NESTING, so this bound takes their JSON (32
+# nested scans are 166 levels; 64 refused 12 nested scans that `graphc dump --format json`
+# wrote and the text form read). Deeper input is rejected before it is parsed, instead of
+# exhausting the stack.
+MAX_NESTING = 6 * PARSER_NESTING
 _STRUCTURE = re.compile(r'"(?:[^"\\]|\\.)*"|[\[\]{}]')
 
 
@@ -230,7 +235,8 @@ def _from_json(data) -> Graph:
     _need(isinstance(data, dict), "$", "the document must be an object")
     _known_keys(data, _DOCUMENT_KEYS, "$")
     _need(data.get("format") == FORMAT, "$.format", f"expected {FORMAT!r}")
-    _need(data.get("version") == VERSION, "$.version", f"expected {VERSION}")
+    _need(is_int(data.get("version")) and data["version"] == VERSION, "$.version",
+          f"expected {VERSION}")  # (not JSON's true, which == 1 in Python)
     for key, kind in (("name", str), ("inputs", list), ("nodes", list), ("outputs", list)):
         _need(isinstance(data.get(key), kind), f"$.{key}", f"missing or not a {kind.__name__}")
     graph = Graph(data["name"])

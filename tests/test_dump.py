@@ -1193,7 +1193,8 @@ _LOOP_WHILE_IR = """graph f(%0:f32[3] k, %1:f32[3] x) -> (%3)
 
 @pytest.mark.parametrize("text, old, new, message", [
     (_LOOP_SCAN_IR, "carries=1", "carries=-1", "carries must be 0 or more, got -1"),
-    (_LOOP_SCAN_IR, "consts=0, carries=1", "consts=-1, carries=2", "consts must be 0 or more, got -1"),
+    (_LOOP_SCAN_IR, "consts=0, carries=1", "consts=-1, carries=2",
+     "consts must be 0 or more, got -1"),
     (_LOOP_WHILE_IR, "body_consts=1", "body_consts=-1", "body_consts must be 0 or more, got -1"),
     (_LOOP_WHILE_IR, "cond_consts=0, body_consts=1", "cond_consts=-1, body_consts=2",
      "cond_consts must be 0 or more, got -1")])
@@ -1255,7 +1256,8 @@ def test_a_scan_of_a_negative_length_is_refused():
     (lambda d: d["nodes"][0].update(locs=[["model.py", True]]),
      "$.nodes[0].locs: bad locations: each is [file, line], line a whole number from 0"),
     (lambda d: d["nodes"][0].update(locs=[["model.py", -3]]),
-     "$.nodes[0].locs: bad locations: each is [file, line], line a whole number from 0")])
+     "$.nodes[0].locs: bad locations: each is [file, line], line a whole number from 0"),
+    (lambda d: d.update(version=True), "$.version: expected 1")])  # (review r11)
 def test_json_true_is_no_value_id_nor_line(change, message, tmp_path, capsys):
     """JSON's true was Python's True, which == 1: `"outputs": [true]` made a graph returning
     the value of id 1 (here the input y), `"inputs": [true]` read that value, and a location

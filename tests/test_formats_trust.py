@@ -12,6 +12,7 @@ from dataclasses import asdict
 import numpy as np
 import pytest
 
+import graphc as gc
 from graphc import checkpoint
 from graphc.cli import main
 from graphc.models.gpt import GPT, GPTConfig
@@ -154,8 +155,47 @@ def test_regions_nested_past_the_bound_say_what_counts():
         parse("\n".join(_nested_conds(17)))
 
 
+def _nested_scans(levels):
+    """A function of `levels` scans, each in the body of the one outside it."""
+    def f(x):
+        if levels == 0:
+            return x + 1.0
+        return gc.scan(lambda c, _: (_nested_scans(levels - 1)(c), c), x, None, length=2)[0]
+    return f
+
+
+def test_regions_nested_as_the_text_reader_takes_them_read_back_from_json(tmp_path, capsys):
+    """Review r11: the JSON reader's bound (64 levels of JSON) refused 12 nested scans (five
+    levels each), which `graphc dump --format json` wrote and the text reader, taking 32,
+    read back: 'IR JSON: line 271: nested more than 64 levels deep', exit 2."""
+    from ir.printer import format_graph
+    from ir.serialize import dumps
+    deepest = [gc.trace(_nested_scans(32), gc.spec((3,))),  # (the text reader's bound)
+               gc.trace(_nested_conds_fn(16), gc.spec((), "bool"), gc.spec((3,)))]
+    for graph in deepest:
+        text = format_graph(graph, locations=True, max_inline=None)
+        assert format_graph(parse(text), locations=True, max_inline=None) == text
+        assert format_graph(loads(dumps(graph)), locations=True, max_inline=None) == text
+    path = tmp_path / "deep.json"
+    path.write_text(dumps(gc.trace(_nested_scans(12), gc.spec((3,)))))
+    assert main(["dump", str(path), "-O0"]) == 0
+    assert capsys.readouterr().out.count("= scan ") == 12
+    with pytest.raises(GraphcError, match=r"^IR JSON: line \d+: nested more than 192 levels "
+                                          r"deep$"):
+        loads(dumps(gc.trace(_nested_scans(38), gc.spec((3,)))))
+
+
+def _nested_conds_fn(levels):
+    """A function of `levels` conds, each in the false branch of the one outside it."""
+    def f(p, x):
+        if levels == 0:
+            return -x
+        return gc.cond(p, lambda a: a * 2.0, lambda a: _nested_conds_fn(levels - 1)(p, a), x)
+    return f
+
+
 def test_deeply_nested_json_is_a_clear_error():
-    with pytest.raises(GraphcError, match=r"^IR JSON: line 1: nested more than 64 levels "
+    with pytest.raises(GraphcError, match=r"^IR JSON: line 1: nested more than 192 levels "
                                           r"deep$"):
         loads("[" * 100000 + "]" * 100000)
     # brackets inside strings do not count
