@@ -843,27 +843,65 @@ def decay_matrices_only(name: str, value) -> bool:
 
 
 # ---- the optimisers -------------------------------------------------------------------------
-def _checks_moved_positional(init):
-    """Wraps a graphc optimiser's __init__ whose positions moved to torch's: a value given
-    by position where graphc's earlier order had one of its own settings
-    (_moved_positional) gets the one line saying so, before __init__'s plainer check.
+def _torch_style_init(init):
+    """Wraps the __init__ of a torch-named optimiser (and Lion's) for what its signature
+    cannot say in one line of its own:
+    - a value given by position where graphc's earlier order had one of its own settings
+      (_moved_positional) gets the one line saying so, before __init__'s plainer check;
+    - torch's keywords that choose how its step runs (foreach=, fused=, capturable=;
+      `torch_step_keywords`, those torch's class takes) are taken and do nothing: a compiled
+      step is one fused kernel per parameter already, and an eager step one numpy update per
+      parameter, with no device to choose for. differentiable=True is refused (graphc's step
+      is not differentiated through), False taken;
+    - any other keyword __init__ has not is one line naming the optimiser and the keyword,
+      not Python's TypeError.
     Checked here, not in __new__, which sees only the outer call: a user's subclass with
-    its own constructor passes graphc's earlier order on in its super().__init__(...).
-    The signature stays the wrapped one's (inspect follows __wrapped__)."""
-    positions = [p.name for p in inspect.signature(init).parameters.values() if p.kind in (
-        inspect.Parameter.POSITIONAL_ONLY, inspect.Parameter.POSITIONAL_OR_KEYWORD)][1:]
+    its own constructor passes graphc's earlier order (or torch's foreach=) on in its
+    super().__init__(...). The signature stays the wrapped one's (inspect follows
+    __wrapped__), so torch's param_groups' foreach or fused keys are not shown as settings
+    in the .bind() line (_group_settings)."""
+    parameters = list(inspect.signature(init).parameters.values())[1:]
+    positions = [p.name for p in parameters if p.kind in (
+        inspect.Parameter.POSITIONAL_ONLY, inspect.Parameter.POSITIONAL_OR_KEYWORD)]
+    names = [p.name for p in parameters]
 
     @functools.wraps(init)
     def checked(self, *args, **kwargs):
-        for name, (valid, rule, before) in type(self)._moved_positional.items():
+        cls = type(self)
+        for name, (valid, rule, before) in cls._moved_positional.items():
             at = positions.index(name) if name in positions else len(args)
             if at < len(args) and not valid(args[at]):
                 ordinal = _ORDINALS.get(at + 1, f"#{at + 1}")
-                raise GraphcError(f"{type(self).__name__}: {name} {rule}, got {args[at]!r} "
+                raise GraphcError(f"{cls.__name__}: {name} {rule}, got {args[at]!r} "
                                   f"(the {ordinal} positional argument is {name}, as "
                                   f"torch's: give {before}= by name)", (user_location(),))
+        for name in [k for k in kwargs if k not in names]:
+            if name not in cls.torch_step_keywords:
+                steps = ", ".join(f"{k}=" for k in cls.torch_step_keywords)
+                raise GraphcError(
+                    f"{cls.__name__}: no keyword argument {name!r}; it takes "
+                    f"{', '.join(f'{k}=' for k in names)}" +
+                    (f" (and torch's {steps}, which change nothing here)" if steps else ""),
+                    (user_location(),))
+            _torch_step_keyword(cls.__name__, name, kwargs.pop(name))
         init(self, *args, **kwargs)
     return checked
+
+
+def _torch_step_keyword(who, name, value):
+    """torch's foreach= / fused= (None, True or False), capturable= (True or False) and
+    differentiable= (False) given to optimiser `who`: checked, and dropped (they change
+    nothing here: see _torch_style_init)."""
+    choice = name in ("foreach", "fused")  # (None: torch picks; here nothing to pick)
+    if choice and value is None:
+        return
+    if not isinstance(value, (bool, np.bool_)):
+        _fail(f"{who}: {name} must be {'None, ' if choice else ''}True or False, got "
+              f"{value!r}")
+    if name == "differentiable" and value:
+        _fail(f"{who}: differentiable=True is not supported: graphc's optimiser step is not "
+              "differentiated through (torch's differentiable=True takes gradients of the "
+              "update itself); leave it False")
 
 
 _ORDINALS = {1: "first", 2: "second", 3: "third", 4: "fourth", 5: "fifth", 6: "sixth"}
@@ -915,9 +953,12 @@ class Optimizer:
     # keyword-only setting graphc's earlier order had in its place: given there by position
     # and failing the check, the one line says where the argument went (given by name, the
     # setting's own check speaks). Checked by the __init__ that takes them
-    # (_checks_moved_positional), so a user's subclass whose super().__init__ passes
+    # (_torch_style_init), so a user's subclass whose super().__init__ passes
     # graphc's earlier order gets the line too
     _moved_positional: dict = {}
+    # torch's keywords of how its step runs that torch's class of this name takes, each
+    # accepted and changing nothing (_torch_style_init): torch 2.13's signatures
+    torch_step_keywords: tuple = ()
 
     def __new__(cls, *args, **kwargs):
         # torch's SGD(params, lr=...) or SGD(params=..., lr=...), refused before __init__
@@ -1414,11 +1455,12 @@ class SGD(Optimizer):
     # graphc's earlier SGD(lr, 0.9, True) gave nesterov third
     _moved_positional = {"dampening": (lambda v: not isinstance(v, (bool, np.bool_)),
                                        "must be a number", "nesterov")}
+    torch_step_keywords = ("foreach", "differentiable", "fused")
 
     # torch's positional order (a torch user's SGD(lr, 0.9, 0.5) is dampening 0.5; before,
     # nesterov came third); graphc's own settings keyword-only (see Adam). lr 1e-3 by
     # default, as torch's (2.x)
-    @_checks_moved_positional
+    @_torch_style_init
     def __init__(self, lr=1e-3, momentum: float = 0.0, dampening: float = 0.0,
                  weight_decay: float = 0.0, nesterov: bool = False, *, decay_mask=None,
                  clip_norm=None, maximize: bool = False):
@@ -1588,12 +1630,13 @@ class Adam(_DecoupledWeightDecay, Optimizer):
     # graphc's earlier order gave decay_mask fifth
     _moved_positional = {"amsgrad": (lambda v: isinstance(v, (bool, np.bool_)),
                                      "must be True or False", "decay_mask")}
+    torch_step_keywords = ("foreach", "capturable", "differentiable", "fused")
 
     # torch's positional order, amsgrad fifth (decay_mask was fifth, so torch's Adam(lr,
     # betas, eps, weight_decay, True) took the True as a mask and dropped AMSGrad unsaid).
     # graphc's own settings (decay_mask, clip_norm) are keyword-only in every torch-named
     # optimiser, so no positional argument of torch's lands on one
-    @_checks_moved_positional
+    @_torch_style_init
     def __init__(self, lr=1e-3, betas=(0.9, 0.999), eps: float = 1e-8,
                  weight_decay: float = 0.0, amsgrad: bool = False, *, decay_mask=None,
                  clip_norm=None, maximize: bool = False,
@@ -1643,7 +1686,7 @@ class AdamW(Adam):
 
     decoupled = True
 
-    @_checks_moved_positional
+    @_torch_style_init
     def __init__(self, lr=1e-3, betas=(0.9, 0.999), eps: float = 1e-8,
                  weight_decay: float = 0.01, amsgrad: bool = False, *, decay_mask=None,
                  clip_norm=None, maximize: bool = False):
@@ -1660,7 +1703,9 @@ class RMSprop(Optimizer):
 
     hyperparameters = ("weight_decay", "alpha", "eps", "momentum")
     flag_settings = ("maximize", "centered")
+    torch_step_keywords = ("capturable", "foreach", "differentiable")
 
+    @_torch_style_init
     def __init__(self, lr=1e-2, alpha: float = 0.99, eps: float = 1e-8,
                  weight_decay: float = 0.0, momentum: float = 0.0, centered: bool = False,
                  *, decay_mask=None, clip_norm=None, maximize: bool = False):
@@ -1706,7 +1751,9 @@ class Adagrad(Optimizer):
     slots = ("sum",)
     non_negative_slots = ("sum",)
     hyperparameters = ("weight_decay", "lr_decay", "eps")
+    torch_step_keywords = ("foreach", "differentiable", "fused")
 
+    @_torch_style_init
     def __init__(self, lr=1e-2, lr_decay: float = 0.0, weight_decay: float = 0.0,
                  initial_accumulator_value: float = 0.0, eps: float = 1e-10, *,
                  decay_mask=None, clip_norm=None, maximize: bool = False):
@@ -1754,7 +1801,9 @@ class Adamax(Optimizer):
     slots = ("m", "exp_inf")
     non_negative_slots = ("exp_inf",)
     hyperparameters = ("weight_decay", "beta1", "beta2", "eps")
+    torch_step_keywords = ("foreach", "differentiable", "capturable")
 
+    @_torch_style_init
     def __init__(self, lr=2e-3, betas=(0.9, 0.999), eps: float = 1e-8,
                  weight_decay: float = 0.0, *, decay_mask=None, clip_norm=None,
                  maximize: bool = False):
@@ -1789,7 +1838,9 @@ class NAdam(_DecoupledWeightDecay, Optimizer):
     float64_scalars = ("lr", "mu", "mu_next")
     hyperparameters = ("weight_decay", "beta1", "beta2", "eps", "momentum_decay")
     flag_settings = ("maximize", "decoupled")  # (torch's decoupled_weight_decay)
+    torch_step_keywords = ("foreach", "capturable", "differentiable")
 
+    @_torch_style_init
     def __init__(self, lr=2e-3, betas=(0.9, 0.999), eps: float = 1e-8,
                  weight_decay: float = 0.0, momentum_decay: float = 4e-3,
                  decoupled_weight_decay: bool = False, *, decay_mask=None, clip_norm=None,
@@ -1862,6 +1913,7 @@ class Lion(Optimizer):
     slots = ("m",)
     hyperparameters = ("weight_decay", "beta1", "beta2")
 
+    @_torch_style_init
     def __init__(self, lr=1e-4, betas=(0.9, 0.99), weight_decay: float = 1e-3,
                  decay_mask=None, clip_norm=None):
         super().__init__(lr, weight_decay, decay_mask, clip_norm)

@@ -1,5 +1,6 @@
 """graphc.optim against torch.optim (the oracle), eagerly and compiled into one plan."""
 import copy
+import inspect
 import math
 import pickle
 import re
@@ -754,6 +755,76 @@ def test_a_subclass_passing_graphcs_earlier_order_to_super_gets_the_positional_h
     opt = MyAdamW(0.1, False)
     assert (opt.weight_decay, opt.amsgrad, opt.decay_mask) == (0.01, False, None)
     assert (MySGD(0.1, 0.5).dampening, MySGD(0.1, 0.5).momentum) == (0.5, 0.9)
+
+
+TORCH_STEP_KEYWORDS = ("foreach", "fused", "capturable", "differentiable")
+
+
+@pytest.mark.parametrize("name", ["SGD", "Adam", "AdamW", "RMSprop", "Adagrad", "Adamax",
+                                  "NAdam"])
+def test_torchs_foreach_fused_capturable_are_taken_and_change_nothing(name):
+    """Session 53 (f7 item 1): torch's foreach=, fused=, capturable= and differentiable=
+    (`Adam(..., foreach=False)`, common in torch code) were Python's TypeError traceback.
+    Each one torch's class of that name takes is now taken, with no effect (the step is one
+    update per parameter already); differentiable=True is one line, as a keyword torch's
+    class has not and any other unknown keyword are, naming the optimiser."""
+    mine, theirs = getattr(optim, name), getattr(torch.optim, name)
+    takes = [k for k in TORCH_STEP_KEYWORDS if k in inspect.signature(theirs).parameters]
+    assert sorted(mine.torch_step_keywords) == sorted(takes)  # torch 2.13's signatures
+    params, grads = _problem("float64", steps=6)
+    settings = {"lr": 0.05, "weight_decay": 0.1}
+    expected = _torch_run(lambda ps: theirs(ps, **settings), params, grads)
+
+    def run(**extra):
+        opt, got = mine(**settings, **extra), dict(params)
+        state = opt.init(got)
+        for g in grads:
+            got, state = opt.update(g, state, got)
+        return got
+
+    plain = run()
+    # (torch keeps NAdam's mu_product in its default dtype, float32: see NAdam's docstring)
+    tolerance = 1e-9 if name == "NAdam" else 1e-12
+    assert _max_error(plain, expected) <= tolerance and _max_error(params, expected) > 1e-3
+    for keyword in takes:
+        for value in ([True, False, None] if keyword in ("foreach", "fused") else [False]
+                      if keyword == "differentiable" else [True, False]):
+            got = run(**{keyword: value})
+            assert all(np.array_equal(got[k], plain[k]) for k in plain), (keyword, value)
+            if not (keyword == "capturable" and value):  # (torch's: CUDA only)
+                # (torch's foreach and fused kernels differ from its loop by ulps)
+                assert _max_error(_torch_run(lambda ps: theirs(ps, **settings, **{
+                    keyword: value}), params, grads), got) <= tolerance
+    # every keyword at once, as a torch user's full call
+    assert _max_error(run(**{k: k != "differentiable" for k in takes}), plain) == 0.0
+    refused = [({"differentiable": True}, f"{name}: differentiable=True is not supported: "
+                "graphc's optimiser step is not differentiated through"),
+               ({"foreach": "yes"}, f"{name}: foreach must be None, True or False, got 'yes'"),
+               ({"bogus": 1}, f"{name}: no keyword argument 'bogus'; it takes lr=, ")]
+    refused += [({k: False}, f"{name}: no keyword argument {k!r}")
+                for k in TORCH_STEP_KEYWORDS if k not in takes]  # (as torch's TypeError)
+    for extra, line in refused:
+        with pytest.raises(gc.GraphcError) as info:
+            mine(lr=0.1, **extra)
+        assert str(info.value).splitlines()[0].startswith(line), str(info.value)
+
+
+def test_lion_and_subclasses_name_an_unknown_keyword_in_one_line():
+    """Session 53 (f7 item 1): Lion (torch has none, so none of torch's step keywords) and a
+    user's subclass passing torch's foreach= on to super().__init__."""
+    with pytest.raises(gc.GraphcError) as info:
+        optim.Lion(lr=1e-4, foreach=False)
+    assert str(info.value).splitlines()[0] == ("Lion: no keyword argument 'foreach'; it takes "
+                                               "lr=, betas=, weight_decay=, decay_mask=, "
+                                               "clip_norm=")
+
+    class Mine(optim.AdamW):
+        def __init__(self, lr, **kwargs):
+            super().__init__(lr, **kwargs)
+
+    assert Mine(0.1, fused=True, foreach=None).lr(0) == 0.1
+    with pytest.raises(gc.GraphcError, match=r"^Mine: no keyword argument 'decoupled_"):
+        Mine(0.1, decoupled_weight_decay=True)  # (torch's AdamW has none either)
 
 
 def test_reading_a_user_subclass_constructor_does_not_keep_the_class_alive():
