@@ -1913,8 +1913,10 @@ class Lion(Optimizer):
     slots = ("m",)
     hyperparameters = ("weight_decay", "beta1", "beta2")
 
+    # graphc's own decay_mask= and clip_norm= keyword-only, as in the torch-named optimisers
+    # (so Lion(lr, betas, weight_decay) is called as they are)
     @_torch_style_init
-    def __init__(self, lr=1e-4, betas=(0.9, 0.99), weight_decay: float = 1e-3,
+    def __init__(self, lr=1e-4, betas=(0.9, 0.99), weight_decay: float = 1e-3, *,
                  decay_mask=None, clip_norm=None):
         super().__init__(lr, weight_decay, decay_mask, clip_norm)
         self.betas = betas

@@ -174,6 +174,24 @@ def test_lion_is_optax_lion(weight_decay, compiled):
     np.testing.assert_allclose(masked["b"], ref_b, rtol=0, atol=1e-15)
 
 
+def test_lions_own_settings_are_keyword_only_as_the_other_optimisers():
+    """Session 53 (f7 item 2): Lion took decay_mask and clip_norm fourth and fifth by
+    position, where every other optimiser has graphc's own settings keyword-only; a fourth
+    positional argument is now refused as the others refuse one past their positions, and
+    by name they are what they were."""
+    import inspect
+    for name in ("decay_mask", "clip_norm"):
+        assert inspect.signature(optim.Lion).parameters[name].kind is \
+            inspect.Parameter.KEYWORD_ONLY == inspect.signature(optim.Adam).parameters[
+                name].kind
+    with pytest.raises(TypeError, match="positional arguments but 5 were given"):
+        optim.Lion(3e-3, (0.9, 0.99), 0.3, optim.decay_matrices_only)
+    opt = optim.Lion(3e-3, (0.5, 0.9), 0.3, decay_mask=optim.decay_matrices_only,
+                     clip_norm=2.0)
+    assert (opt.lr(0), opt.betas, opt.weight_decay, opt.decay_mask, opt.clip_norm) == (
+        3e-3, (0.5, 0.9), 0.3, optim.decay_matrices_only, 2.0)
+
+
 @pytest.mark.parametrize("case", ["Adamax-decay-betas", "NAdam-decoupled-decay", "Lion"])
 def test_bound_optimizer_matches_torch(case, torch_float64_default):
     params, grads = _problem("float64")
