@@ -1685,6 +1685,49 @@ def test_prelu_under_autocast_is_half_as_torchs_lower_precision_list(half):
     assert any(n.op == "mul" and n.dtype == np.dtype(half) for n in plan.nodes)
 
 
+def test_autocast_takes_torchs_device_first_form_for_the_cpu():
+    """Session 53 (f7 item 3): torch's `autocast("cpu", dtype=torch.bfloat16)` was Python's
+    "multiple values for argument 'dtype'" and `autocast("cpu")` a refusal. torch's form
+    (device_type, dtype=None, enabled=True, cache_enabled=None) is taken for 'cpu', dtype
+    None bfloat16 as torch's CPU autocast; each call gives torch's dtype and bits, eager
+    and compiled. Another device type, or the dtype given twice, is one line."""
+    torch = pytest.importorskip("torch", reason="torch is the test extra's oracle")
+    p, x, _ = _mlp_args()
+    f = gc.compile(lambda p, x: x @ p["w"])
+    for args, kwargs in [(("cpu",), dict(dtype=torch.bfloat16)), (("cpu",), {}),
+                         (("cpu", torch.float16), {}),
+                         (("cpu",), dict(dtype=None, cache_enabled=False)),
+                         (("cpu", torch.float16, True, True), {}),
+                         (("cpu", torch.bfloat16), dict(enabled=False))]:
+        with torch.autocast(*args, **kwargs):  # the reference: torch's own, same arguments
+            want = torch.from_numpy(x) @ torch.from_numpy(p["w"])
+        with gc.autocast(*args, **kwargs):
+            eager, compiled = gc.tensor(x) @ gc.tensor(p["w"]), f(p, x)
+        half = str(want.dtype).replace("torch.", "")
+        assert eager.dtype == compiled.dtype == np.dtype(BFLOAT16 if half == "bfloat16"
+                                                         else half), (args, kwargs)
+        for got in (eager, compiled):  # (the same bits as torch's)
+            np.testing.assert_array_equal(np.asarray(got).astype(np.float32),
+                                          want.float().numpy())
+    assert (gc.tensor(x) @ gc.tensor(p["w"])).dtype == np.float32  # none left on
+    with gc.autocast(dtype=torch.float16):  # graphc's form, a torch dtype by name
+        assert f(p, x).dtype == np.float16
+    for args, kwargs, line in [
+            (("cuda",), {}, "autocast: device type 'cuda': graphc computes on the CPU, so "
+             "torch's form takes 'cpu' only (gc.autocast('cpu', dtype=torch.bfloat16)); or "
+             "give the half dtype first: gc.autocast('bfloat16')"),
+            (("mps", torch.float16), {}, "autocast: device type 'mps': graphc computes"),
+            (("float16",), dict(dtype="bfloat16"), "autocast: the dtype is given twice, "
+             "'float16' first and dtype='bfloat16': give it once"),
+            (("cpu",), dict(cache_enabled="yes"), "autocast: cache_enabled must be None, True "
+             "or False, got 'yes'"),
+            (("cpu", torch.float32), {}, "autocast: float32 is not a half-precision dtype")]:
+        with pytest.raises(GraphcError) as caught:
+            with gc.autocast(*args, **kwargs):
+                pass
+        assert str(caught.value).splitlines()[0].startswith(line), str(caught.value)
+
+
 def test_autocast_takes_torchs_enabled_flag_and_names_a_device_given_for_the_dtype():
     """torch.autocast(..., enabled=use_amp) turns the policy off (one code path for both, or
     nested to leave a region in float32); graphc's autocast took no `enabled` (a TypeError),
@@ -1705,9 +1748,9 @@ def test_autocast_takes_torchs_enabled_flag_and_names_a_device_given_for_the_dty
                           "autocast: enabled must be True or False, got 'no'"),
                          (dict(dtype="float32", enabled=True),
                           "autocast: float32 is not a half-precision dtype"),
-                         (dict(dtype="cpu"), "autocast: 'cpu' is a device (torch.autocast's "
-                          "first argument); graphc's takes the half dtype first"),
-                         (dict(dtype="cuda:0"), "autocast: 'cuda:0' is a device")]:
+                         (dict(dtype="cpu"), "autocast: dtype='cpu' is a device type, which "
+                          "torch's form gives first: gc.autocast('cpu', dtype=torch.bfloat16)"),
+                         (dict(dtype="cuda:0"), "autocast: dtype='cuda:0' is a device type")]:
         with pytest.raises(GraphcError, match=re.escape(problem)) as caught:
             with gc.autocast(**bad):
                 pass
@@ -1737,26 +1780,33 @@ def test_vmap_of_a_gradient_under_autocast_replays_the_traced_casts_only(half):
                 np.testing.assert_array_equal(np.asarray(got), loop)
 
 
-def test_autocast_off_takes_a_float32_dtype_and_torchs_device_forms_are_one_line():
+def test_autocast_off_takes_a_float32_dtype_and_torchs_device_forms():
     """torch.autocast checks its dtype only when enabled, so `autocast(dtype, enabled=use_amp)`
     with dtype float32 where amp is off runs (in float32): graphc's refused it ('float32 is not
     a half-precision dtype'). torch's own calls, autocast('cpu', dtype=...) and
     autocast(device_type='cpu', dtype=...), were Python's TypeErrors (dtype given twice, an
-    unexpected device_type), not the line naming the device that autocast('cpu') gives."""
+    unexpected device_type): they are torch's form now (a torch.device first too), another
+    device type, a dtype given twice or an unknown argument one line."""
     a = gc.tensor(np.ones((2, 2), np.float32))
     for dtype in ("float32", "float64", np.float32):
         with gc.autocast(dtype, enabled=False):
             assert (a @ a).dtype == np.float32
     with gc.autocast(dtype="float16"):  # named, as before
         assert (a @ a).dtype == np.float16
-    device = "is a device (torch.autocast's first argument); graphc's takes the half dtype"
+    torch = pytest.importorskip("torch", reason="torch (the test oracle) is not installed")
+    for args, kwargs, half in [(("cpu",), dict(dtype="float16"), "float16"),
+                               ((), dict(device_type="cpu", dtype="float16"), "float16"),
+                               ((), dict(device_type="cpu"), "bfloat16"),
+                               ((torch.device("cpu"),), {}, "bfloat16"),
+                               (("bfloat16",), dict(cache_enabled=False), "bfloat16")]:
+        with gc.autocast(*args, **kwargs):
+            assert str((a @ a).dtype) == half
     for args, kwargs, problem in [
-            (("cpu",), dict(dtype="bfloat16"), f"autocast: 'cpu' {device}"),
-            ((), dict(device_type="cpu", dtype="bfloat16"), f"autocast: 'cpu' {device}"),
-            ((), dict(device_type="cuda"), f"autocast: 'cuda' {device}"),
+            ((), dict(device_type="cuda"), "autocast: device type 'cuda': graphc computes"),
+            (("cpu",), dict(device_type="cpu"), "autocast: device_type='cpu' beside 'cpu'"),
             (("bfloat16",), dict(dtype="float16"),
-             "autocast: the dtype is given twice ('bfloat16', and dtype='float16')"),
-            (("bfloat16",), dict(cache_enabled=False), "autocast: no argument 'cache_enabled'"),
+             "autocast: the dtype is given twice, 'bfloat16' first and dtype='float16'"),
+            (("bfloat16",), dict(cache=False), "autocast: no argument 'cache'"),
             ((), dict(dtype="bogus", enabled=False), "unknown dtype 'bogus'")]:
         with pytest.raises(GraphcError, match=re.escape(problem)) as caught:
             with gc.autocast(*args, **kwargs):

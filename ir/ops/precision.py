@@ -90,50 +90,80 @@ def precision_dtype(precision: str | None, where: str = "precision"):
     return None if dtype is None else as_dtype(dtype)
 
 
-# torch.autocast's first argument is a device type, graphc's the dtype: named as such
+# torch.autocast's first argument is a device type, graphc's the dtype: told apart by these
 TORCH_DEVICE_TYPES = frozenset(("cpu", "cuda", "mps", "xpu", "hpu", "xla", "ipu", "mtia",
                                 "meta"))
 
 
-class _Default(str):
-    """autocast's dtype when none is given ("bfloat16"), told from one given."""
+class _NotGiven:
+    """autocast's dtype left out: None is a setting of its own there (graphc's form: the
+    policy off)."""
+
+    def __repr__(self):
+        return "<not given>"
 
 
-_BFLOAT16_DEFAULT = _Default("bfloat16")
+_NOT_GIVEN = _NotGiven()
 
 
-def _is_device(x):
-    """Whether x is torch.autocast's first argument, a device type ('cpu', 'cuda:0', ...)."""
-    return (isinstance(x, str) and x.split(":")[0] in TORCH_DEVICE_TYPES) or \
-        type(x).__name__ == "device"
+def _is_device(value) -> bool:
+    """Whether autocast's argument is torch's device type ('cpu', 'cuda:0') or a
+    torch.device, not a dtype."""
+    if type(value).__name__ == "device":  # (torch.device("cpu"): its str is the type)
+        value = str(value)
+    return isinstance(value, str) and value.split(":")[0] in TORCH_DEVICE_TYPES
 
 
 @contextlib.contextmanager
-def autocast(dtype=_BFLOAT16_DEFAULT, /, *, enabled=True, **torch_keywords):
+def autocast(dtype_or_device=_NOT_GIVEN, /, dtype=_NOT_GIVEN, enabled=True,
+             cache_enabled=None, *, device_type=_NOT_GIVEN, **unknown):
     """Op calls inside run under the mixed-precision policy with half dtype `dtype`
-    ("bfloat16" or "float16"; None: off). enabled=False is off too, as torch.autocast's
-    (`autocast(dtype, enabled=use_amp)`: one code path for both, nested to turn it off); the
-    dtype is then only read as a dtype, as torch's (float32 where amp is off is taken).
-    torch's device type, first or as device_type=, is refused in one line."""
+    ("bfloat16" or "float16", a numpy or torch dtype; None: off), in either form:
+    - graphc's, `autocast(dtype="bfloat16", *, enabled=True)`: the dtype first;
+    - torch's, `autocast("cpu", dtype=None, enabled=True, cache_enabled=None)`
+      (torch.autocast's device-first form, `torch.autocast("cpu", dtype=torch.bfloat16)`):
+      the device type 'cpu' only, as graphc computes on the CPU (another is one line); dtype
+      None is bfloat16, torch's CPU autocast default; cache_enabled is taken and changes no
+      value (torch's cache of the weights cast in the region only saves time).
+    enabled=False is off too, as torch.autocast's (`autocast(dtype, enabled=use_amp)`: one
+    code path for both, nested to turn it off); the dtype is then only read as a dtype, as
+    torch's (float32 where amp is off is taken). torch's device_type= by name, or a
+    torch.device first, is its form too."""
+    if unknown:
+        raise GraphcError(f"autocast: no argument {next(iter(unknown))!r} (it takes the half "
+                          "dtype, or torch's device type first, then dtype=, enabled=, "
+                          "cache_enabled=)", (user_location(),))
+    if device_type is not _NOT_GIVEN:  # torch.autocast(device_type="cpu", dtype=...)
+        if dtype_or_device is not _NOT_GIVEN:
+            raise GraphcError(f"autocast: device_type={device_type!r} beside "
+                              f"{dtype_or_device!r} first: give one", (user_location(),))
+        dtype_or_device = device_type
     if not isinstance(enabled, (bool, np.bool_)):  # (read by its truth, "no" would be on)
         raise GraphcError(f"autocast: enabled must be True or False, got {enabled!r}",
                           (user_location(),))
-    device = torch_keywords.pop("device_type", None)
-    if "dtype" in torch_keywords:  # dtype=..., or torch's autocast("cpu", dtype=...)
-        if not isinstance(dtype, _Default):
-            if not _is_device(dtype):
-                raise GraphcError(f"autocast: the dtype is given twice ({dtype!r}, and dtype="
-                                  f"{torch_keywords['dtype']!r})", (user_location(),))
-            device = dtype
-        dtype = torch_keywords.pop("dtype")
-    if torch_keywords:
-        raise GraphcError(f"autocast: no argument {next(iter(torch_keywords))!r} (graphc's "
-                          "takes the half dtype and enabled=)", (user_location(),))
-    device = dtype if device is None and _is_device(dtype) else device
-    if device is not None:
-        raise GraphcError(f"autocast: {str(device)!r} is a device (torch.autocast's first "
-                          "argument); graphc's takes the half dtype first: gc.autocast("
-                          "'bfloat16'), gc.autocast(dtype, enabled=False)", (user_location(),))
+    if not (cache_enabled is None or isinstance(cache_enabled, (bool, np.bool_))):
+        raise GraphcError(f"autocast: cache_enabled must be None, True or False, got "
+                          f"{cache_enabled!r}", (user_location(),))
+    if _is_device(dtype_or_device):  # torch's form
+        dtype_or_device = str(dtype_or_device)
+        if dtype_or_device != "cpu":
+            raise GraphcError(f"autocast: device type {dtype_or_device!r}: graphc computes "
+                              "on the CPU, so torch's form takes 'cpu' only "
+                              "(gc.autocast('cpu', dtype=torch.bfloat16)); or give the half "
+                              "dtype first: gc.autocast('bfloat16')", (user_location(),))
+        dtype = "bfloat16" if dtype is None or dtype is _NOT_GIVEN else dtype
+    elif dtype_or_device is _NOT_GIVEN:  # graphc's form, dtype by name or left out
+        dtype = "bfloat16" if dtype is _NOT_GIVEN else dtype
+    elif dtype is not _NOT_GIVEN:
+        raise GraphcError(f"autocast: the dtype is given twice, {dtype_or_device!r} first "
+                          f"and dtype={dtype!r}: give it once (torch's form takes the device "
+                          "type first: gc.autocast('cpu', dtype=...))", (user_location(),))
+    else:
+        dtype = dtype_or_device
+    if _is_device(dtype):  # (autocast(dtype="cpu"), or autocast("cpu", "cuda"))
+        raise GraphcError(f"autocast: dtype={dtype!r} is a device type, which torch's form "
+                          "gives first: gc.autocast('cpu', dtype=torch.bfloat16), or "
+                          "gc.autocast('bfloat16')", (user_location(),))
     dtype = None if dtype is None else as_dtype(dtype)
     if enabled and dtype is not None and not is_half(dtype):
         raise GraphcError(f"autocast: {dtype} is not a half-precision dtype (float16, "
