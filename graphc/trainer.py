@@ -114,8 +114,8 @@ import numpy as np
 from ir.errors import GraphcError, a_type, user_location, user_stacklevel
 
 from ir.ops.api import ClassTargetOutOfRange, cast, checking_class_targets
-from ir.ops.precision import autocast, precision_dtype
-from ir.types import is_float
+from ir.ops.precision import PRECISIONS, autocast, precision_dtype
+from ir.types import finfo, is_float
 
 from . import amp, checkpoint, nn, optim
 from .files import LOCK_NAME, check_path, discard_stdout, exclusive_directory, \
@@ -2208,6 +2208,29 @@ class Trainer:
         killed the job, with its banner."""
         return contextlib.nullcontext() if self.dist is None else self.dist.fail_together()
 
+    def _eps_is_zero(self) -> str:
+        """For the divergence message, where the optimiser's eps rounds to 0 in the
+        parameters' dtype (AdamW's default 1e-8 in float16: a model trained in float16, not
+        under precision='fp16-mixed'): a parameter whose gradient is 0 then has moments of 0
+        and is updated by 0/0, NaN (torch's too; a gradient whose square underflows, by x/0),
+        which no lower learning rate cures. ''
+        otherwise (no eps: SGD, Lion; a schedule of the step)."""
+        eps = getattr(self.optimizer, "eps", None)
+        if not _is_number(eps) or eps <= 0:
+            return ""
+        dtypes = sorted({str(a.dtype) for a in self.params.values()
+                         if a is not None and np.asarray(eps, a.dtype) == 0})
+        if not dtypes:
+            return ""
+        mixed = {half: name for name, half in PRECISIONS.items() if half}.get(dtypes[0])
+        return (f"{type(self.optimizer).__name__}'s eps={eps:g} is 0 in {dtypes[0]}, the "
+                "parameters' dtype, so a parameter whose gradient, or its square, is 0 there "
+                "is divided by 0 (a NaN or an Inf), as in torch: give eps >= "
+                f"{float(finfo(dtypes[0]).smallest_subnormal):.3g}"
+                f" (the smallest {dtypes[0]} above 0)" +
+                (f", or train float32 parameters under precision='{mixed}'" if mixed else "") +
+                ". ")
+
     def _diverged(self, what, ckpt, saved, log, gradient_only=False):
         """Nothing is saved; the bad steps are re-run with the finite check so that the error
         names the op that produced the NaN or Inf and the model's line. `gradient_only`: the
@@ -2249,10 +2272,11 @@ class Trainer:
         kept = self._kept(ckpt, saved)
         # a target out of range, or a NaN or Inf in the batch the check failed on, is no
         # learning rate's doing
+        lower = self._eps_is_zero() + self.divergence_hint  # (a learning rate's advice)
         hint = "Fix the batches' class targets" if isinstance(exc, ClassTargetOutOfRange) \
             else f"Fix the data: {self._non_finite_batch}" if exc is not None \
             and self._non_finite_batch else f"{_WHERE_HINT}. {_IF_NO_PARAMETER}" \
-            f"{self.divergence_hint}" if hidden else self.divergence_hint
+            f"{lower}" if hidden else lower
         exc = TrainingDiverged(f"training diverged at step {failed} ({what}){found}. "
                                f"{hint}; {kept}")
         if self.dist is not None:

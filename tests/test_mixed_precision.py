@@ -1240,6 +1240,56 @@ def _masked_mse(predict):
     return loss
 
 
+def test_a_float16_models_divergence_from_an_eps_that_is_0_there_says_so():
+    """Session 53 (f7 item 4): a float16 model trained with AdamW's eps=1e-8, which is 0 in
+    float16 (torch's too), divides 0 by 0 where a parameter's gradient is 0 (here the
+    weights of an input that is always 0), and the divergence message advised only a lower
+    learning rate, which cures nothing. It now says that eps is 0 in the parameters' dtype;
+    with an eps float16 holds, or float32 parameters, the same run trains."""
+    from graphc.trainer import TrainingDiverged
+    rng = np.random.default_rng(0)
+    x = rng.normal(size=(32, 3)).astype(np.float16)
+    x[:, 0] = 0  # (an input always 0: its weights' gradient is 0)
+    t = rng.normal(size=(32, 1)).astype(np.float16)
+    w0 = rng.normal(0, 0.5, (3, 1))
+    batches = [(x[i:i + 8], t[i:i + 8]) for i in range(0, 32, 8)] * 3
+
+    def loss(p, b):
+        d = b[0] @ p["w"] - b[1]
+        return gc.mean(d * d)
+
+    def fit(dtype, **settings):
+        trainer = gc.Trainer(loss, {"w": w0.astype(dtype)}, gc.optim.AdamW(lr=1e-2, **settings),
+                             [(a.astype(dtype), b.astype(dtype)) for a, b in batches],
+                             steps=12)
+        trainer.fit(progress=False)
+        return trainer
+    with pytest.raises(TrainingDiverged) as info:
+        fit(np.float16)
+    message = str(info.value)
+    assert "AdamW's eps=1e-08 is 0 in float16, the parameters' dtype, so a parameter whose " \
+        "gradient, or its square, is 0 there is divided by 0 (a NaN or an Inf), as in " \
+        "torch: give eps >= 5.96e-08 (the smallest float16 above 0), or train float32 " \
+        "parameters under precision='fp16-mixed'. Try a lower learning rate; no checkpoint " \
+        "was written" in message, message
+    # torch's AdamW over the same float16 parameter: NaN at its first step too
+    w = torch.tensor(w0.astype(np.float16), requires_grad=True)
+    opt = torch.optim.AdamW([w], lr=1e-2)
+    ((torch.tensor(x[:8]) @ w - torch.tensor(t[:8])) ** 2).mean().backward()
+    opt.step()
+    assert np.float16(1e-8) == 0 and torch.isnan(w[0]).all() and torch.isfinite(w[1:]).all()
+    for trained in (fit(np.float16, eps=1e-4), fit(np.float32)):
+        losses = [loss for _, loss in trained.history]  # (an epoch is 4 batches)
+        assert np.isfinite(trained.params["w"]).all() and np.mean(losses[-4:]) < \
+            np.mean(losses[:4])
+    # a divergence of float16 parameters under an eps float16 holds: the learning rate's
+    with pytest.raises(TrainingDiverged) as info:
+        gc.Trainer(loss, {"w": w0.astype(np.float16)}, gc.optim.AdamW(lr=1e6, eps=1e-3),
+                   [(a * 1e3, b) for a, b in batches], steps=12).fit(progress=False)
+    assert "eps" not in str(info.value) and str(info.value).endswith(
+        ". Try a lower learning rate; no checkpoint was written")
+
+
 @pytest.mark.parametrize("precision", ["fp16-mixed", "fp32"])
 def test_a_nan_the_loss_masks_out_is_not_blamed_for_a_learning_rates_divergence(precision):
     """Review s50 (r4): a batch holding NaN anywhere in the step that failed the finite
