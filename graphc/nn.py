@@ -999,6 +999,10 @@ def _to_dtype(args, dtype=None, device=None, method="to"):
     return dtype
 
 
+class MissingForward(GraphcError, NotImplementedError):
+    """A Module with no forward of its own was called (torch's NotImplementedError)."""
+
+
 class Module:
     _path = ""  # the dotted name from the root module, used as the scope of its nodes
 
@@ -1918,6 +1922,17 @@ class Module:
             return self._forward_with_hooks(args, kwargs)
         with scope(self._path):
             return self._forward_with_hooks(args, kwargs)
+
+    def forward(self, *args, **kwargs):
+        """What a call computes: each layer defines its own. One with none (a ModuleList
+        or ModuleDict, which only hold modules, or a bare Module) is one line naming its
+        class, torch's, not Python's "no attribute 'forward'"."""
+        from .activation_layers import ModuleDict  # (which imports this module)
+        holds = " (it holds modules: call each, `for layer in self.layers: x = layer(x)`)" \
+            if isinstance(self, ModuleList) else " (it holds modules: call one by its key, " \
+            "`self.heads['name'](x)`)" if isinstance(self, ModuleDict) else ""
+        raise MissingForward(f'Module [{type(self).__name__}] is missing the required '
+                             f'"forward" function{holds}', (user_location(),))
 
     def _traced_forward(self, args, kwargs):
         """forward inside a trace, its settings' reads guarded (_guarded_getattribute)."""

@@ -611,3 +611,33 @@ def test_a_none_is_kept_under_its_key_as_torchs():
         == ["1"]
     assert "    (0): Object of type: NoneType\n" in repr(plist)
     assert repr(plist).splitlines()[1] == repr(tlist).splitlines()[1]
+
+
+def test_calling_a_module_with_no_forward_is_torchs_one_line():
+    """Session 53 (f7 item 6): calling a ModuleList or ModuleDict (or a bare Module) was
+    Python's "AttributeError: 'ModuleList' object has no attribute 'forward'"; torch's is a
+    NotImplementedError naming the class. Now torch's line (a GraphcError that is a
+    NotImplementedError), eagerly and compiled, with what a container is for; and a
+    container's child named "forward" is refused as torch's refuses it."""
+    x = np.ones((1, 2), np.float32)
+    for ours, theirs, hint in [
+            (nn.ModuleList([nn.Linear(2, 2)]), torch.nn.ModuleList([torch.nn.Linear(2, 2)]),
+             " (it holds modules: call each, `for layer in self.layers: x = layer(x)`)"),
+            (nn.ModuleDict({"a": nn.Linear(2, 2)}), torch.nn.ModuleDict({"a": torch.nn.Linear(
+                2, 2)}), " (it holds modules: call one by its key, `self.heads['name'](x)`)"),
+            (nn.Module(), torch.nn.Module(), "")]:
+        with pytest.raises(NotImplementedError) as caught:
+            theirs(torch.ones(1, 2))
+        for call in (lambda: ours(x), lambda: gc.compile(ours)(x)):
+            with pytest.raises(gc.GraphcError) as info:
+                call()
+            assert isinstance(info.value, NotImplementedError)
+            line, where = str(info.value).splitlines()
+            assert line == str(caught.value) + hint and where.startswith("  at ") and \
+                where.endswith(f"{__file__.rsplit('/', 1)[-1]}:{call.__code__.co_firstlineno}")
+    # a layer's own forward and Sequential's are untouched
+    np.testing.assert_array_equal(nn.Sequential(nn.Identity())(x), x)
+    with pytest.raises(gc.GraphcError, match="the key 'forward' is an attribute of the dict"):
+        nn.ModuleDict({"forward": nn.Tanh()})
+    with pytest.raises(KeyError, match="attribute 'forward' already exists"):
+        torch.nn.ModuleDict({"forward": torch.nn.Tanh()})
