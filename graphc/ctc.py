@@ -1,11 +1,11 @@
 """torch.nn.functional.ctc_loss and nn.CTCLoss: the connectionist temporal classification loss.
 
-The forward (alpha) recursion over the extended label sequence (a blank before, between and
-after the labels) runs in log space as one `gc.scan` over time, built from the primitive ops,
-so compiling, gradients (the backward pass through the scan is the beta recursion), higher
-derivatives and vmap are scan's. It computes in log_probs' dtype, as torch's CPU kernel does.
-Each step takes the log-sum-exp of at most three predecessors with a guard where all three
-are -inf (an unreachable state), so that neither the value nor the gradient is NaN there.
+This module checks the arguments and brings them to one form (padded (N, S) labels, int64
+lengths); each sequence's loss is the primitive op `ctc_loss` (ir/ops/ctc.py: the alpha
+recursion over the extended label sequence in log space, a numpy loop over time vectorised
+over the batch, in log_probs' dtype as torch's CPU kernel) and its gradient `ctc_loss_grad`
+(the alpha-beta recursion); vmap folds the vmapped axis into the batch. A second derivative
+is refused (in one line).
 
 The gradient is the derivative of the loss w.r.t. log_probs. Torch's kernel returns that plus
 exp(log_probs) at each t < input_length (it folds in log_softmax's backward, assuming the
@@ -22,11 +22,9 @@ import numpy as np
 from ir.ops import api as F
 from ir.ops import precision
 from ir.ops.api import _check_reduction, _dtype, _fail, _ndim, _shape
-from ir.ops.arrays import _take_along
-from ir.ops.registry import SymbolicValue, foreign_array
+from ir.ops.registry import SymbolicValue, apply, foreign_array
 from ir.types import is_float
 
-from .control_flow import scan
 from .nn import _Functional
 
 __all__ = ["ctc_loss", "CTCLoss"]
@@ -120,65 +118,6 @@ def _rows(targets, known, lengths, known_lengths, batch):
     return (rows if rows is not None else F.take(targets, index)), rows, width, bad
 
 
-def _lse3(a, b, c):
-    """log(exp(a) + exp(b) + exp(c)), -inf where all three are, with no NaN in its gradient
-    there (the shift by their maximum, which cancels in the derivative, is held constant)."""
-    peak = F.maximum(F.maximum(a, b), c)
-    none = F.equal(peak, -math.inf)
-    shift = F.stop_gradient(F.where(none, 0.0, peak))
-    total = F.add(F.add(F.exp(F.sub(a, shift)), F.exp(F.sub(b, shift))), F.exp(F.sub(c, shift)))
-    return F.where(none, -math.inf, F.add(F.log(F.where(none, 1.0, total)), shift))
-
-
-def _shifted(alpha, by, floor):
-    """alpha (N, L) moved `by` states to the right, -inf (`floor`, (N, 2)) coming in."""
-    by = min(by, int(_shape(alpha)[1]))
-    return F.concat([floor[:, :by], alpha[:, :int(_shape(alpha)[1]) - by]], 1)
-
-
-def _log_likelihood(log_probs, labels, input_lengths, target_lengths, blank):
-    """Each sequence's log p(labels | log_probs), (N,): the alpha recursion over the L = 2S + 1
-    states of the extended labels (blank, l1, blank, l2, ..., blank), one scan step a time
-    step, frozen after the sequence's input length; read at its last two states."""
-    steps, batch = (int(d) for d in _shape(log_probs)[:2])
-    width = int(_shape(labels)[1])
-    states = 2 * width + 1
-    odd = F.reshape(labels, (batch, width, 1))
-    extended = F.concat([F.reshape(F.concat([F.full((batch, width, 1), blank, "int64"), odd],
-                                            2), (batch, 2 * width)),
-                         F.full((batch, 1), blank, "int64")], 1)  # (N, L)
-    # a label may be reached from two states back (skipping the blank between) where it
-    # differs from the label before it
-    before = F.concat([F.full((batch, min(2, states)), blank, "int64"),
-                       extended[:, :max(states - 2, 0)]], 1)
-    skips = F.not_equal(extended, before)  # (blanks equal the blank two back: never)
-    emitted = _take_along(log_probs, F.expand_dims(extended, 0), 2, in_range=True)  # (T, N, L)
-    kind = _dtype(log_probs)
-    floor = F.full((batch, 2), -math.inf, kind)
-    # before the first step the path is in a state before state 0: alpha_0 comes out of the
-    # recursion's step from this, and an input of length 0 ends here
-    start = F.where(F.equal(F.arange(states, dtype="int64"), 0), F.zeros((), kind),
-                    F.full((), -math.inf, kind))
-    start = F.broadcast_to(start, (batch, states))
-    live = F.reshape(input_lengths, (batch, 1))
-
-    def step(alpha, x):
-        emission, t = x
-        moved = F.add(_lse3(alpha, _shifted(alpha, 1, floor),
-                            F.where(skips, _shifted(alpha, 2, floor), -math.inf)), emission)
-        return F.where(F.less(t, live), moved, alpha), None
-
-    alpha, _ = scan(step, start, (emitted, F.arange(steps, dtype="int64")))
-    # the path ends in state 2S (the last blank) or 2S - 1 (the last label, if any)
-    last = F.mul(target_lengths, 2)  # (N,)
-    position = F.arange(states, dtype="int64")
-
-    def at(state):
-        return F.sum(F.where(F.equal(position, F.reshape(state, (batch, 1))), alpha, 0.0), -1)
-    label_end = F.where(F.greater(last, 0), at(F.sub(last, 1)), -math.inf)
-    return _lse3(at(last), label_end, F.full((batch,), -math.inf, kind))
-
-
 @precision.in_float32  # torch.autocast's float32 list: a half log_probs runs in float32
 def ctc_loss(log_probs, targets, input_lengths, target_lengths, blank=0, reduction="mean",
              zero_infinity=False):
@@ -251,7 +190,7 @@ def ctc_loss(log_probs, targets, input_lengths, target_lengths, blank=0, reducti
                          -1))
     labels = F.clip(F.where(reads, targets, blank), 0, classes - 1)  # (N, S)
 
-    loss = F.neg(_log_likelihood(log_probs, labels, il, tl, blank))
+    loss = apply("ctc_loss", log_probs, labels, il, tl, blank=blank)
     if zero_infinity:
         loss = F.where(F.isinf(loss), 0.0, loss)
     for b in bad:

@@ -181,6 +181,9 @@ _RECORDS = [
     Lowering("searchsorted", reason="np.searchsorted has no out= form (one call per row of "
                                     "a batched search); its library implementation allocates "
                                     "the index array"),
+    *(Lowering(op, reason="the CTC alpha (and beta) recursion: a numpy loop over time, "
+                          "vectorised over the batch, as its library implementation runs it")
+      for op in ("ctc_loss", "ctc_loss_grad")),
     Lowering("dropout_mask", reason="draws from a generator seeded by its operand on every "
                                     "call, as its library implementation does"),
     *(Lowering(op, reason="seeds numpy's generator with its key operand on every call, as "

@@ -2,6 +2,7 @@
 and the compiled-runtime tests: (name, function, input makers, numpy reference)."""
 from __future__ import annotations
 
+import itertools
 import math
 from dataclasses import dataclass, field
 from typing import Callable
@@ -315,6 +316,26 @@ def _cond_reference(a, b):
     return np.tanh(a) * np.exp(b) if a.sum() > 0 else a * a + b
 
 
+# ctc_loss: blank 0; the first sequence repeats its label (a blank must come between), the
+# second reads one label of two in three of the four steps
+_CTC_TARGETS, _CTC_INPUTS, _CTC_LENGTHS = np.array([[1, 1], [2, 1]]), [4, 3], [2, 1]
+
+
+def _ctc_reference(log_probs):
+    """Each sequence's -log of the sum over every path of classes (C^T of them) that
+    collapses (repeats merged, blanks dropped) to its labels, of exp(sum of its log_probs)."""
+    steps, _, classes = log_probs.shape
+    out = []
+    for n, (length, count) in enumerate(zip(_CTC_INPUTS, _CTC_LENGTHS)):
+        total = 0.0
+        for path in itertools.product(range(classes), repeat=length):
+            merged = [c for i, c in enumerate(path) if i == 0 or c != path[i - 1]]
+            if [c for c in merged if c != 0] == list(_CTC_TARGETS[n, :count]):
+                total += np.exp(sum(log_probs[t, n, c] for t, c in enumerate(path)))
+        out.append(-np.log(total))
+    return np.array(out)
+
+
 CASES = [
     # binary elementwise, with broadcasting
     Case("add", lambda a, b: a + b, [f64(3, 4), f64(4)], np.add),
@@ -569,6 +590,10 @@ CASES = [
                                                               weight=w),
          [f64(2, 3, 4), ints(2, 3, high=4), pos(4)],
          lambda lp, t, w: -np.take_along_axis(lp, t[..., None], -1)[..., 0] * w[t], ints=(1,)),
+    # its gradient is the primitive ctc_loss_grad, which refuses a second derivative
+    Case("ctc_loss", lambda lp: gc.ctc_loss(lp, _CTC_TARGETS, _CTC_INPUTS, _CTC_LENGTHS,
+                                            reduction="none"),
+         [f64(4, 2, 3)], _ctc_reference, second=False),
     Case("mse_loss", gc.mse_loss, [f64(3, 4), f64(3, 4)], lambda a, b: ((a - b) ** 2).mean()),
     Case("mse_loss_sum_broadcast", lambda a, b: gc.mse_loss(a, b, reduction="sum"),
          [f64(3, 4), f64(4)], lambda a, b: ((a - b) ** 2).sum()),
