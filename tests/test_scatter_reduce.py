@@ -349,6 +349,22 @@ def test_a_number_or_numpy_scalar_gives_a_tensor_as_an_array_does():
         assert got.dtype == np.float64 and got is not x and float(got) == 3.0
 
 
+@pytest.mark.parametrize("value, shown", [("a", "a str"), (None, "a NoneType"),
+                                          (1j, "a complex"), (np.complex64(1j), "a complex64")])
+def test_review_s53_a_0d_non_operand_is_refused_as_medians_without_a_dim(value, shown):
+    """Review r12 of d551412: _itself made a number a tensor but handed anything else back as
+    it was: kthvalue('a', 1).values was 'a', cummax(None, 0).values None, median(1j, 0) and
+    cummin(np.complex64(1j), 0) the complex itself, where median(1j) is one line."""
+    for name, call in (("median", lambda: gc.median(value)),
+                       ("median", lambda: gc.median(value, 0)),
+                       ("nanmedian", lambda: gc.nanmedian(value, -1)),
+                       ("kthvalue", lambda: gc.kthvalue(value, 1)),
+                       ("cummax", lambda: gc.cummax(value, 0)),
+                       ("cummin", lambda: gc.cummin(value, -1))):
+        assert_one_line_error(call, f"{name}: cannot use {shown} as a tensor operand",
+                              "test_scatter_reduce.py")
+
+
 def _central_difference(fn, x):
     return numeric_gradient(lambda v: float(fn(v)), [x], 0)
 

@@ -18,7 +18,8 @@ from . import api as F
 from .api import _axis, _count, _dtype, _fail, _flag, _ndim, _shape
 from .arrays import _along, _checked_segment_ids, _concrete, _take_along, argsort, moveaxis
 from .arrays import segment_sum
-from .registry import SymbolicValue, apply, check, defop, is_weak_scalar, scalar_dtype
+from .registry import (SymbolicValue, apply, check, defop, is_weak_scalar, refuse_operand,
+                       scalar_dtype)
 
 __all__ = ["segment_max", "segment_min", "segment_prod", "segment_mean", "index_add",
            "index_copy", "index_fill", "scatter_reduce", "cummax", "cummin", "logcumsumexp",
@@ -337,13 +338,17 @@ def scatter_reduce(x, dim, index, src, reduce, include_self=True):
     return F.reshape(out, _shape(x))
 
 
-def _itself(x):
+def _itself(name, x):
     """A 0-d x as a result of its own: a copy where it runs now (F._unchanged), and a tensor
     for a number or numpy scalar too, in the dtype graphc's reductions give it (gc.max of
     np.float64(2) is float32's 2, a weak scalar's): median(np.float64(2)) was that bare
     np.float64, where an array's median is a tensor."""
     if is_weak_scalar(x):
         return apply("cast", x, dtype=scalar_dtype(x, None, "cast"))
+    if not hasattr(x, "shape") or isinstance(x, np.generic):
+        # no operand (a complex, np.complex64, a str, None): refused in one line naming the
+        # function called, as median's without a dim (kthvalue('a', 1).values was 'a')
+        refuse_operand(x, name)
     return F._unchanged(x)
 
 
@@ -351,7 +356,7 @@ def _itself(x):
 def _cum_extreme(name, x, dim, larger):
     dim = _dim(name, dim, _ndim(x))
     if _ndim(x) == 0:
-        return F.ValuesIndices(_itself(x), F.zeros((), "int64"))
+        return F.ValuesIndices(_itself(name, x), F.zeros((), "int64"))
     n = _concrete(_shape(x)[dim], name)
     keys = F.cast(x, "int64") if _dtype(x) == np.bool_ else x
     if not larger:
@@ -395,7 +400,7 @@ def logcumsumexp(x, dim):
         _fail(f"logcumsumexp: needs a floating-point value, got {_dtype(x)}")
     dim = _dim("logcumsumexp", dim, _ndim(x))
     if _ndim(x) == 0:
-        return _itself(x)
+        return _itself("logcumsumexp", x)
     n = _concrete(_shape(x)[dim], "logcumsumexp")
     out, step = x, 1
     while step < n:
@@ -403,7 +408,7 @@ def logcumsumexp(x, dim):
                         F.logaddexp(_along(out, dim, step, n), _along(out, dim, 0, n - step))],
                        dim)
         step *= 2
-    return _itself(x) if n <= 1 else out
+    return _itself("logcumsumexp", x) if n <= 1 else out
 
 
 # ---- order statistics ------------------------------------------------------------------------
@@ -436,7 +441,7 @@ def kthvalue(x, k, dim=-1, keepdim=False):
     if not is_int(k) or not 1 <= k <= n:
         _fail(f"kthvalue: k must be an int from 1 to {n} (the size of dim), got {k!r}")
     if d is None:
-        return F.ValuesIndices(_itself(x), F.zeros((), "int64"))
+        return F.ValuesIndices(_itself("kthvalue", x), F.zeros((), "int64"))
     return _picked("kthvalue", x, d, keepdim, int(k) - 1)
 
 
@@ -446,10 +451,10 @@ def _median(name, x, dim, keepdim, skip_nan):
         if _ndim(x) and 0 in tuple(_shape(x)):
             _fail(f"{name}: of an empty value (torch's is NaN); give a dim")
         flat = F.reshape(x, (-1,))
-        return _median(name, flat, 0, False, skip_nan).values if _ndim(x) else _itself(x)
+        return _median(name, flat, 0, False, skip_nan).values if _ndim(x) else _itself(name, x)
     d = _dim_arg(name, x, dim)
     if d is None:
-        return F.ValuesIndices(_itself(x), F.zeros((), "int64"))
+        return F.ValuesIndices(_itself(name, x), F.zeros((), "int64"))
     n = _concrete(_shape(x)[d], name)
     if n == 0:
         _fail(f"{name}: dim {dim} has no elements (torch refuses it too)")
