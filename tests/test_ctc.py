@@ -147,6 +147,44 @@ def test_a_second_derivative_is_refused_in_one_line_naming_ctc_loss():
     assert_one_line_error(eager, message, "test_ctc.py")
 
 
+def test_review_s53_forward_mode_first_derivatives_are_taken_not_refused_as_second():
+    # jvp, jacfwd and linearize are built by the double-vjp trick, which differentiates
+    # ctc_loss_grad w.r.t. its cotangent operand only (a first derivative): 0d28f76 refused
+    # them as 'ctc_loss: no second derivative', where the scan before took them
+    lp = torch.tensor(np.random.default_rng(1).normal(size=(5, 3, 4))).log_softmax(-1).numpy()
+    targets, il, tl = np.array([[1, 1], [3, 2], [2, 2]]), np.array([5, 4, 2]), np.array([2, 2, 2])
+    v = np.random.default_rng(2).normal(size=lp.shape)
+    f = lambda x: gc.ctc_loss(x, targets, il, tl, reduction="none")  # noqa: E731 (seq 2: inf)
+    jac = gc.jacrev(f)(lp)  # (N, T, N, C), each row a gradient checked against torch's above
+    expected = np.einsum("ntmc,tmc->n", np.asarray(jac), v)
+    assert np.isinf(np.asarray(f(lp))[2]) and expected[2] == 0
+    for how in (lambda: gc.jvp(f, (lp,), (v,))[1], lambda: gc.linearize(f, lp)[1](v),
+                lambda: gc.compile(lambda x, t: gc.jvp(f, (x,), (t,))[1])(lp, v),
+                lambda: np.einsum("ntmc,tmc->n", np.asarray(gc.jacfwd(f)(lp)), v)):
+        np.testing.assert_allclose(np.asarray(how()), expected, atol=1e-12)
+    # vmapped over a batch of tangents, and a second derivative through jvp still refused
+    vs = np.stack([v, 2 * v])
+    np.testing.assert_allclose(np.asarray(gc.vmap(lambda t: gc.jvp(f, (lp,), (t,))[1])(vs)),
+                               np.stack([expected, 2 * expected]), atol=1e-12)
+    assert_one_line_error(lambda: gc.grad(lambda x: gc.sum(gc.jvp(f, (x,), (v,))[1]))(lp),
+                          "ctc_loss: no second derivative", "test_ctc.py")
+
+
+def test_review_s53_a_plus_inf_log_prob_past_an_input_length_warns_nothing(recwarn):
+    # the recursions run on past a sequence's input length: -inf + inf there leaked numpy's
+    # 'invalid value encountered in add' (torch's and the scan's gave none)
+    lp = torch.tensor(np.random.default_rng(3).normal(size=(6, 2, 5))).log_softmax(-1).numpy()
+    lp[4:, 0] = np.inf
+    targets, il, tl = np.array([[1, 2], [3, 3]]), np.array([4, 6]), np.array([2, 2])
+    loss = gc.ctc_loss(lp, targets, il, tl, reduction="none")
+    grad = gc.grad(lambda x: gc.ctc_loss(x, targets, il, tl))(lp)
+    assert not [str(w.message) for w in recwarn]
+    np.testing.assert_allclose(np.asarray(loss), TF.ctc_loss(
+        torch.tensor(lp), torch.tensor(targets), torch.tensor(il), torch.tensor(tl),
+        reduction="none").numpy())
+    assert np.isfinite(np.asarray(grad)).all() and (np.asarray(grad)[4:, 0] == 0).all()
+
+
 def test_ctc_loss_unbatched_and_the_module():
     lp = torch.tensor(np.random.default_rng(3).normal(size=(6, 5))).log_softmax(-1)
     expected = TF.ctc_loss(lp, torch.tensor([2, 2, 4]), (6,), (3,), blank=1, reduction="none")

@@ -11,8 +11,9 @@ before it. Lengths or labels out of range are clipped (graphc.ctc_loss turns tho
 losses into NaN). The computation is in log_probs' dtype, as torch's kernel (a half one in
 float32, as every op's). The gradient is the derivative of the loss w.r.t. log_probs, without
 the exp(log_probs) that torch's kernel adds (graphc/ctc.py says why); an impossible
-alignment's (an inf loss's) gradient is 0. The gradient has no gradient of its own: a second
-derivative is refused in one line.
+alignment's (an inf loss's) gradient is 0. The gradient has no gradient w.r.t. log_probs: a
+second derivative is refused in one line (forward mode, which differentiates it only w.r.t.
+its cotangent operand, is taken).
 """
 from __future__ import annotations
 
@@ -95,7 +96,8 @@ def _recursions(log_probs, labels, input_lengths, target_lengths, blank, betas):
     # step); two -inf states before state 0 (columns 0, 1) for the moves of one and two states
     alphas = np.full((steps + 1, batch, states + 2), -np.inf, dtype)
     alphas[0, :, 2] = 0
-    with np.errstate(divide="ignore"):  # (log 0: an unreachable state's -inf)
+    # (log 0: an unreachable state's -inf; -inf + inf: a +inf log_prob past an input length)
+    with np.errstate(divide="ignore", invalid="ignore"):
         for t in range(steps):
             before = alphas[t]
             step(alphas[t + 1, :, 2:], before[:, 2:], before[:, 1:-1],
@@ -116,7 +118,7 @@ def _recursions(log_probs, labels, input_lengths, target_lengths, blank, betas):
     barred_ahead = np.full((batch, states), -np.inf, dtype)
     barred_ahead[:, :-2] = barred[:, 2:]
     betas = np.full((steps + 1, batch, states + 2), -np.inf, dtype)
-    with np.errstate(divide="ignore"):
+    with np.errstate(divide="ignore", invalid="ignore"):
         for t in reversed(range(steps)):
             after, now = betas[t + 1], betas[t, :, :-2]
             step(now, after[:, :-2], after[:, 1:-1],
@@ -136,12 +138,22 @@ def _ctc_loss(log_probs, labels, input_lengths, target_lengths, blank):
 
 
 def _no_second_derivative(ctx, g):
-    raise GraphcError("ctc_loss: no second derivative (its gradient is the alpha-beta "
-                      "recursion of a primitive op, which has no gradient of its own)",
-                      (user_location(),))
+    """ctc_loss_grad is linear in its cotangent operand: that operand's own cotangent (the
+    unit gradient of each sequence, summed against g) is what forward mode (jvp, jacfwd,
+    linearize: the double-vjp trick) differentiates; log_probs' would be a second
+    derivative, refused in one line."""
+    if ctx.needs[0]:
+        raise GraphcError("ctc_loss: no second derivative (its gradient is the alpha-beta "
+                          "recursion of a primitive op, which has no gradient w.r.t. log_probs)",
+                          (user_location(),))
+    if not ctx.needs[4]:
+        return [None] * 5
+    unit = apply("ctc_loss_grad", *ctx.inputs[:4], F.ones_like(ctx.inputs[4]), **ctx.attrs)
+    return [None] * 4 + [F.sum(F.mul(unit, g), (0, 2))]
 
 
-_no_second_derivative.refuses = True  # (tested in tests/test_ctc.py)
+# (its refusal and the cotangent's gradient are tested in tests/test_ctc.py)
+_no_second_derivative.refuses = True
 
 
 @defop("ctc_loss_grad", _ctc_grad_infer, arity=5,

@@ -98,8 +98,9 @@ _SIZES = ("a tuple of ints or symbolic dimensions", _tuple_of(_size))
 _NUMBER = ("a number", lambda v: _int(v) or isinstance(v, float))
 # The kind of value each attribute holds, by its name (one meaning per name, whatever the op).
 ATTRIBUTE_KINDS = {
-    "axis": _INT, "index": _INT, "blank": _INT, "consts": _INT, "carries": _INT, "cond_consts": _INT,
-    "body_consts": _INT, "args": _INT, "bucket": _INT, "salt": _INT, "k": _INT, "rule": _INT,
+    "axis": _INT, "index": _INT, "blank": _INT, "consts": _INT, "carries": _INT,
+    "cond_consts": _INT, "body_consts": _INT, "args": _INT, "bucket": _INT, "salt": _INT,
+    "k": _INT, "rule": _INT,
     "axes": ("a tuple of distinct ints",
              lambda v: _tuple_of(_int)(v) and len(set(v)) == len(v)),
     "perm": ("a tuple of ints", _tuple_of(_int)),
