@@ -1862,3 +1862,39 @@ def test_autocast_off_takes_a_float32_dtype_and_torchs_device_forms():
             with gc.autocast(*args, **kwargs):
                 pass
         assert len(str(caught.value).splitlines()) == 2  # the line and the user's place
+
+
+def test_review_s53_autocast_cpu_with_an_index_and_device_type_given_no_device():
+    """Review s53 (r13) of f5bcb9e: torch.autocast("cpu:0") is torch's CPU autocast (its
+    device string parsed), but gc.autocast("cpu:0") and a torch.device("cpu", 0) first were
+    refused as 'device type 'cpu:0': graphc computes on the CPU, so torch's form takes 'cpu'
+    only', a line against itself; and device_type= holding no device (None, 'bfloat16', a
+    torch dtype) was taken as graphc's dtype form unsaid: device_type=None turned autocast
+    off. 'cpu:0' is now the CPU, as torch's (an index past it too, as torch's takes it); a
+    device string torch refuses ('cpu:abc') and device_type= holding no device are one
+    line."""
+    torch = pytest.importorskip("torch", reason="torch (the test oracle) is not installed")
+    a = gc.tensor(np.ones((2, 2), np.float32))
+    for args, kwargs in [(("cpu:0",), {}), (("cpu:1", torch.float16), {}),
+                         ((), dict(device_type="cpu:0", dtype=torch.float16)),
+                         ((torch.device("cpu", 0),), {})]:
+        with torch.autocast(*[str(x) if isinstance(x, torch.device) else x for x in args],
+                            **kwargs):  # (torch's takes a device string)
+            want = str((torch.ones(2, 2) @ torch.ones(2, 2)).dtype).replace("torch.", "")
+        with gc.autocast(*args, **kwargs):
+            assert str((a @ a).dtype) == want, (args, kwargs)
+    for args, kwargs, problem in [
+            (("cpu:abc",), {}, "autocast: 'cpu:abc' is not a device (torch's form takes "
+             "'cpu', or 'cpu:0')"),
+            ((), dict(device_type=None), "autocast: device_type must be torch's device type "
+             "('cpu'), got None (the half dtype is dtype=)"),
+            ((), dict(device_type="bfloat16"), "autocast: device_type must be torch's device "
+             "type ('cpu'), got 'bfloat16'"),
+            ((), dict(device_type=torch.float16, dtype=torch.float16),
+             "autocast: device_type must be torch's device type ('cpu'), got torch.float16"),
+            (("cuda:0",), {}, "autocast: device type 'cuda:0': graphc computes on the CPU")]:
+        with pytest.raises(GraphcError) as caught:
+            with gc.autocast(*args, **kwargs):
+                pass
+        assert str(caught.value).splitlines()[0].startswith(problem), str(caught.value)
+        assert len(str(caught.value).splitlines()) == 2  # the line and the user's place

@@ -45,6 +45,7 @@ from __future__ import annotations
 
 import contextlib
 import functools
+import re
 import threading
 
 import numpy as np
@@ -122,7 +123,8 @@ def autocast(dtype_or_device=_NOT_GIVEN, /, dtype=_NOT_GIVEN, enabled=True,
     - graphc's, `autocast(dtype="bfloat16", *, enabled=True)`: the dtype first;
     - torch's, `autocast("cpu", dtype=None, enabled=True, cache_enabled=None)`
       (torch.autocast's device-first form, `torch.autocast("cpu", dtype=torch.bfloat16)`):
-      the device type 'cpu' only, as graphc computes on the CPU (another is one line); dtype
+      the device type 'cpu' only ('cpu:0' too, as torch's), as graphc computes on the CPU
+      (another, or device_type= holding no device, is one line); dtype
       None is bfloat16, torch's CPU autocast default; cache_enabled is taken and changes no
       value (torch's cache of the weights cast in the region only saves time).
     enabled=False is off too, as torch.autocast's (`autocast(dtype, enabled=use_amp)`: one
@@ -137,6 +139,10 @@ def autocast(dtype_or_device=_NOT_GIVEN, /, dtype=_NOT_GIVEN, enabled=True,
         if dtype_or_device is not _NOT_GIVEN:
             raise GraphcError(f"autocast: device_type={device_type!r} beside "
                               f"{dtype_or_device!r} first: give one", (user_location(),))
+        if not _is_device(device_type):  # (None or a dtype there was graphc's form unsaid)
+            raise GraphcError(f"autocast: device_type must be torch's device type ('cpu'), "
+                              f"got {device_type!r} (the half dtype is dtype=)",
+                              (user_location(),))
         dtype_or_device = device_type
     if not isinstance(enabled, (bool, np.bool_)):  # (read by its truth, "no" would be on)
         raise GraphcError(f"autocast: enabled must be True or False, got {enabled!r}",
@@ -146,7 +152,11 @@ def autocast(dtype_or_device=_NOT_GIVEN, /, dtype=_NOT_GIVEN, enabled=True,
                           f"{cache_enabled!r}", (user_location(),))
     if _is_device(dtype_or_device):  # torch's form
         dtype_or_device = str(dtype_or_device)
-        if dtype_or_device != "cpu":
+        if dtype_or_device.split(":")[0] == "cpu" and not re.fullmatch(
+                r"cpu(:(0|[1-9][0-9]*))?", dtype_or_device):
+            raise GraphcError(f"autocast: {dtype_or_device!r} is not a device (torch's form "
+                              "takes 'cpu', or 'cpu:0')", (user_location(),))
+        if dtype_or_device.split(":")[0] != "cpu":  # ('cpu:0', torch.device('cpu', 0) too)
             raise GraphcError(f"autocast: device type {dtype_or_device!r}: graphc computes "
                               "on the CPU, so torch's form takes 'cpu' only "
                               "(gc.autocast('cpu', dtype=torch.bfloat16)); or give the half "
