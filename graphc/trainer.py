@@ -2223,11 +2223,15 @@ class Trainer:
         if not dtypes:
             return ""
         mixed = {half: name for name, half in PRECISIONS.items() if half}.get(dtypes[0])
+        # (not its smallest number, at which a gradient of 1e-4, whose square is 0 in
+        # float16, made AdamW's steps over 1e3 times the lr: the run trained to weights of 46)
+        smallest = float(finfo(dtypes[0]).smallest_subnormal)
         return (f"{type(self.optimizer).__name__}'s eps={eps:g} is 0 in {dtypes[0]}, the "
                 "parameters' dtype, so a parameter whose gradient, or its square, is 0 there "
                 "is divided by 0 (a NaN or an Inf), as in torch: give eps >= "
-                f"{float(finfo(dtypes[0]).smallest_subnormal):.3g}"
-                f" (the smallest {dtypes[0]} above 0)" +
+                f"{float(np.sqrt(smallest)):.3g}, the square root of the smallest "
+                f"{dtypes[0]} above 0 ({smallest:.3g}: a gradient whose square is 0 there is "
+                "divided by eps itself, and by a smaller eps makes steps far past the lr)" +
                 (f", or train float32 parameters under precision='{mixed}'" if mixed else "") +
                 ". ")
 

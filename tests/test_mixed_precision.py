@@ -1269,9 +1269,11 @@ def test_a_float16_models_divergence_from_an_eps_that_is_0_there_says_so():
     message = str(info.value)
     assert "AdamW's eps=1e-08 is 0 in float16, the parameters' dtype, so a parameter whose " \
         "gradient, or its square, is 0 there is divided by 0 (a NaN or an Inf), as in " \
-        "torch: give eps >= 5.96e-08 (the smallest float16 above 0), or train float32 " \
-        "parameters under precision='fp16-mixed'. Try a lower learning rate; no checkpoint " \
-        "was written" in message, message
+        "torch: give eps >= 0.000244, the square root of the smallest float16 above 0 " \
+        "(5.96e-08: a gradient whose square is 0 there is divided by eps itself, and by a " \
+        "smaller eps makes steps far past the lr), or train float32 parameters under " \
+        "precision='fp16-mixed'. Try a lower learning rate; no checkpoint was written" \
+        in message, message
     # torch's AdamW over the same float16 parameter: NaN at its first step too
     w = torch.tensor(w0.astype(np.float16), requires_grad=True)
     opt = torch.optim.AdamW([w], lr=1e-2)
@@ -1288,6 +1290,41 @@ def test_a_float16_models_divergence_from_an_eps_that_is_0_there_says_so():
                    [(a * 1e3, b) for a, b in batches], steps=12).fit(progress=False)
     assert "eps" not in str(info.value) and str(info.value).endswith(
         ". Try a lower learning rate; no checkpoint was written")
+
+
+def test_review_s53_the_eps_a_float16_divergence_advises_trains_where_gradients_are_small():
+    """Review s53 (r13) of 907920d: the divergence message for an eps that is 0 in float16
+    advised 'eps >= 5.96e-08 (the smallest float16 above 0)', which cures only a gradient of
+    exactly 0: a gradient of 1e-4, whose square (and Adam's second moment) is 0 in float16,
+    is then divided by eps itself, and this run's loss reached inf at that eps (another's
+    weights reached 46). The message advises the square root of that number, 2.44e-4,
+    at which the same run trains."""
+    from graphc.trainer import TrainingDiverged
+    rng = np.random.default_rng(0)
+    x = rng.normal(size=(32, 3)).astype(np.float16)
+    t = rng.normal(size=(32, 1)).astype(np.float16)
+    w0 = rng.normal(0, 0.5, (3, 1)).astype(np.float16)
+    batches = [(x[i:i + 8], t[i:i + 8]) for i in range(0, 32, 8)] * 3
+
+    def loss(p, b):  # (scaled: gradients about 1e-4, their squares 0 in float16)
+        d = b[0] @ p["w"] - b[1]
+        return gc.mean(d * d) * 1e-3
+
+    def fit(eps):
+        trainer = gc.Trainer(loss, {"w": w0}, gc.optim.AdamW(lr=1e-2, eps=eps), batches,
+                             steps=12)
+        trainer.fit(progress=False)
+        return trainer
+    with pytest.raises(TrainingDiverged) as info:
+        fit(1e-8)
+    advised = float(re.search(r"give eps >= ([0-9.e+-]+),", str(info.value)).group(1))
+    assert advised == float(f"{np.sqrt(5.96e-08):.3g}") == 0.000244
+    with pytest.raises(TrainingDiverged, match=r"\(loss inf"):  # (the old advice's eps:
+        fit(5.96e-08)  # steps of gradient/eps blow the loss up to inf)
+    trainer = fit(advised)
+    losses = [loss for _, loss in trainer.history]
+    assert np.abs(trainer.params["w"]).max() < 2 and np.mean(losses[-4:]) < \
+        np.mean(losses[:4]), (trainer.params["w"], losses)
 
 
 @pytest.mark.parametrize("precision", ["fp16-mixed", "fp32"])
