@@ -514,10 +514,6 @@ class Parameter(Tensor):
 
     __setattr__ = _leaf_setattr
 
-    def __repr__(self):
-        # torch's first line, "Parameter containing:", then the tensor's own repr
-        return "Parameter containing:\n" + super().__repr__()
-
     def graph_operand(self, graph):
         """Used inside a graph being built, a parameter is a `param` input of it. A plan of
         the graph holds only while no module's Parameter has been replaced since (the trace

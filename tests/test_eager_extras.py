@@ -189,24 +189,6 @@ def test_tensor_names_and_reprs_show_values():
     assert "..." in big and len(big) < 200
 
 
-def test_a_parameters_repr_starts_as_torchs():
-    """Session 53 (f7 item 5): a Parameter's repr was a plain tensor's, where torch's says
-    "Parameter containing:" first; now that line, then the tensor's repr (requires_grad left
-    out for a frozen one, as torch's)."""
-    torch = pytest.importorskip("torch", reason="torch is the test extra's oracle")
-    for requires_grad in (True, False):
-        ours = repr(gc.nn.Parameter(np.array([1.0, -2.5], np.float32),
-                                    requires_grad=requires_grad))
-        theirs = repr(torch.nn.Parameter(torch.tensor([1.0, -2.5]),
-                                         requires_grad=requires_grad))
-        assert ours.splitlines()[0] == theirs.splitlines()[0] == "Parameter containing:"
-        assert ours == "Parameter containing:\nTensor([ 1. , -2.5]" + (
-            ", requires_grad=True)" if requires_grad else ")")
-        assert ("requires_grad=True" in ours) == ("requires_grad=True" in theirs)
-    assert repr(gc.tensor([1.0], requires_grad=True)) == \
-        "Tensor([1.], dtype=f64, requires_grad=True)"  # (a tensor's is its own)
-
-
 def test_draw_shows_values_and_gradients_of_a_small_eager_graph():
     a = gc.tensor(2.0, requires_grad=True, name="a")
     b = gc.tensor([1.0, -3.0], requires_grad=True, name="b")
