@@ -1286,8 +1286,10 @@ class Optimizer:
                 g = -g
             p2, slots2 = self._update_leaf(p, g, slots, cast_cache[key], mask[i], count)
             new_p.append(p2)
-            for s in self.slots:
-                new_slots[s].append(slots2[s])
+            for s in self.slots:  # a mark a subclass's _update_leaf, written before the
+                # mark was kept, does not return stays as it was (SGD's "started")
+                new_slots[s].append(slots2[s] if s in slots2 or s not in self.marks
+                                    else slots[s])
         new_state = {"count": self._next_count(count)}
         for s in self.slots:
             new_state[s] = unflatten(structure, new_slots[s])
@@ -1337,10 +1339,9 @@ class Optimizer:
         raise NotImplementedError
 
     # slots that mark what a parameter's count of updates told before they were kept (SGD's
-    # "started"): a state may lack one (saved before it was kept, or before a setting that
-    # keeps it was set: update(), load_state_dict() and gc.Trainer make it from each
-    # parameter's count, _older_slot, follow_marks) or hold one the optimiser no longer
-    # keeps (left out)
+    # "started"): a state may lack one (saved before it was kept: update(), load_state_dict()
+    # and gc.Trainer make it from each parameter's count, _older_slot, follow_marks) or hold
+    # one the optimiser no longer keeps (left out, unless one of optional_slots: aside)
     marks: tuple = ()
 
     @property
@@ -1360,8 +1361,13 @@ class Optimizer:
         parameter's count of updates (`updates`, name -> int, parameter_updates), as update()
         takes such a state. A new dict where a mark changes (the other slots shared)."""
         slots = self.slots
-        left_out = [k for k in self.marks if k in state and k not in slots]
-        lacking = [s for s in self.older_slots if s not in state]
+        # (one of optional_slots stays, aside: SGD's "started" while the momentum is 0)
+        left_out = [k for k in self.marks if k in state and k not in slots
+                    and k not in self.optional_slots]
+        # a mark is made only for a state holding the slots it marks: one lacking them (a
+        # momentum set from 0 since gc.Trainer's init) gets the update's line about them
+        lacking = [s for s in self.older_slots if s not in state] \
+            if all(s in state for s in slots if s not in self.marks) else []
         if not left_out and not lacking:  # (every step of a run whose settings stay)
             return state
         followed = {k: v for k, v in state.items() if k not in left_out}
@@ -1408,7 +1414,7 @@ class Optimizer:
         """{slot: its leaves in the order of the parameters' leaves}, the state checked."""
         expected = ("count",) + tuple(self.slots)
         older = [s for s in self.older_slots if isinstance(state, dict) and s not in state]
-        # (a mark the optimiser no longer keeps, SGD's "started" after dampening=0: left out)
+        # (a mark the optimiser no longer keeps: left out)
         if not isinstance(state, dict) or \
                 set(state) - set(self.marks) != set(expected) - set(self.marks):
             keys = sorted(state) if isinstance(state, dict) else type(state).__name__
@@ -1451,7 +1457,8 @@ class SGD(Optimizer):
 
     hyperparameters = ("weight_decay", "momentum", "dampening")
     flag_settings = ("maximize", "nesterov")
-    optional_slots = ("momentum",)  # ("started", a mark, follows the buffer's count)
+    # a buffer and its mark kept aside while the momentum is 0, as torch keeps the buffer
+    optional_slots = ("momentum", "started")
     # graphc's earlier SGD(lr, 0.9, True) gave nesterov third
     _moved_positional = {"dampening": (lambda v: not isinstance(v, (bool, np.bool_)),
                                        "must be a number", "nesterov")}
@@ -1479,12 +1486,14 @@ class SGD(Optimizer):
             return ()
         # torch starts a parameter's buffer undamped, at its first gradient under a momentum
         # that is not 0; with a dampening that start differs from a damped one, so each
-        # buffer is marked once started (without one, m * 0 + g is g: no mark needed)
-        return ("momentum", "started") if self.dampening else ("momentum",)
+        # buffer is marked once started. Kept at dampening 0 too: a buffer may begin after
+        # the parameter's first update (the momentum set from 0 on a bound optimiser, or a
+        # momentum schedule at 0), so a dampening set later cannot tell it from the count
+        return ("momentum", "started")
 
     def init(self, params) -> dict:
         state = super().init(params)
-        if "started" in self.slots:
+        if self.momentum:
             leaves, structure, _ = flatten(params)
             traced = any(isinstance(p, Node) for p in leaves)
             state["started"] = unflatten(structure, [
@@ -1515,8 +1524,8 @@ class SGD(Optimizer):
             off = _momentum_off(scalars)
             buf, g = _unless_momentum_off(off, slots["momentum"], buf, g, step)
             new_slots["momentum"] = buf
-            if self.dampening:  # started unless the step's momentum is 0 (buffer skipped)
-                new_slots["started"] = _started(off, slots["started"])
+            # started unless the step's momentum is 0 (buffer skipped)
+            new_slots["started"] = _started(off, slots["started"])
         return p - scalars["lr"] * g, new_slots
 
     def _scalars(self, count, step):
@@ -2030,8 +2039,8 @@ class BoundOptimizer:
                  for n, p in self.parameters.items()}
         count = int(self.state["count"])  # (a state assigned afresh, count 0: no lag left)
         self.behind = {n: min(behind, count) for n, behind in self.behind.items()}
-        # a dampening set from or to 0 since (SGD's "started"): step()'s groups of parameters
-        # of different counts read the state's slots by name
+        # a state saved before a mark was kept (SGD's "started"): step()'s groups of
+        # parameters of different counts read the state's slots by name
         updates = self.updates
         aside = self._state_for_settings(params)
         self.state = self.optimizer.follow_marks(self.state, updates)
@@ -2156,11 +2165,9 @@ class BoundOptimizer:
                               f"{sorted(behind)}, this optimizer has {sorted(self.parameters)}",
                               (user_location(),))
         # the state is for the optimiser as the saved settings make it, as torch's
-        # load_state_dict restores its param_groups' settings with the state: one saved at
-        # dampening 0.5 keeps its "started" marks where the dampening is 0 now (checked
-        # against the dampening 0, they were dropped, then made again from the counts once
-        # the 0.5 was set), one holding a momentum buffer loads where the momentum is 0 now,
-        # one saved with amsgrad (centered) brings its v_max (mean_g) and the flag
+        # load_state_dict restores its param_groups' settings with the state: one holding a
+        # momentum buffer and its "started" marks loads where the momentum is 0 now (both
+        # aside), one saved with amsgrad (centered) brings its v_max (mean_g) and the flag
         view = copy.copy(self.optimizer)
         for name, value in settings.items():
             if name != "lr":  # (no slot follows it; under a plateau it would set the plateau's)
@@ -2169,7 +2176,7 @@ class BoundOptimizer:
         # a slot a setting adds, saved where the saved settings leave it out (a momentum
         # buffer saved at momentum 0: step() keeps it aside, _state_for_settings): loaded,
         # aside as well
-        aside = (set(state) - expected - marks) & set(view.optional_slots) \
+        aside = (set(state) - expected) & set(view.optional_slots) \
             if isinstance(state, dict) else set()
         # (a mark the optimiser keeps may be missing, one it does not keep left out below)
         if not isinstance(state, dict) or set(state) - marks - aside != expected - marks:
@@ -2193,9 +2200,11 @@ class BoundOptimizer:
             own_state = {**view.init({n: p.data for n, p in self.parameters.items()}),
                          **own_state}
         own_state = view.follow_marks(own_state, self.updates)
-        for slot in aside - set(own_state):  # (each like its parameter, as init makes it)
+        for slot in aside - set(own_state):  # (each as init makes it: like its parameter,
+            # or 0-d, SGD's "started")
             own_state = {**own_state, slot: {
-                n: np.zeros_like(p.data, dtype=view._slot_dtype(slot, p.data.dtype))
+                n: np.zeros(() if slot in view.scalar_slots else p.data.shape,
+                            view._slot_dtype(slot, p.data.dtype))
                 for n, p in self.parameters.items()}}
         cast = {}  # (slot, name) -> a saved float slot in the parameter's float dtype
         for slot in (*view.slots, *sorted(aside)):  # checked now: step() failed on them, or

@@ -980,9 +980,9 @@ class Trainer:
                               "the Trainer was built, so nothing would step it; create it "
                               "before the Trainer", (user_location(),))
         if isinstance(self.optimizer, optim.Optimizer) and self.optimizer.marks:
-            # (SGD's "started" after a dampening set from or to 0: made from each
-            # parameter's count of updates, or left out; no counts read for an optimiser
-            # that keeps no marks, at every step)
+            # (SGD's "started" lacking from a state assigned from before it was kept: made
+            # from each parameter's count of updates; no counts read for an optimiser that
+            # keeps no marks, at every step)
             self.state = self.optimizer.follow_marks(self.state, optim.parameter_updates(
                 self.state["count"], self.behind, self.names))
         if isinstance(self.optimizer, optim.Optimizer) and \
@@ -1417,8 +1417,8 @@ class Trainer:
         the directory was synced, was taken for this run's own and replaced at the next
         save)."""
         # the state as the optimiser's settings now make it, as the next step takes it (a
-        # dampening set since the last step keeps marks; a setting adding a slot, refused in
-        # one line: the state lacks it, state_arrays' KeyError before)
+        # mark lacking made; a setting adding a slot, refused in one line: the state lacks
+        # it, state_arrays' KeyError before)
         self._checked_optimizer()
         bad = self.non_finite()
         if bad is None:

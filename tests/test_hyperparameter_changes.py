@@ -470,7 +470,7 @@ def test_changes_the_step_cannot_take_are_one_line_errors():
     t.train_step()
     t.optimizer.momentum = 0.9  # a momentum buffer the state does not have
     assert_one_line_error(lambda: t.train_step(), "SGD's settings now need the state slots "
-                          "['momentum'], the trainer's state has []", F)
+                          "['momentum', 'started'], the trainer's state has []", F)
     # (refused before the batch was drawn: the run goes on as if it had not been tried)
     assert t.step == 1 and t.train_batches.position == 1
     t.optimizer.momentum = 0.0

@@ -999,8 +999,11 @@ def test_the_state_follows_a_cast_of_the_model_made_after_bind(name):
         reference_opt.step()
         reference_opt.zero_grad()
     assert model.weight.dtype == np.float64
-    assert {np.asarray(v).dtype for slot in opt.optimizer.slots
+    marks = opt.optimizer.marks  # (SGD's "started": bool, whatever the parameters' dtype)
+    assert {np.asarray(v).dtype for slot in opt.optimizer.slots if slot not in marks
             for v in opt.state[slot].values()} == {np.dtype(np.float64)}
+    assert {np.asarray(v).dtype for slot in marks
+            for v in opt.state.get(slot, {}).values()} <= {np.dtype(np.bool_)}
     np.testing.assert_allclose(np.asarray(model.weight.numpy()).T,
                                reference.weight.detach().numpy(), rtol=1e-5, atol=1e-6)
     np.testing.assert_allclose(np.asarray(model.bias.numpy()),

@@ -1019,9 +1019,9 @@ def test_sgds_state_saved_before_the_started_mark_resumes_as_torch(tmp_path):
 
 
 def test_sgd_dampening_set_from_or_to_0_mid_run_follows_torch():
-    """A dampening set from 0 keeps the "started" mark, one set to 0 drops it: the state
-    follows (the mark made from each parameter's count, as for an older state), bound and in
-    gc.Trainer, where a state lacking or holding the mark was refused."""
+    """A dampening set from or to 0 mid-run follows torch, bound and in gc.Trainer (where a
+    state lacking or holding the "started" mark was refused): the mark is kept whatever the
+    dampening (a buffer started at dampening 0 stays marked), the state unchanged."""
     dampenings = [0.0, 0.0, 0.5, 0.5, 0.0, 0.3]
     grads = [np.array([1.0, -2.0]) * (i + 1) for i in range(len(dampenings))]
     t = torch.zeros(2, dtype=torch.float64, requires_grad=True)
@@ -1040,16 +1040,19 @@ def test_sgd_dampening_set_from_or_to_0_mid_run_follows_torch():
         ps["w"].grad = g
         bound.step()
         trainer.train_step()
-        assert ("started" in bound.state) == ("started" in trainer.state) == (d != 0)
+        for state in (bound.state, trainer.state):
+            assert set(state) == {"count", "momentum", "started"}
+            assert bool(np.asarray(state["started"]["w"]))
     for got in (ps["w"].data, trainer.params["w"]):
         np.testing.assert_allclose(got, t.detach().numpy(), rtol=0, atol=1e-14)
 
 
 def test_bound_sgd_follows_a_dampening_set_from_0_with_parameters_of_different_counts():
     """A bound SGD whose dampening is set from 0 where its parameters have had different
-    numbers of updates (one's gradient None at the first step: step()'s groups), or before
-    load_state_dict, makes the "started" mark from each parameter's own count, as gc.Trainer
-    and update() do: both were a KeyError 'started' (the review of the mark's commit)."""
+    numbers of updates (one's gradient None at the first step: step()'s groups) follows
+    torch (a KeyError 'started' once, the review of the mark's commit); a state saved before
+    the mark was kept, loaded, makes it from each parameter's own count, as gc.Trainer and
+    update() do."""
     rng = np.random.default_rng(0)
     grads = [{"w": rng.normal(size=3), "u": rng.normal(size=3)} for _ in range(6)]
     dampenings = [0.0, 0.0, 0.5, 0.5, 0.0, 0.5]
@@ -1064,7 +1067,8 @@ def test_bound_sgd_follows_a_dampening_set_from_0_with_parameters_of_different_c
             ps[k].grad = None if (i, k) == (0, "u") else g[k]
         theirs.step()
         bound.step()
-        assert ("started" in bound.state) == (dampenings[i] != 0)
+        assert {k: bool(v) for k, v in bound.state["started"].items()} == \
+            {"w": True, "u": i > 0}
     assert _max_error({k: p.data for k, p in ps.items()},
                       {k: t.detach().numpy() for k, t in ts.items()}) <= 1e-14
     saved = bound.state_dict()
@@ -1076,6 +1080,106 @@ def test_bound_sgd_follows_a_dampening_set_from_0_with_parameters_of_different_c
         other.load_state_dict({**saved, "state": state})
         assert {k: bool(v) for k, v in other.state["started"].items()} == {"w": True, "u": True}
 
+
+
+SGD_LATE_BUFFER_CASES = {  # keywords, (step, setting, value) changes, steps b has no gradient
+    # the momentum set from 0 at a step b has no gradient, the dampening the step after
+    "momentum-from-0": (dict(lr=0.1), [(2, "momentum", 0.5), (3, "dampening", 0.3)], {2}),
+    # b's buffer kept aside, never started, while the momentum is 0
+    "momentum-off-on": (dict(lr=0.1, momentum=0.5, dampening=0.3),
+                        [(2, "momentum", 0.0), (5, "momentum", 0.5)], {0, 1}),
+    # as the first, the dampening set from 0 while the momentum is 0
+    "dampening-while-off": (dict(lr=0.1, momentum=0.5),
+                            [(1, "momentum", 0.0), (2, "dampening", 0.3),
+                             (4, "momentum", 0.9)], {0}),
+}
+
+
+@pytest.mark.parametrize("saved", [False, True])
+@pytest.mark.parametrize("case", SGD_LATE_BUFFER_CASES)
+def test_bound_sgd_marks_a_buffer_begun_after_the_first_update_as_torch(case, saved):
+    """torch starts a parameter's momentum buffer undamped at its first gradient under a
+    momentum that is not 0, which on a bound SGD may come after the parameter's first
+    update (the momentum set from 0, or back from 0 before the buffer started). The
+    "started" mark was kept only while the dampening was not 0, and made from the count
+    ("has had an update") when the dampening was set, or the momentum came back: b's
+    buffer began damped (0.028 off torch after one step, 0.048 after three). The mark is
+    now kept, and kept aside with the buffer while the momentum is 0 (and saved by
+    state_dict()): the values are torch's (float64), the state saved and loaded between
+    every step where `saved`."""
+    settings, changes, b_without = SGD_LATE_BUFFER_CASES[case]
+    rng = np.random.default_rng(0)
+    start = {k: rng.normal(size=3) for k in "ab"}
+    ts = {k: torch.tensor(v.copy(), requires_grad=True) for k, v in start.items()}
+    theirs = torch.optim.SGD(list(ts.values()), **settings)
+    ps = {k: gc.nn.Parameter(v.copy()) for k, v in start.items()}
+    bound = optim.SGD(**settings).bind(ps)
+    for i in range(7):
+        for at, setting, value in changes:
+            if at == i:
+                theirs.param_groups[0][setting] = bound.param_groups[0][setting] = value
+        for k in "ab":
+            g = None if k == "b" and i in b_without else rng.normal(size=3)
+            ts[k].grad = None if g is None else torch.tensor(g)
+            ps[k].grad = g
+        theirs.step()
+        bound.step()
+        if saved:
+            state = bound.state_dict()
+            bound = optim.SGD(**settings).bind(ps)
+            bound.load_state_dict(state)
+        for k in "ab":
+            np.testing.assert_allclose(ps[k].data, ts[k].detach().numpy(), rtol=0,
+                                       atol=1e-14, err_msg=f"{k} after step {i}")
+
+
+def test_a_state_dict_saved_at_momentum_0_checks_the_marks_kept_aside():
+    """A state_dict() saved while the momentum is 0 holds the buffers' "started" marks aside
+    with the buffers: load_state_dict checks them as the buffers (a damaged one was taken and
+    failed at a later step), and takes them back as they were."""
+    ps = {"w": gc.nn.Parameter(np.zeros(2)), "u": gc.nn.Parameter(np.zeros(2))}
+    bound = optim.SGD(lr=0.1, momentum=0.9, dampening=0.5).bind(ps)
+    ps["w"].grad, ps["u"].grad = np.ones(2), None
+    bound.step()
+    bound.momentum = 0.0
+    saved = bound.state_dict()
+    assert {k: bool(v) for k, v in saved["state"]["started"].items()} == \
+        {"w": True, "u": False}
+    other = optim.SGD(lr=0.1).bind(ps)
+    other.load_state_dict(saved)
+    assert {k: bool(v) for k, v in other.state["started"].items()} == {"w": True, "u": False}
+    for bad, message in (([True, False], "the state's started must be a dict"),
+                         ({"w": np.ones(2, bool), "u": np.array(False)},
+                          r"started of w is bool\[2\], expected bool\[\]")):
+        with pytest.raises(gc.GraphcError, match="^load_state_dict: " + message):
+            other.load_state_dict({**saved, "state": {**saved["state"], "started": bad}})
+
+
+def test_sgd_update_marks_a_buffer_skipped_by_a_momentum_schedule_at_0_as_torch():
+    """The functional update's buffer skips the steps a momentum schedule is 0 at; with the
+    dampening 0 then, a dampening set later made the mark from the count (started), and the
+    buffer's first value was damped where torch's is the gradient itself. Eager and compiled,
+    against torch (float64) with the schedule's momentum set at each step."""
+    schedule = optim.join_schedules([optim.constant(0.0), optim.constant(0.9)], [2])
+    rng = np.random.default_rng(0)
+    grads = [rng.normal(size=3) for _ in range(6)]
+    t = torch.zeros(3, dtype=torch.float64, requires_grad=True)
+    theirs = torch.optim.SGD([t], lr=0.1)
+    for i, g in enumerate(grads):
+        theirs.param_groups[0]["momentum"] = 0.0 if i < 2 else 0.9
+        theirs.param_groups[0]["dampening"] = 0.0 if i < 1 else 0.5
+        t.grad = torch.tensor(g)
+        theirs.step()
+    for compiled in (False, True):
+        sgd = optim.SGD(lr=0.1, momentum=schedule)
+        update = gc.compile(lambda g, s, p: sgd.update(g, s, p)) if compiled else sgd.update
+        params = {"w": np.zeros(3)}
+        state = sgd.init(params)
+        for i, g in enumerate(grads):
+            sgd.dampening = 0.0 if i < 1 else 0.5
+            params, state = update({"w": g}, state, params)
+        np.testing.assert_allclose(np.asarray(params["w"]), t.detach().numpy(), rtol=0,
+                                   atol=1e-14, err_msg=f"compiled={compiled}")
 
 
 @pytest.mark.parametrize("case", ["dampening", "momentum"])
@@ -1110,7 +1214,7 @@ def test_load_state_dict_takes_the_state_as_the_saved_settings_make_it_as_torch(
             bound.load_state_dict(saved)
             assert (bound.dampening, bound.momentum) == (0.5, schedule or 0.9)
         if schedule is not None:
-            theirs.param_groups[0]["momentum"] = schedule(i)
+            theirs.param_groups[0]["momentum"] = 0.0 if i < 2 else 0.9
         t.grad, ps["w"].grad = torch.tensor(g), g
         theirs.step()
         bound.step()
