@@ -2101,10 +2101,11 @@ class BoundOptimizer:
         optimizer = self.optimizer
         missing = [s for s in optimizer.slots if s not in self.state
                    and s not in optimizer.marks]
-        if missing:  # (a buffer made now has not started: its mark too, not from the count)
+        if missing:  # (a buffer made now has not started: its mark too, not from the count,
+            # nor a mark kept without its buffer, from a state_dict lacking the buffer)
             fresh = optimizer.init(params)
             self.state = {**self.state, **{s: fresh[s] for s in optimizer.slots
-                                           if s not in self.state}}
+                                           if s not in self.state or s in optimizer.marks}}
         return {s: v for s, v in self.state.items()
                 if s in optimizer.optional_slots and s not in optimizer.slots}
 

@@ -1155,6 +1155,35 @@ def test_a_state_dict_saved_at_momentum_0_checks_the_marks_kept_aside():
             other.load_state_dict({**saved, "state": {**saved["state"], "started": bad}})
 
 
+def test_review_s53_a_mark_loaded_without_its_buffer_does_not_start_the_new_buffer():
+    """Review r15: a state_dict holding SGD's "started" marks aside but no momentum buffer
+    (loaded where the momentum is 0) kept the marks, True, when the momentum was set again:
+    the buffer made then, at its first gradient, was damped (0.5 * g) where torch's starts
+    as the gradient itself. A buffer made afresh gets its marks afresh (not started)."""
+    ps = {"w": gc.nn.Parameter(np.zeros(2))}
+    bound = optim.SGD(lr=0.1, momentum=0.9, dampening=0.5).bind(ps)
+    ps["w"].grad = np.ones(2)
+    bound.step()
+    bound.momentum = 0.0
+    saved = bound.state_dict()
+    del saved["state"]["momentum"]
+    other = optim.SGD(lr=0.1, dampening=0.5).bind(ps)
+    other.load_state_dict(saved)
+    t = torch.zeros(2, dtype=torch.float64, requires_grad=True)
+    theirs = torch.optim.SGD([t], lr=0.1, dampening=0.5)
+    theirs.step()  # (no gradient: nothing done, as the step before the state was saved)
+    for momentum in (0.0, 0.9, 0.9):
+        other.momentum = theirs.param_groups[0]["momentum"] = momentum
+        before = np.asarray(ps["w"].data).copy()
+        ps["w"].grad, t.grad = np.ones(2), torch.ones(2, dtype=torch.float64)
+        other.step()
+        with torch.no_grad():
+            t.copy_(torch.tensor(before))
+        theirs.step()
+        np.testing.assert_allclose(np.asarray(ps["w"].data), t.detach().numpy(), rtol=0,
+                                   atol=1e-15)
+
+
 def test_sgd_update_marks_a_buffer_skipped_by_a_momentum_schedule_at_0_as_torch():
     """The functional update's buffer skips the steps a momentum schedule is 0 at; with the
     dampening 0 then, a dampening set later made the mark from the count (started), and the
