@@ -1108,27 +1108,37 @@ def test_bound_sgd_marks_a_buffer_begun_after_the_first_update_as_torch(case, sa
     state_dict()): the values are torch's (float64), the state saved and loaded between
     every step where `saved`."""
     settings, changes, b_without = SGD_LATE_BUFFER_CASES[case]
+    _steps_beside_torch("SGD", settings, changes, {"a": (3,), "b": (3,)}, 7,
+                        lambda i: i in b_without, saved)
+
+
+def _steps_beside_torch(name, settings, changes, shapes, steps, b_without, saved):
+    """`steps` steps of optimiser `name` bound to parameters of `shapes` beside torch's,
+    float64: each `(step, setting, value)` change made to both param_groups before its
+    step, parameter b without a gradient where `b_without(step)`, the state saved and loaded
+    into a new bound optimiser after every step where `saved`; the parameters equal
+    torch's after each step."""
     rng = np.random.default_rng(0)
-    start = {k: rng.normal(size=3) for k in "ab"}
+    start = {k: rng.normal(size=s) for k, s in shapes.items()}
     ts = {k: torch.tensor(v.copy(), requires_grad=True) for k, v in start.items()}
-    theirs = torch.optim.SGD(list(ts.values()), **settings)
+    theirs = getattr(torch.optim, name)(list(ts.values()), **settings)
     ps = {k: gc.nn.Parameter(v.copy()) for k, v in start.items()}
-    bound = optim.SGD(**settings).bind(ps)
-    for i in range(7):
+    bound = getattr(optim, name)(**settings).bind(ps)
+    for i in range(steps):
         for at, setting, value in changes:
             if at == i:
                 theirs.param_groups[0][setting] = bound.param_groups[0][setting] = value
-        for k in "ab":
-            g = None if k == "b" and i in b_without else rng.normal(size=3)
+        for k, s in shapes.items():
+            g = None if k == "b" and b_without(i) else rng.normal(size=s)
             ts[k].grad = None if g is None else torch.tensor(g)
             ps[k].grad = g
         theirs.step()
         bound.step()
         if saved:
             state = bound.state_dict()
-            bound = optim.SGD(**settings).bind(ps)
+            bound = getattr(optim, name)(**settings).bind(ps)
             bound.load_state_dict(state)
-        for k in "ab":
+        for k in shapes:
             np.testing.assert_allclose(ps[k].data, ts[k].detach().numpy(), rtol=0,
                                        atol=1e-14, err_msg=f"{k} after step {i}")
 
@@ -1363,31 +1373,9 @@ def test_a_setting_that_adds_or_drops_a_slot_mid_run_goes_on_as_torch(case, save
     unused was refused by load_state_dict. Now the same values as torch's (float64), the
     state saved and loaded between every step where `saved`."""
     name, settings, changes = SLOT_SETTING_CASES[case]
-    rng = np.random.default_rng(0)
-    shapes = {"a": (3,), "b": (2, 2)}
-    start = {k: rng.normal(size=s) for k, s in shapes.items()}
-    ts = {k: torch.tensor(v.copy(), requires_grad=True) for k, v in start.items()}
-    theirs = getattr(torch.optim, name)(list(ts.values()), **settings)
-    ps = {k: gc.nn.Parameter(v.copy()) for k, v in start.items()}
-    bound = getattr(optim, name)(**settings).bind(ps)
-    for i in range(10):
-        for at, setting, value in changes:
-            if at == i:
-                theirs.param_groups[0][setting] = value
-                bound.param_groups[0][setting] = value
-        for k, s in shapes.items():  # b without a gradient at every third step
-            g = None if k == "b" and i % 3 == 1 else rng.normal(size=s)
-            ts[k].grad = None if g is None else torch.tensor(g)
-            ps[k].grad = g
-        theirs.step()
-        bound.step()
-        if saved:
-            state = bound.state_dict()
-            bound = getattr(optim, name)(**settings).bind(ps)
-            bound.load_state_dict(state)
-        for k in shapes:
-            np.testing.assert_allclose(ps[k].data, ts[k].detach().numpy(), rtol=0,
-                                       atol=1e-14, err_msg=f"{k} after step {i}")
+    # b without a gradient at every third step
+    _steps_beside_torch(name, settings, changes, {"a": (3,), "b": (2, 2)}, 10,
+                        lambda i: i % 3 == 1, saved)
 
 
 def test_param_groups_take_torchs_names_of_nadams_and_adagrads_settings(torch_float64_default):
