@@ -278,16 +278,23 @@ def _half_target(name, dtypes, half):
     return target
 
 
+def _policy_applies() -> bool:
+    """Whether a composite wrapped by in_half / in_float32 casts its operands now: not
+    while a backward pass is built (suspended), else the policy's guard taken, then whether
+    one is active."""
+    if STATE.suspended:
+        return False
+    _guard_policy(registry.innermost_interpreter())
+    return STATE.dtype is not None
+
+
 def in_half(function):
     """`function` (a composite on torch.autocast's CPU lower-precision list: prelu) with its
     float operands cast to the policy's half dtype as matmul's are (float64 left alone): left
     to the primitives, float32 operands alone stayed float32, where torch's is half."""
     @functools.wraps(function)
     def under_policy(*args, **kwargs):
-        if STATE.suspended:
-            return function(*args, **kwargs)
-        _guard_policy(registry.innermost_interpreter())
-        if STATE.dtype is None:
+        if not _policy_applies():
             return function(*args, **kwargs)
         operands = {**dict(enumerate(args)), **kwargs}
         dtypes = {k: _float_dtype(x) for k, x in operands.items()}
@@ -325,10 +332,7 @@ def in_float32(loss):
     (given_dtype): a bfloat16 input refused beside a float64 target is named bfloat16."""
     @functools.wraps(loss)
     def under_policy(*args, **kwargs):
-        if STATE.suspended:
-            return loss(*args, **kwargs)
-        _guard_policy(registry.innermost_interpreter())
-        if STATE.dtype is None:
+        if not _policy_applies():
             return loss(*args, **kwargs)
         given = {}
 
