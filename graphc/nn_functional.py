@@ -409,12 +409,8 @@ def batch_norm(input, running_mean, running_var, weight=None, bias=None, trainin
     statistics while training (moving running_mean and running_var in place when given,
     eagerly), else by running_mean and running_var."""
     name = "batch_norm"
-    _batch_norm._check_float_input(name, input)
-    _both_or_neither(name, running_mean, running_var)
-    momentum = _momentum(name, momentum)
-    shape = _api._shape(input)
-    if len(shape) < 2:
-        _fail(f"{name}: expected input (N, C, ...), got shape {tuple(shape)}")
+    shape, momentum = _norm_arguments(name, input, running_mean, running_var, momentum, 2,
+                                      "(N, C, ...)")
     if not training:
         if running_mean is None or running_var is None:  # torch's
             _fail(f"{name}: running_mean and running_var must be given when training=False")
@@ -423,14 +419,12 @@ def batch_norm(input, running_mean, running_var, weight=None, bias=None, trainin
     if count < 2:  # torch's check: one value's variance is 0
         _fail(f"{name}: expected more than 1 value per channel when training, got input of "
               f"shape {tuple(shape)}")
-    if running_mean is not None and running_var is not None:
+    out = _api.batch_norm(input, weight, bias, eps)
+    if running_mean is not None:
         moments = _api.batch_moments(input)
-        moved = _batch_norm.moved_statistics(running_mean, running_var, moments[0],
-                                             moments[1], count, momentum)
-        out = _api.batch_norm(input, weight, bias, eps)  # (refused: the statistics unmoved)
-        _statistics_in_place(name, (running_mean, running_var), moved)
-        return out
-    return _api.batch_norm(input, weight, bias, eps)
+        _moved_in_place(name, running_mean, running_var, moments[0], moments[1], count,
+                        momentum)
+    return out
 
 
 def instance_norm(input, running_mean=None, running_var=None, weight=None, bias=None,
@@ -439,13 +433,8 @@ def instance_norm(input, running_mean=None, running_var=None, weight=None, bias=
     statistics (use_input_stats, moving running_mean and running_var in place by their mean
     over the batch when given, eagerly), else by running_mean and running_var."""
     name = "instance_norm"
-    _batch_norm._check_float_input(name, input)
-    _both_or_neither(name, running_mean, running_var)
-    momentum = _momentum(name, momentum)
-    shape = _api._shape(input)
-    if len(shape) < 3:
-        _fail(f"{name}: expected input (N, C, ...) with spatial axes, got shape "
-              f"{tuple(shape)}")
+    shape, momentum = _norm_arguments(name, input, running_mean, running_var, momentum, 3,
+                                      "(N, C, ...) with spatial axes")
     if not use_input_stats:
         if running_mean is None or running_var is None:
             _fail(f"{name}: running_mean and running_var must be given when "
@@ -455,17 +444,36 @@ def instance_norm(input, running_mean=None, running_var=None, weight=None, bias=
     if count < 2:
         _fail(f"{name}: expected more than 1 spatial element when training, got input of "
               f"shape {tuple(shape)}")
-    if running_mean is not None and running_var is not None:
+    out = _api.instance_norm(input, weight, bias, eps)
+    if running_mean is not None:
         N, C = shape[0], shape[1]
         folded = _api.reshape(input, (1, N * C) + tuple(shape[2:]))
         moments = _api.reshape(_api.batch_moments(folded), (2, N, C))
-        moved = _batch_norm.moved_statistics(running_mean, running_var,
-                                             _api.mean(moments[0], 0),
-                                             _api.mean(moments[1], 0), count, momentum)
-        out = _api.instance_norm(input, weight, bias, eps)  # (refused: the statistics unmoved)
-        _statistics_in_place(name, (running_mean, running_var), moved)
-        return out
-    return _api.instance_norm(input, weight, bias, eps)
+        _moved_in_place(name, running_mean, running_var, _api.mean(moments[0], 0),
+                        _api.mean(moments[1], 0), count, momentum)
+    return out
+
+
+def _norm_arguments(name, input, running_mean, running_var, momentum, dims, layout):
+    """(input's shape, momentum) of batch_norm / instance_norm, each argument checked as
+    torch's: a float input of at least `dims` axes laid out as `layout`, both running
+    statistics or neither, a momentum in torch's terms."""
+    _batch_norm._check_float_input(name, input)
+    _both_or_neither(name, running_mean, running_var)
+    momentum = _momentum(name, momentum)
+    shape = _api._shape(input)
+    if len(shape) < dims:
+        _fail(f"{name}: expected input {layout}, got shape {tuple(shape)}")
+    return shape, momentum
+
+
+def _moved_in_place(name, running_mean, running_var, mean, var, count, momentum):
+    """The running statistics moved toward the batch's `mean` and `var` (of `count` values
+    each), in place, as torch's functional norms move them. Called after the output is
+    computed: a refused call leaves them unmoved."""
+    moved = _batch_norm.moved_statistics(running_mean, running_var, mean, var, count,
+                                         momentum)
+    _statistics_in_place(name, (running_mean, running_var), moved)
 
 
 _ADAPTED = ["softmax", "log_softmax", "softmin", "gelu", "dropout", "layer_norm", "rms_norm",
