@@ -30,7 +30,8 @@ from ir.ops import losses_extra as _losses_extra
 from ir.ops import pool_extra as _pool_extra
 from ir.ops.attention import linear  # noqa: F401  (torch's signature already)
 from ir.ops.resize import interpolate as _interpolate
-from ir.types import is_int, is_real
+from ir.ops.sampling import grid_sample, pdist  # noqa: F401  (torch's signatures already)
+from ir.types import is_float, is_int, is_real
 from runtime.eager import Tensor
 
 from . import batch_norm as _batch_norm
@@ -242,6 +243,68 @@ def dropout(input, p=0.5, training=True, inplace=False):
     if not training or p == 0.0 or _nn._EVALUATING.depth:
         return input
     return _nn.keyed_dropout(input, p)
+
+
+def gumbel_softmax(logits, tau=1, hard=False, eps=1e-10, dim=-1, *, seed=None, salt=None):
+    """torch.nn.functional.gumbel_softmax: softmax((logits + g) / tau) along dim, g standard
+    Gumbel noise; hard=True: the one-hot of its argmax in the forward pass, the soft sample's
+    gradient in the backward (straight-through), as torch's. The noise is keyed as F.dropout's
+    mask (and rrelu's slopes): `seed=` if given, else the innermost gc.nn.rng_key block's key,
+    else the traced step's dropout key (gc.Trainer's), else a fresh one eagerly; it is drawn
+    whatever the mode (torch's has no training flag). eps is unused, as torch's (a value other
+    than its default warns, as torch's)."""
+    hard = _api._flag("gumbel_softmax", "hard", hard)
+    tau = _api._number("gumbel_softmax: tau", tau)
+    if not tau > 0.0:
+        _fail(f"gumbel_softmax: tau must be > 0, got {tau!r}")
+    if not is_float(_api._dtype(logits)):
+        _fail(f"gumbel_softmax: logits must be a float array, got {_api._dtype(logits)}")
+    if eps != 1e-10:
+        warnings.warn("`eps` parameter is deprecated and has no effect.", UserWarning,
+                      stacklevel=user_stacklevel())
+    nd = max(_api._ndim(logits), 1)
+    if not is_int(dim) or not -nd <= dim < nd:
+        _fail(f"gumbel_softmax: dim {dim!r} is out of range for {_api._ndim(logits)}-d logits")
+    drawn = _api.keyed_uniform(logits, _nn.current_key(logits) if seed is None else seed, salt,
+                               "gumbel_softmax")
+    noise = _api.neg(_api.log(_api.neg(_api.log(drawn))))
+    if _api._ndim(logits) == 0:  # (torch's softmax of a 0-d value: 1)
+        return softmax(_api.div(_api.add(logits, noise), tau), dim)
+    y_soft = _api.softmax(_api.div(_api.add(logits, noise), tau), dim=dim)
+    if not hard:
+        return y_soft
+    depth = _api._shape(logits)[dim]
+    y_hard = _arrays.moveaxis(_api.one_hot(_api.argmax(y_soft, dim), depth,
+                                           dtype=_api._dtype(logits)), -1, dim)
+    return _api.add(_api.sub(y_hard, _api.stop_gradient(y_soft)), y_soft)
+
+
+def _with_indices(name):
+    """torch's <pool>_with_indices: the pool with return_indices=True, whatever
+    return_indices says (torch's ignores it): (out, int64 indices)."""
+    pool = globals()[name.removesuffix("_with_indices")]
+    signature = inspect.signature(pool)
+
+    def with_indices(*args, **kwargs):
+        try:
+            arguments = signature.bind(*args, **kwargs).arguments
+        except TypeError as exc:
+            raise TypeError(f"{name}() {exc}") from None
+        arguments["return_indices"] = True
+        return pool(**arguments)
+
+    with_indices.__name__ = with_indices.__qualname__ = name
+    with_indices.__module__ = __name__
+    with_indices.__signature__ = signature
+    with_indices.__doc__ = f"torch.nn.functional.{name}{signature}: {pool.__name__} with " \
+        "return_indices=True (the argument is ignored, as torch's): (out, int64 indices)."
+    return with_indices
+
+
+_WITH_INDICES = [f"{kind}max_pool{d}d_with_indices" for kind in ("", "adaptive_")
+                 for d in (1, 2, 3)]
+for _name in _WITH_INDICES:
+    globals()[_name] = _with_indices(_name)
 
 
 def layer_norm(input, normalized_shape, weight=None, bias=None, eps=1e-5):
@@ -476,12 +539,13 @@ def _moved_in_place(name, running_mean, running_var, mean, var, count, momentum)
     _statistics_in_place(name, (running_mean, running_var), moved)
 
 
-_ADAPTED = ["softmax", "log_softmax", "softmin", "gelu", "dropout", "layer_norm", "rms_norm",
+_ADAPTED = ["softmax", "log_softmax", "softmin", "gelu", "dropout", "gumbel_softmax",
+            *_WITH_INDICES, "layer_norm", "rms_norm",
             "pad", "embedding", "one_hot", "normalize", "cross_entropy", "nll_loss",
             "batch_norm", "instance_norm"]
 _REEXPORTED = ["linear", "bilinear", "cosine_similarity", "pairwise_distance", "huber_loss",
                "gaussian_nll_loss", "triplet_margin_with_distance_loss", "ctc_loss",
-               "embedding_bag", "scaled_dot_product_attention"]
+               "embedding_bag", "scaled_dot_product_attention", "grid_sample", "pdist"]
 __all__ = sorted([*_PORTED, *_ADAPTED, *_REEXPORTED])
 
 # `import graphc.nn.functional as F`: graphc.nn is a module, not a package, so this module is

@@ -1,0 +1,151 @@
+"""graphc.nn.functional's names added in session 54 that the table of
+tests/test_nn_functional.py cannot check alone: grid_sample in every mode, padding mode and
+align_corners (eagerly, values and both gradients against torch in float64), pdist at zero
+distances, the *_with_indices pools' indices, and gumbel_softmax (random: its noise
+recovered from one sample and torch's softmax differentiated at it; its argmax frequencies;
+its keys)."""
+import numpy as np
+import pytest
+
+import graphc as gc
+import graphc.nn.functional as F
+from errorcheck import assert_one_line_error as _one_line_error
+
+torch = pytest.importorskip("torch", reason="torch (the test oracle) is not installed")
+TF = torch.nn.functional
+
+RNG = np.random.default_rng(54)
+
+
+def assert_one_line_error(call, message):
+    _one_line_error(call, message, "test_nn_functional_more.py")
+
+
+@pytest.mark.parametrize("mode", ["bilinear", "nearest"])
+def test_grid_sample_every_padding_and_alignment_as_torch(mode):
+    x = RNG.standard_normal((2, 3, 4, 5))
+    # points outside [-1, 1] too (padding decides them) and past several reflections
+    grid = RNG.uniform(-3.2, 3.2, (2, 3, 4, 2))
+    cotangent = RNG.standard_normal((2, 3, 3, 4))
+    for padding in ("zeros", "border", "reflection"):
+        for align in (False, True):
+            tx = torch.tensor(x, requires_grad=True)
+            tg = torch.tensor(grid, requires_grad=True)
+            want = TF.grid_sample(tx, tg, mode, padding, align)
+            (want * torch.tensor(cotangent)).sum().backward()
+            got = F.grid_sample(x, grid, mode, padding, align)
+            np.testing.assert_allclose(np.asarray(got), want.detach().numpy(), rtol=1e-12,
+                                       atol=1e-14, err_msg=f"{padding} {align}")
+            gx, gg = gc.grad(lambda a, b: gc.sum(F.grid_sample(a, b, mode, padding, align)
+                                                 * cotangent), argnums=(0, 1))(x, grid)
+            np.testing.assert_allclose(np.asarray(gx), tx.grad.numpy(), rtol=1e-12,
+                                       atol=1e-13, err_msg=f"{padding} {align}")
+            np.testing.assert_allclose(np.asarray(gg), tg.grad.numpy(), rtol=1e-12,
+                                       atol=1e-13, err_msg=f"{padding} {align}")
+
+
+def test_grid_sample_refusals():
+    x, grid = RNG.standard_normal((1, 2, 3, 3)), RNG.uniform(-1, 1, (1, 2, 2, 2))
+    assert_one_line_error(lambda: F.grid_sample(x, grid, "bicubic"), "bicubic is not supported")
+    assert_one_line_error(lambda: F.grid_sample(x, grid, padding_mode="edge"), "padding_mode")
+    assert_one_line_error(lambda: F.grid_sample(x[0], grid), "input must be 4-d")
+    assert_one_line_error(lambda: F.grid_sample(x, grid[..., :1]), "grid must be")
+    assert_one_line_error(lambda: F.grid_sample(x, grid.astype(np.float32)), "same dtype")
+
+
+def test_pdist_zero_distances_pass_a_zero_gradient():
+    x = RNG.standard_normal((4, 3))
+    x[2] = x[0]          # a zero distance
+    x[3, 1] = x[1, 1]    # a zero component of a nonzero distance
+    for p in (2, 0.5, 1.5, 3, 0):
+        tx = torch.tensor(x, requires_grad=True)
+        want = TF.pdist(tx, p)
+        cotangent = RNG.standard_normal(want.shape)
+        (want * torch.tensor(cotangent)).sum().backward()
+        np.testing.assert_allclose(np.asarray(F.pdist(x, p)), want.detach().numpy(),
+                                   rtol=1e-12)
+        got = gc.grad(lambda a: gc.sum(F.pdist(a, p) * cotangent))(x)
+        np.testing.assert_allclose(np.asarray(got), tx.grad.numpy(), rtol=1e-12, atol=1e-14,
+                                   err_msg=f"p={p}")
+    assert np.asarray(F.pdist(x[:1])).shape == (0,)
+    assert_one_line_error(lambda: F.pdist(x, -1), "p must be a number >= 0")
+    assert_one_line_error(lambda: F.pdist(x[None]), "input must be 2-d")
+
+
+def test_with_indices_pools_give_torchs_indices():
+    x1, x2 = RNG.standard_normal((2, 3, 9)), RNG.standard_normal((2, 3, 7, 7))
+    x3 = RNG.standard_normal((1, 2, 5, 5, 5))
+    for name, x, args in (("max_pool1d_with_indices", x1, (3, 2, 1)),
+                          ("max_pool2d_with_indices", x2, (3, 2, 1, 1, True)),
+                          ("max_pool3d_with_indices", x3, (2,)),
+                          ("adaptive_max_pool1d_with_indices", x1, (4,)),
+                          ("adaptive_max_pool2d_with_indices", x2, ((3, 2),)),
+                          ("adaptive_max_pool3d_with_indices", x3, (2,))):
+        out, indices = getattr(F, name)(x, *args, return_indices=False)  # (ignored, as torch's)
+        want_out, want_indices = getattr(TF, name)(torch.tensor(x), *args)
+        np.testing.assert_array_equal(np.asarray(out), want_out.numpy())
+        np.testing.assert_array_equal(np.asarray(indices), want_indices.numpy())
+        assert np.asarray(indices).dtype == np.int64
+
+
+def _noise(y, logits, tau, dim):
+    """The Gumbel noise g of y = softmax((logits + g) / tau), up to a constant along dim."""
+    g = tau * np.log(y) - logits
+    return g - g.mean(axis=dim, keepdims=True)
+
+
+@pytest.mark.parametrize("dim", [-1, 0])
+def test_gumbel_softmax_is_torchs_softmax_at_its_noise(dim):
+    """Values and gradients: torch's gumbel_softmax formula (softmax((logits + g) / tau),
+    straight-through when hard) evaluated at the noise graphc drew, eagerly and compiled."""
+    logits, tau = RNG.standard_normal((4, 5)), 0.7
+    cotangent = RNG.standard_normal((4, 5))
+    for hard in (False, True):
+        for compiled in (False, True):
+            def sample(a):
+                return F.gumbel_softmax(a, tau, hard, dim=dim)
+            run = gc.compile(sample) if compiled else sample
+            with gc.nn.rng_key(11):
+                soft = np.asarray((gc.compile(lambda a: F.gumbel_softmax(a, tau, dim=dim))
+                                   if compiled else
+                                   (lambda a: F.gumbel_softmax(a, tau, dim=dim)))(logits))
+            with gc.nn.rng_key(11):
+                got = np.asarray(run(logits))
+            gradient = gc.compile(gc.grad(lambda a: gc.sum(sample(a) * cotangent))) \
+                if compiled else gc.grad(lambda a: gc.sum(sample(a) * cotangent))
+            with gc.nn.rng_key(11):
+                grad = np.asarray(gradient(logits))
+            g = torch.tensor(_noise(soft, logits, tau, dim))
+            t = torch.tensor(logits, requires_grad=True)
+            y_soft = ((t + g) / tau).softmax(dim)
+            if hard:
+                index = y_soft.max(dim, keepdim=True)[1]
+                y_hard = torch.zeros_like(t).scatter_(dim, index, 1.0)
+                want = y_hard - y_soft.detach() + y_soft
+            else:
+                want = y_soft
+            (want * torch.tensor(cotangent)).sum().backward()
+            np.testing.assert_allclose(got, want.detach().numpy(), rtol=1e-10, atol=1e-12)
+            np.testing.assert_allclose(grad, t.grad.numpy(), rtol=1e-8, atol=1e-10)
+
+
+def test_gumbel_softmax_samples_the_categorical_and_keys_as_dropout():
+    probabilities = np.array([0.1, 0.2, 0.7])
+    logits = np.log(np.tile(probabilities, (20000, 1)))
+    with gc.nn.rng_key(3):
+        y = np.asarray(F.gumbel_softmax(logits, 0.5, hard=True))
+    with gc.nn.rng_key(3):
+        again = np.asarray(F.gumbel_softmax(logits, 0.5, hard=True))
+    np.testing.assert_array_equal(y, again)
+    np.testing.assert_array_equal(y.sum(1), 1.0)
+    assert set(np.unique(y)) == {0.0, 1.0}
+    np.testing.assert_allclose(y.mean(0), probabilities, atol=0.01)  # (std 0.003)
+    with gc.nn.rng_key(4):
+        other = np.asarray(F.gumbel_softmax(logits, 0.5, hard=True))
+    assert (other != y).any()
+    np.testing.assert_array_equal(np.asarray(F.gumbel_softmax(logits[:3], seed=7, salt=1)),
+                                  np.asarray(F.gumbel_softmax(logits[:3], seed=7, salt=1)))
+    with pytest.warns(UserWarning, match="eps"):
+        F.gumbel_softmax(logits[:2], eps=1e-5)
+    assert_one_line_error(lambda: F.gumbel_softmax(logits[:2], tau=0), "tau must be > 0")
+    assert_one_line_error(lambda: F.gumbel_softmax(logits[:2], dim=2), "out of range")
