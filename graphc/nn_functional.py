@@ -307,6 +307,40 @@ for _name in _WITH_INDICES:
     globals()[_name] = _with_indices(_name)
 
 
+# torch's in-place spellings (documented as builtins: these are their parameter lists)
+_IN_PLACE = {"relu_": "input", "selu_": "input", "elu_": "input, alpha=1.0",
+             "celu_": "input, alpha=1.0", "leaky_relu_": "input, negative_slope=0.01",
+             "hardtanh_": "input, min_val=-1.0, max_val=1.0",
+             "threshold_": "input, threshold, value",
+             "rrelu_": "input, lower=1.0 / 8, upper=1.0 / 3, training=False"}
+
+
+def _in_place(name, parameters):
+    """torch.nn.functional.<name>, the in-place spelling of <name without _>: the same
+    function, returning the new value. graphc's values are never overwritten (as
+    inplace=True changes nothing), so the input is left as it was: use the result."""
+    function = globals()[name[:-1]]
+    signature = _signature(parameters)
+
+    def in_place(*args, **kwargs):
+        try:
+            arguments = signature.bind(*args, **kwargs).arguments
+        except TypeError as exc:
+            raise TypeError(f"{name}() {exc}") from None
+        return function(**arguments)
+
+    in_place.__name__ = in_place.__qualname__ = name
+    in_place.__module__ = __name__
+    in_place.__signature__ = signature
+    in_place.__doc__ = f"torch.nn.functional.{name}{signature}: {function.__name__}'s value, " \
+        "returned; the input is not overwritten (graphc's values never are): use the result."
+    return in_place
+
+
+for _name, _parameters in _IN_PLACE.items():
+    globals()[_name] = _in_place(_name, _parameters)
+
+
 def layer_norm(input, normalized_shape, weight=None, bias=None, eps=1e-5):
     """torch.nn.functional.layer_norm over the trailing `normalized_shape` axes."""
     shape = _nn._normalized_shape(normalized_shape, "layer_norm")
@@ -540,7 +574,7 @@ def _moved_in_place(name, running_mean, running_var, mean, var, count, momentum)
 
 
 _ADAPTED = ["softmax", "log_softmax", "softmin", "gelu", "dropout", "gumbel_softmax",
-            *_WITH_INDICES, "layer_norm", "rms_norm",
+            *_WITH_INDICES, *_IN_PLACE, "layer_norm", "rms_norm",
             "pad", "embedding", "one_hot", "normalize", "cross_entropy", "nll_loss",
             "batch_norm", "instance_norm"]
 _REEXPORTED = ["linear", "bilinear", "cosine_similarity", "pairwise_distance", "huber_loss",

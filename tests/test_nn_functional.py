@@ -160,6 +160,13 @@ CASES = [
     ("triplet_margin_loss", (r(4, 5), r(4, 5), r(4, 5), 0.5, 2, 1e-6, True), {}),
     ("triplet_margin_with_distance_loss", (r(4, 5), r(4, 5), r(4, 5)),
      {"margin": 0.5, "swap": True}),
+    *[(name, (r(2, 3),), {}) for name in ("relu_", "selu_")],
+    ("elu_", (r(2, 3), 0.7), {}),
+    ("celu_", (r(2, 3), 0.7), {}),
+    ("leaky_relu_", (r(2, 3), 0.2), {}),
+    ("hardtanh_", (r(2, 3), -0.5, 0.6), {}),
+    ("threshold_", (r(2, 3), 0.1, 2.0), {}),
+    ("rrelu_", (r(2, 3), 0.1, 0.3, False), {}),
     ("max_pool1d_with_indices", (r(2, 3, 9), 3, 2, 1, 1, False, False), {}),
     ("max_pool2d_with_indices", (r(2, 3, 7, 7), 3, 2, 1, 1, True), {}),
     ("max_pool3d_with_indices", (r(1, 2, 5, 5, 5), 2), {}),
@@ -184,7 +191,7 @@ CASES = [
 # torch's hardsigmoid and hardswish backward kernels multiply by 1.0f / 6.0f, a float32
 # constant, in float64 too: their gradients are 3e-8 (relatively) off the exact 1/6; celu's
 # is 7e-8 off exp(x / alpha) (graphc's is within 1e-15 of it)
-GRAD_RTOL = {"hardsigmoid": 1e-7, "hardswish": 1e-7, "celu": 2e-7}
+GRAD_RTOL = {"hardsigmoid": 1e-7, "hardswish": 1e-7, "celu": 2e-7, "celu_": 2e-7}
 # arguments torch does not differentiate (its kernels refuse requires_grad there); ctc_loss's
 # log_probs: torch's gradient assumes they came from log_softmax (tests/test_ctc.py compares
 # through it)
@@ -216,6 +223,13 @@ def _keywords(name, args, kwargs):
     return bound.arguments
 
 
+def _tf(name):
+    """torch's function for graphc's `name`: an in-place spelling (relu_) compared with its
+    out-of-place one (torch refuses to overwrite a leaf that requires grad; graphc never
+    overwrites: tests/test_nn_functional_more.py compares with torch's in place)."""
+    return getattr(TF, name[:-1] if name.endswith("_") else name)
+
+
 def _torch_call(name, args, kwargs, wanted=()):
     """torch's value and the gradients of sum(out * cotangent) for the `wanted` args."""
     targs = [torch.tensor(a, requires_grad=i in wanted) if isinstance(a, np.ndarray) else a
@@ -223,7 +237,7 @@ def _torch_call(name, args, kwargs, wanted=()):
     tkw = {k: _torch(v) for k, v in kwargs.items()}
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")
-        out = _first(getattr(TF, name)(*targs, **tkw))
+        out = _first(_tf(name)(*targs, **tkw))
     return out, targs
 
 
@@ -248,7 +262,7 @@ def test_values_and_gradients_as_torch(case):
     for by_keyword in (False, True):
         if by_keyword:  # torch takes the same keywords, with the same value
             torch_kw = {k: _torch(v) for k, v in _keywords(name, args, kwargs).items()}
-            np.testing.assert_allclose(_first(getattr(TF, name)(**torch_kw)).detach().numpy(),
+            np.testing.assert_allclose(_first(_tf(name)(**torch_kw)).detach().numpy(),
                                        want.detach().numpy(), **tol)
         eager = call(*[args[i] for i in floats], by_keyword=by_keyword)
         compiled = gc.compile(lambda *v, k=by_keyword: call(*v, by_keyword=k))(

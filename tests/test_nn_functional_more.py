@@ -149,3 +149,27 @@ def test_gumbel_softmax_samples_the_categorical_and_keys_as_dropout():
         F.gumbel_softmax(logits[:2], eps=1e-5)
     assert_one_line_error(lambda: F.gumbel_softmax(logits[:2], tau=0), "tau must be > 0")
     assert_one_line_error(lambda: F.gumbel_softmax(logits[:2], dim=2), "out of range")
+
+
+IN_PLACE = [("relu_", ()), ("selu_", ()), ("elu_", (0.7,)), ("celu_", (0.7,)),
+            ("leaky_relu_", (0.2,)), ("hardtanh_", (-0.5, 0.6)), ("threshold_", (0.1, 2.0)),
+            ("rrelu_", (0.1, 0.3, False))]
+
+
+def test_in_place_spellings_return_torchs_value_and_leave_the_input():
+    """torch's F.relu_ and kin: graphc returns the value torch's writes in place (compared
+    with torch's in-place call on a copy) and does not overwrite the input, eagerly (an
+    array, a Tensor) and compiled."""
+    x = RNG.standard_normal((3, 4))
+    for name, args in IN_PLACE:
+        theirs = torch.tensor(x)
+        returned = getattr(TF, name)(theirs, *args)
+        for value in (x.copy(), gc.tensor(x.copy())):
+            got = getattr(F, name)(value, *args)
+            np.testing.assert_allclose(np.asarray(got), theirs.numpy(), rtol=1e-15)
+            np.testing.assert_array_equal(np.asarray(value), x)
+        np.testing.assert_allclose(np.asarray(returned), theirs.numpy())
+        compiled = gc.compile(lambda v, n=name, a=args: getattr(F, n)(v, *a))(x)
+        np.testing.assert_allclose(np.asarray(compiled), theirs.numpy(), rtol=1e-15)
+    with pytest.raises(TypeError, match="relu_"):
+        F.relu_(x, True)
