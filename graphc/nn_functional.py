@@ -362,7 +362,13 @@ _PAD_MODES = {"constant": "constant", "reflect": "reflect", "replicate": "edge",
 def pad(input, pad, mode="constant", value=None):
     """torch.nn.functional.pad: `pad` holds (before, after) pairs from the LAST axis backwards
     (gc.pad's pad_width is numpy's, from the first); modes constant, reflect, replicate,
-    circular. A negative width crops, as torch's, in constant mode."""
+    circular. A negative width crops, as torch's: in modes constant, reflect and replicate
+    the input is padded and then cropped, in circular cropped and then padded (torch's
+    order: a circular pad wraps the cropped input). torch's refusals are kept: a reflect
+    width must be below the input's size, a circular one at most the (cropped) size, and a
+    crop must leave a non-empty axis (constant, circular: an empty one where nothing is
+    padded back, as torch's; circular refuses padding an axis its crops emptied, where torch
+    reads memory it never wrote)."""
     widths = tuple(pad) if isinstance(pad, (tuple, list)) else None
     nd = _api._ndim(input)
     if widths is None or len(widths) % 2 or len(widths) > 2 * nd \
@@ -373,18 +379,51 @@ def pad(input, pad, mode="constant", value=None):
         _fail(f"pad: unsupported mode {mode!r}; use " + ", ".join(_PAD_MODES))
     if mode != "constant" and value is not None:  # torch's check
         _fail(f"pad: mode {mode!r} takes no value (got value={value!r})")
-    if mode != "constant" and any(w < 0 for w in widths):
-        _fail(f"pad: negative widths crop only in mode 'constant', got {pad!r} in {mode!r}")
     pairs = [(0, 0)] * (nd - len(widths) // 2) + [
         (int(widths[i]), int(widths[i + 1])) for i in range(len(widths) - 2, -1, -2)]
+    shape = _api._shape(input)
+    _check_pad_sizes(pad, mode, shape, pairs)
+
+    def crop(value):
+        now = _api._shape(value)
+        return value[tuple(slice(-min(b, 0), now[axis] + min(a, 0))
+                           for axis, (b, a) in enumerate(pairs))]
+    cropping = any(b < 0 or a < 0 for b, a in pairs)
+    if mode == "circular" and cropping:
+        input = crop(input)
+        if any(s == 0 for s in _api._shape(input)):  # (torch's: nothing to wrap, nothing added)
+            return input
     grown = [(max(b, 0), max(a, 0)) for b, a in pairs]
     kwargs = {"constant_values": 0 if value is None else value} if mode == "constant" else {}
     out = _arrays.pad(input, grown, _PAD_MODES[mode], **kwargs)
-    if any(b < 0 or a < 0 for b, a in pairs):  # torch's negative padding: a crop
-        shape = _api._shape(out)
-        out = out[tuple(slice(-min(b, 0), shape[axis] + min(a, 0))
-                        for axis, (b, a) in enumerate(pairs))]
+    if cropping and mode != "circular":  # torch's negative padding: a crop of the padded
+        out = crop(out)
     return out
+
+
+def _check_pad_sizes(pad, mode, shape, pairs):
+    """torch's refusals of pad widths for an input of `shape` (known sizes only)."""
+    for axis, ((before, after), size) in enumerate(zip(pairs, shape)):
+        if not is_int(size) or (before, after) == (0, 0):
+            continue
+        size = int(size)
+        kept = size + min(before, 0) + min(after, 0)  # (after the crops)
+        if mode == "reflect" and max(before, after) >= size:
+            _fail(f"pad: a reflect width must be less than the input's size: pad {pad!r} at "
+                  f"axis {axis} of size {size}")
+        if mode == "circular":
+            if kept < 0 or (kept == 0 and max(before, after) > 0):
+                _fail(f"pad: the crops of pad {pad!r} leave axis {axis} (size {size}) empty "
+                      "before the circular padding")
+            if max(before, after) > kept:
+                _fail(f"pad: a circular width must be at most the (cropped) input's size "
+                      f"{kept}: pad {pad!r} at axis {axis} wraps around more than once")
+        elif min(before, after) < 0 and (size + before + after < 0 or (
+                size + before + after == 0 and mode != "constant")):
+            # (torch's constant mode gives an empty axis; its others refuse one)
+            _fail(f"pad: pad {pad!r} crops axis {axis} (size {size}) to "
+                  f"{size + before + after}" + (": the output would be empty"
+                                               if size + before + after == 0 else ""))
 
 
 def embedding(input, weight, padding_idx=None, max_norm=None, norm_type=2.0,

@@ -173,3 +173,41 @@ def test_in_place_spellings_return_torchs_value_and_leave_the_input():
         np.testing.assert_allclose(np.asarray(compiled), theirs.numpy(), rtol=1e-15)
     with pytest.raises(TypeError, match="relu_"):
         F.relu_(x, True)
+
+
+def test_pad_negative_widths_in_every_mode_as_torch():
+    """Review s54: F.pad refused a negative width (a crop) outside mode 'constant'; torch
+    pads then crops in reflect and replicate and crops then wraps in circular. Values and
+    gradients against torch, eager and compiled; torch's refusals refused in one line."""
+    x = RNG.standard_normal((1, 2, 4, 5))
+    cases = {"reflect": [(-1, 2, 0, 0), (2, -1, -1, 1), (-3, 2, 1, -2), (-4, 4, 0, 0),
+                         (1, -5, 0, 0)],
+             "replicate": [(-1, 2, 0, 0), (2, -1, -1, 1), (-3, 2, 1, -2), (-4, 4, 0, 0),
+                           (1, -5, 0, 0)],
+             "circular": [(-1, 2, 0, 0), (2, -1, -1, 1), (-3, 2, 1, -2), (-2, 3, 0, 0),
+                          (-2, -3, 0, 0)],
+             "constant": [(-5, 0), (-2, -3, 1, 1)]}
+    for mode, pads in cases.items():
+        for widths in pads:
+            tx = torch.tensor(x, requires_grad=True)
+            want = TF.pad(tx, widths, mode)
+            got = F.pad(x, widths, mode)
+            compiled = gc.compile(lambda v: F.pad(v, widths, mode))(x)
+            for value in (got, compiled):
+                np.testing.assert_array_equal(np.asarray(value), want.detach().numpy(),
+                                              err_msg=f"{mode} {widths}")
+            if want.numel() == 0:
+                continue
+            cotangent = RNG.standard_normal(tuple(want.shape))
+            (want * torch.tensor(cotangent)).sum().backward()
+            grad = gc.grad(lambda v: gc.sum(F.pad(v, widths, mode) * cotangent))(x)
+            np.testing.assert_allclose(np.asarray(grad), tx.grad.numpy(), rtol=1e-14,
+                                       err_msg=f"{mode} {widths}")
+    for mode, widths, message in (("reflect", (5, 0, 0, 0), "less than the input's size"),
+                                  ("reflect", (-5, 0, 0, 0), "the output would be empty"),
+                                  ("replicate", (-2, -3, 0, 0), "the output would be empty"),
+                                  ("constant", (-7, 0), "crops axis 3 (size 5) to -2"),
+                                  ("circular", (0, 6, 0, 0), "wraps around more than once"),
+                                  ("circular", (-4, 4, 0, 0), "wraps around more than once"),
+                                  ("circular", (1, -5, 0, 0), "empty before the circular")):
+        assert_one_line_error(lambda: F.pad(x, widths, mode), message)
