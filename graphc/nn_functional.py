@@ -441,7 +441,15 @@ def one_hot(input, num_classes=-1):
     """torch.nn.functional.one_hot: int64 rows of num_classes, 1 at the index. num_classes=-1
     is the largest index + 1, which needs the indices' values: eager only. Eagerly an index
     outside [0, num_classes) is refused, as torch's (traced, its row is zeros). The first
-    parameter is `input`, the name torch's binding takes (its documentation says tensor)."""
+    parameter is `input`, the name torch's binding takes (its documentation says tensor).
+    num_classes 0 or below -1 is refused, as every torch call with it is (an empty input:
+    'Can not infer total number of classes'; another: an index not below num_classes)."""
+    if isinstance(num_classes, (bool, np.bool_)) or not is_int(num_classes):
+        _fail(f"one_hot: num_classes must be an int, got {num_classes!r}")
+    num_classes = int(num_classes)
+    if num_classes == 0 or num_classes < -1:
+        _fail(f"one_hot: num_classes must be positive (or -1: the largest index + 1), got "
+              f"{num_classes}")
     values = input.data if isinstance(input, Tensor) else input
     concrete = isinstance(values, (np.ndarray, np.generic, list, tuple, int)) \
         and current_graph() is None

@@ -211,3 +211,29 @@ def test_pad_negative_widths_in_every_mode_as_torch():
                                   ("circular", (-4, 4, 0, 0), "wraps around more than once"),
                                   ("circular", (1, -5, 0, 0), "empty before the circular")):
         assert_one_line_error(lambda: F.pad(x, widths, mode), message)
+
+
+def test_one_hot_empty_input_and_num_classes_zero_as_torch():
+    """Review s54: an empty input with num_classes given is torch's (0, n) of int64, eagerly
+    and compiled; num_classes 0 (or below -1), which torch refuses for every input, and -1
+    of an empty input were refused in the words of gc.one_hot's `depth`, not the argument
+    the caller passed."""
+    empty = np.zeros((2, 0), np.int64)
+    want = TF.one_hot(torch.tensor(empty), 4).numpy()
+    for got in (F.one_hot(empty, 4), gc.compile(lambda i: F.one_hot(i, 4))(empty)):
+        assert np.asarray(got).shape == want.shape == (2, 0, 4)
+        assert np.asarray(got).dtype == np.int64
+    for indices in (empty, np.array([1, 0])):
+        for n in (0, -2):
+            with pytest.raises(RuntimeError):
+                TF.one_hot(torch.tensor(indices), n)
+            assert_one_line_error(lambda: F.one_hot(indices, n),
+                                  f"num_classes must be positive (or -1: the largest index "
+                                  f"+ 1), got {n}")
+            assert_one_line_error(lambda: gc.compile(lambda i: F.one_hot(i, n))(indices),
+                                  "num_classes must be positive")
+    with pytest.raises(RuntimeError, match="empty tensor"):
+        TF.one_hot(torch.tensor(empty), -1)
+    assert_one_line_error(lambda: F.one_hot(empty), "num_classes=-1 of no indices")
+    assert_one_line_error(lambda: F.one_hot(np.array([1]), 2.0), "num_classes must be an int")
+    assert_one_line_error(lambda: F.one_hot(np.array([1]), True), "num_classes must be an int")
