@@ -6,7 +6,8 @@ FeatureAlphaDropout.
 As gc.dropout's, a mask is a pure function of a key: `seed=` if given, else current_key()
 (the innermost gc.nn.rng_key block's, or the traced step's implicit dropout key that
 gc.Trainer feeds every step). Arguments and defaults are torch's, alpha_dropout's
-training=False too.
+training=False too. As torch's functions, `training` alone decides: training=True draws
+inside a gc.Trainer evaluation too (the layers pass their `training`, False there).
 
 rrelu and RReLU (torch's randomized leaky ReLU) live here too: while training, the slope of
 each negative value is drawn uniform in [lower, upper] from the same keys (F.keyed_uniform:
@@ -19,7 +20,7 @@ from ir.errors import GraphcError, user_location, with_article
 from ir.ops import api as F
 from ir.types import is_float, is_real
 
-from .nn import (_EVALUATING, Dropout, Module, _keep_inplace, _with_inplace, current_key,
+from .nn import (Dropout, Module, _keep_inplace, _with_inplace, current_key,
                  dropout_key, keyed_dropout)
 
 __all__ = ["dropout1d", "dropout2d", "dropout3d", "alpha_dropout", "feature_alpha_dropout",
@@ -55,7 +56,7 @@ def _channel_dropout(name, spatial, x, p, training, seed, salt):
         _fail(f"{name}: x must be {spatial + 2}-d (N, C, ...) or {spatial + 1}-d (C, ...), "
               f"got shape {tuple(F._shape(x))}")
     p = _checked(name, x, p, training)
-    if not training or p == 0.0 or _EVALUATING.depth:
+    if not training or p == 0.0:
         return x
     if seed is not None and p < 1.0:  # (checked in gc.dropout's words, naming this function)
         F.check_seed(seed, name)
@@ -88,7 +89,7 @@ def dropout3d(x, p=0.5, training=True, *, seed=None, salt=None):
 
 def _alpha_dropout(name, x, p, training, seed, salt, feature):
     p = _checked(name, x, p, training)
-    if not training or p == 0.0 or _EVALUATING.depth:
+    if not training or p == 0.0:
         return x
     if p == 1.0:  # (the affine map below divides by 1 - p) zeroed, as gc.dropout zeroes
         return F.dropout(x, p, None)
@@ -168,7 +169,7 @@ def rrelu(x, lower=1.0 / 8, upper=1.0 / 3, training=False, *, seed=None, salt=No
         _fail(f"rrelu: training must be True or False, got {training!r}")
     if not is_float(F._dtype(x)):
         _fail(f"rrelu of {with_article(F._dtype(x))} value; cast it to a float type first")
-    if not training or _EVALUATING.depth:
+    if not training:
         return F.leaky_relu(x, (lower + upper) / 2.0)
     drawn = F.keyed_uniform(x, current_key(x) if seed is None else seed, salt, "rrelu")
     slopes = F.add(F.mul(drawn, upper - lower), lower)

@@ -237,10 +237,13 @@ def gelu(input, *, approximate="none"):
 
 def dropout(input, p=0.5, training=True, inplace=False):
     """torch.nn.functional.dropout: inverted dropout at rate p while training, its mask keyed
-    as graphc.nn.Dropout's (the innermost gc.nn.rng_key block's key, else a fresh one)."""
+    as graphc.nn.Dropout's (the innermost gc.nn.rng_key block's key, else a fresh one).
+    `training` alone decides, as torch's: training=True (the default) drops inside a
+    gc.Trainer evaluation too, as torch's does after model.eval(); pass
+    training=self.training (False while a Trainer evaluates) or the loss's `training`."""
     _api._flag("dropout", "inplace", inplace)
     p = _dropouts._checked("dropout", input, p, training)
-    if not training or p == 0.0 or _nn._EVALUATING.depth:
+    if not training or p == 0.0:
         return input
     return _nn.keyed_dropout(input, p)
 

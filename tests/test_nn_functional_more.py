@@ -237,3 +237,61 @@ def test_one_hot_empty_input_and_num_classes_zero_as_torch():
     assert_one_line_error(lambda: F.one_hot(empty), "num_classes=-1 of no indices")
     assert_one_line_error(lambda: F.one_hot(np.array([1]), 2.0), "num_classes must be an int")
     assert_one_line_error(lambda: F.one_hot(np.array([1]), True), "num_classes must be an int")
+
+
+class _Dropping(gc.nn.Module):
+    """F.dropout's torch idioms: training=self.training, or the default training=True."""
+
+    def __init__(self, follow_mode, function):
+        super().__init__()
+        self.w = gc.nn.Parameter(np.ones(6))
+        object.__setattr__(self, "follow_mode", follow_mode)
+        object.__setattr__(self, "function", function)
+
+    def forward(self, x):
+        training = self.training if self.follow_mode else True
+        return self.function(x * self.w, 0.5, training)
+
+
+@pytest.mark.parametrize("name", ["dropout", "dropout1d", "alpha_dropout", "rrelu"])
+def test_functional_dropout_with_training_true_drops_while_a_trainer_evaluates(name):
+    """Review s54: while gc.Trainer evaluated, F.dropout(x, p, training=True) (and the other
+    functional dropouts, rrelu) returned x, where torch's drops whatever the module's mode:
+    `training` alone decides, as torch's. training=self.training (False while evaluating)
+    and the loss's training flag still give x; an evaluation repeats exactly."""
+    x = RNG.uniform(0.5, 1.5, (16, 4, 6))
+    sign = -1.0 if name == "rrelu" else 1.0  # (rrelu changes negative values only)
+    if name == "rrelu":
+        function = lambda v, p, training: F.rrelu(v, 0.1, 0.3, training)  # noqa: E731
+        theirs = lambda v, training: TF.rrelu(v, 0.1, 0.3, training)  # noqa: E731
+    else:
+        function = getattr(F, name)
+        theirs = lambda v, training: getattr(TF, name)(v, 0.5, training)  # noqa: E731
+    # torch's: model.eval() does not switch off an explicit training=True
+    module = torch.nn.Module().eval()
+    assert not module.training
+    tx = torch.tensor(sign * x)
+    assert not torch.equal(theirs(tx, True), theirs(tx, False))
+    # (in eval rrelu's slope is the mean, 0.2)
+    plain = float(np.sum(theirs(tx, False).numpy()))
+    for follow_mode in (True, False):
+        model = _Dropping(follow_mode, function)
+
+        def loss(params, batch, m=model):
+            return gc.sum(m.apply(params, batch[0]))
+        trainer = gc.Trainer(loss, model.params(), gc.optim.SGD(lr=0.0),
+                             lambda rng: (sign * x,), steps=1, eval_batches=[(sign * x,)],
+                             eval_iters=1)
+        first, again = trainer.evaluate(), trainer.evaluate()
+        assert first == again
+        if follow_mode:
+            np.testing.assert_allclose(first, plain, rtol=1e-12)
+        else:
+            assert abs(first - plain) > 1e-6 * abs(plain), (name, first, plain)
+
+    def flagged(params, batch, key, training):
+        return gc.sum(function(batch[0] * params["w"], 0.5, training))
+    trainer = gc.Trainer(flagged, {"w": np.ones(6)}, gc.optim.SGD(lr=0.0),
+                         lambda rng: (sign * x,), steps=1, eval_batches=[(sign * x,)],
+                         eval_iters=1)
+    np.testing.assert_allclose(trainer.evaluate(), plain, rtol=1e-12)
