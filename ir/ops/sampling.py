@@ -17,7 +17,7 @@ from __future__ import annotations
 import numpy as np
 
 from . import api as F
-from .api import _dtype, _fail, _ndim, _shape
+from .api import _dtype, _fail, _shape
 from .arrays import _take_along
 from ..types import is_float, is_real
 
