@@ -501,30 +501,40 @@ def trace(fn, *specs, name: str | None = None, names=None, who=None) -> Graph:
     return graph
 
 
-def eval_shape(fn, *args):
-    """jax.eval_shape: the shapes and dtypes of fn(*args), as a pytree of Specs like fn's
-    result, found by tracing fn (args: arrays, Specs or pytrees of them); nothing runs, so
-    it costs no memory for the result however large it would be."""
-    graph = _shapes_graph(fn, args)
+def eval_shape(fn, *args, **kwargs):
+    """jax.eval_shape: the shapes and dtypes of fn(*args, **kwargs), as a pytree of Specs
+    like fn's result, found by tracing fn (args and kwargs' values: arrays, Specs or pytrees
+    of them, each keyword's leaves traced as symbolic inputs as the positional ones, as
+    jax.eval_shape's); nothing runs, so it costs no memory for the result however large it
+    would be."""
+    graph = _shapes_graph(fn, args, kwargs)
     _refuse_negative_sizes(graph)
     return _specs(graph)
 
 
-def unchecked_eval_shape(fn, *args):
+def unchecked_eval_shape(fn, *args, **kwargs):
     """eval_shape without refusing a negative size the result does not hold: the ys of a
     scan of no steps, whose body never runs (eagerly nothing refuses a negative size it
     holds); one in the result is refused as eval_shape's (no (0, -2) ys can be made)."""
-    graph = _shapes_graph(fn, args, runs=False)
+    graph = _shapes_graph(fn, args, kwargs, runs=False)
     if any(_negative(o.type) for o in graph.outputs):
         _refuse_negative_sizes(graph)  # (the first, as a step run eagerly would refuse)
     return _specs(graph)
 
 
-def _shapes_graph(fn, args, runs=True):
+def _shapes_graph(fn, args, kwargs=None, runs=True):
     """fn's graph for eval_shape; runs=False: of a function no call runs (a scan body of no
-    steps), where a negative size made is not refused (Graph.may_not_run)."""
-    # a Python float argument is weakly typed, as jax.jit's and gc.compile's
-    args = [Spec((), np.dtype(np.float64), weak=True) if type(a) is float else a for a in args]
+    steps), where a negative size made is not refused (Graph.may_not_run). kwargs' values
+    follow the positional arguments as the graph's inputs, each named by its keyword, and
+    reach fn as keywords."""
+    kwargs = dict(kwargs or {})
+    keys = list(kwargs)
+
+    def weak(a):  # a Python float argument is weakly typed, as jax.jit's and gc.compile's
+        return Spec((), np.dtype(np.float64), weak=True) if type(a) is float else a
+    specs = [weak(a) for a in args] + [weak(kwargs[k]) for k in keys]
+    names = arg_names(fn, len(args)) + keys
+    positional = len(args)
 
     who = f"eval_shape of {function_name(fn)}"
 
@@ -532,9 +542,10 @@ def _shapes_graph(fn, args, runs=True):
         # training mode) is dropped, not refused for want of a place to write it
         current_graph().may_not_run = not runs
         with collect_buffer_updates():
-            return called(who, fn, values)  # (fn's own parameters bound, not this wrapper's)
-    return trace(functools.update_wrapper(shapes_only, fn, updated=()), *args,  # fn's names
-                 who=who)
+            return called(who, fn, values[:positional],  # (fn's own parameters bound,
+                          dict(zip(keys, values[positional:])))  # not this wrapper's)
+    return trace(functools.update_wrapper(shapes_only, fn, updated=()), *specs,  # fn's names
+                 names=names, who=who)
 
 
 def _specs(graph):
