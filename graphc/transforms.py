@@ -1462,7 +1462,18 @@ def _differentiated(argnums, who):
     return nums
 
 
-def check_differentiable(args, nums, who, fn):
+# JAX's float0 (jax.dtypes.float0): the dtype of an integer or boolean argument's gradient
+# under grad(allow_int=True), a numpy structured dtype of no bytes, so a zeros array of it
+# has the argument's shape and holds nothing
+float0 = np.dtype([("float0", np.void, 0)])
+
+
+class NotDifferentiable(GraphcError, TypeError):
+    """An integer or boolean argument given to a derivative to differentiate (a TypeError,
+    as JAX's)."""
+
+
+def check_differentiable(args, nums, who, fn, allow_int=False):
     """As JAX's grad and Jacobians: every leaf of the arguments at `nums` must be a
     floating-point value; an integer or bool one (a Python int too, as JAX takes it) is
     refused in one line naming its position. grad gave a Python int a float's gradient
@@ -1472,7 +1483,8 @@ def check_differentiable(args, nums, who, fn):
     float128 no floating-point dtype. A leaf whose dtype numpy cannot read (a torch.Tensor's
     torch.float32) is refused as the eager runner refuses another library's array, naming
     `who` of `fn` and the argument: hessian, which checks before any trace, raised numpy's
-    raw TypeError "Cannot interpret 'torch.float32' as a data type"."""
+    raw TypeError "Cannot interpret 'torch.float32' as a data type". allow_int: grad's, an
+    integer or bool leaf is taken (its gradient float0 zeros)."""
     for i in nums:
         for leaf in leaves_and_structure(args[i])[0]:
             try:
@@ -1482,13 +1494,17 @@ def check_differentiable(args, nums, who, fn):
                 raise GraphcError(f"{who} of {function_name(fn)}: argument {i % len(args)} "
                                   f"has dtype {leaf.dtype!r}, which is no numpy dtype; pass "
                                   "a numpy array", (user_location(),)) from None
-            if dtype is not None and not is_float(dtype) and dtype.kind != "f":
+            if dtype is not None and not is_float(dtype) and dtype.kind != "f" and not (
+                    allow_int and dtype.kind in "biu"):
                 number = type(leaf) in (bool, int) or isinstance(leaf, np.generic) or \
                     weak.is_weak(leaf)  # (a number traced: eagerly and compiled alike)
-                raise GraphcError(f"{who}: argument {i % len(args)} has dtype {dtype}"
-                                  f"{' (a number)' if number else ''}; only floating-point "
-                                  "arguments can be differentiated (as in JAX): pass floats, "
-                                  "or leave it out of argnums", (user_location(),))
+                allow = ", or set allow_int=True (float0 zeros)" if who in (
+                    "grad", "value_and_grad") else ""
+                raise NotDifferentiable(f"{who}: argument {i % len(args)} has dtype {dtype}"
+                                        f"{' (a number)' if number else ''}; only "
+                                        "floating-point arguments can be differentiated (as "
+                                        "in JAX): pass floats, leave it out of argnums"
+                                        f"{allow}", (user_location(),))
 
 
 def _leaf_dtype(leaf):
@@ -1499,16 +1515,41 @@ def _leaf_dtype(leaf):
     return None if dtype is None else np.dtype(dtype)
 
 
-def value_and_grad(fn, argnums=0, has_aux=False):
-    """f -> (f(x), df/dx) for a scalar-valued f; argnums picks which arguments (pytrees ok)."""
-    return _value_and_grad(fn, argnums, has_aux, "value_and_grad")
+def value_and_grad(fn, argnums=0, has_aux=False, holomorphic=False, allow_int=False):
+    """f -> (f(x), df/dx) for a scalar-valued f; argnums picks which arguments (pytrees ok).
+    allow_int (JAX's): an integer or boolean argument leaf is taken, its gradient zeros of
+    dtype float0 (gc.float0, JAX's) and its shape; without it, it is refused (TypeError).
+    holomorphic=True is refused: graphc has no complex dtype."""
+    return _value_and_grad(fn, argnums, has_aux, "value_and_grad", holomorphic, allow_int)
 
 
-def _value_and_grad(fn, argnums, has_aux, who):
+def _float0_gradients(g):
+    """grad(allow_int=True)'s gradient tree: the integer or boolean leaves (an integer or
+    boolean argument's placeholder zeros; a float argument's gradient is a float) become
+    numpy zeros of dtype float0 and the argument's shape, as JAX's."""
+    def leaf(x):
+        dtype = getattr(x, "dtype", None)
+        if dtype is None or type(x) in (bool, int):
+            dtype = np.dtype(np.int64) if type(x) in (bool, int) else None
+        if dtype is not None and np.dtype(dtype).kind in "biu":
+            return np.zeros(tuple(np.shape(x) if not isinstance(x, Node) else x.shape), float0)
+        return x
+    leaves, structure = leaves_and_structure(g)
+    return unflatten(structure, [leaf(x) for x in leaves])
+
+
+def _value_and_grad(fn, argnums, has_aux, who, holomorphic=False, allow_int=False):
     """value_and_grad, its messages naming `who` (the transformation the user called)."""
     _callable(fn, who)
+    if holomorphic:  # (JAX's holomorphic=True: complex inputs and outputs)
+        raise GraphcError(f"{who}: holomorphic=True needs complex inputs and outputs, and "
+                          "graphc has no complex dtype; leave holomorphic=False",
+                          (user_location(),))
+    if not isinstance(allow_int, (bool, np.bool_)):
+        raise GraphcError(f"{who}: allow_int must be True or False, got {allow_int!r}",
+                          (user_location(),))
     nums = _differentiated(argnums, who)
-    symbolic = traced_value_and_grad(fn, argnums, has_aux, who=who)
+    symbolic = traced_value_and_grad(fn, argnums, has_aux, who=who, allow_int=allow_int)
 
     run = eager_runner(symbolic, nums, f"{who}: ", fn)
 
@@ -1520,24 +1561,27 @@ def _value_and_grad(fn, argnums, has_aux, who):
                                   (user_location(),))
         traced = _is_symbolic((args, kwargs)) or current_graph() is not None  # (_in_trace)
         args = _as_float_inputs(args, nums, in_pytrees=traced)
-        if traced:
-            return symbolic(*args, **kwargs)
-        return run(args, kwargs)
+        value, g = symbolic(*args, **kwargs) if traced else run(args, kwargs)
+        # allow_int: integer zeros stand for float0 ones (which no IR dtype holds) in the
+        # plan and the trace, made float0 here
+        return value, (_float0_gradients(g) if allow_int else g)
 
     return wrapper
 
 
 def traced_value_and_grad(fn, argnums=0, has_aux=False, none_if_unreached=False,
-                          who="grad"):
+                          who="grad", allow_int=False):
     """value_and_grad's work on symbolic arguments (inside a trace). none_if_unreached: a
     leaf the value does not depend on gets None, not zeros, as torch leaves its .grad
     (gc.Trainer: its optimiser then skips that parameter, its weight decay too). `who`:
-    the transformation its messages name."""
+    the transformation its messages name. allow_int: an integer or boolean leaf at argnums is
+    taken, its gradient integer zeros of its shape (a placeholder, which grad's wrapper makes
+    float0 zeros)."""
     nums = _differentiated(argnums, who)
 
     def symbolic(*args, **kwargs):
         wrt = {i % len(args) for i in nums if -len(args) <= i < len(args)}  # argnums=-1 ok
-        check_differentiable(args, wrt, who, fn)
+        check_differentiable(args, wrt, who, fn, allow_int)
         _note_traced_derivative()
         args = tuple(_variables(a) if i in wrt else a for i, a in enumerate(args))
         with differentiating():  # (in grad mode under a no_grad block too, as eagerly)
@@ -1583,8 +1627,14 @@ def traced_value_and_grad(fn, argnums=0, has_aux=False, none_if_unreached=False,
             leaves, structure, _ = flatten(args[i])
             wrt_leaves += leaves
             structures.append((structure, len(leaves)))
+        integer = [_integer_leaf(x) for x in wrt_leaves] if allow_int else \
+            [False] * len(wrt_leaves)
         with differentiating():
-            grads = gradients([value], wrt_leaves, none_if_unreached=none_if_unreached)
+            grads = iter(gradients([value], [x for x, i in zip(wrt_leaves, integer) if not i],
+                                   none_if_unreached=none_if_unreached)
+                         if not all(integer) else ())
+        grads = [np.zeros(np.shape(x) if not isinstance(x, Node) else x.shape, np.int32)
+                 if i else next(grads) for x, i in zip(wrt_leaves, integer)]
         trees, pos = [], 0
         for structure, count in structures:
             trees.append(unflatten(structure, grads[pos:pos + count]))
@@ -1595,6 +1645,14 @@ def traced_value_and_grad(fn, argnums=0, has_aux=False, none_if_unreached=False,
     # the plan's graph takes fn's name, which errors then name ("f returned a str")
     symbolic.__name__ = symbolic.__qualname__ = function_name(fn)
     return symbolic
+
+
+def _integer_leaf(x) -> bool:
+    """An integer or boolean leaf (grad's allow_int=True): a Python int or bool too."""
+    if type(x) in (bool, int):
+        return True
+    dtype = getattr(x, "dtype", None)
+    return dtype is not None and np.dtype(dtype).kind in "biu"
 
 
 def eager_runner(symbolic, nums, prefix="", fn=None, who=None):
@@ -2144,8 +2202,10 @@ def stop_gradient(x):
     return F.stop_gradient(x)
 
 
-def grad(fn, argnums=0, has_aux=False):
-    vg = _value_and_grad(fn, argnums, has_aux, "grad")
+def grad(fn, argnums=0, has_aux=False, holomorphic=False, allow_int=False):
+    """df/dx for a scalar-valued f (as jax.grad); allow_int and holomorphic as
+    value_and_grad's."""
+    vg = _value_and_grad(fn, argnums, has_aux, "grad", holomorphic, allow_int)
 
     @functools.wraps(fn, updated=())
     def wrapper(*args, **kwargs):
