@@ -52,7 +52,7 @@ from .tracing import (arg_names, called, flatten, function_name, leaf_input_name
 from .transforms import _callable, _lacked_float, _shared_float_dtype
 
 
-def vmap(fun, in_axes=0, out_axes=0, axis_size=None):
+def vmap(fun, in_axes=0, out_axes=0, axis_name=None, axis_size=None):
     """fun mapped over axis `in_axes` of its arguments; the results stacked along `out_axes`.
 
     in_axes: an int (every argument batched along that axis), None (not batched: shared by
@@ -66,7 +66,15 @@ def vmap(fun, in_axes=0, out_axes=0, axis_size=None):
     leaves to map, whatever its in_axes entry, and reaches fun as None. axis_size (as JAX's):
     the batch size, needed where in_axes maps no argument (every result is then fun's
     result stacked axis_size times), else checked against the mapped arguments.
-    Eagerly, the results are eager tensors (gc.Tensor), as eager ops give."""
+    Eagerly, the results are eager tensors (gc.Tensor), as eager ops give.
+    axis_name (JAX's, which names the mapped axis for collectives inside fun: lax.psum,
+    pmean, pmax) is refused in one line: graphc has no collectives over a vmap axis (its
+    allreduce is across MPI ranks); reduce over the mapped axis outside fun instead."""
+    if axis_name is not None:
+        raise GraphcError(f"vmap: axis_name={axis_name!r} is not supported: graphc has no "
+                          "collectives over a vmap axis (psum, pmean, pmax); return the "
+                          "per-example values and reduce them over the batch axis outside "
+                          "the vmapped function", (user_location(),))
     _callable(fun, "vmap")
     name = function_name(fun).strip("<>")
     in_axes, out_axes = _python_axes(in_axes), _python_axes(out_axes)
