@@ -438,6 +438,8 @@ def run_dump(args) -> int:
         from runtime.stages import lower
         g = lower(g, lowering_options(), until="fuse").kernel_graph
     if fmt == "text":
+        if args.full and not args.collapse:
+            _refuse_unreadable_nesting(g)
         # --collapse: a control-flow region shared by several nodes prints once
         return _emit(format_graph(g, args.locations, max_inline=None if args.full else 16,
                                   collapse=set() if args.collapse else None) + "\n", args)
@@ -448,6 +450,21 @@ def run_dump(args) -> int:
     if fmt == "graphml":
         return _emit(graphml_text(g), args)
     return _emit(render(g, fmt, collapse=args.collapse), args)
+
+
+def _refuse_unreadable_nesting(graph) -> None:
+    """--full text is the form read back (`graphc dump saved.ir`): a graph whose regions nest
+    deeper than the text reader takes (ir/parser.py's MAX_NESTING: 32 nested scans, 16
+    conds) is refused in one line, not written for the reader to refuse. The default text
+    and --collapse, which are for reading by people, print it."""
+    from ir.parser import MAX_NESTING, region_nesting
+    depth = region_nesting(graph)
+    if depth > MAX_NESTING:
+        raise GraphcError(f"--full: cannot write {graph.name!r} as IR text to read back: its "
+                          f"control-flow regions nest {depth} levels deep (a cond's branches "
+                          f"count two), more than the {MAX_NESTING} the text reader takes; "
+                          "use --format json (37 nested scans), or leave out --full to print "
+                          "it for reading")
 
 
 def graphml_text(graph) -> str:

@@ -39,6 +39,27 @@ _COLLAPSED = re.compile(r" .*: as printed above }")
 MAX_NESTING = 32
 
 
+def region_nesting(graph) -> int:
+    """How deep `graph`'s regions nest as this reader counts them against MAX_NESTING: one
+    level per region and one per tuple holding a region (a cond's branches: two levels per
+    cond), so that the text is read back iff it is at most MAX_NESTING. A walk with a stack
+    of its own: the tracer, recursing in Python, builds graphs nested past any bound."""
+    from .printer import is_region
+    deepest, stack = 0, [(graph, 0)]
+    while stack:
+        g, depth = stack.pop()
+        deepest = max(deepest, depth)
+        for node in g.nodes:
+            values = [(v, depth) for v in node.attrs.values()]
+            while values:
+                v, level = values.pop()
+                if is_region(v):
+                    stack.append((v, level + 1))
+                elif isinstance(v, tuple):
+                    values.extend((x, level + 1) for x in v)
+    return deepest
+
+
 class _Fail(Exception):
     def __init__(self, message, column, line=None):
         super().__init__(message)

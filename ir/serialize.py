@@ -27,7 +27,7 @@ import numpy as np
 from .errors import GraphcError, a_type, clipped
 from .graph import Graph
 from .ops.registry import REGISTRY
-from .parser import MAX_NESTING as PARSER_NESTING
+from .parser import MAX_NESTING as PARSER_NESTING, region_nesting
 from .printer import float_text, is_region
 from .types import (DTYPES, SHORT_NAMES, Dim, TensorType, TupleType, exact_array,
                     float_of_text, int_of_text, is_int, parse_dim)
@@ -108,8 +108,32 @@ def to_json(graph) -> dict:
     }
 
 
+def _json_depth(text: str) -> int:
+    """How deep the JSON text nests arrays and objects."""
+    depth = deepest = 0
+    for m in _STRUCTURE.finditer(text):
+        ch = m.group()
+        if ch in "[{":
+            depth += 1
+            deepest = max(deepest, depth)
+        elif ch in "]}":
+            depth -= 1
+    return deepest
+
+
 def dumps(graph) -> str:
-    return json.dumps(to_json(graph), indent=1)
+    """The graph as IR JSON text. A graph whose regions nest deeper than loads takes (more
+    than MAX_NESTING levels of JSON, as 38 nested scans need) is refused in one line, not
+    written for the reader to refuse: the tracer builds graphs nested past any bound."""
+    text = json.dumps(to_json(graph), indent=1)
+    depth = _json_depth(text)
+    if depth > MAX_NESTING:
+        raise GraphcError(f"IR JSON: cannot write graph {graph.name!r}: its control-flow "
+                          f"regions nest {region_nesting(graph)} levels deep (a cond's "
+                          f"branches count two), {depth} levels of JSON, more than the "
+                          f"{MAX_NESTING} the reader takes (37 nested scans); nest fewer "
+                          "regions")
+    return text
 
 
 class _Bad(Exception):

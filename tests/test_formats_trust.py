@@ -180,9 +180,8 @@ def test_regions_nested_as_the_text_reader_takes_them_read_back_from_json(tmp_pa
     path.write_text(dumps(gc.trace(_nested_scans(12), gc.spec((3,)))))
     assert main(["dump", str(path), "-O0"]) == 0
     assert capsys.readouterr().out.count("= scan ") == 12
-    with pytest.raises(GraphcError, match=r"^IR JSON: line \d+: nested more than 192 levels "
-                                          r"deep$"):
-        loads(dumps(gc.trace(_nested_scans(38), gc.spec((3,)))))
+    # (38 nested scans: the writer refuses them, tests/test_ir_nesting_and_specials.py)
+    assert loads(dumps(gc.trace(_nested_scans(37), gc.spec((3,))))) is not None
 
 
 def _nested_conds_fn(levels):
