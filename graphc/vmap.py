@@ -41,6 +41,7 @@ from ir.region import Region
 from ir.ops import api as F
 from ir.ops.batching import batch_all, defbatch, move_axis
 from ir.ops.custom import CustomCall, _custom_call, rule_ref
+from ir.ops.named_axis import batching_axis
 from ir.ops.registry import apply, foreign_array_name
 from ir.types import NUMPY_FLOAT_SCALARS, WIDENED_INPUTS, Dim, UnsupportedDtype, is_int
 from passes.batching import batch_graph
@@ -67,14 +68,11 @@ def vmap(fun, in_axes=0, out_axes=0, axis_name=None, axis_size=None):
     the batch size, needed where in_axes maps no argument (every result is then fun's
     result stacked axis_size times), else checked against the mapped arguments.
     Eagerly, the results are eager tensors (gc.Tensor), as eager ops give.
-    axis_name (JAX's, which names the mapped axis for collectives inside fun: lax.psum,
-    pmean, pmax) is refused in one line: graphc has no collectives over a vmap axis (its
-    allreduce is across MPI ranks); reduce over the mapped axis outside fun instead."""
-    if axis_name is not None:
-        raise GraphcError(f"vmap: axis_name={axis_name!r} is not supported: graphc has no "
-                          "collectives over a vmap axis (psum, pmean, pmax); return the "
-                          "per-example values and reduce them over the batch axis outside "
-                          "the vmapped function", (user_location(),))
+    axis_name (JAX's): names the mapped axis for the collectives gc.psum, gc.pmean, gc.pmax
+    and gc.pmin inside fun (ir/ops/named_axis.py), which reduce over every example."""
+    if axis_name is not None and (not isinstance(axis_name, str) or not axis_name):
+        raise GraphcError(f"vmap: axis_name must be a non-empty string, got {axis_name!r}",
+                          (user_location(),))
     _callable(fun, "vmap")
     name = function_name(fun).strip("<>")
     in_axes, out_axes = _python_axes(in_axes), _python_axes(out_axes)
@@ -90,6 +88,7 @@ def vmap(fun, in_axes=0, out_axes=0, axis_name=None, axis_size=None):
                   for leaf, axis in zip(leaves, axes)]
         outer = _outer_graph(leaves)
         region = _Region(f"vmap({name})", outer, size)
+        region.axis_name = axis_name
         bound, stand_ins = {}, []
         shared = _shared_float_dtype(leaves)
         for leaf, first, axis, leaf_name in zip(leaves, firsts, axes, leaf_names):
@@ -154,7 +153,8 @@ def vmap(fun, in_axes=0, out_axes=0, axis_name=None, axis_size=None):
                 raise GraphcError(f"vmap({name}): output {k} is {what}", (user_location(),))
         bound.update(region.bindings())
         traced = [x for x in out_leaves if isinstance(x, Node) and x.graph is region]
-        values = iter(batch_graph(region, bound, size, traced))
+        with batching_axis(axis_name):  # (its collectives reduce over this batch)
+            values = iter(batch_graph(region, bound, size, traced))
         outputs = [next(values) if isinstance(x, Node) and x.graph is region else (x, False)
                    for x in out_leaves]
         placed = [_place(value, is_batched, axis, size, k)
@@ -166,6 +166,46 @@ def vmap(fun, in_axes=0, out_axes=0, axis_name=None, axis_size=None):
         return unflatten(out_structure, placed)
 
     return batched
+
+
+def psum(x, axis_name):
+    """jax.lax.psum over a vmap axis: inside gc.vmap(f, axis_name=...), the sum of x over
+    every example of the vmap naming axis_name (the innermost, as JAX binds names), each
+    example getting the total; x may be a pytree."""
+    return _named_reduce("sum", "psum", x, axis_name)
+
+
+def pmean(x, axis_name):
+    """jax.lax.pmean over a vmap axis: the mean of x over the examples (psum's)."""
+    return _named_reduce("mean", "pmean", x, axis_name)
+
+
+def pmax(x, axis_name):
+    """jax.lax.pmax over a vmap axis: the largest x over the examples (psum's)."""
+    return _named_reduce("max", "pmax", x, axis_name)
+
+
+def pmin(x, axis_name):
+    """jax.lax.pmin over a vmap axis: the smallest x over the examples (psum's)."""
+    return _named_reduce("min", "pmin", x, axis_name)
+
+
+def _named_reduce(reduce, who, x, axis_name):
+    if not isinstance(axis_name, str):
+        raise GraphcError(f"{who}: axis_name must be one vmap's axis name (a string), got "
+                          f"{axis_name!r}", (user_location(),))
+    graph = current_graph()
+    while graph is not None and getattr(graph, "axis_name", None) != axis_name:
+        graph = getattr(graph, "parent", None)
+    if graph is None:
+        raise GraphcError(f"{who}: unbound axis name {axis_name!r}: no gc.vmap around this "
+                          f"call has axis_name={axis_name!r}", (user_location(),))
+    if not isinstance(graph.size, int):
+        raise GraphcError(f"{who}: the vmap naming {axis_name!r} has a symbolic batch size "
+                          f"({graph.size}); collectives need a known one", (user_location(),))
+    leaves, structure, _ = flatten(x)
+    return unflatten(structure, [apply("vmap_reduce", leaf, reduce=reduce, axis_name=axis_name,
+                                       axis_size=graph.size) for leaf in leaves])
 
 
 def _outer_graph(leaves):
@@ -195,6 +235,8 @@ class _Region(Region):
 
     # its nodes run wherever the graph around vmap runs (not a branch a call may not take)
     may_not_run = False
+
+    axis_name = None  # vmap's axis_name: what gc.psum inside it names
 
     def __init__(self, name, outer, size):
         super().__init__(name, parent=outer)

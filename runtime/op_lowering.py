@@ -226,6 +226,8 @@ _RECORDS = [
     # (a tuple_get of a fused node is that node's kernel's result instead: is_fused_result)
     Lowering("allreduce", reason="a blocking reduction of the operand across ranks: its library "
                                  "implementation calls the registered communicator"),
+    Lowering("vmap_reduce", reason="a psum over a vmap axis that vmap left unbatched (every "
+                                   "example's operand the same): axis_size times it, or it"),
 ]
 LOWERINGS: dict[str, Lowering] = {r.op: r for r in _RECORDS}
 assert len(LOWERINGS) == len(_RECORDS), "an op with two lowering records"

@@ -727,6 +727,16 @@ CASES = [
     Case("allreduce", lambda a, b: allreduce(a * b, "mean") + allreduce(a, "sum"),
          [f64(3, 4), f64(3, 4)], lambda a, b: a * b + a),
     Case("allreduce_bucket", _bucketed, [f64(3, 4), f64(4)], lambda a, b: a * a + b),
+    # collectives over a named vmap axis (ir/ops/named_axis.py): the node itself, on a value
+    # every example shares (axis_size times it, or it), and gc.psum... inside vmap
+    Case("vmap_reduce", lambda a: apply("vmap_reduce", a, reduce="sum", axis_name="i",
+                                        axis_size=3) * a
+         + apply("vmap_reduce", a, reduce="max", axis_name="i", axis_size=3),
+         [f64(3, 4)], lambda a: 3 * a * a + a),
+    Case("psum_in_vmap", lambda a: gc.vmap(lambda r: r * gc.psum(r, "i") + gc.pmax(r, "i")
+                                           - gc.pmean(r, "i") * gc.pmin(r, "i"),
+                                           axis_name="i")(a),
+         [f64(3, 4)], lambda a: a * a.sum(0) + a.max(0) - a.mean(0) * a.min(0)),
     # custom gradient rules (graphc/custom.py): correct rules, so finite differences agree
     Case("custom_vjp", lambda a, b: sum(_softplus_scaled(a, b)), [f64(3, 4), f64(4)],
          lambda a, b: np.log1p(np.exp(a)) * b + a * b),

@@ -4,4 +4,5 @@ from . import (activations, api, arrays, cluster, collective, composite,  # noqa
                control_flow, ctc, custom, elementwise, index, linalg, losses, precision,
                random, resize, search, shape, softmax)
 from . import scatter_reduce  # noqa: F401  (scatter_max)
+from . import named_axis  # noqa: F401  (vmap_reduce: gc.psum)
 from .registry import REGISTRY, OpDef, apply, defop, get_op  # noqa: F401
