@@ -855,6 +855,10 @@ def _torch_style_init(init):
       is not differentiated through), False taken;
     - any other keyword __init__ has not is one line naming the optimiser and the keyword,
       not Python's TypeError.
+    - positional arguments past its own that torch's class of the name takes by position
+      (RMSprop's capturable, foreach, maximize, differentiable; Adagrad's and Adamax's
+      foreach) are bound by name as torch's binds them; more than torch's class takes is one
+      line naming the keyword-only ones (_torch_positional_extras), not Python's TypeError.
     Checked here, not in __new__, which sees only the outer call: a user's subclass with
     its own constructor passes graphc's earlier order (or torch's foreach=) on in its
     super().__init__(...). The signature stays the wrapped one's (inspect follows
@@ -864,10 +868,14 @@ def _torch_style_init(init):
     positions = [p.name for p in parameters if p.kind in (
         inspect.Parameter.POSITIONAL_ONLY, inspect.Parameter.POSITIONAL_OR_KEYWORD)]
     names = [p.name for p in parameters]
+    owner = init.__qualname__.split(".")[0]  # (the graphc class whose __init__ this is)
 
     @functools.wraps(init)
     def checked(self, *args, **kwargs):
         cls = type(self)
+        if len(args) > len(positions):  # (torch's positional foreach=, maximize=, ...)
+            args, kwargs = _torch_positional_extras(cls, owner, positions, names, args,
+                                                    kwargs)
         for name, (valid, rule, before) in cls._moved_positional.items():
             at = positions.index(name) if name in positions else len(args)
             if at < len(args) and not valid(args[at]):
@@ -888,6 +896,37 @@ def _torch_style_init(init):
     return checked
 
 
+def _by_position(cls, by_position) -> str:
+    """'5 arguments by position (lr, momentum, ...)', as torch's class of that name takes
+    them after params where it has one."""
+    torchs = ", as torch's after params" if cls.torch_step_keywords else ""
+    return f"{len(by_position)} arguments by position ({', '.join(by_position)}{torchs})"
+
+
+def _torch_positional_extras(cls, owner, positions, names, args, kwargs):
+    """(args, kwargs) with the positional arguments past graphc's own that torch's
+    constructor of the same name takes by position (RMSprop's capturable, foreach,
+    maximize and differentiable; Adagrad's and Adamax's foreach) given by name, as torch
+    binds them; more than torch's class takes by position (SGD's foreach=, which torch's
+    takes by name only) is one line naming those it takes so, not Python's TypeError."""
+    extras = _TORCH_POSITIONAL_EXTRAS.get(owner, ())
+    given = args[len(positions):]
+    if len(given) > len(extras):
+        by_position = positions + list(extras)
+        by_name = [n for n in names if n not in by_position] + \
+            [k for k in cls.torch_step_keywords if k not in by_position]
+        _fail(f"{cls.__name__}: takes at most {_by_position(cls, by_position)}, got "
+              f"{len(args)}; give the others by name: {', '.join(f'{k}=' for k in by_name)}")
+    kwargs = dict(kwargs)
+    for at, (name, value) in enumerate(zip(extras, given), len(positions) + 1):
+        if name in kwargs:
+            _fail(f"{cls.__name__}: {name} given twice: by position (the "
+                  f"{_ORDINALS.get(at, f'#{at}')} argument is {name}, as torch's) and by "
+                  "name")
+        kwargs[name] = value
+    return args[:len(positions)], kwargs
+
+
 def _torch_step_keyword(who, name, value):
     """torch's foreach= / fused= (None, True or False), capturable= (True or False) and
     differentiable= (False) given to optimiser `who`: checked, and dropped (they change
@@ -904,7 +943,8 @@ def _torch_step_keyword(who, name, value):
               "update itself); leave it False")
 
 
-_ORDINALS = {1: "first", 2: "second", 3: "third", 4: "fourth", 5: "fifth", 6: "sixth"}
+_ORDINALS = {1: "first", 2: "second", 3: "third", 4: "fourth", 5: "fifth", 6: "sixth",
+             7: "seventh", 8: "eighth", 9: "ninth", 10: "tenth"}
 
 
 class Optimizer:
@@ -2491,9 +2531,12 @@ def _parameters_given(cls, params, args, kwargs):
     # torch's positions after params, named as torch's; those graphc lacks (capturable,
     # foreach) are left out, maximize (RMSprop's ninth) is kept
     names = _constructor_names(cls)
-    settings = {name: value for name, value in zip(_torch_positions(cls), args)
-                if name in names}
+    positions = _torch_positions(cls)
+    settings = {name: value for name, value in zip(positions, args) if name in names}
     settings.update(kwargs)
+    too_many = "" if len(args) <= len(positions) else (
+        f"; and {cls.__name__} takes at most {_by_position(cls, positions)}, got "
+        f"{len(args)}: give the others by name")
     differ = _group_settings(cls, params, settings)
     order = {name: i for i, name in enumerate(names)}  # (lr first)
     shown = ", ".join(f"{name}={settings[name]!r}"
@@ -2505,7 +2548,7 @@ def _parameters_given(cls, params, args, kwargs):
     where = "gc.optim." if cls.__module__ == __name__ else ""  # (not a user's subclass)
     raise GraphcError(f"graphc's optimisers take their parameters in .bind(): "
                       f"{where}{cls.__name__}({shown}).bind(model) (a Module, or a list or "
-                      f"dict of its Parameters){cannot}", (user_location(),))
+                      f"dict of its Parameters){cannot}{too_many}", (user_location(),))
 
 
 def _group_settings(cls, params, settings) -> list:

@@ -184,7 +184,9 @@ def test_lions_own_settings_are_keyword_only_as_the_other_optimisers():
         assert inspect.signature(optim.Lion).parameters[name].kind is \
             inspect.Parameter.KEYWORD_ONLY == inspect.signature(optim.Adam).parameters[
                 name].kind
-    with pytest.raises(TypeError, match="positional arguments but 5 were given"):
+    with pytest.raises(gc.GraphcError, match=r"^Lion: takes at most 3 arguments by position "
+                       r"\(lr, betas, weight_decay\), got 4; give the others by name: "
+                       r"decay_mask=, clip_norm="):
         optim.Lion(3e-3, (0.9, 0.99), 0.3, optim.decay_matrices_only)
     opt = optim.Lion(3e-3, (0.5, 0.9), 0.3, decay_mask=optim.decay_matrices_only,
                      clip_norm=2.0)
