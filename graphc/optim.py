@@ -883,6 +883,7 @@ def _torch_style_init(init):
                 raise GraphcError(f"{cls.__name__}: {name} {rule}, got {args[at]!r} "
                                   f"(the {ordinal} positional argument is {name}, as "
                                   f"torch's: give {before}= by name)", (user_location(),))
+        step_keywords = {}
         for name in [k for k in kwargs if k not in names]:
             if name not in cls.torch_step_keywords:
                 steps = ", ".join(f"{k}=" for k in cls.torch_step_keywords)
@@ -891,7 +892,12 @@ def _torch_style_init(init):
                     f"{', '.join(f'{k}=' for k in names)}" +
                     (f" (and torch's {steps}, which change nothing here)" if steps else ""),
                     (user_location(),))
-            _torch_step_keyword(cls.__name__, name, kwargs.pop(name))
+            step_keywords[name] = kwargs.pop(name)
+            _torch_step_keyword(cls.__name__, name, step_keywords[name])
+        if all(bool(step_keywords.get(k)) for k in ("foreach", "fused")):
+            _fail(f"{cls.__name__}: fused=True and foreach=True cannot be given together "
+                  "(torch's `fused` and `foreach` cannot be `True` together); give one of "
+                  "them, or neither: they change nothing here")
         init(self, *args, **kwargs)
     return checked
 

@@ -105,3 +105,16 @@ def test_positional_foreach_as_torch(name, args):
     ours, theirs = _steps(lambda: getattr(optim, name)(*args),
                           lambda ps: getattr(torch.optim, name)(ps, *args))
     np.testing.assert_allclose(ours, theirs, rtol=1e-12, atol=1e-14)
+
+
+@pytest.mark.parametrize("name", ["SGD", "Adam", "AdamW", "Adagrad"])
+def test_foreach_and_fused_not_together(name):
+    p = torch.nn.Parameter(torch.ones(2))
+    with pytest.raises(RuntimeError, match="`fused` and `foreach` cannot be `True` together"):
+        getattr(torch.optim, name)([p], lr=0.1, foreach=True, fused=True)
+    with pytest.raises(gc.GraphcError, match=rf"^{name}: fused=True and foreach=True cannot be "
+                       r"given together .*; give one of them, or neither"):
+        getattr(optim, name)(lr=0.1, foreach=True, fused=True)
+    for foreach, fused in ((True, False), (False, True), (None, True), (True, None)):
+        getattr(optim, name)(lr=0.1, foreach=foreach, fused=fused)  # (as torch's takes)
+        getattr(torch.optim, name)([p], lr=0.1, foreach=foreach, fused=fused)
