@@ -2341,6 +2341,7 @@ class BoundOptimizer:
                                   "is one param group: bind another optimizer to these "
                                   "parameters", (user_location(),))
         params = param_group["params"]
+        _refuse_set("add_param_group", params)
         if isinstance(params, Tensor):  # one tensor, as torch's [params] (iterated, its rows
             params = [params]  # were taken for parameters and it was never updated)
         first = len(self.parameters)  # (a list's: numbered on from the bound ones)
@@ -2409,6 +2410,7 @@ def _named_tensors(optimizer, parameters, where) -> dict:
     (one tensor's: as torch's add_param_group, a list of it), numbered; none, one listed
     twice, one that is not a tensor, or one that is not floating-point is one line."""
     from .nn import Module
+    _refuse_set(where, parameters)
     if isinstance(parameters, Compiled):  # gc.compile(model): its Module's, as torch's
         parameters = parameters._module(where)  # (a model's `module` is its own)
     if isinstance(parameters, Tensor):  # one tensor: the one parameter (iterated, its rows
@@ -2439,6 +2441,17 @@ def _named_tensors(optimizer, parameters, where) -> dict:
         for name, p in named.items():
             optimizer._refuse_non_float(where, name, p.data)
     return named
+
+
+def _refuse_set(where, parameters):
+    """A set of parameters (or a frozenset) is one line, as torch's add_param_group refuses
+    one: its order changes between runs, and a list's or iterable's parameters are named
+    by their position ("0", "1", ...), the names their state is saved and restored under.
+    (torch's constructor takes a set, listing it in whatever order it iterates.)"""
+    if isinstance(parameters, (set, frozenset)):
+        _fail(f"{where}: the parameters are {a_type(parameters)}, whose order changes between "
+              "runs (their state is saved by position); give a list, a dict name -> "
+              "Parameter or the Module")
 
 
 def _grad_array(name, p):

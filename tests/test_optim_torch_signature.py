@@ -118,3 +118,24 @@ def test_foreach_and_fused_not_together(name):
     for foreach, fused in ((True, False), (False, True), (None, True), (True, None)):
         getattr(optim, name)(lr=0.1, foreach=foreach, fused=fused)  # (as torch's takes)
         getattr(torch.optim, name)([p], lr=0.1, foreach=foreach, fused=fused)
+
+
+def test_set_of_parameters_refused():
+    model = gc.nn.Linear(2, 2)
+    with pytest.raises(gc.GraphcError, match=r"^bind: the parameters are a set, whose order "
+                       r"changes between runs .*; give a list, a dict name -> Parameter or "
+                       r"the Module"):
+        optim.SGD(lr=0.1).bind(set(model.parameters()))
+    with pytest.raises(gc.GraphcError, match=r"^bind: the parameters are a frozenset"):
+        optim.Adam(lr=0.1).bind(frozenset(model.parameters()))
+    bound = optim.SGD(lr=0.1).bind(list(model.parameters()))
+    extra = gc.nn.Parameter(np.ones(2), name="extra")
+    with pytest.raises(gc.GraphcError, match=r"^add_param_group: the parameters are a set"):
+        bound.add_param_group({"params": {extra}})
+    assert len(bound.parameters) == 2  # (nothing added)
+    # torch's add_param_group refuses a set in the same words' sense
+    t = torch.optim.SGD([torch.nn.Parameter(torch.ones(2))], lr=0.1)
+    with pytest.raises(TypeError, match="ordering of tensors in sets will change"):
+        t.add_param_group({"params": {torch.nn.Parameter(torch.ones(1))}})
+    bound.add_param_group({"params": [extra]})
+    assert len(bound.parameters) == 3
