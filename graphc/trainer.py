@@ -82,7 +82,10 @@ constants, so one set to or from 0 compiles the step again), checkpointed too
 (`optimizer_settings`, with its flags: nesterov, maximize, ...). A schedule (the lr's, a
 setting's) is evaluated at each step with the step as a Python int, as .bind() evaluates it,
 and fed in likewise, so a schedule of one's own need not trace and a replaced one compiles
-nothing again. A decay mask and the trainer's
+nothing again. A setting that adds or drops a state slot (SGD's or RMSprop's momentum from
+or to 0, amsgrad, centered) makes the state follow it at the next step, as torch's step
+does (Trainer._follow_slots), and the step is compiled again for the new state. A decay
+mask and the trainer's
 clip_norm are guards of the step's plan (gc.optim.Optimizer.update), so a change compiles
 the step again; so is gradient_accumulation_steps of both accumulation plans (the micro-batch plan divides
 each micro loss by it; set from or to 1, it switches between the one plan and the two).
@@ -967,8 +970,8 @@ class Trainer:
 
     def _checked_optimizer(self):
         """The optimiser's lr, after refusing in one line a change of the optimiser the step
-        cannot take (its lr became or stopped being a ReduceLROnPlateau, a setting that adds
-        or drops a state slot)."""
+        cannot take (its lr became or stopped being a ReduceLROnPlateau) and making the state
+        follow a setting that adds or drops a state slot (_follow_slots)."""
         lr = getattr(self.optimizer, "lr", None)  # (an optimiser of one's own may have none)
         if self.plateau is not None and lr is not self.plateau:
             raise GraphcError(f"Trainer: the optimizer's lr was a ReduceLROnPlateau, which the "
@@ -979,6 +982,8 @@ class Trainer:
             raise GraphcError("Trainer: the optimizer's lr became a ReduceLROnPlateau after "
                               "the Trainer was built, so nothing would step it; create it "
                               "before the Trainer", (user_location(),))
+        if isinstance(self.optimizer, optim.Optimizer):
+            self._follow_slots()
         if isinstance(self.optimizer, optim.Optimizer) and self.optimizer.marks:
             # (SGD's "started" lacking from a state assigned from before it was kept: made
             # from each parameter's count of updates; no counts read for an optimiser that
@@ -989,10 +994,40 @@ class Trainer:
                 set(self.state) != {"count", *self.optimizer.slots}:
             raise GraphcError(f"Trainer: {type(self.optimizer).__name__}'s settings now need "
                               f"the state slots {sorted(self.optimizer.slots)}, the trainer's "
-                              f"state has {sorted(set(self.state) - {'count'})} (a momentum "
-                              "set from or to 0, amsgrad or centered adds or drops one); set it "
+                              f"state has {sorted(set(self.state) - {'count'})}, and a "
+                              "slot not in its optional_slots cannot be held aside; set it "
                               "back, or build the Trainer with it", (user_location(),))
         return lr
+
+    def _follow_slots(self):
+        """Make the state hold the slots the optimiser's settings keep now, as a bound
+        optimiser's step does (BoundOptimizer._state_for_settings), and as torch's step
+        after a param_groups edit: a slot a setting set since adds (SGD's or RMSprop's
+        momentum from 0, amsgrad, centered) starts as init makes it (SGD's buffer not
+        started); one of the optimiser's `optional_slots` its settings no longer keep is
+        held aside (self._aside_slots), unused, and serves again when the setting comes
+        back, as torch's state keeps a momentum buffer while the momentum is 0. The step
+        takes the state as an input, so the new one compiles it again, once. (A slot held
+        aside is not checkpointed: a resumed run whose setting comes back starts it afresh.)
+        A slot neither kept nor optional (an optimiser of one's own) is left to the line
+        _checked_optimizer gives."""
+        optimizer = self.optimizer
+        slots, aside = set(optimizer.slots), getattr(self, "_aside_slots", {})
+        if set(self.state) == {"count", *slots} and not aside:
+            return
+        state = dict(self.state)
+        for slot in [s for s in state if s != "count" and s not in slots
+                     and s in optimizer.optional_slots]:
+            aside[slot] = state.pop(slot)
+        back = [s for s in slots if s not in state and s in aside]
+        state.update({s: aside.pop(s) for s in back})
+        if [s for s in slots if s not in state and s not in optimizer.marks]:
+            # (a buffer made now has not started: its mark too; a mark held without its
+            # buffer is left to follow_marks, from the counts)
+            fresh = optimizer.init(self.params)
+            state.update({s: fresh[s] for s in slots if s not in state or
+                          (s in optimizer.marks and s not in back)})
+        self.state, self._aside_slots = state, aside
 
     def _scheduled(self, name, schedule) -> float:
         """A schedule of the optimiser's at this step, evaluated here with a Python int, as
