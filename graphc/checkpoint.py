@@ -124,7 +124,8 @@ def optimizer_record(optimizer) -> dict:
 
 def check_optimizer(meta: dict, mine: dict, path: str | None = None,
                     allow_changed: bool = False,
-                    how: str = "allow_changed_settings=True", older=()) -> dict | None:
+                    how: str = "allow_changed_settings=True", older=(),
+                    describe=None) -> dict | None:
     """The optimiser record of the checkpoint header `meta` where the resuming run's
     optimiser (`mine`, optimizer_record's) cannot take its state: another class, or the same
     one keeping a slot the checkpoint lacks (SGD's momentum set from 0, amsgrad); else None
@@ -133,7 +134,10 @@ def check_optimizer(meta: dict, mine: dict, path: str | None = None,
     unless `allow_changed`: the state the checkpoint cannot give then starts afresh (see
     gc.Trainer.restore). `path`: the file, for messages. `older`: slots of the optimiser's
     that a checkpoint written before it kept them lacks, which the resume makes from each
-    parameter's count of updates (SGD's "started", Optimizer.older_slots): not a change."""
+    parameter's count of updates (SGD's "started", Optimizer.older_slots): not a change.
+    `describe(slots, brief)`: the resuming optimiser's slots in a user's words (its class's
+    Optimizer.describe_slots: torch's names of the state, SGD's "started" mark left out),
+    for the line naming the slots of one class; without it, the slots' names."""
     saved = meta.get("optimizer_record")
     if saved is None or saved == mine:
         return None
@@ -148,9 +152,13 @@ def check_optimizer(meta: dict, mine: dict, path: str | None = None,
         theirs, ours = saved["class"], mine["class"]
         fresh = f"{ours}'s state afresh (each parameter's count of updates at 0)"
     elif added:
+        def words(slots, brief=False):
+            return describe(slots, brief) if describe is not None else \
+                ", ".join(slots) or "no state"
+
         def shown(record):
-            return f"{record['class']} keeping {', '.join(record['slots']) or 'no state'}"
-        theirs, ours, fresh = shown(saved), shown(mine), f"{', '.join(added)} afresh"
+            return f"{record['class']} keeping {words(record['slots'])}"
+        theirs, ours, fresh = shown(saved), shown(mine), f"{words(added, True)} afresh"
     else:
         return None
     if not allow_changed:

@@ -1005,6 +1005,20 @@ class Optimizer:
     # torch's keywords of how its step runs that torch's class of this name takes, each
     # accepted and changing nothing (_torch_style_init): torch 2.13's signatures
     torch_step_keywords: tuple = ()
+    # each slot in a user's words, for messages naming a state (a checkpoint's): torch's
+    # name of its state (exp_avg for Adam's "m"), then the setting that adds it in
+    # parentheses. A slot of None is part of another's and not shown (SGD's "started" mark,
+    # its momentum buffer's); one not listed (a user's subclass's own) is shown by its name
+    slot_words: dict = {}
+
+    @classmethod
+    def describe_slots(cls, slots, brief: bool = False) -> str:
+        """The state slots `slots` in a user's words (slot_words), 'no state' for none;
+        `brief`: without the settings that add them."""
+        words = [cls.slot_words.get(slot, slot) for slot in slots]
+        if brief:
+            words = [w if w is None else w.split(" (")[0] for w in words]
+        return ", ".join(dict.fromkeys(w for w in words if w is not None)) or "no state"
 
     def __new__(cls, *args, **kwargs):
         # torch's SGD(params, lr=...) or SGD(params=..., lr=...), refused before __init__
@@ -1498,6 +1512,8 @@ class Optimizer:
 class SGD(Optimizer):
     """torch.optim.SGD: coupled L2 weight decay, momentum (with dampening), Nesterov."""
 
+    slot_words = {"momentum": "momentum_buffer (momentum > 0)", "started": None}
+
     marks = ("started",)
     scalar_slots = ("started",)
 
@@ -1679,6 +1695,8 @@ class Adam(_DecoupledWeightDecay, Optimizer):
     (p *= 1 - lr * weight_decay, AdamW's) with decoupled_weight_decay=True, as torch's.
     amsgrad, as torch's: the step divides by the largest v so far (slot "v_max"), not by v."""
 
+    slot_words = {"m": "exp_avg", "v": "exp_avg_sq", "v_max": "max_exp_avg_sq (amsgrad=True)"}
+
     decoupled = False  # (the class's default: AdamW's True)
     hyperparameters = ("weight_decay", "beta1", "beta2", "eps")
     flag_settings = ("maximize", "amsgrad", "decoupled")
@@ -1756,6 +1774,9 @@ class RMSprop(Optimizer):
     `centered` subtracts the squared running mean of g from v, `momentum` accumulates the
     steps; weight decay coupled (L2)."""
 
+    slot_words = {"v": "square_avg", "mean_g": "grad_avg (centered=True)",
+                  "momentum": "momentum_buffer (momentum > 0)"}
+
     hyperparameters = ("weight_decay", "alpha", "eps", "momentum")
     flag_settings = ("maximize", "centered")
     torch_step_keywords = ("capturable", "foreach", "differentiable")
@@ -1802,6 +1823,8 @@ class Adagrad(Optimizer):
     """torch.optim.Adagrad: the sum of squared gradients (from initial_accumulator_value)
     scales each step, g / (sqrt(sum) + eps), at the rate lr / (1 + (t - 1) lr_decay) of
     update t; weight decay coupled (L2)."""
+
+    slot_words = {"sum": "sum"}
 
     slots = ("sum",)
     non_negative_slots = ("sum",)
@@ -1853,6 +1876,8 @@ class Adamax(Optimizer):
     """torch.optim.Adamax: Adam with the infinity norm, u = max(beta2 u, |g| + eps), the step
     lr / (1 - beta1^t) * m / u; weight decay coupled (L2)."""
 
+    slot_words = {"m": "exp_avg", "exp_inf": "exp_inf"}
+
     slots = ("m", "exp_inf")
     non_negative_slots = ("exp_inf",)
     hyperparameters = ("weight_decay", "beta1", "beta2", "eps")
@@ -1886,6 +1911,8 @@ class NAdam(_DecoupledWeightDecay, Optimizer):
     float32 first); the two step factors from it in float64, as torch's Python floats. Weight
     decay coupled (L2), or decoupled (p *= 1 - lr * weight_decay) with
     decoupled_weight_decay=True, as torch's."""
+
+    slot_words = {"m": "exp_avg", "v": "exp_avg_sq", "mu_product": "mu_product"}
 
     slots = ("m", "v", "mu_product")
     non_negative_slots = ("v", "mu_product")
@@ -1964,6 +1991,8 @@ class Lion(Optimizer):
     weight_decay p), then m = beta2 m + (1 - beta2) g. Weight decay is decoupled (outside
     the moment) and, as optax's, defaults to 1e-3 on every parameter (decay_mask= is optax's
     mask). The sign makes every step lr in size: use a learning rate 3-10x below AdamW's."""
+
+    slot_words = {"m": "momentum (optax's mu)"}
 
     slots = ("m",)
     hyperparameters = ("weight_decay", "beta1", "beta2")

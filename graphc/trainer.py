@@ -992,9 +992,10 @@ class Trainer:
                 self.state["count"], self.behind, self.names))
         if isinstance(self.optimizer, optim.Optimizer) and \
                 set(self.state) != {"count", *self.optimizer.slots}:
-            raise GraphcError(f"Trainer: {type(self.optimizer).__name__}'s settings now need "
-                              f"the state slots {sorted(self.optimizer.slots)}, the trainer's "
-                              f"state has {sorted(set(self.state) - {'count'})}, and a "
+            words = self.optimizer.describe_slots  # (torch's names, marks left out)
+            raise GraphcError(f"Trainer: {type(self.optimizer).__name__}'s settings now keep "
+                              f"{words(self.optimizer.slots)}, the trainer's state holds "
+                              f"{words([s for s in self.state if s != 'count'])}, and a "
                               "slot not in its optional_slots cannot be held aside; set it "
                               "back, or build the Trainer with it", (user_location(),))
         return lr
@@ -1549,7 +1550,8 @@ class Trainer:
         checkpoint.check_seed(meta, self.seed, path, allow_changed_settings, how)
         older_slots = getattr(self.optimizer, "older_slots", ())
         changed = checkpoint.check_optimizer(meta, checkpoint.optimizer_record(self.optimizer),
-                                             path, allow_changed_settings, how, older_slots)
+                                             path, allow_changed_settings, how, older_slots,
+                                             getattr(self.optimizer, "describe_slots", None))
         other_class = changed is not None and changed["class"] != type(self.optimizer).__name__
         fresh = [slot for slot in _checkpointed_slots(self.optimizer)
                  if changed is not None and (other_class or slot not in changed["slots"])]

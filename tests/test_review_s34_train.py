@@ -244,9 +244,9 @@ def test_a_slot_the_checkpoint_lacks_is_refused_or_starts_afresh(tmp_path):
     _small_trainer(optim.SGD(0.1)).fit(str(tmp_path / "a"), progress=False)
     path = str(tmp_path / "a" / "checkpoint.npz")
     with pytest.raises(gc.GraphcError, match="^" + path + " was saved with SGD keeping no "
-                       "state, this run uses SGD keeping momentum, started; resume with the "
-                       "checkpoint's optimizer, or pass allow_changed_settings=True to start "
-                       "momentum afresh$"):
+                       "state, this run uses SGD keeping momentum_buffer \\(momentum > 0\\); "
+                       "resume with the checkpoint's optimizer, or pass "
+                       "allow_changed_settings=True to start momentum_buffer afresh$"):
         _small_trainer(optim.SGD(0.1, momentum=0.9)).resume(path)
     resumed = _small_trainer(optim.SGD(0.1, momentum=0.9), steps=5)
     resumed.resume(path, allow_changed_settings=True)

@@ -7,6 +7,8 @@ float64."""
 import numpy as np
 import pytest
 
+import graphc as gc
+
 from graphc import checkpoint, optim
 from test_hyperparameter_changes import BATCHES, B0, W0, assert_params, torch_run, trainer
 
@@ -96,3 +98,44 @@ def test_a_save_after_the_flag_resumes_as_the_whole_run(tmp_path):
     _run(resumed, {})
     _run(whole, {})
     assert_params(resumed.params, whole.params, rtol=0)
+
+
+@pytest.mark.parametrize("saved, resuming, line", [
+    (lambda: optim.SGD(lr=0.05), lambda: optim.SGD(lr=0.05, momentum=0.9),
+     "SGD keeping no state, this run uses SGD keeping momentum_buffer (momentum > 0); resume "
+     "with the checkpoint's optimizer, or pass allow_changed_settings=True to start "
+     "momentum_buffer afresh"),
+    (lambda: optim.Adam(lr=0.02), lambda: optim.Adam(lr=0.02, amsgrad=True),
+     "Adam keeping exp_avg, exp_avg_sq, this run uses Adam keeping exp_avg, exp_avg_sq, "
+     "max_exp_avg_sq (amsgrad=True); resume with the checkpoint's optimizer, or pass "
+     "allow_changed_settings=True to start max_exp_avg_sq afresh"),
+])
+def test_resume_names_the_state_in_torchs_words(tmp_path, saved, resuming, line):
+    """The resume line named graphc's slots, SGD's internal "started" mark among them
+    ("keeping momentum, started"); it names torch's state (momentum_buffer, exp_avg, ...)
+    and the setting that adds it, the mark left out."""
+    path = str(tmp_path / "c.npz")
+    t = trainer(saved(), steps=2)
+    t.train_step()
+    t.save(path)
+    with pytest.raises(gc.GraphcError) as info:
+        trainer(resuming(), steps=2).resume(path)
+    assert str(info.value).splitlines()[0] == f"{path} was saved with {line}"
+    assert "started" not in str(info.value)
+
+
+def test_a_slot_that_cannot_be_held_aside_is_one_line_in_torchs_words():
+    """An optimiser of one's own whose dropped slot is not optional: the one line names the
+    state as the resume line does (it listed ['momentum', 'started'])."""
+    class MySGD(optim.SGD):
+        optional_slots = ()
+    t = trainer(MySGD(lr=0.05, momentum=0.9), steps=3)
+    t.train_step()
+    t.optimizer.momentum = 0.0
+    with pytest.raises(gc.GraphcError) as info:
+        t.train_step()
+    assert str(info.value).splitlines()[0] == (
+        "Trainer: MySGD's settings now keep no state, the trainer's state holds "
+        "momentum_buffer (momentum > 0), and a slot not in its optional_slots cannot be held "
+        "aside; set it back, or build the Trainer with it")
+    assert t.step == 1  # (refused before the batch was drawn)
