@@ -367,6 +367,7 @@ class Trainer:
         # after the broadcast: an optimiser whose state copies the parameters (an EMA, a
         # Lookahead of one's own) would otherwise start each rank from its own weights
         self.state = optimizer.init(self.params)
+        self._aside_slots = {}  # (slots a setting set off holds aside: _follow_slots)
         self._plan_steps(self._shard(first))
         # the layers' Buffers the step reads or writes (BatchNorm's running statistics,
         # updated by every call in training mode; a frozen one's, a constant buffer):
@@ -1013,7 +1014,7 @@ class Trainer:
         A slot neither kept nor optional (an optimiser of one's own) is left to the line
         _checked_optimizer gives."""
         optimizer = self.optimizer
-        slots, aside = set(optimizer.slots), getattr(self, "_aside_slots", {})
+        slots, aside = set(optimizer.slots), self._aside_slots
         if set(self.state) == {"count", *slots} and not aside:
             return
         state = dict(self.state)
@@ -1622,6 +1623,8 @@ class Trainer:
             self.optimizer.lr = lr
         for name, value in settings.items():
             setattr(self.optimizer, name, value)
+        self._aside_slots = {}
+        self._restore_followed_slots(arrays, path)
         self.rng.bit_generator.state = checkpoint.rng_state(meta)
         self.train_batches.seek(position)
         self.history = [tuple(h) for h in meta.get("history", [])]
@@ -1632,6 +1635,47 @@ class Trainer:
             self._saved_to[RESTORED] = None
         else:
             self._saved_to[os.path.realpath(path)] = file_identity(path)
+
+    def _optional_slot_arrays(self) -> dict:
+        """{checkpoint name: (shape, dtype)} of the optimiser's optional slots its settings
+        do not keep now (SGD's momentum buffer at momentum 0), as init would make them: a
+        checkpoint whose header's settings keep one (a momentum set from 0 during the saved
+        run) holds them, and the resumed run goes on from them (_restore_followed_slots)."""
+        if not isinstance(self.optimizer, optim.Optimizer):
+            return {}
+        optimizer, out = self.optimizer, {}
+        for slot in optimizer.optional_slots:
+            if slot in optimizer.slots:
+                continue
+            for n in self.names:
+                p = np.asarray(self.params[n])
+                out[f"{_slot_prefix(slot)}/{n}"] = (
+                    () if slot in optimizer.scalar_slots else p.shape,
+                    optimizer._slot_dtype(slot, p.dtype))
+        return out
+
+    def _restore_followed_slots(self, arrays, path):
+        """After the header's settings are restored: the slots they keep that this trainer's
+        state lacks (built with a momentum of 0, resuming a run whose momentum was set from
+        0) taken from the checkpoint where it holds them, each checked against the array
+        init makes; any it lacks start as init makes them at the next step (_follow_slots)."""
+        if not isinstance(self.optimizer, optim.Optimizer):
+            return
+        optimizer = self.optimizer
+        expected = None
+        for slot in [s for s in optimizer.slots if s not in self.state]:
+            names = {n: f"{_slot_prefix(slot)}/{n}" for n in self.names}
+            if not all(k in arrays for k in names.values()):
+                continue
+            if expected is None:
+                expected = optimizer.init(self.params)
+            for n, key in names.items():
+                a, like = np.asarray(arrays[key]), np.asarray(expected[slot][n])
+                if a.shape != like.shape or a.dtype != like.dtype:
+                    raise checkpoint.CheckpointError(
+                        f"checkpoint {key} is {a.dtype}{list(a.shape)}, the model needs "
+                        f"{like.dtype}{list(like.shape)}")
+            self.state[slot] = {n: np.array(arrays[key]) for n, key in names.items()}
 
     def _agree_on_restored(self) -> None:
         """With several ranks, after a resume or restore (_restores): every rank must hold
@@ -1835,6 +1879,9 @@ class Trainer:
         # optimiser's lacks slots of this one's, which restore() refuses or starts afresh
         slots = {_slot_prefix(slot) for slot in _checkpointed_slots(self.optimizer)}
         optional = [k for k in wanted if k.startswith("amp/") or k.split("/", 1)[0] in slots]
+        # (slots the header's settings may keep where this trainer's do not: restore)
+        optional += list(self._optional_slot_arrays())
+        wanted.update(self._optional_slot_arrays())
         tied = self._tied_buffer_names()  # (read under either name; restore() checks one is)
         wanted.update({saved: wanted[name] for saved, name in tied.items()})
         optional += [*tied, *tied.values(), *self._read_only_buffers()]  # (see restore)

@@ -139,3 +139,26 @@ def test_a_slot_that_cannot_be_held_aside_is_one_line_in_torchs_words():
         "momentum_buffer (momentum > 0), and a slot not in its optional_slots cannot be held "
         "aside; set it back, or build the Trainer with it")
     assert t.step == 1  # (refused before the batch was drawn)
+
+
+def test_a_run_whose_momentum_was_set_from_zero_resumes_with_its_buffer(tmp_path):
+    """Saved after SGD's momentum was set from 0 mid-run, resumed by a trainer built with
+    the run's starting settings (momentum 0): the header's current momentum comes back and
+    so does the checkpoint's buffer (the trainer's own state had none: it started afresh at
+    the next step, silently another run), as torch's load_state_dict gives both back."""
+    path = str(tmp_path / "c.npz")
+    changes = {2: {"momentum": 0.9, "dampening": 0.3}}
+    t = trainer(optim.SGD(lr=0.05), steps=6)
+    while t.step < 4:
+        for key, value in changes.get(t.step, {}).items():
+            setattr(t.optimizer, key, value)
+        t.train_step()
+    t.save(path)
+    resumed = trainer(optim.SGD(lr=0.05), steps=6)
+    resumed.resume(path)
+    assert resumed.optimizer.momentum == 0.9
+    np.testing.assert_array_equal(resumed.state["momentum"]["w"], t.state["momentum"]["w"])
+    _run(resumed, {})
+    _run(t, {})
+    assert_params(resumed.params, t.params, rtol=0)
+    assert_params(t.params, torch_run(lambda p: torch.optim.SGD(p, lr=0.05), 6, changes))
