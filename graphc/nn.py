@@ -304,6 +304,45 @@ def _no_list_of_values(module, name, value):
         F._no_list(type(module).__name__, name, value, numbers_too=False)
 
 
+class BufferTypeError(GraphcError, TypeError):
+    """A buffer set to a value that is no array, tensor or list (a Python number), as
+    torch's TypeError."""
+
+
+def _refuse_non_tensor_buffer(module, name, value):
+    """`module.name = value` over a buffer: `value` must be an array (numpy's, a numpy
+    scalar, graphc's Tensor, a traced value, another library's tensor), as torch's
+    (TypeError "cannot assign 'int' as buffer 'x'"). A Python number became a new Buffer
+    of another dtype and shape (`bn.running_var = 1`: an int64 0-d one), silently. A list
+    of numbers is an array, as the loss constructors' weights take one (_buffer_list)."""
+    if isinstance(value, (np.ndarray, np.generic, Tensor, SymbolicValue, list, tuple)) or \
+            foreign_array_name(value) is not None:
+        return  # (a list of numbers is an array, as at construction: _buffer_list)
+    raise BufferTypeError(f"{type(module).__name__}: cannot assign {a_type(value)} as "
+                          f"buffer {name!r} (an array, a gc.nn.Buffer or None expected, as "
+                          "torch's); give np.asarray(value, dtype) for an array of numbers",
+                          (user_location(),))
+
+
+def _buffer_list(module, name, value, old):
+    """A list of numbers set over a buffer: an array, in the dtype of the Buffer it replaces
+    where the numbers cast to it as numpy's same_kind (`bn.running_mean = [0, 0, 0]` a
+    float32 one, not an int64 one the next update of the running statistics failed on deep
+    inside), else one line naming the buffer (a ragged list, strings)."""
+    where = f"{type(module).__name__}.{name} = ..."
+    try:
+        array = np.asarray(value)
+    except (TypeError, ValueError) as exc:
+        raise GraphcError(f"{where}: the buffer's list is not an array of numbers: "
+                          f"{str(exc).splitlines()[0]}", (user_location(),)) from None
+    if array.dtype.kind not in "biuf":
+        raise GraphcError(f"{where}: the buffer's list is not an array of numbers (it "
+                          f"holds {array.dtype})", (user_location(),))
+    if isinstance(old, Buffer) and np.can_cast(array.dtype, old.data.dtype, "same_kind"):
+        array = array.astype(old.data.dtype)
+    return array
+
+
 def _mark_empty_buffer(module, name, empty: bool, table="_empty_buffers"):
     """Record (or forget) module.name as an empty buffer, or, with table="_empty_parameters"
     or "_empty_children", as torch's empty parameter or child (register_parameter(name,
@@ -1044,6 +1083,12 @@ class Module:
                               f"as {what} {name!r} (gc.nn.{expected} or None expected, as "
                               "torch's)", (user_location(),))
         filling = _is_empty_buffer(self, name, old)
+        if value is not None and not isinstance(value, (Parameter, Buffer, Module)) \
+                and _buffer_slot(self, name, old):
+            _no_list_of_values(self, name, value)  # (tensors in a list: gc.stack's line)
+            _refuse_non_tensor_buffer(self, name, value)
+            if isinstance(value, (list, tuple)):
+                value = _buffer_list(self, name, value, old)
         if value is None and isinstance(old, Buffer):  # torch keeps it, empty
             _mark_empty_buffer(self, name, True)
         elif value is None and isinstance(old, Parameter):  # (so do these: _moves_to_end)
