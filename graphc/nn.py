@@ -1507,7 +1507,9 @@ class Module:
         as torch's: a tied or shared one's other names too, though strict loads it from any
         one of them.
 
-        The values are copied into the model's arrays, cast to their dtypes; with
+        The values are copied into the model's arrays, in place, cast to their dtypes
+        (as torch's copy_: the Parameters stay the model's and an optimiser bound before
+        the load trains the loaded values, and an array read from one before sees them); with
         assign=True (torch's) the model takes the given ones themselves instead
         (_assign_state): an optimiser bound to the replaced Parameters keeps those, so
         bind it after the load, as torch's docs say."""
@@ -1581,7 +1583,13 @@ class Module:
                                                       **{n: state[n] for n in params}}, values)
             return IncompatibleKeys(not_given, unexpected)
         for name, p in params.items():
-            p.data = values[name]
+            # copied into the Parameter's own array, as torch's param.copy_(input_param):
+            # what holds that array (`w = model.weight.data`, a view of it) sees the loaded
+            # values, as torch's shared storage does; a read-only one is replaced
+            if p.data.flags.writeable:
+                p.data[...] = values[name]
+            else:
+                p.data = values[name]
         for name, b in loaded.items():  # in place: a plan or a Trainer holds the array
             b.data[...] = values[name]
         return IncompatibleKeys(not_given, unexpected)

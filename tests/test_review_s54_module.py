@@ -49,3 +49,55 @@ def test_a_buffer_set_to_a_list_of_numbers_keeps_its_dtype_and_trains_as_torchs(
     assert_one_line_error(lambda: setattr(ours, "running_var", [1.0, [2.0], 3.0]),
                           "BatchNorm1d.running_var = ...: the buffer's list is not an array "
                           "of numbers", HERE)
+
+
+# -- 2. load_state_dict copies into the Parameters' arrays ----------------------------------
+
+def test_load_state_dict_copies_into_the_parameters_and_a_bound_optimiser_trains_them():
+    rng = np.random.default_rng(1)
+    w0, b0, w1, b1 = rng.normal(size=(2, 3)), rng.normal(size=2), rng.normal(size=(2, 3)), \
+        rng.normal(size=2)
+    x = rng.normal(size=(4, 3))
+    theirs = torch.nn.Linear(3, 2).double()
+    with torch.no_grad():
+        theirs.weight.copy_(torch.tensor(w0))
+        theirs.bias.copy_(torch.tensor(b0))
+    their_held = theirs.weight.data
+    theirs.load_state_dict({"weight": torch.tensor(w1), "bias": torch.tensor(b1)})
+    assert torch.equal(their_held, torch.tensor(w1))  # torch's copy_: the storage is kept
+    ours = gc.nn.Linear(3, 2, dtype="float64")
+    ours.weight.data[...] = w0.T
+    ours.bias.data[...] = b0
+    weight, held = ours.weight, ours.weight.data
+    our_opt = gc.optim.SGD(lr=0.1, momentum=0.9).bind(ours)
+    ours.load_state_dict({"weight": w1.T, "bias": b1})
+    assert ours.weight is weight
+    # an array read from the Parameter before the load sees the loaded values, as torch's
+    # (before, load_state_dict put a new array in the Parameter)
+    np.testing.assert_array_equal(held, w1.T)
+    buffers = {}
+    for _ in range(2):
+        # torch.optim.SGD(lr=0.1, momentum=0.9)'s step, written out (torch.optim's import
+        # took seconds)
+        theirs.zero_grad()
+        (theirs(torch.tensor(x)) ** 2).sum().backward()
+        with torch.no_grad():
+            for name, param in theirs.named_parameters():
+                buf = buffers.get(name)
+                buffers[name] = param.grad.clone() if buf is None else 0.9 * buf + param.grad
+                param -= 0.1 * buffers[name]
+        our_opt.zero_grad()
+        (ours(gc.tensor(x)) ** 2).sum().backward()
+        our_opt.step()
+    np.testing.assert_allclose(ours.weight.data, theirs.weight.detach().numpy().T, rtol=1e-12)
+    np.testing.assert_allclose(ours.bias.data, theirs.bias.detach().numpy(), rtol=1e-12)
+
+
+def test_load_state_dict_into_a_read_only_parameter_array_still_loads():
+    ours = gc.nn.Linear(2, 2, dtype="float64")
+    frozen = np.zeros((2, 2))
+    frozen.setflags(write=False)
+    ours.weight.data = frozen
+    ours.load_state_dict({"weight": np.ones((2, 2)), "bias": np.ones(2)})
+    np.testing.assert_array_equal(ours.weight.data, np.ones((2, 2)))
+    np.testing.assert_array_equal(frozen, np.zeros((2, 2)))
