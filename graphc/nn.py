@@ -304,6 +304,15 @@ def _no_list_of_values(module, name, value):
         F._no_list(type(module).__name__, name, value, numbers_too=False)
 
 
+class AttributeExists(GraphcError, KeyError):
+    """register_buffer, register_parameter or add_module given the name of another kind of
+    attribute the module has (a Parameter, a child, an empty one of those, a setting), as
+    torch's KeyError "attribute 'x' already exists"; shown as one line, not KeyError's
+    quoted repr."""
+
+    __str__ = Exception.__str__
+
+
 class BufferTypeError(GraphcError, TypeError):
     """A buffer set to a value that is no array, tensor or list (a Python number), as
     torch's TypeError."""
@@ -1355,8 +1364,19 @@ class Module:
         gc.Trainer's checkpoints, as torch's."""
         where = f"register_buffer({name!r})"
         if isinstance(name, str) and isinstance(vars(self).get(name), (Parameter, Module)):
-            raise GraphcError(f"{where}: the module's {name} is "
-                              f"{a_type(vars(self)[name])} already", (user_location(),))
+            raise AttributeExists(f"{where}: the module's {name} is "
+                                  f"{a_type(vars(self)[name])} already", (user_location(),))
+        if isinstance(name, str) and vars(self).get(name, 0) is None and (
+                name in vars(self).get("_empty_parameters", ()) or
+                name in vars(self).get("_empty_children", ())):
+            # torch's empty parameter or child (register_parameter(name, None), one set to
+            # None) is one still: a buffer took its place, and a Parameter or child set there
+            # later was refused or dropped the buffer
+            what = "parameter" if name in vars(self).get("_empty_parameters", ()) \
+                else "child module"
+            raise AttributeExists(f"{where}: the module's {name} is an empty {what} (None) "
+                                  f"already (attribute {name!r} already exists, as torch's "
+                                  "KeyError); del it first", (user_location(),))
         # any other attribute of that name (a setting, a method, `training`) is refused as
         # torch's: the buffer replaced a setting silently, shadowed forward, or was dropped
         # from state_dict() by the next train()
@@ -1419,9 +1439,9 @@ class Module:
         held = vars(self).get(name)
         replaceable = holds_one(held) or (name in vars(self) and held is None
                                           and not _is_empty_buffer(self, name, held))
-        if hasattr(self, name) and not replaceable:
-            raise GraphcError(f"{method}({name!r}): {type(self).__name__} has an attribute "
-                              f"{name!r} already", (user_location(),))
+        if hasattr(self, name) and not replaceable:  # (torch's KeyError)
+            raise AttributeExists(f"{method}({name!r}): {type(self).__name__} has an "
+                                  f"attribute {name!r} already", (user_location(),))
 
     def get_submodule(self, target: str):
         """torch's: the submodule at the dotted path `target` ("" is this module itself), or

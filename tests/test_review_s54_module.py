@@ -101,3 +101,46 @@ def test_load_state_dict_into_a_read_only_parameter_array_still_loads():
     ours.load_state_dict({"weight": np.ones((2, 2)), "bias": np.ones(2)})
     np.testing.assert_array_equal(ours.weight.data, np.ones((2, 2)))
     np.testing.assert_array_equal(frozen, np.zeros((2, 2)))
+
+
+# -- 3. register_buffer over an (empty) parameter or child -----------------------------------
+
+@pytest.mark.parametrize("held", ["empty parameter", "empty child", "parameter", "child"])
+def test_register_buffer_over_a_parameter_or_child_slot_is_torchs_key_error(held):
+    def build(nn, make):
+        module = nn.Module()
+        if held == "empty parameter":
+            module.register_parameter("x", None)
+        elif held == "empty child":
+            module.add_module("x", None)
+        elif held == "parameter":
+            module.x = nn.Parameter(make(2))
+        else:
+            module.x = nn.ReLU()
+        return module
+
+    theirs = build(torch.nn, torch.ones)
+    with pytest.raises(KeyError, match="attribute 'x' already exists"):
+        theirs.register_buffer("x", torch.ones(2))
+    ours = build(gc.nn, lambda n: np.ones(n, np.float32))
+    with pytest.raises(KeyError):
+        ours.register_buffer("x", np.ones(2, np.float32))
+    assert_one_line_error(lambda: ours.register_buffer("x", np.ones(2, np.float32)),
+                          "register_buffer('x'): the module's x is", HERE)
+    # nothing registered: the slot is what it was, and no buffer is named
+    assert [n for n, _ in ours.named_buffers()] == []
+    if held.startswith("empty"):
+        assert ours.x is None
+        # the empty slot still takes its own kind, as torch's
+        ours.x = gc.nn.Parameter(np.ones(2, np.float32)) if held == "empty parameter" \
+            else gc.nn.ReLU()
+        assert [n for n, _ in ours.named_buffers()] == []
+
+
+def test_register_parameter_over_a_setting_is_a_key_error_too():
+    ours = gc.nn.Linear(2, 2)
+    with pytest.raises(KeyError):
+        ours.register_parameter("in_features", gc.nn.Parameter(np.ones(2, np.float32)))
+    with pytest.raises(KeyError, match="already exists"):
+        torch.nn.Linear(2, 2).register_parameter("in_features",
+                                                 torch.nn.Parameter(torch.ones(2)))
