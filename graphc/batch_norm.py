@@ -26,7 +26,8 @@ from ir.ops import api as F
 from ir.types import (Dim, UnsupportedDtype, holds_when_bound, is_float, is_half,
                       unsupported_dtype)
 
-from .nn import _EVALUATING, Buffer, Module, Parameter, _layer_dtype, _size
+from .nn import (_EVALUATING, Buffer, Module, Parameter, _layer_dtype, _mark_empty_buffer,
+                 _size)
 
 
 class _NormBase(Module):
@@ -66,7 +67,12 @@ class _NormBase(Module):
             self.num_batches_tracked = Buffer(np.array(0, np.int64))
         else:
             for attr in ("running_mean", "running_var", "num_batches_tracked"):
+                # torch's register_buffer(attr, None): an empty buffer, which an array set
+                # later fills and anything else (a list of tensors, a number) is refused
+                # naming (a plain None attribute took a list, refused only in forward in
+                # words naming no buffer)
                 object.__setattr__(self, attr, None)
+                _mark_empty_buffer(self, attr, True)
 
     def extra_repr(self):
         return (f"{self.num_features}, eps={self.eps}, momentum={self.momentum}, affine="
@@ -170,6 +176,25 @@ def _check_float_input(name, x):
                           "first", (user_location(),))
 
 
+def _check_statistics_pair(layer, name, training, x):
+    """Where the running statistics are used (eval(), or training that tracks them), one of
+    them None and the other an array is one line naming them, as torch's "running_var must
+    be defined in evaluation mode" (an array set into an empty buffer of a layer built with
+    track_running_stats=False, or one set to None): the None failed deep inside ("cannot
+    use a NoneType as a tensor operand")."""
+    mean, var = layer.running_mean, layer.running_var
+    if (mean is None) == (var is None):
+        return
+    if training and not layer._setting("track_running_stats", x):
+        return  # (the batch's statistics, neither running one read)
+    missing, given = ("running_var", "running_mean") if var is None else \
+        ("running_mean", "running_var")
+    raise GraphcError(f"{name}: {missing} is None but {given} is an array; the running "
+                      f"statistics are used together ({'training' if training else 'eval()'}"
+                      f" with them): set {missing} to an array of num_features "
+                      f"({layer.num_features},) values, or both to None", (user_location(),))
+
+
 class _BatchNorm(_NormBase):
     def forward(self, x):
         shape = tuple(F._shape(x))
@@ -192,6 +217,7 @@ class _BatchNorm(_NormBase):
             # bfloat16 is 100.5) shifted every output, by 0.4 of a standard deviation there
             x = F.cast(x, "float32")
         dtype = F._dtype(x)  # the statistics are held in the Buffers' dtype, used in x's
+        _check_statistics_pair(self, name, training, x)
         if not training and self.running_mean is not None:
             y = self._running_norm(x, per_channel)
         else:

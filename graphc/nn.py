@@ -1590,17 +1590,21 @@ class Module:
                               f"{missing}, unexpected {unexpected}", (user_location(),))
         params = {name: p for name, p in params.items() if name in state}
         values.update({name: _state_array(name, state[name], who=who) for name in params})
+        raw = {**{n: given[n] for n in loaded}, **{n: state[n] for n in params}}
         # every value checked and cast before any is loaded: a failure leaves the model as
         # it was, where a failed cast midway left it half loaded
         for name, p in {**params, **loaded}.items():
             if values[name].shape != p.data.shape:
                 raise GraphcError(f"{who}: {name} has shape {values[name].shape}, "
                                   f"the model's is {p.data.shape}", (user_location(),))
-            if not assign:
+            if not assign or isinstance(raw[name], (list, tuple, int, float)):
+                # (assign=True of a list or a Python number, which has no array or dtype
+                # of its own to take: the model's dtype, as without assign; numpy's int64
+                # or float64 one made a BatchNorm's float64 running statistics or an int
+                # weight refused deep inside its forward)
                 values[name] = _state_array(name, values[name], p.data.dtype, who=who)
         if assign:
-            self._assign_state({**params, **loaded}, {**{n: given[n] for n in loaded},
-                                                      **{n: state[n] for n in params}}, values)
+            self._assign_state({**params, **loaded}, raw, values)
             return IncompatibleKeys(not_given, unexpected)
         for name, p in params.items():
             # copied into the Parameter's own array, as torch's param.copy_(input_param):

@@ -144,3 +144,42 @@ def test_register_parameter_over_a_setting_is_a_key_error_too():
     with pytest.raises(KeyError, match="already exists"):
         torch.nn.Linear(2, 2).register_parameter("in_features",
                                                  torch.nn.Parameter(torch.ones(2)))
+
+
+# -- 4. BatchNorm's running statistics as lists ----------------------------------------------
+
+def test_load_state_dict_assign_of_lists_takes_the_models_dtype():
+    x = np.random.default_rng(2).normal(size=(4, 3)).astype(np.float32)
+    state = {"weight": [1, 2, 3], "bias": [0.5, 0, 0], "running_mean": [0.0, 1.0, 2.0],
+             "running_var": [1, 2, 4], "num_batches_tracked": 5}
+    theirs = torch.nn.BatchNorm1d(3)
+    theirs.load_state_dict({k: torch.tensor(v, dtype=torch.int64 if k == "num_batches_tracked"
+                                            else torch.float32) for k, v in state.items()})
+    ours = gc.nn.BatchNorm1d(3)
+    ours.load_state_dict(state, assign=True)
+    for name, b in [*ours.named_parameters(), *ours.named_buffers()]:
+        assert b.data.dtype == (np.int64 if name == "num_batches_tracked" else np.float32), \
+            name
+    theirs.eval()
+    ours.eval()
+    np.testing.assert_allclose(ours(gc.tensor(x)).data,
+                               theirs(torch.tensor(x)).detach().numpy(), rtol=1e-6)
+
+
+def test_an_array_in_one_empty_running_statistic_is_one_line_in_eval():
+    theirs = torch.nn.BatchNorm1d(3, track_running_stats=False)
+    theirs.running_mean = torch.zeros(3)
+    with pytest.raises(RuntimeError, match="running_var must be defined"):
+        theirs.eval()(torch.ones(2, 3))
+    ours = gc.nn.BatchNorm1d(3, track_running_stats=False)
+    # torch's empty buffers: not in state_dict, filled by an array, refusing a number
+    assert list(ours.state_dict()) == ["weight", "bias"]
+    assert_one_line_error(lambda: setattr(ours, "running_mean", 0.0),
+                          "BatchNorm1d: cannot assign a float as buffer 'running_mean'", HERE)
+    ours.running_mean = [0.0, 0.0, 0.0]
+    assert list(ours.state_dict()) == list(theirs.state_dict())
+    x = np.ones((2, 3), np.float32)
+    np.testing.assert_array_equal(ours(x).data, theirs.train()(torch.tensor(x)).detach())
+    ours.eval()
+    assert_one_line_error(lambda: ours(x), "BatchNorm1d: running_var is None but "
+                          "running_mean is an array", HERE)
