@@ -23,6 +23,7 @@ import numpy as np
 
 from ir.errors import GraphcError, user_location, with_article
 from ir.ops import api as F
+from ir.shown import shown
 from ir.types import (Dim, UnsupportedDtype, holds_when_bound, is_float, is_half,
                       unsupported_dtype)
 
@@ -46,7 +47,7 @@ class _NormBase(Module):
             # ("mixed dtype"), and its InstanceNorm truncates them at each update; here the
             # update met the momentum deep inside ("mul: float scalar 1.25 meets an integer
             # tensor"), naming neither the layer nor dtype=
-            raise GraphcError(f"{name}: dtype={given!r}: the running statistics "
+            raise GraphcError(f"{name}: dtype={shown(given)}: the running statistics "
                               "(track_running_stats=True) take a floating-point dtype, got "
                               f"{dtype}; pass a float dtype, or track_running_stats=False",
                               (user_location(),))
@@ -54,7 +55,7 @@ class _NormBase(Module):
             given, momentum = momentum, F._as_number(momentum)
             if momentum is None:
                 raise GraphcError(f"{name}: momentum must be a number or None, got "
-                                  f"{given!r}", (user_location(),))
+                                  f"{shown(given)}", (user_location(),))
         object.__setattr__(self, "num_features", int(num_features))
         # (F._number, as LayerNorm's eps: not float(), which takes a numpy complex)
         object.__setattr__(self, "eps", F._number(f"{name}: eps", eps, True))

@@ -14,6 +14,7 @@ import numpy as np
 
 from ir.errors import GraphcError, a_type, user_location
 from ir.types import is_int
+from ir.shown import shown
 from runtime.eager import MODULE_PARAMETERS, Parameter, Tensor
 
 from .nn import Module, _Keyed, _is_torch_tensor
@@ -219,7 +220,7 @@ class ParameterDict(_Keyed, Module):
                 key, value = pair
             except (TypeError, ValueError):  # (1, or a triple: torch's "element #0 ...")
                 raise GraphcError(f"ParameterDict: parameters must be a dict or (key, value) "
-                                  f"pairs; item #{i} is {pair!r}, not a pair",
+                                  f"pairs; item #{i} is {shown(pair)}, not a pair",
                                   (user_location(),)) from None
             self[key] = value
         return self

@@ -39,6 +39,7 @@ from ir.ops.registry import (SymbolicValue, foreign_array_name, is_weak_scalar,
                              read_foreign_array, refuse_array_container,
                              register_layer_type)
 from ir.ops.resize import interpolate
+from ir.shown import shown
 from ir.types import (INT_DTYPES, Dim, UnsupportedDtype, as_dtype, is_float, is_int, is_real,
                       unsupported_dtype)
 from runtime.eager import (BUFFER_UPDATES, MODULE_PARAMETERS, Buffer, Parameter, Tensor,
@@ -61,7 +62,7 @@ def manual_seed(seed: int) -> None:
     count of eager dropout sites, so that what follows draws the same parameters and masks
     again (torch.manual_seed; also `gc.manual_seed`)."""
     if not is_int(seed):
-        raise GraphcError(f"manual_seed: seed must be an int, got {seed!r}", (user_location(),))
+        raise GraphcError(f"manual_seed: seed must be an int, got {shown(seed)}", (user_location(),))
     if not -2**63 <= seed < 2**64:  # torch's range: a signed or unsigned 64-bit int
         raise GraphcError(f"manual_seed: seed {seed} is out of range [-2**63, 2**64), as "
                           "torch's", (user_location(),))
@@ -83,7 +84,7 @@ def _rng(rng, what="rng"):
         # an int there is most likely a torch argument in graphc's rng place
         # (Embedding(10, 4, 0): torch's padding_idx)
         raise GraphcError(f"{what} must be a numpy Generator (np.random.default_rng(seed)), "
-                          f"got {rng!r}; a torch argument given by position may have landed "
+                          f"got {shown(rng)}; a torch argument given by position may have landed "
                           "there: pass those by keyword", (user_location(),))
     return rng
 
@@ -147,7 +148,7 @@ def _size(layer, what, value, least=0):
     negative one (a tensor of negative dimension) and a float; zero is an empty layer."""
     if not is_int(value) or value < least:
         kind = "a non-negative" if least == 0 else "a positive"
-        raise GraphcError(f"{layer}: {what} must be {kind} int, got {value!r}",
+        raise GraphcError(f"{layer}: {what} must be {kind} int, got {shown(value)}",
                           (user_location(),))
     return int(value)
 
@@ -987,7 +988,7 @@ def _legacy_reduction(kwargs):
     if kwargs.get("size_average") is None and kwargs.get("reduce") is None:
         reduction = kwargs.get("reduction", "mean")
     return (f"torch's deprecated size_average and reduce are not taken: {given} is "
-            f"reduction={reduction!r}")
+            f"reduction={shown(reduction)}")
 
 
 def _graphc_layer_name(cls) -> str:
@@ -1020,7 +1021,7 @@ def _refuse_device(method, device) -> None:
     """One line where `device` (of Module.to or .cuda) is not the CPU, graphc's only one."""
     if device is not None and str(device).split(":")[0] != "cpu":
         raise GraphcError(f"{method}: graphc runs on the CPU (numpy arrays); device "
-                          f"{device!r} is not available (give 'cpu', or a dtype)",
+                          f"{shown(device)} is not available (give 'cpu', or a dtype)",
                           (user_location(),))
 
 
@@ -1727,7 +1728,7 @@ class Module:
         active when `mode` is True and the identity otherwise. Returns the module."""
         if not isinstance(mode, (bool, np.bool_)):  # ("eval" or None would read as a bool)
             raise GraphcError(f"train: training mode is expected to be boolean (True or "
-                              f"False), got {mode!r}", (user_location(),))
+                              f"False), got {shown(mode)}", (user_location(),))
         object.__setattr__(self, "training", bool(mode))
         graph = current_graph()
         if graph is not None:  # called inside a traced function: it sets the flag each call
@@ -2457,18 +2458,18 @@ def _conv_init(layer, name, in_channels, out_channels, kernel, stride, padding, 
     its bias init, and its settings."""
     if padding_mode not in ("zeros", "reflect", "replicate", "circular"):
         raise GraphcError(f"{name}: padding_mode must be 'zeros', 'reflect', 'replicate' or "
-                          f"'circular', got {padding_mode!r}", (user_location(),))
+                          f"'circular', got {shown(padding_mode)}", (user_location(),))
     if isinstance(padding, str):  # torch refuses these at construction, not at the call
         if padding not in ("same", "valid"):
             raise GraphcError(f"{name}: padding must be 'same', 'valid', an int or "
-                              f"{_SETTING_FORMS[len(kernel)]}, got {padding!r}",
+                              f"{_SETTING_FORMS[len(kernel)]}, got {shown(padding)}",
                               (user_location(),))
         strides = _per_axis(stride, len(kernel))
         # a stride that is no int (a numpy array, a float) is the call's to refuse in one line
         if padding == "same" and all(is_int(s) for s in strides) \
                 and any(s != 1 for s in strides):
             raise GraphcError(f"{name}: padding='same' needs stride 1, as in PyTorch, got "
-                              f"stride={stride!r}", (user_location(),))
+                              f"stride={shown(stride)}", (user_location(),))
     in_channels = _size(name, "in_channels", in_channels)
     out_channels = _size(name, "out_channels", out_channels)
     if min(kernel) < 0:
@@ -2759,7 +2760,7 @@ def _refuse_unsupported(where, max_norm=None, scale_grad_by_freq=False, sparse=F
                                ("scale_grad_by_freq", scale_grad_by_freq,
                                 bool(scale_grad_by_freq)), ("sparse", sparse, bool(sparse))):
         if given:
-            raise GraphcError(f"{where}: {name}={value!r} is not supported{why}",
+            raise GraphcError(f"{where}: {name}={shown(value)} is not supported{why}",
                               (user_location(),))
 
 
@@ -2770,7 +2771,7 @@ def _padding_index(layer, padding_idx, num):
         return None
     if not is_int(padding_idx) or not -num <= padding_idx < num:
         raise GraphcError(f"{layer}: padding_idx must be an int in [-{num}, {num}), got "
-                          f"{padding_idx!r}", (user_location(),))
+                          f"{shown(padding_idx)}", (user_location(),))
     return int(padding_idx) % num
 
 
@@ -2822,7 +2823,7 @@ def embedding_rows(where, weight, idx, padding):
     num = int(F._shape(weight)[0])
     if not is_int(padding) or not -num <= padding < num:
         raise GraphcError(f"{where}: padding_idx must be an int in [-{num}, {num}), "
-                          f"got {padding!r}", (user_location(),))
+                          f"got {shown(padding)}", (user_location(),))
     padding %= num  # set after construction, a negative one counts from the end, as torch
     # the padding positions' rows pass no gradient back: the table's row gets none
     at_padding = F.expand_dims(F.equal(idx, padding), -1)
@@ -2843,7 +2844,7 @@ class Embedding(Module):
                  sparse=False, _weight=None):
         if max_norm is not None:
             raise GraphcError(
-                f"Embedding: max_norm={max_norm!r} is not supported (torch renormalises the "
+                f"Embedding: max_norm={shown(max_norm)} is not supported (torch renormalises the "
                 "looked-up rows of the weight in place at each forward); leave it None and "
                 "rescale the weight's rows between steps if they must stay bounded",
                 (user_location(),))
@@ -2890,7 +2891,7 @@ def _normalized_shape(shape, layer):
     shape = tuple(shape) if isinstance(shape, (tuple, list)) else (shape,)
     if not shape or not all(is_int(d) and d > 0 for d in shape):
         raise GraphcError(f"{layer}: normalized_shape must be a positive int or a tuple of "
-                          f"them, got {shape!r}", (user_location(),))
+                          f"them, got {shown(shape)}", (user_location(),))
     return tuple(int(d) for d in shape)
 
 
@@ -3092,7 +3093,7 @@ class GELU(Module):
     def __init__(self, approximate="none"):
         if approximate not in ("none", "tanh"):
             raise GraphcError(f"GELU: approximate must be 'none' or 'tanh', got "
-                              f"{approximate!r}", (user_location(),))
+                              f"{shown(approximate)}", (user_location(),))
         object.__setattr__(self, "approximate", approximate)
 
     def forward(self, x):
@@ -3275,7 +3276,7 @@ def _probability(layer, what, value):
     slope is, or one line naming the layer and the argument."""
     number = F._number(f"{layer}: {what}", value, True)
     if not 0.0 <= number <= 1.0:
-        raise GraphcError(f"{layer}: {what} must be in [0, 1], got {value!r}",
+        raise GraphcError(f"{layer}: {what} must be in [0, 1], got {shown(value)}",
                           (user_location(),))
     return number
 

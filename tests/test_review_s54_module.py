@@ -183,3 +183,30 @@ def test_an_array_in_one_empty_running_statistic_is_one_line_in_eval():
     ours.eval()
     assert_one_line_error(lambda: ours(x), "BatchNorm1d: running_var is None but "
                           "running_mean is an array", HERE)
+
+
+# -- 5. messages that show a Parameter -------------------------------------------------------
+
+def test_errors_show_a_parameter_by_its_shape_and_dtype_in_one_line():
+    p = gc.nn.Parameter(np.ones((3, 4), np.float32))
+    shown = "Parameter(shape=(3, 4), dtype=float32)"
+    for call, lead in [
+            (lambda: gc.nn.Linear(p, 2), "Linear: in_features must be a non-negative int, got"),
+            (lambda: gc.nn.BatchNorm1d(3, momentum=p), "BatchNorm1d: momentum must be a "
+             "number or None, got"),
+            (lambda: gc.nn.Dropout(p), "Dropout: p must be a number, got"),
+            (lambda: gc.nn.Embedding(3, 3, padding_idx=p), "Embedding: padding_idx must be"),
+            (lambda: gc.nn.ParameterDict([p]), "item #0 is")]:
+        problem = one_line_problem(call, HERE)  # (before: the array over three lines)
+        assert lead in problem and shown in problem, problem
+
+
+def test_shown_values():
+    from ir.shown import shown
+    assert shown(gc.nn.Parameter(np.ones((3, 4), np.float32))) == \
+        "Parameter(shape=(3, 4), dtype=float32)"
+    assert shown(gc.nn.Buffer(np.zeros(2))) == "Buffer(shape=(2,), dtype=float64)"
+    assert shown(np.array(0.5, np.float32)) == "ndarray(0.5, dtype=float32)"
+    assert shown([np.ones(2), 3]) == "[ndarray(shape=(2,), dtype=float64), 3]"
+    assert shown(3) == "3" and shown("x") == "'x'"
+    assert "\n" not in shown(torch.ones(3, 3)) and "(3, 3)" in shown(torch.ones(3, 3))

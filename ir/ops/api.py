@@ -21,6 +21,7 @@ from typing import NamedTuple
 import numpy as np
 
 from ..errors import GraphcError, TracedNumberError, a_type, user_location, with_article
+from ..shown import shown
 from ..types import (INT_DTYPES, Dim, InconclusiveDim, as_dim, as_dtype, broadcast_shapes, finfo,
                      fits_int, floor_div, has_negative_size, holds_when_bound, is_float, is_half,
                      is_int, is_real, is_real_dtype, may_be_negative, negative_size_error,
@@ -361,7 +362,7 @@ def _number(what, value, torch_scalars=True) -> float:
                 return float(value)  # (a probe trace's value: the trace goes on)
             except TracedNumberError as exc:
                 raise _traced_setting(what, exc) from None
-        _fail(f"{what} must be a number, got {value!r}")
+        _fail(f"{what} must be a number, got {shown(value)}")  # (a Parameter: one line)
     return number
 
 
