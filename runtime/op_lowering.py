@@ -171,6 +171,8 @@ _RECORDS = [
                     "no out= form"),
     Lowering("scatter_max", reason="np.maximum.at into rows of the dtype's lowest value "
                                    "(segment_max, scatter_reduce) has no out= form"),
+    Lowering("scatter_prod", reason="np.multiply.at into rows of ones (segment_prod, "
+                                    "scatter_reduce) has no out= form"),
     Lowering("check_index", reason="a comparison of the index array's extremes, then its "
                                    "copy; its library implementation raises numpy's message"),
     Lowering("check_offsets", reason="embedding_bag's offsets compared with their neighbours "

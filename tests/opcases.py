@@ -240,6 +240,12 @@ def _scatter_max(u, idx, rows):
     return out
 
 
+def _scatter_prod(u, idx, rows):
+    out = np.ones((rows,) + u.shape[idx.ndim:])
+    np.multiply.at(out, idx, u)
+    return out
+
+
 @gc.custom_vjp
 def _softplus_scaled(a, b):
     """(softplus(a) * b, a * b): two outputs and two arguments through one custom rule."""
@@ -497,6 +503,8 @@ CASES = [
          lambda u, i: _scatter(u, i, 5), ints=(1,)),
     Case("scatter_max", lambda u, i: gc.segment_max(u, i, 3), [f64(2, 3, 2), _every_segment],
          lambda u, i: _scatter_max(u, i, 3), ints=(1,)),
+    Case("scatter_prod", lambda u, i: gc.segment_prod(u, i, 4), [f64(2, 3, 2), _every_segment],
+         lambda u, i: _scatter_prod(u, i, 4), ints=(1,)),
     Case("one_hot", lambda a, i: gc.one_hot(i, 5, "float64") * a, [f64(3, 5), ints(3)],
          lambda a, i: np.eye(5)[i] * a, ints=(1,)),
     # windows at a run-time start (KV caches), as in JAX: a negative start counts from the

@@ -3,10 +3,12 @@ jax.ops.segment_max / segment_min / segment_prod and segment_mean (torch_scatter
 scatter_mean: JAX has none), torch's index_add / index_copy / index_fill / scatter_reduce,
 cummax / cummin / logcumsumexp, kthvalue / median / nanmedian.
 
-One primitive of its own, `scatter_max` (rows filled with the dtype's lowest value, each
-update's row raised to it: np.maximum.at). Its gradient goes to every update equal to its
-row's maximum, split evenly among those ties, as torch's amax and JAX's reduce_max; every
-other function here is built from it and the primitive ops (argsort, take, scatter_add,
+Two primitives of their own: `scatter_max` (rows filled with the dtype's lowest value, each
+update's row raised to it: np.maximum.at), whose gradient goes to every update equal to its
+row's maximum, split evenly among those ties, as torch's amax and JAX's reduce_max; and
+`scatter_prod` (rows of ones multiplied by their updates: np.multiply.at), whose gradient is
+torch's scatter_reduce 'prod' one. Every other function here is built from them and the
+primitive ops (argsort, take, scatter_add,
 where, slices), so their gradients, batching rules and lowerings are those ops'.
 """
 from __future__ import annotations
@@ -76,14 +78,63 @@ def scatter_max(updates, idx, rows):
                                                                             "scatter_max: rows"))
 
 
+# ---- the scatter_prod primitive ---------------------------------------------------------------
+def _vjp_scatter_prod(ctx, g):
+    """torch's scatter_reduce 'prod' gradient: the row's cotangent times the product over
+    the update, (g * out) / u, where u is not zero; the product of the row's other updates
+    for a row's only zero; nothing for a zero among several (their product of others is 0).
+    Log-free: zeros and signs exact. Differentiable again, exactly: a zero one of two takes
+    g * (the row's non-zero product) * (the other zero), that other zero spelt as the row's
+    sum of zeros less its own (0, and the Hessian's entry between the two; torch refuses a
+    second derivative there)."""
+    updates, idx = ctx.inputs
+    if not ctx.needs[0]:
+        return [None, None]
+    rows = ctx.attrs["rows"]
+    nothing = F.zeros_like(updates)
+    zero = F.equal(updates, nothing)
+    zeros = F.take(F.scatter_add(F.cast(zero, "int64"), idx, rows), idx)
+    unzeroed = F.where(zero, F.ones_like(updates), updates)
+    others = F.take(F.mul(g, scatter_prod(unzeroed, idx, rows)), idx)
+    # (the other zero of two: its value, 0, and its derivative, 1)
+    other_zero = F.sub(F.take(F.scatter_add(F.where(zero, updates, nothing), idx, rows), idx),
+                       updates)
+    pair = F.logical_and(zero, F.equal(zeros, np.int64(2)))
+    others = F.where(pair, F.mul(others, other_zero), others)
+    rest = F.div(F.take(F.mul(g, ctx.out), idx), unzeroed)
+    lone = F.logical_and(zero, F.less_equal(zeros, np.int64(2)))
+    return [F.where(lone, others, rest), None]
+
+
+@defop("scatter_prod", _scatter_max_infer, vjp=_vjp_scatter_prod, arity=2)
+def _scatter_prod(updates, idx, rows):
+    """Rows of ones, each multiplied by the updates naming it in their order (np.multiply.at:
+    torch's scatter_reduce 'prod' on CPU rounds the same products); negative indices count
+    from the end, as scatter_add's."""
+    tail = updates.shape[idx.ndim:]
+    out = np.ones((rows,) + tail, dtype=updates.dtype)
+    flat_idx = idx.reshape(-1)
+    if flat_idx.size and (flat_idx.min() < -rows or flat_idx.max() >= rows):
+        raise IndexError("scatter_prod: an index is out of range for the rows")
+    if flat_idx.size and flat_idx.min() < 0:
+        flat_idx = np.where(flat_idx < 0, flat_idx + rows, flat_idx)
+    np.multiply.at(out, flat_idx, updates.reshape((flat_idx.size,) + tail))
+    return out
+
+
+def scatter_prod(updates, idx, rows):
+    return apply("scatter_prod", updates, F._index_operand(idx),
+                 rows=_count(rows, "scatter_prod: rows"))
+
+
 def _register_batching():
     from .batching import SHARED_INDEX_OPS, defbatch, scattering
 
     # (scatter_add's rule: each example into its own block of rows of one table)
-    defbatch("scatter_max")(scattering(
-        lambda updates, idx, rows: apply("scatter_max", updates, idx, rows=rows)))
-
-    SHARED_INDEX_OPS.add("scatter_max")
+    for name in ("scatter_max", "scatter_prod"):
+        defbatch(name)(scattering(
+            lambda updates, idx, rows, name=name: apply(name, updates, idx, rows=rows)))
+        SHARED_INDEX_OPS.add(name)
 
 
 _register_batching()
@@ -154,36 +205,14 @@ def _segment_counts(ids, n, like):
 def segment_prod(data, segment_ids, num_segments=None, indices_are_sorted=False,
                  unique_indices=False):
     """jax.ops.segment_prod: row i multiplies the rows whose segment id is i (1 for an empty
-    segment). The rows are sorted by segment, then multiplied by a segmented doubling scan
-    (each step by the value 2**k places back where it is of the same segment), so the
-    gradient is exact where an element is zero, as torch's scatter_reduce prod (JAX
+    segment), in their order (np.multiply.at: no logs, zeros and signs exact). Its gradient
+    is torch's scatter_reduce 'prod' one, exact where an element is zero (JAX
     differentiates segment_prod only with unique_indices=True)."""
     ids, n = _segment_args("segment_prod", data, segment_ids, num_segments, indices_are_sorted,
                            unique_indices)
-    dtype = _dtype(data)
-    if dtype == np.bool_:  # (the product of booleans: all of them)
+    if _dtype(data) == np.bool_:  # (the product of booleans: all of them)
         return F.cast(segment_prod(F.cast(data, "int64"), ids, n), "bool")
-    flat_ids = F.reshape(ids, (-1,))
-    rows = F.reshape(data, (-1,) + tuple(_shape(data)[_ndim(ids):]))
-    count = _concrete(_shape(flat_ids)[0], "segment_prod")
-    empty = F.cast(F.equal(_segment_counts(flat_ids, n, rows), 0), dtype)
-    if count == 0:
-        return F.add(F.scatter_add(rows, flat_ids, n), empty)
-    order = argsort(flat_ids, 0)
-    sid, run = F.take(flat_ids, order), F.take(rows, order)
-    tail = (1,) * (_ndim(rows) - 1)
-    step = 1
-    while step < count:
-        same = F.equal(_along(sid, 0, step, count), _along(sid, 0, 0, count - step))
-        back = F.mul(_along(run, 0, step, count), _along(run, 0, 0, count - step))
-        moved = F.where(F.reshape(same, (count - step,) + tail), back, _along(run, 0, step, count))
-        run = F.concat([_along(run, 0, 0, step), moved], 0)
-        step *= 2
-    # the last row of each run holds its segment's product
-    last = F.concat([F.not_equal(_along(sid, 0, 0, count - 1), _along(sid, 0, 1, count)),
-                     F.full((1,), True, "bool")], 0)
-    picked = F.where(F.reshape(last, (count,) + tail), run, F.zeros_like(run))
-    return F.add(F.scatter_add(picked, sid, n), empty)
+    return scatter_prod(data, ids, n)
 
 
 def segment_mean(data, segment_ids, num_segments=None, indices_are_sorted=False,
