@@ -77,3 +77,48 @@ def test_segment_prod_gradient_with_zeros_matches_torch_and_its_hessian_is_exact
     batch = np.stack([data[:, 0], data[:, 1]])
     np.testing.assert_array_equal(gc.vmap(lambda a: gc.segment_prod(a, ids, n))(batch),
                                   gc.segment_prod(data, ids, n).T)
+
+
+# ---- 2. the gradient where a maximum is NaN -----------------------------------------------
+@pytest.mark.parametrize("include_self", [True, False])
+@pytest.mark.parametrize("reduce", ["amax", "amin"])
+def test_a_nan_maximum_gives_its_whole_row_nan_gradients_as_torch(reduce, include_self):
+    """torch's scatter_reduce amax / amin: every element reduced into a NaN result gets NaN
+    (0 * g / 0 ties), whatever the cotangent (0 here for row 2); graphc gave them 0."""
+    x = np.array([0.5, 7.0, -1.0])
+    src = np.array([1.0, np.nan, 3.0, 2.0, 5.0, np.nan])
+    index = np.array([0, 0, 0, 1, 1, 2])
+    w = np.array([1.0, 2.0, 0.0])
+    got = gc.grad(lambda a, b: gc.sum(gc.scatter_reduce(a, 0, index, b, reduce, include_self)
+                                      * w), argnums=(0, 1))(x, src)
+    tx, ts = (torch.tensor(a, requires_grad=True) for a in (x, src))
+    (tx.scatter_reduce(0, torch.tensor(index), ts, reduce, include_self=include_self)
+     * torch.tensor(w)).sum().backward()
+    np.testing.assert_array_equal(got[0], tx.grad.numpy())
+    np.testing.assert_array_equal(got[1], ts.grad.numpy())
+    assert np.isnan(got[1][:3]).all() and np.isnan(got[1][5])
+
+
+def test_segment_max_min_of_a_nan_segment_and_the_max_reductions_beside_torch():
+    data = np.array([1.0, np.nan, 3.0, 2.0, 5.0], np.float32)
+    ids = np.array([0, 0, 0, 1, 1])
+    w = np.array([1.0, 2.0], np.float32)
+    for fn, reduce in ((gc.segment_max, "amax"), (gc.segment_min, "amin")):
+        got = gc.compile(gc.grad(lambda a: gc.sum(fn(a, ids, 2) * w)))(data)
+        t = torch.tensor(data, requires_grad=True)
+        fill = -np.inf if reduce == "amax" else np.inf
+        (torch.full((2,), fill).scatter_reduce(0, torch.tensor(ids), t, reduce,
+                                               include_self=False) * torch.tensor(w)).sum().backward()
+        assert got.dtype == np.float32
+        np.testing.assert_array_equal(got, t.grad.numpy())
+    # (unchanged: max along an axis is torch.amax's and JAX's, NaN everywhere; with torch's
+    # dim= it is torch.max's, the gradient to the index)
+    x = data.astype(np.float64).reshape(1, 5)
+    t = torch.tensor(x, requires_grad=True)
+    torch.amax(t, 1).sum().backward()
+    np.testing.assert_array_equal(gc.grad(lambda a: gc.sum(gc.max(a, axis=1)))(x),
+                                  t.grad.numpy())
+    t = torch.tensor(x, requires_grad=True)
+    torch.max(t, 1).values.sum().backward()
+    np.testing.assert_array_equal(gc.grad(lambda a: gc.sum(gc.max(a, dim=1).values))(x),
+                                  t.grad.numpy())

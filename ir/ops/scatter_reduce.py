@@ -47,15 +47,19 @@ def _scatter_max_infer(types, rows):
 
 def _vjp_scatter_max(ctx, g):
     """Each update equal to its row's maximum gets the row's cotangent divided by the number
-    of such ties (torch's scatter_reduce amax, JAX's reduce_max); the others nothing. A NaN
-    row (NaN equals nothing) gives none."""
+    of such ties (torch's scatter_reduce amax, JAX's reduce_max); the others nothing. Every
+    update of a NaN row (NaN equals nothing: no ties) gets NaN, as torch's scatter_reduce
+    amax / amin (its 0 * g / 0), whatever the cotangent."""
     updates, idx = ctx.inputs
     if not ctx.needs[0]:
         return [None, None]
     hits = F.equal(updates, F.take(ctx.out, idx))
     ties = F.take(F.scatter_add(F.cast(hits, updates.dtype), idx, ctx.attrs["rows"]), idx)
     share = F.div(F.take(g, idx), F.maximum(ties, 1.0))
-    return [F.where(hits, share, F.zeros_like(share)), None]
+    missed = F.zeros_like(share)
+    if is_float(updates.dtype):
+        missed = F.where(F.equal(ties, 0.0), float("nan"), missed)
+    return [F.where(hits, share, missed), None]
 
 
 @defop("scatter_max", _scatter_max_infer, vjp=_vjp_scatter_max, arity=2)
@@ -69,7 +73,8 @@ def _scatter_max(updates, idx, rows):
         raise IndexError("scatter_max: an index is out of range for the rows")
     if flat_idx.size and flat_idx.min() < 0:  # (only then: the copy cost more than the max)
         flat_idx = np.where(flat_idx < 0, flat_idx + rows, flat_idx)
-    np.maximum.at(out, flat_idx, updates.reshape((flat_idx.size,) + tail))
+    with np.errstate(invalid="ignore"):  # (a NaN update: its row NaN, as np.max's, quietly)
+        np.maximum.at(out, flat_idx, updates.reshape((flat_idx.size,) + tail))
     return out
 
 
