@@ -122,3 +122,36 @@ def test_segment_max_min_of_a_nan_segment_and_the_max_reductions_beside_torch():
     torch.max(t, 1).values.sum().backward()
     np.testing.assert_array_equal(gc.grad(lambda a: gc.sum(gc.max(a, dim=1).values))(x),
                                   t.grad.numpy())
+
+
+# ---- 3. index_fill of a float into integers -----------------------------------------------
+@pytest.mark.parametrize("value", [2.7, -2.7, np.float64(2.7), np.float32(-0.5), True, 7])
+@pytest.mark.parametrize("dtype", [np.int32, np.int64, np.bool_])
+def test_index_fill_converts_a_number_as_torch_eagerly_compiled_and_traced(value, dtype):
+    """A Python float into an integer x was refused (a weak scalar meeting an int tensor)
+    where a numpy float was truncated; now every path truncates toward zero as torch's
+    (2.7 -> 2, -2.7 -> -2), a bool x takes the number's truth."""
+    x = np.arange(6).reshape(2, 3).astype(dtype)
+    index = np.array([1, -1])
+    want = torch.tensor(x).index_fill(1, torch.tensor(index), value.item()
+                                      if isinstance(value, np.generic) else value).numpy()
+    paths = {"eager": gc.index_fill(x, 1, index, value),
+             "compiled": gc.compile(lambda a, i: gc.index_fill(a, 1, i, value))(x, index),
+             "vmap": gc.vmap(lambda row: gc.index_fill(row, 0, index, value))(x),
+             "a traced 0-d value": gc.compile(lambda a, v: gc.index_fill(a, 1, index, v))(
+                 x, np.asarray(value))}
+    for path, got in paths.items():
+        assert np.asarray(got).dtype == dtype, path
+        np.testing.assert_array_equal(got, want, err_msg=path)
+
+
+def test_index_fill_refuses_a_number_its_integer_dtype_does_not_hold_in_one_line():
+    from errorcheck import assert_one_line_error
+    x = np.zeros((2, 3), np.int32)
+    for value, message in ((float("nan"), "index_fill: value nan does not fit in int32"),
+                           (1e20, "index_fill: value 1e+20 does not fit in int32"),
+                           (2**31, "index_fill: value 2147483648 does not fit in int32"),
+                           (1 + 2j, "index_fill: value must be a real number or a 0-d value")):
+        for fn in (lambda a, v=value: gc.index_fill(a, 0, [1], v),
+                   gc.compile(lambda a, v=value: gc.index_fill(a, 0, [1], v))):
+            assert_one_line_error(lambda: fn(x), message, "test_review_s54_segments.py")

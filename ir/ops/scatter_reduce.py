@@ -314,8 +314,29 @@ def index_fill(x, dim, index, value):
     rows = _shape(front)[0]
     hit = F.greater(F.scatter_add(F.ones(_shape(index), "int64"), index, rows), np.int64(0))
     mask = F.reshape(hit, (rows,) + (1,) * (_ndim(front) - 1))
-    fill = value if not hasattr(value, "shape") else F.cast(value, _dtype(x))
+    if hasattr(value, "shape") and not isinstance(value, np.generic):
+        fill = F.cast(value, _dtype(x))  # (a tensor: cast, truncating toward zero, as torch's)
+    else:
+        fill = _fill_number(value, _dtype(x))
     return _back(F.where(mask, fill, front), x, dim)
+
+
+def _fill_number(value, dtype):
+    """index_fill's number as torch converts it into x's dtype, the same eagerly, compiled
+    and traced: truncated toward zero for an integer x (2.7 -> 2, -2.7 -> -2; refused in one
+    line where it does not fit: NaN, inf, out of range, as torch's), its truth for a bool x,
+    itself for a float x (a Python number: a weak scalar, x's dtype). A Python float was
+    refused into an integer x while a numpy one was truncated."""
+    if isinstance(value, np.generic):
+        value = value.item()
+    if not (isinstance(value, bool) or is_real(value)):
+        _fail(f"index_fill: value must be a real number or a 0-d value, got {value!r}")
+    if dtype == np.bool_:
+        return bool(value)
+    if dtype.kind in "iu":
+        F.check_fits_dtype("index_fill: value", value, dtype)
+        return int(value)
+    return value
 
 
 _REDUCES = ("sum", "prod", "mean", "amax", "amin")
