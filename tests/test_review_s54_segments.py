@@ -155,3 +155,48 @@ def test_index_fill_refuses_a_number_its_integer_dtype_does_not_hold_in_one_line
         for fn in (lambda a, v=value: gc.index_fill(a, 0, [1], v),
                    gc.compile(lambda a, v=value: gc.index_fill(a, 0, [1], v))):
             assert_one_line_error(lambda: fn(x), message, "test_review_s54_segments.py")
+
+
+# ---- 4. under a polymorphic (symbolic batch) compile --------------------------------------
+def _polymorphic_agrees(fn, shapes, make):
+    compiled = gc.compile(fn, polymorphic_shapes=shapes)
+    for b in (2, 5):
+        args = make(b)
+        np.testing.assert_allclose(compiled(*args), fn(*args), rtol=1e-13, atol=1e-15)
+    assert compiled.recompiles == []
+
+
+def test_segment_reductions_and_running_extremes_serve_every_batch_size():
+    """segment_prod over a symbolic number of rows was refused (its scan needed the count);
+    the other segment reductions, their gradients and vmap, and cummax / cummin along a
+    concrete axis of a symbolic batch, run one plan for every size."""
+    rng = np.random.default_rng(4)
+    rows = lambda b: (rng.integers(-2, 3, (b, 2)).astype(float), rng.integers(0, 4, b))
+    for fn in (gc.segment_prod, gc.segment_max, gc.segment_min, gc.segment_mean):
+        _polymorphic_agrees(lambda d, i, fn=fn: fn(d, i, 4), (("b", "_"), ("b",)), rows)
+        _polymorphic_agrees(gc.grad(lambda d, i, fn=fn: gc.sum(fn(d, i, 4) ** 2)),
+                            (("b", "_"), ("b",)), rows)
+    _polymorphic_agrees(gc.vmap(lambda d: gc.segment_prod(d, np.array([0, 1, 0]), 2)),
+                        (("b", "_"),), lambda b: (rng.normal(size=(b, 3)),))
+    for fn in (gc.cummax, gc.cummin):
+        _polymorphic_agrees(lambda x, fn=fn: fn(x, 1).values * fn(x, 1).indices.astype("float64"),
+                            (("b", "_"),), lambda b: (rng.normal(size=(b, 3)),))
+
+
+def test_a_scan_along_a_symbolic_axis_and_scatter_reduce_refuse_in_one_line():
+    """scatter_reduce said 'needs a concrete size along the axis' of a symbolic batch axis
+    that was not its dim; it flattens all of x, and now says which argument's shape."""
+    from errorcheck import assert_one_line_error
+    x = np.ones((3, 4))
+    index = np.zeros((3, 2), np.int64)
+    f = gc.compile(lambda a, i, s: gc.scatter_reduce(a, 1, i, s, "prod"),
+                   polymorphic_shapes=(("b", "_"), ("b", "_"), ("b", "_")))
+    assert_one_line_error(lambda: f(x, index, x[:, :2]),
+                          "scatter_reduce: needs concrete shapes (a polymorphic compile's "
+                          "symbolic sizes are refused), got x's shape (b, 4) with the symbolic b",
+                          "test_review_s54_segments.py")
+    for name in ("cummax", "cummin", "logcumsumexp"):
+        fn = getattr(gc, name)
+        g = gc.compile(lambda a, fn=fn: fn(a, 0), polymorphic_shapes=(("b", "_"),))
+        assert_one_line_error(lambda: g(x), f"{name}: needs a concrete size along the axis, "
+                              "got the symbolic b", "test_review_s54_segments.py")

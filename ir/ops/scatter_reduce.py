@@ -15,7 +15,7 @@ from __future__ import annotations
 
 import numpy as np
 
-from ..types import TensorType, is_float, is_int, is_real
+from ..types import Dim, TensorType, is_float, is_int, is_real
 from . import api as F
 from .api import _axis, _count, _dtype, _fail, _flag, _ndim, _shape
 from .arrays import _along, _checked_segment_ids, _concrete, _take_along, argsort, moveaxis
@@ -362,9 +362,15 @@ def scatter_reduce(x, dim, index, src, reduce, include_self=True):
               f"{_ndim(index)} and {_ndim(src)}")
     if _dtype(src) != _dtype(x):
         _fail(f"scatter_reduce: src's dtype {_dtype(src)} is not x's {_dtype(x)}")
-    xs = tuple(_concrete(d, "scatter_reduce") for d in _shape(x)) or (1,)
-    ids = tuple(_concrete(d, "scatter_reduce") for d in _shape(index)) or (1,)
-    ss = tuple(_concrete(d, "scatter_reduce") for d in _shape(src)) or (1,)
+    for what, value in (("x", x), ("index", index), ("src", src)):
+        symbolic = [d for d in _shape(value) if isinstance(d, Dim)]
+        if symbolic:  # (flattened into one segment reduction, by positions known now)
+            _fail(f"scatter_reduce: needs concrete shapes (a polymorphic compile's symbolic "
+                  f"sizes are refused), got {what}'s shape {tuple(_shape(value))} with the "
+                  f"symbolic {symbolic[0]}")
+    xs = tuple(int(d) for d in _shape(x)) or (1,)
+    ids = tuple(int(d) for d in _shape(index)) or (1,)
+    ss = tuple(int(d) for d in _shape(src)) or (1,)
     for d, (i, s, t) in enumerate(zip(ids, ss, xs)):
         if i > s or (d != dim and i > t):
             _fail(f"scatter_reduce: index of shape {tuple(_shape(index))} is larger than src "
