@@ -194,7 +194,7 @@ def test_segment_sum_refuses_a_negative_id_not_adds_it_to_the_last_segment(bad):
     # ids known when the plan runs: refused there with the id given (under vmap, -1 was
     # refused as 'index 3', the row it was sent to, and compiled with no value at all)
     f = gc.compile(lambda d, i: gc.segment_sum(d, i, 3))
-    at_run = f"index {bad} is out of bounds for axis 0 of size 3"
+    at_run = f"segment_sum: segment id {bad} is outside [0, 3)"  # (session 54: named)
     assert_one_line_error(lambda: f(data, ids), at_run, F)
     per_example = gc.vmap(lambda i: gc.segment_sum(data, i, 3))
     assert_one_line_error(lambda: per_example(np.stack([np.zeros_like(ids), ids])), at_run, F)

@@ -200,3 +200,35 @@ def test_a_scan_along_a_symbolic_axis_and_scatter_reduce_refuse_in_one_line():
         g = gc.compile(lambda a, fn=fn: fn(a, 0), polymorphic_shapes=(("b", "_"),))
         assert_one_line_error(lambda: g(x), f"{name}: needs a concrete size along the axis, "
                               "got the symbolic b", "test_review_s54_segments.py")
+
+
+# ---- 5. traced range errors name the user's function ---------------------------------------
+def test_traced_bincount_searchsorted_and_segment_range_errors_name_the_function():
+    """Compiled or under vmap they said 'index 7 is out of bounds for axis 0 of size 3',
+    naming the internal check; now the eager check's words."""
+    from errorcheck import assert_one_line_error
+    here = "test_review_s54_segments.py"
+    count = gc.compile(lambda x: gc.bincount(x, length=3))
+    weighed = gc.compile(lambda x, w: gc.bincount(x, w, length=3))
+    per_row = gc.vmap(lambda x: gc.bincount(x, length=3))
+    search = gc.compile(lambda a, v, s: gc.searchsorted(a, v, sorter=s))
+    a, v = np.array([1.0, 2.0, 3.0]), np.array([2.0])
+    for call, message in (
+            (lambda: count(np.array([0, 7])), "bincount: value 7 is outside [0, 3)"),
+            (lambda: count(np.array([0, -1])), "bincount: value -1 is outside [0, 3)"),
+            (lambda: weighed(np.array([7, 0]), np.ones(2)), "bincount: value 7 is outside [0, 3)"),
+            (lambda: per_row(np.array([[0, 1], [0, 7]])), "bincount: value 7 is outside [0, 3)"),
+            (lambda: search(a, v, np.array([0, 1, 5])),
+             "searchsorted: sorter index 5 is outside [0, 3)"),
+            (lambda: search(a, v, np.array([0, -1, 2])),
+             "searchsorted: sorter index -1 is outside [0, 3)"),
+            (lambda: gc.compile(lambda d, i: gc.segment_max(d, i, 2))(v, np.array([2])),
+             "segment_max: segment id 2 is outside [0, 2)"),
+            (lambda: gc.compile(lambda x, i: gc.index_fill(x, 0, i, 1.0))(a, np.array([-4])),
+             "index_fill: index -4 is outside [-3, 3)")):
+        assert_one_line_error(call, message, here)
+    # the eager checks say the same
+    assert_one_line_error(lambda: gc.bincount(np.array([0, 7]), length=3),
+                          "bincount: value 7 is outside [0, 3)", here)
+    assert_one_line_error(lambda: gc.searchsorted(a, v, sorter=np.array([0, 1, 5])),
+                          "searchsorted: sorter index 5 is outside [0, 3)", here)

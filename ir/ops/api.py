@@ -1561,12 +1561,16 @@ def _index_array(k):
     return index
 
 
-def check_index(idx, length, axis, negative=True):
+def check_index(idx, length, axis, negative=True, who=None, what="index"):
     """idx, refused at run time where an index lies outside [-length, length) of `axis`
     (named in the message: the user's axis of the value the index array indexes), or
-    outside [0, length) where `negative` is False."""
-    # (the attribute only where it is False: graphs and their dumps stay as they were)
+    outside [0, length) where `negative` is False. who: the function the user called, named
+    in the message as its eager check words it ('bincount: value 7 is outside [0, 3)',
+    `what` the index's name), where the message named no function."""
+    # (the attributes only where given: graphs and their dumps stay as they were)
     extra = {} if negative else {"negative": False}
+    if who is not None:
+        extra.update(who=str(who), what=str(what))
     return apply("check_index", idx, length=int(length), axis=int(axis), **extra)
 
 

@@ -390,7 +390,8 @@ def _checked_segment_ids(name, segment_ids, num_segments, what="segment id", axi
     elif _dtype(segment_ids).kind in "iu":
         # scatter_add counts a negative index from the end: refused where the plan runs,
         # with its value (sent one past the end, -1 was refused as 'index 3' under vmap)
-        segment_ids = F.check_index(segment_ids, num_segments, axis, negative=False)
+        segment_ids = F.check_index(segment_ids, num_segments, axis, negative=False,
+                                    who=name, what=what)
     return segment_ids, num_segments
 
 

@@ -27,14 +27,14 @@ def _take(table, idx):
     return np.take(table, idx, axis=0)
 
 
-def _check_index_infer(types, length, axis, negative=True):
+def _check_index_infer(types, length, axis, negative=True, who=None, what="index"):
     (idx,) = types
     check(idx.dtype in INT_DTYPES, f"indices must be integers, got {idx.dtype}")
     return idx
 
 
 @defop("check_index", _check_index_infer, arity=1)
-def _check_index(idx, length, axis, negative=True):
+def _check_index(idx, length, axis, negative=True, who=None, what="index"):
     """idx itself, refused where one index lies outside [-length, length): the run-time
     check of an index array that getitem gathers with after moving or flattening the axes
     it indexes (the gather's own refusal would name that table, or pass an index that the
@@ -44,6 +44,8 @@ def _check_index(idx, length, axis, negative=True):
     lowest = -length if negative else 0
     if idx.size and (idx.min() < lowest or idx.max() >= length):
         bad = idx.min() if idx.min() < lowest else idx.max()
+        if who is not None:  # (the function the user called, in its eager check's words)
+            raise UsersIndexError(f"{who}: {what} {bad} is outside [{lowest}, {length})")
         raise UsersIndexError(f"index {bad} is out of bounds for axis {axis} of size "
                               f"{length}")
     return idx.copy()
@@ -288,11 +290,12 @@ def _register_batching():
     defbatch("scatter_add")(scattering(F.scatter_add))
 
     @defbatch("check_index")
-    def _check_index_rule(args, batched, size, length, axis, negative=True):
+    def _check_index_rule(args, batched, size, length, axis, negative=True, who=None,
+                          what="index"):
         # (an example whose result a batched cond drops is clamped first, as a gather's; an
         # index the batch shares too, where no example keeps it: SHARED_INDEX_OPS)
         idx = clamp_unless_kept(args[0], length, size, batched[0], negative)
-        return F.check_index(idx, length, axis, negative)
+        return F.check_index(idx, length, axis, negative, who, what)
 
     @defbatch("check_offsets")
     def _check_offsets_rule(args, batched, size, who, length, include_last_offset):

@@ -255,7 +255,8 @@ def _index_along(name, x, dim, index, source=None, negative=False):
     if not negative:
         index, _ = _checked_segment_ids(name, index, n, what="index", axis=dim)
     elif isinstance(index, SymbolicValue):
-        index = F.check_index(index, n, dim)  # (scatter_add counts a negative one from the end)
+        # (scatter_add counts a negative one from the end; refused naming the function)
+        index = F.check_index(index, n, dim, who=name)
     else:
         known = np.asarray(index)
         if known.size and (known.min() < -n or known.max() >= n):

@@ -163,7 +163,8 @@ def _sorted_by(name, a, sorter):
             bad = known.min() if known.min() < 0 else known.max()
             _fail(f"{name}: sorter index {bad} is outside [0, {n})")
     else:
-        sorter = F.check_index(sorter, n, _ndim(a) - 1, negative=False)
+        sorter = F.check_index(sorter, n, _ndim(a) - 1, negative=False, who=name,
+                               what="sorter index")
     return _take_along(a, sorter, -1, in_range=True, name=name)
 
 
