@@ -180,6 +180,8 @@ _RECORDS = [
                                      "implementation raises the eager check's message"),
     Lowering("argsort", reason="a stable sort (np.argsort, kind='stable') has no out= form; "
                                "its library implementation allocates the index array"),
+    Lowering("argsort_unstable", reason="np.argsort's default sort has no out= form; its "
+                                        "library implementation allocates the index array"),
     Lowering("searchsorted", reason="np.searchsorted has no out= form (one call per row of "
                                     "a batched search); its library implementation allocates "
                                     "the index array"),

@@ -284,6 +284,21 @@ def argwhere(x, size=None, fill_value=None):
 
 
 # ---- unique: a sort, then the first of each run of equal values ----------------------------
+def _argsort_unstable_infer(types, axis):
+    (t,) = types
+    check(0 <= axis < t.ndim, f"axis {axis} out of range for a {t.ndim}-d operand")
+    return TensorType(t.shape, np.dtype("int64"))
+
+
+@defop("argsort_unstable", _argsort_unstable_infer, arity=1,
+       flops=lambda types, out, **_: types[0].size)
+def _argsort_unstable(x, axis):
+    """np.argsort's default sort (not stable: equal elements in any order; NaN last), a
+    quarter of the stable one's time on 1e6 floats: unique's one-column sort, which finds
+    each run's first occurrence itself. An index: no gradient."""
+    return np.argsort(x, axis=axis).astype(np.int64)
+
+
 def _differs(a, b, equal_nan):
     """a != b elementwise, two NaNs equal where equal_nan (numpy's unique of a flat array)."""
     ne = F.not_equal(a, b)
@@ -334,6 +349,12 @@ def unique(x, return_index=False, return_inverse=False, return_counts=False, axi
         # plain sort, as np.unique's (a tenth of the stable argsort's time on 1e6 floats;
         # numpy's own dtypes: its sort of bfloat16 misplaces NaNs)
         ordered = F.reshape(_sorted_as_stably(_known(x).reshape(-1)), (n, 1))
+        unstable = False
+    elif k == 1:
+        # one column (axis=None's): any sort of it (a stable one took 4 times as long);
+        # each run's first occurrence in x is found below, the smallest place in its run
+        perm = apply("argsort_unstable", F.reshape(rows, (n,)), axis=0)
+        ordered, unstable = F.take(rows, perm), True
     else:
         # rows sorted lexicographically: stable argsorts from the last column to the
         # first; perm is each sorted row's place in x (the index, the inverse, and the
@@ -342,7 +363,7 @@ def unique(x, return_index=False, return_inverse=False, return_counts=False, axi
         for j in reversed(range(k)):
             column = F.reshape(_along(rows, 1, j, j + 1), (n,))
             perm = F.take(perm, argsort(F.take(column, perm), 0))
-        ordered = F.take(rows, perm)
+        ordered, unstable = F.take(rows, perm), False
     later, earlier = _along(ordered, 0, 1, n), _along(ordered, 0, 0, n - 1)
     differs = _differs(later, earlier, equal_nan)
     # (one column, axis=None's, is its own any: any's sum over it took half the time)
@@ -350,7 +371,19 @@ def unique(x, return_index=False, return_inverse=False, return_counts=False, axi
     starts = F.concat([F.full((1,), True, "bool"), differs], 0)
     size = _result_size("unique", size, starts, np.count_nonzero)
     first, valid = _true_places(starts, size)  # (fill 0: the smallest value's place)
-    values = F.take(ordered, first)
+    if unstable:
+        # the first occurrence of each run of an unstable sort: its smallest place in x
+        # (scatter_max of -place per run), so that the index and the values' gradient
+        # are the first occurrence's, as a stable sort gave them
+        from .scatter_reduce import scatter_max
+        group = F.sub(F.cumsum(F.cast(starts, "int64")), np.int64(1))
+        earliest = F.neg(scatter_max(F.neg(perm), group, n))
+        slots = F.where(valid, F.arange(size, dtype="int64"), np.int64(0))
+        places = F.take(earliest, slots)
+        values, first_place = F.take(rows, places), places
+    else:
+        values = F.take(ordered, first)
+        first_place = None
     if fill_value is not None:
         values = _filled(values, valid, fill_value)
     if moved is None:
@@ -359,7 +392,7 @@ def unique(x, return_index=False, return_inverse=False, return_counts=False, axi
         values = moveaxis(F.reshape(values, (size,) + tuple(moved[1:])), 0, axis)
     out = [values]
     if return_index:
-        out.append(F.take(perm, first))
+        out.append(first_place if first_place is not None else F.take(perm, first))
     if return_inverse:
         group = F.sub(F.cumsum(starts), 1)  # each sorted row's group
         inverse = F.scatter_add(group, perm, n)  # (perm is a permutation: each row once)
@@ -450,6 +483,10 @@ def bincount(x, weights=None, minlength=0, *, length=None):
 # ---- batching rule of searchsorted -----------------------------------------------------------
 def _register_batching():
     from .batching import batch_all, defbatch
+
+    @defbatch("argsort_unstable")
+    def _argsort_unstable_rule(args, batched, size, axis):
+        return apply("argsort_unstable", args[0], axis=axis + 1)
 
     @defbatch("searchsorted")
     def _searchsorted_rule(args, batched, size, right=False):
