@@ -407,7 +407,14 @@ def run(workloads=("gpt-tiny-train", "gpt-small-train"), steps=10, warmup=2,
                 continue
             workers[contender] = worker
         check_workloads_run(workloads, contenders, missing)
-        return [r for w in workloads for r in _run_workload(w, workers, steps, warmup)]
+        results = []
+        for w in workloads:
+            try:
+                results += _run_workload(w, workers, steps, warmup)
+            except WorkerFailed as exc:
+                exc.results = results  # the workloads measured whole before
+                raise
+        return results
     except KeyboardInterrupt:
         interrupted = True
         raise
@@ -451,6 +458,29 @@ def _run_workload(workload, workers, steps, warmup):
     return list(res.values())
 
 
+class WorkerFailed(RuntimeError):
+    """A contender's process raised or ended (killed: the OOM killer, a stray `kill`) while
+    it measured: its first line names the workload and the contender (`graphc bench` says it
+    in one line, status 2), `detail` holds the worker's traceback where it raised, and
+    `results` (set by run and run_shared) what was measured before."""
+
+    def __init__(self, contender, workload, what, detail=None):
+        self.contender, self.workload, self.what, self.detail = contender, workload, what, \
+            detail
+        self.results = []
+        on = f"while it measured {workload}" if workload else "as it started"
+        super().__init__(f"the bench's {contender} worker {what} {on}")
+
+
+def _exit_text(code) -> str:
+    if code is not None and code < 0:
+        try:
+            return f"was killed by {signal.Signals(-code).name}"
+        except ValueError:
+            return f"was killed by signal {-code}"
+    return f"exited (code {code})"
+
+
 class _Worker:
     """A contender's process: builds a workload's runner, runs its turns, reports times."""
 
@@ -468,21 +498,33 @@ class _Worker:
         with _sigint_blocked():
             self.process.start()
         child.close()
+        self.contender, self.workload = contender, None  # (the one it measures, if any)
         self.missing = self._reply()
 
     def ask(self, command, argument):
-        self.conn.send((command, argument))
+        if command == "make":
+            self.workload = argument
+        try:
+            self.conn.send((command, argument))
+        except OSError:  # (its end of the pipe closed: it ended)
+            self._ended()
         return self._reply()
 
     def _reply(self):
         try:
             status, value = self.conn.recv()
-        except EOFError:
-            raise RuntimeError(f"bench worker {self.process.name} exited "
-                               f"(code {self.process.exitcode})") from None
+        except (EOFError, OSError):
+            self._ended()
         if status == "error":
-            raise RuntimeError(f"bench worker {self.process.name} failed:\n{value}")
+            # the exception's own line (the last of its traceback) in the one-line message
+            last = value.strip().splitlines()[-1] if value.strip() else "an error"
+            raise WorkerFailed(self.contender, self.workload, f"failed ({last})", value)
         return value
+
+    def _ended(self):
+        self.process.join(timeout=5)  # (its exit code is known once it is reaped)
+        raise WorkerFailed(self.contender, self.workload,
+                           _exit_text(self.process.exitcode)) from None
 
     def stop(self, at_once=False):
         """Ends the process: after its turn, or `at_once` (Ctrl-C: a --concurrent turn is
@@ -535,7 +577,10 @@ def _serve(conn, contender, parent):
         conn.send(("ok", missing))
         runner = None
         while True:
-            command, argument = conn.recv()
+            try:
+                command, argument = conn.recv()
+            except (EOFError, OSError):  # the bench ended or gave up on this worker: quietly
+                return
             if command == "stop":
                 return
             if command == "make":
@@ -568,7 +613,8 @@ def _serve(conn, contender, parent):
                 value = getattr(runner, "peak_bytes", None)
             conn.send(("ok", value))
     except Exception:  # reported by the parent, with this process's traceback
-        conn.send(("error", traceback.format_exc()))
+        with contextlib.suppress(OSError):  # (the bench is gone: nobody to tell)
+            conn.send(("error", traceback.format_exc()))
 
 
 @dataclass
@@ -626,6 +672,9 @@ def run_shared(workloads=("gpt-tiny-train",), copies=2, steps=10, warmup=2, roun
                         w.conn.send(("turn", steps))
                     res.rounds.append([float(np.mean(w._reply())) for w in workers])
                 results.append(res)
+        except WorkerFailed as exc:
+            exc.results = results  # the workloads measured whole before
+            raise
         except KeyboardInterrupt:
             interrupted = True
             raise
@@ -915,28 +964,37 @@ def run_cli(args) -> int:
                              "over graphc eager, which runs none of the gen- workloads; "
                              "leave --plot out")
     busy = _busy_process() if args.beside_busy else None
+    results, shared, failed = [], [], None
+    before = after = gemm = blas = None
     try:
         # the GEMM rate wanders minute to minute here (75-140 GFLOP/s between two runs of
         # one afternoon): measured before and after the steps, the floor uses the faster, so
         # a dip at the start cannot make a step look faster than the floor (103% measured)
         before = matmul_gflops()
-        results = run(workloads, args.steps, args.warmup, contenders)
+        try:
+            results = run(workloads, args.steps, args.warmup, contenders)
+        except WorkerFailed as exc:  # what was measured is still printed and written
+            results, failed, phase = exc.results, exc, "main"
         after = matmul_gflops()
         gemm = max(before, after)
         blas = numpy_blas()
-        print(table(results, gemm, (before, after), blas))
-        if any("-decode-" in w for w in workloads):
+        if results:
+            print(table(results, gemm, (before, after), blas))
+        if results and any("-decode-" in r.workload for r in results):
             from .bench_generate import bandwidth_table, memory_bandwidth
             bandwidth = memory_bandwidth()
             print()
             print(bandwidth_table(results, bandwidth))
-        shared = []
-        if args.concurrent:
-            shared = run_shared(workloads, args.concurrent, args.steps, args.warmup,
-                                args.rounds, [c for c in contenders if c in ("compiled", "torch")]
-                                or contenders)
-            print()
-            print(shared_table(shared))
+        if args.concurrent and failed is None:
+            try:
+                shared = run_shared(workloads, args.concurrent, args.steps, args.warmup,
+                                    args.rounds, [c for c in contenders
+                                                  if c in ("compiled", "torch")] or contenders)
+            except WorkerFailed as exc:
+                shared, failed, phase = exc.results, exc, "concurrent"
+            if shared:
+                print()
+                print(shared_table(shared))
     finally:
         if busy is not None:
             busy.kill()
@@ -949,7 +1007,15 @@ def run_cli(args) -> int:
         report["concurrent"] = [dict(workload=r.workload, contender=r.contender,
                                      copies=r.copies, solo_ms=r.solo_ms, factors=r.factors)
                                 for r in shared]
+        report["failed"] = None if failed is None else {
+            "workload": failed.workload, "contender": failed.contender,
+            "phase": phase,
+            "error": str(failed).splitlines()[0], "traceback": failed.detail}
         write_atomically(args.json, json.dumps(report, indent=1))
-    if args.plot:
+    if args.plot and any(r.contender == "eager" for r in results):
         plot(results, args.plot)
+    if failed is not None:  # one line, status 2 (cli), once what was measured is kept
+        kept = f"; what was measured before is in {args.json}" if args.json and (
+            results or shared) else ""
+        raise ValueError(str(failed).splitlines()[0] + kept)
     return 0
