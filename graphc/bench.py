@@ -342,17 +342,21 @@ def _runs(workload, contender) -> bool:
     return True
 
 
-def check_workloads_run(workloads, contenders, missing=None) -> None:
+def check_workloads_run(workloads, contenders, missing=None, unable=None) -> None:
     """Each workload has a contender that runs it, among `contenders` less those `missing`
     (name: why it cannot run here): one that none ran was left out of the table without a
     word (alone, an empty table and exit status 0, as with --contenders torch where torch is
     not installed; under --concurrent, a worker's traceback)."""
-    missing = missing or {}
+    missing, unable = missing or {}, unable or {}
     for w in workloads:
-        if not any(_runs(w, c) for c in contenders if c not in missing):
-            here = " here (" + "; ".join(f"{c} is not available: {why}" for c, why in
-                                         missing.items()) + ")" if missing else ""
-            able = [c for c in CONTENDERS if _runs(w, c) and c not in missing]
+        def can(c):  # (`unable`: {(workload, contender): why}, the gen- ones without
+            # transformers)
+            return _runs(w, c) and c not in missing and (w, c) not in unable
+        if not any(can(c) for c in contenders):
+            whys = [f"{c} is not available: {why}" for c, why in missing.items()] + \
+                [f"{c} cannot run it: {why}" for (x, c), why in unable.items() if x == w]
+            here = " here (" + "; ".join(whys) + ")" if whys else ""
+            able = [c for c in CONTENDERS if can(c)]
             raise ValueError(f"--workloads {w}: none of --contenders {', '.join(contenders)} "
                              f"runs it{here}; add one that does: {', '.join(able)}")
 
@@ -396,21 +400,26 @@ def run(workloads=("gpt-tiny-train", "gpt-small-train"), steps=10, warmup=2,
     241 ms after another contender had mapped 120 MB; for `tiny`, after tracemalloc had grown
     the heap, 36 ms instead of 57), and one contender's idle threads spun on the cores the
     next one needed."""
-    workers, missing, interrupted = {}, {}, False
+    workers, missing, unable, interrupted = {}, {}, {}, False
     try:
         for contender in contenders:
-            worker = _Worker(contender)
+            worker = _Worker(contender, workloads)
             if worker.missing:
                 log(f"{contender} is not available here ({worker.missing}); column skipped")
                 missing[contender] = worker.missing
                 worker.stop()
                 continue
+            if worker.unable:
+                log(f"{contender} cannot run {', '.join(worker.unable)} here "
+                    f"({next(iter(worker.unable.values()))}); left out of those rows")
+                unable.update({(w, contender): why for w, why in worker.unable.items()})
             workers[contender] = worker
-        check_workloads_run(workloads, contenders, missing)
+        check_workloads_run(workloads, contenders, missing, unable)
         results = []
         for w in workloads:
             try:
-                results += _run_workload(w, workers, steps, warmup)
+                results += _run_workload(w, {c: worker for c, worker in workers.items()
+                                             if (w, c) not in unable}, steps, warmup)
             except WorkerFailed as exc:
                 exc.results = results  # the workloads measured whole before
                 raise
@@ -484,11 +493,12 @@ def _exit_text(code) -> str:
 class _Worker:
     """A contender's process: builds a workload's runner, runs its turns, reports times."""
 
-    def __init__(self, contender):
+    def __init__(self, contender, workloads=()):
         import multiprocessing
         ctx = multiprocessing.get_context("spawn")
         self.conn, child = ctx.Pipe()
-        self.process = ctx.Process(target=_serve, args=(child, contender, os.getpid()),
+        self.process = ctx.Process(target=_serve, args=(child, contender, os.getpid(),
+                                                        tuple(workloads)),
                                    daemon=True,
                                    name=f"graphc-bench-{contender}")
         # multiprocessing's resource tracker, which the first start launches, unblocks
@@ -499,7 +509,9 @@ class _Worker:
             self.process.start()
         child.close()
         self.contender, self.workload = contender, None  # (the one it measures, if any)
-        self.missing = self._reply()
+        # why it cannot run here at all (torch not installed), and which of `workloads` it
+        # cannot (the gen- ones without transformers): None, {workload: why}
+        self.missing, self.unable = self._reply()
 
     def ask(self, command, argument):
         if command == "make":
@@ -557,7 +569,20 @@ def _sigint_blocked():
         signal.pthread_sigmask(signal.SIG_SETMASK, before)
 
 
-def _serve(conn, contender, parent):
+def _unable(contender, workloads) -> dict:
+    """{workload: why} for those of `workloads` this contender has but cannot run here:
+    PyTorch's gen- workloads run transformers' GPT2LMHeadModel, which `graphc[torch]` does
+    not install (a worker's traceback, and every column lost, until s54)."""
+    if contender != "torch" or not any(w in GEN_WORKLOADS for w in workloads):
+        return {}
+    try:
+        import transformers  # noqa: F401
+    except ImportError as exc:
+        return {w: f"transformers: {exc}" for w in workloads if w in GEN_WORKLOADS}
+    return {}
+
+
+def _serve(conn, contender, parent, workloads=()):
     import traceback
     # a bench ended by a signal (`timeout`, `kill`: SIGTERM, or SIGKILL) ran no cleanup,
     # and its workers ran the rest of their turn, up to all the steps of a --concurrent
@@ -574,7 +599,7 @@ def _serve(conn, contender, parent):
                 import torch  # noqa: F401
             except ImportError as exc:
                 missing = f"torch: {exc}"
-        conn.send(("ok", missing))
+        conn.send(("ok", (missing, {} if missing else _unable(contender, workloads))))
         runner = None
         while True:
             try:
@@ -649,7 +674,7 @@ def run_shared(workloads=("gpt-tiny-train",), copies=2, steps=10, warmup=2, roun
         workers = []
         try:
             for _ in range(copies):
-                worker = _Worker(contender)
+                worker = _Worker(contender, workloads)
                 workers.append(worker)
                 if worker.missing:
                     break
@@ -658,6 +683,10 @@ def run_shared(workloads=("gpt-tiny-train",), copies=2, steps=10, warmup=2, roun
                 continue
             for workload in workloads:
                 if not _runs(workload, contender):  # (its workers had no runner to turn)
+                    continue
+                if workload in workers[0].unable:
+                    log(f"{contender} cannot run {workload} here "
+                        f"({workers[0].unable[workload]}); skipped")
                     continue
                 for w in workers:
                     w.ask("make", workload)
