@@ -390,7 +390,7 @@ def _make(workload, contender):
 
 
 def run(workloads=("gpt-tiny-train", "gpt-small-train"), steps=10, warmup=2,
-        contenders=("compiled", "numpy", "O0", "eager", "torch"), log=print):
+        contenders=("compiled", "numpy", "O0", "eager", "torch"), log=print, skipped=None):
     """Interleaved measurements of every contender on every workload, each contender in a
     process of its own (as a user would run it).
 
@@ -399,20 +399,27 @@ def run(workloads=("gpt-tiny-train", "gpt-small-train"), steps=10, warmup=2,
     op; measured for `small`: 28k page faults and 203 ms per step in a fresh process, 51k and
     241 ms after another contender had mapped 120 MB; for `tiny`, after tracemalloc had grown
     the heap, 36 ms instead of 57), and one contender's idle threads spun on the cores the
-    next one needed."""
+    next one needed.
+
+    `skipped`: a list to which each contender that cannot run here is added, as
+    {"contender", "workloads" (None: all), "why"} (--json's "skipped")."""
     workers, missing, unable, interrupted = {}, {}, {}, False
+    skipped = [] if skipped is None else skipped
     try:
         for contender in contenders:
             worker = _Worker(contender, workloads)
             if worker.missing:
                 log(f"{contender} is not available here ({worker.missing}); column skipped")
                 missing[contender] = worker.missing
+                skipped.append(dict(contender=contender, workloads=None, why=worker.missing))
                 worker.stop()
                 continue
             if worker.unable:
                 log(f"{contender} cannot run {', '.join(worker.unable)} here "
                     f"({next(iter(worker.unable.values()))}); left out of those rows")
                 unable.update({(w, contender): why for w, why in worker.unable.items()})
+                skipped.append(dict(contender=contender, workloads=list(worker.unable),
+                                    why=next(iter(worker.unable.values()))))
             workers[contender] = worker
         check_workloads_run(workloads, contenders, missing, unable)
         results = []
@@ -657,9 +664,23 @@ class SharedResult:
 
     @property
     def factors(self):
-        """Slow-down of each process in each round, as a multiple of the solo step."""
+        """Slow-down of each process in each round, as a multiple of the solo step (each
+        process's mean step over the median of the solo steps), the rounds one after
+        another in one list: round_factors keeps them apart."""
+        return [f for round_ in self.round_factors for f in round_]
+
+    @property
+    def round_factors(self):
+        """factors, one list per round (a factor per process)."""
         solo = float(np.median(self.solo))
-        return [t / solo for round_ in self.rounds for t in round_]
+        return [[t / solo for t in round_] for round_ in self.rounds]
+
+    def to_json(self) -> dict:
+        return dict(workload=self.workload, contender=self.contender, copies=self.copies,
+                    solo_ms=self.solo_ms, factors=self.factors,
+                    round_factors=self.round_factors,
+                    round_means_ms=[[t * 1e3 for t in round_] for round_ in self.rounds],
+                    solo_times_s=list(self.solo))
 
 
 def run_shared(workloads=("gpt-tiny-train",), copies=2, steps=10, warmup=2, rounds=5,
@@ -992,8 +1013,10 @@ def run_cli(args) -> int:
             raise ValueError(f"--plot {args.plot}: the chart shows each contender's speed-up "
                              "over graphc eager, which runs none of the gen- workloads; "
                              "leave --plot out")
+    concurrent_contenders = ([c for c in contenders if c in ("compiled", "torch")]
+                             or list(contenders)) if args.concurrent else []
     busy = _busy_process() if args.beside_busy else None
-    results, shared, failed = [], [], None
+    results, shared, failed, skipped, decode = [], [], None, [], None
     before = after = gemm = blas = None
     try:
         # the GEMM rate wanders minute to minute here (75-140 GFLOP/s between two runs of
@@ -1001,7 +1024,7 @@ def run_cli(args) -> int:
         # a dip at the start cannot make a step look faster than the floor (103% measured)
         before = matmul_gflops()
         try:
-            results = run(workloads, args.steps, args.warmup, contenders)
+            results = run(workloads, args.steps, args.warmup, contenders, skipped=skipped)
         except WorkerFailed as exc:  # what was measured is still printed and written
             results, failed, phase = exc.results, exc, "main"
         after = matmul_gflops()
@@ -1010,15 +1033,15 @@ def run_cli(args) -> int:
         if results:
             print(table(results, gemm, (before, after), blas))
         if results and any("-decode-" in r.workload for r in results):
-            from .bench_generate import bandwidth_table, memory_bandwidth
+            from .bench_generate import bandwidth_rows, bandwidth_table, memory_bandwidth
             bandwidth = memory_bandwidth()
+            decode = dict(memory_bytes_per_s=bandwidth, rows=bandwidth_rows(results, bandwidth))
             print()
             print(bandwidth_table(results, bandwidth))
         if args.concurrent and failed is None:
             try:
                 shared = run_shared(workloads, args.concurrent, args.steps, args.warmup,
-                                    args.rounds, [c for c in contenders
-                                                  if c in ("compiled", "torch")] or contenders)
+                                    args.rounds, concurrent_contenders)
             except WorkerFailed as exc:
                 shared, failed, phase = exc.results, exc, "concurrent"
             if shared:
@@ -1033,9 +1056,14 @@ def run_cli(args) -> int:
         report["matmul_gflops_before"], report["matmul_gflops_after"] = before, after
         report["blas"] = blas
         report["beside_busy"] = bool(args.beside_busy)
-        report["concurrent"] = [dict(workload=r.workload, contender=r.contender,
-                                     copies=r.copies, solo_ms=r.solo_ms, factors=r.factors)
-                                for r in shared]
+        # what a later reader needs to interpret the rows: the run's parameters
+        report["run"] = dict(steps=args.steps, warmup=args.warmup, workloads=workloads,
+                             contenders=list(contenders), skipped=skipped,
+                             concurrent=args.concurrent,
+                             concurrent_contenders=concurrent_contenders,
+                             rounds=args.rounds if args.concurrent else None)
+        report["concurrent"] = [r.to_json() for r in shared]
+        report["decode_bandwidth"] = decode
         report["failed"] = None if failed is None else {
             "workload": failed.workload, "contender": failed.contender,
             "phase": phase,

@@ -181,11 +181,10 @@ def decode_bytes(workload: str) -> int:
     return cfg.parameter_bytes() + cache
 
 
-def bandwidth_table(results, bandwidth) -> str:
-    """Decode tokens/s against the memory-bandwidth bound of each decode workload."""
-    lines = [f"memory bandwidth (numpy copy, read + write): {bandwidth / 1e9:.1f} GB/s", "",
-             f"{'workload':<22} {'contender':<9} {'tok/s':>8} {'bound tok/s':>11} "
-             f"{'of bound':>8} {'MB read/step':>12}"]
+def bandwidth_rows(results, bandwidth) -> list:
+    """Per decode row: tokens/s, the bandwidth bound on them, and the bytes a step reads at
+    least (--json's "decode_bandwidth" rows; bandwidth_table prints them)."""
+    rows = []
     for r in results:
         if not r.workload.startswith("gen-") or "-decode-" not in r.workload:
             continue
@@ -193,6 +192,19 @@ def bandwidth_table(results, bandwidth) -> str:
         need = decode_bytes(r.workload)
         bound = bandwidth / need * batch
         speed = r.tokens / (r.median_ms / 1e3)
-        lines.append(f"{r.workload:<22} {r.contender:<9} {speed:>8.1f} {bound:>11.1f} "
-                     f"{speed / bound:>8.0%} {need / 2**20:>12.0f}")
+        rows.append(dict(workload=r.workload, contender=r.contender, tokens_per_s=speed,
+                         bound_tokens_per_s=bound, share_of_bound=speed / bound,
+                         bytes_read_per_step=need))
+    return rows
+
+
+def bandwidth_table(results, bandwidth) -> str:
+    """Decode tokens/s against the memory-bandwidth bound of each decode workload."""
+    lines = [f"memory bandwidth (numpy copy, read + write): {bandwidth / 1e9:.1f} GB/s", "",
+             f"{'workload':<22} {'contender':<9} {'tok/s':>8} {'bound tok/s':>11} "
+             f"{'of bound':>8} {'MiB read/step':>13}"]
+    for row in bandwidth_rows(results, bandwidth):
+        lines.append(f"{row['workload']:<22} {row['contender']:<9} {row['tokens_per_s']:>8.1f} "
+                     f"{row['bound_tokens_per_s']:>11.1f} {row['share_of_bound']:>8.0%} "
+                     f"{row['bytes_read_per_step'] / 2**20:>13.0f}")
     return "\n".join(lines)
