@@ -56,3 +56,15 @@ def test_the_decode_bandwidth_rows_are_the_printed_table():
     header, line = bandwidth_table(results, 10e9).splitlines()[2:]
     assert header.split()[-2:] == ["MiB", "read/step"]
     assert line.split()[-1] == f"{need / 2**20:.0f}"
+
+
+def test_the_plot_has_no_bar_where_a_contender_did_not_run(tmp_path, monkeypatch):
+    """bf16-mixed runs only gpt-*-train: it had a bar of 0 on mlp-train (0x eager's speed)."""
+    saved = []
+    monkeypatch.setattr(bench, "save_figure", lambda fig, path: saved.append(fig))
+    bench.plot([Result("gpt-tiny-train", "eager", times=[0.4]),
+                Result("gpt-tiny-train", "bf16-mixed", times=[0.2]),
+                Result("mlp-train", "eager", times=[0.3])], tmp_path / "x.png")
+    ax, = saved[0].axes
+    bars = [(round(b.get_x() + b.get_width() / 2, 3), b.get_height()) for b in ax.patches]
+    assert bars == [(0.0, 1.0), (1.0, 1.0), (0.4, 2.0)]  # eager twice, bf16-mixed once
