@@ -886,9 +886,10 @@ def add_arguments(p):
                    "passes), eager, torch, bf16-mixed, fp16-mixed (the compiled training "
                    f"step in mixed precision) (default: {CONTENDERS_DEFAULTS['contenders']})")
     p.add_argument("--concurrent", type=_copies, metavar="N",
-                   help="also run N copies of each contender at once and report each one's "
-                   "slow-down against running alone (fair sharing of the machine; default: "
-                   f"{CONTENDERS_DEFAULTS['concurrent']}, off)")
+                   help="also run N copies of graphc compiled and N of torch (those of them "
+                   "among --contenders; each contender when neither is) at once and report "
+                   "each one's slow-down against running alone (fair sharing of the machine; "
+                   f"default: {CONTENDERS_DEFAULTS['concurrent']}, off)")
     p.add_argument("--rounds", type=_positive_int, help="rounds of the --concurrent measurement "
                    f"(default: {CONTENDERS_DEFAULTS['rounds']})")
     p.add_argument("--beside-busy", action="store_true", default=None,
@@ -1016,6 +1017,10 @@ def run_cli(args) -> int:
                              "leave --plot out")
     concurrent_contenders = ([c for c in contenders if c in ("compiled", "torch")]
                              or list(contenders)) if args.concurrent else []
+    left = [c for c in contenders if c not in concurrent_contenders]
+    if args.concurrent and left:  # (they were left out without a word)
+        print(f"--concurrent {args.concurrent} measures {' and '.join(concurrent_contenders)} "
+              f"only, not {', '.join(left)}")
     busy = _busy_process() if args.beside_busy else None
     results, shared, failed, skipped, decode = [], [], None, [], None
     before = after = gemm = blas = None

@@ -68,3 +68,22 @@ def test_the_plot_has_no_bar_where_a_contender_did_not_run(tmp_path, monkeypatch
     ax, = saved[0].axes
     bars = [(round(b.get_x() + b.get_width() / 2, 3), b.get_height()) for b in ax.patches]
     assert bars == [(0.0, 1.0), (1.0, 1.0), (0.4, 2.0)]  # eager twice, bf16-mixed once
+
+
+def test_concurrent_names_the_contenders_it_does_not_measure(tmp_path, monkeypatch, capsys):
+    """--contenders compiled,eager --concurrent 2 measured compiled alone without a word,
+    while --help said 'N copies of each contender'."""
+    asked = []
+    monkeypatch.setattr(bench, "run", lambda *a, **k: [
+        Result("mlp-train", c, times=[0.01], tokens=256) for c in ("compiled", "eager")])
+    monkeypatch.setattr(bench, "matmul_gflops", lambda: 100.0)
+    monkeypatch.setattr(bench, "run_shared", lambda *args: asked.append(args[-1]) or [])
+    assert main(["bench", "--workloads", "mlp-train", "--contenders", "compiled,eager,O0",
+                 "--concurrent", "2"]) == 0
+    assert capsys.readouterr().out.splitlines()[0] == \
+        "--concurrent 2 measures compiled only, not eager, O0"
+    assert asked == [["compiled"]]
+    with pytest.raises(SystemExit):
+        main(["bench", "--help"])
+    assert "N copies of graphc compiled and N of torch" in " ".join(
+        capsys.readouterr().out.split())
