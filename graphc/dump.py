@@ -407,6 +407,11 @@ def run_dump(args) -> int:
                               "--memory-limit")
         after = None
     passes, after_a_pass, after_stage = split_lowering(pipeline, after)
+    if args.stats and after_stage is not None:  # (it printed the statistics of the graph
+        # after every pass, the stage ignored)
+        given = f"--after {args.after}" if args.after else f"--passes {args.passes}"
+        raise GraphcError(f"{given}: --stats counts the graph after the passes, and "
+                          f"{after_stage} is a lowering stage; name a pass or leave it out")
     if after_stage not in (None, "fuse"):
         _refuse_graph_printing_options(args, f"--after {after_stage}", "the state after "
                                        f"lowering stage {after_stage} prints as text of its own")
