@@ -821,13 +821,18 @@ def to_json(results, gemm_gflops) -> dict:
     }
 
 
-def profile_step(config="small", repeat=5, top=20, jit=None, file=None, warm=False) -> list:
+def profile_step(config="small", repeat=5, top=20, jit=None, file=None, warm=False,
+                 json_path=None) -> list:
     """Per-kernel times of one compiled GPT training step (`graphc profile`): a table by op,
-    then the slowest kernels with their shapes and source lines. Profiling updates the
-    parameters in place like training does. `warm` (`--warm`): each kernel that does not
-    write over its operands is also timed again right after itself, and each op's line
-    shows that warm time beside its time in the step."""
+    then the slowest kernels with their shapes and source lines (`top` of them; None: all).
+    Profiling updates the parameters in place like training does. `warm` (`--warm`): each
+    kernel that does not write over its operands is also timed again right after itself,
+    and each op's line shows that warm time beside its time in the step. `json_path`
+    (`--json`): the rows, as plan.profile returns them, written there with the run's
+    settings."""
     from runtime.instrument import format_profile
+    if json_path:  # found writable now, not after the profile
+        check_output("--json", json_path)
     cfg = GPTConfig.named(config)
     trainer = Trainer(GPT(cfg, seed=0), _Data(cfg), TrainConfig(steps=10_000, warmup=10),
                       jit=jit)
@@ -859,6 +864,10 @@ def profile_step(config="small", repeat=5, top=20, jit=None, file=None, warm=Fal
         lines.append(line)
     print("\n".join(lines) + "\n", file=file)
     print(format_profile(rows, total / 1e3, top), file=file)
+    if json_path:
+        write_atomically(json_path, json.dumps(
+            {"config": config, "repeat": repeat, "warm": warm, "total_ms": total,
+             "blas": numpy_blas(), "rows": rows}, indent=1))
     return rows
 
 

@@ -340,8 +340,10 @@ def build_parser():
                     help="the GPT whose step is profiled (default: small)")
     pr.add_argument("--repeat", type=_positive_int, default=5,
                     help="profiled steps, each kernel's time their mean (default: 5)")
-    pr.add_argument("--top", type=_positive_int, default=20,
-                    help="slowest kernels to list (default: 20)")
+    pr.add_argument("--top", type=_non_negative_int, default=20,
+                    help="slowest kernels to list, 0 for all (default: 20)")
+    pr.add_argument("--json", type=_path, help="also write every kernel's row (as "
+                    "Plan.profile returns them) to this JSON file")
     pr.add_argument("--warm", action="store_true",
                     help="also time each kernel again right after itself (its operands in the "
                          "caches): what it waited for memory the step had left cold")
@@ -482,7 +484,8 @@ def _printing_command(args) -> int:
             status = run_dump(args)
         else:
             from .bench import profile_step
-            profile_step(args.config, args.repeat, args.top, warm=args.warm)
+            profile_step(args.config, args.repeat, args.top or None, warm=args.warm,
+                         json_path=args.json)
             status = 0
         stdout.flush()  # here, where a reader gone is noted, not at the interpreter's exit
     return 128 + stdout.reader_gone if stdout.reader_gone and not status else status
