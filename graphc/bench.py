@@ -390,7 +390,7 @@ def _make(workload, contender):
 
 
 def run(workloads=("gpt-tiny-train", "gpt-small-train"), steps=10, warmup=2,
-        contenders=("compiled", "numpy", "O0", "eager", "torch"), log=print, skipped=None):
+        contenders=("compiled", "numpy", "O0", "eager", "torch"), log=print):
     """Interleaved measurements of every contender on every workload, each contender in a
     process of its own (as a user would run it).
 
@@ -401,10 +401,10 @@ def run(workloads=("gpt-tiny-train", "gpt-small-train"), steps=10, warmup=2,
     the heap, 36 ms instead of 57), and one contender's idle threads spun on the cores the
     next one needed.
 
-    `skipped`: a list to which each contender that cannot run here is added, as
-    {"contender", "workloads" (None: all), "why"} (--json's "skipped")."""
+    Returns the Results in a list whose `skipped` holds each contender that cannot run here,
+    as {"contender", "workloads" (None: all), "why"} (--json's "skipped")."""
     workers, missing, unable, interrupted = {}, {}, {}, False
-    skipped = [] if skipped is None else skipped
+    skipped = []
     try:
         for contender in contenders:
             worker = _Worker(contender, workloads)
@@ -422,7 +422,8 @@ def run(workloads=("gpt-tiny-train", "gpt-small-train"), steps=10, warmup=2,
                                     why=next(iter(worker.unable.values()))))
             workers[contender] = worker
         check_workloads_run(workloads, contenders, missing, unable)
-        results = []
+        results = Measured()
+        results.skipped = skipped
         for w in workloads:
             try:
                 results += _run_workload(w, {c: worker for c, worker in workers.items()
@@ -472,6 +473,11 @@ def _run_workload(workload, workers, steps, warmup):
         # tracemalloc reshapes the heap: measured after the timed steps
         res["eager"].peak_bytes = workers["eager"].ask("peak", None)
     return list(res.values())
+
+
+class Measured(list):
+    """run's Results, with `skipped`: the contenders that could not run here and why."""
+    skipped: list = []
 
 
 class WorkerFailed(RuntimeError):
@@ -1039,9 +1045,10 @@ def run_cli(args) -> int:
         # a dip at the start cannot make a step look faster than the floor (103% measured)
         before = matmul_gflops()
         try:
-            results = run(workloads, args.steps, args.warmup, contenders, skipped=skipped)
+            results = run(workloads, args.steps, args.warmup, contenders)
         except WorkerFailed as exc:  # what was measured is still printed and written
             results, failed, phase = exc.results, exc, "main"
+        skipped = getattr(results, "skipped", [])
         after = matmul_gflops()
         gemm = max(before, after)
         blas = numpy_blas()

@@ -11,9 +11,11 @@ from graphc.cli import main
 
 
 def test_the_json_records_the_run_and_keeps_the_rounds_apart(tmp_path, monkeypatch, capsys):
-    def run(workloads, steps, warmup, contenders, skipped):
-        skipped.append(dict(contender="torch", workloads=None, why="torch: none here"))
-        return [Result("mlp-train", "compiled", times=[0.01, 0.03], tokens=256)]
+    def run(workloads, steps, warmup, contenders):
+        results = bench.Measured([Result("mlp-train", "compiled", times=[0.01, 0.03],
+                                         tokens=256)])
+        results.skipped = [dict(contender="torch", workloads=None, why="torch: none here")]
+        return results
     shared = SharedResult("mlp-train", "compiled", 2, solo=[0.01, 0.02, 0.03],
                           rounds=[[0.02, 0.04], [0.06, 0.02]])
     asked = []

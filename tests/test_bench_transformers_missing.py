@@ -42,3 +42,16 @@ def test_the_torch_worker_reports_transformers_missing(tmp_path, monkeypatch):
                   log=said.append)
     assert said == ["torch cannot run gen-small-prefill-b1 here (transformers: no "
                     "transformers here); left out of those rows"]
+
+
+def test_run_says_which_contenders_it_skipped(tmp_path, monkeypatch):
+    """(--json's run.skipped): torch missing, the gen- workloads of a torch without
+    transformers."""
+    (tmp_path / "torch").mkdir()
+    (tmp_path / "torch" / "__init__.py").write_text("raise ImportError('no torch here')\n")
+    monkeypatch.syspath_prepend(str(tmp_path))
+    results = bench.run(["mlp-train"], steps=1, warmup=0, contenders=("eager", "torch"),
+                        log=lambda line: None)
+    assert [(r.workload, r.contender) for r in results] == [("mlp-train", "eager")]
+    assert results.skipped == [{"contender": "torch", "workloads": None,
+                                "why": "torch: no torch here"}]
