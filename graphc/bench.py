@@ -792,7 +792,7 @@ def table(results, gemm_gflops, measured=None, blas=None) -> str:
         lines.append(f"numpy's BLAS: {describe_blas(blas)}")
     lines += ["",
              f"{'workload':<22} {'contender':<10} {'ms/step':>9} {'±iqr':>6} {'tok/s':>8} "
-             f"{'vs eager':>8} {'vs torch':>8} {'%GEMM':>6} {'peak MB':>8} {'compile s':>9} "
+             f"{'vs eager':>8} {'vs torch':>8} {'%GEMM':>6} {'peak MiB':>8} {'compile s':>9} "
              f"{'+bg s':>6}"]
     by = {}
     for r in results:
