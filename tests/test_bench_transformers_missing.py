@@ -44,14 +44,24 @@ def test_the_torch_worker_reports_transformers_missing(tmp_path, monkeypatch):
                     "transformers here); left out of those rows"]
 
 
-def test_run_says_which_contenders_it_skipped(tmp_path, monkeypatch):
-    """(--json's run.skipped): torch missing, the gen- workloads of a torch without
-    transformers."""
-    (tmp_path / "torch").mkdir()
-    (tmp_path / "torch" / "__init__.py").write_text("raise ImportError('no torch here')\n")
-    monkeypatch.syspath_prepend(str(tmp_path))
+def test_run_says_which_contenders_it_skipped(monkeypatch):
+    """(--json's run.skipped): torch missing, or the gen- workloads of a torch without
+    transformers; the workers mocked."""
+    class Worker:
+        def __init__(self, contender, workloads):
+            self.contender = contender
+            self.missing = "torch: no torch here" if contender == "torch" else None
+            self.unable = {}
+
+        def stop(self, at_once=False):
+            pass
+    monkeypatch.setattr(bench, "_Worker", Worker)
+    monkeypatch.setattr(bench, "_run_workload", lambda w, workers, steps, warmup: [
+        bench.Result(w, c, times=[0.1]) for c in workers])
+    said = []
     results = bench.run(["mlp-train"], steps=1, warmup=0, contenders=("eager", "torch"),
-                        log=lambda line: None)
+                        log=said.append)
     assert [(r.workload, r.contender) for r in results] == [("mlp-train", "eager")]
     assert results.skipped == [{"contender": "torch", "workloads": None,
                                 "why": "torch: no torch here"}]
+    assert said == ["torch is not available here (torch: no torch here); column skipped"]
