@@ -44,6 +44,42 @@ def test_grid_sample_every_padding_and_alignment_as_torch(mode):
                                        atol=1e-13, err_msg=f"{padding} {align}")
 
 
+def test_review_s54_grid_sample_at_the_border_and_at_nan_as_torch():
+    """Review r1 s54: a grid point exactly on x's border (affine_grid's identity grid: its
+    corners with align_corners=True, its pixel centres 0 and W - 1 with False) took a grid gradient
+    through the clip (F.clip passes it at its ends) from the far corner read as zero, where
+    torch's clip passes none (-10.5 against 0 at x = 1 below); a NaN point (and an infinite
+    one in reflection) was refused as a take_along_axis index out of range, eagerly and
+    compiled, where torch reads a zero (zeros) or pixel 0 (border, reflection)."""
+    x = np.arange(16.0).reshape(1, 1, 4, 4)
+    # pixel coordinates exact in either rounding (torch's kernel fuses a multiply-add):
+    # the borders 0 and 3 in both alignments, -0.5 and 3.5 past them, pixel centres
+    points = np.array([-1.0, -0.75, -0.5, -0.25, 0.0, 0.25, 0.5, 0.75, 1.0])
+    grid = np.stack(np.meshgrid(points, points), -1)[None]
+    for align in (True, False):
+        for mode in ("bilinear",):  # (nearest's grid gradient is 0)
+            for padding in ("border", "reflection", "zeros"):
+                tg = torch.tensor(grid, requires_grad=True)
+                TF.grid_sample(torch.tensor(x), tg, mode, padding, align).sum().backward()
+                got = gc.grad(lambda g: gc.sum(F.grid_sample(x, g, mode, padding, align)))(grid)
+                np.testing.assert_allclose(np.asarray(got), tg.grad.numpy(), atol=1e-12,
+                                           err_msg=f"{mode} {padding} {align}")
+    x = np.arange(12.0).reshape(1, 1, 3, 4)
+    grid = np.array([[[[np.nan, 0.0], [np.inf, 0.0], [-np.inf, 0.5], [0.2, 0.3]]]])
+    for mode in ("bilinear", "nearest"):
+        for padding in ("zeros", "border", "reflection"):
+            want = TF.grid_sample(torch.tensor(x), torch.tensor(grid), mode, padding, True)
+            with np.errstate(invalid="ignore"):
+                eager = F.grid_sample(x, grid, mode, padding, True)
+                compiled = gc.compile(
+                    lambda a, g: F.grid_sample(a, g, mode, padding, True))(x, grid)
+            for got in (eager, compiled):
+                np.testing.assert_array_equal(np.asarray(got), want.numpy(),
+                                              err_msg=f"{mode} {padding}")
+    assert_one_line_error(lambda: F.grid_sample(np.zeros((1, 2, 0, 3)), grid),
+                          "spatial dimensions must be non-empty")
+
+
 def test_grid_sample_refusals():
     x, grid = RNG.standard_normal((1, 2, 3, 3)), RNG.uniform(-1, 1, (1, 2, 2, 2))
     assert_one_line_error(lambda: F.grid_sample(x, grid, "bicubic"), "bicubic is not supported")

@@ -47,15 +47,25 @@ def _reflect(coord, twice_low, twice_high):
     return F.where(even, extra + low, (span - extra) + low)
 
 
+def _clip(coord, size):
+    """torch's clip_coordinates_set_grad: coord clipped into [0, size - 1] with a zero
+    gradient at and past either end (F.clip's passes it at the ends: at a grid point
+    exactly on the border, as affine_grid's corners, the far corner read as zero gave the
+    grid a gradient torch's has not), and NaN read as 0, as torch's max(coord, 0)."""
+    return F.where(F.greater(coord, 0.0),
+                   F.where(F.less(coord, size - 1.0), coord, F.zeros_like(coord) + (size - 1.0)),
+                   F.zeros_like(coord))
+
+
 def _source(coord, size, padding_mode, align_corners):
     """torch's grid_sampler_compute_source_index: the pixel coordinate read along one axis."""
     coord = _unnormalize(coord, size, align_corners)
     if padding_mode == "border":
-        coord = F.clip(coord, 0.0, size - 1.0)
+        coord = _clip(coord, size)
     elif padding_mode == "reflection":
         coord = _reflect(coord, 0, 2 * (size - 1)) if align_corners \
             else _reflect(coord, -1, 2 * size - 1)
-        coord = F.clip(coord, 0.0, size - 1.0)
+        coord = _clip(coord, size)
     return coord
 
 
@@ -65,8 +75,9 @@ def _corner(planes, ix, iy, H, W):
     dtype = _dtype(planes)
     inside = F.logical_and(F.logical_and(F.greater_equal(ix, 0.0), F.less_equal(ix, W - 1.0)),
                            F.logical_and(F.greater_equal(iy, 0.0), F.less_equal(iy, H - 1.0)))
-    column = F.cast(F.clip(ix, 0.0, W - 1.0), "int64")
-    row = F.cast(F.clip(iy, 0.0, H - 1.0), "int64")
+    # (a corner outside reads pixel 0, masked: a NaN coordinate, cast, was no index)
+    column = F.cast(F.where(inside, ix, F.zeros_like(ix)), "int64")
+    row = F.cast(F.where(inside, iy, F.zeros_like(iy)), "int64")
     flat = F.expand_dims(row * W + column, 1)
     values = _take_along(planes, flat, 2, in_range=True, name="grid_sample")
     return values, F.expand_dims(F.cast(inside, dtype), 1)
@@ -98,6 +109,8 @@ def grid_sample(input, grid, mode="bilinear", padding_mode="zeros", align_corner
         _fail(f"grid_sample: input ({_dtype(input)}) and grid ({_dtype(grid)}) must have the "
               "same dtype")
     N, C, H, W = xs
+    if H == 0 or W == 0:  # (torch's refusal; a read of it was take_along_axis's)
+        _fail(f"grid_sample: input's spatial dimensions must be non-empty, got shape {xs}")
     Ho, Wo = gs[1], gs[2]
     points = F.reshape(grid, (N, Ho * Wo, 2))
     ix = _source(points[:, :, 0], W, padding_mode, align_corners)
