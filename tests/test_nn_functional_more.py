@@ -108,6 +108,23 @@ def test_pdist_zero_distances_pass_a_zero_gradient():
     assert_one_line_error(lambda: F.pdist(x[None]), "input must be 2-d")
 
 
+def test_review_s54_pdist_infinity_norm_ties_and_no_columns_as_torch():
+    """Review r1 s54: pdist(p=inf) shared the gradient among the components at the
+    maximum (F.max's rule: a third each of three ties), where torch's backward passes the
+    whole of it to each; with no columns it was refused (the max of none), torch's 0."""
+    x = np.array([[0.0, 0.0, 0.0], [1.0, -1.0, 0.5], [2.0, 2.0, 2.0]])
+    tx = torch.tensor(x, requires_grad=True)
+    want = TF.pdist(tx, float("inf"))
+    cotangent = np.array([0.5, -1.5, 2.0])
+    (want * torch.tensor(cotangent)).sum().backward()
+    got = gc.grad(lambda a: gc.sum(F.pdist(a, float("inf")) * cotangent))(x)
+    np.testing.assert_array_equal(np.asarray(F.pdist(x, float("inf"))), want.detach().numpy())
+    np.testing.assert_allclose(np.asarray(got), tx.grad.numpy(), rtol=1e-15)
+    np.testing.assert_array_equal(np.asarray(F.pdist(np.zeros((3, 0)), float("inf"))),
+                                  TF.pdist(torch.zeros(3, 0, dtype=torch.float64),
+                                           float("inf")).numpy())
+
+
 def test_with_indices_pools_give_torchs_indices():
     x1, x2 = RNG.standard_normal((2, 3, 9)), RNG.standard_normal((2, 3, 7, 7))
     x3 = RNG.standard_normal((1, 2, 5, 5, 5))

@@ -151,10 +151,15 @@ def pdist(input, p=2):
     diff = F.abs(F.take(input, first.astype(np.int64)) - F.take(input, second.astype(np.int64)))
     if p == 0.0:
         return F.sum(F.cast(F.greater(diff, 0.0), _dtype(input)), axis=1)
-    if p == np.inf:
-        return F.max(diff, axis=1)
-    if p == 1.0:
+    if p == 1.0 or (isinstance(shape[1], (int, np.integer)) and shape[1] == 0):
+        # (no columns: distances 0, as torch's; the max of none was refused)
         return F.sum(diff, axis=1)
+    if p == np.inf:
+        # torch's backward passes the whole gradient to every component at the maximum
+        # (F.max's shares it among ties: a third each where three components tie)
+        top = F.stop_gradient(F.max(diff, axis=1, keepdims=True))
+        ties = F.where(F.equal(diff, top), diff - F.stop_gradient(diff), F.zeros_like(diff))
+        return F.squeeze(top, 1) + F.sum(ties, axis=1)
     # |d| ** p of a zero d: 0, with a zero gradient (its slope is infinite for p < 1)
     nonzero = F.greater(diff, 0.0)
     powered = F.where(nonzero, F.where(nonzero, diff, F.ones_like(diff)) ** p,
