@@ -394,8 +394,9 @@ def pad(input, pad, mode="constant", value=None):
     cropping = any(b < 0 or a < 0 for b, a in pairs)
     if mode == "circular" and cropping:
         input = crop(input)
-        if any(s == 0 for s in _api._shape(input)):  # (torch's: nothing to wrap, nothing added)
-            return input
+        if any(s == 0 for s in _api._shape(input)):  # (torch's: nothing to wrap; the other
+            # axes still padded to their widths, an empty output of torch's shape)
+            return _arrays.pad(input, [(max(b, 0), max(a, 0)) for b, a in pairs], "constant")
     grown = [(max(b, 0), max(a, 0)) for b, a in pairs]
     kwargs = {"constant_values": 0 if value is None else value} if mode == "constant" else {}
     out = _arrays.pad(input, grown, _PAD_MODES[mode], **kwargs)

@@ -266,6 +266,18 @@ def test_pad_negative_widths_in_every_mode_as_torch():
         assert_one_line_error(lambda: F.pad(x, widths, mode), message)
 
 
+def test_review_s54_circular_pad_emptied_by_a_crop_keeps_the_other_axes_widths():
+    """Review r1 s54: a circular pad whose crop empties one axis returned the cropped input,
+    without the other axes' padding: (-4, 0, 1, -1) of (1, 2, 3, 4) was (1, 2, 2, 0) where
+    torch's is (1, 2, 3, 0), eagerly and compiled."""
+    x = RNG.standard_normal((1, 2, 3, 4))
+    for widths in ((-4, 0, 1, -1), (-4, 0, 2, 0), (0, -4, -1, 2)):
+        want = TF.pad(torch.tensor(x), widths, "circular")
+        for got in (F.pad(x, widths, "circular"),
+                    gc.compile(lambda v: F.pad(v, widths, "circular"))(x)):
+            assert np.asarray(got).shape == tuple(want.shape), widths
+
+
 def test_one_hot_empty_input_and_num_classes_zero_as_torch():
     """Review s54: an empty input with num_classes given is torch's (0, n) of int64, eagerly
     and compiled; num_classes 0 (or below -1), which torch refuses for every input, and -1
