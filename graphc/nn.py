@@ -1528,9 +1528,11 @@ class Module:
         as torch's: a tied or shared one's other names too, though strict loads it from any
         one of them.
 
-        The values are copied into the model's arrays, in place, cast to their dtypes
-        (as torch's copy_: the Parameters stay the model's and an optimiser bound before
-        the load trains the loaded values, and an array read from one before sees them); with
+        The values are copied, cast to the model's dtypes, into the model's Parameters
+        (each gets a new array, as an optimiser step gives it: the Parameters stay the
+        model's and an optimiser bound before the load trains the loaded values, but an
+        array read from one before keeps its values, where torch's copy_ writes its
+        storage) and into its Buffers' arrays in place; with
         assign=True (torch's) the model takes the given ones themselves instead
         (_assign_state): an optimiser bound to the replaced Parameters keeps those, so
         bind it after the load, as torch's docs say."""
@@ -1608,13 +1610,12 @@ class Module:
             self._assign_state({**params, **loaded}, raw, values)
             return IncompatibleKeys(not_given, unexpected)
         for name, p in params.items():
-            # copied into the Parameter's own array, as torch's param.copy_(input_param):
-            # what holds that array (`w = model.weight.data`, a view of it) sees the loaded
-            # values, as torch's shared storage does; a read-only one is replaced
-            if p.data.flags.writeable:
-                p.data[...] = values[name]
-            else:
-                p.data = values[name]
+            # a new array (the cast copy) in the same Parameter, as an optimiser step and
+            # eager in-place arithmetic rebind .data: the tape keeps the arrays a forward
+            # read, so a backward() pending across the load gives the forward's gradient
+            # (written in place, it silently used the loaded weights; torch raises), and a
+            # state_dict() taken before (whose arrays are the model's) is not overwritten
+            p.data = values[name]
         for name, b in loaded.items():  # in place: a plan or a Trainer holds the array
             b.data[...] = values[name]
         return IncompatibleKeys(not_given, unexpected)

@@ -72,9 +72,11 @@ def test_load_state_dict_copies_into_the_parameters_and_a_bound_optimiser_trains
     our_opt = gc.optim.SGD(lr=0.1, momentum=0.9).bind(ours)
     ours.load_state_dict({"weight": w1.T, "bias": b1})
     assert ours.weight is weight
-    # an array read from the Parameter before the load sees the loaded values, as torch's
-    # (before, load_state_dict put a new array in the Parameter)
-    np.testing.assert_array_equal(held, w1.T)
+    # the Parameter gets a new array, as an optimiser step gives it (the tape's arrays stay
+    # the forward's: test_a_backward_pending_across_load_state_dict_...), so an array read
+    # from it before keeps its values, where torch's copy_ writes the storage they share
+    np.testing.assert_array_equal(held, w0.T)
+    np.testing.assert_array_equal(ours.weight.data, w1.T)
     buffers = {}
     for _ in range(2):
         # torch.optim.SGD(lr=0.1, momentum=0.9)'s step, written out (torch.optim's import
@@ -91,6 +93,45 @@ def test_load_state_dict_copies_into_the_parameters_and_a_bound_optimiser_trains
         our_opt.step()
     np.testing.assert_allclose(ours.weight.data, theirs.weight.detach().numpy().T, rtol=1e-12)
     np.testing.assert_allclose(ours.bias.data, theirs.bias.detach().numpy(), rtol=1e-12)
+
+
+@pytest.mark.parametrize("compiled", [False, True])
+def test_a_backward_pending_across_load_state_dict_gives_the_forwards_gradient(compiled):
+    # torch raises ("modified by an inplace operation"); graphc's tape keeps the arrays the
+    # forward read (runtime/eager.py's _rewound), which a load written into the Parameters'
+    # arrays in place changed under it: x.grad silently used the loaded weight
+    rng = np.random.default_rng(2)
+    w0, b0, x = rng.normal(size=(2, 3)), rng.normal(size=2), rng.normal(size=(4, 3))
+    theirs = torch.nn.Linear(3, 2).double()
+    with torch.no_grad():
+        theirs.weight.copy_(torch.tensor(w0))
+        theirs.bias.copy_(torch.tensor(b0))
+    their_x = torch.tensor(x, requires_grad=True)
+    (theirs(their_x) ** 2).sum().backward()  # the gradient of the forward's weights
+    ours = gc.nn.Linear(3, 2, dtype="float64")
+    ours.load_state_dict({"weight": w0.T, "bias": b0})
+    model = gc.compile(ours) if compiled else ours
+    our_x = gc.tensor(x, requires_grad=True)
+    loss = (model(our_x) ** 2).sum()
+    ours.load_state_dict({"weight": 10 * w0.T, "bias": b0})
+    loss.backward()
+    np.testing.assert_allclose(our_x.grad.data, their_x.grad.numpy(), rtol=1e-12)
+    np.testing.assert_allclose(ours.weight.grad.data, theirs.weight.grad.numpy().T,
+                               rtol=1e-12)
+
+
+def test_a_state_dict_taken_before_load_state_dict_keeps_its_parameters_values():
+    # examples/digits_mlp.py's main(): `initial = model.state_dict()`, then the compiled run
+    # loads each epoch's parameters (model.load_state_dict(params, strict=False)), then an
+    # eager model is loaded with `initial` to train from the same start; written into the
+    # Parameters' arrays in place, `initial` held the trained weights by then
+    model = gc.nn.Sequential(gc.nn.Linear(3, 4), gc.nn.ReLU(), gc.nn.Linear(4, 2))
+    initial = model.state_dict()
+    kept = {name: np.array(value) for name, value in initial.items()}
+    model.load_state_dict({name: value + 1 for name, value in kept.items()}, strict=False)
+    for name, value in kept.items():
+        np.testing.assert_array_equal(initial[name], value, err_msg=name)
+        np.testing.assert_array_equal(model.state_dict()[name], value + 1, err_msg=name)
 
 
 def test_load_state_dict_into_a_read_only_parameter_array_still_loads():
