@@ -37,8 +37,9 @@ def shown(value, limit: int = 80) -> str:
             return f"{kind}({array.item()!r}, dtype={dtype})"
         return f"{kind}(shape={shape}, dtype={dtype})"
     if isinstance(value, (list, tuple)) and any(_is_array(v) for v in value):
-        items = ", ".join(shown(v, limit) for v in value[:4]) + (", ..." if len(value) > 4
-                                                                  else "")
+        items = ", ".join(shown(v, limit) for v in value[:4]) + (
+            ", ..." if len(value) > 4 else "," if len(value) == 1 and
+            isinstance(value, tuple) else "")  # ((x,) as repr writes a 1-tuple)
         return clipped(("[%s]" if isinstance(value, list) else "(%s)") % items, 4 * limit)
     text = repr(value)
     return clipped(" ".join(text.split()), limit) if "\n" in text or len(text) > limit \

@@ -250,4 +250,8 @@ def test_shown_values():
     assert shown(np.array(0.5, np.float32)) == "ndarray(0.5, dtype=float32)"
     assert shown([np.ones(2), 3]) == "[ndarray(shape=(2,), dtype=float64), 3]"
     assert shown(3) == "3" and shown("x") == "'x'"
+    # a 1-tuple keeps repr's comma (LayerNorm((np.array(3.5),)) read "(ndarray(...))")
+    assert shown((np.array(3.5),)) == "(ndarray(3.5, dtype=float64),)"
+    assert shown([np.array(3.5)]) == "[ndarray(3.5, dtype=float64)]"
+    assert shown((np.ones(2), 1)) == "(ndarray(shape=(2,), dtype=float64), 1)"
     assert "\n" not in shown(torch.ones(3, 3)) and "(3, 3)" in shown(torch.ones(3, 3))
