@@ -204,8 +204,21 @@ def _named_reduce(reduce, who, x, axis_name):
         raise GraphcError(f"{who}: the vmap naming {axis_name!r} has a symbolic batch size "
                           f"({graph.size}); collectives need a known one", (user_location(),))
     leaves, structure, _ = flatten(x)
-    return unflatten(structure, [apply("vmap_reduce", leaf, reduce=reduce, axis_name=axis_name,
+    return unflatten(structure, [_python_number_reduce(reduce, leaf, graph.size)
+                                 if type(leaf) in (bool, int, float) else
+                                 apply("vmap_reduce", leaf, reduce=reduce, axis_name=axis_name,
                                        axis_size=graph.size) for leaf in leaves])
+
+
+def _python_number_reduce(reduce, number, size):
+    """A Python number is the same in every example: JAX's constant case, a Python number
+    again (weakly typed), so that `x / gc.psum(1, "i")`, JAX's idiom for the axis size, keeps
+    x's dtype (as a node, 1 was an int64 tensor and 2.0 a float32 one, refused beside a
+    float64 or float32 x). psum: size times it (a bool counted as 1, as JAX sums bools as
+    ints); pmean: it as a float (psum(x) / psum(1), as JAX's); pmax and pmin: it."""
+    if reduce == "sum":
+        return int(number) * size if type(number) is bool else number * size
+    return float(number) if reduce == "mean" else number
 
 
 def _outer_graph(leaves):

@@ -80,3 +80,16 @@ def test_axis_size_keeps_its_keyword():
     out = gc.vmap(lambda: gc.ones((2,)), in_axes=(), axis_name=None, axis_size=3)()
     np.testing.assert_array_equal(np.asarray(out), np.ones((3, 2)))
     np.testing.assert_array_equal(np.asarray(gc.vmap(lambda r: r * 2.0, 0, 0, None)(X)), X * 2)
+
+
+def test_python_number_operands_are_constants():
+    # JAX's idiom for the axis size, x / psum(1, name): a Python number is the same in every
+    # example and stays a weakly typed number (as a node, 1 was an int64 tensor and 2.0 a
+    # float32 one, refused beside the float64 or float32 examples)
+    got = gc.vmap(lambda r: r / gc.psum(1, "i"), axis_name="i")(X)
+    np.testing.assert_array_equal(np.asarray(got), X / 4)
+    x32 = X.astype(np.float32)
+    got = gc.compile(gc.vmap(lambda r: r * gc.pmean(2, "i") + gc.pmax(2.0, "i")
+                             + gc.psum(True, "i"), axis_name="i"))(x32)
+    assert np.asarray(got).dtype == np.float32
+    np.testing.assert_array_equal(np.asarray(got), x32 * 2 + 6)
