@@ -50,7 +50,7 @@ from runtime.eager import Tensor, WeakTensor, apart_from
 from . import nn
 from .tracing import (arg_names, called, flatten, function_name, leaf_input_names, to_spec,
                       unflatten, unsupported_argument)
-from .transforms import _callable, _lacked_float, _shared_float_dtype
+from .transforms import _callable, _lacked_float, _shared_float_dtype, float0
 
 
 def vmap(fun, in_axes=0, out_axes=0, axis_name=None, axis_size=None):
@@ -471,6 +471,16 @@ def _place(value, is_batched, axis, size, k):
             raise GraphcError(f"vmap: output {k} depends on the batch, but out_axes gives it "
                               "None", (user_location(),))
         return value
+    if isinstance(value, np.ndarray) and value.dtype == float0:
+        # grad(allow_int=True)'s gradient of an integer argument: float0 zeros, which no IR
+        # dtype holds (batch_all's reshape refused them), stacked as numpy zeros, as JAX's
+        ndim = value.ndim + 1
+        if not -ndim <= axis < ndim:
+            raise GraphcError(f"vmap: out_axes {axis} is out of range for output {k}, which "
+                              f"has {ndim} axes", (user_location(),))
+        shape = list(value.shape)
+        shape.insert(axis % ndim, size)
+        return np.zeros(tuple(shape), float0)
     if not is_batched:
         if not _is_array(value) or (isinstance(value, NUMPY_FLOAT_SCALARS)
                                     and not _lacked_float(value)):

@@ -63,3 +63,17 @@ def test_holomorphic_refused_and_allow_int_checked():
     with pytest.raises(GraphcError, match="^value_and_grad: allow_int must be True or False"):
         gc.value_and_grad(_picked, allow_int="yes")
     assert float(gc.grad(lambda x: gc.sum(x * x), holomorphic=False)(X)[2]) == 4.0
+
+
+def test_allow_int_under_vmap_stacks_float0_zeros():
+    # (vmap broadcast the float0 zeros as a tensor: UnsupportedDtype 'reshape: dtype
+    # [('float0', 'V')] is not supported')
+    xs = np.stack([X, 2 * X])
+
+    def both(x, n):
+        return gc.grad(_picked, argnums=(0, 1), allow_int=True)(x, n)
+    gx, gn = gc.vmap(both, in_axes=(0, None))(xs, N)
+    assert _is_float0(gn, (2, 2))
+    np.testing.assert_allclose(np.asarray(gx), [[1.0, 0.0, 4.0], [2.0, 0.0, 8.0]])
+    gx, gn = gc.vmap(gc.vmap(both), out_axes=-1)(xs[None], np.stack([N, N])[None])
+    assert _is_float0(gn, (2, 2, 1)) and np.asarray(gx).shape == (2, 3, 1)
