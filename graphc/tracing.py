@@ -21,6 +21,9 @@ from ir.types import (SHORT_NAMES, WIDENED_INPUTS, TensorType, TupleType, Unsupp
                       unsupported_dtype)
 from runtime.eager import Tensor, collect_buffer_updates
 
+# JAX's float0 (gc.float0, defined here for the trace's message; transforms.float0 is it)
+FLOAT0 = np.dtype([("float0", np.void, 0)])
+
 
 @dataclass(frozen=True)
 class Spec:
@@ -494,6 +497,12 @@ def trace(fn, *specs, name: str | None = None, names=None, who=None) -> Graph:
                 try:
                     outs.append(graph.constant(np.asarray(leaf)))
                 except Exception:
+                    if getattr(leaf, "dtype", None) == FLOAT0:
+                        raise GraphcError(
+                            f"{graph.name} returned float0 zeros (grad(allow_int=True)'s "
+                            "gradient of an integer argument), which no graph dtype holds: a "
+                            "traced or compiled function cannot return them; return the "
+                            "float gradients only", (user_location(),)) from None
                     raise GraphcError(f"{graph.name} returned {a_type(leaf)}, which is "
                                       "not a tensor", (user_location(),)) from None
         graph.set_outputs(outs)

@@ -39,7 +39,7 @@ from runtime.eager import (Buffer, Tensor, WeakTensor, collect_buffer_updates, i
 
 from .advice import (argnums_holding, differentiated_number, hashable, naming_position,
                      probe_uses, static_advice, unhashable_kind)
-from .tracing import (ForeignArgument, Spec, arg_names, call_signature, called,
+from .tracing import (FLOAT0, ForeignArgument, Spec, arg_names, call_signature, called,
                       called_function, flatten, function_name, leaf_count, leaf_input_names,
                       leaves_and_structure, leaves_like, refuse_foreign_argument, to_spec,
                       trace, tree_map, unflatten, unsupported_argument)
@@ -1465,7 +1465,7 @@ def _differentiated(argnums, who):
 # JAX's float0 (jax.dtypes.float0): the dtype of an integer or boolean argument's gradient
 # under grad(allow_int=True), a numpy structured dtype of no bytes, so a zeros array of it
 # has the argument's shape and holds nothing
-float0 = np.dtype([("float0", np.void, 0)])
+float0 = FLOAT0
 
 
 class NotDifferentiable(GraphcError, TypeError):

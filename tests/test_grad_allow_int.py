@@ -77,3 +77,13 @@ def test_allow_int_under_vmap_stacks_float0_zeros():
     np.testing.assert_allclose(np.asarray(gx), [[1.0, 0.0, 4.0], [2.0, 0.0, 8.0]])
     gx, gn = gc.vmap(gc.vmap(both), out_axes=-1)(xs[None], np.stack([N, N])[None])
     assert _is_float0(gn, (2, 2, 1)) and np.asarray(gx).shape == (2, 3, 1)
+
+
+def test_compiled_function_returning_float0_is_refused_naming_it():
+    # (was 'lambda returned an ndarray, which is not a tensor', though numpy arrays returned
+    # are constants there)
+    with pytest.raises(GraphcError, match=r"^lambda returned float0 zeros \(grad\(allow_int="
+                       r"True\)'s gradient of an integer argument\).*return the float "
+                       "gradients only") as info:
+        gc.compile(lambda x, n: gc.grad(_picked, argnums=(0, 1), allow_int=True)(x, n))(X, N)
+    assert len(info.value.message.splitlines()) == 1
