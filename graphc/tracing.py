@@ -546,6 +546,11 @@ def _shapes_graph(fn, args, kwargs=None, runs=True):
     positional = len(args)
 
     who = f"eval_shape of {function_name(fn)}"
+    twice = [k for k in keys if k in names[:positional]]
+    if twice:  # (as the call's own binding says it; two graph inputs of one name were
+        # refused as "graph 'f' already has an input named 'x'")
+        raise GraphcError(f"{who}: multiple values for argument {twice[0]!r}",
+                          (user_location(),))
 
     def shapes_only(*values):  # nothing runs, so a layer's buffer update (BatchNorm in
         # training mode) is dropped, not refused for want of a place to write it

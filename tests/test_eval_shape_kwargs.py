@@ -42,3 +42,13 @@ def test_none_keyword_and_missing_keyword():
     with pytest.raises(GraphcError, match="eval_shape of _affine: missing a required "
                                           "argument: 'w'"):
         gc.eval_shape(_affine, np.ones((2, 3)))
+
+
+def test_argument_given_by_position_and_keyword():
+    # (Python's binding says it; two graph inputs of one name were refused as "graph
+    # '_affine' already has an input named 'x'")
+    with pytest.raises(GraphcError, match=r"^eval_shape of _affine: multiple values for "
+                                          r"argument 'x'") as info:
+        gc.eval_shape(_affine, np.ones((2, 3)), x=np.ones((2, 3)),
+                      w={"kernel": np.ones((3, 1))})
+    assert info.value.message == "eval_shape of _affine: multiple values for argument 'x'"
