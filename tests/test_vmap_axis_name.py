@@ -93,3 +93,14 @@ def test_python_number_operands_are_constants():
                              + gc.psum(True, "i"), axis_name="i"))(x32)
     assert np.asarray(got).dtype == np.float32
     np.testing.assert_array_equal(np.asarray(got), x32 * 2 + 6)
+
+
+def test_reduced_value_is_shared_so_out_axes_none_returns_it():
+    # as JAX's batching rule leaves it unmapped (it was broadcast back to every example,
+    # then refused: 'output 0 depends on the batch, but out_axes gives it None')
+    f = gc.vmap(lambda r: (gc.psum(r, "i"), gc.pmax(r, "i") * 2.0), axis_name="i",
+                out_axes=(None, None))
+    for run in (f, gc.compile(f)):
+        total, top = run(X)
+        np.testing.assert_array_equal(np.asarray(total), X.sum(0))
+        np.testing.assert_array_equal(np.asarray(top), X.max(0) * 2)

@@ -92,9 +92,9 @@ def _register_batching():
         if not is_batched:  # every example's the same: resolved here, so that no vmap
             # around this one that names its axis alike reduces it again
             return (x * size if reduce == "sum" else x), False
-        total = {"sum": F.sum, "mean": F.mean, "max": F.max, "min": F.min}[reduce](
-            x, 0, keepdims=True)
-        return F.broadcast_to(total, tuple(F._shape(x))), True
+        # the total, one value every example shares (unbatched, as JAX's rule leaves it:
+        # out_axes=None may return it; it was broadcast back and so refused there)
+        return {"sum": F.sum, "mean": F.mean, "max": F.max, "min": F.min}[reduce](x, 0), False
 
 
 _register_batching()
