@@ -151,7 +151,7 @@ class Generator:
         B, L = idx.shape
         span = _span(start + L, self.model.cfg.block_size)
         mask = np.ascontiguousarray(mask[..., :span])
-        self._fit_caches(B, span, start)
+        self._fit_caches(B, span, start, L)
         plan, order = self._plan(B, L, span)
         self.last_plan = plan  # plan.memory, plan.profile(...) of the step just run
         feed = {"idx": idx, "positions": positions, "mask": mask,
@@ -163,14 +163,20 @@ class Generator:
         self._caches = dict(zip(cache_names(self.model.cfg.n_layer), caches))
         return logits.astype(np.float64)
 
-    def _fit_caches(self, batch: int, span: int, start: int):
+    def _fit_caches(self, batch: int, span: int, start: int, length: int):
         """Caches of `span` slots, the size the step's plan takes. They were the whole block
         from the first token (75 MB for GPT-2's 1024 slots at batch 1, a 1-token prompt
-        using 4); now they double with the span, keeping the `start` slots written so far."""
+        using 4); now they double with the span, keeping the `start` slots written so far.
+        A prefill (start 0) of `length` tokens starts from zeros past them, as a fresh
+        cache: caches of the same shape are reused, and the slots an earlier run wrote (inf
+        or nan once its activations overflowed) made every later prompt fail."""
         cfg = self.model.cfg
         shape = (batch, cfg.n_head, span, cfg.n_embd // cfg.n_head)
         old = self._caches
         if old is not None and next(iter(old.values())).shape == shape:
+            if start == 0 and length < span:  # (the first `length` are written by the run)
+                for cache in old.values():
+                    cache[:, :, length:] = 0
             return
         self._caches = {}
         for name in cache_names(cfg.n_layer):
@@ -239,8 +245,14 @@ class Generator:
         L = max(len(w) for w in windows)
         B = len(windows)
         pads = np.array([L - len(w) for w in windows], np.int64)
-        idx = np.zeros((B, L), np.int64)
+        # a padding slot holds the row's first token at position 0, as its first real slot
+        # does: both attend to themselves only, so every layer's keys and values there are
+        # those of the first real slot, finite whenever the row alone runs. (Token 0 there
+        # was a batch's NaN where each row alone ran, its embedding past the dtype's range:
+        # NaN + -inf is NaN under the additive mask, and 0 * NaN in softmax @ v.)
+        idx = np.empty((B, L), np.int64)
         for b, w in enumerate(windows):
+            idx[b, :pads[b]] = w[0]
             idx[b, pads[b]:] = w
         slots = np.arange(L)
         positions = np.maximum(slots[None, :] - pads[:, None], 0)
