@@ -95,6 +95,12 @@ def build_cached_step(model: GPT, batch, length, span: int | None = None) -> Gra
     return g
 
 
+def _sized(x) -> bool:
+    """Whether x has a length: a list, or an array or tensor of at least one dimension (a
+    0-d numpy array or torch tensor is Sized, its len() a TypeError)."""
+    return isinstance(x, Sized) and getattr(x, "ndim", 1) != 0
+
+
 def _span(used: int, block_size: int) -> int:
     """The cache slots a step attends over: the slots in use rounded up to a power of two
     (few plans: one per doubling), at most the block. Slots past them are masked anyway, so
@@ -196,8 +202,10 @@ class Generator:
 
     def _windows(self, prompts) -> list[list[int]]:
         """Each prompt's token ids, checked, and the last block_size of them."""
-        if not isinstance(prompts, Sized) or not all(isinstance(p, Sized) for p in prompts):
-            # (one unwrapped prompt, [1, 2, 3], was a raw TypeError from len())
+        if not _sized(prompts) or not all(_sized(p) for p in prompts):
+            # (one unwrapped prompt, [1, 2, 3], was a raw TypeError from len(); a 1-D torch
+            # tensor, transformers' input_ids[0], or a 0-d array among the prompts too: they
+            # define __len__, and len() of a 0-d one raises)
             got = (reprlib.repr(prompts) if isinstance(prompts, (Sized, numbers.Number))
                    else a_type(prompts))  # (a generator's repr says no more)
             raise ValueError(f"prompts must be a list of token-id lists (one per row), got "
