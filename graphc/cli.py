@@ -370,8 +370,9 @@ def build_parser():
     s.add_argument("--temperature", type=_non_negative_float, default=0.8,
                    help="divides the logits: lower is more predictable, 0 takes the likeliest "
                    "token (default: 0.8)")
-    s.add_argument("--top-k", type=_positive_int, help="sample from the k likeliest tokens "
-                   "(default: all, where transformers' generate keeps 50)")
+    s.add_argument("--top-k", type=_non_negative_int, help="sample from the k likeliest "
+                   "tokens (default: all, where transformers' generate keeps 50); 0: all, as "
+                   "transformers' top_k=0")
     s.add_argument("--top-p", type=_probability, help="sample from the most likely tokens "
                    "whose probability reaches this (nucleus sampling; default: all)")
     s.add_argument("--seed", type=_seed, default=0, help="seed of the sampling (default: 0)")

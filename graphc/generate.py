@@ -504,9 +504,10 @@ def check_sampling(temperature, top_k, top_p, seed=None):
             # as transformers; 2.5 failed at the first token, indexing np.sort's result, and
             # True was taken as 1 (while top_p=True was refused)
             raise ValueError(f"top_k must be a whole number, got {reprlib.repr(top_k)}")
-        if k < 1:
-            raise ValueError(f"top_k must be at least 1, got {k}")
-        top_k = k
+        if k < 0:
+            raise ValueError(f"top_k must be a whole number >= 0 (0 or None: all), got {k}")
+        # 0: no top-k, as transformers' top_k=0 (its TopKLogitsWarper is left out)
+        top_k = k or None
     if top_p is not None:
         p = _real_setting(top_p)
         if p is None or not 0 < p <= 1:  # (nan: None)

@@ -134,7 +134,8 @@ def test_top_k_and_top_p_restrict_the_choice_and_sample_the_renormalised_softmax
 
 @pytest.mark.parametrize("bad, message", [
     (dict(temperature=float("nan")), "temperature must be a finite number >= 0"),
-    (dict(temperature=1.0, top_k=0), "top_k must be at least 1"),
+    (dict(temperature=1.0, top_k=-1), r"top_k must be a whole number >= 0 \(0 or None: "
+                                       r"all\), got -1"),
     (dict(temperature=1.0, top_p=0.0), r"top_p must be in \(0, 1\]"),
     (dict(temperature=1.0, top_p=1.5), r"top_p must be in \(0, 1\]"),
 ])
