@@ -31,12 +31,13 @@ import math
 import numbers
 import operator
 import reprlib
+import warnings
 from collections import OrderedDict
 from collections.abc import Sized
 
 import numpy as np
 
-from ir.errors import GraphcError, a_type
+from ir.errors import GraphcError, a_type, user_stacklevel
 from ir.graph import Graph
 from ir.ops import api as F
 from ir.ops.registry import graph_param, scalar_array
@@ -50,6 +51,12 @@ from .models.gpt import GPT
 # sized by its batch, prompt length and span, and keeping one per prompt length grew without
 # bound (60 lengths, 60 plans).
 MAX_PLANS = 8
+
+
+class LongPromptWarning(UserWarning):
+    """A prompt longer than the model's positions (block_size, a GPT-2's n_positions): only
+    its last that many tokens are read, as transformers' tokenizer warns ("Token indices
+    sequence length is longer than the specified maximum sequence length")."""
 
 
 def cache_names(n_layer: int) -> list[str]:
@@ -196,12 +203,13 @@ class Generator:
     def start(self, prompts) -> np.ndarray:
         """Run the prompts (lists of token ids, one per row, each non-empty) -> the logits
         (B, vocab) of each row's next token."""
-        self._contexts = self._windows(prompts)
+        self._contexts = self._windows(prompts, warn=True)
         self._calls += 1
         return self._prefill()
 
-    def _windows(self, prompts) -> list[list[int]]:
-        """Each prompt's token ids, checked, and the last block_size of them."""
+    def _windows(self, prompts, warn=False) -> list[list[int]]:
+        """Each prompt's token ids, checked, and the last block_size of them (warn: one
+        LongPromptWarning where a prompt is longer)."""
         if not _sized(prompts) or not all(_sized(p) for p in prompts):
             # (one unwrapped prompt, [1, 2, 3], was a raw TypeError from len(); a 1-D torch
             # tensor, transformers' input_ids[0], or a 0-d array among the prompts too: they
@@ -213,7 +221,14 @@ class Generator:
         if len(prompts) == 0 or any(len(p) == 0 for p in prompts):  # (B, L) arrays too
             raise ValueError("every prompt needs at least one token")
         T = self.model.cfg.block_size  # a longer prompt's head is never read: not kept
-        return [[self._token(t) for t in p][-T:] for p in prompts]
+        windows = [[self._token(t) for t in p][-T:] for p in prompts]
+        longest = max(len(p) for p in prompts)
+        if warn and longest > T:  # (it was cut without a word)
+            warnings.warn(LongPromptWarning(
+                f"a prompt of {longest} tokens is longer than the model's {T} positions "
+                f"(block_size, a GPT-2's n_positions): only its last {T} tokens are read"),
+                stacklevel=user_stacklevel())
+        return windows
 
     def advance(self, tokens) -> np.ndarray:
         """Append one token per row -> the logits of the next token."""
