@@ -746,9 +746,9 @@ def test_a_directory_written_from_numpy_loads_with_its_weights(tmp_path):
     (lambda d: write_directory(d, reshape=["transformer.h.1.mlp.c_fc.bias"]),
      "tensor 'transformer.h.1.mlp.c_fc.bias' has shape [95], config.json implies [96]"),
     (lambda d: write_directory(d, drop=["transformer.h.1.ln_2.weight"]),
-     "model.safetensors: missing tensor 'h.1.ln_2.weight'"),
-    (lambda d: write_directory(d, config={"n_layer": 1}),
-     "model.safetensors: unexpected tensor 'transformer.h.1."),
+     "model.safetensors: missing tensor 'transformer.h.1.ln_2.weight'"),
+    # (a layer past n_layer is left with a warning now, as transformers leaves it:
+    # test_gpt2_extra_tensors)
     (lambda d: write_directory(d, extra={"transformer.ln_f.bias":
                                          np.full(24, np.nan, np.float32)}), "non-finite"),
 ])

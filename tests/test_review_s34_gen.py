@@ -98,7 +98,7 @@ def test_a_tied_checkpoint_holding_only_lm_head_loads_it_as_wte(tmp_path):
     with pytest.raises(GraphcError) as caught:
         gpt2.load_gpt2(str(tmp_path))
     assert str(caught.value).endswith(
-        f"{gpt2.WEIGHTS_FILE}: missing tensor 'ln_f.weight'"), str(caught.value)
+        f"{gpt2.WEIGHTS_FILE}: missing tensor 'transformer.ln_f.weight'"), str(caught.value)
 
 
 # ---- 3. generation ends each row at the checkpoint's eos_token_id ----------------------------

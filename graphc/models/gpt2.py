@@ -55,6 +55,9 @@ CONFIG_NESTING = 16
 _BUFFER_SUFFIXES = (".attn.bias", ".attn.masked_bias")
 
 
+_SHOWN = 5  # the unused tensors named in the warning (an 11-layer surplus has 130)
+
+
 class GPT2Warning(UserWarning):
     """A GPT-2 directory loaded, but not as its config.json says (graphc's own category:
     `graphc sample` prints it as its other warnings)."""
@@ -262,12 +265,20 @@ def load_gpt2(directory: str, dtype: str = "float32") -> tuple[GPT, dict]:
                     raise GraphcError(f"{path}: holds both {stored[short]!r} and {key!r} "
                                       "(one tensor under two names)")
                 stored[short] = key
+            # a missing tensor by the name the file would give it (its other tensors'
+            # `transformer.` prefix; lm_head.weight has none), as the other messages name
+            # the stored key: 'h.1.mlp.c_fc.bias' was said of a file of 'transformer.h...'
+            prefix = "transformer." if any(k.startswith("transformer.")
+                                           for k in stored.values()) else ""
+
+            def full(short):
+                return short if short == "lm_head.weight" else prefix + short
             # config.json's n_layer against the layers the file has, before a name is made
             # for each of its tensors (n_layer 10**9 would be 12 billion names)
             layers = {k.split(".")[1] for k in stored if k.startswith("h.")}
             if cfg.n_layer > len(layers):
                 absent = next(i for i in range(cfg.n_layer) if str(i) not in layers)
-                raise GraphcError(f"{path}: missing tensor 'h.{absent}.ln_1.weight' "
+                raise GraphcError(f"{path}: missing tensor {full(f'h.{absent}.ln_1.weight')!r} "
                                   f"({CONFIG_FILE} declares {cfg.n_layer} layers)")
             wanted = parameter_shapes(cfg)
             expected = {hf_name(n) for n in wanted}
@@ -284,10 +295,17 @@ def load_gpt2(directory: str, dtype: str = "float32") -> tuple[GPT, dict]:
             if missing:
                 declared = (f" ({CONFIG_FILE} declares {cfg.n_layer} layers)"
                           if missing[0].startswith("h.") else "")
-                raise GraphcError(f"{path}: missing tensor {missing[0]!r}{declared}")
+                raise GraphcError(f"{path}: missing tensor {full(missing[0])!r}{declared}")
             if unexpected:
-                raise GraphcError(f"{path}: unexpected tensor {stored[unexpected[0]]!r} (not "
-                                  f"part of a GPT-2 with {CONFIG_FILE}'s settings)")
+                # loaded without them, as transformers' GPT2LMHeadModel.from_pretrained loads
+                # a GPT2ForSequenceClassification's file (score.weight) and warns of its
+                # unused weights; they were refused (unread: their dtype and values unchecked)
+                names = sorted(stored[k] for k in unexpected)
+                shown = ", ".join(map(repr, names[:_SHOWN]))
+                more = f" and {len(names) - _SHOWN} more" if len(names) > _SHOWN else ""
+                warnings.warn(f"{path}: tensors not part of a GPT-2 with {CONFIG_FILE}'s "
+                              f"settings, not loaded (as transformers' GPT2LMHeadModel leaves "
+                              f"them): {shown}{more}", GPT2Warning, stacklevel=2)
 
             def read(name, shape, key):
                 # torch's Linear stores (out, in); graphc's Linear and GPT-2's Conv1D (in, out)
