@@ -663,9 +663,7 @@ def cmd_sample(args) -> int:
         prompt_ids = data.encode(text)
     except DataError as exc:  # the default prompt is the vocabulary's own
         raise UsageError(f"--prompt: {exc} (the checkpoint's)") from None
-    ids = Sampler(model, params).stream(prompt_ids, args.tokens, args.temperature,
-                                        args.top_k, args.seed, args.top_p,
-                                        min_new_tokens=args.min_new_tokens,
+    ids = Sampler(model, params).stream(prompt_ids, args.tokens, **_settings(args),
                                         **_processing(args))
     return _print_stream(text, (vocab[i] for i in ids))
 
@@ -702,11 +700,16 @@ def _sample_pretrained(args) -> int:
             prompt_ids = [gpt2.start_token(args.model, model.cfg.vocab_size)]
         except GraphcError as exc:
             raise UsageError(f"{exc.message}; pass a non-empty --prompt") from None
-    ids = Sampler(model, params).stream(prompt_ids, args.tokens, args.temperature,
-                                        args.top_k, args.seed, args.top_p,
-                                        () if args.ignore_eos else None, args.min_new_tokens,
+    ids = Sampler(model, params).stream(prompt_ids, args.tokens, **_settings(args),
+                                        stop_tokens=() if args.ignore_eos else None,
                                         **_processing(args))
     return _print_stream(text, tokenizer.decode_stream(ids))
+
+
+def _settings(args) -> dict:
+    """graphc sample's sampling options, by keyword (Sampler's are keyword-only)."""
+    return dict(temperature=args.temperature, top_k=args.top_k, seed=args.seed,
+                top_p=args.top_p, min_new_tokens=args.min_new_tokens)
 
 
 def _processing(args) -> dict:

@@ -287,9 +287,10 @@ class Generator:
         self._pads, self._slot = pads, L
         return self._run(idx, positions, mask, 0)
 
-    def generate(self, prompts, tokens: int, temperature=1.0, top_k=None, top_p=None,
-                 seed=0, stop_tokens=None, min_new_tokens=None, *, repetition_penalty=None,
-                 no_repeat_ngram_size=None, min_p=None, do_sample=None) -> list[list[int]]:
+    def generate(self, prompts, tokens: int, *positional, temperature=1.0, top_k=None,
+                 top_p=None, seed=0, stop_tokens=None, min_new_tokens=None,
+                 repetition_penalty=None, no_repeat_ngram_size=None, min_p=None,
+                 do_sample=None) -> list[list[int]]:
         """Up to `tokens` new token ids per prompt: greedy at temperature 0, otherwise
         sampled from the softmax of logits / temperature restricted to the top_k most likely
         tokens (None: all, where transformers' generate keeps 50 unless told) and to the
@@ -309,9 +310,14 @@ class Generator:
         multiplies the negative ones (> 0; 1: off); `no_repeat_ngram_size` n bans a token
         that would repeat an n-gram of the row (0: off); `min_p` keeps, after temperature,
         top_k and top_p, the tokens at least min_p times as likely as the likeliest (0: off);
-        `do_sample=False` is greedy, as temperature 0 (top_k, top_p and min_p unused)."""
-        steps = self.stream(prompts, tokens, temperature, top_k, top_p, seed, stop_tokens,
-                            min_new_tokens, repetition_penalty=repetition_penalty,
+        `do_sample=False` is greedy, as temperature 0 (top_k, top_p and min_p unused).
+        Every setting after `tokens` is keyword-only (Sampler's took top_p and seed in the
+        other order: a positional call meant one thing to each)."""
+        keyword_only("Generator.generate", positional)
+        steps = self.stream(prompts, tokens, temperature=temperature, top_k=top_k,
+                            top_p=top_p, seed=seed, stop_tokens=stop_tokens,
+                            min_new_tokens=min_new_tokens,
+                            repetition_penalty=repetition_penalty,
                             no_repeat_ngram_size=no_repeat_ngram_size, min_p=min_p,
                             do_sample=do_sample)
         out = [[] for _ in prompts]  # (after stream() has checked the prompts)
@@ -321,15 +327,17 @@ class Generator:
                     row.append(t)
         return out
 
-    def stream(self, prompts, tokens: int, temperature=1.0, top_k=None, top_p=None, seed=0,
-               stop_tokens=None, min_new_tokens=None, *, repetition_penalty=None,
-               no_repeat_ngram_size=None, min_p=None, do_sample=None):
+    def stream(self, prompts, tokens: int, *positional, temperature=1.0, top_k=None,
+               top_p=None, seed=0, stop_tokens=None, min_new_tokens=None,
+               repetition_penalty=None, no_repeat_ngram_size=None, min_p=None,
+               do_sample=None):
         """generate()'s tokens as they come: an iterator of one list (a token id per prompt,
         None for a row that has ended at a stop token) per step, none of them kept (but
         no_repeat_ngram_size's n-grams), so `tokens` may be as large as the caller cares
         to read; it ends early once every row
         has ended. The settings are checked and the prompts run now, before the first
-        token."""
+        token. Every setting after `tokens` is keyword-only, as generate()'s."""
+        keyword_only("Generator.stream", positional)
         temperature, top_k, top_p, seed = check_sampling(temperature, top_k, top_p, seed)
         penalty, ngram, min_p, do_sample = self._processing(repetition_penalty,
                                                             no_repeat_ngram_size, min_p,
@@ -431,6 +439,20 @@ class Generator:
                                      "time per Generator)")
                 logits = self.advance(latest)
                 own_call = self._calls
+
+
+SETTINGS = ("temperature", "top_k", "top_p", "seed", "stop_tokens", "min_new_tokens")
+
+
+def keyword_only(function: str, positional: tuple) -> None:
+    """One TypeError naming the keywords for settings given by position (`positional`: the
+    arguments past the prompts and `tokens`), where Python's said only "takes 3 positional
+    arguments but 5 were given"."""
+    if positional:
+        raise TypeError(f"{function}() takes the prompt(s) and tokens by position, its "
+                        f"settings by keyword only: {', '.join(s + '=' for s in SETTINGS)} "
+                        f"... (got {len(positional)} more positional argument"
+                        f"{'s' if len(positional) > 1 else ''})")
 
 
 def _at_least_0(value, name: str) -> int:

@@ -3,7 +3,7 @@ from __future__ import annotations
 
 import reprlib
 
-from .generate import Generator, check_sampling
+from .generate import Generator, check_sampling, keyword_only
 
 
 def default_prompt(vocab) -> str:
@@ -18,19 +18,23 @@ class Sampler:
     def __init__(self, model, params: dict):
         self.generator = Generator(model, params)
 
-    def generate(self, prompt_ids, tokens: int, temperature=1.0, top_k=None, seed=0,
-                 top_p=None, stop_tokens=None, min_new_tokens=None, **processing) -> list:
-        return list(self.stream(prompt_ids, tokens, temperature, top_k, seed, top_p,
-                                stop_tokens, min_new_tokens, **processing))
+    def generate(self, prompt_ids, tokens: int, *positional, **settings) -> list:
+        """stream()'s token ids as a list; every setting after `tokens` keyword-only."""
+        keyword_only("Sampler.generate", positional)
+        return list(self.stream(prompt_ids, tokens, **settings))
 
-    def stream(self, prompt_ids, tokens: int, temperature=1.0, top_k=None, seed=0,
-               top_p=None, stop_tokens=None, min_new_tokens=None, *, repetition_penalty=None,
-               no_repeat_ngram_size=None, min_p=None, do_sample=None):
+    def stream(self, prompt_ids, tokens: int, *positional, temperature=1.0, top_k=None,
+               top_p=None, seed=0, stop_tokens=None, min_new_tokens=None,
+               repetition_penalty=None, no_repeat_ngram_size=None, min_p=None,
+               do_sample=None):
         """generate()'s token ids one at a time, as they are sampled (nothing is kept), up to
         and including a stop token (Generator.generate's stop_tokens: by default the model's
         end-of-text token; its min_new_tokens: none among the first that many, by default
         the model's; its repetition_penalty, no_repeat_ngram_size, min_p and do_sample, by
-        default the model's); the settings are checked and the prompt run now."""
+        default the model's); the settings are checked and the prompt run now. Every
+        setting after `tokens` is keyword-only (top_p and seed came in Generator's other
+        order: a positional call meant one thing to each)."""
+        keyword_only("Sampler.stream", positional)
         temperature, top_k, top_p, seed = check_sampling(temperature, top_k, top_p, seed)
         # an empty prompt is the generator's to refuse (it started from token 0, whatever
         # that is), as transformers' generate refuses one without a bos_token_id
@@ -39,8 +43,9 @@ class Sampler:
         except TypeError:  # (an int, None, a 0-d array: a raw "'int' object is not iterable")
             raise ValueError(f"prompt_ids must be a list of token ids (one prompt), got "
                              f"{reprlib.repr(prompt_ids)}") from None
-        steps = self.generator.stream([prompt], tokens, temperature, top_k, top_p, seed,
-                                      stop_tokens, min_new_tokens,
+        steps = self.generator.stream([prompt], tokens, temperature=temperature, top_k=top_k,
+                                      top_p=top_p, seed=seed, stop_tokens=stop_tokens,
+                                      min_new_tokens=min_new_tokens,
                                       repetition_penalty=repetition_penalty,
                                       no_repeat_ngram_size=no_repeat_ngram_size, min_p=min_p,
                                       do_sample=do_sample)

@@ -226,7 +226,7 @@ def test_sample_prints_what_generate_gives(tmp_path, capsys):
                  "--seed", "3"]) == 0
     model = GPT(CFG, seed=0)
     ids = Sampler(model, {n: p.data for n, p in model.named_parameters()}).generate(
-        [1, 2], 30, 0.8, None, 3)
+        [1, 2], 30, temperature=0.8, seed=3)
     assert capsys.readouterr().out == "ab" + "".join(VOCAB[i] for i in ids) + "\n"
     with pytest.raises(SystemExit) as exc:
         main(["sample", "--checkpoint", run, "--tokens", "1e9"])
