@@ -134,7 +134,7 @@ def hf_model(model: GPT):
                         n_embd=cfg.n_embd, n_layer=cfg.n_layer, n_head=cfg.n_head,
                         activation_function="gelu_new", resid_pdrop=0.0, embd_pdrop=0.0,
                         attn_pdrop=0.0, layer_norm_epsilon=cfg.layer_norm_eps,
-                        tie_word_embeddings=cfg.tie_weights)
+                        tie_word_embeddings=cfg.tie_weights, bos_token_id=None, eos_token_id=None)
     hf = GPT2LMHeadModel(config).eval()
     state = {"transformer." + hf_name(n): torch.tensor(p) for n, p in
              model.state_dict().items()}

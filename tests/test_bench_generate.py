@@ -30,6 +30,8 @@ def test_the_torch_contender_is_the_same_model_with_the_same_greedy_tokens():
     prompts = rng.integers(0, 13, (2, 4))
     ours = Generator(model, model.state_dict()).generate(prompts.tolist(), 6, temperature=0)
     hf = bg.hf_model(model)
+    # GPT2Config's default 50256, past the 13 tokens, printed transformers' config warnings
+    assert hf.config.bos_token_id is None and hf.config.eos_token_id is None
     with torch.no_grad():
         ref = hf.generate(torch.tensor(prompts), max_new_tokens=6, do_sample=False,
                           use_cache=True, pad_token_id=0)
