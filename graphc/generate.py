@@ -290,7 +290,7 @@ class Generator:
     def generate(self, prompts, tokens: int, *positional, temperature=1.0, top_k=None,
                  top_p=None, seed=0, stop_tokens=None, min_new_tokens=None,
                  repetition_penalty=None, no_repeat_ngram_size=None, min_p=None,
-                 do_sample=None) -> list[list[int]]:
+                 do_sample=None, attention_mask=None) -> list[list[int]]:
         """Up to `tokens` new token ids per prompt: greedy at temperature 0, otherwise
         sampled from the softmax of logits / temperature restricted to the top_k most likely
         tokens (None: all, where transformers' generate keeps 50 unless told) and to the
@@ -312,8 +312,14 @@ class Generator:
         top_k and top_p, the tokens at least min_p times as likely as the likeliest (0: off);
         `do_sample=False` is greedy, as temperature 0 (top_k, top_p and min_p unused).
         Every setting after `tokens` is keyword-only (Sampler's took top_p and seed in the
-        other order: a positional call meant one thing to each)."""
+        other order: a positional call meant one thing to each).
+
+        `attention_mask` (B, L) of 0 and 1, as transformers': `prompts` is then a (B, L)
+        left-padded input_ids (a tokenizer's padding_side="left"), each row's real tokens
+        those under its 1s (the 0s before them); without it every id is a token."""
         keyword_only("Generator.generate", positional)
+        if attention_mask is not None:
+            prompts = unpadded(prompts, attention_mask)
         steps = self.stream(prompts, tokens, temperature=temperature, top_k=top_k,
                             top_p=top_p, seed=seed, stop_tokens=stop_tokens,
                             min_new_tokens=min_new_tokens,
@@ -439,6 +445,24 @@ class Generator:
                                      "time per Generator)")
                 logits = self.advance(latest)
                 own_call = self._calls
+
+
+def unpadded(input_ids, attention_mask) -> list[list]:
+    """The rows of a left-padded (B, L) input_ids under a transformers attention_mask (0:
+    padding, then 1: the row's tokens), as the ragged prompts graphc pads itself; a mask
+    that is not of input_ids' shape, not 0s and 1s, or pads on the right is one
+    ValueError line."""
+    mask, ids = np.asarray(attention_mask), np.asarray(input_ids, dtype=object)
+    if ids.ndim != 2 or mask.shape != ids.shape:
+        raise ValueError(f"attention_mask must have input_ids' shape (B, L), got "
+                         f"{mask.shape} for prompts of shape {ids.shape}")
+    if not np.isin(mask, (0, 1)).all() or mask.dtype.kind not in "biuf":
+        raise ValueError("attention_mask must hold 0 (padding) and 1 (a token) only")
+    if (np.diff(mask.astype(np.int64), axis=1) < 0).any():
+        raise ValueError("attention_mask pads on the right (a 1 before a 0): graphc takes "
+                         "left padding, as transformers' generate wants (padding_side="
+                         "\"left\"), or a list of prompts of their own lengths")
+    return [list(row[m.astype(bool)]) for row, m in zip(ids, mask)]
 
 
 SETTINGS = ("temperature", "top_k", "top_p", "seed", "stop_tokens", "min_new_tokens")
