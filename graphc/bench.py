@@ -527,13 +527,18 @@ class _Worker:
         self.missing, self.unable = self._reply()
 
     def ask(self, command, argument):
+        self.send(command, argument)
+        return self._reply()
+
+    def send(self, command, argument):
+        """The command alone (a --concurrent round sends every copy its turn, then reads
+        their replies)."""
         if command == "make":
             self.workload = argument
         try:
             self.conn.send((command, argument))
         except OSError:  # (its end of the pipe closed: it ended)
             self._ended()
-        return self._reply()
 
     def _reply(self):
         try:
@@ -725,7 +730,7 @@ def run_shared(workloads=("gpt-tiny-train",), copies=2, steps=10, warmup=2, roun
                     res.solo += workers[k % copies].ask("turn", steps)
                     time.sleep(PAUSE_S)
                     for w in workers:
-                        w.conn.send(("turn", steps))
+                        w.send("turn", steps)
                     res.rounds.append([float(np.mean(w._reply())) for w in workers])
                 results.append(res)
         except WorkerFailed as exc:

@@ -81,3 +81,28 @@ def test_the_cli_says_one_line_and_writes_what_was_measured(tmp_path, capsys, mo
                               "it measured mlp-train", "traceback": None}
     if phase == "concurrent":
         assert data["concurrent"][0]["factors"] == [2.0, 3.0]
+
+
+def test_a_worker_killed_before_a_concurrent_round_is_named(monkeypatch):
+    """run_shared sent a round's turn itself: a copy that had died gave `graphc: error:
+    [Errno 32] Broken pipe` and no --json at all (r6, s54)."""
+    made = []
+
+    class Killing(bench._Worker):
+        def __init__(self, *args, **kwargs):
+            super().__init__(*args, **kwargs)
+            made.append(self)
+
+        def ask(self, command, argument):
+            value = super().ask(command, argument)
+            if command == "turn" and self is made[0]:  # after the solo turn, the other dies
+                os.kill(made[1].process.pid, signal.SIGKILL)
+                made[1].process.join(timeout=30)
+            return value
+
+    monkeypatch.setattr(bench, "_Worker", Killing)
+    with pytest.raises(WorkerFailed, match="^the bench's eager worker was killed by SIGKILL "
+                       "while it measured mlp-train$") as failed:
+        bench.run_shared(["mlp-train"], copies=2, steps=1, warmup=0, rounds=1,
+                         contenders=("eager",), log=None)
+    assert failed.value.results == []
