@@ -70,7 +70,8 @@ plan, the step as it always was. The header records N; resuming with another is 
 unless allow_changed_settings.
 
 An optimiser whose lr is a gc.optim.ReduceLROnPlateau (torch's) is stepped with each periodic
-validation loss (the one fit() takes before training excepted), and its learning rate is an
+validation loss (the one fit() takes before training excepted, and its last one at a step off
+the eval_every grid, which is reported only), and its learning rate is an
 input of the compiled step, a float64 scalar, so a reduction does not compile it again; its
 state is checkpointed in the header (`lr_on_plateau`) and a resumed run continues it.
 
@@ -2166,10 +2167,15 @@ class Trainer:
                     if self._bad_step(loss):
                         self._diverged(self._divergence(loss), ckpt, saved, say,
                                        gradient_only=self._gradient_only_nan(loss))
-                    if self.step % self.eval_every == 0 or self.step == self.steps:
+                    periodic = self.step % self.eval_every == 0
+                    if periodic or self.step == self.steps:
                         if self.eval_batches is not None:
                             val = self.evaluate()
-                            lr = self._plateau_step(val)
+                            # the plateau is stepped by the periodic evaluations alone: the
+                            # last one of a fit cut between two (steps=18, eval_every=4) is
+                            # for the log, else a run cut there and resumed reduced the lr
+                            # where the uninterrupted one does not
+                            lr = self._plateau_step(val, periodic)
                         # saved before the line is printed: a reader gone (`| head`) fails
                         # the print, and the steps since the last save were lost with it
                         self._save(ckpt, saved, say)
@@ -2209,13 +2215,15 @@ class Trainer:
             return f"{ckpt} (step {self.good_step}) is kept"
         return "no checkpoint was written"
 
-    def _plateau_step(self, val) -> str:
-        """Step the ReduceLROnPlateau with a validation loss; its lr for the progress line
-        ("" without one). The same on every rank: the loss is all-reduced."""
+    def _plateau_step(self, val, step: bool = True) -> str:
+        """Step the ReduceLROnPlateau with a validation loss (not where `step` is False: an
+        evaluation off the eval_every grid); its lr for the progress line ("" without one).
+        The same on every rank: the loss is all-reduced."""
         if self.plateau is None:
             return ""
         before = self.plateau.lr
-        self.plateau.step(val)
+        if step:
+            self.plateau.step(val)
         return f", lr {self.plateau.lr:.4g}" + (" (reduced)" if self.plateau.lr != before
                                                 else "")
 
