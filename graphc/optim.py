@@ -2025,18 +2025,26 @@ def _settings_of(optimizer) -> list:
 
 
 class _ParamGroup(collections.abc.MutableMapping):
-    """torch's `opt.param_groups[0]`: "params" and the optimiser's settings, each read from
-    and written to the optimiser itself (`group["lr"] = 0.01` is `opt.lr = 0.01`, checked),
-    so that torch's `for g in opt.param_groups: g["lr"] = lr` works."""
+    """torch's `opt.param_groups[i]`: "params" (bind()'s for group 0, each add_param_group's
+    for the next) and the optimiser's settings, each read from and written to the optimiser
+    itself (`group["lr"] = 0.01` is `opt.lr = 0.01`, checked), so that torch's
+    `for g in opt.param_groups: g["lr"] = lr` works. The groups share one set of settings:
+    with several, a value written into some groups only is held (and read back) there until
+    every group has it, and step() refuses it in one line meanwhile (torch's would step the
+    groups with their own values)."""
 
-    def __init__(self, bound):
-        self._bound = bound
+    def __init__(self, bound, index: int = 0):
+        self._bound, self._index = bound, index
 
     def __getitem__(self, key):
         if key == "params":
-            return list(self._bound.parameters.values())
+            names = self._bound._group_names(self._index)
+            return [self._bound.parameters[n] for n in names]
         if key not in _settings_of(self._bound.optimizer):
             raise KeyError(key)
+        held = self._bound._held.get(key, {})
+        if self._index in held:
+            return held[self._index]
         return getattr(self._bound, key)  # (lr: the number, see BoundOptimizer.__getattr__)
 
     def __setitem__(self, key, value):
@@ -2045,7 +2053,15 @@ class _ParamGroup(collections.abc.MutableMapping):
                               f"setting {key!r} (its settings: "
                               f"{', '.join(_settings_of(self._bound.optimizer))}); the "
                               "parameters are bind()'s", (user_location(),))
-        setattr(self._bound.optimizer, key, value)
+        count = len(self._bound._groups)
+        if count == 1:
+            setattr(self._bound.optimizer, key, value)
+            return
+        held = self._bound._held.setdefault(key, {})
+        held[self._index] = value
+        if len(held) == count and all(_same_setting(v, value) for v in held.values()):
+            del self._bound._held[key]  # (every group has it: the optimiser's, checked)
+            setattr(self._bound.optimizer, key, value)
 
     def __delitem__(self, key):
         raise GraphcError(f"param_groups: cannot delete {key!r}", (user_location(),))
@@ -2067,7 +2083,8 @@ class BoundOptimizer:
     The optimiser's settings read and write through (`opt.lr = 0.01`, `opt.momentum`), as
     do torch's `opt.param_groups[0]["lr"]`; any other attribute set is refused."""
 
-    _OWN = frozenset(("optimizer", "parameters", "state", "behind", "_dtypes"))
+    _OWN = frozenset(("optimizer", "parameters", "state", "behind", "_dtypes", "_groups",
+                      "_held"))
 
     def __init__(self, optimizer: Optimizer, parameters):
         named = _named_tensors(optimizer, parameters, "bind")
@@ -2080,6 +2097,24 @@ class BoundOptimizer:
         # functional state being the checkpoint) resumes every parameter at its count.
         self.behind = {n: 0 for n in named}
         self._dtypes = {n: p.data.dtype for n, p in named.items()}  # (see _follow_casts)
+        # torch's param groups: bind()'s parameters, then each add_param_group's (their
+        # names; the settings are the optimiser's, one set for all: _ParamGroup)
+        self._groups = [list(named)]
+        self._held = {}  # setting -> {group: value} written into some groups only
+
+    def _group_names(self, index) -> list:
+        return self._groups[index]
+
+    def _refuse_held(self):
+        """One line where a setting was written into some param groups only (_ParamGroup)."""
+        for key, held in self._held.items():
+            i, value = next(iter(held.items()))
+            _fail(f"{type(self.optimizer).__name__}.step: param_groups[{i}][{key!r}] was set "
+                  f"to {value!r}, the other groups' {key} is {getattr(self, key)!r}: the "
+                  f"param groups of a bound optimizer share their settings; set it in every "
+                  f"group (for g in opt.param_groups: g[{key!r}] = ...), or bind another "
+                  "optimizer to those parameters (gc.optim.Groups gives gc.Trainer one per "
+                  "group)")
 
     def _follow_casts(self):
         """The state follows a cast of the parameters made since the last step
@@ -2108,6 +2143,7 @@ class BoundOptimizer:
                     values[n] = value.astype(slot_dtype(slot, dtype))
 
     def step(self):
+        self._refuse_held()
         self._follow_casts()
         params = {n: p.data for n, p in self.parameters.items()}
         grads = {n: None if p.grad is None else _grad_array(n, p)
@@ -2341,6 +2377,7 @@ class BoundOptimizer:
             object.__setattr__(self, name, value)
         elif name in _settings_of(self.optimizer):
             setattr(self.optimizer, name, value)  # (checked there)
+            self._held.pop(name, None)  # (every group's now)
         else:  # an attribute here would change nothing the update reads
             raise GraphcError(f"{type(self.optimizer).__name__} has no setting {name!r} "
                               f"(its settings: {', '.join(_settings_of(self.optimizer))})",
@@ -2366,9 +2403,11 @@ class BoundOptimizer:
                                   (user_location(),))
             if not _same_setting(value, getattr(self, key)):
                 raise GraphcError(f"add_param_group: the group's {key} is {value!r}, the "
-                                  f"optimizer's {getattr(self, key)!r}; a bound optimizer "
-                                  "is one param group: bind another optimizer to these "
-                                  "parameters", (user_location(),))
+                                  f"optimizer's {getattr(self, key)!r}; the param groups "
+                                  "of a bound optimizer share their settings: bind another "
+                                  "optimizer to these parameters (in gc.Trainer: "
+                                  "gc.optim.Groups((opt1, names1), (opt2, names2)))",
+                                  (user_location(),))
         params = param_group["params"]
         _refuse_set("add_param_group", params)
         if isinstance(params, Tensor):  # one tensor, as torch's [params] (iterated, its rows
@@ -2402,11 +2441,13 @@ class BoundOptimizer:
         count = int(self.state["count"])
         for n, p in new.items():  # (no update made yet: behind by every step so far)
             self.parameters[n], self.behind[n], self._dtypes[n] = p, count, p.data.dtype
+        self._groups.append(list(new))
 
     @property
     def param_groups(self) -> list:
-        """torch's: one group, whose settings are the optimiser's (see _ParamGroup)."""
-        return [_ParamGroup(self)]
+        """torch's: one group for bind()'s parameters and one for each add_param_group's,
+        whose settings are the optimiser's (see _ParamGroup)."""
+        return [_ParamGroup(self, i) for i in range(len(self._groups))]
 
     def get_last_lr(self) -> list:
         """The learning rate of the next step(), as torch's scheduler's: [lr]."""
@@ -2592,7 +2633,9 @@ def _parameters_given(cls, params, args, kwargs):
     cannot = "" if not differ else (
         f"; the param groups' different {', '.join(differ)} cannot be kept: each setting "
         "holds for every parameter" +
-        (" (decay_mask= picks those that decay)" if "weight_decay" in differ else ""))
+        (" (decay_mask= picks those that decay)" if "weight_decay" in differ else "") +
+        f"; for settings per group, gc.Trainer takes gc.optim.Groups((gc.optim."
+        f"{cls.__name__}(lr=...), names1), (gc.optim.{cls.__name__}(lr=...), names2))")
     where = "gc.optim." if cls.__module__ == __name__ else ""  # (not a user's subclass)
     raise GraphcError(f"graphc's optimisers take their parameters in .bind(): "
                       f"{where}{cls.__name__}({shown}).bind(model) (a Module, or a list or "
@@ -2968,6 +3011,9 @@ _OPTAX_NAMES = ("GradientTransformation", "apply_updates", "sgd", "adam", "adamw
 
 
 def __getattr__(name):
+    if name == "Groups":  # (graphc/optim_groups.py: several optimisers, one per param group)
+        from .optim_groups import Groups
+        return Groups
     if name in _OPTAX_NAMES:
         from . import optax_style
         return getattr(optax_style, name)
@@ -2975,4 +3021,4 @@ def __getattr__(name):
 
 
 def __dir__():
-    return sorted(set(globals()) | set(_OPTAX_NAMES))
+    return sorted(set(globals()) | set(_OPTAX_NAMES) | {"Groups"})

@@ -178,7 +178,9 @@ def test_torch_style_optimiser_construction_says_bind(make, shown):
                                  {"params": [net.bias], "weight_decay": 0.0}], lr=0.01),
      "gc.optim.AdamW(lr=0.01).bind(model)",
      "; the param groups' different weight_decay cannot be kept: each setting holds for "
-     "every parameter (decay_mask= picks those that decay)"),
+     "every parameter (decay_mask= picks those that decay); for settings per group, "
+     "gc.Trainer takes gc.optim.Groups((gc.optim.AdamW(lr=...), names1), "
+     "(gc.optim.AdamW(lr=...), names2))"),
 ])
 def test_torchs_params_keyword_and_param_groups_say_bind(make, shown, cannot):
     """Session 41: torch's keyword form `Adam(params=model.parameters(), lr=1e-3)` was

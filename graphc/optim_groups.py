@@ -1,0 +1,109 @@
+"""gc.optim.Groups: several of graphc's optimisers, each over its own group of parameters, as
+one optimiser for gc.Trainer (or a compiled step of one's own): torch's param groups with
+their own settings (`Adam([{"params": backbone, "lr": 1e-4}, {"params": head}], lr=1e-3)`,
+a lower backbone lr, layer-wise lr decay), optax's multi_transform. Each group's optimiser
+keeps its own state, count and schedule, so a schedule that scales every group's lr, as
+torch's LambdaLR does, is each group's lr given as a schedule."""
+from __future__ import annotations
+
+from ir.errors import GraphcError, a_type, user_location
+
+from .tracing import flatten, leaves_like, unflatten
+
+
+def _fail(message):
+    raise GraphcError(message, (user_location(),))
+
+
+class Groups:
+    """`gc.optim.Groups((gc.optim.Adam(lr=1e-4), ["backbone"]), (gc.optim.Adam(lr=1e-3),
+    ["head"]))`: each group is (an optimiser, which parameters): a list of names (a name is a
+    parameter's, "backbone.0.weight" as model.params() names it, or a leaf's path in a nested
+    pytree; a name picks those under it, so "backbone" picks every "backbone.*" and
+    "backbone/*"), one name, or a function name -> bool. Every
+    parameter must be in exactly one group. `init(params)` -> a list of the groups' states;
+    `update(grads, state, params)` -> (new params, new state), as gc.optim.Optimizer's. A
+    setting is changed mid-run on the group's optimiser (`groups.optimizers[0].lr = 1e-5`);
+    a gradient clip over all the parameters is gc.Trainer's clip_norm= (an optimiser's own
+    clip_norm= clips its group alone)."""
+
+    def __init__(self, *groups):
+        from .optim import Optimizer, ReduceLROnPlateau
+        if not groups:
+            _fail("gc.optim.Groups: no group given; give (optimizer, names) pairs")
+        for i, group in enumerate(groups):
+            if not (isinstance(group, tuple) and len(group) == 2):
+                _fail(f"gc.optim.Groups: group {i} is {a_type(group)}; each group is a pair "
+                      "(optimizer, names), e.g. (gc.optim.Adam(lr=1e-4), ['backbone'])")
+            opt, names = group
+            if not isinstance(opt, Optimizer) or opt.gives_updates:
+                _fail(f"gc.optim.Groups: group {i}'s optimizer is {a_type(opt)}; expected one "
+                      "of gc.optim's torch-named optimisers (gc.optim.Adam(lr=...), SGD, ...)")
+            if isinstance(opt.lr, ReduceLROnPlateau):
+                _fail(f"gc.optim.Groups: group {i}'s lr is a ReduceLROnPlateau, which gc.Trainer "
+                      "steps only as a whole optimiser's lr; give the group a schedule")
+            if not (callable(names) or isinstance(names, str) or (
+                    isinstance(names, (list, tuple)) and names
+                    and all(isinstance(n, str) for n in names))):
+                _fail(f"gc.optim.Groups: group {i}'s parameters are {a_type(names)}; give a "
+                      "list of names (paths in the parameters' pytree), one name, or a "
+                      "function name -> bool")
+        if len({id(opt) for opt, _ in groups}) != len(groups):
+            _fail("gc.optim.Groups: one optimiser is given to two groups; give each group "
+                  "its own (its state is the group's)")
+        self.optimizers = [opt for opt, _ in groups]
+        self._selectors = [names for _, names in groups]
+
+    def _group_of(self, name) -> int:
+        found = [i for i, sel in enumerate(self._selectors) if _picks(sel, name)]
+        if len(found) != 1:
+            which = "no group" if not found else \
+                f"groups {', '.join(map(str, found))}"
+            _fail(f"gc.optim.Groups: parameter {name!r} is in {which}; each parameter must "
+                  "be in exactly one group")
+        return found[0]
+
+    def _split(self, params):
+        leaves, structure, names = flatten(params)
+        at = [self._group_of(n) for n in names]
+        return leaves, structure, names, at
+
+    def init(self, params) -> list:
+        leaves, _, names, at = self._split(params)
+        for i, opt in enumerate(self.optimizers):
+            if i not in at:
+                _fail(f"gc.optim.Groups: group {i} ({_said(self._selectors[i])}) picks no "
+                      f"parameter (their names: {', '.join(names)})")
+        return [opt.init({n: leaf for n, leaf, g in zip(names, leaves, at) if g == i})
+                for i, opt in enumerate(self.optimizers)]
+
+    def update(self, grads, state, params=None):
+        if params is None:
+            _fail("gc.optim.Groups.update: give the parameters: update(grads, state, params)")
+        leaves, structure, names, at = self._split(params)
+        grad_leaves = leaves_like(structure, grads, "the gradients", "the parameters")
+        if not isinstance(state, (list, tuple)) or len(state) != len(self.optimizers):
+            _fail(f"gc.optim.Groups.update: the state is {a_type(state)}; expected the list "
+                  f"of {len(self.optimizers)} groups' states that init() gives")
+        new, states = list(leaves), []
+        for i, (opt, s) in enumerate(zip(self.optimizers, state)):
+            mine = [k for k, g in enumerate(at) if g == i]
+            p, s = opt.update({names[k]: grad_leaves[k] for k in mine}, s,
+                              {names[k]: leaves[k] for k in mine})
+            for k in mine:
+                new[k] = p[names[k]]
+            states.append(s)
+        return unflatten(structure, new), states
+
+
+def _picks(selector, name) -> bool:
+    if callable(selector):
+        return bool(selector(name))
+    for s in [selector] if isinstance(selector, str) else selector:
+        if name == s or name.startswith((s + ".", s + "/")):
+            return True
+    return False
+
+
+def _said(selector) -> str:
+    return getattr(selector, "__name__", "a function") if callable(selector) else repr(selector)
