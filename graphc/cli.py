@@ -164,6 +164,13 @@ def _unit_interval(text):
     return value
 
 
+def _beta(text):
+    value = _number(text)
+    if not 0 <= value < 1:  # (1 never forgets: Adam's bias correction divides by zero)
+        raise argparse.ArgumentTypeError(f"must be in [0, 1), got {text!r}")
+    return value
+
+
 def _positive_float(text):
     value = _number(text)
     if not value > 0:
@@ -256,6 +263,12 @@ def build_parser():
     t.add_argument("--weight-decay", type=_non_negative_float,
                    help="AdamW's weight decay, of the weight matrices and embeddings "
                    + default("weight_decay"))
+    t.add_argument("--beta1", type=_beta, help="AdamW's beta1, the decay of its gradient "
+                   "average, in [0, 1) " + default("beta1"))
+    t.add_argument("--beta2", type=_beta, help="AdamW's beta2, the decay of its squared "
+                   "gradient average, in [0, 1) " + default("beta2"))
+    t.add_argument("--grad-clip", type=_non_negative_float, help="clip the gradients to this "
+                   "global norm (0: no clipping, as nanoGPT's grad_clip) " + default("grad_clip"))
     t.add_argument("--eval-every", type=_positive_int, help="every this many steps, estimate "
                    "the validation loss and save the checkpoint " + default("eval_every"))
     t.add_argument("--eval-iters", type=_positive_int, help="batches per loss estimate "

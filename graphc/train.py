@@ -319,8 +319,9 @@ def check_compatible(meta: dict, cfg: GPTConfig, vocab, path: str = "checkpoint"
 MODEL_OPTIONS = ("n_layer", "n_head", "n_embd", "block_size", "batch_size", "dropout", "bias",
                  "tie_weights", "dtype")
 # (gradient_accumulation_steps is the trainer's, recorded in the header as a run field)
-TRAIN_OPTIONS = ("steps", "lr", "min_lr", "warmup", "decay_steps", "weight_decay", "eval_every",
-                 "eval_iters", "seed", "precision", "gradient_accumulation_steps")
+TRAIN_OPTIONS = ("steps", "lr", "min_lr", "warmup", "decay_steps", "weight_decay", "beta1",
+                 "beta2", "grad_clip", "eval_every", "eval_iters", "seed", "precision",
+                 "gradient_accumulation_steps")
 
 
 _real_number = checkpoint.finite_number
@@ -334,7 +335,9 @@ _OPTION_RULES = {
     **{k: ("a whole number >= 0", lambda v: is_int(v) and v >= 0)
        for k in ("warmup", "seed")},
     **{k: ("a finite number >= 0", lambda v: _real_number(v) and v >= 0)
-       for k in ("dropout", "min_lr", "weight_decay")},
+       for k in ("dropout", "min_lr", "weight_decay", "grad_clip")},
+    **{k: ("a number in [0, 1)", lambda v: _real_number(v) and 0 <= v < 1)
+       for k in ("beta1", "beta2")},
     "lr": ("a finite number > 0", lambda v: _real_number(v) and v > 0),
     **{k: ("True or False", lambda v: isinstance(v, (bool, np.bool_)))
        for k in ("bias", "tie_weights")},
