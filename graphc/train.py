@@ -414,6 +414,17 @@ PARAMETER_COPIES = 7
 BATCH_BYTES_PER_TOKEN = 40
 
 
+def compiled_line(seconds: float, nodes: int, pending: int) -> str:
+    """The line `graphc train` says after compiling its step: the time, the graph's node
+    count and the fused kernels numba is still compiling (their numpy code runs meanwhile),
+    one kernel said in the singular."""
+    waiting = "" if not pending else (
+        "; 1 fused kernel runs as numpy code until numba has compiled it in the background"
+        if pending == 1 else f"; {pending} fused kernels run as numpy code until numba has "
+        "compiled them in the background")
+    return f"compiled the training step in {seconds:.2f}s ({nodes} nodes{waiting})"
+
+
 def rank_counts_dividing(batch: int) -> str:
     """The rank counts a batch of `batch` rows splits over, as a list in words ("1, 2, 3,
     6"): where a resumed run, whose batch size is its checkpoint's, may go. The divisors
@@ -709,11 +720,8 @@ def _train_gpt(held, config, data, out, resume, options, sample_tokens, progress
                 # memory available is each rank's own, so that refusal may be one rank's
                 refusal.on_every_rank = isinstance(exc, MemoryLimitError)
                 raise refusal from None
-            pending = trainer.step_plan.kernels_pending
-            _say(f"compiled the training step in {time.perf_counter() - t0:.2f}s "
-                 f"({len(trainer.step_plan.graph.nodes)} nodes"
-                 + (f"; {pending} fused kernels run as numpy code until numba has compiled "
-                    "them in the background" if pending else "") + ")")
+            _say(compiled_line(time.perf_counter() - t0, len(trainer.step_plan.graph.nodes),
+                               trainer.step_plan.kernels_pending))
             if trainer.step_plan.remat_report is not None:
                 _say(str(trainer.step_plan.remat_report))
             with dist.fail_together():

@@ -59,3 +59,14 @@ def test_train_gpt_options_check_them(key, value, words):
     with pytest.raises(GraphcError) as info:
         train.check_options({key: value})
     assert str(info.value).splitlines()[0] == f"options[{key!r}] must be {words}, got {value!r}"
+
+
+# ---- the compile line's count (finding g3#6: "1 fused kernels run as numpy code") ---------------
+def test_the_compile_line_says_one_kernel_in_the_singular():
+    assert train.compiled_line(6.344, 202, 1) == (
+        "compiled the training step in 6.34s (202 nodes; 1 fused kernel runs as numpy code "
+        "until numba has compiled it in the background)")
+    assert train.compiled_line(2.0, 50, 3) == (
+        "compiled the training step in 2.00s (50 nodes; 3 fused kernels run as numpy code "
+        "until numba has compiled them in the background)")
+    assert train.compiled_line(0.5, 7, 0) == "compiled the training step in 0.50s (7 nodes)"
