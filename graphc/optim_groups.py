@@ -23,7 +23,9 @@ class Groups:
     "backbone/*"), one name, or a function name -> bool. Every
     parameter must be in exactly one group. `init(params)` -> a list of the groups' states;
     `update(grads, state, params)` -> (new params, new state), as gc.optim.Optimizer's. A
-    setting is changed mid-run on the group's optimiser (`groups.optimizers[0].lr = 1e-5`);
+    setting is changed mid-run on the group's optimiser (`groups.optimizers[0].lr = 1e-5`;
+    gc.Trainer's checkpoint keeps the groups' states, not such a change: set it again after
+    resume());
     a gradient clip over all the parameters is gc.Trainer's clip_norm= (an optimiser's own
     clip_norm= clips its group alone)."""
 
