@@ -271,3 +271,26 @@ def test_traced_unique_sorts_one_column_unstably_and_keeps_numpys_results():
     vals, first = np.unique(ints, return_index=True)
     np.testing.assert_array_equal(got[0], np.r_[vals, [-1] * (60 - len(vals))])
     np.testing.assert_array_equal(got[1], np.r_[first, [first[0]] * (60 - len(vals))])
+
+
+def test_traced_unique_telling_nans_apart_keeps_them_in_their_places_order():
+    """(review r5) With equal_nan=False (or an axis, whose slices numpy tells apart by
+    NaN), each NaN is a run of its own and numpy orders them by their places in x; the
+    unstable sort shuffled them (the index and inverse differed from numpy's at every NaN,
+    eagerly and compiled, from 20 elements on)."""
+    rng = np.random.default_rng(7)
+    x = rng.integers(0, 5, 200).astype(float)
+    x[rng.random(200) < 0.3] = np.nan
+    x[rng.random(200) < 0.1] = -0.0
+    want = np.unique(x, return_index=True, return_inverse=True, return_counts=True,
+                     equal_nan=False)
+    size = len(want[0])
+    fn = lambda a: gc.unique(a, return_index=True, return_inverse=True,  # noqa: E731
+                             return_counts=True, equal_nan=False, size=size)
+    by_axis = lambda a: gc.unique(a, return_index=True, return_inverse=True,  # noqa: E731
+                                  return_counts=True, axis=0, size=size)
+    for got in (fn(x), gc.compile(fn)(x), gc.vmap(fn)(x[None]), gc.compile(by_axis)(x)):
+        got = [np.asarray(g).reshape(-1) for g in got]
+        np.testing.assert_array_equal(got[0], want[0])
+        for g, w in zip(got[1:], want[1:]):
+            np.testing.assert_array_equal(g, w.reshape(-1))

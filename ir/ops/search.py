@@ -350,9 +350,11 @@ def unique(x, return_index=False, return_inverse=False, return_counts=False, axi
         # numpy's own dtypes: its sort of bfloat16 misplaces NaNs)
         ordered = F.reshape(_sorted_as_stably(_known(x).reshape(-1)), (n, 1))
         unstable = False
-    elif k == 1:
+    elif k == 1 and (equal_nan or not is_float(_dtype(x))):
         # one column (axis=None's): any sort of it (a stable one took 4 times as long);
-        # each run's first occurrence in x is found below, the smallest place in its run
+        # each run's first occurrence in x is found below, the smallest place in its run.
+        # (NaNs told apart, equal_nan=False or an axis, are runs of one each whose order,
+        # numpy's, is their places' in x: the unstable sort shuffled them, so the stable one)
         perm = apply("argsort_unstable", F.reshape(rows, (n,)), axis=0)
         ordered, unstable = F.take(rows, perm), True
     else:
