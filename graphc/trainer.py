@@ -1010,8 +1010,9 @@ class Trainer:
         started); one of the optimiser's `optional_slots` its settings no longer keep is
         held aside (self._aside_slots), unused, and serves again when the setting comes
         back, as torch's state keeps a momentum buffer while the momentum is 0. The step
-        takes the state as an input, so the new one compiles it again, once. (A slot held
-        aside is not checkpointed: a resumed run whose setting comes back starts it afresh.)
+        takes the state as an input, so the new one compiles it again, once. A slot held
+        aside is checkpointed under its own name (state_arrays) and held aside again by
+        restore(), as torch's state_dict keeps a momentum buffer while the momentum is 0.
         A slot neither kept nor optional (an optimiser of one's own) is left to the line
         _checked_optimizer gives."""
         optimizer = self.optimizer
@@ -1239,11 +1240,15 @@ class Trainer:
                            for name, leaf in zip(names, leaves)}
 
     def state_arrays(self) -> dict:
-        """Parameters and optimiser slots under their checkpoint names."""
+        """Parameters and optimiser slots under their checkpoint names, the slots held aside
+        too (_follow_slots: a momentum buffer while the momentum is 0), which restore()
+        holds aside again (a checkpoint holding none has the arrays it always had)."""
         arrays = {f"param/{n}": self.params[n] for n in self.names}
         for slot in _slots(self.optimizer):
             prefix = _slot_prefix(slot)
             arrays.update({f"{prefix}/{n}": self.state[slot][n] for n in self.names})
+        for slot, held in self._aside_slots.items():
+            arrays.update({f"{_slot_prefix(slot)}/{n}": held[n] for n in self.names})
         if not isinstance(self.optimizer, optim.Optimizer):
             arrays.update(self._other_state()[1])
         if self.amp_state is not None:  # float16's loss scale
@@ -1550,14 +1555,21 @@ class Trainer:
         checkpoint.check_accumulation(meta, self.gradient_accumulation_steps, path,
                                       allow_changed_settings, how)
         checkpoint.check_seed(meta, self.seed, path, allow_changed_settings, how)
-        older_slots = getattr(self.optimizer, "older_slots", ())
-        changed = checkpoint.check_optimizer(meta, checkpoint.optimizer_record(self.optimizer),
+        # the saved slots compared with the optimiser as the header's settings restore it
+        # (a momentum the saved run set to 0 keeps no buffer), as BoundOptimizer's
+        # load_state_dict compares them
+        view = self._restored_view(meta, allow_changed_settings, how, path)
+        older_slots = getattr(view, "older_slots", ())
+        changed = checkpoint.check_optimizer(meta, checkpoint.optimizer_record(view),
                                              path, allow_changed_settings, how, older_slots,
                                              getattr(self.optimizer, "describe_slots", None))
         other_class = changed is not None and changed["class"] != type(self.optimizer).__name__
         fresh = [slot for slot in _checkpointed_slots(self.optimizer)
                  if changed is not None and (other_class or slot not in changed["slots"])]
-        fresh_prefixes = {_slot_prefix(slot) for slot in fresh}
+        # slots this trainer keeps that the restored settings do not: not read as kept (held
+        # aside below where the checkpoint holds them), nor are those it holds aside now
+        dropped = [slot for slot in _slots(self.optimizer) if slot not in _slots(view)]
+        fresh_prefixes = {_slot_prefix(slot) for slot in [*fresh, *dropped, *self._aside_slots]}
         # slots a checkpoint written before the optimiser kept them lacks (SGD's "started"):
         # made below from each parameter's count of updates
         saved_prefixes = {k.split("/", 1)[0] for k in arrays}
@@ -1578,6 +1590,7 @@ class Trainer:
         # them: the model keeps its own, as that run did
         constants = self._read_only_buffers()
         own = {k: a for k, a in own.items() if k in arrays or k not in constants}
+        aside = {} if other_class else self._saved_aside_slots(view, arrays)
         for key, mine in own.items():
             if key not in arrays:
                 raise checkpoint.CheckpointError(f"checkpoint {path!r} lacks {key}" if path
@@ -1589,8 +1602,9 @@ class Trainer:
         if not allow_changed_settings:  # as resume() refuses the file's (load_arrays)
             checkpoint.refuse_unexpected_arrays(arrays, own, path, how)
         _check_loss_scale({k: arrays[k] for k in own if k.startswith("amp/")}, path)
-        self._check_saved_values({k: arrays[k] for k in own if not k.startswith("amp/")},
-                                 path)
+        self._check_saved_values({**{k: arrays[k] for k in own if not k.startswith("amp/")},
+                                  **{f"{_slot_prefix(s)}/{n}": a for s, held in aside.items()
+                                     for n, a in held.items()}}, path)
         position = meta.get("data_position", meta["step"])
         if isinstance(position, bool) or not isinstance(position, int) \
                 or not 0 <= position <= checkpoint.MAX_STEP:
@@ -1617,14 +1631,16 @@ class Trainer:
             marks = self.optimizer.older_marks(
                 slot, optim.parameter_updates(count, behind, self.names))
             restored.update({f"{prefix}/{n}": mark for n, mark in marks.items()})
-        self._set_state_arrays(restored, int(meta["step"]), skipped, behind, fresh)
+        self._set_state_arrays(restored, int(meta["step"]), skipped, behind,
+                               [*fresh, *dropped])
         if plateau is not None:
             self.plateau.load_state_dict(plateau)
         if lr is not None:
             self.optimizer.lr = lr
         for name, value in settings.items():
             setattr(self.optimizer, name, value)
-        self._aside_slots = {}
+        self.state = {k: v for k, v in self.state.items() if k not in dropped}
+        self._aside_slots = aside
         self._restore_followed_slots(arrays, path)
         self.rng.bit_generator.state = checkpoint.rng_state(meta)
         self.train_batches.seek(position)
@@ -1637,14 +1653,56 @@ class Trainer:
         else:
             self._saved_to[os.path.realpath(path)] = file_identity(path)
 
-    def _optional_slot_arrays(self) -> dict:
+    def _restored_view(self, meta, allow_changed_settings, how, path):
+        """A copy of the optimiser with the settings restore() gives it from the header
+        `meta` (_checked_settings), whose slots are those the resumed run keeps; the
+        optimiser itself where the header names another class or those settings are refused
+        (restore() refuses them where it reads them, after the optimiser's record)."""
+        optimizer, record = self.optimizer, meta.get("optimizer_record")
+        if not isinstance(optimizer, optim.Optimizer) or record is not None and (
+                not isinstance(record, dict) or record.get("class") != type(optimizer).__name__):
+            return optimizer
+        view = copy.copy(optimizer)
+        try:
+            settings = self._checked_settings(meta.get("optimizer_settings"),
+                                              allow_changed_settings, how, path)
+            for name, value in settings.items():
+                if name != "lr":  # (no slot follows it; under a plateau it is the plateau's)
+                    setattr(view, name, value)
+        except GraphcError:
+            return optimizer
+        return view
+
+    def _saved_aside_slots(self, view, arrays) -> dict:
+        """{slot: {name: array}} of the optimiser's optional slots that `view` (the
+        optimiser as restored) does not keep and the checkpoint holds (saved held aside, or
+        kept by the saved run where this trainer's setting wins), each checked against the
+        array init makes: held aside by the resumed run (_follow_slots). A checkpoint
+        written before held-aside slots were saved has none."""
+        out = {}
+        specs = self._optional_slot_arrays(view)
+        for slot in [s for s in getattr(view, "optional_slots", ()) if s not in view.slots]:
+            names = {n: f"{_slot_prefix(slot)}/{n}" for n in self.names}
+            if not all(k in arrays for k in names.values()):
+                continue
+            for key in names.values():
+                a, (shape, dtype) = np.asarray(arrays[key]), specs[key]
+                if a.shape != tuple(shape) or a.dtype != dtype:
+                    raise checkpoint.CheckpointError(
+                        f"checkpoint {key} is {a.dtype}{list(a.shape)}, the model needs "
+                        f"{np.dtype(dtype)}{list(shape)}")
+            out[slot] = {n: np.array(arrays[key]) for n, key in names.items()}
+        return out
+
+    def _optional_slot_arrays(self, optimizer=None) -> dict:
         """{checkpoint name: (shape, dtype)} of the optimiser's optional slots its settings
         do not keep now (SGD's momentum buffer at momentum 0), as init would make them: a
         checkpoint whose header's settings keep one (a momentum set from 0 during the saved
         run) holds them, and the resumed run goes on from them (_restore_followed_slots)."""
-        if not isinstance(self.optimizer, optim.Optimizer):
+        optimizer = self.optimizer if optimizer is None else optimizer
+        if not isinstance(optimizer, optim.Optimizer):
             return {}
-        optimizer, out = self.optimizer, {}
+        out = {}
         for slot in optimizer.optional_slots:
             if slot in optimizer.slots:
                 continue
