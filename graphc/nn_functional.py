@@ -368,10 +368,12 @@ def pad(input, pad, mode="constant", value=None):
     circular. A negative width crops, as torch's: in modes constant, reflect and replicate
     the input is padded and then cropped, in circular cropped and then padded (torch's
     order: a circular pad wraps the cropped input). torch's refusals are kept: a reflect
-    width must be below the input's size, a circular one at most the (cropped) size, and a
-    crop must leave a non-empty axis (constant, circular: an empty one where nothing is
-    padded back, as torch's; circular refuses padding an axis its crops emptied, where torch
-    reads memory it never wrote)."""
+    width must be below the input's size, a circular one at most the (cropped) size, a
+    constant crop at most the size (torch narrows before it pads), and a crop must leave an
+    axis of size 0 or more (an empty one as torch's: in constant mode, in reflect and
+    replicate with a 2- or 3-d pad (a 1-d one refuses it), in circular where nothing is
+    padded back; circular refuses padding an axis its crops emptied, where torch reads
+    memory it never wrote)."""
     widths = tuple(pad) if isinstance(pad, (tuple, list)) else None
     nd = _api._ndim(input)
     if widths is None or len(widths) % 2 or len(widths) > 2 * nd \
@@ -422,12 +424,24 @@ def _check_pad_sizes(pad, mode, shape, pairs):
             if max(before, after) > kept:
                 _fail(f"pad: a circular width must be at most the (cropped) input's size "
                       f"{kept}: pad {pad!r} at axis {axis} wraps around more than once")
-        elif min(before, after) < 0 and (size + before + after < 0 or (
-                size + before + after == 0 and mode != "constant")):
-            # (torch's constant mode gives an empty axis; its others refuse one)
+        elif mode == "constant" and kept < 0:
+            # (torch narrows before it pads: a crop past the size is refused even where
+            # the other side's padding would bring the axis back)
+            _fail(f"pad: pad {pad!r} crops axis {axis} (size {size}) to {kept} before "
+                  "padding it")
+        elif min(before, after) < 0 and size + before + after < 0:
             _fail(f"pad: pad {pad!r} crops axis {axis} (size {size}) to "
-                  f"{size + before + after}" + (": the output would be empty"
-                                               if size + before + after == 0 else ""))
+                  f"{size + before + after}")
+    last = len(pad) // 2  # (the padded axes: the last ones)
+    sizes = tuple(shape)[len(shape) - last:]
+    padded = tuple(int(size) + before + after for size, (before, after)
+                   in zip(sizes, pairs[len(pairs) - last:]) if is_int(size))
+    if mode in ("reflect", "replicate") and last and len(padded) == last \
+            and not any(n > 0 for n in padded):
+        # (torch's reflect and replicate give an empty output where one of the padded axes
+        # keeps an element, and refuse one where none does)
+        _fail(f"pad: pad {pad!r} crops every padded axis to 0 (sizes {padded}): the "
+              f"output would be empty")
 
 
 def embedding(input, weight, padding_idx=None, max_norm=None, norm_type=2.0,

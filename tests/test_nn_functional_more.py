@@ -257,8 +257,8 @@ def test_pad_negative_widths_in_every_mode_as_torch():
             np.testing.assert_allclose(np.asarray(grad), tx.grad.numpy(), rtol=1e-14,
                                        err_msg=f"{mode} {widths}")
     for mode, widths, message in (("reflect", (5, 0, 0, 0), "less than the input's size"),
-                                  ("reflect", (-5, 0, 0, 0), "the output would be empty"),
-                                  ("replicate", (-2, -3, 0, 0), "the output would be empty"),
+                                  ("reflect", (-5, 0, -4, 0), "the output would be empty"),
+                                  ("replicate", (-2, -3, 1, -5), "the output would be empty"),
                                   ("constant", (-7, 0), "crops axis 3 (size 5) to -2"),
                                   ("circular", (0, 6, 0, 0), "wraps around more than once"),
                                   ("circular", (-4, 4, 0, 0), "wraps around more than once"),
@@ -276,6 +276,44 @@ def test_review_s54_circular_pad_emptied_by_a_crop_keeps_the_other_axes_widths()
         for got in (F.pad(x, widths, "circular"),
                     gc.compile(lambda v: F.pad(v, widths, "circular"))(x)):
             assert np.asarray(got).shape == tuple(want.shape), widths
+
+
+def test_review_s54_pad_empty_outputs_and_constant_crops_as_torch():
+    """Review r1 s54: a 2- or 3-d reflect or replicate pad whose crops empty an axis was
+    refused "as torch", where torch returns the empty output (it refuses one only where
+    every padded axis is empty, and for a 1-d pad); a constant crop past the axis's size was
+    padded back where torch, narrowing first, refuses it (e.g. (-5, 1) of width 4)."""
+    for shape, widths, mode in (((1, 2, 4, 5), (-5, 0, 0, 0), "reflect"),
+                                ((1, 2, 4, 5), (-2, -3, 0, 0), "replicate"),
+                                ((1, 2, 4, 5), (0, -5, -3, 0), "reflect"),
+                                ((1, 2, 4, 5), (2, 5, -4, 0), "replicate"),
+                                ((2, 4, 5), (-6, 1, -1, -1), "replicate"),
+                                ((1, 1, 3, 4, 3), (1, -4, 3, -2, 1, -1), "reflect"),
+                                ((1, 1, 3, 4, 3), (4, -1, 0, -4, -3, 0), "replicate")):
+        x = RNG.standard_normal(shape)
+        want = TF.pad(torch.tensor(x), widths, mode)
+        assert want.numel() == 0
+        for got in (F.pad(x, widths, mode),
+                    gc.compile(lambda v: F.pad(v, widths, mode))(x)):
+            assert np.asarray(got).shape == tuple(want.shape), (mode, widths)
+        grad = gc.grad(lambda v: gc.sum(F.pad(v, widths, mode)))(x)
+        np.testing.assert_array_equal(np.asarray(grad), np.zeros(shape))
+    refused = (((2, 5), (-5, 0), "reflect", "the output would be empty"),
+               ((1, 2, 5), (-2, -3), "replicate", "the output would be empty"),
+               ((1, 2, 4, 5), (-6, 1, -1, -3), "replicate", "crops every padded axis to 0"),
+               ((2, 4, 5), (1, -6, -6, 2), "reflect", "crops every padded axis to 0"),
+               ((1, 2, 4), (-5, 1), "constant", "crops axis 2 (size 4) to -1 before padding"),
+               ((2, 4, 5), (0, 0, -6, 5), "constant", "crops axis 1 (size 4) to -2"),
+               ((2, 5), (-3, -3), "constant", "crops axis 1 (size 5) to -1"))
+    for shape, widths, mode, message in refused:
+        x = np.zeros(shape)
+        with pytest.raises(RuntimeError):
+            TF.pad(torch.tensor(x), widths, mode)
+        assert_one_line_error(lambda: F.pad(x, widths, mode), message)
+    x = RNG.standard_normal((1, 2, 4))
+    for widths in ((-4, 1), (2, -4), (-2, -2)):  # (a crop up to the size is torch's)
+        np.testing.assert_array_equal(np.asarray(F.pad(x, widths)),
+                                      TF.pad(torch.tensor(x), widths).numpy())
 
 
 def test_one_hot_empty_input_and_num_classes_zero_as_torch():
