@@ -203,11 +203,30 @@ def _named_reduce(reduce, who, x, axis_name):
     if not isinstance(graph.size, int):
         raise GraphcError(f"{who}: the vmap naming {axis_name!r} has a symbolic batch size "
                           f"({graph.size}); collectives need a known one", (user_location(),))
+    if graph.size == 0 and reduce in ("max", "min"):
+        raise GraphcError(f"{who}: the vmap naming {axis_name!r} has no examples (batch size "
+                          f"0): the {'largest' if reduce == 'max' else 'smallest'} of none is "
+                          "undefined", (user_location(),))
     leaves, structure, _ = flatten(x)
     return unflatten(structure, [_python_number_reduce(reduce, leaf, graph.size)
                                  if type(leaf) in (bool, int, float) else
-                                 apply("vmap_reduce", leaf, reduce=reduce, axis_name=axis_name,
-                                       axis_size=graph.size) for leaf in leaves])
+                                 _tensor_reduce(reduce, leaf, axis_name, graph.size)
+                                 for leaf in leaves])
+
+
+def _tensor_reduce(reduce, leaf, axis_name, size):
+    """The vmap_reduce node of one leaf. As JAX's: psum sums bools as ints (int64 here,
+    graphc's int and gc.sum's of bools, where JAX's is int32); pmean of ints or bools is
+    psum(x) / size in float32 (JAX's float with x64 off, and graphc's default float)."""
+    dtype = F._dtype(leaf)
+    exact = dtype == np.dtype(bool) or np.issubdtype(dtype, np.integer)
+    if reduce in ("sum", "mean") and dtype == np.dtype(bool):
+        leaf = F.cast(leaf, np.int64)
+    if reduce == "mean" and exact:
+        total = apply("vmap_reduce", leaf, reduce="sum", axis_name=axis_name, axis_size=size)
+        return F.cast(total, np.float32) / np.float32(size) if size else \
+            F.cast(total, np.float32) * np.float32(np.nan)
+    return apply("vmap_reduce", leaf, reduce=reduce, axis_name=axis_name, axis_size=size)
 
 
 def _python_number_reduce(reduce, number, size):
