@@ -24,21 +24,31 @@ from runtime.eager import Tensor
 
 from .advice import differentiated_number
 from .tracing import called, function_name, leaves_and_structure, unflatten
-from .transforms import (_as_float_inputs, _callable, _differentiated, _is_symbolic,
-                         check_differentiable, eager_runner, jvp, single_argnum, split_aux,
-                         vjp)
+from .transforms import (_as_float_inputs, _callable, _differentiated, _float0_gradients,
+                         _integer_leaf, _is_symbolic, check_differentiable, eager_runner, jvp,
+                         single_argnum, split_aux, vjp)
 from .vmap import vmap
 
 
-def jacrev(fn, argnums=0, has_aux=False):
-    """Reverse mode: a vjp of fn, then the pullback vmapped over each output leaf's identity."""
-    return _jacrev(fn, argnums, has_aux, "jacrev")
+def jacrev(fn, argnums=0, has_aux=False, allow_int=False):
+    """Reverse mode: a vjp of fn, then the pullback vmapped over each output leaf's identity.
+    allow_int (JAX's): an integer or boolean argument leaf is taken, its Jacobian float0
+    zeros of shape output.shape + leaf.shape; without it, it is refused (TypeError)."""
+    if not isinstance(allow_int, (bool, np.bool_)):
+        raise GraphcError(f"jacrev: allow_int must be True or False, got {allow_int!r}",
+                          (user_location(),))
+    return _jacrev(fn, argnums, has_aux, "jacrev", bool(allow_int))
 
 
-def _jacrev(fn, argnums, has_aux, who):
+def _jacrev(fn, argnums, has_aux, who, allow_int=False):
     """jacrev, its messages naming `who`: the transformation the user called (hessian is
     jacfwd of jacrev; its errors named them)."""
     def jacobian(fn, args, nums):
+        if allow_int:
+            return _with_integer_leaves(float_jacobian, fn, args, nums, argnums, has_aux, who)
+        return float_jacobian(fn, args, nums)
+
+    def float_jacobian(fn, args, nums, argnums=argnums, raw=False):
         unique = _unique(nums)
         out, pull, aux = _linearised(vjp, fn, args, unique, has_aux, who)
         out_leaves, out_structure = leaves_and_structure(out)
@@ -59,9 +69,47 @@ def _jacrev(fn, argnums, has_aux, who):
             pulled = vmap(row)(_basis(y))  # one tuple like the picked arguments per row
             rows.append(_as_argnums(_in_trees(pulled, lambda g, y=y: F.reshape(
                 g, tuple(y.shape) + tuple(g.shape[1:]))), unique, nums, argnums))
-        return unflatten(out_structure, rows), aux
+        return (rows, out_structure, aux) if raw else (unflatten(out_structure, rows), aux)
 
-    return _transform(fn, jacobian, argnums, has_aux, who)
+    return _transform(fn, jacobian, argnums, has_aux, who, allow_int)
+
+
+def _with_integer_leaves(float_jacobian, fn, args, nums, argnums, has_aux, who):
+    """jacrev(allow_int=True): the Jacobian of fn as a function of the float leaves of the
+    picked arguments alone (the integer and boolean ones held), each integer leaf's block
+    integer zeros of shape output.shape + leaf.shape (placeholders, made float0 by
+    _transform's wrapper, as grad's)."""
+    unique = _unique(nums)
+    in_leaves, in_structure = leaves_and_structure([args[i] for i in unique])
+    integer = [_integer_leaf(x) for x in in_leaves]
+    floats = [x for x, i in zip(in_leaves, integer) if not i]
+
+    def of_floats(*given):
+        given = iter(given)
+        trees = unflatten(in_structure, [x if i else next(given)
+                                         for x, i in zip(in_leaves, integer)])
+        return fn(*_with(args, unique, trees))
+    if floats:
+        # (one tuple of blocks, one per float leaf, for each output leaf)
+        out_leaves, out_structure, aux = float_jacobian(
+            of_floats, tuple(floats), tuple(range(len(floats))),
+            argnums=tuple(range(len(floats))), raw=True)
+        shapes = [tuple(blocks[0].shape)[:len(blocks[0].shape) - len(_leaf_shape(floats[0]))]
+                  for blocks in out_leaves]
+    else:
+        out = called(f"{who} of {function_name(fn)}", fn, args)
+        out, aux = split_aux(out, who) if has_aux else (out, None)
+        out_leaves, out_structure = leaves_and_structure(out)
+        shapes = [tuple(np.shape(y)) if not isinstance(y, Node) else tuple(y.shape)
+                  for y in out_leaves]
+        out_leaves = [()] * len(out_leaves)
+    rows = []
+    for blocks, shape in zip(out_leaves, shapes):
+        blocks = iter(blocks)
+        full = [np.zeros(shape + tuple(_leaf_shape(x)), np.int32) if i else next(blocks)
+                for x, i in zip(in_leaves, integer)]
+        rows.append(_as_argnums(unflatten(in_structure, full), unique, nums, argnums))
+    return unflatten(out_structure, rows), aux
 
 
 def jacfwd(fn, argnums=0, has_aux=False):
@@ -107,7 +155,7 @@ def _jacfwd(fn, argnums, has_aux, who):
     return _transform(fn, jacobian, argnums, has_aux, who)
 
 
-def _transform(fn, jacobian, argnums, has_aux, who):
+def _transform(fn, jacobian, argnums, has_aux, who, allow_int=False):
     _callable(fn, who)
     nums = _differentiated(argnums, who)
 
@@ -119,7 +167,7 @@ def _transform(fn, jacobian, argnums, has_aux, who):
         # keyword arguments pass through undifferentiated, as JAX's (and gc.grad's)
         f = functools.partial(fn, **kwargs) if kwargs else fn
         picked = tuple(i % len(args) for i in nums)
-        check_differentiable(args, picked, who, fn)
+        check_differentiable(args, picked, who, fn, allow_int)
         try:
             jac, aux = jacobian(f, args, picked)
         except TracedNumberError as exc:  # (inside gc.compile: the advice is argnums')
@@ -132,9 +180,12 @@ def _transform(fn, jacobian, argnums, has_aux, who):
     def wrapper(*args, **kwargs):
         traced = _is_symbolic((args, kwargs)) or current_graph() is not None
         args = _as_float_inputs(args, nums, in_pytrees=traced)
-        if traced:  # nodes of that graph
-            return symbolic(*args, **kwargs)
-        return run(args, kwargs)
+        result = symbolic(*args, **kwargs) if traced else run(args, kwargs)  # (traced: nodes)
+        if not allow_int:
+            return result
+        # (integer zeros stand for float0 ones, which no IR dtype holds, as in grad's)
+        return (_float0_gradients(result[0]), result[1]) if has_aux else \
+            _float0_gradients(result)
 
     return wrapper
 
@@ -196,6 +247,10 @@ def _as_argnums(trees, unique, nums, argnums):
     if single_argnum(argnums):
         return trees[0]
     return tuple(trees[unique.index(i)] for i in nums)
+
+
+def _leaf_shape(x) -> tuple:
+    return tuple(x.shape) if isinstance(x, Node) else tuple(np.shape(x))
 
 
 def _basis(x):

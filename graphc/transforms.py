@@ -1498,8 +1498,11 @@ def check_differentiable(args, nums, who, fn, allow_int=False):
                     allow_int and dtype.kind in "biu"):
                 number = type(leaf) in (bool, int) or isinstance(leaf, np.generic) or \
                     weak.is_weak(leaf)  # (a number traced: eagerly and compiled alike)
+                # (JAX's jacfwd and hessian take no allow_int: its jacfwd points at jacrev)
                 allow = ", or set allow_int=True (float0 zeros)" if who in (
-                    "grad", "value_and_grad") else ""
+                    "grad", "value_and_grad", "jacrev") else \
+                    ", or use jacrev(allow_int=True) (float0 zeros)" if who in (
+                        "jacfwd", "hessian") else ""
                 raise NotDifferentiable(f"{who}: argument {i % len(args)} has dtype {dtype}"
                                         f"{' (a number)' if number else ''}; only "
                                         "floating-point arguments can be differentiated (as "
