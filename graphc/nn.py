@@ -320,15 +320,17 @@ class BufferTypeError(GraphcError, TypeError):
 
 
 def _refuse_non_tensor_buffer(module, name, value):
-    """`module.name = value` over a buffer: `value` must be an array (numpy's, a numpy
-    scalar, graphc's Tensor, a traced value, another library's tensor), as torch's
-    (TypeError "cannot assign 'int' as buffer 'x'"). A Python number became a new Buffer
-    of another dtype and shape (`bn.running_var = 1`: an int64 0-d one), silently. A list
-    of numbers is an array, as the loss constructors' weights take one (_buffer_list)."""
-    if isinstance(value, (np.ndarray, np.generic, Tensor, SymbolicValue, list, tuple)) or \
+    """`module.name = value` over a buffer: `value` must be an array (numpy's, graphc's
+    Tensor, a traced value, another library's tensor), as torch's (TypeError "cannot assign
+    'int' as buffer 'x'"). A Python number or a numpy scalar (np.float32(1), which torch
+    refuses alike) became a new 0-d Buffer (`bn.running_var = 1`: an int64 0-d one),
+    silently, and eval() failed in the op's words. A list of numbers is an array, as the
+    loss constructors' weights take one (_buffer_list)."""
+    if isinstance(value, (np.ndarray, Tensor, SymbolicValue, list, tuple)) or \
             foreign_array_name(value) is not None:
         return  # (a list of numbers is an array, as at construction: _buffer_list)
-    raise BufferTypeError(f"{type(module).__name__}: cannot assign {a_type(value)} as "
+    what = f"a numpy {value.dtype} scalar" if isinstance(value, np.generic) else a_type(value)
+    raise BufferTypeError(f"{type(module).__name__}: cannot assign {what} as "
                           f"buffer {name!r} (an array, a gc.nn.Buffer or None expected, as "
                           "torch's); give np.asarray(value, dtype) for an array of numbers",
                           (user_location(),))
