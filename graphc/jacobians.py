@@ -89,6 +89,9 @@ def _with_integer_leaves(float_jacobian, fn, args, nums, argnums, has_aux, who):
         trees = unflatten(in_structure, [x if i else next(given)
                                          for x, i in zip(in_leaves, integer)])
         return fn(*_with(args, unique, trees))
+    # (messages name the user's function, not this one)
+    of_floats.__name__ = of_floats.__qualname__ = function_name(
+        fn.func if isinstance(fn, functools.partial) else fn)
     if floats:
         # (one tuple of blocks, one per float leaf, for each output leaf)
         out_leaves, out_structure, aux = float_jacobian(
