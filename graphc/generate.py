@@ -336,14 +336,17 @@ class Generator:
     def stream(self, prompts, tokens: int, *positional, temperature=1.0, top_k=None,
                top_p=None, seed=0, stop_tokens=None, min_new_tokens=None,
                repetition_penalty=None, no_repeat_ngram_size=None, min_p=None,
-               do_sample=None):
+               do_sample=None, attention_mask=None):
         """generate()'s tokens as they come: an iterator of one list (a token id per prompt,
         None for a row that has ended at a stop token) per step, none of them kept (but
         no_repeat_ngram_size's n-grams), so `tokens` may be as large as the caller cares
         to read; it ends early once every row
         has ended. The settings are checked and the prompts run now, before the first
-        token. Every setting after `tokens` is keyword-only, as generate()'s."""
+        token. Every setting after `tokens` is keyword-only, as generate()'s, attention_mask
+        too (it was generate()'s only: stream(input_ids, attention_mask=...) a TypeError)."""
         keyword_only("Generator.stream", positional)
+        if attention_mask is not None:
+            prompts = unpadded(prompts, attention_mask)
         temperature, top_k, top_p, seed = check_sampling(temperature, top_k, top_p, seed)
         penalty, ngram, min_p, do_sample = self._processing(repetition_penalty,
                                                             no_repeat_ngram_size, min_p,

@@ -36,3 +36,15 @@ def test_left_padded_input_ids_are_the_ragged_prompts(gen):
 def test_a_bad_mask_is_one_error_line(gen, mask, message):
     with pytest.raises(ValueError, match=message):
         gen.generate(np.ones((3, 5), np.int64), 2, attention_mask=mask)
+
+
+def test_stream_takes_the_mask_as_generate_does(gen):
+    # (generate's only: stream(input_ids, attention_mask=...) was a TypeError, and
+    # stream(input_ids) alone reads the padding as tokens)
+    ids = np.array([[0, 0, 5, 6, 7], [1, 2, 3, 4, 5], [0, 0, 0, 0, 9]])
+    mask = (np.arange(5)[None] >= np.array([2, 0, 4])[:, None]).astype(np.int64)
+    want = gen.generate([[5, 6, 7], [1, 2, 3, 4, 5], [9]], 5, temperature=0.9, seed=4)
+    steps = list(gen.stream(ids, 5, temperature=0.9, seed=4, attention_mask=mask))
+    assert [list(row) for row in zip(*steps)] == want
+    with pytest.raises(ValueError, match="attention_mask pads on the right"):
+        gen.stream(ids, 2, attention_mask=np.array([[1, 1, 1, 1, 0]] * 3))
