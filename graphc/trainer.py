@@ -723,7 +723,8 @@ class Trainer:
         # a parameter the loss does not use gets no gradient, and graphc's optimisers skip
         # it (no weight decay, no moments), as torch's skip a .grad of None; an optimiser of
         # the user's own gets zeros there, as before
-        skips = isinstance(self.optimizer, optim.Optimizer)
+        # (gc.optim.Groups: its groups' optimisers are graphc's, and skip it as well)
+        skips = isinstance(self.optimizer, (optim.Optimizer, optim.Groups))
         with nn.rng_key(key):
             value, grads = traced_value_and_grad(loss, none_if_unreached=skips)(params)
         if skips and self.names and all(grads.get(n) is None for n in self.names):

@@ -170,3 +170,17 @@ def test_a_group_of_its_own_lr_says_how_to_get_one():
         lambda: optim.Adam([{"params": a.parameters(), "lr": 1e-4},
                             {"params": b.parameters()}], lr=1e-3),
         "gc.Trainer takes gc.optim.Groups((gc.optim.Adam(lr=...), names1)", F)
+
+
+def test_a_parameter_without_a_gradient_is_left_alone_as_torchs():
+    """A parameter the loss does not read (or a frozen one) gets no gradient: torch's AdamW
+    skips it (no weight decay), as gc.Trainer with one gc.optim.AdamW does; with Groups the
+    Trainer gave it a zero gradient, which AdamW's weight decay moved (0.045 after 2 steps)."""
+    params = {**{k: v.copy() for k, v in P0.items()}, "head.unused": np.ones(3)}
+    opt = optim.Groups((optim.SGD(lr=0.05), "backbone"),
+                       (optim.AdamW(lr=0.1, weight_decay=0.1), "head"))
+    t = gc.Trainer(loss, params, opt, [(X, Y)], steps=2, seed=1)
+    t.train_step()
+    t.train_step()
+    np.testing.assert_array_equal(t.params["head.unused"], np.ones(3))
+    assert not np.array_equal(t.params["head.w"], P0["head.w"])
