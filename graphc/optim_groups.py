@@ -79,7 +79,10 @@ class Groups:
         return [opt.init({n: leaf for n, leaf, g in zip(names, leaves, at) if g == i})
                 for i, opt in enumerate(self.optimizers)]
 
-    def update(self, grads, state, params=None):
+    def update(self, grads, state, params=None, step=None):
+        """-> (new params, new state). `step`: the step each group's schedule is evaluated
+        at where it is not the group's count (gc.Trainer's, skipped fp16 steps counted, as
+        gc.optim.Optimizer.update's step= and torch's schedulers); None: each group's count."""
         if params is None:
             _fail("gc.optim.Groups.update: give the parameters: update(grads, state, params)")
         leaves, structure, names, at = self._split(params)
@@ -91,7 +94,7 @@ class Groups:
         for i, (opt, s) in enumerate(zip(self.optimizers, state)):
             mine = [k for k, g in enumerate(at) if g == i]
             p, s = opt.update({names[k]: grad_leaves[k] for k in mine}, s,
-                              {names[k]: leaves[k] for k in mine})
+                              {names[k]: leaves[k] for k in mine}, step=step)
             for k in mine:
                 new[k] = p[names[k]]
             states.append(s)

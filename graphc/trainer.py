@@ -245,8 +245,9 @@ class Trainer:
         self._user_loss = loss  # (the names it holds its models under: _model_names)
         self.plateau = _plateau(optimizer, eval_batches)
         # graphc's optimisers take the step their schedule is at and the lr (see _step_args)
+        # (gc.optim.Groups takes the step alone, for its groups' schedules)
         takes = inspect.signature(optimizer.update).parameters \
-            if isinstance(optimizer, optim.Optimizer) else {}
+            if isinstance(optimizer, (optim.Optimizer, optim.Groups)) else {}
         self._takes_step, self._takes_lr = "step" in takes, "step" in takes and "lr" in takes
         self._takes_settings = "step" in takes and "settings" in takes \
             and optimizer.reads_settings()

@@ -184,3 +184,25 @@ def test_a_parameter_without_a_gradient_is_left_alone_as_torchs():
     t.train_step()
     np.testing.assert_array_equal(t.params["head.unused"], np.ones(3))
     assert not np.array_equal(t.params["head.w"], P0["head.w"])
+
+
+def test_a_groups_schedule_counts_skipped_fp16_steps_as_one_optimisers():
+    """gc.Trainer evaluates a graphc optimiser's schedule at its step, fp16 steps skipped on
+    an overflow counted (torch's scheduler steps every iteration); Groups' schedules were at
+    each group's count of updates instead, so a Groups of one AdamW differed from the AdamW
+    after 2 skipped steps (0.12)."""
+    def sched(c):
+        return 0.1 * glam(c)
+
+    out = []
+    for opt in (optim.AdamW(lr=sched), optim.Groups((optim.AdamW(lr=sched), lambda n: True))):
+        params = {k: v.astype(np.float32) for k, v in P0.items()}
+        t = gc.Trainer(loss, params, opt, [(X.astype(np.float32), Y.astype(np.float32))],
+                       steps=6, seed=1, precision="fp16-mixed",
+                       loss_scaler=gc.amp.LossScaler(init_scale=2.0 ** 17))
+        for _ in range(6):
+            t.train_step()
+        assert t.skipped_steps == 2
+        out.append(t.params)
+    for k in P0:
+        np.testing.assert_array_equal(out[1][k], out[0][k])
