@@ -2059,6 +2059,11 @@ class _ParamGroup(collections.abc.MutableMapping):
             return
         held = self._bound._held.setdefault(key, {})
         held[self._index] = value
+        if _same_setting(value, getattr(self._bound.optimizer, key)):  # (the groups' own
+            del held[self._index]  # value: nothing to hold, as torch's step takes it)
+            if not held:
+                del self._bound._held[key]
+            return
         if len(held) == count and all(_same_setting(v, value) for v in held.values()):
             del self._bound._held[key]  # (every group has it: the optimiser's, checked)
             setattr(self._bound.optimizer, key, value)

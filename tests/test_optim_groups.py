@@ -206,3 +206,24 @@ def test_a_groups_schedule_counts_skipped_fp16_steps_as_one_optimisers():
         out.append(t.params)
     for k in P0:
         np.testing.assert_array_equal(out[1][k], out[0][k])
+
+
+def test_a_group_given_the_shared_value_back_steps():
+    """Writing into one param group the value every group has (its own, or after another
+    value) is no difference: torch's step takes it; it was held and step() refused it ("was
+    set to 0.1, the other groups' lr is 0.1")."""
+    w = gc.Tensor(np.ones(3), requires_grad=True)
+    b = gc.Tensor(np.ones(2), requires_grad=True)
+    opt = optim.SGD(lr=0.1).bind([w])
+    opt.add_param_group({"params": [b]})
+    opt.param_groups[1]["lr"] = 0.5  # (then back: group 1 alone written)
+    opt.param_groups[1]["lr"] = 0.1
+    (gc.sum(w * w) + gc.sum(b * b)).backward()
+    opt.step()
+    opt.zero_grad()
+    opt.param_groups[0]["lr"] = 0.1  # (group 0 alone, its own value)
+    (gc.sum(w * w) + gc.sum(b * b)).backward()
+    opt.step()
+    np.testing.assert_allclose(w.data, 0.64)
+    np.testing.assert_allclose(b.data, 0.64)
+    assert [g["lr"] for g in opt.param_groups] == [0.1, 0.1]
