@@ -2692,6 +2692,13 @@ def _checkpointed_slots(optimizer) -> tuple:
 def _refuse_two_clips(clip_norm, optimizer):
     """torch.nn.utils.clip_grad_norm_ runs once before step(); two clips compose into the
     smaller norm (and a second factor of norm / (norm + 1e-6))."""
+    if clip_norm is not None and isinstance(optimizer, optim.Groups):  # (a group's own)
+        for i, group in enumerate(optimizer.optimizers):
+            if group.clip_norm is not None:
+                raise GraphcError(f"Trainer: clip_norm={clip_norm} and group {i}'s optimizer's "
+                                  f"clip_norm={group.clip_norm} would clip its gradients twice "
+                                  "(PyTorch's clip_grad_norm_ clips once); give one of them",
+                                  (user_location(),))
     if clip_norm is not None and getattr(optimizer, "clip_norm", None) is not None:
         raise GraphcError(f"Trainer: clip_norm={clip_norm} and the optimizer's "
                           f"clip_norm={optimizer.clip_norm} would clip the gradients twice "

@@ -227,3 +227,16 @@ def test_a_group_given_the_shared_value_back_steps():
     np.testing.assert_allclose(w.data, 0.64)
     np.testing.assert_allclose(b.data, 0.64)
     assert [g["lr"] for g in opt.param_groups] == [0.1, 0.1]
+
+
+def test_the_trainers_clip_and_a_groups_own_clip_are_refused_as_one_optimisers():
+    """gc.Trainer refuses clip_norm= with an optimiser's own clip_norm= (two clips, where
+    torch's clip_grad_norm_ clips once); a Groups group's clip_norm with the Trainer's
+    clipped twice without a word."""
+    opt = optim.Groups((optim.SGD(lr=0.1, clip_norm=0.5), "backbone"),
+                       (optim.SGD(lr=0.1), "head"))
+    assert_one_line_error(
+        lambda: gc.Trainer(loss, {k: v.copy() for k, v in P0.items()}, opt, [(X, Y)],
+                           steps=1, clip_norm=1.0),
+        "Trainer: clip_norm=1.0 and group 0's optimizer's clip_norm=0.5 would clip its "
+        "gradients twice (PyTorch's clip_grad_norm_ clips once); give one of them", F)
