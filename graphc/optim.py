@@ -2057,6 +2057,13 @@ class _ParamGroup(collections.abc.MutableMapping):
         if count == 1:
             setattr(self._bound.optimizer, key, value)
             return
+        # (checked now, by the setting's own rule, as a write into every group is)
+        optimizer = self._bound.optimizer
+        if key == "lr" and not callable(value):
+            _learning_rate(f"{type(optimizer).__name__}: lr", value, "a number >= 0 or a "
+                           "schedule (a function of the step count)")
+        else:
+            optimizer.checked_setting(key, value)
         held = self._bound._held.setdefault(key, {})
         held[self._index] = value
         if _same_setting(value, getattr(self._bound.optimizer, key)):  # (the groups' own

@@ -240,3 +240,21 @@ def test_the_trainers_clip_and_a_groups_own_clip_are_refused_as_one_optimisers()
                            steps=1, clip_norm=1.0),
         "Trainer: clip_norm=1.0 and group 0's optimizer's clip_norm=0.5 would clip its "
         "gradients twice (PyTorch's clip_grad_norm_ clips once); give one of them", F)
+
+
+@pytest.mark.parametrize("key, value, says", [
+    ("lr", -1.0, "SGD: lr must be a number >= 0 or a schedule (a function of the step "
+                 "count), got -1.0"),
+    ("momentum", -0.5, "SGD: momentum must be a finite number >= 0, got -0.5")])
+def test_a_bad_value_written_into_one_group_is_refused_when_written(key, value, says):
+    """A value written into some param groups only was held unchecked (the optimiser checks
+    it when every group has it): pg[0]["lr"] = -1.0 was taken, and step() then refused it as
+    a difference between groups, not as a bad lr."""
+    w = gc.Tensor(np.ones(3), requires_grad=True)
+    opt = optim.SGD(lr=0.1, momentum=0.9).bind([w])
+    opt.add_param_group({"params": [gc.Tensor(np.ones(2), requires_grad=True)]})
+    group = opt.param_groups[0]
+
+    def write():
+        group[key] = value
+    assert_one_line_error(write, says, F)
