@@ -1641,7 +1641,8 @@ class Trainer:
             self.optimizer.lr = lr
         for name, value in settings.items():
             setattr(self.optimizer, name, value)
-        self.state = {k: v for k, v in self.state.items() if k not in dropped}
+        if dropped:  # only graphc's own optimisers have slots; another's state is any pytree
+            self.state = {k: v for k, v in self.state.items() if k not in dropped}
         self._aside_slots = aside
         self._restore_followed_slots(arrays, path)
         self.rng.bit_generator.state = checkpoint.rng_state(meta)
