@@ -222,6 +222,11 @@ def test_graphc_bench_ranks_in_a_process_mpiexec_started_is_refused(monkeypatch,
     it is refused before anything starts, naming the variable."""
     from graphc.cli import main
     monkeypatch.setenv("PMIX_RANK", "0")
+    # An earlier test in this process may have imported mpi4py.MPI, which joins a job of
+    # one: with the variable set, main() would then leave the process at once after the
+    # line (distributed.leave_now), as a rank really started by mpiexec must, and end the
+    # test runner's process with it.
+    monkeypatch.setattr(dist, "joined", lambda: False)
     assert main(["bench", "--ranks", "1,2", "--steps", "2"]) == 2
     assert capsys.readouterr().err.splitlines() == [
         "graphc: error: --ranks 1,2: the benchmark starts an MPI job of its own for each rank "
