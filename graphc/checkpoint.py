@@ -79,7 +79,7 @@ RUN_FIELDS = ("format", "version", "step", "skipped_steps", "rng", "data_positio
               "val_history", "lr_on_plateau", "optimizer_lr", "optimizer_settings",
               "updates_behind", "optimizer_record", "gradient_accumulation_steps",
               "loss_scaler_enabled", "loss_scaler_settings", "buffer_names", "buffer_models",
-              "written_buffers",
+              "written_buffers", "group_settings",
               # where graphc wrote the seed for a while (now rng's "seed": check_seed): kept
               # out of the settings compared and refused in checkpoint_meta, so those files
               # resume and new ones never hold it

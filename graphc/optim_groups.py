@@ -23,9 +23,11 @@ class Groups:
     "backbone/*"), one name, or a function name -> bool. Every
     parameter must be in exactly one group. `init(params)` -> a list of the groups' states;
     `update(grads, state, params)` -> (new params, new state), as gc.optim.Optimizer's. A
-    setting is changed mid-run on the group's optimiser (`groups.optimizers[0].lr = 1e-5`;
-    gc.Trainer's checkpoint keeps the groups' states, not such a change: set it again after
-    resume());
+    setting is changed mid-run on the group's optimiser (`groups.optimizers[0].lr = 1e-5`,
+    torch's `param_groups[0]["lr"] = 1e-5`; weight_decay, betas, ... likewise): gc.Trainer's
+    checkpoint keeps the groups' states and each group's lr and settings (header
+    group_settings), which a resumed run goes on with as a single optimiser's (a checkpoint
+    written before they were kept resumes with the trainer's own);
     a gradient clip over all the parameters is gc.Trainer's clip_norm= (an optimiser's own
     clip_norm= clips its group alone)."""
 

@@ -256,6 +256,7 @@ class Trainer:
         # the lr it had reached (see restore)
         self._initial_lr = self._number_lr()
         self._initial_settings = self._saved_settings()  # likewise (optimizer_settings)
+        self._initial_groups = self._group_settings()  # likewise each group's (Groups)
         self.train_batches = _Batches(train_batches, "train_batches")
         self.eval_batches = None if eval_batches is None else _Batches(eval_batches,
                                                                       "eval_batches")
@@ -1070,8 +1071,11 @@ class Trainer:
         return {name: np.asarray(value, np.float64)
                 for name, value in {**numbers, **scheduled}.items()}
 
-    def _number_lr(self):
-        """The optimiser's lr where it is a number (or gc.optim.constant), else None."""
+    def _number_lr(self, group=None):
+        """The optimiser's lr where it is a number (or gc.optim.constant), else None.
+        `group`: that group's optimiser's, of a gc.optim.Groups (which takes no plateau)."""
+        if group is not None:
+            return getattr(self.optimizer.optimizers[group].lr, "constant_value", None)
         return getattr(getattr(self.optimizer, "lr", None), "constant_value", None) \
             if self.plateau is None else None
 
@@ -1494,6 +1498,8 @@ class Trainer:
         current = self._saved_settings()
         if current:
             meta["optimizer_settings"] = {"initial": self._initial_settings, "current": current}
+        if self._initial_groups is not None:  # gc.optim.Groups: each group's, as above
+            meta["group_settings"] = self._group_settings_record()
         models = self._buffer_models()
         checkpointed = self.buffers
         if models is not None:  # several models' Buffers, whose shared names are numbered:
@@ -1627,6 +1633,8 @@ class Trainer:
             settings = self._checked_settings(meta.get("optimizer_settings"),
                                               allow_changed_settings, how, path)
             behind = self._checked_behind(meta.get("updates_behind", {}), count)
+        groups = [] if other_class else self._checked_group_settings(
+            meta.get("group_settings"), allow_changed_settings, how, path)
         restored = {k: arrays[k] for k in own}
         for slot in older:
             prefix = _slot_prefix(slot)
@@ -1641,6 +1649,9 @@ class Trainer:
             self.optimizer.lr = lr
         for name, value in settings.items():
             setattr(self.optimizer, name, value)
+        for group, group_settings in enumerate(groups):
+            for name, value in group_settings.items():
+                setattr(self.optimizer.optimizers[group], name, value)
         if dropped:  # only graphc's own optimisers have slots; another's state is any pytree
             self.state = {k: v for k, v in self.state.items() if k not in dropped}
         self._aside_slots = aside
@@ -1836,7 +1847,7 @@ class Trainer:
         return state
 
     def _checked_lr(self, saved, allow_changed_settings=False,
-                    how="allow_changed_settings=True", path=None):
+                    how="allow_changed_settings=True", path=None, group=None):
         """The number lr a resumed run goes on with, or None (this trainer's own): the
         checkpoint's current one (set during the run: `trainer.optimizer.lr = x`, kept as
         torch's optimizer.load_state_dict keeps param_groups' lr) where this trainer's lr is
@@ -1851,7 +1862,7 @@ class Trainer:
         resumed step (as optax's, whose state is the step count)."""
         # (an optimiser whose update takes no lr= is not left out: it reads the attribute
         # restore() sets from what this returns)
-        if saved is None or self.plateau is not None:
+        if saved is None or self.plateau is not None and group is None:
             return None
         if not isinstance(saved, dict) or not all(
                 k in saved and (saved[k] is None or _is_lr(saved[k]))
@@ -1861,30 +1872,90 @@ class Trainer:
                                              f"{{'initial': lr, 'current': lr}} with numbers "
                                              f">= 0 (null for a schedule, not both), got "
                                              f"{saved!r}"[:200])
-        current = _resumed_setting("lr", self._number_lr(), saved["initial"], saved["current"],
+        current = _resumed_setting(_in_group("lr", group), self._number_lr(group),
+                                   saved["initial"], saved["current"],
                                    allow_changed_settings, how, path)
         return None if current is None else float(current)
 
-    def _number_settings(self) -> dict:
-        """The optimiser's number settings now (its hyperparameters that are not schedules)."""
-        optimizer = self.optimizer
+    def _number_settings(self, group=None) -> dict:
+        """The optimiser's number settings now (its hyperparameters that are not schedules).
+        `group`: that group's optimiser's, of a gc.optim.Groups."""
+        optimizer = self._optimizer_of(group)
         if not isinstance(optimizer, optim.Optimizer):
             return {}
         return {name: float(value) for name, value in
                 optim.number_settings(optimizer, optimizer.hyperparameters).items()}
 
-    def _saved_settings(self) -> dict:
+    def _optimizer_of(self, group):
+        """The optimiser, or the one of gc.optim.Groups' group `group` (an index)."""
+        return self.optimizer if group is None else self.optimizer.optimizers[group]
+
+    def _saved_settings(self, group=None) -> dict:
         """The settings a checkpoint records (optimizer_settings): the number ones and the
         flags (nesterov, maximize, amsgrad, ...), as BoundOptimizer.state_dict's settings,
         torch's param_groups; a setting that is a schedule as None, as optimizer_lr holds
         the lr's (a function is not saved; see _resumed_setting)."""
-        if not isinstance(self.optimizer, optim.Optimizer):
+        optimizer = self._optimizer_of(group)
+        if not isinstance(optimizer, optim.Optimizer):
             return {}
-        return {**dict.fromkeys(self.optimizer.hyperparameters), **self._number_settings(),
-                **optim._flags_of(self.optimizer)}
+        return {**dict.fromkeys(optimizer.hyperparameters), **self._number_settings(group),
+                **optim._flags_of(optimizer)}
+
+    def _group_settings(self) -> list | None:
+        """gc.optim.Groups: each group's optimiser's class, number lr (None: a schedule) and
+        settings (_saved_settings) now; None for another optimiser."""
+        if not isinstance(self.optimizer, optim.Groups):
+            return None
+        return [{"class": type(opt).__name__, "lr": self._number_lr(i),
+                 "settings": self._saved_settings(i)}
+                for i, opt in enumerate(self.optimizer.optimizers)]
+
+    def _group_settings_record(self) -> list:
+        """The header's group_settings: for each group of a gc.optim.Groups, its optimiser's
+        class, and its optimizer_lr and optimizer_settings as a single optimiser's are
+        recorded (the ones it started with and has now), so that a setting changed during
+        the run (`trainer.optimizer.optimizers[0].lr = 1e-4`, torch's
+        `opt.param_groups[0]["lr"] = 1e-4`) goes on when resumed (_checked_group_settings)."""
+        record = []
+        for first, now in zip(self._initial_groups, self._group_settings()):
+            group = {"class": now["class"]}
+            if first["class"] == now["class"]:  # (an optimiser replaced: its own start)
+                if first["lr"] is not None or now["lr"] is not None:
+                    group["optimizer_lr"] = {"initial": first["lr"], "current": now["lr"]}
+                group["optimizer_settings"] = {"initial": first["settings"],
+                                               "current": now["settings"]}
+            record.append(group)
+        return record
+
+    def _checked_group_settings(self, saved, allow_changed_settings, how, path) -> list:
+        """[{name: value}] for each group of a gc.optim.Groups: the lr and settings it goes
+        on with, by _checked_lr's and _checked_settings' rule for a single optimiser's (the
+        checkpoint's current ones where this trainer's are those the run started with). A
+        group whose saved optimiser is of another class keeps its own; so does every group
+        where the header has no group_settings (a checkpoint written before they were kept,
+        or by another optimiser): this trainer's settings, as before."""
+        if saved is None or not isinstance(self.optimizer, optim.Groups):
+            return []
+        if not isinstance(saved, list) or not all(
+                isinstance(g, dict) and isinstance(g.get("class"), str) for g in saved):
+            raise checkpoint.CheckpointError(f"checkpoint header: group_settings must be a "
+                                             f"list of {{'class': name, 'optimizer_lr': ..., "
+                                             f"'optimizer_settings': ...}}, got "
+                                             f"{saved!r}"[:200])
+        resumed = []
+        for i, (opt, group) in enumerate(zip(self.optimizer.optimizers, saved)):
+            if group["class"] != type(opt).__name__:
+                resumed.append({})
+                continue
+            lr = self._checked_lr(group.get("optimizer_lr"), allow_changed_settings, how,
+                                  path, i)
+            settings = self._checked_settings(group.get("optimizer_settings"),
+                                              allow_changed_settings, how, path, i)
+            resumed.append({**settings, **({} if lr is None else {"lr": lr})})
+        return resumed
 
     def _checked_settings(self, saved, allow_changed_settings=False,
-                          how="allow_changed_settings=True", path=None) -> dict:
+                          how="allow_changed_settings=True", path=None, group=None) -> dict:
         """The settings a resumed run goes on with, numbers and flags, by _checked_lr's rule
         for the lr (_resumed_setting): each the checkpoint's current one where this
         trainer's is the one the run started with (set during the run:
@@ -1898,8 +1969,8 @@ class Trainer:
         trainer's own stay."""
         if saved is None:
             return {}
-        mine = self._saved_settings()
-        flags = getattr(self.optimizer, "flag_settings", ())
+        mine, optimizer = self._saved_settings(group), self._optimizer_of(group)
+        flags = getattr(optimizer, "flag_settings", ())
 
         def valid(values):  # each by the optimiser's own rule for the setting
             if not isinstance(values, dict):
@@ -1907,8 +1978,8 @@ class Trainer:
             try:
                 return all(isinstance(k, str) and (
                     isinstance(v, bool) if k in flags else
-                    v is None and k in self.optimizer.hyperparameters or
-                    _is_number(v) and self.optimizer.checked_setting(k, v) is not None)
+                    v is None and k in optimizer.hyperparameters or
+                    _is_number(v) and optimizer.checked_setting(k, v) is not None)
                     for k, v in values.items())
             except GraphcError:
                 return False
@@ -1920,7 +1991,8 @@ class Trainer:
                                              f"schedule, flags true or false), got "
                                              f"{saved!r}"[:200])
         initial, current = saved["initial"], saved["current"]
-        resumed = {name: _resumed_setting(name, value, initial[name], current[name],
+        resumed = {name: _resumed_setting(_in_group(name, group), value,
+                                          initial[name], current[name],
                                           allow_changed_settings, how, path)
                    for name, value in mine.items() if name in initial and name in current}
         return {name: value if name in flags else float(value)
@@ -3049,6 +3121,11 @@ def _resumed_setting(name, mine, initial, current, allow_changed_settings, how, 
                           f"trainer.optimizer.{name} to that schedule before resuming, or "
                           f"pass {how} to go on with {name} {mine}", (user_location(),))
     return current
+
+
+def _in_group(name, group):
+    """A setting's name as a line names it: `optimizers[1].lr` in gc.optim.Groups' group 1."""
+    return name if group is None else f"optimizers[{group}].{name}"
 
 
 RESTORED = "(restored)"  # in Trainer._saved_to: a checkpoint of unknown path restored
