@@ -6,6 +6,8 @@ keeps its own state, count and schedule, so a schedule that scales every group's
 torch's LambdaLR does, is each group's lr given as a schedule."""
 from __future__ import annotations
 
+import copy
+
 from ir.errors import GraphcError, a_type, user_location
 
 from .tracing import flatten, leaves_like, unflatten
@@ -81,10 +83,14 @@ class Groups:
         return [opt.init({n: leaf for n, leaf, g in zip(names, leaves, at) if g == i})
                 for i, opt in enumerate(self.optimizers)]
 
-    def update(self, grads, state, params=None, step=None):
+    def update(self, grads, state, params=None, step=None, behind=None):
         """-> (new params, new state). `step`: the step each group's schedule is evaluated
         at where it is not the group's count (gc.Trainer's, skipped fp16 steps counted, as
-        gc.optim.Optimizer.update's step= and torch's schedulers); None: each group's count."""
+        gc.optim.Optimizer.update's step= and torch's schedulers); None: each group's count.
+        `behind`: {name: the updates that parameter missed} (gc.Trainer's lags: no gradient
+        for some steps, frozen), each parameter then updated at its own count of updates, as
+        torch's state[p]["step"] and a single optimiser's under gc.Trainer
+        (update_at_own_counts); None: every parameter at its group's count."""
         if params is None:
             _fail("gc.optim.Groups.update: give the parameters: update(grads, state, params)")
         leaves, structure, names, at = self._split(params)
@@ -95,12 +101,52 @@ class Groups:
         new, states = list(leaves), []
         for i, (opt, s) in enumerate(zip(self.optimizers, state)):
             mine = [k for k, g in enumerate(at) if g == i]
-            p, s = opt.update({names[k]: grad_leaves[k] for k in mine}, s,
-                              {names[k]: leaves[k] for k in mine}, step=step)
+            lags = {names[k]: (behind or {}).get(names[k], 0) for k in mine
+                    if grad_leaves[k] is not None}
+            group = ({names[k]: grad_leaves[k] for k in mine}, s,
+                     {names[k]: leaves[k] for k in mine})
+            p, s = update_at_own_counts(opt, *group, lags, {"step": step}) \
+                if any(lags.values()) else opt.update(*group, step=step)
             for k in mine:
                 new[k] = p[names[k]]
             states.append(s)
         return unflatten(structure, new), states
+
+
+def update_at_own_counts(optimizer, grads, state, params, lags: dict, given: dict):
+    """`optimizer.update(grads, state, params, **given)` (one of graphc's own) with each
+    parameter that gets a gradient at its own count of updates, the optimiser's count less
+    its lag (`lags`: {name: the updates it missed}, gc.Trainer's behind), as torch's
+    state[p]["step"] and BoundOptimizer.step: Adam's bias corrections, SGD's first momentum
+    buffer, Adagrad's lr_decay. Parameters with the same lag are updated together; clipping
+    by the optimiser's clip_norm is over all of them at once; the state's count goes on by
+    one, as the optimiser's own update counts."""
+    from .optim import clip_by_global_norm
+    groups = {}
+    for n, lag in lags.items():
+        groups.setdefault(lag, []).append(n)
+    first = optimizer
+    if optimizer.clip_norm is not None:
+        grads = {**grads, **clip_by_global_norm({n: grads[n] for n in lags},
+                                                optimizer.clip_norm)[0]}
+        optimizer = copy.copy(optimizer)
+        optimizer.clip_norm = None
+    new_params = dict(params)
+    new_state = {"count": state["count"] + 1,
+                 **{slot: dict(state[slot]) for slot in optimizer.slots}}
+    for lag, group in groups.items():
+        if isinstance(first.decay_mask, dict):  # a pytree of flags: this group's
+            optimizer = copy.copy(optimizer)
+            optimizer.decay_mask = {n: first.decay_mask[n] for n in group}
+        count = state["count"] - lag if lag else state["count"]
+        group_state = {"count": count, **{slot: {n: state[slot][n] for n in group}
+                                          for slot in optimizer.slots}}
+        group_params, group_state = optimizer.update(
+            {n: grads[n] for n in group}, group_state, {n: params[n] for n in group}, **given)
+        new_params.update(group_params)
+        for slot in optimizer.slots:
+            new_state[slot].update(group_state[slot])
+    return new_params, new_state
 
 
 def _picks(selector, name) -> bool:

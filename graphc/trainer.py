@@ -126,6 +126,7 @@ from .files import LOCK_NAME, check_path, discard_stdout, exclusive_directory, \
     file_identity, fresh_directory, read_error, same_file, stdout_error, written_since
 from .optim import _clip_norm, _count_setting, _flag, _is_number, clip_by_global_norm, \
     global_norm
+from .optim_groups import update_at_own_counts
 from .tracing import flatten, function_name, leaves_and_structure, tree_map, unflatten
 from .transforms import Compiled, container_kind, traced_value_and_grad
 
@@ -807,35 +808,13 @@ class Trainer:
         updated = [n for n in self.names if grads.get(n) is not None]
         lags = _UpdateLags(self, updated)
         graph.guard(lags, "lags", lags.lags)
-        groups = {}
-        for n in updated:
-            groups.setdefault(self.behind[n], []).append(n)
-        if set(groups) <= {0} or not isinstance(self.optimizer, optim.Optimizer):
+        behind = {n: self.behind[n] for n in updated}
+        if isinstance(self.optimizer, optim.Groups):  # (each group's at its own counts)
+            return self.optimizer.update(grads, state, params, behind=behind, **given)
+        if not any(behind.values()) or not isinstance(self.optimizer, optim.Optimizer):
             # (an optimiser of one's own keeps no count per parameter: its state is its own)
             return self.optimizer.update(grads, state, params, **given)
-        optimizer = self.optimizer
-        if optimizer.clip_norm is not None:
-            grads = {**grads, **clip_by_global_norm({n: grads[n] for n in updated},
-                                                    optimizer.clip_norm)[0]}
-            optimizer = copy.copy(optimizer)
-            optimizer.clip_norm = None
-        new_params = dict(params)
-        new_state = {"count": state["count"] + 1,
-                     **{slot: dict(state[slot]) for slot in optimizer.slots}}
-        for lag, group in groups.items():
-            if isinstance(optimizer.decay_mask, dict):  # a pytree of flags: this group's
-                optimizer = copy.copy(optimizer)
-                optimizer.decay_mask = {n: self.optimizer.decay_mask[n] for n in group}
-            count = state["count"] - lag if lag else state["count"]
-            group_state = {"count": count, **{slot: {n: state[slot][n] for n in group}
-                                              for slot in optimizer.slots}}
-            group_params, group_state = optimizer.update(
-                {n: grads[n] for n in group}, group_state, {n: params[n] for n in group},
-                **given)
-            new_params.update(group_params)
-            for slot in optimizer.slots:
-                new_state[slot].update(group_state[slot])
-        return new_params, new_state
+        return update_at_own_counts(self.optimizer, grads, state, params, behind, given)
 
     def _mixed_loss(self, params, batch, key, training):
         """The loss, under autocast for a mixed precision; a float32 value either way."""
