@@ -8,6 +8,7 @@ import pytest
 import graphc as gc
 from errorcheck import assert_one_line_error
 from graphc import optim
+from plateau_helpers import X, Y, loss, val_batches
 
 torch = pytest.importorskip("torch", reason="torch (the test oracle) is not installed")
 
@@ -98,22 +99,7 @@ def test_eager_sgd_follows_the_plateau_as_torchs():
     assert plateau.lr == 0.1 * 0.5 ** 3
 
 
-# ---- gc.Trainer -------------------------------------------------------------------------------
-X = np.random.default_rng(0).normal(size=(16, 3))
-Y = X @ np.array([1.0, -2.0, 0.5]) + 0.3
-
-
-def loss(params, batch):
-    x, y = batch
-    return gc.mean((x @ params["w"] + params["b"] - y) ** 2)
-
-
-def val_batches(rng):
-    # a validation loss that stalls and rises while training goes on: x's rows in turn
-    x = X + rng.normal(0, 2.0, X.shape)
-    return x, Y
-
-
+# ---- gc.Trainer (X, Y, loss, val_batches: tests/plateau_helpers.py) --------------------------
 def trainer(steps=24, lr=0.05, **kw):
     opt = optim.SGD(lr=lr)
     plateau = optim.ReduceLROnPlateau(opt, **({"patience": 0, "factor": 0.5} | kw))

@@ -7,19 +7,7 @@ import pytest
 
 import graphc as gc
 from graphc import optim
-
-X = np.random.default_rng(0).normal(size=(16, 3))
-Y = X @ np.array([1.0, -2.0, 0.5]) + 0.3
-
-
-def loss(params, batch):
-    x, y = batch
-    return gc.mean((x @ params["w"] + params["b"] - y) ** 2)
-
-
-def val_batches(rng):
-    # a noisy validation loss: the plateau's decision turns on each value it is given
-    return X + rng.normal(0, 2.0, X.shape), Y
+from plateau_helpers import X, Y, loss, val_batches
 
 
 def trainer(steps):
