@@ -1,0 +1,56 @@
+"""graphc bench / profile, session 55 (f6): a --plot skipped after a worker failed is said,
+the %GEMM column past 100% is explained, and the table stays aligned."""
+import pytest
+
+from graphc import bench
+from graphc.bench import Result, WorkerFailed
+from graphc.cli import main
+
+
+def _failing(results):
+    def measure(*args, **kwargs):
+        exc = WorkerFailed("eager", "gpt-tiny-infer", "was killed by SIGKILL")
+        exc.results = results
+        raise exc
+    return measure
+
+
+@pytest.fixture
+def quiet_gemm(monkeypatch):
+    monkeypatch.setattr(bench, "matmul_gflops", lambda: 100.0)
+    monkeypatch.setattr(bench, "numpy_blas", lambda: dict(library="openblas", version=None,
+                                                          kernels=None, coretype=None))
+
+
+def _argv(tmp_path, *more):
+    return ["bench", "--workloads", "mlp-train,gpt-tiny-infer", "--contenders",
+            "compiled,eager", "--steps", "2", "--plot", str(tmp_path / "p.png"), *more]
+
+
+def test_a_plot_skipped_after_a_worker_failed_is_said(tmp_path, capsys, monkeypatch,
+                                                      quiet_gemm):
+    """The worker failed before eager had measured a workload: the plot was skipped without
+    a word. Now the one line says so (and the JSON is still named)."""
+    measured = [Result("mlp-train", "compiled", times=[0.01, 0.02], tokens=256)]
+    monkeypatch.setattr(bench, "run", _failing(measured))
+    out = tmp_path / "b.json"
+    assert main(_argv(tmp_path, "--json", str(out))) == 2
+    err = capsys.readouterr().err
+    assert err == ("graphc: error: the bench's eager worker was killed by SIGKILL while it "
+                   f"measured gpt-tiny-infer; what was measured before is in {out}; --plot "
+                   f"{tmp_path / 'p.png'} not written: no workload was measured with graphc "
+                   "eager before the failure\n")
+    assert not (tmp_path / "p.png").exists() and out.exists()
+
+
+def test_a_plot_of_what_was_measured_before_a_failure_is_named(tmp_path, capsys, monkeypatch,
+                                                               quiet_gemm):
+    measured = [Result("mlp-train", "compiled", times=[0.01, 0.02], tokens=256),
+                Result("mlp-train", "eager", times=[0.04, 0.05], tokens=256)]
+    monkeypatch.setattr(bench, "run", _failing(measured))
+    assert main(_argv(tmp_path)) == 2
+    err = capsys.readouterr().err
+    assert err == ("graphc: error: the bench's eager worker was killed by SIGKILL while it "
+                   "measured gpt-tiny-infer; what was measured before is in "
+                   f"{tmp_path / 'p.png'}\n")
+    assert (tmp_path / "p.png").read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
