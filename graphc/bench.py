@@ -808,19 +808,30 @@ def table(results, gemm_gflops, measured=None, blas=None) -> str:
             vs_eager = f"{eager.median_ms / r.median_ms:.2f}x" if eager else ""
             vs_torch = f"{torch.median_ms / r.median_ms:.2f}x" if torch else ""
             share = r.gemm_share(gemm_gflops)
-            share = f"{share:.0%}" if share is not None else ""
+            share = "" if share is None else f"{share:.0%}" + ("*" if share > 1 else "")
             peak = f"{r.peak_bytes / 2**20:.1f}" if r.peak_bytes else ""
             comp = f"{r.compile_seconds:.2f}" if r.compile_seconds else ""
             bg = f"{r.background_seconds:.2f}" if r.background_seconds is not None else ""
             lines.append(f"{workload:<22} {c:<10} {r.median_ms:>9.1f} {r.iqr_ms:>6.1f} "
                          f"{r.tokens / (r.median_ms / 1e3):>8.0f} {vs_eager:>8} {vs_torch:>8} "
                          f"{share:>6} {peak:>8} {comp:>9} {bg:>6}")
+    if floor_measured_low(results, gemm_gflops):
+        lines += ["", f"* over 100% of the GEMM floor: the floor ({gemm_gflops:.0f} GFLOP/s) "
+                  "was measured low, in a slow moment of this host; no step beats it"]
     return "\n".join(lines)
+
+
+def floor_measured_low(results, gemm_gflops) -> bool:
+    """Whether a row's %GEMM is over 100%: no step runs its matrix products faster than
+    numpy's GEMM, so the floor was measured in a slow moment (both rates, before and after
+    the steps), and the table and --json (`gemm_floor_measured_low`) say so."""
+    return any((r.gemm_share(gemm_gflops) or 0) > 1 for r in results)
 
 
 def to_json(results, gemm_gflops) -> dict:
     return {
         "matmul_gflops": gemm_gflops,
+        "gemm_floor_measured_low": floor_measured_low(results, gemm_gflops),
         "results": [{
             "workload": r.workload, "contender": r.contender, "median_ms": r.median_ms,
             "iqr_ms": r.iqr_ms, "tokens_per_s": r.tokens / (r.median_ms / 1e3),

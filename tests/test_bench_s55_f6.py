@@ -54,3 +54,31 @@ def test_a_plot_of_what_was_measured_before_a_failure_is_named(tmp_path, capsys,
                    "measured gpt-tiny-infer; what was measured before is in "
                    f"{tmp_path / 'p.png'}\n")
     assert (tmp_path / "p.png").read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+
+
+def test_a_gemm_share_over_100_percent_is_explained(tmp_path, capsys, monkeypatch, quiet_gemm):
+    """%GEMM is the step's matrix FLOPs at the floor's rate over its time: past 100% the floor
+    was measured in a slow moment, and the table printed the impossible number unexplained."""
+    # 2e9 matrix FLOPs in 10 ms at a floor of 100 GFLOP/s: 200%; in 40 ms: 50%
+    fast = Result("mlp-train", "compiled", times=[0.01], tokens=256, matrix_flops=2e9)
+    slow = Result("mlp-train", "eager", times=[0.04], tokens=256, matrix_flops=2e9)
+    text = bench.table([fast, slow], 100.0)
+    rows = {line.split()[1]: line for line in text.splitlines()
+            if line.startswith("mlp-train")}
+    assert "200%*" in rows["compiled"].split() and "50%" in rows["eager"].split()
+    assert text.splitlines()[-1] == ("* over 100% of the GEMM floor: the floor (100 GFLOP/s) "
+                                     "was measured low, in a slow moment of this host; no "
+                                     "step beats it")
+    assert bench.to_json([fast, slow], 100.0)["gemm_floor_measured_low"] is True
+    assert bench.to_json([slow], 100.0)["gemm_floor_measured_low"] is False
+    assert "*" not in bench.table([slow], 100.0)
+    # through the command: the flag in --json
+    monkeypatch.setattr(bench, "run", lambda *a, **k: [fast, slow])
+    out = tmp_path / "b.json"
+    assert main(["bench", "--workloads", "mlp-train", "--contenders", "compiled,eager",
+                 "--steps", "2", "--json", str(out)]) == 0
+    import json
+    data = json.loads(out.read_text())
+    assert data["gemm_floor_measured_low"] is True
+    assert [r["gemm_share"] for r in data["results"]] == [2.0, 0.5]
+    assert "measured low" in capsys.readouterr().out
