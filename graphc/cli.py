@@ -349,8 +349,13 @@ def build_parser():
     add_arguments(b)
 
     pr = sub.add_parser("profile", help="time every kernel of a compiled GPT training step")
-    pr.add_argument("--config", default="small", choices=("tiny", "small", "medium", "nanogpt-cpu"),
-                    help="the GPT whose step is profiled (default: small)")
+    from .models.gpt import CONFIGS
+    # train's --config is a name too (no file): the same names, from the same table
+    pr.add_argument("--config", default="small", choices=tuple(CONFIGS),
+                    help="the GPT whose step is profiled: one of the built-in configs that "
+                    f"graphc train --config names ({', '.join(CONFIGS)}), at its own sizes "
+                    "(train's --n-layer, --n-embd, ... are not taken here; no config file: "
+                    "train takes none either) (default: small)")
     pr.add_argument("--repeat", type=_positive_int, default=5,
                     help="profiled steps, each kernel's time their mean (default: 5)")
     pr.add_argument("--top", type=_non_negative_int, default=20,
