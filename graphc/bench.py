@@ -746,13 +746,29 @@ def run_shared(workloads=("gpt-tiny-train",), copies=2, steps=10, warmup=2, roun
 
 
 def shared_table(results) -> str:
-    lines = [f"{'workload':<18} {'contender':<9} {'copies':>6} {'solo ms':>8} "
-             f"{'slow-down per process, each round (min / median / max)':>20}"]
+    rows = []
     for r in results:
         f = r.factors
-        lines.append(f"{r.workload:<18} {r.contender:<9} {r.copies:>6} {r.solo_ms:>8.1f} "
-                     f"{min(f):.2f}x / {float(np.median(f)):.2f}x / {max(f):.2f}x")
-    return "\n".join(lines)
+        rows.append([r.workload, r.contender, str(r.copies), f"{r.solo_ms:.1f}",
+                     f"{min(f):.2f}x / {float(np.median(f)):.2f}x / {max(f):.2f}x"])
+    return "\n".join(aligned(["workload", "contender", "copies", "solo ms", "slow-down per "
+                               "process, each round (min / median / max)"], rows, "llrrl",
+                              (18, 9, 6, 8, 0)))
+
+
+def aligned(header, rows, align, widths=()) -> list:
+    """A table's lines: `header` and `rows` (lists of cells, strings), each column as wide as
+    its widest cell (at least `widths`' entry), `align` a letter per column (l or r), one
+    space between columns. (Fixed widths had let a wide cell push the
+    rest of its row out of line: a gen- workload's name, 20 characters, in --concurrent's
+    18, a 5-digit ±iqr, an 8-digit tok/s.)"""
+    widths = [max([w] + [len(row[k]) for row in [header, *rows]])
+              for k, w in enumerate(list(widths) + [0] * (len(header) - len(widths)))]
+
+    def line(cells):
+        return " ".join(c.ljust(w) if a == "l" else c.rjust(w)
+                        for c, w, a in zip(cells, widths, align))
+    return [line(header)] + [line(row) for row in rows]
 
 
 def plot(results, path):
@@ -795,10 +811,7 @@ def table(results, gemm_gflops, measured=None, blas=None) -> str:
     lines = [f"numpy float32 GEMM on this machine: {gemm_gflops:.0f} GFLOP/s{rates}"]
     if blas:
         lines.append(f"numpy's BLAS: {describe_blas(blas)}")
-    lines += ["",
-             f"{'workload':<22} {'contender':<10} {'ms/step':>9} {'±iqr':>6} {'tok/s':>8} "
-             f"{'vs eager':>8} {'vs torch':>8} {'%GEMM':>6} {'peak MiB':>8} {'compile s':>9} "
-             f"{'+bg s':>6}"]
+    rows = []
     by = {}
     for r in results:
         by.setdefault(r.workload, {})[r.contender] = r
@@ -812,9 +825,12 @@ def table(results, gemm_gflops, measured=None, blas=None) -> str:
             peak = f"{r.peak_bytes / 2**20:.1f}" if r.peak_bytes else ""
             comp = f"{r.compile_seconds:.2f}" if r.compile_seconds else ""
             bg = f"{r.background_seconds:.2f}" if r.background_seconds is not None else ""
-            lines.append(f"{workload:<22} {c:<10} {r.median_ms:>9.1f} {r.iqr_ms:>6.1f} "
-                         f"{r.tokens / (r.median_ms / 1e3):>8.0f} {vs_eager:>8} {vs_torch:>8} "
-                         f"{share:>6} {peak:>8} {comp:>9} {bg:>6}")
+            rows.append([workload, c, f"{r.median_ms:.1f}", f"{r.iqr_ms:.1f}",
+                         f"{r.tokens / (r.median_ms / 1e3):.0f}", vs_eager, vs_torch, share,
+                         peak, comp, bg])
+    lines += [""] + aligned(["workload", "contender", "ms/step", "±iqr", "tok/s", "vs eager",
+                             "vs torch", "%GEMM", "peak MiB", "compile s", "+bg s"], rows,
+                            "llrrrrrrrrr", (22, 10, 9, 6, 8, 8, 8, 6, 8, 9, 6))
     if floor_measured_low(results, gemm_gflops):
         lines += ["", f"* over 100% of the GEMM floor: the floor ({gemm_gflops:.0f} GFLOP/s) "
                   "was measured low, in a slow moment of this host; no step beats it"]

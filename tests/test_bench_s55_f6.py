@@ -82,3 +82,50 @@ def test_a_gemm_share_over_100_percent_is_explained(tmp_path, capsys, monkeypatc
     assert data["gemm_floor_measured_low"] is True
     assert [r["gemm_share"] for r in data["results"]] == [2.0, 0.5]
     assert "measured low" in capsys.readouterr().out
+
+
+def _ends(line, cell):
+    """The column just past `cell` in `line` (its last occurrence)."""
+    return line.rindex(cell) + len(cell)
+
+
+def test_the_tables_stay_aligned_with_wide_cells():
+    """Fixed column widths: a cell wider than its column (a 5-digit ±iqr, an 8-digit tok/s,
+    a gen- workload's 20 characters in --concurrent's table) pushed the rest of its row
+    out of line with the header. Each column is now as wide as its widest cell."""
+    wide = Result("gen-small-prefill-b1", "bf16-mixed", times=[1.0, 4.0, 30.0],
+                  tokens=64, matrix_flops=1e9, peak_bytes=5 * 2**30, compile_seconds=1234.5,
+                  background_seconds=12345.25)
+    small = Result("mlp-train", "compiled", times=[0.00001], tokens=2560)
+    eager = Result("mlp-train", "eager", times=[12.0], tokens=256, peak_bytes=2**20)
+    lines = bench.table([wide, small, eager], 100.0).splitlines()
+    header = next(line for line in lines if line.startswith("workload"))
+    rows = {tuple(line.split()[:2]): line for line in lines
+            if line.split()[:1] in (["gen-small-prefill-b1"], ["mlp-train"])}
+    assert len(rows) == 3
+    wide_row = rows["gen-small-prefill-b1", "bf16-mixed"]
+    small_row = rows["mlp-train", "compiled"]
+    eager_row = rows["mlp-train", "eager"]
+    # ms/step 4000.0 and ±iqr 14500.0 (q3 17000 - q1 2500); tok/s 256000000
+    for line, ms, iqr in ((wide_row, "4000.0", "14500.0"), (small_row, "0.0", "0.0"),
+                          (eager_row, "12000.0", "0.0")):
+        ms_end = line.index(f" {ms} ", 30) + len(ms) + 1  # (past the names)
+        assert ms_end == _ends(header, "ms/step")
+        assert line.index(f" {iqr} ", ms_end - 1) + len(iqr) + 1 == _ends(header, "±iqr")
+    assert _ends(small_row, " 256000000") == _ends(header, "tok/s")
+    assert _ends(eager_row, " 21 ") - 1 == _ends(header, "tok/s")
+    assert _ends(wide_row, "5120.0") == _ends(header, "peak MiB")
+    assert _ends(eager_row, " 1.0") == _ends(header, "peak MiB")
+    assert _ends(wide_row, "1234.50") == _ends(header, "compile s")
+    assert wide_row.endswith(" 12345.25") and len(wide_row) == len(header)
+    assert _ends(eager_row, "1.00x") == _ends(header, "vs eager")
+    assert _ends(small_row, "1200000.00x") == _ends(header, "vs eager")
+
+    shared = bench.shared_table([
+        bench.SharedResult("gen-small-prefill-b1", "compiled", 12, solo=[1.5],
+                           rounds=[[12.0, 13.0]]),
+        bench.SharedResult("mlp-train", "torch", 2, solo=[0.01], rounds=[[0.02, 0.03]])])
+    header, gen, mlp = shared.splitlines()
+    assert _ends(gen, " 12 ") - 1 == _ends(mlp, " 2 ") - 1 == _ends(header, "copies")
+    assert _ends(gen, "1500.0") == _ends(mlp, " 10.0") == _ends(header, "solo ms")
+    assert gen.index("8.00x") == mlp.index("2.00x") == header.index("slow-down")
