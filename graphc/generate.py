@@ -318,14 +318,14 @@ class Generator:
         left-padded input_ids (a tokenizer's padding_side="left"), each row's real tokens
         those under its 1s (the 0s before them); without it every id is a token."""
         keyword_only("Generator.generate", positional)
-        if attention_mask is not None:
-            prompts = unpadded(prompts, attention_mask)
+        # (the mask goes on to stream: its min_length counts the padded width, as
+        # transformers' counts input_ids.shape[-1])
         steps = self.stream(prompts, tokens, temperature=temperature, top_k=top_k,
                             top_p=top_p, seed=seed, stop_tokens=stop_tokens,
                             min_new_tokens=min_new_tokens,
                             repetition_penalty=repetition_penalty,
                             no_repeat_ngram_size=no_repeat_ngram_size, min_p=min_p,
-                            do_sample=do_sample)
+                            do_sample=do_sample, attention_mask=attention_mask)
         out = [[] for _ in prompts]  # (after stream() has checked the prompts)
         for chosen in steps:
             for row, t in zip(out, chosen):
@@ -345,8 +345,9 @@ class Generator:
         token. Every setting after `tokens` is keyword-only, as generate()'s, attention_mask
         too (it was generate()'s only: stream(input_ids, attention_mask=...) a TypeError)."""
         keyword_only("Generator.stream", positional)
+        width = None  # input_ids' L, padding included, with an attention_mask
         if attention_mask is not None:
-            prompts = unpadded(prompts, attention_mask)
+            prompts, width = left_padded_rows(prompts, attention_mask)
         temperature, top_k, top_p, seed = check_sampling(temperature, top_k, top_p, seed)
         penalty, ngram, min_p, do_sample = self._processing(repetition_penalty,
                                                             no_repeat_ngram_size, min_p,
@@ -375,9 +376,11 @@ class Generator:
         # transformers' min_length counts the rows' length, prompt included, and its rows are
         # left-padded to the longest prompt: the same first steps barred in every row. A
         # min_new_tokens given replaces it, as transformers' (which sets min_length to it
-        # plus the prompt's length)
+        # plus the prompt's length). With an attention_mask the rows are input_ids' L wide,
+        # padding columns every row has included (padding="max_length"), as transformers'
+        # input_ids.shape[-1]: the longest row's tokens barred 2 steps too many there
         if min_new_tokens is None:
-            least = max(least, shortest - max(len(p) for p in prompts))
+            least = max(least, shortest - (width or max(len(p) for p in prompts)))
         penalties = Penalties(prompts, logits.shape[-1], penalty, ngram)
         return self._stream(logits, tokens, temperature, top_k, top_p, rng, self._calls,
                             stop, least, min_p, penalties)
@@ -453,8 +456,13 @@ class Generator:
 def unpadded(input_ids, attention_mask) -> list[list]:
     """The rows of a left-padded (B, L) input_ids under a transformers attention_mask (0:
     padding, then 1: the row's tokens), as the ragged prompts graphc pads itself; a mask
-    that is not of input_ids' shape, not 0s and 1s, or pads on the right is one
-    ValueError line."""
+    that is not of input_ids' shape, not 0s and 1s, pads on the right or leaves a row no
+    token is one ValueError line."""
+    return left_padded_rows(input_ids, attention_mask)[0]
+
+
+def left_padded_rows(input_ids, attention_mask) -> tuple[list[list], int]:
+    """unpadded()'s rows, and input_ids' width L (padding included)."""
     mask, ids = np.asarray(attention_mask), np.asarray(input_ids, dtype=object)
     if ids.ndim != 2 or mask.shape != ids.shape:
         raise ValueError(f"attention_mask must have input_ids' shape (B, L), got "
@@ -465,7 +473,14 @@ def unpadded(input_ids, attention_mask) -> list[list]:
         raise ValueError("attention_mask pads on the right (a 1 before a 0): graphc takes "
                          "left padding, as transformers' generate wants (padding_side="
                          "\"left\"), or a list of prompts of their own lengths")
-    return [list(row[m.astype(bool)]) for row, m in zip(ids, mask)]
+    empty = np.flatnonzero(~mask.astype(bool).any(axis=1))
+    if empty.size:
+        # (it was "every prompt needs at least one token", naming neither the mask nor the
+        # row; transformers' generate continues such a row from its padding alone, tokens
+        # of no prompt)
+        raise ValueError(f"attention_mask row {empty[0]} is all 0s (padding only): every "
+                         "row needs at least one token (a 1)")
+    return [list(row[m.astype(bool)]) for row, m in zip(ids, mask)], ids.shape[1]
 
 
 SETTINGS = ("temperature", "top_k", "top_p", "seed", "stop_tokens", "min_new_tokens")
