@@ -462,25 +462,72 @@ def unpadded(input_ids, attention_mask) -> list[list]:
 
 
 def left_padded_rows(input_ids, attention_mask) -> tuple[list[list], int]:
-    """unpadded()'s rows, and input_ids' width L (padding included)."""
-    mask, ids = np.asarray(attention_mask), np.asarray(input_ids, dtype=object)
-    if ids.ndim != 2 or mask.shape != ids.shape:
-        raise ValueError(f"attention_mask must have input_ids' shape (B, L), got "
-                         f"{mask.shape} for prompts of shape {ids.shape}")
-    if not np.isin(mask, (0, 1)).all() or mask.dtype.kind not in "biuf":
-        raise ValueError("attention_mask must hold 0 (padding) and 1 (a token) only")
-    if (np.diff(mask.astype(np.int64), axis=1) < 0).any():
-        raise ValueError("attention_mask pads on the right (a 1 before a 0): graphc takes "
-                         "left padding, as transformers' generate wants (padding_side="
-                         "\"left\"), or a list of prompts of their own lengths")
-    empty = np.flatnonzero(~mask.astype(bool).any(axis=1))
+    """unpadded()'s rows, and input_ids' width L (padding included). Each refusal names
+    attention_mask and what was expected and given: the shapes, the first value that is no
+    0 or 1 and where, the row that pads on the right or has no token."""
+    try:
+        ids = np.asarray(input_ids, dtype=object)
+    except ValueError:  # (numpy's "inhomogeneous shape" of rows nested unevenly)
+        ids = None
+    if ids is None or ids.ndim != 2:
+        # (it was "attention_mask must have input_ids' shape (B, L), got (2, 3) for prompts
+        # of shape (2,)": the mask was right, the prompts ragged)
+        raise ValueError(f"attention_mask needs prompts as one left-padded (B, L) input_ids "
+                         f"array, got prompts of {_shape_words(input_ids)} (a list of prompts "
+                         "of their own lengths needs no attention_mask: graphc pads it itself)")
+    try:
+        mask = np.asarray(attention_mask)
+    except ValueError:  # (numpy's "setting an array element with a sequence" went out raw)
+        mask = None
+    if mask is None or mask.shape != ids.shape:
+        got = (mask.shape if mask is not None and mask.ndim else
+               _shape_words(attention_mask) if mask is None else
+               f"{reprlib.repr(attention_mask)} (shape ())")
+        raise ValueError(f"attention_mask must have input_ids' shape (B, L), got {got} for "
+                         f"input_ids (prompts) of shape {ids.shape}")
+    good = np.isin(mask, (0, 1)) if mask.dtype.kind in "biuf" else np.zeros(mask.shape, bool)
+    if not good.all():
+        row, col = np.argwhere(~good)[0]
+        value = mask[row, col]
+        value = value.item() if hasattr(value, "item") else value
+        kind = "" if mask.dtype.kind in "biuf" else f" (a {type(value).__name__})"
+        raise ValueError(f"attention_mask must hold 0 (padding) and 1 (a token) only, got "
+                         f"{value!r}{kind} at row {row}, column {col}")
+    held = mask.astype(bool)
+    right = np.argwhere(held[:, :-1] & ~held[:, 1:])
+    if right.size:
+        row, col = right[0]
+        raise ValueError(f"attention_mask pads on the right in row {row} (a 1 at column {col} "
+                         f"before a 0 at column {col + 1}): graphc takes left padding, as "
+                         "transformers' generate wants (padding_side=\"left\"), or a list of "
+                         "prompts of their own lengths")
+    empty = np.flatnonzero(~held.any(axis=1))
     if empty.size:
         # (it was "every prompt needs at least one token", naming neither the mask nor the
         # row; transformers' generate continues such a row from its padding alone, tokens
         # of no prompt)
         raise ValueError(f"attention_mask row {empty[0]} is all 0s (padding only): every "
                          "row needs at least one token (a 1)")
-    return [list(row[m.astype(bool)]) for row, m in zip(ids, mask)], ids.shape[1]
+    return [list(row[m]) for row, m in zip(ids, held)], ids.shape[1]
+
+
+def _shape_words(x) -> str:
+    """What a value that is no (B, L) array is, for a refusal: its shape, its rows' lengths
+    where they differ, or its repr."""
+    if _sized(x) and not isinstance(x, (str, bytes)) and all(_sized(r) for r in x):
+        lengths = [len(r) for r in x]
+        if len(set(lengths)) > 1:
+            shown = ", ".join(map(str, lengths[:8])) + (", ..." if len(lengths) > 8 else "")
+            return f"{len(lengths)} rows of lengths {shown}"
+    try:
+        shape = np.shape(x)
+    except ValueError:
+        shape = None
+    if shape and not isinstance(x, (str, bytes)):
+        return f"shape {shape}"
+    if isinstance(x, Sized) and not isinstance(x, (str, bytes)):
+        return f"{len(x)} rows"
+    return reprlib.repr(x) if isinstance(x, (Sized, numbers.Number)) else a_type(x)
 
 
 SETTINGS = ("temperature", "top_k", "top_p", "seed", "stop_tokens", "min_new_tokens")
