@@ -44,6 +44,7 @@ from ir.ops.registry import graph_param, scalar_array
 from ir.types import NOT_NUMBERS, as_dim, as_dtype, is_int
 from runtime.build import build_plan
 
+from .generate_args import checked_keywords
 from .models.gpt import GPT
 
 
@@ -287,6 +288,7 @@ class Generator:
         self._pads, self._slot = pads, L
         return self._run(idx, positions, mask, 0)
 
+    @checked_keywords("Generator.generate")
     def generate(self, prompts, tokens: int, *positional, temperature=1.0, top_k=None,
                  top_p=None, seed=0, stop_tokens=None, min_new_tokens=None,
                  repetition_penalty=None, no_repeat_ngram_size=None, min_p=None,
@@ -333,6 +335,7 @@ class Generator:
                     row.append(t)
         return out
 
+    @checked_keywords("Generator.stream")
     def stream(self, prompts, tokens: int, *positional, temperature=1.0, top_k=None,
                top_p=None, seed=0, stop_tokens=None, min_new_tokens=None,
                repetition_penalty=None, no_repeat_ngram_size=None, min_p=None,

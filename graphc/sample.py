@@ -4,6 +4,7 @@ from __future__ import annotations
 import reprlib
 
 from .generate import Generator, check_sampling, keyword_only
+from .generate_args import checked_keywords
 
 
 def default_prompt(vocab) -> str:
@@ -18,11 +19,13 @@ class Sampler:
     def __init__(self, model, params: dict):
         self.generator = Generator(model, params)
 
+    @checked_keywords("Sampler.generate", like="stream")
     def generate(self, prompt_ids, tokens: int, *positional, **settings) -> list:
         """stream()'s token ids as a list; every setting after `tokens` keyword-only."""
         keyword_only("Sampler.generate", positional)
         return list(self.stream(prompt_ids, tokens, **settings))
 
+    @checked_keywords("Sampler.stream")
     def stream(self, prompt_ids, tokens: int, *positional, temperature=1.0, top_k=None,
                top_p=None, seed=0, stop_tokens=None, min_new_tokens=None,
                repetition_penalty=None, no_repeat_ngram_size=None, min_p=None,
