@@ -44,7 +44,7 @@ from ir.ops.registry import graph_param, scalar_array
 from ir.types import NOT_NUMBERS, as_dim, as_dtype, is_int
 from runtime.build import build_plan
 
-from .generate_args import checked_keywords
+from .generate_args import checked_keywords, refuse_text_prompts, text_token
 from .models.gpt import GPT
 
 
@@ -211,6 +211,7 @@ class Generator:
     def _windows(self, prompts, warn=False) -> list[list[int]]:
         """Each prompt's token ids, checked, and the last block_size of them (warn: one
         LongPromptWarning where a prompt is longer)."""
+        refuse_text_prompts(prompts)  # (text, or rows of it: how to get the ids)
         if not _sized(prompts) or not all(_sized(p) for p in prompts):
             # (one unwrapped prompt, [1, 2, 3], was a raw TypeError from len(); a 1-D torch
             # tensor, transformers' input_ids[0], or a 0-d array among the prompts too: they
@@ -222,7 +223,13 @@ class Generator:
         if len(prompts) == 0 or any(len(p) == 0 for p in prompts):  # (B, L) arrays too
             raise ValueError("every prompt needs at least one token")
         T = self.model.cfg.block_size  # a longer prompt's head is never read: not kept
-        windows = [[self._token(t) for t in p][-T:] for p in prompts]
+        try:
+            windows = [[self._token(t) for t in p][-T:] for p in prompts]
+        except ValueError:
+            text = text_token(prompts)  # ("token id 'hello' is not a whole number")
+            if text is not None:
+                raise text from None
+            raise
         longest = max(len(p) for p in prompts)
         if warn and longest > T:  # (it was cut without a word)
             warnings.warn(LongPromptWarning(
@@ -350,6 +357,7 @@ class Generator:
         keyword_only("Generator.stream", positional)
         width = None  # input_ids' L, padding included, with an attention_mask
         if attention_mask is not None:
+            refuse_text_prompts(prompts)  # (before they are taken as an array)
             prompts, width = left_padded_rows(prompts, attention_mask)
         temperature, top_k, top_p, seed = check_sampling(temperature, top_k, top_p, seed)
         penalty, ngram, min_p, do_sample = self._processing(repetition_penalty,

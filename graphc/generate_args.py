@@ -1,11 +1,13 @@
 """Checks of the arguments of Generator.generate / stream and Sampler.generate / stream that
 are not settings' values: keyword names (an unknown one is one TypeError naming it and the
-close valid names, as transformers' generate names "model_kwargs not used by the model")."""
+close valid names, as transformers' generate names "model_kwargs not used by the model"),
+and text where token ids go (one ValueError line saying how to get the ids)."""
 from __future__ import annotations
 
 import difflib
 import functools
 import inspect
+import reprlib
 
 # transformers' generate's names for what graphc's keywords do, or what to call instead
 TRANSFORMERS_NAMES = {
@@ -70,3 +72,50 @@ def checked_keywords(qualname: str, like: str | None = None):
             return function(self, *args, **kwargs)
         return checked
     return wrap
+
+
+def _text_hint(rows: bool) -> str:
+    encode = "[tok.encode(text) for text in texts]" if rows else "tok.encode(text)"
+    return (f"encode the text first with the model's tokenizer: {encode}, with tok = "
+            "graphc.models.gpt2.load_tokenizer(directory) for a GPT-2 directory, or the "
+            "CharData (graphc.data) a graphc checkpoint trained on")
+
+
+def is_text(x) -> bool:
+    """Whether x is text (a str, numpy's str_ included, or bytes) where ids go."""
+    return isinstance(x, (str, bytes, bytearray))
+
+
+def text_refusal(where: str, value, rows: bool) -> ValueError:
+    """The error for text `value` at `where` (an argument, or an item of one; rows: the
+    argument is a list of prompts, Generator's, not one prompt, Sampler's)."""
+    kind = "bytes" if isinstance(value, (bytes, bytearray)) else "text"
+    if isinstance(value, str):  # (numpy's str_ shown as the str it is)
+        value = str(value)
+    return ValueError(f"{where} is {kind} ({reprlib.repr(value)}), not token ids: "
+                      f"{_text_hint(rows)}")
+
+
+def refuse_text_prompts(prompts, name: str = "prompts") -> None:
+    """One ValueError line where `prompts` (a list of prompts), or one of its rows, is text:
+    its ids were the characters, each "token id 'h' is not a whole number", and bytes were
+    taken as ids (b"hi" as 104, 105). The rows' tokens are text_token()'s, on failure."""
+    if is_text(prompts):
+        raise text_refusal(name, prompts, rows=True)
+    try:
+        rows = iter(prompts)
+    except TypeError:
+        return
+    for b, row in enumerate(rows):
+        if is_text(row):
+            raise text_refusal(f"{name}[{b}]", row, rows=True)
+
+
+def text_token(prompts, name: str = "prompts") -> ValueError | None:
+    """text_refusal() for the first token of `prompts` (rows of tokens) that is text, or
+    None: called once their ids are refused, so that a good call scans nothing twice."""
+    for b, row in enumerate(prompts):
+        for i, t in enumerate(row):
+            if is_text(t):
+                return text_refusal(f"{name}[{b}][{i}]", t, rows=True)
+    return None

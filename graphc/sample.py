@@ -4,7 +4,7 @@ from __future__ import annotations
 import reprlib
 
 from .generate import Generator, check_sampling, keyword_only
-from .generate_args import checked_keywords
+from .generate_args import checked_keywords, is_text, text_refusal
 
 
 def default_prompt(vocab) -> str:
@@ -41,11 +41,16 @@ class Sampler:
         temperature, top_k, top_p, seed = check_sampling(temperature, top_k, top_p, seed)
         # an empty prompt is the generator's to refuse (it started from token 0, whatever
         # that is), as transformers' generate refuses one without a bos_token_id
+        if is_text(prompt_ids):  # (a str was its characters as ids, bytes their values)
+            raise text_refusal("prompt_ids", prompt_ids, rows=False)
         try:
             prompt = list(prompt_ids)
         except TypeError:  # (an int, None, a 0-d array: a raw "'int' object is not iterable")
             raise ValueError(f"prompt_ids must be a list of token ids (one prompt), got "
                              f"{reprlib.repr(prompt_ids)}") from None
+        text = next((i for i, t in enumerate(prompt) if is_text(t)), None)
+        if text is not None:  # (the Generator's line would name prompts[0][i])
+            raise text_refusal(f"prompt_ids[{text}]", prompt[text], rows=False)
         steps = self.generator.stream([prompt], tokens, temperature=temperature, top_k=top_k,
                                       top_p=top_p, seed=seed, stop_tokens=stop_tokens,
                                       min_new_tokens=min_new_tokens,
