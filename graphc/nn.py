@@ -319,18 +319,21 @@ class BufferTypeError(GraphcError, TypeError):
     torch's TypeError."""
 
 
-def _refuse_non_tensor_buffer(module, name, value):
+def _refuse_non_tensor_buffer(module, name, value, where=None, lists=True):
     """`module.name = value` over a buffer: `value` must be an array (numpy's, graphc's
     Tensor, a traced value, another library's tensor), as torch's (TypeError "cannot assign
     'int' as buffer 'x'"). A Python number or a numpy scalar (np.float32(1), which torch
     refuses alike) became a new 0-d Buffer (`bn.running_var = 1`: an int64 0-d one),
     silently, and eval() failed in the op's words. A list of numbers is an array, as the
-    loss constructors' weights take one (_buffer_list)."""
-    if isinstance(value, (np.ndarray, Tensor, SymbolicValue, list, tuple)) or \
+    loss constructors' weights take one (_buffer_list); register_buffer (`where` names it)
+    passes lists=False: it takes an array or None only, as torch's, where a number, a list
+    or a string became a Buffer (an int64 0-d one for 1) or failed in a dtype's words."""
+    if isinstance(value, (np.ndarray, Tensor, SymbolicValue)) or (
+            lists and isinstance(value, (list, tuple))) or \
             foreign_array_name(value) is not None:
         return  # (a list of numbers is an array, as at construction: _buffer_list)
     what = f"a numpy {value.dtype} scalar" if isinstance(value, np.generic) else a_type(value)
-    raise BufferTypeError(f"{type(module).__name__}: cannot assign {what} as "
+    raise BufferTypeError(f"{where or type(module).__name__}: cannot assign {what} as "
                           f"buffer {name!r} (an array, a gc.nn.Buffer or None expected, as "
                           "torch's); give np.asarray(value, dtype) for an array of numbers",
                           (user_location(),))
@@ -1386,7 +1389,8 @@ class Module:
         self._check_new_name("register_buffer", name, lambda held: isinstance(
             held, Buffer) or _is_empty_buffer(self, name, held))
         if value is not None and not isinstance(value, Buffer):
-            _no_list_of_values(self, name, value)
+            _no_list_of_values(self, name, value)  # (tensors in a list: gc.stack's line)
+            _refuse_non_tensor_buffer(self, name, value, where, lists=False)
             try:
                 value = Buffer(value.data if isinstance(value, Tensor) else value)
             except UnsupportedDtype as exc:  # a string, an object: say which buffer

@@ -844,7 +844,7 @@ def test_a_list_of_tensors_set_later_as_a_loss_module_s_weight_is_the_constructo
 def test_register_buffer_of_a_list_of_tensors_is_the_set_s_line():
     """(r2) register_buffer("b", [gc.tensor(1.0), gc.tensor(2.0)]) still read the tensors'
     numbers (their gradient dropped) where setting a buffer to that list is refused: the
-    same line (one shared check), nothing registered; a list of numbers is still an array.
+    same line (one shared check), nothing registered; a list of numbers is refused (s55), as torch's.
     torch's register_buffer takes only a tensor (or None)."""
     with pytest.raises(TypeError, match="torch Tensor or None required"):
         torch.nn.Module().register_buffer("b", [torch.tensor(1.0), torch.tensor(2.0)])
@@ -864,7 +864,10 @@ def test_register_buffer_of_a_list_of_tensors_is_the_set_s_line():
         assert first == line and "test_losses.py" in where
         assert "b" not in vars(m) and dict(m.named_buffers()) == {}
         assert "b" not in vars(m).get("_non_persistent", ())
-    m.register_buffer("b", [1.0, 2.0])
+    with pytest.raises(TypeError, match=r"register_buffer\('b'\): cannot assign a list as "
+                       "buffer 'b'"):
+        m.register_buffer("b", [1.0, 2.0])  # (torch's TypeError: an array or None only)
+    m.register_buffer("b", np.array([1.0, 2.0]))
     np.testing.assert_array_equal(np.asarray(m.b.data), [1.0, 2.0])
     assert list(m.state_dict()) == ["b"]
     with pytest.raises(gc.GraphcError, match=r"^Module: b is a list of tensors"):
