@@ -1,7 +1,10 @@
 """A user's value as one line of an error message: an array or a tensor (a Parameter given
-where a size or a setting goes) by its kind, shape and dtype, where its repr() was the whole
-array over many lines, and anything else by its repr(), cut short."""
+where a size or a setting goes) by its kind, its numbers where it has a few (as torch shows
+a tensor) or else its shape, and its dtype, where its repr() was the whole array over many
+lines, and anything else by its repr(), cut short."""
 from __future__ import annotations
+
+import re
 
 import numpy as np
 
@@ -15,10 +18,27 @@ def _is_array(value) -> bool:
         hasattr(value, "shape") and hasattr(value, "dtype")
 
 
+SMALL = 8  # an array of at most this many numbers is shown by them, as torch's repr
+
+
+def _values(array: np.ndarray, limit: int):
+    """A small array's numbers on one line ("[1.0, 2.5, 3.0]", "[[1, 2], [3, 4]]": its
+    nesting gives its shape), numpy's shortest digits for its dtype (a float32's 0.1, not
+    0.10000000149011612); None where that is longer than `limit` or numpy cannot print it."""
+    try:
+        text = np.array2string(array, separator=", ", max_line_width=10 ** 6)
+    except Exception:  # (a dtype numpy cannot print)
+        return None
+    text = re.sub(r"\[ +", "[", " ".join(text.split()))  # (numpy pads: "[ True, False]")
+    return text if len(text) <= limit else None
+
+
 def shown(value, limit: int = 80) -> str:
-    """`value` for a one-line message: "Parameter(shape=(3, 4), dtype=float32)" for a
-    tensor or an array (a 0-d one with its number: "Tensor(0.5, dtype=float32)"), a list or
-    tuple of them item by item, else repr(value) cut to `limit` characters."""
+    """`value` for a one-line message: a small tensor or array (at most SMALL numbers) by
+    its numbers, "Parameter([1., 2., 3.], dtype=float32)" (a 0-d one:
+    "Tensor(0.5, dtype=float32)"), a larger one by its shape,
+    "Parameter(shape=(3, 4), dtype=float32)", a list or tuple of them item by item, else
+    repr(value) cut to `limit` characters."""
     if _is_array(value):
         kind = type(value).__name__
         if not isinstance(value, np.ndarray) and \
@@ -35,6 +55,10 @@ def shown(value, limit: int = 80) -> str:
         array = value if isinstance(value, np.ndarray) else getattr(value, "data", None)
         if shape == () and isinstance(array, np.ndarray):
             return f"{kind}({array.item()!r}, dtype={dtype})"
+        values = _values(array, limit) if isinstance(array, np.ndarray) and \
+            0 < array.size <= SMALL else None
+        if values is not None:
+            return f"{kind}({values}, dtype={dtype})"
         return f"{kind}(shape={shape}, dtype={dtype})"
     if isinstance(value, (list, tuple)) and any(_is_array(v) for v in value):
         items = ", ".join(shown(v, limit) for v in value[:4]) + (
