@@ -13,6 +13,8 @@ where, slices), so their gradients, batching rules and lowerings are those ops'.
 """
 from __future__ import annotations
 
+import math
+
 import numpy as np
 
 from ..types import Dim, TensorType, is_float, is_int, is_real
@@ -316,6 +318,9 @@ def index_fill(x, dim, index, value):
     hit = F.greater(F.scatter_add(F.ones(_shape(index), "int64"), index, rows), np.int64(0))
     mask = F.reshape(hit, (rows,) + (1,) * (_ndim(front) - 1))
     if hasattr(value, "shape") and not isinstance(value, np.generic):
+        known = value if isinstance(value, np.ndarray) else getattr(value, "data", None)
+        if isinstance(known, np.ndarray) and _dtype(x).kind in "iu":
+            _check_fill_range(known.item(), _dtype(x))  # (a traced one: cast as it is)
         fill = F.cast(value, _dtype(x))  # (a tensor: cast, truncating toward zero, as torch's)
     else:
         fill = _fill_number(value, _dtype(x))
@@ -335,9 +340,24 @@ def _fill_number(value, dtype):
     if dtype == np.bool_:
         return bool(value)
     if dtype.kind in "iu":
-        F.check_fits_dtype("index_fill: value", value, dtype)
+        _check_fill_range(value, dtype)
         return int(value)
     return value
+
+
+def _check_fill_range(value, dtype):
+    """An integer x's fill value must lie in its dtype's range before truncation, as
+    torch's (2147483647.5 into int32: "value cannot be converted to type int32 without
+    overflow"; 2.7 -> 2 is in range): it was truncated first, 2147483647.5 then fitting,
+    and -2147483648.9 too. NaN and inf are refused alike. (Python compares a float with an
+    int exactly.)"""
+    info = np.iinfo(dtype)
+    if isinstance(value, (bool, np.bool_)):
+        return
+    if not (isinstance(value, (int, np.integer)) or math.isfinite(value)) or \
+            not info.min <= value <= info.max:
+        _fail(f"index_fill: value {value!r} does not fit in {dtype} (outside [{info.min}, "
+              f"{info.max}] before truncation; torch: cannot be converted without overflow)")
 
 
 _REDUCES = ("sum", "prod", "mean", "amax", "amin")
