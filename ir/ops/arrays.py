@@ -20,6 +20,7 @@ from ..types import Dim, TensorType, as_dtype, is_complex, is_float, is_half, is
 from . import api as F
 from .api import (NO_DIM, _axis, _count, _dtype, _fail, _flag, _ndim, _rounded_once, _shape,
                   _whole)
+from .index import index_problem
 from .registry import (SymbolicValue, apply, check, defop, is_weak_scalar, refuse_array_container,
                        refuse_operand, scalar_dtype)
 
@@ -383,10 +384,10 @@ def _checked_segment_ids(name, segment_ids, num_segments, what="segment id", axi
     num_segments = _count(num_segments, f"{name}: num_segments")
     if not traced:
         known = np.asarray(segment_ids)
-        if known.dtype.kind in "iu" and known.size and (known.min() < 0 or
-                                                        known.max() >= num_segments):
-            bad = known.min() if known.min() < 0 else known.max()
-            _fail(f"{name}: {what} {bad} is outside [0, {num_segments})")
+        problem = index_problem(known, num_segments, axis, negative=False, who=name,
+                                what=what) if known.dtype.kind in "iu" else None
+        if problem is not None:  # (check_index's words, as a traced one's below)
+            _fail(problem)
     elif _dtype(segment_ids).kind in "iu":
         # scatter_add counts a negative index from the end: refused where the plan runs,
         # with its value (sent one past the end, -1 was refused as 'index 3' under vmap)

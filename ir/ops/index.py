@@ -41,14 +41,25 @@ def _check_index(idx, length, axis, negative=True, who=None, what="index"):
     flattening carried into a neighbouring row), in numpy's words for the user's axis.
     negative=False: outside [0, length) (torch's Embedding, segment ids), where a negative
     index sent past the end was refused naming a value the user never gave."""
-    lowest = -length if negative else 0
-    if idx.size and (idx.min() < lowest or idx.max() >= length):
-        bad = idx.min() if idx.min() < lowest else idx.max()
-        if who is not None:  # (the function the user called, in its eager check's words)
-            raise UsersIndexError(f"{who}: {what} {bad} is outside [{lowest}, {length})")
-        raise UsersIndexError(f"index {bad} is out of bounds for axis {axis} of size "
-                              f"{length}")
+    problem = index_problem(idx, length, axis, negative, who, what)
+    if problem is not None:
+        raise UsersIndexError(problem)
     return idx.copy()
+
+
+def index_problem(idx, length, axis, negative=True, who=None, what="index") -> str | None:
+    """Why the known index array `idx` does not index `length` rows of `axis` (None where
+    it does): one outside [-length, length), or [0, length) where `negative` is False, in
+    check_index's words ("who: what 5 is outside [-3, 3)" naming the function the user
+    called, numpy's where `who` is None). The one range check: check_index's run-time one
+    and the eager checks of known indices (scatter_reduce's index_*) say the same."""
+    lowest = -length if negative else 0
+    if not (idx.size and (idx.min() < lowest or idx.max() >= length)):
+        return None
+    bad = idx.min() if idx.min() < lowest else idx.max()
+    if who is not None:  # (the function the user called, in its eager check's words)
+        return f"{who}: {what} {bad} is outside [{lowest}, {length})"
+    return f"index {bad} is out of bounds for axis {axis} of size {length}"
 
 
 def offsets_problem(offsets, length, include_last_offset) -> str | None:

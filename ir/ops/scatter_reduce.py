@@ -22,6 +22,7 @@ from . import api as F
 from .api import _axis, _count, _dtype, _fail, _flag, _ndim, _shape
 from .arrays import _along, _checked_segment_ids, _concrete, _take_along, argsort, moveaxis
 from .arrays import segment_sum
+from .index import index_problem
 from .registry import (SymbolicValue, apply, check, defop, is_weak_scalar, refuse_operand,
                        scalar_dtype)
 
@@ -259,11 +260,10 @@ def _index_along(name, x, dim, index, source=None, negative=False):
     elif isinstance(index, SymbolicValue):
         # (scatter_add counts a negative one from the end; refused naming the function)
         index = F.check_index(index, n, dim, who=name)
-    else:
-        known = np.asarray(index)
-        if known.size and (known.min() < -n or known.max() >= n):
-            bad = known.min() if known.min() < -n else known.max()
-            _fail(f"{name}: index {bad} is outside [-{n}, {n}) (dim {dim}'s size {n})")
+    else:  # (known now: refused now, in check_index's words)
+        problem = index_problem(np.asarray(index), n, dim, who=name)
+        if problem is not None:
+            _fail(problem)
     front = moveaxis(x, dim, 0) if _ndim(x) else F.reshape(x, (1,))
     if source is None:
         return front, index, None, dim
