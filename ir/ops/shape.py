@@ -43,7 +43,10 @@ def _vjp_max(ctx, g):
     peak = F.broadcast_to(F.reshape(ctx.out, keep), x.shape)
     hits = F.cast(x == peak, x.dtype)
     count = F.sum(hits, axes, keepdims=True)  # ties share the gradient
-    return [F.broadcast_to(F.reshape(g, keep), x.shape) * hits / count]
+    # a maximum that is NaN equals no element (count 0): NaN to each element reduced into
+    # it, as torch's amax ((g / 0) * 0), without the 0 / 0 numpy warned of at every run
+    share = F.where(count > 0, F.reshape(g, keep) / F.maximum(count, 1), np.nan)
+    return [F.broadcast_to(share, x.shape) * hits]
 
 
 @defop("sum", _reduce_infer, vjp=_vjp_sum, arity=1,
