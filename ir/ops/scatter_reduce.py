@@ -91,10 +91,13 @@ def _vjp_scatter_prod(ctx, g):
     """torch's scatter_reduce 'prod' gradient: the row's cotangent times the product over
     the update, (g * out) / u, where u is not zero; the product of the row's other updates
     for a row's only zero; nothing for a zero among several (their product of others is 0).
-    Log-free: zeros and signs exact. Differentiable again, exactly: a zero one of two takes
-    g * (the row's non-zero product) * (the other zero), that other zero spelt as the row's
-    sum of zeros less its own (0, and the Hessian's entry between the two; torch refuses a
-    second derivative there)."""
+    Log-free: zeros and signs exact. Differentiable again, exactly to the third
+    derivative: a zero one of two or three takes g * (the row's non-zero product) * (the
+    product of the other zeros), that product spelt by the other zeros' power sums, p1 for
+    one, (p1^2 - p2) / 2 for two (0, but with the derivatives of that product: the
+    Hessian's entry between two zeros, the third derivative among three; torch refuses a
+    second derivative there). With four zeros or more every derivative to the third is 0;
+    the fourth is not exact."""
     updates, idx = ctx.inputs
     if not ctx.needs[0]:
         return [None, None]
@@ -104,13 +107,18 @@ def _vjp_scatter_prod(ctx, g):
     zeros = F.take(F.scatter_add(F.cast(zero, "int64"), idx, rows), idx)
     unzeroed = F.where(zero, F.ones_like(updates), updates)
     others = F.take(F.mul(g, scatter_prod(unzeroed, idx, rows)), idx)
-    # (the other zero of two: its value, 0, and its derivative, 1)
-    other_zero = F.sub(F.take(F.scatter_add(F.where(zero, updates, nothing), idx, rows), idx),
-                       updates)
-    pair = F.logical_and(zero, F.equal(zeros, np.int64(2)))
-    others = F.where(pair, F.mul(others, other_zero), others)
+    # the product of the other zeros (value 0) with its derivatives: of one, itself (p1);
+    # of two, e2 = (p1^2 - p2) / 2, p_k the other zeros' sum of k-th powers (each the
+    # row's sum less its own)
+    kept = F.where(zero, updates, nothing)
+    p1 = F.sub(F.take(F.scatter_add(kept, idx, rows), idx), kept)
+    squares = F.mul(kept, kept)
+    p2 = F.sub(F.take(F.scatter_add(squares, idx, rows), idx), squares)
+    e2 = F.mul(F.sub(F.mul(p1, p1), p2), 0.5)
+    others = F.where(F.equal(zeros, np.int64(2)), F.mul(others, p1),
+                     F.where(F.equal(zeros, np.int64(3)), F.mul(others, e2), others))
     rest = F.div(F.take(F.mul(g, ctx.out), idx), unzeroed)
-    lone = F.logical_and(zero, F.less_equal(zeros, np.int64(2)))
+    lone = F.logical_and(zero, F.less_equal(zeros, np.int64(3)))
     return [F.where(lone, others, rest), None]
 
 
