@@ -219,22 +219,16 @@ def atomic_writer(path: str, before_replace=None):
                 raise
             raise GraphcError(f"cannot write {path}: {exc.strerror or exc}") from None
         return
-    # a symbolic link (out.json -> results/run3.json) is written through, as open() writes
-    # it: the rename replaced the link itself with a regular file, and its target kept the
-    # old contents. The temporary goes beside the target (the rename stays in one file
-    # system); messages name `path` as given. (A loop of links, which realpath leaves
-    # unresolved, is replaced as before.)
-    target = os.path.realpath(path) if os.path.islink(path) else path
-    directory = os.path.dirname(os.path.abspath(target))
+    directory = os.path.dirname(os.path.abspath(path))
     try:  # (before the writing: as open() would, the file as it was then)
-        existing = os.lstat(target)
+        existing = os.lstat(path)
     except OSError:
         existing = None
     if existing is not None and not stat.S_ISREG(existing.st_mode):  # a link: replaced
         existing = None
-    remove_stale_temporaries(target)
+    remove_stale_temporaries(path)
     try:
-        fd, tmp = _locked_temporary(directory, os.path.basename(target))
+        fd, tmp = _locked_temporary(directory, os.path.basename(path))
     except OSError as exc:  # its message names the temporary file, not the one asked for
         raise GraphcError(f"cannot write {path}: {exc.strerror or exc}") from None
     try:
@@ -251,7 +245,7 @@ def atomic_writer(path: str, before_replace=None):
             if before_replace is not None:
                 before_replace(tmp)
             # renamed while still locked, so that no other writer takes it for a stale one
-            os.replace(tmp, target)
+            os.replace(tmp, path)
         finally:
             os.close(fd)
     except BaseException as exc:
