@@ -766,8 +766,11 @@ def aligned(header, rows, align, widths=()) -> list:
               for k, w in enumerate(list(widths) + [0] * (len(header) - len(widths)))]
 
     def line(cells):
-        return " ".join(c.ljust(w) if a == "l" else c.rjust(w)
-                        for c, w, a in zip(cells, widths, align))
+        # (a last column aligned left is not padded: --concurrent's rows ended in 34
+        # spaces, under its long header, where the fixed-width table had none)
+        last = len(cells) - 1
+        return " ".join(c.rjust(w) if a == "r" else c if k == last else c.ljust(w)
+                        for k, (c, w, a) in enumerate(zip(cells, widths, align)))
     return [line(header)] + [line(row) for row in rows]
 
 

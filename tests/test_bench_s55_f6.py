@@ -129,3 +129,18 @@ def test_the_tables_stay_aligned_with_wide_cells():
     assert _ends(gen, " 12 ") - 1 == _ends(mlp, " 2 ") - 1 == _ends(header, "copies")
     assert _ends(gen, "1500.0") == _ends(mlp, " 10.0") == _ends(header, "solo ms")
     assert gen.index("8.00x") == mlp.index("2.00x") == header.index("slow-down")
+
+
+def test_the_concurrent_table_of_ordinary_values_is_as_before():
+    """Review (r2) of the aligned tables: --concurrent's last column, aligned left under its
+    55-character header, padded each row with trailing spaces the fixed-width table never
+    printed ("an ordinary table prints as before, byte for byte" was not so)."""
+    shared = [bench.SharedResult("gpt-tiny-train", "compiled", 2, solo=[0.05, 0.06],
+                                 rounds=[[0.07, 0.08], [0.09, 0.1]]),
+              bench.SharedResult("mlp-train", "eager", 4, solo=[0.01],
+                                 rounds=[[0.02, 0.03, 0.04, 0.05]])]
+    assert bench.shared_table(shared) == (
+        "workload           contender copies  solo ms slow-down per process, each round "
+        "(min / median / max)\n"
+        "gpt-tiny-train     compiled       2     55.0 1.27x / 1.55x / 1.82x\n"
+        "mlp-train          eager          4     10.0 2.00x / 3.50x / 5.00x")
