@@ -187,6 +187,11 @@ CASES = [
     ("ctc_loss", (np.log(np.full((6, 2, 4), 0.25) + pos(6, 2, 4) * 0.1),
                   ints(4, 2, 3, low=1), np.array([6, 5]), np.array([3, 2]), 0, "mean",
                   False), {}),
+    # (session 55: every mode, padding and alignment in tests/test_grid_sample_volumes.py)
+    ("grid_sample", (r(1, 2, 2, 3, 4), RNG.uniform(-1.3, 1.3, (1, 2, 2, 2, 3)), "bilinear",
+                     "border", False), {}),
+    ("grid_sample", (r(1, 2, 4, 5), RNG.uniform(-1.3, 1.3, (1, 2, 3, 2)), "bicubic",
+                     "reflection", True), {}),
 ]
 # torch's hardsigmoid and hardswish backward kernels multiply by 1.0f / 6.0f, a float32
 # constant, in float64 too: their gradients are 3e-8 (relatively) off the exact 1/6; celu's

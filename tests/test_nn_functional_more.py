@@ -82,7 +82,8 @@ def test_review_s54_grid_sample_at_the_border_and_at_nan_as_torch():
 
 def test_grid_sample_refusals():
     x, grid = RNG.standard_normal((1, 2, 3, 3)), RNG.uniform(-1, 1, (1, 2, 2, 2))
-    assert_one_line_error(lambda: F.grid_sample(x, grid, "bicubic"), "bicubic is not supported")
+    assert_one_line_error(lambda: F.grid_sample(x, grid, "area"),
+                          "mode must be one of 'bilinear', 'nearest', 'bicubic', got 'area'")
     assert_one_line_error(lambda: F.grid_sample(x, grid, padding_mode="edge"), "padding_mode")
     assert_one_line_error(lambda: F.grid_sample(x[0], grid), "input must be 4-d")
     assert_one_line_error(lambda: F.grid_sample(x, grid[..., :1]), "grid must be")

@@ -2,17 +2,22 @@
 gathers along an axis, sums), so their gradients, batching and lowerings are those ops'.
 
 grid_sample(x, grid): x (N, C, H, W) read at the points grid (N, Ho, Wo, 2) holds, (x, y)
-in [-1, 1] (x along W, y along H), as torch's: modes "bilinear" (the gradient reaches x and
-the grid) and "nearest" (round half to even, as torch's nearbyint: the gradient reaches x
-only, the grid's is 0 as torch's); padding modes "zeros" (a corner outside x reads 0),
-"border" (points clamped into x) and "reflection" (points reflected at x's edges, then
-clamped), align_corners as torch's (True: -1 and 1 are the corner pixels' centres; False:
-their outer edges). Each corner is one gather of the flattened planes.
+in [-1, 1] (x along W, y along H), as torch's, or x (N, C, D, H, W) at grid
+(N, Do, Ho, Wo, 3) of (x, y, z): modes "bilinear" (trilinear in 3-d; the gradient reaches x
+and the grid), "nearest" (round half to even, as torch's nearbyint: the gradient reaches x
+only, the grid's is 0 as torch's) and, 2-d only, "bicubic" (torch's: A = -0.75, each of
+the 4x4 pixels around a point read where the padding mode puts it); padding modes "zeros"
+(a corner outside x reads 0), "border" (points clamped into x) and "reflection" (points
+reflected at x's edges, then clamped), align_corners as torch's (True: -1 and 1 are the
+corner pixels' centres; False: their outer edges). Each corner is one gather of the
+flattened planes. A NaN grid point passes no gradient to x, as torch's.
 
 pdist(x, p=2): the p-norm distances between the rows of x (N, M), for i < j in row-major
 order (N (N - 1) / 2 of them), as torch's; a zero distance passes a zero gradient back (not
 NaN), as torch's backward does."""
 from __future__ import annotations
+
+import itertools
 
 import numpy as np
 
@@ -23,8 +28,9 @@ from ..types import is_float, is_real
 
 __all__ = ["grid_sample", "pdist"]
 
-_MODES = ("bilinear", "nearest")
+_MODES = ("bilinear", "nearest", "bicubic")
 _PADDING = ("zeros", "border", "reflection")
+_CUBIC_A = -0.75  # torch's (and OpenCV's) bicubic convolution constant
 
 
 def _unnormalize(coord, size, align_corners):
@@ -47,48 +53,129 @@ def _reflect(coord, twice_low, twice_high):
     return F.where(even, extra + low, (span - extra) + low)
 
 
-def _clip(coord, size):
+def _clip(coord, size, scalar=False):
     """torch's clip_coordinates_set_grad: coord clipped into [0, size - 1] with a zero
     gradient at and past either end (F.clip's passes it at the ends: at a grid point
     exactly on the border, as affine_grid's corners, the far corner read as zero gave the
-    grid a gradient torch's has not), and NaN read as 0, as torch's max(coord, 0)."""
-    return F.where(F.greater(coord, 0.0),
-                   F.where(F.less(coord, size - 1.0), coord, F.zeros_like(coord) + (size - 1.0)),
-                   F.zeros_like(coord))
+    grid a gradient torch's has not), and NaN read as 0, as torch's vectorised 2-d kernel's
+    max(coord, 0); scalar: NaN read as size - 1, as its scalar (3-d) kernel's
+    min(size - 1, max(coord, 0))."""
+    high = F.zeros_like(coord) + (size - 1.0)
+    low = F.where(F.isnan(coord), high, F.zeros_like(coord)) if scalar else F.zeros_like(coord)
+    return F.where(F.greater(coord, 0.0), F.where(F.less(coord, size - 1.0), coord, high), low)
 
 
-def _source(coord, size, padding_mode, align_corners):
-    """torch's grid_sampler_compute_source_index: the pixel coordinate read along one axis."""
-    coord = _unnormalize(coord, size, align_corners)
-    if padding_mode == "border":
-        coord = _clip(coord, size)
-    elif padding_mode == "reflection":
+def _padded(coord, size, padding_mode, align_corners, scalar=False):
+    """torch's compute_coordinates: a pixel coordinate along an axis of `size` moved by the
+    padding mode (border: clipped; reflection: reflected at the edges, then clipped; zeros:
+    left); scalar: as torch's scalar (3-d) kernel (_clip)."""
+    if padding_mode == "zeros":
+        return coord
+    if padding_mode == "reflection":
         coord = _reflect(coord, 0, 2 * (size - 1)) if align_corners \
             else _reflect(coord, -1, 2 * size - 1)
-        coord = _clip(coord, size)
-    return coord
+    return _clip(coord, size, scalar)
 
 
-def _corner(planes, ix, iy, H, W):
-    """planes (N, C, H*W) read at the integer float coordinates (ix, iy) of shape (N, P):
-    (values (N, C, P), a float mask (N, 1, P) of the coordinates inside the image)."""
-    dtype = _dtype(planes)
-    inside = F.logical_and(F.logical_and(F.greater_equal(ix, 0.0), F.less_equal(ix, W - 1.0)),
-                           F.logical_and(F.greater_equal(iy, 0.0), F.less_equal(iy, H - 1.0)))
+def _read(planes, corner, sizes):
+    """planes (N, C, prod(sizes)) read at the integer float coordinates `corner` (one (N, P)
+    array per axis, x first, along the axes of `sizes`, x's the last): (values (N, C, P),
+    a bool mask (N, 1, P) of the points inside the volume)."""
+    inside = None
+    for c, size in zip(corner, sizes):
+        within = F.logical_and(F.greater_equal(c, 0.0), F.less_equal(c, size - 1.0))
+        inside = within if inside is None else F.logical_and(inside, within)
     # (a corner outside reads pixel 0, masked: a NaN coordinate, cast, was no index)
-    column = F.cast(F.where(inside, ix, F.zeros_like(ix)), "int64")
-    row = F.cast(F.where(inside, iy, F.zeros_like(iy)), "int64")
-    flat = F.expand_dims(row * W + column, 1)
-    values = _take_along(planes, flat, 2, in_range=True, name="grid_sample")
-    return values, F.expand_dims(F.cast(inside, dtype), 1)
+    flat = None
+    for c, size in zip(corner[::-1], sizes[::-1]):  # row-major: (z * H + y) * W + x
+        index = F.cast(F.where(inside, c, F.zeros_like(c)), "int64")
+        flat = index if flat is None else flat * size + index
+    values = _take_along(planes, F.expand_dims(flat, 1), 2, in_range=True, name="grid_sample")
+    return values, F.expand_dims(inside, 1)
+
+
+def _numbers_only(values, valid):
+    """values (N, C, P) passing no gradient back at the points `valid` (N, P) marks False:
+    a NaN grid point (an infinite one, reflected) read in modes border and reflection, whose
+    read torch's backward leaves out (its CPU fallback and CUDA kernels; its vectorised CPU
+    one crashes)."""
+    if valid is None:
+        return values
+    return F.where(F.expand_dims(valid, 1), values, F.stop_gradient(values))
+
+
+def _linear(planes, coords, sizes, valid, scalar):
+    """Bilinear (trilinear) interpolation at the pixel coordinates `coords` (x first): the
+    2**d corners in torch's order (x fastest), each weighted by the product of its axes'
+    weights. A corner outside adds 0 with no input gradient, and (not scalar) the weight's
+    NaN of a NaN point, as torch's vectorised 2-d kernel (its weights multiply the masked
+    value); scalar: 0, as its scalar (3-d) kernel, which adds the corners inside only."""
+    lows = [F.stop_gradient(F.floor(c)) for c in coords]
+    out = None
+    for bits in itertools.product((0, 1), repeat=len(coords)):
+        bits = bits[::-1]  # (x, y[, z]): x fastest
+        corner = [low + 1.0 if bit else low for low, bit in zip(lows, bits)]
+        weight = None
+        for c, low, bit in zip(coords, lows, bits):
+            w = c - low if bit else (low + 1.0) - c
+            weight = w if weight is None else weight * w
+        values, inside = _read(planes, corner, sizes)
+        weight = F.expand_dims(weight, 1)
+        # (masked on both sides of the product: its backward multiplies a masked cotangent
+        # by the other factor, a NaN weight's NaN)
+        read = F.where(inside, _numbers_only(values, valid), F.zeros_like(values))
+        term = F.where(inside, read * F.where(inside, weight, F.zeros_like(weight)),
+                       F.zeros_like(weight) if scalar else weight * 0.0)
+        out = term if out is None else out + term
+    return out
+
+
+def _cubic_weights(t):
+    """torch's get_cubic_upsample_coefficients: the 4 weights of the pixels at offsets
+    -1, 0, 1, 2 from floor(x), t = x - floor(x), A = -0.75."""
+    A = _CUBIC_A
+
+    def near(x):  # |x| <= 1
+        return ((A + 2.0) * x - (A + 3.0)) * x * x + 1.0
+
+    def far(x):  # 1 < |x| < 2
+        return ((A * x - 5.0 * A) * x + 8.0 * A) * x - 4.0 * A
+    return [far(t + 1.0), near(t), near(1.0 - t), far((1.0 - t) + 1.0)]
+
+
+def _bicubic(planes, points, sizes, padding_mode, align_corners):
+    """torch's bicubic grid sampling: the 4x4 pixels around each point (offsets -1..2 from
+    its floor), each read where the padding mode moves it (torch's get_value_bounded: zeros
+    reads 0 outside, border clips, reflection reflects and clips the integer position), rows
+    interpolated along x, then the rows along y. The positions carry no gradient: the grid's
+    comes through the weights, as torch's."""
+    ix = _unnormalize(points[:, :, 0], sizes[0], align_corners)
+    iy = _unnormalize(points[:, :, 1], sizes[1], align_corners)
+    x0, y0 = F.stop_gradient(F.floor(ix)), F.stop_gradient(F.floor(iy))
+    wx, wy = _cubic_weights(ix - x0), _cubic_weights(iy - y0)
+    columns = [_padded(x0 + (i - 1.0), sizes[0], padding_mode, align_corners)
+               for i in range(4)]
+    out = None
+    for j in range(4):
+        py = _padded(y0 + (j - 1.0), sizes[1], padding_mode, align_corners)
+        row = None
+        for i in range(4):
+            values, inside = _read(planes, (columns[i], py), sizes)
+            term = F.where(inside, values, F.zeros_like(values)) * F.expand_dims(wx[i], 1)
+            row = term if row is None else row + term
+        term = row * F.expand_dims(wy[j], 1)
+        out = term if out is None else out + term
+    return out
 
 
 def grid_sample(input, grid, mode="bilinear", padding_mode="zeros", align_corners=None):
     """torch.nn.functional.grid_sample of a 4-d input (N, C, H, W) at grid (N, Ho, Wo, 2):
-    out (N, C, Ho, Wo). align_corners=None is False, as torch's (without its warning)."""
+    out (N, C, Ho, Wo), or of a 5-d input (N, C, D, H, W) at grid (N, Do, Ho, Wo, 3): out
+    (N, C, Do, Ho, Wo) (mode bilinear is then trilinear; bicubic is 4-d only, as torch's).
+    align_corners=None is False, as torch's (without its warning)."""
     if mode not in _MODES:
         _fail(f"grid_sample: mode must be one of {', '.join(map(repr, _MODES))}, got "
-              f"{mode!r}" + (" (bicubic is not supported)" if mode == "bicubic" else ""))
+              f"{mode!r}")
     if padding_mode not in _PADDING:
         _fail(f"grid_sample: padding_mode must be one of {', '.join(map(repr, _PADDING))}, "
               f"got {padding_mode!r}")
@@ -96,39 +183,60 @@ def grid_sample(input, grid, mode="bilinear", padding_mode="zeros", align_corner
         _fail(f"grid_sample: align_corners must be True, False or None, got {align_corners!r}")
     align_corners = bool(align_corners)
     xs, gs = tuple(_shape(input)), tuple(_shape(grid))
-    if len(xs) != 4:
-        _fail(f"grid_sample: input must be 4-d (N, C, H, W), got shape {xs}"
-              + (" (5-d volumes are not supported)" if len(xs) == 5 else ""))
-    if len(gs) != 4 or gs[3] != 2 or gs[0] != xs[0]:
-        _fail(f"grid_sample: grid must be (N, H_out, W_out, 2) with input's N={xs[0]}, got "
-              f"shape {gs}")
+    if len(xs) not in (4, 5):
+        _fail(f"grid_sample: input must be 4-d (N, C, H, W) or 5-d (N, C, D, H, W), got "
+              f"shape {xs}")
+    d = len(xs) - 2
+    if mode == "bicubic" and d == 3:  # (torch's refusal)
+        _fail(f"grid_sample: mode 'bicubic' needs a 4-d input, got shape {xs}")
+    if len(gs) != d + 2 or gs[-1] != d or gs[0] != xs[0]:
+        layout = "(N, H_out, W_out, 2)" if d == 2 else "(N, D_out, H_out, W_out, 3)"
+        _fail(f"grid_sample: grid must be {layout} for a {d + 2}-d input with input's "
+              f"N={xs[0]}, got shape {gs}")
     for name, value in (("input", input), ("grid", grid)):
         if not is_float(_dtype(value)):
             _fail(f"grid_sample: {name} must be a float array, got {_dtype(value)}")
     if _dtype(input) != _dtype(grid):
         _fail(f"grid_sample: input ({_dtype(input)}) and grid ({_dtype(grid)}) must have the "
               "same dtype")
-    N, C, H, W = xs
-    if H == 0 or W == 0:  # (torch's refusal; a read of it was take_along_axis's)
+    N, C, spatial = xs[0], xs[1], xs[2:]
+    if any(size == 0 for size in spatial):  # (torch's refusal; a read of it was take_along_axis's)
         _fail(f"grid_sample: input's spatial dimensions must be non-empty, got shape {xs}")
-    Ho, Wo = gs[1], gs[2]
-    points = F.reshape(grid, (N, Ho * Wo, 2))
-    ix = _source(points[:, :, 0], W, padding_mode, align_corners)
-    iy = _source(points[:, :, 1], H, padding_mode, align_corners)
-    planes = F.reshape(input, (N, C, H * W))
-    if mode == "nearest":
-        values, inside = _corner(planes, F.round(ix), F.round(iy), H, W)
-        out = values * inside
+    sizes = spatial[::-1]  # (along x, y[, z])
+    P = int(np.prod(gs[1:-1]))
+    points = F.reshape(grid, (N, P, d))
+    planes = F.reshape(input, (N, C, int(np.prod(spatial))))
+    if mode == "bicubic":
+        out = _bicubic(planes, points, sizes, padding_mode, align_corners)
     else:
-        x0, y0 = F.stop_gradient(F.floor(ix)), F.stop_gradient(F.floor(iy))
-        x1, y1 = x0 + 1.0, y0 + 1.0
-        out = None
-        for cx, cy, wx, wy in ((x0, y0, x1 - ix, y1 - iy), (x1, y0, ix - x0, y1 - iy),
-                               (x0, y1, x1 - ix, iy - y0), (x1, y1, ix - x0, iy - y0)):
-            values, inside = _corner(planes, cx, cy, H, W)
-            term = values * (F.expand_dims(wx * wy, 1) * inside)
-            out = term if out is None else out + term
-    return F.reshape(out, (N, C, Ho, Wo))
+        # A NaN point (an infinite one, reflected): torch's kernels differ. The vectorised
+        # 2-d one reads NaN in mode zeros (its grid gradient NaN) and the pixel at 0 in
+        # border and reflection (its backward crashes there: the scalar and CUDA kernels'
+        # rule is kept, no gradient to input or grid); the scalar 3-d one reads 0 in mode
+        # zeros and the pixel at size - 1 in the others, no gradient to input or grid.
+        scalar = d == 3
+        raw = [_unnormalize(points[:, :, k], sizes[k], align_corners) for k in range(d)]
+        valid = keep = None
+        if padding_mode != "zeros" or scalar:
+            # (a point read with no gradient to input: NaN, or reflected from infinity)
+            test = F.isfinite if padding_mode != "border" \
+                else (lambda c: F.logical_not(F.isnan(c)))
+            masks = [test(c) for c in raw]
+            keep = masks[0]
+            for mask in masks[1:]:
+                keep = F.logical_and(keep, mask)
+            valid = None if padding_mode == "zeros" else keep
+        if keep is not None:  # (no grid gradient at such a point, along any axis, as
+            # torch's; masked before the reflection, whose backward multiplies by NaN)
+            raw = [F.where(keep, c, F.stop_gradient(c)) for c in raw]
+        coords = [_padded(c, size, padding_mode, align_corners, scalar)
+                  for c, size in zip(raw, sizes)]
+        if mode == "nearest":
+            values, inside = _read(planes, [F.round(c) for c in coords], sizes)
+            out = F.where(inside, _numbers_only(values, valid), F.zeros_like(values))
+        else:
+            out = _linear(planes, coords, sizes, valid, scalar)
+    return F.reshape(out, (N, C) + tuple(gs[1:-1]))
 
 
 def pdist(input, p=2):
