@@ -30,7 +30,7 @@ from ir.ops import losses_extra as _losses_extra
 from ir.ops import pool_extra as _pool_extra
 from ir.ops.attention import linear  # noqa: F401  (torch's signature already)
 from ir.ops.resize import interpolate as _interpolate
-from ir.ops.sampling import grid_sample, pdist  # noqa: F401  (torch's signatures already)
+from ir.ops.sampling import affine_grid, grid_sample, pdist  # noqa: F401  (torch's signatures)
 from ir.types import is_float, is_int, is_real
 from runtime.eager import Tensor
 
@@ -644,7 +644,8 @@ _ADAPTED = ["softmax", "log_softmax", "softmin", "gelu", "dropout", "gumbel_soft
             "batch_norm", "instance_norm"]
 _REEXPORTED = ["linear", "bilinear", "cosine_similarity", "pairwise_distance", "huber_loss",
                "gaussian_nll_loss", "triplet_margin_with_distance_loss", "ctc_loss",
-               "embedding_bag", "scaled_dot_product_attention", "grid_sample", "pdist"]
+               "embedding_bag", "scaled_dot_product_attention", "affine_grid", "grid_sample",
+               "pdist"]
 __all__ = sorted([*_PORTED, *_ADAPTED, *_REEXPORTED])
 
 # `import graphc.nn.functional as F`: graphc.nn is a module, not a package, so this module is

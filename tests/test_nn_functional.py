@@ -187,7 +187,10 @@ CASES = [
     ("ctc_loss", (np.log(np.full((6, 2, 4), 0.25) + pos(6, 2, 4) * 0.1),
                   ints(4, 2, 3, low=1), np.array([6, 5]), np.array([3, 2]), 0, "mean",
                   False), {}),
-    # (session 55: every mode, padding and alignment in tests/test_grid_sample_volumes.py)
+    # (session 55: every mode, padding and alignment in tests/test_grid_sample_volumes.py
+    # and tests/test_affine_grid.py)
+    ("affine_grid", (r(2, 2, 3), (2, 3, 4, 5), False), {}),
+    ("affine_grid", (r(1, 3, 4), (1, 2, 2, 3, 4), True), {}),
     ("grid_sample", (r(1, 2, 2, 3, 4), RNG.uniform(-1.3, 1.3, (1, 2, 2, 2, 3)), "bilinear",
                      "border", False), {}),
     ("grid_sample", (r(1, 2, 4, 5), RNG.uniform(-1.3, 1.3, (1, 2, 3, 2)), "bicubic",

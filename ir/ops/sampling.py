@@ -1,5 +1,6 @@
-"""torch.nn.functional.grid_sample and pdist, built from the primitive ops (floor, where,
-gathers along an axis, sums), so their gradients, batching and lowerings are those ops'.
+"""torch.nn.functional.grid_sample, affine_grid and pdist, built from the primitive ops
+(floor, where, gathers along an axis, sums, einsum), so their gradients, batching and
+lowerings are those ops'.
 
 grid_sample(x, grid): x (N, C, H, W) read at the points grid (N, Ho, Wo, 2) holds, (x, y)
 in [-1, 1] (x along W, y along H), as torch's, or x (N, C, D, H, W) at grid
@@ -12,21 +13,26 @@ reflected at x's edges, then clamped), align_corners as torch's (True: -1 and 1 
 corner pixels' centres; False: their outer edges). Each corner is one gather of the
 flattened planes. A NaN grid point passes no gradient to x, as torch's.
 
+affine_grid(theta, size): the grid of pixel-centre coordinates for `size` moved by the
+affine matrices theta, as torch's.
+
 pdist(x, p=2): the p-norm distances between the rows of x (N, M), for i < j in row-major
 order (N (N - 1) / 2 of them), as torch's; a zero distance passes a zero gradient back (not
 NaN), as torch's backward does."""
 from __future__ import annotations
 
 import itertools
+import warnings
 
 import numpy as np
 
 from . import api as F
 from .api import _dtype, _fail, _shape
 from .arrays import _take_along
+from ..errors import user_stacklevel
 from ..types import is_float, is_real
 
-__all__ = ["grid_sample", "pdist"]
+__all__ = ["affine_grid", "grid_sample", "pdist"]
 
 _MODES = ("bilinear", "nearest", "bicubic")
 _PADDING = ("zeros", "border", "reflection")
@@ -237,6 +243,55 @@ def grid_sample(input, grid, mode="bilinear", padding_mode="zeros", align_corner
         else:
             out = _linear(planes, coords, sizes, valid, scalar)
     return F.reshape(out, (N, C) + tuple(gs[1:-1]))
+
+
+def affine_grid(theta, size, align_corners=None):
+    """torch.nn.functional.affine_grid: the sampling grid (N, H, W, 2) of the 2-d affine
+    matrices theta (N, 2, 3) for size (N, C, H, W), or (N, D, H, W, 3) of theta (N, 3, 4) for
+    size (N, C, D, H, W): each output pixel's normalised coordinates (x, y[, z], 1) (pixel
+    centres; with align_corners the corner pixels' centres are -1 and 1, a unit axis 0)
+    multiplied by theta^T, as torch's. align_corners=None is False (without torch's
+    warning); the gradient reaches theta."""
+    if align_corners is not None and not isinstance(align_corners, (bool, np.bool_)):
+        _fail(f"affine_grid: align_corners must be True, False or None, got {align_corners!r}")
+    align_corners = bool(align_corners)
+    if not isinstance(size, (tuple, list)) or not all(
+            isinstance(s, (int, np.integer)) and not isinstance(s, (bool, np.bool_))
+            for s in size):
+        _fail(f"affine_grid: size must be a tuple of ints (N, C, H, W) or (N, C, D, H, W), "
+              f"got {size!r}")
+    size = tuple(int(s) for s in size)
+    if not is_float(_dtype(theta)):
+        _fail(f"affine_grid: theta must be a float array, got {_dtype(theta)}")
+    ts = tuple(_shape(theta))
+    if len(size) not in (4, 5):
+        _fail(f"affine_grid: size must be 4-d (N, C, H, W) or 5-d (N, C, D, H, W), for 2-d "
+              f"and 3-d affine matrices, got size {size}")
+    d = len(size) - 2
+    if len(ts) != 3 or ts[1:] != (d, d + 1):
+        _fail(f"affine_grid: theta must be a batch of {d}-d affine matrices of shape "
+              f"(N, {d}, {d + 1}) for size {size}, got shape {ts}")
+    if ts[0] != size[0]:
+        _fail(f"affine_grid: theta's batch N={ts[0]} differs from size's N={size[0]}")
+    if min(size) <= 0:
+        _fail(f"affine_grid: size must be positive, got {size}")
+    spatial = size[2:]
+    if align_corners and min(spatial) == 1:
+        warnings.warn("Since version 1.3.0, affine_grid behavior has changed for unit-size "
+                      "grids when align_corners=True. This is not an intended use case of "
+                      "affine_grid. See the documentation of affine_grid for details.",
+                      UserWarning, stacklevel=user_stacklevel())
+    dtype = np.dtype(str(_dtype(theta)))
+    axes = []
+    for n in spatial[::-1]:  # x (along W) first; torch's linspace_from_neg_one
+        line = np.linspace(-1.0, 1.0, n) if n > 1 else np.zeros(1)
+        if n > 1 and not align_corners:
+            line = line * (n - 1) / n
+        axes.append(line)
+    mesh = np.meshgrid(*axes[::-1], indexing="ij")[::-1]  # (x, y[, z]) over (D,) H, W
+    base = np.stack([*mesh, np.ones(spatial)], -1).reshape(-1, d + 1).astype(dtype)
+    grid = F.einsum("pk,njk->npj", base, theta)
+    return F.reshape(grid, (size[0],) + spatial + (d,))
 
 
 def pdist(input, p=2):
