@@ -83,6 +83,24 @@ def _legacy_reduction(size_average, reduce, reduction):
     return reduction
 
 
+def _named(name, signature, call, doc):
+    """torch.nn.functional.<name> of `signature`: binds its arguments as torch's (a wrong call
+    is a TypeError naming `name`), passes their dict to `call`; named, signed and documented
+    as torch's (`doc`). The one wrapper of _port, _with_indices and _in_place."""
+    def wrapper(*args, **kwargs):
+        try:
+            arguments = signature.bind(*args, **kwargs).arguments
+        except TypeError as exc:  # (bind's words name no function)
+            raise TypeError(f"{name}() {exc}") from None
+        return call(arguments)
+
+    wrapper.__name__ = wrapper.__qualname__ = name
+    wrapper.__module__ = __name__
+    wrapper.__signature__ = signature
+    wrapper.__doc__ = doc
+    return wrapper
+
+
 def _port(name, parameters, function=None, **renamed):
     """torch.nn.functional.<name>: a function of torch's `parameters` (a def's parameter
     list) that calls graphc's `function` (by default the same name) by keyword: torch's
@@ -99,24 +117,16 @@ def _port(name, parameters, function=None, **renamed):
                                                                             "reduce"))]
     assert not unknown, f"{name}: graphc's {function.__name__} has no {unknown}"
 
-    def ported(*args, **kwargs):
-        try:
-            arguments = signature.bind(*args, **kwargs)
-        except TypeError as exc:  # (bind's words name no function)
-            raise TypeError(f"{name}() {exc}") from None
-        arguments = arguments.arguments
+    def call(arguments):
         if legacy:
             arguments["reduction"] = _legacy_reduction(
                 arguments.pop("size_average", None), arguments.pop("reduce", None),
                 arguments.get("reduction", "mean"))
         return function(**{renamed.get(k, k): v for k, v in arguments.items()})
 
-    ported.__name__ = ported.__qualname__ = name
-    ported.__module__ = __name__
-    ported.__signature__ = signature
-    ported.__doc__ = f"torch.nn.functional.{name}{signature}: graphc's {function.__name__}." \
-        + (f"\n\n{function.__doc__}" if function.__doc__ else "")
-    return ported
+    return _named(name, signature, call,
+                  f"torch.nn.functional.{name}{signature}: graphc's {function.__name__}."
+                  + (f"\n\n{function.__doc__}" if function.__doc__ else ""))
 
 
 _PORTED = {
@@ -288,20 +298,14 @@ def _with_indices(name):
     pool = globals()[name.removesuffix("_with_indices")]
     signature = inspect.signature(pool)
 
-    def with_indices(*args, **kwargs):
-        try:
-            arguments = signature.bind(*args, **kwargs).arguments
-        except TypeError as exc:
-            raise TypeError(f"{name}() {exc}") from None
+    def call(arguments):
         arguments["return_indices"] = True
         return pool(**arguments)
 
-    with_indices.__name__ = with_indices.__qualname__ = name
-    with_indices.__module__ = __name__
-    with_indices.__signature__ = signature
-    with_indices.__doc__ = f"torch.nn.functional.{name}{signature}: {pool.__name__} with " \
-        "return_indices=True (the argument is ignored, as torch's): (out, int64 indices)."
-    return with_indices
+    return _named(name, signature, call,
+                  f"torch.nn.functional.{name}{signature}: {pool.__name__} with "
+                  "return_indices=True (the argument is ignored, as torch's): (out, int64 "
+                  "indices).")
 
 
 _WITH_INDICES = [f"{kind}max_pool{d}d_with_indices" for kind in ("", "adaptive_")
@@ -325,19 +329,10 @@ def _in_place(name, parameters):
     function = globals()[name[:-1]]
     signature = _signature(parameters)
 
-    def in_place(*args, **kwargs):
-        try:
-            arguments = signature.bind(*args, **kwargs).arguments
-        except TypeError as exc:
-            raise TypeError(f"{name}() {exc}") from None
-        return function(**arguments)
-
-    in_place.__name__ = in_place.__qualname__ = name
-    in_place.__module__ = __name__
-    in_place.__signature__ = signature
-    in_place.__doc__ = f"torch.nn.functional.{name}{signature}: {function.__name__}'s value, " \
-        "returned; the input is not overwritten (graphc's values never are): use the result."
-    return in_place
+    return _named(name, signature, lambda arguments: function(**arguments),
+                  f"torch.nn.functional.{name}{signature}: {function.__name__}'s value, "
+                  "returned; the input is not overwritten (graphc's values never are): use "
+                  "the result.")
 
 
 for _name, _parameters in _IN_PLACE.items():
