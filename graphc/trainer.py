@@ -810,7 +810,9 @@ class Trainer:
         graph.guard(lags, "lags", lags.lags)
         behind = {n: self.behind[n] for n in updated}
         if isinstance(self.optimizer, optim.Groups):  # (each group's at its own counts)
-            return self.optimizer.update(grads, state, params, behind=behind, **given)
+            # (by the names Groups gives the parameters, their text: params[0] is "0")
+            return self.optimizer.update(grads, state, params, **given,
+                                         behind={str(n): k for n, k in behind.items()})
         if not any(behind.values()) or not isinstance(self.optimizer, optim.Optimizer):
             # (an optimiser of one's own keeps no count per parameter: its state is its own)
             return self.optimizer.update(grads, state, params, **given)

@@ -86,3 +86,30 @@ def test_the_own_counts_of_a_group_resume_bit_for_bit(tmp_path):
     train(resumed, freeze, 10)
     for key, value in straight.state_arrays().items():
         np.testing.assert_array_equal(resumed.state_arrays()[key], value, err_msg=key)
+
+
+def test_the_own_counts_reach_a_group_of_parameters_named_by_numbers():
+    """A params dict keyed by numbers ({0: w, 1: b}, named "0" and "1" by Groups) goes as
+    one keyed by text: the lags (keyed by the trainer's own keys) reached no group before,
+    so the thawed weight took its group's count (0.10 off after 8 steps)."""
+    rng = np.random.default_rng(2)
+    data = [(rng.normal(size=(5, 3)), rng.normal(size=(5, 2))) for _ in range(8)]
+
+    def run(keys):
+        lin = gc.nn.Linear(3, 2, dtype="float64", rng=np.random.default_rng(1))
+        names = list(lin.params())
+
+        def loss(p, b):
+            own = {n: p[k] for n, k in zip(names, keys)}
+            return gc.mean((lin.apply(own, b[0]) - b[1]) ** 2)
+        trainer = gc.Trainer(loss, dict(zip(keys, lin.params().values())), optim.Groups(
+            (optim.Adam(lr=0.1), str(keys[0])), (optim.Adam(lr=0.1), str(keys[1]))),
+            data, steps=8)
+        while trainer.step < 8:
+            lin.weight.requires_grad = trainer.step >= 3
+            trainer.train_step()
+        return trainer
+    text, numbers = run(["w", "b"]), run([0, 1])
+    assert numbers.behind == {0: 3, 1: 0}
+    np.testing.assert_array_equal(numbers.params[0], text.params["w"])
+    np.testing.assert_array_equal(numbers.params[1], text.params["b"])
