@@ -29,7 +29,9 @@ class Groups:
     torch's `param_groups[0]["lr"] = 1e-5`; weight_decay, betas, ... likewise): gc.Trainer's
     checkpoint keeps the groups' states and each group's lr and settings (header
     group_settings), which a resumed run goes on with as a single optimiser's (a checkpoint
-    written before they were kept resumes with the trainer's own);
+    written before they were kept resumes with the trainer's own); a setting that adds or
+    drops a state slot (amsgrad, a momentum from or to 0) is followed by the group's state as
+    a single optimiser's (gc.Trainer._follow_group_slots);
     a gradient clip over all the parameters is gc.Trainer's clip_norm= (an optimiser's own
     clip_norm= clips its group alone)."""
 

@@ -372,6 +372,7 @@ class Trainer:
         # Lookahead of one's own) would otherwise start each rank from its own weights
         self.state = optimizer.init(self.params)
         self._aside_slots = {}  # (slots a setting set off holds aside: _follow_slots)
+        self._group_aside = {}  # (likewise each gc.optim.Groups group's: _follow_group_slots)
         self._plan_steps(self._shard(first))
         # the layers' Buffers the step reads or writes (BatchNorm's running statistics,
         # updated by every call in training mode; a frozen one's, a constant buffer):
@@ -968,6 +969,8 @@ class Trainer:
             raise GraphcError("Trainer: the optimizer's lr became a ReduceLROnPlateau after "
                               "the Trainer was built, so nothing would step it; create it "
                               "before the Trainer", (user_location(),))
+        if isinstance(self.optimizer, optim.Groups):  # each group's, by the same rule
+            self._follow_group_slots()
         if isinstance(self.optimizer, optim.Optimizer):
             self._follow_slots()
         if isinstance(self.optimizer, optim.Optimizer) and self.optimizer.marks:
@@ -999,23 +1002,75 @@ class Trainer:
         restore(), as torch's state_dict keeps a momentum buffer while the momentum is 0.
         A slot neither kept nor optional (an optimiser of one's own) is left to the line
         _checked_optimizer gives."""
-        optimizer = self.optimizer
-        slots, aside = set(optimizer.slots), self._aside_slots
-        if set(self.state) == {"count", *slots} and not aside:
-            return
-        state = dict(self.state)
-        for slot in [s for s in state if s != "count" and s not in slots
-                     and s in optimizer.optional_slots]:
-            aside[slot] = state.pop(slot)
-        back = [s for s in slots if s not in state and s in aside]
-        state.update({s: aside.pop(s) for s in back})
-        if [s for s in slots if s not in state and s not in optimizer.marks]:
-            # (a buffer made now has not started: its mark too; a mark held without its
-            # buffer is left to follow_marks, from the counts)
-            fresh = optimizer.init(self.params)
-            state.update({s: fresh[s] for s in slots if s not in state or
-                          (s in optimizer.marks and s not in back)})
-        self.state, self._aside_slots = state, aside
+        self.state, self._aside_slots = _followed_slots(self.optimizer, self.state,
+                                                        self._aside_slots, lambda: self.params)
+
+    def _group_names(self) -> list:
+        """[the names (self.params' keys) of gc.optim.Groups group i's parameters]; a group's
+        state names each by its text (str(name)), as Groups' flatten does. Kept for the
+        Groups it was made for (read at every step; the names and a Groups' selectors stay)."""
+        made_for, groups = getattr(self, "_group_names_made", (None, None))
+        if made_for is not self.optimizer:
+            _, _, names, at = self.optimizer._split(self.params)
+            keys = {str(n): n for n in self.names}
+            groups = [[keys[n] for n, g in zip(names, at) if g == i]
+                      for i in range(len(self.optimizer.optimizers))]
+            self._group_names_made = (self.optimizer, groups)
+        return groups
+
+    def _restore_group_slots(self, arrays):
+        """restore() for gc.optim.Groups: a group's optional slot (amsgrad's, a momentum
+        buffer) the checkpoint holds and the group's state, made as the trainer was built,
+        lacks, loaded: into the state where the group's restored settings keep it, else held
+        aside (_follow_group_slots), as restore() does for a single optimiser's."""
+        state = list(self.state)
+        for i, (opt, mine) in enumerate(zip(self.optimizer.optimizers, self._group_names())):
+            for slot in [s for s in (*opt.slots, *opt.optional_slots) if s not in state[i]]:
+                keys = {n: f"{_OTHER_STATE}/{i}.{slot}.{n}" for n in mine}  # (str(n))
+                if not all(k in arrays for k in keys.values()):
+                    continue
+                for n, key in keys.items():
+                    a, p = np.asarray(arrays[key]), np.asarray(self.params[n])
+                    like = (() if slot in opt.scalar_slots else p.shape,
+                            np.dtype(opt._slot_dtype(slot, p.dtype)))
+                    if (a.shape, a.dtype) != like:
+                        raise checkpoint.CheckpointError(
+                            f"checkpoint {key} is {a.dtype}{list(a.shape)}, the model needs "
+                            f"{like[1]}{list(like[0])}")
+                held = {str(n): np.array(arrays[k]) for n, k in keys.items()}
+                if slot in opt.slots:
+                    state[i] = {**state[i], slot: held}
+                else:
+                    self._group_aside.setdefault(i, {})[slot] = held
+        self.state = state
+
+    def _follow_group_slots(self):
+        """_follow_slots and the marks' following (_checked_optimizer) for each group of a
+        gc.optim.Groups, by a single optimiser's rule (torch's param groups: a group's
+        `amsgrad` or `momentum` set mid-run, `trainer.optimizer.optimizers[1].amsgrad =
+        True`, as `param_groups[1]["amsgrad"] = True`): the slots a group's settings keep
+        now, one added as init makes it, one set off held aside (in memory:
+        self._group_aside, {group: {slot: arrays}}) and serving again when the setting
+        comes back; a slot neither kept nor optional, one line naming the group."""
+        state = list(self.state)
+        for i, (opt, mine) in enumerate(zip(self.optimizer.optimizers, self._group_names())):
+            held = self._group_aside.get(i, {})
+            state[i], held = _followed_slots(opt, state[i], held, lambda mine=mine: {
+                str(n): self.params[n] for n in mine})
+            self._group_aside[i] = held
+            if opt.marks:
+                state[i] = opt.follow_marks(state[i], optim.parameter_updates(
+                    state[i]["count"], {str(n): self.behind[n] for n in mine},
+                    map(str, mine)))
+            if set(state[i]) != {"count", *opt.slots}:
+                words = opt.describe_slots
+                raise GraphcError(f"Trainer: optimizers[{i}] ({type(opt).__name__})'s "
+                                  f"settings now keep {words(opt.slots)}, the group's state "
+                                  f"holds {words([s for s in state[i] if s != 'count'])}, and "
+                                  "a slot not in its optional_slots cannot be held aside; set "
+                                  "it back, or build the Trainer with it", (user_location(),))
+        if any(a is not b for a, b in zip(state, self.state)):
+            self.state = state
 
     def _scheduled(self, name, schedule) -> float:
         """A schedule of the optimiser's at this step, evaluated here with a Python int, as
@@ -1215,12 +1270,12 @@ class Trainer:
         return loss
 
     # ---- divergence ----
-    def _other_state(self):
+    def _other_state(self, state=None):
         """The state of an optimiser of one's own (only init() and update(): any pytree),
         checkpointed leaf by leaf: -> (its structure, {checkpoint name: array}), each leaf
         named by its path in the tree (`opt_state/buf.w`), by its position where two paths
-        read alike."""
-        leaves, structure, names = flatten(self.state)
+        read alike. `state`: that one instead of self.state."""
+        leaves, structure, names = flatten(self.state if state is None else state)
         if len(set(names)) != len(names) or names == [""]:  # ("": the state is one array)
             names = [str(i) for i in range(len(leaves))]
         return structure, {f"{_OTHER_STATE}/{name}": np.asarray(leaf)
@@ -1236,7 +1291,12 @@ class Trainer:
             arrays.update({f"{prefix}/{n}": self.state[slot][n] for n in self.names})
         for slot, held in self._aside_slots.items():
             arrays.update({f"{_slot_prefix(slot)}/{n}": held[n] for n in self.names})
-        if not isinstance(self.optimizer, optim.Optimizer):
+        if isinstance(self.optimizer, optim.Groups) and any(self._group_aside.values()):
+            # a group's slots held aside too, under the names they have when kept (restored
+            # aside again: _restore_group_slots)
+            arrays.update(self._other_state([{**s, **self._group_aside.get(i, {})}
+                                             for i, s in enumerate(self.state)])[1])
+        elif not isinstance(self.optimizer, optim.Optimizer):
             arrays.update(self._other_state()[1])
         if self.amp_state is not None:  # float16's loss scale
             arrays.update({f"amp/{k}": v for k, v in self.amp_state.items()})
@@ -1633,6 +1693,9 @@ class Trainer:
         for group, group_settings in enumerate(groups):
             for name, value in group_settings.items():
                 setattr(self.optimizer.optimizers[group], name, value)
+        self._group_aside = {}
+        if isinstance(self.optimizer, optim.Groups):
+            self._restore_group_slots(arrays)
         if dropped:  # only graphc's own optimisers have slots; another's state is any pytree
             self.state = {k: v for k, v in self.state.items() if k not in dropped}
         self._aside_slots = aside
@@ -1689,19 +1752,27 @@ class Trainer:
             out[slot] = {n: np.array(arrays[key]) for n, key in names.items()}
         return out
 
-    def _optional_slot_arrays(self, optimizer=None) -> dict:
+    def _optional_slot_arrays(self, optimizer=None, names=None) -> dict:
         """{checkpoint name: (shape, dtype)} of the optimiser's optional slots its settings
         do not keep now (SGD's momentum buffer at momentum 0), as init would make them: a
         checkpoint whose header's settings keep one (a momentum set from 0 during the saved
-        run) holds them, and the resumed run goes on from them (_restore_followed_slots)."""
+        run) holds them, and the resumed run goes on from them (_restore_followed_slots).
+        `names`: those parameters' alone (a gc.optim.Groups group's)."""
         optimizer = self.optimizer if optimizer is None else optimizer
+        if isinstance(optimizer, optim.Groups):  # each group's (_restore_group_slots)
+            return {f"{_OTHER_STATE}/{i}.{slot}.{key.split('/', 1)[1]}": like
+                    for i, names in enumerate(self._group_names())
+                    for slot in optimizer.optimizers[i].optional_slots
+                    for key, like in self._optional_slot_arrays(
+                        optimizer.optimizers[i], names).items()
+                    if key.split("/", 1)[0] == _slot_prefix(slot)}
         if not isinstance(optimizer, optim.Optimizer):
             return {}
         out = {}
         for slot in optimizer.optional_slots:
             if slot in optimizer.slots:
                 continue
-            for n in self.names:
+            for n in self.names if names is None else names:
                 p = np.asarray(self.params[n])
                 out[f"{_slot_prefix(slot)}/{n}"] = (
                     () if slot in optimizer.scalar_slots else p.shape,
@@ -3102,6 +3173,29 @@ def _resumed_setting(name, mine, initial, current, allow_changed_settings, how, 
                           f"trainer.optimizer.{name} to that schedule before resuming, or "
                           f"pass {how} to go on with {name} {mine}", (user_location(),))
     return current
+
+
+def _followed_slots(optimizer, state, aside, params):
+    """-> (state, aside): `state` holding the slots `optimizer`'s settings keep now
+    (Trainer._follow_slots), `aside` {slot: arrays} those it holds aside; the same objects
+    where nothing changes. `params()`: the parameters, for init (read only where a slot is
+    made)."""
+    slots = set(optimizer.slots)
+    if set(state) == {"count", *slots} and not aside:
+        return state, aside
+    state = dict(state)
+    for slot in [s for s in state if s != "count" and s not in slots
+                 and s in optimizer.optional_slots]:
+        aside[slot] = state.pop(slot)
+    back = [s for s in slots if s not in state and s in aside]
+    state.update({s: aside.pop(s) for s in back})
+    if [s for s in slots if s not in state and s not in optimizer.marks]:
+        # (a buffer made now has not started: its mark too; a mark held without its
+        # buffer is left to follow_marks, from the counts)
+        fresh = optimizer.init(params())
+        state.update({s: fresh[s] for s in slots if s not in state or
+                      (s in optimizer.marks and s not in back)})
+    return state, aside
 
 
 def _in_group(name, group):
