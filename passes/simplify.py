@@ -259,7 +259,14 @@ def sum_of_broadcast(m):
 
 def _times_count(y, copies, dtype):
     if isinstance(copies, Dim):  # a count bound per call (shape polymorphism)
-        return y * F.full((), copies, dtype)
+        count = F.full((), copies, dtype)
+        try:
+            positive = copies >= 1  # n, 2*n, n+1: never 0
+        except InconclusiveDim:  # n-1 is 0 at n = 1: a sum of nothing is 0, and inf * 0
+            positive = False     # NaN, so zero y first where the count is 0 (0 * 0 is 0)
+        if not positive:
+            y = F.where(F.greater(count, F.zeros((), dtype)), y, F.zeros((), dtype))
+        return y * count
     return y * float(copies) if np.issubdtype(dtype, np.floating) else y * int(copies)
 
 

@@ -1,0 +1,74 @@
+"""Symbolic sizes that bind to 0 (n-1 at n = 1, the language-model shift `seq-1`):
+
+- simplify's sum_of_broadcast rewrote sum(broadcast_to(x, (n-1, ...))) to sum(x) * (n-1):
+  at n = 1 that is inf * 0 = NaN where x holds inf or NaN, where numpy's (and the O0
+  plan's) sum of nothing is 0. The concrete path guarded a count of 0; the symbolic one
+  did not. A count that may be 0 now zeroes sum(x) first where it is 0.
+"""
+import numpy as np
+
+import graphc as gc
+from passes.manager import run_pipeline
+
+
+def _reference(x, copies, dtype, axis_none, keepdims):
+    b = np.broadcast_to(x.astype(np.float64), (copies,) + x.shape)
+    want = b.sum(axis=None if axis_none else 0, keepdims=keepdims)
+    return np.asarray(want).astype(dtype)
+
+
+def _program(shift, axis_none, keepdims):
+    def f(x, y):
+        rows = y.shape[0] - shift  # n, n-1, n-2 copies (0 at n = shift)
+        b = gc.broadcast_to(x, (rows,) + tuple(x.shape))
+        return gc.sum(b, axis=None if axis_none else 0, keepdims=keepdims)
+    return f
+
+
+def test_a_sum_over_a_symbolic_count_that_binds_to_0_is_0_even_for_inf_and_nan():
+    x = np.array([np.inf, 1.0, np.nan])
+    f = lambda x, y: gc.sum(gc.broadcast_to(x, (y.shape[0] - 1, 3)), axis=0)
+    for pipeline in ("O0", "default"):
+        g = gc.compile(f, pipeline=pipeline, polymorphic_shapes=(None, ("n",)))
+        with np.errstate(all="raise"):  # no inf * 0 computed on the way either
+            np.testing.assert_array_equal(g(x, np.ones(1)), np.zeros(3))
+        np.testing.assert_array_equal(g(x, np.ones(3)), [np.inf, 2.0, np.nan])
+
+
+def test_sum_of_broadcast_over_random_symbolic_counts_matches_numpy():
+    """Differential: random dtypes, shifts (n-1, n-2, and n itself), bound sizes that make
+    the count 0, 1 or more, axis=None or 0, keepdims, inputs with inf, -inf and NaN."""
+    rng = np.random.default_rng(55)
+    specials = np.array([np.inf, -np.inf, np.nan, 0.0, -0.0, 1.0, -2.0, 3.0])
+    for trial in range(12):
+        dtype = ["float64", "float32", "float16", "int64"][trial % 4]
+        shift = int(rng.integers(0, 3))
+        axis_none, keepdims = bool(rng.integers(2)), bool(rng.integers(2))
+        shape = tuple(int(d) for d in rng.integers(1, 4, size=int(rng.integers(1, 3))))
+        x = rng.choice(specials, size=shape)
+        if dtype == "int64":
+            x = rng.integers(-3, 4, size=shape)
+        x = x.astype(dtype)
+        g = gc.compile(_program(shift, axis_none, keepdims),
+                       polymorphic_shapes=(None, ("n",)))
+        for n in sorted({max(shift, 1), shift + 1, shift + int(rng.integers(2, 5))}):
+            copies = n - shift
+            want = _reference(x, copies, dtype, axis_none, keepdims)
+            with np.errstate(all="ignore"):
+                got = np.asarray(g(x, np.ones(n)))
+            assert got.dtype == want.dtype and got.shape == want.shape, (trial, n)
+            np.testing.assert_array_equal(got, want, err_msg=f"trial {trial} n={n} "
+                                          f"shift={shift} {dtype} x={x}")
+
+
+def test_a_count_known_positive_multiplies_without_a_guard():
+    """n, n+1 and 2*n are never 0: the rewrite stays one product (no where)."""
+    for rows in (lambda n: n, lambda n: n + 1, lambda n: 2 * n):
+        graph = gc.trace(lambda x, y: gc.sum(gc.broadcast_to(x, (rows(y.shape[0]), 3)), 0),
+                         gc.spec((3,), "float64"), gc.spec(("n",), "float64"))
+        ops = [node.op for node in run_pipeline(graph, "simplify,dce").graph.nodes]
+        assert "where" not in ops and "broadcast_to" not in ops, ops
+    graph = gc.trace(lambda x, y: gc.sum(gc.broadcast_to(x, (y.shape[0] - 1, 3)), 0),
+                     gc.spec((3,), "float64"), gc.spec(("n",), "float64"))
+    ops = [node.op for node in run_pipeline(graph, "simplify,dce").graph.nodes]
+    assert "where" in ops and "broadcast_to" not in ops, ops
