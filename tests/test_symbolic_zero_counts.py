@@ -4,7 +4,13 @@
   at n = 1 that is inf * 0 = NaN where x holds inf or NaN, where numpy's (and the O0
   plan's) sum of nothing is 0. The concrete path guarded a count of 0; the symbolic one
   did not. A count that may be 0 now zeroes sum(x) first where it is 0.
+- logsumexp over a symbolic axis that binds to 0 was refused when the plan was bound ("max
+  over axis 0 of size 0"), where the concrete plan, eager and torch give -inf: its shift is
+  now the maximum over x and one -inf slab along such an axis.
 """
+import warnings
+
+import torch
 import numpy as np
 
 import graphc as gc
@@ -72,3 +78,40 @@ def test_a_count_known_positive_multiplies_without_a_guard():
                      gc.spec((3,), "float64"), gc.spec(("n",), "float64"))
     ops = [node.op for node in run_pipeline(graph, "simplify,dce").graph.nodes]
     assert "where" in ops and "broadcast_to" not in ops, ops
+
+
+
+def test_logsumexp_over_a_symbolic_axis_that_binds_to_0_is_minus_inf_as_torch():
+    """n-1 rows (x[1:]) reduced alone, with the other axis, or kept; values and gradients
+    against torch float64 and the concrete plan, for n = 1 (no rows), 2 and 4 (inf, -inf
+    and NaN among them)."""
+    rng = np.random.default_rng(7)
+    for axis, keepdims in [(0, False), (0, True), (None, False), ((0, 1), True),
+                           (-2, False), (1, False)]:
+        f = lambda x: gc.logsumexp(x[1:], axis=axis, keepdims=keepdims)
+        poly = gc.compile(f, polymorphic_shapes=(("n", "_"),))
+        grad = gc.compile(gc.grad(lambda x: gc.sum(gc.tanh(f(x)))),
+                          polymorphic_shapes=(("n", "_"),))
+        dims = (0, 1) if axis is None else axis
+        for n in (1, 2, 4):
+            x = rng.normal(size=(n, 3))
+            if n == 4:
+                x[1, 0], x[2, 1], x[3, 2] = np.inf, -np.inf, np.nan
+            t = torch.tensor(x, dtype=torch.float64, requires_grad=True)
+            want = torch.logsumexp(t[1:], dim=dims, keepdim=keepdims)
+            torch.tanh(want).sum().backward()
+            with warnings.catch_warnings():
+                warnings.simplefilter("ignore")  # log(0) is -inf, with numpy's warning
+                got, g = np.asarray(poly(x)), np.asarray(grad(x))
+                concrete = gc.compile(f)(x)
+                concrete_g = gc.compile(gc.grad(lambda x: gc.sum(gc.tanh(f(x)))))(x)
+            where = f"axis={axis} keepdims={keepdims} n={n}"
+            np.testing.assert_allclose(got, want.detach().numpy(), rtol=1e-14, atol=0,
+                                       err_msg=where)
+            np.testing.assert_array_equal(got, np.asarray(concrete), err_msg=where)
+            np.testing.assert_array_equal(g, np.asarray(concrete_g), err_msg=where)
+            if n < 4:  # (at inf and NaN torch's gradient has its own NaN pattern)
+                np.testing.assert_allclose(g, t.grad.numpy(), rtol=1e-12, atol=1e-300,
+                                           err_msg=where)
+            if n == 1 and axis != 1:
+                assert np.all(got == -np.inf) and np.array_equal(g, np.zeros((1, 3)))

@@ -846,7 +846,20 @@ def logsumexp(x, axis=None, keepdims=False, *, dim=NO_DIM, keepdim=None):
     if isinstance(count, int) and count == 0:  # the log of an empty sum, as JAX's and torch's
         # -inf built from x, so that the eager tape reaches x (its gradient: no elements)
         return add(sum(mul(x, 0), axes, keepdims=keepdims), -math.inf)
-    peak = stop_gradient(max(x, axes, keepdims=True))
+    # a symbolic axis that may bind to 0 (n-1 at n = 1) has no maximum then: the max is taken
+    # over x and one -inf slab along it, which leaves it as it is and defined; the shift is
+    # then 0 and the result log(0) = -inf, as the concrete empty case's
+    shifted = x
+    for a in axes:
+        d = _shape(x)[a]
+        try:
+            surely = not isinstance(d, Dim) or d >= 1
+        except InconclusiveDim:
+            surely = False
+        if not surely and is_float(_dtype(x)):
+            slab = tuple(1 if i == a else s for i, s in enumerate(_shape(shifted)))
+            shifted = concat([shifted, full(slab, -math.inf, _dtype(x))], a)
+    peak = stop_gradient(max(shifted, axes, keepdims=True))
     peak = where(isfinite(peak), peak, zeros_like(peak))
     out = log(sum(exp(x - peak), axes, keepdims=True)) + peak
     return out if keepdims else reshape(out, tuple(d for i, d in enumerate(_shape(x))
