@@ -13,7 +13,10 @@ values or reassociate (`x * 0 -> 0`, `exp(log x) -> x`, `log(exp x) -> x`,
 (and `scatter_add_every_row`) keep a -0.0 that numpy would turn into +0.0 (equal as
 numbers), and
 `masked_softmax_gradient` gives 0 instead of NaN at masked positions when the incoming
-gradient is already non-finite there (the row is NaN then anyway).
+gradient is already non-finite there (the row is NaN then anyway). `sum_of_broadcast` sums x
+once and multiplies by the copy count, a change of summation order as BLAS's: partial sums
+that overflow in numpy's order need not here ([[1e308], [-1e308]] over 3 copies is 0, numpy
+inf); the README says so beside the -0.0 note.
 """
 from __future__ import annotations
 

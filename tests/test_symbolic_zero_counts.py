@@ -115,3 +115,23 @@ def test_logsumexp_over_a_symbolic_axis_that_binds_to_0_is_minus_inf_as_torch():
                                            err_msg=where)
             if n == 1 and axis != 1:
                 assert np.all(got == -np.inf) and np.array_equal(g, np.zeros((1, 3)))
+
+
+def test_sum_of_broadcast_reorders_the_sum_as_documented_for_overflow():
+    """Item 3 (decided: documented, README "Floating-point semantics"): the rewrite sums x
+    once and multiplies by the count, so partial sums that overflow in numpy's order of the
+    broadcast array need not; a total out of range is inf and inf + -inf NaN either way."""
+    def both(x, shape, axis=None):
+        f = lambda x: gc.sum(gc.broadcast_to(x, shape), axis)
+        with np.errstate(all="ignore"):
+            want = np.sum(np.broadcast_to(x, shape), axis)
+            return want, np.asarray(gc.compile(f, pipeline="O0")(x)), np.asarray(gc.compile(f)(x))
+    numpy_, o0, default = both(np.array([[1e308], [-1e308]]), (2, 3))
+    assert numpy_ == np.inf and o0 == np.inf and default == 0.0  # 0 * 3: the reordered sum
+    numpy_, o0, default = both(np.array([[3e38], [-3e38]], np.float32), (2, 3))
+    assert numpy_ == np.inf and o0 == np.inf and default == 0.0
+    for x, shape, axis, want in [(np.array([1e308]), (3, 1), None, np.inf),      # total > max
+                                 (np.array([-1e308, 1.0]), (2, 2), 0, [-np.inf, 2.0]),
+                                 (np.array([np.inf, -np.inf]), (4, 2), None, np.nan)]:
+        for got in both(x, shape, axis):
+            np.testing.assert_array_equal(got, want)
