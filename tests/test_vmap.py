@@ -128,6 +128,15 @@ def _close(a, b, tol=1e-12):
         np.testing.assert_allclose(np.asarray(a[key]), b[key], rtol=tol, atol=tol, err_msg=key)
 
 
+def _stacked_loop_of_grad(loss, params, xs, ys):
+    """The reference: grad(loss) of each example in a loop, stacked per parameter. One
+    gradient per example (the dict comprehension over the parameters took every example's
+    gradient again for each parameter: 28 x 4 gradients for the tiny GPT's 28 parameters)."""
+    grad = gc.grad(loss)
+    per_example = [grad(params, x, y) for x, y in zip(xs, ys)]
+    return {k: np.stack([g[k] for g in per_example]) for k in params}
+
+
 def test_per_example_gradients_of_an_mlp_equal_a_loop_of_grad():
     gc.nn.manual_seed(0)
     model = gc.nn.Sequential(gc.nn.Linear(5, 7, dtype="float64"), gc.nn.GELU(),
@@ -142,8 +151,7 @@ def test_per_example_gradients_of_an_mlp_equal_a_loop_of_grad():
     xs, ys = rng.normal(size=(6, 5)), rng.integers(0, 3, 6)
     per_example = gc.vmap(gc.grad(loss), in_axes=(None, 0, 0))(params, xs, ys)
     assert set(per_example) == set(params)
-    expected = {k: np.stack([gc.grad(loss)(params, x, y)[k] for x, y in zip(xs, ys)])
-                for k in params}
+    expected = _stacked_loop_of_grad(loss, params, xs, ys)
     _close(per_example, expected)
     compiled = gc.compile(gc.vmap(gc.grad(loss), in_axes=(None, 0, 0)))(params, xs, ys)
     _close(compiled, expected)
@@ -164,8 +172,7 @@ def test_per_example_gradients_of_the_tiny_gpt_equal_a_loop_of_grad():
     xs = rng.integers(0, cfg.vocab_size, (4, 1, cfg.block_size))  # 4 examples of (1, T)
     ys = rng.integers(0, cfg.vocab_size, (4, 1, cfg.block_size))
     per_example = gc.compile(gc.vmap(gc.grad(loss), in_axes=(None, 0, 0)))(params, xs, ys)
-    expected = {k: np.stack([gc.grad(loss)(params, x, y)[k] for x, y in zip(xs, ys)])
-                for k in params}
+    expected = _stacked_loop_of_grad(loss, params, xs, ys)
     _close(per_example, expected)
     # their mean is the gradient of the mean loss over the batch
     whole = gc.grad(lambda p: loss(p, xs[:, 0], ys[:, 0]))(params)
