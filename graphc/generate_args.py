@@ -8,6 +8,7 @@ import difflib
 import functools
 import inspect
 import reprlib
+from collections.abc import Sized
 
 # transformers' generate's names for what graphc's keywords do, or what to call instead
 TRANSFORMERS_NAMES = {
@@ -118,4 +119,16 @@ def text_token(prompts, name: str = "prompts") -> ValueError | None:
         for i, t in enumerate(row):
             if is_text(t):
                 return text_refusal(f"{name}[{b}][{i}]", t, rows=True)
+    return None
+
+
+def text_in_rows(prompt, name: str) -> ValueError | None:
+    """text_refusal() (one prompt's) for the first text one level down in `prompt`, one prompt
+    whose items are rows ([["hello"]]: a batch where one prompt goes, that was "token id
+    ['hello'] is not a whole number"), or None: called once its ids are refused."""
+    for i, row in enumerate(prompt):
+        if isinstance(row, Sized) and not is_text(row) and getattr(row, "ndim", 1) != 0:
+            for j, t in enumerate(row):
+                if is_text(t):
+                    return text_refusal(f"{name}[{i}][{j}]", t, rows=False)
     return None

@@ -4,7 +4,7 @@ from __future__ import annotations
 import reprlib
 
 from .generate import Generator, check_sampling, keyword_only
-from .generate_args import checked_keywords, is_text, text_refusal
+from .generate_args import checked_keywords, is_text, text_in_rows, text_refusal
 
 
 def default_prompt(vocab) -> str:
@@ -51,10 +51,17 @@ class Sampler:
         text = next((i for i, t in enumerate(prompt) if is_text(t)), None)
         if text is not None:  # (the Generator's line would name prompts[0][i])
             raise text_refusal(f"prompt_ids[{text}]", prompt[text], rows=False)
-        steps = self.generator.stream([prompt], tokens, temperature=temperature, top_k=top_k,
-                                      top_p=top_p, seed=seed, stop_tokens=stop_tokens,
-                                      min_new_tokens=min_new_tokens,
-                                      repetition_penalty=repetition_penalty,
-                                      no_repeat_ngram_size=no_repeat_ngram_size, min_p=min_p,
-                                      do_sample=do_sample)
+        try:
+            steps = self.generator.stream([prompt], tokens, temperature=temperature,
+                                          top_k=top_k, top_p=top_p, seed=seed,
+                                          stop_tokens=stop_tokens,
+                                          min_new_tokens=min_new_tokens,
+                                          repetition_penalty=repetition_penalty,
+                                          no_repeat_ngram_size=no_repeat_ngram_size,
+                                          min_p=min_p, do_sample=do_sample)
+        except ValueError:
+            text = text_in_rows(prompt, "prompt_ids")  # ([["hello"]], a batch of text)
+            if text is not None:
+                raise text from None
+            raise
         return (chosen[0] for chosen in steps)

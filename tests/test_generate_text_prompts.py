@@ -77,3 +77,20 @@ def test_the_named_ways_to_get_ids_exist_and_ids_are_taken(model):
     assert Sampler(model, model.params()).generate(ids, 3, temperature=0) == want
     assert Sampler(model, model.params()).generate(list(b"hi"), 2, temperature=0) == \
         Generator(model, model.params()).generate([[104, 105]], 2, temperature=0)[0]
+
+
+@pytest.mark.parametrize("prompt, where", [
+    ([["hello"]], "prompt_ids[0][0] is text ('hello')"),
+    ([5, ["a", "b"]], "prompt_ids[1][0] is text ('a')"),
+    ([np.array(["hi"])], "prompt_ids[0][0] is text ('hi')"),
+])
+@pytest.mark.parametrize("call", ["generate", "stream"])
+def test_text_in_a_row_of_rows_given_to_sampler_is_one_line(model, prompt, where, call):
+    # (r3: a batch of one text prompt, [["hello"]], was "token id ['hello'] is not a whole
+    # number"; a row of ids there, [[1, 2]], stays the Generator's line)
+    sampler = Sampler(model, model.params())
+    with pytest.raises(ValueError) as info:
+        getattr(sampler, call)(prompt, 3)
+    assert str(info.value) == f"{where}, not token ids: {ONE}"
+    with pytest.raises(ValueError, match=r"^token id \[1, 2\] is not a whole number$"):
+        getattr(sampler, call)([[1, 2]], 3)
