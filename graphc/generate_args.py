@@ -75,8 +75,9 @@ def checked_keywords(qualname: str, like: str | None = None):
     return wrap
 
 
-def _text_hint(rows: bool) -> str:
-    encode = "[tok.encode(text) for text in texts]" if rows else "tok.encode(text)"
+def _text_hint(rows: bool, whole: bool = False) -> str:
+    encode = ("[tok.encode(text)] (a list of prompts)" if whole else
+              "[tok.encode(text) for text in texts]" if rows else "tok.encode(text)")
     return (f"encode the text first with the model's tokenizer: {encode}, with tok = "
             "graphc.models.gpt2.load_tokenizer(directory) for a GPT-2 directory, or the "
             "CharData (graphc.data) a graphc checkpoint trained on")
@@ -87,22 +88,23 @@ def is_text(x) -> bool:
     return isinstance(x, (str, bytes, bytearray))
 
 
-def text_refusal(where: str, value, rows: bool) -> ValueError:
+def text_refusal(where: str, value, rows: bool, whole: bool = False) -> ValueError:
     """The error for text `value` at `where` (an argument, or an item of one; rows: the
-    argument is a list of prompts, Generator's, not one prompt, Sampler's)."""
+    argument is a list of prompts, Generator's, not one prompt, Sampler's; whole: `value`
+    is that whole list, one text where a list of prompts goes)."""
     kind = "bytes" if isinstance(value, (bytes, bytearray)) else "text"
     if isinstance(value, str):  # (numpy's str_ shown as the str it is)
         value = str(value)
     return ValueError(f"{where} is {kind} ({reprlib.repr(value)}), not token ids: "
-                      f"{_text_hint(rows)}")
+                      f"{_text_hint(rows, whole)}")
 
 
 def refuse_text_prompts(prompts, name: str = "prompts") -> None:
     """One ValueError line where `prompts` (a list of prompts), or one of its rows, is text:
     its ids were the characters, each "token id 'h' is not a whole number", and bytes were
     taken as ids (b"hi" as 104, 105). The rows' tokens are text_token()'s, on failure."""
-    if is_text(prompts):
-        raise text_refusal(name, prompts, rows=True)
+    if is_text(prompts):  # (one text: "for text in texts" named a list it is not)
+        raise text_refusal(name, prompts, rows=True, whole=True)
     try:
         rows = iter(prompts)
     except TypeError:

@@ -17,6 +17,10 @@ ROWS = ("encode the text first with the model's tokenizer: [tok.encode(text) for
         "texts], with tok = graphc.models.gpt2.load_tokenizer(directory) for a GPT-2 directory, "
         "or the CharData (graphc.data) a graphc checkpoint trained on")
 ONE = ROWS.replace("[tok.encode(text) for text in texts]", "tok.encode(text)")
+# (r3: one text as Generator's prompts is encoded as one row, [tok.encode(text)]: "for text in
+# texts" named a list of texts the caller has not)
+WHOLE = ROWS.replace("[tok.encode(text) for text in texts]",
+                     "[tok.encode(text)] (a list of prompts)")
 
 
 @pytest.fixture(scope="module")
@@ -41,7 +45,8 @@ def test_text_as_prompts_is_one_line_saying_how_to_get_ids(model, prompts, where
     gen = Generator(model, model.params())
     with pytest.raises(ValueError) as info:
         getattr(gen, call)(prompts, tokens)
-    assert str(info.value) == f"{where}, not token ids: {ROWS}"
+    hint = WHOLE if where.startswith("prompts is") else ROWS
+    assert str(info.value) == f"{where}, not token ids: {hint}"
 
 
 def test_text_with_an_attention_mask_is_the_same_line(model):
