@@ -496,7 +496,14 @@ def left_padded_rows(input_ids, attention_mask) -> tuple[list[list], int]:
                f"{reprlib.repr(attention_mask)} (shape ())")
         raise ValueError(f"attention_mask must have input_ids' shape (B, L), got {got} for "
                          f"input_ids (prompts) of shape {ids.shape}")
-    good = np.isin(mask, (0, 1)) if mask.dtype.kind in "biuf" else np.zeros(mask.shape, bool)
+    if mask.dtype.kind not in "biuf":
+        # (an object or str array: None or a str among the 0s and 1s made every value one,
+        # and the first was named, "got 1 (a int) at row 0, column 0"; each value as given)
+        mask = np.asarray(attention_mask, dtype=object)
+        good = np.vectorize(_0_or_1, otypes=[bool])(mask) if mask.size else \
+            np.ones(mask.shape, bool)
+    else:
+        good = np.isin(mask, (0, 1))
     if not good.all():
         row, col = np.argwhere(~good)[0]
         value = mask[row, col]
@@ -520,6 +527,11 @@ def left_padded_rows(input_ids, attention_mask) -> tuple[list[list], int]:
         raise ValueError(f"attention_mask row {empty[0]} is all 0s (padding only): every "
                          "row needs at least one token (a 1)")
     return [list(row[m]) for row, m in zip(ids, held)], ids.shape[1]
+
+
+def _0_or_1(value) -> bool:
+    """Whether an attention_mask value given as an object is the number 0 or 1."""
+    return isinstance(value, numbers.Number) and value in (0, 1)
 
 
 def _shape_words(x) -> str:

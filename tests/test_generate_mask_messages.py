@@ -61,3 +61,16 @@ def test_good_masks_of_every_dtype_are_taken(gen):
     for mask in ([[0, 0, 1, 1], [1, 1, 1, 1]], np.array([[0, 0, 1, 1], [1] * 4], bool),
                  torch.tensor([[0.0, 0.0, 1.0, 1.0], [1.0] * 4])):
         assert gen.generate(ids, 3, temperature=0, attention_mask=mask) == want
+
+
+@pytest.mark.parametrize("mask, message", [
+    ([[1] * 5, [1, 1, None, 1, 1], [1] * 5], "got None (a NoneType) at row 1, column 2"),
+    ([[1] * 5, [0, 0, 1, 1, "1"], [1] * 5], "got '1' (a str) at row 1, column 4"),
+])
+def test_an_object_mask_names_the_value_that_is_no_0_or_1(gen, mask, message):
+    # (r3: a mask holding None or a str among 0s and 1s became an object array, every value of
+    # which was taken as the bad one: "got 1 (a int) at row 0, column 0", a good value)
+    with pytest.raises(ValueError) as info:
+        gen.generate(IDS, 2, attention_mask=mask)
+    assert str(info.value) == ("attention_mask must hold 0 (padding) and 1 (a token) only, "
+                               + message)
