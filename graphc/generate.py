@@ -508,7 +508,7 @@ def left_padded_rows(input_ids, attention_mask) -> tuple[list[list], int]:
         row, col = np.argwhere(~good)[0]
         value = mask[row, col]
         value = value.item() if hasattr(value, "item") else value
-        kind = "" if mask.dtype.kind in "biuf" else f" (a {type(value).__name__})"
+        kind = "" if mask.dtype.kind in "biuf" else f" ({a_type(value)})"  # (not "a int")
         raise ValueError(f"attention_mask must hold 0 (padding) and 1 (a token) only, got "
                          f"{value!r}{kind} at row {row}, column {col}")
     held = mask.astype(bool)

@@ -66,6 +66,7 @@ def test_good_masks_of_every_dtype_are_taken(gen):
 @pytest.mark.parametrize("mask, message", [
     ([[1] * 5, [1, 1, None, 1, 1], [1] * 5], "got None (a NoneType) at row 1, column 2"),
     ([[1] * 5, [0, 0, 1, 1, "1"], [1] * 5], "got '1' (a str) at row 1, column 4"),
+    ([[1] * 5, [1, 1, 2, 1, None], [1] * 5], "got 2 (an int) at row 1, column 2"),
 ])
 def test_an_object_mask_names_the_value_that_is_no_0_or_1(gen, mask, message):
     # (r3: a mask holding None or a str among 0s and 1s became an object array, every value of
