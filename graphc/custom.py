@@ -107,7 +107,7 @@ class _Custom:
                                   f"{_UNSUPPORTED_OPTIONS[option]}; leave {option} out",
                                   (user_location(),))
 
-    def __call__(self, *args, **kwargs):
+    def __call__(self, /, *args, **kwargs):  # (positional-only: f(self=...) reaches f)
         self._ready()
         args = self._positional(args, kwargs)
         if self.nondiff_argnums:

@@ -510,7 +510,7 @@ def trace(fn, *specs, name: str | None = None, names=None, who=None) -> Graph:
     return graph
 
 
-def eval_shape(fn, *args, **kwargs):
+def eval_shape(fn, /, *args, **kwargs):
     """jax.eval_shape: the shapes and dtypes of fn(*args, **kwargs), as a pytree of Specs
     like fn's result, found by tracing fn (args and kwargs' values: arrays, Specs or pytrees
     of them, each keyword's leaves traced as symbolic inputs as the positional ones, as
@@ -521,7 +521,7 @@ def eval_shape(fn, *args, **kwargs):
     return _specs(graph)
 
 
-def unchecked_eval_shape(fn, *args, **kwargs):
+def unchecked_eval_shape(fn, /, *args, **kwargs):
     """eval_shape without refusing a negative size the result does not hold: the ys of a
     scan of no steps, whose body never runs (eagerly nothing refuses a negative size it
     holds); one in the result is refused as eval_shape's (no (0, -2) ys can be made)."""

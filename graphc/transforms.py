@@ -727,7 +727,7 @@ class Compiled:
         self._closed_floats.pop(id(plan), None)
         self._weak_int_limits.pop(id(plan), None)
 
-    def __call__(self, *args, **kwargs):
+    def __call__(self, /, *args, **kwargs):  # (positional-only: f(self=...) reaches f)
         if kwargs:
             return self._call_by_keyword(args, kwargs)
         return self._call_positional(args, len(args))
