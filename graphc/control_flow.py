@@ -1000,6 +1000,8 @@ def cond(pred, true_fun, false_fun, *operands):
         f_leaves, t_leaves = _autocast_branches(f_region, f_leaves, t_region, t_leaves)
     _set_outputs(f_region, f_leaves, call_site)
     _set_outputs(t_region, t_leaves, call_site)
+    if f_structure == t_structure:
+        _weak_branch_dtypes(f_region, t_region, call_site)
     if f_structure != t_structure or [o.type for o in f_region.outputs] != \
             [o.type for o in t_region.outputs]:
         raise GraphcError(f"cond: true_fun {function_name(t_fn)}{_where(t_fn)} returns "
@@ -1161,6 +1163,50 @@ def _branch_keys_apart(first, second) -> str:
         return f"; their dicts{apart[0]} have keys {apart[1]} and {apart[2]}"
     apart = _dict_kinds_apart(first, second)
     return "" if apart is None else f"; their results{apart[0]} are {apart[1]} and {apart[2]}"
+
+
+def _weak_branch_dtypes(f_region, t_region, call_location):
+    """A weakly typed result of one branch (a Python number returned: `lambda x: 0.0`, or a
+    weak value computed from one) takes the dtype of the other branch's result beside it,
+    as a weak scalar takes the dtype of the tensor it meets and a loop's weak carry that of
+    the body's result: cond(p, lambda x: 0.0, lambda x: x[0], x) over float64 x returns
+    float64 (JAX's, where a Python number is weakly typed); it was a float32 constant and
+    the branches were refused as disagreeing. As _promote_carries, a weak int takes any int
+    or float dtype, a weak float any float one; a weak float beside an int stays refused.
+    Both weak in two dtypes: the wider (an int's the float's), and the result stays weak."""
+    outs = {id(r): list(r.outputs) for r in (f_region, t_region)}
+    changed = set()
+    for k, (a, b) in enumerate(zip(f_region.outputs, t_region.outputs)):
+        if a.dtype == b.dtype or a.shape != b.shape:
+            continue
+        weak_a, weak_b = weak.is_weak(a), weak.is_weak(b)
+        if not (weak_a or weak_b):
+            continue
+        if weak_a and weak_b:
+            floats = [n.dtype for n in (a, b) if n.dtype.kind == "f"]
+            target = np.dtype(floats[0]) if len(floats) == 1 else \
+                np.promote_types(a.dtype, b.dtype)
+            to_cast = [(f_region, a)] if a.dtype != target else []
+            to_cast += [(t_region, b)] if b.dtype != target else []
+        else:
+            (region, node), other = ((f_region, a), b) if weak_a else ((t_region, b), a)
+            target = np.dtype(other.dtype)
+            to_cast = [(region, node)]
+        if target.kind == "b" or any(n.dtype.kind == "f" and target.kind != "f"
+                                     for _, n in to_cast):
+            continue  # (refused below as the branches disagreeing)
+        for region, node in to_cast:
+            with region.building(), region.locations((call_location,) if call_location
+                                                     else ()):
+                cast = region._cast(node, target)
+            if weak_a and weak_b:
+                region.weak_ids.add(cast.id)
+            outs[id(region)][k] = cast
+            changed.add(id(region))
+    for region in (f_region, t_region):
+        if id(region) in changed:
+            with region.building():
+                region.set_outputs(outs[id(region)])
 
 
 def _autocast_branches(f_region, f_leaves, t_region, t_leaves):
