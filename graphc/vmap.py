@@ -209,7 +209,7 @@ def _named_reduce(reduce, who, x, axis_name):
                           "undefined", (user_location(),))
     leaves, structure, _ = flatten(x)
     return unflatten(structure, [_python_number_reduce(reduce, leaf, graph.size)
-                                 if type(leaf) in (bool, int, float) else
+                                 if _is_number(leaf) else
                                  _tensor_reduce(reduce, leaf, axis_name, graph.size)
                                  for leaf in leaves])
 
@@ -220,6 +220,16 @@ def _tensor_reduce(reduce, leaf, axis_name, size):
     psum(x) / size in float32 (JAX's float with x64 off, and graphc's default float)."""
     dtype = F._dtype(leaf)
     exact = dtype == np.dtype(bool) or np.issubdtype(dtype, np.integer)
+    if isinstance(leaf, Node) and weak.is_weak(leaf) and dtype != np.dtype(bool):
+        # (a compiled function's number argument, weakly typed, with in_axes=None): its
+        # reduction is weak too, as the Python number's is (_python_number_reduce), so that
+        # psum(n, "i") * float64_x takes x's dtype eagerly and compiled alike
+        if reduce == "mean" and exact:
+            leaf = F.cast(leaf, np.float64)
+            leaf.graph.weak_ids.add(leaf.id)
+        out = apply("vmap_reduce", leaf, reduce=reduce, axis_name=axis_name, axis_size=size)
+        out.graph.weak_ids.add(out.id)
+        return out
     if reduce in ("sum", "mean") and dtype == np.dtype(bool):
         leaf = F.cast(leaf, np.int64)
     if reduce == "mean" and exact:
@@ -229,15 +239,29 @@ def _tensor_reduce(reduce, leaf, axis_name, size):
     return apply("vmap_reduce", leaf, reduce=reduce, axis_name=axis_name, axis_size=size)
 
 
+def _is_number(leaf) -> bool:
+    """A Python number, or a numpy number scalar, which eager vmap passes to fun as it is,
+    weakly typed (numpy's float scalars took _tensor_reduce's way, where eager code read
+    np.float64(2.0) as a weak float32 and returned a strong float32 sum: refused beside
+    float64 examples, where the compiled vmap gave float64). Not a numpy bool, which is a
+    strong bool tensor compiled as eagerly (summed as int64, its max refused)."""
+    return type(leaf) in (bool, int, float) or \
+        isinstance(leaf, (np.integer,) + NUMPY_FLOAT_SCALARS)
+
+
 def _python_number_reduce(reduce, number, size):
     """A Python number is the same in every example: JAX's constant case, a Python number
     again (weakly typed), so that `x / gc.psum(1, "i")`, JAX's idiom for the axis size, keeps
     x's dtype (as a node, 1 was an int64 tensor and 2.0 a float32 one, refused beside a
     float64 or float32 x). psum: size times it (a bool counted as 1, as JAX sums bools as
     ints); pmean: it as a float (psum(x) / psum(1), as JAX's); pmax and pmin: it."""
+    # (a numpy scalar keeps its dtype where a Python number keeps its type: size times a
+    # numpy float, it for a mean of one; a numpy int's mean is a Python float as an int's)
     if reduce == "sum":
         return int(number) * size if type(number) is bool else number * size
-    return float(number) if reduce == "mean" else number
+    if reduce == "mean":
+        return number if isinstance(number, NUMPY_FLOAT_SCALARS) else float(number)
+    return number
 
 
 def _outer_graph(leaves):
