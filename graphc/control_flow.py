@@ -350,6 +350,16 @@ def _check_eager_carry(fn, what, carry, init):
     strong = [k for k, b in enumerate(old) if hasattr(b, "dtype") and not is_weak_scalar(b)]
     types = [[TensorType(F._shape(leaves[k]), F._dtype(leaves[k])) if hasattr(leaves[k], "dtype")
               else type(leaves[k]).__name__ for k in strong] for leaves in (new, old)]
+    # a weak scalar (0.0, np.float64(0)) is unchecked in its dtype, not its shape: a body
+    # turning it into a vector (c + xs[i]) ran eagerly where the compiled loop (and JAX's)
+    # refuses, and scan's ys then failed inside its stacking
+    reshaped = [k for k, b in enumerate(old) if k not in strong and
+                np.shape(new[k]) != np.shape(b)]
+    if reshaped:
+        def shown(x):
+            return str(TensorType(np.shape(x), np.result_type(x))) \
+                if np.result_type(x) in SHORT_NAMES else f"{np.result_type(x)}{list(np.shape(x))}"
+        types = [[shown(leaves[k]) for k in range(len(old))] for leaves in (new, old)]
     if types[0] != types[1]:
         raise GraphcError(f"{what} function {function_name(fn)}{_where(fn)} returns the carry "
                           f"as ({', '.join(str(t) for t in types[0])}) but it came in as "
