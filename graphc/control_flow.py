@@ -41,6 +41,7 @@ from runtime.eager import Tensor, apart_from, no_grad, op_serial
 from .tracing import (DICT_KINDS, Spec, called_function, function_name,
                       keys_sorted, leaves_and_structure, leaves_like, unchecked_eval_shape,
                       unflatten, unsupported_argument)
+from .pytree_apart import first_apart
 from .vmap import vmap
 
 __all__ = ["scan", "fori_loop", "while_loop", "cond", "switch", "map"]
@@ -346,25 +347,40 @@ def _check_eager_carry(fn, what, carry, init):
     if structure != old_structure or len(new) != len(old):
         raise GraphcError(f"{what} function {function_name(fn)}{_where(fn)} must return a "
                           f"carry with the structure of the initial one"
-                          f"{_carry_keys_apart(structure, old_structure)}", (user_location(),))
+                          f"{_structure_apart(structure, old_structure, [], [])}",
+                          (user_location(),))
     strong = [k for k, b in enumerate(old) if hasattr(b, "dtype") and not is_weak_scalar(b)]
-    types = [[TensorType(F._shape(leaves[k]), F._dtype(leaves[k])) if hasattr(leaves[k], "dtype")
-              else type(leaves[k]).__name__ for k in strong] for leaves in (new, old)]
+    types = [[_eager_type(leaves[k]) for k in strong] for leaves in (new, old)]
     # a weak scalar (0.0, np.float64(0)) is unchecked in its dtype, not its shape: a body
     # turning it into a vector (c + xs[i]) ran eagerly where the compiled loop (and JAX's)
     # refuses, and scan's ys then failed inside its stacking
-    reshaped = [k for k, b in enumerate(old) if k not in strong and
-                np.shape(new[k]) != np.shape(b)]
-    if reshaped:
-        def shown(x):
-            return str(TensorType(np.shape(x), np.result_type(x))) \
-                if np.result_type(x) in SHORT_NAMES else f"{np.result_type(x)}{list(np.shape(x))}"
-        types = [[shown(leaves[k]) for k in range(len(old))] for leaves in (new, old)]
+    if any(k not in strong and np.shape(new[k]) != np.shape(b) for k, b in enumerate(old)):
+        types = [[_eager_type(x) for x in leaves] for leaves in (new, old)]
     if types[0] != types[1]:
+        # the path of the first leaf that differs (a weak one by its shape alone)
+        each = [[_eager_type(x) if k in strong else np.shape(x) for k, x in enumerate(leaves)]
+                for leaves in (new, old)]
+        apart = first_apart(structure, old_structure, each[0], each[1]) \
+            if len(old) > 1 else None
+        detail = "" if apart is None or apart[3] is None else \
+            f"; first at {apart[0]}: {_eager_type(new[apart[3]])} where it came in as " \
+            f"{_eager_type(old[apart[4]])}"
         raise GraphcError(f"{what} function {function_name(fn)}{_where(fn)} returns the carry "
                           f"as ({', '.join(str(t) for t in types[0])}) but it came in as "
-                          f"({', '.join(str(t) for t in types[1])})", (user_location(),))
+                          f"({', '.join(str(t) for t in types[1])}){detail}",
+                          (user_location(),))
     return carry
+
+
+def _eager_type(x):
+    """An eager carry leaf's type as the messages show it (f64[2]); a Python number's by the
+    dtype numpy gives it; what is no array by its type's name."""
+    if hasattr(x, "dtype"):
+        return TensorType(F._shape(x), F._dtype(x))
+    if isinstance(x, (bool, int, float)):
+        dtype = np.result_type(x)
+        return TensorType((), dtype) if dtype in SHORT_NAMES else f"{dtype}[]"
+    return type(x).__name__
 
 
 def _in_structure(tree, structure):
@@ -472,17 +488,38 @@ def _check_carry(fn, what, new_nodes, new_structure, old_nodes, old_structure):
     """One line naming the user's function when its carry changes structure or type."""
     what, (new_structure, new_nodes), (old_structure, old_nodes) = _as_written(
         fn, what, (new_structure, new_nodes), (old_structure, old_nodes))
+    new_types = [n.type for n in new_nodes]
+    old_types = [n.type for n in old_nodes]
     if new_structure != old_structure or len(new_nodes) != len(old_nodes):
         raise GraphcError(f"{what} function {function_name(fn)}{_where(fn)} must return a "
                           f"carry with the structure of the initial one"
-                          f"{_carry_keys_apart(new_structure, old_structure)}",
+                          f"{_structure_apart(new_structure, old_structure, new_types, old_types)}",
                           (user_location(),))
-    new_types = [n.type for n in new_nodes]
-    old_types = [n.type for n in old_nodes]
     if new_types != old_types:
         raise GraphcError(f"{what} function {function_name(fn)}{_where(fn)} returns the carry "
-                          f"as {_types(new_nodes)} but it came in as {_types(old_nodes)}",
+                          f"as {_types(new_nodes)} but it came in as {_types(old_nodes)}"
+                          f"{_leaf_apart(new_structure, old_structure, new_types, old_types)}",
                           (user_location(),))
+
+
+def _structure_apart(new, old, new_types, old_types) -> str:
+    """The detail of a carry whose structure changed: the dict keys (_carry_keys_apart),
+    else the first place it differs, by its path (JAX's carry[1]['h']): a list for a tuple,
+    another length, None for an array."""
+    detail = _carry_keys_apart(new, old)
+    if detail:
+        return detail
+    apart = first_apart(new, old, new_types, old_types)
+    return "" if apart is None else f" ({apart[0]} is {apart[1]} where the initial one is " \
+                                    f"{apart[2]})"
+
+
+def _leaf_apart(new, old, new_types, old_types) -> str:
+    """'; first at carry['layer7']['h']: f64[3] where it came in as f64[4]' where the carry
+    has more than one leaf, so the user need not count through the types."""
+    apart = first_apart(new, old, new_types, old_types) if len(old_types) > 1 else None
+    return "" if apart is None else f"; first at {apart[0]}: {apart[1]} where it came in " \
+                                    f"as {apart[2]}"
 
 
 def _results(node, count):
@@ -1017,7 +1054,7 @@ def cond(pred, true_fun, false_fun, *operands):
         raise GraphcError(f"cond: true_fun {function_name(t_fn)}{_where(t_fn)} returns "
                           f"{_types(t_region.outputs)} but false_fun {function_name(f_fn)} returns "
                           f"{_types(f_region.outputs)}; both must return the same structure, "
-                          f"shapes and dtypes{_branch_keys_apart(t_structure, f_structure)}",
+                          f"shapes and dtypes{_branch_apart(t_structure, f_structure, [o.type for o in t_region.outputs], [o.type for o in f_region.outputs])}",
                           (user_location(),))
     # each branch takes both branches' captured values (a branch ignores the other's)
     f_outer = f_region.close(f_own)
@@ -1173,6 +1210,18 @@ def _branch_keys_apart(first, second) -> str:
         return f"; their dicts{apart[0]} have keys {apart[1]} and {apart[2]}"
     apart = _dict_kinds_apart(first, second)
     return "" if apart is None else f"; their results{apart[0]} are {apart[1]} and {apart[2]}"
+
+
+def _branch_apart(first, second, first_types, second_types) -> str:
+    """_branch_keys_apart's detail, else where the two results first differ, by its path
+    (JAX's): two structures that print alike (a tuple and a dict of the same arrays), a
+    tuple against a list, another length, or the first leaf of another type."""
+    detail = _branch_keys_apart(first, second)
+    if detail:
+        return detail
+    apart = first_apart(first, second, first_types, second_types, root="result")
+    return "" if apart is None or (apart[3] is not None and len(first_types) < 2) else f"; they first differ at {apart[0]}: {apart[1]} " \
+                                    f"against {apart[2]}"
 
 
 def _weak_branch_dtypes(f_region, t_region, call_location):
