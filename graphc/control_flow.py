@@ -776,18 +776,28 @@ def _apart(result, operands, since=None):
 
 
 # ---- fori_loop -----------------------------------------------------------------------------
-@_naming_wrong_arity(lambda lower, upper, body_fun, init_val: [
+@_naming_wrong_arity(lambda lower, upper, body_fun, init_val, **_: [
     (body_fun, "body_fun", ("i", "val"))])
-def fori_loop(lower, upper, body_fun, init_val):
+def fori_loop(lower, upper, body_fun, init_val, *, unroll: int | bool | None = None):
     """jax.lax.fori_loop: body_fun(i, val) -> val for i in [lower, upper). With Python-int
     bounds it is a scan (differentiable); with traced bounds a while_loop (not). A symbolic
     size as a bound (`x.shape[0]` under polymorphic_shapes) is a scan of that symbolic length
     where upper - lower >= 0 for every size (n, n - 1; differentiable, one plan for every
     size), else a while_loop of the sizes filled in per call (JAX's takes a while_loop for
-    every symbolic bound: int() of one is inconclusive there)."""
+    every symbolic bound: int() of one is inconclusive there). `unroll` (JAX's keyword) is
+    taken and checked as scan's, changing nothing (the values are the same); as in JAX it
+    needs bounds known when the loop is traced."""
     _check_callable(body_fun, "fori_loop", "body_fun")
+    if unroll is not None and not isinstance(unroll, bool) and \
+            not (is_int(unroll) and unroll >= 1):
+        raise GraphcError(f"fori_loop: unroll must be an int >= 1 or a bool, got {unroll!r}",
+                          (user_location(),))
     _refuse_foreign("fori_loop", "init_val", init_val, leaves_and_structure(init_val)[0])
     if _read_per_call(lower) or _read_per_call(upper):
+        if unroll is not None:  # (JAX's words)
+            raise GraphcError("fori_loop: unroll can only be used if the loop bounds are "
+                              "statically known (a Python or numpy int, not a traced value)",
+                              (user_location(),))
         return _fori_while(lower, upper, body_fun, init_val)
     if isinstance(lower, Dim) or isinstance(upper, Dim):
         length, dtype = upper - lower, np.dtype(np.int64)  # a size's value is an int64
