@@ -43,7 +43,7 @@ __all__ = ["add", "sub", "mul", "div", "pow", "maximum", "minimum", "neg", "exp"
            "std", "logsumexp", "any", "all", "cumsum", "ValuesIndices",
            "tril", "triu", "eye",
            "less", "less_equal", "greater", "greater_equal", "equal", "not_equal",
-           "logical_and", "logical_or", "logical_not", "where", "stop_gradient", "gelu",
+           "logical_and", "logical_or", "logical_not", "logical_xor", "where", "stop_gradient", "gelu",
            "cast", "astype", "sum", "max", "min", "argmax", "argmin", "mean", "var", "reshape", "transpose",
            "swapaxes", "broadcast_to", "expand_dims", "squeeze", "unsqueeze", "permute",
            "flatten", "unbroadcast", "slice_",
@@ -569,6 +569,17 @@ def not_equal(a, b): return apply("ne", a, b)
 def logical_and(a, b): return apply("logical_and", a, b)
 def logical_or(a, b): return apply("logical_or", a, b)
 def logical_not(x): return apply("logical_not", x)
+
+
+def logical_xor(a, b):
+    """jnp.logical_xor / torch.logical_xor of bool operands (broadcast): a != b, one `ne`
+    node; other dtypes are refused as logical_and refuses them."""
+    for x in (a, b):
+        dtype = _dtype(x, "logical_xor")
+        if dtype != _BOOL:
+            raise GraphcError(f"logical_xor: needs bool operands, got {dtype}",
+                              (user_location(),))
+    return apply("ne", a, b)
 _BOOL = np.dtype("bool")
 
 
