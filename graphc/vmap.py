@@ -191,9 +191,33 @@ def pmin(x, axis_name):
 
 
 def _named_reduce(reduce, who, x, axis_name):
+    if isinstance(axis_name, (tuple, list)) and all(isinstance(a, str) for a in axis_name):
+        # JAX's tuple of names: the reduction over every example of each of those vmaps
+        # (nested, so over their product): one axis after another, the same total for a
+        # sum, max or min, and for a mean, as each axis' examples are equally many
+        if len(set(axis_name)) != len(axis_name):
+            raise GraphcError(f"{who}: axis_name {tuple(axis_name)!r} names an axis twice",
+                              (user_location(),))
+        for name in axis_name:
+            _bound_region(who, name)  # (an unbound name refused before anything reduces)
+        for name in axis_name:
+            x = _named_reduce(reduce, who, x, name)
+        return x
     if not isinstance(axis_name, str):
-        raise GraphcError(f"{who}: axis_name must be one vmap's axis name (a string), got "
-                          f"{axis_name!r}", (user_location(),))
+        raise GraphcError(f"{who}: axis_name must be a vmap's axis name (a string) or a tuple "
+                          f"of them, got {axis_name!r}", (user_location(),))
+    graph = _bound_region(who, axis_name)
+    leaves, structure, _ = flatten(x)
+    return unflatten(structure, [_python_number_reduce(reduce, leaf, graph.size)
+                                 if _is_number(leaf) else
+                                 _tensor_reduce(reduce, leaf, axis_name, graph.size)
+                                 for leaf in leaves])
+
+
+def _bound_region(who, axis_name):
+    """The innermost vmap region around this call naming `axis_name`, checked to have a
+    known batch size (for who's one-line refusals)."""
+    reduce = {"pmax": "max", "pmin": "min"}.get(who)
     graph = current_graph()
     while graph is not None and getattr(graph, "axis_name", None) != axis_name:
         graph = getattr(graph, "parent", None)
@@ -207,11 +231,7 @@ def _named_reduce(reduce, who, x, axis_name):
         raise GraphcError(f"{who}: the vmap naming {axis_name!r} has no examples (batch size "
                           f"0): the {'largest' if reduce == 'max' else 'smallest'} of none is "
                           "undefined", (user_location(),))
-    leaves, structure, _ = flatten(x)
-    return unflatten(structure, [_python_number_reduce(reduce, leaf, graph.size)
-                                 if _is_number(leaf) else
-                                 _tensor_reduce(reduce, leaf, axis_name, graph.size)
-                                 for leaf in leaves])
+    return graph
 
 
 def _tensor_reduce(reduce, leaf, axis_name, size):

@@ -67,8 +67,9 @@ def test_unbound_or_bad_names_are_one_line():
                                       "call has axis_name='i'"),
             (lambda: gc.vmap(lambda r: gc.pmean(r, "j"), axis_name="i")(X),
              "pmean: unbound axis name 'j'"),
-            (lambda: gc.vmap(lambda r: gc.psum(r, ("i",)), axis_name="i")(X),
-             r"psum: axis_name must be one vmap's axis name \(a string\), got \('i',\)"),
+            (lambda: gc.vmap(lambda r: gc.psum(r, ("i", 3)), axis_name="i")(X),
+             r"psum: axis_name must be a vmap's axis name \(a string\) or a tuple of them, "
+             r"got \('i', 3\)"),
             (lambda: gc.vmap(lambda r: r, axis_name=3), "vmap: axis_name must be a non-empty "
                                                         "string, got 3")]:
         with pytest.raises(GraphcError, match="^" + words) as info:
