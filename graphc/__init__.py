@@ -55,11 +55,11 @@ from .trainer import Trainer, load_params
 from .transforms import RecompileWarning, compile, grad, hessian, jvp, value_and_grad, vjp
 from .transforms import stop_gradient  # noqa: F811  (over ir's one-value op: pytrees too)
 from .transforms import float0
-from .vmap import pmax, pmean, pmin, psum, vmap
+from .vmap import axis_index, pmax, pmean, pmin, psum, vmap
 
 __version__ = "0.1.0"
 __all__ = ["GraphcError", "Graph", "Node", "Parameter", "Tensor", "Spec", "spec", "trace",
-           "eval_shape", "psum", "pmean", "pmax", "pmin",
+           "eval_shape", "psum", "pmean", "pmax", "pmin", "axis_index",
            "float0", "compile", "grad", "value_and_grad", "vjp", "jvp", "linearize", "linear_transpose",
            "hessian", "jacfwd", "jacrev", "gradients", "no_grad", "enable_grad", "set_grad_enabled",
            "is_grad_enabled",

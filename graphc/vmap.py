@@ -214,6 +214,23 @@ def _named_reduce(reduce, who, x, axis_name):
                                  for leaf in leaves])
 
 
+def axis_index(axis_name):
+    """jax.lax.axis_index: inside gc.vmap(f, axis_name=...), the index of the example f
+    runs on along that named axis (the innermost vmap of the name), an int32 scalar as
+    JAX's; eagerly and compiled, under grad (an integer: no gradient) and inside loops."""
+    if not isinstance(axis_name, str):
+        raise GraphcError(f"axis_index: axis_name must be a vmap's axis name (a string), got "
+                          f"{axis_name!r}", (user_location(),))
+    region = _bound_region("axis_index", axis_name)
+    if region.example_index is None:  # (the input _Region.part selects rows by, bound to
+        # arange(size), batched, at the end: bindings())
+        region.example_index = region.input(region._fresh("example"), (), "int64")
+    index, here = region.example_index, current_graph()
+    if here is not region:  # a loop body's or branch's inside the vmap: captured through
+        index = here.capture(index)
+    return F.cast(index, np.int32)
+
+
 def _bound_region(who, axis_name):
     """The innermost vmap region around this call naming `axis_name`, checked to have a
     known batch size (for who's one-line refusals)."""
