@@ -534,6 +534,15 @@ def _length(d):
         raise GraphcError("scan: length is an eager tensor, which the compiled plan would fix at "
                           "its value now; give an int (a loop of a length read per call: "
                           "fori_loop or while_loop)", (user_location(),))
+    if isinstance(d, SymbolicValue):  # (as JAX's ConcretizationTypeError; it was "a symbolic
+        # value cannot be turned into a numpy array while the graph is being built").
+        # _no_value: a Python int argument's advice (static_argnums), and eager grad then
+        # retries with the number as it is, as JAX's grad passes it concretely
+        message = (f"scan: length must be known when the loop is traced, got a traced "
+                   f"{d.type} (fori_loop or while_loop take a count read per call)")
+        if hasattr(d, "_no_value"):
+            d._no_value(message)
+        raise GraphcError(message, (user_location(),))
     length = _whole(d, "scan: length")
     if length < 0:
         raise GraphcError(f"scan: length must be >= 0, got {length}", (user_location(),))
