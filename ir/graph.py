@@ -197,8 +197,14 @@ class Node(SymbolicValue, OperatorMixin):
         _refuse_tensor_only(name)
 
     def __array__(self, *args, **kwargs):
+        hint = ""
+        if self.type.shape == () and self.type.dtype.kind in "iu":
+            # (numpy's X[i] with a traced index, the usual way here: a loop's index; eagerly
+            # the index is a number and that works)
+            hint = ("; if it indexes a numpy array (X[i] of a closed-over X), make X a tensor "
+                    "(gc.tensor(X)) or pass it as an argument")
         raise GraphcError("a symbolic value cannot be turned into a numpy array while the graph "
-                          "is being built; run the graph (graphc.compile) to get values",
+                          f"is being built; run the graph (graphc.compile) to get values{hint}",
                           (user_location(),))
 
     def __iter__(self):
