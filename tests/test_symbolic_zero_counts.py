@@ -135,3 +135,27 @@ def test_sum_of_broadcast_reorders_the_sum_as_documented_for_overflow():
                                  (np.array([np.inf, -np.inf]), (4, 2), None, np.nan)]:
         for got in both(x, shape, axis):
             np.testing.assert_array_equal(got, want)
+
+
+def test_logsumexp_over_a_symbolic_axis_at_0_takes_no_log_of_0_as_the_concrete_plan():
+    """Review (r6): at n = 1 the symbolic plan took log(0), with numpy's "divide by zero
+    encountered in log" warning, where the concrete empty case, eager, torch and scipy give
+    -inf silently. Values, gradients and the vmapped plan, under warnings as errors; an
+    all -inf row (log(0) in every plan, as before) is left as it is."""
+    f = lambda x: gc.logsumexp(x[1:], axis=0)
+    for dtype in ("float64", "float16"):
+        x = np.zeros((1, 3), dtype)
+        for pipeline in ("O0", "default"):
+            poly = gc.compile(f, pipeline=pipeline, polymorphic_shapes=(("n", "_"),))
+            grad = gc.compile(gc.grad(lambda x: gc.sum(gc.exp(f(x)))), pipeline=pipeline,
+                              polymorphic_shapes=(("n", "_"),))
+            batched = gc.compile(gc.vmap(f), pipeline=pipeline,
+                                 polymorphic_shapes=(("b", "n", "_"),))
+            with warnings.catch_warnings():
+                warnings.simplefilter("error")
+                np.testing.assert_array_equal(poly(x), np.full(3, -np.inf, dtype))
+                np.testing.assert_array_equal(grad(x), np.zeros((1, 3), dtype))
+                np.testing.assert_array_equal(batched(np.zeros((2, 1, 3), dtype)),
+                                              np.full((2, 3), -np.inf, dtype))
+                np.testing.assert_array_equal(poly(np.array([[0, 0, 0], [1, 2, 3]], dtype)),
+                                              np.array([1, 2, 3], dtype))

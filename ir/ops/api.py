@@ -872,7 +872,14 @@ def logsumexp(x, axis=None, keepdims=False, *, dim=NO_DIM, keepdim=None):
             shifted = concat([shifted, full(slab, -math.inf, _dtype(x))], a)
     peak = stop_gradient(max(shifted, axes, keepdims=True))
     peak = where(isfinite(peak), peak, zeros_like(peak))
-    out = log(sum(exp(x - peak), axes, keepdims=True)) + peak
+    total = sum(exp(x - peak), axes, keepdims=True)
+    if shifted is not x:  # at 0 elements -inf without taking log(0), as the concrete empty
+        # case (no numpy "divide by zero" warning); a count >= 1 keeps log(total) as it is
+        some = greater(full((), count, "int64"), full((), 0, "int64"))
+        total = where(some, total, full((), 1, _dtype(total)))
+        out = where(some, log(total) + peak, full((), -math.inf, _dtype(total)))
+    else:
+        out = log(total) + peak
     return out if keepdims else reshape(out, tuple(d for i, d in enumerate(_shape(x))
                                                    if i not in axes))
 
