@@ -106,7 +106,8 @@ def _vjp_scatter_prod(ctx, g):
     zero = F.equal(updates, nothing)
     zeros = F.take(F.scatter_add(F.cast(zero, "int64"), idx, rows), idx)
     unzeroed = F.where(zero, F.ones_like(updates), updates)
-    others = F.take(F.mul(g, scatter_prod(unzeroed, idx, rows)), idx)
+    product = scatter_prod(unzeroed, idx, rows)  # (the row's non-zero elements')
+    others = F.take(F.mul(g, product), idx)
     # the product of the other zeros (value 0) with its derivatives: of one, itself (p1);
     # of two, e2 = (p1^2 - p2) / 2, p_k the other zeros' sum of k-th powers (each the
     # row's sum less its own)
@@ -115,8 +116,13 @@ def _vjp_scatter_prod(ctx, g):
     squares = F.mul(kept, kept)
     p2 = F.sub(F.take(F.scatter_add(squares, idx, rows), idx), squares)
     e2 = F.mul(F.sub(F.mul(p1, p1), p2), 0.5)
-    others = F.where(F.equal(zeros, np.int64(2)), F.mul(others, p1),
-                     F.where(F.equal(zeros, np.int64(3)), F.mul(others, e2), others))
+    # (multiplying p1 or e2, 0, the product is kept finite: an overflowed row, inf, times 0
+    # was NaN where the zero's gradient is 0, torch's; the derivative saturates there)
+    big = float(F.finfo(updates.dtype).max)
+    finite = F.take(F.minimum(F.maximum(F.mul(g, F.minimum(F.maximum(product, -big), big)),
+                                        -big), big), idx)
+    others = F.where(F.equal(zeros, np.int64(2)), F.mul(finite, p1),
+                     F.where(F.equal(zeros, np.int64(3)), F.mul(finite, e2), others))
     rest = F.div(F.take(F.mul(g, ctx.out), idx), unzeroed)
     lone = F.logical_and(zero, F.less_equal(zeros, np.int64(3)))
     return [F.where(lone, others, rest), None]
