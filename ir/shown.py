@@ -29,7 +29,8 @@ def _values(array: np.ndarray, limit: int):
         text = np.array2string(array, separator=", ", max_line_width=10 ** 6)
     except Exception:  # (a dtype numpy cannot print)
         return None
-    text = re.sub(r"\[ +", "[", " ".join(text.split()))  # (numpy pads: "[ True, False]")
+    # (numpy pads to align its columns: "[ True, False]", "[0. , 0.33333333]")
+    text = re.sub(r" +([,\]])", r"\1", re.sub(r"\[ +", "[", " ".join(text.split())))
     return text if len(text) <= limit else None
 
 

@@ -42,3 +42,13 @@ def test_segment_prod_zero_cotangent_on_an_overflowed_row():
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")
         np.testing.assert_array_equal(np.asarray(gc.grad(loss)(u)), np.zeros(4, np.float32))
+
+
+def test_shown_small_array_without_numpys_column_padding():
+    """numpy pads a float array's numbers to one width ('[0. , 0.33333333]'): a message
+    shows each number as written, no space before a comma or a bracket."""
+    from ir.shown import shown
+    assert shown(np.array([0.0, 1 / 3, 2.0])) == \
+        "ndarray([0., 0.33333333, 2.], dtype=float64)"
+    assert shown(np.array([[1.5, 10.0], [2.0, -3.25]], np.float32)) == \
+        "ndarray([[1.5, 10.], [2., -3.25]], dtype=float32)"
