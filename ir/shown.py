@@ -55,7 +55,8 @@ def shown(value, limit: int = 80) -> str:
             return clipped(" ".join(repr(value).split()), limit)
         array = value if isinstance(value, np.ndarray) else getattr(value, "data", None)
         if shape == () and isinstance(array, np.ndarray):
-            return f"{kind}({array.item()!r}, dtype={dtype})"
+            text = repr(array.item())  # (an object's or a string's: one line, cut short)
+            return f"{kind}({clipped(' '.join(text.split()), limit)}, dtype={dtype})"
         values = _values(array, limit) if isinstance(array, np.ndarray) and \
             0 < array.size <= SMALL else None
         if values is not None:

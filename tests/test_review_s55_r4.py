@@ -52,3 +52,15 @@ def test_shown_small_array_without_numpys_column_padding():
         "ndarray([0., 0.33333333, 2.], dtype=float64)"
     assert shown(np.array([[1.5, 10.0], [2.0, -3.25]], np.float32)) == \
         "ndarray([[1.5, 10.], [2., -3.25]], dtype=float32)"
+
+
+def test_shown_zero_d_array_of_a_long_or_multi_line_item_is_one_short_line():
+    from ir.shown import shown
+
+    class Multi:
+        def __repr__(self):
+            return "first\nsecond"
+    assert shown(np.array(Multi(), dtype=object)) == "ndarray(first second, dtype=object)"
+    text = shown(np.array("s" * 1000))
+    assert len(text) < 80 and "\n" not in text, text
+    assert shown(np.array(0.5, np.float32)) == "ndarray(0.5, dtype=float32)"
