@@ -128,11 +128,12 @@ def _linear(planes, coords, sizes, valid, scalar):
         values, inside = _read(planes, corner, sizes)
         weight = F.expand_dims(weight, 1)
         # (masked on both sides of the product: its backward multiplies a masked cotangent
-        # by the other factor, a NaN weight's NaN)
+        # by the other factor, a NaN weight's NaN; the weight's mask is (N, 1, P), cheap)
         read = F.where(inside, _numbers_only(values, valid), F.zeros_like(values))
-        term = F.where(inside, read * F.where(inside, weight, F.zeros_like(weight)),
-                       F.zeros_like(weight) if scalar else weight * 0.0)
+        term = read * F.where(inside, weight, F.zeros_like(weight))
         out = term if out is None else out + term
+    if not scalar:  # (a NaN point's NaN, once: every weight of a non-finite point is NaN)
+        out = out + weight * 0.0
     return out
 
 
