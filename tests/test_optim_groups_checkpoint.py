@@ -13,16 +13,7 @@ from graphc import checkpoint, optim
 
 F = "test_optim_groups_checkpoint.py"
 
-rng = np.random.default_rng(0)
-X, Y = rng.normal(size=(12, 4)), rng.normal(size=(12, 2))
-P0 = {"backbone.w": rng.normal(size=(4, 5)) * 0.5, "backbone.b": np.zeros(5),
-      "head.w": rng.normal(size=(5, 2)) * 0.5}
-
-
-def loss(p, batch):
-    x, y = batch
-    h = gc.tanh(x @ p["backbone.w"] + p["backbone.b"])
-    return gc.mean((h @ p["head.w"] - y) ** 2)
+from optim_groups_helpers import P0, X, Y, loss
 
 
 def make(backbone_lr=1e-2):
