@@ -1855,7 +1855,8 @@ class _EagerSplit(_Positional):
             if name.endswith("="):  # a keyword argument's number (_numbers_changed)
                 kinds.setdefault("keyword", []).append(name)
                 continue
-            for kind in sorted({"int" if reason.startswith("int()") else
+            # (scan's traced length is an int use too: it can only be fixed, never traced)
+            for kind in sorted({"int" if reason.startswith(("int()", "scan: length")) else
                                 "if" if "truth value" in reason else "other"
                                 for reason in self.uses.get(name) or {""}}):
                 kinds.setdefault(kind, []).append(name)
