@@ -540,9 +540,10 @@ def _length(d):
         # retries with the number as it is, as JAX's grad passes it concretely
         message = (f"scan: length must be known when the loop is traced, got a traced "
                    f"{d.type} (fori_loop or while_loop take a count read per call)")
-        if hasattr(d, "_no_value"):
-            d._no_value(message)
-        raise GraphcError(message, (user_location(),))
+        # (a probe trace, graphc/advice.py's probe_uses, is given the number: it goes on)
+        d = d._no_value(message) if hasattr(d, "_no_value") else None
+        if d is None:
+            raise GraphcError(message, (user_location(),))
     length = _whole(d, "scan: length")
     if length < 0:
         raise GraphcError(f"scan: length must be >= 0, got {length}", (user_location(),))

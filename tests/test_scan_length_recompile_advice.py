@@ -24,3 +24,22 @@ def test_scan_length_gets_the_int_advice():
     assert len(messages) == 1, messages
     assert "n: used as an int (a range, a shape)" in messages[0]
     assert "k * x" not in messages[0]
+
+
+def _sines_then_if(c, n):
+    c = gc.sum(gc.scan(lambda c, _: (gc.sin(c), None), c, None, length=n)[0])
+    if n > 100:  # (a use after the scan: the probe trace must go past the length)
+        c = c * 2
+    return c
+
+
+def test_the_probe_goes_past_the_scan_length():
+    g = gc.grad(_sines_then_if)
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always")
+        for n in range(1, 10):
+            g(X, n)
+    messages = [str(w.message) for w in caught if isinstance(w.message, gc.RecompileWarning)]
+    assert len(messages) == 1, messages
+    assert "n: used in an `if`" in messages[0]
+    assert "n: used as an int" in messages[0]
