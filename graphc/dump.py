@@ -561,10 +561,37 @@ def _rematerialize(graph, memory_limit: int):
     return graph
 
 
+def _input_files(target: str) -> list[str]:
+    """The user's files that `target` was read from: a saved .ir/.json file, or the Python
+    file (FILE.py:FUNCTION, or MODULE:FUNCTION's module, imported by now) that built it."""
+    if os.path.isfile(target):
+        return [target]
+    where = target.rpartition(":")[0]
+    if os.path.isfile(where):
+        return [where]
+    module = sys.modules.get(where)
+    found = getattr(module, "__file__", None)
+    return [found] if found and os.path.isfile(found) else []
+
+
+def _refuse_own_input(output: str, target: str) -> None:
+    """-o naming the file the graph came from replaced it (a user's script with IR text, a
+    --full dump with its summary): refused before anything is written."""
+    for source in _input_files(target):
+        try:
+            same = os.path.samefile(output, source)
+        except OSError:  # (the output does not exist yet: not the input)
+            return
+        if same:
+            raise GraphcError(f"-o {output}: is the file the graph was read from ({target}); "
+                              "write the dump to another file")
+
+
 def _emit(data, args) -> int:
     if args.output:
         check_writable(args.output, "-o")
         refuse_checkpoint(args.output, "-o")
+        _refuse_own_input(args.output, getattr(args, "target", ""))
         write_atomically(args.output, data)
     elif sys.stdout is None:  # (stdout closed, `>&-`: discarded, as print() discards it)
         pass
