@@ -813,7 +813,7 @@ if numba is not None:
             _grad_columns(x2[i], g2[i], mu, rstd, scale, a, bc, out2[i])
 
     @njit(**_ROW_OPTS)
-    def batch_norm(x, w, b, eps, out):
+    def _batch_norm_kernel(x, w, b, eps, out):
         rows, channels, m = x.shape
         ty = x.dtype.type
         if _by_rows(x):
@@ -829,7 +829,7 @@ if numba is not None:
                     dst[j] = (xr[j] - mu) * rstd * wc + bc
 
     @njit(**_ROW_OPTS)
-    def batch_norm_grads(x, w, g, eps, out, wout):
+    def _batch_norm_grads_kernel(x, w, g, eps, out, wout):
         """w * rstd * (g - mean(g) - xhat * mean(g * xhat)) per channel into out, and into
         wout (2, C) sum(g * xhat) and sum(g), BatchNorm's weight and bias gradients, which
         come from the same sums (runtime.lowering.layer_norm_grad_pairs pairs
@@ -867,15 +867,15 @@ if numba is not None:
         wout[:] = sums
 
     @njit(**_SERIAL_ROW_OPTS)  # (the kernel it calls runs in parallel)
-    def batch_norm_grad(x, w, g, eps, out):
-        batch_norm_grads(x, w, g, eps, out, np.empty((2, x.shape[1]), x.dtype))
+    def _batch_norm_grad_kernel(x, w, g, eps, out):
+        _batch_norm_grads_kernel(x, w, g, eps, out, np.empty((2, x.shape[1]), x.dtype))
 
     @njit(**_SERIAL_ROW_OPTS)
-    def batch_norm_wgrad(x, g, eps, out):
-        batch_norm_grads(x, out[0], g, eps, np.empty((0, 0, 0), x.dtype), out)
+    def _batch_norm_wgrad_kernel(x, g, eps, out):
+        _batch_norm_grads_kernel(x, out[0], g, eps, np.empty((0, 0, 0), x.dtype), out)
 
     @njit(**_ROW_OPTS)
-    def batch_moments(x, out):
+    def _batch_moments_kernel(x, out):
         """out[0] = each channel's mean, out[1] = its biased variance."""
         if _by_rows(x):
             stats = _rows_stats(x, x, 0.0)
@@ -1036,6 +1036,45 @@ if numba is not None:
             k = idx[r]
             if k >= 0 and k < depth:
                 dst[k] = 1
+
+
+def _frozen(a):
+    """a, or a read-only view of it."""
+    if a.flags.writeable:
+        a = a.view()
+        a.flags.writeable = False
+    return a
+
+
+class _ReadOnlyInputs:
+    """A fixed kernel whose array inputs (its first `inputs` arguments) it is always given
+    read-only. numba types a read-only array apart from a writable one, and a plan passes
+    either: its constants are read-only (the zero bias of BatchNorm(bias=False), the ones
+    of affine=False, an input a gradient closes over), its buffers writable. Each mix of the
+    two compiled a specialisation of its own at a plan's first call (6-16 s of CPU each;
+    `python -m runtime.jit` prepares one); a read-only view of each input (~0.4 us) makes
+    them all the one it prepares."""
+    __slots__ = ("kernel", "inputs")
+
+    def __init__(self, kernel, inputs: int):
+        self.kernel, self.inputs = kernel, inputs
+
+    def __call__(self, *args):
+        k = self.inputs
+        return self.kernel(*[_frozen(a) for a in args[:k]], *args[k:])
+
+    @property
+    def signatures(self) -> list:
+        return self.kernel.signatures
+
+
+if numba is not None:
+    # BatchNorm's kernels, with their array inputs (x, w, b, g) read-only
+    batch_norm = _ReadOnlyInputs(_batch_norm_kernel, 3)
+    batch_norm_grads = _ReadOnlyInputs(_batch_norm_grads_kernel, 3)
+    batch_norm_grad = _ReadOnlyInputs(_batch_norm_grad_kernel, 3)
+    batch_norm_wgrad = _ReadOnlyInputs(_batch_norm_wgrad_kernel, 2)
+    batch_moments = _ReadOnlyInputs(_batch_moments_kernel, 1)
 
 
 def _read_only(a):
