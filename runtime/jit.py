@@ -1479,13 +1479,35 @@ def _holds(path: str, source: str) -> bool:
         return False
 
 
-def argument_spec(node, kinds) -> tuple:
+def argument_spec(node, kinds, operand_types=None) -> tuple:
     """What a generated kernel is compiled for: the output's dtype, then each operand's kind,
     dtype and whether it is read-only (constants are read-only arrays, a distinct type for
-    numba)."""
+    numba), and its layout where that is not C-ordered ('F' or 'A': a transposed or sliced
+    view, also a distinct type). `operand_types`: (read_only, layout) per operand, as the
+    plan passes it (runtime.layouts.operand_type); without it, constants are read-only and
+    everything C-ordered."""
     from .op_lowering import is_constant
-    return (node.dtype.name,) + tuple((kind, i.dtype.name, is_constant(i))
-                                      for i, kind in zip(node.inputs, kinds))
+    if operand_types is None:
+        operand_types = [(is_constant(i), "C") for i in node.inputs]
+    return (node.dtype.name,) + tuple(
+        (kind, i.dtype.name, read_only) + ((layout,) if layout != "C" else ())
+        for i, kind, (read_only, layout) in zip(node.inputs, kinds, operand_types))
+
+
+def _example_array(kind: str, dtype, read_only: bool, layout: str) -> np.ndarray:
+    """A small array of a generated kernel's operand kind with this numba type (out: 2 x 2)."""
+    if kind == "scalar":  # one element: contiguous whatever its strides
+        a = np.zeros(1, dtype)
+    elif kind in ("row", "col"):
+        a = np.zeros(4, dtype)[::2] if layout == "A" else np.zeros(2, dtype)
+    elif layout == "F":
+        a = np.zeros((2, 2), dtype).T
+    elif layout == "A":
+        a = np.zeros((2, 4), dtype)[:, ::2]
+    else:
+        a = np.zeros((2, 2), dtype)
+    a.setflags(write=not read_only)
+    return a
 
 
 def warm_generated(fn, spec) -> None:
@@ -1494,14 +1516,11 @@ def warm_generated(fn, spec) -> None:
     quiet_blas_spinning()
     if (fn, spec) in _WARM:
         return
-    shapes = {"full": (1, 1), "row": (1,), "col": (1,), "scalar": (1,), "block": (1, 1)}
     # spec[0]: the result's dtype, or a tuple of them for a kernel with several results
-    args = [np.zeros((1, 1), d) for d in (spec[0] if isinstance(spec[0], tuple) else
+    args = [np.zeros((2, 2), d) for d in (spec[0] if isinstance(spec[0], tuple) else
                                          (spec[0],))]
-    for kind, dtype, read_only in spec[1:]:
-        a = np.zeros(shapes[kind], dtype)
-        a.setflags(write=not read_only)
-        args.append(a)
+    for kind, dtype, read_only, *layout in spec[1:]:
+        args.append(_example_array(kind, dtype, read_only, layout[0] if layout else "C"))
     with np.errstate(all="ignore"):
         fn(*args)
     _WARM.add((fn, spec))

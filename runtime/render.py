@@ -22,6 +22,7 @@ from ir.types import SHORT_NAMES
 from .fusion import fused_operand_kinds, loop_type
 from .jit import argument_spec
 from .kernelgen import kernel_source
+from .layouts import operand_type
 from .memory import aliasing_outputs, written_over
 from .lowering import concat_by_copies, kernel_with_written_call, softmax_grad_scaled_call
 from .op_lowering import emit_numpy, is_fused_result, lowering_of, view_expression
@@ -312,12 +313,16 @@ class _Renderer:
         source = kernel_source(n.attrs["program"], kinds, [i.type for i in n.inputs],
                                parallel, self.fast_math, n.attrs.get("results"), aliases)
         name = f"_fused_{var}"
-        spec = argument_spec(n, kinds)
+        shapes = {"full": (rows, cols), "row": (cols,), "col": (rows,), "scalar": (1,),
+                  "block": loop.shape[-2:]}
+        # compiled for the layouts and read-only flags the call passes (a transposed or
+        # sliced operand compiled a second time at the first call otherwise)
+        laid_out = self.choices.laid_out
+        spec = argument_spec(n, kinds, [operand_type(i, shapes[k], self.mp, laid_out)
+                                        for i, k in zip(n.inputs, kinds)])
         if results is not None:  # each result's dtype in place of the node's
             spec = (tuple(t.dtype.name for t in n.type.elements),) + spec[1:]
         self.out.fused.append(FusedKernel(name, n, source, spec))
-        shapes = {"full": (rows, cols), "row": (cols,), "col": (rows,), "scalar": (1,),
-                  "block": loop.shape[-2:]}
         operands = [self.reshaped_view(a, i.shape, shapes[k])
                     for a, k, i in zip(args, kinds, n.inputs)]
         if results is None:
