@@ -420,6 +420,12 @@ def run_dump(args) -> int:
                               "--memory-limit")
         after = None
     passes, after_a_pass, after_stage = split_lowering(pipeline, after)
+    if after_a_pass and memory_limit is not None:  # (the budget was ignored without a word:
+        # its pass runs after the whole pipeline, past where --after stops)
+        raise GraphcError(f"--after {args.after} and --memory-limit conflict: the budget's "
+                          f"{REMAT_PASS} pass runs after the whole pipeline, and --after "
+                          f"{args.after} stops before it; give one (--after {REMAT_PASS} "
+                          "prints the graph the pass makes)")
     if args.stats and after_stage is not None:  # (it printed the statistics of the graph
         # after every pass, the stage ignored)
         given = f"--after {args.after}" if args.after else f"--passes {args.passes}"
@@ -433,7 +439,7 @@ def run_dump(args) -> int:
                                    needs_sizes=bool(args.stats or after_stage
                                                     or args.format == "graphml"),
                                    needs_sizes_for="--memory-limit" if memory_limit else None)
-    if memory_limit is not None and not after_a_pass:
+    if memory_limit is not None:
         # a row of --stats' per-pass table, as the pipeline's passes have: the node count
         # the header reports is the rematerialised graph's
         from passes.manager import PassStat
