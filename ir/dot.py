@@ -1,7 +1,8 @@
 """The IR as a Graphviz picture: DOT text, and SVG/PNG/PDF through pydot and Graphviz.
 
 Ops are boxes, tensors are edges labelled with their type; named inputs, parameters and
-outputs are highlighted; fused kernels are drawn as clusters. `collapse=True` folds each
+outputs are highlighted; a fused kernel (`graphc dump --after fuse`) is one box labelled
+`fused[N]` with the number of ops in its program and their names. `collapse=True` folds each
 layer scope (a transformer block, say) into one box, so large graphs stay readable.
 """
 from __future__ import annotations
@@ -31,6 +32,15 @@ def _quote(text: str) -> str:
 
 def _block_of(scope: str, depth: int) -> str:
     return ".".join(scope.split(".")[:depth]) if scope else ""
+
+
+def _fused_label(program: str) -> str:
+    """`fused[N]` with N the program's instruction count (not its text's length), and a
+    second line naming its ops in order (the first few, then how many more)."""
+    from .ops.cluster import parse_program
+    ops = [op for op, _, _ in parse_program(program)]
+    names = ", ".join(ops[:6]) + (f", ... (+{len(ops) - 6})" if len(ops) > 6 else "")
+    return f"fused[{len(ops)}]\n{names}"
 
 
 def build_pydot(graph, collapse: bool = False, collapse_depth: int = 2):
@@ -63,7 +73,7 @@ def build_pydot(graph, collapse: bool = False, collapse_depth: int = 2):
         else:
             label = n.op
             if n.op == "fused":
-                label = f"fused[{len(n.attrs['program'])}]"
+                label = _fused_label(n.attrs["program"])
             style = _STYLE["output"] if n in outputs else _STYLE["op"]
         dot.add_node(pydot.Node(ident[n], label=_quote(label), **style))
     for block, members in blocks.items():
