@@ -56,11 +56,14 @@ def build_pydot(graph, collapse: bool = False, collapse_depth: int = 2):
         dot.set_graph_defaults(nslimit="2", mclimit="0.2", splines="line")
     dot.set_node_defaults(fontname="Helvetica", fontsize="10")
     dot.set_edge_defaults(fontname="Helvetica", fontsize="8", color="#555555")
-    ident, blocks = {}, {}
+    ident, blocks, block_ids = {}, {}, {}
     for i, n in enumerate(graph.nodes):
         block = _block_of(n.scope, collapse_depth) if collapse else ""
         if block and n.op not in ("input", "constant"):
-            ident[n] = "block_" + "".join(c if c.isalnum() else "_" for c in block)
+            # the index keeps scopes that differ only in punctuation ('blocks.0' and
+            # 'blocks_0') apart: one id for both merged them into a false cycle
+            ident[n] = block_ids.setdefault(block, f"block_{len(block_ids)}_" + "".join(
+                c if c.isalnum() else "_" for c in block))
             blocks.setdefault(block, []).append(n)
             continue
         ident[n] = f"n{i}"

@@ -32,3 +32,32 @@ def _json_nodes(doc):
     elif isinstance(doc, list):
         for v in doc:
             yield from _json_nodes(v)
+
+
+def test_collapse_keeps_scopes_that_differ_in_punctuation_apart():
+    import graphlib
+
+    import graphc as gc
+    from ir.dot import to_dot
+
+    class M(gc.nn.Module):
+        def __init__(self):
+            super().__init__()
+            self.blocks = gc.nn.ModuleList([gc.nn.Linear(4, 4)])
+            self.blocks_0 = gc.nn.Linear(4, 4)
+
+        def forward(self, x):
+            return self.blocks_0(gc.relu(self.blocks[0](x)))
+
+    text = to_dot(gc.trace(M(), gc.spec((2, 4))), collapse=True)
+    boxes = dict(re.findall(r'^(\w+) \[label="(blocks[._]0)\\n', text, re.M))
+    assert sorted(boxes.values()) == ["blocks.0", "blocks_0"]
+    assert len(boxes) == 2  # two ids
+    edges = re.findall(r"^(\w+) -> (\w+) ", text, re.M)
+    order = graphlib.TopologicalSorter()
+    for a, b in edges:
+        order.add(b, a)
+    order.static_order()  # raises CycleError on the false cycle the shared id made
+    first, second = (k for k, v in sorted(boxes.items(), key=lambda kv: kv[1]))
+    relu = [b for a, b in edges if a == first]
+    assert len(relu) == 1 and (relu[0], second) in edges
