@@ -84,7 +84,11 @@ def _draw_tape(root: Tensor, max_values: int, rankdir: str):
         backward(root, record=grads)
     dot = pydot.Dot("tape", graph_type="digraph", rankdir=rankdir)
     dot.set_node_defaults(fontname="Helvetica", fontsize="10")
-    for k, t in enumerate(_tape(root)):
+    tape = _tape(root)
+    # ids numbered in traversal order (they were id() addresses, so two runs' DOT texts
+    # differed on every line)
+    number = {id(t): k for k, t in enumerate(tape)}
+    for k, t in enumerate(tape):
         parts = [t.name] if t.name else []
         parts.append(f"data {_format(t.data, max_values)}")
         if id(t) in grads:
@@ -92,12 +96,12 @@ def _draw_tape(root: Tensor, max_values: int, rankdir: str):
         label = " | ".join(_record_text(p) for p in parts)
         color = LEAF_COLOR if t._ctx is None and t.requires_grad else \
             CONSTANT_COLOR if t._ctx is None else VALUE_COLOR
-        dot.add_node(pydot.Node(f"t{id(t)}", label='"{' + label + '}"', shape="record",
+        dot.add_node(pydot.Node(f"t{k}", label='"{' + label + '}"', shape="record",
                                 style="filled", fillcolor=f'"{color}"'))
         if t._ctx is not None:
             op, args = t._ctx[:2]
-            dot.add_node(pydot.Node(f"op{id(t)}", label=f"\"{op.name}\"", shape="ellipse"))
-            dot.add_edge(pydot.Edge(f"op{id(t)}", f"t{id(t)}"))
+            dot.add_node(pydot.Node(f"op{k}", label=f"\"{op.name}\"", shape="ellipse"))
+            dot.add_edge(pydot.Edge(f"op{k}", f"t{k}"))
             for a in args:
-                dot.add_edge(pydot.Edge(f"t{id(a)}", f"op{id(t)}"))
+                dot.add_edge(pydot.Edge(f"t{number[id(a)]}", f"op{k}"))
     return dot
