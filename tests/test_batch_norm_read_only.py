@@ -52,7 +52,7 @@ def test_read_only_operands_use_the_prepared_kernel():
 def test_bias_false_with_a_closed_over_input_compiles_no_batch_norm_kernel():
     """BatchNorm1d(bias=False) (its zero bias a constant) and a gradient closing over x (a
     constant too): torch's values, and no kernel compiled beyond the prepared ones."""
-    torch = pytest.importorskip("torch")
+    torch = pytest.importorskip("torch", reason="torch (the test oracle) is not installed")
     for k in KERNELS:
         jit.warm(k, "float64")
     before = _signatures()

@@ -12,6 +12,7 @@ import pytest
 
 import graphc as gc
 from graphc import optim
+from optim_groups_helpers import keyed_linear_trainer
 
 torch = pytest.importorskip("torch", reason="torch (the test oracle) is not installed")
 
@@ -95,15 +96,8 @@ def test_a_group_slot_follows_for_parameters_keyed_by_numbers():
     data = [(rng.normal(size=(5, 3)), rng.normal(size=(5, 2))) for _ in range(6)]
 
     def run(keys):
-        lin = gc.nn.Linear(3, 2, dtype="float64", rng=np.random.default_rng(1))
-        names = list(lin.params())
-
-        def loss(p, b):
-            own = {n: p[k] for n, k in zip(names, keys)}
-            return gc.mean((lin.apply(own, b[0]) - b[1]) ** 2)
-        trainer = gc.Trainer(loss, dict(zip(keys, lin.params().values())), optim.Groups(
-            (optim.SGD(lr=0.1), str(keys[0])), (optim.Adam(lr=0.1), str(keys[1]))),
-            data, steps=6)
+        lin, trainer = keyed_linear_trainer(keys, optim.SGD(lr=0.1), optim.Adam(lr=0.1),
+                                            data, steps=6)
         while trainer.step < 6:
             lin.weight.requires_grad = trainer.step != 2
             if trainer.step == 3:

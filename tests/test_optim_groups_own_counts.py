@@ -9,6 +9,7 @@ import pytest
 
 import graphc as gc
 from graphc import optim
+from optim_groups_helpers import keyed_linear_trainer
 
 torch = pytest.importorskip("torch", reason="torch (the test oracle) is not installed")
 
@@ -96,15 +97,8 @@ def test_the_own_counts_reach_a_group_of_parameters_named_by_numbers():
     data = [(rng.normal(size=(5, 3)), rng.normal(size=(5, 2))) for _ in range(8)]
 
     def run(keys):
-        lin = gc.nn.Linear(3, 2, dtype="float64", rng=np.random.default_rng(1))
-        names = list(lin.params())
-
-        def loss(p, b):
-            own = {n: p[k] for n, k in zip(names, keys)}
-            return gc.mean((lin.apply(own, b[0]) - b[1]) ** 2)
-        trainer = gc.Trainer(loss, dict(zip(keys, lin.params().values())), optim.Groups(
-            (optim.Adam(lr=0.1), str(keys[0])), (optim.Adam(lr=0.1), str(keys[1]))),
-            data, steps=8)
+        lin, trainer = keyed_linear_trainer(keys, optim.Adam(lr=0.1), optim.Adam(lr=0.1),
+                                            data, steps=8)
         while trainer.step < 8:
             lin.weight.requires_grad = trainer.step >= 3
             trainer.train_step()
